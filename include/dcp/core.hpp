@@ -1,0 +1,16 @@
+#pragma once
+// dcp core: the vocabulary and the protocol model every chapter builds on.
+#include "dcp/core/address.hpp"
+#include "dcp/core/bytes.hpp"
+#include "dcp/core/disk.hpp"
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/file_disk.hpp"
+#include "dcp/core/host.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/metrics.hpp"
+#include "dcp/core/node_id.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/core/result.hpp"
+#include "dcp/core/rng.hpp"
+#include "dcp/core/time.hpp"

@@ -1,0 +1,114 @@
+#pragma once
+// The Env concept: everything a protocol may do to the world.
+//
+// A protocol core is a deterministic state machine. It reacts to
+//   - a message from a peer:           on_message(from, msg)
+//   - a timer it armed firing:         the callback given to arm()
+//   - a call from its user:            lock(), broadcast(), put() ...
+// and acts only through its Env:
+//
+//   env.self()             this node's address
+//   env.now()              the time in this node's clock (skewed in dcp::sim)
+//   env.send(to, msg)      fire-and-forget; false if refused at once (counted)
+//   env.arm(after, fn)     a one-shot timer; returns an id for cancel()
+//   env.cancel(id)         true if the timer had not fired yet
+//   env.rng()              this node's random source (seeded from outside)
+//   env.disk()             durable state; see dcp/core/disk.hpp
+//   env.logs(level), env.log(level, text)   the logging hook
+//   env.count(name, delta) a named counter in the runtime's metrics
+//
+// An Env is a small handle (copyable, a few words); a protocol stores it by
+// value. dcp::sim::env and dcp::net::env are the two implementations.
+// Messages may be lost, duplicated, delayed and reordered by the world; an
+// Env promises nothing else.
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string_view>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/disk.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/rng.hpp"
+#include "dcp/core/time.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp {
+
+/// Names one armed timer. Zero is never a valid id.
+struct timer_id {
+  std::uint64_t value = 0;
+  constexpr explicit operator bool() const noexcept { return value != 0; }
+  constexpr bool operator==(const timer_id&) const noexcept = default;
+};
+
+using timer_callback = std::function<void()>;
+
+namespace detail {
+/// A message used only to check, at compile time, that an Env can send.
+struct probe_message {
+  static constexpr message_type wire_id = 0xFFFF;
+  template <class Archive>
+  void serialize(Archive&) {}
+};
+}  // namespace detail
+
+template <class E>
+concept Env = std::copy_constructible<E> &&
+    requires(E& env, const E& cenv, const address& to, duration after, timer_id t, log_level level,
+             std::string_view text, std::int64_t delta) {
+      { cenv.self() } -> std::convertible_to<address>;
+      { cenv.now() } -> std::same_as<time_point>;
+      { env.send(to, detail::probe_message{}) } -> std::same_as<bool>;
+      { env.arm(after, timer_callback{}) } -> std::same_as<timer_id>;
+      { env.cancel(t) } -> std::same_as<bool>;
+      { env.rng() } -> std::same_as<rng&>;
+      { env.disk() } -> std::same_as<disk&>;
+      { cenv.logs(level) } -> std::same_as<bool>;
+      env.log(level, text);
+      env.count(text, delta);
+    };
+
+/// A timer that re-arms itself every `period` until stopped or destroyed: the
+/// shape of every gossip round, heartbeat and shuffle.
+///
+/// The owner must outlive it or stop() it (the usual case: it is a member of
+/// the protocol that owns the Env).
+template <Env E>
+class periodic {
+ public:
+  periodic() = default;
+  periodic(const periodic&) = delete;
+  periodic& operator=(const periodic&) = delete;
+  ~periodic() { stop(); }
+
+  /// Starts (or restarts) the cycle: first tick after `first`, then every `period`.
+  void start(E env, duration period, std::function<void()> tick, duration first = duration::zero()) {
+    stop();
+    env_ = std::move(env);
+    period_ = period;
+    tick_ = std::move(tick);
+    arm(first > duration::zero() ? first : period);
+  }
+  void stop() {
+    if (env_ && id_) env_->cancel(id_);
+    id_ = {};
+  }
+  bool running() const noexcept { return static_cast<bool>(id_); }
+
+ private:
+  void arm(duration after) {
+    id_ = env_->arm(after, [this] {
+      id_ = {};
+      arm(period_);  // re-arm first: the tick may stop() us
+      tick_();
+    });
+  }
+  std::optional<E> env_;
+  duration period_{};
+  std::function<void()> tick_;
+  timer_id id_{};
+};
+
+}  // namespace dcp

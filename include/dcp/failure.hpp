@@ -1,0 +1,3 @@
+#pragma once
+// dcp failure: failure detectors.
+#include "dcp/failure/heartbeat.hpp"

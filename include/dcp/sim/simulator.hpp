@@ -1,0 +1,651 @@
+#pragma once
+// dcp::sim::simulator: a deterministic discrete-event world of nodes.
+//
+// Virtual time, an event queue, nodes addressed by small integers, and every
+// fault a protocol must survive: per-link delay models, loss, duplication,
+// reordering, partitions between arbitrary groups, crashes that lose
+// volatile state and unsynced writes, restarts that keep durable state, and
+// per-node clock skew and drift. One seed drives every random choice, so one
+// seed gives one trace: trace_hash() is the same on every run, and a failing
+// seed is a bug report that replays exactly.
+//
+//     dcp::sim::simulator world(seed);
+//     world.add_nodes(100, [](dcp::sim::node_context& n) {
+//       n.add<my_protocol<dcp::sim::env>>(7, my_config{});
+//     });
+//     world.run_for(10s);
+//     auto* p = world.find<my_protocol<dcp::sim::env>>(3, 7);
+//
+// Single-threaded: call it from one thread. Protocols run inside its calls.
+#include <algorithm>
+#include <cassert>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/detail/sha1.hpp"
+#include "dcp/core/disk.hpp"
+#include "dcp/core/host.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/metrics.hpp"
+#include "dcp/core/rng.hpp"
+#include "dcp/sim/env.hpp"
+#include "dcp/sim/latency.hpp"
+#include "dcp/wire/limits.hpp"
+
+namespace dcp::sim {
+
+struct config {
+  /// Every link's behaviour unless set_link() overrides it.
+  link network{};
+  /// Deliver each link's messages in the order they were sent (as TCP does).
+  /// With fifo, `reorder` is ignored and a duplicate follows its original.
+  bool fifo = false;
+  /// A message sent to a crashed node makes the sender's transport give up on
+  /// it one round trip later (on_unreachable), as a refused TCP connection
+  /// would. Partitions are silent, as real ones are.
+  bool report_unreachable = true;
+  /// Probability that a crash keeps a random prefix of each file's unsynced
+  /// tail (a torn write) rather than losing all of it.
+  double torn_write = 0.5;
+  /// Frame size limit, as on the real wire.
+  wire::limits limits{};
+
+  void validate() const {
+    network.validate();
+    limits.validate();
+    if (torn_write < 0 || torn_write > 1) throw error(errc::invalid_config, "sim::config: torn_write is a probability");
+  }
+};
+
+/// What one event, or one fault, was. The trace hook sees every one.
+struct trace_event {
+  enum class kind : std::uint8_t { send, deliver, drop, timer, action, unreachable, crash, restart, partition, heal };
+  kind what;
+  time_point time;
+  node_index from = npos, to = npos;
+  protocol_id protocol = 0;
+  message_type type = 0;
+  std::size_t bytes = 0;
+  std::string_view reason;  ///< why a message was dropped
+  static constexpr node_index npos = std::numeric_limits<node_index>::max();
+};
+
+enum class stop_reason { time_limit, predicate, quiet, no_events, event_limit };
+
+struct run_result {
+  stop_reason reason;
+  time_point time;
+  std::uint64_t events = 0;  ///< events processed by this call
+};
+
+class node_context;
+using setup_function = std::function<void(node_context&)>;
+
+class simulator {
+ public:
+  explicit simulator(std::uint64_t seed, config cfg = {}) : cfg_(std::move(cfg)), seed_(seed), rng_(seed) {
+    cfg_.validate();
+  }
+  simulator(const simulator&) = delete;
+  simulator& operator=(const simulator&) = delete;
+  ~simulator() {
+    for (auto& n : nodes_) n.host.clear();  // protocols cancel timers in their destructors
+  }
+
+  // ---- nodes ----
+
+  /// Adds a node and runs `setup` to give it its protocols; `setup` runs again
+  /// at every restart. Returns the node's index.
+  node_index add_node(setup_function setup) { return add_node(std::make_shared<const setup_function>(std::move(setup))); }
+  /// Adds n nodes sharing one setup (cheaper than n copies at 10^5 nodes).
+  node_index add_nodes(std::size_t n, setup_function setup) {
+    auto shared = std::make_shared<const setup_function>(std::move(setup));
+    nodes_.reserve(nodes_.size() + n);
+    group_.reserve(nodes_.size() + n);
+    node_index first = static_cast<node_index>(nodes_.size());
+    for (std::size_t i = 0; i < n; ++i) add_node(shared);
+    return first;
+  }
+  std::size_t size() const noexcept { return nodes_.size(); }
+  static address address_of(node_index i) noexcept { return address::sim(i); }
+  std::optional<node_index> index_of(const address& a) const noexcept {
+    if (!a.is_sim() || a.sim_index() >= nodes_.size()) return std::nullopt;
+    return a.sim_index();
+  }
+  bool is_up(node_index i) const { return node(i).up; }
+
+  /// Protocol `id` of node i if it is up and of type P; nullptr otherwise.
+  template <class P>
+  P* find(node_index i, protocol_id id) {
+    auto& n = node(i);
+    return n.up ? n.host.template find<P>(id) : nullptr;
+  }
+  /// The first protocol of type P on node i.
+  template <class P>
+  P* find(node_index i) {
+    auto& n = node(i);
+    return n.up ? n.host.template find<P>() : nullptr;
+  }
+  template <class P>
+  P& get(node_index i, protocol_id id) {
+    if (P* p = find<P>(i, id)) return *p;
+    throw error(errc::not_found, "sim: node " + std::to_string(i) + " has no such protocol " + std::to_string(id) +
+                                     (node(i).up ? "" : " (node is down)"));
+  }
+
+  // ---- faults ----
+
+  /// Crashes node i: its protocols are destroyed, its timers die, messages to
+  /// it are lost until restart, and its disk keeps only what was synced (and
+  /// perhaps a torn prefix of the rest).
+  void crash(node_index i) {
+    auto& n = node(i);
+    if (!n.up) return;
+    n.up = false;
+    ++n.incarnation;
+    n.host.clear();
+    if (n.disk)
+      n.disk->crash([this](std::size_t unsynced) -> std::size_t {
+        return rng_.chance(cfg_.torn_write) ? rng_.below(unsynced + 1) : 0;
+      });
+    trace({trace_event::kind::crash, now_, trace_event::npos, i});
+  }
+  /// Restarts a crashed node: setup runs again over the surviving disk.
+  void restart(node_index i) {
+    auto& n = node(i);
+    if (n.up) return;
+    n.up = true;
+    trace({trace_event::kind::restart, now_, trace_event::npos, i});
+    setup_node(i);
+  }
+
+  /// Splits the network: nodes in groups[k] reach only nodes of the same
+  /// group; nodes in no group form one more group together.
+  void partition(const std::vector<std::vector<node_index>>& groups) {
+    std::fill(group_.begin(), group_.end(), 0);
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      for (node_index i : groups[g]) group_.at(i) = static_cast<std::uint32_t>(g + 1);
+    partitioned_ = true;
+    trace({trace_event::kind::partition, now_});
+  }
+  /// Cuts node i off from every other node.
+  void isolate(node_index i) { partition({{i}}); }
+  /// Ends every partition and one-way block.
+  void heal() {
+    std::fill(group_.begin(), group_.end(), 0);
+    partitioned_ = false;
+    blocked_.clear();
+    trace({trace_event::kind::heal, now_});
+  }
+  /// Drops every message from `from` to `to` (one direction only) until heal().
+  void block(node_index from, node_index to) { blocked_.insert(link_key(from, to)); }
+  bool reachable(node_index from, node_index to) const noexcept {
+    if (partitioned_ && group_[from] != group_[to]) return false;
+    return blocked_.empty() || !blocked_.contains(link_key(from, to));
+  }
+
+  /// Overrides the behaviour of the link from `from` to `to` (one direction).
+  void set_link(node_index from, node_index to, link l) {
+    l.validate();
+    links_.insert_or_assign(link_key(from, to), std::move(l));
+  }
+  void clear_links() { links_.clear(); }
+  /// Changes the default link of the whole network.
+  void set_network(link l) {
+    l.validate();
+    cfg_.network = std::move(l);
+  }
+
+  /// Node i's clock: offset `skew` from true time, and running (1 + drift)
+  /// times as fast (drift 1e-4 = 100 ppm). Applies from now on.
+  void set_clock(node_index i, duration skew, double drift = 0) {
+    if (drift <= -1) throw error(errc::invalid_config, "sim::set_clock: drift must be > -1");
+    auto& n = node(i);
+    n.clock_anchor = now_;
+    n.clock_offset = skew;
+    n.drift = drift;
+  }
+  /// Node i's local time.
+  time_point local_now(node_index i) const noexcept {
+    const auto& n = nodes_[i];
+    if (n.drift == 0) return now_ + n.clock_offset;
+    const auto since = static_cast<double>((now_ - n.clock_anchor).count());
+    return n.clock_anchor + n.clock_offset + duration(static_cast<std::int64_t>(since * (1 + n.drift)));
+  }
+
+  // ---- time ----
+
+  time_point now() const noexcept { return now_; }
+
+  /// Runs `fn` at virtual time t (now if t is past): a scheduled user action.
+  void at(time_point t, std::function<void()> fn) {
+    push(std::max(t, now_), event_kind::action, alloc_timer(trace_event::npos, std::move(fn)));
+  }
+  void after(duration d, std::function<void()> fn) { at(now_ + d, std::move(fn)); }
+
+  /// Processes one event; false when there is none.
+  bool step() {
+    if (queue_.empty()) return false;
+    std::pop_heap(queue_.begin(), queue_.end(), later);
+    const queued e = queue_.back();
+    queue_.pop_back();
+    now_ = e.time;
+    ++events_;
+    dispatch(e);
+    if (after_event_) after_event_();
+    return true;
+  }
+
+  run_result run_until(time_point limit, std::uint64_t max_events = std::numeric_limits<std::uint64_t>::max()) {
+    return run([] { return false; }, limit, max_events, false);
+  }
+  run_result run_for(duration d, std::uint64_t max_events = std::numeric_limits<std::uint64_t>::max()) {
+    return run_until(now_ + d, max_events);
+  }
+  /// Runs until `done()` holds (checked after every event), at most until `limit`.
+  run_result run_until(const std::function<bool()>& done, time_point limit,
+                       std::uint64_t max_events = std::numeric_limits<std::uint64_t>::max()) {
+    return run(done, limit, max_events, false);
+  }
+  /// Runs until, after some event, no message is in flight (timers may remain
+  /// pending), at most until `limit`. At least one event is processed.
+  run_result run_until_quiet(time_point limit, std::uint64_t max_events = std::numeric_limits<std::uint64_t>::max()) {
+    return run([] { return false; }, limit, max_events, true);
+  }
+
+  // ---- observation ----
+
+  /// Called with every event and fault; the place for invariant checks.
+  void on_trace(std::function<void(const trace_event&)> hook) { trace_hook_ = std::move(hook); }
+  /// Called after every processed event (cheaper than a trace hook when only the state matters).
+  void after_event(std::function<void()> hook) { after_event_ = std::move(hook); }
+  /// A hash of everything that happened: equal seeds and inputs give equal hashes.
+  std::uint64_t trace_hash() const noexcept { return hash_; }
+  std::uint64_t seed() const noexcept { return seed_; }
+  std::uint64_t events() const noexcept { return events_; }
+  std::size_t in_flight() const noexcept { return in_flight_; }
+  std::size_t pending_events() const noexcept { return queue_.size(); }
+  dcp::metrics& metrics() noexcept { return metrics_; }
+  const config& settings() const noexcept { return cfg_; }
+  /// The simulator's own random source (for tests choosing victims, say).
+  dcp::rng& rng() noexcept { return rng_; }
+  void set_log_sink(log_sink sink, log_level level = log_level::info) {
+    log_sink_ = std::move(sink);
+    log_level_ = log_sink_ ? level : log_level::off;
+  }
+  /// Node i's disk (created on first use).
+  memory_disk& disk_of(node_index i) {
+    auto& n = node(i);
+    if (!n.disk) n.disk = std::make_unique<memory_disk>();
+    return *n.disk;
+  }
+
+ private:
+  friend class env;
+  friend class node_context;
+
+  enum class event_kind : std::uint8_t { message, timer, action, unreachable };
+
+  struct queued {
+    time_point time;
+    std::uint64_t seq;   // ties broken by insertion order: determinism
+    std::uint32_t slot;  // index into messages_ or timers_
+    std::uint32_t gen;   // timers: the slot's generation when armed
+    event_kind kind;
+  };
+  static bool later(const queued& a, const queued& b) noexcept {
+    return a.time != b.time ? a.time > b.time : a.seq > b.seq;
+  }
+
+  struct message {
+    node_index from = 0, to = 0;
+    protocol_id protocol = 0;
+    message_type type = 0;
+    std::uint32_t to_incarnation = 0;  // unreachable notices: for this life of the node only
+    bytes payload;
+  };
+  struct timer_slot {
+    std::function<void()> fn;
+    node_index node = 0;  // npos for user actions
+    std::uint32_t incarnation = 0;
+    std::uint32_t gen = 1;
+    bool live = false;
+  };
+  struct node_state {
+    dcp::host host;
+    std::shared_ptr<const setup_function> setup;
+    std::unique_ptr<memory_disk> disk;
+    dcp::rng rng;
+    time_point clock_anchor{};
+    duration clock_offset{};
+    double drift = 0;
+    std::uint32_t incarnation = 0;
+    bool up = true;
+  };
+
+  node_index add_node(std::shared_ptr<const setup_function> setup) {
+    const auto i = static_cast<node_index>(nodes_.size());
+    if (nodes_.size() >= std::numeric_limits<node_index>::max() - 1) throw error(errc::invalid_argument, "sim: too many nodes");
+    nodes_.push_back(node_state{dcp::host(&metrics_), std::move(setup), nullptr,
+                                dcp::rng(detail::mix64(seed_ ^ (0x9E3779B97F4A7C15ull * (i + 1))))});
+    group_.push_back(0);
+    setup_node(i);
+    return i;
+  }
+  void setup_node(node_index i);
+
+  node_state& node(node_index i) {
+    if (i >= nodes_.size()) throw error(errc::invalid_argument, "sim: no node " + std::to_string(i));
+    return nodes_[i];
+  }
+  const node_state& node(node_index i) const {
+    if (i >= nodes_.size()) throw error(errc::invalid_argument, "sim: no node " + std::to_string(i));
+    return nodes_[i];
+  }
+
+  static std::uint64_t link_key(node_index a, node_index b) noexcept { return std::uint64_t{a} << 32 | b; }
+  const link& link_of(node_index from, node_index to) const noexcept {
+    if (links_.empty()) return cfg_.network;
+    auto it = links_.find(link_key(from, to));
+    return it == links_.end() ? cfg_.network : it->second;
+  }
+
+  void push(time_point t, event_kind k, std::uint32_t slot, std::uint32_t gen = 0) {
+    queue_.push_back({t, next_seq_++, slot, gen, k});
+    std::push_heap(queue_.begin(), queue_.end(), later);
+  }
+
+  // ---- messages ----
+
+  bytes take_buffer() {
+    if (pool_.empty()) return {};
+    bytes b = std::move(pool_.back());
+    pool_.pop_back();
+    b.clear();
+    return b;
+  }
+  void give_buffer(bytes&& b) {
+    if (pool_.size() < 4096 && b.capacity() <= 65536) pool_.push_back(std::move(b));
+  }
+  std::uint32_t alloc_message() {
+    if (!free_messages_.empty()) {
+      auto s = free_messages_.back();
+      free_messages_.pop_back();
+      return s;
+    }
+    messages_.emplace_back();
+    return static_cast<std::uint32_t>(messages_.size() - 1);
+  }
+  void free_message(std::uint32_t s) {
+    give_buffer(std::move(messages_[s].payload));
+    free_messages_.push_back(s);
+  }
+
+  template <wire::Message M>
+  bool transmit(node_index from, protocol_id protocol, const address& to, const M& m) {
+    const auto target = index_of(to);
+    if (!target) {
+      metrics_.dropped(protocol, errc::bad_address);
+      return false;
+    }
+    bytes payload = take_buffer();
+    wire::encode(m, payload);
+    if (payload.size() > cfg_.limits.max_frame_size) {
+      metrics_.dropped(protocol, errc::frame_too_large);
+      give_buffer(std::move(payload));
+      return false;
+    }
+    const auto type = static_cast<message_type>(M::wire_id);
+    metrics_.sent(protocol, type, wire::header_size + payload.size());
+    hash_event(trace_event::kind::send, from, *target, protocol, type, payload);
+    if (trace_hook_) trace({trace_event::kind::send, now_, from, *target, protocol, type, payload.size()});
+
+    const link& l = link_of(from, *target);
+    auto drop = [&](std::string_view why) {
+      if (trace_hook_) trace({trace_event::kind::drop, now_, from, *target, protocol, type, payload.size(), why});
+      give_buffer(std::move(payload));
+      return true;  // a lost message is not the sender's error
+    };
+    if (!reachable(from, *target)) return drop("partition");
+    if (!nodes_[*target].up && cfg_.report_unreachable) {
+      auto s = alloc_message();
+      messages_[s].from = *target;
+      messages_[s].to = from;
+      messages_[s].to_incarnation = nodes_[from].incarnation;
+      push(now_ + 2 * l.delay.sample(rng_), event_kind::unreachable, s);
+    }
+    if (rng_.chance(l.loss)) return drop("loss");
+    const int copies = rng_.chance(l.duplicate) ? 2 : 1;
+    for (int c = 0; c < copies; ++c) {
+      time_point at = now_ + l.delay.sample(rng_);
+      if (cfg_.fifo) {
+        auto& last = fifo_last_[link_key(from, *target)];
+        at = std::max(at, last);
+        last = at;
+      } else if (rng_.chance(l.reorder)) {
+        at += duration(rng_.between(0, l.reorder_delay.count()));
+      }
+      auto s = alloc_message();
+      auto& msg = messages_[s];
+      msg.from = from;
+      msg.to = *target;
+      msg.protocol = protocol;
+      msg.type = type;
+      if (c + 1 == copies) msg.payload = std::move(payload);
+      else msg.payload.assign(payload.begin(), payload.end());
+      push(at, event_kind::message, s);
+      ++in_flight_;
+    }
+    return true;
+  }
+
+  void deliver(std::uint32_t s) {
+    --in_flight_;
+    auto& msg = messages_[s];
+    auto& n = nodes_[msg.to];
+    if (!n.up) {
+      if (trace_hook_) trace({trace_event::kind::drop, now_, msg.from, msg.to, msg.protocol, msg.type, msg.payload.size(), "node down"});
+      free_message(s);
+      return;
+    }
+    hash_event(trace_event::kind::deliver, msg.from, msg.to, msg.protocol, msg.type, msg.payload);
+    if (trace_hook_) trace({trace_event::kind::deliver, now_, msg.from, msg.to, msg.protocol, msg.type, msg.payload.size()});
+    // The payload must outlive the handler, which may send (and so grow messages_).
+    bytes payload = std::move(msg.payload);
+    const node_index from = msg.from, to = msg.to;
+    const protocol_id protocol = msg.protocol;
+    const message_type type = msg.type;
+    free_message(s);
+    n.host.deliver(address::sim(from), protocol, type, payload);
+    give_buffer(std::move(payload));
+    (void)to;
+  }
+
+  // ---- timers ----
+
+  std::uint32_t alloc_timer(node_index n, std::function<void()> fn) {
+    std::uint32_t s;
+    if (!free_timers_.empty()) {
+      s = free_timers_.back();
+      free_timers_.pop_back();
+    } else {
+      timers_.emplace_back();
+      s = static_cast<std::uint32_t>(timers_.size() - 1);
+    }
+    auto& t = timers_[s];
+    t.fn = std::move(fn);
+    t.node = n;
+    t.incarnation = n == trace_event::npos ? 0 : nodes_[n].incarnation;
+    t.live = true;
+    return s;
+  }
+  void free_timer(std::uint32_t s) {
+    auto& t = timers_[s];
+    t.fn = nullptr;
+    t.live = false;
+    ++t.gen;
+    free_timers_.push_back(s);
+  }
+  timer_id arm(node_index n, duration after, std::function<void()> fn) {
+    if (after < duration::zero()) after = duration::zero();
+    const auto& ns = nodes_[n];
+    if (ns.drift != 0) after = duration(static_cast<std::int64_t>(static_cast<double>(after.count()) / (1 + ns.drift)));
+    const auto s = alloc_timer(n, std::move(fn));
+    push(now_ + after, event_kind::timer, s, timers_[s].gen);
+    return timer_id{std::uint64_t{s + 1} << 32 | timers_[s].gen};
+  }
+  bool cancel(node_index n, timer_id id) noexcept {
+    if (!id) return false;
+    const auto s = static_cast<std::uint32_t>((id.value >> 32) - 1);
+    const auto gen = static_cast<std::uint32_t>(id.value);
+    if (s >= timers_.size()) return false;
+    auto& t = timers_[s];
+    if (!t.live || t.gen != gen || t.node != n) return false;
+    free_timer(s);
+    return true;
+  }
+  void fire(const queued& e) {
+    auto& t = timers_[e.slot];
+    if (!t.live || t.gen != e.gen) return;  // cancelled
+    const node_index n = t.node;
+    if (n != trace_event::npos && (!nodes_[n].up || nodes_[n].incarnation != t.incarnation)) {
+      free_timer(e.slot);  // armed by a life of the node that crashed
+      return;
+    }
+    auto fn = std::move(t.fn);
+    free_timer(e.slot);
+    hash_event(e.kind == event_kind::timer ? trace_event::kind::timer : trace_event::kind::action, n, n, 0, 0, {});
+    if (trace_hook_) trace({e.kind == event_kind::timer ? trace_event::kind::timer : trace_event::kind::action, now_, n, n});
+    fn();
+  }
+
+  void dispatch(const queued& e) {
+    switch (e.kind) {
+      case event_kind::message: deliver(e.slot); break;
+      case event_kind::timer:
+      case event_kind::action: fire(e); break;
+      case event_kind::unreachable: {
+        auto& msg = messages_[e.slot];
+        const node_index peer = msg.from, n = msg.to;
+        const auto inc = msg.to_incarnation;
+        free_message(e.slot);
+        if (nodes_[n].up && nodes_[n].incarnation == inc) {
+          hash_event(trace_event::kind::unreachable, peer, n, 0, 0, {});
+          if (trace_hook_) trace({trace_event::kind::unreachable, now_, peer, n});
+          nodes_[n].host.unreachable(address::sim(peer));
+        }
+        break;
+      }
+    }
+  }
+
+  run_result run(const std::function<bool()>& done, time_point limit, std::uint64_t max_events, bool until_quiet) {
+    const std::uint64_t start = events_;
+    auto result = [&](stop_reason r) { return run_result{r, now_, events_ - start}; };
+    while (true) {
+      if (until_quiet && in_flight_ == 0 && events_ != start) return result(stop_reason::quiet);
+      if (queue_.empty()) {
+        if (!until_quiet && now_ < limit) now_ = limit;  // time passes even when nothing happens
+        return result(stop_reason::no_events);
+      }
+      if (queue_.front().time > limit) {
+        now_ = std::max(now_, limit);
+        return result(stop_reason::time_limit);
+      }
+      if (events_ - start >= max_events) return result(stop_reason::event_limit);
+      step();
+      if (done()) return result(stop_reason::predicate);
+    }
+  }
+
+  void hash_event(trace_event::kind k, node_index from, node_index to, protocol_id p, message_type t, byte_view payload) noexcept {
+    std::uint64_t h = hash_ ^ static_cast<std::uint64_t>(now_.time_since_epoch().count());
+    h = detail::mix64(h ^ (std::uint64_t{from} << 32 | to));
+    h = detail::mix64(h ^ (std::uint64_t{p} << 24 | std::uint64_t{t} << 8 | static_cast<std::uint8_t>(k)));
+    hash_ = detail::fnv1a(payload, h);
+  }
+  void trace(const trace_event& e) {
+    if (e.what >= trace_event::kind::crash) hash_event(e.what, e.from, e.to, 0, 0, {});
+    if (trace_hook_) trace_hook_(e);
+  }
+
+  config cfg_;
+  std::uint64_t seed_;
+  dcp::rng rng_;
+  time_point now_{};
+  std::uint64_t next_seq_ = 0, events_ = 0, hash_ = 0xcbf29ce484222325ull;
+  std::size_t in_flight_ = 0;
+  std::vector<node_state> nodes_;
+  std::vector<std::uint32_t> group_;
+  bool partitioned_ = false;
+  std::unordered_set<std::uint64_t> blocked_;
+  std::unordered_map<std::uint64_t, link> links_;
+  std::unordered_map<std::uint64_t, time_point> fifo_last_;
+  std::vector<queued> queue_;
+  std::vector<message> messages_;
+  std::vector<std::uint32_t> free_messages_;
+  std::vector<timer_slot> timers_;
+  std::vector<std::uint32_t> free_timers_;
+  std::vector<bytes> pool_;
+  dcp::metrics metrics_;
+  std::function<void(const trace_event&)> trace_hook_;
+  std::function<void()> after_event_;
+  log_sink log_sink_;
+  log_level log_level_ = log_level::off;
+};
+
+/// What a node's setup function sees: the node, and a way to add protocols.
+class node_context {
+ public:
+  node_context(simulator& s, node_index i) noexcept : sim_(s), index_(i) {}
+
+  /// Constructs P(env, args...) as protocol `id` on this node.
+  template <class P, class... Args>
+  P& add(protocol_id id, Args&&... args) {
+    return sim_.nodes_[index_].host.template emplace<P>(id, env(sim_, index_, id), std::forward<Args>(args)...);
+  }
+  node_index index() const noexcept { return index_; }
+  address self() const noexcept { return address::sim(index_); }
+  simulator& world() const noexcept { return sim_; }
+  dcp::rng& rng() noexcept { return sim_.nodes_[index_].rng; }
+
+ private:
+  simulator& sim_;
+  node_index index_;
+};
+
+inline void simulator::setup_node(node_index i) {
+  node_context ctx(*this, i);
+  (*nodes_[i].setup)(ctx);
+  nodes_[i].host.start();
+}
+
+// ---- env's members ----
+
+inline time_point env::now() const noexcept { return sim_->local_now(node_); }
+template <wire::Message M>
+bool env::send(const address& to, const M& m) {
+  return sim_->transmit(node_, protocol_, to, m);
+}
+inline timer_id env::arm(duration after, timer_callback fn) { return sim_->arm(node_, after, std::move(fn)); }
+inline bool env::cancel(timer_id id) noexcept { return sim_->cancel(node_, id); }
+inline dcp::rng& env::rng() noexcept { return sim_->nodes_[node_].rng; }
+inline dcp::disk& env::disk() { return sim_->disk_of(node_); }
+inline bool env::logs(log_level level) const noexcept { return level >= sim_->log_level_ && sim_->log_sink_; }
+inline void env::log(log_level level, std::string_view text) {
+  if (logs(level)) sim_->log_sink_(log_record{now(), self(), protocol_, level, text});
+}
+inline void env::count(std::string_view name, std::int64_t delta) { sim_->metrics_.add(protocol_, name, delta); }
+
+static_assert(Env<env>, "dcp::sim::env must model dcp::Env");
+
+}  // namespace dcp::sim
