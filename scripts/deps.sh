@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs, on Debian 12 as root, whichever of dcp's build dependencies are missing.
+set -euo pipefail
+packages=(cmake g++ make libasio-dev libcereal-dev doctest-dev libssl-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "dcp: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): build everything and pass the whole
+# test suite, then again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+start=$SECONDS
+
+echo "== release build: library, tests, examples, benchmarks"
+cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-ci -j"$jobs"
+echo "== tests ($((SECONDS - start)) s so far)"
+(cd build-ci && ctest --output-on-failure -j"$jobs" --timeout 600)
+
+echo "== sanitizer build: tests under ASan + UBSan ($((SECONDS - start)) s so far)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS="-O1" -DDCP_SANITIZE=ON \
+  -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j"$jobs" --timeout 900)
+echo "== all green in $((SECONDS - start)) s"
