@@ -69,6 +69,7 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     if (size > remaining())
       throw cereal::Exception("truncated: wanted " + std::to_string(size) + " bytes, " +
                               std::to_string(remaining()) + " left");
+    if (size == 0) return;  // an empty container's data() may be null, which memcpy forbids
     std::memcpy(data, in_.data() + pos_, size);
     pos_ += size;
     if constexpr (DataSize > 1)

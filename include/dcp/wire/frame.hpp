@@ -96,6 +96,7 @@ class frame_reader {
 
   /// Convenience for callers that already hold the bytes.
   void feed(byte_view data) {
+    if (data.empty()) return;
     std::memcpy(prepare(data.size()), data.data(), data.size());
     commit(data.size());
   }
