@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   std::printf("%-44s %14s %10s\n", "simulator workload", "events/s", "seconds");
   std::ofstream out;
   if (!csv.empty()) { out.open(csv); out << "workload,nodes,events,seconds,events_per_second\n"; }
-  for (std::uint32_t n : {1000u, 100000u}) {
+  for (std::uint32_t n : {1000u, 10000u, 100000u}) {
     for (bool wait : {false, true}) {
       const rate r = run_tokens(n, events, wait);
       const std::string name = std::string(wait ? "token passing + timer per hop" : "token passing") + ", N=" + std::to_string(n);

@@ -37,6 +37,7 @@
 #include "dcp/core/log.hpp"
 #include "dcp/core/metrics.hpp"
 #include "dcp/core/rng.hpp"
+#include "dcp/sim/detail/event_queue.hpp"
 #include "dcp/sim/env.hpp"
 #include "dcp/sim/latency.hpp"
 #include "dcp/wire/limits.hpp"
@@ -235,10 +236,8 @@ class simulator {
   /// Processes one event; false when there is none.
   bool step() {
     if (queue_.empty()) return false;
-    std::pop_heap(queue_.begin(), queue_.end(), later);
-    const queued e = queue_.back();
-    queue_.pop_back();
-    now_ = e.time;
+    const queued e = queue_.pop();
+    now_ = e.when();
     ++events_;
     dispatch(e);
     if (after_event_) after_event_();
@@ -295,16 +294,7 @@ class simulator {
 
   enum class event_kind : std::uint8_t { message, timer, action, unreachable };
 
-  struct queued {
-    time_point time;
-    std::uint64_t seq;   // ties broken by insertion order: determinism
-    std::uint32_t slot;  // index into messages_ or timers_
-    std::uint32_t gen;   // timers: the slot's generation when armed
-    event_kind kind;
-  };
-  static bool later(const queued& a, const queued& b) noexcept {
-    return a.time != b.time ? a.time > b.time : a.seq > b.seq;
-  }
+  using queued = detail::queued_event;
 
   struct message {
     node_index from = 0, to = 0;
@@ -336,7 +326,7 @@ class simulator {
     const auto i = static_cast<node_index>(nodes_.size());
     if (nodes_.size() >= std::numeric_limits<node_index>::max() - 1) throw error(errc::invalid_argument, "sim: too many nodes");
     nodes_.push_back(node_state{dcp::host(&metrics_), std::move(setup), nullptr,
-                                dcp::rng(detail::mix64(seed_ ^ (0x9E3779B97F4A7C15ull * (i + 1))))});
+                                dcp::rng(dcp::detail::mix64(seed_ ^ (0x9E3779B97F4A7C15ull * (i + 1))))});
     group_.push_back(0);
     setup_node(i);
     return i;
@@ -360,8 +350,7 @@ class simulator {
   }
 
   void push(time_point t, event_kind k, std::uint32_t slot, std::uint32_t gen = 0) {
-    queue_.push_back({t, next_seq_++, slot, gen, k});
-    std::push_heap(queue_.begin(), queue_.end(), later);
+    queue_.push({t.time_since_epoch().count(), next_seq_++ << 2 | static_cast<std::uint64_t>(k), slot, gen});
   }
 
   // ---- messages ----
@@ -523,13 +512,14 @@ class simulator {
     }
     auto fn = std::move(t.fn);
     free_timer(e.slot);
-    hash_event(e.kind == event_kind::timer ? trace_event::kind::timer : trace_event::kind::action, n, n, 0, 0, {});
-    if (trace_hook_) trace({e.kind == event_kind::timer ? trace_event::kind::timer : trace_event::kind::action, now_, n, n});
+    const bool is_timer = static_cast<event_kind>(e.kind()) == event_kind::timer;
+    hash_event(is_timer ? trace_event::kind::timer : trace_event::kind::action, n, n, 0, 0, {});
+    if (trace_hook_) trace({is_timer ? trace_event::kind::timer : trace_event::kind::action, now_, n, n});
     fn();
   }
 
   void dispatch(const queued& e) {
-    switch (e.kind) {
+    switch (static_cast<event_kind>(e.kind())) {
       case event_kind::message: deliver(e.slot); break;
       case event_kind::timer:
       case event_kind::action: fire(e); break;
@@ -557,7 +547,7 @@ class simulator {
         if (!until_quiet && now_ < limit) now_ = limit;  // time passes even when nothing happens
         return result(stop_reason::no_events);
       }
-      if (queue_.front().time > limit) {
+      if (queue_.top().when() > limit) {
         now_ = std::max(now_, limit);
         return result(stop_reason::time_limit);
       }
@@ -569,9 +559,9 @@ class simulator {
 
   void hash_event(trace_event::kind k, node_index from, node_index to, protocol_id p, message_type t, byte_view payload) noexcept {
     std::uint64_t h = hash_ ^ static_cast<std::uint64_t>(now_.time_since_epoch().count());
-    h = detail::mix64(h ^ (std::uint64_t{from} << 32 | to));
-    h = detail::mix64(h ^ (std::uint64_t{p} << 24 | std::uint64_t{t} << 8 | static_cast<std::uint8_t>(k)));
-    hash_ = detail::fnv1a(payload, h);
+    h = dcp::detail::mix64(h ^ (std::uint64_t{from} << 32 | to));
+    h = dcp::detail::mix64(h ^ (std::uint64_t{p} << 24 | std::uint64_t{t} << 8 | static_cast<std::uint8_t>(k)));
+    hash_ = dcp::detail::fnv1a(payload, h);
   }
   void trace(const trace_event& e) {
     if (e.what >= trace_event::kind::crash) hash_event(e.what, e.from, e.to, 0, 0, {});
@@ -590,7 +580,7 @@ class simulator {
   std::unordered_set<std::uint64_t> blocked_;
   std::unordered_map<std::uint64_t, link> links_;
   std::unordered_map<std::uint64_t, time_point> fifo_last_;
-  std::vector<queued> queue_;
+  detail::event_queue queue_;
   std::vector<message> messages_;
   std::vector<std::uint32_t> free_messages_;
   std::vector<timer_slot> timers_;
