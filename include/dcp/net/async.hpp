@@ -29,6 +29,7 @@
 // a broken promise, a coroutine never resumes).
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -72,18 +73,20 @@ class completion<void(Args...)> {
   };
   template <class Handler>
   struct state final : base {
+    using executor = asio::associated_executor_t<Handler, asio::any_io_executor>;
+    using tracked = std::decay_t<decltype(asio::prefer(std::declval<executor>(), asio::execution::outstanding_work.tracked))>;
+
     state(Handler h, const asio::any_io_executor& fallback)
         : handler(std::move(h)),
           work(asio::prefer(asio::get_associated_executor(handler, fallback), asio::execution::outstanding_work.tracked)) {}
     void complete(Args... args) override {
-      auto ex = asio::get_associated_executor(handler, work);
-      asio::post(ex, [h = std::move(handler), values = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
+      asio::post(*work, [h = std::move(handler), values = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
         std::apply([&](auto&&... v) { std::move(h)(std::move(v)...); }, std::move(values));
       });
-      work = asio::any_io_executor{};  // the posted handler now keeps the executor busy
+      work.reset();  // the posted handler now keeps the executor busy
     }
     Handler handler;
-    asio::any_io_executor work;  // keeps the handler's executor from running out of work meanwhile
+    std::optional<tracked> work;  // keeps the handler's executor from running out of work meanwhile
   };
   std::shared_ptr<base> state_;
 };
