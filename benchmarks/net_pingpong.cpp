@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 
 #include "dcp/net.hpp"
 
@@ -252,6 +254,62 @@ std::vector<clk::duration> raw_pingpong(std::size_t n) {
   return rtts;
 }
 
+/// The same exchange through Asio's reactor (async_read_some, then a write),
+/// with no dcp code: what any epoll-driven runtime pays over blocking sockets.
+struct asio_echo {
+  asio::ip::tcp::socket s;
+  std::array<char, 64> buf{};
+  std::size_t have = 0;
+  std::function<void()> on_message;
+  void read() {
+    s.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), [this](std::error_code ec, std::size_t n) {
+      if (ec) return;
+      have += n;
+      if (have < buf.size()) return read();
+      have = 0;
+      on_message();
+      read();
+    });
+  }
+};
+
+std::vector<clk::duration> asio_pingpong(std::size_t n) {
+  child c = spawn([](int out) {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acc(io, {asio::ip::address_v4::loopback(), 0});
+    const std::uint16_t port = acc.local_endpoint().port();
+    write_all(out, &port, sizeof port);
+    asio_echo e{acc.accept()};
+    e.s.set_option(asio::ip::tcp::no_delay(true));
+    e.s.non_blocking(true);
+    e.on_message = [&] { e.s.write_some(asio::buffer(e.buf)); };
+    e.read();
+    io.run();
+  });
+  asio::io_context io;
+  asio_echo e{asio::ip::tcp::socket(io)};
+  e.s.connect({asio::ip::address_v4::loopback(), read_port(c)});
+  e.s.set_option(asio::ip::tcp::no_delay(true));
+  e.s.non_blocking(true);
+  std::vector<clk::duration> rtts;
+  rtts.reserve(n);
+  clk::time_point t0;
+  auto ping = [&] {
+    t0 = clk::now();
+    e.s.write_some(asio::buffer(e.buf));
+  };
+  e.on_message = [&] {
+    rtts.push_back(clk::now() - t0);
+    if (rtts.size() == n) return e.s.close();
+    ping();
+  };
+  ping();
+  e.read();
+  io.run();
+  reap(c);
+  return rtts;
+}
+
 /// One-way raw stream: `count` writes of `size` bytes; the child answers one byte at the end.
 double raw_stream_seconds(std::size_t size, std::uint64_t count) {
   child c = spawn([size, count](int out) {
@@ -349,13 +407,15 @@ double percentile_us(std::vector<clk::duration> v, double p) {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  std::string only;  // "rtt" or "stream": one half, for profiling
   std::string csv_path = "net_pingpong.csv";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--csv" && i + 1 < argc) csv_path = argv[++i];
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::cerr << "usage: net_pingpong [--quick] [--csv PATH]\n";
+      std::cerr << "usage: net_pingpong [--quick] [--csv PATH] [--only rtt|stream]\n";
       return 2;
     }
   }
@@ -368,21 +428,34 @@ int main(int argc, char** argv) {
   csv << "case,metric,value\n";
   std::cout << std::fixed << std::setprecision(1);
 
+  if (only != "stream") {
   // warm-up runs are discarded: the first fork and connection pay page faults
   raw_pingpong(200);
   const auto raw = raw_pingpong(rounds);
+  if (only == "dcp-rtt") {  // for a profiler
+    dcp_pingpong(rounds * 5);
+    return 0;
+  }
+  const auto asio_rtt = asio_pingpong(rounds);
   const auto dcp_rtt = dcp_pingpong(rounds);
+  const double asio50 = percentile_us(asio_rtt, 0.5), asio99 = percentile_us(asio_rtt, 0.99);
   const double raw50 = percentile_us(raw, 0.5), raw99 = percentile_us(raw, 0.99);
   const double dcp50 = percentile_us(dcp_rtt, 0.5), dcp99 = percentile_us(dcp_rtt, 0.99);
   std::cout << "\nround trip, 64-byte messages, two processes on loopback (" << rounds << " rounds)\n";
   std::cout << "  case                      p50 us    p99 us   p50 / raw\n";
   std::cout << "  raw blocking sockets   " << std::setw(9) << raw50 << std::setw(10) << raw99 << "         1.00\n";
+  std::cout << "  asio reactor, no dcp  " << std::setw(10) << asio50 << std::setw(10) << asio99 << std::setw(13)
+            << std::setprecision(2) << asio50 / raw50 << "\n"
+            << std::setprecision(1);
   std::cout << "  dcp::net node          " << std::setw(9) << dcp50 << std::setw(10) << dcp99 << std::setw(13)
             << std::setprecision(2) << dcp50 / raw50 << "   (goal <= 1.30)\n"
             << std::setprecision(1);
   csv << "raw_pingpong_64B,p50_us," << raw50 << "\nraw_pingpong_64B,p99_us," << raw99 << "\n";
+  csv << "asio_pingpong_64B,p50_us," << asio50 << "\nasio_pingpong_64B,p99_us," << asio99 << "\n";
   csv << "dcp_pingpong_64B,p50_us," << dcp50 << "\ndcp_pingpong_64B,p99_us," << dcp99 << "\n";
   csv << "dcp_pingpong_64B,p50_ratio_to_raw," << dcp50 / raw50 << "\n";
+  }
+  if (only == "rtt") return 0;
 
   std::cout << "\none-way throughput, two processes on loopback\n";
   std::cout << "  case                                  messages      msg/s        MB/s\n";

@@ -59,6 +59,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/buffer.hpp>
@@ -231,11 +232,46 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     switch (p.st) {
       case detail::outbound::state::idle: connect(p); break;
       case detail::outbound::state::connected:
-        if (!p.write_in_flight && (!p.hello_sent || !p.pending.empty())) write(p);
+        if (p.write_in_flight || (p.hello_sent && p.pending.empty())) break;
+        if (delivering_ && p.hello_sent) {  // written once the received batch is delivered
+          if (!p.flush_due) {
+            p.flush_due = true;
+            dirty_.push_back(shared(p));
+          }
+          break;
+        }
+        write(p);
         break;
       case detail::outbound::state::connecting:
       case detail::outbound::state::backoff: break;  // the frames wait for the connection
     }
+  }
+
+  // Frames queued while a batch of received frames is delivered (answers,
+  // mostly) go out when the batch is done, written straight from this handler
+  // with one non-blocking send: a request/answer exchange then costs one
+  // syscall per message and no write-completion handler. What the socket does
+  // not take at once goes through the usual async_write.
+  void flush_dirty() noexcept {
+    for (auto& pp : dirty_) {
+      auto& p = *pp;
+      p.flush_due = false;
+      if (stopped_ || p.retired || p.st != detail::outbound::state::connected || p.write_in_flight || p.pending.empty())
+        continue;
+      std::error_code ec;
+      const std::size_t n = p.socket.write_some(asio::buffer(p.pending), ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        connection_lost(p, ec);  // the frames stay queued for the next connection
+        continue;
+      }
+      if (!ec && n == p.pending.size()) {
+        p.pending.clear();
+        continue;
+      }
+      if (!ec) p.pending.erase(p.pending.begin(), p.pending.begin() + static_cast<std::ptrdiff_t>(n));
+      write(p);
+    }
+    dirty_.clear();
   }
 
   void connect(detail::outbound& p) {
@@ -279,6 +315,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     }
     std::error_code ignored;
     p.socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    p.socket.non_blocking(true, ignored);  // for flush_dirty's direct writes
     p.st = detail::outbound::state::connected;
     p.failures = 0;
     p.hello_sent = false;
@@ -321,8 +358,11 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     if (stopped_) return;
     const bool stale = p.generation != gen;
     if (ec || stale) count_lost(p.writing, errc::connection_closed);
+    // Keep the buffer's capacity while it is used (no allocation per batch),
+    // but give a large one back once the bursts that needed it are over.
+    const bool oversized = p.writing.capacity() > keep_capacity && p.writing.size() < p.writing.capacity() / 8;
     p.writing.clear();
-    if (p.writing.capacity() > keep_capacity) p.writing.shrink_to_fit();
+    if (oversized) p.writing.shrink_to_fit();
     if (p.retired) return;
     if (stale) {  // a new connection may have been waiting for this buffer
       if (p.st == detail::outbound::state::connected) kick(p);
@@ -477,6 +517,16 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     c.reader.commit(n);
     wire::frame_view f;
     std::error_code bad;
+    delivering_ = true;
+    struct flush_on_exit {  // on every way out, early returns included
+      tcp_transport* t;
+      void run() noexcept {
+        if (!t->delivering_) return;
+        t->delivering_ = false;
+        t->flush_dirty();
+      }
+      ~flush_on_exit() { run(); }
+    } flush{this};
     while (c.reader.next(f, bad)) {
       if (f.header.protocol == detail::transport_protocol) {
         detail::hello h;
@@ -496,6 +546,9 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       on_frame_(c.peer, f.header, f.payload);
       if (stopped_ || !c.open) return;  // the handler stopped the node
     }
+    // Answers first, then re-arm the read: the answer's latency must not
+    // include the read's speculative (and usually empty) receive.
+    flush.run();
     if (bad) {
       close_inbound(cp, bad, "the stream cannot be trusted");
       return;
@@ -532,6 +585,8 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   std::unordered_set<inbound_ptr> inbound_;
   std::size_t outbound_open_ = 0;
   std::uint64_t use_clock_ = 0;
+  std::vector<outbound_ptr> dirty_;  // peers with frames queued during delivering_
+  bool delivering_ = false;          // inside on_read's delivery loop
   bool stopped_ = false;
 };
 

@@ -95,6 +95,7 @@ struct outbound {
   bytes writing;  // the batch of the write in flight
   bool write_in_flight = false;
   bool hello_sent = false;    // on the current socket
+  bool flush_due = false;     // listed in the transport's dirty list
   bool holds_slot = false;    // counts against limits.max_connections
   bool retired = false;       // removed from the transport (gave up, or stopped)
   std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
