@@ -105,6 +105,36 @@ TEST_CASE("net: two nodes exchange messages in order, attributed to the sender's
   CHECK(a.connections() == 2);  // one outbound, one inbound
 }
 
+TEST_CASE("net: a node answers on the connection its peer opened (one TCP connection per request/answer pair)") {
+  asio::io_context io;
+  net::node a(io, loopback_config()), b(io, loopback_config());
+  auto& ea = a.add<echo>(echo_id);
+  b.add<echo>(echo_id);
+  a.start();
+  b.start();
+  std::vector<std::string> answers;
+  for (int i = 0; i < 50; ++i)
+    ea.call(b.self(), std::to_string(i), [&](std::error_code ec, std::string body) {
+      CHECK(!ec);
+      answers.push_back(body);
+    });
+  REQUIRE(run_until(io, [&] { return answers.size() == 50; }));
+  for (int i = 0; i < 50; ++i) CHECK(answers[i] == std::to_string(i));
+  CHECK(a.connections() == 1);  // b never connected to a: it answered on a's connection
+  CHECK(b.connections() == 1);
+
+  // If that connection goes away, b opens its own to reach a.
+  auto& eb = *b.find<echo>(echo_id);
+  a.stop();
+  net::node a2(io, loopback_config(a.self().port()));
+  auto& ea2 = a2.add<echo>(echo_id);
+  a2.start();
+  REQUIRE(run_until(io, [&] { return b.connections() == 0; }));
+  REQUIRE(eb.tell(a2.self(), "b calls back"));
+  REQUIRE(run_until(io, [&] { return ea2.notes.size() == 1; }));
+  CHECK(ea2.notes[0].from == b.self());
+}
+
 TEST_CASE("net: three nodes, all pairs, and sends to self are delivered locally") {
   asio::io_context io;
   std::vector<std::unique_ptr<net::node>> nodes;

@@ -63,12 +63,14 @@ struct raw_client {
         return;
       }
       received += n;
+      bytes_in.insert(bytes_in.end(), buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
       read();
     });
   }
   asio::ip::tcp::socket socket;
   bool closed_by_peer = false;
   std::size_t received = 0;
+  bytes bytes_in;
 
  private:
   bytes data_;
@@ -104,7 +106,7 @@ TEST_CASE("net: hostile bytes close only their own connection, are counted, and 
     const auto before = b.metrics().drops(0, expected);
     raw_client c(io, b.self(), std::move(data), half_close);
     REQUIRE(run_until(io, [&] { return c.closed_by_peer; }));
-    CHECK(c.received == 0);  // a node never writes on an inbound connection
+    CHECK(c.received == 0);  // nothing was sent to the address the attacker claimed
     CHECK(b.metrics().drops(0, expected) == before + 1);
     still_serving();
   };
@@ -161,6 +163,36 @@ TEST_CASE("net: hostile bytes close only their own connection, are counted, and 
     still_serving();
   }
   CHECK(a.metrics().drops() == 0);
+}
+
+TEST_CASE("net: frames for a peer travel back on the connection it opened, whatever client it is") {
+  asio::io_context io;
+  net::node b(io, loopback_config());
+  b.add<echo>(echo_id);
+  b.start();
+  // A raw client says hello as 127.0.0.1:1 (nobody listens there) and sends a
+  // request: the reply can only reach it on its own connection.
+  bytes request;
+  REQUIRE(!wire::encode_frame(echo_id, dcp::test::echo_msg::request{77, "over here"}, request));
+  raw_client c(io, b.self(), hello_from(address::loopback(1)) + request);
+  REQUIRE(run_until(io, [&] { return c.received > 0 && c.bytes_in.size() >= wire::header_size; }));
+  wire::frame_reader reader;
+  reader.feed(c.bytes_in);
+  wire::frame_view f;
+  std::error_code ec;
+  REQUIRE(run_until(io, [&] {
+    reader = wire::frame_reader{};
+    reader.feed(c.bytes_in);
+    return reader.next(f, ec);
+  }));
+  CHECK(f.header.protocol == echo_id);
+  CHECK(f.header.type == dcp::test::echo_msg::reply::wire_id);
+  dcp::test::echo_msg::reply r;
+  REQUIRE(!wire::decode(f.payload, r));
+  CHECK(r.id == 77);
+  CHECK(r.body == "over here");
+  CHECK(b.connections() == 1);
+  CHECK(b.metrics().drops() == 0);
 }
 
 TEST_CASE("net: max_connections refuses inbound connections past the limit") {

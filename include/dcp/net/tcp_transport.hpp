@@ -1,12 +1,18 @@
 #pragma once
 // tcp_transport: dcp frames over TCP, for one node.
 //
-// Connections. Each direction has its own connection: A's frames to B travel
-// on a connection A opened (A's outbound cache, keyed by B's address), B's
-// frames to A on one B opened. A connection opens with a hello frame
-// (protocol 0) carrying the caller's listening address, and every frame that
-// follows on it is attributed to that address, so a protocol sees the same
-// peer address whether it sends to the peer or hears from it.
+// Connections. A connection opens with a hello frame (protocol 0) carrying
+// the caller's listening address, and every frame that follows on it is
+// attributed to that address, so a protocol sees the same peer address
+// whether it sends to the peer or hears from it. Frames flow both ways on a
+// connection: when B has no connection of its own to A but A connected to B,
+// B answers on A's connection (a request and its answer then share one TCP
+// connection, whose data segments carry each other's ACKs; over loopback that
+// is a third of the round trip). A peer keeps using the connection it
+// started with while that one is up or has frames queued, so frames to one
+// peer stay in order except across a lost connection. The hello is not
+// authentication: whoever connects may claim any address (TLS is the answer
+// to that, not this transport).
 //
 // Input that cannot be trusted closes the connection that carried it and is
 // counted as a drop of protocol 0 in the node's metrics, by reason: a first
@@ -138,16 +144,20 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     accept_retry_.cancel();
     for (auto& c : inbound_) {
       c->open = false;
+      c->up = false;
       c->socket.close(ignored);
       c->timer.cancel();
     }
     inbound_.clear();
+    routes_.clear();
     for (auto& [a, p] : peers_) {
       p->retired = true;
+      p->up = false;
       p->socket.close(ignored);
       p->timer.cancel();
     }
     peers_.clear();
+    dirty_.clear();
     outbound_open_ = 0;
   }
 
@@ -159,17 +169,16 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     if (!to.is_ip()) return refuse(protocol, errc::bad_address);
     constexpr auto type = static_cast<message_type>(M::wire_id);
     if (to == self_) return send_local(protocol, m);
-    detail::outbound& p = peer(to);
-    const std::size_t at = p.pending.size();
-    if (auto ec = wire::encode_frame(protocol, m, p.pending, cfg_.limits)) return refuse(protocol, ec);
-    const std::size_t frame = p.pending.size() - at;
-    if (p.queued() > cfg_.limits.max_queued_bytes_per_peer) {
-      p.pending.resize(at);
+    detail::link& l = route(to);
+    const std::size_t at = l.pending.size();
+    if (auto ec = wire::encode_frame(protocol, m, l.pending, cfg_.limits)) return refuse(protocol, ec);
+    const std::size_t frame = l.pending.size() - at;
+    if (l.queued() > cfg_.limits.max_queued_bytes_per_peer) {
+      l.pending.resize(at);
       return refuse(protocol, errc::queue_full);
     }
     metrics_.sent(protocol, type, frame);
-    p.last_used = ++use_clock_;
-    kick(p);
+    kick(l);
     return true;
   }
 
@@ -180,15 +189,22 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   std::size_t connections() const noexcept { return inbound_.size() + outbound_open_; }
   /// Bytes waiting for `peer` (queued plus the write in flight): a sender's back-pressure signal.
   std::size_t queued_bytes(const address& peer) const noexcept {
-    auto it = peers_.find(peer);
-    return it == peers_.end() ? 0 : it->second->queued();
+    std::size_t n = 0;
+    if (auto it = peers_.find(peer); it != peers_.end()) n += it->second->queued();
+    if (auto it = routes_.find(peer); it != routes_.end()) n += it->second->queued();
+    return n;
   }
 
  private:
+  using link_ptr = std::shared_ptr<detail::link>;
   using outbound_ptr = std::shared_ptr<detail::outbound>;
   using inbound_ptr = std::shared_ptr<detail::inbound>;
+  using outbound_state = detail::outbound::state;
   static constexpr std::size_t read_chunk = 64 * 1024;
-  static constexpr std::size_t keep_capacity = 4u << 20;  // larger write buffers are freed once drained
+  static constexpr std::size_t keep_capacity = 4u << 20;  // larger idle write buffers are freed
+
+  static outbound_ptr shared(detail::outbound& p) { return std::static_pointer_cast<detail::outbound>(p.shared_from_this()); }
+  static inbound_ptr shared(detail::inbound& c) { return std::static_pointer_cast<detail::inbound>(c.shared_from_this()); }
 
   bool refuse(protocol_id protocol, std::error_code ec) {
     metrics_.dropped(protocol, ec);
@@ -219,33 +235,41 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     return true;
   }
 
-  // ---- outbound ----
+  // ---- choosing the connection for a peer ----
 
-  detail::outbound& peer(const address& to) {
+  /// Our own connection to `to` while it is in use (up, being set up, or
+  /// holding frames: switching then would reorder them); else the peer's
+  /// connection to us if it has one; else our own, connecting on demand.
+  detail::link& route(const address& to) {
     auto it = peers_.find(to);
-    if (it == peers_.end()) it = peers_.emplace(to, std::make_shared<detail::outbound>(ex_, to)).first;
+    if (it != peers_.end() && (it->second->st != outbound_state::idle || it->second->queued() > 0)) {
+      it->second->last_used = ++use_clock_;
+      return *it->second;
+    }
+    if (auto r = routes_.find(to); r != routes_.end() && r->second->up) return *r->second;
+    if (it == peers_.end()) it = peers_.emplace(to, std::make_shared<detail::outbound>(ex_, to, cfg_.limits)).first;
+    it->second->last_used = ++use_clock_;
     return *it->second;
   }
-  outbound_ptr shared(detail::outbound& p) { return peers_.at(p.addr); }
 
-  void kick(detail::outbound& p) {
-    switch (p.st) {
-      case detail::outbound::state::idle: connect(p); break;
-      case detail::outbound::state::connected:
-        if (p.write_in_flight || (p.hello_sent && p.pending.empty())) break;
-        if (delivering_ && p.hello_sent) {  // written once the received batch is delivered
-          if (!p.flush_due) {
-            p.flush_due = true;
-            dirty_.push_back(shared(p));
-          }
-          break;
-        }
-        write(p);
-        break;
-      case detail::outbound::state::connecting:
-      case detail::outbound::state::backoff: break;  // the frames wait for the connection
+  void kick(detail::link& l) {
+    if (!l.inbound) {
+      auto& p = static_cast<detail::outbound&>(l);
+      if (p.st == outbound_state::idle) return connect(p);
+      if (p.st != outbound_state::connected) return;  // the frames wait for the connection
     }
+    if (!l.up || l.write_in_flight || (l.hello_sent && l.pending.empty())) return;
+    if (delivering_ && l.hello_sent) {  // written once the received batch is delivered
+      if (!l.flush_due) {
+        l.flush_due = true;
+        dirty_.push_back(l.shared_from_this());
+      }
+      return;
+    }
+    write(l);
   }
+
+  // ---- writing ----
 
   // Frames queued while a batch of received frames is delivered (answers,
   // mostly) go out when the batch is done, written straight from this handler
@@ -253,33 +277,133 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   // syscall per message and no write-completion handler. What the socket does
   // not take at once goes through the usual async_write.
   void flush_dirty() noexcept {
-    for (auto& pp : dirty_) {
-      auto& p = *pp;
-      p.flush_due = false;
-      if (stopped_ || p.retired || p.st != detail::outbound::state::connected || p.write_in_flight || p.pending.empty())
-        continue;
+    for (auto& lp : dirty_) {
+      auto& l = *lp;
+      l.flush_due = false;
+      if (stopped_ || !l.up || l.write_in_flight || l.pending.empty()) continue;
       std::error_code ec;
-      const std::size_t n = p.socket.write_some(asio::buffer(p.pending), ec);
+      const std::size_t n = l.socket.write_some(asio::buffer(l.pending), ec);
       if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-        connection_lost(p, ec);  // the frames stay queued for the next connection
+        link_failed(l, {}, ec.message());
         continue;
       }
-      if (!ec && n == p.pending.size()) {
-        p.pending.clear();
+      if (!ec && n == l.pending.size()) {
+        l.pending.clear();
         continue;
       }
-      if (!ec) p.pending.erase(p.pending.begin(), p.pending.begin() + static_cast<std::ptrdiff_t>(n));
-      write(p);
+      if (!ec) l.pending.erase(l.pending.begin(), l.pending.begin() + static_cast<std::ptrdiff_t>(n));
+      write(l);
     }
     dirty_.clear();
   }
+
+  void write(detail::link& l) {
+    l.write_in_flight = true;
+    std::swap(l.pending, l.writing);  // `writing` was drained: the batch is everything queued
+    std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(l.writing)};
+    if (!l.hello_sent) {
+      buffers[0] = asio::buffer(hello_frame_);
+      l.hello_sent = true;
+    }
+    asio::async_write(l.socket, buffers,
+                      [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
+                                                                                                 std::size_t) {
+                        self->on_written(lp, gen, ec);
+                      });
+  }
+
+  void on_written(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec) {
+    auto& l = *lp;
+    l.write_in_flight = false;
+    if (stopped_) return;
+    const bool stale = l.generation != gen;
+    if (ec || stale) count_lost(l.writing, errc::connection_closed);
+    // Keep the buffer's capacity while it is used (no allocation per batch),
+    // but give a large one back once the bursts that needed it are over.
+    const bool oversized = l.writing.capacity() > keep_capacity && l.writing.size() < l.writing.capacity() / 8;
+    l.writing.clear();
+    if (oversized) l.writing.shrink_to_fit();
+    if (!l.up) return;  // closed, or not reconnected yet
+    if (!stale && ec) return link_failed(l, {}, ec.message());
+    kick(l);  // more frames, or a new connection that waited for this buffer
+  }
+
+  void count_lost(byte_view frames, errc why) {
+    detail::for_each_frame(frames, [&](const wire::frame_header& h) {
+      if (h.protocol != detail::transport_protocol) metrics_.dropped(h.protocol, why);
+    });
+  }
+
+  // ---- reading (both directions) ----
+
+  void read(detail::link& l) {
+    l.socket.async_read_some(asio::buffer(l.reader.prepare(read_chunk), read_chunk),
+                             [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                                 const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); });
+  }
+
+  void on_read(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec, std::size_t n) {
+    auto& l = *lp;
+    if (stopped_ || l.generation != gen) return;
+    if (ec) {
+      if (l.reader.buffered() > 0) link_failed(l, errc::truncated_frame, "the connection ended inside a frame");
+      else link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
+      return;
+    }
+    l.reader.commit(n);
+    wire::frame_view f;
+    std::error_code bad;
+    delivering_ = true;
+    struct flush_on_exit {  // on every way out, early returns included
+      tcp_transport* t;
+      void run() noexcept {
+        if (!t->delivering_) return;
+        t->delivering_ = false;
+        t->flush_dirty();
+      }
+      ~flush_on_exit() { run(); }
+    } flush{this};
+    auto* in = l.inbound ? static_cast<detail::inbound*>(&l) : nullptr;
+    while (l.reader.next(f, bad)) {
+      if (f.header.protocol == detail::transport_protocol) {
+        detail::hello h;
+        if (!in || in->greeted || f.header.type != detail::hello::wire_id || wire::decode(f.payload, h) ||
+            !h.listen.is_ip())
+          return link_failed(l, errc::bad_handshake,
+                             !in ? "a transport frame from the accepting side"
+                                 : in->greeted ? "a second hello" : "a hello that does not decode");
+        greeted(*in, h.listen);
+        continue;
+      }
+      if (in && !in->greeted) return link_failed(l, errc::bad_handshake, "a frame before the hello");
+      on_frame_(in ? in->peer : static_cast<detail::outbound&>(l).addr, f.header, f.payload);
+      if (stopped_ || l.generation != gen) return;  // the handler stopped the node or closed this connection
+    }
+    // Answers first, then re-arm the read: the answer's latency must not
+    // include the read's speculative (and usually empty) receive.
+    flush.run();
+    if (bad) return link_failed(l, bad, "the stream cannot be trusted");
+    read(l);
+  }
+
+  /// The connection failed or carried bytes that cannot be trusted (`why`
+  /// set: counted as a drop of protocol 0).
+  void link_failed(detail::link& l, std::error_code why, std::string_view detail_text) {
+    if (why) metrics_.dropped(detail::transport_protocol, why);
+    if (l.inbound) return close_inbound(static_cast<detail::inbound&>(l), why, detail_text);
+    auto& p = static_cast<detail::outbound&>(l);
+    if (why) log(log_level::warn, "closed the connection to ", p.addr, ": ", why.message(), " (", detail_text, ")");
+    connection_lost(p, detail_text);
+  }
+
+  // ---- outbound ----
 
   void connect(detail::outbound& p) {
     auto pp = shared(p);
     if (connections() >= cfg_.limits.max_connections && !close_idle_outbound()) {
       // Report the failure from a handler, never from inside send(): the
       // unreachable callback may re-enter the protocol that is sending.
-      p.st = detail::outbound::state::connecting;
+      p.st = outbound_state::connecting;
       asio::post(ex_, [self = shared_from_this(), pp, gen = p.generation] {
         if (self->stopped_ || pp->retired || pp->generation != gen) return;
         self->log(log_level::warn, "no connection slot for ", pp->addr, " (limits.max_connections = ",
@@ -288,7 +412,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       });
       return;
     }
-    p.st = detail::outbound::state::connecting;
+    p.st = outbound_state::connecting;
     p.holds_slot = true;
     ++outbound_open_;
     const auto gen = p.generation;
@@ -297,7 +421,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     });
     p.timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.connect_timeout));
     p.timer.async_wait([self = shared_from_this(), pp, gen](const std::error_code& ec) {
-      if (ec || self->stopped_ || pp->generation != gen || pp->st != detail::outbound::state::connecting) return;
+      if (ec || self->stopped_ || pp->generation != gen || pp->st != outbound_state::connecting) return;
       std::error_code ignored;
       pp->socket.close(ignored);  // on_connect then sees operation_aborted: a failed attempt
     });
@@ -305,7 +429,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
 
   void on_connect(const outbound_ptr& pp, std::uint64_t gen, const std::error_code& ec) {
     auto& p = *pp;
-    if (stopped_ || p.retired || p.generation != gen || p.st != detail::outbound::state::connecting) return;
+    if (stopped_ || p.retired || p.generation != gen || p.st != outbound_state::connecting) return;
     p.timer.cancel();
     if (ec) {
       log(log_level::debug, "connect to ", p.addr, " failed: ",
@@ -316,69 +440,14 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     std::error_code ignored;
     p.socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     p.socket.non_blocking(true, ignored);  // for flush_dirty's direct writes
-    p.st = detail::outbound::state::connected;
+    p.st = outbound_state::connected;
+    p.up = true;
     p.failures = 0;
     p.hello_sent = false;
+    p.reader = wire::frame_reader(cfg_.limits);
     log(log_level::debug, "connected to ", p.addr);
-    p.socket.async_read_some(asio::buffer(p.discard), [self = shared_from_this(), pp, gen](const std::error_code& e, std::size_t) {
-      self->on_outbound_read(pp, gen, e);
-    });
+    read(p);
     kick(p);  // sends the hello (and what is queued) unless a stale write is still draining
-  }
-
-  void on_outbound_read(const outbound_ptr& pp, std::uint64_t gen, const std::error_code& ec) {
-    auto& p = *pp;
-    if (stopped_ || p.retired || p.generation != gen) return;
-    if (ec) {
-      connection_lost(p, ec);
-      return;
-    }
-    p.socket.async_read_some(asio::buffer(p.discard), [self = shared_from_this(), pp, gen](const std::error_code& e, std::size_t) {
-      self->on_outbound_read(pp, gen, e);
-    });
-  }
-
-  void write(detail::outbound& p) {
-    p.write_in_flight = true;
-    std::swap(p.pending, p.writing);  // `writing` was drained: the batch is everything queued
-    std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(p.writing)};
-    if (!p.hello_sent) {
-      buffers[0] = asio::buffer(hello_frame_);
-      p.hello_sent = true;
-    }
-    asio::async_write(p.socket, buffers,
-                      [self = shared_from_this(), pp = shared(p), gen = p.generation](const std::error_code& ec, std::size_t) {
-                        self->on_written(pp, gen, ec);
-                      });
-  }
-
-  void on_written(const outbound_ptr& pp, std::uint64_t gen, const std::error_code& ec) {
-    auto& p = *pp;
-    p.write_in_flight = false;
-    if (stopped_) return;
-    const bool stale = p.generation != gen;
-    if (ec || stale) count_lost(p.writing, errc::connection_closed);
-    // Keep the buffer's capacity while it is used (no allocation per batch),
-    // but give a large one back once the bursts that needed it are over.
-    const bool oversized = p.writing.capacity() > keep_capacity && p.writing.size() < p.writing.capacity() / 8;
-    p.writing.clear();
-    if (oversized) p.writing.shrink_to_fit();
-    if (p.retired) return;
-    if (stale) {  // a new connection may have been waiting for this buffer
-      if (p.st == detail::outbound::state::connected) kick(p);
-      return;
-    }
-    if (ec) {
-      connection_lost(p, ec);
-      return;
-    }
-    kick(p);
-  }
-
-  void count_lost(byte_view frames, errc why) {
-    detail::for_each_frame(frames, [&](const wire::frame_header& h) {
-      if (h.protocol != detail::transport_protocol) metrics_.dropped(h.protocol, why);
-    });
   }
 
   /// Closes p's socket (if open) and invalidates every handler of that socket.
@@ -387,15 +456,16 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     p.socket.close(ignored);
     p.timer.cancel();
     ++p.generation;
+    p.up = false;
     if (p.holds_slot) {
       p.holds_slot = false;
       --outbound_open_;
     }
-    p.st = detail::outbound::state::idle;
+    p.st = outbound_state::idle;
   }
 
-  void connection_lost(detail::outbound& p, const std::error_code& ec) {
-    log(log_level::debug, "connection to ", p.addr, " lost: ", ec.message());
+  void connection_lost(detail::outbound& p, std::string_view why) {
+    log(log_level::debug, "connection to ", p.addr, " lost: ", why);
     close_socket(p);
     if (!p.pending.empty()) retry_after(p, backoff_delay(1));
   }
@@ -424,11 +494,10 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   }
 
   void retry_after(detail::outbound& p, duration delay) {
-    p.st = detail::outbound::state::backoff;
+    p.st = outbound_state::backoff;
     p.timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(delay));
     p.timer.async_wait([self = shared_from_this(), pp = shared(p), gen = p.generation](const std::error_code& ec) {
-      if (ec || self->stopped_ || pp->retired || pp->generation != gen || pp->st != detail::outbound::state::backoff)
-        return;
+      if (ec || self->stopped_ || pp->retired || pp->generation != gen || pp->st != outbound_state::backoff) return;
       self->connect(*pp);
     });
   }
@@ -437,6 +506,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     const address addr = p.addr;
     log(log_level::info, "giving up on ", addr, " after ", p.failures, " failed connection attempts");
     count_lost(p.pending, errc::peer_unreachable);
+    p.pending.clear();
     metrics_.add(detail::transport_protocol, "peers_unreachable", 1);
     auto pp = shared(p);  // keep it alive past the erase
     close_socket(p);
@@ -449,7 +519,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   bool close_idle_outbound() {
     detail::outbound* lru = nullptr;
     for (auto& [a, p] : peers_)
-      if (p->st == detail::outbound::state::connected && !p->write_in_flight && p->pending.empty() &&
+      if (p->st == outbound_state::connected && !p->write_in_flight && p->pending.empty() &&
           (!lru || p->last_used < lru->last_used))
         lru = p.get();
     if (!lru) return false;
@@ -489,86 +559,45 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     }
     std::error_code ignored;
     s.set_option(asio::ip::tcp::no_delay(true), ignored);
+    s.non_blocking(true, ignored);  // for flush_dirty's direct writes
     auto c = std::make_shared<detail::inbound>(std::move(s), cfg_.limits);
     inbound_.insert(c);
     c->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.handshake_timeout));
     c->timer.async_wait([self = shared_from_this(), c](const std::error_code& e) {
-      if (!e && !self->stopped_ && c->open && !c->greeted) self->close_inbound(c, errc::timed_out, "no hello in time");
+      if (!e && !self->stopped_ && c->open && !c->greeted) {
+        self->metrics_.dropped(detail::transport_protocol, errc::timed_out);
+        self->close_inbound(*c, errc::timed_out, "no hello in time");
+      }
     });
-    read(c);
+    read(*c);
     accept();
   }
 
-  void read(const inbound_ptr& c) {
-    c->socket.async_read_some(asio::buffer(c->reader.prepare(read_chunk), read_chunk),
-                              [self = shared_from_this(), c](const std::error_code& ec, std::size_t n) {
-                                self->on_read(c, ec, n);
-                              });
+  void greeted(detail::inbound& c, const address& peer) {
+    c.peer = peer;
+    c.greeted = true;
+    c.up = true;
+    c.timer.cancel();
+    routes_[peer] = shared(c);  // the newest connection from a peer is the way back to it
   }
 
-  void on_read(const inbound_ptr& cp, const std::error_code& ec, std::size_t n) {
-    auto& c = *cp;
-    if (stopped_ || !c.open) return;
-    if (ec) {
-      if (c.reader.buffered() > 0) close_inbound(cp, errc::truncated_frame, "the connection ended inside a frame");
-      else close_inbound(cp, {}, ec.message());
-      return;
-    }
-    c.reader.commit(n);
-    wire::frame_view f;
-    std::error_code bad;
-    delivering_ = true;
-    struct flush_on_exit {  // on every way out, early returns included
-      tcp_transport* t;
-      void run() noexcept {
-        if (!t->delivering_) return;
-        t->delivering_ = false;
-        t->flush_dirty();
-      }
-      ~flush_on_exit() { run(); }
-    } flush{this};
-    while (c.reader.next(f, bad)) {
-      if (f.header.protocol == detail::transport_protocol) {
-        detail::hello h;
-        if (c.greeted || f.header.type != detail::hello::wire_id || wire::decode(f.payload, h) || !h.listen.is_ip()) {
-          close_inbound(cp, errc::bad_handshake, c.greeted ? "a second hello" : "a hello that does not decode");
-          return;
-        }
-        c.peer = h.listen;
-        c.greeted = true;
-        c.timer.cancel();
-        continue;
-      }
-      if (!c.greeted) {
-        close_inbound(cp, errc::bad_handshake, "a frame before the hello");
-        return;
-      }
-      on_frame_(c.peer, f.header, f.payload);
-      if (stopped_ || !c.open) return;  // the handler stopped the node
-    }
-    // Answers first, then re-arm the read: the answer's latency must not
-    // include the read's speculative (and usually empty) receive.
-    flush.run();
-    if (bad) {
-      close_inbound(cp, bad, "the stream cannot be trusted");
-      return;
-    }
-    read(cp);
-  }
-
-  void close_inbound(const inbound_ptr& cp, std::error_code why, std::string_view detail_text) {
-    auto& c = *cp;
+  void close_inbound(detail::inbound& c, std::error_code why, std::string_view detail_text) {
     if (!c.open) return;
+    auto cp = shared(c);
     c.open = false;
-    if (why) {
-      metrics_.dropped(detail::transport_protocol, why);
+    c.up = false;
+    ++c.generation;
+    if (why)
       log(log_level::warn, "closed a connection from ", c.greeted ? c.peer.to_string() : std::string("an unidentified peer"),
           ": ", why.message(), " (", detail_text, ")");
-    }
+    count_lost(c.pending, errc::connection_closed);
+    c.pending.clear();
     std::error_code ignored;
     c.socket.close(ignored);
     c.timer.cancel();
     inbound_.erase(cp);
+    if (c.greeted)
+      if (auto it = routes_.find(c.peer); it != routes_.end() && it->second == cp) routes_.erase(it);
   }
 
   executor_type ex_;
@@ -581,12 +610,13 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   asio::steady_timer accept_retry_;
   address self_;
   bytes hello_frame_;
-  std::unordered_map<address, outbound_ptr> peers_;
-  std::unordered_set<inbound_ptr> inbound_;
+  std::unordered_map<address, outbound_ptr> peers_;   // the connections we open, by peer
+  std::unordered_set<inbound_ptr> inbound_;           // the connections peers opened
+  std::unordered_map<address, inbound_ptr> routes_;   // greeted inbound connections, by peer
   std::size_t outbound_open_ = 0;
   std::uint64_t use_clock_ = 0;
-  std::vector<outbound_ptr> dirty_;  // peers with frames queued during delivering_
-  bool delivering_ = false;          // inside on_read's delivery loop
+  std::vector<link_ptr> dirty_;  // connections with frames queued during delivering_
+  bool delivering_ = false;      // inside on_read's delivery loop
   bool stopped_ = false;
 };
 

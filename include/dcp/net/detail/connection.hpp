@@ -1,18 +1,20 @@
 #pragma once
 // The per-connection state of the TCP transport (internal).
 //
-// Outbound: one `outbound` per peer address we send to. It owns the socket we
-// connect, the frames waiting for it and the back-off state. Frames are
-// encoded back to back into `pending`; a write swaps `pending` with `writing`
-// and hands the whole batch to the socket in one async_write, so a burst of N
-// frames costs one syscall, and the two buffers keep their capacity: no
-// allocation per frame in the steady state.
+// Every connection is a `link`: a socket, a wire::frame_reader cutting what
+// arrives into frames, and a send queue. Frames are encoded back to back into
+// `pending`; a write swaps `pending` with `writing` and hands the whole batch
+// to the socket at once, so a burst of N frames costs one syscall, and the
+// two buffers keep their capacity: no allocation per frame in steady state.
 //
-// Inbound: one `inbound` per accepted socket. It cuts the stream into frames
-// with a wire::frame_reader; its first frame must be the hello naming the
-// peer's listening address, to which every later frame is attributed.
+// Outbound: one `outbound` per peer address we connect to, with the
+// connection state machine and back-off. Inbound: one `inbound` per accepted
+// socket; its first frame must be the hello naming the peer's listening
+// address, to which every later frame is attributed, and from then on frames
+// for that address may travel back on it.
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include <asio/ip/tcp.hpp>
@@ -75,7 +77,30 @@ void for_each_frame(byte_view frames, F&& f) {
   }
 }
 
-struct outbound {
+/// One TCP connection, whichever side opened it: frames are read from it and
+/// may be written to it.
+struct link : std::enable_shared_from_this<link> {
+  link(asio::ip::tcp::socket s, const wire::limits& lim, bool accepted)
+      : socket(std::move(s)), reader(lim), inbound(accepted) {}
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+
+  std::size_t queued() const noexcept { return pending.size() + writing.size(); }
+
+  asio::ip::tcp::socket socket;
+  wire::frame_reader reader;
+  bytes pending;  // frames not yet handed to the socket
+  bytes writing;  // the batch of the write in flight
+  bool write_in_flight = false;
+  bool flush_due = false;   // listed in the transport's dirty list
+  bool hello_sent = false;  // the caller introduces itself; the accepting side never does
+  bool up = false;          // frames may be written now
+  const bool inbound;       // accepted (an `inbound`), else an `outbound`
+  std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
+};
+
+/// The connection this node opens to a peer address, with its queue and back-off.
+struct outbound final : link {
   enum class state : std::uint8_t {
     idle,        ///< no socket; the next frame starts a connection
     connecting,  ///< async_connect in flight (with a time-out on `timer`)
@@ -83,36 +108,28 @@ struct outbound {
     connected,   ///< frames flow
   };
 
-  outbound(const asio::any_io_executor& ex, const address& a) : addr(a), socket(ex), timer(ex) {}
-
-  std::size_t queued() const noexcept { return pending.size() + writing.size(); }
+  outbound(const asio::any_io_executor& ex, const address& a, const wire::limits& lim)
+      : link(asio::ip::tcp::socket(ex), lim, false), addr(a), timer(ex) {}
 
   address addr;
-  asio::ip::tcp::socket socket;
   asio::steady_timer timer;  // connect time-out, then back-off
   state st = state::idle;
-  bytes pending;  // frames not yet handed to the socket
-  bytes writing;  // the batch of the write in flight
-  bool write_in_flight = false;
-  bool hello_sent = false;    // on the current socket
-  bool flush_due = false;     // listed in the transport's dirty list
-  bool holds_slot = false;    // counts against limits.max_connections
-  bool retired = false;       // removed from the transport (gave up, or stopped)
-  std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
+  bool holds_slot = false;       // counts against limits.max_connections
+  bool retired = false;          // removed from the transport (gave up, or stopped)
   std::uint32_t failures = 0;    // consecutive failed attempts
   time_point first_failure{};
   std::uint64_t last_used = 0;   // for closing the least recently used idle connection
-  std::array<std::uint8_t, 256> discard{};  // a peer never writes on our outbound connection
 };
 
-struct inbound {
+/// A connection a peer opened to us; usable for sending once it said hello.
+struct inbound final : link {
   inbound(asio::ip::tcp::socket s, const wire::limits& lim)
-      : socket(std::move(s)), timer(socket.get_executor()), reader(lim) {}
+      : link(std::move(s), lim, true), timer(socket.get_executor()) {
+    hello_sent = true;
+  }
 
-  asio::ip::tcp::socket socket;
   asio::steady_timer timer;  // handshake time-out
-  wire::frame_reader reader;
-  address peer;  // from the hello
+  address peer;              // from the hello
   bool greeted = false;
   bool open = true;
 };
