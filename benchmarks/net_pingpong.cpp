@@ -436,6 +436,11 @@ int main(int argc, char** argv) {
     dcp_pingpong(rounds * 5);
     return 0;
   }
+  if (only == "dcp-64k") {  // for a profiler
+    const auto r = dcp_stream(65536, big_count, 128, 16);
+    std::cout << static_cast<double>(big_count) * 65536 / r.seconds / 1e6 << " MB/s\n";
+    return 0;
+  }
   const auto asio_rtt = asio_pingpong(rounds);
   const auto dcp_rtt = dcp_pingpong(rounds);
   const double asio50 = percentile_us(asio_rtt, 0.5), asio99 = percentile_us(asio_rtt, 0.99);

@@ -291,16 +291,16 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
         l.pending.clear();
         continue;
       }
-      if (!ec) l.pending.erase(l.pending.begin(), l.pending.begin() + static_cast<std::ptrdiff_t>(n));
-      write(l);
+      write(l, ec ? 0 : n);  // the rest, without moving it
     }
     dirty_.clear();
   }
 
-  void write(detail::link& l) {
+  /// Writes everything queued, but for its first `done` bytes (already sent).
+  void write(detail::link& l, std::size_t done = 0) {
     l.write_in_flight = true;
     std::swap(l.pending, l.writing);  // `writing` was drained: the batch is everything queued
-    std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(l.writing)};
+    std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(l.writing) + done};
     if (!l.hello_sent) {
       buffers[0] = asio::buffer(hello_frame_);
       l.hello_sent = true;
