@@ -161,7 +161,10 @@ TEST_CASE("net: three nodes, all pairs, and sends to self are delivered locally"
 
 TEST_CASE("net: the heartbeat detector runs unchanged over TCP, and follows a node replaced on the same port") {
   asio::io_context io;
-  const failure::heartbeat_config hb{50ms, 300ms};
+  // A generous time-out: a loaded CI machine (or a sanitizer build) must not
+  // make a live node look dead. Detection speed is the multi-process test's and
+  // the simulator's business.
+  const failure::heartbeat_config hb{100ms, 1000ms};
   auto make = [&](std::uint16_t port) {
     auto n = std::make_unique<net::node>(io, loopback_config(port));
     n->add<detector>(detector::default_id, hb);
@@ -182,12 +185,12 @@ TEST_CASE("net: the heartbeat detector runs unchanged over TCP, and follows a no
   // A second of heartbeats: nobody is suspected (accuracy in a healthy network).
   run_until(io, [] { return false; }, 1000ms);
   for (int i = 0; i < 3; ++i) CHECK(det(i).suspected().empty());
-  CHECK(nodes[0]->metrics().of(detector::default_id).received > 20);
+  CHECK(nodes[0]->metrics().of(detector::default_id).received > 10);
 
   // Stop node 2: both others suspect it (completeness).
   const address gone = nodes[2]->self();
   nodes[2]->stop();
-  REQUIRE(run_until(io, [&] { return det(0).suspects(gone) && det(1).suspects(gone); }, 3000ms));
+  REQUIRE(run_until(io, [&] { return det(0).suspects(gone) && det(1).suspects(gone); }, 8000ms));
   CHECK(events[0].back() == "DOWN " + gone.to_string());
 
   // A new node on the same port: the others reconnect and restore it.
@@ -195,6 +198,6 @@ TEST_CASE("net: the heartbeat detector runs unchanged over TCP, and follows a no
   nodes[2] = make(gone.port());
   for (int j = 0; j < 2; ++j) det(2).monitor(nodes[j]->self());
   nodes[2]->start();
-  REQUIRE(run_until(io, [&] { return !det(0).suspects(gone) && !det(1).suspects(gone); }, 5000ms));
+  REQUIRE(run_until(io, [&] { return !det(0).suspects(gone) && !det(1).suspects(gone); }, 8000ms));
   CHECK(events[1].back() == "UP " + gone.to_string());
 }

@@ -83,7 +83,7 @@ TEST_CASE("net: hostile bytes close only their own connection, are counted, and 
   auto cfg = loopback_config();
   cfg.limits.max_frame_size = 1024;
   cfg.limits.max_queued_bytes_per_peer = 64 * 1024;
-  cfg.handshake_timeout = 200ms;
+  cfg.handshake_timeout = 500ms;
   net::node a(io, cfg), b(io, cfg);
   auto& ea = a.add<echo>(echo_id);
   auto& eb = b.add<echo>(echo_id);
