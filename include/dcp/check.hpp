@@ -4,3 +4,4 @@
 #include "dcp/check/linearizability.hpp"
 #include "dcp/check/model.hpp"
 #include "dcp/check/models.hpp"
+#include "dcp/check/random_history.hpp"

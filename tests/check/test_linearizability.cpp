@@ -55,60 +55,8 @@ bool brute_force(const history<M>& h) {
   return false;
 }
 
-// A linearizable history by construction: each operation gets an interval
-// on its client's timeline and a linearization point inside it; outputs come
-// from running the operations in the order of their points. Some operations
-// are then marked as never having returned, some of those after taking
-// effect and some (writes) without taking effect at all.
 history<reg> generate_register(rng& r, std::size_t n, std::size_t clients, double pending_p, std::int64_t spread = 20) {
-  struct planned {
-    reg_op op;
-    std::int64_t point;
-    bool effect = true;
-  };
-  std::vector<planned> plan;
-  std::vector<std::int64_t> free_at(clients, 0);
-  std::int64_t next_value = 1;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t c = r.below(clients);
-    const std::int64_t call = free_at[c] + r.between(0, spread);
-    const std::int64_t point = call + r.between(0, spread);
-    const std::int64_t ret = point + r.between(0, spread);
-    free_at[c] = ret + 1;
-    reg::input in;
-    switch (r.below(3)) {
-      case 0: in = reg::read(); break;
-      case 1: in = reg::write(next_value++); break;
-      default: {
-        const std::int64_t expected = r.between(0, next_value);
-        in = reg::cas(expected, next_value++);
-        break;
-      }
-    }
-    planned p{{c, at(call), at(ret), in, reg::output{}}, point};
-    if (r.chance(pending_p)) {
-      p.op.output.reset();
-      p.effect = in.kind == reg::op::read || r.chance(0.5);
-    }
-    plan.push_back(p);
-  }
-  std::vector<std::size_t> by_point(plan.size());
-  std::iota(by_point.begin(), by_point.end(), std::size_t{0});
-  std::stable_sort(by_point.begin(), by_point.end(), [&](auto a, auto b) { return plan[a].point < plan[b].point; });
-  reg::state s = reg::init();
-  for (auto i : by_point) {
-    auto& p = plan[i];
-    if (!p.effect) continue;
-    const auto& in = p.op.input;
-    if (p.op.output) {
-      p.op.output->value = s;
-      p.op.output->ok = in.kind != reg::op::cas || s == in.value;
-    }
-    s = *reg::step(s, in, std::nullopt);
-  }
-  history<reg> h;
-  for (auto& p : plan) h.push_back(p.op);
-  return h;
+  return random_register_history(r, {.operations = n, .clients = clients, .pending = pending_p, .spread = spread});
 }
 
 // Changes one completed operation's output: a read sees another value, or a

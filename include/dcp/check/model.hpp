@@ -43,6 +43,16 @@ concept Model = requires { typename M::state; typename M::input; typename M::out
                   { std::hash<typename M::state>{}(s) } -> std::convertible_to<std::size_t>;
                 });
 
+/// Optionally, `static bool read_only(const input&)` marks inputs that never
+/// change the state (a read, a get). An operation that never returned and is
+/// read-only constrains nothing, so the checker drops it before searching:
+/// each pending operation otherwise doubles the configurations the search
+/// may have to visit.
+template <class M>
+concept ReadOnlyAwareModel = Model<M> && requires(const typename M::input& in) {
+  { M::read_only(in) } -> std::convertible_to<bool>;
+};
+
 template <class M>
 concept PartitionedModel = Model<M> && requires(const typename M::input& in) { M::partition_key(in); };
 

@@ -43,6 +43,7 @@ struct register_model {
     return std::nullopt;
   }
 
+  static bool read_only(const input& in) { return in.kind == op::read; }
   static input read() { return {op::read}; }
   static input write(std::int64_t v) { return {op::write, v}; }
   static input cas(std::int64_t expected, std::int64_t to) { return {op::cas, expected, to}; }
@@ -89,6 +90,7 @@ struct kv_model {
       h = (h ^ std::hash<std::string>{}(k)) * 0x100000001B3ull ^ std::hash<std::string>{}(v) * 31;
     return h;
   }
+  static bool read_only(const input& in) { return in.kind == op::get; }
   static const std::string& partition_key(const input& in) { return in.key; }
 
   static input get(std::string key) { return {op::get, std::move(key), {}}; }
@@ -96,7 +98,7 @@ struct kv_model {
   static input append(std::string key, std::string value) { return {op::append, std::move(key), std::move(value)}; }
 };
 
-static_assert(Model<register_model>);
+static_assert(ReadOnlyAwareModel<register_model>);
 static_assert(PartitionedModel<kv_model>);
 
 }  // namespace dcp::check
