@@ -38,7 +38,10 @@
 // entry. A history that is not linearizable makes the search exhaust every
 // configuration of (linearized set, state) reachable before the violation,
 // and each pending write multiplies those (it may be linearized at any later
-// point, or never); pending read-only operations are dropped for that reason.
+// point, or never). Two reductions keep that in check: pending read-only
+// operations are dropped, and a configuration that has linearized a superset
+// of the pending operations of an already visited one (same completed set,
+// same state) is not explored again (see first_visit).
 // The search is exponential in the worst case; `check_options::max_steps`
 // bounds it and the verdict is then `unknown`, never a hang. Figures:
 // benchmarks/linearizability_checker.cpp.
@@ -47,7 +50,7 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -103,6 +106,11 @@ struct bitset {
     for (auto w : words) h = (h ^ w) * 0x100000001B3ull ^ (h >> 29);
     return static_cast<std::size_t>(h);
   }
+  bool subset_of(const bitset& o) const noexcept {
+    for (std::size_t i = 0; i < words.size(); ++i)
+      if (words[i] & ~o.words[i]) return false;
+    return true;
+  }
   friend bool operator==(const bitset&, const bitset&) = default;
 };
 
@@ -147,43 +155,55 @@ class wgl_search {
     nodes_[0].next = events.empty() ? -1 : 1;
   }
 
-  /// Runs the search; `steps` counts down the budget shared by all parts.
+  /// Runs the search; `steps_left` is the budget shared by all parts.
   verdict run(std::uint64_t& steps_left, std::uint64_t& steps_taken, std::vector<std::size_t>& longest) {
     typename M::state state = M::init();
-    bitset linearized(ops_.size());
-    std::unordered_set<memo_entry, memo_hash> memo;
+    bitset done(ops_.size());        // completed operations linearized so far
+    bitset pending(ops_.size());     // operations that never returned, linearized so far
+    std::unordered_map<memo_key, std::vector<bitset>, memo_hash> memo;
     std::vector<frame> stack;
+    auto record_longest = [&] {
+      if (stack.size() <= longest.size()) return;
+      longest.clear();
+      for (const auto& f : stack) longest.push_back(ops_[nodes_[static_cast<std::size_t>(f.call)].local]);
+    };
+    // Once every completed operation is linearized, the pending ones left can
+    // go last (any output is accepted from them): that is success, and it is
+    // also what makes the dominance in first_visit sound.
+    std::size_t completed_left = 0;
+    for (auto i : ops_) completed_left += !h_[i].pending();
     int entry = nodes_[0].next;
-    while (nodes_[0].next != -1) {
-      if (steps_left == 0) return verdict::unknown;
+    while (completed_left != 0) {
+      if (steps_left == 0) return record_longest(), verdict::unknown;
       --steps_left;
       ++steps_taken;
       const auto& n = nodes_[static_cast<std::size_t>(entry)];
       if (n.is_call) {
         const auto& o = h_[ops_[n.local]];
         if (auto next = M::step(state, o.input, o.output)) {
-          linearized.set(n.local);
-          if (memo.insert(memo_entry{linearized, *next}).second) {
+          bitset& set = o.pending() ? pending : done;
+          set.set(n.local);
+          if (first_visit(memo, done, pending, *next)) {
+            completed_left -= !o.pending();
             stack.push_back({entry, std::move(state)});
             state = std::move(*next);
             lift(entry);
-            if (stack.size() > longest.size()) {
-              longest.clear();
-              for (const auto& f : stack) longest.push_back(ops_[nodes_[static_cast<std::size_t>(f.call)].local]);
-            }
             entry = nodes_[0].next;
             continue;
           }
-          linearized.reset(n.local);
+          set.reset(n.local);
         }
         entry = n.next;
       } else {
         // an operation returns before we could place it: backtrack
+        record_longest();
         if (stack.empty()) return verdict::not_linearizable;
         frame f = std::move(stack.back());
         stack.pop_back();
         state = std::move(f.state);
-        linearized.reset(nodes_[static_cast<std::size_t>(f.call)].local);
+        const std::size_t local = nodes_[static_cast<std::size_t>(f.call)].local;
+        (h_[ops_[local]].pending() ? pending : done).reset(local);
+        completed_left += !h_[ops_[local]].pending();
         unlift(f.call);
         entry = nodes_[static_cast<std::size_t>(f.call)].next;
       }
@@ -201,16 +221,44 @@ class wgl_search {
     int call;
     typename M::state state;
   };
-  struct memo_entry {
-    bitset linearized;
+  // The memo, with dominance for operations that never returned. Such an
+  // operation can always be linearized last (it has no return to respect and
+  // the model accepts any output for it), so a configuration (done, P, state)
+  // can finish whenever (done, P', state) with P' a subset of P can: having
+  // linearized fewer pending operations leaves strictly more options. A
+  // configuration is therefore explored only if no visited one with the same
+  // completed set and state has a subset of its pending set. Without pending
+  // operations this is exactly Lowe's memo of (linearized set, state).
+  // Why pruning is sound, by induction on the number k of completed
+  // operations not yet linearized: at k = 0 the search stops with success
+  // before any pruning. For k > 0, a pruned configuration D that could
+  // finish is dominated by a visited X (same completed set and state, fewer
+  // pending linearized); X can finish by placing D's next completed
+  // operation first and its extra pending ones last, through a child with
+  // k - 1, which the search enters (or prunes in favour of an already
+  // finished configuration that could also finish), so the search succeeds.
+  struct memo_key {
+    bitset done;
     typename M::state state;
-    bool operator==(const memo_entry& o) const { return linearized == o.linearized && state == o.state; }
+    bool operator==(const memo_key& o) const { return done == o.done && state == o.state; }
   };
   struct memo_hash {
-    std::size_t operator()(const memo_entry& e) const {
-      return e.linearized.hash() ^ (hash_state<M>(e.state) * 0x9E3779B97F4A7C15ull);
+    std::size_t operator()(const memo_key& k) const {
+      return k.done.hash() ^ (hash_state<M>(k.state) * 0x9E3779B97F4A7C15ull);
     }
   };
+  static bool first_visit(std::unordered_map<memo_key, std::vector<bitset>, memo_hash>& memo, const bitset& done,
+                          const bitset& pending, const typename M::state& s) {
+    auto [it, fresh] = memo.try_emplace(memo_key{done, s});
+    auto& seen = it->second;
+    if (!fresh) {
+      for (const auto& p : seen)
+        if (p.subset_of(pending)) return false;
+      std::erase_if(seen, [&](const bitset& p) { return pending.subset_of(p); });  // now dominated
+    }
+    seen.push_back(pending);
+    return true;
+  }
 
   void unlink(int i) {
     auto& n = nodes_[static_cast<std::size_t>(i)];
