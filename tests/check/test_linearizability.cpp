@@ -84,7 +84,7 @@ TEST_CASE("linearizability: Porcupine's register examples (6.824 quiz 2017, VII)
   CHECK_FALSE(linearizable({wr(0, 0, 100, 200), rd(1, 10, 10, 200), rd(2, 10, 10, 200), rd(3, 40, 90, 0)}));
 }
 
-TEST_CASE("linearizability: classic register and cas-register cases (as in Knossos' tests)") {
+TEST_CASE("linearizability: textbook register and cas-register cases") {
   // a read that starts after a write returned must see it (or a later write)
   CHECK_FALSE(linearizable({wr(0, 0, 10, 1), rd(1, 20, 30, 0)}));
   CHECK(linearizable({wr(0, 0, 10, 1), rd(1, 5, 30, 0)}));  // overlapping: may read before
@@ -106,6 +106,26 @@ TEST_CASE("linearizability: classic register and cas-register cases (as in Knoss
   // the empty history, and one that reads the initial value
   CHECK(linearizable({}));
   CHECK(linearizable({rd(0, 0, 1, 0)}));
+}
+
+TEST_CASE("linearizability: Knossos' WGL test cases (knossos/test/knossos/wgl_test.clj), written out") {
+  // Times are the positions of the events in the Knossos history.
+  // crash-test: a write invoked, then :info (it crashed): valid
+  CHECK(linearizable({pending(wr(0, 0, 0, 1))}));
+  // sequential-test: read 0 from a register initialised to 0: valid
+  CHECK(linearizable({rd(0, 0, 1, 0)}));
+  // preserves-indices-test: write 1 then read 2: invalid
+  CHECK_FALSE(linearizable({wr(0, 0, 1, 1), rd(0, 2, 3, 2)}));
+  // read-wrong-initial-value-test: read 1 from a fresh register: invalid
+  CHECK_FALSE(linearizable({rd(0, 0, 1, 1)}));
+  // rethink-fail-minimal.edn: value 0; concurrently write 4 and read 3 (could be
+  // 0 or 4, not 3); then a read of 4, which must not be blamed
+  history<reg> h{wr(0, 0, 1, 0), rd(1, 2, 4, 3), wr(2, 3, 5, 4), rd(3, 6, 7, 4)};
+  auto res = check_linearizability<reg>(h);
+  CHECK(res.outcome == verdict::not_linearizable);
+  const auto& longest = res.longest_linearization;
+  CHECK(std::find(longest.begin(), longest.end(), 1) == longest.end());  // the read of 3 never fits
+  CHECK(std::find(longest.begin(), longest.end(), 3) == longest.end());  // the later read is not reached
 }
 
 TEST_CASE("linearizability: operations that never returned may or may not have taken effect") {
