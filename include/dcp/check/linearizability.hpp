@@ -72,7 +72,7 @@ struct operation {
   bool pending() const noexcept { return !output.has_value(); }
 };
 
-template <Model M>
+template <class M>
 using history = std::vector<operation<typename M::input, typename M::output>>;
 
 enum class verdict { linearizable, not_linearizable, unknown };
@@ -288,8 +288,12 @@ class wgl_search {
 
 /// Checks `h` against model M. Throws dcp::error(invalid_argument) if a
 /// completed operation returns before it is called.
-template <Model M>
+template <class M>
 check_result check_linearizability(const history<M>& h, const check_options& options = {}) {
+  static_assert(Model<M>,
+                "dcp: check_linearizability needs a Model: types state, input, output; static state init(); "
+                "static std::optional<state> step(const state&, const input&, const std::optional<output>&); "
+                "a state with == and std::hash (or static std::size_t hash(const state&))");
   for (std::size_t i = 0; i < h.size(); ++i)
     if (!h[i].pending() && h[i].ret < h[i].call)
       throw error(errc::invalid_argument, "check_linearizability: operation " + std::to_string(i) +

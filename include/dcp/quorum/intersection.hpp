@@ -30,8 +30,11 @@ inline constexpr std::size_t max_exhaustive_members = 22;
 
 /// Every split of the members; nullopt when any two quorums intersect.
 /// Throws dcp::error(invalid_argument) above max_exhaustive_members.
-template <QuorumSystem Q>
+template <class Q>
 std::optional<disjoint_quorums> check_intersection(const Q& q) {
+  static_assert(QuorumSystem<Q>,
+                "dcp: a QuorumSystem needs members() -> span<const dcp::address>, is_quorum(span<const address>) -> "
+                "bool and choose(span<const address>) -> std::vector<address>");
   const std::span<const address> all = q.members();
   const std::size_t n = all.size();
   if (n > max_exhaustive_members)
@@ -51,8 +54,11 @@ std::optional<disjoint_quorums> check_intersection(const Q& q) {
 
 /// `trials` random splits and `trials` pairs of chosen quorums for random
 /// preferred sets; nullopt when no violation was found.
-template <QuorumSystem Q>
+template <class Q>
 std::optional<disjoint_quorums> check_intersection_sampled(const Q& q, rng& random, std::size_t trials) {
+  static_assert(QuorumSystem<Q>,
+                "dcp: a QuorumSystem needs members() -> span<const dcp::address>, is_quorum(span<const address>) -> "
+                "bool and choose(span<const address>) -> std::vector<address>");
   const std::span<const address> all = q.members();
   std::vector<address> s, rest, pa, pb;
   auto intersect = [](const std::vector<address>& a, const std::vector<address>& b) {
