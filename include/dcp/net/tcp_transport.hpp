@@ -200,7 +200,8 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   using outbound_ptr = std::shared_ptr<detail::outbound>;
   using inbound_ptr = std::shared_ptr<detail::inbound>;
   using outbound_state = detail::outbound::state;
-  static constexpr std::size_t read_chunk = 64 * 1024;
+  static constexpr std::size_t read_chunk = 64 * 1024;       // what a connection reads at a time, at first
+  static constexpr std::size_t max_read_chunk = 1024 * 1024;  // ... and at most, on a bulk stream
   static constexpr std::size_t keep_capacity = 4u << 20;  // larger idle write buffers are freed
 
   static outbound_ptr shared(detail::outbound& p) { return std::static_pointer_cast<detail::outbound>(p.shared_from_this()); }
@@ -337,7 +338,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   // ---- reading (both directions) ----
 
   void read(detail::link& l) {
-    l.socket.async_read_some(asio::buffer(l.reader.prepare(read_chunk), read_chunk),
+    l.socket.async_read_some(asio::buffer(l.reader.prepare(l.read_size), l.read_size),
                              [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
                                  const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); });
   }
@@ -351,6 +352,11 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       return;
     }
     l.reader.commit(n);
+    // A read that fills the buffer means a bulk stream: read more at a time
+    // (fewer syscalls, and the reader moves a partial frame less often); a
+    // connection back to small messages returns to the small buffer.
+    if (n == l.read_size && l.read_size < max_read_chunk) l.read_size *= 2;
+    else if (n < l.read_size / 8 && l.read_size > read_chunk) l.read_size /= 2;
     wire::frame_view f;
     std::error_code bad;
     delivering_ = true;
@@ -445,6 +451,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     p.failures = 0;
     p.hello_sent = false;
     p.reader = wire::frame_reader(cfg_.limits);
+    p.read_size = read_chunk;
     log(log_level::debug, "connected to ", p.addr);
     read(p);
     kick(p);  // sends the hello (and what is queued) unless a stale write is still draining

@@ -96,6 +96,7 @@ struct link : std::enable_shared_from_this<link> {
   bool hello_sent = false;  // the caller introduces itself; the accepting side never does
   bool up = false;          // frames may be written now
   const bool inbound;       // accepted (an `inbound`), else an `outbound`
+  std::size_t read_size = 64 * 1024;  // bytes asked of each read; grows on bulk streams
   std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
 };
 
