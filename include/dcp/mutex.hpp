@@ -3,3 +3,7 @@
 // every algorithm.
 #include "dcp/mutex/api.hpp"
 #include "dcp/mutex/centralized.hpp"
+#include "dcp/mutex/lamport.hpp"
+#include "dcp/mutex/raymond.hpp"
+#include "dcp/mutex/ricart_agrawala.hpp"
+#include "dcp/mutex/suzuki_kasami.hpp"

@@ -24,3 +24,80 @@ TEST_CASE("centralized: safety and liveness over 1000 seeds with delays, reorder
     REQUIRE(out.granted == static_cast<int>(n) * 3);
   }
 }
+
+TEST_CASE("centralized: the harness sees two holders when the algorithm is misconfigured") {
+  // Each half of the group believes in its own coordinator: two locks. The
+  // property checks must notice, or they could not fail.
+  int worst = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    simulator w(seed, harness::random_network());
+    w.add_nodes(4, [](sim::node_context& c) {
+      mutex::centralized_config cfg;
+      cfg.coordinator = address::sim(c.index() < 2 ? 0 : 2);
+      c.add<central>(central::default_id, group::static_group::sim(4), cfg);
+    });
+    auto out = harness::run<central>(w, central::default_id, {.nodes = 4, .rounds = 5, .hold_max = 20ms});
+    worst = std::max(worst, out.max_holders);
+  }
+  CHECK(worst == 2);
+}
+
+TEST_CASE("centralized: a crashed coordinator fails waiters with member_failed; a crashed holder is released") {
+  harness::crash_property<central>(mutex::centralized_config{.request_timeout = 2s}, false);
+  simulator w(7, harness::random_network());
+  build(w, 4);
+  auto& c1 = w.get<central>(1, central::default_id);
+  auto& c2 = w.get<central>(2, central::default_id);
+  std::error_code got1 = errc::busy, got2 = errc::busy;
+  c1.lock([&](std::error_code ec) { got1 = ec; });
+  w.run_for(100ms);
+  REQUIRE(!got1);
+  c2.lock([&](std::error_code ec) { got2 = ec; });
+  w.run_for(100ms);
+  CHECK(got2 == errc::busy);  // still waiting
+  w.crash(1);                 // the holder dies; the coordinator's probe finds out
+  w.run_for(3s);
+  CHECK(!got2);
+  CHECK(w.get<central>(0, central::default_id).holder() == address::sim(2));
+  w.crash(0);
+  c2.unlock();
+  std::error_code got3 = errc::busy;
+  c2.lock([&](std::error_code ec) { got3 = ec; });
+  w.run_for(3s);
+  CHECK(got3 == errc::member_failed);
+  CHECK(c2.state() == mutex::lock_state::idle);
+}
+
+TEST_CASE("mutex api: guard, busy, unlock misuse, cancel") {
+  simulator w(3, harness::random_network());
+  build(w, 3);
+  auto& m = w.get<central>(1, central::default_id);
+  CHECK_THROWS_AS(m.unlock(), dcp::error);
+  std::vector<std::error_code> results;
+  m.lock([&](std::error_code ec) { results.push_back(ec); });
+  m.lock([&](std::error_code ec) { results.push_back(ec); });  // already waiting: busy
+  w.run_for(1s);
+  REQUIRE(results.size() == 2);
+  CHECK(results[0] == errc::busy);
+  CHECK(!results[1]);
+  {
+    mutex::guard g(m);
+    CHECK(g.owns_lock());
+  }
+  CHECK(m.state() == mutex::lock_state::idle);
+  w.run_for(100ms);  // the release reaches the coordinator
+  CHECK_THROWS_AS(mutex::guard<central>{m}, dcp::error);
+  auto& m2 = w.get<central>(2, central::default_id);
+  auto& m0 = w.get<central>(0, central::default_id);
+  REQUIRE(m0.try_lock());  // the coordinator itself, lock free: no message needed
+  CHECK_FALSE(m2.try_lock());
+  m2.lock([&](std::error_code ec) { results.push_back(ec); });
+  w.run_for(100ms);
+  m2.cancel();
+  REQUIRE(results.size() == 3);
+  CHECK(results[2] == errc::cancelled);
+  m0.unlock();
+  w.run_for(100ms);
+  CHECK(m2.state() == mutex::lock_state::idle);
+  CHECK(m0.holder() == std::nullopt);  // the withdrawn request was not granted to anyone
+}
