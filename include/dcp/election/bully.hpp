@@ -173,11 +173,7 @@ class bully {
   void suspect_leader() {
     env_.count("leader_suspected");
     leader_.set(std::nullopt);
-    if (electing_) {  // an election waiting on the dead leader: start over without it
-      cancel_timer();
-      electing_ = false;
-    }
-    start_election();
+    start_election();  // an election already running here ends by its own time-outs
   }
   void arm(duration d, timer_callback fn) {
     cancel_timer();

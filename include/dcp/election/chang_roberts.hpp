@@ -11,12 +11,15 @@
 // (the highest alone initiates), worst N(N+1)/2 + N−1 (everyone initiates and
 // ids decrease along the ring), ≈ N·H_N + N−1 on average over random rings.
 //
-// Faults tolerated: delay, and crash-stop of members that the transport
+// Each election has a round: a node that has seen its round decided starts a
+// new one at start_election(), and messages of older rounds are dropped, so a
+// reordered ELECTION never restarts an election that has ended.
+//
+// Faults tolerated: delay, reordering, and crash-stop of members that the transport
 // reports unreachable: a node whose successor is reported unreachable skips it
 // and re-sends what it had sent it. Not tolerated: loss (an election can stall:
-// call start_election() again), a crash of the leader after the election
-// (Chang–Roberts detects no failures: run start_election() when yours does),
-// and reordering of ELECTED before ELECTION messages is harmless.
+// call start_election() again) and a crash of the leader after the election
+// (Chang–Roberts detects no failures: run start_election() when yours does).
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -43,14 +46,16 @@ namespace chang_roberts_msg {
 struct election {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "election";
+  std::uint64_t round = 0;
   std::uint64_t candidate = 0;  ///< a rank
-  template <class A> void serialize(A& ar) { ar(candidate); }
+  template <class A> void serialize(A& ar) { ar(round, candidate); }
 };
 struct elected {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "elected";
+  std::uint64_t round = 0;
   std::uint64_t leader = 0;
-  template <class A> void serialize(A& ar) { ar(leader); }
+  template <class A> void serialize(A& ar) { ar(round, leader); }
 };
 }  // namespace chang_roberts_msg
 
@@ -82,11 +87,14 @@ class chang_roberts {
   void start() {
     if (elect_on_start_) start_election();
   }
+  /// Starts (or joins) the current round; once a round has elected its
+  /// leader here, the next call starts a new round.
   void start_election() {
     if (participant_) return;
+    if (decided_) next_round(round_ + 1);
     participant_ = true;
     env_.count("elections_started");
-    forward(chang_roberts_msg::election{rank_});
+    forward(chang_roberts_msg::election{round_, rank_});
   }
   std::optional<address> leader() const { return leader_.get(); }
   bool electing() const noexcept { return participant_; }
@@ -94,24 +102,23 @@ class chang_roberts {
 
   void on_message(const address& from, const chang_roberts_msg::election& m) {
     if (!group_.contains(from) || m.candidate >= group_.size()) return env_.count("malformed");
+    if (!current(m.round)) return;
     if (m.candidate > rank_) {
       participant_ = true;
       forward(m);
     } else if (m.candidate < rank_) {
-      if (participant_) return env_.count("swallowed");
+      if (participant_ || decided_) return env_.count("swallowed");
       participant_ = true;
-      forward(chang_roberts_msg::election{rank_});
+      forward(chang_roberts_msg::election{round_, rank_});
     } else {  // our id went all the way round: nobody is larger
-      participant_ = false;
-      leader_.set(env_.self());
-      forward(chang_roberts_msg::elected{rank_});
+      decide(rank_);
+      forward(chang_roberts_msg::elected{round_, rank_});
     }
   }
   void on_message(const address& from, const chang_roberts_msg::elected& m) {
     if (!group_.contains(from) || m.leader >= group_.size()) return env_.count("malformed");
-    participant_ = false;
-    if (successor() != m.leader) sent_.clear();  // the election is over here
-    leader_.set(group_.member(m.leader));
+    if (!current(m.round)) return;
+    decide(m.leader);
     if (m.leader != rank_ && successor() != m.leader) forward(m);
   }
   void on_unreachable(const address& peer) {
@@ -126,6 +133,27 @@ class chang_roberts {
 
  private:
   using message = std::variant<chang_roberts_msg::election, chang_roberts_msg::elected>;
+  /// Messages of older rounds are stale (a reordered ELECTION arriving after
+  /// its round's ELECTED would otherwise start a needless new round).
+  bool current(std::uint64_t round) {
+    if (round < round_) {
+      env_.count("stale_round");
+      return false;
+    }
+    if (round > round_) next_round(round);
+    return true;
+  }
+  void next_round(std::uint64_t round) {
+    round_ = round;
+    participant_ = false;
+    decided_ = false;
+    sent_.clear();
+  }
+  void decide(std::size_t leader) {
+    participant_ = false;
+    decided_ = true;
+    leader_.set(group_.member(leader));
+  }
   std::size_t successor() const {
     for (std::size_t k = 1; k < ring_.size(); ++k) {
       const auto r = ring_[(position_ + k) % ring_.size()];
@@ -140,10 +168,7 @@ class chang_roberts {
     sent_to_ = next;
     sent_.push_back(m);
     if (next == rank_) {  // alone in the ring: our own id is the largest
-      if constexpr (std::is_same_v<M, chang_roberts_msg::election>) {
-        participant_ = false;
-        leader_.set(env_.self());
-      }
+      if constexpr (std::is_same_v<M, chang_roberts_msg::election>) decide(rank_);
       return;
     }
     env_.send(group_.member(next), m);
@@ -154,7 +179,8 @@ class chang_roberts {
   std::vector<std::size_t> ring_;
   std::size_t rank_ = 0, position_ = 0;
   bool elect_on_start_ = false;
-  bool participant_ = false;
+  bool participant_ = false, decided_ = false;
+  std::uint64_t round_ = 0;
   detail::leader_slot leader_;
   std::set<std::size_t> down_;
   std::size_t sent_to_ = static_cast<std::size_t>(-1);

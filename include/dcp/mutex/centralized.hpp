@@ -27,6 +27,7 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
 #include "dcp/mutex/api.hpp"
+#include "dcp/mutex/detail/loopback.hpp"
 #include "dcp/mutex/detail/request.hpp"
 
 namespace dcp::mutex {
@@ -78,7 +79,7 @@ class centralized {
   static constexpr protocol_id default_id = 50;
 
   centralized(E env, G group, centralized_config cfg = {})
-      : env_(std::move(env)), group_(std::move(group)), cfg_(cfg), request_(env_) {
+      : env_(std::move(env)), group_(std::move(group)), cfg_(cfg), request_(env_), self_(env_) {
     cfg_.validate();
     group::rank_of_self(group_, env_.self(), "centralized");
     coordinator_ = cfg_.coordinator.empty() ? group_.member(0) : cfg_.coordinator;
@@ -168,9 +169,12 @@ class centralized {
       env_.send(coordinator_, m);
       return;
     }
-    const entry e{env_.self(), m.session, m.seq};
-    if constexpr (std::is_same_v<std::decay_t<decltype(m)>, centralized_msg::request>) submit(e);
-    else release_entry(e);
+    // The coordinator's own requests take the same path, a turn later (so
+    // that lock() never runs its handler inside itself), without the network.
+    self_.post([this, e = entry{env_.self(), m.session, m.seq}] {
+      if constexpr (std::is_same_v<std::decay_t<decltype(m)>, centralized_msg::request>) submit(e);
+      else release_entry(e);
+    });
   }
   void withdraw() { to_coordinator(centralized_msg::release{session_, seq_}); }
 
@@ -222,6 +226,7 @@ class centralized {
   G group_;
   centralized_config cfg_;
   detail::request<E> request_;
+  detail::loopback<E> self_;
   address coordinator_;
   std::uint64_t session_ = 0, seq_ = 0;
   // coordinator state

@@ -231,8 +231,9 @@ class token_ring {
     if (request_.waiting()) return request_.grant();
     if (!request_.held()) schedule_pass();
   }
+  /// Passes the token from a timer, never inside the handler that brought it:
+  /// at start-up the successor may not exist yet, and a lone member would recurse.
   void schedule_pass() {
-    if (cfg_.pass_delay == duration::zero()) return pass();
     if (!pass_timer_) pass_timer_ = env_.arm(cfg_.pass_delay, [this] {
       pass_timer_ = {};
       if (!request_.held()) pass();
@@ -248,7 +249,7 @@ class token_ring {
     ++t.hop;
     const auto next = successor();
     arm_watchdog();
-    if (next == rank_) {  // alone in the ring
+    if (next == rank_) {  // alone in the ring: keep it (take_token passes it again later)
       take_token(t);
       return;
     }
