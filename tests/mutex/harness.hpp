@@ -169,3 +169,27 @@ void crash_property(Config cfg, bool fifo, std::uint64_t count = seeds) {
 }
 
 }  // namespace harness
+
+namespace harness {
+
+/// Message loss, for algorithms that do not tolerate it: safety must still
+/// hold at every event, and every request must end (granted, or timed_out
+/// after request_timeout): the failure is loud, never a silent hang.
+template <class M, class Config>
+void loss_property(Config cfg, bool fifo, std::uint64_t count = seeds) {
+  int failures = 0;
+  for (std::uint64_t seed = 1; seed <= count; ++seed) {
+    simulator w(seed, random_network(nullptr, 0.05, fifo));
+    const auto n = static_cast<std::uint32_t>(3 + seed % 6);
+    build<M>(w, n, cfg);
+    auto out = run<M>(w, M::default_id, {.nodes = n});
+    INFO("seed " << seed << " nodes " << n);
+    REQUIRE(out.max_holders <= 1);
+    REQUIRE(out.granted + out.errors == static_cast<int>(n) * 3);
+    for (auto ec : out.error_codes) REQUIRE(ec == make_error_code(errc::timed_out));
+    failures += out.errors;
+  }
+  CHECK(failures > 0);  // losses did hurt: the waiters were told
+}
+
+}  // namespace harness

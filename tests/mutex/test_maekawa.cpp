@@ -43,3 +43,7 @@ TEST_CASE("maekawa: heavy contention, 9 and 16 members, no deadlock") {
 TEST_CASE("maekawa: a crashed quorum member makes waiters fail, never hang, never two holders") {
   harness::crash_property<mk>(mutex::maekawa_config{.request_timeout = 2s}, true);
 }
+
+TEST_CASE("maekawa: under message loss, still one holder; waiters time out instead of hanging") {
+  harness::loss_property<mk>(mutex::maekawa_config{.request_timeout = 1s}, true);
+}

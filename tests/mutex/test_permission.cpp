@@ -17,3 +17,7 @@ TEST_CASE("lamport: one holder, all granted, stamp order; 1000 seeds on FIFO cha
 TEST_CASE("lamport: a crashed member makes waiters fail, never hang, never two holders") {
   harness::crash_property<lam>(mutex::lamport_config{.request_timeout = 2s}, true);
 }
+
+TEST_CASE("ricart_agrawala: under message loss, still one holder; waiters time out instead of hanging") {
+  harness::loss_property<ra>(mutex::ricart_agrawala_config{.request_timeout = 1s}, false);
+}

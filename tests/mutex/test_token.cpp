@@ -70,3 +70,47 @@ TEST_CASE("token_ring: crashes and restarts: one holder at every step, survivors
     REQUIRE(out.granted >= out.requests - 1);
   }
 }
+
+TEST_CASE("suzuki_kasami and raymond: under message loss, still one holder; waiters time out instead of hanging") {
+  harness::loss_property<sk>(mutex::suzuki_kasami_config{.request_timeout = 1s}, false);
+  harness::loss_property<ray>(mutex::raymond_config{.request_timeout = 1s}, true);
+}
+
+TEST_CASE("token_ring: a partition blocks regeneration (safe), and after heal every request is served") {
+  for (std::uint64_t seed = 1; seed <= harness::seeds; ++seed) {
+    harness::simulator w(seed, harness::random_network());
+    const auto n = static_cast<std::uint32_t>(3 + seed % 6);
+    harness::build<ring>(w, n, ring_config());
+    const auto cut = static_cast<std::uint32_t>(1 + w.rng().below(n - 1));
+    std::vector<std::uint32_t> left, right;
+    for (std::uint32_t i = 0; i < n; ++i) (i < cut ? left : right).push_back(i);
+    w.after(duration(w.rng().between(0, 30'000'000)), [&w, left, right] { w.partition({left, right}); });
+    w.after(2s, [&w] { w.heal(); });
+    auto out = harness::run<ring>(w, ring::default_id, {.nodes = n});
+    INFO("seed " << seed);
+    REQUIRE(out.max_holders <= 1);
+    REQUIRE(out.errors == 0);
+    REQUIRE(out.granted == static_cast<int>(n) * 3);
+  }
+}
+
+TEST_CASE("token algorithms: try_lock succeeds only where the idle token is") {
+  harness::simulator w(1, harness::random_network());
+  harness::build<sk>(w, 4, mutex::suzuki_kasami_config{});
+  CHECK_FALSE(w.get<sk>(1, sk::default_id).try_lock());
+  auto& m0 = w.get<sk>(0, sk::default_id);
+  REQUIRE(m0.try_lock());
+  CHECK(m0.holding());
+  CHECK_FALSE(m0.try_lock());
+  m0.unlock();
+  CHECK(m0.has_token());  // nobody asked: the token stays
+  harness::simulator w2(1, harness::random_network(nullptr, 0, true));
+  harness::build<ray>(w2, 7, mutex::raymond_config{});
+  CHECK_FALSE(w2.get<ray>(6, ray::default_id).try_lock());
+  bool got = false;
+  w2.get<ray>(6, ray::default_id).lock([&](std::error_code ec) { got = !ec; });
+  w2.run_for(1s);
+  REQUIRE(got);
+  w2.get<ray>(6, ray::default_id).unlock();
+  CHECK(w2.get<ray>(6, ray::default_id).try_lock());  // the token rests with its last user
+}

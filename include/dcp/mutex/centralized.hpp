@@ -13,9 +13,12 @@
 //   - a client crash (crash-stop, reported by the transport): the coordinator
 //     probes a holder every probe_interval, and a holder the transport reports
 //     unreachable is released; its queued requests are dropped.
+//   - message loss, eventually: a waiter whose REQUEST or GRANT is lost times
+//     out; a grant the coordinator believes held (a lost RELEASE, a lost
+//     GRANT) is returned when the probe reaches a client not holding it.
 // Not tolerated: the coordinator's crash (waiters get member_failed when the
-// transport reports it, timed_out after request_timeout otherwise), message
-// loss (waiters time out), partitions (a cut-off holder keeps the lock).
+// transport reports it, timed_out after request_timeout otherwise), and
+// partitions (a cut-off holder keeps the lock; waiters time out).
 #include <algorithm>
 #include <cstdint>
 #include <deque>
@@ -63,10 +66,11 @@ struct release {
   std::uint64_t session = 0, seq = 0;
   template <class A> void serialize(A& ar) { ar(session, seq); }
 };
-struct probe {
+struct probe {  ///< "do you still hold grant (session, seq)?"
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "probe";
-  template <class A> void serialize(A&) {}
+  std::uint64_t session = 0, seq = 0;
+  template <class A> void serialize(A& ar) { ar(session, seq); }
 };
 }  // namespace centralized_msg
 
@@ -128,7 +132,14 @@ class centralized {
     env_.count("stale_grant");
     to_coordinator(centralized_msg::release{m.session, m.seq});
   }
-  void on_message(const address&, const centralized_msg::probe&) {}
+  void on_message(const address& from, const centralized_msg::probe& m) {
+    if (from != coordinator_) return env_.count("stale_probe");
+    if (request_.held() && m.session == session_ && m.seq == seq_) return;
+    // The coordinator thinks we hold a grant we do not (our RELEASE was lost,
+    // or its GRANT was lost after we gave up): free it.
+    env_.count("released_on_probe");
+    env_.send(coordinator_, centralized_msg::release{m.session, m.seq});
+  }
 
   // ---- coordinator side ----
   void on_message(const address& from, const centralized_msg::request& m) {
@@ -219,7 +230,7 @@ class centralized {
   }
   void probe_holder() {
     if (!holder_ || holder_->client == env_.self()) return probe_.stop();
-    env_.send(holder_->client, centralized_msg::probe{});
+    env_.send(holder_->client, centralized_msg::probe{holder_->session, holder_->seq});
   }
 
   E env_;
