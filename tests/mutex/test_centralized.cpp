@@ -146,3 +146,36 @@ TEST_CASE("centralized: a lost RELEASE is recovered by the coordinator's probe")
   CHECK(got2);
   CHECK(w.metrics().counter(central::default_id, "released_on_probe") >= 1);
 }
+
+static_assert(mutex::Mutex<mutex::centralized<sim::env>> && mutex::Mutex<mutex::ricart_agrawala<sim::env>> &&
+              mutex::Mutex<mutex::lamport<sim::env>> && mutex::Mutex<mutex::suzuki_kasami<sim::env>> &&
+              mutex::Mutex<mutex::raymond<sim::env>> && mutex::Mutex<mutex::maekawa<sim::env>> &&
+              mutex::Mutex<mutex::token_ring<sim::env>>,
+              "every algorithm offers the one mutex API");
+
+TEST_CASE("mutex: a node outside its group, or a bad configuration, is refused with a clear error") {
+  simulator w(1);
+  CHECK_THROWS_WITH_AS(w.add_node([](sim::node_context& c) {
+    c.add<mutex::ricart_agrawala<sim::env>>(51, group::static_group{address::sim(7)});
+  }), doctest::Contains("not a member of its group"), dcp::error);
+  CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
+    c.add<mutex::token_ring<sim::env>>(56, group::static_group::sim(1), mutex::token_ring_config{.token_timeout = 0s});
+  }), dcp::error);
+  CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
+    c.add<central>(50, group::static_group::sim(1), mutex::centralized_config{.coordinator = address::sim(9)});
+  }), dcp::error);
+  CHECK_THROWS_AS(group::static_group(std::vector<address>{}), dcp::error);
+}
+
+TEST_CASE("mutex: malformed or foreign messages are dropped and counted, state untouched") {
+  simulator w(2, harness::random_network());
+  harness::build<mutex::suzuki_kasami<sim::env>>(w, 3, mutex::suzuki_kasami_config{});
+  auto& m1 = w.get<mutex::suzuki_kasami<sim::env>>(1, 53);
+  // A token with the wrong shape, and one claiming a queue member that does not exist.
+  m1.on_message(address::sim(0), mutex::suzuki_kasami_msg::token{{0, 0}, {}});
+  m1.on_message(address::sim(0), mutex::suzuki_kasami_msg::token{{0, 0, 0}, {7}});
+  m1.on_message(address::sim(9), mutex::suzuki_kasami_msg::request{1});
+  CHECK_FALSE(m1.has_token());
+  CHECK(w.metrics().counter(53, "malformed_token") == 2);
+  CHECK(w.metrics().counter(53, "not_a_member") == 1);
+}
