@@ -9,3 +9,4 @@
 #include "dcp/mutex/ricart_agrawala.hpp"
 #include "dcp/mutex/suzuki_kasami.hpp"
 #include "dcp/mutex/token_ring.hpp"
+#include "dcp/mutex/async_lock.hpp"
