@@ -176,9 +176,9 @@ namespace harness {
 /// hold at every event, and every request must end (granted, or timed_out
 /// after request_timeout): the failure is loud, never a silent hang.
 template <class M, class Config>
-void loss_property(Config cfg, bool fifo, std::uint64_t count = seeds) {
+void loss_property(Config cfg, bool fifo, std::uint64_t count = seeds, std::uint64_t first = 1) {
   int failures = 0;
-  for (std::uint64_t seed = 1; seed <= count; ++seed) {
+  for (std::uint64_t seed = first; seed < first + count; ++seed) {
     simulator w(seed, random_network(nullptr, 0.05, fifo));
     const auto n = static_cast<std::uint32_t>(3 + seed % 6);
     build<M>(w, n, cfg);

@@ -134,9 +134,12 @@ class centralized {
   }
   void on_message(const address& from, const centralized_msg::probe& m) {
     if (from != coordinator_) return env_.count("stale_probe");
-    if (request_.held() && m.session == session_ && m.seq == seq_) return;
-    // The coordinator thinks we hold a grant we do not (our RELEASE was lost,
-    // or its GRANT was lost after we gave up): free it.
+    // Holding it, or still waiting for it (its GRANT may be on the way, behind
+    // this probe): nothing to return. If the GRANT was lost, our time-out
+    // withdraws the request with a RELEASE of its own.
+    if (!request_.idle() && m.session == session_ && m.seq == seq_) return;
+    // The coordinator thinks we hold a grant we no longer want (our RELEASE
+    // was lost, or its GRANT came after we gave up): free it.
     env_.count("released_on_probe");
     env_.send(coordinator_, centralized_msg::release{m.session, m.seq});
   }
