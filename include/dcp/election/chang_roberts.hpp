@@ -1,0 +1,190 @@
+#pragma once
+// Chang–Roberts ring election (1979).
+//
+// Members sit on a unidirectional ring (by default in rank order; `ring`
+// gives another order). An initiator marks itself a participant and sends
+// ELECTION(its id) to its successor. A node forwards a larger id, replaces a
+// smaller one by its own if it is not yet a participant (and drops it if it
+// is), and recognises its own id coming back: it is the largest, the leader,
+// and sends ELECTED around the ring, which stops at the leader's predecessor.
+// Ids are ranks in the group (the highest address wins). Messages: best 2N−1
+// (the highest alone initiates), worst N(N+1)/2 + N−1 (everyone initiates and
+// ids decrease along the ring), ≈ N·H_N + N−1 on average over random rings.
+//
+// Each election has a round: a node that has seen its round decided starts a
+// new one at start_election(), and messages of older rounds are dropped, so a
+// reordered ELECTION never restarts an election that has ended.
+//
+// Faults tolerated: delay, reordering, and crash-stop of members that the transport
+// reports unreachable: a node whose successor is reported unreachable skips it
+// and re-sends what it had sent it. Not tolerated: loss (an election can stall:
+// call start_election() again) and a crash of the leader after the election
+// (Chang–Roberts detects no failures: run start_election() when yours does).
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/election/api.hpp"
+#include "dcp/group/static_group.hpp"
+
+namespace dcp::election {
+
+struct chang_roberts_config {
+  /// The ring order (every member once); empty means rank order.
+  std::vector<address> ring;
+  bool elect_on_start = false;
+};
+
+namespace chang_roberts_msg {
+struct election {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "election";
+  std::uint64_t round = 0;
+  std::uint64_t candidate = 0;  ///< a rank
+  template <class A> void serialize(A& ar) { ar(round, candidate); }
+};
+struct elected {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "elected";
+  std::uint64_t round = 0;
+  std::uint64_t leader = 0;
+  template <class A> void serialize(A& ar) { ar(round, leader); }
+};
+}  // namespace chang_roberts_msg
+
+template <Env E, group::Group G = group::static_group>
+class chang_roberts {
+ public:
+  using messages = wire::message_set<chang_roberts_msg::election, chang_roberts_msg::elected>;
+  static constexpr std::string_view name = "election.chang_roberts";
+  static constexpr protocol_id default_id = 71;
+
+  chang_roberts(E env, G group, chang_roberts_config cfg = {}) : env_(std::move(env)), group_(std::move(group)) {
+    rank_ = group::rank_of_self(group_, env_.self(), "chang_roberts");
+    if (cfg.ring.empty())
+      for (std::size_t r = 0; r < group_.size(); ++r) ring_.push_back(r);
+    else
+      for (auto& a : cfg.ring) {
+        auto r = group_.rank_of(a);
+        if (!r) throw error(errc::invalid_config, "chang_roberts: ring member " + a.to_string() + " is not in the group");
+        ring_.push_back(*r);
+      }
+    auto sorted = ring_;
+    std::sort(sorted.begin(), sorted.end());
+    if (sorted.size() != group_.size() || std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+      throw error(errc::invalid_config, "chang_roberts: the ring must list every member exactly once");
+    position_ = static_cast<std::size_t>(std::find(ring_.begin(), ring_.end(), rank_) - ring_.begin());
+    elect_on_start_ = cfg.elect_on_start;
+  }
+
+  void start() {
+    if (elect_on_start_) start_election();
+  }
+  /// Starts (or joins) the current round; once a round has elected its
+  /// leader here, the next call starts a new round.
+  void start_election() {
+    if (participant_) return;
+    if (decided_) next_round(round_ + 1);
+    participant_ = true;
+    env_.count("elections_started");
+    forward(chang_roberts_msg::election{round_, rank_});
+  }
+  std::optional<address> leader() const { return leader_.get(); }
+  bool electing() const noexcept { return participant_; }
+  void on_leader_changed(leader_handler h) { leader_.on_change(std::move(h)); }
+
+  void on_message(const address& from, const chang_roberts_msg::election& m) {
+    if (!group_.contains(from) || m.candidate >= group_.size()) return env_.count("malformed");
+    if (!current(m.round)) return;
+    if (m.candidate > rank_) {
+      participant_ = true;
+      forward(m);
+    } else if (m.candidate < rank_) {
+      if (participant_ || decided_) return env_.count("swallowed");
+      participant_ = true;
+      forward(chang_roberts_msg::election{round_, rank_});
+    } else {  // our id went all the way round: nobody is larger
+      decide(rank_);
+      forward(chang_roberts_msg::elected{round_, rank_});
+    }
+  }
+  void on_message(const address& from, const chang_roberts_msg::elected& m) {
+    if (!group_.contains(from) || m.leader >= group_.size()) return env_.count("malformed");
+    if (!current(m.round)) return;
+    decide(m.leader);
+    if (m.leader != rank_ && successor() != m.leader) forward(m);
+  }
+  void on_unreachable(const address& peer) {
+    auto r = group_.rank_of(peer);
+    if (!r || *r == rank_) return;
+    down_.insert(*r);
+    if (sent_to_ != *r) return;
+    // What we sent it was lost with it: send it to the next live member.
+    auto again = std::exchange(sent_, {});
+    for (auto& m : again) std::visit([this](auto& x) { forward(x); }, m);
+  }
+
+ private:
+  using message = std::variant<chang_roberts_msg::election, chang_roberts_msg::elected>;
+  /// Messages of older rounds are stale (a reordered ELECTION arriving after
+  /// its round's ELECTED would otherwise start a needless new round).
+  bool current(std::uint64_t round) {
+    if (round < round_) {
+      env_.count("stale_round");
+      return false;
+    }
+    if (round > round_) next_round(round);
+    return true;
+  }
+  void next_round(std::uint64_t round) {
+    round_ = round;
+    participant_ = false;
+    decided_ = false;
+    sent_.clear();
+  }
+  void decide(std::size_t leader) {
+    participant_ = false;
+    decided_ = true;
+    leader_.set(group_.member(leader));
+  }
+  std::size_t successor() const {
+    for (std::size_t k = 1; k < ring_.size(); ++k) {
+      const auto r = ring_[(position_ + k) % ring_.size()];
+      if (!down_.contains(r)) return r;
+    }
+    return rank_;
+  }
+  template <class M>
+  void forward(const M& m) {
+    const auto next = successor();
+    if (next != sent_to_) sent_.clear();
+    sent_to_ = next;
+    sent_.push_back(m);
+    if (next == rank_) {  // alone in the ring: our own id is the largest
+      if constexpr (std::is_same_v<M, chang_roberts_msg::election>) decide(rank_);
+      return;
+    }
+    env_.send(group_.member(next), m);
+  }
+
+  E env_;
+  G group_;
+  std::vector<std::size_t> ring_;
+  std::size_t rank_ = 0, position_ = 0;
+  bool elect_on_start_ = false;
+  bool participant_ = false, decided_ = false;
+  std::uint64_t round_ = 0;
+  detail::leader_slot leader_;
+  std::set<std::size_t> down_;
+  std::size_t sent_to_ = static_cast<std::size_t>(-1);
+  std::vector<message> sent_;  ///< what the current successor was sent, for a re-send if it dies
+};
+
+}  // namespace dcp::election

@@ -1,0 +1,23 @@
+// Ricart–Agrawala and Lamport: permission-based, every member must answer.
+#include "harness.hpp"
+
+using namespace dcp;
+using ra = mutex::ricart_agrawala<sim::env>;
+using lam = mutex::lamport<sim::env>;
+
+TEST_CASE("ricart_agrawala: one holder, all granted, stamp order; 1000 seeds, reordering and duplicates") {
+  harness::fault_free_property<ra>(mutex::ricart_agrawala_config{}, false, 0.1);
+}
+TEST_CASE("ricart_agrawala: a crashed member makes waiters fail, never hang, never two holders") {
+  harness::crash_property<ra>(mutex::ricart_agrawala_config{.request_timeout = 2s}, false);
+}
+TEST_CASE("lamport: one holder, all granted, stamp order; 1000 seeds on FIFO channels") {
+  harness::fault_free_property<lam>(mutex::lamport_config{}, true, 0.1);
+}
+TEST_CASE("lamport: a crashed member makes waiters fail, never hang, never two holders") {
+  harness::crash_property<lam>(mutex::lamport_config{.request_timeout = 2s}, true);
+}
+
+TEST_CASE("ricart_agrawala: under message loss, still one holder; waiters time out instead of hanging") {
+  harness::loss_property<ra>(mutex::ricart_agrawala_config{.request_timeout = 1s}, false);
+}
