@@ -229,7 +229,8 @@ class simulator {
 
   /// Runs `fn` at virtual time t (now if t is past): a scheduled user action.
   void at(time_point t, std::function<void()> fn) {
-    push(std::max(t, now_), event_kind::action, alloc_timer(trace_event::npos, std::move(fn)));
+    const auto s = alloc_timer(trace_event::npos, std::move(fn));
+    push(std::max(t, now_), event_kind::action, s, timers_[s].gen);  // fire() checks the generation
   }
   void after(duration d, std::function<void()> fn) { at(now_ + d, std::move(fn)); }
 
