@@ -34,3 +34,57 @@ TEST_CASE("raft: safety and liveness under crashes, partitions, loss, duplicatio
   CHECK(live == seeds);  // after healing, every seed made progress
   CHECK(installs > 0);   // lagging replicas were brought up by InstallSnapshot
 }
+
+TEST_CASE("raft: membership changes one server at a time, under faults, over 200 seeds") {
+  std::uint64_t live = 0, changes = 0;
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    options o;
+    o.nodes = 5;
+    o.membership = true;
+    o.fault_every = 150ms;
+    CAPTURE(seed);
+    cluster c(seed, o);
+    auto out = c.run();
+    live += out.live;
+    for (std::uint32_t i = 0; i < 5; ++i)
+      if (auto* r = c.world().find<node_t>(i, pid); r && r->members().size() != 5) ++changes;
+  }
+  CHECK(live == 200);
+  CHECK(changes > 0);  // configurations did change
+}
+
+TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors") {
+  raft_config bad;
+  bad.heartbeat_interval = 200ms;  // not under half the election timeout
+  CHECK_THROWS_AS(bad.validate(), dcp::error);
+  bad = {};
+  bad.election_timeout_max = 1ms;
+  CHECK_THROWS_AS(bad.validate(), dcp::error);
+
+  options o;
+  o.loss = o.duplicate = o.reorder = 0;
+  cluster c(3, o);
+  c.world().run_for(1s);
+  node_t* follower = nullptr;
+  node_t* leader = nullptr;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    auto& r = c.world().get<node_t>(i, pid);
+    (r.is_leader() ? leader : follower) = &r;
+  }
+  REQUIRE(leader);
+  REQUIRE(follower);
+  std::error_code got;
+  follower->propose(encode_id(1), [&](result<bytes> r) { got = r.error(); });
+  CHECK(got == dcp::errc::not_leader);
+  follower->read_index([&](result<std::uint64_t> r) { got = r.error(); });
+  CHECK(got == dcp::errc::not_leader);
+  leader->propose(7, 0, encode_id(1), [&](result<bytes> r) { got = r.error(); });  // sequence numbers start at 1
+  CHECK(got == dcp::errc::invalid_argument);
+  leader->add_member(address::sim(0), [&](result<bytes> r) { got = r.error(); });  // already a member
+  CHECK((got == dcp::errc::invalid_argument || got == consensus::errc::config_change_pending));
+  // A session that was never opened cannot start at sequence 5: it may be a retry of an evicted one.
+  bool done = false;
+  leader->propose(42, 5, encode_id(2), [&](result<bytes> r) { got = r.error(); done = true; });
+  c.world().run_until([&] { return done; }, c.world().now() + 1s);
+  CHECK(got == consensus::errc::session_expired);
+}
