@@ -83,15 +83,19 @@ class client {
   // ---- session ----
 
   void open_session(callback<session_id> done) {
-    if (session_) return done(session_);
+    if (session_ && !opening_) return done(session_);
+    if (opening_) return done(dcp::make_error_code(dcp::errc::busy));
     submit({op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())},
-           [this, done = std::move(done)](result<reply> r, time_point first_sent) {
+           [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.error());
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+             // The lease starts with the first acknowledged keepalive: the session
+             // may have been created by any earlier send of this command.
              session_ = r->session;
-             valid_until_ = first_sent + lease_span();
-             last_keepalive_ = {};
-             done(session_);
+             valid_until_ = {};
+             opening_ = std::move(done);
+             opening_since_ = env_.now();
+             send_keepalive();
            });
   }
   void close_session(callback<done_t> done) {
@@ -101,6 +105,8 @@ class client {
     submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.error()); });
   }
   session_id session() const noexcept { return session_; }
+  /// Sends a keepalive now (it also fetches grants and barrier passes).
+  void refresh() { send_keepalive(); }
   /// The session is believed alive: its lease has not run out.
   bool session_valid() const { return session_ && env_.now() < valid_until_; }
 
@@ -201,6 +207,11 @@ class client {
     target_ = from;
     if (!m.view.alive) return lose_session(true);
     valid_until_ = std::max(valid_until_, sent + lease_span());
+    if (opening_) {
+      auto done = std::move(opening_);
+      opening_ = nullptr;
+      done(session_);
+    }
     // Grants this view should know of (obtained before the keepalive left) and does not: lost.
     std::vector<grant> lost;
     for (auto& [n, h] : held_) {
@@ -336,7 +347,8 @@ class client {
 
   void tick() {
     const auto now = env_.now();
-    if (session_ && now >= valid_until_) lose_session(true);
+    if (opening_ && now - opening_since_ > cfg_.give_up_after) lose_session(true);
+    if (session_ && !opening_ && now >= valid_until_) lose_session(true);
     if (!inflight_.empty()) {
       auto& c = inflight_.front();
       if (now - c.first_sent > cfg_.give_up_after) {
@@ -346,7 +358,7 @@ class client {
         send_front(false);
       }
     }
-    if (session_ && now - last_keepalive_ >= cfg_.keepalive_every) send_keepalive();
+    if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) send_keepalive();
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
   }
@@ -382,6 +394,11 @@ class client {
     }
     for (auto& [n, fn] : gw) fn(dcp::make_error_code(dcp::errc::cancelled));
     for (auto& [k, fn] : bw) fn(dcp::make_error_code(dcp::errc::cancelled));
+    if (opening_) {
+      auto done = std::move(opening_);
+      opening_ = nullptr;
+      done(dcp::make_error_code(dcp::errc::timed_out));
+    }
     if (signal && on_session_lost_) on_session_lost_();
   }
 
@@ -399,7 +416,8 @@ class client {
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;
   session_id session_ = 0;
-  time_point valid_until_{}, last_keepalive_{};
+  time_point valid_until_{}, last_keepalive_{}, opening_since_{};
+  callback<session_id> opening_;  // open_session waits for the first keepalive answer
   std::optional<address> target_;
   std::deque<pending_command> inflight_;
   std::map<std::string, held_grant> held_;
