@@ -88,3 +88,27 @@ TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors"
   c.world().run_until([&] { return done; }, c.world().now() + 1s);
   CHECK(got == consensus::errc::session_expired);
 }
+
+TEST_CASE("raft: malformed replication messages are dropped and counted, state unchanged") {
+  options o;
+  o.loss = o.duplicate = o.reorder = 0;
+  cluster c(5, o);
+  c.world().run_for(1s);
+  node_t* follower = nullptr;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (auto& r = c.world().get<node_t>(i, pid); !r.is_leader()) follower = &r;
+  REQUIRE(follower);
+  const auto last = follower->store().last_index();
+  const auto term = follower->current_term();
+  raft_msg::append gap{term, last, *follower->store().term_at(last), 0, 0, {}};
+  gap.entries.push_back({last + 2, term, entry_kind::command, {}});  // not consecutive
+  follower->on_message(address::sim(9), gap);
+  raft_msg::append future{term, last, *follower->store().term_at(last), 0, 0, {}};
+  future.entries.push_back({last + 1, term + 5, entry_kind::command, {}});  // a term above the sender's
+  follower->on_message(address::sim(9), future);
+  raft_msg::install_snapshot empty{term, 0, {}};
+  follower->on_message(address::sim(9), empty);
+  CHECK(follower->store().last_index() == last);
+  CHECK(c.world().metrics().counter(pid, "malformed_append") == 2);
+  CHECK(c.world().metrics().counter(pid, "malformed_snapshot") == 1);
+}

@@ -291,6 +291,7 @@ class raft {
 
   void on_message(const address& from, const raft_msg::append& m) {
     if (failed_) return;
+    if (!well_formed(m)) return drop("malformed_append");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
       return;
@@ -328,24 +329,26 @@ class raft {
       return;
     }
     if (role_ != raft_role::leader || m.term != current_term()) return;
-    auto it = peers_.find(from);
-    if (it == peers_.end()) return;
-    auto& p = it->second;
-    heard_from(from, p, m.round);
+    // Callbacks run below (reads, applied entries) may step us down and clear
+    // peers_: look the peer up again after each.
+    if (!heard_from(from, m.round)) return;
+    auto* p = peer_of(from);
+    if (!p) return;
     if (m.success) {
-      if (m.match > p.match) p.match = m.match;
-      p.next = std::max(p.next, p.match + 1);
+      if (m.match > p->match) p->match = m.match;
+      p->next = std::max(p->next, p->match + 1);
       advance_leader_commit();
-      if (p.next <= store_.last_index()) send_append(from, p);
-    } else if (m.match >= p.match) {  // a rejection of a probe we may still be making
+      if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
+    } else if (m.match >= p->match) {  // a rejection of a probe we may still be making
       const auto hint = std::min(m.match, m.last + 1);
-      p.next = std::max(p.match + 1, std::min(p.next - (p.next > 1 ? 1 : 0), hint));
-      send_append(from, p);
+      p->next = std::max(p->match + 1, std::min(p->next - (p->next > 1 ? 1 : 0), hint));
+      send_append(from, *p);
     }
   }
 
   void on_message(const address& from, const raft_msg::install_snapshot& m) {
     if (failed_) return;
+    if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return drop("malformed_snapshot");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round});
       return;
@@ -373,13 +376,13 @@ class raft {
       return;
     }
     if (role_ != raft_role::leader || m.term != current_term()) return;
-    auto it = peers_.find(from);
-    if (it == peers_.end()) return;
-    heard_from(from, it->second, m.round);
-    if (m.index > it->second.match) it->second.match = m.index;
-    it->second.next = std::max(it->second.next, it->second.match + 1);
+    if (!heard_from(from, m.round)) return;
+    auto* p = peer_of(from);
+    if (!p) return;
+    if (m.index > p->match) p->match = m.index;
+    p->next = std::max(p->next, p->match + 1);
     advance_leader_commit();
-    if (it->second.next <= store_.last_index()) send_append(from, it->second);
+    if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
   }
 
  private:
@@ -497,6 +500,7 @@ class raft {
     if (!sync_log()) return;
     self_match_ = store_.last_index();
     advance_leader_commit();
+    if (role_ != raft_role::leader) return;  // an applied entry's callback may have stepped us down
     for (auto& [a, p] : peers_)
       if (p.next <= store_.last_index()) send_append(a, p);
   }
@@ -779,10 +783,20 @@ class raft {
     });
   }
 
-  void heard_from(const address&, peer& p, std::uint64_t round) {
-    p.heard_since_check = true;
-    p.acked_round = std::max(p.acked_round, round);
+  /// Notes that a peer acknowledged us in this term; false if we stopped
+  /// leading meanwhile (read callbacks run here).
+  bool heard_from(const address& from, std::uint64_t round) {
+    auto* p = peer_of(from);
+    if (!p) return false;
+    p->heard_since_check = true;
+    p->acked_round = std::max(p->acked_round, round);
     advance_reads();
+    return role_ == raft_role::leader;
+  }
+  peer* peer_of(const address& a) {
+    if (role_ != raft_role::leader) return nullptr;
+    auto it = peers_.find(a);
+    return it == peers_.end() ? nullptr : &it->second;
   }
 
   bool committed_in_term() const { return store_.term_at(commit_) == current_term(); }
@@ -859,6 +873,18 @@ class raft {
     // A leader removed by this configuration hands over by stepping down.
     if (role_ == raft_role::leader && configs_.back().first == index && !is_member(env_.self()))
       step_down(current_term());
+  }
+
+  /// Entries consecutive from prev_index + 1, terms never above the sender's:
+  /// anything else is not from a Raft leader, and is dropped.
+  static bool well_formed(const raft_msg::append& m) {
+    std::uint64_t expect = m.prev_index + 1, term = m.prev_term;
+    if (m.prev_term > m.term) return false;
+    for (const auto& e : m.entries) {
+      if (e.index != expect++ || e.term < term || e.term > m.term || e.term == 0) return false;
+      term = e.term;
+    }
+    return true;
   }
 
   void cancel_timer(timer_id& t) {
