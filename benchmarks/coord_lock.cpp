@@ -1,8 +1,8 @@
 // coord lock+unlock in the simulator: 3 replicas (Raft + coord::server with
 // durable storage on the simulated disk), clients on their own nodes, every
 // link a constant one-way delay D. Reports the latency of lock+unlock in
-// units of D (how many one-way delays the protocol needs: the floor of the
-// issue's real-network comparison is 4, two round trips) and the messages
+// units of D (how many one-way delays it needs: the floor named by the issue
+// for the real-network comparison is 4 round trips, 8 D) and the messages
 // per lock+unlock, for 1 client and for 64 clients on 64 locks.
 //
 //   coord_lock [--quick]     prints a table, writes coord_lock.csv
@@ -94,6 +94,6 @@ int main(int argc, char** argv) {
     csv << clients << ',' << o.ops << ',' << o.p50_d << ',' << o.p99_d << ',' << o.ops_per_s << ',' << o.msgs_per_op
         << '\n';
   }
-  std::printf("(floor for a lock+unlock through a leader: 4 D, two client round trips; Raft adds one\n"
-              " replica round trip per write: 8 D, plus the group-commit hop)\n");
+  std::printf("(each of lock and unlock: client -> leader -> quorum -> leader -> client = 4 D; the issue's\n"
+              " floor for lock+unlock is 4 round trips = 8 D)\n");
 }

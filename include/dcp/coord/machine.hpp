@@ -106,6 +106,7 @@ struct holder {
 class machine {
  public:
   bytes apply(byte_view in) {
+    touched_.clear();
     request r;
     reply out;
     if (storage::detail::decode_value(in, r)) out.code = status::bad_request;
@@ -151,6 +152,9 @@ class machine {
     return it == sems_.end() ? std::vector<holder>{} : it->second.holders;
   }
   fencing_token last_fencing() const noexcept { return fencing_; }
+  /// Sessions that the last apply() granted a waiting request or let
+  /// through a barrier: the ones to tell (not part of the replicated state).
+  const std::vector<session_id>& touched() const noexcept { return touched_; }
 
   template <class A>
   void serialize(A& ar) {
@@ -236,6 +240,7 @@ class machine {
     if (b.entered.size() >= b.parties) {  // everyone is here: pass the enter phase together
       for (auto s : b.entered) {
         sessions_[s].passed[r.name] = 2 * gen + 1;
+        touched_.push_back(s);
         b.inside.insert(s);
       }
       b.entered.clear();
@@ -258,7 +263,10 @@ class machine {
     for (auto s : b.inside)
       if (!b.left.contains(s)) return;
     for (auto s : b.left)
-      if (auto it = sessions_.find(s); it != sessions_.end()) it->second.passed[name] = it->second.passed[name] + 1;
+      if (auto it = sessions_.find(s); it != sessions_.end()) {
+        it->second.passed[name] = it->second.passed[name] + 1;
+        touched_.push_back(s);
+      }
     b.inside.clear();
     b.left.clear();
   }
@@ -267,6 +275,7 @@ class machine {
     const fencing_token f = ++fencing_;
     sem.holders.push_back({s, f, std::move(value)});
     sessions_[s].holds[name] = f;
+    touched_.push_back(s);
     return f;
   }
 
@@ -305,6 +314,7 @@ class machine {
   std::map<session_id, session_state> sessions_;
   std::map<std::string, semaphore> sems_;
   std::map<std::string, barrier> barriers_;
+  std::vector<session_id> touched_;
 };
 
 }  // namespace dcp::coord

@@ -167,10 +167,12 @@ class server {
     if (!c || !r || !raft_.is_leader()) return;
     request req;
     if (storage::detail::decode_value(c->payload, req)) return;
-    if (req.kind == op::acquire || req.kind == op::open_session) return;  // the requester hears from its reply
-    // Grants and barrier passes may follow from this: tell the clients to look.
-    for (auto& [s, a] : clients_) env_.send(a, msg::notify{s});
-    std::erase_if(clients_, [&](auto& kv) { return !raft_.state_machine().has_session(kv.first); });
+    // Sessions granted a waiting request or let through a barrier: tell them
+    // to look (the requester of this very command hears from its reply).
+    for (auto s : raft_.state_machine().touched())
+      if (auto it = clients_.find(s); it != clients_.end() && !(req.kind == op::acquire && s == req.session))
+        env_.send(it->second, msg::notify{s});
+    if (req.kind == op::close_session || req.kind == op::expire_session) clients_.erase(req.session);
   }
 
   E env_;
