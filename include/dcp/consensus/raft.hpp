@@ -1,0 +1,918 @@
+#pragma once
+// Raft (Ongaro & Ousterhout, USENIX ATC 2014; Ongaro's dissertation, 2014):
+// a replicated log driving a user state machine.
+//
+// Why Raft rather than Multi-Paxos: the log is the leader's, entries flow one
+// way, and the leader is the natural place for what dcp builds on top of it
+// (linearizable reads by ReadIndex, session keepalives, lease grants). Its
+// invariants are stated precisely enough to be checked after every event in
+// the simulator, which the tests do.
+//
+// What is here, with the dissertation's section:
+//   - leader election with randomized timeouts (3.4), pre-vote and leader
+//     stickiness so a partitioned or removed server cannot depose a healthy
+//     leader (9.6), and check-quorum: a leader that has not heard from a
+//     quorum for an election timeout steps down (6.2);
+//   - log replication, commit of current-term entries only, and a no-op entry
+//     at the start of every term (3.5, 3.6, 6.4);
+//   - durability: the vote is synced before it is granted, entries are
+//     synced before they are acknowledged, the leader counts itself only for
+//     synced entries (group commit: one sync per batch of proposals);
+//   - snapshots and log compaction, InstallSnapshot for lagging followers (5);
+//   - membership change, one server at a time (4.1): a configuration takes
+//     effect when appended; the leader refuses a second change until the
+//     first has committed and until it has committed an entry of its own term
+//     (the fix in Ongaro's raft-dev post of 2015). A new server has no
+//     catch-up phase: it joins as a voter at once, so add servers to a
+//     healthy cluster one at a time;
+//   - linearizable reads by ReadIndex (6.4): the leader notes its commit
+//     index, confirms it is still leader with a heartbeat round a quorum
+//     acknowledges, and answers once it has applied that index. No clock
+//     assumption is needed for safety;
+//   - client sessions (6.3): commands carry (client id, sequence number);
+//     the replicated session table applies each at most once and returns a
+//     retry the first result. A client has one command outstanding at a time.
+//     Sessions beyond max_sessions are evicted, least recently used first, by
+//     log index (deterministic on every replica); a command from an evicted
+//     session fails with session_expired rather than risk a second apply.
+//
+// Faults it does not tolerate: more than a minority of the configuration
+// crashed or cut off stops progress (proposals and reads then fail with
+// not_leader / timed_out within a bounded time, never silently); storage that
+// loses synced data breaks safety; a snapshot must fit in one frame
+// (max_frame_size), else it is refused with snapshot_too_large and counted.
+//
+// Message ids: 1-6. Default protocol id: 100.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dcp/consensus/errors.hpp"
+#include "dcp/consensus/quorum_rule.hpp"
+#include "dcp/consensus/state_machine.hpp"
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/result.hpp"
+#include "dcp/storage/detail/codec.hpp"
+#include "dcp/storage/storage.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::consensus {
+
+using storage::entry_kind;
+using storage::log_entry;
+
+struct raft_config {
+  /// The initial configuration (every server of the first cluster gets the
+  /// same list). A server that joins later starts with an empty list and
+  /// learns its configuration from the leader.
+  std::vector<address> members;
+  duration election_timeout_min = 150ms;  ///< a follower waits uniform [min, max] before campaigning
+  duration election_timeout_max = 300ms;
+  duration heartbeat_interval = 50ms;     ///< leader's AppendEntries cadence; well under election_timeout_min
+  std::size_t max_entries_per_message = 64;
+  std::uint64_t snapshot_every = 1000;    ///< compact after this many applied entries past the last snapshot
+  std::size_t max_sessions = 4096;        ///< client sessions kept (LRU by log index beyond that)
+  std::size_t max_snapshot_bytes = 4u << 20;  ///< the transport's frame limit, less headroom
+  bool pre_vote = true;
+
+  void validate() const {
+    if (election_timeout_min <= duration::zero() || election_timeout_max < election_timeout_min)
+      throw error(dcp::errc::invalid_config, "raft: need 0 < election_timeout_min <= election_timeout_max");
+    if (heartbeat_interval <= duration::zero() || heartbeat_interval * 2 > election_timeout_min)
+      throw error(dcp::errc::invalid_config,
+                  "raft: heartbeat_interval must be > 0 and at most half of election_timeout_min, or followers "
+                  "campaign against a live leader");
+    if (max_entries_per_message == 0 || snapshot_every == 0 || max_sessions == 0)
+      throw error(dcp::errc::invalid_config, "raft: max_entries_per_message, snapshot_every, max_sessions must be > 0");
+  }
+};
+
+/// A client command as it travels in a log entry.
+struct command {
+  std::uint64_t client = 0;  ///< 0: no session, no deduplication
+  std::uint64_t seq = 0;     ///< 1, 2, 3 ... per client
+  bytes payload;
+  template <class A>
+  void serialize(A& ar) {
+    ar(client, seq, payload);
+  }
+};
+
+namespace raft_msg {
+struct vote_request {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "vote_request";
+  std::uint64_t term = 0, last_index = 0, last_term = 0;
+  bool pre_vote = false;
+  template <class A> void serialize(A& ar) { ar(term, last_index, last_term, pre_vote); }
+};
+struct vote_reply {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "vote_reply";
+  std::uint64_t term = 0;
+  bool granted = false, pre_vote = false;
+  template <class A> void serialize(A& ar) { ar(term, granted, pre_vote); }
+};
+struct append {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "append";
+  std::uint64_t term = 0, prev_index = 0, prev_term = 0, commit = 0, round = 0;
+  std::vector<log_entry> entries;
+  template <class A> void serialize(A& ar) { ar(term, prev_index, prev_term, commit, round, entries); }
+};
+struct append_reply {
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "append_reply";
+  std::uint64_t term = 0;
+  bool success = false;
+  std::uint64_t match = 0;  ///< success: last index known to agree; failure: the rejected prev_index
+  std::uint64_t last = 0;   ///< the follower's last log index (a hint for the leader's next index)
+  std::uint64_t round = 0;
+  template <class A> void serialize(A& ar) { ar(term, success, match, last, round); }
+};
+struct install_snapshot {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "install_snapshot";
+  std::uint64_t term = 0, round = 0;
+  storage::snapshot snap;
+  template <class A> void serialize(A& ar) { ar(term, round, snap); }
+};
+struct snapshot_reply {
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "snapshot_reply";
+  std::uint64_t term = 0, index = 0, round = 0;
+  template <class A> void serialize(A& ar) { ar(term, index, round); }
+};
+}  // namespace raft_msg
+
+enum class raft_role : std::uint8_t { follower, pre_candidate, candidate, leader };
+
+constexpr std::string_view to_string(raft_role r) noexcept {
+  constexpr std::string_view n[] = {"follower", "pre_candidate", "candidate", "leader"};
+  return n[static_cast<int>(r)];
+}
+
+template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum = simple_majority>
+class raft {
+ public:
+  using messages = wire::message_set<raft_msg::vote_request, raft_msg::vote_reply, raft_msg::append,
+                                     raft_msg::append_reply, raft_msg::install_snapshot, raft_msg::snapshot_reply>;
+  static constexpr std::string_view name = "raft";
+  static constexpr protocol_id default_id = 100;
+
+  using propose_callback = std::function<void(result<bytes>)>;
+  using read_callback = std::function<void(result<std::uint64_t>)>;
+  /// Every committed entry, in log order, as it is applied: the entry, its
+  /// decoded command (null for no-op and configuration entries), and the
+  /// state machine's result (null when the command was not applied: a
+  /// duplicate, a stale or expired session).
+  using apply_hook = std::function<void(const log_entry&, const command*, const bytes* result)>;
+
+  raft(E env, raft_config cfg, Store store, Machine machine = Machine{})
+      : env_(std::move(env)), cfg_(std::move(cfg)), store_(std::move(store)), sm_(std::move(machine)) {
+    cfg_.validate();
+    configs_.push_back({0, cfg_.members});
+    restore_from_storage();
+  }
+  raft(const raft&) = delete;
+  raft& operator=(const raft&) = delete;
+  ~raft() {
+    cancel_timer(election_timer_);
+    cancel_timer(flush_timer_);
+    heartbeat_.stop();
+  }
+
+  void start() { reset_election_timer(); }
+
+  // ---- the user's side ----
+
+  /// Appends a command (leader only). `done` gets the state machine's result
+  /// once the entry is applied here, or an error: not_leader (ask leader()),
+  /// outcome_unknown (leadership changed; retry with the same client/seq),
+  /// session_expired, stale_request, storage_failed.
+  void propose(bytes payload, propose_callback done) { propose(0, 0, std::move(payload), std::move(done)); }
+  void propose(std::uint64_t client, std::uint64_t seq, bytes payload, propose_callback done) {
+    if (client != 0 && seq == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (failed_) return done(make_error_code(errc::storage_failed));
+    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    bytes data;
+    storage::detail::encode_value(command{client, seq, std::move(payload)}, data);
+    const auto index = append_local(entry_kind::command, std::move(data));
+    if (index == 0) return done(make_error_code(errc::storage_failed));
+    pending_.emplace(index, pending{current_term(), std::move(done)});
+  }
+
+  /// Confirms that this replica may serve a linearizable read, and calls
+  /// `done(index)` once its state machine has applied through `index`; read
+  /// the state machine then. Errors: not_leader, timed_out.
+  void read_index(read_callback done) {
+    if (failed_) return done(make_error_code(errc::storage_failed));
+    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    reads_.push_back(read{0, ++round_, env_.now(), std::move(done)});
+    if (committed_in_term()) reads_.back().index = commit_;
+    broadcast_append();
+    advance_reads();
+  }
+
+  /// One-server membership change (leader only). `done` is called when the
+  /// new configuration has committed.
+  void add_member(const address& a, propose_callback done) { change_member(a, true, std::move(done)); }
+  void remove_member(const address& a, propose_callback done) { change_member(a, false, std::move(done)); }
+
+  void on_apply(apply_hook h) { apply_hook_ = std::move(h); }
+
+  // ---- observation ----
+  raft_role role() const noexcept { return role_; }
+  bool is_leader() const noexcept { return role_ == raft_role::leader; }
+  std::uint64_t current_term() const noexcept { return store_.state().term; }
+  std::optional<address> leader() const noexcept { return leader_; }
+  std::uint64_t commit_index() const noexcept { return commit_; }
+  std::uint64_t applied_index() const noexcept { return applied_; }
+  const std::vector<address>& members() const noexcept { return configs_.back().second; }
+  const Store& store() const noexcept { return store_; }
+  Machine& state_machine() noexcept { return sm_; }
+  const Machine& state_machine() const noexcept { return sm_; }
+  bool failed() const noexcept { return failed_; }
+  const raft_config& config() const noexcept { return cfg_; }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const raft_msg::vote_request& m) {
+    if (failed_ || !is_member(from)) return drop("vote_from_non_member");
+    const bool log_ok = m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
+    // Leader stickiness: while a leader is heard from, no election can win here.
+    const bool leader_alive = (role_ == raft_role::leader) ||
+                              (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min);
+    if (m.pre_vote) {
+      const bool grant = m.term > current_term() && log_ok && !leader_alive;
+      env_.send(from, raft_msg::vote_reply{current_term(), grant, true});
+      return;
+    }
+    if (m.term > current_term()) {
+      if (leader_alive) return drop("vote_while_leader_alive");
+      if (!step_down(m.term)) return;
+    }
+    bool grant = false;
+    if (m.term == current_term() && log_ok && (!store_.state().vote || *store_.state().vote == from)) {
+      if (!store_.state().vote) {
+        if (!save_state({current_term(), from})) return;
+      }
+      grant = true;
+      reset_election_timer();
+    }
+    env_.send(from, raft_msg::vote_reply{current_term(), grant, false});
+  }
+
+  void on_message(const address& from, const raft_msg::vote_reply& m) {
+    if (failed_) return;
+    if (m.term > current_term() && !(m.pre_vote && m.granted)) {
+      step_down(m.term);
+      return;
+    }
+    if (!m.granted || !is_member(from)) return;
+    if (m.pre_vote && role_ == raft_role::pre_candidate && m.term <= current_term()) {
+      // A pre-vote grant comes from a replica whose term is below the one we asked for.
+      votes_.insert(from);
+      if (has_quorum(votes_)) become_candidate();
+    } else if (!m.pre_vote && role_ == raft_role::candidate && m.term == current_term()) {
+      votes_.insert(from);
+      if (has_quorum(votes_)) become_leader();
+    }
+  }
+
+  void on_message(const address& from, const raft_msg::append& m) {
+    if (failed_) return;
+    if (!well_formed(m)) return drop("malformed_append");
+    if (m.term < current_term()) {
+      env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
+      return;
+    }
+    if (!accept_leader(from, m.term)) return;
+    raft_msg::append_reply reply{current_term(), false, m.prev_index, store_.last_index(), m.round};
+    if (m.prev_index < store_.snapshot().index) {
+      // Everything up to our snapshot is committed and matches: skip that part.
+      reply.success = true;
+      reply.match = store_.snapshot().index;
+      for (const auto& e : m.entries)
+        if (e.index > store_.snapshot().index && !merge(e)) return;
+      if (!m.entries.empty()) reply.match = std::max(reply.match, m.entries.back().index);
+    } else if (store_.term_at(m.prev_index) == m.prev_term) {
+      for (const auto& e : m.entries)
+        if (!merge(e)) return;
+      reply.success = true;
+      reply.match = m.prev_index + m.entries.size();
+    } else {
+      env_.count("append_rejected");
+    }
+    if (reply.success) {
+      if (!sync_log()) return;
+      // Only what the leader sent is known to match: entries past it may be stale.
+      advance_commit_to(std::min(m.commit, reply.match));
+    }
+    reply.last = store_.last_index();
+    env_.send(from, reply);
+  }
+
+  void on_message(const address& from, const raft_msg::append_reply& m) {
+    if (failed_) return;
+    if (m.term > current_term()) {
+      step_down(m.term);
+      return;
+    }
+    if (role_ != raft_role::leader || m.term != current_term()) return;
+    // Callbacks run below (reads, applied entries) may step us down and clear
+    // peers_: look the peer up again after each.
+    if (!heard_from(from, m.round)) return;
+    auto* p = peer_of(from);
+    if (!p) return;
+    if (m.success) {
+      if (m.match > p->match) p->match = m.match;
+      p->next = std::max(p->next, p->match + 1);
+      advance_leader_commit();
+      if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
+    } else if (m.match >= p->match) {  // a rejection of a probe we may still be making
+      const auto hint = std::min(m.match, m.last + 1);
+      p->next = std::max(p->match + 1, std::min(p->next - (p->next > 1 ? 1 : 0), hint));
+      send_append(from, *p);
+    }
+  }
+
+  void on_message(const address& from, const raft_msg::install_snapshot& m) {
+    if (failed_) return;
+    if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return drop("malformed_snapshot");
+    if (m.term < current_term()) {
+      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round});
+      return;
+    }
+    if (!accept_leader(from, m.term)) return;
+    if (m.snap.index > commit_) {
+      snapshot_state st;
+      if (storage::detail::decode_value(m.snap.data, st)) {
+        env_.count("bad_snapshot");
+        return;
+      }
+      if (auto ec = store_.install_snapshot(m.snap)) return fail(ec);
+      load_snapshot_state(std::move(st));
+      rebuild_configs();
+      commit_ = applied_ = m.snap.index;
+      env_.count("snapshot_installed");
+    }
+    env_.send(from, raft_msg::snapshot_reply{current_term(), std::max(m.snap.index, commit_), m.round});
+  }
+
+  void on_message(const address& from, const raft_msg::snapshot_reply& m) {
+    if (failed_) return;
+    if (m.term > current_term()) {
+      step_down(m.term);
+      return;
+    }
+    if (role_ != raft_role::leader || m.term != current_term()) return;
+    if (!heard_from(from, m.round)) return;
+    auto* p = peer_of(from);
+    if (!p) return;
+    if (m.index > p->match) p->match = m.index;
+    p->next = std::max(p->next, p->match + 1);
+    advance_leader_commit();
+    if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
+  }
+
+ private:
+  struct pending {
+    std::uint64_t term;
+    propose_callback done;
+  };
+  struct read {
+    std::uint64_t index;  // 0 until the leader has committed in its term
+    std::uint64_t round;
+    time_point started;
+    read_callback done;
+  };
+  struct peer {
+    std::uint64_t next = 1, match = 0, acked_round = 0;
+    bool heard_since_check = false;
+  };
+  struct session {
+    std::uint64_t seq = 0, last_index = 0;
+    bytes result;
+    template <class A> void serialize(A& ar) { ar(seq, last_index, result); }
+  };
+  /// What a snapshot holds besides the log position: the configuration, the
+  /// session table and the user's state machine.
+  struct snapshot_state {
+    std::vector<address> members;
+    std::map<std::uint64_t, session> sessions;
+    bytes machine;
+    template <class A> void serialize(A& ar) { ar(members, sessions, machine); }
+  };
+
+  // ---- persistence ----
+
+  void restore_from_storage() {
+    const auto& snap = store_.snapshot();
+    if (snap.index > 0) {
+      snapshot_state st;
+      if (auto ec = storage::detail::decode_value(snap.data, st))
+        throw error(dcp::errc::io_error, "raft: the stored snapshot does not decode: " + ec.message());
+      load_snapshot_state(std::move(st));
+    }
+    commit_ = applied_ = snap.index;
+    rebuild_configs();
+  }
+
+  void load_snapshot_state(snapshot_state st) {
+    sm_.restore(st.machine);
+    sessions_ = std::move(st.sessions);
+    snapshot_members_ = std::move(st.members);
+  }
+
+  /// The configurations in effect: the snapshot's (or the bootstrap list),
+  /// then one per config entry in the log.
+  void rebuild_configs() {
+    configs_.clear();
+    if (store_.snapshot().index > 0) configs_.push_back({store_.snapshot().index, snapshot_members_});
+    else configs_.push_back({0, cfg_.members});
+    for (auto i = store_.first_index(); i <= store_.last_index(); ++i) note_config(store_.entry(i));
+  }
+  void note_config(const log_entry& e) {
+    if (e.kind != entry_kind::config) return;
+    std::vector<address> members;
+    if (storage::detail::decode_value(e.data, members)) return;  // written by a leader: cannot happen
+    configs_.push_back({e.index, std::move(members)});
+  }
+
+  bool save_state(const storage::hard_state& hs) {
+    if (auto ec = store_.save_state(hs)) {
+      fail(ec);
+      return false;
+    }
+    return true;
+  }
+  bool sync_log() {
+    if (auto ec = store_.sync()) {
+      fail(ec);
+      return false;
+    }
+    return true;
+  }
+
+  /// Storage failed: a replica that cannot persist must stop, loudly.
+  void fail(std::error_code ec) {
+    if (failed_) return;
+    failed_ = true;
+    dcp::log(env_, log_level::error, "raft: storage failed (", ec.message(), "); this replica stops");
+    env_.count("storage_failed");
+    cancel_timer(election_timer_);
+    cancel_timer(flush_timer_);
+    heartbeat_.stop();
+    role_ = raft_role::follower;
+    fail_waiters(make_error_code(errc::storage_failed));
+  }
+
+  // ---- log ----
+
+  std::uint64_t last_term() const { return *store_.term_at(store_.last_index()); }
+
+  /// Appends an entry of the leader's term; returns its index (0 on failure).
+  std::uint64_t append_local(entry_kind kind, bytes data) {
+    log_entry e{store_.last_index() + 1, current_term(), kind, std::move(data)};
+    if (auto ec = store_.append(e)) {
+      fail(ec);
+      return 0;
+    }
+    note_config(e);
+    if (!flush_timer_) flush_timer_ = env_.arm(duration::zero(), [this] { flush_timer_ = {}; flush(); });
+    return e.index;
+  }
+
+  /// Group commit: one sync for every entry proposed in this instant, then
+  /// replicate them.
+  void flush() {
+    if (role_ != raft_role::leader || failed_) return;
+    if (!sync_log()) return;
+    self_match_ = store_.last_index();
+    advance_leader_commit();
+    if (role_ != raft_role::leader) return;  // an applied entry's callback may have stepped us down
+    for (auto& [a, p] : peers_)
+      if (p.next <= store_.last_index()) send_append(a, p);
+  }
+
+  /// Follower side of AppendEntries for one entry; false if storage failed.
+  bool merge(const log_entry& e) {
+    const auto have = store_.term_at(e.index);
+    if (have == e.term) return true;  // already there (a duplicate or an old retransmission)
+    if (have) {
+      if (e.index <= commit_) {  // a committed entry never changes; a leader that says so is wrong
+        env_.count("conflict_below_commit");
+        return true;
+      }
+      if (auto ec = store_.truncate_suffix(e.index)) {
+        fail(ec);
+        return false;
+      }
+      while (configs_.size() > 1 && configs_.back().first >= e.index) configs_.pop_back();
+    }
+    if (e.index != store_.last_index() + 1) return true;  // a gap: cannot happen after the prev check
+    if (auto ec = store_.append(e)) {
+      fail(ec);
+      return false;
+    }
+    note_config(e);
+    return true;
+  }
+
+  void advance_commit_to(std::uint64_t index) {
+    if (index <= commit_) return;
+    commit_ = std::min(index, store_.last_index());
+    apply_committed();
+  }
+
+  void advance_leader_commit() {
+    if (role_ != raft_role::leader) return;
+    // The largest index a quorum has stored; only an entry of this term commits by counting.
+    std::vector<std::uint64_t> candidates{self_match_};
+    for (auto& [a, p] : peers_) candidates.push_back(p.match);
+    std::sort(candidates.begin(), candidates.end(), std::greater<>());
+    for (auto n : candidates) {
+      if (n <= commit_) break;
+      if (store_.term_at(n) != current_term()) continue;
+      std::vector<address> ackers;
+      if (self_match_ >= n) ackers.push_back(env_.self());
+      for (auto& [a, p] : peers_)
+        if (p.match >= n) ackers.push_back(a);
+      if (has_quorum(ackers)) {
+        advance_commit_to(n);
+        if (role_ == raft_role::leader) {
+          for (auto& r : reads_)
+            if (r.index == 0) r.index = commit_;  // the first commit of the term unblocks waiting reads
+          advance_reads();
+        }
+        break;
+      }
+    }
+  }
+
+  void apply_committed() {
+    while (applied_ < commit_ && !failed_) {
+      const log_entry e = store_.entry(applied_ + 1);  // a copy: callbacks may compact the log
+      ++applied_;
+      if (e.kind == entry_kind::command) apply_command(e);
+      else if (apply_hook_) apply_hook_(e, nullptr, nullptr);
+      if (e.kind == entry_kind::config) config_committed(e.index);
+    }
+    if (role_ == raft_role::leader) advance_reads();
+    maybe_compact();
+  }
+
+  void apply_command(const log_entry& e) {
+    command c;
+    if (storage::detail::decode_value(e.data, c)) {
+      env_.count("undecodable_command");
+      if (apply_hook_) apply_hook_(e, nullptr, nullptr);
+      return finish(e, make_error_code(dcp::errc::malformed_payload));
+    }
+    if (c.client == 0) {
+      bytes r = sm_.apply(c.payload);
+      if (apply_hook_) apply_hook_(e, &c, &r);
+      return finish(e, std::move(r));
+    }
+    auto it = sessions_.find(c.client);
+    const bool expired = it == sessions_.end() && c.seq > 1;
+    if (expired || (it != sessions_.end() && c.seq <= it->second.seq)) {
+      if (apply_hook_) apply_hook_(e, &c, nullptr);  // in the log, not applied
+      if (expired) return finish(e, make_error_code(errc::session_expired));
+      if (c.seq < it->second.seq) return finish(e, make_error_code(errc::stale_request));
+      env_.count("duplicate_suppressed");
+      it->second.last_index = e.index;
+      return finish(e, it->second.result);
+    }
+    bytes r = sm_.apply(c.payload);
+    auto& s = sessions_[c.client];
+    s = session{c.seq, e.index, r};
+    if (sessions_.size() > cfg_.max_sessions) {
+      auto victim = std::min_element(sessions_.begin(), sessions_.end(),
+                                     [](auto& a, auto& b) { return a.second.last_index < b.second.last_index; });
+      sessions_.erase(victim);
+      env_.count("session_evicted");
+    }
+    if (apply_hook_) apply_hook_(e, &c, &r);
+    finish(e, std::move(r));
+  }
+
+  void finish(const log_entry& e, result<bytes> r) {
+    auto it = pending_.find(e.index);
+    if (it == pending_.end()) return;
+    auto p = std::move(it->second);
+    pending_.erase(it);
+    if (p.term != e.term) p.done(make_error_code(errc::outcome_unknown));  // our entry was overwritten
+    else p.done(std::move(r));
+  }
+
+  void maybe_compact() {
+    if (applied_ - store_.snapshot().index < cfg_.snapshot_every) return;
+    snapshot_state st{config_at(applied_), sessions_, bytes(sm_.snapshot())};
+    storage::snapshot snap{applied_, *store_.term_at(applied_), {}};
+    storage::detail::encode_value(st, snap.data);
+    if (auto ec = store_.install_snapshot(snap)) return fail(ec);
+    snapshot_members_ = std::move(st.members);
+    while (configs_.size() > 1 && configs_[1].first <= applied_) configs_.erase(configs_.begin());
+    configs_.front() = {applied_, snapshot_members_};
+    env_.count("snapshots_taken");
+  }
+
+  std::vector<address> config_at(std::uint64_t index) const {
+    std::vector<address> m = configs_.front().second;
+    for (auto& [i, members] : configs_)
+      if (i <= index) m = members;
+    return m;
+  }
+
+  // ---- roles ----
+
+  bool is_member(const address& a) const {
+    const auto& m = members();
+    return std::find(m.begin(), m.end(), a) != m.end();
+  }
+  bool has_quorum(const std::vector<address>& ackers) const { return quorum_.is_quorum(members(), ackers); }
+  bool has_quorum(const std::set<address>& ackers) const {
+    return has_quorum(std::vector<address>(ackers.begin(), ackers.end()));
+  }
+
+  /// Steps down to follower in `term` (>= current). False if storage failed.
+  bool step_down(std::uint64_t term) {
+    if (term > current_term()) {
+      if (!save_state({term, std::nullopt})) return false;
+      leader_.reset();
+    }
+    if (role_ != raft_role::follower) {
+      const bool was_leader = role_ == raft_role::leader;
+      role_ = raft_role::follower;
+      if (was_leader) {
+        heartbeat_.stop();
+        cancel_timer(check_timer_);
+        peers_.clear();
+        fail_waiters(dcp::make_error_code(dcp::errc::not_leader));
+      }
+      reset_election_timer();
+    }
+    return true;
+  }
+
+  void fail_waiters(std::error_code ec) {
+    auto pend = std::move(pending_);
+    pending_.clear();
+    for (auto& [i, p] : pend) p.done(ec == dcp::make_error_code(dcp::errc::not_leader) ? make_error_code(errc::outcome_unknown) : ec);
+    auto rs = std::move(reads_);
+    reads_.clear();
+    for (auto& r : rs) r.done(ec);
+  }
+
+  /// A message from the leader of `term` (>= ours): follow it.
+  bool accept_leader(const address& from, std::uint64_t term) {
+    if (term > current_term() || role_ != raft_role::follower) {
+      if (role_ == raft_role::leader && term == current_term()) {
+        env_.count("two_leaders_in_term");  // impossible unless storage lost a vote
+        return false;
+      }
+      if (!step_down(term)) return false;
+    }
+    leader_ = from;
+    last_leader_contact_ = env_.now();
+    reset_election_timer();
+    return true;
+  }
+
+  void reset_election_timer() {
+    cancel_timer(election_timer_);
+    if (failed_) return;
+    const auto span = (cfg_.election_timeout_max - cfg_.election_timeout_min).count();
+    const duration after = cfg_.election_timeout_min + duration(span > 0 ? env_.rng().between(0, span) : 0);
+    election_timer_ = env_.arm(after, [this] {
+      election_timer_ = {};
+      election_timeout();
+    });
+  }
+
+  void election_timeout() {
+    if (role_ == raft_role::leader || failed_) return;
+    reset_election_timer();
+    if (!is_member(env_.self())) return;  // not (or no longer) a voter: wait to be told
+    leader_.reset();
+    if (cfg_.pre_vote) {
+      role_ = raft_role::pre_candidate;
+      votes_ = {env_.self()};
+      if (has_quorum(votes_)) return become_candidate();
+      for (const auto& m : members())
+        if (m != env_.self())
+          env_.send(m, raft_msg::vote_request{current_term() + 1, store_.last_index(), last_term(), true});
+    } else {
+      become_candidate();
+    }
+  }
+
+  void become_candidate() {
+    if (!save_state({current_term() + 1, env_.self()})) return;
+    role_ = raft_role::candidate;
+    votes_ = {env_.self()};
+    env_.count("elections");
+    reset_election_timer();
+    if (has_quorum(votes_)) return become_leader();
+    for (const auto& m : members())
+      if (m != env_.self())
+        env_.send(m, raft_msg::vote_request{current_term(), store_.last_index(), last_term(), false});
+  }
+
+  void become_leader() {
+    role_ = raft_role::leader;
+    leader_ = env_.self();
+    cancel_timer(election_timer_);
+    peers_.clear();
+    sync_peers();
+    self_match_ = 0;
+    dcp::log(env_, log_level::info, "raft: leader of term ", current_term());
+    env_.count("leaderships");
+    append_local(entry_kind::noop, {});  // commits the entries of earlier terms (3.6.2)
+    heartbeat_.start(env_, cfg_.heartbeat_interval, [this] { broadcast_append(); });
+    arm_check_quorum();
+    broadcast_append();
+  }
+
+  /// Peers follow the latest configuration.
+  void sync_peers() {
+    for (auto it = peers_.begin(); it != peers_.end();)
+      it = is_member(it->first) ? std::next(it) : peers_.erase(it);
+    for (const auto& m : members())
+      if (m != env_.self() && !peers_.contains(m)) peers_.emplace(m, peer{store_.last_index() + 1, 0, 0, true});
+  }
+
+  void arm_check_quorum() {
+    check_timer_ = env_.arm(cfg_.election_timeout_max, [this] {
+      check_timer_ = {};
+      if (role_ != raft_role::leader) return;
+      std::vector<address> alive{env_.self()};
+      for (auto& [a, p] : peers_) {
+        if (p.heard_since_check) alive.push_back(a);
+        p.heard_since_check = false;
+      }
+      if (!has_quorum(alive) || !is_member(env_.self())) {
+        dcp::log(env_, log_level::info, "raft: lost contact with a quorum; stepping down");
+        env_.count("check_quorum_step_down");
+        step_down(current_term());
+        return;
+      }
+      // Reads that a quorum never confirmed within an election timeout fail, loudly.
+      const auto now = env_.now();
+      for (auto it = reads_.begin(); it != reads_.end();) {
+        if (now - it->started > cfg_.election_timeout_max) {
+          auto done = std::move(it->done);
+          it = reads_.erase(it);
+          done(dcp::make_error_code(dcp::errc::timed_out));
+        } else {
+          ++it;
+        }
+      }
+      arm_check_quorum();
+    });
+  }
+
+  /// Notes that a peer acknowledged us in this term; false if we stopped
+  /// leading meanwhile (read callbacks run here).
+  bool heard_from(const address& from, std::uint64_t round) {
+    auto* p = peer_of(from);
+    if (!p) return false;
+    p->heard_since_check = true;
+    p->acked_round = std::max(p->acked_round, round);
+    advance_reads();
+    return role_ == raft_role::leader;
+  }
+  peer* peer_of(const address& a) {
+    if (role_ != raft_role::leader) return nullptr;
+    auto it = peers_.find(a);
+    return it == peers_.end() ? nullptr : &it->second;
+  }
+
+  bool committed_in_term() const { return store_.term_at(commit_) == current_term(); }
+
+  void advance_reads() {
+    if (role_ != raft_role::leader) return;
+    while (!reads_.empty()) {
+      auto& r = reads_.front();
+      if (r.index == 0 || applied_ < r.index) return;
+      std::vector<address> ackers{env_.self()};
+      for (auto& [a, p] : peers_)
+        if (p.acked_round >= r.round) ackers.push_back(a);
+      if (!has_quorum(ackers)) return;
+      auto done = std::move(r.done);
+      const auto index = r.index;
+      reads_.erase(reads_.begin());
+      done(index);
+      if (role_ != raft_role::leader) return;  // the callback may have changed things
+    }
+  }
+
+  void broadcast_append() {
+    if (role_ != raft_role::leader) return;
+    ++round_;
+    for (auto& [a, p] : peers_) send_append(a, p);
+  }
+
+  void send_append(const address& to, peer& p) {
+    if (p.next <= store_.snapshot().index) {
+      raft_msg::install_snapshot m{current_term(), round_, store_.snapshot()};
+      if (m.snap.data.size() > cfg_.max_snapshot_bytes) {
+        env_.count("snapshot_too_large");
+        dcp::log(env_, log_level::error, "raft: snapshot of ", m.snap.data.size(), " bytes exceeds max_snapshot_bytes");
+        return;
+      }
+      env_.send(to, m);
+      return;
+    }
+    raft_msg::append m{current_term(), p.next - 1, *store_.term_at(p.next - 1), commit_, round_, {}};
+    // Send only what is durable here: a follower must never hold an entry that
+    // the leader could lose (it would be counted towards a quorum).
+    const auto last = std::min(self_match_, p.next - 1 + cfg_.max_entries_per_message);
+    for (auto i = p.next; i <= last; ++i) m.entries.push_back(store_.entry(i));
+    env_.send(to, m);
+  }
+
+  void change_member(const address& a, bool add, propose_callback done) {
+    if (failed_) return done(make_error_code(errc::storage_failed));
+    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    if (configs_.back().first > commit_ || !committed_in_term())
+      return done(make_error_code(errc::config_change_pending));
+    std::vector<address> next = members();
+    const bool present = std::find(next.begin(), next.end(), a) != next.end();
+    if (add == present) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (add) next.push_back(a);
+    else next.erase(std::find(next.begin(), next.end(), a));
+    if (next.empty()) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    std::sort(next.begin(), next.end());
+    bytes data;
+    storage::detail::encode_value(next, data);
+    const auto index = append_local(entry_kind::config, std::move(data));
+    if (index == 0) return done(make_error_code(errc::storage_failed));
+    sync_peers();
+    pending_.emplace(index, pending{current_term(), std::move(done)});
+    broadcast_append();
+  }
+
+  void config_committed(std::uint64_t index) {
+    if (auto it = pending_.find(index); it != pending_.end()) {
+      auto p = std::move(it->second);
+      pending_.erase(it);
+      p.done(bytes{});
+    }
+    // A leader removed by this configuration hands over by stepping down.
+    if (role_ == raft_role::leader && configs_.back().first == index && !is_member(env_.self()))
+      step_down(current_term());
+  }
+
+  /// Entries consecutive from prev_index + 1, terms never above the sender's:
+  /// anything else is not from a Raft leader, and is dropped.
+  static bool well_formed(const raft_msg::append& m) {
+    std::uint64_t expect = m.prev_index + 1, term = m.prev_term;
+    if (m.prev_term > m.term) return false;
+    for (const auto& e : m.entries) {
+      if (e.index != expect++ || e.term < term || e.term > m.term || e.term == 0) return false;
+      term = e.term;
+    }
+    return true;
+  }
+
+  void cancel_timer(timer_id& t) {
+    if (t) env_.cancel(t);
+    t = {};
+  }
+  void drop(std::string_view why) { env_.count(why); }
+
+  E env_;
+  raft_config cfg_;
+  Store store_;
+  Machine sm_;
+  [[no_unique_address]] Quorum quorum_;
+  raft_role role_ = raft_role::follower;
+  std::optional<address> leader_;
+  time_point last_leader_contact_{};
+  std::uint64_t commit_ = 0, applied_ = 0, self_match_ = 0, round_ = 0;
+  std::vector<std::pair<std::uint64_t, std::vector<address>>> configs_;  // (index, members), ascending
+  std::vector<address> snapshot_members_;
+  std::map<std::uint64_t, session> sessions_;
+  std::set<address> votes_;
+  std::map<address, peer> peers_;
+  std::map<std::uint64_t, pending> pending_;
+  std::vector<read> reads_;
+  apply_hook apply_hook_;
+  timer_id election_timer_{}, flush_timer_{}, check_timer_{};
+  periodic<E> heartbeat_;
+  bool failed_ = false;
+};
+
+}  // namespace dcp::consensus

@@ -1,0 +1,433 @@
+#pragma once
+// coord::client: one session with the coordination service, and the
+// primitives on it: mutex, counting semaphore, leader election, barrier and
+// double barrier.
+//
+//   client.open_session([](result<session_id>) {...});
+//   client.lock("db", [](result<grant> g) { use g->fencing with the resource });
+//   client.unlock(g, [](result<void_t>) {});
+//   client.on_lost([](const grant& g) { stop using g at once });
+//
+// The session is a lease. The client counts TTL * (1 - 2 * drift_bound) from
+// the *sending* of its last acknowledged keepalive, in its own clock; when
+// that runs out (or a replica says the session is gone) every grant is lost:
+// on_lost fires for each, and holds() stops listing them. The replicas never
+// expire the session earlier (see coord/server.hpp for the argument), so two
+// clients never both believe they hold one permit too many, provided clocks
+// drift by at most drift_bound. Even so, a pause between checking holds() and
+// touching the resource cannot be excluded by any lease: present the grant's
+// fencing token to the resource, which rejects tokens older than the newest
+// it has seen.
+//
+// Waiting: a blocked lock/acquire/barrier completes when a keepalive answer
+// shows the grant or the barrier passed; replicas send a notification when
+// something changes so the client asks at once. One command is in flight at
+// a time (the others queue), each with a sequence number so a retry applies
+// once. A request unanswered after request_timeout is resent to another
+// replica; one unanswered after `give_up_after` fails with timed_out.
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dcp/coord/machine.hpp"
+#include "dcp/coord/messages.hpp"
+#include "dcp/core/env.hpp"
+#include "dcp/core/result.hpp"
+
+namespace dcp::coord {
+
+/// result<void> stand-in: success carries nothing.
+struct done_t {};
+
+struct client_config {
+  std::vector<address> servers;        ///< the replicas
+  duration ttl = 2s;                   ///< session TTL
+  duration keepalive_every = 500ms;    ///< at most ttl / 3 so one lost keepalive does not lose the session
+  duration request_timeout = 200ms;    ///< resend to another replica after this
+  duration give_up_after = 10s;        ///< a command fails with timed_out after this
+  double drift_bound = 0.01;           ///< ρ: the largest clock rate error of any node (1% by default)
+
+  void validate() const {
+    if (servers.empty()) throw error(dcp::errc::invalid_config, "coord::client: no servers");
+    if (ttl <= duration::zero() || keepalive_every * 3 > ttl)
+      throw error(dcp::errc::invalid_config, "coord::client: keepalive_every must be at most ttl / 3");
+    if (drift_bound < 0 || drift_bound >= 0.25)
+      throw error(dcp::errc::invalid_config, "coord::client: drift_bound must be in [0, 0.25)");
+    if (request_timeout <= duration::zero() || give_up_after < request_timeout)
+      throw error(dcp::errc::invalid_config, "coord::client: need 0 < request_timeout <= give_up_after");
+  }
+};
+
+template <Env E>
+class client {
+ public:
+  using messages = msg::all;
+  static constexpr std::string_view name = "coord_client";
+  static constexpr protocol_id default_id = default_protocol_id;
+
+  template <class T>
+  using callback = std::function<void(result<T>)>;
+
+  client(E env, client_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) {
+    cfg_.validate();
+    id_ = env_.rng()() | 1;  // never 0 (0 means "no session" to the log)
+  }
+
+  void start() {
+    ticker_.start(env_, std::min<duration>(cfg_.request_timeout, 20ms), [this] { tick(); });
+  }
+
+  // ---- session ----
+
+  void open_session(callback<session_id> done) {
+    if (session_ && !opening_) return done(session_);
+    if (opening_) return done(dcp::make_error_code(dcp::errc::busy));
+    submit({op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())},
+           [this, done = std::move(done)](result<reply> r, time_point) {
+             if (!r) return done(r.error());
+             if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+             // The lease starts with the first acknowledged keepalive: the session
+             // may have been created by any earlier send of this command.
+             session_ = r->session;
+             valid_until_ = {};
+             opening_ = std::move(done);
+             opening_since_ = env_.now();
+             send_keepalive();
+           });
+  }
+  void close_session(callback<done_t> done) {
+    if (!session_) return done(done_t{});
+    request req{op::close_session, session_};
+    lose_session(false);
+    submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.error()); });
+  }
+  session_id session() const noexcept { return session_; }
+  /// Sends a keepalive now (it also fetches grants and barrier passes).
+  void refresh() { send_keepalive(); }
+  /// The session is believed alive: its lease has not run out.
+  bool session_valid() const { return session_ && env_.now() < valid_until_; }
+
+  // ---- mutex, semaphore, election ----
+
+  void lock(std::string name, callback<grant> done) { acquire(std::move(name), 1, std::move(done)); }
+  void try_lock(std::string name, callback<grant> done) { try_acquire(std::move(name), 1, std::move(done)); }
+  void unlock(const grant& g, callback<done_t> done) { release(g, std::move(done)); }
+
+  void acquire(std::string name, std::uint32_t permits, callback<grant> done, bytes value = {}) {
+    take(std::move(name), permits, true, std::move(value), std::move(done));
+  }
+  void try_acquire(std::string name, std::uint32_t permits, callback<grant> done) {
+    take(std::move(name), permits, false, {}, std::move(done));
+  }
+  /// Releases a grant: it stops being held here at once; the release names
+  /// its fencing token, so a late or repeated release never frees a newer grant.
+  void release(const grant& g, callback<done_t> done) {
+    if (auto it = held_.find(g.name); it != held_.end() && it->second.fencing == g.fencing) held_.erase(it);
+    if (!session_) return done(dcp::make_error_code(dcp::errc::cancelled));
+    submit({op::release, session_, g.name, 1, true, g.fencing},
+           [done = std::move(done)](result<reply> r, time_point) {
+             if (!r) return done(r.error());
+             if (r->code == status::ok || r->code == status::not_held || r->code == status::no_session)
+               return done(done_t{});  // released, or already gone
+             done(dcp::make_error_code(dcp::errc::invalid_argument));
+           });
+  }
+
+  /// Campaigns for leadership of `election`: completes when this client leads.
+  void campaign(std::string election, bytes value, callback<grant> done) {
+    acquire(std::move(election), 1, std::move(done), std::move(value));
+  }
+  void resign(const grant& g, callback<done_t> done) { release(g, std::move(done)); }
+  /// Calls `fn` with the current leader (nullopt: none) now and at every
+  /// change, polling every keepalive period, until unobserve(election).
+  void observe(std::string election, std::function<void(std::optional<holder>)> fn) {
+    observers_[election] = observer{std::move(fn), std::nullopt, {}, 0};
+    query(election);
+  }
+  void unobserve(const std::string& election) { observers_.erase(election); }
+
+  // ---- barriers ----
+
+  /// Completes when `parties` sessions have entered `name`.
+  void barrier_wait(std::string name, std::uint32_t parties, callback<done_t> done) {
+    enter_or_leave(op::barrier_enter, std::move(name), parties, std::move(done));
+  }
+  /// A double barrier: enter completes when `parties` sessions have entered,
+  /// leave when every session that entered has left.
+  void double_barrier_enter(std::string name, std::uint32_t parties, callback<done_t> done) {
+    barrier_wait(std::move(name), parties, std::move(done));
+  }
+  void double_barrier_leave(std::string name, callback<done_t> done) {
+    enter_or_leave(op::barrier_leave, std::move(name), 1, std::move(done));
+  }
+
+  // ---- what is held ----
+
+  /// Grants held now, while the lease lasts.
+  std::vector<grant> holds() const {
+    std::vector<grant> out;
+    if (!session_valid()) return out;
+    for (auto& [n, h] : held_) out.push_back({n, h.fencing});
+    return out;
+  }
+  /// A grant was lost (session expired, lease ran out): stop using it.
+  void on_lost(std::function<void(const grant&)> fn) { on_lost_ = std::move(fn); }
+  void on_session_lost(std::function<void()> fn) { on_session_lost_ = std::move(fn); }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const msg::command_reply& m) {
+    if (m.client != id_ || inflight_.empty() || m.seq != seq_) return;  // not for the command in flight
+    auto& c = inflight_.front();
+    if (m.refused != refusal::none) {
+      if (m.leader && *m.leader != from) target_ = *m.leader;
+      else if (m.refused == refusal::not_leader) next_server();
+      if (m.refused == refusal::session_expired) return complete(dcp::make_error_code(dcp::errc::cancelled));
+      if (m.refused == refusal::failed) return complete(dcp::make_error_code(dcp::errc::io_error));
+      c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : cfg_.request_timeout / 4);
+      return;
+    }
+    target_ = from;
+    complete(m.result);
+  }
+
+  void on_message(const address& from, const msg::keepalive_ack& m) {
+    auto it = keepalives_.find(m.nonce);
+    if (it == keepalives_.end() || m.session != session_) return;
+    const time_point sent = it->second;
+    keepalives_.erase(keepalives_.begin(), std::next(it));
+    if (m.refused != refusal::none) {
+      if (m.leader && *m.leader != from) target_ = *m.leader;
+      else next_server();
+      return;
+    }
+    target_ = from;
+    if (!m.view.alive) return lose_session(true);
+    valid_until_ = std::max(valid_until_, sent + lease_span());
+    if (opening_) {
+      auto done = std::move(opening_);
+      opening_ = nullptr;
+      done(session_);
+    }
+    // Grants this view should know of (obtained before the keepalive left) and does not: lost.
+    std::vector<grant> lost;
+    for (auto& [n, h] : held_) {
+      const bool there = std::find(m.view.holds.begin(), m.view.holds.end(), grant{n, h.fencing}) != m.view.holds.end();
+      if (!there && h.since < sent) lost.push_back({n, h.fencing});
+    }
+    for (auto& g : lost) {
+      held_.erase(g.name);
+      if (on_lost_) on_lost_(g);
+    }
+    // Waits that the view says are over.
+    for (auto& g : m.view.holds) {
+      if (held_.contains(g.name)) continue;
+      auto w = grant_waits_.find(g.name);
+      if (w == grant_waits_.end()) continue;  // a grant we released meanwhile: its release is queued
+      auto done = std::move(w->second);
+      grant_waits_.erase(w);
+      held_[g.name] = held_grant{g.fencing, env_.now()};
+      done(g);
+    }
+    for (auto w = barrier_waits_.begin(); w != barrier_waits_.end();) {
+      auto p = m.view.barriers_passed.find(w->first.first);
+      if (p != m.view.barriers_passed.end() && p->second >= w->first.second) {
+        auto done = std::move(w->second);
+        w = barrier_waits_.erase(w);
+        done(done_t{});
+      } else {
+        ++w;
+      }
+    }
+  }
+
+  void on_message(const address& from, const msg::query_reply& m) {
+    for (auto& [name, o] : observers_) {
+      if (o.nonce != m.nonce) continue;
+      if (m.refused != refusal::none) {
+        if (m.leader && *m.leader != from) target_ = *m.leader;
+        else next_server();
+        return;
+      }
+      std::optional<holder> leader;
+      if (!m.holders.empty()) leader = m.holders.front();
+      if (!o.seen || *o.seen != leader) {
+        o.seen = leader;
+        o.fn(leader);
+      }
+      return;
+    }
+  }
+
+  void on_message(const address&, const msg::notify& m) {
+    if (m.session == session_) send_keepalive();
+  }
+  void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
+
+  std::uint64_t id() const noexcept { return id_; }
+
+ private:
+  using reply_fn = std::function<void(result<reply>, time_point first_sent)>;
+  struct pending_command {
+    request req;
+    reply_fn done;
+    time_point first_sent{}, resend_at{};
+  };
+  struct held_grant {
+    fencing_token fencing = 0;
+    time_point since{};
+  };
+  struct observer {
+    std::function<void(std::optional<holder>)> fn;
+    std::optional<std::optional<holder>> seen;
+    time_point asked_at{};
+    std::uint64_t nonce = 0;
+  };
+
+  duration lease_span() const {
+    return std::chrono::duration_cast<duration>(cfg_.ttl * (1.0 - 2 * cfg_.drift_bound));
+  }
+
+  void take(std::string name, std::uint32_t permits, bool wait, bytes value, callback<grant> done) {
+    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    if (name.empty() || permits == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (grant_waits_.contains(name)) return done(dcp::make_error_code(dcp::errc::busy));
+    submit({op::acquire, session_, name, permits, wait, 0, 0, std::move(value)},
+           [this, name, done = std::move(done)](result<reply> r, time_point) {
+             if (!r) return done(r.error());
+             switch (r->code) {
+               case status::granted:
+                 held_[name] = held_grant{r->fencing, env_.now()};
+                 return done(grant{name, r->fencing});
+               case status::queued:
+                 grant_waits_[name] = std::move(done);
+                 return;
+               case status::busy: return done(dcp::make_error_code(dcp::errc::busy));
+               case status::no_session: return done(dcp::make_error_code(dcp::errc::cancelled));
+               default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+             }
+           });
+  }
+
+  void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<done_t> done) {
+    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    if (name.empty() || parties == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({kind, session_, name, parties}, [this, name, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.error());
+      if (r->code != status::queued) return done(dcp::make_error_code(r->code == status::no_session ? dcp::errc::cancelled : dcp::errc::invalid_argument));
+      barrier_waits_.emplace(std::pair{name, r->generation}, std::move(done));
+      send_keepalive();
+    });
+  }
+
+  void submit(request req, reply_fn done) {
+    inflight_.push_back(pending_command{std::move(req), std::move(done)});
+    if (inflight_.size() == 1) send_front(true);
+  }
+  void send_front(bool first) {
+    auto& c = inflight_.front();
+    if (first) {
+      ++seq_;
+      c.first_sent = env_.now();
+    }
+    c.resend_at = env_.now() + cfg_.request_timeout;
+    env_.send(target(), msg::command{id_, seq_, c.req});
+  }
+  void complete(result<reply> r) {
+    auto c = std::move(inflight_.front());
+    inflight_.pop_front();
+    if (!inflight_.empty()) send_front(true);
+    c.done(std::move(r), c.first_sent);
+  }
+
+  void tick() {
+    const auto now = env_.now();
+    if (opening_ && now - opening_since_ > cfg_.give_up_after) lose_session(true);
+    if (session_ && !opening_ && now >= valid_until_) lose_session(true);
+    if (!inflight_.empty()) {
+      auto& c = inflight_.front();
+      if (now - c.first_sent > cfg_.give_up_after) {
+        complete(dcp::make_error_code(dcp::errc::timed_out));
+      } else if (now >= c.resend_at) {
+        if (now - c.first_sent >= cfg_.request_timeout) next_server();
+        send_front(false);
+      }
+    }
+    if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) send_keepalive();
+    for (auto& [name, o] : observers_)
+      if (now - o.asked_at >= cfg_.keepalive_every) query(name);
+  }
+
+  void send_keepalive() {
+    if (!session_) return;
+    last_keepalive_ = env_.now();
+    keepalives_[++nonce_] = env_.now();
+    while (keepalives_.size() > 64) keepalives_.erase(keepalives_.begin());
+    env_.send(target(), msg::keepalive{session_, nonce_});
+  }
+  void query(const std::string& name) {
+    auto& o = observers_[name];
+    o.asked_at = env_.now();
+    o.nonce = ++nonce_;
+    env_.send(target(), msg::query{name, o.nonce});
+  }
+
+  void lose_session(bool signal) {
+    if (!session_) return;
+    session_ = 0;
+    auto held = std::move(held_);
+    held_.clear();
+    auto gw = std::move(grant_waits_);
+    grant_waits_.clear();
+    auto bw = std::move(barrier_waits_);
+    barrier_waits_.clear();
+    keepalives_.clear();
+    if (signal) {
+      env_.count("session_lost");
+      for (auto& [n, h] : held)
+        if (on_lost_) on_lost_(grant{n, h.fencing});
+    }
+    for (auto& [n, fn] : gw) fn(dcp::make_error_code(dcp::errc::cancelled));
+    for (auto& [k, fn] : bw) fn(dcp::make_error_code(dcp::errc::cancelled));
+    if (opening_) {
+      auto done = std::move(opening_);
+      opening_ = nullptr;
+      done(dcp::make_error_code(dcp::errc::timed_out));
+    }
+    if (signal && on_session_lost_) on_session_lost_();
+  }
+
+  const address& target() {
+    if (!target_) target_ = cfg_.servers[env_.rng().below(cfg_.servers.size())];
+    return *target_;
+  }
+  void next_server() {
+    auto it = std::find(cfg_.servers.begin(), cfg_.servers.end(), target());
+    const auto at = it == cfg_.servers.end() ? 0 : static_cast<std::size_t>(it - cfg_.servers.begin());
+    target_ = cfg_.servers[(at + 1 + env_.rng().below(cfg_.servers.size())) % cfg_.servers.size()];
+  }
+
+  E env_;
+  client_config cfg_;
+  std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;
+  session_id session_ = 0;
+  time_point valid_until_{}, last_keepalive_{}, opening_since_{};
+  callback<session_id> opening_;  // open_session waits for the first keepalive answer
+  std::optional<address> target_;
+  std::deque<pending_command> inflight_;
+  std::map<std::string, held_grant> held_;
+  std::map<std::string, callback<grant>> grant_waits_;
+  std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
+  std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
+  std::map<std::string, observer> observers_;
+  std::function<void(const grant&)> on_lost_;
+  std::function<void()> on_session_lost_;
+  periodic<E> ticker_;
+};
+
+}  // namespace dcp::coord

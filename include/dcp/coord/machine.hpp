@@ -1,0 +1,320 @@
+#pragma once
+// coord::machine: the replicated state of the coordination service.
+//
+// A deterministic StateMachine (dcp::consensus) holding sessions and what
+// they hold or wait for. Every primitive is one of three shapes:
+//   - a semaphore of k permits (a mutex is k = 1; an election is a mutex
+//     whose holder is the leader and carries a value): acquire, try-acquire,
+//     release, with a FIFO queue of waiters;
+//   - a barrier of n parties: enter returns when n sessions have entered;
+//   - the leave phase of a double barrier: leave returns when every session
+//     that passed the enter phase has left (or lost its session).
+//
+// Fencing: every grant takes the next value of one counter that lives in the
+// replicated state, so tokens only grow, across failover and restarts, and
+// later grants always carry larger tokens.
+// Release names the grant's token: a retried or late release of an old grant
+// never releases a newer one. Expiring a session removes its waiters in the
+// same step that releases its grants, so a waiter whose session expired is
+// never granted.
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <cereal/types/deque.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "dcp/core/bytes.hpp"
+#include "dcp/storage/detail/codec.hpp"
+
+namespace dcp::coord {
+
+using session_id = std::uint64_t;
+using fencing_token = std::uint64_t;
+
+enum class op : std::uint8_t {
+  open_session = 1,
+  close_session,
+  expire_session,  ///< proposed by the leader when a session's TTL ran out
+  acquire,         ///< semaphore/mutex/election; `wait` false is try-acquire
+  release,         ///< names the grant's fencing token
+  barrier_enter,
+  barrier_leave,
+};
+
+struct request {
+  op kind = op::open_session;
+  session_id session = 0;
+  std::string name;            ///< the resource, election or barrier
+  std::uint32_t permits = 1;   ///< semaphore size k (1: mutex, election); barrier: parties n
+  bool wait = true;
+  fencing_token fencing = 0;   ///< release: which grant
+  std::uint64_t ttl_ms = 0;    ///< open_session
+  bytes value;                 ///< campaign: the candidate's value
+  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value); }
+};
+
+enum class status : std::uint8_t {
+  ok = 0,
+  granted,        ///< fencing holds the token
+  queued,         ///< waiting: the grant will show in the session's state
+  busy,           ///< try-acquire of a resource at capacity
+  not_held,       ///< release of a grant the session does not hold (already released, or a stale token)
+  no_session,     ///< the session expired or never existed
+  bad_request,    ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties
+};
+
+struct reply {
+  status code = status::ok;
+  fencing_token fencing = 0;
+  session_id session = 0;
+  std::uint64_t generation = 0;  ///< barriers: the generation this enter/leave belongs to
+  template <class A> void serialize(A& ar) { ar(code, fencing, session, generation); }
+};
+
+/// A grant as the holder sees it.
+struct grant {
+  std::string name;
+  fencing_token fencing = 0;
+  template <class A> void serialize(A& ar) { ar(name, fencing); }
+  bool operator==(const grant&) const = default;
+};
+
+/// What a keepalive answer tells a session about itself.
+struct session_view {
+  bool alive = false;
+  std::vector<grant> holds;
+  std::map<std::string, std::uint64_t> barriers_passed;  ///< barrier name -> last generation passed (enter: 2g+1, leave: 2g+2)
+  template <class A> void serialize(A& ar) { ar(alive, holds, barriers_passed); }
+};
+
+struct holder {
+  session_id session = 0;
+  fencing_token fencing = 0;
+  bytes value;
+  template <class A> void serialize(A& ar) { ar(session, fencing, value); }
+  bool operator==(const holder&) const = default;
+};
+
+class machine {
+ public:
+  bytes apply(byte_view in) {
+    touched_.clear();
+    request r;
+    reply out;
+    if (storage::detail::decode_value(in, r)) out.code = status::bad_request;
+    else out = execute(r);
+    bytes b;
+    storage::detail::encode_value(out, b);
+    return b;
+  }
+  bytes snapshot() const {
+    bytes b;
+    storage::detail::encode_value(*this, b);
+    return b;
+  }
+  void restore(byte_view s) {
+    machine m;
+    if (!storage::detail::decode_value(s, m)) *this = std::move(m);
+  }
+
+  // ---- reads (serve them after a ReadIndex) ----
+
+  bool has_session(session_id s) const { return sessions_.contains(s); }
+  std::uint64_t ttl_ms(session_id s) const {
+    auto it = sessions_.find(s);
+    return it == sessions_.end() ? 0 : it->second.ttl_ms;
+  }
+  std::vector<session_id> sessions() const {
+    std::vector<session_id> out;
+    for (auto& [id, s] : sessions_) out.push_back(id);
+    return out;
+  }
+  session_view view(session_id id) const {
+    session_view v;
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return v;
+    v.alive = true;
+    for (auto& [name, f] : it->second.holds) v.holds.push_back({name, f});
+    v.barriers_passed = it->second.passed;
+    return v;
+  }
+  /// The holders of a semaphore, oldest grant first (an election's leader is the first).
+  std::vector<holder> holders(const std::string& name) const {
+    auto it = sems_.find(name);
+    return it == sems_.end() ? std::vector<holder>{} : it->second.holders;
+  }
+  fencing_token last_fencing() const noexcept { return fencing_; }
+  /// Sessions that the last apply() granted a waiting request or let
+  /// through a barrier: the ones to tell (not part of the replicated state).
+  const std::vector<session_id>& touched() const noexcept { return touched_; }
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(fencing_, next_session_, sessions_, sems_, barriers_);
+  }
+
+ private:
+  struct session_state {
+    std::uint64_t ttl_ms = 0;
+    std::map<std::string, fencing_token> holds;
+    std::map<std::string, std::uint64_t> passed;
+    template <class A> void serialize(A& ar) { ar(ttl_ms, holds, passed); }
+  };
+  struct waiter {
+    session_id session = 0;
+    bytes value;
+    template <class A> void serialize(A& ar) { ar(session, value); }
+  };
+  struct semaphore {
+    std::uint32_t permits = 1;
+    std::vector<holder> holders;
+    std::deque<waiter> waiters;
+    template <class A> void serialize(A& ar) { ar(permits, holders, waiters); }
+  };
+  struct barrier {
+    std::uint32_t parties = 0;
+    std::uint64_t generation = 0;
+    std::set<session_id> entered;  // waiting to pass the enter phase of this generation
+    std::set<session_id> inside;   // passed enter; a double barrier's leave waits for all of them
+    std::set<session_id> left;
+    template <class A> void serialize(A& ar) { ar(parties, generation, entered, inside, left); }
+  };
+
+  reply execute(const request& r) {
+    if (r.kind == op::open_session) {
+      if (r.ttl_ms == 0) return {status::bad_request};
+      const session_id id = ++next_session_;
+      sessions_[id].ttl_ms = r.ttl_ms;
+      return {status::ok, 0, id};
+    }
+    auto sit = sessions_.find(r.session);
+    if (sit == sessions_.end()) return {status::no_session};
+    switch (r.kind) {
+      case op::open_session: break;
+      case op::close_session:
+      case op::expire_session: end_session(r.session); return {status::ok};
+      case op::acquire: return acquire(r, sit->second);
+      case op::release: return release(r, sit->second);
+      case op::barrier_enter: return enter(r);
+      case op::barrier_leave: return leave(r);
+    }
+    return {status::bad_request};
+  }
+
+  reply acquire(const request& r, session_state& s) {
+    if (r.permits == 0 || r.name.empty()) return {status::bad_request};
+    auto& sem = sems_[r.name];
+    if (sem.holders.empty() && sem.waiters.empty()) sem.permits = r.permits;
+    if (sem.permits != r.permits) return {status::bad_request};
+    if (auto h = s.holds.find(r.name); h != s.holds.end()) return {status::granted, h->second};  // re-entrant
+    for (auto& w : sem.waiters)
+      if (w.session == r.session) return {status::queued};
+    if (sem.holders.size() < sem.permits && sem.waiters.empty()) return {status::granted, give(sem, r.name, r.session, r.value)};
+    if (!r.wait) return {status::busy};
+    sem.waiters.push_back({r.session, r.value});
+    return {status::queued};
+  }
+
+  reply release(const request& r, session_state& s) {
+    auto h = s.holds.find(r.name);
+    if (h == s.holds.end() || h->second != r.fencing) return {status::not_held};
+    drop_holder(r.name, r.session);
+    return {status::ok};
+  }
+
+  reply enter(const request& r) {
+    if (r.permits == 0 || r.name.empty()) return {status::bad_request};
+    auto& b = barriers_[r.name];
+    if (b.entered.empty()) b.parties = r.permits;
+    if (b.parties != r.permits) return {status::bad_request};
+    b.entered.insert(r.session);
+    const auto gen = b.generation;
+    if (b.entered.size() >= b.parties) {  // everyone is here: pass the enter phase together
+      for (auto s : b.entered) {
+        sessions_[s].passed[r.name] = 2 * gen + 1;
+        touched_.push_back(s);
+        b.inside.insert(s);
+      }
+      b.entered.clear();
+      ++b.generation;
+    }
+    return {status::queued, 0, r.session, 2 * gen + 1};
+  }
+
+  reply leave(const request& r) {
+    auto it = barriers_.find(r.name);
+    if (it == barriers_.end() || !it->second.inside.contains(r.session)) return {status::not_held};
+    auto& b = it->second;
+    b.left.insert(r.session);
+    const auto gen = sessions_[r.session].passed[r.name] + 1;
+    maybe_pass_leave(r.name, b);
+    return {status::queued, 0, r.session, gen};
+  }
+
+  void maybe_pass_leave(const std::string& name, barrier& b) {
+    for (auto s : b.inside)
+      if (!b.left.contains(s)) return;
+    for (auto s : b.left)
+      if (auto it = sessions_.find(s); it != sessions_.end()) {
+        it->second.passed[name] = it->second.passed[name] + 1;
+        touched_.push_back(s);
+      }
+    b.inside.clear();
+    b.left.clear();
+  }
+
+  fencing_token give(semaphore& sem, const std::string& name, session_id s, bytes value) {
+    const fencing_token f = ++fencing_;
+    sem.holders.push_back({s, f, std::move(value)});
+    sessions_[s].holds[name] = f;
+    touched_.push_back(s);
+    return f;
+  }
+
+  void drop_holder(const std::string& name, session_id s) {
+    auto& sem = sems_[name];
+    std::erase_if(sem.holders, [&](const holder& h) { return h.session == s; });
+    sessions_[s].holds.erase(name);
+    while (sem.holders.size() < sem.permits && !sem.waiters.empty()) {  // FIFO: the longest waiter first
+      auto w = std::move(sem.waiters.front());
+      sem.waiters.pop_front();
+      give(sem, name, w.session, std::move(w.value));
+    }
+    if (sem.holders.empty() && sem.waiters.empty()) sems_.erase(name);
+  }
+
+  void end_session(session_id id) {
+    auto& s = sessions_[id];
+    // Its waits go first, in the same step: an expired session is never granted.
+    for (auto& [name, sem] : sems_) std::erase_if(sem.waiters, [&](const waiter& w) { return w.session == id; });
+    std::vector<std::string> held;
+    for (auto& [name, f] : s.holds) held.push_back(name);
+    for (auto& name : held) drop_holder(name, id);
+    for (auto& [name, b] : barriers_) {
+      b.entered.erase(id);
+      if (b.inside.erase(id)) {
+        b.left.erase(id);
+        maybe_pass_leave(name, b);
+      }
+    }
+    sessions_.erase(id);
+    std::erase_if(sems_, [](auto& kv) { return kv.second.holders.empty() && kv.second.waiters.empty(); });
+  }
+
+  fencing_token fencing_ = 0;
+  session_id next_session_ = 0;
+  std::map<session_id, session_state> sessions_;
+  std::map<std::string, semaphore> sems_;
+  std::map<std::string, barrier> barriers_;
+  std::vector<session_id> touched_;
+};
+
+}  // namespace dcp::coord

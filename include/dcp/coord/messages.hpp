@@ -1,0 +1,91 @@
+#pragma once
+// The wire between coordination clients and replicas.
+//
+// Clients and replicas speak one protocol id (default 120): a frame is
+// dispatched by the sender's protocol id, so coord::server and coord::client
+// share this message set and each ignores the half meant for the other.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dcp/coord/machine.hpp"
+#include "dcp/core/address.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::coord {
+
+/// Why a replica did not answer a request with a result.
+enum class refusal : std::uint8_t {
+  none = 0,
+  not_leader,       ///< ask `leader` (if known)
+  retry,            ///< leadership changed: outcome unknown; resend with the same sequence number
+  session_expired,  ///< the client's command session is gone: not applied
+  failed,           ///< the replica cannot serve (storage failure, bad request)
+};
+
+namespace msg {
+struct command {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "command";
+  std::uint64_t client = 0, seq = 0;
+  request req;
+  template <class A> void serialize(A& ar) { ar(client, seq, req); }
+};
+struct command_reply {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "command_reply";
+  std::uint64_t client = 0, seq = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  reply result;
+  template <class A> void serialize(A& ar) { ar(client, seq, refused, leader, result); }
+};
+struct keepalive {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "keepalive";
+  session_id session = 0;
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(session, nonce); }
+};
+struct keepalive_ack {
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "keepalive_ack";
+  session_id session = 0;
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  session_view view;
+  template <class A> void serialize(A& ar) { ar(session, nonce, refused, leader, view); }
+};
+struct query {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "query";
+  std::string name;
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(name, nonce); }
+};
+struct query_reply {
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "query_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  std::vector<holder> holders;
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, holders); }
+};
+/// Something changed for this client's session: ask (keepalive) now rather than at the next period.
+struct notify {
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "notify";
+  session_id session = 0;
+  template <class A> void serialize(A& ar) { ar(session); }
+};
+
+using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify>;
+}  // namespace msg
+
+inline constexpr protocol_id default_protocol_id = 120;
+
+}  // namespace dcp::coord

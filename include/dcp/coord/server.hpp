@@ -1,0 +1,188 @@
+#pragma once
+// coord::server: the coordination service on one replica, over a Raft log
+// whose state machine is coord::machine.
+//
+// Commands (open/close session, acquire, release, barriers) go through the
+// log, with the client's (id, sequence) so a retry applies once. Keepalives
+// and queries are linearizable reads (ReadIndex) and are not logged.
+//
+// Session expiry and its clock assumption. Only the leader tracks TTLs, in
+// its own clock: a keepalive received at t moves the session's deadline to
+// t + TTL; past its deadline the leader proposes expire_session, and from
+// then on answers that session's keepalives with "expired". A keepalive is
+// acknowledged only after a ReadIndex round, so the leader that acknowledges
+// it was still leader after t, and a leader elected later restarts every
+// session's TTL from its own election, which comes after that round. The
+// ReadIndex also waits for the leader's first commit of its term, which
+// settles any expiry an earlier leader left uncommitted. So a session never
+// expires before TTL (in the server's clock) after the receipt of its last
+// acknowledged keepalive. A client that counts TTL * (1 - 2ρ) from the
+// *sending* of that keepalive, in its own clock, has stopped using its grants
+// before the session can expire, if no clock runs faster or slower than real
+// time by more than ρ (a rate bound; offsets do not matter). coord::client
+// does exactly that; ρ is its configured drift_bound.
+#include <algorithm>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "dcp/consensus/raft.hpp"
+#include "dcp/coord/machine.hpp"
+#include "dcp/coord/messages.hpp"
+#include "dcp/core/env.hpp"
+
+namespace dcp::coord {
+
+struct server_config {
+  duration tick = 20ms;  ///< how often the leader looks for expired sessions
+  void validate() const {
+    if (tick <= duration::zero()) throw error(dcp::errc::invalid_config, "coord::server: tick must be > 0");
+  }
+};
+
+template <Env E, class Raft>
+class server {
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(std::declval<Raft&>().state_machine())>, machine>,
+                "dcp: coord::server needs a consensus::raft whose state machine is coord::machine");
+
+ public:
+  using messages = msg::all;
+  static constexpr std::string_view name = "coord_server";
+  static constexpr protocol_id default_id = default_protocol_id;
+
+  server(E env, Raft& raft, server_config cfg = {}) : env_(std::move(env)), raft_(raft), cfg_(cfg) { cfg_.validate(); }
+
+  void start() {
+    raft_.on_apply([this](const storage::log_entry& e, const consensus::command* c, const bytes* r) { applied(e, c, r); });
+    ticker_.start(env_, cfg_.tick, [this] { tick(); });
+  }
+
+  void on_message(const address& from, const msg::command& m) {
+    if (!raft_.is_leader()) return refuse(from, m, refusal::not_leader);
+    if (m.client == 0 || m.seq == 0) return refuse(from, m, refusal::failed);
+    if (m.req.kind == op::expire_session) return refuse(from, m, refusal::failed);  // the leader's alone
+    if (m.req.session) clients_[m.req.session] = from;
+    bytes payload;
+    storage::detail::encode_value(m.req, payload);
+    raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq](result<bytes> r) {
+      msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
+      if (r) {
+        if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
+        if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
+          clients_[out.result.session] = from;
+      } else if (r.error() == consensus::errc::session_expired || r.error() == consensus::errc::stale_request) {
+        out.refused = refusal::session_expired;
+      } else if (r.error() == dcp::errc::not_leader) {
+        out.refused = refusal::not_leader;
+      } else if (r.error() == consensus::errc::outcome_unknown) {
+        out.refused = refusal::retry;
+      } else {
+        out.refused = refusal::failed;
+      }
+      env_.send(from, out);
+    });
+  }
+
+  void on_message(const address& from, const msg::keepalive& m) {
+    if (!raft_.is_leader()) {
+      env_.send(from, msg::keepalive_ack{m.session, m.nonce, refusal::not_leader, raft_.leader(), {}});
+      return;
+    }
+    clients_[m.session] = from;
+    const time_point received = env_.now();
+    const auto term = raft_.current_term();
+    raft_.read_index([this, from, m, received, term](result<std::uint64_t> idx) {
+      msg::keepalive_ack ack{m.session, m.nonce, refusal::none, raft_.leader(), {}};
+      if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
+        ack.refused = refusal::not_leader;
+      } else if (!expiring_.contains(m.session)) {
+        ack.view = raft_.state_machine().view(m.session);
+        if (ack.view.alive) {
+          auto& d = deadlines_[m.session];
+          d = std::max(d, received + ttl_of(m.session));
+        }
+      }  // else: expiry is under way; the view says "not alive"
+      env_.send(from, ack);
+    });
+  }
+
+  void on_message(const address& from, const msg::query& m) {
+    if (!raft_.is_leader()) {
+      env_.send(from, msg::query_reply{m.nonce, refusal::not_leader, raft_.leader(), {}});
+      return;
+    }
+    raft_.read_index([this, from, m](result<std::uint64_t> idx) {
+      msg::query_reply out{m.nonce, refusal::none, raft_.leader(), {}};
+      if (!idx) out.refused = refusal::not_leader;
+      else out.holders = raft_.state_machine().holders(m.name);
+      env_.send(from, out);
+    });
+  }
+
+  // Replies travel to clients only.
+  void on_message(const address&, const msg::command_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::keepalive_ack&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::query_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::notify&) { env_.count("unexpected_message"); }
+
+  Raft& raft() noexcept { return raft_; }
+
+ private:
+  duration ttl_of(session_id s) const {
+    return std::chrono::duration_cast<duration>(std::chrono::milliseconds(raft_.state_machine().ttl_ms(s)));
+  }
+
+  void refuse(const address& to, const msg::command& m, refusal why) {
+    env_.send(to, msg::command_reply{m.client, m.seq, why, raft_.leader(), {}});
+  }
+
+  void tick() {
+    if (!raft_.is_leader()) {
+      led_term_ = 0;
+      return;
+    }
+    const auto now = env_.now();
+    const auto& sm = raft_.state_machine();
+    if (led_term_ != raft_.current_term()) {
+      // A new leader gives every session a full TTL from now (see the header).
+      led_term_ = raft_.current_term();
+      deadlines_.clear();
+      expiring_.clear();
+    }
+    const auto live = sm.sessions();
+    std::erase_if(deadlines_, [&](auto& kv) { return !sm.has_session(kv.first); });
+    std::erase_if(expiring_, [&](session_id s) { return !sm.has_session(s); });
+    for (auto s : live) {
+      auto [it, fresh] = deadlines_.try_emplace(s, now + ttl_of(s));
+      if (now < it->second || expiring_.contains(s)) continue;
+      expiring_.insert(s);
+      env_.count("sessions_expired");
+      bytes payload;
+      storage::detail::encode_value(request{op::expire_session, s}, payload);
+      raft_.propose(std::move(payload), [](result<bytes>) {});
+    }
+  }
+
+  void applied(const storage::log_entry&, const consensus::command* c, const bytes* r) {
+    if (!c || !r || !raft_.is_leader()) return;
+    request req;
+    if (storage::detail::decode_value(c->payload, req)) return;
+    // Sessions granted a waiting request or let through a barrier: tell them
+    // to look (the requester of this very command hears from its reply).
+    for (auto s : raft_.state_machine().touched())
+      if (auto it = clients_.find(s); it != clients_.end() && !(req.kind == op::acquire && s == req.session))
+        env_.send(it->second, msg::notify{s});
+    if (req.kind == op::close_session || req.kind == op::expire_session) clients_.erase(req.session);
+  }
+
+  E env_;
+  Raft& raft_;
+  server_config cfg_;
+  std::map<session_id, time_point> deadlines_;  // leader only, in the leader's clock
+  std::set<session_id> expiring_;               // leader only: expiry proposed, keepalives refused
+  std::map<session_id, address> clients_;       // where to send notifications
+  std::uint64_t led_term_ = 0;
+  periodic<E> ticker_;
+};
+
+}  // namespace dcp::coord
