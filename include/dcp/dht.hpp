@@ -4,4 +4,5 @@
 #include "dcp/dht/chord.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
+#include "dcp/dht/kademlia.hpp"
 #include "dcp/dht/router.hpp"

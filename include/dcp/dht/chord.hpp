@@ -187,8 +187,10 @@ class chord {
   /// founds a ring alone when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
     seeds_.clear();
-    for (auto& s : seeds)
-      if (s.addr != self_.addr) seeds_.push_back(s);
+    for (auto& s : seeds)  // without ourselves and without repeats
+      if (!s.addr.empty() && s.addr != self_.addr &&
+          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
+        seeds_.push_back(s);
     if (seeds_.empty()) {
       successors_.clear();
       predecessor_ = {};
