@@ -5,4 +5,5 @@
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/kademlia.hpp"
+#include "dcp/dht/pastry.hpp"
 #include "dcp/dht/router.hpp"
