@@ -7,3 +7,4 @@
 #include "dcp/dht/kademlia.hpp"
 #include "dcp/dht/pastry.hpp"
 #include "dcp/dht/router.hpp"
+#include "dcp/dht/store.hpp"

@@ -21,6 +21,7 @@ struct overlay {
   sim::simulator world;
   Config cfg;
   std::optional<sim::node_index> founder;  // the node that founds the overlay (bootstrap({}))
+  std::function<void(sim::node_context&, R&)> extra;  // more protocols on each node (a store)
 
   overlay(std::uint64_t seed, Config c, sim::config sc = lossy()) : world(seed, sc), cfg(std::move(c)) {}
 
@@ -35,6 +36,7 @@ struct overlay {
   void add(std::size_t n) {
     world.add_nodes(n, [this](sim::node_context& ctx) {
       auto& r = ctx.add<R>(pid, cfg);
+      if (extra) extra(ctx, r);
       if (!founder) {
         founder = ctx.index();
         r.bootstrap({});

@@ -537,8 +537,12 @@ class pastry {
   }
 
   bool in_leaf_range(const node_id& key) const {
-    if (left_.size() < cfg_.leaf_set / 2 || right_.size() < cfg_.leaf_set / 2) return true;  // we know the whole ring
-    const node_id lo = left_.back().id, hi = right_.back().id;
+    const std::size_t half = cfg_.leaf_set / 2;
+    // both sides short: fewer than l+1 nodes in all, and we know every one of them. One side
+    // short only means it lost members not yet replaced: the range ends at what we have.
+    if (left_.size() < half && right_.size() < half) return true;
+    const node_id lo = left_.empty() ? self_.id : left_.back().id;
+    const node_id hi = right_.empty() ? self_.id : right_.back().id;
     return (key - lo) <= (hi - lo);
   }
 
