@@ -466,6 +466,7 @@ class chord {
       if (node_id::in_half_open(key, self_.id, succ.id)) {  // we are the key's predecessor: no hop needed
         lookup_result r{successor_list_with_self_fallback(), 0};
         if (r.owners.size() > n) r.owners.resize(n);
+        if (r.owners.front().addr != self_.addr) r.hops = 1;  // one step to our successor
         return op.cb({}, std::move(r));
       }
       op.candidates = closest_preceding(key, cfg_.successors + 8);
@@ -568,6 +569,7 @@ class chord {
   void finish(std::uint64_t nonce, std::error_code ec, lookup_result r) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
+    if (!ec && !r.owners.empty() && r.owners.front().addr != self_.addr) ++r.hops;  // the last step, to the owner
     auto cb = std::move(it->second.cb);
     if (it->second.timer) env_.cancel(it->second.timer);
     lookups_.erase(it);

@@ -532,7 +532,7 @@ class kademlia {
     for (auto& c : op.shortlist) {
       if (res.owners.size() == op.n) break;
       if (c.st == candidate::state::answered) {
-        if (res.owners.empty()) res.hops = c.depth;
+        if (res.owners.empty()) res.hops = c.depth + (c.who.addr == self_.addr ? 0 : 1);  // + the request to it
         res.owners.push_back(c.who);
       }
     }

@@ -38,7 +38,11 @@ namespace dcp::dht {
 
 struct lookup_result {
   std::vector<contact> owners;  ///< the responsible nodes, owner first
-  unsigned hops = 0;            ///< overlay hops until the owner was known
+  /// Overlay hops a message takes from the origin to reach the owner: Pastry's
+  /// forwards; Chord's queries plus the step from the key's predecessor to the
+  /// owner; Kademlia's rounds until the owner was known plus the request to it.
+  /// Zero when the origin owns the key.
+  unsigned hops = 0;
 };
 
 using lookup_callback = std::function<void(std::error_code, lookup_result)>;
