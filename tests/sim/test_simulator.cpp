@@ -86,6 +86,7 @@ TEST_CASE("trace hash does not depend on whether a trace hook is watching") {
   w1.run_for(1s);
   w2.run_for(1s);
   CHECK(seen > 0);
+  CHECK_FALSE(w1.is_up(1));  // the scheduled crash happened
   CHECK(w1.trace_hash() == w2.trace_hash());
 }
 
@@ -191,6 +192,16 @@ TEST_CASE("timers of a crashed node never fire; cancel works") {
   v.crash(0);
   v.run_for(1s);
   CHECK(dead == 0);
+}
+
+TEST_CASE("scheduled actions run at their time, in order") {
+  simulator w(13);
+  std::vector<std::pair<int, time_point>> ran;
+  w.at(time_point(30ms), [&] { ran.push_back({3, w.now()}); });
+  w.at(time_point(10ms), [&] { ran.push_back({1, w.now()}); });
+  w.after(10ms, [&] { ran.push_back({2, w.now()}); });  // same time as the first: insertion order
+  w.run_for(1s);
+  CHECK(ran == std::vector<std::pair<int, time_point>>{{1, time_point(10ms)}, {2, time_point(10ms)}, {3, time_point(30ms)}});
 }
 
 TEST_CASE("clock skew and drift: local time and timers in local time") {

@@ -82,6 +82,11 @@ class host {
     return h ? h->message_name(t) : "#" + std::to_string(t);
   }
 
+  /// A hint for runtimes that know which node's frame comes next.
+  void prefetch() const noexcept {
+    if (!slots_.empty()) __builtin_prefetch(slots_.data());
+  }
+
   /// Destroys the protocols, last added first (a crash, or a stop).
   void clear() noexcept {
     while (!slots_.empty()) slots_.pop_back();

@@ -229,7 +229,8 @@ class simulator {
 
   /// Runs `fn` at virtual time t (now if t is past): a scheduled user action.
   void at(time_point t, std::function<void()> fn) {
-    push(std::max(t, now_), event_kind::action, alloc_timer(trace_event::npos, std::move(fn)));
+    const auto s = alloc_timer(trace_event::npos, std::move(fn));
+    push(std::max(t, now_), event_kind::action, s, timers_[s].gen);  // fire() checks the slot's generation
   }
   void after(duration d, std::function<void()> fn) { at(now_ + d, std::move(fn)); }
 
@@ -238,6 +239,7 @@ class simulator {
     if (queue_.empty()) return false;
     const queued e = queue_.pop();
     now_ = e.when();
+    prefetch_ahead();
     ++events_;
     dispatch(e);
     if (after_event_) after_event_();
@@ -349,6 +351,22 @@ class simulator {
     return it == links_.end() ? cfg_.network : it->second;
   }
 
+  // At 10^5 nodes every delivery misses the cache on its message, its node,
+  // and the node's protocol table. Load them ahead: for the event after next
+  // its message and node, for the next event (whose node was loaded one step
+  // ago) the protocol table.
+  void prefetch_ahead() const noexcept {
+    if (queue_.empty()) return;
+    const queued& next = queue_.top();
+    if (static_cast<event_kind>(next.kind()) == event_kind::message) nodes_[next.gen].host.prefetch();
+    if (const queued* after = queue_.second()) {
+      if (static_cast<event_kind>(after->kind()) == event_kind::message) {
+        __builtin_prefetch(&messages_[after->slot]);
+        __builtin_prefetch(&nodes_[after->gen]);
+      }
+    }
+  }
+
   void push(time_point t, event_kind k, std::uint32_t slot, std::uint32_t gen = 0) {
     queue_.push({t.time_since_epoch().count(), next_seq_++ << 2 | static_cast<std::uint64_t>(k), slot, gen});
   }
@@ -431,7 +449,7 @@ class simulator {
       msg.type = type;
       if (c + 1 == copies) msg.payload = std::move(payload);
       else msg.payload.assign(payload.begin(), payload.end());
-      push(at, event_kind::message, s);
+      push(at, event_kind::message, s, *target);  // gen carries the target, for prefetching
       ++in_flight_;
     }
     return true;

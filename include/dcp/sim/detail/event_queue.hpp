@@ -16,7 +16,7 @@ struct queued_event {
   std::int64_t time;   // ns since the epoch of the simulated clock
   std::uint64_t order; // sequence number << 2 | kind: ties go to the earlier push (determinism, FIFO links)
   std::uint32_t slot;  // index into the simulator's message or timer slab
-  std::uint32_t gen;   // timers: the slot's generation when armed
+  std::uint32_t gen;   // timers: the slot's generation when armed; messages: the target node
 
   unsigned kind() const noexcept { return static_cast<unsigned>(order & 3); }
   time_point when() const noexcept { return time_point(duration(time)); }
@@ -27,6 +27,16 @@ class event_queue {
   bool empty() const noexcept { return heap_.empty(); }
   std::size_t size() const noexcept { return heap_.size(); }
   const queued_event& top() const noexcept { return heap_.front(); }
+
+  /// The event after top(), without removing anything (nullptr if none).
+  const queued_event* second() const noexcept {
+    const std::size_t n = heap_.size();
+    if (n < 2) return nullptr;
+    std::size_t best = 1;
+    for (std::size_t c = 2; c < 5 && c < n; ++c)
+      if (before(heap_[c], heap_[best])) best = c;
+    return &heap_[best];
+  }
 
   void push(const queued_event& e) {
     heap_.push_back(e);

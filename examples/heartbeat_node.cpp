@@ -1,0 +1,131 @@
+// heartbeat_node: one process, one dcp::net::node, the heartbeat failure
+// detector watching the peers named on the command line.
+//
+//   heartbeat_node --listen 127.0.0.1:7101 --peer 127.0.0.1:7102
+//                  --peer 127.0.0.1:7103 --interval 100ms --timeout 500ms
+//
+// Prints one line per event, flushed at once so that another program can
+// follow it through a pipe:
+//   LISTEN <addr>   the node is up
+//   UP <addr>       first heard from the peer, or heard again after DOWN
+//   DOWN <addr>     the peer is suspected (silent for --timeout, or unreachable)
+//   STOP            SIGINT/SIGTERM received; the process then exits with 0
+// Errors (bad arguments, a port in use) go to stderr with exit code 2 or 1.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include "dcp/failure.hpp"
+#include "dcp/net.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using base_detector = dcp::failure::heartbeat<dcp::net::env>;
+
+// The detector counts a peer as alive from the moment it is monitored; this
+// program wants to say UP only once the peer has really answered. Protocols
+// compose: this one is the heartbeat, plus a note of who was ever heard from.
+class detector : public base_detector {
+ public:
+  using base_detector::base_detector;
+  void on_message(const dcp::address& from, const dcp::failure::heartbeat_msg::ping& m) {
+    base_detector::on_message(from, m);
+    contact(from);
+  }
+  void on_message(const dcp::address& from, const dcp::failure::heartbeat_msg::ack& m) {
+    base_detector::on_message(from, m);
+    contact(from);
+  }
+  bool heard(const dcp::address& peer) const { return heard_.contains(peer); }
+
+ private:
+  void contact(const dcp::address& from) {
+    if (monitors(from) && heard_.insert(from).second) print("UP", from);
+  }
+  std::set<dcp::address> heard_;
+
+ public:
+  static void print(std::string_view what, const dcp::address& a) { std::cout << what << ' ' << a << std::endl; }
+};
+
+std::optional<dcp::duration> parse_duration(std::string_view s) {
+  std::size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  if (digits == 0) return std::nullopt;
+  const long long v = std::stoll(std::string(s.substr(0, digits)));
+  const std::string_view unit = s.substr(digits);
+  if (unit == "us") return std::chrono::microseconds(v);
+  if (unit == "ms") return std::chrono::milliseconds(v);
+  if (unit == "s") return std::chrono::seconds(v);
+  return std::nullopt;
+}
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "heartbeat_node: " << why << "\n"
+            << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n";
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dcp::net::config cfg;
+  dcp::failure::heartbeat_config hb{100ms, 500ms};
+  std::vector<dcp::address> peers;
+  bool have_listen = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (i + 1 >= argc) usage("missing value after " + std::string(arg));
+    const std::string_view value = argv[++i];
+    if (arg == "--listen" || arg == "--peer") {
+      auto a = dcp::address::parse(value);
+      if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
+      if (arg == "--listen") cfg.listen = *a, have_listen = true;
+      else peers.push_back(*a);
+    } else if (arg == "--interval" || arg == "--timeout") {
+      auto d = parse_duration(value);
+      if (!d) usage("not a duration (like 100ms, 2s): " + std::string(value));
+      (arg == "--interval" ? hb.interval : hb.timeout) = *d;
+    } else {
+      usage("unknown option " + std::string(arg));
+    }
+  }
+  if (!have_listen) usage("--listen is required");
+
+  try {
+    asio::io_context io;
+    cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    cfg.level = dcp::log_level::warn;
+    dcp::net::node node(io, cfg);
+    auto& d = node.add<detector>(detector::default_id, hb);
+    d.on_down([](const dcp::address& p) { detector::print("DOWN", p); });
+    d.on_up([&d](const dcp::address& p) {
+      if (d.heard(p)) detector::print("UP", p);  // restored; a first contact is printed by the detector
+    });
+    for (auto& p : peers) d.monitor(p);
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const std::error_code& ec, int) {
+      if (ec) return;
+      std::cout << "STOP" << std::endl;
+      node.stop();  // closes sockets and timers: io.run() returns
+    });
+    node.start();
+    std::cout << "LISTEN " << node.self() << std::endl;
+    io.run();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "heartbeat_node: " << e.what() << '\n';
+    return 1;
+  }
+}

@@ -1,0 +1,139 @@
+#pragma once
+// permit_gate: a resource server that honours at most C permits at once.
+//
+// The mission in one line: a server is never asked for more than it can give.
+// The group hands out at most C permits of a resource (a C-permit semaphore
+// with leases); the gate is the server's own guard, enforcing C with no trust
+// in the group's arithmetic or in clocks beyond the stated drift bound. Each
+// request carries its holder's sealed token; the gate:
+//
+//   - checks it as the verifier does (signature, resource, expiry with the
+//     drift margin);
+//   - counts it once: a token already admitted (same fencing) is honoured
+//     again without counting twice;
+//   - lets a holder's newer grant supersede its older one (the older one's
+//     permits are freed, and the older token is refused from then on:
+//     stale_fencing);
+//   - refuses a token whose admission would take the permits in use above C
+//     (over_capacity), and a token its holder released (released);
+//   - frees a grant's permits when the holder releases it or when the token
+//     expires in the server's clock (expiry - max_drift).
+//
+// Why expiry frees permits safely: the gate stops honouring a token at the
+// same instant it stops counting it, so at every instant the permits of the
+// tokens the server honours sum to at most C, whatever the group does.
+// For the group's side: re-issuing an expired permit before expiry + max_drift
+// (issuer clock) makes the gate refuse the new holder with over_capacity for
+// that margin, never exceed C.
+//
+// Memory: at most C grants held, plus one entry per holder seen, forgotten
+// once that holder's newest token has expired. Not thread-safe.
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/lease/verifier.hpp"
+
+namespace dcp::lease {
+
+class permit_gate {
+ public:
+  /// Throws dcp::error(invalid_config) on a zero capacity, an empty resource or a bad config.
+  permit_gate(verification_key key, std::string resource, std::uint32_t capacity, verifier_config cfg = {})
+      : key_(std::move(key)), resource_(std::move(resource)), capacity_(capacity), cfg_(cfg) {
+    cfg_.validate();
+    if (capacity_ == 0) throw dcp::error(dcp::errc::invalid_config, "lease::permit_gate: capacity must be >= 1");
+    if (resource_.empty()) throw dcp::error(dcp::errc::invalid_config, "lease::permit_gate: resource name is empty");
+  }
+
+  /// Checks `sealed` and, if it fits, counts its permits. Returns the token
+  /// on success; on error nothing changes.
+  result<token> admit(byte_view sealed, time_point now) {
+    auto u = unseal(sealed, key_, cfg_.max_token_size);
+    if (!u) return u.error();
+    token& t = u->token;
+    if (t.resource != resource_) return make_error_code(errc::wrong_resource);
+    if (is_expired(t, now, cfg_.max_drift)) return make_error_code(errc::expired);
+    expire(now);
+    if (held_.contains(t.fencing)) return std::move(t);  // presented again: already counted
+    std::uint32_t freed = 0;
+    auto h = holders_.find(t.holder);
+    if (h != holders_.end()) {
+      if (t.fencing < h->second.newest) return make_error_code(errc::stale_fencing);
+      if (t.fencing == h->second.newest) return make_error_code(errc::released);  // newest, not held: released
+      if (auto old = held_.find(h->second.newest); old != held_.end()) freed = old->second.permits;
+    }
+    if (std::uint64_t{in_use_} - freed + t.permits > capacity_) return make_error_code(errc::over_capacity);
+    if (h != holders_.end()) {
+      if (freed) drop(h->second.newest);
+      h->second = {t.fencing, verifier_deadline(t, cfg_.max_drift)};
+    } else {
+      holders_.emplace(t.holder, holder_state{t.fencing, verifier_deadline(t, cfg_.max_drift)});
+    }
+    held_.emplace(t.fencing, grant{t.permits, verifier_deadline(t, cfg_.max_drift)});
+    in_use_ += t.permits;
+    return std::move(t);
+  }
+
+  /// The holder of grant `fencing` is done: its permits are free, its token
+  /// is refused from now on. Returns false if no such grant is held.
+  bool release(std::uint64_t fencing) {
+    if (!held_.contains(fencing)) return false;
+    drop(fencing);
+    return true;
+  }
+
+  /// Permits honoured at `now` (grants past their deadline are freed first).
+  std::uint32_t in_use(time_point now) {
+    expire(now);
+    return in_use_;
+  }
+  /// Is grant `fencing` counted (admitted, not released, superseded or freed by expiry)?
+  bool holds(std::uint64_t fencing) const { return held_.contains(fencing); }
+  std::uint32_t capacity() const noexcept { return capacity_; }
+  const std::string& resource() const noexcept { return resource_; }
+
+ private:
+  struct grant {
+    std::uint32_t permits;
+    time_point deadline;  ///< in this server's clock
+  };
+  struct holder_state {
+    std::uint64_t newest;  ///< highest fencing admitted from this holder
+    time_point deadline;   ///< when that token stops being honoured
+  };
+
+  void drop(std::uint64_t fencing) {
+    auto it = held_.find(fencing);
+    in_use_ -= it->second.permits;
+    held_.erase(it);
+  }
+
+  void expire(time_point now) {
+    std::erase_if(held_, [&](const auto& kv) {
+      if (now < kv.second.deadline) return false;
+      in_use_ -= kv.second.permits;
+      return true;
+    });
+    // Holder entries only guard against that holder's older tokens, and those
+    // can no longer matter once its newest has expired. Swept when the map has
+    // doubled since the last sweep, so the cost is amortised O(1) per admit.
+    if (holders_.size() >= 2 * holders_after_sweep_ + 16) {
+      std::erase_if(holders_, [&](const auto& kv) { return now >= kv.second.deadline; });
+      holders_after_sweep_ = holders_.size();
+    }
+  }
+
+  verification_key key_;
+  std::string resource_;
+  std::uint32_t capacity_;
+  verifier_config cfg_;
+  std::map<std::uint64_t, grant> held_;  // by fencing token
+  std::map<address, holder_state> holders_;
+  std::size_t holders_after_sweep_ = 0;
+  std::uint32_t in_use_ = 0;
+};
+
+}  // namespace dcp::lease

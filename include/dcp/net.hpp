@@ -1,0 +1,7 @@
+#pragma once
+// dcp net: the Asio runtime. A dcp::net::node runs dcp protocols over TCP.
+#include "dcp/net/async.hpp"
+#include "dcp/net/config.hpp"
+#include "dcp/net/env.hpp"
+#include "dcp/net/node.hpp"
+#include "dcp/net/tcp_transport.hpp"

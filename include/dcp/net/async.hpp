@@ -1,0 +1,109 @@
+#pragma once
+// Completion tokens for user-facing calls: any callback-style protocol call
+// becomes an Asio asynchronous operation.
+//
+// Protocols are sans-I/O: a call that answers later takes a plain callback,
+// e.g. `void get(key, std::function<void(std::error_code, value)> done)`.
+// async_call adapts such a call to Asio's universal model, so the caller
+// picks how to wait, with any completion token:
+//
+//     // a callback
+//     dcp::net::async_call<void(std::error_code, value)>(node,
+//         [&](auto done) { store.get(key, std::move(done)); },
+//         [](std::error_code ec, value v) { ... });
+//     // a future, from another thread
+//     auto f = dcp::net::async_call<void(std::error_code, value)>(node, init, asio::use_future);
+//     // a coroutine
+//     value v = co_await dcp::net::async_call<void(std::error_code, value)>(node, init, asio::use_awaitable);
+//
+// The initiation runs on the node's executor (dispatched: inline when the
+// caller is already there), so async_call may be called from any thread.
+// It receives a dcp::net::completion<Signature>: copyable (a protocol may keep
+// it in a std::function) and once-only (later calls are ignored). Completing
+// it posts the handler to the handler's associated executor (the node's
+// executor by default), never inline: a protocol can complete from inside
+// its own state changes without the user's code re-entering it there.
+// A protocol must complete every call it accepted, with an error such as
+// errc::cancelled or errc::shutting_down when it gives up; a completion
+// destroyed without being called destroys the handler (a future then reports
+// a broken promise, a coroutine never resumes).
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_allocator.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/execution.hpp>
+#include <asio/post.hpp>
+#include <asio/prefer.hpp>
+
+namespace dcp::net {
+
+template <class Signature>
+class completion;
+
+/// A copyable, once-only completion handler of signature void(Args...).
+template <class... Args>
+class completion<void(Args...)> {
+ public:
+  /// Wraps `handler`; `fallback` is the executor it completes on when it has
+  /// no associated executor of its own (the node's).
+  template <class Handler>
+  completion(Handler&& handler, const asio::any_io_executor& fallback)
+      : state_(std::make_shared<state<std::decay_t<Handler>>>(std::forward<Handler>(handler), fallback)) {}
+
+  /// Completes the operation (the first call only).
+  void operator()(Args... args) const {
+    if (state_ && !state_->done.exchange(true)) state_->complete(std::forward<Args>(args)...);
+  }
+  /// True until the first call.
+  bool pending() const noexcept { return state_ && !state_->done.load(); }
+
+ private:
+  struct base {
+    virtual ~base() = default;
+    virtual void complete(Args... args) = 0;
+    std::atomic<bool> done{false};
+  };
+  template <class Handler>
+  struct state final : base {
+    using executor = asio::associated_executor_t<Handler, asio::any_io_executor>;
+    using tracked = std::decay_t<decltype(asio::prefer(std::declval<executor>(), asio::execution::outstanding_work.tracked))>;
+
+    state(Handler h, const asio::any_io_executor& fallback)
+        : handler(std::move(h)),
+          work(asio::prefer(asio::get_associated_executor(handler, fallback), asio::execution::outstanding_work.tracked)) {}
+    void complete(Args... args) override {
+      asio::post(*work, [h = std::move(handler), values = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
+        std::apply([&](auto&&... v) { std::move(h)(std::move(v)...); }, std::move(values));
+      });
+      work.reset();  // the posted handler now keeps the executor busy
+    }
+    Handler handler;
+    std::optional<tracked> work;  // keeps the handler's executor from running out of work meanwhile
+  };
+  std::shared_ptr<base> state_;
+};
+
+/// Runs `initiation(completion<Signature>)` on `node`'s executor and returns
+/// what `token` makes of it (nothing for a callback, a std::future for
+/// asio::use_future, an awaitable for asio::use_awaitable, ...).
+/// `node` is anything with get_executor(): a dcp::net::node, say.
+template <class Signature, class Node, class Initiation, class CompletionToken>
+auto async_call(Node& node, Initiation&& initiation, CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, Signature>(
+      [](auto handler, asio::any_io_executor ex, auto init) {
+        asio::dispatch(ex, [handler = std::move(handler), ex, init = std::move(init)]() mutable {
+          init(completion<Signature>(std::move(handler), ex));
+        });
+      },
+      token, asio::any_io_executor(node.get_executor()), std::forward<Initiation>(initiation));
+}
+
+}  // namespace dcp::net

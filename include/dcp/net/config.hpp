@@ -1,0 +1,87 @@
+#pragma once
+// dcp::net::config: everything a dcp::net::node needs to know before it starts.
+//
+// Every field has a working default; validate() turns a configuration that
+// cannot work into a dcp::error(errc::invalid_config) naming the field.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/time.hpp"
+#include "dcp/wire/limits.hpp"
+
+namespace dcp::net {
+
+/// How the transport retries a peer it cannot connect to.
+///
+/// The n-th consecutive failed attempt waits a delay drawn uniformly from
+/// [b/2, b] with b = min(max, initial * 2^(n-1)) ("equal jitter": exponential
+/// growth, and peers that failed together do not retry in lock-step). The
+/// transport gives up on the peer once `give_up_after_attempts` attempts have
+/// failed in a row, or once the first failure of the streak is
+/// `give_up_after` old, whichever comes first (zero disables a bound; at least
+/// one must be set). Giving up drops the peer's queue, counts every dropped
+/// frame as errc::peer_unreachable and tells the protocols (on_unreachable).
+/// The next send to the peer starts a fresh streak.
+struct reconnect_policy {
+  duration initial = 50ms;
+  duration max = 2s;
+  std::uint32_t give_up_after_attempts = 6;
+  duration give_up_after = duration::zero();
+
+  void validate() const {
+    if (initial <= duration::zero()) throw error(errc::invalid_config, "net::reconnect_policy: initial must be > 0");
+    if (max < initial) throw error(errc::invalid_config, "net::reconnect_policy: max must be >= initial");
+    if (give_up_after_attempts == 0 && give_up_after <= duration::zero())
+      throw error(errc::invalid_config,
+                  "net::reconnect_policy: set give_up_after_attempts or give_up_after, or an unreachable peer is "
+                  "never reported and its queue never freed");
+    if (give_up_after < duration::zero())
+      throw error(errc::invalid_config, "net::reconnect_policy: give_up_after must be >= 0 (0 = no time bound)");
+  }
+};
+
+struct config {
+  /// Where the node listens; port 0 picks a free port (read it back with node::self()).
+  /// This is also the address the node introduces itself with, so it must be
+  /// one its peers can connect to: 0.0.0.0 / :: are refused.
+  address listen = address::loopback(0);
+  wire::limits limits{};
+  reconnect_policy reconnect{};
+  /// A connection attempt that has not completed after this long fails.
+  duration connect_timeout = 3s;
+  /// An inbound connection must introduce itself (hello frame) within this.
+  duration handshake_timeout = 5s;
+  /// Where env.disk() keeps its files; none: an in-memory disk (lost at exit).
+  std::optional<std::filesystem::path> data_dir;
+  /// Where logs go; empty: logging is off and costs one branch.
+  log_sink log;
+  log_level level = log_level::info;
+  /// Seeds env.rng(); none: seeded from std::random_device.
+  std::optional<std::uint64_t> seed;
+
+  void validate() const {
+    if (!listen.is_ip())
+      throw error(errc::invalid_config, "net::config: listen must be an IPv4 or IPv6 address, not " + listen.to_string());
+    const auto& ip = listen.ip_bytes();
+    bool unspecified = true;
+    for (std::size_t i = 0; i < (listen.kind() == address::family::ipv4 ? 4u : 16u); ++i) unspecified &= ip[i] == 0;
+    if (unspecified)
+      throw error(errc::invalid_config,
+                  "net::config: listen " + listen.to_string() +
+                      " is the unspecified address; peers attribute frames to the address a node listens on, so "
+                      "give the concrete address they reach this node at");
+    limits.validate();
+    reconnect.validate();
+    if (connect_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: connect_timeout must be > 0");
+    if (handshake_timeout <= duration::zero())
+      throw error(errc::invalid_config, "net::config: handshake_timeout must be > 0");
+    if (data_dir && data_dir->empty()) throw error(errc::invalid_config, "net::config: data_dir is set but empty");
+  }
+};
+
+}  // namespace dcp::net

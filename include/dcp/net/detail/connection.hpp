@@ -1,0 +1,137 @@
+#pragma once
+// The per-connection state of the TCP transport (internal).
+//
+// Every connection is a `link`: a socket, a wire::frame_reader cutting what
+// arrives into frames, and a send queue. Frames are encoded back to back into
+// `pending`; a write swaps `pending` with `writing` and hands the whole batch
+// to the socket at once, so a burst of N frames costs one syscall, and the
+// two buffers keep their capacity: no allocation per frame in steady state.
+//
+// Outbound: one `outbound` per peer address we connect to, with the
+// connection state machine and back-off. Inbound: one `inbound` per accepted
+// socket; its first frame must be the hello naming the peer's listening
+// address, to which every later frame is attributed, and from then on frames
+// for that address may travel back on it.
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/bytes.hpp"
+#include "dcp/core/time.hpp"
+#include "dcp/wire/frame.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::net::detail {
+
+/// Protocol id 0 is the transport's own: only the hello travels on it.
+inline constexpr protocol_id transport_protocol = 0;
+
+/// The first frame on every connection: who is calling, as an address the
+/// receiver can reach back (the sender's listening address).
+struct hello {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "hello";
+  address listen;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(listen);
+  }
+};
+
+inline asio::ip::tcp::endpoint to_endpoint(const address& a) {
+  const auto& b = a.ip_bytes();
+  if (a.kind() == address::family::ipv4)
+    return {asio::ip::address_v4(asio::ip::address_v4::bytes_type{b[0], b[1], b[2], b[3]}), a.port()};
+  asio::ip::address_v6::bytes_type v6{};
+  for (std::size_t i = 0; i < 16; ++i) v6[i] = b[i];
+  return {asio::ip::address_v6(v6), a.port()};
+}
+
+inline address to_address(const asio::ip::tcp::endpoint& e) {
+  const auto ip = e.address();
+  if (ip.is_v4()) {
+    const auto b = ip.to_v4().to_bytes();
+    return address::ipv4({b[0], b[1], b[2], b[3]}, e.port());
+  }
+  const auto b = ip.to_v6().to_bytes();
+  std::array<std::uint8_t, 16> v6{};
+  for (std::size_t i = 0; i < 16; ++i) v6[i] = b[i];
+  return address::ipv6(v6, e.port());
+}
+
+/// Calls f(header) for every whole frame in a buffer of frames we encoded.
+template <class F>
+void for_each_frame(byte_view frames, F&& f) {
+  std::size_t at = 0;
+  wire::frame_header h;
+  while (at + wire::header_size <= frames.size()) {
+    // our own bytes: the header is valid, only the length matters (no size limit)
+    if (wire::read_header(frames.subspan(at, wire::header_size), h, wire::limits{0xFFFFFFFFu})) return;
+    f(h);
+    at += wire::header_size + h.length;
+  }
+}
+
+/// One TCP connection, whichever side opened it: frames are read from it and
+/// may be written to it.
+struct link : std::enable_shared_from_this<link> {
+  link(asio::ip::tcp::socket s, const wire::limits& lim, bool accepted)
+      : socket(std::move(s)), reader(lim), inbound(accepted) {}
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+
+  std::size_t queued() const noexcept { return pending.size() + writing.size(); }
+
+  asio::ip::tcp::socket socket;
+  wire::frame_reader reader;
+  bytes pending;  // frames not yet handed to the socket
+  bytes writing;  // the batch of the write in flight
+  bool write_in_flight = false;
+  bool flush_due = false;   // listed in the transport's dirty list
+  bool hello_sent = false;  // the caller introduces itself; the accepting side never does
+  bool up = false;          // frames may be written now
+  const bool inbound;       // accepted (an `inbound`), else an `outbound`
+  std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
+};
+
+/// The connection this node opens to a peer address, with its queue and back-off.
+struct outbound final : link {
+  enum class state : std::uint8_t {
+    idle,        ///< no socket; the next frame starts a connection
+    connecting,  ///< async_connect in flight (with a time-out on `timer`)
+    backoff,     ///< the last attempt failed; `timer` retries
+    connected,   ///< frames flow
+  };
+
+  outbound(const asio::any_io_executor& ex, const address& a, const wire::limits& lim)
+      : link(asio::ip::tcp::socket(ex), lim, false), addr(a), timer(ex) {}
+
+  address addr;
+  asio::steady_timer timer;  // connect time-out, then back-off
+  state st = state::idle;
+  bool holds_slot = false;       // counts against limits.max_connections
+  bool retired = false;          // removed from the transport (gave up, or stopped)
+  std::uint32_t failures = 0;    // consecutive failed attempts
+  time_point first_failure{};
+  std::uint64_t last_used = 0;   // for closing the least recently used idle connection
+};
+
+/// A connection a peer opened to us; usable for sending once it said hello.
+struct inbound final : link {
+  inbound(asio::ip::tcp::socket s, const wire::limits& lim)
+      : link(std::move(s), lim, true), timer(socket.get_executor()) {
+    hello_sent = true;
+  }
+
+  asio::steady_timer timer;  // handshake time-out
+  address peer;              // from the hello
+  bool greeted = false;
+  bool open = true;
+};
+
+}  // namespace dcp::net::detail

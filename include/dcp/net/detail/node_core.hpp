@@ -1,0 +1,93 @@
+#pragma once
+// node_core: the state of one dcp::net::node that its Env handles point to
+// (internal). A node owns exactly one; its address never changes.
+#include <exception>
+#include <memory>
+#include <random>
+#include <string>
+
+#include <asio/any_io_executor.hpp>
+
+#include "dcp/core/disk.hpp"
+#include "dcp/core/file_disk.hpp"
+#include "dcp/core/host.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/metrics.hpp"
+#include "dcp/core/rng.hpp"
+#include "dcp/net/config.hpp"
+#include "dcp/net/detail/timer_queue.hpp"
+#include "dcp/net/tcp_transport.hpp"
+
+namespace dcp::net::detail {
+
+inline std::uint64_t random_seed() {
+  std::random_device rd;
+  return (std::uint64_t{rd()} << 32) ^ rd();
+}
+
+struct node_core {
+  enum class phase : std::uint8_t { created, running, stopped };
+
+  node_core(asio::any_io_executor executor, config c)
+      : ex(std::move(executor)),
+        cfg((c.validate(), std::move(c))),
+        host(&metrics),
+        rng(cfg.seed ? *cfg.seed : random_seed()),
+        timers(std::make_shared<timer_queue>(ex)) {
+    if (cfg.data_dir) disk = std::make_unique<file_disk>(*cfg.data_dir);
+    else disk = std::make_unique<memory_disk>();
+    transport = std::make_shared<tcp_transport>(
+        ex, cfg, metrics, rng,
+        [this](const address& from, const wire::frame_header& h, byte_view payload) { deliver(from, h, payload); },
+        [this](const address& peer) { unreachable(peer); });
+    self = transport->listen();
+  }
+  node_core(const node_core&) = delete;
+  node_core& operator=(const node_core&) = delete;
+
+  bool logs(log_level level) const noexcept { return cfg.log && level >= cfg.level && level != log_level::off; }
+  void log(protocol_id protocol, log_level level, std::string_view text) {
+    if (logs(level)) cfg.log(log_record{steady_now(), self, protocol, level, text});
+  }
+
+  // A protocol that throws out of a handler has a bug; the frame or the event
+  // is lost, but the node and its other protocols keep running.
+  void deliver(const address& from, const wire::frame_header& h, byte_view payload) noexcept {
+    try {
+      host.deliver(from, h.protocol, h.type, payload);
+    } catch (const std::exception& e) {
+      handler_threw(h.protocol, e.what());
+    } catch (...) {
+      handler_threw(h.protocol, "unknown exception");
+    }
+  }
+  void unreachable(const address& peer) noexcept {
+    try {
+      host.unreachable(peer);
+    } catch (const std::exception& e) {
+      handler_threw(transport_protocol, e.what());
+    } catch (...) {
+      handler_threw(transport_protocol, "unknown exception");
+    }
+  }
+  void handler_threw(protocol_id protocol, std::string_view what) noexcept {
+    try {
+      metrics.add(protocol, "handler_exceptions", 1);
+      log(protocol, log_level::error, std::string("a protocol handler threw: ") + std::string(what));
+    } catch (...) {  // out of memory while reporting: nothing more to do
+    }
+  }
+
+  asio::any_io_executor ex;
+  config cfg;
+  dcp::metrics metrics;
+  dcp::host host;
+  dcp::rng rng;
+  std::unique_ptr<dcp::disk> disk;
+  std::shared_ptr<timer_queue> timers;
+  std::shared_ptr<tcp_transport> transport;
+  address self;
+  phase state = phase::created;
+};
+
+}  // namespace dcp::net::detail

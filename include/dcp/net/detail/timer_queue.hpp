@@ -1,0 +1,117 @@
+#pragma once
+// timer_queue: the protocol timers of one node, on one asio::steady_timer.
+//
+// Why one heap over one steady_timer rather than a steady_timer per arm():
+//   - exact cancel semantics: cancel(id) returns true iff the callback will
+//     not run. With a steady_timer per timer, a timer that has expired but
+//     whose handler is still queued cannot be cancelled, so a flag per timer
+//     would be needed anyway;
+//   - protocols arm and cancel a lot (a time-out per request, re-armed on
+//     every answer): here that is a map insert/erase, with no Asio operation
+//     and no handler allocation per timer;
+//   - timers due at the same instant fire in the order they were armed, as
+//     in dcp::sim, so a protocol sees the same ordering in both worlds.
+//
+// Thread safety: none; every call runs on the node's executor.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/time.hpp"
+
+namespace dcp::net::detail {
+
+/// steady_clock, read as the Env clock (nanoseconds since the steady epoch).
+inline time_point steady_now() noexcept {
+  return time_point(std::chrono::duration_cast<duration>(std::chrono::steady_clock::now().time_since_epoch()));
+}
+inline std::chrono::steady_clock::time_point to_steady(time_point t) noexcept {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(t.time_since_epoch()));
+}
+
+class timer_queue : public std::enable_shared_from_this<timer_queue> {
+ public:
+  explicit timer_queue(const asio::any_io_executor& ex) : timer_(ex) {}
+  timer_queue(const timer_queue&) = delete;
+  timer_queue& operator=(const timer_queue&) = delete;
+
+  timer_id arm(duration after, timer_callback fn) {
+    const timer_id id{next_id_++};
+    if (stopped_) return id;  // a stopped node never fires; the id is still unique
+    const time_point now = steady_now();
+    if (after < duration::zero()) after = duration::zero();
+    const time_point at = after > time_point::max() - now ? time_point::max() : now + after;
+    queue_.emplace(key{at, id.value}, std::move(fn));
+    deadline_.emplace(id.value, at);
+    schedule();
+    return id;
+  }
+
+  bool cancel(timer_id id) noexcept {
+    auto it = deadline_.find(id.value);
+    if (it == deadline_.end()) return false;
+    queue_.erase(key{it->second, id.value});
+    deadline_.erase(it);
+    return true;  // the steady_timer may wake for nothing: cheaper than re-arming it
+  }
+
+  /// Drops every timer and stops waking up; later arm() calls never fire.
+  void stop() noexcept {
+    stopped_ = true;
+    queue_.clear();
+    deadline_.clear();
+    timer_.cancel();
+  }
+
+  std::size_t size() const noexcept { return queue_.size(); }
+
+ private:
+  struct key {
+    time_point at;
+    std::uint64_t id;  // ties fire in arm order
+    auto operator<=>(const key&) const = default;
+  };
+
+  void schedule() {
+    if (stopped_ || queue_.empty()) return;
+    const time_point earliest = queue_.begin()->first.at;
+    if (earliest >= armed_for_) return;  // the pending wait wakes early enough
+    armed_for_ = earliest;
+    const std::uint64_t generation = ++generation_;
+    timer_.expires_at(to_steady(earliest));  // aborts the previous wait, which then sees a stale generation
+    timer_.async_wait([self = shared_from_this(), generation](const std::error_code&) { self->fire(generation); });
+  }
+
+  void fire(std::uint64_t generation) {
+    if (stopped_ || generation != generation_) return;
+    armed_for_ = time_point::max();
+    struct reschedule {  // also when a callback throws: the other timers must keep firing
+      timer_queue* q;
+      ~reschedule() { q->schedule(); }
+    } guard{this};
+    const time_point now = steady_now();
+    while (!stopped_ && !queue_.empty() && queue_.begin()->first.at <= now) {
+      auto node = queue_.extract(queue_.begin());
+      deadline_.erase(node.key().id);
+      node.mapped()();  // may arm, cancel or stop
+    }
+  }
+
+  std::map<key, timer_callback> queue_;
+  std::unordered_map<std::uint64_t, time_point> deadline_;
+  asio::steady_timer timer_;
+  time_point armed_for_ = time_point::max();
+  std::uint64_t generation_ = 0;
+  std::uint64_t next_id_ = 1;
+  bool stopped_ = false;
+};
+
+}  // namespace dcp::net::detail

@@ -1,0 +1,145 @@
+#pragma once
+// dcp::net::node: one dcp node in a real process.
+//
+// A node is an executor, a dcp::host (the protocols, by id), a timer queue
+// and a TCP transport. Protocols are the same classes that run in dcp::sim:
+//
+//     asio::io_context io;
+//     dcp::net::node n(io, {.listen = *dcp::address::parse("127.0.0.1:7001")});
+//     auto& hb = n.add<dcp::failure::heartbeat<dcp::net::env>>(1, dcp::failure::heartbeat_config{});
+//     hb.monitor(*dcp::address::parse("127.0.0.1:7002"));
+//     n.start();
+//     io.run();
+//
+// The constructor binds the listening socket (so self() is known at once, and
+// a port in use is an error there); start() starts accepting and calls
+// start() on every protocol.
+//
+// Thread safety. A node and its protocols run only on the node's executor:
+// every handler the node starts runs there. post(), async_stop() and
+// get_executor() may be called from any thread; all other members (and the
+// protocols' own functions) must be called on the executor, or while no
+// thread runs it (before io_context::run, or after it returned). Use post()
+// or dcp::net::async_call (dcp/net/async.hpp) to reach a running node. The
+// library never creates a strand: if the io_context runs on several
+// threads, construct the node with a strand executor.
+//
+// Lifetime. stop() closes the listening socket and every connection, cancels
+// every timer and drops what was queued; the protocols stay (references
+// remain valid, they receive nothing more) until the node is destroyed.
+// Handlers still queued in the io_context then run as no-ops, so
+// io_context::run returns. The destructor stops the node if needed, under
+// the same thread rule as stop().
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
+#include "dcp/core/error.hpp"
+#include "dcp/core/metrics.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/net/config.hpp"
+#include "dcp/net/detail/node_core.hpp"
+#include "dcp/net/env.hpp"
+
+namespace dcp::net {
+
+class node {
+ public:
+  using executor_type = asio::any_io_executor;
+
+  /// Validates `cfg` and binds its listen address. Throws dcp::error
+  /// (invalid_config, or the system error when the address cannot be bound).
+  node(executor_type ex, config cfg) : core_(std::make_unique<detail::node_core>(std::move(ex), std::move(cfg))) {}
+  node(asio::io_context& io, config cfg) : node(io.get_executor(), std::move(cfg)) {}
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+  ~node() {
+    stop();
+    core_->host.clear();  // protocols go first: their destructors cancel timers through their Env
+  }
+
+  /// Constructs P(env, args...) as protocol `id`, before start(). Id 0 is the
+  /// transport's own. Throws dcp::error(invalid_argument) if the id is taken,
+  /// 0, or the node already started.
+  template <class P, class... Args>
+  P& add(protocol_id id, Args&&... args) {
+    if (id == detail::transport_protocol)
+      throw error(errc::invalid_argument, "dcp::net::node: protocol id 0 is reserved for the transport");
+    if (core_->state != detail::node_core::phase::created)
+      throw error(errc::invalid_argument, "dcp::net::node: add protocols before start()");
+    return core_->host.emplace<P>(id, env(*core_, id), std::forward<Args>(args)...);
+  }
+
+  /// The protocol with this id if it is a P, else nullptr.
+  template <class P>
+  P* find(protocol_id id) noexcept {
+    return core_->host.find<P>(id);
+  }
+
+  /// Starts accepting connections and starts the protocols. Once only.
+  void start() {
+    if (core_->state != detail::node_core::phase::created)
+      throw error(errc::invalid_argument, "dcp::net::node: start() called twice or after stop()");
+    core_->state = detail::node_core::phase::running;
+    core_->transport->start();
+    core_->host.start();
+  }
+
+  /// Stops the node (see Lifetime above); idempotent.
+  void stop() noexcept {
+    if (core_->state == detail::node_core::phase::stopped) return;
+    core_->state = detail::node_core::phase::stopped;
+    core_->timers->stop();
+    core_->transport->stop();
+  }
+
+  /// stop(), run on the node's executor, from any thread; completes with no
+  /// error once the node is stopped. Token: a callback void(std::error_code),
+  /// asio::use_future, asio::use_awaitable, ...
+  template <class CompletionToken>
+  auto async_stop(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [this](auto handler) {
+          asio::dispatch(core_->ex, [this, handler = std::move(handler)]() mutable {
+            stop();
+            auto ex = asio::get_associated_executor(handler, core_->ex);
+            asio::post(ex, [handler = std::move(handler)]() mutable { std::move(handler)(std::error_code{}); });
+          });
+        },
+        token);
+  }
+
+  /// Runs f() on the node's executor (later, never inside the caller). Thread-safe.
+  template <class F>
+  void post(F&& f) {
+    asio::post(core_->ex, std::forward<F>(f));
+  }
+
+  executor_type get_executor() const noexcept { return core_->ex; }
+  /// The address the node listens on (the port chosen when config.listen had port 0).
+  address self() const noexcept { return core_->self; }
+  bool running() const noexcept { return core_->state == detail::node_core::phase::running; }
+  bool stopped() const noexcept { return core_->state == detail::node_core::phase::stopped; }
+
+  /// Per protocol and message type: messages and bytes sent and received;
+  /// drops by protocol and reason (protocol 0: the transport's own, e.g. a
+  /// connection closed for bad_magic); named counters from env.count().
+  const dcp::metrics& metrics() const noexcept { return core_->metrics; }
+  /// Open sockets, inbound plus outbound.
+  std::size_t connections() const noexcept { return core_->transport->connections(); }
+  /// Bytes waiting to be written to `peer`: a sender's back-pressure signal.
+  std::size_t queued_bytes(const address& peer) const noexcept { return core_->transport->queued_bytes(peer); }
+  const config& configuration() const noexcept { return core_->cfg; }
+
+ private:
+  std::unique_ptr<detail::node_core> core_;
+};
+
+}  // namespace dcp::net

@@ -1,0 +1,623 @@
+#pragma once
+// tcp_transport: dcp frames over TCP, for one node.
+//
+// Connections. A connection opens with a hello frame (protocol 0) carrying
+// the caller's listening address, and every frame that follows on it is
+// attributed to that address, so a protocol sees the same peer address
+// whether it sends to the peer or hears from it. Frames flow both ways on a
+// connection: when B has no connection of its own to A but A connected to B,
+// B answers on A's connection (a request and its answer then share one TCP
+// connection, whose data segments carry each other's ACKs; over loopback that
+// is a third of the round trip). A peer keeps using the connection it
+// started with while that one is up or has frames queued, so frames to one
+// peer stay in order except across a lost connection. The hello is not
+// authentication: whoever connects may claim any address (TLS is the answer
+// to that, not this transport).
+//
+// Input that cannot be trusted closes the connection that carried it and is
+// counted as a drop of protocol 0 in the node's metrics, by reason: a first
+// frame that is not a hello, or a hello that does not decode (bad_handshake),
+// no hello within handshake_timeout (timed_out), a later frame on protocol 0
+// (bad_handshake), bad magic, unknown version, reserved flags, a length above
+// limits.max_frame_size, and a connection that ends inside a frame
+// (truncated_frame). The node keeps serving everyone else.
+//
+// Sending. send() encodes the frame straight into the peer's queue and
+// returns at once. The first frame to an idle peer starts a connection; the
+// queued frames go out, all of them in one async_write, as soon as the
+// connection is up and the previous write has completed (batching: a burst of
+// frames costs one syscall). Policies:
+//   - queue full: a frame that would take the peer's queue (frames waiting
+//     plus the write in flight) above limits.max_queued_bytes_per_peer is
+//     dropped, counted as errc::queue_full for its protocol, and send()
+//     returns false. Frames already queued are kept (FIFO is preserved).
+//   - a failed connection attempt is retried with exponential back-off and
+//     jitter (reconnect_policy); past the policy's bound the transport gives
+//     up: it drops the queue (each frame counted as errc::peer_unreachable)
+//     and reports the peer through the unreachable handler.
+//   - a connection lost while frames were in flight loses them (counted as
+//     errc::connection_closed: TCP may or may not have delivered them); the
+//     frames still queued go out on a new connection, opened after a short
+//     jittered delay so that a peer that keeps closing is not hammered.
+//   - frames to the node's own address are delivered locally (posted).
+//   - limits.max_connections bounds open sockets (inbound plus outbound):
+//     past it an inbound connection is closed at once (counter
+//     "connections_refused" of protocol 0), and an outbound one first closes
+//     the least recently used idle outbound connection, or fails the attempt.
+//
+// Thread safety: none. Every member function runs on the transport's
+// executor; so do its handlers. It never creates a strand: when the
+// io_context runs on several threads, pass a strand as the executor.
+//
+// Lifetime: owned through a shared_ptr; every pending handler holds one, and
+// after stop() handlers only release it. stop() closes every socket and
+// cancels every timer, so io_context::run returns once they have drained.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <sstream>
+#include <string_view>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/buffer.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/metrics.hpp"
+#include "dcp/core/rng.hpp"
+#include "dcp/net/config.hpp"
+#include "dcp/net/detail/connection.hpp"
+#include "dcp/net/detail/timer_queue.hpp"
+#include "dcp/wire/frame.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::net {
+
+class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
+ public:
+  using executor_type = asio::any_io_executor;
+  /// A frame from `from` (the peer's listening address). Must not throw.
+  using frame_handler = std::function<void(const address& from, const wire::frame_header&, byte_view payload)>;
+  /// The transport gave up on `peer` (reconnect_policy exhausted).
+  using unreachable_handler = std::function<void(const address& peer)>;
+
+  /// `m` and `r` must outlive the transport's active life (until stop()).
+  tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
+                unreachable_handler on_unreachable)
+      : ex_(std::move(ex)),
+        cfg_(cfg),
+        metrics_(m),
+        rng_(r),
+        on_frame_(std::move(on_frame)),
+        on_unreachable_(std::move(on_unreachable)),
+        acceptor_(ex_),
+        accept_retry_(ex_) {}
+
+  tcp_transport(const tcp_transport&) = delete;
+  tcp_transport& operator=(const tcp_transport&) = delete;
+
+  /// Binds and listens on cfg.listen (accepting starts with start()).
+  /// Returns the bound address; throws dcp::error when the address cannot be used.
+  address listen() {
+    const auto ep = detail::to_endpoint(cfg_.listen);
+    std::error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      acceptor_.close();
+      throw error(ec, "dcp::net: cannot listen on " + cfg_.listen.to_string() + ": " + ec.message());
+    }
+    self_ = detail::to_address(acceptor_.local_endpoint());
+    hello_frame_.clear();
+    if (auto e = wire::encode_frame(detail::transport_protocol, detail::hello{self_}, hello_frame_, cfg_.limits))
+      throw error(e, "dcp::net: the hello frame does not fit max_frame_size");
+    return self_;
+  }
+
+  /// Starts accepting connections.
+  void start() {
+    if (!stopped_ && acceptor_.is_open()) accept();
+  }
+
+  /// Closes everything; idempotent. Queued frames are discarded.
+  void stop() noexcept {
+    if (stopped_) return;
+    stopped_ = true;
+    std::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_.cancel();
+    for (auto& c : inbound_) {
+      c->open = false;
+      c->up = false;
+      c->socket.close(ignored);
+      c->timer.cancel();
+    }
+    inbound_.clear();
+    routes_.clear();
+    for (auto& [a, p] : peers_) {
+      p->retired = true;
+      p->up = false;
+      p->socket.close(ignored);
+      p->timer.cancel();
+    }
+    peers_.clear();
+    dirty_.clear();
+    outbound_open_ = 0;
+  }
+
+  /// Queues `m` for `to` as a frame of protocol `protocol`. False (and counted)
+  /// if refused at once: stopped, not an IP address, too large, queue full.
+  template <wire::Message M>
+  bool send(protocol_id protocol, const address& to, const M& m) {
+    if (stopped_) return refuse(protocol, errc::shutting_down);
+    if (!to.is_ip()) return refuse(protocol, errc::bad_address);
+    constexpr auto type = static_cast<message_type>(M::wire_id);
+    if (to == self_) return send_local(protocol, m);
+    detail::link& l = route(to);
+    const std::size_t at = l.pending.size();
+    if (auto ec = wire::encode_frame(protocol, m, l.pending, cfg_.limits)) return refuse(protocol, ec);
+    const std::size_t frame = l.pending.size() - at;
+    if (l.queued() > cfg_.limits.max_queued_bytes_per_peer) {
+      l.pending.resize(at);
+      return refuse(protocol, errc::queue_full);
+    }
+    metrics_.sent(protocol, type, frame);
+    kick(l);
+    return true;
+  }
+
+  address self() const noexcept { return self_; }
+  executor_type get_executor() const noexcept { return ex_; }
+  bool stopped() const noexcept { return stopped_; }
+  /// Open sockets, inbound plus outbound (what limits.max_connections bounds).
+  std::size_t connections() const noexcept { return inbound_.size() + outbound_open_; }
+  /// Bytes waiting for `peer` (queued plus the write in flight): a sender's back-pressure signal.
+  std::size_t queued_bytes(const address& peer) const noexcept {
+    std::size_t n = 0;
+    if (auto it = peers_.find(peer); it != peers_.end()) n += it->second->queued();
+    if (auto it = routes_.find(peer); it != routes_.end()) n += it->second->queued();
+    return n;
+  }
+
+ private:
+  using link_ptr = std::shared_ptr<detail::link>;
+  using outbound_ptr = std::shared_ptr<detail::outbound>;
+  using inbound_ptr = std::shared_ptr<detail::inbound>;
+  using outbound_state = detail::outbound::state;
+  static constexpr std::size_t read_chunk = 64 * 1024;
+  static constexpr std::size_t keep_capacity = 4u << 20;  // larger idle write buffers are freed
+
+  static outbound_ptr shared(detail::outbound& p) { return std::static_pointer_cast<detail::outbound>(p.shared_from_this()); }
+  static inbound_ptr shared(detail::inbound& c) { return std::static_pointer_cast<detail::inbound>(c.shared_from_this()); }
+
+  bool refuse(protocol_id protocol, std::error_code ec) {
+    metrics_.dropped(protocol, ec);
+    return false;
+  }
+
+  template <class... Args>
+  void log(log_level level, const Args&... args) {
+    if (!cfg_.log || level < cfg_.level) return;
+    std::ostringstream os;
+    (os << ... << args);
+    const std::string text = os.str();
+    cfg_.log(log_record{detail::steady_now(), self_, detail::transport_protocol, level, text});
+  }
+
+  // ---- local delivery ----
+
+  template <wire::Message M>
+  bool send_local(protocol_id protocol, const M& m) {
+    bytes payload;
+    wire::encode(m, payload);
+    if (payload.size() > cfg_.limits.max_frame_size) return refuse(protocol, errc::frame_too_large);
+    const wire::frame_header h{protocol, static_cast<message_type>(M::wire_id), static_cast<std::uint32_t>(payload.size())};
+    metrics_.sent(protocol, h.type, wire::header_size + payload.size());
+    asio::post(ex_, [self = shared_from_this(), h, payload = std::move(payload)] {
+      if (!self->stopped_) self->on_frame_(self->self_, h, payload);
+    });
+    return true;
+  }
+
+  // ---- choosing the connection for a peer ----
+
+  /// Our own connection to `to` while it is in use (up, being set up, or
+  /// holding frames: switching then would reorder them); else the peer's
+  /// connection to us if it has one; else our own, connecting on demand.
+  detail::link& route(const address& to) {
+    auto it = peers_.find(to);
+    if (it != peers_.end() && (it->second->st != outbound_state::idle || it->second->queued() > 0)) {
+      it->second->last_used = ++use_clock_;
+      return *it->second;
+    }
+    if (auto r = routes_.find(to); r != routes_.end() && r->second->up) return *r->second;
+    if (it == peers_.end()) it = peers_.emplace(to, std::make_shared<detail::outbound>(ex_, to, cfg_.limits)).first;
+    it->second->last_used = ++use_clock_;
+    return *it->second;
+  }
+
+  void kick(detail::link& l) {
+    if (!l.inbound) {
+      auto& p = static_cast<detail::outbound&>(l);
+      if (p.st == outbound_state::idle) return connect(p);
+      if (p.st != outbound_state::connected) return;  // the frames wait for the connection
+    }
+    if (!l.up || l.write_in_flight || (l.hello_sent && l.pending.empty())) return;
+    if (delivering_ && l.hello_sent) {  // written once the received batch is delivered
+      if (!l.flush_due) {
+        l.flush_due = true;
+        dirty_.push_back(l.shared_from_this());
+      }
+      return;
+    }
+    write(l);
+  }
+
+  // ---- writing ----
+
+  // Frames queued while a batch of received frames is delivered (answers,
+  // mostly) go out when the batch is done, written straight from this handler
+  // with one non-blocking send: a request/answer exchange then costs one
+  // syscall per message and no write-completion handler. What the socket does
+  // not take at once goes through the usual async_write.
+  void flush_dirty() noexcept {
+    for (auto& lp : dirty_) {
+      auto& l = *lp;
+      l.flush_due = false;
+      if (stopped_ || !l.up || l.write_in_flight || l.pending.empty()) continue;
+      std::error_code ec;
+      const std::size_t n = l.socket.write_some(asio::buffer(l.pending), ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        link_failed(l, {}, ec.message());
+        continue;
+      }
+      if (!ec && n == l.pending.size()) {
+        l.pending.clear();
+        continue;
+      }
+      write(l, ec ? 0 : n);  // the rest, without moving it
+    }
+    dirty_.clear();
+  }
+
+  /// Writes everything queued, but for its first `done` bytes (already sent).
+  void write(detail::link& l, std::size_t done = 0) {
+    l.write_in_flight = true;
+    std::swap(l.pending, l.writing);  // `writing` was drained: the batch is everything queued
+    std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(l.writing) + done};
+    if (!l.hello_sent) {
+      buffers[0] = asio::buffer(hello_frame_);
+      l.hello_sent = true;
+    }
+    asio::async_write(l.socket, buffers,
+                      [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
+                                                                                                 std::size_t) {
+                        self->on_written(lp, gen, ec);
+                      });
+  }
+
+  void on_written(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec) {
+    auto& l = *lp;
+    l.write_in_flight = false;
+    if (stopped_) return;
+    const bool stale = l.generation != gen;
+    if (ec || stale) count_lost(l.writing, errc::connection_closed);
+    // Keep the buffer's capacity while it is used (no allocation per batch),
+    // but give a large one back once the bursts that needed it are over.
+    const bool oversized = l.writing.capacity() > keep_capacity && l.writing.size() < l.writing.capacity() / 8;
+    l.writing.clear();
+    if (oversized) l.writing.shrink_to_fit();
+    if (!l.up) return;  // closed, or not reconnected yet
+    if (!stale && ec) return link_failed(l, {}, ec.message());
+    kick(l);  // more frames, or a new connection that waited for this buffer
+  }
+
+  void count_lost(byte_view frames, errc why) {
+    detail::for_each_frame(frames, [&](const wire::frame_header& h) {
+      if (h.protocol != detail::transport_protocol) metrics_.dropped(h.protocol, why);
+    });
+  }
+
+  // ---- reading (both directions) ----
+
+  void read(detail::link& l) {
+    l.socket.async_read_some(asio::buffer(l.reader.prepare(read_chunk), read_chunk),
+                             [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                                 const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); });
+  }
+
+  void on_read(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec, std::size_t n) {
+    auto& l = *lp;
+    if (stopped_ || l.generation != gen) return;
+    if (ec) {
+      if (l.reader.buffered() > 0) link_failed(l, errc::truncated_frame, "the connection ended inside a frame");
+      else link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
+      return;
+    }
+    l.reader.commit(n);
+    wire::frame_view f;
+    std::error_code bad;
+    delivering_ = true;
+    struct flush_on_exit {  // on every way out, early returns included
+      tcp_transport* t;
+      void run() noexcept {
+        if (!t->delivering_) return;
+        t->delivering_ = false;
+        t->flush_dirty();
+      }
+      ~flush_on_exit() { run(); }
+    } flush{this};
+    auto* in = l.inbound ? static_cast<detail::inbound*>(&l) : nullptr;
+    while (l.reader.next(f, bad)) {
+      if (f.header.protocol == detail::transport_protocol) {
+        detail::hello h;
+        if (!in || in->greeted || f.header.type != detail::hello::wire_id || wire::decode(f.payload, h) ||
+            !h.listen.is_ip())
+          return link_failed(l, errc::bad_handshake,
+                             !in ? "a transport frame from the accepting side"
+                                 : in->greeted ? "a second hello" : "a hello that does not decode");
+        greeted(*in, h.listen);
+        continue;
+      }
+      if (in && !in->greeted) return link_failed(l, errc::bad_handshake, "a frame before the hello");
+      on_frame_(in ? in->peer : static_cast<detail::outbound&>(l).addr, f.header, f.payload);
+      if (stopped_ || l.generation != gen) return;  // the handler stopped the node or closed this connection
+    }
+    // Answers first, then re-arm the read: the answer's latency must not
+    // include the read's speculative (and usually empty) receive.
+    flush.run();
+    if (bad) return link_failed(l, bad, "the stream cannot be trusted");
+    read(l);
+  }
+
+  /// The connection failed or carried bytes that cannot be trusted (`why`
+  /// set: counted as a drop of protocol 0).
+  void link_failed(detail::link& l, std::error_code why, std::string_view detail_text) {
+    if (why) metrics_.dropped(detail::transport_protocol, why);
+    if (l.inbound) return close_inbound(static_cast<detail::inbound&>(l), why, detail_text);
+    auto& p = static_cast<detail::outbound&>(l);
+    if (why) log(log_level::warn, "closed the connection to ", p.addr, ": ", why.message(), " (", detail_text, ")");
+    connection_lost(p, detail_text);
+  }
+
+  // ---- outbound ----
+
+  void connect(detail::outbound& p) {
+    auto pp = shared(p);
+    if (connections() >= cfg_.limits.max_connections && !close_idle_outbound()) {
+      // Report the failure from a handler, never from inside send(): the
+      // unreachable callback may re-enter the protocol that is sending.
+      p.st = outbound_state::connecting;
+      asio::post(ex_, [self = shared_from_this(), pp, gen = p.generation] {
+        if (self->stopped_ || pp->retired || pp->generation != gen) return;
+        self->log(log_level::warn, "no connection slot for ", pp->addr, " (limits.max_connections = ",
+                  self->cfg_.limits.max_connections, ")");
+        self->connect_failed(*pp);
+      });
+      return;
+    }
+    p.st = outbound_state::connecting;
+    p.holds_slot = true;
+    ++outbound_open_;
+    const auto gen = p.generation;
+    p.socket.async_connect(detail::to_endpoint(p.addr), [self = shared_from_this(), pp, gen](const std::error_code& ec) {
+      self->on_connect(pp, gen, ec);
+    });
+    p.timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.connect_timeout));
+    p.timer.async_wait([self = shared_from_this(), pp, gen](const std::error_code& ec) {
+      if (ec || self->stopped_ || pp->generation != gen || pp->st != outbound_state::connecting) return;
+      std::error_code ignored;
+      pp->socket.close(ignored);  // on_connect then sees operation_aborted: a failed attempt
+    });
+  }
+
+  void on_connect(const outbound_ptr& pp, std::uint64_t gen, const std::error_code& ec) {
+    auto& p = *pp;
+    if (stopped_ || p.retired || p.generation != gen || p.st != outbound_state::connecting) return;
+    p.timer.cancel();
+    if (ec) {
+      log(log_level::debug, "connect to ", p.addr, " failed: ",
+          ec == asio::error::operation_aborted ? std::string("timed out") : ec.message());
+      connect_failed(p);
+      return;
+    }
+    std::error_code ignored;
+    p.socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    p.socket.non_blocking(true, ignored);  // for flush_dirty's direct writes
+    p.st = outbound_state::connected;
+    p.up = true;
+    p.failures = 0;
+    p.hello_sent = false;
+    p.reader = wire::frame_reader(cfg_.limits);
+    log(log_level::debug, "connected to ", p.addr);
+    read(p);
+    kick(p);  // sends the hello (and what is queued) unless a stale write is still draining
+  }
+
+  /// Closes p's socket (if open) and invalidates every handler of that socket.
+  void close_socket(detail::outbound& p) {
+    std::error_code ignored;
+    p.socket.close(ignored);
+    p.timer.cancel();
+    ++p.generation;
+    p.up = false;
+    if (p.holds_slot) {
+      p.holds_slot = false;
+      --outbound_open_;
+    }
+    p.st = outbound_state::idle;
+  }
+
+  void connection_lost(detail::outbound& p, std::string_view why) {
+    log(log_level::debug, "connection to ", p.addr, " lost: ", why);
+    close_socket(p);
+    if (!p.pending.empty()) retry_after(p, backoff_delay(1));
+  }
+
+  void connect_failed(detail::outbound& p) {
+    close_socket(p);
+    const time_point now = detail::steady_now();
+    if (p.failures++ == 0) p.first_failure = now;
+    const auto& policy = cfg_.reconnect;
+    const bool too_many = policy.give_up_after_attempts != 0 && p.failures >= policy.give_up_after_attempts;
+    const bool too_long = policy.give_up_after > duration::zero() && now - p.first_failure >= policy.give_up_after;
+    if (too_many || too_long) {
+      give_up(p);
+      return;
+    }
+    retry_after(p, backoff_delay(p.failures));
+  }
+
+  /// Exponential back-off with "equal jitter": uniform in [b/2, b].
+  duration backoff_delay(std::uint32_t failures) {
+    const auto& policy = cfg_.reconnect;
+    duration b = policy.initial;
+    for (std::uint32_t i = 1; i < failures && b < policy.max; ++i) b *= 2;
+    b = std::min(b, policy.max);
+    return b / 2 + duration(rng_.between(0, (b - b / 2).count()));
+  }
+
+  void retry_after(detail::outbound& p, duration delay) {
+    p.st = outbound_state::backoff;
+    p.timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(delay));
+    p.timer.async_wait([self = shared_from_this(), pp = shared(p), gen = p.generation](const std::error_code& ec) {
+      if (ec || self->stopped_ || pp->retired || pp->generation != gen || pp->st != outbound_state::backoff) return;
+      self->connect(*pp);
+    });
+  }
+
+  void give_up(detail::outbound& p) {
+    const address addr = p.addr;
+    log(log_level::info, "giving up on ", addr, " after ", p.failures, " failed connection attempts");
+    count_lost(p.pending, errc::peer_unreachable);
+    p.pending.clear();
+    metrics_.add(detail::transport_protocol, "peers_unreachable", 1);
+    auto pp = shared(p);  // keep it alive past the erase
+    close_socket(p);
+    p.retired = true;
+    peers_.erase(addr);  // before the callback: it may send to addr again, starting afresh
+    on_unreachable_(addr);
+  }
+
+  /// Closes the least recently used outbound connection with nothing to send.
+  bool close_idle_outbound() {
+    detail::outbound* lru = nullptr;
+    for (auto& [a, p] : peers_)
+      if (p->st == outbound_state::connected && !p->write_in_flight && p->pending.empty() &&
+          (!lru || p->last_used < lru->last_used))
+        lru = p.get();
+    if (!lru) return false;
+    log(log_level::debug, "closing idle connection to ", lru->addr, " to free a slot");
+    close_socket(*lru);
+    return true;
+  }
+
+  // ---- inbound ----
+
+  void accept() {
+    acceptor_.async_accept([self = shared_from_this()](const std::error_code& ec, asio::ip::tcp::socket s) {
+      self->on_accept(ec, std::move(s));
+    });
+  }
+
+  void on_accept(const std::error_code& ec, asio::ip::tcp::socket s) {
+    if (stopped_) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      // Out of descriptors, say: wait a little instead of spinning on the error.
+      log(log_level::warn, "accept failed: ", ec.message());
+      metrics_.add(detail::transport_protocol, "accept_errors", 1);
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([self = shared_from_this()](const std::error_code& e) {
+        if (!e && !self->stopped_) self->accept();
+      });
+      return;
+    }
+    if (connections() >= cfg_.limits.max_connections) {
+      std::error_code ignored;
+      s.close(ignored);
+      metrics_.add(detail::transport_protocol, "connections_refused", 1);
+      log(log_level::warn, "refused a connection: limits.max_connections = ", cfg_.limits.max_connections);
+      accept();
+      return;
+    }
+    std::error_code ignored;
+    s.set_option(asio::ip::tcp::no_delay(true), ignored);
+    s.non_blocking(true, ignored);  // for flush_dirty's direct writes
+    auto c = std::make_shared<detail::inbound>(std::move(s), cfg_.limits);
+    inbound_.insert(c);
+    c->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.handshake_timeout));
+    c->timer.async_wait([self = shared_from_this(), c](const std::error_code& e) {
+      if (!e && !self->stopped_ && c->open && !c->greeted) {
+        self->metrics_.dropped(detail::transport_protocol, errc::timed_out);
+        self->close_inbound(*c, errc::timed_out, "no hello in time");
+      }
+    });
+    read(*c);
+    accept();
+  }
+
+  void greeted(detail::inbound& c, const address& peer) {
+    c.peer = peer;
+    c.greeted = true;
+    c.up = true;
+    c.timer.cancel();
+    routes_[peer] = shared(c);  // the newest connection from a peer is the way back to it
+  }
+
+  void close_inbound(detail::inbound& c, std::error_code why, std::string_view detail_text) {
+    if (!c.open) return;
+    auto cp = shared(c);
+    c.open = false;
+    c.up = false;
+    ++c.generation;
+    if (why)
+      log(log_level::warn, "closed a connection from ", c.greeted ? c.peer.to_string() : std::string("an unidentified peer"),
+          ": ", why.message(), " (", detail_text, ")");
+    count_lost(c.pending, errc::connection_closed);
+    c.pending.clear();
+    std::error_code ignored;
+    c.socket.close(ignored);
+    c.timer.cancel();
+    inbound_.erase(cp);
+    if (c.greeted)
+      if (auto it = routes_.find(c.peer); it != routes_.end() && it->second == cp) routes_.erase(it);
+  }
+
+  executor_type ex_;
+  config cfg_;
+  dcp::metrics& metrics_;
+  dcp::rng& rng_;
+  frame_handler on_frame_;
+  unreachable_handler on_unreachable_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::steady_timer accept_retry_;
+  address self_;
+  bytes hello_frame_;
+  std::unordered_map<address, outbound_ptr> peers_;   // the connections we open, by peer
+  std::unordered_set<inbound_ptr> inbound_;           // the connections peers opened
+  std::unordered_map<address, inbound_ptr> routes_;   // greeted inbound connections, by peer
+  std::size_t outbound_open_ = 0;
+  std::uint64_t use_clock_ = 0;
+  std::vector<link_ptr> dirty_;  // connections with frames queued during delivering_
+  bool delivering_ = false;      // inside on_read's delivery loop
+  bool stopped_ = false;
+};
+
+}  // namespace dcp::net

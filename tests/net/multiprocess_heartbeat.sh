@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Three heartbeat_node processes on loopback, observed from outside:
+#   1. each reports the other two UP, and the state holds (last event UP);
+#   2. one is killed with SIGKILL: both survivors report it DOWN within a bound;
+#   3. it is restarted on the same port: both survivors report it UP again;
+#   4. SIGTERM stops all three, each exits with status 0.
+# usage: multiprocess_heartbeat.sh path/to/heartbeat_node
+set -uo pipefail
+bin=${1:?usage: $0 path/to/heartbeat_node}
+[ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the heartbeat_node target)"; exit 1; }
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  for i in 0 1 2; do echo "--- node $i stdout"; cat "$dir/out$i" 2>/dev/null; echo "--- node $i stderr"; cat "$dir/err$i" 2>/dev/null; done
+  exit 1
+}
+
+# Three free loopback ports: nobody accepts on them now (a refused connect).
+ports=()
+while [ ${#ports[@]} -lt 3 ]; do
+  p=$((20000 + RANDOM % 30000))
+  [[ " ${ports[*]} " == *" $p "* ]] && continue
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
+done
+addr() { echo "127.0.0.1:${ports[$1]}"; }
+
+start() {  # start node i (appending to its output)
+  local i=$1 args=(--listen "$(addr "$i")" --interval 100ms --timeout 500ms)
+  for j in 0 1 2; do [ "$j" != "$i" ] && args+=(--peer "$(addr "$j")"); done
+  "$bin" "${args[@]}" >>"$dir/out$i" 2>>"$dir/err$i" &
+  pids[$i]=$!
+}
+last_event() {  # last UP/DOWN line node i printed about node j
+  grep -E "^(UP|DOWN) $(addr "$2")\$" "$dir/out$1" 2>/dev/null | tail -n 1 | cut -d' ' -f1
+}
+wait_for() {  # wait_for SECONDS COMMAND...: poll every 50 ms
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.05
+  done
+}
+all_up() {
+  for i in 0 1 2; do for j in 0 1 2; do
+    [ "$i" = "$j" ] && continue
+    [ "$(last_event "$i" "$j")" = UP ] || return 1
+  done; done
+}
+survivors_say() {  # survivors_say EVENT: nodes 0 and 1 last reported node 2 as EVENT
+  [ "$(last_event 0 2)" = "$1" ] && [ "$(last_event 1 2)" = "$1" ]
+}
+
+for i in 0 1 2; do start "$i"; done
+wait_for 10 all_up || fail "not every node reported the two others UP"
+sleep 1  # ten heartbeat intervals: the healthy state holds (a machine stalled past the
+         # time-out may cause a false DOWN, which the next heartbeat must undo)
+wait_for 5 all_up || fail "a healthy peer stayed suspected"
+echo "all three nodes see each other UP"
+
+kill -9 "${pids[2]}"
+wait "${pids[2]}" 2>/dev/null
+t0=$(date +%s%N)
+# Detection takes about the 500 ms time-out; the bound leaves room for a loaded machine.
+wait_for 5 survivors_say DOWN || fail "the survivors did not report the killed node DOWN within 5 s"
+echo "killed node reported DOWN by both survivors after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+
+start 2
+wait_for 10 survivors_say UP || fail "the survivors did not report the restarted node UP again"
+wait_for 10 all_up || fail "the restarted node did not see the survivors UP"
+echo "restarted node reported UP again"
+
+for i in 0 1 2; do kill -TERM "${pids[$i]}"; done
+for i in 0 1 2; do
+  wait "${pids[$i]}"
+  status=$?
+  [ $status -eq 0 ] || fail "node $i exited with status $status after SIGTERM"
+  grep -q '^STOP$' "$dir/out$i" || fail "node $i did not report STOP"
+done
+pids=()
+echo "PASS"
