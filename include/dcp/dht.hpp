@@ -1,0 +1,10 @@
+#pragma once
+// dcp dht: structured overlays (Chord, Pastry, Kademlia) behind one Router
+// concept, and a replicated key-value store over any of them.
+#include "dcp/dht/chord.hpp"
+#include "dcp/dht/contact.hpp"
+#include "dcp/dht/error.hpp"
+#include "dcp/dht/kademlia.hpp"
+#include "dcp/dht/pastry.hpp"
+#include "dcp/dht/router.hpp"
+#include "dcp/dht/store.hpp"

@@ -1,0 +1,765 @@
+#pragma once
+// Chord (Stoica, Morris, Karger, Kaashoek, Balakrishnan, SIGCOMM 2001).
+//
+// Nodes and keys sit on a ring of 2^m ids; a key belongs to its successor,
+// the first node clockwise from it. Each node keeps
+//   - a successor list of r nodes (survives r-1 adjacent failures),
+//   - its predecessor,
+//   - a finger table: finger i is successor(self + 2^i), so that every hop
+//     at least halves the distance left and a lookup takes ~½·log2 N hops.
+// Periodic maintenance repairs all three as nodes join, leave and crash:
+// stabilize (ask the successor for its predecessor, adopt it if closer, then
+// notify), fix-fingers (one finger per round, by a lookup), and
+// check-predecessor (ping; forget it on silence).
+//
+// Lookups are iterative (§4.2 allows both): the origin asks a node for the
+// key's successor; the node answers with its successor list when it is the
+// key's predecessor, or with the fingers closest before the key. A node that
+// does not answer within rpc_timeout is dropped from the origin's tables and
+// the next candidate is tried, so lookups route around crashed nodes.
+//
+// Fingers are stored top-down and only as far as they differ from the
+// successor: with N nodes among 2^160 ids, finger i for i below
+// ~160 - log2 N is the successor anyway, so a node holds O(log N) fingers,
+// not m.
+//
+// Fault model: tolerates message loss, duplication and reordering (every
+// reply is matched by nonce, duplicates are ignored), crashes of up to r-1
+// consecutive nodes between stabilizations, and joins/leaves at any time.
+// A partition splits the ring into rings that do not merge back by
+// themselves; bootstrap() again through a node of the other side to merge.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/node_id.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/dht/contact.hpp"
+#include "dcp/dht/error.hpp"
+#include "dcp/dht/router.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::dht {
+
+struct chord_config {
+  /// Identifier bits m (1..160). Ids and keys keep their top m bits.
+  unsigned bits = 160;
+  /// Successor list length r.
+  std::size_t successors = 8;
+  duration stabilize_interval = 1s;
+  duration fix_fingers_interval = 1s;
+  duration check_predecessor_interval = 2s;
+  /// A peer that has not answered within this is treated as failed for the request.
+  duration rpc_timeout = 500ms;
+  /// Consecutive unanswered probes after which the successor or predecessor is
+  /// declared failed: with message loss p a live neighbour is unlinked with
+  /// probability about (2p)^threshold per probe.
+  unsigned failure_threshold = 3;
+  /// How long a failed neighbour is not adopted back from others' stale lists.
+  duration failed_memory = 5s;
+  /// Peers asked one after the other before a lookup gives up.
+  std::size_t max_lookup_queries = 64;
+  /// First and longest pause between two bootstrap attempts (doubling).
+  duration bootstrap_retry = 500ms;
+  duration bootstrap_retry_max = 30s;
+  /// This node's id; random (from the Env's rng) when unset.
+  std::optional<node_id> id;
+
+  void validate() const {
+    if (bits < 1 || bits > node_id::bits) throw error(dcp::errc::invalid_config, "chord: bits must be in 1..160");
+    if (successors < 1) throw error(dcp::errc::invalid_config, "chord: the successor list needs at least 1 entry");
+    if (stabilize_interval <= duration::zero() || fix_fingers_interval <= duration::zero() ||
+        check_predecessor_interval <= duration::zero() || rpc_timeout <= duration::zero())
+      throw error(dcp::errc::invalid_config, "chord: intervals and timeouts must be > 0");
+    if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
+      throw error(dcp::errc::invalid_config, "chord: need 0 < bootstrap_retry <= bootstrap_retry_max");
+    if (failure_threshold < 1) throw error(dcp::errc::invalid_config, "chord: failure_threshold must be >= 1");
+    if (max_lookup_queries < 1) throw error(dcp::errc::invalid_config, "chord: max_lookup_queries must be >= 1");
+  }
+};
+
+namespace chord_msg {
+struct find_successor {  // "who is the successor of key?"
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "find_successor";
+  std::uint64_t nonce = 0;
+  node_id key;
+  template <class A> void serialize(A& ar) { ar(nonce, key); }
+};
+struct found {  // "it is the first of these (my successor list)"
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "found";
+  std::uint64_t nonce = 0;
+  std::vector<contact> successors;
+  template <class A> void serialize(A& ar) { ar(nonce, successors); }
+};
+struct closer {  // "ask one of these, closest first"
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "closer";
+  std::uint64_t nonce = 0;
+  std::vector<contact> candidates;
+  template <class A> void serialize(A& ar) { ar(nonce, candidates); }
+};
+struct get_state {  // stabilize: "your predecessor and successors?"
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "get_state";
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(nonce); }
+};
+struct state {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "state";
+  std::uint64_t nonce = 0;
+  contact predecessor;  // empty when unknown
+  std::vector<contact> successors;
+  template <class A> void serialize(A& ar) { ar(nonce, predecessor, successors); }
+};
+struct notify {  // "I may be your predecessor"
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "notify";
+  contact self;
+  template <class A> void serialize(A& ar) { ar(self); }
+};
+struct ping {
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "ping";
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(nonce); }
+};
+struct pong {
+  static constexpr message_type wire_id = 8;
+  static constexpr std::string_view wire_name = "pong";
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(nonce); }
+};
+struct leaving {  // graceful leave: the leaver's neighbours, so both sides can splice it out
+  static constexpr message_type wire_id = 9;
+  static constexpr std::string_view wire_name = "leaving";
+  contact self, predecessor;
+  std::vector<contact> successors;
+  template <class A> void serialize(A& ar) { ar(self, predecessor, successors); }
+};
+struct deliver {  // a routed payload, sent to the owner found by lookup
+  static constexpr message_type wire_id = 10;
+  static constexpr std::string_view wire_name = "deliver";
+  node_id key;
+  contact origin;
+  bytes payload;
+  template <class A> void serialize(A& ar) { ar(key, origin, payload); }
+};
+}  // namespace chord_msg
+
+template <Env E>
+class chord {
+ public:
+  using messages = wire::message_set<chord_msg::find_successor, chord_msg::found, chord_msg::closer,
+                                     chord_msg::get_state, chord_msg::state, chord_msg::notify, chord_msg::ping,
+                                     chord_msg::pong, chord_msg::leaving, chord_msg::deliver>;
+  static constexpr std::string_view name = "chord";
+  static constexpr protocol_id default_id = 80;
+
+  chord(E env, chord_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+    cfg_.validate();
+    self_ = {mask(cfg_.id ? *cfg_.id : node_id::random(env_.rng())), env_.self()};
+  }
+  chord(const chord&) = delete;
+  chord& operator=(const chord&) = delete;
+  ~chord() {
+    stop_timers();
+    for (auto& [n, op] : lookups_) env_.cancel(op.timer);  // their callbacks die with us, unanswered
+  }
+
+  // ---- Router ----
+
+  const contact& self() const noexcept { return self_; }
+  bool joined() const noexcept { return joined_; }
+
+  /// Joins through any of `seeds` (retrying with backoff while none answers), or
+  /// founds a ring alone when `seeds` is empty.
+  void bootstrap(const std::vector<contact>& seeds) {
+    seeds_.clear();
+    for (auto& s : seeds)  // without ourselves and without repeats
+      if (!s.addr.empty() && s.addr != self_.addr &&
+          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
+        seeds_.push_back(s);
+    if (seeds_.empty()) {
+      successors_.clear();
+      predecessor_ = {};
+      become_joined();
+      return;
+    }
+    retry_ = cfg_.bootstrap_retry;
+    try_join();
+  }
+
+  void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
+    if (!joined_) return cb(make_error_code(errc::not_joined), {});
+    if (n == 0) return cb(make_error_code(errc::bad_argument), {});
+    start_lookup(mask(key), n, {}, std::move(cb));
+  }
+
+  void route(const node_id& key, bytes payload) {
+    lookup(key, 1, [this, key, p = std::move(payload)](std::error_code ec, lookup_result r) mutable {
+      if (ec || r.owners.empty()) { env_.count("route_failed"); return; }
+      send_deliver(r.owners.front(), key, std::move(p));
+    });
+  }
+
+  /// The n known nodes that follow `key` on the ring (self included): the key's
+  /// owner and replicas as far as this node knows.
+  std::vector<contact> closest(const node_id& key, std::size_t n) const {
+    std::vector<contact> known = known_nodes();
+    const node_id k = mask(key);
+    // clockwise distance from the key to the node; the owner has the smallest
+    std::sort(known.begin(), known.end(), [&](const contact& a, const contact& b) { return (a.id - k) < (b.id - k); });
+    if (known.size() > n) known.resize(n);
+    return known;
+  }
+
+  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+
+  /// Chord's metric: the clockwise distance from the key to the node, so the
+  /// key's successor is the closest.
+  static node_id distance(const node_id& key, const node_id& id) noexcept { return id - key; }
+
+  /// Leaves gracefully: tells the predecessor and successor so they splice this
+  /// node out at once, then stops all maintenance.
+  void leave() {
+    if (!joined_) return;
+    const contact succ = successor();
+    chord_msg::leaving m{self_, predecessor_, successors_};
+    if (succ && succ.addr != self_.addr) env_.send(succ.addr, m);
+    if (predecessor_ && predecessor_.addr != self_.addr && predecessor_.addr != succ.addr) env_.send(predecessor_.addr, m);
+    joined_ = false;
+    stop_timers();
+    fail_all_lookups();
+    successors_.clear();
+    fingers_.clear();
+    predecessor_ = {};
+  }
+
+  // ---- inspection ----
+
+  contact successor() const { return successors_.empty() ? self_ : successors_.front(); }
+  const std::vector<contact>& successors() const noexcept { return successors_; }
+  const contact& predecessor() const noexcept { return predecessor_; }
+  /// Finger i (0 <= i < bits): successor(self + 2^i) as far as this node knows.
+  contact finger(unsigned i) const {
+    const std::size_t j = cfg_.bits - 1 - i;
+    return j < fingers_.size() && fingers_[j] ? fingers_[j] : successor();
+  }
+  std::size_t distinct_fingers() const noexcept { return fingers_.size(); }
+  const chord_config& config() const noexcept { return cfg_; }
+  /// Masks an id to the ring's m bits.
+  node_id mask(const node_id& x) const noexcept {
+    if (cfg_.bits == node_id::bits) return x;
+    auto v = x.bytes();
+    for (std::size_t b = cfg_.bits; b < node_id::bits; ++b) v[b / 8] &= static_cast<std::uint8_t>(~(0x80u >> (b % 8)));
+    return node_id(v);
+  }
+
+  /// For benchmarks and tests only: fills the successor list, predecessor and
+  /// fingers from a global view of every live node (sorted by id), as if
+  /// stabilization had converged, so that 10^5-node rings need no warm-up.
+  /// A real deployment joins with bootstrap().
+  void install_global_view(const std::vector<contact>& sorted) {
+    auto at = [&](std::size_t i) -> const contact& { return sorted[i % sorted.size()]; };
+    auto succ_of = [&](const node_id& x) {  // first node with id >= x, wrapping
+      auto it = std::lower_bound(sorted.begin(), sorted.end(), x, [](const contact& c, const node_id& v) { return c.id < v; });
+      return static_cast<std::size_t>(it == sorted.end() ? 0 : it - sorted.begin());
+    };
+    const std::size_t me = succ_of(self_.id);
+    successors_.clear();
+    for (std::size_t k = 1; k <= cfg_.successors && k < sorted.size(); ++k) successors_.push_back(at(me + k));
+    predecessor_ = sorted.size() > 1 ? at(me + sorted.size() - 1) : contact{};
+    fingers_.clear();
+    for (unsigned i = cfg_.bits; i-- > 0;) {
+      const contact& f = at(succ_of(self_.id + ring_pow2(i)));
+      if (f.addr == successor().addr || f.addr == self_.addr) break;
+      fingers_.push_back(f);
+    }
+    become_joined();
+  }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const chord_msg::find_successor& m) {
+    if (!joined_) return;  // not part of a ring: the asker times out and tries another node
+    const node_id key = mask(m.key);
+    const contact succ = successor();
+    if (node_id::in_half_open(key, self_.id, succ.id)) {
+      env_.send(from, chord_msg::found{m.nonce, successor_list_with_self_fallback()});
+    } else {
+      env_.send(from, chord_msg::closer{m.nonce, closest_preceding(key, 4)});
+    }
+  }
+  void on_message(const address& from, const chord_msg::found& m) { answer(from, m.nonce, &m.successors, nullptr); }
+  void on_message(const address& from, const chord_msg::closer& m) { answer(from, m.nonce, nullptr, &m.candidates); }
+
+  void on_message(const address& from, const chord_msg::get_state& m) {
+    if (!joined_) return;
+    env_.send(from, chord_msg::state{m.nonce, predecessor_, successors_});
+  }
+  void on_message(const address& from, const chord_msg::state& m) {
+    auto it = stabilize_.find(m.nonce);
+    if (it == stabilize_.end() || it->second.peer != from) return env_.count("stale_reply");
+    env_.cancel(it->second.timer);
+    stabilize_.erase(it);
+    successor_silences_ = 0;
+    if (!joined_ || successors_.empty() || successors_.front().addr != from) return;
+    const contact succ = successors_.front();
+    std::vector<contact> next;
+    if (m.predecessor && m.predecessor.addr != self_.addr && !recently_failed(m.predecessor.addr) &&
+        node_id::in_open(mask(m.predecessor.id), self_.id, succ.id))
+      next.push_back(m.predecessor);  // a node joined between us and our successor
+    next.push_back(succ);
+    for (auto& c : m.successors)
+      if (!recently_failed(c.addr)) next.push_back(c);
+    set_successors(std::move(next));
+    env_.send(successor().addr, chord_msg::notify{self_});
+  }
+
+  void on_message(const address& from, const chord_msg::notify& m) {
+    if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_notify");
+    const contact c{mask(m.self.id), m.self.addr};
+    if (!predecessor_ || node_id::in_open(c.id, predecessor_.id, self_.id)) predecessor_ = c;
+    if (successors_.empty()) set_successors({c});  // the second node of a ring: our only peer
+  }
+
+  void on_message(const address& from, const chord_msg::ping& m) {
+    if (joined_) env_.send(from, chord_msg::pong{m.nonce});
+  }
+  void on_message(const address& from, const chord_msg::pong& m) {
+    if (m.nonce == ping_nonce_ && predecessor_.addr == from && ping_timer_) {
+      predecessor_silences_ = 0;
+      env_.cancel(ping_timer_);
+      ping_timer_ = {};
+    }
+  }
+
+  void on_message(const address& from, const chord_msg::leaving& m) {
+    if (m.self.addr != from) return env_.count("bad_leaving");
+    if (!joined_) return;
+    const bool was_successor = !successors_.empty() && successors_.front().addr == from;
+    const bool was_predecessor = predecessor_.addr == from;
+    forget(from);
+    if (was_predecessor) predecessor_ = m.predecessor.addr == self_.addr ? contact{} : m.predecessor;
+    if (was_successor) {
+      std::vector<contact> next = m.successors;
+      for (auto& c : successors_) next.push_back(c);
+      set_successors(std::move(next));
+    }
+  }
+
+  void on_message(const address& from, const chord_msg::deliver& m) {
+    (void)from;
+    env_.count("delivered");
+    if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
+  }
+
+  /// The transport gave up on `peer`: it is gone, so no lookup waits for or retries it.
+  void on_unreachable(const address& peer) {
+    failed_[peer] = env_.now();
+    forget(peer);
+    for (auto& [n, op] : lookups_) {
+      std::erase_if(op.candidates, [&](const contact& c) { return c.addr == peer; });
+      op.dead.push_back(peer);
+    }
+  }
+
+ private:
+  struct lookup_op {
+    node_id key;
+    std::size_t n = 1;
+    lookup_callback cb;
+    std::vector<contact> candidates;  // untried, best first after sort
+    std::vector<address> tried, answered, dead;
+    address asking;
+    unsigned restarts = 0;
+    timer_id timer{};
+    unsigned hops = 0;
+    std::size_t queries = 0;
+    bool join = false;
+  };
+  struct pending_state {
+    address peer;
+    timer_id timer{};
+  };
+
+  node_id ring_pow2(unsigned i) const noexcept { return node_id::pow2(node_id::bits - cfg_.bits + i); }
+
+  void stop_timers() {
+    stabilize_timer_.stop();
+    fingers_timer_.stop();
+    predecessor_timer_.stop();
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    if (ping_timer_) env_.cancel(ping_timer_), ping_timer_ = {};
+    for (auto& [n, s] : stabilize_) env_.cancel(s.timer);
+    stabilize_.clear();
+  }
+  void fail_all_lookups() {
+    auto ops = std::move(lookups_);
+    lookups_.clear();
+    for (auto& [n, op] : ops) {
+      env_.cancel(op.timer);
+      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
+    }
+  }
+
+  void become_joined() {
+    joined_ = true;
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    const duration jitter = duration(env_.rng().below(static_cast<std::uint64_t>(cfg_.stabilize_interval.count())));
+    stabilize_timer_.start(env_, cfg_.stabilize_interval, [this] { stabilize(); }, jitter + 1ns);
+    fingers_timer_.start(env_, cfg_.fix_fingers_interval, [this] { fix_fingers(); }, jitter + 2ns);
+    predecessor_timer_.start(env_, cfg_.check_predecessor_interval, [this] { check_predecessor(); }, jitter + 3ns);
+  }
+
+  void try_join() {
+    join_timer_ = {};
+    if (joined_) return;
+    env_.count("join_attempts");
+    start_lookup(self_.id, cfg_.successors, seeds_, [this](std::error_code ec, lookup_result r) {
+      if (joined_) return;
+      if (ec || r.owners.empty()) {
+        join_timer_ = env_.arm(retry_, [this] { try_join(); });
+        retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+        return;
+      }
+      if (r.owners.front().id == self_.id && r.owners.front().addr != self_.addr) {
+        // two nodes cannot share an id on one ring (small m makes it likely)
+        dcp::log(env_, log_level::warn, "chord: id ", self_.id, " is taken by ", r.owners.front().addr);
+        env_.count("id_collisions");
+        if (!cfg_.id) self_.id = mask(node_id::random(env_.rng()));
+        join_timer_ = env_.arm(retry_, [this] { try_join(); });
+        return;
+      }
+      set_successors(std::move(r.owners));
+      if (successors_.empty()) {  // the answer named only ourselves: stale, ask again
+        join_timer_ = env_.arm(retry_, [this] { try_join(); });
+        return;
+      }
+      become_joined();
+      stabilize();
+    });
+  }
+
+  // ---- lookups ----
+
+  void start_lookup(const node_id& key, std::size_t n, std::vector<contact> first, lookup_callback cb) {
+    lookup_op op;
+    op.key = key;
+    op.n = n;
+    op.cb = std::move(cb);
+    op.join = !first.empty();
+    if (!op.join) {
+      const contact succ = successor();
+      if (node_id::in_half_open(key, self_.id, succ.id)) {  // we are the key's predecessor: no hop needed
+        lookup_result r{successor_list_with_self_fallback(), 0};
+        if (r.owners.size() > n) r.owners.resize(n);
+        if (r.owners.front().addr != self_.addr) r.hops = 1;  // one step to our successor
+        return op.cb({}, std::move(r));
+      }
+      op.candidates = closest_preceding(key, cfg_.successors + 8);
+    } else {
+      op.candidates = std::move(first);
+    }
+    const std::uint64_t nonce = ++nonce_;
+    lookups_.emplace(nonce, std::move(op));
+    query_next(nonce);
+  }
+
+  void query_next(std::uint64_t nonce) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    auto& c = op.candidates;
+    if (!op.join)  // closest preceding first: the smallest clockwise distance to the key
+      std::sort(c.begin(), c.end(), [&](const contact& a, const contact& b) { return (op.key - a.id) < (op.key - b.id); });
+    // a node that answered is not asked again (no loops); one that timed out is
+    // asked once more, since its answer or our question may just have been lost
+    auto spent = [&](const address& a) {
+      auto n = std::count(op.tried.begin(), op.tried.end(), a);
+      return n >= static_cast<long>(cfg_.failure_threshold) ||
+             std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
+             std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
+    };
+    while (!c.empty() && (c.front().addr == self_.addr || spent(c.front().addr))) c.erase(c.begin());
+    if (c.empty() && !op.join && op.restarts < 2 && op.queries < cfg_.max_lookup_queries) {
+      // every lead ran out: start again from our own tables, which the timeouts have pruned
+      ++op.restarts;
+      op.answered.clear();
+      op.candidates = closest_preceding(op.key, cfg_.successors + 8);
+      // our first live successors may already own the key when the nodes before them died
+      std::vector<contact> live;
+      for (auto& x : successors_)
+        if (!spent(x.addr)) live.push_back(x);
+      if (live.empty() || node_id::in_half_open(op.key, self_.id, live.front().id)) {
+        lookup_result r{live.empty() ? std::vector<contact>{self_} : std::move(live), op.hops};
+        if (r.owners.size() > op.n) r.owners.resize(op.n);
+        return finish(nonce, {}, std::move(r));
+      }
+      return query_next(nonce);
+    }
+    if (c.empty() || op.queries >= cfg_.max_lookup_queries) {
+      dcp::log(env_, log_level::debug, "chord: lookup of ", op.key, " failed after ", op.queries, " queries, ",
+               op.restarts, " restarts, ", op.dead.size(), " dead");
+      return finish(nonce, make_error_code(errc::lookup_failed), {});
+    }
+    op.asking = c.front().addr;
+    const contact asked = c.front();
+    c.erase(c.begin());
+    op.tried.push_back(op.asking);
+    op.candidates.push_back(asked);  // asked again if it stays silent, up to failure_threshold times
+    ++op.queries;
+    env_.send(op.asking, chord_msg::find_successor{nonce, op.key});
+    op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
+      auto jt = lookups_.find(nonce);
+      if (jt == lookups_.end()) return;
+      jt->second.timer = {};
+      env_.count("lookup_timeouts");
+      const address dead = jt->second.asking;
+      // a second silence in a row from a finger: drop the finger (fix-fingers refills it).
+      // Successors and predecessor are judged by stabilize and check-predecessor only, which
+      // ask failure_threshold times: a lookup's lost messages must not unlink a live neighbour.
+      if (std::count(jt->second.tried.begin(), jt->second.tried.end(), dead) >= 2) forget_finger(dead);
+      query_next(nonce);
+    });
+  }
+
+  void answer(const address& from, std::uint64_t nonce, const std::vector<contact>* successors,
+              const std::vector<contact>* candidates) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end() || it->second.asking != from) return env_.count("stale_reply");
+    lookup_op& op = it->second;
+    env_.cancel(op.timer);
+    op.timer = {};
+    ++op.hops;
+    op.answered.push_back(from);
+    if (successors) {
+      std::vector<contact> owners;
+      for (auto& s : *successors) {
+        if (owners.size() == op.n) break;
+        if (s.addr.empty()) continue;
+        if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
+          owners.push_back({mask(s.id), s.addr});
+      }
+      if (owners.empty()) { env_.count("bad_found"); return query_next(nonce); }
+      return finish(nonce, {}, lookup_result{std::move(owners), op.hops});
+    }
+    if (op.join) {  // through a seed: from now on the candidates are ordinary ones
+      op.join = false;
+      op.candidates.clear();
+    }
+    // only candidates that make progress: strictly between the responder... and the key
+    for (auto& c : *candidates)
+      if (!c.addr.empty() && node_id::in_open(mask(c.id), self_.id, op.key)) op.candidates.push_back({mask(c.id), c.addr});
+    query_next(nonce);
+  }
+
+  void finish(std::uint64_t nonce, std::error_code ec, lookup_result r) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    if (!ec && !r.owners.empty() && r.owners.front().addr != self_.addr) ++r.hops;  // the last step, to the owner
+    auto cb = std::move(it->second.cb);
+    if (it->second.timer) env_.cancel(it->second.timer);
+    lookups_.erase(it);
+    if (ec) env_.count("lookup_failed");
+    cb(ec, std::move(r));
+  }
+
+  /// Up to `count` known nodes strictly between self and key, closest to the key first.
+  std::vector<contact> closest_preceding(const node_id& key, std::size_t count) const {
+    std::vector<contact> out;
+    for (auto& c : known_nodes())
+      if (c.addr != self_.addr && node_id::in_open(c.id, self_.id, key)) out.push_back(c);
+    std::sort(out.begin(), out.end(), [&](const contact& a, const contact& b) { return (key - a.id) < (key - b.id); });
+    if (out.size() > count) out.resize(count);
+    return out;
+  }
+
+  /// Self, predecessor, successors and fingers, without duplicates.
+  std::vector<contact> known_nodes() const {
+    std::vector<contact> out{self_};
+    auto add = [&](const contact& c) {
+      if (c && std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == c.addr; })) out.push_back(c);
+    };
+    add(predecessor_);
+    for (auto& c : successors_) add(c);
+    for (auto& c : fingers_) add(c);
+    return out;
+  }
+
+  std::vector<contact> successor_list_with_self_fallback() const {
+    return successors_.empty() ? std::vector<contact>{self_} : successors_;
+  }
+
+  /// Dedups, drops self and empties, masks, and keeps the first r.
+  void set_successors(std::vector<contact> list) {
+    successors_.clear();
+    for (auto& c : list) {
+      if (successors_.size() == cfg_.successors) break;
+      if (c.addr.empty() || c.addr == self_.addr) continue;
+      if (std::any_of(successors_.begin(), successors_.end(), [&](const contact& o) { return o.addr == c.addr; })) continue;
+      successors_.push_back({mask(c.id), c.addr});
+    }
+  }
+
+  void forget_finger(const address& peer) {
+    for (auto& f : fingers_)
+      if (f.addr == peer) f = {};
+    while (!fingers_.empty() && !fingers_.back()) fingers_.pop_back();
+  }
+
+  /// Declared failed within failed_memory: neighbours that have not noticed yet
+  /// still name it, and stabilize must not adopt it back from them.
+  bool recently_failed(const address& a) {
+    auto it = failed_.find(a);
+    if (it == failed_.end()) return false;
+    if (env_.now() - it->second < cfg_.failed_memory) return true;
+    failed_.erase(it);
+    return false;
+  }
+
+  /// A peer found dead: drop it everywhere, falling back along the successor list.
+  void forget(const address& peer) {
+    if (peer == self_.addr) return;
+    auto gone = [&](const contact& c) { return c.addr == peer; };
+    successors_.erase(std::remove_if(successors_.begin(), successors_.end(), gone), successors_.end());
+    for (auto& f : fingers_)
+      if (f.addr == peer) f = {};  // refilled by fix-fingers; the successor stands in meanwhile
+    while (!fingers_.empty() && !fingers_.back()) fingers_.pop_back();
+    if (predecessor_.addr == peer) predecessor_ = {};
+    if (successors_.empty() && joined_) {
+      // every successor failed at once (more than r-1 adjacent crashes): recover through
+      // the closest live finger, or the predecessor, so the ring can heal by stabilization
+      std::vector<contact> known = known_nodes();
+      std::erase_if(known, [&](const contact& c) { return c.addr == self_.addr; });
+      env_.count("successor_list_exhausted");
+      if (!known.empty()) {
+        std::sort(known.begin(), known.end(), [&](const contact& a, const contact& b) { return (a.id - self_.id) < (b.id - self_.id); });
+        set_successors({known.front()});
+      } else {
+        rejoin();
+      }
+    }
+  }
+
+  /// We know nobody any more: a ring of one would answer every lookup with
+  /// itself, so a node that joined through seeds joins again through them.
+  void rejoin() {
+    if (seeds_.empty()) return;  // the founder stays; others find it again through it
+    env_.count("rejoins");
+    joined_ = false;
+    stop_timers();
+    fail_all_lookups();
+    retry_ = cfg_.bootstrap_retry;
+    join_timer_ = env_.arm(retry_, [this] { try_join(); });
+  }
+
+  // ---- maintenance ----
+
+  void stabilize() {
+    if (!joined_) return;
+    if (successors_.empty()) {
+      if (predecessor_) set_successors({predecessor_});
+      else return rejoin();  // alone: the founder of a ring, or a node that lost everyone
+    }
+    const address succ = successors_.front().addr;
+    for (auto& [n, s] : stabilize_)
+      if (s.peer == succ) return;  // one probe in flight at a time
+    const std::uint64_t nonce = ++nonce_;
+    env_.send(succ, chord_msg::get_state{nonce});
+    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, nonce, succ] {
+      stabilize_.erase(nonce);
+      env_.count("successor_timeouts");
+      // one silence may be a lost message: ask again at once; failure_threshold in a row, it is gone
+      if (++successor_silences_ >= cfg_.failure_threshold) {
+        successor_silences_ = 0;
+        failed_[succ] = env_.now();
+        forget(succ);
+      }
+      stabilize();
+    });
+    stabilize_.emplace(nonce, pending_state{succ, t});
+  }
+
+  void fix_fingers() {
+    if (!joined_ || successors_.empty()) return;
+    // cycle over the stored fingers and one more below them, which may have become distinct
+    if (next_finger_ > fingers_.size()) next_finger_ = 0;
+    const std::size_t j = next_finger_;
+    next_finger_ = (j + 1) % (fingers_.size() + 1);
+    const unsigned i = cfg_.bits - 1 - static_cast<unsigned>(j);
+    if (j >= cfg_.bits) return;
+    lookup(self_.id + ring_pow2(i), 1, [this, j](std::error_code ec, lookup_result r) {
+      if (ec || r.owners.empty() || !joined_) return;
+      const contact f = r.owners.front();
+      if (f.addr == self_.addr || f.addr == successor().addr) {
+        // this finger and every lower one are the successor: store none of them
+        if (j < fingers_.size()) fingers_.resize(j);
+        return;
+      }
+      if (j < fingers_.size()) fingers_[j] = f;
+      else if (j == fingers_.size()) fingers_.push_back(f);
+    });
+  }
+
+  void check_predecessor() {
+    if (!joined_ || !predecessor_ || ping_timer_) return;
+    ping_nonce_ = ++nonce_;
+    const address p = predecessor_.addr;
+    env_.send(p, chord_msg::ping{ping_nonce_});
+    ping_timer_ = env_.arm(cfg_.rpc_timeout, [this, p] {
+      ping_timer_ = {};
+      if (predecessor_.addr != p) return;
+      env_.count("predecessor_timeouts");
+      if (++predecessor_silences_ >= cfg_.failure_threshold) {  // not just a lost message
+        predecessor_silences_ = 0;
+        predecessor_ = {};
+      } else {
+        check_predecessor();
+      }
+    });
+  }
+
+  void send_deliver(const contact& owner, const node_id& key, bytes payload) {
+    if (owner.addr == self_.addr) {
+      env_.count("delivered");
+      if (on_deliver_) on_deliver_(key, self_, std::move(payload));
+      return;
+    }
+    env_.send(owner.addr, chord_msg::deliver{key, self_, std::move(payload)});
+  }
+
+  E env_;
+  chord_config cfg_;
+  contact self_;
+  contact predecessor_;
+  std::vector<contact> successors_;
+  std::vector<contact> fingers_;  // fingers_[j] is finger (bits-1-j); lower fingers are the successor
+  std::size_t next_finger_ = 0;
+  unsigned successor_silences_ = 0, predecessor_silences_ = 0;
+  std::vector<contact> seeds_;
+  duration retry_{};
+  bool joined_ = false;
+  std::uint64_t nonce_ = 0;
+  std::unordered_map<std::uint64_t, lookup_op> lookups_;
+  std::unordered_map<std::uint64_t, pending_state> stabilize_;
+  std::unordered_map<address, time_point> failed_;  // see recently_failed()
+  std::uint64_t ping_nonce_ = 0;
+  timer_id ping_timer_{}, join_timer_{};
+  deliver_callback on_deliver_;
+  periodic<E> stabilize_timer_, fingers_timer_, predecessor_timer_;
+};
+
+}  // namespace dcp::dht

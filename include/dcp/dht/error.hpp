@@ -1,0 +1,44 @@
+#pragma once
+// The DHT chapter's error codes (category "dcp.dht"), beside dcp::errc.
+#include <string>
+#include <system_error>
+
+namespace dcp::dht {
+
+enum class errc : int {
+  not_joined = 1,     ///< the node has not joined the overlay yet (bootstrap still running)
+  lookup_failed,      ///< every path to the key's owner failed within the retry budget
+  key_too_large,      ///< the key is longer than store_config::max_key_size
+  value_too_large,    ///< the value is longer than store_config::max_value_size
+  no_replica,         ///< no responsible node acknowledged within the timeout
+  not_found,          ///< no live value under the key (never put, deleted, or expired)
+  bad_argument,       ///< a count, a TTL or a bootstrap list outside the contract
+};
+
+class error_category_impl final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "dcp.dht"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::not_joined: return "not joined to the overlay yet: call bootstrap() with a reachable contact and wait";
+      case errc::lookup_failed: return "lookup failed: no live path to the key's owner within the retry budget";
+      case errc::key_too_large: return "key larger than store_config::max_key_size";
+      case errc::value_too_large: return "value larger than store_config::max_value_size";
+      case errc::no_replica: return "no responsible node acknowledged within the timeout";
+      case errc::not_found: return "no live value under this key (never put, deleted or expired)";
+      case errc::bad_argument: return "argument outside the contract (count, TTL or contact list)";
+    }
+    return "unknown dcp.dht error " + std::to_string(ev);
+  }
+};
+
+inline const std::error_category& error_category() noexcept {
+  static const error_category_impl instance;
+  return instance;
+}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+}  // namespace dcp::dht
+
+template <>
+struct std::is_error_code_enum<dcp::dht::errc> : std::true_type {};

@@ -1,0 +1,599 @@
+#pragma once
+// Kademlia (Maymounkov, Mazières, IPTPS 2002).
+//
+// 160-bit ids; the distance between two ids is their XOR, so the owner of a
+// key is the node whose id is XOR-closest to it. A node keeps, for each
+// i < 160, a k-bucket of up to k contacts at distance [2^i, 2^(i+1)),
+// least recently seen first. Every message a node receives updates the
+// sender's bucket; when the bucket is full the least recently seen contact
+// is pinged and kept if it answers — old live contacts are preferred, since
+// a node that has been up long is likely to stay up (§2.2) — and replaced by
+// the newcomer only if it is silent.
+//
+// Lookups are iterative and parallel: the origin keeps a shortlist of the
+// closest ids seen, asks α of them at a time for their k closest to the
+// target, and stops once the k closest it has seen have all answered. A
+// silent contact costs one rpc_timeout on one of the α lanes, not the lookup.
+// Buckets not touched by a lookup for refresh_interval are refreshed by a
+// lookup of a random id in their range; a joining node looks itself up and
+// refreshes every bucket beyond its closest neighbour.
+//
+// Buckets are kept only down to the deepest non-empty one: with N nodes,
+// about log2 N + log2 k buckets, not 160.
+//
+// Fault model: tolerates loss, duplication and reordering (replies are
+// matched by nonce), any crash pattern that leaves each key's neighbourhood
+// reachable, and partitions (each side keeps working; contacts across the
+// cut are evicted only when a newcomer needs their slot). Kademlia has no
+// leave message: leave() stops this node, and the others notice through
+// failed requests.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/node_id.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/dht/contact.hpp"
+#include "dcp/dht/error.hpp"
+#include "dcp/dht/router.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::dht {
+
+struct kademlia_config {
+  /// Bucket size and replication parameter k (BitTorrent's mainline DHT uses 8).
+  std::size_t k = 20;
+  /// Parallel requests per lookup.
+  std::size_t alpha = 3;
+  duration rpc_timeout = 500ms;
+  /// A bucket with no lookup in its range for this long is refreshed (the paper: 1 hour).
+  duration refresh_interval = 1h;
+  /// Consecutive unanswered requests after which a contact is dropped from its
+  /// bucket, and after which a lookup stops asking it. With message loss p a
+  /// live contact is given up with probability about (2p)^threshold.
+  unsigned failure_threshold = 3;
+  duration bootstrap_retry = 500ms;
+  duration bootstrap_retry_max = 30s;
+  /// This node's id; random (from the Env's rng) when unset.
+  std::optional<node_id> id;
+
+  void validate() const {
+    if (k < 1) throw error(dcp::errc::invalid_config, "kademlia: k must be >= 1");
+    if (alpha < 1) throw error(dcp::errc::invalid_config, "kademlia: alpha must be >= 1");
+    if (rpc_timeout <= duration::zero() || refresh_interval <= duration::zero())
+      throw error(dcp::errc::invalid_config, "kademlia: rpc_timeout and refresh_interval must be > 0");
+    if (failure_threshold < 1) throw error(dcp::errc::invalid_config, "kademlia: failure_threshold must be >= 1");
+    if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
+      throw error(dcp::errc::invalid_config, "kademlia: need 0 < bootstrap_retry <= bootstrap_retry_max");
+  }
+};
+
+namespace kademlia_msg {
+struct ping {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "ping";
+  std::uint64_t nonce = 0;
+  contact sender;
+  template <class A> void serialize(A& ar) { ar(nonce, sender); }
+};
+struct pong {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "pong";
+  std::uint64_t nonce = 0;
+  contact sender;
+  template <class A> void serialize(A& ar) { ar(nonce, sender); }
+};
+struct find_node {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "find_node";
+  std::uint64_t nonce = 0;
+  contact sender;
+  node_id target;
+  template <class A> void serialize(A& ar) { ar(nonce, sender, target); }
+};
+struct nodes {  // the responder's k closest to the target
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "nodes";
+  std::uint64_t nonce = 0;
+  contact sender;
+  std::vector<contact> closest;
+  template <class A> void serialize(A& ar) { ar(nonce, sender, closest); }
+};
+struct deliver {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "deliver";
+  node_id key;
+  contact origin;
+  bytes payload;
+  template <class A> void serialize(A& ar) { ar(key, origin, payload); }
+};
+}  // namespace kademlia_msg
+
+template <Env E>
+class kademlia {
+ public:
+  using messages = wire::message_set<kademlia_msg::ping, kademlia_msg::pong, kademlia_msg::find_node,
+                                     kademlia_msg::nodes, kademlia_msg::deliver>;
+  static constexpr std::string_view name = "kademlia";
+  static constexpr protocol_id default_id = 82;
+
+  kademlia(E env, kademlia_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+    cfg_.validate();
+    self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+  }
+  kademlia(const kademlia&) = delete;
+  kademlia& operator=(const kademlia&) = delete;
+  ~kademlia() { stop(); }
+
+  // ---- Router ----
+
+  const contact& self() const noexcept { return self_; }
+  bool joined() const noexcept { return joined_; }
+
+  /// Joins through any of `seeds` (their ids may be unknown: zero), retrying with
+  /// backoff while none answers; an empty list founds a new network.
+  void bootstrap(const std::vector<contact>& seeds) {
+    seeds_.clear();
+    for (auto& s : seeds)  // without ourselves and without repeats
+      if (!s.addr.empty() && s.addr != self_.addr &&
+          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
+        seeds_.push_back(s);
+    if (seeds_.empty()) return become_joined();
+    retry_ = cfg_.bootstrap_retry;
+    try_join();
+  }
+
+  void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
+    if (!joined_) return cb(make_error_code(errc::not_joined), {});
+    if (n == 0) return cb(make_error_code(errc::bad_argument), {});
+    start_lookup(key, n, std::move(cb));
+  }
+
+  void route(const node_id& key, bytes payload) {
+    lookup(key, 1, [this, key, p = std::move(payload)](std::error_code ec, lookup_result r) mutable {
+      if (ec || r.owners.empty()) { env_.count("route_failed"); return; }
+      if (r.owners.front().addr == self_.addr) {
+        env_.count("delivered");
+        if (on_deliver_) on_deliver_(key, self_, std::move(p));
+      } else {
+        env_.send(r.owners.front().addr, kademlia_msg::deliver{key, self_, std::move(p)});
+      }
+    });
+  }
+
+  /// The n known contacts XOR-closest to `key`, self included.
+  std::vector<contact> closest(const node_id& key, std::size_t n) const {
+    std::vector<contact> out{self_};
+    for (auto& b : buckets_)
+      for (auto& e : b.entries) out.push_back(e.who);
+    const auto by_distance = [&](const contact& a, const contact& b) { return (a.id ^ key) < (b.id ^ key); };
+    if (out.size() > n) {
+      std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), by_distance);
+      out.resize(n);
+    } else {
+      std::sort(out.begin(), out.end(), by_distance);
+    }
+    return out;
+  }
+
+  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+
+  /// Stops this node (Kademlia has no leave message; peers notice by silence).
+  void leave() {
+    stop();
+    joined_ = false;
+    auto ops = std::move(lookups_);
+    lookups_.clear();
+    for (auto& [nonce, op] : ops)
+      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
+  }
+
+  /// The XOR metric.
+  static node_id distance(const node_id& key, const node_id& id) noexcept { return key ^ id; }
+
+  // ---- inspection ----
+
+  const kademlia_config& config() const noexcept { return cfg_; }
+  /// Contacts in bucket i (distance in [2^i, 2^(i+1))), least recently seen first.
+  std::vector<contact> bucket(int i) const {
+    std::vector<contact> out;
+    const std::size_t j = static_cast<std::size_t>(node_id::bits - 1 - i);
+    if (j < buckets_.size())
+      for (auto& e : buckets_[j].entries) out.push_back(e.who);
+    return out;
+  }
+  std::size_t contacts() const noexcept {
+    std::size_t n = 0;
+    for (auto& b : buckets_) n += b.entries.size();
+    return n;
+  }
+  bool knows(const address& a) const noexcept {
+    for (auto& b : buckets_)
+      for (auto& e : b.entries)
+        if (e.who.addr == a) return true;
+    return false;
+  }
+
+  /// For benchmarks and tests only: fills every bucket with up to k random
+  /// contacts of its range from a global view of all live nodes (sorted by id),
+  /// as a long-running network would have them. Real nodes use bootstrap().
+  void install_global_view(const std::vector<contact>& sorted) {
+    buckets_.clear();
+    const time_point now = env_.now();
+    for (int i = static_cast<int>(node_id::bits) - 1; i >= 0; --i) {
+      // ids at XOR distance [2^i, 2^(i+1)): our prefix above bit i, bit i flipped, anything below
+      const node_id lo = range_low(i), hi = lo + (node_id::pow2(static_cast<std::size_t>(i)) - node_id::pow2(0));
+      auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
+      auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
+      std::vector<contact> range(first, last);
+      if (range.empty()) continue;
+      auto pick = env_.rng().sample(std::span(range), cfg_.k);
+      auto& b = bucket_at(i);
+      for (auto& c : pick) b.entries.push_back({c, now, 0});
+    }
+    become_joined();
+  }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const kademlia_msg::ping& m) {
+    if (!heard(from, m.sender)) return;
+    env_.send(from, kademlia_msg::pong{m.nonce, self_});
+  }
+  void on_message(const address& from, const kademlia_msg::pong& m) {
+    if (!heard(from, m.sender)) return;
+    if (auto it = pings_.find(m.nonce); it != pings_.end() && it->second.peer == from) {
+      env_.cancel(it->second.timer);
+      auto p = std::move(it->second);
+      pings_.erase(it);
+      if (p.on_answer) p.on_answer();
+    }
+  }
+  void on_message(const address& from, const kademlia_msg::find_node& m) {
+    if (!heard(from, m.sender)) return;
+    auto out = closest(m.target, cfg_.k + 1);
+    std::erase_if(out, [&](const contact& c) { return c.addr == from; });  // it knows itself
+    if (out.size() > cfg_.k) out.resize(cfg_.k);
+    env_.send(from, kademlia_msg::nodes{m.nonce, self_, std::move(out)});
+  }
+  void on_message(const address& from, const kademlia_msg::nodes& m) {
+    if (!heard(from, m.sender)) return;
+    if (m.closest.size() > 2 * cfg_.k) return env_.count("bad_nodes");  // a peer flooding us with contacts
+    auto it = rpcs_.find(m.nonce);
+    if (it == rpcs_.end() || it->second.peer != from) return env_.count("stale_reply");
+    const auto rpc = it->second;
+    env_.cancel(rpc.timer);
+    rpcs_.erase(it);
+    on_reply(rpc.lookup, from, &m.closest);
+  }
+  void on_message(const address& from, const kademlia_msg::deliver& m) {
+    (void)from;
+    env_.count("delivered");
+    if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
+  }
+  void on_unreachable(const address& peer) { drop_contact(peer); }
+
+ private:
+  struct entry {
+    contact who;
+    time_point last_seen;
+    unsigned failures = 0;
+  };
+  struct bucket_state {
+    std::vector<entry> entries;  // least recently seen first
+    time_point last_lookup{};
+    std::uint64_t evict_ping = 0;  // nonce of the ping to the head, 0 when none
+    contact candidate;             // the newcomer waiting on that ping
+  };
+  struct ping_state {
+    address peer;
+    timer_id timer{};
+    std::function<void()> on_answer, on_silence;
+  };
+  struct candidate {
+    contact who;
+    enum class state : std::uint8_t { fresh, asked, answered, failed } st = state::fresh;
+    unsigned depth = 0;  // requests on the causal path that revealed it
+    unsigned timeouts = 0;
+  };
+  struct lookup_op {
+    node_id target;
+    std::size_t n = 1;
+    lookup_callback cb;
+    std::vector<candidate> shortlist;  // sorted by distance to target
+    std::size_t in_flight = 0;
+    bool join = false;
+  };
+  struct rpc_state {
+    std::uint64_t lookup;
+    address peer;
+    timer_id timer{};
+  };
+
+  void stop() {
+    refresh_timer_.stop();
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    for (auto& [n, r] : rpcs_) env_.cancel(r.timer);
+    rpcs_.clear();
+    for (auto& [n, p] : pings_) env_.cancel(p.timer);
+    pings_.clear();
+    for (auto& b : buckets_) b.evict_ping = 0;
+  }
+
+  node_id range_low(int i) const noexcept {
+    // self with bit i (from the least significant end) flipped and every lower bit cleared
+    const std::size_t from_top = node_id::bits - 1 - static_cast<std::size_t>(i);
+    auto v = self_.id.bytes();
+    v[from_top / 8] ^= static_cast<std::uint8_t>(0x80u >> (from_top % 8));
+    for (std::size_t b = from_top + 1; b < node_id::bits; ++b) v[b / 8] &= static_cast<std::uint8_t>(~(0x80u >> (b % 8)));
+    return node_id(v);
+  }
+  node_id random_in_bucket(int i) {
+    const node_id r = node_id::random(env_.rng());
+    const node_id span = node_id::pow2(static_cast<std::size_t>(i)) - node_id::pow2(0);  // low i bits set
+    node_id low;
+    auto rv = r.bytes(), sv = span.bytes();
+    for (std::size_t b = 0; b < node_id::size; ++b) rv[b] &= sv[b];
+    low = node_id(rv);
+    return range_low(i) + low;
+  }
+
+  bucket_state& bucket_at(int i) {
+    const std::size_t j = static_cast<std::size_t>(node_id::bits - 1 - i);
+    if (j >= buckets_.size()) buckets_.resize(j + 1);
+    return buckets_[j];
+  }
+  int bucket_index(const node_id& id) const noexcept { return (id ^ self_.id).log2(); }
+
+  /// Every message updates the sender's bucket. False (and counted) when the
+  /// sender contact does not match the transport's address.
+  bool heard(const address& from, const contact& sender) {
+    if (sender.addr != from) {
+      env_.count("spoofed_sender");
+      return false;
+    }
+    if (sender.id == self_.id) return from != self_.addr;  // another node with our id: answer, never store
+    const int i = bucket_index(sender.id);
+    auto& b = bucket_at(i);
+    auto it = std::find_if(b.entries.begin(), b.entries.end(), [&](const entry& e) { return e.who.addr == from; });
+    if (it != b.entries.end()) {
+      entry e = *it;
+      e.who = sender;
+      e.last_seen = env_.now();
+      e.failures = 0;
+      b.entries.erase(it);
+      b.entries.push_back(e);
+      return true;
+    }
+    if (b.entries.size() < cfg_.k) {
+      b.entries.push_back({sender, env_.now(), 0});
+      return true;
+    }
+    // full: ping the least recently seen; the newcomer gets its slot only if it is silent
+    b.candidate = sender;
+    if (b.evict_ping) return true;
+    const address head = b.entries.front().who.addr;
+    b.evict_ping = ping(head, [this, i, head] {  // answered: keep the old contact (heard() moved it to the tail)
+      auto& bb = bucket_at(i);
+      bb.evict_ping = 0;
+      bb.candidate = {};
+      (void)head;
+    }, [this, i, head] {
+      auto& bb = bucket_at(i);
+      bb.evict_ping = 0;
+      env_.count("evictions");
+      std::erase_if(bb.entries, [&](const entry& e) { return e.who.addr == head; });
+      if (bb.candidate && bb.entries.size() < cfg_.k) bb.entries.push_back({bb.candidate, env_.now(), 0});
+      bb.candidate = {};
+    });
+    return true;
+  }
+
+  std::uint64_t ping(const address& peer, std::function<void()> on_answer, std::function<void()> on_silence) {
+    const std::uint64_t nonce = ++nonce_;
+    env_.send(peer, kademlia_msg::ping{nonce, self_});
+    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, nonce] {
+      auto it = pings_.find(nonce);
+      if (it == pings_.end()) return;
+      auto p = std::move(it->second);
+      pings_.erase(it);
+      if (p.on_silence) p.on_silence();
+    });
+    pings_.emplace(nonce, ping_state{peer, t, std::move(on_answer), std::move(on_silence)});
+    return nonce;
+  }
+
+  void drop_contact(const address& peer) {
+    for (auto& b : buckets_) {
+      auto before = b.entries.size();
+      std::erase_if(b.entries, [&](const entry& e) { return e.who.addr == peer; });
+      if (b.entries.size() != before && b.candidate && b.candidate.addr != peer && b.entries.size() < cfg_.k) {
+        b.entries.push_back({b.candidate, env_.now(), 0});
+        b.candidate = {};
+      }
+    }
+  }
+  void failed(const address& peer) {
+    for (auto& b : buckets_)
+      for (auto& e : b.entries)
+        if (e.who.addr == peer && ++e.failures >= cfg_.failure_threshold) return drop_contact(peer);
+  }
+
+  // ---- joining and refresh ----
+
+  void become_joined() {
+    joined_ = true;
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    const duration period = std::max<duration>(cfg_.refresh_interval / 8, 1ms);
+    refresh_timer_.start(env_, period, [this] { refresh(false); },
+                         duration(1 + env_.rng().below(static_cast<std::uint64_t>(period.count()))));
+  }
+
+  void try_join() {
+    join_timer_ = {};
+    if (joined_) return;
+    env_.count("join_attempts");
+    // the seeds' ids may be unknown: ask them for our own id first, which also makes them know us
+    const std::uint64_t nonce = ++nonce_;
+    lookup_op op;
+    op.target = self_.id;
+    op.n = cfg_.k;
+    op.join = true;
+    for (auto& s : seeds_) op.shortlist.push_back({s, candidate::state::fresh, 0, 0});
+    op.cb = [this](std::error_code ec, lookup_result r) {
+      if (joined_) return;
+      const bool anyone = !ec && std::any_of(r.owners.begin(), r.owners.end(), [&](const contact& c) { return c.addr != self_.addr; });
+      if (!anyone) {
+        join_timer_ = env_.arm(retry_, [this] { try_join(); });
+        retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+        return;
+      }
+      become_joined();
+      refresh(true);  // every bucket beyond the closest neighbour (§2.3)
+    };
+    lookups_.emplace(nonce, std::move(op));
+    pump(nonce);
+  }
+
+  void refresh(bool all) {
+    if (!joined_) return;
+    const time_point now = env_.now();
+    // the closest neighbour's bucket: every bucket above it is refreshed on join
+    int nearest = -1;
+    for (std::size_t j = buckets_.size(); j-- > 0;)
+      if (!buckets_[j].entries.empty()) { nearest = static_cast<int>(node_id::bits - 1 - j); break; }
+    for (int i = static_cast<int>(node_id::bits) - 1; i >= std::max(nearest, 0); --i) {
+      auto& b = bucket_at(i);
+      if (!all && now - b.last_lookup < cfg_.refresh_interval) continue;
+      b.last_lookup = now;
+      env_.count("refreshes");
+      start_lookup(random_in_bucket(i), cfg_.k, [](std::error_code, lookup_result) {});
+    }
+  }
+
+  // ---- lookups ----
+
+  void start_lookup(const node_id& target, std::size_t n, lookup_callback cb) {
+    if (!joined_) return cb(make_error_code(errc::not_joined), {});
+    lookup_op op;
+    op.target = target;
+    op.n = n;
+    op.cb = std::move(cb);
+    for (auto& c : closest(target, cfg_.k))
+      op.shortlist.push_back({c, c.addr == self_.addr ? candidate::state::answered : candidate::state::fresh, 0, 0});
+    if (const int i = bucket_index(target); i >= 0) bucket_at(i).last_lookup = env_.now();
+    const std::uint64_t nonce = ++nonce_;
+    lookups_.emplace(nonce, std::move(op));
+    pump(nonce);
+  }
+
+  /// Sends requests while fewer than alpha are out, then checks for the end.
+  void pump(std::uint64_t nonce) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    // among the k closest not known to have failed: ask fresh ones; done when all answered
+    std::size_t seen = 0;
+    bool waiting = false;
+    for (auto& c : op.shortlist) {
+      if (seen == cfg_.k) break;
+      if (c.st == candidate::state::failed) continue;
+      ++seen;
+      if (c.st == candidate::state::answered) continue;
+      waiting = true;
+      if (c.st == candidate::state::fresh && op.in_flight < cfg_.alpha) {
+        c.st = candidate::state::asked;
+        ++op.in_flight;
+        const std::uint64_t rpc = ++nonce_;
+        env_.send(c.who.addr, kademlia_msg::find_node{rpc, self_, op.target});
+        const address peer = c.who.addr;
+        const timer_id t = env_.arm(cfg_.rpc_timeout, [this, rpc] {
+          auto jt = rpcs_.find(rpc);
+          if (jt == rpcs_.end()) return;
+          const auto r = jt->second;
+          rpcs_.erase(jt);
+          env_.count("lookup_timeouts");
+          failed(r.peer);
+          on_reply(r.lookup, r.peer, nullptr);
+        });
+        rpcs_.emplace(rpc, rpc_state{nonce, peer, t});
+      }
+    }
+    if (waiting || op.in_flight > 0) return;
+    lookup_result res;
+    for (auto& c : op.shortlist) {
+      if (res.owners.size() == op.n) break;
+      if (c.st == candidate::state::answered) {
+        if (res.owners.empty()) res.hops = c.depth + (c.who.addr == self_.addr ? 0 : 1);  // + the request to it
+        res.owners.push_back(c.who);
+      }
+    }
+    auto cb = std::move(op.cb);
+    lookups_.erase(it);
+    if (res.owners.empty()) {
+      env_.count("lookup_failed");
+      return cb(make_error_code(errc::lookup_failed), {});
+    }
+    cb({}, std::move(res));
+  }
+
+  void on_reply(std::uint64_t nonce, const address& from, const std::vector<contact>* found) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    auto c = std::find_if(op.shortlist.begin(), op.shortlist.end(),
+                          [&](const candidate& x) { return x.who.addr == from && x.st == candidate::state::asked; });
+    if (c == op.shortlist.end()) return pump(nonce);
+    --op.in_flight;
+    if (!found) {
+      // silent: ask once more (the request or the answer may just have been lost), then give up on it
+      c->st = ++c->timeouts >= cfg_.failure_threshold ? candidate::state::failed : candidate::state::fresh;
+      return pump(nonce);
+    }
+    c->st = candidate::state::answered;
+    const unsigned depth = c->depth + 1;
+    if (op.join) {  // a seed answered: now we know its id (heard() stored it)
+      for (auto& b : buckets_)
+        for (auto& e : b.entries)
+          if (e.who.addr == from) c->who = e.who;
+    }
+    for (auto& x : *found) {
+      if (x.addr.empty() || x.addr == self_.addr) continue;
+      if (std::any_of(op.shortlist.begin(), op.shortlist.end(), [&](const candidate& y) { return y.who.addr == x.addr; })) continue;
+      op.shortlist.push_back({x, candidate::state::fresh, depth, 0});
+    }
+    const node_id t = op.target;
+    std::stable_sort(op.shortlist.begin(), op.shortlist.end(),
+                     [&](const candidate& a, const candidate& b) { return (a.who.id ^ t) < (b.who.id ^ t); });
+    if (op.shortlist.size() > 4 * cfg_.k) {  // far ones never matter again, unless a request to them is out
+      std::size_t idx = 0;
+      std::erase_if(op.shortlist, [&](const candidate& x) { return idx++ >= 4 * cfg_.k && x.st != candidate::state::asked; });
+    }
+    pump(nonce);
+  }
+
+  E env_;
+  kademlia_config cfg_;
+  contact self_;
+  std::vector<bucket_state> buckets_;  // buckets_[j] is bucket 159 - j
+  std::vector<contact> seeds_;
+  duration retry_{};
+  bool joined_ = false;
+  std::uint64_t nonce_ = 0;
+  std::unordered_map<std::uint64_t, lookup_op> lookups_;
+  std::unordered_map<std::uint64_t, rpc_state> rpcs_;
+  std::unordered_map<std::uint64_t, ping_state> pings_;
+  timer_id join_timer_{};
+  deliver_callback on_deliver_;
+  periodic<E> refresh_timer_;
+};
+
+}  // namespace dcp::dht

@@ -1,0 +1,731 @@
+#pragma once
+// Pastry (Rowstron, Druschel, Middleware 2001).
+//
+// Ids are read as digits of b bits (b = 4: hexadecimal). A key belongs to the
+// node whose id is numerically closest to it on the ring. Each node keeps
+//   - a leaf set: the l/2 closest smaller and l/2 closest larger ids (l = 16),
+//   - a routing table: row r holds, for each digit d, a node that shares the
+//     first r digits with us and has d as digit r.
+// A message for key k is delivered to the numerically closest leaf when k
+// falls within the leaf set; otherwise it goes to the table entry sharing one
+// more digit with k; failing that (rare), to any known node that shares as
+// many digits and is numerically closer. Each hop fixes a digit, so a route
+// takes fewer than ⌈log_{2^b} N⌉ hops.
+//
+// Routing is recursive, as in the paper, with a per-hop acknowledgement: a
+// node that does not acknowledge within rpc_timeout is removed from the
+// forwarder's state and the message goes to the next-best hop (leaf-set
+// repair and lazy routing-table repair, §2.4). The root answers a lookup
+// directly to its origin with its closest leaves.
+//
+// Joining node X asks a contact A (assumed nearby: the simulator has no
+// proximity metric, so "nearby" is the caller's choice of A) to route a join
+// message to key X. Every node on the path sends X its routing-table rows;
+// the root Z, numerically closest to X, also sends its leaf set. X then
+// announces itself to every node in its new state.
+//
+// Leaf sets are kept alive by periodic probes: a leaf silent for
+// failure_threshold rounds is removed, and the farthest live leaf on that
+// side is asked for its leaf set to refill it. Delivery is guaranteed unless
+// l/2 nodes with adjacent ids fail together (§2.4); then the ring splits and
+// lookups near the hole fail (with errc::lookup_failed after lookup_timeout)
+// or reach a wrong root, until the survivors rejoin.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/log.hpp"
+#include "dcp/core/node_id.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/dht/contact.hpp"
+#include "dcp/dht/error.hpp"
+#include "dcp/dht/router.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::dht {
+
+struct pastry_config {
+  /// Bits per digit (1, 2 or 4; the routing table has 2^b columns).
+  unsigned b = 4;
+  /// Leaf set size l (even): l/2 on each side.
+  std::size_t leaf_set = 16;
+  duration rpc_timeout = 500ms;
+  /// How often leaves are probed and neighbours' leaf sets exchanged.
+  duration leaf_interval = 1s;
+  /// Consecutive silent probes after which a leaf is declared failed.
+  unsigned failure_threshold = 3;
+  /// A lookup not answered within this fails with errc::lookup_failed.
+  duration lookup_timeout = 5s;
+  /// Hops after which a message is dropped (a loop from inconsistent state).
+  unsigned max_hops = 64;
+  duration bootstrap_retry = 500ms;
+  duration bootstrap_retry_max = 30s;
+  std::optional<node_id> id;
+
+  void validate() const {
+    if (b != 1 && b != 2 && b != 4) throw error(dcp::errc::invalid_config, "pastry: b must be 1, 2 or 4");
+    if (leaf_set < 2 || leaf_set % 2) throw error(dcp::errc::invalid_config, "pastry: leaf_set must be even and >= 2");
+    if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
+      throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
+    if (failure_threshold < 1 || max_hops < 1) throw error(dcp::errc::invalid_config, "pastry: failure_threshold and max_hops must be >= 1");
+    if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
+      throw error(dcp::errc::invalid_config, "pastry: need 0 < bootstrap_retry <= bootstrap_retry_max");
+  }
+};
+
+namespace pastry_msg {
+enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2 };
+struct route {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "route";
+  std::uint64_t hop = 0;    // this hop's id, acknowledged by route_ack
+  std::uint64_t nonce = 0;  // the origin's request id
+  std::uint8_t what = 0;    // kind
+  node_id key;
+  contact origin, sender;
+  std::uint16_t hops = 0;
+  std::uint16_t n = 1;
+  bytes payload;
+  template <class A> void serialize(A& ar) { ar(hop, nonce, what, key, origin, sender, hops, n, payload); }
+};
+struct route_ack {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "route_ack";
+  std::uint64_t hop = 0;
+  template <class A> void serialize(A& ar) { ar(hop); }
+};
+struct lookup_reply {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "lookup_reply";
+  std::uint64_t nonce = 0;
+  std::uint16_t hops = 0;
+  std::vector<contact> owners;
+  template <class A> void serialize(A& ar) { ar(nonce, hops, owners); }
+};
+struct join_state {  // to a joining node: routing rows, and the leaf set from the root
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "join_state";
+  std::uint64_t nonce = 0;
+  contact sender;
+  bool root = false;
+  std::vector<contact> entries;  // table rows and, from the root, its leaf set
+  template <class A> void serialize(A& ar) { ar(nonce, sender, root, entries); }
+};
+struct announce {  // "I have joined; here I am"
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "announce";
+  contact sender;
+  template <class A> void serialize(A& ar) { ar(sender); }
+};
+struct leaf_exchange {  // a leaf set, sent to neighbours; reply asks for theirs back
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "leaf_exchange";
+  contact sender;
+  bool want_reply = false;
+  std::vector<contact> leaves;
+  template <class A> void serialize(A& ar) { ar(sender, want_reply, leaves); }
+};
+struct probe {
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "probe";
+  contact sender;
+  bool reply = false;
+  template <class A> void serialize(A& ar) { ar(sender, reply); }
+};
+struct row_request {  // lazy table repair: "your entry (row, digit)?"
+  static constexpr message_type wire_id = 8;
+  static constexpr std::string_view wire_name = "row_request";
+  contact sender;
+  std::uint16_t row = 0;
+  std::uint8_t digit = 0;
+  template <class A> void serialize(A& ar) { ar(sender, row, digit); }
+};
+struct row_reply {
+  static constexpr message_type wire_id = 9;
+  static constexpr std::string_view wire_name = "row_reply";
+  contact sender;
+  contact entry;
+  template <class A> void serialize(A& ar) { ar(sender, entry); }
+};
+}  // namespace pastry_msg
+
+template <Env E>
+class pastry {
+ public:
+  using messages = wire::message_set<pastry_msg::route, pastry_msg::route_ack, pastry_msg::lookup_reply,
+                                     pastry_msg::join_state, pastry_msg::announce, pastry_msg::leaf_exchange,
+                                     pastry_msg::probe, pastry_msg::row_request, pastry_msg::row_reply>;
+  static constexpr std::string_view name = "pastry";
+  static constexpr protocol_id default_id = 81;
+
+  pastry(E env, pastry_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+    cfg_.validate();
+    self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+  }
+  pastry(const pastry&) = delete;
+  pastry& operator=(const pastry&) = delete;
+  ~pastry() { stop(); }
+
+  // ---- Router ----
+
+  const contact& self() const noexcept { return self_; }
+  bool joined() const noexcept { return joined_; }
+
+  void bootstrap(const std::vector<contact>& seeds) {
+    seeds_.clear();
+    for (auto& s : seeds)
+      if (!s.addr.empty() && s.addr != self_.addr &&
+          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
+        seeds_.push_back(s);
+    if (seeds_.empty()) return become_joined();
+    retry_ = cfg_.bootstrap_retry;
+    try_join();
+  }
+
+  void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
+    if (!joined_) return cb(make_error_code(errc::not_joined), {});
+    if (n == 0 || n > 0xFFFF) return cb(make_error_code(errc::bad_argument), {});
+    const std::uint64_t nonce = ++nonce_;
+    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
+      auto it = lookups_.find(nonce);
+      if (it == lookups_.end()) return;
+      auto cb = std::move(it->second.cb);
+      env_.cancel(it->second.retry);
+      lookups_.erase(it);
+      env_.count("lookup_failed");
+      cb(make_error_code(errc::lookup_failed), {});
+    });
+    lookups_.emplace(nonce, pending_lookup{std::move(cb), t});
+    send_lookup(nonce, key, static_cast<std::uint16_t>(n), 0);
+  }
+
+  void route(const node_id& key, bytes payload) {
+    if (!joined_) return env_.count("route_failed");
+    pastry_msg::route m;
+    m.what = static_cast<std::uint8_t>(pastry_msg::kind::app);
+    m.key = key;
+    m.origin = self_;
+    m.payload = std::move(payload);
+    handle_route(std::move(m));
+  }
+
+  /// The n known nodes numerically closest to `key`: from the leaf set and self
+  /// when the key falls within the leaf set (the leaf set is probed; table
+  /// entries are repaired only lazily and may be dead), else from all we know.
+  std::vector<contact> closest(const node_id& key, std::size_t n) const {
+    std::vector<contact> all;
+    if (in_leaf_range(key)) {
+      all = leaves();
+      all.push_back(self_);
+    } else {
+      all = known();
+    }
+    sort_by_distance(all, key);
+    if (all.size() > n) all.resize(n);
+    return all;
+  }
+
+  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+
+  /// Leaves: tells the leaf set (so each side repairs at once) and stops.
+  void leave() {
+    if (!joined_) return;
+    for (auto& c : leaves()) env_.send(c.addr, pastry_msg::leaf_exchange{contact{self_.id, address{}}, false, leaves()});
+    joined_ = false;
+    stop();
+    auto ops = std::move(lookups_);
+    lookups_.clear();
+    for (auto& [n, op] : ops) {
+      env_.cancel(op.timer);
+      env_.cancel(op.retry);
+      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
+    }
+  }
+
+  /// Numerical distance on the ring: the shorter way round.
+  static node_id distance(const node_id& key, const node_id& id) noexcept {
+    const node_id a = id - key, b = key - id;
+    return std::min(a, b);
+  }
+
+  // ---- inspection ----
+
+  const pastry_config& config() const noexcept { return cfg_; }
+  const std::vector<contact>& left() const noexcept { return left_; }    // smaller ids, closest first
+  const std::vector<contact>& right() const noexcept { return right_; }  // larger ids, closest first
+  std::vector<contact> leaves() const {
+    std::vector<contact> out(left_);
+    out.insert(out.end(), right_.begin(), right_.end());
+    return out;
+  }
+  /// Routing-table entry (row, digit); empty when unknown.
+  contact entry(std::size_t row, unsigned digit) const {
+    return row < table_.size() ? table_[row][digit] : contact{};
+  }
+  std::size_t rows() const noexcept { return table_.size(); }
+  std::size_t table_entries() const noexcept {
+    std::size_t n = 0;
+    for (auto& r : table_)
+      for (auto& c : r) n += !c.empty();
+    return n;
+  }
+
+  /// For benchmarks and tests only: fills the leaf set and routing table from a
+  /// global view of every live node (sorted by id), as a converged network would
+  /// have them (table entries picked at random within each prefix range).
+  void install_global_view(const std::vector<contact>& sorted) {
+    left_.clear();
+    right_.clear();
+    table_.clear();
+    const std::size_t n = sorted.size();
+    auto it = std::lower_bound(sorted.begin(), sorted.end(), self_.id, [](const contact& c, const node_id& v) { return c.id < v; });
+    const std::size_t me = static_cast<std::size_t>(it - sorted.begin());
+    const std::size_t half = cfg_.leaf_set / 2;
+    for (std::size_t k = 1; k <= half && k < n; ++k) {
+      right_.push_back(sorted[(me + k) % n]);
+      left_.push_back(sorted[(me + n - k) % n]);
+    }
+    dedupe_leaves();
+    const std::size_t digits = node_id::bits / cfg_.b;
+    for (std::size_t row = 0; row < digits; ++row) {
+      bool others = false;
+      for (unsigned d = 0; d < (1u << cfg_.b); ++d) {
+        if (d == self_.id.digit(row, cfg_.b)) continue;
+        const node_id lo = prefix_low(row, d);
+        const node_id hi = lo + (node_id::pow2(node_id::bits - (row + 1) * cfg_.b) - node_id::pow2(0));
+        auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
+        auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
+        if (first == last) continue;
+        others = true;
+        row_at(row)[d] = *(first + static_cast<std::ptrdiff_t>(env_.rng().below(static_cast<std::uint64_t>(last - first))));
+      }
+      // nodes left that share row+1 digits with us besides ourselves?
+      const node_id lo = prefix_low(row, self_.id.digit(row, cfg_.b));
+      const node_id hi = lo + (node_id::pow2(node_id::bits - (row + 1) * cfg_.b) - node_id::pow2(0));
+      auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
+      auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
+      (void)others;
+      if (last - first <= 1) break;  // no node but us shares one more digit: deeper rows are empty
+    }
+    become_joined();
+  }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const pastry_msg::route& m) {
+    if (m.sender.addr != from) return env_.count("spoofed_sender");
+    if (!joined_) return;  // not part of the overlay: no ack, so the sender routes around us
+    env_.send(from, pastry_msg::route_ack{m.hop});
+    // a joining node is learned from its announce once it has joined, never from its join request
+    const bool join = m.what == static_cast<std::uint8_t>(pastry_msg::kind::join);
+    if (!join || m.sender.addr != m.origin.addr) learn(m.sender);
+    if (!join && m.origin.addr != from) learn(m.origin);
+    pastry_msg::route next = m;
+    ++next.hops;
+    handle_route(std::move(next));
+  }
+  void on_message(const address& from, const pastry_msg::route_ack& m) {
+    auto it = hops_.find(m.hop);
+    if (it == hops_.end() || it->second.next != from) return;
+    env_.cancel(it->second.timer);
+    hops_.erase(it);
+    silences_.erase(from);
+  }
+  void on_message(const address& from, const pastry_msg::lookup_reply& m) {
+    (void)from;
+    auto it = lookups_.find(m.nonce);
+    if (it == lookups_.end()) return env_.count("stale_reply");
+    auto cb = std::move(it->second.cb);
+    env_.cancel(it->second.timer);
+    env_.cancel(it->second.retry);
+    lookups_.erase(it);
+    if (m.owners.empty()) return cb(make_error_code(errc::lookup_failed), {});
+    cb({}, lookup_result{m.owners, m.hops});
+  }
+  void on_message(const address& from, const pastry_msg::join_state& m) {
+    if (m.sender.addr != from) return env_.count("spoofed_sender");
+    if (m.entries.size() > 4096) return env_.count("bad_join_state");
+    learn(m.sender);
+    for (auto& c : m.entries) learn(c);
+    if (m.root && !joined_ && m.nonce == join_nonce_) {
+      become_joined();
+      for (auto& c : known()) env_.send(c.addr, pastry_msg::announce{self_});
+    }
+  }
+  void on_message(const address& from, const pastry_msg::announce& m) {
+    if (m.sender.addr != from) return env_.count("spoofed_sender");
+    if (joined_) learn(m.sender);
+  }
+  void on_message(const address& from, const pastry_msg::leaf_exchange& m) {
+    if (m.leaves.size() > 4 * cfg_.leaf_set) return env_.count("bad_leaf_exchange");
+    if (m.sender.addr.empty()) {  // a leaver: drop it, and take its leaves in its place
+      forget(from);
+      failed_[from] = env_.now();
+    } else if (m.sender.addr != from) {
+      return env_.count("spoofed_sender");
+    } else {
+      learn(m.sender);
+      silences_.erase(from);
+    }
+    for (auto& c : m.leaves)
+      if (!recently_failed(c.addr)) learn(c);
+    if (m.want_reply && joined_) env_.send(from, pastry_msg::leaf_exchange{self_, false, leaves()});
+  }
+  void on_message(const address& from, const pastry_msg::probe& m) {
+    if (m.sender.addr != from) return env_.count("spoofed_sender");
+    silences_.erase(from);
+    if (!m.reply && joined_) {
+      learn(m.sender);
+      env_.send(from, pastry_msg::probe{self_, true});
+    }
+  }
+  void on_message(const address& from, const pastry_msg::row_request& m) {
+    if (m.sender.addr != from) return env_.count("spoofed_sender");
+    if (m.digit >= (1u << cfg_.b)) return env_.count("bad_row_request");
+    env_.send(from, pastry_msg::row_reply{self_, entry(m.row, m.digit)});
+  }
+  void on_message(const address& from, const pastry_msg::row_reply& m) {
+    if (m.sender.addr != from) return env_.count("spoofed_sender");
+    if (m.entry && !recently_failed(m.entry.addr)) learn(m.entry);
+  }
+  void on_unreachable(const address& peer) {
+    failed_[peer] = env_.now();
+    forget(peer);
+  }
+
+ private:
+  using row_t = std::vector<contact>;
+  struct pending_lookup {
+    lookup_callback cb;
+    timer_id timer{}, retry{};
+  };
+  struct pending_hop {
+    pastry_msg::route msg;
+    address next;
+    std::vector<address> excluded;
+    timer_id timer{};
+    unsigned attempts = 1;
+  };
+
+  /// Routes a lookup; hops are acknowledged, but the root's reply is not, so the
+  /// origin asks again every lookup_timeout / 4 until an answer or the deadline.
+  void send_lookup(std::uint64_t nonce, const node_id& key, std::uint16_t n, unsigned attempt) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    if (attempt > 0) env_.count("lookup_retries");
+    it->second.retry = env_.arm(cfg_.lookup_timeout / 4, [this, nonce, key, n, attempt] {
+      send_lookup(nonce, key, n, attempt + 1);
+    });
+    pastry_msg::route m;
+    m.nonce = nonce;
+    m.what = static_cast<std::uint8_t>(pastry_msg::kind::lookup);
+    m.key = key;
+    m.origin = self_;
+    m.n = n;
+    handle_route(std::move(m));
+  }
+
+  void stop() {
+    leaf_timer_.stop();
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    for (auto& [h, p] : hops_) env_.cancel(p.timer);
+    hops_.clear();
+    for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
+  }
+
+  row_t& row_at(std::size_t row) {
+    while (table_.size() <= row) table_.emplace_back(std::size_t{1} << cfg_.b);
+    return table_[row];
+  }
+  node_id prefix_low(std::size_t row, unsigned digit) const {
+    // our first `row` digits, then `digit`, then zeros
+    auto v = self_.id.bytes();
+    const std::size_t start = row * cfg_.b;
+    for (std::size_t bit = start; bit < node_id::bits; ++bit) v[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+    for (unsigned k = 0; k < cfg_.b; ++k)
+      if (digit >> (cfg_.b - 1 - k) & 1) v[(start + k) / 8] |= static_cast<std::uint8_t>(0x80u >> ((start + k) % 8));
+    return node_id(v);
+  }
+  std::size_t shared_digits(const node_id& a, const node_id& b) const noexcept { return a.common_prefix_bits(b) / cfg_.b; }
+
+  static void sort_by_distance(std::vector<contact>& v, const node_id& key) {
+    std::sort(v.begin(), v.end(), [&](const contact& a, const contact& b) {
+      const node_id da = distance(key, a.id), db = distance(key, b.id);
+      return da != db ? da < db : a.id < b.id;
+    });
+  }
+
+  std::vector<contact> known() const {
+    std::vector<contact> out{self_};
+    auto add = [&](const contact& c) {
+      if (c && std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == c.addr; })) out.push_back(c);
+    };
+    for (auto& c : left_) add(c);
+    for (auto& c : right_) add(c);
+    for (auto& r : table_)
+      for (auto& c : r) add(c);
+    return out;
+  }
+
+  bool recently_failed(const address& a) {
+    auto it = failed_.find(a);
+    if (it == failed_.end()) return false;
+    if (env_.now() - it->second < 4 * cfg_.leaf_interval * cfg_.failure_threshold) return true;
+    failed_.erase(it);
+    return false;
+  }
+
+  /// Adds a contact to the leaf set and the routing table where it fits.
+  void learn(const contact& c) {
+    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    // routing table: keep the first node found for a slot (no proximity metric to prefer another)
+    const std::size_t row = shared_digits(self_.id, c.id);
+    if (row < node_id::bits / cfg_.b) {
+      auto& slot = row_at(row)[c.id.digit(row, cfg_.b)];
+      if (slot.addr == c.addr) slot = c;
+      else if (slot.empty()) slot = c;
+    }
+    // leaf set: among the l/2 closest on its side
+    const bool clockwise = (c.id - self_.id) < (self_.id - c.id);
+    auto& side = clockwise ? right_ : left_;
+    if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return;
+    const auto dist = [&](const contact& x) { return clockwise ? x.id - self_.id : self_.id - x.id; };
+    auto pos = std::find_if(side.begin(), side.end(), [&](const contact& o) { return dist(c) < dist(o); });
+    if (pos == side.end() && side.size() >= cfg_.leaf_set / 2) return;
+    side.insert(pos, c);
+    if (side.size() > cfg_.leaf_set / 2) side.pop_back();
+    dedupe_leaves();
+  }
+  void dedupe_leaves() {
+    // in a network smaller than l a node may sit on both sides; keep it on its shorter one
+    for (auto& c : right_)
+      std::erase_if(left_, [&](const contact& o) { return o.addr == c.addr && (c.id - self_.id) < (self_.id - c.id); });
+    for (auto& c : left_)
+      std::erase_if(right_, [&](const contact& o) { return o.addr == c.addr && !((c.id - self_.id) < (self_.id - c.id)); });
+  }
+
+  /// Drops a failed node everywhere; refills the leaf set from the farthest leaf on that side.
+  void forget(const address& peer) {
+    const auto gone = [&](const contact& c) { return c.addr == peer; };
+    const bool was_left = std::any_of(left_.begin(), left_.end(), gone);
+    const bool was_right = std::any_of(right_.begin(), right_.end(), gone);
+    std::erase_if(left_, gone);
+    std::erase_if(right_, gone);
+    for (std::size_t row = 0; row < table_.size(); ++row)
+      for (unsigned d = 0; d < table_[row].size(); ++d)
+        if (table_[row][d].addr == peer) {
+          table_[row][d] = {};
+          repair_entry(row, d);
+        }
+    silences_.erase(peer);
+    if (!joined_) return;
+    if (was_left && !left_.empty()) env_.send(left_.back().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
+    if (was_right && !right_.empty()) env_.send(right_.back().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
+  }
+  /// Lazy routing-table repair (§2.4): ask the other nodes of the row for their entry.
+  void repair_entry(std::size_t row, unsigned digit) {
+    env_.count("table_repairs");
+    for (auto& c : table_[row])
+      if (c) env_.send(c.addr, pastry_msg::row_request{self_, static_cast<std::uint16_t>(row), static_cast<std::uint8_t>(digit)});
+  }
+
+  bool in_leaf_range(const node_id& key) const {
+    const std::size_t half = cfg_.leaf_set / 2;
+    // both sides short: fewer than l+1 nodes in all, and we know every one of them. One side
+    // short only means it lost members not yet replaced: the range ends at what we have.
+    if (left_.size() < half && right_.size() < half) return true;
+    const node_id lo = left_.empty() ? self_.id : left_.back().id;
+    const node_id hi = right_.empty() ? self_.id : right_.back().id;
+    return (key - lo) <= (hi - lo);
+  }
+
+  /// The next hop for `key`, or self when this node is the root. Skips `excluded`.
+  contact next_hop(const node_id& key, const std::vector<address>& excluded) const {
+    const auto ok = [&](const contact& c) {
+      return c && std::find(excluded.begin(), excluded.end(), c.addr) == excluded.end();
+    };
+    if (in_leaf_range(key)) {
+      contact best = self_;
+      for (auto* side : {&left_, &right_})
+        for (auto& c : *side)
+          if (ok(c) && distance(key, c.id) < distance(key, best.id)) best = c;
+      return best;
+    }
+    const std::size_t l = shared_digits(key, self_.id);
+    if (l < table_.size()) {
+      const contact& c = table_[l][key.digit(l, cfg_.b)];
+      if (ok(c)) return c;
+    }
+    // rare case: any known node sharing as long a prefix and numerically closer
+    contact best = self_;
+    node_id best_d = distance(key, self_.id);
+    for (auto& c : known()) {
+      if (!ok(c) || c.addr == self_.addr) continue;
+      const node_id d = distance(key, c.id);
+      if (shared_digits(key, c.id) >= l && d < best_d) best = c, best_d = d;
+    }
+    return best;
+  }
+
+  void handle_route(pastry_msg::route m, std::vector<address> excluded = {}) {
+    if (m.hops >= cfg_.max_hops) return env_.count("hop_limit");
+    const auto what = static_cast<pastry_msg::kind>(m.what);
+    if (what == pastry_msg::kind::join && m.origin.addr != self_.addr) {
+      // every node on the join path gives the newcomer its rows up to the shared prefix
+      const std::size_t l = std::min(shared_digits(m.key, self_.id) + 1, table_.size());
+      std::vector<contact> rows;
+      for (std::size_t r = 0; r < l; ++r)
+        for (auto& c : table_[r])
+          if (c) rows.push_back(c);
+      env_.send(m.origin.addr, pastry_msg::join_state{m.nonce, self_, false, std::move(rows)});
+    }
+    std::vector<address> ex = excluded;
+    if (what == pastry_msg::kind::join) ex.push_back(m.origin.addr);  // the newcomer is not a candidate root
+    const contact next = next_hop(m.key, ex);
+    if (next.addr == self_.addr) return deliver_here(m);
+    forward(std::move(m), next, std::move(excluded));
+  }
+
+  void forward(pastry_msg::route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1) {
+    m.hop = ++nonce_;
+    m.sender = self_;
+    const std::uint64_t hop = m.hop;
+    env_.send(next.addr, m);
+    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, hop] {
+      auto it = hops_.find(hop);
+      if (it == hops_.end()) return;
+      pending_hop p = std::move(it->second);
+      hops_.erase(it);
+      env_.count("hop_timeouts");
+      if (++silences_[p.next] >= cfg_.failure_threshold) {
+        failed_[p.next] = env_.now();
+        forget(p.next);
+      } else if (p.attempts < cfg_.failure_threshold) {
+        // the message or its ack may just have been lost: the same hop once more, as the best
+        // next hop (excluding it could deliver at a wrong root). Duplicates are harmless: the
+        // origin matches replies by nonce, and routed payloads are at-least-once.
+        auto again = std::move(p.msg);
+        return forward(std::move(again), contact{node_id{}, p.next}, std::move(p.excluded), p.attempts + 1);
+      }
+      p.excluded.push_back(p.next);
+      if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: try_join's timer retries
+      handle_route(std::move(p.msg), std::move(p.excluded));
+    });
+    hops_.emplace(hop, pending_hop{std::move(m), next.addr, std::move(excluded), t, attempts});
+  }
+
+  void deliver_here(const pastry_msg::route& m) {
+    switch (static_cast<pastry_msg::kind>(m.what)) {
+      case pastry_msg::kind::lookup: {
+        auto owners = closest(m.key, m.n);
+        if (m.origin.addr == self_.addr) {
+          auto it = lookups_.find(m.nonce);
+          if (it == lookups_.end()) return;
+          auto cb = std::move(it->second.cb);
+          env_.cancel(it->second.timer);
+          env_.cancel(it->second.retry);
+          lookups_.erase(it);
+          return cb({}, lookup_result{std::move(owners), m.hops});
+        }
+        env_.send(m.origin.addr, pastry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
+        return;
+      }
+      case pastry_msg::kind::join: {
+        std::vector<contact> state = leaves();
+        state.push_back(self_);
+        for (auto& r : table_)
+          for (auto& c : r)
+            if (c) state.push_back(c);
+        // the newcomer enters our state when it announces itself, once it has joined: were it
+        // learned now, a lost join_state would leave a node that is not serving in our leaf set
+        env_.send(m.origin.addr, pastry_msg::join_state{m.nonce, self_, true, std::move(state)});
+        return;
+      }
+      case pastry_msg::kind::app:
+        env_.count("delivered");
+        if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
+        return;
+    }
+    env_.count("bad_route_kind");
+  }
+
+  // ---- join and maintenance ----
+
+  void become_joined() {
+    joined_ = true;
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    leaf_timer_.start(env_, cfg_.leaf_interval, [this] { maintain_leaves(); },
+                      duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.leaf_interval.count()))));
+  }
+
+  void try_join() {
+    join_timer_ = {};
+    if (joined_) return;
+    env_.count("join_attempts");
+    const contact seed = seeds_[attempt_++ % seeds_.size()];
+    pastry_msg::route m;
+    m.nonce = join_nonce_ = ++nonce_;
+    m.what = static_cast<std::uint8_t>(pastry_msg::kind::join);
+    m.key = self_.id;
+    m.origin = self_;
+    m.sender = self_;
+    m.hop = ++nonce_;
+    env_.send(seed.addr, m);
+    // the root's join_state ends the attempt; silence means the seed or the path failed
+    join_timer_ = env_.arm(cfg_.lookup_timeout / 2 + retry_, [this] { try_join(); });
+    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+  }
+
+  void maintain_leaves() {
+    if (!joined_) return;
+    // probe every leaf; one silent for failure_threshold rounds has failed
+    std::vector<address> dead;
+    for (auto& c : leaves()) {
+      if (++silences_[c.addr] > cfg_.failure_threshold) dead.push_back(c.addr);
+      else env_.send(c.addr, pastry_msg::probe{self_, false});
+    }
+    for (auto& a : dead) {
+      env_.count("leaf_failures");
+      failed_[a] = env_.now();
+      forget(a);
+    }
+    // exchange whole leaf sets with the two adjacent nodes: how newcomers and repairs spread
+    if (!left_.empty()) env_.send(left_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
+    if (!right_.empty() && (left_.empty() || right_.front().addr != left_.front().addr))
+      env_.send(right_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
+    if (left_.empty() && right_.empty() && !seeds_.empty()) {  // we lost everyone: join again
+      env_.count("rejoins");
+      joined_ = false;
+      stop();
+      retry_ = cfg_.bootstrap_retry;
+      try_join();
+    }
+  }
+
+  E env_;
+  pastry_config cfg_;
+  contact self_;
+  std::vector<contact> left_, right_;  // closest first
+  std::vector<row_t> table_;
+  std::vector<contact> seeds_;
+  std::size_t attempt_ = 0;
+  duration retry_{};
+  bool joined_ = false;
+  std::uint64_t nonce_ = 0, join_nonce_ = 0;
+  std::unordered_map<std::uint64_t, pending_lookup> lookups_;
+  std::unordered_map<std::uint64_t, pending_hop> hops_;
+  std::unordered_map<address, unsigned> silences_;
+  std::unordered_map<address, time_point> failed_;
+  timer_id join_timer_{};
+  deliver_callback on_deliver_;
+  periodic<E> leaf_timer_;
+};
+
+}  // namespace dcp::dht

@@ -1,0 +1,404 @@
+#pragma once
+// dht::store: a replicated key-value store over any Router.
+//
+//   dcp::dht::store<Env, dcp::dht::kademlia<Env>> s(env, router, cfg);
+//   s.put("key", value, ttl, [](std::error_code ec, std::uint64_t version) {...});
+//   s.get("key", [](std::error_code ec, dcp::dht::stored_value v) {...});
+//   s.remove("key", [](std::error_code ec, std::uint64_t version) {...});
+//
+// A key lives on the r nodes responsible for it (Router::lookup(hash(key), r):
+// Chord's successors, Pastry's numerically closest, Kademlia's XOR-closest).
+//   - Versions: every write carries (version, writer); the larger pair wins
+//     everywhere (last-writer-wins). The version defaults to the writer's
+//     clock in nanoseconds, so writers with skewed clocks can lose to older
+//     writes; callers with a better order (a counter, a lease epoch) pass it.
+//   - put completes when write_quorum replicas acknowledged; get asks all r
+//     and returns the newest answer, writing it back to replicas that were
+//     behind (read repair). With write_quorum + read answers > r a get
+//     sees the latest acknowledged put, and values survive r-1 crashes.
+//   - TTL: a value expires ttl after it was written (each replica counts
+//     from its own receipt). remove() writes a tombstone that hides older
+//     values and itself expires after tombstone_ttl.
+//   - Re-replication: every sync_interval each node offers summaries of its
+//     items to the nodes now responsible for them (Router::closest); they ask
+//     for what they lack or hold older, so responsibility that moved under
+//     churn is repaired. A node that is no longer responsible hands its items
+//     over the same way and keeps them until they expire (its view may be the
+//     stale one, and the copy may be the last).
+//   - Limits: keys, values and the number of items per node are bounded;
+//     oversize user input fails with key_too_large / value_too_large, and
+//     oversize network input is dropped and counted.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/core/node_id.hpp"
+#include "dcp/core/protocol.hpp"
+#include "dcp/dht/contact.hpp"
+#include "dcp/dht/error.hpp"
+#include "dcp/dht/router.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::dht {
+
+struct store_config {
+  std::size_t replicas = 3;  ///< r
+  /// Acknowledgements a put waits for (0: a majority of r).
+  std::size_t write_quorum = 0;
+  std::size_t max_key_size = 1024;
+  std::size_t max_value_size = 64 * 1024;
+  std::size_t max_items = 1'000'000;  ///< per node; puts beyond it are refused (counted)
+  duration default_ttl = std::chrono::minutes(10);
+  duration tombstone_ttl = std::chrono::minutes(10);
+  duration request_timeout = 2s;
+  duration sync_interval = 5s;
+
+  std::size_t quorum() const noexcept { return write_quorum ? write_quorum : replicas / 2 + 1; }
+  void validate() const {
+    if (replicas < 1) throw error(dcp::errc::invalid_config, "dht::store: replicas must be >= 1");
+    if (write_quorum > replicas) throw error(dcp::errc::invalid_config, "dht::store: write_quorum cannot exceed replicas");
+    if (max_key_size < 1 || max_value_size < 1 || max_items < 1)
+      throw error(dcp::errc::invalid_config, "dht::store: size limits must be >= 1");
+    if (default_ttl <= duration::zero() || tombstone_ttl <= duration::zero() || request_timeout <= duration::zero() ||
+        sync_interval <= duration::zero())
+      throw error(dcp::errc::invalid_config, "dht::store: TTLs, timeouts and intervals must be > 0");
+  }
+};
+
+/// What get() returns.
+struct stored_value {
+  bytes value;
+  std::uint64_t version = 0;
+};
+
+namespace store_msg {
+struct item {  // one versioned write, as it travels
+  std::string key;
+  bytes value;
+  std::uint64_t version = 0;
+  std::uint64_t writer = 0;   // tie-break between equal versions
+  std::int64_t ttl_ms = 0;    // remaining lifetime
+  bool tombstone = false;
+  template <class A> void serialize(A& ar) { ar(key, value, version, writer, ttl_ms, tombstone); }
+};
+struct put {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "put";
+  std::uint64_t nonce = 0;  // 0: no acknowledgement wanted (repair traffic)
+  item it;
+  template <class A> void serialize(A& ar) { ar(nonce, it); }
+};
+struct put_ack {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "put_ack";
+  std::uint64_t nonce = 0;
+  bool stored = false;
+  template <class A> void serialize(A& ar) { ar(nonce, stored); }
+};
+struct get {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "get";
+  std::uint64_t nonce = 0;
+  std::string key;
+  template <class A> void serialize(A& ar) { ar(nonce, key); }
+};
+struct get_reply {
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "get_reply";
+  std::uint64_t nonce = 0;
+  bool found = false;  // an item (perhaps a tombstone) is held
+  item it;
+  template <class A> void serialize(A& ar) { ar(nonce, found, it); }
+};
+struct summary {
+  node_id hash;
+  std::uint64_t version = 0, writer = 0;
+  template <class A> void serialize(A& ar) { ar(hash, version, writer); }
+};
+struct sync_offer {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "sync_offer";
+  std::vector<summary> items;
+  template <class A> void serialize(A& ar) { ar(items); }
+};
+struct sync_want {
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "sync_want";
+  std::vector<node_id> hashes;
+  template <class A> void serialize(A& ar) { ar(hashes); }
+};
+}  // namespace store_msg
+
+template <Env E, class R>
+class store {
+  static_assert(Router<R>, "dcp::dht::store<Env, R>: R must model dcp::dht::Router (see dcp/dht/router.hpp)");
+
+ public:
+  using messages = wire::message_set<store_msg::put, store_msg::put_ack, store_msg::get, store_msg::get_reply,
+                                     store_msg::sync_offer, store_msg::sync_want>;
+  static constexpr std::string_view name = "dht_store";
+  static constexpr protocol_id default_id = 90;
+  using put_callback = std::function<void(std::error_code, std::uint64_t version)>;
+  using get_callback = std::function<void(std::error_code, stored_value)>;
+
+  store(E env, R& router, store_config cfg = {}) : env_(std::move(env)), router_(router), cfg_(cfg) { cfg_.validate(); }
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+  ~store() {
+    sync_timer_.stop();
+    for (auto& [n, op] : ops_) env_.cancel(op.timer);
+  }
+
+  void start() {
+    sync_timer_.start(env_, cfg_.sync_interval, [this] { sync(); },
+                      duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.sync_interval.count()))));
+  }
+
+  /// Writes `value` under `key` on the key's r replicas; cb(ec, version).
+  void put(std::string_view key, bytes value, put_callback cb) { put(key, std::move(value), cfg_.default_ttl, std::move(cb)); }
+  void put(std::string_view key, bytes value, duration ttl, put_callback cb, std::uint64_t version = 0) {
+    if (auto ec = check_key(key)) return cb(ec, 0);
+    if (value.size() > cfg_.max_value_size) return cb(make_error_code(errc::value_too_large), 0);
+    if (ttl <= duration::zero()) return cb(make_error_code(errc::bad_argument), 0);
+    write(std::string(key), std::move(value), ttl, false, version, std::move(cb));
+  }
+  /// Deletes `key`: a tombstone that hides older values, itself expiring after tombstone_ttl.
+  void remove(std::string_view key, put_callback cb, std::uint64_t version = 0) {
+    if (auto ec = check_key(key)) return cb(ec, 0);
+    write(std::string(key), {}, cfg_.tombstone_ttl, true, version, std::move(cb));
+  }
+  /// Reads the newest live value under `key` from its replicas; errc::not_found if none.
+  void get(std::string_view key, get_callback cb) {
+    if (auto ec = check_key(key)) return cb(ec, {});
+    const std::string k(key);
+    router_.lookup(node_id::hash(k), cfg_.replicas, [this, k, cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
+      if (ec) return cb(ec, {});
+      const std::uint64_t nonce = ++nonce_;
+      op o;
+      o.key = k;
+      o.get_cb = std::move(cb);
+      o.replicas = r.owners;
+      o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
+      ops_.emplace(nonce, std::move(o));
+      for (auto& c : r.owners) env_.send(c.addr, store_msg::get{nonce, k});
+    });
+  }
+
+  // ---- inspection ----
+
+  const store_config& config() const noexcept { return cfg_; }
+  /// Items held here (values and unexpired tombstones).
+  std::size_t size() const noexcept { return items_.size(); }
+  /// The item this node holds for `key`, if any and unexpired (tests, debugging).
+  const store_msg::item* local(std::string_view key) {
+    auto it = items_.find(node_id::hash(key));
+    if (it == items_.end() || expired(it->second)) return nullptr;
+    return &it->second.it;
+  }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const store_msg::put& m) {
+    const bool ok = valid(m.it) && apply(m.it);
+    if (m.nonce) env_.send(from, store_msg::put_ack{m.nonce, ok});
+  }
+  void on_message(const address& from, const store_msg::put_ack& m) {
+    auto it = ops_.find(m.nonce);
+    if (it == ops_.end() || it->second.get_cb) return;
+    if (m.stored && std::find(it->second.acked.begin(), it->second.acked.end(), from) == it->second.acked.end())
+      it->second.acked.push_back(from);
+    if (it->second.acked.size() >= std::min(cfg_.quorum(), it->second.replicas.size())) finish_put(m.nonce, {});
+  }
+  void on_message(const address& from, const store_msg::get& m) {
+    if (m.key.size() > cfg_.max_key_size) return env_.count("bad_key");
+    store_msg::get_reply rep{m.nonce, false, {}};
+    auto it = items_.find(node_id::hash(m.key));
+    if (it != items_.end() && !expired(it->second) && it->second.it.key == m.key) {
+      rep.found = true;
+      rep.it = outgoing(it->second);
+    }
+    env_.send(from, rep);
+  }
+  void on_message(const address& from, const store_msg::get_reply& m) {
+    auto it = ops_.find(m.nonce);
+    if (it == ops_.end() || !it->second.get_cb) return;
+    op& o = it->second;
+    if (std::find(o.answered.begin(), o.answered.end(), from) != o.answered.end()) return;  // a duplicate
+    o.answered.push_back(from);
+    if (m.found && valid(m.it) && m.it.key == o.key) o.answers.push_back({from, m.it});
+    else o.answers.push_back({from, std::nullopt});
+    if (o.answered.size() == o.replicas.size()) finish_get(m.nonce);
+  }
+  void on_message(const address& from, const store_msg::sync_offer& m) {
+    std::vector<node_id> want;
+    for (auto& s : m.items) {
+      auto it = items_.find(s.hash);
+      if (it == items_.end() || older(it->second.it, s.version, s.writer)) want.push_back(s.hash);
+    }
+    if (!want.empty()) env_.send(from, store_msg::sync_want{std::move(want)});
+  }
+  void on_message(const address& from, const store_msg::sync_want& m) {
+    for (auto& h : m.hashes) {
+      auto it = items_.find(h);
+      if (it != items_.end() && !expired(it->second)) env_.send(from, store_msg::put{0, outgoing(it->second)});
+    }
+  }
+
+ private:
+  struct held {
+    store_msg::item it;
+    time_point expires;
+  };
+  struct op {
+    std::string key;
+    put_callback put_cb;
+    get_callback get_cb;
+    std::vector<contact> replicas;
+    std::vector<address> acked, answered;
+    std::vector<std::pair<address, std::optional<store_msg::item>>> answers;
+    std::uint64_t version = 0;
+    timer_id timer{};
+  };
+
+  std::error_code check_key(std::string_view key) const {
+    if (key.empty()) return make_error_code(errc::bad_argument);
+    if (key.size() > cfg_.max_key_size) return make_error_code(errc::key_too_large);
+    return {};
+  }
+  bool valid(const store_msg::item& i) {
+    if (i.key.empty() || i.key.size() > cfg_.max_key_size || i.value.size() > cfg_.max_value_size || i.ttl_ms <= 0) {
+      env_.count("bad_item");
+      return false;
+    }
+    return true;
+  }
+  static bool older(const store_msg::item& a, std::uint64_t version, std::uint64_t writer) {
+    return std::pair(a.version, a.writer) < std::pair(version, writer);
+  }
+  bool expired(const held& h) const { return env_.now() >= h.expires; }
+  store_msg::item outgoing(const held& h) const {
+    store_msg::item i = h.it;
+    i.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(h.expires - env_.now()).count());
+    return i;
+  }
+
+  /// Keeps `i` if it is newer than what we hold. True if we now hold it (or newer).
+  bool apply(const store_msg::item& i) {
+    const node_id h = node_id::hash(i.key);
+    auto it = items_.find(h);
+    if (it != items_.end() && !expired(it->second)) {
+      if (!older(it->second.it, i.version, i.writer)) return true;  // ours is as new or newer
+    } else if (it == items_.end() && items_.size() >= cfg_.max_items) {
+      env_.count("store_full");
+      return false;
+    }
+    held& slot = items_[h];
+    slot.it = i;
+    slot.expires = env_.now() + std::chrono::milliseconds(i.ttl_ms);
+    env_.count("stored");
+    return true;
+  }
+
+  std::uint64_t writer_tag() const { return std::hash<node_id>{}(router_.self().id); }
+
+  void write(std::string key, bytes value, duration ttl, bool tombstone, std::uint64_t version, put_callback cb) {
+    store_msg::item item;
+    item.key = std::move(key);
+    item.value = std::move(value);
+    item.version = version ? version : static_cast<std::uint64_t>(env_.now().time_since_epoch().count());
+    item.writer = writer_tag();
+    item.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count());
+    item.tombstone = tombstone;
+    const node_id h = node_id::hash(item.key);
+    router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
+      if (ec) return cb(ec, 0);
+      const std::uint64_t nonce = ++nonce_;
+      op o;
+      o.key = item.key;
+      o.put_cb = std::move(cb);
+      o.replicas = r.owners;
+      o.version = item.version;
+      o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_put(nonce, make_error_code(errc::no_replica)); });
+      ops_.emplace(nonce, std::move(o));
+      for (auto& c : r.owners) env_.send(c.addr, store_msg::put{nonce, item});
+    });
+  }
+
+  void finish_put(std::uint64_t nonce, std::error_code ec) {
+    auto it = ops_.find(nonce);
+    if (it == ops_.end()) return;
+    op o = std::move(it->second);
+    ops_.erase(it);
+    env_.cancel(o.timer);
+    if (ec && !o.acked.empty()) {
+      // some replicas have it, fewer than the quorum: say so, the value may still be read
+      env_.count("put_below_quorum");
+    }
+    o.put_cb(ec, ec ? 0 : o.version);
+  }
+
+  void finish_get(std::uint64_t nonce) {
+    auto it = ops_.find(nonce);
+    if (it == ops_.end()) return;
+    op o = std::move(it->second);
+    ops_.erase(it);
+    env_.cancel(o.timer);
+    if (o.answered.empty()) return o.get_cb(make_error_code(errc::no_replica), {});
+    const store_msg::item* best = nullptr;
+    for (auto& [a, i] : o.answers)
+      if (i && (!best || older(*best, i->version, i->writer))) best = &*i;
+    if (!best) return o.get_cb(make_error_code(errc::not_found), {});
+    // read repair: replicas that answered with nothing or something older get the newest
+    for (auto& [a, i] : o.answers)
+      if (!i || older(*i, best->version, best->writer)) env_.send(a, store_msg::put{0, *best});
+    if (best->tombstone) return o.get_cb(make_error_code(errc::not_found), {});
+    o.get_cb({}, stored_value{best->value, best->version});
+  }
+
+  /// Expiry, and re-replication to the nodes now responsible.
+  void sync() {
+    std::map<address, std::vector<store_msg::summary>> offers;
+    std::vector<node_id> drop;
+    for (auto& [h, held] : items_) {
+      if (expired(held)) {
+        drop.push_back(h);
+        continue;
+      }
+      if (!router_.joined()) continue;
+      // offer to the replicas as we see them; a copy we are no longer responsible for is
+      // handed over this way and kept until it expires: our view may be the wrong one
+      // (mid-repair), and a dropped last copy would be lost
+      for (auto& c : router_.closest(h, cfg_.replicas))
+        if (c.addr != router_.self().addr) offers[c.addr].push_back({h, held.it.version, held.it.writer});
+    }
+    for (auto& h : drop) items_.erase(h);
+    env_.count("expired", static_cast<std::int64_t>(drop.size()));
+    for (auto& [peer, list] : offers) {
+      // bounded messages: at most 512 summaries (~20 kB) each
+      for (std::size_t at = 0; at < list.size(); at += 512) {
+        store_msg::sync_offer m;
+        m.items.assign(list.begin() + static_cast<std::ptrdiff_t>(at),
+                       list.begin() + static_cast<std::ptrdiff_t>(std::min(list.size(), at + 512)));
+        env_.send(peer, m);
+      }
+    }
+  }
+
+  E env_;
+  R& router_;
+  store_config cfg_;
+  std::unordered_map<node_id, held> items_;
+  std::unordered_map<std::uint64_t, op> ops_;
+  std::uint64_t nonce_ = 0;
+  periodic<E> sync_timer_;
+};
+
+}  // namespace dcp::dht

@@ -1,0 +1,203 @@
+#include <doctest/doctest.h>
+
+#include "harness.hpp"
+
+using namespace dcp;
+using dht_test::overlay;
+
+namespace {
+
+template <class R>
+struct setup;
+template <>
+struct setup<dht::chord<sim::env>> {
+  static dht::chord_config config() {
+    dht::chord_config c;
+    c.stabilize_interval = 200ms;
+    c.fix_fingers_interval = 100ms;
+    c.check_predecessor_interval = 300ms;
+    c.rpc_timeout = 150ms;
+    c.successors = 6;
+    return c;
+  }
+};
+template <>
+struct setup<dht::kademlia<sim::env>> {
+  static dht::kademlia_config config() {
+    dht::kademlia_config c;
+    c.k = 8;
+    c.rpc_timeout = 150ms;
+    c.refresh_interval = 10s;
+    return c;
+  }
+};
+template <>
+struct setup<dht::pastry<sim::env>> {
+  static dht::pastry_config config() {
+    dht::pastry_config c;
+    c.leaf_set = 8;
+    c.rpc_timeout = 150ms;
+    c.leaf_interval = 200ms;
+    return c;
+  }
+};
+
+template <class R>
+struct kv {
+  using S = dht::store<sim::env, R>;
+  static constexpr protocol_id sid = S::default_id;
+  overlay<R, decltype(setup<R>::config())> o;
+  dht::store_config scfg;
+
+  kv(std::uint64_t seed, std::size_t n, dht::store_config sc = fast_store(), double loss = 0.0)
+      : o(seed, setup<R>::config(), decltype(o)::lossy(loss)), scfg(sc) {
+    o.extra = [this](sim::node_context& ctx, R& r) { ctx.add<S>(sid, r, scfg); };
+    o.add(1);
+    for (std::size_t i = 1; i < n; ++i) {
+      o.world.run_for(30ms);
+      o.add(1);
+    }
+    o.world.run_for(15s);
+  }
+  static dht::store_config fast_store() {
+    dht::store_config c;
+    c.replicas = 3;
+    c.request_timeout = 2s;
+    c.sync_interval = 1s;
+    return c;
+  }
+  S& at(sim::node_index i) { return o.world.template get<S>(i, sid); }
+  sim::node_index any() {
+    auto l = o.live();
+    return l[o.world.rng().below(l.size())];
+  }
+  std::pair<std::error_code, std::uint64_t> put(sim::node_index from, const std::string& k, const std::string& v,
+                                                duration ttl = std::chrono::minutes(10)) {
+    std::optional<std::pair<std::error_code, std::uint64_t>> out;
+    at(from).put(k, to_bytes(v), ttl, [&](std::error_code ec, std::uint64_t ver) { out.emplace(ec, ver); });
+    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
+    REQUIRE(out);
+    return *out;
+  }
+  std::pair<std::error_code, std::string> get(sim::node_index from, const std::string& k) {
+    std::optional<std::pair<std::error_code, std::string>> out;
+    at(from).get(k, [&](std::error_code ec, dht::stored_value v) { out.emplace(ec, std::string(as_string(v.value))); });
+    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
+    REQUIRE(out);
+    return *out;
+  }
+  std::error_code remove(sim::node_index from, const std::string& k) {
+    std::optional<std::error_code> out;
+    at(from).remove(k, [&](std::error_code ec, std::uint64_t) { out = ec; });
+    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
+    REQUIRE(out);
+    return *out;
+  }
+  /// Live nodes holding a live copy of k.
+  std::size_t copies(const std::string& k) {
+    std::size_t n = 0;
+    for (auto i : o.live())
+      if (at(i).local(k)) ++n;
+    return n;
+  }
+};
+
+}  // namespace
+
+#define ROUTERS dht::chord<sim::env>, dht::kademlia<sim::env>, dht::pastry<sim::env>
+
+TEST_CASE_TEMPLATE("store: a get after a put returns the latest value, from any node (many seeds, loss)", R, ROUTERS) {
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    CAPTURE(seed);
+    kv<R> w(seed, 40, kv<R>::fast_store(), 0.01);
+    for (int k = 0; k < 15; ++k) {
+      const std::string key = "key-" + std::to_string(k);
+      for (int v = 0; v < 3; ++v) {  // overwrite from different nodes; the last put must win
+        auto [ec, ver] = w.put(w.any(), key, key + "=" + std::to_string(v));
+        REQUIRE_FALSE(ec);
+        CHECK(ver > 0);
+        w.o.world.run_for(1ms);  // distinct clock readings: versions grow with time
+      }
+      auto [ec, val] = w.get(w.any(), key);
+      CHECK_FALSE(ec);
+      CHECK(val == key + "=2");
+      CHECK(w.copies(key) >= 2);  // at least a write quorum holds it
+    }
+    auto [ec, val] = w.get(w.any(), "never-put");
+    CHECK(ec == dht::errc::not_found);
+  }
+}
+
+TEST_CASE_TEMPLATE("store: values survive crashes of r-1 replicas, and are re-replicated to r", R, ROUTERS) {
+  for (std::uint64_t seed = 11; seed <= 13; ++seed) {
+    CAPTURE(seed);
+    kv<R> w(seed, 40);
+    std::vector<std::string> keys;
+    for (int k = 0; k < 10; ++k) {
+      keys.push_back("k" + std::to_string(k));
+      REQUIRE_FALSE(w.put(w.any(), keys.back(), "v" + std::to_string(k)).first);
+    }
+    w.o.world.run_for(3s);  // a sync round: every key on its r replicas
+    for (auto& k : keys) CHECK(w.copies(k) >= 3);
+    for (int k = 0; k < 10; ++k) {
+      // crash r-1 = 2 of the key's true replicas at once
+      auto owners = w.o.truth(node_id::hash(keys[k]), 3);
+      w.o.world.crash(owners[0].addr.sim_index());
+      w.o.world.crash(owners[1].addr.sim_index());
+      auto [ec, val] = w.get(w.any(), keys[k]);
+      CHECK_FALSE(ec);
+      CHECK(val == "v" + std::to_string(k));
+      w.o.world.run_for(10s);  // repair: the overlay, then re-replication to the new replica set
+      CHECK(w.copies(keys[k]) >= 3);
+    }
+    for (int k = 0; k < 10; ++k) {  // and every earlier key is still there, with its value
+      auto [ec, val] = w.get(w.any(), keys[k]);
+      CHECK_MESSAGE(val == "v" + std::to_string(k), ec.message());
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE("store: remove writes a tombstone that hides older values and then expires; TTL", R, ROUTERS) {
+  auto sc = kv<R>::fast_store();
+  sc.tombstone_ttl = 5s;
+  kv<R> w(21, 30, sc);
+  REQUIRE_FALSE(w.put(w.any(), "a", "1").first);
+  REQUIRE_FALSE(w.remove(w.any(), "a"));
+  CHECK(w.get(w.any(), "a").first == dht::errc::not_found);
+  // a stale replica re-offering the old value cannot bring it back: the tombstone is newer
+  w.o.world.run_for(3s);
+  CHECK(w.get(w.any(), "a").first == dht::errc::not_found);
+  CHECK(w.copies("a") >= 2);  // tombstones are held...
+  w.o.world.run_for(5s);
+  CHECK(w.copies("a") == 0);  // ...until they expire
+  // a newer put after the delete is visible again
+  REQUIRE_FALSE(w.put(w.any(), "a", "2").first);
+  CHECK(w.get(w.any(), "a").second == "2");
+  // TTL: gone after its lifetime, everywhere
+  REQUIRE_FALSE(w.put(w.any(), "short", "x", 2s).first);
+  CHECK(w.get(w.any(), "short").second == "x");
+  w.o.world.run_for(3s);
+  CHECK(w.get(w.any(), "short").first == dht::errc::not_found);
+}
+
+TEST_CASE("store: size limits and bad arguments give clear errors") {
+  auto sc = kv<dht::chord<sim::env>>::fast_store();
+  sc.max_key_size = 8;
+  sc.max_value_size = 16;
+  kv<dht::chord<sim::env>> w(31, 5, sc);
+  auto [ec1, v1] = w.put(0, "much-too-long-key", "x");
+  CHECK(ec1 == dht::errc::key_too_large);
+  CHECK(ec1.message().find("max_key_size") != std::string::npos);
+  auto [ec2, v2] = w.put(0, "k", std::string(17, 'x'));
+  CHECK(ec2 == dht::errc::value_too_large);
+  CHECK(w.put(0, "", "x").first == dht::errc::bad_argument);
+  CHECK(w.put(0, "k", "x", 0s).first == dht::errc::bad_argument);
+  CHECK(w.get(0, "much-too-long-key").first == dht::errc::key_too_large);
+  // oversize items from the network are dropped and counted
+  dht::store_msg::item big{"k", bytes(100, 1), 1, 1, 1000, false};
+  w.at(1).on_message(address::sim(0), dht::store_msg::put{0, big});
+  CHECK(w.at(1).local("k") == nullptr);
+  CHECK(w.o.world.metrics().counter(90, "bad_item") == 1);
+  CHECK_THROWS_AS(([] { dht::store_config c; c.replicas = 0; c.validate(); }()), dcp::error);
+  CHECK_THROWS_AS(([] { dht::store_config c; c.write_quorum = 5; c.validate(); }()), dcp::error);
+}
