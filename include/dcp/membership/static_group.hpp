@@ -61,7 +61,7 @@ class static_group {
     const auto& all = *cfg_.members;
     std::vector<address> out;
     if (all.empty() || k == 0) return out;
-    if (4 * (k + down_.size() + 1) >= all.size()) {
+    if (k >= all.size() || 4 * (k + down_.size() + 1) >= all.size()) {
       out = neighbours();
       auto picked = env_.rng().sample(std::span<address>(out), k);
       out.resize(picked.size());
