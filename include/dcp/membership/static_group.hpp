@@ -86,6 +86,10 @@ class static_group {
   void on_unreachable(const address& peer) {
     if (cfg_.trust_transport) mark_down(peer);
   }
+  /// No message is ever accepted (the message set is empty); declared so the host's dispatcher compiles.
+  template <class M>
+  void on_message(const address&, const M&) = delete;
+
   bool is_member(const address& a) const {
     return a != env_.self() && std::find(cfg_.members->begin(), cfg_.members->end(), a) != cfg_.members->end();
   }
