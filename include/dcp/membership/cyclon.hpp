@@ -93,6 +93,7 @@ class cyclon {
   using messages = wire::message_set<cyclon_msg::shuffle, cyclon_msg::shuffle_reply, cyclon_msg::join,
                                      cyclon_msg::join_walk, cyclon_msg::join_swap>;
   using entry = cyclon_msg::entry;
+  using config_type = cyclon_config;
   static constexpr std::string_view name = "cyclon";
   static constexpr protocol_id default_id = 12;
 

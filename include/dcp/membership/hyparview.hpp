@@ -137,6 +137,7 @@ class hyparview {
   using messages = wire::message_set<hyparview_msg::join, hyparview_msg::forward_join, hyparview_msg::join_accept,
                                      hyparview_msg::neighbor, hyparview_msg::neighbor_reply, hyparview_msg::disconnect,
                                      hyparview_msg::shuffle, hyparview_msg::shuffle_reply, hyparview_msg::keepalive>;
+  using config_type = hyparview_config;
   static constexpr std::string_view name = "hyparview";
   static constexpr protocol_id default_id = 11;
 
