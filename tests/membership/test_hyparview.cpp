@@ -186,3 +186,32 @@ TEST_CASE("hyparview: malformed input is dropped and counted; bad configuration 
   CHECK_THROWS_AS(bad.validate(), dcp::error);
   CHECK_THROWS_AS(p.join(address{}), dcp::error);
 }
+
+TEST_CASE("hyparview: a node whose JOIN was lost keeps retrying, even after a later joiner linked to it") {
+  simulator w(17, faulty_network());
+  std::size_t violations = 0;
+  build(w, 20, violations);
+  w.run_for(3s);
+  w.block(20, 0);  // node 20's JOIN to its contact is lost...
+  w.add_node([](sim::node_context& c) {
+    membership::hyparview_config k;
+    k.contact = address::sim(0);
+    c.add<hpv>(hid, k);
+  });
+  w.run_for(100ms);
+  w.add_node([](sim::node_context& c) {  // ...while node 21 joins through node 20
+    membership::hyparview_config k;
+    k.contact = address::sim(20);
+    c.add<hpv>(hid, k);
+  });
+  w.run_for(3s);
+  CHECK_FALSE(w.get<hpv>(20, hid).joined());
+  CHECK(w.get<hpv>(20, hid).is_active(address::sim(21)));  // an island of two
+  w.heal();
+  quiet_down(w, 10s);
+  const auto g = overlay::views<hpv>(w, hid);
+  CHECK(w.get<hpv>(20, hid).joined());
+  CHECK(overlay::components(w, g) == 1);
+  CHECK(overlay::one_sided(w, g) == 0);
+  CHECK(violations == 0);
+}

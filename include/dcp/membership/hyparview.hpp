@@ -160,8 +160,11 @@ class hyparview {
   void join(const address& contact) {
     if (contact.empty()) throw error(errc::invalid_argument, "hyparview::join: empty contact address");
     contact_ = contact;
-    if (contact != env_.self()) env_.send(contact, hyparview_msg::join{});
+    joined_ = contact == env_.self();
+    if (!joined_) env_.send(contact, hyparview_msg::join{});
   }
+  /// True once a JOIN_ACCEPT arrived (or this node is the first one).
+  bool joined() const noexcept { return joined_; }
 
   // ---- Membership ----
   std::vector<address> neighbours() const {
@@ -208,6 +211,7 @@ class hyparview {
 
   void on_message(const address& from, const hyparview_msg::join_accept&) {
     if (from == env_.self()) return drop("bad_join_accept");
+    joined_ = true;  // our JOIN reached the overlay (the contact or a walk it started accepted us)
     add_active(from);
   }
 
@@ -404,7 +408,11 @@ class hyparview {
   }
 
   void round() {
-    if (active_.empty() && passive_.empty() && contact_ && contact_ != env_.self()) {
+    // Retried until accepted, not merely until someone links to us: a node
+    // whose JOIN was lost may meanwhile be the contact of a later joiner, and
+    // the two would form an island that low-priority NEIGHBOR requests (always
+    // refused by full nodes) could never merge with the overlay.
+    if (!joined_ && contact_) {
       env_.count("join_retries");
       env_.send(contact_, hyparview_msg::join{});
     }
@@ -445,6 +453,7 @@ class hyparview {
   std::optional<address> pending_;
   timer_id pending_timer_{};
   address contact_{};
+  bool joined_ = false;
   neighbour_events events_;
   periodic<E> rounds_, keepalives_;
 };
