@@ -10,7 +10,7 @@
 // a value biased by the lost mass: the "bias" column is the final error
 // against the true average. Heap bytes per node are measured at every N.
 //
-// Usage: push_sum [--quick] [--csv FILE] [--seed N] (HyParView targets stop at
+// Usage: push_sum [--quick] [--csv FILE] [--seed N] [--targets uniform|hyparview|both] (HyParView targets stop at
 // 10^4 nodes: over a 5-regular overlay Push-Sum needs hundreds of rounds, and
 // each costs the overlay's own keep-alives and shuffles too)
 #include <cmath>
@@ -115,7 +115,14 @@ std::string rounds(int r) { return r < 0 ? "-" : std::to_string(r); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::args::parse(argc, argv, "push_sum.csv");
+  // --targets uniform|hyparview|both (both by default)
+  std::string targets = "both";
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--targets") && i + 1 < argc) targets = argv[++i];
+    else rest.push_back(argv[i]);
+  }
+  auto a = bench::args::parse(static_cast<int>(rest.size()), rest.data(), "push_sum.csv");
   std::vector<std::uint32_t> sizes = a.quick ? std::vector<std::uint32_t>{1000, 10000}
                                              : std::vector<std::uint32_t>{1000, 10000, 100000, 1000000};
   std::ofstream csv(a.csv);
@@ -126,6 +133,7 @@ int main(int argc, char** argv) {
   for (auto n : sizes) {
     for (int t = 0; t < 2; ++t) {
       if (t == 1 && n > 10000) continue;
+      if ((t == 0 && targets == "hyparview") || (t == 1 && targets == "uniform")) continue;
       for (double loss : {0.0, 0.1}) {
         const int max_rounds = t == 0 ? 120 : (loss > 0 ? 150 : 400);
         auto o = t == 0 ? uniform(n, loss, a.seed, max_rounds) : overlay(n, loss, a.seed, max_rounds);
