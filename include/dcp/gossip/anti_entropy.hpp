@@ -1,0 +1,199 @@
+#pragma once
+// Anti-entropy: periodic push-pull reconciliation of a replicated set of
+// messages (Demers et al., "Epidemic algorithms for replicated database
+// maintenance", PODC 1987).
+//
+//   every `period`  a node sends a digest (id, retired?) of everything it holds
+//                   to one random neighbour;
+//   the neighbour   answers with the items the digest lacks or holds in an
+//                   older state, and asks for the ones it lacks itself;
+//   the node        sends what was asked for.
+//
+// A message is delivered once, when it first arrives alive. Removal spreads
+// as a death certificate (retire(id)): it beats a live copy everywhere and
+// expires after `certificate_ttl`, when its id is forgotten. A node that stays
+// away longer than that may bring an expired message back and deliver it
+// again: choose the ttl above the longest absence you tolerate.
+//
+// Used alone it is a slow but sure broadcast (every node converges in
+// O(log N) rounds while the overlay is connected); beside Plumtree or eager
+// push it repairs whatever they missed. Memory and digest size grow with the
+// number of live messages, bounded by `max_items`.
+#include <algorithm>
+#include <map>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/gossip/broadcast.hpp"
+#include "dcp/membership/membership.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::gossip {
+
+struct anti_entropy_config {
+  duration period = 1s;
+  duration certificate_ttl = 60s;
+  std::size_t max_items = 4096;
+  std::size_t max_payload = 1 << 16;
+
+  void validate() const {
+    if (period <= duration::zero() || certificate_ttl <= duration::zero())
+      throw error(errc::invalid_config, "anti_entropy: period and certificate_ttl must be > 0");
+    if (max_items == 0) throw error(errc::invalid_config, "anti_entropy: max_items must be > 0");
+  }
+};
+
+namespace anti_entropy_msg {
+struct item {
+  message_id id = 0;
+  bool retired = false;
+  std::int64_t ttl_ns = 0;  ///< certificates: time left before they expire
+  bytes payload;            ///< live items only
+  template <class A> void serialize(A& ar) { ar(id, retired, ttl_ns, payload); }
+};
+struct digest {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "digest";
+  std::vector<std::pair<message_id, bool>> entries;  ///< (id, retired)
+  template <class A> void serialize(A& ar) { ar(entries); }
+};
+struct update {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "update";
+  std::vector<item> items;
+  std::vector<message_id> wanted;  ///< what the sender lacks (push-pull); empty in the last step
+  template <class A> void serialize(A& ar) { ar(items, wanted); }
+};
+}  // namespace anti_entropy_msg
+
+template <Env E, class Membership>
+class anti_entropy {
+  static_assert(membership::Membership<Membership>,
+                "dcp: anti_entropy<Env, M> needs M to model dcp::membership::Membership (neighbours(), sample(k), "
+                "on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::hyparview<Env>");
+
+ public:
+  using messages = wire::message_set<anti_entropy_msg::digest, anti_entropy_msg::update>;
+  static constexpr std::string_view name = "anti_entropy";
+  static constexpr protocol_id default_id = 22;
+
+  anti_entropy(E env, Membership& m, anti_entropy_config cfg = {}) : env_(std::move(env)), membership_(m), cfg_(cfg) {
+    cfg_.validate();
+  }
+
+  void start() { timer_.start(env_, cfg_.period, [this] { round(); }); }
+
+  message_id broadcast(byte_view payload) {
+    if (payload.size() > cfg_.max_payload)
+      throw error(errc::invalid_argument, "anti_entropy::broadcast: payload larger than max_payload");
+    if (items_.size() >= cfg_.max_items)
+      throw error(errc::busy, "anti_entropy::broadcast: max_items live messages held; retire some first");
+    message_id id = 0;
+    while (id == 0 || items_.contains(id)) id = env_.rng()();
+    items_[id] = entry{bytes(payload.begin(), payload.end()), false, {}};
+    deliver(id, env_.self(), items_[id].payload);
+    return id;
+  }
+  void on_deliver(deliver_callback f) { deliver_ = std::move(f); }
+
+  /// Removes message `id` everywhere: a death certificate replaces it.
+  void retire(message_id id) { kill(id, env_.now() + cfg_.certificate_ttl); }
+
+  bool holds(message_id id) const {
+    auto it = items_.find(id);
+    return it != items_.end() && !it->second.retired;
+  }
+  bool retired(message_id id) const {
+    auto it = items_.find(id);
+    return it != items_.end() && it->second.retired;
+  }
+  std::size_t size() const noexcept { return items_.size(); }
+
+  void on_message(const address& from, const anti_entropy_msg::digest& m) {
+    if (m.entries.size() > 2 * cfg_.max_items) return env_.count("bad_digest");
+    anti_entropy_msg::update reply;
+    std::map<message_id, bool> theirs(m.entries.begin(), m.entries.end());
+    const time_point now = env_.now();
+    for (auto& [id, e] : items_) {
+      if (e.retired && e.expires <= now) continue;  // expired: not worth spreading
+      auto it = theirs.find(id);
+      if (it == theirs.end() || (e.retired && !it->second)) reply.items.push_back(item_of(id, e));
+    }
+    for (auto& [id, dead] : theirs) {
+      auto it = items_.find(id);
+      if (it == items_.end() || (dead && !it->second.retired)) reply.wanted.push_back(id);
+    }
+    if (!reply.items.empty() || !reply.wanted.empty()) env_.send(from, reply);
+  }
+
+  void on_message(const address& from, const anti_entropy_msg::update& m) {
+    if (m.items.size() > 2 * cfg_.max_items || m.wanted.size() > 2 * cfg_.max_items) return env_.count("bad_update");
+    for (auto& it : m.items) absorb(from, it);
+    if (m.wanted.empty()) return;
+    anti_entropy_msg::update answer;
+    for (auto id : m.wanted)
+      if (auto it = items_.find(id); it != items_.end()) answer.items.push_back(item_of(id, it->second));
+    if (!answer.items.empty()) env_.send(from, answer);
+  }
+
+ private:
+  struct entry {
+    bytes payload;
+    bool retired = false;
+    time_point expires{};
+  };
+
+  anti_entropy_msg::item item_of(message_id id, const entry& e) const {
+    if (e.retired) return {id, true, std::max<std::int64_t>(0, (e.expires - env_.now()).count()), {}};
+    return {id, false, 0, e.payload};
+  }
+
+  void absorb(const address& from, const anti_entropy_msg::item& it) {
+    if (it.id == 0 || it.payload.size() > cfg_.max_payload || it.ttl_ns < 0) return env_.count("bad_item");
+    if (it.retired) {
+      if (it.ttl_ns == 0) return;  // expired on the way
+      // Never extend a certificate past our own ttl: a hostile peer must not make one immortal.
+      return kill(it.id, env_.now() + std::min(duration(it.ttl_ns), cfg_.certificate_ttl));
+    }
+    if (items_.contains(it.id)) return;
+    if (items_.size() >= cfg_.max_items) return env_.count("items_refused_full");
+    auto& e = items_[it.id];
+    e.payload = it.payload;
+    deliver(it.id, from, e.payload);
+  }
+
+  void kill(message_id id, time_point expires) {
+    auto& e = items_[id];
+    if (e.retired) return;
+    e = entry{{}, true, expires};
+    env_.count("retired");
+  }
+
+  void deliver(message_id id, const address& from, const bytes& payload) {
+    env_.count("delivered");
+    if (deliver_) deliver_({id, from, 0, payload});
+  }
+
+  void round() {
+    const time_point now = env_.now();
+    std::erase_if(items_, [&](const auto& kv) { return kv.second.retired && kv.second.expires <= now; });
+    auto peers = membership_.sample(1);
+    if (peers.empty()) return;
+    anti_entropy_msg::digest d;
+    d.entries.reserve(items_.size());
+    for (auto& [id, e] : items_) d.entries.emplace_back(id, e.retired);  // expired ones were just purged
+    env_.send(peers.front(), d);
+  }
+
+  E env_;
+  Membership& membership_;
+  anti_entropy_config cfg_;
+  std::map<message_id, entry> items_;
+  deliver_callback deliver_;
+  periodic<E> timer_;
+};
+
+}  // namespace dcp::gossip

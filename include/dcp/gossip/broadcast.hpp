@@ -1,0 +1,38 @@
+#pragma once
+// The one API every gossip broadcast offers, and the Broadcast concept.
+//
+//   auto id = b.broadcast(payload);   // delivered here at once, then spread
+//   b.on_deliver([](const dcp::gossip::delivery& d) { ... d.payload ... });
+//
+// Each message is delivered at most once per node (a message id is 64 random
+// bits from the Env's rng; duplicates are suppressed by a bounded cache of
+// seen ids). Whether it reaches every correct node depends on the protocol and
+// the overlay: see each header.
+#include <concepts>
+#include <cstdint>
+#include <functional>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/bytes.hpp"
+
+namespace dcp::gossip {
+
+using message_id = std::uint64_t;
+
+/// One delivery, as the deliver callback sees it (valid during the call).
+struct delivery {
+  message_id id = 0;
+  address from;            ///< the peer it came from (this node for its own broadcasts)
+  std::uint32_t hops = 0;  ///< overlay hops from the origin (0 at the origin)
+  byte_view payload;
+};
+
+using deliver_callback = std::function<void(const delivery&)>;
+
+template <class B>
+concept Broadcast = requires(B& b, byte_view payload, deliver_callback f) {
+  { b.broadcast(payload) } -> std::same_as<message_id>;
+  b.on_deliver(f);
+};
+
+}  // namespace dcp::gossip

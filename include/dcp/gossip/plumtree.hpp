@@ -1,0 +1,258 @@
+#pragma once
+// Plumtree: epidemic broadcast trees (Leitão, Pereira, Rodrigues, SRDS 2007).
+//
+// Payloads travel on a spanning tree embedded in the membership's overlay;
+// the other links carry only announcements (IHAVE), which repair the tree.
+//
+//   eager / lazy   every new neighbour starts as an eager peer. A node that
+//                  delivers a message forwards the payload to its eager peers
+//                  and an IHAVE(id) to its lazy peers.
+//   PRUNE          a payload received twice means a cycle: the node moves the
+//                  sender to its lazy peers and tells it to do the same.
+//   GRAFT          an IHAVE for a message not delivered starts a timer
+//                  (`ihave_timeout`); when it fires the node asks the first
+//                  announcer for the payload (GRAFT) and makes that link
+//                  eager: the tree grows a branch where it was broken. Each
+//                  further `graft_timeout` without the payload grafts the next
+//                  announcer.
+//   membership     a neighbour that goes down leaves both sets and its
+//                  announcements; the tree heals through the lazy links.
+//
+// In a stable overlay the first broadcast floods and prunes the cycles; the
+// ones after it cost one payload per node (RMR near 0). Delivery to every
+// correct node holds while the overlay stays connected, the payload cache
+// still holds the message when a graft for it arrives, and some announcer of
+// it survives. A message lost by every announcer is lost for good: pair
+// Plumtree with anti_entropy when that matters.
+#include <algorithm>
+#include <deque>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/gossip/broadcast.hpp"
+#include "dcp/gossip/detail/seen_cache.hpp"
+#include "dcp/membership/membership.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::gossip {
+
+struct plumtree_config {
+  /// How long an announced message may be missing before a GRAFT (timer 1 of
+  /// the paper). It must exceed how much longer the tree path from a source
+  /// can be than a lazy link's path: a shorter timer grafts around healthy
+  /// but long branches and keeps reshaping the tree towards each source
+  /// (measured: RMR 0.01-0.3 at 100 ms with 1-20 ms links, 0 at 1 s).
+  duration ihave_timeout = 1s;
+  /// Between two GRAFTs for the same message (timer 2).
+  duration graft_timeout = 500ms;
+  std::size_t seen_capacity = 1 << 16;
+  /// Payloads kept to answer GRAFTs.
+  std::size_t payload_capacity = 4096;
+  std::size_t max_payload = 1 << 20;
+
+  void validate() const {
+    if (ihave_timeout <= duration::zero() || graft_timeout <= duration::zero())
+      throw error(errc::invalid_config, "plumtree: ihave_timeout and graft_timeout must be > 0");
+    if (seen_capacity == 0 || payload_capacity == 0)
+      throw error(errc::invalid_config, "plumtree: seen_capacity and payload_capacity must be > 0");
+  }
+};
+
+namespace plumtree_msg {
+struct gossip {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "gossip";
+  message_id id = 0;
+  std::uint32_t round = 0;
+  bytes payload;
+  template <class A> void serialize(A& ar) { ar(id, round, payload); }
+};
+struct ihave {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "ihave";
+  message_id id = 0;
+  std::uint32_t round = 0;
+  template <class A> void serialize(A& ar) { ar(id, round); }
+};
+struct graft {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "graft";
+  message_id id = 0;
+  std::uint32_t round = 0;
+  template <class A> void serialize(A& ar) { ar(id, round); }
+};
+struct prune {
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "prune";
+  template <class A> void serialize(A&) {}
+};
+}  // namespace plumtree_msg
+
+template <Env E, class Membership>
+class plumtree {
+  static_assert(membership::Membership<Membership>,
+                "dcp: plumtree<Env, M> needs M to model dcp::membership::Membership (neighbours(), sample(k), "
+                "on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::hyparview<Env>");
+
+ public:
+  using messages = wire::message_set<plumtree_msg::gossip, plumtree_msg::ihave, plumtree_msg::graft, plumtree_msg::prune>;
+  static constexpr std::string_view name = "plumtree";
+  static constexpr protocol_id default_id = 21;
+
+  plumtree(E env, Membership& m, plumtree_config cfg = {})
+      : env_(std::move(env)), cfg_(cfg), seen_((cfg_.validate(), cfg_.seen_capacity)) {
+    neighbours_ = m.neighbours();
+    eager_ = neighbours_;
+    m.on_neighbour_up([this](const address& p) { neighbour_up(p); });
+    m.on_neighbour_down([this](const address& p) { neighbour_down(p); });
+  }
+  plumtree(const plumtree&) = delete;
+  plumtree& operator=(const plumtree&) = delete;
+  ~plumtree() {
+    for (auto& [id, m] : missing_) env_.cancel(m.timer);
+  }
+
+  message_id broadcast(byte_view payload) {
+    if (payload.size() > cfg_.max_payload)
+      throw error(errc::invalid_argument, "plumtree::broadcast: payload larger than max_payload");
+    message_id id = 0;
+    while (id == 0 || seen_.contains(id)) id = env_.rng()();
+    plumtree_msg::gossip g{id, 0, bytes(payload.begin(), payload.end())};
+    accept(g, env_.self());
+    return id;
+  }
+  void on_deliver(deliver_callback f) { deliver_ = std::move(f); }
+
+  const std::vector<address>& eager_peers() const noexcept { return eager_; }
+  const std::vector<address>& lazy_peers() const noexcept { return lazy_; }
+  bool delivered(message_id id) const { return seen_.contains(id); }
+
+  void on_message(const address& from, const plumtree_msg::gossip& m) {
+    if (m.payload.size() > cfg_.max_payload || from == env_.self()) return env_.count("bad_gossip");
+    if (seen_.contains(m.id)) {
+      env_.count("duplicates");
+      if (move(from, eager_, lazy_)) env_.send(from, plumtree_msg::prune{});
+      return;
+    }
+    accept(m, from);
+  }
+
+  void on_message(const address& from, const plumtree_msg::ihave& m) {
+    if (seen_.contains(m.id)) return;
+    auto [it, fresh] = missing_.try_emplace(m.id);
+    it->second.announcers.push_back({from, m.round});
+    if (fresh) {
+      const message_id id = m.id;
+      it->second.timer = env_.arm(cfg_.ihave_timeout, [this, id] { missing_timeout(id); });
+    }
+  }
+
+  void on_message(const address& from, const plumtree_msg::graft& m) {
+    if (from == env_.self()) return env_.count("bad_graft");
+    make_eager(from);
+    auto it = payloads_.find(m.id);
+    if (it == payloads_.end()) return env_.count("graft_unanswerable");
+    env_.send(from, plumtree_msg::gossip{m.id, it->second.round, it->second.payload});
+  }
+
+  void on_message(const address& from, const plumtree_msg::prune&) { move(from, eager_, lazy_); }
+
+ private:
+  struct announcement {
+    address from;
+    std::uint32_t round;
+  };
+  struct missing {
+    std::vector<announcement> announcers;
+    timer_id timer{};
+  };
+  struct cached {
+    bytes payload;
+    std::uint32_t round;
+  };
+
+  void accept(const plumtree_msg::gossip& m, const address& from) {
+    seen_.insert(m.id);
+    if (auto it = missing_.find(m.id); it != missing_.end()) {
+      env_.cancel(it->second.timer);
+      missing_.erase(it);
+    }
+    remember(m.id, m.payload, m.round);
+    env_.count("delivered");
+    if (deliver_) deliver_({m.id, from, m.round, m.payload});
+    const plumtree_msg::gossip out{m.id, m.round + 1, m.payload};
+    for (auto& p : std::vector<address>(eager_))
+      if (p != from) env_.send(p, out);
+    for (auto& p : std::vector<address>(lazy_))
+      if (p != from) env_.send(p, plumtree_msg::ihave{m.id, m.round + 1});
+    if (from != env_.self()) make_eager(from);  // the tree link it came on
+  }
+
+  void remember(message_id id, const bytes& payload, std::uint32_t round) {
+    if (payloads_.size() >= cfg_.payload_capacity) {
+      payloads_.erase(order_.front());
+      order_.pop_front();
+    }
+    payloads_.emplace(id, cached{payload, round});
+    order_.push_back(id);
+  }
+
+  void missing_timeout(message_id id) {
+    auto it = missing_.find(id);
+    if (it == missing_.end()) return;
+    auto& m = it->second;
+    if (m.announcers.empty()) {
+      env_.count("graft_exhausted");
+      missing_.erase(it);
+      return;
+    }
+    const announcement a = m.announcers.front();
+    m.announcers.erase(m.announcers.begin());
+    m.timer = env_.arm(cfg_.graft_timeout, [this, id] { missing_timeout(id); });
+    env_.count("grafts");
+    make_eager(a.from);
+    env_.send(a.from, plumtree_msg::graft{id, a.round});
+  }
+
+  static bool contains(const std::vector<address>& v, const address& a) {
+    return std::find(v.begin(), v.end(), a) != v.end();
+  }
+  /// Moves `p` from one set to the other; true if it was in `from_set`.
+  static bool move(const address& p, std::vector<address>& from_set, std::vector<address>& to_set) {
+    if (std::erase(from_set, p) == 0) return false;
+    if (!contains(to_set, p)) to_set.push_back(p);
+    return true;
+  }
+  /// Only a current neighbour becomes a tree link: a stale graft from a peer
+  /// the membership dropped must not bring it back.
+  void make_eager(const address& p) {
+    if (!contains(neighbours_, p)) return;
+    std::erase(lazy_, p);
+    if (!contains(eager_, p)) eager_.push_back(p);
+  }
+  void neighbour_up(const address& p) {
+    if (!contains(neighbours_, p)) neighbours_.push_back(p);
+    make_eager(p);
+  }
+  void neighbour_down(const address& p) {
+    std::erase(neighbours_, p);
+    std::erase(eager_, p);
+    std::erase(lazy_, p);
+    for (auto& [id, m] : missing_)
+      std::erase_if(m.announcers, [&](const announcement& a) { return a.from == p; });
+  }
+
+  E env_;
+  plumtree_config cfg_;
+  detail::seen_cache seen_;
+  std::unordered_map<message_id, cached> payloads_;
+  std::deque<message_id> order_;
+  std::unordered_map<message_id, missing> missing_;
+  std::vector<address> neighbours_, eager_, lazy_;
+  deliver_callback deliver_;
+};
+
+}  // namespace dcp::gossip

@@ -1,0 +1,461 @@
+#pragma once
+// HyParView (Leitão, Pereira, Rodrigues, DSN 2007): a partial-view membership
+// with a small symmetric *active* view (the overlay other protocols gossip
+// on) and a larger *passive* view of backups kept fresh by shuffles.
+//
+//   join           JOIN to a contact; the contact adds the newcomer and sends
+//                  FORWARD_JOIN(newcomer, ARWL) to its other active peers. Each
+//                  walk adds the newcomer to one passive view when TTL = PRWL and
+//                  ends (TTL 0, or a node with one neighbour) in an active view.
+//   symmetry       whoever adds a peer to its active view without being asked
+//                  tells it (JOIN_ACCEPT); a peer that receives a keep-alive
+//                  from a node that does not count it as a neighbour answers
+//                  DISCONNECT, so a link known to one side only is undone.
+//   full view      adding to a full active view drops a random member, which
+//                  is told (DISCONNECT) and moves to the passive view.
+//   repair         when an active peer fails (the transport gave up on it, or
+//                  it was silent for `suspect_after`) it is forgotten and a
+//                  passive peer is asked to become a neighbour: NEIGHBOR with
+//                  high priority if the active view is empty (always accepted),
+//                  else low (accepted only with room). A refusal or time-out
+//                  tries the next passive peer; an unreachable one is dropped.
+//   shuffle        every `shuffle_period` (one membership round) a node sends
+//                  itself, ka active and kp passive peers on a random walk of
+//                  `shuffle_ttl`; the node where it ends answers with as many
+//                  of its passive peers, and both merge what they got into
+//                  their passive views, evicting first what they sent.
+//
+// Failure model: crash-stop peers, lossy links (every exchange is retried by
+// the periodic rounds), partitions (silent: detected by keep-alive silence).
+// Defaults are the paper's: active 5, passive 30, ARWL 6, PRWL 3, ka 3, kp 4.
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/env.hpp"
+#include "dcp/core/error.hpp"
+#include "dcp/membership/membership.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::membership {
+
+struct hyparview_config {
+  std::size_t active_size = 5;    ///< log10(N) + c in the paper; 5 at N = 10^4
+  std::size_t passive_size = 30;  ///< k * (log10(N) + c)
+  std::uint8_t arwl = 6;          ///< active random walk length of FORWARD_JOIN
+  std::uint8_t prwl = 3;          ///< the walk step at which the joiner enters a passive view
+  std::uint8_t shuffle_ttl = 6;   ///< random walk length of a SHUFFLE
+  std::size_t shuffle_active = 3;   ///< ka: active peers in a SHUFFLE
+  std::size_t shuffle_passive = 4;  ///< kp: passive peers in a SHUFFLE
+  duration shuffle_period = 1s;     ///< one membership round
+  /// Keep-alives to every active peer; they detect silent failures and undo
+  /// one-sided links. Zero turns them off (then only transport errors detect).
+  duration keepalive_period = 1s;
+  /// An active peer silent this long is taken as failed (zero: never).
+  duration suspect_after = 5s;
+  /// A NEIGHBOR request unanswered this long counts as refused.
+  duration neighbor_timeout = 1s;
+  /// Where to join on start(); empty for the first node.
+  address contact{};
+
+  void validate() const {
+    if (active_size < 1) throw error(errc::invalid_config, "hyparview: active_size must be >= 1");
+    if (passive_size < 1) throw error(errc::invalid_config, "hyparview: passive_size must be >= 1");
+    if (prwl > arwl) throw error(errc::invalid_config, "hyparview: prwl must not exceed arwl (the walk never reaches it)");
+    if (shuffle_period <= duration::zero() || neighbor_timeout <= duration::zero())
+      throw error(errc::invalid_config, "hyparview: shuffle_period and neighbor_timeout must be > 0");
+    if (keepalive_period < duration::zero() || suspect_after < duration::zero())
+      throw error(errc::invalid_config, "hyparview: keepalive_period and suspect_after must be >= 0");
+    if (suspect_after > duration::zero() && keepalive_period > duration::zero() && suspect_after <= keepalive_period)
+      throw error(errc::invalid_config, "hyparview: suspect_after must exceed keepalive_period, or live peers are dropped");
+  }
+};
+
+namespace hyparview_msg {
+struct join {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "join";
+  template <class A> void serialize(A&) {}
+};
+struct forward_join {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "forward_join";
+  address joiner;
+  std::uint8_t ttl = 0;
+  template <class A> void serialize(A& ar) { ar(joiner, ttl); }
+};
+/// "You are in my active view now": the other half of a link made for a joiner.
+struct join_accept {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "join_accept";
+  template <class A> void serialize(A&) {}
+};
+struct neighbor {
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "neighbor";
+  bool high_priority = false;
+  template <class A> void serialize(A& ar) { ar(high_priority); }
+};
+struct neighbor_reply {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "neighbor_reply";
+  bool accepted = false;
+  template <class A> void serialize(A& ar) { ar(accepted); }
+};
+struct disconnect {
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "disconnect";
+  template <class A> void serialize(A&) {}
+};
+struct shuffle {
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "shuffle";
+  address origin;
+  std::uint8_t ttl = 0;
+  std::vector<address> nodes;
+  template <class A> void serialize(A& ar) { ar(origin, ttl, nodes); }
+};
+struct shuffle_reply {
+  static constexpr message_type wire_id = 8;
+  static constexpr std::string_view wire_name = "shuffle_reply";
+  std::vector<address> nodes;
+  template <class A> void serialize(A& ar) { ar(nodes); }
+};
+struct keepalive {
+  static constexpr message_type wire_id = 9;
+  static constexpr std::string_view wire_name = "keepalive";
+  template <class A> void serialize(A&) {}
+};
+}  // namespace hyparview_msg
+
+template <Env E>
+class hyparview {
+ public:
+  using messages = wire::message_set<hyparview_msg::join, hyparview_msg::forward_join, hyparview_msg::join_accept,
+                                     hyparview_msg::neighbor, hyparview_msg::neighbor_reply, hyparview_msg::disconnect,
+                                     hyparview_msg::shuffle, hyparview_msg::shuffle_reply, hyparview_msg::keepalive>;
+  using config_type = hyparview_config;
+  static constexpr std::string_view name = "hyparview";
+  static constexpr protocol_id default_id = 11;
+
+  explicit hyparview(E env, hyparview_config cfg = {}) : env_(std::move(env)), cfg_(cfg) { cfg_.validate(); }
+  hyparview(const hyparview&) = delete;
+  hyparview& operator=(const hyparview&) = delete;
+  ~hyparview() { cancel_pending(); }
+
+  void start() {
+    // Rounds start at a random phase so that 10^4 nodes do not shuffle in lockstep.
+    const auto phase = [&](duration p) { return duration(1 + static_cast<std::int64_t>(env_.rng().below(p.count()))); };
+    rounds_.start(env_, cfg_.shuffle_period, [this] { round(); }, phase(cfg_.shuffle_period));
+    if (cfg_.keepalive_period > duration::zero())
+      keepalives_.start(env_, cfg_.keepalive_period, [this] { keepalive_round(); }, phase(cfg_.keepalive_period));
+    if (cfg_.contact) join(cfg_.contact);
+  }
+
+  /// Joins the overlay through `contact` (retried every round while this node
+  /// knows nobody). Joining through oneself is a no-op: the first node.
+  void join(const address& contact) {
+    if (contact.empty()) throw error(errc::invalid_argument, "hyparview::join: empty contact address");
+    contact_ = contact;
+    joined_ = contact == env_.self();
+    if (!joined_) env_.send(contact, hyparview_msg::join{});
+  }
+  /// True once a JOIN_ACCEPT arrived (or this node is the first one).
+  bool joined() const noexcept { return joined_; }
+
+  // ---- Membership ----
+  std::vector<address> neighbours() const {
+    std::vector<address> out;
+    out.reserve(active_.size());
+    for (auto& p : active_) out.push_back(p.addr);
+    return out;
+  }
+  std::vector<address> sample(std::size_t k) {
+    auto out = neighbours();
+    out.resize(env_.rng().sample(std::span<address>(out), k).size());
+    return out;
+  }
+  void on_neighbour_up(neighbour_callback f) { events_.on_up(std::move(f)); }
+  void on_neighbour_down(neighbour_callback f) { events_.on_down(std::move(f)); }
+
+  // ---- observation ----
+  const std::vector<address>& passive_view() const noexcept { return passive_; }
+  bool is_active(const address& a) const noexcept { return find_active(a) != active_.end(); }
+  bool is_passive(const address& a) const noexcept { return std::find(passive_.begin(), passive_.end(), a) != passive_.end(); }
+  std::size_t active_count() const noexcept { return active_.size(); }
+  const hyparview_config& config() const noexcept { return cfg_; }
+
+  // ---- messages ----
+  void on_message(const address& from, const hyparview_msg::join&) {
+    if (from == env_.self()) return drop("bad_join");
+    env_.count("joins_handled");
+    add_active(from);
+    env_.send(from, hyparview_msg::join_accept{});
+    for (auto& p : neighbours())
+      if (p != from) env_.send(p, hyparview_msg::forward_join{from, cfg_.arwl});
+  }
+
+  void on_message(const address& from, const hyparview_msg::forward_join& m) {
+    heard(from);
+    if (m.joiner.empty() || m.joiner == env_.self()) return drop("bad_forward_join");
+    if (is_active(m.joiner)) return;  // the walk reached a node already linked to it
+    if (m.ttl == 0 || active_.size() <= 1) return accept_joiner(m.joiner);
+    if (m.ttl == cfg_.prwl) add_passive(m.joiner);
+    const auto next = random_active_except(from, m.joiner);
+    if (!next) return accept_joiner(m.joiner);
+    env_.send(*next, hyparview_msg::forward_join{m.joiner, static_cast<std::uint8_t>(m.ttl - 1)});
+  }
+
+  void on_message(const address& from, const hyparview_msg::join_accept&) {
+    if (from == env_.self()) return drop("bad_join_accept");
+    joined_ = true;  // our JOIN reached the overlay (the contact or a walk it started accepted us)
+    add_active(from);
+  }
+
+  void on_message(const address& from, const hyparview_msg::neighbor& m) {
+    if (from == env_.self()) return drop("bad_neighbor");
+    const bool accept = m.high_priority || active_.size() < cfg_.active_size || is_active(from);
+    if (accept) add_active(from);
+    else {
+      add_passive(from);
+      env_.count("neighbor_refused");
+    }
+    env_.send(from, hyparview_msg::neighbor_reply{accept});
+  }
+
+  void on_message(const address& from, const hyparview_msg::neighbor_reply& m) {
+    if (pending_ && *pending_ == from) {
+      cancel_pending();
+      if (m.accepted) {
+        add_active(from);
+        tried_.clear();
+      }
+      try_repair();  // refused: the next passive peer; accepted: more if still short
+      return;
+    }
+    // A late answer to a request that timed out: the peer has linked us.
+    if (!m.accepted) return;
+    if (active_.size() < cfg_.active_size) add_active(from);
+    else env_.send(from, hyparview_msg::disconnect{});
+  }
+
+  void on_message(const address& from, const hyparview_msg::disconnect&) {
+    if (!is_active(from)) return;
+    env_.count("disconnected");
+    remove_active(from, /*to_passive=*/true);
+    try_repair();
+  }
+
+  void on_message(const address& from, const hyparview_msg::shuffle& m) {
+    heard(from);
+    if (m.origin.empty() || m.nodes.size() > max_shuffle_nodes()) return drop("bad_shuffle");
+    if (m.origin == env_.self()) return;  // our own walk came back: nothing to exchange
+    if (m.ttl > 1 && active_.size() > 1) {
+      if (auto next = random_active_except(from, m.origin)) {
+        env_.send(*next, hyparview_msg::shuffle{m.origin, static_cast<std::uint8_t>(m.ttl - 1), m.nodes});
+        return;
+      }
+    }
+    std::vector<address> reply = passive_;
+    reply.resize(env_.rng().sample(std::span<address>(reply), m.nodes.size()).size());
+    env_.send(m.origin, hyparview_msg::shuffle_reply{reply});
+    integrate(m.nodes, reply);
+    env_.count("shuffles_answered");
+  }
+
+  void on_message(const address& from, const hyparview_msg::shuffle_reply& m) {
+    if (m.nodes.size() > max_shuffle_nodes()) return drop("bad_shuffle_reply");
+    (void)from;
+    integrate(m.nodes, last_shuffle_);
+    last_shuffle_.clear();
+  }
+
+  void on_message(const address& from, const hyparview_msg::keepalive&) {
+    if (is_active(from)) return heard(from);
+    if (pending_ && *pending_ == from) return;  // its acceptance may be on the way
+    env_.count("one_sided_links_undone");
+    env_.send(from, hyparview_msg::disconnect{});
+  }
+
+  /// The transport gave up on `peer`: it has failed (for this node).
+  void on_unreachable(const address& peer) {
+    if (pending_ && *pending_ == peer) {
+      cancel_pending();
+      remove_passive(peer);
+      try_repair();
+    }
+    remove_passive(peer);
+    if (is_active(peer)) fail(peer);
+  }
+
+ private:
+  struct peer {
+    address addr;
+    time_point last_heard;
+  };
+
+  std::size_t max_shuffle_nodes() const noexcept { return 1 + cfg_.shuffle_active + cfg_.shuffle_passive + 8; }
+
+  void drop(std::string_view why) { env_.count(why); }
+
+  typename std::vector<peer>::const_iterator find_active(const address& a) const noexcept {
+    return std::find_if(active_.begin(), active_.end(), [&](const peer& p) { return p.addr == a; });
+  }
+  void heard(const address& from) {
+    for (auto& p : active_)
+      if (p.addr == from) p.last_heard = env_.now();
+  }
+
+  std::optional<address> random_active_except(const address& a, const address& b) {
+    std::vector<address> c;
+    for (auto& p : active_)
+      if (p.addr != a && p.addr != b) c.push_back(p.addr);
+    if (c.empty()) return std::nullopt;
+    return c[env_.rng().below(c.size())];
+  }
+
+  void accept_joiner(const address& joiner) {
+    add_active(joiner);
+    env_.send(joiner, hyparview_msg::join_accept{});
+  }
+
+  void add_active(const address& n) {
+    if (n == env_.self() || n.empty()) return;
+    if (is_active(n)) return heard(n);
+    if (active_.size() >= cfg_.active_size) {
+      const address victim = active_[env_.rng().below(active_.size())].addr;
+      env_.send(victim, hyparview_msg::disconnect{});
+      env_.count("dropped_for_room");
+      remove_active(victim, /*to_passive=*/true);
+    }
+    remove_passive(n);
+    active_.push_back({n, env_.now()});
+    if (active_.size() == cfg_.active_size) tried_.clear();
+    events_.up(n);
+  }
+
+  void remove_active(const address& n, bool to_passive) {
+    auto it = find_active(n);
+    if (it == active_.end()) return;
+    active_.erase(it);
+    if (to_passive) add_passive(n);
+    events_.down(n);
+  }
+
+  void add_passive(const address& n) {
+    if (n == env_.self() || n.empty() || is_active(n) || is_passive(n)) return;
+    if (passive_.size() >= cfg_.passive_size) passive_.erase(passive_.begin() + env_.rng().below(passive_.size()));
+    passive_.push_back(n);
+  }
+  void remove_passive(const address& n) { std::erase(passive_, n); }
+
+  /// Merges peers learnt from a shuffle, evicting first those in `sent` (they
+  /// now live on in the other node's passive view).
+  void integrate(const std::vector<address>& nodes, const std::vector<address>& sent) {
+    std::vector<address> evictable;
+    for (auto& s : sent)
+      if (is_passive(s)) evictable.push_back(s);
+    for (auto& n : nodes) {
+      if (n.empty() || n == env_.self() || is_active(n) || is_passive(n)) continue;
+      if (passive_.size() >= cfg_.passive_size) {
+        if (!evictable.empty()) {
+          remove_passive(evictable.back());
+          evictable.pop_back();
+        } else {
+          passive_.erase(passive_.begin() + env_.rng().below(passive_.size()));
+        }
+      }
+      passive_.push_back(n);
+    }
+  }
+
+  void fail(const address& peer) {
+    env_.count("neighbour_failed");
+    remove_active(peer, /*to_passive=*/false);
+    try_repair();
+  }
+
+  /// Asks one passive peer at a time until the active view is full or every
+  /// passive peer of this episode has been tried (the next round starts over).
+  void try_repair() {
+    if (pending_ || active_.size() >= cfg_.active_size) return;
+    std::vector<address> candidates;
+    for (auto& p : passive_)
+      if (std::find(tried_.begin(), tried_.end(), p) == tried_.end()) candidates.push_back(p);
+    if (candidates.empty()) {
+      tried_.clear();
+      return;
+    }
+    const address c = candidates[env_.rng().below(candidates.size())];
+    tried_.push_back(c);
+    pending_ = c;
+    env_.count("neighbor_requests");
+    env_.send(c, hyparview_msg::neighbor{active_.empty()});
+    pending_timer_ = env_.arm(cfg_.neighbor_timeout, [this] {
+      pending_timer_ = {};
+      pending_.reset();
+      env_.count("neighbor_timeouts");
+      try_repair();
+    });
+  }
+  void cancel_pending() {
+    if (pending_timer_) env_.cancel(pending_timer_);
+    pending_timer_ = {};
+    pending_.reset();
+  }
+
+  void round() {
+    // Retried until accepted, not merely until someone links to us: a node
+    // whose JOIN was lost may meanwhile be the contact of a later joiner, and
+    // the two would form an island that low-priority NEIGHBOR requests (always
+    // refused by full nodes) could never merge with the overlay.
+    if (!joined_ && contact_) {
+      env_.count("join_retries");
+      env_.send(contact_, hyparview_msg::join{});
+    }
+    try_repair();
+    if (active_.empty()) return;
+    const address target = active_[env_.rng().below(active_.size())].addr;
+    std::vector<address> nodes{env_.self()};
+    std::vector<address> act;
+    for (auto& p : active_)
+      if (p.addr != target) act.push_back(p.addr);
+    for (auto& a : env_.rng().sample(std::span<address>(act), cfg_.shuffle_active)) nodes.push_back(a);
+    std::vector<address> pas = passive_;
+    for (auto& a : env_.rng().sample(std::span<address>(pas), cfg_.shuffle_passive)) nodes.push_back(a);
+    last_shuffle_ = nodes;
+    env_.count("shuffles");
+    env_.send(target, hyparview_msg::shuffle{env_.self(), cfg_.shuffle_ttl, std::move(nodes)});
+  }
+
+  void keepalive_round() {
+    const time_point now = env_.now();
+    std::vector<address> silent;
+    for (auto& p : active_) {
+      if (cfg_.suspect_after > duration::zero() && now - p.last_heard > cfg_.suspect_after) silent.push_back(p.addr);
+      else env_.send(p.addr, hyparview_msg::keepalive{});
+    }
+    for (auto& s : silent) {
+      env_.count("neighbour_silent");
+      fail(s);
+    }
+  }
+
+  E env_;
+  hyparview_config cfg_;
+  std::vector<peer> active_;
+  std::vector<address> passive_;
+  std::vector<address> last_shuffle_;
+  std::vector<address> tried_;
+  std::optional<address> pending_;
+  timer_id pending_timer_{};
+  address contact_{};
+  bool joined_ = false;
+  neighbour_events events_;
+  periodic<E> rounds_, keepalives_;
+};
+
+}  // namespace dcp::membership

@@ -1,0 +1,74 @@
+#include <doctest/doctest.h>
+
+#include "world.hpp"
+
+using namespace dcp;
+using sim::simulator;
+using gworld::bid;
+using gworld::hpv;
+using ae = gossip::anti_entropy<sim::env, hpv>;
+
+static_assert(gossip::Broadcast<ae>);
+
+TEST_CASE("anti-entropy: every node converges under 20% loss and a partition; death certificates spread, then expire") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    CAPTURE(seed);
+    sim::config c;
+    c.network.delay = sim::latency::uniform(1ms, 20ms);
+    c.network.loss = 0.2;
+    c.network.duplicate = 0.05;
+    c.network.reorder = 0.1;
+    simulator w(seed, c);
+    constexpr std::uint32_t n = 60;
+    gossip::anti_entropy_config k;
+    k.certificate_ttl = 30s;
+    auto rec = gworld::build<ae>(w, n, k);
+    w.run_for(5s);
+    // Half the network is cut off while messages are sent on both sides.
+    std::vector<sim::node_index> left;
+    for (std::uint32_t i = 0; i < n / 2; ++i) left.push_back(i);
+    w.partition({left});
+    std::vector<std::uint64_t> ids;
+    for (int m = 0; m < 6; ++m) ids.push_back(w.get<ae>(m % 2 ? 1 : n - 1, bid).broadcast(as_bytes("item")));
+    w.run_for(10s);
+    w.heal();
+    w.run_for(40s);  // HyParView repairs the cut links; digests fill the gaps
+    for (auto id : ids) CHECK(rec->missing(w, id) == 0);
+    CHECK(rec->twice == 0);
+
+    w.get<ae>(5, bid).retire(ids[0]);
+    w.run_for(20s);
+    std::size_t holding = 0, certified = 0;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      holding += w.get<ae>(i, bid).holds(ids[0]);
+      certified += w.get<ae>(i, bid).retired(ids[0]);
+    }
+    CHECK(holding == 0);
+    CHECK(certified == n);
+    w.run_for(30s);  // past the ttl everywhere: the certificates are gone
+    std::size_t left_over = 0;
+    for (std::uint32_t i = 0; i < n; ++i) left_over += w.get<ae>(i, bid).size();
+    CHECK(left_over == n * (ids.size() - 1));
+    CHECK(rec->twice == 0);
+  }
+}
+
+TEST_CASE("anti-entropy: hostile input cannot make a certificate immortal or overflow the store") {
+  simulator w(2);
+  gossip::anti_entropy_config k;
+  k.max_items = 4;
+  k.certificate_ttl = 5s;
+  auto rec = gworld::build<ae>(w, 2, k);
+  auto& a = w.get<ae>(0, bid);
+  gossip::anti_entropy_msg::update u;
+  u.items.push_back({77, true, std::int64_t{1} << 62, {}});
+  u.items.push_back({0, false, 0, bytes{1}});
+  u.items.push_back({78, false, -5, bytes{1}});
+  a.on_message(address::sim(1), u);
+  CHECK(w.metrics().counter(bid, "bad_item") == 2);
+  CHECK(a.retired(77));
+  w.run_for(7s);
+  CHECK_FALSE(a.retired(77));
+  for (int i = 0; i < 4; ++i) a.broadcast(as_bytes("x"));
+  CHECK_THROWS_AS(a.broadcast(as_bytes("y")), dcp::error);
+}

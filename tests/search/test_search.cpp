@@ -1,0 +1,88 @@
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <set>
+
+#include "dcp/membership.hpp"
+#include "dcp/search.hpp"
+#include "dcp/sim.hpp"
+
+using namespace dcp;
+using sim::simulator;
+using hpv = membership::hyparview<sim::env>;
+using finder = search::unstructured<sim::env, hpv>;
+constexpr protocol_id sid = finder::default_id;
+
+namespace {
+void build(simulator& w, std::uint32_t n, search::unstructured_config k = {}) {
+  for (std::uint32_t i = 0; i < n; ++i) {
+    w.add_node([i, k](sim::node_context& c) {
+      membership::hyparview_config hk;
+      if (i) hk.contact = address::sim(0);
+      auto& m = c.add<hpv>(hpv::default_id, hk);
+      c.add<finder>(sid, m, k);
+    });
+    w.run_for(5ms);
+  }
+  w.run_for(10s);
+}
+struct outcome {
+  int calls = 0;
+  std::error_code ec;
+  search::search_result r;
+};
+}  // namespace
+
+TEST_CASE("search: walks and floods find a key held by r nodes; the answer names a real holder; callback once") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    CAPTURE(seed);
+    sim::config c;
+    c.network.delay = sim::latency::uniform(1ms, 20ms);
+    c.network.duplicate = 0.05;
+    c.network.reorder = 0.1;
+    simulator w(seed, c);
+    constexpr std::uint32_t n = 300;
+    build(w, n);
+    std::set<std::uint32_t> holders;
+    while (holders.size() < 10) holders.insert(1 + static_cast<std::uint32_t>(w.rng().below(n - 1)));
+    for (auto h : holders) w.get<finder>(h, sid).store("k");
+    for (auto how : {search::method::random_walk, search::method::flooding}) {
+      auto out = std::make_shared<outcome>();
+      w.get<finder>(0, sid).find("k", how, [out](std::error_code ec, const search::search_result& r) {
+        ++out->calls;
+        out->ec = ec;
+        out->r = r;
+      });
+      w.run_for(40s);
+      CHECK(out->calls == 1);
+      CHECK_FALSE(out->ec);
+      CHECK(holders.contains(out->r.holder.sim_index()));
+      CHECK(out->r.hops >= 1);
+    }
+    CHECK(w.get<finder>(0, sid).pending() == 0);
+  }
+}
+
+TEST_CASE("search: a key nobody holds times out, once; a flood's TTL bounds how far it goes") {
+  simulator w(9);
+  search::unstructured_config k;
+  k.flood_ttl = 2;
+  k.walk_ttl = 50;
+  k.query_timeout = 5s;
+  build(w, 200, k);
+  for (auto how : {search::method::random_walk, search::method::flooding}) {
+    auto out = std::make_shared<outcome>();
+    const auto probes_before = w.metrics().counter(sid, "probes");
+    w.get<finder>(0, sid).find("nothing", how, [out](std::error_code ec, const search::search_result&) {
+      ++out->calls;
+      out->ec = ec;
+    });
+    w.run_for(10s);
+    CHECK(out->calls == 1);
+    CHECK(out->ec == make_error_code(errc::timed_out));
+    const auto probes = w.metrics().counter(sid, "probes") - probes_before;
+    if (how == search::method::random_walk) CHECK(probes == 50);
+    else CHECK(probes <= 5 + 5 * 4);  // d + d(d-1) with HyParView's d = 5
+  }
+  CHECK_THROWS_AS(w.get<finder>(0, sid).find(std::string(5000, 'x'), search::method::flooding, {}), dcp::error);
+}
