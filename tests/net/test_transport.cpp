@@ -28,9 +28,9 @@ net::config loopback_config(std::uint16_t port = 0) {
 }
 
 bytes frame_of(protocol_id p, message_type t, byte_view payload) {
-  bytes out(wire::header_size);
+  bytes out(wire::header_size + payload.size());
   wire::write_header(out.data(), {p, t, static_cast<std::uint32_t>(payload.size())});
-  out.insert(out.end(), payload.begin(), payload.end());
+  std::copy(payload.begin(), payload.end(), out.begin() + wire::header_size);
   return out;
 }
 bytes hello_from(const address& a) {

@@ -159,15 +159,15 @@ inline result<unsealed_token> unseal(byte_view sealed, const verification_key& k
   if (env->signature.size() != signature_size(s) ||
       !key.verify(detail::signed_message(env->version, env->scheme, env->key_id, env->body), env->signature))
     return make_error_code(errc::bad_signature);
-  unsealed_token out{{}, s, env->key_id};
+  lease::token t;
   try {
     wire::input_archive ar(env->body);
-    ar(out.token);
+    ar(t);
     if (ar.remaining() != 0) return make_error_code(errc::malformed_token);
   } catch (const std::exception&) {  // only a buggy issuer gets here: the body was signed
     return make_error_code(errc::malformed_token);
   }
-  return out;
+  return unsealed_token{std::move(t), s, env->key_id};
 }
 
 }  // namespace dcp::lease

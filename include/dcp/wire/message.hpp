@@ -47,11 +47,18 @@ concept Message = std::default_initializable<M> && std::copy_constructible<M> &&
 } && cereal::traits::is_output_serializable<M, output_archive>::value &&
                   cereal::traits::is_input_serializable<M, input_archive>::value;
 
+/// "#id": the name of a message type that has no wire_name.
+inline std::string numbered(message_type t) {
+  std::string n = std::to_string(t);
+  n.insert(n.begin(), '#');  // not "#" + ...: GCC 12 warns falsely (-Wrestrict) on that form
+  return n;
+}
+
 /// The message's name for metrics and traces: wire_name if given, else "#id".
 template <Message M>
 std::string message_name() {
   if constexpr (requires { std::string_view{M::wire_name}; }) return std::string(M::wire_name);
-  else return "#" + std::to_string(M::wire_id);
+  else return numbered(M::wire_id);
 }
 
 /// Appends the payload of `m` to `out`.
@@ -110,7 +117,7 @@ struct message_set {
   static bool knows(message_type t) noexcept { return ((t == Ms::wire_id) || ...); }
 
   static std::string name_of(message_type t) {
-    std::string n = "#" + std::to_string(t);
+    std::string n = numbered(t);
     (void)((t == Ms::wire_id ? (n = message_name<Ms>(), true) : false) || ...);  // void: an empty set is valid
     return n;
   }
