@@ -19,7 +19,7 @@
 
 using namespace dcp;
 using sim::simulator;
-using group = membership::static_group<sim::env>;
+using fixed_group = membership::static_group<sim::env>;
 using hpv = membership::hyparview<sim::env>;
 constexpr protocol_id mid = 10, aid = 30;
 constexpr double eps = 1e-6;
@@ -60,24 +60,21 @@ outcome measure(simulator& w, std::uint32_t n, double truth, int max_rounds, tim
 outcome uniform(std::uint32_t n, double loss, std::uint64_t seed, int max_rounds) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto heap0 = bench::heap_bytes();
-  auto members = std::make_shared<std::vector<address>>();
-  members->reserve(n);
-  for (std::uint32_t i = 0; i < n; ++i) members->push_back(address::sim(i));
   double truth = 0;
   for (std::uint32_t i = 0; i < n; ++i) truth += input_of(i) / n;
-  using ps = aggregate::push_sum<sim::env, group>;
+  using ps = aggregate::push_sum<sim::env, fixed_group>;
   outcome o;
   {
     simulator w(seed, bench::network(loss));
-    membership::static_group_config gc{members};
+    membership::static_group_config gc{std::make_shared<const dcp::group::static_group>(dcp::group::static_group::sim(n))};
     w.add_nodes(n, [gc](sim::node_context& c) {
-      auto& g = c.add<group>(mid, gc);
+      auto& g = c.add<fixed_group>(mid, gc);
       aggregate::push_sum_config k;
       k.input = aggregate::push_sum_input::average(input_of(c.index()));
       c.add<ps>(aid, g, k);
     });
     const double per_node = double(bench::heap_bytes() - heap0) / n;
-    o = measure<group, ps>(w, n, truth, max_rounds, time_point{});
+    o = measure<fixed_group, ps>(w, n, truth, max_rounds, time_point{});
     o.bytes_per_node = per_node;
   }
   o.seconds = bench::seconds_since(t0);

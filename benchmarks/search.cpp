@@ -18,8 +18,8 @@
 using namespace dcp;
 using sim::simulator;
 using hpv = membership::hyparview<sim::env>;
-using group = membership::static_group<sim::env>;
-using finder = search::unstructured<sim::env, group>;
+using fixed_group = membership::static_group<sim::env>;
+using finder = search::unstructured<sim::env, fixed_group>;
 constexpr protocol_id mid = 10, sid = 40;
 
 namespace {
@@ -41,7 +41,7 @@ struct world {
   world(const std::vector<std::vector<address>>& g, std::uint64_t seed, search::unstructured_config k)
       : w(seed, bench::network()) {
     w.add_nodes(g.size(), [&g, k](sim::node_context& c) {
-      auto& m = c.add<group>(mid, membership::static_group_config::of(g[c.index()]));
+      auto& m = c.add<fixed_group>(mid, membership::static_group_config::of(g[c.index()]));
       c.add<finder>(sid, m, k);
     });
   }

@@ -9,11 +9,11 @@
 
 using namespace dcp;
 using sim::simulator;
-using group = membership::static_group<sim::env>;
+using fixed_group = membership::static_group<sim::env>;
 using hpv = membership::hyparview<sim::env>;
-using ps_uniform = aggregate::push_sum<sim::env, group>;
+using ps_uniform = aggregate::push_sum<sim::env, fixed_group>;
 using ps_overlay = aggregate::push_sum<sim::env, hpv>;
-using pw = aggregate::pairwise_average<sim::env, group>;
+using pw = aggregate::pairwise_average<sim::env, fixed_group>;
 constexpr protocol_id mid = 10, aid = 30;
 
 namespace {
@@ -25,10 +25,8 @@ sim::config network(double loss = 0, double dup = 0) {
   c.network.reorder = 0.1;
   return c;
 }
-std::shared_ptr<const std::vector<address>> everyone(std::uint32_t n) {
-  auto v = std::make_shared<std::vector<address>>();
-  for (std::uint32_t i = 0; i < n; ++i) v->push_back(address::sim(i));
-  return v;
+std::shared_ptr<const dcp::group::static_group> everyone(std::uint32_t n) {
+  return std::make_shared<const dcp::group::static_group>(dcp::group::static_group::sim(n));
 }
 double input_of(std::uint32_t i) { return 10.0 + static_cast<double>((i * 7919) % 1000) / 10.0; }
 
@@ -55,7 +53,7 @@ TEST_CASE("push_sum: every node reaches the average within 1e-6, mass is conserv
     double truth = 0;
     for (std::uint32_t i = 0; i < n; ++i) truth += input_of(i) / n;
     w.add_nodes(n, [&](sim::node_context& c) {
-      auto& g = c.add<group>(mid, membership::static_group_config{members});
+      auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
       aggregate::push_sum_config k;
       k.input = aggregate::push_sum_input::average(input_of(c.index()));
       k.tolerance = 1e-8;
@@ -112,7 +110,7 @@ TEST_CASE("push_sum: a new epoch restarts cleanly from changed inputs") {
   constexpr std::uint32_t n = 200;
   auto members = everyone(n);
   w.add_nodes(n, [&](sim::node_context& c) {
-    auto& g = c.add<group>(mid, membership::static_group_config{members});
+    auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
     aggregate::push_sum_config k;
     k.input = aggregate::push_sum_input::average(1.0);
     c.add<ps_uniform>(aid, g, k);
@@ -138,7 +136,7 @@ TEST_CASE("push_sum: under 10% loss the estimate stays inside the inputs' range 
     hi = std::max(hi, input_of(i));
   }
   w.add_nodes(n, [&](sim::node_context& c) {
-    auto& g = c.add<group>(mid, membership::static_group_config{members});
+    auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
     aggregate::push_sum_config k;
     k.input = aggregate::push_sum_input::average(input_of(c.index()));
     c.add<ps_uniform>(aid, g, k);
@@ -164,7 +162,7 @@ TEST_CASE("pairwise averaging: the sum is conserved exactly under duplication an
     constexpr std::uint32_t n = 256;
     auto members = everyone(n);
     w.add_nodes(n, [&](sim::node_context& c) {
-      auto& g = c.add<group>(mid, membership::static_group_config{members});
+      auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
       aggregate::pairwise_average_config k;
       k.value = c.index() == 0 ? 1.0 : 0.0;
       c.add<pw>(aid, g, k);
@@ -189,7 +187,7 @@ TEST_CASE("aggregation: bad input is refused or dropped and counted") {
   simulator w(1);
   auto members = everyone(2);
   w.add_nodes(2, [&](sim::node_context& c) {
-    auto& g = c.add<group>(mid, membership::static_group_config{members});
+    auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
     c.add<ps_uniform>(aid, g, aggregate::push_sum_config{});
   });
   auto& p = w.get<ps_uniform>(0, aid);

@@ -26,7 +26,7 @@ static_assert(composes<membership::cyclon<sim::env>>);
 
 TEST_CASE("plumtree over Cyclon and over a static group: exactly once everywhere, with duplication and reordering") {
   using cyc = membership::cyclon<sim::env>;
-  using group = membership::static_group<sim::env>;
+  using fixed_group = membership::static_group<sim::env>;
   for (int which = 0; which < 2; ++which) {
     CAPTURE(which);
     sim::config c;
@@ -48,8 +48,8 @@ TEST_CASE("plumtree over Cyclon and over a static group: exactly once everywhere
           auto& m = x.add<cyc>(12, k);
           x.add<gossip::plumtree<sim::env, cyc>>(21, m).on_deliver(record);
         } else {
-          auto& m = x.add<group>(10, members);
-          x.add<gossip::plumtree<sim::env, group>>(21, m).on_deliver(record);
+          auto& m = x.add<fixed_group>(10, members);
+          x.add<gossip::plumtree<sim::env, fixed_group>>(21, m).on_deliver(record);
         }
       });
       w.run_for(5ms);
@@ -58,7 +58,7 @@ TEST_CASE("plumtree over Cyclon and over a static group: exactly once everywhere
     for (int k = 0; k < 5; ++k) {
       std::uint64_t id = 0;
       if (which == 0) id = w.get<gossip::plumtree<sim::env, cyc>>(k, 21).broadcast(as_bytes("c"));
-      else id = w.get<gossip::plumtree<sim::env, group>>(k, 21).broadcast(as_bytes("s"));
+      else id = w.get<gossip::plumtree<sim::env, fixed_group>>(k, 21).broadcast(as_bytes("s"));
       w.run_for(5s);
       for (std::uint32_t i = 0; i < n; ++i) CHECK((*count)[i][id] == 1);
     }

@@ -10,10 +10,10 @@
 using namespace dcp;
 using sim::simulator;
 using cyc = membership::cyclon<sim::env>;
-using group = membership::static_group<sim::env>;
+using fixed_group = membership::static_group<sim::env>;
 constexpr protocol_id cid = cyc::default_id;
 
-static_assert(membership::Membership<cyc> && membership::Membership<group>);
+static_assert(membership::Membership<cyc> && membership::Membership<fixed_group>);
 
 TEST_CASE("cyclon: views bounded and free of self and duplicates; connected; in-degrees balanced; dead entries age out") {
   for (std::uint64_t seed = 1; seed <= 5; ++seed) {
@@ -75,8 +75,8 @@ TEST_CASE("cyclon: views bounded and free of self and duplicates; connected; in-
 TEST_CASE("static_group: neighbours, uniform distinct samples, down and up events") {
   simulator w(1);
   auto cfg = membership::static_group_config::of({address::sim(0), address::sim(1), address::sim(2), address::sim(3)});
-  w.add_nodes(4, [cfg](sim::node_context& c) { c.add<group>(group::default_id, cfg); });
-  auto& g = w.get<group>(0, group::default_id);
+  w.add_nodes(4, [cfg](sim::node_context& c) { c.add<fixed_group>(fixed_group::default_id, cfg); });
+  auto& g = w.get<fixed_group>(0, fixed_group::default_id);
   CHECK(g.neighbours() == std::vector<address>{address::sim(1), address::sim(2), address::sim(3)});
   std::map<address, int> hits;
   for (int i = 0; i < 3000; ++i) {
@@ -101,8 +101,8 @@ TEST_CASE("static_group: neighbours, uniform distinct samples, down and up event
   for (std::uint32_t i = 0; i < 100000; ++i) many.push_back(address::sim(i));
   simulator big(2);
   auto bc = membership::static_group_config::of(std::move(many));
-  big.add_node([bc](sim::node_context& c) { c.add<group>(group::default_id, bc); });
-  auto s = big.get<group>(0, group::default_id).sample(4);
+  big.add_node([bc](sim::node_context& c) { c.add<fixed_group>(fixed_group::default_id, bc); });
+  auto s = big.get<fixed_group>(0, fixed_group::default_id).sample(4);
   CHECK(std::set<address>(s.begin(), s.end()).size() == 4);
   CHECK_FALSE(std::set<address>(s.begin(), s.end()).contains(address::sim(0)));
   CHECK_THROWS_AS(membership::static_group_config{}.validate(), dcp::error);

@@ -2,10 +2,12 @@
 // static_group: the Membership of a small group whose members are known in
 // advance (a configuration file, a test), with no protocol traffic at all.
 //
-// Every member is a neighbour of every other. The member list may be shared
-// between all the nodes of a simulation (one copy for 10^6 nodes), which
-// makes it also the "uniform peer sampling" oracle that the papers' analyses
-// assume: sample(k) draws uniformly from the whole group.
+// The roster is a dcp::group::static_group (the sorted member list the
+// mutual-exclusion and election algorithms use), seen here as a Membership:
+// every member is a neighbour of every other. One roster may be shared by all
+// the nodes of a simulation (one copy for 10^6 nodes), which makes it also
+// the "uniform peer sampling" oracle that the papers' analyses assume:
+// sample(k) draws uniformly from the whole group.
 //
 // Nothing is detected: a member leaves the neighbours only when told to
 // (mark_down, or on_unreachable when the transport gives up on it), and comes
@@ -19,6 +21,7 @@
 #include "dcp/core/address.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/group/static_group.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -26,12 +29,13 @@ namespace dcp::membership {
 
 struct static_group_config {
   /// Every member of the group; this node may or may not be listed.
-  std::shared_ptr<const std::vector<address>> members;
+  std::shared_ptr<const group::static_group> members;
   /// Remove a member from the neighbours when the transport reports it unreachable.
   bool trust_transport = true;
 
+  /// Throws dcp::error(invalid_config) if `members` is empty or holds an empty address.
   static static_group_config of(std::vector<address> members) {
-    return {std::make_shared<const std::vector<address>>(std::move(members))};
+    return {std::make_shared<const group::static_group>(std::move(members))};
   }
   void validate() const {
     if (!members) throw error(errc::invalid_config, "static_group: no member list given");
@@ -50,7 +54,7 @@ class static_group {
   std::vector<address> neighbours() const {
     std::vector<address> out;
     out.reserve(cfg_.members->size());
-    for (const auto& m : *cfg_.members)
+    for (const auto& m : cfg_.members->members())
       if (m != env_.self() && !down_.contains(m)) out.push_back(m);
     return out;
   }
@@ -58,7 +62,7 @@ class static_group {
   /// when k is small against the group (rejection sampling), so that a node
   /// of a 10^6 group samples cheaply.
   std::vector<address> sample(std::size_t k) {
-    const auto& all = *cfg_.members;
+    const auto all = cfg_.members->members();
     std::vector<address> out;
     if (all.empty() || k == 0) return out;
     if (k >= all.size() || 4 * (k + down_.size() + 1) >= all.size()) {
@@ -91,7 +95,7 @@ class static_group {
   void on_message(const address&, const M&) = delete;
 
   bool is_member(const address& a) const {
-    return a != env_.self() && std::find(cfg_.members->begin(), cfg_.members->end(), a) != cfg_.members->end();
+    return a != env_.self() && cfg_.members->contains(a);
   }
 
  private:
