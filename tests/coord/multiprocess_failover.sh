@@ -150,7 +150,11 @@ states_agree() {
 wait_for 20 states_agree || fail "not every replica reached fencing counter $probe_token"
 
 for p in "${cpids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-for p in "${cpids[@]}"; do wait "$p" 2>/dev/null; done
+for ((c = 0; c < clients; c++)); do
+  wait "${cpids[$c]}"
+  status=$?
+  [ $status -eq 0 ] || fail "client c$c exited with status $status after SIGTERM"
+done
 cpids=()
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 for ((i = 0; i < replicas; i++)); do
