@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts and stops the peer clusters on loopback, data on tmpfs (/dev/shm):
-#   clusters.sh start etcd|zookeeper     three members each
-#   clusters.sh stop  etcd|zookeeper
-#   clusters.sh kill-leader etcd|zookeeper   SIGKILL the current leader; prints its pid
+#   clusters.sh start etcd|zookeeper|dcp     three members each
+#   clusters.sh stop  etcd|zookeeper|dcp
+#   clusters.sh kill-leader etcd|zookeeper|dcp   SIGKILL the current leader; prints its pid
 # etcd clients: 127.0.0.1:23791-23793. ZooKeeper clients: 127.0.0.1:21811-21813.
+# dcp: three coord_replica processes (the binary in $DCP_REPLICA) on
+# 127.0.0.1:27201-27203, clients and replicas on the same ports.
 set -euo pipefail
 root=/dev/shm/dcp-peers
 what=${2:-}
@@ -61,6 +63,28 @@ CFG
   return 1
 }
 
+start_dcp() {
+  mkdir -p "$root"
+  local bin=${DCP_REPLICA:?set DCP_REPLICA to the coord_replica binary}
+  for i in 1 2 3; do
+    rm -rf "$root/dcp$i"
+    local args=(--listen "127.0.0.1:2720$i" --data "$root/dcp$i" --quiet)
+    for j in 1 2 3; do [ "$j" != "$i" ] && args+=(--peer "127.0.0.1:2720$j"); done
+    "$bin" "${args[@]}" >"$root/dcp$i.out" 2>"$root/dcp$i.log" &
+    echo $! >"$root/dcp$i.pid"
+  done
+  for _ in $(seq 150); do
+    for i in 1 2 3; do dcp_role "$i" | grep -q LEADER && return 0; done
+    sleep 0.2
+  done
+  echo "dcp did not elect a leader; see $root/dcp*.log" >&2
+  return 1
+}
+
+dcp_role() {  # the last LEADER/FOLLOWER line coord_replica $1 printed
+  grep -E '^(LEADER|FOLLOWER) ' "$root/dcp$1.out" 2>/dev/null | tail -n 1
+}
+
 zk_mode() {  # the "srvr" four-letter answer of member $1, or nothing
   (exec 3<>"/dev/tcp/127.0.0.1/2181$1" && echo srvr >&3 && cat <&3) 2>/dev/null || true
 }
@@ -90,13 +114,22 @@ leader_pid() {
           cat "$root/zk$i.pid"; return 0
         fi
       done ;;
+    dcp)  # the live replica whose last role line is LEADER with the highest term
+      local best=0 pid=
+      for i in 1 2 3; do
+        kill -0 "$(cat "$root/dcp$i.pid" 2>/dev/null)" 2>/dev/null || continue
+        local t
+        t=$(dcp_role "$i" | awk '$1 == "LEADER" { sub("term=", "", $2); print $2 }')
+        [ -n "$t" ] && [ "$t" -gt "$best" ] && best=$t && pid=$(cat "$root/dcp$i.pid")
+      done
+      [ -n "$pid" ] && echo "$pid" && return 0 ;;
   esac
   return 1
 }
 
 case ${1:-} in
-  start) case $what in etcd) start_etcd ;; zookeeper) start_zookeeper ;; *) exit 2 ;; esac ;;
-  stop) case $what in etcd) stop_all etcd ;; zookeeper) stop_all zk ;; *) exit 2 ;; esac ;;
+  start) case $what in etcd) start_etcd ;; zookeeper) start_zookeeper ;; dcp) start_dcp ;; *) exit 2 ;; esac ;;
+  stop) case $what in etcd) stop_all etcd ;; zookeeper) stop_all zk ;; dcp) stop_all dcp ;; *) exit 2 ;; esac ;;
   kill-leader) pid=$(leader_pid) && kill -9 "$pid" && echo "$pid" ;;
-  *) echo "usage: $0 start|stop|kill-leader etcd|zookeeper" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill-leader etcd|zookeeper|dcp" >&2; exit 2 ;;
 esac

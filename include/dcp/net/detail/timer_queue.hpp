@@ -21,6 +21,7 @@
 #include <utility>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
 #include "dcp/core/env.hpp"
@@ -84,6 +85,18 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
     if (stopped_ || queue_.empty()) return;
     const time_point earliest = queue_.begin()->first.at;
     if (earliest >= armed_for_) return;  // the pending wait wakes early enough
+    if (earliest <= steady_now()) {
+      // Already due (arm(0): group commit, deferred work): run it from a
+      // posted handler and leave the steady_timer as it is. Re-arming it
+      // costs a timerfd_settime, twice (now, then back), and on a virtual
+      // machine each is a trap to the hypervisor: tens of microseconds on a
+      // hot path.
+      if (!drain_posted_) {
+        drain_posted_ = true;
+        asio::post(timer_.get_executor(), [self = shared_from_this()] { self->drain(); });
+      }
+      return;
+    }
     armed_for_ = earliest;
     const std::uint64_t generation = ++generation_;
     timer_.expires_at(to_steady(earliest));  // aborts the previous wait, which then sees a stale generation
@@ -93,6 +106,16 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   void fire(std::uint64_t generation) {
     if (stopped_ || generation != generation_) return;
     armed_for_ = time_point::max();
+    run_due();
+  }
+
+  void drain() {
+    drain_posted_ = false;
+    if (!stopped_) run_due();
+  }
+
+  /// Runs every timer that is due, in (deadline, arm order), then waits for the next.
+  void run_due() {
     struct reschedule {  // also when a callback throws: the other timers must keep firing
       timer_queue* q;
       ~reschedule() { q->schedule(); }
@@ -112,6 +135,7 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   std::uint64_t generation_ = 0;
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;
+  bool drain_posted_ = false;  // a drain() is queued on the executor
 };
 
 }  // namespace dcp::net::detail
