@@ -21,6 +21,9 @@
 //   DELIVER <payload> <hops>       a broadcast delivered here (once per message)
 //   CONVERGED <epoch> <estimate>   Push-Sum's estimate settled in this epoch
 //   FINAL <epoch> <estimate>       the estimate when the process was told to stop
+//   STATS name=count ...           then what happened on the way: neighbours
+//                                  dropped on a transport error or on keep-alive
+//                                  silence, repair requests, Plumtree grafts
 // Errors (bad arguments, a port in use) go to stderr with exit code 2 or 1.
 #include <cmath>
 #include <csignal>
@@ -178,6 +181,13 @@ int main(int argc, char** argv) {
         average.restart();
       } else {
         std::cout << "FINAL " << average.epoch() << ' ' << estimate_text(average.estimate()) << std::endl;
+        const auto& m = node.metrics();
+        const auto hv = overlay_t::default_id, pt = broadcast_t::default_id;
+        const auto silent = m.counter(hv, "neighbour_silent");
+        std::cout << "STATS unreachable=" << m.counter(hv, "neighbour_failed") - silent << " silent=" << silent
+                  << " neighbor_requests=" << m.counter(hv, "neighbor_requests")
+                  << " grafts=" << m.counter(pt, "grafts") << " prunes_received=" << m.of(pt, dcp::gossip::plumtree_msg::prune::wire_id).received
+                  << std::endl;
         node.stop();  // closes sockets and timers: io.run() returns
         return;
       }

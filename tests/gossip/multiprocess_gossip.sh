@@ -6,10 +6,11 @@
 #   2. one broadcast and a Push-Sum epoch: every process delivers the
 #      broadcast, and every process's average is within 1e-6 (relative) of
 #      the true average of all N values;
-#   3. a third of the processes, the contact among them, are killed (SIGKILL);
-#      the survivors' active views drop every dead process (transport errors,
-#      keep-alive silence) and the survivors' overlay is connected again
-#      (repair from the passive views);
+#   3. a third of the processes, the contact among them, are killed (SIGKILL),
+#      and one more is frozen (SIGSTOP: its sockets stay open, so only
+#      keep-alive silence reveals it); the survivors' active views drop every
+#      dead process and the survivors' overlay is connected again (repair from
+#      the passive views);
 #   4. a second broadcast reaches every survivor; a new Push-Sum epoch (the
 #      dead's mass is dropped with the old epoch) gives every survivor the
 #      true average of the survivors' values within 1e-6;
@@ -21,7 +22,7 @@ set -uo pipefail
 bin=${1:?usage: $0 path/to/gossip_node [N]}
 n=${2:-20}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the gossip_node example)"; exit 1; }
-[ "$n" -ge 4 ] || { echo "FAIL: N must be at least 4"; exit 1; }
+[ "$n" -ge 6 ] || { echo "FAIL: N must be at least 6"; exit 1; }
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -139,7 +140,9 @@ for ((i = 0; i < n; i += 3)); do
   wait "${pids[$i]}" 2>/dev/null
   dead+=("$i")
 done
-echo "killed ${#dead[@]} of $n nodes (${dead[*]}), $(live | wc -l) live ($(elapsed))"
+kill -STOP "${pids[4]}"
+echo "killed ${#dead[@]} of $n nodes (${dead[*]}), froze node 4: $(( n - ${#dead[@]} - 1 )) live ($(elapsed))"
+dead+=(4)
 wait_for 40 overlay_ok || fail "the survivors' views did not drop the dead and reconnect"
 echo "ok survivors' active views hold no dead node and connect all survivors ($(elapsed))"
 
@@ -165,5 +168,6 @@ for i in $(live); do
   count=$(grep -c '^DELIVER ' "$dir/out$i")
   [ "$count" -eq 2 ] || fail "node $i delivered $count broadcasts, want exactly 2"
 done
-pids=()
+for i in $(live); do grep '^STATS ' "$dir/out$i"; done | tr ' =' '\n ' | awk 'NF == 2 { s[$1] += $2 }
+  END { printf "survivors in all: dead neighbours dropped on transport errors %d, on keep-alive silence %d; repair requests %d; Plumtree grafts %d\n", s["unreachable"], s["silent"], s["neighbor_requests"], s["grafts"] }'
 echo "ok final estimates within $worst; every survivor delivered each broadcast once ($(elapsed))"
