@@ -27,6 +27,7 @@ dir=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null  # reap them (and keep bash's "Killed" notices quiet)
   rm -rf "$dir"
 }
 trap cleanup EXIT
