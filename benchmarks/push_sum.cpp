@@ -11,7 +11,7 @@
 // against the true average. Heap bytes per node are measured at every N.
 //
 // Usage: push_sum [--quick] [--csv FILE] [--seed N] [--targets uniform|hyparview|both]
-//                 [--sizes N,N,...] [--loss 0|0.1|both]
+//                 [--sizes N,N,...] [--loss 0|0.1|both] [--max-rounds R]
 // (HyParView targets stop at 10^4 nodes: over a 5-regular overlay Push-Sum
 // needs hundreds of rounds, and each costs the overlay's own keep-alives and
 // shuffles too). --sizes and --loss pick rows, so the heavy ones (10^6 nodes
@@ -122,10 +122,18 @@ int main(int argc, char** argv) {
   // --targets uniform|hyparview|both (both by default), --sizes, --loss
   std::string targets = "both", losses = "both";
   std::vector<std::uint32_t> chosen_sizes;
+  int max_rounds_override = 0;
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--targets") && i + 1 < argc) targets = argv[++i];
     else if (!std::strcmp(argv[i], "--loss") && i + 1 < argc) losses = argv[++i];
+    else if (!std::strcmp(argv[i], "--max-rounds") && i + 1 < argc) {
+      max_rounds_override = std::atoi(argv[++i]);
+      if (max_rounds_override < 1) {
+        std::fprintf(stderr, "push_sum: --max-rounds wants a positive number of rounds\n");
+        return 2;
+      }
+    }
     else if (!std::strcmp(argv[i], "--sizes") && i + 1 < argc) {
       std::istringstream in(argv[++i]);
       for (std::string item; std::getline(in, item, ',');) {
@@ -161,7 +169,7 @@ int main(int argc, char** argv) {
       if ((t == 0 && targets == "hyparview") || (t == 1 && targets == "uniform")) continue;
       for (double loss : {0.0, 0.1}) {
         if ((loss == 0 && losses == "0.1") || (loss > 0 && losses == "0")) continue;
-        const int max_rounds = t == 0 ? 120 : (loss > 0 ? 150 : 400);
+        const int max_rounds = max_rounds_override ? max_rounds_override : t == 0 ? 120 : (loss > 0 ? 150 : 400);
         auto o = t == 0 ? uniform(n, loss, a.seed, max_rounds) : overlay(n, loss, a.seed, max_rounds);
         const double l2 = std::log2(double(n)), goal = 1.5 * (l2 + std::log2(1 / eps));
         const char* name = t == 0 ? "uniform" : "hyparview";
