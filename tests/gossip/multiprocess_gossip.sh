@@ -159,6 +159,8 @@ echo "ok Push-Sum epoch 2: every survivor's average within $worst of $truth ($(e
 
 # 5. Stop: final estimates, exit status, exactly two deliveries each.
 for i in $(live); do kill -TERM "${pids[$i]}" 2>/dev/null; done
+exited() { ! kill -0 "${pids[$1]}" 2>/dev/null; }
+wait_for 20 all exited || fail "not every survivor exited within 20 s of SIGTERM"
 for i in $(live); do
   wait "${pids[$i]}"
   status=$?
