@@ -184,10 +184,10 @@ int main(int argc, char** argv) {
         const auto& m = node.metrics();
         const auto hv = overlay_t::default_id, pt = broadcast_t::default_id;
         const auto silent = m.counter(hv, "neighbour_silent");
+        const auto prunes = m.of(pt, dcp::gossip::plumtree_msg::prune::wire_id).received;
         std::cout << "STATS unreachable=" << m.counter(hv, "neighbour_failed") - silent << " silent=" << silent
-                  << " neighbor_requests=" << m.counter(hv, "neighbor_requests")
-                  << " grafts=" << m.counter(pt, "grafts") << " prunes_received=" << m.of(pt, dcp::gossip::plumtree_msg::prune::wire_id).received
-                  << std::endl;
+                  << " neighbor_requests=" << m.counter(hv, "neighbor_requests") << " grafts=" << m.counter(pt, "grafts")
+                  << " prunes_received=" << prunes << std::endl;
         node.stop();  // closes sockets and timers: io.run() returns
         return;
       }
