@@ -6,8 +6,11 @@
 // in a stable overlay (after one warm-up broadcast, which floods and prunes)
 // and after 20% of the nodes crash at once (the first broadcast after the
 // crash, and the mean over the next ones while the overlay heals).
+// "plumtree_opt" is Plumtree with the paper's optional tree optimisation
+// (optimization_threshold = 3 hops): the tree grafted together after the
+// crash should get shallower again (LDH) at no cost in RMR.
 //
-// Usage: plumtree_vs_eager [--quick] [--csv FILE] [--seed N]
+// Usage: plumtree_vs_eager [--quick] [--csv FILE] [--seed N] [--only plumtree|plumtree_opt|eager_push]
 #include <unordered_map>
 
 #include "gossip_common.hpp"
@@ -31,16 +34,21 @@ struct figures {
 };
 
 template <class B>
-std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t seed, int messages) {
+std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t seed, int messages,
+                                                 std::uint32_t threshold = 0) {
   simulator w(seed, bench::network());
   auto stats = std::make_shared<std::unordered_map<gossip::message_id, per_message>>();
-  bench::join_all(w, n, 1ms, [stats](sim::node_context& c, const address& contact) {
+  bench::join_all(w, n, 1ms, [stats, threshold](sim::node_context& c, const address& contact) {
     membership::hyparview_config k;
     k.contact = contact;
     auto& m = c.add<hpv>(mid, k);
     auto& b = [&]() -> B& {
       if constexpr (std::is_same_v<B, gossip::eager_push<sim::env, hpv>>) return c.add<B>(bid, m, gossip::eager_push_config{0});
-      else return c.add<B>(bid, m);
+      else {
+        gossip::plumtree_config k;
+        k.optimization_threshold = threshold;
+        return c.add<B>(bid, m, k);
+      }
     }();
     b.on_deliver([stats](const gossip::delivery& d) {
       auto& s = (*stats)[d.id];
@@ -79,18 +87,30 @@ std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::args::parse(argc, argv, "plumtree_vs_eager.csv");
+  std::string only;
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else rest.push_back(argv[i]);
+  }
+  if (!only.empty() && only != "plumtree" && only != "plumtree_opt" && only != "eager_push") {
+    std::fprintf(stderr, "plumtree_vs_eager: --only is plumtree, plumtree_opt or eager_push\n");
+    return 2;
+  }
+  auto a = bench::args::parse(static_cast<int>(rest.size()), rest.data(), "plumtree_vs_eager.csv");
   const std::uint32_t n = a.quick ? 1000 : 10000;
   const int messages = a.quick ? 10 : 50;
   std::ofstream csv(a.csv);
   csv << "protocol,nodes,phase,messages,rmr,ldh,reliability\n";
   std::printf("Plumtree vs eager push over HyParView, N=%u (%d messages per phase)\n", n, messages);
   std::printf("%-12s %-26s %8s %8s %12s\n", "protocol", "phase", "RMR", "LDH", "reliability");
-  for (int p = 0; p < 2; ++p) {
+  for (const char* name : {"plumtree", "plumtree_opt", "eager_push"}) {
+    if (!only.empty() && only != name) continue;
     const auto t0 = std::chrono::steady_clock::now();
-    const char* name = p == 0 ? "plumtree" : "eager_push";
-    auto rows = p == 0 ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages)
-                       : run<gossip::eager_push<sim::env, hpv>>(n, a.seed, messages);
+    const std::string_view v = name;
+    auto rows = v == "plumtree"       ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages)
+                : v == "plumtree_opt" ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages, 3)
+                                      : run<gossip::eager_push<sim::env, hpv>>(n, a.seed, messages);
     for (auto& [phase, f] : rows) {
       std::printf("%-12s %-26s %8.3f %8.1f %11.3f%%\n", name, phase.c_str(), f.rmr, f.ldh, f.reliability * 100);
       csv << name << ',' << n << ",\"" << phase << "\"," << f.messages << ',' << f.rmr << ',' << f.ldh << ',' << f.reliability << '\n';

@@ -10,10 +10,14 @@
 // a value biased by the lost mass: the "bias" column is the final error
 // against the true average. Heap bytes per node are measured at every N.
 //
-// Usage: push_sum [--quick] [--csv FILE] [--seed N] [--targets uniform|hyparview|both] (HyParView targets stop at
-// 10^4 nodes: over a 5-regular overlay Push-Sum needs hundreds of rounds, and
-// each costs the overlay's own keep-alives and shuffles too)
+// Usage: push_sum [--quick] [--csv FILE] [--seed N] [--targets uniform|hyparview|both]
+//                 [--sizes N,N,...] [--loss 0|0.1|both] [--max-rounds R]
+// (HyParView targets stop at 10^4 nodes: over a 5-regular overlay Push-Sum
+// needs hundreds of rounds, and each costs the overlay's own keep-alives and
+// shuffles too). --sizes and --loss pick rows, so the heavy ones (10^6 nodes
+// take minutes each) can be run on their own.
 #include <cmath>
+#include <sstream>
 
 #include "gossip_common.hpp"
 
@@ -112,16 +116,45 @@ std::string rounds(int r) { return r < 0 ? "-" : std::to_string(r); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --targets uniform|hyparview|both (both by default)
-  std::string targets = "both";
+  // --targets uniform|hyparview|both (both by default), --sizes, --loss
+  std::string targets = "both", losses = "both";
+  std::vector<std::uint32_t> chosen_sizes;
+  int max_rounds_override = 0;
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--targets") && i + 1 < argc) targets = argv[++i];
-    else rest.push_back(argv[i]);
+    else if (!std::strcmp(argv[i], "--loss") && i + 1 < argc) losses = argv[++i];
+    else if (!std::strcmp(argv[i], "--max-rounds") && i + 1 < argc) {
+      max_rounds_override = std::atoi(argv[++i]);
+      if (max_rounds_override < 1) {
+        std::fprintf(stderr, "push_sum: --max-rounds wants a positive number of rounds\n");
+        return 2;
+      }
+    }
+    else if (!std::strcmp(argv[i], "--sizes") && i + 1 < argc) {
+      std::istringstream in(argv[++i]);
+      for (std::string item; std::getline(in, item, ',');) {
+        const unsigned long v = std::strtoul(item.c_str(), nullptr, 10);
+        if (v < 2 || v > 10000000) {
+          std::fprintf(stderr, "push_sum: --sizes wants node counts in [2, 10^7], got '%s'\n", item.c_str());
+          return 2;
+        }
+        chosen_sizes.push_back(static_cast<std::uint32_t>(v));
+      }
+    } else rest.push_back(argv[i]);
+  }
+  if (targets != "uniform" && targets != "hyparview" && targets != "both") {
+    std::fprintf(stderr, "push_sum: --targets is uniform, hyparview or both\n");
+    return 2;
+  }
+  if (losses != "0" && losses != "0.1" && losses != "both") {
+    std::fprintf(stderr, "push_sum: --loss is 0, 0.1 or both\n");
+    return 2;
   }
   auto a = bench::args::parse(static_cast<int>(rest.size()), rest.data(), "push_sum.csv");
   std::vector<std::uint32_t> sizes = a.quick ? std::vector<std::uint32_t>{1000, 10000}
                                              : std::vector<std::uint32_t>{1000, 10000, 100000, 1000000};
+  if (!chosen_sizes.empty()) sizes = chosen_sizes;
   std::ofstream csv(a.csv);
   csv << "targets,nodes,loss,log2n,goal_rounds,rounds_to_eps,rounds_to_consensus,final_error,bytes_per_node,seconds\n";
   std::printf("Push-Sum: rounds to relative error %g (goal at uniform targets: 1.5 (log2 N + log2 1/eps))\n", eps);
@@ -129,10 +162,11 @@ int main(int argc, char** argv) {
               "final err", "B/node", "wall s");
   for (auto n : sizes) {
     for (int t = 0; t < 2; ++t) {
-      if (t == 1 && n > 10000) continue;
+      if (t == 1 && (n > 10000 || (a.quick && n > 1000))) continue;  // --quick: HyParView only at 10^3 (CI time)
       if ((t == 0 && targets == "hyparview") || (t == 1 && targets == "uniform")) continue;
       for (double loss : {0.0, 0.1}) {
-        const int max_rounds = t == 0 ? 120 : (loss > 0 ? 150 : 400);
+        if ((loss == 0 && losses == "0.1") || (loss > 0 && losses == "0")) continue;
+        const int max_rounds = max_rounds_override ? max_rounds_override : t == 0 ? 120 : (loss > 0 ? 150 : 400);
         auto o = t == 0 ? uniform(n, loss, a.seed, max_rounds) : overlay(n, loss, a.seed, max_rounds);
         const double l2 = std::log2(double(n)), goal = 1.5 * (l2 + std::log2(1 / eps));
         const char* name = t == 0 ? "uniform" : "hyparview";

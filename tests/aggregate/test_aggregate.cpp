@@ -200,3 +200,46 @@ TEST_CASE("aggregation: bad input is refused or dropped and counted") {
   bad.input.weight = -1;
   CHECK_THROWS_AS(bad.validate(), dcp::error);
 }
+
+TEST_CASE("push_sum over HyParView: after a third crash the old epoch keeps the old average; a new one gives the survivors'") {
+  for (std::uint64_t seed = 40; seed <= 42; ++seed) {
+    CAPTURE(seed);
+    simulator w(seed, network());
+    constexpr std::uint32_t n = 150;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      w.add_node([i](sim::node_context& c) {
+        membership::hyparview_config hk;
+        if (i) hk.contact = address::sim(0);
+        auto& m = c.add<hpv>(hpv::default_id, hk);
+        aggregate::push_sum_config k;
+        k.input = aggregate::push_sum_input::average(input_of(i));
+        c.add<ps_overlay>(aid, m, k);
+      });
+      w.run_for(5ms);
+    }
+    w.run_for(10s);
+    w.get<ps_overlay>(1, aid).restart();  // epoch 1 on the settled overlay
+    w.run_for(250s);
+    double all = 0, survivors = 0;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      all += input_of(i) / n;
+      if (i % 3 != 0) survivors += input_of(i) / (n - n / 3);
+    }
+    REQUIRE(worst_error<ps_overlay>(w, all) < 1e-6);
+    for (std::uint32_t i = 0; i < n; i += 3) w.crash(i);  // node 0, the contact, among them
+    w.run_for(15s);
+    // Every survivor's view has dropped the dead (keep-alive silence) ...
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (w.is_up(i))
+        for (auto& p : w.get<hpv>(i, hpv::default_id).neighbours()) CHECK(p.sim_index() % 3 != 0);
+    // ... but epoch 1's mass left with the dead in proportion: the survivors
+    // still hold the average of everyone, not theirs.
+    CHECK(worst_error<ps_overlay>(w, all) < 1e-6);
+    CHECK(worst_error<ps_overlay>(w, survivors) > 1e-3);
+    w.get<ps_overlay>(2, aid).restart();  // epoch 2, from the survivors' own values
+    w.run_for(250s);
+    CHECK(worst_error<ps_overlay>(w, survivors) < 1e-6);
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (w.is_up(i)) CHECK(w.get<ps_overlay>(i, aid).epoch() == 2);
+  }
+}

@@ -17,6 +17,13 @@
 //                  announcer.
 //   membership     a neighbour that goes down leaves both sets and its
 //                  announcements; the tree heals through the lazy links.
+//   optimisation   (the paper's optional one, `optimization_threshold` > 0)
+//                  a payload that arrives `threshold` or more hops later than
+//                  an IHAVE for it that arrived earlier marks a tree branch
+//                  that is both slower and longer than a lazy link: the node
+//                  makes the announcer's link a tree link (GRAFT that asks for
+//                  no payload) and PRUNEs the link the payload came on. Trees
+//                  grafted together after failures get shallower again.
 //
 // In a stable overlay the first broadcast floods and prunes the cycles; the
 // ones after it cost one payload per node (RMR near 0). Delivery to every
@@ -48,6 +55,9 @@ struct plumtree_config {
   duration ihave_timeout = 1s;
   /// Between two GRAFTs for the same message (timer 2).
   duration graft_timeout = 500ms;
+  /// Hops by which an earlier announcement must beat the payload's path for
+  /// the tree to be rewired through the announcer (0: never rewire).
+  std::uint32_t optimization_threshold = 0;
   std::size_t seen_capacity = 1 << 16;
   /// Payloads kept to answer GRAFTs.
   std::size_t payload_capacity = 4096;
@@ -77,6 +87,8 @@ struct ihave {
   std::uint32_t round = 0;
   template <class A> void serialize(A& ar) { ar(id, round); }
 };
+/// Asks for message `id` and makes the link a tree link; id 0 (never a
+/// message's: broadcast() skips it) only makes the link a tree link.
 struct graft {
   static constexpr message_type wire_id = 3;
   static constexpr std::string_view wire_name = "graft";
@@ -133,6 +145,11 @@ class plumtree {
   void on_message(const address& from, const plumtree_msg::gossip& m) {
     if (m.payload.size() > cfg_.max_payload || from == env_.self()) return env_.count("bad_gossip");
     if (seen_.contains(m.id)) {
+      // The same payload again from the peer it first came from is the
+      // link's duplicate, not a cycle: pruning would cut this node's own
+      // tree branch (the paper assumes links that never duplicate).
+      if (auto it = payloads_.find(m.id); it != payloads_.end() && it->second.from == from)
+        return env_.count("link_duplicates");
       env_.count("duplicates");
       if (move(from, eager_, lazy_)) env_.send(from, plumtree_msg::prune{});
       return;
@@ -153,6 +170,7 @@ class plumtree {
   void on_message(const address& from, const plumtree_msg::graft& m) {
     if (from == env_.self()) return env_.count("bad_graft");
     make_eager(from);
+    if (m.id == 0) return env_.count("tree_links_grafted");
     auto it = payloads_.find(m.id);
     if (it == payloads_.end()) return env_.count("graft_unanswerable");
     env_.send(from, plumtree_msg::gossip{m.id, it->second.round, it->second.payload});
@@ -172,15 +190,18 @@ class plumtree {
   struct cached {
     bytes payload;
     std::uint32_t round;
+    address from;  ///< the peer it first came from (this node for its own)
   };
 
   void accept(const plumtree_msg::gossip& m, const address& from) {
     seen_.insert(m.id);
+    std::vector<announcement> earlier;  // announced before the payload came
     if (auto it = missing_.find(m.id); it != missing_.end()) {
       env_.cancel(it->second.timer);
+      earlier = std::move(it->second.announcers);
       missing_.erase(it);
     }
-    remember(m.id, m.payload, m.round);
+    remember(m.id, m.payload, m.round, from);
     env_.count("delivered");
     if (deliver_) deliver_({m.id, from, m.round, m.payload});
     const plumtree_msg::gossip out{m.id, m.round + 1, m.payload};
@@ -188,15 +209,35 @@ class plumtree {
       if (p != from) env_.send(p, out);
     for (auto& p : std::vector<address>(lazy_))
       if (p != from) env_.send(p, plumtree_msg::ihave{m.id, m.round + 1});
-    if (from != env_.self()) make_eager(from);  // the tree link it came on
+    if (from == env_.self()) return;
+    make_eager(from);  // the tree link it came on...
+    optimize(earlier, m.round, from);  // ...unless an announcer had it much closer to the source
   }
 
-  void remember(message_id id, const bytes& payload, std::uint32_t round) {
+  /// The paper's optimisation: `from` delivered a payload `round` hops from
+  /// its source, but one of `announcers` had it `threshold` or more hops
+  /// earlier and said so first. Rewire: graft the closest such announcer
+  /// (asking for nothing) and prune `from`. After forwarding: the announcer
+  /// has this message, and a copy would make it prune the new link again.
+  void optimize(const std::vector<announcement>& announcers, std::uint32_t round, const address& from) {
+    if (cfg_.optimization_threshold == 0) return;
+    const announcement* best = nullptr;
+    for (auto& a : announcers)
+      if (a.from != from && contains(neighbours_, a.from) && (!best || a.round < best->round)) best = &a;
+    if (!best || best->round >= round || round - best->round < cfg_.optimization_threshold) return;
+    env_.count("tree_optimized");
+    make_eager(best->from);
+    env_.send(best->from, plumtree_msg::graft{0, best->round});
+    move(from, eager_, lazy_);
+    env_.send(from, plumtree_msg::prune{});
+  }
+
+  void remember(message_id id, const bytes& payload, std::uint32_t round, const address& from) {
     if (payloads_.size() >= cfg_.payload_capacity) {
       payloads_.erase(order_.front());
       order_.pop_front();
     }
-    payloads_.emplace(id, cached{payload, round});
+    payloads_.emplace(id, cached{payload, round, from});
     order_.push_back(id);
   }
 
