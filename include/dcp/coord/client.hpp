@@ -1,7 +1,8 @@
 #pragma once
 // coord::client: one session with the coordination service, and the
 // primitives on it: mutex, counting semaphore, leader election, barrier and
-// double barrier.
+// double barrier; and the service's key-value store (put, append, get), which
+// needs no session.
 //
 //   client.open_session([](result<session_id>) {...});
 //   client.lock("db", [](result<grant> g) { use g->fencing with the resource });
@@ -24,7 +25,12 @@
 // something changes so the client asks at once. One command is in flight at
 // a time (the others queue), each with a sequence number so a retry applies
 // once. A request unanswered after request_timeout is resent to another
-// replica; one unanswered after `give_up_after` fails with timed_out.
+// replica; one unanswered after `give_up_after` fails with timed_out: its
+// outcome is then unknown (it may still take effect later, once).
+// If the log has forgotten this client's command session (evicted, or its
+// first command never arrived), the command fails with cancelled and the
+// client continues under a fresh command session. Gets are linearizable
+// reads, independent of the command queue, resent the same way.
 #include <deque>
 #include <functional>
 #include <map>
@@ -164,6 +170,29 @@ class client {
     enter_or_leave(op::barrier_leave, std::move(name), 1, std::move(done));
   }
 
+  // ---- key-value store ----
+
+  /// Sets `key` to `value`. Errors: invalid_argument (empty or oversized key
+  /// or value: see max_key_bytes, max_value_bytes), timed_out (outcome
+  /// unknown), cancelled (not applied).
+  void put(std::string key, bytes value, callback<done_t> done) {
+    write_value(op::put, std::move(key), std::move(value), std::move(done));
+  }
+  /// Appends `value` to the value of `key` (empty if missing), once per call
+  /// even when the command is resent.
+  void append(std::string key, bytes value, callback<done_t> done) {
+    write_value(op::append, std::move(key), std::move(value), std::move(done));
+  }
+  /// Reads `key` linearizably: nullopt if it was never written. Errors:
+  /// invalid_argument, timed_out.
+  void get(std::string key, callback<std::optional<bytes>> done) {
+    if (key.empty() || key.size() > max_key_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    const auto nonce = ++nonce_;
+    auto& g = gets_[nonce];
+    g = pending_get{std::move(key), std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
+    env_.send(target(), msg::get{g.key, nonce});
+  }
+
   // ---- what is held ----
 
   /// Grants held now, while the lease lasts.
@@ -185,7 +214,12 @@ class client {
     if (m.refused != refusal::none) {
       if (m.leader && *m.leader != from) target_ = *m.leader;
       else if (m.refused == refusal::not_leader) next_server();
-      if (m.refused == refusal::session_expired) return complete(dcp::make_error_code(dcp::errc::cancelled));
+      if (m.refused == refusal::session_expired) {
+        // The log no longer knows (or never knew) this command session:
+        // nothing sent under it can apply again, so continue under a new one.
+        renew_command_session();
+        return complete(dcp::make_error_code(dcp::errc::cancelled));
+      }
       if (m.refused == refusal::failed) return complete(dcp::make_error_code(dcp::errc::io_error));
       c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : cfg_.request_timeout / 4);
       return;
@@ -262,12 +296,29 @@ class client {
     }
   }
 
+  void on_message(const address& from, const msg::get_reply& m) {
+    auto it = gets_.find(m.nonce);
+    if (it == gets_.end()) return;  // answered already, or given up
+    if (m.refused != refusal::none) {
+      if (m.leader && *m.leader != from) target_ = *m.leader;
+      else next_server();
+      it->second.resend_at = env_.now() + cfg_.request_timeout / 4;
+      it->second.redirected = true;
+      return;
+    }
+    target_ = from;
+    auto done = std::move(it->second.done);
+    gets_.erase(it);
+    done(m.value);
+  }
+
   void on_message(const address&, const msg::notify& m) {
     if (m.session == session_) send_keepalive();
   }
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::get&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -281,6 +332,12 @@ class client {
   struct held_grant {
     fencing_token fencing = 0;
     time_point since{};
+  };
+  struct pending_get {
+    std::string key;
+    callback<std::optional<bytes>> done;
+    time_point first_sent{}, resend_at{};
+    bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
   };
   struct observer {
     std::function<void(std::optional<holder>)> fn;
@@ -312,6 +369,23 @@ class client {
                default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
              }
            });
+  }
+
+  void write_value(op kind, std::string key, bytes value, callback<done_t> done) {
+    if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
+           [done = std::move(done)](result<reply> r, time_point) {
+             if (!r) return done(r.error());
+             if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+             done(done_t{});
+           });
+  }
+
+  void renew_command_session() {
+    id_ = env_.rng()() | 1;
+    seq_ = 0;
+    env_.count("command_session_renewed");
   }
 
   void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<done_t> done) {
@@ -361,6 +435,27 @@ class client {
     if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) send_keepalive();
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
+    tick_gets(now);
+  }
+
+  void tick_gets(time_point now) {
+    std::vector<callback<std::optional<bytes>>> expired;
+    for (auto it = gets_.begin(); it != gets_.end();) {
+      auto& g = it->second;
+      if (now - g.first_sent > cfg_.give_up_after) {
+        expired.push_back(std::move(g.done));
+        it = gets_.erase(it);
+        continue;
+      }
+      if (now >= g.resend_at) {
+        if (!g.redirected) next_server();  // unanswered: that replica may be down or cut off
+        g.redirected = false;
+        g.resend_at = now + cfg_.request_timeout;
+        env_.send(target(), msg::get{g.key, it->first});  // same nonce: any answer to it is a valid one
+      }
+      ++it;
+    }
+    for (auto& done : expired) done(dcp::make_error_code(dcp::errc::timed_out));
   }
 
   void send_keepalive() {
@@ -425,6 +520,7 @@ class client {
   std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
+  std::map<std::uint64_t, pending_get> gets_;  // by nonce
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;
   periodic<E> ticker_;

@@ -2,9 +2,10 @@
 // coord::server: the coordination service on one replica, over a Raft log
 // whose state machine is coord::machine.
 //
-// Commands (open/close session, acquire, release, barriers) go through the
-// log, with the client's (id, sequence) so a retry applies once. Keepalives
-// and queries are linearizable reads (ReadIndex) and are not logged.
+// Commands (open/close session, acquire, release, barriers, put, append) go
+// through the log, with the client's (id, sequence) so a retry applies once.
+// Keepalives, queries and gets are linearizable reads (ReadIndex) and are not
+// logged.
 //
 // Session expiry and its clock assumption. Only the leader tracks TTLs, in
 // its own clock: a keepalive received at t moves the session's deadline to
@@ -119,11 +120,25 @@ class server {
     });
   }
 
+  void on_message(const address& from, const msg::get& m) {
+    if (!raft_.is_leader()) {
+      env_.send(from, msg::get_reply{m.nonce, refusal::not_leader, raft_.leader(), {}});
+      return;
+    }
+    raft_.read_index([this, from, m](result<std::uint64_t> idx) {
+      msg::get_reply out{m.nonce, refusal::none, raft_.leader(), {}};
+      if (!idx) out.refused = refusal::not_leader;
+      else if (const bytes* v = raft_.state_machine().value(m.key)) out.value = *v;
+      env_.send(from, out);
+    });
+  }
+
   // Replies travel to clients only.
   void on_message(const address&, const msg::command_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive_ack&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::notify&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::get_reply&) { env_.count("unexpected_message"); }
 
   Raft& raft() noexcept { return raft_; }
 
