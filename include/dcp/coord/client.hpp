@@ -36,6 +36,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "dcp/coord/machine.hpp"
@@ -187,10 +188,22 @@ class client {
   /// invalid_argument, timed_out.
   void get(std::string key, callback<std::optional<bytes>> done) {
     if (key.empty() || key.size() > max_key_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    const auto nonce = ++nonce_;
-    auto& g = gets_[nonce];
-    g = pending_get{std::move(key), std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
-    env_.send(target(), msg::get{g.key, nonce});
+    read(msg::get{std::move(key), 0}, std::move(done));
+  }
+
+  // ---- lease tokens ----
+
+  /// Asks the service for a sealed lease token for grant `g` (a resource
+  /// server checks it offline: dcp::lease). It also renews the session. The
+  /// token expires within the session's TTL; ask again for a fresh one while
+  /// holding. Errors: cancelled (the grant or the session is gone),
+  /// io_error (the replicas do not issue leases), timed_out.
+  void lease(const grant& g, callback<bytes> done) {
+    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    read(msg::lease_request{session_, g, 0}, [done = std::move(done)](result<std::optional<bytes>> r) {
+      if (!r) return done(r.error());
+      done(std::move(**r));
+    });
   }
 
   // ---- what is held ----
@@ -297,19 +310,19 @@ class client {
   }
 
   void on_message(const address& from, const msg::get_reply& m) {
-    auto it = gets_.find(m.nonce);
-    if (it == gets_.end()) return;  // answered already, or given up
-    if (m.refused != refusal::none) {
-      if (m.leader && *m.leader != from) target_ = *m.leader;
-      else next_server();
-      it->second.resend_at = env_.now() + cfg_.request_timeout / 4;
-      it->second.redirected = true;
-      return;
+    answer(from, m.nonce, m.refused, m.leader, m.value);
+  }
+  void on_message(const address& from, const msg::lease_reply& m) {
+    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused == refusal::none && m.code == status::no_session) {
+      auto it = reads_.find(m.nonce);
+      if (it != reads_.end() && std::get<msg::lease_request>(it->second.request).session == session_)
+        lose_session(true);  // the service says the session is gone; fails this request too (cancelled)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::cancelled));
     }
-    target_ = from;
-    auto done = std::move(it->second.done);
-    gets_.erase(it);
-    done(m.value);
+    if (m.refused == refusal::none && m.code != status::granted)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::cancelled));
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(m.token));
   }
 
   void on_message(const address&, const msg::notify& m) {
@@ -319,6 +332,7 @@ class client {
   void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::get&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::lease_request&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -333,8 +347,10 @@ class client {
     fencing_token fencing = 0;
     time_point since{};
   };
-  struct pending_get {
-    std::string key;
+  /// A request answered by a ReadIndex at the leader (get, lease): resent
+  /// until answered or given up; any answer to any of its sends is valid.
+  struct pending_read {
+    std::variant<msg::get, msg::lease_request> request;  ///< its nonce names it
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
@@ -435,23 +451,47 @@ class client {
     if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) send_keepalive();
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
-    tick_gets(now);
+    tick_reads(now);
   }
 
-  void tick_gets(time_point now) {
+  template <class Request>
+  void read(Request req, callback<std::optional<bytes>> done) {
+    req.nonce = ++nonce_;
+    const auto nonce = req.nonce;
+    reads_[nonce] = pending_read{req, std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
+    env_.send(target(), req);
+  }
+  void answer(const address& from, std::uint64_t nonce, refusal refused, const std::optional<address>& leader,
+              result<std::optional<bytes>> r) {
+    auto it = reads_.find(nonce);
+    if (it == reads_.end()) return;  // answered already, or given up
+    if (refused == refusal::not_leader || refused == refusal::retry) {
+      if (leader && *leader != from) target_ = *leader;
+      else next_server();
+      it->second.resend_at = env_.now() + cfg_.request_timeout / 4;
+      it->second.redirected = true;
+      return;
+    }
+    target_ = from;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(std::move(r));
+  }
+
+  void tick_reads(time_point now) {
     std::vector<callback<std::optional<bytes>>> expired;
-    for (auto it = gets_.begin(); it != gets_.end();) {
+    for (auto it = reads_.begin(); it != reads_.end();) {
       auto& g = it->second;
       if (now - g.first_sent > cfg_.give_up_after) {
         expired.push_back(std::move(g.done));
-        it = gets_.erase(it);
+        it = reads_.erase(it);
         continue;
       }
       if (now >= g.resend_at) {
         if (!g.redirected) next_server();  // unanswered: that replica may be down or cut off
         g.redirected = false;
         g.resend_at = now + cfg_.request_timeout;
-        env_.send(target(), msg::get{g.key, it->first});  // same nonce: any answer to it is a valid one
+        std::visit([&](const auto& req) { env_.send(target(), req); }, g.request);  // same nonce
       }
       ++it;
     }
@@ -487,8 +527,18 @@ class client {
       for (auto& [n, h] : held)
         if (on_lost_) on_lost_(grant{n, h.fencing});
     }
+    std::vector<callback<std::optional<bytes>>> leases;  // lease requests die with the session; gets do not
+    for (auto it = reads_.begin(); it != reads_.end();) {
+      if (std::holds_alternative<msg::lease_request>(it->second.request)) {
+        leases.push_back(std::move(it->second.done));
+        it = reads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto& [n, fn] : gw) fn(dcp::make_error_code(dcp::errc::cancelled));
     for (auto& [k, fn] : bw) fn(dcp::make_error_code(dcp::errc::cancelled));
+    for (auto& fn : leases) fn(dcp::make_error_code(dcp::errc::cancelled));
     if (opening_) {
       auto done = std::move(opening_);
       opening_ = nullptr;
@@ -520,7 +570,7 @@ class client {
   std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
-  std::map<std::uint64_t, pending_get> gets_;  // by nonce
+  std::map<std::uint64_t, pending_read> reads_;  // by nonce
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;
   periodic<E> ticker_;
