@@ -24,9 +24,10 @@
 // Why expiry frees permits safely: the gate stops honouring a token at the
 // same instant it stops counting it, so at every instant the permits of the
 // tokens the server honours sum to at most C, whatever the group does.
-// For the group's side: re-issuing an expired permit before expiry + max_drift
-// (issuer clock) makes the gate refuse the new holder with over_capacity for
-// that margin, never exceed C.
+// For the group's side: with clocks within max_drift, the gate has freed a
+// token's permits by the time the issuer's clock reads its expiry; a group
+// that re-issues the permit earlier makes the gate refuse the new holder with
+// over_capacity until then, never exceed C.
 //
 // Memory: at most C grants held, plus one entry per holder seen, forgotten
 // once that holder's newest token has expired. Not thread-safe.
