@@ -1,5 +1,5 @@
 // Linearizability of the replicated log, end to end: clients on their own
-// simulated nodes put, append and get keys of the coordination service's
+// simulated nodes put, append, compare-and-set and get keys of the coordination service's
 // key-value store (commands through the Raft log with client sessions and
 // retries; gets by ReadIndex at the leader), while replicas crash and restart
 // from their disks (what was not synced is lost or torn), the network
@@ -7,7 +7,8 @@
 // skewed and drifts. Each operation is recorded with the true (simulator)
 // time of its call and of its answer; one that times out or whose client
 // crashes is recorded as never having returned, since it may still take
-// effect. Every history is then checked against dcp::check::kv_model.
+// effect. Every history is then checked against a key-value model with
+// compare-and-set (dcp::check's kv_model plus cas), split by key.
 //
 // At most one leader per term and the durability of committed entries are
 // checked after every event by tests/consensus (the same faults on the same
@@ -31,7 +32,41 @@ namespace {
 using raft_t = consensus::raft<sim::env, machine, storage::durable_storage>;
 using server_t = server<sim::env, raft_t>;
 using client_t = client<sim::env>;
-using kv = check::kv_model;
+// Porcupine's key-value model with compare-and-set. The history is split by
+// key, so a state is the value of one key (missing = empty).
+struct kv_cas_model {
+  enum class op : std::uint8_t { get, put, append, cas };
+  struct input {
+    op kind = op::get;
+    std::string key, value, expected;
+  };
+  struct output {
+    std::string value;  ///< get: the value read
+    bool ok = true;     ///< cas: whether it swapped
+  };
+  using state = std::string;
+  static state init() { return {}; }
+  static std::optional<state> step(const state& s, const input& in, const std::optional<output>& out) {
+    switch (in.kind) {
+      case op::get:
+        if (out && out->value != s) return std::nullopt;
+        return s;
+      case op::put: return in.value;
+      case op::append: return s + in.value;
+      case op::cas: {
+        const bool swaps = s == in.expected;
+        if (out && out->ok != swaps) return std::nullopt;
+        return swaps ? in.value : s;
+      }
+    }
+    return std::nullopt;
+  }
+  static bool read_only(const input& in) { return in.kind == op::get; }
+  static const std::string& partition_key(const input& in) { return in.key; }
+};
+static_assert(check::PartitionedModel<kv_cas_model> && check::ReadOnlyAwareModel<kv_cas_model>);
+using kv = kv_cas_model;
+
 constexpr protocol_id raft_id = raft_t::default_id, coord_id = default_protocol_id;
 
 struct kv_options {
@@ -48,7 +83,7 @@ struct kv_options {
 };
 
 struct kv_outcome {
-  std::size_t ops = 0, pending = 0, failovers = 0, reads_seeing_writes = 0;
+  std::size_t ops = 0, pending = 0, failovers = 0, reads_seeing_writes = 0, swaps = 0, failed_swaps = 0;
   bool live = false;
   check::check_result verdict;
 };
@@ -101,6 +136,7 @@ class kv_world {
     for (auto& op : history_) {
       out.pending += op.pending();
       out.reads_seeing_writes += op.input.kind == kv::op::get && op.output && !op.output->value.empty();
+      if (op.input.kind == kv::op::cas && op.output) ++(op.output->ok ? out.swaps : out.failed_swaps);
     }
     out.verdict = check::check_linearizability<kv>(history_, {.max_steps = 20'000'000});
     return out;
@@ -149,7 +185,7 @@ class kv_world {
     };
     const auto kind = rng_.below(10);
     if (kind < 4) {  // get
-      history_.push_back({who, w_.now(), {}, kv::get(key), std::nullopt});
+      history_.push_back({who, w_.now(), {}, {kv::op::get, key, {}, {}}, std::nullopt});
       if (rng_.chance(opt_.local_reads)) {  // the negative control: no ReadIndex
         const auto i = static_cast<std::uint32_t>(rng_.below(opt_.replicas));
         if (auto* r = replica(i)) {
@@ -161,14 +197,24 @@ class kv_world {
         w_.after(duration(rng_.between(1'000'000, 20'000'000)), [this, c, life] { step(c, life); });
         return;
       }
-      cl->get(key, [finish](result<std::optional<bytes>> r) {
+      cl->get(key, [this, c, key, finish](result<std::optional<bytes>> r) {
         if (!r) return finish(std::nullopt);
-        finish(kv::output{*r ? std::string(as_string(**r)) : std::string{}});
+        std::string v = *r ? std::string(as_string(**r)) : std::string{};
+        last_seen_[{c, key}] = v;
+        finish(kv::output{std::move(v)});
       });
-    } else {  // put or append, each value unique so a double apply would show
+    } else {  // put, append or compare-and-set, each value unique so a double apply would show
       const std::string value = "<" + std::to_string(who) + "." + std::to_string(++written_) + ">";
+      if (kind >= 8) {  // cas from the value this client last read (often stale under faults)
+        const std::string expected = last_seen_[{c, key}];
+        history_.push_back({who, w_.now(), {}, {kv::op::cas, key, value, expected}, std::nullopt});
+        cl->compare_and_set(key, to_bytes(expected), to_bytes(value), [finish](result<bool> r) {
+          r ? finish(kv::output{{}, *r}) : finish(std::nullopt);
+        });
+        return;
+      }
       const bool is_put = kind < 6;
-      history_.push_back({who, w_.now(), {}, is_put ? kv::put(key, value) : kv::append(key, value), std::nullopt});
+      history_.push_back({who, w_.now(), {}, {is_put ? kv::op::put : kv::op::append, key, value, {}}, std::nullopt});
       auto cb = [finish](result<done_t> r) { r ? finish(kv::output{}) : finish(std::nullopt); };
       if (is_put) cl->put(key, to_bytes(value), cb);
       else cl->append(key, to_bytes(value), cb);
@@ -237,6 +283,7 @@ class kv_world {
   check::history<kv> history_;
   std::vector<int> life_;
   std::map<std::uint32_t, bool> busy_;
+  std::map<std::pair<std::uint32_t, std::string>, std::string> last_seen_;  // (client, key) -> value it last read
   std::vector<std::size_t> done_after_heal_, issued_;
   std::uint64_t written_ = 0;
   bool healed_ = false, stopped_ = false;
@@ -244,10 +291,17 @@ class kv_world {
 
 std::string show(const check::operation<kv::input, kv::output>& o) {
   auto ms = [](time_point t) { return std::to_string(t.time_since_epoch().count() / 1'000'000); };
-  const char* what = o.input.kind == kv::op::get ? "get" : o.input.kind == kv::op::put ? "put" : "append";
+  const char* names[] = {"get", "put", "append", "cas"};
+  std::string args = o.input.key;
+  if (o.input.kind == kv::op::cas) args += ", '" + o.input.expected + "'";
+  if (o.input.kind != kv::op::get) args += ", " + o.input.value;
+  std::string outcome = " never answered";
+  if (o.output)
+    outcome = o.input.kind == kv::op::get ? " -> '" + o.output->value + "'"
+              : o.input.kind == kv::op::cas ? (o.output->ok ? " swapped" : " did not swap")
+                                            : " ok";
   return "[" + ms(o.call) + ", " + (o.output ? ms(o.ret) : std::string("-")) + "] ms client " + std::to_string(o.client) +
-         " " + what + "(" + o.input.key + (o.input.value.empty() ? "" : ", " + o.input.value) + ")" +
-         (o.output ? (o.input.kind == kv::op::get ? " -> '" + o.output->value + "'" : " ok") : " never answered") + "\n";
+         " " + names[static_cast<int>(o.input.kind)] + "(" + args + ")" + outcome + "\n";
 }
 
 // A failing seed as a bug report: the longest order the checker found, then
@@ -267,7 +321,7 @@ std::string describe(const check::history<kv>& h, const check::check_result& r) 
 
 TEST_CASE("coord kv: every client history is linearizable under crashes, restarts, partitions, loss, duplication, "
           "reordering and clock drift, over 1,000 seeds") {
-  std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0;
+  std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0, swaps = 0, failed_swaps = 0;
   std::uint64_t steps = 0;
   const std::uint64_t seeds = 1000;
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
@@ -286,16 +340,21 @@ TEST_CASE("coord kv: every client history is linearizable under crashes, restart
     ops += out.ops;
     pending += out.pending;
     seen += out.reads_seeing_writes;
+    swaps += out.swaps;
+    failed_swaps += out.failed_swaps;
     failovers += out.failovers;
     steps += out.verdict.steps;
     live += out.live;
   }
   MESSAGE(seeds << " seeds (" << five << " with 5 replicas): " << ops << " operations, " << pending
-                << " of them never answered, " << seen << " gets that saw a write, " << failovers << " leader crashes, " << steps
+                << " of them never answered, " << seen << " gets that saw a write, " << swaps << " cas that swapped and "
+                << failed_swaps << " that did not, " << failovers << " leader crashes, " << steps
                 << " checker steps; every client progressed after healing in " << live << " seeds");
   CHECK(live == seeds);
   CHECK(pending > 0);    // faults did leave operations in doubt
   CHECK(seen > ops / 5);  // reads observed writes (the histories constrain something)
+  CHECK(swaps > 0);
+  CHECK(failed_swaps > 0);
   CHECK(failovers > seeds / 2);
 }
 
@@ -346,6 +405,21 @@ TEST_CASE("coord kv: bad keys and values are refused with invalid_argument, and 
   REQUIRE(got);
   REQUIRE(got->has_value());
   CHECK_FALSE(got->value().has_value());
+
+  // Compare-and-set: from the empty value of a missing key, then only from the current value.
+  std::vector<bool> swapped;
+  cl.compare_and_set("c", {}, to_bytes("1"), [&](result<bool> r) { REQUIRE(r); swapped.push_back(*r); });
+  cl.compare_and_set("c", {}, to_bytes("2"), [&](result<bool> r) { REQUIRE(r); swapped.push_back(*r); });
+  cl.compare_and_set("c", to_bytes("1"), to_bytes("3"), [&](result<bool> r) { REQUIRE(r); swapped.push_back(*r); });
+  w.run_until([&] { return swapped.size() == 3; }, w.now() + 5s);
+  CHECK(swapped == std::vector<bool>{true, false, true});
+  got.reset();
+  cl.get("c", [&](result<std::optional<bytes>> r) { got = std::move(r); });
+  w.run_until([&] { return got.has_value(); }, w.now() + 5s);
+  REQUIRE(got);
+  REQUIRE(got->has_value());
+  REQUIRE(got->value().has_value());
+  CHECK(as_string(*got->value()) == "3");
 
   // Appends that together exceed the bound: the one that would is refused, the value stays whole.
   int answered = 0;

@@ -1,8 +1,8 @@
 #pragma once
 // coord::client: one session with the coordination service, and the
 // primitives on it: mutex, counting semaphore, leader election, barrier and
-// double barrier; and the service's key-value store (put, append, get), which
-// needs no session.
+// double barrier; and the service's key-value store (put, append,
+// compare_and_set, get), which needs no session.
 //
 //   client.open_session([](result<session_id>) {...});
 //   client.lock("db", [](result<grant> g) { use g->fencing with the resource });
@@ -183,6 +183,20 @@ class client {
   /// even when the command is resent.
   void append(std::string key, bytes value, callback<done_t> done) {
     write_value(op::append, std::move(key), std::move(value), std::move(done));
+  }
+  /// Sets `key` to `value` if it holds `expected` (a missing key holds the
+  /// empty value): true if it did and was set, false if not (nothing
+  /// changed). Once per call even when resent. Errors: as put.
+  void compare_and_set(std::string key, bytes expected, bytes value, callback<bool> done) {
+    if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    request req{op::compare_and_set, 0, std::move(key), 1, true, 0, 0, std::move(value)};
+    req.expected = std::move(expected);
+    submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.error());
+      if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
+      done(dcp::make_error_code(dcp::errc::invalid_argument));
+    });
   }
   /// Reads `key` linearizably: nullopt if it was never written. Errors:
   /// invalid_argument, timed_out.

@@ -9,10 +9,10 @@
 //   - a barrier of n parties: enter returns when n sessions have entered;
 //   - the leave phase of a double barrier: leave returns when every session
 //     that passed the enter phase has left (or lost its session);
-//   - a small key-value store (put, append; get is a ReadIndex read on the
-//     server): configuration and service discovery data, the way etcd and
-//     ZooKeeper keep them. Its writes need no session: the log's client
-//     sessions already apply each one once.
+//   - a small key-value store (put, append, compare-and-set; get is a
+//     ReadIndex read on the server): configuration and service discovery
+//     data, the way etcd and ZooKeeper keep them. Its writes need no
+//     session: the log's client sessions already apply each one once.
 //
 // Fencing: every grant takes the next value of one counter that lives in the
 // replicated state, so tokens only grow, across failover and restarts, and
@@ -53,6 +53,7 @@ enum class op : std::uint8_t {
   barrier_leave,
   put,             ///< key `name` := `value` (no session needed)
   append,          ///< key `name` := its value (empty if missing) followed by `value`
+  compare_and_set, ///< key `name` := `value` if its value (empty if missing) is `expected`
 };
 
 /// Bounds on the key-value store: the whole state travels in one snapshot,
@@ -68,8 +69,9 @@ struct request {
   bool wait = true;
   fencing_token fencing = 0;   ///< release: which grant
   std::uint64_t ttl_ms = 0;    ///< open_session
-  bytes value;                 ///< campaign: the candidate's value
-  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value); }
+  bytes value;                 ///< campaign: the candidate's value; put, append, compare_and_set: the value
+  bytes expected;              ///< compare_and_set: the value the key must hold
+  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected); }
 };
 
 enum class status : std::uint8_t {
@@ -81,6 +83,7 @@ enum class status : std::uint8_t {
   no_session,     ///< the session expired or never existed
   bad_request,    ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties,
                   ///< a key or value over max_key_bytes / max_value_bytes
+  mismatch,       ///< compare_and_set: the key did not hold the expected value; nothing changed
 };
 
 struct reply {
@@ -212,7 +215,7 @@ class machine {
       sessions_[id].ttl_ms = r.ttl_ms;
       return {status::ok, 0, id};
     }
-    if (r.kind == op::put || r.kind == op::append) return write(r);
+    if (r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set) return write(r);
     auto sit = sessions_.find(r.session);
     if (sit == sessions_.end()) return {status::no_session};
     switch (r.kind) {
@@ -224,7 +227,8 @@ class machine {
       case op::barrier_enter: return enter(r);
       case op::barrier_leave: return leave(r);
       case op::put:
-      case op::append: break;  // handled above
+      case op::append:
+      case op::compare_and_set: break;  // handled above
     }
     return {status::bad_request};
   }
@@ -252,8 +256,13 @@ class machine {
 
   reply write(const request& r) {
     if (r.name.empty() || r.name.size() > max_key_bytes) return {status::bad_request};
-    if (r.kind == op::put) {
+    if (r.kind == op::put || r.kind == op::compare_and_set) {
       if (r.value.size() > max_value_bytes) return {status::bad_request};
+      if (r.kind == op::compare_and_set) {
+        auto it = kv_.find(r.name);
+        const bool matches = it == kv_.end() ? r.expected.empty() : it->second == r.expected;
+        if (!matches) return {status::mismatch};
+      }
       kv_[r.name] = r.value;
       return {status::ok};
     }
