@@ -88,7 +88,8 @@ class permit_gate {
   }
 
   /// The holder of grant `fencing` is done: its permits are free, its token
-  /// is refused from now on. Returns false if no such grant is held.
+  /// is refused from now on. Returns false if no such grant is held (a grant
+  /// never admitted is not remembered: release after the last request).
   bool release(std::uint64_t fencing) {
     auto it = held_.find(fencing);
     if (it == held_.end()) return false;
