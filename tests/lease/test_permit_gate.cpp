@@ -121,3 +121,20 @@ TEST_CASE("permit gate: never honours more than its capacity, whatever the issue
     CHECK(refused_capacity > 0);  // the issuer did over-grant, and the gate held
   }
 }
+
+TEST_CASE("permit gate: a renewal (same grant, later expiry) extends it; a released grant stays refused") {
+  permit_gate g(group().to_verification_key(), "gpu", 1, {.max_drift = 10ms});
+  const time_point now(10s);
+  CHECK(g.admit(grant(7, address::sim(1), 1, now + 100ms), now));
+  CHECK(g.admit(grant(7, address::sim(1), 1, now + 500ms), now + 50ms));  // renewed while held
+  CHECK(g.in_use(now + 200ms) == 1);                                      // counted past the first expiry
+  CHECK(g.admit(grant(8, address::sim(2), 1, now + 1s), now + 200ms).error() == lease::errc::over_capacity);
+  CHECK(g.in_use(now + 490ms) == 0);  // the renewal's deadline (expiry - max_drift)
+  // A renewal presented only after the grant expired here is admitted afresh, capacity permitting.
+  CHECK(g.admit(grant(7, address::sim(1), 1, now + 900ms), now + 600ms));
+  CHECK(g.in_use(now + 600ms) == 1);
+  // Once released, neither the token nor a renewal of it is honoured again.
+  CHECK(g.release(7));
+  CHECK(g.admit(grant(7, address::sim(1), 1, now + 2s), now + 700ms).error() == lease::errc::released);
+  CHECK(g.admit(grant(8, address::sim(2), 1, now + 2s), now + 700ms));
+}

@@ -1,7 +1,8 @@
 #pragma once
 // coord::client: one session with the coordination service, and the
 // primitives on it: mutex, counting semaphore, leader election, barrier and
-// double barrier.
+// double barrier; and the service's key-value store (put, append,
+// compare_and_set, get), which needs no session.
 //
 //   client.open_session([](result<session_id>) {...});
 //   client.lock("db", [](result<grant> g) { use g->fencing with the resource });
@@ -24,12 +25,18 @@
 // something changes so the client asks at once. One command is in flight at
 // a time (the others queue), each with a sequence number so a retry applies
 // once. A request unanswered after request_timeout is resent to another
-// replica; one unanswered after `give_up_after` fails with timed_out.
+// replica; one unanswered after `give_up_after` fails with timed_out: its
+// outcome is then unknown (it may still take effect later, once).
+// If the log has forgotten this client's command session (evicted, or its
+// first command never arrived), the command fails with cancelled and the
+// client continues under a fresh command session. Gets are linearizable
+// reads, independent of the command queue, resent the same way.
 #include <deque>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "dcp/coord/machine.hpp"
@@ -164,6 +171,55 @@ class client {
     enter_or_leave(op::barrier_leave, std::move(name), 1, std::move(done));
   }
 
+  // ---- key-value store ----
+
+  /// Sets `key` to `value`. Errors: invalid_argument (empty or oversized key
+  /// or value: see max_key_bytes, max_value_bytes), timed_out (outcome
+  /// unknown), cancelled (not applied).
+  void put(std::string key, bytes value, callback<done_t> done) {
+    write_value(op::put, std::move(key), std::move(value), std::move(done));
+  }
+  /// Appends `value` to the value of `key` (empty if missing), once per call
+  /// even when the command is resent.
+  void append(std::string key, bytes value, callback<done_t> done) {
+    write_value(op::append, std::move(key), std::move(value), std::move(done));
+  }
+  /// Sets `key` to `value` if it holds `expected` (a missing key holds the
+  /// empty value): true if it did and was set, false if not (nothing
+  /// changed). Once per call even when resent. Errors: as put.
+  void compare_and_set(std::string key, bytes expected, bytes value, callback<bool> done) {
+    if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    request req{op::compare_and_set, 0, std::move(key), 1, true, 0, 0, std::move(value)};
+    req.expected = std::move(expected);
+    submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.error());
+      if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
+      done(dcp::make_error_code(dcp::errc::invalid_argument));
+    });
+  }
+  /// Reads `key` linearizably: nullopt if it was never written. Errors:
+  /// invalid_argument, timed_out.
+  void get(std::string key, callback<std::optional<bytes>> done) {
+    if (key.empty() || key.size() > max_key_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    read(msg::get{std::move(key), 0}, std::move(done));
+  }
+
+  // ---- lease tokens ----
+
+  /// Asks the service for a sealed lease token for grant `g` (a resource
+  /// server checks it offline: dcp::lease). It also renews the session. The
+  /// token expires within the session's TTL; ask again for a fresh one while
+  /// holding. Errors: cancelled (the grant or the session is gone),
+  /// io_error (the replicas do not issue leases), timed_out.
+  void lease(const grant& g, callback<bytes> done) {
+    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    read(msg::lease_request{session_, g, 0}, [done = std::move(done)](result<std::optional<bytes>> r) {
+      if (!r) return done(r.error());
+      done(std::move(**r));
+    });
+  }
+
   // ---- what is held ----
 
   /// Grants held now, while the lease lasts.
@@ -185,7 +241,12 @@ class client {
     if (m.refused != refusal::none) {
       if (m.leader && *m.leader != from) target_ = *m.leader;
       else if (m.refused == refusal::not_leader) next_server();
-      if (m.refused == refusal::session_expired) return complete(dcp::make_error_code(dcp::errc::cancelled));
+      if (m.refused == refusal::session_expired) {
+        // The log no longer knows (or never knew) this command session:
+        // nothing sent under it can apply again, so continue under a new one.
+        renew_command_session();
+        return complete(dcp::make_error_code(dcp::errc::cancelled));
+      }
       if (m.refused == refusal::failed) return complete(dcp::make_error_code(dcp::errc::io_error));
       c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : cfg_.request_timeout / 4);
       return;
@@ -262,12 +323,30 @@ class client {
     }
   }
 
+  void on_message(const address& from, const msg::get_reply& m) {
+    answer(from, m.nonce, m.refused, m.leader, m.value);
+  }
+  void on_message(const address& from, const msg::lease_reply& m) {
+    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused == refusal::none && m.code == status::no_session) {
+      auto it = reads_.find(m.nonce);
+      if (it != reads_.end() && std::get<msg::lease_request>(it->second.request).session == session_)
+        lose_session(true);  // the service says the session is gone; fails this request too (cancelled)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::cancelled));
+    }
+    if (m.refused == refusal::none && m.code != status::granted)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::cancelled));
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(m.token));
+  }
+
   void on_message(const address&, const msg::notify& m) {
     if (m.session == session_) send_keepalive();
   }
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::get&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::lease_request&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -281,6 +360,14 @@ class client {
   struct held_grant {
     fencing_token fencing = 0;
     time_point since{};
+  };
+  /// A request answered by a ReadIndex at the leader (get, lease): resent
+  /// until answered or given up; any answer to any of its sends is valid.
+  struct pending_read {
+    std::variant<msg::get, msg::lease_request> request;  ///< its nonce names it
+    callback<std::optional<bytes>> done;
+    time_point first_sent{}, resend_at{};
+    bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
   };
   struct observer {
     std::function<void(std::optional<holder>)> fn;
@@ -312,6 +399,23 @@ class client {
                default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
              }
            });
+  }
+
+  void write_value(op kind, std::string key, bytes value, callback<done_t> done) {
+    if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
+           [done = std::move(done)](result<reply> r, time_point) {
+             if (!r) return done(r.error());
+             if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+             done(done_t{});
+           });
+  }
+
+  void renew_command_session() {
+    id_ = env_.rng()() | 1;
+    seq_ = 0;
+    env_.count("command_session_renewed");
   }
 
   void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<done_t> done) {
@@ -361,6 +465,51 @@ class client {
     if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) send_keepalive();
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
+    tick_reads(now);
+  }
+
+  template <class Request>
+  void read(Request req, callback<std::optional<bytes>> done) {
+    req.nonce = ++nonce_;
+    const auto nonce = req.nonce;
+    reads_[nonce] = pending_read{req, std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
+    env_.send(target(), req);
+  }
+  void answer(const address& from, std::uint64_t nonce, refusal refused, const std::optional<address>& leader,
+              result<std::optional<bytes>> r) {
+    auto it = reads_.find(nonce);
+    if (it == reads_.end()) return;  // answered already, or given up
+    if (refused == refusal::not_leader || refused == refusal::retry) {
+      if (leader && *leader != from) target_ = *leader;
+      else next_server();
+      it->second.resend_at = env_.now() + cfg_.request_timeout / 4;
+      it->second.redirected = true;
+      return;
+    }
+    target_ = from;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(std::move(r));
+  }
+
+  void tick_reads(time_point now) {
+    std::vector<callback<std::optional<bytes>>> expired;
+    for (auto it = reads_.begin(); it != reads_.end();) {
+      auto& g = it->second;
+      if (now - g.first_sent > cfg_.give_up_after) {
+        expired.push_back(std::move(g.done));
+        it = reads_.erase(it);
+        continue;
+      }
+      if (now >= g.resend_at) {
+        if (!g.redirected) next_server();  // unanswered: that replica may be down or cut off
+        g.redirected = false;
+        g.resend_at = now + cfg_.request_timeout;
+        std::visit([&](const auto& req) { env_.send(target(), req); }, g.request);  // same nonce
+      }
+      ++it;
+    }
+    for (auto& done : expired) done(dcp::make_error_code(dcp::errc::timed_out));
   }
 
   void send_keepalive() {
@@ -392,8 +541,18 @@ class client {
       for (auto& [n, h] : held)
         if (on_lost_) on_lost_(grant{n, h.fencing});
     }
+    std::vector<callback<std::optional<bytes>>> leases;  // lease requests die with the session; gets do not
+    for (auto it = reads_.begin(); it != reads_.end();) {
+      if (std::holds_alternative<msg::lease_request>(it->second.request)) {
+        leases.push_back(std::move(it->second.done));
+        it = reads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto& [n, fn] : gw) fn(dcp::make_error_code(dcp::errc::cancelled));
     for (auto& [k, fn] : bw) fn(dcp::make_error_code(dcp::errc::cancelled));
+    for (auto& fn : leases) fn(dcp::make_error_code(dcp::errc::cancelled));
     if (opening_) {
       auto done = std::move(opening_);
       opening_ = nullptr;
@@ -425,6 +584,7 @@ class client {
   std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
+  std::map<std::uint64_t, pending_read> reads_;  // by nonce
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;
   periodic<E> ticker_;

@@ -8,7 +8,11 @@
 //     release, with a FIFO queue of waiters;
 //   - a barrier of n parties: enter returns when n sessions have entered;
 //   - the leave phase of a double barrier: leave returns when every session
-//     that passed the enter phase has left (or lost its session).
+//     that passed the enter phase has left (or lost its session);
+//   - a small key-value store (put, append, compare-and-set; get is a
+//     ReadIndex read on the server): configuration and service discovery
+//     data, the way etcd and ZooKeeper keep them. Its writes need no
+//     session: the log's client sessions already apply each one once.
 //
 // Fencing: every grant takes the next value of one counter that lives in the
 // replicated state, so tokens only grow, across failover and restarts, and
@@ -47,7 +51,15 @@ enum class op : std::uint8_t {
   release,         ///< names the grant's fencing token
   barrier_enter,
   barrier_leave,
+  put,             ///< key `name` := `value` (no session needed)
+  append,          ///< key `name` := its value (empty if missing) followed by `value`
+  compare_and_set, ///< key `name` := `value` if its value (empty if missing) is `expected`
 };
+
+/// Bounds on the key-value store: the whole state travels in one snapshot,
+/// which must fit in one frame (raft_config::max_snapshot_bytes).
+inline constexpr std::size_t max_key_bytes = 512;
+inline constexpr std::size_t max_value_bytes = 64 * 1024;
 
 struct request {
   op kind = op::open_session;
@@ -57,8 +69,9 @@ struct request {
   bool wait = true;
   fencing_token fencing = 0;   ///< release: which grant
   std::uint64_t ttl_ms = 0;    ///< open_session
-  bytes value;                 ///< campaign: the candidate's value
-  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value); }
+  bytes value;                 ///< campaign: the candidate's value; put, append, compare_and_set: the value
+  bytes expected;              ///< compare_and_set: the value the key must hold
+  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected); }
 };
 
 enum class status : std::uint8_t {
@@ -68,7 +81,9 @@ enum class status : std::uint8_t {
   busy,           ///< try-acquire of a resource at capacity
   not_held,       ///< release of a grant the session does not hold (already released, or a stale token)
   no_session,     ///< the session expired or never existed
-  bad_request,    ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties
+  bad_request,    ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties,
+                  ///< a key or value over max_key_bytes / max_value_bytes
+  mismatch,       ///< compare_and_set: the key did not hold the expected value; nothing changed
 };
 
 struct reply {
@@ -152,13 +167,18 @@ class machine {
     return it == sems_.end() ? std::vector<holder>{} : it->second.holders;
   }
   fencing_token last_fencing() const noexcept { return fencing_; }
+  /// The value of `key`, or null if it was never written.
+  const bytes* value(const std::string& key) const {
+    auto it = kv_.find(key);
+    return it == kv_.end() ? nullptr : &it->second;
+  }
   /// Sessions that the last apply() granted a waiting request or let
   /// through a barrier: the ones to tell (not part of the replicated state).
   const std::vector<session_id>& touched() const noexcept { return touched_; }
 
   template <class A>
   void serialize(A& ar) {
-    ar(fencing_, next_session_, sessions_, sems_, barriers_);
+    ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_);
   }
 
  private:
@@ -195,6 +215,7 @@ class machine {
       sessions_[id].ttl_ms = r.ttl_ms;
       return {status::ok, 0, id};
     }
+    if (r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set) return write(r);
     auto sit = sessions_.find(r.session);
     if (sit == sessions_.end()) return {status::no_session};
     switch (r.kind) {
@@ -205,6 +226,9 @@ class machine {
       case op::release: return release(r, sit->second);
       case op::barrier_enter: return enter(r);
       case op::barrier_leave: return leave(r);
+      case op::put:
+      case op::append:
+      case op::compare_and_set: break;  // handled above
     }
     return {status::bad_request};
   }
@@ -227,6 +251,26 @@ class machine {
     auto h = s.holds.find(r.name);
     if (h == s.holds.end() || h->second != r.fencing) return {status::not_held};
     drop_holder(r.name, r.session);
+    return {status::ok};
+  }
+
+  reply write(const request& r) {
+    if (r.name.empty() || r.name.size() > max_key_bytes) return {status::bad_request};
+    if (r.kind == op::put || r.kind == op::compare_and_set) {
+      if (r.value.size() > max_value_bytes) return {status::bad_request};
+      if (r.kind == op::compare_and_set) {
+        auto it = kv_.find(r.name);
+        const bool matches = it == kv_.end() ? r.expected.empty() : it->second == r.expected;
+        if (!matches) return {status::mismatch};
+      }
+      kv_[r.name] = r.value;
+      return {status::ok};
+    }
+    auto it = kv_.find(r.name);
+    const std::size_t had = it == kv_.end() ? 0 : it->second.size();
+    if (had + r.value.size() > max_value_bytes) return {status::bad_request};
+    auto& v = it == kv_.end() ? kv_[r.name] : it->second;
+    v.insert(v.end(), r.value.begin(), r.value.end());
     return {status::ok};
   }
 
@@ -314,6 +358,7 @@ class machine {
   std::map<session_id, session_state> sessions_;
   std::map<std::string, semaphore> sems_;
   std::map<std::string, barrier> barriers_;
+  std::map<std::string, bytes> kv_;
   std::vector<session_id> touched_;
 };
 

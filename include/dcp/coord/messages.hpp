@@ -83,7 +83,48 @@ struct notify {
   template <class A> void serialize(A& ar) { ar(session); }
 };
 
-using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify>;
+/// A linearizable read of one key of the key-value store (ReadIndex at the leader).
+struct get {
+  static constexpr message_type wire_id = 8;
+  static constexpr std::string_view wire_name = "get";
+  std::string key;
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(key, nonce); }
+};
+struct get_reply {
+  static constexpr message_type wire_id = 9;
+  static constexpr std::string_view wire_name = "get_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  std::optional<bytes> value;  ///< nullopt: the key was never written
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, value); }
+};
+
+/// Asks the leader to seal a lease token for a grant the session holds
+/// (when the replicas issue leases: server::issue_leases). It renews the
+/// session as a keepalive does.
+struct lease_request {
+  static constexpr message_type wire_id = 10;
+  static constexpr std::string_view wire_name = "lease_request";
+  session_id session = 0;
+  grant held;
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(session, held, nonce); }
+};
+struct lease_reply {
+  static constexpr message_type wire_id = 11;
+  static constexpr std::string_view wire_name = "lease_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  status code = status::granted;  ///< granted (token holds the sealed bytes), not_held or no_session
+  bytes token;
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, code, token); }
+};
+
+using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
+                              get_reply, lease_request, lease_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

@@ -2,9 +2,10 @@
 // coord::server: the coordination service on one replica, over a Raft log
 // whose state machine is coord::machine.
 //
-// Commands (open/close session, acquire, release, barriers) go through the
-// log, with the client's (id, sequence) so a retry applies once. Keepalives
-// and queries are linearizable reads (ReadIndex) and are not logged.
+// Commands (open/close session, acquire, release, barriers, put, append) go
+// through the log, with the client's (id, sequence) so a retry applies once.
+// Keepalives, queries and gets are linearizable reads (ReadIndex) and are not
+// logged.
 //
 // Session expiry and its clock assumption. Only the leader tracks TTLs, in
 // its own clock: a keepalive received at t moves the session's deadline to
@@ -21,8 +22,22 @@
 // before the session can expire, if no clock runs faster or slower than real
 // time by more than ρ (a rate bound; offsets do not matter). coord::client
 // does exactly that; ρ is its configured drift_bound.
+//
+// Lease tokens (issue_leases). A client may ask the leader for a sealed token
+// for a grant it holds, to show a resource server that checks it offline
+// (dcp::lease). The request renews the session exactly as a keepalive does
+// (received at t, confirmed by ReadIndex, deadline t + TTL), so by the same
+// argument the permit cannot be handed to anyone else before TTL after t on
+// any replica's clock, i.e. not before real time t + TTL / (1 + ρ). The token
+// expires at t + TTL * (1 - 2ρ) in the leader's clock: while the leader's
+// clock reads less than that, real time is below t + TTL (1 - 2ρ) / (1 - ρ)
+// <= t + TTL / (1 + ρ). A resource server honours a token only while its own
+// clock is max_drift short of expiry, so with |its clock - the leader's| <=
+// max_drift it stops honouring the old holder before the permit can move.
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <string>
 #include <set>
 #include <utility>
 
@@ -34,11 +49,25 @@
 namespace dcp::coord {
 
 struct server_config {
-  duration tick = 20ms;  ///< how often the leader looks for expired sessions
+  duration tick = 20ms;      ///< how often the leader looks for expired sessions
+  double drift_bound = 0.01;  ///< ρ: the largest clock rate error of any node; shortens lease tokens (see above)
   void validate() const {
     if (tick <= duration::zero()) throw error(dcp::errc::invalid_config, "coord::server: tick must be > 0");
+    if (drift_bound < 0 || drift_bound >= 0.25)
+      throw error(dcp::errc::invalid_config, "coord::server: drift_bound must be in [0, 0.25)");
   }
 };
+
+/// What the leader grants when a holder asks for a lease token: the terms a
+/// sealer turns into signed bytes (lease::token, see coord/lease_issuer.hpp).
+struct lease_terms {
+  std::string resource;      ///< the semaphore / mutex / election name
+  address holder;            ///< the client that asked
+  std::uint32_t permits = 1; ///< one permit of the semaphore
+  fencing_token fencing = 0;
+  time_point expiry{};       ///< in the leader's clock
+};
+using lease_sealer = std::function<result<bytes>(const lease_terms&)>;
 
 template <Env E, class Raft>
 class server {
@@ -119,11 +148,74 @@ class server {
     });
   }
 
+  void on_message(const address& from, const msg::get& m) {
+    if (!raft_.is_leader()) {
+      env_.send(from, msg::get_reply{m.nonce, refusal::not_leader, raft_.leader(), {}});
+      return;
+    }
+    raft_.read_index([this, from, m](result<std::uint64_t> idx) {
+      msg::get_reply out{m.nonce, refusal::none, raft_.leader(), {}};
+      if (!idx) out.refused = refusal::not_leader;
+      else if (const bytes* v = raft_.state_machine().value(m.key)) out.value = *v;
+      env_.send(from, out);
+    });
+  }
+
   // Replies travel to clients only.
   void on_message(const address&, const msg::command_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive_ack&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::notify&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::get_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::lease_reply&) { env_.count("unexpected_message"); }
+
+  void on_message(const address& from, const msg::lease_request& m) {
+    msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
+    if (!sealer_) {
+      out.refused = refusal::failed;
+      env_.count("lease_without_sealer");
+      return void(env_.send(from, out));
+    }
+    if (!raft_.is_leader()) {
+      out.refused = refusal::not_leader;
+      return void(env_.send(from, out));
+    }
+    clients_[m.session] = from;
+    const time_point received = env_.now();
+    const auto term = raft_.current_term();
+    raft_.read_index([this, from, m, received, term](result<std::uint64_t> idx) {
+      msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
+      if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
+        out.refused = refusal::not_leader;
+        return void(env_.send(from, out));
+      }
+      const auto view = expiring_.contains(m.session) ? session_view{} : raft_.state_machine().view(m.session);
+      if (!view.alive) {
+        out.code = status::no_session;
+        return void(env_.send(from, out));
+      }
+      const auto ttl = ttl_of(m.session);
+      auto& d = deadlines_[m.session];  // renewed as by a keepalive
+      d = std::max(d, received + ttl);
+      if (std::find(view.holds.begin(), view.holds.end(), m.held) == view.holds.end()) {
+        out.code = status::not_held;
+        return void(env_.send(from, out));
+      }
+      const auto span = std::chrono::duration_cast<duration>(ttl * (1.0 - 2 * cfg_.drift_bound));
+      auto sealed = sealer_(lease_terms{m.held.name, from, 1, m.held.fencing, received + span});
+      if (!sealed) {
+        env_.count("lease_seal_failed");
+        out.refused = refusal::failed;
+      } else {
+        env_.count("leases_issued");
+        out.token = std::move(*sealed);
+      }
+      env_.send(from, out);
+    });
+  }
+
+  /// Makes this replica seal lease tokens (when it leads) with `sealer`.
+  void issue_leases(lease_sealer sealer) { sealer_ = std::move(sealer); }
 
   Raft& raft() noexcept { return raft_; }
 
@@ -182,6 +274,7 @@ class server {
   std::set<session_id> expiring_;               // leader only: expiry proposed, keepalives refused
   std::map<session_id, address> clients_;       // where to send notifications
   std::uint64_t led_term_ = 0;
+  lease_sealer sealer_;
   periodic<E> ticker_;
 };
 

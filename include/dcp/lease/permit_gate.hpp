@@ -10,7 +10,9 @@
 //   - checks it as the verifier does (signature, resource, expiry with the
 //     drift margin);
 //   - counts it once: a token already admitted (same fencing) is honoured
-//     again without counting twice;
+//     again without counting twice; a renewal (the same grant, the same
+//     fencing, a later expiry: coord::server issues one each time a holder
+//     asks) extends the grant's deadline;
 //   - lets a holder's newer grant supersede its older one (the older one's
 //     permits are freed, and the older token is refused from then on:
 //     stale_fencing);
@@ -22,12 +24,14 @@
 // Why expiry frees permits safely: the gate stops honouring a token at the
 // same instant it stops counting it, so at every instant the permits of the
 // tokens the server honours sum to at most C, whatever the group does.
-// For the group's side: re-issuing an expired permit before expiry + max_drift
-// (issuer clock) makes the gate refuse the new holder with over_capacity for
-// that margin, never exceed C.
+// For the group's side: with clocks within max_drift, the gate has freed a
+// token's permits by the time the issuer's clock reads its expiry; a group
+// that re-issues the permit earlier makes the gate refuse the new holder with
+// over_capacity until then, never exceed C.
 //
 // Memory: at most C grants held, plus one entry per holder seen, forgotten
 // once that holder's newest token has expired. Not thread-safe.
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -57,30 +61,40 @@ class permit_gate {
     if (t.resource != resource_) return make_error_code(errc::wrong_resource);
     if (is_expired(t, now, cfg_.max_drift)) return make_error_code(errc::expired);
     expire(now);
-    if (held_.contains(t.fencing)) return std::move(t);  // presented again: already counted
-    std::uint32_t freed = 0;
+    const time_point deadline = verifier_deadline(t, cfg_.max_drift);
     auto h = holders_.find(t.holder);
+    if (auto held = held_.find(t.fencing); held != held_.end()) {  // presented again: already counted
+      held->second.deadline = std::max(held->second.deadline, deadline);  // a renewal extends it
+      if (h != holders_.end() && h->second.newest == t.fencing) h->second.deadline = held->second.deadline;
+      return std::move(t);
+    }
+    std::uint32_t freed = 0;
     if (h != holders_.end()) {
       if (t.fencing < h->second.newest) return make_error_code(errc::stale_fencing);
-      if (t.fencing == h->second.newest) return make_error_code(errc::released);  // newest, not held: released
+      if (t.fencing == h->second.newest && h->second.released) return make_error_code(errc::released);
+      // (the newest, not held, not released: it expired here; a renewal of it is admitted afresh)
       if (auto old = held_.find(h->second.newest); old != held_.end()) freed = old->second.permits;
     }
     if (std::uint64_t{in_use_} - freed + t.permits > capacity_) return make_error_code(errc::over_capacity);
     if (h != holders_.end()) {
       if (freed) drop(h->second.newest);
-      h->second = {t.fencing, verifier_deadline(t, cfg_.max_drift)};
+      h->second = {t.fencing, deadline, false};
     } else {
-      holders_.emplace(t.holder, holder_state{t.fencing, verifier_deadline(t, cfg_.max_drift)});
+      holders_.emplace(t.holder, holder_state{t.fencing, deadline, false});
     }
-    held_.emplace(t.fencing, grant{t.permits, verifier_deadline(t, cfg_.max_drift)});
+    held_.emplace(t.fencing, grant{t.permits, deadline, t.holder});
     in_use_ += t.permits;
     return std::move(t);
   }
 
   /// The holder of grant `fencing` is done: its permits are free, its token
-  /// is refused from now on. Returns false if no such grant is held.
+  /// is refused from now on. Returns false if no such grant is held (a grant
+  /// never admitted is not remembered: release after the last request).
   bool release(std::uint64_t fencing) {
-    if (!held_.contains(fencing)) return false;
+    auto it = held_.find(fencing);
+    if (it == held_.end()) return false;
+    if (auto h = holders_.find(it->second.holder); h != holders_.end() && h->second.newest == fencing)
+      h->second.released = true;
     drop(fencing);
     return true;
   }
@@ -99,10 +113,12 @@ class permit_gate {
   struct grant {
     std::uint32_t permits;
     time_point deadline;  ///< in this server's clock
+    address holder;
   };
   struct holder_state {
     std::uint64_t newest;  ///< highest fencing admitted from this holder
     time_point deadline;   ///< when that token stops being honoured
+    bool released;         ///< the holder gave `newest` back: refuse it from now on
   };
 
   void drop(std::uint64_t fencing) {
