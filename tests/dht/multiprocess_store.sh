@@ -9,7 +9,8 @@
 #   4. once the survivors' view no longer names the dead, the last original
 #      owner is killed too, so none of the r nodes that held the put is left:
 #      a get from a survivor still returns the value (re-replication);
-#   5. the owners the DHT names now are all alive, and a new put/get works.
+#   5. the owners the DHT names now are all alive, a new put on one survivor is
+#      read by a get on another, whose watch on the key reports v1 then v2.
 # usage: multiprocess_store.sh path/to/dht_node [N] [replicas] [router...]
 set -uo pipefail
 bin=${1:?usage: $0 path/to/dht_node [N] [replicas] [router...]}
@@ -173,10 +174,13 @@ for router in "${routers[@]}"; do
 
   # 5. the DHT heals: owners are live nodes, and a new write is read back elsewhere
   wait_for 40 owners_alive "$survivor" "$key" || fail "node $survivor still names dead owners: ${owners[*]}"
+  other=$(pick_survivor "${owner_idx[@]}" "$survivor") || fail "no other survivor"
+  echo "watch $key" >&"${fds[$other]}"  # node $other reports the value it sees change
+  wait_for 20 grep -q "^WATCH $key v1\$" "$dir/out$other" || fail "node $other's watch did not report v1"
   ask "$survivor" "put $key v2" "PUT $key " 20 || fail "no answer to the second put"
   [[ "$reply" == "PUT $key ok "* ]] || fail "second put failed: $reply"
-  other=$(pick_survivor "${owner_idx[@]}" "$survivor") || fail "no other survivor"
   wait_for 20 get_is "$other" "$key" v2 || fail "get from node $other after the second put: '$reply', want v2"
+  wait_for 20 grep -q "^WATCH $key v2\$" "$dir/out$other" || fail "node $other's watch did not report v2"
 
   for ((i = 0; i < n; i++)); do alive "$i" && { echo quit >&"${fds[$i]}"; }; done
   for ((i = 0; i < n; i++)); do eval "exec ${fds[$i]}>&-"; done
