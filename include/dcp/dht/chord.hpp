@@ -102,12 +102,13 @@ struct found {  // "it is the first of these (my successor list)"
   std::vector<contact> successors;
   template <class A> void serialize(A& ar) { ar(nonce, successors); }
 };
-struct closer {  // "ask one of these, closest first"
+struct closer {  // "ask one of these, closest first; my successors, should they all be gone"
   static constexpr message_type wire_id = 3;
   static constexpr std::string_view wire_name = "closer";
   std::uint64_t nonce = 0;
   std::vector<contact> candidates;
-  template <class A> void serialize(A& ar) { ar(nonce, candidates); }
+  std::vector<contact> successors;
+  template <class A> void serialize(A& ar) { ar(nonce, candidates, successors); }
 };
 struct get_state {  // stabilize: "your predecessor and successors?"
   static constexpr message_type wire_id = 4;
@@ -299,11 +300,23 @@ class chord {
     if (node_id::in_half_open(key, self_.id, succ.id)) {
       env_.send(from, chord_msg::found{m.nonce, successor_list_with_self_fallback()});
     } else {
-      env_.send(from, chord_msg::closer{m.nonce, closest_preceding(key, 4)});
+      env_.send(from, chord_msg::closer{m.nonce, closest_preceding(key, 4), successors_});
     }
   }
   void on_message(const address& from, const chord_msg::found& m) { answer(from, m.nonce, &m.successors, nullptr); }
-  void on_message(const address& from, const chord_msg::closer& m) { answer(from, m.nonce, nullptr, &m.candidates); }
+  void on_message(const address& from, const chord_msg::closer& m) {
+    if (m.successors.size() > 4 * cfg_.successors + 8) return env_.count("bad_closer");
+    if (auto it = lookups_.find(m.nonce); it != lookups_.end() && it->second.asking == from && !it->second.confirming &&
+                                           it->second.asking_id != node_id{}) {  // a join seed's id may be unknown
+      // the answering nodes precede the key, each closer than the last: the successor list
+      // of the closest is the fallback if every node between it and the key has failed
+      it->second.fallback_id = it->second.asking_id;
+      it->second.fallback.clear();
+      for (auto& c : m.successors)
+        if (!c.addr.empty()) it->second.fallback.push_back({mask(c.id), c.addr});
+    }
+    answer(from, m.nonce, nullptr, &m.candidates);
+  }
 
   void on_message(const address& from, const chord_msg::get_state& m) {
     if (!joined_) return;
@@ -330,6 +343,7 @@ class chord {
 
   void on_message(const address& from, const chord_msg::notify& m) {
     if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_notify");
+    if (recently_failed(from)) return env_.count("stale_notify");  // left or failed: delayed in flight
     const contact c{mask(m.self.id), m.self.addr};
     if (!predecessor_ || node_id::in_open(c.id, predecessor_.id, self_.id)) predecessor_ = c;
     if (successors_.empty()) set_successors({c});  // the second node of a ring: our only peer
@@ -339,6 +353,14 @@ class chord {
     if (joined_) env_.send(from, chord_msg::pong{m.nonce});
   }
   void on_message(const address& from, const chord_msg::pong& m) {
+    if (auto it = lookups_.find(m.nonce); it != lookups_.end()) {  // a lookup's owner is alive
+      lookup_op& op = it->second;
+      if (!op.confirming || op.asking != from) return env_.count("stale_reply");
+      env_.cancel(op.timer);
+      lookup_result r{std::move(op.owners), op.hops};
+      if (r.owners.size() > op.n) r.owners.resize(op.n);
+      return finish(m.nonce, {}, std::move(r));
+    }
     if (m.nonce == ping_nonce_ && predecessor_.addr == from && ping_timer_) {
       predecessor_silences_ = 0;
       env_.cancel(ping_timer_);
@@ -351,6 +373,7 @@ class chord {
     if (!joined_) return;
     const bool was_successor = !successors_.empty() && successors_.front().addr == from;
     const bool was_predecessor = predecessor_.addr == from;
+    failed_[from] = env_.now();  // a notify it sent before leaving may still arrive: not adopted back
     forget(from);
     if (was_predecessor) predecessor_ = m.predecessor.addr == self_.addr ? contact{} : m.predecessor;
     if (was_successor) {
@@ -383,6 +406,11 @@ class chord {
     lookup_callback cb;
     std::vector<contact> candidates;  // untried, best first after sort
     std::vector<address> tried, answered, dead;
+    std::vector<contact> owners;  // found, being confirmed: the owner first, then fallbacks
+    std::vector<contact> fallback;  // successor list of the closest node that answered "closer"
+    node_id fallback_id, asking_id;
+    bool confirming = false;
+    unsigned confirm_attempts = 0;
     address asking;
     unsigned restarts = 0;
     timer_id timer{};
@@ -461,13 +489,12 @@ class chord {
     op.n = n;
     op.cb = std::move(cb);
     op.join = !first.empty();
+    bool ours = false;
     if (!op.join) {
       const contact succ = successor();
-      if (node_id::in_half_open(key, self_.id, succ.id)) {  // we are the key's predecessor: no hop needed
-        lookup_result r{successor_list_with_self_fallback(), 0};
-        if (r.owners.size() > n) r.owners.resize(n);
-        if (r.owners.front().addr != self_.addr) r.hops = 1;  // one step to our successor
-        return op.cb({}, std::move(r));
+      if (node_id::in_half_open(key, self_.id, succ.id)) {  // we are the key's predecessor: no query needed
+        ours = true;
+        op.owners = successor_list_with_self_fallback();
       }
       op.candidates = closest_preceding(key, cfg_.successors + 8);
     } else {
@@ -475,7 +502,8 @@ class chord {
     }
     const std::uint64_t nonce = ++nonce_;
     lookups_.emplace(nonce, std::move(op));
-    query_next(nonce);
+    if (ours) confirm_owner(nonce);  // one step, to our successor (unless we are alone)
+    else query_next(nonce);
   }
 
   void query_next(std::uint64_t nonce) {
@@ -483,8 +511,17 @@ class chord {
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
     auto& c = op.candidates;
-    if (!op.join)  // closest preceding first: the smallest clockwise distance to the key
-      std::sort(c.begin(), c.end(), [&](const contact& a, const contact& b) { return (op.key - a.id) < (op.key - b.id); });
+    if (!op.join) {
+      // closest preceding first (the smallest clockwise distance to the key), but a node
+      // that has already been silent goes after every untried one: the lookup proceeds
+      // with the next best node at once, as in the paper, and asks a silent one again
+      // only when nothing better is left (its answer may just have been lost)
+      auto silences = [&](const contact& x) { return std::count(op.tried.begin(), op.tried.end(), x.addr); };
+      std::stable_sort(c.begin(), c.end(), [&](const contact& a, const contact& b) {
+        const auto sa = silences(a), sb = silences(b);
+        return sa != sb ? sa < sb : (op.key - a.id) < (op.key - b.id);
+      });
+    }
     // a node that answered is not asked again (no loops); one that timed out is
     // asked once more, since its answer or our question may just have been lost
     auto spent = [&](const address& a) {
@@ -494,6 +531,21 @@ class chord {
              std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
     };
     while (!c.empty() && (c.front().addr == self_.addr || spent(c.front().addr))) c.erase(c.begin());
+    if (c.empty() && !op.join && !op.fallback.empty()) {
+      // nobody closer to the key answers: the key's predecessor failed and the node before
+      // it has not noticed yet. The owner is then the first live node of that node's
+      // successor list at or past the key (Chord's successor-list fallback); confirm_owner
+      // skips the dead ones.
+      std::vector<contact> beyond;
+      for (auto& x : op.fallback)
+        if (!node_id::in_open(x.id, op.fallback_id, op.key) && x.addr != self_.addr) beyond.push_back(x);
+      op.fallback.clear();
+      if (!beyond.empty()) {
+        env_.count("successor_fallbacks");
+        op.owners = std::move(beyond);
+        return confirm_owner(nonce);
+      }
+    }
     if (c.empty() && !op.join && op.restarts < 2 && op.queries < cfg_.max_lookup_queries) {
       // every lead ran out: start again from our own tables, which the timeouts have pruned
       ++op.restarts;
@@ -516,6 +568,7 @@ class chord {
       return finish(nonce, make_error_code(errc::lookup_failed), {});
     }
     op.asking = c.front().addr;
+    op.asking_id = c.front().id;
     const contact asked = c.front();
     c.erase(c.begin());
     op.tried.push_back(op.asking);
@@ -539,7 +592,7 @@ class chord {
   void answer(const address& from, std::uint64_t nonce, const std::vector<contact>* successors,
               const std::vector<contact>* candidates) {
     auto it = lookups_.find(nonce);
-    if (it == lookups_.end() || it->second.asking != from) return env_.count("stale_reply");
+    if (it == lookups_.end() || it->second.asking != from || it->second.confirming) return env_.count("stale_reply");
     lookup_op& op = it->second;
     env_.cancel(op.timer);
     op.timer = {};
@@ -548,13 +601,14 @@ class chord {
     if (successors) {
       std::vector<contact> owners;
       for (auto& s : *successors) {
-        if (owners.size() == op.n) break;
-        if (s.addr.empty()) continue;
+        if (owners.size() == std::max(op.n, cfg_.successors)) break;  // the rest of the list: fallbacks
+        if (s.addr.empty() || dead_for(op, s.addr)) continue;
         if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
           owners.push_back({mask(s.id), s.addr});
       }
       if (owners.empty()) { env_.count("bad_found"); return query_next(nonce); }
-      return finish(nonce, {}, lookup_result{std::move(owners), op.hops});
+      op.owners = std::move(owners);
+      return confirm_owner(nonce);
     }
     if (op.join) {  // through a seed: from now on the candidates are ordinary ones
       op.join = false;
@@ -564,6 +618,43 @@ class chord {
     for (auto& c : *candidates)
       if (!c.addr.empty() && node_id::in_open(mask(c.id), self_.id, op.key)) op.candidates.push_back({mask(c.id), c.addr});
     query_next(nonce);
+  }
+
+  /// The key's predecessor may not have noticed yet that its successor died: the
+  /// last step goes to the owner itself (a ping), and a silent owner is skipped
+  /// for the next node of the successor list, as Chord's lookups fall back along it.
+  void confirm_owner(std::uint64_t nonce) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    while (!op.owners.empty() && dead_for(op, op.owners.front().addr)) op.owners.erase(op.owners.begin());
+    if (op.owners.empty()) return query_next(nonce);  // the whole list is gone: route again
+    if (op.owners.front().addr == self_.addr) {
+      lookup_result r{std::move(op.owners), op.hops};
+      if (r.owners.size() > op.n) r.owners.resize(op.n);
+      return finish(nonce, {}, std::move(r));
+    }
+    if (op.asking != op.owners.front().addr || !op.confirming) op.confirm_attempts = 0;
+    op.asking = op.owners.front().addr;
+    op.confirming = true;
+    ++op.confirm_attempts;
+    env_.send(op.asking, chord_msg::ping{nonce});
+    op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
+      auto jt = lookups_.find(nonce);
+      if (jt == lookups_.end()) return;
+      lookup_op& o = jt->second;
+      o.timer = {};
+      env_.count("owner_timeouts");
+      // a lost ping or pong must not skip a live owner: failure_threshold silences in a row
+      if (o.confirm_attempts >= cfg_.failure_threshold) {
+        o.confirming = false;
+        o.dead.push_back(o.asking);
+      }
+      confirm_owner(nonce);
+    });
+  }
+  bool dead_for(const lookup_op& op, const address& a) {
+    return std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end() || recently_failed(a);
   }
 
   void finish(std::uint64_t nonce, std::error_code ec, lookup_result r) {

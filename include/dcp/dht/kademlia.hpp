@@ -60,6 +60,13 @@ struct kademlia_config {
   /// bucket, and after which a lookup stops asking it. With message loss p a
   /// live contact is given up with probability about (2p)^threshold.
   unsigned failure_threshold = 3;
+  /// How often this node pings, if not heard from since, its k closest contacts
+  /// and the least recently seen contact of every bucket; one silent
+  /// failure_threshold times in a row (pinged again after each rpc_timeout) is
+  /// dropped. Kademlia learns liveness only from traffic otherwise, and under
+  /// churn the neighbourhood, where this node's stored keys live, would fill
+  /// with dead contacts that re-replication then writes to.
+  duration check_interval = 5s;
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
   /// This node's id; random (from the Env's rng) when unset.
@@ -68,8 +75,8 @@ struct kademlia_config {
   void validate() const {
     if (k < 1) throw error(dcp::errc::invalid_config, "kademlia: k must be >= 1");
     if (alpha < 1) throw error(dcp::errc::invalid_config, "kademlia: alpha must be >= 1");
-    if (rpc_timeout <= duration::zero() || refresh_interval <= duration::zero())
-      throw error(dcp::errc::invalid_config, "kademlia: rpc_timeout and refresh_interval must be > 0");
+    if (rpc_timeout <= duration::zero() || refresh_interval <= duration::zero() || check_interval <= duration::zero())
+      throw error(dcp::errc::invalid_config, "kademlia: rpc_timeout, refresh_interval and check_interval must be > 0");
     if (failure_threshold < 1) throw error(dcp::errc::invalid_config, "kademlia: failure_threshold must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "kademlia: need 0 < bootstrap_retry <= bootstrap_retry_max");
@@ -270,9 +277,9 @@ class kademlia {
     auto it = rpcs_.find(m.nonce);
     if (it == rpcs_.end() || it->second.peer != from) return env_.count("stale_reply");
     const auto rpc = it->second;
-    env_.cancel(rpc.timer);
+    if (rpc.timer) env_.cancel(rpc.timer);
     rpcs_.erase(it);
-    on_reply(rpc.lookup, from, &m.closest);
+    on_reply(rpc.lookup, from, m.closest, !rpc.retry && !rpc.late);
   }
   void on_message(const address& from, const kademlia_msg::deliver& m) {
     (void)from;
@@ -300,7 +307,8 @@ class kademlia {
   };
   struct candidate {
     contact who;
-    enum class state : std::uint8_t { fresh, asked, answered, failed } st = state::fresh;
+    // retrying: silent once, asked again; the lookup waits for it without holding an alpha lane
+    enum class state : std::uint8_t { fresh, asked, retrying, answered, failed } st = state::fresh;
     unsigned depth = 0;  // requests on the causal path that revealed it
     unsigned timeouts = 0;
   };
@@ -316,12 +324,16 @@ class kademlia {
     std::uint64_t lookup;
     address peer;
     timer_id timer{};
+    bool retry = false;  // the repeated request after a first silence
+    bool late = false;   // a first request that timed out: its answer still counts
   };
 
   void stop() {
     refresh_timer_.stop();
+    check_timer_.stop();
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
-    for (auto& [n, r] : rpcs_) env_.cancel(r.timer);
+    for (auto& [n, r] : rpcs_)
+      if (r.timer) env_.cancel(r.timer);
     rpcs_.clear();
     for (auto& [n, p] : pings_) env_.cancel(p.timer);
     pings_.clear();
@@ -435,6 +447,39 @@ class kademlia {
     const duration period = std::max<duration>(cfg_.refresh_interval / 8, 1ms);
     refresh_timer_.start(env_, period, [this] { refresh(false); },
                          duration(1 + env_.rng().below(static_cast<std::uint64_t>(period.count()))));
+    check_timer_.start(env_, cfg_.check_interval, [this] { check_contacts(); },
+                       duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.check_interval.count()))));
+  }
+
+  /// Pings the k closest contacts and every bucket's least recently seen one, when
+  /// not heard from within check_interval (see kademlia_config::check_interval).
+  void check_contacts() {
+    if (!joined_) return;
+    const time_point now = env_.now();
+    std::vector<address> stale;
+    auto consider = [&](const entry& e) {
+      if (now - e.last_seen >= cfg_.check_interval && std::find(stale.begin(), stale.end(), e.who.addr) == stale.end())
+        stale.push_back(e.who.addr);
+    };
+    for (auto& b : buckets_)
+      if (!b.entries.empty()) consider(b.entries.front());
+    for (auto& c : closest(self_.id, cfg_.k + 1))
+      if (const entry* e = find_entry(c.addr)) consider(*e);
+    for (auto& a : stale) probe(a);
+  }
+  void probe(const address& peer) {
+    for (auto& [n, p] : pings_)
+      if (p.peer == peer) return;  // one at a time
+    ping(peer, [] {}, [this, peer] {
+      failed(peer);                  // dropped at failure_threshold
+      if (find_entry(peer)) probe(peer);  // still known: ask again at once
+    });
+  }
+  const entry* find_entry(const address& a) const {
+    for (auto& b : buckets_)
+      for (auto& e : b.entries)
+        if (e.who.addr == a) return &e;
+    return nullptr;
   }
 
   void try_join() {
@@ -515,19 +560,15 @@ class kademlia {
         const std::uint64_t rpc = ++nonce_;
         env_.send(c.who.addr, kademlia_msg::find_node{rpc, self_, op.target});
         const address peer = c.who.addr;
-        const timer_id t = env_.arm(cfg_.rpc_timeout, [this, rpc] {
-          auto jt = rpcs_.find(rpc);
-          if (jt == rpcs_.end()) return;
-          const auto r = jt->second;
-          rpcs_.erase(jt);
-          env_.count("lookup_timeouts");
-          failed(r.peer);
-          on_reply(r.lookup, r.peer, nullptr);
-        });
-        rpcs_.emplace(rpc, rpc_state{nonce, peer, t});
+        rpcs_.emplace(rpc, rpc_state{nonce, peer, arm_rpc_timer(rpc), false, false});
       }
     }
     if (waiting || op.in_flight > 0) return;
+    std::erase_if(rpcs_, [&](const auto& kv) {  // late answers no longer matter
+      if (kv.second.lookup != nonce) return false;
+      if (kv.second.timer) env_.cancel(kv.second.timer);
+      return true;
+    });
     lookup_result res;
     for (auto& c : op.shortlist) {
       if (res.owners.size() == op.n) break;
@@ -545,19 +586,66 @@ class kademlia {
     cb({}, std::move(res));
   }
 
-  void on_reply(std::uint64_t nonce, const address& from, const std::vector<contact>* found) {
+  /// The timeout of request `rpc`. A first silence costs the lookup its alpha lane
+  /// but not the contact: it is asked once more at once (the request or the answer
+  /// may have been lost), and the lookup waits for that second answer in parallel.
+  /// A second silence takes it out of consideration (§2.3: "nodes that fail to
+  /// respond quickly are removed from consideration until and unless they do
+  /// respond"). So one dead contact delays a lookup by at most two rpc_timeouts in
+  /// all, however many there are, and never blocks a lane for more than one.
+  timer_id arm_rpc_timer(std::uint64_t rpc) {
+    return env_.arm(cfg_.rpc_timeout, [this, rpc] {
+      auto jt = rpcs_.find(rpc);
+      if (jt == rpcs_.end()) return;
+      rpc_state& r = jt->second;
+      r.timer = {};
+      env_.count("lookup_timeouts");
+      failed(r.peer);
+      const std::uint64_t lookup = r.lookup;
+      const address peer = r.peer;
+      if (r.retry) {
+        rpcs_.erase(jt);
+        return on_silence(lookup, peer, true);
+      }
+      r.late = true;  // its answer still counts if it comes
+      auto lt = lookups_.find(lookup);
+      if (lt != lookups_.end()) {
+        const std::uint64_t again = ++nonce_;
+        env_.send(peer, kademlia_msg::find_node{again, self_, lt->second.target});
+        rpcs_.emplace(again, rpc_state{lookup, peer, arm_rpc_timer(again), true, false});
+      }
+      on_silence(lookup, peer, false);
+    });
+  }
+
+  void on_silence(std::uint64_t nonce, const address& peer, bool second) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
+    const auto from_state = second ? candidate::state::retrying : candidate::state::asked;
     auto c = std::find_if(op.shortlist.begin(), op.shortlist.end(),
-                          [&](const candidate& x) { return x.who.addr == from && x.st == candidate::state::asked; });
-    if (c == op.shortlist.end()) return pump(nonce);
-    --op.in_flight;
-    if (!found) {
-      // silent: ask once more (the request or the answer may just have been lost), then give up on it
-      c->st = ++c->timeouts >= cfg_.failure_threshold ? candidate::state::failed : candidate::state::fresh;
-      return pump(nonce);
+                          [&](const candidate& x) { return x.who.addr == peer && x.st == from_state; });
+    if (c != op.shortlist.end()) {
+      if (!second) --op.in_flight;
+      c->st = second ? candidate::state::failed : candidate::state::retrying;
+      ++c->timeouts;
     }
+    pump(nonce);
+  }
+
+  /// An answer from `from`: to a first request still within its timeout
+  /// (`holds_lane`: it frees its alpha lane), to one that timed out, or to the
+  /// repeated one. A contact given up on is taken back into consideration.
+  void on_reply(std::uint64_t nonce, const address& from, const std::vector<contact>& found, bool holds_lane) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    auto c = std::find_if(op.shortlist.begin(), op.shortlist.end(), [&](const candidate& x) {
+      return x.who.addr == from && (x.st == candidate::state::asked || x.st == candidate::state::retrying ||
+                                    x.st == candidate::state::failed);
+    });
+    if (c == op.shortlist.end()) return pump(nonce);
+    if (holds_lane && c->st == candidate::state::asked) --op.in_flight;
     c->st = candidate::state::answered;
     const unsigned depth = c->depth + 1;
     if (op.join) {  // a seed answered: now we know its id (heard() stored it)
@@ -565,7 +653,7 @@ class kademlia {
         for (auto& e : b.entries)
           if (e.who.addr == from) c->who = e.who;
     }
-    for (auto& x : *found) {
+    for (auto& x : found) {
       if (x.addr.empty() || x.addr == self_.addr) continue;
       if (std::any_of(op.shortlist.begin(), op.shortlist.end(), [&](const candidate& y) { return y.who.addr == x.addr; })) continue;
       op.shortlist.push_back({x, candidate::state::fresh, depth, 0});
@@ -575,7 +663,9 @@ class kademlia {
                      [&](const candidate& a, const candidate& b) { return (a.who.id ^ t) < (b.who.id ^ t); });
     if (op.shortlist.size() > 4 * cfg_.k) {  // far ones never matter again, unless a request to them is out
       std::size_t idx = 0;
-      std::erase_if(op.shortlist, [&](const candidate& x) { return idx++ >= 4 * cfg_.k && x.st != candidate::state::asked; });
+      std::erase_if(op.shortlist, [&](const candidate& x) {
+        return idx++ >= 4 * cfg_.k && x.st != candidate::state::asked && x.st != candidate::state::retrying;
+      });
     }
     pump(nonce);
   }
@@ -593,7 +683,7 @@ class kademlia {
   std::unordered_map<std::uint64_t, ping_state> pings_;
   timer_id join_timer_{};
   deliver_callback on_deliver_;
-  periodic<E> refresh_timer_;
+  periodic<E> refresh_timer_, check_timer_;
 };
 
 }  // namespace dcp::dht

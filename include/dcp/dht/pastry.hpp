@@ -604,10 +604,14 @@ class pastry {
       pending_hop p = std::move(it->second);
       hops_.erase(it);
       env_.count("hop_timeouts");
+      // a hop out of the routing table is routed around at once (any other entry or leaf
+      // makes progress too), as the paper's per-hop timeouts do; only a delivery inside
+      // the leaf set, where skipping the root would reach a wrong one, is repeated once first
+      const bool table_hop = !in_leaf_range(p.msg.key);
       if (++silences_[p.next] >= cfg_.failure_threshold) {
         failed_[p.next] = env_.now();
         forget(p.next);
-      } else if (p.attempts < cfg_.failure_threshold) {
+      } else if (!table_hop && p.attempts < 2) {
         // the message or its ack may just have been lost: the same hop once more, as the best
         // next hop (excluding it could deliver at a wrong root). Duplicates are harmless: the
         // origin matches replies by nonce, and routed payloads are at-least-once.

@@ -14,13 +14,16 @@
 //     writes; callers with a better order (a counter, a lease epoch) pass it.
 //   - put completes when write_quorum replicas acknowledged; get asks all r
 //     and returns the newest answer, writing it back to replicas that were
-//     behind (read repair). With write_quorum + read answers > r a get
+//     behind (read repair). When none of the r holds the key (under churn, a
+//     node that just joined next to it is responsible before re-replication
+//     reached it), get asks the next r nodes before it says not_found. With write_quorum + read answers > r a get
 //     sees the latest acknowledged put, and values survive r-1 crashes.
 //   - TTL: a value expires ttl after it was written (each replica counts
 //     from its own receipt). remove() writes a tombstone that hides older
 //     values and itself expires after tombstone_ttl.
 //   - Re-replication: every sync_interval each node offers summaries of its
-//     items to the nodes now responsible for them (Router::closest); they ask
+//     items to the nodes now responsible for them (Router::closest, r + 1 of
+//     them, as a replica that crashed may not have been noticed yet); they ask
 //     for what they lack or hold older, so responsibility that moved under
 //     churn is repaired. A node that is no longer responsible hands its items
 //     over the same way and keeps them until they expire (its view may be the
@@ -179,16 +182,21 @@ class store {
   void get(std::string_view key, get_callback cb) {
     if (auto ec = check_key(key)) return cb(ec, {});
     const std::string k(key);
-    router_.lookup(node_id::hash(k), cfg_.replicas, [this, k, cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
+    // the r responsible nodes first; the next r are asked only if none of those holds the
+    // key: under churn a node that joined next to the key is responsible before
+    // re-replication has given it the value
+    router_.lookup(node_id::hash(k), 2 * cfg_.replicas, [this, k, cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
       if (ec) return cb(ec, {});
       const std::uint64_t nonce = ++nonce_;
       op o;
       o.key = k;
       o.get_cb = std::move(cb);
-      o.replicas = r.owners;
+      const auto first = std::min(r.owners.size(), cfg_.replicas);
+      o.replicas.assign(r.owners.begin(), r.owners.begin() + static_cast<std::ptrdiff_t>(first));
+      o.spares.assign(r.owners.begin() + static_cast<std::ptrdiff_t>(first), r.owners.end());
       o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
+      for (auto& c : o.replicas) env_.send(c.addr, store_msg::get{nonce, k});
       ops_.emplace(nonce, std::move(o));
-      for (auto& c : r.owners) env_.send(c.addr, store_msg::get{nonce, k});
     });
   }
 
@@ -262,6 +270,7 @@ class store {
     put_callback put_cb;
     get_callback get_cb;
     std::vector<contact> replicas;
+    std::vector<contact> spares;  // a get's next nodes, asked when no replica holds the key
     std::vector<address> acked, answered;
     std::vector<std::pair<address, std::optional<store_msg::item>>> answers;
     std::uint64_t version = 0;
@@ -348,6 +357,18 @@ class store {
   void finish_get(std::uint64_t nonce) {
     auto it = ops_.find(nonce);
     if (it == ops_.end()) return;
+    if (op& w = it->second; !w.spares.empty() &&
+        std::none_of(w.answers.begin(), w.answers.end(), [](const auto& a) { return a.second.has_value(); })) {
+      env_.count("get_widened");
+      env_.cancel(w.timer);
+      for (auto& c : w.spares) {
+        w.replicas.push_back(c);
+        env_.send(c.addr, store_msg::get{nonce, w.key});
+      }
+      w.spares.clear();
+      w.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
+      return;
+    }
     op o = std::move(it->second);
     ops_.erase(it);
     env_.cancel(o.timer);
@@ -356,9 +377,13 @@ class store {
     for (auto& [a, i] : o.answers)
       if (i && (!best || older(*best, i->version, i->writer))) best = &*i;
     if (!best) return o.get_cb(make_error_code(errc::not_found), {});
-    // read repair: replicas that answered with nothing or something older get the newest
-    for (auto& [a, i] : o.answers)
-      if (!i || older(*i, best->version, best->writer)) env_.send(a, store_msg::put{0, *best});
+    // read repair: the responsible replicas (not the spares) that answered with nothing or something older get the newest
+    const auto primaries = std::min(o.replicas.size(), cfg_.replicas);
+    for (auto& [a, i] : o.answers) {
+      const bool primary = std::any_of(o.replicas.begin(), o.replicas.begin() + static_cast<std::ptrdiff_t>(primaries),
+                                       [&](const contact& c) { return c.addr == a; });
+      if (primary && (!i || older(*i, best->version, best->writer))) env_.send(a, store_msg::put{0, *best});
+    }
     if (best->tombstone) return o.get_cb(make_error_code(errc::not_found), {});
     o.get_cb({}, stored_value{best->value, best->version});
   }
@@ -376,7 +401,9 @@ class store {
       // offer to the replicas as we see them; a copy we are no longer responsible for is
       // handed over this way and kept until it expires: our view may be the wrong one
       // (mid-repair), and a dropped last copy would be lost
-      for (auto& c : router_.closest(h, cfg_.replicas))
+      // one node beyond the r: a replica that just crashed may still be in our view, and
+      // must not hold up the copy its successor in the order needs
+      for (auto& c : router_.closest(h, cfg_.replicas + 1))
         if (c.addr != router_.self().addr) offers[c.addr].push_back({h, held.it.version, held.it.writer});
     }
     for (auto& h : drop) items_.erase(h);

@@ -1,0 +1,281 @@
+// dht_node: one node of a DHT over TCP (dcp::net), with the replicated store
+// on top, driven by commands on its standard input.
+//
+//   dht_node --router chord|pastry|kademlia --listen 127.0.0.1:7001
+//            [--contact 127.0.0.1:7000]... [--replicas 3] [--sync 1s] [--seed N]
+//
+// Without --contact the node founds a new overlay; with one or more it joins
+// through them (retrying with backoff while none answers). It prints
+//   LISTEN <address>            once bound
+//   JOINED <node id>            once part of the overlay
+// and then answers one line per command read from stdin:
+//   put KEY VALUE   -> PUT KEY ok VERSION          | PUT KEY error MESSAGE
+//   get KEY         -> GET KEY ok VALUE            | GET KEY error MESSAGE
+//   remove KEY      -> REMOVE KEY ok VERSION       | REMOVE KEY error MESSAGE
+//   owners KEY      -> OWNERS KEY ADDR...  (the r nodes responsible, owner first)
+//                                          | OWNERS KEY error MESSAGE
+//   watch KEY       -> WATCH KEY VALUE|-   whenever the newest value seen changes
+//                      (polled with get every --watch-interval; '-' when absent)
+//   status          -> STATUS joined|joining ITEMS
+//   quit            -> stops the node (as do SIGINT, SIGTERM and end of input)
+// Keys and values are single words. A test drives it through a pipe or FIFO
+// (see tests/dht/multiprocess_store.sh).
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/read_until.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/streambuf.hpp>
+
+#include "dcp/dht.hpp"
+#include "dcp/net.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using E = dcp::net::env;
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "dht_node: " << why << "\n"
+            << "usage: dht_node --router chord|pastry|kademlia --listen HOST:PORT [--contact HOST:PORT]... "
+               "[--replicas R] [--sync DURATION] [--watch-interval DURATION] [--seed N]\n";
+  std::exit(2);
+}
+
+/// "500ms", "2s", "1m" -> a duration; nullopt when malformed or not positive.
+std::optional<dcp::duration> parse_duration(std::string_view s) {
+  std::size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 9) return std::nullopt;
+  const long v = std::stol(std::string(s.substr(0, digits)));
+  const std::string_view unit = s.substr(digits);
+  dcp::duration d{};
+  if (unit == "ms") d = std::chrono::milliseconds(v);
+  else if (unit == "s") d = std::chrono::seconds(v);
+  else if (unit == "m") d = std::chrono::minutes(v);
+  else return std::nullopt;
+  if (d <= dcp::duration::zero()) return std::nullopt;
+  return d;
+}
+
+struct options {
+  dcp::net::config net;
+  std::string router;
+  std::vector<dcp::dht::contact> contacts;
+  dcp::dht::store_config store;
+  dcp::duration watch_interval = 500ms;
+};
+
+/// Router configurations for a small loopback cluster on a loaded machine:
+/// timeouts generous enough that a busy process is not declared dead, and
+/// maintenance quick enough that a crash is repaired within seconds.
+template <class R> auto router_config();
+template <> auto router_config<dcp::dht::chord<E>>() {
+  dcp::dht::chord_config c;
+  c.stabilize_interval = 500ms;
+  c.fix_fingers_interval = 500ms;
+  c.check_predecessor_interval = 500ms;
+  c.rpc_timeout = 1s;
+  return c;
+}
+template <> auto router_config<dcp::dht::pastry<E>>() {
+  dcp::dht::pastry_config c;
+  c.leaf_interval = 500ms;
+  c.rpc_timeout = 1s;
+  c.lookup_timeout = 8s;
+  return c;
+}
+template <> auto router_config<dcp::dht::kademlia<E>>() {
+  dcp::dht::kademlia_config c;
+  c.rpc_timeout = 1s;
+  c.refresh_interval = 30s;
+  return c;
+}
+
+template <class R>
+int run(const options& opt) {
+  using S = dcp::dht::store<E, R>;
+  asio::io_context io;
+  dcp::net::node node(io, opt.net);
+  auto& router = node.add<R>(R::default_id, router_config<R>());
+  auto& kv = node.add<S>(S::default_id, router, opt.store);
+
+  auto say = [](const std::string& line) { std::cout << line << std::endl; };
+
+  // watches: key -> the last value reported ("-" when absent)
+  std::map<std::string, std::string> watched;
+  asio::steady_timer watch_timer(io);
+  std::function<void()> poll_watches = [&] {
+    for (auto& [key, last] : watched) {
+      kv.get(key, [&, key](std::error_code ec, dcp::dht::stored_value v) {
+        auto it = watched.find(key);
+        if (it == watched.end()) return;
+        std::string now;
+        if (!ec) now = std::string(dcp::as_string(v.value));
+        else if (ec == dcp::dht::errc::not_found) now = "-";
+        else return;  // unreachable replicas or no route now: keep the last value, poll again
+        if (now != it->second) {
+          it->second = now;
+          say("WATCH " + key + " " + now);
+        }
+      });
+    }
+    watch_timer.expires_after(opt.watch_interval);
+    watch_timer.async_wait([&](std::error_code e) { if (!e) poll_watches(); });
+  };
+
+  auto command = [&](const std::string& line) {
+    std::istringstream in(line);
+    std::string verb, key, value;
+    in >> verb >> key >> value;
+    if (verb.empty()) return;
+    if (verb == "status") {
+      say(std::string("STATUS ") + (router.joined() ? "joined " : "joining ") + std::to_string(kv.size()));
+    } else if (verb == "quit") {
+      node.stop();
+    } else if (key.empty()) {
+      say("ERROR missing key in: " + line);
+    } else if (verb == "put") {
+      kv.put(key, dcp::to_bytes(value), [say, key](std::error_code ec, std::uint64_t version) {
+        say("PUT " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(version)));
+      });
+    } else if (verb == "get") {
+      kv.get(key, [say, key](std::error_code ec, dcp::dht::stored_value v) {
+        say("GET " + key + (ec ? " error " + ec.message() : " ok " + std::string(dcp::as_string(v.value))));
+      });
+    } else if (verb == "remove") {
+      kv.remove(key, [say, key](std::error_code ec, std::uint64_t version) {
+        say("REMOVE " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(version)));
+      });
+    } else if (verb == "owners") {
+      router.lookup(dcp::node_id::hash(key), opt.store.replicas, [say, key](std::error_code ec, dcp::dht::lookup_result r) {
+        if (ec) return say("OWNERS " + key + " error " + ec.message());
+        std::string line = "OWNERS " + key;
+        for (auto& c : r.owners) line += " " + c.addr.to_string();
+        say(line);
+      });
+    } else if (verb == "watch") {
+      if (watched.emplace(key, "").second && watched.size() == 1) poll_watches();
+    } else {
+      say("ERROR unknown command: " + verb);
+    }
+  };
+
+  // commands, one per line, from stdin (a pipe or FIFO)
+  asio::posix::stream_descriptor input(io, ::dup(STDIN_FILENO));
+  asio::streambuf buffer(64 * 1024);  // a longer line is refused, not buffered without bound
+  std::function<void()> read_line = [&] {
+    asio::async_read_until(input, buffer, '\n', [&](std::error_code ec, std::size_t n) {
+      if (ec) {  // end of input or an over-long line: stop, as the input can no longer be trusted
+        if (ec != asio::error::operation_aborted) node.stop(), watch_timer.cancel();
+        return;
+      }
+      std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(n));
+      buffer.consume(n);
+      if (!line.empty() && line.back() == '\n') line.pop_back();
+      command(line);
+      if (!node.stopped()) read_line();
+    });
+  };
+
+  // JOINED once the router says so
+  asio::steady_timer join_timer(io);
+  std::function<void()> wait_joined = [&] {
+    if (router.joined()) return say("JOINED " + router.self().id.to_string());
+    join_timer.expires_after(50ms);
+    join_timer.async_wait([&](std::error_code e) { if (!e) wait_joined(); });
+  };
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const std::error_code& ec, int) {
+    if (ec) return;
+    node.stop();
+  });
+  // once the node stops, nothing else may keep run() going
+  std::function<void()> watch_stop;
+  asio::steady_timer stop_timer(io);
+  watch_stop = [&] {
+    if (node.stopped()) {
+      signals.cancel();
+      join_timer.cancel();
+      watch_timer.cancel();
+      input.cancel();
+      return;
+    }
+    stop_timer.expires_after(100ms);
+    stop_timer.async_wait([&](std::error_code e) { if (!e) watch_stop(); });
+  };
+
+  node.start();
+  say("LISTEN " + node.self().to_string());
+  router.bootstrap(opt.contacts);
+  wait_joined();
+  read_line();
+  watch_stop();
+  io.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  options opt;
+  bool have_listen = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (i + 1 >= argc) usage("missing value after " + std::string(arg));
+    const std::string_view value = argv[++i];
+    if (arg == "--listen" || arg == "--contact") {
+      auto a = dcp::address::parse(value);
+      if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
+      if (arg == "--listen") opt.net.listen = *a, have_listen = true;
+      else opt.contacts.push_back({dcp::node_id{}, *a});  // its id is learned when it answers
+    } else if (arg == "--router") {
+      opt.router = value;
+    } else if (arg == "--replicas") {
+      const int r = std::atoi(std::string(value).c_str());
+      if (r < 1 || r > 16) usage("--replicas must be in 1..16");
+      opt.store.replicas = static_cast<std::size_t>(r);
+    } else if (arg == "--sync") {
+      auto d = parse_duration(value);
+      if (!d) usage("--sync wants a duration such as 1s or 500ms");
+      opt.store.sync_interval = *d;
+    } else if (arg == "--watch-interval") {
+      auto d = parse_duration(value);
+      if (!d) usage("--watch-interval wants a duration such as 1s or 500ms");
+      opt.watch_interval = *d;
+    } else if (arg == "--seed") {
+      opt.net.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    } else {
+      usage("unknown option " + std::string(arg));
+    }
+  }
+  if (!have_listen) usage("--listen is required");
+  opt.store.request_timeout = 3s;  // generous: a loaded machine answers slowly
+  try {
+    opt.net.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    opt.net.level = dcp::log_level::warn;
+    if (opt.router == "chord") return run<dcp::dht::chord<E>>(opt);
+    if (opt.router == "pastry") return run<dcp::dht::pastry<E>>(opt);
+    if (opt.router == "kademlia") return run<dcp::dht::kademlia<E>>(opt);
+    usage("--router must be chord, pastry or kademlia, not '" + opt.router + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "dht_node: " << e.what() << '\n';
+    return 1;
+  }
+}

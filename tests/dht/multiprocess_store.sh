@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# N dht_node processes on loopback form a DHT through one contact, for each
+# router; checked from outside:
+#   1. every process prints JOINED, and three processes agree on the r nodes
+#      responsible for the test key (the overlay has converged);
+#   2. a put on one process is read back by a get on another;
+#   3. r-1 of the key's owners are killed at once (SIGKILL): a get from a
+#      survivor still returns the value (replicas);
+#   4. once the survivors' view no longer names the dead, the last original
+#      owner is killed too, so none of the r nodes that held the put is left:
+#      a get from a survivor still returns the value (re-replication);
+#   5. the owners the DHT names now are all alive, a new put on one survivor is
+#      read by a get on another, whose watch on the key reports v1 then v2.
+# usage: multiprocess_store.sh path/to/dht_node [N] [replicas] [router...]
+set -uo pipefail
+bin=${1:?usage: $0 path/to/dht_node [N] [replicas] [router...]}
+n=${2:-20}
+r=${3:-3}
+shift $(( $# < 3 ? $# : 3 ))
+routers=("$@")
+[ ${#routers[@]} -eq 0 ] && routers=(chord pastry kademlia)
+[ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the dht_node example)"; exit 1; }
+dir=$(mktemp -d)
+pids=()
+fds=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+router=""
+fail() {
+  echo "FAIL $router: $*"
+  for ((i = 0; i < n; i++)); do
+    echo "--- node $i ($(addr "$i"), pid ${pids[$i]:-?}) stdout"; tail -n 8 "$dir/out$i" 2>/dev/null
+    echo "--- node $i stderr"; tail -n 5 "$dir/err$i" 2>/dev/null
+  done
+  exit 1
+}
+addr() { echo "127.0.0.1:${ports[$1]}"; }
+index_of() {  # the process listening on address $1
+  for ((i = 0; i < n; i++)); do [ "$(addr "$i")" = "$1" ] && { echo "$i"; return 0; }; done
+  return 1
+}
+alive() { kill -0 "${pids[$1]}" 2>/dev/null; }
+exited() {  # the process has exited (a zombie not yet reaped counts)
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
+  [ -z "$state" ] || [ "$state" = Z ]
+}
+wait_for() {  # wait_for SECONDS COMMAND...: poll every 100 ms
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.1
+  done
+}
+reply=""
+ask() {  # ask NODE "COMMAND ARGS" PREFIX SECONDS: send a command, wait for the next line starting with PREFIX
+  local i=$1 cmd=$2 prefix=$3 secs=$4 before
+  before=$(grep -c "^$prefix" "$dir/out$i" 2>/dev/null)
+  echo "$cmd" >&"${fds[$i]}" || return 1
+  local deadline=$((SECONDS + secs))
+  while [ "$(grep -c "^$prefix" "$dir/out$i" 2>/dev/null)" -le "$before" ]; do
+    [ $SECONDS -ge $deadline ] && { reply=""; return 1; }
+    alive "$i" || { reply=""; return 1; }
+    sleep 0.05
+  done
+  reply=$(grep "^$prefix" "$dir/out$i" | tail -n 1)
+}
+all_joined() {
+  for ((i = 0; i < n; i++)); do grep -q '^JOINED' "$dir/out$i" 2>/dev/null || return 1; done
+}
+owners_of() {  # owners_of NODE KEY: sets owners=(addr...) as NODE's DHT names them
+  owners=()
+  ask "$1" "owners $2" "OWNERS $2 " 15 || return 1
+  [[ "$reply" == *" error "* ]] && return 1
+  read -r -a owners <<<"${reply#OWNERS $2 }"
+  [ ${#owners[@]} -eq "$r" ]
+}
+agree() {  # three live nodes name the same r owners for key $1
+  local first="" i count=0
+  for i in "${probe[@]}"; do
+    owners_of "$i" "$1" || return 1
+    if [ -z "$first" ]; then first="${owners[*]}"; elif [ "$first" != "${owners[*]}" ]; then return 1; fi
+    count=$((count + 1))
+  done
+  [ $count -ge 2 ]
+}
+get_is() {  # get_is NODE KEY VALUE: a get from NODE returns VALUE
+  ask "$1" "get $2" "GET $2 " 15 && [ "$reply" = "GET $2 ok $3" ]
+}
+owners_alive() {  # owners_alive NODE KEY: every owner NODE names is a live process
+  owners_of "$1" "$2" || return 1
+  local a j
+  for a in "${owners[@]}"; do
+    j=$(index_of "$a") || return 1
+    alive "$j" || return 1
+  done
+}
+pick_survivor() {  # a live process not in the list given
+  local i
+  for ((i = n - 1; i >= 0; i--)); do
+    alive "$i" || continue
+    [[ " $* " == *" $i "* ]] && continue
+    echo "$i"
+    return 0
+  done
+  return 1
+}
+
+for router in "${routers[@]}"; do
+  t0=$SECONDS
+  ports=()
+  while [ ${#ports[@]} -lt "$n" ]; do
+    p=$((20000 + RANDOM % 30000))
+    [[ " ${ports[*]} " == *" $p "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
+  done
+  pids=()
+  fds=()
+  rm -f "$dir"/out* "$dir"/err* "$dir"/in*
+  # process 0 founds the overlay; every other joins through it alone
+  for ((i = 0; i < n; i++)); do
+    mkfifo "$dir/in$i"
+    args=(--router "$router" --listen "$(addr "$i")" --replicas "$r" --sync 1s --seed $((i + 1)))
+    [ "$i" -gt 0 ] && args+=(--contact "$(addr 0)")
+    "$bin" "${args[@]}" <"$dir/in$i" >"$dir/out$i" 2>"$dir/err$i" &
+    pids[$i]=$!
+    exec {fd}>"$dir/in$i"
+    fds[$i]=$fd
+    [ "$i" -eq 0 ] && { wait_for 10 grep -q '^LISTEN' "$dir/out0" || fail "the founder did not start"; }
+  done
+  wait_for 40 all_joined || fail "not every process joined within 40 s"
+  key="key-$router-$RANDOM"
+  probe=(1 $((n / 2)) $((n - 1)))
+  wait_for 40 agree "$key" || fail "three processes do not agree on the owners of $key within 40 s (last: ${owners[*]})"
+  echo "[+$((SECONDS - t0))s] $router: $n processes joined and agree on the owners of $key after $((SECONDS - t0)) s"
+
+  # 2. put on one process, get from another
+  putter=1
+  ask "$putter" "put $key v1" "PUT $key " 20 || fail "no answer to put"
+  [[ "$reply" == "PUT $key ok "* ]] || fail "put failed: $reply"
+  getter=$((n - 2))
+  get_is "$getter" "$key" v1 || fail "get from node $getter: '$reply', want v1"
+
+  # 3. kill r-1 owners at once
+  owners_of "$putter" "$key" || fail "no owners for $key: $reply"
+  original=("${owners[@]}")
+  owner_idx=()
+  for a in "${original[@]}"; do owner_idx+=("$(index_of "$a")") || fail "owner $a is not one of our processes"; done
+  for ((k = 0; k < r - 1; k++)); do kill -9 "${pids[${owner_idx[$k]}]}"; done
+  echo "[+$((SECONDS - t0))s] $router: killed $((r - 1)) of the owners (nodes ${owner_idx[*]:0:$((r - 1))}) with SIGKILL"
+  for ((k = 0; k < r - 1; k++)); do wait "${pids[${owner_idx[$k]}]}" 2>/dev/null; done
+  survivor=$(pick_survivor "${owner_idx[@]}") || fail "no survivor"
+  t1=$SECONDS
+  wait_for 30 get_is "$survivor" "$key" v1 || fail "after $((r - 1)) owners died, get from node $survivor: '$reply', want v1"
+  echo "[+$((SECONDS - t0))s] $router: get from node $survivor returns v1 $((SECONDS - t1)) s after the kill (replicas)"
+
+  # 4. once the DHT names only live owners (and has had time to re-replicate), kill the last original owner
+  wait_for 40 owners_alive "$survivor" "$key" || fail "node $survivor still names dead owners: ${owners[*]}"
+  sleep 3  # three sync rounds: the new owners receive the item
+  last=${owner_idx[$((r - 1))]}
+  kill -9 "${pids[$last]}"
+  wait "${pids[$last]}" 2>/dev/null
+  echo "[+$((SECONDS - t0))s] $router: killed the last original owner (node $last): none of ${original[*]} is alive"
+  for j in "${owner_idx[@]}"; do alive "$j" && fail "node $j should be dead"; done
+  survivor=$(pick_survivor "${owner_idx[@]}" "$survivor") || fail "no survivor"
+  t1=$SECONDS
+  wait_for 30 get_is "$survivor" "$key" v1 || fail "after every original owner died, get from node $survivor: '$reply', want v1"
+  echo "[+$((SECONDS - t0))s] $router: get from node $survivor returns v1 $((SECONDS - t1)) s after the last kill (re-replication)"
+
+  # 5. the DHT heals: owners are live nodes, and a new write is read back elsewhere
+  wait_for 40 owners_alive "$survivor" "$key" || fail "node $survivor still names dead owners: ${owners[*]}"
+  other=$(pick_survivor "${owner_idx[@]}" "$survivor") || fail "no other survivor"
+  echo "watch $key" >&"${fds[$other]}"  # node $other reports the value it sees change
+  wait_for 20 grep -q "^WATCH $key v1\$" "$dir/out$other" || fail "node $other's watch did not report v1"
+  ask "$survivor" "put $key v2" "PUT $key " 20 || fail "no answer to the second put"
+  [[ "$reply" == "PUT $key ok "* ]] || fail "second put failed: $reply"
+  wait_for 20 get_is "$other" "$key" v2 || fail "get from node $other after the second put: '$reply', want v2"
+  wait_for 20 grep -q "^WATCH $key v2\$" "$dir/out$other" || fail "node $other's watch did not report v2"
+
+  for ((i = 0; i < n; i++)); do alive "$i" && { echo quit >&"${fds[$i]}"; }; done
+  for ((i = 0; i < n; i++)); do eval "exec ${fds[$i]}>&-"; done
+  for ((i = 0; i < n; i++)); do
+    alive "$i" || continue
+    wait_for 10 exited "${pids[$i]}" || { kill -9 "${pids[$i]}"; fail "node $i did not stop on quit"; }
+    wait "${pids[$i]}" || fail "node $i exited with status $?"
+  done
+  echo "ok $router: $n processes, put/get across processes, value survives the loss of all $r original owners ($((SECONDS - t0)) s)"
+done
