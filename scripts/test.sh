@@ -8,13 +8,17 @@ jobs=$(nproc)
 start=$SECONDS
 
 echo "== release build: library, tests, examples, benchmarks"
-cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release >/dev/null
+# -O1: CI checks behaviour, not speed (benchmarks are built -O3 by users); it
+# compiles the template-heavy suites in half the time of -O3.
+cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" >/dev/null
 cmake --build build-ci -j"$jobs"
 echo "== tests ($((SECONDS - start)) s so far)"
 (cd build-ci && ctest --output-on-failure -j"$jobs" --timeout 600)
 
 echo "== sanitizer build: tests under ASan + UBSan ($((SECONDS - start)) s so far)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS="-O1" -DDCP_SANITIZE=ON \
+# -Og: with ASan + UBSan, -O1 takes 3.5x longer to compile than -Og (140 s
+# against 40 s for one coord suite) for little faster tests.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS="-Og" -DDCP_SANITIZE=ON \
   -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
