@@ -342,19 +342,6 @@ class client {
   void on_message(const address&, const msg::notify& m) {
     if (m.session == session_) send_keepalive();
   }
-  /// The transport gave up on a replica: if it is the one we talk to, move
-  /// on and resend now instead of waiting for a request to time out.
-  /// At most once per quarter request timeout, so that with every replica
-  /// down the client does not cycle through them at the speed of refusals.
-  void on_unreachable(const address& peer) {
-    if (!target_ || *target_ != peer || env_.now() - last_failover_ < cfg_.request_timeout / 4) return;
-    last_failover_ = env_.now();
-    next_server();
-    if (!inflight_.empty()) send_front(false);
-    for (auto& [nonce, r] : reads_) r.resend_at = env_.now();
-    send_keepalive();
-  }
-
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
@@ -578,19 +565,17 @@ class client {
     if (!target_) target_ = cfg_.servers[env_.rng().below(cfg_.servers.size())];
     return *target_;
   }
-  /// Moves to another replica, never the current one (when there is another).
   void next_server() {
-    const auto n = cfg_.servers.size();
     auto it = std::find(cfg_.servers.begin(), cfg_.servers.end(), target());
     const auto at = it == cfg_.servers.end() ? 0 : static_cast<std::size_t>(it - cfg_.servers.begin());
-    target_ = cfg_.servers[n < 2 ? 0 : (at + 1 + env_.rng().below(n - 1)) % n];
+    target_ = cfg_.servers[(at + 1 + env_.rng().below(cfg_.servers.size())) % cfg_.servers.size()];
   }
 
   E env_;
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;
   session_id session_ = 0;
-  time_point valid_until_{}, last_keepalive_{}, opening_since_{}, last_failover_{};
+  time_point valid_until_{}, last_keepalive_{}, opening_since_{};
   callback<session_id> opening_;  // open_session waits for the first keepalive answer
   std::optional<address> target_;
   std::deque<pending_command> inflight_;
