@@ -70,7 +70,7 @@ wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
 # Free loopback ports: nobody accepts on them now.
 ports=()
 while [ ${#ports[@]} -lt "$replicas" ]; do
-  p=$((20000 + RANDOM % 30000))
+  p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
   [[ " ${ports[*]} " == *" $p "* ]] && continue
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
 done

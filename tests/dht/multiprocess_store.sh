@@ -115,7 +115,7 @@ for router in "${routers[@]}"; do
   t0=$SECONDS
   ports=()
   while [ ${#ports[@]} -lt "$n" ]; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
     [[ " ${ports[*]} " == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
   done

@@ -22,9 +22,10 @@ cleanup() {
 trap cleanup EXIT
 
 for algorithm in "${algorithms[@]}"; do
+ for attempt in 1 2 3; do  # a port probed free may be taken before the process binds it: try new ports
   ports=()
   while [ ${#ports[@]} -lt "$k" ]; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
     [[ " ${ports[*]} " == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
   done
@@ -44,16 +45,24 @@ for algorithm in "${algorithms[@]}"; do
     overlap=$(grep -l '^OVERLAP' "$dir"/out-"$algorithm"-* 2>/dev/null)
     [ -n "$overlap" ] && break
     [ "$finished" -eq "$k" ] && break
+    grep -q "cannot listen" "$dir"/err-"$algorithm"-* 2>/dev/null && break
     [ $SECONDS -ge $deadline ] && break
     sleep 0.1
   done
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   count=$(cat "$file")
+  if grep -q "cannot listen" "$dir"/err-"$algorithm"-* 2>/dev/null && [ "$attempt" -lt 3 ]; then
+    echo "retry $algorithm: a port was taken before it was bound"
+    rm -f "$dir"/out-"$algorithm"-* "$dir"/err-"$algorithm"-*
+    continue
+  fi
   if [ -n "$overlap" ] || [ "$finished" -ne "$k" ] || [ "$count" -ne $((k * n)) ]; then
     echo "FAIL $algorithm: finished $finished/$k, count $count (want $((k * n))), overlap: ${overlap:-none}"
     for ((i = 0; i < k; i++)); do echo "--- $i"; tail -n 5 "$dir/out-$algorithm-$i"; tail -n 5 "$dir/err-$algorithm-$i"; done
     exit 1
   fi
   echo "ok $algorithm: $k processes, count $count, no overlap"
+  break
+ done
 done
