@@ -61,6 +61,7 @@ struct options {
   double drift = 1e-3;        // up to +-0.1% clock rate
   duration fault_every = 250ms;
   std::uint64_t snapshot_every = 16;
+  std::size_t max_sessions = 4096;
   std::uint32_t clients = 3;
   bool reads = true;
   bool membership = false;    // remove and re-add members during the run
@@ -82,6 +83,7 @@ class cluster {
     rc.election_timeout_max = 200ms;
     rc.heartbeat_interval = 30ms;
     rc.snapshot_every = opt.snapshot_every;
+    rc.max_sessions = opt.max_sessions;
     rc_ = rc;
     applied_.resize(opt.nodes);
     seen_commit_.resize(opt.nodes);
@@ -96,7 +98,7 @@ class cluster {
       w_.set_clock(i, duration(rng_.between(-50'000'000, 50'000'000)),
                    (rng_.uniform() * 2 - 1) * opt.drift);
     w_.after_event([this] { check_after_event(); });
-    for (std::uint32_t c = 0; c < opt.clients; ++c) clients_.push_back(client{c + 1});
+    for (std::uint32_t c = 0; c < opt.clients; ++c) clients_.push_back(client{c + 1});  // index; ids come from registration
   }
 
   outcome run() {
@@ -125,7 +127,8 @@ class cluster {
 
  private:
   struct client {
-    std::uint64_t id;
+    std::uint64_t index;
+    std::uint64_t id = 0;           // the session the log gave it (0: registering)
     std::uint64_t seq = 0;          // the command outstanding (or last done)
     bool outstanding = false;
     std::uint64_t done_count = 0;
@@ -164,9 +167,14 @@ class cluster {
       ++cl.seq;
       cl.outstanding = true;
     }
-    // (Re)send the outstanding command to whoever leads now; a retry reuses the sequence number.
-    if (auto* r = some_leader()) {
-      const auto id = cl.id * 1000 + cl.seq, seq = cl.seq;
+    // (Re)send the outstanding command to whoever leads now; a retry reuses
+    // the sequence number. First, register a session (again, until one answer arrives).
+    if (auto* r = some_leader(); r && cl.id == 0) {
+      r->register_client([this, c](result<std::uint64_t> id) {
+        if (id && clients_[c].id == 0) clients_[c].id = *id;
+      });
+    } else if (r) {
+      const auto id = cl.index * 1000 + cl.seq, seq = cl.seq;
       r->propose(cl.id, seq, encode_id(id), [this, c, seq, id](result<bytes> res) {
         auto& cl = clients_[c];
         if (!res) return;  // not_leader, outcome_unknown ...: the retry timer resends
@@ -330,6 +338,7 @@ class cluster {
       if (e.kind != entry_kind::command) continue;
       command c;
       REQUIRE_FALSE(storage::detail::decode_value(e.data, c));
+      if (c.kind != consensus::command_kind::apply) continue;  // a session registration
       std::uint64_t id = 0;
       REQUIRE_FALSE(storage::detail::decode_value(c.payload, id));
       ++times[id];

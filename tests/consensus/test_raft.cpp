@@ -82,11 +82,63 @@ TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors"
   CHECK(got == dcp::errc::invalid_argument);
   leader->add_member(address::sim(0), [&](result<bytes> r) { got = r.error(); });  // already a member
   CHECK((got == dcp::errc::invalid_argument || got == consensus::errc::config_change_pending));
-  // A session that was never opened cannot start at sequence 5: it may be a retry of an evicted one.
-  bool done = false;
-  leader->propose(42, 5, encode_id(2), [&](result<bytes> r) { got = r.error(); done = true; });
-  c.world().run_until([&] { return done; }, c.world().now() + 1s);
-  CHECK(got == consensus::errc::session_expired);
+  // A session that was never registered applies nothing, at any sequence number.
+  for (std::uint64_t seq : {1, 5}) {
+    bool done = false;
+    leader->propose(42, seq, encode_id(2), [&](result<bytes> r) { got = r.error(); done = true; });
+    c.world().run_until([&] { return done; }, c.world().now() + 1s);
+    CHECK(got == consensus::errc::unknown_session);
+  }
+}
+
+// Issue 12, bug 2: with sessions created by their first command and evicted
+// by LRU, a retry of a first command after its session was evicted applied
+// again, and a retry of a later one was reported "not applied" although it
+// had been. Sessions are now registered explicitly (the id is the entry's
+// index, never reused), and an unknown session means "outcome unknown".
+TEST_CASE("raft: a retried command is never applied twice, nor called not-applied, when its session is evicted") {
+  options o;
+  o.loss = o.duplicate = o.reorder = 0;
+  o.max_sessions = 3;
+  cluster c(11, o);
+  c.world().run_for(1s);
+  node_t* leader = nullptr;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (auto& r = c.world().get<node_t>(i, pid); r.is_leader()) leader = &r;
+  REQUIRE(leader);
+  auto run = [&](auto&& start) {
+    std::optional<result<bytes>> out;
+    start([&](result<bytes> r) { out = std::move(r); });
+    c.world().run_until([&] { return out.has_value(); }, c.world().now() + 1s);
+    REQUIRE(out);
+    return std::move(*out);
+  };
+  auto register_one = [&] {
+    std::uint64_t id = 0;
+    leader->register_client([&](result<std::uint64_t> r) { REQUIRE(r); id = *r; });
+    c.world().run_until([&] { return id != 0; }, c.world().now() + 1s);
+    REQUIRE(id != 0);
+    return id;
+  };
+  const auto a = register_one();
+  REQUIRE(run([&](auto done) { leader->propose(a, 1, encode_id(101), done); }));  // applied once
+  REQUIRE(run([&](auto done) { leader->propose(a, 2, encode_id(102), done); }));
+  // Three more clients register: a is the least recently used, and is evicted.
+  for (int i = 0; i < 3; ++i) register_one();
+  CHECK_FALSE(leader->has_client(a));
+  // Its retries (a reply was lost, say) apply nothing and say the outcome is unknown.
+  for (std::uint64_t seq : {1, 2}) {
+    auto r = run([&](auto done) { leader->propose(a, seq, encode_id(100 + seq), done); });
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == consensus::errc::unknown_session);
+  }
+  const auto& ids = leader->state_machine().ids;
+  CHECK(std::count(ids.begin(), ids.end(), 101) == 1);
+  CHECK(std::count(ids.begin(), ids.end(), 102) == 1);
+  // A fresh registration never gets an old id back.
+  const auto b = register_one();
+  CHECK(b != a);
+  CHECK(b > a);
 }
 
 TEST_CASE("raft: malformed replication messages are dropped and counted, state unchanged") {

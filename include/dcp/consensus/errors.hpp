@@ -6,7 +6,7 @@
 namespace dcp::consensus {
 
 enum class errc : int {
-  session_expired = 1,  ///< the client's session is gone (evicted): its command was not applied
+  unknown_session = 1,  ///< the client's session is unknown (evicted, never registered): outcome unknown
   stale_request,        ///< a command older than the session's latest: superseded, not applied
   outcome_unknown,      ///< leadership changed before the entry committed: retry with the same sequence number
   snapshot_too_large,   ///< a snapshot does not fit in one frame of the transport
@@ -19,7 +19,9 @@ class error_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "dcp.consensus"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::session_expired: return "client session expired: the command was not applied; open a new session";
+      case errc::unknown_session:
+        return "client session unknown (evicted or never registered): this copy was not applied, but an earlier one "
+               "may have been: outcome unknown; register a new session";
       case errc::stale_request: return "request older than the session's latest: not applied";
       case errc::outcome_unknown:
         return "leadership changed before the entry committed: outcome unknown, retry with the same sequence number";

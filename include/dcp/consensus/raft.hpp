@@ -29,12 +29,18 @@
 //     index, confirms it is still leader with a heartbeat round a quorum
 //     acknowledges, and answers once it has applied that index. No clock
 //     assumption is needed for safety;
-//   - client sessions (6.3): commands carry (client id, sequence number);
-//     the replicated session table applies each at most once and returns a
-//     retry the first result. A client has one command outstanding at a time.
-//     Sessions beyond max_sessions are evicted, least recently used first, by
-//     log index (deterministic on every replica); a command from an evicted
-//     session fails with session_expired rather than risk a second apply.
+//   - client sessions (6.3): a client registers first (register_client: a
+//     log entry whose index becomes its client id, so an id is never reused,
+//     not even by a restarted client with a fixed seed); its commands then
+//     carry (client id, sequence number), and the replicated session table
+//     applies each at most once and returns a retry the first result. A
+//     client has one command outstanding at a time. Registrations beyond
+//     max_sessions evict the least recently used session (by log index,
+//     deterministic on every replica). A command from an unknown session
+//     (evicted, or never registered) is never applied and fails with
+//     unknown_session, whose meaning is "outcome unknown": an earlier send of
+//     it may have applied before the eviction. Only registration creates a
+//     session, so a late or duplicated copy can never apply twice.
 //
 // Faults it does not tolerate: more than a minority of the configuration
 // crashed or cut off stops progress (proposals and reads then fail with
@@ -80,7 +86,7 @@ struct raft_config {
   duration heartbeat_interval = 50ms;     ///< leader's AppendEntries cadence; well under election_timeout_min
   std::size_t max_entries_per_message = 64;
   std::uint64_t snapshot_every = 1000;    ///< compact after this many applied entries past the last snapshot
-  std::size_t max_sessions = 4096;        ///< client sessions kept (LRU by log index beyond that)
+  std::size_t max_sessions = 4096;        ///< client sessions kept; a registration beyond evicts the least recently used
   std::size_t max_snapshot_bytes = 4u << 20;  ///< the transport's frame limit, less headroom
   bool pre_vote = true;
 
@@ -96,14 +102,22 @@ struct raft_config {
   }
 };
 
+/// What a command entry asks of the session table.
+enum class command_kind : std::uint8_t {
+  apply = 0,        ///< apply `payload` (once per (client, seq) when client != 0)
+  register_client,  ///< create a client session; its id is this entry's index
+  unregister_client ///< forget session `client` (its later commands fail with unknown_session)
+};
+
 /// A client command as it travels in a log entry.
 struct command {
   std::uint64_t client = 0;  ///< 0: no session, no deduplication
   std::uint64_t seq = 0;     ///< 1, 2, 3 ... per client
   bytes payload;
+  command_kind kind = command_kind::apply;
   template <class A>
   void serialize(A& ar) {
-    ar(client, seq, payload);
+    ar(kind, client, seq, payload);
   }
 };
 
@@ -198,18 +212,32 @@ class raft {
   /// Appends a command (leader only). `done` gets the state machine's result
   /// once the entry is applied here, or an error: not_leader (ask leader()),
   /// outcome_unknown (leadership changed; retry with the same client/seq),
-  /// session_expired, stale_request, storage_failed.
+  /// unknown_session (outcome unknown; register again), stale_request,
+  /// storage_failed. `client` 0 applies without deduplication; any other
+  /// client must have been registered (register_client).
   void propose(bytes payload, propose_callback done) { propose(0, 0, std::move(payload), std::move(done)); }
   void propose(std::uint64_t client, std::uint64_t seq, bytes payload, propose_callback done) {
     if (client != 0 && seq == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    bytes data;
-    storage::detail::encode_value(command{client, seq, std::move(payload)}, data);
-    const auto index = append_local(entry_kind::command, std::move(data));
-    if (index == 0) return done(make_error_code(errc::storage_failed));
-    pending_.emplace(index, pending{current_term(), std::move(done)});
+    propose_entry(command{client, seq, std::move(payload), command_kind::apply}, std::move(done));
   }
+
+  /// Registers a client session (leader only): `done` gets its client id (the
+  /// entry's log index), or an error as for propose. A lost answer costs only
+  /// an unused session, evicted in time: register again.
+  void register_client(std::function<void(result<std::uint64_t>)> done) {
+    propose_entry(command{0, 0, {}, command_kind::register_client}, [done = std::move(done)](result<bytes> r) {
+      if (!r) return done(r.error());
+      std::uint64_t id = 0;
+      if (storage::detail::decode_value(*r, id) || id == 0) return done(dcp::make_error_code(dcp::errc::malformed_payload));
+      done(id);
+    });
+  }
+  /// Forgets a client session (leader only), freeing its slot at once.
+  void unregister_client(std::uint64_t client, propose_callback done) {
+    propose_entry(command{client, 0, {}, command_kind::unregister_client}, std::move(done));
+  }
+  /// Is `client` a registered session in the applied state?
+  bool has_client(std::uint64_t client) const { return sessions_.contains(client); }
 
   /// Confirms that this replica may serve a linearizable read, and calls
   /// `done(index)` once its state machine has applied through `index`; read
@@ -479,6 +507,16 @@ class raft {
 
   // ---- log ----
 
+  void propose_entry(command c, propose_callback done) {
+    if (failed_) return done(make_error_code(errc::storage_failed));
+    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    bytes data;
+    storage::detail::encode_value(c, data);
+    const auto index = append_local(entry_kind::command, std::move(data));
+    if (index == 0) return done(make_error_code(errc::storage_failed));
+    pending_.emplace(index, pending{current_term(), std::move(done)});
+  }
+
   std::uint64_t last_term() const { return *store_.term_at(store_.last_index()); }
 
   /// Appends an entry of the leader's term; returns its index (0 on failure).
@@ -579,32 +617,47 @@ class raft {
       if (apply_hook_) apply_hook_(e, nullptr, nullptr);
       return finish(e, make_error_code(dcp::errc::malformed_payload));
     }
+    if (c.kind == command_kind::register_client) return register_session(e, c);
+    if (c.kind == command_kind::unregister_client) {
+      sessions_.erase(c.client);
+      if (apply_hook_) apply_hook_(e, &c, nullptr);
+      return finish(e, bytes{});
+    }
     if (c.client == 0) {
       bytes r = sm_.apply(c.payload);
       if (apply_hook_) apply_hook_(e, &c, &r);
       return finish(e, std::move(r));
     }
     auto it = sessions_.find(c.client);
-    const bool expired = it == sessions_.end() && c.seq > 1;
-    if (expired || (it != sessions_.end() && c.seq <= it->second.seq)) {
+    if (it == sessions_.end() || c.seq <= it->second.seq) {
       if (apply_hook_) apply_hook_(e, &c, nullptr);  // in the log, not applied
-      if (expired) return finish(e, make_error_code(errc::session_expired));
+      if (it == sessions_.end()) return finish(e, make_error_code(errc::unknown_session));
       if (c.seq < it->second.seq) return finish(e, make_error_code(errc::stale_request));
       env_.count("duplicate_suppressed");
       it->second.last_index = e.index;
       return finish(e, it->second.result);
     }
     bytes r = sm_.apply(c.payload);
-    auto& s = sessions_[c.client];
-    s = session{c.seq, e.index, r};
+    it->second = session{c.seq, e.index, r};
+    if (apply_hook_) apply_hook_(e, &c, &r);
+    finish(e, std::move(r));
+  }
+
+  /// A registration: the entry's index names the new session. The table is
+  /// bounded: beyond max_sessions the least recently used session goes (its
+  /// client learns of it as unknown_session, an unknown outcome).
+  void register_session(const log_entry& e, const command& c) {
+    sessions_[e.index] = session{0, e.index, {}};
     if (sessions_.size() > cfg_.max_sessions) {
       auto victim = std::min_element(sessions_.begin(), sessions_.end(),
                                      [](auto& a, auto& b) { return a.second.last_index < b.second.last_index; });
       sessions_.erase(victim);
       env_.count("session_evicted");
     }
-    if (apply_hook_) apply_hook_(e, &c, &r);
-    finish(e, std::move(r));
+    if (apply_hook_) apply_hook_(e, &c, nullptr);
+    bytes id;
+    storage::detail::encode_value(e.index, id);
+    finish(e, std::move(id));
   }
 
   void finish(const log_entry& e, result<bytes> r) {
