@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   std::printf("%-12s %11s %14s %14s %16s\n", "scheme", "token bytes", "seal/s", "verify/s", "gate admit/s");
   volatile std::size_t sink = 0;
   for (auto& c : cases) {
-    const token t{"db/shard-17", address::loopback(9000), 1, 42, time_point(3600s)};
+    const token t{"db/shard-17", address::loopback(9000), 1, 42, wall_time(3600s)};
     const auto sealed = seal(t, c.key).value();
     const double seal_rate = per_second(n, [&](std::size_t i) {
       token u = t;
@@ -55,16 +55,16 @@ int main(int argc, char** argv) {
       sink = sink + seal(u, c.key)->size();
     });
     verifier v(c.key.to_verification_key(), {"db/shard-17"}, {.max_drift = 50ms});
-    const double verify_rate = per_second(n, [&](std::size_t) { sink = sink + v.accept(sealed, time_point(1s))->permits; });
+    const double verify_rate = per_second(n, [&](std::size_t) { sink = sink + v.accept(sealed, wall_time(1s))->permits; });
     // the gate: distinct holders, each admitted then released
     std::vector<bytes> grants;
     for (std::size_t i = 0; i < std::min<std::size_t>(n, 4096); ++i)
-      grants.push_back(seal({"db/shard-17", address::sim(static_cast<std::uint32_t>(i)), 1, i + 1, time_point(3600s)},
+      grants.push_back(seal({"db/shard-17", address::sim(static_cast<std::uint32_t>(i)), 1, i + 1, wall_time(3600s)},
                             c.key)
                            .value());
     permit_gate gate(c.key.to_verification_key(), "db/shard-17", 64, {.max_drift = 50ms});
     const double gate_rate = per_second(grants.size(), [&](std::size_t i) {
-      auto r = gate.admit(grants[i], time_point(1s));
+      auto r = gate.admit(grants[i], wall_time(1s));
       if (r) gate.release(r->fencing);
     });
     std::printf("%-12s %11zu %14.0f %14.0f %16.0f\n", c.name, sealed.size(), seal_rate, verify_rate, gate_rate);

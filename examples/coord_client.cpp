@@ -17,6 +17,9 @@
 //   LOST client=<id> session=<s> name=<n> token=<f> at_us=<t>   the lease ran out: stopped using it
 //   ERROR client=<id> op=<op> name=<n> what=<reason> at_us=<t>  the operation failed; it is retried
 //   HOLD client=<id> session=<s> name=held-<id> token=<f> at_us=<t>   with --hold-final: a lock kept
+//   TOKEN client=<id> name=<n> token=<f> sealed=<hex> at_us=<t>   with --tokens: the sealed lease token
+//                     the leader issued for the grant (coord_replica --lease-seed), for a resource
+//                     server in another process to verify (lease_check)
 //   DONE client=<id> grants=<n> errors=<n> at_us=<t>
 // With --hold-final the client then keeps its session (and the lock) until
 // SIGTERM; otherwise it closes its session and exits.
@@ -67,7 +70,7 @@ using std::chrono::milliseconds;
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "coord_client: " << why << "\n"
             << "usage: coord_client --server HOST:PORT... [--id NAME] [--ttl-ms MS] [--request-timeout-ms MS]\n"
-               "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final]\n"
+               "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final] [--tokens]\n"
                "         probe:    --probe NAME [--query NAME]...\n"
                "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD]\n";
   std::exit(2);
@@ -95,6 +98,7 @@ struct options {
   std::string lock = "L", sem;
   std::uint32_t permits = 2;
   bool hold_final = false;
+  bool tokens = false;
   std::string probe;
   std::vector<std::string> queries;
   bool bench = false, lease = false;
@@ -174,7 +178,14 @@ class workload {
       std::cout << "GRANT client=" << o_.id << " session=" << session_ << " name=" << name << " permits=" << permits
                 << " token=" << g->fencing << " req_us=" << req << " ack_us=" << wall_us() << std::endl;
       current_ = *g;
-      later(o_.hold_ms, [this] { release(); });
+      if (!o_.tokens) return later(o_.hold_ms, [this] { release(); });
+      c_.lease(*g, [this, g = *g](dcp::result<dcp::bytes> t) {
+        if (!t) error("lease", g.name, t.error());
+        else
+          std::cout << "TOKEN client=" << o_.id << " name=" << g.name << " token=" << g.fencing
+                    << " sealed=" << dcp::to_hex(*t) << " at_us=" << wall_us() << std::endl;
+        later(o_.hold_ms, [this] { release(); });
+      });
     });
   }
 
@@ -461,6 +472,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--hold-final") { o.hold_final = true; continue; }
+    if (arg == "--tokens") { o.tokens = true; continue; }
     if (arg == "--bench") { o.bench = true; continue; }
     if (arg == "--lease") { o.lease = true; continue; }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));

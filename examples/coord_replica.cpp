@@ -5,6 +5,11 @@
 //   coord_replica --listen 127.0.0.1:7201 --peer 127.0.0.1:7202 --peer 127.0.0.1:7203
 //                 --data /var/lib/coord/r1 [--sync batched|every_append|never]
 //                 [--election-ms 150] [--heartbeat-ms 50] [--quiet]
+//                 [--lease-seed HEX]
+//
+// With --lease-seed (32 bytes as 64 hex digits, the same on every replica),
+// the leader seals Ed25519 lease tokens for grants (coord::lease_issuer);
+// the replica prints `LEASE public_key=<hex>` for resource servers.
 //
 // Run 3 or 5 of them, each listing the others as --peer; clients
 // (examples/coord_client.cpp) name all of them. A replica restarted on the
@@ -29,6 +34,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,8 +44,10 @@
 #include <asio/steady_timer.hpp>
 
 #include "dcp/coord.hpp"
+#include "dcp/coord/lease_issuer.hpp"
 #include "dcp/core/file_disk.hpp"
 #include "dcp/net.hpp"
+#include "dcp/lease/keys.hpp"  // links dcp::lease (libcrypto)
 #include "dcp/storage.hpp"
 
 namespace {
@@ -51,7 +59,7 @@ using server_t = dcp::coord::server<dcp::net::env, raft_t>;
   std::cerr << "coord_replica: " << why << "\n"
             << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
                "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
-               "                     [--quiet]\n";
+               "                     [--quiet] [--lease-seed HEX]\n";
   std::exit(2);
 }
 
@@ -75,6 +83,7 @@ int main(int argc, char** argv) {
   auto policy = dcp::storage::sync_policy::batched;
   int election_ms = 150, heartbeat_ms = 50;
   bool have_listen = false, quiet = false;
+  std::optional<dcp::bytes> lease_seed;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--quiet") {
@@ -99,6 +108,10 @@ int main(int argc, char** argv) {
       election_ms = positive(arg, value);
     } else if (arg == "--heartbeat-ms") {
       heartbeat_ms = positive(arg, value);
+    } else if (arg == "--lease-seed") {
+      lease_seed = dcp::from_hex(value);
+      if (!lease_seed || lease_seed->size() != dcp::lease::ed25519_key_size)
+        usage("--lease-seed must be 64 hex digits (an Ed25519 seed of 32 bytes)");
     } else {
       usage("unknown option " + std::string(arg));
     }
@@ -137,7 +150,14 @@ int main(int argc, char** argv) {
     asio::io_context io;
     dcp::net::node node(io, cfg);
     auto& raft = node.add<raft_t>(raft_t::default_id, rc, std::move(store), dcp::coord::machine{});
-    node.add<server_t>(dcp::coord::default_protocol_id, raft);
+    auto& server = node.add<server_t>(dcp::coord::default_protocol_id, raft);
+    if (lease_seed) {
+      auto key = dcp::lease::ed25519_private_key::from_seed(*lease_seed);
+      if (!key) usage("--lease-seed: " + key.error().message());
+      const dcp::lease::signing_key signer{*key, 1};
+      server.issue_leases(dcp::coord::lease_issuer(signer));
+      std::cout << "LEASE public_key=" << dcp::to_hex(key->public_key().raw()) << std::endl;
+    }
 
     auto print_state = [&] {
       const auto& sm = raft.state_machine();

@@ -23,7 +23,7 @@ int main() {
 
   // Clocks of group and server agree within 50 ms (NTP on a LAN, say).
   permit_gate gpu_pool(server_key, "gpu-pool", /*capacity*/ 4, {.max_drift = 50ms});
-  const time_point now(1000s);
+  const wall_time now(1000s);
 
   std::uint64_t fencing = 0;
   auto grant = [&](std::uint32_t client, std::uint32_t permits) {

@@ -374,3 +374,149 @@ TEST_CASE("coord: never more than k holders of a k-permit semaphore, across fail
   CHECK(late_grants == 300);  // after the faults, the service grants again
   CHECK(failovers > 300);
 }
+
+// Issue 12, bug 1: a grant is judged against the session it was asked under.
+// a's lock is applied but the reply is lost; a is cut off, its session runs
+// out (on_session_lost) and b is granted the lock with a higher fencing
+// token. When the network heals, a's resend used to hit the log's duplicate
+// check and a's lock callback reported the old grant as a success, and a
+// new session of a's listed it in holds(). Now the lock fails with
+// cancelled as soon as the session is lost, and nothing of it comes back.
+TEST_CASE("coord: a grant made to a session that was lost never reaches the user") {
+  service s(21, {3, 2, 0, 0, 0, 0});
+  auto& a = *s.client(0);
+  auto& b = *s.client(1);
+  int opened = 0;
+  for (auto* cl : {&a, &b}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
+  s.run_until([&] { return opened == 2; });
+  REQUIRE(opened == 2);
+  const session_id first_session = a.session();
+
+  for (sim::node_index i = 0; i < 3; ++i) s.w.block(i, 3);  // every answer to a is lost from now
+  std::optional<result<grant>> a_lock;
+  a.lock("L", [&](result<grant> g) { a_lock = std::move(g); });
+  bool session_lost = false;
+  a.on_session_lost([&] { session_lost = true; });
+  std::vector<grant> lost;
+  a.on_lost([&](const grant& g) { lost.push_back(g); });
+  s.w.run_for(100ms);
+  // The lock was applied: a's session holds it on the replicas.
+  bool applied = false;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (auto hs = s.replica(i)->state_machine().holders("L"); !hs.empty() && hs[0].session == first_session) applied = true;
+  REQUIRE(applied);
+  s.w.isolate(3);  // now a is cut off both ways: its session expires
+  s.run_until([&] { return session_lost; }, 3s);
+  REQUIRE(session_lost);
+  REQUIRE(a_lock.has_value());  // failed at once, not left hanging until the network heals
+  REQUIRE_FALSE(*a_lock);
+  CHECK(a_lock->error() == dcp::errc::cancelled);
+  std::optional<grant> gb;
+  b.lock("L", [&](result<grant> g) { if (g) gb = *g; });
+  s.run_until([&] { return gb.has_value(); }, 3s);
+  REQUIRE(gb);
+
+  s.w.heal();
+  bool reopened = false;
+  a.open_session([&](result<session_id> r) { reopened = r.has_value(); });
+  s.run_until([&] { return reopened; }, 3s);
+  REQUIRE(reopened);
+  s.w.run_for(2s);
+  CHECK(a.holds().empty());  // a's new session holds nothing: b holds L
+  CHECK(b.holds() == std::vector<grant>{*gb});
+  CHECK(lost.empty());       // a never believed it held L, so it lost nothing
+  auto hs = s.replica(0)->state_machine().holders("L");
+  REQUIRE(hs.size() == 1);
+  CHECK(hs[0].fencing == gb->fencing);
+}
+
+// Issue 12, bug 4: on_lost fires when the client's lease runs out, not up to
+// a tick later. The margin the timing argument leaves is tiny when the
+// client's clock runs slow and the replicas' fast, both at the drift bound:
+// the client stops TTL (1 - 2ρ) / (1 - ρ) after its keepalive left, the
+// leader may expire the session TTL / (1 + ρ) after receiving it, about
+// 2ρ²·TTL apart (0.2 ms here) plus the keepalive's transit. The holder is
+// cut off; the waiter must not be granted before the holder has stopped.
+TEST_CASE("coord: on_lost fires before the permit can move, with clocks at the drift bound") {
+  constexpr double rho = 0.01;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    CAPTURE(seed);
+    world_options o{3, 2, 0, 0, 0, 0};
+    service s(seed, o);
+    for (sim::node_index i = 0; i < 3; ++i) s.w.set_clock(i, 0ns, +rho * 0.999);  // replicas fast
+    for (sim::node_index i = 3; i < 5; ++i) s.w.set_clock(i, 0ns, -rho * 0.999);  // clients slow
+    for (sim::node_index i = 0; i < 5; ++i)
+      for (sim::node_index j = 0; j < 5; ++j) s.w.set_link(i, j, {sim::latency::constant(50us)});
+    auto& a = *s.client(0);
+    auto& c = *s.client(1);
+    int opened = 0;
+    for (auto* cl : {&a, &c}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
+    s.run_until([&] { return opened == 2; });
+    REQUIRE(opened == 2);
+    std::optional<grant> ga, gc;
+    a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
+    s.run_until([&] { return ga.has_value(); });
+    REQUIRE(ga);
+    c.lock("x", [&](result<grant> g) { if (g) gc = *g; });
+    // Move a's keepalive to an arbitrary phase of the replicas' tick, then cut it off.
+    s.w.run_for(duration(s.w.rng().between(0, 40'000'000)));
+    a.refresh();
+    s.w.run_for(1ms);
+    s.w.isolate(3);
+    time_point a_stopped{}, granted_on_replica{};
+    a.on_lost([&](const grant&) { a_stopped = s.w.now(); });
+    s.w.after_event([&] {
+      if (granted_on_replica != time_point{}) return;
+      for (std::uint32_t i = 0; i < 3; ++i)
+        if (auto* r = s.replica(i); r && r->is_leader())
+          if (auto hs = r->state_machine().holders("x"); !hs.empty() && hs[0].fencing > ga->fencing)
+            granted_on_replica = s.w.now();
+    });
+    s.run_until([&] { return granted_on_replica != time_point{}; }, 4s);
+    REQUIRE(granted_on_replica != time_point{});
+    INFO("a still used its grant when the permit moved");
+    REQUIRE(a_stopped != time_point{});
+    INFO("a stopped at " << a_stopped << ", the permit moved at " << granted_on_replica);
+    CHECK(a_stopped < granted_on_replica);
+    s.w.after_event({});
+  }
+}
+
+// Issue 12, bug 2 at the service: when the log evicts a client's command
+// session, the client's command fails with outcome_unknown (it may have
+// applied, once), never with "not applied", and the next command registers
+// a new session and applies.
+TEST_CASE("coord: an evicted command session yields outcome_unknown, and the client carries on") {
+  service s(5, {3, 1, 0, 0, 0, 0});
+  auto& a = *s.client(0);
+  std::optional<result<done_t>> put1;
+  a.put("k", to_bytes("1"), [&](result<done_t> r) { put1 = r; });
+  s.run_until([&] { return put1.has_value(); });
+  REQUIRE(put1);
+  REQUIRE(*put1);
+  const auto first_id = a.id();
+  REQUIRE(first_id != 0);
+  // The log forgets the session, as an eviction does; a's next command finds
+  // it unknown (as a resend after an eviction would).
+  raft_t* leader = nullptr;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (s.replica(i)->is_leader()) leader = s.replica(i);
+  REQUIRE(leader);
+  bool dropped = false;
+  leader->unregister_client(first_id, [&](result<bytes> r) { dropped = r.has_value(); });
+  s.run_until([&] { return dropped; });
+  REQUIRE(dropped);
+  std::optional<result<done_t>> put2;
+  a.put("k", to_bytes("2"), [&](result<done_t> r) { put2 = r; });
+  s.run_until([&] { return put2.has_value(); });
+  REQUIRE(put2);
+  REQUIRE_FALSE(*put2);
+  CHECK(put2->error() == dcp::errc::outcome_unknown);
+  std::optional<result<done_t>> put3;
+  a.put("k", to_bytes("3"), [&](result<done_t> r) { put3 = r; });
+  s.run_until([&] { return put3.has_value(); });
+  REQUIRE(put3);
+  CHECK(*put3);
+  CHECK(a.id() != first_id);
+  CHECK(*s.replica(0)->state_machine().value("k") == to_bytes("3"));
+}

@@ -23,7 +23,7 @@ const dcp::lease::signing_key& ed_group() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace dcp::lease;
   const dcp::byte_view in(data, size);
-  const dcp::time_point now(std::chrono::seconds(1));
+  const dcp::wall_time now(std::chrono::seconds(1));
   static verifier hmac_server(hmac_group().to_verification_key(), {"r"}, {.max_drift = std::chrono::milliseconds(5)});
   static verifier ed_server(ed_group().to_verification_key(), {"r"});
   static permit_gate gate(hmac_group().to_verification_key(), "r", 3);

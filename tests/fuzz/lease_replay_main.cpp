@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     } else {
       const dcp::lease::token t{std::string(1 + r.below(40), 'r'), dcp::address::sim(static_cast<std::uint32_t>(r())),
                                 static_cast<std::uint32_t>(1 + r.below(5)), r(),
-                                dcp::time_point(dcp::duration(static_cast<std::int64_t>(r() >> 1)))};
+                                dcp::wall_time(dcp::duration(static_cast<std::int64_t>(r() >> 1)))};
       if (r.chance(0.5)) {
         in = dcp::lease::seal(t, key).value();
       } else {  // a bare body, which the entry point also signs and unseals

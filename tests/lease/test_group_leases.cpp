@@ -129,7 +129,7 @@ class lease_world {
   }
   client_t* client(std::uint32_t c) { return w_.find<client_t>(replicas + c, coord_id); }
   raft_t* replica(std::uint32_t i) { return w_.find<raft_t>(i, raft_id); }
-  time_point resource_now() const { return w_.local_now(resource_node); }
+  wall_time resource_now() const { return w_.local_wall_now(resource_node); }
 
   void watch(std::uint32_t c) {
     client(c)->on_lost([this, c](const grant& g) {
@@ -404,12 +404,12 @@ TEST_CASE("group leases: a lease for a grant not held, or from replicas that do 
   REQUIRE(got);
   REQUIRE(got->has_value());
   lease::verifier v(key.to_verification_key(), {"m"}, {.max_drift = 10ms});
-  auto t = v.accept(got->value(), w.local_now(0));
+  auto t = v.accept(got->value(), w.local_wall_now(0));
   REQUIRE(t);
   CHECK(t->fencing == g->fencing);
   CHECK(t->holder == address::sim(3));
   CHECK(t->permits == 1);
   // Expiry: TTL (2 s) x (1 - 2 x 1%) after the request reached the leader, in its clock.
-  CHECK(t->expiry > w.local_now(0));
-  CHECK(t->expiry <= w.local_now(0) + 1960ms);
+  CHECK(t->expiry > w.local_wall_now(0));
+  CHECK(t->expiry <= w.local_wall_now(0) + 1960ms);
 }

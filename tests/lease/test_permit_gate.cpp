@@ -14,7 +14,7 @@ const signing_key& group() {
   static const signing_key k{hmac_key::from_bytes(bytes(32, 5)).value()};
   return k;
 }
-bytes grant(std::uint64_t fencing, address holder, std::uint32_t permits, time_point expiry,
+bytes grant(std::uint64_t fencing, address holder, std::uint32_t permits, wall_time expiry,
             std::string resource = "gpu") {
   return seal({std::move(resource), holder, permits, fencing, expiry}, group()).value();
 }
@@ -22,7 +22,7 @@ bytes grant(std::uint64_t fencing, address holder, std::uint32_t permits, time_p
 
 TEST_CASE("permit gate: admits up to its capacity and no further") {
   permit_gate g(group().to_verification_key(), "gpu", 3, {.max_drift = 10ms});
-  const time_point now(10s);
+  const wall_time now(10s);
   CHECK(g.admit(grant(1, address::sim(1), 2, now + 1s), now));
   CHECK(g.in_use(now) == 2);
   CHECK(g.admit(grant(1, address::sim(1), 2, now + 1s), now));  // presented again: counted once
@@ -51,7 +51,7 @@ TEST_CASE("permit gate: admits up to its capacity and no further") {
 
 TEST_CASE("permit gate: a holder's newer grant supersedes its older one") {
   permit_gate g(group().to_verification_key(), "gpu", 2);
-  const time_point now(0s);
+  const wall_time now(0s);
   const address a = address::sim(1);
   CHECK(g.admit(grant(10, a, 2, now + 1s), now));
   // with the older grant counted the newer would not fit; superseding frees it
@@ -84,7 +84,7 @@ TEST_CASE("permit gate: never honours more than its capacity, whatever the issue
     };
     std::vector<issued> tokens;
     std::uint64_t fencing = 0;
-    time_point now(1s);
+    wall_time now(1s);
     std::size_t admitted = 0, refused_capacity = 0;
     for (int step = 0; step < 400; ++step) {
       const double what = r.uniform();
@@ -124,7 +124,7 @@ TEST_CASE("permit gate: never honours more than its capacity, whatever the issue
 
 TEST_CASE("permit gate: a renewal (same grant, later expiry) extends it; a released grant stays refused") {
   permit_gate g(group().to_verification_key(), "gpu", 1, {.max_drift = 10ms});
-  const time_point now(10s);
+  const wall_time now(10s);
   CHECK(g.admit(grant(7, address::sim(1), 1, now + 100ms), now));
   CHECK(g.admit(grant(7, address::sim(1), 1, now + 500ms), now + 50ms));  // renewed while held
   CHECK(g.in_use(now + 200ms) == 1);                                      // counted past the first expiry

@@ -23,7 +23,7 @@ signing_key ed_signer(std::uint8_t fill = 9, std::uint32_t id = 1) {
   return {ed25519_private_key::from_seed(bytes(32, fill)).value(), id};
 }
 
-token sample(std::uint64_t fencing = 5, time_point expiry = time_point(10s)) {
+token sample(std::uint64_t fencing = 5, wall_time expiry = wall_time(10s)) {
   return {"printer/3", address::loopback(9000), 2, fencing, expiry};
 }
 
@@ -56,9 +56,9 @@ TEST_CASE("lease: keys of the wrong size are refused") {
 
 TEST_CASE("lease: seal and unseal round-trip under both schemes") {
   for (const auto& key : {hmac_signer(), ed_signer()}) {
-    for (const auto& t : {sample(), token{"a", address::sim(3), 1, 0, time_point(-5s)},
+    for (const auto& t : {sample(), token{"a", address::sim(3), 1, 0, wall_time(-5s)},
                           token{std::string(max_resource_size, 'r'), *address::parse("[2001:db8::1]:443"),
-                                0xFFFFFFFFu, ~std::uint64_t{0}, time_point::max()}}) {
+                                0xFFFFFFFFu, ~std::uint64_t{0}, wall_time::max()}}) {
       auto sealed = seal(t, key);
       REQUIRE(sealed);
       CHECK(sealed->size() <= default_max_token_size);

@@ -12,7 +12,7 @@ using namespace dcp::lease;
 namespace {
 signing_key group_key() { return {ed25519_private_key::from_seed(bytes(32, 3)).value(), 7}; }
 
-bytes grant(const signing_key& k, std::string resource, std::uint64_t fencing, time_point expiry,
+bytes grant(const signing_key& k, std::string resource, std::uint64_t fencing, wall_time expiry,
             std::uint32_t permits = 1, address holder = address::sim(1)) {
   return seal({std::move(resource), holder, permits, fencing, expiry}, k).value();
 }
@@ -21,7 +21,7 @@ bytes grant(const signing_key& k, std::string resource, std::uint64_t fencing, t
 TEST_CASE("lease verifier: accepts a valid token and refuses each bad one with its own error") {
   const auto k = group_key();
   verifier v(k.to_verification_key(), {"db/shard-1"}, {.max_drift = 100ms});
-  const time_point now(50s);
+  const wall_time now(50s);
   auto ok = v.accept(grant(k, "db/shard-1", 10, now + 1s), now);
   REQUIRE(ok);
   CHECK(ok->fencing == 10);
@@ -48,7 +48,7 @@ TEST_CASE("lease verifier: accepts a valid token and refuses each bad one with i
 
 TEST_CASE("lease verifier: expiry boundary with and without a drift margin") {
   const auto k = group_key();
-  const time_point expiry(100s);
+  const wall_time expiry(100s);
   const auto token = grant(k, "r", 1, expiry);
   for (duration drift : {duration::zero(), duration(1ns), duration(250ms), duration(5s)}) {
     verifier v(k.to_verification_key(), {"r"}, {.max_drift = drift});
@@ -59,14 +59,14 @@ TEST_CASE("lease verifier: expiry boundary with and without a drift margin") {
   }
   // a drift larger than the whole lease refuses it at once
   verifier v(k.to_verification_key(), {"r"}, {.max_drift = 200s});
-  CHECK(v.check(token, time_point(0s)).error() == lease::errc::expired);
+  CHECK(v.check(token, wall_time(0s)).error() == lease::errc::expired);
   // extreme values saturate instead of overflowing (UBSan watches this test)
   verifier huge(k.to_verification_key(), {"r"}, {.max_drift = duration::max()});
-  CHECK(huge.check(grant(k, "r", 1, time_point::min()), time_point::min()).error() == lease::errc::expired);
-  CHECK(huge.check(grant(k, "r", 1, time_point::max()), time_point::min()));
+  CHECK(huge.check(grant(k, "r", 1, wall_time::min()), wall_time::min()).error() == lease::errc::expired);
+  CHECK(huge.check(grant(k, "r", 1, wall_time::max()), wall_time::min()));
   verifier none(k.to_verification_key(), {"r"});
-  CHECK(none.check(grant(k, "r", 1, time_point::max()), time_point::max() - 1ns));
-  CHECK(none.check(grant(k, "r", 1, time_point::min()), time_point::min()).error() == lease::errc::expired);
+  CHECK(none.check(grant(k, "r", 1, wall_time::max()), wall_time::max() - 1ns));
+  CHECK(none.check(grant(k, "r", 1, wall_time::min()), wall_time::min()).error() == lease::errc::expired);
   CHECK_THROWS_AS(verifier(k.to_verification_key(), {"r"}, {.max_drift = -1ns}), dcp::error);
 }
 
@@ -81,12 +81,12 @@ TEST_CASE("lease verifier: the drift margin protects a server whose clock runs b
   std::size_t naive_violations = 0;
   rng r(5);
   for (int i = 0; i < 2000; ++i) {
-    const time_point issued(std::chrono::milliseconds(r.between(0, 1'000'000)));
+    const wall_time issued(std::chrono::milliseconds(r.between(0, 1'000'000)));
     const duration skew = std::chrono::microseconds(r.between(-80'000, 80'000));  // issuer - server
     const auto token = grant(k, "r", 1, issued + 1s);
     // server time t_s corresponds to issuer time t_s + skew
     for (auto step = 0ms; step <= 1200ms; step += 10ms) {
-      const time_point server_now = issued - skew + step;
+      const wall_time server_now = issued - skew + step;
       const bool honoured = static_cast<bool>(v.check(token, server_now));
       if (honoured) CHECK(server_now + skew < issued + 1s);  // honoured only inside the issuer's lease
       if (naive.check(token, server_now) && server_now + skew >= issued + 1s) ++naive_violations;
@@ -102,7 +102,7 @@ TEST_CASE("lease verifier: fencing tokens only move forward, per resource") {
     const std::vector<std::string> resources{"a", "b", "c"};
     verifier v(k.to_verification_key(), resources);
     std::map<std::string, std::uint64_t> newest;  // the model
-    const time_point now(1s);
+    const wall_time now(1s);
     for (int i = 0; i < 200; ++i) {
       const auto& res = resources[r.below(3)];
       const std::uint64_t f = r.below(40);
@@ -121,7 +121,7 @@ TEST_CASE("lease verifier: fencing tokens only move forward, per resource") {
 
 TEST_CASE("lease verifier: restored fencing survives a restart") {
   const auto k = group_key();
-  const time_point now(1s);
+  const wall_time now(1s);
   verifier before(k.to_verification_key(), {"r"});
   REQUIRE(before.accept(grant(k, "r", 30, now + 1s), now));
   verifier after(k.to_verification_key(), {"r"});

@@ -20,17 +20,29 @@
 // fencing token to the resource, which rejects tokens older than the newest
 // it has seen.
 //
+// The lease runs out at an instant, not at the next tick: a timer is armed
+// for it, so on_lost fires when the client's clock reads the end of the
+// lease (the margin the timing argument leaves can be well under 1 ms).
+//
 // Waiting: a blocked lock/acquire/barrier completes when a keepalive answer
 // shows the grant or the barrier passed; replicas send a notification when
-// something changes so the client asks at once. One command is in flight at
-// a time (the others queue), each with a sequence number so a retry applies
-// once. A request unanswered after request_timeout is resent to another
-// replica; one unanswered after `give_up_after` fails with timed_out: its
-// outcome is then unknown (it may still take effect later, once).
-// If the log has forgotten this client's command session (evicted, or its
-// first command never arrived), the command fails with cancelled and the
-// client continues under a fresh command session. Gets are linearizable
-// reads, independent of the command queue, resent the same way.
+// something changes so the client asks at once. Every operation of a session
+// is judged against that session: when it is lost, its queued and in-flight
+// operations fail with cancelled at once, and an answer that arrives later
+// for them is ignored (a grant made to a lost session died with it).
+//
+// Commands: the client first registers a command session in the log
+// (register_client; its id is a log index, never reused); one command is in
+// flight at a time (the others queue), each with a sequence number so a
+// retry applies once. A request unanswered after request_timeout is resent
+// to another replica; one unanswered after `give_up_after` fails with
+// timed_out: its outcome is then unknown (it may still take effect later,
+// once). If the log has evicted the command session, the command fails with
+// outcome_unknown (it may have applied once; never twice) and the next one
+// registers a new session. A grant this client may hold without knowing it
+// (an acquire whose outcome is unknown) is released when a keepalive shows
+// it. Gets are linearizable reads, independent of the command queue, resent
+// the same way.
 #include <deque>
 #include <functional>
 #include <map>
@@ -78,9 +90,11 @@ class client {
   template <class T>
   using callback = std::function<void(result<T>)>;
 
-  client(E env, client_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) {
-    cfg_.validate();
-    id_ = env_.rng()() | 1;  // never 0 (0 means "no session" to the log)
+  client(E env, client_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) { cfg_.validate(); }
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+  ~client() {
+    if (expiry_timer_) env_.cancel(expiry_timer_);
   }
 
   void start() {
@@ -136,6 +150,7 @@ class client {
     if (!session_) return done(dcp::make_error_code(dcp::errc::cancelled));
     submit({op::release, session_, g.name, 1, true, g.fencing},
            [done = std::move(done)](result<reply> r, time_point) {
+             if (!r && r.error() == dcp::errc::cancelled) return done(done_t{});  // the session ended: so did the grant
              if (!r) return done(r.error());
              if (r->code == status::ok || r->code == status::not_held || r->code == status::no_session)
                return done(done_t{});  // released, or already gone
@@ -236,16 +251,19 @@ class client {
   // ---- messages ----
 
   void on_message(const address& from, const msg::command_reply& m) {
-    if (m.client != id_ || inflight_.empty() || m.seq != seq_) return;  // not for the command in flight
+    if (inflight_.empty() || m.client == 0 || m.client != inflight_.front().client || m.seq != inflight_.front().seq)
+      return;  // not for the command in flight
     auto& c = inflight_.front();
     if (m.refused != refusal::none) {
       if (m.leader && *m.leader != from) target_ = *m.leader;
       else if (m.refused == refusal::not_leader) next_server();
-      if (m.refused == refusal::session_expired) {
-        // The log no longer knows (or never knew) this command session:
-        // nothing sent under it can apply again, so continue under a new one.
-        renew_command_session();
-        return complete(dcp::make_error_code(dcp::errc::cancelled));
+      if (m.refused == refusal::unknown_session) {
+        // The log evicted this command session: nothing sent under it can
+        // apply again, but an earlier send may have applied. Say so, and
+        // register a new session for the next command.
+        if (id_ == m.client) id_ = 0;
+        env_.count("command_session_unknown");
+        return complete(dcp::make_error_code(dcp::errc::outcome_unknown));
       }
       if (m.refused == refusal::failed) return complete(dcp::make_error_code(dcp::errc::io_error));
       c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : cfg_.request_timeout / 4);
@@ -253,6 +271,21 @@ class client {
     }
     target_ = from;
     complete(m.result);
+  }
+
+  void on_message(const address& from, const msg::register_reply& m) {
+    if (inflight_.empty() || id_ != 0 || m.nonce == 0 || m.nonce != register_nonce_) return;
+    if (m.refused != refusal::none || m.client == 0) {
+      if (m.leader && *m.leader != from) target_ = *m.leader;
+      else next_server();
+      inflight_.front().resend_at = env_.now() + cfg_.request_timeout / 4;
+      return;
+    }
+    target_ = from;
+    id_ = m.client;
+    seq_ = 0;
+    register_nonce_ = 0;
+    send_front(false);
   }
 
   void on_message(const address& from, const msg::keepalive_ack& m) {
@@ -267,7 +300,10 @@ class client {
     }
     target_ = from;
     if (!m.view.alive) return lose_session(true);
-    valid_until_ = std::max(valid_until_, sent + lease_span());
+    if (sent + lease_span() > valid_until_) {
+      valid_until_ = sent + lease_span();
+      arm_expiry();
+    }
     if (opening_) {
       auto done = std::move(opening_);
       opening_ = nullptr;
@@ -287,7 +323,16 @@ class client {
     for (auto& g : m.view.holds) {
       if (held_.contains(g.name)) continue;
       auto w = grant_waits_.find(g.name);
-      if (w == grant_waits_.end()) continue;  // a grant we released meanwhile: its release is queued
+      if (w == grant_waits_.end()) {
+        // A grant nobody here waits for: released meanwhile (its release is
+        // queued), or won by an acquire whose outcome was unknown. Release
+        // the latter, or it would be held until the session ends.
+        if (!has_command_for(g.name)) {
+          env_.count("orphan_grant_released");
+          release(g, [](result<done_t>) {});
+        }
+        continue;
+      }
       auto done = std::move(w->second);
       grant_waits_.erase(w);
       held_[g.name] = held_grant{g.fencing, env_.now()};
@@ -347,6 +392,7 @@ class client {
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::get&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::lease_request&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::register_client&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -356,6 +402,7 @@ class client {
     request req;
     reply_fn done;
     time_point first_sent{}, resend_at{};
+    std::uint64_t client = 0, seq = 0;  ///< the command session and number it was sent under (0: not yet)
   };
   struct held_grant {
     fencing_token fencing = 0;
@@ -385,8 +432,9 @@ class client {
     if (name.empty() || permits == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     if (grant_waits_.contains(name)) return done(dcp::make_error_code(dcp::errc::busy));
     submit({op::acquire, session_, name, permits, wait, 0, 0, std::move(value)},
-           [this, name, done = std::move(done)](result<reply> r, time_point) {
+           [this, name, issued = session_, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.error());
+             if (session_ != issued) return done(dcp::make_error_code(dcp::errc::cancelled));  // judged by its session
              switch (r->code) {
                case status::granted:
                  held_[name] = held_grant{r->fencing, env_.now()};
@@ -412,10 +460,8 @@ class client {
            });
   }
 
-  void renew_command_session() {
-    id_ = env_.rng()() | 1;
-    seq_ = 0;
-    env_.count("command_session_renewed");
+  bool has_command_for(const std::string& name) const {
+    return std::any_of(inflight_.begin(), inflight_.end(), [&](const pending_command& c) { return c.req.name == name; });
   }
 
   void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<done_t> done) {
@@ -435,12 +481,18 @@ class client {
   }
   void send_front(bool first) {
     auto& c = inflight_.front();
-    if (first) {
-      ++seq_;
-      c.first_sent = env_.now();
-    }
+    if (first) c.first_sent = env_.now();
     c.resend_at = env_.now() + cfg_.request_timeout;
-    env_.send(target(), msg::command{id_, seq_, c.req});
+    if (id_ == 0) {  // no command session yet: register one first (the same nonce until answered)
+      if (!register_nonce_) register_nonce_ = env_.rng()() | 1;
+      env_.send(target(), msg::register_client{register_nonce_});
+      return;
+    }
+    if (c.client != id_) {
+      c.client = id_;
+      c.seq = ++seq_;
+    }
+    env_.send(target(), msg::command{c.client, c.seq, c.req});
   }
   void complete(result<reply> r) {
     auto c = std::move(inflight_.front());
@@ -526,9 +578,27 @@ class client {
     env_.send(target(), msg::query{name, o.nonce});
   }
 
+  /// The lease ends at valid_until_ in this client's clock: a timer for that
+  /// instant, so on_lost is not a tick late.
+  void arm_expiry() {
+    if (expiry_timer_) env_.cancel(expiry_timer_);
+    expiry_timer_ = {};
+    if (!session_ || opening_) return;
+    const auto deadline = valid_until_;
+    expiry_timer_ = env_.arm(std::max(deadline - env_.now(), duration::zero()), [this, deadline] {
+      expiry_timer_ = {};
+      // Armed for exactly this deadline: the lease has run out, whatever a
+      // rounding of the clock says (a later keepalive would have re-armed).
+      if (session_ && !opening_ && valid_until_ == deadline) lose_session(true);
+    });
+  }
+
   void lose_session(bool signal) {
     if (!session_) return;
+    const session_id lost_session = session_;
     session_ = 0;
+    if (expiry_timer_) env_.cancel(expiry_timer_);
+    expiry_timer_ = {};
     auto held = std::move(held_);
     held_.clear();
     auto gw = std::move(grant_waits_);
@@ -550,6 +620,20 @@ class client {
         ++it;
       }
     }
+    // The session's queued and in-flight commands end with it: an answer that
+    // comes later (a grant to the lost session, say) must not reach the user.
+    std::vector<reply_fn> orphaned;
+    const bool front_lost = !inflight_.empty() && inflight_.front().req.session == lost_session;
+    for (auto it = inflight_.begin(); it != inflight_.end();) {
+      if (it->req.session == lost_session && it->req.kind != op::close_session) {
+        orphaned.push_back(std::move(it->done));
+        it = inflight_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (front_lost && !inflight_.empty()) send_front(true);
+    for (auto& fn : orphaned) fn(dcp::make_error_code(dcp::errc::cancelled), time_point{});
     for (auto& [n, fn] : gw) fn(dcp::make_error_code(dcp::errc::cancelled));
     for (auto& [k, fn] : bw) fn(dcp::make_error_code(dcp::errc::cancelled));
     for (auto& fn : leases) fn(dcp::make_error_code(dcp::errc::cancelled));
@@ -573,7 +657,9 @@ class client {
 
   E env_;
   client_config cfg_;
-  std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;
+  std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
+  std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
+  timer_id expiry_timer_{};
   session_id session_ = 0;
   time_point valid_until_{}, last_keepalive_{}, opening_since_{};
   callback<session_id> opening_;  // open_session waits for the first keepalive answer

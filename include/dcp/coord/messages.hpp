@@ -21,7 +21,8 @@ enum class refusal : std::uint8_t {
   none = 0,
   not_leader,       ///< ask `leader` (if known)
   retry,            ///< leadership changed: outcome unknown; resend with the same sequence number
-  session_expired,  ///< the client's command session is gone: not applied
+  unknown_session,  ///< the log does not know the client's command session (evicted): outcome
+                    ///< unknown (an earlier send may have applied); register a new one
   failed,           ///< the replica cannot serve (storage failure, bad request)
 };
 
@@ -123,8 +124,26 @@ struct lease_reply {
   template <class A> void serialize(A& ar) { ar(nonce, refused, leader, code, token); }
 };
 
+/// Asks the leader to register a command session in the log (Raft 6.3):
+/// commands then carry its id and a sequence number, so each applies once.
+struct register_client {
+  static constexpr message_type wire_id = 12;
+  static constexpr std::string_view wire_name = "register_client";
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(nonce); }
+};
+struct register_reply {
+  static constexpr message_type wire_id = 13;
+  static constexpr std::string_view wire_name = "register_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  std::uint64_t client = 0;  ///< the new command session's id (the log index of its registration)
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, client); }
+};
+
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
-                              get_reply, lease_request, lease_reply>;
+                              get_reply, lease_request, lease_reply, register_client, register_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

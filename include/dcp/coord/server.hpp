@@ -3,7 +3,9 @@
 // whose state machine is coord::machine.
 //
 // Commands (open/close session, acquire, release, barriers, put, append) go
-// through the log, with the client's (id, sequence) so a retry applies once.
+// through the log, with the client's (id, sequence) so a retry applies once;
+// the id is a command session the client registered in the log first
+// (register_client), so it is never reused and never silently recreated.
 // Keepalives, queries and gets are linearizable reads (ReadIndex) and are not
 // logged.
 //
@@ -29,10 +31,13 @@
 // (received at t, confirmed by ReadIndex, deadline t + TTL), so by the same
 // argument the permit cannot be handed to anyone else before TTL after t on
 // any replica's clock, i.e. not before real time t + TTL / (1 + ρ). The token
-// expires at t + TTL * (1 - 2ρ) in the leader's clock: while the leader's
-// clock reads less than that, real time is below t + TTL (1 - 2ρ) / (1 - ρ)
-// <= t + TTL / (1 + ρ). A resource server honours a token only while its own
-// clock is max_drift short of expiry, so with |its clock - the leader's| <=
+// expires at w + TTL * (1 - 2ρ), w being the leader's *wall* clock at t
+// (Env::wall_now(): the expiry crosses hosts, and a steady clock means
+// nothing on another host). While the leader's wall clock reads less than
+// that, real time is below t + TTL (1 - 2ρ) / (1 - ρ) <= t + TTL / (1 + ρ),
+// provided the wall clock runs within ρ of real time over the lease (no step:
+// NTP slews). A resource server honours a token only while its own wall clock
+// is max_drift short of expiry, so with |its wall clock - the leader's| <=
 // max_drift it stops honouring the old holder before the permit can move.
 #include <algorithm>
 #include <functional>
@@ -65,7 +70,7 @@ struct lease_terms {
   address holder;            ///< the client that asked
   std::uint32_t permits = 1; ///< one permit of the semaphore
   fencing_token fencing = 0;
-  time_point expiry{};       ///< in the leader's clock
+  wall_time expiry{};        ///< Unix-epoch wall time, in the leader's wall clock
 };
 using lease_sealer = std::function<result<bytes>(const lease_terms&)>;
 
@@ -99,8 +104,8 @@ class server {
         if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
         if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
           clients_[out.result.session] = from;
-      } else if (r.error() == consensus::errc::session_expired || r.error() == consensus::errc::stale_request) {
-        out.refused = refusal::session_expired;
+      } else if (r.error() == consensus::errc::unknown_session) {
+        out.refused = refusal::unknown_session;
       } else if (r.error() == dcp::errc::not_leader) {
         out.refused = refusal::not_leader;
       } else if (r.error() == consensus::errc::outcome_unknown) {
@@ -161,6 +166,18 @@ class server {
     });
   }
 
+  void on_message(const address& from, const msg::register_client& m) {
+    if (!raft_.is_leader()) return void(env_.send(from, msg::register_reply{m.nonce, refusal::not_leader, raft_.leader(), 0}));
+    raft_.register_client([this, from, nonce = m.nonce](result<std::uint64_t> id) {
+      msg::register_reply out{nonce, refusal::none, raft_.leader(), 0};
+      if (id) out.client = *id;
+      else if (id.error() == dcp::errc::not_leader || id.error() == consensus::errc::outcome_unknown)
+        out.refused = refusal::not_leader;
+      else out.refused = refusal::failed;
+      env_.send(from, out);
+    });
+  }
+
   // Replies travel to clients only.
   void on_message(const address&, const msg::command_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive_ack&) { env_.count("unexpected_message"); }
@@ -168,6 +185,7 @@ class server {
   void on_message(const address&, const msg::notify&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::get_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::lease_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::register_reply&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
@@ -182,8 +200,9 @@ class server {
     }
     clients_[m.session] = from;
     const time_point received = env_.now();
+    const wall_time received_wall = env_.wall_now();
     const auto term = raft_.current_term();
-    raft_.read_index([this, from, m, received, term](result<std::uint64_t> idx) {
+    raft_.read_index([this, from, m, received, received_wall, term](result<std::uint64_t> idx) {
       msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
       if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
         out.refused = refusal::not_leader;
@@ -202,7 +221,7 @@ class server {
         return void(env_.send(from, out));
       }
       const auto span = std::chrono::duration_cast<duration>(ttl * (1.0 - 2 * cfg_.drift_bound));
-      auto sealed = sealer_(lease_terms{m.held.name, from, 1, m.held.fencing, received + span});
+      auto sealed = sealer_(lease_terms{m.held.name, from, 1, m.held.fencing, received_wall + span});
       if (!sealed) {
         env_.count("lease_seal_failed");
         out.refused = refusal::failed;

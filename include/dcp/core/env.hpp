@@ -8,7 +8,9 @@
 // and acts only through its Env:
 //
 //   env.self()             this node's address
-//   env.now()              the time in this node's clock (skewed in dcp::sim)
+//   env.now()              the time in this node's steady clock (skewed in dcp::sim)
+//   env.wall_now()         wall-clock time since the Unix epoch: the only time
+//                          that may leave this host (see dcp/core/time.hpp)
 //   env.send(to, msg)      fire-and-forget; false if refused at once (counted)
 //   env.arm(after, fn)     a one-shot timer; returns an id for cancel()
 //   env.cancel(id)         true if the timer had not fired yet
@@ -60,6 +62,7 @@ concept Env = std::copy_constructible<E> &&
              std::string_view text, std::int64_t delta) {
       { cenv.self() } -> std::convertible_to<address>;
       { cenv.now() } -> std::same_as<time_point>;
+      { cenv.wall_now() } -> std::same_as<wall_time>;
       { env.send(to, detail::probe_message{}) } -> std::same_as<bool>;
       { env.arm(after, timer_callback{}) } -> std::same_as<timer_id>;
       { env.cancel(t) } -> std::same_as<bool>;

@@ -39,6 +39,7 @@ enum class errc : int {
   not_leader,          ///< this node cannot serve the request; ask the leader
   busy,                ///< the operation conflicts with one in progress
   io_error,            ///< durable storage failed
+  outcome_unknown,     ///< the request may or may not have taken effect (at most once); look before retrying
 };
 
 class error_category_impl final : public std::error_category {
@@ -70,6 +71,7 @@ class error_category_impl final : public std::error_category {
       case errc::not_leader: return "not the leader";
       case errc::busy: return "busy: conflicts with an operation in progress";
       case errc::io_error: return "durable storage I/O error";
+      case errc::outcome_unknown: return "outcome unknown: the request may have taken effect (at most once)";
     }
     return "unknown dcp error " + std::to_string(ev);
   }

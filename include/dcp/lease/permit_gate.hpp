@@ -54,14 +54,14 @@ class permit_gate {
 
   /// Checks `sealed` and, if it fits, counts its permits. Returns the token
   /// on success; on error nothing changes.
-  result<token> admit(byte_view sealed, time_point now) {
+  result<token> admit(byte_view sealed, wall_time now) {
     auto u = unseal(sealed, key_, cfg_.max_token_size);
     if (!u) return u.error();
     token& t = u->token;
     if (t.resource != resource_) return make_error_code(errc::wrong_resource);
     if (is_expired(t, now, cfg_.max_drift)) return make_error_code(errc::expired);
     expire(now);
-    const time_point deadline = verifier_deadline(t, cfg_.max_drift);
+    const wall_time deadline = verifier_deadline(t, cfg_.max_drift);
     auto h = holders_.find(t.holder);
     if (auto held = held_.find(t.fencing); held != held_.end()) {  // presented again: already counted
       held->second.deadline = std::max(held->second.deadline, deadline);  // a renewal extends it
@@ -100,7 +100,7 @@ class permit_gate {
   }
 
   /// Permits honoured at `now` (grants past their deadline are freed first).
-  std::uint32_t in_use(time_point now) {
+  std::uint32_t in_use(wall_time now) {
     expire(now);
     return in_use_;
   }
@@ -112,12 +112,12 @@ class permit_gate {
  private:
   struct grant {
     std::uint32_t permits;
-    time_point deadline;  ///< in this server's clock
+    wall_time deadline;  ///< in this server's clock
     address holder;
   };
   struct holder_state {
     std::uint64_t newest;  ///< highest fencing admitted from this holder
-    time_point deadline;   ///< when that token stops being honoured
+    wall_time deadline;   ///< when that token stops being honoured
     bool released;         ///< the holder gave `newest` back: refuse it from now on
   };
 
@@ -127,7 +127,7 @@ class permit_gate {
     held_.erase(it);
   }
 
-  void expire(time_point now) {
+  void expire(wall_time now) {
     std::erase_if(held_, [&](const auto& kv) {
       if (now < kv.second.deadline) return false;
       in_use_ -= kv.second.permits;

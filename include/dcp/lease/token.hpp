@@ -12,8 +12,10 @@
 //             so that a server can refuse a token older than one it has
 //             already honoured (a paused holder waking up after its lease was
 //             given to someone else);
-// - expiry:   when the grant ends, in the issuer's clock (see verifier.hpp
-//             for how a server with another clock treats it).
+// - expiry:   when the grant ends: wall-clock time since the Unix epoch in
+//             the issuer's clock (see verifier.hpp for how a server with
+//             another clock treats it). Never a steady clock: a steady
+//             time_point means nothing on another host.
 //
 // Sealed format (Cereal portable binary through dcp's archive, ~100 bytes):
 //
@@ -57,7 +59,7 @@ struct token {
   address holder;
   std::uint32_t permits = 1;
   std::uint64_t fencing = 0;
-  time_point expiry{};  ///< in the issuer's clock
+  wall_time expiry{};  ///< Unix-epoch wall time, in the issuer's clock
 
   friend bool operator==(const token&, const token&) = default;
 
@@ -72,7 +74,7 @@ struct token {
     if (resource.empty() || resource.size() > max_resource_size)
       throw cereal::Exception("lease token resource name empty or too long");
     if (permits == 0) throw cereal::Exception("lease token grants zero permits");
-    expiry = time_point(duration(expiry_ns));
+    expiry = wall_time(duration(expiry_ns));
   }
 };
 

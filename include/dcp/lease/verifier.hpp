@@ -22,9 +22,10 @@
 // milliseconds, drift rate <= 100 ppm) a lease of seconds wants a max_drift of
 // tens of milliseconds plus the expected skew. Outside that assumption a
 // holder may be honoured after the group believes its lease ended: pick the
-// bound from measured skew, not hope. The clocks passed as `now` must be the
-// same kind of clock on both sides (e.g. system_clock since the Unix epoch,
-// converted to dcp::time_point); a steady_clock is not comparable across hosts.
+// bound from measured skew, not hope. Both sides read wall clocks since the
+// Unix epoch (dcp::wall_time: Env::wall_now(), or dcp::system_wall_now()
+// outside an Env); a steady clock is not comparable across hosts, and the
+// types keep one from being passed for the other.
 //
 // Fencing. The newest fencing token accepted per resource lives in memory. A
 // server that restarts must restore it (restore(), from its own durable
@@ -65,14 +66,14 @@ struct verifier_config {
 
 /// The last instant (in the verifier's clock) at which `t` is still honoured
 /// is strictly before this deadline: expiry - max_drift, saturating.
-inline time_point verifier_deadline(const token& t, duration max_drift) noexcept {
+inline wall_time verifier_deadline(const token& t, duration max_drift) noexcept {
   const auto e = t.expiry.time_since_epoch().count();
   const auto d = max_drift.count();
-  if (e < std::numeric_limits<std::int64_t>::min() + d) return time_point::min();
-  return time_point(duration(e - d));
+  if (e < std::numeric_limits<std::int64_t>::min() + d) return wall_time::min();
+  return wall_time(duration(e - d));
 }
 
-inline bool is_expired(const token& t, time_point now, duration max_drift) noexcept {
+inline bool is_expired(const token& t, wall_time now, duration max_drift) noexcept {
   return now >= verifier_deadline(t, max_drift);
 }
 
@@ -91,7 +92,7 @@ class verifier {
 
   /// Every check; on success the token's fencing becomes the newest for its
   /// resource (if it is newer) and the token is returned.
-  result<token> accept(byte_view sealed, time_point now) {
+  result<token> accept(byte_view sealed, wall_time now) {
     auto t = check(sealed, now);
     if (t) {
       auto& newest = newest_.find(t->resource)->second;
@@ -101,7 +102,7 @@ class verifier {
   }
 
   /// Every check, recording nothing.
-  result<token> check(byte_view sealed, time_point now) const {
+  result<token> check(byte_view sealed, wall_time now) const {
     auto u = unseal(sealed, key_, cfg_.max_token_size);
     if (!u) return u.error();
     auto it = newest_.find(u->token.resource);

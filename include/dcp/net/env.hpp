@@ -2,6 +2,7 @@
 // dcp::net::env: the Env a protocol gets on a dcp::net::node.
 //
 //   now()     std::chrono::steady_clock, as dcp::time_point
+//   wall_now() std::chrono::system_clock since the Unix epoch, as dcp::wall_time
 //   send()    a frame on the node's TCP transport (dcp/net/tcp_transport.hpp)
 //   arm()     a one-shot timer in the node's timer queue (one steady_timer)
 //   rng()     the node's dcp::rng: config::seed, else std::random_device
@@ -26,6 +27,7 @@ class env {
 
   address self() const noexcept { return core_->self; }
   time_point now() const noexcept { return detail::steady_now(); }
+  wall_time wall_now() const noexcept { return system_wall_now(); }
   /// Fire-and-forget; false when refused at once (counted in metrics by reason).
   template <wire::Message M>
   bool send(const address& to, const M& m) {

@@ -26,6 +26,10 @@ class env {
 
   address self() const noexcept { return address::sim(node_); }
   time_point now() const noexcept;
+  /// The node's clock read as wall time: its steady clock (skew and drift
+  /// included) plus simulator::wall_epoch, so wall clocks differ between
+  /// nodes exactly as set_clock() makes their clocks differ.
+  wall_time wall_now() const noexcept;
   template <wire::Message M>
   bool send(const address& to, const M& m);
   timer_id arm(duration after, timer_callback fn);

@@ -93,6 +93,10 @@ using setup_function = std::function<void(node_context&)>;
 
 class simulator {
  public:
+  /// Virtual time zero read as wall-clock time (2026-01-01 00:00 UTC): a
+  /// plausible date, so wall times in traces and tokens look like real ones.
+  static constexpr duration wall_epoch = std::chrono::seconds(1'767'225'600);
+
   explicit simulator(std::uint64_t seed, config cfg = {}) : cfg_(std::move(cfg)), seed_(seed), rng_(seed) {
     cfg_.validate();
   }
@@ -221,6 +225,10 @@ class simulator {
     if (n.drift == 0) return now_ + n.clock_offset;
     const auto since = static_cast<double>((now_ - n.clock_anchor).count());
     return n.clock_anchor + n.clock_offset + duration(static_cast<std::int64_t>(since * (1 + n.drift)));
+  }
+  /// Node i's wall clock: its local time read from wall_epoch (what its Env's wall_now() says).
+  wall_time local_wall_now(node_index i) const noexcept {
+    return wall_time(wall_epoch + local_now(i).time_since_epoch());
   }
 
   // ---- time ----
@@ -640,6 +648,7 @@ inline void simulator::setup_node(node_index i) {
 // ---- env's members ----
 
 inline time_point env::now() const noexcept { return sim_->local_now(node_); }
+inline wall_time env::wall_now() const noexcept { return sim_->local_wall_now(node_); }
 template <wire::Message M>
 bool env::send(const address& to, const M& m) {
   return sim_->transmit(node_, protocol_, to, m);
