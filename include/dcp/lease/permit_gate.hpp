@@ -42,31 +42,24 @@
 
 namespace dcp::lease {
 
-class permit_gate {
+/// The counting half of a gate, for tokens already verified: at most
+/// `capacity` permits honoured at once, each token counted once, a holder's
+/// newer grant superseding its older one, released and expired grants freed.
+/// permit_gate puts a verifier in front of it; dcp::delegation's origin puts
+/// one per shard behind its own look-up of the signing key.
+class permit_counter {
  public:
-  /// Throws dcp::error(invalid_config) on a zero capacity, an empty resource or a bad config.
-  permit_gate(verification_key key, std::string resource, std::uint32_t capacity, verifier_config cfg = {})
-      : key_(std::move(key)), resource_(std::move(resource)), capacity_(capacity), cfg_(cfg) {
-    cfg_.validate();
-    if (capacity_ == 0) throw dcp::error(dcp::errc::invalid_config, "lease::permit_gate: capacity must be >= 1");
-    if (resource_.empty()) throw dcp::error(dcp::errc::invalid_config, "lease::permit_gate: resource name is empty");
-  }
+  explicit permit_counter(std::uint32_t capacity) : capacity_(capacity) {}
 
-  /// Checks `sealed` and, if it fits, counts its permits. Returns the token
-  /// on success; on error nothing changes.
-  result<token> admit(byte_view sealed, wall_time now) {
-    auto u = unseal(sealed, key_, cfg_.max_token_size);
-    if (!u) return u.error();
-    token& t = u->token;
-    if (t.resource != resource_) return make_error_code(errc::wrong_resource);
-    if (is_expired(t, now, cfg_.max_drift)) return make_error_code(errc::expired);
+  /// Counts `t`'s permits until `deadline` (the instant this server stops
+  /// honouring it, in its clock), if they fit. On error nothing changes.
+  result<token> admit(token t, wall_time deadline, wall_time now) {
     expire(now);
-    const wall_time deadline = verifier_deadline(t, cfg_.max_drift);
     auto h = holders_.find(t.holder);
     if (auto held = held_.find(t.fencing); held != held_.end()) {  // presented again: already counted
       held->second.deadline = std::max(held->second.deadline, deadline);  // a renewal extends it
       if (h != holders_.end() && h->second.newest == t.fencing) h->second.deadline = held->second.deadline;
-      return std::move(t);
+      return t;
     }
     std::uint32_t freed = 0;
     if (h != holders_.end()) {
@@ -84,7 +77,7 @@ class permit_gate {
     }
     held_.emplace(t.fencing, grant{t.permits, deadline, t.holder});
     in_use_ += t.permits;
-    return std::move(t);
+    return t;
   }
 
   /// The holder of grant `fencing` is done: its permits are free, its token
@@ -107,7 +100,10 @@ class permit_gate {
   /// Is grant `fencing` counted (admitted, not released, superseded or freed by expiry)?
   bool holds(std::uint64_t fencing) const { return held_.contains(fencing); }
   std::uint32_t capacity() const noexcept { return capacity_; }
-  const std::string& resource() const noexcept { return resource_; }
+  /// A new capacity, for admissions from now on: permits already counted stay
+  /// counted until released or expired (a lower capacity may be exceeded
+  /// until then; the caller accounts for it).
+  void set_capacity(std::uint32_t capacity) noexcept { capacity_ = capacity; }
 
  private:
   struct grant {
@@ -142,14 +138,46 @@ class permit_gate {
     }
   }
 
-  verification_key key_;
-  std::string resource_;
   std::uint32_t capacity_;
-  verifier_config cfg_;
   std::map<std::uint64_t, grant> held_;  // by fencing token
   std::map<address, holder_state> holders_;
   std::size_t holders_after_sweep_ = 0;
   std::uint32_t in_use_ = 0;
+};
+
+class permit_gate {
+ public:
+  /// Throws dcp::error(invalid_config) on a zero capacity, an empty resource or a bad config.
+  permit_gate(verification_key key, std::string resource, std::uint32_t capacity, verifier_config cfg = {})
+      : key_(std::move(key)), resource_(std::move(resource)), counter_(capacity), cfg_(cfg) {
+    cfg_.validate();
+    if (capacity == 0) throw dcp::error(dcp::errc::invalid_config, "lease::permit_gate: capacity must be >= 1");
+    if (resource_.empty()) throw dcp::error(dcp::errc::invalid_config, "lease::permit_gate: resource name is empty");
+  }
+
+  /// Checks `sealed` and, if it fits, counts its permits. Returns the token
+  /// on success; on error nothing changes.
+  result<token> admit(byte_view sealed, wall_time now) {
+    auto u = unseal(sealed, key_, cfg_.max_token_size);
+    if (!u) return u.error();
+    token& t = u->token;
+    if (t.resource != resource_) return make_error_code(errc::wrong_resource);
+    if (is_expired(t, now, cfg_.max_drift)) return make_error_code(errc::expired);
+    const wall_time deadline = verifier_deadline(t, cfg_.max_drift);
+    return counter_.admit(std::move(t), deadline, now);
+  }
+
+  bool release(std::uint64_t fencing) { return counter_.release(fencing); }
+  std::uint32_t in_use(wall_time now) { return counter_.in_use(now); }
+  bool holds(std::uint64_t fencing) const { return counter_.holds(fencing); }
+  std::uint32_t capacity() const noexcept { return counter_.capacity(); }
+  const std::string& resource() const noexcept { return resource_; }
+
+ private:
+  verification_key key_;
+  std::string resource_;
+  permit_counter counter_;
+  verifier_config cfg_;
 };
 
 }  // namespace dcp::lease

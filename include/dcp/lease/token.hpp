@@ -32,6 +32,7 @@
 #include <exception>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <cereal/cereal.hpp>
 #include <cereal/types/string.hpp>
@@ -89,16 +90,23 @@ namespace detail {
 
 inline constexpr std::string_view seal_domain = "dcp.lease.v1";
 
-inline bytes signed_message(std::uint8_t version, std::uint8_t scheme, std::uint32_t key_id, byte_view body) {
-  bytes m(seal_domain.size() + 6 + body.size());
+/// What a signature covers: a domain string naming the kind of document (so
+/// a signature on one kind never verifies as another), the envelope's
+/// version, scheme and key id, and the body.
+inline bytes signed_message(std::string_view domain, std::uint8_t version, std::uint8_t scheme, std::uint32_t key_id,
+                            byte_view body) {
+  bytes m(domain.size() + 6 + body.size());
   std::uint8_t* p = m.data();
-  std::memcpy(p, seal_domain.data(), seal_domain.size());
-  p += seal_domain.size();
+  std::memcpy(p, domain.data(), domain.size());
+  p += domain.size();
   *p++ = version;
   *p++ = scheme;
   for (int i = 0; i < 4; ++i) *p++ = static_cast<std::uint8_t>(key_id >> (8 * i));
   if (!body.empty()) std::memcpy(p, body.data(), body.size());
   return m;
+}
+inline bytes signed_message(std::uint8_t version, std::uint8_t scheme, std::uint32_t key_id, byte_view body) {
+  return signed_message(seal_domain, version, scheme, key_id, body);
 }
 
 /// The envelope fields, parsed but not yet trusted.
@@ -110,13 +118,13 @@ struct envelope {
   bytes signature;
 };
 
-inline result<envelope> parse_envelope(byte_view in, std::size_t max_size) {
+inline result<envelope> parse_envelope(byte_view in, std::size_t max_size, std::uint8_t version = token_version) {
   if (in.size() > max_size) return make_error_code(errc::token_too_large);
   envelope e;
   try {
     wire::input_archive ar(in);
     ar(e.version);
-    if (e.version != token_version) return make_error_code(errc::unsupported_version);
+    if (e.version != version) return make_error_code(errc::unsupported_version);
     ar(e.scheme, e.key_id, e.body, e.signature);
     if (ar.remaining() != 0) return make_error_code(errc::malformed_token);
   } catch (const std::exception&) {  // cereal::Exception (truncated, lying sizes), bad_alloc
@@ -146,30 +154,49 @@ inline result<bytes> seal(const token& t, const signing_key& key) {
   return out;
 }
 
+/// Parses `sealed`, asks `key_for(token, key_id)` which key should have
+/// signed it (a result<const verification_key*>: e.g. the key of the
+/// delegation a token names, found by a table look-up), and checks the
+/// signature under that key. The token's fields are read before they are
+/// trusted only to find the key; nothing else is decided on them. Errors: as
+/// unseal, plus whatever key_for returns.
+template <class KeyFor>
+result<unsealed_token> unseal_with(byte_view sealed, KeyFor&& key_for,
+                                   std::size_t max_token_size = default_max_token_size) {
+  auto env = detail::parse_envelope(sealed, max_token_size);
+  if (!env) return env.error();
+  const auto s = static_cast<scheme>(env->scheme);
+  if (signature_size(s) == 0) return make_error_code(errc::unknown_scheme);
+  lease::token t;
+  try {
+    wire::input_archive ar(env->body);
+    ar(t);
+    if (ar.remaining() != 0) return make_error_code(errc::malformed_token);
+  } catch (const std::exception&) {
+    return make_error_code(errc::malformed_token);
+  }
+  result<const verification_key*> key = key_for(std::as_const(t), env->key_id);
+  if (!key) return key.error();
+  if (s != (*key)->scheme()) return make_error_code(errc::scheme_mismatch);
+  if (env->signature.size() != signature_size(s) ||
+      !(*key)->verify(detail::signed_message(env->version, env->scheme, env->key_id, env->body), env->signature))
+    return make_error_code(errc::bad_signature);
+  return unsealed_token{std::move(t), s, env->key_id};
+}
+
 /// Parses `sealed` and checks its signature under `key`; says nothing yet
 /// about expiry, resource or fencing (the verifier's policy does).
 /// Errors: token_too_large, malformed_token, unsupported_version,
 /// unknown_scheme, scheme_mismatch, unknown_key, bad_signature.
 inline result<unsealed_token> unseal(byte_view sealed, const verification_key& key,
                                      std::size_t max_token_size = default_max_token_size) {
-  auto env = detail::parse_envelope(sealed, max_token_size);
-  if (!env) return env.error();
-  const auto s = static_cast<scheme>(env->scheme);
-  if (signature_size(s) == 0) return make_error_code(errc::unknown_scheme);
-  if (s != key.scheme()) return make_error_code(errc::scheme_mismatch);
-  if (env->key_id != key.key_id()) return make_error_code(errc::unknown_key);
-  if (env->signature.size() != signature_size(s) ||
-      !key.verify(detail::signed_message(env->version, env->scheme, env->key_id, env->body), env->signature))
-    return make_error_code(errc::bad_signature);
-  lease::token t;
-  try {
-    wire::input_archive ar(env->body);
-    ar(t);
-    if (ar.remaining() != 0) return make_error_code(errc::malformed_token);
-  } catch (const std::exception&) {  // only a buggy issuer gets here: the body was signed
-    return make_error_code(errc::malformed_token);
-  }
-  return unsealed_token{std::move(t), s, env->key_id};
+  return unseal_with(
+      sealed,
+      [&](const token&, std::uint32_t key_id) -> result<const verification_key*> {
+        if (key_id != key.key_id()) return make_error_code(errc::unknown_key);
+        return &key;
+      },
+      max_token_size);
 }
 
 }  // namespace dcp::lease

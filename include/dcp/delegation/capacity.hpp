@@ -1,0 +1,102 @@
+#pragma once
+// What an origin delegates: a resource's capacity, of one of three kinds,
+// split into shards, and the max-min fair division of it.
+//
+//   concurrency  permits held at once (a token holds `permits` of them)
+//   rate         requests per second (a token allows `permits` per second)
+//   stock        units consumed for good, such as seats in a lab class
+//                (allocations are committed to the origin in batches)
+//
+// A shard is the unit of delegation: one coordinator (or one group) per
+// shard, found at the DHT owner of shard_key(resource, shard).
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dcp/core/error.hpp"
+
+namespace dcp::delegation {
+
+enum class capacity_kind : std::uint8_t { concurrency = 1, rate = 2, stock = 3 };
+
+constexpr std::string_view to_string(capacity_kind k) noexcept {
+  switch (k) {
+    case capacity_kind::concurrency: return "concurrency";
+    case capacity_kind::rate: return "rate";
+    case capacity_kind::stock: return "stock";
+  }
+  return "unknown";
+}
+
+/// Longest resource name (it travels in every token).
+inline constexpr std::size_t max_resource_name = 256;
+/// Most shards a resource may have (each costs the origin a table entry).
+inline constexpr std::uint32_t max_shards = 1u << 16;
+
+/// A resource the origin protects.
+struct resource_spec {
+  std::string name;
+  capacity_kind kind = capacity_kind::concurrency;
+  std::uint64_t capacity = 0;  ///< C: permits, requests per second, or units
+  std::uint32_t shards = 1;    ///< split into this many shards, each delegated on its own
+
+  /// Refuses what cannot work, in words a person can act on.
+  void validate() const {
+    if (name.empty() || name.size() > max_resource_name || name.find('#') != std::string::npos)
+      throw error(dcp::errc::invalid_config, "delegation: a resource name must be 1..256 characters without '#': '" + name + "'");
+    if (shards == 0 || shards > max_shards)
+      throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "' needs 1..65536 shards");
+    if (capacity < shards)
+      throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "' has capacity " + std::to_string(capacity) +
+                                            " for " + std::to_string(shards) +
+                                            " shards: every shard needs a share of at least 1 (use fewer shards)");
+    if (capacity > (1ull << 32))
+      throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "': capacity above 2^32 is not supported");
+  }
+};
+
+/// The name a shard is known by: in tokens, and as the DHT key of its coordinators.
+inline std::string shard_key(std::string_view resource, std::uint32_t shard) {
+  return std::string(resource) + "#" + std::to_string(shard);
+}
+
+/// Max-min fair division of `capacity` among `wants` (progressive filling,
+/// in whole units): nobody gets more than it wants, and nobody's share can
+/// grow without shrinking a smaller one. What nobody wants stays unassigned.
+/// Doorman's FairShare example: 120 among {1000, 50, 10} -> {60, 50, 10}.
+inline std::vector<std::uint64_t> max_min_fair(std::uint64_t capacity, const std::vector<std::uint64_t>& wants) {
+  std::vector<std::size_t> order(wants.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return wants[a] < wants[b]; });
+  std::vector<std::uint64_t> out(wants.size(), 0);
+  std::uint64_t left = capacity;
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const std::uint64_t fair = left / (order.size() - k);
+    const std::uint64_t give = std::min(wants[order[k]], fair);
+    out[order[k]] = give;
+    left -= give;
+  }
+  // Whole units: a remainder smaller than the number of the unsatisfied goes
+  // one unit each, largest wants first, so the division is still max-min.
+  for (auto it = order.rbegin(); it != order.rend() && left > 0; ++it)
+    if (out[*it] < wants[*it]) {
+      ++out[*it];
+      --left;
+    }
+  return out;
+}
+
+/// Jain's fairness index of `x`: 1 when all equal, 1/n when one has everything.
+inline double jain_index(const std::vector<double>& x) {
+  double sum = 0, squares = 0;
+  for (double v : x) {
+    sum += v;
+    squares += v * v;
+  }
+  return squares == 0 ? 1.0 : sum * sum / (static_cast<double>(x.size()) * squares);
+}
+
+}  // namespace dcp::delegation

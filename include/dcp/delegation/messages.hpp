@@ -1,0 +1,125 @@
+#pragma once
+// The wire between clients, coordinators and the origin. One protocol id
+// (default 140) and one message set: a frame is dispatched by the sender's
+// protocol id, so delegation::origin and delegation::peer share it and each
+// ignores (and counts) the half meant for the other.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cereal/types/optional.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/bytes.hpp"
+#include "dcp/wire/message.hpp"
+
+namespace dcp::delegation {
+
+inline constexpr protocol_id default_protocol_id = 140;
+
+/// How a request was answered.
+enum class status : std::uint8_t {
+  ok = 0,
+  retry,           ///< not now (not coordinating yet, share in use, shard delegated elsewhere): retry_after_ms
+  refused,         ///< never (unknown shard, stock exhausted, a bad request)
+};
+
+namespace msg {
+/// A node that owns a shard's key asks the origin to delegate the shard to it
+/// (or to renew its delegation), reporting the demand it saw.
+struct delegate_request {
+  static constexpr message_type wire_id = 1;
+  static constexpr std::string_view wire_name = "delegate_request";
+  std::string resource;
+  std::uint32_t shard = 0;
+  bytes public_key;          ///< the key its tokens will be signed with
+  std::uint64_t demand = 0;  ///< permits (or requests per second, or units) its clients asked for lately
+  template <class A> void serialize(A& ar) { ar(resource, shard, public_key, demand); }
+};
+struct delegate_reply {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "delegate_reply";
+  std::string resource;
+  std::uint32_t shard = 0;
+  status code = status::ok;
+  std::uint32_t error = 0;            ///< delegation::errc when not ok
+  bytes certificate;                  ///< sealed, when ok
+  std::uint32_t retry_after_ms = 0;
+  std::optional<address> coordinator; ///< shard_delegated: who holds it now
+  template <class A> void serialize(A& ar) { ar(resource, shard, code, error, certificate, retry_after_ms, coordinator); }
+};
+
+/// A client asks a shard's coordinator for a token (renew_fencing 0), or to
+/// renew one it holds. For stock, permits are the units to allocate for good
+/// and `request_id` makes the allocation idempotent across retries and
+/// coordinators.
+struct token_request {
+  static constexpr message_type wire_id = 3;
+  static constexpr std::string_view wire_name = "token_request";
+  std::uint64_t nonce = 0;
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint32_t permits = 1;
+  std::uint64_t renew_fencing = 0;
+  std::uint64_t request_id = 0;
+  template <class A> void serialize(A& ar) { ar(nonce, resource, shard, permits, renew_fencing, request_id); }
+};
+struct token_reply {
+  static constexpr message_type wire_id = 4;
+  static constexpr std::string_view wire_name = "token_reply";
+  std::uint64_t nonce = 0;
+  status code = status::ok;
+  std::uint32_t error = 0;          ///< delegation::errc when not ok
+  bytes certificate;                ///< sealed by the origin: the coordinator's authority
+  bytes token;                      ///< sealed by the coordinator
+  std::uint32_t retry_after_ms = 0;
+  template <class A> void serialize(A& ar) { ar(nonce, code, error, certificate, token, retry_after_ms); }
+};
+/// The holder is done with a token: its permits may be granted again once it expires.
+struct token_release {
+  static constexpr message_type wire_id = 5;
+  static constexpr std::string_view wire_name = "token_release";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint64_t fencing = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard, fencing); }
+};
+
+/// Stock allocations, committed to the origin in idempotent batches.
+struct allocation {
+  address holder;
+  std::uint64_t request_id = 0;
+  std::uint32_t units = 1;
+  template <class A> void serialize(A& ar) { ar(holder, request_id, units); }
+  bool operator==(const allocation&) const = default;
+};
+struct stock_commit {
+  static constexpr message_type wire_id = 6;
+  static constexpr std::string_view wire_name = "stock_commit";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint32_t epoch = 0;
+  std::uint64_t batch = 0;  ///< unique per coordinator and epoch: a retry carries the same id
+  std::vector<allocation> allocations;
+  template <class A> void serialize(A& ar) { ar(resource, shard, epoch, batch, allocations); }
+};
+struct stock_ack {
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "stock_ack";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint64_t batch = 0;
+  status code = status::ok;
+  std::uint32_t error = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard, batch, code, error); }
+};
+
+using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release,
+                              stock_commit, stock_ack>;
+}  // namespace msg
+
+}  // namespace dcp::delegation

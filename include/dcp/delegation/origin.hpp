@@ -1,0 +1,404 @@
+#pragma once
+// delegation::origin: the resource server's side of delegation, the class a
+// C++ service embeds (Env-driven like every dcp core).
+//
+// It holds the origin's Ed25519 key, the root of trust clients know. For each
+// resource it has a capacity C of one kind (capacity.hpp), split into shards.
+// A shard is delegated to whichever node asks first while it is free (the
+// DHT owner of shard_key(resource, shard), in practice), by a certificate
+// {resource, shard, share, epoch, validity, coordinator key}; the
+// coordinator renews it every third of its validity, reporting the demand it
+// saw, and the origin re-divides C max-min fairly by those demands (each
+// shard's share moves when its coordinator renews, so a certificate always
+// states what the origin will honour).
+//
+// Admission is offline: admit(token) is one table look-up (the shard, then
+// the epoch's coordinator key) and one signature check, no message to anyone.
+// Then the back-stop: per shard a permit_counter (concurrency) or a window
+// counter (rate) holds the shard to its share *whatever its coordinator
+// grants*, so a lying or buggy coordinator can waste its own share but never
+// exceed it, and shares always sum to at most C:
+//   - a share that shrinks applies at once to new admissions (what is already
+//     counted stays until it expires);
+//   - a share grows only into capacity that no other shard holds or still
+//     counts: cap(s) <= C - sum over t != s of max(cap(t), in_use(t)).
+// (For rate, in_use is the current second's count, and a share that shrinks
+// binds from the next second.)
+// So at every instant the origin honours at most C, in every failure.
+//
+// Epochs never overlap: a shard whose coordinator is silent is delegated
+// anew only after its certificate has ended plus the drift bound, and
+// coordinators never sign a token that outlives their certificate (the
+// origin clips one that does). Tokens of an ended epoch are refused
+// (delegation_ended); of an epoch never issued, refused (wrong_epoch).
+// The outage this costs in single delegation: a silent coordinator's shard
+// grants nothing for at most the rest of its certificate's validity plus
+// 2 x max_drift (docs/delegation.md).
+//
+// Stock: coordinators commit allocations in batches (one message per batch,
+// not per unit); a batch is applied whole or not at all, once (by batch id),
+// and each allocation once (by holder and request id), never past the share.
+//
+// Not thread-safe: like every dcp core, call it on its Env's executor.
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/delegation/capacity.hpp"
+#include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/error.hpp"
+#include "dcp/delegation/messages.hpp"
+#include "dcp/lease/permit_gate.hpp"
+#include "dcp/lease/verifier.hpp"
+
+namespace dcp::delegation {
+
+struct origin_config {
+  std::vector<resource_spec> resources;
+  duration certificate_validity = 10s;  ///< a delegation lasts this long unless renewed
+  duration max_drift = 100ms;           ///< bound on |origin's wall clock - any coordinator's|
+  std::size_t max_batch = 1024;         ///< allocations in one stock batch
+
+  void validate() const {
+    if (resources.empty()) throw error(dcp::errc::invalid_config, "delegation::origin: no resources to delegate");
+    std::set<std::string> names;
+    for (auto& r : resources) {
+      r.validate();
+      if (!names.insert(r.name).second)
+        throw error(dcp::errc::invalid_config, "delegation::origin: resource '" + r.name + "' is listed twice");
+    }
+    if (max_drift < duration::zero() || certificate_validity <= 4 * max_drift)
+      throw error(dcp::errc::invalid_config,
+                  "delegation::origin: certificate_validity must be above 4 x max_drift (renewals need room)");
+    if (max_batch == 0) throw error(dcp::errc::invalid_config, "delegation::origin: max_batch must be >= 1");
+  }
+};
+
+/// What the origin did, for its operator and the benchmarks.
+struct origin_stats {
+  std::uint64_t certificates = 0, renewals = 0, refused_delegations = 0;
+  std::uint64_t admitted = 0, refused = 0, over_capacity = 0;
+  std::uint64_t batches = 0, duplicate_batches = 0, allocations = 0;
+  std::uint64_t messages_in = 0;
+};
+
+template <Env E>
+class origin {
+ public:
+  using messages = msg::all;
+  static constexpr std::string_view name = "delegation_origin";
+  static constexpr protocol_id default_id = default_protocol_id;
+
+  /// `key`: the origin's signing key (Ed25519 for certificates clients can check).
+  origin(E env, lease::signing_key key, origin_config cfg) : env_(std::move(env)), key_(std::move(key)), cfg_(std::move(cfg)) {
+    cfg_.validate();
+    for (auto& r : cfg_.resources) {
+      auto& res = resources_[r.name];
+      res.spec = r;
+      for (std::uint32_t s = 0; s < r.shards; ++s) {
+        auto& sh = res.shards.emplace_back();
+        sh.resource = r.name;
+        sh.index = s;
+        sh.owner = &res;
+        sh.cap = r.capacity / r.shards + (s < r.capacity % r.shards ? 1 : 0);
+        sh.counter.set_capacity(static_cast<std::uint32_t>(sh.cap));
+        by_key_[shard_key(r.name, s)] = {&res, s};
+      }
+    }
+  }
+  origin(const origin&) = delete;
+  origin& operator=(const origin&) = delete;
+
+  void start() {}
+
+  // ---- admission: offline, one look-up and one signature check ----
+
+  /// Checks a token presented with a request and, for concurrency, counts its
+  /// permits; for rate, counts one request. On error nothing changes.
+  result<lease::token> admit(byte_view sealed, wall_time now) {
+    shard_state* sh = nullptr;
+    auto u = lease::unseal_with(sealed, [&](const lease::token& t, std::uint32_t epoch) -> result<const lease::verification_key*> {
+      auto it = by_key_.find(t.resource);
+      if (it == by_key_.end()) return make_error_code(errc::unknown_shard);
+      sh = &it->second.first->shards[it->second.second];
+      if (epoch == 0 || epoch > sh->epoch) return make_error_code(errc::wrong_epoch);
+      if (epoch != sh->epoch || !sh->key || now >= sh->not_after) return make_error_code(errc::delegation_ended);
+      return &*sh->key;
+    });
+    if (!u) return refuse(u.error());
+    auto& t = u->token;
+    // A token never outlives its delegation, whatever its coordinator wrote.
+    t.expiry = std::min(t.expiry, sh->not_after);
+    if (lease::is_expired(t, now, cfg_.max_drift)) return refuse(lease::make_error_code(lease::errc::expired));
+    const auto deadline = lease::verifier_deadline(t, cfg_.max_drift);
+    if (sh->kind() == capacity_kind::rate) {
+      if (auto ec = sh->count_request(t, deadline, now)) return refuse(ec);
+      ++stats_.admitted;
+      return std::move(t);
+    }
+    if (sh->kind() != capacity_kind::concurrency) return refuse(make_error_code(errc::unknown_shard));
+    auto r = sh->counter.admit(std::move(t), deadline, now);
+    if (!r) return refuse(r.error());
+    ++stats_.admitted;
+    return r;
+  }
+
+  /// The holder of a concurrency token is done: its permits are free here.
+  bool release(std::string_view resource, std::uint32_t shard, std::uint64_t fencing) {
+    auto* sh = find(resource, shard);
+    return sh && sh->counter.release(fencing);
+  }
+
+  // ---- observation ----
+
+  /// Permits honoured now across the resource's shards (concurrency).
+  std::uint64_t in_use(std::string_view resource, wall_time now) {
+    std::uint64_t n = 0;
+    if (auto it = resources_.find(resource); it != resources_.end())
+      for (auto& sh : it->second.shards) n += sh.counter.in_use(now);
+    return n;
+  }
+  /// Units allocated for good (stock), each (holder, request id) once.
+  std::uint64_t allocated(std::string_view resource) const {
+    std::uint64_t n = 0;
+    if (auto it = resources_.find(resource); it != resources_.end())
+      for (auto& sh : it->second.shards) n += sh.allocated;
+    return n;
+  }
+  /// Every allocation the origin has confirmed for a resource: (holder, request id) -> units.
+  std::map<std::pair<address, std::uint64_t>, std::uint32_t> allocations(std::string_view resource) const {
+    std::map<std::pair<address, std::uint64_t>, std::uint32_t> out;
+    if (auto it = resources_.find(resource); it != resources_.end())
+      for (auto& sh : it->second.shards) out.insert(sh.allocations.begin(), sh.allocations.end());
+    return out;
+  }
+  /// The share shard `s` may be granted now (its cap), and its current epoch.
+  std::uint64_t share(std::string_view resource, std::uint32_t shard) const {
+    auto* sh = const_cast<origin*>(this)->find(resource, shard);
+    return sh ? sh->cap : 0;
+  }
+  std::uint32_t epoch(std::string_view resource, std::uint32_t shard) const {
+    auto* sh = const_cast<origin*>(this)->find(resource, shard);
+    return sh ? sh->epoch : 0;
+  }
+  const origin_stats& stats() const noexcept { return stats_; }
+  lease::verification_key public_key() const { return key_.to_verification_key(); }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const msg::delegate_request& m) {
+    ++stats_.messages_in;
+    msg::delegate_reply out{m.resource, m.shard, status::ok, 0, {}, 0, std::nullopt};
+    auto* sh = find(m.resource, m.shard);
+    auto pk = lease::ed25519_public_key::from_bytes(m.public_key);
+    if (!sh || !pk) {
+      env_.count("bad_delegate_request");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+      return void(env_.send(from, out));
+    }
+    const auto now = env_.wall_now();
+    const bool renewal = sh->coordinator == from && sh->public_key == m.public_key && now < sh->not_after;
+    if (!renewal && sh->key && now < sh->not_after + 2 * cfg_.max_drift) {
+      // Held by another, or by this node under another key (it restarted):
+      // a new epoch only once no token of the old one can be honoured.
+      ++stats_.refused_delegations;
+      out.code = status::retry;
+      out.error = static_cast<std::uint32_t>(errc::shard_delegated);
+      out.retry_after_ms = static_cast<std::uint32_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(sh->not_after + 2 * cfg_.max_drift - now).count() + 1);
+      out.coordinator = sh->coordinator;
+      return void(env_.send(from, out));
+    }
+    sh->demand = std::min<std::uint64_t>(m.demand, resources_.find(m.resource)->second.spec.capacity);
+    rebalance(resources_.find(m.resource)->second, m.shard, now);
+    if (renewal) {
+      ++stats_.renewals;
+    } else {
+      ++stats_.certificates;
+      ++sh->epoch;
+      sh->coordinator = from;
+      sh->public_key = m.public_key;
+      sh->key.emplace(*pk, sh->epoch);
+      sh->not_before = now;
+      sh->batches.clear();  // batch ids are per epoch
+    }
+    sh->not_after = now + cfg_.certificate_validity;
+    certificate c{sh->resource, sh->index, sh->kind(), sh->cap, sh->epoch, sh->not_before, sh->not_after,
+                  {{from, m.public_key}}, 1};
+    auto sealed = seal_certificate(c, key_);
+    if (!sealed) {
+      env_.count("certificate_seal_failed");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::bad_certificate);
+      return void(env_.send(from, out));
+    }
+    out.certificate = std::move(*sealed);
+    env_.send(from, out);
+  }
+
+  void on_message(const address& from, const msg::stock_commit& m) {
+    ++stats_.messages_in;
+    msg::stock_ack out{m.resource, m.shard, m.batch, status::ok, 0};
+    auto* sh = find(m.resource, m.shard);
+    const auto now = env_.wall_now();
+    auto refuse_batch = [&](errc why, status code = status::refused) {
+      env_.count("stock_batch_refused");
+      out.code = code;
+      out.error = static_cast<std::uint32_t>(why);
+      env_.send(from, out);
+    };
+    if (!sh || sh->kind() != capacity_kind::stock) return refuse_batch(errc::unknown_shard);
+    // Only the coordinator of the current epoch, while its delegation lasts, commits.
+    if (m.epoch != sh->epoch || sh->coordinator != from || now >= sh->not_after)
+      return refuse_batch(errc::delegation_ended);
+    if (m.allocations.empty() || m.allocations.size() > cfg_.max_batch) return refuse_batch(errc::unknown_shard);
+    if (sh->batches.contains(m.batch)) {
+      ++stats_.duplicate_batches;
+      out.error = static_cast<std::uint32_t>(errc::duplicate_batch);
+      return void(env_.send(from, out));  // applied already: the same answer
+    }
+    std::uint64_t adding = 0;
+    for (auto& a : m.allocations) {
+      if (a.units == 0) return refuse_batch(errc::unknown_shard);
+      if (!sh->allocations.contains({a.holder, a.request_id})) adding += a.units;
+    }
+    if (sh->allocated + adding > sh->cap) return refuse_batch(errc::stock_exhausted);
+    for (auto& a : m.allocations)
+      if (sh->allocations.emplace(std::pair{a.holder, a.request_id}, a.units).second) {
+        sh->allocated += a.units;
+        ++stats_.allocations;
+      }
+    sh->batches.insert(m.batch);
+    ++stats_.batches;
+    env_.send(from, out);
+  }
+
+  // Messages meant for peers.
+  template <class M>
+  void on_message(const address&, const M&) {
+    ++stats_.messages_in;
+    env_.count("unexpected_message");
+  }
+
+ private:
+  struct resource_state;
+  struct shard_state {
+    std::string resource;
+    std::uint32_t index = 0;
+    const resource_state* owner = nullptr;
+    std::uint64_t cap = 0;      // the share: what may be honoured (or granted) now
+    std::uint64_t demand = 0;   // last reported by its coordinator
+    std::uint32_t epoch = 0;
+    address coordinator;
+    bytes public_key;
+    std::optional<lease::verification_key> key;
+    wall_time not_before{}, not_after{};
+    lease::permit_counter counter{0};            // concurrency
+    std::int64_t window = 0;                     // rate: the wall-clock second being counted
+    std::uint64_t window_count = 0;
+    std::map<std::uint64_t, std::pair<std::int64_t, std::uint64_t>> per_token;  // rate: fencing -> (second, count)
+    std::map<std::uint64_t, wall_time> token_deadline;                           // rate: when to forget a fencing
+    std::uint64_t allocated = 0;                                                 // stock
+    std::map<std::pair<address, std::uint64_t>, std::uint32_t> allocations;
+    std::set<std::uint64_t> batches;
+
+    capacity_kind kind() const;
+
+    /// Rate: at most cap requests in each wall-clock second over the shard,
+    /// and at most `permits` per second for each token.
+    std::error_code count_request(const lease::token& t, wall_time deadline, wall_time now) {
+      const auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      if (second != window) {
+        window = second;
+        window_count = 0;
+        std::erase_if(token_deadline, [&](auto& kv) {
+          if (now < kv.second) return false;
+          per_token.erase(kv.first);
+          return true;
+        });
+      }
+      auto& [tw, tc] = per_token[t.fencing];
+      if (tw != second) tw = second, tc = 0;
+      if (window_count + 1 > cap || tc + 1 > t.permits) {
+        if (tc == 0) per_token.erase(t.fencing);
+        return lease::make_error_code(lease::errc::over_capacity);
+      }
+      auto& d = token_deadline[t.fencing];
+      d = std::max(d, deadline);
+      ++window_count;
+      ++tc;
+      return {};
+    }
+    std::uint64_t held(wall_time now) {
+      if (kind() == capacity_kind::concurrency) return counter.in_use(now);
+      if (kind() == capacity_kind::stock) return allocated;
+      return 0;  // rate: a window of one second; a lower cap holds from the next second
+    }
+  };
+  struct resource_state {
+    resource_spec spec;
+    std::vector<shard_state> shards;
+  };
+
+  shard_state* find(std::string_view resource, std::uint32_t shard) {
+    auto it = resources_.find(resource);
+    if (it == resources_.end() || shard >= it->second.shards.size()) return nullptr;
+    return &it->second.shards[shard];
+  }
+
+  result<lease::token> refuse(std::error_code ec) {
+    ++stats_.refused;
+    if (ec == lease::errc::over_capacity) ++stats_.over_capacity;
+    env_.count("token_refused");
+    return ec;
+  }
+
+  /// Max-min fair targets by reported demand, what nobody wants spread
+  /// evenly. Only the asking shard's share moves (its coordinator hears of it
+  /// now, so a certificate's share is always what the origin honours): down
+  /// to its target at once, up to it only into room that no other shard holds
+  /// or still counts, so the shares (and what a shard still holds above its
+  /// share) never sum past C.
+  void rebalance(resource_state& res, std::uint32_t asking, wall_time now) {
+    const std::uint64_t C = res.spec.capacity;
+    std::vector<std::uint64_t> wants;
+    for (auto& sh : res.shards) wants.push_back(std::max<std::uint64_t>(sh.demand, 1));
+    auto target = max_min_fair(C, wants);
+    std::uint64_t given = 0;
+    for (auto t : target) given += t;
+    const std::uint64_t n = res.shards.size();
+    for (std::size_t i = 0; i < n; ++i) target[i] += (C - given) / n + (i < (C - given) % n ? 1 : 0);
+    auto& sh = res.shards[asking];
+    if (target[asking] <= sh.cap) {
+      sh.cap = target[asking];
+    } else {
+      std::uint64_t others = 0;
+      for (std::size_t j = 0; j < n; ++j)
+        if (j != asking) others += std::max(res.shards[j].cap, res.shards[j].held(now));
+      const std::uint64_t room = C > others ? C - others : 0;
+      sh.cap = std::max(sh.cap, std::min(target[asking], room));
+    }
+    sh.counter.set_capacity(static_cast<std::uint32_t>(sh.cap));
+  }
+
+  E env_;
+  lease::signing_key key_;
+  origin_config cfg_;
+  std::map<std::string, resource_state, std::less<>> resources_;
+  std::map<std::string, std::pair<resource_state*, std::uint32_t>, std::less<>> by_key_;
+  origin_stats stats_;
+};
+
+template <Env E>
+capacity_kind origin<E>::shard_state::kind() const {
+  return owner ? owner->spec.kind : capacity_kind::concurrency;
+}
+
+}  // namespace dcp::delegation

@@ -1,0 +1,448 @@
+#pragma once
+// delegation::peer: a client node of a delegating origin, in both its roles.
+//
+// As a client it obtains tokens for a shard of a resource from the shard's
+// coordinator (located by `peer_config::locate`, the DHT owner of
+// shard_key(resource, shard) in a deployment), checks the coordinator's
+// certificate against the origin's public key, checks that the token was
+// signed by that coordinator for that shard, renews held tokens at half
+// their life, and releases them. Stock: acquire() allocates units for good
+// and completes once the origin has confirmed them.
+//
+// As a coordinator it takes on a shard when asked for a token of it: it asks
+// the origin for a certificate (the origin grants it if the shard is free),
+// grants within the certificate's share (shard_coordinator), renews the
+// certificate every third of its validity reporting its demand, and commits
+// stock allocations to the origin in batches.
+//
+// Policy when no coordinator answers: the request is resent (to whoever
+// `locate` names then) every request_timeout, and a coordinator's "retry
+// after" is honoured; after give_up_after the call fails with timed_out.
+// Never a silent unbounded wait. Refusals fail at once with their reason.
+//
+// Message ids 1-7, default protocol id 140 (messages.hpp).
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/result.hpp"
+#include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/coordinator.hpp"
+#include "dcp/delegation/messages.hpp"
+
+namespace dcp::delegation {
+
+struct peer_config {
+  address origin;             ///< the origin (the overlay's entry point)
+  bytes origin_public_key;    ///< the root of trust: the origin's Ed25519 key (32 bytes)
+  /// Who coordinates a shard now (the DHT owner of its key); nullopt: unknown.
+  std::function<std::optional<address>(const std::string& resource, std::uint32_t shard)> locate;
+  duration token_ttl = 2s;        ///< a token's life; renewed at half of it
+  duration request_timeout = 200ms;
+  duration give_up_after = 10s;
+  duration batch_every = 20ms;    ///< stock: how often a coordinator commits a batch
+  std::size_t max_batch = 1024;
+
+  void validate() const {
+    if (origin_public_key.size() != lease::ed25519_key_size)
+      throw error(dcp::errc::invalid_config, "delegation::peer: origin_public_key must be the origin's 32-byte Ed25519 key");
+    if (!locate) throw error(dcp::errc::invalid_config, "delegation::peer: locate (who coordinates a shard) is required");
+    if (token_ttl <= 4 * request_timeout)
+      throw error(dcp::errc::invalid_config, "delegation::peer: token_ttl must exceed 4 x request_timeout (renewals need room)");
+    if (request_timeout <= duration::zero() || give_up_after < request_timeout)
+      throw error(dcp::errc::invalid_config, "delegation::peer: need 0 < request_timeout <= give_up_after");
+    if (batch_every <= duration::zero() || max_batch == 0)
+      throw error(dcp::errc::invalid_config, "delegation::peer: batch_every and max_batch must be > 0");
+  }
+};
+
+/// A token held, with the certificate that vouches for it.
+struct grant {
+  std::string resource;
+  std::uint32_t shard = 0;
+  lease::token token;    ///< checked: signed by the shard's coordinator, for this node
+  bytes sealed;          ///< what to present to the origin with each request
+  certificate cert;
+};
+
+template <Env E>
+class peer {
+ public:
+  using messages = msg::all;
+  static constexpr std::string_view name = "delegation_peer";
+  static constexpr protocol_id default_id = default_protocol_id;
+  template <class T>
+  using callback = std::function<void(result<T>)>;
+
+  peer(E env, peer_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) {
+    cfg_.validate();
+    origin_key_.emplace(lease::ed25519_public_key::from_bytes(cfg_.origin_public_key).value(), 0);
+    bytes seed(lease::ed25519_key_size);
+    for (auto& b : seed) b = static_cast<std::uint8_t>(env_.rng()());
+    auto k = lease::ed25519_private_key::from_seed(seed).value();
+    public_key_ = k.public_key().raw();
+    private_key_.emplace(std::move(k));
+  }
+  peer(const peer&) = delete;
+  peer& operator=(const peer&) = delete;
+
+  void start() {
+    ticker_.start(env_, std::min<duration>(cfg_.request_timeout / 2, 20ms), [this] { tick(); });
+  }
+
+  // ---- the client's side ----
+
+  /// A token for `permits` of shard `shard` (concurrency: held at once; rate:
+  /// per second), renewed while held; or, for a stock resource, `permits`
+  /// units allocated for good (completes once the origin confirmed them).
+  /// Errors: timed_out (no coordinator answered within give_up_after),
+  /// delegation errc (share_exhausted after retrying until give_up_after,
+  /// stock_exhausted, unknown_shard), bad_certificate / certificate_mismatch
+  /// (a coordinator the origin does not vouch for).
+  void acquire(std::string resource, std::uint32_t shard, std::uint32_t permits, callback<grant> done) {
+    if (resource.empty() || permits == 0) return later([done = std::move(done)] { done(dcp::make_error_code(dcp::errc::invalid_argument)); });
+    pending_request p;
+    p.req = msg::token_request{++nonce_, std::move(resource), shard, permits, 0, env_.rng()() | 1};
+    p.done = std::move(done);
+    p.first_sent = env_.now();
+    send_request(p);
+    requests_.emplace(p.req.nonce, std::move(p));
+  }
+  /// Stops renewing `g` and tells its coordinator (its permits return there
+  /// when the token expires: the origin may honour it until then).
+  void release(const grant& g) {
+    auto it = held_.find(g.token.fencing);
+    if (it == held_.end()) return;
+    if (auto c = cfg_.locate(g.resource, g.shard)) env_.send(*c, msg::token_release{g.resource, g.shard, g.token.fencing});
+    held_.erase(it);
+  }
+  /// Tokens held now (unexpired), each with its latest renewal.
+  std::vector<grant> holds() const {
+    std::vector<grant> out;
+    const auto now = env_.wall_now();
+    for (auto& [f, h] : held_)
+      if (now < h.g.token.expiry) out.push_back(h.g);
+    return out;
+  }
+  /// A held token expired without a renewal (its coordinator is gone, or its
+  /// delegation ended): stop presenting it.
+  void on_lost(std::function<void(const grant&)> fn) { on_lost_ = std::move(fn); }
+
+  // ---- the coordinator's side ----
+
+  /// Does this node coordinate the shard now (a valid certificate)?
+  bool coordinates(const std::string& resource, std::uint32_t shard) const {
+    auto it = slots_.find(shard_key(resource, shard));
+    return it != slots_.end() && it->second.active && it->second.active->cert().valid_at(env_.wall_now());
+  }
+  const shard_coordinator* coordinator_of(const std::string& resource, std::uint32_t shard) const {
+    auto it = slots_.find(shard_key(resource, shard));
+    return it == slots_.end() || !it->second.active ? nullptr : &*it->second.active;
+  }
+  const bytes& public_key() const noexcept { return public_key_; }
+
+  // ---- messages ----
+
+  void on_message(const address& from, const msg::token_request& m) {
+    if (m.resource.empty() || m.resource.size() > max_resource_name || m.permits == 0) return drop("bad_token_request");
+    msg::token_reply out{m.nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0};
+    auto& slot = slot_for(m.resource, m.shard);
+    const auto now = env_.wall_now();
+    if (!slot.active || !slot.active->cert().valid_at(now)) {
+      if (slot.refused) {
+        out.code = status::refused;
+        out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+      } else {
+        slot.unmet += m.permits;
+        ask_origin(slot);
+      }
+      out.retry_after_ms = retry_ms(slot);
+      return void(env_.send(from, out));
+    }
+    auto& sc = *slot.active;
+    out.certificate = sc.sealed_certificate();
+    if (sc.cert().kind == capacity_kind::stock) {
+      const msg::allocation a{from, m.request_id, m.permits};
+      using st = shard_coordinator::allocation_state;
+      if (sc.state_of(a) == st::confirmed) return reply_receipt(from, m.nonce, sc, a);
+      if (auto ec = sc.reserve(a)) {
+        out.code = status::refused;
+        out.error = static_cast<std::uint32_t>(ec.value());
+        return void(env_.send(from, out));
+      }
+      slot.awaiting[{from, m.request_id}] = m.nonce;  // answered when the origin confirms the batch
+      return;
+    }
+    auto t = m.renew_fencing ? sc.renew_grant(from, m.renew_fencing, cfg_.token_ttl, now)
+                             : sc.grant(from, m.permits, cfg_.token_ttl, now);
+    if (!t) {
+      const bool retry = t.error() == errc::share_exhausted;
+      out.code = retry ? status::retry : status::refused;
+      out.error = static_cast<std::uint32_t>(t.error().value());
+      out.retry_after_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.token_ttl / 4).count());
+      return void(env_.send(from, out));
+    }
+    out.code = status::ok;
+    out.error = 0;
+    out.token = std::move(*t);
+    env_.send(from, out);
+  }
+
+  void on_message(const address& from, const msg::token_release& m) {
+    auto it = slots_.find(shard_key(m.resource, m.shard));
+    if (it == slots_.end() || !it->second.active) return drop("release_for_unknown_shard");
+    it->second.active->release(from, m.fencing);
+  }
+
+  void on_message(const address& from, const msg::delegate_reply& m) {
+    if (from != cfg_.origin) return drop("delegate_reply_not_from_origin");
+    auto it = slots_.find(shard_key(m.resource, m.shard));
+    if (it == slots_.end() || !it->second.asking) return drop("unsolicited_delegate_reply");
+    auto& slot = it->second;
+    slot.asking = false;
+    const auto now_steady = env_.now();
+    if (m.code == status::refused) {
+      slot.refused = true;
+      return;
+    }
+    if (m.code == status::retry) {
+      slot.next_ask = now_steady + std::chrono::milliseconds(std::min<std::uint32_t>(m.retry_after_ms, 60'000));
+      return;
+    }
+    auto c = open_certificate(m.certificate, *origin_key_);
+    if (!c || c->resource != m.resource || c->shard != m.shard || !c->coordinator(env_.self()) ||
+        c->coordinator(env_.self())->public_key != public_key_)
+      return drop("bad_certificate_from_origin");
+    slot.next_ask = now_steady + std::chrono::duration_cast<duration>((c->not_after - c->not_before) / 3);
+    if (slot.active && slot.active->cert().epoch == c->epoch) {
+      slot.active->renew(std::move(*c), m.certificate);
+    } else {
+      slot.active.emplace(std::move(*c), m.certificate, lease::signing_key(*private_key_, c->epoch));
+      slot.inflight_batch.reset();
+    }
+  }
+
+  void on_message(const address& from, const msg::stock_ack& m) {
+    if (from != cfg_.origin) return drop("stock_ack_not_from_origin");
+    auto it = slots_.find(shard_key(m.resource, m.shard));
+    if (it == slots_.end() || !it->second.active || !it->second.inflight_batch || it->second.inflight_batch->first != m.batch)
+      return drop("unsolicited_stock_ack");
+    auto& slot = it->second;
+    auto batch = std::move(slot.inflight_batch->second);
+    slot.inflight_batch.reset();
+    if (m.code != status::ok) {
+      slot.active->unreserve(batch);
+      for (auto& a : batch)
+        if (auto w = slot.awaiting.find({a.holder, a.request_id}); w != slot.awaiting.end()) {
+          env_.send(a.holder, msg::token_reply{w->second, status::refused, m.error, {}, {}, 0});
+          slot.awaiting.erase(w);
+        }
+      return;
+    }
+    slot.active->confirmed(batch);
+    for (auto& a : batch)
+      if (auto w = slot.awaiting.find({a.holder, a.request_id}); w != slot.awaiting.end()) {
+        reply_receipt(a.holder, w->second, *slot.active, a);
+        slot.awaiting.erase(w);
+      }
+  }
+
+  void on_message(const address& from, const msg::token_reply& m) {
+    auto it = requests_.find(m.nonce);
+    if (it == requests_.end()) return drop("unsolicited_token_reply");
+    auto& p = it->second;
+    if (m.code == status::retry) {
+      p.resend_at = env_.now() + std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 5, 5'000));
+      p.last_error = static_cast<errc>(m.error);
+      return;
+    }
+    if (m.code == status::refused) return finish(it, make_error_code(static_cast<errc>(m.error)));
+    auto c = open_certificate(m.certificate, *origin_key_);
+    if (!c) return finish(it, c.error());
+    if (!c->valid_at(env_.wall_now())) return finish(it, make_error_code(errc::certificate_expired));
+    if (!c->coordinator(from)) return finish(it, make_error_code(errc::certificate_mismatch));
+    auto t = check_token(m.token, *c);
+    if (!t) return finish(it, t.error());
+    if (t->holder != env_.self() || t->resource != shard_key(p.req.resource, p.req.shard) || t->permits != p.req.permits)
+      return finish(it, make_error_code(errc::certificate_mismatch));
+    grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c)};
+    if (g.cert.kind != capacity_kind::stock) held_[g.token.fencing] = held_token{g, env_.now()};
+    finish(it, std::move(g));
+  }
+
+  void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
+
+ private:
+  struct pending_request {
+    msg::token_request req;
+    callback<grant> done;
+    time_point first_sent{}, resend_at{};
+    duration backoff{};
+    std::optional<errc> last_error;
+  };
+  struct held_token {
+    grant g;
+    time_point renewed{};    // when the last renewal was sent
+  };
+  struct slot {
+    std::string resource;
+    std::uint32_t shard = 0;
+    std::optional<shard_coordinator> active;
+    bool asking = false, refused = false;
+    time_point next_ask{}, asked_at{};
+    std::uint64_t unmet = 0;
+    std::optional<std::pair<std::uint64_t, std::vector<msg::allocation>>> inflight_batch;
+    time_point batch_sent{};
+    std::map<std::pair<address, std::uint64_t>, std::uint64_t> awaiting;  // (holder, request id) -> nonce
+  };
+
+  void drop(std::string_view why) { env_.count(why); }
+  void later(std::function<void()> fn) { env_.arm(duration::zero(), std::move(fn)); }
+
+  std::uint32_t retry_ms(const slot& s) const {
+    (void)s;
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.request_timeout / 2).count()) + 1;
+  }
+
+  slot& slot_for(const std::string& resource, std::uint32_t shard) {
+    auto [it, fresh] = slots_.try_emplace(shard_key(resource, shard));
+    if (fresh) {
+      it->second.resource = resource;
+      it->second.shard = shard;
+    }
+    return it->second;
+  }
+
+  void ask_origin(slot& s) {
+    const auto now = env_.now();
+    if (s.asking && now - s.asked_at < cfg_.request_timeout) return;
+    if (!s.asking && now < s.next_ask) return;
+    s.asking = true;
+    s.asked_at = now;
+    std::uint64_t demand = s.unmet;
+    s.unmet = 0;
+    if (s.active) demand += s.active->take_demand();
+    env_.send(cfg_.origin, msg::delegate_request{s.resource, s.shard, public_key_, demand});
+  }
+
+  void send_request(pending_request& p) {
+    p.resend_at = env_.now() + cfg_.request_timeout;
+    if (auto c = cfg_.locate(p.req.resource, p.req.shard)) env_.send(*c, p.req);
+  }
+
+  void finish(typename std::map<std::uint64_t, pending_request>::iterator it, result<grant> r) {
+    auto done = std::move(it->second.done);
+    requests_.erase(it);
+    done(std::move(r));
+  }
+
+  void reply_receipt(const address& to, std::uint64_t nonce, shard_coordinator& sc, const msg::allocation& a) {
+    msg::token_reply out{nonce, status::ok, 0, sc.sealed_certificate(), {}, 0};
+    auto r = sc.receipt(a);
+    if (!r) {
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::bad_certificate);
+    } else {
+      out.token = std::move(*r);
+    }
+    env_.send(to, out);
+  }
+
+  void tick() {
+    const auto now = env_.now();
+    const auto wall = env_.wall_now();
+    // Client: resend what is unanswered; give up after give_up_after.
+    for (auto it = requests_.begin(); it != requests_.end();) {
+      auto& p = it->second;
+      auto next = std::next(it);
+      if (now - p.first_sent > cfg_.give_up_after) {
+        auto ec = p.last_error ? make_error_code(*p.last_error) : dcp::make_error_code(dcp::errc::timed_out);
+        finish(it, ec);
+      } else if (now >= p.resend_at) {
+        send_request(p);
+      }
+      it = next;
+    }
+    // Client: renew held tokens at half their life; report the lost.
+    std::vector<grant> lost;
+    for (auto it = held_.begin(); it != held_.end();) {
+      auto& h = it->second;
+      if (wall >= h.g.token.expiry) {
+        lost.push_back(std::move(h.g));
+        it = held_.erase(it);
+        continue;
+      }
+      if (wall >= h.g.token.expiry - cfg_.token_ttl / 2 && now - h.renewed >= cfg_.request_timeout) {
+        h.renewed = now;
+        renew(h.g);
+      }
+      ++it;
+    }
+    for (auto& g : lost)
+      if (on_lost_) on_lost_(g);
+    // Coordinator: renew certificates, commit stock batches, drop ended delegations.
+    for (auto& [key, s] : slots_) {
+      if (s.active && wall >= s.active->cert().not_after) {
+        s.active.reset();
+        s.inflight_batch.reset();
+        for (auto& [who, nonce] : s.awaiting)
+          env_.send(who.first, msg::token_reply{nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0});
+        s.awaiting.clear();
+      }
+      if (s.active && now >= s.next_ask) ask_origin(s);
+      else if (s.asking && now - s.asked_at >= cfg_.request_timeout) ask_origin(s);
+      if (s.active && s.active->cert().kind == capacity_kind::stock) flush_batch(s, now);
+    }
+  }
+
+  void renew(const grant& g) {
+    pending_request p;
+    p.req = msg::token_request{++nonce_, g.resource, g.shard, g.token.permits, g.token.fencing, 0};
+    p.first_sent = env_.now();
+    const auto fencing = g.token.fencing;
+    p.done = [this, fencing](result<grant> r) {
+      auto it = held_.find(fencing);
+      if (it == held_.end()) return;  // released meanwhile
+      if (r) it->second.g = std::move(*r);
+    };
+    send_request(p);
+    requests_.emplace(p.req.nonce, std::move(p));
+  }
+
+  void flush_batch(slot& s, time_point now) {
+    if (s.inflight_batch) {
+      if (now - s.batch_sent >= cfg_.request_timeout) {  // unanswered: the same batch again (idempotent)
+        s.batch_sent = now;
+        env_.send(cfg_.origin, msg::stock_commit{s.resource, s.shard, s.active->cert().epoch, s.inflight_batch->first,
+                                                 s.inflight_batch->second});
+      }
+      return;
+    }
+    if (now - s.batch_sent < cfg_.batch_every) return;
+    auto b = s.active->next_batch(cfg_.max_batch);
+    if (b.second.empty()) return;
+    s.batch_sent = now;
+    env_.send(cfg_.origin, msg::stock_commit{s.resource, s.shard, s.active->cert().epoch, b.first, b.second});
+    s.inflight_batch = std::move(b);
+  }
+
+  E env_;
+  peer_config cfg_;
+  std::optional<lease::verification_key> origin_key_;
+  std::optional<lease::ed25519_private_key> private_key_;
+  bytes public_key_;
+  std::uint64_t nonce_ = 0;
+  std::map<std::uint64_t, pending_request> requests_;  // by nonce
+  std::map<std::uint64_t, held_token> held_;           // by fencing
+  std::map<std::string, slot> slots_;                  // by shard key
+  std::function<void(const grant&)> on_lost_;
+  periodic<E> ticker_;
+};
+
+}  // namespace dcp::delegation
