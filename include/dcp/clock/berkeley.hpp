@@ -18,7 +18,9 @@
 // The daemon is replaced by an election (any dcp::election::Election; the
 // Bully algorithm, which detects a crashed leader by probing, is the usual
 // choice): this class polls only while the election says this node leads and
-// answers only the leader's polls. A daemon that crashes mid-round leaves
+// answers only the leader's polls; a poll from anyone else means the
+// election has not settled (two daemons, or a lost COORDINATOR), and the
+// member starts a new election. A daemon that crashes mid-round leaves
 // nothing behind: its members keep their clocks, and the next leader's first
 // round synchronizes them again.
 //
@@ -146,7 +148,14 @@ class berkeley {
   // ---- member side ----
   void on_message(const address& from, const berkeley_msg::poll& m) {
     if (!member(from)) return;
-    if (election_.leader() != from) return env_.count("poll_not_from_leader");
+    if (election_.leader() != from) {
+      // Two daemons, or a member that missed the last COORDINATOR: the
+      // election is not settled (Bully under loss can leave it so), so ask
+      // for a new one rather than follow either.
+      env_.count("poll_not_from_leader");
+      if (!election_.electing()) election_.start_election();
+      return;
+    }
     const time_point now = env_.now();
     polled_ = polled_state{{from, m.round}, now};
     env_.send(from, berkeley_msg::reading{m.round, clock_.target(now).time_since_epoch().count()});
