@@ -6,7 +6,7 @@
 // 1989; Mills, RFC 5905; Tanenbaum & van Steen ch. 6, fig. 6-6.) Every
 // poll_interval the client sends REQUEST(id, t1); the server stamps t2 on
 // receipt and t3 on reply; the client stamps t4. The sample (see
-// time_sample.hpp) gives an offset and an error bound δ/2 + ρ(t4-t1) +
+// time_sample.hpp) gives an offset and an error bound δ/2 + (ρ+σ)(t4-t1) +
 // server error; the client keeps the last `filter_window` samples and steers
 // its disciplined clock to the best one (least aged bound), by slewing, never
 // stepping back. synchronized_now() is that clock, error_bound() its bound

@@ -12,10 +12,11 @@
 // in θ ± δ/2 (both one-way delays are >= 0). Clocks drift while the request
 // is out, so the bound this code reports is
 //
-//     δ/2 + ρ·(t4 - t1) + server error + resolution
+//     δ/2 + (ρ + σ)·(t4 - t1) + server error + resolution
 //
-// with ρ the client's drift bound and "server error" the bound the server
-// itself reported on its clock (zero for a reference clock). Cristian's
+// with ρ the client's drift bound, σ how fast the served clock may slew
+// (a server that is itself synchronized), and "server error" the bound the
+// server reported on its clock (zero for a reference clock). Cristian's
 // algorithm is the case t2 = t3 (the server reads its clock once).
 //
 // Timestamps come from the network: check() refuses a sample whose times
@@ -53,14 +54,19 @@ struct sample_limits {
   duration max_offset = 24h;        ///< an offset above this is a bogus timestamp, not a clock
   duration max_server_error = 10s;  ///< a server error bound above this is refused
   duration resolution = 1us;        ///< timestamp resolution, added to every bound
-  double drift_bound = 100e-6;      ///< ρ: the client clock's drift rate bound (100 ppm)
+  double drift_bound = 100e-6;      ///< ρ: drift rate bound of the client's clock against the server's (100 ppm)
+  /// How fast the server's clock, as served, may run off the true rate while
+  /// a request is out: a server that is itself disciplined slews (adjtime's
+  /// 500 ppm) and corrects its frequency (500 ppm). Only the exchange is
+  /// affected; afterwards the estimate ages at drift_bound.
+  double server_rate_bound = 1e-3;
 
   void validate() const {
     if (max_delay <= duration::zero() || max_turnaround < duration::zero() || max_offset <= duration::zero() ||
         max_server_error < duration::zero() || resolution < duration::zero())
       throw error(errc::invalid_config, "time_sample: limits must be positive");
-    if (!(drift_bound >= 0 && drift_bound < 0.01))
-      throw error(errc::invalid_config, "time_sample: drift_bound must be in [0, 0.01)");
+    if (!(drift_bound >= 0 && drift_bound < 0.01) || !(server_rate_bound >= 0 && server_rate_bound <= 0.1))
+      throw error(errc::invalid_config, "time_sample: drift_bound must be in [0, 0.01), server_rate_bound in [0, 0.1]");
   }
 };
 
@@ -106,7 +112,7 @@ struct offset_estimate {
 /// The estimate of a checked sample (call check() first).
 inline offset_estimate estimate(const time_sample& s, duration server_error, const sample_limits& l) noexcept {
   const duration d = s.delay();
-  const double drift = l.drift_bound * static_cast<double>((s.t4 - s.t1).count());
+  const double drift = (l.drift_bound + l.server_rate_bound) * static_cast<double>((s.t4 - s.t1).count());
   // delay/2 rounded up, plus one nanosecond for the halving of the offset.
   const duration e = (d + 1ns) / 2 + 1ns + duration(static_cast<std::int64_t>(std::ceil(drift))) + server_error + l.resolution;
   return {s.offset(), d, e, s.t4};
