@@ -372,6 +372,28 @@ TEST_CASE("berkeley: members of a round within their bounds after every event; t
   }
 }
 
+TEST_CASE("berkeley: a partition makes two daemons; once healed, one daemon again and everyone follows it; 30 seeds") {
+  for (std::uint64_t seed = 1; seed <= 30; ++seed) {
+    const std::uint32_t n = 6;
+    berkeley_world bw(seed, n, 1ms, 0.01);
+    for (std::uint32_t i = 0; i < n; ++i) bw.w.set_clock(i, uniform_skew(bw.w.rng(), 20ms), uniform_drift(bw.w.rng()));
+    INFO("seed " << seed);
+    bw.w.run_for(3s);
+    bw.w.partition({{0, 1, 2}, {3, 4, 5}});
+    bw.w.run_for(5s);
+    CHECK(bw.w.get<berk>(2, berk::default_id).is_daemon());  // each side has its own
+    CHECK(bw.w.get<berk>(5, berk::default_id).is_daemon());
+    CHECK(bw.w.get<berk>(0, berk::default_id).applied_round()->daemon == address::sim(2));
+    bw.w.heal();
+    bw.w.run_for(5s);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      auto& b = bw.w.get<berk>(i, berk::default_id);
+      CHECK(b.is_daemon() == (i == n - 1));
+      CHECK(b.applied_round()->daemon == address::sim(n - 1));
+    }
+  }
+}
+
 TEST_CASE("berkeley: the fault-tolerant average leaves a wild clock out") {
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     const std::uint32_t n = 5;

@@ -40,7 +40,10 @@
 // absurd offsets, adjustments not from the daemon polled or over
 // max_adjustment are counted and never applied. Not tolerated: a daemon that
 // lies about adjustments within max_adjustment (members trust their leader),
-// and partitions (each side elects a daemon and agrees on its own average).
+// and partitions while they last (each side elects a daemon and agrees on
+// its own average; once healed, polls across the old split start elections
+// until one daemon is left). A round during which another daemon's
+// adjustment moved the daemon's clock is dropped ("round_disturbed").
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -166,6 +169,7 @@ class berkeley {
     const auto limit = cfg_.max_adjustment.count();
     if (m.delta > limit || m.delta < -limit || m.error < 0 || m.error > limit) return env_.count("absurd_adjustment");
     clock_.adjust_by(env_.now(), duration(m.delta), {duration(m.error), polled_->at, cfg_.drift_bound});
+    ++adjustments_;
     applied_ = polled_->round;
     polled_.reset();
   }
@@ -175,6 +179,7 @@ class berkeley {
     auto r = member(from);
     if (!r) return;
     if (!round_ || m.round != round_->id) return env_.count("unexpected_reading");
+    if (round_->adjustments != adjustments_) return env_.count("round_disturbed");  // see finish_round
     auto& slot = round_->readings[*r];
     if (slot) return env_.count("duplicate_reading");
     const time_point t4 = clock_.target(env_.now());
@@ -194,6 +199,7 @@ class berkeley {
   };
   struct round_state {
     std::uint64_t id;
+    std::uint64_t adjustments;  ///< adjustments_ at the poll
     time_point t1;          ///< the poll, in the daemon's (target) clock
     time_point local;       ///< the poll, in the daemon's local clock
     std::vector<std::optional<estimate>> readings;  ///< by rank: bounded by the group
@@ -216,7 +222,7 @@ class berkeley {
     }
     if (round_) env_.count("round_overran");  // the window timer always ends a round first
     const time_point now = env_.now();
-    round_ = round_state{++next_round_, clock_.target(now), now, std::vector<std::optional<estimate>>(group_.size())};
+    round_ = round_state{++next_round_, adjustments_, clock_.target(now), now, std::vector<std::optional<estimate>>(group_.size())};
     round_->readings[rank_] = estimate{0, 0};
     for (std::size_t r = 0; r < group_.size(); ++r)
       if (r != rank_) env_.send(group_.member(r), berkeley_msg::poll{round_->id});
@@ -231,6 +237,9 @@ class berkeley {
     round_state done = std::move(*round_);
     round_.reset();
     if (!is_daemon()) return env_.count("round_abandoned");
+    // An adjustment from another daemon (while the election settles) moved
+    // this clock after the poll: the offsets measured no longer refer to it.
+    if (done.adjustments != adjustments_) return env_.count("round_disturbed");
     // Fault-tolerant average: the largest set of offsets within fta_width of
     // each other; among sets of equal size, the one whose mean is nearest
     // the daemon's clock (the fewest and smallest corrections).
@@ -263,6 +272,7 @@ class berkeley {
       env_.send(group_.member(r), berkeley_msg::adjust{done.id, avg - e.offset, error});
     }
     clock_.adjust_by(env_.now(), duration(avg), {cfg_.resolution, done.local, rho});
+    ++adjustments_;
     applied_ = berkeley_round{env_.self(), done.id};
     polled_.reset();
     ++rounds_completed_;
@@ -274,7 +284,7 @@ class berkeley {
   berkeley_config cfg_;
   disciplined_clock clock_;
   std::size_t rank_ = 0;
-  std::uint64_t next_round_ = 0, rounds_completed_ = 0;
+  std::uint64_t next_round_ = 0, rounds_completed_ = 0, adjustments_ = 0;
   std::optional<round_state> round_;
   std::optional<polled_state> polled_;
   std::optional<berkeley_round> applied_;
