@@ -536,3 +536,82 @@ TEST_CASE("reference_broadcast: receipts and beacons from the wrong party, or ab
     c.add<rbs>(rbs::default_id, group::static_group::sim(3), reference_broadcast_config{.beacon = address::sim(1)});
   }), dcp::error);
 }
+
+// ---------------------------------------------------------------- hostile input, at random
+
+namespace {
+std::int64_t hostile_number(rng& r, std::int64_t near) {
+  switch (r.below(6)) {
+    case 0: return std::numeric_limits<std::int64_t>::max();
+    case 1: return std::numeric_limits<std::int64_t>::min();
+    case 2: return 0;
+    case 3: return near + r.between(-50'000'000, 50'000'000);
+    case 4: return -near;
+    default: return static_cast<std::int64_t>(r());
+  }
+}
+}  // namespace
+
+TEST_CASE("random hostile messages to all three: no crash, tables bounded, clocks monotone; 20 seeds") {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    INFO("seed " << seed);
+    const std::uint32_t n = 4;
+    simulator w(seed, [] { sim::config c; c.network.delay = sim::latency::uniform(500us, 1500us); return c; }());
+    // Nodes 0..3: Cristian (0 the server), Bully + Berkeley, RBS receivers; node 4: the RBS beacon.
+    reference_broadcast_config rcfg{.beacon = address::sim(n), .beacon_interval = 100ms, .window = 16};
+    w.add_nodes(n + 1, [=](sim::node_context& c) {
+      if (c.index() < n) {
+        c.add<ntp>(ntp::default_id, c.index() == 0 ? cristian_config{} : cristian_config{.server = address::sim(0), .poll_interval = 100ms});
+        auto& e = c.add<bully>(bully::default_id, group::static_group::sim(n));
+        c.add<berk>(berk::default_id, e, group::static_group::sim(n), berkeley_config{.poll_interval = 300ms, .reply_window = 100ms});
+      }
+      c.add<rbs>(rbs::default_id, group::static_group::sim(n), rcfg);
+    });
+    for (std::uint32_t i = 0; i <= n; ++i) w.set_clock(i, uniform_skew(w.rng(), 20ms), uniform_drift(w.rng()));
+    std::vector<monotone_watch> a(n), b(n), c(n);
+    auto watch_all = [&] {
+      for (std::uint32_t i = 0; i < n; ++i) {
+        auto& p = w.get<ntp>(i, ntp::default_id);
+        a[i].check(w.local_now(i), p.synchronized_now(), p.clock());
+        auto& q = w.get<berk>(i, berk::default_id);
+        b[i].check(w.local_now(i), q.synchronized_now(), q.clock());
+        auto& r = w.get<rbs>(i, rbs::default_id);
+        c[i].check(w.local_now(i), r.synchronized_now(), r.clock());
+        REQUIRE(r.receipts_held() <= rcfg.window * n);
+      }
+    };
+    w.after_event(watch_all);
+    rng& r = w.rng();
+    for (int k = 0; k < 3000; ++k) {
+      w.run_for(duration(r.between(0, 2'000'000)));
+      const auto to = static_cast<std::uint32_t>(r.below(n));
+      const address from = address::sim(static_cast<std::uint32_t>(r.below(n + 3)));  // members, the beacon, strangers
+      const std::int64_t near = w.local_now(to).time_since_epoch().count();
+      const auto u = static_cast<std::uint64_t>(hostile_number(r, near));
+      switch (r.below(7)) {
+        case 0: w.get<ntp>(to, ntp::default_id).on_message(from, cristian_msg::request{u, hostile_number(r, near)}); break;
+        case 1:
+          w.get<ntp>(to, ntp::default_id).on_message(from, cristian_msg::reply{u, hostile_number(r, near), hostile_number(r, near),
+                                                                               hostile_number(r, near), hostile_number(r, 0)});
+          break;
+        case 2: w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::poll{u}); break;
+        case 3: w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::reading{u, hostile_number(r, near)}); break;
+        case 4: w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::adjust{u, hostile_number(r, 0), hostile_number(r, 0)}); break;
+        case 5: w.get<rbs>(to, rbs::default_id).on_message(from, rbs_msg::beacon{u}); break;
+        default: w.get<rbs>(to, rbs::default_id).on_message(from, rbs_msg::receipt{u, hostile_number(r, near)}); break;
+      }
+      watch_all();
+    }
+    const auto& m = w.metrics();
+    CHECK(m.counter(ntp::default_id, "unexpected_reply") + m.counter(ntp::default_id, "reply_not_from_server") > 100);
+    CHECK(m.counter(berk::default_id, "unexpected_adjust") + m.counter(berk::default_id, "absurd_adjustment") > 100);
+    CHECK(m.counter(berk::default_id, "unexpected_reading") + m.counter(berk::default_id, "not_a_member") > 100);
+    CHECK(m.counter(rbs::default_id, "not_a_receiver") + m.counter(rbs::default_id, "beacon_not_from_beacon") > 100);
+    CHECK(m.counter(rbs::default_id, "absurd_receipt") + m.counter(rbs::default_id, "stale_receipt") > 10);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      CHECK(w.get<ntp>(i, ntp::default_id).clock().monotonic_guard_hits() == 0);
+      CHECK(w.get<berk>(i, berk::default_id).clock().monotonic_guard_hits() == 0);
+      CHECK(w.get<rbs>(i, rbs::default_id).clock().monotonic_guard_hits() == 0);
+    }
+  }
+}

@@ -44,6 +44,8 @@
 // its own average; once healed, polls across the old split start elections
 // until one daemon is left). A round during which another daemon's
 // adjustment moved the daemon's clock is dropped ("round_disturbed").
+//
+// Not thread-safe: call from one thread or strand, like the rest of dcp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -28,6 +28,8 @@
 // self-consistent (a falseticker; NTP needs several servers and Marzullo's
 // intersection for that), and a server that is down (the client keeps its
 // last correction; its bound grows by ρ per second).
+//
+// Not thread-safe: call from one thread or strand, like the rest of dcp.
 #include <cstdint>
 #include <optional>
 #include <string_view>

@@ -39,6 +39,8 @@
 // max_frequency are counted and not applied. Not tolerated: a beacon whose
 // deliveries differ by more than J (a bound that is then wrong, though
 // inconsistent points are flagged), a receiver lying within J.
+//
+// Not thread-safe: call from one thread or strand, like the rest of dcp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -150,6 +152,12 @@ class reference_broadcast {
     return peer_time{local + duration(std::llround(off)), f->bound_at(x), f->b, f->n};
   }
   const disciplined_clock& clock() const noexcept { return clock_; }
+  /// Reception times held, own and peers': at most window × receivers.
+  std::size_t receipts_held() const noexcept {
+    std::size_t n = own_.size();
+    for (const auto& p : peers_) n += p.size();
+    return n;
+  }
 
   void on_message(const address& from, const rbs_msg::beacon& m) {
     if (is_beacon_ || from != cfg_.beacon) return env_.count("beacon_not_from_beacon");
