@@ -166,6 +166,12 @@ class reference_broadcast {
     if (own_.size() >= cfg_.window && m.seq < own_.begin()->first) return env_.count("stale_beacon");
     own_[m.seq] = now.time_since_epoch().count();
     if (own_.size() > cfg_.window) own_.erase(own_.begin());
+    // Receipts that came before this beacon could not be checked then.
+    for (auto& theirs : peers_)
+      if (auto t = theirs.find(m.seq); t != theirs.end() && absurd(t->second, now.time_since_epoch().count())) {
+        theirs.erase(t);
+        env_.count("absurd_receipt");
+      }
     for (std::size_t r = 0; r < group_.size(); ++r)
       if (r != rank_) env_.send(group_.member(r), rbs_msg::receipt{m.seq, now.time_since_epoch().count()});
     if (reference_rank_ != rank_) discipline();
@@ -175,9 +181,7 @@ class reference_broadcast {
     auto r = group_.rank_of(from);
     if (is_beacon_ || !r || *r == rank_) return env_.count("not_a_receiver");
     if (auto mine = own_.find(m.seq); mine != own_.end()) {
-      __extension__ using wide = __int128;
-      const wide d = static_cast<wide>(m.time) - mine->second;
-      if (d > cfg_.max_offset.count() || d < -cfg_.max_offset.count()) return env_.count("absurd_receipt");
+      if (absurd(m.time, mine->second)) return env_.count("absurd_receipt");
     } else if (!own_.empty() && m.seq < own_.begin()->first) {
       return env_.count("stale_receipt");
     }
@@ -198,7 +202,8 @@ class reference_broadcast {
     duration bound_at(double x) const {
       double s = 0;
       for (double xk : xs) s += std::abs(1.0 / static_cast<double>(n) + (x - mean_x) * (xk - mean_x) / sxx);
-      return duration(static_cast<std::int64_t>(std::ceil(jitter * s)) + 2);
+      const double ns = std::ceil(jitter * s) + 2;
+      return ns < 9e18 ? duration(static_cast<std::int64_t>(ns)) : duration::max();
     }
     /// J' Σ|x_k - x̄| / Sxx: how fast the bound grows per local nanosecond
     double growth() const {
@@ -208,6 +213,13 @@ class reference_broadcast {
     }
   };
 
+  /// A peer's reception time further than max_offset from ours (any 64-bit values).
+  bool absurd(std::int64_t theirs, std::int64_t mine) const noexcept {
+    __extension__ using wide = __int128;
+    const wide d = static_cast<wide>(theirs) - mine;
+    return d > cfg_.max_offset.count() || d < -cfg_.max_offset.count();
+  }
+
   std::optional<line> fit(std::size_t peer, bool count = true) {
     struct point { double x, y; };
     std::vector<point> pts;
@@ -215,7 +227,7 @@ class reference_broadcast {
     if (own_.empty()) return std::nullopt;
     const time_point x0(duration(own_.rbegin()->second));
     for (const auto& [seq, mine] : own_)
-      if (auto t = theirs.find(seq); t != theirs.end())
+      if (auto t = theirs.find(seq); t != theirs.end() && !absurd(t->second, mine))
         pts.push_back({static_cast<double>(mine - x0.time_since_epoch().count()), static_cast<double>(t->second - mine)});
     const double jitter = static_cast<double>(cfg_.receive_jitter.count()) * (1 + 2 * cfg_.drift_bound) +
                           2 * static_cast<double>(cfg_.resolution.count()) + 2;
@@ -238,6 +250,12 @@ class reference_broadcast {
         if (excess > worst_excess) worst = k, worst_excess = excess;
       }
       if (worst == pts.size()) {
+        // Two real oscillators differ by parts per million; a fitted rate of
+        // 1% is made of bad points (or hostile ones within max_offset).
+        if (!(std::abs(b) <= 0.01)) {
+          if (count) env_.count("fit_rate_absurd");
+          return std::nullopt;
+        }
         line l{x0, a, b, mx, sxx, jitter, {}, pts.size()};
         l.xs.reserve(pts.size());
         for (auto& p : pts) l.xs.push_back(p.x);
