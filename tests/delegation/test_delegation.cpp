@@ -188,7 +188,7 @@ TEST_CASE("delegation: a lying coordinator wastes its own share, never more; for
   CHECK(admitted == share_a);
   CHECK(org.stats().over_capacity == 20 - share_a);
   for (std::uint64_t i = 1; i <= 20; ++i)
-    org.admit(b.sign(b.cert->epoch, "db#1", address::sim(200 + i), 1, i, exp), now);
+    (void)org.admit(b.sign(b.cert->epoch, "db#1", address::sim(200 + i), 1, i, exp), now);
   CHECK(org.in_use("db", now) == 10);  // never above C
 
   // Each bad token is refused with its own error, and changes nothing.
@@ -203,7 +203,7 @@ TEST_CASE("delegation: a lying coordinator wastes its own share, never more; for
   CHECK(org.admit(b.sign(a.cert->epoch, "db#0", address::sim(300), 1, 1, exp), now).error() == lease::errc::bad_signature);
   // Replayed after release: refused.
   auto first = a.sign(a.cert->epoch, "db#0", address::sim(101), 1, 1, exp);
-  CHECK(org.release("db", 0, 1));
+  CHECK(org.release(lease::token{"db#0", address::sim(101), 1, 1, exp}));
   CHECK(org.admit(first, now).error() == lease::errc::released);
   CHECK(org.in_use("db", now) == 9);
   // A token that claims to outlive its delegation is honoured only until the delegation ends.
@@ -246,7 +246,7 @@ TEST_CASE("delegation: never above capacity at the origin through a surge and co
         }
         s.w.after(duration(s.w.rng().between(20'000'000, 400'000'000)), [&, i, l, gr = *g, ok = admitted.has_value()] {
           if (auto* p = s.peer(i); p && life[i] == l) {
-            if (ok) s.org().release("db", gr.shard, gr.token.fencing);
+            if (ok) s.org().release(gr.token);
             p->release(gr);
             loop(i, l);
           }

@@ -7,9 +7,12 @@
 // signed with this coordinator's key (key id = epoch), for
 // shard_key(resource, shard), with a fencing token unique across epochs
 // (epoch << 32 | sequence) and an expiry never past the certificate's
-// not_after. A holder renews (same fencing, later expiry); a released grant's
-// permits return only when its token expires, since the origin may still be
-// honouring it until then. Expired grants free their permits.
+// not_after. A holder renews (same fencing, later expiry). A release frees
+// the permits at once: the holder releases at the origin first, after its
+// last request, so the origin has stopped honouring the token; a holder that
+// lies about it wastes permits (the origin refuses the next grant as over
+// capacity until the old token expires) but cannot exceed the share.
+// Expired grants free their permits.
 //
 // Stock: an allocation is reserved here, sent to the origin in the next
 // batch, and confirmed (a receipt token) only once the origin has applied the
@@ -55,7 +58,7 @@ class shard_coordinator {
     const auto expiry = std::min(now + ttl, cert_.not_after);
     auto sealed = seal(holder, permits, fencing, expiry);
     if (!sealed) return sealed;
-    grants_[fencing] = {holder, permits, expiry, false};
+    grants_[fencing] = {holder, permits, expiry};
     in_use_ += permits;
     return sealed;
   }
@@ -64,16 +67,19 @@ class shard_coordinator {
     expire(now);
     auto it = grants_.find(fencing);
     if (!cert_.valid_at(now)) return make_error_code(errc::certificate_expired);
-    if (it == grants_.end() || it->second.holder != holder || it->second.released)
+    if (it == grants_.end() || it->second.holder != holder)
       return make_error_code(errc::delegation_ended);
     const auto expiry = std::min(now + ttl, cert_.not_after);
     auto sealed = seal(holder, it->second.permits, fencing, std::max(expiry, it->second.expiry));
     if (sealed) it->second.expiry = std::max(expiry, it->second.expiry);
     return sealed;
   }
-  /// The holder is done; its permits return when its token expires.
+  /// The holder is done (and has released the token at the origin).
   void release(const address& holder, std::uint64_t fencing) {
-    if (auto it = grants_.find(fencing); it != grants_.end() && it->second.holder == holder) it->second.released = true;
+    if (auto it = grants_.find(fencing); it != grants_.end() && it->second.holder == holder) {
+      in_use_ -= it->second.permits;
+      grants_.erase(it);
+    }
   }
   void expire(wall_time now) {
     std::erase_if(grants_, [&](auto& kv) {
@@ -83,6 +89,8 @@ class shard_coordinator {
     });
   }
   std::uint64_t in_use() const noexcept { return in_use_; }
+  /// The fencing token of the latest grant.
+  std::uint64_t last_fencing() const noexcept { return std::uint64_t{cert_.epoch} << 32 | sequence_; }
   /// The demand to report to the origin: what is held (or allocated) plus
   /// what was asked for and refused since the last report.
   std::uint64_t take_demand() noexcept { return (cert_.kind == capacity_kind::stock ? reserved_ : in_use_) + std::exchange(unmet_, 0); }
@@ -135,7 +143,6 @@ class shard_coordinator {
     address holder;
     std::uint32_t permits = 0;
     wall_time expiry{};
-    bool released = false;
   };
 
   result<bytes> seal(const address& holder, std::uint32_t permits, std::uint64_t fencing, wall_time expiry) {

@@ -77,7 +77,8 @@ struct token_reply {
   bytes certificate;                ///< sealed by the origin: the coordinator's authority
   bytes token;                      ///< sealed by the coordinator
   std::uint32_t retry_after_ms = 0;
-  template <class A> void serialize(A& ar) { ar(nonce, code, error, certificate, token, retry_after_ms); }
+  std::uint64_t fencing = 0;        ///< the token's, so a client that no longer wants it can hand it back unread
+  template <class A> void serialize(A& ar) { ar(nonce, code, error, certificate, token, retry_after_ms, fencing); }
 };
 /// The holder is done with a token: its permits may be granted again once it expires.
 struct token_release {

@@ -149,10 +149,11 @@ class origin {
     return r;
   }
 
-  /// The holder of a concurrency token is done: its permits are free here.
-  bool release(std::string_view resource, std::uint32_t shard, std::uint64_t fencing) {
-    auto* sh = find(resource, shard);
-    return sh && sh->counter.release(fencing);
+  /// The holder of a concurrency token is done (after its last request): its
+  /// permits are free here, and the token is refused from now on.
+  bool release(const lease::token& t) {
+    auto it = by_key_.find(t.resource);
+    return it != by_key_.end() && it->second.first->shards[it->second.second].counter.release(t.fencing);
   }
 
   // ---- observation ----

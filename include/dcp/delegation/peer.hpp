@@ -13,7 +13,12 @@
 // the origin for a certificate (the origin grants it if the shard is free),
 // grants within the certificate's share (shard_coordinator), renews the
 // certificate every third of its validity reporting its demand, and commits
-// stock allocations to the origin in batches.
+// stock allocations to the origin in batches. When the share is in use, new
+// requests wait in a FIFO queue (bounded: 4 x share + 16; beyond it they are
+// told to retry later) and are granted in arrival order as permits free, so
+// permits do not idle while clients back off and nobody is passed over.
+// A waiting client keeps its place by resending its request (same nonce)
+// within 5 x request_timeout.
 //
 // Policy when no coordinator answers: the request is resent (to whoever
 // `locate` names then) every request_timeout, and a coordinator's "retry
@@ -22,6 +27,7 @@
 //
 // Message ids 1-7, default protocol id 140 (messages.hpp).
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -113,8 +119,9 @@ class peer {
     send_request(p);
     requests_.emplace(p.req.nonce, std::move(p));
   }
-  /// Stops renewing `g` and tells its coordinator (its permits return there
-  /// when the token expires: the origin may honour it until then).
+  /// Stops renewing `g` and tells its coordinator, which grants the permits
+  /// again at once: release the token at the origin first (after the last
+  /// request), or the origin refuses the next holder until `g` expires.
   void release(const grant& g) {
     auto it = held_.find(g.token.fencing);
     if (it == held_.end()) return;
@@ -178,8 +185,10 @@ class peer {
       slot.awaiting[{from, m.request_id}] = m.nonce;  // answered when the origin confirms the batch
       return;
     }
+    if (!m.renew_fencing && wait_in_line(slot, from, m, out)) return;
     auto t = m.renew_fencing ? sc.renew_grant(from, m.renew_fencing, cfg_.token_ttl, now)
                              : sc.grant(from, m.permits, cfg_.token_ttl, now);
+    if (!t && t.error() == errc::share_exhausted && !m.renew_fencing && enqueue(slot, from, m, out)) return;
     if (!t) {
       const bool retry = t.error() == errc::share_exhausted;
       out.code = retry ? status::retry : status::refused;
@@ -190,6 +199,7 @@ class peer {
     out.code = status::ok;
     out.error = 0;
     out.token = std::move(*t);
+    out.fencing = m.renew_fencing ? m.renew_fencing : sc.last_fencing();
     env_.send(from, out);
   }
 
@@ -197,6 +207,7 @@ class peer {
     auto it = slots_.find(shard_key(m.resource, m.shard));
     if (it == slots_.end() || !it->second.active) return drop("release_for_unknown_shard");
     it->second.active->release(from, m.fencing);
+    serve_waiters(it->second);
   }
 
   void on_message(const address& from, const msg::delegate_reply& m) {
@@ -254,7 +265,14 @@ class peer {
 
   void on_message(const address& from, const msg::token_reply& m) {
     auto it = requests_.find(m.nonce);
-    if (it == requests_.end()) return drop("unsolicited_token_reply");
+    if (it == requests_.end()) {
+      // A grant for a request given up on (it waited in line too long): hand it back.
+      if (m.code == status::ok && m.fencing && !held_.contains(m.fencing)) {
+        if (auto c = open_certificate(m.certificate, *origin_key_))
+          env_.send(from, msg::token_release{c->resource, c->shard, m.fencing});
+      }
+      return drop("unsolicited_token_reply");
+    }
     auto& p = it->second;
     if (m.code == status::retry) {
       p.resend_at = env_.now() + std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 5, 5'000));
@@ -300,7 +318,60 @@ class peer {
     std::optional<std::pair<std::uint64_t, std::vector<msg::allocation>>> inflight_batch;
     time_point batch_sent{};
     std::map<std::pair<address, std::uint64_t>, std::uint64_t> awaiting;  // (holder, request id) -> nonce
+    struct waiter {
+      address from;
+      std::uint64_t nonce = 0;
+      std::uint32_t permits = 1;
+      time_point refreshed{};
+    };
+    std::deque<waiter> waiting;  // FIFO of token requests the share could not serve yet
   };
+
+  /// A request while others wait ahead of it (or a resend of a waiting one):
+  /// it waits its turn. True if answered.
+  bool wait_in_line(slot& s, const address& from, const msg::token_request& m, msg::token_reply& out) {
+    for (auto& w : s.waiting)
+      if (w.from == from && w.nonce == m.nonce) {
+        w.refreshed = env_.now();
+        return hold_on(from, out);
+      }
+    if (s.waiting.empty()) return false;
+    return enqueue(s, from, m, out);
+  }
+  bool enqueue(slot& s, const address& from, const msg::token_request& m, msg::token_reply& out) {
+    if (s.waiting.size() >= 4 * s.active->cert().share + 16) {
+      env_.count("wait_queue_full");
+      return false;
+    }
+    s.waiting.push_back({from, m.nonce, m.permits, env_.now()});
+    return hold_on(from, out);
+  }
+  bool hold_on(const address& from, msg::token_reply& out) {
+    out.code = status::retry;
+    out.error = static_cast<std::uint32_t>(errc::share_exhausted);
+    out.retry_after_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(2 * cfg_.request_timeout).count());
+    out.certificate.clear();
+    env_.send(from, out);
+    return true;
+  }
+  /// Grants to the waiters at the head of the line while the share allows.
+  void serve_waiters(slot& s) {
+    if (!s.active) return;
+    const auto now = env_.now();
+    const auto wall = env_.wall_now();
+    while (!s.waiting.empty()) {
+      auto& w = s.waiting.front();
+      if (now - w.refreshed > 5 * cfg_.request_timeout) {  // gave up waiting
+        s.waiting.pop_front();
+        continue;
+      }
+      auto t = s.active->grant(w.from, w.permits, cfg_.token_ttl, wall);
+      if (!t) return;
+      env_.send(w.from, msg::token_reply{w.nonce, status::ok, 0, s.active->sealed_certificate(), std::move(*t), 0,
+                                         s.active->last_fencing()});
+      s.waiting.pop_front();
+    }
+  }
 
   void drop(std::string_view why) { env_.count(why); }
   void later(std::function<void()> fn) { env_.arm(duration::zero(), std::move(fn)); }
@@ -398,6 +469,12 @@ class peer {
       if (s.active && now >= s.next_ask) ask_origin(s);
       else if (s.asking && now - s.asked_at >= cfg_.request_timeout) ask_origin(s);
       if (s.active && s.active->cert().kind == capacity_kind::stock) flush_batch(s, now);
+      if (s.active) {
+        s.active->expire(wall);
+        serve_waiters(s);
+      } else {
+        s.waiting.clear();
+      }
     }
   }
 
