@@ -150,17 +150,80 @@ TEST_CASE("raft: malformed replication messages are dropped and counted, state u
   for (std::uint32_t i = 0; i < 3; ++i)
     if (auto& r = c.world().get<node_t>(i, pid); !r.is_leader()) follower = &r;
   REQUIRE(follower);
+  const auto member = *follower->leader();  // malformed, yet from a member: only the shape is wrong
   const auto last = follower->store().last_index();
   const auto term = follower->current_term();
   raft_msg::append gap{term, last, *follower->store().term_at(last), 0, 0, {}};
   gap.entries.push_back({last + 2, term, entry_kind::command, {}});  // not consecutive
-  follower->on_message(address::sim(9), gap);
+  follower->on_message(member, gap);
   raft_msg::append future{term, last, *follower->store().term_at(last), 0, 0, {}};
   future.entries.push_back({last + 1, term + 5, entry_kind::command, {}});  // a term above the sender's
-  follower->on_message(address::sim(9), future);
+  follower->on_message(member, future);
   raft_msg::install_snapshot empty{term, 0, {}};
-  follower->on_message(address::sim(9), empty);
+  follower->on_message(member, empty);
   CHECK(follower->store().last_index() == last);
   CHECK(c.world().metrics().counter(pid, "malformed_append") == 2);
   CHECK(c.world().metrics().counter(pid, "malformed_snapshot") == 1);
+}
+
+// Issue 11: Raft believes only the members of its configuration, and only
+// answers to what it asked. Each attack below changed the cluster before.
+TEST_CASE("raft: messages from non-members, absurd terms and forged replies change nothing") {
+  options o;
+  o.loss = o.duplicate = o.reorder = 0;
+  cluster c(12, o);
+  c.world().run_for(1s);
+  node_t* leader = nullptr;
+  node_t* follower = nullptr;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    auto& r = c.world().get<node_t>(i, pid);
+    (r.is_leader() ? leader : follower) = &r;
+  }
+  REQUIRE(leader);
+  REQUIRE(follower);
+  const auto stranger = address::sim(9);
+  const auto term = leader->current_term();
+  const auto last = follower->store().last_index();
+
+  // A stranger's AppendEntries with a higher term is not followed.
+  raft_msg::append hijack{term + 1, last, *follower->store().term_at(last), last + 1, 0, {}};
+  hijack.entries.push_back({last + 1, term + 1, entry_kind::command, encode_id(666)});
+  follower->on_message(stranger, hijack);
+  CHECK(follower->current_term() == term);
+  CHECK(follower->store().last_index() == last);
+  CHECK(follower->leader() != std::optional<address>(stranger));
+
+  // A stranger's vote reply with the largest term is not persisted.
+  leader->on_message(stranger, raft_msg::vote_reply{~std::uint64_t{0}, false, false});
+  follower->on_message(stranger, raft_msg::vote_reply{~std::uint64_t{0}, false, false});
+  leader->on_message(stranger, raft_msg::append_reply{~std::uint64_t{0}, false, 0, 0, 0});
+  leader->on_message(stranger, raft_msg::snapshot_reply{~std::uint64_t{0}, 0, 0});
+  follower->on_message(stranger, raft_msg::install_snapshot{~std::uint64_t{0}, 0, {}});
+  CHECK(leader->is_leader());
+  CHECK(leader->current_term() == term);
+  CHECK(follower->current_term() == term);
+
+  // Even a member may not push the term to where no election can follow.
+  const auto member = address::sim(leader == &c.world().get<node_t>(0, pid) ? 1 : 0);
+  leader->on_message(member, raft_msg::vote_reply{~std::uint64_t{0}, false, false});
+  CHECK(leader->current_term() < (std::uint64_t{1} << 62));
+
+  // A forged append reply claiming a match past the leader's log commits nothing.
+  const auto commit = leader->commit_index();
+  bool done = false;
+  std::uint32_t leader_index = 0;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (&c.world().get<node_t>(i, pid) == leader) leader_index = i;
+  c.world().partition({{leader_index}});  // the leader alone: nothing may commit now
+  leader->propose(encode_id(7), [&](result<bytes>) { done = true; });
+  c.world().run_for(10ms);
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (i != leader_index)
+      leader->on_message(address::sim(i), raft_msg::append_reply{term, true, leader->store().last_index() + 50, 0, 0});
+  c.world().run_for(60ms);
+  CHECK(leader->commit_index() == commit);
+  CHECK_FALSE(done);
+  CHECK(c.world().metrics().counter(pid, "match_beyond_sent") == 2);
+  CHECK(c.world().metrics().counter(pid, "not_a_member") >= 5);
+  CHECK(c.world().metrics().counter(pid, "absurd_term") == 1);
 }

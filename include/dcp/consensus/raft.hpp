@@ -42,6 +42,15 @@
 //     it may have applied before the eviction. Only registration creates a
 //     session, so a late or duplicated copy can never apply twice.
 //
+// Whom it believes (docs/security.md): messages from members of a
+// configuration it knows (the current one, or one still in its log, so a
+// leader that removed itself finishes the change), never from strangers; a
+// server with no configuration yet (joining) follows the first leader that
+// contacts it, so authenticate the transport. A term more than 2^32 above its
+// own is refused even from a member (it would exhaust the term space), and a
+// follower's acknowledged match index is capped at what the leader sent it.
+// Refusals are counted (raft.not_a_member, raft.absurd_term, match_beyond_sent).
+//
 // Faults it does not tolerate: more than a minority of the configuration
 // crashed or cut off stops progress (proposals and reads then fail with
 // not_leader / timed_out within a bounded time, never silently); storage that
@@ -276,6 +285,7 @@ class raft {
 
   void on_message(const address& from, const raft_msg::vote_request& m) {
     if (failed_ || !is_member(from)) return drop("vote_from_non_member");
+    if (absurd(m.term)) return drop("absurd_term");
     const bool log_ok = m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
     // Leader stickiness: while a leader is heard from, no election can win here.
     const bool leader_alive = (role_ == raft_role::leader) ||
@@ -301,7 +311,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::vote_reply& m) {
-    if (failed_) return;
+    if (failed_ || !believes(from, m.term, false)) return;
     if (m.term > current_term() && !(m.pre_vote && m.granted)) {
       step_down(m.term);
       return;
@@ -318,7 +328,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::append& m) {
-    if (failed_) return;
+    if (failed_ || !believes(from, m.term, true)) return;
     if (!well_formed(m)) return drop("malformed_append");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
@@ -351,7 +361,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::append_reply& m) {
-    if (failed_) return;
+    if (failed_ || !believes(from, m.term, false)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
@@ -363,6 +373,7 @@ class raft {
     auto* p = peer_of(from);
     if (!p) return;
     if (m.success) {
+      if (m.match > p->sent) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
       if (m.match > p->match) p->match = m.match;
       p->next = std::max(p->next, p->match + 1);
       advance_leader_commit();
@@ -375,7 +386,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::install_snapshot& m) {
-    if (failed_) return;
+    if (failed_ || !believes(from, m.term, true)) return;
     if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return drop("malformed_snapshot");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round});
@@ -398,7 +409,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::snapshot_reply& m) {
-    if (failed_) return;
+    if (failed_ || !believes(from, m.term, false)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
@@ -407,6 +418,7 @@ class raft {
     if (!heard_from(from, m.round)) return;
     auto* p = peer_of(from);
     if (!p) return;
+    if (m.index > p->sent) return drop("match_beyond_sent");
     if (m.index > p->match) p->match = m.index;
     p->next = std::max(p->next, p->match + 1);
     advance_leader_commit();
@@ -426,6 +438,7 @@ class raft {
   };
   struct peer {
     std::uint64_t next = 1, match = 0, acked_round = 0;
+    std::uint64_t sent = 0;  ///< the highest index sent to it: a reply may acknowledge no more
     bool heard_since_check = false;
   };
   struct session {
@@ -694,6 +707,30 @@ class raft {
     const auto& m = members();
     return std::find(m.begin(), m.end(), a) != m.end();
   }
+  /// In any configuration this replica knows (the current one or one still
+  /// in its log): a removed leader replicates its own removal.
+  bool known_member(const address& a) const {
+    for (auto& [index, members] : configs_)
+      if (std::find(members.begin(), members.end(), a) != members.end()) return true;
+    return false;
+  }
+  static constexpr std::uint64_t max_term_step = std::uint64_t{1} << 32;
+  bool absurd(std::uint64_t term) const { return term > current_term() && term - current_term() > max_term_step; }
+  /// The filter every replication message passes first: from a member (or,
+  /// for a joining replica with no configuration, from a would-be leader),
+  /// with a term that leaves room for elections after it.
+  bool believes(const address& from, std::uint64_t term, bool from_leader) {
+    const bool joining = from_leader && configs_.size() == 1 && configs_.front().second.empty();
+    if (!joining && !known_member(from)) {
+      drop("not_a_member");
+      return false;
+    }
+    if (absurd(term)) {
+      drop("absurd_term");
+      return false;
+    }
+    return true;
+  }
   bool has_quorum(const std::vector<address>& ackers) const { return quorum_.is_quorum(members(), ackers); }
   bool has_quorum(const std::set<address>& ackers) const {
     return has_quorum(std::vector<address>(ackers.begin(), ackers.end()));
@@ -885,6 +922,7 @@ class raft {
         dcp::log(env_, log_level::error, "raft: snapshot of ", m.snap.data.size(), " bytes exceeds max_snapshot_bytes");
         return;
       }
+      p.sent = std::max(p.sent, m.snap.index);
       env_.send(to, m);
       return;
     }
@@ -893,6 +931,7 @@ class raft {
     // the leader could lose (it would be counted towards a quorum).
     const auto last = std::min(self_match_, p.next - 1 + cfg_.max_entries_per_message);
     for (auto i = p.next; i <= last; ++i) m.entries.push_back(store_.entry(i));
+    p.sent = std::max(p.sent, std::max(last, p.next - 1));
     env_.send(to, m);
   }
 
