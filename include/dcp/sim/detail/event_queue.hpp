@@ -100,12 +100,7 @@ class event_queue {
         return;
       }
     }
-    if (top_.empty()) top_min_ = top_max_ = t;
-    else {
-      top_min_ = std::min(top_min_, t);
-      top_max_ = std::max(top_max_, t);
-    }
-    top_.push_back(e);
+    add_top(e);
   }
 
   /// Removes and returns the earliest event. Precondition: !empty().
@@ -156,9 +151,13 @@ class event_queue {
     // A crowded bottom (events pushed behind the current bucket, or many
     // pushes into an empty queue) is spread over a rung of its own, as the
     // ladder queue does, so that insertions stay cheap.
-    if (bottom_.size() - head_ > bottom_limit && active_ < max_rungs) {
+    if (bottom_.size() - head_ > bottom_limit) {
       const std::uint64_t lo = key(bottom_[head_].time), hi = key(bottom_.back().time);
       if (lo != hi) {
+        // Out of rungs (pushes keep arriving in front, as when setup arms
+        // timers in descending order): everything but the bottom goes back
+        // to top, to be spread afresh. O(n), once per max_rungs spreads.
+        if (active_ == max_rungs) collapse();
         rung& g = build_rung(lo, hi, bottom_last_, bottom_.size() - head_);
         for (std::size_t i = head_; i < bottom_.size(); ++i) g.buckets[g.index(key(bottom_[i].time))].push_back(bottom_[i]);
         bottom_.clear();
@@ -166,6 +165,33 @@ class event_queue {
         refill();
       }
     }
+  }
+
+  // Buckets are often sorted already (ties arrive in push order; a spread
+  // bottom stays sorted in its buckets): checking is cheaper than sorting.
+  void sort_bottom() {
+    if (!std::is_sorted(bottom_.begin(), bottom_.end(), before)) std::sort(bottom_.begin(), bottom_.end(), before);
+  }
+
+  // Moves every event of every rung to top (top's events all come later).
+  void collapse() {
+    for (std::size_t r = 0; r < active_; ++r) {
+      rung& g = rungs_[r];
+      for (std::size_t j = g.cur; j < g.count; ++j) {
+        for (const auto& e : g.buckets[j]) add_top(e);
+        g.buckets[j].clear();
+      }
+    }
+    active_ = 0;
+  }
+  void add_top(const queued_event& e) {
+    const std::uint64_t t = key(e.time);
+    if (top_.empty()) top_min_ = top_max_ = t;
+    else {
+      top_min_ = std::min(top_min_, t);
+      top_max_ = std::max(top_max_, t);
+    }
+    top_.push_back(e);
   }
 
   // Makes rung active_ cover [lo, hi] with buckets for n events, up to `last`.
@@ -190,7 +216,7 @@ class event_queue {
         if (top_.size() <= spread_threshold || top_min_ == top_max_) {
           bottom_.swap(top_);
           bottom_last_ = top_max_;
-          std::sort(bottom_.begin(), bottom_.end(), before);
+          sort_bottom();
           return;
         }
         rung& g = build_rung(top_min_, top_max_, top_max_, top_.size());
@@ -226,7 +252,7 @@ class event_queue {
       }
       bottom_.swap(b);
       bottom_last_ = last;
-      std::sort(bottom_.begin(), bottom_.end(), before);
+      sort_bottom();
       return;
     }
   }
