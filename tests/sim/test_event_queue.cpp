@@ -76,20 +76,27 @@ struct harness {
 
 // A time for the next push, drawn from a mix that stresses every path of the
 // ladder: near future, exact ties, zero delay, past due, far future, extremes.
+// now + d, saturated: after an extreme event pops, `now` is near a limit.
+std::int64_t plus(std::int64_t now, std::int64_t d) {
+  std::int64_t out;
+  if (!__builtin_add_overflow(now, d, &out)) return out;
+  return d > 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+}
+
 std::int64_t draw_time(dcp::rng& r, std::int64_t now, int mix) {
   const auto span = [&](std::int64_t lo, std::int64_t hi) { return lo + static_cast<std::int64_t>(r.below(static_cast<std::uint64_t>(hi - lo + 1))); };
   switch (mix) {
-    case 0: return now + span(1'000'000, 10'000'000);  // message delays of 1-10 ms
-    case 1: return now + span(0, 3) * 1'000'000;       // few distinct times: many ties
+    case 0: return plus(now, span(1'000'000, 10'000'000));  // message delays of 1-10 ms
+    case 1: return plus(now, span(0, 3) * 1'000'000);       // few distinct times: many ties
     case 2: return now;                                // zero delay
-    case 3: return now - span(0, 5'000'000);           // past due (behind the last pop)
-    case 4: return now + span(0, 3'600'000'000'000);   // up to an hour ahead
+    case 3: return plus(now, -span(0, 5'000'000));           // past due (behind the last pop)
+    case 4: return plus(now, span(0, 3'600'000'000'000));   // up to an hour ahead
     case 5: return r.chance(0.5) ? std::numeric_limits<std::int64_t>::max() - span(0, 3)
                                  : std::numeric_limits<std::int64_t>::min() + span(0, 3);
     default: {  // geometric: far outliers behind a dense front (deep rungs)
       std::int64_t d = 1;
       while (d < (std::int64_t{1} << 50) && r.chance(0.6)) d *= 4;
-      return now + span(0, d);
+      return plus(now, span(0, d));
     }
   }
 }
@@ -97,7 +104,7 @@ std::int64_t draw_time(dcp::rng& r, std::int64_t now, int mix) {
 }  // namespace
 
 TEST_CASE("event queue: random pushes and pops match a reference heap over many seeds") {
-  for (std::uint64_t seed = 1; seed <= 150; ++seed) {
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
     CAPTURE(seed);
     dcp::rng r(seed);
     harness h;
