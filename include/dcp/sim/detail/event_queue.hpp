@@ -42,7 +42,7 @@
 // over a new rung (8 rungs at most; beyond that it is sorted, which stays
 // correct). Memory: 24 bytes an event in the ladder, plus the capacity that
 // top and the buckets keep for reuse (bounded by the largest population):
-// about 130 bytes more per in-flight event than the heap at 10^5 events.
+// 135-190 bytes more per node than the heap with 10^5 tokens in flight.
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
