@@ -227,3 +227,59 @@ TEST_CASE("raft: messages from non-members, absurd terms and forged replies chan
   CHECK(c.world().metrics().counter(pid, "not_a_member") >= 5);
   CHECK(c.world().metrics().counter(pid, "absurd_term") == 1);
 }
+
+namespace {
+/// An id_log whose restore() refuses every snapshot while `refuse` is set
+/// (a replica of another version, say).
+struct picky_log : id_log {
+  static inline bool refuse = false;
+  std::error_code restore(byte_view s) {
+    if (refuse) return dcp::make_error_code(dcp::errc::malformed_payload);
+    id_log::restore(s);
+    return {};
+  }
+};
+}  // namespace
+
+// Issue 12, bug 6: an undecodable snapshot was ignored while Raft advanced
+// past it, and the replica diverged silently. Now the replica stops, loudly,
+// without installing it or moving its log.
+TEST_CASE("raft: a snapshot the state machine refuses stops the replica instead of diverging") {
+  using picky_t = raft<sim::env, picky_log, storage::durable_storage>;
+  sim::simulator w(4);
+  raft_config rc;
+  for (std::uint32_t i = 0; i < 3; ++i) rc.members.push_back(address::sim(i));
+  rc.election_timeout_min = 100ms;
+  rc.election_timeout_max = 200ms;
+  rc.heartbeat_interval = 30ms;
+  rc.snapshot_every = 4;
+  std::vector<std::string> errors;
+  w.add_nodes(3, [rc](sim::node_context& n) {
+    n.add<picky_t>(pid, rc, storage::durable_storage(n.world().disk_of(n.index())), picky_log{});
+  });
+  w.set_log_sink([&](const log_record& r) { errors.emplace_back(r.text); }, log_level::error);
+  w.run_for(1s);
+  picky_t* leader = nullptr;
+  std::uint32_t lagging = 0;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    auto& r = w.get<picky_t>(i, pid);
+    if (r.is_leader()) leader = &r;
+    else lagging = i;
+  }
+  REQUIRE(leader);
+  w.isolate(lagging);
+  for (std::uint64_t id = 1; id <= 20; ++id) leader->propose(encode_id(id), [](result<bytes>) {});
+  w.run_for(1s);
+  REQUIRE(leader->store().snapshot().index > w.get<picky_t>(lagging, pid).applied_index());
+  const auto before = w.get<picky_t>(lagging, pid).applied_index();
+  picky_log::refuse = true;
+  w.heal();
+  w.run_for(1s);
+  picky_log::refuse = false;
+  auto& r = w.get<picky_t>(lagging, pid);
+  CHECK(r.failed());
+  CHECK(r.applied_index() == before);                 // it did not run past what it could not take
+  CHECK(r.store().snapshot().index < leader->store().snapshot().index);
+  REQUIRE_FALSE(errors.empty());
+  CHECK(errors.front().find("refused a snapshot") != std::string::npos);
+}

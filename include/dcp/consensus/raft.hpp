@@ -399,6 +399,9 @@ class raft {
         env_.count("bad_snapshot");
         return;
       }
+      // The machine first: a snapshot it cannot take must not be installed,
+      // nor the log advanced past it (the replica would diverge silently).
+      if (auto ec = restore_machine(st.machine)) return fail(ec, "the state machine refused a snapshot from the leader");
       if (auto ec = store_.install_snapshot(m.snap)) return fail(ec);
       load_snapshot_state(std::move(st));
       rebuild_configs();
@@ -463,14 +466,27 @@ class raft {
       snapshot_state st;
       if (auto ec = storage::detail::decode_value(snap.data, st))
         throw error(dcp::errc::io_error, "raft: the stored snapshot does not decode: " + ec.message());
+      if (auto ec = restore_machine(st.machine))
+        throw error(ec, "raft: the state machine refused the stored snapshot: " + ec.message());
       load_snapshot_state(std::move(st));
     }
     commit_ = applied_ = snap.index;
     rebuild_configs();
   }
 
+  /// Hands a snapshot to the state machine: an error if it cannot take it
+  /// (a machine whose restore() returns std::error_code may refuse; one whose
+  /// restore() returns void cannot).
+  std::error_code restore_machine(byte_view data) {
+    if constexpr (std::is_void_v<decltype(sm_.restore(data))>) {
+      sm_.restore(data);
+      return {};
+    } else {
+      return sm_.restore(data);
+    }
+  }
+  /// The session table and configuration of a snapshot the machine has taken.
   void load_snapshot_state(snapshot_state st) {
-    sm_.restore(st.machine);
     sessions_ = std::move(st.sessions);
     snapshot_members_ = std::move(st.members);
   }
@@ -505,11 +521,12 @@ class raft {
     return true;
   }
 
-  /// Storage failed: a replica that cannot persist must stop, loudly.
-  void fail(std::error_code ec) {
+  /// Storage failed (or the state machine refused a snapshot): a replica that
+  /// cannot keep its state must stop, loudly.
+  void fail(std::error_code ec, std::string_view what = "storage failed") {
     if (failed_) return;
     failed_ = true;
-    dcp::log(env_, log_level::error, "raft: storage failed (", ec.message(), "); this replica stops");
+    dcp::log(env_, log_level::error, "raft: ", what, " (", ec.message(), "); this replica stops");
     env_.count("storage_failed");
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);

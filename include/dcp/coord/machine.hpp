@@ -27,6 +27,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <cereal/types/deque.hpp>
@@ -135,9 +136,13 @@ class machine {
     storage::detail::encode_value(*this, b);
     return b;
   }
-  void restore(byte_view s) {
+  /// Replaces the state with a snapshot's; on bytes that do not decode, an
+  /// error and the state unchanged (Raft then stops this replica, loudly).
+  std::error_code restore(byte_view s) {
     machine m;
-    if (!storage::detail::decode_value(s, m)) *this = std::move(m);
+    if (auto ec = storage::detail::decode_value(s, m)) return ec;
+    *this = std::move(m);
+    return {};
   }
 
   // ---- reads (serve them after a ReadIndex) ----
