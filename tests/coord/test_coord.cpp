@@ -520,3 +520,26 @@ TEST_CASE("coord: an evicted command session yields outcome_unknown, and the cli
   CHECK(a.id() != first_id);
   CHECK(*s.replica(0)->state_machine().value("k") == to_bytes("3"));
 }
+
+// Issue 11: the replicas bound the session TTL a client may ask for (a
+// century-long session is a lock held for ever by a crashed client).
+TEST_CASE("coord: a session TTL outside the replicas' bounds is refused, nothing opened") {
+  for (auto ttl : {duration(std::chrono::hours(24 * 365 * 100)), duration(50ms)}) {
+    CAPTURE(to_seconds(ttl));
+    service s(8, {3, 0, 0, 0, 0, 0});
+    client_config cc;
+    cc.servers = s.servers;
+    cc.ttl = ttl;
+    cc.keepalive_every = ttl / 4;
+    cc.request_timeout = 100ms;
+    const auto node = s.w.add_node([cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
+    auto& c = s.w.get<client_t>(node, coord_id);
+    std::optional<result<session_id>> opened;
+    c.open_session([&](result<session_id> r) { opened = r; });
+    s.run_until([&] { return opened.has_value(); });
+    REQUIRE(opened);
+    REQUIRE_FALSE(*opened);
+    CHECK(opened->error() == dcp::errc::invalid_argument);
+    for (std::uint32_t i = 0; i < 3; ++i) CHECK(s.replica(i)->state_machine().sessions().empty());
+  }
+}

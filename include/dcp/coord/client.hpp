@@ -109,6 +109,7 @@ class client {
     submit({op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())},
            [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.error());
+             // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              // The lease starts with the first acknowledged keepalive: the session
              // may have been created by any earlier send of this command.

@@ -56,8 +56,15 @@ namespace dcp::coord {
 struct server_config {
   duration tick = 20ms;      ///< how often the leader looks for expired sessions
   double drift_bound = 0.01;  ///< ρ: the largest clock rate error of any node; shortens lease tokens (see above)
+  /// Session TTLs a client may ask for (ZooKeeper's min/max session timeout):
+  /// a TTL shorter than a few ticks expires on jitter; one of a century is a
+  /// lock held for ever by a crashed client.
+  duration min_session_ttl = 200ms;
+  duration max_session_ttl = std::chrono::minutes(10);
   void validate() const {
     if (tick <= duration::zero()) throw error(dcp::errc::invalid_config, "coord::server: tick must be > 0");
+    if (min_session_ttl < 2 * tick || max_session_ttl < min_session_ttl)
+      throw error(dcp::errc::invalid_config, "coord::server: need 2 x tick <= min_session_ttl <= max_session_ttl");
     if (drift_bound < 0 || drift_bound >= 0.25)
       throw error(dcp::errc::invalid_config, "coord::server: drift_bound must be in [0, 0.25)");
   }
@@ -95,6 +102,14 @@ class server {
     if (!raft_.is_leader()) return refuse(from, m, refusal::not_leader);
     if (m.client == 0 || m.seq == 0) return refuse(from, m, refusal::failed);
     if (m.req.kind == op::expire_session) return refuse(from, m, refusal::failed);  // the leader's alone
+    if (m.req.kind == op::open_session) {
+      const auto ttl = std::chrono::milliseconds(m.req.ttl_ms);
+      if (m.req.ttl_ms > static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_session_ttl).count()) ||
+          ttl < cfg_.min_session_ttl) {
+        env_.count("session_ttl_out_of_bounds");
+        return void(env_.send(from, msg::command_reply{m.client, m.seq, refusal::none, raft_.leader(), {status::bad_request}}));
+      }
+    }
     if (m.req.session) clients_[m.req.session] = from;
     bytes payload;
     storage::detail::encode_value(m.req, payload);
