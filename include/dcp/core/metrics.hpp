@@ -29,15 +29,15 @@ struct message_counters {
 
 class metrics {
  public:
-  void sent(protocol_id p, message_type t, std::size_t bytes) noexcept {
+  void sent(protocol_id p, message_type t, std::size_t size) noexcept {
     auto& c = messages_[key(p, t)];
     ++c.sent;
-    c.sent_bytes += bytes;
+    c.sent_bytes += size;
   }
-  void received(protocol_id p, message_type t, std::size_t bytes) noexcept {
+  void received(protocol_id p, message_type t, std::size_t size) noexcept {
     auto& c = messages_[key(p, t)];
     ++c.received;
-    c.received_bytes += bytes;
+    c.received_bytes += size;
   }
   /// A frame for protocol `p` dropped for reason `ec`.
   void dropped(protocol_id p, std::error_code ec) { ++drops_[{p, ec.message()}]; }

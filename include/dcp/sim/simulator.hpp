@@ -76,7 +76,7 @@ struct trace_event {
   protocol_id protocol = 0;
   message_type type = 0;
   std::size_t bytes = 0;
-  std::string_view reason;  ///< why a message was dropped
+  std::string_view reason = {};  ///< why a message was dropped
   static constexpr node_index npos = std::numeric_limits<node_index>::max();
 };
 
