@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcp/core/detail/platform.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/metrics.hpp"
 #include "dcp/core/protocol.hpp"
@@ -84,7 +85,7 @@ class host {
 
   /// A hint for runtimes that know which node's frame comes next.
   void prefetch() const noexcept {
-    if (!slots_.empty()) __builtin_prefetch(slots_.data());
+    if (!slots_.empty()) detail::prefetch(slots_.data());
   }
 
   /// Destroys the protocols, last added first (a crash, or a stop).

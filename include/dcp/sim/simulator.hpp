@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcp/core/detail/platform.hpp"
 #include "dcp/core/detail/sha1.hpp"
 #include "dcp/core/disk.hpp"
 #include "dcp/core/host.hpp"
@@ -361,8 +362,8 @@ class simulator {
     if (static_cast<event_kind>(next.kind()) == event_kind::message) nodes_[next.gen].host.prefetch();
     if (const queued* after = queue_.second()) {
       if (static_cast<event_kind>(after->kind()) == event_kind::message) {
-        __builtin_prefetch(&messages_[after->slot]);
-        __builtin_prefetch(&nodes_[after->gen]);
+        dcp::detail::prefetch(&messages_[after->slot]);
+        dcp::detail::prefetch(&nodes_[after->gen]);
       }
     }
   }
