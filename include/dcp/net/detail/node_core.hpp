@@ -2,6 +2,9 @@
 // node_core: the state of one dcp::net::node that its Env handles point to
 // (internal). A node owns exactly one; its address never changes.
 #include <exception>
+#include <functional>
+#include <utility>
+#include <vector>
 #include <memory>
 #include <random>
 #include <string>
@@ -105,6 +108,8 @@ struct node_core {
   address self;
   phase state = phase::created;
   bool warned_memory_disk = false;
+  time_point started{};
+  std::vector<std::pair<std::string, std::function<double()>>> user_gauges;  // node::add_gauge
 };
 
 }  // namespace dcp::net::detail
