@@ -479,7 +479,7 @@ int main(int argc, char** argv) {
     const std::string_view value = argv[++i];
     if (arg == "--server") {
       auto a = dcp::address::parse(value);
-      if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
+      if (!a || !a->is_network()) usage("not an address: " + std::string(value));
       o.servers.push_back(*a);
     } else if (arg == "--id") {
       o.id = value;

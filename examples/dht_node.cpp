@@ -120,7 +120,8 @@ int run(const options& opt) {
   std::map<std::string, std::string> watched;
   asio::steady_timer watch_timer(io);
   std::function<void()> poll_watches = [&] {
-    for (auto& [key, last] : watched) {
+    for (auto& watch : watched) {
+      const std::string& key = watch.first;  // not a structured binding: clang < 16 cannot capture one
       kv.get(key, [&, key](std::error_code ec, dcp::dht::stored_value v) {
         auto it = watched.find(key);
         if (it == watched.end()) return;
@@ -242,7 +243,7 @@ int main(int argc, char** argv) {
     const std::string_view value = argv[++i];
     if (arg == "--listen" || arg == "--contact") {
       auto a = dcp::address::parse(value);
-      if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
+      if (!a || !a->is_network()) usage("not an address: " + std::string(value));
       if (arg == "--listen") opt.net.listen = *a, have_listen = true;
       else opt.contacts.push_back({dcp::node_id{}, *a});  // its id is learned when it answers
     } else if (arg == "--router") {

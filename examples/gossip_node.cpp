@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
     const std::string_view text = argv[++i];
     if (arg == "--listen" || arg == "--contact") {
       auto a = dcp::address::parse(text);
-      if (!a || !a->is_ip()) usage("not an address: " + std::string(text));
+      if (!a || !a->is_network()) usage("not an address: " + std::string(text));
       if (arg == "--listen") cfg.listen = *a, have_listen = true;
       else contact = *a;
     } else if (arg == "--value") {

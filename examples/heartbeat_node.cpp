@@ -3,10 +3,15 @@
 //
 //   heartbeat_node --listen 127.0.0.1:7101 --peer 127.0.0.1:7102
 //                  --peer 127.0.0.1:7103 --interval 100ms --timeout 500ms
+//                  [--metrics 127.0.0.1:9464]
+//
+// With --metrics, the node's counters and gauges are served in Prometheus
+// text format: curl http://127.0.0.1:9464/metrics (dcp/net/metrics_server.hpp).
 //
 // Prints one line per event, flushed at once so that another program can
 // follow it through a pipe:
 //   LISTEN <addr>   the node is up
+//   METRICS <addr>  where /metrics is served (with --metrics)
 //   UP <addr>       first heard from the peer, or heard again after DOWN
 //   DOWN <addr>     the peer is suspected (silent for --timeout, or unreachable)
 //   STOP            SIGINT/SIGTERM received; the process then exits with 0
@@ -72,7 +77,8 @@ std::optional<dcp::duration> parse_duration(std::string_view s) {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "heartbeat_node: " << why << "\n"
-            << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n";
+            << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n"
+            << "                      [--metrics HOST:PORT]\n";
   std::exit(2);
 }
 
@@ -83,15 +89,20 @@ int main(int argc, char** argv) {
   dcp::failure::heartbeat_config hb{100ms, 500ms};
   std::vector<dcp::address> peers;
   bool have_listen = false;
+  std::optional<dcp::address> metrics_at;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
     if (arg == "--listen" || arg == "--peer") {
       auto a = dcp::address::parse(value);
-      if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
+      if (!a || !a->is_network()) usage("not an address: " + std::string(value));
       if (arg == "--listen") cfg.listen = *a, have_listen = true;
       else peers.push_back(*a);
+    } else if (arg == "--metrics") {
+      auto a = dcp::address::parse(value);
+      if (!a || !a->is_ip()) usage("not an IP address: " + std::string(value));
+      metrics_at = *a;
     } else if (arg == "--interval" || arg == "--timeout") {
       auto d = parse_duration(value);
       if (!d) usage("not a duration (like 100ms, 2s): " + std::string(value));
@@ -114,14 +125,20 @@ int main(int argc, char** argv) {
     });
     for (auto& p : peers) d.monitor(p);
 
+    std::optional<dcp::net::metrics_http_server> http;
+    if (metrics_at)
+      http.emplace(io.get_executor(), *metrics_at, [&node] { return dcp::net::prometheus_text(node); });
+
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const std::error_code& ec, int) {
       if (ec) return;
       std::cout << "STOP" << std::endl;
       node.stop();  // closes sockets and timers: io.run() returns
+      if (http) http->stop();
     });
     node.start();
     std::cout << "LISTEN " << node.self() << std::endl;
+    if (http) std::cout << "METRICS " << http->self() << std::endl;
     io.run();
     return 0;
   } catch (const std::exception& e) {

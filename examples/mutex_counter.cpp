@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
     const std::string_view value = argv[++i];
     if (arg == "--listen" || arg == "--peer") {
       auto a = dcp::address::parse(value);
-      if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
+      if (!a || !a->is_network()) usage("not an address: " + std::string(value));
       if (arg == "--listen") cfg.listen = *a, have_listen = true;
       members.push_back(*a);
     } else if (arg == "--algorithm") {

@@ -3,5 +3,7 @@
 #include "dcp/net/async.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/env.hpp"
+#include "dcp/net/metrics_exposition.hpp"
+#include "dcp/net/metrics_server.hpp"
 #include "dcp/net/node.hpp"
 #include "dcp/net/tcp_transport.hpp"

@@ -1,4 +1,5 @@
 // expect: dcp: the protocol needs `void on_message(const dcp::address& from, const M& m)` for every message M
+// expect: on_message_missing_for<forgetful<dcp::sim::env>, bye>
 #include "dcp/sim.hpp"
 
 struct hello {

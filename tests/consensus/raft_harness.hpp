@@ -280,7 +280,8 @@ class cluster {
     // In order, no gaps (a restart or a snapshot install moves the start forward).
     REQUIRE((e.index == applied_[i] + 1 || (applied_[i] < snapshot_index && e.index == snapshot_index + 1)));
     applied_[i] = e.index;
-    auto [it, fresh] = applied_log_.try_emplace(e.index, e);
+    // (no structured bindings in INFO: clang before 16 cannot capture them)
+    const auto it = applied_log_.try_emplace(e.index, e).first;
     INFO("state machine safety: index " << e.index << " applied as term " << e.term << ", elsewhere as term "
                                         << it->second.term);
     REQUIRE(it->second == e);
@@ -292,17 +293,18 @@ class cluster {
       if (!r) continue;
       // Election safety: at most one leader per term.
       if (r->is_leader()) {
-        auto [it, fresh] = leader_of_term_.try_emplace(r->current_term(), i);
+        const auto emplaced = leader_of_term_.try_emplace(r->current_term(), i);
+        const auto it = emplaced.first;
         INFO("term " << r->current_term() << " has leaders " << it->second << " and " << i);
         REQUIRE(it->second == i);
-        if (fresh) check_leader_completeness(i, *r);
+        if (emplaced.second) check_leader_completeness(i, *r);
       }
       // Committed entries never change, on any replica.
       const auto& s = r->store();
       if (r->commit_index() < seen_commit_[i]) seen_commit_[i] = r->commit_index();  // restarted
       for (auto k = std::max(seen_commit_[i] + 1, s.first_index()); k <= r->commit_index(); ++k) {
         const auto term = *s.term_at(k);
-        auto [it, fresh] = committed_.try_emplace(k, committed_entry{term, r->current_term()});
+        const auto it = committed_.try_emplace(k, committed_entry{term, r->current_term()}).first;
         INFO("committed index " << k << " has term " << it->second.term << " and, on node " << i << ", " << term);
         REQUIRE(it->second.term == term);
       }
@@ -315,7 +317,9 @@ class cluster {
   // term <= u; a late leader of an older term need not hold newer commits.)
   void check_leader_completeness(std::uint32_t i, node_t& r) {
     const auto& s = r.store();
-    for (auto& [k, c] : committed_) {
+    for (const auto& kc : committed_) {
+      const auto k = kc.first;
+      const auto& c = kc.second;
       if (c.seen_in_term >= r.current_term() || k <= s.snapshot().index) continue;
       INFO("new leader " << i << " of term " << r.current_term() << " lacks index " << k << " (term " << c.term
                          << ") committed by term " << c.seen_in_term << "; its log ends at " << s.last_index());
@@ -349,7 +353,9 @@ class cluster {
       REQUIRE(r != nullptr);
       std::map<std::uint64_t, int> applied_times;
       for (auto id : r->state_machine().ids) ++applied_times[id];
-      for (auto& [id, n] : applied_times) {
+      for (const auto& id_n : applied_times) {
+        const auto id = id_n.first;
+        const int n = id_n.second;
         INFO("node " << i << " applied command " << id << " " << n << " times");
         REQUIRE(n == 1);
       }

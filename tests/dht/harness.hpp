@@ -23,14 +23,15 @@ struct overlay {
   std::optional<sim::node_index> founder;  // the node that founds the overlay (bootstrap({}))
   std::function<void(sim::node_context&, R&)> extra;  // more protocols on each node (a store)
 
-  overlay(std::uint64_t seed, Config c, sim::config sc = lossy()) : world(seed, sc), cfg(std::move(c)) {}
-
   static sim::config lossy(double loss = 0.0) {
     sim::config sc;
     sc.network.delay = sim::latency::uniform(1ms, 20ms);
     sc.network.loss = loss;
     return sc;
   }
+
+  // (after lossy(): clang 14 refuses a default argument calling a member declared later)
+  overlay(std::uint64_t seed, Config c, sim::config sc = lossy()) : world(seed, sc), cfg(std::move(c)) {}
 
   /// Adds n nodes; each (and each restart) joins through a random live joined node.
   void add(std::size_t n) {

@@ -1,5 +1,7 @@
-# Installs dcp (headers and CMake package only: no tests) into WORK_DIR/prefix,
-# then builds and runs the downstream project against it.
+# Builds tests/downstream/${WAY} (a user's project) in WORK_DIR and runs it.
+# find_package: installs dcp (headers and CMake package only) into
+# WORK_DIR/prefix first. add_subdirectory / fetch_content: installs the user's
+# project and checks that no dcp file came along.
 file(REMOVE_RECURSE ${WORK_DIR})
 function(run)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -7,11 +9,23 @@ function(run)
     message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}\n${err}")
   endif()
 endfunction()
-run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/dcp-build -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX}
-    -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix -DDCP_BUILD_TESTS=OFF -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF)
-run(${CMAKE_COMMAND} --install ${WORK_DIR}/dcp-build)
-run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/downstream/project -B ${WORK_DIR}/app-build -G ${GENERATOR}
-    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+set(app_args -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Debug -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/app-prefix)
+if(WAY STREQUAL "find_package")
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/dcp-build -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX}
+      -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix -DDCP_BUILD_TESTS=OFF -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF)
+  run(${CMAKE_COMMAND} --install ${WORK_DIR}/dcp-build)
+  list(APPEND app_args -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+else()
+  list(APPEND app_args -DDCP_SOURCE_DIR=${SOURCE_DIR})
+endif()
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/downstream/${WAY} -B ${WORK_DIR}/app-build -G ${GENERATOR} ${app_args})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/app-build)
 run(${WORK_DIR}/app-build/app)
-message(STATUS "downstream project built against the installed dcp and ran")
+if(NOT WAY STREQUAL "find_package")
+  run(${CMAKE_COMMAND} --install ${WORK_DIR}/app-build)
+  file(GLOB_RECURSE installed RELATIVE ${WORK_DIR}/app-prefix ${WORK_DIR}/app-prefix/*)
+  if(NOT installed STREQUAL "bin/app")
+    message(FATAL_ERROR "installing the user's project installed more than its app: ${installed}")
+  endif()
+endif()
+message(STATUS "downstream ${WAY}: built with -Werror against dcp and ran")

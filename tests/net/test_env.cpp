@@ -84,3 +84,32 @@ TEST_CASE("net::env: disk in the data directory (or memory), seeded rng, logs fr
   CHECK(fired.size() == 3);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("net::env: an in-memory disk says so once, through the log hook, at its first use") {
+  asio::io_context io;
+  std::vector<std::string> warnings;
+  net::config cfg;  // no data_dir
+  cfg.log = [&](const log_record& r) {
+    if (r.level == log_level::warn) warnings.push_back(std::to_string(r.protocol) + " " + std::string(r.text));
+  };
+  net::node n(io, cfg);
+  auto& one = n.add<echo>(echo_id).environment();
+  auto& two = n.add<echo>(echo_id + 1).environment();
+  CHECK(warnings.empty());  // a node that never uses its disk hears nothing
+  REQUIRE(!one.disk().write("state", as_bytes("volatile")));
+  REQUIRE(!one.disk().sync("state"));
+  REQUIRE(!two.disk().write("other", as_bytes("volatile")));
+  REQUIRE(warnings.size() == 1);  // once per node, not per protocol or per call
+  CHECK(warnings[0].starts_with("7 env.disk() is in memory"));
+  CHECK(warnings[0].find("data_dir") != std::string::npos);
+
+  // With a data directory: no warning.
+  const auto dir = std::filesystem::temp_directory_path() / ("dcp_net_env_warn_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  warnings.clear();
+  cfg.data_dir = dir;
+  net::node d(io, cfg);
+  REQUIRE(!d.add<echo>(echo_id).environment().disk().write("state", as_bytes("durable")));
+  CHECK(warnings.empty());
+  std::filesystem::remove_all(dir);
+}

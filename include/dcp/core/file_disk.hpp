@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 
+#include "dcp/core/detail/platform.hpp"
 #include "dcp/core/disk.hpp"
 
 namespace dcp {
@@ -61,7 +62,7 @@ class file_disk final : public disk {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return errc::io_error;
     auto ec = write_all(fd, data);
-    if (!ec && ::fsync(fd) != 0) ec = errc::io_error;
+    if (!ec && detail::sync_file(fd) != 0) ec = errc::io_error;
     ::close(fd);
     if (!ec && ::rename(tmp.c_str(), path(name).c_str()) != 0) ec = errc::io_error;
     if (!ec) ec = sync_dir();
@@ -81,7 +82,7 @@ class file_disk final : public disk {
     if (auto it = fds_.find(name); it != fds_.end()) fd = it->second;
     else fd = open_for_append(name, false);
     if (fd < 0) return errno == ENOENT ? errc::not_found : errc::io_error;
-    if (::fdatasync(fd) != 0) return errc::io_error;
+    if (detail::sync_file_data(fd) != 0) return errc::io_error;
     if (new_names_) {
       new_names_ = false;
       return sync_dir();
@@ -139,7 +140,7 @@ class file_disk final : public disk {
   std::error_code sync_dir() {
     const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return errc::io_error;
-    const int rc = ::fsync(fd);
+    const int rc = detail::sync_file(fd);
     ::close(fd);
     return rc == 0 ? std::error_code{} : make_error_code(errc::io_error);
   }

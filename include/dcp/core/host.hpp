@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcp/core/detail/platform.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/metrics.hpp"
 #include "dcp/core/protocol.hpp"
@@ -82,15 +83,25 @@ class host {
     return h ? h->message_name(t) : "#" + std::to_string(t);
   }
 
+  /// F(protocol_id, std::string name) for every protocol, in the order added.
+  template <class F>
+  void for_each_protocol(F&& f) const {
+    for (auto& s : slots_) f(s.id, s.p->name());
+  }
+  /// Asks protocol `id` for its gauges, if it reports any (see dcp::gauge_sink).
+  void gauges(protocol_id id, const gauge_sink& emit) const {
+    if (auto* h = find_slot(id)) h->gauges(emit);
+  }
+
   /// A hint for runtimes that know which node's frame comes next. Inlined by
   /// force: GCC drops calls to functions without visible effects.
   [[gnu::always_inline]] void prefetch() const noexcept {
-    if (!slots_.empty()) __builtin_prefetch(slots_.data());
+    if (!slots_.empty()) detail::prefetch(slots_.data());
   }
   /// The next hint, once the table is loaded: the first protocols themselves.
   [[gnu::always_inline]] void prefetch_protocols() const noexcept {
     const std::size_t n = slots_.size() < 2 ? slots_.size() : 2;
-    for (std::size_t i = 0; i < n; ++i) __builtin_prefetch(slots_[i].p.get());
+    for (std::size_t i = 0; i < n; ++i) detail::prefetch(slots_[i].p.get());
   }
 
   /// Destroys the protocols, last added first (a crash, or a stop).
@@ -108,6 +119,7 @@ class host {
     virtual const std::type_info& type() const noexcept = 0;
     virtual std::string name() const = 0;
     virtual std::string message_name(message_type t) const = 0;
+    virtual void gauges(const gauge_sink& emit) const = 0;
   };
 
   template <class P>
@@ -127,6 +139,9 @@ class host {
     const std::type_info& type() const noexcept override { return typeid(P); }
     std::string name() const override { return protocol_name<P>(); }
     std::string message_name(message_type t) const override { return P::messages::name_of(t); }
+    void gauges(const gauge_sink& emit) const override {
+      if constexpr (requires(const P& cp) { cp.gauges(emit); }) p.gauges(emit);
+    }
     P p;
   };
 

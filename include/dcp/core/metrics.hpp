@@ -7,6 +7,7 @@
 // one metrics for the whole simulated world (what benchmarks want: messages
 // per operation); the Asio runtime keeps one per node.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -17,6 +18,13 @@
 #include "dcp/wire/frame.hpp"
 
 namespace dcp {
+
+/// Where a protocol reports its gauges (values that go up and down: a role,
+/// a term, a view size): emit(name, value). A protocol that has
+///     void gauges(const dcp::gauge_sink& emit) const;
+/// is asked for them by node status and metrics expositions (dcp::net::node).
+/// Names are snake_case, unique within the protocol.
+using gauge_sink = std::function<void(std::string_view name, double value)>;
 
 struct message_counters {
   std::uint64_t sent = 0, sent_bytes = 0;
@@ -29,15 +37,15 @@ struct message_counters {
 
 class metrics {
  public:
-  void sent(protocol_id p, message_type t, std::size_t bytes) noexcept {
+  void sent(protocol_id p, message_type t, std::size_t size) noexcept {
     auto& c = messages_[key(p, t)];
     ++c.sent;
-    c.sent_bytes += bytes;
+    c.sent_bytes += size;
   }
-  void received(protocol_id p, message_type t, std::size_t bytes) noexcept {
+  void received(protocol_id p, message_type t, std::size_t size) noexcept {
     auto& c = messages_[key(p, t)];
     ++c.received;
-    c.received_bytes += bytes;
+    c.received_bytes += size;
   }
   /// A frame for protocol `p` dropped for reason `ec`.
   void dropped(protocol_id p, std::error_code ec) { ++drops_[{p, ec.message()}]; }
@@ -85,6 +93,18 @@ class metrics {
   void for_each_message(F&& f) const {
     std::map<std::uint32_t, message_counters> sorted(messages_.begin(), messages_.end());
     for (auto& [k, c] : sorted) f(static_cast<protocol_id>(k >> 16), static_cast<message_type>(k & 0xFFFF), c);
+  }
+
+  /// Every drop count in a stable order: F(protocol_id, std::string_view reason, std::uint64_t count).
+  template <class F>
+  void for_each_drop(F&& f) const {
+    for (auto& [k, v] : drops_) f(k.first, std::string_view(k.second), v);
+  }
+  /// Every named counter (env.count) in a stable order: F(protocol_id, std::string_view name, std::int64_t value).
+  template <class F>
+  void for_each_counter(F&& f) const {
+    for (auto& [p, names] : custom_)
+      for (auto& [n, v] : names) f(p, std::string_view(n), v);
   }
 
   void reset() {

@@ -37,6 +37,23 @@ struct handles_all : std::false_type {};
 template <class P, class... Ms>
 struct handles_all<P, wire::message_set<Ms...>>
     : std::bool_constant<(Handles<P, Ms> && ...)> {};
+
+// One instantiation per message, so that the compiler's "in instantiation of
+// on_message_missing_for<P, M>" note names the protocol and the message whose
+// handler is missing (a static_assert's text cannot name a type).
+template <class P, class M>
+struct on_message_missing_for {
+  static constexpr bool value = Handles<P, M>;
+  static_assert(value,
+                "dcp: the protocol needs `void on_message(const dcp::address& from, const M& m)` for every "
+                "message M in its message_set; P and M are named in this instantiation, on_message_missing_for<P, M>");
+};
+template <class P, class Set>
+struct check_handlers;
+template <class P, class... Ms>
+struct check_handlers<P, wire::message_set<Ms...>> {
+  static constexpr bool value = (on_message_missing_for<P, Ms>::value && ...);
+};
 }  // namespace detail
 
 template <class P>
@@ -58,9 +75,8 @@ constexpr void check_protocol() {
   if constexpr (requires { typename P::messages; }) {
     static_assert(wire::is_message_set<typename P::messages>::value,
                   "dcp: P::messages must be a dcp::wire::message_set<...>");
-    static_assert(detail::handles_all<P, typename P::messages>::value,
-                  "dcp: the protocol needs `void on_message(const dcp::address& from, const M& m)` for every "
-                  "message M in its message_set");
+    if constexpr (wire::is_message_set<typename P::messages>::value)
+      static_cast<void>(detail::check_handlers<P, typename P::messages>::value);  // one error per missing handler
   }
 }
 

@@ -381,7 +381,7 @@ class store {
     const auto primaries = std::min(o.replicas.size(), cfg_.replicas);
     for (auto& [a, i] : o.answers) {
       const bool primary = std::any_of(o.replicas.begin(), o.replicas.begin() + static_cast<std::ptrdiff_t>(primaries),
-                                       [&](const contact& c) { return c.addr == a; });
+                                       [&, &to = a](const contact& c) { return c.addr == to; });  // clang < 16: no binding captures
       if (primary && (!i || older(*i, best->version, best->writer))) env_.send(a, store_msg::put{0, *best});
     }
     if (best->tombstone) return o.get_cb(make_error_code(errc::not_found), {});

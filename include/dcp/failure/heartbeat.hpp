@@ -24,6 +24,7 @@
 #include "dcp/core/address.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/metrics.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -101,6 +102,11 @@ class heartbeat {
   bool monitors(const address& peer) const { return peers_.contains(peer); }
   std::vector<address> suspected() const { return select(true); }
   std::vector<address> alive() const { return select(false); }
+  /// Gauges for a node's metrics: peers monitored, peers suspected.
+  void gauges(const gauge_sink& emit) const {
+    emit("monitored", static_cast<double>(peers_.size()));
+    emit("suspected", static_cast<double>(select(true).size()));
+  }
 
   void on_down(callback f) { on_down_ = std::move(f); }
   void on_up(callback f) { on_up_ = std::move(f); }

@@ -37,6 +37,7 @@
 #include "dcp/core/address.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/metrics.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -186,6 +187,11 @@ class hyparview {
   bool is_active(const address& a) const noexcept { return find_active(a) != active_.end(); }
   bool is_passive(const address& a) const noexcept { return std::find(passive_.begin(), passive_.end(), a) != passive_.end(); }
   std::size_t active_count() const noexcept { return active_.size(); }
+  /// Gauges for a node's metrics: the two view sizes.
+  void gauges(const gauge_sink& emit) const {
+    emit("active_view", static_cast<double>(active_.size()));
+    emit("passive_view", static_cast<double>(passive_.size()));
+  }
   const hyparview_config& config() const noexcept { return cfg_; }
 
   // ---- messages ----

@@ -46,10 +46,17 @@ struct reconnect_policy {
 };
 
 struct config {
-  /// Where the node listens; port 0 picks a free port (read it back with node::self()).
-  /// This is also the address the node introduces itself with, so it must be
-  /// one its peers can connect to: 0.0.0.0 / :: are refused.
+  /// Where the node listens (an IP address); port 0 picks a free port (read
+  /// it back with node::self()). Unless `advertise` is set, this is also the
+  /// address the node introduces itself with, so it must be one its peers can
+  /// connect to: 0.0.0.0 / :: are refused then.
   address listen = address::loopback(0);
+  /// The address peers know this node by, if not `listen`: what the hello
+  /// frame carries and node::self() returns. May be a host name (a
+  /// Kubernetes pod's stable DNS name, say: "db-0.db.default.svc:7000"),
+  /// which peers resolve on every connection attempt. Its port is the one
+  /// peers reach the node at; 0: the port the node listens on.
+  std::optional<address> advertise;
   wire::limits limits{};
   reconnect_policy reconnect{};
   /// A connection attempt that has not completed after this long fails.
@@ -67,14 +74,14 @@ struct config {
   void validate() const {
     if (!listen.is_ip())
       throw error(errc::invalid_config, "net::config: listen must be an IPv4 or IPv6 address, not " + listen.to_string());
-    const auto& ip = listen.ip_bytes();
-    bool unspecified = true;
-    for (std::size_t i = 0; i < (listen.kind() == address::family::ipv4 ? 4u : 16u); ++i) unspecified &= ip[i] == 0;
-    if (unspecified)
+    if (advertise && !advertise->is_network())
+      throw error(errc::invalid_config, "net::config: advertise must be an IP address or a host name, not " +
+                                            advertise->to_string());
+    if (!advertise && listen.ip_address().is_unspecified())
       throw error(errc::invalid_config,
                   "net::config: listen " + listen.to_string() +
-                      " is the unspecified address; peers attribute frames to the address a node listens on, so "
-                      "give the concrete address they reach this node at");
+                      " is the unspecified address; peers attribute frames to the address a node introduces itself "
+                      "with, so give the concrete address they reach this node at (listen, or advertise)");
     limits.validate();
     reconnect.validate();
     if (connect_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: connect_timeout must be > 0");

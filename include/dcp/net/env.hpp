@@ -7,6 +7,7 @@
 //   arm()     a one-shot timer in the node's timer queue (one steady_timer)
 //   rng()     the node's dcp::rng: config::seed, else std::random_device
 //   disk()    a dcp::file_disk in config::data_dir, else a dcp::memory_disk
+//             (lost at exit: the first use logs a warning)
 //   log()     config::log, from config::level up
 //   count()   a named counter of this protocol in node::metrics()
 //
@@ -36,7 +37,8 @@ class env {
   timer_id arm(duration after, timer_callback fn) { return core_->timers->arm(after, std::move(fn)); }
   bool cancel(timer_id id) noexcept { return core_->timers->cancel(id); }
   dcp::rng& rng() noexcept { return core_->rng; }
-  dcp::disk& disk() noexcept { return *core_->disk; }
+  /// Files in config::data_dir; without one, memory (logged once, at warn).
+  dcp::disk& disk() noexcept { return core_->disk_for(protocol_); }
   bool logs(log_level level) const noexcept { return core_->logs(level); }
   void log(log_level level, std::string_view text) { core_->log(protocol_, level, text); }
   void count(std::string_view name, std::int64_t delta = 1) { core_->metrics.add(protocol_, name, delta); }

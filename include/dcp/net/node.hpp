@@ -30,8 +30,11 @@
 // Handlers still queued in the io_context then run as no-ops, so
 // io_context::run returns. The destructor stops the node if needed, under
 // the same thread rule as stop().
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 #include <system_error>
 #include <utility>
 
@@ -49,6 +52,26 @@
 #include "dcp/net/env.hpp"
 
 namespace dcp::net {
+
+/// One protocol of a node, as node::status() reports it.
+struct protocol_status {
+  protocol_id id = 0;
+  std::string name;
+  message_counters messages;  ///< all its message types added together
+  std::vector<std::pair<std::string, double>> gauges;  ///< what its gauges(emit) reports, if anything
+};
+
+/// A snapshot of a node for an operator: who, since when, how connected, and
+/// each protocol's traffic and gauges (role, term, view sizes, ...).
+struct node_status {
+  address self;
+  bool running = false;
+  duration uptime{};  ///< since start(); 0 before
+  std::size_t connections = 0;
+  std::uint64_t drops = 0;  ///< frames dropped, every protocol and reason
+  std::vector<protocol_status> protocols;
+  std::vector<std::pair<std::string, double>> gauges;  ///< the node's own, from add_gauge
+};
 
 class node {
  public:
@@ -88,6 +111,7 @@ class node {
     if (core_->state != detail::node_core::phase::created)
       throw error(errc::invalid_argument, "dcp::net::node: start() called twice or after stop()");
     core_->state = detail::node_core::phase::running;
+    core_->started = detail::steady_now();
     core_->transport->start();
     core_->host.start();
   }
@@ -137,6 +161,37 @@ class node {
   /// Bytes waiting to be written to `peer`: a sender's back-pressure signal.
   std::size_t queued_bytes(const address& peer) const noexcept { return core_->transport->queued_bytes(peer); }
   const config& configuration() const noexcept { return core_->cfg; }
+
+  /// Adds a gauge the node reports in status() and in its metrics exposition
+  /// (dcp/net/metrics_exposition.hpp): read() is called on the executor each
+  /// time, e.g. add_gauge("raft_term", [&r] { return double(r.current_term()); }).
+  /// For values only the application can see (a protocol reports its own
+  /// through a gauges() member, see dcp::gauge_sink). `name`: snake_case.
+  void add_gauge(std::string name, std::function<double()> read) {
+    core_->user_gauges.emplace_back(std::move(name), std::move(read));
+  }
+
+  /// The node now: call on the executor (like metrics()).
+  node_status status() const {
+    node_status s;
+    s.self = core_->self;
+    s.running = running();
+    if (s.running) s.uptime = detail::steady_now() - core_->started;
+    s.connections = connections();
+    s.drops = core_->metrics.drops();
+    core_->host.for_each_protocol([&](protocol_id id, std::string name) {
+      protocol_status p;
+      p.id = id;
+      p.name = std::move(name);
+      p.messages = core_->metrics.of(id);
+      core_->host.gauges(id, [&](std::string_view g, double v) { p.gauges.emplace_back(std::string(g), v); });
+      s.protocols.push_back(std::move(p));
+    });
+    for (auto& [name, read] : core_->user_gauges) s.gauges.emplace_back(name, read());
+    return s;
+  }
+  /// The protocols' message names, for reports: "ping", or "#3" when unnamed.
+  std::string message_name(protocol_id id, message_type t) const { return core_->host.message_name(id, t); }
 
  private:
   std::unique_ptr<detail::node_core> core_;

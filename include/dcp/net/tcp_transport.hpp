@@ -69,6 +69,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/buffer.hpp>
+#include <asio/connect.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -124,6 +125,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       throw error(ec, "dcp::net: cannot listen on " + cfg_.listen.to_string() + ": " + ec.message());
     }
     self_ = detail::to_address(acceptor_.local_endpoint());
+    if (cfg_.advertise) self_ = cfg_.advertise->port() ? *cfg_.advertise : cfg_.advertise->with_port(self_.port());
     hello_frame_.clear();
     if (auto e = wire::encode_frame(detail::transport_protocol, detail::hello{self_}, hello_frame_, cfg_.limits))
       throw error(e, "dcp::net: the hello frame does not fit max_frame_size");
@@ -155,6 +157,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       p->up = false;
       p->socket.close(ignored);
       p->timer.cancel();
+      if (p->resolver) p->resolver->cancel();
     }
     peers_.clear();
     dirty_.clear();
@@ -166,7 +169,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   template <wire::Message M>
   bool send(protocol_id protocol, const address& to, const M& m) {
     if (stopped_) return refuse(protocol, errc::shutting_down);
-    if (!to.is_ip()) return refuse(protocol, errc::bad_address);
+    if (!to.is_network()) return refuse(protocol, errc::bad_address);
     constexpr auto type = static_cast<message_type>(M::wire_id);
     if (to == self_) return send_local(protocol, m);
     detail::link& l = route(to);
@@ -374,7 +377,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       if (f.header.protocol == detail::transport_protocol) {
         detail::hello h;
         if (!in || in->greeted || f.header.type != detail::hello::wire_id || wire::decode(f.payload, h) ||
-            !h.listen.is_ip())
+            !h.listen.is_network())
           return link_failed(l, errc::bad_handshake,
                              !in ? "a transport frame from the accepting side"
                                  : in->greeted ? "a second hello" : "a hello that does not decode");
@@ -422,15 +425,43 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     p.holds_slot = true;
     ++outbound_open_;
     const auto gen = p.generation;
-    p.socket.async_connect(detail::to_endpoint(p.addr), [self = shared_from_this(), pp, gen](const std::error_code& ec) {
-      self->on_connect(pp, gen, ec);
-    });
+    if (p.addr.is_name()) {
+      resolve_and_connect(p);
+    } else {
+      p.socket.async_connect(detail::to_endpoint(p.addr), [self = shared_from_this(), pp, gen](const std::error_code& ec) {
+        self->on_connect(pp, gen, ec);
+      });
+    }
     p.timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.connect_timeout));
     p.timer.async_wait([self = shared_from_this(), pp, gen](const std::error_code& ec) {
       if (ec || self->stopped_ || pp->generation != gen || pp->st != outbound_state::connecting) return;
       std::error_code ignored;
+      if (pp->resolver) pp->resolver->cancel();
       pp->socket.close(ignored);  // on_connect then sees operation_aborted: a failed attempt
     });
+  }
+
+  /// A host name is resolved on every attempt, never cached: a reconnect
+  /// follows the name to wherever it points now (a rescheduled Kubernetes
+  /// pod, a moved service). Every address it resolves to is tried in turn.
+  void resolve_and_connect(detail::outbound& p) {
+    auto r = std::make_shared<asio::ip::tcp::resolver>(ex_);
+    p.resolver = r;
+    r->async_resolve(
+        p.addr.host_name(), std::to_string(p.addr.port()), asio::ip::resolver_base::numeric_service,
+        [self = shared_from_this(), pp = shared(p), gen = p.generation](const std::error_code& ec,
+                                                                         asio::ip::tcp::resolver::results_type results) {
+          if (self->stopped_ || pp->retired || pp->generation != gen || pp->st != outbound_state::connecting) return;
+          pp->resolver.reset();
+          if (ec) {
+            self->log(log_level::debug, "cannot resolve ", pp->addr, ": ", ec.message());
+            return self->on_connect(pp, gen, ec);
+          }
+          asio::async_connect(pp->socket, results,
+                              [self, pp, gen](const std::error_code& e, const asio::ip::tcp::endpoint&) {
+                                self->on_connect(pp, gen, e);
+                              });
+        });
   }
 
   void on_connect(const outbound_ptr& pp, std::uint64_t gen, const std::error_code& ec) {
@@ -460,6 +491,10 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   /// Closes p's socket (if open) and invalidates every handler of that socket.
   void close_socket(detail::outbound& p) {
     std::error_code ignored;
+    if (p.resolver) {
+      p.resolver->cancel();
+      p.resolver.reset();
+    }
     p.socket.close(ignored);
     p.timer.cancel();
     ++p.generation;

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcp/core/detail/platform.hpp"
 #include "dcp/core/detail/sha1.hpp"
 #include "dcp/core/disk.hpp"
 #include "dcp/core/host.hpp"
@@ -76,7 +77,7 @@ struct trace_event {
   protocol_id protocol = 0;
   message_type type = 0;
   std::size_t bytes = 0;
-  std::string_view reason;  ///< why a message was dropped
+  std::string_view reason = {};  ///< why a message was dropped
   static constexpr node_index npos = std::numeric_limits<node_index>::max();
 };
 
@@ -389,7 +390,7 @@ class simulator {
       if (static_cast<event_kind>(near->kind()) == event_kind::message) {
         const message& m = messages_[near->slot];
         nodes_[near->gen].host.prefetch();
-        if (!m.payload.empty()) __builtin_prefetch(m.payload.data());
+        if (!m.payload.empty()) dcp::detail::prefetch(m.payload.data());
       } else if (near->slot < timers_.size()) {
         const node_index n = timers_[near->slot].node;
         if (n < nodes_.size()) prefetch_object(&nodes_[n]);
@@ -401,8 +402,8 @@ class simulator {
   template <class T>
   [[gnu::always_inline]] static void prefetch_object(const T* p) noexcept {
     // Both ends: an object that straddles a cache line boundary needs two.
-    __builtin_prefetch(p);
-    __builtin_prefetch(reinterpret_cast<const char*>(p) + sizeof(T) - 1);
+    dcp::detail::prefetch(p);
+    dcp::detail::prefetch(reinterpret_cast<const char*>(p) + sizeof(T) - 1);
   }
 
   void push(time_point t, event_kind k, std::uint32_t slot, std::uint32_t gen = 0) {

@@ -43,26 +43,10 @@ struct hello {
   }
 };
 
-inline asio::ip::tcp::endpoint to_endpoint(const address& a) {
-  const auto& b = a.ip_bytes();
-  if (a.kind() == address::family::ipv4)
-    return {asio::ip::address_v4(asio::ip::address_v4::bytes_type{b[0], b[1], b[2], b[3]}), a.port()};
-  asio::ip::address_v6::bytes_type v6{};
-  for (std::size_t i = 0; i < 16; ++i) v6[i] = b[i];
-  return {asio::ip::address_v6(v6), a.port()};
-}
+/// The endpoint of an IP address (a host name is resolved by the transport).
+inline asio::ip::tcp::endpoint to_endpoint(const address& a) { return {a.ip_address(), a.port()}; }
 
-inline address to_address(const asio::ip::tcp::endpoint& e) {
-  const auto ip = e.address();
-  if (ip.is_v4()) {
-    const auto b = ip.to_v4().to_bytes();
-    return address::ipv4({b[0], b[1], b[2], b[3]}, e.port());
-  }
-  const auto b = ip.to_v6().to_bytes();
-  std::array<std::uint8_t, 16> v6{};
-  for (std::size_t i = 0; i < 16; ++i) v6[i] = b[i];
-  return address::ipv6(v6, e.port());
-}
+inline address to_address(const asio::ip::tcp::endpoint& e) { return address::ip(e.address(), e.port()); }
 
 /// Calls f(header) for every whole frame in a buffer of frames we encoded.
 template <class F>
@@ -104,7 +88,7 @@ struct link : std::enable_shared_from_this<link> {
 struct outbound final : link {
   enum class state : std::uint8_t {
     idle,        ///< no socket; the next frame starts a connection
-    connecting,  ///< async_connect in flight (with a time-out on `timer`)
+    connecting,  ///< resolving (a host name) or async_connect in flight (with a time-out on `timer`)
     backoff,     ///< the last attempt failed; `timer` retries
     connected,   ///< frames flow
   };
@@ -114,6 +98,9 @@ struct outbound final : link {
 
   address addr;
   asio::steady_timer timer;  // connect time-out, then back-off
+  // A host name is resolved afresh on every attempt (its IPs may have moved);
+  // the resolver of the attempt in flight, so that a time-out can cancel it.
+  std::shared_ptr<asio::ip::tcp::resolver> resolver;
   state st = state::idle;
   bool holds_slot = false;       // counts against limits.max_connections
   bool retired = false;          // removed from the transport (gave up, or stopped)

@@ -2,6 +2,9 @@
 // node_core: the state of one dcp::net::node that its Env handles point to
 // (internal). A node owns exactly one; its address never changes.
 #include <exception>
+#include <functional>
+#include <utility>
+#include <vector>
 #include <memory>
 #include <random>
 #include <string>
@@ -46,6 +49,22 @@ struct node_core {
   node_core& operator=(const node_core&) = delete;
 
   bool logs(log_level level) const noexcept { return cfg.log && level >= cfg.level && level != log_level::off; }
+
+  /// env.disk(): without config::data_dir it is a memory_disk, and a node
+  /// restarted after "syncing" has lost everything. Said once per node, at
+  /// warn level, the first time a protocol uses it.
+  dcp::disk& disk_for(protocol_id protocol) noexcept {
+    if (!cfg.data_dir && !warned_memory_disk) {
+      warned_memory_disk = true;
+      try {
+        log(protocol, log_level::warn,
+            "env.disk() is in memory: net::config::data_dir is not set, so what this node syncs is lost when the "
+            "process exits");
+      } catch (...) {  // out of memory while logging: the disk still works
+      }
+    }
+    return *disk;
+  }
   void log(protocol_id protocol, log_level level, std::string_view text) {
     if (logs(level)) cfg.log(log_record{steady_now(), self, protocol, level, text});
   }
@@ -88,6 +107,9 @@ struct node_core {
   std::shared_ptr<tcp_transport> transport;
   address self;
   phase state = phase::created;
+  bool warned_memory_disk = false;
+  time_point started{};
+  std::vector<std::pair<std::string, std::function<double()>>> user_gauges;  // node::add_gauge
 };
 
 }  // namespace dcp::net::detail
