@@ -240,8 +240,9 @@ result_row run(const std::string& mode, const params& p) {
   // Clients are nodes first..first+N-1; in central mode node 1 is the
   // origin's own token service (its messages count as the origin's).
   const sim::node_index first = mode == "central" ? 2 : 1;
-  auto locate = [&w, &p, mode, first](const std::string&, std::uint32_t s) -> std::optional<address> {
+  auto locate = [&w, &p, mode, first](const std::string& key) -> std::optional<address> {
     if (mode == "central") return address::sim(1);
+    const std::uint32_t s = static_cast<std::uint32_t>(std::stoul(key.substr(key.find('#') + 1)));
     for (std::uint32_t k = 0; k < p.clients; ++k) {
       const auto i = first + static_cast<sim::node_index>((detail::mix64(s + 1) + k) % p.clients);
       if (w.is_up(i)) return address::sim(i);
@@ -251,7 +252,7 @@ result_row run(const std::string& mode, const params& p) {
   delegation::peer_config pc;
   pc.origin = address::sim(0);
   pc.origin_public_key = opub;
-  pc.locate = locate;
+  pc.locate = delegation::fixed_locator(locate);
   pc.token_ttl = 2s;
   pc.request_timeout = 200ms;
   pc.give_up_after = 30s;  // in a surge a client waits its turn in line
@@ -287,7 +288,7 @@ result_row run(const std::string& mode, const params& p) {
     w.after(duration(w.rng().between(0, 1'000'000'000)), [&, i] { w.get<work_client>(i, work_id).begin(); });
   if (mode == "single") {
     w.after(p.run / 2, [&] {
-      if (auto a = locate("work", 0)) w.crash(static_cast<sim::node_index>(a->sim_index()));
+      if (auto a = locate(delegation::shard_key("work", 0))) w.crash(static_cast<sim::node_index>(a->sim_index()));
     });
   }
   // Permits honoured, sampled every 10 ms.

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "dcp/delegation.hpp"
+#include "dcp/dht.hpp"
 #include "dcp/sim.hpp"
 
 using namespace dcp;
@@ -42,9 +43,9 @@ struct world {
     pc.token_ttl = 1s;
     pc.request_timeout = 100ms;
     pc.give_up_after = 8s;
-    pc.locate = [this](const std::string&, std::uint32_t shard) -> std::optional<address> {
-      return address::sim(owner[shard]);
-    };
+    pc.locate = fixed_locator([this](const std::string& key) -> std::optional<address> {
+      return address::sim(owner[std::stoul(key.substr(key.find('#') + 1))]);
+    });
     w.add_nodes(peers, [pc](sim::node_context& n) { n.add<peer_t>(pid, pc); });
     for (sim::node_index i = 0; i <= peers; ++i)
       w.set_clock(i, duration(w.rng().between(-20'000'000, 20'000'000)), (w.rng().uniform() * 2 - 1) * 1e-4);
@@ -364,5 +365,96 @@ TEST_CASE("delegation: stock allocations, batched and idempotent, survive a coor
     for (auto& [i, f] : confirmed) CHECK(per_student.contains(address::sim(i)));  // no confirmed seat lost
     CHECK(confirmed.size() + refused.size() == students - 2);  // every student heard back
     CHECK(s.org().stats().batches < s.org().stats().allocations);  // batched, not one message per seat
+  }
+}
+
+// The system as the mission draws it: clients form a Kademlia overlay,
+// locate a shard's coordinator as the DHT owner of its key, and the owner
+// takes the shard on from the origin. When the owner crashes, the overlay
+// names the next closest node, which is delegated the shard once the old
+// certificate has ended; the origin never honours more than C meanwhile.
+TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, and a crashed owner's shard moves on") {
+  using router_t = dht::kademlia<sim::env>;
+  constexpr protocol_id rid = router_t::default_id;
+  constexpr std::uint32_t C = 8, shards = 2, peers = 24;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    CAPTURE(seed);
+    sim::config sc;
+    sc.network.delay = sim::latency::uniform(1ms, 5ms);
+    sim::simulator w(seed, sc);
+    origin_config oc;
+    oc.resources = {{"db", capacity_kind::concurrency, C, shards}};
+    oc.certificate_validity = 3s;
+    oc.max_drift = 50ms;
+    auto okey = origin_private_key();
+    w.add_node([&](sim::node_context& n) { n.add<origin_t>(pid, lease::signing_key(okey, 0), oc); });
+    dht::kademlia_config kc;
+    kc.k = 8;
+    w.add_nodes(peers, [&](sim::node_context& n) {
+      auto& r = n.add<router_t>(rid, kc);
+      peer_config pc;
+      pc.origin = address::sim(0);
+      pc.origin_public_key = okey.public_key().raw();
+      pc.token_ttl = 1s;
+      pc.request_timeout = 100ms;
+      pc.give_up_after = 8s;
+      pc.locate = dht_locator(r);
+      n.add<peer_t>(pid, pc);
+      if (n.index() == 1) r.bootstrap({});
+      else r.bootstrap({{node_id{}, address::sim(1)}});
+    });
+    w.run_for(3s);
+    auto owner = [&](std::uint32_t shard) {  // the truth: the live node closest to the key
+      const auto key = node_id::hash(shard_key("db", shard));
+      std::optional<sim::node_index> best;
+      for (sim::node_index i = 1; i <= peers; ++i)
+        if (auto* r = w.find<router_t>(i, rid); r && r->joined() &&
+            (!best || router_t::distance(key, r->self().id) < router_t::distance(key, w.get<router_t>(*best, rid).self().id)))
+          best = i;
+      return *best;
+    };
+    auto& org = w.get<origin_t>(0, pid);
+    std::vector<int> life(peers + 1, 0);
+    std::uint64_t admitted = 0, after_crash = 0;
+    bool crashed = false;
+    std::function<void(sim::node_index, int)> loop = [&](sim::node_index i, int l) {
+      auto* p = w.find<peer_t>(i, pid);
+      if (!p || life[i] != l) return;
+      const auto shard = static_cast<std::uint32_t>(w.rng().below(shards));
+      p->acquire("db", shard, 1, [&, i, l](result<grant> g) {
+        if (!w.find<peer_t>(i, pid) || life[i] != l) return;
+        if (!g) return w.after(50ms, [&, i, l] { loop(i, l); });
+        const bool ok = org.admit(g->sealed, w.local_wall_now(0)).has_value();
+        admitted += ok;
+        after_crash += ok && crashed;
+        w.after(duration(w.rng().between(20'000'000, 200'000'000)), [&, i, l, gr = *g, ok] {
+          if (auto* p = w.find<peer_t>(i, pid); p && life[i] == l) {
+            if (ok) org.release(gr.token);
+            p->release(gr);
+            loop(i, l);
+          }
+        });
+      });
+    };
+    for (sim::node_index i = 1; i <= peers; ++i) w.after(duration(w.rng().between(0, 200'000'000)), [&, i] { loop(i, 0); });
+    w.after_event([&] { REQUIRE(org.in_use("db", w.local_wall_now(0)) <= C); });
+    w.run_for(3s);
+    for (std::uint32_t s = 0; s < shards; ++s) {
+      CAPTURE(s);
+      CHECK(w.get<peer_t>(owner(s), pid).coordinates("db", s));  // the DHT owner coordinates the shard
+    }
+    const auto victim = owner(0);
+    const auto epoch = org.epoch("db", 0);
+    w.crash(victim);
+    ++life[victim];
+    crashed = true;
+    w.run_for(8s);
+    const auto heir = owner(0);
+    CHECK(heir != victim);
+    CHECK(org.epoch("db", 0) > epoch);
+    CHECK(w.get<peer_t>(heir, pid).coordinates("db", 0));
+    CHECK(after_crash > 0);
+    CHECK(admitted > 20);
+    w.after_event({});
   }
 }

@@ -3,7 +3,8 @@
 //
 // As a client it obtains tokens for a shard of a resource from the shard's
 // coordinator (located by `peer_config::locate`, the DHT owner of
-// shard_key(resource, shard) in a deployment), checks the coordinator's
+// shard_key(resource, shard) in a deployment: locate.hpp; the answer is
+// cached per shard and asked again when that coordinator stops answering), checks the coordinator's
 // certificate against the origin's public key, checks that the token was
 // signed by that coordinator for that shard, renews held tokens at half
 // their life, and releases them. Stock: acquire() allocates units for good
@@ -20,8 +21,8 @@
 // A waiting client keeps its place by resending its request (same nonce)
 // within 5 x request_timeout.
 //
-// Policy when no coordinator answers: the request is resent (to whoever
-// `locate` names then) every request_timeout, and a coordinator's "retry
+// Policy when no coordinator answers: the request is resent every
+// request_timeout (after an unanswered send, to whoever `locate` names then), and a coordinator's "retry
 // after" is honoured; after give_up_after the call fails with timed_out.
 // Never a silent unbounded wait. Refusals fail at once with their reason.
 //
@@ -31,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +41,7 @@
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/coordinator.hpp"
+#include "dcp/delegation/locate.hpp"
 #include "dcp/delegation/messages.hpp"
 
 namespace dcp::delegation {
@@ -46,8 +49,8 @@ namespace dcp::delegation {
 struct peer_config {
   address origin;             ///< the origin (the overlay's entry point)
   bytes origin_public_key;    ///< the root of trust: the origin's Ed25519 key (32 bytes)
-  /// Who coordinates a shard now (the DHT owner of its key); nullopt: unknown.
-  std::function<std::optional<address>(const std::string& resource, std::uint32_t shard)> locate;
+  /// Who coordinates a shard now (the DHT owner of its key): dht_locator or fixed_locator.
+  locate_function locate;
   duration token_ttl = 2s;        ///< a token's life; renewed at half of it
   duration request_timeout = 200ms;
   duration give_up_after = 10s;
@@ -116,8 +119,7 @@ class peer {
     p.req = msg::token_request{++nonce_, std::move(resource), shard, permits, 0, env_.rng()() | 1};
     p.done = std::move(done);
     p.first_sent = env_.now();
-    send_request(p);
-    requests_.emplace(p.req.nonce, std::move(p));
+    send_request(requests_.emplace(p.req.nonce, std::move(p)).first->second);
   }
   /// Stops renewing `g` and tells its coordinator, which grants the permits
   /// again at once: release the token at the origin first (after the last
@@ -125,7 +127,8 @@ class peer {
   void release(const grant& g) {
     auto it = held_.find(g.token.fencing);
     if (it == held_.end()) return;
-    if (auto c = cfg_.locate(g.resource, g.shard)) env_.send(*c, msg::token_release{g.resource, g.shard, g.token.fencing});
+    if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end())
+      env_.send(c->second, msg::token_release{g.resource, g.shard, g.token.fencing});
     held_.erase(it);
   }
   /// Tokens held now (unexpired), each with its latest renewal.
@@ -274,6 +277,7 @@ class peer {
       return drop("unsolicited_token_reply");
     }
     auto& p = it->second;
+    p.answered = true;
     if (m.code == status::retry) {
       p.resend_at = env_.now() + std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 5, 5'000));
       p.last_error = static_cast<errc>(m.error);
@@ -303,6 +307,7 @@ class peer {
     time_point first_sent{}, resend_at{};
     duration backoff{};
     std::optional<errc> last_error;
+    bool answered = true;  // the last send was answered (false: its coordinator may be gone)
   };
   struct held_token {
     grant g;
@@ -404,7 +409,22 @@ class peer {
 
   void send_request(pending_request& p) {
     p.resend_at = env_.now() + cfg_.request_timeout;
-    if (auto c = cfg_.locate(p.req.resource, p.req.shard)) env_.send(*c, p.req);
+    const auto key = shard_key(p.req.resource, p.req.shard);
+    if (!p.answered) located_.erase(key);  // unanswered: ask who coordinates now
+    p.answered = false;
+    if (auto c = located_.find(key); c != located_.end()) return void(env_.send(c->second, p.req));
+    locate(key);
+  }
+  /// Asks `locate` once per shard at a time; sends the shard's waiting requests when it answers.
+  void locate(const std::string& key) {
+    if (!locating_.insert(key).second) return;
+    cfg_.locate(key, [this, key](std::optional<address> a) {
+      locating_.erase(key);
+      if (!a) return;  // unknown for now: the next resend asks again
+      located_[key] = *a;
+      for (auto& [n, p] : requests_)
+        if (shard_key(p.req.resource, p.req.shard) == key) env_.send(*a, p.req);
+    });
   }
 
   void finish(typename std::map<std::uint64_t, pending_request>::iterator it, result<grant> r) {
@@ -488,8 +508,7 @@ class peer {
       if (it == held_.end()) return;  // released meanwhile
       if (r) it->second.g = std::move(*r);
     };
-    send_request(p);
-    requests_.emplace(p.req.nonce, std::move(p));
+    send_request(requests_.emplace(p.req.nonce, std::move(p)).first->second);
   }
 
   void flush_batch(slot& s, time_point now) {
@@ -518,6 +537,8 @@ class peer {
   std::map<std::uint64_t, pending_request> requests_;  // by nonce
   std::map<std::uint64_t, held_token> held_;           // by fencing
   std::map<std::string, slot> slots_;                  // by shard key
+  std::map<std::string, address> located_;             // shard key -> its coordinator, as last located
+  std::set<std::string> locating_;                     // shard keys being located
   std::function<void(const grant&)> on_lost_;
   periodic<E> ticker_;
 };

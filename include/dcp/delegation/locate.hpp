@@ -1,0 +1,41 @@
+#pragma once
+// Locating a shard's coordinator: who coordinates shard_key(resource, shard)
+// now. In a deployment it is the DHT owner of the key (dht_locator, over any
+// dcp::dht::Router); a static deployment or a test may name it directly
+// (fixed_locator). delegation::peer caches the answer per shard and asks
+// again when the coordinator it knows stops answering.
+#include <functional>
+#include <optional>
+#include <string>
+#include <system_error>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/node_id.hpp"
+#include "dcp/dht/router.hpp"
+
+namespace dcp::delegation {
+
+/// Calls back (now or later) with the address that coordinates the shard
+/// whose key is given, or nullopt when it cannot tell.
+using locate_function = std::function<void(const std::string& key, std::function<void(std::optional<address>)>)>;
+
+/// A locate_function from a synchronous rule.
+inline locate_function fixed_locator(std::function<std::optional<address>(const std::string& key)> rule) {
+  return [rule = std::move(rule)](const std::string& key, std::function<void(std::optional<address>)> done) {
+    done(rule(key));
+  };
+}
+
+/// The DHT owner of the key: one overlay lookup of hash(key) per (re)location.
+/// `router` must outlive the peer that uses it (both live on one node).
+template <dht::Router R>
+locate_function dht_locator(R& router) {
+  return [&router](const std::string& key, std::function<void(std::optional<address>)> done) {
+    router.lookup(node_id::hash(key), 1, [done = std::move(done)](std::error_code ec, dht::lookup_result r) {
+      if (ec || r.owners.empty()) return done(std::nullopt);
+      done(r.owners.front().addr);
+    });
+  };
+}
+
+}  // namespace dcp::delegation
