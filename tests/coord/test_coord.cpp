@@ -61,6 +61,13 @@ struct service {
   client_t* client(std::uint32_t c) { return w.find<client_t>(opt.replicas + c, coord_id); }
   raft_t* replica(std::uint32_t i) { return w.find<raft_t>(i, raft_id); }
   void run_until(const std::function<bool()>& p, duration limit = 5s) { w.run_until(p, w.now() + limit); }
+  /// Opens a session on each client; every one must open.
+  void open_sessions(std::initializer_list<client_t*> clients) {
+    std::size_t opened = 0;
+    for (auto* cl : clients) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
+    run_until([&] { return opened == clients.size(); });
+    REQUIRE(opened == clients.size());
+  }
 };
 
 }  // namespace
@@ -110,10 +117,7 @@ TEST_CASE("coord: a lost session signals the loss, frees the lock, and its waite
   auto& a = *s.client(0);
   auto& b = *s.client(1);
   auto& c = *s.client(2);
-  int opened = 0;
-  for (auto* cl : {&a, &b, &c}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
-  s.run_until([&] { return opened == 3; });
-  REQUIRE(opened == 3);
+  s.open_sessions({&a, &b, &c});
   std::optional<grant> ga, gc;
   a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
   s.run_until([&] { return ga.has_value(); });
@@ -156,10 +160,7 @@ TEST_CASE("coord: a keepalive delayed to the session's deadline never yields two
     service s(7, o);
     auto& a = *s.client(0);
     auto& c = *s.client(1);
-    int opened = 0;
-    for (auto* cl : {&a, &c}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
-    s.run_until([&] { return opened == 2; });
-    REQUIRE(opened == 2);
+    s.open_sessions({&a, &c});
     std::optional<grant> ga, gc;
     a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
     s.run_until([&] { return ga.has_value(); });
@@ -198,9 +199,7 @@ TEST_CASE("coord: election campaign, observe, resign") {
   service s(3, {3, 2, 0, 0, 0, 0});
   auto& a = *s.client(0);
   auto& b = *s.client(1);
-  int opened = 0;
-  for (auto* cl : {&a, &b}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
-  s.run_until([&] { return opened == 2; });
+  s.open_sessions({&a, &b});
   std::vector<std::string> seen;
   b.observe("leader", [&](std::optional<holder> h) { seen.push_back(h ? std::string(as_string(h->value)) : "-"); });
   std::optional<grant> ga, gb;
@@ -220,9 +219,7 @@ TEST_CASE("coord: election campaign, observe, resign") {
 
 TEST_CASE("coord: barrier and double barrier") {
   service s(4, {3, 3, 0, 0, 0, 0});
-  int opened = 0;
-  for (std::uint32_t i = 0; i < 3; ++i) s.client(i)->open_session([&](result<session_id> r) { opened += r.has_value(); });
-  s.run_until([&] { return opened == 3; });
+  s.open_sessions({s.client(0), s.client(1), s.client(2)});
   int passed = 0;
   s.client(0)->barrier_wait("b", 3, [&](result<done_t> r) { passed += r.has_value(); });
   s.client(1)->barrier_wait("b", 3, [&](result<done_t> r) { passed += r.has_value(); });
@@ -386,10 +383,7 @@ TEST_CASE("coord: a grant made to a session that was lost never reaches the user
   service s(21, {3, 2, 0, 0, 0, 0});
   auto& a = *s.client(0);
   auto& b = *s.client(1);
-  int opened = 0;
-  for (auto* cl : {&a, &b}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
-  s.run_until([&] { return opened == 2; });
-  REQUIRE(opened == 2);
+  s.open_sessions({&a, &b});
   const session_id first_session = a.session();
 
   for (sim::node_index i = 0; i < 3; ++i) s.w.block(i, 3);  // every answer to a is lost from now
@@ -449,10 +443,7 @@ TEST_CASE("coord: on_lost fires before the permit can move, with clocks at the d
       for (sim::node_index j = 0; j < 5; ++j) s.w.set_link(i, j, {sim::latency::constant(50us)});
     auto& a = *s.client(0);
     auto& c = *s.client(1);
-    int opened = 0;
-    for (auto* cl : {&a, &c}) cl->open_session([&](result<session_id> r) { opened += r.has_value(); });
-    s.run_until([&] { return opened == 2; });
-    REQUIRE(opened == 2);
+    s.open_sessions({&a, &c});
     std::optional<grant> ga, gc;
     a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
     s.run_until([&] { return ga.has_value(); });
