@@ -5,7 +5,7 @@
 //   coord_replica --listen 127.0.0.1:7201 --peer 127.0.0.1:7202 --peer 127.0.0.1:7203
 //                 --data /var/lib/coord/r1 [--sync batched|every_append|never]
 //                 [--election-ms 150] [--heartbeat-ms 50] [--quiet]
-//                 [--lease-seed HEX]
+//                 [--lease-seed HEX] [--disclose-holders]
 //
 // With --lease-seed (32 bytes as 64 hex digits, the same on every replica),
 // the leader seals Ed25519 lease tokens for grants (coord::lease_issuer);
@@ -59,7 +59,7 @@ using server_t = dcp::coord::server<dcp::net::env, raft_t>;
   std::cerr << "coord_replica: " << why << "\n"
             << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
                "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
-               "                     [--quiet] [--lease-seed HEX]\n";
+               "                     [--quiet] [--lease-seed HEX] [--disclose-holders]\n";
   std::exit(2);
 }
 
@@ -82,12 +82,16 @@ int main(int argc, char** argv) {
   std::string data;
   auto policy = dcp::storage::sync_policy::batched;
   int election_ms = 150, heartbeat_ms = 50;
-  bool have_listen = false, quiet = false;
+  bool have_listen = false, quiet = false, disclose = false;
   std::optional<dcp::bytes> lease_seed;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--quiet") {
       quiet = true;
+      continue;
+    }
+    if (arg == "--disclose-holders") {  // an operator's view: queries show holders' sessions and tokens
+      disclose = true;
       continue;
     }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
@@ -150,7 +154,9 @@ int main(int argc, char** argv) {
     asio::io_context io;
     dcp::net::node node(io, cfg);
     auto& raft = node.add<raft_t>(raft_t::default_id, rc, std::move(store), dcp::coord::machine{});
-    auto& server = node.add<server_t>(dcp::coord::default_protocol_id, raft);
+    dcp::coord::server_config sc;
+    sc.disclose_holders = disclose;
+    auto& server = node.add<server_t>(dcp::coord::default_protocol_id, raft, sc);
     if (lease_seed) {
       auto key = dcp::lease::ed25519_private_key::from_seed(*lease_seed);
       if (!key) usage("--lease-seed: " + key.error().message());

@@ -78,7 +78,7 @@ servers=()
 for ((i = 0; i < replicas; i++)); do servers+=(--server "127.0.0.1:${ports[$i]}"); done
 
 start_replica() {  # start replica i, appending to its output
-  local i=$1 args=(--listen "127.0.0.1:${ports[$1]}" --data "$dir/data$1" --quiet)
+  local i=$1 args=(--listen "127.0.0.1:${ports[$1]}" --data "$dir/data$1" --quiet --disclose-holders)
   for ((j = 0; j < replicas; j++)); do [ "$j" != "$i" ] && args+=(--peer "127.0.0.1:${ports[$j]}"); done
   "$replica_bin" "${args[@]}" >>"$dir/r$i.out" 2>>"$dir/r$i.err" &
   pids[$i]=$!

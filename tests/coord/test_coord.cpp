@@ -534,3 +534,80 @@ TEST_CASE("coord: a session TTL outside the replicas' bounds is refused, nothing
     for (std::uint32_t i = 0; i < 3; ++i) CHECK(s.replica(i)->state_machine().sessions().empty());
   }
 }
+
+// Issue 11: a session is its owner's. A stranger who knows (or guesses) a
+// session id cannot close it, renew it, act under it, learn what it holds or
+// get a lease token for it; queries do not disclose holders' sessions.
+namespace {
+/// A raw client: sends coordination messages as it likes, records answers.
+struct stranger {
+  using messages = msg::all;
+  static constexpr std::string_view name = "stranger";
+  sim::env env;
+  std::vector<msg::command_reply> replies;
+  std::vector<msg::keepalive_ack> acks;
+  std::vector<msg::query_reply> queries;
+  std::uint64_t registered = 0;
+  stranger(sim::env e) : env(e) {}
+  void on_message(const address&, const msg::command_reply& m) { replies.push_back(m); }
+  void on_message(const address&, const msg::keepalive_ack& m) { acks.push_back(m); }
+  void on_message(const address&, const msg::query_reply& m) { queries.push_back(m); }
+  void on_message(const address&, const msg::register_reply& m) { registered = m.client; }
+  template <class M>
+  void on_message(const address&, const M&) {}
+};
+}  // namespace
+
+TEST_CASE("coord: a session is its owner's: a stranger with its id can neither use, renew, close nor inspect it") {
+  service s(13, {3, 1, 0, 0, 0, 0});
+  auto& a = *s.client(0);
+  s.open_sessions({&a});
+  std::optional<grant> ga;
+  a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+  s.run_until([&] { return ga.has_value(); });
+  REQUIRE(ga);
+  const auto victim = a.session();
+  const auto node = s.w.add_node([](sim::node_context& n) { n.add<stranger>(coord_id); });
+  auto& x = s.w.get<stranger>(node, coord_id);
+  raft_t* leader = nullptr;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (s.replica(i)->is_leader()) leader = s.replica(i);
+  REQUIRE(leader);
+  const auto to = *leader->leader();
+  x.env.send(to, msg::register_client{77});
+  s.w.run_for(100ms);
+  REQUIRE(x.registered != 0);
+  std::uint64_t seq = 0;
+  for (auto kind : {op::release, op::acquire, op::close_session}) {  // guessed secret: 0, then 12345
+    for (std::uint64_t secret : {0ull, 12345ull}) {
+      request r{kind, victim, "L", 1, false, ga->fencing};
+      r.secret = secret;
+      x.env.send(to, msg::command{x.registered, ++seq, r});
+      s.w.run_for(50ms);
+    }
+  }
+  x.env.send(to, msg::keepalive{victim, 1, 12345});
+  x.env.send(to, msg::query{"L", 2});
+  s.w.run_for(200ms);
+  REQUIRE(x.replies.size() == 6);
+  for (auto& r : x.replies) CHECK(r.result.code == status::no_session);
+  REQUIRE(x.acks.size() == 1);
+  CHECK_FALSE(x.acks[0].view.alive);  // nothing disclosed
+  CHECK(x.acks[0].view.holds.empty());
+  REQUIRE(x.queries.size() == 1);
+  REQUIRE(x.queries[0].holders.size() == 1);
+  CHECK(x.queries[0].holders[0].session == 0);
+  CHECK(x.queries[0].holders[0].fencing == 0);
+  // The owner still holds L, and its session lives on.
+  s.w.run_for(1s);
+  CHECK(a.holds() == std::vector<grant>{*ga});
+  CHECK(s.replica(0)->state_machine().has_session(victim));
+  CHECK(s.replica(0)->state_machine().holders("L").at(0).session == victim);
+  // Cut the owner off: the stranger's keepalives do not keep its session alive.
+  s.w.isolate(3);
+  for (int i = 0; i < 15; ++i) {
+    x.env.send(to, msg::keepalive{victim, 10u + static_cast<std::uint64_t>(i), 12345});
+    s.w.run_for(100ms);
+  }
+  CHECK_FALSE(s.replica(0)->state_machine().has_session(victim));
+}

@@ -106,7 +106,12 @@ class client {
   void open_session(callback<session_id> done) {
     if (session_ && !opening_) return done(session_);
     if (opening_) return done(dcp::make_error_code(dcp::errc::busy));
-    submit({op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())},
+    // The session's secret: every request under it carries it, so nobody else
+    // can act for this session, renew it, or learn what it holds.
+    secret_ = env_.rng()() | 1;
+    request req{op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())};
+    req.secret = secret_;
+    submit(std::move(req),
            [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.error());
              // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
@@ -230,7 +235,7 @@ class client {
   /// io_error (the replicas do not issue leases), timed_out.
   void lease(const grant& g, callback<bytes> done) {
     if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
-    read(msg::lease_request{session_, g, 0}, [done = std::move(done)](result<std::optional<bytes>> r) {
+    read(msg::lease_request{session_, g, 0, secret_}, [done = std::move(done)](result<std::optional<bytes>> r) {
       if (!r) return done(r.error());
       done(std::move(**r));
     });
@@ -477,6 +482,7 @@ class client {
   }
 
   void submit(request req, reply_fn done) {
+    if (req.session) req.secret = secret_;  // (the lost session's, for its close: kept until the next open)
     inflight_.push_back(pending_command{std::move(req), std::move(done)});
     if (inflight_.size() == 1) send_front(true);
   }
@@ -570,7 +576,7 @@ class client {
     last_keepalive_ = env_.now();
     keepalives_[++nonce_] = env_.now();
     while (keepalives_.size() > 64) keepalives_.erase(keepalives_.begin());
-    env_.send(target(), msg::keepalive{session_, nonce_});
+    env_.send(target(), msg::keepalive{session_, nonce_, secret_});
   }
   void query(const std::string& name) {
     auto& o = observers_[name];
@@ -660,6 +666,7 @@ class client {
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
   std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
+  std::uint64_t secret_ = 0;                     // the session's secret (its owner's proof)
   timer_id expiry_timer_{};
   session_id session_ = 0;
   time_point valid_until_{}, last_keepalive_{}, opening_since_{};

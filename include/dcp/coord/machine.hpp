@@ -72,7 +72,9 @@ struct request {
   std::uint64_t ttl_ms = 0;    ///< open_session
   bytes value;                 ///< campaign: the candidate's value; put, append, compare_and_set: the value
   bytes expected;              ///< compare_and_set: the value the key must hold
-  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected); }
+  std::uint64_t secret = 0;    ///< the session's secret (open_session: chosen by the client); every
+                               ///< request under a session must carry it, so a session is its owner's alone
+  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret); }
 };
 
 enum class status : std::uint8_t {
@@ -157,10 +159,11 @@ class machine {
     for (auto& [id, s] : sessions_) out.push_back(id);
     return out;
   }
-  session_view view(session_id id) const {
+  /// What session `id` holds, for its owner only: a wrong secret sees a dead session.
+  session_view view(session_id id, std::uint64_t secret) const {
     session_view v;
     auto it = sessions_.find(id);
-    if (it == sessions_.end()) return v;
+    if (it == sessions_.end() || it->second.secret != secret) return v;
     v.alive = true;
     for (auto& [name, f] : it->second.holds) v.holds.push_back({name, f});
     v.barriers_passed = it->second.passed;
@@ -189,9 +192,10 @@ class machine {
  private:
   struct session_state {
     std::uint64_t ttl_ms = 0;
+    std::uint64_t secret = 0;
     std::map<std::string, fencing_token> holds;
     std::map<std::string, std::uint64_t> passed;
-    template <class A> void serialize(A& ar) { ar(ttl_ms, holds, passed); }
+    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed); }
   };
   struct waiter {
     session_id session = 0;
@@ -215,14 +219,18 @@ class machine {
 
   reply execute(const request& r) {
     if (r.kind == op::open_session) {
-      if (r.ttl_ms == 0) return {status::bad_request};
+      if (r.ttl_ms == 0 || r.secret == 0) return {status::bad_request};
       const session_id id = ++next_session_;
       sessions_[id].ttl_ms = r.ttl_ms;
+      sessions_[id].secret = r.secret;
       return {status::ok, 0, id};
     }
     if (r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set) return write(r);
     auto sit = sessions_.find(r.session);
-    if (sit == sessions_.end()) return {status::no_session};
+    // Another's session, named without its secret, looks like none at all
+    // (expire_session is the leader's own, refused from clients by the server).
+    if (sit == sessions_.end() || (r.kind != op::expire_session && sit->second.secret != r.secret))
+      return {status::no_session};
     switch (r.kind) {
       case op::open_session: break;
       case op::close_session:

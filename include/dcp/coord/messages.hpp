@@ -48,7 +48,8 @@ struct keepalive {
   static constexpr std::string_view wire_name = "keepalive";
   session_id session = 0;
   std::uint64_t nonce = 0;
-  template <class A> void serialize(A& ar) { ar(session, nonce); }
+  std::uint64_t secret = 0;  ///< the session's: only its owner renews it and sees what it holds
+  template <class A> void serialize(A& ar) { ar(session, nonce, secret); }
 };
 struct keepalive_ack {
   static constexpr message_type wire_id = 4;
@@ -73,7 +74,7 @@ struct query_reply {
   std::uint64_t nonce = 0;
   refusal refused = refusal::none;
   std::optional<address> leader;
-  std::vector<holder> holders;
+  std::vector<holder> holders;  ///< values only: sessions and fencing tokens are not disclosed
   template <class A> void serialize(A& ar) { ar(nonce, refused, leader, holders); }
 };
 /// Something changed for this client's session: ask (keepalive) now rather than at the next period.
@@ -111,7 +112,8 @@ struct lease_request {
   session_id session = 0;
   grant held;
   std::uint64_t nonce = 0;
-  template <class A> void serialize(A& ar) { ar(session, held, nonce); }
+  std::uint64_t secret = 0;  ///< the session's: only its owner gets a token for its grant
+  template <class A> void serialize(A& ar) { ar(session, held, nonce, secret); }
 };
 struct lease_reply {
   static constexpr message_type wire_id = 11;

@@ -60,6 +60,10 @@ struct server_config {
   /// a TTL shorter than a few ticks expires on jitter; one of a century is a
   /// lock held for ever by a crashed client.
   duration min_session_ttl = 200ms;
+  /// Answer queries (observe) with each holder's session id and fencing
+  /// token, not just its value: an operator's view, off by default so that a
+  /// client learns nothing of others' sessions.
+  bool disclose_holders = false;
   duration max_session_ttl = std::chrono::minutes(10);
   void validate() const {
     if (tick <= duration::zero()) throw error(dcp::errc::invalid_config, "coord::server: tick must be > 0");
@@ -110,15 +114,16 @@ class server {
         return void(env_.send(from, msg::command_reply{m.client, m.seq, refusal::none, raft_.leader(), {status::bad_request}}));
       }
     }
-    if (m.req.session) clients_[m.req.session] = from;
     bytes payload;
     storage::detail::encode_value(m.req, payload);
-    raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq](result<bytes> r) {
+    raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session](result<bytes> r) {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
         if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
         if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
           clients_[out.result.session] = from;
+        else if (session && out.result.code != status::no_session && out.result.code != status::bad_request)
+          clients_[session] = from;  // the session's owner: applied under its secret
       } else if (r.error() == consensus::errc::unknown_session) {
         out.refused = refusal::unknown_session;
       } else if (r.error() == dcp::errc::not_leader) {
@@ -137,7 +142,6 @@ class server {
       env_.send(from, msg::keepalive_ack{m.session, m.nonce, refusal::not_leader, raft_.leader(), {}});
       return;
     }
-    clients_[m.session] = from;
     const time_point received = env_.now();
     const auto term = raft_.current_term();
     raft_.read_index([this, from, m, received, term](result<std::uint64_t> idx) {
@@ -145,8 +149,9 @@ class server {
       if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
         ack.refused = refusal::not_leader;
       } else if (!expiring_.contains(m.session)) {
-        ack.view = raft_.state_machine().view(m.session);
-        if (ack.view.alive) {
+        ack.view = raft_.state_machine().view(m.session, m.secret);
+        if (ack.view.alive) {  // the owner (it knows the secret): renew, and notify it here
+          clients_[m.session] = from;
           auto& d = deadlines_[m.session];
           d = std::max(d, received + ttl_of(m.session));
         }
@@ -164,6 +169,8 @@ class server {
       msg::query_reply out{m.nonce, refusal::none, raft_.leader(), {}};
       if (!idx) out.refused = refusal::not_leader;
       else out.holders = raft_.state_machine().holders(m.name);
+      if (!cfg_.disclose_holders)
+        for (auto& h : out.holders) h.session = h.fencing = 0;  // who holds it is the holder's business
       env_.send(from, out);
     });
   }
@@ -213,7 +220,6 @@ class server {
       out.refused = refusal::not_leader;
       return void(env_.send(from, out));
     }
-    clients_[m.session] = from;
     const time_point received = env_.now();
     const wall_time received_wall = env_.wall_now();
     const auto term = raft_.current_term();
@@ -223,7 +229,7 @@ class server {
         out.refused = refusal::not_leader;
         return void(env_.send(from, out));
       }
-      const auto view = expiring_.contains(m.session) ? session_view{} : raft_.state_machine().view(m.session);
+      const auto view = expiring_.contains(m.session) ? session_view{} : raft_.state_machine().view(m.session, m.secret);
       if (!view.alive) {
         out.code = status::no_session;
         return void(env_.send(from, out));
