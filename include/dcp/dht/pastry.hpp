@@ -61,6 +61,10 @@ struct pastry_config {
   duration leaf_interval = 1s;
   /// Consecutive silent probes after which a leaf is declared failed.
   unsigned failure_threshold = 3;
+  /// How long a failed node is not probed again when others still name it. Only
+  /// an economy: a node enters the leaf set only on evidence that it is alive (a
+  /// message from it, or its answer to a probe), however old the table naming it.
+  duration failed_memory = 60s;
   /// A lookup not answered within this fails with errc::lookup_failed.
   duration lookup_timeout = 5s;
   /// Hops after which a message is dropped (a loop from inconsistent state).
@@ -74,6 +78,7 @@ struct pastry_config {
     if (leaf_set < 2 || leaf_set % 2) throw error(dcp::errc::invalid_config, "pastry: leaf_set must be even and >= 2");
     if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
       throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
+    if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "pastry: failed_memory must be > 0");
     if (failure_threshold < 1 || max_hops < 1) throw error(dcp::errc::invalid_config, "pastry: failure_threshold and max_hops must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "pastry: need 0 < bootstrap_retry <= bootstrap_retry_max");
@@ -132,12 +137,13 @@ struct leaf_exchange {  // a leaf set, sent to neighbours; reply asks for theirs
   std::vector<contact> leaves;
   template <class A> void serialize(A& ar) { ar(sender, want_reply, leaves); }
 };
-struct probe {
+struct probe {  // liveness: of a leaf, or of a node named by someone else before it enters our state
   static constexpr message_type wire_id = 7;
   static constexpr std::string_view wire_name = "probe";
   contact sender;
   bool reply = false;
-  template <class A> void serialize(A& ar) { ar(sender, reply); }
+  bool joined = false;  // a joining node probes too; it is not learned before it has joined
+  template <class A> void serialize(A& ar) { ar(sender, reply, joined); }
 };
 struct row_request {  // lazy table repair: "your entry (row, digit)?"
   static constexpr message_type wire_id = 8;
@@ -325,8 +331,8 @@ class pastry {
     env_.send(from, pastry_msg::route_ack{m.hop});
     // a joining node is learned from its announce once it has joined, never from its join request
     const bool join = m.what == static_cast<std::uint8_t>(pastry_msg::kind::join);
-    if (!join || m.sender.addr != m.origin.addr) learn(m.sender);
-    if (!join && m.origin.addr != from) learn(m.origin);
+    if (!join || m.sender.addr != m.origin.addr) heard_from(m.sender);
+    if (!join && m.origin.addr != from) consider(m.origin);
     pastry_msg::route next = m;
     ++next.hops;
     handle_route(std::move(next));
@@ -352,16 +358,20 @@ class pastry {
   void on_message(const address& from, const pastry_msg::join_state& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (m.entries.size() > 4096) return env_.count("bad_join_state");
-    learn(m.sender);
-    for (auto& c : m.entries) learn(c);
-    if (m.root && !joined_ && m.nonce == join_nonce_) {
-      become_joined();
-      for (auto& c : known()) env_.send(c.addr, pastry_msg::announce{self_});
+    heard_from(m.sender);
+    // the entries are others' tables and leaf sets, possibly naming nodes that crashed since:
+    // each one we would use is probed first, and enters our state when it answers
+    for (auto& c : m.entries) consider(c);
+    if (m.root && !joined_ && m.nonce == join_nonce_ && !join_verify_timer_) {
+      // joined once the root's leaves have answered (or rpc_timeout passed): a leaf set of
+      // the root alone would make us claim keys that belong to its neighbours
+      join_verify_timer_ = env_.arm(cfg_.rpc_timeout, [this] { finish_join(); });
+      if (verifying_.empty()) finish_join();
     }
   }
   void on_message(const address& from, const pastry_msg::announce& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
-    if (joined_) learn(m.sender);
+    if (joined_) heard_from(m.sender);
   }
   void on_message(const address& from, const pastry_msg::leaf_exchange& m) {
     if (m.leaves.size() > 4 * cfg_.leaf_set) return env_.count("bad_leaf_exchange");
@@ -371,19 +381,28 @@ class pastry {
     } else if (m.sender.addr != from) {
       return env_.count("spoofed_sender");
     } else {
-      learn(m.sender);
+      heard_from(m.sender);
       silences_.erase(from);
     }
-    for (auto& c : m.leaves)
-      if (!recently_failed(c.addr)) learn(c);
+    for (auto& c : m.leaves) consider(c);
     if (m.want_reply && joined_) env_.send(from, pastry_msg::leaf_exchange{self_, false, leaves()});
   }
   void on_message(const address& from, const pastry_msg::probe& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     silences_.erase(from);
-    if (!m.reply && joined_) {
-      learn(m.sender);
-      env_.send(from, pastry_msg::probe{self_, true});
+    if (m.reply) {  // only joined nodes answer: it is alive and serving
+      auto v = verifying_.find(from);
+      auto f = failed_.find(from);
+      // the answer to a probe sent after we declared it failed: it is back (restarted, or
+      // was only slow). Any other answer may have been in flight since before it failed.
+      const bool fresh = v != verifying_.end() && (f == failed_.end() || v->second > f->second);
+      if (v != verifying_.end()) verifying_.erase(v);
+      if (fresh) failed_.erase(from), learn(m.sender);
+      else heard_from(m.sender);
+      if (!joined_ && join_verify_timer_ && verifying_.empty()) finish_join();
+    } else if (joined_) {
+      if (m.joined) heard_from(m.sender);
+      env_.send(from, pastry_msg::probe{self_, true, true});
     }
   }
   void on_message(const address& from, const pastry_msg::row_request& m) {
@@ -393,7 +412,8 @@ class pastry {
   }
   void on_message(const address& from, const pastry_msg::row_reply& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
-    if (m.entry && !recently_failed(m.entry.addr)) learn(m.entry);
+    // the entry comes from the replier's table, which may be stale: probed before use
+    if (m.entry) consider(m.entry);
   }
   void on_unreachable(const address& peer) {
     failed_[peer] = env_.now();
@@ -435,6 +455,8 @@ class pastry {
   void stop() {
     leaf_timer_.stop();
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
+    verifying_.clear();
     for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
     for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
@@ -477,12 +499,62 @@ class pastry {
   bool recently_failed(const address& a) {
     auto it = failed_.find(a);
     if (it == failed_.end()) return false;
-    if (env_.now() - it->second < 4 * cfg_.leaf_interval * cfg_.failure_threshold) return true;
+    if (env_.now() - it->second < cfg_.failed_memory) return true;
     failed_.erase(it);
     return false;
   }
 
-  /// Adds a contact to the leaf set and the routing table where it fits.
+  /// A node named by someone else (a leaf set, a table row, a route's origin): it
+  /// may have crashed since, so one we would use is probed, and learned only from
+  /// its own answer. Dead nodes never come back into a leaf set this way, however
+  /// stale the table that names them (issue 16).
+  void consider(const contact& c) {
+    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!would_use(c) || recently_failed(c.addr)) return;
+    verify(c);
+  }
+  /// A message from the node itself: evidence it is alive, unless we declared it failed
+  /// (or saw it leave) since, when the message may have been in flight from before: then
+  /// only the answer to a new probe brings it back.
+  void heard_from(const contact& c) {
+    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (recently_failed(c.addr)) {
+      if (would_use(c)) verify(c);
+      return;
+    }
+    learn(c);
+  }
+  void verify(const contact& c) {
+    if (auto v = verifying_.find(c.addr); v != verifying_.end()) {
+      auto f = failed_.find(c.addr);
+      if (f == failed_.end() || v->second > f->second) return;  // a probe since the failure is out
+    }
+    if (verifying_.size() >= max_verifying()) return env_.count("probe_budget_exhausted");
+    verifying_[c.addr] = env_.now();
+    env_.count("verify_probes");
+    env_.send(c.addr, pastry_msg::probe{self_, false, joined_});
+  }
+  std::size_t max_verifying() const noexcept { return 8 * cfg_.leaf_set + (node_id::bits / cfg_.b) * (std::size_t{1} << cfg_.b); }
+  /// Would learn(c) change our state: an empty table slot, or a place in the leaf set?
+  bool would_use(const contact& c) const {
+    const std::size_t row = shared_digits(self_.id, c.id);
+    if (row < node_id::bits / cfg_.b && (row >= table_.size() || table_[row][c.id.digit(row, cfg_.b)].empty())) return true;
+    const bool clockwise = (c.id - self_.id) < (self_.id - c.id);
+    const auto& side = clockwise ? right_ : left_;
+    if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return false;
+    if (side.size() < cfg_.leaf_set / 2) return true;
+    const auto dist = [&](const contact& x) { return clockwise ? x.id - self_.id : self_.id - x.id; };
+    return dist(c) < dist(side.back());
+  }
+  void finish_join() {
+    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
+    if (joined_) return;
+    become_joined();
+    for (auto& c : known()) env_.send(c.addr, pastry_msg::announce{self_});
+  }
+
+  /// Adds a contact to the leaf set and the routing table where it fits. Only for
+  /// nodes we have evidence are alive: the sender of a message, or a probe's answer.
   void learn(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
     // routing table: keep the first node found for a slot (no proximity metric to prefer another)
@@ -693,13 +765,16 @@ class pastry {
     std::vector<address> dead;
     for (auto& c : leaves()) {
       if (++silences_[c.addr] > cfg_.failure_threshold) dead.push_back(c.addr);
-      else env_.send(c.addr, pastry_msg::probe{self_, false});
+      else env_.send(c.addr, pastry_msg::probe{self_, false, true});
     }
     for (auto& a : dead) {
       env_.count("leaf_failures");
       failed_[a] = env_.now();
       forget(a);
     }
+    // bounded memory: unanswered verification probes and expired failures are dropped
+    std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second > 2 * cfg_.rpc_timeout; });
+    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
     // exchange whole leaf sets with the two adjacent nodes: how newcomers and repairs spread
     if (!left_.empty()) env_.send(left_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
     if (!right_.empty() && (left_.empty() || right_.front().addr != left_.front().addr))
@@ -727,7 +802,8 @@ class pastry {
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> failed_;
-  timer_id join_timer_{};
+  std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
+  timer_id join_timer_{}, join_verify_timer_{};
   deliver_callback on_deliver_;
   periodic<E> leaf_timer_;
 };
