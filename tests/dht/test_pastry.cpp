@@ -182,3 +182,28 @@ TEST_CASE("pastry: after a 25% silent crash no leaf set names a dead node, and n
     CHECK(st.wrong == 0);
   }
 }
+
+TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns a wrong owner (many seeds)") {
+  // Issue 16: with l = 16, runs of 8 adjacent crashed ids split the ring. Leaf sets now grow
+  // to 2 log2 N on each side (N estimated from their span).
+  std::size_t wrong = 0, failed = 0, right = 0;
+  for (std::uint64_t seed = 61; seed <= 66; ++seed) {
+    CAPTURE(seed);
+    dht::pastry_config cfg;
+    cfg.leaf_set = 8;  // the configured minimum: small, so that the N-sized growth is what saves it
+    world_t w(seed, cfg, world_t::wide_area());
+    w.address_only = true;
+    w.grow(256, 60ms);
+    w.world.run_for(30s);
+    auto nodes = w.live();
+    REQUIRE(nodes.size() == 256);
+    w.world.rng().shuffle(std::span(nodes));
+    for (std::size_t k = 0; k < nodes.size() / 2; ++k) w.world.crash(nodes[k]);
+    w.world.run_for(20s);  // the repair time stated in docs/dht.md
+    auto st = w.lookups(300);
+    wrong += st.wrong, failed += st.failed, right += st.correct;
+  }
+  MESSAGE("pastry after a 50% crash: ", right, " right, ", wrong, " wrong owners, ", failed, " failed");
+  CHECK(wrong == 0);
+  CHECK(failed == 0);
+}

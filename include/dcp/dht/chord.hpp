@@ -40,6 +40,7 @@
 // A partition splits the ring into rings that do not merge back by
 // themselves; bootstrap() again through a node of the other side to merge.
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,8 +65,11 @@ namespace dcp::dht {
 struct chord_config {
   /// Identifier bits m (1..160). Ids and keys keep their top m bits.
   unsigned bits = 160;
-  /// Successor list length r.
+  /// Successor list length r, at least. The list grows to 2·log2 N (N estimated from
+  /// the span of the list) up to max_successors: the paper's guarantee under the
+  /// failure of half the nodes needs r = Ω(log N) (Theorem IV.5).
   std::size_t successors = 8;
+  std::size_t max_successors = 48;
   duration stabilize_interval = 1s;
   duration fix_fingers_interval = 1s;
   duration check_predecessor_interval = 2s;
@@ -88,6 +92,7 @@ struct chord_config {
   void validate() const {
     if (bits < 1 || bits > node_id::bits) throw error(dcp::errc::invalid_config, "chord: bits must be in 1..160");
     if (successors < 1) throw error(dcp::errc::invalid_config, "chord: the successor list needs at least 1 entry");
+    if (max_successors < successors || max_successors > 256) throw error(dcp::errc::invalid_config, "chord: need successors <= max_successors <= 256");
     if (stabilize_interval <= duration::zero() || fix_fingers_interval <= duration::zero() ||
         check_predecessor_interval <= duration::zero() || rpc_timeout <= duration::zero())
       throw error(dcp::errc::invalid_config, "chord: intervals and timeouts must be > 0");
@@ -349,7 +354,7 @@ class chord {
   }
   void on_message(const address& from, const chord_msg::found& m) { answer(from, m.nonce, &m.successors, nullptr); }
   void on_message(const address& from, const chord_msg::closer& m) {
-    if (m.successors.size() > 4 * cfg_.successors + 8) return env_.count("bad_closer");
+    if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_closer");
     if (auto it = lookups_.find(m.nonce); it != lookups_.end() && it->second.asking == from && !it->second.confirming &&
                                            it->second.asking_id != node_id{}) {  // a join seed's id may be unknown
       // the answering nodes precede the key, each closer than the last: the successor list
@@ -436,7 +441,7 @@ class chord {
     auto it = lookups_.find(m.nonce);
     if (it == lookups_.end() || !it->second.confirming || it->second.asking != from || m.self.addr != from)
       return env_.count("stale_reply");
-    if (m.successors.size() > 4 * max_successors() + 8) return env_.count("bad_owner_reply");
+    if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_owner_reply");
     env_.cancel(it->second.timer);
     it->second.timer = {};
     owner_answer(m.nonce, {mask(m.self.id), from}, m.owns, m.predecessor, m.successors);
@@ -465,7 +470,7 @@ class chord {
   }
   void on_message(const address& from, const chord_msg::join_reply& m) {
     if (joined_ || m.nonce != join_nonce_ || m.self.addr != from || from != join_target_.addr) return env_.count("stale_reply");
-    if (m.successors.size() > 4 * max_successors() + 8) return env_.count("bad_join_reply");
+    if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_join_reply");
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
     if (m.accepted) {
       std::vector<contact> list{{mask(m.self.id), from}};
@@ -830,7 +835,17 @@ class chord {
     if (!predecessor_) return successors_.empty();
     return node_id::in_half_open(key, predecessor_.id, self_.id);
   }
-  std::size_t max_successors() const noexcept { return cfg_.successors; }
+  /// The successor list's length: r, or 2·log2 N when larger (up to max_successors). N is
+  /// estimated from the list itself: k successors spanning a fraction f of the ring make N ≈ k/f.
+  std::size_t max_successors() const noexcept {
+    const std::size_t base = cfg_.successors;
+    if (successors_.empty()) return base;
+    const std::size_t k = successors_.size();
+    const node_id span = successors_.back().id - self_.id;
+    const int log2_n = static_cast<int>(std::bit_width(k)) - 1 + (static_cast<int>(node_id::bits) - 1 - span.log2());
+    const std::size_t want = log2_n > 0 ? 2 * static_cast<std::size_t>(log2_n) : base;
+    return std::clamp(want, base, cfg_.max_successors);
+  }
   /// How long a lookup waits for an owner that cannot confirm: long enough for a crashed
   /// predecessor to be detected (failure_threshold silent pings) and its own predecessor to
   /// notify the owner after stabilizing past it.
@@ -880,9 +895,10 @@ class chord {
 
   /// Dedups, drops self and empties, masks, and keeps the first r.
   void set_successors(std::vector<contact> list) {
+    const std::size_t cap = max_successors();  // from the list we had: the new one may grow past it by one
     successors_.clear();
     for (auto& c : list) {
-      if (successors_.size() == cfg_.successors) break;
+      if (successors_.size() > cap) break;
       if (c.addr.empty() || c.addr == self_.addr) continue;
       if (std::any_of(successors_.begin(), successors_.end(), [&](const contact& o) { return o.addr == c.addr; })) continue;
       successors_.push_back({mask(c.id), c.addr});

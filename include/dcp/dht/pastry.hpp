@@ -31,6 +31,7 @@
 // lookups near the hole fail (with errc::lookup_failed after lookup_timeout)
 // or reach a wrong root, until the survivors rejoin.
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -54,8 +55,12 @@ namespace dcp::dht {
 struct pastry_config {
   /// Bits per digit (1, 2 or 4; the routing table has 2^b columns).
   unsigned b = 4;
-  /// Leaf set size l (even): l/2 on each side.
+  /// Leaf set size l (even): at least l/2 on each side. Each side grows to 2·log2 N
+  /// (N estimated from the leaf set's span) up to max_leaf_side, so that the ring
+  /// survives the crash of half its nodes at once: l/2 adjacent failures split it
+  /// (§2.4), and at 50% a run of h adjacent crashes has probability N·2^-h.
   std::size_t leaf_set = 16;
+  std::size_t max_leaf_side = 32;
   duration rpc_timeout = 500ms;
   /// How often leaves are probed and neighbours' leaf sets exchanged.
   duration leaf_interval = 1s;
@@ -76,6 +81,7 @@ struct pastry_config {
   void validate() const {
     if (b != 1 && b != 2 && b != 4) throw error(dcp::errc::invalid_config, "pastry: b must be 1, 2 or 4");
     if (leaf_set < 2 || leaf_set % 2) throw error(dcp::errc::invalid_config, "pastry: leaf_set must be even and >= 2");
+    if (max_leaf_side < leaf_set / 2 || max_leaf_side > 256) throw error(dcp::errc::invalid_config, "pastry: need leaf_set/2 <= max_leaf_side <= 256");
     if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
       throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
     if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "pastry: failed_memory must be > 0");
@@ -374,7 +380,7 @@ class pastry {
     if (joined_) heard_from(m.sender);
   }
   void on_message(const address& from, const pastry_msg::leaf_exchange& m) {
-    if (m.leaves.size() > 4 * cfg_.leaf_set) return env_.count("bad_leaf_exchange");
+    if (m.leaves.size() > 4 * std::max(cfg_.leaf_set, 2 * cfg_.max_leaf_side)) return env_.count("bad_leaf_exchange");
     if (m.sender.addr.empty()) {  // a leaver: drop it, and take its leaves in its place
       forget(from);
       failed_[from] = env_.now();
@@ -542,7 +548,7 @@ class pastry {
     const bool clockwise = (c.id - self_.id) < (self_.id - c.id);
     const auto& side = clockwise ? right_ : left_;
     if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return false;
-    if (side.size() < cfg_.leaf_set / 2) return true;
+    if (side.size() < leaf_side()) return true;
     const auto dist = [&](const contact& x) { return clockwise ? x.id - self_.id : self_.id - x.id; };
     return dist(c) < dist(side.back());
   }
@@ -570,9 +576,10 @@ class pastry {
     if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return;
     const auto dist = [&](const contact& x) { return clockwise ? x.id - self_.id : self_.id - x.id; };
     auto pos = std::find_if(side.begin(), side.end(), [&](const contact& o) { return dist(c) < dist(o); });
-    if (pos == side.end() && side.size() >= cfg_.leaf_set / 2) return;
+    const std::size_t cap = leaf_side();
+    if (pos == side.end() && side.size() >= cap) return;
     side.insert(pos, c);
-    if (side.size() > cfg_.leaf_set / 2) side.pop_back();
+    while (side.size() > cap) side.pop_back();
     dedupe_leaves();
   }
   void dedupe_leaves() {
@@ -606,6 +613,18 @@ class pastry {
     env_.count("table_repairs");
     for (auto& c : table_[row])
       if (c) env_.send(c.addr, pastry_msg::row_request{self_, static_cast<std::uint16_t>(row), static_cast<std::uint8_t>(digit)});
+  }
+
+  /// Leaves kept on each side: l/2, or 2·log2 N when larger (up to max_leaf_side). N is
+  /// estimated from the leaf set: k leaves spanning a fraction f of the ring make N ≈ k/f.
+  std::size_t leaf_side() const noexcept {
+    const std::size_t base = cfg_.leaf_set / 2;
+    if (left_.empty() || right_.empty()) return base;
+    const std::size_t k = left_.size() + right_.size();
+    const node_id span = right_.back().id - left_.back().id;
+    const int log2_n = static_cast<int>(std::bit_width(k)) - 1 + (static_cast<int>(node_id::bits) - 1 - span.log2());
+    const std::size_t want = log2_n > 0 ? 2 * static_cast<std::size_t>(log2_n) : base;
+    return std::clamp(want, base, std::max(base, cfg_.max_leaf_side));
   }
 
   bool in_leaf_range(const node_id& key) const {
