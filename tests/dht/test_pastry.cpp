@@ -156,7 +156,8 @@ TEST_CASE("pastry: after a 25% silent crash no leaf set names a dead node, and n
   for (std::uint64_t seed = 31; seed <= 36; ++seed) {
     CAPTURE(seed);
     dht::pastry_config cfg;  // default timing: probes every second, 3 silent ones = failed
-    cfg.leaf_set = 8;        // small N: a smaller leaf set so that table repair feeds it
+    cfg.leaf_set = 8;        // small N: a small leaf set, kept so (no growth with N), so that table
+    cfg.max_leaf_side = 4;   // repair feeds it
     world_t w(seed, cfg, world_t::wide_area());
     w.address_only = true;
     w.grow(400, 40ms);
