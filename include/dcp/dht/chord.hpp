@@ -209,6 +209,8 @@ struct join_reply {  // accepted: your predecessor is my old one; else ask `pred
 
 template <Env E>
 class chord {
+  friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
+
  public:
   using messages = wire::message_set<chord_msg::find_successor, chord_msg::found, chord_msg::closer,
                                      chord_msg::get_state, chord_msg::state, chord_msg::notify, chord_msg::ping,
@@ -317,28 +319,6 @@ class chord {
     return node_id(v);
   }
 
-  /// For benchmarks and tests only: fills the successor list, predecessor and
-  /// fingers from a global view of every live node (sorted by id), as if
-  /// stabilization had converged, so that 10^5-node rings need no warm-up.
-  /// A real deployment joins with bootstrap().
-  void install_global_view(const std::vector<contact>& sorted) {
-    auto at = [&](std::size_t i) -> const contact& { return sorted[i % sorted.size()]; };
-    auto succ_of = [&](const node_id& x) {  // first node with id >= x, wrapping
-      auto it = std::lower_bound(sorted.begin(), sorted.end(), x, [](const contact& c, const node_id& v) { return c.id < v; });
-      return static_cast<std::size_t>(it == sorted.end() ? 0 : it - sorted.begin());
-    };
-    const std::size_t me = succ_of(self_.id);
-    successors_.clear();
-    for (std::size_t k = 1; k <= cfg_.successors && k < sorted.size(); ++k) successors_.push_back(at(me + k));
-    predecessor_ = sorted.size() > 1 ? at(me + sorted.size() - 1) : contact{};
-    fingers_.clear();
-    for (unsigned i = cfg_.bits; i-- > 0;) {
-      const contact& f = at(succ_of(self_.id + ring_pow2(i)));
-      if (f.addr == successor().addr || f.addr == self_.addr) break;
-      fingers_.push_back(f);
-    }
-    become_joined();
-  }
 
   // ---- messages ----
 

@@ -170,6 +170,8 @@ struct row_reply {
 
 template <Env E>
 class pastry {
+  friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
+
  public:
   using messages = wire::message_set<pastry_msg::route, pastry_msg::route_ack, pastry_msg::lookup_reply,
                                      pastry_msg::join_state, pastry_msg::announce, pastry_msg::leaf_exchange,
@@ -289,45 +291,6 @@ class pastry {
     return n;
   }
 
-  /// For benchmarks and tests only: fills the leaf set and routing table from a
-  /// global view of every live node (sorted by id), as a converged network would
-  /// have them (table entries picked at random within each prefix range).
-  void install_global_view(const std::vector<contact>& sorted) {
-    left_.clear();
-    right_.clear();
-    table_.clear();
-    const std::size_t n = sorted.size();
-    auto it = std::lower_bound(sorted.begin(), sorted.end(), self_.id, [](const contact& c, const node_id& v) { return c.id < v; });
-    const std::size_t me = static_cast<std::size_t>(it - sorted.begin());
-    const std::size_t half = cfg_.leaf_set / 2;
-    for (std::size_t k = 1; k <= half && k < n; ++k) {
-      right_.push_back(sorted[(me + k) % n]);
-      left_.push_back(sorted[(me + n - k) % n]);
-    }
-    dedupe_leaves();
-    const std::size_t digits = node_id::bits / cfg_.b;
-    for (std::size_t row = 0; row < digits; ++row) {
-      bool others = false;
-      for (unsigned d = 0; d < (1u << cfg_.b); ++d) {
-        if (d == self_.id.digit(row, cfg_.b)) continue;
-        const node_id lo = prefix_low(row, d);
-        const node_id hi = lo + (node_id::pow2(node_id::bits - (row + 1) * cfg_.b) - node_id::pow2(0));
-        auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
-        auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
-        if (first == last) continue;
-        others = true;
-        row_at(row)[d] = *(first + static_cast<std::ptrdiff_t>(env_.rng().below(static_cast<std::uint64_t>(last - first))));
-      }
-      // nodes left that share row+1 digits with us besides ourselves?
-      const node_id lo = prefix_low(row, self_.id.digit(row, cfg_.b));
-      const node_id hi = lo + (node_id::pow2(node_id::bits - (row + 1) * cfg_.b) - node_id::pow2(0));
-      auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
-      auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
-      (void)others;
-      if (last - first <= 1) break;  // no node but us shares one more digit: deeper rows are empty
-    }
-    become_joined();
-  }
 
   // ---- messages ----
 
