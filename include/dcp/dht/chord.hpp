@@ -3,7 +3,8 @@
 //
 // Nodes and keys sit on a ring of 2^m ids; a key belongs to its successor,
 // the first node clockwise from it. Each node keeps
-//   - a successor list of r nodes (survives r-1 adjacent failures),
+//   - a successor list of r nodes (survives r-1 adjacent failures; r grows to
+//     2·log2 N, estimated from the list's span, so that half the nodes may fail),
 //   - its predecessor,
 //   - a finger table: finger i is successor(self + 2^i), so that every hop
 //     at least halves the distance left and a lookup takes ~½·log2 N hops.
