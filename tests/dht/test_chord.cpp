@@ -244,7 +244,7 @@ TEST_CASE("chord: 50% of the nodes crash at once; 20 s later no lookup returns a
   // back one node a second. Successor lists now grow to 2 log2 N (N estimated from their span),
   // and a node walks back to a closer successor at once, not a stabilize round later.
   std::size_t wrong = 0, failed = 0, right = 0;
-  for (std::uint64_t seed = 51; seed <= 56; ++seed) {
+  for (std::uint64_t seed = 51; seed <= 54; ++seed) {
     CAPTURE(seed);
     world_t w(seed, dht::chord_config{}, world_t::wide_area());  // the defaults
     w.address_only = true;

@@ -153,7 +153,7 @@ TEST_CASE("pastry: after a 25% silent crash no leaf set names a dead node, and n
   // the failed-node memory had expired. Nodes join one by one through bootstrap() with
   // address-only contacts, links take 10-60 ms, crashes are silent, and lookups keep running
   // (they find dead table entries, whose repair asks other nodes' possibly stale tables).
-  for (std::uint64_t seed = 31; seed <= 36; ++seed) {
+  for (std::uint64_t seed = 31; seed <= 34; ++seed) {
     CAPTURE(seed);
     dht::pastry_config cfg;  // default timing: probes every second, 3 silent ones = failed
     cfg.leaf_set = 8;        // small N: a small leaf set, kept so (no growth with N), so that table
@@ -188,7 +188,7 @@ TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns 
   // Issue 16: with l = 16, runs of 8 adjacent crashed ids split the ring. Leaf sets now grow
   // to 2 log2 N on each side (N estimated from their span).
   std::size_t wrong = 0, failed = 0, right = 0;
-  for (std::uint64_t seed = 61; seed <= 66; ++seed) {
+  for (std::uint64_t seed = 61; seed <= 64; ++seed) {
     CAPTURE(seed);
     dht::pastry_config cfg;
     cfg.leaf_set = 8;  // the configured minimum: small, so that the N-sized growth is what saves it
