@@ -22,6 +22,8 @@ struct overlay {
   Config cfg;
   std::optional<sim::node_index> founder;  // the node that founds the overlay (bootstrap({}))
   std::function<void(sim::node_context&, R&)> extra;  // more protocols on each node (a store)
+  /// Bootstrap contacts carry only an address (id unknown), as an operator's seed list does.
+  bool address_only = false;
 
   static sim::config lossy(double loss = 0.0) {
     sim::config sc;
@@ -46,11 +48,26 @@ struct overlay {
       std::vector<contact> seeds;
       for (int tries = 0; tries < 3; ++tries) {
         auto s = random_joined(ctx.index());
-        if (s) seeds.push_back(router(*s).self());
+        if (s) seeds.push_back(address_only ? contact{node_id{}, router(*s).self().addr} : router(*s).self());
       }
       if (seeds.empty()) seeds.push_back({node_id{}, address::sim(*founder)});
       r.bootstrap(seeds);
     });
+  }
+
+  /// Adds n nodes one at a time, `every` apart (a steady join rate), each joining as add() does.
+  void grow(std::size_t n, duration every) {
+    for (std::size_t k = 0; k < n; ++k) {
+      add(1);
+      world.run_for(every);
+    }
+  }
+
+  /// Links of 10-60 ms: a wide-area spread, slower than the lossy() default.
+  static sim::config wide_area() {
+    sim::config sc;
+    sc.network.delay = sim::latency::uniform(10ms, 60ms);
+    return sc;
   }
 
   R& router(sim::node_index i) { return world.get<R>(i, pid); }

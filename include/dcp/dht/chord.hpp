@@ -3,7 +3,8 @@
 //
 // Nodes and keys sit on a ring of 2^m ids; a key belongs to its successor,
 // the first node clockwise from it. Each node keeps
-//   - a successor list of r nodes (survives r-1 adjacent failures),
+//   - a successor list of r nodes (survives r-1 adjacent failures; r grows to
+//     2·log2 N, estimated from the list's span, so that half the nodes may fail),
 //   - its predecessor,
 //   - a finger table: finger i is successor(self + 2^i), so that every hop
 //     at least halves the distance left and a lookup takes ~½·log2 N hops.
@@ -18,6 +19,17 @@
 // does not answer within rpc_timeout is dropped from the origin's tables and
 // the next candidate is tried, so lookups route around crashed nodes.
 //
+// Answers are confirmed, never taken on trust (issue 16): the last step asks
+// the owner found whether the key falls in its range (predecessor, self]. A
+// node that joined since the key's predecessor last stabilized is the owner's
+// predecessor, so the lookup walks back to it; an owner that does not know its
+// predecessor (it just lost it) cannot vouch for the answer, and the lookup
+// asks again until confirm_patience() and then fails with errc::lookup_failed
+// rather than return an owner that may be stale. For the range to be right,
+// a node counts as joined only once its successor has taken it as predecessor
+// (join_request), and learns its own predecessor from that successor: so no
+// joined node ever lies between a node and its predecessor.
+//
 // Fingers are stored top-down and only as far as they differ from the
 // successor: with N nodes among 2^160 ids, finger i for i below
 // ~160 - log2 N is the successor anyway, so a node holds O(log N) fingers,
@@ -29,6 +41,7 @@
 // A partition splits the ring into rings that do not merge back by
 // themselves; bootstrap() again through a node of the other side to merge.
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -53,8 +66,11 @@ namespace dcp::dht {
 struct chord_config {
   /// Identifier bits m (1..160). Ids and keys keep their top m bits.
   unsigned bits = 160;
-  /// Successor list length r.
+  /// Successor list length r, at least. The list grows to 2·log2 N (N estimated from
+  /// the span of the list) up to max_successors: the paper's guarantee under the
+  /// failure of half the nodes needs r = Ω(log N) (Theorem IV.5).
   std::size_t successors = 8;
+  std::size_t max_successors = 48;
   duration stabilize_interval = 1s;
   duration fix_fingers_interval = 1s;
   duration check_predecessor_interval = 2s;
@@ -77,6 +93,7 @@ struct chord_config {
   void validate() const {
     if (bits < 1 || bits > node_id::bits) throw error(dcp::errc::invalid_config, "chord: bits must be in 1..160");
     if (successors < 1) throw error(dcp::errc::invalid_config, "chord: the successor list needs at least 1 entry");
+    if (max_successors < successors || max_successors > 256) throw error(dcp::errc::invalid_config, "chord: need successors <= max_successors <= 256");
     if (stabilize_interval <= duration::zero() || fix_fingers_interval <= duration::zero() ||
         check_predecessor_interval <= duration::zero() || rpc_timeout <= duration::zero())
       throw error(dcp::errc::invalid_config, "chord: intervals and timeouts must be > 0");
@@ -157,14 +174,49 @@ struct deliver {  // a routed payload, sent to the owner found by lookup
   bytes payload;
   template <class A> void serialize(A& ar) { ar(key, origin, payload); }
 };
+struct owner_query {  // a lookup's last step: "is key yours, after your predecessor?"
+  static constexpr message_type wire_id = 11;
+  static constexpr std::string_view wire_name = "owner_query";
+  std::uint64_t nonce = 0;
+  node_id key;
+  template <class A> void serialize(A& ar) { ar(nonce, key); }
+};
+struct owner_reply {  // owns: key in (predecessor, self]; else the predecessor is closer (or unknown: empty)
+  static constexpr message_type wire_id = 12;
+  static constexpr std::string_view wire_name = "owner_reply";
+  std::uint64_t nonce = 0;
+  bool owns = false;
+  contact self, predecessor;
+  std::vector<contact> successors;
+  template <class A> void serialize(A& ar) { ar(nonce, owns, self, predecessor, successors); }
+};
+struct join_request {  // "take me as your predecessor"
+  static constexpr message_type wire_id = 13;
+  static constexpr std::string_view wire_name = "join_request";
+  std::uint64_t nonce = 0;
+  contact self;
+  template <class A> void serialize(A& ar) { ar(nonce, self); }
+};
+struct join_reply {  // accepted: your predecessor is my old one; else ask `predecessor`, closer to you
+  static constexpr message_type wire_id = 14;
+  static constexpr std::string_view wire_name = "join_reply";
+  std::uint64_t nonce = 0;
+  bool accepted = false;
+  contact self, predecessor;
+  std::vector<contact> successors;
+  template <class A> void serialize(A& ar) { ar(nonce, accepted, self, predecessor, successors); }
+};
 }  // namespace chord_msg
 
 template <Env E>
 class chord {
+  friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
+
  public:
   using messages = wire::message_set<chord_msg::find_successor, chord_msg::found, chord_msg::closer,
                                      chord_msg::get_state, chord_msg::state, chord_msg::notify, chord_msg::ping,
-                                     chord_msg::pong, chord_msg::leaving, chord_msg::deliver>;
+                                     chord_msg::pong, chord_msg::leaving, chord_msg::deliver, chord_msg::owner_query,
+                                     chord_msg::owner_reply, chord_msg::join_request, chord_msg::join_reply>;
   static constexpr std::string_view name = "chord";
   static constexpr protocol_id default_id = 80;
 
@@ -268,28 +320,6 @@ class chord {
     return node_id(v);
   }
 
-  /// For benchmarks and tests only: fills the successor list, predecessor and
-  /// fingers from a global view of every live node (sorted by id), as if
-  /// stabilization had converged, so that 10^5-node rings need no warm-up.
-  /// A real deployment joins with bootstrap().
-  void install_global_view(const std::vector<contact>& sorted) {
-    auto at = [&](std::size_t i) -> const contact& { return sorted[i % sorted.size()]; };
-    auto succ_of = [&](const node_id& x) {  // first node with id >= x, wrapping
-      auto it = std::lower_bound(sorted.begin(), sorted.end(), x, [](const contact& c, const node_id& v) { return c.id < v; });
-      return static_cast<std::size_t>(it == sorted.end() ? 0 : it - sorted.begin());
-    };
-    const std::size_t me = succ_of(self_.id);
-    successors_.clear();
-    for (std::size_t k = 1; k <= cfg_.successors && k < sorted.size(); ++k) successors_.push_back(at(me + k));
-    predecessor_ = sorted.size() > 1 ? at(me + sorted.size() - 1) : contact{};
-    fingers_.clear();
-    for (unsigned i = cfg_.bits; i-- > 0;) {
-      const contact& f = at(succ_of(self_.id + ring_pow2(i)));
-      if (f.addr == successor().addr || f.addr == self_.addr) break;
-      fingers_.push_back(f);
-    }
-    become_joined();
-  }
 
   // ---- messages ----
 
@@ -305,7 +335,7 @@ class chord {
   }
   void on_message(const address& from, const chord_msg::found& m) { answer(from, m.nonce, &m.successors, nullptr); }
   void on_message(const address& from, const chord_msg::closer& m) {
-    if (m.successors.size() > 4 * cfg_.successors + 8) return env_.count("bad_closer");
+    if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_closer");
     if (auto it = lookups_.find(m.nonce); it != lookups_.end() && it->second.asking == from && !it->second.confirming &&
                                            it->second.asking_id != node_id{}) {  // a join seed's id may be unknown
       // the answering nodes precede the key, each closer than the last: the successor list
@@ -339,6 +369,13 @@ class chord {
       if (!recently_failed(c.addr)) next.push_back(c);
     set_successors(std::move(next));
     env_.send(successor().addr, chord_msg::notify{self_});
+    // a closer successor: ask it at once rather than a round later, so that a node far from its
+    // place (after its successors failed, or behind a run of joins) walks back at the speed of
+    // round trips, not one node per stabilize_interval
+    if (successor().addr != succ.addr) {
+      env_.count("successor_walks");
+      stabilize();
+    }
   }
 
   void on_message(const address& from, const chord_msg::notify& m) {
@@ -353,14 +390,6 @@ class chord {
     if (joined_) env_.send(from, chord_msg::pong{m.nonce});
   }
   void on_message(const address& from, const chord_msg::pong& m) {
-    if (auto it = lookups_.find(m.nonce); it != lookups_.end()) {  // a lookup's owner is alive
-      lookup_op& op = it->second;
-      if (!op.confirming || op.asking != from) return env_.count("stale_reply");
-      env_.cancel(op.timer);
-      lookup_result r{std::move(op.owners), op.hops};
-      if (r.owners.size() > op.n) r.owners.resize(op.n);
-      return finish(m.nonce, {}, std::move(r));
-    }
     if (m.nonce == ping_nonce_ && predecessor_.addr == from && ping_timer_) {
       predecessor_silences_ = 0;
       env_.cancel(ping_timer_);
@@ -381,6 +410,69 @@ class chord {
       for (auto& c : successors_) next.push_back(c);
       set_successors(std::move(next));
     }
+  }
+
+  void on_message(const address& from, const chord_msg::owner_query& m) {
+    if (!joined_) return;  // not serving: the asker times out and moves on
+    chord_msg::owner_reply r{m.nonce, false, self_, predecessor_, successors_};
+    r.owns = owns(mask(m.key));
+    env_.send(from, r);
+  }
+  void on_message(const address& from, const chord_msg::owner_reply& m) {
+    auto it = lookups_.find(m.nonce);
+    if (it == lookups_.end() || !it->second.confirming || it->second.asking != from || m.self.addr != from)
+      return env_.count("stale_reply");
+    if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_owner_reply");
+    env_.cancel(it->second.timer);
+    it->second.timer = {};
+    owner_answer(m.nonce, {mask(m.self.id), from}, m.owns, m.predecessor, m.successors);
+  }
+
+  void on_message(const address& from, const chord_msg::join_request& m) {
+    if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_join_request");
+    const contact c{mask(m.self.id), from};
+    chord_msg::join_reply r{m.nonce, false, self_, predecessor_, successors_};
+    if (c.id == self_.id) { env_.send(from, r); return; }  // id taken: refused (the newcomer picks another)
+    // the newcomer becomes our predecessor only if no node we know of lies between them and us:
+    // then its own predecessor is our old one, and every key it will claim was ours
+    if (recently_failed(from)) failed_.erase(from);  // back after a restart: it asks itself
+    if (predecessor_.addr == from && last_joiner_.addr == from) {  // our answer was lost: the same again
+      r.accepted = true;
+      r.predecessor = last_joiner_pred_;
+    } else if (!predecessor_ || node_id::in_open(c.id, predecessor_.id, self_.id)) {
+      r.accepted = true;
+      last_joiner_ = c;
+      last_joiner_pred_ = predecessor_;
+      predecessor_ = c;
+      predecessor_silences_ = 0;
+      if (successors_.empty()) set_successors({c});  // the second node of a ring
+    }
+    env_.send(from, r);
+  }
+  void on_message(const address& from, const chord_msg::join_reply& m) {
+    if (joined_ || m.nonce != join_nonce_ || m.self.addr != from || from != join_target_.addr) return env_.count("stale_reply");
+    if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_join_reply");
+    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    if (m.accepted) {
+      std::vector<contact> list{{mask(m.self.id), from}};
+      for (auto& c : m.successors) list.push_back(c);
+      set_successors(std::move(list));
+      predecessor_ = m.predecessor.addr == self_.addr ? contact{} : contact{mask(m.predecessor.id), m.predecessor.addr};
+      become_joined();
+      return stabilize();
+    }
+    if (m.self.id == self_.id) {  // two nodes cannot share an id on one ring (small m makes it likely)
+      dcp::log(env_, log_level::warn, "chord: id ", self_.id, " is taken by ", from);
+      env_.count("id_collisions");
+      if (!cfg_.id) self_.id = mask(node_id::random(env_.rng()));
+      join_timer_ = env_.arm(retry_, [this] { try_join(); });
+      return;
+    }
+    // a node joined between us and the successor our lookup found: walk back to it
+    if (m.predecessor && m.predecessor.addr != self_.addr && ++join_redirects_ <= 4 * max_successors())
+      return request_join({mask(m.predecessor.id), m.predecessor.addr});
+    join_timer_ = env_.arm(retry_, [this] { try_join(); });
+    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
   }
 
   void on_message(const address& from, const chord_msg::deliver& m) {
@@ -411,6 +503,9 @@ class chord {
     node_id fallback_id, asking_id;
     bool confirming = false;
     unsigned confirm_attempts = 0;
+    unsigned redirects = 0;    // owners that pointed back to their predecessor
+    unsigned unconfirmed = 0;  // owners that could not say (no predecessor yet): start again later
+    time_point started{};
     address asking;
     unsigned restarts = 0;
     timer_id timer{};
@@ -463,21 +558,27 @@ class chord {
         retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
         return;
       }
-      if (r.owners.front().id == self_.id && r.owners.front().addr != self_.addr) {
-        // two nodes cannot share an id on one ring (small m makes it likely)
-        dcp::log(env_, log_level::warn, "chord: id ", self_.id, " is taken by ", r.owners.front().addr);
-        env_.count("id_collisions");
-        if (!cfg_.id) self_.id = mask(node_id::random(env_.rng()));
+      if (r.owners.front().addr == self_.addr) {  // the answer named only ourselves: stale, ask again
         join_timer_ = env_.arm(retry_, [this] { try_join(); });
         return;
       }
-      set_successors(std::move(r.owners));
-      if (successors_.empty()) {  // the answer named only ourselves: stale, ask again
-        join_timer_ = env_.arm(retry_, [this] { try_join(); });
-        return;
-      }
-      become_joined();
-      stabilize();
+      // joined once our successor takes us as its predecessor: until then no lookup may end
+      // at us, and after it the keys we claim, (old predecessor, us], are exactly ours
+      join_redirects_ = 0;
+      request_join(r.owners.front());
+    });
+  }
+  void request_join(const contact& successor, unsigned attempt = 1) {
+    join_target_ = successor;
+    if (attempt == 1) join_nonce_ = ++nonce_;
+    env_.send(successor.addr, chord_msg::join_request{join_nonce_, self_});
+    if (join_timer_) env_.cancel(join_timer_);
+    // the request or its answer may be lost: asked again (the successor answers the same);
+    // failure_threshold silences and we look for our successor anew
+    join_timer_ = env_.arm(cfg_.rpc_timeout, [this, successor, attempt] {
+      join_timer_ = {};
+      if (attempt < cfg_.failure_threshold) request_join(successor, attempt + 1);
+      else try_join();
     });
   }
 
@@ -485,6 +586,7 @@ class chord {
 
   void start_lookup(const node_id& key, std::size_t n, std::vector<contact> first, lookup_callback cb) {
     lookup_op op;
+    op.started = env_.now();
     op.key = key;
     op.n = n;
     op.cb = std::move(cb);
@@ -556,9 +658,8 @@ class chord {
       for (auto& x : successors_)
         if (!spent(x.addr)) live.push_back(x);
       if (live.empty() || node_id::in_half_open(op.key, self_.id, live.front().id)) {
-        lookup_result r{live.empty() ? std::vector<contact>{self_} : std::move(live), op.hops};
-        if (r.owners.size() > op.n) r.owners.resize(op.n);
-        return finish(nonce, {}, std::move(r));
+        op.owners = live.empty() ? std::vector<contact>{self_} : std::move(live);
+        return confirm_owner(nonce);
       }
       return query_next(nonce);
     }
@@ -620,9 +721,13 @@ class chord {
     query_next(nonce);
   }
 
-  /// The key's predecessor may not have noticed yet that its successor died: the
-  /// last step goes to the owner itself (a ping), and a silent owner is skipped
-  /// for the next node of the successor list, as Chord's lookups fall back along it.
+  /// The last step goes to the owner itself, which confirms the key falls in its range
+  /// (predecessor, self]: a node that joined since the key's predecessor last stabilized
+  /// sits between the two, and the owner names it as its predecessor, so the lookup walks
+  /// back to it instead of answering a displaced owner (issue 16). An owner that does not
+  /// know its predecessor cannot confirm: the lookup starts again a little later, and fails
+  /// (errc::lookup_failed) rather than answer unconfirmed. A silent owner is skipped for the
+  /// next node of the successor list, as Chord's lookups fall back along it.
   void confirm_owner(std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
@@ -630,28 +735,103 @@ class chord {
     while (!op.owners.empty() && dead_for(op, op.owners.front().addr)) op.owners.erase(op.owners.begin());
     if (op.owners.empty()) return query_next(nonce);  // the whole list is gone: route again
     if (op.owners.front().addr == self_.addr) {
-      lookup_result r{std::move(op.owners), op.hops};
-      if (r.owners.size() > op.n) r.owners.resize(op.n);
-      return finish(nonce, {}, std::move(r));
+      op.confirming = false;
+      return owner_answer(nonce, self_, owns(op.key), predecessor_, successors_);
     }
     if (op.asking != op.owners.front().addr || !op.confirming) op.confirm_attempts = 0;
     op.asking = op.owners.front().addr;
     op.confirming = true;
     ++op.confirm_attempts;
-    env_.send(op.asking, chord_msg::ping{nonce});
+    env_.send(op.asking, chord_msg::owner_query{nonce, op.key});
     op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
       auto jt = lookups_.find(nonce);
       if (jt == lookups_.end()) return;
       lookup_op& o = jt->second;
       o.timer = {};
       env_.count("owner_timeouts");
-      // a lost ping or pong must not skip a live owner: failure_threshold silences in a row
+      // a lost query or reply must not skip a live owner: failure_threshold silences in a row
       if (o.confirm_attempts >= cfg_.failure_threshold) {
         o.confirming = false;
         o.dead.push_back(o.asking);
       }
       confirm_owner(nonce);
     });
+  }
+  /// The owner candidate's answer (or our own, when we are the candidate).
+  void owner_answer(std::uint64_t nonce, const contact& owner, bool owns_key, const contact& pred,
+                    const std::vector<contact>& succs) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    op.confirming = false;
+    if (owns_key) {
+      lookup_result r{{owner}, op.hops + op.redirects};
+      for (auto& c : succs) {
+        if (r.owners.size() >= op.n) break;
+        if (c.addr.empty() || dead_for(op, c.addr)) continue;
+        if (std::none_of(r.owners.begin(), r.owners.end(), [&](const contact& o) { return o.addr == c.addr; }))
+          r.owners.push_back({mask(c.id), c.addr});
+      }
+      return finish(nonce, {}, std::move(r));
+    }
+    if (pred && pred.addr != owner.addr && !dead_for(op, pred.addr) && op.redirects < cfg_.max_lookup_queries) {
+      env_.count("owner_redirects");  // a newer node between the key and this one: ask it
+      ++op.redirects;
+      op.owners = {{mask(pred.id), pred.addr}, owner};
+      return confirm_owner(nonce);
+    }
+    // the candidate does not know its predecessor (it just joined, or lost it), or names one
+    // that is dead: no one can vouch for the answer now. Stabilization settles it within a
+    // round or two; until then we ask again, and in the end say we could not.
+    env_.count("owner_unconfirmed");
+    ++op.unconfirmed;
+    if (env_.now() - op.started > confirm_patience()) {
+      dcp::log(env_, log_level::debug, "chord: lookup of ", op.key, " found no owner to confirm it");
+      return finish(nonce, make_error_code(errc::lookup_failed), {});
+    }
+    op.timer = env_.arm(cfg_.stabilize_interval / 2, [this, nonce] {
+      auto jt = lookups_.find(nonce);
+      if (jt == lookups_.end()) return;
+      lookup_op& o = jt->second;
+      o.timer = {};
+      o.answered.clear();
+      o.owners.clear();
+      o.fallback.clear();
+      o.redirects = 0;
+      o.restarts = 0;
+      o.queries = 0;
+      o.confirming = false;
+      o.asking = {};
+      if (node_id::in_half_open(o.key, self_.id, successor().id)) {
+        o.owners = successor_list_with_self_fallback();
+        return confirm_owner(nonce);
+      }
+      o.candidates = closest_preceding(o.key, max_successors() + 8);
+      query_next(nonce);
+    });
+  }
+  /// Is `key` ours: in (predecessor, self]? Unknown (false) without a predecessor, unless we
+  /// are alone on the ring.
+  bool owns(const node_id& key) const {
+    if (!predecessor_) return successors_.empty();
+    return node_id::in_half_open(key, predecessor_.id, self_.id);
+  }
+  /// The successor list's length: r, or 2·log2 N when larger (up to max_successors). N is
+  /// estimated from the list itself: k successors spanning a fraction f of the ring make N ≈ k/f.
+  std::size_t max_successors() const noexcept {
+    const std::size_t base = cfg_.successors;
+    if (successors_.empty()) return base;
+    const std::size_t k = successors_.size();
+    const node_id span = successors_.back().id - self_.id;
+    const int log2_n = static_cast<int>(std::bit_width(k)) - 1 + (static_cast<int>(node_id::bits) - 1 - span.log2());
+    const std::size_t want = log2_n > 0 ? 2 * static_cast<std::size_t>(log2_n) : base;
+    return std::clamp(want, base, cfg_.max_successors);
+  }
+  /// How long a lookup waits for an owner that cannot confirm: long enough for a crashed
+  /// predecessor to be detected (failure_threshold silent pings) and its own predecessor to
+  /// notify the owner after stabilizing past it.
+  duration confirm_patience() const noexcept {
+    return cfg_.failure_threshold * (cfg_.check_predecessor_interval + cfg_.rpc_timeout) + 2 * cfg_.stabilize_interval;
   }
   bool dead_for(const lookup_op& op, const address& a) {
     return std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end() || recently_failed(a);
@@ -696,9 +876,10 @@ class chord {
 
   /// Dedups, drops self and empties, masks, and keeps the first r.
   void set_successors(std::vector<contact> list) {
+    const std::size_t cap = max_successors();  // from the list we had: the new one may grow past it by one
     successors_.clear();
     for (auto& c : list) {
-      if (successors_.size() == cfg_.successors) break;
+      if (successors_.size() > cap) break;
       if (c.addr.empty() || c.addr == self_.addr) continue;
       if (std::any_of(successors_.begin(), successors_.end(), [&](const contact& o) { return o.addr == c.addr; })) continue;
       successors_.push_back({mask(c.id), c.addr});
@@ -843,7 +1024,10 @@ class chord {
   std::vector<contact> seeds_;
   duration retry_{};
   bool joined_ = false;
-  std::uint64_t nonce_ = 0;
+  std::uint64_t nonce_ = 0, join_nonce_ = 0;
+  contact join_target_;  // the node asked to take us as its predecessor
+  contact last_joiner_, last_joiner_pred_;  // the last newcomer we took, and the predecessor we gave it
+  unsigned join_redirects_ = 0;
   std::unordered_map<std::uint64_t, lookup_op> lookups_;
   std::unordered_map<std::uint64_t, pending_state> stabilize_;
   std::unordered_map<address, time_point> failed_;  // see recently_failed()

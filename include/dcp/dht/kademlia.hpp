@@ -126,6 +126,8 @@ struct deliver {
 
 template <Env E>
 class kademlia {
+  friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
+
  public:
   using messages = wire::message_set<kademlia_msg::ping, kademlia_msg::pong, kademlia_msg::find_node,
                                      kademlia_msg::nodes, kademlia_msg::deliver>;
@@ -229,25 +231,6 @@ class kademlia {
     return false;
   }
 
-  /// For benchmarks and tests only: fills every bucket with up to k random
-  /// contacts of its range from a global view of all live nodes (sorted by id),
-  /// as a long-running network would have them. Real nodes use bootstrap().
-  void install_global_view(const std::vector<contact>& sorted) {
-    buckets_.clear();
-    const time_point now = env_.now();
-    for (int i = static_cast<int>(node_id::bits) - 1; i >= 0; --i) {
-      // ids at XOR distance [2^i, 2^(i+1)): our prefix above bit i, bit i flipped, anything below
-      const node_id lo = range_low(i), hi = lo + (node_id::pow2(static_cast<std::size_t>(i)) - node_id::pow2(0));
-      auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
-      auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
-      std::vector<contact> range(first, last);
-      if (range.empty()) continue;
-      auto pick = env_.rng().sample(std::span(range), cfg_.k);
-      auto& b = bucket_at(i);
-      for (auto& c : pick) b.entries.push_back({c, now, 0});
-    }
-    become_joined();
-  }
 
   // ---- messages ----
 

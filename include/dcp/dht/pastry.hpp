@@ -31,6 +31,7 @@
 // lookups near the hole fail (with errc::lookup_failed after lookup_timeout)
 // or reach a wrong root, until the survivors rejoin.
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -54,13 +55,21 @@ namespace dcp::dht {
 struct pastry_config {
   /// Bits per digit (1, 2 or 4; the routing table has 2^b columns).
   unsigned b = 4;
-  /// Leaf set size l (even): l/2 on each side.
+  /// Leaf set size l (even): at least l/2 on each side. Each side grows to 2·log2 N
+  /// (N estimated from the leaf set's span) up to max_leaf_side, so that the ring
+  /// survives the crash of half its nodes at once: l/2 adjacent failures split it
+  /// (§2.4), and at 50% a run of h adjacent crashes has probability N·2^-h.
   std::size_t leaf_set = 16;
+  std::size_t max_leaf_side = 32;
   duration rpc_timeout = 500ms;
   /// How often leaves are probed and neighbours' leaf sets exchanged.
   duration leaf_interval = 1s;
   /// Consecutive silent probes after which a leaf is declared failed.
   unsigned failure_threshold = 3;
+  /// How long a failed node is not probed again when others still name it. Only
+  /// an economy: a node enters the leaf set only on evidence that it is alive (a
+  /// message from it, or its answer to a probe), however old the table naming it.
+  duration failed_memory = 60s;
   /// A lookup not answered within this fails with errc::lookup_failed.
   duration lookup_timeout = 5s;
   /// Hops after which a message is dropped (a loop from inconsistent state).
@@ -72,8 +81,10 @@ struct pastry_config {
   void validate() const {
     if (b != 1 && b != 2 && b != 4) throw error(dcp::errc::invalid_config, "pastry: b must be 1, 2 or 4");
     if (leaf_set < 2 || leaf_set % 2) throw error(dcp::errc::invalid_config, "pastry: leaf_set must be even and >= 2");
+    if (max_leaf_side < leaf_set / 2 || max_leaf_side > 256) throw error(dcp::errc::invalid_config, "pastry: need leaf_set/2 <= max_leaf_side <= 256");
     if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
       throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
+    if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "pastry: failed_memory must be > 0");
     if (failure_threshold < 1 || max_hops < 1) throw error(dcp::errc::invalid_config, "pastry: failure_threshold and max_hops must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "pastry: need 0 < bootstrap_retry <= bootstrap_retry_max");
@@ -132,12 +143,13 @@ struct leaf_exchange {  // a leaf set, sent to neighbours; reply asks for theirs
   std::vector<contact> leaves;
   template <class A> void serialize(A& ar) { ar(sender, want_reply, leaves); }
 };
-struct probe {
+struct probe {  // liveness: of a leaf, or of a node named by someone else before it enters our state
   static constexpr message_type wire_id = 7;
   static constexpr std::string_view wire_name = "probe";
   contact sender;
   bool reply = false;
-  template <class A> void serialize(A& ar) { ar(sender, reply); }
+  bool joined = false;  // a joining node probes too; it is not learned before it has joined
+  template <class A> void serialize(A& ar) { ar(sender, reply, joined); }
 };
 struct row_request {  // lazy table repair: "your entry (row, digit)?"
   static constexpr message_type wire_id = 8;
@@ -158,6 +170,8 @@ struct row_reply {
 
 template <Env E>
 class pastry {
+  friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
+
  public:
   using messages = wire::message_set<pastry_msg::route, pastry_msg::route_ack, pastry_msg::lookup_reply,
                                      pastry_msg::join_state, pastry_msg::announce, pastry_msg::leaf_exchange,
@@ -277,45 +291,6 @@ class pastry {
     return n;
   }
 
-  /// For benchmarks and tests only: fills the leaf set and routing table from a
-  /// global view of every live node (sorted by id), as a converged network would
-  /// have them (table entries picked at random within each prefix range).
-  void install_global_view(const std::vector<contact>& sorted) {
-    left_.clear();
-    right_.clear();
-    table_.clear();
-    const std::size_t n = sorted.size();
-    auto it = std::lower_bound(sorted.begin(), sorted.end(), self_.id, [](const contact& c, const node_id& v) { return c.id < v; });
-    const std::size_t me = static_cast<std::size_t>(it - sorted.begin());
-    const std::size_t half = cfg_.leaf_set / 2;
-    for (std::size_t k = 1; k <= half && k < n; ++k) {
-      right_.push_back(sorted[(me + k) % n]);
-      left_.push_back(sorted[(me + n - k) % n]);
-    }
-    dedupe_leaves();
-    const std::size_t digits = node_id::bits / cfg_.b;
-    for (std::size_t row = 0; row < digits; ++row) {
-      bool others = false;
-      for (unsigned d = 0; d < (1u << cfg_.b); ++d) {
-        if (d == self_.id.digit(row, cfg_.b)) continue;
-        const node_id lo = prefix_low(row, d);
-        const node_id hi = lo + (node_id::pow2(node_id::bits - (row + 1) * cfg_.b) - node_id::pow2(0));
-        auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
-        auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
-        if (first == last) continue;
-        others = true;
-        row_at(row)[d] = *(first + static_cast<std::ptrdiff_t>(env_.rng().below(static_cast<std::uint64_t>(last - first))));
-      }
-      // nodes left that share row+1 digits with us besides ourselves?
-      const node_id lo = prefix_low(row, self_.id.digit(row, cfg_.b));
-      const node_id hi = lo + (node_id::pow2(node_id::bits - (row + 1) * cfg_.b) - node_id::pow2(0));
-      auto first = std::lower_bound(sorted.begin(), sorted.end(), lo, [](const contact& c, const node_id& v) { return c.id < v; });
-      auto last = std::upper_bound(first, sorted.end(), hi, [](const node_id& v, const contact& c) { return v < c.id; });
-      (void)others;
-      if (last - first <= 1) break;  // no node but us shares one more digit: deeper rows are empty
-    }
-    become_joined();
-  }
 
   // ---- messages ----
 
@@ -325,8 +300,8 @@ class pastry {
     env_.send(from, pastry_msg::route_ack{m.hop});
     // a joining node is learned from its announce once it has joined, never from its join request
     const bool join = m.what == static_cast<std::uint8_t>(pastry_msg::kind::join);
-    if (!join || m.sender.addr != m.origin.addr) learn(m.sender);
-    if (!join && m.origin.addr != from) learn(m.origin);
+    if (!join || m.sender.addr != m.origin.addr) heard_from(m.sender);
+    if (!join && m.origin.addr != from) consider(m.origin);
     pastry_msg::route next = m;
     ++next.hops;
     handle_route(std::move(next));
@@ -352,38 +327,51 @@ class pastry {
   void on_message(const address& from, const pastry_msg::join_state& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (m.entries.size() > 4096) return env_.count("bad_join_state");
-    learn(m.sender);
-    for (auto& c : m.entries) learn(c);
-    if (m.root && !joined_ && m.nonce == join_nonce_) {
-      become_joined();
-      for (auto& c : known()) env_.send(c.addr, pastry_msg::announce{self_});
+    heard_from(m.sender);
+    // the entries are others' tables and leaf sets, possibly naming nodes that crashed since:
+    // each one we would use is probed first, and enters our state when it answers
+    for (auto& c : m.entries) consider(c);
+    if (m.root && !joined_ && m.nonce == join_nonce_ && !join_verify_timer_) {
+      // joined once the root's leaves have answered (or rpc_timeout passed): a leaf set of
+      // the root alone would make us claim keys that belong to its neighbours
+      join_verify_timer_ = env_.arm(cfg_.rpc_timeout, [this] { finish_join(); });
+      if (verifying_.empty()) finish_join();
     }
   }
   void on_message(const address& from, const pastry_msg::announce& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
-    if (joined_) learn(m.sender);
+    if (joined_) heard_from(m.sender);
   }
   void on_message(const address& from, const pastry_msg::leaf_exchange& m) {
-    if (m.leaves.size() > 4 * cfg_.leaf_set) return env_.count("bad_leaf_exchange");
+    if (m.leaves.size() > 4 * std::max(cfg_.leaf_set, 2 * cfg_.max_leaf_side)) return env_.count("bad_leaf_exchange");
     if (m.sender.addr.empty()) {  // a leaver: drop it, and take its leaves in its place
       forget(from);
       failed_[from] = env_.now();
     } else if (m.sender.addr != from) {
       return env_.count("spoofed_sender");
     } else {
-      learn(m.sender);
+      heard_from(m.sender);
       silences_.erase(from);
     }
-    for (auto& c : m.leaves)
-      if (!recently_failed(c.addr)) learn(c);
+    for (auto& c : m.leaves) consider(c);
     if (m.want_reply && joined_) env_.send(from, pastry_msg::leaf_exchange{self_, false, leaves()});
   }
   void on_message(const address& from, const pastry_msg::probe& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     silences_.erase(from);
-    if (!m.reply && joined_) {
-      learn(m.sender);
-      env_.send(from, pastry_msg::probe{self_, true});
+    if (m.reply) {  // only joined nodes answer: it is alive and serving
+      auto v = verifying_.find(from);
+      auto f = failed_.find(from);
+      // the answer to a probe sent after we declared it failed: it is back (restarted, or
+      // was only slow). Any other answer may have been in flight since before it failed.
+      const bool fresh = v != verifying_.end() && (f == failed_.end() || v->second > f->second);
+      if (v != verifying_.end()) verifying_.erase(v);
+      if (fresh) failed_.erase(from), learn(m.sender);
+      else heard_from(m.sender);
+      if (!joined_ && join_verify_timer_ && verifying_.empty()) finish_join();
+    } else if (joined_) {
+      if (m.joined) heard_from(m.sender);
+      env_.send(from, pastry_msg::probe{self_, true, true});
     }
   }
   void on_message(const address& from, const pastry_msg::row_request& m) {
@@ -393,7 +381,8 @@ class pastry {
   }
   void on_message(const address& from, const pastry_msg::row_reply& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
-    if (m.entry && !recently_failed(m.entry.addr)) learn(m.entry);
+    // the entry comes from the replier's table, which may be stale: probed before use
+    if (m.entry) consider(m.entry);
   }
   void on_unreachable(const address& peer) {
     failed_[peer] = env_.now();
@@ -435,6 +424,8 @@ class pastry {
   void stop() {
     leaf_timer_.stop();
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
+    verifying_.clear();
     for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
     for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
@@ -477,12 +468,62 @@ class pastry {
   bool recently_failed(const address& a) {
     auto it = failed_.find(a);
     if (it == failed_.end()) return false;
-    if (env_.now() - it->second < 4 * cfg_.leaf_interval * cfg_.failure_threshold) return true;
+    if (env_.now() - it->second < cfg_.failed_memory) return true;
     failed_.erase(it);
     return false;
   }
 
-  /// Adds a contact to the leaf set and the routing table where it fits.
+  /// A node named by someone else (a leaf set, a table row, a route's origin): it
+  /// may have crashed since, so one we would use is probed, and learned only from
+  /// its own answer. Dead nodes never come back into a leaf set this way, however
+  /// stale the table that names them (issue 16).
+  void consider(const contact& c) {
+    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!would_use(c) || recently_failed(c.addr)) return;
+    verify(c);
+  }
+  /// A message from the node itself: evidence it is alive, unless we declared it failed
+  /// (or saw it leave) since, when the message may have been in flight from before: then
+  /// only the answer to a new probe brings it back.
+  void heard_from(const contact& c) {
+    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (recently_failed(c.addr)) {
+      if (would_use(c)) verify(c);
+      return;
+    }
+    learn(c);
+  }
+  void verify(const contact& c) {
+    if (auto v = verifying_.find(c.addr); v != verifying_.end()) {
+      auto f = failed_.find(c.addr);
+      if (f == failed_.end() || v->second > f->second) return;  // a probe since the failure is out
+    }
+    if (verifying_.size() >= max_verifying()) return env_.count("probe_budget_exhausted");
+    verifying_[c.addr] = env_.now();
+    env_.count("verify_probes");
+    env_.send(c.addr, pastry_msg::probe{self_, false, joined_});
+  }
+  std::size_t max_verifying() const noexcept { return 8 * cfg_.leaf_set + (node_id::bits / cfg_.b) * (std::size_t{1} << cfg_.b); }
+  /// Would learn(c) change our state: an empty table slot, or a place in the leaf set?
+  bool would_use(const contact& c) const {
+    const std::size_t row = shared_digits(self_.id, c.id);
+    if (row < node_id::bits / cfg_.b && (row >= table_.size() || table_[row][c.id.digit(row, cfg_.b)].empty())) return true;
+    const bool clockwise = (c.id - self_.id) < (self_.id - c.id);
+    const auto& side = clockwise ? right_ : left_;
+    if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return false;
+    if (side.size() < leaf_side()) return true;
+    const auto dist = [&](const contact& x) { return clockwise ? x.id - self_.id : self_.id - x.id; };
+    return dist(c) < dist(side.back());
+  }
+  void finish_join() {
+    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
+    if (joined_) return;
+    become_joined();
+    for (auto& c : known()) env_.send(c.addr, pastry_msg::announce{self_});
+  }
+
+  /// Adds a contact to the leaf set and the routing table where it fits. Only for
+  /// nodes we have evidence are alive: the sender of a message, or a probe's answer.
   void learn(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
     // routing table: keep the first node found for a slot (no proximity metric to prefer another)
@@ -498,9 +539,10 @@ class pastry {
     if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return;
     const auto dist = [&](const contact& x) { return clockwise ? x.id - self_.id : self_.id - x.id; };
     auto pos = std::find_if(side.begin(), side.end(), [&](const contact& o) { return dist(c) < dist(o); });
-    if (pos == side.end() && side.size() >= cfg_.leaf_set / 2) return;
+    const std::size_t cap = leaf_side();
+    if (pos == side.end() && side.size() >= cap) return;
     side.insert(pos, c);
-    if (side.size() > cfg_.leaf_set / 2) side.pop_back();
+    while (side.size() > cap) side.pop_back();
     dedupe_leaves();
   }
   void dedupe_leaves() {
@@ -534,6 +576,18 @@ class pastry {
     env_.count("table_repairs");
     for (auto& c : table_[row])
       if (c) env_.send(c.addr, pastry_msg::row_request{self_, static_cast<std::uint16_t>(row), static_cast<std::uint8_t>(digit)});
+  }
+
+  /// Leaves kept on each side: l/2, or 2·log2 N when larger (up to max_leaf_side). N is
+  /// estimated from the leaf set: k leaves spanning a fraction f of the ring make N ≈ k/f.
+  std::size_t leaf_side() const noexcept {
+    const std::size_t base = cfg_.leaf_set / 2;
+    if (left_.empty() || right_.empty()) return base;
+    const std::size_t k = left_.size() + right_.size();
+    const node_id span = right_.back().id - left_.back().id;
+    const int log2_n = static_cast<int>(std::bit_width(k)) - 1 + (static_cast<int>(node_id::bits) - 1 - span.log2());
+    const std::size_t want = log2_n > 0 ? 2 * static_cast<std::size_t>(log2_n) : base;
+    return std::clamp(want, base, std::max(base, cfg_.max_leaf_side));
   }
 
   bool in_leaf_range(const node_id& key) const {
@@ -693,13 +747,16 @@ class pastry {
     std::vector<address> dead;
     for (auto& c : leaves()) {
       if (++silences_[c.addr] > cfg_.failure_threshold) dead.push_back(c.addr);
-      else env_.send(c.addr, pastry_msg::probe{self_, false});
+      else env_.send(c.addr, pastry_msg::probe{self_, false, true});
     }
     for (auto& a : dead) {
       env_.count("leaf_failures");
       failed_[a] = env_.now();
       forget(a);
     }
+    // bounded memory: unanswered verification probes and expired failures are dropped
+    std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second > 2 * cfg_.rpc_timeout; });
+    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
     // exchange whole leaf sets with the two adjacent nodes: how newcomers and repairs spread
     if (!left_.empty()) env_.send(left_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
     if (!right_.empty() && (left_.empty() || right_.front().addr != left_.front().addr))
@@ -727,7 +784,8 @@ class pastry {
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> failed_;
-  timer_id join_timer_{};
+  std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
+  timer_id join_timer_{}, join_verify_timer_{};
   deliver_callback on_deliver_;
   periodic<E> leaf_timer_;
 };

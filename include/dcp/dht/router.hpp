@@ -36,6 +36,10 @@
 
 namespace dcp::dht {
 
+namespace testing {
+struct global_view;  // tests/dht/global_view.hpp: fills routers' state from a global view, for tests only
+}
+
 struct lookup_result {
   std::vector<contact> owners;  ///< the responsible nodes, owner first
   /// Overlay hops a message takes from the origin to reach the owner: Pastry's
