@@ -185,9 +185,11 @@ TEST_CASE("raft: messages from non-members, absurd terms and forged replies chan
   const auto term = leader->current_term();
   const auto last = follower->store().last_index();
 
-  // A stranger's AppendEntries with a higher term is not followed.
-  raft_msg::append hijack{term + 1, last, *follower->store().term_at(last), last + 1, 0, {}};
-  hijack.entries.push_back({last + 1, term + 1, entry_kind::command, encode_id(666)});
+  // A stranger's AppendEntries with an absurd term is not followed. (One with
+  // a plausible term is the transport's to keep out: a lagging member must
+  // follow a leader its log does not name yet.)
+  raft_msg::append hijack{term + (std::uint64_t{1} << 40), last, *follower->store().term_at(last), last + 1, 0, {}};
+  hijack.entries.push_back({last + 1, term + (std::uint64_t{1} << 40), entry_kind::command, encode_id(666)});
   follower->on_message(stranger, hijack);
   CHECK(follower->current_term() == term);
   CHECK(follower->store().last_index() == last);
@@ -224,8 +226,8 @@ TEST_CASE("raft: messages from non-members, absurd terms and forged replies chan
   CHECK(leader->commit_index() == commit);
   CHECK_FALSE(done);
   CHECK(c.world().metrics().counter(pid, "match_beyond_sent") == 2);
-  CHECK(c.world().metrics().counter(pid, "not_a_member") >= 5);
-  CHECK(c.world().metrics().counter(pid, "absurd_term") == 1);
+  CHECK(c.world().metrics().counter(pid, "not_a_member") >= 4);
+  CHECK(c.world().metrics().counter(pid, "absurd_term") >= 2);
 }
 
 namespace {

@@ -42,14 +42,17 @@
 //     it may have applied before the eviction. Only registration creates a
 //     session, so a late or duplicated copy can never apply twice.
 //
-// Whom it believes (docs/security.md): messages from members of a
-// configuration it knows (the current one, or one still in its log, so a
-// leader that removed itself finishes the change), never from strangers; a
-// server with no configuration yet (joining) follows the first leader that
-// contacts it, so authenticate the transport. A term more than 2^32 above its
-// own is refused even from a member (it would exhaust the term space), and a
-// follower's acknowledged match index is capped at what the leader sent it.
-// Refusals are counted (raft.not_a_member, raft.absurd_term, match_beyond_sent).
+// Whom it believes. Votes are asked of, and replies believed from, members
+// of a configuration it knows only (a stranger's reply with a higher term no
+// longer deposes a leader). A term more than 2^32 above its own is refused
+// from anyone (it would exhaust the term space), and a follower's
+// acknowledged match index is capped at what the leader sent it. What Raft
+// cannot check by itself is who may *lead*: a lagging member must follow a
+// leader added by configuration entries it has not received yet (the
+// dissertation, 4.1: servers do not consult their configuration for incoming
+// AppendEntries), so a stranger's AppendEntries is kept out by the
+// transport, which must authenticate cluster members.
+// Refusals are counted (not_a_member, absurd_term, match_beyond_sent).
 //
 // Faults it does not tolerate: more than a minority of the configuration
 // crashed or cut off stops progress (proposals and reads then fail with
@@ -311,7 +314,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::vote_reply& m) {
-    if (failed_ || !believes(from, m.term, false)) return;
+    if (failed_ || !believes(from, m.term)) return;
     if (m.term > current_term() && !(m.pre_vote && m.granted)) {
       step_down(m.term);
       return;
@@ -328,7 +331,8 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::append& m) {
-    if (failed_ || !believes(from, m.term, true)) return;
+    if (failed_) return;
+    if (absurd(m.term)) return drop("absurd_term");
     if (!well_formed(m)) return drop("malformed_append");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
@@ -361,7 +365,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::append_reply& m) {
-    if (failed_ || !believes(from, m.term, false)) return;
+    if (failed_ || !believes(from, m.term)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
@@ -386,7 +390,8 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::install_snapshot& m) {
-    if (failed_ || !believes(from, m.term, true)) return;
+    if (failed_) return;
+    if (absurd(m.term)) return drop("absurd_term");
     if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return drop("malformed_snapshot");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round});
@@ -412,7 +417,7 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::snapshot_reply& m) {
-    if (failed_ || !believes(from, m.term, false)) return;
+    if (failed_ || !believes(from, m.term)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
@@ -733,12 +738,10 @@ class raft {
   }
   static constexpr std::uint64_t max_term_step = std::uint64_t{1} << 32;
   bool absurd(std::uint64_t term) const { return term > current_term() && term - current_term() > max_term_step; }
-  /// The filter every replication message passes first: from a member (or,
-  /// for a joining replica with no configuration, from a would-be leader),
+  /// The filter a reply passes first: from a member it could have asked,
   /// with a term that leaves room for elections after it.
-  bool believes(const address& from, std::uint64_t term, bool from_leader) {
-    const bool joining = from_leader && configs_.size() == 1 && configs_.front().second.empty();
-    if (!joining && !known_member(from)) {
+  bool believes(const address& from, std::uint64_t term) {
+    if (!known_member(from)) {
       drop("not_a_member");
       return false;
     }
