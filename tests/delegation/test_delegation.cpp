@@ -235,7 +235,7 @@ TEST_CASE("delegation: never above capacity at the origin through a surge and co
       auto* p = s.peer(i);
       if (!p || life[i] != l) return;
       const auto shard = static_cast<std::uint32_t>(s.w.rng().below(shards));
-      p->acquire("db", shard, 1, [&, i, l, shard](result<grant> g) {
+      p->acquire("db", shard, 1, [&, i, l](result<grant> g) {
         if (!s.peer(i) || life[i] != l) return;
         if (!g) return s.w.after(duration(s.w.rng().between(10'000'000, 100'000'000)), [&, i, l] { loop(i, l); });
         auto admitted = s.org().admit(g->sealed, s.origin_now());
@@ -457,4 +457,29 @@ TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, 
     CHECK(admitted > 20);
     w.after_event({});
   }
+}
+
+// Hostile input: any client may name any shard; a coordinator keeps state for
+// at most max_shards of them, refusing (and counting) the rest.
+TEST_CASE("delegation: a coordinator's shard table is bounded") {
+  sim::simulator w(6);
+  origin_config oc;
+  oc.resources = {{"db", capacity_kind::concurrency, 8, 8}};
+  auto okey = origin_private_key();
+  w.add_node([&](sim::node_context& n) { n.add<origin_t>(pid, lease::signing_key(okey, 0), oc); });
+  peer_config pc;
+  pc.origin = address::sim(0);
+  pc.origin_public_key = okey.public_key().raw();
+  pc.locate = fixed_locator([](const std::string&) { return std::optional<address>(address::sim(1)); });
+  pc.max_shards = 2;
+  w.add_nodes(2, [&](sim::node_context& n) { n.add<peer_t>(pid, pc); });
+  auto& client = w.get<peer_t>(2, pid);
+  std::vector<std::error_code> errors;
+  for (std::uint32_t shard : {0u, 1u, 2u, 3u})
+    client.acquire("db", shard, 1, [&](result<grant> g) { errors.push_back(g ? std::error_code{} : g.error()); });
+  w.run_for(3s);
+  REQUIRE(errors.size() == 4);
+  CHECK(std::count(errors.begin(), errors.end(), std::error_code{}) == 2);
+  CHECK(std::count(errors.begin(), errors.end(), make_error_code(delegation::errc::unknown_shard)) == 2);
+  CHECK(w.metrics().counter(pid, "too_many_shards") >= 2);
 }

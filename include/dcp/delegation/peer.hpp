@@ -56,6 +56,9 @@ struct peer_config {
   duration give_up_after = 10s;
   duration batch_every = 20ms;    ///< stock: how often a coordinator commits a batch
   std::size_t max_batch = 1024;
+  /// Shards this node will keep state for as a coordinator: requests for
+  /// more (any client may name any shard) are refused and counted.
+  std::size_t max_shards = 1024;
 
   void validate() const {
     if (origin_public_key.size() != lease::ed25519_key_size)
@@ -65,7 +68,7 @@ struct peer_config {
       throw error(dcp::errc::invalid_config, "delegation::peer: token_ttl must exceed 4 x request_timeout (renewals need room)");
     if (request_timeout <= duration::zero() || give_up_after < request_timeout)
       throw error(dcp::errc::invalid_config, "delegation::peer: need 0 < request_timeout <= give_up_after");
-    if (batch_every <= duration::zero() || max_batch == 0)
+    if (batch_every <= duration::zero() || max_batch == 0 || max_shards == 0)
       throw error(dcp::errc::invalid_config, "delegation::peer: batch_every and max_batch must be > 0");
   }
 };
@@ -161,6 +164,12 @@ class peer {
   void on_message(const address& from, const msg::token_request& m) {
     if (m.resource.empty() || m.resource.size() > max_resource_name || m.permits == 0) return drop("bad_token_request");
     msg::token_reply out{m.nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0};
+    if (slots_.size() >= cfg_.max_shards && !slots_.contains(shard_key(m.resource, m.shard))) {
+      drop("too_many_shards");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+      return void(env_.send(from, out));
+    }
     auto& slot = slot_for(m.resource, m.shard);
     const auto now = env_.wall_now();
     if (!slot.active || !slot.active->cert().valid_at(now)) {
