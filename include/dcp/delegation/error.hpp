@@ -20,6 +20,7 @@ enum class errc : int {
   share_exhausted,        ///< the shard's share is in use: retry after the hinted delay
   stock_exhausted,        ///< every unit of the shard's stock is allocated: for good
   duplicate_batch,        ///< a stock batch applied already (answered with its first result)
+  wrong_holder,           ///< the token was granted to another node than the one presenting it
 };
 
 class error_category_impl final : public std::error_category {
@@ -40,6 +41,7 @@ class error_category_impl final : public std::error_category {
       case errc::share_exhausted: return "the shard's share of the capacity is in use: retry after the hinted delay";
       case errc::stock_exhausted: return "every unit of the shard's stock is allocated";
       case errc::duplicate_batch: return "stock batch already applied";
+      case errc::wrong_holder: return "the token was granted to another node: a node presents only its own tokens";
     }
     return "unknown delegation error " + std::to_string(ev);
   }

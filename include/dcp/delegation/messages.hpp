@@ -78,7 +78,10 @@ struct token_reply {
   bytes token;                      ///< sealed by the coordinator
   std::uint32_t retry_after_ms = 0;
   std::uint64_t fencing = 0;        ///< the token's, so a client that no longer wants it can hand it back unread
-  template <class A> void serialize(A& ar) { ar(nonce, code, error, certificate, token, retry_after_ms, fencing); }
+  /// not_coordinator: the node the origin says holds the shard, when this one
+  /// learnt it (DHT views differ for a while after joins and crashes).
+  std::optional<address> coordinator;
+  template <class A> void serialize(A& ar) { ar(nonce, code, error, certificate, token, retry_after_ms, fencing, coordinator); }
 };
 /// The holder is done with a token: its permits may be granted again once it expires.
 struct token_release {

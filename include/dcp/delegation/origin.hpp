@@ -121,7 +121,10 @@ class origin {
 
   /// Checks a token presented with a request and, for concurrency, counts its
   /// permits; for rate, counts one request. On error nothing changes.
-  result<lease::token> admit(byte_view sealed, wall_time now) {
+  /// `presented_by`: the (authenticated) address the request came from; a
+  /// token is honoured only from its holder (wrong_holder), so a token seen
+  /// on the wire is worth nothing to anyone else.
+  result<lease::token> admit(byte_view sealed, wall_time now, std::optional<address> presented_by = std::nullopt) {
     shard_state* sh = nullptr;
     auto u = lease::unseal_with(sealed, [&](const lease::token& t, std::uint32_t epoch) -> result<const lease::verification_key*> {
       auto it = by_key_.find(t.resource);
@@ -133,6 +136,7 @@ class origin {
     });
     if (!u) return refuse(u.error());
     auto& t = u->token;
+    if (presented_by && t.holder != *presented_by) return refuse(make_error_code(errc::wrong_holder));
     // A token never outlives its delegation, whatever its coordinator wrote.
     t.expiry = std::min(t.expiry, sh->not_after);
     if (lease::is_expired(t, now, cfg_.max_drift)) return refuse(lease::make_error_code(lease::errc::expired));

@@ -80,6 +80,8 @@ struct grant {
   lease::token token;    ///< checked: signed by the shard's coordinator, for this node
   bytes sealed;          ///< what to present to the origin with each request
   certificate cert;
+  bytes sealed_certificate;   ///< `cert` as the origin sealed it (for an auditor, or an origin that wants it shown)
+  std::uint64_t request_id = 0;  ///< stock: the allocation's id, as the origin records it (holder, request_id)
 };
 
 template <Env E>
@@ -179,8 +181,9 @@ class peer {
       } else {
         slot.unmet += m.permits;
         ask_origin(slot);
+        if (slot.held_elsewhere && *slot.held_elsewhere != env_.self()) out.coordinator = slot.held_elsewhere;
       }
-      out.retry_after_ms = retry_ms(slot);
+      out.retry_after_ms = not_coordinating_retry_ms();
       return void(env_.send(from, out));
     }
     auto& sc = *slot.active;
@@ -235,8 +238,10 @@ class peer {
     }
     if (m.code == status::retry) {
       slot.next_ask = now_steady + std::chrono::milliseconds(std::min<std::uint32_t>(m.retry_after_ms, 60'000));
+      slot.held_elsewhere = m.coordinator;
       return;
     }
+    slot.held_elsewhere.reset();
     auto c = open_certificate(m.certificate, *origin_key_);
     if (!c || c->resource != m.resource || c->shard != m.shard || !c->coordinator(env_.self()) ||
         c->coordinator(env_.self())->public_key != public_key_)
@@ -290,6 +295,10 @@ class peer {
     if (m.code == status::retry) {
       p.resend_at = env_.now() + std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 5, 5'000));
       p.last_error = static_cast<errc>(m.error);
+      // Not the coordinator, and it knows who is (the origin told it): go
+      // there next. A lie costs a detour: certificates are checked anyway.
+      if (m.error == static_cast<std::uint32_t>(errc::not_coordinator) && m.coordinator && *m.coordinator != from)
+        located_[shard_key(p.req.resource, p.req.shard)] = *m.coordinator;
       return;
     }
     if (m.code == status::refused) return finish(it, make_error_code(static_cast<errc>(m.error)));
@@ -301,7 +310,7 @@ class peer {
     if (!t) return finish(it, t.error());
     if (t->holder != env_.self() || t->resource != shard_key(p.req.resource, p.req.shard) || t->permits != p.req.permits)
       return finish(it, make_error_code(errc::certificate_mismatch));
-    grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c)};
+    grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c), m.certificate, p.req.request_id};
     if (g.cert.kind != capacity_kind::stock) held_[g.token.fencing] = held_token{g, env_.now()};
     finish(it, std::move(g));
   }
@@ -327,6 +336,7 @@ class peer {
     std::uint32_t shard = 0;
     std::optional<shard_coordinator> active;
     bool asking = false, refused = false;
+    std::optional<address> held_elsewhere;  // the origin says this node coordinates the shard now
     time_point next_ask{}, asked_at{};
     std::uint64_t unmet = 0;
     std::optional<std::pair<std::uint64_t, std::vector<msg::allocation>>> inflight_batch;
@@ -390,8 +400,9 @@ class peer {
   void drop(std::string_view why) { env_.count(why); }
   void later(std::function<void()> fn) { env_.arm(duration::zero(), std::move(fn)); }
 
-  std::uint32_t retry_ms(const slot& s) const {
-    (void)s;
+  /// While this node is not (yet) coordinating a shard: ask again soon, the
+  /// origin usually answers within a round trip.
+  std::uint32_t not_coordinating_retry_ms() const {
     return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.request_timeout / 2).count()) + 1;
   }
 
