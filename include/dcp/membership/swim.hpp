@@ -634,13 +634,17 @@ class swim {
     return out;
   }
   /// memberlist's mergeState: a remote Dead becomes our Suspect (we let the
-  /// member refute rather than take one member's word for its death).
+  /// member refute rather than take one member's word for its death). A
+  /// suspicion learnt from a table is held but neither passed on nor counted
+  /// as a confirmation: a table does not say who accused, so it is no
+  /// independent evidence (counting it shortened suspicions of live members
+  /// to the minimum under 10% loss; the original accusation spreads anyway).
   void merge(const address& from, const swim_msg::member_record& r) {
     if (r.state > static_cast<std::uint8_t>(member_state::left)) return drop("bad_member_state");
     switch (static_cast<member_state>(r.state)) {
       case member_state::alive: return apply({u8(swim_msg::kind::alive), r.node, r.incarnation, from, r.meta});
       case member_state::suspect:
-      case member_state::dead: return apply({u8(swim_msg::kind::suspect), r.node, r.incarnation, from, {}});
+      case member_state::dead: return apply({u8(swim_msg::kind::suspect), r.node, r.incarnation, from, {}}, true);
       case member_state::left: return apply({u8(swim_msg::kind::dead), r.node, r.incarnation, r.node, {}});
     }
   }
@@ -660,7 +664,8 @@ class swim {
     return true;
   }
 
-  void apply(const swim_msg::update& u) {
+  /// `from_table`: learnt from a push-pull table, not from an accuser.
+  void apply(const swim_msg::update& u, bool from_table = false) {
     if (u.node.empty() || u.from.empty() || u.what > u8(swim_msg::kind::dead)) return drop("bad_update");
     if (u.incarnation > max_incarnation) return drop("absurd_incarnation");
     if (u.meta.size() > cfg_.max_metadata) return drop("oversized_metadata");
@@ -672,7 +677,7 @@ class swim {
     }
     switch (static_cast<swim_msg::kind>(u.what)) {
       case swim_msg::kind::alive: return apply_alive(u);
-      case swim_msg::kind::suspect: return apply_suspect(u);
+      case swim_msg::kind::suspect: return apply_suspect(u, from_table);
       case swim_msg::kind::dead: return apply_dead(u);
     }
   }
@@ -683,6 +688,18 @@ class swim {
     incarnation_ = std::max(incarnation_, claimed) + 1;
     env_.count("refuted");
     if (accused) health(1);  // Lifeguard: being suspected hints that we are the slow one
+    enqueue({u8(swim_msg::kind::alive), env_.self(), incarnation_, env_.self(), cfg_.metadata});
+  }
+
+  /// Suspect or Dead about ourselves. At our incarnation or above: refute.
+  /// Below it: the accuser missed our refutation (dissemination reaches all
+  /// but a few members with some probability, more so under loss), so it is
+  /// sent again, first in whatever we send next: with the buddy system, the
+  /// ack to the accuser's own ping.
+  void accused(std::uint64_t claimed) {
+    if (leaving_) return;
+    if (claimed >= incarnation_) return refute(claimed, true);
+    env_.count("refutation_repeated");
     enqueue({u8(swim_msg::kind::alive), env_.self(), incarnation_, env_.self(), cfg_.metadata});
   }
 
@@ -721,17 +738,14 @@ class swim {
     enqueue(u);
   }
 
-  void apply_suspect(const swim_msg::update& u) {
-    if (u.node == env_.self()) {
-      if (!leaving_ && u.incarnation >= incarnation_) refute(u.incarnation, true);
-      return;
-    }
+  void apply_suspect(const swim_msg::update& u, bool from_table = false) {
+    if (u.node == env_.self()) return accused(u.incarnation);
     auto it = members_.find(u.node);
     if (it == members_.end()) return drop("claim_about_unknown_member");
     member_entry& m = it->second;
     if (u.incarnation < m.incarnation) return;  // refuted already
     if (m.state == member_state::suspect && u.incarnation == m.incarnation) {
-      if (confirm(m, u.from)) enqueue(u);  // an independent confirmation: pass it on (Lifeguard §IV-B)
+      if (!from_table && confirm(m, u.from)) enqueue(u);  // an independent confirmation: pass it on (Lifeguard §IV-B)
       return;
     }
     if (m.state == member_state::suspect) end_suspicion(m);  // suspected again at a newer incarnation: start over
@@ -741,14 +755,11 @@ class swim {
     m.since = env_.now();
     begin_suspicion(m, u.from);
     env_.count("suspicions");
-    enqueue(u);
+    if (!from_table) enqueue(u);
   }
 
   void apply_dead(const swim_msg::update& u) {
-    if (u.node == env_.self()) {
-      if (!leaving_ && u.incarnation >= incarnation_) refute(u.incarnation, true);
-      return;
-    }
+    if (u.node == env_.self()) return accused(u.incarnation);
     auto it = members_.find(u.node);
     if (it == members_.end()) return drop("claim_about_unknown_member");
     member_entry& m = it->second;
