@@ -201,6 +201,14 @@ TEST_CASE("swim: a suspected member that is alive refutes with a higher incarnat
       c.w.run_for(30s);
       CHECK(c.at(x)->incarnation() > 0);  // x outbid the suspicion
       CHECK(c.false_positives({x}, range(n)) == 0);
+      // An accuser that missed the refutation gets it again, without a new incarnation.
+      const auto inc = c.at(x)->incarnation();
+      const auto repeated = c.counter("refutation_repeated");
+      c.at(x)->on_message(address::sim(2), membership::swim_msg::ping{0, address::sim(x),
+                                                                      {{1, address::sim(x), inc - 1, address::sim(2), {}}}});
+      CHECK(c.counter("refutation_repeated") == repeated + 1);
+      CHECK(c.at(x)->incarnation() == inc);
+      c.w.run_for(5s);
       CHECK(c.converged(range(n)));
       for (std::uint32_t i = 0; i < n; ++i)
         if (i != x) CHECK(c.at(i)->member(address::sim(x))->incarnation == c.at(x)->incarnation());
