@@ -67,6 +67,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -414,7 +415,7 @@ class swim {
     if (stopped_) return;
     if (m.members.size() > cfg_.max_members + 1) return drop("oversized_push_pull");
     if (m.reply) {
-      auto it = std::find(asked_.begin(), asked_.end(), from);
+      auto it = std::find_if(asked_.begin(), asked_.end(), [&](auto& a) { return a.first == from; });
       if (it == asked_.end()) return drop("unsolicited_push_pull");
       asked_.erase(it);
     } else if (push_pull_replies_ >= cfg_.max_push_pull_replies) {
@@ -595,12 +596,8 @@ class swim {
       if (!is_live(it->second.state) && now - it->second.since >= cfg_.dead_retention) it = members_.erase(it);
       else ++it;
     }
-    const auto lim = now - 3 * cfg_.probe_interval;
-    std::erase_if(asked_time_, [&](auto& e) {
-      if (e.second >= lim) return false;
-      if (auto it = std::find(asked_.begin(), asked_.end(), e.first); it != asked_.end()) asked_.erase(it);
-      return true;
-    });
+    const auto lim = now - 3 * cfg_.probe_interval;  // an answer later than this is not awaited any more
+    std::erase_if(asked_, [&](auto& a) { return a.second < lim; });
   }
 
   // ---- push-pull ----
@@ -612,8 +609,7 @@ class swim {
   }
   void ask_push_pull(const address& peer, bool join) {
     if (asked_.size() >= 16) return;  // bounded: answers are accepted only from those asked
-    asked_.push_back(peer);
-    asked_time_.emplace_back(peer, env_.now());
+    asked_.emplace_back(peer, env_.now());
     env_.send(peer, swim_msg::push_pull{join, false, local_state()});
   }
   void arm_push_pull() {
@@ -910,8 +906,7 @@ class swim {
   std::vector<queued> queue_;
   std::vector<address> seeds_;
   std::size_t join_attempts_ = 0;
-  std::vector<address> asked_;
-  std::vector<std::pair<address, time_point>> asked_time_;
+  std::vector<std::pair<address, time_point>> asked_;  ///< push-pull requests awaiting an answer
   std::size_t push_pull_replies_ = 0;
   std::vector<member_event> events_;
   std::vector<event_callback> subscribers_;
