@@ -324,6 +324,32 @@ TEST_CASE("swim: a crashed member that restarts rejoins with a higher incarnatio
   CHECK(c.at(x)->incarnation() > 0);
 }
 
+TEST_CASE("swim: after a partition, each side holds the other dead; once healed, push-pull rejoins them") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    for (bool lifeguard : {true, false}) {
+      CAPTURE(seed);
+      CAPTURE(lifeguard);
+      const std::uint32_t n = 16;
+      auto cfg = lifeguard ? membership::swim_config{} : membership::swim_config::without_lifeguard();
+      cfg.push_pull_interval = 5s;
+      cfg.dead_retention = 120s;
+      cluster c(seed, lossy(0.01), n, cfg);
+      c.w.run_until([&] { return c.converged(range(n)); }, c.w.now() + 60s);
+      REQUIRE(c.converged(range(n)));
+      std::vector<std::uint32_t> a, b;
+      for (std::uint32_t i = 0; i < n; ++i) (i % 2 ? a : b).push_back(i);
+      c.w.partition({a, b});
+      c.w.run_until([&] { return c.converged(a) && c.converged(b); }, c.w.now() + 100s);
+      CHECK(c.converged(a));  // each side sees only itself, the other side dead
+      CHECK(c.converged(b));
+      c.w.heal();
+      c.w.run_until([&] { return c.converged(range(n)); }, c.w.now() + 100s);
+      CHECK(c.converged(range(n)));
+      CHECK(*c.violations == 0);
+    }
+  }
+}
+
 TEST_CASE("swim: metadata reaches every member, and an update raises `updated` events") {
   const std::uint32_t n = 10;
   membership::swim_config cfg;

@@ -22,8 +22,9 @@
 //                  a newer update about a member replaces the older one.
 //   join / leave   a joiner pushes its state to a seed and merges the seed's
 //                  full table (push-pull, memberlist's TCP state sync); the
-//                  same exchange runs with a random member every
-//                  `push_pull_interval` (anti-entropy). leave() disseminates
+//                  same exchange runs with a random member, live or held
+//                  dead, every `push_pull_interval` (anti-entropy; it also
+//                  rejoins the two sides of a healed partition). leave() disseminates
 //                  Dead(self, from = self), seen by others as *left*.
 //
 // Lifeguard (Dadgar, Phillips, Currey 2018, arXiv:1707.00788), each part on
@@ -616,7 +617,14 @@ class swim {
     const auto jitter = duration(static_cast<std::int64_t>(env_.rng().below(cfg_.push_pull_interval.count() / 4 + 1)));
     push_pull_timer_ = env_.arm(cfg_.push_pull_interval + jitter, [this] {
       push_pull_timer_ = {};
-      auto peers = live_members();
+      // Members we hold dead (not left) are candidates too, until forgotten:
+      // after a partition each side holds the other dead and nobody probes
+      // the dead, so this is how the two sides hear of each other again (the
+      // member told it is dead refutes; memberlist gossips to the dead).
+      std::vector<address> peers;
+      for (auto& [a, m] : members_)
+        if (m.state != member_state::left) peers.push_back(a);
+      std::sort(peers.begin(), peers.end());
       if (!peers.empty()) ask_push_pull(peers[env_.rng().below(peers.size())], false);
       arm_push_pull();
     });
