@@ -63,6 +63,9 @@
 // Events (join, leave, failed, updated) and the Membership up/down callbacks
 // run after the event that caused them, from a zero-delay timer, never
 // inside a call (DESIGN §10).
+//
+// Thread safety: none of its own; call it only from its Env's executor, like
+// every dcp protocol core.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
