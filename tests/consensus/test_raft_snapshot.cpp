@@ -215,3 +215,41 @@ TEST_CASE("raft: a proposal that would take the state past max_snapshot_bytes fa
   c.w.run_for(500ms);
   for (std::uint32_t i = 0; i < 3; ++i) CHECK(c.node(i)->store().snapshot().data.size() <= (1u << 20));
 }
+
+// Found beside bug 5: AppendEntries batches were bounded by entry count only
+// (max_entries_per_message = 64), so 64 entries of 65 KiB made a message over
+// the 4 MiB frame; the transport dropped it, every resend too, and a lagging
+// follower never caught up. A batch now also stops at snapshot_chunk_bytes of
+// entry data (always at least one entry), and a proposal larger than one
+// chunk is refused (it could never be sent).
+TEST_CASE("raft: a lagging follower catches up through appends of large entries, batched by bytes") {
+  blob_cluster c(34, 3, [](raft_config& rc) {
+    rc.snapshot_every = 100'000;  // appends only, no snapshot
+    rc.max_entries_per_message = 64;
+  });
+  c.w.run_for(1s);
+  const auto L = c.leader();
+  const auto lagging = (L + 1) % 3;
+  c.w.isolate(lagging);
+  int acked = 0;
+  for (int i = 0; i < 100; ++i) {
+    c.node(L)->propose(bytes(65 * 1024, static_cast<std::uint8_t>(i)), [&](result<bytes> r) { acked += r.has_value(); });
+    if (i % 10 == 9) c.w.run_for(20ms);
+  }
+  c.w.run_until([&] { return acked == 100; }, c.w.now() + 5s);
+  REQUIRE(acked == 100);
+  c.w.heal();
+  auto* leader = c.node(L);
+  c.w.run_until([&] { return c.node(lagging)->applied_index() == leader->commit_index(); }, c.w.now() + 5s);
+  CHECK(c.node(lagging)->applied_index() == leader->applied_index());
+  CHECK(c.node(lagging)->state_machine().blobs == leader->state_machine().blobs);
+  CHECK(c.w.metrics().drops(pid, dcp::make_error_code(dcp::errc::frame_too_large)) == 0);
+  // an entry larger than a chunk could never be sent: refused at once
+  std::optional<std::error_code> refused;
+  leader->propose(bytes(leader->config().snapshot_chunk_bytes + 1, 0), [&](result<bytes> r) {
+    if (!r) refused = r.error();
+  });
+  c.w.run_for(10ms);
+  REQUIRE(refused);
+  CHECK(*refused == dcp::errc::invalid_argument);
+}

@@ -263,8 +263,11 @@ class raft {
   /// once the entry is applied here, or an error: not_leader (ask leader()),
   /// outcome_unknown (leadership changed; retry with the same client/seq),
   /// unknown_session (outcome unknown; register again), stale_request,
-  /// storage_failed. `client` 0 applies without deduplication; any other
-  /// client must have been registered (register_client).
+  /// storage_failed, snapshot_too_large (the state's quota,
+  /// max_snapshot_bytes), invalid_argument (a command over
+  /// snapshot_chunk_bytes: it could not travel in one message). `client` 0
+  /// applies without deduplication; any other client must have been
+  /// registered (register_client).
   void propose(bytes payload, propose_callback done) { propose(0, 0, std::move(payload), std::move(done)); }
   void propose(std::uint64_t client, std::uint64_t seq, bytes payload, propose_callback done) {
     if (client != 0 && seq == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
@@ -650,6 +653,11 @@ class raft {
     if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
     bytes data;
     storage::detail::encode_value(c, data);
+    // An entry travels whole in one AppendEntries message: at most one chunk.
+    if (data.size() > cfg_.snapshot_chunk_bytes) {
+      env_.count("entry_too_large");
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    }
     // The quota: the next snapshot holds at most the last one plus the log
     // since. (Forgetting a session shrinks the state: never refused.)
     if (c.kind != command_kind::unregister_client &&
@@ -1053,9 +1061,17 @@ class raft {
     raft_msg::append m{current_term(), p.next - 1, *store_.term_at(p.next - 1), commit_, round_, {}};
     // Send only what is durable here: a follower must never hold an entry that
     // the leader could lose (it would be counted towards a quorum).
+    // Bounded in entries and in bytes (at least one entry, and an entry is at
+    // most one chunk: propose refuses larger), so a batch fits in one frame.
     const auto last = std::min(self_match_, p.next - 1 + cfg_.max_entries_per_message);
-    for (auto i = p.next; i <= last; ++i) m.entries.push_back(store_.entry(i));
-    p.sent = std::max(p.sent, std::max(last, p.next - 1));
+    std::size_t batch_bytes = 0;
+    for (auto i = p.next; i <= last; ++i) {
+      const auto& e = store_.entry(i);
+      if (!m.entries.empty() && batch_bytes + e.data.size() > cfg_.snapshot_chunk_bytes) break;
+      batch_bytes += e.data.size();
+      m.entries.push_back(e);
+    }
+    p.sent = std::max(p.sent, p.next - 1 + m.entries.size());
     env_.send(to, m);
   }
 
