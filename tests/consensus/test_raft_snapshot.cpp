@@ -97,6 +97,11 @@ TEST_CASE("raft: lagging and restarted followers catch up with a snapshot of sev
   REQUIRE(leader->store().snapshot().index > c.node(lagging)->store().last_index());
   c.w.heal();
   c.w.restart(restarted);
+  // A forged acknowledgement of bytes never sent moves nothing on the leader.
+  c.w.run_until([&] { return c.counter("snapshot_chunks_sent") > 0; }, c.w.now() + 1s);
+  leader->on_message(address::sim(lagging),
+                     raft_msg::snapshot_reply{leader->current_term(), 0, 0, leader->store().snapshot().index, 1u << 30});
+  CHECK(c.counter("match_beyond_sent") == 1);
   c.w.run_until(
       [&] {
         for (auto f : {lagging, restarted})
