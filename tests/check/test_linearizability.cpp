@@ -24,6 +24,10 @@ reg_op wr(std::uint64_t c, std::int64_t call, std::int64_t ret, std::int64_t v) 
 reg_op rd(std::uint64_t c, std::int64_t call, std::int64_t ret, std::int64_t v) {
   return {c, at(call), at(ret), reg::read(), reg::output{v, true}};
 }
+// a read that found the register empty (no value written yet)
+reg_op rd_none(std::uint64_t c, std::int64_t call, std::int64_t ret) {
+  return {c, at(call), at(ret), reg::read(), reg::output{std::nullopt, true}};
+}
 reg_op cas(std::uint64_t c, std::int64_t call, std::int64_t ret, std::int64_t from, std::int64_t to, bool ok) {
   return {c, at(call), at(ret), reg::cas(from, to), reg::output{0, ok}};
 }
@@ -33,6 +37,9 @@ reg_op pending(reg_op o) {
 }
 
 bool linearizable(const history<reg>& h) { return static_cast<bool>(check_linearizability<reg>(h)); }
+// Porcupine's and Knossos' examples use a register that starts at 0
+using reg0 = register_model_initially<0>;
+bool linearizable0(const history<reg>& h) { return static_cast<bool>(check_linearizability<reg0>(h)); }
 
 // The reference: every order of the operations that respects real time
 // (a before b whenever a returned strictly before b was called; an operation
@@ -75,53 +82,53 @@ void mutate(history<reg>& h, rng& r) {
 
 TEST_CASE("linearizability: Porcupine's register examples (6.824 quiz 2017, VII)") {
   // put(100) over [0,100]; get()->100 over [25,75]; get()->0 over [30,60]
-  CHECK(linearizable({wr(0, 0, 100, 100), rd(1, 25, 75, 100), rd(2, 30, 60, 0)}));
+  CHECK(linearizable0({wr(0, 0, 100, 100), rd(1, 25, 75, 100), rd(2, 30, 60, 0)}));
   // put(200) over [0,100]; get()->200 over [10,30]; get()->0 over [40,90]: the
   // second read sees the old value after the first saw the new one
-  CHECK_FALSE(linearizable({wr(0, 0, 100, 200), rd(1, 10, 30, 200), rd(2, 40, 90, 0)}));
+  CHECK_FALSE(linearizable0({wr(0, 0, 100, 200), rd(1, 10, 30, 200), rd(2, 40, 90, 0)}));
   // TestZeroDuration: zero-length operations at the same instant
-  CHECK(linearizable({wr(0, 0, 100, 100), rd(1, 25, 75, 100), rd(2, 30, 30, 0), rd(3, 30, 30, 0)}));
-  CHECK_FALSE(linearizable({wr(0, 0, 100, 200), rd(1, 10, 10, 200), rd(2, 10, 10, 200), rd(3, 40, 90, 0)}));
+  CHECK(linearizable0({wr(0, 0, 100, 100), rd(1, 25, 75, 100), rd(2, 30, 30, 0), rd(3, 30, 30, 0)}));
+  CHECK_FALSE(linearizable0({wr(0, 0, 100, 200), rd(1, 10, 10, 200), rd(2, 10, 10, 200), rd(3, 40, 90, 0)}));
 }
 
 TEST_CASE("linearizability: textbook register and cas-register cases") {
   // a read that starts after a write returned must see it (or a later write)
-  CHECK_FALSE(linearizable({wr(0, 0, 10, 1), rd(1, 20, 30, 0)}));
-  CHECK(linearizable({wr(0, 0, 10, 1), rd(1, 5, 30, 0)}));  // overlapping: may read before
+  CHECK_FALSE(linearizable0({wr(0, 0, 10, 1), rd(1, 20, 30, 0)}));
+  CHECK(linearizable0({wr(0, 0, 10, 1), rd(1, 5, 30, 0)}));  // overlapping: may read before
   // sequential, same client
-  CHECK(linearizable({wr(0, 0, 1, 1), rd(0, 2, 3, 1), wr(0, 4, 5, 2), rd(0, 6, 7, 2)}));
-  CHECK_FALSE(linearizable({wr(0, 0, 1, 1), rd(0, 2, 3, 1), wr(0, 4, 5, 2), rd(0, 6, 7, 1)}));
+  CHECK(linearizable0({wr(0, 0, 1, 1), rd(0, 2, 3, 1), wr(0, 4, 5, 2), rd(0, 6, 7, 2)}));
+  CHECK_FALSE(linearizable0({wr(0, 0, 1, 1), rd(0, 2, 3, 1), wr(0, 4, 5, 2), rd(0, 6, 7, 1)}));
   // two concurrent writes, then two reads after both: they must agree
-  CHECK_FALSE(linearizable({wr(0, 0, 10, 1), wr(1, 0, 10, 2), rd(2, 20, 30, 1), rd(3, 20, 30, 2)}));
-  CHECK(linearizable({wr(0, 0, 10, 1), wr(1, 0, 10, 2), rd(2, 20, 30, 2), rd(3, 20, 30, 2)}));
+  CHECK_FALSE(linearizable0({wr(0, 0, 10, 1), wr(1, 0, 10, 2), rd(2, 20, 30, 1), rd(3, 20, 30, 2)}));
+  CHECK(linearizable0({wr(0, 0, 10, 1), wr(1, 0, 10, 2), rd(2, 20, 30, 2), rd(3, 20, 30, 2)}));
   // concurrent reads during a write may disagree, but not flip back afterwards
-  CHECK(linearizable({wr(0, 0, 50, 1), rd(1, 10, 20, 0), rd(2, 10, 20, 1), rd(3, 60, 70, 1)}));
-  CHECK_FALSE(linearizable({wr(0, 0, 50, 1), rd(1, 10, 20, 1), rd(2, 30, 40, 0), rd(3, 60, 70, 1)}));
+  CHECK(linearizable0({wr(0, 0, 50, 1), rd(1, 10, 20, 0), rd(2, 10, 20, 1), rd(3, 60, 70, 1)}));
+  CHECK_FALSE(linearizable0({wr(0, 0, 50, 1), rd(1, 10, 20, 1), rd(2, 30, 40, 0), rd(3, 60, 70, 1)}));
   // compare-and-set: two cas from the same value cannot both succeed
-  CHECK_FALSE(linearizable({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 0, 2, true)}));
-  CHECK(linearizable({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 0, 2, false), rd(2, 20, 30, 1)}));
-  CHECK(linearizable({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 1, 2, true), rd(2, 20, 30, 2)}));
-  CHECK_FALSE(linearizable({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 1, 2, true), rd(2, 20, 30, 1)}));
-  CHECK_FALSE(linearizable({cas(0, 0, 10, 5, 1, true)}));  // expected 5, register held 0
+  CHECK_FALSE(linearizable0({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 0, 2, true)}));
+  CHECK(linearizable0({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 0, 2, false), rd(2, 20, 30, 1)}));
+  CHECK(linearizable0({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 1, 2, true), rd(2, 20, 30, 2)}));
+  CHECK_FALSE(linearizable0({cas(0, 0, 10, 0, 1, true), cas(1, 5, 15, 1, 2, true), rd(2, 20, 30, 1)}));
+  CHECK_FALSE(linearizable0({cas(0, 0, 10, 5, 1, true)}));  // expected 5, register held 0
   // the empty history, and one that reads the initial value
-  CHECK(linearizable({}));
-  CHECK(linearizable({rd(0, 0, 1, 0)}));
+  CHECK(linearizable0({}));
+  CHECK(linearizable0({rd(0, 0, 1, 0)}));
 }
 
 TEST_CASE("linearizability: Knossos' WGL test cases (knossos/test/knossos/wgl_test.clj), written out") {
   // Times are the positions of the events in the Knossos history.
   // crash-test: a write invoked, then :info (it crashed): valid
-  CHECK(linearizable({pending(wr(0, 0, 0, 1))}));
+  CHECK(linearizable0({pending(wr(0, 0, 0, 1))}));
   // sequential-test: read 0 from a register initialised to 0: valid
-  CHECK(linearizable({rd(0, 0, 1, 0)}));
+  CHECK(linearizable0({rd(0, 0, 1, 0)}));
   // preserves-indices-test: write 1 then read 2: invalid
-  CHECK_FALSE(linearizable({wr(0, 0, 1, 1), rd(0, 2, 3, 2)}));
+  CHECK_FALSE(linearizable0({wr(0, 0, 1, 1), rd(0, 2, 3, 2)}));
   // read-wrong-initial-value-test: read 1 from a fresh register: invalid
-  CHECK_FALSE(linearizable({rd(0, 0, 1, 1)}));
+  CHECK_FALSE(linearizable0({rd(0, 0, 1, 1)}));
   // rethink-fail-minimal.edn: value 0; concurrently write 4 and read 3 (could be
   // 0 or 4, not 3); then a read of 4, which must not be blamed
   history<reg> h{wr(0, 0, 1, 0), rd(1, 2, 4, 3), wr(2, 3, 5, 4), rd(3, 6, 7, 4)};
-  auto res = check_linearizability<reg>(h);
+  auto res = check_linearizability<reg0>(h);
   CHECK(res.outcome == verdict::not_linearizable);
   const auto& longest = res.longest_linearization;
   CHECK(std::find(longest.begin(), longest.end(), 1) == longest.end());  // the read of 3 never fits
@@ -130,17 +137,17 @@ TEST_CASE("linearizability: Knossos' WGL test cases (knossos/test/knossos/wgl_te
 
 TEST_CASE("linearizability: operations that never returned may or may not have taken effect") {
   // a write that timed out, later observed: it took effect
-  CHECK(linearizable({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 1)}));
+  CHECK(linearizable0({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 1)}));
   // ... never observed: it did not (or not yet)
-  CHECK(linearizable({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 0), rd(1, 70, 80, 0)}));
+  CHECK(linearizable0({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 0), rd(1, 70, 80, 0)}));
   // ... observed, then unobserved: once it took effect it stays
-  CHECK_FALSE(linearizable({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 1), rd(1, 70, 80, 0)}));
+  CHECK_FALSE(linearizable0({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 1), rd(1, 70, 80, 0)}));
   // ... but it cannot take effect before it was called
-  CHECK_FALSE(linearizable({rd(1, 0, 10, 1), pending(wr(0, 20, 0, 1))}));
+  CHECK_FALSE(linearizable0({rd(1, 0, 10, 1), pending(wr(0, 20, 0, 1))}));
   // a cas that timed out: its effect is what later reads decide
-  CHECK(linearizable({pending(cas(0, 0, 0, 0, 7, true)), rd(1, 10, 20, 7)}));
-  CHECK(linearizable({pending(cas(0, 0, 0, 3, 7, true)), rd(1, 10, 20, 0)}));
-  CHECK_FALSE(linearizable({pending(cas(0, 0, 0, 3, 7, true)), rd(1, 10, 20, 7)}));  // it could not have swapped
+  CHECK(linearizable0({pending(cas(0, 0, 0, 0, 7, true)), rd(1, 10, 20, 7)}));
+  CHECK(linearizable0({pending(cas(0, 0, 0, 3, 7, true)), rd(1, 10, 20, 0)}));
+  CHECK_FALSE(linearizable0({pending(cas(0, 0, 0, 3, 7, true)), rd(1, 10, 20, 7)}));  // it could not have swapped
 }
 
 TEST_CASE("linearizability: a failing check says where, and a bad history is refused") {
@@ -251,4 +258,79 @@ TEST_CASE("linearizability: key-value histories are checked per key") {
       }
     CHECK(check_linearizability<kv_model>(h).outcome == verdict::not_linearizable);
   }
+}
+
+namespace {
+
+// Key "a": `writers` concurrent puts of distinct values, then, after all of
+// them returned, a get of a value nobody put. Not linearizable, but the
+// search only learns that after trying every order of the puts it can reach
+// (2^writers configurations of (set, last value)): no budget that fits a
+// test finishes it.
+void add_hopeless_key(history<kv_model>& h, const std::string& key, int writers) {
+  for (int i = 0; i < writers; ++i)
+    h.push_back({static_cast<std::uint64_t>(i), at(0), at(100), kv_model::put(key, "v" + std::to_string(i)),
+                 kv_model::output{}});
+  h.push_back({999, at(200), at(300), kv_model::get(key), kv_model::output{"nobody-wrote-this"}});
+}
+
+}  // namespace
+
+TEST_CASE("linearizability: keys are interleaved, a violation behind a hopeless key is found") {
+  // Key "a" sorts first and cannot be finished within the budget; key "b"
+  // holds a plain stale read. Checked one key after another, "a" eats the
+  // whole budget and the answer is `unknown`; interleaved, "b" is refuted in
+  // its first slice and the answer is the violation.
+  history<kv_model> h;
+  add_hopeless_key(h, "a", 40);
+  h.push_back({1, at(0), at(10), kv_model::put("b", "1"), kv_model::output{}});
+  h.push_back({2, at(20), at(30), kv_model::put("b", "2"), kv_model::output{}});
+  h.push_back({3, at(40), at(50), kv_model::get("b"), kv_model::output{"1"}});  // stale
+  auto res = check_linearizability<kv_model>(h, {.max_steps = 1'000'000});
+  CHECK(res.outcome == verdict::not_linearizable);
+  REQUIRE(!res.longest_linearization.empty());
+  CHECK(h[res.longest_linearization.front()].input.key == "b");  // the part that failed
+  CHECK(res.steps < 1'000'000);                                  // it stopped at the violation
+}
+
+TEST_CASE("linearizability: the register starts with no value, distinct from a written 0") {
+  // Jepsen writes real zeros: a read of 0 before any write is not linearizable
+  CHECK_FALSE(linearizable({rd(0, 0, 1, 0)}));
+  CHECK_FALSE(linearizable({rd(0, 0, 1, 0), wr(1, 5, 10, 0)}));  // the write began after the read returned
+  CHECK(linearizable({wr(1, 0, 10, 0), rd(0, 20, 30, 0)}));       // 0 was written
+  CHECK(linearizable({rd(0, 0, 20, 0), wr(1, 5, 10, 0)}));        // overlapping a write of 0
+  // a read of "no value" is linearizable before any write, and only then
+  CHECK(linearizable({rd_none(0, 0, 1)}));
+  CHECK(linearizable({wr(0, 0, 10, 1), rd_none(1, 5, 30)}));           // overlapping: may read before
+  CHECK_FALSE(linearizable({wr(0, 0, 10, 0), rd_none(1, 20, 30)}));   // after a write of 0: not empty
+  CHECK_FALSE(linearizable({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 1), rd_none(1, 70, 80)}));
+  // cas on an empty register fails, whatever it expects
+  CHECK_FALSE(linearizable({cas(0, 0, 10, 0, 1, true)}));
+  CHECK(linearizable({cas(0, 0, 10, 0, 1, false), rd_none(1, 20, 30)}));
+  // with a register that starts at 0 (Porcupine's), reading 0 first is fine
+  CHECK(linearizable0({rd(0, 0, 1, 0)}));
+  CHECK_FALSE(linearizable0({rd_none(0, 0, 1)}));
+}
+
+TEST_CASE("linearizability: a memory budget ends a hopeless search quickly with unknown") {
+  history<kv_model> h;
+  add_hopeless_key(h, "a", 40);
+  const std::size_t budget = std::size_t{4} << 20;  // 4 MiB
+  auto res = check_linearizability<kv_model>(h, {.max_memory_bytes = budget});  // the default 200M steps
+  CHECK(res.outcome == verdict::unknown);
+  CHECK(res.abandoned == 1);
+  CHECK(res.peak_memory_bytes <= budget);
+  CHECK(res.peak_memory_bytes > budget / 2);  // it was the memory, not the steps, that ended it
+  CHECK(res.steps < 1'000'000);
+  CHECK(res.reason.find("max_memory_bytes") != std::string::npos);
+  // beside the hopeless key, a linearizable key leaves the answer unknown,
+  // and a violating one is still found
+  h.push_back({1, at(0), at(10), kv_model::put("b", "1"), kv_model::output{}});
+  h.push_back({3, at(40), at(50), kv_model::get("b"), kv_model::output{"1"}});
+  res = check_linearizability<kv_model>(h, {.max_memory_bytes = budget});
+  CHECK(res.outcome == verdict::unknown);
+  CHECK(res.abandoned == 1);
+  h.push_back({4, at(60), at(70), kv_model::get("b"), kv_model::output{"2"}});
+  res = check_linearizability<kv_model>(h, {.max_memory_bytes = budget});
+  CHECK(res.outcome == verdict::not_linearizable);
 }

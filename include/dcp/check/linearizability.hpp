@@ -42,12 +42,27 @@
 // operations are dropped, and a configuration that has linearized a superset
 // of the pending operations of an already visited one (same completed set,
 // same state) is not explored again (see first_visit).
-// The search is exponential in the worst case; `check_options::max_steps`
-// bounds it and the verdict is then `unknown`, never a hang. Figures:
-// benchmarks/linearizability_checker.cpp.
+// The search is exponential in the worst case, in time and in memory (the
+// memo holds one entry per configuration visited). Two budgets bound it and
+// the verdict is then `unknown`, never a hang nor an exhausted machine:
+// `check_options::max_steps` bounds the steps, `max_memory_bytes` the memory
+// the memo and the backtracking stacks hold, over all parts at once (an
+// estimate from the sizes of the entries; a model with heap-allocated state
+// reports its size with `bytes(state)`, see model.hpp).
+//
+// Parts are searched interleaved, not one after another: each live part runs
+// a slice of `slice_steps` steps in turn, and the check stops at the first
+// part found not linearizable. A part that cannot be finished (a violation
+// buried under thousands of pending writes) therefore does not hide a plain
+// violation in another part, whatever their key order. When the memory budget
+// is reached, the part holding the most memory is abandoned (its part is
+// `unknown`, its memory freed) and the others go on; the answer is then
+// `not_linearizable` if another part fails, else `unknown`.
+// Figures: benchmarks/linearizability_checker.cpp.
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -78,8 +93,15 @@ using history = std::vector<operation<typename M::input, typename M::output>>;
 enum class verdict { linearizable, not_linearizable, unknown };
 
 struct check_options {
-  /// Search steps (call or return entries visited) before giving up with `unknown`.
+  /// Search steps (call or return entries visited), over all parts, before
+  /// giving up with `unknown`.
   std::uint64_t max_steps = 200'000'000;
+  /// Memory the searches may hold at once (memo entries and backtracking
+  /// stacks, estimated: about 100 to 200 bytes per configuration visited).
+  /// Reaching it abandons the part holding most; its verdict is `unknown`.
+  std::size_t max_memory_bytes = std::size_t{1} << 30;
+  /// Steps a part runs before the next live part gets its turn.
+  std::uint64_t slice_steps = 20'000;
 };
 
 struct check_result {
@@ -89,7 +111,11 @@ struct check_result {
   /// The operation that could not follow it is where to start looking.
   std::vector<std::size_t> longest_linearization;
   std::uint64_t steps = 0;         ///< search steps taken, over all parts
-  std::size_t partitions = 0;      ///< parts checked
+  std::size_t partitions = 0;      ///< parts the history was split into
+  std::size_t abandoned = 0;       ///< parts given up (step or memory budget): their verdict is unknown
+  std::size_t peak_memory_bytes = 0;  ///< the most the searches held at once (estimated)
+  /// When unknown: which budget ran out, in words.
+  std::string reason;
 
   explicit operator bool() const noexcept { return outcome == verdict::linearizable; }
 };
@@ -114,13 +140,39 @@ struct bitset {
   friend bool operator==(const bitset&, const bitset&) = default;
 };
 
+/// Memory and steps shared by the searches of all parts.
+struct search_budget {
+  std::uint64_t steps_left = 0;
+  std::uint64_t steps_taken = 0;
+  std::size_t max_memory = 0;
+  std::size_t memory_used = 0;
+  std::size_t peak_memory = 0;
+  bool reserve(std::size_t bytes) noexcept {
+    if (bytes > max_memory || memory_used > max_memory - bytes) return false;
+    memory_used += bytes;
+    peak_memory = std::max(peak_memory, memory_used);
+    return true;
+  }
+  void release(std::size_t bytes) noexcept { memory_used -= std::min(bytes, memory_used); }
+};
+
+template <Model M>
+std::size_t state_bytes(const typename M::state& s) {
+  if constexpr (requires { M::bytes(s); }) return static_cast<std::size_t>(M::bytes(s));
+  else return sizeof(typename M::state);
+}
+
+/// Where a search stands after a slice.
+enum class progress { running, linearizable, not_linearizable, out_of_memory };
+
 template <Model M>
 class wgl_search {
  public:
   using op_t = operation<typename M::input, typename M::output>;
 
   /// `ops`: indices into `h` of the operations of one part.
-  wgl_search(const std::vector<op_t>& h, const std::vector<std::size_t>& ops) : h_(h), ops_(ops) {
+  wgl_search(const std::vector<op_t>& h, const std::vector<std::size_t>& ops, search_budget& budget)
+      : h_(h), ops_(ops), budget_(budget), state_(M::init()), done_(ops.size()), pending_(ops.size()) {
     struct event {
       time_point at;
       bool is_return;
@@ -153,62 +205,76 @@ class wgl_search {
       }
     }
     nodes_[0].next = events.empty() ? -1 : 1;
-  }
-
-  /// Runs the search; `steps_left` is the budget shared by all parts.
-  verdict run(std::uint64_t& steps_left, std::uint64_t& steps_taken, std::vector<std::size_t>& longest) {
-    typename M::state state = M::init();
-    bitset done(ops_.size());        // completed operations linearized so far
-    bitset pending(ops_.size());     // operations that never returned, linearized so far
-    std::unordered_map<memo_key, std::vector<bitset>, memo_hash> memo;
-    std::vector<frame> stack;
-    auto record_longest = [&] {
-      if (stack.size() <= longest.size()) return;
-      longest.clear();
-      for (const auto& f : stack) longest.push_back(ops_[nodes_[static_cast<std::size_t>(f.call)].local]);
-    };
+    entry_ = nodes_[0].next;
     // Once every completed operation is linearized, the pending ones left can
     // go last (any output is accepted from them): that is success, and it is
     // also what makes the dominance in first_visit sound.
-    std::size_t completed_left = 0;
-    for (auto i : ops_) completed_left += !h_[i].pending();
-    int entry = nodes_[0].next;
-    while (completed_left != 0) {
-      if (steps_left == 0) return record_longest(), verdict::unknown;
-      --steps_left;
-      ++steps_taken;
-      const auto& n = nodes_[static_cast<std::size_t>(entry)];
+    for (auto i : ops_) completed_left_ += !h_[i].pending();
+    fixed_bytes_ = nodes_.size() * sizeof(node) + 2 * done_.words.size() * 8;
+    held_ = fixed_bytes_;
+    budget_.memory_used += fixed_bytes_;  // not refused: the history itself is already in memory
+    budget_.peak_memory = std::max(budget_.peak_memory, budget_.memory_used);
+  }
+  wgl_search(const wgl_search&) = delete;
+  wgl_search& operator=(const wgl_search&) = delete;
+  ~wgl_search() { budget_.release(held_); }
+
+  /// Memory this search holds (estimated), given back when it is destroyed.
+  std::size_t held_bytes() const noexcept { return held_; }
+  /// The longest legal linearization found so far, as indices into the history.
+  const std::vector<std::size_t>& longest() const noexcept { return longest_; }
+
+  /// Runs at most `slice` steps (each also taken from the shared budget).
+  /// `out_of_memory` leaves the search as it was: it may run again once
+  /// memory has been freed.
+  progress run(std::uint64_t slice) {
+    auto record_longest = [&] {
+      if (stack_.size() <= longest_.size()) return;
+      longest_.clear();
+      for (const auto& f : stack_) longest_.push_back(ops_[nodes_[static_cast<std::size_t>(f.call)].local]);
+    };
+    while (completed_left_ != 0) {
+      if (slice == 0 || budget_.steps_left == 0) return record_longest(), progress::running;
+      const auto& n = nodes_[static_cast<std::size_t>(entry_)];
       if (n.is_call) {
         const auto& o = h_[ops_[n.local]];
-        if (auto next = M::step(state, o.input, o.output)) {
-          bitset& set = o.pending() ? pending : done;
+        if (auto next = M::step(state_, o.input, o.output)) {
+          bitset& set = o.pending() ? pending_ : done_;
           set.set(n.local);
-          if (first_visit(memo, done, pending, *next)) {
-            completed_left -= !o.pending();
-            stack.push_back({entry, std::move(state)});
-            state = std::move(*next);
-            lift(entry);
-            entry = nodes_[0].next;
+          const visit v = first_visit(*next, sizeof(frame) + state_bytes<M>(state_));
+          if (v == visit::no_memory) {
+            set.reset(n.local);
+            return record_longest(), progress::out_of_memory;
+          }
+          if (v == visit::fresh) {
+            completed_left_ -= !o.pending();
+            stack_.push_back({entry_, std::move(state_)});
+            state_ = std::move(*next);
+            lift(entry_);
+            entry_ = nodes_[0].next;
+            take_step(slice);
             continue;
           }
           set.reset(n.local);
         }
-        entry = n.next;
+        entry_ = n.next;
       } else {
         // an operation returns before we could place it: backtrack
         record_longest();
-        if (stack.empty()) return verdict::not_linearizable;
-        frame f = std::move(stack.back());
-        stack.pop_back();
-        state = std::move(f.state);
+        if (stack_.empty()) return progress::not_linearizable;
+        frame f = std::move(stack_.back());
+        stack_.pop_back();
+        give_back(sizeof(frame) + state_bytes<M>(f.state));
+        state_ = std::move(f.state);
         const std::size_t local = nodes_[static_cast<std::size_t>(f.call)].local;
-        (h_[ops_[local]].pending() ? pending : done).reset(local);
-        completed_left += !h_[ops_[local]].pending();
+        (h_[ops_[local]].pending() ? pending_ : done_).reset(local);
+        completed_left_ += !h_[ops_[local]].pending();
         unlift(f.call);
-        entry = nodes_[static_cast<std::size_t>(f.call)].next;
+        entry_ = nodes_[static_cast<std::size_t>(f.call)].next;
       }
+      take_step(slice);
     }
-    return verdict::linearizable;
+    return progress::linearizable;
   }
 
  private:
@@ -247,17 +313,43 @@ class wgl_search {
       return k.done.hash() ^ (hash_state<M>(k.state) * 0x9E3779B97F4A7C15ull);
     }
   };
-  static bool first_visit(std::unordered_map<memo_key, std::vector<bitset>, memo_hash>& memo, const bitset& done,
-                          const bitset& pending, const typename M::state& s) {
-    auto [it, fresh] = memo.try_emplace(memo_key{done, s});
-    auto& seen = it->second;
-    if (!fresh) {
-      for (const auto& p : seen)
-        if (p.subset_of(pending)) return false;
-      std::erase_if(seen, [&](const bitset& p) { return pending.subset_of(p); });  // now dominated
+  enum class visit { fresh, seen, no_memory };
+  // Also reserves `extra` bytes (the stack frame pushed on a fresh visit).
+  visit first_visit(const typename M::state& s, std::size_t extra) {
+    constexpr std::size_t per_allocation = 16;  // what malloc adds to each block
+    const std::size_t set_bytes = sizeof(bitset) + pending_.words.size() * 8 + per_allocation;
+    memo_key key{done_, s};
+    auto it = memo_.find(key);
+    std::size_t cost = extra + set_bytes;
+    if (it != memo_.end()) {
+      for (const auto& p : it->second)
+        if (p.subset_of(pending_)) return visit::seen;
+    } else {
+      // the node (key, vector, hash links), its bucket, the bitset's words,
+      // the vector's buffer, the state's heap
+      cost += sizeof(std::pair<const memo_key, std::vector<bitset>>) + 4 * sizeof(void*) + 3 * per_allocation +
+              done_.words.size() * 8 + state_bytes<M>(s) - sizeof(typename M::state);
     }
-    seen.push_back(pending);
-    return true;
+    if (!budget_.reserve(cost)) return visit::no_memory;
+    held_ += cost;
+    if (it == memo_.end()) {
+      it = memo_.emplace(std::move(key), std::vector<bitset>{}).first;
+    } else {
+      const auto dropped = std::erase_if(it->second, [&](const bitset& p) { return pending_.subset_of(p); });
+      give_back(dropped * set_bytes);  // now dominated
+    }
+    it->second.push_back(pending_);
+    return visit::fresh;
+  }
+  void give_back(std::size_t bytes) noexcept {
+    bytes = std::min(bytes, held_);
+    held_ -= bytes;
+    budget_.release(bytes);
+  }
+  void take_step(std::uint64_t& slice) noexcept {
+    --slice;
+    --budget_.steps_left;
+    ++budget_.steps_taken;
   }
 
   void unlink(int i) {
@@ -280,8 +372,19 @@ class wgl_search {
   }
 
   const std::vector<op_t>& h_;
-  const std::vector<std::size_t>& ops_;
+  const std::vector<std::size_t> ops_;
+  search_budget& budget_;
   std::vector<node> nodes_;
+  typename M::state state_;
+  bitset done_;       // completed operations linearized so far
+  bitset pending_;    // operations that never returned, linearized so far
+  std::unordered_map<memo_key, std::vector<bitset>, memo_hash> memo_;
+  std::vector<frame> stack_;
+  std::vector<std::size_t> longest_;
+  std::size_t completed_left_ = 0;
+  int entry_ = -1;
+  std::size_t fixed_bytes_ = 0;
+  std::size_t held_ = 0;  // bytes reserved in budget_
 };
 
 }  // namespace detail
@@ -316,19 +419,62 @@ check_result check_linearizability(const history<M>& h, const check_options& opt
       if (relevant(i)) parts[0].push_back(i);
   }
   check_result result;
-  std::uint64_t steps_left = options.max_steps;
-  for (const auto& ops : parts) {
-    ++result.partitions;
-    std::vector<std::size_t> longest;
-    detail::wgl_search<M> search(h, ops);
-    const verdict v = search.run(steps_left, result.steps, longest);
-    if (v != verdict::linearizable) {
-      result.outcome = v;
-      result.longest_linearization = std::move(longest);
-      return result;
+  result.partitions = parts.size();
+  detail::search_budget budget{.steps_left = options.max_steps, .max_memory = options.max_memory_bytes};
+  const std::uint64_t slice = std::max<std::uint64_t>(options.slice_steps, 1);
+  std::vector<std::unique_ptr<detail::wgl_search<M>>> live;
+  live.reserve(parts.size());
+  for (const auto& ops : parts) live.push_back(std::make_unique<detail::wgl_search<M>>(h, ops, budget));
+  bool out_of_memory = false;
+  auto finish = [&](verdict v, std::vector<std::size_t> longest) {
+    result.outcome = v;
+    result.longest_linearization = std::move(longest);
+    result.steps = budget.steps_taken;
+    result.peak_memory_bytes = budget.peak_memory;
+    return result;
+  };
+  auto abandon = [&](std::size_t i) {  // its verdict is unknown; its memory goes back to the others
+    if (result.longest_linearization.empty()) result.longest_linearization = live[i]->longest();
+    live[i].reset();
+    ++result.abandoned;
+  };
+  // Round-robin slices until every part is decided, one fails, or the steps run out.
+  while (true) {
+    bool any = false;
+    for (std::size_t i = 0; i < live.size(); ++i) {
+      if (!live[i]) continue;
+      if (budget.steps_left == 0) break;
+      any = true;
+      detail::progress p = live[i]->run(slice);
+      while (p == detail::progress::out_of_memory) {
+        out_of_memory = true;
+        std::size_t biggest = i;
+        for (std::size_t j = 0; j < live.size(); ++j)
+          if (live[j] && live[j]->held_bytes() > live[biggest]->held_bytes()) biggest = j;
+        abandon(biggest);
+        if (biggest == i) break;
+        p = live[i]->run(slice);
+      }
+      if (!live[i]) continue;
+      if (p == detail::progress::not_linearizable) return finish(verdict::not_linearizable, live[i]->longest());
+      if (p == detail::progress::linearizable) live[i].reset();
     }
+    if (!any || budget.steps_left == 0) break;
   }
-  return result;
+  for (std::size_t i = 0; i < live.size(); ++i)
+    if (live[i]) abandon(i);
+  if (result.abandoned == 0) return finish(verdict::linearizable, {});
+  result.reason = std::to_string(result.abandoned) + " of " + std::to_string(parts.size()) +
+                  " parts undecided: " +
+                  (out_of_memory ? "the memory budget (check_options::max_memory_bytes = " +
+                                       std::to_string(options.max_memory_bytes) + ") was reached"
+                                 : std::string{}) +
+                  (out_of_memory && budget.steps_left == 0 ? "; " : "") +
+                  (budget.steps_left == 0 ? "the step budget (check_options::max_steps = " +
+                                                std::to_string(options.max_steps) + ") was spent"
+                                          : std::string{});
+  auto longest = std::move(result.longest_linearization);
+  return finish(verdict::unknown, std::move(longest));
 }
 
 }  // namespace dcp::check

@@ -17,6 +17,11 @@
 // business: it may place such an operation after everything else, where its
 // effect is observed by nobody.)
 //
+// Optionally, `static std::size_t bytes(const state&)` says how much memory
+// a state holds with what it points to (a map, strings): the checker counts
+// it against its memory budget (check_options::max_memory_bytes); without it,
+// sizeof(state) is counted.
+//
 // Optionally, `static Key partition_key(const input&)` splits a history into
 // independent sub-histories (one per key of a key-value store) that are
 // checked separately: linearizability is local (Herlihy & Wing), so the

@@ -9,7 +9,7 @@ enum class errc : int {
   unknown_session = 1,  ///< the client's session is unknown (evicted, never registered): outcome unknown
   stale_request,        ///< a command older than the session's latest: superseded, not applied
   outcome_unknown,      ///< leadership changed before the entry committed: retry with the same sequence number
-  snapshot_too_large,   ///< a snapshot does not fit in one frame of the transport
+  snapshot_too_large,   ///< the replicated state would exceed raft_config::max_snapshot_bytes (the quota)
   storage_failed,       ///< durable storage failed: the replica stopped to stay safe
   config_change_pending,  ///< one membership change at a time: the previous one is not committed yet
 };
@@ -25,7 +25,9 @@ class error_category_impl final : public std::error_category {
       case errc::stale_request: return "request older than the session's latest: not applied";
       case errc::outcome_unknown:
         return "leadership changed before the entry committed: outcome unknown, retry with the same sequence number";
-      case errc::snapshot_too_large: return "snapshot larger than the transport's frame limit";
+      case errc::snapshot_too_large:
+        return "refused: the replicated state would exceed raft_config::max_snapshot_bytes, the largest snapshot a "
+               "replica sends or accepts; delete data, or raise max_snapshot_bytes on every replica";
       case errc::storage_failed: return "durable storage failed; the replica stopped";
       case errc::config_change_pending: return "a membership change is still in progress; retry when it commits";
     }

@@ -18,7 +18,20 @@
 //   - durability: the vote is synced before it is granted, entries are
 //     synced before they are acknowledged, the leader counts itself only for
 //     synced entries (group commit: one sync per batch of proposals);
-//   - snapshots and log compaction, InstallSnapshot for lagging followers (5);
+//   - snapshots and log compaction, InstallSnapshot for lagging followers (5),
+//     streamed in chunks of at most snapshot_chunk_bytes with (offset, done)
+//     as in the paper's Figure 13: one chunk in flight per follower, the next
+//     sent when it is acknowledged, the current one again at each heartbeat
+//     while it is not. A follower buffers one transfer at a time, at most
+//     max_snapshot_bytes, and accepts only the chunk at the offset it expects
+//     from the leader of its term;
+//   - a quota on the replicated state: max_snapshot_bytes bounds what every
+//     replica must be able to send and receive, so a proposal that would take
+//     the state past it (the last snapshot's size plus the log since, an
+//     upper bound) fails with snapshot_too_large and the log is unchanged.
+//     Getting back under it means raising max_snapshot_bytes on every replica
+//     (a rolling restart): while over it, every command is refused, deletes
+//     too, since Raft cannot tell which commands shrink the state;
 //   - membership change, one server at a time (4.1): a configuration takes
 //     effect when appended; the leader refuses a second change until the
 //     first has committed and until it has committed an entry of its own term
@@ -57,14 +70,17 @@
 // Faults it does not tolerate: more than a minority of the configuration
 // crashed or cut off stops progress (proposals and reads then fail with
 // not_leader / timed_out within a bounded time, never silently); storage that
-// loses synced data breaks safety; a snapshot must fit in one frame
-// (max_frame_size), else it is refused with snapshot_too_large and counted.
+// loses synced data breaks safety. Hostile snapshot chunks (a wrong offset,
+// an absurd size, a stale term) are dropped and counted
+// (snapshot_chunk_out_of_order, malformed_snapshot, snapshot_too_large,
+// stale_snapshot_chunk).
 //
 // Message ids: 1-6. Default protocol id: 100.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -99,7 +115,13 @@ struct raft_config {
   std::size_t max_entries_per_message = 64;
   std::uint64_t snapshot_every = 1000;    ///< compact after this many applied entries past the last snapshot
   std::size_t max_sessions = 4096;        ///< client sessions kept; a registration beyond evicts the least recently used
-  std::size_t max_snapshot_bytes = 4u << 20;  ///< the transport's frame limit, less headroom
+  /// The quota on the replicated state: the largest snapshot a replica sends
+  /// or accepts. A proposal that would exceed it fails (snapshot_too_large).
+  /// The same on every replica.
+  std::size_t max_snapshot_bytes = std::size_t{64} << 20;
+  /// The most snapshot bytes in one InstallSnapshot message: well under the
+  /// transport's frame limit (wire::limits::max_frame_size, 4 MiB by default).
+  std::size_t snapshot_chunk_bytes = std::size_t{1} << 20;
   bool pre_vote = true;
 
   void validate() const {
@@ -111,7 +133,13 @@ struct raft_config {
                   "campaign against a live leader");
     if (max_entries_per_message == 0 || snapshot_every == 0 || max_sessions == 0)
       throw error(dcp::errc::invalid_config, "raft: max_entries_per_message, snapshot_every, max_sessions must be > 0");
+    if (snapshot_chunk_bytes == 0 || snapshot_chunk_bytes > max_chunk_bytes || max_snapshot_bytes == 0)
+      throw error(dcp::errc::invalid_config,
+                  "raft: need 0 < snapshot_chunk_bytes <= 3 MiB (a chunk and its header must fit in a 4 MiB frame) "
+                  "and max_snapshot_bytes > 0");
   }
+  /// A chunk and its message header fit in the transport's 4 MiB frame.
+  static constexpr std::size_t max_chunk_bytes = std::size_t{3} << 20;
 };
 
 /// What a command entry asks of the session table.
@@ -165,18 +193,28 @@ struct append_reply {
   std::uint64_t round = 0;
   template <class A> void serialize(A& ar) { ar(term, success, match, last, round); }
 };
+/// One chunk of a snapshot (the paper's InstallSnapshot RPC, Figure 13):
+/// bytes [offset, offset + data.size()) of a snapshot of `total` bytes that
+/// covers the log through `index` (of term `last_term`); `done` on the last.
 struct install_snapshot {
   static constexpr message_type wire_id = 5;
   static constexpr std::string_view wire_name = "install_snapshot";
   std::uint64_t term = 0, round = 0;
-  storage::snapshot snap;
-  template <class A> void serialize(A& ar) { ar(term, round, snap); }
+  std::uint64_t index = 0, last_term = 0;
+  std::uint64_t offset = 0, total = 0;
+  bytes data;
+  bool done = false;
+  template <class A> void serialize(A& ar) { ar(term, round, index, last_term, offset, total, data, done); }
 };
+/// index: the follower holds the log through `index` (the snapshot is
+/// installed), or 0 while a transfer is under way; then `received` bytes of
+/// snapshot `snap_index` are buffered, and the next chunk starts there.
 struct snapshot_reply {
   static constexpr message_type wire_id = 6;
   static constexpr std::string_view wire_name = "snapshot_reply";
   std::uint64_t term = 0, index = 0, round = 0;
-  template <class A> void serialize(A& ar) { ar(term, index, round); }
+  std::uint64_t snap_index = 0, received = 0;
+  template <class A> void serialize(A& ar) { ar(term, index, round, snap_index, received); }
 };
 }  // namespace raft_msg
 
@@ -225,8 +263,11 @@ class raft {
   /// once the entry is applied here, or an error: not_leader (ask leader()),
   /// outcome_unknown (leadership changed; retry with the same client/seq),
   /// unknown_session (outcome unknown; register again), stale_request,
-  /// storage_failed. `client` 0 applies without deduplication; any other
-  /// client must have been registered (register_client).
+  /// storage_failed, snapshot_too_large (the state's quota,
+  /// max_snapshot_bytes), invalid_argument (a command over
+  /// snapshot_chunk_bytes: it could not travel in one message). `client` 0
+  /// applies without deduplication; any other client must have been
+  /// registered (register_client).
   void propose(bytes payload, propose_callback done) { propose(0, 0, std::move(payload), std::move(done)); }
   void propose(std::uint64_t client, std::uint64_t seq, bytes payload, propose_callback done) {
     if (client != 0 && seq == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
@@ -380,6 +421,7 @@ class raft {
       if (m.match > p->sent) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
       if (m.match > p->match) p->match = m.match;
       p->next = std::max(p->next, p->match + 1);
+      if (p->snap && p->match >= p->snap->index) p->snap.reset();  // no transfer needed any more
       advance_leader_commit();
       if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
     } else if (m.match >= p->match) {  // a rejection of a probe we may still be making
@@ -392,28 +434,59 @@ class raft {
   void on_message(const address& from, const raft_msg::install_snapshot& m) {
     if (failed_) return;
     if (absurd(m.term)) return drop("absurd_term");
-    if (m.snap.index == 0 || m.snap.term == 0 || m.snap.term > m.term) return drop("malformed_snapshot");
+    if (m.index == 0 || m.last_term == 0 || m.last_term > m.term || m.data.size() > cfg_.snapshot_chunk_bytes ||
+        m.offset > m.total || m.data.size() > m.total - m.offset || m.done != (m.offset + m.data.size() == m.total))
+      return drop("malformed_snapshot");
     if (m.term < current_term()) {
-      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round});
+      env_.count("stale_snapshot_chunk");
+      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, 0, 0});
       return;
     }
     if (!accept_leader(from, m.term)) return;
-    if (m.snap.index > commit_) {
-      snapshot_state st;
-      if (storage::detail::decode_value(m.snap.data, st)) {
-        env_.count("bad_snapshot");
-        return;
-      }
-      // The machine first: a snapshot it cannot take must not be installed,
-      // nor the log advanced past it (the replica would diverge silently).
-      if (auto ec = restore_machine(st.machine)) return fail(ec, "the state machine refused a snapshot from the leader");
-      if (auto ec = store_.install_snapshot(m.snap)) return fail(ec);
-      load_snapshot_state(std::move(st));
-      rebuild_configs();
-      commit_ = applied_ = m.snap.index;
-      env_.count("snapshot_installed");
+    if (m.index <= commit_) {  // we hold all of it already
+      incoming_.reset();
+      env_.send(from, raft_msg::snapshot_reply{current_term(), commit_, m.round, m.index, m.total});
+      return;
     }
-    env_.send(from, raft_msg::snapshot_reply{current_term(), std::max(m.snap.index, commit_), m.round});
+    if (m.total > cfg_.max_snapshot_bytes) {
+      dcp::log(env_, log_level::error, "raft: the leader sends a snapshot of ", m.total,
+               " bytes, over max_snapshot_bytes (", cfg_.max_snapshot_bytes, "); set the same limit on every replica");
+      return drop("snapshot_too_large");
+    }
+    auto reply_progress = [&] {
+      const bool same = incoming_ && incoming_->index == m.index;
+      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, m.index, same ? incoming_->data.size() : 0});
+    };
+    if (m.offset == 0 && !(incoming_ && incoming_->same_as(m) && !incoming_->data.empty())) {
+      incoming_ = incoming_snapshot{m.term, m.index, m.last_term, m.total, {}};  // a new transfer replaces any other
+    }
+    if (!incoming_ || !incoming_->same_as(m) || m.offset > incoming_->data.size()) {
+      env_.count("snapshot_chunk_out_of_order");
+      return reply_progress();
+    }
+    if (m.offset < incoming_->data.size()) {
+      env_.count("snapshot_chunk_duplicate");
+      return reply_progress();
+    }
+    incoming_->data.insert(incoming_->data.end(), m.data.begin(), m.data.end());
+    if (!m.done) return reply_progress();
+    storage::snapshot snap{m.index, m.last_term, std::move(incoming_->data)};
+    incoming_.reset();
+    snapshot_state st;
+    if (storage::detail::decode_value(snap.data, st)) {
+      env_.count("bad_snapshot");
+      return;
+    }
+    // The machine first: a snapshot it cannot take must not be installed,
+    // nor the log advanced past it (the replica would diverge silently).
+    if (auto ec = restore_machine(st.machine)) return fail(ec, "the state machine refused a snapshot from the leader");
+    if (auto ec = store_.install_snapshot(snap)) return fail(ec);
+    load_snapshot_state(std::move(st));
+    rebuild_configs();
+    commit_ = applied_ = snap.index;
+    measure_state();
+    env_.count("snapshot_installed");
+    env_.send(from, raft_msg::snapshot_reply{current_term(), commit_, m.round, m.index, m.total});
   }
 
   void on_message(const address& from, const raft_msg::snapshot_reply& m) {
@@ -426,9 +499,19 @@ class raft {
     if (!heard_from(from, m.round)) return;
     auto* p = peer_of(from);
     if (!p) return;
+    if (m.index == 0) {  // a transfer under way: send on from what the follower holds
+      if (!p->snap || m.snap_index != p->snap->index) return;
+      if (m.received > p->snap_sent_upto) return drop("match_beyond_sent");
+      // Behind us too: the follower lost its buffer (a restart); resend from there.
+      if (m.received != p->snap_offset) p->snap_sent_at.reset();
+      p->snap_offset = m.received;
+      if (p->next <= store_.snapshot().index) send_append(from, *p);
+      return;
+    }
     if (m.index > p->sent) return drop("match_beyond_sent");
     if (m.index > p->match) p->match = m.index;
     p->next = std::max(p->next, p->match + 1);
+    if (p->snap && p->match >= p->snap->index) p->snap.reset();  // transfer over
     advance_leader_commit();
     if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
   }
@@ -448,6 +531,21 @@ class raft {
     std::uint64_t next = 1, match = 0, acked_round = 0;
     std::uint64_t sent = 0;  ///< the highest index sent to it: a reply may acknowledge no more
     bool heard_since_check = false;
+    // A snapshot transfer: the snapshot (kept while it lasts, even if the
+    // leader compacts again meanwhile, or a transfer could never finish under
+    // steady writes), the bytes the follower holds, the most sent, and when
+    // the chunk at snap_offset was last sent.
+    std::shared_ptr<const storage::snapshot> snap;
+    std::uint64_t snap_offset = 0, snap_sent_upto = 0;
+    std::optional<time_point> snap_sent_at;
+  };
+  /// The snapshot a follower is receiving, chunk by chunk (at most one).
+  struct incoming_snapshot {
+    std::uint64_t term = 0, index = 0, last_term = 0, total = 0;
+    bytes data;
+    bool same_as(const raft_msg::install_snapshot& m) const {
+      return term == m.term && index == m.index && last_term == m.last_term && total == m.total;
+    }
   };
   struct session {
     std::uint64_t seq = 0, last_index = 0;
@@ -477,6 +575,14 @@ class raft {
     }
     commit_ = applied_ = snap.index;
     rebuild_configs();
+    measure_state();
+  }
+
+  /// The quota's measure: the snapshot's size, and the log's bytes after it.
+  void measure_state() {
+    snapshot_bytes_ = store_.snapshot().data.size();
+    log_bytes_ = 0;
+    for (auto i = store_.first_index(); i <= store_.last_index(); ++i) log_bytes_ += store_.entry(i).data.size();
   }
 
   /// Hands a snapshot to the state machine: an error if it cannot take it
@@ -547,6 +653,18 @@ class raft {
     if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
     bytes data;
     storage::detail::encode_value(c, data);
+    // An entry travels whole in one AppendEntries message: at most one chunk.
+    if (data.size() > cfg_.snapshot_chunk_bytes) {
+      env_.count("entry_too_large");
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    }
+    // The quota: the next snapshot holds at most the last one plus the log
+    // since. (Forgetting a session shrinks the state: never refused.)
+    if (c.kind != command_kind::unregister_client &&
+        snapshot_bytes_ + log_bytes_ + data.size() > cfg_.max_snapshot_bytes) {
+      env_.count("state_quota_exceeded");
+      return done(make_error_code(errc::snapshot_too_large));
+    }
     const auto index = append_local(entry_kind::command, std::move(data));
     if (index == 0) return done(make_error_code(errc::storage_failed));
     pending_.emplace(index, pending{current_term(), std::move(done)});
@@ -561,6 +679,7 @@ class raft {
       fail(ec);
       return 0;
     }
+    log_bytes_ += e.data.size();
     note_config(e);
     if (!flush_timer_) flush_timer_ = env_.arm(duration::zero(), [this] { flush_timer_ = {}; flush(); });
     return e.index;
@@ -592,12 +711,14 @@ class raft {
         return false;
       }
       while (configs_.size() > 1 && configs_.back().first >= e.index) configs_.pop_back();
+      measure_state();
     }
     if (e.index != store_.last_index() + 1) return true;  // a gap: cannot happen after the prev check
     if (auto ec = store_.append(e)) {
       fail(ec);
       return false;
     }
+    log_bytes_ += e.data.size();
     note_config(e);
     return true;
   }
@@ -713,6 +834,7 @@ class raft {
     snapshot_members_ = std::move(st.members);
     while (configs_.size() > 1 && configs_[1].first <= applied_) configs_.erase(configs_.begin());
     configs_.front() = {applied_, snapshot_members_};
+    measure_state();
     env_.count("snapshots_taken");
   }
 
@@ -935,23 +1057,53 @@ class raft {
   }
 
   void send_append(const address& to, peer& p) {
-    if (p.next <= store_.snapshot().index) {
-      raft_msg::install_snapshot m{current_term(), round_, store_.snapshot()};
-      if (m.snap.data.size() > cfg_.max_snapshot_bytes) {
-        env_.count("snapshot_too_large");
-        dcp::log(env_, log_level::error, "raft: snapshot of ", m.snap.data.size(), " bytes exceeds max_snapshot_bytes");
-        return;
-      }
-      p.sent = std::max(p.sent, m.snap.index);
-      env_.send(to, m);
-      return;
-    }
+    if (p.next <= store_.snapshot().index || (p.snap && p.next <= p.snap->index)) return send_snapshot_chunk(to, p);
     raft_msg::append m{current_term(), p.next - 1, *store_.term_at(p.next - 1), commit_, round_, {}};
     // Send only what is durable here: a follower must never hold an entry that
     // the leader could lose (it would be counted towards a quorum).
+    // Bounded in entries and in bytes (at least one entry, and an entry is at
+    // most one chunk: propose refuses larger), so a batch fits in one frame.
     const auto last = std::min(self_match_, p.next - 1 + cfg_.max_entries_per_message);
-    for (auto i = p.next; i <= last; ++i) m.entries.push_back(store_.entry(i));
-    p.sent = std::max(p.sent, std::max(last, p.next - 1));
+    std::size_t batch_bytes = 0;
+    for (auto i = p.next; i <= last; ++i) {
+      const auto& e = store_.entry(i);
+      if (!m.entries.empty() && batch_bytes + e.data.size() > cfg_.snapshot_chunk_bytes) break;
+      batch_bytes += e.data.size();
+      m.entries.push_back(e);
+    }
+    p.sent = std::max(p.sent, p.next - 1 + m.entries.size());
+    env_.send(to, m);
+  }
+
+  /// Sends the chunk the follower needs next, unless it went out less than a
+  /// heartbeat ago (replies bring the next one; heartbeats resend a lost one).
+  void send_snapshot_chunk(const address& to, peer& p) {
+    if (!outgoing_ || outgoing_->index != store_.snapshot().index)
+      outgoing_ = std::make_shared<const storage::snapshot>(store_.snapshot());
+    if (!p.snap || (p.snap_offset == 0 && p.snap->index < outgoing_->index)) {  // (re)start with the newest
+      p.snap = outgoing_;
+      p.snap_offset = p.snap_sent_upto = 0;
+      p.snap_sent_at.reset();
+    }
+    const auto& snap = *p.snap;
+    const std::uint64_t total = snap.data.size();
+    if (total > cfg_.max_snapshot_bytes) {  // cannot happen while proposals respect the quota (sessions aside)
+      env_.count("snapshot_too_large");
+      dcp::log(env_, log_level::error, "raft: the snapshot (", total, " bytes) exceeds max_snapshot_bytes (",
+               cfg_.max_snapshot_bytes, "): lagging followers cannot catch up; raise the limit on every replica");
+      return;
+    }
+    const auto now = env_.now();
+    if (p.snap_sent_at && now - *p.snap_sent_at < cfg_.heartbeat_interval) return;
+    p.snap_sent_at = now;
+    const auto offset = std::min<std::uint64_t>(p.snap_offset, total);
+    const auto len = std::min<std::uint64_t>(cfg_.snapshot_chunk_bytes, total - offset);
+    const auto* begin = snap.data.data() + offset;
+    raft_msg::install_snapshot m{current_term(), round_, snap.index, snap.term, offset, total,
+                                 bytes(begin, begin + len), offset + len == total};
+    p.snap_sent_upto = std::max(p.snap_sent_upto, offset + len);
+    if (m.done) p.sent = std::max(p.sent, snap.index);
+    env_.count("snapshot_chunks_sent");
     env_.send(to, m);
   }
 
@@ -1014,6 +1166,9 @@ class raft {
   std::optional<address> leader_;
   time_point last_leader_contact_{};
   std::uint64_t commit_ = 0, applied_ = 0, self_match_ = 0, round_ = 0;
+  std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
+  std::optional<incoming_snapshot> incoming_;
+  std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
   std::vector<std::pair<std::uint64_t, std::vector<address>>> configs_;  // (index, members), ascending
   std::vector<address> snapshot_members_;
   std::map<std::uint64_t, session> sessions_;

@@ -1,0 +1,344 @@
+// Scripted Raft schedules: the paper's Figures 7 and 8 and the single-server
+// membership change bug (Ongaro, raft-dev, 2015), each driven step by step
+// with the simulator's fault controls. Each fails when the rule it is about
+// is taken out of raft.hpp:
+//   - Figure 7: AppendEntries' consistency check (prev_index, prev_term);
+//   - Figure 8: a leader commits by counting replicas only entries of its
+//     own term;
+//   - membership: a leader changes the configuration only once it has
+//     committed an entry of its term.
+#include "raft_harness.hpp"
+
+using namespace raft_test;
+
+namespace {
+
+/// A faultless cluster whose schedule the test writes, with Raft's safety
+/// properties checked after every event: one leader per term, and an index
+/// committed anywhere holds the same entry everywhere, for ever.
+class scripted {
+ public:
+  /// Nodes [0, members) form the first configuration; the others start
+  /// empty (to be added). `tweak` adjusts one node's configuration, `preload`
+  /// writes a node's disk before its first start.
+  scripted(std::uint64_t seed, std::uint32_t nodes, std::uint32_t members,
+           std::function<void(std::uint32_t, raft_config&)> tweak = {},
+           std::function<void(std::uint32_t, storage::durable_storage&)> preload = {})
+      : w_(seed, make_config()), preload_(std::move(preload)) {
+    raft_config rc;
+    for (std::uint32_t i = 0; i < members; ++i) rc.members.push_back(address::sim(i));
+    rc.election_timeout_min = 100ms;
+    rc.election_timeout_max = 200ms;
+    rc.heartbeat_interval = 30ms;
+    rc.snapshot_every = 100'000;  // the schedules are about logs, not snapshots
+    for (std::uint32_t i = 0; i < nodes; ++i) {
+      configs_.push_back(rc);
+      if (i >= members) configs_.back().members.clear();
+      if (tweak) tweak(i, configs_.back());
+    }
+    preloaded_.assign(nodes, false);
+    w_.add_nodes(nodes, [this](sim::node_context& n) {
+      const auto i = n.index();
+      if (preload_ && !preloaded_[i]) {
+        preloaded_[i] = true;
+        storage::durable_storage s(n.world().disk_of(i));
+        preload_(i, s);
+        REQUIRE_FALSE(s.sync());
+      }
+      n.add<node_t>(pid, configs_[i], storage::durable_storage(n.world().disk_of(i)), id_log{});
+    });
+    w_.after_event([this] { after_event(); });
+  }
+
+  sim::simulator& world() { return w_; }
+  node_t* node(std::uint32_t i) { return w_.find<node_t>(i, pid); }
+  std::optional<std::uint32_t> leader_among(const std::vector<std::uint32_t>& who) {
+    for (auto i : who)
+      if (auto* r = node(i); r && r->is_leader()) return i;
+    return std::nullopt;
+  }
+  /// Runs `action` once, right after the first event after which `when` holds.
+  void on(std::function<bool()> when, std::function<void()> action) {
+    triggers_.push_back({std::move(when), std::move(action)});
+  }
+  const std::vector<std::string>& violations() const { return violations_; }
+  std::int64_t counter(std::string_view name) { return w_.metrics().counter(pid, name); }
+
+ private:
+  static sim::config make_config() {
+    sim::config c;
+    c.network.delay = sim::latency::uniform(1ms, 5ms);
+    c.network.loss = 0;
+    c.network.duplicate = 0;
+    c.network.reorder = 0;
+    return c;
+  }
+
+  void after_event() {
+    for (std::uint32_t i = 0; i < configs_.size(); ++i) {
+      auto* r = node(i);
+      if (!r) continue;
+      if (r->is_leader()) {
+        auto [it, fresh] = leader_of_term_.try_emplace(r->current_term(), i);
+        if (it->second != i && reported_terms_.insert(r->current_term()).second)
+          violations_.push_back("term " + std::to_string(r->current_term()) + " has two leaders");
+      }
+      const auto& s = r->store();
+      for (auto k = s.first_index(); k <= r->commit_index(); ++k) {
+        const auto term = *s.term_at(k);
+        auto [it, fresh] = committed_.try_emplace(k, term);
+        if (it->second != term && reported_.insert(k).second)
+          violations_.push_back("index " + std::to_string(k) + " committed with term " + std::to_string(it->second) +
+                                ", and on node " + std::to_string(i) + " with term " + std::to_string(term));
+      }
+    }
+    for (std::size_t t = 0; t < triggers_.size(); ++t) {
+      if (triggers_[t].done || !triggers_[t].when()) continue;
+      triggers_[t].done = true;
+      triggers_[t].action();
+    }
+  }
+
+  struct trigger {
+    std::function<bool()> when;
+    std::function<void()> action;
+    bool done = false;
+  };
+  sim::simulator w_;
+  std::vector<raft_config> configs_;
+  std::function<void(std::uint32_t, storage::durable_storage&)> preload_;
+  std::vector<bool> preloaded_;
+  std::vector<trigger> triggers_;
+  std::map<std::uint64_t, std::uint64_t> committed_;
+  std::map<std::uint64_t, std::uint32_t> leader_of_term_;
+  std::vector<std::string> violations_;
+  std::set<std::uint64_t> reported_, reported_terms_;
+};
+
+bytes command_bytes(std::uint64_t id) {
+  bytes out;
+  storage::detail::encode_value(command{0, 0, encode_id(id), command_kind::apply}, out);
+  return out;
+}
+
+std::vector<std::uint64_t> terms_of(const node_t& r) {
+  std::vector<std::uint64_t> t;
+  for (auto k = r.store().first_index(); k <= r.store().last_index(); ++k) t.push_back(*r.store().term_at(k));
+  return t;
+}
+
+}  // namespace
+
+// Figure 7 of the Raft paper: when the leader of term 8 comes to power, its
+// followers' logs differ from its own in every way the figure shows: (a) and
+// (b) miss entries, (c) and (d) hold extra uncommitted ones, (e) and (f)
+// both miss some and hold others of terms the leader never saw. The leader
+// finds, for each, the last index where they agree (the consistency check,
+// backing off next_index) and overwrites everything after it.
+TEST_CASE("raft: Figure 7, the leader brings every diverging follower's log to its own") {
+  const std::vector<std::vector<std::uint64_t>> logs = {
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6},        // the leader, term 8
+      {1, 1, 1, 4, 4, 5, 5, 6, 6},           // (a)
+      {1, 1, 1, 4},                          // (b)
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6},     // (c)
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7},  // (d)
+      {1, 1, 1, 4, 4, 4, 4},                 // (e)
+      {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3},     // (f)
+  };
+  auto tweak = [](std::uint32_t i, raft_config& c) {
+    if (i != 0) {  // the others wait long enough for node 0 to campaign first
+      c.election_timeout_min = 400ms;
+      c.election_timeout_max = 800ms;
+    } else {
+      c.election_timeout_min = 50ms;
+      c.election_timeout_max = 60ms;
+      c.heartbeat_interval = 20ms;
+    }
+  };
+  auto preload = [&](std::uint32_t i, storage::durable_storage& s) {
+    const auto& terms = logs[i];
+    for (std::uint64_t k = 1; k <= terms.size(); ++k)  // the entry names its index and term (Log Matching)
+      REQUIRE_FALSE(s.append({k, terms[k - 1], entry_kind::command, command_bytes(k * 100 + terms[k - 1])}));
+    REQUIRE_FALSE(s.save_state({7, std::nullopt}));
+  };
+  scripted s(7, 7, 7, tweak, preload);
+  s.world().run_for(2s);
+  auto* leader = s.node(0);
+  REQUIRE(leader != nullptr);
+  REQUIRE(leader->is_leader());
+  CHECK(leader->current_term() == 8);
+  // The leader's log: its ten entries, then its no-op of term 8.
+  auto expected = logs[0];
+  expected.push_back(8);
+  CHECK(terms_of(*leader) == expected);
+  CHECK(leader->commit_index() == 11);
+  for (std::uint32_t i = 1; i < 7; ++i) {
+    CAPTURE(i);
+    auto* r = s.node(i);
+    REQUIRE(r != nullptr);
+    CHECK(terms_of(*r) == expected);
+    for (std::uint64_t k = 1; k <= expected.size(); ++k) CHECK(r->store().entry(k) == leader->store().entry(k));
+    CHECK(r->state_machine().ids == leader->state_machine().ids);
+  }
+  CHECK(leader->state_machine().ids.size() == 10);
+  CHECK(s.violations().empty());
+  CHECK(s.counter("append_rejected") > 0);  // the consistency check did the work
+}
+
+// Figure 8 of the Raft paper, with a leader elected in each step:
+//  (a) A leads, replicates an entry at index 2 to B only, and crashes;
+//  (b) G is elected by the others, appends its own entry at index 2 (a later
+//      term) that reaches no one, and crashes;
+//  (c) A (or B) is elected again and replicates its index 2 to a third
+//      server P: it is now on a majority, but of an earlier term;
+//  (d) G comes back, is elected by B and Q (its last term is higher), and
+//      overwrites index 2 everywhere.
+// So the leader in (c) must not count replicas of the entry of an earlier
+// term; it commits it only with an entry of its own term. One entry per
+// message makes the replica count reach the old entry before the new one.
+TEST_CASE("raft: Figure 8, a leader never commits an entry of an earlier term by counting replicas") {
+  scripted s(8, 5, 5, [](std::uint32_t, raft_config& c) { c.max_entries_per_message = 1; });
+  auto& w = s.world();
+  const std::vector<std::uint32_t> all{0, 1, 2, 3, 4};
+  w.run_for(1s);
+  const auto a_opt = s.leader_among(all);
+  REQUIRE(a_opt);
+  const std::uint32_t A = *a_opt;
+  REQUIRE(s.node(A)->commit_index() == 1);  // its no-op
+  std::vector<std::uint32_t> others;
+  for (auto i : all)
+    if (i != A) others.push_back(i);
+  const std::uint32_t B = others[0];
+  const std::vector<std::uint32_t> group{others[1], others[2], others[3]};
+  const auto term_a = s.node(A)->current_term();
+
+  // (a) and (b): A reaches B only; the other three elect G, which reaches no one.
+  std::optional<std::uint32_t> G;
+  s.on([&] { return s.leader_among(group).has_value(); }, [&] {
+    G = s.leader_among(group);
+    for (auto i : group)
+      if (i != *G) w.block(*G, i);
+  });
+  w.partition({{A, B}});
+  s.node(A)->propose(encode_id(1), [](result<bytes>) {});
+  w.run_until([&] { return s.node(B)->store().last_index() == 2; }, w.now() + 1s);
+  REQUIRE(s.node(B)->store().term_at(2) == term_a);
+  w.crash(A);
+  w.run_until([&] { return G && s.node(*G)->store().last_index() == 2; }, w.now() + 2s);
+  REQUIRE(G);
+  w.run_for(1ms);  // G's group commit syncs the entry (a crash keeps only what is synced)
+  const auto term_g = s.node(*G)->current_term();
+  REQUIRE(s.node(*G)->store().term_at(2) == term_g);
+  REQUIRE(term_g > term_a);
+  w.crash(*G);
+  std::vector<std::uint32_t> pq;
+  for (auto i : group)
+    if (i != *G) pq.push_back(i);
+  const std::uint32_t P = pq.at(0), Q = pq.at(1);
+
+  // (c): A restarts; A or B leads (their logs are alike), reaching P only.
+  std::optional<std::uint32_t> W;
+  s.on([&] { return s.leader_among({A, B}).has_value(); }, [&] {
+    W = s.leader_among({A, B});
+    w.block(*W, *W == A ? B : A);
+  });
+  w.heal();
+  w.partition({{A, B, P}});
+  w.restart(A);
+  // ... and crashes once it has counted index 2 on a majority, or once P
+  // holds its entry of the new term (then the count did not commit index 2).
+  s.on([&] {
+    if (!W) return false;
+    auto* p = s.node(P);
+    auto* leader = s.node(*W);
+    return (leader && leader->commit_index() >= 2) || (p && p->store().last_index() >= 3);
+  }, [&] { w.crash(*W); });
+  w.run_until([&] { return W && !w.is_up(*W); }, w.now() + 3s);
+  REQUIRE(W);
+  REQUIRE(!w.is_up(*W));
+  CHECK(s.node(P)->store().term_at(2) == term_a);  // index 2 of term_a is on W, the other of A/B, and P
+
+  // (d): G comes back and is elected by the other of A/B and Q.
+  const std::uint32_t other = *W == A ? B : A;
+  w.heal();
+  w.partition({{*G, other, Q}});
+  w.restart(*G);
+  w.run_until([&] { return s.node(*G) && s.node(*G)->is_leader() && s.node(*G)->commit_index() >= 3; }, w.now() + 3s);
+  CHECK(s.node(*G)->is_leader());
+  // Everyone back: the logs converge, and no committed entry ever changed.
+  w.heal();
+  for (auto i : all) w.restart(i);
+  w.run_for(2s);
+  for (const auto& v : s.violations()) MESSAGE(v);
+  CHECK(s.violations().empty());
+  CHECK(s.counter("conflict_below_commit") == 0);
+  const auto reference = terms_of(*s.node(0));
+  for (auto i : all) CHECK(terms_of(*s.node(i)) == reference);
+}
+
+// The single-server membership change bug (Ongaro, raft-dev, "bug in
+// single-server membership changes", July 2015), with C0 = {S1..S4}:
+//   S1 leads, appends C1 = C0 + D, which reaches D only, and crashes;
+//   S2 is elected by S2, S3, S4 and at once appends C2 = C0 + E (its no-op
+//   not yet committed); C2 commits on S2, S3 and E, a majority of C2;
+//   S1 comes back on the other side of a partition with S4 and D, a majority
+//   of C1, and is elected (S4 never got an entry of S2's term): it commits
+//   C1 over the committed C2.
+// The fix: a leader changes the configuration only after it has committed an
+// entry of its own term (its no-op), which needs a majority of C0 and so
+// reaches S4 (or never commits while S4 is cut off).
+TEST_CASE("raft: a leader changes membership only after committing an entry of its term (Ongaro 2015)") {
+  scripted s(9, 6, 4);  // nodes 4 (D) and 5 (E) start outside the configuration
+  auto& w = s.world();
+  const std::uint32_t D = 4, E = 5;
+  w.run_for(1s);
+  const auto s1_opt = s.leader_among({0, 1, 2, 3});
+  REQUIRE(s1_opt);
+  const std::uint32_t S1 = *s1_opt;
+  std::vector<std::uint32_t> rest;
+  for (std::uint32_t i = 0; i < 4; ++i)
+    if (i != S1) rest.push_back(i);
+
+  // S1 adds D, reaching D only, and crashes.
+  w.partition({{S1, D}});
+  s.node(S1)->add_member(address::sim(D), [](result<bytes>) {});
+  const auto c1_index = s.node(S1)->store().last_index();
+  REQUIRE(s.node(S1)->members().size() == 5);
+  w.run_until([&] { return s.node(D)->store().last_index() >= c1_index; }, w.now() + 1s);
+  REQUIRE(s.node(D)->store().last_index() == c1_index);
+  w.crash(S1);
+
+  // The next leader proposes adding E the moment it is elected; the one of
+  // the others that is to side with S1 (S4) hears nothing from it after the
+  // first heartbeat.
+  std::optional<std::uint32_t> S2;
+  std::uint32_t S4 = 0;
+  std::optional<std::error_code> add_e;
+  std::uint64_t c2_index = 0;
+  s.on([&] { return s.leader_among(rest).has_value(); }, [&] {
+    S2 = s.leader_among(rest);
+    S4 = rest[0] == *S2 ? rest[1] : rest[0];
+    w.block(*S2, S4);
+    s.node(*S2)->add_member(address::sim(E), [&](result<bytes> r) { add_e = r ? std::error_code{} : r.error(); });
+    if (s.node(*S2)->members().size() == 5) c2_index = s.node(*S2)->store().last_index();
+  });
+  w.run_until([&] { return S2.has_value(); }, w.now() + 2s);
+  REQUIRE(S2);
+  w.run_for(150ms);  // under check-quorum's period: S2 still leads
+  if (c2_index != 0) MESSAGE("C2 appended at " << c2_index << "; S2 commit " << s.node(*S2)->commit_index());
+  // With the rule, the change is refused while the no-op is uncommitted.
+  CHECK(c2_index == 0);
+  CHECK((add_e && *add_e == consensus::errc::config_change_pending));
+
+  // The old side: S1 back with S4 and D, a majority of C1.
+  w.partition({{S1, S4, D}});
+  w.restart(S1);
+  w.run_until([&] { return s.node(S1)->is_leader() && s.node(S1)->commit_index() > c1_index; }, w.now() + 3s);
+  CHECK(s.node(S1)->is_leader());              // the old side did win ...
+  CHECK(s.node(S1)->commit_index() > c1_index);  // ... and committed C1
+  w.heal();
+  w.run_for(2s);
+  for (const auto& v : s.violations()) MESSAGE(v);
+  CHECK(s.violations().empty());  // ... over nothing committed
+  CHECK(s.counter("conflict_below_commit") == 0);
+}
