@@ -124,7 +124,7 @@ class berkeley {
  public:
   using messages = wire::message_set<berkeley_msg::poll, berkeley_msg::reading, berkeley_msg::adjust>;
   static constexpr std::string_view name = "clock.berkeley";
-  static constexpr protocol_id default_id = 91;
+  static constexpr protocol_id default_id = 111;
 
   /// `election` decides who is the daemon; it must outlive this object.
   berkeley(E env, L& election, G group, berkeley_config cfg = {})

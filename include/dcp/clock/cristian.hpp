@@ -82,7 +82,7 @@ class cristian {
  public:
   using messages = wire::message_set<cristian_msg::request, cristian_msg::reply>;
   static constexpr std::string_view name = "clock.cristian";
-  static constexpr protocol_id default_id = 90;
+  static constexpr protocol_id default_id = 110;
 
   cristian(E env, cristian_config cfg = {})
       : env_(std::move(env)), cfg_(std::move(cfg)), clock_((cfg_.validate(), cfg_.clock)),

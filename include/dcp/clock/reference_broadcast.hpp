@@ -111,7 +111,7 @@ class reference_broadcast {
  public:
   using messages = wire::message_set<rbs_msg::beacon, rbs_msg::receipt>;
   static constexpr std::string_view name = "clock.reference_broadcast";
-  static constexpr protocol_id default_id = 92;
+  static constexpr protocol_id default_id = 112;
 
   /// `receivers`: the group exchanging receipts (the beacon is not in it).
   reference_broadcast(E env, G receivers, reference_broadcast_config cfg)
