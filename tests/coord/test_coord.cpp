@@ -611,3 +611,80 @@ TEST_CASE("coord: a session is its owner's: a stranger with its id can neither u
   }
   CHECK_FALSE(s.replica(0)->state_machine().has_session(victim));
 }
+
+// Issue 12, bug 8: a waiter stranded by a failover. a holds L, b waits for
+// it, the leader crashes, a releases. The waiter's queued acquire is in the
+// replicated state, so b must keep its session and its place and be granted
+// once a new leader has applied a's release: within the election plus a few
+// round trips, never with `cancelled`. The clients learn that their replica
+// is gone from the transport's unreachable notice (the simulator reports a
+// send to a crashed node one round trip later, as a refused connection) and
+// from keepalives left unanswered. Before the fix, b's keepalives went on to
+// the dead leader, its session ran out (cancelled after about a TTL), and
+// the grant went to that dead session.
+TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted within the election plus a few round trips") {
+  duration worst_after_kill{}, worst_after_election{};
+  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+    CAPTURE(seed);
+    service s(100 + seed, {3, 2, 0, 0.01, 0.02, 1e-3});
+    auto& a = *s.client(0);
+    auto& b = *s.client(1);
+    s.open_sessions({&a, &b});
+    const session_id b_session = b.session();
+    std::optional<grant> ga;
+    a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+    s.run_until([&] { return ga.has_value(); });
+    REQUIRE(ga);
+    std::optional<result<grant>> b_lock;
+    time_point b_answered{};
+    b.lock("L", [&](result<grant> g) { b_lock = std::move(g); b_answered = s.w.now(); });
+    bool b_lost = false;
+    b.on_session_lost([&] { b_lost = true; });
+    s.w.run_for(duration(s.w.rng().between(200'000'000, 400'000'000)));  // b is queued; any phase of the keepalives
+    REQUIRE_FALSE(b_lock.has_value());
+
+    std::optional<sim::node_index> old_leader;
+    for (sim::node_index i = 0; i < 3; ++i)
+      if (s.replica(i)->is_leader()) old_leader = i;
+    REQUIRE(old_leader);
+    const time_point killed = s.w.now();
+    s.w.crash(*old_leader);
+    std::optional<result<done_t>> a_unlock;
+    a.unlock(*ga, [&](result<done_t> r) { a_unlock = std::move(r); });
+    time_point elected{};
+    s.w.after_event([&] {
+      if (elected != time_point{}) return;
+      for (sim::node_index i = 0; i < 3; ++i)
+        if (i != *old_leader && s.replica(i) && s.replica(i)->is_leader()) elected = s.w.now();
+    });
+    s.run_until([&] { return b_lock.has_value(); }, 8s);
+    s.w.after_event({});
+    REQUIRE(b_lock.has_value());
+    INFO("b's lock answered " << (b_answered - killed) << " after the kill: " << (*b_lock ? "granted" : b_lock->error().message()));
+    REQUIRE(*b_lock);  // never `cancelled`: the session lived through the failover
+    CHECK_FALSE(b_lost);
+    CHECK(b.session() == b_session);
+    REQUIRE(elected != time_point{});
+    // The bound: the new leader, then a's release (a few round trips: a
+    // refusal or unreachable notice, the resend, replication) and b's
+    // keepalive or notification (a few more). Links take at most 6 ms.
+    CHECK(b_answered - elected < 250ms);
+    CHECK(b_answered - killed < 800ms);
+    worst_after_kill = std::max(worst_after_kill, b_answered - killed);
+    worst_after_election = std::max(worst_after_election, b_answered - elected);
+    REQUIRE(a_unlock.has_value());
+    CHECK(*a_unlock);
+    CHECK(b.holds() == std::vector<grant>{**b_lock});
+    CHECK(a.holds().empty());
+    // b's session, the one that asked, is the one holding L in the replicated state.
+    s.w.run_for(300ms);
+    for (sim::node_index i = 0; i < 3; ++i) {
+      if (i == *old_leader) continue;
+      auto hs = s.replica(i)->state_machine().holders("L");
+      REQUIRE(hs.size() == 1);
+      CHECK(hs[0].session == b_session);
+      CHECK(hs[0].fencing == (*b_lock)->fencing);
+    }
+  }
+  MESSAGE("b granted at most " << worst_after_kill << " after the kill, " << worst_after_election << " after the election");
+}
