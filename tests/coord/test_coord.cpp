@@ -688,3 +688,47 @@ TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted 
   }
   MESSAGE("b granted at most " << worst_after_kill << " after the kill, " << worst_after_election << " after the election");
 }
+
+// Issue 12, bug 8: errors say what happened, in words, beside the code a
+// program tests. A waiter cut off from every replica loses its session and
+// its wait is cancelled "session expired: keepalives unanswered for N ms";
+// with every replica down a command times out "no leader reachable: 3 of 3
+// replicas refused".
+TEST_CASE("coord: errors say in words why a session ended or no leader answered") {
+  service s(31, {3, 2, 0, 0, 0, 0});
+  auto& a = *s.client(0);
+  auto& b = *s.client(1);
+  s.open_sessions({&a, &b});
+  std::optional<grant> ga;
+  a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+  s.run_until([&] { return ga.has_value(); });
+  REQUIRE(ga);
+  std::optional<result<grant>> b_lock;
+  b.lock("L", [&](result<grant> g) { b_lock = std::move(g); });
+  s.w.run_for(100ms);
+  s.w.isolate(4);  // b is cut off from everyone (no refusals: silence)
+  s.run_until([&] { return b_lock.has_value(); }, 3s);
+  REQUIRE(b_lock.has_value());
+  REQUIRE_FALSE(*b_lock);
+  CHECK(b_lock->error() == dcp::errc::cancelled);
+  MESSAGE(b_lock->message());
+  CHECK(b_lock->message().starts_with("cancelled: session expired: keepalives unanswered for "));
+  CHECK(b_lock->message().find("no answer from any of 3 replicas") != std::string::npos);
+  // A waiter's wait ends only with its session: TTL x (1 - 2 rho) after its
+  // last acknowledged keepalive left, so keepalives went unanswered for most of a TTL.
+  const auto ms = std::stoi(b_lock->message().substr(std::string("cancelled: session expired: keepalives unanswered for ").size()));
+  CHECK(ms >= 700);
+  CHECK(ms <= 1000);
+  s.w.heal();
+
+  // Every replica down: a's command is refused by each (unreachable), and times out saying so.
+  for (sim::node_index i = 0; i < 3; ++i) s.w.crash(i);
+  std::optional<result<done_t>> put;
+  a.put("k", {1}, [&](result<done_t> r) { put = std::move(r); });
+  s.run_until([&] { return put.has_value(); }, 15s);
+  REQUIRE(put.has_value());
+  REQUIRE_FALSE(*put);
+  CHECK(put->error() == dcp::errc::timed_out);
+  MESSAGE(put->message());
+  CHECK(put->message().find("no leader reachable: 3 of 3 replicas refused") != std::string::npos);
+}
