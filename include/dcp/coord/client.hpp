@@ -278,8 +278,8 @@ class client {
     auto& c = inflight_.front();
     if (m.refused != refusal::none) {
       if (m.refused == refusal::not_leader) note_refusal(from, m.leader);
-      if (m.leader && *m.leader != from) target_ = *m.leader;
-      else if (m.refused == refusal::not_leader) next_server();
+      auto delay = cfg_.request_timeout / 4;
+      if ((m.leader && *m.leader != from) || m.refused == refusal::not_leader) delay = redirect(from, m.leader);
       if (m.refused == refusal::unknown_session) {
         // The log evicted this command session: nothing sent under it can
         // apply again, but an earlier send may have applied. Say so, and
@@ -289,7 +289,8 @@ class client {
         return complete(dcp::make_error_code(dcp::errc::outcome_unknown));
       }
       if (m.refused == refusal::failed) return complete(dcp::make_error_code(dcp::errc::io_error));
-      c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : cfg_.request_timeout / 4);
+      if (delay == duration::zero()) return send_front(false);  // to the leader named, now
+      c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : delay);
       c.redirected = true;  // already moved: the resend goes to target_
       return;
     }
@@ -301,7 +302,7 @@ class client {
     if (inflight_.empty() || id_ != 0 || m.nonce == 0 || m.nonce != register_nonce_) return;
     if (m.refused != refusal::none || m.client == 0) {
       note_refusal(from, m.leader);
-      redirect(from, m.leader);
+      if (redirect(from, m.leader) == duration::zero()) return send_front(false);
       inflight_.front().resend_at = env_.now() + cfg_.request_timeout / 4;
       inflight_.front().redirected = true;
       return;
@@ -320,8 +321,8 @@ class client {
     keepalives_.erase(keepalives_.begin(), std::next(it));
     if (m.refused != refusal::none) {
       note_refusal(from, m.leader);
-      redirect(from, m.leader);
-      // Ask the replica named (or the next one) soon, not a keepalive period later.
+      if (redirect(from, m.leader) == duration::zero()) return send_keepalive();
+      // Ask the next replica soon, not a keepalive period later.
       keepalive_retry_at_ = std::min(keepalive_retry_at_, env_.now() + cfg_.request_timeout / 4);
       keepalive_redirected_ = true;
       return;
@@ -387,7 +388,7 @@ class client {
       if (o.nonce != m.nonce) continue;
       if (m.refused != refusal::none) {
         note_refusal(from, m.leader);
-        redirect(from, m.leader);
+        (void)redirect(from, m.leader);
         return;
       }
       std::optional<holder> leader;
@@ -418,31 +419,48 @@ class client {
 
   void on_message(const address& from, const msg::notify& m) {
     if (m.session != session_) return;
-    target_ = from;  // only a leader notifies
+    // Only a leader notifies: a new one may tell a waiter of its grant before
+    // the waiter has found it. (Only the replicas are believed.)
+    if (std::find(cfg_.servers.begin(), cfg_.servers.end(), from) != cfg_.servers.end()) target_ = from;
     send_keepalive();
   }
   /// The transport gave up on a replica (a refused or failed connection; in
   /// the simulator, a send to a crashed node). If it is the one this client
-  /// talks to, move on now and resend what is outstanding there, instead of
-  /// waiting for request_timeout. At most once per quarter request timeout,
-  /// so that with every replica down the client does not spin through them
-  /// at the speed of refusals.
+  /// talks to, move on now and resend what was outstanding there, instead of
+  /// waiting for request_timeout. With notices coming faster than a quarter
+  /// request timeout apart (every replica down), the resends wait for that
+  /// long, so the client does not spin through the replicas at the speed of
+  /// refusals.
   void on_unreachable(const address& peer) {
     if (std::find(cfg_.servers.begin(), cfg_.servers.end(), peer) == cfg_.servers.end()) return;
-    refused_[peer] = env_.now();  // bounded: one entry per replica
+    refused_[peer] = unreachable_[peer] = env_.now();  // bounded: one entry per replica
     if (!target_ || *target_ != peer) return;
     env_.count("failover_unreachable");
-    if (env_.now() - last_failover_ < cfg_.request_timeout / 4) return;
-    last_failover_ = env_.now();
     next_server();
-    if (!inflight_.empty()) send_front(false);
-    for (auto& [nonce, r] : reads_) {
-      r.resend_at = env_.now();
-      r.redirected = true;  // already moved: resend to target_
+    const auto now = env_.now();
+    const auto at = std::max(now, last_failover_ + cfg_.request_timeout / 4);
+    last_failover_ = at;
+    if (at == now) {
+      if (!inflight_.empty()) send_front(false);
+      if (session_) send_keepalive();
+    } else {
+      if (!inflight_.empty()) {
+        auto& c = inflight_.front();
+        c.resend_at = std::min(c.resend_at, at);
+        c.redirected = true;  // already moved: resend to target_
+      }
+      if (session_) {
+        keepalive_retry_at_ = std::min(keepalive_retry_at_, at);
+        keepalive_redirected_ = true;
+      }
     }
-    if (session_) send_keepalive();
+    for (auto& [nonce, r] : reads_) {
+      r.resend_at = std::min(r.resend_at, at);
+      r.redirected = true;
+    }
     for (auto& [name, o] : observers_) o.asked_at = {};
   }
+
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
@@ -602,8 +620,7 @@ class client {
     if (it == reads_.end()) return;  // answered already, or given up
     if (refused == refusal::not_leader || refused == refusal::retry) {
       if (refused == refusal::not_leader) note_refusal(from, leader);
-      redirect(from, leader);
-      it->second.resend_at = env_.now() + cfg_.request_timeout / 4;
+      it->second.resend_at = env_.now() + redirect(from, leader);  // resent by tick_reads
       it->second.redirected = true;
       return;
     }
@@ -725,16 +742,49 @@ class client {
   }
   /// Moves to another replica, never the current one (when there is another):
   /// drawing among all n stayed on a dead replica one time in n.
+  /// Replicas the transport reported unreachable within the last request
+  /// timeout are passed over while another is left (a follower's hint may
+  /// still name the leader that just died).
   void next_server() {
     const auto n = cfg_.servers.size();
     auto it = std::find(cfg_.servers.begin(), cfg_.servers.end(), target());
     const auto at = it == cfg_.servers.end() ? 0 : static_cast<std::size_t>(it - cfg_.servers.begin());
-    target_ = cfg_.servers[n < 2 ? 0 : (at + 1 + env_.rng().below(n - 1)) % n];
+    if (n < 2) return void(target_ = cfg_.servers[0]);
+    std::size_t candidates = 0;
+    for (std::size_t i = 1; i < n; ++i) candidates += !recently_unreachable(cfg_.servers[(at + i) % n]);
+    if (candidates == 0) return void(target_ = cfg_.servers[(at + 1 + env_.rng().below(n - 1)) % n]);
+    auto pick = env_.rng().below(candidates);
+    for (std::size_t i = 1; i < n; ++i) {
+      const auto& s = cfg_.servers[(at + i) % n];
+      if (recently_unreachable(s)) continue;
+      if (pick-- == 0) return void(target_ = s);
+    }
   }
-  /// A refusal from `from`: go to the leader it names, or to another replica.
-  void redirect(const address& from, const std::optional<address>& leader) {
-    if (leader && *leader != from) target_ = *leader;
-    else next_server();
+  bool recently_unreachable(const address& a) const {
+    auto it = unreachable_.find(a);
+    return it != unreachable_.end() && env_.now() - it->second < cfg_.request_timeout;
+  }
+  /// A refusal from `from`: go to the leader it names (unless the transport
+  /// just reported that one unreachable), or to another replica.
+  /// A refusal from a replica the client has already left (several requests
+  /// were outstanding there) changes nothing: moving again from the current
+  /// one would walk away from where the first refusal sent it.
+  /// Returns how long to wait before resending: nothing when it follows a
+  /// named leader (at most once a quarter request timeout, in case two
+  /// replicas name each other for a while), else a quarter request timeout
+  /// (an election is under way; do not spin through the replicas).
+  duration redirect(const address& from, const std::optional<address>& leader) {
+    if (target_ && *target_ != from) return cfg_.request_timeout / 4;
+    if (leader && *leader != from && !recently_unreachable(*leader)) {
+      target_ = *leader;
+      if (env_.now() - last_followed_ >= cfg_.request_timeout / 4) {
+        last_followed_ = env_.now();
+        return duration::zero();
+      }
+      return cfg_.request_timeout / 4;
+    }
+    next_server();
+    return cfg_.request_timeout / 4;
   }
   /// `from` said it does not lead and named no other: it counts as refusing.
   void note_refusal(const address& from, const std::optional<address>& leader) {
@@ -772,8 +822,10 @@ class client {
   time_point last_answered_{};   // when the last acknowledged keepalive was sent
   time_point keepalive_retry_at_ = time_point::max();  // a keepalive unanswered (or refused) by then: ask again
   bool keepalive_redirected_ = false;                  // refused with a hint: ask target_, not the next replica
-  time_point last_failover_{};   // the last move on an unreachable notice
+  time_point last_followed_ = time_point::min();  // the last immediate resend to a named leader
+  time_point last_failover_ = time_point::min();  // the last move on an unreachable notice (clocks may read below 0)
   std::map<address, time_point> refused_;  // replica -> its last refusal or unreachable notice (one per replica)
+  std::map<address, time_point> unreachable_;  // replica -> the transport's last unreachable notice (one per replica)
   std::string last_loss_;        // why the last session ended, in words
   callback<session_id> opening_;  // open_session waits for the first keepalive answer
   std::optional<address> target_;

@@ -36,6 +36,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
+#include "dcp/core/address.hpp"
 #include "dcp/core/bytes.hpp"
 #include "dcp/storage/detail/codec.hpp"
 
@@ -74,7 +75,9 @@ struct request {
   bytes expected;              ///< compare_and_set: the value the key must hold
   std::uint64_t secret = 0;    ///< the session's secret (open_session: chosen by the client); every
                                ///< request under a session must carry it, so a session is its owner's alone
-  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret); }
+  address owner;               ///< open_session: where its owner is (set by the replica from the transport, never the client's
+                               ///< say), so that any later leader can tell it of a grant at once
+  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret, owner); }
 };
 
 enum class status : std::uint8_t {
@@ -154,6 +157,11 @@ class machine {
     auto it = sessions_.find(s);
     return it == sessions_.end() ? 0 : it->second.ttl_ms;
   }
+  /// Where session `s`'s owner was when it opened it (null: no such session).
+  const address* owner(session_id s) const {
+    auto it = sessions_.find(s);
+    return it == sessions_.end() ? nullptr : &it->second.owner;
+  }
   std::vector<session_id> sessions() const {
     std::vector<session_id> out;
     for (auto& [id, s] : sessions_) out.push_back(id);
@@ -195,7 +203,8 @@ class machine {
     std::uint64_t secret = 0;
     std::map<std::string, fencing_token> holds;
     std::map<std::string, std::uint64_t> passed;
-    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed); }
+    address owner;
+    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner); }
   };
   struct waiter {
     session_id session = 0;
@@ -223,6 +232,7 @@ class machine {
       const session_id id = ++next_session_;
       sessions_[id].ttl_ms = r.ttl_ms;
       sessions_[id].secret = r.secret;
+      sessions_[id].owner = r.owner;
       return {status::ok, 0, id};
     }
     if (r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set) return write(r);

@@ -115,7 +115,13 @@ class server {
       }
     }
     bytes payload;
-    storage::detail::encode_value(m.req, payload);
+    if (m.req.kind == op::open_session) {
+      request req = m.req;
+      req.owner = from;  // the transport's word for where the owner is, not the client's
+      storage::detail::encode_value(req, payload);
+    } else {
+      storage::detail::encode_value(m.req, payload);
+    }
     raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session](result<bytes> r) {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
@@ -301,9 +307,15 @@ class server {
     if (storage::detail::decode_value(c->payload, req)) return;
     // Sessions granted a waiting request or let through a barrier: tell them
     // to look (the requester of this very command hears from its reply).
-    for (auto s : raft_.state_machine().touched())
-      if (auto it = clients_.find(s); it != clients_.end() && !(req.kind == op::acquire && s == req.session))
-        env_.send(it->second, msg::notify{s});
+    // Where: where its owner last spoke to this leader from, or else where it
+    // opened the session (replicated: a leader elected while a session waits
+    // tells it of its grant at once, before the owner finds the new leader).
+    for (auto s : raft_.state_machine().touched()) {
+      if (req.kind == op::acquire && s == req.session) continue;
+      if (auto it = clients_.find(s); it != clients_.end()) env_.send(it->second, msg::notify{s});
+      else if (const address* owner = raft_.state_machine().owner(s); owner && *owner != address{})
+        env_.send(*owner, msg::notify{s});
+    }
     if (req.kind == op::close_session || req.kind == op::expire_session) clients_.erase(req.session);
   }
 
