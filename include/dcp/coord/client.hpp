@@ -777,7 +777,7 @@ class client {
     if (target_ && *target_ != from) return cfg_.request_timeout / 4;
     if (leader && *leader != from && !recently_unreachable(*leader)) {
       target_ = *leader;
-      if (env_.now() - last_followed_ >= cfg_.request_timeout / 4) {
+      if (env_.now() >= last_followed_ + cfg_.request_timeout / 4) {  // (no subtraction: it starts at min)
         last_followed_ = env_.now();
         return duration::zero();
       }
