@@ -15,7 +15,7 @@
 //   RELEASE client=<id> session=<s> name=<n> token=<f> sent_us=<t> ack_us=<t> ok=<0|1>
 //                     sent_us: release called (the grant is no longer used from here)
 //   LOST client=<id> session=<s> name=<n> token=<f> at_us=<t>   the lease ran out: stopped using it
-//   ERROR client=<id> op=<op> name=<n> what=<reason> at_us=<t>  the operation failed; it is retried
+//   ERROR client=<id> op=<op> name=<n> what=<reason> at_us=<t> why="<words>"  the operation failed; it is retried
 //   HOLD client=<id> session=<s> name=held-<id> token=<f> at_us=<t>   with --hold-final: a lock kept
 //   TOKEN client=<id> name=<n> token=<f> sealed=<hex> at_us=<t>   with --tokens: the sealed lease token
 //                     the leader issued for the grant (coord_replica --lease-seed), for a resource
@@ -34,7 +34,11 @@
 // --clients C concurrent sessions (one dcp::net node each) in closed loops
 // on C distinct locks; with --lease, session open+close (the service's lease
 // grant and revoke); with --failover-cmd CMD, the time from running CMD
-// (which kills the leader) to the next successful lock. Prints CSV rows
+// (which kills the leader) to the next successful lock; with --waiter too
+// (and --clients 2), the case: session 0 holds a lock, session 1
+// waits for it, CMD kills the leader, session 0 releases; the time from CMD
+// to session 1's grant (which must come under its first session, without an
+// error). Prints CSV rows
 // `dcp,<operation>,<clients>,<p50_ms>,<p99_ms>,<ops_per_s>` like
 // benchmarks/peers/bench.js.
 //
@@ -72,7 +76,7 @@ using std::chrono::milliseconds;
             << "usage: coord_client --server HOST:PORT... [--id NAME] [--ttl-ms MS] [--request-timeout-ms MS]\n"
                "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final] [--tokens]\n"
                "         probe:    --probe NAME [--query NAME]...\n"
-               "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD]\n";
+               "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD [--waiter]]\n";
   std::exit(2);
 }
 
@@ -101,7 +105,7 @@ struct options {
   bool tokens = false;
   std::string probe;
   std::vector<std::string> queries;
-  bool bench = false, lease = false;
+  bool bench = false, lease = false, waiter = false;
   int clients = 1;
   std::string failover_cmd;
 };
@@ -116,6 +120,10 @@ struct session_node {
     dcp::net::config nc;
     nc.listen = dcp::address::loopback(0);
     nc.level = dcp::log_level::warn;
+    // A client has other replicas to go to: the first failed connection to
+    // one is reported (on_unreachable) and the client fails over at once,
+    // instead of after the transport's default six attempts (about 1.5 s).
+    nc.reconnect.give_up_after_attempts = 1;
     nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     node = std::make_unique<dcp::net::node>(io, nc);
     dcp::coord::client_config cc;
@@ -149,7 +157,7 @@ class workload {
     const double since = mono_ms();
     c_.open_session([this, since](dcp::result<dcp::coord::session_id> s) {
       if (!s) {
-        error("open_session", "-", s.error());
+        error("open_session", "-", s.explained());
         if (mono_ms() - since > o_.give_up_ms && !ever_opened_) {
           std::cerr << "coord_client: no session after " << o_.give_up_ms << " ms\n";
           std::exit(1);
@@ -173,14 +181,14 @@ class workload {
   void take(const std::string& name, std::uint32_t permits) {
     const long long req = wall_us();
     c_.acquire(name, permits, [this, name, permits, req](dcp::result<grant> g) {
-      if (!g) return failed("acquire", name, g.error());
+      if (!g) return failed("acquire", name, g.explained());
       ++grants_;
       std::cout << "GRANT client=" << o_.id << " session=" << session_ << " name=" << name << " permits=" << permits
                 << " token=" << g->fencing << " req_us=" << req << " ack_us=" << wall_us() << std::endl;
       current_ = *g;
       if (!o_.tokens) return later(o_.hold_ms, [this] { release(); });
       c_.lease(*g, [this, g = *g](dcp::result<dcp::bytes> t) {
-        if (!t) error("lease", g.name, t.error());
+        if (!t) error("lease", g.name, t.explained());
         else
           std::cout << "TOKEN client=" << o_.id << " name=" << g.name << " token=" << g.fencing
                     << " sealed=" << dcp::to_hex(*t) << " at_us=" << wall_us() << std::endl;
@@ -212,7 +220,7 @@ class workload {
     later(0, [this] { step(); });
   }
 
-  void failed(const char* op, const std::string& name, std::error_code ec) {
+  void failed(const char* op, const std::string& name, const dcp::explained_error& ec) {
     error(op, name, ec);
     if (c_.session() == 0) return later(50, [this] { open(); });  // the session is gone: a new one
     later(50, [this] { step(); });
@@ -223,7 +231,7 @@ class workload {
     const std::string name = "held-" + o_.id;
     c_.lock(name, [this, name](dcp::result<grant> g) {
       if (!g) {
-        error("lock", name, g.error());
+        error("lock", name, g.explained());
         if (c_.session() == 0) return later(50, [this] { open(); });
         return later(50, [this] { finish(); });
       }
@@ -240,10 +248,10 @@ class workload {
     c_.close_session([this](dcp::result<dcp::coord::done_t>) { io_.stop(); });
   }
 
-  void error(const char* op, const std::string& name, std::error_code ec) {
+  void error(const char* op, const std::string& name, const dcp::explained_error& e) {
     ++errors_;
-    std::cout << "ERROR client=" << o_.id << " op=" << op << " name=" << name << " what=" << reason(ec)
-              << " at_us=" << wall_us() << std::endl;
+    std::cout << "ERROR client=" << o_.id << " op=" << op << " name=" << name << " what=" << reason(e.code)
+              << " at_us=" << wall_us() << " why=\"" << (e.what.empty() ? e.code.message() : e.what) << '"' << std::endl;
   }
 
   /// Runs fn after `ms` (0: soon, never inside the caller).
@@ -307,7 +315,7 @@ int run_probe(const options& o) {
       if (!sid) return open();
       c.lock(o.probe, [&](dcp::result<grant> g) {
         if (!g) {
-          std::cerr << "coord_client: probe lock failed: " << g.error().message() << '\n';
+          std::cerr << "coord_client: probe lock failed: " << g.message() << '\n';
           s.node->stop();
           return;
         }
@@ -376,7 +384,7 @@ std::pair<std::vector<double>, double> lock_loops(asio::io_context& io, std::vec
     auto& cl = *nodes[static_cast<std::size_t>(c)]->client;
     cl.lock(prefix + std::to_string(c), [&, c, start](dcp::result<grant> g) {
       if (!g) {
-        std::cerr << "coord_client: lock failed: " << g.error().message() << '\n';
+        std::cerr << "coord_client: lock failed: " << g.message() << '\n';
         --issued;
         return asio::post(io, [&, c] { loop(c); });
       }
@@ -419,6 +427,50 @@ int run_bench(const options& o) {
     io.restart();
     io.run();
     row("session close+open (lease revoke+grant)", 1, lat, (mono_ms() - t0) / 1000);
+  } else if (!o.failover_cmd.empty() && o.waiter) {
+    if (nodes.size() < 2) usage("--waiter needs --clients 2");
+    lock_loops(io, nodes, 2, 50, prefix);  // warm: both clients have found the leader
+    auto& holder = *nodes[0]->client;
+    auto& waiter = *nodes[1]->client;
+    const auto waiter_session = waiter.session();
+    const std::string name = prefix + "waited";
+    std::optional<grant> held;
+    holder.lock(name, [&](dcp::result<grant> g) {
+      if (g) held = *g;
+      io.stop();
+    });
+    io.restart();
+    io.run_for(milliseconds(o.give_up_ms));
+    if (!held) return std::cerr << "coord_client: the holder's lock failed\n", 1;
+    double granted_ms = -1, released_ms = -1;
+    std::string failure;
+    bool unlocked = false;
+    waiter.lock(name, [&](dcp::result<grant> g) {
+      if (!g) failure = g.message();
+      else granted_ms = mono_ms();
+      if (unlocked || !g) io.stop();
+    });
+    io.restart();
+    io.run_for(milliseconds(300));  // the waiter is queued
+    if (granted_ms >= 0 || !failure.empty()) return std::cerr << "coord_client: the waiter did not wait\n", 1;
+    const double t0 = mono_ms();
+    if (std::system(o.failover_cmd.c_str()) != 0) {
+      std::cerr << "coord_client: the failover command failed: " << o.failover_cmd << '\n';
+      return 1;
+    }
+    holder.unlock(*held, [&](dcp::result<dcp::coord::done_t> r) {
+      if (!r) std::cerr << "coord_client: the holder's unlock failed: " << r.message() << '\n';
+      released_ms = mono_ms() - t0;
+      unlocked = true;
+      if (granted_ms >= 0 || !failure.empty()) io.stop();
+    });
+    io.restart();
+    io.run_for(milliseconds(o.give_up_ms));
+    if (!failure.empty()) return std::cerr << "coord_client: the waiter's lock failed: " << failure << '\n', 1;
+    if (granted_ms < 0) return std::cerr << "coord_client: the waiter was not granted within " << o.give_up_ms << " ms\n", 1;
+    if (waiter.session() != waiter_session) return std::cerr << "coord_client: the waiter's session changed\n", 1;
+    std::printf("dcp,failover-waiter,1,%.1f,%.1f,\n", granted_ms - t0, released_ms);
+    std::printf("WAITER granted_ms=%.1f holder_release_ack_ms=%.1f\n", granted_ms - t0, released_ms);
   } else if (!o.failover_cmd.empty()) {
     lock_loops(io, nodes, 1, 50, prefix);  // warm: the client has found the leader
     auto& c = *nodes[0]->client;
@@ -474,6 +526,7 @@ int main(int argc, char** argv) {
     if (arg == "--hold-final") { o.hold_final = true; continue; }
     if (arg == "--tokens") { o.tokens = true; continue; }
     if (arg == "--bench") { o.bench = true; continue; }
+    if (arg == "--waiter") { o.waiter = true; continue; }
     if (arg == "--lease") { o.lease = true; continue; }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];

@@ -53,15 +53,30 @@ for _ in $(seq 100); do grep -q '^LEASE' "$dir/r0.out" 2>/dev/null && break; sle
 public_key=$(grep -m1 '^LEASE' "$dir/r0.out" | sed 's/.*public_key=//')
 [ -n "$public_key" ] || fail "replica 0 printed no LEASE public_key line"
 
-timeout 60 "$client_bin" --server "127.0.0.1:${ports[0]}" --server "127.0.0.1:${ports[1]}" --server "127.0.0.1:${ports[2]}" \
-  --id c1 --ops 10 --lock L --hold-ms 5 --ttl-ms "$ttl_ms" --tokens >"$dir/c.out" 2>"$dir/c.err" \
-  || fail "coord_client failed (exit $?)"
+# Ten clients, each taking its own lock once with a token. (One client taking
+# one lock ten times would wait out each token before the next grant: a
+# released permit is not handed on while its token is valid.)
+cpids=()
+for ((c = 0; c < 10; c++)); do
+  timeout 60 "$client_bin" --server "127.0.0.1:${ports[0]}" --server "127.0.0.1:${ports[1]}" --server "127.0.0.1:${ports[2]}" \
+    --id "c$c" --ops 1 --lock "L$c" --hold-ms 5 --ttl-ms "$ttl_ms" --tokens >"$dir/c$c.out" 2>"$dir/c$c.err" &
+  cpids+=($!)
+done
+for ((c = 0; c < 10; c++)); do wait "${cpids[$c]}" || fail "coord_client c$c failed"; done
+cat "$dir"/c?.out >"$dir/c.out"
 tokens=$(grep -c '^TOKEN' "$dir/c.out")
-[ "$tokens" -eq 10 ] || fail "expected 10 tokens, the client printed $tokens"
+[ "$tokens" -eq 10 ] || fail "expected 10 tokens, the clients printed $tokens"
+check_all() {  # check_all OUT: every client's token through the verifier, one resource each; fails if any is refused
+  local c rc=0
+  : >"$1"
+  for ((c = 0; c < 10; c++)); do
+    "$check_bin" --public-key "$public_key" --resource "L$c" --max-drift-ms 50 <"$dir/c$c.out" >>"$1" || rc=1
+  done
+  return $rc
+}
 
 # At once, in another process: every token is accepted, and expires within the TTL by the wall clock.
-"$check_bin" --public-key "$public_key" --resource L --max-drift-ms 50 <"$dir/c.out" >"$dir/check1.out" \
-  || fail "a fresh token was refused by the verifier in another process"
+check_all "$dir/check1.out" || fail "a fresh token was refused by the verifier in another process"
 awk -v ttl="$ttl_ms" '$1 == "CHECK" { split($4, e, "="); if (e[2] + 0 <= 0 || e[2] + 0 > ttl) bad++ } END { exit bad > 0 }' \
   "$dir/check1.out" || fail "a token's wall-clock expiry is not within (0, TTL] of now"
 
@@ -69,14 +84,15 @@ awk -v ttl="$ttl_ms" '$1 == "CHECK" { split($4, e, "="); if (e[2] + 0 <= 0 || e[
 line=$(grep -m1 '^TOKEN' "$dir/c.out")
 sealed=${line##*sealed=}; sealed=${sealed%% *}
 flip=${sealed:60:1}; [ "$flip" = 0 ] && flip=1 || flip=0
-echo "TOKEN client=c1 name=L token=0 sealed=${sealed:0:60}${flip}${sealed:61} at_us=0" >"$dir/forged.txt"
-"$check_bin" --public-key "$public_key" --resource L <"$dir/forged.txt" >"$dir/check2.out" && fail "an altered token was accepted"
+name=${line#*name=}; name=${name%% *}
+echo "TOKEN client=c1 name=$name token=0 sealed=${sealed:0:60}${flip}${sealed:61} at_us=0" >"$dir/forged.txt"
+"$check_bin" --public-key "$public_key" --resource "$name" <"$dir/forged.txt" >"$dir/check2.out" && fail "an altered token was accepted"
 grep -q 'result=ok' "$dir/check2.out" && fail "an altered token was accepted"
 
 # After the TTL, every token is refused as expired.
 sleep $(awk -v t="$ttl_ms" 'BEGIN { print (t + 300) / 1000 }')
-"$check_bin" --public-key "$public_key" --resource L --max-drift-ms 50 <"$dir/c.out" >"$dir/check3.out" \
-  && fail "an expired token was accepted"
+check_all "$dir/check3.out"
+grep -q 'result=ok' "$dir/check3.out" && fail "an expired token was accepted"
 expired=$(grep -c 'result=lease token expired' "$dir/check3.out")
 [ "$expired" -eq 10 ] || fail "expected 10 expired tokens, got $expired"
 echo "OK: 10 tokens issued by the leader process, accepted by a verifier process on its wall clock, refused once expired"

@@ -333,8 +333,13 @@ TEST_CASE("group leases: resource servers never accept an older token, nor more 
                 << " refused as stale), " << total.admitted << " admitted by the capacity server, " << total.expired
                 << " presented too late, " << total.failovers << " leader crashes");
   CHECK(progressed == seeds);   // the group grants again once healed
-  CHECK(total.stale > 0);       // paused holders did come back with older tokens
-  CHECK(total.expired > 0);     // and with expired ones
+  // A token refused as stale was still valid when a newer holder's was
+  // accepted: its permit had moved while it was honoured. A voluntary release
+  // did that until the group drained released permits until their tokens
+  // expired (issue 12, bug 7); now paused holders come back with expired
+  // tokens only.
+  CHECK(total.stale == 0);
+  CHECK(total.expired > 0);     // paused holders did come back, too late
   CHECK(total.failovers > seeds / 2);
 }
 

@@ -31,6 +31,22 @@
 // operations fail with cancelled at once, and an answer that arrives later
 // for them is ignored (a grant made to a lost session died with it).
 //
+// Failover: the client talks to one replica at a time. It moves to another
+// (never the same one again, when there is another) when that replica says
+// it does not lead (to the leader it names, if any), when a request or a
+// keepalive goes unanswered for request_timeout, and at once when the
+// transport reports the replica unreachable (on_unreachable: a refused or
+// failed connection). A failover changes nothing else: the session, its
+// grants and its waits live in the replicated state and survive a change of
+// leader (a new leader gives every session a full TTL from its election), so
+// a waiter keeps its place in the queue and is granted by the new leader.
+// Only the session's end (its lease running out here, or the service saying
+// it is gone) cancels its waits.
+//
+// Errors carry words (result::message()): "session expired: keepalives
+// unanswered for 1180 ms", "no leader reachable: 3 of 3 replicas refused";
+// error() is the code to test (cancelled, timed_out, ...).
+//
 // Commands: the client first registers a command session in the log
 // (register_client; its id is a log index, never reused); one command is in
 // flight at a time (the others queue), each with a sequence number so a
@@ -113,7 +129,7 @@ class client {
     req.secret = secret_;
     submit(std::move(req),
            [this, done = std::move(done)](result<reply> r, time_point) {
-             if (!r) return done(r.error());
+             if (!r) return done(r.explained());
              // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              // The lease starts with the first acknowledged keepalive: the session
@@ -129,7 +145,7 @@ class client {
     if (!session_) return done(done_t{});
     request req{op::close_session, session_};
     lose_session(false);
-    submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.error()); });
+    submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.explained()); });
   }
   session_id session() const noexcept { return session_; }
   /// Sends a keepalive now (it also fetches grants and barrier passes).
@@ -153,11 +169,11 @@ class client {
   /// its fencing token, so a late or repeated release never frees a newer grant.
   void release(const grant& g, callback<done_t> done) {
     if (auto it = held_.find(g.name); it != held_.end() && it->second.fencing == g.fencing) held_.erase(it);
-    if (!session_) return done(dcp::make_error_code(dcp::errc::cancelled));
+    if (!session_) return done(no_session());
     submit({op::release, session_, g.name, 1, true, g.fencing},
            [done = std::move(done)](result<reply> r, time_point) {
              if (!r && r.error() == dcp::errc::cancelled) return done(done_t{});  // the session ended: so did the grant
-             if (!r) return done(r.error());
+             if (!r) return done(r.explained());
              if (r->code == status::ok || r->code == status::not_held || r->code == status::no_session)
                return done(done_t{});  // released, or already gone
              done(dcp::make_error_code(dcp::errc::invalid_argument));
@@ -214,7 +230,7 @@ class client {
     request req{op::compare_and_set, 0, std::move(key), 1, true, 0, 0, std::move(value)};
     req.expected = std::move(expected);
     submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
-      if (!r) return done(r.error());
+      if (!r) return done(r.explained());
       if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
       done(dcp::make_error_code(dcp::errc::invalid_argument));
     });
@@ -234,9 +250,9 @@ class client {
   /// holding. Errors: cancelled (the grant or the session is gone),
   /// io_error (the replicas do not issue leases), timed_out.
   void lease(const grant& g, callback<bytes> done) {
-    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    if (!session_valid()) return done(no_session());
     read(msg::lease_request{session_, g, 0, secret_}, [done = std::move(done)](result<std::optional<bytes>> r) {
-      if (!r) return done(r.error());
+      if (!r) return done(r.explained());
       done(std::move(**r));
     });
   }
@@ -261,8 +277,9 @@ class client {
       return;  // not for the command in flight
     auto& c = inflight_.front();
     if (m.refused != refusal::none) {
-      if (m.leader && *m.leader != from) target_ = *m.leader;
-      else if (m.refused == refusal::not_leader) next_server();
+      if (m.refused == refusal::not_leader) note_refusal(from, m.leader);
+      auto delay = cfg_.request_timeout / 4;
+      if ((m.leader && *m.leader != from) || m.refused == refusal::not_leader) delay = redirect(from, m.leader);
       if (m.refused == refusal::unknown_session) {
         // The log evicted this command session: nothing sent under it can
         // apply again, but an earlier send may have applied. Say so, and
@@ -272,7 +289,9 @@ class client {
         return complete(dcp::make_error_code(dcp::errc::outcome_unknown));
       }
       if (m.refused == refusal::failed) return complete(dcp::make_error_code(dcp::errc::io_error));
-      c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : cfg_.request_timeout / 4);
+      if (delay == duration::zero()) return send_front(false);  // to the leader named, now
+      c.resend_at = env_.now() + (m.refused == refusal::retry ? duration::zero() : delay);
+      c.redirected = true;  // already moved: the resend goes to target_
       return;
     }
     target_ = from;
@@ -282,9 +301,10 @@ class client {
   void on_message(const address& from, const msg::register_reply& m) {
     if (inflight_.empty() || id_ != 0 || m.nonce == 0 || m.nonce != register_nonce_) return;
     if (m.refused != refusal::none || m.client == 0) {
-      if (m.leader && *m.leader != from) target_ = *m.leader;
-      else next_server();
+      note_refusal(from, m.leader);
+      if (redirect(from, m.leader) == duration::zero()) return send_front(false);
       inflight_.front().resend_at = env_.now() + cfg_.request_timeout / 4;
+      inflight_.front().redirected = true;
       return;
     }
     target_ = from;
@@ -300,12 +320,19 @@ class client {
     const time_point sent = it->second;
     keepalives_.erase(keepalives_.begin(), std::next(it));
     if (m.refused != refusal::none) {
-      if (m.leader && *m.leader != from) target_ = *m.leader;
-      else next_server();
+      note_refusal(from, m.leader);
+      if (redirect(from, m.leader) == duration::zero()) return send_keepalive();
+      // Ask the next replica soon, not a keepalive period later.
+      keepalive_retry_at_ = std::min(keepalive_retry_at_, env_.now() + cfg_.request_timeout / 4);
+      keepalive_redirected_ = true;
       return;
     }
     target_ = from;
-    if (!m.view.alive) return lose_session(true);
+    keepalive_retry_at_ = time_point::max();
+    last_answered_ = std::max(last_answered_, sent);
+    if (!m.view.alive)
+      return lose_session(true, "session expired: the service ended it (no keepalive reached a leader within its TTL of " +
+                                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count()) + " ms)");
     if (sent + lease_span() > valid_until_) {
       valid_until_ = sent + lease_span();
       arm_expiry();
@@ -360,8 +387,8 @@ class client {
     for (auto& [name, o] : observers_) {
       if (o.nonce != m.nonce) continue;
       if (m.refused != refusal::none) {
-        if (m.leader && *m.leader != from) target_ = *m.leader;
-        else next_server();
+        note_refusal(from, m.leader);
+        (void)redirect(from, m.leader);
         return;
       }
       std::optional<holder> leader;
@@ -382,7 +409,7 @@ class client {
     if (m.refused == refusal::none && m.code == status::no_session) {
       auto it = reads_.find(m.nonce);
       if (it != reads_.end() && std::get<msg::lease_request>(it->second.request).session == session_)
-        lose_session(true);  // the service says the session is gone; fails this request too (cancelled)
+        lose_session(true, "session expired: the service says it is gone");  // fails this request too (cancelled)
       return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::cancelled));
     }
     if (m.refused == refusal::none && m.code != status::granted)
@@ -390,9 +417,50 @@ class client {
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(m.token));
   }
 
-  void on_message(const address&, const msg::notify& m) {
-    if (m.session == session_) send_keepalive();
+  void on_message(const address& from, const msg::notify& m) {
+    if (m.session != session_) return;
+    // Only a leader notifies: a new one may tell a waiter of its grant before
+    // the waiter has found it. (Only the replicas are believed.)
+    if (std::find(cfg_.servers.begin(), cfg_.servers.end(), from) != cfg_.servers.end()) target_ = from;
+    send_keepalive();
   }
+  /// The transport gave up on a replica (a refused or failed connection; in
+  /// the simulator, a send to a crashed node). If it is the one this client
+  /// talks to, move on now and resend what was outstanding there, instead of
+  /// waiting for request_timeout. With notices coming faster than a quarter
+  /// request timeout apart (every replica down), the resends wait for that
+  /// long, so the client does not spin through the replicas at the speed of
+  /// refusals.
+  void on_unreachable(const address& peer) {
+    if (std::find(cfg_.servers.begin(), cfg_.servers.end(), peer) == cfg_.servers.end()) return;
+    refused_[peer] = unreachable_[peer] = env_.now();  // bounded: one entry per replica
+    if (!target_ || *target_ != peer) return;
+    env_.count("failover_unreachable");
+    next_server();
+    const auto now = env_.now();
+    const auto at = std::max(now, last_failover_ + cfg_.request_timeout / 4);
+    last_failover_ = at;
+    if (at == now) {
+      if (!inflight_.empty()) send_front(false);
+      if (session_) send_keepalive();
+    } else {
+      if (!inflight_.empty()) {
+        auto& c = inflight_.front();
+        c.resend_at = std::min(c.resend_at, at);
+        c.redirected = true;  // already moved: resend to target_
+      }
+      if (session_) {
+        keepalive_retry_at_ = std::min(keepalive_retry_at_, at);
+        keepalive_redirected_ = true;
+      }
+    }
+    for (auto& [nonce, r] : reads_) {
+      r.resend_at = std::min(r.resend_at, at);
+      r.redirected = true;
+    }
+    for (auto& [name, o] : observers_) o.asked_at = {};
+  }
+
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::query&) { env_.count("unexpected_message"); }
@@ -409,6 +477,7 @@ class client {
     reply_fn done;
     time_point first_sent{}, resend_at{};
     std::uint64_t client = 0, seq = 0;  ///< the command session and number it was sent under (0: not yet)
+    bool redirected = false;  ///< refused (or its replica unreachable): resend to target_, not to the next replica
   };
   struct held_grant {
     fencing_token fencing = 0;
@@ -434,13 +503,13 @@ class client {
   }
 
   void take(std::string name, std::uint32_t permits, bool wait, bytes value, callback<grant> done) {
-    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    if (!session_valid()) return done(no_session());
     if (name.empty() || permits == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     if (grant_waits_.contains(name)) return done(dcp::make_error_code(dcp::errc::busy));
     submit({op::acquire, session_, name, permits, wait, 0, 0, std::move(value)},
            [this, name, issued = session_, done = std::move(done)](result<reply> r, time_point) {
-             if (!r) return done(r.error());
-             if (session_ != issued) return done(dcp::make_error_code(dcp::errc::cancelled));  // judged by its session
+             if (!r) return done(r.explained());
+             if (session_ != issued) return done(no_session());  // judged by its session
              switch (r->code) {
                case status::granted:
                  held_[name] = held_grant{r->fencing, env_.now()};
@@ -449,7 +518,7 @@ class client {
                  grant_waits_[name] = std::move(done);
                  return;
                case status::busy: return done(dcp::make_error_code(dcp::errc::busy));
-               case status::no_session: return done(dcp::make_error_code(dcp::errc::cancelled));
+               case status::no_session: return done(explained_error{dcp::make_error_code(dcp::errc::cancelled), "cancelled: the service does not know the session"});
                default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
              }
            });
@@ -460,7 +529,7 @@ class client {
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
            [done = std::move(done)](result<reply> r, time_point) {
-             if (!r) return done(r.error());
+             if (!r) return done(r.explained());
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              done(done_t{});
            });
@@ -471,10 +540,10 @@ class client {
   }
 
   void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<done_t> done) {
-    if (!session_valid()) return done(dcp::make_error_code(dcp::errc::cancelled));
+    if (!session_valid()) return done(no_session());
     if (name.empty() || parties == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, session_, name, parties}, [this, name, done = std::move(done)](result<reply> r, time_point) {
-      if (!r) return done(r.error());
+      if (!r) return done(r.explained());
       if (r->code != status::queued) return done(dcp::make_error_code(r->code == status::no_session ? dcp::errc::cancelled : dcp::errc::invalid_argument));
       barrier_waits_.emplace(std::pair{name, r->generation}, std::move(done));
       send_keepalive();
@@ -490,6 +559,7 @@ class client {
     auto& c = inflight_.front();
     if (first) c.first_sent = env_.now();
     c.resend_at = env_.now() + cfg_.request_timeout;
+    c.redirected = false;
     if (id_ == 0) {  // no command session yet: register one first (the same nonce until answered)
       if (!register_nonce_) register_nonce_ = env_.rng()() | 1;
       env_.send(target(), msg::register_client{register_nonce_});
@@ -510,18 +580,28 @@ class client {
 
   void tick() {
     const auto now = env_.now();
-    if (opening_ && now - opening_since_ > cfg_.give_up_after) lose_session(true);
-    if (session_ && !opening_ && now >= valid_until_) lose_session(true);
+    if (opening_ && now - opening_since_ > cfg_.give_up_after)
+      lose_session(true, "session not confirmed: " + unreachable_words(opening_since_));
+    if (session_ && !opening_ && now >= valid_until_) lose_session(true, expiry_words());
     if (!inflight_.empty()) {
       auto& c = inflight_.front();
       if (now - c.first_sent > cfg_.give_up_after) {
-        complete(dcp::make_error_code(dcp::errc::timed_out));
+        complete(explained_error{dcp::make_error_code(dcp::errc::timed_out),
+                                 "timed out, outcome unknown: " + unreachable_words(c.first_sent)});
       } else if (now >= c.resend_at) {
-        if (now - c.first_sent >= cfg_.request_timeout) next_server();
+        // Unanswered: that replica may be down or cut off. (Refused: the
+        // client already moved, to the leader named if any; moving again
+        // would walk away from the leader.)
+        if (!c.redirected && now - c.first_sent >= cfg_.request_timeout) next_server();
         send_front(false);
       }
     }
-    if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) send_keepalive();
+    if (session_ && now >= keepalive_retry_at_) {  // unanswered (or refused): ask another replica, or the one named
+      if (!keepalive_redirected_) next_server();
+      send_keepalive();
+    } else if (session_ && now - last_keepalive_ >= (opening_ ? cfg_.request_timeout : cfg_.keepalive_every)) {
+      send_keepalive();
+    }
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
     tick_reads(now);
@@ -539,9 +619,8 @@ class client {
     auto it = reads_.find(nonce);
     if (it == reads_.end()) return;  // answered already, or given up
     if (refused == refusal::not_leader || refused == refusal::retry) {
-      if (leader && *leader != from) target_ = *leader;
-      else next_server();
-      it->second.resend_at = env_.now() + cfg_.request_timeout / 4;
+      if (refused == refusal::not_leader) note_refusal(from, leader);
+      it->second.resend_at = env_.now() + redirect(from, leader);  // resent by tick_reads
       it->second.redirected = true;
       return;
     }
@@ -552,11 +631,11 @@ class client {
   }
 
   void tick_reads(time_point now) {
-    std::vector<callback<std::optional<bytes>>> expired;
+    std::vector<std::pair<callback<std::optional<bytes>>, time_point>> expired;
     for (auto it = reads_.begin(); it != reads_.end();) {
       auto& g = it->second;
       if (now - g.first_sent > cfg_.give_up_after) {
-        expired.push_back(std::move(g.done));
+        expired.emplace_back(std::move(g.done), g.first_sent);
         it = reads_.erase(it);
         continue;
       }
@@ -568,12 +647,15 @@ class client {
       }
       ++it;
     }
-    for (auto& done : expired) done(dcp::make_error_code(dcp::errc::timed_out));
+    for (auto& [done, since] : expired)
+      done(explained_error{dcp::make_error_code(dcp::errc::timed_out), "timed out: " + unreachable_words(since)});
   }
 
   void send_keepalive() {
     if (!session_) return;
     last_keepalive_ = env_.now();
+    keepalive_retry_at_ = env_.now() + cfg_.request_timeout;
+    keepalive_redirected_ = false;
     keepalives_[++nonce_] = env_.now();
     while (keepalives_.size() > 64) keepalives_.erase(keepalives_.begin());
     env_.send(target(), msg::keepalive{session_, nonce_, secret_});
@@ -596,11 +678,11 @@ class client {
       expiry_timer_ = {};
       // Armed for exactly this deadline: the lease has run out, whatever a
       // rounding of the clock says (a later keepalive would have re-armed).
-      if (session_ && !opening_ && valid_until_ == deadline) lose_session(true);
+      if (session_ && !opening_ && valid_until_ == deadline) lose_session(true, expiry_words());
     });
   }
 
-  void lose_session(bool signal) {
+  void lose_session(bool signal, std::string why = "session closed") {
     if (!session_) return;
     const session_id lost_session = session_;
     session_ = 0;
@@ -640,14 +722,16 @@ class client {
       }
     }
     if (front_lost && !inflight_.empty()) send_front(true);
-    for (auto& fn : orphaned) fn(dcp::make_error_code(dcp::errc::cancelled), time_point{});
-    for (auto& [n, fn] : gw) fn(dcp::make_error_code(dcp::errc::cancelled));
-    for (auto& [k, fn] : bw) fn(dcp::make_error_code(dcp::errc::cancelled));
-    for (auto& fn : leases) fn(dcp::make_error_code(dcp::errc::cancelled));
+    last_loss_ = why;
+    const explained_error ended{dcp::make_error_code(dcp::errc::cancelled), "cancelled: " + why};
+    for (auto& fn : orphaned) fn(ended, time_point{});
+    for (auto& [n, fn] : gw) fn(ended);
+    for (auto& [k, fn] : bw) fn(ended);
+    for (auto& fn : leases) fn(ended);
     if (opening_) {
       auto done = std::move(opening_);
       opening_ = nullptr;
-      done(dcp::make_error_code(dcp::errc::timed_out));
+      done(explained_error{dcp::make_error_code(dcp::errc::timed_out), why});
     }
     if (signal && on_session_lost_) on_session_lost_();
   }
@@ -656,10 +740,75 @@ class client {
     if (!target_) target_ = cfg_.servers[env_.rng().below(cfg_.servers.size())];
     return *target_;
   }
+  /// Moves to another replica, never the current one (when there is another):
+  /// drawing among all n stayed on a dead replica one time in n.
+  /// Replicas the transport reported unreachable within the last request
+  /// timeout are passed over while another is left (a follower's hint may
+  /// still name the leader that just died).
   void next_server() {
+    const auto n = cfg_.servers.size();
     auto it = std::find(cfg_.servers.begin(), cfg_.servers.end(), target());
     const auto at = it == cfg_.servers.end() ? 0 : static_cast<std::size_t>(it - cfg_.servers.begin());
-    target_ = cfg_.servers[(at + 1 + env_.rng().below(cfg_.servers.size())) % cfg_.servers.size()];
+    if (n < 2) return void(target_ = cfg_.servers[0]);
+    std::size_t candidates = 0;
+    for (std::size_t i = 1; i < n; ++i) candidates += !recently_unreachable(cfg_.servers[(at + i) % n]);
+    if (candidates == 0) return void(target_ = cfg_.servers[(at + 1 + env_.rng().below(n - 1)) % n]);
+    auto pick = env_.rng().below(candidates);
+    for (std::size_t i = 1; i < n; ++i) {
+      const auto& s = cfg_.servers[(at + i) % n];
+      if (recently_unreachable(s)) continue;
+      if (pick-- == 0) return void(target_ = s);
+    }
+  }
+  bool recently_unreachable(const address& a) const {
+    auto it = unreachable_.find(a);
+    return it != unreachable_.end() && env_.now() - it->second < cfg_.request_timeout;
+  }
+  /// A refusal from `from`: go to the leader it names (unless the transport
+  /// just reported that one unreachable), or to another replica.
+  /// A refusal from a replica the client has already left (several requests
+  /// were outstanding there) changes nothing: moving again from the current
+  /// one would walk away from where the first refusal sent it.
+  /// Returns how long to wait before resending: nothing when it follows a
+  /// named leader (at most once a quarter request timeout, in case two
+  /// replicas name each other for a while), else a quarter request timeout
+  /// (an election is under way; do not spin through the replicas).
+  duration redirect(const address& from, const std::optional<address>& leader) {
+    if (target_ && *target_ != from) return cfg_.request_timeout / 4;
+    if (leader && *leader != from && !recently_unreachable(*leader)) {
+      target_ = *leader;
+      if (env_.now() >= last_followed_ + cfg_.request_timeout / 4) {  // (no subtraction: it starts at min)
+        last_followed_ = env_.now();
+        return duration::zero();
+      }
+      return cfg_.request_timeout / 4;
+    }
+    next_server();
+    return cfg_.request_timeout / 4;
+  }
+  /// `from` said it does not lead and named no other: it counts as refusing.
+  void note_refusal(const address& from, const std::optional<address>& leader) {
+    if (leader && *leader != from) return;
+    if (std::find(cfg_.servers.begin(), cfg_.servers.end(), from) != cfg_.servers.end()) refused_[from] = env_.now();
+  }
+  /// Why nothing answered since `since`, in words.
+  std::string unreachable_words(time_point since) const {
+    std::size_t k = 0;
+    for (auto& [peer, at] : refused_) k += at >= since;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(env_.now() - since).count();
+    if (k > 0)
+      return "no leader reachable: " + std::to_string(k) + " of " + std::to_string(cfg_.servers.size()) +
+             " replicas refused (unreachable or not leading) in " + std::to_string(ms) + " ms";
+    return "no answer from any of " + std::to_string(cfg_.servers.size()) + " replicas in " + std::to_string(ms) + " ms";
+  }
+  explained_error no_session() const {
+    return {dcp::make_error_code(dcp::errc::cancelled),
+            last_loss_.empty() ? "cancelled: no session (open one first)" : "cancelled: no session (" + last_loss_ + ")"};
+  }
+  std::string expiry_words() const {
+    const auto since = last_answered_ == time_point{} ? opening_since_ : last_answered_;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(env_.now() - since).count();
+    return "session expired: keepalives unanswered for " + std::to_string(ms) + " ms (" + unreachable_words(since) + ")";
   }
 
   E env_;
@@ -670,6 +819,14 @@ class client {
   timer_id expiry_timer_{};
   session_id session_ = 0;
   time_point valid_until_{}, last_keepalive_{}, opening_since_{};
+  time_point last_answered_{};   // when the last acknowledged keepalive was sent
+  time_point keepalive_retry_at_ = time_point::max();  // a keepalive unanswered (or refused) by then: ask again
+  bool keepalive_redirected_ = false;                  // refused with a hint: ask target_, not the next replica
+  time_point last_followed_ = time_point::min();  // the last immediate resend to a named leader
+  time_point last_failover_ = time_point::min();  // the last move on an unreachable notice (clocks may read below 0)
+  std::map<address, time_point> refused_;  // replica -> its last refusal or unreachable notice (one per replica)
+  std::map<address, time_point> unreachable_;  // replica -> the transport's last unreachable notice (one per replica)
+  std::string last_loss_;        // why the last session ended, in words
   callback<session_id> opening_;  // open_session waits for the first keepalive answer
   std::optional<address> target_;
   std::deque<pending_command> inflight_;

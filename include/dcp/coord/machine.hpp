@@ -18,7 +18,16 @@
 // replicated state, so tokens only grow, across failover and restarts, and
 // later grants always carry larger tokens.
 // Release names the grant's token: a retried or late release of an old grant
-// never releases a newer one. Expiring a session removes its waiters in the
+// never releases a newer one.
+//
+// Lease tokens (coord/server.hpp): a token for a grant lets a resource server
+// honour the holder offline until the token expires, whatever the service
+// does meanwhile. So a grant for which a token was issued (lease_issued, in
+// the log before the token leaves the leader) is not handed on by a voluntary
+// release or close: the holder is gone from the session at once, but its
+// permit stays taken ("draining") until the leader, once the token has
+// expired in its clock, proposes reclaim. A grant without a token is handed
+// on at once, and an expired session's grants too (its tokens expired first). Expiring a session removes its waiters in the
 // same step that releases its grants, so a waiter whose session expired is
 // never granted.
 #include <algorithm>
@@ -36,6 +45,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
+#include "dcp/core/address.hpp"
 #include "dcp/core/bytes.hpp"
 #include "dcp/storage/detail/codec.hpp"
 
@@ -55,6 +65,8 @@ enum class op : std::uint8_t {
   put,             ///< key `name` := `value` (no session needed)
   append,          ///< key `name` := its value (empty if missing) followed by `value`
   compare_and_set, ///< key `name` := `value` if its value (empty if missing) is `expected`
+  lease_issued,    ///< proposed by the leader before it sends the first lease token for grant (name, fencing)
+  reclaim,         ///< proposed by the leader: a released grant's token has expired; its permit is free
 };
 
 /// Bounds on the key-value store: the whole state travels in one snapshot,
@@ -74,7 +86,9 @@ struct request {
   bytes expected;              ///< compare_and_set: the value the key must hold
   std::uint64_t secret = 0;    ///< the session's secret (open_session: chosen by the client); every
                                ///< request under a session must carry it, so a session is its owner's alone
-  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret); }
+  address owner;               ///< open_session: where its owner is (set by the replica from the transport, never the client's
+                               ///< say), so that any later leader can tell it of a grant at once
+  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret, owner); }
 };
 
 enum class status : std::uint8_t {
@@ -154,6 +168,11 @@ class machine {
     auto it = sessions_.find(s);
     return it == sessions_.end() ? 0 : it->second.ttl_ms;
   }
+  /// Where session `s`'s owner was when it opened it (null: no such session).
+  const address* owner(session_id s) const {
+    auto it = sessions_.find(s);
+    return it == sessions_.end() ? nullptr : &it->second.owner;
+  }
   std::vector<session_id> sessions() const {
     std::vector<session_id> out;
     for (auto& [id, s] : sessions_) out.push_back(id);
@@ -180,6 +199,24 @@ class machine {
     auto it = kv_.find(key);
     return it == kv_.end() ? nullptr : &it->second;
   }
+  /// Grants released while a lease token for them may still be honoured:
+  /// (name, fencing token, the session's TTL), their permits still taken.
+  struct draining_grant {
+    std::string name;
+    fencing_token fencing = 0;
+    std::uint64_t ttl_ms = 0;
+  };
+  std::vector<draining_grant> draining() const {
+    std::vector<draining_grant> out;
+    for (auto& [name, sem] : sems_)
+      for (auto& d : sem.draining) out.push_back({name, d.fencing, d.ttl_ms});
+    return out;
+  }
+  /// A lease token was issued for grant (name, fencing), and it is held.
+  bool leased(const std::string& name, fencing_token f) const {
+    auto it = sems_.find(name);
+    return it != sems_.end() && it->second.leased.contains(f);
+  }
   /// Sessions that the last apply() granted a waiting request or let
   /// through a barrier: the ones to tell (not part of the replicated state).
   const std::vector<session_id>& touched() const noexcept { return touched_; }
@@ -195,18 +232,28 @@ class machine {
     std::uint64_t secret = 0;
     std::map<std::string, fencing_token> holds;
     std::map<std::string, std::uint64_t> passed;
-    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed); }
+    address owner;
+    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner); }
   };
   struct waiter {
     session_id session = 0;
     bytes value;
     template <class A> void serialize(A& ar) { ar(session, value); }
   };
+  struct drained {
+    fencing_token fencing = 0;
+    std::uint64_t ttl_ms = 0;
+    template <class A> void serialize(A& ar) { ar(fencing, ttl_ms); }
+  };
   struct semaphore {
     std::uint32_t permits = 1;
     std::vector<holder> holders;
     std::deque<waiter> waiters;
-    template <class A> void serialize(A& ar) { ar(permits, holders, waiters); }
+    std::set<fencing_token> leased;  ///< holders' grants a lease token was issued for
+    std::vector<drained> draining;   ///< released grants whose tokens may be honoured: permits still taken
+    std::size_t taken() const { return holders.size() + draining.size(); }
+    bool idle() const { return holders.empty() && waiters.empty() && draining.empty(); }
+    template <class A> void serialize(A& ar) { ar(permits, holders, waiters, leased, draining); }
   };
   struct barrier {
     std::uint32_t parties = 0;
@@ -223,9 +270,11 @@ class machine {
       const session_id id = ++next_session_;
       sessions_[id].ttl_ms = r.ttl_ms;
       sessions_[id].secret = r.secret;
+      sessions_[id].owner = r.owner;
       return {status::ok, 0, id};
     }
     if (r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set) return write(r);
+    if (r.kind == op::reclaim) return reclaim(r);
     auto sit = sessions_.find(r.session);
     // Another's session, named without its secret, looks like none at all
     // (expire_session is the leader's own, refused from clients by the server).
@@ -233,8 +282,15 @@ class machine {
       return {status::no_session};
     switch (r.kind) {
       case op::open_session: break;
-      case op::close_session:
-      case op::expire_session: end_session(r.session); return {status::ok};
+      case op::close_session: end_session(r.session, true); return {status::ok};
+      case op::expire_session: end_session(r.session, false); return {status::ok};
+      case op::lease_issued: {
+        auto h = sit->second.holds.find(r.name);
+        if (h == sit->second.holds.end() || h->second != r.fencing) return {status::not_held};
+        sems_[r.name].leased.insert(r.fencing);
+        return {status::ok};
+      }
+      case op::reclaim: break;  // handled above (the session may be gone)
       case op::acquire: return acquire(r, sit->second);
       case op::release: return release(r, sit->second);
       case op::barrier_enter: return enter(r);
@@ -249,12 +305,12 @@ class machine {
   reply acquire(const request& r, session_state& s) {
     if (r.permits == 0 || r.name.empty()) return {status::bad_request};
     auto& sem = sems_[r.name];
-    if (sem.holders.empty() && sem.waiters.empty()) sem.permits = r.permits;
+    if (sem.idle()) sem.permits = r.permits;
     if (sem.permits != r.permits) return {status::bad_request};
     if (auto h = s.holds.find(r.name); h != s.holds.end()) return {status::granted, h->second};  // re-entrant
     for (auto& w : sem.waiters)
       if (w.session == r.session) return {status::queued};
-    if (sem.holders.size() < sem.permits && sem.waiters.empty()) return {status::granted, give(sem, r.name, r.session, r.value)};
+    if (sem.taken() < sem.permits && sem.waiters.empty()) return {status::granted, give(sem, r.name, r.session, r.value)};
     if (!r.wait) return {status::busy};
     sem.waiters.push_back({r.session, r.value});
     return {status::queued};
@@ -263,7 +319,18 @@ class machine {
   reply release(const request& r, session_state& s) {
     auto h = s.holds.find(r.name);
     if (h == s.holds.end() || h->second != r.fencing) return {status::not_held};
-    drop_holder(r.name, r.session);
+    drop_holder(r.name, r.session, true);
+    return {status::ok};
+  }
+
+  reply reclaim(const request& r) {
+    auto it = sems_.find(r.name);
+    if (it == sems_.end()) return {status::not_held};
+    auto& sem = it->second;
+    const auto before = sem.draining.size();
+    std::erase_if(sem.draining, [&](const drained& d) { return d.fencing == r.fencing; });
+    if (sem.draining.size() == before) return {status::not_held};
+    grant_waiters(r.name, sem);
     return {status::ok};
   }
 
@@ -336,25 +403,34 @@ class machine {
     return f;
   }
 
-  void drop_holder(const std::string& name, session_id s) {
+  /// `voluntary`: released or closed by its holder, whose lease token (if
+  /// one was issued) may still be honoured: the permit drains instead.
+  void drop_holder(const std::string& name, session_id s, bool voluntary) {
     auto& sem = sems_[name];
+    auto& session = sessions_[s];
+    if (auto h = session.holds.find(name); h != session.holds.end()) {
+      if (sem.leased.erase(h->second) && voluntary) sem.draining.push_back({h->second, session.ttl_ms});
+    }
     std::erase_if(sem.holders, [&](const holder& h) { return h.session == s; });
-    sessions_[s].holds.erase(name);
-    while (sem.holders.size() < sem.permits && !sem.waiters.empty()) {  // FIFO: the longest waiter first
+    session.holds.erase(name);
+    grant_waiters(name, sem);
+  }
+  void grant_waiters(const std::string& name, semaphore& sem) {
+    while (sem.taken() < sem.permits && !sem.waiters.empty()) {  // FIFO: the longest waiter first
       auto w = std::move(sem.waiters.front());
       sem.waiters.pop_front();
       give(sem, name, w.session, std::move(w.value));
     }
-    if (sem.holders.empty() && sem.waiters.empty()) sems_.erase(name);
+    if (sem.idle()) sems_.erase(name);
   }
 
-  void end_session(session_id id) {
+  void end_session(session_id id, bool voluntary) {
     auto& s = sessions_[id];
     // Its waits go first, in the same step: an expired session is never granted.
     for (auto& [name, sem] : sems_) std::erase_if(sem.waiters, [&](const waiter& w) { return w.session == id; });
     std::vector<std::string> held;
     for (auto& [name, f] : s.holds) held.push_back(name);
-    for (auto& name : held) drop_holder(name, id);
+    for (auto& name : held) drop_holder(name, id, voluntary);
     for (auto& [name, b] : barriers_) {
       b.entered.erase(id);
       if (b.inside.erase(id)) {
@@ -363,7 +439,7 @@ class machine {
       }
     }
     sessions_.erase(id);
-    std::erase_if(sems_, [](auto& kv) { return kv.second.holders.empty() && kv.second.waiters.empty(); });
+    std::erase_if(sems_, [](auto& kv) { return kv.second.idle(); });
   }
 
   fencing_token fencing_ = 0;

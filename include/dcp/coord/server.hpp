@@ -39,6 +39,17 @@
 // NTP slews). A resource server honours a token only while its own wall clock
 // is max_drift short of expiry, so with |its wall clock - the leader's| <=
 // max_drift it stops honouring the old holder before the permit can move.
+//
+// That argument covers a session that expires. A holder may also release
+// (or close its session) while its token is valid; the permit must not move
+// then either. Before the first token for a grant leaves the leader, the
+// leader logs lease_issued for it; a release of such a grant leaves its
+// permit taken ("draining", coord/machine.hpp) until the leader proposes
+// reclaim: TTL after the latest receipt of a lease request for it, if this
+// leader issued the tokens, else TTL after this leader first saw it draining.
+// Either is no earlier than TTL after the receipt that any token for it was
+// sealed at (a later leader was elected after that receipt, the lease_issued
+// entry being in its log), which is what the permit needed on expiry too.
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -105,7 +116,8 @@ class server {
   void on_message(const address& from, const msg::command& m) {
     if (!raft_.is_leader()) return refuse(from, m, refusal::not_leader);
     if (m.client == 0 || m.seq == 0) return refuse(from, m, refusal::failed);
-    if (m.req.kind == op::expire_session) return refuse(from, m, refusal::failed);  // the leader's alone
+    if (m.req.kind == op::expire_session || m.req.kind == op::lease_issued || m.req.kind == op::reclaim)
+      return refuse(from, m, refusal::failed);  // the leader's alone
     if (m.req.kind == op::open_session) {
       const auto ttl = std::chrono::milliseconds(m.req.ttl_ms);
       if (m.req.ttl_ms > static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_session_ttl).count()) ||
@@ -115,7 +127,13 @@ class server {
       }
     }
     bytes payload;
-    storage::detail::encode_value(m.req, payload);
+    if (m.req.kind == op::open_session) {
+      request req = m.req;
+      req.owner = from;  // the transport's word for where the owner is, not the client's
+      storage::detail::encode_value(req, payload);
+    } else {
+      storage::detail::encode_value(m.req, payload);
+    }
     raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session](result<bytes> r) {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
@@ -241,16 +259,29 @@ class server {
         out.code = status::not_held;
         return void(env_.send(from, out));
       }
+      auto& issued = issued_[{m.held.name, m.held.fencing}];  // a release drains until TTL after this receipt
+      issued = std::max(issued, received + ttl);
       const auto span = std::chrono::duration_cast<duration>(ttl * (1.0 - 2 * cfg_.drift_bound));
-      auto sealed = sealer_(lease_terms{m.held.name, from, 1, m.held.fencing, received_wall + span});
-      if (!sealed) {
-        env_.count("lease_seal_failed");
-        out.refused = refusal::failed;
-      } else {
-        env_.count("leases_issued");
-        out.token = std::move(*sealed);
-      }
-      env_.send(from, out);
+      lease_terms terms{m.held.name, from, 1, m.held.fencing, received_wall + span};
+      if (raft_.state_machine().leased(m.held.name, m.held.fencing)) return seal(from, std::move(out), terms);
+      // The first token for this grant: log that one exists before it leaves,
+      // so that a release (here or under a later leader) drains the permit.
+      request mark{op::lease_issued, m.session, m.held.name, 1, true, m.held.fencing};
+      mark.secret = m.secret;
+      bytes payload;
+      storage::detail::encode_value(mark, payload);
+      raft_.propose(std::move(payload), [this, from, out, terms, term](result<bytes> r) mutable {
+        reply applied;
+        if (!r || storage::detail::decode_value(*r, applied) || raft_.current_term() != term) {
+          out.refused = refusal::not_leader;  // unknown: the client asks again
+          return void(env_.send(from, out));
+        }
+        if (applied.code != status::ok) {
+          out.code = applied.code == status::no_session ? status::no_session : status::not_held;
+          return void(env_.send(from, out));
+        }
+        seal(from, std::move(out), terms);
+      });
     });
   }
 
@@ -262,6 +293,18 @@ class server {
  private:
   duration ttl_of(session_id s) const {
     return std::chrono::duration_cast<duration>(std::chrono::milliseconds(raft_.state_machine().ttl_ms(s)));
+  }
+
+  void seal(const address& to, msg::lease_reply out, const lease_terms& terms) {
+    auto sealed = sealer_(terms);
+    if (!sealed) {
+      env_.count("lease_seal_failed");
+      out.refused = refusal::failed;
+    } else {
+      env_.count("leases_issued");
+      out.token = std::move(*sealed);
+    }
+    env_.send(to, out);
   }
 
   void refuse(const address& to, const msg::command& m, refusal why) {
@@ -280,7 +323,35 @@ class server {
       led_term_ = raft_.current_term();
       deadlines_.clear();
       expiring_.clear();
+      drain_deadlines_.clear();
+      issued_.clear();
+      reclaiming_.clear();
     }
+    // Released grants whose tokens may still be honoured: free their permits
+    // once no token for them can be (see the header).
+    const auto draining = sm.draining();
+    std::map<std::pair<std::string, fencing_token>, time_point> still;
+    for (auto& d : draining) {
+      const std::pair key{d.name, d.fencing};
+      auto it = drain_deadlines_.find(key);
+      if (it == drain_deadlines_.end()) {
+        auto issued = issued_.find(key);
+        const auto by = issued != issued_.end() ? issued->second : now + std::chrono::milliseconds(d.ttl_ms);
+        it = drain_deadlines_.emplace(key, by).first;
+      }
+      still.insert(*it);
+      if (now < it->second || reclaiming_.contains(key)) continue;
+      reclaiming_.insert(key);
+      env_.count("permits_reclaimed");
+      bytes payload;
+      storage::detail::encode_value(request{op::reclaim, 0, d.name, 1, true, d.fencing}, payload);
+      raft_.propose(std::move(payload), [this, key](result<bytes>) { reclaiming_.erase(key); });
+    }
+    drain_deadlines_ = std::move(still);
+    // Kept while the grant is held with a token or draining (bounded by the grants), or its TTL runs.
+    std::erase_if(issued_, [&](auto& kv) {
+      return now > kv.second && !sm.leased(kv.first.first, kv.first.second) && !drain_deadlines_.contains(kv.first);
+    });
     const auto live = sm.sessions();
     std::erase_if(deadlines_, [&](auto& kv) { return !sm.has_session(kv.first); });
     std::erase_if(expiring_, [&](session_id s) { return !sm.has_session(s); });
@@ -301,9 +372,15 @@ class server {
     if (storage::detail::decode_value(c->payload, req)) return;
     // Sessions granted a waiting request or let through a barrier: tell them
     // to look (the requester of this very command hears from its reply).
-    for (auto s : raft_.state_machine().touched())
-      if (auto it = clients_.find(s); it != clients_.end() && !(req.kind == op::acquire && s == req.session))
-        env_.send(it->second, msg::notify{s});
+    // Where: where its owner last spoke to this leader from, or else where it
+    // opened the session (replicated: a leader elected while a session waits
+    // tells it of its grant at once, before the owner finds the new leader).
+    for (auto s : raft_.state_machine().touched()) {
+      if (req.kind == op::acquire && s == req.session) continue;
+      if (auto it = clients_.find(s); it != clients_.end()) env_.send(it->second, msg::notify{s});
+      else if (const address* owner = raft_.state_machine().owner(s); owner && *owner != address{})
+        env_.send(*owner, msg::notify{s});
+    }
     if (req.kind == op::close_session || req.kind == op::expire_session) clients_.erase(req.session);
   }
 
@@ -315,6 +392,10 @@ class server {
   std::map<session_id, address> clients_;       // where to send notifications
   std::uint64_t led_term_ = 0;
   lease_sealer sealer_;
+  using grant_key = std::pair<std::string, fencing_token>;
+  std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt
+  std::map<grant_key, time_point> drain_deadlines_; // leader only: when a draining grant's permit is free
+  std::set<grant_key> reclaiming_;                  // leader only: reclaim proposed, not yet applied
   periodic<E> ticker_;
 };
 

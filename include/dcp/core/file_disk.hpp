@@ -2,8 +2,16 @@
 // file_disk: a dcp::disk over a directory of real files (POSIX).
 //
 // append() writes with O_APPEND; sync() is fsync(2) on the file (and on the
-// directory the first time, so the file's name is durable too); write() goes
-// through a temporary file, fsync and rename(2), so the replacement is atomic.
+// directory after this process created a name, so the name is durable too);
+// write() goes through a temporary file, fsync and rename(2), then syncs the
+// directory, so the replacement is atomic and durable.
+//
+// A file's name lives in its directory, and fsync of the file does not make
+// the name durable (fsync(2); ext4 and XFS lose a new name on a crash until
+// the directory is synced). Opening the disk syncs the directory and its
+// parent once, so names created by an earlier life that crashed before
+// syncing them (and the data directory's own entry, whoever created it) are
+// durable before this process relies on them.
 // Not thread-safe: one node, one strand.
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -26,6 +34,10 @@ class file_disk final : public disk {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) throw error(errc::io_error, "file_disk: cannot create " + dir_.string() + ": " + ec.message());
+    // Whoever created the directory and the files in it: their names are durable from here on.
+    auto parent = std::filesystem::absolute(dir_, ec).parent_path();
+    if (ec || sync_dir(dir_) || sync_dir(parent))
+      throw error(errc::io_error, "file_disk: cannot sync the directory " + dir_.string() + " or its parent");
   }
   ~file_disk() override {
     for (auto& [n, fd] : fds_) ::close(fd);
@@ -106,6 +118,9 @@ class file_disk final : public disk {
   }
 
   const std::filesystem::path& directory() const noexcept { return dir_; }
+  /// How many times a directory was fsynced (the data directory or, on
+  /// opening, its parent): what the tests of name durability look at.
+  std::uint64_t directory_syncs() const noexcept { return directory_syncs_; }
 
  private:
   std::string path(std::string_view name) const { return (dir_ / std::string(name)).string(); }
@@ -137,17 +152,20 @@ class file_disk final : public disk {
     }
     return {};
   }
-  std::error_code sync_dir() {
-    const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  std::error_code sync_dir() { return sync_dir(dir_); }
+  std::error_code sync_dir(const std::filesystem::path& d) {
+    const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return errc::io_error;
     const int rc = detail::sync_file(fd);
     ::close(fd);
+    ++directory_syncs_;
     return rc == 0 ? std::error_code{} : make_error_code(errc::io_error);
   }
 
   std::filesystem::path dir_;
   std::map<std::string, int, std::less<>> fds_;
   bool new_names_ = false;
+  std::uint64_t directory_syncs_ = 0;
 };
 
 }  // namespace dcp

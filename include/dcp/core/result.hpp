@@ -4,7 +4,15 @@
 // std::expected is C++23; this is the part of it dcp needs, so that decoders
 // and fallible calls return errors as values instead of throwing into an
 // event loop.
+//
+// An error may also carry words: what happened, in terms the caller can act
+// on ("session expired: keepalives unanswered for 1200 ms"), beside the code
+// that programs test. error() still returns the bare code, so callers that
+// compare codes are unaffected; message() gives the words (or the code's own
+// message), and explained() passes both on to another result.
 #include <cassert>
+#include <memory>
+#include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -14,6 +22,12 @@
 
 namespace dcp {
 
+/// An error code with the words that say what happened.
+struct explained_error {
+  std::error_code code;
+  std::string what;  ///< empty: the code's own message says it all
+};
+
 template <class T>
 class [[nodiscard]] result {
   static_assert(!std::is_same_v<std::remove_cv_t<T>, std::error_code>, "result<error_code> is ambiguous");
@@ -22,6 +36,11 @@ class [[nodiscard]] result {
   result(T value) : v_(std::move(value)) {}                         // NOLINT: implicit by design
   result(std::error_code ec) : v_(ec) { assert(ec); }               // NOLINT
   result(errc e) : v_(make_error_code(e)) {}                        // NOLINT
+  result(explained_error e) {                                       // NOLINT
+    assert(e.code);
+    if (e.what.empty()) v_ = e.code;
+    else v_ = std::make_shared<const explained_error>(std::move(e));
+  }
 
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
@@ -34,13 +53,28 @@ class [[nodiscard]] result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  std::error_code error() const noexcept { return has_value() ? std::error_code{} : std::get<1>(v_); }
+  std::error_code error() const noexcept {
+    if (v_.index() == 1) return std::get<1>(v_);
+    if (v_.index() == 2) return std::get<2>(v_)->code;
+    return {};
+  }
+  /// What went wrong, in words: the words given with the error, or the
+  /// code's message; empty when there is a value.
+  std::string message() const {
+    if (v_.index() == 2) return std::get<2>(v_)->what;
+    return has_value() ? std::string{} : error().message();
+  }
+  /// The error and its words, to pass on (an empty `what` if none were given).
+  explained_error explained() const {
+    if (v_.index() == 2) return *std::get<2>(v_);
+    return {error(), {}};
+  }
 
  private:
   void check() const {
-    if (!has_value()) throw std::system_error(std::get<1>(v_), "dcp::result has no value");
+    if (!has_value()) throw std::system_error(error(), v_.index() == 2 ? std::get<2>(v_)->what : "dcp::result has no value");
   }
-  std::variant<T, std::error_code> v_;
+  std::variant<T, std::error_code, std::shared_ptr<const explained_error>> v_;
 };
 
 }  // namespace dcp
