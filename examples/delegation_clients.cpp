@@ -209,13 +209,9 @@ int main(int argc, char** argv) {
   options opt;
   bool have_origin = false, have_listen = false, have_bootstrap = false;
   auto dur = [](std::string_view v, const char* what) {
-    std::size_t digits = 0;
-    while (digits < v.size() && v[digits] >= '0' && v[digits] <= '9') ++digits;
-    const long n = digits && digits < 10 ? std::stol(std::string(v.substr(0, digits))) : 0;
-    const auto unit = v.substr(digits);
-    if (n > 0 && unit == "ms") return dcp::duration(std::chrono::milliseconds(n));
-    if (n > 0 && unit == "s") return dcp::duration(std::chrono::seconds(n));
-    usage(std::string(what) + " wants a duration such as 500ms or 10s");
+    auto d = dcp::parse_duration(v);
+    if (!d) usage(std::string(what) + " wants a duration such as 500ms or 10s");
+    return *d;
   };
   auto addr = [](std::string_view v) {
     auto a = dcp::address::parse(v);

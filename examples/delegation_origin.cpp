@@ -65,20 +65,6 @@ using E = dcp::net::env;
   std::exit(2);
 }
 
-std::optional<dcp::duration> parse_duration(std::string_view s) {
-  std::size_t digits = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9) return std::nullopt;
-  const long v = std::stol(std::string(s.substr(0, digits)));
-  const std::string_view unit = s.substr(digits);
-  dcp::duration d{};
-  if (unit == "ms") d = std::chrono::milliseconds(v);
-  else if (unit == "s") d = std::chrono::seconds(v);
-  else return std::nullopt;
-  if (d <= dcp::duration::zero()) return std::nullopt;
-  return d;
-}
-
 std::int64_t micros(dcp::wall_time t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
@@ -357,7 +343,7 @@ int main(int argc, char** argv) {
     return n;
   };
   auto dur = [](std::string_view v, const char* what) {
-    auto d = parse_duration(v);
+    auto d = dcp::parse_duration(v);
     if (!d) usage(std::string(what) + " wants a duration such as 20ms or 3s");
     return *d;
   };

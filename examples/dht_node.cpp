@@ -56,22 +56,6 @@ using E = dcp::net::env;
   std::exit(2);
 }
 
-/// "500ms", "2s", "1m" -> a duration; nullopt when malformed or not positive.
-std::optional<dcp::duration> parse_duration(std::string_view s) {
-  std::size_t digits = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9) return std::nullopt;
-  const long v = std::stol(std::string(s.substr(0, digits)));
-  const std::string_view unit = s.substr(digits);
-  dcp::duration d{};
-  if (unit == "ms") d = std::chrono::milliseconds(v);
-  else if (unit == "s") d = std::chrono::seconds(v);
-  else if (unit == "m") d = std::chrono::minutes(v);
-  else return std::nullopt;
-  if (d <= dcp::duration::zero()) return std::nullopt;
-  return d;
-}
-
 struct options {
   dcp::net::config net;
   std::string router;
@@ -253,11 +237,11 @@ int main(int argc, char** argv) {
       if (r < 1 || r > 16) usage("--replicas must be in 1..16");
       opt.store.replicas = static_cast<std::size_t>(r);
     } else if (arg == "--sync") {
-      auto d = parse_duration(value);
+      auto d = dcp::parse_duration(value);
       if (!d) usage("--sync wants a duration such as 1s or 500ms");
       opt.store.sync_interval = *d;
     } else if (arg == "--watch-interval") {
-      auto d = parse_duration(value);
+      auto d = dcp::parse_duration(value);
       if (!d) usage("--watch-interval wants a duration such as 1s or 500ms");
       opt.watch_interval = *d;
     } else if (arg == "--seed") {

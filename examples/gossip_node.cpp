@@ -53,17 +53,6 @@ using overlay_t = dcp::membership::hyparview<E>;
 using broadcast_t = dcp::gossip::plumtree<E, overlay_t>;
 using average_t = dcp::aggregate::push_sum<E, overlay_t>;
 
-std::optional<dcp::duration> parse_duration(std::string_view s) {
-  std::size_t digits = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9) return std::nullopt;
-  const long long v = std::stoll(std::string(s.substr(0, digits)));
-  const std::string_view unit = s.substr(digits);
-  if (unit == "ms") return std::chrono::milliseconds(v);
-  if (unit == "s") return std::chrono::seconds(v);
-  return std::nullopt;
-}
-
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "gossip_node: " << why << "\n"
             << "usage: gossip_node --listen HOST:PORT [--contact HOST:PORT] --value X [--round 50ms]\n"
@@ -103,7 +92,7 @@ int main(int argc, char** argv) {
       if (end == s.c_str() || *end != '\0' || !std::isfinite(v)) usage("--value wants a finite number, got " + s);
       value = v;
     } else if (arg == "--round") {
-      auto d = parse_duration(text);
+      auto d = dcp::parse_duration(text);
       if (!d || *d < 10ms) usage("--round wants a duration of at least 10ms (like 50ms, 1s), got " + std::string(text));
       round = *d;
     } else {

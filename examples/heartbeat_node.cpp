@@ -63,18 +63,6 @@ class detector : public base_detector {
   static void print(std::string_view what, const dcp::address& a) { std::cout << what << ' ' << a << std::endl; }
 };
 
-std::optional<dcp::duration> parse_duration(std::string_view s) {
-  std::size_t digits = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-  if (digits == 0) return std::nullopt;
-  const long long v = std::stoll(std::string(s.substr(0, digits)));
-  const std::string_view unit = s.substr(digits);
-  if (unit == "us") return std::chrono::microseconds(v);
-  if (unit == "ms") return std::chrono::milliseconds(v);
-  if (unit == "s") return std::chrono::seconds(v);
-  return std::nullopt;
-}
-
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "heartbeat_node: " << why << "\n"
             << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n"
@@ -104,7 +92,7 @@ int main(int argc, char** argv) {
       if (!a || !a->is_ip()) usage("not an IP address: " + std::string(value));
       metrics_at = *a;
     } else if (arg == "--interval" || arg == "--timeout") {
-      auto d = parse_duration(value);
+      auto d = dcp::parse_duration(value);
       if (!d) usage("not a duration (like 100ms, 2s): " + std::string(value));
       (arg == "--interval" ? hb.interval : hb.timeout) = *d;
     } else {

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <set>
 #include <sstream>
 #include <unordered_set>
@@ -120,4 +121,18 @@ TEST_CASE("errors: category, messages, result") {
   CHECK_FALSE(bad);
   CHECK(bad.error() == errc::not_found);
   CHECK_THROWS_AS(bad.value(), std::system_error);
+}
+
+TEST_CASE("parse_duration: one number, one unit; anything else is nullopt, never an exception") {
+  using namespace std::chrono_literals;
+  CHECK(dcp::parse_duration("250ms") == dcp::duration(250ms));
+  CHECK(dcp::parse_duration("2s") == dcp::duration(2s));
+  CHECK(dcp::parse_duration("1m") == dcp::duration(1min));
+  CHECK(dcp::parse_duration("3h") == dcp::duration(3h));
+  CHECK(dcp::parse_duration("7us") == dcp::duration(7us));
+  CHECK(dcp::parse_duration("9ns") == dcp::duration(9ns));
+  for (const char* bad : {"", "ms", "0s", "-1s", "1", "1 s", "1sec", "1.5s", "s1", "1ms2", "99999999999999999999999s",
+                          "9223372036854775807s", "3000000h"})
+    CHECK_MESSAGE(!dcp::parse_duration(bad), bad);
+  CHECK(dcp::parse_duration("9223372036854775807ns") == dcp::duration(std::numeric_limits<std::int64_t>::max()));
 }

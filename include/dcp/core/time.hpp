@@ -13,7 +13,10 @@
 // token or compared with a wall time by mistake.
 #include <chrono>
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <ostream>
+#include <string_view>
 
 namespace dcp {
 
@@ -51,6 +54,33 @@ using namespace std::chrono_literals;  // 10ms, 2s ... read naturally in configs
 /// Seconds as a double, for reports and rate computations.
 constexpr double to_seconds(duration d) noexcept { return std::chrono::duration<double>(d).count(); }
 constexpr double to_millis(duration d) noexcept { return std::chrono::duration<double, std::milli>(d).count(); }
+
+/// A positive duration written as a number and one unit ("250ms", "2s",
+/// "1m"; units ns, us, ms, s, m, h), as on a command line or in a
+/// configuration file. nullopt when malformed, zero, or too large for a
+/// duration: never an exception, whatever the text.
+inline std::optional<duration> parse_duration(std::string_view text) noexcept {
+  std::size_t digits = 0;
+  std::int64_t n = 0;
+  constexpr auto max = std::numeric_limits<std::int64_t>::max();
+  for (; digits < text.size() && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
+    const int d = text[digits] - '0';
+    if (n > (max - d) / 10) return std::nullopt;
+    n = n * 10 + d;
+  }
+  if (digits == 0 || n == 0) return std::nullopt;
+  const std::string_view unit = text.substr(digits);
+  std::int64_t ns_per = 0;
+  if (unit == "ns") ns_per = 1;
+  else if (unit == "us") ns_per = 1'000;
+  else if (unit == "ms") ns_per = 1'000'000;
+  else if (unit == "s") ns_per = 1'000'000'000;
+  else if (unit == "m") ns_per = 60'000'000'000;
+  else if (unit == "h") ns_per = 3'600'000'000'000;
+  else return std::nullopt;
+  if (n > max / ns_per) return std::nullopt;
+  return duration(n * ns_per);
+}
 
 inline std::ostream& operator<<(std::ostream& os, time_point t) {
   return os << to_seconds(t.time_since_epoch()) << "s";
