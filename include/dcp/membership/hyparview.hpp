@@ -28,6 +28,19 @@
 // Failure model: crash-stop peers, lossy links (every exchange is retried by
 // the periodic rounds), partitions (silent: detected by keep-alive silence).
 // Defaults are the paper's: active 5, passive 30, ARWL 6, PRWL 3, ka 3, kp 4.
+//
+// Hostile input. A NEIGHBOR with high priority claims that its sender has no
+// neighbour left, and the paper accepts it even into a full active view,
+// evicting a member; anyone can claim that. Such evictions are budgeted:
+// `priority_evictions_per_round` per shuffle period ("priority_evictions");
+// beyond the budget a high-priority request into a full view is refused like
+// a low-priority one ("priority_evictions_refused"). A stranger can thus
+// displace at most that many neighbours per round (JOIN still evicts as the
+// paper says: the overlay's repair refills from the passive view). A shuffle
+// carries a random nonce and its reply is merged only if it echoes the nonce
+// of this node's outstanding shuffle, once ("shuffle_reply_unsolicited"
+// otherwise): the walk ends at a node the origin cannot name in advance, so
+// the nonce, not the sender, identifies the answer.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -59,6 +72,8 @@ struct hyparview_config {
   duration suspect_after = 5s;
   /// A NEIGHBOR request unanswered this long counts as refused.
   duration neighbor_timeout = 1s;
+  /// Active peers that high-priority NEIGHBOR requests may evict per shuffle_period (see the header).
+  std::size_t priority_evictions_per_round = 1;
   /// Where to join on start(); empty for the first node.
   address contact{};
 
@@ -117,13 +132,15 @@ struct shuffle {
   address origin;
   std::uint8_t ttl = 0;
   std::vector<address> nodes;
-  template <class A> void serialize(A& ar) { ar(origin, ttl, nodes); }
+  std::uint64_t nonce = 0;  ///< the origin's, echoed by the reply
+  template <class A> void serialize(A& ar) { ar(origin, ttl, nodes, nonce); }
 };
 struct shuffle_reply {
   static constexpr message_type wire_id = 8;
   static constexpr std::string_view wire_name = "shuffle_reply";
   std::vector<address> nodes;
-  template <class A> void serialize(A& ar) { ar(nodes); }
+  std::uint64_t nonce = 0;  ///< the shuffle's
+  template <class A> void serialize(A& ar) { ar(nodes, nonce); }
 };
 struct keepalive {
   static constexpr message_type wire_id = 9;
@@ -223,7 +240,16 @@ class hyparview {
 
   void on_message(const address& from, const hyparview_msg::neighbor& m) {
     if (from == env_.self()) return drop("bad_neighbor");
-    const bool accept = m.high_priority || active_.size() < cfg_.active_size || is_active(from);
+    bool accept = active_.size() < cfg_.active_size || is_active(from);
+    if (!accept && m.high_priority) {
+      if (priority_evictions_left_ > 0) {
+        --priority_evictions_left_;
+        accept = true;
+        env_.count("priority_evictions");
+      } else {
+        env_.count("priority_evictions_refused");
+      }
+    }
     if (accept) add_active(from);
     else {
       add_passive(from);
@@ -261,22 +287,24 @@ class hyparview {
     if (m.origin == env_.self()) return;  // our own walk came back: nothing to exchange
     if (m.ttl > 1 && active_.size() > 1) {
       if (auto next = random_active_except(from, m.origin)) {
-        env_.send(*next, hyparview_msg::shuffle{m.origin, static_cast<std::uint8_t>(m.ttl - 1), m.nodes});
+        env_.send(*next, hyparview_msg::shuffle{m.origin, static_cast<std::uint8_t>(m.ttl - 1), m.nodes, m.nonce});
         return;
       }
     }
     std::vector<address> reply = passive_;
     reply.resize(env_.rng().sample(std::span<address>(reply), m.nodes.size()).size());
-    env_.send(m.origin, hyparview_msg::shuffle_reply{reply});
+    env_.send(m.origin, hyparview_msg::shuffle_reply{reply, m.nonce});
     integrate(m.nodes, reply);
     env_.count("shuffles_answered");
   }
 
   void on_message(const address& from, const hyparview_msg::shuffle_reply& m) {
-    if (m.nodes.size() > max_shuffle_nodes()) return drop("bad_shuffle_reply");
-    (void)from;
+    if (m.nodes.size() > max_shuffle_nodes() || from == env_.self()) return drop("bad_shuffle_reply");
+    if (m.nonce == 0 || m.nonce != shuffle_nonce_) return drop("shuffle_reply_unsolicited");
+    shuffle_nonce_ = 0;  // one answer per shuffle
     integrate(m.nodes, last_shuffle_);
     last_shuffle_.clear();
+    env_.count("shuffle_replies_merged");
   }
 
   void on_message(const address& from, const hyparview_msg::keepalive&) {
@@ -422,6 +450,7 @@ class hyparview {
       env_.count("join_retries");
       env_.send(contact_, hyparview_msg::join{});
     }
+    priority_evictions_left_ = cfg_.priority_evictions_per_round;
     try_repair();
     if (active_.empty()) return;
     const address target = active_[env_.rng().below(active_.size())].addr;
@@ -433,8 +462,10 @@ class hyparview {
     std::vector<address> pas = passive_;
     for (auto& a : env_.rng().sample(std::span<address>(pas), cfg_.shuffle_passive)) nodes.push_back(a);
     last_shuffle_ = nodes;
+    shuffle_nonce_ = 0;
+    while (shuffle_nonce_ == 0) shuffle_nonce_ = env_.rng()();
     env_.count("shuffles");
-    env_.send(target, hyparview_msg::shuffle{env_.self(), cfg_.shuffle_ttl, std::move(nodes)});
+    env_.send(target, hyparview_msg::shuffle{env_.self(), cfg_.shuffle_ttl, std::move(nodes), shuffle_nonce_});
   }
 
   void keepalive_round() {
@@ -455,11 +486,13 @@ class hyparview {
   std::vector<peer> active_;
   std::vector<address> passive_;
   std::vector<address> last_shuffle_;
+  std::uint64_t shuffle_nonce_ = 0;  ///< of the outstanding shuffle; 0: none
   std::vector<address> tried_;
   std::optional<address> pending_;
   timer_id pending_timer_{};
   address contact_{};
   bool joined_ = false;
+  std::size_t priority_evictions_left_ = cfg_.priority_evictions_per_round;
   neighbour_events events_;
   periodic<E> rounds_, keepalives_;
 };
