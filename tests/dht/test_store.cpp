@@ -268,3 +268,31 @@ TEST_CASE_TEMPLATE("store: right after silent crashes, lookups route around the 
     CHECK(st.correct == st.issued);
   }
 }
+
+TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far ahead of the wall clock are refused") {
+  using K = kv<dht::chord<sim::env>>;
+  auto sc = K::fast_store();
+  sc.max_ttl = std::chrono::hours(1);
+  K w(37, 5, sc);
+  const std::int64_t century_ms = std::int64_t{100} * 365 * 24 * 3600 * 1000;
+  // From the network: version 2^64-1 (it would beat every later write), and a hundred-year TTL.
+  for (auto i : w.o.live()) {
+    w.at(i).on_message(address::sim(0), dht::store_msg::put{0, {"k", to_bytes("evil"), ~std::uint64_t{0}, 1, 1000, false}});
+    w.at(i).on_message(address::sim(0), dht::store_msg::put{0, {"t", to_bytes("evil"), 1, 1, century_ms, false}});
+    CHECK(w.at(i).local("k") == nullptr);
+    CHECK(w.at(i).local("t") == nullptr);
+  }
+  const auto n = static_cast<std::int64_t>(w.o.live().size());
+  CHECK(w.o.world.metrics().counter(90, "version_too_far_ahead") == n);
+  CHECK(w.o.world.metrics().counter(90, "ttl_too_large") == n);
+  // The same through the API: clear errors, nothing sent.
+  CHECK(w.put(0, "t", "x", std::chrono::hours(2)).first == dht::errc::ttl_too_large);
+  std::optional<std::error_code> far;
+  w.at(0).put("k", to_bytes("x"), 1min, [&](std::error_code ec, std::uint64_t) { far = ec; }, ~std::uint64_t{0});
+  REQUIRE(far);
+  CHECK(*far == dht::errc::version_too_far_ahead);
+  // An honest write is stored and read back.
+  auto [ec, ver] = w.put(1, "k", "good");
+  CHECK_FALSE(ec);
+  CHECK(w.get(2, "k") == std::pair<std::error_code, std::string>{{}, "good"});
+}

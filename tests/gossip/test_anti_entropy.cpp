@@ -72,3 +72,44 @@ TEST_CASE("anti-entropy: hostile input cannot make a certificate immortal or ove
   for (int i = 0; i < 4; ++i) a.broadcast(as_bytes("x"));
   CHECK_THROWS_AS(a.broadcast(as_bytes("y")), dcp::error);
 }
+
+TEST_CASE("anti-entropy: a wanted list that repeats one id is answered once; replies and certificates are bounded") {
+  simulator w(3);
+  gossip::anti_entropy_config k;
+  k.max_items = 8;
+  k.max_reply_bytes = 4 * k.max_payload;
+  auto rec = gworld::build<ae>(w, 2, k);
+  w.run_for(1s);
+  auto& a = w.get<ae>(0, bid);
+  const bytes big(k.max_payload, 7);
+  const auto id = a.broadcast(big);
+  w.metrics().reset();
+
+  // One update naming the same id 2 * max_items times: the answer carries it once.
+  gossip::anti_entropy_msg::update u;
+  u.wanted.assign(2 * k.max_items, id);
+  a.on_message(address::sim(1), u);
+  const auto sent = w.metrics().of(bid, gossip::anti_entropy_msg::update::wire_id);
+  CHECK(sent.sent == 1);
+  CHECK(sent.sent_bytes < 2 * k.max_payload);
+  CHECK(w.metrics().drops() == 0);
+  CHECK(w.metrics().counter(bid, "wanted_duplicates") == static_cast<std::int64_t>(2 * k.max_items - 1));
+
+  // Everything asked for at once: the reply stops at max_reply_bytes (the rest comes in later rounds).
+  for (std::size_t i = 1; i < k.max_items; ++i) a.broadcast(big);
+  w.metrics().reset();
+  gossip::anti_entropy_msg::digest empty;  // "I hold nothing"
+  a.on_message(address::sim(1), empty);
+  const auto replied = w.metrics().of(bid, gossip::anti_entropy_msg::update::wire_id);
+  CHECK(replied.sent == 1);
+  CHECK(replied.sent_bytes <= k.max_reply_bytes + k.max_payload + 1024);
+  CHECK(w.metrics().counter(bid, "reply_truncated") == 1);
+
+  // Death certificates for ids never seen count against max_items like live items.
+  gossip::anti_entropy_msg::update certs;
+  for (std::uint64_t i = 0; i < 2 * k.max_items; ++i) certs.items.push_back({1000 + i, true, 1'000'000'000, {}});
+  auto& b = w.get<ae>(1, bid);
+  b.on_message(address::sim(0), certs);
+  CHECK(b.size() <= k.max_items);
+  CHECK(w.metrics().counter(bid, "certificates_refused_full") > 0);
+}

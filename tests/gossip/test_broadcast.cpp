@@ -296,3 +296,35 @@ TEST_CASE("plumtree optimisation: exactly once through a 20% crash, duplication,
     CHECK(healed_ldh[1] < healed_ldh[0]);
   }
 }
+
+TEST_CASE("plumtree: announcements from strangers are ignored; a neighbour's flood of IHAVEs holds at most max_missing ids") {
+  simulator w(4);
+  gossip::plumtree_config k;
+  k.max_missing = 16;
+  auto rec = gworld::build<tree>(w, 2, k);
+  w.run_for(1s);
+  auto& t = w.get<tree>(0, bid);
+  REQUIRE(t.eager_peers().size() + t.lazy_peers().size() == 1);
+  w.metrics().reset();
+  const auto stranger = address::sim(7);  // no such node: a process outside the overlay
+  for (std::uint64_t id = 1; id <= 1000; ++id) t.on_message(stranger, gossip::plumtree_msg::ihave{id, 0});
+  CHECK(w.metrics().counter(bid, "ihave_not_neighbour") == 1000);
+  // A graft from a stranger gets no payload (each would be an amplified reply).
+  const auto mine = t.broadcast(as_bytes("payload"));
+  w.metrics().reset();
+  t.on_message(stranger, gossip::plumtree_msg::graft{mine, 0});
+  CHECK(w.metrics().counter(bid, "graft_not_neighbour") == 1);
+  CHECK(w.metrics().drops() == 0);  // nothing was even tried towards it
+
+  // The real neighbour announces 1000 ids it never sends, each twice: the node tracks at most
+  // max_missing of them, so it grafts at most max_missing times per timeout.
+  w.metrics().reset();
+  const auto neighbour = address::sim(1);
+  for (std::uint64_t id = 1; id <= 1000; ++id)
+    for (int twice = 0; twice < 2; ++twice) t.on_message(neighbour, gossip::plumtree_msg::ihave{1'000'000 + id, 0});
+  CHECK(w.metrics().counter(bid, "missing_refused_full") == 2 * (1000 - static_cast<std::int64_t>(k.max_missing)));
+  CHECK(w.metrics().counter(bid, "ihave_repeated") == static_cast<std::int64_t>(k.max_missing));
+  w.run_for(3s);
+  CHECK(w.metrics().counter(bid, "grafts") <= static_cast<std::int64_t>(k.max_missing));
+  CHECK(w.metrics().counter(bid, "graft_exhausted") == static_cast<std::int64_t>(k.max_missing));
+}

@@ -107,3 +107,28 @@ TEST_CASE("static_group: neighbours, uniform distinct samples, down and up event
   CHECK_FALSE(std::set<address>(s.begin(), s.end()).contains(address::sim(0)));
   CHECK_THROWS_AS(membership::static_group_config{}.validate(), dcp::error);
 }
+
+TEST_CASE("cyclon: join swaps are taken only while joining; shuffle replies only from the peer shuffled with") {
+  simulator w(6);
+  for (std::uint32_t i = 0; i < 20; ++i) {
+    w.add_node([i](sim::node_context& x) {
+      membership::cyclon_config k;
+      if (i) k.contact = address::sim(0);
+      x.add<cyc>(cid, k);
+    });
+    w.run_for(10ms);
+  }
+  w.run_for(20s);  // every join long over
+  auto& p = w.get<cyc>(3, cid);
+  REQUIRE_FALSE(p.neighbours().empty());
+  const auto counter = [&](std::string_view n) { return w.metrics().counter(cid, n); };
+  w.metrics().reset();
+  for (std::uint32_t s = 100; s < 140; ++s)
+    p.on_message(address::sim(s), membership::cyclon_msg::join_swap{{address::sim(s + 100), 0}});
+  for (auto& a : p.neighbours()) CHECK(a.sim_index() < 100);
+  CHECK(counter("join_swap_unsolicited") == 40);
+  std::vector<membership::cyclon_msg::entry> planted;
+  for (std::uint32_t s = 300; s < 305; ++s) planted.push_back({address::sim(s), 0});
+  p.on_message(address::sim(299), membership::cyclon_msg::shuffle_reply{planted});
+  for (auto& a : p.neighbours()) CHECK(a.sim_index() < 100);
+}

@@ -215,3 +215,52 @@ TEST_CASE("hyparview: a node whose JOIN was lost keeps retrying, even after a la
   CHECK(overlay::one_sided(w, g) == 0);
   CHECK(violations == 0);
 }
+
+TEST_CASE("hyparview: strangers evict at most the budgeted neighbours per round and cannot plant peers by unsolicited shuffle replies") {
+  simulator w(5);
+  std::size_t violations = 0;
+  build(w, 16, violations);
+  w.run_for(5s);
+  auto& p = w.get<hpv>(0, hid);
+  REQUIRE(p.active_count() == p.config().active_size);
+  const auto counter = [&](std::string_view n) { return w.metrics().counter(hid, n); };
+  w.metrics().reset();
+  // Twenty processes outside the overlay each claim to have no neighbour at all (high priority).
+  for (std::uint32_t s = 0; s < 20; ++s) p.on_message(address::sim(100 + s), membership::hyparview_msg::neighbor{true});
+  std::size_t strangers = 0;
+  for (auto& a : p.neighbours()) strangers += a.sim_index() >= 100;
+  CHECK(strangers <= 1);
+  CHECK(counter("priority_evictions") <= 1);
+  CHECK(counter("priority_evictions_refused") >= 19);
+
+  // A shuffle reply nobody asked for is not merged.
+  std::vector<address> planted;
+  for (std::uint32_t s = 300; s < 308; ++s) planted.push_back(address::sim(s));
+  p.on_message(address::sim(200), membership::hyparview_msg::shuffle_reply{planted});
+  for (auto& a : planted) CHECK_FALSE(p.is_passive(a));
+  CHECK(counter("shuffle_reply_unsolicited") == 1);
+
+  // The overlay's own shuffles still get merged, and the view checks held throughout.
+  w.run_for(5s);
+  CHECK(counter("shuffle_replies_merged") > 0);
+  CHECK(violations == 0);
+}
+
+TEST_CASE("hyparview: a stranger cannot place a node in a full active view by FORWARD_JOIN or JOIN_ACCEPT") {
+  simulator w(8);
+  std::size_t violations = 0;
+  build(w, 16, violations);
+  w.run_for(10s);  // every join window long over
+  auto& p = w.get<hpv>(0, hid);
+  REQUIRE(p.active_count() == p.config().active_size);
+  const auto before = p.neighbours();
+  w.metrics().reset();
+  // A walk that "ends here" (ttl 0) from a non-neighbour, naming a node of the attacker's choice.
+  p.on_message(address::sim(401), membership::hyparview_msg::forward_join{address::sim(400), 0});
+  // An acceptance of a JOIN this node never sent.
+  p.on_message(address::sim(402), membership::hyparview_msg::join_accept{});
+  CHECK(p.neighbours() == before);
+  CHECK(w.metrics().counter(hid, "forward_join_not_neighbour") == 1);
+  CHECK(w.metrics().counter(hid, "join_accept_unsolicited") == 1);
+  CHECK(violations == 0);
+}

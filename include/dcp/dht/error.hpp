@@ -13,6 +13,8 @@ enum class errc : int {
   no_replica,         ///< no responsible node acknowledged within the timeout
   not_found,          ///< no live value under the key (never put, deleted, or expired)
   bad_argument,       ///< a count, a TTL or a bootstrap list outside the contract
+  ttl_too_large,      ///< a TTL above store_config::max_ttl
+  version_too_far_ahead,  ///< a version more than store_config::max_version_lead ahead of the wall clock
 };
 
 class error_category_impl final : public std::error_category {
@@ -27,6 +29,9 @@ class error_category_impl final : public std::error_category {
       case errc::no_replica: return "no responsible node acknowledged within the timeout";
       case errc::not_found: return "no live value under this key (never put, deleted or expired)";
       case errc::bad_argument: return "argument outside the contract (count, TTL or contact list)";
+      case errc::ttl_too_large: return "TTL larger than store_config::max_ttl";
+      case errc::version_too_far_ahead:
+        return "version more than store_config::max_version_lead ahead of the wall clock (in nanoseconds since the Unix epoch)";
     }
     return "unknown dcp.dht error " + std::to_string(ev);
   }

@@ -10,8 +10,16 @@
 // Chord's successors, Pastry's numerically closest, Kademlia's XOR-closest).
 //   - Versions: every write carries (version, writer); the larger pair wins
 //     everywhere (last-writer-wins). The version defaults to the writer's
-//     clock in nanoseconds, so writers with skewed clocks can lose to older
-//     writes; callers with a better order (a counter, a lease epoch) pass it.
+//     wall clock in nanoseconds since the Unix epoch, so writers with skewed
+//     clocks can lose to older writes; callers with a better order (a
+//     counter, a lease epoch) pass it.
+//   - Versions are bounded: a write whose version is more than
+//     `max_version_lead` (default 1 h) ahead of the receiving node's wall
+//     clock, in nanoseconds since the epoch, is refused (put: errc::
+//     version_too_far_ahead; from the network: "version_too_far_ahead").
+//     Without the rule one write at version 2^64-1 would win forever. Counter
+//     versions are far below any clock reading and always pass; clocks more
+//     than max_version_lead apart refuse each other's default versions.
 //   - put completes when write_quorum replicas acknowledged; get asks all r
 //     and returns the newest answer, writing it back to replicas that were
 //     behind (read repair). When none of the r holds the key (under churn, a
@@ -19,7 +27,9 @@
 //     reached it), get asks the next r nodes before it says not_found. With write_quorum + read answers > r a get
 //     sees the latest acknowledged put, and values survive r-1 crashes.
 //   - TTL: a value expires ttl after it was written (each replica counts
-//     from its own receipt). remove() writes a tombstone that hides older
+//     from its own receipt). TTLs are at most `max_ttl` (put: errc::
+//     ttl_too_large; from the network: "ttl_too_large"), so no value outlives
+//     the store's configuration. remove() writes a tombstone that hides older
 //     values and itself expires after tombstone_ttl.
 //   - Re-replication: every sync_interval each node offers summaries of its
 //     items to the nodes now responsible for them (Router::closest, r + 1 of
@@ -61,6 +71,10 @@ struct store_config {
   std::size_t max_items = 1'000'000;  ///< per node; puts beyond it are refused (counted)
   duration default_ttl = std::chrono::minutes(10);
   duration tombstone_ttl = std::chrono::minutes(10);
+  /// The longest TTL accepted, from users and from peers (>= default_ttl and tombstone_ttl).
+  duration max_ttl = std::chrono::hours(24);
+  /// How far ahead of the receiver's wall clock a version may be (see the header).
+  duration max_version_lead = std::chrono::hours(1);
   duration request_timeout = 2s;
   duration sync_interval = 5s;
 
@@ -73,6 +87,10 @@ struct store_config {
     if (default_ttl <= duration::zero() || tombstone_ttl <= duration::zero() || request_timeout <= duration::zero() ||
         sync_interval <= duration::zero())
       throw error(dcp::errc::invalid_config, "dht::store: TTLs, timeouts and intervals must be > 0");
+    if (max_ttl < default_ttl || max_ttl < tombstone_ttl)
+      throw error(dcp::errc::invalid_config, "dht::store: max_ttl must cover default_ttl and tombstone_ttl");
+    if (max_version_lead < duration::zero())
+      throw error(dcp::errc::invalid_config, "dht::store: max_version_lead must be >= 0");
   }
 };
 
@@ -171,11 +189,14 @@ class store {
     if (auto ec = check_key(key)) return cb(ec, 0);
     if (value.size() > cfg_.max_value_size) return cb(make_error_code(errc::value_too_large), 0);
     if (ttl <= duration::zero()) return cb(make_error_code(errc::bad_argument), 0);
+    if (ttl > cfg_.max_ttl) return cb(make_error_code(errc::ttl_too_large), 0);
+    if (version > version_limit()) return cb(make_error_code(errc::version_too_far_ahead), 0);
     write(std::string(key), std::move(value), ttl, false, version, std::move(cb));
   }
   /// Deletes `key`: a tombstone that hides older values, itself expiring after tombstone_ttl.
   void remove(std::string_view key, put_callback cb, std::uint64_t version = 0) {
     if (auto ec = check_key(key)) return cb(ec, 0);
+    if (version > version_limit()) return cb(make_error_code(errc::version_too_far_ahead), 0);
     write(std::string(key), {}, cfg_.tombstone_ttl, true, version, std::move(cb));
   }
   /// Reads the newest live value under `key` from its replicas; errc::not_found if none.
@@ -248,6 +269,10 @@ class store {
   void on_message(const address& from, const store_msg::sync_offer& m) {
     std::vector<node_id> want;
     for (auto& s : m.items) {
+      if (s.version > version_limit()) {  // the put it would bring is refused anyway
+        env_.count("version_too_far_ahead");
+        continue;
+      }
       auto it = items_.find(s.hash);
       if (it == items_.end() || older(it->second.it, s.version, s.writer)) want.push_back(s.hash);
     }
@@ -287,7 +312,24 @@ class store {
       env_.count("bad_item");
       return false;
     }
+    if (i.ttl_ms > std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_ttl).count()) {
+      env_.count("ttl_too_large");
+      return false;
+    }
+    if (i.version > version_limit()) {
+      env_.count("version_too_far_ahead");
+      return false;
+    }
     return true;
+  }
+  /// The largest version accepted now: the wall clock in ns since the epoch plus max_version_lead.
+  std::uint64_t version_limit() const {
+    const auto lead = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.max_version_lead).count();
+    return wall_version() + static_cast<std::uint64_t>(lead);
+  }
+  std::uint64_t wall_version() const {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(env_.wall_now().time_since_epoch()).count();
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(0, ns));
   }
   static bool older(const store_msg::item& a, std::uint64_t version, std::uint64_t writer) {
     return std::pair(a.version, a.writer) < std::pair(version, writer);
@@ -322,7 +364,7 @@ class store {
     store_msg::item item;
     item.key = std::move(key);
     item.value = std::move(value);
-    item.version = version ? version : static_cast<std::uint64_t>(env_.now().time_since_epoch().count());
+    item.version = version ? version : wall_version();
     item.writer = writer_tag();
     item.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count());
     item.tombstone = tombstone;

@@ -19,6 +19,14 @@
 // O(log N) rounds while the overlay is connected); beside Plumtree or eager
 // push it repairs whatever they missed. Memory and digest size grow with the
 // number of live messages, bounded by `max_items`.
+//
+// Hostile input (a peer may send anything): the store, death certificates
+// included, holds at most `max_items` ids (a certificate for an id not held is
+// refused when full: "certificates_refused_full"); a `wanted` list is answered
+// once per distinct id ("wanted_duplicates" counts the repeats, which would
+// otherwise multiply one payload into a reply of gigabytes); and no reply
+// carries more than `max_reply_bytes` of items ("reply_truncated": what is
+// left out follows in later rounds, as the digests still differ).
 #include <algorithm>
 #include <map>
 #include <string_view>
@@ -38,11 +46,14 @@ struct anti_entropy_config {
   duration certificate_ttl = 60s;
   std::size_t max_items = 4096;
   std::size_t max_payload = 1 << 16;
+  std::size_t max_reply_bytes = 1 << 20;  ///< items in one update; at least max_payload, below the frame limit
 
   void validate() const {
     if (period <= duration::zero() || certificate_ttl <= duration::zero())
       throw error(errc::invalid_config, "anti_entropy: period and certificate_ttl must be > 0");
     if (max_items == 0) throw error(errc::invalid_config, "anti_entropy: max_items must be > 0");
+    if (max_reply_bytes < max_payload)
+      throw error(errc::invalid_config, "anti_entropy: max_reply_bytes must hold one max_payload item");
   }
 };
 
@@ -100,7 +111,11 @@ class anti_entropy {
   void on_deliver(deliver_callback f) { deliver_ = std::move(f); }
 
   /// Removes message `id` everywhere: a death certificate replaces it.
-  void retire(message_id id) { kill(id, env_.now() + cfg_.certificate_ttl); }
+  /// Throws errc::busy when `id` is not held and max_items ids are (certificates count against max_items).
+  void retire(message_id id) {
+    if (!kill(id, env_.now() + cfg_.certificate_ttl))
+      throw error(errc::busy, "anti_entropy::retire: max_items ids held; a certificate needs room too");
+  }
 
   bool holds(message_id id) const {
     auto it = items_.find(id);
@@ -117,10 +132,14 @@ class anti_entropy {
     anti_entropy_msg::update reply;
     std::map<message_id, bool> theirs(m.entries.begin(), m.entries.end());
     const time_point now = env_.now();
+    std::size_t budget = cfg_.max_reply_bytes;
     for (auto& [id, e] : items_) {
       if (e.retired && e.expires <= now) continue;  // expired: not worth spreading
       auto it = theirs.find(id);
-      if (it == theirs.end() || (e.retired && !it->second)) reply.items.push_back(item_of(id, e));
+      if ((it == theirs.end() || (e.retired && !it->second)) && !add_within(reply, id, e, budget)) {
+        env_.count("reply_truncated");
+        break;
+      }
     }
     for (auto& [id, dead] : theirs) {
       auto it = items_.find(id);
@@ -134,8 +153,17 @@ class anti_entropy {
     for (auto& it : m.items) absorb(from, it);
     if (m.wanted.empty()) return;
     anti_entropy_msg::update answer;
-    for (auto id : m.wanted)
-      if (auto it = items_.find(id); it != items_.end()) answer.items.push_back(item_of(id, it->second));
+    std::vector<message_id> wanted = m.wanted;
+    std::sort(wanted.begin(), wanted.end());
+    const auto distinct = std::unique(wanted.begin(), wanted.end());
+    if (auto repeats = wanted.end() - distinct; repeats > 0) env_.count("wanted_duplicates", repeats);
+    wanted.erase(distinct, wanted.end());
+    std::size_t budget = cfg_.max_reply_bytes;
+    for (auto id : wanted)
+      if (auto it = items_.find(id); it != items_.end() && !add_within(answer, id, it->second, budget)) {
+        env_.count("reply_truncated");
+        break;
+      }
     if (!answer.items.empty()) env_.send(from, answer);
   }
 
@@ -151,12 +179,23 @@ class anti_entropy {
     return {id, false, 0, e.payload};
   }
 
+  /// Appends item `id` unless it would take the reply past its byte budget.
+  bool add_within(anti_entropy_msg::update& reply, message_id id, const entry& e, std::size_t& budget) const {
+    const std::size_t cost = e.payload.size() + sizeof(anti_entropy_msg::item);
+    if (cost > budget) return false;
+    budget -= cost;
+    reply.items.push_back(item_of(id, e));
+    return true;
+  }
+
   void absorb(const address& from, const anti_entropy_msg::item& it) {
     if (it.id == 0 || it.payload.size() > cfg_.max_payload || it.ttl_ns < 0) return env_.count("bad_item");
     if (it.retired) {
       if (it.ttl_ns == 0) return;  // expired on the way
       // Never extend a certificate past our own ttl: a hostile peer must not make one immortal.
-      return kill(it.id, env_.now() + std::min(duration(it.ttl_ns), cfg_.certificate_ttl));
+      if (!kill(it.id, env_.now() + std::min(duration(it.ttl_ns), cfg_.certificate_ttl)))
+        env_.count("certificates_refused_full");
+      return;
     }
     if (items_.contains(it.id)) return;
     if (items_.size() >= cfg_.max_items) return env_.count("items_refused_full");
@@ -165,11 +204,18 @@ class anti_entropy {
     deliver(it.id, from, e.payload);
   }
 
-  void kill(message_id id, time_point expires) {
-    auto& e = items_[id];
-    if (e.retired) return;
-    e = entry{{}, true, expires};
+  /// False when `id` is not held and there is no room for its certificate.
+  bool kill(message_id id, time_point expires) {
+    auto it = items_.find(id);
+    if (it == items_.end()) {
+      if (items_.size() >= cfg_.max_items) return false;
+      it = items_.emplace(id, entry{}).first;
+    } else if (it->second.retired) {
+      return true;
+    }
+    it->second = entry{{}, true, expires};
     env_.count("retired");
+    return true;
   }
 
   void deliver(message_id id, const address& from, const bytes& payload) {

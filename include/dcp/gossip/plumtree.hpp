@@ -31,6 +31,14 @@
 // still holds the message when a graft for it arrives, and some announcer of
 // it survives. A message lost by every announcer is lost for good: pair
 // Plumtree with anti_entropy when that matters.
+//
+// Hostile input: in the paper IHAVE and GRAFT travel only between overlay
+// neighbours, so both are refused from anyone else ("ihave_not_neighbour",
+// "graft_not_neighbour": a graft from a stranger would be a small request
+// answered by a large payload). Messages announced but not delivered are
+// tracked for at most `max_missing` ids ("missing_refused_full" beyond), each
+// with at most one announcement per neighbour ("ihave_repeated"), so a
+// neighbour announcing ids it never sends costs bounded memory and grafts.
 #include <algorithm>
 #include <deque>
 #include <string_view>
@@ -62,12 +70,14 @@ struct plumtree_config {
   /// Payloads kept to answer GRAFTs.
   std::size_t payload_capacity = 4096;
   std::size_t max_payload = 1 << 20;
+  /// Messages announced (IHAVE) but not yet delivered that are tracked for a GRAFT.
+  std::size_t max_missing = 4096;
 
   void validate() const {
     if (ihave_timeout <= duration::zero() || graft_timeout <= duration::zero())
       throw error(errc::invalid_config, "plumtree: ihave_timeout and graft_timeout must be > 0");
-    if (seen_capacity == 0 || payload_capacity == 0)
-      throw error(errc::invalid_config, "plumtree: seen_capacity and payload_capacity must be > 0");
+    if (seen_capacity == 0 || payload_capacity == 0 || max_missing == 0)
+      throw error(errc::invalid_config, "plumtree: seen_capacity, payload_capacity and max_missing must be > 0");
   }
 };
 
@@ -158,17 +168,25 @@ class plumtree {
   }
 
   void on_message(const address& from, const plumtree_msg::ihave& m) {
+    if (!contains(neighbours_, from)) return env_.count("ihave_not_neighbour");
     if (seen_.contains(m.id)) return;
-    auto [it, fresh] = missing_.try_emplace(m.id);
-    it->second.announcers.push_back({from, m.round});
-    if (fresh) {
-      const message_id id = m.id;
-      it->second.timer = env_.arm(cfg_.ihave_timeout, [this, id] { missing_timeout(id); });
+    if (auto it = missing_.find(m.id); it != missing_.end()) {
+      auto& known = it->second.announcers;
+      if (std::any_of(known.begin(), known.end(), [&](const announcement& a) { return a.from == from; }))
+        return env_.count("ihave_repeated");
+      known.push_back({from, m.round});
+      return;
     }
+    if (missing_.size() >= cfg_.max_missing) return env_.count("missing_refused_full");
+    auto& entry = missing_[m.id];
+    entry.announcers.push_back({from, m.round});
+    const message_id id = m.id;
+    entry.timer = env_.arm(cfg_.ihave_timeout, [this, id] { missing_timeout(id); });
   }
 
   void on_message(const address& from, const plumtree_msg::graft& m) {
     if (from == env_.self()) return env_.count("bad_graft");
+    if (!contains(neighbours_, from)) return env_.count("graft_not_neighbour");
     make_eager(from);
     if (m.id == 0) return env_.count("tree_links_grafted");
     auto it = payloads_.find(m.id);

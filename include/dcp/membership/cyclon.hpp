@@ -19,6 +19,13 @@
 // Unlike HyParView, links are one-way and unacknowledged: a neighbour may be
 // long dead. Defaults give Cyclon the state HyParView keeps (5 + 30 entries)
 // so the two compare fairly; the shuffle length is 40% of the view.
+//
+// Hostile input: a shuffle reply is merged only from the peer this node is
+// waiting for ("late_shuffle_reply" otherwise), and a JOIN_SWAP (which
+// replaces a random entry) only within `join_window` of this node's own join
+// and at most view_size of them, one per walk its contact launched
+// ("join_swap_unsolicited" otherwise). Walks end at nodes the joiner cannot
+// name, so the window, not the sender, is what can be checked.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -39,12 +46,14 @@ struct cyclon_config {
   std::uint8_t join_ttl = 5;       ///< hops of each join walk
   duration shuffle_period = 1s;    ///< one membership round
   address contact{};               ///< joined through on start(); empty for the first node
+  duration join_window = 5s;       ///< how long after a join its walks' JOIN_SWAPs are taken
 
   void validate() const {
     if (view_size < 1) throw error(errc::invalid_config, "cyclon: view_size must be >= 1");
     if (shuffle_length < 1 || shuffle_length > view_size)
       throw error(errc::invalid_config, "cyclon: shuffle_length must be in [1, view_size]");
-    if (shuffle_period <= duration::zero()) throw error(errc::invalid_config, "cyclon: shuffle_period must be > 0");
+    if (shuffle_period <= duration::zero() || join_window <= duration::zero())
+      throw error(errc::invalid_config, "cyclon: shuffle_period and join_window must be > 0");
   }
 };
 
@@ -110,7 +119,9 @@ class cyclon {
     if (contact.empty()) throw error(errc::invalid_argument, "cyclon::join: empty contact address");
     contact_ = contact;
     if (contact == env_.self()) return;
-    add({contact, 0});
+    join_swaps_left_ = cfg_.view_size;
+    join_swaps_until_ = env_.now() + cfg_.join_window;
+    if (!knows(contact)) add({contact, 0});
     env_.send(contact, cyclon_msg::join{});
   }
 
@@ -181,6 +192,8 @@ class cyclon {
     env_.send(m.joiner, cyclon_msg::join_swap{given});
   }
   void on_message(const address&, const cyclon_msg::join_swap& m) {
+    if (join_swaps_left_ == 0 || env_.now() > join_swaps_until_) return env_.count("join_swap_unsolicited");
+    --join_swaps_left_;
     if (m.given.addr.empty() || m.given.addr == env_.self()) return;
     if (knows(m.given.addr)) return;
     if (view_.size() >= cfg_.view_size) remove(view_[env_.rng().below(view_.size())].addr);
@@ -255,6 +268,8 @@ class cyclon {
   std::vector<entry> sent_;
   address awaiting_{};
   address contact_{};
+  std::size_t join_swaps_left_ = 0;  ///< JOIN_SWAPs still expected from this node's last join
+  time_point join_swaps_until_{};
   neighbour_events events_;
   periodic<E> rounds_;
 };

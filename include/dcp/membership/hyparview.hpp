@@ -28,6 +28,25 @@
 // Failure model: crash-stop peers, lossy links (every exchange is retried by
 // the periodic rounds), partitions (silent: detected by keep-alive silence).
 // Defaults are the paper's: active 5, passive 30, ARWL 6, PRWL 3, ka 3, kp 4.
+//
+// Hostile input. A NEIGHBOR with high priority claims that its sender has no
+// neighbour left, and the paper accepts it even into a full active view,
+// evicting a member; anyone can claim that. Such evictions are budgeted:
+// `priority_evictions_per_round` per shuffle period ("priority_evictions");
+// beyond the budget a high-priority request into a full view is refused like
+// a low-priority one ("priority_evictions_refused"). A stranger can thus
+// displace at most that many neighbours per round (JOIN still evicts as the
+// paper says: the overlay's repair refills from the passive view). A shuffle
+// carries a random nonce and its reply is merged only if it echoes the nonce
+// of this node's outstanding shuffle, once ("shuffle_reply_unsolicited"
+// otherwise): the walk ends at a node the origin cannot name in advance, so
+// the nonce, not the sender, identifies the answer. FORWARD_JOIN travels
+// along active links, so one from a non-neighbour (a stranger, or a link
+// still one-sided) is followed but may not evict an active peer to end here
+// ("forward_join_not_neighbour"); a JOIN_ACCEPT (the end of a join walk, from
+// a node the joiner cannot name) is taken into a full active view only within
+// `join_window` of this node's last JOIN ("join_accept_unsolicited"
+// otherwise, answered with DISCONNECT like any one-sided link).
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -59,6 +78,10 @@ struct hyparview_config {
   duration suspect_after = 5s;
   /// A NEIGHBOR request unanswered this long counts as refused.
   duration neighbor_timeout = 1s;
+  /// Active peers that high-priority NEIGHBOR requests may evict per shuffle_period (see the header).
+  std::size_t priority_evictions_per_round = 1;
+  /// How long after this node's JOIN a JOIN_ACCEPT may evict an active peer (see the header).
+  duration join_window = 5s;
   /// Where to join on start(); empty for the first node.
   address contact{};
 
@@ -66,8 +89,8 @@ struct hyparview_config {
     if (active_size < 1) throw error(errc::invalid_config, "hyparview: active_size must be >= 1");
     if (passive_size < 1) throw error(errc::invalid_config, "hyparview: passive_size must be >= 1");
     if (prwl > arwl) throw error(errc::invalid_config, "hyparview: prwl must not exceed arwl (the walk never reaches it)");
-    if (shuffle_period <= duration::zero() || neighbor_timeout <= duration::zero())
-      throw error(errc::invalid_config, "hyparview: shuffle_period and neighbor_timeout must be > 0");
+    if (shuffle_period <= duration::zero() || neighbor_timeout <= duration::zero() || join_window <= duration::zero())
+      throw error(errc::invalid_config, "hyparview: shuffle_period, neighbor_timeout and join_window must be > 0");
     if (keepalive_period < duration::zero() || suspect_after < duration::zero())
       throw error(errc::invalid_config, "hyparview: keepalive_period and suspect_after must be >= 0");
     if (suspect_after > duration::zero() && keepalive_period > duration::zero() && suspect_after <= keepalive_period)
@@ -117,13 +140,15 @@ struct shuffle {
   address origin;
   std::uint8_t ttl = 0;
   std::vector<address> nodes;
-  template <class A> void serialize(A& ar) { ar(origin, ttl, nodes); }
+  std::uint64_t nonce = 0;  ///< the origin's, echoed by the reply
+  template <class A> void serialize(A& ar) { ar(origin, ttl, nodes, nonce); }
 };
 struct shuffle_reply {
   static constexpr message_type wire_id = 8;
   static constexpr std::string_view wire_name = "shuffle_reply";
   std::vector<address> nodes;
-  template <class A> void serialize(A& ar) { ar(nodes); }
+  std::uint64_t nonce = 0;  ///< the shuffle's
+  template <class A> void serialize(A& ar) { ar(nodes, nonce); }
 };
 struct keepalive {
   static constexpr message_type wire_id = 9;
@@ -162,7 +187,10 @@ class hyparview {
     if (contact.empty()) throw error(errc::invalid_argument, "hyparview::join: empty contact address");
     contact_ = contact;
     joined_ = contact == env_.self();
-    if (!joined_) env_.send(contact, hyparview_msg::join{});
+    if (!joined_) {
+      join_accepts_until_ = env_.now() + cfg_.join_window;
+      env_.send(contact, hyparview_msg::join{});
+    }
   }
   /// True once a JOIN_ACCEPT arrived (or this node is the first one).
   bool joined() const noexcept { return joined_; }
@@ -205,25 +233,46 @@ class hyparview {
   }
 
   void on_message(const address& from, const hyparview_msg::forward_join& m) {
-    heard(from);
     if (m.joiner.empty() || m.joiner == env_.self()) return drop("bad_forward_join");
+    heard(from);
     if (is_active(m.joiner)) return;  // the walk reached a node already linked to it
-    if (m.ttl == 0 || active_.size() <= 1) return accept_joiner(m.joiner);
+    // Walks travel along active links, but the sender's link may be one this node has not
+    // taken in yet (its JOIN_ACCEPT still on the way): a walk from a non-neighbour is
+    // followed, except that it may not evict anyone to end here.
+    const bool from_neighbour = is_active(from);
+    const auto end_here = [&] {
+      if (!from_neighbour && active_.size() >= cfg_.active_size) return drop("forward_join_not_neighbour");
+      accept_joiner(m.joiner);
+    };
+    if (m.ttl == 0 || active_.size() <= 1) return end_here();
     if (m.ttl == cfg_.prwl) add_passive(m.joiner);
     const auto next = random_active_except(from, m.joiner);
-    if (!next) return accept_joiner(m.joiner);
+    if (!next) return end_here();
     env_.send(*next, hyparview_msg::forward_join{m.joiner, static_cast<std::uint8_t>(m.ttl - 1)});
   }
 
   void on_message(const address& from, const hyparview_msg::join_accept&) {
     if (from == env_.self()) return drop("bad_join_accept");
+    if (!is_active(from) && active_.size() >= cfg_.active_size && env_.now() > join_accepts_until_) {
+      env_.send(from, hyparview_msg::disconnect{});
+      return drop("join_accept_unsolicited");
+    }
     joined_ = true;  // our JOIN reached the overlay (the contact or a walk it started accepted us)
     add_active(from);
   }
 
   void on_message(const address& from, const hyparview_msg::neighbor& m) {
     if (from == env_.self()) return drop("bad_neighbor");
-    const bool accept = m.high_priority || active_.size() < cfg_.active_size || is_active(from);
+    bool accept = active_.size() < cfg_.active_size || is_active(from);
+    if (!accept && m.high_priority) {
+      if (priority_evictions_left_ > 0) {
+        --priority_evictions_left_;
+        accept = true;
+        env_.count("priority_evictions");
+      } else {
+        env_.count("priority_evictions_refused");
+      }
+    }
     if (accept) add_active(from);
     else {
       add_passive(from);
@@ -261,22 +310,24 @@ class hyparview {
     if (m.origin == env_.self()) return;  // our own walk came back: nothing to exchange
     if (m.ttl > 1 && active_.size() > 1) {
       if (auto next = random_active_except(from, m.origin)) {
-        env_.send(*next, hyparview_msg::shuffle{m.origin, static_cast<std::uint8_t>(m.ttl - 1), m.nodes});
+        env_.send(*next, hyparview_msg::shuffle{m.origin, static_cast<std::uint8_t>(m.ttl - 1), m.nodes, m.nonce});
         return;
       }
     }
     std::vector<address> reply = passive_;
     reply.resize(env_.rng().sample(std::span<address>(reply), m.nodes.size()).size());
-    env_.send(m.origin, hyparview_msg::shuffle_reply{reply});
+    env_.send(m.origin, hyparview_msg::shuffle_reply{reply, m.nonce});
     integrate(m.nodes, reply);
     env_.count("shuffles_answered");
   }
 
   void on_message(const address& from, const hyparview_msg::shuffle_reply& m) {
-    if (m.nodes.size() > max_shuffle_nodes()) return drop("bad_shuffle_reply");
-    (void)from;
+    if (m.nodes.size() > max_shuffle_nodes() || from == env_.self()) return drop("bad_shuffle_reply");
+    if (m.nonce == 0 || m.nonce != shuffle_nonce_) return drop("shuffle_reply_unsolicited");
+    shuffle_nonce_ = 0;  // one answer per shuffle
     integrate(m.nodes, last_shuffle_);
     last_shuffle_.clear();
+    env_.count("shuffle_replies_merged");
   }
 
   void on_message(const address& from, const hyparview_msg::keepalive&) {
@@ -420,8 +471,10 @@ class hyparview {
     // refused by full nodes) could never merge with the overlay.
     if (!joined_ && contact_) {
       env_.count("join_retries");
+      join_accepts_until_ = env_.now() + cfg_.join_window;
       env_.send(contact_, hyparview_msg::join{});
     }
+    priority_evictions_left_ = cfg_.priority_evictions_per_round;
     try_repair();
     if (active_.empty()) return;
     const address target = active_[env_.rng().below(active_.size())].addr;
@@ -433,8 +486,10 @@ class hyparview {
     std::vector<address> pas = passive_;
     for (auto& a : env_.rng().sample(std::span<address>(pas), cfg_.shuffle_passive)) nodes.push_back(a);
     last_shuffle_ = nodes;
+    shuffle_nonce_ = 0;
+    while (shuffle_nonce_ == 0) shuffle_nonce_ = env_.rng()();
     env_.count("shuffles");
-    env_.send(target, hyparview_msg::shuffle{env_.self(), cfg_.shuffle_ttl, std::move(nodes)});
+    env_.send(target, hyparview_msg::shuffle{env_.self(), cfg_.shuffle_ttl, std::move(nodes), shuffle_nonce_});
   }
 
   void keepalive_round() {
@@ -455,11 +510,14 @@ class hyparview {
   std::vector<peer> active_;
   std::vector<address> passive_;
   std::vector<address> last_shuffle_;
+  std::uint64_t shuffle_nonce_ = 0;  ///< of the outstanding shuffle; 0: none
   std::vector<address> tried_;
   std::optional<address> pending_;
   timer_id pending_timer_{};
   address contact_{};
   bool joined_ = false;
+  std::size_t priority_evictions_left_ = cfg_.priority_evictions_per_round;
+  time_point join_accepts_until_{};  ///< JOIN_ACCEPTs may evict until then
   neighbour_events events_;
   periodic<E> rounds_, keepalives_;
 };
