@@ -330,6 +330,24 @@ TEST_CASE("delegation: a node the DHT names wrongly sends clients to the coordin
   }
 }
 
+TEST_CASE("delegation: a coordinator keeps its delegation, renewed, for as long as it lives") {
+  // Renewals come every third of what is left of the certificate; counted
+  // from the epoch's start instead, they drift apart until the certificate
+  // lapses and the shard goes dark for a new epoch.
+  world s(3, {"db", capacity_kind::concurrency, 4, 1}, 3);
+  std::optional<grant> g;
+  s.peer(2)->acquire("db", 0, 1, [&](result<grant> r) { if (r) g = *r; });
+  s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
+  REQUIRE(g);
+  for (int i = 0; i < 30; ++i) {  // ten certificate lives
+    s.w.run_for(1s);
+    REQUIRE(s.peer(1)->coordinates("db", 0));
+  }
+  CHECK(s.org().epoch("db", 0) == 1);
+  CHECK(s.org().stats().certificates == 1);
+  CHECK(s.org().stats().renewals >= 25);
+}
+
 TEST_CASE("delegation: shares follow demand, max-min fair (the FairShare example through the origin)") {
   sim::simulator w(2);
   origin_config oc;

@@ -246,7 +246,10 @@ class peer {
     if (!c || c->resource != m.resource || c->shard != m.shard || !c->coordinator(env_.self()) ||
         c->coordinator(env_.self())->public_key != public_key_)
       return drop("bad_certificate_from_origin");
-    slot.next_ask = now_steady + std::chrono::duration_cast<duration>((c->not_after - c->not_before) / 3);
+    // Renew after a third of what is left of it (not of its whole span since
+    // the epoch began, which grows with every renewal until it lapses).
+    const auto left = c->not_after - env_.wall_now();
+    slot.next_ask = now_steady + std::max<duration>(std::chrono::duration_cast<duration>(left / 3), 1ms);
     if (slot.active && slot.active->cert().epoch == c->epoch) {
       slot.active->renew(std::move(*c), m.certificate);
     } else {
