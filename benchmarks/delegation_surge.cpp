@@ -323,12 +323,79 @@ result_row run(const std::string& mode, const params& p) {
 
 }  // namespace
 
+/// A coordinator reduced to its key: asks the origin for a shard and signs
+/// tokens itself, so the admission benchmark can present many distinct ones.
+struct key_holder {
+  using messages = delegation::msg::all;
+  static constexpr std::string_view name = "key_holder";
+  sim::env env;
+  lease::ed25519_private_key key = lease::ed25519_private_key::from_seed(bytes(32, 5)).value();
+  std::optional<delegation::certificate> cert;
+  lease::verification_key origin_key;
+  key_holder(sim::env e, lease::verification_key ok) : env(e), origin_key(std::move(ok)) {}
+  void start() {
+    env.send(address::sim(0), delegation::msg::delegate_request{"db", 0, key.public_key().raw(), 1u << 20});
+  }
+  void on_message(const address&, const delegation::msg::delegate_reply& m) {
+    if (m.code == delegation::status::ok) cert = delegation::open_certificate(m.certificate, origin_key).value();
+  }
+  template <class M>
+  void on_message(const address&, const M&) {}
+};
+
+/// The origin's CPU per admitted request: origin::admit (look-up, signature
+/// check, permit count) beside a raw Ed25519 verification of the same token's
+/// signature, timed token by token, interleaved (the machine is shared: both
+/// see the same noise). Medians over n tokens.
+void admission_cost(std::size_t n) {
+  const auto okey = lease::ed25519_private_key::from_seed(bytes(32, 9)).value();
+  sim::simulator w(1);
+  delegation::origin_config oc;
+  oc.resources = {{"db", delegation::capacity_kind::concurrency, 1u << 30, 1}};
+  w.add_node([&](sim::node_context& c) { c.add<delegation::origin<sim::env>>(delegation::default_protocol_id, lease::signing_key(okey), oc); });
+  const auto ovk = lease::signing_key(okey).to_verification_key();
+  w.add_node([&](sim::node_context& c) { c.add<key_holder>(delegation::default_protocol_id, ovk); });
+  w.run_for(100ms);
+  auto& org = w.get<delegation::origin<sim::env>>(0, delegation::default_protocol_id);
+  auto& kh = w.get<key_holder>(1, delegation::default_protocol_id);
+  if (!kh.cert) return void(std::printf("admission: no certificate\n"));
+  const lease::signing_key signer(kh.key, kh.cert->epoch);
+  const auto now = w.local_wall_now(0);
+  const auto vk = signer.to_verification_key();
+  std::vector<double> admit_us, verify_us;
+  using clock = std::chrono::steady_clock;
+  for (std::uint64_t fencing = 1; fencing <= n; ++fencing) {
+    auto token = lease::seal({"db#0", address::sim(100), 1, fencing, kh.cert->not_after - 1s}, signer).value();
+    // What a signature check alone costs: the same bytes, verified raw.
+    auto e = lease::detail::parse_envelope(token, lease::default_max_token_size).value();
+    const auto message = lease::detail::signed_message(e.version, e.scheme, e.key_id, e.body);
+    const auto t0 = clock::now();
+    const bool verified = vk.verify(message, e.signature);
+    const auto t1 = clock::now();
+    const bool admitted = org.admit(token, now).has_value();
+    const auto t2 = clock::now();
+    if (!verified || !admitted) return void(std::printf("admission: token %llu refused\n", static_cast<unsigned long long>(fencing)));
+    verify_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    admit_us.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+  }
+  auto median = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  const double a = median(admit_us), v = median(verify_us);
+  std::printf("\norigin CPU per admitted request (medians over %zu tokens, interleaved, one core):\n", n);
+  std::printf("  origin::admit %.1f us   raw Ed25519 verify %.1f us   ratio %.2f   (%.0f admissions/s per core)\n", a, v,
+              a / v, 1e6 / a);
+}
+
 int main(int argc, char** argv) {
   params p;
   std::string csv;
+  bool quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
+      quick = true;
       p.clients = 200;
       p.capacity = 20;
       p.run = 8s;
@@ -359,6 +426,7 @@ int main(int argc, char** argv) {
                 r.token_p50_ms, r.token_p99_ms, r.jain);
     rows.push_back(r);
   }
+  admission_cost(quick ? 200 : 5000);
   if (!csv.empty()) {
     std::ofstream f(csv);
     f << "mode,clients,capacity,peak_over_c,episodes,above_ms,util,held,msgs_per_admitted,token_p50_ms,token_p99_ms,jain\n";
