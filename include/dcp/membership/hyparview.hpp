@@ -40,13 +40,7 @@
 // carries a random nonce and its reply is merged only if it echoes the nonce
 // of this node's outstanding shuffle, once ("shuffle_reply_unsolicited"
 // otherwise): the walk ends at a node the origin cannot name in advance, so
-// the nonce, not the sender, identifies the answer. FORWARD_JOIN travels
-// along active links, so one from a non-neighbour (a stranger, or a link
-// still one-sided) is followed but may not evict an active peer to end here
-// ("forward_join_not_neighbour"); a JOIN_ACCEPT (the end of a join walk, from
-// a node the joiner cannot name) is taken into a full active view only within
-// `join_window` of this node's last JOIN ("join_accept_unsolicited"
-// otherwise, answered with DISCONNECT like any one-sided link).
+// the nonce, not the sender, identifies the answer.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -80,8 +74,6 @@ struct hyparview_config {
   duration neighbor_timeout = 1s;
   /// Active peers that high-priority NEIGHBOR requests may evict per shuffle_period (see the header).
   std::size_t priority_evictions_per_round = 1;
-  /// How long after this node's JOIN a JOIN_ACCEPT may evict an active peer (see the header).
-  duration join_window = 5s;
   /// Where to join on start(); empty for the first node.
   address contact{};
 
@@ -89,8 +81,8 @@ struct hyparview_config {
     if (active_size < 1) throw error(errc::invalid_config, "hyparview: active_size must be >= 1");
     if (passive_size < 1) throw error(errc::invalid_config, "hyparview: passive_size must be >= 1");
     if (prwl > arwl) throw error(errc::invalid_config, "hyparview: prwl must not exceed arwl (the walk never reaches it)");
-    if (shuffle_period <= duration::zero() || neighbor_timeout <= duration::zero() || join_window <= duration::zero())
-      throw error(errc::invalid_config, "hyparview: shuffle_period, neighbor_timeout and join_window must be > 0");
+    if (shuffle_period <= duration::zero() || neighbor_timeout <= duration::zero())
+      throw error(errc::invalid_config, "hyparview: shuffle_period and neighbor_timeout must be > 0");
     if (keepalive_period < duration::zero() || suspect_after < duration::zero())
       throw error(errc::invalid_config, "hyparview: keepalive_period and suspect_after must be >= 0");
     if (suspect_after > duration::zero() && keepalive_period > duration::zero() && suspect_after <= keepalive_period)
@@ -187,10 +179,7 @@ class hyparview {
     if (contact.empty()) throw error(errc::invalid_argument, "hyparview::join: empty contact address");
     contact_ = contact;
     joined_ = contact == env_.self();
-    if (!joined_) {
-      join_accepts_until_ = env_.now() + cfg_.join_window;
-      env_.send(contact, hyparview_msg::join{});
-    }
+    if (!joined_) env_.send(contact, hyparview_msg::join{});
   }
   /// True once a JOIN_ACCEPT arrived (or this node is the first one).
   bool joined() const noexcept { return joined_; }
@@ -233,30 +222,18 @@ class hyparview {
   }
 
   void on_message(const address& from, const hyparview_msg::forward_join& m) {
-    if (m.joiner.empty() || m.joiner == env_.self()) return drop("bad_forward_join");
     heard(from);
+    if (m.joiner.empty() || m.joiner == env_.self()) return drop("bad_forward_join");
     if (is_active(m.joiner)) return;  // the walk reached a node already linked to it
-    // Walks travel along active links, but the sender's link may be one this node has not
-    // taken in yet (its JOIN_ACCEPT still on the way): a walk from a non-neighbour is
-    // followed, except that it may not evict anyone to end here.
-    const bool from_neighbour = is_active(from);
-    const auto end_here = [&] {
-      if (!from_neighbour && active_.size() >= cfg_.active_size) return drop("forward_join_not_neighbour");
-      accept_joiner(m.joiner);
-    };
-    if (m.ttl == 0 || active_.size() <= 1) return end_here();
+    if (m.ttl == 0 || active_.size() <= 1) return accept_joiner(m.joiner);
     if (m.ttl == cfg_.prwl) add_passive(m.joiner);
     const auto next = random_active_except(from, m.joiner);
-    if (!next) return end_here();
+    if (!next) return accept_joiner(m.joiner);
     env_.send(*next, hyparview_msg::forward_join{m.joiner, static_cast<std::uint8_t>(m.ttl - 1)});
   }
 
   void on_message(const address& from, const hyparview_msg::join_accept&) {
     if (from == env_.self()) return drop("bad_join_accept");
-    if (!is_active(from) && active_.size() >= cfg_.active_size && env_.now() > join_accepts_until_) {
-      env_.send(from, hyparview_msg::disconnect{});
-      return drop("join_accept_unsolicited");
-    }
     joined_ = true;  // our JOIN reached the overlay (the contact or a walk it started accepted us)
     add_active(from);
   }
@@ -471,7 +448,6 @@ class hyparview {
     // refused by full nodes) could never merge with the overlay.
     if (!joined_ && contact_) {
       env_.count("join_retries");
-      join_accepts_until_ = env_.now() + cfg_.join_window;
       env_.send(contact_, hyparview_msg::join{});
     }
     priority_evictions_left_ = cfg_.priority_evictions_per_round;
@@ -517,7 +493,6 @@ class hyparview {
   address contact_{};
   bool joined_ = false;
   std::size_t priority_evictions_left_ = cfg_.priority_evictions_per_round;
-  time_point join_accepts_until_{};  ///< JOIN_ACCEPTs may evict until then
   neighbour_events events_;
   periodic<E> rounds_, keepalives_;
 };
