@@ -69,8 +69,8 @@ enum class op : std::uint8_t {
   reclaim,         ///< proposed by the leader: a released grant's token has expired; its permit is free
 };
 
-/// Bounds on the key-value store: the whole state travels in one snapshot,
-/// which must fit in one frame (raft_config::max_snapshot_bytes).
+/// Bounds on the key-value store's entries. The whole state travels in one
+/// snapshot (sent in chunks), within raft_config::max_snapshot_bytes.
 inline constexpr std::size_t max_key_bytes = 512;
 inline constexpr std::size_t max_value_bytes = 64 * 1024;
 
