@@ -6,6 +6,8 @@
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/coordinator.hpp"
 #include "dcp/delegation/error.hpp"
+#include "dcp/delegation/group.hpp"
+#include "dcp/delegation/ledger.hpp"
 #include "dcp/delegation/locate.hpp"
 #include "dcp/delegation/messages.hpp"
 #include "dcp/delegation/origin.hpp"

@@ -7,14 +7,18 @@
 // A client checks it with the origin's public key (its root of trust) before
 // it believes a coordinator; the origin needs no copy of it to check tokens
 // (it keeps its own table). A token of the shard is a dcp::lease::token whose
-// resource is shard_key(resource, shard), sealed by a coordinator's key with
-// key id = epoch, and whose expiry never passes not_after.
+// resource is shard_key(resource, shard), sealed by the key of the
+// coordinator at position i of the list with key id = group_key_id(epoch, i)
+// (= epoch for the first, the only one in single delegation), and whose
+// expiry never passes not_after. The key id names the signer, so checking a
+// token stays one signature verification however large the group.
 //
 // Sealed like a lease token (version | scheme | key id | body | signature),
 // with its own signature domain, so a token can never pass for a
 // certificate or the reverse. open_certificate() is total: any input gives
 // a certificate or an error, never an exception or an out-of-bounds read.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +39,13 @@ namespace dcp::delegation {
 
 /// Most coordinators one shard may have (multi-delegation groups are small).
 inline constexpr std::size_t max_coordinators = 16;
+/// Epochs fit in the key id's low 24 bits; the coordinator's position, the high 8.
+inline constexpr std::uint32_t max_epoch = (1u << 24) - 1;
+/// The key id a shard's coordinator at position `member` signs its tokens
+/// with in `epoch`.
+constexpr std::uint32_t group_key_id(std::uint32_t epoch, std::size_t member) noexcept {
+  return (static_cast<std::uint32_t>(member) << 24) | (epoch & max_epoch);
+}
 /// Bound on a sealed certificate's bytes.
 inline constexpr std::size_t max_certificate_size = 4096;
 inline constexpr std::uint8_t certificate_version = 1;
@@ -72,7 +83,7 @@ struct certificate {
     if (kind != capacity_kind::concurrency && kind != capacity_kind::rate && kind != capacity_kind::stock)
       return "unknown capacity kind";
     if (share == 0) return "zero share";
-    if (epoch == 0) return "epoch 0";
+    if (epoch == 0 || epoch > max_epoch) return "epoch outside 1..2^24-1";
     if (!(not_before < not_after)) return "empty validity window";
     if (coordinators.empty() || coordinators.size() > max_coordinators) return "needs 1..16 coordinators";
     for (auto& c : coordinators)
@@ -141,21 +152,21 @@ inline result<certificate> open_certificate(byte_view sealed, const lease::verif
 }
 
 /// Checks that `sealed` is a token of the shard `c` delegates, signed by one
-/// of its coordinators, within the certificate's life. Returns the token.
-/// Errors: certificate_mismatch, and lease::errc values for the token itself.
+/// of its coordinators (the one its key id names), within the certificate's
+/// life. Returns the token. Errors: certificate_mismatch, and lease::errc
+/// values for the token itself.
 inline result<lease::token> check_token(byte_view sealed, const certificate& c) {
-  std::vector<lease::verification_key> keys;
-  for (auto& co : c.coordinators)
-    if (auto k = lease::ed25519_public_key::from_bytes(co.public_key)) keys.emplace_back(*k, c.epoch);
-  for (auto& k : keys) {
-    auto u = lease::unseal(sealed, k);
-    if (u) {
-      if (u->token.resource != c.key() || u->token.expiry > c.not_after) return make_error_code(errc::certificate_mismatch);
-      return std::move(u->token);
-    }
-    if (u.error() != lease::errc::bad_signature) return u.error();
-  }
-  return make_error_code(errc::certificate_mismatch);
+  std::optional<lease::verification_key> key;
+  auto u = lease::unseal_with(sealed, [&](const lease::token&, std::uint32_t key_id) -> result<const lease::verification_key*> {
+    const std::size_t member = key_id >> 24;
+    if ((key_id & max_epoch) != c.epoch || member >= c.coordinators.size()) return make_error_code(errc::certificate_mismatch);
+    auto pk = lease::ed25519_public_key::from_bytes(c.coordinators[member].public_key);
+    if (!pk) return make_error_code(errc::certificate_mismatch);
+    return &key.emplace(*pk, key_id);
+  });
+  if (!u) return u.error() == lease::errc::bad_signature ? make_error_code(errc::certificate_mismatch) : u.error();
+  if (u->token.resource != c.key() || u->token.expiry > c.not_after) return make_error_code(errc::certificate_mismatch);
+  return std::move(u->token);
 }
 
 }  // namespace dcp::delegation

@@ -15,6 +15,7 @@
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/bytes.hpp"
+#include "dcp/delegation/certificate.hpp"
 #include "dcp/wire/message.hpp"
 
 namespace dcp::delegation {
@@ -93,6 +94,21 @@ struct token_release {
   template <class A> void serialize(A& ar) { ar(resource, shard, fencing); }
 };
 
+/// A group of coordinators (multi-delegation, group.hpp) asks the origin,
+/// through its leader, to delegate the shard to all of them, or to renew
+/// that delegation: one certificate names every member and its key, so a
+/// token signed by any member is honoured and a new leader renews the same
+/// epoch. Answered with a delegate_reply.
+struct group_delegate_request {
+  static constexpr message_type wire_id = 8;
+  static constexpr std::string_view wire_name = "group_delegate_request";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::vector<coordinator_entry> members;  ///< every member, in the order that numbers their keys
+  std::uint64_t demand = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard, members, demand); }
+};
+
 /// Stock allocations, committed to the origin in idempotent batches.
 struct allocation {
   address holder;
@@ -123,7 +139,7 @@ struct stock_ack {
 };
 
 using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release,
-                              stock_commit, stock_ack>;
+                              stock_commit, stock_ack, group_delegate_request>;
 }  // namespace msg
 
 }  // namespace dcp::delegation

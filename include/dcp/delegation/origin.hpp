@@ -5,15 +5,18 @@
 // It holds the origin's Ed25519 key, the root of trust clients know. For each
 // resource it has a capacity C of one kind (capacity.hpp), split into shards.
 // A shard is delegated to whichever node asks first while it is free (the
-// DHT owner of shard_key(resource, shard), in practice), by a certificate
-// {resource, shard, share, epoch, validity, coordinator key}; the
+// DHT owner of shard_key(resource, shard), in practice), or to a group of
+// coordinators that acts as one by quorum (group.hpp: multi-delegation,
+// asked for by its leader), by a certificate {resource, shard, share, epoch,
+// validity, coordinators' keys}; the
 // coordinator renews it every third of its validity, reporting the demand it
 // saw, and the origin re-divides C max-min fairly by those demands (each
 // shard's share moves when its coordinator renews, so a certificate always
 // states what the origin will honour).
 //
 // Admission is offline: admit(token) is one table look-up (the shard, then
-// the epoch's coordinator key) and one signature check, no message to anyone.
+// the key of the epoch's coordinator that the token's key id names) and one
+// signature check, no message to anyone.
 // Then the back-stop: per shard a permit_counter (concurrency) or a window
 // counter (rate) holds the shard to its share *whatever its coordinator
 // grants*, so a lying or buggy coordinator can waste its own share but never
@@ -126,13 +129,16 @@ class origin {
   /// on the wire is worth nothing to anyone else.
   result<lease::token> admit(byte_view sealed, wall_time now, std::optional<address> presented_by = std::nullopt) {
     shard_state* sh = nullptr;
-    auto u = lease::unseal_with(sealed, [&](const lease::token& t, std::uint32_t epoch) -> result<const lease::verification_key*> {
+    auto u = lease::unseal_with(sealed, [&](const lease::token& t, std::uint32_t key_id) -> result<const lease::verification_key*> {
       auto it = by_key_.find(t.resource);
       if (it == by_key_.end()) return make_error_code(errc::unknown_shard);
       sh = &it->second.first->shards[it->second.second];
+      const std::uint32_t epoch = key_id & max_epoch;
+      const std::size_t member = key_id >> 24;  // which coordinator of the epoch signed it
       if (epoch == 0 || epoch > sh->epoch) return make_error_code(errc::wrong_epoch);
-      if (epoch != sh->epoch || !sh->key || now >= sh->not_after) return make_error_code(errc::delegation_ended);
-      return &*sh->key;
+      if (epoch != sh->epoch || sh->keys.empty() || now >= sh->not_after) return make_error_code(errc::delegation_ended);
+      if (member >= sh->keys.size()) return make_error_code(errc::wrong_epoch);
+      return &sh->keys[member];
     });
     if (!u) return refuse(u.error());
     auto& t = u->token;
@@ -198,54 +204,18 @@ class origin {
   // ---- messages ----
 
   void on_message(const address& from, const msg::delegate_request& m) {
-    ++stats_.messages_in;
-    msg::delegate_reply out{m.resource, m.shard, status::ok, 0, {}, 0, std::nullopt};
-    auto* sh = find(m.resource, m.shard);
-    auto pk = lease::ed25519_public_key::from_bytes(m.public_key);
-    if (!sh || !pk) {
-      env_.count("bad_delegate_request");
-      out.code = status::refused;
-      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
-      return void(env_.send(from, out));
+    delegate(from, m.resource, m.shard, {{from, m.public_key}}, m.demand);
+  }
+  /// A group of coordinators asks (through whichever member leads it) for
+  /// the shard: one certificate names them all, and any member renews it.
+  void on_message(const address& from, const msg::group_delegate_request& m) {
+    if (!std::any_of(m.members.begin(), m.members.end(), [&](auto& c) { return c.addr == from; })) {
+      ++stats_.messages_in;
+      env_.count("group_request_not_from_member");
+      return void(env_.send(from, msg::delegate_reply{m.resource, m.shard, status::refused,
+                                                     static_cast<std::uint32_t>(errc::unknown_shard), {}, 0, std::nullopt}));
     }
-    const auto now = env_.wall_now();
-    const bool renewal = sh->coordinator == from && sh->public_key == m.public_key && now < sh->not_after;
-    if (!renewal && sh->key && now < sh->not_after + 2 * cfg_.max_drift) {
-      // Held by another, or by this node under another key (it restarted):
-      // a new epoch only once no token of the old one can be honoured.
-      ++stats_.refused_delegations;
-      out.code = status::retry;
-      out.error = static_cast<std::uint32_t>(errc::shard_delegated);
-      out.retry_after_ms = static_cast<std::uint32_t>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(sh->not_after + 2 * cfg_.max_drift - now).count() + 1);
-      out.coordinator = sh->coordinator;
-      return void(env_.send(from, out));
-    }
-    sh->demand = std::min<std::uint64_t>(m.demand, resources_.find(m.resource)->second.spec.capacity);
-    rebalance(resources_.find(m.resource)->second, m.shard, now);
-    if (renewal) {
-      ++stats_.renewals;
-    } else {
-      ++stats_.certificates;
-      ++sh->epoch;
-      sh->coordinator = from;
-      sh->public_key = m.public_key;
-      sh->key.emplace(*pk, sh->epoch);
-      sh->not_before = now;
-      sh->batches.clear();  // batch ids are per epoch
-    }
-    sh->not_after = now + cfg_.certificate_validity;
-    certificate c{sh->resource, sh->index, sh->kind(), sh->cap, sh->epoch, sh->not_before, sh->not_after,
-                  {{from, m.public_key}}, 1};
-    auto sealed = seal_certificate(c, key_);
-    if (!sealed) {
-      env_.count("certificate_seal_failed");
-      out.code = status::refused;
-      out.error = static_cast<std::uint32_t>(errc::bad_certificate);
-      return void(env_.send(from, out));
-    }
-    out.certificate = std::move(*sealed);
-    env_.send(from, out);
+    delegate(from, m.resource, m.shard, m.members, m.demand);
   }
 
   void on_message(const address& from, const msg::stock_commit& m) {
@@ -261,7 +231,7 @@ class origin {
     };
     if (!sh || sh->kind() != capacity_kind::stock) return refuse_batch(errc::unknown_shard);
     // Only the coordinator of the current epoch, while its delegation lasts, commits.
-    if (m.epoch != sh->epoch || sh->coordinator != from || now >= sh->not_after)
+    if (m.epoch != sh->epoch || sh->coordinators.size() != 1 || sh->coordinators.front().addr != from || now >= sh->not_after)
       return refuse_batch(errc::delegation_ended);
     if (m.allocations.empty() || m.allocations.size() > cfg_.max_batch) return refuse_batch(errc::unknown_shard);
     if (sh->batches.contains(m.batch)) {
@@ -293,6 +263,65 @@ class origin {
   }
 
  private:
+  void delegate(const address& from, const std::string& resource, std::uint32_t shard,
+                std::vector<coordinator_entry> members, std::uint64_t demand) {
+    ++stats_.messages_in;
+    msg::delegate_reply out{resource, shard, status::ok, 0, {}, 0, std::nullopt};
+    auto* sh = find(resource, shard);
+    std::vector<lease::ed25519_public_key> pks;
+    for (auto& c : members)
+      if (auto pk = lease::ed25519_public_key::from_bytes(c.public_key)) pks.push_back(*pk);
+    const bool well_formed = !members.empty() && members.size() <= max_coordinators && pks.size() == members.size();
+    if (!sh || !well_formed || sh->epoch >= max_epoch) {
+      env_.count("bad_delegate_request");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+      return void(env_.send(from, out));
+    }
+    const auto now = env_.wall_now();
+    // The same coordinators (the same keys: a node that restarted has a new
+    // one) renew, through any of them; anyone else waits for the epoch to end.
+    const bool renewal = sh->coordinators == members && now < sh->not_after;
+    if (!renewal && !sh->keys.empty() && now < sh->not_after + 2 * cfg_.max_drift) {
+      // Held by another, or by this node under another key (it restarted):
+      // a new epoch only once no token of the old one can be honoured.
+      ++stats_.refused_delegations;
+      out.code = status::retry;
+      out.error = static_cast<std::uint32_t>(errc::shard_delegated);
+      out.retry_after_ms = static_cast<std::uint32_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(sh->not_after + 2 * cfg_.max_drift - now).count() + 1);
+      out.coordinator = sh->coordinators.front().addr;
+      return void(env_.send(from, out));
+    }
+    auto& res = resources_.find(resource)->second;
+    sh->demand = std::min<std::uint64_t>(demand, res.spec.capacity);
+    rebalance(res, shard, now);
+    if (renewal) {
+      ++stats_.renewals;
+    } else {
+      ++stats_.certificates;
+      ++sh->epoch;
+      sh->coordinators = std::move(members);
+      sh->keys.clear();
+      for (std::size_t i = 0; i < pks.size(); ++i) sh->keys.emplace_back(pks[i], group_key_id(sh->epoch, i));
+      sh->not_before = now;
+      sh->batches.clear();  // batch ids are per epoch
+    }
+    sh->not_after = now + cfg_.certificate_validity;
+    const auto n = static_cast<std::uint32_t>(sh->coordinators.size());
+    certificate c{sh->resource, sh->index, sh->kind(), sh->cap, sh->epoch, sh->not_before, sh->not_after,
+                  sh->coordinators, n / 2 + 1};
+    auto sealed = seal_certificate(c, key_);
+    if (!sealed) {
+      env_.count("certificate_seal_failed");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::bad_certificate);
+      return void(env_.send(from, out));
+    }
+    out.certificate = std::move(*sealed);
+    env_.send(from, out);
+  }
+
   struct resource_state;
   struct shard_state {
     std::string resource;
@@ -301,9 +330,8 @@ class origin {
     std::uint64_t cap = 0;      // the share: what may be honoured (or granted) now
     std::uint64_t demand = 0;   // last reported by its coordinator
     std::uint32_t epoch = 0;
-    address coordinator;
-    bytes public_key;
-    std::optional<lease::verification_key> key;
+    std::vector<coordinator_entry> coordinators;  // of the current epoch; [0] alone in single delegation
+    std::vector<lease::verification_key> keys;    // theirs, key id group_key_id(epoch, position)
     wall_time not_before{}, not_after{};
     lease::permit_counter counter{0};            // concurrency
     std::int64_t window = 0;                     // rate: the wall-clock second being counted

@@ -320,6 +320,7 @@ class peer {
 
   void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
 
  private:
   struct pending_request {

@@ -1,0 +1,293 @@
+#pragma once
+// delegation::group: multi-delegation. r coordinators act as one virtual
+// coordinator of a set of shards, by quorum: their grants live in a Raft
+// log (ledger.hpp) before any token leaves, so a coordinator crash, the
+// leader's included, costs no grant while a majority of them lives.
+//
+//   node i of the group:  auto& r = n.add<raft<E, ledger, Store>>(raft_id, {members...}, store);
+//                         n.add<group<E, decltype(r)>>(delegation::default_protocol_id, r, cfg, key_i);
+//   clients:              delegation::peer, whose locate names any member
+//
+// The design, and why not the alternatives:
+//   - One certificate per shard names every member and its key; a member at
+//     position i signs with key id group_key_id(epoch, i). The origin checks
+//     one signature per token, as in single delegation, and honours tokens
+//     from whichever member led when they were signed; a new leader renews
+//     the same epoch, so a failover costs neither an epoch nor a token.
+//   - The book of grants is replicated (Raft), not the tokens signed by a
+//     quorum: majority-signed tokens alone do not bound the total (each
+//     member checking its own count lets n/q quorums' worth through), the
+//     book does. The origin's back-stop still bounds what a lying member
+//     could grant to the shard's share.
+//   - Any member the DHT (or a fixed rule) names takes a client's request; a
+//     follower redirects it to the leader (token_reply.coordinator), which
+//     delegation::peer already follows.
+//
+// The leader asks the origin for the certificate (group_delegate_request)
+// and renews it every third of what is left of it, reporting demand; it
+// logs each certificate (ledger op certify), so the next leader has it at
+// once. Grants: a request is proposed with its (holder, nonce) and answered
+// with a token only once committed; a resend gets the same grant back.
+//
+// Faults: crashes and restarts of members (with durable Raft storage),
+// loss, duplication, reordering, partitions: a minority side grants nothing
+// new (it cannot commit); tokens it signed before stay valid until they
+// expire. When the group loses its majority for longer than the certificate
+// lasts, the shard goes back to the origin and is delegated anew after the
+// certificate's end plus twice the drift bound, as in single delegation.
+// Not built: stock resources in a group (refused as unknown_shard: use
+// single delegation), and a group that changes its members within an epoch
+// (a new membership is a new epoch).
+//
+// Message ids 1-8, default protocol id 140 (messages.hpp).
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/core/result.hpp"
+#include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/ledger.hpp"
+#include "dcp/delegation/messages.hpp"
+#include "dcp/lease/keys.hpp"
+#include "dcp/lease/token.hpp"
+
+namespace dcp::delegation {
+
+struct group_config {
+  address origin;
+  bytes origin_public_key;                  ///< the root of trust (32 bytes)
+  std::vector<coordinator_entry> members;   ///< every member and its key, the same list (and order) on each
+  std::vector<std::pair<std::string, std::uint32_t>> shards;  ///< (resource, shard) this group coordinates
+  duration token_ttl = 2s;                  ///< a token's life; clients renew at half of it
+  duration max_drift = 100ms;               ///< bound on |any two wall clocks| (the origin's too)
+  duration request_timeout = 200ms;         ///< resend to the origin after this
+  duration tick = 20ms;
+  /// Requests whose entries may be in the log at once; beyond, clients are
+  /// told to retry (a flood costs them a round trip, not this node memory).
+  std::size_t max_in_flight = 4096;
+
+  void validate() const {
+    if (origin_public_key.size() != lease::ed25519_key_size)
+      throw error(dcp::errc::invalid_config, "delegation::group: origin_public_key must be the origin's 32-byte Ed25519 key");
+    if (members.empty() || members.size() > max_coordinators)
+      throw error(dcp::errc::invalid_config, "delegation::group: a group needs 1..16 members (3 or 5 tolerate 1 or 2 crashes)");
+    std::set<address> seen;
+    for (auto& m : members) {
+      if (m.public_key.size() != lease::ed25519_key_size)
+        throw error(dcp::errc::invalid_config, "delegation::group: every member needs its 32-byte Ed25519 public key");
+      if (!seen.insert(m.addr).second)
+        throw error(dcp::errc::invalid_config, "delegation::group: a member is listed twice");
+    }
+    if (shards.empty()) throw error(dcp::errc::invalid_config, "delegation::group: no shards to coordinate");
+    if (token_ttl <= 4 * request_timeout || max_drift < duration::zero() || tick <= duration::zero() || max_in_flight == 0)
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group: token_ttl must exceed 4 x request_timeout; tick and max_in_flight must be > 0");
+  }
+};
+
+template <Env E, class Raft>
+class group {
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(std::declval<Raft&>().state_machine())>, ledger>,
+                "dcp: delegation::group needs a consensus::raft whose state machine is delegation::ledger");
+
+ public:
+  using messages = msg::all;
+  static constexpr std::string_view name = "delegation_group";
+  static constexpr protocol_id default_id = default_protocol_id;
+
+  /// `key`: this member's private key; its public half must be in
+  /// cfg.members at this node's address.
+  group(E env, Raft& raft, group_config cfg, lease::ed25519_private_key key)
+      : env_(std::move(env)), raft_(raft), cfg_(std::move(cfg)), key_(std::move(key)) {
+    cfg_.validate();
+    origin_key_.emplace(lease::ed25519_public_key::from_bytes(cfg_.origin_public_key).value(), 0);
+    const auto me = std::find_if(cfg_.members.begin(), cfg_.members.end(), [&](auto& m) { return m.addr == env_.self(); });
+    if (me == cfg_.members.end() || me->public_key != key_.public_key().raw())
+      throw error(dcp::errc::invalid_config, "delegation::group: this node and its public key must be among the members");
+    position_ = static_cast<std::size_t>(me - cfg_.members.begin());
+    for (auto& [r, s] : cfg_.shards) shards_[shard_key(r, s)] = {r, s};
+  }
+  group(const group&) = delete;
+  group& operator=(const group&) = delete;
+
+  void start() {
+    ticker_.start(env_, cfg_.tick, [this] { tick(); });
+  }
+
+  bool leads() const noexcept { return raft_.is_leader(); }
+  /// The shard's book as this member has applied it.
+  const ledger::shard_book* book(const std::string& resource, std::uint32_t shard) const {
+    return raft_.state_machine().book(shard_key(resource, shard));
+  }
+
+  void on_message(const address& from, const msg::token_request& m) {
+    if (m.resource.empty() || m.resource.size() > max_resource_name || m.permits == 0) return drop("bad_token_request");
+    msg::token_reply out{m.nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0};
+    out.retry_after_ms = retry_ms(cfg_.request_timeout / 2);
+    const auto key = shard_key(m.resource, m.shard);
+    auto sh = shards_.find(key);
+    if (sh == shards_.end()) {
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+      return void(env_.send(from, out));
+    }
+    if (!raft_.is_leader()) {  // the leader decides; say who it is
+      if (auto l = raft_.leader(); l && *l != env_.self()) out.coordinator = l;
+      return void(env_.send(from, out));
+    }
+    const auto now = env_.wall_now();
+    const auto* b = raft_.state_machine().book(key);
+    if (!b || !b->cert.valid_at(now)) {
+      sh->second.unmet += m.permits;
+      ask_origin(sh->second);
+      return void(env_.send(from, out));
+    }
+    if (b->cert.kind == capacity_kind::stock) {
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+      return void(env_.send(from, out));
+    }
+    if (proposing_.size() >= cfg_.max_in_flight) {
+      drop("too_many_in_flight");
+      return void(env_.send(from, out));
+    }
+    if (!proposing_.insert({from, m.nonce}).second) return;  // a resend while its entry is in the log: one answer
+    ledger::command c;
+    c.kind = m.renew_fencing ? ledger::op::renew : ledger::op::grant;
+    c.key = key;
+    c.holder = from;
+    c.permits = m.permits;
+    c.nonce = m.nonce;
+    c.fencing = m.renew_fencing;
+    c.expiry_ns = ledger::ns(now + cfg_.token_ttl);
+    c.cutoff_ns = ledger::ns(now - 2 * cfg_.max_drift);
+    propose(c, [this, from, m, key, out](result<ledger::outcome> r) mutable {
+      proposing_.erase({from, m.nonce});
+      const auto* book = raft_.state_machine().book(key);
+      if (!r || !book) return void(env_.send(from, out));  // not committed here (leadership moved): the client asks again
+      if (r->code != 0) {
+        const auto why = static_cast<errc>(r->code);
+        if (why == errc::share_exhausted && !m.renew_fencing) shards_[key].unmet += m.permits;
+        out.code = why == errc::share_exhausted || why == errc::not_coordinator || why == errc::certificate_expired
+                       ? status::retry : status::refused;
+        out.error = r->code;
+        out.retry_after_ms = retry_ms(why == errc::share_exhausted ? cfg_.token_ttl / 4 : cfg_.request_timeout / 2);
+        return void(env_.send(from, out));
+      }
+      auto sealed = lease::seal(lease::token{key, from, r->permits, r->fencing, wall_time(duration(r->expiry_ns))},
+                                lease::signing_key(key_, group_key_id(book->cert.epoch, position_)));
+      if (!sealed) return drop("token_seal_failed");
+      out.code = status::ok;
+      out.error = 0;
+      out.certificate = book->sealed_certificate;
+      out.token = std::move(*sealed);
+      out.fencing = r->fencing;
+      env_.send(from, out);
+    });
+  }
+
+  void on_message(const address& from, const msg::token_release& m) {
+    const auto key = shard_key(m.resource, m.shard);
+    if (!shards_.contains(key) || !raft_.is_leader()) return drop("release_not_at_leader");  // expires instead
+    ledger::command c;
+    c.kind = ledger::op::release;
+    c.key = key;
+    c.holder = from;
+    c.fencing = m.fencing;
+    propose(c, [](result<ledger::outcome>) {});
+  }
+
+  void on_message(const address& from, const msg::delegate_reply& m) {
+    if (from != cfg_.origin) return drop("delegate_reply_not_from_origin");
+    auto sh = shards_.find(shard_key(m.resource, m.shard));
+    if (sh == shards_.end() || !sh->second.asking) return drop("unsolicited_delegate_reply");
+    auto& s = sh->second;
+    s.asking = false;
+    if (m.code != status::ok) {
+      s.next_ask = env_.now() + std::chrono::milliseconds(std::min<std::uint32_t>(m.code == status::retry ? m.retry_after_ms : 10'000, 60'000));
+      return drop(m.code == status::retry ? "delegation_deferred" : "delegation_refused");
+    }
+    auto c = open_certificate(m.certificate, *origin_key_);
+    if (!c || c->resource != m.resource || c->shard != m.shard || c->coordinators != cfg_.members)
+      return drop("bad_certificate_from_origin");
+    const auto left = c->not_after - env_.wall_now();
+    s.next_ask = env_.now() + std::max<duration>(std::chrono::duration_cast<duration>(left / 3), cfg_.tick);
+    ledger::command cmd;
+    cmd.kind = ledger::op::certify;
+    cmd.key = c->key();
+    cmd.sealed_certificate = m.certificate;
+    cmd.cert = std::move(*c);
+    propose(cmd, [](result<ledger::outcome>) {});
+  }
+
+  void on_message(const address&, const msg::token_reply&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::stock_ack&) { drop("unexpected_message"); }
+
+ private:
+  struct shard_state {
+    std::string resource;
+    std::uint32_t shard = 0;
+    bool asking = false;
+    time_point asked_at{}, next_ask{};
+    std::uint64_t unmet = 0;  // refused or unserved permits since the last report
+  };
+
+  void propose(const ledger::command& c, std::function<void(result<ledger::outcome>)> done) {
+    bytes payload;
+    storage::detail::encode_value(c, payload);
+    raft_.propose(std::move(payload), [done = std::move(done)](result<bytes> r) {
+      if (!r) return done(r.error());
+      ledger::outcome o;
+      if (auto ec = storage::detail::decode_value(*r, o)) return done(ec);
+      done(o);
+    });
+  }
+
+  void ask_origin(shard_state& s) {
+    const auto now = env_.now();
+    if (s.asking && now - s.asked_at < cfg_.request_timeout) return;
+    s.asking = true;
+    s.asked_at = now;
+    std::uint64_t demand = std::exchange(s.unmet, 0);
+    if (auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard))) demand += b->in_use;
+    env_.send(cfg_.origin, msg::group_delegate_request{s.resource, s.shard, cfg_.members, demand});
+  }
+
+  void tick() {
+    const bool leading = raft_.is_leader();
+    if (leading && !led_) {  // a new leader renews at once: the last leader's schedule died with it
+      for (auto& [k, s] : shards_) s.next_ask = env_.now();
+    }
+    led_ = leading;
+    if (!leading) return;
+    const auto now = env_.now();
+    for (auto& [k, s] : shards_)
+      if ((!s.asking && now >= s.next_ask) || (s.asking && now - s.asked_at >= cfg_.request_timeout)) ask_origin(s);
+  }
+
+  static std::uint32_t retry_ms(duration d) {
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + 1;
+  }
+  void drop(std::string_view why) { env_.count(why); }
+
+  E env_;
+  Raft& raft_;
+  group_config cfg_;
+  lease::ed25519_private_key key_;
+  std::size_t position_ = 0;
+  std::optional<lease::verification_key> origin_key_;
+  std::map<std::string, shard_state> shards_;
+  std::set<std::pair<address, std::uint64_t>> proposing_;  // (client, nonce) whose entry is in the log
+  bool led_ = false;
+  periodic<E> ticker_;
+};
+
+}  // namespace dcp::delegation

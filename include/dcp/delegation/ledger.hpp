@@ -1,0 +1,181 @@
+#pragma once
+// delegation::ledger: a coordinator group's book of grants, as a replicated
+// state machine (dcp::consensus::StateMachine) under the group's Raft log.
+//
+// Multi-delegation (group.hpp) makes r coordinators act as one: the leader
+// proposes every grant, renewal and release to this ledger and signs a token
+// only once its entry is committed, so every grant lives on a majority
+// before anyone holds it. A leader that crashes takes nothing with it: the
+// next leader applies the same entries and knows every permit that is out,
+// and under the same certificate (which names every member's key) it renews
+// those tokens and grants the rest of the share. That is what a single
+// coordinator (coordinator.hpp) cannot give: its crash costs its shard a
+// certificate's life.
+//
+// apply() is deterministic: it reads no clock. Time enters through the
+// commands: the leader writes each grant's wall-clock expiry, and with every
+// grant or renewal a `cutoff` (its wall clock minus twice the drift bound)
+// before which every expiry is past on every member's clock; grants expired
+// by then free their permits. So a new leader whose clock runs behind or
+// ahead by the drift bound never counts a live grant as gone.
+//
+// A grant is idempotent per (holder, request nonce): a client that resends a
+// request whose reply was lost (or that reaches a new leader) gets the same
+// grant back, not a second one.
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <cereal/types/map.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/utility.hpp>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/bytes.hpp"
+#include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/error.hpp"
+#include "dcp/storage/detail/codec.hpp"
+
+namespace dcp::delegation {
+
+class ledger {
+ public:
+  enum class op : std::uint8_t {
+    certify = 1,  ///< the origin delegated (or renewed) the shard to the group: `sealed_certificate`, `cert`
+    grant,        ///< `permits` to `holder` until `expiry`, for request `nonce`
+    renew,        ///< grant `fencing` of `holder` until `expiry` (never earlier than it was)
+    release,      ///< `holder` is done with grant `fencing`
+  };
+  struct command {
+    op kind = op::grant;
+    std::string key;  ///< shard_key(resource, shard)
+    bytes sealed_certificate;
+    certificate cert;
+    address holder;
+    std::uint32_t permits = 0;
+    std::uint64_t nonce = 0, fencing = 0;
+    std::int64_t expiry_ns = 0, cutoff_ns = 0;  ///< wall time since the Unix epoch
+    template <class A> void serialize(A& ar) {
+      ar(kind, key, sealed_certificate, cert, holder, permits, nonce, fencing, expiry_ns, cutoff_ns);
+    }
+  };
+  /// What a command did: code 0 (ok) with the grant's fencing token and
+  /// expiry, or a delegation::errc (share_exhausted, delegation_ended,
+  /// certificate_expired, unknown_shard).
+  struct outcome {
+    std::uint32_t code = 0;
+    std::uint64_t fencing = 0;
+    std::int64_t expiry_ns = 0;
+    std::uint32_t permits = 0;  ///< the grant's (a renewal is for what was granted, not what was asked)
+    template <class A> void serialize(A& ar) { ar(code, fencing, expiry_ns, permits); }
+  };
+
+  struct grant_entry {
+    address holder;
+    std::uint32_t permits = 0;
+    std::int64_t expiry_ns = 0;
+    std::uint64_t nonce = 0;
+    template <class A> void serialize(A& ar) { ar(holder, permits, expiry_ns, nonce); }
+  };
+  struct shard_book {
+    bytes sealed_certificate;
+    certificate cert;
+    std::uint32_t sequence = 0;                   ///< grants made in this epoch
+    std::map<std::uint64_t, grant_entry> grants;  ///< by fencing token
+    std::uint64_t in_use = 0;                     ///< permits of the grants above
+    std::map<std::pair<address, std::uint64_t>, std::uint64_t> by_request;  ///< (holder, nonce) -> fencing
+    template <class A> void serialize(A& ar) { ar(sealed_certificate, cert, sequence, grants, in_use, by_request); }
+  };
+
+  bytes apply(byte_view in) {
+    command c;
+    outcome out;
+    if (storage::detail::decode_value(in, c)) out.code = static_cast<std::uint32_t>(errc::unknown_shard);
+    else out = run(c);
+    bytes r;
+    storage::detail::encode_value(out, r);
+    return r;
+  }
+  bytes snapshot() const {
+    bytes out;
+    storage::detail::encode_value(books_, out);
+    return out;
+  }
+  std::error_code restore(byte_view in) {
+    std::map<std::string, shard_book> b;
+    if (auto ec = storage::detail::decode_value(in, b)) return ec;
+    books_ = std::move(b);
+    return {};
+  }
+
+  /// The shard's book, if the group was ever delegated it.
+  const shard_book* book(const std::string& key) const {
+    auto it = books_.find(key);
+    return it == books_.end() ? nullptr : &it->second;
+  }
+  static std::int64_t ns(wall_time t) noexcept { return t.time_since_epoch().count(); }
+
+ private:
+  static void expire(shard_book& b, std::int64_t cutoff) {
+    for (auto g = b.grants.begin(); g != b.grants.end();)
+      g = g->second.expiry_ns > cutoff ? std::next(g) : forget(b, g);
+  }
+  using grant_iterator = std::map<std::uint64_t, grant_entry>::iterator;
+  static grant_iterator forget(shard_book& b, grant_iterator g) {
+    b.in_use -= g->second.permits;
+    b.by_request.erase({g->second.holder, g->second.nonce});
+    return b.grants.erase(g);
+  }
+
+  outcome run(const command& c) {
+    if (c.kind == op::certify) {
+      auto& b = books_[c.key];
+      if (c.cert.epoch < b.cert.epoch) return {static_cast<std::uint32_t>(errc::wrong_epoch)};
+      if (c.cert.epoch > b.cert.epoch) b = shard_book{};  // a new epoch: the old grants are the origin's to wait out
+      b.sealed_certificate = c.sealed_certificate;
+      b.cert = c.cert;
+      return {};
+    }
+    auto it = books_.find(c.key);
+    if (it == books_.end() || it->second.cert.epoch == 0) return {static_cast<std::uint32_t>(errc::not_coordinator)};
+    auto& b = it->second;
+    expire(b, c.cutoff_ns);
+    const std::int64_t end = ns(b.cert.not_after);
+    switch (c.kind) {
+      case op::grant: {
+        if (auto same = b.by_request.find({c.holder, c.nonce}); same != b.by_request.end()) {  // a resend: the same grant
+          auto& g = b.grants.at(same->second);
+          return {0, same->second, g.expiry_ns, g.permits};
+        }
+        if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
+        if (c.permits == 0 || b.in_use + c.permits > b.cert.share) return {static_cast<std::uint32_t>(errc::share_exhausted)};
+        const std::uint64_t fencing = std::uint64_t{b.cert.epoch} << 32 | ++b.sequence;
+        const auto expiry = std::min(c.expiry_ns, end);
+        b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce};
+        b.by_request[{c.holder, c.nonce}] = fencing;
+        b.in_use += c.permits;
+        return {0, fencing, expiry, c.permits};
+      }
+      case op::renew: {
+        auto g = b.grants.find(c.fencing);
+        if (g == b.grants.end() || g->second.holder != c.holder) return {static_cast<std::uint32_t>(errc::delegation_ended)};
+        g->second.expiry_ns = std::max(g->second.expiry_ns, std::min(c.expiry_ns, end));
+        return {0, c.fencing, g->second.expiry_ns, g->second.permits};
+      }
+      case op::release: {
+        auto g = b.grants.find(c.fencing);
+        if (g != b.grants.end() && g->second.holder == c.holder) forget(b, g);
+        return {};
+      }
+      case op::certify: break;
+    }
+    return {static_cast<std::uint32_t>(errc::unknown_shard)};
+  }
+  std::map<std::string, shard_book> books_;
+};
+
+}  // namespace dcp::delegation

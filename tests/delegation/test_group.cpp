@@ -1,0 +1,330 @@
+// Multi-delegation: a group of coordinators that acts as one by quorum.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+
+#include "dcp/consensus.hpp"
+#include "dcp/delegation.hpp"
+#include "dcp/sim.hpp"
+#include "dcp/storage.hpp"
+
+using namespace dcp;
+using namespace dcp::delegation;
+
+namespace {
+
+using origin_t = origin<sim::env>;
+using peer_t = peer<sim::env>;
+using raft_t = consensus::raft<sim::env, ledger, storage::durable_storage>;
+using group_t = group<sim::env, raft_t>;
+constexpr protocol_id pid = default_protocol_id;
+constexpr protocol_id raft_id = 100;
+
+lease::ed25519_private_key key_of(std::uint8_t fill) { return lease::ed25519_private_key::from_seed(bytes(32, fill)).value(); }
+
+/// Node 0 is the origin; nodes 1..r the group; the rest clients (peers),
+/// whose `locate` names a live member of the group (as a DHT's k closest
+/// would), not necessarily its leader.
+struct world {
+  sim::simulator w;
+  std::uint32_t r;
+  std::vector<bool> down;
+  origin_config ocfg;
+
+  world(std::uint64_t seed, resource_spec spec, std::uint32_t members, std::uint32_t clients, double loss = 0)
+      : w(seed, net(loss)), r(members), down(1 + members + clients, false) {
+    ocfg.resources = {spec};
+    ocfg.certificate_validity = 3s;
+    ocfg.max_drift = 50ms;
+    const auto okey = key_of(7);
+    w.add_node([this, okey](sim::node_context& n) { n.add<origin_t>(pid, lease::signing_key(okey), ocfg); });
+    group_config gc;
+    gc.origin = address::sim(0);
+    gc.origin_public_key = okey.public_key().raw();
+    for (std::uint32_t s = 0; s < spec.shards; ++s) gc.shards.emplace_back(spec.name, s);
+    gc.token_ttl = 1s;
+    gc.request_timeout = 100ms;
+    gc.max_drift = ocfg.max_drift;
+    consensus::raft_config rc;
+    for (std::uint32_t i = 1; i <= members; ++i) {
+      rc.members.push_back(address::sim(i));
+      gc.members.push_back({address::sim(i), key_of(static_cast<std::uint8_t>(20 + i)).public_key().raw()});
+    }
+    rc.election_timeout_min = 100ms;
+    rc.election_timeout_max = 200ms;
+    rc.heartbeat_interval = 30ms;
+    rc.snapshot_every = 64;
+    w.add_nodes(members, [rc, gc](sim::node_context& n) {
+      auto& raft = n.add<raft_t>(raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), ledger{});
+      n.add<group_t>(pid, raft, gc, key_of(static_cast<std::uint8_t>(20 + n.index())));
+    });
+    peer_config pc;
+    pc.origin = address::sim(0);
+    pc.origin_public_key = okey.public_key().raw();
+    pc.token_ttl = 1s;
+    pc.request_timeout = 100ms;
+    pc.give_up_after = 8s;
+    pc.locate = fixed_locator([this](const std::string&) -> std::optional<address> {
+      std::vector<std::uint32_t> live;
+      for (std::uint32_t i = 1; i <= r; ++i)
+        if (!down[i]) live.push_back(i);
+      if (live.empty()) return std::nullopt;
+      return address::sim(live[w.rng().below(live.size())]);
+    });
+    w.add_nodes(clients, [pc](sim::node_context& n) { n.add<peer_t>(pid, pc); });
+    for (sim::node_index i = 0; i < w.size(); ++i)
+      w.set_clock(i, duration(w.rng().between(-20'000'000, 20'000'000)), (w.rng().uniform() * 2 - 1) * 1e-4);
+  }
+  static sim::config net(double loss) {
+    sim::config c;
+    c.network.delay = sim::latency::uniform(1ms, 5ms);
+    c.network.loss = loss;
+    c.network.duplicate = loss;
+    return c;
+  }
+  origin_t& org() { return w.get<origin_t>(0, pid); }
+  peer_t* peer(sim::node_index i) { return w.find<peer_t>(i, pid); }
+  wall_time origin_now() const { return w.local_wall_now(0); }
+  std::optional<sim::node_index> leader() {
+    for (std::uint32_t i = 1; i <= r; ++i)
+      if (!down[i])
+        if (auto* g = w.find<group_t>(i, pid); g && g->leads()) return i;
+    return std::nullopt;
+  }
+  void crash(sim::node_index i) {
+    w.crash(i);
+    down[i] = true;
+  }
+};
+
+/// Asks the origin for a group's delegation by hand.
+struct asker {
+  using messages = msg::all;
+  static constexpr std::string_view name = "asker";
+  sim::env env;
+  std::optional<msg::delegate_reply> reply;
+  asker(sim::env e) : env(e) {}
+  void on_message(const address&, const msg::delegate_reply& m) { reply = m; }
+  template <class M> void on_message(const address&, const M&) {}
+};
+
+}  // namespace
+
+TEST_CASE("delegation ledger: grants within the share, once per request, expired by the cutoff, snapshots whole") {
+  const auto okey = lease::signing_key(key_of(7), 0);
+  certificate c{"db", 0, capacity_kind::concurrency, 3, 1, wall_time(10s), wall_time(20s),
+                {{address::sim(1), key_of(21).public_key().raw()}}, 1};
+  ledger l;
+  auto run = [&](ledger::command cmd) {
+    bytes in;
+    storage::detail::encode_value(cmd, in);
+    ledger::outcome o;
+    REQUIRE_FALSE(storage::detail::decode_value(l.apply(in), o));
+    return o;
+  };
+  auto grant = [&](std::uint32_t holder, std::uint32_t permits, std::uint64_t nonce, std::int64_t at_s) {
+    ledger::command cmd;
+    cmd.kind = ledger::op::grant;
+    cmd.key = "db#0";
+    cmd.holder = address::sim(holder);
+    cmd.permits = permits;
+    cmd.nonce = nonce;
+    cmd.expiry_ns = ledger::ns(wall_time(std::chrono::seconds(at_s + 2)));
+    cmd.cutoff_ns = ledger::ns(wall_time(std::chrono::seconds(at_s)));
+    return run(cmd);
+  };
+  CHECK(grant(5, 1, 1, 11).code == static_cast<std::uint32_t>(delegation::errc::not_coordinator));  // no certificate yet
+  ledger::command cert;
+  cert.kind = ledger::op::certify;
+  cert.key = "db#0";
+  cert.cert = c;
+  cert.sealed_certificate = seal_certificate(c, okey).value();
+  CHECK(run(cert).code == 0);
+  const auto a = grant(5, 2, 1, 11);
+  REQUIRE(a.code == 0);
+  CHECK(a.fencing == (1ull << 32 | 1));
+  CHECK(grant(5, 2, 1, 11).fencing == a.fencing);  // a resend: the same grant, nothing more taken
+  CHECK(grant(6, 2, 1, 11).code == static_cast<std::uint32_t>(delegation::errc::share_exhausted));  // 2 + 2 > 3
+  CHECK(grant(6, 1, 1, 11).code == 0);
+  CHECK(l.book("db#0")->in_use == 3);
+  const auto snap = l.snapshot();
+  ledger copy;
+  REQUIRE_FALSE(copy.restore(snap));
+  CHECK(copy.snapshot() == snap);
+  CHECK(copy.book("db#0")->in_use == 3);
+  // A renewal by someone else than the holder changes nothing.
+  ledger::command renew;
+  renew.kind = ledger::op::renew;
+  renew.key = "db#0";
+  renew.holder = address::sim(6);
+  renew.fencing = a.fencing;
+  renew.expiry_ns = ledger::ns(wall_time(19s));
+  renew.cutoff_ns = ledger::ns(wall_time(11s));
+  CHECK(run(renew).code == static_cast<std::uint32_t>(delegation::errc::delegation_ended));
+  renew.holder = address::sim(5);
+  const auto renewed = run(renew);
+  CHECK(renewed.code == 0);
+  CHECK(renewed.permits == 2);
+  // Past the cutoff of every expiry but the renewed one, only it still counts.
+  CHECK(grant(7, 1, 9, 14).code == 0);
+  CHECK(l.book("db#0")->in_use == 3);
+  // Never past the certificate.
+  const auto late = grant(8, 1, 3, 18);
+  CHECK(late.expiry_ns == ledger::ns(c.not_after));
+  CHECK(grant(8, 1, 4, 20).code == static_cast<std::uint32_t>(delegation::errc::certificate_expired));
+  // Garbage is an error, not a crash.
+  ledger::outcome o;
+  REQUIRE_FALSE(storage::detail::decode_value(l.apply(bytes{1, 2, 3}), o));
+  CHECK(o.code != 0);
+  CHECK(copy.restore(bytes{9, 9}));
+}
+
+TEST_CASE("delegation: the origin checks a group's tokens by the signer its key id names, and refuses strangers") {
+  sim::simulator w(3);
+  origin_config oc;
+  oc.resources = {{"db", capacity_kind::concurrency, 4, 1}};
+  w.add_node([oc](sim::node_context& n) { n.add<origin_t>(pid, lease::signing_key(key_of(7), 0), oc); });
+  w.add_nodes(3, [](sim::node_context& n) { n.add<asker>(pid); });
+  std::vector<coordinator_entry> members;
+  for (std::uint8_t i = 1; i <= 3; ++i) members.push_back({address::sim(i), key_of(20 + i).public_key().raw()});
+  // Not a member of the group it names: refused.
+  w.get<asker>(1, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, {members[1], members[2]}, 4});
+  w.run_for(50ms);
+  REQUIRE(w.get<asker>(1, pid).reply);
+  CHECK(w.get<asker>(1, pid).reply->code == status::refused);
+  w.get<asker>(2, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, members, 4});
+  w.run_for(50ms);
+  auto& rep = w.get<asker>(2, pid).reply;
+  REQUIRE(rep);
+  REQUIRE(rep->code == status::ok);
+  auto c = open_certificate(rep->certificate, lease::signing_key(key_of(7), 0).to_verification_key()).value();
+  CHECK(c.coordinators == members);
+  CHECK(c.quorum == 2);
+  auto& org = w.get<origin_t>(0, pid);
+  const auto now = w.local_wall_now(0);
+  auto sign = [&](std::uint8_t member, std::uint32_t key_id, std::uint64_t fencing) {
+    return lease::seal({"db#0", address::sim(9), 1, fencing, now + 1s}, lease::signing_key(key_of(20 + member), key_id)).value();
+  };
+  CHECK(org.admit(sign(3, group_key_id(c.epoch, 2), 1), now));                                         // member 3, position 2
+  CHECK(org.admit(sign(1, group_key_id(c.epoch, 0), 2), now));                                         // member 1, position 0
+  CHECK(org.admit(sign(3, group_key_id(c.epoch, 0), 3), now).error() == lease::errc::bad_signature);   // a key id that names another
+  CHECK(org.admit(sign(3, group_key_id(c.epoch, 3), 4), now).error() == delegation::errc::wrong_epoch);  // no position 3
+  CHECK(check_token(sign(2, group_key_id(c.epoch, 1), 5), c));
+  CHECK(check_token(sign(2, group_key_id(c.epoch, 2), 5), c).error() == delegation::errc::certificate_mismatch);
+  // Another member renews the same epoch; a different group must wait it out.
+  w.get<asker>(3, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, members, 4});
+  w.run_for(50ms);
+  REQUIRE(w.get<asker>(3, pid).reply);
+  CHECK(w.get<asker>(3, pid).reply->code == status::ok);
+  CHECK(org.epoch("db", 0) == c.epoch);
+  rep.reset();
+  w.get<asker>(2, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, {members[1]}, 4});
+  w.run_for(50ms);
+  REQUIRE(rep);
+  CHECK(rep->code == status::retry);
+}
+
+// The property multi-delegation exists for: the leader of the group crashes
+// in the middle of a surge, and no grant is lost (every long-held token keeps
+// being renewed, under the same epoch), new grants resume within an election,
+// and the origin never honours more than C, nor refuses a token the group
+// granted as over capacity (the group never over-grants across the failover).
+TEST_CASE("delegation: a group's leader crashes mid-surge; no grant is lost, none over capacity, over seeds") {
+  std::uint64_t admitted_total = 0, lost_total = 0;
+  std::vector<double> resume_ms;
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+    CAPTURE(seed);
+    const std::uint32_t C = 10, clients = 30, long_holders = 4;
+    world s(seed, {"db", capacity_kind::concurrency, C, 1}, 3, clients, seed % 3 == 0 ? 0.02 : 0);
+    const sim::node_index first_client = 4;
+    std::uint64_t lost = 0, admitted = 0, admitted_after = 0;
+    std::optional<time_point> crashed_at, resumed_at;
+    // Long holders: one permit each, held (and renewed) for the whole run.
+    std::map<sim::node_index, grant> held;
+    for (sim::node_index i = first_client; i < first_client + long_holders; ++i) {
+      s.peer(i)->on_lost([&](const grant&) { ++lost; });
+      s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) {
+        if (g && s.org().admit(g->sealed, s.origin_now(), address::sim(i))) held[i] = *g;
+      });
+    }
+    // The crowd: get, present, hold a while, release at the origin then the group, again.
+    std::function<void(sim::node_index)> loop = [&](sim::node_index i) {
+      s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) {
+        if (!g) return s.w.after(duration(s.w.rng().between(10'000'000, 100'000'000)), [&, i] { loop(i); });
+        auto a = s.org().admit(g->sealed, s.origin_now(), address::sim(i));
+        REQUIRE(a);  // a token the group granted is always honoured: no over-grant, ever
+        ++admitted;
+        if (crashed_at) {
+          ++admitted_after;
+          if (!resumed_at) resumed_at = s.w.now();
+        }
+        s.w.after(duration(s.w.rng().between(20'000'000, 300'000'000)), [&, i, gr = *g] {
+          s.org().release(gr.token);
+          s.peer(i)->release(gr);
+          loop(i);
+        });
+      });
+    };
+    for (sim::node_index i = first_client + long_holders; i < first_client + clients; ++i)
+      s.w.after(duration(s.w.rng().between(500'000'000, 600'000'000)), [&, i] { loop(i); });  // after the long holders
+    s.w.after_event([&] { REQUIRE(s.org().in_use("db", s.origin_now()) <= C); });
+    s.w.run_for(2s);
+    REQUIRE(held.size() == long_holders);
+    const auto epoch = s.org().epoch("db", 0);
+    REQUIRE(epoch == 1);
+    auto l = s.leader();
+    REQUIRE(l);
+    s.crash(*l);
+    crashed_at = s.w.now();
+    s.w.run_for(5s);  // longer than the certificate (3 s) and the tokens (1 s): both must have been renewed
+    CHECK(lost == 0);
+    CHECK(s.org().epoch("db", 0) == epoch);  // the same delegation, renewed by the new leader
+    for (auto& [i, g] : held) {              // each long holder's latest token is honoured (the same grant, renewed)
+      auto now_held = s.peer(i)->holds();
+      REQUIRE(now_held.size() == 1);
+      CHECK(now_held[0].token.fencing == g.token.fencing);
+      CHECK(now_held[0].token.expiry > g.token.expiry + 3s);
+      CHECK(s.org().admit(now_held[0].sealed, s.origin_now(), address::sim(i)));
+    }
+    REQUIRE(resumed_at);
+    CHECK(admitted_after > 0);
+    CHECK(s.org().stats().over_capacity == 0);
+    resume_ms.push_back(std::chrono::duration<double, std::milli>(*resumed_at - *crashed_at).count());
+    admitted_total += admitted;
+    lost_total += lost;
+    s.w.after_event({});
+  }
+  std::sort(resume_ms.begin(), resume_ms.end());
+  MESSAGE("admitted " << admitted_total << ", lost grants " << lost_total << ", first grant after the leader's crash: median "
+                      << resume_ms[resume_ms.size() / 2] << " ms, max " << resume_ms.back() << " ms");
+}
+
+TEST_CASE("delegation: a group without a majority grants nothing new; a restarted majority resumes from its log") {
+  world s(4, {"db", capacity_kind::concurrency, 6, 1}, 3, 6);
+  std::optional<grant> g;
+  s.peer(4)->acquire("db", 0, 2, [&](result<grant> r) { if (r) g = *r; });
+  s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
+  REQUIRE(g);
+  CHECK(g->cert.coordinators.size() == 3);
+  auto l = s.leader();
+  REQUIRE(l);
+  const auto other = *l == 1 ? 2u : 1u;
+  s.crash(*l);
+  s.crash(other);
+  std::optional<result<grant>> r;
+  s.peer(5)->acquire("db", 0, 1, [&](result<grant> x) { r = std::move(x); });
+  s.w.run_for(2s);
+  CHECK_FALSE(r.has_value());  // one of three cannot commit: it waits (and retries), it never grants alone
+  s.w.restart(other);
+  s.down[other] = false;
+  s.w.run_until([&] { return r.has_value(); }, s.w.now() + 4s);
+  REQUIRE(r);
+  REQUIRE(*r);
+  CHECK((*r)->cert.epoch == g->cert.epoch);
+  // The book came back from the durable logs: the sequence of fencing tokens goes on.
+  CHECK((*r)->token.fencing > g->token.fencing);
+  auto* b = s.w.get<group_t>(other, pid).book("db", 0);
+  REQUIRE(b);
+  CHECK(b->grants.contains((*r)->token.fencing));
+}
