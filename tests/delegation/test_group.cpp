@@ -144,7 +144,8 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
   const auto a = grant(5, 2, 1, 11);
   REQUIRE(a.code == 0);
   CHECK(a.fencing == (1ull << 32 | 1));
-  CHECK(grant(5, 2, 1, 11).fencing == a.fencing);  // a resend: the same grant, nothing more taken
+  CHECK(grant(5, 2, 1, 11).fencing == a.fencing);  // a resend: the same grant, nothing more taken...
+  CHECK(grant(5, 2, 1, 12).expiry_ns == ledger::ns(wall_time(14s)));  // ...as fresh as a new one
   CHECK(grant(6, 2, 1, 11).code == static_cast<std::uint32_t>(delegation::errc::share_exhausted));  // 2 + 2 > 3
   CHECK(grant(6, 1, 1, 11).code == 0);
   CHECK(l.book("db#0")->in_use == 3);
@@ -253,6 +254,7 @@ TEST_CASE("delegation: a group's leader crashes mid-surge; no grant is lost, non
       s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) {
         if (!g) return s.w.after(duration(s.w.rng().between(10'000'000, 100'000'000)), [&, i] { loop(i); });
         auto a = s.org().admit(g->sealed, s.origin_now(), address::sim(i));
+        if (!a) MESSAGE("refused: " << a.error().message() << " at " << to_seconds(s.w.now().time_since_epoch()));
         REQUIRE(a);  // a token the group granted is always honoured: no over-grant, ever
         ++admitted;
         if (crashed_at) {

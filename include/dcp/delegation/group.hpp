@@ -28,6 +28,9 @@
 // logs each certificate (ledger op certify), so the next leader has it at
 // once. Grants: a request is proposed with its (holder, nonce) and answered
 // with a token only once committed; a resend gets the same grant back.
+// When the share is in use, requests wait in a FIFO line (bounded: 4 x share
+// + 16) and are proposed in arrival order as permits free, as a single
+// coordinator does (detail/wait_line.hpp).
 //
 // Faults: crashes and restarts of members (with durable Raft storage),
 // loss, duplication, reordering, partitions: a minority side grants nothing
@@ -51,6 +54,7 @@
 #include "dcp/core/env.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/detail/wait_line.hpp"
 #include "dcp/delegation/ledger.hpp"
 #include "dcp/delegation/messages.hpp"
 #include "dcp/lease/keys.hpp"
@@ -152,43 +156,12 @@ class group {
       out.error = static_cast<std::uint32_t>(errc::unknown_shard);
       return void(env_.send(from, out));
     }
-    if (proposing_.size() >= cfg_.max_in_flight) {
-      drop("too_many_in_flight");
-      return void(env_.send(from, out));
+    auto& s = sh->second;
+    if (!m.renew_fencing) {  // in arrival order: behind those already waiting, or in line if the share is in use
+      if (s.waiting.refresh(from, m.nonce, env_.now())) return hold_on(from, out);
+      if (!s.waiting.empty() || !fits(s, *b, m.permits)) return wait_in_line(s, *b, from, m, out);
     }
-    if (!proposing_.insert({from, m.nonce}).second) return;  // a resend while its entry is in the log: one answer
-    ledger::command c;
-    c.kind = m.renew_fencing ? ledger::op::renew : ledger::op::grant;
-    c.key = key;
-    c.holder = from;
-    c.permits = m.permits;
-    c.nonce = m.nonce;
-    c.fencing = m.renew_fencing;
-    c.expiry_ns = ledger::ns(now + cfg_.token_ttl);
-    c.cutoff_ns = ledger::ns(now - 2 * cfg_.max_drift);
-    propose(c, [this, from, m, key, out](result<ledger::outcome> r) mutable {
-      proposing_.erase({from, m.nonce});
-      const auto* book = raft_.state_machine().book(key);
-      if (!r || !book) return void(env_.send(from, out));  // not committed here (leadership moved): the client asks again
-      if (r->code != 0) {
-        const auto why = static_cast<errc>(r->code);
-        if (why == errc::share_exhausted && !m.renew_fencing) shards_[key].unmet += m.permits;
-        out.code = why == errc::share_exhausted || why == errc::not_coordinator || why == errc::certificate_expired
-                       ? status::retry : status::refused;
-        out.error = r->code;
-        out.retry_after_ms = retry_ms(why == errc::share_exhausted ? cfg_.token_ttl / 4 : cfg_.request_timeout / 2);
-        return void(env_.send(from, out));
-      }
-      auto sealed = lease::seal(lease::token{key, from, r->permits, r->fencing, wall_time(duration(r->expiry_ns))},
-                                lease::signing_key(key_, group_key_id(book->cert.epoch, position_)));
-      if (!sealed) return drop("token_seal_failed");
-      out.code = status::ok;
-      out.error = 0;
-      out.certificate = book->sealed_certificate;
-      out.token = std::move(*sealed);
-      out.fencing = r->fencing;
-      env_.send(from, out);
-    });
+    propose_grant(from, m, std::move(out));
   }
 
   void on_message(const address& from, const msg::token_release& m) {
@@ -199,7 +172,7 @@ class group {
     c.key = key;
     c.holder = from;
     c.fencing = m.fencing;
-    propose(c, [](result<ledger::outcome>) {});
+    propose(c, [this, key](result<ledger::outcome>) { serve_waiters(shards_[key]); });
   }
 
   void on_message(const address& from, const msg::delegate_reply& m) {
@@ -237,8 +210,104 @@ class group {
     std::uint32_t shard = 0;
     bool asking = false;
     time_point asked_at{}, next_ask{};
-    std::uint64_t unmet = 0;  // refused or unserved permits since the last report
+    std::uint64_t unmet = 0;    // refused or unserved permits since the last report
+    std::uint64_t granting = 0; // permits of grants proposed and not yet applied
+    detail::wait_line waiting;  // grant requests the share could not serve yet
   };
+
+  /// Proposes the grant (or renewal) `m` asks for, and answers once it is applied.
+  void propose_grant(const address& from, const msg::token_request& m, msg::token_reply out) {
+    if (proposing_.size() >= cfg_.max_in_flight) {
+      drop("too_many_in_flight");
+      return void(env_.send(from, out));
+    }
+    if (!proposing_.insert({from, m.nonce}).second) return;  // a resend while its entry is in the log: one answer
+    const auto key = shard_key(m.resource, m.shard);
+    const auto now = env_.wall_now();
+    const std::uint32_t taking = m.renew_fencing ? 0 : m.permits;
+    shards_[key].granting += taking;
+    ledger::command c;
+    c.kind = m.renew_fencing ? ledger::op::renew : ledger::op::grant;
+    c.key = key;
+    c.holder = from;
+    c.permits = m.permits;
+    c.nonce = m.nonce;
+    c.fencing = m.renew_fencing;
+    c.expiry_ns = ledger::ns(now + cfg_.token_ttl);
+    c.cutoff_ns = ledger::ns(now - 2 * cfg_.max_drift);
+    propose(c, [this, from, m, key, out, taking](result<ledger::outcome> r) mutable {
+      proposing_.erase({from, m.nonce});
+      auto& s = shards_[key];
+      s.granting -= taking;
+      const auto* book = raft_.state_machine().book(key);
+      if (!r || !book) return void(env_.send(from, out));  // not committed here (leadership moved): the client asks again
+      if (r->code != 0) {
+        const auto why = static_cast<errc>(r->code);
+        if (why == errc::share_exhausted && !m.renew_fencing) {  // outrun by the book: back to the head of the line
+          s.unmet += m.permits;
+          s.waiting.rejoin_front({from, m.nonce, m.permits, env_.now()});
+          return hold_on(from, out);
+        }
+        out.code = why == errc::share_exhausted || why == errc::not_coordinator || why == errc::certificate_expired
+                       ? status::retry : status::refused;
+        out.error = r->code;
+        out.retry_after_ms = retry_ms(why == errc::share_exhausted ? cfg_.token_ttl / 4 : cfg_.request_timeout / 2);
+        return void(env_.send(from, out));
+      }
+      auto sealed = lease::seal(lease::token{key, from, r->permits, r->fencing, wall_time(duration(r->expiry_ns))},
+                                lease::signing_key(key_, group_key_id(book->cert.epoch, position_)));
+      if (!sealed) return drop("token_seal_failed");
+      out.code = status::ok;
+      out.error = 0;
+      out.certificate = book->sealed_certificate;
+      out.token = std::move(*sealed);
+      out.fencing = r->fencing;
+      env_.send(from, out);
+    });
+  }
+
+  /// Permits held now by the book's grants (those past the cutoff no longer
+  /// count, whether or not an entry has collected them yet).
+  std::uint64_t in_use(const ledger::shard_book& b) const {
+    const auto cutoff = ledger::ns(env_.wall_now() - 2 * cfg_.max_drift);
+    std::uint64_t n = 0;
+    for (auto& [f, g] : b.grants)
+      if (g.expiry_ns > cutoff) n += g.permits;
+    return n;
+  }
+  bool fits(const shard_state& s, const ledger::shard_book& b, std::uint32_t permits) const {
+    return in_use(b) + s.granting + permits <= b.cert.share;
+  }
+
+  void wait_in_line(shard_state& s, const ledger::shard_book& b, const address& from, const msg::token_request& m,
+                    msg::token_reply& out) {
+    s.unmet += m.permits;
+    if (s.waiting.join({from, m.nonce, m.permits, env_.now()}, 4 * b.cert.share + 16)) return hold_on(from, out);
+    drop("wait_queue_full");
+    out.error = static_cast<std::uint32_t>(errc::share_exhausted);
+    out.retry_after_ms = retry_ms(cfg_.token_ttl / 4);
+    env_.send(from, out);
+  }
+  void hold_on(const address& from, msg::token_reply& out) {
+    out.code = status::retry;
+    out.error = static_cast<std::uint32_t>(errc::share_exhausted);
+    out.retry_after_ms = retry_ms(2 * cfg_.request_timeout);
+    out.certificate.clear();
+    env_.send(from, out);
+  }
+  /// Proposes grants for the waiters at the head of the line while the share allows.
+  void serve_waiters(shard_state& s) {
+    if (!raft_.is_leader()) return s.waiting.clear();  // they resend, and are redirected to the leader
+    const auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard));
+    if (!b || !b->cert.valid_at(env_.wall_now())) return;
+    while (auto* w = s.waiting.head(env_.now(), 5 * cfg_.request_timeout)) {
+      if (!fits(s, *b, w->permits)) return;
+      const msg::token_request req{w->nonce, s.resource, s.shard, w->permits, 0, 0};
+      const auto to = w->from;
+      s.waiting.pop();
+      propose_grant(to, req, {req.nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0});
+    }
+  }
 
   void propose(const ledger::command& c, std::function<void(result<ledger::outcome>)> done) {
     bytes payload;
@@ -257,7 +326,7 @@ class group {
     s.asking = true;
     s.asked_at = now;
     std::uint64_t demand = std::exchange(s.unmet, 0);
-    if (auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard))) demand += b->in_use;
+    if (auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard))) demand += in_use(*b);
     env_.send(cfg_.origin, msg::group_delegate_request{s.resource, s.shard, cfg_.members, demand});
   }
 
@@ -267,10 +336,15 @@ class group {
       for (auto& [k, s] : shards_) s.next_ask = env_.now();
     }
     led_ = leading;
-    if (!leading) return;
+    if (!leading) {
+      for (auto& [k, s] : shards_) s.waiting.clear();
+      return;
+    }
     const auto now = env_.now();
-    for (auto& [k, s] : shards_)
+    for (auto& [k, s] : shards_) {
       if ((!s.asking && now >= s.next_ask) || (s.asking && now - s.asked_at >= cfg_.request_timeout)) ask_origin(s);
+      serve_waiters(s);  // grants expired meanwhile have freed permits
+    }
   }
 
   static std::uint32_t retry_ms(duration d) {

@@ -21,7 +21,7 @@
 //
 // A grant is idempotent per (holder, request nonce): a client that resends a
 // request whose reply was lost (or that reaches a new leader) gets the same
-// grant back, not a second one.
+// grant back, renewed, not a second one.
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
@@ -147,8 +147,11 @@ class ledger {
     const std::int64_t end = ns(b.cert.not_after);
     switch (c.kind) {
       case op::grant: {
-        if (auto same = b.by_request.find({c.holder, c.nonce}); same != b.by_request.end()) {  // a resend: the same grant
+        if (auto same = b.by_request.find({c.holder, c.nonce}); same != b.by_request.end()) {
+          // A resend (its answer was lost, or it reached another leader):
+          // the same grant, as fresh as a new one would be.
           auto& g = b.grants.at(same->second);
+          g.expiry_ns = std::max(g.expiry_ns, std::min(c.expiry_ns, end));
           return {0, same->second, g.expiry_ns, g.permits};
         }
         if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};

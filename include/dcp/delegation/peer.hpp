@@ -28,7 +28,6 @@
 //
 // Message ids 1-7, default protocol id 140 (messages.hpp).
 #include <algorithm>
-#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -41,6 +40,7 @@
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/coordinator.hpp"
+#include "dcp/delegation/detail/wait_line.hpp"
 #include "dcp/delegation/locate.hpp"
 #include "dcp/delegation/messages.hpp"
 
@@ -346,32 +346,21 @@ class peer {
     std::optional<std::pair<std::uint64_t, std::vector<msg::allocation>>> inflight_batch;
     time_point batch_sent{};
     std::map<std::pair<address, std::uint64_t>, std::uint64_t> awaiting;  // (holder, request id) -> nonce
-    struct waiter {
-      address from;
-      std::uint64_t nonce = 0;
-      std::uint32_t permits = 1;
-      time_point refreshed{};
-    };
-    std::deque<waiter> waiting;  // FIFO of token requests the share could not serve yet
+    detail::wait_line waiting;  // token requests the share could not serve yet
   };
 
   /// A request while others wait ahead of it (or a resend of a waiting one):
   /// it waits its turn. True if answered.
   bool wait_in_line(slot& s, const address& from, const msg::token_request& m, msg::token_reply& out) {
-    for (auto& w : s.waiting)
-      if (w.from == from && w.nonce == m.nonce) {
-        w.refreshed = env_.now();
-        return hold_on(from, out);
-      }
+    if (s.waiting.refresh(from, m.nonce, env_.now())) return hold_on(from, out);
     if (s.waiting.empty()) return false;
     return enqueue(s, from, m, out);
   }
   bool enqueue(slot& s, const address& from, const msg::token_request& m, msg::token_reply& out) {
-    if (s.waiting.size() >= 4 * s.active->cert().share + 16) {
+    if (!s.waiting.join({from, m.nonce, m.permits, env_.now()}, 4 * s.active->cert().share + 16)) {
       env_.count("wait_queue_full");
       return false;
     }
-    s.waiting.push_back({from, m.nonce, m.permits, env_.now()});
     return hold_on(from, out);
   }
   bool hold_on(const address& from, msg::token_reply& out) {
@@ -387,17 +376,12 @@ class peer {
     if (!s.active) return;
     const auto now = env_.now();
     const auto wall = env_.wall_now();
-    while (!s.waiting.empty()) {
-      auto& w = s.waiting.front();
-      if (now - w.refreshed > 5 * cfg_.request_timeout) {  // gave up waiting
-        s.waiting.pop_front();
-        continue;
-      }
-      auto t = s.active->grant(w.from, w.permits, cfg_.token_ttl, wall);
+    while (auto* w = s.waiting.head(now, 5 * cfg_.request_timeout)) {
+      auto t = s.active->grant(w->from, w->permits, cfg_.token_ttl, wall);
       if (!t) return;
-      env_.send(w.from, msg::token_reply{w.nonce, status::ok, 0, s.active->sealed_certificate(), std::move(*t), 0,
-                                         s.active->last_fencing()});
-      s.waiting.pop_front();
+      env_.send(w->from, msg::token_reply{w->nonce, status::ok, 0, s.active->sealed_certificate(), std::move(*t), 0,
+                                          s.active->last_fencing()});
+      s.waiting.pop();
     }
   }
 
