@@ -331,6 +331,27 @@ TEST_CASE("ghs: hostile input is counted and changes nothing") {
   CHECK(p.check_invariants());
 }
 
+TEST_CASE("ghs: the deferred queue holds at most one message of each kind per edge") {
+  simulator w(1);
+  spanning::ghs_config cfg{.edges = {{address::sim(1), 5}, {address::sim(2), 7}}, .wake_on_start = false};
+  w.add_node([&](sim::node_context& c) { c.add<ghs>(ghs::default_id, cfg); });
+  w.add_nodes(2, [](sim::node_context&) {});
+  auto& p = w.get<ghs>(0, ghs::default_id);
+  namespace m = spanning::ghs_msg;
+  p.wake_up();
+  p.on_message(address::sim(2), m::test{.seq = 0, .level = 3, .fragment = key_of(1, 2, 9)});  // from a higher level: waits
+  CHECK(p.deferred() == 1);
+  p.on_message(address::sim(2), m::test{.seq = 1, .level = 4, .fragment = key_of(1, 2, 9)});
+  CHECK(p.deferred() == 1);
+  CHECK(w.metrics().counter(ghs::default_id, "deferred_twice") == 1);
+  p.on_message(address::sim(2), m::connect{.seq = 2, .level = 0});  // same level, edge not chosen here: waits
+  CHECK(p.deferred() == 2);
+  for (std::uint32_t s = 3; s < 40; ++s) p.on_message(address::sim(2), m::connect{.seq = s, .level = 0});
+  CHECK(p.deferred() == 2);
+  CHECK(p.level() == 0);
+  CHECK(p.check_invariants());
+}
+
 TEST_CASE("ghs: bad configuration is refused with a clear error") {
   simulator w(1);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {

@@ -30,8 +30,9 @@
 // higher level than its own (it does not yet know whether it is in that
 // fragment), CONNECT(L) at its own level over an edge it has not chosen itself
 // (merge or absorb is decided later), and REPORT over the core edge while its
-// own half of the search is still running. Such a message waits in a bounded
-// deferred queue (GHS: "place received message on end of queue").
+// own half of the search is still running. Such a message waits in the
+// deferred queue (GHS: "place received message on end of queue"), bounded to
+// one message of each kind per edge: an honest neighbour never has more.
 //
 // The deadlock, and how this code avoids it. The paper's queue re-examines a
 // deferred message after every message the node handles, in arrival order.
@@ -291,7 +292,7 @@ class ghs {
   };
   enum class outcome { handled, deferred };
 
-  std::size_t max_deferred() const noexcept { return 2 * edges_.size() + 1; }  // a CONNECT and a TEST per edge, one core REPORT
+  std::size_t max_deferred() const noexcept { return 3 * edges_.size(); }  // one of each deferrable kind per edge
 
   // ---- the link layer: restore each link's FIFO order ----
   template <class M>
@@ -315,7 +316,11 @@ class ghs {
   }
   void dispatch(std::size_t j, any_message m) {
     if (std::visit([&](const auto& msg) { return handle(j, msg); }, m) == outcome::deferred) {
-      if (deferred_.size() >= max_deferred()) return env_.count("deferred_overflow");
+      // An honest neighbour has at most one CONNECT, one TEST and (the other
+      // core node) one REPORT waiting here at a time: a second is bad input,
+      // and a neighbour cannot crowd out the others' deferred messages.
+      for (auto& d : deferred_)
+        if (d.edge == j && d.message.index() == m.index()) return env_.count("deferred_twice");
       deferred_.push_back({j, std::move(m)});
       return;
     }
