@@ -352,6 +352,57 @@ TEST_CASE("ghs: the deferred queue holds at most one message of each kind per ed
   CHECK(p.check_invariants());
 }
 
+TEST_CASE("ghs: random hostile message streams never break an invariant; 200 seeds x 2,000 messages") {
+  namespace m = spanning::ghs_msg;
+  int searched = 0, deferred_some = 0;  // the streams do reach the deep states
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    simulator w(seed);
+    auto& r = w.rng();
+    bool in_find = false, deferring = false;
+    const auto degree = static_cast<std::uint32_t>(1 + r.below(6));
+    spanning::ghs_config cfg{.wake_on_start = r.chance(0.5)};
+    for (std::uint32_t j = 1; j <= degree; ++j) cfg.edges.push_back({address::sim(j), r.below(5)});
+    w.add_node([&](sim::node_context& c) { c.add<ghs>(ghs::default_id, cfg); });
+    w.add_nodes(degree + 1, [](sim::node_context&) {});  // the neighbours, and one stranger: we speak for them
+    auto& p = w.get<ghs>(0, ghs::default_id);
+    std::vector<std::uint32_t> next(degree + 2, 0);
+    auto some_key = [&] {
+      const auto a = static_cast<std::uint32_t>(r.below(degree + 2)), b = static_cast<std::uint32_t>(r.below(degree + 2));
+      return key_of(a, b, r.below(5));
+    };
+    INFO("seed " << seed);
+    for (int k = 0; k < 2000; ++k) {
+      const auto from = static_cast<std::uint32_t>(1 + r.below(degree + 1));
+      // Mostly the next sequence number (so the message reaches the protocol), sometimes anything.
+      const std::uint32_t seq = r.chance(0.9) ? next[from]++ : static_cast<std::uint32_t>(r.below(600));
+      const auto level = static_cast<std::uint32_t>(r.chance(0.9) ? r.below(4) : r.below(100));
+      const address a = address::sim(from);
+      switch (r.below(8)) {
+        case 0: p.on_message(a, m::connect{.seq = seq, .level = level}); break;
+        case 1: p.on_message(a, m::initiate{.seq = seq, .level = level, .fragment = some_key(), .find = r.chance(0.5)}); break;
+        case 2: p.on_message(a, m::test{.seq = seq, .level = level, .fragment = some_key()}); break;
+        case 3: p.on_message(a, m::accept{.seq = seq}); break;
+        case 4: p.on_message(a, m::reject{.seq = seq}); break;
+        case 5: p.on_message(a, m::report{.seq = seq, .infinite = r.chance(0.5), .best = some_key()}); break;
+        case 6: p.on_message(a, m::change_root{.seq = seq}); break;
+        default: p.on_message(a, m::done{.seq = seq, .core = some_key(), .level = level}); break;
+      }
+      if (r.chance(0.01)) p.wake_up();
+      REQUIRE(p.check_invariants());
+      REQUIRE(p.level() <= cfg.max_level);
+      REQUIRE(p.deferred() <= 3 * degree);
+      in_find = in_find || p.state() == spanning::ghs_state::find;
+      deferring = deferring || p.deferred() > 1;
+    }
+    searched += in_find;
+    deferred_some += deferring;
+    w.run_for(1s);  // whatever the node sent is delivered (to nobody) and nothing pending misbehaves
+  }
+  MESSAGE("hostile streams: " << searched << " of 200 reached Find, " << deferred_some << " deferred several messages");
+  CHECK(searched > 20);
+  CHECK(deferred_some > 20);
+}
+
 TEST_CASE("ghs: bad configuration is refused with a clear error") {
   simulator w(1);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
