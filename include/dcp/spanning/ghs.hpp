@@ -74,6 +74,7 @@
 // out-of-place messages, which are dropped and counted, never applied.
 //
 // Completion runs after the event (a zero-delay timer), never inside a call.
+// Not thread-safe, like every core: its node calls it from one executor.
 #include <algorithm>
 #include <compare>
 #include <cstdint>
@@ -112,7 +113,10 @@ struct edge_key {
 
 struct ghs_config {
   std::vector<ghs_edge> edges;  ///< this node's links; the graph must be connected, weights equal at both ends
-  bool wake_on_start = true;    ///< wake up in start(); otherwise wake_up() or the first message wakes it
+  /// Wake up in start(); otherwise wake_up() or the first message wakes it.
+  /// In dcp::sim, where a node starts as it is added and a message to a node
+  /// not yet added is lost, set it false and wake nodes once all exist.
+  bool wake_on_start = true;
   /// Levels above this are rejected as absurd: a fragment of level L has
   /// >= 2^L nodes, so 32 covers any network addressable by 32-bit indices.
   std::uint32_t max_level = 32;
