@@ -17,7 +17,7 @@
 // algorithm sends at most 5 N log2 N + 2 E messages (the paper's bound, which
 // tests/spanning/test_ghs.cpp checks on every run). When the two core nodes
 // both report "no outgoing edge" the tree is the MST; GHS ends there, at the
-// core. Here the core then sends DONE down the tree (N-1 more messages) so
+// core. Here the core then sends DONE down the tree (N-2 more messages) so
 // every node learns that it is finished, its branch edges, its parent and the
 // root (the core node with the higher address).
 //
