@@ -305,6 +305,28 @@ TEST_CASE("delegation: a crashed coordinator's shard is re-delegated only after 
   CHECK(s.org().admit(g2->sealed, s.origin_now()));
 }
 
+TEST_CASE("delegation: a released token stays released when a renewal answered late comes back") {
+  // A renewal in flight when the holder releases: its answer must not bring
+  // the token back to life (held again, renewed for ever, then reported lost).
+  world s(11, {"db", capacity_kind::concurrency, 4, 1}, 4);
+  std::optional<grant> g;
+  s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) { if (r) g = *r; });
+  s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
+  REQUIRE(g);
+  std::uint32_t lost = 0;
+  s.peer(3)->on_lost([&](const grant&) { ++lost; });
+  s.w.run_for(450ms);
+  s.w.isolate(3);  // its renewals (sent from half the token's life) go unanswered for now
+  s.w.run_for(350ms);
+  REQUIRE(s.peer(3)->holds().size() == 1);
+  s.peer(3)->release(*g);
+  CHECK(s.peer(3)->holds().empty());
+  s.w.heal();
+  s.w.run_for(2s);
+  CHECK(s.peer(3)->holds().empty());
+  CHECK(lost == 0);
+}
+
 TEST_CASE("delegation: a node the DHT names wrongly sends clients to the coordinator the origin knows") {
   // Views of the DHT differ for a while after joins and crashes: a client
   // may reach a node that is not the shard's coordinator. That node learns

@@ -135,6 +135,10 @@ class peer {
     if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end())
       env_.send(c->second, msg::token_release{g.resource, g.shard, g.token.fencing});
     held_.erase(it);
+    // Renewals still in flight are moot: their answers are dropped as unsolicited.
+    std::erase_if(requests_, [&](auto& kv) {
+      return kv.second.req.renew_fencing == g.token.fencing && kv.second.req.resource == g.resource && kv.second.req.shard == g.shard;
+    });
   }
   /// Tokens held now (unexpired), each with its latest renewal.
   std::vector<grant> holds() const {
@@ -314,7 +318,9 @@ class peer {
     if (t->holder != env_.self() || t->resource != shard_key(p.req.resource, p.req.shard) || t->permits != p.req.permits)
       return finish(it, make_error_code(errc::certificate_mismatch));
     grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c), m.certificate, p.req.request_id};
-    if (g.cert.kind != capacity_kind::stock) held_[g.token.fencing] = held_token{g, env_.now()};
+    // A new grant is held from now on; a renewal only updates a token still held.
+    if (g.cert.kind != capacity_kind::stock && (!p.req.renew_fencing || held_.contains(g.token.fencing)))
+      held_[g.token.fencing] = held_token{g, env_.now()};
     finish(it, std::move(g));
   }
 
