@@ -1,7 +1,7 @@
 // The surge, four ways (examples/surge_scenario.hpp: the modes, the
 // workload and what each column means), and the origin's CPU per admission.
 //
-// Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--csv FILE]
+// Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--csv FILE]
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   params p;
   std::string csv;
   bool quick = false;
+  std::string only;  // one mode, or all
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -100,10 +101,12 @@ int main(int argc, char** argv) {
       p.capacity = static_cast<std::uint32_t>(std::stoul(argv[++i]));
     } else if (a == "--seconds" && i + 1 < argc) {
       p.run = std::chrono::seconds(std::stoul(argv[++i]));
+    } else if (a == "--mode" && i + 1 < argc) {
+      only = argv[++i];
     } else if (a == "--csv" && i + 1 < argc) {
       csv = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--csv FILE]\n");
+      std::fprintf(stderr, "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--csv FILE]\n");
       return 2;
     }
   }
@@ -112,6 +115,7 @@ int main(int argc, char** argv) {
   surge::print_header();
   std::vector<result_row> rows;
   for (const char* mode : surge::modes) {
+    if (!only.empty() && only != mode) continue;
     std::fprintf(stderr, "running %s ...\n", mode);
     rows.push_back(surge::run(mode, p));
     surge::print_row(rows.back());
@@ -119,9 +123,9 @@ int main(int argc, char** argv) {
   admission_cost(quick ? 200 : 5000);
   if (!csv.empty()) {
     std::ofstream f(csv);
-    f << "mode,clients,capacity,peak_over_c,episodes,above_ms,util,held,msgs_per_admitted,token_p50_ms,token_p99_ms,jain\n";
+    f << "mode,clients,capacity,peak_over_c,episodes,above_ms,util,held,msgs_per_admitted,token_p50_ms,token_p99_ms,jain,lost\n";
     for (auto& r : rows)
       f << r.mode << ',' << r.n << ',' << r.C << ',' << r.peak_over_c << ',' << r.episodes << ',' << r.above_ms << ','
-        << r.util << ',' << r.held << ',' << r.msgs_per_admitted << ',' << r.token_p50_ms << ',' << r.token_p99_ms << ',' << r.jain << '\n';
+        << r.util << ',' << r.held << ',' << r.msgs_per_admitted << ',' << r.token_p50_ms << ',' << r.token_p99_ms << ',' << r.jain << ',' << r.lost << '\n';
   }
 }

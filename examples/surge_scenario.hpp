@@ -34,6 +34,8 @@
 //   msgs/adm          messages the origin received per admitted work unit
 //   token p50/p99     time from a client's arrival to its first admitted unit
 //   jain              Jain's index over the work units each client completed
+//   lost              tokens that expired while held, unrenewed (their
+//                     coordinator crashed, or could not renew in time)
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -156,7 +158,7 @@ struct work_server {
 
 struct client_record {
   time_point arrived{}, first_admitted{};
-  std::uint64_t done = 0;
+  std::uint64_t done = 0, lost = 0;
 };
 
 /// A client: runs work units back to back. Client-server: retries a
@@ -175,7 +177,9 @@ struct work_client {
   std::optional<delegation::grant> token;
   timer_id timeout{};
   work_client(sim::env e, client_record* r, delegation::peer<sim::env>* pe, params pa)
-      : env(e), rec(r), peer(pe), p(pa) {}
+      : env(e), rec(r), peer(pe), p(pa) {
+    if (peer) peer->on_lost([this](const delegation::grant&) { ++rec->lost; });
+  }
   void begin() {
     rec->arrived = env.world().now();
     shard = static_cast<std::uint32_t>(env.rng().below(p.shards));
@@ -226,7 +230,7 @@ struct result_row {
   std::string mode;
   std::uint32_t n, C;
   double peak_over_c, above_ms, util, held, msgs_per_admitted, token_p50_ms, token_p99_ms, jain;
-  std::uint64_t episodes, admitted;
+  std::uint64_t episodes, admitted, lost;
 };
 
 inline double pct(std::vector<double> v, double q) {
@@ -360,7 +364,7 @@ inline result_row run(const std::string& mode, const params& p) {
   };
   w.after(10ms, sample);
   w.run_for(p.run);
-  result_row r{mode, p.clients, p.capacity, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  result_row r{mode, p.clients, p.capacity, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   r.held = samples ? held_sum / static_cast<double>(samples) / p.capacity : 0;
   r.peak_over_c = static_cast<double>(orec.peak) / p.capacity;
   r.episodes = orec.episodes;
@@ -371,6 +375,7 @@ inline result_row run(const std::string& mode, const params& p) {
   std::vector<double> ttt, done;
   for (sim::node_index i = first; i < first + p.clients; ++i) {
     done.push_back(static_cast<double>(crec[i].done));
+    r.lost += crec[i].lost;
     if (crec[i].first_admitted != time_point{}) ttt.push_back(to_millis(crec[i].first_admitted - crec[i].arrived));
   }
   r.token_p50_ms = pct(ttt, 0.5);
@@ -381,13 +386,13 @@ inline result_row run(const std::string& mode, const params& p) {
 
 /// The table, a row per mode.
 inline void print_header() {
-  std::printf("%-14s %8s %9s %10s %6s %6s %9s %10s %10s %6s\n", "mode", "peak/C", "episodes", "above(ms)", "util",
-              "held", "msgs/adm", "tok p50ms", "tok p99ms", "jain");
+  std::printf("%-14s %8s %9s %10s %6s %6s %9s %10s %10s %6s %5s\n", "mode", "peak/C", "episodes", "above(ms)", "util",
+              "held", "msgs/adm", "tok p50ms", "tok p99ms", "jain", "lost");
 }
 inline void print_row(const result_row& r) {
-  std::printf("%-14s %8.2f %9llu %10.0f %6.3f %6.3f %9.2f %10.0f %10.0f %6.3f\n", r.mode.c_str(), r.peak_over_c,
+  std::printf("%-14s %8.2f %9llu %10.0f %6.3f %6.3f %9.2f %10.0f %10.0f %6.3f %5llu\n", r.mode.c_str(), r.peak_over_c,
               static_cast<unsigned long long>(r.episodes), r.above_ms, r.util, r.held, r.msgs_per_admitted,
-              r.token_p50_ms, r.token_p99_ms, r.jain);
+              r.token_p50_ms, r.token_p99_ms, r.jain, static_cast<unsigned long long>(r.lost));
 }
 
 }  // namespace surge
