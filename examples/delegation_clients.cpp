@@ -4,7 +4,7 @@
 //
 //   delegation_clients --origin 127.0.0.1:7000 --origin-key HEX --listen 127.0.0.1:7100 --nodes 50
 //       --bootstrap 127.0.0.1:7100 [--surge-at UNIX_MS] [--spread 1s] [--run-for 10s]
-//       [--shards 4] [--seat-shards 2] [--seed N]
+//       [--shards 4] [--seat-shards 2] [--seed N] [--group HOST:PORT,...]
 //
 // Node i listens on the --listen port + i and joins the overlay through
 // --bootstrap (the node listening there founds it). The surge begins at
@@ -17,7 +17,10 @@
 //     until --run-for is over;
 //   - asks for one seat (a random shard of "seats", a stock), once.
 // Nodes are also the coordinators: whichever the DHT names for a shard asks
-// the origin for its delegation. It prints
+// the origin for its delegation. With --group, the shards of "work" are
+// coordinated by that group of delegation_group processes instead (multi-
+// delegation): a node asks a member drawn at random, and a follower names
+// the leader. It prints
 //   READY <nodes> in <ms> ms            once every node has joined the overlay
 //   SEAT <holder> <request id>          each seat the origin confirmed (through a coordinator)
 //   DONE units=... grants=... refused=... lost=... seats=... sold_out=... errors=...
@@ -56,7 +59,7 @@ using work_t = work::client<E>;
   std::cerr << "delegation_clients: " << why << "\n"
             << "usage: delegation_clients --origin HOST:PORT --origin-key HEX --listen HOST:PORT --nodes N\n"
                "                          --bootstrap HOST:PORT [--surge-at UNIX_MS] [--spread DURATION] [--run-for DURATION]\n"
-               "                          [--shards S] [--seat-shards K] [--seed N]\n";
+               "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n";
   std::exit(2);
 }
 
@@ -68,6 +71,7 @@ struct options {
   dcp::duration spread = 1s, run_for = 10s;
   std::uint32_t shards = 4, seat_shards = 2;
   std::uint64_t seed = 1;
+  std::vector<dcp::address> group;  ///< coordinators of "work" (multi-delegation); empty: the DHT owners
 };
 
 struct totals {
@@ -96,6 +100,12 @@ class client_node {
     pc.origin = opt.origin;
     pc.origin_public_key = opt.origin_key;
     pc.locate = dlg::dht_locator(*router_);
+    if (!opt.group.empty()) {  // "work" is the group's; seats stay with the DHT owners (stock is single delegation)
+      pc.locate = [this, dht = pc.locate](const std::string& key, std::function<void(std::optional<dcp::address>)> done) {
+        if (key.rfind("work#", 0) != 0) return dht(key, std::move(done));
+        done(opt_.group[rng_.below(opt_.group.size())]);
+      };
+    }
     pc.token_ttl = 2s;
     pc.request_timeout = 300ms;
     pc.give_up_after = 8s;
@@ -236,6 +246,14 @@ int main(int argc, char** argv) {
     else if (arg == "--shards") opt.shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
     else if (arg == "--seat-shards") opt.seat_shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
     else if (arg == "--seed") opt.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    else if (arg == "--group") {
+      std::string list(value);
+      for (std::size_t at = 0; at <= list.size();) {
+        const auto comma = std::min(list.find(',', at), list.size());
+        opt.group.push_back(addr(std::string_view(list).substr(at, comma - at)));
+        at = comma + 1;
+      }
+    }
     else usage("unknown option " + std::string(arg));
   }
   if (!have_origin || !have_listen || !have_bootstrap || opt.origin_key.empty())

@@ -30,7 +30,10 @@
 // never overlapped; the load never exceeded the capacity; and every seat a
 // client was told it has (CLAIMS: "SEAT <holder> <request id>" lines) exists
 // at the origin exactly once, never more seats than there are. Prints
-// "AUDIT ok ..." and exits 0, or "AUDIT FAIL <why>" and exits 1.
+// "AUDIT ok ...", then per shard and epoch "EPOCH <shard> <epoch> <first
+// start us>" and per shard "GAP <shard> <longest gap between unit starts, us>
+// <when it began, us> <last start, us>", and exits 0; or "AUDIT FAIL <why>"
+// and exits 1.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -223,6 +226,12 @@ int audit(const std::string& path, const std::string& claims_path) {
   struct epoch_span {
     dcp::wall_time first_start = dcp::wall_time::max(), last_not_after = dcp::wall_time::min();
   };
+  struct shard_service {  // when a shard's units started, across its epochs
+    dcp::wall_time last_start = dcp::wall_time::min();
+    dcp::duration longest_gap{};
+    dcp::wall_time gap_began{};
+  };
+  std::map<std::string, shard_service> service;
   std::map<std::string, std::map<std::uint32_t, epoch_span>> epochs;  // shard -> epoch -> span
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> allocations;
   std::uint64_t load = 0, max_load = 0, units = 0, allocated = 0;
@@ -268,6 +277,10 @@ int audit(const std::string& path, const std::string& claims_path) {
         if (at + work > honoured_until) fail("work that outlived its token (token " + w[2] + ")");
         auto& span = epochs[c.key()][c.epoch];
         span.first_start = std::min(span.first_start, at);
+        auto& sv = service[c.key()];
+        if (sv.last_start != dcp::wall_time::min() && at - sv.last_start > sv.longest_gap)
+          sv.longest_gap = at - sv.last_start, sv.gap_began = sv.last_start;
+        sv.last_start = std::max(sv.last_start, at);
         ++units;
         max_load = std::max(max_load, ++load);
         if (load > capacity) fail("load " + std::to_string(load) + " above the capacity " + std::to_string(capacity));
@@ -320,6 +333,9 @@ int audit(const std::string& path, const std::string& claims_path) {
       for (auto& [e, span] : by_epoch)
         if (span.first_start != dcp::wall_time::max())
           std::cout << "EPOCH " << shard << ' ' << e << ' ' << micros(span.first_start) << std::endl;
+    for (auto& [shard, sv] : service)  // the shard's longest time without a unit starting: its worst outage
+      std::cout << "GAP " << shard << ' ' << std::chrono::duration_cast<std::chrono::microseconds>(sv.longest_gap).count() << ' '
+                << micros(sv.gap_began) << ' ' << micros(sv.last_start) << std::endl;
     return 0;
   } catch (const audit_failure& f) {
     std::cout << "AUDIT FAIL " << f.what() << std::endl;
