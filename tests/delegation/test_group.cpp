@@ -339,6 +339,7 @@ TEST_CASE("delegation: a group without a majority grants nothing new; a restarte
   CHECK((*r)->cert.epoch == g->cert.epoch);
   // The book came back from the durable logs: the sequence of fencing tokens goes on.
   CHECK((*r)->token.fencing > g->token.fencing);
+  s.w.run_for(200ms);  // a follower applies an entry once a heartbeat tells it the commit index
   auto* b = s.w.get<group_t>(other, pid).book("db", 0);
   REQUIRE(b);
   CHECK(b->grants.contains((*r)->token.fencing));

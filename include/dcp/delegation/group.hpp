@@ -94,6 +94,10 @@ struct group_config {
   }
 };
 
+/// Requests a shard's line holds while its first certificate is on its way
+/// (then the line's bound is 4 x share + 16).
+inline constexpr std::size_t max_line_before_certificate = 1024;
+
 template <Env E, class Raft>
 class group {
   static_assert(std::is_same_v<std::remove_cvref_t<decltype(std::declval<Raft&>().state_machine())>, ledger>,
@@ -146,9 +150,13 @@ class group {
     }
     const auto now = env_.wall_now();
     const auto* b = raft_.state_machine().book(key);
-    if (!b || !b->cert.valid_at(now)) {
-      sh->second.unmet += m.permits;
-      ask_origin(sh->second);
+    if (!b || !b->cert.valid_at(now)) {  // not delegated yet: ask the origin, and wait in line for it
+      auto& s = sh->second;
+      s.unmet += m.permits;
+      ask_origin(s);
+      if (m.renew_fencing) return void(env_.send(from, out));
+      if (s.waiting.refresh(from, m.nonce, env_.now()) || s.waiting.join({from, m.nonce, m.permits, env_.now()}, max_line_before_certificate))
+        return hold_on(from, out);
       return void(env_.send(from, out));
     }
     if (b->cert.kind == capacity_kind::stock) {
@@ -195,7 +203,7 @@ class group {
     cmd.key = c->key();
     cmd.sealed_certificate = m.certificate;
     cmd.cert = std::move(*c);
-    propose(cmd, [](result<ledger::outcome>) {});
+    propose(cmd, [this, key = cmd.key](result<ledger::outcome>) { serve_waiters(shards_[key]); });
   }
 
   void on_message(const address&, const msg::token_reply&) { drop("unexpected_message"); }

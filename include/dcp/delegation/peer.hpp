@@ -302,10 +302,17 @@ class peer {
     if (m.code == status::retry) {
       p.resend_at = env_.now() + std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 5, 5'000));
       p.last_error = static_cast<errc>(m.error);
-      // Not the coordinator, and it knows who is (the origin told it): go
-      // there next. A lie costs a detour: certificates are checked anyway.
-      if (m.error == static_cast<std::uint32_t>(errc::not_coordinator) && m.coordinator && *m.coordinator != from)
+      // Not the coordinator, and it knows who is (the origin told it, or it
+      // is a group's follower naming its leader): go there next, at once the
+      // first time (a round trip, not a retry delay). A lie costs a detour:
+      // certificates are checked anyway.
+      if (m.error == static_cast<std::uint32_t>(errc::not_coordinator) && m.coordinator && *m.coordinator != from) {
         located_[shard_key(p.req.resource, p.req.shard)] = *m.coordinator;
+        if (!p.redirected) {
+          p.redirected = true;  // once per request: two nodes naming each other cannot make a storm
+          send_request(p);
+        }
+      }
       return;
     }
     if (m.code == status::refused) return finish(it, make_error_code(static_cast<errc>(m.error)));
@@ -336,6 +343,7 @@ class peer {
     duration backoff{};
     std::optional<errc> last_error;
     bool answered = true;  // the last send was answered (false: its coordinator may be gone)
+    bool redirected = false;  // sent on at once to a coordinator another node named
   };
   struct held_token {
     grant g;
