@@ -28,11 +28,13 @@ struct world {
   std::vector<sim::node_index> owner;
   origin_config ocfg;
 
-  world(std::uint64_t seed, resource_spec spec, std::uint32_t peers, double loss = 0)
+  world(std::uint64_t seed, resource_spec spec, std::uint32_t peers, double loss = 0,
+        std::function<void(origin_config&)> configure = {})
       : w(seed, net(loss)) {
     ocfg.resources = {spec};
     ocfg.certificate_validity = 3s;
     ocfg.max_drift = 50ms;
+    if (configure) configure(ocfg);
     for (std::uint32_t s = 0; s < spec.shards; ++s) owner.push_back(1 + s);
     auto key = origin_private_key();
     const auto pub = key.public_key().raw();
@@ -303,6 +305,30 @@ TEST_CASE("delegation: a crashed coordinator's shard is re-delegated only after 
   // The old epoch's token is now refused as ended.
   CHECK(s.org().admit(g->sealed, s.origin_now()).error() == delegation::errc::delegation_ended);
   CHECK(s.org().admit(g2->sealed, s.origin_now()));
+}
+
+TEST_CASE("delegation: an origin that lets only registered keys coordinate refuses the others, in words") {
+  std::set<bytes> registered;  // the keys of the clients the origin knows (filled once the peers exist)
+  world t(12, {"db", capacity_kind::concurrency, 4, 1}, 4, 0, [&](origin_config& oc) {
+    oc.may_coordinate = [&](const std::vector<coordinator_entry>& who) {
+      return std::all_of(who.begin(), who.end(), [&](auto& c) { return registered.contains(c.public_key); });
+    };
+  });
+  registered = {t.peer(2)->public_key()};
+  std::optional<result<grant>> r;
+  t.peer(3)->acquire("db", 0, 1, [&](result<grant> g) { r = std::move(g); });  // node 1 owns the key: not registered
+  t.w.run_until([&] { return r.has_value(); }, t.w.now() + 3s);
+  REQUIRE(r);
+  REQUIRE_FALSE(*r);
+  CHECK(r->error() == delegation::errc::not_allowed);
+  CHECK(t.org().stats().certificates == 0);
+  t.owner[0] = 2;  // a registered node owns the key now
+  std::optional<result<grant>> r2;
+  t.peer(4)->acquire("db", 0, 1, [&](result<grant> g) { r2 = std::move(g); });
+  t.w.run_until([&] { return r2.has_value(); }, t.w.now() + 3s);
+  REQUIRE(r2);
+  REQUIRE(*r2);
+  CHECK((*r2)->cert.coordinator(address::sim(2)));
 }
 
 TEST_CASE("delegation: a released token stays released when a renewal answered late comes back") {

@@ -21,6 +21,7 @@ enum class errc : int {
   stock_exhausted,        ///< every unit of the shard's stock is allocated: for good
   duplicate_batch,        ///< a stock batch applied already (answered with its first result)
   wrong_holder,           ///< the token was granted to another node than the one presenting it
+  not_allowed,            ///< the origin's policy (origin_config::may_coordinate) refuses this coordinator
 };
 
 class error_category_impl final : public std::error_category {
@@ -42,6 +43,8 @@ class error_category_impl final : public std::error_category {
       case errc::stock_exhausted: return "every unit of the shard's stock is allocated";
       case errc::duplicate_batch: return "stock batch already applied";
       case errc::wrong_holder: return "the token was granted to another node: a node presents only its own tokens";
+      case errc::not_allowed:
+        return "the origin does not let this node coordinate (its may_coordinate policy): register its key with the origin";
     }
     return "unknown delegation error " + std::to_string(ev);
   }

@@ -44,6 +44,7 @@
 //
 // Not thread-safe: like every dcp core, call it on its Env's executor.
 #include <algorithm>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -67,6 +68,13 @@ struct origin_config {
   duration certificate_validity = 10s;  ///< a delegation lasts this long unless renewed
   duration max_drift = 100ms;           ///< bound on |origin's wall clock - any coordinator's|
   std::size_t max_batch = 1024;         ///< allocations in one stock batch
+  /// Who may coordinate a shard: called with the coordinators (address and
+  /// public key; several for a group) before a new epoch is delegated to
+  /// them. Unset: anyone who asks while the shard is free (clients of an
+  /// open overlay coordinate; the back-stop still holds every shard to its
+  /// share). Set it to an allow-list of registered keys where only known
+  /// clients may hold a shard (docs/security.md).
+  std::function<bool(const std::vector<coordinator_entry>&)> may_coordinate;
 
   void validate() const {
     if (resources.empty()) throw error(dcp::errc::invalid_config, "delegation::origin: no resources to delegate");
@@ -294,6 +302,13 @@ class origin {
       return void(env_.send(from, out));
     }
     auto& res = resources_.find(resource)->second;
+    if (!renewal && cfg_.may_coordinate && !cfg_.may_coordinate(members)) {
+      ++stats_.refused_delegations;
+      env_.count("coordinator_not_allowed");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::not_allowed);
+      return void(env_.send(from, out));
+    }
     sh->demand = std::min<std::uint64_t>(demand, res.spec.capacity);
     rebalance(res, shard, now);
     if (renewal) {

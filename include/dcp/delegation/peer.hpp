@@ -179,9 +179,9 @@ class peer {
     auto& slot = slot_for(m.resource, m.shard);
     const auto now = env_.wall_now();
     if (!slot.active || !slot.active->cert().valid_at(now)) {
-      if (slot.refused) {
+      if (slot.refused) {  // the origin's word, passed on (no such shard, or this node may not coordinate)
         out.code = status::refused;
-        out.error = static_cast<std::uint32_t>(errc::unknown_shard);
+        out.error = slot.refusal;
       } else {
         slot.unmet += m.permits;
         ask_origin(slot);
@@ -238,6 +238,7 @@ class peer {
     const auto now_steady = env_.now();
     if (m.code == status::refused) {
       slot.refused = true;
+      slot.refusal = m.error == static_cast<std::uint32_t>(errc::not_allowed) ? m.error : static_cast<std::uint32_t>(errc::unknown_shard);
       return;
     }
     if (m.code == status::retry) {
@@ -354,6 +355,7 @@ class peer {
     std::uint32_t shard = 0;
     std::optional<shard_coordinator> active;
     bool asking = false, refused = false;
+    std::uint32_t refusal = 0;  // the origin's reason, when refused
     std::optional<address> held_elsewhere;  // the origin says this node coordinates the shard now
     time_point next_ask{}, asked_at{};
     std::uint64_t unmet = 0;
