@@ -331,6 +331,27 @@ TEST_CASE("delegation: an origin that lets only registered keys coordinate refus
   CHECK((*r2)->cert.coordinator(address::sim(2)));
 }
 
+TEST_CASE("delegation: a client holds tokens of two shards whose fencing tokens are equal, and keeps both") {
+  // Fencing tokens are unique per shard (epoch << 32 | sequence), not across
+  // shards: the first grant of every shard's first epoch is 2^32 + 1.
+  world s(13, {"db", capacity_kind::concurrency, 4, 2}, 4);
+  std::vector<grant> got;
+  std::uint32_t lost = 0;
+  s.peer(3)->on_lost([&](const grant&) { ++lost; });
+  for (std::uint32_t shard : {0u, 1u})
+    s.peer(3)->acquire("db", shard, 1, [&](result<grant> g) { if (g) got.push_back(*g); });
+  s.w.run_until([&] { return got.size() == 2; }, s.w.now() + 3s);
+  REQUIRE(got.size() == 2);
+  REQUIRE(got[0].token.fencing == got[1].token.fencing);
+  s.w.run_for(3s);  // three token lives: both renewed
+  CHECK(s.peer(3)->holds().size() == 2);
+  CHECK(lost == 0);
+  s.peer(3)->release(got[0]);
+  const auto left = s.peer(3)->holds();
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].shard == got[1].shard);
+}
+
 TEST_CASE("delegation: a released token stays released when a renewal answered late comes back") {
   // A renewal in flight when the holder releases: its answer must not bring
   // the token back to life (held again, renewed for ever, then reported lost).

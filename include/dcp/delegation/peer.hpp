@@ -130,7 +130,7 @@ class peer {
   /// again at once: release the token at the origin first (after the last
   /// request), or the origin refuses the next holder until `g` expires.
   void release(const grant& g) {
-    auto it = held_.find(g.token.fencing);
+    auto it = held_.find(held_key(g));
     if (it == held_.end()) return;
     if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end())
       env_.send(c->second, msg::token_release{g.resource, g.shard, g.token.fencing});
@@ -292,10 +292,9 @@ class peer {
     auto it = requests_.find(m.nonce);
     if (it == requests_.end()) {
       // A grant for a request given up on (it waited in line too long): hand it back.
-      if (m.code == status::ok && m.fencing && !held_.contains(m.fencing)) {
-        if (auto c = open_certificate(m.certificate, *origin_key_))
+      if (m.code == status::ok && m.fencing)
+        if (auto c = open_certificate(m.certificate, *origin_key_); c && !held_.contains({c->key(), m.fencing}))
           env_.send(from, msg::token_release{c->resource, c->shard, m.fencing});
-      }
       return drop("unsolicited_token_reply");
     }
     auto& p = it->second;
@@ -327,8 +326,8 @@ class peer {
       return finish(it, make_error_code(errc::certificate_mismatch));
     grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c), m.certificate, p.req.request_id};
     // A new grant is held from now on; a renewal only updates a token still held.
-    if (g.cert.kind != capacity_kind::stock && (!p.req.renew_fencing || held_.contains(g.token.fencing)))
-      held_[g.token.fencing] = held_token{g, env_.now()};
+    if (g.cert.kind != capacity_kind::stock && (!p.req.renew_fencing || held_.contains(held_key(g))))
+      held_[held_key(g)] = held_token{g, env_.now()};
     finish(it, std::move(g));
   }
 
@@ -526,9 +525,8 @@ class peer {
     pending_request p;
     p.req = msg::token_request{++nonce_, g.resource, g.shard, g.token.permits, g.token.fencing, 0};
     p.first_sent = env_.now();
-    const auto fencing = g.token.fencing;
-    p.done = [this, fencing](result<grant> r) {
-      auto it = held_.find(fencing);
+    p.done = [this, key = held_key(g)](result<grant> r) {
+      auto it = held_.find(key);
       if (it == held_.end()) return;  // released meanwhile
       if (r) it->second.g = std::move(*r);
     };
@@ -559,7 +557,9 @@ class peer {
   bytes public_key_;
   std::uint64_t nonce_ = 0;
   std::map<std::uint64_t, pending_request> requests_;  // by nonce
-  std::map<std::uint64_t, held_token> held_;           // by fencing
+  // Fencing tokens are unique within a shard, not across shards.
+  static std::pair<std::string, std::uint64_t> held_key(const grant& g) { return {shard_key(g.resource, g.shard), g.token.fencing}; }
+  std::map<std::pair<std::string, std::uint64_t>, held_token> held_;  // by (shard key, fencing)
   std::map<std::string, slot> slots_;                  // by shard key
   std::map<std::string, address> located_;             // shard key -> its coordinator, as last located
   std::set<std::string> locating_;                     // shard keys being located
