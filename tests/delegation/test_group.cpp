@@ -32,7 +32,8 @@ struct world {
   std::vector<bool> down;
   origin_config ocfg;
 
-  world(std::uint64_t seed, resource_spec spec, std::uint32_t members, std::uint32_t clients, double loss = 0)
+  world(std::uint64_t seed, resource_spec spec, std::uint32_t members, std::uint32_t clients, double loss = 0,
+        duration token_ttl = 1s)
       : w(seed, net(loss)), r(members), down(1 + members + clients, false) {
     ocfg.resources = {spec};
     ocfg.certificate_validity = 3s;
@@ -43,7 +44,7 @@ struct world {
     gc.origin = address::sim(0);
     gc.origin_public_key = okey.public_key().raw();
     for (std::uint32_t s = 0; s < spec.shards; ++s) gc.shards.emplace_back(spec.name, s);
-    gc.token_ttl = 1s;
+    gc.token_ttl = token_ttl;
     gc.request_timeout = 100ms;
     gc.max_drift = ocfg.max_drift;
     consensus::raft_config rc;
@@ -62,7 +63,7 @@ struct world {
     peer_config pc;
     pc.origin = address::sim(0);
     pc.origin_public_key = okey.public_key().raw();
-    pc.token_ttl = 1s;
+    pc.token_ttl = token_ttl;
     pc.request_timeout = 100ms;
     pc.give_up_after = 8s;
     pc.locate = fixed_locator([this](const std::string&) -> std::optional<address> {
@@ -343,4 +344,29 @@ TEST_CASE("delegation: a group without a majority grants nothing new; a restarte
   auto* b = s.w.get<group_t>(other, pid).book("db", 0);
   REQUIRE(b);
   CHECK(b->grants.contains((*r)->token.fencing));
+}
+
+TEST_CASE("delegation: releases sent as a group's leader dies free their permits under the next leader, not at expiry") {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    CAPTURE(seed);
+    world s(seed, {"db", capacity_kind::concurrency, 2, 1}, 3, 4, 0, 4s);  // tokens of 4 s: renewed with 2 to 4 s left
+    std::map<sim::node_index, grant> held;
+    for (sim::node_index i : {4u, 5u})
+      s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) { if (g) held[i] = *g; });
+    s.w.run_until([&] { return held.size() == 2; }, s.w.now() + 3s);
+    REQUIRE(held.size() == 2);  // the share is in use
+    auto l = s.leader();
+    REQUIRE(l);
+    s.crash(*l);
+    const auto crashed = s.w.now();
+    for (auto& [i, g] : held) {  // both holders are done, just as the leader dies
+      s.org().release(g.token);
+      s.peer(i)->release(g);
+    }
+    std::optional<time_point> granted;
+    s.peer(6)->acquire("db", 0, 1, [&](result<grant> g) { if (g) granted = s.w.now();});
+    s.w.run_until([&] { return granted.has_value(); }, s.w.now() + 6s);
+    REQUIRE(granted);
+    CHECK(*granted - crashed < 1500ms);  // an election and a commit, not the 2 to 4 s left on the released tokens
+  }
 }

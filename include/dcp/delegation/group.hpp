@@ -22,6 +22,10 @@
 //   - Any member the DHT (or a fixed rule) names takes a client's request; a
 //     follower redirects it to the leader (token_reply.coordinator), which
 //     delegation::peer already follows.
+//   - A client sends a release to every member: the leader logs it; a
+//     follower keeps it for a token's life and logs it if it comes to lead,
+//     so a release sent as the leader dies frees its permits under the next
+//     one, not when the token expires.
 //
 // The leader asks the origin for the certificate (group_delegate_request)
 // and renews it every third of what is left of it, reporting demand; it
@@ -172,15 +176,15 @@ class group {
     propose_grant(from, m, std::move(out));
   }
 
+  /// Clients send a release to every member: the leader applies it; a
+  /// follower keeps it for a token's life, and applies it if it becomes the
+  /// leader (the one the client sent it to may have just died).
   void on_message(const address& from, const msg::token_release& m) {
     const auto key = shard_key(m.resource, m.shard);
-    if (!shards_.contains(key) || !raft_.is_leader()) return drop("release_not_at_leader");  // expires instead
-    ledger::command c;
-    c.kind = ledger::op::release;
-    c.key = key;
-    c.holder = from;
-    c.fencing = m.fencing;
-    propose(c, [this, key](result<ledger::outcome>) { serve_waiters(shards_[key]); });
+    if (!shards_.contains(key)) return drop("release_for_unknown_shard");
+    if (raft_.is_leader()) return release(key, from, m.fencing);
+    if (held_releases_.size() >= cfg_.max_in_flight) held_releases_.erase(held_releases_.begin());  // the oldest goes
+    held_releases_.push_back({key, from, m.fencing, env_.now()});
   }
 
   void on_message(const address& from, const msg::delegate_reply& m) {
@@ -317,6 +321,15 @@ class group {
     }
   }
 
+  void release(const std::string& key, const address& holder, std::uint64_t fencing) {
+    ledger::command c;
+    c.kind = ledger::op::release;
+    c.key = key;
+    c.holder = holder;
+    c.fencing = fencing;
+    propose(c, [this, key](result<ledger::outcome>) { serve_waiters(shards_[key]); });
+  }
+
   void propose(const ledger::command& c, std::function<void(result<ledger::outcome>)> done) {
     bytes payload;
     storage::detail::encode_value(c, payload);
@@ -340,8 +353,11 @@ class group {
 
   void tick() {
     const bool leading = raft_.is_leader();
+    std::erase_if(held_releases_, [&](auto& r) { return env_.now() - r.at > cfg_.token_ttl; });  // moot: expired
     if (leading && !led_) {  // a new leader renews at once: the last leader's schedule died with it
       for (auto& [k, s] : shards_) s.next_ask = env_.now();
+      for (auto& r : held_releases_) release(r.key, r.holder, r.fencing);  // releases its predecessor may never have logged
+      held_releases_.clear();
     }
     led_ = leading;
     if (!leading) {
@@ -368,6 +384,13 @@ class group {
   std::optional<lease::verification_key> origin_key_;
   std::map<std::string, shard_state> shards_;
   std::set<std::pair<address, std::uint64_t>> proposing_;  // (client, nonce) whose entry is in the log
+  struct held_release {
+    std::string key;
+    address holder;
+    std::uint64_t fencing = 0;
+    time_point at{};
+  };
+  std::vector<held_release> held_releases_;  // as a follower: releases to apply if this member comes to lead
   bool led_ = false;
   periodic<E> ticker_;
 };

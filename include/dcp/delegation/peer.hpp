@@ -132,8 +132,14 @@ class peer {
   void release(const grant& g) {
     auto it = held_.find(held_key(g));
     if (it == held_.end()) return;
-    if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end())
-      env_.send(c->second, msg::token_release{g.resource, g.shard, g.token.fencing});
+    const msg::token_release out{g.resource, g.shard, g.token.fencing};
+    if (g.cert.coordinators.size() > 1) {
+      // A group: every member hears it, so that whichever leads next (the
+      // leader may have just died) frees the permits at once, not at expiry.
+      for (auto& c : g.cert.coordinators) env_.send(c.addr, out);
+    } else if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end()) {
+      env_.send(c->second, out);
+    }
     held_.erase(it);
     // Renewals still in flight are moot: their answers are dropped as unsolicited.
     std::erase_if(requests_, [&](auto& kv) {
