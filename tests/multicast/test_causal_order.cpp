@@ -100,7 +100,7 @@ outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, 
         send(i);  // caused by this delivery
       }
     });
-    for (int k = 0; k < per_node; ++k) w.after(duration(w.rng().between(0, (100ms).count())), [send, i] { send(i); });
+    for (int k = 0; k < per_node; ++k) w.after(duration(w.rng().between(0, duration(100ms).count())), [send, i] { send(i); });
   }
   w.after_event([&w, out, n] {
     for (std::uint32_t i = 0; i < n; ++i)
@@ -135,7 +135,7 @@ TEST_CASE("causal_order: every delivery respects happened-before, each message o
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     CAPTURE(seed);
     const auto n = static_cast<std::uint32_t>(3 + seed % 4);
-    auto o = run(seed, n, faulty(0.1, 0.1, 0.4), 4, 20);
+    auto o = run(seed, n, faulty(0.1, 0.1, 0.4), 6, 30);
     check_causal(o, n);
     chained += o.chained;
   }

@@ -93,7 +93,7 @@ outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, 
         (*send)(i);  // a multicast caused by this delivery
       }
     });
-    for (int k = 0; k < per_node; ++k) w.after(duration(w.rng().between(0, (200ms).count())), [send, i] { (*send)(i); });
+    for (int k = 0; k < per_node; ++k) w.after(duration(w.rng().between(0, duration(200ms).count())), [send, i] { (*send)(i); });
   }
   w.after_event([&w, out, n] {
     for (std::uint32_t i = 0; i < n; ++i)
@@ -132,7 +132,7 @@ TEST_CASE("total_order: every member delivers the same sequence, each message on
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     CAPTURE(seed);
     const auto n = static_cast<std::uint32_t>(3 + seed % 4);
-    check_total_order(run(seed, n, faulty(0.1, 0.1, 0.3), 5, 10));
+    check_total_order(run(seed, n, faulty(0.1, 0.1, 0.3), 8, 16));
   }
 }
 
