@@ -189,17 +189,17 @@ TEST_CASE("causal_order: hostile frames are counted and change nothing") {
       for (std::uint64_t t = 0; t < c; ++t) v.tick(k);
     return v;
   };
-  p.on_message(address::sim(7), frame{1, 0, {stamp({{7, 1}}), {}}});
+  p.on_message(address::sim(7), frame{1, 0, 0, {stamp({{7, 1}}), {}}});
   CHECK(count("not_a_member") == 1);
-  p.on_message(address::sim(1), frame{std::uint64_t(1) << 40, 0, {stamp({{1, 1}}), {}}});
+  p.on_message(address::sim(1), frame{std::uint64_t(1) << 40, 0, 0, {stamp({{1, 1}}), {}}});
   CHECK(count("bad_sequence") == 1);
-  p.on_message(address::sim(1), frame{1, 0, {stamp({{1, 1}, {5, 1}}), {}}});  // an entry for a non-member
-  p.on_message(address::sim(1), frame{1, 0, {stamp({{0, 1}, {1, 1}, {2, 1}, {3, 1}}), {}}});  // more entries than members
-  p.on_message(address::sim(1), frame{1, 0, {stamp({{2, 1}}), {}}});  // no entry for its sender
+  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{1, 1}, {5, 1}}), {}}});  // an entry for a non-member
+  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{0, 1}, {1, 1}, {2, 1}, {3, 1}}), {}}});  // more entries than members
+  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{2, 1}}), {}}});  // no entry for its sender
   CHECK(count("bad_frame") == 3);
   // an entry far beyond what this member has delivered (the lead allowed is 100 here), an oversized payload
-  p.on_message(address::sim(1), frame{1, 0, {stamp({{1, 1}, {2, 500}}), {}}});
-  p.on_message(address::sim(1), frame{1, 0, {stamp({{1, 1}}), bytes(2 << 20)}});
+  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{1, 1}, {2, 500}}), {}}});
+  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{1, 1}}), bytes(2 << 20)}});
   CHECK(count("bad_frame") == 5);
   CHECK(p.held() == 0);
   CHECK(p.delivered_clock() == clock::vector_clock{});

@@ -191,19 +191,20 @@ TEST_CASE("total_order: hostile frames are counted and change nothing") {
   const auto clock_before = p.clock();
   auto count = [&](const char* name) { return w.metrics().counter(pid, name); };
   // a stranger
-  p.on_message(address::sim(9), frame{1, 0, {to::body::data, 1, 0, 0, encode({9, 0})}});
+  p.on_message(address::sim(9), frame{1, 0, 0, {to::body::data, 1, 0, 0, encode({9, 0})}});
   CHECK(count("not_a_member") == 1);
   // a sequence number far beyond the window
-  p.on_message(address::sim(1), frame{std::uint64_t(1) << 50, 0, {to::body::data, 1, 0, 0, {}}});
+  p.on_message(address::sim(1), frame{std::uint64_t(1) << 50, 0, 0, {to::body::data, 1, 0, 0, {}}});
   CHECK(count("bad_sequence") == 1);
   // an acknowledgement of a frame never sent
-  p.on_message(address::sim(1), frame{1, 77, {to::body::data, 1, 0, 0, {}}});
-  p.on_message(address::sim(1), multicast::link_msg::ack{5});
-  CHECK(count("bad_ack") == 2);
+  p.on_message(address::sim(1), frame{1, 77, 0, {to::body::data, 1, 0, 0, {}}});
+  p.on_message(address::sim(1), multicast::link_msg::ack{5, 0});
+  p.on_message(address::sim(1), multicast::link_msg::ack{0, 1});  // a selective one
+  CHECK(count("bad_ack") == 3);
   // an absurd clock, an acknowledgement naming a non-member, an unknown kind
-  p.on_message(address::sim(1), frame{1, 0, {to::body::data, ~std::uint64_t(0), 0, 0, {}}});
-  p.on_message(address::sim(1), frame{1, 0, {to::body::ack, 3, 1, 42, {}}});
-  p.on_message(address::sim(1), frame{1, 0, {7, 3, 0, 0, {}}});
+  p.on_message(address::sim(1), frame{1, 0, 0, {to::body::data, ~std::uint64_t(0), 0, 0, {}}});
+  p.on_message(address::sim(1), frame{1, 0, 0, {to::body::ack, 3, 1, 42, {}}});
+  p.on_message(address::sim(1), frame{1, 0, 0, {7, 3, 0, 0, {}}});
   CHECK(count("bad_frame") == 3);
   CHECK(p.clock() == clock_before);
   CHECK(p.queued() == 0);

@@ -5,11 +5,11 @@
 // FIFO-ordered channels").
 //
 // Per directed link: sequence numbers from 1, a cumulative acknowledgement
+// with a 64-frame selective-acknowledgement bitmap (TCP's SACK, RFC 2018)
 // piggybacked on every frame (or sent alone `ack_delay` after a receive when
-// nothing else goes that way), retransmission of every unacknowledged frame
-// in the window each `retransmit_interval`, and a reorder buffer at the
-// receiver of `window` slots (a sliding window with selective buffering, as
-// TCP's). The body of each frame reaches the owner exactly once and in the
+// nothing else goes that way), retransmission every `retransmit_interval` of
+// each frame in the window neither acknowledged nor selectively acknowledged,
+// and a reorder buffer at the receiver of `window` slots. The body of each frame reaches the owner exactly once and in the
 // sender's order.
 //
 // Bounds: at most `window` frames in flight and `max_backlog` more waiting on
@@ -24,11 +24,13 @@
 // its sequence numbers again and is not recognised (its frames read as
 // duplicates).
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -62,16 +64,18 @@ struct frame {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "frame";
   std::uint64_t seq = 0;
-  std::uint64_t ack = 0;  ///< every frame up to this one has been received
+  std::uint64_t ack = 0;   ///< every frame up to this one has been received
+  std::uint64_t sack = 0;  ///< bit i: frame ack + 2 + i has been received too
   Body body;
-  template <class A> void serialize(A& ar) { ar(seq, ack, body); }
+  template <class A> void serialize(A& ar) { ar(seq, ack, sack, body); }
 };
 /// A cumulative acknowledgement on its own.
 struct ack {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "link_ack";
   std::uint64_t ack = 0;
-  template <class A> void serialize(A& ar) { ar(ack); }
+  std::uint64_t sack = 0;  ///< as in frame
+  template <class A> void serialize(A& ar) { ar(ack, sack); }
 };
 }  // namespace link_msg
 
@@ -123,7 +127,7 @@ class reliable_links {
     auto& s = send_[r];
     if (s.failed) return env_->count("link_failed_drop");
     if (s.frames.size() >= cfg_.window + cfg_.max_backlog) return fail(r);
-    s.frames.push_back({s.next_seq++, std::move(body), time_point{}, false});
+    s.frames.push_back({s.next_seq++, std::move(body), time_point{}, false, false});
     if (s.frames.size() <= cfg_.window) transmit(r, s.frames.back());
   }
 
@@ -139,15 +143,16 @@ class reliable_links {
     auto r = peer(from);
     if (!r) return;
     auto& in = recv_[*r];
-    if (!acknowledged(*r, f.ack)) return;
+    if (!acknowledged(*r, f.ack, f.sack)) return;
     if (f.seq == 0 || f.seq >= in.expected + cfg_.window) return env_->count("bad_sequence");
-    if (f.seq < in.expected || in.buffer.contains(f.seq)) {
+    const bool duplicate = f.seq < in.expected || in.buffer.contains(f.seq);
+    if (!duplicate && valid_ && !valid_(*r, f.body)) return env_->count("bad_frame");
+    acknowledge(*r, f.ack, f.sack);
+    if (duplicate) {
       env_->count("duplicates");
       owe_ack(*r);  // our acknowledgement may have been lost
       return;
     }
-    if (valid_ && !valid_(*r, f.body)) return env_->count("bad_frame");
-    acknowledge(*r, f.ack);
     in.buffer.emplace(f.seq, f.body);
     owe_ack(*r);
     if (!pumping_) {
@@ -158,8 +163,8 @@ class reliable_links {
   }
   void on_message(const address& from, const link_msg::ack& a) {
     auto r = peer(from);
-    if (!r || !acknowledged(*r, a.ack)) return;
-    acknowledge(*r, a.ack);
+    if (!r || !acknowledged(*r, a.ack, a.sack)) return;
+    acknowledge(*r, a.ack, a.sack);
   }
 
   bool failed(std::size_t r) const noexcept { return send_[r].failed; }
@@ -183,6 +188,7 @@ class reliable_links {
     Body body;
     time_point sent;
     bool ever_sent;
+    bool sacked = false;  ///< the receiver holds it, waiting for an earlier one
   };
   struct sender {
     std::uint64_t next_seq = 1;
@@ -204,19 +210,25 @@ class reliable_links {
     return r;
   }
   /// Checks an acknowledgement: one of a frame never sent is hostile.
-  bool acknowledged(std::size_t r, std::uint64_t ack) {
-    if (ack >= send_[r].next_seq) {
+  bool acknowledged(std::size_t r, std::uint64_t ack, std::uint64_t sack) {
+    const std::uint64_t highest = sack ? ack + 2 + static_cast<std::uint64_t>(63 - std::countl_zero(sack)) : ack;
+    if (ack >= send_[r].next_seq || highest >= send_[r].next_seq || highest < ack) {
       env_->count("bad_ack");
       return false;
     }
     return true;
   }
-  void acknowledge(std::size_t r, std::uint64_t ack) {
+  void acknowledge(std::size_t r, std::uint64_t ack, std::uint64_t sack) {
     auto& s = send_[r];
     bool moved = false;
     while (!s.frames.empty() && s.frames.front().seq <= ack) {
       s.frames.pop_front();
       moved = true;
+    }
+    // Frames the receiver holds out of order are not sent again (it never drops them).
+    for (std::size_t i = 0; sack && i < std::min<std::size_t>(s.frames.size(), 65); ++i) {
+      const auto bit = s.frames[i].seq - ack - 2;
+      if (s.frames[i].seq >= ack + 2 && bit < 64 && (sack >> bit) & 1) s.frames[i].sacked = true;
     }
     if (!moved) return;
     // Frames that waited for window space go now.
@@ -228,7 +240,7 @@ class reliable_links {
     o.ever_sent = true;
     o.sent = env_->now();
     recv_[r].ack_owed = false;  // this frame carries it
-    env_->send(members_[r], frame{o.seq, recv_[r].expected - 1, o.body});
+    env_->send(members_[r], frame{o.seq, recv_[r].expected - 1, selective(r), o.body});
     arm_retransmit();
   }
   void drain(std::size_t r) {
@@ -254,9 +266,17 @@ class reliable_links {
       for (std::size_t p = 0; p < recv_.size(); ++p)
         if (recv_[p].ack_owed) {
           recv_[p].ack_owed = false;
-          env_->send(members_[p], link_msg::ack{recv_[p].expected - 1});
+          env_->send(members_[p], link_msg::ack{recv_[p].expected - 1, selective(p)});
         }
     });
+  }
+  /// The selective acknowledgement of the link from r: frames held past the gap.
+  std::uint64_t selective(std::size_t r) const {
+    const auto& in = recv_[r];
+    std::uint64_t bits = 0;
+    for (auto it = in.buffer.upper_bound(in.expected); it != in.buffer.end() && it->first <= in.expected + 64; ++it)
+      bits |= std::uint64_t(1) << (it->first - in.expected - 1);
+    return bits;
   }
   void arm_retransmit() {
     if (retransmit_timer_) return;
@@ -267,7 +287,7 @@ class reliable_links {
       for (std::size_t r = 0; r < send_.size(); ++r) {
         auto& s = send_[r];
         for (std::size_t i = 0; i < std::min(cfg_.window, s.frames.size()); ++i) {
-          if (s.frames[i].ever_sent && s.frames[i].sent <= due) transmit(r, s.frames[i]);
+          if (s.frames[i].ever_sent && !s.frames[i].sacked && s.frames[i].sent <= due) transmit(r, s.frames[i]);
           any = true;
         }
       }
