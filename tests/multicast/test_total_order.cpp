@@ -52,15 +52,17 @@ struct outcome {
   std::set<msg_id> sent;
   bool invariants_held = true;
   bool inside_call = false;  ///< a delivery ran inside multicast()
+  std::int64_t backpressure = 0;  ///< frames a full queue refused
 };
 
 /// n members; each multicasts `per_node` messages at random times and, with
 /// probability 1/4, reacts to a delivery from another with one more (at most
 /// `reactions` in all). Runs until every member delivered every message.
-outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, int reactions) {
+outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, int reactions, std::size_t max_queue = 1 << 14) {
   simulator w(seed, net);
   multicast::total_order_config cfg;
   cfg.max_outstanding = 4;  // small, so that busy is exercised
+  cfg.max_queue = max_queue;
   w.add_nodes(n, [=](sim::node_context& c) { c.add<to>(pid, group::static_group::sim(n), cfg); });
   auto out = std::make_shared<outcome>();
   out->delivered.resize(n);
@@ -110,6 +112,7 @@ outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, 
   w.run_until(done, w.now() + 120s);
   w.run_for(1s);  // anything delivered twice, or late, shows up here
   w.after_event({});
+  out->backpressure = w.metrics().counter(pid, "backpressure");
   *send = nullptr;
   return *out;
 }
@@ -119,11 +122,13 @@ void check_total_order(const outcome& o) {
   CHECK_FALSE(o.inside_call);
   REQUIRE(!o.sent.empty());
   const auto& first = o.delivered[0];
+  INFO("sent ", o.sent.size(), ", delivered at member 0: ", first.size());
   std::set<msg_id> once(first.begin(), first.end());
   CHECK(once.size() == first.size());  // no message twice
   CHECK(once == o.sent);               // every message sent, and nothing else
   for (std::size_t i = 1; i < o.delivered.size(); ++i) {
     CAPTURE(i);
+    INFO("delivered at member i: ", o.delivered[i].size());
     CHECK(o.delivered[i] == first);  // the same sequence everywhere
   }
 }
@@ -135,6 +140,17 @@ TEST_CASE("total_order: every member delivers the same sequence, each message on
     const auto n = static_cast<std::uint32_t>(3 + seed % 4);
     check_total_order(run(seed, n, faulty(0.1, 0.1, 0.3), 8, 16));
   }
+}
+
+TEST_CASE("total_order: a hold-back queue of 4 (flow control through the links) keeps the order and never deadlocks; 50 seeds") {
+  std::int64_t refused = 0;
+  for (std::uint64_t seed = 1; seed <= 50; ++seed) {
+    CAPTURE(seed);
+    auto o = run(seed, 5, faulty(0.1, 0.1, 0.3), 8, 16, 4);
+    check_total_order(o);
+    refused += o.backpressure;
+  }
+  CHECK(refused > 0);  // the queue did fill
 }
 
 TEST_CASE("total_order: heavy loss (30%) and a group of 8: still one order") {

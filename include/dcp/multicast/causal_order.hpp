@@ -28,7 +28,10 @@
 // Bounds: each sender's messages in the hold-back queue are at most
 // `max_held_per_sender` (more wait in their link, which retransmits them:
 // counted "backpressure"), so a sender that claims dependencies that never
-// come blocks only its own messages. Hostile input (counted, no state
+// come blocks only its own messages. This flow control cannot deadlock:
+// a causally minimal undelivered message is its sender's next one, so it is
+// either at the front of that sender's hold-back queue (and deliverable) or,
+// that queue being empty, taken from the link. Hostile input (counted, no state
 // change): frames from non-members, sequence numbers beyond the window,
 // vector clocks with entries for non-members or more entries than members,
 // entries more than `max_clock_lead` ahead of what this member delivered,

@@ -30,9 +30,11 @@
 // on_member_failed(member) and stays failed (crash-stop; this group has no
 // view change: use a consensus-backed group for that).
 //
-// Bounds: the hold-back queue holds at most `max_queue` messages (data a
-// full queue cannot take waits in its link, which retransmits it: flow
-// control, counted "backpressure"); multicast() refuses with errc::busy
+// Bounds: the hold-back queue holds at most `max_queue` messages, plus at
+// most one per member that would head the queue (data a full queue cannot
+// take waits in its link, which retransmits it: flow control, counted
+// "backpressure"; the refused frame's stamp still counts as heard, so flow
+// control cannot deadlock the order: see room()); multicast() refuses with errc::busy
 // while this member has `max_outstanding` of its own messages undelivered.
 // Hostile input (counted, no state change): frames from non-members,
 // sequence numbers beyond the window, stamps more than `max_clock_lead`
@@ -118,9 +120,10 @@ class total_order {
         rank_(group::rank_of_self(g, env_.self(), "total_order")),
         links_(env_, std::vector<address>(g.members().begin(), g.members().end()), rank_, cfg_.link),
         heard_(g.size(), 0),
+        peeked_(g.size(), 0),
         failed_(g.size(), false) {
     links_.on_valid([this](std::size_t r, const body& b) { return valid(r, b); });
-    links_.on_room([this](std::size_t, const body& b) { return b.kind != body::data || queue_.size() < cfg_.max_queue; });
+    links_.on_room([this](std::size_t r, const body& b) { return room(r, b); });
     links_.on_deliver([this](std::size_t r, body&& b) { receive(r, std::move(b)); });
     links_.on_link_failed([this](std::size_t r) { member_failed(r); });
   }
@@ -173,7 +176,7 @@ class total_order {
     if (queue_.empty()) return out;
     const auto head = queue_.begin()->first;
     for (std::size_t r = 0; r < heard_.size(); ++r)
-      if (r != rank_ && !(clock::lamport_stamp{heard_[r], r} > head)) out.push_back(links_.member(r));
+      if (r != rank_ && !(clock::lamport_stamp{latest(r), r} > head)) out.push_back(links_.member(r));
     return out;
   }
   std::vector<address> failed_members() const {
@@ -190,7 +193,7 @@ class total_order {
 
   /// What must hold after every event.
   bool check_invariants() const {
-    if (queue_.size() > cfg_.max_queue || outstanding_ > cfg_.max_outstanding) return false;
+    if (queue_.size() > cfg_.max_queue + heard_.size() || outstanding_ > cfg_.max_outstanding) return false;
     if (!queue_.empty() && queue_.begin()->first < last_delivered_) return false;  // order never goes back
     for (auto& [s, p] : queue_)
       if (s.time > clock_.now()) return false;
@@ -203,6 +206,24 @@ class total_order {
     if (b.kind == body::data) return b.payload.size() <= cfg_.max_payload;
     return b.kind == body::ack && b.of_node < heard_.size() && b.of_time < b.time && b.payload.empty();
   }
+  /// Whether the queue takes `b`, the next frame from r. Flow control without
+  /// deadlock: a message that would head the queue is always taken (at most
+  /// one per link beyond max_queue: the next from the same link is stamped
+  /// later), and a refused one's stamp still counts as heard from r, since
+  /// everything r sends after it is stamped later. So the globally smallest
+  /// undelivered message always reaches the head everywhere and collects a
+  /// later stamp from every member.
+  bool room(std::size_t r, const body& b) {
+    if (b.kind != body::data || queue_.size() < cfg_.max_queue) return true;
+    if (clock::lamport_stamp{b.time, r} < queue_.begin()->first && queue_.size() < cfg_.max_queue + heard_.size())
+      return true;
+    if (b.time > peeked_[r]) {
+      peeked_[r] = b.time;
+      try_deliver();
+    }
+    return false;
+  }
+  std::uint64_t latest(std::size_t r) const noexcept { return std::max(heard_[r], peeked_[r]); }
   /// The next frame from `r`, in r's order.
   void receive(std::size_t r, body&& b) {
     if (b.time <= heard_[r]) return env_.count("bad_clock");  // stamps grow along a FIFO link
@@ -225,7 +246,7 @@ class total_order {
   }
   bool deliverable(const clock::lamport_stamp& head) const {
     for (std::size_t r = 0; r < heard_.size(); ++r)
-      if (r != rank_ && !(clock::lamport_stamp{heard_[r], r} > head)) return false;
+      if (r != rank_ && !(clock::lamport_stamp{latest(r), r} > head)) return false;
     return true;
   }
   void try_deliver() {
@@ -292,7 +313,8 @@ class total_order {
   detail::reliable_links<E, body> links_;
   clock::lamport_clock clock_;
   std::map<clock::lamport_stamp, bytes> queue_;  ///< the hold-back queue, in total order
-  std::vector<std::uint64_t> heard_;             ///< newest stamp heard from each member
+  std::vector<std::uint64_t> heard_;             ///< newest stamp received from each member
+  std::vector<std::uint64_t> peeked_;            ///< stamp of a data frame from each member refused for room
   std::vector<bool> failed_;
   std::size_t outstanding_ = 0;
   std::uint64_t delivered_ = 0;

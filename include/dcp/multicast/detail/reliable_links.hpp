@@ -132,10 +132,19 @@ class reliable_links {
   }
 
   /// Delivers what room() refused before, now that the owner has room.
+  /// Called from inside deliver() it only notes the request: the outer drain
+  /// loop goes round again (a refused link is never left waiting for a
+  /// retransmission, which the duplicate check would not drain).
   void pump() {
-    if (pumping_) return;
+    if (pumping_) {
+      pump_again_ = true;
+      return;
+    }
     pumping_ = true;
-    for (std::size_t r = 0; r < recv_.size(); ++r) drain(r);
+    do {
+      pump_again_ = false;
+      for (std::size_t r = 0; r < recv_.size(); ++r) drain(r);
+    } while (pump_again_);
     pumping_ = false;
   }
 
@@ -155,11 +164,11 @@ class reliable_links {
     }
     in.buffer.emplace(f.seq, f.body);
     owe_ack(*r);
-    if (!pumping_) {
-      pumping_ = true;
-      drain(*r);
-      pumping_ = false;
-    }
+    pumping_ = true;
+    pump_again_ = false;
+    drain(*r);
+    pumping_ = false;
+    if (pump_again_) pump();  // the owner made room: links it refused before may move now
   }
   void on_message(const address& from, const link_msg::ack& a) {
     auto r = peer(from);
@@ -306,7 +315,7 @@ class reliable_links {
   deliver_fn deliver_;
   failed_fn failed_;
   timer_id retransmit_timer_{}, ack_timer_{};
-  bool pumping_ = false;
+  bool pumping_ = false, pump_again_ = false;
 };
 
 }  // namespace detail
