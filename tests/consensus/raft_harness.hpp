@@ -97,7 +97,14 @@ class cluster {
     for (std::uint32_t i = 0; i < opt.nodes; ++i)
       w_.set_clock(i, duration(rng_.between(-50'000'000, 50'000'000)),
                    (rng_.uniform() * 2 - 1) * opt.drift);
-    w_.after_event([this] { check_after_event(); });
+    // Each replica's own invariants (raft::check_invariants, which aborts on
+    // a violation), after every event, on the node the event ran on: only
+    // its state can have changed (a harness action may touch any).
+    w_.on_trace([this](const sim::trace_event& e) { note_touched(e); });
+    w_.after_event([this] {
+      check_touched();
+      check_after_event();
+    });
     for (std::uint32_t c = 0; c < opt.clients; ++c) clients_.push_back(client{c + 1});  // index; ids come from registration
   }
 
@@ -287,6 +294,32 @@ class cluster {
     REQUIRE(it->second == e);
   }
 
+  static constexpr std::uint32_t none = sim::trace_event::npos - 1, everyone = sim::trace_event::npos;
+  void note_touched(const sim::trace_event& e) {
+    using k = sim::trace_event::kind;
+    switch (e.what) {
+      case k::deliver:
+      case k::unreachable:
+        touched_ = touched_ == none || touched_ == e.to ? e.to : everyone;
+        break;
+      case k::timer:
+        touched_ = touched_ == none || touched_ == e.from ? e.from : everyone;
+        break;
+      case k::action:
+      case k::restart:
+        touched_ = everyone;
+        break;
+      default:  // a send or a drop changes no replica; a crash removes one
+        break;
+    }
+  }
+  void check_touched() {
+    for (std::uint32_t i = 0; i < opt_.nodes; ++i)
+      if (touched_ == everyone || touched_ == i)
+        if (auto* r = find(i)) r->check_invariants();
+    touched_ = none;
+  }
+
   void check_after_event() {
     for (std::uint32_t i = 0; i < opt_.nodes; ++i) {
       auto* r = find(i);
@@ -366,6 +399,9 @@ class cluster {
       }
     }
     for (auto id : acked_) REQUIRE(times.contains(id));
+    // No leader ever heard from a second leader of its own term (checked
+    // globally after every event above; this is the leaders' own view).
+    REQUIRE(w_.metrics().counter(pid, "two_leaders_in_term") == 0);
   }
 
   options opt_;
@@ -384,6 +420,7 @@ class cluster {
   std::map<std::uint32_t, std::uint32_t> restarts_;
   std::uint64_t reads_ok_ = 0;
   bool faults_over_ = false;
+  std::uint32_t touched_ = everyone;  // the node(s) whose state the current event may have changed
 };
 
 }  // namespace raft_test
