@@ -678,7 +678,9 @@ class raft {
   void note_config(const log_entry& e) {
     if (e.kind != entry_kind::config) return;
     std::vector<address> members;
-    if (storage::detail::decode_value(e.data, members)) return;  // written by a leader: cannot happen
+    // Written by a leader's change_member; one that arrives undecodable came
+    // from a peer (or a damaged disk), not from a bug here: counted.
+    if (storage::detail::decode_value(e.data, members)) return env_.count("malformed_config_entry");
     configs_.push_back({e.index, std::move(members)});
   }
 
