@@ -328,8 +328,9 @@ class raft {
 
   /// Asserts (DCP_ASSERT) what must hold of this replica's own state between
   /// events, whatever its peers send: the simulator's tests call it after
-  /// every event. O(log length since the last snapshot); a no-op when
-  /// assertions are off. What no single replica can see (one leader per
+  /// every event. O(members + configurations + entries appended since the
+  /// last call): the log is walked again only after a truncation or a
+  /// snapshot. A no-op when assertions are off. What no single replica can see (one leader per
   /// term, committed entries never change) the tests check across replicas.
   void check_invariants() const {
 #if DCP_ASSERTIONS
@@ -344,17 +345,22 @@ class raft {
     // The log: consecutive indexes; terms never decrease along it (each
     // leader appends in its own term after its predecessors' entries, 3.5)
     // and never exceed the current term; the quota's measure is its size.
-    std::uint64_t term = snap_index == 0 ? 0 : store_.snapshot().term, log_bytes = 0;
-    DCP_ASSERT(store_.term_at(snap_index) == term, "the snapshot's last term is known");
-    for (auto i = store_.first_index(); i <= last; ++i) {
+    // Entries checked before are not walked again while the log only grew.
+    auto& c = checked_log_;
+    if (c.first != store_.first_index() || c.truncations != truncations_ || c.upto > last)
+      c = {store_.first_index(), snap_index, snap_index == 0 ? 0 : store_.snapshot().term, 0, truncations_};
+    DCP_ASSERT(store_.term_at(snap_index) == (snap_index == 0 ? 0 : store_.snapshot().term),
+               "the snapshot's last term is known");
+    for (auto i = c.upto + 1; i <= last; ++i) {
       const auto& e = store_.entry(i);
       DCP_ASSERT(e.index == i, "log entries are stored at their index");
-      DCP_ASSERT(e.term >= term, "log terms never decrease along the log");
-      term = e.term;
-      log_bytes += e.data.size();
+      DCP_ASSERT(e.term >= c.term, "log terms never decrease along the log");
+      c.term = e.term;
+      c.bytes += e.data.size();
     }
-    DCP_ASSERT(term <= current_term(), "no entry has a term above the current term");
-    DCP_ASSERT(log_bytes == log_bytes_ && snapshot_bytes_ == store_.snapshot().data.size(),
+    c.upto = last;
+    DCP_ASSERT(c.term <= current_term(), "no entry has a term above the current term");
+    DCP_ASSERT(c.bytes == log_bytes_ && snapshot_bytes_ == store_.snapshot().data.size(),
                "the quota's measure (measure_state) matches the log and the snapshot");
     // Configurations: the snapshot's first, then one per config entry of the log, ascending.
     DCP_ASSERT(!configs_.empty() && configs_.front().first == snap_index, "the first configuration is the snapshot's");
@@ -776,6 +782,7 @@ class raft {
         env_.count("conflict_below_commit");
         return true;
       }
+      ++truncations_;
       if (auto ec = store_.truncate_suffix(e.index)) {
         fail(ec);
         return false;
@@ -1252,6 +1259,13 @@ class raft {
   timer_id election_timer_{}, flush_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
   bool failed_ = false;
+  // check_invariants' memory of the log prefix it has checked (present
+  // whether or not assertions are on, so the layout is the same everywhere).
+  struct checked_log {
+    std::uint64_t first = 0, upto = 0, term = 0, bytes = 0, truncations = 0;
+  };
+  mutable checked_log checked_log_{~std::uint64_t{0}};
+  std::uint64_t truncations_ = 0;  // suffixes cut (merge): the checked prefix may have changed
 };
 
 }  // namespace dcp::consensus
