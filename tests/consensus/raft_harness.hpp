@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 #endif
 
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -121,10 +122,20 @@ struct outcome {
   bool live = false;  // every client finished its commands after the network healed
 };
 
+/// The seed being run, for the message of a failed DCP_ASSERT (it aborts
+/// before doctest could print CAPTURE(seed)).
+inline std::uint64_t running_seed = 0;
+inline void print_running_seed() noexcept {
+  std::fprintf(stderr, "raft harness: seed %llu (replay: DCP_SEED=%llu DCP_TRACE=1)\n",
+               static_cast<unsigned long long>(running_seed), static_cast<unsigned long long>(running_seed));
+}
+
 class cluster {
  public:
   cluster(std::uint64_t seed, options opt)
       : opt_(opt), w_(seed, make_config(opt)), rng_(seed ^ 0xC0FFEE) {
+    running_seed = seed;
+    dcp::on_assertion_failure = print_running_seed;
     raft_config rc;
     for (std::uint32_t i = 0; i < opt.nodes; ++i) rc.members.push_back(address::sim(i));
     rc.election_timeout_min = 100ms;

@@ -32,17 +32,26 @@
 #endif
 #endif
 
-namespace dcp::detail {
+namespace dcp {
+
+/// Called, when set, after a failed DCP_ASSERT has printed and before it
+/// aborts: a test prints what it was running (its seed), so that the failure
+/// can be replayed (an abort skips the test framework's own reporting).
+inline void (*on_assertion_failure)() noexcept = nullptr;
+
+namespace detail {
 
 /// Reports a violated invariant and aborts (out of line: the check stays small).
 [[noreturn, gnu::cold, gnu::noinline]] inline void assertion_failed(const char* file, int line, const char* condition,
                                                                   const char* why) noexcept {
   std::fprintf(stderr, "%s:%d: dcp invariant violated: %s (%s)\n", file, line, condition, why);
+  if (on_assertion_failure) on_assertion_failure();
   std::fflush(stderr);
   std::abort();
 }
 
-}  // namespace dcp::detail
+}  // namespace detail
+}  // namespace dcp
 
 #if DCP_ASSERTIONS
 /// `why` must be a string literal: it says, in words, what should have held.
