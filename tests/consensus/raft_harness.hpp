@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 #endif
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -23,8 +24,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <array>
 
 #include "dcp/consensus.hpp"
 #include "dcp/sim.hpp"

@@ -330,8 +330,9 @@ class raft {
   /// events, whatever its peers send: the simulator's tests call it after
   /// every event. O(members + configurations + entries appended since the
   /// last call): the log is walked again only after a truncation or a
-  /// snapshot. A no-op when assertions are off. What no single replica can see (one leader per
-  /// term, committed entries never change) the tests check across replicas.
+  /// snapshot. A no-op when assertions are off. What no single replica can
+  /// see (one leader per term, committed entries never change) the tests
+  /// check across replicas.
   void check_invariants() const {
 #if DCP_ASSERTIONS
     const auto snap_index = store_.snapshot().index, last = store_.last_index();
