@@ -107,7 +107,7 @@ inline options swarm(std::uint64_t seed, options base) {
   base.duplicate = rate(0.06);
   base.reorder = rate(0.25);
   base.drift = r.uniform() * 2e-3;
-  base.fault_every = duration(r.between(100'000'000, 450'000'000));
+  base.fault_every = duration(r.between(80'000'000, 360'000'000));
   // Crashes in every seed (they are what the most bugs need), the rest in most.
   base.fault_weights[0] = static_cast<std::uint32_t>(r.between(1, 4));
   for (std::size_t k = 1; k + 1 < base.fault_weights.size(); ++k)

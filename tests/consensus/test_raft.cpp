@@ -48,7 +48,7 @@ TEST_CASE("raft: membership changes one server at a time, under faults, over 200
     o.nodes = 5;
     o.membership = true;
     o = swarm(seed, o);
-    o.fault_every = o.fault_every * 150 / 250;  // changes come often: members move in and out under the faults
+    o.fault_every = 150ms;  // changes come often: members move in and out under the faults
     CAPTURE(seed);
     cluster c(seed, o);
     auto out = c.run();
