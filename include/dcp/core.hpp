@@ -1,6 +1,7 @@
 #pragma once
 // dcp core: the vocabulary and the protocol model every chapter builds on.
 #include "dcp/core/address.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/bytes.hpp"
 #include "dcp/core/disk.hpp"
 #include "dcp/core/env.hpp"

@@ -40,6 +40,7 @@ TEST_CASE("paxos: at most one value is chosen, under loss, duplication, reorderi
       for (std::uint32_t i = 0; i < n; ++i) {
         auto* p = w.find<node_t>(i, pid);
         if (!p) continue;
+        p->check_invariants();  // the node's own state (aborts on a violation)
         if (auto b = p->accepted_ballot()) {
           auto [it, fresh] = value_of.try_emplace(*b, p->accepted_value());
           REQUIRE(it->second == p->accepted_value());  // one value per ballot

@@ -14,34 +14,41 @@ TEST_CASE("raft: a quiet cluster elects one leader and commits") {
   CHECK(out.reads_ok > 0);
 }
 
+// Swarm testing: each seed draws its own fault rates and fault mix (swarm()).
+// DCP_SEED=N replays one seed, DCP_TRACE=1 prints its events (raft_harness.hpp).
 TEST_CASE("raft: safety and liveness under crashes, partitions, loss, duplication, reordering and drift") {
-  std::uint64_t acked = 0, reads = 0, elections = 0, installs = 0, live = 0;
-  const std::uint64_t seeds = 1000;
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
+  std::uint64_t acked = 0, reads = 0, elections = 0, installs = 0, live = 0, events = 0;
+  const auto run = raft_test::seeds(1, 1000);
+  const std::uint64_t seeds = run.size();
+  for (auto seed : run) {
     options o;
     o.nodes = seed % 3 == 0 ? 5 : 3;
+    o = swarm(seed, o);
     CAPTURE(seed);
     cluster c(seed, o);
     auto out = c.run();
+    events += out.events;
     acked += out.acked;
     reads += out.reads_ok;
     elections += out.elections;
     installs += out.snapshots_installed;
     live += out.live;
   }
-  MESSAGE("acked " << acked << ", reads " << reads << ", elections " << elections << ", snapshot installs "
+  MESSAGE("events " << events << ", acked " << acked << ", reads " << reads << ", elections " << elections << ", snapshot installs "
                    << installs << ", live " << live << "/" << seeds);
   CHECK(live == seeds);  // after healing, every seed made progress
-  CHECK(installs > 0);   // lagging replicas were brought up by InstallSnapshot
+  if (seeds > 1) CHECK(installs > 0);  // lagging replicas were brought up by InstallSnapshot
 }
 
 TEST_CASE("raft: membership changes one server at a time, under faults, over 200 seeds") {
   std::uint64_t live = 0, changes = 0;
-  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+  const auto run = raft_test::seeds(1, 200);
+  for (auto seed : run) {
     options o;
     o.nodes = 5;
     o.membership = true;
-    o.fault_every = 150ms;
+    o = swarm(seed, o);
+    o.fault_every = 150ms;  // changes come often: members move in and out under the faults
     CAPTURE(seed);
     cluster c(seed, o);
     auto out = c.run();
@@ -49,8 +56,8 @@ TEST_CASE("raft: membership changes one server at a time, under faults, over 200
     for (std::uint32_t i = 0; i < 5; ++i)
       if (auto* r = c.world().find<node_t>(i, pid); r && r->members().size() != 5) ++changes;
   }
-  CHECK(live == 200);
-  CHECK(changes > 0);  // configurations did change
+  CHECK(live == run.size());
+  if (run.size() > 1) CHECK(changes > 0);  // configurations did change
 }
 
 TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors") {

@@ -286,7 +286,25 @@ TEST_CASE("coord: never more than k holders of a k-permit semaphore, across fail
       s.w.after(5ms, [&, c] { cycle(c, 0); });
     }
 
+    // Each replica's own invariants (raft's and the machine's; they abort on
+    // a violation), on the node the event ran on: only its state can have
+    // changed (a scheduled action may touch any).
+    constexpr sim::node_index everyone = sim::trace_event::npos, none = everyone - 1;
+    sim::node_index touched = everyone;
+    s.w.on_trace([&](const sim::trace_event& e) {
+      using kind = sim::trace_event::kind;
+      auto touch = [&](sim::node_index i) { touched = touched == none || touched == i ? i : everyone; };
+      if (e.what == kind::deliver || e.what == kind::unreachable) touch(e.to);
+      else if (e.what == kind::timer) touch(e.from);
+      else if (e.what == kind::action || e.what == kind::restart) touched = everyone;
+    });
     s.w.after_event([&] {
+      for (std::uint32_t i = 0; i < 3; ++i)
+        if (auto* r = s.replica(i); r && (touched == everyone || touched == i)) {
+          r->check_invariants();
+          r->state_machine().check_invariants();
+        }
+      touched = none;
       std::size_t believers = 0;
       for (std::uint32_t c = 0; c < 4; ++c) {
         auto* cl = s.client(c);
@@ -365,6 +383,7 @@ TEST_CASE("coord: never more than k holders of a k-permit semaphore, across fail
     s.w.run_for(4s);
     late_grants += grants_after_heal > 0;
     s.w.after_event({});
+    s.w.on_trace({});
   }
   MESSAGE("grants " << grants << ", leader crashes " << failovers << ", lost grants " << losses
                     << ", seeds with progress after healing " << late_grants << "/300");

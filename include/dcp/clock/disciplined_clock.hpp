@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/time.hpp"
 
@@ -72,8 +73,11 @@ class disciplined_clock {
   /// never less than an earlier reading, whatever the corrections.
   time_point now(time_point local) noexcept {
     advance(local);
+    // advance() moves anchor_sync_ forward only (frequency and slew are
+    // clamped well under 1), and settle() steps forward only.
+    DCP_ASSERT(anchor_sync_ >= last_read_, "the synchronized clock never runs backwards");
     if (anchor_sync_ < last_read_) {
-      ++monotonic_guard_hits_;  // cannot happen by the arithmetic above; counted to prove it
+      ++monotonic_guard_hits_;  // with assertions off, a reading stays monotone all the same
       return last_read_;
     }
     last_read_ = anchor_sync_;

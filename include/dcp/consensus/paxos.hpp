@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "dcp/consensus/quorum_rule.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/log.hpp"
@@ -142,6 +143,20 @@ class paxos {
   const ballot& promised() const noexcept { return st_.promised; }
   const std::optional<ballot>& accepted_ballot() const noexcept { return st_.accepted_ballot; }
   const bytes& accepted_value() const noexcept { return st_.accepted_value; }
+
+  /// Asserts (DCP_ASSERT) what must hold of this node's own state between
+  /// events: the simulator's tests call it after every event. A no-op when
+  /// assertions are off. Agreement itself spans nodes: the tests check it.
+  void check_invariants() const {
+    DCP_ASSERT(!st_.accepted_ballot || *st_.accepted_ballot <= st_.promised,
+               "an acceptor accepts only at or above what it promised, and never promises below (Paxos Made Simple, P1a)");
+    DCP_ASSERT(phase_ >= 0 && phase_ <= 2 && (phase_ == 0 || proposing_), "a proposer runs a phase only while proposing");
+    DCP_ASSERT((phase_ == 0 || current_ == ballot{st_.max_round, env_.self()}),
+               "the proposer's ballot is the durable round it last reserved (never reused after a restart)");
+    DCP_ASSERT(!chosen_ || !proposing_, "a node that learned the value proposes no more");
+    DCP_ASSERT(!failed_ || !proposing_, "a node that cannot persist proposes no more");
+    DCP_ASSERT(proposing_ || waiters_.empty(), "every waiter has a proposal under way");
+  }
 
   // ---- acceptor ----
 

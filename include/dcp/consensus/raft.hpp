@@ -91,6 +91,7 @@
 #include "dcp/consensus/errors.hpp"
 #include "dcp/consensus/quorum_rule.hpp"
 #include "dcp/consensus/state_machine.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/log.hpp"
@@ -324,6 +325,77 @@ class raft {
   const Machine& state_machine() const noexcept { return sm_; }
   bool failed() const noexcept { return failed_; }
   const raft_config& config() const noexcept { return cfg_; }
+
+  /// Asserts (DCP_ASSERT) what must hold of this replica's own state between
+  /// events, whatever its peers send: the simulator's tests call it after
+  /// every event. O(members + configurations + entries appended since the
+  /// last call): the log is walked again only after a truncation or a
+  /// snapshot. A no-op when assertions are off. What no single replica can
+  /// see (one leader per term, committed entries never change) the tests
+  /// check across replicas.
+  void check_invariants() const {
+#if DCP_ASSERTIONS
+    const auto snap_index = store_.snapshot().index, last = store_.last_index();
+    DCP_ASSERT(store_.first_index() == snap_index + 1, "the log starts right after the snapshot");
+    DCP_ASSERT(snap_index <= applied_, "a snapshot holds applied entries only");
+    DCP_ASSERT(applied_ <= commit_, "only committed entries are applied (3.5)");
+    DCP_ASSERT(commit_ <= last, "the commit index is in the log");
+    DCP_ASSERT(sessions_.size() <= cfg_.max_sessions, "the session table is bounded");
+    DCP_ASSERT(!incoming_ || (incoming_->data.size() <= incoming_->total && incoming_->total <= cfg_.max_snapshot_bytes),
+               "a snapshot being received is bounded by what it announced and by max_snapshot_bytes");
+    // The log: consecutive indexes; terms never decrease along it (each
+    // leader appends in its own term after its predecessors' entries, 3.5)
+    // and never exceed the current term; the quota's measure is its size.
+    // Entries checked before are not walked again while the log only grew.
+    auto& c = checked_log_;
+    if (c.first != store_.first_index() || c.truncations != truncations_ || c.upto > last)
+      c = {store_.first_index(), snap_index, snap_index == 0 ? 0 : store_.snapshot().term, 0, truncations_};
+    DCP_ASSERT(store_.term_at(snap_index) == (snap_index == 0 ? 0 : store_.snapshot().term),
+               "the snapshot's last term is known");
+    for (auto i = c.upto + 1; i <= last; ++i) {
+      const auto& e = store_.entry(i);
+      DCP_ASSERT(e.index == i, "log entries are stored at their index");
+      DCP_ASSERT(e.term >= c.term, "log terms never decrease along the log");
+      c.term = e.term;
+      c.bytes += e.data.size();
+    }
+    c.upto = last;
+    DCP_ASSERT(c.term <= current_term(), "no entry has a term above the current term");
+    DCP_ASSERT(c.bytes == log_bytes_ && snapshot_bytes_ == store_.snapshot().data.size(),
+               "the quota's measure (measure_state) matches the log and the snapshot");
+    // Configurations: the snapshot's first, then one per config entry of the log, ascending.
+    DCP_ASSERT(!configs_.empty() && configs_.front().first == snap_index, "the first configuration is the snapshot's");
+    for (std::size_t k = 1; k < configs_.size(); ++k)
+      DCP_ASSERT(configs_[k - 1].first < configs_[k].first && configs_[k].first <= last,
+                 "later configurations are entries of the log, in log order");
+    if (failed_) {
+      DCP_ASSERT(role_ == raft_role::follower && pending_.empty() && reads_.empty(),
+                 "a failed replica leads nothing and has no waiters");
+      return;
+    }
+    const auto& vote = store_.state().vote;
+    if (role_ == raft_role::candidate || role_ == raft_role::leader)
+      DCP_ASSERT(vote == env_.self(), "a candidate or leader voted for itself in its term (3.4)");
+    if (role_ != raft_role::leader) {
+      DCP_ASSERT(peers_.empty() && pending_.empty() && reads_.empty(),
+                 "only a leader tracks followers, proposals and reads");
+      return;
+    }
+    DCP_ASSERT(leader_ == env_.self(), "a leader knows it leads");
+    DCP_ASSERT(self_match_ <= last, "the leader's own synced index is in its log");
+    for (const auto& [index, p] : pending_)
+      DCP_ASSERT(applied_ < index && index <= last, "a proposal waits on an entry of the log until it is applied");
+    for (const auto& m : members())
+      DCP_ASSERT(m == env_.self() || peers_.contains(m), "the leader replicates to every member of the latest configuration");
+    for (const auto& [a, p] : peers_) {
+      DCP_ASSERT(a != env_.self() && is_member(a), "the leader replicates only to the other members");
+      DCP_ASSERT(p.match < p.next && p.next <= last + 1, "match < next <= last + 1 for every follower");
+      DCP_ASSERT(p.match <= p.sent && p.sent <= last, "a follower matches only what was sent, from the log");
+      DCP_ASSERT(!p.snap || (p.snap_offset <= p.snap_sent_upto && p.snap_sent_upto <= p.snap->data.size()),
+                 "a snapshot transfer's offsets are within what was sent of the snapshot");
+    }
+#endif
+  }
 
   // ---- messages ----
 
@@ -613,11 +685,16 @@ class raft {
   void note_config(const log_entry& e) {
     if (e.kind != entry_kind::config) return;
     std::vector<address> members;
-    if (storage::detail::decode_value(e.data, members)) return;  // written by a leader: cannot happen
+    // Written by a leader's change_member; one that arrives undecodable came
+    // from a peer (or a damaged disk), not from a bug here: counted.
+    if (storage::detail::decode_value(e.data, members)) return env_.count("malformed_config_entry");
     configs_.push_back({e.index, std::move(members)});
   }
 
   bool save_state(const storage::hard_state& hs) {
+    DCP_ASSERT(hs.term >= current_term(), "the term never decreases (3.3)");
+    DCP_ASSERT(hs.term > current_term() || !store_.state().vote || hs.vote == store_.state().vote,
+               "at most one vote per term (3.4)");
     if (auto ec = store_.save_state(hs)) {
       fail(ec);
       return false;
@@ -706,6 +783,7 @@ class raft {
         env_.count("conflict_below_commit");
         return true;
       }
+      ++truncations_;
       if (auto ec = store_.truncate_suffix(e.index)) {
         fail(ec);
         return false;
@@ -713,7 +791,9 @@ class raft {
       while (configs_.size() > 1 && configs_.back().first >= e.index) configs_.pop_back();
       measure_state();
     }
-    if (e.index != store_.last_index() + 1) return true;  // a gap: cannot happen after the prev check
+    // The prev check passed and the leader's entries are consecutive
+    // (well_formed): each entry extends the log or overlaps it.
+    DCP_ASSERT(e.index == store_.last_index() + 1, "an entry merged after the prev check leaves no gap");
     if (auto ec = store_.append(e)) {
       fail(ec);
       return false;
@@ -1180,6 +1260,13 @@ class raft {
   timer_id election_timer_{}, flush_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
   bool failed_ = false;
+  // check_invariants' memory of the log prefix it has checked (present
+  // whether or not assertions are on, so the layout is the same everywhere).
+  struct checked_log {
+    std::uint64_t first = 0, upto = 0, term = 0, bytes = 0, truncations = 0;
+  };
+  mutable checked_log checked_log_{~std::uint64_t{0}};
+  std::uint64_t truncations_ = 0;  // suffixes cut (merge): the checked prefix may have changed
 };
 
 }  // namespace dcp::consensus

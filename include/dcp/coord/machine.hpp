@@ -46,6 +46,7 @@
 #include <cereal/types/vector.hpp>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/bytes.hpp"
 #include "dcp/storage/detail/codec.hpp"
 
@@ -159,6 +160,48 @@ class machine {
     if (auto ec = storage::detail::decode_value(s, m)) return ec;
     *this = std::move(m);
     return {};
+  }
+
+  /// Asserts (DCP_ASSERT) what every apply() leaves true: the tests call
+  /// it after every event on every replica. O(state); a no-op when
+  /// assertions are off.
+  void check_invariants() const {
+#if DCP_ASSERTIONS
+    for (const auto& [id, session] : sessions_) {
+      DCP_ASSERT(id != 0 && id <= next_session_, "session ids come from the counter");
+      for (const auto& [name, f] : session.holds) {
+        auto it = sems_.find(name);
+        DCP_ASSERT(it != sems_.end() && std::count_if(it->second.holders.begin(), it->second.holders.end(),
+                                                      [&](const holder& h) { return h.session == id; }) == 1,
+                   "a session holds a semaphore once");
+        (void)f;  // its token is checked from the holder's side below
+      }
+    }
+    for (const auto& [name, sem] : sems_) {
+      DCP_ASSERT(!sem.idle(), "an idle semaphore is forgotten");
+      DCP_ASSERT(sem.taken() <= sem.permits, "no more permits taken than the semaphore has");
+      DCP_ASSERT(sem.waiters.empty() || sem.taken() == sem.permits, "no one waits while a permit is free (FIFO grants)");
+      for (const auto& h : sem.holders) {
+        auto it = sessions_.find(h.session);
+        DCP_ASSERT(it != sessions_.end() && it->second.holds.contains(name) && it->second.holds.at(name) == h.fencing,
+                   "a holder's session exists and holds the grant");
+        DCP_ASSERT(h.fencing != 0 && h.fencing <= fencing_, "fencing tokens come from the counter");
+      }
+      for (auto f : sem.leased)
+        DCP_ASSERT(std::any_of(sem.holders.begin(), sem.holders.end(), [f](const holder& h) { return h.fencing == f; }),
+                   "a lease was issued for a current holder's grant");
+      for (const auto& d : sem.draining) DCP_ASSERT(d.fencing <= fencing_, "draining tokens come from the counter");
+      for (const auto& w : sem.waiters) {
+        DCP_ASSERT(sessions_.contains(w.session), "an expired session waits for nothing");
+        DCP_ASSERT(std::count_if(sem.waiters.begin(), sem.waiters.end(), [&](const waiter& o) { return o.session == w.session; }) == 1,
+                   "a session waits once per semaphore");
+      }
+    }
+    for (const auto& [name, b] : barriers_) {
+      DCP_ASSERT(b.parties == 0 || b.entered.size() < b.parties, "a full barrier has passed its enter phase");
+      for (auto s : b.left) DCP_ASSERT(b.inside.contains(s), "only a session inside the barrier leaves it");
+    }
+#endif
   }
 
   // ---- reads (serve them after a ReadIndex) ----

@@ -10,7 +10,6 @@
 // that programs test. error() still returns the bare code, so callers that
 // compare codes are unaffected; message() gives the words (or the code's own
 // message), and explained() passes both on to another result.
-#include <cassert>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -18,6 +17,7 @@
 #include <utility>
 #include <variant>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/error.hpp"
 
 namespace dcp {
@@ -34,10 +34,10 @@ class [[nodiscard]] result {
 
  public:
   result(T value) : v_(std::move(value)) {}                         // NOLINT: implicit by design
-  result(std::error_code ec) : v_(ec) { assert(ec); }               // NOLINT
+  result(std::error_code ec) : v_(ec) { DCP_ASSERT(ec, "a result built from an error code needs an error"); }  // NOLINT
   result(errc e) : v_(make_error_code(e)) {}                        // NOLINT
   result(explained_error e) {                                       // NOLINT
-    assert(e.code);
+    DCP_ASSERT(e.code, "a result built from an error needs an error code");
     if (e.what.empty()) v_ = e.code;
     else v_ = std::make_shared<const explained_error>(std::move(e));
   }

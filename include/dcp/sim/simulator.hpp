@@ -18,8 +18,8 @@
 //
 // Single-threaded: call it from one thread. Protocols run inside its calls.
 #include <algorithm>
-#include <cassert>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -80,6 +80,34 @@ struct trace_event {
   std::string_view reason = {};  ///< why a message was dropped
   static constexpr node_index npos = std::numeric_limits<node_index>::max();
 };
+
+constexpr std::string_view to_string(trace_event::kind k) noexcept {
+  constexpr std::string_view n[] = {"send",   "deliver", "drop",  "timer",     "action",
+                                    "unreachable", "crash",   "restart", "partition", "heal"};
+  return n[static_cast<int>(k)];
+}
+
+/// One event as a line for a person replaying a seed (on_trace): virtual
+/// time in seconds, what, the nodes, and for a message its protocol, type
+/// (`message`: its name, when the caller knows it: message_set::name_of),
+/// size and, if dropped, why. "0.123456 deliver 2->0 p100 append 96B".
+inline std::string to_string(const trace_event& e, std::string_view message = {}) {
+  char head[64];
+  const auto ns = e.time.time_since_epoch().count();
+  std::snprintf(head, sizeof head, "%lld.%06lld ", static_cast<long long>(ns / 1'000'000'000),
+                static_cast<long long>((ns < 0 ? -ns : ns) % 1'000'000'000 / 1000));
+  std::string out = head;
+  out += to_string(e.what);
+  auto node = [](node_index i) { return i == trace_event::npos ? std::string("-") : std::to_string(i); };
+  if (e.from != trace_event::npos || e.to != trace_event::npos) out += " " + node(e.from) + "->" + node(e.to);
+  if (e.protocol != 0 || e.type != 0) {
+    out += " p" + std::to_string(e.protocol) + " ";
+    out += message.empty() ? "#" + std::to_string(e.type) : std::string(message);
+    out += " " + std::to_string(e.bytes) + "B";
+  }
+  if (!e.reason.empty()) out += " (" + std::string(e.reason) + ")";
+  return out;
+}
 
 enum class stop_reason { time_limit, predicate, quiet, no_events, event_limit };
 

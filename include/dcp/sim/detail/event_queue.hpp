@@ -44,12 +44,12 @@
 // top and the buckets keep for reuse (bounded by the largest population):
 // 135-190 bytes more per node than the heap with 10^5 tokens in flight.
 #include <algorithm>
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/time.hpp"
 
 namespace dcp::sim::detail {
@@ -110,7 +110,7 @@ class event_queue {
 
   /// Removes and returns the earliest event. Precondition: !empty().
   queued_event pop() {
-    assert(size_ > 0);
+    DCP_ASSERT(size_ > 0, "pop() on an empty event queue: the simulator checks empty() first");
     const queued_event out = bottom_[head_++];
     --size_;
     if (head_ == bottom_.size()) {
@@ -221,7 +221,7 @@ class event_queue {
   void refill() {
     while (true) {
       if (active_ == 0) {
-        assert(!top_.empty());
+        DCP_ASSERT(!top_.empty(), "refill() with no event left: size_ counts one that is nowhere");
         if (top_.size() <= spread_threshold || top_min_ == top_max_) {
           bottom_.swap(top_);
           bottom_last_ = top_max_;
