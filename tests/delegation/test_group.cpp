@@ -271,7 +271,11 @@ TEST_CASE("delegation: a group's leader crashes or is cut off mid-surge; no gran
     };
     for (sim::node_index i = first_client + long_holders; i < first_client + clients; ++i)
       s.w.after(duration(s.w.rng().between(500'000'000, 600'000'000)), [&, i] { loop(i); });  // after the long holders
-    s.w.after_event([&] { REQUIRE(s.org().in_use("db", s.origin_now()) <= C); });
+    s.w.after_event([&] {
+      REQUIRE(s.org().in_use("db", s.origin_now()) <= C);
+      for (std::uint32_t m = 1; m <= s.r; ++m)  // every live member's book is consistent, after every event
+        if (auto* g = s.w.find<raft_t>(m, raft_id)) g->state_machine().check_invariants();
+    });
     s.w.run_for(2s);
     REQUIRE(held.size() == long_holders);
     const auto epoch = s.org().epoch("db", 0);

@@ -267,7 +267,8 @@ TEST_CASE("total_order: random hostile frame streams (50 seeds x 2,000) never br
     for (auto& [c, n] : reached) n += w.metrics().counter(pid, c);
   }
   // the streams reach past every filter: frames refused, buffered, accepted, then found wanting
-  for (auto& [c, n] : reached) {
+  for (auto& [counter, n] : reached) {
+    const auto& c = counter;  // CAPTURE takes a reference in a lambda: not a structured binding (clang 15)
     CAPTURE(c);
     CHECK(n > 0);
   }

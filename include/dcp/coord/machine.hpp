@@ -167,7 +167,8 @@ class machine {
   /// assertions are off.
   void check_invariants() const {
 #if DCP_ASSERTIONS
-    for (const auto& [id, session] : sessions_) {
+    for (const auto& [session_id, session] : sessions_) {
+      const auto id = session_id;  // a structured binding cannot be captured before C++20's P1091 (clang 15)
       DCP_ASSERT(id != 0 && id <= next_session_, "session ids come from the counter");
       for (const auto& [name, f] : session.holds) {
         auto it = sems_.find(name);

@@ -182,7 +182,11 @@ class group {
   void on_message(const address& from, const msg::token_release& m) {
     const auto key = shard_key(m.resource, m.shard);
     if (!shards_.contains(key)) return drop("release_for_unknown_shard");
-    if (raft_.is_leader()) return release(key, from, m.fencing);
+    if (raft_.is_leader()) {  // only a grant the book holds for the sender is worth an entry in the log
+      const auto* b = raft_.state_machine().book(key);
+      if (!b || !b->grants.contains(m.fencing) || b->grants.at(m.fencing).holder != from) return drop("release_of_unknown_grant");
+      return release(key, from, m.fencing);
+    }
     if (held_releases_.size() >= cfg_.max_in_flight) held_releases_.erase(held_releases_.begin());  // the oldest goes
     held_releases_.push_back({key, from, m.fencing, env_.now()});
   }

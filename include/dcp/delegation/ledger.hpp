@@ -35,6 +35,7 @@
 #include <cereal/types/utility.hpp>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/bytes.hpp"
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/error.hpp"
@@ -118,6 +119,26 @@ class ledger {
     return it == books_.end() ? nullptr : &it->second;
   }
   static std::int64_t ns(wall_time t) noexcept { return t.time_since_epoch().count(); }
+
+  /// The book's own consistency (DCP_ASSERT: a violation is a bug here, not
+  /// bad input): the permits counted are the grants' permits, every grant is
+  /// of the certificate's epoch and ends with it, and the request index
+  /// names exactly the grants. The simulated tests call it after every event.
+  void check_invariants() const {
+    for (auto& [key, b] : books_) {
+      std::uint64_t permits = 0;
+      for (auto& [fencing, g] : b.grants) {
+        permits += g.permits;
+        DCP_ASSERT(fencing >> 32 == b.cert.epoch, "a grant of another epoch than the book's certificate");
+        DCP_ASSERT((fencing & 0xffffffffu) <= b.sequence, "a fencing token the sequence has not reached");
+        DCP_ASSERT(g.expiry_ns <= ns(b.cert.not_after), "a grant that outlives the certificate");
+        auto r = b.by_request.find({g.holder, g.nonce});
+        DCP_ASSERT(r != b.by_request.end() && r->second == fencing, "a grant missing from the request index");
+      }
+      DCP_ASSERT(permits == b.in_use, "in_use is not the sum of the grants' permits");
+      DCP_ASSERT(b.by_request.size() == b.grants.size(), "the request index names grants that are gone");
+    }
+  }
 
  private:
   static void expire(shard_book& b, std::int64_t cutoff) {
