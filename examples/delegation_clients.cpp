@@ -289,8 +289,9 @@ int main(int argc, char** argv) {
 
     const auto began = std::chrono::steady_clock::now();
     asio::steady_timer watch(io);
-    bool ready = false, reported = false;
+    bool ready = false, reported = false, stopping = false;
     std::function<void()> check = [&] {
+      if (stopping) return;  // a check already queued when the stop came must not arm the timer again
       if (!ready && std::all_of(nodes.begin(), nodes.end(), [](auto& n) { return n->joined(); })) {
         ready = true;
         std::cout << "READY " << nodes.size() << " in " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count()
@@ -309,6 +310,7 @@ int main(int argc, char** argv) {
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const std::error_code& ec, int) {
       if (ec) return;
+      stopping = true;
       watch.cancel();
       starter.cancel();
       go.cancel();

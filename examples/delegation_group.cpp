@@ -160,8 +160,9 @@ int main(int argc, char** argv) {
 
     // Role changes, seen within 5 ms (the test kills whichever member leads).
     asio::steady_timer watch(io);
-    bool was_leader = false;
+    bool was_leader = false, stopping = false;
     std::function<void()> poll = [&] {
+      if (stopping) return;  // a poll already queued when the stop came must not arm the timer again
       if (raft.is_leader() != was_leader) {
         was_leader = raft.is_leader();
         std::cout << (was_leader ? "LEADER" : "FOLLOWER") << " term=" << raft.current_term() << " at_us=" << wall_us() << std::endl;
@@ -176,6 +177,7 @@ int main(int argc, char** argv) {
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const std::error_code& ec, int) {
       if (ec) return;
+      stopping = true;
       watch.cancel();
       node.stop();
     });
