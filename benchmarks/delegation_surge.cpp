@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,9 @@ struct key_holder {
   lease::verification_key origin_key;
   key_holder(sim::env e, lease::verification_key ok) : env(e), origin_key(std::move(ok)) {}
   void start() {
-    env.send(address::sim(0), delegation::msg::delegate_request{"db", 0, key.public_key().raw(), 1u << 20});
+    delegation::msg::delegate_request m{"db", 0, key.public_key().raw(), 1u << 20};
+    if (delegation::sign(m, env.self(), key, env.wall_now())) throw std::runtime_error("cannot sign the delegate request");
+    env.send(address::sim(0), m);
   }
   void on_message(const address&, const delegation::msg::delegate_reply& m) {
     if (m.code == delegation::status::ok) cert = delegation::open_certificate(m.certificate, origin_key).value();

@@ -12,3 +12,4 @@
 #include "dcp/delegation/messages.hpp"
 #include "dcp/delegation/origin.hpp"
 #include "dcp/delegation/peer.hpp"
+#include "dcp/delegation/request_signature.hpp"

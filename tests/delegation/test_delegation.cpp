@@ -147,8 +147,11 @@ struct liar {
   std::optional<certificate> cert;
   liar(sim::env e)
       : env(e), key(lease::ed25519_private_key::from_seed(bytes(32, static_cast<std::uint8_t>(40 + e.index()))).value()) {}
-  void ask(std::string resource, std::uint32_t shard) {
-    env.send(address::sim(0), msg::delegate_request{resource, shard, key.public_key().raw(), 1000});
+  void ask(std::string resource, std::uint32_t shard, std::uint64_t demand = 1000) { env.send(address::sim(0), request(resource, shard, demand)); }
+  msg::delegate_request request(std::string resource, std::uint32_t shard, std::uint64_t demand = 1000) {
+    msg::delegate_request m{std::move(resource), shard, key.public_key().raw(), demand};
+    REQUIRE_FALSE(delegation::sign(m, env.self(), key, env.wall_now()));
+    return m;
   }
   void on_message(const address&, const msg::delegate_reply& m) {
     if (m.code == status::ok) cert = open_certificate(m.certificate, lease::signing_key(origin_private_key(), 0).to_verification_key()).value();
@@ -222,6 +225,80 @@ TEST_CASE("delegation: a lying coordinator wastes its own share, never more; for
   const auto after = a.cert->not_after + 1s;
   CHECK(org.admit(a.sign(a.cert->epoch, "db#0", address::sim(500), 1, 500, after + 1s), after).error() == delegation::errc::delegation_ended);
   CHECK(org.stats().admitted == share_a + share_b + 1);
+}
+
+// Whom the origin believes: a request or commit signed by the coordinator's
+// own key, fresh and not replayed. An impostor that can claim the
+// coordinator's address (or record its traffic) can neither keep a dead
+// coordinator's shard alive, nor name a key it does not hold, nor spend stock.
+TEST_CASE("delegation: the origin believes only signed, fresh delegate requests and stock commits") {
+  sim::simulator w(11);
+  origin_config oc;
+  oc.resources = {{"db", capacity_kind::concurrency, 10, 1}, {"seats", capacity_kind::stock, 5, 1}};
+  oc.certificate_validity = 3s;
+  oc.max_drift = 50ms;
+  oc.request_max_age = 2s;
+  w.add_node([oc](sim::node_context& n) { n.add<origin_t>(pid, lease::signing_key(origin_private_key(), 0), oc); });
+  w.add_nodes(2, [](sim::node_context& n) { n.add<liar>(pid); });
+  auto& org = w.get<origin_t>(0, pid);
+  auto& a = w.get<liar>(1, pid);
+  auto& b = w.get<liar>(2, pid);
+  a.ask("db", 0);
+  w.run_for(50ms);
+  REQUIRE(a.cert);
+  const auto epoch = org.epoch("db", 0);
+  const auto stats0 = org.stats();
+
+  // a falls silent. An impostor claiming a's address re-sends a's request,
+  // unsigned, or signed by another key, or a's own signed request again.
+  auto recorded = a.request("db", 0);
+  org.on_message(address::sim(1), recorded);
+  CHECK(org.stats().renewals == stats0.renewals + 1);  // the genuine one, once
+  for (int i = 0; i < 6; ++i) {
+    w.run_for(1s);
+    auto unsigned_request = msg::delegate_request{"db", 0, a.key.public_key().raw(), 1000};
+    org.on_message(address::sim(1), unsigned_request);
+    auto wrong_key = recorded;  // names a's key, signed with b's
+    REQUIRE_FALSE(sign(wrong_key, address::sim(1), b.key, w.local_wall_now(0)));
+    org.on_message(address::sim(1), wrong_key);
+    org.on_message(address::sim(1), recorded);  // replayed
+  }
+  CHECK(org.stats().renewals == stats0.renewals + 1);
+  CHECK(org.stats().unauthenticated == 12);
+  CHECK(org.stats().stale_requests == 6);
+  // So a's delegation ended, and b gets the shard in a new epoch.
+  b.ask("db", 0);
+  w.run_for(50ms);
+  REQUIRE(b.cert);
+  CHECK(b.cert->epoch == epoch + 1);
+  CHECK(b.cert->coordinators.front().addr == address::sim(2));
+
+  // A request from the future, or one signed for another address, is refused too.
+  auto future = b.request("db", 0);
+  REQUIRE_FALSE(sign(future, address::sim(2), b.key, w.local_wall_now(2) + 1s));
+  const auto renewals = org.stats().renewals;
+  org.on_message(address::sim(2), future);
+  org.on_message(address::sim(1), b.request("db", 0));  // b's signature, a's address
+  CHECK(org.stats().renewals == renewals);
+
+  // Stock: only the coordinator's signed commit spends it.
+  a.ask("seats", 0);
+  w.run_for(50ms);
+  REQUIRE(a.cert);
+  REQUIRE(a.cert->resource == "seats");
+  msg::stock_commit forged{"seats", 0, a.cert->epoch, 1, {{address::sim(9), 1, 5}}};
+  org.on_message(address::sim(1), forged);
+  CHECK(org.allocations("seats").empty());
+  REQUIRE_FALSE(sign(forged, address::sim(1), b.key));  // signed, by the wrong key
+  org.on_message(address::sim(1), forged);
+  CHECK(org.allocations("seats").empty());
+  msg::stock_commit genuine{"seats", 0, a.cert->epoch, 2, {{address::sim(9), 1, 2}}};
+  REQUIRE_FALSE(sign(genuine, address::sim(1), a.key));
+  org.on_message(address::sim(1), genuine);
+  CHECK(org.allocations("seats").size() == 1);
+  org.on_message(address::sim(1), genuine);  // a replay spends nothing twice
+  CHECK(org.allocations("seats").size() == 1);
+  CHECK(org.stats().allocations == 1);
 }
 
 // The flagship property: a surge of clients, coordinators crashing and being
@@ -429,7 +506,7 @@ TEST_CASE("delegation: shares follow demand, max-min fair (the FairShare example
   for (int round = 0; round < 3; ++round) {
     for (std::uint32_t s = 0; s < 3; ++s) {
       auto& l = w.get<liar>(1 + s, pid);
-      l.env.send(address::sim(0), msg::delegate_request{"api", s, l.key.public_key().raw(), demand[s]});
+      l.ask("api", s, demand[s]);
     }
     w.run_for(50ms);
   }

@@ -106,6 +106,12 @@ struct asker {
   sim::env env;
   std::optional<msg::delegate_reply> reply;
   asker(sim::env e) : env(e) {}
+  /// Asks as the member at this node (its key: key_of(20 + index)), signed.
+  void ask(std::vector<coordinator_entry> members, std::uint64_t demand) {
+    msg::group_delegate_request m{"db", 0, std::move(members), demand};
+    REQUIRE_FALSE(sign(m, key_of(static_cast<std::uint8_t>(20 + env.index())), env.wall_now()));
+    env.send(address::sim(0), m);
+  }
   void on_message(const address&, const msg::delegate_reply& m) { reply = m; }
   template <class M> void on_message(const address&, const M&) {}
 };
@@ -191,11 +197,11 @@ TEST_CASE("delegation: the origin checks a group's tokens by the signer its key 
   std::vector<coordinator_entry> members;
   for (std::uint8_t i = 1; i <= 3; ++i) members.push_back({address::sim(i), key_of(20 + i).public_key().raw()});
   // Not a member of the group it names: refused.
-  w.get<asker>(1, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, {members[1], members[2]}, 4});
+  w.get<asker>(1, pid).ask({members[1], members[2]}, 4);
   w.run_for(50ms);
   REQUIRE(w.get<asker>(1, pid).reply);
   CHECK(w.get<asker>(1, pid).reply->code == status::refused);
-  w.get<asker>(2, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, members, 4});
+  w.get<asker>(2, pid).ask(members, 4);
   w.run_for(50ms);
   auto& rep = w.get<asker>(2, pid).reply;
   REQUIRE(rep);
@@ -215,13 +221,13 @@ TEST_CASE("delegation: the origin checks a group's tokens by the signer its key 
   CHECK(check_token(sign(2, group_key_id(c.epoch, 1), 5), c));
   CHECK(check_token(sign(2, group_key_id(c.epoch, 2), 5), c).error() == delegation::errc::certificate_mismatch);
   // Another member renews the same epoch; a different group must wait it out.
-  w.get<asker>(3, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, members, 4});
+  w.get<asker>(3, pid).ask(members, 4);
   w.run_for(50ms);
   REQUIRE(w.get<asker>(3, pid).reply);
   CHECK(w.get<asker>(3, pid).reply->code == status::ok);
   CHECK(org.epoch("db", 0) == c.epoch);
   rep.reset();
-  w.get<asker>(2, pid).env.send(address::sim(0), msg::group_delegate_request{"db", 0, {members[1]}, 4});
+  w.get<asker>(2, pid).ask({members[1]}, 4);
   w.run_for(50ms);
   REQUIRE(rep);
   CHECK(rep->code == status::retry);

@@ -61,6 +61,7 @@
 #include "dcp/delegation/detail/wait_line.hpp"
 #include "dcp/delegation/ledger.hpp"
 #include "dcp/delegation/messages.hpp"
+#include "dcp/delegation/request_signature.hpp"
 #include "dcp/lease/keys.hpp"
 #include "dcp/lease/token.hpp"
 
@@ -352,7 +353,9 @@ class group {
     s.asked_at = now;
     std::uint64_t demand = std::exchange(s.unmet, 0);
     if (auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard))) demand += in_use(*b);
-    env_.send(cfg_.origin, msg::group_delegate_request{s.resource, s.shard, cfg_.members, demand});
+    msg::group_delegate_request req{s.resource, s.shard, cfg_.members, demand};
+    if (auto ec = sign(req, key_, env_.wall_now())) return drop("delegate_request_unsigned");
+    env_.send(cfg_.origin, req);
   }
 
   void tick() {

@@ -31,7 +31,8 @@ enum class status : std::uint8_t {
 
 namespace msg {
 /// A node that owns a shard's key asks the origin to delegate the shard to it
-/// (or to renew its delegation), reporting the demand it saw.
+/// (or to renew its delegation), reporting the demand it saw. Signed with the
+/// key it names (request_signature.hpp): the origin refuses it otherwise.
 struct delegate_request {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "delegate_request";
@@ -39,7 +40,9 @@ struct delegate_request {
   std::uint32_t shard = 0;
   bytes public_key;          ///< the key its tokens will be signed with
   std::uint64_t demand = 0;  ///< permits (or requests per second, or units) its clients asked for lately
-  template <class A> void serialize(A& ar) { ar(resource, shard, public_key, demand); }
+  std::int64_t sent_at = 0;  ///< the sender's wall clock, ns since the Unix epoch: the origin refuses stale ones
+  bytes signature;           ///< by `public_key`'s private half
+  template <class A> void serialize(A& ar) { ar(resource, shard, public_key, demand, sent_at, signature); }
 };
 struct delegate_reply {
   static constexpr message_type wire_id = 2;
@@ -106,7 +109,9 @@ struct group_delegate_request {
   std::uint32_t shard = 0;
   std::vector<coordinator_entry> members;  ///< every member, in the order that numbers their keys
   std::uint64_t demand = 0;
-  template <class A> void serialize(A& ar) { ar(resource, shard, members, demand); }
+  std::int64_t sent_at = 0;  ///< the sending member's wall clock, ns since the Unix epoch
+  bytes signature;           ///< by the sending member's key
+  template <class A> void serialize(A& ar) { ar(resource, shard, members, demand, sent_at, signature); }
 };
 
 /// Stock allocations, committed to the origin in idempotent batches.
@@ -125,7 +130,8 @@ struct stock_commit {
   std::uint32_t epoch = 0;
   std::uint64_t batch = 0;  ///< unique per coordinator and epoch: a retry carries the same id
   std::vector<allocation> allocations;
-  template <class A> void serialize(A& ar) { ar(resource, shard, epoch, batch, allocations); }
+  bytes signature;  ///< by the coordinator's key (request_signature.hpp)
+  template <class A> void serialize(A& ar) { ar(resource, shard, epoch, batch, allocations, signature); }
 };
 struct stock_ack {
   static constexpr message_type wire_id = 7;

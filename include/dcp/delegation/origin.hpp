@@ -42,10 +42,16 @@
 // not per unit); a batch is applied whole or not at all, once (by batch id),
 // and each allocation once (by holder and request id), never past the share.
 //
+// Whom it believes: a delegate request or stock commit only when signed by
+// the coordinator key it concerns (request_signature.hpp), a request only
+// when fresh and newer than that coordinator's last; otherwise it is counted
+// and left unanswered (stats().unauthenticated, stale_requests).
+//
 // Not thread-safe: like every dcp core, call it on its Env's executor.
 #include <algorithm>
-#include <functional>
 #include <cstdint>
+#include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -58,6 +64,7 @@
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/error.hpp"
 #include "dcp/delegation/messages.hpp"
+#include "dcp/delegation/request_signature.hpp"
 #include "dcp/lease/permit_gate.hpp"
 #include "dcp/lease/verifier.hpp"
 
@@ -68,6 +75,10 @@ struct origin_config {
   duration certificate_validity = 10s;  ///< a delegation lasts this long unless renewed
   duration max_drift = 100ms;           ///< bound on |origin's wall clock - any coordinator's|
   std::size_t max_batch = 1024;         ///< allocations in one stock batch
+  /// A delegate request sent longer ago than this (plus max_drift) is refused
+  /// unanswered as stale: a recorded request cannot be replayed later. Each
+  /// coordinator's requests must also be newer than its last accepted one.
+  duration request_max_age = 5s;
   /// Who may coordinate a shard: called with the coordinators (address and
   /// public key; several for a group) before a new epoch is delegated to
   /// them. Unset: anyone who asks while the shard is free (clients of an
@@ -88,6 +99,8 @@ struct origin_config {
       throw error(dcp::errc::invalid_config,
                   "delegation::origin: certificate_validity must be above 4 x max_drift (renewals need room)");
     if (max_batch == 0) throw error(dcp::errc::invalid_config, "delegation::origin: max_batch must be >= 1");
+    if (request_max_age <= duration::zero())
+      throw error(dcp::errc::invalid_config, "delegation::origin: request_max_age must be positive");
   }
 };
 
@@ -97,6 +110,8 @@ struct origin_stats {
   std::uint64_t admitted = 0, refused = 0, over_capacity = 0;
   std::uint64_t batches = 0, duplicate_batches = 0, allocations = 0;
   std::uint64_t messages_in = 0;
+  std::uint64_t unauthenticated = 0;  ///< requests and commits not signed by the key they must be
+  std::uint64_t stale_requests = 0;   ///< delegate requests too old, from the future, or replayed
 };
 
 template <Env E>
@@ -212,7 +227,7 @@ class origin {
   // ---- messages ----
 
   void on_message(const address& from, const msg::delegate_request& m) {
-    delegate(from, m.resource, m.shard, {{from, m.public_key}}, m.demand);
+    delegate(from, m.resource, m.shard, {{from, m.public_key}}, m.demand, m.sent_at, m.signature);
   }
   /// A group of coordinators asks (through whichever member leads it) for
   /// the shard: one certificate names them all, and any member renews it.
@@ -223,7 +238,7 @@ class origin {
       return void(env_.send(from, msg::delegate_reply{m.resource, m.shard, status::refused,
                                                      static_cast<std::uint32_t>(errc::unknown_shard), {}, 0, std::nullopt}));
     }
-    delegate(from, m.resource, m.shard, m.members, m.demand);
+    delegate(from, m.resource, m.shard, m.members, m.demand, m.sent_at, m.signature);
   }
 
   void on_message(const address& from, const msg::stock_commit& m) {
@@ -241,6 +256,13 @@ class origin {
     // Only the coordinator of the current epoch, while its delegation lasts, commits.
     if (m.epoch != sh->epoch || sh->coordinators.size() != 1 || sh->coordinators.front().addr != from || now >= sh->not_after)
       return refuse_batch(errc::delegation_ended);
+    // Not signed by the coordinator's key: not the coordinator, whatever
+    // address it claims. Unanswered, so a forger cannot refuse the real
+    // coordinator's batch in its name.
+    if (!commit_signed_by(sh->coordinator_keys.front(), from, m)) {
+      ++stats_.unauthenticated;
+      return env_.count("stock_commit_unauthenticated");
+    }
     if (m.allocations.empty() || m.allocations.size() > cfg_.max_batch) return refuse_batch(errc::unknown_shard);
     if (sh->batches.contains(m.batch)) {
       ++stats_.duplicate_batches;
@@ -272,7 +294,8 @@ class origin {
 
  private:
   void delegate(const address& from, const std::string& resource, std::uint32_t shard,
-                std::vector<coordinator_entry> members, std::uint64_t demand) {
+                std::vector<coordinator_entry> members, std::uint64_t demand, std::int64_t sent_at,
+                const bytes& signature) {
     ++stats_.messages_in;
     msg::delegate_reply out{resource, shard, status::ok, 0, {}, 0, std::nullopt};
     auto* sh = find(resource, shard);
@@ -287,9 +310,27 @@ class origin {
       return void(env_.send(from, out));
     }
     const auto now = env_.wall_now();
+    // Believe the request only when the sender's own key signed it, lately,
+    // and after anything it signed before (request_signature.hpp). Refused
+    // unanswered: an answer would go to the address the forger claimed.
+    const auto signer = static_cast<std::size_t>(
+        std::find_if(members.begin(), members.end(), [&](auto& c) { return c.addr == from; }) - members.begin());
+    if (!request_signed_by(pks[signer], resource, shard, members, demand, sent_at, signature)) {
+      ++stats_.unauthenticated;
+      return env_.count("delegate_request_unauthenticated");
+    }
+    const auto now_ns = detail::wall_ns(now);
+    const auto drift_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.max_drift).count();
+    const auto max_age_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.request_max_age).count();
+    const bool same_coordinators = sh->coordinators == members;
+    if (sent_at > now_ns + drift_ns || sent_at < now_ns - drift_ns - max_age_ns ||
+        (same_coordinators && sent_at <= sh->last_request[signer])) {
+      ++stats_.stale_requests;
+      return env_.count("delegate_request_stale");
+    }
     // The same coordinators (the same keys: a node that restarted has a new
     // one) renew, through any of them; anyone else waits for the epoch to end.
-    const bool renewal = sh->coordinators == members && now < sh->not_after;
+    const bool renewal = same_coordinators && now < sh->not_after;
     if (!renewal && !sh->keys.empty() && now < sh->not_after + 2 * cfg_.max_drift) {
       // Held by another, or by this node under another key (it restarted):
       // a new epoch only once no token of the old one can be honoured.
@@ -319,9 +360,12 @@ class origin {
       sh->coordinators = std::move(members);
       sh->keys.clear();
       for (std::size_t i = 0; i < pks.size(); ++i) sh->keys.emplace_back(pks[i], group_key_id(sh->epoch, i));
+      sh->coordinator_keys = std::move(pks);
+      sh->last_request.assign(sh->coordinators.size(), std::numeric_limits<std::int64_t>::min());
       sh->not_before = now;
       sh->batches.clear();  // batch ids are per epoch
     }
+    sh->last_request[signer] = sent_at;
     sh->not_after = now + cfg_.certificate_validity;
     const auto n = static_cast<std::uint32_t>(sh->coordinators.size());
     certificate c{sh->resource, sh->index, sh->kind(), sh->cap, sh->epoch, sh->not_before, sh->not_after,
@@ -347,6 +391,8 @@ class origin {
     std::uint32_t epoch = 0;
     std::vector<coordinator_entry> coordinators;  // of the current epoch; [0] alone in single delegation
     std::vector<lease::verification_key> keys;    // theirs, key id group_key_id(epoch, position)
+    std::vector<lease::ed25519_public_key> coordinator_keys;  // the same, for their requests and commits
+    std::vector<std::int64_t> last_request;       // sent_at of each one's last accepted request, this epoch
     wall_time not_before{}, not_after{};
     lease::permit_counter counter{0};            // concurrency
     std::int64_t window = 0;                     // rate: the wall-clock second being counted

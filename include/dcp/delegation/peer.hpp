@@ -43,6 +43,7 @@
 #include "dcp/delegation/detail/wait_line.hpp"
 #include "dcp/delegation/locate.hpp"
 #include "dcp/delegation/messages.hpp"
+#include "dcp/delegation/request_signature.hpp"
 
 namespace dcp::delegation {
 
@@ -436,7 +437,9 @@ class peer {
     std::uint64_t demand = s.unmet;
     s.unmet = 0;
     if (s.active) demand += s.active->take_demand();
-    env_.send(cfg_.origin, msg::delegate_request{s.resource, s.shard, public_key_, demand});
+    msg::delegate_request req{s.resource, s.shard, public_key_, demand};
+    if (auto ec = sign(req, env_.self(), *private_key_, env_.wall_now())) return drop("delegate_request_unsigned");
+    env_.send(cfg_.origin, req);
   }
 
   void send_request(pending_request& p) {
@@ -546,8 +549,7 @@ class peer {
     if (s.inflight_batch) {
       if (now - s.batch_sent >= cfg_.request_timeout) {  // unanswered: the same batch again (idempotent)
         s.batch_sent = now;
-        env_.send(cfg_.origin, msg::stock_commit{s.resource, s.shard, s.active->cert().epoch, s.inflight_batch->first,
-                                                 s.inflight_batch->second});
+        send_batch(s, s.inflight_batch->first, s.inflight_batch->second);
       }
       return;
     }
@@ -555,8 +557,13 @@ class peer {
     auto b = s.active->next_batch(cfg_.max_batch);
     if (b.second.empty()) return;
     s.batch_sent = now;
-    env_.send(cfg_.origin, msg::stock_commit{s.resource, s.shard, s.active->cert().epoch, b.first, b.second});
+    send_batch(s, b.first, b.second);
     s.inflight_batch = std::move(b);
+  }
+  void send_batch(slot& s, std::uint64_t batch, const std::vector<msg::allocation>& allocations) {
+    msg::stock_commit m{s.resource, s.shard, s.active->cert().epoch, batch, allocations};
+    if (auto ec = sign(m, env_.self(), *private_key_)) return drop("stock_commit_unsigned");
+    env_.send(cfg_.origin, m);
   }
 
   E env_;
