@@ -2,6 +2,7 @@
 // workload and what each column means), and the origin's CPU per admission.
 //
 // Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--csv FILE]
+//        delegation_surge --realloc [N ...]   time to move 95% of C after a shift in demand, as N grows
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -85,7 +86,34 @@ void admission_cost(std::size_t n) {
               a / v, 1e6 / a);
 }
 
+/// Reallocation as N grows: single and multi delegation, no crash; at 10 s
+/// every client moves to the first half of the shards.
+int realloc_table(std::vector<std::uint32_t> sizes) {
+  if (sizes.empty()) sizes = {1000, 4000, 16000};
+  std::printf("reallocation: at 10 s all demand moves to 8 of 16 shards; C = 100; time until 95%% of the capacity to move has moved\n");
+  std::printf("%-8s %7s %12s %8s %9s %6s\n", "mode", "N", "realloc(ms)", "peak/C", "episodes", "lost");
+  for (auto n : sizes)
+    for (const char* mode : {"single", "multi"}) {
+      params p;
+      p.clients = n;
+      p.run = 45s;
+      p.crash = false;
+      p.shift_at = 10s;
+      std::fprintf(stderr, "running %s, %u clients ...\n", mode, n);
+      auto r = surge::run(mode, p);
+      std::printf("%-8s %7u %12.0f %8.2f %9llu %6llu\n", mode, n, r.realloc_ms, r.peak_over_c,
+                  static_cast<unsigned long long>(r.episodes), static_cast<unsigned long long>(r.lost));
+      std::fflush(stdout);
+    }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--realloc") {
+    std::vector<std::uint32_t> sizes;
+    for (int i = 2; i < argc; ++i) sizes.push_back(static_cast<std::uint32_t>(std::stoul(argv[i])));
+    return realloc_table(sizes);
+  }
   params p;
   std::string csv;
   bool quick = false;

@@ -36,6 +36,15 @@
 //   jain              Jain's index over the work units each client completed
 //   lost              tokens that expired while held, unrenewed (their
 //                     coordinator crashed, or could not renew in time)
+//   realloc           with params::shift_at: at that instant every client
+//                     moves to the first half of the shards (their old ones
+//                     fall idle); the time until 95% of the capacity that
+//                     must move has moved: the first half's shares, from
+//                     what they held at the shift to their max-min target
+//                     (C less one unit for each idle shard, the floor a
+//                     shard keeps). Sampled every 10 ms at the origin
+//                     (Doorman: up to 2 minutes; CockroachDB's token
+//                     bucket: 10-30 s)
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -60,6 +69,8 @@ struct params {
   std::uint32_t clients = 1000, capacity = 100, shards = 16, hold_units = 20;
   duration work = 50ms, run = 30s;
   std::uint64_t seed = 1;
+  bool crash = true;               ///< single, multi: crash a coordinator (leader) at run / 2
+  duration shift_at = duration::zero();  ///< >0: demand moves to the first half of the shards then
 };
 
 /// The modes, in the order a table shows them.
@@ -185,6 +196,8 @@ struct work_client {
     shard = static_cast<std::uint32_t>(env.rng().below(p.shards));
     next();
   }
+  /// From the next token on, one of the first half of the shards.
+  void shift() { shard = static_cast<std::uint32_t>(env.rng().below(std::max<std::uint32_t>(p.shards / 2, 1))); }
   void next() {
     if (!peer) return send_unit({}, false);
     if (token && units_on_token < p.hold_units) return send_unit(token->sealed, units_on_token + 1 == p.hold_units);
@@ -231,6 +244,7 @@ struct result_row {
   std::uint32_t n, C;
   double peak_over_c, above_ms, util, held, msgs_per_admitted, token_p50_ms, token_p99_ms, jain;
   std::uint64_t episodes, admitted, lost;
+  double realloc_ms = -1;  ///< with shift_at: until 95% of C moved (-1: never, or no shift)
 };
 
 inline double pct(std::vector<double> v, double q) {
@@ -342,23 +356,40 @@ inline result_row run(const std::string& mode, const params& p) {
   });
   for (sim::node_index i = first; i < first + p.clients; ++i)
     w.after(duration(w.rng().between(0, 1'000'000'000)), [&, i] { w.get<work_client>(i, work_id).begin(); });
-  if (mode == "single") {
+  if (mode == "single" && p.crash) {
     w.after(p.run / 2, [&] {
       if (auto a = locate(delegation::shard_key("work", 0))) w.crash(static_cast<sim::node_index>(a->sim_index()));
     });
   }
-  if (multi) {
+  if (multi && p.crash) {
     w.after(p.run / 2, [&] {
       for (sim::node_index i = 1; i <= group_size; ++i)
         if (w.get<group_member>(i, delegation::default_protocol_id).leads()) return w.crash(i);
     });
   }
-  // Permits honoured, sampled every 10 ms.
+  if (p.shift_at > duration::zero())
+    w.after(p.shift_at, [&] {
+      for (sim::node_index i = first; i < first + p.clients; ++i) w.get<work_client>(i, work_id).shift();
+    });
+  // Permits honoured, and the shares of the first half, sampled every 10 ms.
   double held_sum = 0;
   std::uint64_t samples = 0;
+  double realloc_ms = -1, first_half_at_shift = -1;
   std::function<void()> sample = [&] {
-    if (tokens) held_sum += static_cast<double>(w.get<delegation::origin<sim::env>>(0, delegation::default_protocol_id).in_use("work", w.local_wall_now(0)));
-    else held_sum += static_cast<double>(w.get<work_server>(0, work_id).running);
+    if (tokens) {
+      auto& o = w.get<delegation::origin<sim::env>>(0, delegation::default_protocol_id);
+      held_sum += static_cast<double>(o.in_use("work", w.local_wall_now(0)));
+      if (p.shift_at > duration::zero() && realloc_ms < 0 && w.now() - time_point{} >= p.shift_at && shards > 1) {
+        double first_half = 0;
+        for (std::uint32_t s = 0; s < shards / 2; ++s) first_half += static_cast<double>(o.share("work", s));
+        if (first_half_at_shift < 0) first_half_at_shift = first_half;
+        const double target = p.capacity - (shards - shards / 2);
+        if (first_half >= first_half_at_shift + 0.95 * (target - first_half_at_shift))
+          realloc_ms = to_millis(w.now() - time_point{} - p.shift_at);
+      }
+    } else {
+      held_sum += static_cast<double>(w.get<work_server>(0, work_id).running);
+    }
     ++samples;
     w.after(10ms, sample);
   };
@@ -381,6 +412,7 @@ inline result_row run(const std::string& mode, const params& p) {
   r.token_p50_ms = pct(ttt, 0.5);
   r.token_p99_ms = pct(ttt, 0.99);
   r.jain = delegation::jain_index(done);
+  r.realloc_ms = realloc_ms;
   return r;
 }
 

@@ -301,6 +301,35 @@ TEST_CASE("delegation: the origin believes only signed, fresh delegate requests 
   CHECK(org.stats().allocations == 1);
 }
 
+// Shares follow demand through real coordinators: when every client moves
+// to shard 0, shard 1 falls idle and shard 0's line grows; within a few
+// renewals shard 0 holds all of C but shard 1's floor of one unit.
+TEST_CASE("delegation: a shift in demand moves the capacity to where the clients wait") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    CAPTURE(seed);
+    const std::uint32_t C = 10, clients = 30;
+    world s(seed, {"db", capacity_kind::concurrency, C, 2}, clients);
+    std::vector<std::uint32_t> shard_of(clients + 1, 0);
+    for (sim::node_index i = 3; i <= clients; ++i) shard_of[i] = i % 2;
+    std::function<void(sim::node_index)> loop = [&](sim::node_index i) {
+      s.peer(i)->acquire("db", shard_of[i], 1, [&, i](result<grant> g) {
+        if (!g) return s.w.after(50ms, [&, i] { loop(i); });
+        s.w.after(duration(s.w.rng().between(100'000'000, 300'000'000)), [&, i, gr = *g] {
+          s.peer(i)->release(gr);
+          loop(i);
+        });
+      });
+    };
+    for (sim::node_index i = 3; i <= clients; ++i) s.w.after(duration(s.w.rng().between(0, 100'000'000)), [&, i] { loop(i); });
+    s.w.run_for(6s);
+    CHECK(s.org().share("db", 0) + s.org().share("db", 1) == C);
+    for (sim::node_index i = 3; i <= clients; ++i) shard_of[i] = 0;  // from their next token on
+    s.w.run_for(8s);
+    CHECK(s.org().share("db", 0) == C - 1);
+    CHECK(s.org().share("db", 1) == 1);
+  }
+}
+
 // The flagship property: a surge of clients, coordinators crashing and being
 // replaced, lossy links and skewed clocks, and the origin never honours more
 // than C at any instant; grants resume after a crash; old epochs end.
