@@ -69,6 +69,7 @@
 
 #include "dcp/coord/machine.hpp"
 #include "dcp/coord/messages.hpp"
+#include "dcp/coord/secure_random.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/result.hpp"
 
@@ -84,8 +85,12 @@ struct client_config {
   duration request_timeout = 200ms;    ///< resend to another replica after this
   duration give_up_after = 10s;        ///< a command fails with timed_out after this
   double drift_bound = 0.01;           ///< ρ: the largest clock rate error of any node (1% by default)
+  /// Where session secrets come from: the OS's CSPRNG by default
+  /// (secure_random.hpp; env.rng() is predictable from its seed).
+  entropy_source entropy = secure_random;
 
   void validate() const {
+    if (!entropy) throw error(dcp::errc::invalid_config, "coord::client: no entropy source");
     if (servers.empty()) throw error(dcp::errc::invalid_config, "coord::client: no servers");
     if (ttl <= duration::zero() || keepalive_every * 3 > ttl)
       throw error(dcp::errc::invalid_config, "coord::client: keepalive_every must be at most ttl / 3");
@@ -124,7 +129,7 @@ class client {
     if (opening_) return done(dcp::make_error_code(dcp::errc::busy));
     // The session's secret: every request under it carries it, so nobody else
     // can act for this session, renew it, or learn what it holds.
-    secret_ = env_.rng()() | 1;
+    secret_ = cfg_.entropy() | 1;
     request req{op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())};
     req.secret = secret_;
     submit(std::move(req),
@@ -148,6 +153,8 @@ class client {
     submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.explained()); });
   }
   session_id session() const noexcept { return session_; }
+  /// The session's secret: whoever holds (session, secret) is its owner.
+  std::uint64_t secret() const noexcept { return secret_; }
   /// Sends a keepalive now (it also fetches grants and barrier passes).
   void refresh() { send_keepalive(); }
   /// The session is believed alive: its lease has not run out.
@@ -242,6 +249,85 @@ class client {
     read(msg::get{std::move(key), 0}, std::move(done));
   }
 
+  /// Sets `key` to `value`, bound to this client's session: the key is
+  /// removed when the session ends or expires (an ephemeral key; a later put
+  /// without a session unbinds it). Completes with the store's revision.
+  /// Errors: as put; cancelled (no session); busy (max_keys or
+  /// max_session_keys reached).
+  void put_ephemeral(std::string key, bytes value, callback<std::uint64_t> done) {
+    if (!session_valid()) return done(no_session());
+    if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({op::put, session_, std::move(key), 1, true, 0, 0, std::move(value)}, kv_reply(std::move(done), false));
+  }
+  /// Removes `key`; completes with the number of keys removed (0 or 1).
+  void remove(std::string key, callback<std::uint64_t> done) { remove_range(std::move(key), {}, std::move(done)); }
+  /// Removes every key in [key, range_end) (range_end empty: `key` alone).
+  void remove_range(std::string key, std::string range_end, callback<std::uint64_t> done) {
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({op::remove, 0, std::move(key), 1, true, 0, 0, {}, bytes(range_end.begin(), range_end.end())}, kv_reply(std::move(done), true));
+  }
+  /// Removes every key that starts with `prefix`.
+  void remove_prefix(std::string prefix, callback<std::uint64_t> done) {
+    auto end = prefix_end(prefix);
+    remove_range(std::move(prefix), std::move(end), std::move(done));
+  }
+  /// A multi-key transaction (etcd's Txn): if every compare holds, the
+  /// success writes apply, else the failure writes, at one revision.
+  /// Ephemeral puts bind to this client's session (it must have one).
+  /// Errors: invalid_argument (bad keys, over max_txn_ops, a key put twice
+  /// or put and removed), busy (quotas), timed_out (outcome unknown).
+  struct txn_result {
+    bool succeeded = false;     ///< the compares held: the success branch applied
+    std::uint64_t revision = 0; ///< the store's revision after it
+  };
+  void txn(const txn_request& t, callback<txn_result> done) {
+    const bool ephemeral = std::any_of(t.success.begin(), t.success.end(), [](auto& o) { return o.ephemeral; }) ||
+                           std::any_of(t.failure.begin(), t.failure.end(), [](auto& o) { return o.ephemeral; });
+    if (ephemeral && !session_valid()) return done(no_session());
+    request req{op::txn, ephemeral ? session_ : 0};
+    storage::detail::encode_value(t, req.value);
+    if (req.value.size() > max_txn_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit(std::move(req), [this, issued = session_, ephemeral, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.explained());
+      if (ephemeral && session_ != issued) return done(no_session());  // bound to a session that is gone
+      switch (r->code) {
+        case status::ok:
+        case status::mismatch: return done(txn_result{r->code == status::ok, r->generation});
+        case status::no_session: return done(no_session());
+        case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      }
+    });
+  }
+  /// Reads keys in [key, range_end) linearizably, with their revisions (at
+  /// most `limit`, 0: up to max_range_keys; result.more says keys were left
+  /// out: read on from the last key + '\0').
+  void range(std::string key, std::string range_end, std::size_t limit, callback<range_result> done) {
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    read(msg::range{std::move(key), std::move(range_end), limit, 0}, [done = std::move(done)](result<std::optional<bytes>> r) {
+      if (!r) return done(r.explained());
+      range_result out;
+      if (!*r || storage::detail::decode_value(**r, out)) return done(dcp::make_error_code(dcp::errc::io_error));
+      done(std::move(out));
+    });
+  }
+  /// Every key that starts with `prefix` (up to the range bounds).
+  void get_prefix(std::string prefix, callback<range_result> done) {
+    auto end = prefix_end(prefix);
+    range(std::move(prefix), std::move(end), 0, std::move(done));
+  }
+  /// One key with its revisions (nullopt: it does not exist).
+  void get_entry(std::string key, callback<std::optional<key_value>> done) {
+    range(std::move(key), {}, 1, [done = std::move(done)](result<range_result> r) {
+      if (!r) return done(r.explained());
+      if (r->kvs.empty()) return done(std::optional<key_value>{});
+      done(std::optional<key_value>(std::move(r->kvs.front())));
+    });
+  }
+
   // ---- lease tokens ----
 
   /// Asks the service for a sealed lease token for grant `g` (a resource
@@ -300,6 +386,12 @@ class client {
 
   void on_message(const address& from, const msg::register_reply& m) {
     if (inflight_.empty() || id_ != 0 || m.nonce == 0 || m.nonce != register_nonce_) return;
+    if (m.refused == refusal::failed) {  // the leader will not register one now (its client table is full of live clients)
+      register_nonce_ = 0;
+      return complete(explained_error{dcp::make_error_code(dcp::errc::busy),
+                                      "busy: the leader refused a command session (its client table is full of live clients, "
+                                      "or it cannot write); not applied"});
+    }
     if (m.refused != refusal::none || m.client == 0) {
       note_refusal(from, m.leader);
       if (redirect(from, m.leader) == duration::zero()) return send_front(false);
@@ -404,6 +496,11 @@ class client {
   void on_message(const address& from, const msg::get_reply& m) {
     answer(from, m.nonce, m.refused, m.leader, m.value);
   }
+  void on_message(const address& from, const msg::range_reply& m) {
+    bytes b;  // the read machinery carries bytes; range() decodes them
+    if (m.refused == refusal::none) storage::detail::encode_value(m.result, b);
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
+  }
   void on_message(const address& from, const msg::lease_reply& m) {
     if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused == refusal::none && m.code == status::no_session) {
@@ -467,6 +564,7 @@ class client {
   void on_message(const address&, const msg::get&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::lease_request&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::register_client&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::range&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -486,7 +584,7 @@ class client {
   /// A request answered by a ReadIndex at the leader (get, lease): resent
   /// until answered or given up; any answer to any of its sends is valid.
   struct pending_read {
-    std::variant<msg::get, msg::lease_request> request;  ///< its nonce names it
+    std::variant<msg::get, msg::lease_request, msg::range> request;  ///< its nonce names it
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
@@ -524,12 +622,27 @@ class client {
            });
   }
 
+  /// A key-value write's answer: the revision (put_ephemeral), or the number removed (remove).
+  reply_fn kv_reply(callback<std::uint64_t> done, bool removed) {
+    return [this, issued = session_, removed, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.explained());
+      if (!removed && session_ != issued) return done(no_session());
+      switch (r->code) {
+        case status::ok: return done(removed ? r->fencing : r->generation);
+        case status::no_session: return done(no_session());
+        case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      }
+    };
+  }
+
   void write_value(op kind, std::string key, bytes value, callback<done_t> done) {
     if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
            [done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.explained());
+             if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              done(done_t{});
            });

@@ -144,8 +144,30 @@ struct register_reply {
   template <class A> void serialize(A& ar) { ar(nonce, refused, leader, client); }
 };
 
+/// A linearizable range read (ReadIndex at the leader): keys in
+/// [key, range_end) with their revisions (range_end empty: `key` alone;
+/// "\0": every key from `key` on; prefix_end(p): the prefix p).
+struct range {
+  static constexpr message_type wire_id = 14;
+  static constexpr std::string_view wire_name = "range";
+  std::string key, range_end;
+  std::uint64_t limit = 0;  ///< at most this many keys (0: up to max_range_keys)
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(key, range_end, limit, nonce); }
+};
+struct range_reply {
+  static constexpr message_type wire_id = 15;
+  static constexpr std::string_view wire_name = "range_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  range_result result;
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, result); }
+};
+
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
-                              get_reply, lease_request, lease_reply, register_client, register_reply>;
+                              get_reply, lease_request, lease_reply, register_client, register_reply, range,
+                              range_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

@@ -60,6 +60,7 @@
 #include "dcp/consensus/raft.hpp"
 #include "dcp/coord/machine.hpp"
 #include "dcp/coord/messages.hpp"
+#include "dcp/coord/secure_random.hpp"
 #include "dcp/core/env.hpp"
 
 namespace dcp::coord {
@@ -76,12 +77,23 @@ struct server_config {
   /// client learns nothing of others' sessions.
   bool disclose_holders = false;
   duration max_session_ttl = std::chrono::minutes(10);
+  /// Registrations of command clients (raft's client sessions, bounded by
+  /// raft_config::max_sessions) are refused while the table is full and the
+  /// client a registration would evict sent a command within this window
+  /// (registrations_refused_full): a flood of registrations cannot evict a
+  /// live client (issue 11). A new leader counts every client as seen at
+  /// its election.
+  duration command_client_idle = std::chrono::minutes(10);
+  /// Where session ids come from: unguessable by default (secure_random.hpp).
+  /// A simulation may name a seeded generator, for reproducible runs.
+  entropy_source entropy = secure_random;
   void validate() const {
     if (tick <= duration::zero()) throw error(dcp::errc::invalid_config, "coord::server: tick must be > 0");
     if (min_session_ttl < 2 * tick || max_session_ttl < min_session_ttl)
       throw error(dcp::errc::invalid_config, "coord::server: need 2 x tick <= min_session_ttl <= max_session_ttl");
     if (drift_bound < 0 || drift_bound >= 0.25)
       throw error(dcp::errc::invalid_config, "coord::server: drift_bound must be in [0, 0.25)");
+    if (!entropy) throw error(dcp::errc::invalid_config, "coord::server: no entropy source");
   }
 };
 
@@ -127,9 +139,13 @@ class server {
       }
     }
     bytes payload;
+    if (m.client && raft_.state_machine().has_command_client(m.client)) seen_[m.client] = env_.now();
     if (m.req.kind == op::open_session) {
       request req = m.req;
       req.owner = from;  // the transport's word for where the owner is, not the client's
+      // Unguessable (issue 11): a stranger cannot name a session it did not
+      // see opened. The leader draws it; the log carries it to every replica.
+      req.session = cfg_.entropy();
       storage::detail::encode_value(req, payload);
     } else {
       storage::detail::encode_value(m.req, payload);
@@ -138,6 +154,7 @@ class server {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
         if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
+        if (out.result.code == status::quota_exceeded) env_.count("kv_quota_exceeded");
         if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
           clients_[out.result.session] = from;
         else if (session && out.result.code != status::no_session && out.result.code != status::bad_request)
@@ -206,11 +223,30 @@ class server {
     });
   }
 
+  void on_message(const address& from, const msg::range& m) {
+    if (!raft_.is_leader()) return void(env_.send(from, msg::range_reply{m.nonce, refusal::not_leader, raft_.leader(), {}}));
+    raft_.read_index([this, from, m](result<std::uint64_t> idx) {
+      msg::range_reply out{m.nonce, refusal::none, raft_.leader(), {}};
+      if (!idx) out.refused = refusal::not_leader;
+      else out.result = raft_.state_machine().range(m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)));
+      env_.send(from, out);
+    });
+  }
+
   void on_message(const address& from, const msg::register_client& m) {
     if (!raft_.is_leader()) return void(env_.send(from, msg::register_reply{m.nonce, refusal::not_leader, raft_.leader(), 0}));
+    if (would_evict_live_client()) {
+      env_.count("registrations_refused_full");
+      return void(env_.send(from, msg::register_reply{m.nonce, refusal::failed, raft_.leader(), 0}));
+    }
+    ++registering_;
     raft_.register_client([this, from, nonce = m.nonce](result<std::uint64_t> id) {
+      --registering_;
       msg::register_reply out{nonce, refusal::none, raft_.leader(), 0};
-      if (id) out.client = *id;
+      if (id) {
+        out.client = *id;
+        seen_[*id] = env_.now();
+      }
       else if (id.error() == dcp::errc::not_leader || id.error() == consensus::errc::outcome_unknown)
         out.refused = refusal::not_leader;
       else out.refused = refusal::failed;
@@ -226,6 +262,7 @@ class server {
   void on_message(const address&, const msg::get_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::lease_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::register_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::range_reply&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
@@ -291,6 +328,28 @@ class server {
   Raft& raft() noexcept { return raft_; }
 
  private:
+  /// Would one more registration make raft evict a client seen within
+  /// command_client_idle? Registrations under way count as made.
+  bool would_evict_live_client() {
+    const auto& sm = raft_.state_machine();
+    const auto max = raft_.config().max_sessions;
+    const auto after = sm.command_clients() + registering_ + 1;
+    if (after <= max) return false;
+    if (led_term_ != raft_.current_term()) return true;  // just elected: every client counts as seen now
+    const auto now = env_.now();
+    // The clients raft would evict, least recent first: the next `after - max`.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> by_use;  // (last index, client)
+    for (auto c : sm.command_client_ids()) by_use.emplace_back(sm.command_client_last_index(c), c);
+    const auto k = std::min(after - max, by_use.size());
+    std::partial_sort(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(k), by_use.end());
+    for (std::size_t i = 0; i < k; ++i) {
+      auto it = seen_.find(by_use[i].second);
+      const auto seen = std::max(led_since_, it == seen_.end() ? led_since_ : it->second);
+      if (now - seen < cfg_.command_client_idle) return true;
+    }
+    return false;
+  }
+
   duration ttl_of(session_id s) const {
     return std::chrono::duration_cast<duration>(std::chrono::milliseconds(raft_.state_machine().ttl_ms(s)));
   }
@@ -321,6 +380,8 @@ class server {
     if (led_term_ != raft_.current_term()) {
       // A new leader gives every session a full TTL from now (see the header).
       led_term_ = raft_.current_term();
+      led_since_ = now;
+      seen_.clear();
       deadlines_.clear();
       expiring_.clear();
       drain_deadlines_.clear();
@@ -352,6 +413,7 @@ class server {
     std::erase_if(issued_, [&](auto& kv) {
       return now > kv.second && !sm.leased(kv.first.first, kv.first.second) && !drain_deadlines_.contains(kv.first);
     });
+    std::erase_if(seen_, [&](auto& kv) { return !sm.has_command_client(kv.first); });
     const auto live = sm.sessions();
     std::erase_if(deadlines_, [&](auto& kv) { return !sm.has_session(kv.first); });
     std::erase_if(expiring_, [&](session_id s) { return !sm.has_session(s); });
@@ -366,7 +428,15 @@ class server {
     }
   }
 
-  void applied(const storage::log_entry&, const consensus::command* c, const bytes* r) {
+  void applied(const storage::log_entry& e, const consensus::command* c, const bytes* r) {
+    // Every replica mirrors raft's client table in the machine, in log order
+    // (machine::note_registered): registrations, forgets and commands.
+    if (c) {
+      auto& sm = raft_.state_machine();
+      if (c->kind == consensus::command_kind::register_client) sm.note_registered(e.index, raft_.config().max_sessions);
+      else if (c->kind == consensus::command_kind::unregister_client) sm.note_unregistered(c->client);
+      else if (c->client != 0) sm.note_command(c->client, c->seq, e.index, r != nullptr);
+    }
     if (!c || !r || !raft_.is_leader()) return;
     request req;
     if (storage::detail::decode_value(c->payload, req)) return;
@@ -391,6 +461,9 @@ class server {
   std::set<session_id> expiring_;               // leader only: expiry proposed, keepalives refused
   std::map<session_id, address> clients_;       // where to send notifications
   std::uint64_t led_term_ = 0;
+  time_point led_since_{};                      // leader only: when this term's leadership was first seen
+  std::map<std::uint64_t, time_point> seen_;    // leader only: command client -> its last command here (bounded by the table)
+  std::size_t registering_ = 0;                 // leader only: registrations proposed, not yet applied
   lease_sealer sealer_;
   using grant_key = std::pair<std::string, fencing_token>;
   std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt
