@@ -328,6 +328,42 @@ class client {
     });
   }
 
+  // ---- watches ----
+
+  /// Calls `fn` with every change on keys in [key, range_end) (range_end
+  /// empty: `key` alone) from revision `start` on (0: from the next change),
+  /// once each, in revision order, in batches of whole revisions, until
+  /// cancel_watch. Pushed by the leader as changes apply; across a lost push,
+  /// a leader change or a reconnect the client asks again from the revision
+  /// after the last it delivered (every keepalive period, and at once when it
+  /// sees a gap). Ends with an error, after which `fn` is not called again:
+  /// not_found when the revisions it needs have left the service's bounded
+  /// history ("compacted": read the range, then watch from its revision + 1),
+  /// busy when the leader refuses more watches. Returns the watch's id.
+  using watch_callback = std::function<void(result<std::vector<watch_event>>)>;
+  std::uint64_t watch(std::string key, std::string range_end, std::uint64_t start, watch_callback fn) {
+    const auto id = ++nonce_;
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes) {
+      fn(dcp::make_error_code(dcp::errc::invalid_argument));
+      return id;
+    }
+    watches_[id] = watch_state{std::move(key), std::move(range_end), start, std::move(fn), {}};
+    send_watch(id);
+    return id;
+  }
+  std::uint64_t watch_prefix(std::string prefix, std::uint64_t start, watch_callback fn) {
+    auto end = prefix_end(prefix);
+    return watch(std::move(prefix), std::move(end), start, std::move(fn));
+  }
+  void cancel_watch(std::uint64_t id) {
+    if (watches_.erase(id)) env_.send(target(), msg::watch{id, {}, {}, 0, true});
+  }
+  /// The revision from which watch `id` resumes (the one after the last it delivered; 0: not known yet).
+  std::uint64_t watch_next(std::uint64_t id) const {
+    auto it = watches_.find(id);
+    return it == watches_.end() ? 0 : it->second.next;
+  }
+
   // ---- lease tokens ----
 
   /// Asks the service for a sealed lease token for grant `g` (a resource
@@ -514,6 +550,38 @@ class client {
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(m.token));
   }
 
+  void on_message(const address& from, const msg::watch_events& m) {
+    auto it = watches_.find(m.watch_id);
+    if (it == watches_.end()) return;
+    auto& w = it->second;
+    if (m.refused == refusal::not_leader || m.refused == refusal::retry) {
+      note_refusal(from, m.leader);
+      w.renew_at = env_.now() + redirect(from, m.leader);
+      return;
+    }
+    if (m.refused != refusal::none || m.compacted) {
+      auto fn = std::move(w.fn);
+      watches_.erase(it);
+      if (m.compacted)
+        return fn(explained_error{dcp::make_error_code(dcp::errc::not_found),
+                                  "compacted: revisions up to " + std::to_string(m.compact_revision) +
+                                      " have left the service's history; read the keys, then watch from their revision + 1"});
+      return fn(explained_error{dcp::make_error_code(dcp::errc::busy), "busy: the leader refused the watch (too many watches)"});
+    }
+    if (w.next != 0 && m.after + 1 > w.next) {  // a push before this one was lost: ask from where we are
+      env_.count("watch_gap");
+      w.renew_at = env_.now();
+      return;
+    }
+    if (w.next != 0 && m.through < w.next) return;  // a copy of what was delivered
+    std::vector<watch_event> fresh;
+    for (auto& e : m.events)
+      if (w.next == 0 || e.kv.mod_revision >= w.next) fresh.push_back(e);
+    w.next = m.through + 1;
+    target_ = from;
+    if (!fresh.empty()) w.fn(std::move(fresh));  // (it may cancel this watch: nothing follows)
+  }
+
   void on_message(const address& from, const msg::notify& m) {
     if (m.session != session_) return;
     // Only a leader notifies: a new one may tell a waiter of its grant before
@@ -556,6 +624,7 @@ class client {
       r.redirected = true;
     }
     for (auto& [name, o] : observers_) o.asked_at = {};
+    for (auto& [id, w] : watches_) w.renew_at = std::min(w.renew_at, at);
   }
 
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
@@ -565,6 +634,7 @@ class client {
   void on_message(const address&, const msg::lease_request&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::register_client&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::range&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::watch&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -589,6 +659,18 @@ class client {
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
   };
+  struct watch_state {
+    std::string key, range_end;
+    std::uint64_t next = 0;  ///< the revision to resume from (0: from the leader's next change)
+    watch_callback fn;
+    time_point renew_at{};
+  };
+  void send_watch(std::uint64_t id) {
+    auto& w = watches_.at(id);
+    w.renew_at = env_.now() + cfg_.keepalive_every;
+    env_.send(target(), msg::watch{id, w.key, w.range_end, w.next, false});
+  }
+
   struct observer {
     std::function<void(std::optional<holder>)> fn;
     std::optional<std::optional<holder>> seen;
@@ -717,6 +799,10 @@ class client {
     }
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
+    std::vector<std::uint64_t> renew;
+    for (auto& [id, w] : watches_)
+      if (now >= w.renew_at) renew.push_back(id);
+    for (auto id : renew) send_watch(id);
     tick_reads(now);
   }
 
@@ -948,6 +1034,7 @@ class client {
   std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
+  std::map<std::uint64_t, watch_state> watches_;
   std::map<std::uint64_t, pending_read> reads_;  // by nonce
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;

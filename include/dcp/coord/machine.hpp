@@ -154,6 +154,22 @@ struct key_value {
   bool operator==(const key_value&) const = default;
 };
 
+/// A change as a watch reports it (etcd's Event): a put carries the key as
+/// written; a remove carries the key and, in mod_revision, the revision
+/// that removed it.
+struct watch_event {
+  enum class kind_t : std::uint8_t { put, remove };
+  kind_t kind = kind_t::put;
+  key_value kv;
+  template <class A> void serialize(A& ar) { ar(kind, kv); }
+  bool operator==(const watch_event&) const = default;
+};
+/// The recent changes the store keeps for watches to resume from (a
+/// bounded history, as etcd's before compaction): at most this many events
+/// and bytes; a watch that asks for an older revision is told "compacted".
+inline constexpr std::size_t max_history_events = 4096;
+inline constexpr std::size_t max_history_bytes = 2 * 1024 * 1024;
+
 /// A range read's answer: keys in order, the store's revision it reflects,
 /// and whether keys were left out (limit, max_range_keys, max_range_bytes).
 struct range_result {
@@ -310,6 +326,13 @@ class machine {
         DCP_ASSERT(it != sessions_.end() && it->second.keys.contains(key), "an ephemeral key's session lives and lists it");
       }
     }
+    DCP_ASSERT(history_.size() <= max_history_events, "the history is bounded");
+    DCP_ASSERT(compacted_ <= revision_, "compaction never runs ahead of the revision");
+    for (std::size_t i = 0; i < history_.size(); ++i) {
+      DCP_ASSERT(history_[i].kv.mod_revision > compacted_ && history_[i].kv.mod_revision <= revision_,
+                 "history events are newer than the compaction and not ahead of the revision");
+      DCP_ASSERT(i == 0 || history_[i - 1].kv.mod_revision <= history_[i].kv.mod_revision, "history is in revision order");
+    }
     for (const auto& [client, c] : clients_) DCP_ASSERT(client != 0 && c.last_index >= client, "a command client is used after its registration");
 #endif
   }
@@ -377,6 +400,38 @@ class machine {
     }
     return out;
   }
+  /// Revisions at or below this one have left the history (0: none has).
+  std::uint64_t compacted() const noexcept { return compacted_; }
+  /// Events with revision >= `from` on keys in [key, range_end), oldest
+  /// first, whole revisions only, up to about `max_bytes` (at least one
+  /// revision). nullopt: `from` is at or below compacted() (those events are
+  /// gone). `through` is set to the last revision the answer covers (events
+  /// or not): the caller resumes from through + 1.
+  std::optional<std::vector<watch_event>> events(std::uint64_t from, const std::string& key, const std::string& range_end,
+                                                 std::size_t max_bytes, std::uint64_t& through) const {
+    if (from == 0 || from <= compacted_) return std::nullopt;
+    std::vector<watch_event> out;
+    through = std::max(revision_, from - 1);
+    std::size_t bytes_out = 0;
+    std::uint64_t current = 0;  // the revision being read
+    auto it = std::lower_bound(history_.begin(), history_.end(), from,
+                               [](const watch_event& e, std::uint64_t r) { return e.kv.mod_revision < r; });
+    for (; it != history_.end(); ++it) {
+      if (it->kv.mod_revision != current) {
+        if (bytes_out > max_bytes) {  // whole revisions only: stop before this one
+          through = current;
+          break;
+        }
+        current = it->kv.mod_revision;
+      }
+      if (!in_range(it->kv.key, key, range_end)) continue;
+      bytes_out += event_bytes(*it);
+      out.push_back(*it);
+    }
+    return out;
+  }
+  std::size_t history_size() const noexcept { return history_.size(); }
+
   /// The store's revision: the number of writes that changed it.
   std::uint64_t revision() const noexcept { return revision_; }
   std::size_t key_count() const noexcept { return kv_.size(); }
@@ -449,14 +504,16 @@ class machine {
   static constexpr std::uint64_t snapshot_format_2 = 0xDC0C'F0F0'0000'0002ull;
   template <class A>
   void save(A& ar) const {
-    ar(snapshot_format_2, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_);
+    ar(snapshot_format_2, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_);
   }
   template <class A>
   void load(A& ar) {
     std::uint64_t first = 0;
     ar(first);
     if (first == snapshot_format_2) {
-      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_);
+      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_);
+      history_bytes_ = 0;
+      for (auto& e : history_) history_bytes_ += event_bytes(e);
       return;
     }
     fencing_ = first;
@@ -468,6 +525,7 @@ class machine {
       ++revision_;
       kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0};
     }
+    compacted_ = revision_;  // no history before format 2
   }
 
  private:
@@ -690,6 +748,24 @@ class machine {
       if (session) sessions_[session].keys.insert(k);
       e.session = session;
     }
+    record({watch_event::kind_t::put, view_of(*it)});
+  }
+  static std::size_t event_bytes(const watch_event& e) { return e.kv.key.size() + e.kv.value.size() + 40; }
+  /// Appends to the bounded history (revision_ is the event's); the oldest
+  /// whole revisions go beyond the bounds, and compacted_ says which.
+  void record(watch_event e) {
+    e.kv.mod_revision = revision_;
+    history_bytes_ += event_bytes(e);
+    history_.push_back(std::move(e));
+    while (history_.size() > max_history_events || history_bytes_ > max_history_bytes) {
+      const auto rev = history_.front().kv.mod_revision;
+      if (rev == revision_) break;  // never the revision being written
+      while (!history_.empty() && history_.front().kv.mod_revision == rev) {
+        history_bytes_ -= event_bytes(history_.front());
+        history_.pop_front();
+      }
+      compacted_ = rev;
+    }
   }
   void remove_key(const std::string& k) {
     auto it = kv_.find(k);
@@ -697,6 +773,7 @@ class machine {
     if (it->second.session)
       if (auto s = sessions_.find(it->second.session); s != sessions_.end()) s->second.keys.erase(k);
     kv_.erase(it);
+    record({watch_event::kind_t::remove, key_value{k, {}, 0, revision_, 0, false}});
   }
 
   bool compare_holds(const txn_compare& c) const {
@@ -878,6 +955,9 @@ class machine {
   std::map<std::string, barrier> barriers_;
   std::map<std::string, kv_entry> kv_;
   std::uint64_t revision_ = 0;
+  std::deque<watch_event> history_;  // the latest changes, in revision order (bounded: max_history_*)
+  std::uint64_t compacted_ = 0;      // revisions up to this one have left history_
+  std::size_t history_bytes_ = 0;    // not serialized: recomputed on restore
   std::map<std::uint64_t, command_client> clients_;  // raft's client sessions, mirrored (see note_registered)
   std::vector<session_id> touched_;
 };

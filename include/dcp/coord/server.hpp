@@ -84,6 +84,12 @@ struct server_config {
   /// live client (issue 11). A new leader counts every client as seen at
   /// its election.
   duration command_client_idle = std::chrono::minutes(10);
+  /// Watches (leader only, re-created by their clients' renewals): at most
+  /// this many, and per client address; refused beyond (watches_refused_full).
+  /// A watch not renewed within watch_idle is dropped.
+  std::size_t max_watches = 10'000;
+  std::size_t max_watches_per_client = 256;
+  duration watch_idle = std::chrono::minutes(1);
   /// Where session ids come from: unguessable by default (secure_random.hpp).
   /// A simulation may name a seeded generator, for reproducible runs.
   entropy_source entropy = secure_random;
@@ -233,6 +239,46 @@ class server {
     });
   }
 
+  void on_message(const address& from, const msg::watch& m) {
+    const watch_key key{from, m.watch_id};
+    if (m.cancel) return void(watches_.erase(key));
+    msg::watch_events out{m.watch_id, refusal::none, raft_.leader()};
+    if (!raft_.is_leader()) {
+      out.refused = refusal::not_leader;
+      return void(env_.send(from, out));
+    }
+    if (m.key.empty() || m.key.size() > max_key_bytes || m.range_end.size() > max_key_bytes) {
+      out.refused = refusal::failed;
+      return void(env_.send(from, out));
+    }
+    if (!watches_.contains(key)) {
+      std::size_t mine = 0;
+      for (auto& [k, w] : watches_) mine += k.first == from;
+      if (watches_.size() >= cfg_.max_watches || mine >= cfg_.max_watches_per_client) {
+        env_.count("watches_refused_full");
+        out.refused = refusal::failed;
+        return void(env_.send(from, out));
+      }
+    }
+    const auto term = raft_.current_term();
+    raft_.read_index([this, from, m, key, term](result<std::uint64_t> idx) {
+      msg::watch_events out{m.watch_id, refusal::none, raft_.leader()};
+      if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
+        out.refused = refusal::not_leader;
+        return void(env_.send(from, out));
+      }
+      const auto& sm = raft_.state_machine();
+      const auto start = m.start == 0 ? sm.revision() + 1 : m.start;
+      auto& w = watches_[key];
+      w = watcher{m.key, m.range_end, start - 1, start - 1, env_.now()};
+      // Everything since `start`, in pushes of whole revisions, then live.
+      while (true) {
+        if (!push(from, m.watch_id, w, true)) return;
+        if (w.told >= sm.revision()) return;
+      }
+    });
+  }
+
   void on_message(const address& from, const msg::register_client& m) {
     if (!raft_.is_leader()) return void(env_.send(from, msg::register_reply{m.nonce, refusal::not_leader, raft_.leader(), 0}));
     if (would_evict_live_client()) {
@@ -263,6 +309,7 @@ class server {
   void on_message(const address&, const msg::lease_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::register_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::range_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::watch_events&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
@@ -328,6 +375,40 @@ class server {
   Raft& raft() noexcept { return raft_; }
 
  private:
+  struct watcher {
+    std::string key, range_end;
+    std::uint64_t told = 0;     ///< the client has been sent every change on its keys through this revision
+    std::uint64_t scanned = 0;  ///< and none happened in (told, scanned]
+    time_point renewed{};
+  };
+  using watch_key = std::pair<address, std::uint64_t>;
+
+  /// Sends watcher `w` the changes on its keys after `scanned` (as one push
+  /// covering (told, through]) when there are any, or when `always`.
+  /// False when the history no longer reaches back (the watch is then told
+  /// "compacted" and dropped).
+  bool push(const address& to, std::uint64_t id, watcher& w, bool always) {
+    const auto& sm = raft_.state_machine();
+    std::uint64_t through = 0;
+    auto events = sm.events(w.scanned + 1, w.key, w.range_end, max_range_bytes, through);
+    msg::watch_events out{id, refusal::none, raft_.leader(), w.told, 0};
+    if (!events) {
+      env_.count("watches_compacted");
+      out.compacted = true;
+      out.compact_revision = sm.compacted();
+      watches_.erase({to, id});
+      env_.send(to, out);
+      return false;
+    }
+    w.scanned = through;
+    if (events->empty() && !always) return true;
+    out.through = w.told = through;
+    out.events = std::move(*events);
+    env_.count("watch_events_sent", static_cast<std::int64_t>(out.events.size()));
+    env_.send(to, out);
+    return true;
+  }
+
   /// Would one more registration make raft evict a client seen within
   /// command_client_idle? Registrations under way count as made.
   bool would_evict_live_client() {
@@ -382,6 +463,7 @@ class server {
       led_term_ = raft_.current_term();
       led_since_ = now;
       seen_.clear();
+      watches_.clear();  // their clients' renewals re-create them here
       deadlines_.clear();
       expiring_.clear();
       drain_deadlines_.clear();
@@ -414,6 +496,7 @@ class server {
       return now > kv.second && !sm.leased(kv.first.first, kv.first.second) && !drain_deadlines_.contains(kv.first);
     });
     std::erase_if(seen_, [&](auto& kv) { return !sm.has_command_client(kv.first); });
+    std::erase_if(watches_, [&](auto& kv) { return now - kv.second.renewed > cfg_.watch_idle; });
     const auto live = sm.sessions();
     std::erase_if(deadlines_, [&](auto& kv) { return !sm.has_session(kv.first); });
     std::erase_if(expiring_, [&](session_id s) { return !sm.has_session(s); });
@@ -438,6 +521,13 @@ class server {
       else if (c->client != 0) sm.note_command(c->client, c->seq, e.index, r != nullptr);
     }
     if (!c || !r || !raft_.is_leader()) return;
+    if (!watches_.empty() && raft_.state_machine().revision() != pushed_revision_) {  // push what changed
+      pushed_revision_ = raft_.state_machine().revision();
+      std::vector<watch_key> keys;
+      for (auto& [k, w] : watches_) keys.push_back(k);
+      for (auto& k : keys)
+        if (auto it = watches_.find(k); it != watches_.end()) push(k.first, k.second, it->second, false);
+    }
     request req;
     if (storage::detail::decode_value(c->payload, req)) return;
     // Sessions granted a waiting request or let through a barrier: tell them
@@ -464,6 +554,8 @@ class server {
   time_point led_since_{};                      // leader only: when this term's leadership was first seen
   std::map<std::uint64_t, time_point> seen_;    // leader only: command client -> its last command here (bounded by the table)
   std::size_t registering_ = 0;                 // leader only: registrations proposed, not yet applied
+  std::map<watch_key, watcher> watches_;        // leader only (bounded: max_watches)
+  std::uint64_t pushed_revision_ = 0;           // leader only: the store's revision at the last push
   lease_sealer sealer_;
   using grant_key = std::pair<std::string, fencing_token>;
   std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt
