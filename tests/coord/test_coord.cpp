@@ -688,6 +688,20 @@ TEST_CASE("coord: a flood of command-client registrations cannot evict a live cl
       CHECK(a.id() == id);
       CHECK(refused >= 100 - o.max_sessions);
       CHECK(*s.replica(leader_index)->state_machine().value("k") == to_bytes("2"));
+      // A newcomer is refused while the table is full of fresh entries: busy, in words, nothing applied.
+      client_config cc;
+      cc.servers = s.servers;
+      cc.request_timeout = 100ms;
+      const auto late = s.w.add_node([cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
+      std::optional<result<done_t>> put3;
+      s.w.get<client_t>(late, coord_id).put("k", to_bytes("3"), [&](result<done_t> r) { put3 = r; });
+      s.run_until([&] { return put3.has_value(); });
+      REQUIRE(put3);
+      REQUIRE_FALSE(*put3);
+      CHECK(put3->error() == dcp::errc::busy);
+      CHECK(put3->message().find("client table is full") != std::string::npos);
+      s.w.run_for(100ms);
+      CHECK(*s.replica(leader_index)->state_machine().value("k") == to_bytes("2"));
     } else {
       CHECK(refused == 0);
       REQUIRE_FALSE(*put2);

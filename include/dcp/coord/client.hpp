@@ -252,8 +252,8 @@ class client {
   /// Sets `key` to `value`, bound to this client's session: the key is
   /// removed when the session ends or expires (an ephemeral key; a later put
   /// without a session unbinds it). Completes with the store's revision.
-  /// Errors: as put; cancelled (no session); busy (max_keys or
-  /// max_session_keys reached).
+  /// Errors: as put; cancelled (no session, or it ended first: the key, if
+  /// written, goes with it); busy (max_keys or max_session_keys reached).
   void put_ephemeral(std::string key, bytes value, callback<std::uint64_t> done) {
     if (!session_valid()) return done(no_session());
     if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
@@ -275,8 +275,9 @@ class client {
   }
   /// A multi-key transaction (etcd's Txn): if every compare holds, the
   /// success writes apply, else the failure writes, at one revision.
-  /// Ephemeral puts bind to this client's session (it must have one).
-  /// Errors: invalid_argument (bad keys, over max_txn_ops, a key put twice
+  /// Ephemeral puts bind to this client's session (it must have one; if it
+  /// ends meanwhile, the transaction still completes with its result, and
+  /// its ephemeral keys go with the session). Errors: invalid_argument (bad keys, over max_txn_ops, a key put twice
   /// or put and removed), busy (quotas), timed_out (outcome unknown).
   struct txn_result {
     bool succeeded = false;     ///< the compares held: the success branch applied
@@ -289,9 +290,8 @@ class client {
     request req{op::txn, ephemeral ? session_ : 0};
     storage::detail::encode_value(t, req.value);
     if (req.value.size() > max_txn_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    submit(std::move(req), [this, issued = session_, ephemeral, done = std::move(done)](result<reply> r, time_point) {
+    submit(std::move(req), [this, done = std::move(done)](result<reply> r, time_point) {
       if (!r) return done(r.explained());
-      if (ephemeral && session_ != issued) return done(no_session());  // bound to a session that is gone
       switch (r->code) {
         case status::ok:
         case status::mismatch: return done(txn_result{r->code == status::ok, r->generation});
@@ -913,7 +913,9 @@ class client {
     std::vector<reply_fn> orphaned;
     const bool front_lost = !inflight_.empty() && inflight_.front().req.session == lost_session;
     for (auto it = inflight_.begin(); it != inflight_.end();) {
-      if (it->req.session == lost_session && it->req.kind != op::close_session) {
+      // (A transaction goes on: its plain writes stand whatever becomes of the
+      // session; its ephemeral ones go with the session.)
+      if (it->req.session == lost_session && it->req.kind != op::close_session && it->req.kind != op::txn) {
         orphaned.push_back(std::move(it->done));
         it = inflight_.erase(it);
       } else {

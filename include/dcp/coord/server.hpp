@@ -251,20 +251,21 @@ class server {
       out.refused = refusal::failed;
       return void(env_.send(from, out));
     }
-    if (!watches_.contains(key)) {
-      std::size_t mine = 0;
-      for (auto& [k, w] : watches_) mine += k.first == from;
-      if (watches_.size() >= cfg_.max_watches || mine >= cfg_.max_watches_per_client) {
-        env_.count("watches_refused_full");
-        out.refused = refusal::failed;
-        return void(env_.send(from, out));
-      }
+    if (!watch_room(key)) {
+      env_.count("watches_refused_full");
+      out.refused = refusal::failed;
+      return void(env_.send(from, out));
     }
     const auto term = raft_.current_term();
     raft_.read_index([this, from, m, key, term](result<std::uint64_t> idx) {
       msg::watch_events out{m.watch_id, refusal::none, raft_.leader()};
       if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
         out.refused = refusal::not_leader;
+        return void(env_.send(from, out));
+      }
+      if (!watch_room(key)) {  // (checked again: others may have been added meanwhile)
+        env_.count("watches_refused_full");
+        out.refused = refusal::failed;
         return void(env_.send(from, out));
       }
       const auto& sm = raft_.state_machine();
@@ -382,6 +383,15 @@ class server {
     time_point renewed{};
   };
   using watch_key = std::pair<address, std::uint64_t>;
+
+  /// Is there room for watch `key` (it exists already, or both bounds allow one more)?
+  bool watch_room(const watch_key& key) const {
+    if (watches_.contains(key)) return true;
+    if (watches_.size() >= cfg_.max_watches) return false;
+    std::size_t mine = 0;
+    for (auto& [k, w] : watches_) mine += k.first == key.first;
+    return mine < cfg_.max_watches_per_client;
+  }
 
   /// Sends watcher `w` the changes on its keys after `scanned` (as one push
   /// covering (told, through]) when there are any, or when `always`.
