@@ -1,8 +1,10 @@
 #pragma once
 // coord::client: one session with the coordination service, and the
 // primitives on it: mutex, counting semaphore, leader election, barrier and
-// double barrier; and the service's key-value store (put, append,
-// compare_and_set, get), which needs no session.
+// double barrier; and the service's key-value store, etcd's model (put,
+// append, compare_and_set, remove, get, range, prefix reads, transactions,
+// watches from a revision; revisions on every key), which needs no session
+// except for keys bound to one (put_ephemeral).
 //
 //   client.open_session([](result<session_id>) {...});
 //   client.lock("db", [](result<grant> g) { use g->fencing with the resource });

@@ -6,8 +6,21 @@
 // through the log, with the client's (id, sequence) so a retry applies once;
 // the id is a command session the client registered in the log first
 // (register_client), so it is never reused and never silently recreated.
-// Keepalives, queries and gets are linearizable reads (ReadIndex) and are not
-// logged.
+// Keepalives, queries, gets and ranges are linearizable reads (ReadIndex)
+// and are not logged.
+//
+// Watches (leader only; machine.hpp keeps the bounded history they resume
+// from). A watch request is answered after a ReadIndex with every change on
+// its keys since its start revision still in the history, in pushes of whole
+// revisions, each covering (after, through]; after that, each applied change
+// on its keys is pushed at once. The leader keeps per watch only what its
+// client can rebuild: the client renews every keepalive period from the
+// revision after the last it delivered, which re-creates it on a new leader
+// and resends what a lost push carried (client.hpp).
+//
+// Session ids are drawn here, by the leader, from server_config::entropy (the
+// OS's CSPRNG) and travel in the open_session command, so they cannot be
+// guessed (a counter could). Command clients: see command_client_idle.
 //
 // Session expiry and its clock assumption. Only the leader tracks TTLs, in
 // its own clock: a keepalive received at t moves the session's deadline to
