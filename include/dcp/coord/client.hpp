@@ -220,8 +220,8 @@ class client {
   // ---- key-value store ----
 
   /// Sets `key` to `value`. Errors: invalid_argument (empty or oversized key
-  /// or value: see max_key_bytes, max_value_bytes), timed_out (outcome
-  /// unknown), cancelled (not applied).
+  /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached),
+  /// timed_out (outcome unknown), cancelled (not applied).
   void put(std::string key, bytes value, callback<done_t> done) {
     write_value(op::put, std::move(key), std::move(value), std::move(done));
   }
@@ -241,6 +241,7 @@ class client {
     submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
       if (!r) return done(r.explained());
       if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
+      if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
       done(dcp::make_error_code(dcp::errc::invalid_argument));
     });
   }

@@ -88,13 +88,16 @@ enum class op : std::uint8_t {
 /// snapshot (sent in chunks), within raft_config::max_snapshot_bytes.
 inline constexpr std::size_t max_key_bytes = 512;
 inline constexpr std::size_t max_value_bytes = 64 * 1024;
-/// Keys in the store (bad_request beyond; the state's byte quota usually
-/// comes first), ephemeral keys one session may own, and the compares and
-/// writes of one transaction.
+/// Keys in the store and ephemeral keys one session may own (a write beyond:
+/// quota_exceeded; the state's byte quota, raft's max_snapshot_bytes, may
+/// come first), and the compares and writes of one transaction (beyond:
+/// bad_request).
 inline constexpr std::size_t max_keys = 100'000;
 inline constexpr std::size_t max_session_keys = 1'024;
 inline constexpr std::size_t max_txn_ops = 128;
-inline constexpr std::size_t max_txn_bytes = 512 * 1024;  ///< an encoded transaction (one log entry)
+/// An encoded transaction, checked by the client (the replicas refuse any
+/// entry over raft_config::snapshot_chunk_bytes).
+inline constexpr std::size_t max_txn_bytes = 512 * 1024;
 /// A range read answers at most this many keys and bytes (`more` says the
 /// rest was cut): one reply fits a frame.
 inline constexpr std::size_t max_range_keys = 10'000;
