@@ -710,6 +710,54 @@ TEST_CASE("coord: a flood of command-client registrations cannot evict a live cl
   }
 }
 
+// The same flood against a client that holds a lock and sends only
+// keepalives for longer than command_client_idle: it acts for a live
+// session, so it is live, and its unlock applies under its first command
+// client. A client with no session, idle beyond the window, is what the
+// flood may evict (the window's own control).
+TEST_CASE("coord: a client acting for a live session is never evicted by a flood, however long since its last command") {
+  world_options o{3, 2, 0, 0, 0, 0};
+  o.max_sessions = 16;
+  o.command_client_idle = 500ms;
+  service s(22, o);
+  auto& a = *s.client(0);
+  auto& b = *s.client(1);
+  std::optional<result<done_t>> bput;  // b first: raft's least recently used entry
+  b.put("k", to_bytes("1"), [&](result<done_t> r) { bput = r; });
+  s.run_until([&] { return bput.has_value(); });
+  REQUIRE(bput);
+  REQUIRE(*bput);
+  s.open_sessions({&a});
+  std::optional<grant> g;
+  a.lock("L", [&](result<grant> r) { if (r) g = *r; });
+  s.run_until([&] { return g.has_value(); });
+  REQUIRE(g);
+  const auto a_id = a.id(), b_id = b.id();
+  s.w.run_for(2s);  // a sends keepalives only; b nothing
+  std::uint32_t leader_index = 3;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (s.replica(i)->is_leader()) leader_index = i;
+  REQUIRE(leader_index < 3);
+  const auto node = s.w.add_node([](sim::node_context& n) { n.add<stranger>(coord_id); });
+  auto& x = s.w.get<stranger>(node, coord_id);
+  for (std::uint64_t i = 1; i <= 100; ++i) {
+    x.env.send(address::sim(leader_index), msg::register_client{i});
+    if (i % 5 == 0) s.w.run_for(10ms);
+  }
+  s.w.run_for(300ms);
+  CHECK(s.w.metrics().counter(coord_id, "registrations_refused_full") > 0);
+  CHECK(s.replica(leader_index)->has_client(a_id));
+  CHECK_FALSE(s.replica(leader_index)->has_client(b_id));  // idle beyond the window, no session: evicted first (raft's LRU)
+  std::optional<result<done_t>> unlocked;
+  a.unlock(*g, [&](result<done_t> r) { unlocked = r; });
+  s.run_until([&] { return unlocked.has_value(); });
+  REQUIRE(unlocked);
+  CHECK(*unlocked);
+  CHECK(a.id() == a_id);
+  s.w.run_for(100ms);
+  CHECK(s.replica(leader_index)->state_machine().holders("L").empty());
+}
+
 // Issue 11: session ids were a counter (1, 2, ...) and secrets came from the
 // Env's xoshiro, a function of its seed (net::config::seed when set): an
 // attacker who knows the seed, or has seen a few ids, names others'

@@ -468,6 +468,18 @@ class machine {
     return it == clients_.end() ? 0 : it->first;
   }
   bool has_command_client(std::uint64_t client) const { return clients_.contains(client); }
+  /// The command client that last acted under session `s` (from the apply
+  /// hook, as note_command): while the session lives, its client is live.
+  void note_session_client(session_id s, std::uint64_t client) {
+    if (auto it = sessions_.find(s); it != sessions_.end()) it->second.command_client = client;
+  }
+  /// Command clients that act for a live session.
+  std::set<std::uint64_t> clients_with_sessions() const {
+    std::set<std::uint64_t> out;
+    for (auto& [id, s] : sessions_)
+      if (s.command_client) out.insert(s.command_client);
+    return out;
+  }
   std::vector<std::uint64_t> command_client_ids() const {
     std::vector<std::uint64_t> out;
     for (auto& [id, c] : clients_) out.push_back(id);
@@ -523,7 +535,7 @@ class machine {
     std::map<session_id, session_state_v1> sessions;
     std::map<std::string, bytes> kv;
     ar(next_session_, sessions, sems_, barriers_, kv);
-    for (auto& [id, s] : sessions) sessions_[id] = session_state{s.ttl_ms, s.secret, std::move(s.holds), std::move(s.passed), s.owner, {}};
+    for (auto& [id, s] : sessions) sessions_[id] = session_state{s.ttl_ms, s.secret, std::move(s.holds), std::move(s.passed), s.owner, {}, 0};
     for (auto& [key, v] : kv) {
       ++revision_;
       kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0};
@@ -539,7 +551,8 @@ class machine {
     std::map<std::string, std::uint64_t> passed;
     address owner;
     std::set<std::string> keys;  ///< its ephemeral keys (removed when it ends)
-    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner, keys); }
+    std::uint64_t command_client = 0;  ///< the log's client that last sent a command under it (0: none known)
+    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner, keys, command_client); }
   };
   struct session_state_v1 {  // snapshot format 1
     std::uint64_t ttl_ms = 0;

@@ -92,10 +92,11 @@ struct server_config {
   duration max_session_ttl = std::chrono::minutes(10);
   /// Registrations of command clients (raft's client sessions, bounded by
   /// raft_config::max_sessions) are refused while the table is full and the
-  /// client a registration would evict sent a command within this window
-  /// (registrations_refused_full): a flood of registrations cannot evict a
-  /// live client (issue 11). A new leader counts every client as seen at
-  /// its election.
+  /// client a registration would evict is live (registrations_refused_full):
+  /// it last acted for a session that lives (its keepalives keep it), or it
+  /// sent a command within this window. So a flood of registrations cannot
+  /// evict a live client (issue 11). A new leader counts every client as
+  /// seen at its election.
   duration command_client_idle = std::chrono::minutes(10);
   /// Watches (leader only, re-created by their clients' renewals): at most
   /// this many, and per client address; refused beyond (watches_refused_full).
@@ -446,7 +447,9 @@ class server {
     for (auto c : sm.command_client_ids()) by_use.emplace_back(sm.command_client_last_index(c), c);
     const auto k = std::min(after - max, by_use.size());
     std::partial_sort(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(k), by_use.end());
+    const auto with_sessions = sm.clients_with_sessions();
     for (std::size_t i = 0; i < k; ++i) {
+      if (with_sessions.contains(by_use[i].second)) return true;
       auto it = seen_.find(by_use[i].second);
       const auto seen = std::max(led_since_, it == seen_.end() ? led_since_ : it->second);
       if (now - seen < cfg_.command_client_idle) return true;
@@ -543,7 +546,17 @@ class server {
       else if (c->kind == consensus::command_kind::unregister_client) sm.note_unregistered(c->client);
       else if (c->client != 0) sm.note_command(c->client, c->seq, e.index, r != nullptr);
     }
-    if (!c || !r || !raft_.is_leader()) return;
+    if (!c || !r) return;
+    request req;
+    if (storage::detail::decode_value(c->payload, req)) return;
+    if (c->client != 0) {  // the command client acting for this session (replicated: every replica, in log order)
+      reply rep;
+      if (!storage::detail::decode_value(*r, rep) && rep.code != status::no_session && rep.code != status::bad_request) {
+        if (req.kind == op::open_session) raft_.state_machine().note_session_client(rep.session, c->client);
+        else if (req.session && req.kind != op::close_session) raft_.state_machine().note_session_client(req.session, c->client);
+      }
+    }
+    if (!raft_.is_leader()) return;
     if (!watches_.empty() && raft_.state_machine().revision() != pushed_revision_) {  // push what changed
       pushed_revision_ = raft_.state_machine().revision();
       std::vector<watch_key> keys;
@@ -551,8 +564,6 @@ class server {
       for (auto& k : keys)
         if (auto it = watches_.find(k); it != watches_.end()) push(k.first, k.second, it->second, false);
     }
-    request req;
-    if (storage::detail::decode_value(c->payload, req)) return;
     // Sessions granted a waiting request or let through a barrier: tell them
     // to look (the requester of this very command hears from its reply).
     // Where: where its owner last spoke to this leader from, or else where it
