@@ -21,6 +21,9 @@ struct world_options {
   std::uint32_t replicas = 3, clients = 4;
   double loss = 0.02, duplicate = 0.02, reorder = 0.05;
   double drift = 1e-3;
+  std::size_t max_sessions = 4096;  ///< raft's client table
+  bool seeded_entropy = true;       ///< session ids from a generator seeded by the test (reproducible runs)
+  duration command_client_idle = std::chrono::minutes(10);
 };
 
 /// Replicas 0..R-1 run raft + coord::server; clients R.. run coord::client.
@@ -37,9 +40,16 @@ struct service {
     rc.election_timeout_max = 200ms;
     rc.heartbeat_interval = 30ms;
     rc.snapshot_every = 32;
-    w.add_nodes(o.replicas, [rc](sim::node_context& n) {
+    rc.max_sessions = o.max_sessions;
+    server_config sc;
+    sc.command_client_idle = o.command_client_idle;
+    if (o.seeded_entropy) {
+      auto gen = std::make_shared<dcp::rng>(seed ^ 0xE7);
+      sc.entropy = [gen] { return (*gen)(); };
+    }
+    w.add_nodes(o.replicas, [rc, sc](sim::node_context& n) {
       auto& r = n.add<raft_t>(raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), machine{});
-      n.add<server_t>(coord_id, r);
+      n.add<server_t>(coord_id, r, sc);
     });
     client_config cc;
     cc.servers = servers;
@@ -629,6 +639,150 @@ TEST_CASE("coord: a session is its owner's: a stranger with its id can neither u
     s.w.run_for(100ms);
   }
   CHECK_FALSE(s.replica(0)->state_machine().has_session(victim));
+}
+
+// Issue 11: raft's table of command clients is bounded (max_sessions) and
+// evicts the least recently used one; a stranger registering in bulk used to
+// evict every honest client, whose next command then failed as
+// outcome_unknown. The leader now refuses a registration that would evict a
+// client seen within command_client_idle, and counts it. The negative
+// control (the window 0, today's behaviour) shows that the flood does evict.
+TEST_CASE("coord: a flood of command-client registrations cannot evict a live client") {
+  for (bool bounded : {true, false}) {
+    CAPTURE(bounded);
+    world_options o{3, 1, 0, 0, 0, 0};
+    o.max_sessions = 16;
+    if (!bounded) o.command_client_idle = duration::zero();
+    service s(21, o);
+    auto& a = *s.client(0);
+    std::optional<result<done_t>> put1;
+    a.put("k", to_bytes("1"), [&](result<done_t> r) { put1 = r; });
+    s.run_until([&] { return put1.has_value(); });
+    REQUIRE(put1);
+    REQUIRE(*put1);
+    const auto id = a.id();
+    raft_t* leader = nullptr;
+    std::uint32_t leader_index = 0;
+    for (std::uint32_t i = 0; i < 3; ++i)
+      if (s.replica(i)->is_leader()) leader = s.replica(i), leader_index = i;
+    REQUIRE(leader);
+    const auto node = s.w.add_node([](sim::node_context& n) { n.add<stranger>(coord_id); });
+    auto& x = s.w.get<stranger>(node, coord_id);
+    for (std::uint64_t i = 1; i <= 100; ++i) {  // 100 registrations, 5 every 10 ms
+      x.env.send(address::sim(leader_index), msg::register_client{i});
+      if (i % 5 == 0) s.w.run_for(10ms);
+    }
+    s.w.run_for(300ms);
+    const auto refused = s.w.metrics().counter(coord_id, "registrations_refused_full");
+    std::optional<result<done_t>> put2;
+    a.put("k", to_bytes("2"), [&](result<done_t> r) { put2 = r; });
+    s.run_until([&] { return put2.has_value(); });
+    REQUIRE(put2);
+    for (std::uint32_t i = 0; i < 3; ++i) {
+      auto& sm = s.replica(i)->state_machine();
+      CHECK(sm.command_clients() <= o.max_sessions);
+      for (auto c : sm.command_client_ids()) CHECK(s.replica(i)->has_client(c));  // the mirror is raft's table
+    }
+    if (bounded) {
+      CHECK(*put2);  // applied under the same command client: never evicted
+      CHECK(a.id() == id);
+      CHECK(refused >= 100 - o.max_sessions);
+      CHECK(*s.replica(leader_index)->state_machine().value("k") == to_bytes("2"));
+      // A newcomer is refused while the table is full of fresh entries: busy, in words, nothing applied.
+      client_config cc;
+      cc.servers = s.servers;
+      cc.request_timeout = 100ms;
+      const auto late = s.w.add_node([cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
+      std::optional<result<done_t>> put3;
+      s.w.get<client_t>(late, coord_id).put("k", to_bytes("3"), [&](result<done_t> r) { put3 = r; });
+      s.run_until([&] { return put3.has_value(); });
+      REQUIRE(put3);
+      REQUIRE_FALSE(*put3);
+      CHECK(put3->error() == dcp::errc::busy);
+      CHECK(put3->message().find("client table is full") != std::string::npos);
+      s.w.run_for(100ms);
+      CHECK(*s.replica(leader_index)->state_machine().value("k") == to_bytes("2"));
+    } else {
+      CHECK(refused == 0);
+      REQUIRE_FALSE(*put2);
+      CHECK(put2->error() == dcp::errc::outcome_unknown);
+    }
+  }
+}
+
+// The same flood against a client that holds a lock and sends only
+// keepalives for longer than command_client_idle: it acts for a live
+// session, so it is live, and its unlock applies under its first command
+// client. A client with no session, idle beyond the window, is what the
+// flood may evict (the window's own control).
+TEST_CASE("coord: a client acting for a live session is never evicted by a flood, however long since its last command") {
+  world_options o{3, 2, 0, 0, 0, 0};
+  o.max_sessions = 16;
+  o.command_client_idle = 500ms;
+  service s(22, o);
+  auto& a = *s.client(0);
+  auto& b = *s.client(1);
+  std::optional<result<done_t>> bput;  // b first: raft's least recently used entry
+  b.put("k", to_bytes("1"), [&](result<done_t> r) { bput = r; });
+  s.run_until([&] { return bput.has_value(); });
+  REQUIRE(bput);
+  REQUIRE(*bput);
+  s.open_sessions({&a});
+  std::optional<grant> g;
+  a.lock("L", [&](result<grant> r) { if (r) g = *r; });
+  s.run_until([&] { return g.has_value(); });
+  REQUIRE(g);
+  const auto a_id = a.id(), b_id = b.id();
+  s.w.run_for(2s);  // a sends keepalives only; b nothing
+  std::uint32_t leader_index = 3;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    if (s.replica(i)->is_leader()) leader_index = i;
+  REQUIRE(leader_index < 3);
+  const auto node = s.w.add_node([](sim::node_context& n) { n.add<stranger>(coord_id); });
+  auto& x = s.w.get<stranger>(node, coord_id);
+  for (std::uint64_t i = 1; i <= 100; ++i) {
+    x.env.send(address::sim(leader_index), msg::register_client{i});
+    if (i % 5 == 0) s.w.run_for(10ms);
+  }
+  s.w.run_for(300ms);
+  CHECK(s.w.metrics().counter(coord_id, "registrations_refused_full") > 0);
+  CHECK(s.replica(leader_index)->has_client(a_id));
+  CHECK_FALSE(s.replica(leader_index)->has_client(b_id));  // idle beyond the window, no session: evicted first (raft's LRU)
+  std::optional<result<done_t>> unlocked;
+  a.unlock(*g, [&](result<done_t> r) { unlocked = r; });
+  s.run_until([&] { return unlocked.has_value(); });
+  REQUIRE(unlocked);
+  CHECK(*unlocked);
+  CHECK(a.id() == a_id);
+  s.w.run_for(100ms);
+  CHECK(s.replica(leader_index)->state_machine().holders("L").empty());
+}
+
+// Issue 11: session ids were a counter (1, 2, ...) and secrets came from the
+// Env's xoshiro, a function of its seed (net::config::seed when set): an
+// attacker who knows the seed, or has seen a few ids, names others'
+// sessions. Two services run from the same seed must now give their sessions
+// different ids and secrets, and one service's ids must not follow each
+// other.
+TEST_CASE("coord: session ids and secrets are unguessable: not a counter, not a function of the seed") {
+  std::vector<std::pair<session_id, std::uint64_t>> first_sessions;
+  for (int run = 0; run < 2; ++run) {
+    world_options o{3, 2, 0, 0, 0, 0};
+    o.seeded_entropy = false;  // the default: the OS's CSPRNG
+    service s(34, o);
+    auto& a = *s.client(0);
+    auto& b = *s.client(1);
+    s.open_sessions({&a});
+    s.open_sessions({&b});
+    CHECK(a.session() != 0);
+    CHECK(b.session() != 0);
+    CHECK(a.session() + 1 != b.session());
+    CHECK(b.session() + 1 != a.session());
+    CHECK(a.secret() != b.secret());
+    first_sessions.emplace_back(a.session(), a.secret());
+  }
+  CHECK(first_sessions[0].first != first_sessions[1].first);
+  CHECK(first_sessions[0].second != first_sessions[1].second);
 }
 
 // Issue 12, bug 8: a waiter stranded by a failover. a holds L, b waits for

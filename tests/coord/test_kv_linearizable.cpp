@@ -1,5 +1,5 @@
 // Linearizability of the replicated log, end to end: clients on their own
-// simulated nodes put, append, compare-and-set and get keys of the coordination service's
+// simulated nodes put, append, compare-and-set, remove and get keys of the coordination service's
 // key-value store (commands through the Raft log with client sessions and
 // retries; gets by ReadIndex at the leader), while replicas crash and restart
 // from their disks (what was not synced is lost or torn), the network
@@ -35,14 +35,14 @@ using client_t = client<sim::env>;
 // Porcupine's key-value model with compare-and-set. The history is split by
 // key, so a state is the value of one key (missing = empty).
 struct kv_cas_model {
-  enum class op : std::uint8_t { get, put, append, cas };
+  enum class op : std::uint8_t { get, put, append, cas, remove };
   struct input {
     op kind = op::get;
     std::string key, value, expected;
   };
   struct output {
     std::string value;  ///< get: the value read
-    bool ok = true;     ///< cas: whether it swapped
+    bool ok = true;     ///< cas: whether it swapped; remove: whether a key was removed
   };
   using state = std::string;
   static state init() { return {}; }
@@ -58,6 +58,9 @@ struct kv_cas_model {
         if (out && out->ok != swaps) return std::nullopt;
         return swaps ? in.value : s;
       }
+      case op::remove:  // values written are never empty: empty is missing
+        if (out && out->ok != !s.empty()) return std::nullopt;
+        return state{};
     }
     return std::nullopt;
   }
@@ -83,7 +86,7 @@ struct kv_options {
 };
 
 struct kv_outcome {
-  std::size_t ops = 0, pending = 0, failovers = 0, reads_seeing_writes = 0, swaps = 0, failed_swaps = 0;
+  std::size_t ops = 0, pending = 0, failovers = 0, reads_seeing_writes = 0, swaps = 0, failed_swaps = 0, removes = 0;
   bool live = false;
   check::check_result verdict;
 };
@@ -137,6 +140,7 @@ class kv_world {
       out.pending += op.pending();
       out.reads_seeing_writes += op.input.kind == kv::op::get && op.output && !op.output->value.empty();
       if (op.input.kind == kv::op::cas && op.output) ++(op.output->ok ? out.swaps : out.failed_swaps);
+      if (op.input.kind == kv::op::remove && op.output) out.removes += op.output->ok;
     }
     out.verdict = check::check_linearizability<kv>(history_, {.max_steps = 20'000'000});
     return out;
@@ -203,6 +207,9 @@ class kv_world {
         last_seen_[{c, key}] = v;
         finish(kv::output{std::move(v)});
       });
+    } else if (kind == 7 && rng_.chance(0.5)) {  // remove
+      history_.push_back({who, w_.now(), {}, {kv::op::remove, key, {}, {}}, std::nullopt});
+      cl->remove(key, [finish](result<std::uint64_t> r) { r ? finish(kv::output{{}, *r == 1}) : finish(std::nullopt); });
     } else {  // put, append or compare-and-set, each value unique so a double apply would show
       const std::string value = "<" + std::to_string(who) + "." + std::to_string(++written_) + ">";
       if (kind >= 8) {  // cas from the value this client last read (often stale under faults)
@@ -291,14 +298,15 @@ class kv_world {
 
 std::string show(const check::operation<kv::input, kv::output>& o) {
   auto ms = [](time_point t) { return std::to_string(t.time_since_epoch().count() / 1'000'000); };
-  const char* names[] = {"get", "put", "append", "cas"};
+  const char* names[] = {"get", "put", "append", "cas", "remove"};
   std::string args = o.input.key;
   if (o.input.kind == kv::op::cas) args += ", '" + o.input.expected + "'";
-  if (o.input.kind != kv::op::get) args += ", " + o.input.value;
+  if (o.input.kind != kv::op::get && o.input.kind != kv::op::remove) args += ", " + o.input.value;
   std::string outcome = " never answered";
   if (o.output)
     outcome = o.input.kind == kv::op::get ? " -> '" + o.output->value + "'"
               : o.input.kind == kv::op::cas ? (o.output->ok ? " swapped" : " did not swap")
+              : o.input.kind == kv::op::remove ? (o.output->ok ? " removed" : " removed nothing")
                                             : " ok";
   return "[" + ms(o.call) + ", " + (o.output ? ms(o.ret) : std::string("-")) + "] ms client " + std::to_string(o.client) +
          " " + names[static_cast<int>(o.input.kind)] + "(" + args + ")" + outcome + "\n";
@@ -321,7 +329,7 @@ std::string describe(const check::history<kv>& h, const check::check_result& r) 
 
 TEST_CASE("coord kv: every client history is linearizable under crashes, restarts, partitions, loss, duplication, "
           "reordering and clock drift, over 1,000 seeds") {
-  std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0, swaps = 0, failed_swaps = 0;
+  std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0, swaps = 0, failed_swaps = 0, removes = 0;
   std::uint64_t steps = 0;
   const std::uint64_t seeds = 1000;
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
@@ -342,19 +350,21 @@ TEST_CASE("coord kv: every client history is linearizable under crashes, restart
     seen += out.reads_seeing_writes;
     swaps += out.swaps;
     failed_swaps += out.failed_swaps;
+    removes += out.removes;
     failovers += out.failovers;
     steps += out.verdict.steps;
     live += out.live;
   }
   MESSAGE(seeds << " seeds (" << five << " with 5 replicas): " << ops << " operations, " << pending
                 << " of them never answered, " << seen << " gets that saw a write, " << swaps << " cas that swapped and "
-                << failed_swaps << " that did not, " << failovers << " leader crashes, " << steps
+                << failed_swaps << " that did not, " << removes << " removes that removed a key, " << failovers << " leader crashes, " << steps
                 << " checker steps; every client progressed after healing in " << live << " seeds");
   CHECK(live == seeds);
   CHECK(pending > 0);    // faults did leave operations in doubt
   CHECK(seen > ops / 5);  // reads observed writes (the histories constrain something)
   CHECK(swaps > 0);
   CHECK(failed_swaps > 0);
+  CHECK(removes > 0);
   CHECK(failovers > seeds / 2);
 }
 

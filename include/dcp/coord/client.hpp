@@ -1,8 +1,10 @@
 #pragma once
 // coord::client: one session with the coordination service, and the
 // primitives on it: mutex, counting semaphore, leader election, barrier and
-// double barrier; and the service's key-value store (put, append,
-// compare_and_set, get), which needs no session.
+// double barrier; and the service's key-value store, etcd's model (put,
+// append, compare_and_set, remove, get, range, prefix reads, transactions,
+// watches from a revision; revisions on every key), which needs no session
+// except for keys bound to one (put_ephemeral).
 //
 //   client.open_session([](result<session_id>) {...});
 //   client.lock("db", [](result<grant> g) { use g->fencing with the resource });
@@ -69,6 +71,7 @@
 
 #include "dcp/coord/machine.hpp"
 #include "dcp/coord/messages.hpp"
+#include "dcp/coord/secure_random.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/result.hpp"
 
@@ -84,8 +87,12 @@ struct client_config {
   duration request_timeout = 200ms;    ///< resend to another replica after this
   duration give_up_after = 10s;        ///< a command fails with timed_out after this
   double drift_bound = 0.01;           ///< ρ: the largest clock rate error of any node (1% by default)
+  /// Where session secrets come from: the OS's CSPRNG by default
+  /// (secure_random.hpp; env.rng() is predictable from its seed).
+  entropy_source entropy = secure_random;
 
   void validate() const {
+    if (!entropy) throw error(dcp::errc::invalid_config, "coord::client: no entropy source");
     if (servers.empty()) throw error(dcp::errc::invalid_config, "coord::client: no servers");
     if (ttl <= duration::zero() || keepalive_every * 3 > ttl)
       throw error(dcp::errc::invalid_config, "coord::client: keepalive_every must be at most ttl / 3");
@@ -124,7 +131,7 @@ class client {
     if (opening_) return done(dcp::make_error_code(dcp::errc::busy));
     // The session's secret: every request under it carries it, so nobody else
     // can act for this session, renew it, or learn what it holds.
-    secret_ = env_.rng()() | 1;
+    secret_ = cfg_.entropy() | 1;
     request req{op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())};
     req.secret = secret_;
     submit(std::move(req),
@@ -148,6 +155,8 @@ class client {
     submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.explained()); });
   }
   session_id session() const noexcept { return session_; }
+  /// The session's secret: whoever holds (session, secret) is its owner.
+  std::uint64_t secret() const noexcept { return secret_; }
   /// Sends a keepalive now (it also fetches grants and barrier passes).
   void refresh() { send_keepalive(); }
   /// The session is believed alive: its lease has not run out.
@@ -211,8 +220,8 @@ class client {
   // ---- key-value store ----
 
   /// Sets `key` to `value`. Errors: invalid_argument (empty or oversized key
-  /// or value: see max_key_bytes, max_value_bytes), timed_out (outcome
-  /// unknown), cancelled (not applied).
+  /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached),
+  /// timed_out (outcome unknown), cancelled (not applied).
   void put(std::string key, bytes value, callback<done_t> done) {
     write_value(op::put, std::move(key), std::move(value), std::move(done));
   }
@@ -232,6 +241,7 @@ class client {
     submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
       if (!r) return done(r.explained());
       if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
+      if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
       done(dcp::make_error_code(dcp::errc::invalid_argument));
     });
   }
@@ -240,6 +250,121 @@ class client {
   void get(std::string key, callback<std::optional<bytes>> done) {
     if (key.empty() || key.size() > max_key_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     read(msg::get{std::move(key), 0}, std::move(done));
+  }
+
+  /// Sets `key` to `value`, bound to this client's session: the key is
+  /// removed when the session ends or expires (an ephemeral key; a later put
+  /// without a session unbinds it). Completes with the store's revision.
+  /// Errors: as put; cancelled (no session, or it ended first: the key, if
+  /// written, goes with it); busy (max_keys or max_session_keys reached).
+  void put_ephemeral(std::string key, bytes value, callback<std::uint64_t> done) {
+    if (!session_valid()) return done(no_session());
+    if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({op::put, session_, std::move(key), 1, true, 0, 0, std::move(value)}, kv_reply(std::move(done), false));
+  }
+  /// Removes `key`; completes with the number of keys removed (0 or 1).
+  void remove(std::string key, callback<std::uint64_t> done) { remove_range(std::move(key), {}, std::move(done)); }
+  /// Removes every key in [key, range_end) (range_end empty: `key` alone).
+  void remove_range(std::string key, std::string range_end, callback<std::uint64_t> done) {
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit({op::remove, 0, std::move(key), 1, true, 0, 0, {}, bytes(range_end.begin(), range_end.end())}, kv_reply(std::move(done), true));
+  }
+  /// Removes every key that starts with `prefix`.
+  void remove_prefix(std::string prefix, callback<std::uint64_t> done) {
+    auto end = prefix_end(prefix);
+    remove_range(std::move(prefix), std::move(end), std::move(done));
+  }
+  /// A multi-key transaction (etcd's Txn): if every compare holds, the
+  /// success writes apply, else the failure writes, at one revision.
+  /// Ephemeral puts bind to this client's session (it must have one; if it
+  /// ends meanwhile, the transaction still completes with its result, and
+  /// its ephemeral keys go with the session). Errors: invalid_argument (bad keys, over max_txn_ops, a key put twice
+  /// or put and removed), busy (quotas), timed_out (outcome unknown).
+  struct txn_result {
+    bool succeeded = false;     ///< the compares held: the success branch applied
+    std::uint64_t revision = 0; ///< the store's revision after it
+  };
+  void txn(const txn_request& t, callback<txn_result> done) {
+    const bool ephemeral = std::any_of(t.success.begin(), t.success.end(), [](auto& o) { return o.ephemeral; }) ||
+                           std::any_of(t.failure.begin(), t.failure.end(), [](auto& o) { return o.ephemeral; });
+    if (ephemeral && !session_valid()) return done(no_session());
+    request req{op::txn, ephemeral ? session_ : 0};
+    storage::detail::encode_value(t, req.value);
+    if (req.value.size() > max_txn_bytes) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    submit(std::move(req), [this, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.explained());
+      switch (r->code) {
+        case status::ok:
+        case status::mismatch: return done(txn_result{r->code == status::ok, r->generation});
+        case status::no_session: return done(no_session());
+        case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      }
+    });
+  }
+  /// Reads keys in [key, range_end) linearizably, with their revisions (at
+  /// most `limit`, 0: up to max_range_keys; result.more says keys were left
+  /// out: read on from the last key + '\0').
+  void range(std::string key, std::string range_end, std::size_t limit, callback<range_result> done) {
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    read(msg::range{std::move(key), std::move(range_end), limit, 0}, [done = std::move(done)](result<std::optional<bytes>> r) {
+      if (!r) return done(r.explained());
+      range_result out;
+      if (!*r || storage::detail::decode_value(**r, out)) return done(dcp::make_error_code(dcp::errc::io_error));
+      done(std::move(out));
+    });
+  }
+  /// Every key that starts with `prefix` (up to the range bounds).
+  void get_prefix(std::string prefix, callback<range_result> done) {
+    auto end = prefix_end(prefix);
+    range(std::move(prefix), std::move(end), 0, std::move(done));
+  }
+  /// One key with its revisions (nullopt: it does not exist).
+  void get_entry(std::string key, callback<std::optional<key_value>> done) {
+    range(std::move(key), {}, 1, [done = std::move(done)](result<range_result> r) {
+      if (!r) return done(r.explained());
+      if (r->kvs.empty()) return done(std::optional<key_value>{});
+      done(std::optional<key_value>(std::move(r->kvs.front())));
+    });
+  }
+
+  // ---- watches ----
+
+  /// Calls `fn` with every change on keys in [key, range_end) (range_end
+  /// empty: `key` alone) from revision `start` on (0: from the next change),
+  /// once each, in revision order, in batches of whole revisions, until
+  /// cancel_watch. Pushed by the leader as changes apply; across a lost push,
+  /// a leader change or a reconnect the client asks again from the revision
+  /// after the last it delivered (every keepalive period, and at once when it
+  /// sees a gap). Ends with an error, after which `fn` is not called again:
+  /// not_found when the revisions it needs have left the service's bounded
+  /// history ("compacted": read the range, then watch from its revision + 1),
+  /// busy when the leader refuses more watches. Returns the watch's id.
+  using watch_callback = std::function<void(result<std::vector<watch_event>>)>;
+  std::uint64_t watch(std::string key, std::string range_end, std::uint64_t start, watch_callback fn) {
+    const auto id = ++nonce_;
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes) {
+      fn(dcp::make_error_code(dcp::errc::invalid_argument));
+      return id;
+    }
+    watches_[id] = watch_state{std::move(key), std::move(range_end), start, std::move(fn), {}};
+    send_watch(id);
+    return id;
+  }
+  std::uint64_t watch_prefix(std::string prefix, std::uint64_t start, watch_callback fn) {
+    auto end = prefix_end(prefix);
+    return watch(std::move(prefix), std::move(end), start, std::move(fn));
+  }
+  void cancel_watch(std::uint64_t id) {
+    if (watches_.erase(id)) env_.send(target(), msg::watch{id, {}, {}, 0, true});
+  }
+  /// The revision from which watch `id` resumes (the one after the last it delivered; 0: not known yet).
+  std::uint64_t watch_next(std::uint64_t id) const {
+    auto it = watches_.find(id);
+    return it == watches_.end() ? 0 : it->second.next;
   }
 
   // ---- lease tokens ----
@@ -300,6 +425,12 @@ class client {
 
   void on_message(const address& from, const msg::register_reply& m) {
     if (inflight_.empty() || id_ != 0 || m.nonce == 0 || m.nonce != register_nonce_) return;
+    if (m.refused == refusal::failed) {  // the leader will not register one now (its client table is full of live clients)
+      register_nonce_ = 0;
+      return complete(explained_error{dcp::make_error_code(dcp::errc::busy),
+                                      "busy: the leader refused a command session (its client table is full of live clients, "
+                                      "or it cannot write); not applied"});
+    }
     if (m.refused != refusal::none || m.client == 0) {
       note_refusal(from, m.leader);
       if (redirect(from, m.leader) == duration::zero()) return send_front(false);
@@ -404,6 +535,11 @@ class client {
   void on_message(const address& from, const msg::get_reply& m) {
     answer(from, m.nonce, m.refused, m.leader, m.value);
   }
+  void on_message(const address& from, const msg::range_reply& m) {
+    bytes b;  // the read machinery carries bytes; range() decodes them
+    if (m.refused == refusal::none) storage::detail::encode_value(m.result, b);
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
+  }
   void on_message(const address& from, const msg::lease_reply& m) {
     if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused == refusal::none && m.code == status::no_session) {
@@ -415,6 +551,38 @@ class client {
     if (m.refused == refusal::none && m.code != status::granted)
       return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::cancelled));
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(m.token));
+  }
+
+  void on_message(const address& from, const msg::watch_events& m) {
+    auto it = watches_.find(m.watch_id);
+    if (it == watches_.end()) return;
+    auto& w = it->second;
+    if (m.refused == refusal::not_leader || m.refused == refusal::retry) {
+      note_refusal(from, m.leader);
+      w.renew_at = env_.now() + redirect(from, m.leader);
+      return;
+    }
+    if (m.refused != refusal::none || m.compacted) {
+      auto fn = std::move(w.fn);
+      watches_.erase(it);
+      if (m.compacted)
+        return fn(explained_error{dcp::make_error_code(dcp::errc::not_found),
+                                  "compacted: revisions up to " + std::to_string(m.compact_revision) +
+                                      " have left the service's history; read the keys, then watch from their revision + 1"});
+      return fn(explained_error{dcp::make_error_code(dcp::errc::busy), "busy: the leader refused the watch (too many watches)"});
+    }
+    if (w.next != 0 && m.after + 1 > w.next) {  // a push before this one was lost: ask from where we are
+      env_.count("watch_gap");
+      w.renew_at = env_.now();
+      return;
+    }
+    if (w.next != 0 && m.through < w.next) return;  // a copy of what was delivered
+    std::vector<watch_event> fresh;
+    for (auto& e : m.events)
+      if (w.next == 0 || e.kv.mod_revision >= w.next) fresh.push_back(e);
+    w.next = m.through + 1;
+    target_ = from;
+    if (!fresh.empty()) w.fn(std::move(fresh));  // (it may cancel this watch: nothing follows)
   }
 
   void on_message(const address& from, const msg::notify& m) {
@@ -459,6 +627,7 @@ class client {
       r.redirected = true;
     }
     for (auto& [name, o] : observers_) o.asked_at = {};
+    for (auto& [id, w] : watches_) w.renew_at = std::min(w.renew_at, at);
   }
 
   void on_message(const address&, const msg::command&) { env_.count("unexpected_message"); }
@@ -467,6 +636,8 @@ class client {
   void on_message(const address&, const msg::get&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::lease_request&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::register_client&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::range&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::watch&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -486,11 +657,23 @@ class client {
   /// A request answered by a ReadIndex at the leader (get, lease): resent
   /// until answered or given up; any answer to any of its sends is valid.
   struct pending_read {
-    std::variant<msg::get, msg::lease_request> request;  ///< its nonce names it
+    std::variant<msg::get, msg::lease_request, msg::range> request;  ///< its nonce names it
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
   };
+  struct watch_state {
+    std::string key, range_end;
+    std::uint64_t next = 0;  ///< the revision to resume from (0: from the leader's next change)
+    watch_callback fn;
+    time_point renew_at{};
+  };
+  void send_watch(std::uint64_t id) {
+    auto& w = watches_.at(id);
+    w.renew_at = env_.now() + cfg_.keepalive_every;
+    env_.send(target(), msg::watch{id, w.key, w.range_end, w.next, false});
+  }
+
   struct observer {
     std::function<void(std::optional<holder>)> fn;
     std::optional<std::optional<holder>> seen;
@@ -524,12 +707,27 @@ class client {
            });
   }
 
+  /// A key-value write's answer: the revision (put_ephemeral), or the number removed (remove).
+  reply_fn kv_reply(callback<std::uint64_t> done, bool removed) {
+    return [this, issued = session_, removed, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.explained());
+      if (!removed && session_ != issued) return done(no_session());
+      switch (r->code) {
+        case status::ok: return done(removed ? r->fencing : r->generation);
+        case status::no_session: return done(no_session());
+        case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      }
+    };
+  }
+
   void write_value(op kind, std::string key, bytes value, callback<done_t> done) {
     if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
            [done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.explained());
+             if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              done(done_t{});
            });
@@ -604,6 +802,10 @@ class client {
     }
     for (auto& [name, o] : observers_)
       if (now - o.asked_at >= cfg_.keepalive_every) query(name);
+    std::vector<std::uint64_t> renew;
+    for (auto& [id, w] : watches_)
+      if (now >= w.renew_at) renew.push_back(id);
+    for (auto id : renew) send_watch(id);
     tick_reads(now);
   }
 
@@ -714,7 +916,9 @@ class client {
     std::vector<reply_fn> orphaned;
     const bool front_lost = !inflight_.empty() && inflight_.front().req.session == lost_session;
     for (auto it = inflight_.begin(); it != inflight_.end();) {
-      if (it->req.session == lost_session && it->req.kind != op::close_session) {
+      // (A transaction goes on: its plain writes stand whatever becomes of the
+      // session; its ephemeral ones go with the session.)
+      if (it->req.session == lost_session && it->req.kind != op::close_session && it->req.kind != op::txn) {
         orphaned.push_back(std::move(it->done));
         it = inflight_.erase(it);
       } else {
@@ -835,6 +1039,7 @@ class client {
   std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
+  std::map<std::uint64_t, watch_state> watches_;
   std::map<std::uint64_t, pending_read> reads_;  // by nonce
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;

@@ -9,10 +9,17 @@
 //   - a barrier of n parties: enter returns when n sessions have entered;
 //   - the leave phase of a double barrier: leave returns when every session
 //     that passed the enter phase has left (or lost its session);
-//   - a small key-value store (put, append, compare-and-set; get is a
-//     ReadIndex read on the server): configuration and service discovery
-//     data, the way etcd and ZooKeeper keep them. Its writes need no
-//     session: the log's client sessions already apply each one once.
+//   - a small key-value store, etcd's data model: put, append,
+//     compare-and-set, remove (a key or a range), multi-key transactions
+//     (compares on several keys' value, version, create or mod revision,
+//     then a list of puts and removes, else another: etcd's Txn); every
+//     write takes the next value of one revision counter, and each key
+//     carries its create_revision, mod_revision and version as in etcd.
+//     Reads (get, range, prefix) are ReadIndex reads on the server. Writes
+//     need no session (the log's client sessions already apply each one
+//     once), but a put may bind its key to a session: the key is ephemeral
+//     and removed when the session ends or expires, in the step that ends
+//     it (ZooKeeper's ephemeral nodes, etcd's keys attached to a lease).
 //
 // Fencing: every grant takes the next value of one counter that lives in the
 // replicated state, so tokens only grow, across failover and restarts, and
@@ -34,6 +41,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <system_error>
@@ -68,23 +76,43 @@ enum class op : std::uint8_t {
   compare_and_set, ///< key `name` := `value` if its value (empty if missing) is `expected`
   lease_issued,    ///< proposed by the leader before it sends the first lease token for grant (name, fencing)
   reclaim,         ///< proposed by the leader: a released grant's token has expired; its permit is free
+  remove,          ///< removes key `name`, or every key in [name, range end) when `expected` holds a range end
+  txn,             ///< `value` holds an encoded txn_request (compares, then success or failure writes)
 };
+// Layout rule: `request` and `reply` are in the log and in raft's cached
+// results, so their fields never change; new operations reuse them (remove's
+// range end travels in `expected`, a transaction in `value`) and new message
+// types take new wire ids. The snapshot carries a format tag (machine::save).
 
 /// Bounds on the key-value store's entries. The whole state travels in one
 /// snapshot (sent in chunks), within raft_config::max_snapshot_bytes.
 inline constexpr std::size_t max_key_bytes = 512;
 inline constexpr std::size_t max_value_bytes = 64 * 1024;
+/// Keys in the store and ephemeral keys one session may own (a write beyond:
+/// quota_exceeded; the state's byte quota, raft's max_snapshot_bytes, may
+/// come first), and the compares and writes of one transaction (beyond:
+/// bad_request).
+inline constexpr std::size_t max_keys = 100'000;
+inline constexpr std::size_t max_session_keys = 1'024;
+inline constexpr std::size_t max_txn_ops = 128;
+/// An encoded transaction, checked by the client (the replicas refuse any
+/// entry over raft_config::snapshot_chunk_bytes).
+inline constexpr std::size_t max_txn_bytes = 512 * 1024;
+/// A range read answers at most this many keys and bytes (`more` says the
+/// rest was cut): one reply fits a frame.
+inline constexpr std::size_t max_range_keys = 10'000;
+inline constexpr std::size_t max_range_bytes = 1024 * 1024;
 
 struct request {
   op kind = op::open_session;
   session_id session = 0;
-  std::string name;            ///< the resource, election or barrier
+  std::string name;            ///< the resource, election or barrier; the key (put, remove, ...)
   std::uint32_t permits = 1;   ///< semaphore size k (1: mutex, election); barrier: parties n
   bool wait = true;
   fencing_token fencing = 0;   ///< release: which grant
   std::uint64_t ttl_ms = 0;    ///< open_session
   bytes value;                 ///< campaign: the candidate's value; put, append, compare_and_set: the value
-  bytes expected;              ///< compare_and_set: the value the key must hold
+  bytes expected;              ///< compare_and_set: the value the key must hold; remove: the range end (empty: one key)
   std::uint64_t secret = 0;    ///< the session's secret (open_session: chosen by the client); every
                                ///< request under a session must carry it, so a session is its owner's alone
   address owner;               ///< open_session: where its owner is (set by the replica from the transport, never the client's
@@ -101,16 +129,100 @@ enum class status : std::uint8_t {
   no_session,     ///< the session expired or never existed
   bad_request,    ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties,
                   ///< a key or value over max_key_bytes / max_value_bytes
-  mismatch,       ///< compare_and_set: the key did not hold the expected value; nothing changed
+  mismatch,       ///< compare_and_set: the key did not hold the expected value; nothing changed;
+                  ///< txn: a compare failed and the failure branch was applied
+  quota_exceeded, ///< max_keys or max_session_keys reached: nothing changed
 };
 
 struct reply {
   status code = status::ok;
   fencing_token fencing = 0;
   session_id session = 0;
-  std::uint64_t generation = 0;  ///< barriers: the generation this enter/leave belongs to
+  std::uint64_t generation = 0;  ///< barriers: the generation this enter/leave belongs to;
+                                 ///< key-value writes: the store's revision after this command
   template <class A> void serialize(A& ar) { ar(code, fencing, session, generation); }
+  // remove: `fencing` holds the number of keys removed.
 };
+
+/// One key of the store as reads see it (etcd's KeyValue). Which session an
+/// ephemeral key is bound to is its owner's business: only `ephemeral` shows.
+struct key_value {
+  std::string key;
+  bytes value;
+  std::uint64_t create_revision = 0;  ///< the revision that created it (since its last removal)
+  std::uint64_t mod_revision = 0;     ///< the revision of its last write
+  std::uint64_t version = 0;          ///< writes since its creation (1 after the first)
+  bool ephemeral = false;             ///< bound to a session: removed when the session ends
+  template <class A> void serialize(A& ar) { ar(key, value, create_revision, mod_revision, version, ephemeral); }
+  bool operator==(const key_value&) const = default;
+};
+
+/// A change as a watch reports it (etcd's Event): a put carries the key as
+/// written; a remove carries the key and, in mod_revision, the revision
+/// that removed it.
+struct watch_event {
+  enum class kind_t : std::uint8_t { put, remove };
+  kind_t kind = kind_t::put;
+  key_value kv;
+  template <class A> void serialize(A& ar) { ar(kind, kv); }
+  bool operator==(const watch_event&) const = default;
+};
+/// The recent changes the store keeps for watches to resume from (a
+/// bounded history, as etcd's before compaction): at most this many events
+/// and bytes; a watch that asks for an older revision is told "compacted".
+inline constexpr std::size_t max_history_events = 4096;
+inline constexpr std::size_t max_history_bytes = 2 * 1024 * 1024;
+
+/// A range read's answer: keys in order, the store's revision it reflects,
+/// and whether keys were left out (limit, max_range_keys, max_range_bytes).
+struct range_result {
+  std::vector<key_value> kvs;
+  std::uint64_t revision = 0;
+  bool more = false;
+  template <class A> void serialize(A& ar) { ar(kvs, revision, more); }
+};
+
+/// etcd's Txn: if every compare holds, apply `success`, else `failure`,
+/// all at one revision (when anything is written).
+struct txn_compare {
+  enum class target : std::uint8_t { value, version, create_revision, mod_revision };
+  enum class result : std::uint8_t { equal, not_equal, less, greater };
+  std::string key;
+  target what = target::value;
+  result cmp = result::equal;
+  bytes value;               ///< target value (a missing key's value compares false, as in etcd)
+  std::uint64_t number = 0;  ///< target version / create_revision / mod_revision (0 for a missing key)
+  template <class A> void serialize(A& ar) { ar(key, what, cmp, value, number); }
+};
+struct txn_op {
+  enum class kind_t : std::uint8_t { put, remove };
+  kind_t kind = kind_t::put;
+  std::string key;
+  bytes value;            ///< put
+  std::string range_end;  ///< remove: empty for one key
+  bool ephemeral = false; ///< put: bind the key to the request's session
+  template <class A> void serialize(A& ar) { ar(kind, key, value, range_end, ephemeral); }
+};
+struct txn_request {
+  std::vector<txn_compare> compares;
+  std::vector<txn_op> success, failure;
+  template <class A> void serialize(A& ar) { ar(compares, success, failure); }
+};
+
+/// The end of the range holding every key that starts with `prefix` (etcd's
+/// prefix end: the prefix with its last byte below 0xff incremented; "\0",
+/// every key, when there is none).
+inline std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& c = reinterpret_cast<unsigned char&>(prefix.back());
+    if (c < 0xff) {
+      ++c;
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');
+}
 
 /// A grant as the holder sees it.
 struct grant {
@@ -169,7 +281,12 @@ class machine {
 #if DCP_ASSERTIONS
     for (const auto& [session_id, session] : sessions_) {
       const auto id = session_id;  // a structured binding cannot be captured before C++20's P1091 (clang 15)
-      DCP_ASSERT(id != 0 && id <= next_session_, "session ids come from the counter");
+      DCP_ASSERT(id != 0, "session 0 is no session");
+      for (const auto& key : session.keys) {
+        auto k = kv_.find(key);
+        DCP_ASSERT(k != kv_.end() && k->second.session == id, "a session's ephemeral key is bound to it");
+      }
+      DCP_ASSERT(session.keys.size() <= max_session_keys, "a session's ephemeral keys are bounded");
       for (const auto& [name, f] : session.holds) {
         auto it = sems_.find(name);
         DCP_ASSERT(it != sems_.end() && std::count_if(it->second.holders.begin(), it->second.holders.end(),
@@ -202,6 +319,24 @@ class machine {
       DCP_ASSERT(b.parties == 0 || b.entered.size() < b.parties, "a full barrier has passed its enter phase");
       for (auto s : b.left) DCP_ASSERT(b.inside.contains(s), "only a session inside the barrier leaves it");
     }
+    DCP_ASSERT(kv_.size() <= max_keys, "the store's keys are bounded");
+    for (const auto& [key, e] : kv_) {
+      DCP_ASSERT(!key.empty() && key.size() <= max_key_bytes && e.value.size() <= max_value_bytes, "keys and values within bounds");
+      DCP_ASSERT(e.version >= 1 && 0 < e.create_revision && e.create_revision <= e.mod_revision && e.mod_revision <= revision_,
+                 "revisions come from the counter: created, then modified, never ahead of it");
+      if (e.session) {
+        auto it = sessions_.find(e.session);
+        DCP_ASSERT(it != sessions_.end() && it->second.keys.contains(key), "an ephemeral key's session lives and lists it");
+      }
+    }
+    DCP_ASSERT(history_.size() <= max_history_events, "the history is bounded");
+    DCP_ASSERT(compacted_ <= revision_, "compaction never runs ahead of the revision");
+    for (std::size_t i = 0; i < history_.size(); ++i) {
+      DCP_ASSERT(history_[i].kv.mod_revision > compacted_ && history_[i].kv.mod_revision <= revision_,
+                 "history events are newer than the compaction and not ahead of the revision");
+      DCP_ASSERT(i == 0 || history_[i - 1].kv.mod_revision <= history_[i].kv.mod_revision, "history is in revision order");
+    }
+    for (const auto& [client, c] : clients_) DCP_ASSERT(client != 0 && c.last_index >= client, "a command client is used after its registration");
 #endif
   }
 
@@ -241,8 +376,120 @@ class machine {
   /// The value of `key`, or null if it was never written.
   const bytes* value(const std::string& key) const {
     auto it = kv_.find(key);
-    return it == kv_.end() ? nullptr : &it->second;
+    return it == kv_.end() ? nullptr : &it->second.value;
   }
+  /// Key `key` with its revisions, or nullopt if it does not exist.
+  std::optional<key_value> entry(const std::string& key) const {
+    auto it = kv_.find(key);
+    if (it == kv_.end()) return std::nullopt;
+    return view_of(*it);
+  }
+  /// Keys in [key, range_end) in order (range_end empty: `key` alone; "\0":
+  /// every key from `key` on), at most `limit` of them (0: no limit) and
+  /// within max_range_keys / max_range_bytes; `more` when some were left out.
+  range_result range(const std::string& key, const std::string& range_end, std::size_t limit = 0) const {
+    range_result out;
+    out.revision = revision_;
+    if (limit == 0 || limit > max_range_keys) limit = max_range_keys;
+    std::size_t bytes_out = 0;
+    for (auto it = kv_.lower_bound(key); it != kv_.end() && in_range(it->first, key, range_end); ++it) {
+      const auto size = it->first.size() + it->second.value.size() + 32;
+      if (out.kvs.size() >= limit || bytes_out + size > max_range_bytes) {
+        out.more = true;
+        break;
+      }
+      bytes_out += size;
+      out.kvs.push_back(view_of(*it));
+    }
+    return out;
+  }
+  /// Revisions at or below this one have left the history (0: none has).
+  std::uint64_t compacted() const noexcept { return compacted_; }
+  /// Events with revision >= `from` on keys in [key, range_end), oldest
+  /// first, whole revisions only, up to about `max_bytes` (at least one
+  /// revision). nullopt: `from` is at or below compacted() (those events are
+  /// gone). `through` is set to the last revision the answer covers (events
+  /// or not): the caller resumes from through + 1.
+  std::optional<std::vector<watch_event>> events(std::uint64_t from, const std::string& key, const std::string& range_end,
+                                                 std::size_t max_bytes, std::uint64_t& through) const {
+    if (from == 0 || from <= compacted_) return std::nullopt;
+    std::vector<watch_event> out;
+    through = std::max(revision_, from - 1);
+    std::size_t bytes_out = 0;
+    std::uint64_t current = 0;  // the revision being read
+    auto it = std::lower_bound(history_.begin(), history_.end(), from,
+                               [](const watch_event& e, std::uint64_t r) { return e.kv.mod_revision < r; });
+    for (; it != history_.end(); ++it) {
+      if (it->kv.mod_revision != current) {
+        if (bytes_out > max_bytes) {  // whole revisions only: stop before this one
+          through = current;
+          break;
+        }
+        current = it->kv.mod_revision;
+      }
+      if (!in_range(it->kv.key, key, range_end)) continue;
+      bytes_out += event_bytes(*it);
+      out.push_back(*it);
+    }
+    return out;
+  }
+  std::size_t history_size() const noexcept { return history_.size(); }
+
+  /// The store's revision: the number of writes that changed it.
+  std::uint64_t revision() const noexcept { return revision_; }
+  std::size_t key_count() const noexcept { return kv_.size(); }
+
+  // ---- the log's command clients (raft's client sessions, mirrored) ----
+  //
+  // Raft keeps a table of client sessions (register_client), bounded by
+  // raft_config::max_sessions, evicting the least recently used one; a
+  // flood of registrations evicts live clients (issue 11). The coord server
+  // mirrors that table here from raft's apply hook, on every replica in log
+  // order (so it is replicated, and in the snapshot), and its leader refuses
+  // a registration that would evict a client it has seen lately.
+  void note_registered(std::uint64_t index, std::size_t max_sessions) {
+    clients_[index] = command_client{0, index};
+    while (clients_.size() > max_sessions) clients_.erase(least_recent_client());
+  }
+  void note_unregistered(std::uint64_t client) { clients_.erase(client); }
+  /// A command of `client` at log index `index`: `applied`, or else a
+  /// duplicate (same seq: raft moves its last use), stale or unknown.
+  void note_command(std::uint64_t client, std::uint64_t seq, std::uint64_t index, bool applied) {
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return;
+    if (applied) it->second = command_client{seq, index};
+    else if (seq == it->second.seq) it->second.last_index = index;
+  }
+  std::size_t command_clients() const noexcept { return clients_.size(); }
+  /// The client raft would evict next (0: none).
+  std::uint64_t least_recent_client() const {
+    auto it = std::min_element(clients_.begin(), clients_.end(),
+                               [](auto& a, auto& b) { return a.second.last_index < b.second.last_index; });
+    return it == clients_.end() ? 0 : it->first;
+  }
+  bool has_command_client(std::uint64_t client) const { return clients_.contains(client); }
+  /// The command client that last acted under session `s` (from the apply
+  /// hook, as note_command): while the session lives, its client is live.
+  void note_session_client(session_id s, std::uint64_t client) {
+    if (auto it = sessions_.find(s); it != sessions_.end()) it->second.command_client = client;
+  }
+  /// Command clients that act for a live session.
+  std::set<std::uint64_t> clients_with_sessions() const {
+    std::set<std::uint64_t> out;
+    for (auto& [id, s] : sessions_)
+      if (s.command_client) out.insert(s.command_client);
+    return out;
+  }
+  std::vector<std::uint64_t> command_client_ids() const {
+    std::vector<std::uint64_t> out;
+    for (auto& [id, c] : clients_) out.push_back(id);
+    return out;
+  }
+  std::uint64_t command_client_last_index(std::uint64_t client) const {
+    auto it = clients_.find(client);
+    return it == clients_.end() ? 0 : it->second.last_index;
+  }
+
   /// Grants released while a lease token for them may still be honoured:
   /// (name, fencing token, the session's TTL), their permits still taken.
   struct draining_grant {
@@ -265,9 +512,35 @@ class machine {
   /// through a barrier: the ones to tell (not part of the replicated state).
   const std::vector<session_id>& touched() const noexcept { return touched_; }
 
+  /// The snapshot. Format 1 (before revisions) began with the fencing
+  /// counter; format 2 begins with `snapshot_format_2`, a value the counter
+  /// never reaches, so a replica reads both (a format-1 snapshot's keys get
+  /// revisions 1..n in key order, version 1).
+  static constexpr std::uint64_t snapshot_format_2 = 0xDC0C'F0F0'0000'0002ull;
   template <class A>
-  void serialize(A& ar) {
-    ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_);
+  void save(A& ar) const {
+    ar(snapshot_format_2, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_);
+  }
+  template <class A>
+  void load(A& ar) {
+    std::uint64_t first = 0;
+    ar(first);
+    if (first == snapshot_format_2) {
+      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_);
+      history_bytes_ = 0;
+      for (auto& e : history_) history_bytes_ += event_bytes(e);
+      return;
+    }
+    fencing_ = first;
+    std::map<session_id, session_state_v1> sessions;
+    std::map<std::string, bytes> kv;
+    ar(next_session_, sessions, sems_, barriers_, kv);
+    for (auto& [id, s] : sessions) sessions_[id] = session_state{s.ttl_ms, s.secret, std::move(s.holds), std::move(s.passed), s.owner, {}, 0};
+    for (auto& [key, v] : kv) {
+      ++revision_;
+      kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0};
+    }
+    compacted_ = revision_;  // no history before format 2
   }
 
  private:
@@ -277,8 +550,37 @@ class machine {
     std::map<std::string, fencing_token> holds;
     std::map<std::string, std::uint64_t> passed;
     address owner;
+    std::set<std::string> keys;  ///< its ephemeral keys (removed when it ends)
+    std::uint64_t command_client = 0;  ///< the log's client that last sent a command under it (0: none known)
+    template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner, keys, command_client); }
+  };
+  struct session_state_v1 {  // snapshot format 1
+    std::uint64_t ttl_ms = 0;
+    std::uint64_t secret = 0;
+    std::map<std::string, fencing_token> holds;
+    std::map<std::string, std::uint64_t> passed;
+    address owner;
     template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner); }
   };
+  struct kv_entry {
+    bytes value;
+    std::uint64_t create_revision = 0, mod_revision = 0, version = 0;
+    session_id session = 0;  ///< ephemeral: bound to this session (0: not)
+    template <class A> void serialize(A& ar) { ar(value, create_revision, mod_revision, version, session); }
+  };
+  struct command_client {
+    std::uint64_t seq = 0, last_index = 0;
+    template <class A> void serialize(A& ar) { ar(seq, last_index); }
+  };
+
+  static key_value view_of(const std::pair<const std::string, kv_entry>& kv) {
+    return {kv.first, kv.second.value, kv.second.create_revision, kv.second.mod_revision, kv.second.version, kv.second.session != 0};
+  }
+  static bool in_range(const std::string& k, const std::string& key, const std::string& range_end) {
+    if (range_end.empty()) return k == key;
+    if (range_end == std::string(1, '\0')) return k >= key;
+    return k >= key && k < range_end;
+  }
   struct waiter {
     session_id session = 0;
     bytes value;
@@ -311,13 +613,15 @@ class machine {
   reply execute(const request& r) {
     if (r.kind == op::open_session) {
       if (r.ttl_ms == 0 || r.secret == 0) return {status::bad_request};
-      const session_id id = ++next_session_;
+      const session_id id = new_session_id(r.session);
       sessions_[id].ttl_ms = r.ttl_ms;
       sessions_[id].secret = r.secret;
       sessions_[id].owner = r.owner;
       return {status::ok, 0, id};
     }
-    if (r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set) return write(r);
+    const bool kv_write = r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set ||
+                          r.kind == op::remove || r.kind == op::txn;
+    if (kv_write && r.session == 0) return write(r, 0);
     if (r.kind == op::reclaim) return reclaim(r);
     auto sit = sessions_.find(r.session);
     // Another's session, named without its secret, looks like none at all
@@ -341,9 +645,22 @@ class machine {
       case op::barrier_leave: return leave(r);
       case op::put:
       case op::append:
-      case op::compare_and_set: break;  // handled above
+      case op::compare_and_set:
+      case op::remove:
+      case op::txn: return write(r, r.session);  // under a session: puts bind their keys to it
     }
     return {status::bad_request};
+  }
+
+  /// The leader draws a session's id from a CSPRNG (server: unguessable ids,
+  /// issue 11) and puts it in the command; every replica takes it. A
+  /// command without one (a log written before) takes the counter's next,
+  /// and a taken id (a collision, or a replayed command) the next free one
+  /// along a fixed sequence: the same on every replica.
+  session_id new_session_id(session_id proposed) {
+    session_id id = proposed != 0 ? proposed : ++next_session_;
+    while (id == 0 || sessions_.contains(id)) id = id * 6364136223846793005ull + 1442695040888963407ull;
+    return id;
   }
 
   reply acquire(const request& r, session_state& s) {
@@ -378,24 +695,180 @@ class machine {
     return {status::ok};
   }
 
-  reply write(const request& r) {
-    if (r.name.empty() || r.name.size() > max_key_bytes) return {status::bad_request};
-    if (r.kind == op::put || r.kind == op::compare_and_set) {
-      if (r.value.size() > max_value_bytes) return {status::bad_request};
-      if (r.kind == op::compare_and_set) {
+  // ---- the key-value store ----
+
+  static bool valid_key(const std::string& k) { return !k.empty() && k.size() <= max_key_bytes; }
+
+  /// A key-value write; `session` (0: none) binds the keys it puts.
+  reply write(const request& r, session_id session) {
+    switch (r.kind) {
+      case op::put:
+      case op::append:
+      case op::compare_and_set: {
+        if (!valid_key(r.name) || r.value.size() > max_value_bytes) return {status::bad_request};
         auto it = kv_.find(r.name);
-        const bool matches = it == kv_.end() ? r.expected.empty() : it->second == r.expected;
-        if (!matches) return {status::mismatch};
+        if (r.kind == op::compare_and_set) {
+          const bool matches = it == kv_.end() ? r.expected.empty() : it->second.value == r.expected;
+          if (!matches) return {status::mismatch, 0, 0, revision_};
+        }
+        bytes v = r.value;
+        if (r.kind == op::append && it != kv_.end()) {
+          if (it->second.value.size() + r.value.size() > max_value_bytes) return {status::bad_request};
+          v = it->second.value;
+          v.insert(v.end(), r.value.begin(), r.value.end());
+        }
+        if (auto why = can_put(r.name, session)) return {*why};
+        ++revision_;
+        put_key(r.name, std::move(v), session);
+        return {status::ok, 0, 0, revision_};
       }
-      kv_[r.name] = r.value;
-      return {status::ok};
+      case op::remove: {
+        const std::string end(r.expected.begin(), r.expected.end());
+        if (!valid_key(r.name) || end.size() > max_key_bytes) return {status::bad_request};
+        const auto keys = keys_in(r.name, end);
+        if (!keys.empty()) ++revision_;  // as etcd: removing nothing is no revision
+        for (auto& k : keys) remove_key(k);
+        return {status::ok, static_cast<std::uint64_t>(keys.size()), 0, revision_};
+      }
+      case op::txn: return transaction(r, session);
+      default: return {status::bad_request};
     }
-    auto it = kv_.find(r.name);
-    const std::size_t had = it == kv_.end() ? 0 : it->second.size();
-    if (had + r.value.size() > max_value_bytes) return {status::bad_request};
-    auto& v = it == kv_.end() ? kv_[r.name] : it->second;
-    v.insert(v.end(), r.value.begin(), r.value.end());
-    return {status::ok};
+  }
+
+  std::vector<std::string> keys_in(const std::string& key, const std::string& end) const {
+    std::vector<std::string> out;
+    for (auto it = kv_.lower_bound(key); it != kv_.end() && in_range(it->first, key, end); ++it) out.push_back(it->first);
+    return out;
+  }
+  /// Why key `k` cannot be put (bound to `session`), if it cannot.
+  std::optional<status> can_put(const std::string& k, session_id session) const {
+    auto it = kv_.find(k);
+    if (it == kv_.end() && kv_.size() >= max_keys) return status::quota_exceeded;
+    if (session && (it == kv_.end() || it->second.session != session) && sessions_.at(session).keys.size() >= max_session_keys)
+      return status::quota_exceeded;
+    return std::nullopt;
+  }
+  /// Writes at revision_ (already advanced): a key removed and put again is created anew.
+  void put_key(const std::string& k, bytes v, session_id session) {
+    auto [it, fresh] = kv_.try_emplace(k);
+    auto& e = it->second;
+    if (fresh) {
+      e.create_revision = revision_;
+      e.version = 0;
+    }
+    e.value = std::move(v);
+    e.mod_revision = revision_;
+    ++e.version;
+    if (e.session != session) {  // as etcd: a put names the key's lease, or none
+      if (e.session) sessions_[e.session].keys.erase(k);
+      if (session) sessions_[session].keys.insert(k);
+      e.session = session;
+    }
+    record({watch_event::kind_t::put, view_of(*it)});
+  }
+  static std::size_t event_bytes(const watch_event& e) { return e.kv.key.size() + e.kv.value.size() + 40; }
+  /// Appends to the bounded history (revision_ is the event's); the oldest
+  /// whole revisions go beyond the bounds, and compacted_ says which.
+  void record(watch_event e) {
+    e.kv.mod_revision = revision_;
+    history_bytes_ += event_bytes(e);
+    history_.push_back(std::move(e));
+    while (history_.size() > max_history_events || history_bytes_ > max_history_bytes) {
+      const auto rev = history_.front().kv.mod_revision;
+      if (rev == revision_) break;  // never the revision being written
+      while (!history_.empty() && history_.front().kv.mod_revision == rev) {
+        history_bytes_ -= event_bytes(history_.front());
+        history_.pop_front();
+      }
+      compacted_ = rev;
+    }
+  }
+  void remove_key(const std::string& k) {
+    auto it = kv_.find(k);
+    if (it == kv_.end()) return;
+    if (it->second.session)
+      if (auto s = sessions_.find(it->second.session); s != sessions_.end()) s->second.keys.erase(k);
+    kv_.erase(it);
+    record({watch_event::kind_t::remove, key_value{k, {}, 0, revision_, 0, false}});
+  }
+
+  bool compare_holds(const txn_compare& c) const {
+    auto it = kv_.find(c.key);
+    if (c.what == txn_compare::target::value) {
+      if (it == kv_.end()) return false;  // as etcd: a missing key's value compares false
+      const auto& v = it->second.value;
+      switch (c.cmp) {
+        case txn_compare::result::equal: return v == c.value;
+        case txn_compare::result::not_equal: return v != c.value;
+        case txn_compare::result::less: return std::lexicographical_compare(v.begin(), v.end(), c.value.begin(), c.value.end());
+        case txn_compare::result::greater: return std::lexicographical_compare(c.value.begin(), c.value.end(), v.begin(), v.end());
+      }
+      return false;
+    }
+    std::uint64_t n = 0;  // a missing key: version and revisions 0
+    if (it != kv_.end())
+      n = c.what == txn_compare::target::version       ? it->second.version
+          : c.what == txn_compare::target::create_revision ? it->second.create_revision
+                                                          : it->second.mod_revision;
+    switch (c.cmp) {
+      case txn_compare::result::equal: return n == c.number;
+      case txn_compare::result::not_equal: return n != c.number;
+      case txn_compare::result::less: return n < c.number;
+      case txn_compare::result::greater: return n > c.number;
+    }
+    return false;
+  }
+
+  /// etcd's Txn: every compare against the state before it; the branch's
+  /// writes all at one revision (each key written at most once, as etcd
+  /// requires), checked whole before anything changes.
+  reply transaction(const request& r, session_id session) {
+    txn_request t;
+    if (storage::detail::decode_value(r.value, t)) return {status::bad_request};
+    if (t.compares.size() > max_txn_ops || t.success.size() > max_txn_ops || t.failure.size() > max_txn_ops)
+      return {status::bad_request};
+    for (auto& c : t.compares)
+      if (!valid_key(c.key) || c.value.size() > max_value_bytes) return {status::bad_request};
+    for (auto* branch : {&t.success, &t.failure}) {
+      std::set<std::string> written;
+      for (auto& o : *branch) {
+        if (!valid_key(o.key) || o.value.size() > max_value_bytes || o.range_end.size() > max_key_bytes)
+          return {status::bad_request};
+        if (o.ephemeral && session == 0) return {status::bad_request};
+        if (o.kind == txn_op::kind_t::put && !written.insert(o.key).second) return {status::bad_request};
+      }
+      for (auto& o : *branch)  // as etcd: a key is not both put and removed in one transaction
+        if (o.kind == txn_op::kind_t::remove)
+          for (auto& k : written)
+            if (in_range(k, o.key, o.range_end)) return {status::bad_request};
+    }
+    const bool ok = std::all_of(t.compares.begin(), t.compares.end(), [this](const txn_compare& c) { return compare_holds(c); });
+    auto& ops = ok ? t.success : t.failure;
+    // Quotas first: a branch applies whole or not at all.
+    std::size_t fresh = 0;
+    std::set<std::string> removed;
+    for (auto& o : ops) {
+      if (o.kind == txn_op::kind_t::remove)
+        for (auto& k : keys_in(o.key, o.range_end)) removed.insert(k);
+      else fresh += !kv_.contains(o.key);
+    }
+    if (kv_.size() + fresh > max_keys + removed.size()) return {status::quota_exceeded};
+    std::size_t bound = 0;
+    for (auto& o : ops)
+      if (o.kind == txn_op::kind_t::put && o.ephemeral) {
+        auto it = kv_.find(o.key);
+        bound += it == kv_.end() || it->second.session != session;
+      }
+    if (bound && sessions_.at(session).keys.size() + bound > max_session_keys) return {status::quota_exceeded};
+    bool changes = false;
+    for (auto& o : ops) changes |= o.kind == txn_op::kind_t::put || !keys_in(o.key, o.range_end).empty();
+    if (changes) ++revision_;
+    for (auto& o : ops) {
+      if (o.kind == txn_op::kind_t::put) put_key(o.key, o.value, o.ephemeral ? session : 0);
+      else
+        for (auto& k : keys_in(o.key, o.range_end)) remove_key(k);
+    }
+    return {ok ? status::ok : status::mismatch, 0, 0, revision_};
   }
 
   reply enter(const request& r) {
@@ -482,6 +955,11 @@ class machine {
         maybe_pass_leave(name, b);
       }
     }
+    // Its ephemeral keys go in the same step, at one revision (etcd's lease revoke).
+    if (!s.keys.empty()) {
+      ++revision_;
+      for (auto& k : std::vector<std::string>(s.keys.begin(), s.keys.end())) remove_key(k);
+    }
     sessions_.erase(id);
     std::erase_if(sems_, [](auto& kv) { return kv.second.idle(); });
   }
@@ -491,7 +969,12 @@ class machine {
   std::map<session_id, session_state> sessions_;
   std::map<std::string, semaphore> sems_;
   std::map<std::string, barrier> barriers_;
-  std::map<std::string, bytes> kv_;
+  std::map<std::string, kv_entry> kv_;
+  std::uint64_t revision_ = 0;
+  std::deque<watch_event> history_;  // the latest changes, in revision order (bounded: max_history_*)
+  std::uint64_t compacted_ = 0;      // revisions up to this one have left history_
+  std::size_t history_bytes_ = 0;    // not serialized: recomputed on restore
+  std::map<std::uint64_t, command_client> clients_;  // raft's client sessions, mirrored (see note_registered)
   std::vector<session_id> touched_;
 };
 

@@ -144,8 +144,62 @@ struct register_reply {
   template <class A> void serialize(A& ar) { ar(nonce, refused, leader, client); }
 };
 
+/// A linearizable range read (ReadIndex at the leader): keys in
+/// [key, range_end) with their revisions (range_end empty: `key` alone;
+/// "\0": every key from `key` on; prefix_end(p): the prefix p).
+struct range {
+  static constexpr message_type wire_id = 14;
+  static constexpr std::string_view wire_name = "range";
+  std::string key, range_end;
+  std::uint64_t limit = 0;  ///< at most this many keys (0: up to max_range_keys)
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(key, range_end, limit, nonce); }
+};
+struct range_reply {
+  static constexpr message_type wire_id = 15;
+  static constexpr std::string_view wire_name = "range_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  range_result result;
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, result); }
+};
+
+/// Subscribes (or renews, or cancels) watch `watch_id` of this client on
+/// keys in [key, range_end), from revision `start` (0: from the next
+/// change). The leader answers at once with every change since `start`
+/// still in its history, then pushes changes as they apply. The client
+/// renews every keepalive period from the revision after the last it has
+/// seen: that re-creates the watch on a new leader and fills any gap a lost
+/// push left (see client.hpp).
+struct watch {
+  static constexpr message_type wire_id = 16;
+  static constexpr std::string_view wire_name = "watch";
+  std::uint64_t watch_id = 0;
+  std::string key, range_end;
+  std::uint64_t start = 0;
+  bool cancel = false;
+  template <class A> void serialize(A& ar) { ar(watch_id, key, range_end, start, cancel); }
+};
+/// Every change on the watched keys in revisions (after, through], in
+/// order. `compacted`: revisions up to `compact_revision` have left the
+/// history, so the watch cannot resume from `start`; it is over.
+struct watch_events {
+  static constexpr message_type wire_id = 17;
+  static constexpr std::string_view wire_name = "watch_events";
+  std::uint64_t watch_id = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  std::uint64_t after = 0, through = 0;
+  bool compacted = false;
+  std::uint64_t compact_revision = 0;
+  std::vector<watch_event> events;
+  template <class A> void serialize(A& ar) { ar(watch_id, refused, leader, after, through, compacted, compact_revision, events); }
+};
+
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
-                              get_reply, lease_request, lease_reply, register_client, register_reply>;
+                              get_reply, lease_request, lease_reply, register_client, register_reply, range,
+                              range_reply, watch, watch_events>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

@@ -6,8 +6,21 @@
 // through the log, with the client's (id, sequence) so a retry applies once;
 // the id is a command session the client registered in the log first
 // (register_client), so it is never reused and never silently recreated.
-// Keepalives, queries and gets are linearizable reads (ReadIndex) and are not
-// logged.
+// Keepalives, queries, gets and ranges are linearizable reads (ReadIndex)
+// and are not logged.
+//
+// Watches (leader only; machine.hpp keeps the bounded history they resume
+// from). A watch request is answered after a ReadIndex with every change on
+// its keys since its start revision still in the history, in pushes of whole
+// revisions, each covering (after, through]; after that, each applied change
+// on its keys is pushed at once. The leader keeps per watch only what its
+// client can rebuild: the client renews every keepalive period from the
+// revision after the last it delivered, which re-creates it on a new leader
+// and resends what a lost push carried (client.hpp).
+//
+// Session ids are drawn here, by the leader, from server_config::entropy (the
+// OS's CSPRNG) and travel in the open_session command, so they cannot be
+// guessed (a counter could). Command clients: see command_client_idle.
 //
 // Session expiry and its clock assumption. Only the leader tracks TTLs, in
 // its own clock: a keepalive received at t moves the session's deadline to
@@ -60,6 +73,7 @@
 #include "dcp/consensus/raft.hpp"
 #include "dcp/coord/machine.hpp"
 #include "dcp/coord/messages.hpp"
+#include "dcp/coord/secure_random.hpp"
 #include "dcp/core/env.hpp"
 
 namespace dcp::coord {
@@ -76,12 +90,30 @@ struct server_config {
   /// client learns nothing of others' sessions.
   bool disclose_holders = false;
   duration max_session_ttl = std::chrono::minutes(10);
+  /// Registrations of command clients (raft's client sessions, bounded by
+  /// raft_config::max_sessions) are refused while the table is full and the
+  /// client a registration would evict is live (registrations_refused_full):
+  /// it last acted for a session that lives (its keepalives keep it), or it
+  /// sent a command within this window. So a flood of registrations cannot
+  /// evict a live client (issue 11). A new leader counts every client as
+  /// seen at its election.
+  duration command_client_idle = std::chrono::minutes(10);
+  /// Watches (leader only, re-created by their clients' renewals): at most
+  /// this many, and per client address; refused beyond (watches_refused_full).
+  /// A watch not renewed within watch_idle is dropped.
+  std::size_t max_watches = 10'000;
+  std::size_t max_watches_per_client = 256;
+  duration watch_idle = std::chrono::minutes(1);
+  /// Where session ids come from: unguessable by default (secure_random.hpp).
+  /// A simulation may name a seeded generator, for reproducible runs.
+  entropy_source entropy = secure_random;
   void validate() const {
     if (tick <= duration::zero()) throw error(dcp::errc::invalid_config, "coord::server: tick must be > 0");
     if (min_session_ttl < 2 * tick || max_session_ttl < min_session_ttl)
       throw error(dcp::errc::invalid_config, "coord::server: need 2 x tick <= min_session_ttl <= max_session_ttl");
     if (drift_bound < 0 || drift_bound >= 0.25)
       throw error(dcp::errc::invalid_config, "coord::server: drift_bound must be in [0, 0.25)");
+    if (!entropy) throw error(dcp::errc::invalid_config, "coord::server: no entropy source");
   }
 };
 
@@ -127,9 +159,13 @@ class server {
       }
     }
     bytes payload;
+    if (m.client && raft_.state_machine().has_command_client(m.client)) seen_[m.client] = env_.now();
     if (m.req.kind == op::open_session) {
       request req = m.req;
       req.owner = from;  // the transport's word for where the owner is, not the client's
+      // Unguessable (issue 11): a stranger cannot name a session it did not
+      // see opened. The leader draws it; the log carries it to every replica.
+      req.session = cfg_.entropy();
       storage::detail::encode_value(req, payload);
     } else {
       storage::detail::encode_value(m.req, payload);
@@ -138,6 +174,7 @@ class server {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
         if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
+        if (out.result.code == status::quota_exceeded) env_.count("kv_quota_exceeded");
         if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
           clients_[out.result.session] = from;
         else if (session && out.result.code != status::no_session && out.result.code != status::bad_request)
@@ -206,11 +243,71 @@ class server {
     });
   }
 
+  void on_message(const address& from, const msg::range& m) {
+    if (!raft_.is_leader()) return void(env_.send(from, msg::range_reply{m.nonce, refusal::not_leader, raft_.leader(), {}}));
+    raft_.read_index([this, from, m](result<std::uint64_t> idx) {
+      msg::range_reply out{m.nonce, refusal::none, raft_.leader(), {}};
+      if (!idx) out.refused = refusal::not_leader;
+      else out.result = raft_.state_machine().range(m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)));
+      env_.send(from, out);
+    });
+  }
+
+  void on_message(const address& from, const msg::watch& m) {
+    const watch_key key{from, m.watch_id};
+    if (m.cancel) return void(watches_.erase(key));
+    msg::watch_events out{m.watch_id, refusal::none, raft_.leader()};
+    if (!raft_.is_leader()) {
+      out.refused = refusal::not_leader;
+      return void(env_.send(from, out));
+    }
+    if (m.key.empty() || m.key.size() > max_key_bytes || m.range_end.size() > max_key_bytes) {
+      out.refused = refusal::failed;
+      return void(env_.send(from, out));
+    }
+    if (!watch_room(key)) {
+      env_.count("watches_refused_full");
+      out.refused = refusal::failed;
+      return void(env_.send(from, out));
+    }
+    const auto term = raft_.current_term();
+    raft_.read_index([this, from, m, key, term](result<std::uint64_t> idx) {
+      msg::watch_events out{m.watch_id, refusal::none, raft_.leader()};
+      if (!idx || !raft_.is_leader() || raft_.current_term() != term) {
+        out.refused = refusal::not_leader;
+        return void(env_.send(from, out));
+      }
+      if (!watch_room(key)) {  // (checked again: others may have been added meanwhile)
+        env_.count("watches_refused_full");
+        out.refused = refusal::failed;
+        return void(env_.send(from, out));
+      }
+      const auto& sm = raft_.state_machine();
+      const auto start = m.start == 0 ? sm.revision() + 1 : m.start;
+      auto& w = watches_[key];
+      w = watcher{m.key, m.range_end, start - 1, start - 1, env_.now()};
+      // Everything since `start`, in pushes of whole revisions, then live.
+      while (true) {
+        if (!push(from, m.watch_id, w, true)) return;
+        if (w.told >= sm.revision()) return;
+      }
+    });
+  }
+
   void on_message(const address& from, const msg::register_client& m) {
     if (!raft_.is_leader()) return void(env_.send(from, msg::register_reply{m.nonce, refusal::not_leader, raft_.leader(), 0}));
+    if (would_evict_live_client()) {
+      env_.count("registrations_refused_full");
+      return void(env_.send(from, msg::register_reply{m.nonce, refusal::failed, raft_.leader(), 0}));
+    }
+    ++registering_;
     raft_.register_client([this, from, nonce = m.nonce](result<std::uint64_t> id) {
+      --registering_;
       msg::register_reply out{nonce, refusal::none, raft_.leader(), 0};
-      if (id) out.client = *id;
+      if (id) {
+        out.client = *id;
+        seen_[*id] = env_.now();
+      }
       else if (id.error() == dcp::errc::not_leader || id.error() == consensus::errc::outcome_unknown)
         out.refused = refusal::not_leader;
       else out.refused = refusal::failed;
@@ -226,6 +323,8 @@ class server {
   void on_message(const address&, const msg::get_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::lease_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::register_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::range_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::watch_events&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
@@ -291,6 +390,73 @@ class server {
   Raft& raft() noexcept { return raft_; }
 
  private:
+  struct watcher {
+    std::string key, range_end;
+    std::uint64_t told = 0;     ///< the client has been sent every change on its keys through this revision
+    std::uint64_t scanned = 0;  ///< and none happened in (told, scanned]
+    time_point renewed{};
+  };
+  using watch_key = std::pair<address, std::uint64_t>;
+
+  /// Is there room for watch `key` (it exists already, or both bounds allow one more)?
+  bool watch_room(const watch_key& key) const {
+    if (watches_.contains(key)) return true;
+    if (watches_.size() >= cfg_.max_watches) return false;
+    std::size_t mine = 0;
+    for (auto& [k, w] : watches_) mine += k.first == key.first;
+    return mine < cfg_.max_watches_per_client;
+  }
+
+  /// Sends watcher `w` the changes on its keys after `scanned` (as one push
+  /// covering (told, through]) when there are any, or when `always`.
+  /// False when the history no longer reaches back (the watch is then told
+  /// "compacted" and dropped).
+  bool push(const address& to, std::uint64_t id, watcher& w, bool always) {
+    const auto& sm = raft_.state_machine();
+    std::uint64_t through = 0;
+    auto events = sm.events(w.scanned + 1, w.key, w.range_end, max_range_bytes, through);
+    msg::watch_events out{id, refusal::none, raft_.leader(), w.told, 0};
+    if (!events) {
+      env_.count("watches_compacted");
+      out.compacted = true;
+      out.compact_revision = sm.compacted();
+      watches_.erase({to, id});
+      env_.send(to, out);
+      return false;
+    }
+    w.scanned = through;
+    if (events->empty() && !always) return true;
+    out.through = w.told = through;
+    out.events = std::move(*events);
+    env_.count("watch_events_sent", static_cast<std::int64_t>(out.events.size()));
+    env_.send(to, out);
+    return true;
+  }
+
+  /// Would one more registration make raft evict a client seen within
+  /// command_client_idle? Registrations under way count as made.
+  bool would_evict_live_client() {
+    const auto& sm = raft_.state_machine();
+    const auto max = raft_.config().max_sessions;
+    const auto after = sm.command_clients() + registering_ + 1;
+    if (after <= max) return false;
+    if (led_term_ != raft_.current_term()) return true;  // just elected: every client counts as seen now
+    const auto now = env_.now();
+    // The clients raft would evict, least recent first: the next `after - max`.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> by_use;  // (last index, client)
+    for (auto c : sm.command_client_ids()) by_use.emplace_back(sm.command_client_last_index(c), c);
+    const auto k = std::min(after - max, by_use.size());
+    std::partial_sort(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(k), by_use.end());
+    const auto with_sessions = sm.clients_with_sessions();
+    for (std::size_t i = 0; i < k; ++i) {
+      if (with_sessions.contains(by_use[i].second)) return true;
+      auto it = seen_.find(by_use[i].second);
+      const auto seen = std::max(led_since_, it == seen_.end() ? led_since_ : it->second);
+      if (now - seen < cfg_.command_client_idle) return true;
+    }
+    return false;
+  }
+
   duration ttl_of(session_id s) const {
     return std::chrono::duration_cast<duration>(std::chrono::milliseconds(raft_.state_machine().ttl_ms(s)));
   }
@@ -321,6 +487,9 @@ class server {
     if (led_term_ != raft_.current_term()) {
       // A new leader gives every session a full TTL from now (see the header).
       led_term_ = raft_.current_term();
+      led_since_ = now;
+      seen_.clear();
+      watches_.clear();  // their clients' renewals re-create them here
       deadlines_.clear();
       expiring_.clear();
       drain_deadlines_.clear();
@@ -352,6 +521,8 @@ class server {
     std::erase_if(issued_, [&](auto& kv) {
       return now > kv.second && !sm.leased(kv.first.first, kv.first.second) && !drain_deadlines_.contains(kv.first);
     });
+    std::erase_if(seen_, [&](auto& kv) { return !sm.has_command_client(kv.first); });
+    std::erase_if(watches_, [&](auto& kv) { return now - kv.second.renewed > cfg_.watch_idle; });
     const auto live = sm.sessions();
     std::erase_if(deadlines_, [&](auto& kv) { return !sm.has_session(kv.first); });
     std::erase_if(expiring_, [&](session_id s) { return !sm.has_session(s); });
@@ -366,10 +537,33 @@ class server {
     }
   }
 
-  void applied(const storage::log_entry&, const consensus::command* c, const bytes* r) {
-    if (!c || !r || !raft_.is_leader()) return;
+  void applied(const storage::log_entry& e, const consensus::command* c, const bytes* r) {
+    // Every replica mirrors raft's client table in the machine, in log order
+    // (machine::note_registered): registrations, forgets and commands.
+    if (c) {
+      auto& sm = raft_.state_machine();
+      if (c->kind == consensus::command_kind::register_client) sm.note_registered(e.index, raft_.config().max_sessions);
+      else if (c->kind == consensus::command_kind::unregister_client) sm.note_unregistered(c->client);
+      else if (c->client != 0) sm.note_command(c->client, c->seq, e.index, r != nullptr);
+    }
+    if (!c || !r) return;
     request req;
     if (storage::detail::decode_value(c->payload, req)) return;
+    if (c->client != 0) {  // the command client acting for this session (replicated: every replica, in log order)
+      reply rep;
+      if (!storage::detail::decode_value(*r, rep) && rep.code != status::no_session && rep.code != status::bad_request) {
+        if (req.kind == op::open_session) raft_.state_machine().note_session_client(rep.session, c->client);
+        else if (req.session && req.kind != op::close_session) raft_.state_machine().note_session_client(req.session, c->client);
+      }
+    }
+    if (!raft_.is_leader()) return;
+    if (!watches_.empty() && raft_.state_machine().revision() != pushed_revision_) {  // push what changed
+      pushed_revision_ = raft_.state_machine().revision();
+      std::vector<watch_key> keys;
+      for (auto& [k, w] : watches_) keys.push_back(k);
+      for (auto& k : keys)
+        if (auto it = watches_.find(k); it != watches_.end()) push(k.first, k.second, it->second, false);
+    }
     // Sessions granted a waiting request or let through a barrier: tell them
     // to look (the requester of this very command hears from its reply).
     // Where: where its owner last spoke to this leader from, or else where it
@@ -391,6 +585,11 @@ class server {
   std::set<session_id> expiring_;               // leader only: expiry proposed, keepalives refused
   std::map<session_id, address> clients_;       // where to send notifications
   std::uint64_t led_term_ = 0;
+  time_point led_since_{};                      // leader only: when this term's leadership was first seen
+  std::map<std::uint64_t, time_point> seen_;    // leader only: command client -> its last command here (bounded by the table)
+  std::size_t registering_ = 0;                 // leader only: registrations proposed, not yet applied
+  std::map<watch_key, watcher> watches_;        // leader only (bounded: max_watches)
+  std::uint64_t pushed_revision_ = 0;           // leader only: the store's revision at the last push
   lease_sealer sealer_;
   using grant_key = std::pair<std::string, fencing_token>;
   std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt

@@ -1,0 +1,614 @@
+// The key-value store's etcd-like operations (issue 12): revisions, remove,
+// range and prefix reads, multi-key transactions, keys bound to a session.
+// First each operation's semantics on coord::machine directly, then the same
+// operations through coord::client under faults, over seeds.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <set>
+
+#include "dcp/coord.hpp"
+#include "dcp/sim.hpp"
+#include "dcp/storage.hpp"
+
+using namespace dcp;
+using namespace dcp::coord;
+
+namespace {
+
+reply run(machine& m, const request& r) {
+  bytes in;
+  storage::detail::encode_value(r, in);
+  reply out;
+  REQUIRE_FALSE(storage::detail::decode_value(m.apply(in), out));
+  m.check_invariants();
+  return out;
+}
+request put(std::string k, std::string v, session_id s = 0, std::uint64_t secret = 0) {
+  request r{op::put, s, std::move(k), 1, true, 0, 0, to_bytes(v)};
+  r.secret = secret;
+  return r;
+}
+request del(std::string k, std::string end = {}) {
+  request r{op::remove, 0, std::move(k)};
+  r.expected = to_bytes(end);
+  return r;
+}
+request txn(const txn_request& t, session_id s = 0, std::uint64_t secret = 0) {
+  request r{op::txn, s};
+  r.secret = secret;
+  storage::detail::encode_value(t, r.value);
+  return r;
+}
+session_id open(machine& m, std::uint64_t secret, session_id proposed = 0) {
+  request r{op::open_session, proposed, {}, 1, true, 0, 1000};
+  r.secret = secret;
+  auto out = run(m, r);
+  REQUIRE(out.code == status::ok);
+  return out.session;
+}
+std::vector<std::string> keys_of(const range_result& r) {
+  std::vector<std::string> out;
+  for (auto& kv : r.kvs) out.push_back(kv.key);
+  return out;
+}
+txn_compare cmp(std::string key, txn_compare::target what, txn_compare::result c, std::uint64_t n, std::string v = {}) {
+  return {std::move(key), what, c, to_bytes(v), n};
+}
+txn_op put_op(std::string k, std::string v, bool ephemeral = false) {
+  return {txn_op::kind_t::put, std::move(k), to_bytes(v), {}, ephemeral};
+}
+txn_op remove_op(std::string k, std::string end = {}) { return {txn_op::kind_t::remove, std::move(k), {}, std::move(end), false}; }
+
+// A snapshot as format 1 (before revisions) wrote it.
+struct session_v1 {
+  std::uint64_t ttl_ms = 1000, secret = 9;
+  std::map<std::string, fencing_token> holds;
+  std::map<std::string, std::uint64_t> passed;
+  address owner;
+  template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner); }
+};
+struct v1 {
+  std::uint64_t fencing = 4, next = 2;
+  std::map<session_id, session_v1> sessions{{2, {}}};
+  std::map<std::string, int> sems, barriers;  // empty: encoded as their element type does not matter
+  std::map<std::string, bytes> kv{{"x", to_bytes("1")}, {"y", to_bytes("2")}};
+  template <class A> void serialize(A& ar) { ar(fencing, next, sessions, sems, barriers, kv); }
+};
+
+}  // namespace
+
+TEST_CASE("kv: every write takes the next revision; keys carry create_revision, mod_revision and version as in etcd") {
+  machine m;
+  CHECK(run(m, put("a", "1")).generation == 1);
+  CHECK(run(m, put("b", "1")).generation == 2);
+  CHECK(run(m, put("a", "2")).generation == 3);
+  auto a = m.entry("a");
+  REQUIRE(a);
+  CHECK(a->create_revision == 1);
+  CHECK(a->mod_revision == 3);
+  CHECK(a->version == 2);
+  CHECK(as_string(a->value) == "2");
+  // A failed compare-and-set writes nothing and takes no revision.
+  request cas{op::compare_and_set, 0, "a", 1, true, 0, 0, to_bytes("x")};
+  cas.expected = to_bytes("nope");
+  CHECK(run(m, cas).code == status::mismatch);
+  CHECK(m.revision() == 3);
+  // Append is a write.
+  request app{op::append, 0, "a", 1, true, 0, 0, to_bytes("+")};
+  CHECK(run(m, app).generation == 4);
+  CHECK(m.entry("a")->version == 3);
+  // Removed and put again: created anew.
+  CHECK(run(m, del("a")).fencing == 1);
+  CHECK(m.revision() == 5);
+  CHECK_FALSE(m.entry("a"));
+  run(m, put("a", "3"));
+  CHECK(m.entry("a")->create_revision == 6);
+  CHECK(m.entry("a")->version == 1);
+  CHECK(m.entry("b")->mod_revision == 2);  // untouched
+}
+
+TEST_CASE("kv: remove a key, a range or a prefix; removing nothing takes no revision") {
+  machine m;
+  for (auto k : {"app/a", "app/b", "app/c", "apq", "b", "z"}) run(m, put(k, "v"));
+  CHECK(m.revision() == 6);
+  auto r = run(m, del("missing"));
+  CHECK(r.code == status::ok);
+  CHECK(r.fencing == 0);
+  CHECK(m.revision() == 6);
+  r = run(m, del("app/", prefix_end("app/")));
+  CHECK(r.fencing == 3);
+  CHECK(m.revision() == 7);
+  CHECK(keys_of(m.range("a", std::string(1, '\0'))) == std::vector<std::string>{"apq", "b", "z"});
+  r = run(m, del("b", "z"));  // [b, z)
+  CHECK(r.fencing == 1);
+  CHECK(keys_of(m.range("a", std::string(1, '\0'))) == std::vector<std::string>{"apq", "z"});
+  CHECK(run(m, del("")).code == status::bad_request);
+  CHECK(run(m, del(std::string(max_key_bytes + 1, 'k'))).code == status::bad_request);
+}
+
+TEST_CASE("kv: range reads return keys in order with their revisions, within the limit, saying when more were left") {
+  machine m;
+  for (int i = 0; i < 10; ++i) run(m, put("k" + std::to_string(i), std::to_string(i)));
+  run(m, put("l", "x"));
+  auto all = m.range("k", prefix_end("k"));
+  CHECK(all.kvs.size() == 10);
+  CHECK_FALSE(all.more);
+  CHECK(all.revision == 11);
+  for (std::size_t i = 0; i < all.kvs.size(); ++i) {
+    CHECK(all.kvs[i].key == "k" + std::to_string(i));
+    CHECK(all.kvs[i].mod_revision == i + 1);
+  }
+  auto some = m.range("k", prefix_end("k"), 3);
+  CHECK(keys_of(some) == std::vector<std::string>{"k0", "k1", "k2"});
+  CHECK(some.more);
+  // Read on from the last key + '\0'.
+  auto next = m.range(some.kvs.back().key + '\0', prefix_end("k"), 3);
+  CHECK(keys_of(next) == std::vector<std::string>{"k3", "k4", "k5"});
+  CHECK(keys_of(m.range("k3", {})) == std::vector<std::string>{"k3"});
+  CHECK(m.range("k30", {}).kvs.empty());
+  CHECK(prefix_end("a\xff") == "b");
+  CHECK(prefix_end("\xff\xff") == std::string(1, '\0'));
+  // A reply stays within max_range_bytes.
+  machine big;
+  for (int i = 0; i < 40; ++i) {
+    request p{op::put, 0, "big" + std::to_string(100 + i), 1, true, 0, 0, bytes(max_value_bytes, 'v')};
+    run(big, p);
+  }
+  auto cut = big.range("big", prefix_end("big"));
+  CHECK(cut.more);
+  CHECK(cut.kvs.size() * max_value_bytes <= max_range_bytes);
+  CHECK(cut.kvs.size() >= max_range_bytes / (max_value_bytes + 1024));
+}
+
+TEST_CASE("kv: a transaction compares several keys, then applies one branch whole, at one revision") {
+  machine m;
+  run(m, put("x", "1"));  // rev 1
+  run(m, put("y", "1"));  // rev 2
+  run(m, put("y", "2"));  // rev 3
+  txn_request t;
+  t.compares = {cmp("x", txn_compare::target::value, txn_compare::result::equal, 0, "1"),
+                cmp("y", txn_compare::target::version, txn_compare::result::equal, 2),
+                cmp("y", txn_compare::target::mod_revision, txn_compare::result::equal, 3),
+                cmp("x", txn_compare::target::create_revision, txn_compare::result::less, 2),
+                cmp("none", txn_compare::target::version, txn_compare::result::equal, 0)};
+  t.success = {put_op("x", "2"), put_op("z", "new"), remove_op("y")};
+  t.failure = {put_op("failed", "1")};
+  auto r = run(m, txn(t));
+  CHECK(r.code == status::ok);
+  CHECK(r.generation == 4);
+  CHECK(m.revision() == 4);  // three writes, one revision
+  CHECK(m.entry("x")->mod_revision == 4);
+  CHECK(m.entry("z")->create_revision == 4);
+  CHECK_FALSE(m.entry("y"));
+  CHECK_FALSE(m.entry("failed"));
+  // The same again: the compares fail now, so the failure branch applies.
+  r = run(m, txn(t));
+  CHECK(r.code == status::mismatch);
+  CHECK(r.generation == 5);
+  CHECK(m.entry("failed"));
+  CHECK(as_string(m.entry("x")->value) == "2");
+  // A value compare on a missing key is false (etcd); not_equal and greater on values.
+  txn_request u;
+  u.compares = {cmp("missing", txn_compare::target::value, txn_compare::result::not_equal, 0, "v")};
+  u.success = {put_op("s", "1")};
+  CHECK(run(m, txn(u)).code == status::mismatch);
+  CHECK(m.revision() == 5);  // an empty failure branch writes nothing: no revision
+  u.compares = {cmp("x", txn_compare::target::value, txn_compare::result::greater, 0, "1")};
+  CHECK(run(m, txn(u)).code == status::ok);
+  // Refused whole, nothing changed: a key put twice, put and removed, too many ops, bad keys, garbage.
+  const auto before = m.revision();
+  txn_request bad;
+  bad.success = {put_op("a", "1"), put_op("a", "2")};
+  CHECK(run(m, txn(bad)).code == status::bad_request);
+  bad.success = {put_op("a/1", "1"), remove_op("a/", prefix_end("a/"))};
+  CHECK(run(m, txn(bad)).code == status::bad_request);
+  bad.success.assign(max_txn_ops + 1, remove_op("q"));
+  CHECK(run(m, txn(bad)).code == status::bad_request);
+  bad.success = {put_op("", "1")};
+  CHECK(run(m, txn(bad)).code == status::bad_request);
+  bad.success = {put_op("e", "1", true)};  // ephemeral without a session
+  CHECK(run(m, txn(bad)).code == status::bad_request);
+  request garbage{op::txn};
+  garbage.value = to_bytes("not a transaction");
+  CHECK(run(m, garbage).code == status::bad_request);
+  CHECK(m.revision() == before);
+}
+
+TEST_CASE("kv: a key bound to a session goes when the session ends or expires, at one revision; a plain put unbinds it") {
+  machine m;
+  const auto s = open(m, 7), t = open(m, 8);
+  CHECK(run(m, put("e1", "a", s, 7)).code == status::ok);
+  CHECK(run(m, put("e2", "a", s, 7)).code == status::ok);
+  CHECK(run(m, put("e3", "a", s, 7)).code == status::ok);
+  CHECK(run(m, put("f", "a", t, 8)).code == status::ok);
+  CHECK(m.entry("e1")->ephemeral);
+  // The wrong secret: no session, nothing written.
+  CHECK(run(m, put("e4", "a", s, 99)).code == status::no_session);
+  CHECK_FALSE(m.entry("e4"));
+  run(m, put("e2", "b"));  // unbound: survives the session
+  CHECK_FALSE(m.entry("e2")->ephemeral);
+  // A transaction binds too.
+  txn_request tx;
+  tx.success = {put_op("e5", "a", true)};
+  CHECK(run(m, txn(tx, s, 7)).code == status::ok);
+  CHECK(m.entry("e5")->ephemeral);
+  run(m, del("e3"));  // removed by hand: the session forgets it
+  const auto rev = m.revision();
+  request close{op::close_session, s};
+  close.secret = 7;
+  CHECK(run(m, close).code == status::ok);
+  CHECK(m.revision() == rev + 1);
+  CHECK_FALSE(m.entry("e1"));
+  CHECK_FALSE(m.entry("e5"));
+  CHECK(m.entry("e2"));
+  CHECK(m.entry("f"));
+  // Expiry (the leader's) removes them the same way.
+  CHECK(run(m, request{op::expire_session, t}).code == status::ok);
+  CHECK_FALSE(m.entry("f"));
+  CHECK(m.revision() == rev + 2);
+  // A session owns at most max_session_keys keys.
+  const auto u = open(m, 9);
+  for (std::size_t i = 0; i < max_session_keys; ++i) REQUIRE(run(m, put("q" + std::to_string(i), "", u, 9)).code == status::ok);
+  CHECK(run(m, put("one-more", "", u, 9)).code == status::quota_exceeded);
+  CHECK(run(m, put("q0", "again", u, 9)).code == status::ok);  // rebinding its own key is no new one
+}
+
+TEST_CASE("kv: session ids are the leader's proposal when free, else the next free one along a fixed sequence") {
+  machine a, b;
+  const auto s1 = open(a, 1, 0xABCDEF);
+  CHECK(s1 == 0xABCDEF);
+  const auto s2 = open(a, 2, 0xABCDEF);  // taken (a replayed proposal)
+  CHECK(s2 != s1);
+  CHECK(open(b, 1, 0xABCDEF) == s1);  // deterministic on every replica
+  CHECK(open(b, 2, 0xABCDEF) == s2);
+  CHECK(open(a, 3) != 0);  // a command from an older log: the counter
+}
+
+TEST_CASE("kv: the snapshot keeps keys, revisions and bindings; a format-1 snapshot still restores") {
+  machine m;
+  const auto s = open(m, 5);
+  run(m, put("a", "1"));
+  run(m, put("b", "2", s, 5));
+  run(m, put("a", "3"));
+  m.note_registered(10, 4);
+  m.note_command(10, 1, 11, true);
+  machine r;
+  REQUIRE_FALSE(r.restore(m.snapshot()));
+  r.check_invariants();
+  CHECK(r.entry("a") == m.entry("a"));
+  CHECK(r.entry("b") == m.entry("b"));
+  CHECK(r.revision() == 3);
+  CHECK(r.has_command_client(10));
+  CHECK(r.snapshot() == m.snapshot());
+  // The mirror of raft's client table evicts as raft does: the least recently used beyond max_sessions.
+  for (std::uint64_t i = 20; i < 24; ++i) m.note_registered(i, 4);
+  CHECK_FALSE(m.has_command_client(10));
+  CHECK(m.command_clients() == 4);
+
+  // Format 1: fencing, next session, sessions {ttl, secret, holds, passed, owner}, semaphores, barriers, kv.
+  bytes old;
+  storage::detail::encode_value(v1{}, old);
+  machine o;
+  REQUIRE_FALSE(o.restore(old));
+  o.check_invariants();
+  CHECK(o.last_fencing() == 4);
+  CHECK(o.has_session(2));
+  CHECK(o.revision() == 2);
+  CHECK(o.entry("y")->mod_revision == 2);
+  CHECK(as_string(*o.value("x")) == "1");
+  CHECK(o.restore(to_bytes("garbage")));  // refused, loudly
+}
+
+// ---- through the client, under faults ----
+
+namespace {
+
+using raft_t = consensus::raft<sim::env, machine, storage::durable_storage>;
+using server_t = server<sim::env, raft_t>;
+using client_t = client<sim::env>;
+constexpr protocol_id raft_id = raft_t::default_id, coord_id = default_protocol_id;
+
+struct kv_service {
+  sim::simulator w;
+  std::vector<address> servers;
+  std::uint32_t replicas;
+
+  kv_service(std::uint64_t seed, std::uint32_t r, std::uint32_t clients, double loss) : w(seed, config(loss)), replicas(r) {
+    for (std::uint32_t i = 0; i < r; ++i) servers.push_back(address::sim(i));
+    consensus::raft_config rc;
+    rc.members = servers;
+    rc.election_timeout_min = 100ms;
+    rc.election_timeout_max = 200ms;
+    rc.heartbeat_interval = 30ms;
+    rc.snapshot_every = 16;  // snapshots (and their new state) travel within a seed
+    server_config sc;
+    auto gen = std::make_shared<dcp::rng>(seed ^ 0xE7);
+    sc.entropy = [gen] { return (*gen)(); };
+    w.add_nodes(r, [rc, sc](sim::node_context& n) {
+      auto& raft = n.add<raft_t>(raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), machine{});
+      n.add<server_t>(coord_id, raft, sc);
+    });
+    client_config cc;
+    cc.servers = servers;
+    cc.ttl = 1s;
+    cc.keepalive_every = 200ms;
+    cc.request_timeout = 100ms;
+    cc.give_up_after = 2s;
+    w.add_nodes(clients, [cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
+    w.after_event([this] {
+      for (std::uint32_t i = 0; i < replicas; ++i)
+        if (auto* x = replica(i)) x->state_machine().check_invariants();
+    });
+  }
+  static sim::config config(double loss) {
+    sim::config c;
+    c.network.delay = sim::latency::uniform(1ms, 6ms);
+    c.network.loss = loss;
+    c.network.duplicate = loss;
+    c.network.reorder = 2 * loss;
+    return c;
+  }
+  client_t* client(std::uint32_t c) { return w.find<client_t>(replicas + c, coord_id); }
+  raft_t* replica(std::uint32_t i) { return w.find<raft_t>(i, raft_id); }
+  raft_t* leader() {
+    for (std::uint32_t i = 0; i < replicas; ++i)
+      if (auto* r = replica(i); r && r->is_leader()) return r;
+    return nullptr;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("kv client: remove, ranges, prefixes, entries, transactions and ephemeral keys end to end") {
+  kv_service s(3, 3, 2, 0);
+  auto& a = *s.client(0);
+  auto& b = *s.client(1);
+  int done = 0;
+  auto wait = [&](int n) {
+    s.w.run_until([&] { return done == n; }, s.w.now() + 5s);
+    REQUIRE(done == n);
+  };
+  for (auto k : {"svc/1", "svc/2", "svc/3", "other"}) a.put(k, to_bytes(k), [&](result<done_t> r) { CHECK(r); ++done; });
+  wait(4);
+  std::optional<range_result> got;
+  b.get_prefix("svc/", [&](result<range_result> r) { REQUIRE(r); got = *r; ++done; });
+  wait(5);
+  CHECK(keys_of(*got) == std::vector<std::string>{"svc/1", "svc/2", "svc/3"});
+  CHECK(got->revision == 4);
+  std::optional<std::optional<key_value>> e;
+  b.get_entry("svc/2", [&](result<std::optional<key_value>> r) { REQUIRE(r); e = *r; ++done; });
+  wait(6);
+  REQUIRE(*e);
+  CHECK((*e)->mod_revision == 2);
+  std::uint64_t removed = 0;
+  b.remove_prefix("svc/", [&](result<std::uint64_t> r) { REQUIRE(r); removed = *r; ++done; });
+  wait(7);
+  CHECK(removed == 3);
+  b.remove("other", [&](result<std::uint64_t> r) { REQUIRE(r); removed = *r; ++done; });
+  wait(8);
+  CHECK(removed == 1);
+  // Without a session: refused before anything is sent.
+  std::error_code ec;
+  a.put_ephemeral("x", {}, [&](result<std::uint64_t> r) { ec = r.error(); });
+  CHECK(ec == dcp::errc::cancelled);
+  // A transaction: create "leader" only if it does not exist (version 0), bound to a's session.
+  int opened = 0;
+  a.open_session([&](result<session_id> r) { opened += r.has_value(); });
+  b.open_session([&](result<session_id> r) { opened += r.has_value(); });
+  s.w.run_until([&] { return opened == 2; }, s.w.now() + 5s);
+  REQUIRE(opened == 2);
+  txn_request t;
+  t.compares = {cmp("leader", txn_compare::target::version, txn_compare::result::equal, 0)};
+  t.success = {put_op("leader", "a", true)};
+  std::vector<bool> won;
+  a.txn(t, [&](result<client_t::txn_result> r) { REQUIRE(r); won.push_back(r->succeeded); ++done; });
+  wait(9);
+  t.success = {put_op("leader", "b", true)};
+  b.txn(t, [&](result<client_t::txn_result> r) { REQUIRE(r); won.push_back(r->succeeded); ++done; });
+  wait(10);
+  CHECK(won == std::vector<bool>{true, false});
+  std::uint64_t rev = 0;
+  b.put_ephemeral("member/b", to_bytes("b"), [&](result<std::uint64_t> r) { REQUIRE(r); rev = *r; ++done; });
+  wait(11);
+  CHECK(rev > 0);
+  // a's node crashes: its session expires after its TTL and takes "leader" with it; b's key stays.
+  s.w.crash(3);
+  s.w.run_for(3s);
+  e.reset();
+  b.get_entry("leader", [&](result<std::optional<key_value>> r) { REQUIRE(r); e = *r; ++done; });
+  wait(12);
+  CHECK_FALSE(*e);
+  b.get_entry("member/b", [&](result<std::optional<key_value>> r) { REQUIRE(r); e = *r; ++done; });
+  wait(13);
+  REQUIRE(*e);
+  CHECK((*e)->ephemeral);
+}
+
+// Lost updates are what transactions exist to prevent: three clients each
+// read a counter with its mod_revision and write counter + 1 only if the
+// mod_revision is unchanged, under loss, duplication, reordering, leader
+// crashes and restarts. Each success is one increment, applied once: the
+// final counter lies between the successes and the successes plus the
+// transactions whose outcome is unknown (timed out), over seeds. Every
+// replica's invariants (revisions, bindings, bounds) hold after every event.
+TEST_CASE("kv client: compare-on-mod_revision increments lose no update and apply none twice, under faults, over 30 seeds") {
+  std::size_t total_ok = 0, total_conflicts = 0, total_unknown = 0, crashes = 0;
+  for (std::uint64_t seed = 1; seed <= 30; ++seed) {
+    CAPTURE(seed);
+    kv_service s(seed, 3, 3, 0.03);
+    std::size_t ok = 0, conflicts = 0, unknown = 0;
+    std::vector<int> left(3, 12);
+    std::function<void(std::uint32_t)> step = [&](std::uint32_t c) {
+      if (left[c]-- <= 0) return;
+      auto* cl = s.client(c);
+      cl->get_entry("counter", [&, c, cl](result<std::optional<key_value>> r) {
+        if (!r) return step(c);
+        const std::uint64_t n = *r ? std::stoull(std::string(as_string((*r)->value))) : 0;
+        txn_request t;
+        t.compares = {cmp("counter", txn_compare::target::mod_revision, txn_compare::result::equal, *r ? (*r)->mod_revision : 0)};
+        t.success = {put_op("counter", std::to_string(n + 1))};
+        cl->txn(t, [&, c](result<client_t::txn_result> tr) {
+          if (!tr) ++unknown;
+          else ++(tr->succeeded ? ok : conflicts);
+          step(c);
+        });
+      });
+    };
+    for (std::uint32_t c = 0; c < 3; ++c) step(c);
+    for (int f = 0; f < 4; ++f) {  // crash the leader, bring it back
+      s.w.run_for(400ms);
+      for (std::uint32_t i = 0; i < 3; ++i)
+        if (auto* r = s.replica(i); r && r->is_leader()) {
+          s.w.crash(i);
+          ++crashes;
+          s.w.after(300ms, [&s, i] { s.w.restart(i); });
+          break;
+        }
+    }
+    s.w.run_until([&] { return left == std::vector<int>(3, -1); }, s.w.now() + 30s);
+    REQUIRE(left == std::vector<int>(3, -1));
+    std::optional<std::optional<key_value>> final_value;
+    s.client(0)->get_entry("counter", [&](result<std::optional<key_value>> r) {
+      REQUIRE(r);
+      final_value = *r;
+    });
+    s.w.run_until([&] { return final_value.has_value(); }, s.w.now() + 5s);
+    REQUIRE(final_value);
+    const std::uint64_t n = *final_value ? std::stoull(std::string(as_string((**final_value).value))) : 0;
+    CHECK(n >= ok);
+    CHECK(n <= ok + unknown);
+    if (*final_value) CHECK((**final_value).version == n);  // one write per increment
+    total_ok += ok;
+    total_conflicts += conflicts;
+    total_unknown += unknown;
+  }
+  MESSAGE(total_ok << " increments, " << total_conflicts << " conflicts, " << total_unknown << " unknown outcomes, "
+                   << crashes << " leader crashes");
+  CHECK(total_conflicts > 0);  // the clients did contend
+  CHECK(total_ok > 30 * 3);
+}
+
+TEST_CASE("kv: the history keeps the latest changes for watches, whole revisions, and says when it has been compacted") {
+  machine m;
+  run(m, put("a", "1"));
+  run(m, put("b", "1"));
+  run(m, del("a"));
+  std::uint64_t through = 0;
+  auto ev = m.events(1, "a", {}, max_range_bytes, through);
+  REQUIRE(ev);
+  CHECK(through == 3);
+  REQUIRE(ev->size() == 2);
+  CHECK((*ev)[0].kind == watch_event::kind_t::put);
+  CHECK((*ev)[0].kv.mod_revision == 1);
+  CHECK((*ev)[1].kind == watch_event::kind_t::remove);
+  CHECK((*ev)[1].kv.key == "a");
+  CHECK((*ev)[1].kv.mod_revision == 3);
+  ev = m.events(4, "a", {}, max_range_bytes, through);  // nothing yet: through the current revision
+  REQUIRE(ev);
+  CHECK(ev->empty());
+  CHECK(through == 3);
+  // A transaction's writes travel together (one revision).
+  txn_request t;
+  for (int i = 0; i < 100; ++i) t.success.push_back(put_op("t/" + std::to_string(i), std::string(1000, 'v')));
+  run(m, txn(t));
+  ev = m.events(4, "t/", prefix_end("t/"), 10'000, through);  // a budget far below one revision: still whole
+  REQUIRE(ev);
+  CHECK(ev->size() == 100);
+  // Beyond max_history_events the oldest revisions go.
+  for (std::size_t i = 0; i < max_history_events / 100 + 1; ++i) run(m, txn(t));
+  CHECK(m.history_size() <= max_history_events);
+  CHECK(m.compacted() > 0);
+  CHECK_FALSE(m.events(1, "a", {}, max_range_bytes, through));
+  CHECK(m.events(m.compacted() + 1, "t/", prefix_end("t/"), max_range_bytes, through));
+  // The snapshot keeps the history.
+  machine r;
+  REQUIRE_FALSE(r.restore(m.snapshot()));
+  CHECK(r.compacted() == m.compacted());
+  CHECK(r.history_size() == m.history_size());
+  r.check_invariants();
+}
+
+// Watches under faults: a writer puts and removes keys under "w/" while a
+// watcher follows the prefix from revision 1; leaders crash and restart,
+// messages are lost, duplicated and reordered, and the watcher's node itself
+// crashes and comes back as a new client that resumes from the revision
+// after the last it delivered. What the watcher delivered, across both
+// lives, must be exactly the store's changes on "w/": each once, in revision
+// order (compared with the leader's history), over seeds.
+TEST_CASE("kv client: a watch delivers every change once, in revision order, across lost pushes, failover and a reconnect, over 20 seeds") {
+  std::size_t delivered_total = 0, gaps = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    CAPTURE(seed);
+    kv_service s(seed, 3, 2, 0.05);
+    std::vector<watch_event> seen;
+    bool failed = false;
+    auto on_events = [&](result<std::vector<watch_event>> r) {
+      if (!r) {
+        failed = true;
+        return;
+      }
+      for (auto& e : *r) seen.push_back(e);
+    };
+    auto id = s.client(1)->watch_prefix("w/", 1, on_events);
+    int writes = 0;
+    std::function<void()> write = [&] {
+      if (++writes > 60) return;
+      auto* cl = s.client(0);
+      const auto key = "w/" + std::to_string(writes % 7);
+      if (writes % 5 == 0) cl->remove(key, [&](result<std::uint64_t>) { write(); });
+      else cl->put(key, to_bytes(std::to_string(writes)), [&](result<done_t>) { write(); });
+    };
+    write();
+    s.client(0)->put("other", to_bytes("x"), [](result<done_t>) {});  // not watched
+    for (int f = 0; f < 3; ++f) {
+      s.w.run_for(300ms);
+      if (auto* l = s.leader()) {
+        for (std::uint32_t i = 0; i < 3; ++i)
+          if (s.replica(i) == l) {
+            s.w.crash(i);
+            s.w.after(250ms, [&s, i] { s.w.restart(i); });
+          }
+      }
+    }
+    // The watcher's node crashes; it comes back as a new client and resumes.
+    const auto resume = s.client(1)->watch_next(id);
+    s.w.crash(4);
+    s.w.run_for(200ms);
+    s.w.restart(4);
+    id = s.client(1)->watch_prefix("w/", resume, on_events);
+    s.w.run_until([&] { return writes > 60; }, s.w.now() + 30s);
+    REQUIRE(writes > 60);
+    s.w.run_for(1s);  // a keepalive period or two: any lost push is asked for again
+    CHECK_FALSE(failed);
+    auto* l = s.leader();
+    REQUIRE(l);
+    std::uint64_t through = 0;
+    auto all = l->state_machine().events(1, "w/", prefix_end("w/"), std::size_t(1) << 30, through);
+    REQUIRE(all);
+    CHECK(seen == *all);
+    for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i - 1].kv.mod_revision <= seen[i].kv.mod_revision);
+    delivered_total += seen.size();
+    gaps += static_cast<std::size_t>(s.w.metrics().counter(coord_id, "watch_gap"));
+  }
+  MESSAGE(delivered_total << " events delivered; " << gaps << " gaps noticed and filled");
+  CHECK(delivered_total > 20 * 40);
+}
+
+TEST_CASE("kv client: a watch from a revision that has left the history ends with not_found (compacted), in words") {
+  kv_service s(5, 3, 1, 0);
+  auto& c = *s.client(0);
+  txn_request t;
+  for (int i = 0; i < 128; ++i) t.success.push_back(put_op("t/" + std::to_string(i), "v"));
+  int done = 0;
+  for (std::size_t i = 0; i < max_history_events / 128 + 2; ++i) c.txn(t, [&](result<client_t::txn_result> r) { CHECK(r); ++done; });
+  s.w.run_until([&] { return done == static_cast<int>(max_history_events / 128 + 2); }, s.w.now() + 20s);
+  std::optional<result<std::vector<watch_event>>> got;
+  c.watch("t/1", {}, 1, [&](result<std::vector<watch_event>> r) { got = std::move(r); });
+  s.w.run_until([&] { return got.has_value(); }, s.w.now() + 5s);
+  REQUIRE(got);
+  REQUIRE_FALSE(*got);
+  CHECK(got->error() == dcp::errc::not_found);
+  CHECK(got->message().find("compacted") != std::string::npos);
+}
