@@ -254,8 +254,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     requires Security::sealed
   {
     if (auto ec = sec_.ring().use(id)) return ec;
-    for (auto& c : inbound_) kick(*c);
-    for (auto& [a, p] : peers_) kick(*p);
+    for (auto& c : inbound_)
+      if (c->up) kick(*c);
+    for (auto& [a, p] : peers_)
+      if (p->up) kick(*p);  // an idle peer is not connected to just to rekey
     return {};
   }
   /// Keyring transports: removes the key `id` (never the primary) and closes
