@@ -335,7 +335,7 @@ TEST_CASE("keyring: a hello claiming another's address without the key is refuse
   // An opening that names b's key (its id travels in clear, so an attacker
   // knows it), then a hello and a note sealed under a key it made up.
   net::detail::seal_state forged;
-  net::keyring_security guess(net::keyring(net::keyring::generate()));
+  net::keyring_security guess{net::keyring(net::keyring::generate())};
   guess.make_opening(forged, true);
   const std::uint64_t real_id = net::keyring::id_of(key1);
   for (int i = 0; i < 8; ++i) forged.mine[8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(real_id >> (8 * i));

@@ -176,9 +176,7 @@ class keyring_security {
   static constexpr std::size_t overhead = 16;  // the GCM tag
   static constexpr std::string_view name = "keyring";
 
-  explicit keyring_security(keyring ring) : ring_(std::move(ring)), ctx_(EVP_CIPHER_CTX_new()) {
-    if (!ctx_) throw error(errc::invalid_config, "dcp::net::keyring: EVP_CIPHER_CTX_new failed");
-  }
+  explicit keyring_security(keyring ring) : ring_(std::move(ring)) {}
 
   keyring& ring() noexcept { return ring_; }
   const keyring& ring() const noexcept { return ring_; }
@@ -211,6 +209,8 @@ class keyring_security {
     if (!ring_.find(st.send_key_id)) return "the key of this connection was removed";
     derive(st, *ring_.find(st.send_key_id), caller, /*sending=*/true, st.send_key);
     derive(st, *ring_.find(st.recv_key_id), caller, /*sending=*/false, st.recv_key);
+    schedule(st, true);
+    schedule(st, false);
     st.send_counter = st.recv_counter = 0;
     st.ready = true;
     return nullptr;
@@ -229,14 +229,13 @@ class keyring_security {
     std::array<std::uint8_t, 12> iv{};
     put64(iv.data() + 4, st.send_counter++);
     int len = 0;
-    bool ok = EVP_EncryptInit_ex(ctx_.get(), EVP_aes_256_gcm(), nullptr, st.send_key.data(), iv.data()) == 1 &&
-              EVP_EncryptUpdate(ctx_.get(), nullptr, &len, p, static_cast<int>(wire::header_size)) == 1;
+    auto* ctx = static_cast<EVP_CIPHER_CTX*>(st.send_cipher.get());
+    bool ok = ctx && EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) == 1 &&
+              EVP_EncryptUpdate(ctx, nullptr, &len, p, static_cast<int>(wire::header_size)) == 1;
     if (ok && n > 0)
-      ok = EVP_EncryptUpdate(ctx_.get(), p + wire::header_size, &len, frame.data() + wire::header_size,
-                             static_cast<int>(n)) == 1;
-    ok = ok && EVP_EncryptFinal_ex(ctx_.get(), p + wire::header_size + n, &len) == 1 &&
-         EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(overhead),
-                             p + wire::header_size + n) == 1;
+      ok = EVP_EncryptUpdate(ctx, p + wire::header_size, &len, frame.data() + wire::header_size, static_cast<int>(n)) == 1;
+    ok = ok && EVP_EncryptFinal_ex(ctx, p + wire::header_size + n, &len) == 1 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(overhead), p + wire::header_size + n) == 1;
     // OpenSSL failing on valid arguments leaves nothing safe to send.
     if (!ok) throw error(errc::invalid_config, "dcp::net::keyring: AES-256-GCM sealing failed");
   }
@@ -252,11 +251,12 @@ class keyring_security {
     std::array<std::uint8_t, 12> iv{};
     put64(iv.data() + 4, st.recv_counter);
     int len = 0;
-    bool ok = EVP_DecryptInit_ex(ctx_.get(), EVP_aes_256_gcm(), nullptr, st.recv_key.data(), iv.data()) == 1 &&
-              EVP_DecryptUpdate(ctx_.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1;
-    if (ok && n > 0) ok = EVP_DecryptUpdate(ctx_.get(), payload.data(), &len, payload.data(), static_cast<int>(n)) == 1;
-    ok = ok && EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(overhead), payload.data() + n) == 1 &&
-         EVP_DecryptFinal_ex(ctx_.get(), payload.data() + n, &len) == 1;
+    auto* ctx = static_cast<EVP_CIPHER_CTX*>(st.recv_cipher.get());
+    bool ok = ctx && EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) == 1 &&
+              EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1;
+    if (ok && n > 0) ok = EVP_DecryptUpdate(ctx, payload.data(), &len, payload.data(), static_cast<int>(n)) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, static_cast<int>(overhead), payload.data() + n) == 1 &&
+         EVP_DecryptFinal_ex(ctx, payload.data() + n, &len) == 1;
     if (!ok) return false;
     ++st.recv_counter;
     h.length = static_cast<std::uint32_t>(n);
@@ -266,6 +266,7 @@ class keyring_security {
   /// After sealing a rekey frame: later frames this way go under key `id`.
   void switch_send_key(detail::seal_state& st, std::uint64_t id) {
     derive(st, *ring_.find(id), st.mine[5] == role_caller, true, st.send_key);
+    schedule(st, true);
     st.send_key_id = id;
   }
   /// The peer switched: false if we do not hold its new key.
@@ -273,15 +274,26 @@ class keyring_security {
     const keyring_key* k = ring_.find(id);
     if (!k) return false;
     derive(st, *k, st.mine[5] == role_caller, false, st.recv_key);
+    schedule(st, false);
     st.recv_key_id = id;
     return true;
   }
 
  private:
   static constexpr std::uint8_t role_caller = 'C', role_acceptor = 'A';
-  struct ctx_free {
-    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
-  };
+
+  /// A cipher context per direction with its key scheduled once: each frame
+  /// then only sets its nonce (initialising AES-GCM with the key per frame
+  /// cost several times the encryption of a small frame).
+  static void schedule(detail::seal_state& st, bool sending) {
+    std::shared_ptr<void> ctx(EVP_CIPHER_CTX_new(), [](void* c) { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(c)); });
+    auto* c = static_cast<EVP_CIPHER_CTX*>(ctx.get());
+    const auto& key = sending ? st.send_key : st.recv_key;
+    const bool ok = c && (sending ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)
+                                  : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)) == 1;
+    if (!ok) throw error(errc::invalid_config, "dcp::net::keyring: AES-256-GCM initialisation failed");
+    (sending ? st.send_cipher : st.recv_cipher) = std::move(ctx);
+  }
 
   static void put64(std::uint8_t* p, std::uint64_t v) noexcept {
     for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
@@ -315,7 +327,6 @@ class keyring_security {
   }
 
   keyring ring_;
-  std::unique_ptr<EVP_CIPHER_CTX, ctx_free> ctx_;
 };
 
 /// dcp frames over TCP, sealed under a keyring (see the top of this header).

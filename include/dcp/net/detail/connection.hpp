@@ -62,6 +62,7 @@ struct seal_state {
   std::array<std::uint8_t, opening_size> mine{};   // the opening this side sent
   std::array<std::uint8_t, opening_size> theirs{};  // the peer's, once read
   std::array<std::uint8_t, 32> send_key{}, recv_key{};
+  std::shared_ptr<void> send_cipher, recv_cipher;  // the keys scheduled once (an EVP_CIPHER_CTX each), opaque here
   std::uint64_t send_key_id = 0, recv_key_id = 0;  // which keyring key each direction is derived from
   std::uint64_t send_counter = 0, recv_counter = 0;  // the next frame's number, each way
   bool ready = false;          // both openings exchanged, keys derived
