@@ -362,6 +362,30 @@ TEST_CASE("keyring: a hello claiming another's address without the key is refuse
   }
 }
 
+TEST_CASE("keyring: before its hello opens, a caller may send only a small frame, and must send it in time") {
+  asio::io_context io;
+  auto cfg = loopback_config();
+  cfg.handshake_timeout = 300ms;
+  net::keyring_node b(io, cfg, net::keyring(key1));
+  b.start();
+  // A well-formed opening (the key id is public) and then the header of a
+  // 100 KiB frame: refused at the header, before any of it is buffered.
+  net::detail::seal_state st;
+  net::keyring_security sec{net::keyring(key1)};
+  sec.make_opening(st, true);
+  bytes stream(st.mine.begin(), st.mine.end());
+  stream.resize(stream.size() + wire::header_size + 64, 0x55);
+  wire::write_header(stream.data() + st.mine.size(), {0, 1, 100 * 1024});
+  raw_client big(io, b.self(), stream);
+  REQUIRE(run_until(io, [&] { return big.closed_by_peer; }, 2s));
+  CHECK(b.metrics().drops(0, errc::frame_too_large) == 1);
+  // An opening and then silence: closed at the handshake time-out.
+  raw_client silent(io, b.self(), bytes(st.mine.begin(), st.mine.end()));
+  REQUIRE(run_until(io, [&] { return silent.closed_by_peer; }, 2s));
+  CHECK(b.metrics().drops(0, errc::timed_out) == 1);
+  CHECK(b.connections() == 0);
+}
+
 TEST_CASE("keyring: rotating the key (install, use, remove) with traffic flowing loses nothing") {
   asio::io_context io;
   net::keyring_node a(io, loopback_config(), net::keyring(key1)), b(io, loopback_config(), net::keyring(key1));
