@@ -1,5 +1,7 @@
 #pragma once
 // dcp net: the Asio runtime. A dcp::net::node runs dcp protocols over TCP.
+// The keyring transport (authenticated, encrypted) needs OpenSSL and is not
+// included here: #include "dcp/net/keyring.hpp" (link dcp::lease).
 #include "dcp/net/async.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/env.hpp"
@@ -7,3 +9,4 @@
 #include "dcp/net/metrics_server.hpp"
 #include "dcp/net/node.hpp"
 #include "dcp/net/tcp_transport.hpp"
+#include "dcp/net/transport.hpp"

@@ -40,6 +40,7 @@ enum class errc : int {
   busy,                ///< the operation conflicts with one in progress
   io_error,            ///< durable storage failed
   outcome_unknown,     ///< the request may or may not have taken effect (at most once); look before retrying
+  authentication_failed,  ///< a frame or handshake did not authenticate (wrong key, forged, replayed, reordered)
 };
 
 class error_category_impl final : public std::error_category {
@@ -72,6 +73,7 @@ class error_category_impl final : public std::error_category {
       case errc::busy: return "busy: conflicts with an operation in progress";
       case errc::io_error: return "durable storage I/O error";
       case errc::outcome_unknown: return "outcome unknown: the request may have taken effect (at most once)";
+      case errc::authentication_failed: return "authentication failed (wrong key, forged, replayed or reordered)";
     }
     return "unknown dcp error " + std::to_string(ev);
   }

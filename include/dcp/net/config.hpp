@@ -63,6 +63,29 @@ struct config {
   duration connect_timeout = 3s;
   /// An inbound connection must introduce itself (hello frame) within this.
   duration handshake_timeout = 5s;
+  /// The largest frame accepted before a connection has introduced itself:
+  /// a caller nobody knows yet cannot make the node buffer a max_frame_size
+  /// frame. A hello is one address (a host name at most 253 bytes).
+  std::uint32_t max_hello_frame_size = 1024;
+  /// A frame that has begun must arrive whole within this, else the
+  /// connection closes (drop timed_out of protocol 0): a peer that trickles a
+  /// frame, or stops in the middle of one, cannot hold its buffer for ever.
+  /// A bulk stream is not affected: the clock restarts at every whole frame.
+  duration read_timeout = 30s;
+  /// A connection with no bytes in either direction for this long closes
+  /// (counter "idle_closed" of protocol 0) and frees its slot; the next frame
+  /// to that peer opens a new one.
+  duration idle_timeout = 5min;
+  /// Connections this node opens to its peers at once. Inbound connections
+  /// have their own slots (limits.max_connections) and never take these, so
+  /// callers that hold connections open cannot stop a node from reaching its
+  /// peers. Past it, the least recently used idle outbound connection closes,
+  /// else the attempt fails.
+  std::size_t max_outbound_connections = 1024;
+  /// Inbound connections from one IP address at once (past it: counter
+  /// "connections_refused_per_ip"); 0: no cap. Loopback clusters and peers
+  /// behind one NAT share an address: keep it above their number.
+  std::size_t max_inbound_per_ip = 256;
   /// Where env.disk() keeps its files; none: an in-memory disk (lost at exit).
   std::optional<std::filesystem::path> data_dir;
   /// Where logs go; empty: logging is off and costs one branch.
@@ -87,6 +110,12 @@ struct config {
     if (connect_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: connect_timeout must be > 0");
     if (handshake_timeout <= duration::zero())
       throw error(errc::invalid_config, "net::config: handshake_timeout must be > 0");
+    if (max_hello_frame_size < 64 || max_hello_frame_size > limits.max_frame_size)
+      throw error(errc::invalid_config, "net::config: max_hello_frame_size must be in [64, limits.max_frame_size]");
+    if (read_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: read_timeout must be > 0");
+    if (idle_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: idle_timeout must be > 0");
+    if (max_outbound_connections == 0)
+      throw error(errc::invalid_config, "net::config: max_outbound_connections must be > 0");
     if (data_dir && data_dir->empty()) throw error(errc::invalid_config, "net::config: data_dir is set but empty");
   }
 };

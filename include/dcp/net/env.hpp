@@ -3,7 +3,7 @@
 //
 //   now()     std::chrono::steady_clock, as dcp::time_point
 //   wall_now() std::chrono::system_clock since the Unix epoch, as dcp::wall_time
-//   send()    a frame on the node's TCP transport (dcp/net/tcp_transport.hpp)
+//   send()    a frame on the node's transport (dcp/net/transport.hpp)
 //   arm()     a one-shot timer in the node's timer queue (one steady_timer)
 //   rng()     the node's dcp::rng: config::seed, else std::random_device
 //   disk()    a dcp::file_disk in config::data_dir, else a dcp::memory_disk
@@ -32,7 +32,7 @@ class env {
   /// Fire-and-forget; false when refused at once (counted in metrics by reason).
   template <wire::Message M>
   bool send(const address& to, const M& m) {
-    return core_->transport->send(protocol_, to, m);
+    return core_->send(protocol_, to, frame_source::of(m));
   }
   timer_id arm(duration after, timer_callback fn) { return core_->timers->arm(after, std::move(fn)); }
   bool cancel(timer_id id) noexcept { return core_->timers->cancel(id); }

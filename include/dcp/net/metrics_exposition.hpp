@@ -57,7 +57,9 @@ inline std::string prometheus_value(double v) {
 }
 }  // namespace detail
 
-inline std::string prometheus_text(const node& n) {
+/// Any node, whatever its transport (node, keyring_node, ...).
+template <Transport T>
+std::string prometheus_text(const basic_node<T>& n) {
   const node_status st = n.status();
   const std::string who = "node=\"" + detail::prometheus_label(st.self.to_string()) + "\"";
   auto protocol_name = [&](protocol_id id) -> std::string {

@@ -1,8 +1,24 @@
 #pragma once
-// dcp::net::node: one dcp node in a real process.
+// dcp::net::basic_node<Transport>: one dcp node in a real process.
 //
 // A node is an executor, a dcp::host (the protocols, by id), a timer queue
-// and a TCP transport. Protocols are the same classes that run in dcp::sim:
+// and a transport (dcp/net/transport.hpp says what one provides). Protocols
+// are the same classes that run in dcp::sim, whatever the transport: their
+// Env is dcp::net::env for every one of them.
+//
+// Which transport. The type says it, so nobody gets plaintext by accident:
+//
+//   dcp::net::keyring_node   every frame sealed (AES-256-GCM) under a shared
+//                            keyring, callers authenticated by the key
+//                            (dcp/net/keyring.hpp; needs OpenSSL, dcp::lease)
+//   dcp::net::plaintext_node frames in clear, and whoever connects may claim
+//                            any address: only on a network nothing else reaches
+//   dcp::net::node           the same as plaintext_node
+//
+// `node` stays the plaintext one so that existing programs build unchanged
+// (and dcp::dcp needs no OpenSSL); new code names what it wants, and an
+// authenticated node cannot be built without its key material: keyring_node's
+// constructor takes the keyring, there is no default and no fallback.
 //
 //     asio::io_context io;
 //     dcp::net::node n(io, {.listen = *dcp::address::parse("127.0.0.1:7001")});
@@ -50,6 +66,8 @@
 #include "dcp/net/config.hpp"
 #include "dcp/net/detail/node_core.hpp"
 #include "dcp/net/env.hpp"
+#include "dcp/net/tcp_transport.hpp"
+#include "dcp/net/transport.hpp"
 
 namespace dcp::net {
 
@@ -73,17 +91,29 @@ struct node_status {
   std::vector<std::pair<std::string, double>> gauges;  ///< the node's own, from add_gauge
 };
 
-class node {
+template <Transport T>
+class basic_node {
  public:
   using executor_type = asio::any_io_executor;
+  using transport_type = T;
+  using options = typename T::options;
+  static constexpr bool authenticated = T::authenticated;
 
   /// Validates `cfg` and binds its listen address. Throws dcp::error
   /// (invalid_config, or the system error when the address cannot be bound).
-  node(executor_type ex, config cfg) : core_(std::make_unique<detail::node_core>(std::move(ex), std::move(cfg))) {}
-  node(asio::io_context& io, config cfg) : node(io.get_executor(), std::move(cfg)) {}
-  node(const node&) = delete;
-  node& operator=(const node&) = delete;
-  ~node() {
+  /// `opts`: what the transport needs (the keyring); plaintext needs nothing.
+  basic_node(executor_type ex, config cfg, options opts)
+      : core_(std::make_unique<detail::node_core>(std::in_place_type<T>, std::move(ex), std::move(cfg), std::move(opts))) {}
+  basic_node(asio::io_context& io, config cfg, options opts) : basic_node(io.get_executor(), std::move(cfg), std::move(opts)) {}
+  basic_node(executor_type ex, config cfg)
+    requires(!T::authenticated)
+      : basic_node(std::move(ex), std::move(cfg), options{}) {}
+  basic_node(asio::io_context& io, config cfg)
+    requires(!T::authenticated)
+      : basic_node(io.get_executor(), std::move(cfg), options{}) {}
+  basic_node(const basic_node&) = delete;
+  basic_node& operator=(const basic_node&) = delete;
+  ~basic_node() {
     stop();
     core_->host.clear();  // protocols go first: their destructors cancel timers through their Env
   }
@@ -112,7 +142,7 @@ class node {
       throw error(errc::invalid_argument, "dcp::net::node: start() called twice or after stop()");
     core_->state = detail::node_core::phase::running;
     core_->started = detail::steady_now();
-    core_->transport->start();
+    core_->start_transport();
     core_->host.start();
   }
 
@@ -121,7 +151,7 @@ class node {
     if (core_->state == detail::node_core::phase::stopped) return;
     core_->state = detail::node_core::phase::stopped;
     core_->timers->stop();
-    core_->transport->stop();
+    core_->stop_transport();
   }
 
   /// stop(), run on the node's executor, from any thread; completes with no
@@ -157,9 +187,13 @@ class node {
   /// connection closed for bad_magic); named counters from env.count().
   const dcp::metrics& metrics() const noexcept { return core_->metrics; }
   /// Open sockets, inbound plus outbound.
-  std::size_t connections() const noexcept { return core_->transport->connections(); }
+  std::size_t connections() const noexcept { return core_->connections(); }
   /// Bytes waiting to be written to `peer`: a sender's back-pressure signal.
-  std::size_t queued_bytes(const address& peer) const noexcept { return core_->transport->queued_bytes(peer); }
+  std::size_t queued_bytes(const address& peer) const noexcept { return core_->queued_bytes(peer); }
+  /// The transport, for what only it knows (keyring rotation, read buffer
+  /// sizes): on the executor only, like every member but post().
+  T& transport() noexcept { return *static_cast<T*>(core_->transport); }
+  const T& transport() const noexcept { return *static_cast<const T*>(core_->transport); }
   const config& configuration() const noexcept { return core_->cfg; }
 
   /// Adds a gauge the node reports in status() and in its metrics exposition
@@ -196,5 +230,10 @@ class node {
  private:
   std::unique_ptr<detail::node_core> core_;
 };
+
+/// A node whose frames travel in clear, unauthenticated: see above.
+using plaintext_node = basic_node<tcp_transport>;
+/// The same as plaintext_node (the name every program used before transports were a policy).
+using node = plaintext_node;
 
 }  // namespace dcp::net

@@ -1,5 +1,9 @@
 #pragma once
-// tcp_transport: dcp frames over TCP, for one node.
+// basic_tcp_transport<Security>: dcp frames over TCP, for one node; a
+// dcp::net::Transport (dcp/net/transport.hpp). tcp_transport is its
+// plaintext instance; keyring_transport (dcp/net/keyring.hpp) seals every
+// frame under a shared keyring. Everything below holds for both; what the
+// keyring adds is described in its header.
 //
 // Connections. A connection opens with a hello frame (protocol 0) carrying
 // the caller's listening address, and every frame that follows on it is
@@ -12,7 +16,7 @@
 // started with while that one is up or has frames queued, so frames to one
 // peer stay in order except across a lost connection. The hello is not
 // authentication: whoever connects may claim any address (TLS is the answer
-// to that, not this transport).
+// to that, not this transport: see keyring_transport).
 //
 // Input that cannot be trusted closes the connection that carried it and is
 // counted as a drop of protocol 0 in the node's metrics, by reason: a first
@@ -40,10 +44,19 @@
 //     frames still queued go out on a new connection, opened after a short
 //     jittered delay so that a peer that keeps closing is not hammered.
 //   - frames to the node's own address are delivered locally (posted).
-//   - limits.max_connections bounds open sockets (inbound plus outbound):
-//     past it an inbound connection is closed at once (counter
-//     "connections_refused" of protocol 0), and an outbound one first closes
-//     the least recently used idle outbound connection, or fails the attempt.
+//
+// Resources. Inbound and outbound connections have separate slots:
+// limits.max_connections inbound (past it an inbound connection is closed at
+// once, counter "connections_refused" of protocol 0), of which at most
+// config::max_inbound_per_ip from one IP address ("connections_refused_per_ip"),
+// and config::max_outbound_connections outbound (past it the least recently
+// used idle outbound connection is closed, or the attempt fails). Before its
+// hello a connection may send frames of at most config::max_hello_frame_size
+// (else frame_too_large); a frame begun must be whole within
+// config::read_timeout, and a connection silent both ways for
+// config::idle_timeout closes ("idle_closed"). A read buffer grown for a
+// large frame shrinks back once the frame is delivered. Sockets have TCP
+// keepalive on, so a peer that vanished is noticed by the kernel too.
 //
 // Thread safety: none. Every member function runs on the transport's
 // executor; so do its handlers. It never creates a strand: when the
@@ -59,7 +72,9 @@
 #include <string_view>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <system_error>
 #include <unordered_map>
@@ -70,6 +85,7 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/buffer.hpp>
 #include <asio/connect.hpp>
+#include <asio/read.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -83,33 +99,46 @@
 #include "dcp/net/config.hpp"
 #include "dcp/net/detail/connection.hpp"
 #include "dcp/net/detail/timer_queue.hpp"
+#include "dcp/net/transport.hpp"
 #include "dcp/wire/frame.hpp"
 #include "dcp/wire/message.hpp"
 
 namespace dcp::net {
 
-class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
+/// Security: net::plaintext, or net::keyring_security (dcp/net/keyring.hpp).
+template <class Security>
+class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transport<Security>> {
  public:
   using executor_type = asio::any_io_executor;
-  /// A frame from `from` (the peer's listening address). Must not throw.
-  using frame_handler = std::function<void(const address& from, const wire::frame_header&, byte_view payload)>;
-  /// The transport gave up on `peer` (reconnect_policy exhausted).
-  using unreachable_handler = std::function<void(const address& peer)>;
+  using frame_handler = net::frame_handler;
+  using unreachable_handler = net::unreachable_handler;
+  using options = typename Security::options;
+  using security_type = Security;
+  static constexpr bool authenticated = Security::sealed;
 
   /// `m` and `r` must outlive the transport's active life (until stop()).
-  tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
-                unreachable_handler on_unreachable)
-      : ex_(std::move(ex)),
+  basic_tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
+                      unreachable_handler on_unreachable, options opts)
+      : sec_(std::move(opts)),
+        ex_(std::move(ex)),
         cfg_(cfg),
         metrics_(m),
         rng_(r),
         on_frame_(std::move(on_frame)),
         on_unreachable_(std::move(on_unreachable)),
         acceptor_(ex_),
-        accept_retry_(ex_) {}
+        accept_retry_(ex_),
+        sweep_timer_(ex_) {}
+  /// Plaintext needs no options: tcp_transport(ex, cfg, metrics, rng, on_frame, on_unreachable).
+  basic_tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
+                      unreachable_handler on_unreachable)
+    requires(!Security::sealed)
+      : basic_tcp_transport(std::move(ex), cfg, m, r, std::move(on_frame), std::move(on_unreachable), options{}) {}
 
-  tcp_transport(const tcp_transport&) = delete;
-  tcp_transport& operator=(const tcp_transport&) = delete;
+  basic_tcp_transport(const basic_tcp_transport&) = delete;
+  basic_tcp_transport& operator=(const basic_tcp_transport&) = delete;
+
+  using std::enable_shared_from_this<basic_tcp_transport<Security>>::shared_from_this;
 
   /// Binds and listens on cfg.listen (accepting starts with start()).
   /// Returns the bound address; throws dcp::error when the address cannot be used.
@@ -135,6 +164,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   /// Starts accepting connections.
   void start() {
     if (!stopped_ && acceptor_.is_open()) accept();
+    if (!stopped_) arm_sweep();
   }
 
   /// Closes everything; idempotent. Queued frames are discarded.
@@ -144,6 +174,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     std::error_code ignored;
     acceptor_.close(ignored);
     accept_retry_.cancel();
+    sweep_timer_.cancel();
     for (auto& c : inbound_) {
       c->open = false;
       c->up = false;
@@ -168,19 +199,22 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   /// if refused at once: stopped, not an IP address, too large, queue full.
   template <wire::Message M>
   bool send(protocol_id protocol, const address& to, const M& m) {
+    return send_frame(protocol, to, frame_source::of(m));
+  }
+  /// The same, for a message whose type the caller erased (what net::env uses).
+  bool send_frame(protocol_id protocol, const address& to, const frame_source& src) {
     if (stopped_) return refuse(protocol, errc::shutting_down);
     if (!to.is_network()) return refuse(protocol, errc::bad_address);
-    constexpr auto type = static_cast<message_type>(M::wire_id);
-    if (to == self_) return send_local(protocol, m);
+    if (to == self_) return send_local(protocol, src);
     detail::link& l = route(to);
     const std::size_t at = l.pending.size();
-    if (auto ec = wire::encode_frame(protocol, m, l.pending, cfg_.limits)) return refuse(protocol, ec);
+    if (auto ec = net::encode_frame(protocol, src, l.pending, cfg_.limits)) return refuse(protocol, ec);
     const std::size_t frame = l.pending.size() - at;
-    if (l.queued() > cfg_.limits.max_queued_bytes_per_peer) {
+    if (l.queued() + Security::overhead > cfg_.limits.max_queued_bytes_per_peer) {
       l.pending.resize(at);
       return refuse(protocol, errc::queue_full);
     }
-    metrics_.sent(protocol, type, frame);
+    metrics_.sent(protocol, src.type, frame);
     kick(l);
     return true;
   }
@@ -196,6 +230,53 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     if (auto it = peers_.find(peer); it != peers_.end()) n += it->second->queued();
     if (auto it = routes_.find(peer); it != routes_.end()) n += it->second->queued();
     return n;
+  }
+  /// Inbound connections open now (what limits.max_connections bounds).
+  std::size_t inbound_connections() const noexcept { return inbound_.size(); }
+  /// Outbound connections open now (what config::max_outbound_connections bounds).
+  std::size_t outbound_connections() const noexcept { return outbound_open_; }
+  /// Bytes the connections' read buffers hold allocated, all together.
+  std::size_t read_buffer_bytes() const noexcept {
+    std::size_t n = 0;
+    for (auto& c : inbound_) n += c->reader.capacity();
+    for (auto& [a, p] : peers_) n += p->reader.capacity();
+    return n;
+  }
+  /// The security policy (the keyring, for keyring_transport).
+  Security& security() noexcept { return sec_; }
+  const Security& security() const noexcept { return sec_; }
+
+  /// Keyring transports: makes the key `id` (installed) the one this node
+  /// seals with. Every open connection switches at once (a rekey frame, then
+  /// the new key), so nothing in flight is lost. Call on every node before
+  /// removing the old key (install everywhere, use everywhere, remove).
+  std::error_code use_key(std::uint64_t id)
+    requires Security::sealed
+  {
+    if (auto ec = sec_.ring().use(id)) return ec;
+    for (auto& c : inbound_)
+      if (c->up) kick(*c);
+    for (auto& [a, p] : peers_)
+      if (p->up) kick(*p);  // an idle peer is not connected to just to rekey
+    return {};
+  }
+  /// Keyring transports: removes the key `id` (never the primary) and closes
+  /// every connection still using it either way, counted as
+  /// "keyring_sessions_closed": a removed key opens nothing any more.
+  std::error_code remove_key(std::uint64_t id)
+    requires Security::sealed
+  {
+    if (auto ec = sec_.ring().remove(id)) return ec;
+    std::vector<link_ptr> stale;
+    for (auto& c : inbound_)
+      if (c->seal.ready && (c->seal.send_key_id == id || c->seal.recv_key_id == id)) stale.push_back(c);
+    for (auto& [a, p] : peers_)
+      if (p->seal.ready && (p->seal.send_key_id == id || p->seal.recv_key_id == id)) stale.push_back(p);
+    for (auto& l : stale) {
+      metrics_.add(detail::transport_protocol, "keyring_sessions_closed", 1);
+      link_failed(*l, {}, "its key was removed");
+    }
+    return {};
   }
 
  private:
@@ -226,12 +307,11 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
 
   // ---- local delivery ----
 
-  template <wire::Message M>
-  bool send_local(protocol_id protocol, const M& m) {
+  bool send_local(protocol_id protocol, const frame_source& src) {
     bytes payload;
-    wire::encode(m, payload);
+    src.encode(src.message, payload);
     if (payload.size() > cfg_.limits.max_frame_size) return refuse(protocol, errc::frame_too_large);
-    const wire::frame_header h{protocol, static_cast<message_type>(M::wire_id), static_cast<std::uint32_t>(payload.size())};
+    const wire::frame_header h{protocol, src.type, static_cast<std::uint32_t>(payload.size())};
     metrics_.sent(protocol, h.type, wire::header_size + payload.size());
     asio::post(ex_, [self = shared_from_this(), h, payload = std::move(payload)] {
       if (!self->stopped_) self->on_frame_(self->self_, h, payload);
@@ -251,7 +331,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       return *it->second;
     }
     if (auto r = routes_.find(to); r != routes_.end() && r->second->up) return *r->second;
-    if (it == peers_.end()) it = peers_.emplace(to, std::make_shared<detail::outbound>(ex_, to, cfg_.limits)).first;
+    if (it == peers_.end()) it = peers_.emplace(to, std::make_shared<detail::outbound>(ex_, to, frame_limits())).first;
     it->second->last_used = ++use_clock_;
     return *it->second;
   }
@@ -262,7 +342,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       if (p.st == outbound_state::idle) return connect(p);
       if (p.st != outbound_state::connected) return;  // the frames wait for the connection
     }
-    if (!l.up || l.write_in_flight || (l.hello_sent && l.pending.empty())) return;
+    if (!l.up || l.write_in_flight || nothing_to_write(l)) return;
     if (delivering_ && l.hello_sent) {  // written once the received batch is delivered
       if (!l.flush_due) {
         l.flush_due = true;
@@ -284,15 +364,18 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     for (auto& lp : dirty_) {
       auto& l = *lp;
       l.flush_due = false;
-      if (stopped_ || !l.up || l.write_in_flight || l.pending.empty()) continue;
+      if (stopped_ || !l.up || l.write_in_flight || nothing_to_write(l)) continue;
+      if constexpr (Security::sealed) seal_pending(l);
       std::error_code ec;
       const std::size_t n = l.socket.write_some(asio::buffer(l.pending), ec);
       if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
         link_failed(l, {}, ec.message());
         continue;
       }
+      if (n > 0) l.last_active = detail::steady_now();
       if (!ec && n == l.pending.size()) {
         l.pending.clear();
+        l.seal.sealed_prefix = 0;
         continue;
       }
       write(l, ec ? 0 : n);  // the rest, without moving it
@@ -303,7 +386,9 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   /// Writes everything queued, but for its first `done` bytes (already sent).
   void write(detail::link& l, std::size_t done = 0) {
     l.write_in_flight = true;
+    if constexpr (Security::sealed) seal_pending(l);  // the hello first, if due
     std::swap(l.pending, l.writing);  // `writing` was drained: the batch is everything queued
+    l.seal.sealed_prefix = 0;
     std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(l.writing) + done};
     if (!l.hello_sent) {
       buffers[0] = asio::buffer(hello_frame_);
@@ -322,6 +407,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     if (stopped_) return;
     const bool stale = l.generation != gen;
     if (ec || stale) count_lost(l.writing, errc::connection_closed);
+    else l.last_active = detail::steady_now();
     // Keep the buffer's capacity while it is used (no allocation per batch),
     // but give a large one back once the bursts that needed it are over.
     const bool oversized = l.writing.capacity() > keep_capacity && l.writing.size() < l.writing.capacity() / 8;
@@ -355,6 +441,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       return;
     }
     l.reader.commit(n);
+    l.last_active = detail::steady_now();
     // A read that fills the buffer means a bulk stream: read more at a time
     // (fewer syscalls, and the reader moves a partial frame less often); a
     // connection back to small messages returns to the small buffer.
@@ -364,7 +451,7 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     std::error_code bad;
     delivering_ = true;
     struct flush_on_exit {  // on every way out, early returns included
-      tcp_transport* t;
+      basic_tcp_transport* t;
       void run() noexcept {
         if (!t->delivering_) return;
         t->delivering_ = false;
@@ -373,8 +460,40 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       ~flush_on_exit() { run(); }
     } flush{this};
     auto* in = l.inbound ? static_cast<detail::inbound*>(&l) : nullptr;
+    bool whole_frame = false;
     while (l.reader.next(f, bad)) {
+      whole_frame = true;
+      if constexpr (Security::sealed) {
+        // Opened in place (the reader's buffer is ours until the next
+        // prepare()): a frame that fails, whatever the reason (wrong key,
+        // forged, replayed, reordered, cut), closes the connection before
+        // anything of it is looked at.
+        std::span<std::uint8_t> sealed(const_cast<std::uint8_t*>(f.payload.data()), f.payload.size());
+        if (!sec_.open(l.seal, f.header, sealed)) {
+          metrics_.add(detail::transport_protocol, "keyring_auth_failures", 1);
+          return link_failed(l, errc::authentication_failed,
+                             in && !in->greeted ? "a hello that does not authenticate" : "a frame that does not authenticate");
+        }
+        f.payload = f.payload.first(f.header.length);
+      }
       if (f.header.protocol == detail::transport_protocol) {
+        if constexpr (Security::sealed) {
+          if (f.header.type == detail::rekey::wire_id && (!in || in->greeted)) {
+            detail::rekey r;
+            if (wire::decode(f.payload, r) || !sec_.switch_recv_key(l.seal, r.key_id))
+              return link_failed(l, errc::authentication_failed, "a rekey to a key this node does not hold");
+            metrics_.add(detail::transport_protocol, "keyring_rekeys", 1);
+            continue;
+          }
+          if (!in && f.header.type == detail::hello::wire_id && !l.seal.welcomed) {
+            // The acceptor's welcome: it holds the key too. Only now is the
+            // connection attempt a success (a wrong key fails every attempt,
+            // so the caller backs off and gives up as for an unreachable peer).
+            l.seal.welcomed = true;
+            static_cast<detail::outbound&>(l).failures = 0;
+            continue;
+          }
+        }
         detail::hello h;
         if (!in || in->greeted || f.header.type != detail::hello::wire_id || wire::decode(f.payload, h) ||
             !h.listen.is_network())
@@ -392,6 +511,13 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     // include the read's speculative (and usually empty) receive.
     flush.run();
     if (bad) return link_failed(l, bad, "the stream cannot be trusted");
+    // read_timeout runs while a frame is partly here; it restarts at every
+    // whole frame, so only a stalled or trickling frame reaches it.
+    if (l.reader.buffered() == 0) l.frame_started = {};
+    else if (whole_frame || l.frame_started == time_point{}) l.frame_started = l.last_active;
+    // A buffer grown for a large frame is given back once that frame is
+    // delivered: a peer's memory is what its current frame needs.
+    if (l.reader.capacity() > 2 * l.read_size) l.reader.shrink(l.read_size);
     read(l);
   }
 
@@ -402,6 +528,11 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     if (l.inbound) return close_inbound(static_cast<detail::inbound&>(l), why, detail_text);
     auto& p = static_cast<detail::outbound&>(l);
     if (why) log(log_level::warn, "closed the connection to ", p.addr, ": ", why.message(), " (", detail_text, ")");
+    if constexpr (Security::sealed)
+      if (!p.seal.welcomed) {  // the peer never proved it holds the key: a failed attempt
+        log(log_level::debug, "connection to ", p.addr, " ended before the peer's welcome: ", detail_text);
+        return connect_failed(p);
+      }
     connection_lost(p, detail_text);
   }
 
@@ -409,14 +540,14 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
 
   void connect(detail::outbound& p) {
     auto pp = shared(p);
-    if (connections() >= cfg_.limits.max_connections && !close_idle_outbound()) {
+    if (outbound_open_ >= cfg_.max_outbound_connections && !close_idle_outbound()) {
       // Report the failure from a handler, never from inside send(): the
       // unreachable callback may re-enter the protocol that is sending.
       p.st = outbound_state::connecting;
       asio::post(ex_, [self = shared_from_this(), pp, gen = p.generation] {
         if (self->stopped_ || pp->retired || pp->generation != gen) return;
-        self->log(log_level::warn, "no connection slot for ", pp->addr, " (limits.max_connections = ",
-                  self->cfg_.limits.max_connections, ")");
+        self->log(log_level::warn, "no connection slot for ", pp->addr, " (max_outbound_connections = ",
+                  self->cfg_.max_outbound_connections, ")");
         self->connect_failed(*pp);
       });
       return;
@@ -476,14 +607,18 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     }
     std::error_code ignored;
     p.socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    p.socket.set_option(asio::socket_base::keep_alive(true), ignored);
     p.socket.non_blocking(true, ignored);  // for flush_dirty's direct writes
     p.st = outbound_state::connected;
-    p.up = true;
-    p.failures = 0;
+    if constexpr (!Security::sealed) p.failures = 0;  // sealed: once the peer's welcome arrives
     p.hello_sent = false;
-    p.reader = wire::frame_reader(cfg_.limits);
+    p.reader = wire::frame_reader(frame_limits());
     p.read_size = read_chunk;
+    p.last_active = detail::steady_now();
+    p.frame_started = {};
     log(log_level::debug, "connected to ", p.addr);
+    if constexpr (Security::sealed) return open_session(p);  // up once the openings are exchanged
+    p.up = true;
     read(p);
     kick(p);  // sends the hello (and what is queued) unless a stale write is still draining
   }
@@ -499,6 +634,12 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     p.timer.cancel();
     ++p.generation;
     p.up = false;
+    if (p.seal.sealed_prefix > 0) {  // sealed for the session that just ended: it can never be sent
+      const byte_view sealed(p.pending.data(), p.seal.sealed_prefix);
+      count_lost(sealed, errc::connection_closed);
+      p.pending.erase(p.pending.begin(), p.pending.begin() + static_cast<std::ptrdiff_t>(p.seal.sealed_prefix));
+    }
+    p.seal = {};
     if (p.holds_slot) {
       p.holds_slot = false;
       --outbound_open_;
@@ -591,18 +732,30 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
       });
       return;
     }
-    if (connections() >= cfg_.limits.max_connections) {
-      std::error_code ignored;
+    std::error_code ignored;
+    const auto remote = s.remote_endpoint(ignored).address();
+    if (inbound_.size() >= cfg_.limits.max_connections) {
       s.close(ignored);
       metrics_.add(detail::transport_protocol, "connections_refused", 1);
       log(log_level::warn, "refused a connection: limits.max_connections = ", cfg_.limits.max_connections);
       accept();
       return;
     }
-    std::error_code ignored;
+    if (cfg_.max_inbound_per_ip != 0 && per_ip_[remote] >= cfg_.max_inbound_per_ip) {
+      s.close(ignored);
+      metrics_.add(detail::transport_protocol, "connections_refused_per_ip", 1);
+      log(log_level::warn, "refused a connection from ", remote.to_string(),
+          ": max_inbound_per_ip = ", cfg_.max_inbound_per_ip);
+      accept();
+      return;
+    }
     s.set_option(asio::ip::tcp::no_delay(true), ignored);
+    s.set_option(asio::socket_base::keep_alive(true), ignored);
     s.non_blocking(true, ignored);  // for flush_dirty's direct writes
-    auto c = std::make_shared<detail::inbound>(std::move(s), cfg_.limits);
+    auto c = std::make_shared<detail::inbound>(std::move(s), hello_limits());
+    c->remote = remote;
+    ++per_ip_[remote];
+    c->last_active = detail::steady_now();
     inbound_.insert(c);
     c->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.handshake_timeout));
     c->timer.async_wait([self = shared_from_this(), c](const std::error_code& e) {
@@ -611,16 +764,22 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
         self->close_inbound(*c, errc::timed_out, "no hello in time");
       }
     });
-    read(*c);
+    if constexpr (Security::sealed) open_session(*c);
+    else read(*c);
     accept();
   }
 
   void greeted(detail::inbound& c, const address& peer) {
+    c.reader.set_limits(frame_limits());  // a known caller may send frames of any allowed size
     c.peer = peer;
     c.greeted = true;
     c.up = true;
     c.timer.cancel();
     routes_[peer] = shared(c);  // the newest connection from a peer is the way back to it
+    if constexpr (Security::sealed) {
+      c.hello_sent = false;  // our own sealed hello goes back first: the caller's proof that we hold the key
+      kick(c);
+    }
   }
 
   void close_inbound(detail::inbound& c, std::error_code why, std::string_view detail_text) {
@@ -638,10 +797,147 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
     c.socket.close(ignored);
     c.timer.cancel();
     inbound_.erase(cp);
+    if (auto it = per_ip_.find(c.remote); it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
     if (c.greeted)
       if (auto it = routes_.find(c.peer); it != routes_.end() && it->second == cp) routes_.erase(it);
   }
 
+  // ---- limits and time-outs ----
+
+  /// What a frame may be on the wire: the payload limit, plus what sealing adds.
+  wire::limits frame_limits() const noexcept {
+    auto lim = cfg_.limits;
+    lim.max_frame_size += static_cast<std::uint32_t>(Security::overhead);
+    return lim;
+  }
+  wire::limits hello_limits() const noexcept {
+    auto lim = cfg_.limits;
+    lim.max_frame_size = cfg_.max_hello_frame_size + static_cast<std::uint32_t>(Security::overhead);
+    return lim;
+  }
+
+  bool nothing_to_write(const detail::link& l) const noexcept {
+    if (!l.hello_sent) return false;
+    if constexpr (Security::sealed)
+      if (l.seal.ready && l.seal.send_key_id != sec_.ring().primary_id()) return false;  // a rekey is due
+    return l.pending.empty();
+  }
+
+  /// One timer for every connection's read and idle time-outs: checked a few
+  /// times per time-out, so a connection closes at most a quarter late.
+  void arm_sweep() {
+    auto period = std::min(cfg_.read_timeout, cfg_.idle_timeout) / 4;
+    period = std::clamp<duration>(period, std::chrono::milliseconds(5), std::chrono::seconds(1));
+    sweep_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(period));
+    sweep_timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (ec || self->stopped_) return;
+      self->sweep();
+      self->arm_sweep();
+    });
+  }
+
+  void sweep() {
+    const time_point now = detail::steady_now();
+    std::vector<std::pair<link_ptr, bool>> expired;  // (link, whether a frame stalled)
+    auto check = [&](const link_ptr& l) {
+      if (l->frame_started != time_point{} && now - l->frame_started > cfg_.read_timeout) expired.emplace_back(l, true);
+      else if (l->last_active != time_point{} && now - l->last_active > cfg_.idle_timeout && !l->write_in_flight)
+        expired.emplace_back(l, false);
+    };
+    for (auto& c : inbound_) check(c);
+    for (auto& [a, p] : peers_)
+      if (p->st == outbound_state::connected) check(p);
+    for (auto& [l, stalled] : expired) {
+      if (stalled) {
+        link_failed(*l, errc::timed_out, "a frame did not arrive whole within read_timeout");
+      } else {
+        metrics_.add(detail::transport_protocol, "idle_closed", 1);
+        link_failed(*l, {}, "idle for idle_timeout");
+      }
+    }
+  }
+
+  // ---- sealing (keyring transports) ----
+
+  /// Exchanges the openings (a fresh nonce each way, and the caller's key
+  /// id), then derives the connection's keys; the caller's sealed hello
+  /// follows. Counts as a frame in progress for read_timeout.
+  void open_session(detail::link& l)
+    requires Security::sealed
+  {
+    l.seal = {};
+    sec_.make_opening(l.seal, !l.inbound);
+    l.frame_started = detail::steady_now();
+    l.write_in_flight = true;
+    asio::async_write(l.socket, asio::buffer(l.seal.mine),
+                      [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
+                                                                                                 std::size_t) {
+                        auto& link = *lp;
+                        link.write_in_flight = false;
+                        if (self->stopped_ || link.generation != gen) return;
+                        if (ec) return self->link_failed(link, {}, ec.message());
+                        self->kick(link);
+                      });
+    asio::async_read(l.socket, asio::buffer(l.seal.theirs),
+                     [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
+                                                                                                std::size_t) {
+                       self->on_opening(lp, gen, ec);
+                     });
+  }
+
+  void on_opening(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec)
+    requires Security::sealed
+  {
+    auto& l = *lp;
+    if (stopped_ || l.generation != gen) return;
+    if (ec) return link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
+    if (const char* bad = sec_.accept_opening(l.seal, !l.inbound)) {
+      metrics_.add(detail::transport_protocol, "keyring_auth_failures", 1);
+      return link_failed(l, errc::authentication_failed, bad);
+    }
+    l.frame_started = {};
+    l.last_active = detail::steady_now();
+    read(l);
+    if (!l.inbound) {
+      l.up = true;
+      kick(l);  // the sealed hello, and what is queued
+    }
+  }
+
+  /// Seals what `pending` holds beyond its sealed prefix, in order: the hello
+  /// (first frame of a caller), a rekey when the primary key changed, then
+  /// the queued frames. Each frame is sealed under the next number.
+  void seal_pending(detail::link& l)
+    requires Security::sealed
+  {
+    auto& st = l.seal;
+    const bool rekey = st.send_key_id != sec_.ring().primary_id();
+    if (st.sealed_prefix == l.pending.size() && l.hello_sent && !rekey) return;
+    scratch_.assign(l.pending.begin(), l.pending.begin() + static_cast<std::ptrdiff_t>(st.sealed_prefix));
+    if (!l.hello_sent) {
+      sec_.seal(st, scratch_, hello_frame_);
+      l.hello_sent = true;
+    }
+    if (rekey) {
+      control_.clear();
+      const detail::rekey r{sec_.ring().primary_id()};
+      (void)wire::encode_frame(detail::transport_protocol, r, control_, cfg_.limits);
+      sec_.seal(st, scratch_, control_);  // under the old key: the peer learns the switch from a frame it trusts
+      sec_.switch_send_key(st, r.key_id);
+    }
+    const byte_view rest(l.pending.data() + st.sealed_prefix, l.pending.size() - st.sealed_prefix);
+    std::size_t at = 0;
+    detail::for_each_frame(rest, [&](const wire::frame_header& h) {
+      sec_.seal(st, scratch_, rest.subspan(at, wire::header_size + h.length));
+      at += wire::header_size + h.length;
+    });
+    std::swap(l.pending, scratch_);
+    st.sealed_prefix = l.pending.size();
+  }
+
+  Security sec_;
+  bytes scratch_;   // seal_pending's output, swapped with the link's queue
+  bytes control_;   // a rekey frame being sealed
   executor_type ex_;
   config cfg_;
   dcp::metrics& metrics_;
@@ -650,6 +946,8 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   unreachable_handler on_unreachable_;
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_;
+  asio::steady_timer sweep_timer_;  // read and idle time-outs
+  std::map<asio::ip::address, std::size_t> per_ip_;  // inbound connections by remote IP
   address self_;
   bytes hello_frame_;
   std::unordered_map<address, outbound_ptr> peers_;   // the connections we open, by peer
@@ -661,5 +959,9 @@ class tcp_transport : public std::enable_shared_from_this<tcp_transport> {
   bool delivering_ = false;      // inside on_read's delivery loop
   bool stopped_ = false;
 };
+
+/// dcp frames over plaintext TCP: neither authenticated nor encrypted.
+using tcp_transport = basic_tcp_transport<plaintext>;
+static_assert(Transport<tcp_transport>);
 
 }  // namespace dcp::net

@@ -115,6 +115,24 @@ class frame_reader {
   }
 
   std::size_t buffered() const noexcept { return end_ - start_; }
+  /// Bytes the reader holds allocated (what a connection costs while idle).
+  std::size_t capacity() const noexcept { return buf_.capacity(); }
+
+  /// The limits later headers are checked against (a transport accepts only
+  /// a small frame before a connection has introduced itself, say).
+  void set_limits(const limits& lim) noexcept { lim_ = lim; }
+
+  /// Gives memory back after a large frame: when more than `keep` bytes are
+  /// allocated and the unread bytes fit in `keep`, they move to a buffer of
+  /// `keep` bytes. Invalidates payload views, like prepare().
+  void shrink(std::size_t keep) {
+    if (buf_.capacity() <= keep || end_ - start_ > keep) return;
+    bytes smaller(keep);
+    std::memcpy(smaller.data(), buf_.data() + start_, end_ - start_);
+    end_ -= start_;
+    start_ = 0;
+    buf_ = std::move(smaller);
+  }
 
  private:
   limits lim_;

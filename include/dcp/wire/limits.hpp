@@ -16,8 +16,10 @@ struct limits {
   /// peer are dropped and counted (errc::queue_full): the protocols above are
   /// built for lossy links, and a slow peer must not exhaust our memory.
   std::size_t max_queued_bytes_per_peer = 16u << 20;
-  /// Open connections (inbound plus outbound) at once. Past it, new inbound
-  /// connections are refused and the least recently used idle outbound one is closed.
+  /// Inbound connections (those peers open) at once; past it, new ones are
+  /// refused. The connections a node opens have their own slots
+  /// (net::config::max_outbound_connections), so idle callers cannot lock a
+  /// node out of its peers.
   std::size_t max_connections = 1024;
 
   /// Throws dcp::error(invalid_config) with the reason when a limit cannot work.

@@ -43,6 +43,33 @@ struct hello {
   }
 };
 
+/// Sent on a keyring connection when its sender switches to a new primary
+/// key: every later frame in that direction is sealed with `key_id`.
+struct rekey {
+  static constexpr message_type wire_id = 2;
+  static constexpr std::string_view wire_name = "rekey";
+  std::uint64_t key_id = 0;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(key_id);
+  }
+};
+
+/// The per-connection state of a sealing transport (dcp/net/keyring.hpp):
+/// plain bytes, so that this header needs no OpenSSL. Unused in plaintext.
+struct seal_state {
+  static constexpr std::size_t opening_size = 48;  // magic, version, key id, nonce
+  std::array<std::uint8_t, opening_size> mine{};   // the opening this side sent
+  std::array<std::uint8_t, opening_size> theirs{};  // the peer's, once read
+  std::array<std::uint8_t, 32> send_key{}, recv_key{};
+  std::shared_ptr<void> send_cipher, recv_cipher;  // the keys scheduled once (an EVP_CIPHER_CTX each), opaque here
+  std::uint64_t send_key_id = 0, recv_key_id = 0;  // which keyring key each direction is derived from
+  std::uint64_t send_counter = 0, recv_counter = 0;  // the next frame's number, each way
+  bool ready = false;          // both openings exchanged, keys derived
+  bool welcomed = false;       // caller: the acceptor's sealed hello arrived (it holds the key)
+  std::size_t sealed_prefix = 0;  // bytes at the front of `pending` already sealed
+};
+
 /// The endpoint of an IP address (a host name is resolved by the transport).
 inline asio::ip::tcp::endpoint to_endpoint(const address& a) { return {a.ip_address(), a.port()}; }
 
@@ -82,6 +109,9 @@ struct link : std::enable_shared_from_this<link> {
   const bool inbound;       // accepted (an `inbound`), else an `outbound`
   std::size_t read_size = 64 * 1024;  // bytes asked of each read; grows on bulk streams
   std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
+  time_point last_active{};      // last bytes read or written (idle_timeout)
+  time_point frame_started{};    // a frame is partly read since then (read_timeout); {} when none
+  seal_state seal;               // keyring transports only
 };
 
 /// The connection this node opens to a peer address, with its queue and back-off.
@@ -117,6 +147,7 @@ struct inbound final : link {
   }
 
   asio::steady_timer timer;  // handshake time-out
+  asio::ip::address remote;  // the peer's IP, for the per-IP cap
   address peer;              // from the hello
   bool greeted = false;
   bool open = true;

@@ -7,6 +7,7 @@
 #include <vector>
 #include <memory>
 #include <random>
+#include <utility>
 #include <string>
 
 #include <asio/any_io_executor.hpp>
@@ -19,7 +20,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/detail/timer_queue.hpp"
-#include "dcp/net/tcp_transport.hpp"
+#include "dcp/net/detail/connection.hpp"
+#include "dcp/net/transport.hpp"
 
 namespace dcp::net::detail {
 
@@ -28,10 +30,32 @@ inline std::uint64_t random_seed() {
   return (std::uint64_t{rd()} << 32) ^ rd();
 }
 
+/// A node's transport, its type erased: the Env (one class for every
+/// transport) reaches it through these.
+struct transport_ops {
+  bool (*send)(void* t, protocol_id, const address&, const frame_source&);
+  void (*start)(void* t);
+  void (*stop)(void* t) noexcept;
+  std::size_t (*connections)(const void* t) noexcept;
+  std::size_t (*queued_bytes)(const void* t, const address&) noexcept;
+};
+
+template <Transport T>
+inline constexpr transport_ops ops_of{
+    [](void* t, protocol_id p, const address& to, const frame_source& src) {
+      return static_cast<T*>(t)->send_frame(p, to, src);
+    },
+    [](void* t) { static_cast<T*>(t)->start(); },
+    [](void* t) noexcept { static_cast<T*>(t)->stop(); },
+    [](const void* t) noexcept -> std::size_t { return static_cast<const T*>(t)->connections(); },
+    [](const void* t, const address& a) noexcept -> std::size_t { return static_cast<const T*>(t)->queued_bytes(a); },
+};
+
 struct node_core {
   enum class phase : std::uint8_t { created, running, stopped };
 
-  node_core(asio::any_io_executor executor, config c)
+  template <Transport T>
+  node_core(std::in_place_type_t<T>, asio::any_io_executor executor, config c, typename T::options opts)
       : ex(std::move(executor)),
         cfg((c.validate(), std::move(c))),
         host(&metrics),
@@ -39,12 +63,21 @@ struct node_core {
         timers(std::make_shared<timer_queue>(ex)) {
     if (cfg.data_dir) disk = std::make_unique<file_disk>(*cfg.data_dir);
     else disk = std::make_unique<memory_disk>();
-    transport = std::make_shared<tcp_transport>(
+    auto t = std::make_shared<T>(
         ex, cfg, metrics, rng,
-        [this](const address& from, const wire::frame_header& h, byte_view payload) { deliver(from, h, payload); },
-        [this](const address& peer) { unreachable(peer); });
-    self = transport->listen();
+        frame_handler([this](const address& from, const wire::frame_header& h, byte_view payload) { deliver(from, h, payload); }),
+        unreachable_handler([this](const address& peer) { unreachable(peer); }), std::move(opts));
+    self = t->listen();
+    transport = t.get();
+    transport_ops_ = &ops_of<T>;
+    transport_owner = std::move(t);
   }
+
+  bool send(protocol_id p, const address& to, const frame_source& src) { return transport_ops_->send(transport, p, to, src); }
+  void start_transport() { transport_ops_->start(transport); }
+  void stop_transport() noexcept { transport_ops_->stop(transport); }
+  std::size_t connections() const noexcept { return transport_ops_->connections(transport); }
+  std::size_t queued_bytes(const address& a) const noexcept { return transport_ops_->queued_bytes(transport, a); }
   node_core(const node_core&) = delete;
   node_core& operator=(const node_core&) = delete;
 
@@ -104,7 +137,9 @@ struct node_core {
   dcp::rng rng;
   std::unique_ptr<dcp::disk> disk;
   std::shared_ptr<timer_queue> timers;
-  std::shared_ptr<tcp_transport> transport;
+  std::shared_ptr<void> transport_owner;  // the transport; handlers it started hold it too
+  void* transport = nullptr;              // the same, for transport_ops_
+  const transport_ops* transport_ops_ = nullptr;
   address self;
   phase state = phase::created;
   bool warned_memory_disk = false;

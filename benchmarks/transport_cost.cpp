@@ -1,0 +1,266 @@
+// transport_cost: what authentication costs, plaintext vs keyring, side by side.
+//
+//   ping-pong of 64-byte payloads: round trip p50 and p99 (one message in flight)
+//   one-way throughput of 64 B and 64 KiB payloads, a window of unacknowledged
+//   messages, acknowledged every `ack_every`
+//
+// for dcp::net::plaintext_node and dcp::net::keyring_node (AES-256-GCM every
+// frame, dcp/net/keyring.hpp), two processes on loopback (each case forks a
+// child; both run their own io_context). Prints a table; writes
+// transport_cost.csv (or --csv PATH). --quick: a short run for CI (< 5 s).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <asio/io_context.hpp>
+
+#include "dcp/net.hpp"
+#include "dcp/net/keyring.hpp"
+
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace bench_msg {
+struct ping {
+  static constexpr dcp::message_type wire_id = 1;
+  std::uint64_t seq = 0;
+  std::vector<std::uint8_t> payload;
+  template <class A> void serialize(A& ar) { ar(seq, payload); }
+};
+struct pong {
+  static constexpr dcp::message_type wire_id = 2;
+  std::uint64_t seq = 0;
+  std::vector<std::uint8_t> payload;
+  template <class A> void serialize(A& ar) { ar(seq, payload); }
+};
+struct data {
+  static constexpr dcp::message_type wire_id = 3;
+  std::vector<std::uint8_t> payload;
+  template <class A> void serialize(A& ar) { ar(payload); }
+};
+struct ack {
+  static constexpr dcp::message_type wire_id = 4;
+  std::uint64_t received = 0;
+  template <class A> void serialize(A& ar) { ar(received); }
+};
+}  // namespace bench_msg
+
+class bench {
+ public:
+  using messages = dcp::wire::message_set<bench_msg::ping, bench_msg::pong, bench_msg::data, bench_msg::ack>;
+  static constexpr std::string_view name = "bench";
+  struct config {
+    dcp::address peer;
+    std::size_t payload = 64;
+    std::uint64_t total = 0;
+    std::uint64_t window = 0;
+    std::uint64_t ack_every = 1024;
+    std::function<void()> done;
+  };
+  bench(dcp::net::env env, config c) : env_(env), cfg_(std::move(c)) {
+    msg_.payload.assign(cfg_.payload, 0xAB);
+    ping_.payload.assign(cfg_.payload, 0xCD);
+  }
+  void start_pingpong() {
+    rtts.reserve(cfg_.total);
+    send_ping();
+  }
+  void on_message(const dcp::address& from, const bench_msg::ping& m) { env_.send(from, bench_msg::pong{m.seq, m.payload}); }
+  void on_message(const dcp::address&, const bench_msg::pong& m) {
+    if (m.seq != ping_.seq) return;
+    rtts.push_back(clk::now() - sent_at_);
+    if (rtts.size() == cfg_.total) return cfg_.done();
+    send_ping();
+  }
+  void start_stream() {
+    started = clk::now();
+    fill();
+  }
+  void on_message(const dcp::address& from, const bench_msg::data&) {
+    if (++received_ % cfg_.ack_every == 0) env_.send(from, bench_msg::ack{received_});
+  }
+  void on_message(const dcp::address&, const bench_msg::ack& m) {
+    acked_ = std::max(acked_, m.received);
+    if (acked_ >= cfg_.total) {
+      finished = clk::now();
+      return cfg_.done();
+    }
+    fill();
+  }
+  std::vector<clk::duration> rtts;
+  clk::time_point started, finished;
+
+ private:
+  void send_ping() {
+    ++ping_.seq;
+    sent_at_ = clk::now();
+    env_.send(cfg_.peer, ping_);
+  }
+  void fill() {
+    while (sent_ < cfg_.total && sent_ - acked_ < cfg_.window && env_.send(cfg_.peer, msg_)) ++sent_;
+  }
+  dcp::net::env env_;
+  config cfg_;
+  bench_msg::data msg_;
+  bench_msg::ping ping_;
+  clk::time_point sent_at_;
+  std::uint64_t sent_ = 0, acked_ = 0, received_ = 0;
+};
+constexpr dcp::protocol_id bench_id = 9;
+
+[[noreturn]] void die(const char* what) {
+  std::perror(what);
+  std::exit(1);
+}
+
+const dcp::net::keyring_key shared_key = dcp::net::keyring::generate();  // before any fork: both sides hold it
+
+/// Builds the node of the kind named (a plaintext_node or a keyring_node).
+template <class Node>
+std::unique_ptr<Node> make_node(asio::io_context& io) {
+  dcp::net::config c;
+  if constexpr (Node::authenticated) return std::make_unique<Node>(io, c, dcp::net::keyring(shared_key));
+  else return std::make_unique<Node>(io, c);
+}
+
+struct child {
+  pid_t pid;
+  std::uint16_t port;
+};
+
+template <class Node>
+child responder(std::uint64_t ack_every) {
+  int fds[2];
+  if (pipe(fds) != 0) die("pipe");
+  const pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(fds[0]);
+    asio::io_context io;
+    auto n = make_node<Node>(io);
+    bench::config c;
+    c.ack_every = ack_every;
+    n->template add<bench>(bench_id, c);
+    n->start();
+    const std::uint16_t port = n->self().port();
+    if (write(fds[1], &port, sizeof port) != static_cast<ssize_t>(sizeof port)) _exit(1);
+    io.run();
+    _exit(0);
+  }
+  close(fds[1]);
+  std::uint16_t port = 0;
+  if (read(fds[0], &port, sizeof port) != static_cast<ssize_t>(sizeof port)) die("read port");
+  close(fds[0]);
+  return {pid, port};
+}
+void reap(const child& c) {
+  kill(c.pid, SIGKILL);
+  waitpid(c.pid, nullptr, 0);
+}
+
+template <class Node>
+std::vector<clk::duration> pingpong(std::size_t rounds) {
+  const child c = responder<Node>(1024);
+  asio::io_context io;
+  auto n = make_node<Node>(io);
+  bench::config cfg;
+  cfg.peer = dcp::address::loopback(c.port);
+  cfg.total = rounds;
+  cfg.done = [&] { n->stop(); };
+  auto& b = n->template add<bench>(bench_id, cfg);
+  n->start();
+  b.start_pingpong();
+  io.run();
+  reap(c);
+  return std::move(b.rtts);
+}
+
+template <class Node>
+double stream_seconds(std::size_t size, std::uint64_t count, std::uint64_t window, std::uint64_t ack_every) {
+  const child c = responder<Node>(ack_every);
+  asio::io_context io;
+  auto n = make_node<Node>(io);
+  bench::config cfg;
+  cfg.peer = dcp::address::loopback(c.port);
+  cfg.payload = size;
+  cfg.total = count;
+  cfg.window = window;
+  cfg.ack_every = ack_every;
+  cfg.done = [&] { n->stop(); };
+  auto& b = n->template add<bench>(bench_id, cfg);
+  n->start();
+  b.start_stream();
+  io.run();
+  reap(c);
+  return std::chrono::duration<double>(b.finished - b.started).count();
+}
+
+double percentile_us(std::vector<clk::duration> v, double p) {
+  std::sort(v.begin(), v.end());
+  const auto i = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  return std::chrono::duration<double, std::micro>(v[i]).count();
+}
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  std::string csv_path = "transport_cost.csv";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--csv" && i + 1 < argc) csv_path = argv[++i];
+    else {
+      std::cerr << "usage: transport_cost [--quick] [--csv PATH]\n";
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  const std::size_t rounds = quick ? 2000 : 20000;
+  const std::uint64_t small_count = quick ? 64 * 1024 : 2048 * 1024;  // multiples of 1024
+  const std::uint64_t big_count = quick ? 1024 : 16 * 1024;           // multiples of 16
+  std::ofstream csv(csv_path);
+  csv << "transport,metric,value\n";
+  std::cout << std::fixed;
+
+  pingpong<dcp::net::plaintext_node>(200);  // warm-up: the first fork and connection pay page faults
+  struct row {
+    const char* name;
+    double p50, p99, small_rate, big_mbps;
+  };
+  auto measure = [&]<class Node>(const char* name, Node*) {
+    const auto rtt = pingpong<Node>(rounds);
+    const double s = stream_seconds<Node>(64, small_count, 65536, 1024);
+    const double b = stream_seconds<Node>(65536, big_count, 128, 16);
+    return row{name, percentile_us(rtt, 0.5), percentile_us(rtt, 0.99), static_cast<double>(small_count) / s,
+               static_cast<double>(big_count) * 65536 / b / 1e6};
+  };
+  const row plain = measure("plaintext", static_cast<dcp::net::plaintext_node*>(nullptr));
+  const row keyed = measure("keyring (AES-256-GCM)", static_cast<dcp::net::keyring_node*>(nullptr));
+
+  std::cout << "\ntransport cost, two processes on loopback (" << rounds << " round trips; " << small_count
+            << " x 64 B and " << big_count << " x 64 KiB one way)\n";
+  std::cout << "  transport                 rtt p50 us  rtt p99 us   64 B msg/s   64 KiB MB/s\n";
+  for (const row& r : {plain, keyed}) {
+    std::cout << "  " << std::left << std::setw(24) << r.name << std::right << std::setprecision(1) << std::setw(12)
+              << r.p50 << std::setw(12) << r.p99 << std::setprecision(0) << std::setw(13) << r.small_rate
+              << std::setprecision(1) << std::setw(14) << r.big_mbps << "\n";
+    csv << r.name << ",rtt_p50_us," << r.p50 << "\n"
+        << r.name << ",rtt_p99_us," << r.p99 << "\n"
+        << r.name << ",msgs_per_s_64B," << r.small_rate << "\n"
+        << r.name << ",MB_per_s_64KiB," << r.big_mbps << "\n";
+  }
+  std::cout << std::setprecision(2) << "  keyring / plaintext: rtt p50 x" << keyed.p50 / plain.p50 << ", 64 B rate x"
+            << keyed.small_rate / plain.small_rate << ", 64 KiB rate x" << keyed.big_mbps / plain.big_mbps << "\n";
+  std::cout << "\nCSV written to " << csv_path << "\n";
+  return 0;
+}
