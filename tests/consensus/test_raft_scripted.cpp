@@ -342,3 +342,49 @@ TEST_CASE("raft: a leader changes membership only after committing an entry of i
   CHECK(s.violations().empty());  // ... over nothing committed
   CHECK(s.counter("conflict_below_commit") == 0);
 }
+
+// A new leader counts every peer as heard at its first check-quorum (as etcd
+// marks a new peer recently active: the check may fire before a peer had a
+// chance to answer), so a follower silent for one check period does not
+// depose it; a quorum silent for two periods still does. (sync_peers once
+// set the peer's `sent` index instead of `heard_since_check`.)
+TEST_CASE("raft: a new leader's first check-quorum counts its peers as heard; a quorum silent for longer deposes it") {
+  for (bool answers_again : {true, false}) {
+    CAPTURE(answers_again);
+    scripted s(11, 3, 3);
+    auto& w = s.world();
+    w.run_for(1s);
+    const auto first = s.leader_among({0, 1, 2});
+    REQUIRE(first);
+    std::vector<std::uint32_t> rest;
+    for (std::uint32_t i = 0; i < 3; ++i)
+      if (i != *first) rest.push_back(i);
+    const auto step_downs = s.counter("check_quorum_step_down");
+    // The next leader needs both survivors; the moment it is elected, the
+    // other one's answers stop reaching it, for 250 ms (longer than one
+    // check period, 200 ms) or for good.
+    std::optional<std::uint32_t> next;
+    time_point elected{};
+    s.on([&] { return s.leader_among(rest).has_value(); }, [&] {
+      next = s.leader_among(rest);
+      elected = w.now();
+      w.block(*next == rest[0] ? rest[1] : rest[0], *next);
+    });
+    w.crash(*first);
+    w.run_until([&] { return next.has_value(); }, w.now() + 3s);
+    REQUIRE(next);
+    const auto term = s.node(*next)->current_term();
+    w.run_until(elected + 250ms);
+    if (answers_again) w.heal();
+    w.run_until(elected + 650ms);
+    if (answers_again) {
+      CHECK(s.node(*next)->is_leader());
+      CHECK(s.node(*next)->current_term() == term);
+      CHECK(s.counter("check_quorum_step_down") == step_downs);
+    } else {
+      CHECK_FALSE(s.node(*next)->is_leader());
+      CHECK(s.counter("check_quorum_step_down") > step_downs);
+    }
+    CHECK(s.violations().empty());
+  }
+}
