@@ -203,6 +203,12 @@ class hyparview {
   const std::vector<address>& passive_view() const noexcept { return passive_; }
   bool is_active(const address& a) const noexcept { return find_active(a) != active_.end(); }
   bool is_passive(const address& a) const noexcept { return std::find(passive_.begin(), passive_.end(), a) != passive_.end(); }
+  /// Messages of the protocols above are believed from the active and the
+  /// passive view: the active view is symmetric only between exchanges (a
+  /// peer that just dropped this node, or was dropped, moves to the passive
+  /// view and may still have a message under way), and a process that never
+  /// joined is in neither.
+  bool admits(const address& a) const noexcept { return is_active(a) || is_passive(a); }
   std::size_t active_count() const noexcept { return active_.size(); }
   /// Gauges for a node's metrics: the two view sizes.
   void gauges(const gauge_sink& emit) const {
