@@ -388,3 +388,52 @@ TEST_CASE("raft: a new leader's first check-quorum counts its peers as heard; a 
     CHECK(s.violations().empty());
   }
 }
+
+// The other side of "a member follows only members": a member cut off while
+// the leader added D, and back once D leads, knows nothing of D. It must
+// still follow D (the dissertation, 4.1): its election timer fires, the
+// pre-vote answers of the members it knows carry D's term, it steps up to
+// that term, and then takes D's AppendEntries (one leader per term), whose
+// log soon names D. The seeds are tried until D is the one elected.
+TEST_CASE("raft: a member that missed the entry adding the new leader still follows it") {
+  bool seen = false;
+  for (std::uint64_t seed = 1; seed <= 60 && !seen; ++seed) {
+    CAPTURE(seed);
+    scripted s(seed, 6, 5);  // node 5 (D) starts outside the configuration
+    auto& w = s.world();
+    const std::uint32_t D = 5;
+    w.run_for(1s);
+    const auto l = s.leader_among({0, 1, 2, 3, 4});
+    REQUIRE(l);
+    const std::uint32_t L = *l, M = (L + 1) % 5;
+    w.partition({{M}});
+    s.node(L)->add_member(address::sim(D), [](result<bytes>) {});
+    const auto config_index = s.node(L)->store().last_index();
+    w.run_until([&] { return s.node(L)->commit_index() >= config_index; }, w.now() + 2s);
+    REQUIRE(s.node(L)->commit_index() >= config_index);
+    w.crash(L);
+    std::vector<std::uint32_t> rest;
+    for (std::uint32_t i = 0; i < 6; ++i)
+      if (i != L && i != M) rest.push_back(i);
+    w.run_until([&] { return s.leader_among(rest).has_value(); }, w.now() + 5s);
+    REQUIRE(s.leader_among(rest));
+    if (*s.leader_among(rest) != D) continue;  // the case is about D leading
+    seen = true;
+    const auto& known = s.node(M)->members();
+    REQUIRE(std::find(known.begin(), known.end(), address::sim(D)) == known.end());  // M has never heard of D
+    std::optional<result<bytes>> done;
+    s.node(D)->propose(command_bytes(7), [&](result<bytes> r) { done = std::move(r); });
+    w.heal();
+    w.run_until([&] {
+      return done && s.node(M)->leader() == std::optional<address>(address::sim(D)) &&
+             s.node(M)->commit_index() >= s.node(D)->commit_index();
+    }, w.now() + 5s);
+    CHECK(done);
+    CHECK(s.node(M)->leader() == std::optional<address>(address::sim(D)));
+    CHECK(s.node(M)->commit_index() >= s.node(D)->commit_index());
+    CHECK(s.node(M)->members().size() == 6);
+    CHECK(s.counter("not_a_member") > 0);  // D's first AppendEntries, of a term M had not reached, were refused
+    CHECK(s.violations().empty());
+  }
+  CHECK(seen);
+}
