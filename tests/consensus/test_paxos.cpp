@@ -12,6 +12,15 @@ using namespace dcp::consensus;
 namespace {
 using node_t = paxos<sim::env>;
 constexpr protocol_id pid = node_t::default_id;
+
+/// The acceptor's file as paxos.hpp writes it (its durable_state).
+struct acceptor_file {
+  ballot promised;
+  std::optional<ballot> accepted_ballot;
+  bytes accepted_value;
+  std::uint64_t max_round = 0;
+  template <class A> void serialize(A& ar) { ar(promised, accepted_ballot, accepted_value, max_round); }
+};
 }  // namespace
 
 // Agreement, checked after every event from the acceptors' durable state:
@@ -173,4 +182,33 @@ TEST_CASE("paxos: strangers, borrowed ballots and absurd rounds change nothing, 
   CHECK(w.metrics().counter(pid, "not_a_proposer") >= 3);
   CHECK(w.metrics().counter(pid, "absurd_round") >= 1);
   CHECK(w.metrics().counter(pid, "ballot_not_senders") >= 1);
+}
+
+// The round space cannot run out in practice (a round more than 2^32 ahead
+// is refused, honest rounds grow by one), but a node whose acceptors did
+// promise the last round (an older version, a damaged disk) must fail its
+// proposal loudly rather than wrap to round 0 and be preempted for ever.
+TEST_CASE("paxos: a used-up round space fails the proposal at once instead of wrapping to round 0") {
+  sim::simulator w(5);
+  paxos_config pc;
+  for (std::uint32_t i = 0; i < 3; ++i) pc.acceptors.push_back(address::sim(i));
+  w.add_nodes(3, [pc](sim::node_context& c) {
+    acceptor_file st;
+    st.promised = ballot{~std::uint64_t{0}, address::sim(1)};
+    bytes payload, rec;
+    storage::detail::encode_value(st, payload);
+    storage::detail::frame_record(payload, rec);
+    auto& d = c.world().disk_of(c.index());
+    REQUIRE_FALSE(d.write("paxos.acceptor", rec));
+    REQUIRE_FALSE(d.sync("paxos.acceptor"));
+    c.add<node_t>(pid, pc);
+  });
+  std::optional<result<bytes>> got;
+  w.get<node_t>(0, pid).propose(to_bytes("x"), [&](result<bytes> r) { got = std::move(r); });
+  w.run_for(100ms);
+  REQUIRE(got);
+  REQUIRE_FALSE(got->has_value());
+  CHECK(got->error() == dcp::make_error_code(dcp::errc::invalid_argument));
+  CHECK(w.metrics().counter(pid, "rounds_exhausted") == 1);
+  CHECK(w.get<node_t>(0, pid).promised().round == ~std::uint64_t{0});
 }
