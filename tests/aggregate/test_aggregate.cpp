@@ -243,3 +243,46 @@ TEST_CASE("push_sum over HyParView: after a third crash the old epoch keeps the 
       if (w.is_up(i)) CHECK(w.get<ps_overlay>(i, aid).epoch() == 2);
   }
 }
+
+// Issue 11: a share is mass, so a share from outside the membership would
+// move every estimate wherever its sender likes. Push-Sum takes shares only
+// from peers its membership admits (a static group's members; HyParView's
+// active and passive views), counts the others and leaves its mass alone.
+TEST_CASE("push_sum: shares from outside the membership are refused and counted, the mass unchanged") {
+  simulator w(1);
+  auto members = everyone(2);
+  w.add_nodes(2, [&](sim::node_context& c) {
+    auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
+    c.add<ps_uniform>(aid, g, aggregate::push_sum_config{});
+  });
+  auto& p = w.get<ps_uniform>(0, aid);
+  const auto stranger = address::sim(9);
+  p.on_message(stranger, aggregate::push_sum_msg::share{0, 1e12, 1});
+  p.on_message(stranger, aggregate::push_sum_msg::share{5, 1e12, 1});  // nor may it start an epoch
+  CHECK(p.mass_w() == 1);
+  CHECK(p.epoch() == 0);
+  CHECK(w.metrics().counter(aid, "share_not_member") == 2);
+  p.on_message(address::sim(1), aggregate::push_sum_msg::share{0, 3, 1});  // a member's is taken
+  CHECK(p.mass_w() == 2);
+
+  // Over HyParView: a process that never joined is refused; a neighbour is not.
+  simulator h(2, network());
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    h.add_node([i](sim::node_context& c) {
+      membership::hyparview_config hk;
+      if (i) hk.contact = address::sim(0);
+      auto& m = c.add<hpv>(hpv::default_id, hk);
+      c.add<ps_overlay>(aid, m, aggregate::push_sum_config{});
+    });
+    h.run_for(5ms);
+  }
+  h.run_for(1s);
+  auto& q = h.get<ps_overlay>(0, aid);
+  const auto before = q.mass_w();
+  q.on_message(address::sim(7), aggregate::push_sum_msg::share{q.epoch(), 1e12, 1});
+  CHECK(q.mass_w() == before);
+  CHECK(h.metrics().counter(aid, "share_not_member") == 1);
+  REQUIRE_FALSE(h.get<hpv>(0, hpv::default_id).neighbours().empty());
+  q.on_message(h.get<hpv>(0, hpv::default_id).neighbours().front(), aggregate::push_sum_msg::share{q.epoch(), 0, 1});
+  CHECK(q.mass_w() == before + 1);
+}

@@ -12,6 +12,15 @@ using namespace dcp::consensus;
 namespace {
 using node_t = paxos<sim::env>;
 constexpr protocol_id pid = node_t::default_id;
+
+/// The acceptor's file as paxos.hpp writes it (its durable_state).
+struct acceptor_file {
+  ballot promised;
+  std::optional<ballot> accepted_ballot;
+  bytes accepted_value;
+  std::uint64_t max_round = 0;
+  template <class A> void serialize(A& ar) { ar(promised, accepted_ballot, accepted_value, max_round); }
+};
 }  // namespace
 
 // Agreement, checked after every event from the acceptors' durable state:
@@ -116,4 +125,90 @@ TEST_CASE("paxos: a proposer adopts an accepted value, and a learner answers at 
   REQUIRE(third);
   CHECK(*third == to_bytes("x"));
   CHECK_THROWS_AS(paxos_config{}.validate(), dcp::error);
+}
+
+// Issue 11: a Paxos node believes only the acceptors of its configuration.
+// A stranger's prepare, promise, accepted or decided changes nothing; a
+// ballot must name its sender; a round so far ahead that it would exhaust
+// the round space (2^64 - 1, after which the next round wrapped to 0 and no
+// proposal could win again) is refused even from an acceptor.
+TEST_CASE("paxos: strangers, borrowed ballots and absurd rounds change nothing, and the group still decides") {
+  sim::config sc;
+  sc.network.delay = sim::latency::uniform(1ms, 3ms);
+  sim::simulator w(21, sc);
+  paxos_config pc;
+  for (std::uint32_t i = 0; i < 3; ++i) pc.acceptors.push_back(address::sim(i));
+  w.add_nodes(3, [pc](sim::node_context& c) { c.add<node_t>(pid, pc); });
+  auto& n0 = w.get<node_t>(0, pid);
+  auto& n1 = w.get<node_t>(1, pid);
+  const auto stranger = address::sim(9);
+  const auto top = ~std::uint64_t{0};
+
+  // A stranger's prepare at the last round, and an acceptor's.
+  n0.on_message(stranger, paxos_msg::prepare{ballot{top, stranger}});
+  n0.on_message(address::sim(1), paxos_msg::prepare{ballot{top, address::sim(1)}});
+  n0.on_message(stranger, paxos_msg::accept{ballot{top, stranger}, to_bytes("evil")});
+  CHECK(n0.promised() == ballot{});
+  CHECK_FALSE(n0.accepted_ballot());
+  // An acceptor may not use another proposer's ballot.
+  n0.on_message(address::sim(1), paxos_msg::prepare{ballot{5, address::sim(2)}});
+  CHECK(n0.promised() == ballot{});
+  // A stranger's decided is not learned.
+  n1.on_message(stranger, paxos_msg::decided{to_bytes("evil")});
+  CHECK_FALSE(n1.chosen());
+
+  // Node 0 proposes alone (cut off), strangers answer its prepare: no quorum,
+  // no table growth, nothing chosen.
+  w.partition({{0}});
+  std::optional<result<bytes>> got;
+  n0.propose(to_bytes("x"), [&](result<bytes> r) { got = std::move(r); });
+  w.run_for(1ms);
+  for (std::uint32_t s = 10; s < 20; ++s) {
+    const ballot b{1, address::sim(0)};
+    n0.on_message(address::sim(s), paxos_msg::promise{b, true, b, std::nullopt, {}});
+    n0.on_message(address::sim(s), paxos_msg::accepted{b, true, b});
+    // A refusal carrying an absurd round from a stranger moves no round.
+    n0.on_message(address::sim(s), paxos_msg::promise{b, false, ballot{top, address::sim(s)}, std::nullopt, {}});
+  }
+  CHECK_FALSE(n0.chosen());
+  w.heal();
+  w.run_for(2s);
+  REQUIRE(got);
+  REQUIRE(got->has_value());
+  CHECK(**got == to_bytes("x"));
+  CHECK(n0.promised().round < (std::uint64_t{1} << 32));
+  for (std::uint32_t i = 0; i < 3; ++i) CHECK(w.get<node_t>(i, pid).chosen() == std::optional<bytes>(to_bytes("x")));
+  CHECK(w.metrics().counter(pid, "not_an_acceptor") >= 30);
+  CHECK(w.metrics().counter(pid, "not_a_proposer") >= 3);
+  CHECK(w.metrics().counter(pid, "absurd_round") >= 1);
+  CHECK(w.metrics().counter(pid, "ballot_not_senders") >= 1);
+}
+
+// The round space cannot run out in practice (a round more than 2^32 ahead
+// is refused, honest rounds grow by one), but a node whose acceptors did
+// promise the last round (an older version, a damaged disk) must fail its
+// proposal loudly rather than wrap to round 0 and be preempted for ever.
+TEST_CASE("paxos: a used-up round space fails the proposal at once instead of wrapping to round 0") {
+  sim::simulator w(5);
+  paxos_config pc;
+  for (std::uint32_t i = 0; i < 3; ++i) pc.acceptors.push_back(address::sim(i));
+  w.add_nodes(3, [pc](sim::node_context& c) {
+    acceptor_file st;
+    st.promised = ballot{~std::uint64_t{0}, address::sim(1)};
+    bytes payload, rec;
+    storage::detail::encode_value(st, payload);
+    storage::detail::frame_record(payload, rec);
+    auto& d = c.world().disk_of(c.index());
+    REQUIRE_FALSE(d.write("paxos.acceptor", rec));
+    REQUIRE_FALSE(d.sync("paxos.acceptor"));
+    c.add<node_t>(pid, pc);
+  });
+  std::optional<result<bytes>> got;
+  w.get<node_t>(0, pid).propose(to_bytes("x"), [&](result<bytes> r) { got = std::move(r); });
+  w.run_for(100ms);
+  REQUIRE(got);
+  REQUIRE_FALSE(got->has_value());
+  CHECK(got->error() == dcp::make_error_code(dcp::errc::invalid_argument));
+  CHECK(w.metrics().counter(pid, "rounds_exhausted") == 1);
+  CHECK(w.get<node_t>(0, pid).promised().round == ~std::uint64_t{0});
 }

@@ -237,6 +237,67 @@ TEST_CASE("raft: messages from non-members, absurd terms and forged replies chan
   CHECK(c.world().metrics().counter(pid, "absurd_term") >= 2);
 }
 
+// Issue 11: a member follows AppendEntries (and snapshots) from a
+// configuration member only. A stranger's plausible term (one above the
+// current one) is not followed, committed nor applied; nor is a second
+// leader of the term the replica already follows. (A lagging member still
+// reaches a leader its log does not name yet: it learns the leader's term
+// from the members it knows, then follows that term's one leader; the
+// membership test above shows it stays live.)
+TEST_CASE("raft: a stranger's AppendEntries of a plausible term is not followed, nor a second leader of the term") {
+  options o;
+  o.loss = o.duplicate = o.reorder = 0;
+  cluster c(13, o);
+  c.world().run_for(1s);
+  node_t* leader = nullptr;
+  std::vector<node_t*> followers;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    auto& r = c.world().get<node_t>(i, pid);
+    if (r.is_leader()) leader = &r;
+    else followers.push_back(&r);
+  }
+  REQUIRE(leader);
+  REQUIRE(followers.size() == 2);
+  const auto leader_address = *followers[0]->leader();
+  const auto stranger = address::sim(9);
+  const auto term = leader->current_term();
+  for (auto* f : followers) {
+    const auto last = f->store().last_index();
+    const auto commit = f->commit_index();
+    for (auto t : {term + 1, term}) {
+      raft_msg::append hijack{t, last, *f->store().term_at(last), last + 1, 0, {}};
+      hijack.entries.push_back({last + 1, t, entry_kind::command, encode_id(666)});
+      f->on_message(stranger, hijack);
+      CHECK(f->current_term() == term);
+      CHECK(f->store().last_index() == last);
+      CHECK(f->commit_index() == commit);
+      CHECK(f->leader() == std::optional<address>(leader_address));
+    }
+  }
+  // Nor does a member that claims the term's leadership beside its leader.
+  {
+    auto* f = followers[0];
+    const auto last = f->store().last_index();
+    std::optional<address> other;
+    for (std::uint32_t i = 0; i < 3; ++i)
+      if (&c.world().get<node_t>(i, pid) == followers[1]) other = address::sim(i);
+    raft_msg::append second{term, last, *f->store().term_at(last), last + 1, 0, {}};
+    second.entries.push_back({last + 1, term, entry_kind::command, encode_id(667)});
+    f->on_message(*other, second);
+    CHECK(f->store().last_index() == last);
+    CHECK(f->leader() == std::optional<address>(leader_address));
+  }
+  c.world().run_for(500ms);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    auto& r = c.world().get<node_t>(i, pid);
+    CHECK(r.current_term() == term);
+    for (auto k = r.store().first_index(); k <= r.store().last_index(); ++k) CHECK(*r.store().term_at(k) <= term);
+  }
+  CHECK(leader->is_leader());
+  CHECK(c.world().metrics().counter(pid, "not_a_member") >= 2);
+  CHECK(c.world().metrics().counter(pid, "second_leader_in_term") >= 3);
+}
+
 namespace {
 /// An id_log whose restore() refuses every snapshot while `refuse` is set
 /// (a replica of another version, say).

@@ -342,3 +342,98 @@ TEST_CASE("raft: a leader changes membership only after committing an entry of i
   CHECK(s.violations().empty());  // ... over nothing committed
   CHECK(s.counter("conflict_below_commit") == 0);
 }
+
+// A new leader counts every peer as heard at its first check-quorum (as etcd
+// marks a new peer recently active: the check may fire before a peer had a
+// chance to answer), so a follower silent for one check period does not
+// depose it; a quorum silent for two periods still does. (sync_peers once
+// set the peer's `sent` index instead of `heard_since_check`.)
+TEST_CASE("raft: a new leader's first check-quorum counts its peers as heard; a quorum silent for longer deposes it") {
+  for (bool answers_again : {true, false}) {
+    CAPTURE(answers_again);
+    scripted s(11, 3, 3);
+    auto& w = s.world();
+    w.run_for(1s);
+    const auto first = s.leader_among({0, 1, 2});
+    REQUIRE(first);
+    std::vector<std::uint32_t> rest;
+    for (std::uint32_t i = 0; i < 3; ++i)
+      if (i != *first) rest.push_back(i);
+    const auto step_downs = s.counter("check_quorum_step_down");
+    // The next leader needs both survivors; the moment it is elected, the
+    // other one's answers stop reaching it, for 250 ms (longer than one
+    // check period, 200 ms) or for good.
+    std::optional<std::uint32_t> next;
+    time_point elected{};
+    s.on([&] { return s.leader_among(rest).has_value(); }, [&] {
+      next = s.leader_among(rest);
+      elected = w.now();
+      w.block(*next == rest[0] ? rest[1] : rest[0], *next);
+    });
+    w.crash(*first);
+    w.run_until([&] { return next.has_value(); }, w.now() + 3s);
+    REQUIRE(next);
+    const auto term = s.node(*next)->current_term();
+    w.run_until(elected + 250ms);
+    if (answers_again) w.heal();
+    w.run_until(elected + 650ms);
+    if (answers_again) {
+      CHECK(s.node(*next)->is_leader());
+      CHECK(s.node(*next)->current_term() == term);
+      CHECK(s.counter("check_quorum_step_down") == step_downs);
+    } else {
+      CHECK_FALSE(s.node(*next)->is_leader());
+      CHECK(s.counter("check_quorum_step_down") > step_downs);
+    }
+    CHECK(s.violations().empty());
+  }
+}
+
+// The other side of "a member follows only members": a member cut off while
+// the leader added D, and back once D leads, knows nothing of D. It must
+// still follow D (the dissertation, 4.1): its election timer fires, the
+// pre-vote answers of the members it knows carry D's term, it steps up to
+// that term, and then takes D's AppendEntries (one leader per term), whose
+// log soon names D. The seeds are tried until D is the one elected.
+TEST_CASE("raft: a member that missed the entry adding the new leader still follows it") {
+  bool seen = false;
+  for (std::uint64_t seed = 1; seed <= 60 && !seen; ++seed) {
+    CAPTURE(seed);
+    scripted s(seed, 6, 5);  // node 5 (D) starts outside the configuration
+    auto& w = s.world();
+    const std::uint32_t D = 5;
+    w.run_for(1s);
+    const auto l = s.leader_among({0, 1, 2, 3, 4});
+    REQUIRE(l);
+    const std::uint32_t L = *l, M = (L + 1) % 5;
+    w.partition({{M}});
+    s.node(L)->add_member(address::sim(D), [](result<bytes>) {});
+    const auto config_index = s.node(L)->store().last_index();
+    w.run_until([&] { return s.node(L)->commit_index() >= config_index; }, w.now() + 2s);
+    REQUIRE(s.node(L)->commit_index() >= config_index);
+    w.crash(L);
+    std::vector<std::uint32_t> rest;
+    for (std::uint32_t i = 0; i < 6; ++i)
+      if (i != L && i != M) rest.push_back(i);
+    w.run_until([&] { return s.leader_among(rest).has_value(); }, w.now() + 5s);
+    REQUIRE(s.leader_among(rest));
+    if (*s.leader_among(rest) != D) continue;  // the case is about D leading
+    seen = true;
+    const auto& known = s.node(M)->members();
+    REQUIRE(std::find(known.begin(), known.end(), address::sim(D)) == known.end());  // M has never heard of D
+    std::optional<result<bytes>> done;
+    s.node(D)->propose(command_bytes(7), [&](result<bytes> r) { done = std::move(r); });
+    w.heal();
+    w.run_until([&] {
+      return done && s.node(M)->leader() == std::optional<address>(address::sim(D)) &&
+             s.node(M)->commit_index() >= s.node(D)->commit_index();
+    }, w.now() + 5s);
+    CHECK(done);
+    CHECK(s.node(M)->leader() == std::optional<address>(address::sim(D)));
+    CHECK(s.node(M)->commit_index() >= s.node(D)->commit_index());
+    CHECK(s.node(M)->members().size() == 6);
+    CHECK(s.counter("not_a_member") > 0);  // D's first AppendEntries, of a term M had not reached, were refused
+    CHECK(s.violations().empty());
+  }
+  CHECK(seen);
+}

@@ -208,3 +208,29 @@ TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns 
   CHECK(wrong == 0);
   CHECK(failed == 0);
 }
+
+// Issue 11: a lookup's reply comes from its root, which the origin cannot
+// name in advance, so the reply is matched by the request's nonce alone. A
+// sequential nonce let a stranger answer every lookup in flight by counting;
+// nonces are now random 64-bit numbers (and so are join and hop nonces).
+TEST_CASE("pastry: a stranger guessing lookup nonces answers no lookup") {
+  world_t w(3, fast(), world_t::lossy(0));
+  grow(w, 20);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+  auto& origin = w.router(0);
+  const dht::contact stranger{node_id::hash("stranger"), address::sim(999)};
+  int calls = 0;
+  bool forged = false;
+  origin.lookup(node_id::hash("some key"), 3, [&](std::error_code ec, const dht::lookup_result& r) {
+    ++calls;
+    for (auto& c : r.owners) forged = forged || c.addr == stranger.addr;
+    CHECK_FALSE(ec);
+  });
+  w.world.metrics().reset();
+  for (std::uint64_t nonce = 0; nonce < 20'000; ++nonce)
+    origin.on_message(stranger.addr, dht::pastry_msg::lookup_reply{nonce, 1, {stranger}});
+  w.world.run_for(6s);
+  CHECK(calls == 1);
+  CHECK_FALSE(forged);
+  CHECK(w.world.metrics().counter(w.pid, "stale_reply") == 20'000);
+}

@@ -113,3 +113,44 @@ TEST_CASE("anti-entropy: a wanted list that repeats one id is answered once; rep
   CHECK(b.size() <= k.max_items);
   CHECK(w.metrics().counter(bid, "certificates_refused_full") > 0);
 }
+
+// Issue 11: a digest of a few bytes is answered with up to max_reply_bytes
+// (the requester lacks everything), so digests were an amplifier: a flood
+// of empty digests drew 1 MiB each. Answers (to digests and to wanted lists)
+// now draw on a byte budget per period, max_answer_bytes_per_period, and
+// digests and updates are taken only from peers the membership admits.
+TEST_CASE("anti-entropy: a flood of empty digests draws at most the answer budget per period; a stranger's draws nothing") {
+  simulator w(8);
+  gossip::anti_entropy_config k;
+  k.max_items = 64;
+  auto rec = gworld::build<ae>(w, 2, k);
+  w.run_for(1s);
+  auto& a = w.get<ae>(0, bid);
+  const bytes big(k.max_payload, 7);
+  for (int i = 0; i < 60; ++i) a.broadcast(big);  // 3.75 MiB held
+  w.metrics().reset();
+  gossip::anti_entropy_msg::digest empty;
+  for (int i = 0; i < 100; ++i) a.on_message(address::sim(1), empty);
+  auto replied = w.metrics().of(bid, gossip::anti_entropy_msg::update::wire_id);
+  CHECK(replied.sent_bytes <= k.max_answer_bytes_per_period + 1024 * replied.sent);
+  CHECK(replied.sent_bytes >= k.max_reply_bytes);  // the first is answered in full
+  CHECK(w.metrics().counter(bid, "answer_budget_exhausted") > 0);
+  // The budget comes back with the next period.
+  w.run_for(k.period);
+  const auto before = replied.sent_bytes;
+  a.on_message(address::sim(1), empty);
+  replied = w.metrics().of(bid, gossip::anti_entropy_msg::update::wire_id);
+  CHECK(replied.sent_bytes >= before + k.max_reply_bytes);
+
+  // A process outside the overlay gets nothing, and plants nothing.
+  w.metrics().reset();
+  a.on_message(address::sim(7), empty);
+  gossip::anti_entropy_msg::update push;
+  push.items.push_back({4242, false, 0, to_bytes("planted")});
+  push.wanted.push_back(4243);
+  a.on_message(address::sim(7), push);
+  CHECK(w.metrics().of(bid).sent == 0);
+  CHECK(w.metrics().drops() == 0);  // nothing was even tried towards it
+  CHECK_FALSE(a.holds(4242));
+  CHECK(w.metrics().counter(bid, "not_member") == 2);
+}

@@ -328,3 +328,32 @@ TEST_CASE("plumtree: announcements from strangers are ignored; a neighbour's flo
   CHECK(w.metrics().counter(bid, "grafts") <= static_cast<std::int64_t>(k.max_missing));
   CHECK(w.metrics().counter(bid, "graft_exhausted") == static_cast<std::int64_t>(k.max_missing));
 }
+
+// Issue 11: a payload is delivered and forwarded only when it comes from a
+// peer the membership admits (HyParView: active or passive view); a process
+// outside the overlay cannot inject broadcasts.
+TEST_CASE("eager push and plumtree: a stranger's GOSSIP is neither delivered nor forwarded") {
+  {
+    simulator w(5);
+    auto rec = gworld::build<eager>(w, 3);
+    w.run_for(1s);
+    w.metrics().reset();
+    w.get<eager>(0, bid).on_message(address::sim(7), gossip::eager_push_msg::gossip{42, 0, to_bytes("forged")});
+    w.run_for(1s);
+    for (std::uint32_t i = 0; i < 3; ++i) CHECK_FALSE(w.get<eager>(i, bid).delivered(42));
+    CHECK(rec->missing(w, 42) == 3);
+    CHECK(w.metrics().counter(bid, "gossip_not_member") == 1);
+    CHECK(payloads_sent(w) == 0);
+  }
+  {
+    simulator w(6);
+    auto rec = gworld::build<tree>(w, 3);
+    w.run_for(1s);
+    w.metrics().reset();
+    w.get<tree>(0, bid).on_message(address::sim(7), gossip::plumtree_msg::gossip{42, 0, to_bytes("forged")});
+    w.run_for(1s);
+    for (std::uint32_t i = 0; i < 3; ++i) CHECK_FALSE(w.get<tree>(i, bid).delivered(42));
+    CHECK(w.metrics().counter(bid, "gossip_not_member") == 1);
+    CHECK(payloads_sent(w) == 0);
+  }
+}

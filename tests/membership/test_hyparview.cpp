@@ -245,3 +245,40 @@ TEST_CASE("hyparview: strangers evict at most the budgeted neighbours per round 
   CHECK(counter("shuffle_replies_merged") > 0);
   CHECK(violations == 0);
 }
+
+// Issue 11: in the paper a JOIN, the end of a FORWARD_JOIN walk and a
+// JOIN_ACCEPT all add their node to the active view, evicting a neighbour
+// when it is full; anyone can send them. A flood of them from fifty
+// processes outside the overlay now evicts at most the budgeted
+// join_evictions_per_round neighbours of a node per round; past it, a walk
+// ends at a node that has room or budget (a detour of at most arwl hops) and
+// a JOIN_ACCEPT into a full view is refused.
+TEST_CASE("hyparview: a flood of JOIN, FORWARD_JOIN and JOIN_ACCEPT from strangers evicts at most the budgeted neighbours per round") {
+  simulator w(6);
+  std::size_t violations = 0;
+  build(w, 16, violations);
+  w.run_for(5s);
+  auto& p = w.get<hpv>(0, hid);
+  REQUIRE(p.active_count() == p.config().active_size);
+  const auto counter = [&](std::string_view n) { return w.metrics().counter(hid, n); };
+  const auto before = p.neighbours();
+  const auto first = p.neighbours().front();
+  w.metrics().reset();
+  for (std::uint32_t s = 0; s < 50; ++s) {
+    p.on_message(address::sim(100 + s), membership::hyparview_msg::join{});
+    p.on_message(first, membership::hyparview_msg::forward_join{address::sim(200 + s), 0});
+    p.on_message(address::sim(300 + s), membership::hyparview_msg::join_accept{});
+  }
+  std::size_t kept = 0;
+  for (auto& a : p.neighbours()) kept += std::find(before.begin(), before.end(), a) != before.end();
+  CHECK(kept + p.config().join_evictions_per_round >= p.config().active_size);
+  CHECK(counter("join_evictions_refused") > 0);
+  // Over the whole overlay, while the flood's walks go on from node 0 for
+  // half a round: each node's budgets (joins and high-priority NEIGHBORs)
+  // refill at most once in that time.
+  w.run_for(500ms);
+  const auto budget = p.config().join_evictions_per_round + p.config().priority_evictions_per_round;
+  CHECK(counter("dropped_for_room") <= static_cast<std::int64_t>(16 * 2 * budget));
+  w.run_for(5s);
+  CHECK(violations == 0);
+}

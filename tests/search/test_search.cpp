@@ -86,3 +86,43 @@ TEST_CASE("search: a key nobody holds times out, once; a flood's TTL bounds how 
   }
   CHECK_THROWS_AS(w.get<finder>(0, sid).find(std::string(5000, 'x'), search::method::flooding, {}), dcp::error);
 }
+
+// Issue 11: a walk or flood carries its TTL, and a receiver used to take it
+// as given: one injected walk with TTL 2^32 - 1 walked (almost) for ever,
+// one flood with a large TTL reached everyone. Each node now caps the TTL
+// at its own configured maximum ("ttl_capped"), and takes queries only from
+// peers the membership admits ("query_not_member"): a process outside the
+// overlay cannot make members probe, or send hits to an origin of its choice.
+TEST_CASE("search: a walk's or flood's TTL is capped at the receiver's maximum; strangers' queries are refused") {
+  simulator w(7);
+  search::unstructured_config k;
+  k.walk_ttl = 20;
+  k.flood_ttl = 2;
+  build(w, 60, k);
+  auto& f = w.get<finder>(0, sid);
+  const auto neighbour = w.get<hpv>(0, hpv::default_id).neighbours().front();
+  w.metrics().reset();
+  f.on_message(neighbour, search::search_msg::walk{99, 0, address::sim(0), "nobody", ~std::uint32_t{0}, 1});
+  w.run_for(5s);
+  // At most walk_ttl + 1 probes: the first node caps, every later one counts down.
+  CHECK(w.metrics().counter(sid, "probes") <= 21);
+  CHECK(w.metrics().counter(sid, "walks_expired") == 1);
+  CHECK(w.metrics().counter(sid, "ttl_capped") >= 1);
+
+  w.metrics().reset();
+  f.on_message(neighbour, search::search_msg::flood{77, address::sim(0), "nobody", ~std::uint32_t{0}, 1});
+  w.run_for(5s);
+  // A TTL of 2 reaches at most 1 + 5 + 5*4 nodes (active views of 5, the sender excluded).
+  CHECK(w.metrics().counter(sid, "probes") <= 1 + 5 + 20);
+  CHECK(w.metrics().counter(sid, "ttl_capped") >= 1);
+
+  w.metrics().reset();
+  const auto stranger = address::sim(500);
+  f.store("mine");
+  f.on_message(stranger, search::search_msg::walk{5, 0, stranger, "mine", 3, 1});
+  f.on_message(stranger, search::search_msg::flood{6, stranger, "mine", 3, 1});
+  w.run_for(1s);
+  CHECK(w.metrics().counter(sid, "probes") == 0);
+  CHECK(w.metrics().counter(sid, "query_not_member") == 2);
+  CHECK(w.metrics().of(sid, 3).sent == 0);  // no hit went to the stranger
+}

@@ -27,6 +27,12 @@
 // but is biased towards the nodes whose mass survived; sums and counts
 // drift down (benchmarks/push_sum measures both). Duplicated messages add
 // mass: run it over a transport that does not duplicate, or expect the bias.
+//
+// Whom it believes: a share is mass, so one from outside the overlay would
+// move every estimate where its sender likes. Shares are taken only from
+// peers the membership admits (membership::admits: a static group's members,
+// HyParView's active and passive views, SWIM's live members; Cyclon cannot
+// tell), others dropped and counted ("share_not_member"), epoch included.
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -116,7 +122,8 @@ class push_sum {
   double mass_w() const noexcept { return w_; }
   void on_converged(converged_callback f) { on_converged_ = std::move(f); }
 
-  void on_message(const address&, const push_sum_msg::share& m) {
+  void on_message(const address& from, const push_sum_msg::share& m) {
+    if (!membership::admits(membership_, from)) return env_.count("share_not_member");
     if (!std::isfinite(m.s) || !std::isfinite(m.w) || m.w < 0) return env_.count("bad_share");
     if (m.epoch < epoch_) return env_.count("stale_epoch");
     if (m.epoch > epoch_) reset(m.epoch);

@@ -19,6 +19,18 @@
 // a ballot with another value. Both live in one small file, replaced
 // atomically, checksummed (<prefix>.acceptor).
 //
+// Whom it believes (issue 11). Prepares, accepts and decisions only from
+// the configured proposers (by default the acceptors: every node plays every
+// role), and only in a ballot that names their sender; promises and
+// acceptances only from acceptors. A round more than 2^32 above any this
+// node has seen is refused even from a member: honest rounds grow by one per
+// attempt, and a promise of round 2^64 - 1 would leave no round to propose
+// in (the next one wrapped to 0). Should the space run out all the same, the
+// proposal fails (invalid_argument) rather than wrap. Refusals are counted
+// (not_an_acceptor, not_a_proposer, ballot_not_senders, absurd_round,
+// rounds_exhausted). These checks keep out a stranger; an impostor that
+// claims a member's address is the transport's to refuse.
+//
 // Liveness needs one proposer to run alone for a while: duelling proposers
 // back off for a random time (FLP allows no better). A proposal that has not
 // succeeded within `give_up_after` fails with timed_out.
@@ -93,6 +105,8 @@ struct decided {
 
 struct paxos_config {
   std::vector<address> acceptors;
+  /// Who may prepare, accept and announce a decision; empty: the acceptors.
+  std::vector<address> proposers;
   duration retry_after = 50ms;       ///< a phase unanswered this long starts over (with random backoff)
   duration give_up_after = 10s;
   std::string file_prefix = "paxos";
@@ -126,7 +140,8 @@ class paxos {
   }
 
   /// Proposes `value`; `done` gets the chosen value (which may be another
-  /// proposer's), or timed_out / io_error.
+  /// proposer's), or timed_out / io_error, or invalid_argument
+  /// if the round space is exhausted (never in practice: see above).
   void propose(bytes value, callback done) {
     if (chosen_) return done(*chosen_);
     if (failed_) return done(dcp::make_error_code(dcp::errc::io_error));
@@ -161,7 +176,7 @@ class paxos {
   // ---- acceptor ----
 
   void on_message(const address& from, const paxos_msg::prepare& m) {
-    if (failed_) return;
+    if (failed_ || !believes_proposal(from, m.b)) return;
     paxos_msg::promise out{m.b, false, st_.promised, st_.accepted_ballot, st_.accepted_value};
     if (m.b >= st_.promised) {
       if (m.b > st_.promised) {
@@ -176,7 +191,7 @@ class paxos {
   }
 
   void on_message(const address& from, const paxos_msg::accept& m) {
-    if (failed_) return;
+    if (failed_ || !believes_proposal(from, m.b)) return;
     paxos_msg::accepted out{m.b, false, st_.promised};
     if (m.b >= st_.promised) {
       if (st_.accepted_ballot != m.b) {  // a duplicate accept changes nothing
@@ -195,6 +210,7 @@ class paxos {
   // ---- proposer ----
 
   void on_message(const address& from, const paxos_msg::promise& m) {
+    if (!believes_answer(from, m.promised)) return;
     if (!proposing_ || phase_ != 1 || m.b != current_) return;
     if (!m.ok) return reject(m.promised);
     promises_.insert(from);
@@ -212,6 +228,7 @@ class paxos {
   }
 
   void on_message(const address& from, const paxos_msg::accepted& m) {
+    if (!believes_answer(from, m.promised)) return;
     if (!proposing_ || phase_ != 2 || m.b != current_) return;
     if (!m.ok) return reject(m.promised);
     accepts_.insert(from);
@@ -223,7 +240,10 @@ class paxos {
 
   // ---- learner ----
 
-  void on_message(const address&, const paxos_msg::decided& m) { learn(m.value); }
+  void on_message(const address& from, const paxos_msg::decided& m) {
+    if (!is_proposer(from)) return drop("not_a_proposer");
+    learn(m.value);
+  }
 
  private:
   struct durable_state {
@@ -235,6 +255,37 @@ class paxos {
   };
 
   std::string file() const { return cfg_.file_prefix + ".acceptor"; }
+
+  static bool contains(const std::vector<address>& v, const address& a) {
+    return std::find(v.begin(), v.end(), a) != v.end();
+  }
+  bool is_proposer(const address& a) const {
+    return contains(cfg_.proposers.empty() ? cfg_.acceptors : cfg_.proposers, a);
+  }
+  void drop(const char* why) { env_.count(why); }
+
+  static constexpr std::uint64_t max_round_step = std::uint64_t{1} << 32;
+  /// The highest round this node knows of, as acceptor or proposer.
+  std::uint64_t known_round() const { return std::max({st_.max_round, seen_round_, st_.promised.round}); }
+  bool absurd(std::uint64_t round) const {
+    const auto known = known_round();
+    return round > known && round - known > max_round_step;
+  }
+  /// A prepare or accept: from a proposer, in its own ballot, in a round
+  /// that leaves room for more.
+  bool believes_proposal(const address& from, const ballot& b) {
+    if (!is_proposer(from)) return drop("not_a_proposer"), false;
+    if (b.proposer != from) return drop("ballot_not_senders"), false;
+    if (absurd(b.round)) return drop("absurd_round"), false;
+    return true;
+  }
+  /// A promise or acceptance: from an acceptor, whose promised round (which
+  /// a refusal makes this proposer skip past) is not absurd.
+  bool believes_answer(const address& from, const ballot& promised) {
+    if (!contains(cfg_.acceptors, from)) return drop("not_an_acceptor"), false;
+    if (absurd(promised.round)) return drop("absurd_round"), false;
+    return true;
+  }
 
   void load() {
     auto data = env_.disk().read(file());
@@ -267,8 +318,12 @@ class paxos {
   void start_round() {
     if (!proposing_ || failed_) return;
     if (env_.now() - started_ > cfg_.give_up_after) return finish(dcp::make_error_code(dcp::errc::timed_out));
+    if (known_round() == ~std::uint64_t{0}) {  // never wrap: round 0 would lose to every promise
+      env_.count("rounds_exhausted");
+      return finish(dcp::make_error_code(dcp::errc::invalid_argument));
+    }
     auto next = st_;
-    next.max_round = std::max({st_.max_round, seen_round_, st_.promised.round}) + 1;
+    next.max_round = known_round() + 1;
     if (!save(next)) return;
     current_ = ballot{st_.max_round, env_.self()};
     phase_ = 1;

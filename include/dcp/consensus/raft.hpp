@@ -59,13 +59,26 @@
 // of a configuration it knows only (a stranger's reply with a higher term no
 // longer deposes a leader). A term more than 2^32 above its own is refused
 // from anyone (it would exhaust the term space), and a follower's
-// acknowledged match index is capped at what the leader sent it. What Raft
-// cannot check by itself is who may *lead*: a lagging member must follow a
-// leader added by configuration entries it has not received yet (the
-// dissertation, 4.1: servers do not consult their configuration for incoming
-// AppendEntries), so a stranger's AppendEntries is kept out by the
-// transport, which must authenticate cluster members.
-// Refusals are counted (not_a_member, absurd_term, match_beyond_sent).
+// acknowledged match index is capped at what the leader sent it.
+// AppendEntries and InstallSnapshot are followed from a member of a known
+// configuration; from anyone else, by a member, only at the member's own
+// term and while it follows no leader in it. The dissertation (4.1) has
+// servers not consult their configuration for incoming AppendEntries,
+// because a lagging member must follow a leader added by configuration
+// entries it has not received yet; here it still does, in two steps: its
+// election timer fires (it hears no leader it knows), and the pre-vote
+// answers of the members it knows carry the current term, to which it steps
+// up; the term's one leader is then followed, and its log soon names it. A
+// stranger cannot raise a member's term, nor displace the leader it follows
+// (a second leader in a term is refused from anyone: second_leader_in_term).
+// A replica outside its own latest configuration (joining, or removed and
+// being re-added) follows any leader: it has no member to learn the term
+// from, and counts in no quorum of its own. What remains open without an
+// authenticated transport: an impostor naming a member's address, and a
+// stranger that guesses the exact term while a member follows no leader
+// (between an election's start and its first AppendEntries).
+// Refusals are counted (not_a_member, absurd_term, match_beyond_sent,
+// second_leader_in_term).
 //
 // Faults it does not tolerate: more than a minority of the configuration
 // crashed or cut off stops progress (proposals and reads then fail with
@@ -451,7 +464,7 @@ class raft {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
       return;
     }
-    if (!accept_leader(from, m.term)) return;
+    if (!may_lead(from, m.term) || !accept_leader(from, m.term)) return;
     raft_msg::append_reply reply{current_term(), false, m.prev_index, store_.last_index(), m.round};
     if (m.prev_index < store_.snapshot().index) {
       // Everything up to our snapshot is committed and matches: skip that part.
@@ -514,7 +527,7 @@ class raft {
       env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, 0, 0});
       return;
     }
-    if (!accept_leader(from, m.term)) return;
+    if (!may_lead(from, m.term) || !accept_leader(from, m.term)) return;
     if (m.index <= commit_) {  // we hold all of it already
       incoming_.reset();
       env_.send(from, raft_msg::snapshot_reply{current_term(), commit_, m.round, m.index, m.total});
@@ -987,6 +1000,19 @@ class raft {
     for (auto& r : rs) r.done(ec);
   }
 
+  /// Whether AppendEntries or InstallSnapshot of `term` (>= ours) from
+  /// `from` may be followed (see "Whom it believes" above).
+  bool may_lead(const address& from, std::uint64_t term) {
+    if (role_ == raft_role::follower && term == current_term() && leader_ && *leader_ != from) {
+      drop("second_leader_in_term");  // Election Safety: one leader per term
+      return false;
+    }
+    if (known_member(from) || !is_member(env_.self())) return true;
+    if (term == current_term() && !leader_) return true;  // the term came from members it knows
+    drop("not_a_member");
+    return false;
+  }
+
   /// A message from the leader of `term` (>= ours): follow it.
   bool accept_leader(const address& from, std::uint64_t term) {
     if (term > current_term() || role_ != raft_role::follower) {
@@ -1062,7 +1088,15 @@ class raft {
     for (auto it = peers_.begin(); it != peers_.end();)
       it = is_member(it->first) ? std::next(it) : peers_.erase(it);
     for (const auto& m : members())
-      if (m != env_.self() && !peers_.contains(m)) peers_.emplace(m, peer{store_.last_index() + 1, 0, 0, true});
+      if (m != env_.self() && !peers_.contains(m)) {
+        // Heard until the first check-quorum says otherwise: the check may
+        // fire before a new peer had a chance to answer (etcd marks a new
+        // progress RecentActive for the same reason).
+        peer p;
+        p.next = store_.last_index() + 1;
+        p.heard_since_check = true;
+        peers_.emplace(m, std::move(p));
+      }
   }
 
   void arm_check_quorum() {

@@ -30,6 +30,12 @@
 // l/2 nodes with adjacent ids fail together (§2.4); then the ring splits and
 // lookups near the hole fail (with errc::lookup_failed after lookup_timeout)
 // or reach a wrong root, until the survivors rejoin.
+//
+// Hostile input: a sender contact must carry the transport's address
+// ("spoofed_sender"); a hop's ack is taken only from the hop it was sent to,
+// and a lookup's reply, whose root the origin cannot name in advance, only
+// with the random 64-bit nonce of a lookup in flight ("stale_reply"); join
+// and hop nonces are random too. Node ids are the sender's word (issue 11).
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -206,7 +212,7 @@ class pastry {
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
     if (!joined_) return cb(make_error_code(errc::not_joined), {});
     if (n == 0 || n > 0xFFFF) return cb(make_error_code(errc::bad_argument), {});
-    const std::uint64_t nonce = ++nonce_;
+    const std::uint64_t nonce = fresh_nonce();
     const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
       auto it = lookups_.find(nonce);
       if (it == lookups_.end()) return;
@@ -648,7 +654,7 @@ class pastry {
   }
 
   void forward(pastry_msg::route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1) {
-    m.hop = ++nonce_;
+    m.hop = fresh_nonce();
     m.sender = self_;
     const std::uint64_t hop = m.hop;
     env_.send(next.addr, m);
@@ -716,6 +722,17 @@ class pastry {
 
   // ---- join and maintenance ----
 
+  /// A request id a stranger cannot guess: a lookup's reply comes from a
+  /// root the origin cannot name in advance, so the nonce alone matches it
+  /// (a sequential one let anyone answer every lookup in flight by counting).
+  /// Drawn from the Env's generator: unpredictable to a blind attacker, not
+  /// to one that reads the traffic (see docs/security.md).
+  std::uint64_t fresh_nonce() {
+    std::uint64_t n = 0;
+    while (n == 0 || n == join_nonce_ || lookups_.contains(n) || hops_.contains(n)) n = env_.rng()();
+    return n;
+  }
+
   void become_joined() {
     joined_ = true;
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
@@ -729,12 +746,12 @@ class pastry {
     env_.count("join_attempts");
     const contact seed = seeds_[attempt_++ % seeds_.size()];
     pastry_msg::route m;
-    m.nonce = join_nonce_ = ++nonce_;
+    m.nonce = join_nonce_ = fresh_nonce();
     m.what = static_cast<std::uint8_t>(pastry_msg::kind::join);
     m.key = self_.id;
     m.origin = self_;
     m.sender = self_;
-    m.hop = ++nonce_;
+    m.hop = fresh_nonce();
     env_.send(seed.addr, m);
     // the root's join_state ends the attempt; silence means the seed or the path failed
     join_timer_ = env_.arm(cfg_.lookup_timeout / 2 + retry_, [this] { try_join(); });
@@ -779,7 +796,7 @@ class pastry {
   std::size_t attempt_ = 0;
   duration retry_{};
   bool joined_ = false;
-  std::uint64_t nonce_ = 0, join_nonce_ = 0;
+  std::uint64_t join_nonce_ = 0;
   std::unordered_map<std::uint64_t, pending_lookup> lookups_;
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::unordered_map<address, unsigned> silences_;

@@ -20,7 +20,10 @@
 //     Without the rule one write at version 2^64-1 would win forever. Counter
 //     versions are far below any clock reading and always pass; clocks more
 //     than max_version_lead apart refuse each other's default versions.
-//   - put completes when write_quorum replicas acknowledged; get asks all r
+//   - put completes when write_quorum replicas acknowledged (the put is
+//     sent again every request_timeout / 4 to the replicas that have not:
+//     a lost put or ack must not fail it; applying a put twice is harmless,
+//     an item as new as the one held is kept); get asks all r
 //     and returns the newest answer, writing it back to replicas that were
 //     behind (read repair). When none of the r holds the key (under churn, a
 //     node that just joined next to it is responsible before re-replication
@@ -175,7 +178,10 @@ class store {
   store& operator=(const store&) = delete;
   ~store() {
     sync_timer_.stop();
-    for (auto& [n, op] : ops_) env_.cancel(op.timer);
+    for (auto& [n, op] : ops_) {
+      env_.cancel(op.timer);
+      env_.cancel(op.resend);
+    }
   }
 
   void start() {
@@ -300,6 +306,8 @@ class store {
     std::vector<std::pair<address, std::optional<store_msg::item>>> answers;
     std::uint64_t version = 0;
     timer_id timer{};
+    timer_id resend{};  // a put: sends it again to the replicas that have not acknowledged
+    store_msg::item item;  // a put: what it sends
   };
 
   std::error_code check_key(std::string_view key) const {
@@ -378,8 +386,26 @@ class store {
       o.replicas = r.owners;
       o.version = item.version;
       o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_put(nonce, make_error_code(errc::no_replica)); });
-      ops_.emplace(nonce, std::move(o));
       for (auto& c : r.owners) env_.send(c.addr, store_msg::put{nonce, item});
+      o.item = std::move(item);
+      ops_.emplace(nonce, std::move(o));
+      arm_resend(nonce);
+    });
+  }
+
+  void arm_resend(std::uint64_t nonce) {
+    auto it = ops_.find(nonce);
+    if (it == ops_.end()) return;
+    it->second.resend = env_.arm(cfg_.request_timeout / 4, [this, nonce] {
+      auto it = ops_.find(nonce);
+      if (it == ops_.end()) return;
+      it->second.resend = {};
+      for (auto& c : it->second.replicas)
+        if (std::find(it->second.acked.begin(), it->second.acked.end(), c.addr) == it->second.acked.end()) {
+          env_.count("put_resent");
+          env_.send(c.addr, store_msg::put{nonce, it->second.item});
+        }
+      arm_resend(nonce);
     });
   }
 
@@ -389,6 +415,7 @@ class store {
     op o = std::move(it->second);
     ops_.erase(it);
     env_.cancel(o.timer);
+    env_.cancel(o.resend);
     if (ec && !o.acked.empty()) {
       // some replicas have it, fewer than the quorum: say so, the value may still be read
       env_.count("put_below_quorum");

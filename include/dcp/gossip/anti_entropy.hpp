@@ -27,6 +27,20 @@
 // otherwise multiply one payload into a reply of gigabytes); and no reply
 // carries more than `max_reply_bytes` of items ("reply_truncated": what is
 // left out follows in later rounds, as the digests still differ).
+//
+// Amplification (issue 11). A digest of a few bytes from a peer that holds
+// nothing is rightly answered with everything it lacks, so the answer cannot
+// be bounded by the request's size without starving a newcomer; it is bounded
+// by rate instead. All answers together (to digests and to wanted lists)
+// carry at most `max_answer_bytes_per_period` of items per period
+// ("answer_budget_exhausted" when one is cut short; what is left out follows
+// in later rounds). In steady state a node answers about one digest and one
+// wanted list per period (each node sends one digest per period to a random
+// neighbour), so the default, four full replies, leaves room for the peers
+// that pick the same node, and a flood of digests draws at most that much.
+// Digests and updates are taken only from peers the membership admits
+// ("not_member"), so a process outside the overlay draws nothing and plants
+// nothing.
 #include <algorithm>
 #include <map>
 #include <string_view>
@@ -47,6 +61,8 @@ struct anti_entropy_config {
   std::size_t max_items = 4096;
   std::size_t max_payload = 1 << 16;
   std::size_t max_reply_bytes = 1 << 20;  ///< items in one update; at least max_payload, below the frame limit
+  /// Item bytes all answers together may carry per period (see the header).
+  std::size_t max_answer_bytes_per_period = 4 << 20;
 
   void validate() const {
     if (period <= duration::zero() || certificate_ttl <= duration::zero())
@@ -54,6 +70,8 @@ struct anti_entropy_config {
     if (max_items == 0) throw error(errc::invalid_config, "anti_entropy: max_items must be > 0");
     if (max_reply_bytes < max_payload)
       throw error(errc::invalid_config, "anti_entropy: max_reply_bytes must hold one max_payload item");
+    if (max_answer_bytes_per_period < max_reply_bytes)
+      throw error(errc::invalid_config, "anti_entropy: max_answer_bytes_per_period must hold one full reply");
   }
 };
 
@@ -128,18 +146,16 @@ class anti_entropy {
   std::size_t size() const noexcept { return items_.size(); }
 
   void on_message(const address& from, const anti_entropy_msg::digest& m) {
+    if (!membership::admits(membership_, from)) return env_.count("not_member");
     if (m.entries.size() > 2 * cfg_.max_items) return env_.count("bad_digest");
     anti_entropy_msg::update reply;
     std::map<message_id, bool> theirs(m.entries.begin(), m.entries.end());
     const time_point now = env_.now();
-    std::size_t budget = cfg_.max_reply_bytes;
+    answer_budget budget(*this);
     for (auto& [id, e] : items_) {
       if (e.retired && e.expires <= now) continue;  // expired: not worth spreading
       auto it = theirs.find(id);
-      if ((it == theirs.end() || (e.retired && !it->second)) && !add_within(reply, id, e, budget)) {
-        env_.count("reply_truncated");
-        break;
-      }
+      if ((it == theirs.end() || (e.retired && !it->second)) && !add_within(reply, id, e, budget)) break;
     }
     for (auto& [id, dead] : theirs) {
       auto it = items_.find(id);
@@ -149,6 +165,7 @@ class anti_entropy {
   }
 
   void on_message(const address& from, const anti_entropy_msg::update& m) {
+    if (!membership::admits(membership_, from)) return env_.count("not_member");
     if (m.items.size() > 2 * cfg_.max_items || m.wanted.size() > 2 * cfg_.max_items) return env_.count("bad_update");
     for (auto& it : m.items) absorb(from, it);
     if (m.wanted.empty()) return;
@@ -158,12 +175,9 @@ class anti_entropy {
     const auto distinct = std::unique(wanted.begin(), wanted.end());
     if (auto repeats = wanted.end() - distinct; repeats > 0) env_.count("wanted_duplicates", repeats);
     wanted.erase(distinct, wanted.end());
-    std::size_t budget = cfg_.max_reply_bytes;
+    answer_budget budget(*this);
     for (auto id : wanted)
-      if (auto it = items_.find(id); it != items_.end() && !add_within(answer, id, it->second, budget)) {
-        env_.count("reply_truncated");
-        break;
-      }
+      if (auto it = items_.find(id); it != items_.end() && !add_within(answer, id, it->second, budget)) break;
     if (!answer.items.empty()) env_.send(from, answer);
   }
 
@@ -179,11 +193,44 @@ class anti_entropy {
     return {id, false, 0, e.payload};
   }
 
-  /// Appends item `id` unless it would take the reply past its byte budget.
-  bool add_within(anti_entropy_msg::update& reply, message_id id, const entry& e, std::size_t& budget) const {
-    const std::size_t cost = e.payload.size() + sizeof(anti_entropy_msg::item);
-    if (cost > budget) return false;
-    budget -= cost;
+  /// The bytes one answer may still carry: max_reply_bytes, and what is
+  /// left of this period's max_answer_bytes_per_period. What the answer
+  /// uses is taken from the period's budget when it is destroyed.
+  class answer_budget {
+   public:
+    explicit answer_budget(anti_entropy& a) : a_(a) {
+      const time_point now = a_.env_.now();
+      if (now - a_.period_start_ >= a_.cfg_.period) {
+        a_.period_start_ = now;
+        a_.answered_bytes_ = 0;
+      }
+      const std::size_t left = a_.cfg_.max_answer_bytes_per_period - a_.answered_bytes_;
+      rate_bound_ = left < a_.cfg_.max_reply_bytes;
+      left_ = std::min(a_.cfg_.max_reply_bytes, left);
+    }
+    ~answer_budget() { a_.answered_bytes_ += used_; }
+    answer_budget(const answer_budget&) = delete;
+    answer_budget& operator=(const answer_budget&) = delete;
+    /// False (and counted) when `cost` does not fit.
+    bool take(std::size_t cost) {
+      if (cost > left_) {
+        a_.env_.count(rate_bound_ ? "answer_budget_exhausted" : "reply_truncated");
+        return false;
+      }
+      left_ -= cost;
+      used_ += cost;
+      return true;
+    }
+
+   private:
+    anti_entropy& a_;
+    std::size_t left_ = 0, used_ = 0;
+    bool rate_bound_ = false;
+  };
+
+  /// Appends item `id` unless it would take the answer past its byte budget.
+  bool add_within(anti_entropy_msg::update& reply, message_id id, const entry& e, answer_budget& budget) const {
+    if (!budget.take(e.payload.size() + sizeof(anti_entropy_msg::item))) return false;
     reply.items.push_back(item_of(id, e));
     return true;
   }
@@ -240,6 +287,8 @@ class anti_entropy {
   std::map<message_id, entry> items_;
   deliver_callback deliver_;
   periodic<E> timer_;
+  time_point period_start_{};      ///< the answer budget's current period
+  std::size_t answered_bytes_ = 0;  ///< item bytes answered in it
 };
 
 }  // namespace dcp::gossip

@@ -8,6 +8,11 @@
 // push. Reliability is probabilistic: a message dies out when every copy
 // reaches nodes that already have it, and it never reaches a node the overlay
 // cannot reach. Costs fanout payloads per node per message (RMR ~ fanout - 1).
+//
+// A payload is delivered and forwarded only when it comes from a peer the
+// membership admits (membership::admits; "gossip_not_member" otherwise), so
+// a process outside the overlay cannot inject broadcasts. Payloads are not
+// authenticated: a member, or an impostor of one, still can.
 #include <string_view>
 #include <vector>
 
@@ -72,6 +77,7 @@ class eager_push {
   void on_deliver(deliver_callback f) { deliver_ = std::move(f); }
 
   void on_message(const address& from, const eager_push_msg::gossip& m) {
+    if (!membership::admits(membership_, from)) return env_.count("gossip_not_member");
     if (m.payload.size() > cfg_.max_payload) return env_.count("bad_gossip");
     if (!seen_.insert(m.id)) return env_.count("duplicates");
     deliver({m.id, from, m.hops, m.payload});

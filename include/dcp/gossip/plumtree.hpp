@@ -39,6 +39,10 @@
 // tracked for at most `max_missing` ids ("missing_refused_full" beyond), each
 // with at most one announcement per neighbour ("ihave_repeated"), so a
 // neighbour announcing ids it never sends costs bounded memory and grafts.
+// A payload (GOSSIP) is delivered and forwarded only from a peer the
+// membership admits ("gossip_not_member"; HyParView: its active or passive
+// view, so a payload under way from a peer that just left the active view
+// still counts), so a process outside the overlay cannot inject broadcasts.
 #include <algorithm>
 #include <deque>
 #include <string_view>
@@ -125,7 +129,7 @@ class plumtree {
   static constexpr protocol_id default_id = 21;
 
   plumtree(E env, Membership& m, plumtree_config cfg = {})
-      : env_(std::move(env)), cfg_(cfg), seen_((cfg_.validate(), cfg_.seen_capacity)) {
+      : env_(std::move(env)), membership_(m), cfg_(cfg), seen_((cfg_.validate(), cfg_.seen_capacity)) {
     neighbours_ = m.neighbours();
     eager_ = neighbours_;
     m.on_neighbour_up([this](const address& p) { neighbour_up(p); });
@@ -154,6 +158,7 @@ class plumtree {
 
   void on_message(const address& from, const plumtree_msg::gossip& m) {
     if (m.payload.size() > cfg_.max_payload || from == env_.self()) return env_.count("bad_gossip");
+    if (!membership::admits(membership_, from)) return env_.count("gossip_not_member");
     if (seen_.contains(m.id)) {
       // The same payload again from the peer it first came from is the
       // link's duplicate, not a cycle: pruning would cut this node's own
@@ -305,6 +310,7 @@ class plumtree {
   }
 
   E env_;
+  Membership& membership_;
   plumtree_config cfg_;
   detail::seen_cache seen_;
   std::unordered_map<message_id, cached> payloads_;

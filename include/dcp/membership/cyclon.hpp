@@ -142,6 +142,11 @@ class cyclon {
 
   const std::vector<entry>& view() const noexcept { return view_; }
   bool knows(const address& a) const noexcept { return find(a) != view_.end(); }
+  /// Any sender: Cyclon's views are directed (Voulgaris et al. 2005), so a
+  /// node is pushed to by peers whose views hold it, which it cannot know; it
+  /// cannot tell a member from a stranger. Protocols that must believe only
+  /// members should run over HyParView, SWIM or a static group.
+  bool admits(const address&) const noexcept { return true; }
   const cyclon_config& config() const noexcept { return cfg_; }
 
   // ---- messages ----

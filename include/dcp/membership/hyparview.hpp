@@ -35,12 +35,30 @@
 // `priority_evictions_per_round` per shuffle period ("priority_evictions");
 // beyond the budget a high-priority request into a full view is refused like
 // a low-priority one ("priority_evictions_refused"). A stranger can thus
-// displace at most that many neighbours per round (JOIN still evicts as the
-// paper says: the overlay's repair refills from the passive view). A shuffle
+// displace at most that many neighbours per round. A shuffle
 // carries a random nonce and its reply is merged only if it echoes the nonce
 // of this node's outstanding shuffle, once ("shuffle_reply_unsolicited"
 // otherwise): the walk ends at a node the origin cannot name in advance, so
 // the nonce, not the sender, identifies the answer.
+//
+// Joins from strangers. The paper (§4.2) has a JOIN, the end of a
+// FORWARD_JOIN walk (TTL 0, or a node with one neighbour) and so the
+// JOIN_ACCEPT that closes the link add the joiner to the active view "even
+// if it has to drop a random node from it": the newcomer must get links, and
+// the overlay repairs the evicted. Anyone can send all three, so a flood of
+// them from many addresses would replace every live neighbour of a node.
+// Here they evict at most `join_evictions_per_round` neighbours per shuffle
+// period ("join_evictions"; beyond, "join_evictions_refused"), and nothing is
+// lost for an honest joiner, because where the walk ends is already random
+// in the paper: a walk that ends at a full node without budget goes on with
+// TTL 0 to a random neighbour (at most `arwl` extra hops, "join_walks_detoured")
+// and ends at the first node with room or budget; past the detour the joiner
+// stays in the last node's passive view. A JOIN over budget at a full contact
+// puts the joiner in the passive view and still starts the walks, which give
+// it its links. A JOIN_ACCEPT into a full view over budget is refused with
+// DISCONNECT, like any one-sided link. So a flood evicts at most the budget
+// per node per round, never every live neighbour; what it costs is the walks
+// it starts (ARWL plus the detour hops each).
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -74,6 +92,8 @@ struct hyparview_config {
   duration neighbor_timeout = 1s;
   /// Active peers that high-priority NEIGHBOR requests may evict per shuffle_period (see the header).
   std::size_t priority_evictions_per_round = 1;
+  /// Active peers that JOIN, the end of a FORWARD_JOIN walk and JOIN_ACCEPT may evict per shuffle_period (see the header).
+  std::size_t join_evictions_per_round = 2;
   /// Where to join on start(); empty for the first node.
   address contact{};
 
@@ -101,7 +121,8 @@ struct forward_join {
   static constexpr std::string_view wire_name = "forward_join";
   address joiner;
   std::uint8_t ttl = 0;
-  template <class A> void serialize(A& ar) { ar(joiner, ttl); }
+  std::uint8_t detour = 0;  ///< hops taken past TTL 0 looking for a node with room or budget (see the header)
+  template <class A> void serialize(A& ar) { ar(joiner, ttl, detour); }
 };
 /// "You are in my active view now": the other half of a link made for a joiner.
 struct join_accept {
@@ -203,6 +224,12 @@ class hyparview {
   const std::vector<address>& passive_view() const noexcept { return passive_; }
   bool is_active(const address& a) const noexcept { return find_active(a) != active_.end(); }
   bool is_passive(const address& a) const noexcept { return std::find(passive_.begin(), passive_.end(), a) != passive_.end(); }
+  /// Messages of the protocols above are believed from the active and the
+  /// passive view: the active view is symmetric only between exchanges (a
+  /// peer that just dropped this node, or was dropped, moves to the passive
+  /// view and may still have a message under way), and a process that never
+  /// joined is in neither.
+  bool admits(const address& a) const noexcept { return is_active(a) || is_passive(a); }
   std::size_t active_count() const noexcept { return active_.size(); }
   /// Gauges for a node's metrics: the two view sizes.
   void gauges(const gauge_sink& emit) const {
@@ -215,8 +242,12 @@ class hyparview {
   void on_message(const address& from, const hyparview_msg::join&) {
     if (from == env_.self()) return drop("bad_join");
     env_.count("joins_handled");
-    add_active(from);
-    env_.send(from, hyparview_msg::join_accept{});
+    if (room_for_joiner(from)) {
+      add_active(from);
+      env_.send(from, hyparview_msg::join_accept{});
+    } else {
+      add_passive(from);  // the walks below give it its links
+    }
     for (auto& p : neighbours())
       if (p != from) env_.send(p, hyparview_msg::forward_join{from, cfg_.arwl});
   }
@@ -225,15 +256,16 @@ class hyparview {
     heard(from);
     if (m.joiner.empty() || m.joiner == env_.self()) return drop("bad_forward_join");
     if (is_active(m.joiner)) return;  // the walk reached a node already linked to it
-    if (m.ttl == 0 || active_.size() <= 1) return accept_joiner(m.joiner);
+    if (m.ttl == 0 || active_.size() <= 1) return end_join_walk(from, m);
     if (m.ttl == cfg_.prwl) add_passive(m.joiner);
     const auto next = random_active_except(from, m.joiner);
-    if (!next) return accept_joiner(m.joiner);
-    env_.send(*next, hyparview_msg::forward_join{m.joiner, static_cast<std::uint8_t>(m.ttl - 1)});
+    if (!next) return end_join_walk(from, m);
+    env_.send(*next, hyparview_msg::forward_join{m.joiner, static_cast<std::uint8_t>(m.ttl - 1), m.detour});
   }
 
   void on_message(const address& from, const hyparview_msg::join_accept&) {
     if (from == env_.self()) return drop("bad_join_accept");
+    if (!room_for_joiner(from)) return (void)env_.send(from, hyparview_msg::disconnect{});
     joined_ = true;  // our JOIN reached the overlay (the contact or a walk it started accepted us)
     add_active(from);
   }
@@ -356,6 +388,35 @@ class hyparview {
     env_.send(joiner, hyparview_msg::join_accept{});
   }
 
+  /// Whether `n`, come by a JOIN, a join walk or a JOIN_ACCEPT, may enter
+  /// the active view now: it has room, or an eviction is left in this
+  /// round's budget (see the header).
+  bool room_for_joiner(const address& n) {
+    if (is_active(n) || active_.size() < cfg_.active_size) return true;
+    if (join_evictions_left_ > 0) {
+      --join_evictions_left_;
+      env_.count("join_evictions");
+      return true;
+    }
+    env_.count("join_evictions_refused");
+    return false;
+  }
+
+  /// A join walk ends here: the joiner enters the active view if it may, or
+  /// the walk goes on to a node that may take it, or (past the detour) the
+  /// joiner stays a backup in the passive view.
+  void end_join_walk(const address& from, const hyparview_msg::forward_join& m) {
+    if (room_for_joiner(m.joiner)) return accept_joiner(m.joiner);
+    if (m.detour < cfg_.arwl) {
+      if (auto next = random_active_except(from, m.joiner)) {
+        env_.count("join_walks_detoured");
+        env_.send(*next, hyparview_msg::forward_join{m.joiner, 0, static_cast<std::uint8_t>(m.detour + 1)});
+        return;
+      }
+    }
+    add_passive(m.joiner);
+  }
+
   void add_active(const address& n) {
     if (n == env_.self() || n.empty()) return;
     if (is_active(n)) return heard(n);
@@ -451,6 +512,7 @@ class hyparview {
       env_.send(contact_, hyparview_msg::join{});
     }
     priority_evictions_left_ = cfg_.priority_evictions_per_round;
+    join_evictions_left_ = cfg_.join_evictions_per_round;
     try_repair();
     if (active_.empty()) return;
     const address target = active_[env_.rng().below(active_.size())].addr;
@@ -493,6 +555,7 @@ class hyparview {
   address contact_{};
   bool joined_ = false;
   std::size_t priority_evictions_left_ = cfg_.priority_evictions_per_round;
+  std::size_t join_evictions_left_ = cfg_.join_evictions_per_round;
   neighbour_events events_;
   periodic<E> rounds_, keepalives_;
 };

@@ -97,6 +97,8 @@ class static_group {
   bool is_member(const address& a) const {
     return a != env_.self() && cfg_.members->contains(a);
   }
+  /// Messages are believed from members, even one marked down (it may be back).
+  bool admits(const address& a) const { return is_member(a); }
 
  private:
   E env_;

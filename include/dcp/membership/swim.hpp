@@ -340,6 +340,11 @@ class swim {
 
   // ---- Membership (so gossip can run over SWIM's full view) ----
   std::vector<address> neighbours() const { return live_members(); }
+  /// Messages of the protocols above are believed from members alive or suspect.
+  bool admits(const address& a) const {
+    auto it = members_.find(a);
+    return it != members_.end() && is_live(it->second.state);
+  }
   std::vector<address> sample(std::size_t k) {
     auto out = live_members();
     out.resize(env_.rng().sample(std::span<address>(out), k).size());

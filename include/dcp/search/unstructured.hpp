@@ -19,6 +19,14 @@
 // callback once: with the first hit, or with errc::timed_out after
 // `query_timeout` when no walker or flood found a holder (the key may still
 // exist: both methods are probabilistic and bounded by their TTL).
+//
+// Hostile input (issue 11). A query's TTL comes from the message, so every
+// node caps it at its own `walk_ttl` / `flood_ttl` ("ttl_capped"): an
+// injected walk cannot walk for ever, nor a flood reach further than this
+// node's configuration allows. Walks and floods are taken only from peers
+// the membership admits ("query_not_member"), so a process outside the
+// overlay cannot make members probe, nor have hits sent to an origin of its
+// choosing. Hits are matched to an outstanding query by its random 64-bit id.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -47,6 +55,7 @@ struct unstructured_config {
 
   void validate() const {
     if (walkers == 0) throw error(errc::invalid_config, "search: walkers must be >= 1");
+    if (walk_ttl == 0 || flood_ttl == 0) throw error(errc::invalid_config, "search: walk_ttl and flood_ttl must be >= 1");
     if (query_timeout <= duration::zero()) throw error(errc::invalid_config, "search: query_timeout must be > 0");
   }
 };
@@ -138,8 +147,10 @@ class unstructured {
     return q;
   }
 
-  void on_message(const address& from, const search_msg::walk& m) {
+  void on_message(const address& from, search_msg::walk m) {
     if (m.key.size() > cfg_.max_key || m.origin.empty()) return env_.count("bad_query");
+    if (!membership::admits(membership_, from)) return env_.count("query_not_member");
+    m.ttl = capped(m.ttl, cfg_.walk_ttl);
     // A duplicated walker step must not become a second walker: copies
     // multiply by (1 + p) per step and would grow exponentially with the TTL.
     const std::uint64_t step = detail::mix64(m.query ^ (std::uint64_t{m.walker} << 32 | m.ttl));
@@ -153,8 +164,10 @@ class unstructured {
     env_.send(next[env_.rng().below(next.size())], search_msg::walk{m.query, m.walker, m.origin, m.key, m.ttl - 1, m.hops + 1});
   }
 
-  void on_message(const address& from, const search_msg::flood& m) {
+  void on_message(const address& from, search_msg::flood m) {
     if (m.key.size() > cfg_.max_key || m.origin.empty()) return env_.count("bad_query");
+    if (!membership::admits(membership_, from)) return env_.count("query_not_member");
+    m.ttl = capped(m.ttl, cfg_.flood_ttl);
     if (!seen_.insert(m.query)) return env_.count("flood_duplicates");
     env_.count("probes");
     if (keys_.contains(m.key)) env_.send(m.origin, search_msg::hit{m.query, m.hops});
@@ -172,6 +185,12 @@ class unstructured {
     search_callback done;
     timer_id timer{};
   };
+  /// The TTL a message may carry on from here: no more than this node would give a query of its own.
+  std::uint32_t capped(std::uint32_t ttl, std::uint32_t max) {
+    if (ttl < max) return ttl;  // a query of our own leaves with max - 1
+    if (ttl > max) env_.count("ttl_capped");
+    return max - 1;  // max >= 1 (validate)
+  }
   void finish(std::uint64_t q, std::error_code ec, const search_result& r) {
     auto it = pending_.find(q);
     if (it == pending_.end()) return;  // answered already: later hits are ignored
