@@ -184,6 +184,7 @@ struct work_client {
   params p;
   std::uint32_t shard = 0;
   std::uint64_t next_id = 0, units_on_token = 0;
+  std::uint64_t pending = 0;  // the acquire waiting for a token (peer::cancel's handle)
   duration backoff = 10ms;
   std::optional<delegation::grant> token;
   timer_id timeout{};
@@ -196,8 +197,13 @@ struct work_client {
     shard = static_cast<std::uint32_t>(env.rng().below(p.shards));
     next();
   }
-  /// From the next token on, one of the first half of the shards.
-  void shift() { shard = static_cast<std::uint32_t>(env.rng().below(std::max<std::uint32_t>(p.shards / 2, 1))); }
+  /// From the next token on, one of the first half of the shards; a request
+  /// still waiting for a token of the old shard is withdrawn and made anew.
+  void shift() {
+    const auto old = shard;
+    shard = static_cast<std::uint32_t>(env.rng().below(std::max<std::uint32_t>(p.shards / 2, 1)));
+    if (pending && old != shard) peer->cancel(pending);
+  }
   void next() {
     if (!peer) return send_unit({}, false);
     if (token && units_on_token < p.hold_units) return send_unit(token->sealed, units_on_token + 1 == p.hold_units);
@@ -206,7 +212,8 @@ struct work_client {
       token.reset();
     }
     units_on_token = 0;
-    peer->acquire("work", shard, 1, [this](result<delegation::grant> g) {
+    pending = peer->acquire("work", shard, 1, [this](result<delegation::grant> g) {
+      pending = 0;
       if (!g) return void(env.arm(backoff_next(), [this] { next(); }));
       backoff = 10ms;
       token = std::move(*g);

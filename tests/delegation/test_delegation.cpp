@@ -301,6 +301,40 @@ TEST_CASE("delegation: the origin believes only signed, fresh delegate requests 
   CHECK(org.stats().allocations == 1);
 }
 
+// An acquire can be withdrawn: its callback says cancelled, once, and the
+// permit it would have had goes to the next client, not to nobody.
+TEST_CASE("delegation: a cancelled acquire completes once as cancelled and leaves no permit behind") {
+  world s(3, {"db", capacity_kind::concurrency, 1, 1}, 4);
+  std::optional<grant> a;
+  s.peer(2)->acquire("db", 0, 1, [&](result<grant> g) { REQUIRE(g); a = *g; });
+  s.w.run_for(500ms);
+  REQUIRE(a);
+  int b_calls = 0;
+  std::error_code b_error;
+  const auto handle = s.peer(3)->acquire("db", 0, 1, [&](result<grant> g) {
+    ++b_calls;
+    b_error = g ? std::error_code{} : g.error();
+  });
+  s.w.run_for(300ms);  // b waits in line behind a
+  CHECK(b_calls == 0);
+  CHECK(s.peer(3)->cancel(handle));
+  CHECK_FALSE(s.peer(3)->cancel(handle));  // once
+  CHECK(b_calls == 0);                     // completes after the call, not inside it
+  s.w.run_for(1ms);
+  CHECK(b_calls == 1);
+  CHECK(b_error == dcp::errc::cancelled);
+  s.peer(2)->release(*a);
+  std::optional<grant> c;
+  s.peer(4)->acquire("db", 0, 1, [&](result<grant> g) { if (g) c = *g; });
+  s.w.run_for(3s);
+  CHECK(b_calls == 1);
+  CHECK(s.peer(3)->holds().empty());
+  REQUIRE(c);  // the permit b withdrew from went to the next client
+  const auto held = s.peer(4)->holds();  // c renewed: present its latest token
+  REQUIRE(held.size() == 1);
+  CHECK(s.org().admit(held.front().sealed, s.origin_now()));
+}
+
 // Shares follow demand through real coordinators: when every client moves
 // to shard 0, shard 1 falls idle and shard 0's line grows; within a few
 // renewals shard 0 holds all of C but shard 1's floor of one unit.

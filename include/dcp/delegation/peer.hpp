@@ -118,14 +118,34 @@ class peer {
   /// Errors: timed_out (no coordinator answered within give_up_after),
   /// delegation errc (share_exhausted after retrying until give_up_after,
   /// stock_exhausted, unknown_shard), bad_certificate / certificate_mismatch
-  /// (a coordinator the origin does not vouch for).
-  void acquire(std::string resource, std::uint32_t shard, std::uint32_t permits, callback<grant> done) {
-    if (resource.empty() || permits == 0) return later([done = std::move(done)] { done(dcp::make_error_code(dcp::errc::invalid_argument)); });
+  /// (a coordinator the origin does not vouch for), dcp::errc::cancelled.
+  /// Returns a handle for cancel() (0 for a request refused at once).
+  std::uint64_t acquire(std::string resource, std::uint32_t shard, std::uint32_t permits, callback<grant> done) {
+    if (resource.empty() || permits == 0) {
+      later([done = std::move(done)] { done(dcp::make_error_code(dcp::errc::invalid_argument)); });
+      return 0;
+    }
     pending_request p;
     p.req = msg::token_request{++nonce_, std::move(resource), shard, permits, 0, env_.rng()() | 1};
     p.done = std::move(done);
     p.first_sent = env_.now();
-    send_request(requests_.emplace(p.req.nonce, std::move(p)).first->second);
+    const auto handle = p.req.nonce;
+    send_request(requests_.emplace(handle, std::move(p)).first->second);
+    return handle;
+  }
+  /// Withdraws an acquire not yet completed: its callback completes with
+  /// dcp::errc::cancelled (after this call returns), and the request is sent
+  /// no more, so its coordinator drops it from its line once it stops
+  /// hearing it. A grant already on its way is handed back on arrival. A
+  /// client whose work moved elsewhere withdraws, and the demand it left
+  /// behind stops holding capacity there. False if there is nothing to cancel.
+  bool cancel(std::uint64_t handle) {
+    auto it = requests_.find(handle);
+    if (handle == 0 || it == requests_.end() || it->second.req.renew_fencing != 0) return false;
+    auto done = std::move(it->second.done);
+    requests_.erase(it);
+    later([done = std::move(done)] { done(dcp::make_error_code(dcp::errc::cancelled)); });
+    return true;
   }
   /// Stops renewing `g` and tells its coordinator, which grants the permits
   /// again at once: release the token at the origin first (after the last
