@@ -831,7 +831,9 @@ TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted 
       for (sim::node_index i = 0; i < 3; ++i)
         if (i != *old_leader && s.replica(i) && s.replica(i)->is_leader()) elected = s.w.now();
     });
-    s.run_until([&] { return b_lock.has_value(); }, 8s);
+    // a's unlock answer and b's grant leave the new leader one link apart:
+    // either may arrive first (and a's may be lost and resent).
+    s.run_until([&] { return b_lock.has_value() && a_unlock.has_value(); }, 8s);
     s.w.after_event({});
     REQUIRE(b_lock.has_value());
     INFO("b's lock answered " << (b_answered - killed) << " after the kill: " << (*b_lock ? "granted" : b_lock->error().message()));
