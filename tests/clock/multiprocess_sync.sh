@@ -8,6 +8,7 @@
 #     average of one shared clock must stay within 5 ms of it.
 # usage: multiprocess_sync.sh path/to/clock_node [K]
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/clock_node [K]}
 k=${2:-4}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the clock_node example)"; exit 1; }
@@ -19,14 +20,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pick_ports() {  # below the ephemeral range (32768+)
-  ports=()
-  while [ ${#ports[@]} -lt "$k" ]; do
-    p=$((20000 + RANDOM % 12000))
-    [[ " ${ports[*]} " == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-  done
-}
 stop_all() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
@@ -39,7 +32,7 @@ port_taken() { grep -q "cannot listen\|address in use\|Address already in use" "
 
 # ---- cristian
 for attempt in 1 2 3; do
-  pick_ports
+  free_ports "$k"
   rm -f "$dir"/out-* "$dir"/err-*
   "$bin" --algorithm cristian --listen "127.0.0.1:${ports[0]}" >"$dir/out-0" 2>"$dir/err-0" &
   pids+=($!)
@@ -65,7 +58,7 @@ echo "ok cristian: $((k - 1)) clients, every synchronized line within its bound 
 
 # ---- berkeley
 for attempt in 1 2 3; do
-  pick_ports
+  free_ports "$k"
   rm -f "$dir"/out-* "$dir"/err-*
   for ((i = 0; i < k; i++)); do
     args=(--algorithm berkeley --listen "127.0.0.1:${ports[$i]}")

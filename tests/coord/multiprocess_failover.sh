@@ -29,6 +29,7 @@
 #
 # usage: multiprocess_failover.sh path/to/coord_replica path/to/coord_client [replicas] [clients] [rounds]
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 replica_bin=${1:?usage: $0 coord_replica coord_client [replicas] [clients] [rounds]}
 client_bin=${2:?usage: $0 coord_replica coord_client [replicas] [clients] [rounds]}
 replicas=${3:-3}
@@ -68,12 +69,7 @@ wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
 }
 
 # Free loopback ports: nobody accepts on them now.
-ports=()
-while [ ${#ports[@]} -lt "$replicas" ]; do
-  p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
-  [[ " ${ports[*]} " == *" $p "* ]] && continue
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-done
+free_ports "$replicas"
 servers=()
 for ((i = 0; i < replicas; i++)); do servers+=(--server "127.0.0.1:${ports[$i]}"); done
 

@@ -15,6 +15,7 @@
 #
 # usage: multiprocess_leases.sh coord_replica coord_client lease_check
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 replica_bin=${1:?usage: $0 coord_replica coord_client lease_check}
 client_bin=${2:?usage: $0 coord_replica coord_client lease_check}
 check_bin=${3:?usage: $0 coord_replica coord_client lease_check}
@@ -36,12 +37,7 @@ fail() {
   echo "--- checks"; cat "$dir"/check*.out 2>/dev/null
   exit 1
 }
-ports=()
-while [ ${#ports[@]} -lt 3 ]; do
-  p=$((20000 + RANDOM % 12000))
-  [[ " ${ports[*]} " == *" $p "* ]] && continue
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-done
+free_ports 3
 seed=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 for i in 0 1 2; do
   args=(--listen "127.0.0.1:${ports[$i]}" --data "$dir/data$i" --quiet --lease-seed "$seed")

@@ -9,6 +9,7 @@
 #
 # usage: multiprocess_waiter.sh path/to/coord_replica path/to/coord_client [rounds]
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 replica_bin=${1:?usage: $0 coord_replica coord_client [rounds]}
 client_bin=${2:?usage: $0 coord_replica coord_client [rounds]}
 rounds=${3:-1}
@@ -37,12 +38,7 @@ wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
     sleep 0.02
   done
 }
-ports=()
-while [ ${#ports[@]} -lt "$replicas" ]; do
-  p=$((20000 + RANDOM % 12000))
-  [[ " ${ports[*]} " == *" $p "* ]] && continue
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-done
+free_ports "$replicas"
 servers=()
 for ((i = 0; i < replicas; i++)); do servers+=(--server "127.0.0.1:${ports[$i]}"); done
 start_replica() {

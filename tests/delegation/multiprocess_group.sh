@@ -14,6 +14,7 @@
 #
 #   multiprocess_group.sh ORIGIN_BIN GROUP_BIN CLIENTS_BIN [PROCS] [PER]
 set -euo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 origin_bin=$1
 group_bin=$2
 clients_bin=$3
@@ -40,7 +41,8 @@ fail() {
 now_ms() { date +%s%3N; }
 ulimit -n 16384 2>/dev/null || true
 
-base=$((15000 + RANDOM % 15000))
+claim_port_block
+base=$port_block  # the origin; the group's and the client nodes' ports follow
 "$origin_bin" --listen 127.0.0.1:$base --record "$dir/record" --capacity $capacity --shards 4 --work 20ms \
   --seats 150 --seat-shards 2 --validity 3s --drift 50ms >"$dir/origin.out" 2>"$dir/origin.err" &
 origin_pid=$!

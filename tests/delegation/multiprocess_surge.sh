@@ -14,6 +14,7 @@
 #
 #   multiprocess_surge.sh ORIGIN_BIN CLIENTS_BIN [PROCS] [PER]
 set -euo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 origin_bin=$1
 clients_bin=$2
 procs=${3:-4}
@@ -38,7 +39,8 @@ fail() {
 now_ms() { date +%s%3N; }
 ulimit -n 16384 2>/dev/null || true  # PER nodes with tens of connections each
 
-base=$((15000 + RANDOM % 15000))  # below the ephemeral range
+claim_port_block
+base=$port_block  # the origin; the client nodes' ports follow
 "$origin_bin" --listen 127.0.0.1:$base --record "$dir/record" --capacity $capacity --shards 4 --work 20ms \
   --seats 150 --seat-shards 2 --validity 3s --drift 50ms >"$dir/origin.out" 2>"$dir/origin.err" &
 origin_pid=$!

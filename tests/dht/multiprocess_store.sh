@@ -13,6 +13,7 @@
 #      read by a get on another, whose watch on the key reports v1 then v2.
 # usage: multiprocess_store.sh path/to/dht_node [N] [replicas] [router...]
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/dht_node [N] [replicas] [router...]}
 n=${2:-20}
 r=${3:-3}
@@ -113,12 +114,7 @@ pick_survivor() {  # a live process not in the list given
 
 for router in "${routers[@]}"; do
   t0=$SECONDS
-  ports=()
-  while [ ${#ports[@]} -lt "$n" ]; do
-    p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
-    [[ " ${ports[*]} " == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-  done
+  free_ports "$n"
   pids=()
   fds=()
   rm -f "$dir"/out* "$dir"/err* "$dir"/in*

@@ -6,6 +6,7 @@
 #   - nobody printed OVERLAP (two processes inside at once).
 # usage: multiprocess_counter.sh path/to/mutex_counter [K] [increments] [algorithm...]
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/mutex_counter [K] [increments] [algorithm...]}
 k=${2:-5}
 n=${3:-10}
@@ -23,12 +24,7 @@ trap cleanup EXIT
 
 for algorithm in "${algorithms[@]}"; do
  for attempt in 1 2 3; do  # a port probed free may be taken before the process binds it: try new ports
-  ports=()
-  while [ ${#ports[@]} -lt "$k" ]; do
-    p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
-    [[ " ${ports[*]} " == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-  done
+  free_ports "$k"
   file="$dir/counter-$algorithm"
   echo 0 > "$file"
   pids=()

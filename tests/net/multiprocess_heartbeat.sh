@@ -6,6 +6,7 @@
 #   4. SIGTERM stops all three, each exits with status 0.
 # usage: multiprocess_heartbeat.sh path/to/heartbeat_node
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/heartbeat_node}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the heartbeat_node target)"; exit 1; }
 dir=$(mktemp -d)
@@ -22,12 +23,7 @@ fail() {
 }
 
 # Three free loopback ports: nobody accepts on them now (a refused connect).
-ports=()
-while [ ${#ports[@]} -lt 3 ]; do
-  p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+), where outgoing connections of concurrent tests take ports
-  [[ " ${ports[*]} " == *" $p "* ]] && continue
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
-done
+free_ports 3
 addr() { echo "127.0.0.1:${ports[$1]}"; }
 
 start() {  # start node i (appending to its output)

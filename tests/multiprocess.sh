@@ -1,0 +1,48 @@
+# Sourced by the multi-process tests (tests/<chapter>/multiprocess_*.sh).
+#
+# Loopback ports. ctest runs tests concurrently, and each multi-process test
+# starts servers on ports of its choosing. A port probed free can be taken by
+# another test before the server binds it (CI once lost a run so: a surge
+# client could not listen on a port a DHT test had just picked). So a test
+# first claims a block of 256 ports for as long as it runs, by an flock(1) on
+# a file named after the block, and picks its ports inside that block alone.
+# The kernel drops the lock when the last process holding it exits, however
+# it ends: a test killed on timeout leaves no stale claim. Blocks lie in
+# 15000-32767, below the ephemeral range (32768+) from which the kernel gives
+# outgoing connections their ports.
+
+port_block_size=256
+port_block=""  # the first port of this test's block, once claimed
+
+# claim_port_block: set port_block to the first port of a block that no other
+# test (of any concurrent ctest run of this user) holds.
+claim_port_block() {
+  [[ -n $port_block ]] && return 0
+  local dir=${TMPDIR:-/tmp}/dcp-test-ports-$(id -u) blocks=$(((32768 - 15000) / port_block_size)) b
+  mkdir -p "$dir"
+  for _ in $(seq 500); do
+    b=$((RANDOM % blocks))
+    exec {port_lock_fd}>"$dir/$b"
+    if flock -n "$port_lock_fd"; then
+      port_block=$((15000 + b * port_block_size))
+      return 0
+    fi
+    exec {port_lock_fd}>&-
+  done
+  echo "FAIL: no free block of $port_block_size test ports in 500 tries" >&2
+  exit 1
+}
+
+# free_ports K: set ports=(K distinct ports of this test's block on which
+# nobody accepts now). Ports outside dcp's tests may still take one before it
+# is bound; the tests that start many servers retry on new ports.
+free_ports() {
+  claim_port_block
+  ports=()
+  local p
+  while ((${#ports[@]} < $1)); do
+    p=$((port_block + RANDOM % port_block_size))
+    [[ " ${ports[*]} " == *" $p "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
+  done
+}
