@@ -426,6 +426,84 @@ TEST_CASE("kv client: remove, ranges, prefixes, entries, transactions and epheme
   CHECK((*e)->ephemeral);
 }
 
+// dcpctl status: every replica answers with its own view. Over seeds, once
+// settled: exactly one says it leads, all in one term, naming it, with the
+// configured members and the store's revision; a crashed replica is reported
+// unreachable at once (not after give_up_after), a cut-off one times out, and
+// after a failover the new leader's term is higher.
+TEST_CASE("status: each replica tells its role, term, leader, indexes and revision; a dead one is reported unreachable") {
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    CAPTURE(seed);
+    kv_service s(seed, 3, 1, 0);
+    auto& c = *s.client(0);
+    int done = 0;
+    c.put("k", to_bytes("v"), [&](result<done_t> r) { CHECK(r); ++done; });
+    s.w.run_until([&] { return done == 1; }, s.w.now() + 5s);
+    REQUIRE(done == 1);
+    s.w.run_for(200ms);  // followers apply the put
+    std::map<address, result<client_t::replica_status>> got;
+    auto ask_all = [&] {
+      got.clear();
+      for (auto& a : s.servers) c.status(a, [&got, a](result<client_t::replica_status> r) { got.insert_or_assign(a, r); });
+      s.w.run_until([&] { return got.size() == s.servers.size(); }, s.w.now() + 5s);
+      REQUIRE(got.size() == s.servers.size());
+    };
+    ask_all();
+    std::optional<address> leader;
+    std::uint64_t term = 0;
+    for (auto& [a, r] : got) {
+      REQUIRE(r);
+      CHECK(r->replica == a);
+      CHECK(r->members == s.servers);
+      CHECK(r->revision == 1);
+      CHECK(r->applied <= r->commit);
+      if (r->role == "leader") {
+        CHECK_FALSE(leader);
+        leader = a;
+        term = r->term;
+      }
+    }
+    REQUIRE(leader);
+    for (auto& [a, r] : got) {
+      CHECK(r->term == term);
+      CHECK(r->leader == leader);
+      if (a != *leader) CHECK(r->role == "follower");
+    }
+    // The leader crashes: a status to it fails as unreachable, within a request timeout.
+    s.w.crash(static_cast<sim::node_index>(leader->sim_index()));
+    s.w.run_for(1s);  // a new leader
+    const auto asked = s.w.now();
+    ask_all();
+    CHECK(s.w.now() - asked < 100ms);
+    std::uint64_t leaders = 0;
+    for (auto& [a, r] : got) {
+      if (a == *leader) {
+        REQUIRE_FALSE(r);
+        CHECK(r.error() == dcp::errc::peer_unreachable);
+        CHECK(r.message().find("unreachable: " + a.to_string()) != std::string::npos);
+        continue;
+      }
+      REQUIRE(r);
+      CHECK(r->term > term);
+      leaders += r->role == "leader";
+    }
+    CHECK(leaders == 1);
+    // A replica cut off from the client (alive, not crashed): timed out after give_up_after, in words.
+    const auto cut = static_cast<sim::node_index>(leader->sim_index() == 0 ? 1 : 0);
+    std::vector<sim::node_index> rest{3};
+    for (sim::node_index i = 0; i < 3; ++i)
+      if (i != cut) rest.push_back(i);
+    s.w.partition({{cut}, rest});
+    std::optional<result<client_t::replica_status>> silent;
+    c.status(s.servers[cut], [&](result<client_t::replica_status> r) { silent = r; });
+    s.w.run_until([&] { return silent.has_value(); }, s.w.now() + 5s);
+    REQUIRE(silent);
+    REQUIRE_FALSE(*silent);
+    CHECK(silent->error() == dcp::errc::timed_out);
+    CHECK(silent->message().find("no status from " + s.servers[cut].to_string()) != std::string::npos);
+  }
+}
+
 // Lost updates are what transactions exist to prevent: three clients each
 // read a counter with its mod_revision and write counter + 1 only if the
 // mod_revision is unchanged, under loss, duplication, reordering, leader

@@ -61,8 +61,10 @@
 // (an acquire whose outcome is unknown) is released when a keepalive shows
 // it. Gets are linearizable reads, independent of the command queue, resent
 // the same way.
+#include <algorithm>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -159,6 +161,9 @@ class client {
   std::uint64_t secret() const noexcept { return secret_; }
   /// Sends a keepalive now (it also fetches grants and barrier passes).
   void refresh() { send_keepalive(); }
+  /// Why the last session ended, in words ("session expired: keepalives
+  /// unanswered for 1180 ms (...)"; empty: none has ended).
+  const std::string& last_loss() const noexcept { return last_loss_; }
   /// The session is believed alive: its lease has not run out.
   bool session_valid() const { return session_ && env_.now() < valid_until_; }
 
@@ -382,6 +387,33 @@ class client {
     });
   }
 
+  // ---- replica status ----
+
+  /// One replica's own view of the group (msg::status). Not a linearizable
+  /// read: a replica cut off may still say it leads; compare the terms.
+  struct replica_status {
+    address replica;                ///< who answered
+    std::string role;               ///< follower, pre_candidate, candidate or leader
+    std::uint64_t term = 0;
+    std::optional<address> leader;  ///< the leader it knows of in `term`
+    std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
+    std::uint64_t revision = 0;     ///< the store's revision in its applied state
+    std::vector<address> members;   ///< its configuration
+  };
+  /// At most this many status requests at once (busy beyond), and members in an answer (beyond: malformed).
+  static constexpr std::size_t max_pending_statuses = 256, max_status_members = 1024;
+  /// Asks `replica` (not necessarily one of the servers) for its status,
+  /// resent to it every request_timeout. Errors, in words: timed_out after
+  /// give_up_after; peer_unreachable as soon as the transport reports the
+  /// replica unreachable; busy beyond max_pending_statuses; malformed_payload
+  /// for an answer with a role no replica has or too many members.
+  void status(address replica, callback<replica_status> done) {
+    if (statuses_.size() >= max_pending_statuses) return done(dcp::make_error_code(dcp::errc::busy));
+    const auto nonce = ++nonce_;
+    statuses_[nonce] = pending_status{replica, std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
+    env_.send(replica, msg::status{nonce});
+  }
+
   // ---- what is held ----
 
   /// Grants held now, while the lease lasts.
@@ -585,6 +617,20 @@ class client {
     if (!fresh.empty()) w.fn(std::move(fresh));  // (it may cancel this watch: nothing follows)
   }
 
+  void on_message(const address& from, const msg::status_reply& m) {
+    auto it = statuses_.find(m.nonce);
+    if (it == statuses_.end() || it->second.to != from) return;  // answered already, given up, or not from whom we asked
+    auto done = std::move(it->second.done);
+    statuses_.erase(it);
+    constexpr std::string_view roles[] = {"follower", "pre_candidate", "candidate", "leader"};
+    if (std::find(std::begin(roles), std::end(roles), m.role) == std::end(roles) || m.members.size() > max_status_members) {
+      env_.count("malformed_status");
+      return done(explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                                  "malformed status from " + from.to_string() + " (unknown role or too many members)"});
+    }
+    done(replica_status{from, m.role, m.term, m.leader, m.commit, m.applied, m.revision, m.members});
+  }
+
   void on_message(const address& from, const msg::notify& m) {
     if (m.session != session_) return;
     // Only a leader notifies: a new one may tell a waiter of its grant before
@@ -600,6 +646,18 @@ class client {
   /// long, so the client does not spin through the replicas at the speed of
   /// refusals.
   void on_unreachable(const address& peer) {
+    std::vector<callback<replica_status>> refused_statuses;  // status requests to it fail at once
+    for (auto it = statuses_.begin(); it != statuses_.end();) {
+      if (it->second.to == peer) {
+        refused_statuses.push_back(std::move(it->second.done));
+        it = statuses_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& fn : refused_statuses)
+      fn(explained_error{dcp::make_error_code(dcp::errc::peer_unreachable),
+                         "unreachable: " + peer.to_string() + " (connection refused or failed)"});
     if (std::find(cfg_.servers.begin(), cfg_.servers.end(), peer) == cfg_.servers.end()) return;
     refused_[peer] = unreachable_[peer] = env_.now();  // bounded: one entry per replica
     if (!target_ || *target_ != peer) return;
@@ -638,6 +696,7 @@ class client {
   void on_message(const address&, const msg::register_client&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::range&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::watch&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::status&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -661,6 +720,11 @@ class client {
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
+  };
+  struct pending_status {
+    address to;
+    callback<replica_status> done;
+    time_point first_sent{}, resend_at{};
   };
   struct watch_state {
     std::string key, range_end;
@@ -807,6 +871,30 @@ class client {
       if (now >= w.renew_at) renew.push_back(id);
     for (auto id : renew) send_watch(id);
     tick_reads(now);
+    tick_statuses(now);
+  }
+
+  void tick_statuses(time_point now) {
+    std::vector<std::pair<callback<replica_status>, pending_status>> expired;
+    for (auto it = statuses_.begin(); it != statuses_.end();) {
+      auto& p = it->second;
+      if (now - p.first_sent > cfg_.give_up_after) {
+        auto done = std::move(p.done);
+        expired.emplace_back(std::move(done), std::move(p));
+        it = statuses_.erase(it);
+        continue;
+      }
+      if (now >= p.resend_at) {
+        p.resend_at = now + cfg_.request_timeout;
+        env_.send(p.to, msg::status{it->first});
+      }
+      ++it;
+    }
+    for (auto& [done, p] : expired) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.first_sent).count();
+      done(explained_error{dcp::make_error_code(dcp::errc::timed_out),
+                           "timed out: no status from " + p.to.to_string() + " in " + std::to_string(ms) + " ms"});
+    }
   }
 
   template <class Request>
@@ -888,6 +976,7 @@ class client {
     if (!session_) return;
     const session_id lost_session = session_;
     session_ = 0;
+    last_loss_ = why;  // (before on_lost fires: its handler may ask why)
     if (expiry_timer_) env_.cancel(expiry_timer_);
     expiry_timer_ = {};
     auto held = std::move(held_);
@@ -926,7 +1015,6 @@ class client {
       }
     }
     if (front_lost && !inflight_.empty()) send_front(true);
-    last_loss_ = why;
     const explained_error ended{dcp::make_error_code(dcp::errc::cancelled), "cancelled: " + why};
     for (auto& fn : orphaned) fn(ended, time_point{});
     for (auto& [n, fn] : gw) fn(ended);
@@ -1041,6 +1129,7 @@ class client {
   std::map<std::string, observer> observers_;
   std::map<std::uint64_t, watch_state> watches_;
   std::map<std::uint64_t, pending_read> reads_;  // by nonce
+  std::map<std::uint64_t, pending_status> statuses_;  // by nonce (bounded: max_pending_statuses)
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;
   periodic<E> ticker_;

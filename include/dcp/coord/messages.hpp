@@ -197,9 +197,32 @@ struct watch_events {
   template <class A> void serialize(A& ar) { ar(watch_id, refused, leader, after, through, compacted, compact_revision, events); }
 };
 
+/// Asks one replica for its own view of the group (an operator's question,
+/// `dcpctl status`): any replica answers at once from its local state, no
+/// ReadIndex, so the answer may be stale (a deposed leader still says
+/// "leader" until it hears a higher term): compare the terms.
+struct status {
+  static constexpr message_type wire_id = 18;
+  static constexpr std::string_view wire_name = "status";
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(nonce); }
+};
+struct status_reply {
+  static constexpr message_type wire_id = 19;
+  static constexpr std::string_view wire_name = "status_reply";
+  std::uint64_t nonce = 0;
+  std::string role;               ///< consensus::raft_role in words: follower, pre_candidate, candidate, leader
+  std::uint64_t term = 0;
+  std::optional<address> leader;  ///< the leader this replica knows of in `term` (none: not known)
+  std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
+  std::uint64_t revision = 0;     ///< the key-value store's revision in its applied state
+  std::vector<address> members;   ///< its current configuration
+  template <class A> void serialize(A& ar) { ar(nonce, role, term, leader, commit, applied, revision, members); }
+};
+
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
                               get_reply, lease_request, lease_reply, register_client, register_reply, range,
-                              range_reply, watch, watch_events>;
+                              range_reply, watch, watch_events, status, status_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

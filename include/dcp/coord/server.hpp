@@ -315,6 +315,14 @@ class server {
     });
   }
 
+  /// Any replica answers at once with its own view (messages.hpp: status).
+  void on_message(const address& from, const msg::status& m) {
+    const auto& sm = raft_.state_machine();
+    env_.send(from, msg::status_reply{m.nonce, std::string(consensus::to_string(raft_.role())), raft_.current_term(),
+                                      raft_.leader(), raft_.commit_index(), raft_.applied_index(), sm.revision(),
+                                      raft_.members()});
+  }
+
   // Replies travel to clients only.
   void on_message(const address&, const msg::command_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::keepalive_ack&) { env_.count("unexpected_message"); }
@@ -325,6 +333,7 @@ class server {
   void on_message(const address&, const msg::register_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::range_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::watch_events&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::status_reply&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
