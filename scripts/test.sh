@@ -29,7 +29,7 @@ echo "== sanitizer build, with clang: tests under ASan + UBSan ($((SECONDS - sta
 # compile time of full -g (59 s against 107 s for one suite, clang).
 cmake -S . -B build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS="-Og" \
   -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only" -DDCP_SANITIZE=ON \
-  -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF >/dev/null
+  -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF -DDCP_BUILD_TOOLS=OFF >/dev/null  # (dcpctl's test needs the examples)
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j"$jobs" --timeout 900 -E "^(compile_fail_|downstream_)")  # compiler checks: once is enough
