@@ -168,11 +168,24 @@ kill -TERM "$candidate"
 wait "$candidate"
 expect "elect after SIGTERM" "$?" 0
 
-# Every replica killed: each command fails, status 1, in the client's words.
+# Every replica killed: each command fails, status 1, in the client's words;
+# a lock held over a command is lost when its session expires: the command
+# gets SIGTERM and dcpctl exits 1, saying why.
+"$ctl_bin" lock held --ttl 1s -- sleep 30 >"$dir/held.out" 2>"$dir/held.err" &
+holder=$!
+bg+=("$holder")
+wait_for 5 grep -q '^locked name=held fencing=' "$dir/held.out" || fail "lock held: $(cat "$dir/held.out" "$dir/held.err")"
 for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+wait_for 5 sh -c "! kill -0 $holder 2>/dev/null" || fail "the lock's command went on after its session expired"
+wait "$holder"
+expect "lock after its session expired" "$?" 1
+grep -q '^dcpctl: lost the lock held: session expired: keepalives unanswered for' "$dir/held.err" ||
+  fail "lost lock: $(cat "$dir/held.err")"
+echo "$(cat "$dir/held.err")"
 ctl 1 put k v --timeout 1s
 [[ $err == *"no leader reachable: 3 of 3 replicas refused"* ]] || fail "put with no replica: $err"
+echo "$err"
 ctl 1 get k --timeout 1s
 [[ $err == *"no leader reachable: 3 of 3 replicas refused"* ]] || fail "get with no replica: $err"
 ctl 1 lock L --timeout 1s -- true
