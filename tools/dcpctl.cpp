@@ -79,7 +79,10 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+/// A JSON string. Text that is not UTF-8 (a key of raw bytes) has its bytes
+/// above 0x7f written as \u00XX, so the output stays valid JSON.
 std::string json_string(std::string_view s) {
+  const bool utf8 = valid_utf8(s);
   std::string out = "\"";
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
@@ -90,7 +93,7 @@ std::string json_string(std::string_view s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || (c >= 0x80 && !utf8)) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
