@@ -240,12 +240,13 @@ struct routed {  // create / publish / anycast, one acknowledged hop at a time
   std::uint64_t id = 0;   // the origin's operation (and, for publish, the message id)
   std::uint8_t what = 0;  // kind
   bool in_tree = false;   // publish: going up the tree; anycast: the depth-first walk
+  bool detour = false;    // passed on once by a root without the group (see handle_routed)
   node_id group;
   contact origin, sender;
   std::uint16_t hops = 0;
   bytes payload;
   std::vector<address> visited;  // anycast walk
-  template <class A> void serialize(A& ar) { ar(hop, id, what, in_tree, group, origin, sender, hops, payload, visited); }
+  template <class A> void serialize(A& ar) { ar(hop, id, what, in_tree, detour, group, origin, sender, hops, payload, visited); }
 };
 struct hop_ack {
   static constexpr message_type wire_id = 7;
@@ -443,8 +444,13 @@ class scribe {
       return flush();
     }
     group_state& s = it->second;
+    // a JOIN that knows the group settles a root that did not: the old root migrating
+    // here, or a child of a crashed root
+    const bool promote = m.known && s.root_pending;
+    if (m.known) s.known = true;
     if (auto* c = find_child(s, from)) {  // a repeated JOIN (our answer was lost)
       c->last_heard = env_.now();
+      if (promote) return start_join(m.group), flush();
       reply_join(m.group, from, c->accepted ? join_status::accept : join_status::wait);
       return;
     }
@@ -457,10 +463,10 @@ class scribe {
       env_.count("join_loop");
       return reply_join(m.group, from, join_status::loop);
     }
-    if (m.known) s.known = true;
     const bool accepted = s.state != tree_state::joining;
     s.children.push_back(child{m.sender, env_.now(), accepted});
     reply_join(m.group, from, accepted ? join_status::accept : join_status::wait);
+    if (promote) start_join(m.group), flush();
   }
 
   void on_message(const address& from, const scribe_msg::join_reply& m) {
@@ -680,6 +686,7 @@ class scribe {
     tree_state state = tree_state::joining;
     bool member = false;
     bool known = false;  // the group exists (created, or this node was in its tree)
+    bool root_pending = false;  // the group id's root, not knowing the group (yet)
     contact parent;      // attached only
     std::vector<address> path;  // root .. self, attached or root
     std::vector<child> children;
@@ -770,6 +777,7 @@ class scribe {
     group_state& s = groups_.at(g);
     if (s.join_timer) env_.cancel(s.join_timer), s.join_timer = {};
     s.state = tree_state::joining;
+    s.root_pending = false;
     s.path.clear();
     // accepted children stay: they learn our new path from the next heartbeat, and their
     // paths (which name us) make them refuse our JOIN if Pastry routes it into our subtree
@@ -814,10 +822,23 @@ class scribe {
   void become_root(const node_id& g) {
     group_state& s = groups_.at(g);
     if (!s.known) {
-      // the group's root, and no one has created the group: refuse the joins waiting on us
-      env_.count("unknown_group");
-      return drop_group(g, scribe_errc::unknown_group);
+      // the group id's root, and we do not know the group. Either no one created it, or we
+      // joined the overlay next to its id a moment ago and the old root has not yet moved
+      // its tree here (it does within a heartbeat): wait join_wait for a JOIN that knows
+      // the group, then refuse the joins waiting on us
+      s.root_pending = true;
+      s.target = {};
+      s.join_timer = env_.arm(cfg_.join_wait, [this, g] {
+        auto it = groups_.find(g);
+        if (it == groups_.end() || !it->second.root_pending) return;
+        it->second.join_timer = {};
+        env_.count("unknown_group");
+        drop_group(g, scribe_errc::unknown_group);
+        flush();
+      });
+      return;
     }
+    s.root_pending = false;
     const bool was_root = s.state == tree_state::root;
     s.state = tree_state::root;
     s.parent = {};
@@ -1062,9 +1083,22 @@ class scribe {
       m.in_tree = true;  // the route meets the tree here: walk it depth first
       return walk(std::move(m), std::move(excluded));
     }
+    // the tree's root takes a publish wherever Pastry would route it on: a root moving
+    // to a newcomer still holds the tree until it has joined the newcomer
+    if (what == kind::publish && s && s->state == tree_state::root) return publish_at_root(m);
     const contact next = router_.next_hop_toward(m.group, excluded);
     if (next.addr != router_.self().addr) return forward(std::move(m), next.addr, std::move(excluded));
-    // this node is the group id's root
+    // this node is the group id's root. Without the group it passes a publish or an
+    // anycast on once to the next-closest node it knows: a node that joined the overlay
+    // next to the group id is its root before the old root has moved the tree to it
+    if ((!s || s->state == tree_state::joining) && what != kind::create && !m.detour) {
+      for (auto& c : router_.closest(m.group, 3))
+        if (c.addr != router_.self().addr && std::find(excluded.begin(), excluded.end(), c.addr) == excluded.end()) {
+          env_.count("root_detours");
+          m.detour = true;
+          return forward(std::move(m), c.addr, std::move(excluded));
+        }
+    }
     switch (what) {
       case kind::create: {
         if (!s) {
