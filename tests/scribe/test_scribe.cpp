@@ -369,3 +369,44 @@ TEST_CASE("scribe: hostile input is counted and changes nothing; tables are boun
   CHECK(r.is_root(g));
   CHECK(r.children(g).empty());
 }
+
+TEST_CASE("scribe: a JOIN from an ancestor is refused; a node in its parent's path breaks the loop and re-joins") {
+  bed b(51, 20, 0.0);
+  const node_id g = group_of(5);
+  bool made = false;
+  b.at(b.up().front())->create(g, [&](std::error_code ec) { REQUIRE(!ec); made = true; });
+  REQUIRE(b.run_until([&] { return made; }, 10s));
+  std::set<sim::node_index> members;
+  int joined = 0;
+  for (auto i : b.up())
+    if (i % 2) {
+      members.insert(i);
+      b.at(i)->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+    }
+  REQUIRE(b.run_until([&] { return joined == static_cast<int>(members.size()) && b.tree_ok(g, members); }, 20s));
+  // a member whose parent is not itself
+  sim::node_index m = 0;
+  for (auto i : members)
+    if (!b.at(i)->is_root(g)) m = i;
+  scribe& s = *b.at(m);
+  const address parent = s.parent(g);
+  REQUIRE(!parent.empty());
+  auto& met = b.o.world.metrics();
+  const auto count = [&](std::string_view n) { return met.counter(sid, n); };
+
+  // the parent asks to become our child: it is our ancestor, refused, nothing changes
+  const auto loops = count("join_loop");
+  s.on_message(parent, dht::scribe_msg::join{g, b.o.router(parent.sim_index()).self(), true});
+  CHECK(count("join_loop") == loops + 1);
+  CHECK(s.parent(g) == parent);
+  CHECK(s.children(g).empty());
+
+  // the parent's heartbeat says its path runs through us: a loop; we leave it and re-join
+  const auto broken = count("loop_broken");
+  std::vector<address> looped = s.path(g);
+  looped.push_back(parent);  // root .. us, parent
+  s.on_message(parent, dht::scribe_msg::heartbeat{{{g, looped}}});
+  CHECK(count("loop_broken") == broken + 1);
+  CHECK(!s.attached(g));
+  REQUIRE(b.run_until([&] { return b.tree_ok(g, members); }, 20s));
+}

@@ -349,11 +349,12 @@ class scribe {
   }
 
   /// Stops being a member; prunes this node from the tree when it forwards for no one.
+  /// A join still in flight completes with std::errc::operation_canceled.
   void leave(const node_id& group) {
     auto it = groups_.find(group);
     if (it == groups_.end() || !it->second.member) return;
     it->second.member = false;
-    fail_join_cbs(it->second, {});  // a join still in flight ends: the caller left
+    fail_join_cbs(it->second, make_error_code(std::errc::operation_canceled));  // a join in flight ends: the caller left
     maybe_prune(group);
   }
 
@@ -441,6 +442,9 @@ class scribe {
       groups_.emplace(m.group, std::move(s));
       env_.count("forwarders_created");
       start_join(m.group);
+      // attached at once (we are the root) answered the child already; else it waits for us
+      if (auto g = groups_.find(m.group); g != groups_.end() && g->second.state == tree_state::joining)
+        reply_join(m.group, from, join_status::wait);
       return flush();
     }
     group_state& s = it->second;
