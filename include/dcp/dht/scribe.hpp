@@ -42,7 +42,10 @@
 // message from the child"). A root failure needs nothing more: its children's
 // re-joins route to the node now numerically closest to the group id, which
 // becomes the root. A root that finds a node closer than itself (a newcomer)
-// joins it, so the root is always Pastry's owner of the group id.
+// joins it, so the root is always Pastry's owner of the group id; until it
+// has, the newcomer waits join_wait before refusing JOINs for a group it does
+// not know, and passes a publish or anycast on once to the next-closest node
+// (the old root, which still takes publishes).
 //   Group existence survives the root: the paper replicates the root's state
 // on its k closest nodes; here a JOIN says whether its sender knows the group
 // exists (it was in the tree), and a root accepts a JOIN for a group it does
