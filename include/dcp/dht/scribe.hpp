@@ -35,13 +35,18 @@
 // Repair under churn (§3.2). Every heartbeat_interval a parent sends each
 // child a HEARTBEAT naming the child's groups with the parent's path to the
 // root; multicast data counts as one too. A child that hears nothing from its
-// parent for parent_timeout_beats intervals, or a heartbeat that no longer
-// names the group (the parent dropped it), re-joins through Pastry, which
-// finds it a new parent. Children send REFRESH every interval; a child silent
-// for child_timeout_beats is dropped (the paper's "refreshed by an explicit
-// message from the child"). A root failure needs nothing more: its children's
-// re-joins route to the node now numerically closest to the group id, which
-// becomes the root. A root that finds a node closer than itself (a newcomer)
+// parent for parent_timeout_beats intervals asks it with a JOIN (answered by
+// an accept from a live parent), once an interval, parent_probes times; a
+// parent silent through those is presumed failed, and the child re-joins
+// through Pastry, which finds it a new parent. (Re-joining at the first
+// silence would lose the multicasts of a needless repair on every burst of
+// loss.) A heartbeat that leaves a group out means the parent dropped the
+// child there: the child asks to be taken back. Children send REFRESH every
+// interval; a child silent for child_timeout_beats, or that acknowledges no
+// copy of a multicast after max_retries sends, is dropped (the paper's
+// "refreshed by an explicit message from the child"). A root failure needs
+// nothing more: its children's re-joins route to the node now numerically
+// closest to the group id, which becomes the root. A root that finds a node closer than itself (a newcomer)
 // joins it, so the root is always Pastry's owner of the group id; until it
 // has, the newcomer waits join_wait before refusing JOINs for a group it does
 // not know, and passes a publish or anycast on once to the next-closest node
@@ -158,10 +163,13 @@ concept StepRouter = Router<R> && requires(const R& r, const node_id& key, const
 struct scribe_config {
   /// Parent-to-child heartbeats and child-to-parent refreshes (§3.2).
   duration heartbeat_interval = 1s;
-  /// A parent silent this many intervals is presumed failed: the child re-joins.
+  /// A parent silent this many intervals is asked (a JOIN) once per interval,
+  /// parent_probes times; still silent, it is presumed failed: the child re-joins.
   unsigned parent_timeout_beats = 3;
-  /// A child silent this many intervals is dropped.
-  unsigned child_timeout_beats = 4;
+  unsigned parent_probes = 3;
+  /// A child silent this many intervals is dropped (a dead child that is sent data is
+  /// dropped sooner, after max_retries unacknowledged copies).
+  unsigned child_timeout_beats = 8;
   /// Per-hop acknowledgement timeout (JOIN, data, routed messages).
   duration rpc_timeout = 500ms;
   /// A JOIN answered "wait" (the parent is joining itself) is sent elsewhere after this.
@@ -490,7 +498,7 @@ class scribe {
         retry_join(m.group, true);
         return flush();
       }
-      it->second.parent_heard = env_.now();
+      it->second.parent_heard = env_.now(), it->second.probes = 0;
       it->second.path = m.path;
       it->second.path.push_back(router_.self().addr);
       return;
@@ -564,7 +572,7 @@ class scribe {
         retry_join(e.group, true);
         continue;
       }
-      s.parent_heard = env_.now();
+      s.parent_heard = env_.now(), s.probes = 0;
       s.path = e.path;
       s.path.push_back(router_.self().addr);
     }
@@ -575,9 +583,9 @@ class scribe {
         if (s.state == tree_state::attached && s.parent.addr == from &&
             std::find(named.begin(), named.end(), g) == named.end())
           dropped.push_back(g);
-      for (auto& g : dropped) {
+      for (auto& g : dropped) {  // ask to be taken back: its accept re-attaches us in place
         env_.count("dropped_by_parent");
-        retry_join(g, false);
+        env_.send(from, scribe_msg::join{g, router_.self(), true});
       }
     }
     flush();
@@ -659,7 +667,7 @@ class scribe {
       if (!(s.state == tree_state::joining && s.target.addr == from)) env_.send(from, scribe_msg::leave{m.group});
       return;
     }
-    s.parent_heard = env_.now();  // multicast data serve as heartbeats (§3.2)
+    s.parent_heard = env_.now(), s.probes = 0;  // multicast data serve as heartbeats (§3.2)
     disseminate(m.group, m.id, m.payload);
     flush();
   }
@@ -698,6 +706,7 @@ class scribe {
     std::vector<address> path;  // root .. self, attached or root
     std::vector<child> children;
     time_point parent_heard{};
+    unsigned probes = 0;  // JOINs re-sent to a silent parent before it is given up
     // joining
     contact target;
     unsigned silent = 0;          // unanswered JOINs to target
@@ -862,7 +871,7 @@ class scribe {
     s.state = tree_state::attached;
     s.known = true;
     s.parent = parent;
-    s.parent_heard = env_.now();
+    s.parent_heard = env_.now(), s.probes = 0;
     s.path = ppath;
     s.path.push_back(router_.self().addr);
     s.excluded.clear();
@@ -937,8 +946,18 @@ class scribe {
     std::unordered_map<address, scribe_msg::refresh> refreshes;
     for (auto& [g, s] : groups_) {
       if (s.state == tree_state::attached && now - s.parent_heard > parent_timeout) {
-        rejoin.push_back(g);
-        continue;
+        // silent: heartbeats lost, or the parent failed. Ask it first (a JOIN from a child it
+        // holds is answered with an accept); only a parent silent to parent_probes of those is
+        // given up. Re-joining at once would lose the multicasts of the repair on every burst
+        // of loss, and move the child off its Pastry route.
+        if (s.probes < cfg_.parent_probes) {
+          ++s.probes;
+          env_.count("parent_probes");
+          env_.send(s.parent.addr, scribe_msg::join{g, router_.self(), true});
+        } else {
+          rejoin.push_back(g);
+          continue;
+        }
       }
       if (s.state == tree_state::root && router_.next_hop_toward(g, {}).addr != router_.self().addr) {
         migrate.push_back(g);  // a node closer to the group id has joined the overlay: it is the root
