@@ -1,10 +1,12 @@
 #pragma once
 // dcp dht: structured overlays (Chord, Pastry, Kademlia) behind one Router
-// concept, and a replicated key-value store over any of them.
+// concept, a replicated key-value store over any of them, and Scribe's
+// multicast trees over Pastry.
 #include "dcp/dht/chord.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/kademlia.hpp"
 #include "dcp/dht/pastry.hpp"
 #include "dcp/dht/router.hpp"
+#include "dcp/dht/scribe.hpp"
 #include "dcp/dht/store.hpp"

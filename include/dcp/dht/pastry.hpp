@@ -254,6 +254,14 @@ class pastry {
 
   void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
 
+  /// The node a message for `key` goes to next from here, skipping `excluded`; self
+  /// when this node is the key's root. The common API's local_lookup (Dabek et al.,
+  /// IPTPS 2003): a layer that acts at every hop of a route (Scribe builds its trees
+  /// from join routes) walks the route one step at a time with it.
+  contact next_hop_toward(const node_id& key, const std::vector<address>& excluded = {}) const {
+    return next_hop(key, excluded);
+  }
+
   /// Leaves: tells the leaf set (so each side repairs at once) and stops.
   void leave() {
     if (!joined_) return;
