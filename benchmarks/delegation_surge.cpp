@@ -1,7 +1,8 @@
 // The surge, four ways (examples/surge_scenario.hpp: the modes, the
 // workload and what each column means), and the origin's CPU per admission.
 //
-// Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--csv FILE]
+// Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] [--csv FILE]
+//        (both tables by default: calm, then with churn, skewed clocks and a partition; --quick: faults only)
 //        delegation_surge --realloc [N ...]   time to move 95% of C after a shift in demand, as N grows
 #include <chrono>
 #include <cstdio>
@@ -118,6 +119,7 @@ int main(int argc, char** argv) {
   std::string csv;
   bool quick = false;
   std::string only;  // one mode, or all
+  std::vector<bool> fault_runs = {false, true};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -126,6 +128,11 @@ int main(int argc, char** argv) {
       p.capacity = 20;
       p.run = 8s;
       p.shards = 4;
+      fault_runs = {true};
+    } else if (a == "--calm") {
+      fault_runs = {false};
+    } else if (a == "--faults") {
+      fault_runs = {true};
     } else if (a == "--clients" && i + 1 < argc) {
       p.clients = static_cast<std::uint32_t>(std::stoul(argv[++i]));
     } else if (a == "--capacity" && i + 1 < argc) {
@@ -137,26 +144,35 @@ int main(int argc, char** argv) {
     } else if (a == "--csv" && i + 1 < argc) {
       csv = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--csv FILE]\n");
+      std::fprintf(stderr,
+                   "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] "
+                   "[--csv FILE]\n");
       return 2;
     }
   }
   std::printf("surge: %u clients arrive within 1 s; capacity C = %u units of %.0f ms at once; %.0f s; %u shards (single, multi)\n",
               p.clients, p.capacity, to_millis(p.work), to_seconds(p.run), p.shards);
-  surge::print_header();
   std::vector<result_row> rows;
-  for (const char* mode : surge::modes) {
-    if (!only.empty() && only != mode) continue;
-    std::fprintf(stderr, "running %s ...\n", mode);
-    rows.push_back(surge::run(mode, p));
-    surge::print_row(rows.back());
+  for (const bool faults : fault_runs) {
+    p.faults = faults;
+    std::printf(faults ? "\nwith faults: churn (sessions of %.0f s on average, then a newcomer), clocks skewed within the 50 ms "
+                         "bound, shard 1's coordinator (single) or group leader (multi) cut off for 3 s at %.0f s\n"
+                       : "\ncalm: no churn, no skew, no partition\n",
+                to_seconds(p.session), to_seconds(p.run / 4));
+    surge::print_header();
+    for (const char* mode : surge::modes) {
+      if (!only.empty() && only != mode) continue;
+      std::fprintf(stderr, "running %s%s ...\n", mode, faults ? " with faults" : "");
+      rows.push_back(surge::run(mode, p));
+      surge::print_row(rows.back());
+    }
   }
   admission_cost(quick ? 200 : 5000);
   if (!csv.empty()) {
     std::ofstream f(csv);
-    f << "mode,clients,capacity,peak_over_c,episodes,above_ms,util,held,msgs_per_admitted,token_p50_ms,token_p99_ms,jain,lost\n";
+    f << "mode,faults,clients,capacity,peak_over_c,episodes,above_ms,util,held,msgs_per_admitted,token_p50_ms,token_p99_ms,jain,lost\n";
     for (auto& r : rows)
-      f << r.mode << ',' << r.n << ',' << r.C << ',' << r.peak_over_c << ',' << r.episodes << ',' << r.above_ms << ','
+      f << r.mode << ',' << r.faults << ',' << r.n << ',' << r.C << ',' << r.peak_over_c << ',' << r.episodes << ',' << r.above_ms << ','
         << r.util << ',' << r.held << ',' << r.msgs_per_admitted << ',' << r.token_p50_ms << ',' << r.token_p99_ms << ',' << r.jain << ',' << r.lost << '\n';
   }
 }

@@ -71,6 +71,13 @@ struct params {
   std::uint64_t seed = 1;
   bool crash = true;               ///< single, multi: crash a coordinator (leader) at run / 2
   duration shift_at = duration::zero();  ///< >0: demand moves to the first half of the shards then
+  /// The faults of a real deployment, besides the crash above: every clock
+  /// skewed within the drift bound; churn (a client leaves, silently, after
+  /// an exponential session of mean `session`, and another arrives in its
+  /// place a second later); at run / 4, for 3 s, shard 1's coordinator
+  /// (single) or its group's leader (multi) cut off from every other node.
+  bool faults = false;
+  duration session = 20s;
 };
 
 /// The modes, in the order a table shows them.
@@ -193,7 +200,7 @@ struct work_client {
     if (peer) peer->on_lost([this](const delegation::grant&) { ++rec->lost; });
   }
   void begin() {
-    rec->arrived = env.world().now();
+    if (rec->first_admitted == time_point{}) rec->arrived = env.world().now();  // time to a token: the first served session's
     shard = static_cast<std::uint32_t>(env.rng().below(p.shards));
     next();
   }
@@ -252,6 +259,7 @@ struct result_row {
   double peak_over_c, above_ms, util, held, msgs_per_admitted, token_p50_ms, token_p99_ms, jain;
   std::uint64_t episodes, admitted, lost;
   double realloc_ms = -1;  ///< with shift_at: until 95% of C moved (-1: never, or no shift)
+  bool faults = false;
 };
 
 inline double pct(std::vector<double> v, double q) {
@@ -361,8 +369,12 @@ inline result_row run(const std::string& mode, const params& p) {
     if (e.what != sim::trace_event::kind::deliver || !origin_side(e.to) || origin_side(e.from)) return;
     if (e.to == 1 || e.protocol != work_id) ++orec.messages;  // (work units are counted by the server)
   });
+  std::function<void(sim::node_index)> session;  // with faults, churn: leave after an exponential session
   for (sim::node_index i = first; i < first + p.clients; ++i)
-    w.after(duration(w.rng().between(0, 1'000'000'000)), [&, i] { w.get<work_client>(i, work_id).begin(); });
+    w.after(duration(w.rng().between(0, 1'000'000'000)), [&, i] {
+      w.get<work_client>(i, work_id).begin();
+      if (session) session(i);
+    });
   if (mode == "single" && p.crash) {
     w.after(p.run / 2, [&] {
       if (auto a = locate(delegation::shard_key("work", 0))) w.crash(static_cast<sim::node_index>(a->sim_index()));
@@ -376,8 +388,37 @@ inline result_row run(const std::string& mode, const params& p) {
   }
   if (p.shift_at > duration::zero())
     w.after(p.shift_at, [&] {
-      for (sim::node_index i = first; i < first + p.clients; ++i) w.get<work_client>(i, work_id).shift();
+      for (sim::node_index i = first; i < first + p.clients; ++i)
+        if (auto* c = w.find<work_client>(i, work_id)) c->shift();
     });
+  if (p.faults) {
+    // Any two clocks within the drift bound for the whole run: offsets of
+    // +-(bound/2 - 1 ms), rates within +-10 ppm (0.6 ms apart after 30 s).
+    const auto half = (oc.max_drift / 2 - 1ms).count();
+    for (sim::node_index i = 0; i < w.size(); ++i)
+      w.set_clock(i, duration(w.rng().between(-half, half)), (w.rng().uniform() - 0.5) * 2e-5);
+    session = [&](sim::node_index i) {
+      w.after(duration(static_cast<std::int64_t>(w.rng().exponential(to_seconds(p.session)) * 1e9)), [&, i] {
+        w.crash(i);
+        w.after(1s, [&, i] {
+          w.restart(i);
+          w.get<work_client>(i, work_id).begin();
+          session(i);
+        });
+      });
+    };
+    w.after(p.run / 4, [&] {
+      std::optional<sim::node_index> cut;
+      if (mode == "single" && shards > 1)
+        if (auto a = locate(delegation::shard_key("work", 1))) cut = static_cast<sim::node_index>(a->sim_index());
+      if (multi && shards > 1)
+        for (sim::node_index i = 1 + group_size; i <= 2 * group_size; ++i)
+          if (w.is_up(i) && w.get<group_member>(i, delegation::default_protocol_id).leads()) cut = i;
+      if (!cut) return;
+      w.isolate(*cut);
+      w.after(3s, [&] { w.heal(); });
+    });
+  }
   // Permits honoured, and the shares of the first half, sampled every 10 ms.
   double held_sum = 0;
   std::uint64_t samples = 0;
@@ -420,6 +461,7 @@ inline result_row run(const std::string& mode, const params& p) {
   r.token_p99_ms = pct(ttt, 0.99);
   r.jain = delegation::jain_index(done);
   r.realloc_ms = realloc_ms;
+  r.faults = p.faults;
   return r;
 }
 
