@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -352,6 +354,20 @@ TEST_CASE("tls: bad certificates are refused at construction, never run as plain
   CHECK(throws_invalid_config(net::tls_options::from_pem("not a certificate", pem.cert, pem.key)));
   CHECK(throws_invalid_config(net::tls_options::from_pem(group_ca().cert_pem(), "", pem.key)));
   CHECK(throws_invalid_config(net::tls_options::from_files("/nonexistent/ca.pem", "/nonexistent/n.pem", "/nonexistent/n.key")));
+  // The same certificates from PEM files work.
+  const auto dir = std::filesystem::temp_directory_path() / ("dcp_tls_" + std::to_string(at.port()));
+  std::filesystem::create_directories(dir);
+  auto put = [&](const char* name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  {
+    net::tls_node from_files(io, config_at(at),
+                             net::tls_options::from_files(put("ca.pem", group_ca().cert_pem()), put("n.pem", pem.cert),
+                                                          put("n.key", pem.key)));
+    CHECK(from_files.self() == at);
+  }
+  std::filesystem::remove_all(dir);
   // advertise: the certificate binds the address the node calls itself.
   auto cfg = config_at(address::loopback(0));
   cfg.advertise = at;
