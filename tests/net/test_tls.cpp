@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -110,7 +111,16 @@ struct relay {
         return;
       }
       if (copy) copy->insert(copy->end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
-      asio::write(to, asio::buffer(buf.data(), n), ignored);
+      if (copy && tamper) {  // the attacker on path, towards the target
+        bytes chunk(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+        if (!tamper(chunk)) {
+          to.shutdown(asio::socket_base::shutdown_send, ignored);  // and cut the stream where it stands
+          return;
+        }
+        asio::write(to, asio::buffer(chunk), ignored);
+      } else {
+        asio::write(to, asio::buffer(buf.data(), n), ignored);
+      }
       pump(from, to, buf, copy);
     });
   }
@@ -119,6 +129,9 @@ struct relay {
   address target_;
   std::vector<std::unique_ptr<pair>> pairs;
   bytes seen;  // callers -> target
+  // Set: sees (and may change) every chunk towards the target before it is
+  // forwarded; false ends the stream after it.
+  std::function<bool(bytes&)> tamper;
 };
 
 /// A raw TCP client: writes `data`, reads until the node closes.
@@ -175,13 +188,18 @@ struct tls_client {
       read();
     });
   }
+  /// More frames on the same session.
+  void send(bytes more) {
+    more_ = std::move(more);
+    asio::async_write(stream, asio::buffer(more_), [](std::error_code, std::size_t) {});
+  }
   net::tls_security sec;
   asio::ssl::stream<asio::ip::tcp::socket> stream;
   bool handshaken = false, closed_by_peer = false;
   std::size_t received = 0;
 
  private:
-  bytes data_;
+  bytes data_, more_;
   std::array<std::uint8_t, 256> buf_{};
 };
 }  // namespace
@@ -302,6 +320,46 @@ TEST_CASE("tls: a member's certificate binds its own address only: another's hel
     CHECK(counter(*a, "tls_address_mismatch") >= 1);
     CHECK(eb.notes.size() == 1);
   }
+}
+
+TEST_CASE("tls: a record altered or cut on path, or a whole session replayed, delivers nothing and closes") {
+  asio::io_context io;
+  auto b = make_tls(io);
+  auto& eb = b->add<echo>(echo_id);
+  b->start();
+  const address m = dcp::test::free_loopback_address();
+  // A session through the relay: the hello, then b's welcome back.
+  relay r(io, b->self());
+  tls_client c(io, group_ca().options_for(m), r.self(), hello_frame(m));
+  REQUIRE(run_until(io, [&] { return c.received > 0; }));  // welcomed: the session is up
+  const bytes recorded = r.seen;
+  SUBCASE("one bit of a record flipped") {
+    r.tamper = [](bytes& chunk) {
+      chunk.back() ^= 1;  // the record's AEAD tag
+      return true;
+    };
+    c.send(note_frame("altered on the way"));
+    REQUIRE(run_until(io, [&] { return c.closed_by_peer; }));
+    CHECK(counter(*b, "tls_auth_failures") == 1);  // bad record MAC: counted as a refusal
+    CHECK(drops_auth(*b) == 1);
+  }
+  SUBCASE("the stream cut inside a record") {
+    r.tamper = [](bytes& chunk) {
+      chunk.resize(chunk.size() / 2);
+      return false;
+    };
+    c.send(note_frame("cut on the way"));
+    REQUIRE(run_until(io, [&] { return b->connections() == 0; }));
+    CHECK(counter(*b, "tls_auth_failures") == 0);  // a cut is a lost connection, not a forgery
+  }
+  SUBCASE("the recorded session replayed on a new connection") {
+    raw_client replay(io, b->self(), recorded);  // b's fresh key share: the recorded Finished does not verify
+    REQUIRE(run_until(io, [&] { return replay.closed_by_peer; }));
+    CHECK(counter(*b, "tls_auth_failures") == 1);
+    CHECK(b->connections() == 1);  // the live session only
+  }
+  CHECK(eb.notes.empty());
+  CHECK(b->metrics().drops(echo_id, errc::malformed_payload) == 0);
 }
 
 TEST_CASE("tls: a plaintext client on a TLS port is refused, counted, and changes nothing") {
