@@ -1,11 +1,13 @@
-// transport_cost: what authentication costs, plaintext vs keyring, side by side.
+// transport_cost: what authentication costs, plaintext vs keyring vs TLS, side by side.
 //
 //   ping-pong of 64-byte payloads: round trip p50 and p99 (one message in flight)
 //   one-way throughput of 64 B and 64 KiB payloads, a window of unacknowledged
 //   messages, acknowledged every `ack_every`
 //
-// for dcp::net::plaintext_node and dcp::net::keyring_node (AES-256-GCM every
-// frame, dcp/net/keyring.hpp), two processes on loopback (each case forks a
+// for dcp::net::plaintext_node, dcp::net::keyring_node (AES-256-GCM every
+// frame, dcp/net/keyring.hpp) and dcp::net::tls_node (TLS 1.3, mutual
+// authentication, certificates from a throwaway CA made at start-up with
+// tests/net/tls_certs.hpp), two processes on loopback (each case forks a
 // child; both run their own io_context). Prints a table; writes
 // transport_cost.csv (or --csv PATH). --quick: a short run for CI (< 5 s).
 #include <signal.h>
@@ -21,13 +23,16 @@
 #include <iomanip>
 #include <iostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <asio/io_context.hpp>
 
 #include "dcp/net.hpp"
 #include "dcp/net/keyring.hpp"
+#include "dcp/net/tls.hpp"
 #include "pingpong_protocol.hpp"
+#include "../tests/net/tls_certs.hpp"
 
 using namespace std::chrono_literals;
 using clk = std::chrono::steady_clock;
@@ -41,13 +46,22 @@ using bench = pingpong_bench::bench<dcp::net::env>;
 }
 
 const dcp::net::keyring_key shared_key = dcp::net::keyring::generate();  // before any fork: both sides hold it
+const dcp::test::tls_authority group_ca;  // likewise: both sides trust it
 
-/// Builds the node of the kind named (a plaintext_node or a keyring_node).
+/// Builds the node of the kind named (a plaintext_node, keyring_node or
+/// tls_node). A TLS node's certificate names its address: a port is chosen
+/// before it binds.
 template <class Node>
 std::unique_ptr<Node> make_node(asio::io_context& io) {
   dcp::net::config c;
-  if constexpr (Node::authenticated) return std::make_unique<Node>(io, c, dcp::net::keyring(shared_key));
-  else return std::make_unique<Node>(io, c);
+  if constexpr (std::is_same_v<Node, dcp::net::tls_node>) {
+    c.listen = dcp::test::free_loopback_address();
+    return std::make_unique<Node>(io, c, group_ca.options_for(c.listen));
+  } else if constexpr (Node::authenticated) {
+    return std::make_unique<Node>(io, c, dcp::net::keyring(shared_key));
+  } else {
+    return std::make_unique<Node>(io, c);
+  }
 }
 
 struct child {
@@ -162,11 +176,12 @@ int main(int argc, char** argv) {
   };
   const row plain = measure("plaintext", static_cast<dcp::net::plaintext_node*>(nullptr));
   const row keyed = measure("keyring (AES-256-GCM)", static_cast<dcp::net::keyring_node*>(nullptr));
+  const row tls = measure("TLS 1.3 (mutual)", static_cast<dcp::net::tls_node*>(nullptr));
 
   std::cout << "\ntransport cost, two processes on loopback (" << rounds << " round trips; " << small_count
             << " x 64 B and " << big_count << " x 64 KiB one way)\n";
   std::cout << "  transport                 rtt p50 us  rtt p99 us   64 B msg/s   64 KiB MB/s\n";
-  for (const row& r : {plain, keyed}) {
+  for (const row& r : {plain, keyed, tls}) {
     std::cout << "  " << std::left << std::setw(24) << r.name << std::right << std::setprecision(1) << std::setw(12)
               << r.p50 << std::setw(12) << r.p99 << std::setprecision(0) << std::setw(13) << r.small_rate
               << std::setprecision(1) << std::setw(14) << r.big_mbps << "\n";
@@ -177,6 +192,8 @@ int main(int argc, char** argv) {
   }
   std::cout << std::setprecision(2) << "  keyring / plaintext: rtt p50 x" << keyed.p50 / plain.p50 << ", 64 B rate x"
             << keyed.small_rate / plain.small_rate << ", 64 KiB rate x" << keyed.big_mbps / plain.big_mbps << "\n";
+  std::cout << "  TLS / plaintext:     rtt p50 x" << tls.p50 / plain.p50 << ", 64 B rate x"
+            << tls.small_rate / plain.small_rate << ", 64 KiB rate x" << tls.big_mbps / plain.big_mbps << "\n";
   std::cout << "\nCSV written to " << csv_path << "\n";
   return 0;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // dcp net: the Asio runtime. A dcp::net::node runs dcp protocols over TCP.
-// The keyring transport (authenticated, encrypted) needs OpenSSL and is not
-// included here: #include "dcp/net/keyring.hpp" (link dcp::lease).
+// The authenticated transports need OpenSSL and are not included here:
+// #include "dcp/net/keyring.hpp" (link dcp::lease) or "dcp/net/tls.hpp"
+// (link dcp::tls).
 #include "dcp/net/async.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/env.hpp"

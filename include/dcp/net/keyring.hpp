@@ -172,7 +172,9 @@ class keyring {
 class keyring_security {
  public:
   using options = keyring;
+  static constexpr bool authenticated = true;
   static constexpr bool sealed = true;
+  static constexpr bool layered = false;
   static constexpr std::size_t overhead = 16;  // the GCM tag
   static constexpr std::string_view name = "keyring";
 

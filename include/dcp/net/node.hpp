@@ -11,6 +11,9 @@
 //   dcp::net::keyring_node   every frame sealed (AES-256-GCM) under a shared
 //                            keyring, callers authenticated by the key
 //                            (dcp/net/keyring.hpp; needs OpenSSL, dcp::lease)
+//   dcp::net::tls_node       TLS 1.3 with mutual authentication: each node's
+//                            certificate, from the group's CA, binds its
+//                            address (dcp/net/tls.hpp; needs OpenSSL, dcp::tls)
 //   dcp::net::plaintext_node frames in clear, and whoever connects may claim
 //                            any address: only on a network nothing else reaches
 //   dcp::net::node           the same as plaintext_node
@@ -18,7 +21,8 @@
 // `node` stays the plaintext one so that existing programs build unchanged
 // (and dcp::dcp needs no OpenSSL); new code names what it wants, and an
 // authenticated node cannot be built without its key material: keyring_node's
-// constructor takes the keyring, there is no default and no fallback.
+// constructor takes the keyring, tls_node's its certificates, there is no
+// default and no fallback.
 //
 //     asio::io_context io;
 //     dcp::net::node n(io, {.listen = *dcp::address::parse("127.0.0.1:7001")});

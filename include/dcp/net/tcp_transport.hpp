@@ -2,8 +2,20 @@
 // basic_tcp_transport<Security>: dcp frames over TCP, for one node; a
 // dcp::net::Transport (dcp/net/transport.hpp). tcp_transport is its
 // plaintext instance; keyring_transport (dcp/net/keyring.hpp) seals every
-// frame under a shared keyring. Everything below holds for both; what the
-// keyring adds is described in its header.
+// frame under a shared keyring; tls_transport (dcp/net/tls.hpp) runs the same
+// frames through a TLS 1.3 stream. Everything below holds for all three; what
+// each adds is described in its header.
+//
+// The Security policy says how a connection is protected:
+//   options, name, overhead (bytes a frame grows by), authenticated (the
+//   caller is not up until the acceptor's own hello, its "welcome", arrives:
+//   the acceptor proved itself, and a refused caller backs off and gives up
+//   as on an unreachable peer);
+//   sealed: the policy seals each frame itself (open_session, seal, open);
+//   layered: the policy wraps the socket in a stream (TLS): start_layer()
+//   runs its handshake after connect / accept, every read and write goes
+//   through stream(link), and the policy says whether a certificate binds
+//   an address (binds()).
 //
 // Connections. A connection opens with a hello frame (protocol 0) carrying
 // the caller's listening address, and every frame that follows on it is
@@ -15,8 +27,8 @@
 // is a third of the round trip). A peer keeps using the connection it
 // started with while that one is up or has frames queued, so frames to one
 // peer stay in order except across a lost connection. The hello is not
-// authentication: whoever connects may claim any address (TLS is the answer
-// to that, not this transport: see keyring_transport).
+// authentication: whoever connects may claim any address (keyring_transport
+// makes it a key holder's word, tls_transport a certificate's).
 //
 // Input that cannot be trusted closes the connection that carried it and is
 // counted as a drop of protocol 0 in the node's metrics, by reason: a first
@@ -114,7 +126,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   using unreachable_handler = net::unreachable_handler;
   using options = typename Security::options;
   using security_type = Security;
-  static constexpr bool authenticated = Security::sealed;
+  static constexpr bool authenticated = Security::authenticated;
 
   /// `m` and `r` must outlive the transport's active life (until stop()).
   basic_tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
@@ -132,7 +144,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// Plaintext needs no options: tcp_transport(ex, cfg, metrics, rng, on_frame, on_unreachable).
   basic_tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
                       unreachable_handler on_unreachable)
-    requires(!Security::sealed)
+    requires(!Security::authenticated)
       : basic_tcp_transport(std::move(ex), cfg, m, r, std::move(on_frame), std::move(on_unreachable), options{}) {}
 
   basic_tcp_transport(const basic_tcp_transport&) = delete;
@@ -155,6 +167,12 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     }
     self_ = detail::to_address(acceptor_.local_endpoint());
     if (cfg_.advertise) self_ = cfg_.advertise->port() ? *cfg_.advertise : cfg_.advertise->with_port(self_.port());
+    if constexpr (Security::layered)
+      if (!sec_.binds_self(self_)) {  // peers would refuse every connection: say so now
+        acceptor_.close();
+        throw error(errc::invalid_config, "dcp::net: this node's " + std::string(Security::name) +
+                                              " certificate does not bind its address " + self_.to_string());
+      }
     hello_frame_.clear();
     if (auto e = wire::encode_frame(detail::transport_protocol, detail::hello{self_}, hello_frame_, cfg_.limits))
       throw error(e, "dcp::net: the hello frame does not fit max_frame_size");
@@ -365,6 +383,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       auto& l = *lp;
       l.flush_due = false;
       if (stopped_ || !l.up || l.write_in_flight || nothing_to_write(l)) continue;
+      if constexpr (Security::layered) {  // a stream's records cannot be written part-way without blocking
+        write(l);
+        continue;
+      }
       if constexpr (Security::sealed) seal_pending(l);
       std::error_code ec;
       const std::size_t n = l.socket.write_some(asio::buffer(l.pending), ec);
@@ -394,11 +416,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       buffers[0] = asio::buffer(hello_frame_);
       l.hello_sent = true;
     }
-    asio::async_write(l.socket, buffers,
-                      [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
-                                                                                                 std::size_t) {
-                        self->on_written(lp, gen, ec);
-                      });
+    auto written = [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                       const std::error_code& ec, std::size_t) { self->on_written(lp, gen, ec); };
+    if constexpr (Security::layered) asio::async_write(sec_.stream(l), buffers, keep_layer(l, std::move(written)));
+    else asio::async_write(l.socket, buffers, std::move(written));
   }
 
   void on_written(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec) {
@@ -427,15 +448,22 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   // ---- reading (both directions) ----
 
   void read(detail::link& l) {
-    l.socket.async_read_some(asio::buffer(l.reader.prepare(l.read_size), l.read_size),
-                             [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
-                                 const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); });
+    auto received = [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                        const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); };
+    const auto buffer = asio::buffer(l.reader.prepare(l.read_size), l.read_size);
+    if constexpr (Security::layered) sec_.stream(l).async_read_some(buffer, keep_layer(l, std::move(received)));
+    else l.socket.async_read_some(buffer, std::move(received));
   }
 
   void on_read(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec, std::size_t n) {
     auto& l = *lp;
     if (stopped_ || l.generation != gen) return;
     if (ec) {
+      if constexpr (Security::layered)
+        if (sec_.is_refusal(ec)) {  // the peer's stack refused us (an alert), or its records did not authenticate
+          metrics_.add(detail::transport_protocol, Security::auth_failure_counter, 1);
+          return link_failed(l, errc::authentication_failed, ec.message());
+        }
       if (l.reader.buffered() > 0) link_failed(l, errc::truncated_frame, "the connection ended inside a frame");
       else link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
       return;
@@ -485,10 +513,13 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
             metrics_.add(detail::transport_protocol, "keyring_rekeys", 1);
             continue;
           }
+        }
+        if constexpr (Security::authenticated) {
           if (!in && f.header.type == detail::hello::wire_id && !l.seal.welcomed) {
-            // The acceptor's welcome: it holds the key too. Only now is the
-            // connection attempt a success (a wrong key fails every attempt,
-            // so the caller backs off and gives up as for an unreachable peer).
+            // The acceptor's welcome: it holds the key (or accepted our
+            // certificate) too. Only now is the connection attempt a success
+            // (a refused caller fails every attempt, so it backs off and
+            // gives up as for an unreachable peer).
             l.seal.welcomed = true;
             static_cast<detail::outbound&>(l).failures = 0;
             continue;
@@ -500,6 +531,11 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
           return link_failed(l, errc::bad_handshake,
                              !in ? "a transport frame from the accepting side"
                                  : in->greeted ? "a second hello" : "a hello that does not decode");
+        if constexpr (Security::layered)
+          if (!sec_.binds(l, h.listen)) {  // a member's certificate, claiming another member's address
+            metrics_.add(detail::transport_protocol, Security::address_mismatch_counter, 1);
+            return link_failed(l, errc::authentication_failed, "a hello naming an address its certificate does not bind");
+          }
         greeted(*in, h.listen);
         continue;
       }
@@ -528,8 +564,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if (l.inbound) return close_inbound(static_cast<detail::inbound&>(l), why, detail_text);
     auto& p = static_cast<detail::outbound&>(l);
     if (why) log(log_level::warn, "closed the connection to ", p.addr, ": ", why.message(), " (", detail_text, ")");
-    if constexpr (Security::sealed)
-      if (!p.seal.welcomed) {  // the peer never proved it holds the key: a failed attempt
+    if constexpr (Security::authenticated)
+      if (!p.seal.welcomed) {  // the peer never proved itself: a failed attempt
         log(log_level::debug, "connection to ", p.addr, " ended before the peer's welcome: ", detail_text);
         return connect_failed(p);
       }
@@ -610,7 +646,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     p.socket.set_option(asio::socket_base::keep_alive(true), ignored);
     p.socket.non_blocking(true, ignored);  // for flush_dirty's direct writes
     p.st = outbound_state::connected;
-    if constexpr (!Security::sealed) p.failures = 0;  // sealed: once the peer's welcome arrives
+    if constexpr (!Security::authenticated) p.failures = 0;  // authenticated: once the peer's welcome arrives
     p.hello_sent = false;
     p.reader = wire::frame_reader(frame_limits());
     p.read_size = read_chunk;
@@ -618,6 +654,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     p.frame_started = {};
     log(log_level::debug, "connected to ", p.addr);
     if constexpr (Security::sealed) return open_session(p);  // up once the openings are exchanged
+    if constexpr (Security::layered) return start_layer(p);  // up once the handshake is done
     p.up = true;
     read(p);
     kick(p);  // sends the hello (and what is queued) unless a stale write is still draining
@@ -640,6 +677,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       p.pending.erase(p.pending.begin(), p.pending.begin() + static_cast<std::ptrdiff_t>(p.seal.sealed_prefix));
     }
     p.seal = {};
+    p.layer.reset();  // its pending handlers keep their own reference until they have run
     if (p.holds_slot) {
       p.holds_slot = false;
       --outbound_open_;
@@ -765,6 +803,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       }
     });
     if constexpr (Security::sealed) open_session(*c);
+    else if constexpr (Security::layered) start_layer(*c);
     else read(*c);
     accept();
   }
@@ -776,8 +815,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     c.up = true;
     c.timer.cancel();
     routes_[peer] = shared(c);  // the newest connection from a peer is the way back to it
-    if constexpr (Security::sealed) {
-      c.hello_sent = false;  // our own sealed hello goes back first: the caller's proof that we hold the key
+    if constexpr (Security::authenticated) {
+      c.hello_sent = false;  // our own hello goes back first: the caller's proof that we accepted it
       kick(c);
     }
   }
@@ -933,6 +972,57 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     });
     std::swap(l.pending, scratch_);
     st.sealed_prefix = l.pending.size();
+  }
+
+  // ---- layered streams (TLS transports) ----
+
+  /// Wraps the connection's socket in a fresh stream and runs its handshake
+  /// (a frame in progress for read_timeout). The caller then checks that the
+  /// acceptor's certificate binds the address it dialled; the acceptor
+  /// checks the caller's certificate against the address its hello claims.
+  void start_layer(detail::link& l)
+    requires Security::layered
+  {
+    l.layer = sec_.make_layer(l.socket);
+    l.frame_started = detail::steady_now();
+    sec_.async_handshake(l, keep_layer(l, [self = shared_from_this(), lp = l.shared_from_this(),
+                                           gen = l.generation](const std::error_code& ec) {
+                           self->on_layer_up(lp, gen, ec);
+                         }));
+  }
+
+  void on_layer_up(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec)
+    requires Security::layered
+  {
+    auto& l = *lp;
+    if (stopped_ || l.generation != gen) return;
+    if (ec) {
+      if (sec_.is_refusal(ec)) {  // a certificate from another CA, none at all, or not TLS
+        metrics_.add(detail::transport_protocol, Security::auth_failure_counter, 1);
+        return link_failed(l, errc::authentication_failed, ec.message());
+      }
+      return link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
+    }
+    if (!l.inbound && !sec_.binds(l, static_cast<detail::outbound&>(l).addr)) {
+      // A member's certificate, but not for the address we dialled: a
+      // redirected connection, or a member answering in another's place.
+      metrics_.add(detail::transport_protocol, Security::address_mismatch_counter, 1);
+      return link_failed(l, errc::authentication_failed, "the acceptor's certificate does not bind the address dialled");
+    }
+    l.frame_started = {};
+    l.last_active = detail::steady_now();
+    read(l);
+    if (!l.inbound) {
+      l.up = true;
+      kick(l);  // the hello, and what is queued
+    }
+  }
+
+  /// A completion handler that also owns the link's stream: a stream must
+  /// outlive its operations, even once its socket closed and was replaced.
+  template <class Handler>
+  static auto keep_layer(const detail::link& l, Handler h) {
+    return [layer = l.layer, h = std::move(h)](auto&&... args) mutable { h(std::forward<decltype(args)>(args)...); };
   }
 
   Security sec_;

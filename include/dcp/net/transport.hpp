@@ -35,7 +35,8 @@
 //
 // Every handler runs on the transport's executor; no member is thread-safe.
 // The transports in dcp: tcp_transport (plaintext, dcp/net/tcp_transport.hpp),
-// keyring_transport (AES-256-GCM under a shared keyring, dcp/net/keyring.hpp).
+// keyring_transport (AES-256-GCM under a shared keyring, dcp/net/keyring.hpp),
+// tls_transport (TLS 1.3, mutual authentication, dcp/net/tls.hpp).
 #include <concepts>
 #include <cstddef>
 #include <functional>
@@ -110,7 +111,9 @@ concept Transport =
 /// it only on a network nothing else can reach (docs/security.md).
 struct plaintext {
   struct options {};
+  static constexpr bool authenticated = false;
   static constexpr bool sealed = false;
+  static constexpr bool layered = false;
   static constexpr std::size_t overhead = 0;  // bytes a frame grows by on the wire
   static constexpr std::string_view name = "plaintext";
   explicit plaintext(options = {}) noexcept {}

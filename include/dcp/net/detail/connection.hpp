@@ -66,7 +66,7 @@ struct seal_state {
   std::uint64_t send_key_id = 0, recv_key_id = 0;  // which keyring key each direction is derived from
   std::uint64_t send_counter = 0, recv_counter = 0;  // the next frame's number, each way
   bool ready = false;          // both openings exchanged, keys derived
-  bool welcomed = false;       // caller: the acceptor's sealed hello arrived (it holds the key)
+  bool welcomed = false;       // caller: the acceptor's hello arrived (it holds the key, accepted our certificate)
   std::size_t sealed_prefix = 0;  // bytes at the front of `pending` already sealed
 };
 
@@ -111,7 +111,11 @@ struct link : std::enable_shared_from_this<link> {
   std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
   time_point last_active{};      // last bytes read or written (idle_timeout)
   time_point frame_started{};    // a frame is partly read since then (read_timeout); {} when none
-  seal_state seal;               // keyring transports only
+  seal_state seal;               // keyring transports; `welcomed` for every authenticated one
+  // A layered transport's stream over `socket` (an asio::ssl::stream for
+  // TLS), opaque here so that this header needs no OpenSSL; fresh for each
+  // connection, kept alive by the handlers of its pending operations.
+  std::shared_ptr<void> layer;
 };
 
 /// The connection this node opens to a peer address, with its queue and back-off.
