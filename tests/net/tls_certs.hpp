@@ -20,6 +20,7 @@
 
 #include "dcp/core/address.hpp"
 #include "dcp/net/tls.hpp"
+#include "../loopback_ports.hpp"  // free_loopback_address
 
 namespace dcp::test {
 
@@ -121,13 +122,5 @@ class tls_authority {
   std::unique_ptr<X509, decltype(&X509_free)> cert_;
   tls_pem pem_;
 };
-
-/// A loopback address with a port free now (the kernel's pick, released):
-/// a TLS node's certificate names its port before the node binds it.
-inline address free_loopback_address() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-  return address::ip(a.local_endpoint().address(), a.local_endpoint().port());
-}
 
 }  // namespace dcp::test
