@@ -3,7 +3,9 @@
 //
 //   heartbeat_node --listen 127.0.0.1:7101 --peer 127.0.0.1:7102
 //                  --peer 127.0.0.1:7103 --interval 100ms --timeout 500ms
-//                  [--metrics 127.0.0.1:9464]
+//                  --transport keyring:cluster.keys [--metrics 127.0.0.1:9464]
+//
+// --transport says how the nodes authenticate (examples/secure_node.hpp).
 //
 // With --metrics, the node's counters and gauges are served in Prometheus
 // text format: curl http://127.0.0.1:9464/metrics (dcp/net/metrics_server.hpp).
@@ -30,6 +32,7 @@
 
 #include "dcp/failure.hpp"
 #include "dcp/net.hpp"
+#include "secure_node.hpp"  // --transport
 
 using namespace std::chrono_literals;
 
@@ -66,7 +69,7 @@ class detector : public base_detector {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "heartbeat_node: " << why << "\n"
             << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n"
-            << "                      [--metrics HOST:PORT]\n";
+            << "                      [--metrics HOST:PORT] " << example::transport_usage << "\n";
   std::exit(2);
 }
 
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
   std::vector<dcp::address> peers;
   bool have_listen = false;
   std::optional<dcp::address> metrics_at;
+  example::transport_choice transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
@@ -87,6 +91,8 @@ int main(int argc, char** argv) {
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
       if (arg == "--listen") cfg.listen = *a, have_listen = true;
       else peers.push_back(*a);
+    } else if (arg == "--transport") {
+      if (auto e = transport.parse(value)) usage(*e);
     } else if (arg == "--metrics") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an IP address: " + std::string(value));
@@ -100,12 +106,13 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
+  if (!transport.chosen()) usage("--transport is required");
 
   try {
     asio::io_context io;
     cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     cfg.level = dcp::log_level::warn;
-    dcp::net::node node(io, cfg);
+    dcp::net::any_node node(io, cfg, example::transport_options(transport));
     auto& d = node.add<detector>(detector::default_id, hb);
     d.on_down([](const dcp::address& p) { detector::print("DOWN", p); });
     d.on_up([&d](const dcp::address& p) {

@@ -46,3 +46,10 @@ free_ports() {
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ports+=("$p"); fi
   done
 }
+
+# new_key_file FILE: a fresh keyring key (64 hex digits) in FILE, for the
+# examples' --transport keyring:FILE (examples/secure_node.hpp).
+new_key_file() {
+  od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$1"
+  echo >>"$1"
+}

@@ -2,8 +2,11 @@
 # Three heartbeat_node processes on loopback, observed from outside:
 #   1. each reports the other two UP, and the state holds (last event UP);
 #   2. one is killed with SIGKILL: both survivors report it DOWN within a bound;
-#   3. it is restarted on the same port: both survivors report it UP again;
-#   4. SIGTERM stops all three, each exits with status 0.
+#   3. impostors on its port, one holding another key and one in plaintext,
+#      are not believed: for 2 s each (four time-outs) the survivors still
+#      report it DOWN (the nodes run the keyring transport);
+#   4. it is restarted on the same port: both survivors report it UP again;
+#   5. SIGTERM stops all three, each exits with status 0.
 # usage: multiprocess_heartbeat.sh path/to/heartbeat_node
 set -uo pipefail
 source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
@@ -25,9 +28,11 @@ fail() {
 # Three free loopback ports: nobody accepts on them now (a refused connect).
 free_ports 3
 addr() { echo "127.0.0.1:${ports[$1]}"; }
+new_key_file "$dir/cluster.keys"
+new_key_file "$dir/other.keys"
 
-start() {  # start node i (appending to its output)
-  local i=$1 args=(--listen "$(addr "$i")" --interval 100ms --timeout 500ms)
+start() {  # start node i (appending to its output) [with transport T instead of the cluster's key]
+  local i=$1 args=(--listen "$(addr "$i")" --interval 100ms --timeout 500ms --transport "${2:-keyring:$dir/cluster.keys}")
   for j in 0 1 2; do [ "$j" != "$i" ] && args+=(--peer "$(addr "$j")"); done
   "$bin" "${args[@]}" >>"$dir/out$i" 2>>"$dir/err$i" &
   pids[$i]=$!
@@ -66,6 +71,15 @@ t0=$(date +%s%N)
 # Detection takes about the 500 ms time-out; the bound leaves room for a loaded machine.
 wait_for 5 survivors_say DOWN || fail "the survivors did not report the killed node DOWN within 5 s"
 echo "killed node reported DOWN by both survivors after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+
+for impostor in "keyring:$dir/other.keys" plaintext; do
+  start 2 "$impostor"
+  sleep 2
+  survivors_say DOWN || fail "an impostor on the killed node's port ($impostor) was believed"
+  kill -9 "${pids[2]}"
+  wait "${pids[2]}" 2>/dev/null
+done
+echo "impostors on its port, with another key and in plaintext, were not believed for 2 s each"
 
 start 2
 wait_for 10 survivors_say UP || fail "the survivors did not report the restarted node UP again"
