@@ -32,6 +32,7 @@
 #include "dcp/election.hpp"
 #include "dcp/group.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 namespace {
 
@@ -39,6 +40,7 @@ namespace {
   std::cerr << "clock_node: " << why << "\n"
             << "usage: clock_node --algorithm cristian|berkeley --listen HOST:PORT [--server HOST:PORT] "
                "[--peer HOST:PORT]...\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -66,10 +68,15 @@ int main(int argc, char** argv) {
   std::optional<dcp::address> server;
   std::string algorithm;
   bool have_listen = false;
+  dcp::net::transport_spec transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--listen" || arg == "--peer" || arg == "--server") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
@@ -83,11 +90,13 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
+  if (auto e = transport.parse_environment()) usage(*e);
+  if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   try {
     cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     cfg.level = dcp::log_level::warn;
     asio::io_context io;
-    dcp::net::node node(io, cfg);
+    dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     asio::steady_timer timer(io);
     std::function<void()> line;
     if (algorithm == "cristian") {

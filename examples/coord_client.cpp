@@ -64,6 +64,7 @@
 
 #include "dcp/coord.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 namespace {
 
@@ -77,6 +78,7 @@ using std::chrono::milliseconds;
                "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final] [--tokens]\n"
                "         probe:    --probe NAME [--query NAME]...\n"
                "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD [--waiter]]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -95,6 +97,7 @@ std::string reason(std::error_code ec) {
 }
 
 struct options {
+  dcp::net::transport_spec transport;
   std::vector<dcp::address> servers;
   std::string id = "c" + std::to_string(::getpid());
   int ttl_ms = 6000, request_timeout_ms = 500, give_up_ms = 30000;
@@ -113,7 +116,7 @@ struct options {
 /// One session's node: a dcp::net node on an ephemeral loopback port hosting
 /// one coord::client.
 struct session_node {
-  std::unique_ptr<dcp::net::node> node;
+  std::unique_ptr<dcp::net::any_node> node;
   client_t* client = nullptr;
 
   session_node(asio::io_context& io, const options& o) {
@@ -125,7 +128,7 @@ struct session_node {
     // instead of after the transport's default six attempts (about 1.5 s).
     nc.reconnect.give_up_after_attempts = 1;
     nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
-    node = std::make_unique<dcp::net::node>(io, nc);
+    node = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(o.transport));
     dcp::coord::client_config cc;
     cc.servers = o.servers;
     cc.ttl = milliseconds(o.ttl_ms);
@@ -530,6 +533,10 @@ int main(int argc, char** argv) {
     if (arg == "--lease") { o.lease = true; continue; }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = o.transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--server") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
@@ -566,6 +573,8 @@ int main(int argc, char** argv) {
     }
   }
   if (o.servers.empty()) usage("at least one --server is required");
+  if (auto e = o.transport.parse_environment()) usage(*e);
+  if (!o.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (o.lock.empty()) usage("--lock must not be empty");
   if (o.ttl_ms < 300) usage("--ttl-ms must be at least 300 (keepalives go every ttl/6)");
   try {

@@ -49,6 +49,7 @@
 #include "dcp/net.hpp"
 #include "dcp/lease/keys.hpp"  // links dcp::lease (libcrypto)
 #include "dcp/storage.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 namespace {
 
@@ -60,6 +61,7 @@ using server_t = dcp::coord::server<dcp::net::env, raft_t>;
             << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
                "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
                "                     [--quiet] [--lease-seed HEX] [--disclose-holders]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
   int election_ms = 150, heartbeat_ms = 50;
   bool have_listen = false, quiet = false, disclose = false;
   std::optional<dcp::bytes> lease_seed;
+  dcp::net::transport_spec transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--quiet") {
@@ -96,6 +99,10 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--listen" || arg == "--peer") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
@@ -121,6 +128,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
+  if (auto e = transport.parse_environment()) usage(*e);
+  if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (data.empty()) usage("--data is required (the directory that keeps this replica's log and state)");
   std::sort(members.begin(), members.end());
   if (std::adjacent_find(members.begin(), members.end()) != members.end())
@@ -152,7 +161,7 @@ int main(int argc, char** argv) {
     rc.validate();
 
     asio::io_context io;
-    dcp::net::node node(io, cfg);
+    dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     auto& raft = node.add<raft_t>(raft_t::default_id, rc, std::move(store), dcp::coord::machine{});
     dcp::coord::server_config sc;
     sc.disclose_holders = disclose;

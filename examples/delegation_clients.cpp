@@ -44,6 +44,7 @@
 #include "dcp/delegation.hpp"
 #include "dcp/dht.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 #include "delegation_work.hpp"
 
 namespace {
@@ -60,10 +61,12 @@ using work_t = work::client<E>;
             << "usage: delegation_clients --origin HOST:PORT --origin-key HEX --listen HOST:PORT --nodes N\n"
                "                          --bootstrap HOST:PORT [--surge-at UNIX_MS] [--spread DURATION] [--run-for DURATION]\n"
                "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
 struct options {
+  dcp::net::transport_spec transport;
   dcp::address origin, listen, bootstrap;
   dcp::bytes origin_key;
   int nodes = 0;
@@ -88,7 +91,7 @@ class client_node {
     nc.seed = opt.seed * 1000 + static_cast<std::uint64_t>(index);
     nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     nc.level = dcp::log_level::error;
-    node_ = std::make_unique<dcp::net::node>(io, nc);
+    node_ = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(opt.transport));
     // k = 8 (BitTorrent's): joins and bucket refreshes reach a few dozen of
     // 200 nodes, not all of them (each contact is a TCP connection here).
     dcp::dht::kademlia_config kc;
@@ -200,7 +203,7 @@ class client_node {
 
   const options& opt_;
   totals& sum_;
-  std::unique_ptr<dcp::net::node> node_;
+  std::unique_ptr<dcp::net::any_node> node_;
   router_t* router_ = nullptr;
   peer_t* peer_ = nullptr;
   work_t* work_ = nullptr;
@@ -232,6 +235,10 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = opt.transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--origin") opt.origin = addr(value), have_origin = true;
     else if (arg == "--listen") opt.listen = addr(value), have_listen = true;
     else if (arg == "--bootstrap") opt.bootstrap = addr(value), have_bootstrap = true;
@@ -258,6 +265,8 @@ int main(int argc, char** argv) {
   }
   if (!have_origin || !have_listen || !have_bootstrap || opt.origin_key.empty())
     usage("--origin, --origin-key, --listen and --bootstrap are required");
+  if (auto e = opt.transport.parse_environment()) usage(*e);
+  if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (opt.nodes < 1 || opt.nodes > 1000) usage("--nodes must be in 1..1000");
   if (opt.listen.port() + opt.nodes > 65536) usage("--listen port + --nodes passes 65535");
   if (opt.surge_at_ms < 0) usage("--surge-at wants a Unix time in milliseconds");

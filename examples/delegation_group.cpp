@@ -37,6 +37,7 @@
 #include "dcp/delegation.hpp"
 #include "dcp/net.hpp"
 #include "dcp/storage.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 namespace {
 
@@ -49,6 +50,7 @@ using group_t = dlg::group<dcp::net::env, raft_t>;
             << "usage: delegation_group --listen HOST:PORT --members HOST:PORT,... --origin HOST:PORT --origin-key HEX\n"
                "                        --data DIR [--resource NAME] [--shards S] [--group-seed N] [--token-ttl DURATION]\n"
                "                        [--drift DURATION] [--election-ms MS]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -83,10 +85,15 @@ int main(int argc, char** argv) {
     if (!d) usage(std::string(what) + " wants a duration such as 500ms or 2s");
     return *d;
   };
+  dcp::net::transport_spec transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--listen" || arg == "--origin") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an IP address and port: " + std::string(value));
@@ -126,6 +133,8 @@ int main(int argc, char** argv) {
   }
   if (!have_listen || !have_origin || origin_key.empty() || data.empty())
     usage("--listen, --origin, --origin-key and --data are required");
+  if (auto e = transport.parse_environment()) usage(*e);
+  if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   const auto me = std::find(members.begin(), members.end(), cfg.listen);
   if (me == members.end()) usage("--members must include this member's --listen address");
   if (shards < 1) usage("--shards must be positive");
@@ -154,7 +163,7 @@ int main(int argc, char** argv) {
     gc.request_timeout = std::chrono::milliseconds(300);
 
     asio::io_context io;
-    dcp::net::node node(io, cfg);
+    dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     auto& raft = node.add<raft_t>(raft_t::default_id, rc, std::move(store), dlg::ledger{});
     node.add<group_t>(dlg::default_protocol_id, raft, gc, member_key(group_seed, static_cast<std::size_t>(me - members.begin())));
 

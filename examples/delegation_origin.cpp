@@ -52,6 +52,7 @@
 
 #include "dcp/delegation.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 #include "delegation_work.hpp"
 
 namespace {
@@ -65,6 +66,7 @@ using E = dcp::net::env;
             << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
                "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
                "       delegation_origin --audit FILE [--claims FILE]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -144,6 +146,7 @@ class work_server {
 };
 
 struct serve_options {
+  dcp::net::transport_spec transport;
   dcp::net::config net;
   std::string record;
   std::uint64_t capacity = 20, seats = 150;
@@ -176,7 +179,7 @@ int serve(const serve_options& opt) {
          << std::chrono::duration_cast<std::chrono::microseconds>(opt.drift).count() << ' ' << opt.seats << '\n';
 
   asio::io_context io;
-  dcp::net::node node(io, opt.net);
+  dcp::net::any_node node(io, opt.net, dcp::net::transport_options(opt.transport));
   auto& org = node.add<dlg::origin<E>>(dlg::default_protocol_id, dcp::lease::signing_key(std::move(key)), oc);
   auto& server = node.add<work_server<E>>(work::protocol, org, opt.work, opt.drift, record);
 
@@ -367,6 +370,10 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = opt.transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--listen") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an IP address and port: " + std::string(value));
@@ -389,6 +396,8 @@ int main(int argc, char** argv) {
   }
   if (!audit_path.empty()) return audit(audit_path, claims);
   if (!have_listen) usage("--listen is required");
+  if (auto e = opt.transport.parse_environment()) usage(*e);
+  if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (opt.record.empty()) usage("--record is required");
   try {
     opt.net.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };

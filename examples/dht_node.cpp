@@ -43,6 +43,7 @@
 
 #include "dcp/dht.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 namespace {
 
@@ -53,11 +54,13 @@ using E = dcp::net::env;
   std::cerr << "dht_node: " << why << "\n"
             << "usage: dht_node --router chord|pastry|kademlia --listen HOST:PORT [--contact HOST:PORT]... "
                "[--replicas R] [--sync DURATION] [--watch-interval DURATION] [--seed N]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
 struct options {
   dcp::net::config net;
+  dcp::net::transport_spec transport;
   std::string router;
   std::vector<dcp::dht::contact> contacts;
   dcp::dht::store_config store;
@@ -94,7 +97,7 @@ template <class R>
 int run(const options& opt) {
   using S = dcp::dht::store<E, R>;
   asio::io_context io;
-  dcp::net::node node(io, opt.net);
+  dcp::net::any_node node(io, opt.net, dcp::net::transport_options(opt.transport));
   auto& router = node.add<R>(R::default_id, router_config<R>());
   auto& kv = node.add<S>(S::default_id, router, opt.store);
 
@@ -225,6 +228,10 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = opt.transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--listen" || arg == "--contact") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
@@ -251,6 +258,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
+  if (auto e = opt.transport.parse_environment()) usage(*e);
+  if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   opt.store.request_timeout = 3s;  // generous: a loaded machine answers slowly
   try {
     opt.net.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };

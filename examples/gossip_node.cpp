@@ -43,6 +43,7 @@
 #include "dcp/gossip.hpp"
 #include "dcp/membership.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 using namespace std::chrono_literals;
 
@@ -58,6 +59,7 @@ using average_t = dcp::aggregate::push_sum<E, overlay_t>;
             << "usage: gossip_node --listen HOST:PORT [--contact HOST:PORT] --value X [--round 50ms]\n"
                "  --round is the Push-Sum round; HyParView shuffles every 10 rounds and sends\n"
                "  keep-alives every 5, and takes a neighbour silent for 40 rounds as failed.\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -76,10 +78,15 @@ int main(int argc, char** argv) {
   std::optional<double> value;
   dcp::duration round = 50ms;
   bool have_listen = false;
+  dcp::net::transport_spec transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view text = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = transport.parse(text)) usage(*e);
+      continue;
+    }
     if (arg == "--listen" || arg == "--contact") {
       auto a = dcp::address::parse(text);
       if (!a || !a->is_network()) usage("not an address: " + std::string(text));
@@ -100,6 +107,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
+  if (auto e = transport.parse_environment()) usage(*e);
+  if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (!value) usage("--value is required");
 
   try {
@@ -112,7 +121,7 @@ int main(int argc, char** argv) {
     cfg.reconnect.max = 250ms;
     cfg.reconnect.give_up_after_attempts = 4;
     cfg.connect_timeout = 2s;
-    dcp::net::node node(io, cfg);
+    dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
 
     dcp::membership::hyparview_config mc;
     mc.shuffle_period = 10 * round;

@@ -5,7 +5,7 @@
 //                  --peer 127.0.0.1:7103 --interval 100ms --timeout 500ms
 //                  --transport keyring:cluster.keys [--metrics 127.0.0.1:9464]
 //
-// --transport says how the nodes authenticate (examples/secure_node.hpp).
+// --transport says how the nodes authenticate (dcp/net/transport_spec.hpp).
 //
 // With --metrics, the node's counters and gauges are served in Prometheus
 // text format: curl http://127.0.0.1:9464/metrics (dcp/net/metrics_server.hpp).
@@ -32,7 +32,7 @@
 
 #include "dcp/failure.hpp"
 #include "dcp/net.hpp"
-#include "secure_node.hpp"  // --transport
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 using namespace std::chrono_literals;
 
@@ -69,7 +69,8 @@ class detector : public base_detector {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "heartbeat_node: " << why << "\n"
             << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n"
-            << "                      [--metrics HOST:PORT] " << example::transport_usage << "\n";
+            << "                      [--metrics HOST:PORT]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
   std::vector<dcp::address> peers;
   bool have_listen = false;
   std::optional<dcp::address> metrics_at;
-  example::transport_choice transport;
+  dcp::net::transport_spec transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
@@ -106,13 +107,14 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
-  if (!transport.chosen()) usage("--transport is required");
+  if (auto e = transport.parse_environment()) usage(*e);
+  if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
 
   try {
     asio::io_context io;
     cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     cfg.level = dcp::log_level::warn;
-    dcp::net::any_node node(io, cfg, example::transport_options(transport));
+    dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     auto& d = node.add<detector>(detector::default_id, hb);
     d.on_down([](const dcp::address& p) { detector::print("DOWN", p); });
     d.on_up([&d](const dcp::address& p) {

@@ -33,6 +33,7 @@
 #include "dcp/group.hpp"
 #include "dcp/mutex.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 namespace {
 
@@ -40,6 +41,7 @@ namespace {
   std::cerr << "mutex_counter: " << why << "\n"
             << "usage: mutex_counter --algorithm NAME --listen HOST:PORT [--peer HOST:PORT]... --file PATH "
                "[--increments N]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -67,9 +69,10 @@ void increment(const std::string& file) {
 }
 
 template <class Mutex, class Config>
-int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg, const std::string& file, int increments) {
+int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg, const std::string& file, int increments,
+        const dcp::net::transport_spec& transport) {
   asio::io_context io;
-  dcp::net::node node(io, cfg);
+  dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
   auto& m = node.add<Mutex>(Mutex::default_id, group, mcfg);
   asio::steady_timer pause(io);
   int done = 0;
@@ -116,10 +119,15 @@ int main(int argc, char** argv) {
   std::string algorithm, file;
   int increments = 20;
   bool have_listen = false;
+  dcp::net::transport_spec transport;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
+    if (arg == "--transport") {
+      if (auto e = transport.parse(value)) usage(*e);
+      continue;
+    }
     if (arg == "--listen" || arg == "--peer") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
@@ -137,6 +145,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!have_listen) usage("--listen is required");
+  if (auto e = transport.parse_environment()) usage(*e);
+  if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (file.empty()) usage("--file is required");
   try {
     cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
@@ -144,18 +154,18 @@ int main(int argc, char** argv) {
     const dcp::group::static_group group(members);
     using E = dcp::net::env;
     namespace mx = dcp::mutex;
-    if (algorithm == "centralized") return run<mx::centralized<E>>(cfg, group, mx::centralized_config{.request_timeout = 5s}, file, increments);
-    if (algorithm == "ricart_agrawala") return run<mx::ricart_agrawala<E>>(cfg, group, mx::ricart_agrawala_config{.request_timeout = 5s}, file, increments);
-    if (algorithm == "lamport") return run<mx::lamport<E>>(cfg, group, mx::lamport_config{.request_timeout = 5s}, file, increments);
-    if (algorithm == "suzuki_kasami") return run<mx::suzuki_kasami<E>>(cfg, group, mx::suzuki_kasami_config{.request_timeout = 5s}, file, increments);
-    if (algorithm == "raymond") return run<mx::raymond<E>>(cfg, group, mx::raymond_config{.request_timeout = 5s}, file, increments);
-    if (algorithm == "maekawa") return run<mx::maekawa<E>>(cfg, group, mx::maekawa_config{.request_timeout = 5s}, file, increments);
+    if (algorithm == "centralized") return run<mx::centralized<E>>(cfg, group, mx::centralized_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "ricart_agrawala") return run<mx::ricart_agrawala<E>>(cfg, group, mx::ricart_agrawala_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "lamport") return run<mx::lamport<E>>(cfg, group, mx::lamport_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "suzuki_kasami") return run<mx::suzuki_kasami<E>>(cfg, group, mx::suzuki_kasami_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "raymond") return run<mx::raymond<E>>(cfg, group, mx::raymond_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "maekawa") return run<mx::maekawa<E>>(cfg, group, mx::maekawa_config{.request_timeout = 5s}, file, increments, transport);
     if (algorithm == "token_ring") {
       mx::token_ring_config c;
       c.request_timeout = 10s;
       c.token_timeout = 3s;
       c.pass_delay = 2ms;  // an idle ring does not spin the CPU
-      return run<mx::token_ring<E>>(cfg, group, c, file, increments);
+      return run<mx::token_ring<E>>(cfg, group, c, file, increments, transport);
     }
     usage("unknown --algorithm " + algorithm);
   } catch (const std::exception& e) {

@@ -53,3 +53,10 @@ new_key_file() {
   od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$1"
   echo >>"$1"
 }
+
+# use_keyring DIR: every dcp process this test starts runs the keyring
+# transport with a fresh key (DIR/cluster.keys), named in DCP_TRANSPORT.
+use_keyring() {
+  new_key_file "$1/cluster.keys"
+  export DCP_TRANSPORT="keyring:$1/cluster.keys"
+}

@@ -45,6 +45,7 @@
 
 #include "dcp/coord.hpp"
 #include "dcp/net.hpp"
+#include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
 extern char** environ;
 
@@ -142,9 +143,11 @@ struct options {
   std::string endpoints;
   std::string timeout = "5s", ttl = "10s";
   std::string listen = "127.0.0.1:0";
+  std::string transport;
   bool json = false;
   // resolved
   std::vector<dcp::address> servers;
+  dcp::net::transport_spec spec;
   milliseconds timeout_ms{5000}, ttl_ms{10000};
 };
 
@@ -178,7 +181,7 @@ class ctl {
     // then says "k of n replicas refused".
     nc.reconnect.give_up_after_attempts = 1;
     nc.connect_timeout = std::min<dcp::duration>(o.timeout_ms, std::chrono::seconds(3));
-    node_ = std::make_unique<dcp::net::node>(io_, nc);
+    node_ = std::make_unique<dcp::net::any_node>(io_, nc, dcp::net::transport_options(o.spec));
     dcp::coord::client_config cc;
     cc.servers = o.servers;
     cc.ttl = o.ttl_ms;
@@ -257,7 +260,7 @@ class ctl {
  private:
   const options& o_;
   asio::io_context io_;
-  std::unique_ptr<dcp::net::node> node_;
+  std::unique_ptr<dcp::net::any_node> node_;
   client_t* c_ = nullptr;
   asio::signal_set signals_;
   std::unique_ptr<asio::steady_timer> backstop_;
@@ -706,6 +709,9 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout, "how long a request may take before it fails (500ms, 5s, 1m)")->capture_default_str();
   app.add_option("--ttl", o.ttl, "the session's TTL, for lock, elect and put --ephemeral (the lock outlives a crashed dcpctl by this)")->capture_default_str();
   app.add_option("--listen", o.listen, "the address replicas answer to (give this host's address for remote replicas)")->capture_default_str();
+  app.add_option("--transport", o.transport,
+                 "how to reach the replicas: keyring:KEYFILE, tls:CA,CERT,KEY or plaintext, as the replicas run "
+                 "(default: $DCP_TRANSPORT)");
   app.add_flag("--json", o.json, "print JSON (one object per line for watch and elect --observe)");
 
   std::string key, value;
@@ -777,6 +783,12 @@ int main(int argc, char** argv) {
     return 2;
   };
   if (o.endpoints.empty()) return usage("no endpoints: give --endpoints HOST:PORT,... or set DCPCTL_ENDPOINTS");
+  if (!o.transport.empty()) {
+    if (auto e = o.spec.parse(o.transport)) return usage("--transport: " + *e);
+  } else if (auto e = o.spec.parse_environment()) {
+    return usage(*e);
+  }
+  if (!o.spec.chosen()) return usage("no transport: give --transport keyring:KEYFILE|tls:CA,CERT,KEY|plaintext or set DCP_TRANSPORT");
   std::stringstream eps(o.endpoints);
   for (std::string ep; std::getline(eps, ep, ',');) {
     if (ep.empty()) continue;

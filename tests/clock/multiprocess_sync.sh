@@ -13,6 +13,7 @@ bin=${1:?usage: $0 path/to/clock_node [K]}
 k=${2:-4}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the clock_node example)"; exit 1; }
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done

@@ -15,6 +15,7 @@ for b in "$replica_bin" "$ctl_bin"; do
   [ -x "$b" ] || { echo "FAIL: $b is not an executable (build coord_replica and dcpctl)"; exit 1; }
 done
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 bg=()
 cleanup() {

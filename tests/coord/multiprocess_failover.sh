@@ -40,6 +40,7 @@ for b in "$replica_bin" "$client_bin"; do
   [ -x "$b" ] || { echo "FAIL: $b is not an executable (build the coord_replica and coord_client examples)"; exit 1; }
 done
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 cpids=()
 cleanup() {

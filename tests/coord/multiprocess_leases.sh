@@ -24,6 +24,7 @@ for b in "$replica_bin" "$client_bin" "$check_bin"; do
 done
 ttl_ms=1500
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done

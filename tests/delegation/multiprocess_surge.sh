@@ -23,6 +23,7 @@ capacity=20
 run_for_s=12
 
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done

@@ -22,6 +22,7 @@ routers=("$@")
 [ ${#routers[@]} -eq 0 ] && routers=(chord pastry kademlia)
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the dht_node example)"; exit 1; }
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 fds=()
 cleanup() {

@@ -19,11 +19,13 @@
 #      two broadcasts, once each.
 # usage: multiprocess_gossip.sh path/to/gossip_node [N]
 set -uo pipefail
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, use_keyring
 bin=${1:?usage: $0 path/to/gossip_node [N]}
 n=${2:-20}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the gossip_node example)"; exit 1; }
 [ "$n" -ge 6 ] || { echo "FAIL: N must be at least 6"; exit 1; }
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done

@@ -15,6 +15,7 @@ algorithms=("$@")
 [ ${#algorithms[@]} -eq 0 ] && algorithms=(centralized ricart_agrawala lamport suzuki_kasami raymond maekawa token_ring)
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the mutex_counter example)"; exit 1; }
 dir=$(mktemp -d)
+use_keyring "$dir"  # every process authenticated, by one fresh key
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
