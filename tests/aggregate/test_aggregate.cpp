@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../seeds.hpp"  // fewer seeds under sanitizers
+
 #include <cmath>
 #include <memory>
 
@@ -43,7 +45,7 @@ double worst_error(simulator& w, double truth) {
 }  // namespace
 
 TEST_CASE("push_sum: every node reaches the average within 1e-6, mass is conserved, convergence is declared") {
-  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 4); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network());
     constexpr std::uint32_t n = 500;
@@ -156,7 +158,7 @@ TEST_CASE("push_sum: under 10% loss the estimate stays inside the inputs' range 
 }
 
 TEST_CASE("pairwise averaging: the sum is conserved exactly under duplication and reordering; size = 1/x") {
-  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 3); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network(0, 0.05));
     constexpr std::uint32_t n = 256;
@@ -202,7 +204,7 @@ TEST_CASE("aggregation: bad input is refused or dropped and counted") {
 }
 
 TEST_CASE("push_sum over HyParView: after a third crash the old epoch keeps the old average; a new one gives the survivors'") {
-  for (std::uint64_t seed = 40; seed <= 42; ++seed) {
+  for (std::uint64_t seed = 40; seed <= dcp::test::last_seed(40, 42); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network());
     constexpr std::uint32_t n = 150;

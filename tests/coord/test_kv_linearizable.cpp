@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../seeds.hpp"  // fewer seeds under sanitizers
 #include "dcp/check.hpp"
 #include "dcp/coord.hpp"
 #include "dcp/sim.hpp"
@@ -331,7 +332,7 @@ TEST_CASE("coord kv: every client history is linearizable under crashes, restart
           "reordering and clock drift, over 1,000 seeds") {
   std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0, swaps = 0, failed_swaps = 0, removes = 0;
   std::uint64_t steps = 0;
-  const std::uint64_t seeds = 1000;
+  const std::uint64_t seeds = dcp::test::last_seed(1, 1000);
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     CAPTURE(seed);
     kv_options o;
@@ -373,7 +374,7 @@ TEST_CASE("coord kv: every client history is linearizable under crashes, restart
 // checker rejects those histories.
 TEST_CASE("coord kv: reads that skip ReadIndex are caught by the checker") {
   std::size_t rejected = 0;
-  const std::uint64_t seeds = 100;
+  const std::uint64_t seeds = dcp::test::last_seed(1, 100);
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     kv_options o;
     o.local_reads = 0.5;

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../seeds.hpp"  // fewer seeds under sanitizers
+
 #include "harness.hpp"
 
 using namespace dcp;
@@ -46,7 +48,7 @@ void grow(world_t& w, std::size_t n) {
 }  // namespace
 
 TEST_CASE("chord: a ring built by joins stabilizes, and lookups reach the true owner (many seeds)") {
-  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 8); ++seed) {
     CAPTURE(seed);
     world_t w(seed, fast(), world_t::lossy(0.01));
     grow(w, 48);
@@ -71,7 +73,7 @@ TEST_CASE("chord: a ring built by joins stabilizes, and lookups reach the true o
 }
 
 TEST_CASE("chord: crashes of 20% at once, repair, then every lookup reaches the true owner") {
-  for (std::uint64_t seed = 11; seed <= 16; ++seed) {
+  for (std::uint64_t seed = 11; seed <= dcp::test::last_seed(11, 16); ++seed) {
     CAPTURE(seed);
     world_t w(seed, fast());
     grow(w, 64);
@@ -97,7 +99,7 @@ TEST_CASE("chord: crashes of 20% at once, repair, then every lookup reaches the 
 }
 
 TEST_CASE("chord: graceful leaves splice the ring at once; joins under churn converge") {
-  for (std::uint64_t seed = 21; seed <= 24; ++seed) {
+  for (std::uint64_t seed = 21; seed <= dcp::test::last_seed(21, 24); ++seed) {
     CAPTURE(seed);
     world_t w(seed, fast());
     grow(w, 40);
@@ -200,7 +202,7 @@ TEST_CASE("chord: while nodes join at a steady rate, no lookup returns a wrong o
   // here from the ids of the live joined nodes, at the lookup's start and at its answer (a join
   // in between may move the key): an answer that is neither is a wrong owner.
   std::size_t wrong = 0, right = 0, failed = 0;
-  for (std::uint64_t seed = 41; seed <= 46; ++seed) {
+  for (std::uint64_t seed = 41; seed <= dcp::test::last_seed(41, 46); ++seed) {
     CAPTURE(seed);
     world_t w(seed, dht::chord_config{}, world_t::wide_area());  // the defaults: stabilize every second
     w.address_only = true;
@@ -244,7 +246,7 @@ TEST_CASE("chord: 50% of the nodes crash at once; 20 s later no lookup returns a
   // back one node a second. Successor lists now grow to 2 log2 N (N estimated from their span),
   // and a node walks back to a closer successor at once, not a stabilize round later.
   std::size_t wrong = 0, failed = 0, right = 0;
-  for (std::uint64_t seed = 51; seed <= 54; ++seed) {
+  for (std::uint64_t seed = 51; seed <= dcp::test::last_seed(51, 54); ++seed) {
     CAPTURE(seed);
     world_t w(seed, dht::chord_config{}, world_t::wide_area());  // the defaults
     w.address_only = true;

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../seeds.hpp"  // fewer seeds under sanitizers
+
 #include "harness.hpp"
 
 using namespace dcp;
@@ -50,7 +52,7 @@ bool leaves_correct(world_t& w) {
 }  // namespace
 
 TEST_CASE("pastry: joins build exact leaf sets, and lookups reach the numerically closest node (many seeds)") {
-  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     CAPTURE(seed);
     world_t w(seed, fast(), world_t::lossy(0.01));
     grow(w, 100);
@@ -75,7 +77,7 @@ TEST_CASE("pastry: joins build exact leaf sets, and lookups reach the numericall
 }
 
 TEST_CASE("pastry: 20% crash at once; leaf-set and table repair; lookups reach the true root") {
-  for (std::uint64_t seed = 11; seed <= 15; ++seed) {
+  for (std::uint64_t seed = 11; seed <= dcp::test::last_seed(11, 15); ++seed) {
     CAPTURE(seed);
     world_t w(seed, fast());
     grow(w, 80);
@@ -153,7 +155,7 @@ TEST_CASE("pastry: after a 25% silent crash no leaf set names a dead node, and n
   // the failed-node memory had expired. Nodes join one by one through bootstrap() with
   // address-only contacts, links take 10-60 ms, crashes are silent, and lookups keep running
   // (they find dead table entries, whose repair asks other nodes' possibly stale tables).
-  for (std::uint64_t seed = 31; seed <= 34; ++seed) {
+  for (std::uint64_t seed = 31; seed <= dcp::test::last_seed(31, 34); ++seed) {
     CAPTURE(seed);
     dht::pastry_config cfg;  // default timing: probes every second, 3 silent ones = failed
     cfg.leaf_set = 8;        // small N: a small leaf set, kept so (no growth with N), so that table
@@ -188,7 +190,7 @@ TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns 
   // Issue 16: with l = 16, runs of 8 adjacent crashed ids split the ring. Leaf sets now grow
   // to 2 log2 N on each side (N estimated from their span).
   std::size_t wrong = 0, failed = 0, right = 0;
-  for (std::uint64_t seed = 61; seed <= 64; ++seed) {
+  for (std::uint64_t seed = 61; seed <= dcp::test::last_seed(61, 64); ++seed) {
     CAPTURE(seed);
     dht::pastry_config cfg;
     cfg.leaf_set = 8;  // the configured minimum: small, so that the N-sized growth is what saves it

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../seeds.hpp"  // fewer seeds under sanitizers
+
 #include <set>
 
 #include "world.hpp"
@@ -32,7 +34,7 @@ std::uint64_t payloads_sent(simulator& w) { return w.metrics().of(bid, 1).sent; 
 }  // namespace
 
 TEST_CASE("eager push over HyParView: every node delivers each broadcast exactly once (duplication, reordering)") {
-  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network(0, 0.05, 0.1));
     auto rec = gworld::build<eager>(w, 200);
@@ -60,7 +62,7 @@ TEST_CASE("eager push: at most once under 10% loss; a payload larger than allowe
 }
 
 TEST_CASE("plumtree: exactly once everywhere; after the first broadcast the tree carries one payload per node") {
-  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network());
     constexpr std::uint32_t n = 200;
@@ -110,7 +112,7 @@ TEST_CASE("plumtree: exactly once everywhere; after the first broadcast the tree
 }
 
 TEST_CASE("plumtree: the tree heals after 20% of the nodes crash; duplication and reordering injected") {
-  for (std::uint64_t seed = 10; seed <= 14; ++seed) {
+  for (std::uint64_t seed = 10; seed <= dcp::test::last_seed(10, 14); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network(0, 0.02, 0.1));
     constexpr std::uint32_t n = 200;
@@ -224,7 +226,7 @@ TEST_CASE("plumtree optimisation: a payload that trails an earlier, shorter anno
 }
 
 TEST_CASE("plumtree optimisation: exactly once through a 20% crash, duplication, reordering; the tree stays a tree, gets shallower") {
-  for (std::uint64_t seed = 20; seed <= 23; ++seed) {
+  for (std::uint64_t seed = 20; seed <= dcp::test::last_seed(20, 23); ++seed) {
     CAPTURE(seed);
     std::uint32_t healed_ldh[2] = {0, 0};
     for (std::uint32_t threshold : {0u, 3u}) {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../seeds.hpp"  // fewer seeds under sanitizers
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -104,7 +106,7 @@ membership::swim_config fast_push_pull(membership::swim_config c) {
 }  // namespace
 
 TEST_CASE("swim: without faults, everyone joins, nobody is ever suspected (many seeds, with and without Lifeguard)") {
-  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     for (bool lifeguard : {true, false}) {
       CAPTURE(seed);
       CAPTURE(lifeguard);
@@ -131,7 +133,7 @@ TEST_CASE("swim: without faults, everyone joins, nobody is ever suspected (many 
 
 TEST_CASE("swim: a crashed member is declared dead by every live member within a bound (loss, many seeds)") {
   for (double loss : {0.0, 0.05}) {
-    for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
       for (bool lifeguard : {true, false}) {
         CAPTURE(loss);
         CAPTURE(seed);
@@ -188,7 +190,7 @@ void inject_suspicion(cluster& c, std::uint32_t at, std::uint32_t accuser, std::
 }  // namespace
 
 TEST_CASE("swim: a suspected member that is alive refutes with a higher incarnation and is never declared dead") {
-  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 8); ++seed) {
     for (bool lifeguard : {true, false}) {
       CAPTURE(seed);
       CAPTURE(lifeguard);
@@ -223,7 +225,7 @@ TEST_CASE("swim: with the buddy system, a suspect hears the suspicion in the pin
   for (bool buddy : {true, false}) {
     CAPTURE(buddy);
     std::int64_t sent = 0;
-    for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
       CAPTURE(seed);
       auto cfg = membership::swim_config{};
       cfg.buddy_system = buddy;
@@ -259,7 +261,7 @@ TEST_CASE("swim: Lifeguard cuts false positives about healthy members caused by 
   const double loss = 0.05;
   std::size_t fp[2] = {0, 0}, fp_healthy_views[2] = {0, 0};
   std::uint32_t slow_health = 0;
-  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 4); ++seed) {
     for (int lifeguard = 0; lifeguard < 2; ++lifeguard) {
       CAPTURE(seed);
       auto cfg = lifeguard ? membership::swim_config{} : membership::swim_config::without_lifeguard();
@@ -285,7 +287,7 @@ TEST_CASE("swim: Lifeguard cuts false positives about healthy members caused by 
 }
 
 TEST_CASE("swim: a graceful leave is seen by every member as left, not failed") {
-  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     CAPTURE(seed);
     const std::uint32_t n = 16, goer = 9;
     cluster c(seed, lossy(0.02), n, membership::swim_config{});
@@ -325,7 +327,7 @@ TEST_CASE("swim: a crashed member that restarts rejoins with a higher incarnatio
 }
 
 TEST_CASE("swim: after a partition, each side holds the other dead; once healed, push-pull rejoins them") {
-  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 4); ++seed) {
     for (bool lifeguard : {true, false}) {
       CAPTURE(seed);
       CAPTURE(lifeguard);
