@@ -291,10 +291,52 @@ TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far a
   CHECK(w.put(0, "t", "x", std::chrono::hours(2)).first == dht::errc::ttl_too_large);
   std::optional<std::error_code> far;
   w.at(0).put("k", to_bytes("x"), 1min, [&](std::error_code ec, std::uint64_t) { far = ec; }, ~std::uint64_t{0});
+  w.o.world.run_for(1ms);  // the answer comes after the call
   REQUIRE(far);
   CHECK(*far == dht::errc::version_too_far_ahead);
   // An honest write is stored and read back.
   auto [ec, ver] = w.put(1, "k", "good");
   CHECK_FALSE(ec);
   CHECK(w.get(2, "k") == std::pair<std::error_code, std::string>{{}, "good"});
+}
+
+TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, never inside it", R, ROUTERS) {
+  // DESIGN section 10: a caller that holds a lock or walks a table when it
+  // calls is not re-entered. Every answer here can be known at once: bad
+  // arguments, a router that has not joined, and a lone node that owns every
+  // key.
+  kv<R> k(5, 1);
+  auto& s = k.at(0);
+  auto& r = k.o.router(0);
+  const auto lone = k.o.world.add_node([](sim::node_context& c) { c.add<R>(R::default_id, setup<R>::config()); });
+  auto& unjoined = k.o.world.template get<R>(lone, R::default_id);
+  int ran = 0, expected = 0;
+  auto fails = [&](const char* what) {
+    ++expected;
+    return [&ran, what](std::error_code ec, auto&&...) {
+      CAPTURE(what);
+      CHECK(ec);
+      ++ran;
+    };
+  };
+  auto succeeds = [&](const char* what) {
+    ++expected;
+    return [&ran, what](std::error_code ec, auto&&...) {
+      CAPTURE(what);
+      CHECK_FALSE(ec);
+      ++ran;
+    };
+  };
+  s.put("", to_bytes("v"), std::chrono::minutes(1), fails("put, empty key"));
+  s.put("k", bytes(s.config().max_value_size + 1, 0), std::chrono::minutes(1), fails("put, value too large"));
+  s.put("k", to_bytes("v"), duration::zero(), fails("put, no ttl"));
+  s.remove("", fails("remove, empty key"));
+  s.get("", fails("get, empty key"));
+  r.lookup(node_id::hash("k"), 0, fails("lookup of no nodes"));
+  unjoined.lookup(node_id::hash("k"), 1, fails("lookup before joining"));
+  r.lookup(node_id::hash("k"), 1, succeeds("lookup on a lone node"));
+  s.put("k", to_bytes("v"), std::chrono::minutes(1), succeeds("put on a lone node"));
+  CHECK(ran == 0);  // nothing ran inside a call
+  k.o.world.run_for(1s);
+  CHECK(ran == expected);
 }

@@ -26,8 +26,11 @@
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/disk.hpp"
@@ -72,6 +75,42 @@ concept Env = std::copy_constructible<E> &&
       env.log(level, text);
       env.count(text, delta);
     };
+
+/// Runs `fn` once the current message, timer or call has been handled: how a
+/// core completes a call without running its completion inside it (DESIGN
+/// §10: a caller is never re-entered while it holds a lock or walks a table).
+/// The completion lives as long as the node's timers do.
+template <Env E, class F>
+void defer(E& env, F&& fn) {
+  env.arm(duration::zero(), std::function<void()>(std::forward<F>(fn)));
+}
+
+/// For a call that may learn its answer before it returns (a lone node, an
+/// entry already known): wrap(f) is f, except that when it is invoked before
+/// returned() it runs deferred (as defer does), not inside the call.
+///
+///   after_return done(env_);
+///   start(..., done.wrap(std::move(cb)));
+///   done.returned();
+template <Env E>
+class after_return {
+ public:
+  explicit after_return(E env) : env_(std::move(env)), returned_(std::make_shared<bool>(false)) {}
+  template <class F>
+  auto wrap(F f) {
+    return [env = env_, returned = returned_, f = std::move(f)](auto&&... args) mutable {
+      if (*returned) return f(std::forward<decltype(args)>(args)...);
+      defer(env, [f = std::move(f), ... a = std::decay_t<decltype(args)>(std::forward<decltype(args)>(args))]() mutable {
+        f(std::move(a)...);
+      });
+    };
+  }
+  void returned() noexcept { *returned_ = true; }
+
+ private:
+  E env_;
+  std::shared_ptr<bool> returned_;
+};
 
 /// A timer that re-arms itself every `period` until stopped or destroyed: the
 /// shape of every gossip round, heartbeat and shuffle.

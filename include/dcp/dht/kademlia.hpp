@@ -161,9 +161,11 @@ class kademlia {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return cb(make_error_code(errc::not_joined), {});
-    if (n == 0) return cb(make_error_code(errc::bad_argument), {});
-    start_lookup(key, n, std::move(cb));
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
+    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    after_return done(env_);  // a lone node knows the closest at once: still answer after the call
+    start_lookup(key, n, done.wrap(std::move(cb)));
+    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {

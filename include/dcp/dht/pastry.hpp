@@ -210,8 +210,8 @@ class pastry {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return cb(make_error_code(errc::not_joined), {});
-    if (n == 0 || n > 0xFFFF) return cb(make_error_code(errc::bad_argument), {});
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
+    if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
     const std::uint64_t nonce = fresh_nonce();
     const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
       auto it = lookups_.find(nonce);
@@ -222,8 +222,10 @@ class pastry {
       env_.count("lookup_failed");
       cb(make_error_code(errc::lookup_failed), {});
     });
-    lookups_.emplace(nonce, pending_lookup{std::move(cb), t});
+    after_return done(env_);  // a lone node (or the key's root) knows the answer at once: still answer after the call
+    lookups_.emplace(nonce, pending_lookup{done.wrap(std::move(cb)), t});
     send_lookup(nonce, key, static_cast<std::uint16_t>(n), 0);
+    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {

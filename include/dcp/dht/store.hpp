@@ -192,22 +192,24 @@ class store {
   /// Writes `value` under `key` on the key's r replicas; cb(ec, version).
   void put(std::string_view key, bytes value, put_callback cb) { put(key, std::move(value), cfg_.default_ttl, std::move(cb)); }
   void put(std::string_view key, bytes value, duration ttl, put_callback cb, std::uint64_t version = 0) {
-    if (auto ec = check_key(key)) return cb(ec, 0);
-    if (value.size() > cfg_.max_value_size) return cb(make_error_code(errc::value_too_large), 0);
-    if (ttl <= duration::zero()) return cb(make_error_code(errc::bad_argument), 0);
-    if (ttl > cfg_.max_ttl) return cb(make_error_code(errc::ttl_too_large), 0);
-    if (version > version_limit()) return cb(make_error_code(errc::version_too_far_ahead), 0);
+    std::error_code ec = check_key(key);
+    if (!ec && value.size() > cfg_.max_value_size) ec = make_error_code(errc::value_too_large);
+    if (!ec && ttl <= duration::zero()) ec = make_error_code(errc::bad_argument);
+    if (!ec && ttl > cfg_.max_ttl) ec = make_error_code(errc::ttl_too_large);
+    if (!ec && version > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
+    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
     write(std::string(key), std::move(value), ttl, false, version, std::move(cb));
   }
   /// Deletes `key`: a tombstone that hides older values, itself expiring after tombstone_ttl.
   void remove(std::string_view key, put_callback cb, std::uint64_t version = 0) {
-    if (auto ec = check_key(key)) return cb(ec, 0);
-    if (version > version_limit()) return cb(make_error_code(errc::version_too_far_ahead), 0);
+    std::error_code ec = check_key(key);
+    if (!ec && version > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
+    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
     write(std::string(key), {}, cfg_.tombstone_ttl, true, version, std::move(cb));
   }
   /// Reads the newest live value under `key` from its replicas; errc::not_found if none.
   void get(std::string_view key, get_callback cb) {
-    if (auto ec = check_key(key)) return cb(ec, {});
+    if (auto ec = check_key(key)) return defer(env_, [cb = std::move(cb), ec] { cb(ec, {}); });
     const std::string k(key);
     // the r responsible nodes first; the next r are asked only if none of those holds the
     // key: under churn a node that joined next to the key is responsible before
