@@ -36,18 +36,28 @@
 // + 16) and are proposed in arrival order as permits free, as a single
 // coordinator does (detail/wait_line.hpp).
 //
+// Stock (units consumed for good): the leader logs each allocation
+// (ledger op reserve), then gathers those not yet sent into the shard's one
+// open batch by an entry of its own, so the batch's id and contents are the
+// same under any leader; it sends the batch to the origin (resending it
+// until answered) and logs the answer. A client's receipt is signed only
+// once the origin's confirmation is committed. So a confirmed allocation
+// survives any leader's crash, the origin applies each batch once (by id)
+// and each allocation once (by holder and request id), and sees one message
+// per batch.
+//
 // Faults: crashes and restarts of members (with durable Raft storage),
 // loss, duplication, reordering, partitions: a minority side grants nothing
 // new (it cannot commit); tokens it signed before stay valid until they
 // expire. When the group loses its majority for longer than the certificate
 // lasts, the shard goes back to the origin and is delegated anew after the
 // certificate's end plus twice the drift bound, as in single delegation.
-// Not built: stock resources in a group (refused as unknown_shard: use
-// single delegation), and a group that changes its members within an epoch
-// (a new membership is a new epoch).
+// Not built: a group that changes its members within an epoch (a new
+// membership is a new epoch).
 //
 // Message ids 1-8, default protocol id 140 (messages.hpp).
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -76,6 +86,8 @@ struct group_config {
   duration max_drift = 100ms;               ///< bound on |any two wall clocks| (the origin's too)
   duration request_timeout = 200ms;         ///< resend to the origin after this
   duration tick = 20ms;
+  duration batch_every = 20ms;  ///< stock: how often the leader gathers a batch for the origin
+  std::size_t max_batch = 1024; ///< stock: allocations in one batch (the origin's limit)
   /// Requests whose entries may be in the log at once; beyond, clients are
   /// told to retry (a flood costs them a round trip, not this node memory).
   std::size_t max_in_flight = 4096;
@@ -93,9 +105,10 @@ struct group_config {
         throw error(dcp::errc::invalid_config, "delegation::group: a member is listed twice");
     }
     if (shards.empty()) throw error(dcp::errc::invalid_config, "delegation::group: no shards to coordinate");
-    if (token_ttl <= 4 * request_timeout || max_drift < duration::zero() || tick <= duration::zero() || max_in_flight == 0)
+    if (token_ttl <= 4 * request_timeout || max_drift < duration::zero() || tick <= duration::zero() || max_in_flight == 0 ||
+        max_batch == 0)
       throw error(dcp::errc::invalid_config,
-                  "delegation::group: token_ttl must exceed 4 x request_timeout; tick and max_in_flight must be > 0");
+                  "delegation::group: token_ttl must exceed 4 x request_timeout; tick, max_in_flight and max_batch must be > 0");
   }
 };
 
@@ -164,11 +177,7 @@ class group {
         return hold_on(from, out);
       return void(env_.send(from, out));
     }
-    if (b->cert.kind == capacity_kind::stock) {
-      out.code = status::refused;
-      out.error = static_cast<std::uint32_t>(errc::unknown_shard);
-      return void(env_.send(from, out));
-    }
+    if (b->cert.kind == capacity_kind::stock) return reserve_stock(from, m, std::move(out));
     auto& s = sh->second;
     if (!m.renew_fencing) {  // in arrival order: behind those already waiting, or in line if the share is in use
       if (s.waiting.refresh(from, m.nonce, env_.now())) return hold_on(from, out);
@@ -215,11 +224,39 @@ class group {
     propose(cmd, [this, key = cmd.key](result<ledger::outcome>) { serve_waiters(shards_[key]); });
   }
 
+  /// The origin's answer to the open stock batch: logged, and only then are
+  /// the batch's holders told (a receipt, or the refusal).
+  void on_message(const address& from, const msg::stock_ack& m) {
+    if (from != cfg_.origin) return drop("stock_ack_not_from_origin");
+    const auto key = shard_key(m.resource, m.shard);
+    auto sh = shards_.find(key);
+    const auto* b = sh == shards_.end() ? nullptr : raft_.state_machine().book(key);
+    if (!b || !raft_.is_leader() || b->open_batch != m.batch || sh->second.sent_batch != m.batch)
+      return drop("unsolicited_stock_ack");
+    if (m.code == status::retry || sh->second.answering == m.batch) return;  // resent on the timer; or being logged
+    sh->second.answering = m.batch;
+    ledger::command c;
+    c.kind = m.code == status::ok ? ledger::op::confirm : ledger::op::unreserve;
+    c.key = key;
+    c.batch = m.batch;
+    propose(c, [this, key, contents = b->batch_contents(m.batch), c, error = m.error](result<ledger::outcome> r) {
+      auto& s = shards_[key];
+      s.answering = 0;
+      if (!r || r->code != 0) return;  // not logged here (leadership moved), or answered already
+      for (auto& a : contents) {
+        auto w = s.awaiting.find({a.holder, a.request_id});
+        if (w == s.awaiting.end()) continue;  // its holder asks again and is answered from the book
+        if (c.kind == ledger::op::confirm) reply_receipt(key, a, w->second);
+        else env_.send(a.holder, msg::token_reply{w->second, status::refused, error, {}, {}, 0});
+        s.awaiting.erase(w);
+      }
+    });
+  }
+
   void on_message(const address&, const msg::token_reply&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
-  void on_message(const address&, const msg::stock_ack&) { drop("unexpected_message"); }
 
  private:
   struct shard_state {
@@ -230,7 +267,104 @@ class group {
     std::uint64_t unmet = 0;    // refused or unserved permits since the last report
     std::uint64_t granting = 0; // permits of grants proposed and not yet applied
     detail::wait_line waiting;  // grant requests the share could not serve yet
+    // Stock, as the leader: who waits for which allocation's confirmation
+    // ((holder, request id) -> request nonce), and the open batch's sending.
+    std::map<std::pair<address, std::uint64_t>, std::uint64_t> awaiting;
+    bool sealing = false;          // a seal_batch entry is in the log
+    std::uint64_t sent_batch = 0;  // the open batch, once sent by this leader
+    std::uint64_t answering = 0;   // the batch whose answer is being logged
+    time_point batch_sent{};
   };
+
+  /// Stock: logs the allocation (once per (holder, request id)); its holder
+  /// is answered when the origin's confirmation of its batch is logged, or
+  /// at once if it was confirmed already (a resend).
+  void reserve_stock(const address& from, const msg::token_request& m, msg::token_reply out) {
+    const auto key = shard_key(m.resource, m.shard);
+    auto& s = shards_[key];
+    const std::pair<address, std::uint64_t> who{from, m.request_id};
+    if (!s.awaiting.contains(who) && s.awaiting.size() >= cfg_.max_in_flight) {
+      drop("too_many_in_flight");
+      return void(env_.send(from, out));
+    }
+    s.awaiting[who] = m.nonce;
+    if (!proposing_.insert({from, m.nonce}).second) return;  // a resend while its entry is in the log
+    ledger::command c;
+    c.kind = ledger::op::reserve;
+    c.key = key;
+    c.holder = from;
+    c.request_id = m.request_id;
+    c.permits = m.permits;
+    c.cutoff_ns = ledger::ns(env_.wall_now() - 2 * cfg_.max_drift);
+    propose(c, [this, key, who, nonce = m.nonce, out](result<ledger::outcome> r) mutable {
+      proposing_.erase({who.first, nonce});
+      auto& s = shards_[key];
+      auto w = s.awaiting.find(who);
+      if (w == s.awaiting.end()) return;  // answered meanwhile (its batch was)
+      if (!r) {                           // not logged here (leadership moved): the client asks again
+        s.awaiting.erase(w);
+        return void(env_.send(who.first, out));
+      }
+      if (r->code != 0) {
+        s.awaiting.erase(w);
+        const auto why = static_cast<errc>(r->code);
+        out.code = why == errc::certificate_expired ? status::retry : status::refused;
+        out.error = r->code;
+        return void(env_.send(who.first, out));
+      }
+      if (r->confirmed) {
+        reply_receipt(key, {who.first, who.second, r->permits}, w->second);
+        s.awaiting.erase(w);
+      }  // otherwise it waits for its batch's confirmation
+    });
+  }
+  /// A receipt for a confirmed allocation, signed as a token of this epoch.
+  void reply_receipt(const std::string& key, const msg::allocation& a, std::uint64_t nonce) {
+    const auto* b = raft_.state_machine().book(key);
+    if (!b) return;
+    msg::token_reply out{nonce, status::ok, 0, b->sealed_certificate, {}, 0};
+    const std::uint64_t fencing = std::uint64_t{b->cert.epoch} << 32 | (a.request_id & 0xffffffffu);
+    auto sealed = lease::seal(lease::token{key, a.holder, a.units, fencing, b->cert.not_after},
+                              lease::signing_key(key_, group_key_id(b->cert.epoch, position_)));
+    if (!sealed) {
+      drop("token_seal_failed");
+      out.code = status::refused;
+      out.error = static_cast<std::uint32_t>(errc::bad_certificate);
+    } else {
+      out.token = std::move(*sealed);
+    }
+    env_.send(a.holder, out);
+  }
+
+  /// Stock, as the leader: sends the open batch (again, when unanswered for
+  /// a request timeout), or logs the next one.
+  void flush_stock(shard_state& s, const ledger::shard_book& b) {
+    const auto now = env_.now();
+    if (b.open_batch != 0) {
+      if (s.sent_batch != b.open_batch || now - s.batch_sent >= cfg_.request_timeout) send_batch(s, b);
+      return;
+    }
+    if (s.sealing || now - s.batch_sent < cfg_.batch_every) return;
+    if (std::none_of(b.stock.begin(), b.stock.end(), [](auto& e) { return e.second.batch == 0; })) return;
+    s.sealing = true;
+    ledger::command c;
+    c.kind = ledger::op::seal_batch;
+    c.key = shard_key(s.resource, s.shard);
+    c.permits = static_cast<std::uint32_t>(std::min<std::size_t>(cfg_.max_batch, std::numeric_limits<std::uint32_t>::max()));
+    propose(c, [this, key = c.key](result<ledger::outcome> r) {
+      auto& s = shards_[key];
+      s.sealing = false;
+      const auto* b = raft_.state_machine().book(key);
+      if (r && r->batch && b && raft_.is_leader()) send_batch(s, *b);
+    });
+  }
+  void send_batch(shard_state& s, const ledger::shard_book& b) {
+    msg::stock_commit m{s.resource, s.shard, b.cert.epoch, b.open_batch, b.batch_contents(b.open_batch), {}};
+    if (auto ec = sign(m, env_.self(), key_)) return drop("stock_commit_unsigned");
+    s.sent_batch = b.open_batch;
+    s.batch_sent = env_.now();
+    env_.send(cfg_.origin, m);
+  }
 
   /// Proposes the grant (or renewal) `m` asks for, and answers once it is applied.
   void propose_grant(const address& from, const msg::token_request& m, msg::token_reply out) {
@@ -317,6 +451,7 @@ class group {
     if (!raft_.is_leader()) return s.waiting.clear();  // they resend, and are redirected to the leader
     const auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard));
     if (!b || !b->cert.valid_at(env_.wall_now())) return;
+    if (b->cert.kind == capacity_kind::stock) return s.waiting.clear();  // they resend, with their request ids
     while (auto* w = s.waiting.head(env_.now(), 5 * cfg_.request_timeout)) {
       if (!fits(s, *b, w->permits)) return;
       const msg::token_request req{w->nonce, s.resource, s.shard, w->permits, 0, 0};
@@ -352,7 +487,8 @@ class group {
     s.asking = true;
     s.asked_at = now;
     std::uint64_t demand = std::exchange(s.unmet, 0);
-    if (auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard))) demand += in_use(*b);
+    if (auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard)))
+      demand += b->cert.kind == capacity_kind::stock ? b->stock_units : in_use(*b);
     msg::group_delegate_request req{s.resource, s.shard, cfg_.members, demand};
     if (auto ec = sign(req, key_, env_.wall_now())) return drop("delegate_request_unsigned");
     env_.send(cfg_.origin, req);
@@ -362,19 +498,27 @@ class group {
     const bool leading = raft_.is_leader();
     std::erase_if(held_releases_, [&](auto& r) { return env_.now() - r.at > cfg_.token_ttl; });  // moot: expired
     if (leading && !led_) {  // a new leader renews at once: the last leader's schedule died with it
-      for (auto& [k, s] : shards_) s.next_ask = env_.now();
+      for (auto& [k, s] : shards_) {
+        s.next_ask = env_.now();
+        s.sent_batch = 0;  // the open batch goes out at once
+      }
       for (auto& r : held_releases_) release(r.key, r.holder, r.fencing);  // releases its predecessor may never have logged
       held_releases_.clear();
     }
     led_ = leading;
     if (!leading) {
-      for (auto& [k, s] : shards_) s.waiting.clear();
+      for (auto& [k, s] : shards_) {
+        s.waiting.clear();
+        s.awaiting.clear();  // they resend to the leader, which answers from the book
+      }
       return;
     }
     const auto now = env_.now();
     for (auto& [k, s] : shards_) {
       if ((!s.asking && now >= s.next_ask) || (s.asking && now - s.asked_at >= cfg_.request_timeout)) ask_origin(s);
       serve_waiters(s);  // grants expired meanwhile have freed permits
+      if (auto* b = raft_.state_machine().book(k); b && b->cert.kind == capacity_kind::stock && b->cert.valid_at(env_.wall_now()))
+        flush_stock(s, *b);
     }
   }
 

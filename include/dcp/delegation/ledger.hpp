@@ -22,6 +22,16 @@
 // A grant is idempotent per (holder, request nonce): a client that resends a
 // request whose reply was lost (or that reaches a new leader) gets the same
 // grant back, renewed, not a second one.
+//
+// Stock (units consumed for good): an allocation is reserved in the book
+// (idempotent per (holder, request id)), then put into the shard's one open
+// batch by an entry of its own, so the batch's id and contents are in the
+// log: whichever member leads sends the origin exactly that batch until the
+// origin answers, and the origin applies a batch id once. The answer is
+// logged too (confirm, or unreserve when the origin refuses), and only a
+// confirmed allocation earns its holder a receipt. So no confirmed
+// allocation is lost with a leader, none is applied twice, and the origin
+// hears one message per batch.
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
@@ -39,6 +49,7 @@
 #include "dcp/core/bytes.hpp"
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/error.hpp"
+#include "dcp/delegation/messages.hpp"
 #include "dcp/storage/detail/codec.hpp"
 
 namespace dcp::delegation {
@@ -50,6 +61,10 @@ class ledger {
     grant,        ///< `permits` to `holder` until `expiry`, for request `nonce`
     renew,        ///< grant `fencing` of `holder` until `expiry` (never earlier than it was)
     release,      ///< `holder` is done with grant `fencing`
+    reserve,      ///< stock: `permits` units for (`holder`, `request_id`), once
+    seal_batch,   ///< stock: the reservations not yet in a batch (up to `permits` of them) form the next batch
+    confirm,      ///< stock: the origin applied batch `batch`
+    unreserve,    ///< stock: the origin refused batch `batch`; its units are free again
   };
   struct command {
     op kind = op::grant;
@@ -60,8 +75,9 @@ class ledger {
     std::uint32_t permits = 0;
     std::uint64_t nonce = 0, fencing = 0;
     std::int64_t expiry_ns = 0, cutoff_ns = 0;  ///< wall time since the Unix epoch
+    std::uint64_t request_id = 0, batch = 0;    ///< stock
     template <class A> void serialize(A& ar) {
-      ar(kind, key, sealed_certificate, cert, holder, permits, nonce, fencing, expiry_ns, cutoff_ns);
+      ar(kind, key, sealed_certificate, cert, holder, permits, nonce, fencing, expiry_ns, cutoff_ns, request_id, batch);
     }
   };
   /// What a command did: code 0 (ok) with the grant's fencing token and
@@ -72,7 +88,9 @@ class ledger {
     std::uint64_t fencing = 0;
     std::int64_t expiry_ns = 0;
     std::uint32_t permits = 0;  ///< the grant's (a renewal is for what was granted, not what was asked)
-    template <class A> void serialize(A& ar) { ar(code, fencing, expiry_ns, permits); }
+    bool confirmed = false;     ///< reserve: the allocation was confirmed by the origin already (a resend)
+    std::uint64_t batch = 0;    ///< seal_batch: the batch formed (0: nothing to batch, or one is open)
+    template <class A> void serialize(A& ar) { ar(code, fencing, expiry_ns, permits, confirmed, batch); }
   };
 
   struct grant_entry {
@@ -82,6 +100,14 @@ class ledger {
     std::uint64_t nonce = 0;
     template <class A> void serialize(A& ar) { ar(holder, permits, expiry_ns, nonce); }
   };
+  /// A stock allocation of this epoch: batch 0 while reserved and not yet
+  /// in a batch.
+  struct stock_entry {
+    std::uint32_t units = 0;
+    std::uint64_t batch = 0;
+    bool confirmed = false;
+    template <class A> void serialize(A& ar) { ar(units, batch, confirmed); }
+  };
   struct shard_book {
     bytes sealed_certificate;
     certificate cert;
@@ -89,7 +115,22 @@ class ledger {
     std::map<std::uint64_t, grant_entry> grants;  ///< by fencing token
     std::uint64_t in_use = 0;                     ///< permits of the grants above
     std::map<std::pair<address, std::uint64_t>, std::uint64_t> by_request;  ///< (holder, nonce) -> fencing
-    template <class A> void serialize(A& ar) { ar(sealed_certificate, cert, sequence, grants, in_use, by_request); }
+    std::map<std::pair<address, std::uint64_t>, stock_entry> stock;  ///< (holder, request id) -> allocation
+    std::uint64_t stock_units = 0;  ///< units of the allocations above, reserved or confirmed
+    std::uint64_t last_batch = 0;   ///< batch ids formed in this epoch
+    std::uint64_t open_batch = 0;   ///< the batch the origin has not answered (0: none)
+    template <class A> void serialize(A& ar) {
+      ar(sealed_certificate, cert, sequence, grants, in_use, by_request, stock, stock_units, last_batch, open_batch);
+    }
+    /// The open batch's allocations, in the book's order (so every leader
+    /// sends the same contents under the same id).
+    std::vector<msg::allocation> batch_contents(std::uint64_t id) const {
+      std::vector<msg::allocation> out;
+      if (id == 0) return out;
+      for (auto& [k, e] : stock)
+        if (e.batch == id) out.push_back({k.first, k.second, e.units});
+      return out;
+    }
   };
 
   bytes apply(byte_view in) {
@@ -137,6 +178,15 @@ class ledger {
       }
       DCP_ASSERT(permits == b.in_use, "in_use is not the sum of the grants' permits");
       DCP_ASSERT(b.by_request.size() == b.grants.size(), "the request index names grants that are gone");
+      std::uint64_t units = 0;
+      for (auto& [k, e] : b.stock) {
+        units += e.units;
+        DCP_ASSERT(e.units > 0 && e.batch <= b.last_batch, "a stock allocation of no units, or in a batch not formed");
+        DCP_ASSERT(!e.confirmed || e.batch != 0, "a confirmed allocation that was never in a batch");
+        DCP_ASSERT(e.confirmed || e.batch == 0 || e.batch == b.open_batch, "an unconfirmed allocation in a closed batch");
+      }
+      DCP_ASSERT(units == b.stock_units, "stock_units is not the sum of the allocations' units");
+      DCP_ASSERT(b.open_batch == 0 || b.open_batch == b.last_batch, "the open batch is not the last one formed");
     }
   }
 
@@ -193,6 +243,43 @@ class ledger {
       case op::release: {
         auto g = b.grants.find(c.fencing);
         if (g != b.grants.end() && g->second.holder == c.holder) forget(b, g);
+        return {};
+      }
+      case op::reserve: {
+        if (auto e = b.stock.find({c.holder, c.request_id}); e != b.stock.end())  // a resend: where it stands
+          return {0, 0, 0, e->second.units, e->second.confirmed, e->second.batch};
+        if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
+        if (c.permits == 0 || b.stock_units + c.permits > b.cert.share) return {static_cast<std::uint32_t>(errc::stock_exhausted)};
+        b.stock[{c.holder, c.request_id}] = {c.permits, 0, false};
+        b.stock_units += c.permits;
+        return {0, 0, 0, c.permits};
+      }
+      case op::seal_batch: {
+        if (b.open_batch != 0) return {0, 0, 0, 0, false, 0};  // one batch at a time: the origin answers it first
+        std::uint32_t taken = 0;
+        for (auto& [k, e] : b.stock)
+          if (e.batch == 0 && taken < c.permits) {
+            e.batch = b.last_batch + 1;
+            ++taken;
+          }
+        if (taken == 0) return {};
+        b.open_batch = ++b.last_batch;
+        return {0, 0, 0, taken, false, b.open_batch};
+      }
+      case op::confirm:
+      case op::unreserve: {
+        if (c.batch == 0 || c.batch != b.open_batch) return {static_cast<std::uint32_t>(errc::duplicate_batch)};  // answered already
+        for (auto e = b.stock.begin(); e != b.stock.end();) {
+          if (e->second.batch != c.batch) {
+            ++e;
+          } else if (c.kind == op::confirm) {
+            e++->second.confirmed = true;
+          } else {
+            b.stock_units -= e->second.units;
+            e = b.stock.erase(e);
+          }
+        }
+        b.open_batch = 0;
         return {};
       }
       case op::certify: break;

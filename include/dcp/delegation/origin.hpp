@@ -253,13 +253,16 @@ class origin {
       env_.send(from, out);
     };
     if (!sh || sh->kind() != capacity_kind::stock) return refuse_batch(errc::unknown_shard);
-    // Only the coordinator of the current epoch, while its delegation lasts, commits.
-    if (m.epoch != sh->epoch || sh->coordinators.size() != 1 || sh->coordinators.front().addr != from || now >= sh->not_after)
+    // Only a coordinator of the current epoch (in a group, whichever member
+    // leads: the batch is the group's, from its log), while its delegation
+    // lasts, commits.
+    const auto member = std::find_if(sh->coordinators.begin(), sh->coordinators.end(), [&](auto& c) { return c.addr == from; });
+    if (m.epoch != sh->epoch || member == sh->coordinators.end() || now >= sh->not_after)
       return refuse_batch(errc::delegation_ended);
-    // Not signed by the coordinator's key: not the coordinator, whatever
+    // Not signed by that coordinator's key: not the coordinator, whatever
     // address it claims. Unanswered, so a forger cannot refuse the real
     // coordinator's batch in its name.
-    if (!commit_signed_by(sh->coordinator_keys.front(), from, m)) {
+    if (!commit_signed_by(sh->coordinator_keys[static_cast<std::size_t>(member - sh->coordinators.begin())], from, m)) {
       ++stats_.unauthenticated;
       return env_.count("stock_commit_unauthenticated");
     }
