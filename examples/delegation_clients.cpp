@@ -4,7 +4,7 @@
 //
 //   delegation_clients --origin 127.0.0.1:7000 --origin-key HEX --listen 127.0.0.1:7100 --nodes 50
 //       --bootstrap 127.0.0.1:7100 [--surge-at UNIX_MS] [--spread 1s] [--run-for 10s]
-//       [--shards 4] [--seat-shards 2] [--seed N] [--group HOST:PORT,...]
+//       [--shards 4] [--seat-shards 2] [--seed N] [--group HOST:PORT,...] [--group-resources work,...]
 //
 // Node i listens on the --listen port + i and joins the overlay through
 // --bootstrap (the node listening there founds it). The surge begins at
@@ -17,7 +17,8 @@
 //     until --run-for is over;
 //   - asks for one seat (a random shard of "seats", a stock), once.
 // Nodes are also the coordinators: whichever the DHT names for a shard asks
-// the origin for its delegation. With --group, the shards of "work" are
+// the origin for its delegation. With --group, the shards of the resources
+// in --group-resources ("work" unless given; "work,seats" for both) are
 // coordinated by that group of delegation_group processes instead (multi-
 // delegation): a node asks a member drawn at random, and a follower names
 // the leader. It prints
@@ -60,7 +61,8 @@ using work_t = work::client<E>;
   std::cerr << "delegation_clients: " << why << "\n"
             << "usage: delegation_clients --origin HOST:PORT --origin-key HEX --listen HOST:PORT --nodes N\n"
                "                          --bootstrap HOST:PORT [--surge-at UNIX_MS] [--spread DURATION] [--run-for DURATION]\n"
-               "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n";
+               "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n"
+               "                          [--group-resources NAME,...]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -74,7 +76,8 @@ struct options {
   dcp::duration spread = 1s, run_for = 10s;
   std::uint32_t shards = 4, seat_shards = 2;
   std::uint64_t seed = 1;
-  std::vector<dcp::address> group;  ///< coordinators of "work" (multi-delegation); empty: the DHT owners
+  std::vector<dcp::address> group;  ///< coordinators of group_resources (multi-delegation); empty: the DHT owners
+  std::vector<std::string> group_resources{"work"};
 };
 
 struct totals {
@@ -103,9 +106,11 @@ class client_node {
     pc.origin = opt.origin;
     pc.origin_public_key = opt.origin_key;
     pc.locate = dlg::dht_locator(*router_);
-    if (!opt.group.empty()) {  // "work" is the group's; seats stay with the DHT owners (stock is single delegation)
+    if (!opt.group.empty()) {  // the group's resources go to a member; the rest to the DHT owners
       pc.locate = [this, dht = pc.locate](const std::string& key, std::function<void(std::optional<dcp::address>)> done) {
-        if (key.rfind("work#", 0) != 0) return dht(key, std::move(done));
+        const auto resource = key.substr(0, key.find('#'));
+        if (std::find(opt_.group_resources.begin(), opt_.group_resources.end(), resource) == opt_.group_resources.end())
+          return dht(key, std::move(done));
         done(opt_.group[rng_.below(opt_.group.size())]);
       };
     }
@@ -258,6 +263,14 @@ int main(int argc, char** argv) {
       for (std::size_t at = 0; at <= list.size();) {
         const auto comma = std::min(list.find(',', at), list.size());
         opt.group.push_back(addr(std::string_view(list).substr(at, comma - at)));
+        at = comma + 1;
+      }
+    } else if (arg == "--group-resources") {
+      opt.group_resources.clear();
+      std::string list(value);
+      for (std::size_t at = 0; at <= list.size();) {
+        const auto comma = std::min(list.find(',', at), list.size());
+        opt.group_resources.push_back(list.substr(at, comma - at));
         at = comma + 1;
       }
     }

@@ -4,8 +4,12 @@
 //
 //   delegation_group --listen 127.0.0.1:7050 --members 127.0.0.1:7050,127.0.0.1:7051,127.0.0.1:7052
 //       --origin 127.0.0.1:7000 --origin-key HEX --data DIR
-//       [--resource work] [--shards 4] [--group-seed N] [--token-ttl 2s] [--drift 50ms] [--election-ms 300]
+//       [--resource work] [--shards 4] [--stock NAME:SHARDS] [--group-seed N] [--token-ttl 2s] [--drift 50ms]
+//       [--election-ms 300]
 //
+// --stock adds the shards of a stock resource (seats) to what the group
+// coordinates: allocations are logged, batched and confirmed by the origin
+// before any receipt is signed (delegation/group.hpp).
 // --members lists every member in the same order on each (a member's place
 // numbers its signing key in the certificate). Member i's key comes from
 // --group-seed and i, so that every member knows every other's public key
@@ -48,8 +52,8 @@ using group_t = dlg::group<dcp::net::env, raft_t>;
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "delegation_group: " << why << "\n"
             << "usage: delegation_group --listen HOST:PORT --members HOST:PORT,... --origin HOST:PORT --origin-key HEX\n"
-               "                        --data DIR [--resource NAME] [--shards S] [--group-seed N] [--token-ttl DURATION]\n"
-               "                        [--drift DURATION] [--election-ms MS]\n";
+               "                        --data DIR [--resource NAME] [--shards S] [--stock NAME:SHARDS] [--group-seed N]\n"
+               "                        [--token-ttl DURATION] [--drift DURATION] [--election-ms MS]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -76,6 +80,8 @@ int main(int argc, char** argv) {
   dcp::bytes origin_key;
   std::string data, resource = "work";
   std::uint32_t shards = 4;
+  std::string stock;
+  std::uint32_t stock_shards = 0;
   std::uint64_t group_seed = 1;
   dcp::duration token_ttl = std::chrono::seconds(2), drift = std::chrono::milliseconds(50);
   int election_ms = 300;
@@ -118,6 +124,11 @@ int main(int argc, char** argv) {
       resource = value;
     } else if (arg == "--shards") {
       shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
+    } else if (arg == "--stock") {
+      const auto colon = value.find(':');
+      stock = value.substr(0, colon);
+      stock_shards = colon == std::string_view::npos ? 0 : static_cast<std::uint32_t>(std::atoi(std::string(value.substr(colon + 1)).c_str()));
+      if (stock.empty() || stock_shards < 1) usage("--stock wants NAME:SHARDS (a stock resource and its shard count)");
     } else if (arg == "--group-seed") {
       group_seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
     } else if (arg == "--token-ttl") {
@@ -138,6 +149,7 @@ int main(int argc, char** argv) {
   const auto me = std::find(members.begin(), members.end(), cfg.listen);
   if (me == members.end()) usage("--members must include this member's --listen address");
   if (shards < 1) usage("--shards must be positive");
+  if (stock == resource) usage("--stock names the same resource as --resource");
 
   try {
     cfg.level = dcp::log_level::warn;
@@ -158,6 +170,7 @@ int main(int argc, char** argv) {
     gc.origin_public_key = origin_key;
     for (std::size_t i = 0; i < members.size(); ++i) gc.members.push_back({members[i], member_key(group_seed, i).public_key().raw()});
     for (std::uint32_t s = 0; s < shards; ++s) gc.shards.emplace_back(resource, s);
+    for (std::uint32_t s = 0; s < stock_shards; ++s) gc.shards.emplace_back(stock, s);
     gc.token_ttl = token_ttl;
     gc.max_drift = drift;
     gc.request_timeout = std::chrono::milliseconds(300);

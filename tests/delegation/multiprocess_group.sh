@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-delegation over real TCP: one delegation_origin (C units of work at
 # once, S shards; a stock of seats), a group of 3 delegation_group processes
-# that coordinates every shard of "work" by quorum (Raft on disk), and PROCS
+# that coordinates every shard of "work" and of "seats" by quorum (Raft on
+# disk: seats are logged, batched and confirmed before a receipt), and PROCS
 # delegation_clients processes of PER nodes each, arriving within one second.
 # In the middle, the group's leader is killed with SIGKILL.
 # Checked from outside, from the origin's record (delegation_origin --audit):
@@ -10,7 +11,8 @@
 # unexpired for the whole unit); every confirmed seat exists exactly once.
 # And what the group is for: no shard of "work" needed a new epoch (the next
 # leader renewed the same delegation), no client lost a token it held, and
-# every shard served work after the kill. Prints each shard's longest pause.
+# every shard served work after the kill; every seat was sold, each to a
+# client that was told so. Prints each shard's longest pause.
 #
 #   multiprocess_group.sh ORIGIN_BIN GROUP_BIN CLIENTS_BIN [PROCS] [PER]
 set -euo pipefail
@@ -57,7 +59,7 @@ group_pids=()
 for m in 0 1 2; do
   mkdir -p "$dir/data$m"
   "$group_bin" --listen 127.0.0.1:$((base + 1 + m)) --members "$members" --origin 127.0.0.1:$base --origin-key "$key" \
-    --data "$dir/data$m" --shards 4 --token-ttl 2s --drift 50ms >"$dir/g$m.out" 2>"$dir/g$m.err" &
+    --data "$dir/data$m" --shards 4 --stock seats:2 --token-ttl 2s --drift 50ms >"$dir/g$m.out" 2>"$dir/g$m.err" &
   group_pids+=($!)
   pids+=($!)
 done
@@ -67,7 +69,7 @@ client_pids=()
 for ((p = 0; p < procs; p++)); do
   "$clients_bin" --origin 127.0.0.1:$base --origin-key "$key" --listen 127.0.0.1:$((cbase + p * per)) --nodes "$per" \
     --bootstrap 127.0.0.1:$cbase --spread 1s --run-for ${run_for_s}s --shards 4 \
-    --seat-shards 2 --seed $((p + 1)) --group "$members" >"$dir/c$p.out" 2>"$dir/c$p.err" &
+    --seat-shards 2 --seed $((p + 1)) --group "$members" --group-resources work,seats >"$dir/c$p.out" 2>"$dir/c$p.err" &
   client_pids+=($!)
   pids+=($!)
   ((p == 0)) && sleep 0.5
@@ -130,5 +132,10 @@ for s in 0 1 2 3; do
   last=$(awk -v s="work#$s" '$1 == "GAP" && $2 == s {print $5}' <<<"$audit")
   ((last > killed_at_us)) || fail "work#$s served no work after the leader was killed"
 done
+# 200 clients for 150 seats, all asking within the run: every seat sold,
+# each to a client that was told so (none lost with the killed leader).
+sold=$(sed -n 's/^AUDIT ok .* seats=\([0-9]*\)\/\([0-9]*\) claims=\([0-9]*\).*/\1 \2 \3/p' <<<"$audit")
+read -r allocated stock claims <<<"$sold"
+((allocated == stock && claims == stock)) || fail "seats: $allocated of $stock allocated, $claims confirmed to clients"
 worst=$(awk '$1 == "GAP" && $2 ~ /^work#/ {if ($3 > m) m = $3} END {print int(m / 1000)}' <<<"$audit")
-echo "PASS: audit ok; the leader's crash cost no epoch and no token; longest pause of any work shard ${worst} ms"
+echo "PASS: audit ok; the leader's crash cost no epoch, no token and no seat ($claims of $stock sold through the group); longest pause of any work shard ${worst} ms"
