@@ -162,6 +162,11 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
   REQUIRE_FALSE(copy.restore(snap));
   CHECK(copy.snapshot() == snap);
   CHECK(copy.book("db#0")->in_use == 3);
+  copy.check_invariants();  // the expiry index, which the snapshot does not store, is rebuilt
+  // In use at a moment: the grants that expire after it (holder 6's ends at 13 s, holder 5's at 14 s).
+  CHECK(copy.book("db#0")->live_permits(ledger::ns(wall_time(12s))) == 3);
+  CHECK(copy.book("db#0")->live_permits(ledger::ns(wall_time(13s))) == 2);
+  CHECK(copy.book("db#0")->live_permits(ledger::ns(wall_time(14s))) == 0);
   // A renewal by someone else than the holder changes nothing.
   ledger::command renew;
   renew.kind = ledger::op::renew;
@@ -175,6 +180,7 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
   const auto renewed = run(renew);
   CHECK(renewed.code == 0);
   CHECK(renewed.permits == 2);
+  CHECK(l.book("db#0")->live_permits(ledger::ns(wall_time(14s))) == 2);  // the renewal moved it in the expiry index
   // Past the cutoff of every expiry but the renewed one, only it still counts.
   CHECK(grant(7, 1, 9, 14).code == 0);
   CHECK(l.book("db#0")->in_use == 3);
@@ -187,6 +193,63 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
   REQUIRE_FALSE(storage::detail::decode_value(l.apply(bytes{1, 2, 3}), o));
   CHECK(o.code != 0);
   CHECK(copy.restore(bytes{9, 9}));
+  l.check_invariants();
+}
+
+TEST_CASE("delegation ledger: stock reserved once per request, within the share, batched one at a time, answered once") {
+  certificate c{"lab", 0, capacity_kind::stock, 3, 1, wall_time(10s), wall_time(20s),
+                {{address::sim(1), key_of(21).public_key().raw()}}, 1};
+  ledger l;
+  auto run = [&](ledger::op kind, std::uint32_t holder = 0, std::uint64_t request_id = 0, std::uint32_t units = 0,
+                 std::uint64_t batch = 0) {
+    ledger::command cmd;
+    cmd.kind = kind;
+    cmd.key = "lab#0";
+    cmd.holder = address::sim(holder);
+    cmd.request_id = request_id;
+    cmd.permits = units;
+    cmd.batch = batch;
+    cmd.cutoff_ns = ledger::ns(wall_time(11s));
+    if (kind == ledger::op::certify) {
+      cmd.cert = c;
+      cmd.sealed_certificate = seal_certificate(c, lease::signing_key(key_of(7), 0)).value();
+    }
+    bytes in;
+    storage::detail::encode_value(cmd, in);
+    ledger::outcome o;
+    REQUIRE_FALSE(storage::detail::decode_value(l.apply(in), o));
+    l.check_invariants();
+    return o;
+  };
+  const auto exhausted = static_cast<std::uint32_t>(delegation::errc::stock_exhausted);
+  CHECK(run(ledger::op::reserve, 5, 1, 1).code == static_cast<std::uint32_t>(delegation::errc::not_coordinator));
+  REQUIRE(run(ledger::op::certify).code == 0);
+  CHECK(run(ledger::op::reserve, 5, 1, 2).code == 0);
+  CHECK(run(ledger::op::reserve, 5, 1, 2).permits == 2);  // a resend: the same allocation, nothing more taken
+  CHECK(run(ledger::op::reserve, 6, 1, 2).code == exhausted);  // 2 + 2 > 3
+  CHECK(run(ledger::op::reserve, 6, 1, 0).code == exhausted);  // no units is no allocation
+  CHECK(run(ledger::op::reserve, 6, 1, 1).code == 0);
+  CHECK(l.book("lab#0")->stock_units == 3);
+  // Batches of at most `permits` allocations, one open at a time.
+  const auto first = run(ledger::op::seal_batch, 0, 0, 1);
+  CHECK(first.batch == 1);
+  CHECK(l.book("lab#0")->batch_contents(1).size() == 1);
+  CHECK(run(ledger::op::seal_batch, 0, 0, 8).batch == 0);  // batch 1 is not answered yet
+  CHECK(run(ledger::op::confirm, 0, 0, 0, 2).code == static_cast<std::uint32_t>(delegation::errc::duplicate_batch));
+  CHECK(run(ledger::op::confirm, 0, 0, 0, 1).code == 0);
+  CHECK(run(ledger::op::confirm, 0, 0, 0, 1).code == static_cast<std::uint32_t>(delegation::errc::duplicate_batch));
+  const auto confirmed = l.book("lab#0")->batch_contents(1).front();
+  CHECK(run(ledger::op::reserve, confirmed.holder.sim_index(), confirmed.request_id, confirmed.units).confirmed);
+  // The origin refuses the second batch: its units are free again, its allocations gone.
+  CHECK(run(ledger::op::seal_batch, 0, 0, 8).batch == 2);
+  CHECK(run(ledger::op::unreserve, 0, 0, 0, 2).code == 0);
+  CHECK(l.book("lab#0")->stock_units == confirmed.units);
+  CHECK(l.book("lab#0")->open_batch == 0);
+  CHECK(run(ledger::op::seal_batch, 0, 0, 8).batch == 0);  // nothing left to batch
+  const auto snap = l.snapshot();
+  ledger copy;
+  REQUIRE_FALSE(copy.restore(snap));
+  CHECK(copy.snapshot() == snap);
 }
 
 TEST_CASE("delegation: the origin checks a group's tokens by the signer its key id names, and refuses strangers") {

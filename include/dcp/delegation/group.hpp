@@ -420,11 +420,7 @@ class group {
   /// Permits held now by the book's grants (those past the cutoff no longer
   /// count, whether or not an entry has collected them yet).
   std::uint64_t in_use(const ledger::shard_book& b) const {
-    const auto cutoff = ledger::ns(env_.wall_now() - 2 * cfg_.max_drift);
-    std::uint64_t n = 0;
-    for (auto& [f, g] : b.grants)
-      if (g.expiry_ns > cutoff) n += g.permits;
-    return n;
+    return b.live_permits(ledger::ns(env_.wall_now() - 2 * cfg_.max_drift));
   }
   bool fits(const shard_state& s, const ledger::shard_book& b, std::uint32_t permits) const {
     return in_use(b) + s.granting + permits <= b.cert.share;

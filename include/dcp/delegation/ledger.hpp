@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <set>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -119,8 +120,19 @@ class ledger {
     std::uint64_t stock_units = 0;  ///< units of the allocations above, reserved or confirmed
     std::uint64_t last_batch = 0;   ///< batch ids formed in this epoch
     std::uint64_t open_batch = 0;   ///< the batch the origin has not answered (0: none)
+    /// The grants by (expiry, fencing): derived from `grants`, not stored
+    /// (restore rebuilds it), so that live_permits costs the expired grants,
+    /// not all of them.
+    std::set<std::pair<std::int64_t, std::uint64_t>> by_expiry;
     template <class A> void serialize(A& ar) {
       ar(sealed_certificate, cert, sequence, grants, in_use, by_request, stock, stock_units, last_batch, open_batch);
+    }
+    /// Permits held by grants that expire after `cutoff_ns`: what is in use
+    /// now, whether or not an entry has collected the expired ones yet.
+    std::uint64_t live_permits(std::int64_t cutoff_ns) const {
+      std::uint64_t n = in_use;
+      for (auto it = by_expiry.begin(); it != by_expiry.end() && it->first <= cutoff_ns; ++it) n -= grants.at(it->second).permits;
+      return n;
     }
     /// The open batch's allocations, in the book's order (so every leader
     /// sends the same contents under the same id).
@@ -150,6 +162,8 @@ class ledger {
   std::error_code restore(byte_view in) {
     std::map<std::string, shard_book> b;
     if (auto ec = storage::detail::decode_value(in, b)) return ec;
+    for (auto& [key, book] : b)
+      for (auto& [fencing, g] : book.grants) book.by_expiry.insert({g.expiry_ns, fencing});
     books_ = std::move(b);
     return {};
   }
@@ -173,11 +187,13 @@ class ledger {
         DCP_ASSERT(fencing >> 32 == b.cert.epoch, "a grant of another epoch than the book's certificate");
         DCP_ASSERT((fencing & 0xffffffffu) <= b.sequence, "a fencing token the sequence has not reached");
         DCP_ASSERT(g.expiry_ns <= ns(b.cert.not_after), "a grant that outlives the certificate");
+        DCP_ASSERT(b.by_expiry.contains({g.expiry_ns, fencing}), "a grant missing from the expiry index");
         auto r = b.by_request.find({g.holder, g.nonce});
         DCP_ASSERT(r != b.by_request.end() && r->second == fencing, "a grant missing from the request index");
       }
       DCP_ASSERT(permits == b.in_use, "in_use is not the sum of the grants' permits");
       DCP_ASSERT(b.by_request.size() == b.grants.size(), "the request index names grants that are gone");
+      DCP_ASSERT(b.by_expiry.size() == b.grants.size(), "the expiry index names grants that are gone");
       std::uint64_t units = 0;
       for (auto& [k, e] : b.stock) {
         units += e.units;
@@ -192,13 +208,20 @@ class ledger {
 
  private:
   static void expire(shard_book& b, std::int64_t cutoff) {
-    for (auto g = b.grants.begin(); g != b.grants.end();)
-      g = g->second.expiry_ns > cutoff ? std::next(g) : forget(b, g);
+    while (!b.by_expiry.empty() && b.by_expiry.begin()->first <= cutoff) forget(b, b.grants.find(b.by_expiry.begin()->second));
+  }
+  /// Moves grant `g` to a later expiry.
+  static void extend(shard_book& b, std::uint64_t fencing, grant_entry& g, std::int64_t expiry_ns) {
+    if (expiry_ns <= g.expiry_ns) return;
+    b.by_expiry.erase({g.expiry_ns, fencing});
+    g.expiry_ns = expiry_ns;
+    b.by_expiry.insert({g.expiry_ns, fencing});
   }
   using grant_iterator = std::map<std::uint64_t, grant_entry>::iterator;
   static grant_iterator forget(shard_book& b, grant_iterator g) {
     b.in_use -= g->second.permits;
     b.by_request.erase({g->second.holder, g->second.nonce});
+    b.by_expiry.erase({g->second.expiry_ns, g->first});
     return b.grants.erase(g);
   }
 
@@ -222,7 +245,7 @@ class ledger {
           // A resend (its answer was lost, or it reached another leader):
           // the same grant, as fresh as a new one would be.
           auto& g = b.grants.at(same->second);
-          g.expiry_ns = std::max(g.expiry_ns, std::min(c.expiry_ns, end));
+          extend(b, same->second, g, std::min(c.expiry_ns, end));
           return {0, same->second, g.expiry_ns, g.permits};
         }
         if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
@@ -231,13 +254,14 @@ class ledger {
         const auto expiry = std::min(c.expiry_ns, end);
         b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce};
         b.by_request[{c.holder, c.nonce}] = fencing;
+        b.by_expiry.insert({expiry, fencing});
         b.in_use += c.permits;
         return {0, fencing, expiry, c.permits};
       }
       case op::renew: {
         auto g = b.grants.find(c.fencing);
         if (g == b.grants.end() || g->second.holder != c.holder) return {static_cast<std::uint32_t>(errc::delegation_ended)};
-        g->second.expiry_ns = std::max(g->second.expiry_ns, std::min(c.expiry_ns, end));
+        extend(b, c.fencing, g->second, std::min(c.expiry_ns, end));
         return {0, c.fencing, g->second.expiry_ns, g->second.permits};
       }
       case op::release: {
