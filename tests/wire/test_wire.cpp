@@ -3,10 +3,12 @@
 #include <sstream>
 
 #include <cereal/archives/portable_binary.hpp>
+#include <cereal/types/deque.hpp>
 
 #include "dcp/core/host.hpp"
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/rng.hpp"
+#include "dcp/membership/hyparview.hpp"
 #include "dcp/wire.hpp"
 
 using namespace dcp;
@@ -25,8 +27,12 @@ struct sample {
   std::optional<address> where;
   node_id id;
   std::map<std::string, std::int16_t> table;
+  std::set<std::uint32_t> ids;
+  std::vector<bool> bits;
+  std::deque<std::string> lines;
+  std::map<std::uint32_t, std::vector<address>> routes;
   template <class A>
-  void serialize(A& ar) { ar(a, b, c, flag, text, numbers, words, where, id, table); }
+  void serialize(A& ar) { ar(a, b, c, flag, text, numbers, words, where, id, table, ids, bits, lines, routes); }
   bool operator==(const sample&) const = default;
 };
 struct empty_msg {
@@ -46,12 +52,21 @@ sample make_sample(rng& r) {
   if (r.chance(0.5)) s.where = address::loopback(static_cast<std::uint16_t>(r.below(65536)));
   s.id = node_id::random(r);
   s.table["k" + std::to_string(r.below(10))] = 3;
+  for (auto i = r.below(6); i-- > 0;) s.ids.insert(static_cast<std::uint32_t>(r.below(100)));
+  for (auto i = r.below(12); i-- > 0;) s.bits.push_back(r.chance(0.5));
+  for (auto i = r.below(4); i-- > 0;) s.lines.push_back(std::string(r.below(8), 'l'));
+  for (auto i = r.below(3); i-- > 0;) s.routes[static_cast<std::uint32_t>(r.below(50))] = {address::sim(7), address::loopback(9)};
   return s;
 }
 
 struct vec_msg {
   static constexpr message_type wire_id = 1;
   std::vector<std::uint32_t> v;
+  template <class A> void serialize(A& ar) { ar(v); }
+};
+struct maybe_msg {  // one byte on the wire per disengaged element, 72 in memory
+  static constexpr message_type wire_id = 1;
+  std::vector<std::optional<std::array<std::uint64_t, 8>>> v;
   template <class A> void serialize(A& ar) { ar(v); }
 };
 struct bool_msg {
@@ -230,4 +245,47 @@ TEST_CASE("host: random, truncated and oversized frames are dropped, counted, an
   CHECK(m.drops(1, errc::unknown_message_type) > 0);
   CHECK(m.drops(1, errc::malformed_payload) > 0);
   CHECK(m.drops() + m.of(1).received == 20000);
+}
+
+TEST_CASE("decoding has an allocation budget: payloads built to amplify are refused, legitimate ones decode") {
+  // The attack issue 11 found: a 4 MiB HyParView shuffle reply of empty
+  // addresses (one byte each on the wire, 24 in memory) decoded into 80 MiB.
+  membership::hyparview_msg::shuffle_reply amplify;
+  amplify.nodes.resize(4'000'000);
+  bytes out;
+  wire::encode(amplify, out);
+  REQUIRE(out.size() < 4'100'000);
+  membership::hyparview_msg::shuffle_reply back;
+  CHECK(wire::decode(out, back) == errc::malformed_payload);
+  CHECK(back.nodes.capacity() < 1'000'000);  // refused before the vector grew to the count
+  // Disengaged optionals: 72 times their bytes.
+  maybe_msg maybe;
+  maybe.v.resize(100'000);
+  out.clear();
+  wire::encode(maybe, out);
+  maybe_msg maybe_back;
+  CHECK(wire::decode(out, maybe_back) == errc::malformed_payload);
+  // Legitimate payloads of the same sizes decode: addresses that say
+  // something (IPv4: 7 bytes each, 24 in memory), and raw bytes (1 for 1).
+  membership::hyparview_msg::shuffle_reply real;
+  for (std::uint32_t i = 0; i < 500'000; ++i) real.nodes.push_back(address::loopback(static_cast<std::uint16_t>(i)));
+  out.clear();
+  wire::encode(real, out);
+  CHECK_FALSE(wire::decode(out, back));
+  CHECK(back.nodes == real.nodes);
+  vec_msg big;
+  big.v.assign(1'000'000, 7);
+  out.clear();
+  wire::encode(big, out);
+  vec_msg big_back;
+  CHECK_FALSE(wire::decode(out, big_back));
+  CHECK(big_back.v == big.v);
+  // A small message of empty addresses is within the fixed 64 KiB: budgets
+  // scale with the frame, they do not forbid the shape.
+  membership::hyparview_msg::shuffle_reply few;
+  few.nodes.resize(1000);
+  out.clear();
+  wire::encode(few, out);
+  CHECK_FALSE(wire::decode(out, back));
+  CHECK(back.nodes.size() == 1000);
 }

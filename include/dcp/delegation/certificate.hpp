@@ -34,6 +34,7 @@
 #include "dcp/lease/keys.hpp"
 #include "dcp/lease/token.hpp"
 #include "dcp/wire/archive.hpp"
+#include "dcp/wire/limits.hpp"
 
 namespace dcp::delegation {
 
@@ -141,7 +142,7 @@ inline result<certificate> open_certificate(byte_view sealed, const lease::verif
     return make_error_code(errc::bad_certificate);
   certificate c;
   try {
-    wire::input_archive ar(env->body);
+    wire::input_archive ar(env->body, wire::decode_budget(env->body.size()));
     ar(c);
     if (ar.remaining() != 0) return make_error_code(errc::bad_certificate);
   } catch (const std::exception&) {

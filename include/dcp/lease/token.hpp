@@ -45,6 +45,7 @@
 #include "dcp/lease/error.hpp"
 #include "dcp/lease/keys.hpp"
 #include "dcp/wire/archive.hpp"
+#include "dcp/wire/limits.hpp"
 
 namespace dcp::lease {
 
@@ -122,7 +123,7 @@ inline result<envelope> parse_envelope(byte_view in, std::size_t max_size, std::
   if (in.size() > max_size) return make_error_code(errc::token_too_large);
   envelope e;
   try {
-    wire::input_archive ar(in);
+    wire::input_archive ar(in, wire::decode_budget(in.size()));
     ar(e.version);
     if (e.version != version) return make_error_code(errc::unsupported_version);
     ar(e.scheme, e.key_id, e.body, e.signature);
@@ -169,7 +170,7 @@ result<unsealed_token> unseal_with(byte_view sealed, KeyFor&& key_for,
   if (signature_size(s) == 0) return make_error_code(errc::unknown_scheme);
   lease::token t;
   try {
-    wire::input_archive ar(env->body);
+    wire::input_archive ar(env->body, wire::decode_budget(env->body.size()));
     ar(t);
     if (ar.remaining() != 0) return make_error_code(errc::malformed_token);
   } catch (const std::exception&) {

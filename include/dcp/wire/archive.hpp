@@ -11,14 +11,27 @@
 //   - the input is hostile-safe: every read is bounds-checked, a container's
 //     declared size may not exceed the bytes left (so a forged size cannot
 //     make us allocate gigabytes), and a bool must be 0 or 1 (reading any other
-//     byte into a bool is undefined behaviour).
+//     byte into a bool is undefined behaviour);
+//   - a decode has an allocation budget: the containers it fills are charged
+//     what they allocate (elements, map and set nodes, string bytes), and
+//     past the budget the decode fails. A count bounded by the bytes left is
+//     not enough: an element can take one byte on the wire and 24 or 72 in
+//     memory (an empty address, a disengaged optional), so a 4 MiB frame of
+//     them would become 100 MiB or more. dcp::wire::decode gives each frame
+//     a small multiple of its size (limits.hpp, decode_budget).
 // Failures throw cereal::Exception inside the decoder; dcp::wire::decode
 // catches it at the boundary and returns an error value.
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <set>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <cereal/cereal.hpp>
 
@@ -57,7 +70,10 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
 
 class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEmptyClassElision> {
  public:
-  explicit input_archive(byte_view in) : InputArchive(this), in_(in) {
+  /// `budget`: bytes the containers this decode fills may allocate in all
+  /// (unbounded for data this node wrote itself, such as its own storage).
+  explicit input_archive(byte_view in, std::size_t budget = std::numeric_limits<std::size_t>::max())
+      : InputArchive(this), in_(in), budget_(budget) {
     std::uint8_t little = 0;
     load_binary<1>(&little, 1);
     if (little > 1) throw cereal::Exception("bad endianness flag " + std::to_string(little));
@@ -78,10 +94,22 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
 
   std::size_t remaining() const noexcept { return in_.size() - pos_; }
 
+  /// Charges `count` objects of `each` bytes to the budget, before they are
+  /// allocated; throws past it. `count` is at most the bytes left (the size
+  /// tag checked it), so the product cannot overflow.
+  void charge(std::size_t count, std::size_t each) {
+    const std::size_t n = count * each;
+    if (n > budget_ - spent_)
+      throw cereal::Exception("decoding would allocate more than its budget of " + std::to_string(budget_) + " bytes");
+    spent_ += n;
+  }
+  std::size_t spent() const noexcept { return spent_; }
+
  private:
   byte_view in_;
   std::size_t pos_ = 0;
   bool swap_ = false;
+  std::size_t budget_, spent_ = 0;
 };
 
 // ---- Cereal's customization points for the two archives ----
@@ -138,6 +166,95 @@ template <class T>
 inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::BinaryData<T>& bd) {
   using TT = std::remove_pointer_t<T>;
   ar.template load_binary<sizeof(TT)>(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+// ---- Containers, as Cereal writes them, with the allocation charged ----
+//
+// The same bytes as Cereal's own load functions (a size tag, then the
+// elements; a map's key then value), chosen over them by overload resolution
+// (these name the archive; Cereal's are templates on it). Only loading
+// differs: each charges what it is about to allocate.
+
+namespace detail {
+/// What a node-based container allocates per element beyond the element:
+/// the node's links and colour (libstdc++: three pointers and an int).
+inline constexpr std::size_t node_overhead = 4 * sizeof(void*);
+template <class T>
+inline constexpr bool bulk = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+inline std::size_t load_count(input_archive& ar) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  return static_cast<std::size_t>(n);
+}
+}  // namespace detail
+
+template <class T, class A>
+  requires(!std::is_same_v<T, bool>)
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<T, A>& v) {
+  const std::size_t n = detail::load_count(ar);
+  ar.charge(n, sizeof(T));
+  v.clear();
+  v.resize(n);
+  if constexpr (detail::bulk<T>) ar(cereal::binary_data(v.data(), n * sizeof(T)));
+  else for (auto& e : v) ar(e);
+}
+
+// Its own overload: Cereal's is as specialized as the one above, in the other parameter.
+template <class A>
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<bool, A>& v) {
+  const std::size_t n = detail::load_count(ar);
+  ar.charge(n, 1);
+  v.assign(n, false);
+  for (std::size_t i = 0; i < n; ++i) {
+    bool b = false;
+    ar(b);
+    v[i] = b;
+  }
+}
+
+template <class T, class A>
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::deque<T, A>& d) {
+  const std::size_t n = detail::load_count(ar);
+  ar.charge(n, sizeof(T));
+  d.clear();
+  d.resize(n);
+  for (auto& e : d) ar(e);
+}
+
+template <class C, class Tr, class A>
+  requires detail::bulk<C>
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::basic_string<C, Tr, A>& s) {
+  const std::size_t n = detail::load_count(ar);
+  ar.charge(n, sizeof(C));
+  s.resize(n);
+  ar(cereal::binary_data(s.data(), n * sizeof(C)));
+}
+
+template <class K, class V, class Cmp, class A>
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::map<K, V, Cmp, A>& m) {
+  const std::size_t n = detail::load_count(ar);
+  ar.charge(n, sizeof(typename std::map<K, V, Cmp, A>::value_type) + detail::node_overhead);
+  m.clear();
+  auto hint = m.begin();
+  for (std::size_t i = 0; i < n; ++i) {
+    K key{};
+    V value{};
+    ar(key, value);  // Cereal's map item: the key, then the value
+    hint = m.emplace_hint(hint, std::move(key), std::move(value));
+  }
+}
+
+template <class K, class Cmp, class A>
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::set<K, Cmp, A>& s) {
+  const std::size_t n = detail::load_count(ar);
+  ar.charge(n, sizeof(K) + detail::node_overhead);
+  s.clear();
+  auto hint = s.begin();
+  for (std::size_t i = 0; i < n; ++i) {
+    K key{};
+    ar(key);
+    hint = s.emplace_hint(hint, std::move(key));
+  }
 }
 
 }  // namespace dcp::wire

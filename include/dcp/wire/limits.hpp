@@ -7,6 +7,16 @@
 
 namespace dcp::wire {
 
+/// What decoding one payload of `payload_size` bytes may allocate for the
+/// containers it fills (archive.hpp): 16 times its size, plus 64 KiB for
+/// small messages. Legitimate messages stay well below it (a vector of IP
+/// addresses allocates about 3.5 times its bytes, of simulated ones 5); a
+/// payload built to amplify (empty addresses, disengaged optionals: one byte
+/// each on the wire, 24 to 72 in memory) is refused as malformed.
+inline constexpr std::size_t decode_budget(std::size_t payload_size) noexcept {
+  return 16 * payload_size + (std::size_t{64} << 10);
+}
+
 struct limits {
   /// Largest payload accepted or sent. A larger incoming length closes the
   /// connection (the stream cannot be trusted); a larger outgoing message is

@@ -38,6 +38,7 @@
 #include "dcp/core/error.hpp"
 #include "dcp/wire/archive.hpp"
 #include "dcp/wire/frame.hpp"
+#include "dcp/wire/limits.hpp"
 
 namespace dcp::wire {
 
@@ -89,7 +90,7 @@ std::error_code encode_frame(protocol_id protocol, const M& m, bytes& out, const
 template <Message M>
 std::error_code decode(byte_view payload, M& m) noexcept {
   try {
-    input_archive ar(payload);
+    input_archive ar(payload, decode_budget(payload.size()));
     ar(m);
     if (ar.remaining() != 0) return errc::trailing_bytes;
     return {};
