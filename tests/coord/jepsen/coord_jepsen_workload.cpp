@@ -12,7 +12,23 @@
 //
 //   coord_jepsen_workload --server HOST:PORT... --out FILE [--clients 6] [--seconds 20]
 //                         [--keys 3] [--think-ms 2] [--request-timeout-ms 200] [--give-up-ms 2000]
-//                         [--seed N] [--transport SPEC]
+//                         [--patient-timeout-ms 0 [--op-timeout-ms 2000]] [--seed N] [--transport SPEC]
+//
+// With --patient-timeout-ms P, the odd-numbered clients wait P ms (instead of
+// --request-timeout-ms) before resending a request to another replica, and
+// give up after max(give-up, 2P); and they stop waiting for an operation
+// after a time drawn between a tenth of --op-timeout-ms and all of it
+// (recorded unknown, as a Jepsen client's timeout) and go on with the next,
+// on the same coord::client. Set P above the nemesis's
+// pause of a leader: those clients then keep sending to the paused leader
+// (gets go out at once; commands queue behind the one in flight) and take
+// its answers when it wakes, still believing it leads, while the impatient
+// clients have moved on to the new leader and written meanwhile. That is
+// Jepsen's GC-pause case: a replica that served reads on the strength of
+// being leader (a lease, or nothing) would answer stale the gets invoked
+// after those writes. (A client that resends quickly never sees such an
+// answer: the new leader has answered long before the old one wakes; and a
+// get invoked before the pause may be linearized before the writes.)
 //
 // Prints a summary line: `WORKLOAD ops=<n> ok=<n> fail=<n> unknown=<n> ...`.
 // Exit status 0 when the history was written, 1 on failure, 2 on bad usage.
@@ -49,7 +65,8 @@ namespace jepsen = dcp::jepsen;
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "coord_jepsen_workload: " << why << "\n"
             << "usage: coord_jepsen_workload --server HOST:PORT... --out FILE [--clients K] [--seconds T] [--keys N]\n"
-               "           [--think-ms MS] [--request-timeout-ms MS] [--give-up-ms MS] [--seed N]\n";
+               "           [--think-ms MS] [--request-timeout-ms MS] [--give-up-ms MS] [--patient-timeout-ms MS [--op-timeout-ms MS]]\n"
+               "           [--seed N]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT)\n";
   std::exit(2);
 }
@@ -64,7 +81,8 @@ struct options {
   dcp::net::transport_spec transport;
   std::vector<dcp::address> servers;
   std::string out;
-  int clients = 6, seconds = 20, keys = 3, think_ms = 2, request_timeout_ms = 200, give_up_ms = 2000;
+  int clients = 6, seconds = 20, keys = 3, think_ms = 2, request_timeout_ms = 200, give_up_ms = 2000, patient_timeout_ms = 0,
+      op_timeout_ms = 2000;
   std::uint64_t seed = 0;
 };
 
@@ -85,7 +103,7 @@ class logical_client {
  public:
   logical_client(asio::io_context& io, const options& o, int index, std::vector<jepsen::record>& history,
                  std::uint64_t seed)
-      : io_(io), o_(o), index_(index), history_(history), timer_(io), rng_(seed) {
+      : io_(io), o_(o), index_(index), history_(history), timer_(io), op_timer_(io), rng_(seed) {
     dcp::net::config nc;
     nc.listen = dcp::address::loopback(0);
     nc.level = dcp::log_level::warn;
@@ -94,8 +112,10 @@ class logical_client {
     node_ = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(o.transport));
     dcp::coord::client_config cc;
     cc.servers = o.servers;
-    cc.request_timeout = milliseconds(o.request_timeout_ms);
-    cc.give_up_after = milliseconds(o.give_up_ms);
+    const bool patient = o.patient_timeout_ms > 0 && index % 2 == 1;
+    if (patient) op_timeout_ms_ = o.op_timeout_ms;
+    cc.request_timeout = milliseconds(patient ? o.patient_timeout_ms : o.request_timeout_ms);
+    cc.give_up_after = milliseconds(patient ? std::max(o.give_up_ms, 2 * o.patient_timeout_ms) : o.give_up_ms);
     client_ = &node_->add<client_t>(dcp::coord::default_protocol_id, cc);
     node_->start();
     process_ = static_cast<std::uint64_t>(index_);
@@ -139,38 +159,49 @@ class logical_client {
     r.invoke_ns = monotonic_ns();
     inflight_ = r;
     const std::string key = r.key;
+    const auto serial = ++serial_;
+    if (op_timeout_ms_ > 0) {  // the client stops waiting: outcome unknown (the coord::client may still complete it)
+      // drawn for each operation, so that some operations are invoked late
+      // in a pause and still waiting when the paused replica wakes
+      const int wait = op_timeout_ms_ / 10 + static_cast<int>(rng_() % static_cast<unsigned>(op_timeout_ms_ - op_timeout_ms_ / 10 + 1));
+      op_timer_.expires_after(milliseconds(wait));
+      op_timer_.async_wait([this, serial](std::error_code ec) {
+        if (!ec) finish(serial, jepsen::status::unknown, "-");
+      });
+    }
     if (r.op == "get") {
-      client_->get(key, [this, key](dcp::result<std::optional<dcp::bytes>> v) {
-        if (!v) return finish(jepsen::status::fail, "-");  // a read that failed changed nothing
+      client_->get(key, [this, key, serial](dcp::result<std::optional<dcp::bytes>> v) {
+        if (!v) return finish(serial, jepsen::status::fail, "-");  // a read that failed changed nothing
         std::string s = *v ? std::string(dcp::as_string(**v)) : std::string("nil");
-        last_seen_[key] = s == "nil" ? std::string{} : s;
-        finish(jepsen::status::ok, s);
+        if (serial == serial_) last_seen_[key] = s == "nil" ? std::string{} : s;
+        finish(serial, jepsen::status::ok, s);
       });
     } else if (r.op == "put") {
-      client_->put(key, dcp::to_bytes(r.arg1), [this](dcp::result<dcp::coord::done_t> d) {
-        if (!d) return failed(d.error());
-        finish(jepsen::status::ok, "-");
+      client_->put(key, dcp::to_bytes(r.arg1), [this, serial](dcp::result<dcp::coord::done_t> d) {
+        if (!d) return failed(serial, d.error());
+        finish(serial, jepsen::status::ok, "-");
       });
     } else if (r.op == "cas") {
       const auto expected = r.arg1 == "nil" ? dcp::bytes{} : dcp::to_bytes(r.arg1);
-      client_->compare_and_set(key, expected, dcp::to_bytes(r.arg2), [this](dcp::result<bool> d) {
-        if (!d) return failed(d.error());
-        finish(jepsen::status::ok, *d ? "swapped" : "mismatch");
+      client_->compare_and_set(key, expected, dcp::to_bytes(r.arg2), [this, serial](dcp::result<bool> d) {
+        if (!d) return failed(serial, d.error());
+        finish(serial, jepsen::status::ok, *d ? "swapped" : "mismatch");
       });
     } else {
-      client_->remove(key, [this](dcp::result<std::uint64_t> d) {
-        if (!d) return failed(d.error());
-        finish(jepsen::status::ok, *d == 1 ? "removed" : "absent");
+      client_->remove(key, [this, serial](dcp::result<std::uint64_t> d) {
+        if (!d) return failed(serial, d.error());
+        finish(serial, jepsen::status::ok, *d == 1 ? "removed" : "absent");
       });
     }
   }
 
-  void failed(std::error_code ec) {
-    finish(certainly_not_applied(ec) ? jepsen::status::fail : jepsen::status::unknown, "-");
+  void failed(std::uint64_t serial, std::error_code ec) {
+    finish(serial, certainly_not_applied(ec) ? jepsen::status::fail : jepsen::status::unknown, "-");
   }
 
-  void finish(jepsen::status s, std::string result) {
-    if (!inflight_) return;  // abandoned at the end of the run
+  void finish(std::uint64_t serial, jepsen::status s, std::string result) {
+    if (!inflight_ || serial != serial_) return;  // abandoned: at the end of the run, or after --op-timeout-ms
+    op_timer_.cancel();
     auto r = std::move(*inflight_);
     inflight_.reset();
     r.status = s;
@@ -187,7 +218,9 @@ class logical_client {
   const options& o_;
   int index_;
   std::vector<jepsen::record>& history_;
-  asio::steady_timer timer_;
+  asio::steady_timer timer_, op_timer_;
+  int op_timeout_ms_ = 0;
+  std::uint64_t serial_ = 0;  // of the operation in flight; answers to earlier ones are ignored
   std::mt19937_64 rng_;
   std::unique_ptr<dcp::net::any_node> node_;
   client_t* client_ = nullptr;
@@ -225,6 +258,10 @@ int main(int argc, char** argv) {
       o.request_timeout_ms = positive(arg, value);
     } else if (arg == "--give-up-ms") {
       o.give_up_ms = positive(arg, value);
+    } else if (arg == "--op-timeout-ms") {
+      o.op_timeout_ms = positive(arg, value);
+    } else if (arg == "--patient-timeout-ms") {
+      o.patient_timeout_ms = positive(arg, value, true);
     } else if (arg == "--seed") {
       o.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
     } else {
@@ -251,7 +288,8 @@ int main(int argc, char** argv) {
     asio::steady_timer end(io);
     std::function<void()> wait_idle = [&] {
       const bool all_idle = std::all_of(clients.begin(), clients.end(), [](auto& c) { return c->idle(); });
-      if (all_idle || monotonic_ns() > stop_at + std::int64_t{o.give_up_ms + 500} * 1'000'000) return io.stop();
+      const auto wait_ms = std::max(o.give_up_ms, 2 * o.patient_timeout_ms) + 500;
+      if (all_idle || monotonic_ns() > stop_at + std::int64_t{wait_ms} * 1'000'000) return io.stop();
       end.expires_after(milliseconds(20));
       end.async_wait([&](std::error_code ec) { if (!ec) wait_idle(); });
     };
