@@ -2,9 +2,10 @@
 # A Jepsen-style test of the coordination service: real processes, a nemesis,
 # and the history checked from outside.
 #
-#   1. the checker is shown able to fail: hand-made histories with a stale
-#      read (and one where only an operation of unknown outcome, invoked too
-#      late, could explain a read) must be rejected, and one that is
+#   1. the checker is shown able to fail: hand-made histories
+#      (tests/coord/jepsen/*.history) with a stale read, with a read that
+#      only an operation of unknown outcome invoked too late could explain,
+#      and with a read of a write that failed must be rejected; one that is
 #      linearizable only because unknown operations may or may not have taken
 #      effect must be accepted;
 #   2. R coord_replica processes (3 or 5) on loopback, each with its data
@@ -69,7 +70,7 @@ wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
 }
 
 # ---- 1. the checker can fail ----
-for bad in stale_read unknown_too_late; do
+for bad in stale_read unknown_too_late failed_write_read; do
   "$check_bin" "$here/jepsen/$bad.history" >"$dir/bad.out" 2>&1
   status=$?
   [ $status -eq 1 ] && grep -q '^NOT linearizable' "$dir/bad.out" ||
@@ -77,7 +78,7 @@ for bad in stale_read unknown_too_late; do
 done
 "$check_bin" "$here/jepsen/unknown_write.history" >"$dir/good.out" 2>&1 ||
   fail "the checker rejected unknown_write.history: $(cat "$dir/good.out")"
-echo "checker: rejects stale_read and unknown_too_late, accepts unknown_write"
+echo "checker: rejects stale_read, unknown_too_late and failed_write_read; accepts unknown_write"
 
 # ---- 2. the cluster ----
 use_keyring "$dir"  # every process authenticated, by one fresh key
