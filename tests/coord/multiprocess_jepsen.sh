@@ -25,7 +25,8 @@
 #      (the cluster recovered after the last fault: a dead cluster cannot
 #      pass); every replica must still be running and stop cleanly.
 #
-# KEEP_DIR=1 keeps the temporary directory (the history, the replicas' output).
+# KEEP_DIR=1 keeps the temporary directory (the history, the replicas' output);
+# CALM=S sets the calm after each fault (1 s; less is harsher).
 #
 # usage: multiprocess_jepsen.sh coord_replica coord_jepsen_workload coord_jepsen_check [replicas] [clients] [seconds]
 set -uo pipefail
@@ -58,6 +59,7 @@ fail() {
     echo "--- replica $i stderr"; tail -n 10 "$dir/r$i.err" 2>/dev/null
   done
   echo "--- workload"; tail -n 10 "$dir/workload.out" "$dir/workload.err" 2>/dev/null
+  echo "--- nemesis (seconds since boot when each fault began)"; cat "$dir/nemesis.log" 2>/dev/null
   exit 1
 }
 wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
@@ -92,7 +94,6 @@ start_replica() {
   pids[$i]=$!
 }
 listening() { [ "$(grep -c '^LISTEN' "$dir/r$1.out" 2>/dev/null)" -ge "$2" ]; }
-started=()
 # The replica that leads now: the highest term among those whose last role
 # line is LEADER (a replica killed or paused as leader keeps its old term).
 leader() {
@@ -105,7 +106,7 @@ leader() {
   [ "$best" -ge 0 ]
 }
 newer_leader() { leader && [ "$leader_term" -gt "$1" ]; }  # a leader elected in a term after $1
-for ((i = 0; i < replicas; i++)); do start_replica "$i"; started[$i]=1; done
+for ((i = 0; i < replicas; i++)); do start_replica "$i"; done
 for ((i = 0; i < replicas; i++)); do wait_for 20 listening "$i" 1 || fail "replica $i did not start"; done
 wait_for 20 leader || fail "no leader elected within 20 s"
 
@@ -126,7 +127,6 @@ kill_and_restart() {  # SIGKILL replica $1, restart it on its directory after $2
   wait_for 10 listening "$1" "${restarts[$1]}" || fail "replica $1 did not restart"
 }
 pause() {  # SIGSTOP replica $1 for $2 s
-  echo "pause r$1 $(awk '{print $1}' /proc/uptime) $(date +%s.%N)" >>"$dir/nemesis.log"
   kill -STOP "${pids[$1]}"
   stopped=("${pids[$1]}")
   sleep "$2"
@@ -140,6 +140,7 @@ sleep 1.5
 while [ $SECONDS -lt $nemesis_end ]; do
   leader || fail "no leader during the run"
   term=$leader_term
+  began=$(cut -d' ' -f1 /proc/uptime)
   case $((round % 4)) in
     0) log+=("kill-leader:r$the_leader"); kill_and_restart "$the_leader" 0.5 ;;
     1) log+=("pause-leader:r$the_leader"); pause "$the_leader" 1.5 ;;
@@ -147,11 +148,14 @@ while [ $SECONDS -lt $nemesis_end ]; do
     3) v=$(((the_leader + 1 + RANDOM % (replicas - 1)) % replicas)); log+=("pause-follower:r$v"); pause "$v" 1 ;;
   esac
   round=$((round + 1))
+  # when it began, in seconds since boot (CLOCK_BOOTTIME: the history's
+  # CLOCK_MONOTONIC on a machine never suspended), printed on failure
+  echo "$began ${log[-1]}" >>"$dir/nemesis.log"
   # after a fault of the leader, a new one; then a little calm before the next fault
   if [[ ${log[-1]} == *-leader:* ]]; then
     wait_for 10 newer_leader "$term" || fail "no new leader within 10 s of ${log[-1]}"
   fi
-  sleep 1
+  sleep "${CALM:-1}"
 done
 echo "nemesis: ${#log[@]} faults: ${log[*]}"
 
