@@ -11,10 +11,12 @@
 // invocation, or never (the checker's pending operations).
 //
 // Prints `CHECK ops=<n> ok=<n> fail=<n> unknown=<n> keys=<n> steps=<n> ms=<t> verdict=<v>`;
-// when not linearizable, the window where the search got stuck: the end of
-// the longest linearization found on the failing key, the value the key then
-// holds, and the operations that could come next, the first of which to
-// return could not be placed.
+// when not linearizable, the window where the search got stuck (as
+// Porcupine and Knossos report it; not minimized): the end of the longest
+// linearization found on the failing key, the value the key then holds, the
+// operations that could come next, the first of which to return could not
+// be placed, and, when that is a read, the operations that wrote the value
+// it read.
 // --min-ok N: fail unless at least N operations completed ok (a cluster that
 // answered nothing must not pass); --min-ok-in-last S N: and at least N in
 // the last S seconds of the run (it recovered after the last fault).
@@ -155,6 +157,16 @@ int main(int argc, char** argv) {
             !(h[i].pending() && model::read_only(h[i].input)))
           std::cout << show(records[record_of[i]], t0) << (i == *stuck ? "   <- returns first: cannot be placed" : "")
                     << "\n";
+    }
+    // A read that cannot be placed: who wrote what it read, and when.
+    if (stuck && h[*stuck].input.kind == model::op::get && h[*stuck].output->value) {
+      const std::string& v = *h[*stuck].output->value;
+      std::cout << "the value it read, " << v << ", was written by:\n";
+      bool any = false;
+      for (const auto& r : records)
+        if (r.key == key && ((r.op == "put" && r.arg1 == v) || (r.op == "cas" && r.arg2 == v)))
+          std::cout << show(r, t0) << "\n", any = true;
+      if (!any) std::cout << "  no operation in the history\n";
     }
     return 1;
   }
