@@ -2,6 +2,7 @@
 
 #include "../seeds.hpp"  // fewer seeds under sanitizers
 
+#include <map>
 #include <set>
 
 #include "world.hpp"
@@ -358,4 +359,42 @@ TEST_CASE("eager push and plumtree: a stranger's GOSSIP is neither delivered nor
     CHECK(w.metrics().counter(bid, "gossip_not_member") == 1);
     CHECK(payloads_sent(w) == 0);
   }
+}
+
+namespace {
+/// broadcast() on a node of a small overlay: its own delivery must come after
+/// the call returns (DESIGN §10), exactly once, as its own with 0 hops and
+/// the payload sent.
+template <class B>
+void own_delivery_after_the_call() {
+  simulator w(3, network());
+  auto rec = gworld::build<B>(w, 8);
+  w.run_for(2s);
+  struct seen_as {
+    address from;
+    std::uint32_t hops = 0;
+    std::string payload;
+  };
+  std::map<gossip::message_id, seen_as> seen;
+  w.get<B>(5, bid).on_deliver([&](const gossip::delivery& d) {
+    seen[d.id] = {d.from, d.hops, std::string(d.payload.begin(), d.payload.end())};
+  });
+  const auto id = send_from<B>(w, 5, "own words");
+  CHECK_FALSE(seen.contains(id));  // not inside the call
+  w.run_for(100ms);
+  REQUIRE(seen.contains(id));
+  CHECK(seen[id].from == address::sim(5));
+  CHECK(seen[id].hops == 0);
+  CHECK(seen[id].payload == "own words");
+  const auto other = send_from<B>(w, 2, "theirs");
+  CHECK_FALSE(rec->deliveries[2].contains(other));
+  w.run_for(100ms);
+  CHECK(rec->deliveries[2][other] == 1);
+}
+}  // namespace
+
+TEST_CASE("eager push, plumtree, anti-entropy: a node's own broadcast is delivered to it after the call, never inside it") {
+  SUBCASE("eager push") { own_delivery_after_the_call<eager>(); }
+  SUBCASE("plumtree") { own_delivery_after_the_call<tree>(); }
+  SUBCASE("anti-entropy") { own_delivery_after_the_call<gossip::anti_entropy<sim::env, hpv>>(); }
 }

@@ -123,7 +123,7 @@ class anti_entropy {
     message_id id = 0;
     while (id == 0 || items_.contains(id)) id = env_.rng()();
     items_[id] = entry{bytes(payload.begin(), payload.end()), false, {}};
-    deliver(id, env_.self(), items_[id].payload);
+    deliver_own(env_, deliver_, id, bytes(payload.begin(), payload.end()));
     return id;
   }
   void on_deliver(deliver_callback f) { deliver_ = std::move(f); }

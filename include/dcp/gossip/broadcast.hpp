@@ -1,7 +1,7 @@
 #pragma once
 // The one API every gossip broadcast offers, and the Broadcast concept.
 //
-//   auto id = b.broadcast(payload);   // delivered here at once, then spread
+//   auto id = b.broadcast(payload);   // sent on now; delivered here once the call has returned
 //   b.on_deliver([](const dcp::gossip::delivery& d) { ... d.payload ... });
 //
 // Each message is delivered at most once per node (a message id is 64 random
@@ -14,6 +14,7 @@
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/bytes.hpp"
+#include "dcp/core/env.hpp"
 
 namespace dcp::gossip {
 
@@ -28,6 +29,19 @@ struct delivery {
 };
 
 using deliver_callback = std::function<void(const delivery&)>;
+
+/// Delivers a node's own broadcast to it once broadcast() has returned,
+/// never inside the call (DESIGN §10: the caller may hold a lock or walk a
+/// table the callback touches). `env` and `callback` are the protocol's own
+/// members (the callback is read when the delivery runs), and the delivery
+/// lives as long as the protocol's timers do.
+template <Env E>
+void deliver_own(E& env, const deliver_callback& callback, message_id id, bytes payload) {
+  env.count("delivered");
+  defer(env, [&env, &callback, id, p = std::move(payload)] {
+    if (callback) callback({id, env.self(), 0, p});
+  });
+}
 
 template <class B>
 concept Broadcast = requires(B& b, byte_view payload, deliver_callback f) {

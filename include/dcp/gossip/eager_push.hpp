@@ -70,8 +70,8 @@ class eager_push {
     while (id == 0 || seen_.contains(id)) id = env_.rng()();
     seen_.insert(id);
     eager_push_msg::gossip g{id, 0, bytes(payload.begin(), payload.end())};
-    deliver({id, env_.self(), 0, g.payload});
     forward(g, env_.self());
+    deliver_own(env_, deliver_, id, std::move(g.payload));
     return id;
   }
   void on_deliver(deliver_callback f) { deliver_ = std::move(f); }

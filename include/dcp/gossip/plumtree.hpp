@@ -225,8 +225,12 @@ class plumtree {
       missing_.erase(it);
     }
     remember(m.id, m.payload, m.round, from);
-    env_.count("delivered");
-    if (deliver_) deliver_({m.id, from, m.round, m.payload});
+    if (from == env_.self()) {
+      deliver_own(env_, deliver_, m.id, m.payload);  // after broadcast() returns
+    } else {
+      env_.count("delivered");
+      if (deliver_) deliver_({m.id, from, m.round, m.payload});
+    }
     const plumtree_msg::gossip out{m.id, m.round + 1, m.payload};
     for (auto& p : std::vector<address>(eager_))
       if (p != from) env_.send(p, out);
