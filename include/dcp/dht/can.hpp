@@ -850,6 +850,10 @@ class can {
     std::uint64_t nonce = 0;
     unsigned round = 0;
   };
+  struct candidate {
+    std::vector<can_zone> zones;  // as the list that named it had them
+    unsigned attempts = 0;
+  };
   struct offer {
     can_msg::join_offer msg;
     timer_id timer{};
@@ -918,6 +922,7 @@ class can {
     if (listed.size() > cfg_.max_neighbours) listed.resize(cfg_.max_neighbours);
     it->second.listed = std::move(listed);
     it->second.heard = env_.now();
+    candidates_.erase(who.addr);
     cancel_takeover(who.addr);
     std::vector<address> stale;
     for (auto& [a, nb] : neighbours_)
@@ -930,17 +935,38 @@ class can {
   }
 
   /// Nodes named in a list that would be our neighbours and that we do not know: sent our
-  /// update, asking for theirs. They enter the table only by answering.
+  /// update, asking for theirs. They enter the table only by answering. A candidate is
+  /// asked again every update round for a while: it may not have joined yet (a newcomer
+  /// ignores updates until its offer arrives), or the probe or its answer was lost, and
+  /// two nodes with no neighbour in common may have no other way to meet.
   void probe_listed(const std::vector<can_msg::holder>& list) {
     if (!joined_) return;
-    std::size_t sent = 0;
     for (auto& h : list) {
-      if (sent >= 16) return env_.count("probe_budget_exhausted");
       if (h.who.addr.empty() || h.who.addr == self_.addr || neighbours_.contains(h.who.addr)) continue;
       if (!valid_zones(h.zones) || !touches(zones_, h.zones) || recently_failed(h.who.addr)) continue;
+      if (auto c = candidates_.find(h.who.addr); c != candidates_.end()) {
+        c->second.zones = h.zones;  // fresher news of it; asked again at the next round
+        continue;
+      }
+      if (candidates_.size() >= cfg_.max_neighbours) return env_.count("probe_budget_exhausted");
+      candidates_.emplace(h.who.addr, candidate{h.zones, 1});
       env_.send(h.who.addr, make_update(true));
-      ++sent;
     }
+  }
+  void probe_candidates() {
+    std::vector<address> done;
+    for (auto& [a, c] : candidates_) {
+      if (neighbours_.contains(a) || !touches(zones_, c.zones) || recently_failed(a)) {
+        done.push_back(a);
+      } else if (c.attempts >= 2 * cfg_.failure_threshold + 2) {
+        env_.count("probe_unanswered");
+        done.push_back(a);
+      } else {
+        ++c.attempts;
+        env_.send(a, make_update(true));
+      }
+    }
+    for (auto& a : done) candidates_.erase(a);
   }
 
   can_msg::update make_update(bool want_reply) const {
@@ -1081,6 +1107,7 @@ class can {
       if (env_.now() - nb.heard > cfg_.failure_timeout() && !takeovers_.contains(a)) silent.push_back(a);
     std::sort(silent.begin(), silent.end());
     for (auto& a : silent) start_takeover(a);
+    probe_candidates();
     std::erase_if(best_claim_, [&](const auto& c) { return !fresh(c.second); });
     std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
   }
@@ -1349,6 +1376,7 @@ class can {
     takeovers_.clear();
     for (auto& [a, o] : offers_) env_.cancel(o.timer);
     offers_.clear();
+    candidates_.clear();
   }
 
   E env_;
@@ -1360,6 +1388,7 @@ class can {
   std::unordered_map<address, claim> best_claim_;  // per failed node: the best claim we accepted or made
   std::unordered_map<address, time_point> failed_;  // taken over or departed (see recently_failed)
   std::unordered_map<address, offer> offers_;       // joins offered, not yet confirmed
+  std::unordered_map<address, candidate> candidates_;  // named by others, asked for their update
   std::unordered_map<std::uint64_t, pending_lookup> lookups_;
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::vector<contact> seeds_;
