@@ -154,6 +154,7 @@ struct world_t {
     auto r = world.run_until([&] { return partitioned(&why); }, world.now() + limit);
     if (r.reason != sim::stop_reason::predicate) {
       MESSAGE("not settled: " << why);
+      if (std::getenv("CAN_DEBUG")) { std::ostringstream os; os << world.metrics(); MESSAGE(os.str()); }
       return false;
     }
     return true;
@@ -455,21 +456,21 @@ TEST_CASE("can: hostile input (forged TAKEOVER, absurd zones, huge lists, strang
   can_zone misaligned;
   misaligned.depth[0] = 3;
   misaligned.lo[0] = 12345;
-  r.on_message(stranger.addr, dht::can_msg::update{stranger, {misaligned}, {}, true});
+  r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, {misaligned}, {}, true});
   can_zone extra_dim;
   extra_dim.depth[5] = 1;
-  r.on_message(stranger.addr, dht::can_msg::update{stranger, {extra_dim}, {}, false});
+  r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, {extra_dim}, {}, false});
   r.on_message(stranger.addr, dht::can_msg::takeover{11, stranger, victim, r.neighbour_zones(victim.addr), -1.0});
   r.on_message(stranger.addr, dht::can_msg::takeover{12, stranger, victim, r.neighbour_zones(victim.addr), std::nan("")});
   // huge lists: too many zones, too many neighbours
   std::vector<can_zone> many(w.cfg.max_zones + 1, r.zones().front());
-  r.on_message(stranger.addr, dht::can_msg::update{stranger, many, {}, false});
+  r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, many, {}, false});
   std::vector<dht::can_msg::holder> crowd(w.cfg.max_neighbours + 1, dht::can_msg::holder{stranger, {r.zones().front()}});
-  r.on_message(stranger.addr, dht::can_msg::update{stranger, w.router(*s).zones(), crowd, false});
+  r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, w.router(*s).zones(), crowd, false});
   r.on_message(stranger.addr, dht::can_msg::handover{1, stranger, many, {}});
   CHECK(w.counter("bad_message") == bad0 + 8);
   // an update claiming r's own zone: not adopted
-  r.on_message(stranger.addr, dht::can_msg::update{stranger, r.zones(), {}, false});
+  r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, r.zones(), {}, false});
   CHECK(w.counter("zone_overlaps") == overlaps0 + 1);
   // a handover from a non-neighbour is refused; an eviction from a non-neighbour is ignored
   r.on_message(stranger.addr, dht::can_msg::handover{2, stranger, w.router(*s).zones(), {}});
@@ -480,7 +481,7 @@ TEST_CASE("can: hostile input (forged TAKEOVER, absurd zones, huge lists, strang
   r.on_message(stranger.addr, dht::can_msg::lookup_reply{424242, 1, {stranger}});
   r.on_message(stranger.addr, dht::can_msg::join_confirm{1, false});
   r.on_message(stranger.addr, dht::can_msg::handover_ack{1, true});
-  r.on_message(stranger.addr, dht::can_msg::takeover_reply{1, stranger, victim, 0, {}});
+  r.on_message(stranger.addr, dht::can_msg::takeover_reply{1, stranger, victim, 0, 0, {}});
   CHECK(w.counter("stale_reply") >= 4);
   // nothing changed
   CHECK(r.zones() == zones_before);

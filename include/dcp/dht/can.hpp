@@ -339,10 +339,11 @@ struct update {  // §2.3's periodic soft state: my zones and my neighbours
   static constexpr message_type wire_id = 6;
   static constexpr std::string_view wire_name = "update";
   contact sender;
+  std::uint64_t version = 0;  // the sender's zones change count: an older update, reordered, is ignored
   std::vector<can_zone> zones;
   std::vector<holder> neighbours;
   bool want_reply = false;
-  template <class A> void serialize(A& ar) { ar(sender, zones, neighbours, want_reply); }
+  template <class A> void serialize(A& ar) { ar(sender, version, zones, neighbours, want_reply); }
 };
 struct takeover {  // "failed looks dead; I claim its zones with this volume"
   static constexpr message_type wire_id = 7;
@@ -360,8 +361,9 @@ struct takeover_reply {
   std::uint64_t nonce = 0;
   contact sender, failed;
   std::uint8_t answer = 0;  // verdict
+  std::uint64_t version = 0;
   std::vector<can_zone> zones;  // the sender's
-  template <class A> void serialize(A& ar) { ar(nonce, sender, failed, answer, zones); }
+  template <class A> void serialize(A& ar) { ar(nonce, sender, failed, answer, version, zones); }
 };
 struct handover {  // a leaving node's zones, to one neighbour
   static constexpr message_type wire_id = 9;
@@ -447,6 +449,7 @@ class can {
         seeds_.push_back(s);
     if (seeds_.empty()) {
       zones_ = {can_zone{}};
+      ++version_;
       return become_joined();
     }
     retry_ = cfg_.bootstrap_retry;
@@ -606,8 +609,9 @@ class can {
     accepted_offer_ = {from, m.nonce};
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
     zones_ = {m.given};
+    ++version_;
     neighbours_.clear();
-    adopt(m.sender, m.zones, {});
+    adopt(m.sender, 0, m.zones, {});
     env_.send(from, can_msg::join_confirm{m.nonce, true});
     become_joined();
     env_.count("joined");
@@ -639,6 +643,7 @@ class can {
       env_.send(from, can_msg::evicted{self_});
       return;
     }
+    if (older_than_known(m.sender, m.version)) return env_.count("stale_update");
     if (overlaps(zones_, m.zones)) {  // two owners of one point: the case the header names
       env_.count("zone_overlaps");
       dcp::log(env_, log_level::error, "can: ", from, " claims zones that overlap ours");
@@ -651,14 +656,16 @@ class can {
     }
     std::vector<contact> listed;
     for (auto& h : m.neighbours) listed.push_back(h.who);
+    const bool lists_us = std::any_of(m.neighbours.begin(), m.neighbours.end(),
+                                      [&](const can_msg::holder& h) { return h.who.addr == self_.addr; });
     if (touches(zones_, m.zones)) {
-      adopt(m.sender, m.zones, std::move(listed));
-    } else if (neighbours_.erase(from)) {
-      env_.count("neighbour_moved_away");
-      cancel_takeover(from);
+      adopt(m.sender, m.version, m.zones, std::move(listed));
+    } else {
+      drop_moved(m.sender, m.version);
     }
     probe_listed(m.neighbours);
-    if (m.want_reply) env_.send(from, make_update(false));
+    // a node that takes us for a neighbour and is not one hears our zones, so it drops us
+    if (m.want_reply || (lists_us && !touches(zones_, m.zones))) env_.send(from, make_update(false));
   }
 
   void on_message(const address& from, const can_msg::takeover& m) {
@@ -668,7 +675,7 @@ class can {
       return env_.count("bad_message");
     const address failed = m.failed.addr;
     auto reply = [&](can_msg::verdict v) {
-      env_.send(from, can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(v), zones_});
+      env_.send(from, can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(v), version_, zones_});
     };
     if (failed == self_.addr) {  // we are alive: the claimant lost our updates
       env_.count("takeover_refused_alive");
@@ -724,9 +731,12 @@ class can {
         return;
       case can_msg::verdict::alive:
         env_.count("takeover_aborted_alive");
-        if (from == m.failed.addr && touches(zones_, m.zones) && !overlaps(zones_, m.zones) && !m.zones.empty())
-          adopt(m.sender, m.zones, neighbours_.count(from) ? neighbours_.at(from).listed : std::vector<contact>{});
-        else if (auto nb = neighbours_.find(m.failed.addr); nb != neighbours_.end() && from != m.failed.addr)
+        if (from == m.failed.addr && !m.zones.empty() && !overlaps(zones_, m.zones) && !older_than_known(m.sender, m.version)) {
+          if (touches(zones_, m.zones))
+            adopt(m.sender, m.version, m.zones, neighbours_.count(from) ? neighbours_.at(from).listed : std::vector<contact>{});
+          else
+            drop_moved(m.sender, m.version);
+        } else if (auto nb = neighbours_.find(m.failed.addr); nb != neighbours_.end() && from != m.failed.addr)
           nb->second.heard = env_.now() - cfg_.failure_timeout() / 2;  // another look later
         cancel_takeover(m.failed.addr);
         return;
@@ -819,8 +829,14 @@ class can {
   }
 
  private:
+  struct moved_entry {
+    node_id id;
+    std::uint64_t version = 0;
+    time_point at{};
+  };
   struct neighbour {
     contact who;
+    std::uint64_t version = 0;
     std::vector<can_zone> zones;
     std::vector<contact> listed;  // its neighbours, from its last update: whom a TAKEOVER asks
     time_point heard{};
@@ -910,14 +926,16 @@ class can {
 
   /// A node heard from directly: into the table (or its entry refreshed). Entries of
   /// others whose zones it now covers are stale (it took them over, or split them).
-  void adopt(const contact& who, const std::vector<can_zone>& zones, std::vector<contact> listed) {
+  void adopt(const contact& who, std::uint64_t version, const std::vector<can_zone>& zones, std::vector<contact> listed) {
     if (who.addr == self_.addr) return;
+    moved_.erase(who.addr);
     auto it = neighbours_.find(who.addr);
     if (it == neighbours_.end()) {
       if (neighbours_.size() >= cfg_.max_neighbours) return env_.count("neighbours_full");
-      it = neighbours_.emplace(who.addr, neighbour{who, {}, {}, {}}).first;
+      it = neighbours_.emplace(who.addr, neighbour{who, 0, {}, {}, {}}).first;
     }
     it->second.who = who;
+    it->second.version = version;
     it->second.zones = zones;
     if (listed.size() > cfg_.max_neighbours) listed.resize(cfg_.max_neighbours);
     it->second.listed = std::move(listed);
@@ -932,6 +950,22 @@ class can {
       neighbours_.erase(a);
       cancel_takeover(a);
     }
+  }
+
+  /// An update older than one we have from the same node (same id): messages are reordered,
+  /// and a stale zone would resurrect or supersede what is true now.
+  bool older_than_known(const contact& who, std::uint64_t version) const {
+    if (auto it = neighbours_.find(who.addr); it != neighbours_.end() && it->second.who.id == who.id)
+      return version < it->second.version;
+    if (auto it = moved_.find(who.addr); it != moved_.end() && it->second.id == who.id) return version < it->second.version;
+    return false;
+  }
+  /// A node whose zones no longer abut ours: out of the table; its version remembered a while,
+  /// so that an older update still in flight does not bring it back.
+  void drop_moved(const contact& who, std::uint64_t version) {
+    if (neighbours_.erase(who.addr)) env_.count("neighbour_moved_away");
+    cancel_takeover(who.addr);
+    if (moved_.size() < 4 * cfg_.max_neighbours) moved_[who.addr] = moved_entry{who.id, version, env_.now()};
   }
 
   /// Nodes named in a list that would be our neighbours and that we do not know: sent our
@@ -972,6 +1006,7 @@ class can {
   can_msg::update make_update(bool want_reply) const {
     can_msg::update u;
     u.sender = self_;
+    u.version = version_;
     u.zones = zones_;
     u.want_reply = want_reply;
     for (auto& [a, nb] : neighbours_) u.neighbours.push_back({nb.who, nb.zones});
@@ -998,6 +1033,7 @@ class can {
   /// Our zones changed: every neighbour, old and new, hears it now (old ones drop us),
   /// and neighbours that no longer abut us leave the table.
   void zones_changed() {
+    ++version_;
     if (!joined_) return;
     const auto u = make_update(true);
     for (auto& [a, nb] : neighbours_) env_.send(a, u);
@@ -1078,7 +1114,7 @@ class can {
     std::sort(o.msg.neighbours.begin(), o.msg.neighbours.end(), [](const auto& x, const auto& y) { return x.who.addr < y.who.addr; });
     // committed now: the newcomer is our neighbour; if it never confirms, it is taken
     // over like any failed node
-    neighbours_[joiner] = neighbour{m.origin, {given}, {self_}, env_.now()};
+    neighbours_[joiner] = neighbour{m.origin, 0, {given}, {self_}, env_.now()};
     env_.send(joiner, o.msg);
     auto& slot = offers_[joiner] = std::move(o);
     slot.timer = env_.arm(cfg_.rpc_timeout, [this, joiner] { resend_offer(joiner); });
@@ -1110,6 +1146,7 @@ class can {
     probe_candidates();
     std::erase_if(best_claim_, [&](const auto& c) { return !fresh(c.second); });
     std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    std::erase_if(moved_, [&](const auto& f) { return env_.now() - f.second.at >= cfg_.failed_memory; });
   }
 
   void start_takeover(const address& failed) {
@@ -1389,6 +1426,8 @@ class can {
   std::unordered_map<address, time_point> failed_;  // taken over or departed (see recently_failed)
   std::unordered_map<address, offer> offers_;       // joins offered, not yet confirmed
   std::unordered_map<address, candidate> candidates_;  // named by others, asked for their update
+  std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them
+  std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
   std::unordered_map<std::uint64_t, pending_lookup> lookups_;
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::vector<contact> seeds_;
