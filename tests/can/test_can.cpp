@@ -141,7 +141,21 @@ struct world_t {
       }
       for (auto& c : r.neighbours()) got.insert(c.addr);
       if (got != expect) {
-        if (why) *why = "node " + std::to_string(i) + "'s neighbour table is not exact";
+        if (why) {
+          *why = "node " + std::to_string(i) + "'s neighbour table is not exact:";
+          for (auto& a : expect)
+            if (!got.contains(a)) {
+              auto on = router(a.sim_index()).neighbours();
+              const bool has_us = std::any_of(on.begin(), on.end(), [&](const dht::contact& c) { return c.addr == address::sim(i); });
+              *why += " misses " + a.to_string() + (has_us ? " (which has it)" : " (which lacks it too)");
+              auto zs = [](const std::vector<can_zone>& v) { std::string o; for (auto& z : v) o += "[" + std::to_string(z.lo[0] >> 24) + "+" + std::to_string(z.width(0) >> 24) + "," + std::to_string(z.lo[1] >> 24) + "+" + std::to_string(z.width(1) >> 24) + "]"; return o; };
+              *why += " mine " + zs(r.zones()) + " its " + zs(router(a.sim_index()).zones()) + "\n";
+              for (auto& c : r.neighbours()) *why += "   my nb " + c.addr.to_string() + " " + zs(router(c.addr.sim_index()).zones()) + "\n";
+              for (auto& c : on) *why += "   its nb " + c.addr.to_string() + " " + zs(router(c.addr.sim_index()).zones()) + "\n";
+            }
+          for (auto& a : got)
+            if (!expect.contains(a)) *why += " has " + a.to_string();
+        }
         return false;
       }
     }
@@ -247,6 +261,7 @@ TEST_CASE("can: zone geometry (split, merge, neighbours, distance, validity)") {
 TEST_CASE("can: joins partition the space exactly; lookups reach the owner within the paper's hop bound (many seeds)") {
   for (unsigned d : {2u, 3u}) {
     for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
+      if (std::getenv("CAN_SEED") && (seed != std::strtoull(std::getenv("CAN_SEED"), nullptr, 10) || d != 2)) continue;
       CAPTURE(d);
       CAPTURE(seed);
       world_t w(seed, fast(d), lossy(std::getenv("CAN_LOSS") ? std::atof(std::getenv("CAN_LOSS")) : 0.02));
@@ -315,7 +330,7 @@ TEST_CASE("can: departures hand zones to a neighbour (merged when they form one 
       auto nodes = w.live();
       const auto v = nodes[w.world.rng().below(nodes.size())];
       w.router(v).leave();
-      w.world.run_for(100ms);
+      w.world.run_until([&] { return !w.router(v).leaving_in_progress(); }, w.world.now() + 5s);
       w.world.crash(v);  // a process that left exits (after its handover)
       ++left;
     }

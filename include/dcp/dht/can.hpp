@@ -284,7 +284,7 @@ struct can_config {
 };
 
 namespace can_msg {
-enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2 };
+enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2, find = 3 };
 /// A node and its zones, as neighbour lists carry them.
 struct holder {
   contact who;
@@ -301,8 +301,9 @@ struct route {  // greedy, hop by hop, toward the key's point
   contact origin, sender;
   std::uint16_t hops = 0;
   std::uint16_t n = 1;
+  can_point point{};  // kind find: the point itself (other kinds route to the key's point)
   bytes payload;
-  template <class A> void serialize(A& ar) { ar(hop, nonce, what, key, origin, sender, hops, n, payload); }
+  template <class A> void serialize(A& ar) { ar(hop, nonce, what, key, origin, sender, hops, n, point, payload); }
 };
 struct route_ack {
   static constexpr message_type wire_id = 2;
@@ -570,8 +571,8 @@ class can {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (!joined_) return;  // not part of the overlay: no ack, so the sender routes around us
     env_.send(from, can_msg::route_ack{m.hop});
-    if (m.what > static_cast<std::uint8_t>(can_msg::kind::app) || m.n == 0 || m.n > cfg_.max_neighbours + 1 ||
-        m.origin.addr.empty())
+    if (m.what > static_cast<std::uint8_t>(can_msg::kind::find) || m.n == 0 || m.n > cfg_.max_neighbours + 1 ||
+        m.origin.addr.empty() || std::any_of(m.point.begin() + cfg_.dimensions, m.point.end(), [](auto x) { return x != 0; }))
       return env_.count("bad_message");
     can_msg::route next = m;
     ++next.hops;
@@ -968,6 +969,65 @@ class can {
     if (moved_.size() < 4 * cfg_.max_neighbours) moved_[who.addr] = moved_entry{who.id, version, env_.now()};
   }
 
+  /// The paper's neighbour sets are built at splits and kept by updates, but two splits at
+  /// once next to each other can leave two abutting nodes without a neighbour in common to
+  /// introduce them. So each round a node checks that its neighbours' zones cover every face
+  /// of its own; on finding a hole it routes a find to a point just across it, and the
+  /// owner of that point introduces itself. The faces' coverage is exact (zones abutting one
+  /// face from one side are disjoint on it); the point in the hole is drawn at random.
+  void find_missing_neighbour() {
+    if (neighbours_.size() >= cfg_.max_neighbours) return;
+    const unsigned d = cfg_.dimensions;
+    for (std::size_t attempt = 0; attempt < 4; ++attempt) {
+      const can_zone& z = zones_[env_.rng().below(zones_.size())];
+      const unsigned i = static_cast<unsigned>(env_.rng().below(d));
+      if (z.depth[i] == 0) continue;  // the whole axis: no face
+      const bool high = env_.rng().below(2) == 1;
+      const std::uint32_t across =
+          high ? static_cast<std::uint32_t>(z.lo[i] + z.width(i)) : static_cast<std::uint32_t>(z.lo[i] - 1);
+      auto on_face = [&](const can_zone& n) {  // the part of n's zone that touches this face, as a fraction of it
+        if (!(high ? n.lo[i] == across : static_cast<std::uint32_t>(n.lo[i] + n.width(i) - 1) == across)) return 0.0;
+        double f = 1;
+        for (unsigned j = 0; j < d; ++j) {
+          if (j == i) continue;
+          if (!can_zone::overlap_1d(z, n, j)) return 0.0;
+          f *= static_cast<double>(std::min(z.width(j), n.width(j))) / static_cast<double>(z.width(j));
+        }
+        return f;
+      };
+      double covered = 0;
+      for (auto& o : zones_) covered += on_face(o);
+      for (auto& [a, nb] : neighbours_)
+        for (auto& o : nb.zones) covered += on_face(o);
+      if (covered >= 1.0) continue;
+      // a hole: find a point in it
+      for (int t = 0; t < 16; ++t) {
+        can_point p{};
+        for (unsigned j = 0; j < d; ++j)
+          p[j] = j == i ? across : static_cast<std::uint32_t>(z.lo[j] + env_.rng().below(z.width(j)));
+        bool known = std::any_of(zones_.begin(), zones_.end(), [&](const can_zone& o) { return o.contains(p); });
+        for (auto& [a, nb] : neighbours_)
+          known = known || std::any_of(nb.zones.begin(), nb.zones.end(), [&](const can_zone& o) { return o.contains(p); });
+        if (known) continue;
+        // we are the nearest node we know to the hole, so greedy routing would stop here:
+        // the find starts at our nearest neighbour and never comes back through us
+        contact first;
+        __uint128_t best = max_distance();
+        for (auto& [a, nb] : neighbours_)
+          if (const auto dist = zones_distance(nb.zones, p); !first || dist < best || (dist == best && a < first.addr))
+            first = nb.who, best = dist;
+        if (!first) return;
+        env_.count("neighbour_finds");
+        can_msg::route m;
+        m.what = static_cast<std::uint8_t>(can_msg::kind::find);
+        m.origin = self_;
+        m.point = p;
+        forward(std::move(m), first, {});
+        return;
+      }
+    }
+  }
+
   /// Nodes named in a list that would be our neighbours and that we do not know: sent our
   /// update, asking for theirs. They enter the table only by answering. A candidate is
   /// asked again every update round for a while: it may not have joined yet (a newcomer
@@ -1144,6 +1204,7 @@ class can {
     std::sort(silent.begin(), silent.end());
     for (auto& a : silent) start_takeover(a);
     probe_candidates();
+    find_missing_neighbour();
     std::erase_if(best_claim_, [&](const auto& c) { return !fresh(c.second); });
     std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
     std::erase_if(moved_, [&](const auto& f) { return env_.now() - f.second.at >= cfg_.failed_memory; });
@@ -1338,7 +1399,9 @@ class can {
 
   void handle_route(can_msg::route m, std::vector<address> excluded = {}) {
     if (m.hops >= cfg_.max_hops) return env_.count("hop_limit");
-    const can_point p = point_of(m.key);
+    const bool find = m.what == static_cast<std::uint8_t>(can_msg::kind::find);
+    const can_point p = find ? m.point : point_of(m.key);
+    if (find && m.origin.addr != self_.addr) excluded.push_back(m.origin.addr);
     if (owns_point(p)) return deliver_here(m);
     const contact next = next_hop(p, excluded);
     if (!next) return env_.count("no_route");  // every way forward failed: the origin asks again
@@ -1389,6 +1452,9 @@ class can {
       case can_msg::kind::app:
         env_.count("delivered");
         if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
+        return;
+      case can_msg::kind::find:  // a node missing a neighbour here: we introduce ourselves
+        if (m.origin.addr != self_.addr && !recently_failed(m.origin.addr)) env_.send(m.origin.addr, make_update(true));
         return;
     }
   }
