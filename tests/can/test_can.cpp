@@ -211,6 +211,19 @@ struct world_t {
   }
 };
 
+/// The seeds a sweep runs: first..last (a third under sanitizers), or CAN_SEEDS seeds from
+/// CAN_SEED0 on (e.g. CAN_SEED0=1000 CAN_SEEDS=200 test_can, to look further).
+std::vector<std::uint64_t> seeds(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> out;
+  if (const char* n = std::getenv("CAN_SEEDS")) {
+    const std::uint64_t base = std::getenv("CAN_SEED0") ? std::strtoull(std::getenv("CAN_SEED0"), nullptr, 10) : first;
+    for (std::uint64_t k = 0; k < std::strtoull(n, nullptr, 10); ++k) out.push_back(base + k);
+    return out;
+  }
+  for (std::uint64_t s = first; s <= dcp::test::last_seed(first, last); ++s) out.push_back(s);
+  return out;
+}
+
 /// The paper's mean path length with n equal zones, (d/4)·n^(1/d), times a loose factor:
 /// a sanity property (zones are not equal), not a speed assertion.
 double hop_bound(unsigned d, std::size_t n) { return 2.0 * (d / 4.0) * std::pow(static_cast<double>(n), 1.0 / d) + 2; }
@@ -260,8 +273,7 @@ TEST_CASE("can: zone geometry (split, merge, neighbours, distance, validity)") {
 
 TEST_CASE("can: joins partition the space exactly; lookups reach the owner within the paper's hop bound (many seeds)") {
   for (unsigned d : {2u, 3u}) {
-    for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
-      if (std::getenv("CAN_SEED") && (seed != std::strtoull(std::getenv("CAN_SEED"), nullptr, 10) || d != 2)) continue;
+    for (std::uint64_t seed : seeds(1, 6)) {
       CAPTURE(d);
       CAPTURE(seed);
       world_t w(seed, fast(d), lossy(std::getenv("CAN_LOSS") ? std::atof(std::getenv("CAN_LOSS")) : 0.02));
@@ -281,7 +293,7 @@ TEST_CASE("can: joins partition the space exactly; lookups reach the owner withi
 }
 
 TEST_CASE("can: crashes of non-adjacent nodes are taken over by a neighbour; the partition stays exact (many seeds, loss)") {
-  for (std::uint64_t seed = 11; seed <= dcp::test::last_seed(11, 18); ++seed) {
+  for (std::uint64_t seed : seeds(11, 18)) {
     CAPTURE(seed);
     world_t w(seed, fast(2), lossy(0.03));
     w.grow(100);
@@ -320,7 +332,7 @@ TEST_CASE("can: crashes of non-adjacent nodes are taken over by a neighbour; the
 }
 
 TEST_CASE("can: departures hand zones to a neighbour (merged when they form one box); lookups still reach the owner") {
-  for (std::uint64_t seed = 21; seed <= dcp::test::last_seed(21, 26); ++seed) {
+  for (std::uint64_t seed : seeds(21, 26)) {
     CAPTURE(seed);
     world_t w(seed, fast(2), lossy(0.02));
     w.grow(80);
