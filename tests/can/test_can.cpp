@@ -349,7 +349,9 @@ TEST_CASE("can: departures hand zones to a neighbour (merged when they form one 
     REQUIRE(w.settle());
     CHECK(w.counter("left") + w.counter("leave_unacknowledged") == static_cast<std::int64_t>(left));
     CHECK(w.counter("handovers_taken") >= 15);
+    if (std::getenv("CAN_DEBUG")) { std::ostringstream os; os << w.world.metrics(); MESSAGE(os.str()); }
     auto st = w.lookups(150);
+    if (std::getenv("CAN_DEBUG")) { std::ostringstream os; os << w.world.metrics(); MESSAGE(os.str()); }
     CHECK(st.failed == 0);
     CHECK(st.wrong == 0);
     CHECK(w.counter("zone_overlaps") == 0);

@@ -530,7 +530,7 @@ class can {
   void leave() {
     if (!joined_) return;
     joined_ = false;
-    update_timer_.stop();
+    leaving_ = true;  // updates go on until the heir has the zones: no one suspects us meanwhile
     fail_lookups();
     heirs_ = heir_order();
     next_heir();
@@ -563,7 +563,7 @@ class can {
   }
   std::size_t takeovers_in_progress() const noexcept { return takeovers_.size(); }
   std::size_t pending_joins() const noexcept { return offers_.size(); }
-  bool leaving_in_progress() const noexcept { return !heirs_.empty() || static_cast<bool>(heir_timer_); }
+  bool leaving_in_progress() const noexcept { return leaving_; }
 
   // ---- messages ----
 
@@ -671,6 +671,8 @@ class can {
 
   void on_message(const address& from, const can_msg::takeover& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
+    if (leaving_ && m.failed.addr == self_.addr)  // still here, handing our zones over
+      return (void)env_.send(from, can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(can_msg::verdict::alive), version_, zones_});
     if (!joined_) return;
     if (!valid_zones(m.failed_zones) || !std::isfinite(m.volume) || m.volume <= 0 || m.volume > 1)
       return env_.count("bad_message");
@@ -682,6 +684,8 @@ class can {
       env_.count("takeover_refused_alive");
       return reply(can_msg::verdict::alive);
     }
+    // we hold part of it (it left to us, or we took it over already): first, whatever else we know
+    if (overlaps(zones_, m.failed_zones)) return reply(can_msg::verdict::held);
     auto nb = neighbours_.find(failed);
     auto op = takeovers_.find(failed);
     const bool known = nb != neighbours_.end() || op != takeovers_.end() || best_claim_.contains(failed);
@@ -693,7 +697,6 @@ class can {
       env_.count("takeover_refused_alive");
       return reply(can_msg::verdict::alive);
     }
-    if (overlaps(zones_, m.failed_zones)) return reply(can_msg::verdict::held);
     const claim theirs{m.volume, from, env_.now()};
     if (op != takeovers_.end()) {
       const claim mine{claim_volume(), self_.addr, env_.now()};
@@ -803,6 +806,7 @@ class can {
     std::vector<contact> seeds = seeds_;
     for (auto& [a, nb] : neighbours_) seeds.push_back(nb.who);
     joined_ = false;
+    leaving_ = false;
     stop();
     fail_lookups();
     zones_.clear();
@@ -1195,9 +1199,10 @@ class can {
   // ---- soft state and takeover ----
 
   void tick() {
-    if (!joined_) return;
+    if (!joined_ && !leaving_) return;
     const auto u = make_update(false);
     for (auto& [a, nb] : neighbours_) env_.send(a, u);
+    if (leaving_) return;
     std::vector<address> silent;
     for (auto& [a, nb] : neighbours_)
       if (env_.now() - nb.heard > cfg_.failure_timeout() && !takeovers_.contains(a)) silent.push_back(a);
@@ -1351,6 +1356,7 @@ class can {
     });
   }
   void finish_leave() {
+    leaving_ = false;
     heirs_.clear();
     if (heir_timer_) env_.cancel(heir_timer_), heir_timer_ = {};
     stop();
@@ -1500,6 +1506,7 @@ class can {
   std::size_t attempt_ = 0;
   duration retry_{};
   bool joined_ = false;
+  bool leaving_ = false;  // leave() called, handover not yet acknowledged
   std::vector<std::uint64_t> join_nonces_;  // our last join attempts: an offer must answer one
   std::pair<address, std::uint64_t> accepted_offer_{};
   std::vector<contact> heirs_;
