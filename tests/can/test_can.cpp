@@ -168,7 +168,11 @@ struct world_t {
     auto r = world.run_until([&] { return partitioned(&why); }, world.now() + limit);
     if (r.reason != sim::stop_reason::predicate) {
       MESSAGE("not settled: " << why);
-      if (std::getenv("CAN_DEBUG")) { std::ostringstream os; os << world.metrics(); MESSAGE(os.str()); }
+      if (std::getenv("CAN_DEBUG")) {
+        std::ostringstream os;
+        os << world.metrics();
+        MESSAGE(os.str());
+      }
       return false;
     }
     return true;

@@ -1013,20 +1013,23 @@ class can {
         for (auto& [a, nb] : neighbours_)
           known = known || std::any_of(nb.zones.begin(), nb.zones.end(), [&](const can_zone& o) { return o.contains(p); });
         if (known) continue;
-        // we are the nearest node we know to the hole, so greedy routing would stop here:
-        // the find starts at our nearest neighbour and never comes back through us
-        contact first;
-        __uint128_t best = max_distance();
-        for (auto& [a, nb] : neighbours_)
-          if (const auto dist = zones_distance(nb.zones, p); !first || dist < best || (dist == best && a < first.addr))
-            first = nb.who, best = dist;
-        if (!first) return;
+        // we are the nearest node we know to the hole, so greedy routing would stop here. The
+        // find goes to our nearest neighbours (one of them may know the owner: a neighbour of
+        // its own) and on greedily from each, never back through us
+        std::vector<std::pair<__uint128_t, contact>> near;
+        for (auto& [a, nb] : neighbours_) near.emplace_back(zones_distance(nb.zones, p), nb.who);
+        std::sort(near.begin(), near.end(), [](const auto& x, const auto& y) {
+          return x.first != y.first ? x.first < y.first : x.second.addr < y.second.addr;
+        });
+        if (near.size() > 2 * d + 2) near.resize(2 * d + 2);
         env_.count("neighbour_finds");
-        can_msg::route m;
-        m.what = static_cast<std::uint8_t>(can_msg::kind::find);
-        m.origin = self_;
-        m.point = p;
-        forward(std::move(m), first, {});
+        for (auto& [dist, c] : near) {
+          can_msg::route m;
+          m.what = static_cast<std::uint8_t>(can_msg::kind::find);
+          m.origin = self_;
+          m.point = p;
+          forward(std::move(m), c, {});
+        }
         return;
       }
     }
