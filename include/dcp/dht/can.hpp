@@ -21,7 +21,13 @@
 //     along the other d-1. Each node sends every neighbour its zones and its
 //     neighbour list every update_interval (§2.3's soft state). A node enters
 //     a neighbour table only by its own update: nodes named in others' lists are
-//     asked for theirs (an update that wants a reply) and enter on answering.
+//     asked for theirs (an update that wants a reply, again for a few rounds) and
+//     enter on answering. Updates carry a version (the sender's zone changes), so a
+//     reordered older one is ignored. Not in the paper: two splits side by side at
+//     once can leave two abutting nodes with no neighbour in common to introduce
+//     them, so each round a node checks that its neighbours' zones cover every face
+//     of its own and sends a find across a hole to its nearest neighbours, on
+//     greedily from each; the owner of the point there introduces itself.
 //   - Join (§2.2): a new node picks a random point P (its id's point), routes a
 //     JOIN to P through any member, and P's owner splits its zone in half along
 //     the next dimension in order (the longest side, the lowest dimension among
