@@ -604,7 +604,9 @@ class can {
 
   void on_message(const address& from, const can_msg::join_offer& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
-    if (accepted_offer_.first == from && accepted_offer_.second == m.nonce)  // our confirm was lost
+    // our confirm was lost, or a JOIN of ours that was still in flight reached the same owner,
+    // which re-sent its offer under that JOIN's nonce: either way, we took its zone
+    if (!accepted_offer_.first.empty() && accepted_offer_.first == from)
       return (void)env_.send(from, can_msg::join_confirm{m.nonce, true});
     if (joined_ || std::find(join_nonces_.begin(), join_nonces_.end(), m.nonce) == join_nonces_.end()) {
       env_.count("join_offer_declined");
