@@ -634,11 +634,13 @@ class can {
     offers_.erase(it);
     env_.cancel(o.timer);
     if (m.accepted) return;
-    // joined through another offer: the zone comes back, unless it was taken over meanwhile
+    // joined through another offer: it never held the zone, which comes back to us (unless we
+    // took it back already, by a takeover of the silent newcomer). Its table entry goes if it
+    // still names that zone; one from its own updates (it may be our neighbour anyway) stays.
     env_.count("join_declined");
-    auto nb = neighbours_.find(from);
-    if (nb == neighbours_.end() || nb->second.zones != std::vector<can_zone>{o.msg.given}) return;
-    neighbours_.erase(nb);
+    if (auto nb = neighbours_.find(from); nb != neighbours_.end() && nb->second.zones == std::vector<can_zone>{o.msg.given})
+      neighbours_.erase(nb);
+    if (overlaps(zones_, {o.msg.given})) return;
     add_zones({o.msg.given});
     zones_changed();
   }
