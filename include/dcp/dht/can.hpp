@@ -1164,6 +1164,11 @@ class can {
       return;
     }
     if (neighbours_.contains(joiner)) return env_.count("join_duplicate");
+    // a copy of a JOIN we served already (a hop resent after its ack was lost), arriving
+    // after the newcomer confirmed, or left again: splitting once more would give a zone to
+    // a node that does not want it
+    if (auto j = served_joins_.find(joiner); j != served_joins_.end() && j->second.first == m.nonce)
+      return env_.count("join_duplicate");
     if (offers_.size() >= cfg_.max_pending_joins) return env_.count("joins_busy");
     if (neighbours_.size() >= cfg_.max_neighbours) return env_.count("neighbours_full");
     const can_point p = point_of(m.key);
@@ -1181,6 +1186,7 @@ class can {
       *z = a.contains(p) ? b : a;
     }
     env_.count("zone_splits");
+    if (served_joins_.size() < 4 * cfg_.max_neighbours) served_joins_[joiner] = {m.nonce, env_.now()};
     offer o;
     o.msg.nonce = m.nonce;
     o.msg.sender = self_;
@@ -1226,6 +1232,7 @@ class can {
     std::erase_if(best_claim_, [&](const auto& c) { return !fresh(c.second); });
     std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
     std::erase_if(moved_, [&](const auto& f) { return env_.now() - f.second.at >= cfg_.failed_memory; });
+    std::erase_if(served_joins_, [&](const auto& f) { return env_.now() - f.second.second >= cfg_.failed_memory; });
   }
 
   void start_takeover(const address& failed) {
@@ -1513,6 +1520,7 @@ class can {
   std::unordered_map<address, candidate> candidates_;  // named by others, asked for their update
   std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them
   std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
+  std::unordered_map<address, std::pair<std::uint64_t, time_point>> served_joins_;  // the JOIN nonce each split answered
   std::unordered_map<std::uint64_t, pending_lookup> lookups_;
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::vector<contact> seeds_;
