@@ -1,7 +1,8 @@
 #pragma once
-// dcp dht: structured overlays (Chord, Pastry, Kademlia) behind one Router
+// dcp dht: structured overlays (Chord, Pastry, Kademlia, CAN) behind one Router
 // concept, a replicated key-value store over any of them, and Scribe's
 // multicast trees over Pastry.
+#include "dcp/dht/can.hpp"
 #include "dcp/dht/chord.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
