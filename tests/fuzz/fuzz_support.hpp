@@ -263,6 +263,7 @@ class gen_archive : public cereal::InputArchive<gen_archive, cereal::AllowEmptyC
       }
     }
     want_id = false;
+    if (size == 0) return;  // an empty string's data() may be null
     const auto c = in_.byte();
     auto* o = static_cast<std::uint8_t*>(data);
     if (c % 4 == 0) std::memset(o, c % 8 == 0 ? 0 : 0xff, size);
@@ -407,6 +408,7 @@ drive_result drive(input& in, sim::simulator& w, protocol_id pid, const cluster_
   }
   w.run_for(std::chrono::milliseconds(500), shape.max_events_per_advance);
   check(r.forged_member);
+  if (std::getenv("DCP_FUZZ_VERBOSE")) std::fprintf(stderr, "fuzz: %llu events\n", static_cast<unsigned long long>(w.events()));
   return r;
 }
 
