@@ -58,7 +58,7 @@ void fuzz_raft(fuzz::input& in) {
   w.run_for(std::chrono::milliseconds(400));  // a leader, usually
   std::map<std::uint64_t, std::uint32_t> leader_of_term;
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   auto node = [&](std::uint32_t i) { return w.find<raft_t>(i, raft_t::default_id); };
   fuzz::drive<raft_t>(
       in, w, raft_t::default_id, shape,
@@ -105,7 +105,7 @@ void fuzz_paxos(fuzz::input& in) {
   w.add_nodes(n, [&](sim::node_context& c) { c.add<paxos_t>(paxos_t::default_id, pc); });
   auto node = [&](std::uint32_t i) { return w.find<paxos_t>(i, paxos_t::default_id); };
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   fuzz::drive<paxos_t>(
       in, w, paxos_t::default_id, shape,
       [&](fuzz::hints& h) {

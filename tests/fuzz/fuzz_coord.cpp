@@ -62,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto replica = [&](std::uint32_t i) { return w.find<raft_t>(i, raft_t::default_id); };
   std::map<std::uint64_t, std::uint32_t> leader_of_term;
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   fuzz::drive<server_t>(
       in, w, server_t::default_id, shape,
       [&](fuzz::hints& h) {

@@ -43,7 +43,7 @@ void run(fuzz::input& in, Config cfg, dht::store_config scfg = {}) {
     for (std::uint32_t i = 0; i < n; ++i) w.find<Store>(i, Store::default_id)->put("k" + std::to_string(i), bytes(8, 1), [](std::error_code, std::uint64_t) {});
   }
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   fuzz::drive<P>(
       in, w, P::default_id, shape,
       [&](fuzz::hints& h) {

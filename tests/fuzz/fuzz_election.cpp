@@ -32,7 +32,7 @@ void run(fuzz::input& in, Setup&& setup) {
   w.add_nodes(n, setup);
   w.run_for(std::chrono::milliseconds(200));
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   fuzz::drive<P>(
       in, w, P::default_id, shape, [&](fuzz::hints& h) { h.numbers = {1, 2, 3, 4}; },
       [&](std::uint8_t b) {

@@ -46,7 +46,7 @@ void run(fuzz::input& in, Config cfg, Check&& check) {
   });
   w.run_for(std::chrono::milliseconds(1500));
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   fuzz::drive<P>(
       in, w, P::default_id, shape,
       [&](fuzz::hints& h) {

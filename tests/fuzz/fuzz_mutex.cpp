@@ -32,7 +32,7 @@ void run(fuzz::input& in) {
   w.run_for(std::chrono::milliseconds(50));
   auto node = [&](std::uint32_t i) { return w.find<M>(i, M::default_id); };
   fuzz::cluster_shape shape;
-  shape.receivers = n;
+  shape.members = shape.receivers = n;
   fuzz::drive<M>(
       in, w, M::default_id, shape, [&](fuzz::hints& h) { h.numbers = {1, 2, 3, 4, 5, 8, 16}; },
       [&](std::uint8_t b) {
