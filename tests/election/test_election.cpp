@@ -135,6 +135,36 @@ TEST_CASE("chang_roberts: best 2N-1, worst N(N+1)/2 + N-1 messages") {
   }
 }
 
+TEST_CASE("chang_roberts: a message for a member skipped as crashed stops instead of circling the ring for ever") {
+  // Found by tests/fuzz/fuzz_election. Node 2 learns that 3 is down (its
+  // send bounces) and skips it from then on. An ELECTION for candidate 3, or
+  // an ELECTED naming 3, then passes every live node without reaching 3 or
+  // 3's predecessor (2 never sends to 3 again): it circled 0 -> 1 -> 2 -> 0
+  // for ever, and each lap grew every node's re-send list (`sent_`).
+  constexpr std::uint32_t n = 4;
+  for (int kind = 0; kind < 2; ++kind) {
+    simulator w(1);
+    w.add_nodes(n, [](sim::node_context& c) { c.add<ring>(ring::default_id, group::static_group::sim(n)); });
+    w.crash(3);
+    w.get<ring>(2, ring::default_id).start_election();  // 2 -> 3 bounces: 2 skips 3 from now on
+    w.run_for(1s);
+    require_agreement<ring>(w, n, address::sim(2));
+    const auto before = w.metrics().of(ring::default_id).sent;
+    if (kind == 0) {
+      // 3 restarts (2 still skips it) and stands: its ELECTION reaches 2 and can go no further.
+      w.restart(3);
+      w.get<ring>(3, ring::default_id).start_election();
+    } else {
+      // An ELECTED naming 3 (a member's, of the current round) reaches 0.
+      auto* p = w.find<ring>(0, ring::default_id);
+      p->on_message(address::sim(1), election::chang_roberts_msg::elected{1, 3});
+    }
+    w.run_for(2s);
+    INFO("kind " << kind);
+    CHECK(w.metrics().of(ring::default_id).sent - before <= 4 * n);
+  }
+}
+
 namespace {
 /// A random connected graph: a random spanning tree plus `extra` random edges.
 std::vector<std::set<std::uint32_t>> random_graph(rng& r, std::uint32_t n, std::uint32_t extra) {

@@ -105,6 +105,14 @@ class chang_roberts {
     if (!current(m.round)) return;
     if (m.candidate > rank_) {
       participant_ = true;
+      // A candidate this node skips as crashed can never see its id come
+      // back: forwarded, the message would circle the live nodes for ever.
+      // Drop it and stand in its place, as a non-participant does for a
+      // smaller id (each such drop starts at most one candidacy).
+      if (skipped(m.candidate)) {
+        env_.count("candidate_skipped");
+        return forward(chang_roberts_msg::election{round_, rank_});
+      }
       forward(m);
     } else if (m.candidate < rank_) {
       if (participant_ || decided_) return env_.count("swallowed");
@@ -119,7 +127,9 @@ class chang_roberts {
     if (!group_.contains(from) || m.leader >= group_.size()) return env_.count("malformed");
     if (!current(m.round)) return;
     decide(m.leader);
-    if (m.leader != rank_ && successor() != m.leader) forward(m);
+    // It stops at the leader's predecessor, or here if the leader is among
+    // the crashed members this node skips (else it would circle for ever).
+    if (m.leader != rank_ && successor() != m.leader && !skipped(m.leader)) forward(m);
   }
   void on_unreachable(const address& peer) {
     auto r = group_.rank_of(peer);
@@ -160,6 +170,16 @@ class chang_roberts {
       if (!down_.contains(r)) return r;
     }
     return rank_;
+  }
+  /// Is rank r one of the members this node skips, as crashed, to reach its successor?
+  bool skipped(std::size_t r) const {
+    const auto next = successor();
+    for (std::size_t k = 1; k < ring_.size(); ++k) {
+      const auto at = ring_[(position_ + k) % ring_.size()];
+      if (at == next) return false;
+      if (at == r) return true;
+    }
+    return false;
   }
   template <class M>
   void forward(const M& m) {
