@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
       h.push_back({1, at(0), at(10), kv_model::put("b", "1"), kv_model::output{}});
       h.push_back({2, at(20), at(30), kv_model::put("b", "2"), kv_model::output{}});
       h.push_back({3, at(40), at(50), kv_model::get("b"), kv_model::output{b_violates ? "1" : "2"}});
-      const check_options opts{.max_steps = 200'000'000, .max_memory_bytes = std::size_t{quick ? 16 : 64} << 20};
+      const check_options opts{.max_steps = 200'000'000, .max_memory_bytes = std::size_t{quick ? 16u : 64u} << 20};
       const auto start = std::chrono::steady_clock::now();
       auto res = check_linearizability<kv_model>(h, opts);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -60,3 +60,14 @@ use_keyring() {
   new_key_file "$1/cluster.keys"
   export DCP_TRANSPORT="keyring:$1/cluster.keys"
 }
+
+# wait_for SECONDS COMMAND...: runs COMMAND every 20 ms until it succeeds;
+# fails (returns 1) if SECONDS pass first.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.02
+  done
+}

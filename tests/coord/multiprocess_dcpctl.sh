@@ -7,7 +7,7 @@
 #
 # usage: multiprocess_dcpctl.sh path/to/coord_replica path/to/dcpctl
 set -uo pipefail
-source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block, wait_for
 replica_bin=${1:?usage: $0 coord_replica dcpctl}
 ctl_bin=${2:?usage: $0 coord_replica dcpctl}
 replicas=3
@@ -27,14 +27,6 @@ fail() {
   echo "FAIL: $*"
   for ((i = 0; i < replicas; i++)); do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done
   exit 1
-}
-wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.02
-  done
 }
 free_ports "$replicas"
 endpoints=""

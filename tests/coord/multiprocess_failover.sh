@@ -29,7 +29,7 @@
 #
 # usage: multiprocess_failover.sh path/to/coord_replica path/to/coord_client [replicas] [clients] [rounds]
 set -uo pipefail
-source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block, wait_for
 replica_bin=${1:?usage: $0 coord_replica coord_client [replicas] [clients] [rounds]}
 client_bin=${2:?usage: $0 coord_replica coord_client [replicas] [clients] [rounds]}
 replicas=${3:-3}
@@ -60,14 +60,6 @@ fail() {
   exit 1
 }
 now_us() { echo $(( ${EPOCHREALTIME/./} )); }
-wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.02
-  done
-}
 
 # Free loopback ports: nobody accepts on them now.
 free_ports "$replicas"

@@ -30,7 +30,7 @@
 #
 # usage: multiprocess_jepsen.sh coord_replica coord_jepsen_workload coord_jepsen_check [replicas] [clients] [seconds]
 set -uo pipefail
-source "$(dirname "$0")/../multiprocess.sh"  # free_ports, use_keyring
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, use_keyring, wait_for
 here=$(cd "$(dirname "$0")" && pwd)
 replica_bin=${1:?usage: $0 coord_replica coord_jepsen_workload coord_jepsen_check [replicas] [clients] [seconds]}
 workload_bin=${2:?usage: $0 coord_replica coord_jepsen_workload coord_jepsen_check}
@@ -61,14 +61,6 @@ fail() {
   echo "--- workload"; tail -n 10 "$dir/workload.out" "$dir/workload.err" 2>/dev/null
   echo "--- nemesis (seconds since boot when each fault began)"; cat "$dir/nemesis.log" 2>/dev/null
   exit 1
-}
-wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.02
-  done
 }
 
 # ---- 1. the checker can fail ----

@@ -9,7 +9,7 @@
 #
 # usage: multiprocess_waiter.sh path/to/coord_replica path/to/coord_client [rounds]
 set -uo pipefail
-source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
+source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block, wait_for
 replica_bin=${1:?usage: $0 coord_replica coord_client [rounds]}
 client_bin=${2:?usage: $0 coord_replica coord_client [rounds]}
 rounds=${3:-1}
@@ -30,14 +30,6 @@ fail() {
   echo "FAIL: $*"
   for ((i = 0; i < replicas; i++)); do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done
   exit 1
-}
-wait_for() {  # wait_for SECONDS COMMAND...: poll every 20 ms
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.02
-  done
 }
 free_ports "$replicas"
 servers=()

@@ -138,7 +138,7 @@ class chang_roberts {
     if (sent_to_ != *r) return;
     // What we sent it was lost with it: send it to the next live member.
     auto again = std::exchange(sent_, {});
-    for (auto& m : again) std::visit([this](auto& x) { forward(x); }, m);
+    for (auto& m : again) std::visit([this](auto& x) { this->forward(x); }, m);
   }
 
  private:
