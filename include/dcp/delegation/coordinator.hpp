@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,7 @@ class shard_coordinator {
     auto sealed = seal(holder, permits, fencing, expiry);
     if (!sealed) return sealed;
     grants_[fencing] = {holder, permits, expiry};
+    by_expiry_.insert({expiry, fencing});
     in_use_ += permits;
     return sealed;
   }
@@ -71,22 +73,21 @@ class shard_coordinator {
       return make_error_code(errc::delegation_ended);
     const auto expiry = std::min(now + ttl, cert_.not_after);
     auto sealed = seal(holder, it->second.permits, fencing, std::max(expiry, it->second.expiry));
-    if (sealed) it->second.expiry = std::max(expiry, it->second.expiry);
+    if (sealed && expiry > it->second.expiry) {
+      by_expiry_.erase({it->second.expiry, fencing});
+      it->second.expiry = expiry;
+      by_expiry_.insert({expiry, fencing});
+    }
     return sealed;
   }
   /// The holder is done (and has released the token at the origin).
   void release(const address& holder, std::uint64_t fencing) {
-    if (auto it = grants_.find(fencing); it != grants_.end() && it->second.holder == holder) {
-      in_use_ -= it->second.permits;
-      grants_.erase(it);
-    }
+    if (auto it = grants_.find(fencing); it != grants_.end() && it->second.holder == holder) forget(it);
   }
+  /// Frees the grants expired by `now`: the expired ones are visited, not
+  /// every grant (the owner calls this on every tick).
   void expire(wall_time now) {
-    std::erase_if(grants_, [&](auto& kv) {
-      if (now < kv.second.expiry) return false;
-      in_use_ -= kv.second.permits;
-      return true;
-    });
+    while (!by_expiry_.empty() && now >= by_expiry_.begin()->first) forget(grants_.find(by_expiry_.begin()->second));
   }
   std::uint64_t in_use() const noexcept { return in_use_; }
   /// The fencing token of the latest grant.
@@ -145,6 +146,12 @@ class shard_coordinator {
     wall_time expiry{};
   };
 
+  void forget(std::map<std::uint64_t, grant_entry>::iterator it) {
+    in_use_ -= it->second.permits;
+    by_expiry_.erase({it->second.expiry, it->first});
+    grants_.erase(it);
+  }
+
   result<bytes> seal(const address& holder, std::uint32_t permits, std::uint64_t fencing, wall_time expiry) {
     return lease::seal(lease::token{cert_.key(), holder, permits, fencing, expiry}, key_);
   }
@@ -153,6 +160,7 @@ class shard_coordinator {
   bytes sealed_;
   lease::signing_key key_;
   std::map<std::uint64_t, grant_entry> grants_;
+  std::set<std::pair<wall_time, std::uint64_t>> by_expiry_;  // the grants by (expiry, fencing)
   std::uint64_t in_use_ = 0, unmet_ = 0;
   std::uint32_t sequence_ = 0;
   std::uint64_t reserved_ = 0, batches_ = 0;
