@@ -10,6 +10,8 @@
 #include "dcp/storage.hpp"
 #include "../seeds.hpp"
 
+namespace test_group {
+
 using namespace dcp;
 using namespace dcp::delegation;
 
@@ -508,3 +510,5 @@ TEST_CASE("delegation: a group allocates stock in logged batches; no seat lost o
   MESSAGE("stock in a group: " << allocations << " allocations in " << batches << " batches (" << duplicates
                                << " resent batches answered as duplicates)");
 }
+
+}  // namespace test_group
