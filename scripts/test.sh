@@ -38,7 +38,7 @@ echo "== suites, with clang, under ASan + UBSan; the header check ($((SECONDS - 
 # 2.7x slower; -O0 here, which compiles 2.2x faster and runs 3.7x slower.)
 cmake -S . -B build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS="-Og" \
   -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only" -DDCP_SANITIZE=address,undefined \
-  -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF -DDCP_BUILD_TOOLS=OFF >/dev/null
+  -DDCP_BUILD_EXAMPLES=OFF -DDCP_BUILD_BENCHMARKS=OFF -DDCP_BUILD_TOOLS=OFF -DDCP_UNITY_TESTS=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j"$jobs" --timeout 900 -E "^(compile_fail_|downstream_)")  # compiler checks: once is enough
