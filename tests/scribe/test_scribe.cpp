@@ -234,6 +234,49 @@ TEST_CASE("scribe: trees re-form after loss, crashes and newcomers; every live m
   }
 }
 
+TEST_CASE("scribe: the bottleneck remover keeps every node within its capacity, the tree whole and every multicast delivered once") {
+  // Without it, the root and the nodes near the group id take most children
+  // (the check on `unbounded` below: with one group of 48 members, > 4).
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    CAPTURE(seed);
+    std::size_t most[2] = {0, 0};
+    for (const std::size_t capacity : {std::size_t{0}, std::size_t{4}}) {
+      CAPTURE(capacity);
+      auto sc = fast_scribe();
+      sc.capacity = capacity;
+      bed b(seed, 48, 0.03, sc);
+      const auto g = group_of(0);
+      int created = 0, joined = 0;
+      b.at(b.random_up())->create(g, [&](std::error_code ec) { REQUIRE_MESSAGE(!ec, ec.message()); ++created; });
+      REQUIRE(b.run_until([&] { return created == 1; }, 10s));
+      std::set<sim::node_index> members;
+      for (auto i : b.up()) {
+        members.insert(i);
+        b.at(i)->join(g, [&](std::error_code ec) { REQUIRE_MESSAGE(!ec, ec.message()); ++joined; });
+      }
+      REQUIRE(b.run_until([&] { return joined == static_cast<int>(members.size()); }, 20s));
+      const bool whole = b.run_until([&] { return b.tree_ok(g, members); }, 20s);
+      CHECK_MESSAGE(whole, b.tree_problem(g, members));
+      REQUIRE(whole);
+      b.run(2s);  // settled: no shedding in flight
+      REQUIRE(b.tree_ok(g, members));
+      for (auto i : b.up()) most[capacity != 0] = std::max(most[capacity != 0], b.at(i)->children(g).size());
+      int acked = 0;
+      const auto payloads = b.send(g, "cap" + std::to_string(capacity), 4, acked);
+      REQUIRE(b.run_until([&] { return acked == 4; }, 20s));
+      b.run(3s);
+      for (auto& p : payloads)
+        for (auto i : b.up()) {
+          CAPTURE(p);
+          CAPTURE(i);
+          CHECK(b.got[{i, p}] == 1);
+        }
+    }
+    CHECK(most[0] > 4);   // unbounded: the hot spot the remover is for
+    CHECK(most[1] <= 4);  // bounded by the capacity
+  }
+}
+
 TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for unknown groups and empty trees") {
   for (std::uint64_t seed = 21; seed <= 24; ++seed) {
     CAPTURE(seed);
@@ -350,6 +393,16 @@ TEST_CASE("scribe: hostile input is counted and changes nothing; tables are boun
   CHECK(count("stale_reply") == before + 2);
   CHECK(r.is_root(g));
   CHECK(r.children(g).empty());
+  // SHED: from a node that is not our parent, or with no siblings or too many
+  before = count("stale_shed");
+  r.on_message(stranger, dht::scribe_msg::shed{g, {stranger_c}});
+  r.on_message(stranger, dht::scribe_msg::shed{nowhere, {stranger_c}});
+  CHECK(count("stale_shed") == before + 2);
+  before = count("bad_message");
+  r.on_message(stranger, dht::scribe_msg::shed{g, {}});
+  r.on_message(stranger, dht::scribe_msg::shed{g, std::vector<dht::contact>(dht::scribe_config::max_shed_siblings + 1, stranger_c)});
+  CHECK(count("bad_message") == before + 2);
+  CHECK(r.is_root(g));
 
   // bounded tables: joins beyond max_children, groups beyond max_groups are refused
   before = count("children_full");

@@ -75,14 +75,27 @@
 // path (a loop formed by a race) leaves that parent and re-joins. So a loop
 // lives at most one heartbeat.
 //
+// The bottleneck remover (§3.3), with capacity > 0: a node that holds more
+// children than its capacity (over all its groups) drops one from the group
+// with the most, and sends it SHED with the others, its siblings; the child
+// joins one of them directly, a level deeper. The paper drops the child
+// farthest away and the child picks the sibling with the least delay through
+// it; without a proximity metric here, the newest child goes, to a random
+// sibling. A group with a single child is left alone (its child would re-join
+// through Pastry, back to this node). Shedding moves load down the tree at
+// the cost of depth: scribe_tree --capacity measures both. A multicast sent
+// while a shed child re-joins can miss it and its subtree, as during repair.
+//
 // Hostile input (counted, no state change): a sender contact that is not the
 // transport's address ("spoofed_sender"); messages about groups this node has
 // no state for ("unknown_group"); data or heartbeats from a node that is not
 // the group's parent here ("not_from_parent"); LEAVE or REFRESH from a node
 // that is not a child ("not_a_child"); payloads above max_payload, paths
 // longer than max_depth, lists longer than max_groups, DFS walks longer than
-// max_anycast_visits ("bad_message"); replies that match no request
-// ("stale_reply"). Tables: at most max_groups groups and max_children children
+// max_anycast_visits, SHED with no siblings or more than 16 ("bad_message");
+// replies that match no request ("stale_reply"), SHED from a node that is
+// neither our parent nor the node we are joining ("stale_shed"). Tables: at
+// most max_groups groups and max_children children
 // per group ("groups_full", "children_full": the JOIN is refused and the
 // joiner routes around this node), max_pending unacknowledged sends
 // ("pending_full": the copy is dropped).
@@ -180,6 +193,10 @@ struct scribe_config {
   unsigned max_retries = 6;
   std::size_t max_groups = 1024;
   std::size_t max_children = 1024;  ///< per group
+  /// The bottleneck remover (§3.3): the most children this node takes over
+  /// all its groups before it sheds one (0: no limit). See the header.
+  std::size_t capacity = 0;
+  static constexpr std::size_t max_shed_siblings = 16;  ///< siblings offered to a shed child
   std::size_t max_depth = 64;       ///< path-vector length; deeper paths are refused
   std::size_t max_payload = 64 * 1024;
   std::size_t max_pending = 16384;  ///< unacknowledged sends in flight
@@ -288,6 +305,13 @@ struct data_ack {
   std::uint64_t id = 0;
   template <class A> void serialize(A& ar) { ar(group, id); }
 };
+struct shed {  // parent -> child it drops (bottleneck remover): join one of these instead
+  static constexpr message_type wire_id = 11;
+  static constexpr std::string_view wire_name = "shed";
+  node_id group;
+  std::vector<contact> siblings;
+  template <class A> void serialize(A& ar) { ar(group, siblings); }
+};
 }  // namespace scribe_msg
 
 template <Env E, class R>
@@ -300,7 +324,7 @@ class scribe {
  public:
   using messages = wire::message_set<scribe_msg::join, scribe_msg::join_reply, scribe_msg::leave, scribe_msg::heartbeat,
                                      scribe_msg::refresh, scribe_msg::routed, scribe_msg::hop_ack, scribe_msg::op_reply,
-                                     scribe_msg::data, scribe_msg::data_ack>;
+                                     scribe_msg::data, scribe_msg::data_ack, scribe_msg::shed>;
   static constexpr std::string_view name = "scribe";
   static constexpr protocol_id default_id = 95;
   using done_callback = std::function<void(std::error_code)>;
@@ -482,6 +506,27 @@ class scribe {
     s.children.push_back(child{m.sender, env_.now(), accepted});
     reply_join(m.group, from, accepted ? join_status::accept : join_status::wait);
     if (promote) start_join(m.group), flush();
+    if (accepted) shed_load();
+  }
+
+  /// Our parent sheds us (bottleneck remover): we join one of our siblings.
+  void on_message(const address& from, const scribe_msg::shed& m) {
+    if (m.siblings.empty() || m.siblings.size() > scribe_config::max_shed_siblings) return env_.count("bad_message");
+    auto it = groups_.find(m.group);
+    // From our parent, or from the node we are joining (its accept may come
+    // after the shed: reordered), which holds us no more either way.
+    const bool ours = it != groups_.end() && ((it->second.state == tree_state::attached && it->second.parent.addr == from) ||
+                                              (it->second.state == tree_state::joining && it->second.target.addr == from));
+    if (!ours) return env_.count("stale_shed");
+    std::vector<contact> candidates;
+    for (auto& c : m.siblings)
+      if (c.addr != router_.self().addr && c.addr != from) candidates.push_back(c);
+    env_.count("shed");
+    if (candidates.empty()) return retry_join(m.group, false), flush();
+    // The paper picks the sibling with the least delay through it; without a
+    // proximity metric, any one.
+    join_via(m.group, candidates[env_.rng().below(candidates.size())]);
+    flush();
   }
 
   void on_message(const address& from, const scribe_msg::join_reply& m) {
@@ -800,10 +845,51 @@ class scribe {
     if (s.excluded.size() > 16) s.excluded.clear();  // bounded; stale exclusions must not strand us
     const contact next = router_.next_hop_toward(g, s.excluded);
     if (next.addr == router_.self().addr) return become_root(g);
+    join_via(g, next);
+  }
+  /// Joins g through `next` (Pastry's next hop, or a sibling a shedding parent named).
+  void join_via(const node_id& g, const contact& next) {
+    group_state& s = groups_.at(g);
+    if (s.join_timer) env_.cancel(s.join_timer), s.join_timer = {};
+    s.state = tree_state::joining;
+    s.root_pending = false;
+    s.path.clear();
     s.target = next;
     s.silent = 0;
     s.waits_since = {};
     send_join(g);
+  }
+  /// The bottleneck remover (§3.3): while this node holds more children than
+  /// its capacity, it drops one from the group with the most, and hands it
+  /// the others (its siblings) to join instead, so the tree grows deeper and
+  /// the load spreads. The paper drops the child farthest away; there is no
+  /// proximity metric here, so it drops the newest. A group with one child
+  /// is left alone: its child would re-join through Pastry, back here.
+  void shed_load() {
+    if (cfg_.capacity == 0) return;
+    auto load = [](const group_state& s) {
+      return static_cast<std::size_t>(std::count_if(s.children.begin(), s.children.end(), [](const child& c) { return c.accepted; }));
+    };
+    std::size_t total = 0;
+    for (auto& [g, s] : groups_) total += load(s);
+    while (total > cfg_.capacity) {
+      auto most = groups_.end();
+      for (auto it = groups_.begin(); it != groups_.end(); ++it)
+        if (most == groups_.end() || load(it->second) > load(most->second)) most = it;
+      if (most == groups_.end() || load(most->second) < 2) return;
+      auto& ch = most->second.children;
+      auto victim = std::find_if(ch.rbegin(), ch.rend(), [](const child& c) { return c.accepted; });
+      scribe_msg::shed out{most->first, {}};
+      for (auto& c : ch)
+        if (c.accepted && c.who.addr != victim->who.addr && out.siblings.size() < scribe_config::max_shed_siblings)
+          out.siblings.push_back(c.who);
+      const address to = victim->who.addr;
+      ch.erase(std::next(victim).base());
+      drop_pending_to(to, most->first);
+      env_.send(to, std::move(out));
+      env_.count("children_shed");
+      --total;
+    }
   }
   void send_join(const node_id& g) {
     group_state& s = groups_.at(g);
@@ -890,6 +976,7 @@ class scribe {
         c.last_heard = env_.now();
         reply_join(g, c.who.addr, scribe_msg::join_status::accept);
       }
+    shed_load();
   }
 
   void fail_join_cbs(group_state& s, std::error_code ec) {
