@@ -20,6 +20,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,16 @@ bool settle(world_t& w, duration limit = 60s) {
     if (consistent(w, &why)) return true;
   }
   MESSAGE("not consistent: " << why);
+  if (std::getenv("TAPESTRY_DEBUG")) {
+    for (auto i : w.live()) {
+      std::string line = "node " + std::to_string(i) + " " + w.router(i).self().id.to_string().substr(0, 4) + ":";
+      for (auto& c : w.router(i).neighbours()) line += " " + std::to_string(c.addr.sim_index()) + "/" + c.id.to_string().substr(0, 3);
+      MESSAGE(line);
+    }
+    std::ostringstream os;
+    os << w.world.metrics();
+    MESSAGE(os.str());
+  }
   return false;
 }
 
@@ -195,8 +206,7 @@ TEST_CASE("tapestry: insertions keep tables consistent; every node routes a key 
     world_t w(seed, fast(), faulty(std::getenv("TL") ? 0.0 : 0.02, std::getenv("TL") ? 0.0 : 0.02, std::getenv("TL") ? 0.0 : 0.05));
     w.grow(80, 30ms);
     REQUIRE(settle(w));
-    const double mean = every_node_agrees(w, 8);
-    MESSAGE("seed " << seed << ": mean hops " << mean);
+    CHECK(every_node_agrees(w, 8) <= 4.0);  // log_16 80 ≈ 1.6: a sanity bound, not a speed assertion
     // backpointers: every table entry knows it is one. They are soft state (an add, then
     // every heartbeat), so a link learned in the last round may still be in flight: what
     // must not exist is a link missing its backpointer in two samples a second apart

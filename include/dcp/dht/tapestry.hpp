@@ -585,6 +585,9 @@ class tapestry {
     if (!m.reply) {
       if (!bootstrapped_) return;
       if (m.neighbour) note_backpointer(from, m.seq, true);
+      // a joined node that probes us is alive: it may fill a slot of ours (a node every other
+      // node dropped, after a spell of losses, comes back this way)
+      if (m.joined && joined_) heard_from(m.sender);
       env_.send(from, tapestry_msg::probe{m.nonce, self_, true, joined_, false, 0});
       return;
     }
@@ -604,6 +607,7 @@ class tapestry {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (m.level >= levels || (m.digit >= base && m.digit != 0xFF)) return env_.count("bad_message");
     if (!joined_) return;
+    heard_from(m.sender);
     std::vector<contact> out;
     if (m.digit == 0xFF) {
       // the rows we share with the asker, and the next: valid candidates for its table
