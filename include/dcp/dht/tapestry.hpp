@@ -1039,7 +1039,13 @@ class tapestry {
   void deliver_here(const tapestry_msg::route& m) {
     switch (static_cast<tapestry_msg::kind>(m.what)) {
       case tapestry_msg::kind::lookup: {
-        auto owners = closest(m.key, m.n);
+        // surrogate routing ended here, so this node is the root as far as the live nodes
+        // it reached know: itself first, even when its table still names a closer node that
+        // crashed (which the route went around), then the next roots in order
+        auto owners = closest(m.key, std::size_t{m.n} + 1);
+        std::erase_if(owners, [&](const contact& c) { return c.addr == self_.addr; });
+        owners.insert(owners.begin(), self_);
+        if (owners.size() > m.n) owners.resize(m.n);
         if (m.origin.addr == self_.addr) {
           auto it = lookups_.find(m.nonce);
           if (it == lookups_.end()) return;
