@@ -6,9 +6,11 @@
 // the paper). Each node keeps a neighbour map of 40 levels × 16 digits: slot
 // (l, d) holds up to c nodes (c = 3) that share this node's first l digits and
 // have d as digit l, the closest first (§3.1). "Closest" is the round-trip time
-// this node measures itself with its probes (the simulator's link latency, the
-// network's over TCP); a node not yet measured sorts last. Slot (l, own digit)
-// is this node itself.
+// this node measures itself with its probes (a moving average; the simulator's
+// link latency, the network's over TCP); a node not yet measured sorts last, and
+// a full slot takes a newcomer only when it is 25% closer than its farthest
+// entry (round trips are noisy: a flapping slot churns backpointers for
+// nothing). Slot (l, own digit) is this node itself.
 //
 //   - Routing (§3.2) is digit by digit: a message resolved to level l looks up
 //     slot (l, key digit l). Surrogate routing: when that slot is empty, the next
@@ -33,7 +35,8 @@
 //     toward the root removing the server's pointers, and stops republishing.
 //   - Backpointers (§3.1): a node that puts B in its table tells B (and tells it
 //     again when it drops B), so B knows who routes through it; a leaving node
-//     tells them.
+//     tells them. They are soft state: every heartbeat probe refreshes one, and a
+//     sequence number makes a reordered add or remove count for nothing.
 //   - Insertion (§4.1): new node N routes a join to its own id through any
 //     member; each node on the path sends N its rows up to the prefix they
 //     share, and the root S (N's surrogate) sends all its rows. S then starts
@@ -46,12 +49,15 @@
 //     first. S hands N the object pointers for which N is now the root.
 //   - Repair: every maintain_interval each node probes its table (heartbeats,
 //     and the round trip that orders a slot); a neighbour silent for
-//     failure_threshold rounds, or for failure_threshold hops, is removed, its
+//     failure_threshold rounds, or for failure_threshold hops (a hop's timeout
+//     counts only when nothing came from the node since it was sent), is removed, its
 //     slot's backups take over at once, and an emptied slot is asked of the
 //     other nodes of its level (§4.2's repair from the same level). Each round a
 //     node also asks one neighbour for the rows they share: holes left by
 //     concurrent insertions (which the paper handles with a more elaborate
-//     multicast) fill from it, so tables converge to Property 1.
+//     multicast) fill from it, so tables converge to Property 1. A joined node
+//     that probes us or asks for rows is learned: one every other node dropped
+//     comes back that way.
 //   - Departure (§4.3): a leaving node tells its table and its backpointers,
 //     giving its table as replacements; they drop it at once and probe the
 //     replacements.
