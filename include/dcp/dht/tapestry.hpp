@@ -1236,6 +1236,9 @@ class tapestry {
     // heartbeats: every neighbour is probed; one silent for failure_threshold rounds has failed
     std::vector<address> dead;
     for (auto& c : neighbours()) {
+      // a round counts as silent only once its probe has had its time (rpc_timeout may be
+      // longer than the round): while one is in flight, wait
+      if (auto v = verifying_.find(c.addr); v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout) continue;
       if (++silences_[c.addr] > cfg_.failure_threshold) dead.push_back(c.addr);
       else measure(c);
     }
