@@ -499,7 +499,7 @@ class tapestry {
   }
   std::size_t pointer_count() const noexcept { return pointer_total_; }
   bool publishes(const node_id& guid) const { return published_.contains(guid); }
-  /// The next hop for `key` from level `level` here (self when this node is the root).
+  /// The first hop of a route for `key` from here (self when this node is the root).
   contact next_hop_toward(const node_id& key) const { return next_hop(key, 0, {}).first; }
 
   // ---- messages ----
