@@ -1,7 +1,7 @@
 // dht_node: one node of a DHT over TCP (dcp::net), with the replicated store
 // on top, driven by commands on its standard input.
 //
-//   dht_node --router chord|pastry|kademlia --listen 127.0.0.1:7001
+//   dht_node --router chord|pastry|kademlia|tapestry --listen 127.0.0.1:7001
 //            [--contact 127.0.0.1:7000]... [--replicas 3] [--sync 1s] [--seed N]
 //
 // Without --contact the node founds a new overlay; with one or more it joins
@@ -52,7 +52,7 @@ using E = dcp::net::env;
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dht_node: " << why << "\n"
-            << "usage: dht_node --router chord|pastry|kademlia --listen HOST:PORT [--contact HOST:PORT]... "
+            << "usage: dht_node --router chord|pastry|kademlia|tapestry --listen HOST:PORT [--contact HOST:PORT]... "
                "[--replicas R] [--sync DURATION] [--watch-interval DURATION] [--seed N]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
@@ -90,6 +90,13 @@ template <> auto router_config<dcp::dht::kademlia<E>>() {
   dcp::dht::kademlia_config c;
   c.rpc_timeout = 1s;
   c.refresh_interval = 30s;
+  return c;
+}
+template <> auto router_config<dcp::dht::tapestry<E>>() {
+  dcp::dht::tapestry_config c;
+  c.maintain_interval = 500ms;
+  c.rpc_timeout = 1s;
+  c.lookup_timeout = 8s;
   return c;
 }
 
@@ -267,7 +274,8 @@ int main(int argc, char** argv) {
     if (opt.router == "chord") return run<dcp::dht::chord<E>>(opt);
     if (opt.router == "pastry") return run<dcp::dht::pastry<E>>(opt);
     if (opt.router == "kademlia") return run<dcp::dht::kademlia<E>>(opt);
-    usage("--router must be chord, pastry or kademlia, not '" + opt.router + "'");
+    if (opt.router == "tapestry") return run<dcp::dht::tapestry<E>>(opt);
+    usage("--router must be chord, pastry, kademlia or tapestry, not '" + opt.router + "'");
   } catch (const std::exception& e) {
     std::cerr << "dht_node: " << e.what() << '\n';
     return 1;

@@ -1,5 +1,5 @@
 #pragma once
-// dcp dht: structured overlays (Chord, Pastry, Kademlia, CAN) behind one Router
+// dcp dht: structured overlays (Chord, Pastry, Kademlia, CAN, Tapestry) behind one Router
 // concept, a replicated key-value store over any of them, and Scribe's
 // multicast trees over Pastry.
 #include "dcp/dht/can.hpp"
@@ -11,3 +11,4 @@
 #include "dcp/dht/router.hpp"
 #include "dcp/dht/scribe.hpp"
 #include "dcp/dht/store.hpp"
+#include "dcp/dht/tapestry.hpp"

@@ -19,7 +19,7 @@ n=${2:-20}
 r=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
 routers=("$@")
-[ ${#routers[@]} -eq 0 ] && routers=(chord pastry kademlia)
+[ ${#routers[@]} -eq 0 ] && routers=(chord pastry kademlia tapestry)
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the dht_node example)"; exit 1; }
 dir=$(mktemp -d)
 use_keyring "$dir"  # every process authenticated, by one fresh key

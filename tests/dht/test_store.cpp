@@ -50,6 +50,17 @@ struct setup<dht::pastry<sim::env>> {
   }
 };
 
+template <>
+struct setup<dht::tapestry<sim::env>> {
+  static dht::tapestry_config config() {
+    dht::tapestry_config c;
+    c.rpc_timeout = 150ms;
+    c.maintain_interval = 200ms;
+    c.failure_threshold = 5;
+    return c;
+  }
+};
+
 template <class R>
 struct kv {
   using S = dht::store<sim::env, R>;
@@ -118,7 +129,7 @@ struct kv {
 
 }  // namespace
 
-#define ROUTERS dht::chord<sim::env>, dht::kademlia<sim::env>, dht::pastry<sim::env>
+#define ROUTERS dht::chord<sim::env>, dht::kademlia<sim::env>, dht::pastry<sim::env>, dht::tapestry<sim::env>
 
 TEST_CASE_TEMPLATE("store: a get after a put returns the latest value, from any node (many seeds, loss)", R, ROUTERS) {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 3); ++seed) {
