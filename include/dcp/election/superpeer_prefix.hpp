@@ -128,14 +128,19 @@ class superpeer_prefix {
     clients_.expire(env_.now());
     const std::uint64_t round = ++round_;
     const node_id k = key();
-    router_.lookup(k, 1, [this, round](std::error_code ec, dht::lookup_result r) {
-      if (round != round_) return;  // a newer refresh is under way
-      if (ec || r.owners.empty()) return env_.count("superpeer_lookup_failed");
-      if (r.owners.front().addr == env_.self()) return become_superpeer();
-      become_normal();
-      overflow_.assign(1, r.owners.front().addr);
-      find_overflow(round, 1);
-    });
+    // The owners of this prefix's key and of the next max_overflow prefixes'
+    // (where a full superpeer's nodes go), looked up at once: one lookup's
+    // time, not a chain of them.
+    const std::size_t want = 1 + std::min<std::size_t>(cfg_.max_overflow, (std::size_t{1} << cfg_.prefix_bits) - 1);
+    found_.assign(want, std::nullopt);
+    pending_lookups_ = want;
+    for (std::size_t step = 0; step < want; ++step)
+      router_.lookup(next_superpeer_key(k, cfg_.prefix_bits, step), 1, [this, round, step](std::error_code ec, dht::lookup_result r) {
+        if (round != round_) return env_.count("superpeer_lookup_superseded");  // a newer refresh is under way
+        if (ec || r.owners.empty()) env_.count("superpeer_lookup_failed");
+        else found_[step] = r.owners.front().addr;
+        if (--pending_lookups_ == 0) lookups_done();
+      });
   }
 
   void on_message(const address& from, const superpeer_msg::attach& m) {
@@ -176,23 +181,14 @@ class superpeer_prefix {
     }
     superpeer_ = false;
   }
-  /// Looks up the owners of the next prefixes' keys (for overflow), then attaches.
-  void find_overflow(std::uint64_t round, std::size_t step) {
-    if (step > cfg_.max_overflow || step >= (std::size_t{1} << cfg_.prefix_bits)) return attach_ranked();
-    router_.lookup(next_superpeer_key(key(), cfg_.prefix_bits, step), 1,
-                   [this, round, step](std::error_code ec, dht::lookup_result r) {
-                     if (round != round_) return;
-                     if (!ec && !r.owners.empty()) {
-                       const auto& a = r.owners.front().addr;
-                       if (a != env_.self() && std::find(overflow_.begin(), overflow_.end(), a) == overflow_.end())
-                         overflow_.push_back(a);
-                     }
-                     find_overflow(round, step + 1);
-                   });
-  }
-  void attach_ranked() {
-    if (superpeer_) return;
-    attachment_.seek(overflow_);
+  void lookups_done() {
+    if (!found_[0]) return;  // our own prefix's owner is unknown: next refresh
+    if (*found_[0] == env_.self()) return become_superpeer();
+    become_normal();
+    std::vector<address> ranked;
+    for (const auto& a : found_)
+      if (a && *a != env_.self() && std::find(ranked.begin(), ranked.end(), *a) == ranked.end()) ranked.push_back(*a);
+    attachment_.seek(std::move(ranked));
   }
 
   E env_;
@@ -201,7 +197,8 @@ class superpeer_prefix {
   bool superpeer_ = false;
   detail::client_table clients_;
   detail::attachment<E> attachment_;
-  std::vector<address> overflow_;
+  std::vector<std::optional<address>> found_;  ///< owners of this prefix's key and the next ones
+  std::size_t pending_lookups_ = 0;
   std::uint64_t round_ = 0;
   periodic<E> refresher_;
 };
