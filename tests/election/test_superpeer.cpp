@@ -359,3 +359,30 @@ TEST_CASE("superpeer_repulsion: hostile and malformed messages are dropped and c
   bad_cfg.regenerate_after = bad_cfg.holder_timeout;
   CHECK_THROWS_AS(bad_cfg.validate(), dcp::error);
 }
+
+TEST_CASE("superpeer_prefix: ATTACH to a node that is no superpeer is refused and counted; a stale DETACH ends nothing") {
+  election::superpeer_prefix_config pc;
+  pc.prefix_bits = 1;
+  pc.cap = 2;
+  prefix_world pw(9, 8, pc, sim::link{});
+  pw.w.run_for(5s);
+  std::uint32_t sp = 0, normal = 0;
+  for (std::uint32_t i = 0; i < 8; ++i) (pw.at(i).is_superpeer() ? sp : normal) = i;
+  REQUIRE(pw.at(sp).is_superpeer());
+  REQUIRE_FALSE(pw.at(normal).is_superpeer());
+  auto& m = pw.w.metrics();
+  pw.at(normal).on_message(address::sim(sp), election::superpeer_msg::attach{42});
+  CHECK(m.counter(prefix::default_id, "superpeer_attach_refused_not_superpeer") >= 1);
+  pw.at(sp).on_message(address::sim(sp), election::superpeer_msg::attach{43});  // from itself
+  CHECK(m.counter(prefix::default_id, "superpeer_bad_attach") == 1);
+  // A DETACH whose nonce is not the client's current one (duplicated, late or forged) changes nothing.
+  const auto served = pw.at(sp).served();
+  REQUIRE_FALSE(served.empty());
+  pw.at(sp).on_message(served.front(), election::superpeer_msg::detach{0xdeadbeef});
+  CHECK(pw.at(sp).served() == served);
+  // A reply that answers no ATTACH of ours is ignored and counted.
+  pw.at(normal).on_message(address::sim(sp), election::superpeer_msg::attach_reply{7, true});
+  CHECK(m.counter(prefix::default_id, "superpeer_unexpected_reply") >= 1);
+  pw.at(sp).check_invariants();
+  pw.at(normal).check_invariants();
+}
