@@ -58,12 +58,42 @@ struct figures {
   std::string method;
   std::size_t n = 0, superpeers = 0, ratio = 0, cap = 0, unserved = 0;
   double nearest_med = 0, nearest_p99 = 0, served_med = 0, served_p99 = 0, nearest_max = 0;
+  double central_med = 0, central_p99 = 0;
   double spread = 0, load_max = 0, load_mean = 0;
+  double superpeers_d = 0, unserved_d = 0;  // averaged over seeds
 };
+
+/// The mean of each figure over the seeds of one (method, N).
+std::vector<figures> averaged(const std::vector<figures>& rows) {
+  std::vector<figures> out;
+  std::vector<std::size_t> count;
+  for (const auto& r : rows) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const figures& f) { return f.method == r.method && f.n == r.n; });
+    if (it == out.end()) {
+      out.push_back(figures{r.method, r.n, 0, r.ratio, r.cap});
+      count.push_back(0);
+      it = out.end() - 1;
+    }
+    auto& a = *it;
+    ++count[static_cast<std::size_t>(it - out.begin())];
+    a.superpeers_d += static_cast<double>(r.superpeers), a.unserved_d += static_cast<double>(r.unserved);
+    a.nearest_med += r.nearest_med, a.nearest_p99 += r.nearest_p99, a.served_med += r.served_med, a.served_p99 += r.served_p99;
+    a.nearest_max += r.nearest_max, a.central_med += r.central_med, a.central_p99 += r.central_p99;
+    a.spread += r.spread, a.load_max += r.load_max, a.load_mean += r.load_mean;
+  }
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    const double c = static_cast<double>(count[k]);
+    auto& a = out[k];
+    for (double* v : {&a.superpeers_d, &a.unserved_d, &a.nearest_med, &a.nearest_p99, &a.served_med, &a.served_p99, &a.nearest_max,
+                      &a.central_med, &a.central_p99, &a.spread, &a.load_max, &a.load_mean})
+      *v /= c;
+  }
+  return out;
+}
 
 /// The figures of a selection: `sp` the superpeers, `serves[i]` the superpeer of normal node i (npos: none).
 figures measure(const std::string& method, const internet& net, const std::vector<std::uint32_t>& sp,
-                const std::vector<std::size_t>& serves, std::size_t ratio, std::size_t cap) {
+                const std::vector<std::size_t>& serves, const std::vector<std::size_t>& central, std::size_t ratio, std::size_t cap) {
   figures f;
   f.method = method, f.n = net.size(), f.superpeers = sp.size(), f.ratio = ratio, f.cap = cap;
   const std::set<std::uint32_t> is_sp(sp.begin(), sp.end());
@@ -84,6 +114,11 @@ figures measure(const std::string& method, const internet& net, const std::vecto
   f.nearest_med = coordinates_test::median(nearest);
   f.nearest_p99 = coordinates_test::quantile(nearest, 0.99);
   f.nearest_max = nearest.empty() ? 0 : *std::max_element(nearest.begin(), nearest.end());
+  std::vector<double> ideal;
+  for (std::uint32_t i = 0; i < net.size(); ++i)
+    if (!is_sp.contains(i) && central[i] != SIZE_MAX) ideal.push_back(net.rtt(i, central[i]));
+  f.central_med = coordinates_test::median(ideal);
+  f.central_p99 = coordinates_test::quantile(ideal, 0.99);
   f.served_med = coordinates_test::median(served);
   f.served_p99 = coordinates_test::quantile(served, 0.99);
   double spread = 0;
@@ -102,6 +137,28 @@ figures measure(const std::string& method, const internet& net, const std::vecto
   }
   f.load_mean = sp.empty() ? 0 : static_cast<double>(total) / static_cast<double>(sp.size());
   return f;
+}
+
+/// Each normal node, in a random order, to its nearest superpeer (true RTT) with room: what a node that knew every RTT would do.
+std::vector<std::size_t> central_assignment(const internet& net, const std::vector<std::uint32_t>& sp, std::size_t cap, dcp::rng& r) {
+  std::vector<std::size_t> serves(net.size(), SIZE_MAX);
+  std::map<std::uint32_t, std::size_t> load;
+  std::vector<std::uint32_t> order(net.size());
+  std::iota(order.begin(), order.end(), 0u);
+  r.shuffle(std::span(order));
+  for (auto i : order) {
+    if (std::find(sp.begin(), sp.end(), i) != sp.end()) continue;
+    std::vector<std::pair<double, std::uint32_t>> ranked;
+    for (auto s : sp) ranked.emplace_back(net.rtt(i, s), s);
+    std::sort(ranked.begin(), ranked.end());
+    for (const auto& [d, s] : ranked)
+      if (load[s] < cap) {
+        ++load[s];
+        serves[i] = s;
+        break;
+      }
+  }
+  return serves;
 }
 
 membership::static_group_config everyone(std::size_t n) {
@@ -128,7 +185,7 @@ struct vivaldi_row {
 
 /// Random and repulsion selections on one world; Vivaldi's error over time.
 void coordinates_world(std::size_t n, std::size_t ratio, std::size_t cap, std::uint64_t seed, std::vector<figures>& out,
-                       std::vector<vivaldi_row>& viv_rows, double radius_ms) {
+                       std::vector<vivaldi_row>& viv_rows, double radius_ms, bool with_random) {
   sim::simulator w(seed);
   internet net(n, seed);
   net.install(w);
@@ -154,27 +211,11 @@ void coordinates_world(std::size_t n, std::size_t ratio, std::size_t cap, std::u
     c.add<repulsion>(repulsion::default_id, g, v, rc);
   });
   // The baseline: the random initial holders, each normal node to the nearest with room (true RTT).
-  {
+  if (with_random) {
     std::vector<std::uint32_t> sp;
     for (const auto& a : rc.initial_holders) sp.push_back(a.sim_index());
-    std::vector<std::size_t> serves(n, SIZE_MAX);
-    std::map<std::uint32_t, std::size_t> load;
-    std::vector<std::uint32_t> order(n);
-    std::iota(order.begin(), order.end(), 0u);
-    w.rng().shuffle(std::span(order));
-    for (auto i : order) {
-      if (std::find(sp.begin(), sp.end(), i) != sp.end()) continue;
-      std::vector<std::pair<double, std::uint32_t>> ranked;
-      for (auto s : sp) ranked.emplace_back(net.rtt(i, s), s);
-      std::sort(ranked.begin(), ranked.end());
-      for (const auto& [d, s] : ranked)
-        if (load[s] < cap) {
-          ++load[s];
-          serves[i] = s;
-          break;
-        }
-    }
-    out.push_back(measure("random", net, sp, serves, ratio, cap));
+    auto serves = central_assignment(net, sp, cap, w.rng());
+    out.push_back(measure("random", net, sp, serves, serves, ratio, cap));
   }
   for (double t : {5.0, 10.0, 20.0, 40.0, 60.0, 100.0, 200.0}) {
     w.run_for(std::chrono::duration_cast<duration>(std::chrono::duration<double>(t) - (w.now() - time_point{})));
@@ -188,7 +229,7 @@ void coordinates_world(std::size_t n, std::size_t ratio, std::size_t cap, std::u
     else if (p.superpeer()) serves[i] = p.superpeer()->sim_index();
   }
   out.push_back(measure(radius_ms > 0 ? "repulsion r=" + std::to_string(static_cast<int>(radius_ms)) + "ms" : "repulsion r=all", net, sp,
-                        serves, ratio, cap));
+                        serves, central_assignment(net, sp, cap, w.rng()), ratio, cap));
 }
 
 void prefix_world(std::size_t n, std::size_t ratio, std::size_t cap, std::uint64_t seed, std::vector<figures>& out) {
@@ -208,7 +249,6 @@ void prefix_world(std::size_t n, std::size_t ratio, std::size_t cap, std::uint64
   std::sort(sorted.begin(), sorted.end());
   for (std::uint32_t i = 0; i < n; ++i) dht::testing::global_view::install(w.get<chord>(i, chord::default_id), sorted);
   w.run_for(20s);
-  if (std::getenv("SP_DEBUG")) w.metrics().for_each_counter([](protocol_id p, std::string_view nm, std::int64_t v) { std::fprintf(stderr, "%u %.*s %lld\n", p, int(nm.size()), nm.data(), (long long)v); });
   std::vector<std::uint32_t> sp;
   std::vector<std::size_t> serves(n, SIZE_MAX);
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -216,7 +256,7 @@ void prefix_world(std::size_t n, std::size_t ratio, std::size_t cap, std::uint64
     if (p.is_superpeer()) sp.push_back(i);
     else if (p.superpeer()) serves[i] = p.superpeer()->sim_index();
   }
-  out.push_back(measure("prefix k=" + std::to_string(pc.prefix_bits), net, sp, serves, ratio, cap));
+  out.push_back(measure("prefix k=" + std::to_string(pc.prefix_bits), net, sp, serves, central_assignment(net, sp, cap, w.rng()), ratio, cap));
 }
 
 }  // namespace
@@ -240,8 +280,8 @@ int main(int argc, char** argv) {
   for (auto n : sizes) {
     for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
       std::vector<vivaldi_row> vr;
-      coordinates_world(n, ratio, cap, seed, rows, seed == 1 ? viv_rows : vr, 60);
-      if (!quick) coordinates_world(n, ratio, cap, seed, rows, vr, 0);
+      coordinates_world(n, ratio, cap, seed, rows, seed == 1 ? viv_rows : vr, 60, true);
+      if (!quick) coordinates_world(n, ratio, cap, seed, rows, vr, 0, false);
       prefix_world(n, ratio, cap, seed, rows);
       std::fprintf(stderr, "  N=%zu seed %llu done\n", n, static_cast<unsigned long long>(seed));
     }
@@ -251,20 +291,21 @@ int main(int argc, char** argv) {
   for (const auto& r : viv_rows) std::printf("%6zu %8.0f | %8.3f %8.3f |\n", r.n, r.seconds, r.median, r.p90);
   std::printf("\nSuperpeer selection, ratio 1/%zu, cap %zu normal nodes per superpeer (%llu seed%s each; RTTs in ms)\n", ratio, cap,
               static_cast<unsigned long long>(seeds), seeds > 1 ? "s" : "");
-  std::printf("%-18s %5s | %4s %6s | %8s %8s | %8s %8s | %8s %8s | %8s %8s | %s\n", "method", "N", "SPs", "frac", "near med", "near p99",
-              "srv med", "srv p99", "spread", "worst", "load max", "mean", "unserved");
-  for (const auto& f : rows)
-    std::printf("%-18s %5zu | %4zu %6.3f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.0f %8.1f | %zu\n", f.method.c_str(), f.n,
-                f.superpeers, static_cast<double>(f.superpeers) / static_cast<double>(f.n), f.nearest_med, f.nearest_p99, f.served_med,
-                f.served_p99, f.spread, f.nearest_max, f.load_max, f.load_mean, f.unserved);
-  std::printf("(frac target %.3f; near = RTT to the nearest superpeer, srv = to the one serving the node; spread = mean RTT from a\n"
-              " superpeer to the nearest other; worst = the largest RTT any node has to its nearest superpeer)\n",
+  std::printf("%-18s %5s | %5s %6s | %8s %8s | %8s %8s | %8s %8s | %8s %8s | %8s %6s | %s\n", "method", "N", "SPs", "frac", "near med",
+              "near p99", "srv med", "srv p99", "ideal med", "ideal p99", "spread", "worst", "load max", "mean", "unserved");
+  for (const auto& f : averaged(rows))
+    std::printf("%-18s %5zu | %5.1f %6.3f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %6.1f | %.1f\n", f.method.c_str(), f.n,
+                f.superpeers_d, f.superpeers_d / static_cast<double>(f.n), f.nearest_med, f.nearest_p99, f.served_med, f.served_p99,
+                f.central_med, f.central_p99, f.spread, f.nearest_max, f.load_max, f.load_mean, f.unserved_d);
+  std::printf("(means over the seeds; frac target %.3f; near = RTT to the nearest superpeer; srv = to the one serving the node, as\n"
+              " the protocol assigned it (random: ideal); ideal = the same superpeers, each node to the nearest with room by true RTT;\n"
+              " spread = mean RTT from a superpeer to the nearest other; worst = the largest RTT any node has to its nearest superpeer)\n",
               1.0 / static_cast<double>(ratio));
   std::ofstream f(csv);
-  f << "table,method,n,superpeers,fraction,nearest_median_ms,nearest_p99_ms,served_median_ms,served_p99_ms,spread_ms,worst_ms,load_max,load_mean,cap,unserved\n";
+  f << "table,method,n,superpeers,fraction,nearest_median_ms,nearest_p99_ms,served_median_ms,served_p99_ms,ideal_median_ms,ideal_p99_ms,spread_ms,worst_ms,load_max,load_mean,cap,unserved\n";
   for (const auto& r : rows)
     f << "selection," << r.method << ',' << r.n << ',' << r.superpeers << ',' << static_cast<double>(r.superpeers) / static_cast<double>(r.n) << ','
-      << r.nearest_med << ',' << r.nearest_p99 << ',' << r.served_med << ',' << r.served_p99 << ',' << r.spread << ',' << r.nearest_max << ','
+      << r.nearest_med << ',' << r.nearest_p99 << ',' << r.served_med << ',' << r.served_p99 << ',' << r.central_med << ',' << r.central_p99 << ',' << r.spread << ',' << r.nearest_max << ','
       << r.load_max << ',' << r.load_mean << ',' << r.cap << ',' << r.unserved << '\n';
   f << "table,n,seconds,median_error,p90_error\n";
   for (const auto& r : viv_rows) f << "vivaldi," << r.n << ',' << r.seconds << ',' << r.median << ',' << r.p90 << '\n';

@@ -276,9 +276,11 @@ class superpeer_repulsion {
     const bool ok = is_superpeer() && clients_.admit(from, m.nonce, env_.now(), cfg_.lease);
     if (!ok) env_.count(is_superpeer() ? "superpeer_attach_refused_full" : "superpeer_attach_refused_not_superpeer");
     env_.send(from, superpeer_msg::attach_reply{m.nonce, ok});
-    // A node asking a former holder has old news: the former holder knows where its tokens went.
-    if (!is_superpeer())
-      if (auto d = digest(); !d.empty()) env_.send(from, superpeer_repulsion_msg::holders{std::move(d)});
+    // A normal node hears of holders only from the few ANNOUNCEs that reach
+    // it; what it asks is answered with the holders nearest to it that this
+    // node knows (a former holder knows where its tokens went; a holder hears
+    // every holder it knows each round), so that it can pick the nearest.
+    if (auto d = digest_near(from); !d.empty()) env_.send(from, superpeer_repulsion_msg::holders{std::move(d)});
   }
   void on_message(const address& from, const superpeer_msg::attach_reply& m) {
     if (admitted(from)) attachment_.on_reply(from, m);
@@ -398,6 +400,17 @@ class superpeer_repulsion {
   }
   std::vector<superpeer_repulsion_msg::holder_entry> digest(std::optional<std::uint32_t> skip = std::nullopt) const {
     return digest_bounded(skip, cfg_.max_digest);
+  }
+  /// The max_digest holders nearest to `peer` (by coordinates; freshest first when its coordinate is unknown).
+  std::vector<superpeer_repulsion_msg::holder_entry> digest_near(const address& peer) const {
+    auto all = digest_bounded(std::nullopt, cfg_.max_tokens);
+    if (auto c = coords_.known(peer)) {
+      std::stable_sort(all.begin(), all.end(), [&](const auto& a, const auto& b) { return distance(a.coord, c->coord) < distance(b.coord, c->coord); });
+    }
+    for (const auto& [t, o] : mine_)  // and this node's own tokens, first: it is a holder the peer may not know
+      if (!o.handoff) all.insert(all.begin(), {t, o.epoch, env_.self(), coords_.position(), 0});
+    if (all.size() > cfg_.max_digest) all.resize(cfg_.max_digest);
+    return all;
   }
   std::vector<superpeer_repulsion_msg::holder_entry> digest_bounded(std::optional<std::uint32_t> skip, std::size_t limit) const {
     std::vector<std::pair<time_point, std::uint32_t>> fresh;
