@@ -531,7 +531,7 @@ class superpeer_repulsion {
       }
     });
   }
-  void handed_off(own_iterator it, const address& to) {
+  void handed_off(own_iterator it, address to) {  // by value: `to` often lives in the token that is dropped
     const auto t = it->first;
     const auto epoch = it->second.handoff ? it->second.handoff->epoch : it->second.epoch + 1;
     env_.count("token_handed_off");
