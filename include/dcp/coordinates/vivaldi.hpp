@@ -30,11 +30,11 @@
 //
 // Faults tolerated: loss (a ping without a reply is forgotten after
 // rpc_timeout), duplication (a pong is matched to its ping by nonce once),
-// reordering and delay (a late pong is still a true RTT sample, bounded by
-// max_rtt), crashes (a restarted node starts again from the origin with error
+// reordering and delay (a pong within rpc_timeout is a true RTT sample, a
+// later one is dropped as unexpected), crashes (a restarted node starts again from the origin with error
 // 1; the others' errors make them trust it little until it has converged).
 // Hostile input: a coordinate that is NaN, infinite or beyond max_coordinate,
-// an error outside [0, max_error], an RTT outside (0, max_rtt], a pong with no
+// an error outside [0, max_error], an RTT outside (0, max_coordinate] ms, a pong with no
 // ping, or any message from outside the membership is dropped and counted.
 // What it cannot tolerate: a lying peer with a plausible coordinate pulls this
 // node's coordinate (Vivaldi has no defence against that; the membership's
