@@ -6,8 +6,8 @@
 //
 // T = N / ratio tokens are spread over the nodes (initial_holders). A node
 // holding a token is a superpeer. Every round each holder sends a repulsion
-// message (ANNOUNCE: token, epoch, coordinate) to the holders it knows and to
-// `fanout` random neighbours; a neighbour that is not a holder answers with
+// message (ANNOUNCE: token, epoch, coordinate) to the holders it knows
+// within 2 * radius_ms (all, without a radius) and to `fanout` random neighbours; a neighbour that is not a holder answers with
 // the holders it knows (HOLDERS), which is how holders find each other. A
 // holder feels a force from every holder within radius_ms, inversely
 // related to the distance, and passes its token to the neighbour (a node
@@ -438,13 +438,18 @@ class superpeer_repulsion {
     if (rounds_ > cfg_.warmup_rounds && (cfg_.move_rounds == 0 || rounds_ <= cfg_.move_rounds)) move_one();
   }
 
-  /// ANNOUNCE to `fanout` random neighbours and to every holder this node knows.
+  /// ANNOUNCE to `fanout` random neighbours and to every holder this node
+  /// knows within twice radius_ms (all of them when radius_ms is 0): a holder
+  /// farther away feels no force from this one, and with a radius the
+  /// repulsion traffic grows with the holders nearby, not with T².
   void announce_token(std::uint32_t t) {
     const auto& o = mine_.at(t);
     superpeer_repulsion_msg::announce m{t, o.epoch, coords_.position(), coords_.error()};
     std::vector<address> to = membership_.sample(cfg_.fanout);
     for (const auto& [other, k] : table_)
-      if (k.holder != env_.self() && std::find(to.begin(), to.end(), k.holder) == to.end()) to.push_back(k.holder);
+      if (k.holder != env_.self() && (cfg_.radius_ms == 0 || distance(m.coord, k.coord) <= 2 * cfg_.radius_ms) &&
+          std::find(to.begin(), to.end(), k.holder) == to.end())
+        to.push_back(k.holder);
     for (const auto& a : to) env_.send(a, m);
   }
 
