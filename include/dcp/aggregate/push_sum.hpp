@@ -100,6 +100,12 @@ class push_sum {
   }
 
   void start() { timer_.start(env_, cfg_.period, [this] { round(); }); }
+  /// Stops gossiping (no more rounds); shares still arrive and are added, so
+  /// a stopped node holds the mass its peers push to it. A composition that
+  /// runs Push-Sum in bursts (high_risk_edges: one burst per detection)
+  /// stops it between them and start()s it again.
+  void stop() { timer_.stop(); }
+  bool running() const noexcept { return timer_.running(); }
 
   /// Changes this node's input; it counts from the next epoch on.
   void set_input(push_sum_input in) {
