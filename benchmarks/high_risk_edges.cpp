@@ -68,20 +68,23 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
   return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
 }
 
-outcome run(std::uint32_t n, aggregate::threshold_rule rule, std::uint32_t iterations, std::uint32_t ttl, std::uint64_t seed) {
+outcome run(std::uint32_t n, aggregate::threshold_rule rule, int stable_rounds, std::uint32_t iterations, std::uint32_t ttl,
+            std::uint64_t seed) {
   const auto t0 = std::chrono::steady_clock::now();
   simulator w(seed, bench::network());
   auto g = std::make_shared<const sim::topology>(sim::barabasi_albert(w.rng(), n, 2));
   aggregate::high_risk_edges_config hc;
   hc.iterations = iterations;
   hc.rule = rule;
-  w.add_nodes(n, [g, hc, ttl](sim::node_context& c) {
+  aggregate::push_sum_config pc;
+  pc.stable_rounds = stable_rounds;
+  w.add_nodes(n, [g, hc, pc, ttl](sim::node_context& c) {
     auto& mem = c.add<overlay>(mid, membership::static_group_config::of(g->neighbours_of(c.index())));
     aggregate::random_walk_traffic_config wc;
     wc.walker_ttl = ttl;
     auto& walk = c.add<walk_t>(wid, mem, wc);
-    auto& ps = c.add<ps_t>(pid, mem, aggregate::push_sum_config{});
-    ps_t* ps2 = hc.rule == aggregate::threshold_rule::traffic_distribution ? &c.add<ps_t>(pid2, mem, aggregate::push_sum_config{}) : nullptr;
+    auto& ps = c.add<ps_t>(pid, mem, pc);
+    ps_t* ps2 = hc.rule == aggregate::threshold_rule::traffic_distribution ? &c.add<ps_t>(pid2, mem, pc) : nullptr;
     c.add<hre_t>(hid, mem, ps, walk, hc, ps2);
   });
   w.run_for(std::chrono::milliseconds(130) * ttl + 5s);  // every walker retired
@@ -162,23 +165,26 @@ int main(int argc, char** argv) {
   const std::vector<std::uint32_t> sizes = a.quick ? std::vector<std::uint32_t>{100} : std::vector<std::uint32_t>{100, 300, 1000, 3000};
   const std::uint32_t iterations = a.quick ? 5 : 30, ttl = 300;
   std::ofstream csv(a.csv);
-  csv << "nodes,rule,iterations,important,truth_edges,high,detected,correct,precision,recall,msgs_per_node_iter,"
+  csv << "nodes,rule,stable_rounds,iterations,important,truth_edges,high,detected,correct,precision,recall,msgs_per_node_iter,"
          "rounds_per_iter,seed_corr,mean_abs_err,spread,decided,wall_s\n";
   std::printf("High-risk edges over Barabasi-Albert (m = 2), k = 2, %u iterations, walkers of %u hops\n", iterations, ttl);
-  std::printf("%6s %-8s %5s %5s | %5s %5s %5s %5s | %9s %9s | %9s %9s %9s | %7s %6s\n", "N", "rule", "imp", "E*", "high",
+  std::printf("%6s %-8s %6s %5s %5s | %5s %5s %5s %5s | %9s %9s | %9s %9s %9s | %7s %6s\n", "N", "rule", "stable", "imp", "E*", "high",
               "det", "prec", "rec", "msgs/n/it", "rounds/it", "seed corr", "|err|", "spread", "decided", "wall");
   for (auto n : sizes) {
+    for (int stable : {3, 40}) {
+    if (a.quick && stable != 3) continue;
     for (auto rule : {aggregate::threshold_rule::iteration_estimates, aggregate::threshold_rule::traffic_distribution}) {
       const char* name = rule == aggregate::threshold_rule::iteration_estimates ? "thesis" : "traffic";
-      auto o = run(n, rule, iterations, ttl, a.seed);
-      std::printf("%6u %-8s %5zu %5zu | %5zu %5zu %5.2f %5.2f | %9.1f %9.1f | %9.2f %9.1e %9.1e | %7zu %6.1f\n", n, name,
+      auto o = run(n, rule, stable, iterations, ttl, a.seed);
+      std::printf("%6u %-8s %6d %5zu %5zu | %5zu %5zu %5.2f %5.2f | %9.1f %9.1f | %9.2f %9.1e %9.1e | %7zu %6.1f\n", n, name, stable,
                   o.important, o.truth_edges, o.high, o.detected, o.precision, o.recall, o.msgs_per_node_iter,
                   o.rounds_per_iter, o.seed_corr, o.mean_abs_err, o.spread, o.decided, o.wall);
       std::fflush(stdout);
-      csv << n << ',' << name << ',' << iterations << ',' << o.important << ',' << o.truth_edges << ',' << o.high << ','
+      csv << n << ',' << name << ',' << stable << ',' << iterations << ',' << o.important << ',' << o.truth_edges << ',' << o.high << ','
           << o.detected << ',' << o.correct << ',' << o.precision << ',' << o.recall << ',' << o.msgs_per_node_iter
           << ',' << o.rounds_per_iter << ',' << o.seed_corr << ',' << o.mean_abs_err << ',' << o.spread << ','
           << o.decided << ',' << o.wall << '\n';
+    }
     }
   }
 }
