@@ -55,7 +55,10 @@
 //     it is lost until the membership marks it down: the current iteration is
 //     biased as under loss, the next ones are over the survivors. A node whose
 //     neighbours all crashed hears nothing and never decides (decided() stays
-//     false). A node that never reaches the last epoch never decides either.
+//     false). A node no iteration reached (the thesis: low-degree nodes may
+//     miss them all) decides, with no samples "not high", `final_rounds`
+//     after a neighbour first queries it; unqueried, it stays undecided,
+//     which changes no edge (only high nodes query, and they ask everyone).
 //   - Hostile or malformed input: only peers the membership admits are heard
 //     ("seed_not_member", "query_not_member", "answer_not_member"); a seed
 //     for an epoch past `iterations` is refused ("bad_seed"), its hop count
@@ -303,6 +306,13 @@ class high_risk_edges {
       } else if (e == cfg_.iterations && rounds_in_epoch_ >= cfg_.final_rounds) {
         env_.count("decided_by_timeout");
         decide(true);
+      } else if (!pending_.empty() && ++rounds_queried_ >= cfg_.final_rounds) {
+        // A decided neighbour asks, and no iteration has reached this node
+        // since (a hub pushes to each of its leaves rarely; once it stops,
+        // a leaf may never hear of the iterations): decide from what it has,
+        // no samples being "not high".
+        env_.count("decided_on_query");
+        decide(true);
       }
       return;
     }
@@ -413,7 +423,7 @@ class high_risk_edges {
   high_risk_edges_config cfg_;
   track tracks_[2];
   std::vector<bool> seeded_;  ///< per iteration: this node seeded it
-  std::uint32_t rounds_in_epoch_ = 0, converged_round_ = 0, rounds_since_decision_ = 0;
+  std::uint32_t rounds_in_epoch_ = 0, converged_round_ = 0, rounds_since_decision_ = 0, rounds_queried_ = 0;
   bool converged_in_epoch_ = false;
   std::optional<high_risk_decision> decision_;
   std::unordered_map<address, std::uint32_t> asked_;  ///< neighbour -> queries sent, until it answers
