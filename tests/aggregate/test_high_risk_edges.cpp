@@ -229,7 +229,8 @@ TEST_CASE("high_risk_edges: a detected edge joins two nodes that both exceed the
     }
     run_detection(w, 3000s);
     const auto edges = detected_edges(w);
-    for (auto [a, b] : edges) {
+    for (const auto& edge : edges) {
+      const auto a = edge.first, b = edge.second;  // named: clang 15 cannot capture structured bindings
       CAPTURE(a);
       CAPTURE(b);
       CHECK(g->connected(a, b));
@@ -306,7 +307,8 @@ TEST_CASE("high_risk_edges: planted hubs on a Barabási–Albert graph: every hu
     const auto edges = detected_edges(w);
     for (std::uint32_t h = 0; h < hubs; ++h)
       for (std::uint32_t k = h + 1; k < hubs; ++k) CHECK(edges.contains({h, k}));  // recall
-    for (auto [a, b] : edges) {
+    for (const auto& edge : edges) {
+      const auto a = edge.first, b = edge.second;  // named: clang 15 cannot capture structured bindings
       CAPTURE(a);
       CAPTURE(b);
       for (auto v : {a, b}) {
