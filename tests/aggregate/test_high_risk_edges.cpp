@@ -201,7 +201,7 @@ TEST_CASE("high_risk_edges: every iteration's Push-Sum estimates converge to the
         CHECK(*v >= lo);
         CHECK(*v <= hi);
         if (loss == 0 && dup == 0) CHECK(std::abs(*v - mu) / mu < 1e-6);
-        else CHECK(std::abs(*v - mu) / mu < 0.25);  // biased, measured: under 10% at 2% loss or duplication
+        else CHECK(std::abs(*v - mu) / mu < 0.1);  // biased: worst 4.7% measured at 2% loss and/or duplication
       }
     }
     CHECK(w.metrics().counter(pid, "stale_epoch") > 0);  // the barrier: released nodes' old shares dropped
