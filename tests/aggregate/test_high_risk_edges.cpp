@@ -69,16 +69,26 @@ std::vector<double> traffic(simulator& w) {
   return x;
 }
 
-/// Runs until every live node decided, or `limit` passed.
+void check_all(simulator& w) {
+  for (std::uint32_t i = 0; i < w.size(); ++i) {
+    if (!w.is_up(i)) continue;
+    w.get<hre_t>(i, hid).check_invariants();
+    w.get<walk_t>(i, wid).check_invariants();
+  }
+}
+
+/// Runs until every live node decided, or `limit` passed, checking every node's invariants every 5 s.
 void run_detection(simulator& w, duration limit) {
   const auto end = w.now() + limit;
   while (w.now() < end) {
     w.run_for(5s);
+    check_all(w);
     bool all = true;
     for (std::uint32_t i = 0; i < w.size() && all; ++i) all = !w.is_up(i) || w.get<hre_t>(i, hid).decided();
     if (all) break;
   }
   w.run_for(30s);  // the last queries answered
+  check_all(w);
 }
 
 std::set<std::pair<std::uint32_t, std::uint32_t>> detected_edges(simulator& w) {

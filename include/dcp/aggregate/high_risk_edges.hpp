@@ -83,6 +83,7 @@
 
 #include "dcp/aggregate/push_sum.hpp"
 #include "dcp/aggregate/random_walk_traffic.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/membership/membership.hpp"
@@ -243,6 +244,19 @@ class high_risk_edges {
     if (it == asked_.end()) return env_.count("unsolicited_answer");
     asked_.erase(it);
     labels_[from] = m.high;  // asked_ is bounded, so labels_ is
+  }
+
+  /// Asserts (DCP_ASSERT) what must hold between events; the tests call it
+  /// on every node as the simulation runs. A no-op when assertions are off.
+  void check_invariants() const {
+    DCP_ASSERT(asked_.size() <= cfg_.max_neighbours && pending_.size() <= cfg_.max_neighbours,
+               "the query tables are bounded");
+    DCP_ASSERT(!decision_ || pending_.empty(), "a decided node has answered every query it held");
+    DCP_ASSERT(labels_.empty() || (decision_ && decision_->high), "only a high node asks its neighbours");
+    DCP_ASSERT(!decision_ || decision_->high == (decision_->samples > 0 && decision_->traffic > decision_->threshold),
+               "a node is high exactly when its traffic exceeds its own threshold T = mu + k sigma");
+    DCP_ASSERT(!decision_ || !decision_->high || decision_->sigma >= 0, "sigma is a standard deviation");
+    DCP_ASSERT(present(tracks_[0].samples).size() <= cfg_.iterations, "one sample per iteration at most");
   }
 
   /// The samples so far of track 0 (for tests): at most `iterations` values.

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/detail/sha1.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
@@ -107,6 +108,14 @@ class random_walk_traffic {
   }
   const std::unordered_map<address, edge_traffic>& edges() const noexcept { return edges_; }
   std::size_t held() const noexcept { return held_; }
+
+  /// Asserts (DCP_ASSERT) what must hold between events. A no-op when assertions are off.
+  void check_invariants() const {
+    DCP_ASSERT(held_ <= cfg_.max_held && edges_.size() <= cfg_.max_edges, "the walker queue and edge table are bounded");
+    std::uint64_t s = 0, r = 0;
+    for (auto& [peer, e] : edges_) s += e.sent, r += e.received;
+    DCP_ASSERT(s <= sent_ && r <= received_, "every per-edge count is in the node's totals");
+  }
 
   void on_message(const address& from, random_walk_msg::walker m) {
     if (!membership::admits(membership_, from)) return env_.count("walker_not_member");
