@@ -39,6 +39,7 @@ struct setup {
   std::uint32_t iterations = 4;
   int stable_rounds = 40;  // 3 (the thesis) declares on ping-pong between two nodes: see the docs
   std::uint32_t ttl = 100;
+  std::uint32_t seed_walk_hops = 4;
 };
 
 /// Hosts membership (the node's neighbours in g), traffic, Push-Sum (two
@@ -47,6 +48,7 @@ void build(simulator& w, std::shared_ptr<const sim::topology> g, setup s) {
   aggregate::high_risk_edges_config hc;
   hc.iterations = s.iterations;
   hc.rule = s.rule;
+  hc.seed_walk_hops = s.seed_walk_hops;
   aggregate::push_sum_config pc;
   pc.stable_rounds = s.stable_rounds;
   aggregate::random_walk_traffic_config wc;
@@ -421,4 +423,27 @@ TEST_CASE("high_risk_edges: a walker flood from a neighbour is bounded by max_he
   for (std::uint64_t id = 100; id < 100 + 3000; ++id) walk.on_message(address::sim(0), aggregate::random_walk_msg::walker{id, 0, 5});
   CHECK(walk.held() <= 1024);
   CHECK(w.metrics().counter(wid, "walker_overflow") >= 3000 - 1024);
+}
+
+TEST_CASE("high_risk_edges: at 50% loss seed tokens die, a converged node restarts the stalled iteration, every node decides") {
+  // A token walks 12 hops: it survives 50% loss with probability 2^-13, so
+  // iterations advance only through stall_rounds.
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 4); ++seed) {
+    CAPTURE(seed);
+    simulator w(seed, network(0.5));
+    auto g = std::make_shared<const sim::topology>(sim::barabasi_albert(w.rng(), 40, 2));
+    setup s;
+    s.stable_rounds = 10;
+    s.seed_walk_hops = 12;
+    build(w, g, s);
+    run_traffic(w, s.ttl);
+    w.get<hre_t>(0, hid).begin();
+    run_detection(w, 3000s);
+    for (std::uint32_t i = 0; i < 40; ++i) {
+      auto& h = w.get<hre_t>(i, hid);
+      REQUIRE(h.decided());
+      CHECK(h.epoch() == s.iterations);  // every iteration ran, none skipped for good
+    }
+    CHECK(w.metrics().counter(hid, "stall_restart") > 0);
+  }
 }
