@@ -143,7 +143,7 @@ struct answer {
 
 /// What a node decided, and from what.
 struct high_risk_decision {
-  double traffic = 0;    ///< x_i when it decided
+  double traffic = 0;    ///< x_i: the traffic snapshot its last epoch started from
   double mean = 0;       ///< mu
   double sigma = 0;      ///< sigma
   double threshold = 0;  ///< T = mu + k sigma
@@ -296,19 +296,29 @@ class high_risk_edges {
     if (auto est = t.ps->estimate(); est && e >= 1) t.last = *est;
   }
 
-  void tick() {
-    // The input each new epoch starts from: a snapshot of the traffic taken
-    // at most one period before the node joins it (the thesis' "system
-    // snapshot" at the start of an iteration).
-    const double x = static_cast<double>(traffic_.total());
-    tracks_[0].ps->set_input(push_sum_input::average(x));
-    if (tracks_[1].ps) tracks_[1].ps->set_input(push_sum_input::average(x * x));
+  /// Follows both tracks; on a change of epoch, starts counting the new one.
+  void observe() {
     const auto before = tracks_[0].epoch;
     for (auto& t : tracks_) follow(t);
-    if (tracks_[0].epoch != before) {
-      rounds_in_epoch_ = 0;
-      converged_in_epoch_ = false;
-    }
+    if (tracks_[0].epoch == before) return;
+    rounds_in_epoch_ = 0;
+    converged_in_epoch_ = false;
+    snapshot_ = input_;  // what push_sum restarted from when this node joined the epoch
+  }
+
+  /// The input each new epoch starts from: a snapshot of the traffic, taken
+  /// at most one period before the node joins it (the thesis' "system
+  /// snapshot" at the start of an iteration, so that the value used is
+  /// consistent while the traffic keeps changing).
+  void take_snapshot() {
+    input_ = static_cast<double>(traffic_.total());
+    tracks_[0].ps->set_input(push_sum_input::average(input_));
+    if (tracks_[1].ps) tracks_[1].ps->set_input(push_sum_input::average(input_ * input_));
+  }
+
+  void tick() {
+    observe();
+    take_snapshot();
     ++rounds_in_epoch_;
     const auto e = epoch();
     if (!decision_) {
@@ -339,6 +349,7 @@ class high_risk_edges {
 
   /// Push-Sum calls this inside its round: record now, act after the event.
   void converged(int which, double estimate, std::uint64_t epoch) {
+    observe();  // in case this epoch began since the last tick
     auto& t = tracks_[which];
     record(t, epoch, estimate);
     if (which != 0 || epoch < 1 || epoch > cfg_.iterations || decision_) return;
@@ -363,12 +374,10 @@ class high_risk_edges {
     if (decision_ || epoch <= this->epoch() || epoch > cfg_.iterations) return;
     env_.count("seeded");
     seeded_[epoch - 1] = true;
-    const double x = static_cast<double>(traffic_.total());
-    tracks_[0].ps->set_input(push_sum_input::average(x));
-    if (tracks_[1].ps) tracks_[1].ps->set_input(push_sum_input::average(x * x));
+    observe();  // the sample of the epoch it leaves
+    take_snapshot();
     for (auto& t : tracks_) {
       if (!t.ps) continue;
-      follow(t);  // the sample of the epoch it leaves
       while (t.ps->epoch() < epoch) t.ps->restart();  // restart() is one epoch on; a token may skip some
       if (!t.ps->running()) t.ps->start();
     }
@@ -376,12 +385,13 @@ class high_risk_edges {
 
   void decide(bool timed_out) {
     if (decision_) return;
-    for (auto& t : tracks_) follow(t);
+    observe();
     for (auto& t : tracks_)  // the last epoch's sample, if it had none yet
       if (t.ps && t.last) record(t, t.epoch, *t.last);
     high_risk_decision d;
     d.timed_out = timed_out;
-    d.traffic = static_cast<double>(traffic_.total());
+    // x_i as this node entered the Push-Sum it decides by (its traffic now if no iteration reached it).
+    d.traffic = tracks_[0].epoch >= 1 ? snapshot_ : static_cast<double>(traffic_.total());
     const auto xs = present(tracks_[0].samples);
     d.samples = static_cast<std::uint32_t>(xs.size());
     if (xs.empty()) {
@@ -439,6 +449,8 @@ class high_risk_edges {
   std::vector<bool> seeded_;  ///< per iteration: this node seeded it
   std::uint32_t rounds_in_epoch_ = 0, converged_round_ = 0, rounds_since_decision_ = 0, rounds_queried_ = 0;
   bool converged_in_epoch_ = false;
+  double input_ = 0;     ///< the traffic push_sum restarts from when it enters an epoch
+  double snapshot_ = 0;  ///< input_ as this node entered its current epoch
   std::optional<high_risk_decision> decision_;
   std::unordered_map<address, std::uint32_t> asked_;  ///< neighbour -> queries sent, until it answers
   std::unordered_map<address, bool> labels_;          ///< neighbour -> its label
