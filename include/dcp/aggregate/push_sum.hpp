@@ -16,6 +16,11 @@
 // rounds in which the node received some mass count: halving (s, w) leaves
 // s/w unchanged, so a node that nobody picked for three rounds (about 5% of
 // nodes at any time with uniform targets) would otherwise declare at once.
+// Over a sparse graph three rounds are still too few: a node and a degree-2
+// neighbour it has just fed hold the same ratio and push it back and forth
+// unchanged, so a node declares long before the network has mixed (on a
+// 1,000-node Barabási–Albert graph, after 21 rounds with estimates between
+// 0.4 and 4 times the mean: docs/high-risk-edges.md); tens of rounds there.
 //
 // Epochs: restart() begins epoch e+1 from the node's current input; a node
 // that hears of a newer epoch joins it, restarting from its own input, and
