@@ -349,9 +349,9 @@ TEST_CASE("high_risk_edges: stale, malformed and foreign messages are counted an
   auto& ps = w.get<ps_t>(1, pid);
   auto& walk = w.get<walk_t>(1, wid);
   const auto stranger = address::sim(3);  // not node 1's neighbour
-  const auto before_w = ps.mass_w();
 
   // Push-Sum's shares: NaN, infinite, negative weight, foreign, stale.
+  const auto before_s = ps.mass_s(), before_w = ps.mass_w();
   ps.on_message(address::sim(0), aggregate::push_sum_msg::share{0, NAN, 1});
   ps.on_message(address::sim(0), aggregate::push_sum_msg::share{0, 1, INFINITY});
   ps.on_message(address::sim(0), aggregate::push_sum_msg::share{0, INFINITY, 1});
@@ -359,8 +359,17 @@ TEST_CASE("high_risk_edges: stale, malformed and foreign messages are counted an
   CHECK(w.metrics().counter(pid, "bad_share") == 4);
   ps.on_message(stranger, aggregate::push_sum_msg::share{2, 1e300, 1});
   CHECK(w.metrics().counter(pid, "share_not_member") == 1);
+  CHECK(ps.mass_s() == before_s);
   CHECK(ps.mass_w() == before_w);
   CHECK(ps.epoch() == 0);
+  // Each finite, but the second would make the sum infinite, and every estimate it reached NaN.
+  ps.on_message(address::sim(0), aggregate::push_sum_msg::share{0, 1.7e308, 1});
+  const auto after_one = ps.mass_s();
+  ps.on_message(address::sim(0), aggregate::push_sum_msg::share{0, 1.7e308, 1});
+  CHECK(w.metrics().counter(pid, "bad_share") == 5);
+  CHECK(ps.mass_s() == after_one);
+  REQUIRE(ps.estimate());
+  CHECK(std::isfinite(*ps.estimate()));
 
   // Seeds: foreign, past the last iteration, epoch 0, hops capped.
   h.on_message(stranger, aggregate::high_risk_msg::seed{1, 0});

@@ -137,9 +137,14 @@ class push_sum {
     if (!membership::admits(membership_, from)) return env_.count("share_not_member");
     if (!std::isfinite(m.s) || !std::isfinite(m.w) || m.w < 0) return env_.count("bad_share");
     if (m.epoch < epoch_) return env_.count("stale_epoch");
-    if (m.epoch > epoch_) reset(m.epoch);
-    s_ += m.s;
-    w_ += m.w;
+    // Each share is finite, but two near the largest double sum to infinity,
+    // and an infinite s or w makes every estimate it reaches NaN: refused.
+    const bool newer = m.epoch > epoch_;
+    const double s = (newer ? input_.value : s_) + m.s, w = (newer ? input_.weight : w_) + m.w;
+    if (!std::isfinite(s) || !std::isfinite(w)) return env_.count("bad_share");
+    if (newer) reset(m.epoch);
+    s_ = s;
+    w_ = w;
     received_ = true;
   }
 
