@@ -370,6 +370,13 @@ TEST_CASE("high_risk_edges: stale, malformed and foreign messages are counted an
   CHECK(ps.mass_s() == after_one);
   REQUIRE(ps.estimate());
   CHECK(std::isfinite(*ps.estimate()));
+  for (int r = 0; r < 3; ++r) ps.round();  // w: 2 -> 0.25, s: 1.7e308 -> 2.1e307
+  const auto halved_s = ps.mass_s();
+  ps.on_message(address::sim(0), aggregate::push_sum_msg::share{0, 1.5e308, 0});  // s finite, s / w is not
+  CHECK(w.metrics().counter(pid, "bad_share") == 6);
+  CHECK(ps.mass_s() == halved_s);
+  REQUIRE(ps.estimate());
+  CHECK(std::isfinite(*ps.estimate()));
 
   // Seeds: foreign, past the last iteration, epoch 0, hops capped.
   h.on_message(stranger, aggregate::high_risk_msg::seed{1, 0});

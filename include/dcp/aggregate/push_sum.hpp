@@ -121,10 +121,12 @@ class push_sum {
   /// Begins a new epoch from the current inputs, here and, as it spreads, everywhere.
   void restart() { reset(epoch_ + 1); }
 
-  /// s / w, or nothing while this node holds no weight yet.
+  /// s / w, or nothing while this node holds no weight (or too little to divide by).
   std::optional<double> estimate() const {
     if (w_ <= 0) return std::nullopt;
-    return s_ / w_;
+    const double e = s_ / w_;
+    if (!std::isfinite(e)) return std::nullopt;  // w halved to a denormal (cut off ~1000 rounds): no estimate
+    return e;
   }
   bool converged() const noexcept { return converged_; }
   std::uint64_t epoch() const noexcept { return epoch_; }
@@ -138,10 +140,11 @@ class push_sum {
     if (!std::isfinite(m.s) || !std::isfinite(m.w) || m.w < 0) return env_.count("bad_share");
     if (m.epoch < epoch_) return env_.count("stale_epoch");
     // Each share is finite, but two near the largest double sum to infinity,
-    // and an infinite s or w makes every estimate it reaches NaN: refused.
+    // and a share with a huge s and a tiny w has an infinite ratio: either
+    // makes every estimate it reaches infinite or NaN. Refused.
     const bool newer = m.epoch > epoch_;
     const double s = (newer ? input_.value : s_) + m.s, w = (newer ? input_.weight : w_) + m.w;
-    if (!std::isfinite(s) || !std::isfinite(w)) return env_.count("bad_share");
+    if (!std::isfinite(s) || !std::isfinite(w) || (w > 0 && !std::isfinite(s / w))) return env_.count("bad_share");
     if (newer) reset(m.epoch);
     s_ = s;
     w_ = w;
