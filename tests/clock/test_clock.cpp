@@ -6,6 +6,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/wire/message.hpp"
 
+namespace test_clock {
+
 using namespace dcp;
 using namespace dcp::clock;
 
@@ -142,3 +144,5 @@ TEST_CASE("clocks serialize through the wire codec") {
   CHECK(back.h == m.h);
   CHECK(back.l == m.l);
 }
+
+}  // namespace test_clock

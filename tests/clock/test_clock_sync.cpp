@@ -15,6 +15,8 @@
 #include "dcp/group.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_clock_sync {
+
 using namespace dcp;
 using namespace dcp::clock;
 using sim::simulator;
@@ -616,3 +618,5 @@ TEST_CASE("random hostile messages to all three: no crash, tables bounded, clock
     }
   }
 }
+
+}  // namespace test_clock_sync

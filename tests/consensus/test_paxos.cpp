@@ -7,6 +7,8 @@
 #include "dcp/consensus.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_paxos {
+
 using namespace dcp;
 using namespace dcp::consensus;
 
@@ -214,3 +216,5 @@ TEST_CASE("paxos: a used-up round space fails the proposal at once instead of wr
   CHECK(w.metrics().counter(pid, "rounds_exhausted") == 1);
   CHECK(w.get<node_t>(0, pid).promised().round == ~std::uint64_t{0});
 }
+
+}  // namespace test_paxos

@@ -1,5 +1,7 @@
 #include "raft_harness.hpp"
 
+namespace test_raft {
+
 using namespace raft_test;
 
 TEST_CASE("raft: a quiet cluster elects one leader and commits") {
@@ -353,3 +355,5 @@ TEST_CASE("raft: a snapshot the state machine refuses stops the replica instead 
   REQUIRE_FALSE(errors.empty());
   CHECK(errors.front().find("refused a snapshot") != std::string::npos);
 }
+
+}  // namespace test_raft

@@ -9,6 +9,8 @@
 //     committed an entry of its term.
 #include "raft_harness.hpp"
 
+namespace test_raft_scripted {
+
 using namespace raft_test;
 
 namespace {
@@ -437,3 +439,5 @@ TEST_CASE("raft: a member that missed the entry adding the new leader still foll
   }
   CHECK(seen);
 }
+
+}  // namespace test_raft_scripted

@@ -8,6 +8,8 @@
 
 #include "dcp/wire/limits.hpp"
 
+namespace test_raft_snapshot {
+
 using namespace raft_test;
 
 namespace {
@@ -258,3 +260,5 @@ TEST_CASE("raft: a lagging follower catches up through appends of large entries,
   REQUIRE(refused);
   CHECK(*refused == dcp::errc::invalid_argument);
 }
+
+}  // namespace test_raft_snapshot

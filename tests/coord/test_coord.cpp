@@ -7,6 +7,8 @@
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
 
+namespace test_coord {
+
 using namespace dcp;
 using namespace dcp::coord;
 
@@ -983,3 +985,5 @@ TEST_CASE("coord: a voluntary release does not hand the permit on while the hold
     }
   }
 }
+
+}  // namespace test_coord

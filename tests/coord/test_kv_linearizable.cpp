@@ -25,6 +25,8 @@
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
 
+namespace test_kv_linearizable {
+
 using namespace dcp;
 using namespace dcp::coord;
 
@@ -447,3 +449,5 @@ TEST_CASE("coord kv: bad keys and values are refused with invalid_argument, and 
   REQUIRE(got->value().has_value());
   CHECK(got->value()->size() == max_value_bytes - 10);
 }
+
+}  // namespace test_kv_linearizable

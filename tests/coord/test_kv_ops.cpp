@@ -12,6 +12,8 @@
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
 
+namespace test_kv_ops {
+
 using namespace dcp;
 using namespace dcp::coord;
 
@@ -690,3 +692,5 @@ TEST_CASE("kv client: a watch from a revision that has left the history ends wit
   CHECK(got->error() == dcp::errc::not_found);
   CHECK(got->message().find("compacted") != std::string::npos);
 }
+
+}  // namespace test_kv_ops

@@ -9,6 +9,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/wire/message.hpp"
 
+namespace test_address {
+
 using namespace dcp;
 
 namespace {
@@ -134,3 +136,5 @@ TEST_CASE("address: the wire format of dcp 0.1 is unchanged; new forms have code
   bytes whole = encoded(*address::parse("a.example:80"));
   for (std::size_t n = 0; n < whole.size(); ++n) CHECK_FALSE(decoded(byte_view(whole).first(n)));
 }
+
+}  // namespace test_address

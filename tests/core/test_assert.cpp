@@ -14,6 +14,8 @@
 
 #include "dcp/core/assert.hpp"
 
+namespace test_assert {
+
 namespace {
 
 struct death {
@@ -75,3 +77,5 @@ TEST_CASE("DCP_ASSERT: a kept invariant does nothing, and its condition is evalu
   CHECK_FALSE(d.aborted);
   CHECK(d.stderr_text.empty());
 }
+
+}  // namespace test_assert

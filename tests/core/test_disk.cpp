@@ -5,6 +5,8 @@
 #include "dcp/core/disk.hpp"
 #include "dcp/core/file_disk.hpp"
 
+namespace test_disk {
+
 using namespace dcp;
 
 TEST_CASE("memory_disk: a crash keeps synced bytes and loses the rest") {
@@ -73,3 +75,5 @@ TEST_CASE("file_disk: append, sync, write, truncate, remove, list") {
   }
   std::filesystem::remove_all(dir);
 }
+
+}  // namespace test_disk

@@ -4,6 +4,8 @@
 
 #include "dcp/version.hpp"
 
+namespace test_version {
+
 // DCP_PROJECT_VERSION comes from CMake's project(dcp VERSION ...) (see
 // tests/core/CMakeLists.txt): the header and the CMake package must name the
 // same release, or find_package(dcp 0.2) would accept headers of 0.1.
@@ -16,3 +18,5 @@ TEST_CASE("version.hpp names the release CMake's project() declares") {
   static_assert(dcp::version_info{0, 1, 0} < dcp::version_info{0, 2, 0});
   static_assert(dcp::version_info{0, 9, 9} < dcp::version_info{1, 0, 0});
 }
+
+}  // namespace test_version

@@ -12,6 +12,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/core/time.hpp"
 
+namespace test_vocabulary {
+
 using namespace dcp;
 
 TEST_CASE("sha1 matches the FIPS 180 test vectors") {
@@ -136,3 +138,5 @@ TEST_CASE("parse_duration: one number, one unit; anything else is nullopt, never
     CHECK_MESSAGE(!dcp::parse_duration(bad), bad);
   CHECK(dcp::parse_duration("9223372036854775807ns") == dcp::duration(std::numeric_limits<std::int64_t>::max()));
 }
+
+}  // namespace test_vocabulary

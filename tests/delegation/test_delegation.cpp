@@ -7,6 +7,8 @@
 #include "dcp/dht.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_delegation {
+
 using namespace dcp;
 using namespace dcp::delegation;
 
@@ -739,3 +741,5 @@ TEST_CASE("delegation: a coordinator's shard table is bounded") {
   CHECK(std::count(errors.begin(), errors.end(), make_error_code(delegation::errc::unknown_shard)) == 2);
   CHECK(w.metrics().counter(pid, "too_many_shards") >= 2);
 }
+
+}  // namespace test_delegation

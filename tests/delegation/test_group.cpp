@@ -10,6 +10,8 @@
 #include "dcp/storage.hpp"
 #include "../seeds.hpp"
 
+namespace test_group {
+
 using namespace dcp;
 using namespace dcp::delegation;
 
@@ -233,15 +235,23 @@ TEST_CASE("delegation ledger: stock reserved once per request, within the share,
   // Batches of at most `permits` allocations, one open at a time.
   const auto first = run(ledger::op::seal_batch, 0, 0, 1);
   CHECK(first.batch == 1);
-  CHECK(l.book("lab#0")->batch_contents(1).size() == 1);
+  REQUIRE(l.book("lab#0")->open_batch_contents().size() == 1);
+  const auto confirmed = l.book("lab#0")->open_batch_contents().front();
+  CHECK(l.book("lab#0")->unbatched.size() == 1);
   CHECK(run(ledger::op::seal_batch, 0, 0, 8).batch == 0);  // batch 1 is not answered yet
   CHECK(run(ledger::op::confirm, 0, 0, 0, 2).code == static_cast<std::uint32_t>(delegation::errc::duplicate_batch));
   CHECK(run(ledger::op::confirm, 0, 0, 0, 1).code == 0);
+  CHECK(l.book("lab#0")->open_batch_contents().empty());
   CHECK(run(ledger::op::confirm, 0, 0, 0, 1).code == static_cast<std::uint32_t>(delegation::errc::duplicate_batch));
-  const auto confirmed = l.book("lab#0")->batch_contents(1).front();
   CHECK(run(ledger::op::reserve, confirmed.holder.sim_index(), confirmed.request_id, confirmed.units).confirmed);
   // The origin refuses the second batch: its units are free again, its allocations gone.
   CHECK(run(ledger::op::seal_batch, 0, 0, 8).batch == 2);
+  {  // the batch indexes are not stored: a restore rebuilds them, open batch included
+    ledger open;
+    REQUIRE_FALSE(open.restore(l.snapshot()));
+    open.check_invariants();
+    CHECK(open.book("lab#0")->open_batch_contents() == l.book("lab#0")->open_batch_contents());
+  }
   CHECK(run(ledger::op::unreserve, 0, 0, 0, 2).code == 0);
   CHECK(l.book("lab#0")->stock_units == confirmed.units);
   CHECK(l.book("lab#0")->open_batch == 0);
@@ -508,3 +518,5 @@ TEST_CASE("delegation: a group allocates stock in logged batches; no seat lost o
   MESSAGE("stock in a group: " << allocations << " allocations in " << batches << " batches (" << duplicates
                                << " resent batches answered as duplicates)");
 }
+
+}  // namespace test_group

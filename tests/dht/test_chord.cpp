@@ -4,6 +4,8 @@
 
 #include "harness.hpp"
 
+namespace test_chord {
+
 using namespace dcp;
 using dht_test::overlay;
 using chord = dht::chord<sim::env>;
@@ -265,3 +267,5 @@ TEST_CASE("chord: 50% of the nodes crash at once; 20 s later no lookup returns a
   CHECK(wrong == 0);
   CHECK(failed == 0);
 }
+
+}  // namespace test_chord

@@ -4,6 +4,8 @@
 
 #include "harness.hpp"
 
+namespace test_kademlia {
+
 using namespace dcp;
 using dht_test::overlay;
 using kad = dht::kademlia<sim::env>;
@@ -151,3 +153,5 @@ TEST_CASE("kademlia: bootstrap retries while the seeds are down; bad senders are
   CHECK(w.router(0).contacts() == before);
   static_assert(dht::Router<kad>);
 }
+
+}  // namespace test_kademlia

@@ -4,6 +4,8 @@
 
 #include "harness.hpp"
 
+namespace test_pastry {
+
 using namespace dcp;
 using dht_test::overlay;
 using pastry = dht::pastry<sim::env>;
@@ -236,3 +238,5 @@ TEST_CASE("pastry: a stranger guessing lookup nonces answers no lookup") {
   CHECK_FALSE(forged);
   CHECK(w.world.metrics().counter(w.pid, "stale_reply") == 20'000);
 }
+
+}  // namespace test_pastry

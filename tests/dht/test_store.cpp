@@ -8,6 +8,8 @@
 
 #include "harness.hpp"
 
+namespace test_store {
+
 using namespace dcp;
 using dht_test::overlay;
 
@@ -340,3 +342,5 @@ TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, n
   k.o.world.run_for(1s);
   CHECK(ran == expected);
 }
+
+}  // namespace test_store

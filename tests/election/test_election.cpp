@@ -151,7 +151,7 @@ TEST_CASE("chang_roberts: a message for a member skipped as crashed stops instea
     require_agreement<ring>(w, n, address::sim(2));
     const auto before = w.metrics().of(ring::default_id).sent;
     if (kind == 0) {
-      // 3 restarts (2 still skips it) and stands: its ELECTION reaches 2 and can go no further.
+      // 3 restarts and stands: 0, decided for 2, starts a new round for it, where 2 tries 3 again.
       w.restart(3);
       w.get<ring>(3, ring::default_id).start_election();
     } else {
@@ -162,6 +162,30 @@ TEST_CASE("chang_roberts: a message for a member skipped as crashed stops instea
     w.run_for(2s);
     INFO("kind " << kind);
     CHECK(w.metrics().of(ring::default_id).sent - before <= 4 * n);
+  }
+}
+
+TEST_CASE("chang_roberts: a member that restarts and stands is elected, and skipped members are tried again in a new round") {
+  // A restarted member used to start its candidacy in round 0, which every
+  // other node dropped as stale, and its predecessor skipped it for ever:
+  // the highest live member could never lead again.
+  constexpr std::uint32_t n = 4;
+  for (std::uint32_t initiator = 0; initiator < 3; ++initiator) {
+    simulator w(initiator + 1, network(initiator));
+    w.add_nodes(n, [](sim::node_context& c) { c.add<ring>(ring::default_id, group::static_group::sim(n)); });
+    w.crash(3);
+    w.get<ring>(initiator, ring::default_id).start_election();  // 2 -> 3 bounces: 2 skips 3 in this round
+    w.run_for(1s);
+    INFO("initiator " << initiator);
+    require_agreement<ring>(w, n, address::sim(2));
+    w.restart(3);
+    w.get<ring>(3, ring::default_id).start_election();
+    w.run_for(1s);
+    require_agreement<ring>(w, n, address::sim(3));
+    w.crash(3);  // and down again: the next round skips it again
+    w.get<ring>(initiator, ring::default_id).start_election();
+    w.run_for(1s);
+    require_agreement<ring>(w, n, address::sim(2));
   }
 }
 

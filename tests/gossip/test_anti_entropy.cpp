@@ -4,6 +4,8 @@
 
 #include "world.hpp"
 
+namespace test_anti_entropy {
+
 using namespace dcp;
 using sim::simulator;
 using gworld::bid;
@@ -156,3 +158,5 @@ TEST_CASE("anti-entropy: a flood of empty digests draws at most the answer budge
   CHECK_FALSE(a.holds(4242));
   CHECK(w.metrics().counter(bid, "not_member") == 2);
 }
+
+}  // namespace test_anti_entropy

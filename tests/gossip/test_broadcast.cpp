@@ -7,6 +7,8 @@
 
 #include "world.hpp"
 
+namespace test_broadcast {
+
 using namespace dcp;
 using sim::simulator;
 using gworld::bid;
@@ -398,3 +400,5 @@ TEST_CASE("eager push, plumtree, anti-entropy: a node's own broadcast is deliver
   SUBCASE("plumtree") { own_delivery_after_the_call<tree>(); }
   SUBCASE("anti-entropy") { own_delivery_after_the_call<gossip::anti_entropy<sim::env, hpv>>(); }
 }
+
+}  // namespace test_broadcast

@@ -9,6 +9,8 @@
 #include "dcp/search.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_compositions {
+
 using namespace dcp;
 using sim::simulator;
 
@@ -64,3 +66,5 @@ TEST_CASE("plumtree over Cyclon and over a static group: exactly once everywhere
     }
   }
 }
+
+}  // namespace test_compositions

@@ -26,6 +26,8 @@
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
 
+namespace test_group_leases {
+
 using namespace dcp;
 using namespace dcp::coord;
 
@@ -420,3 +422,5 @@ TEST_CASE("group leases: a lease for a grant not held, or from replicas that do 
   CHECK(t->expiry > w.local_wall_now(0));
   CHECK(t->expiry <= w.local_wall_now(0) + 1960ms);
 }
+
+}  // namespace test_group_leases

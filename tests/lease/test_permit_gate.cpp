@@ -8,6 +8,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/lease.hpp"
 
+namespace test_permit_gate {
+
 using namespace dcp;
 using namespace dcp::lease;
 
@@ -140,3 +142,5 @@ TEST_CASE("permit gate: a renewal (same grant, later expiry) extends it; a relea
   CHECK(g.admit(grant(7, address::sim(1), 1, now + 2s), now + 700ms).error() == lease::errc::released);
   CHECK(g.admit(grant(8, address::sim(2), 1, now + 2s), now + 700ms));
 }
+
+}  // namespace test_permit_gate

@@ -5,6 +5,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/lease.hpp"
 
+namespace test_token {
+
 using namespace dcp;
 using namespace dcp::lease;
 
@@ -174,3 +176,5 @@ TEST_CASE("lease: a valid envelope around a body that is not a token is refused"
     CHECK(unseal(out, key.to_verification_key()).error() == lease::errc::malformed_token);
   }
 }
+
+}  // namespace test_token

@@ -8,6 +8,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/lease.hpp"
 
+namespace test_verifier {
+
 using namespace dcp;
 using namespace dcp::lease;
 
@@ -132,3 +134,5 @@ TEST_CASE("lease verifier: restored fencing survives a restart") {
   CHECK(after.accept(grant(k, "r", 29, now + 1s), now).error() == lease::errc::stale_fencing);
   CHECK(after.accept(grant(k, "r", 30, now + 1s), now));
 }
+
+}  // namespace test_verifier

@@ -9,6 +9,8 @@
 #include "dcp/sim.hpp"
 #include "overlay.hpp"
 
+namespace test_cyclon_static {
+
 using namespace dcp;
 using sim::simulator;
 using cyc = membership::cyclon<sim::env>;
@@ -134,3 +136,5 @@ TEST_CASE("cyclon: join swaps are taken only while joining; shuffle replies only
   p.on_message(address::sim(299), membership::cyclon_msg::shuffle_reply{planted});
   for (auto& a : p.neighbours()) CHECK(a.sim_index() < 100);
 }
+
+}  // namespace test_cyclon_static

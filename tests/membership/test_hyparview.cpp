@@ -6,6 +6,8 @@
 #include "dcp/sim.hpp"
 #include "overlay.hpp"
 
+namespace test_hyparview {
+
 using namespace dcp;
 using sim::simulator;
 using hpv = membership::hyparview<sim::env>;
@@ -284,3 +286,5 @@ TEST_CASE("hyparview: a flood of JOIN, FORWARD_JOIN and JOIN_ACCEPT from strange
   w.run_for(5s);
   CHECK(violations == 0);
 }
+
+}  // namespace test_hyparview

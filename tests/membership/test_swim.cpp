@@ -11,6 +11,8 @@
 #include "dcp/sim.hpp"
 #include "dcp/wire/message.hpp"
 
+namespace test_swim {
+
 using namespace dcp;
 using sim::simulator;
 using membership::member_event;
@@ -477,3 +479,5 @@ TEST_CASE("swim: hostile input is refused, counted and bounded; no crash, no cor
   CHECK(p->check_invariants());
   for (std::uint32_t i = 1; i < 4; ++i) CHECK(p->member(address::sim(i))->state == member_state::alive);
 }
+
+}  // namespace test_swim

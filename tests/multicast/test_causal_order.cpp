@@ -16,6 +16,8 @@
 #include "dcp/multicast.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_causal_order {
+
 using namespace dcp;
 using sim::simulator;
 using co = multicast::causal_order<sim::env>;
@@ -270,3 +272,5 @@ TEST_CASE("causal_order: random hostile frame streams (50 seeds x 2,000) never b
     CHECK(n > 0);
   }
 }
+
+}  // namespace test_causal_order

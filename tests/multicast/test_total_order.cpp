@@ -14,6 +14,8 @@
 #include "dcp/multicast.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_total_order {
+
 using namespace dcp;
 using sim::simulator;
 using to = multicast::total_order<sim::env>;
@@ -273,3 +275,5 @@ TEST_CASE("total_order: random hostile frame streams (50 seeds x 2,000) never br
     CHECK(n > 0);
   }
 }
+
+}  // namespace test_total_order

@@ -5,6 +5,8 @@
 
 #include "harness.hpp"
 
+namespace test_async {
+
 using namespace dcp;
 using ra = mutex::ricart_agrawala<sim::env>;
 
@@ -34,3 +36,5 @@ TEST_CASE("async_lock: use_future and a callback bound to an io_context") {
   w.run_for(2s);
   CHECK_THROWS_AS(f2.get(), std::system_error);  // errors arrive as exceptions through a future
 }
+
+}  // namespace test_async

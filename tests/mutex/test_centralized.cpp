@@ -1,6 +1,8 @@
 #include "../seeds.hpp"  // fewer seeds under sanitizers
 #include "harness.hpp"
 
+namespace test_centralized {
+
 using namespace dcp;
 using harness::simulator;
 using central = mutex::centralized<sim::env>;
@@ -183,3 +185,5 @@ TEST_CASE("mutex: malformed or foreign messages are dropped and counted, state u
   CHECK(w.metrics().counter(53, "malformed_token") == 2);
   CHECK(w.metrics().counter(53, "not_a_member") == 1);
 }
+
+}  // namespace test_centralized

@@ -3,6 +3,8 @@
 #include "../seeds.hpp"  // fewer seeds under sanitizers
 #include "harness.hpp"
 
+namespace test_maekawa {
+
 using namespace dcp;
 using mk = mutex::maekawa<sim::env>;
 
@@ -48,3 +50,5 @@ TEST_CASE("maekawa: a crashed quorum member makes waiters fail, never hang, neve
 TEST_CASE("maekawa: under message loss, still one holder; waiters time out instead of hanging") {
   harness::loss_property<mk>(mutex::maekawa_config{.request_timeout = 1s}, true);
 }
+
+}  // namespace test_maekawa

@@ -1,6 +1,8 @@
 // Ricart–Agrawala and Lamport: permission-based, every member must answer.
 #include "harness.hpp"
 
+namespace test_permission {
+
 using namespace dcp;
 using ra = mutex::ricart_agrawala<sim::env>;
 using lam = mutex::lamport<sim::env>;
@@ -21,3 +23,5 @@ TEST_CASE("lamport: a crashed member makes waiters fail, never hang, never two h
 TEST_CASE("ricart_agrawala: under message loss, still one holder; waiters time out instead of hanging") {
   harness::loss_property<ra>(mutex::ricart_agrawala_config{.request_timeout = 1s}, false);
 }
+
+}  // namespace test_permission

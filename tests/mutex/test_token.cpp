@@ -1,6 +1,8 @@
 // Token-based: Suzuki–Kasami and Raymond.
 #include "harness.hpp"
 
+namespace test_token {
+
 using namespace dcp;
 using sk = mutex::suzuki_kasami<sim::env>;
 using ray = mutex::raymond<sim::env>;
@@ -114,3 +116,5 @@ TEST_CASE("token algorithms: try_lock succeeds only where the idle token is") {
   w2.get<ray>(6, ray::default_id).unlock();
   CHECK(w2.get<ray>(6, ray::default_id).try_lock());  // the token rests with its last user
 }
+
+}  // namespace test_token

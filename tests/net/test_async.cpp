@@ -14,6 +14,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_async {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -134,3 +136,5 @@ TEST_CASE("net::async_call with use_awaitable, in a coroutine; and nodes on stra
   CHECK(failed_as_expected);
 }
 #endif  // ASIO_HAS_CO_AWAIT
+
+}  // namespace test_async

@@ -7,6 +7,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_due_timers {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -47,3 +49,5 @@ TEST_CASE("net::env: timers due at once keep deadline order, arm order on ties, 
   io.run_for(10ms);
   CHECK(fired.size() == 6);
 }
+
+}  // namespace test_due_timers

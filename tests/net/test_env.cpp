@@ -9,6 +9,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_env {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -113,3 +115,5 @@ TEST_CASE("net::env: an in-memory disk says so once, through the log hook, at it
   CHECK(warnings.empty());
   std::filesystem::remove_all(dir);
 }
+
+}  // namespace test_env

@@ -19,6 +19,8 @@
 #include "dcp/net/keyring.hpp"
 #include "echo.hpp"
 
+namespace test_keyring {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -512,4 +514,7 @@ TEST_CASE_TEMPLATE("transports: in order both ways, answers on the caller's conn
   CHECK(ea.unreachable.front() == b_addr);
   CHECK(a->metrics().drops(0, errc::authentication_failed) == 0);
 }
+}  // namespace test_keyring
+
 #endif
+

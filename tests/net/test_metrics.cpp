@@ -15,6 +15,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_metrics {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -153,3 +155,5 @@ TEST_CASE("net: prometheus_text escapes label values and sanitizes gauge names")
   CHECK(net::detail::prometheus_name("9lives") == "_lives");
   CHECK(net::detail::prometheus_value(2.5) == "2.5");
 }
+
+}  // namespace test_metrics

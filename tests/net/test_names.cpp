@@ -8,6 +8,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_names {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -95,3 +97,5 @@ TEST_CASE("net: a name that does not resolve is a failed connection attempt, the
   CHECK(b.metrics().drops(echo_id, make_error_code(errc::peer_unreachable)) == 1);
   CHECK(b.metrics().counter(0, "peers_unreachable") == 1);
 }
+
+}  // namespace test_names

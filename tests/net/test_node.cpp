@@ -8,6 +8,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_node {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -210,3 +212,5 @@ TEST_CASE("net: the heartbeat detector runs unchanged over TCP, and follows a no
   REQUIRE(run_until(io, [&] { return !det(0).suspects(gone) && !det(1).suspects(gone); }, 8000ms));
   CHECK(events[1].back() == "UP " + gone.to_string());
 }
+
+}  // namespace test_node

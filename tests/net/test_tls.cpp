@@ -24,6 +24,8 @@
 #include "echo.hpp"
 #include "tls_certs.hpp"
 
+namespace test_tls {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -495,4 +497,7 @@ TEST_CASE("tls: in order both ways, answers on the caller's connection, restarts
   CHECK(ea.unreachable.front() == b_addr);
   CHECK(a->metrics().drops(0, errc::authentication_failed) == 0);
 }
+}  // namespace test_tls
+
 #endif
+

@@ -13,6 +13,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_transport {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -383,3 +385,5 @@ TEST_CASE("net: stop with pending work lets io_context::run return, and nothing 
     CHECK(a.stopped());
   }
 }
+
+}  // namespace test_transport

@@ -13,6 +13,8 @@
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
+namespace test_transport_limits {
+
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
@@ -212,3 +214,5 @@ TEST_CASE("net limits: a read buffer grown for a large frame shrinks once it is 
   }
   CHECK(b.transport().read_buffer_bytes() <= (128u << 10));
 }
+
+}  // namespace test_transport_limits

@@ -11,6 +11,8 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_event_queue {
+
 using namespace dcp;
 using dcp::sim::detail::event_queue;
 using dcp::sim::detail::queued_event;
@@ -237,3 +239,5 @@ TEST_CASE("simulator timers over the queue: cancelled ones never fire, the rest 
     for (auto [at, i] : fired_at) CHECK(at == all[static_cast<std::size_t>(i)].at);
   }
 }
+
+}  // namespace test_event_queue

@@ -4,6 +4,8 @@
 
 #include "dcp/sim.hpp"
 
+namespace test_simulator {
+
 using namespace dcp;
 using sim::simulator;
 
@@ -194,6 +196,32 @@ TEST_CASE("timers of a crashed node never fire; cancel works") {
   CHECK(dead == 0);
 }
 
+TEST_CASE("a wakeup fires once, at the earliest time asked of it, and not after stop") {
+  simulator w(11);
+  w.add_node([](sim::node_context&) {});
+  sim::env e(w, 0, 0);
+  std::vector<time_point> rang;
+  wakeup<sim::env> a;
+  a.wake_by(time_point(1ms));  // not started: nothing to fire
+  CHECK_FALSE(a.armed());
+  a.start(e, [&] { rang.push_back(w.now()); });
+  a.wake_by(time_point(50ms));
+  a.wake_by(time_point(80ms));  // later: changes nothing
+  a.wake_by(time_point(20ms));  // earlier: moves it
+  CHECK(a.armed());
+  w.run_for(100ms);
+  CHECK(rang == std::vector<time_point>{time_point(20ms)});  // once: the earlier times replace, not add
+  CHECK_FALSE(a.armed());
+  a.wake_by(w.now() - 5ms);  // a time past: at once
+  w.run_for(1ms);
+  CHECK(rang.size() == 2);
+  CHECK(rang.back() == time_point(100ms));
+  a.wake_by(w.now() + 10ms);
+  a.stop();
+  w.run_for(1s);
+  CHECK(rang.size() == 2);
+}
+
 TEST_CASE("scheduled actions run at their time, in order") {
   simulator w(13);
   std::vector<std::pair<int, time_point>> ran;
@@ -262,3 +290,5 @@ TEST_CASE("10^5 nodes go through a round of messages") {
   CHECK(got == (n + 996) / 997);
   CHECK(w.metrics().of(1).received == n);
 }
+
+}  // namespace test_simulator

@@ -13,6 +13,8 @@
 #include "dcp/sim.hpp"
 #include "dcp/spanning.hpp"
 
+namespace test_ghs {
+
 using namespace dcp;
 using sim::simulator;
 using ghs = spanning::ghs<sim::env>;
@@ -415,3 +417,5 @@ TEST_CASE("ghs: bad configuration is refused with a clear error") {
     c.add<ghs>(ghs::default_id, spanning::ghs_config{.max_level = 0});
   }), dcp::error);
 }
+
+}  // namespace test_ghs

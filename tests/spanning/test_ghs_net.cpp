@@ -13,6 +13,8 @@
 #include "dcp/net.hpp"
 #include "dcp/spanning.hpp"
 
+namespace test_ghs_net {
+
 using namespace dcp;
 using ghs_net = spanning::ghs<net::env>;
 
@@ -92,3 +94,5 @@ TEST_CASE("ghs over TCP on loopback: 16 nodes, a random connected graph, the tre
   CHECK(tree == mst);
   for (auto& nd : nodes) CHECK(nd->metrics().drops() == 0);
 }
+
+}  // namespace test_ghs_net

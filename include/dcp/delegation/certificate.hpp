@@ -152,6 +152,22 @@ inline result<certificate> open_certificate(byte_view sealed, const lease::verif
   return c;
 }
 
+/// A coordinator's fencing token: the certificate's epoch in the high half,
+/// so that every token of a newer epoch fences every older one's, and in
+/// the low half a grant's sequence number, or a receipt's request id (so
+/// that a receipt sent again is the same token).
+constexpr std::uint64_t fencing_of(std::uint32_t epoch, std::uint64_t low) noexcept {
+  return std::uint64_t{epoch} << 32 | (low & 0xffffffffu);
+}
+
+/// The receipt for a confirmed stock allocation (`units` to `holder` for
+/// its request `request_id`): a token the holder can show, valid until the
+/// certificate ends. A single coordinator and a group's members sign the
+/// same token.
+inline lease::token stock_receipt(const certificate& c, const address& holder, std::uint64_t request_id, std::uint32_t units) {
+  return lease::token{c.key(), holder, units, fencing_of(c.epoch, request_id), c.not_after};
+}
+
 /// Checks that `sealed` is a token of the shard `c` delegates, signed by one
 /// of its coordinators (the one its key id names), within the certificate's
 /// life. Returns the token. Errors: certificate_mismatch, and lease::errc

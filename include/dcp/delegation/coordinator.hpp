@@ -55,7 +55,7 @@ class shard_coordinator {
       unmet_ += permits;
       return make_error_code(errc::share_exhausted);
     }
-    const std::uint64_t fencing = std::uint64_t{cert_.epoch} << 32 | ++sequence_;
+    const std::uint64_t fencing = fencing_of(cert_.epoch, ++sequence_);
     const auto expiry = std::min(now + ttl, cert_.not_after);
     auto sealed = seal(holder, permits, fencing, expiry);
     if (!sealed) return sealed;
@@ -91,7 +91,7 @@ class shard_coordinator {
   }
   std::uint64_t in_use() const noexcept { return in_use_; }
   /// The fencing token of the latest grant.
-  std::uint64_t last_fencing() const noexcept { return std::uint64_t{cert_.epoch} << 32 | sequence_; }
+  std::uint64_t last_fencing() const noexcept { return fencing_of(cert_.epoch, sequence_); }
   /// The demand to report to the origin: what is held (or allocated) plus
   /// what was asked for and refused since the last report.
   std::uint64_t take_demand() noexcept { return (cert_.kind == capacity_kind::stock ? reserved_ : in_use_) + std::exchange(unmet_, 0); }
@@ -129,7 +129,7 @@ class shard_coordinator {
   }
   /// A receipt for a confirmed allocation: a token the holder can show.
   result<bytes> receipt(const msg::allocation& a) {
-    return seal(a.holder, a.units, std::uint64_t{cert_.epoch} << 32 | (a.request_id & 0xffffffffu), cert_.not_after);
+    return lease::seal(stock_receipt(cert_, a.holder, a.request_id, a.units), key_);
   }
   /// A batch the origin refused: its units are free again.
   void unreserve(const std::vector<msg::allocation>& batch) {

@@ -239,14 +239,14 @@ class group {
     c.kind = m.code == status::ok ? ledger::op::confirm : ledger::op::unreserve;
     c.key = key;
     c.batch = m.batch;
-    propose(c, [this, key, contents = b->batch_contents(m.batch), c, error = m.error](result<ledger::outcome> r) {
+    propose(c, [this, key, contents = b->open_batch_contents(), confirm = c.kind == ledger::op::confirm, error = m.error](result<ledger::outcome> r) {
       auto& s = shards_[key];
       s.answering = 0;
       if (!r || r->code != 0) return;  // not logged here (leadership moved), or answered already
       for (auto& a : contents) {
         auto w = s.awaiting.find({a.holder, a.request_id});
         if (w == s.awaiting.end()) continue;  // its holder asks again and is answered from the book
-        if (c.kind == ledger::op::confirm) reply_receipt(key, a, w->second);
+        if (confirm) reply_receipt(key, a, w->second);
         else env_.send(a.holder, msg::token_reply{w->second, status::refused, error, {}, {}, 0});
         s.awaiting.erase(w);
       }
@@ -323,8 +323,7 @@ class group {
     const auto* b = raft_.state_machine().book(key);
     if (!b) return;
     msg::token_reply out{nonce, status::ok, 0, b->sealed_certificate, {}, 0};
-    const std::uint64_t fencing = std::uint64_t{b->cert.epoch} << 32 | (a.request_id & 0xffffffffu);
-    auto sealed = lease::seal(lease::token{key, a.holder, a.units, fencing, b->cert.not_after},
+    auto sealed = lease::seal(stock_receipt(b->cert, a.holder, a.request_id, a.units),
                               lease::signing_key(key_, group_key_id(b->cert.epoch, position_)));
     if (!sealed) {
       drop("token_seal_failed");
@@ -345,7 +344,7 @@ class group {
       return;
     }
     if (s.sealing || now - s.batch_sent < cfg_.batch_every) return;
-    if (std::none_of(b.stock.begin(), b.stock.end(), [](auto& e) { return e.second.batch == 0; })) return;
+    if (b.unbatched.empty()) return;
     s.sealing = true;
     ledger::command c;
     c.kind = ledger::op::seal_batch;
@@ -359,7 +358,7 @@ class group {
     });
   }
   void send_batch(shard_state& s, const ledger::shard_book& b) {
-    msg::stock_commit m{s.resource, s.shard, b.cert.epoch, b.open_batch, b.batch_contents(b.open_batch), {}};
+    msg::stock_commit m{s.resource, s.shard, b.cert.epoch, b.open_batch, b.open_batch_contents(), {}};
     if (auto ec = sign(m, env_.self(), key_)) return drop("stock_commit_unsigned");
     s.sent_batch = b.open_batch;
     s.batch_sent = env_.now();

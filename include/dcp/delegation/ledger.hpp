@@ -40,6 +40,7 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <cereal/types/map.hpp>
 #include <cereal/types/string.hpp>
@@ -124,6 +125,12 @@ class ledger {
     /// (restore rebuilds it), so that live_permits costs the expired grants,
     /// not all of them.
     std::set<std::pair<std::int64_t, std::uint64_t>> by_expiry;
+    /// The allocations not yet in a batch, and those of the open batch, in
+    /// the book's order: derived from `stock` like by_expiry, so that forming
+    /// and answering a batch cost the batch, not every allocation of the
+    /// epoch (a leader looks for unbatched ones every batch period).
+    std::set<std::pair<address, std::uint64_t>> unbatched;
+    std::vector<std::pair<address, std::uint64_t>> in_open_batch;
     template <class A> void serialize(A& ar) {
       ar(sealed_certificate, cert, sequence, grants, in_use, by_request, stock, stock_units, last_batch, open_batch);
     }
@@ -136,12 +143,22 @@ class ledger {
     }
     /// The open batch's allocations, in the book's order (so every leader
     /// sends the same contents under the same id).
-    std::vector<msg::allocation> batch_contents(std::uint64_t id) const {
+    std::vector<msg::allocation> open_batch_contents() const {
       std::vector<msg::allocation> out;
-      if (id == 0) return out;
-      for (auto& [k, e] : stock)
-        if (e.batch == id) out.push_back({k.first, k.second, e.units});
+      out.reserve(in_open_batch.size());
+      for (auto& k : in_open_batch) out.push_back({k.first, k.second, stock.at(k).units});
       return out;
+    }
+    /// Rebuilds what is derived from the stored fields.
+    void derive() {
+      by_expiry.clear();
+      unbatched.clear();
+      in_open_batch.clear();
+      for (auto& [fencing, g] : grants) by_expiry.insert({g.expiry_ns, fencing});
+      for (auto& [k, e] : stock) {
+        if (e.batch == 0) unbatched.insert(k);
+        else if (e.batch == open_batch) in_open_batch.push_back(k);
+      }
     }
   };
 
@@ -162,8 +179,7 @@ class ledger {
   std::error_code restore(byte_view in) {
     std::map<std::string, shard_book> b;
     if (auto ec = storage::detail::decode_value(in, b)) return ec;
-    for (auto& [key, book] : b)
-      for (auto& [fencing, g] : book.grants) book.by_expiry.insert({g.expiry_ns, fencing});
+    for (auto& [key, book] : b) book.derive();
     books_ = std::move(b);
     return {};
   }
@@ -195,13 +211,19 @@ class ledger {
       DCP_ASSERT(b.by_request.size() == b.grants.size(), "the request index names grants that are gone");
       DCP_ASSERT(b.by_expiry.size() == b.grants.size(), "the expiry index names grants that are gone");
       std::uint64_t units = 0;
+      std::size_t unbatched = 0, in_open = 0;
       for (auto& [k, e] : b.stock) {
         units += e.units;
+        unbatched += e.batch == 0;
+        in_open += e.batch != 0 && e.batch == b.open_batch;
+        DCP_ASSERT((e.batch == 0) == b.unbatched.contains(k), "the unbatched index disagrees with the allocations");
         DCP_ASSERT(e.units > 0 && e.batch <= b.last_batch, "a stock allocation of no units, or in a batch not formed");
         DCP_ASSERT(!e.confirmed || e.batch != 0, "a confirmed allocation that was never in a batch");
         DCP_ASSERT(e.confirmed || e.batch == 0 || e.batch == b.open_batch, "an unconfirmed allocation in a closed batch");
       }
       DCP_ASSERT(units == b.stock_units, "stock_units is not the sum of the allocations' units");
+      DCP_ASSERT(unbatched == b.unbatched.size() && in_open == b.in_open_batch.size(), "a batch index names allocations that are gone");
+      for (auto& k : b.in_open_batch) DCP_ASSERT(b.stock.at(k).batch == b.open_batch, "the open batch's index names another batch's allocation");
       DCP_ASSERT(b.open_batch == 0 || b.open_batch == b.last_batch, "the open batch is not the last one formed");
     }
   }
@@ -250,7 +272,7 @@ class ledger {
         }
         if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
         if (c.permits == 0 || b.in_use + c.permits > b.cert.share) return {static_cast<std::uint32_t>(errc::share_exhausted)};
-        const std::uint64_t fencing = std::uint64_t{b.cert.epoch} << 32 | ++b.sequence;
+        const std::uint64_t fencing = fencing_of(b.cert.epoch, ++b.sequence);
         const auto expiry = std::min(c.expiry_ns, end);
         b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce};
         b.by_request[{c.holder, c.nonce}] = fencing;
@@ -275,17 +297,18 @@ class ledger {
         if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
         if (c.permits == 0 || b.stock_units + c.permits > b.cert.share) return {static_cast<std::uint32_t>(errc::stock_exhausted)};
         b.stock[{c.holder, c.request_id}] = {c.permits, 0, false};
+        b.unbatched.insert({c.holder, c.request_id});
         b.stock_units += c.permits;
         return {0, 0, 0, c.permits};
       }
       case op::seal_batch: {
         if (b.open_batch != 0) return {0, 0, 0, 0, false, 0};  // one batch at a time: the origin answers it first
         std::uint32_t taken = 0;
-        for (auto& [k, e] : b.stock)
-          if (e.batch == 0 && taken < c.permits) {
-            e.batch = b.last_batch + 1;
-            ++taken;
-          }
+        for (auto k = b.unbatched.begin(); k != b.unbatched.end() && taken < c.permits; ++taken) {
+          b.stock.at(*k).batch = b.last_batch + 1;
+          b.in_open_batch.push_back(*k);
+          k = b.unbatched.erase(k);
+        }
         if (taken == 0) return {};
         b.open_batch = ++b.last_batch;
         return {0, 0, 0, taken, false, b.open_batch};
@@ -293,16 +316,16 @@ class ledger {
       case op::confirm:
       case op::unreserve: {
         if (c.batch == 0 || c.batch != b.open_batch) return {static_cast<std::uint32_t>(errc::duplicate_batch)};  // answered already
-        for (auto e = b.stock.begin(); e != b.stock.end();) {
-          if (e->second.batch != c.batch) {
-            ++e;
-          } else if (c.kind == op::confirm) {
-            e++->second.confirmed = true;
+        for (auto& k : b.in_open_batch) {
+          auto e = b.stock.find(k);
+          if (c.kind == op::confirm) {
+            e->second.confirmed = true;
           } else {
             b.stock_units -= e->second.units;
-            e = b.stock.erase(e);
+            b.stock.erase(e);
           }
         }
+        b.in_open_batch.clear();
         b.open_batch = 0;
         return {};
       }

@@ -107,7 +107,8 @@ class peer {
   peer& operator=(const peer&) = delete;
 
   void start() {
-    ticker_.start(env_, std::min<duration>(cfg_.request_timeout / 2, 20ms), [this] { tick(); });
+    tick_.start(env_, [this] { tick(); });
+    tick_.wake_by(env_.now() + tick_period());
   }
 
   // ---- the client's side ----
@@ -328,6 +329,7 @@ class peer {
     p.answered = true;
     if (m.code == status::retry) {
       p.resend_at = env_.now() + std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 5, 5'000));
+      tick_.wake_by(p.resend_at);
       p.last_error = static_cast<errc>(m.error);
       // Not the coordinator, and it knows who is (the origin told it, or it
       // is a group's follower naming its leader): go there next, at once the
@@ -356,8 +358,10 @@ class peer {
       return finish(it, make_error_code(errc::certificate_mismatch));
     grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c), m.certificate, p.req.request_id};
     // A new grant is held from now on; a renewal only updates a token still held.
-    if (g.cert.kind != capacity_kind::stock && (!p.req.renew_fencing || held_.contains(held_key(g))))
-      held_[held_key(g)] = held_token{g, env_.now()};
+    if (g.cert.kind != capacity_kind::stock && (!p.req.renew_fencing || held_.contains(held_key(g)))) {
+      auto& h = held_[held_key(g)] = held_token{g, env_.now()};
+      tick_.wake_by(due(h, env_.now(), env_.wall_now()));
+    }
     finish(it, std::move(g));
   }
 
@@ -444,6 +448,7 @@ class peer {
     if (fresh) {
       it->second.resource = resource;
       it->second.shard = shard;
+      tick_.wake_by(env_.now() + tick_period());  // a coordinator's duties are periodic
     }
     return it->second;
   }
@@ -464,6 +469,7 @@ class peer {
 
   void send_request(pending_request& p) {
     p.resend_at = env_.now() + cfg_.request_timeout;
+    tick_.wake_by(p.resend_at);
     const auto key = shard_key(p.req.resource, p.req.shard);
     if (!p.answered) located_.erase(key);  // unanswered: ask who coordinates now
     p.answered = false;
@@ -551,7 +557,29 @@ class peer {
         s.waiting.clear();
       }
     }
+    schedule_tick(now, wall);
   }
+
+  /// When the next tick is due: a coordinator ticks every period (batches,
+  /// certificate renewals, its wait line); a client only sleeps until its
+  /// next resend, give-up, renewal or expiry, at most request_timeout (so a
+  /// wall clock stepped forward is noticed in time: a renewal has 2 x
+  /// request_timeout of room), and an idle client not at all.
+  void schedule_tick(time_point now, wall_time wall) {
+    if (!slots_.empty()) return tick_.wake_by(now + tick_period());
+    auto next = time_point::max();
+    for (auto& [n, p] : requests_) next = std::min({next, p.resend_at, p.first_sent + cfg_.give_up_after + 1ns});
+    for (auto& [k, h] : held_) next = std::min(next, due(h, now, wall));
+    if (next == time_point::max()) return;
+    tick_.wake_by(std::clamp(next, now + tick_period(), now + cfg_.request_timeout));
+  }
+  /// A held token's next duty: its renewal at half its life (once per
+  /// request_timeout while unanswered), or its loss at expiry.
+  time_point due(const held_token& h, time_point now, wall_time wall) const {
+    const auto renew_at = std::max(now + (h.g.token.expiry - cfg_.token_ttl / 2 - wall), h.renewed + cfg_.request_timeout);
+    return std::min(renew_at, now + (h.g.token.expiry - wall));
+  }
+  duration tick_period() const { return std::min<duration>(cfg_.request_timeout / 2, 20ms); }
 
   void renew(const grant& g) {
     pending_request p;
@@ -600,7 +628,7 @@ class peer {
   std::map<std::string, address> located_;             // shard key -> its coordinator, as last located
   std::set<std::string> locating_;                     // shard keys being located
   std::function<void(const grant&)> on_lost_;
-  periodic<E> ticker_;
+  wakeup<E> tick_;  // armed at the next tick due (schedule_tick)
 };
 
 }  // namespace dcp::delegation

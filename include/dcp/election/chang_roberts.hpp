@@ -13,11 +13,20 @@
 //
 // Each election has a round: a node that has seen its round decided starts a
 // new one at start_election(), and messages of older rounds are dropped, so a
-// reordered ELECTION never restarts an election that has ended.
+// reordered ELECTION never restarts an election that has ended. A node that
+// gets a stale message tells its sender the outcome of its own round (an
+// ELECTED), so a member that restarted (in round 0) catches up, and a
+// candidacy overtaken by a newer round stands again in the round after it.
+// A decided node that sees a candidate above its round's leader (a member
+// that was down when the round ran, and is back) starts the next round for it.
+// What a node learns of crashed members holds for a round: each new round
+// tries the whole ring again, so a member that came back is not skipped for
+// ever (one still down costs one bounced send).
 //
 // Faults tolerated: delay, reordering, and crash-stop of members that the transport
 // reports unreachable: a node whose successor is reported unreachable skips it
-// and re-sends what it had sent it. Not tolerated: loss (an election can stall:
+// and re-sends what it had sent it; its restart (it stands, and is heard in
+// a new round). Not tolerated: loss (an election can stall:
 // call start_election() again) and a crash of the leader after the election
 // (Chang–Roberts detects no failures: run start_election() when yours does).
 #include <algorithm>
@@ -102,7 +111,15 @@ class chang_roberts {
 
   void on_message(const address& from, const chang_roberts_msg::election& m) {
     if (!group_.contains(from) || m.candidate >= group_.size()) return env_.count("malformed");
-    if (!current(m.round)) return;
+    if (!current(from, m.round)) return;
+    if (decided_ && leader_.get() && m.candidate > *group_.rank_of(*leader_.get())) {
+      // A candidate above the leader this round elected was down (skipped)
+      // when it ran: it is back, and it takes a new round to hear it.
+      env_.count("member_returned");
+      next_round(round_ + 1);
+      participant_ = true;
+      return forward(chang_roberts_msg::election{round_, std::max<std::uint64_t>(m.candidate, rank_)});
+    }
     if (m.candidate > rank_) {
       participant_ = true;
       // A candidate this node skips as crashed can never see its id come
@@ -125,8 +142,13 @@ class chang_roberts {
   }
   void on_message(const address& from, const chang_roberts_msg::elected& m) {
     if (!group_.contains(from) || m.leader >= group_.size()) return env_.count("malformed");
-    if (!current(m.round)) return;
+    const bool standing = participant_ && m.round > round_;
+    if (!current(from, m.round)) return;
     decide(m.leader);
+    if (standing) {  // this node's candidacy was of an older round: it stands again, in the next one
+      env_.count("candidacy_overtaken");
+      return start_election();
+    }
     // It stops at the leader's predecessor, or here if the leader is among
     // the crashed members this node skips (else it would circle for ever).
     if (m.leader != rank_ && successor() != m.leader && !skipped(m.leader)) forward(m);
@@ -144,10 +166,13 @@ class chang_roberts {
  private:
   using message = std::variant<chang_roberts_msg::election, chang_roberts_msg::elected>;
   /// Messages of older rounds are stale (a reordered ELECTION arriving after
-  /// its round's ELECTED would otherwise start a needless new round).
-  bool current(std::uint64_t round) {
+  /// its round's ELECTED would otherwise start a needless new round). Their
+  /// sender is behind (a node sends only messages of its own round): it is
+  /// told this round's outcome, once decided.
+  bool current(const address& from, std::uint64_t round) {
     if (round < round_) {
       env_.count("stale_round");
+      if (decided_ && leader_.get()) env_.send(from, chang_roberts_msg::elected{round_, *group_.rank_of(*leader_.get())});
       return false;
     }
     if (round > round_) next_round(round);
@@ -158,6 +183,7 @@ class chang_roberts {
     participant_ = false;
     decided_ = false;
     sent_.clear();
+    down_.clear();
   }
   void decide(std::size_t leader) {
     participant_ = false;
@@ -202,7 +228,7 @@ class chang_roberts {
   bool participant_ = false, decided_ = false;
   std::uint64_t round_ = 0;
   detail::leader_slot leader_;
-  std::set<std::size_t> down_;
+  std::set<std::size_t> down_;  // members reported unreachable in this round
   std::size_t sent_to_ = static_cast<std::size_t>(-1);
   std::vector<message> sent_;  ///< what the current successor was sent, for a re-send if it dies
 };
