@@ -9,6 +9,8 @@
 #include "dcp/membership.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_aggregate {
+
 using namespace dcp;
 using sim::simulator;
 using fixed_group = membership::static_group<sim::env>;
@@ -288,3 +290,5 @@ TEST_CASE("push_sum: shares from outside the membership are refused and counted,
   q.on_message(h.get<hpv>(0, hpv::default_id).neighbours().front(), aggregate::push_sum_msg::share{q.epoch(), 0, 1});
   CHECK(q.mass_w() == before + 1);
 }
+
+}  // namespace test_aggregate

@@ -15,6 +15,8 @@
 #include "dcp/membership.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_high_risk_edges {
+
 using namespace dcp;
 using sim::simulator;
 using overlay = membership::static_group<sim::env>;
@@ -466,3 +468,5 @@ TEST_CASE("high_risk_edges: at 50% loss seed tokens die, a converged node restar
     CHECK(w.metrics().counter(hid, "stall_restart") > 0);
   }
 }
+
+}  // namespace test_high_risk_edges
