@@ -3,3 +3,4 @@
 #include "dcp/sim/env.hpp"
 #include "dcp/sim/latency.hpp"
 #include "dcp/sim/simulator.hpp"
+#include "dcp/sim/topology.hpp"

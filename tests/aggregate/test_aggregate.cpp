@@ -9,6 +9,8 @@
 #include "dcp/membership.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_aggregate {
+
 using namespace dcp;
 using sim::simulator;
 using fixed_group = membership::static_group<sim::env>;
@@ -201,6 +203,22 @@ TEST_CASE("aggregation: bad input is refused or dropped and counted") {
   aggregate::push_sum_config bad;
   bad.input.weight = -1;
   CHECK_THROWS_AS(bad.validate(), dcp::error);
+
+  // Pairwise averaging: finite values whose difference is infinite.
+  simulator v(2);
+  v.add_nodes(2, [&](sim::node_context& c) {
+    auto& g = c.add<fixed_group>(mid, membership::static_group_config{members});
+    aggregate::pairwise_average_config k;
+    k.value = c.index() == 0 ? -1.7e308 : 0.0;
+    c.add<pw>(aid, g, k);
+  });
+  auto& q = v.get<pw>(0, aid);
+  q.on_message(address::sim(1), aggregate::pairwise_msg::offer{1, 1.7e308});
+  CHECK(v.metrics().counter(aid, "bad_offer") == 1);
+  CHECK(q.value() == -1.7e308);
+  q.on_message(address::sim(1), aggregate::pairwise_msg::offer{2, NAN});
+  CHECK(v.metrics().counter(aid, "bad_offer") == 2);
+  CHECK(std::isfinite(q.value()));
 }
 
 TEST_CASE("push_sum over HyParView: after a third crash the old epoch keeps the old average; a new one gives the survivors'") {
@@ -288,3 +306,5 @@ TEST_CASE("push_sum: shares from outside the membership are refused and counted,
   q.on_message(h.get<hpv>(0, hpv::default_id).neighbours().front(), aggregate::push_sum_msg::share{q.epoch(), 0, 1});
   CHECK(q.mass_w() == before + 1);
 }
+
+}  // namespace test_aggregate

@@ -88,8 +88,11 @@ class pairwise_average {
       env_.send(from, pairwise_msg::answer{m.seq, seen->answered});
       return;
     }
-    const double mine = x_;
-    x_ += (m.x - mine) / 2;
+    const double mine = x_, next = mine + (m.x - mine) / 2;
+    // Finite values far apart (DBL_MAX and -DBL_MAX) differ by infinity:
+    // refused unanswered (the offerer counts its exchange lost), x unchanged.
+    if (!std::isfinite(next)) return env_.count("bad_offer");
+    x_ = next;
     recent_.push_back({from, m.seq, mine});
     if (recent_.size() > cfg_.remembered_offers) recent_.pop_front();
     env_.send(from, pairwise_msg::answer{m.seq, mine});
@@ -97,7 +100,9 @@ class pairwise_average {
   void on_message(const address& from, const pairwise_msg::answer& m) {
     if (!std::isfinite(m.x)) return env_.count("bad_answer");
     if (!outstanding_ || outstanding_->seq != m.seq || outstanding_->to != from) return env_.count("stale_answer");
-    x_ += (m.x - outstanding_->sent) / 2;
+    const double next = x_ + (m.x - outstanding_->sent) / 2;
+    if (!std::isfinite(next)) return env_.count("bad_answer");  // as for an offer: never an infinite x
+    x_ = next;
     outstanding_.reset();
   }
 

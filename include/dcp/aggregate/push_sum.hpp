@@ -16,6 +16,11 @@
 // rounds in which the node received some mass count: halving (s, w) leaves
 // s/w unchanged, so a node that nobody picked for three rounds (about 5% of
 // nodes at any time with uniform targets) would otherwise declare at once.
+// Over a sparse graph three rounds are still too few: a node and a degree-2
+// neighbour it has just fed hold the same ratio and push it back and forth
+// unchanged, so a node declares long before the network has mixed (on a
+// 1,000-node Barabási–Albert graph, after 21 rounds with estimates between
+// 0.4 and 4 times the mean: docs/high-risk-edges.md); tens of rounds there.
 //
 // Epochs: restart() begins epoch e+1 from the node's current input; a node
 // that hears of a newer epoch joins it, restarting from its own input, and
@@ -100,6 +105,12 @@ class push_sum {
   }
 
   void start() { timer_.start(env_, cfg_.period, [this] { round(); }); }
+  /// Stops gossiping (no more rounds); shares still arrive and are added, so
+  /// a stopped node holds the mass its peers push to it. A composition that
+  /// runs Push-Sum in bursts (high_risk_edges: one burst per detection)
+  /// stops it between them and start()s it again.
+  void stop() { timer_.stop(); }
+  bool running() const noexcept { return timer_.running(); }
 
   /// Changes this node's input; it counts from the next epoch on.
   void set_input(push_sum_input in) {
@@ -110,10 +121,12 @@ class push_sum {
   /// Begins a new epoch from the current inputs, here and, as it spreads, everywhere.
   void restart() { reset(epoch_ + 1); }
 
-  /// s / w, or nothing while this node holds no weight yet.
+  /// s / w, or nothing while this node holds no weight (or too little to divide by).
   std::optional<double> estimate() const {
     if (w_ <= 0) return std::nullopt;
-    return s_ / w_;
+    const double e = s_ / w_;
+    if (!std::isfinite(e)) return std::nullopt;  // w halved to a denormal (cut off ~1000 rounds): no estimate
+    return e;
   }
   bool converged() const noexcept { return converged_; }
   std::uint64_t epoch() const noexcept { return epoch_; }
@@ -126,9 +139,15 @@ class push_sum {
     if (!membership::admits(membership_, from)) return env_.count("share_not_member");
     if (!std::isfinite(m.s) || !std::isfinite(m.w) || m.w < 0) return env_.count("bad_share");
     if (m.epoch < epoch_) return env_.count("stale_epoch");
-    if (m.epoch > epoch_) reset(m.epoch);
-    s_ += m.s;
-    w_ += m.w;
+    // Each share is finite, but two near the largest double sum to infinity,
+    // and a share with a huge s and a tiny w has an infinite ratio: either
+    // makes every estimate it reaches infinite or NaN. Refused.
+    const bool newer = m.epoch > epoch_;
+    const double s = (newer ? input_.value : s_) + m.s, w = (newer ? input_.weight : w_) + m.w;
+    if (!std::isfinite(s) || !std::isfinite(w) || (w > 0 && !std::isfinite(s / w))) return env_.count("bad_share");
+    if (newer) reset(m.epoch);
+    s_ = s;
+    w_ = w;
     received_ = true;
   }
 
