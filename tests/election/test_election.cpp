@@ -7,6 +7,8 @@
 #include "dcp/group.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_election {
+
 using namespace dcp;
 using sim::simulator;
 using bully = election::bully<sim::env>;
@@ -259,3 +261,5 @@ TEST_CASE("election: bad configuration is refused with a clear error") {
     c.add<ring>(ring::default_id, group::static_group::sim(3), election::chang_roberts_config{{address::sim(0), address::sim(0), address::sim(1)}});
   }), dcp::error);
 }
+
+}  // namespace test_election

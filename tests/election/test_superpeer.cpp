@@ -15,6 +15,8 @@
 #include "dcp/membership/static_group.hpp"
 #include "dcp/sim.hpp"
 
+namespace test_superpeer {
+
 using namespace dcp;
 using sim::simulator;
 using chord = dht::chord<sim::env>;
@@ -394,3 +396,5 @@ TEST_CASE("superpeer_prefix: ATTACH to a node that is no superpeer is refused an
   pw.at(sp).check_invariants();
   pw.at(normal).check_invariants();
 }
+
+}  // namespace test_superpeer
