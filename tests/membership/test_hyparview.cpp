@@ -79,10 +79,9 @@ TEST_CASE("hyparview: views bounded and disjoint always; symmetric and connected
     const auto g = overlay::views<hpv>(w, hid);
     CHECK(overlay::one_sided(w, g) == 0);
     CHECK(overlay::components(w, g) == 1);
-    std::size_t links = 0, full = 0, passive = 0;
+    std::size_t full = 0, passive = 0;
     for (std::uint32_t i = 0; i < w.size(); ++i) {
       CHECK(!g[i].empty());
-      links += g[i].size();
       full += g[i].size() == 5;
       passive += w.get<hpv>(i, hid).passive_view().size();
     }
