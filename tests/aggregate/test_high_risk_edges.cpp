@@ -23,7 +23,7 @@ using overlay = membership::static_group<sim::env>;
 using ps_t = aggregate::push_sum<sim::env, overlay>;
 using walk_t = aggregate::random_walk_traffic<sim::env, overlay>;
 using hre_t = aggregate::high_risk_edges<sim::env, overlay>;
-constexpr protocol_id mid = 10, pid = 30, wid = 31, hid = 32, pid2 = 33;
+constexpr protocol_id mid = 10, pid = 30, wid = 34, hid = 32, pid2 = 33;
 
 namespace {
 

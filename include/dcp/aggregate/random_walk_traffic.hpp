@@ -83,7 +83,7 @@ class random_walk_traffic {
  public:
   using messages = wire::message_set<random_walk_msg::walker>;
   static constexpr std::string_view name = "random_walk_traffic";
-  static constexpr protocol_id default_id = 33;
+  static constexpr protocol_id default_id = 34;  // 33: by convention high_risk_edges' second push_sum (docs)
 
   random_walk_traffic(E env, Membership& m, random_walk_traffic_config cfg = {})
       : env_(std::move(env)), membership_(m), cfg_(cfg), seen_(cfg.seen_capacity) {
