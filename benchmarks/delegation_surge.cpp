@@ -42,6 +42,61 @@ struct key_holder {
   void on_message(const address&, const M&) {}
 };
 
+/// A group of 4 reduced to its keys, asking (as member 0) for a shard whose
+/// tokens are quorum-signed: the admission benchmark signs with 3 of them.
+struct group_keys {
+  using messages = delegation::msg::all;
+  static constexpr std::string_view name = "group_keys";
+  sim::env env;
+  std::vector<lease::ed25519_private_key> keys;
+  std::optional<delegation::certificate> cert;
+  lease::verification_key origin_key;
+  group_keys(sim::env e, lease::verification_key ok) : env(e), origin_key(std::move(ok)) {
+    for (std::uint8_t i = 0; i < 4; ++i) keys.push_back(lease::ed25519_private_key::from_seed(bytes(32, 40 + i)).value());
+  }
+  void start() {
+    delegation::msg::group_delegate_request m{"db", 0, {}, 1u << 20};
+    for (std::uint32_t i = 0; i < 4; ++i) m.members.push_back({address::sim(1 + i), keys[i].public_key().raw()});
+    if (delegation::sign(m, keys[0], env.wall_now())) throw std::runtime_error("cannot sign the group's delegate request");
+    env.send(address::sim(0), m);
+  }
+  void on_message(const address&, const delegation::msg::delegate_reply& m) {
+    if (m.code == delegation::status::ok) cert = delegation::open_certificate(m.certificate, origin_key).value();
+  }
+  template <class M>
+  void on_message(const address&, const M&) {}
+};
+
+/// origin::admit's median time (us) for quorum-signed tokens of a group of 4
+/// (3 signatures each), n distinct tokens.
+double quorum_admission_us(std::size_t n) {
+  const auto okey = lease::ed25519_private_key::from_seed(bytes(32, 9)).value();
+  sim::simulator w(1);
+  delegation::origin_config oc;
+  oc.resources = {{"db", delegation::capacity_kind::concurrency, 1u << 20, 1, true}};
+  w.add_node([&](sim::node_context& c) { c.add<delegation::origin<sim::env>>(delegation::default_protocol_id, lease::signing_key(okey), oc); });
+  const auto ovk = lease::signing_key(okey).to_verification_key();
+  w.add_node([&](sim::node_context& c) { c.add<group_keys>(delegation::default_protocol_id, ovk); });
+  w.run_for(100ms);
+  auto& org = w.get<delegation::origin<sim::env>>(0, delegation::default_protocol_id);
+  auto& g = w.get<group_keys>(1, delegation::default_protocol_id);
+  if (!g.cert || g.cert->signers != 3) return std::printf("quorum admission: no quorum-signed certificate\n"), 0.0;
+  const auto now = w.local_wall_now(0);
+  std::vector<double> us;
+  for (std::uint32_t seq = 1; seq <= n; ++seq) {
+    const delegation::quorum_grant q{{"db#0", address::sim(100), 1, delegation::fencing_of(g.cert->epoch, seq), g.cert->not_after - 1s}, {seq}};
+    std::vector<delegation::cosignature> sigs;
+    for (std::uint8_t m = 0; m < 3; ++m) sigs.push_back({m, delegation::cosign(q, g.cert->epoch, m, g.keys[m]).value()});
+    const auto token = delegation::seal_quorum_token(q, g.cert->epoch, sigs).value();
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool admitted = org.admit(token, now).has_value();
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    if (!admitted) return std::printf("quorum admission: token %u refused\n", seq), 0.0;
+  }
+  std::nth_element(us.begin(), us.begin() + static_cast<std::ptrdiff_t>(us.size() / 2), us.end());
+  return us[us.size() / 2];
+}
+
 /// The origin's CPU per admitted request: origin::admit (look-up, signature
 /// check, permit count) beside a raw Ed25519 verification of the same token's
 /// signature, timed token by token, interleaved (the machine is shared: both
@@ -85,6 +140,9 @@ void admission_cost(std::size_t n) {
   std::printf("\norigin CPU per admitted request (medians over %zu tokens, interleaved, one core):\n", n);
   std::printf("  origin::admit %.1f us   raw Ed25519 verify %.1f us   ratio %.2f   (%.0f admissions/s per core)\n", a, v,
               a / v, 1e6 / a);
+  const double q = quorum_admission_us(n);
+  std::printf("  quorum-signed (3 of 4 members' signatures): origin::admit %.1f us   ratio to raw verify %.2f   (%.0f admissions/s per core)\n",
+              q, q / v, 1e6 / q);
 }
 
 /// Reallocation as N grows: single and multi delegation, no crash; at 10 s

@@ -4,6 +4,7 @@
 // libcrypto: link the CMake target dcp::lease.
 #include "dcp/delegation/capacity.hpp"
 #include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/cosign_guard.hpp"
 #include "dcp/delegation/coordinator.hpp"
 #include "dcp/delegation/error.hpp"
 #include "dcp/delegation/group.hpp"
@@ -13,3 +14,4 @@
 #include "dcp/delegation/origin.hpp"
 #include "dcp/delegation/peer.hpp"
 #include "dcp/delegation/request_signature.hpp"
+#include "dcp/delegation/token.hpp"

@@ -42,6 +42,11 @@ struct resource_spec {
   capacity_kind kind = capacity_kind::concurrency;
   std::uint64_t capacity = 0;  ///< C: permits, requests per second, or units
   std::uint32_t shards = 1;    ///< split into this many shards, each delegated on its own
+  /// Groups coordinating a shard issue tokens signed by a quorum of their
+  /// members (token.hpp), so that lying members cannot over-grant even
+  /// where no counter like the origin's stands behind the tokens.
+  /// Concurrency only, capacity at most 2^20.
+  bool quorum_signed = false;
 
   /// Refuses what cannot work, in words a person can act on.
   void validate() const {
@@ -53,6 +58,9 @@ struct resource_spec {
       throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "' has capacity " + std::to_string(capacity) +
                                             " for " + std::to_string(shards) +
                                             " shards: every shard needs a share of at least 1 (use fewer shards)");
+    if (quorum_signed && (kind != capacity_kind::concurrency || capacity > (1u << 20)))
+      throw error(dcp::errc::invalid_config, "delegation: resource '" + name +
+                                            "': quorum-signed tokens need a concurrency capacity of at most 2^20 permits");
     if (capacity > (1ull << 32))
       throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "': capacity above 2^32 is not supported");
   }

@@ -2,16 +2,12 @@
 // certificate: the origin's signed statement that a shard is delegated.
 //
 //   { resource, shard, kind, share, epoch, not_before, not_after,
-//     coordinators (address + Ed25519 public key), quorum }
+//     coordinators (address + Ed25519 public key), quorum, signers }
 //
 // A client checks it with the origin's public key (its root of trust) before
 // it believes a coordinator; the origin needs no copy of it to check tokens
-// (it keeps its own table). A token of the shard is a dcp::lease::token whose
-// resource is shard_key(resource, shard), sealed by the key of the
-// coordinator at position i of the list with key id = group_key_id(epoch, i)
-// (= epoch for the first, the only one in single delegation), and whose
-// expiry never passes not_after. The key id names the signer, so checking a
-// token stays one signature verification however large the group.
+// (it keeps its own table). What a token of the shard is, signed by one
+// coordinator or by `signers` of them, is in token.hpp.
 //
 // Sealed like a lease token (version | scheme | key id | body | signature),
 // with its own signature domain, so a token can never pass for a
@@ -47,9 +43,20 @@ inline constexpr std::uint32_t max_epoch = (1u << 24) - 1;
 constexpr std::uint32_t group_key_id(std::uint32_t epoch, std::size_t member) noexcept {
   return (static_cast<std::uint32_t>(member) << 24) | (epoch & max_epoch);
 }
+/// The quorum a group of n signs tokens with when they are quorum-signed:
+/// the smallest q that both tolerates f = (n - 1) / 3 lying members
+/// (2q - n > f: two quorums share an honest member) and leaves a quorum of
+/// honest ones (q <= n - f). 4 members: 3; 3 members: 2 (no liar tolerated).
+constexpr std::uint32_t signing_quorum(std::size_t n) noexcept {
+  const std::size_t f = n == 0 ? 0 : (n - 1) / 3;
+  return static_cast<std::uint32_t>((n + f + 2) / 2);
+}
+/// Most permits a quorum-signed share may have: its tokens name their permits
+/// one by one (token.hpp), and each member remembers the ones it signed.
+inline constexpr std::uint64_t max_quorum_signed_share = 1u << 20;
 /// Bound on a sealed certificate's bytes.
 inline constexpr std::size_t max_certificate_size = 4096;
-inline constexpr std::uint8_t certificate_version = 1;
+inline constexpr std::uint8_t certificate_version = 2;  // 2: signers
 inline constexpr std::string_view certificate_domain = "dcp.delegation.certificate.v1";
 
 struct coordinator_entry {
@@ -68,6 +75,11 @@ struct certificate {
   wall_time not_before{}, not_after{};
   std::vector<coordinator_entry> coordinators;
   std::uint32_t quorum = 1;  ///< coordinators that must agree (1: single delegation)
+  /// Coordinators whose signatures a token needs: 1 (any one member signs
+  /// for the group, whose book is replicated), or `quorum` (quorum-signed
+  /// tokens, token.hpp: then 2 x signers - coordinators - 1 lying members
+  /// cannot make tokens whose permits overlap).
+  std::uint32_t signers = 1;
 
   std::string key() const { return shard_key(resource, shard); }
   bool valid_at(wall_time now) const noexcept { return not_before <= now && now < not_after; }
@@ -91,6 +103,9 @@ struct certificate {
       if (c.public_key.size() != lease::ed25519_key_size) return "a coordinator key is not 32 bytes";
     if (quorum == 0 || quorum > coordinators.size() || 2 * quorum <= coordinators.size())
       return "the quorum rule does not intersect (need coordinators/2 < quorum <= coordinators)";
+    if (signers != 1 && signers != quorum) return "signers must be 1 or the quorum";
+    if (signers > 1 && kind != capacity_kind::concurrency) return "quorum-signed tokens are for concurrency shares only";
+    if (signers > 1 && share > max_quorum_signed_share) return "a quorum-signed share is at most 2^20 permits";
     return {};
   }
 
@@ -98,13 +113,13 @@ struct certificate {
   void save(A& ar) const {
     ar(resource, shard, static_cast<std::uint8_t>(kind), share, epoch,
        static_cast<std::int64_t>(not_before.time_since_epoch().count()),
-       static_cast<std::int64_t>(not_after.time_since_epoch().count()), coordinators, quorum);
+       static_cast<std::int64_t>(not_after.time_since_epoch().count()), coordinators, quorum, signers);
   }
   template <class A>
   void load(A& ar) {
     std::uint8_t k = 0;
     std::int64_t nb = 0, na = 0;
-    ar(resource, shard, k, share, epoch, nb, na, coordinators, quorum);
+    ar(resource, shard, k, share, epoch, nb, na, coordinators, quorum, signers);
     kind = static_cast<capacity_kind>(k);
     not_before = wall_time(duration(nb));
     not_after = wall_time(duration(na));
@@ -150,40 +165,6 @@ inline result<certificate> open_certificate(byte_view sealed, const lease::verif
   }
   if (!c.problem().empty()) return make_error_code(errc::bad_certificate);
   return c;
-}
-
-/// A coordinator's fencing token: the certificate's epoch in the high half,
-/// so that every token of a newer epoch fences every older one's, and in
-/// the low half a grant's sequence number, or a receipt's request id (so
-/// that a receipt sent again is the same token).
-constexpr std::uint64_t fencing_of(std::uint32_t epoch, std::uint64_t low) noexcept {
-  return std::uint64_t{epoch} << 32 | (low & 0xffffffffu);
-}
-
-/// The receipt for a confirmed stock allocation (`units` to `holder` for
-/// its request `request_id`): a token the holder can show, valid until the
-/// certificate ends. A single coordinator and a group's members sign the
-/// same token.
-inline lease::token stock_receipt(const certificate& c, const address& holder, std::uint64_t request_id, std::uint32_t units) {
-  return lease::token{c.key(), holder, units, fencing_of(c.epoch, request_id), c.not_after};
-}
-
-/// Checks that `sealed` is a token of the shard `c` delegates, signed by one
-/// of its coordinators (the one its key id names), within the certificate's
-/// life. Returns the token. Errors: certificate_mismatch, and lease::errc
-/// values for the token itself.
-inline result<lease::token> check_token(byte_view sealed, const certificate& c) {
-  std::optional<lease::verification_key> key;
-  auto u = lease::unseal_with(sealed, [&](const lease::token&, std::uint32_t key_id) -> result<const lease::verification_key*> {
-    const std::size_t member = key_id >> 24;
-    if ((key_id & max_epoch) != c.epoch || member >= c.coordinators.size()) return make_error_code(errc::certificate_mismatch);
-    auto pk = lease::ed25519_public_key::from_bytes(c.coordinators[member].public_key);
-    if (!pk) return make_error_code(errc::certificate_mismatch);
-    return &key.emplace(*pk, key_id);
-  });
-  if (!u) return u.error() == lease::errc::bad_signature ? make_error_code(errc::certificate_mismatch) : u.error();
-  if (u->token.resource != c.key() || u->token.expiry > c.not_after) return make_error_code(errc::certificate_mismatch);
-  return std::move(u->token);
 }
 
 }  // namespace dcp::delegation

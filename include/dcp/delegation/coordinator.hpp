@@ -28,6 +28,7 @@
 #include "dcp/core/result.hpp"
 #include "dcp/core/time.hpp"
 #include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/token.hpp"
 #include "dcp/delegation/messages.hpp"
 #include "dcp/lease/keys.hpp"
 #include "dcp/lease/token.hpp"

@@ -22,6 +22,8 @@ enum class errc : int {
   duplicate_batch,        ///< a stock batch applied already (answered with its first result)
   wrong_holder,           ///< the token was granted to another node than the one presenting it
   not_allowed,            ///< the origin's policy (origin_config::may_coordinate) refuses this coordinator
+  too_few_signers,        ///< a quorum-signed token without the certificate's number of distinct members' signatures
+  slot_held,              ///< a member will not sign a permit a live grant it signed still holds
 };
 
 class error_category_impl final : public std::error_category {
@@ -45,6 +47,10 @@ class error_category_impl final : public std::error_category {
       case errc::wrong_holder: return "the token was granted to another node: a node presents only its own tokens";
       case errc::not_allowed:
         return "the origin does not let this node coordinate (its may_coordinate policy): register its key with the origin";
+      case errc::too_few_signers:
+        return "the token lacks the signatures of a quorum of its group (distinct members, each valid): forged or cut short";
+      case errc::slot_held:
+        return "a permit this token names is held by a live grant the member signed: retry after that grant expires or is released";
     }
     return "unknown delegation error " + std::to_string(ev);
   }

@@ -14,11 +14,11 @@
 //     one signature per token, as in single delegation, and honours tokens
 //     from whichever member led when they were signed; a new leader renews
 //     the same epoch, so a failover costs neither an epoch nor a token.
-//   - The book of grants is replicated (Raft), not the tokens signed by a
-//     quorum: majority-signed tokens alone do not bound the total (each
-//     member checking its own count lets n/q quorums' worth through), the
-//     book does. The origin's back-stop still bounds what a lying member
-//     could grant to the shard's share.
+//   - The book of grants is replicated (Raft): it bounds the total, and the
+//     origin's back-stop still bounds what a lying member could grant to the
+//     shard's share. Where no such back-stop stands behind the tokens, the
+//     origin makes them quorum-signed (below): then lying members cannot
+//     over-grant either.
 //   - Any member the DHT (or a fixed rule) names takes a client's request; a
 //     follower redirects it to the leader (token_reply.coordinator), which
 //     delegation::peer already follows.
@@ -46,6 +46,18 @@
 // and each allocation once (by holder and request id), and sees one message
 // per batch.
 //
+// Quorum-signed tokens (resource_spec::quorum_signed; token.hpp): the
+// origin's certificate asks for signing_quorum(n) signatures per token. Once
+// a grant or renewal is committed, the leader signs it and asks every other
+// member to sign the grant as its own book holds it (cosign_request); each
+// signs only what its cosign_guard allows (no slot of a live grant it signed
+// for another), so f = 2q - n - 1 lying members, the leader among them,
+// cannot make two live tokens share a permit. A member that has not applied
+// the entry yet answers when it has (it learns the commit index with the
+// next heartbeat: a quorum-signed grant costs about one heartbeat more).
+// The leader checks each signature and answers the client with the token
+// once it has q; a member that will not sign (slot_held) is counted.
+//
 // Faults: crashes and restarts of members (with durable Raft storage),
 // loss, duplication, reordering, partitions: a minority side grants nothing
 // new (it cannot commit); tokens it signed before stay valid until they
@@ -55,7 +67,7 @@
 // Not built: a group that changes its members within an epoch (a new
 // membership is a new epoch).
 //
-// Message ids 1-8, default protocol id 140 (messages.hpp).
+// Message ids 1-10, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -68,6 +80,8 @@
 #include "dcp/core/env.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/cosign_guard.hpp"
+#include "dcp/delegation/token.hpp"
 #include "dcp/delegation/detail/wait_line.hpp"
 #include "dcp/delegation/ledger.hpp"
 #include "dcp/delegation/messages.hpp"
@@ -129,8 +143,14 @@ class group {
   /// `key`: this member's private key; its public half must be in
   /// cfg.members at this node's address.
   group(E env, Raft& raft, group_config cfg, lease::ed25519_private_key key)
-      : env_(std::move(env)), raft_(raft), cfg_(std::move(cfg)), key_(std::move(key)) {
+      : env_(std::move(env)), raft_(raft), cfg_(std::move(cfg)), key_(std::move(key)),
+        // A member with a log may have signed before it restarted: it signs
+        // nothing until every token it could have signed has expired.
+        guard_(cfg_.token_ttl, cfg_.max_drift,
+               raft.current_term() == 0 ? std::nullopt
+                                        : std::optional<wall_time>(env_.wall_now() + cfg_.token_ttl + 2 * cfg_.max_drift)) {
     cfg_.validate();
+    for (auto& m : cfg_.members) member_keys_.push_back(lease::ed25519_public_key::from_bytes(m.public_key).value());
     origin_key_.emplace(lease::ed25519_public_key::from_bytes(cfg_.origin_public_key).value(), 0);
     const auto me = std::find_if(cfg_.members.begin(), cfg_.members.end(), [&](auto& m) { return m.addr == env_.self(); });
     if (me == cfg_.members.end() || me->public_key != key_.public_key().raw())
@@ -192,6 +212,7 @@ class group {
   void on_message(const address& from, const msg::token_release& m) {
     const auto key = shard_key(m.resource, m.shard);
     if (!shards_.contains(key)) return drop("release_for_unknown_shard");
+    guard_.released(key, m.fencing, from);  // its holder said so to this member: the slots it signed are free
     if (raft_.is_leader()) {  // only a grant the book holds for the sender is worth an entry in the log
       const auto* b = raft_.state_machine().book(key);
       if (!b || !b->grants.contains(m.fencing) || b->grants.at(m.fencing).holder != from) return drop("release_of_unknown_grant");
@@ -251,6 +272,37 @@ class group {
         s.awaiting.erase(w);
       }
     });
+  }
+
+  /// Quorum-signed: the leader asks this member to sign a committed grant.
+  void on_message(const address& from, const msg::cosign_request& m) {
+    if (!member_at(from) || from == env_.self()) return drop("cosign_request_not_from_member");
+    if (!shards_.contains(shard_key(m.resource, m.shard))) return drop("cosign_request_for_unknown_shard");
+    if (answer_cosign(from, m)) return;
+    // Not applied here yet: answered once it is (on the tick), or dropped.
+    std::erase_if(cosign_waiting_, [&](auto& w) { return w.from == from && w.request.fencing == m.fencing; });
+    if (cosign_waiting_.size() >= cfg_.max_in_flight) return drop("too_many_in_flight");
+    cosign_waiting_.push_back({from, m, env_.now()});
+  }
+
+  /// Quorum-signed: a member's signature (or refusal) for a grant the leader gathers.
+  void on_message(const address& from, const msg::cosign_reply& m) {
+    const auto member = member_at(from);
+    auto p = gathering_.find(m.fencing);
+    if (!member || p == gathering_.end() || p->second.grant.token.resource != shard_key(m.resource, m.shard) ||
+        ledger::ns(p->second.grant.token.expiry) != m.expiry_ns)
+      return drop("unsolicited_cosign_reply");
+    auto& g = p->second;
+    if (m.error != 0) {
+      drop(static_cast<errc>(m.error) == errc::slot_held ? "cosign_refused_slot_held" : "cosign_refused");
+      g.refused.insert(*member);
+      if (g.refused.size() > cfg_.members.size() - g.needed) give_up(p, static_cast<errc>(m.error));
+      return;
+    }
+    if (std::any_of(g.sigs.begin(), g.sigs.end(), [&](auto& c) { return c.member == *member; })) return;  // a duplicate
+    if (!cosignature_valid(g.grant, g.epoch, *member, m.signature, member_keys_[*member])) return drop("bad_cosignature");
+    g.sigs.push_back({static_cast<std::uint8_t>(*member), m.signature});
+    finish_if_signed(p);
   }
 
   void on_message(const address&, const msg::token_reply&) { drop("unexpected_message"); }
@@ -404,8 +456,9 @@ class group {
         out.retry_after_ms = retry_ms(why == errc::share_exhausted ? cfg_.token_ttl / 4 : cfg_.request_timeout / 2);
         return void(env_.send(from, out));
       }
-      auto sealed = lease::seal(lease::token{key, from, r->permits, r->fencing, wall_time(duration(r->expiry_ns))},
-                                lease::signing_key(key_, group_key_id(book->cert.epoch, position_)));
+      const lease::token t{key, from, r->permits, r->fencing, wall_time(duration(r->expiry_ns))};
+      if (book->cert.signers > 1) return gather(*book, t, out);
+      auto sealed = lease::seal(t, lease::signing_key(key_, group_key_id(book->cert.epoch, position_)));
       if (!sealed) return drop("token_seal_failed");
       out.code = status::ok;
       out.error = 0;
@@ -414,6 +467,133 @@ class group {
       out.fencing = r->fencing;
       env_.send(from, out);
     });
+  }
+
+  // ---- quorum-signed tokens (token.hpp) ----
+
+  /// A grant the leader gathers signatures for.
+  struct gathering {
+    address holder;
+    msg::token_reply reply;  // what the holder hears if no token comes of it (retry)
+    quorum_grant grant;
+    std::uint32_t epoch = 0;
+    std::size_t needed = 0;
+    std::vector<cosignature> sigs;
+    std::set<std::size_t> refused;
+    time_point started{}, asked{};
+  };
+  using gathering_iterator = std::map<std::uint64_t, gathering>::iterator;
+
+  std::optional<std::size_t> member_at(const address& a) const {
+    for (std::size_t i = 0; i < cfg_.members.size(); ++i)
+      if (cfg_.members[i].addr == a) return i;
+    return std::nullopt;
+  }
+
+  /// The committed grant `t` (or its renewal) is signed here, then by the
+  /// others; the holder gets the token once a quorum signed it.
+  void gather(const ledger::shard_book& book, const lease::token& t, msg::token_reply out) {
+    auto e = book.grants.find(t.fencing);
+    if (e == book.grants.end()) return void(env_.send(t.holder, out));  // gone meanwhile: it asks again
+    if (!gathering_.contains(t.fencing) && gathering_.size() >= cfg_.max_in_flight) {
+      drop("too_many_in_flight");
+      return void(env_.send(t.holder, out));
+    }
+    auto& g = gathering_[t.fencing];  // a renewal's replaces the last one's
+    g = {t.holder, out, {t, e->second.slots}, book.cert.epoch, book.cert.signers, {}, {}, env_.now(), env_.now()};
+    auto p = gathering_.find(t.fencing);
+    if (auto ec = guard_.sign_off(book.cert, g.grant, env_.wall_now())) {
+      drop("cosign_refused_here");
+      return give_up(p, ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch);
+    }
+    auto sig = cosign(g.grant, g.epoch, position_, key_);
+    if (!sig) return give_up(p, errc::bad_certificate);
+    g.sigs.push_back({static_cast<std::uint8_t>(position_), std::move(*sig)});
+    ask_cosigners(g);
+    finish_if_signed(p);
+  }
+  void ask_cosigners(gathering& g) {
+    g.asked = env_.now();
+    const auto epoch_key = split_key(g.grant.token.resource);
+    const msg::cosign_request req{epoch_key.first, epoch_key.second, g.grant.token.fencing, ledger::ns(g.grant.token.expiry)};
+    for (std::size_t i = 0; i < cfg_.members.size(); ++i)
+      if (i != position_ && !g.refused.contains(i) &&
+          std::none_of(g.sigs.begin(), g.sigs.end(), [&](auto& c) { return c.member == i; }))
+        env_.send(cfg_.members[i].addr, req);
+  }
+  void finish_if_signed(gathering_iterator p) {
+    auto& g = p->second;
+    if (g.sigs.size() < g.needed) return;
+    auto sealed = seal_quorum_token(g.grant, g.epoch, g.sigs);
+    if (!sealed) return give_up(p, errc::bad_certificate);
+    auto out = g.reply;
+    out.code = status::ok;
+    out.error = 0;
+    out.token = std::move(*sealed);
+    out.fencing = g.grant.token.fencing;
+    if (const auto* b = raft_.state_machine().book(g.grant.token.resource)) out.certificate = b->sealed_certificate;
+    env_.send(g.holder, out);
+    gathering_.erase(p);
+  }
+  /// No quorum will sign: the holder is told to retry (a slot held by a
+  /// grant some member signed frees when that grant expires).
+  void give_up(gathering_iterator p, errc why) {
+    auto out = p->second.reply;
+    out.code = status::retry;
+    out.error = static_cast<std::uint32_t>(why);
+    out.retry_after_ms = retry_ms(why == errc::slot_held ? cfg_.token_ttl / 4 : cfg_.request_timeout / 2);
+    env_.send(p->second.holder, out);
+    gathering_.erase(p);
+  }
+  /// As a member: signs grant m.fencing as this member's book holds it, if
+  /// the book has applied the entry the leader asks about (false if not yet).
+  bool answer_cosign(const address& to, const msg::cosign_request& m) {
+    const auto key = shard_key(m.resource, m.shard);
+    const auto* b = raft_.state_machine().book(key);
+    msg::cosign_reply out{m.resource, m.shard, m.fencing, m.expiry_ns, 0, {}};
+    const auto epoch = static_cast<std::uint32_t>(m.fencing >> 32);
+    if (!b || epoch > b->cert.epoch) return false;  // its certificate is not applied here yet
+    auto refuse = [&](errc why) {
+      out.error = static_cast<std::uint32_t>(why);
+      env_.send(to, out);
+      return true;
+    };
+    if (b->cert.signers <= 1 || epoch < b->cert.epoch) return refuse(errc::wrong_epoch);
+    auto e = b->grants.find(m.fencing);
+    if (e == b->grants.end()) {
+      if ((m.fencing & 0xffffffffu) > b->sequence) return false;  // granted in an entry not applied here yet
+      return refuse(errc::delegation_ended);                      // released or expired here
+    }
+    if (e->second.expiry_ns < m.expiry_ns) return false;  // a renewal not applied here yet
+    if (e->second.expiry_ns > m.expiry_ns) return refuse(errc::delegation_ended);  // asked about an older renewal
+    const quorum_grant g{{key, e->second.holder, e->second.permits, m.fencing, wall_time(duration(e->second.expiry_ns))}, e->second.slots};
+    if (auto ec = guard_.sign_off(b->cert, g, env_.wall_now())) {
+      drop(ec == errc::slot_held ? "cosign_refused_slot_held" : "cosign_refused");
+      return refuse(ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch);
+    }
+    auto sig = cosign(g, epoch, position_, key_);
+    if (!sig) return refuse(errc::bad_certificate);
+    out.signature = std::move(*sig);
+    env_.send(to, out);
+    return true;
+  }
+  /// (resource, shard) of a shard key this group coordinates.
+  std::pair<std::string, std::uint32_t> split_key(const std::string& key) const {
+    auto it = shards_.find(key);
+    return it == shards_.end() ? std::pair<std::string, std::uint32_t>{} : std::pair{it->second.resource, it->second.shard};
+  }
+  /// On the tick: members answer requests whose entries they have applied
+  /// since; the leader asks again those that have not answered, and gives
+  /// up on a grant no quorum signed within two request timeouts.
+  void tick_cosigning() {
+    const auto now = env_.now();
+    std::erase_if(cosign_waiting_, [&](auto& w) { return now - w.at > cfg_.request_timeout || answer_cosign(w.from, w.request); });
+    for (auto p = gathering_.begin(); p != gathering_.end();) {
+      auto next = std::next(p);
+      if (!raft_.is_leader() || now - p->second.started > 2 * cfg_.request_timeout) give_up(p, errc::not_coordinator);
+      else if (now - p->second.asked >= cfg_.request_timeout / 2) ask_cosigners(p->second);
+      p = next;
+    }
   }
 
   /// Permits held now by the book's grants (those past the cutoff no longer
@@ -490,6 +670,7 @@ class group {
   }
 
   void tick() {
+    tick_cosigning();
     const bool leading = raft_.is_leader();
     std::erase_if(held_releases_, [&](auto& r) { return env_.now() - r.at > cfg_.token_ttl; });  // moot: expired
     if (leading && !led_) {  // a new leader renews at once: the last leader's schedule died with it
@@ -530,6 +711,18 @@ class group {
   std::optional<lease::verification_key> origin_key_;
   std::map<std::string, shard_state> shards_;
   std::set<std::pair<address, std::uint64_t>> proposing_;  // (client, nonce) whose entry is in the log
+  // Quorum-signed tokens: every member's key, what this member signed, the
+  // grants this leader gathers signatures for (by fencing), and the
+  // requests to sign entries not applied here yet.
+  std::vector<lease::ed25519_public_key> member_keys_;
+  cosign_guard guard_;
+  std::map<std::uint64_t, gathering> gathering_;
+  struct cosign_wait {
+    address from;
+    msg::cosign_request request;
+    time_point at{};
+  };
+  std::vector<cosign_wait> cosign_waiting_;
   struct held_release {
     std::string key;
     address holder;

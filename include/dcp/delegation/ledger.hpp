@@ -23,6 +23,11 @@
 // request whose reply was lost (or that reaches a new leader) gets the same
 // grant back, renewed, not a second one.
 //
+// Under a quorum-signed certificate (token.hpp) a grant also names its
+// permits one by one: the smallest slots in [0, share) no live grant holds,
+// a function of the book alone, so every member that applied the same
+// entries names the same slots and signs the same token.
+//
 // Stock (units consumed for good): an allocation is reserved in the book
 // (idempotent per (holder, request id)), then put into the shard's one open
 // batch by an entry of its own, so the batch's id and contents are in the
@@ -52,6 +57,7 @@
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/error.hpp"
 #include "dcp/delegation/messages.hpp"
+#include "dcp/delegation/token.hpp"
 #include "dcp/storage/detail/codec.hpp"
 
 namespace dcp::delegation {
@@ -100,7 +106,8 @@ class ledger {
     std::uint32_t permits = 0;
     std::int64_t expiry_ns = 0;
     std::uint64_t nonce = 0;
-    template <class A> void serialize(A& ar) { ar(holder, permits, expiry_ns, nonce); }
+    std::vector<std::uint32_t> slots;  ///< quorum-signed certificates: the permits, by number
+    template <class A> void serialize(A& ar) { ar(holder, permits, expiry_ns, nonce, slots); }
   };
   /// A stock allocation of this epoch: batch 0 while reserved and not yet
   /// in a batch.
@@ -125,6 +132,8 @@ class ledger {
     /// (restore rebuilds it), so that live_permits costs the expired grants,
     /// not all of them.
     std::set<std::pair<std::int64_t, std::uint64_t>> by_expiry;
+    /// The slots the grants hold (quorum-signed certificates), derived too.
+    std::set<std::uint32_t> used_slots;
     /// The allocations not yet in a batch, and those of the open batch, in
     /// the book's order: derived from `stock` like by_expiry, so that forming
     /// and answering a batch cost the batch, not every allocation of the
@@ -154,7 +163,11 @@ class ledger {
       by_expiry.clear();
       unbatched.clear();
       in_open_batch.clear();
-      for (auto& [fencing, g] : grants) by_expiry.insert({g.expiry_ns, fencing});
+      used_slots.clear();
+      for (auto& [fencing, g] : grants) {
+        by_expiry.insert({g.expiry_ns, fencing});
+        used_slots.insert(g.slots.begin(), g.slots.end());
+      }
       for (auto& [k, e] : stock) {
         if (e.batch == 0) unbatched.insert(k);
         else if (e.batch == open_batch) in_open_batch.push_back(k);
@@ -197,7 +210,7 @@ class ledger {
   /// names exactly the grants. The simulated tests call it after every event.
   void check_invariants() const {
     for (auto& [key, b] : books_) {
-      std::uint64_t permits = 0;
+      std::uint64_t permits = 0, slots = 0;
       for (auto& [fencing, g] : b.grants) {
         permits += g.permits;
         DCP_ASSERT(fencing >> 32 == b.cert.epoch, "a grant of another epoch than the book's certificate");
@@ -206,7 +219,11 @@ class ledger {
         DCP_ASSERT(b.by_expiry.contains({g.expiry_ns, fencing}), "a grant missing from the expiry index");
         auto r = b.by_request.find({g.holder, g.nonce});
         DCP_ASSERT(r != b.by_request.end() && r->second == fencing, "a grant missing from the request index");
+        DCP_ASSERT(g.slots.size() == (b.cert.signers > 1 ? g.permits : 0), "a grant's slots are not its permits");
+        slots += g.slots.size();
+        for (auto s : g.slots) DCP_ASSERT(b.used_slots.contains(s), "a grant's slot missing from the slot index");
       }
+      DCP_ASSERT(slots == b.used_slots.size(), "two grants hold one slot, or the slot index names a slot no grant holds");
       DCP_ASSERT(permits == b.in_use, "in_use is not the sum of the grants' permits");
       DCP_ASSERT(b.by_request.size() == b.grants.size(), "the request index names grants that are gone");
       DCP_ASSERT(b.by_expiry.size() == b.grants.size(), "the expiry index names grants that are gone");
@@ -239,11 +256,26 @@ class ledger {
     g.expiry_ns = expiry_ns;
     b.by_expiry.insert({g.expiry_ns, fencing});
   }
+  /// The `n` smallest slots no grant holds (there are enough below the
+  /// share: in_use + n <= share and every grant holds one slot a permit).
+  static std::vector<std::uint32_t> take_slots(shard_book& b, std::uint32_t n) {
+    std::vector<std::uint32_t> out;
+    out.reserve(n);
+    std::uint32_t next = 0;
+    for (auto used = b.used_slots.begin(); out.size() < n; ++next) {
+      while (used != b.used_slots.end() && *used < next) ++used;
+      if (used != b.used_slots.end() && *used == next) continue;
+      out.push_back(next);
+    }
+    b.used_slots.insert(out.begin(), out.end());
+    return out;
+  }
   using grant_iterator = std::map<std::uint64_t, grant_entry>::iterator;
   static grant_iterator forget(shard_book& b, grant_iterator g) {
     b.in_use -= g->second.permits;
     b.by_request.erase({g->second.holder, g->second.nonce});
     b.by_expiry.erase({g->second.expiry_ns, g->first});
+    for (auto s : g->second.slots) b.used_slots.erase(s);
     return b.grants.erase(g);
   }
 
@@ -271,10 +303,12 @@ class ledger {
           return {0, same->second, g.expiry_ns, g.permits};
         }
         if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
-        if (c.permits == 0 || b.in_use + c.permits > b.cert.share) return {static_cast<std::uint32_t>(errc::share_exhausted)};
+        if (c.permits == 0 || b.in_use + c.permits > b.cert.share ||
+            (b.cert.signers > 1 && c.permits > max_quorum_token_permits))
+          return {static_cast<std::uint32_t>(errc::share_exhausted)};
         const std::uint64_t fencing = fencing_of(b.cert.epoch, ++b.sequence);
         const auto expiry = std::min(c.expiry_ns, end);
-        b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce};
+        b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce, b.cert.signers > 1 ? take_slots(b, c.permits) : std::vector<std::uint32_t>{}};
         b.by_request[{c.holder, c.nonce}] = fencing;
         b.by_expiry.insert({expiry, fencing});
         b.in_use += c.permits;
@@ -283,6 +317,10 @@ class ledger {
       case op::renew: {
         auto g = b.grants.find(c.fencing);
         if (g == b.grants.end() || g->second.holder != c.holder) return {static_cast<std::uint32_t>(errc::delegation_ended)};
+        // A share renewed smaller: a grant holding a slot past it is not
+        // renewed (its token would name a permit the share no longer has).
+        if (!g->second.slots.empty() && *std::max_element(g->second.slots.begin(), g->second.slots.end()) >= b.cert.share)
+          return {static_cast<std::uint32_t>(errc::delegation_ended)};
         extend(b, c.fencing, g->second, std::min(c.expiry_ns, end));
         return {0, c.fencing, g->second.expiry_ns, g->second.permits};
       }

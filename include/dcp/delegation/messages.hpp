@@ -144,8 +144,35 @@ struct stock_ack {
   template <class A> void serialize(A& ar) { ar(resource, shard, batch, code, error); }
 };
 
+/// Quorum-signed certificates (token.hpp): a group's leader asks each
+/// member to sign grant `fencing` as the member's own book holds it, with
+/// this expiry (a renewal's); a member that has not applied that entry yet
+/// answers once it has.
+struct cosign_request {
+  static constexpr message_type wire_id = 9;
+  static constexpr std::string_view wire_name = "cosign_request";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint64_t fencing = 0;
+  std::int64_t expiry_ns = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard, fencing, expiry_ns); }
+};
+/// A member's signature on the grant (cosignature.signature empty and
+/// `error` a delegation::errc when it refuses, e.g. slot_held).
+struct cosign_reply {
+  static constexpr message_type wire_id = 10;
+  static constexpr std::string_view wire_name = "cosign_reply";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint64_t fencing = 0;
+  std::int64_t expiry_ns = 0;
+  std::uint32_t error = 0;
+  bytes signature;
+  template <class A> void serialize(A& ar) { ar(resource, shard, fencing, expiry_ns, error, signature); }
+};
+
 using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release,
-                              stock_commit, stock_ack, group_delegate_request>;
+                              stock_commit, stock_ack, group_delegate_request, cosign_request, cosign_reply>;
 }  // namespace msg
 
 }  // namespace dcp::delegation

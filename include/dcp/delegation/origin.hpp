@@ -65,6 +65,7 @@
 #include "dcp/delegation/error.hpp"
 #include "dcp/delegation/messages.hpp"
 #include "dcp/delegation/request_signature.hpp"
+#include "dcp/delegation/token.hpp"
 #include "dcp/lease/permit_gate.hpp"
 #include "dcp/lease/verifier.hpp"
 
@@ -152,19 +153,34 @@ class origin {
   /// on the wire is worth nothing to anyone else.
   result<lease::token> admit(byte_view sealed, wall_time now, std::optional<address> presented_by = std::nullopt) {
     shard_state* sh = nullptr;
-    auto u = lease::unseal_with(sealed, [&](const lease::token& t, std::uint32_t key_id) -> result<const lease::verification_key*> {
+    // The shard the token names, and its signer's key (see token.hpp).
+    auto key_of = [&](const lease::token& t, std::uint32_t epoch, std::size_t member) -> result<const lease::verification_key*> {
       auto it = by_key_.find(t.resource);
       if (it == by_key_.end()) return make_error_code(errc::unknown_shard);
       sh = &it->second.first->shards[it->second.second];
-      const std::uint32_t epoch = key_id & max_epoch;
-      const std::size_t member = key_id >> 24;  // which coordinator of the epoch signed it
       if (epoch == 0 || epoch > sh->epoch) return make_error_code(errc::wrong_epoch);
       if (epoch != sh->epoch || sh->keys.empty() || now >= sh->not_after) return make_error_code(errc::delegation_ended);
       if (member >= sh->keys.size()) return make_error_code(errc::wrong_epoch);
       return &sh->keys[member];
-    });
-    if (!u) return refuse(u.error());
-    auto& t = u->token;
+    };
+    lease::token t;
+    if (is_quorum_signed(sealed)) {
+      auto q = open_quorum_token(sealed, [&](const quorum_grant& g, std::uint32_t epoch, std::size_t member) {
+        return key_of(g.token, epoch, member);
+      });
+      if (!q) return refuse(q.error());
+      if (q->signers < sh->signers) return refuse(make_error_code(errc::too_few_signers));
+      if (std::any_of(q->grant.slots.begin(), q->grant.slots.end(), [&](std::uint32_t s) { return s >= sh->cap; }))
+        return refuse(lease::make_error_code(lease::errc::over_capacity));
+      t = std::move(q->grant.token);
+    } else {
+      auto u = lease::unseal_with(sealed, [&](const lease::token& tok, std::uint32_t key_id) {
+        return key_of(tok, key_id & max_epoch, key_id >> 24);  // the key id names the epoch and which coordinator signed
+      });
+      if (!u) return refuse(u.error());
+      if (sh->signers > 1) return refuse(make_error_code(errc::too_few_signers));  // one member's word is not enough here
+      t = std::move(u->token);
+    }
     if (presented_by && t.holder != *presented_by) return refuse(make_error_code(errc::wrong_holder));
     // A token never outlives its delegation, whatever its coordinator wrote.
     t.expiry = std::min(t.expiry, sh->not_after);
@@ -371,8 +387,10 @@ class origin {
     sh->last_request[signer] = sent_at;
     sh->not_after = now + cfg_.certificate_validity;
     const auto n = static_cast<std::uint32_t>(sh->coordinators.size());
+    const bool quorum_signed = res.spec.quorum_signed && n > 1;
+    sh->signers = quorum_signed ? signing_quorum(n) : 1;
     certificate c{sh->resource, sh->index, sh->kind(), sh->cap, sh->epoch, sh->not_before, sh->not_after,
-                  sh->coordinators, n / 2 + 1};
+                  sh->coordinators, quorum_signed ? sh->signers : n / 2 + 1, sh->signers};
     auto sealed = seal_certificate(c, key_);
     if (!sealed) {
       env_.count("certificate_seal_failed");
@@ -396,6 +414,7 @@ class origin {
     std::vector<lease::verification_key> keys;    // theirs, key id group_key_id(epoch, position)
     std::vector<lease::ed25519_public_key> coordinator_keys;  // the same, for their requests and commits
     std::vector<std::int64_t> last_request;       // sent_at of each one's last accepted request, this epoch
+    std::uint32_t signers = 1;                    // members whose signatures a token needs (token.hpp)
     wall_time not_before{}, not_after{};
     lease::permit_counter counter{0};            // concurrency
     std::int64_t window = 0;                     // rate: the wall-clock second being counted

@@ -26,7 +26,7 @@
 // after" is honoured; after give_up_after the call fails with timed_out.
 // Never a silent unbounded wait. Refusals fail at once with their reason.
 //
-// Message ids 1-7, default protocol id 140 (messages.hpp).
+// Message ids 1-10, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -39,6 +39,7 @@
 #include "dcp/core/env.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
+#include "dcp/delegation/token.hpp"
 #include "dcp/delegation/coordinator.hpp"
 #include "dcp/delegation/detail/wait_line.hpp"
 #include "dcp/delegation/locate.hpp"
@@ -368,6 +369,8 @@ class peer {
   void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::cosign_request&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::cosign_reply&) { drop("unexpected_message"); }
 
  private:
   struct pending_request {
