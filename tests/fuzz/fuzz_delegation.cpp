@@ -46,6 +46,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   dlg::certificate cert{"db", 0, dlg::capacity_kind::concurrency, 4, 1, dcp::wall_time(std::chrono::seconds(1)),
                         dcp::wall_time(std::chrono::seconds(100)), {{dcp::address::sim(1), member_key().public_key().raw()}}, 1};
   if (dlg::check_token(in, cert)) std::abort();
+  // ...nor as a quorum-signed token (no member's key signs here).
+  auto quorum = cert;
+  quorum.coordinators.push_back({dcp::address::sim(2), origin_key().public_key().raw()});
+  quorum.coordinators.push_back({dcp::address::sim(3), origin_key().public_key().raw()});
+  quorum.quorum = quorum.signers = 2;
+  if (dlg::check_token(in, quorum)) std::abort();
 
   dlg::origin_config oc;
   oc.resources = {{"db", dlg::capacity_kind::concurrency, 4, 2}};
@@ -71,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (origin.admit(in, now)) std::abort();  // a token no coordinator signed
   if (size >= 3) {
     const dcp::protocol_id to = static_cast<dcp::protocol_id>(data[0] % 3 == 0 ? 1 : data[0] % 3 == 1 ? 2 : 4);
-    const auto type = static_cast<dcp::message_type>(1 + data[1] % 8);
+    const auto type = static_cast<dcp::message_type>(1 + data[1] % 10);
     const dcp::address from = dcp::address::sim(data[2] % 3 == 0 ? 0 : data[2] % 3 == 1 ? 1 : 9);
     (void)h.deliver(from, to, type, in.subspan(3));
   }

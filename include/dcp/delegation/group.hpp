@@ -482,7 +482,7 @@ class group {
     std::set<std::size_t> refused;
     time_point started{}, asked{};
   };
-  using gathering_iterator = std::map<std::uint64_t, gathering>::iterator;
+  using gathering_iterator = typename std::map<std::uint64_t, gathering>::iterator;
 
   std::optional<std::size_t> member_at(const address& a) const {
     for (std::size_t i = 0; i < cfg_.members.size(); ++i)
