@@ -277,6 +277,54 @@ TEST_CASE("scribe: the bottleneck remover keeps every node within its capacity, 
   }
 }
 
+// The node a joiner asks may accept it and shed it at once (bottleneck
+// remover); the SHED may then arrive before the accept. The joiner must take
+// it from the node it is joining, not only from its parent: otherwise it
+// drops the SHED as stale, attaches on the late accept, and hangs off a node
+// that no longer counts it a child until its refreshes time out.
+TEST_CASE("scribe: a SHED from the node being joined, before its accept (reordered), moves the joiner to a sibling") {
+  bed b(61, 16, 0.0);
+  const node_id g = group_of(9);
+  int created = 0, joined = 0;
+  auto up = b.up();
+  b.at(up[0])->create(g, [&](std::error_code ec) { REQUIRE(!ec); ++created; });
+  REQUIRE(b.run_until([&] { return created == 1; }, 10s));
+  std::set<sim::node_index> members;
+  for (std::size_t k = 0; k < 6; ++k) {
+    members.insert(up[k]);
+    b.at(up[k])->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+  }
+  REQUIRE(b.run_until([&] { return joined == 6 && b.tree_ok(g, members); }, 20s));
+  // A newcomer, the node its JOIN goes to first, and a member of the tree
+  // that is neither.
+  std::optional<sim::node_index> x;
+  for (auto i : up)
+    if (!b.at(i)->has_group(g)) x = i;
+  REQUIRE(x);
+  const auto target = b.o.find(*x)->next_hop_toward(g);
+  std::optional<dht::contact> sibling;
+  for (auto i : members)
+    if (address::sim(i) != target.addr) sibling = b.o.find(i)->self();
+  REQUIRE(sibling);
+  auto& m = b.o.world.metrics();
+  const auto count = [&](std::string_view n) { return m.counter(sid, n); };
+  const auto shed_before = count("shed"), stale_before = count("stale_shed");
+  b.at(*x)->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+  REQUIRE_FALSE(b.at(*x)->attached(g));  // its JOIN is on its way to `target`
+  b.at(*x)->on_message(target.addr, dht::scribe_msg::shed{g, {*sibling}});
+  CHECK(count("shed") == shed_before + 1);
+  CHECK(count("stale_shed") == stale_before);
+  members.insert(*x);
+  REQUIRE(b.run_until([&] { return joined == 7; }, 10s));
+  b.run(5s);  // the target forgets the child that moved on when its refreshes stop
+  CHECK_MESSAGE(b.tree_ok(g, members), b.tree_problem(g, members));
+  int acked = 0;
+  const auto payloads = b.send(g, "moved", 2, acked);
+  REQUIRE(b.run_until([&] { return acked == 2; }, 10s));
+  b.run(2s);
+  for (auto& p : payloads) CHECK(b.got[{*x, p}] == 1);
+}
+
 TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for unknown groups and empty trees") {
   for (std::uint64_t seed = 21; seed <= 24; ++seed) {
     CAPTURE(seed);
