@@ -318,6 +318,7 @@ class group {
     time_point asked_at{}, next_ask{};
     std::uint64_t unmet = 0;    // refused or unserved permits since the last report
     std::uint64_t granting = 0; // permits of grants proposed and not yet applied
+    std::map<std::uint64_t, std::uint32_t> releasing;  // grants whose release is proposed, not yet applied: their permits
     detail::wait_line waiting;  // grant requests the share could not serve yet
     // Stock, as the leader: who waits for which allocation's confirmation
     // ((holder, request id) -> request nonce), and the open batch's sending.
@@ -602,7 +603,11 @@ class group {
     return b.live_permits(ledger::ns(env_.wall_now() - 2 * cfg_.max_drift));
   }
   bool fits(const shard_state& s, const ledger::shard_book& b, std::uint32_t permits) const {
-    return in_use(b) + s.granting + permits <= b.cert.share;
+    std::uint64_t freeing = 0;  // released in entries not applied yet (their grants may have expired meanwhile: then less)
+    for (auto& [fencing, n] : s.releasing)
+      if (auto g = b.grants.find(fencing); g != b.grants.end() && g->second.expiry_ns > ledger::ns(env_.wall_now() - 2 * cfg_.max_drift))
+        freeing += n;
+    return in_use(b) + s.granting + permits <= b.cert.share + freeing;
   }
 
   void wait_in_line(shard_state& s, const ledger::shard_book& b, const address& from, const msg::token_request& m,
@@ -636,13 +641,29 @@ class group {
     }
   }
 
+  /// Logs the release, and at once proposes grants for the waiters its
+  /// permits make room for: their entries follow the release in the log, so
+  /// the book applies the release first, and a handover costs one commit,
+  /// not two. (If the release is not committed, neither is what follows it;
+  /// the book refuses a grant that does not fit, and its waiter goes back to
+  /// the head of the line.)
   void release(const std::string& key, const address& holder, std::uint64_t fencing) {
+    auto& s = shards_[key];
+    const auto* b = raft_.state_machine().book(key);
+    const auto g = b ? b->grants.find(fencing) : decltype(b->grants.end()){};
+    const bool counted = b && g != b->grants.end() && g->second.holder == holder && !s.releasing.contains(fencing);
+    if (counted) s.releasing[fencing] = g->second.permits;
     ledger::command c;
     c.kind = ledger::op::release;
     c.key = key;
     c.holder = holder;
     c.fencing = fencing;
-    propose(c, [this, key](result<ledger::outcome>) { serve_waiters(shards_[key]); });
+    propose(c, [this, key, fencing, counted](result<ledger::outcome>) {
+      auto& s = shards_[key];
+      if (counted) s.releasing.erase(fencing);
+      serve_waiters(s);
+    });
+    if (counted) serve_waiters(s);
   }
 
   void propose(const ledger::command& c, std::function<void(result<ledger::outcome>)> done) {
