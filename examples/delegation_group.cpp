@@ -22,6 +22,7 @@
 //   LISTEN <address>
 //   LEADER term=<t> at_us=<wall us>      when this member becomes the group's leader
 //   FOLLOWER term=<t> at_us=<wall us>    when it stops being
+//   COUNTERS name=n ...                  on SIGINT/SIGTERM: what it refused or dropped (quorum signing, flood bounds)
 // and runs until SIGINT/SIGTERM.
 #include <algorithm>
 #include <csignal>
@@ -200,6 +201,12 @@ int main(int argc, char** argv) {
     signals.async_wait([&](const std::error_code& ec, int) {
       if (ec) return;
       stopping = true;
+      // What the member refused or dropped, for whoever reads the run.
+      std::cout << "COUNTERS";
+      for (const char* name : {"cosign_refused_slot_held", "cosign_refused", "cosign_refused_here", "unsolicited_cosign_reply",
+                               "bad_cosignature", "too_many_in_flight", "wait_queue_full"})
+        std::cout << ' ' << name << '=' << node.metrics().counter(dlg::default_protocol_id, name);
+      std::cout << std::endl;
       watch.cancel();
       node.stop();
     });

@@ -4,7 +4,7 @@
 //
 //   delegation_origin --listen 127.0.0.1:7000 --record FILE
 //       [--capacity 20] [--shards 4] [--work 20ms] [--seats 150] [--seat-shards 2]
-//       [--validity 3s] [--drift 50ms] [--key-seed HEX64]
+//       [--validity 3s] [--drift 50ms] [--key-seed HEX64] [--work-tokens single|quorum]
 //
 // It serves work: C units at once (--capacity, resource "work"), each taking
 // --work, and refuses any unit without a valid token presented by its holder
@@ -65,6 +65,7 @@ using E = dcp::net::env;
   std::cerr << "delegation_origin: " << why << "\n"
             << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
                "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
+               "                         [--work-tokens single|quorum]   (quorum: a group's work tokens need a quorum of its members' signatures)\n"
                "       delegation_origin --audit FILE [--claims FILE]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
@@ -153,6 +154,7 @@ struct serve_options {
   std::uint32_t shards = 4, seat_shards = 2;
   dcp::duration work = 20ms, validity = 3s, drift = 50ms;
   std::optional<dcp::bytes> key_seed;
+  bool quorum_signed = false;  // work tokens of a group signed by a quorum of it (dcp/delegation/token.hpp)
 };
 
 int serve(const serve_options& opt) {
@@ -167,7 +169,7 @@ int serve(const serve_options& opt) {
   const auto pub = key.public_key().raw();
 
   dlg::origin_config oc;
-  oc.resources = {{"work", dlg::capacity_kind::concurrency, opt.capacity, opt.shards},
+  oc.resources = {{"work", dlg::capacity_kind::concurrency, opt.capacity, opt.shards, opt.quorum_signed},
                   {"seats", dlg::capacity_kind::stock, opt.seats, opt.seat_shards}};
   oc.certificate_validity = opt.validity;
   oc.max_drift = opt.drift;
@@ -389,7 +391,10 @@ int main(int argc, char** argv) {
     else if (arg == "--work") opt.work = dur(value, "--work");
     else if (arg == "--validity") opt.validity = dur(value, "--validity");
     else if (arg == "--drift") opt.drift = dur(value, "--drift");
-    else if (arg == "--key-seed") {
+    else if (arg == "--work-tokens") {
+      if (value != "single" && value != "quorum") usage("--work-tokens wants single or quorum");
+      opt.quorum_signed = value == "quorum";
+    } else if (arg == "--key-seed") {
       opt.key_seed = dcp::from_hex(value);
       if (!opt.key_seed || opt.key_seed->size() != 32) usage("--key-seed wants 64 hex digits");
     } else usage("unknown option " + std::string(arg));

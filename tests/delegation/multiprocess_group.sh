@@ -14,7 +14,11 @@
 # every shard served work after the kill; every seat was sold, each to a
 # client that was told so. Prints each shard's longest pause.
 #
-#   multiprocess_group.sh ORIGIN_BIN GROUP_BIN CLIENTS_BIN [PROCS] [PER]
+# With QUORUM_SIGNED=1 the group has 4 members and the origin asks for
+# work tokens signed by 3 of them (dcp/delegation/token.hpp); the audit then
+# also checks that every work token honoured carries those signatures.
+#
+#   [QUORUM_SIGNED=1] multiprocess_group.sh ORIGIN_BIN GROUP_BIN CLIENTS_BIN [PROCS] [PER]
 set -euo pipefail
 source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 origin_bin=$1
@@ -24,6 +28,13 @@ procs=${4:-4}
 per=${5:-50}
 capacity=20
 run_for_s=12
+quorum_signed=${QUORUM_SIGNED:-0}
+nmembers=3
+work_tokens=single
+if ((quorum_signed)); then
+  nmembers=4
+  work_tokens=quorum
+fi
 
 dir=$(mktemp -d)
 use_keyring "$dir"  # every process authenticated, by one fresh key
@@ -37,7 +48,7 @@ trap cleanup EXIT
 fail() {
   echo "FAIL: $*"
   echo "--- origin"; tail -n 20 "$dir/origin.out" "$dir/origin.err" || true
-  for m in 0 1 2; do echo "--- member $m"; tail -n 5 "$dir/g$m.out" "$dir/g$m.err" || true; done
+  for ((m = 0; m < nmembers; m++)); do echo "--- member $m"; tail -n 5 "$dir/g$m.out" "$dir/g$m.err" || true; done
   for ((p = 0; p < procs; p++)); do echo "--- clients $p"; tail -n 5 "$dir/c$p.out" "$dir/c$p.err" || true; done
   exit 1
 }
@@ -47,16 +58,17 @@ ulimit -n 16384 2>/dev/null || true
 claim_port_block
 base=$port_block  # the origin; the group's and the client nodes' ports follow
 "$origin_bin" --listen 127.0.0.1:$base --record "$dir/record" --capacity $capacity --shards 4 --work 20ms \
-  --seats 150 --seat-shards 2 --validity 3s --drift 50ms >"$dir/origin.out" 2>"$dir/origin.err" &
+  --seats 150 --seat-shards 2 --validity 3s --drift 50ms --work-tokens $work_tokens >"$dir/origin.out" 2>"$dir/origin.err" &
 origin_pid=$!
 pids+=("$origin_pid")
 for _ in $(seq 100); do grep -q '^KEY ' "$dir/origin.out" && break; sleep 0.1; done
 key=$(awk '/^KEY /{print $2}' "$dir/origin.out")
 [[ -n $key ]] || fail "the origin did not start"
 
-members="127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))"
+members=127.0.0.1:$((base + 1))
+for ((m = 1; m < nmembers; m++)); do members+=,127.0.0.1:$((base + 1 + m)); done
 group_pids=()
-for m in 0 1 2; do
+for ((m = 0; m < nmembers; m++)); do
   mkdir -p "$dir/data$m"
   "$group_bin" --listen 127.0.0.1:$((base + 1 + m)) --members "$members" --origin 127.0.0.1:$base --origin-key "$key" \
     --data "$dir/data$m" --shards 4 --stock seats:2 --token-ttl 2s --drift 50ms >"$dir/g$m.out" 2>"$dir/g$m.err" &
@@ -84,12 +96,12 @@ echo
 grep -q '^LEADER' "$dir"/g*.out || fail "the group elected no leader"
 kill -USR1 "${client_pids[@]}"
 surge_at=$(($(now_ms) + 200))
-echo "surge: $((procs * per)) client nodes in $procs processes arrive within 1 s; capacity $capacity; work coordinated by a group of 3"
+echo "surge: $((procs * per)) client nodes in $procs processes arrive within 1 s; capacity $capacity; work coordinated by a group of $nmembers ($work_tokens-signed tokens)"
 
 # Mid-surge: SIGKILL whichever member leads now.
 while (($(now_ms) < surge_at + 4000)); do sleep 0.2; done
 leader=-1
-for m in 0 1 2; do
+for ((m = 0; m < nmembers; m++)); do
   [[ $(grep -E '^(LEADER|FOLLOWER)' "$dir/g$m.out" | tail -n 1 | cut -d' ' -f1) == LEADER ]] && leader=$m
 done
 ((leader >= 0)) || fail "no member leads 4 s into the surge"
@@ -104,7 +116,7 @@ done
 kill -TERM "$origin_pid"
 wait "$origin_pid" || true
 for ((p = 0; p < procs; p++)); do kill -TERM "${client_pids[$p]}" 2>/dev/null || true; done
-for m in 0 1 2; do ((m == leader)) || kill -TERM "${group_pids[$m]}" 2>/dev/null || true; done
+for ((m = 0; m < nmembers; m++)); do ((m == leader)) || kill -TERM "${group_pids[$m]}" 2>/dev/null || true; done
 # Every process exits on SIGTERM within 10 s; one that does not is a bug, said as such (not a ctest timeout).
 for _ in $(seq 100); do
   alive=0

@@ -113,9 +113,11 @@ TEST_CASE("cosign guard: a member never signs a permit for two live grants; rene
   CHECK_FALSE(guard.sign_off(c, grant_of(1, {0}, now + 3s), now + 1s));    // grant 1 renewed
   CHECK(guard.remembered() == 3);
   // A release only from the holder frees the slots.
-  guard.released("db#0", fencing_of(7, 1), address::sim(8));
+  guard.released("db#0", fencing_of(7, 1), address::sim(8), now + 1s);
   CHECK(guard.sign_off(c, grant_of(3, {0}, now + 2s, 8), now + 1s) == delegation::errc::slot_held);
-  guard.released("db#0", fencing_of(7, 1), address::sim(9));
+  guard.released("db#0", fencing_of(7, 1), address::sim(9), now + 1s);
+  // A renewal of the released grant still in the log is moot: refused, and it locks nothing.
+  CHECK(guard.sign_off(c, grant_of(1, {0}, now + 3s), now + 1s) == delegation::errc::delegation_ended);
   CHECK_FALSE(guard.sign_off(c, grant_of(3, {0}, now + 3s, 8), now + 1s));
   // Expiry frees a slot only once it is past on every clock: expiry + 2 x drift.
   CHECK(guard.sign_off(c, grant_of(4, {1}, now + 4s), now + 2s + 2 * drift - 1ms) == delegation::errc::slot_held);

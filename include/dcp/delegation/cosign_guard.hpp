@@ -6,7 +6,8 @@
 // name one slot share an honest signer. An honest member signs slot s for
 // grant G only if the last grant it signed s for is G itself (a renewal),
 // has expired by its own wall clock plus twice the drift bound (past on
-// every clock), or was released to this member by its holder. The group's
+// every clock), or was released to this member by its holder (after which
+// it signs no renewal of that grant). The group's
 // replicated book decides which slots a grant takes, but the guard does not
 // trust the book: a lying leader can log a release no holder sent, or a
 // grant the book should have refused, and the honest members still refuse
@@ -21,7 +22,8 @@
 // leader cannot make an honest member's signature outlast its memory.
 //
 // Memory: one entry per slot signed and not yet known to be free, slots
-// below the share: at most the shares of the shards the member coordinates.
+// below the share: at most the shares of the shards the member coordinates;
+// and up to 4,096 releases per shard, each kept a token's life.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -60,7 +62,10 @@ class cosign_guard {
     if (epoch > sh.epoch) {  // the origin starts an epoch only once every token of the last has expired
       sh.epoch = epoch;
       sh.slots.clear();
+      sh.released.clear();
     }
+    if (auto r = sh.released.find(g.token.fencing); r != sh.released.end() && r->second.first == g.token.holder && now < r->second.second)
+      return make_error_code(errc::delegation_ended);  // its holder is done with it
     const auto cutoff = now - 2 * drift_;
     for (auto s : g.slots) {
       if (s >= c.share) return make_error_code(errc::certificate_mismatch);
@@ -76,12 +81,18 @@ class cosign_guard {
     return {};
   }
 
-  /// `holder` told this member it is done with grant `fencing` of `shard`:
-  /// the slots the member signed for it are free.
-  void released(const std::string& shard, std::uint64_t fencing, const address& holder) {
-    auto it = shards_.find(shard);
-    if (it == shards_.end()) return;
-    std::erase_if(it->second.slots, [&](auto& kv) { return kv.second.fencing == fencing && kv.second.holder == holder; });
+  /// `holder` told this member at `now` that it is done with grant
+  /// `fencing` of `shard`: the slots the member signed for it are free, and
+  /// it signs no renewal of that grant again (one still in the log when the
+  /// release came would otherwise lock the slots again for a token's life).
+  void released(const std::string& shard, std::uint64_t fencing, const address& holder, wall_time now) {
+    auto& sh = shards_[shard];
+    std::erase_if(sh.slots, [&](auto& kv) { return kv.second.fencing == fencing && kv.second.holder == holder; });
+    if (sh.released.size() >= max_released) {  // forget those past any renewal first, else the oldest
+      std::erase_if(sh.released, [&](auto& kv) { return kv.second.second < now; });
+      if (sh.released.size() >= max_released) sh.released.erase(sh.released.begin());
+    }
+    sh.released[fencing] = {holder, now + life_ + 2 * drift_};
   }
 
   /// Slots remembered (for tests and metrics).
@@ -100,7 +111,10 @@ class cosign_guard {
   struct shard {
     std::uint32_t epoch = 0;
     std::map<std::uint32_t, held> slots;
+    std::map<std::uint64_t, std::pair<address, wall_time>> released;  // fencing -> (holder, until when a renewal is moot)
   };
+  /// Releases remembered per shard (each is moot a token's life later).
+  static constexpr std::size_t max_released = 4096;
   duration life_, drift_;
   std::optional<wall_time> quiet_until_;
   std::map<std::string, shard> shards_;

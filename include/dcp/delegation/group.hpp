@@ -212,7 +212,7 @@ class group {
   void on_message(const address& from, const msg::token_release& m) {
     const auto key = shard_key(m.resource, m.shard);
     if (!shards_.contains(key)) return drop("release_for_unknown_shard");
-    guard_.released(key, m.fencing, from);  // its holder said so to this member: the slots it signed are free
+    guard_.released(key, m.fencing, from, env_.wall_now());  // its holder said so to this member: the slots it signed are free
     if (raft_.is_leader()) {  // only a grant the book holds for the sender is worth an entry in the log
       const auto* b = raft_.state_machine().book(key);
       if (!b || !b->grants.contains(m.fencing) || b->grants.at(m.fencing).holder != from) return drop("release_of_unknown_grant");
@@ -278,9 +278,12 @@ class group {
   void on_message(const address& from, const msg::cosign_request& m) {
     if (!member_at(from) || from == env_.self()) return drop("cosign_request_not_from_member");
     if (!shards_.contains(shard_key(m.resource, m.shard))) return drop("cosign_request_for_unknown_shard");
-    if (answer_cosign(from, m)) return;
-    // Not applied here yet: answered once it is (on the tick), or dropped.
-    std::erase_if(cosign_waiting_, [&](auto& w) { return w.from == from && w.request.fencing == m.fencing; });
+    if (answer_cosign(from, m, true)) return;
+    // Not applied here yet, or a slot still held (its release may be on its
+    // way): answered on the tick once it can be, or when its time is up.
+    auto waiting = std::find_if(cosign_waiting_.begin(), cosign_waiting_.end(),
+                                [&](auto& w) { return w.from == from && w.request.fencing == m.fencing; });
+    if (waiting != cosign_waiting_.end()) return void(waiting->request = m);  // asked again: its wait goes on
     if (cosign_waiting_.size() >= cfg_.max_in_flight) return drop("too_many_in_flight");
     cosign_waiting_.push_back({from, m, env_.now()});
   }
@@ -482,6 +485,7 @@ class group {
     std::vector<cosignature> sigs;
     std::set<std::size_t> refused;
     time_point started{}, asked{};
+    bool signed_here = false;
   };
   using gathering_iterator = typename std::map<std::uint64_t, gathering>::iterator;
 
@@ -503,15 +507,26 @@ class group {
     auto& g = gathering_[t.fencing];  // a renewal's replaces the last one's
     g = {t.holder, out, {t, e->second.slots}, book.cert.epoch, book.cert.signers, {}, {}, env_.now(), env_.now()};
     auto p = gathering_.find(t.fencing);
-    if (auto ec = guard_.sign_off(book.cert, g.grant, env_.wall_now())) {
-      drop("cosign_refused_here");
-      return give_up(p, ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch);
-    }
-    auto sig = cosign(g.grant, g.epoch, position_, key_);
-    if (!sig) return give_up(p, errc::bad_certificate);
-    g.sigs.push_back({static_cast<std::uint8_t>(position_), std::move(*sig)});
+    if (!sign_here(p, true)) return;
     ask_cosigners(g);
     finish_if_signed(p);
+  }
+  /// This member's own signature on a grant it gathers; a slot still held
+  /// may wait (a release on its way), as for any member. False if it gave up.
+  bool sign_here(gathering_iterator p, bool may_wait) {
+    auto& g = p->second;
+    const auto* b = raft_.state_machine().book(g.grant.token.resource);
+    if (!b) return give_up(p, errc::not_coordinator), false;
+    if (auto ec = guard_.sign_off(b->cert, g.grant, env_.wall_now())) {
+      if (ec == errc::slot_held && may_wait) return true;  // tried again on the tick
+      drop("cosign_refused_here");
+      return give_up(p, ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch), false;
+    }
+    auto sig = cosign(g.grant, g.epoch, position_, key_);
+    if (!sig) return give_up(p, errc::bad_certificate), false;
+    g.sigs.push_back({static_cast<std::uint8_t>(position_), std::move(*sig)});
+    g.signed_here = true;
+    return true;
   }
   void ask_cosigners(gathering& g) {
     g.asked = env_.now();
@@ -547,8 +562,10 @@ class group {
     gathering_.erase(p);
   }
   /// As a member: signs grant m.fencing as this member's book holds it, if
-  /// the book has applied the entry the leader asks about (false if not yet).
-  bool answer_cosign(const address& to, const msg::cosign_request& m) {
+  /// the book has applied the entry the leader asks about (false if not
+  /// yet, or if a slot is still held and `may_wait`: the holder's release
+  /// may still be on its way, or its expiry a clock's difference away).
+  bool answer_cosign(const address& to, const msg::cosign_request& m, bool may_wait) {
     const auto key = shard_key(m.resource, m.shard);
     const auto* b = raft_.state_machine().book(key);
     msg::cosign_reply out{m.resource, m.shard, m.fencing, m.expiry_ns, 0, {}};
@@ -569,6 +586,7 @@ class group {
     if (e->second.expiry_ns > m.expiry_ns) return refuse(errc::delegation_ended);  // asked about an older renewal
     const quorum_grant g{{key, e->second.holder, e->second.permits, m.fencing, wall_time(duration(e->second.expiry_ns))}, e->second.slots};
     if (auto ec = guard_.sign_off(b->cert, g, env_.wall_now())) {
+      if (ec == errc::slot_held && may_wait) return false;
       drop(ec == errc::slot_held ? "cosign_refused_slot_held" : "cosign_refused");
       return refuse(ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch);
     }
@@ -588,10 +606,16 @@ class group {
   /// up on a grant no quorum signed within two request timeouts.
   void tick_cosigning() {
     const auto now = env_.now();
-    std::erase_if(cosign_waiting_, [&](auto& w) { return now - w.at > cfg_.request_timeout || answer_cosign(w.from, w.request); });
+    std::erase_if(cosign_waiting_, [&](auto& w) {
+      const bool late = now - w.at > cfg_.request_timeout;
+      return answer_cosign(w.from, w.request, !late) || late;  // late: a held slot is refused, an entry never applied dropped
+    });
     for (auto p = gathering_.begin(); p != gathering_.end();) {
       auto next = std::next(p);
+      const bool late = now - p->second.started > cfg_.request_timeout;
       if (!raft_.is_leader() || now - p->second.started > 2 * cfg_.request_timeout) give_up(p, errc::not_coordinator);
+      else if (!p->second.signed_here && !sign_here(p, !late)) {}  // gave up
+      else if (p->second.signed_here && p->second.sigs.size() >= p->second.needed) finish_if_signed(p);
       else if (now - p->second.asked >= cfg_.request_timeout / 2) ask_cosigners(p->second);
       p = next;
     }

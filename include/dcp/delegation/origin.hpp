@@ -189,7 +189,7 @@ class origin {
     if (sh->kind() == capacity_kind::rate) {
       if (auto ec = sh->count_request(t, deadline, now)) return refuse(ec);
       ++stats_.admitted;
-      return std::move(t);
+      return t;
     }
     if (sh->kind() != capacity_kind::concurrency) return refuse(make_error_code(errc::unknown_shard));
     auto r = sh->counter.admit(std::move(t), deadline, now);
