@@ -5,11 +5,14 @@
 // Real sockets on loopback.
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
 #include <asio/ip/udp.hpp>
 
+#include "dcp/dht/kademlia.hpp"
+#include "dcp/dht/store.hpp"
 #include "dcp/net.hpp"
 #include "echo.hpp"
 
@@ -219,6 +222,38 @@ TEST_CASE("udp: queues are bounded per peer and in the number of peers; host nam
   auto adv = loopback_config();
   adv.advertise = *address::parse("127.0.0.2:0");
   CHECK_THROWS_AS(net::plaintext_udp_node(io, adv), dcp::error);
+}
+
+TEST_CASE("udp: what dht_node sends over UDP fits one default datagram (Kademlia at k = 20, the store's bounded messages)") {
+  // examples/dht_node.cpp runs Kademlia and the store over 1,400-byte
+  // datagrams with keys <= 128 B, values <= 1 KiB and 24 summaries per sync
+  // message. Their largest messages, with the longest addresses (IPv6), must
+  // fit, or every such send would be refused.
+  const std::size_t room = 1400;
+  auto frame_size = [](const auto& m) {
+    bytes out;
+    REQUIRE(!wire::encode_frame(1, m, out));
+    return out.size();
+  };
+  const node_id far = node_id::hash("far");
+  const address v6 = *address::parse("[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+  dht::kademlia_msg::nodes reply{~0ull, {far, v6}, {}};
+  for (int i = 0; i < 20; ++i) reply.closest.push_back({node_id::hash(std::to_string(i)), v6});
+  CHECK(frame_size(reply) <= room);
+  dht::store_config sc;
+  sc.max_key_size = 128;
+  sc.max_value_size = 1024;
+  sc.sync_batch = 24;
+  dht::store_msg::put put{~0ull, {std::string(sc.max_key_size, 'k'), bytes(sc.max_value_size, 0xCD), ~0ull, ~0ull,
+                                  std::numeric_limits<std::int64_t>::max(), false}};
+  CHECK(frame_size(put) <= room);
+  CHECK(frame_size(dht::store_msg::get_reply{~0ull, true, put.it}) <= room);
+  dht::store_msg::sync_offer offer;
+  for (std::size_t i = 0; i < sc.sync_batch; ++i) offer.items.push_back({node_id::hash(std::to_string(i)), ~0ull, ~0ull});
+  CHECK(frame_size(offer) <= room);
+  dht::store_msg::sync_want want;
+  for (auto& o : offer.items) want.hashes.push_back(o.hash);  // at most what was offered
+  CHECK(frame_size(want) <= room);
 }
 
 }  // namespace test_udp
