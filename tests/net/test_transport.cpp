@@ -51,7 +51,10 @@ bytes operator+(bytes a, const bytes& b) {
 // over every transport that can run without key material (the keyring and
 // TLS transports run theirs in test_keyring.cpp and test_tls.cpp). What a
 // datagram transport does not promise (order, knowing a peer is gone) is
-// checked for the streams only, and each such place says so.
+// checked for the streams only, and each such place says so. The plain
+// TEST_CASEs are about connections (a hello, answers on the caller's
+// connection, inbound slots) and run over TCP only: UDP has none, and its
+// own hostile-input and bound tests are in test_udp.cpp.
 template <class Node>
 constexpr bool is_datagram = std::is_same_v<typename Node::transport_type, net::udp_transport>;
 

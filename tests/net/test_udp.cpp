@@ -214,6 +214,8 @@ TEST_CASE("udp: queues are bounded per peer and in the number of peers; host nam
   // Host names cannot be sent to: a reply would come from an IP address.
   CHECK(!ea.tell(*address::parse("db-0.example.org:7000"), "by name"));
   CHECK(a.metrics().drops(echo_id, errc::bad_address) == 1);
+  CHECK(!ea.tell(*address::parse("[::1]:7000"), "to another family than the socket's"));
+  CHECK(a.metrics().drops(echo_id, errc::bad_address) == 2);
   // Sent (to nobody): the queues drain, and nothing ever reports the peers unreachable.
   REQUIRE(run_until(io, [&] { return a.connections() == 0; }));
   io.run_for(std::chrono::milliseconds(50));

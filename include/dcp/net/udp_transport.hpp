@@ -27,7 +27,8 @@
 // peer or hears from it, as over TCP. Hence `listen` must be the concrete
 // address peers reach (config::advertise is refused unless it equals it:
 // behind a NAT or a DNS name the source would not be the advertised
-// address), and peers are named by IP:port (a host name cannot be sent to:
+// address), and peers are named by IP:port of the listening address's
+// family (a host name, or the other family, cannot be sent to:
 // errc::bad_address).
 //
 // This transport is plaintext and unauthenticated (`authenticated = false`):
@@ -210,10 +211,11 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
   }
 
   /// Queues one frame for `to`; false (and counted) if refused at once:
-  /// stopped, not an IP address, larger than a datagram, queue full.
+  /// stopped, not an IP address of the socket's family, larger than a
+  /// datagram, queue full.
   bool send_frame(protocol_id protocol, const address& to, const frame_source& src) {
     if (stopped_) return refuse(protocol, errc::shutting_down);
-    if (!to.is_ip()) return refuse(protocol, errc::bad_address);
+    if (!to.is_ip() || to.ip_address().is_v6() != self_.ip_address().is_v6()) return refuse(protocol, errc::bad_address);
     if (to == self_) return send_local(protocol, src);
     // The queue first: a full one costs no encoding.
     auto q = queued_.find(to);
@@ -299,9 +301,9 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
       socket_.send_to(asio::buffer(d.frame), to, 0, ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
         waiting_writable_ = true;
-        socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const std::error_code& e) {
+        socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const std::error_code&) {
           self->waiting_writable_ = false;
-          if (!e && !self->stopped_) self->flush();
+          if (!self->stopped_) self->flush();  // on an error too: the next send_to reports it, per datagram
         });
         return;
       }
