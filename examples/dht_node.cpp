@@ -1,8 +1,15 @@
-// dht_node: one node of a DHT over TCP (dcp::net), with the replicated store
-// on top, driven by commands on its standard input.
+// dht_node: one node of a DHT over TCP or UDP (dcp::net), with the replicated
+// store on top, driven by commands on its standard input.
 //
 //   dht_node --router chord|pastry|kademlia|tapestry --listen 127.0.0.1:7001
 //            [--contact 127.0.0.1:7000]... [--replicas 3] [--sync 1s] [--seed N]
+//            --transport keyring:KEYFILE | tls:CA,CERT,KEY | plaintext | udp:plaintext
+//
+// --transport udp:plaintext runs Kademlia as it is deployed (BitTorrent's
+// Mainline DHT, IPFS): every RPC one datagram (dcp/net/udp_transport.hpp),
+// unauthenticated, so only on a network nothing else reaches; values are then
+// bounded to 1 KiB so that a put fits a datagram. Kademlia only: the other
+// routers exchange tables that can outgrow a datagram.
 //
 // Without --contact the node founds a new overlay; with one or more it joins
 // through them (retrying with backoff while none answers). It prints
@@ -54,7 +61,9 @@ using E = dcp::net::env;
   std::cerr << "dht_node: " << why << "\n"
             << "usage: dht_node --router chord|pastry|kademlia|tapestry --listen HOST:PORT [--contact HOST:PORT]... "
                "[--replicas R] [--sync DURATION] [--watch-interval DURATION] [--seed N]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms << " | " << dcp::net::datagram_transport_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate; udp: Kademlia's RPCs as\n"
+            << "       plaintext datagrams, values up to 1 KiB)\n";
   std::exit(2);
 }
 
@@ -230,6 +239,7 @@ int run(const options& opt) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   options opt;
+  opt.transport.datagrams_allowed = true;  // the DHT's messages fit a datagram once values are bounded (below)
   bool have_listen = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -268,6 +278,14 @@ int main(int argc, char** argv) {
   if (auto e = opt.transport.parse_environment()) usage(*e);
   if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   opt.store.request_timeout = 3s;  // generous: a loaded machine answers slowly
+  if (opt.transport.how == dcp::net::transport_spec::kind::udp_plaintext) {
+    if (opt.router != "kademlia") usage("--transport udp:plaintext runs --router kademlia only");
+    // One frame per 1,400-byte datagram: a put carries its key and value,
+    // a sync message its summaries. Larger ones are refused at put().
+    opt.store.max_key_size = 128;
+    opt.store.max_value_size = 1024;
+    opt.store.sync_batch = 24;
+  }
   try {
     opt.net.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     opt.net.level = dcp::log_level::warn;

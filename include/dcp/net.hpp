@@ -11,3 +11,4 @@
 #include "dcp/net/node.hpp"
 #include "dcp/net/tcp_transport.hpp"
 #include "dcp/net/transport.hpp"
+#include "dcp/net/udp_transport.hpp"

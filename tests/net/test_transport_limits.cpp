@@ -1,6 +1,9 @@
 // The transport's resource bounds (issue 11, item 5): what a caller that
 // holds connections, trickles frames or sends one huge frame can cost a node,
 // and that a live peer still gets through. Real sockets on loopback.
+// Stream transports only: pre-hello limits, read and idle time-outs, slots
+// and read buffers that grow are a connection's; UDP holds no connection,
+// reads into one fixed buffer, and is checked for that in test_udp.cpp.
 #include <doctest/doctest.h>
 
 #include <array>

@@ -80,12 +80,15 @@ struct store_config {
   duration max_version_lead = std::chrono::hours(1);
   duration request_timeout = 2s;
   duration sync_interval = 5s;
+  /// Item summaries per sync message (~40 bytes each: 512 make ~20 kB). Over
+  /// a datagram transport, what fits one datagram (30 in 1,400 bytes).
+  std::size_t sync_batch = 512;
 
   std::size_t quorum() const noexcept { return write_quorum ? write_quorum : replicas / 2 + 1; }
   void validate() const {
     if (replicas < 1) throw error(dcp::errc::invalid_config, "dht::store: replicas must be >= 1");
     if (write_quorum > replicas) throw error(dcp::errc::invalid_config, "dht::store: write_quorum cannot exceed replicas");
-    if (max_key_size < 1 || max_value_size < 1 || max_items < 1)
+    if (max_key_size < 1 || max_value_size < 1 || max_items < 1 || sync_batch < 1)
       throw error(dcp::errc::invalid_config, "dht::store: size limits must be >= 1");
     if (default_ttl <= duration::zero() || tombstone_ttl <= duration::zero() || request_timeout <= duration::zero() ||
         sync_interval <= duration::zero())
@@ -480,11 +483,11 @@ class store {
     for (auto& h : drop) items_.erase(h);
     env_.count("expired", static_cast<std::int64_t>(drop.size()));
     for (auto& [peer, list] : offers) {
-      // bounded messages: at most 512 summaries (~20 kB) each
-      for (std::size_t at = 0; at < list.size(); at += 512) {
+      // bounded messages: at most sync_batch summaries each
+      for (std::size_t at = 0; at < list.size(); at += cfg_.sync_batch) {
         store_msg::sync_offer m;
         m.items.assign(list.begin() + static_cast<std::ptrdiff_t>(at),
-                       list.begin() + static_cast<std::ptrdiff_t>(std::min(list.size(), at + 512)));
+                       list.begin() + static_cast<std::ptrdiff_t>(std::min(list.size(), at + cfg_.sync_batch)));
         env_.send(peer, m);
       }
     }

@@ -36,7 +36,9 @@
 // Every handler runs on the transport's executor; no member is thread-safe.
 // The transports in dcp: tcp_transport (plaintext, dcp/net/tcp_transport.hpp),
 // keyring_transport (AES-256-GCM under a shared keyring, dcp/net/keyring.hpp),
-// tls_transport (TLS 1.3, mutual authentication, dcp/net/tls.hpp).
+// tls_transport (TLS 1.3, mutual authentication, dcp/net/tls.hpp), over
+// TCP; udp_transport (plaintext datagrams, one frame each, never reports a
+// peer unreachable, dcp/net/udp_transport.hpp).
 #include <concepts>
 #include <cstddef>
 #include <functional>

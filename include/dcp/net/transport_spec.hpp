@@ -12,6 +12,11 @@
 //                                   files; CERT must bind dcp://<listen address>
 //   plaintext                       nothing: whoever reaches the port may speak
 //                                   for any address. Chosen by name only.
+//   udp:plaintext                   UDP datagrams (dcp/net/udp_transport.hpp),
+//                                   one frame each, nothing authenticated: a
+//                                   source address is the sender's word. Only
+//                                   in programs whose messages fit a datagram,
+//                                   which say so (datagrams_allowed).
 //
 // A spec left unset names nothing: transport_options() throws rather than
 // fall back to plaintext. parse_environment() reads DCP_TRANSPORT, so that a
@@ -33,21 +38,35 @@
 #include "dcp/net/any_transport.hpp"
 #include "dcp/net/keyring.hpp"
 #include "dcp/net/tls.hpp"
+#include "dcp/net/udp_transport.hpp"
 
 namespace dcp::net {
 
 /// The forms a spec takes, for a program's usage text.
 inline constexpr std::string_view transport_spec_forms = "keyring:KEYFILE | tls:CA,CERT,KEY | plaintext";
+/// ... and the datagram form, for the programs that allow it.
+inline constexpr std::string_view datagram_transport_forms = "udp:plaintext";
 
 struct transport_spec {
-  enum class kind { unset, plaintext, keyring, tls } how = kind::unset;
+  enum class kind { unset, plaintext, keyring, tls, udp_plaintext } how = kind::unset;
   std::string key_file, ca, cert, key;
+  /// Set by a program whose protocols fit in datagrams (Kademlia, SWIM)
+  /// before it parses: only then is "udp:plaintext" a transport. Elsewhere a
+  /// message larger than a datagram would be refused at every send.
+  bool datagrams_allowed = false;
 
   /// Reads a spec; an error in words, or nothing (and *this unchanged on error).
   std::optional<std::string> parse(std::string_view v) {
     auto after = [&](std::string_view prefix) { return std::string(v.substr(prefix.size())); };
     if (v == "plaintext") {
       how = kind::plaintext;
+    } else if (v == "udp:plaintext") {
+      if (!datagrams_allowed)
+        return "udp:plaintext: this program's messages need a stream transport (keyring, tls or plaintext)";
+      how = kind::udp_plaintext;
+    } else if (v.starts_with("udp")) {
+      return "udp: name what protects it: udp:plaintext (datagrams neither authenticated nor encrypted) is the only "
+             "one: " + std::string(v);
     } else if (v.starts_with("keyring:") && v.size() > 8) {
       how = kind::keyring;
       key_file = after("keyring:");
@@ -115,6 +134,8 @@ inline any_transport::options transport_options(const transport_spec& t) {
       return any_transport::options::of<tls_transport>(tls_options::from_files(t.ca, t.cert, t.key));
     case transport_spec::kind::plaintext:
       return any_transport::options::plaintext();
+    case transport_spec::kind::udp_plaintext:
+      return any_transport::options::of<udp_transport>(udp_options{});
     case transport_spec::kind::unset:
       break;
   }
