@@ -45,7 +45,7 @@ struct signed_value {
 
 /// Where a signed value lives: SHA-1(public key || salt) (BEP 44's target).
 inline node_id signed_target(byte_view public_key, byte_view salt) {
-  detail::sha1 h;
+  dcp::detail::sha1 h;
   h.update(public_key);
   h.update(salt);
   return node_id(h.finish());
