@@ -78,6 +78,59 @@ capture attack(std::uint64_t seed, dht::id_binding b) {
   return c;
 }
 
+/// A node with a bound id of its own that answers every find_node with contacts
+/// right next to the target, at addresses that do not derive their ids.
+struct liar {
+  using messages = kad::messages;
+  static constexpr std::string_view name = "liar";
+  liar(sim::env env, std::vector<address> at)
+      : env_(std::move(env)), self_{dht::bep42_id(env_.self(), env_.rng()), env_.self()}, at_(std::move(at)) {}
+  void on_message(const address& from, const dht::kademlia_msg::ping& m) { env_.send(from, dht::kademlia_msg::pong{m.nonce, self_}); }
+  void on_message(const address&, const dht::kademlia_msg::pong&) {}
+  void on_message(const address& from, const dht::kademlia_msg::find_node& m) {
+    std::vector<dht::contact> lies;
+    for (auto& a : at_) {
+      auto v = m.target.bytes();
+      v[node_id::size - 1] ^= static_cast<std::uint8_t>(1 + lies.size());
+      lies.push_back({node_id(v), a});
+    }
+    env_.send(from, dht::kademlia_msg::nodes{m.nonce, self_, std::move(lies)});
+  }
+  void on_message(const address&, const dht::kademlia_msg::nodes&) {}
+  void on_message(const address&, const dht::kademlia_msg::deliver&) {}
+  sim::env env_;
+  dht::contact self_;
+  std::vector<address> at_;
+};
+
+/// Requests a joining node sends to the addresses a liar among its seeds reports next to its id.
+std::size_t requests_to_lies(std::uint64_t seed, dht::id_binding b) {
+  world_t w(seed, config(b), world_t::lossy(0.0));
+  grow(w, 30);
+  w.world.run_for(10s);
+  auto nodes = w.live();
+  // addresses no honest node has heard of (nodes that run no DHT), so a request to one follows a lie
+  std::set<sim::node_index> dead;
+  std::vector<address> dead_at;
+  for (std::size_t k = 0; k < 4; ++k) {
+    const auto d = w.world.add_node([](sim::node_context&) {});
+    dead.insert(d);
+    dead_at.push_back(address::sim(d));
+  }
+  const auto l = w.world.add_node([&](sim::node_context& ctx) { ctx.add<liar>(kad::default_id, dead_at); });
+  const std::vector<dht::contact> seeds{w.world.get<liar>(l, kad::default_id).self_, w.router(nodes[10]).self()};
+  std::size_t to_lies = 0;
+  sim::node_index joiner = sim::trace_event::npos;
+  w.world.on_trace([&](const sim::trace_event& e) {
+    if (e.what == sim::trace_event::kind::send && e.from == joiner && dead.count(e.to) && e.protocol == kad::default_id) ++to_lies;
+  });
+  joiner = w.world.add_node([&](sim::node_context& ctx) { ctx.add<kad>(kad::default_id, config(b)).bootstrap(seeds); });
+  w.world.run_for(10s);
+  CHECK(w.router(joiner).joined());
+  if (b == dht::id_binding::bep42) CHECK(w.world.metrics().counter(kad::default_id, "unbound_contact") >= 4);
+  return to_lies;
+}
+
 }  // namespace
 
 TEST_CASE("id binding: BEP 42's test vectors, and derived ids verify against their address only") {
@@ -158,6 +211,14 @@ TEST_CASE("id binding: honest nodes with bound ids form the DHT, and lookups fin
     CHECK(st.correct == st.issued);
     CHECK(w.world.metrics().counter(kad::default_id, "unbound_id") == 0);
     CHECK(w.world.metrics().counter(kad::default_id, "unbound_contact") == 0);
+  }
+}
+
+TEST_CASE("id binding: contacts a liar reports next to a key, at addresses that do not derive their ids, are not followed") {
+  for (std::uint64_t seed = 31; seed <= dcp::test::last_seed(31, 33); ++seed) {
+    CAPTURE(seed);
+    CHECK(requests_to_lies(seed, dht::id_binding::none) >= 4);  // the lookup chases every lie (and times out on it)
+    CHECK(requests_to_lies(seed, dht::id_binding::bep42) == 0);
   }
 }
 
