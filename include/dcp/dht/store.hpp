@@ -61,9 +61,10 @@
 //     and a get verifies every answer, so a replica cannot forge one either.
 //     The seq is bounded like a version (wall clock + max_version_lead); the
 //     TTL is not signed and is bounded by max_ttl. Not protected: replaying
-//     an owner's older value once every replica's copy has expired (as in
-//     BEP 44), and an owner signing two values with one seq (the replicas
-//     keep whichever they saw first).
+//     an owner's older value once every replica's copy has expired, keeping
+//     the owner's latest value alive by putting it again (both as in BEP 44),
+//     and an owner signing two values with one seq (the replicas keep
+//     whichever they saw first).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
