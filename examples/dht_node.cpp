@@ -23,12 +23,20 @@
 //                                          | OWNERS KEY error MESSAGE
 //   watch KEY       -> WATCH KEY VALUE|-   whenever the newest value seen changes
 //                      (polled with get every --watch-interval; '-' when absent)
+//   sput SALT VALUE -> SPUT SALT ok SEQ | SPUT SALT error MESSAGE
+//                      a value signed with this node's Ed25519 key (BEP 44 style: only
+//                      the key's owner may replace it; SALT '-' for none; seq from the clock)
+//   sget PUBKEY SALT -> SGET SALT ok VALUE SEQ | SGET SALT error MESSAGE
+//                      (PUBKEY: the owner's, hex, as `pubkey` prints it; every answer verified)
+//   pubkey          -> PUBKEY HEX   this node's signing key (--sign-seed HEX, else random)
 //   status          -> STATUS joined|joining ITEMS
 //   quit            -> stops the node (as do SIGINT, SIGTERM and end of input)
 // Keys and values are single words. A test drives it through a pipe or FIFO
 // (see tests/dht/multiprocess_store.sh).
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +45,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +58,7 @@
 #include <asio/streambuf.hpp>
 
 #include "dcp/dht.hpp"
+#include "dcp/dht/ed25519.hpp"  // signed values (links libcrypto through dcp::tls)
 #include "dcp/net.hpp"
 #include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
@@ -60,7 +70,7 @@ using E = dcp::net::env;
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dht_node: " << why << "\n"
             << "usage: dht_node --router chord|pastry|kademlia|tapestry --listen HOST:PORT [--contact HOST:PORT]... "
-               "[--replicas R] [--sync DURATION] [--watch-interval DURATION] [--seed N]\n";
+               "[--replicas R] [--sync DURATION] [--watch-interval DURATION] [--seed N] [--sign-seed HEX32]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << " | " << dcp::net::datagram_transport_forms
             << "   (required, or DCP_TRANSPORT: how nodes authenticate; udp: Kademlia's RPCs as\n"
             << "       plaintext datagrams, values up to 1 KiB)\n";
@@ -74,6 +84,7 @@ struct options {
   std::vector<dcp::dht::contact> contacts;
   dcp::dht::store_config store;
   dcp::duration watch_interval = 500ms;
+  dcp::bytes sign_seed;  // 32 bytes; empty: a random signing key
 };
 
 /// Router configurations for a small loopback cluster on a loaded machine:
@@ -111,7 +122,11 @@ template <> auto router_config<dcp::dht::tapestry<E>>() {
 
 template <class R>
 int run(const options& opt) {
-  using S = dcp::dht::store<E, R>;
+  using S = dcp::dht::store<E, R, dcp::dht::ed25519_verifier>;
+  const auto signing = opt.sign_seed.empty() ? dcp::lease::ed25519_private_key::generate()
+                                             : dcp::lease::ed25519_private_key::from_seed(opt.sign_seed);
+  if (!signing) throw std::runtime_error("signing key: " + signing.error().message());
+  std::uint64_t last_seq = 0;
   asio::io_context io;
   dcp::net::any_node node(io, opt.net, dcp::net::transport_options(opt.transport));
   auto& router = node.add<R>(R::default_id, router_config<R>());
@@ -151,6 +166,25 @@ int run(const options& opt) {
       say(std::string("STATUS ") + (router.joined() ? "joined " : "joining ") + std::to_string(kv.size()));
     } else if (verb == "quit") {
       node.stop();
+    } else if (verb == "pubkey") {
+      say("PUBKEY " + dcp::to_hex(signing->public_key().raw()));
+    } else if (verb == "sput" && !key.empty()) {
+      const std::string salt = key == "-" ? "" : key;
+      const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch());
+      last_seq = std::max(last_seq + 1, static_cast<std::uint64_t>(now.count()));  // a later put, a higher seq
+      auto v = dcp::dht::sign_value(*signing, dcp::to_bytes(salt), last_seq, dcp::to_bytes(value));
+      if (!v) return say("SPUT " + key + " error " + v.error().message());
+      kv.put(*v, opt.store.default_ttl, [say, key](std::error_code ec, std::uint64_t seq) {
+        say("SPUT " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(seq)));
+      });
+    } else if (verb == "sget" && !key.empty()) {
+      const auto pub = dcp::from_hex(key);
+      const std::string salt = value == "-" ? "" : value;
+      if (!pub) return say("SGET " + value + " error the public key is not hex");
+      kv.get(*pub, dcp::as_bytes(salt), [say, value](std::error_code ec, dcp::dht::stored_value v) {
+        say("SGET " + value + (ec ? " error " + ec.message()
+                                  : " ok " + std::string(dcp::as_string(v.value)) + " " + std::to_string(v.version)));
+      });
     } else if (key.empty()) {
       say("ERROR missing key in: " + line);
     } else if (verb == "put") {
@@ -268,6 +302,10 @@ int main(int argc, char** argv) {
       auto d = dcp::parse_duration(value);
       if (!d) usage("--watch-interval wants a duration such as 1s or 500ms");
       opt.watch_interval = *d;
+    } else if (arg == "--sign-seed") {
+      auto seed = dcp::from_hex(value);
+      if (!seed || seed->size() != 32) usage("--sign-seed wants 64 hex digits (an Ed25519 seed)");
+      opt.sign_seed = *seed;
     } else if (arg == "--seed") {
       opt.net.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
     } else {

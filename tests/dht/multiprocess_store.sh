@@ -3,7 +3,8 @@
 # router; checked from outside:
 #   1. every process prints JOINED, and three processes agree on the r nodes
 #      responsible for the test key (the overlay has converged);
-#   2. a put on one process is read back by a get on another;
+#   2. a put on one process is read back by a get on another, and so is a
+#      value signed with the putter's key (sput, sget: verified by the reader);
 #   3. r-1 of the key's owners are killed at once (SIGKILL): a get from a
 #      survivor still returns the value (replicas);
 #   4. once the survivors' view no longer names the dead, the last original
@@ -142,6 +143,13 @@ for router in "${routers[@]}"; do
   [[ "$reply" == "PUT $key ok "* ]] || fail "put failed: $reply"
   getter=$((n - 2))
   get_is "$getter" "$key" v1 || fail "get from node $getter: '$reply', want v1"
+  # a value signed by the putter's key (BEP 44 style) is read, verified, from another process
+  ask "$putter" "pubkey" "PUBKEY " 5 || fail "no answer to pubkey"
+  pub=${reply#PUBKEY }
+  ask "$putter" "sput $key s1" "SPUT $key " 20 || fail "no answer to sput"
+  [[ "$reply" == "SPUT $key ok "* ]] || fail "signed put failed: $reply"
+  ask "$getter" "sget $pub $key" "SGET $key " 20 || fail "no answer to sget"
+  [[ "$reply" == "SGET $key ok s1 "* ]] || fail "signed get from node $getter: '$reply', want s1"
 
   # 3. kill r-1 owners at once
   owners_of "$putter" "$key" || fail "no owners for $key: $reply"

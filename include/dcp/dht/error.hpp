@@ -15,6 +15,9 @@ enum class errc : int {
   bad_argument,       ///< a count, a TTL or a bootstrap list outside the contract
   ttl_too_large,      ///< a TTL above store_config::max_ttl
   version_too_far_ahead,  ///< a version more than store_config::max_version_lead ahead of the wall clock
+  bad_signature,      ///< a signed value whose signature, key or salt is malformed or does not verify
+  seq_not_newer,      ///< a signed value whose seq is not above the one stored (BEP 44)
+  key_is_signed,      ///< an unsigned write to a place that holds a signed value: only its owner may write there
 };
 
 class error_category_impl final : public std::error_category {
@@ -32,6 +35,10 @@ class error_category_impl final : public std::error_category {
       case errc::ttl_too_large: return "TTL larger than store_config::max_ttl";
       case errc::version_too_far_ahead:
         return "version more than store_config::max_version_lead ahead of the wall clock (in nanoseconds since the Unix epoch)";
+      case errc::bad_signature:
+        return "signed value refused: a public key of 32 bytes, a salt of at most 64 and a valid Ed25519 signature over (salt, seq, value) are needed, and a store built with ed25519_verifier";
+      case errc::seq_not_newer: return "signed value refused: its seq is not above the one stored (a later value needs a higher seq)";
+      case errc::key_is_signed: return "write refused: the key holds a signed value, which only its owner may replace";
     }
     return "unknown dcp.dht error " + std::to_string(ev);
   }

@@ -21,6 +21,14 @@
 // Buckets are kept only down to the deepest non-empty one: with N nodes,
 // about log2 N + log2 k buckets, not 160.
 //
+// Ids bound to addresses (id_binding.hpp, BEP 42): by default over dcp::net
+// (id_binding::automatic) a node's id derives from its address, and a sender
+// whose id does not derive from the address the transport attributes its
+// message to is neither stored, answered nor believed ("unbound_id"), nor is a
+// contact another node reports with such an id ("unbound_contact"): a node
+// cannot place itself next to a key at will. The simulator keeps free ids
+// unless a test asks for id_binding::bep42 (sim:i is bound as an IPv4 address).
+//
 // Fault model: tolerates loss, duplication and reordering (replies are
 // matched by nonce), any crash pattern that leaves each key's neighbourhood
 // reachable, and partitions (each side keeps working; contacts across the
@@ -43,6 +51,7 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
+#include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -69,8 +78,12 @@ struct kademlia_config {
   duration check_interval = 5s;
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
-  /// This node's id; random (from the Env's rng) when unset.
+  /// This node's id; random (from the Env's rng) when unset, bound to the node's
+  /// address when ids are (then a given id must derive from it: invalid_config).
   std::optional<node_id> id;
+  /// Whether ids must derive from addresses (BEP 42; see dcp/dht/id_binding.hpp):
+  /// automatic is on over dcp::net, off in the simulator.
+  id_binding bind_ids = id_binding::automatic;
 
   void validate() const {
     if (k < 1) throw error(dcp::errc::invalid_config, "kademlia: k must be >= 1");
@@ -136,7 +149,11 @@ class kademlia {
 
   kademlia(E env, kademlia_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
     cfg_.validate();
-    self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    bound_ = cfg_.bind_ids == id_binding::bep42 || (cfg_.bind_ids == id_binding::automatic && env_.self().is_network());
+    if (bound_ && cfg_.id && !bep42_valid(*cfg_.id, env_.self()))
+      throw error(dcp::errc::invalid_config, "kademlia: id " + cfg_.id->to_string() + " does not derive from address " +
+                                                 env_.self().to_string() + " (BEP 42): leave id unset, or set bind_ids = none");
+    self_ = {cfg_.id ? *cfg_.id : bound_ ? bep42_id(env_.self(), env_.rng()) : node_id::random(env_.rng()), env_.self()};
   }
   kademlia(const kademlia&) = delete;
   kademlia& operator=(const kademlia&) = delete;
@@ -213,6 +230,8 @@ class kademlia {
   // ---- inspection ----
 
   const kademlia_config& config() const noexcept { return cfg_; }
+  /// Whether this node holds others' ids to their addresses (BEP 42).
+  bool binds_ids() const noexcept { return bound_; }
   /// Contacts in bucket i (distance in [2^i, 2^(i+1))), least recently seen first.
   std::vector<contact> bucket(int i) const {
     std::vector<contact> out;
@@ -264,7 +283,7 @@ class kademlia {
     const auto rpc = it->second;
     if (rpc.timer) env_.cancel(rpc.timer);
     rpcs_.erase(it);
-    on_reply(rpc.lookup, from, m.closest, !rpc.retry && !rpc.late);
+    on_reply(rpc.lookup, m.sender, m.closest, !rpc.retry && !rpc.late);
   }
   void on_message(const address& from, const kademlia_msg::deliver& m) {
     (void)from;
@@ -355,6 +374,10 @@ class kademlia {
   bool heard(const address& from, const contact& sender) {
     if (sender.addr != from) {
       env_.count("spoofed_sender");
+      return false;
+    }
+    if (bound_ && !bep42_valid(sender.id, from)) {  // an id it chose, not its address's
+      env_.count("unbound_id");
       return false;
     }
     if (sender.id == self_.id) return from != self_.addr;  // another node with our id: answer, never store
@@ -621,7 +644,8 @@ class kademlia {
   /// An answer from `from`: to a first request still within its timeout
   /// (`holds_lane`: it frees its alpha lane), to one that timed out, or to the
   /// repeated one. A contact given up on is taken back into consideration.
-  void on_reply(std::uint64_t nonce, const address& from, const std::vector<contact>& found, bool holds_lane) {
+  void on_reply(std::uint64_t nonce, const contact& sender, const std::vector<contact>& found, bool holds_lane) {
+    const address& from = sender.addr;
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
@@ -633,13 +657,15 @@ class kademlia {
     if (holds_lane && c->st == candidate::state::asked) --op.in_flight;
     c->st = candidate::state::answered;
     const unsigned depth = c->depth + 1;
-    if (op.join) {  // a seed answered: now we know its id (heard() stored it)
-      for (auto& b : buckets_)
-        for (auto& e : b.entries)
-          if (e.who.addr == from) c->who = e.who;
-    }
+    // now we know its id from itself: a seed's was unknown, and whoever reported it may have lied
+    if (c->who.id != sender.id && !op.join) env_.count("contact_id_mismatch");
+    c->who = sender;
     for (auto& x : found) {
       if (x.addr.empty() || x.addr == self_.addr) continue;
+      if (bound_ && !bep42_valid(x.id, x.addr)) {
+        env_.count("unbound_contact");
+        continue;
+      }
       if (std::any_of(op.shortlist.begin(), op.shortlist.end(), [&](const candidate& y) { return y.who.addr == x.addr; })) continue;
       op.shortlist.push_back({x, candidate::state::fresh, depth, 0});
     }
@@ -658,6 +684,7 @@ class kademlia {
   E env_;
   kademlia_config cfg_;
   contact self_;
+  bool bound_ = false;  // ids bound to addresses (BEP 42)
   std::vector<bucket_state> buckets_;  // buckets_[j] is bucket 159 - j
   std::vector<contact> seeds_;
   duration retry_{};

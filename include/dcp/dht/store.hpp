@@ -44,6 +44,27 @@
 //   - Limits: keys, values and the number of items per node are bounded;
 //     oversize user input fails with key_too_large / value_too_large, and
 //     oversize network input is dropped and counted.
+//   - Signed values (BEP 44's mutable items; dcp/dht/signature.hpp): with a
+//     SignatureVerifier V (dht::ed25519_verifier, dcp/dht/ed25519.hpp) a
+//     value may carry {public key, salt <= 64 bytes, seq, signature over
+//     (salt, seq, value)}; it lives at SHA-1(public key || salt). A replica
+//     stores it only if the signature verifies (bad_signature), replaces a
+//     stored signed value only with a higher seq (seq_not_newer; the same
+//     seq and value again only extends its lifetime), and refuses every
+//     unsigned write or tombstone to a place holding a signed value
+//     (key_is_signed): an owner's value cannot be overwritten, deleted or
+//     rolled back by anyone else while it lives. A signed value displaces an
+//     unsigned item squatting its place (an unsigned key whose hash is the
+//     target). Refusals are counted and sent back in the put's
+//     acknowledgement; a put that too many replicas refuse fails with the
+//     reason. Re-replication, handoff and read repair carry the signature,
+//     and a get verifies every answer, so a replica cannot forge one either.
+//     The seq is bounded like a version (wall clock + max_version_lead); the
+//     TTL is not signed and is bounded by max_ttl. Not protected: replaying
+//     an owner's older value once every replica's copy has expired, keeping
+//     the owner's latest value alive by putting it again (both as in BEP 44),
+//     and an owner signing two values with one seq (the replicas keep
+//     whichever they saw first).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -61,6 +82,7 @@
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
+#include "dcp/dht/signature.hpp"
 #include "dcp/wire/message.hpp"
 
 namespace dcp::dht {
@@ -114,7 +136,12 @@ struct item {  // one versioned write, as it travels
   std::uint64_t writer = 0;   // tie-break between equal versions
   std::int64_t ttl_ms = 0;    // remaining lifetime
   bool tombstone = false;
-  template <class A> void serialize(A& ar) { ar(key, value, version, writer, ttl_ms, tombstone); }
+  // a signed value (signature.hpp): key empty, version is its seq, writer 0
+  bytes signer;     // the owner's public key; empty: unsigned
+  bytes salt;
+  bytes signature;
+  bool is_signed() const noexcept { return !signer.empty(); }
+  template <class A> void serialize(A& ar) { ar(key, value, version, writer, ttl_ms, tombstone, signer, salt, signature); }
 };
 struct put {
   static constexpr message_type wire_id = 1;
@@ -128,7 +155,8 @@ struct put_ack {
   static constexpr std::string_view wire_name = "put_ack";
   std::uint64_t nonce = 0;
   bool stored = false;
-  template <class A> void serialize(A& ar) { ar(nonce, stored); }
+  std::uint8_t refused = 0;  // why not stored: a dht::errc (bad_signature, seq_not_newer, key_is_signed), 0 otherwise
+  template <class A> void serialize(A& ar) { ar(nonce, stored, refused); }
 };
 struct get {
   static constexpr message_type wire_id = 3;
@@ -148,7 +176,8 @@ struct get_reply {
 struct summary {
   node_id hash;
   std::uint64_t version = 0, writer = 0;
-  template <class A> void serialize(A& ar) { ar(hash, version, writer); }
+  bool is_signed = false;  // a signed value (version is its seq) beats any unsigned item at its place
+  template <class A> void serialize(A& ar) { ar(hash, version, writer, is_signed); }
 };
 struct sync_offer {
   static constexpr message_type wire_id = 5;
@@ -162,21 +191,32 @@ struct sync_want {
   std::vector<node_id> hashes;
   template <class A> void serialize(A& ar) { ar(hashes); }
 };
+struct get_signed {  // the signed value at `target` (answered by get_reply)
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "get_signed";
+  std::uint64_t nonce = 0;
+  node_id target;
+  template <class A> void serialize(A& ar) { ar(nonce, target); }
+};
 }  // namespace store_msg
 
-template <Env E, class R>
+template <Env E, class R, class V = no_signatures>
 class store {
   static_assert(Router<R>, "dcp::dht::store<Env, R>: R must model dcp::dht::Router (see dcp/dht/router.hpp)");
+  static_assert(SignatureVerifier<V>, "dcp::dht::store<Env, R, V>: V must model dcp::dht::SignatureVerifier (see dcp/dht/signature.hpp)");
 
  public:
   using messages = wire::message_set<store_msg::put, store_msg::put_ack, store_msg::get, store_msg::get_reply,
-                                     store_msg::sync_offer, store_msg::sync_want>;
+                                     store_msg::sync_offer, store_msg::sync_want, store_msg::get_signed>;
   static constexpr std::string_view name = "dht_store";
   static constexpr protocol_id default_id = 90;
   using put_callback = std::function<void(std::error_code, std::uint64_t version)>;
   using get_callback = std::function<void(std::error_code, stored_value)>;
 
-  store(E env, R& router, store_config cfg = {}) : env_(std::move(env)), router_(router), cfg_(cfg) { cfg_.validate(); }
+  store(E env, R& router, store_config cfg = {}, V verifier = {})
+      : env_(std::move(env)), router_(router), cfg_(cfg), verifier_(std::move(verifier)) {
+    cfg_.validate();
+  }
   store(const store&) = delete;
   store& operator=(const store&) = delete;
   ~store() {
@@ -203,6 +243,37 @@ class store {
     if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
     write(std::string(key), std::move(value), ttl, false, version, std::move(cb));
   }
+  /// Writes the owner's signed value at signed_target(public key, salt) on its r
+  /// replicas; cb(ec, seq). Fails with bad_signature if it does not verify here,
+  /// seq_not_newer / key_is_signed if too many replicas refuse it.
+  void put(const signed_value& sv, duration ttl, put_callback cb) {
+    static_assert(V::enabled, "dht::store: signed puts need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
+    store_msg::item item;
+    item.value = sv.value;
+    item.version = sv.seq;
+    item.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count());
+    item.signer = sv.public_key;
+    item.salt = sv.salt;
+    item.signature = sv.signature;
+    std::error_code ec;
+    if (sv.value.size() > cfg_.max_value_size) ec = make_error_code(errc::value_too_large);
+    else if (ttl <= duration::zero()) ec = make_error_code(errc::bad_argument);
+    else if (ttl > cfg_.max_ttl) ec = make_error_code(errc::ttl_too_large);
+    else if (sv.seq > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
+    else if (!signature_ok(item)) ec = make_error_code(errc::bad_signature);
+    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
+    send_put(std::move(item), std::move(cb));
+  }
+  /// Reads the signed value of (public key, salt), every answer verified; errc::not_found if none.
+  void get(byte_view public_key, byte_view salt, get_callback cb) {
+    static_assert(V::enabled, "dht::store: signed gets need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
+    if (public_key.size() != signed_public_key_size || salt.size() > max_salt_size)
+      return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    query q;
+    q.signer.assign(public_key.begin(), public_key.end());
+    q.salt.assign(salt.begin(), salt.end());
+    start_get(std::move(q), std::move(cb));
+  }
   /// Deletes `key`: a tombstone that hides older values, itself expiring after tombstone_ttl.
   void remove(std::string_view key, put_callback cb, std::uint64_t version = 0) {
     std::error_code ec = check_key(key);
@@ -213,23 +284,9 @@ class store {
   /// Reads the newest live value under `key` from its replicas; errc::not_found if none.
   void get(std::string_view key, get_callback cb) {
     if (auto ec = check_key(key)) return defer(env_, [cb = std::move(cb), ec] { cb(ec, {}); });
-    const std::string k(key);
-    // the r responsible nodes first; the next r are asked only if none of those holds the
-    // key: under churn a node that joined next to the key is responsible before
-    // re-replication has given it the value
-    router_.lookup(node_id::hash(k), 2 * cfg_.replicas, [this, k, cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
-      if (ec) return cb(ec, {});
-      const std::uint64_t nonce = ++nonce_;
-      op o;
-      o.key = k;
-      o.get_cb = std::move(cb);
-      const auto first = std::min(r.owners.size(), cfg_.replicas);
-      o.replicas.assign(r.owners.begin(), r.owners.begin() + static_cast<std::ptrdiff_t>(first));
-      o.spares.assign(r.owners.begin() + static_cast<std::ptrdiff_t>(first), r.owners.end());
-      o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
-      for (auto& c : o.replicas) env_.send(c.addr, store_msg::get{nonce, k});
-      ops_.emplace(nonce, std::move(o));
-    });
+    query q;
+    q.key = std::string(key);
+    start_get(std::move(q), std::move(cb));
   }
 
   // ---- inspection ----
@@ -238,8 +295,10 @@ class store {
   /// Items held here (values and unexpired tombstones).
   std::size_t size() const noexcept { return items_.size(); }
   /// The item this node holds for `key`, if any and unexpired (tests, debugging).
-  const store_msg::item* local(std::string_view key) {
-    auto it = items_.find(node_id::hash(key));
+  const store_msg::item* local(std::string_view key) { return local_at(node_id::hash(key)); }
+  /// The item this node holds at `place` (a key's hash, or a signed_target), if any and unexpired.
+  const store_msg::item* local_at(const node_id& place) {
+    auto it = items_.find(place);
     if (it == items_.end() || expired(it->second)) return nullptr;
     return &it->second.it;
   }
@@ -247,21 +306,44 @@ class store {
   // ---- messages ----
 
   void on_message(const address& from, const store_msg::put& m) {
-    const bool ok = valid(m.it) && apply(m.it);
-    if (m.nonce) env_.send(from, store_msg::put_ack{m.nonce, ok});
+    errc why{};
+    const bool ok = valid(m.it, why) && apply(m.it, why);
+    if (m.nonce) env_.send(from, store_msg::put_ack{m.nonce, ok, ok ? std::uint8_t{0} : static_cast<std::uint8_t>(why)});
   }
   void on_message(const address& from, const store_msg::put_ack& m) {
     auto it = ops_.find(m.nonce);
     if (it == ops_.end() || it->second.get_cb) return;
-    if (m.stored && std::find(it->second.acked.begin(), it->second.acked.end(), from) == it->second.acked.end())
-      it->second.acked.push_back(from);
-    if (it->second.acked.size() >= std::min(cfg_.quorum(), it->second.replicas.size())) finish_put(m.nonce, {});
+    op& o = it->second;
+    // only the replicas asked may answer (nonces are sequential: a stranger could guess them)
+    if (std::none_of(o.replicas.begin(), o.replicas.end(), [&](const contact& c) { return c.addr == from; }))
+      return env_.count("stray_ack");
+    const std::size_t need = std::min(cfg_.quorum(), o.replicas.size());
+    if (m.stored) {
+      if (std::find(o.acked.begin(), o.acked.end(), from) == o.acked.end()) o.acked.push_back(from);
+      if (o.acked.size() >= need) finish_put(m.nonce, {});
+      return;
+    }
+    // refused for a reason the writer must hear: once too many replicas refused for the quorum, fail with it
+    const auto why = static_cast<errc>(m.refused);
+    if (why != errc::bad_signature && why != errc::seq_not_newer && why != errc::key_is_signed) return;
+    if (std::find(o.refused.begin(), o.refused.end(), from) == o.refused.end()) o.refused.push_back(from);
+    o.refusal = make_error_code(why);
+    if (o.refused.size() > o.replicas.size() - need) finish_put(m.nonce, o.refusal);
   }
   void on_message(const address& from, const store_msg::get& m) {
     if (m.key.size() > cfg_.max_key_size) return env_.count("bad_key");
     store_msg::get_reply rep{m.nonce, false, {}};
     auto it = items_.find(node_id::hash(m.key));
-    if (it != items_.end() && !expired(it->second) && it->second.it.key == m.key) {
+    if (it != items_.end() && !expired(it->second) && !it->second.it.is_signed() && it->second.it.key == m.key) {
+      rep.found = true;
+      rep.it = outgoing(it->second);
+    }
+    env_.send(from, rep);
+  }
+  void on_message(const address& from, const store_msg::get_signed& m) {
+    store_msg::get_reply rep{m.nonce, false, {}};
+    auto it = items_.find(m.target);
+    if (it != items_.end() && !expired(it->second) && it->second.it.is_signed()) {
       rep.found = true;
       rep.it = outgoing(it->second);
     }
@@ -273,7 +355,8 @@ class store {
     op& o = it->second;
     if (std::find(o.answered.begin(), o.answered.end(), from) != o.answered.end()) return;  // a duplicate
     o.answered.push_back(from);
-    if (m.found && valid(m.it) && m.it.key == o.key) o.answers.push_back({from, m.it});
+    errc why{};
+    if (m.found && answers(o.q, m.it) && valid(m.it, why)) o.answers.push_back({from, m.it});
     else o.answers.push_back({from, std::nullopt});
     if (o.answered.size() == o.replicas.size()) finish_get(m.nonce);
   }
@@ -285,7 +368,18 @@ class store {
         continue;
       }
       auto it = items_.find(s.hash);
-      if (it == items_.end() || older(it->second.it, s.version, s.writer)) want.push_back(s.hash);
+      if (it == items_.end() || expired(it->second)) {
+        want.push_back(s.hash);
+        continue;
+      }
+      const store_msg::item& cur = it->second.it;
+      // an unsigned squatter must not keep the owner's signed value out (apply() replaces it);
+      // an unsigned offer never replaces a signed value
+      if (cur.is_signed() != s.is_signed) {
+        if (s.is_signed) want.push_back(s.hash);
+      } else if (older(cur, s.version, s.writer)) {
+        want.push_back(s.hash);
+      }
     }
     if (!want.empty()) env_.send(from, store_msg::sync_want{std::move(want)});
   }
@@ -301,13 +395,21 @@ class store {
     store_msg::item it;
     time_point expires;
   };
-  struct op {
+  /// What a get asks for: an unsigned key, or the signed value of (signer, salt).
+  struct query {
     std::string key;
+    bytes signer, salt;
+    bool is_signed() const noexcept { return !signer.empty(); }
+    node_id place() const { return is_signed() ? signed_target(signer, salt) : node_id::hash(key); }
+  };
+  struct op {
+    query q;  // a get
     put_callback put_cb;
     get_callback get_cb;
     std::vector<contact> replicas;
     std::vector<contact> spares;  // a get's next nodes, asked when no replica holds the key
-    std::vector<address> acked, answered;
+    std::vector<address> acked, answered, refused;
+    std::error_code refusal;  // a put: the reason replicas gave for refusing it
     std::vector<std::pair<address, std::optional<store_msg::item>>> answers;
     std::uint64_t version = 0;
     timer_id timer{};
@@ -320,8 +422,37 @@ class store {
     if (key.size() > cfg_.max_key_size) return make_error_code(errc::key_too_large);
     return {};
   }
-  bool valid(const store_msg::item& i) {
-    if (i.key.empty() || i.key.size() > cfg_.max_key_size || i.value.size() > cfg_.max_value_size || i.ttl_ms <= 0) {
+  /// Where an item lives: its key's hash, or a signed value's target.
+  static node_id place(const store_msg::item& i) { return i.is_signed() ? signed_target(i.signer, i.salt) : node_id::hash(i.key); }
+  /// Whether `i` is an answer to query `q` (a replica may answer with anything).
+  static bool answers(const query& q, const store_msg::item& i) {
+    return q.is_signed() ? i.is_signed() && i.signer == q.signer && i.salt == q.salt : !i.is_signed() && i.key == q.key;
+  }
+  bool signature_ok(const store_msg::item& i) const {
+    return i.signer.size() == signed_public_key_size && i.signature.size() == signed_signature_size &&
+           i.salt.size() <= max_salt_size && i.key.empty() && !i.tombstone &&
+           verifier_.verify(i.signer, signed_message(i.salt, i.version, i.value), i.signature);
+  }
+  bool valid(const store_msg::item& i, errc& why) {
+    why = errc::bad_argument;
+    if (i.is_signed() || !i.salt.empty() || !i.signature.empty()) {
+      if (!V::enabled) {
+        env_.count("signature_unverifiable");
+        why = errc::bad_signature;
+        return false;
+      }
+      if (i.value.size() > cfg_.max_value_size || i.ttl_ms <= 0) {
+        env_.count("bad_item");
+        return false;
+      }
+      // bounds before the CPU spent on verifying
+      if (i.signer.size() != signed_public_key_size || i.salt.size() > max_salt_size ||
+          i.signature.size() != signed_signature_size || !i.key.empty() || i.tombstone) {
+        env_.count("bad_signature");
+        why = errc::bad_signature;
+        return false;
+      }
+    } else if (i.key.empty() || i.key.size() > cfg_.max_key_size || i.value.size() > cfg_.max_value_size || i.ttl_ms <= 0) {
       env_.count("bad_item");
       return false;
     }
@@ -331,7 +462,16 @@ class store {
     }
     if (i.version > version_limit()) {
       env_.count("version_too_far_ahead");
+      why = errc::version_too_far_ahead;
       return false;
+    }
+    if (i.is_signed()) {
+      env_.count("signature_checks");
+      if (!signature_ok(i)) {
+        env_.count("bad_signature");
+        why = errc::bad_signature;
+        return false;
+      }
     }
     return true;
   }
@@ -344,7 +484,9 @@ class store {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(env_.wall_now().time_since_epoch()).count();
     return static_cast<std::uint64_t>(std::max<std::int64_t>(0, ns));
   }
+  /// Whether `a` is older than (version, writer); a signed item's order is its seq alone.
   static bool older(const store_msg::item& a, std::uint64_t version, std::uint64_t writer) {
+    if (a.is_signed()) return a.version < version;
     return std::pair(a.version, a.writer) < std::pair(version, writer);
   }
   bool expired(const held& h) const { return env_.now() >= h.expires; }
@@ -354,18 +496,41 @@ class store {
     return i;
   }
 
-  /// Keeps `i` if it is newer than what we hold. True if we now hold it (or newer).
-  bool apply(const store_msg::item& i) {
-    const node_id h = node_id::hash(i.key);
+  /// Keeps `i` if it is newer than what we hold. True if we now hold it (or, unsigned, newer);
+  /// false with `why` when refused.
+  bool apply(const store_msg::item& i, errc& why) {
+    const node_id h = place(i);
     auto it = items_.find(h);
     if (it != items_.end() && !expired(it->second)) {
-      if (!older(it->second.it, i.version, i.writer)) return true;  // ours is as new or newer
+      const store_msg::item& cur = it->second.it;
+      if (cur.is_signed()) {
+        // only the owner writes here, and only forward (BEP 44)
+        if (!i.is_signed() || i.signer != cur.signer || i.salt != cur.salt) {
+          env_.count(i.is_signed() ? "signer_mismatch" : "unsigned_over_signed");
+          why = errc::key_is_signed;
+          return false;
+        }
+        if (i.version == cur.version && i.value == cur.value) {  // the same value again: lives longer
+          it->second.expires = std::max(it->second.expires, env_.now() + std::chrono::milliseconds(i.ttl_ms));
+          return true;
+        }
+        if (i.version <= cur.version) {
+          env_.count("seq_not_newer");
+          why = errc::seq_not_newer;
+          return false;
+        }
+      } else if (i.is_signed()) {
+        env_.count("signed_over_unsigned");  // an unsigned squatter on the owner's place loses
+      } else if (!older(cur, i.version, i.writer)) {
+        return true;  // ours is as new or newer
+      }
     } else if (it == items_.end() && items_.size() >= cfg_.max_items) {
       env_.count("store_full");
       return false;
     }
     held& slot = items_[h];
     slot.it = i;
+    if (i.is_signed()) slot.it.writer = 0;  // not signed: a relay could set it, so it never counts
     slot.expires = env_.now() + std::chrono::milliseconds(i.ttl_ms);
     env_.count("stored");
     return true;
@@ -381,12 +546,15 @@ class store {
     item.writer = writer_tag();
     item.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count());
     item.tombstone = tombstone;
-    const node_id h = node_id::hash(item.key);
+    send_put(std::move(item), std::move(cb));
+  }
+
+  void send_put(store_msg::item item, put_callback cb) {
+    const node_id h = place(item);
     router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
       if (ec) return cb(ec, 0);
       const std::uint64_t nonce = ++nonce_;
       op o;
-      o.key = item.key;
       o.put_cb = std::move(cb);
       o.replicas = r.owners;
       o.version = item.version;
@@ -428,6 +596,30 @@ class store {
     o.put_cb(ec, ec ? 0 : o.version);
   }
 
+  void start_get(query q, get_callback cb) {
+    // the r responsible nodes first; the next r are asked only if none of those holds the
+    // key: under churn a node that joined next to the key is responsible before
+    // re-replication has given it the value
+    const node_id where = q.place();
+    router_.lookup(where, 2 * cfg_.replicas, [this, q = std::move(q), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
+      if (ec) return cb(ec, {});
+      const std::uint64_t nonce = ++nonce_;
+      op o;
+      o.q = std::move(q);
+      o.get_cb = std::move(cb);
+      const auto first = std::min(r.owners.size(), cfg_.replicas);
+      o.replicas.assign(r.owners.begin(), r.owners.begin() + static_cast<std::ptrdiff_t>(first));
+      o.spares.assign(r.owners.begin() + static_cast<std::ptrdiff_t>(first), r.owners.end());
+      o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
+      for (auto& c : o.replicas) ask(c.addr, nonce, o.q);
+      ops_.emplace(nonce, std::move(o));
+    });
+  }
+  void ask(const address& to, std::uint64_t nonce, const query& q) {
+    if (q.is_signed()) env_.send(to, store_msg::get_signed{nonce, q.place()});
+    else env_.send(to, store_msg::get{nonce, q.key});
+  }
+
   void finish_get(std::uint64_t nonce) {
     auto it = ops_.find(nonce);
     if (it == ops_.end()) return;
@@ -437,7 +629,7 @@ class store {
       env_.cancel(w.timer);
       for (auto& c : w.spares) {
         w.replicas.push_back(c);
-        env_.send(c.addr, store_msg::get{nonce, w.key});
+        ask(c.addr, nonce, w.q);
       }
       w.spares.clear();
       w.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
@@ -478,7 +670,7 @@ class store {
       // one node beyond the r: a replica that just crashed may still be in our view, and
       // must not hold up the copy its successor in the order needs
       for (auto& c : router_.closest(h, cfg_.replicas + 1))
-        if (c.addr != router_.self().addr) offers[c.addr].push_back({h, held.it.version, held.it.writer});
+        if (c.addr != router_.self().addr) offers[c.addr].push_back({h, held.it.version, held.it.writer, held.it.is_signed()});
     }
     for (auto& h : drop) items_.erase(h);
     env_.count("expired", static_cast<std::int64_t>(drop.size()));
@@ -496,6 +688,7 @@ class store {
   E env_;
   R& router_;
   store_config cfg_;
+  V verifier_;
   std::unordered_map<node_id, held> items_;
   std::unordered_map<std::uint64_t, op> ops_;
   std::uint64_t nonce_ = 0;
