@@ -5,8 +5,9 @@
 //
 //   dcpctl [--endpoints H:P,H:P,...] [--timeout 5s] [--ttl 10s] [--json] [--listen H:P] COMMAND
 //     put KEY VALUE [--ephemeral]        OK; --ephemeral: bound to a session held until SIGINT/SIGTERM
-//     get KEY [--prefix] [--rev]         KEY\nVALUE per key (--rev: with revisions)
+//     get KEY [--prefix] [--rev N] [--revisions]  KEY\nVALUE per key (--rev N: as at revision N; --revisions: with revisions)
 //     del KEY [--prefix]                 the number of keys removed
+//     compaction REV                     discard the history below REV (prints compacted revision REV)
 //     txn [--if C]... [--then OP]... [--else OP]...   SUCCESS or FAILURE (no flags: read stdin)
 //     watch KEY [--prefix] [--from-rev N] [--count N] PUT\nKEY\nVALUE / DELETE\nKEY per event
 //     lock NAME [--token] [-- CMD ARGS...]  hold NAME while CMD runs (or until SIGINT/SIGTERM)
@@ -301,15 +302,17 @@ int cmd_put(ctl& x, const std::string& key, const std::string& value, bool ephem
 /// Reads [key, end) whole, reading on from the last key while the service
 /// says `more` (max_range_keys or max_range_bytes cut the answer). Each
 /// answer is linearizable; a range read in several answers is not one
-/// snapshot: the revision printed is the first answer's.
+/// snapshot unless read at a revision (`rev`: every answer is then at that
+/// revision); else the revision printed is the first answer's.
 struct range_reader {
   ctl& x;
   std::string end;
   std::function<void(dcp::coord::range_result)> done;
+  std::uint64_t rev = 0;
   dcp::coord::range_result acc{};
 
   void step(const std::string& from) {
-    x.c().range(from, end, 0, [this](dcp::result<dcp::coord::range_result> r) {
+    x.c().range_at(from, end, 0, rev, [this](dcp::result<dcp::coord::range_result> r) {
       if (!r) return x.fail("get", r.explained());
       if (acc.revision == 0) acc.revision = r->revision;
       for (auto& kv : r->kvs) acc.kvs.push_back(std::move(kv));
@@ -319,7 +322,7 @@ struct range_reader {
   }
 };
 
-int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions) {
+int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions, std::uint64_t rev) {
   range_reader reader{x, prefix ? dcp::coord::prefix_end(key) : std::string{}, [&](dcp::coord::range_result r) {
       if (x.json()) {
         std::cout << "{\"revision\":" << r.revision << ",\"kvs\":[";
@@ -335,10 +338,23 @@ int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions) {
         }
       }
       x.finish(0);
-  }};
+  }, rev};
   return x.run([&] {
     x.deadline();
     reader.step(key);
+  });
+}
+
+/// etcdctl compaction REV: prints "compacted revision REV".
+int cmd_compaction(ctl& x, std::uint64_t rev) {
+  return x.run([&] {
+    x.deadline();
+    x.c().compact(rev, [&](dcp::result<std::uint64_t> r) {
+      if (!r) return x.fail("compaction " + std::to_string(rev), r.explained());
+      if (x.json()) std::cout << "{\"compact_revision\":" << *r << '}' << std::endl;
+      else std::cout << "compacted revision " << *r << std::endl;
+      x.finish(0);
+    });
   });
 }
 
@@ -716,7 +732,7 @@ int main(int argc, char** argv) {
 
   std::string key, value;
   bool prefix = false, ephemeral = false, revisions = false, token = false, observe = false;
-  std::uint64_t from_rev = 0, count = 0;
+  std::uint64_t from_rev = 0, count = 0, at_rev = 0;
   std::vector<std::string> ifs, thens, elses, command;
 
   auto* put = app.add_subcommand("put", "put KEY VALUE: set a key (prints OK)");
@@ -727,11 +743,18 @@ int main(int argc, char** argv) {
   auto* get = app.add_subcommand("get", "get KEY: print KEY and VALUE, one line each, for each key found (nothing: no such key)");
   get->add_option("key", key, "the key (or the prefix)")->required();
   get->add_flag("--prefix", prefix, "every key that starts with KEY");
-  get->add_flag("--rev", revisions, "also print the store's revision and each key's create_revision, mod_revision, version");
+  get->add_option("--rev", at_rev, "read the keys as they were at this revision (etcd's --rev; 0: now); below the compact "
+                                   "revision: exit 1, \"compacted\"");
+  get->add_flag("--revisions", revisions, "also print the store's revision and each key's create_revision, mod_revision, version");
 
   auto* del = app.add_subcommand("del", "del KEY: remove a key (prints the number removed)");
   del->add_option("key", key, "the key (or the prefix)")->required();
   del->add_flag("--prefix", prefix, "every key that starts with KEY");
+
+  std::uint64_t compact_rev = 0;
+  auto* compaction = app.add_subcommand("compaction", "compaction REV: discard the store's history below revision REV on every "
+                                                      "replica (reads and watches from below then fail with \"compacted\")");
+  compaction->add_option("revision", compact_rev, "the new compact revision")->required();
 
   auto* txn = app.add_subcommand("txn",
                                  "txn: if every compare holds, the --then operations, else the --else ones, at one revision "
@@ -824,7 +847,8 @@ int main(int argc, char** argv) {
   try {
     ctl x(o);
     if (put->parsed()) return cmd_put(x, key, value, ephemeral);
-    if (get->parsed()) return cmd_get(x, key, prefix, revisions);
+    if (get->parsed()) return cmd_get(x, key, prefix, revisions, at_rev);
+    if (compaction->parsed()) return cmd_compaction(x, compact_rev);
     if (del->parsed()) return cmd_del(x, key, prefix);
     if (txn->parsed()) return cmd_txn(x, request);
     if (watch->parsed()) return cmd_watch(x, key, prefix, from_rev, count);

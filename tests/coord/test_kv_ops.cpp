@@ -676,7 +676,7 @@ TEST_CASE("kv client: a watch delivers every change once, in revision order, acr
   CHECK(delivered_total > 20 * 40);
 }
 
-TEST_CASE("kv client: a watch from a revision that has left the history ends with not_found (compacted), in words") {
+TEST_CASE("kv client: a watch from a revision that has left the history ends with compacted, in words") {
   kv_service s(5, 3, 1, 0);
   auto& c = *s.client(0);
   txn_request t;
@@ -689,7 +689,7 @@ TEST_CASE("kv client: a watch from a revision that has left the history ends wit
   s.w.run_until([&] { return got.has_value(); }, s.w.now() + 5s);
   REQUIRE(got);
   REQUIRE_FALSE(*got);
-  CHECK(got->error() == dcp::errc::not_found);
+  CHECK(got->error() == dcp::coord::errc::compacted);
   CHECK(got->message().find("compacted") != std::string::npos);
 }
 
