@@ -317,7 +317,8 @@ struct kv_service {
   std::vector<address> servers;
   std::uint32_t replicas;
 
-  kv_service(std::uint64_t seed, std::uint32_t r, std::uint32_t clients, double loss) : w(seed, config(loss)), replicas(r) {
+  kv_service(std::uint64_t seed, std::uint32_t r, std::uint32_t clients, double loss, server_config sc = {})
+      : w(seed, config(loss)), replicas(r) {
     for (std::uint32_t i = 0; i < r; ++i) servers.push_back(address::sim(i));
     consensus::raft_config rc;
     rc.members = servers;
@@ -325,7 +326,6 @@ struct kv_service {
     rc.election_timeout_max = 200ms;
     rc.heartbeat_interval = 30ms;
     rc.snapshot_every = 16;  // snapshots (and their new state) travel within a seed
-    server_config sc;
     auto gen = std::make_shared<dcp::rng>(seed ^ 0xE7);
     sc.entropy = [gen] { return (*gen)(); };
     w.add_nodes(r, [rc, sc](sim::node_context& n) {
@@ -691,6 +691,167 @@ TEST_CASE("kv client: a watch from a revision that has left the history ends wit
   REQUIRE_FALSE(*got);
   CHECK(got->error() == dcp::coord::errc::compacted);
   CHECK(got->message().find("compacted") != std::string::npos);
+}
+
+TEST_CASE("kv client: reads at a past revision, compaction through the log, compacted and future revisions, in words") {
+  kv_service s(7, 3, 1, 0);
+  auto& c = *s.client(0);
+  int done = 0;
+  auto wait = [&](int n) {
+    s.w.run_until([&] { return done == n; }, s.w.now() + 5s);
+    REQUIRE(done == n);
+  };
+  c.put("a", to_bytes("1"), [&](result<done_t> r) { CHECK(r); ++done; });  // revision 1
+  c.put("a", to_bytes("2"), [&](result<done_t> r) { CHECK(r); ++done; });  // 2
+  c.put("b", to_bytes("1"), [&](result<done_t> r) { CHECK(r); ++done; });  // 3
+  c.remove("a", [&](result<std::uint64_t> r) { CHECK(r); ++done; });       // 4
+  wait(4);
+  std::map<std::uint64_t, std::optional<key_value>> a_at;
+  for (std::uint64_t rev = 1; rev <= 4; ++rev)
+    c.get_at("a", rev, [&, rev](result<std::optional<key_value>> r) { REQUIRE(r); a_at[rev] = *r; ++done; });
+  std::optional<range_result> both;
+  c.range_at("a", "c", 0, 3, [&](result<range_result> r) { REQUIRE(r); both = *r; ++done; });
+  std::optional<result<range_result>> future;
+  c.range_at("a", "c", 0, 9, [&](result<range_result> r) { future = r; ++done; });
+  wait(10);
+  REQUIRE(a_at[1]);
+  CHECK(as_string(a_at[1]->value) == "1");
+  CHECK(a_at[1]->version == 1);
+  REQUIRE(a_at[2]);
+  CHECK(as_string(a_at[2]->value) == "2");
+  CHECK(a_at[2]->mod_revision == 2);
+  CHECK(a_at[3]);
+  CHECK_FALSE(a_at[4]);
+  CHECK(keys_of(*both) == std::vector<std::string>{"a", "b"});
+  CHECK(both->revision == 3);
+  REQUIRE_FALSE(*future);
+  CHECK(future->error() == coord::errc::future_revision);
+  CHECK(future->message() == "future revision: 9 is above the store's current revision 4");
+  // Compact at 3: revision 3 still reads, 2 does not.
+  std::optional<result<std::uint64_t>> compacted_to, again, ahead;
+  c.compact(3, [&](result<std::uint64_t> r) { compacted_to = r; ++done; });
+  c.compact(2, [&](result<std::uint64_t> r) { again = r; ++done; });
+  c.compact(50, [&](result<std::uint64_t> r) { ahead = r; ++done; });
+  wait(13);
+  REQUIRE(*compacted_to);
+  CHECK(**compacted_to == 3);
+  REQUIRE_FALSE(*again);
+  CHECK(again->error() == coord::errc::compacted);
+  REQUIRE_FALSE(*ahead);
+  CHECK(ahead->error() == coord::errc::future_revision);
+  std::optional<result<std::optional<key_value>>> old, kept;
+  c.get_at("a", 2, [&](result<std::optional<key_value>> r) { old = r; ++done; });
+  c.get_at("a", 3, [&](result<std::optional<key_value>> r) { kept = r; ++done; });
+  wait(15);
+  REQUIRE_FALSE(*old);
+  CHECK(old->error() == coord::errc::compacted);
+  CHECK(old->message() == "compacted: revision 2 is below the compact revision 3 (the oldest the service still reads at)");
+  CHECK(c.last_compact_revision() == 3);
+  REQUIRE(*kept);
+  REQUIRE(**kept);
+  CHECK(as_string((**kept)->value) == "2");
+  // A watch from below the compact revision ends with compacted; from it, it delivers.
+  std::optional<result<std::vector<watch_event>>> w2, w3;
+  c.watch("a", {}, 2, [&](result<std::vector<watch_event>> r) { if (!w2) w2 = r; });
+  c.watch("a", {}, 3, [&](result<std::vector<watch_event>> r) { if (!w3) w3 = r; });
+  s.w.run_until([&] { return w2 && w3; }, s.w.now() + 5s);
+  REQUIRE(w2);
+  REQUIRE_FALSE(*w2);
+  CHECK(w2->error() == coord::errc::compacted);
+  REQUIRE(w3);
+  REQUIRE(*w3);
+  REQUIRE((*w3)->size() == 1);
+  CHECK((**w3)[0].kind == watch_event::kind_t::remove);
+  // Every replica compacted at the same point of the log.
+  s.w.run_for(300ms);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    CHECK(s.replica(i)->state_machine().compact_revision() == 3);
+    CHECK(s.replica(i)->state_machine().snapshot() == s.leader()->state_machine().snapshot());
+  }
+  CHECK(s.w.metrics().counter(coord_id, "compactions") == 1);
+  CHECK(s.w.metrics().counter(coord_id, "compactions_refused") == 2);
+}
+
+// Under faults, with automatic compaction: a writer's transactions give it
+// the revision of each write; a reader asks for the value at those
+// revisions. Every answer is the value that write made (never a later one),
+// or "compacted" for a revision below the compact revision the service
+// reported; leaders crash and restart (snapshots carry the history); in the
+// end every replica holds the same state, history and compact revision, and
+// the history stays within the automatic retention.
+TEST_CASE("kv client: reads at the revisions of acknowledged writes see those writes, with automatic compaction, crashes and loss, over 10 seeds") {
+  std::size_t answered = 0, compacted = 0, auto_compactions = 0;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    CAPTURE(seed);
+    server_config sc;
+    sc.auto_compaction_retention = 30;
+    sc.auto_compaction_every = 200ms;
+    kv_service s(seed, 3, 2, 0.03, sc);
+    std::map<std::uint64_t, int> written;  // revision -> value written there
+    int writes = 0, reads_pending = 0;
+    std::function<void()> write = [&] {
+      if (++writes > 120) return;
+      txn_request t;
+      t.success = {put_op("x", std::to_string(writes))};
+      const int v = writes;
+      s.client(0)->txn(t, [&, v](result<client_t::txn_result> r) {
+        if (r) written[r->revision] = v;
+        write();
+      });
+    };
+    write();
+    std::function<void()> read = [&] {
+      if (writes > 120 && reads_pending == 0) return;
+      if (written.empty()) return void(s.w.after(20ms, read));
+      auto it = std::next(written.begin(), static_cast<std::ptrdiff_t>(s.w.rng().below(written.size())));
+      const auto rev = it->first;
+      const int v = it->second;
+      ++reads_pending;
+      s.client(1)->get_at("x", rev, [&, rev, v](result<std::optional<key_value>> r) {
+        --reads_pending;
+        CAPTURE(rev);
+        if (r) {
+          REQUIRE(*r);
+          CHECK(as_string((*r)->value) == std::to_string(v));
+          CHECK((*r)->mod_revision == rev);
+          ++answered;
+        } else if (r.error() == coord::errc::compacted) {
+          CHECK(s.client(1)->last_compact_revision() > rev);
+          ++compacted;
+        } else {
+          CHECK(r.error() == dcp::errc::timed_out);
+        }
+        read();
+      });
+    };
+    read();
+    for (int f = 0; f < 3; ++f) {
+      s.w.run_for(400ms);
+      if (auto* l = s.leader())
+        for (std::uint32_t i = 0; i < 3; ++i)
+          if (s.replica(i) == l) {
+            s.w.crash(i);
+            s.w.after(300ms, [&s, i] { s.w.restart(i); });
+          }
+    }
+    s.w.run_until([&] { return writes > 120 && reads_pending == 0; }, s.w.now() + 60s);
+    REQUIRE(writes > 120);
+    s.w.run_for(1s);
+    auto* l = s.leader();
+    REQUIRE(l);
+    const auto& sm = l->state_machine();
+    CHECK(sm.revision() - sm.compact_revision() == 30);  // the retention, exactly, once the leader has caught up
+    for (std::uint32_t i = 0; i < 3; ++i) {
+      REQUIRE(s.replica(i));
+      CHECK(s.replica(i)->applied_index() == l->applied_index());
+      CHECK(s.replica(i)->state_machine().snapshot() == sm.snapshot());
+    }
+    auto_compactions += static_cast<std::size_t>(s.w.metrics().counter(coord_id, "auto_compactions"));
+  }
+  MESSAGE(answered << " reads at a revision answered, " << compacted << " compacted, " << auto_compactions << " automatic compactions");
+  CHECK(answered > 300);
+  CHECK(compacted > 20);
+  CHECK(auto_compactions > 20);
 }
 
 }  // namespace test_kv_ops
