@@ -7,7 +7,10 @@
 // the id is a command session the client registered in the log first
 // (register_client), so it is never reused and never silently recreated.
 // Keepalives, queries, gets and ranges are linearizable reads (ReadIndex)
-// and are not logged.
+// and are not logged; so are reads at a past revision (range_at: the
+// machine undoes its history, machine.hpp). Compaction is a command (every
+// replica compacts at the same point of the log); the leader proposes it
+// itself when server_config::auto_compaction_retention is set.
 //
 // Watches (leader only; machine.hpp keeps the bounded history they resume
 // from). A watch request is answered after a ReadIndex with every change on
