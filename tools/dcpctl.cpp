@@ -13,6 +13,7 @@
 //     lock NAME [--token] [-- CMD ARGS...]  hold NAME while CMD runs (or until SIGINT/SIGTERM)
 //     elect NAME VALUE | elect NAME --observe [--count N]
 //     status                             each replica's role, term, leader, indexes, revision
+//     member list | member add H:P | member remove H:P   the configuration, one address a line; changes one server at a time
 //
 // Exit status: 0 done; 1 the service failed the request, with the client's
 // words on stderr ("no leader reachable: 3 of 3 replicas refused ...",
@@ -713,6 +714,58 @@ int cmd_status(ctl& x) {
   });
 }
 
+/// member list: the configuration of the leader in the highest term any
+/// endpoint reports (status from every endpoint; those that do not answer
+/// are passed over), one address a line.
+int cmd_member_list(ctl& x) {
+  std::vector<std::optional<dcp::result<client_t::replica_status>>> got(x.opts().servers.size());
+  std::size_t answered = 0;
+  return x.run([&] {
+    x.deadline();
+    for (std::size_t i = 0; i < got.size(); ++i)
+      x.c().status(x.opts().servers[i], [&, i](dcp::result<client_t::replica_status> r) {
+        got[i] = std::move(r);
+        if (++answered < got.size()) return;
+        const client_t::replica_status* best = nullptr;
+        for (auto& g : got)
+          if (*g && (*g)->role == "leader" && (!best || (*g)->term > best->term)) best = &**g;
+        if (!best) return x.fail("member list: no replica leads (of " + std::to_string(got.size()) + " asked)");
+        if (x.json()) {
+          std::cout << "{\"leader\":" << json_string(best->replica.to_string()) << ",\"term\":" << best->term << ",\"members\":[";
+          for (std::size_t k = 0; k < best->members.size(); ++k) std::cout << (k ? "," : "") << json_string(best->members[k].to_string());
+          std::cout << "]}" << std::endl;
+        } else {
+          for (auto& m : best->members) std::cout << m.to_string() << '\n';
+          std::cout.flush();
+        }
+        x.finish(0);
+      });
+  });
+}
+
+/// member add/remove HOST:PORT: prints "added|removed HOST:PORT", then the configuration, one address a line.
+int cmd_member_change(ctl& x, bool add, const dcp::address& member) {
+  return x.run([&] {
+    x.deadline();
+    auto done = [&, add](dcp::result<std::vector<dcp::address>> r) {
+      const std::string what = std::string(add ? "member add " : "member remove ") + member.to_string();
+      if (!r) return x.fail(what, r.explained());
+      if (x.json()) {
+        std::cout << "{\"" << (add ? "added" : "removed") << "\":" << json_string(member.to_string()) << ",\"members\":[";
+        for (std::size_t k = 0; k < r->size(); ++k) std::cout << (k ? "," : "") << json_string((*r)[k].to_string());
+        std::cout << "]}" << std::endl;
+      } else {
+        std::cout << (add ? "added " : "removed ") << member.to_string() << '\n';
+        for (auto& m : *r) std::cout << m.to_string() << '\n';
+        std::cout.flush();
+      }
+      x.finish(0);
+    };
+    if (add) x.c().add_member(member, done);
+    else x.c().remove_member(member, done);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -786,6 +839,17 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "each replica's role, term, the leader it knows, commit and applied indexes, "
                                               "and the store's revision (exit 1 if one does not answer or none leads)");
 
+  std::string member_address;
+  auto* member = app.add_subcommand("member", "member list | add HOST:PORT | remove HOST:PORT: the replicas of the group "
+                                              "(Raft's one-server changes; start a new replica listing the group as --peer "
+                                              "before adding it)");
+  member->require_subcommand(1);
+  auto* member_list = member->add_subcommand("list", "print the leader's configuration, one address a line");
+  auto* member_add = member->add_subcommand("add", "add a replica (it joins as a voter once the change commits)");
+  member_add->add_option("address", member_address, "the replica's HOST:PORT")->required();
+  auto* member_remove = member->add_subcommand("remove", "remove a replica");
+  member_remove->add_option("address", member_address, "the replica's HOST:PORT")->required();
+
   // Everything after the first "--" is lock's command, verbatim (CLI11 would
   // read "[ ... ]" as a list).
   int cli_argc = argc;
@@ -828,6 +892,11 @@ int main(int argc, char** argv) {
   if (cli_argc != argc && !lock->parsed()) return usage("only lock takes a command after --");
   if (cli_argc != argc && command.empty()) return usage("lock NAME -- CMD: no command after --");
   if (elect->parsed() && !observe && value.empty()) return usage("elect NAME VALUE: a value is needed (or --observe)");
+  std::optional<dcp::address> member_target;
+  if (member_add->parsed() || member_remove->parsed()) {
+    member_target = dcp::address::parse(member_address);
+    if (!member_target || !member_target->is_network()) return usage("member: not an address: " + member_address + " (HOST:PORT)");
+  }
   dcp::coord::txn_request request;
   if (txn->parsed()) {
     try {
@@ -855,6 +924,8 @@ int main(int argc, char** argv) {
     if (lock->parsed()) return cmd_lock(x, key, command, token);
     if (elect->parsed()) return cmd_elect(x, key, value, observe, count);
     if (status->parsed()) return cmd_status(x);
+    if (member_list->parsed()) return cmd_member_list(x);
+    if (member_add->parsed() || member_remove->parsed()) return cmd_member_change(x, member_add->parsed(), *member_target);
   } catch (const std::exception& e) {
     std::cerr << "dcpctl: " << e.what() << '\n';
     return 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dcpctl from outside: 3 coord_replica processes on loopback (with lease
-# tokens), then dcpctl put/get/del/txn/watch/lock/elect/status as a user
+# tokens), then dcpctl put/get/del/txn/watch/lock/elect/status/member and
+# reads at a revision with compaction, as a user
 # types them, checking what each prints and its exit status; finally every
 # replica is SIGKILLed and each command must fail with exit status 1 and the
 # client's words ("no leader reachable: 3 of 3 replicas refused").
@@ -28,7 +29,7 @@ fail() {
   for ((i = 0; i < replicas; i++)); do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done
   exit 1
 }
-free_ports "$replicas"
+free_ports $((replicas + 1))  # the last one for the replica that member add brings in
 endpoints=""
 for ((i = 0; i < replicas; i++)); do endpoints+="${endpoints:+,}127.0.0.1:${ports[$i]}"; done
 export DCPCTL_ENDPOINTS=$endpoints
@@ -207,6 +208,47 @@ for ((j = 0; j < replicas; j++)); do [ "$j" != "$killed" ] && args+=(--peer "127
 "$replica_bin" "${args[@]}" >>"$dir/r$killed.out" 2>>"$dir/r$killed.err" &
 pids[$killed]=$!
 wait_for 20 "$ctl_bin" status --timeout 1s >/dev/null 2>&1 || fail "the restarted replica did not rejoin"
+
+# member list/add/remove: a fourth replica, started knowing the group, is
+# added and catches up; one of the first three (not the leader) is removed
+# and stopped; the group goes on.
+ctl 0 member list
+expect "member list" "$(sort <<<"$out")" "$(tr ',' '\n' <<<"$endpoints" | sort)"
+new="127.0.0.1:${ports[$replicas]}"
+args=(--listen "$new" --data "$dir/data$replicas" --quiet --lease-seed "$seed")
+for ((j = 0; j < replicas; j++)); do args+=(--peer "127.0.0.1:${ports[$j]}"); done
+"$replica_bin" "${args[@]}" >"$dir/r$replicas.out" 2>"$dir/r$replicas.err" &
+pids[$replicas]=$!
+ctl 0 member add "$new"
+expect "member add" "$(head -n 1 <<<"$out")" "added $new"
+expect "members after add" "$(tail -n +2 <<<"$out" | sort)" "$( (tr ',' '\n' <<<"$endpoints"; echo "$new") | sort)"
+ctl 1 member add "$new"
+[[ $err == *"$new is already a member"* ]] || fail "member add again: $err"
+all4="$endpoints,$new"
+converged() {  # every endpoint of $1 answers, one leads, all at one revision
+  local s
+  s=$("$ctl_bin" status --endpoints "$1" --timeout 1s 2>/dev/null) || return 1
+  [ "$(awk 'NR > 1 { print $7 }' <<<"$s" | sort -u | wc -l)" = 1 ]
+}
+ctl 0 put members four
+wait_for 20 converged "$all4" || fail "the added replica did not catch up: $("$ctl_bin" status --endpoints "$all4" --timeout 1s 2>&1)"
+ctl 0 status --endpoints "$all4"
+leader=$(awk '$2 == "leader" { print $1 }' <<<"$out")
+for ((gone = 0; gone < replicas; gone++)); do [ "127.0.0.1:${ports[$gone]}" != "$leader" ] && break; done
+ctl 0 member remove "127.0.0.1:${ports[$gone]}" --endpoints "$all4"
+expect "member remove" "$(head -n 1 <<<"$out")" "removed 127.0.0.1:${ports[$gone]}"
+kill -9 "${pids[$gone]}"
+wait "${pids[$gone]}" 2>/dev/null
+DCPCTL_ENDPOINTS=$(tr ',' '\n' <<<"$all4" | grep -vx "127.0.0.1:${ports[$gone]}" | paste -sd,)
+export DCPCTL_ENDPOINTS
+ctl 0 member list
+expect "member list after remove" "$(sort <<<"$out")" "$(tr ',' '\n' <<<"$DCPCTL_ENDPOINTS" | sort)"
+ctl 0 put members three
+ctl 0 get members
+expect "get after the changes" "$out" $'members\nthree'
+wait_for 20 converged "$DCPCTL_ENDPOINTS" || fail "the group did not settle after the removal"
+ctl 1 member remove "127.0.0.1:${ports[$gone]}"
+[[ $err == *"is not a member"* ]] || fail "member remove again: $err"
 
 # Every replica killed: each command fails, status 1, in the client's words;
 # a lock held over a command is lost when its session expires: the command

@@ -494,6 +494,20 @@ class client {
     env_.send(replica, msg::status{nonce});
   }
 
+  // ---- membership (an operator's calls: dcpctl member) ----
+
+  /// Adds replica `member` to the group (Raft's one-server change: it joins
+  /// as a voter at once, so start it, listing the others as peers, and add
+  /// one at a time to a healthy group). Completes with the configuration
+  /// once it has committed. Errors, in words: invalid_argument when it is
+  /// already a member (after a resend, the first send may have added it:
+  /// the words list the members), busy when another change has not
+  /// committed yet, timed_out (outcome unknown).
+  void add_member(address member, callback<std::vector<address>> done) { change_member(true, std::move(member), std::move(done)); }
+  /// Removes replica `member` (a removed leader steps down once the change
+  /// commits). Errors: as add_member (invalid_argument: not a member, or the last).
+  void remove_member(address member, callback<std::vector<address>> done) { change_member(false, std::move(member), std::move(done)); }
+
   // ---- what is held ----
 
   /// Grants held now, while the lease lasts.
@@ -667,6 +681,19 @@ class client {
     storage::detail::encode_value(revision_read{m.code, m.result, m.compact_revision, m.current_revision}, b);
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
   }
+  void on_message(const address& from, const msg::member_change_reply& m) {
+    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused != refusal::none) return answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>{});
+    if (m.outcome > msg::member_outcome::invalid || m.members.size() > max_status_members) {
+      env_.count("malformed_member_change");
+      return answer(from, m.nonce, m.refused, m.leader,
+                    explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                                    "malformed answer from " + from.to_string() + " (unknown outcome or too many members)"});
+    }
+    bytes b;
+    storage::detail::encode_value(m, b);
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
+  }
   void on_message(const address& from, const msg::lease_reply& m) {
     if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused == refusal::none && m.code == status::no_session) {
@@ -795,6 +822,7 @@ class client {
   void on_message(const address&, const msg::watch&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::status&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::range_at&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::member_change&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -814,7 +842,7 @@ class client {
   /// A request answered by a ReadIndex at the leader (get, lease): resent
   /// until answered or given up; any answer to any of its sends is valid.
   struct pending_read {
-    std::variant<msg::get, msg::lease_request, msg::range, msg::range_at> request;  ///< its nonce names it
+    std::variant<msg::get, msg::lease_request, msg::range, msg::range_at, msg::member_change> request;  ///< its nonce names it
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
@@ -845,6 +873,33 @@ class client {
 
   duration lease_span() const {
     return std::chrono::duration_cast<duration>(cfg_.ttl * (1.0 - 2 * cfg_.drift_bound));
+  }
+
+  static std::string list_of(const std::vector<address>& members) {
+    std::string out;
+    for (auto& a : members) out += (out.empty() ? "" : ",") + a.to_string();
+    return out;
+  }
+  void change_member(bool add, address member, callback<std::vector<address>> done) {
+    if (member == address{}) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    const auto who = member.to_string();
+    read(msg::member_change{0, add, std::move(member)}, [add, who, done = std::move(done)](result<std::optional<bytes>> r) {
+      if (!r) return done(r.explained());
+      msg::member_change_reply m;
+      if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
+      switch (m.outcome) {
+        case msg::member_outcome::done: return done(std::move(m.members));
+        case msg::member_outcome::already:
+          return done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
+                                      who + (add ? " is already a member" : " is not a member") + " (members: " + list_of(m.members) + ")"});
+        case msg::member_outcome::pending:
+          return done(explained_error{dcp::make_error_code(dcp::errc::busy),
+                                      "busy: a membership change is still in progress; retry when it commits"});
+        case msg::member_outcome::invalid: break;
+      }
+      done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
+                           "cannot " + std::string(add ? "add " : "remove ") + who + ": the last member, or not a replica's address"});
+    });
   }
 
   void take(std::string name, std::uint32_t permits, bool wait, bytes value, callback<grant> done) {

@@ -248,9 +248,39 @@ struct range_at_reply {
   template <class A> void serialize(A& ar) { ar(nonce, refused, leader, code, compact_revision, current_revision, result); }
 };
 
+/// Asks the leader to add or remove one replica (Raft's one-server change,
+/// consensus/raft.hpp: add_member, remove_member); answered once the new
+/// configuration has committed. An operator's request (dcpctl member):
+/// whoever the transport lets in may send it, as with etcd without auth.
+struct member_change {
+  static constexpr message_type wire_id = 22;
+  static constexpr std::string_view wire_name = "member_change";
+  std::uint64_t nonce = 0;
+  bool add = true;
+  address member;
+  template <class A> void serialize(A& ar) { ar(nonce, add, member); }
+};
+enum class member_outcome : std::uint8_t {
+  done = 0,
+  already,   ///< add: already a member; remove: not a member (nothing changed)
+  pending,   ///< another change has not committed yet, or the leader has not committed in its term: retry
+  invalid,   ///< the last member, or not an address
+};
+struct member_change_reply {
+  static constexpr message_type wire_id = 23;
+  static constexpr std::string_view wire_name = "member_change_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  member_outcome outcome = member_outcome::done;
+  std::vector<address> members;  ///< the configuration after the change (done), or the leader's now
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, outcome, members); }
+};
+
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
                               get_reply, lease_request, lease_reply, register_client, register_reply, range,
-                              range_reply, watch, watch_events, status, status_reply, range_at, range_at_reply>;
+                              range_reply, watch, watch_events, status, status_reply, range_at, range_at_reply,
+                              member_change, member_change_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

@@ -296,6 +296,46 @@ class server {
     });
   }
 
+  /// One-server membership change (Raft 4.1), answered when it has
+  /// committed (or at once when Raft refuses it).
+  void on_message(const address& from, const msg::member_change& m) {
+    msg::member_change_reply out{m.nonce, refusal::none, raft_.leader()};
+    if (!raft_.is_leader()) {
+      out.refused = refusal::not_leader;
+      return void(env_.send(from, out));
+    }
+    const auto& now = raft_.members();
+    const bool present = std::find(now.begin(), now.end(), m.member) != now.end();
+    out.members = now;
+    if (m.member == address{} || m.member == from) {  // (the requester is a client, never the replica to add)
+      env_.count("member_change_invalid");
+      out.outcome = msg::member_outcome::invalid;
+      return void(env_.send(from, out));
+    }
+    if (m.add == present) {
+      out.outcome = msg::member_outcome::already;
+      return void(env_.send(from, out));
+    }
+    auto done = [this, from, nonce = m.nonce](result<bytes> r) {
+      msg::member_change_reply out{nonce, refusal::none, raft_.leader()};
+      out.members = raft_.members();
+      if (r) {
+        env_.count("member_changes");
+      } else if (r.error() == consensus::errc::config_change_pending) {
+        out.outcome = msg::member_outcome::pending;
+      } else if (r.error() == dcp::errc::invalid_argument) {
+        out.outcome = msg::member_outcome::invalid;
+      } else if (r.error() == dcp::errc::not_leader || r.error() == consensus::errc::outcome_unknown) {
+        out.refused = refusal::retry;  // outcome unknown: the client asks again (and may hear "already")
+      } else {
+        out.refused = refusal::failed;
+      }
+      env_.send(from, out);
+    };
+    if (m.add) raft_.add_member(m.member, std::move(done));
+    else raft_.remove_member(m.member, std::move(done));
+  }
+
   void on_message(const address& from, const msg::watch& m) {
     const watch_key key{from, m.watch_id};
     if (m.cancel) return void(watches_.erase(key));
@@ -378,6 +418,7 @@ class server {
   void on_message(const address&, const msg::watch_events&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::status_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::range_at_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::member_change_reply&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
