@@ -5,7 +5,7 @@
 //   coord_replica --listen 127.0.0.1:7201 --peer 127.0.0.1:7202 --peer 127.0.0.1:7203
 //                 --data /var/lib/coord/r1 [--sync batched|every_append|never]
 //                 [--election-ms 150] [--heartbeat-ms 50] [--quiet]
-//                 [--lease-seed HEX] [--disclose-holders]
+//                 [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]
 //
 // With --lease-seed (32 bytes as 64 hex digits, the same on every replica),
 // the leader seals Ed25519 lease tokens for grants (coord::lease_issuer);
@@ -60,7 +60,7 @@ using server_t = dcp::coord::server<dcp::net::env, raft_t>;
   std::cerr << "coord_replica: " << why << "\n"
             << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
                "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
-               "                     [--quiet] [--lease-seed HEX] [--disclose-holders]\n";
+               "                     [--quiet] [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   std::vector<dcp::address> members;
   std::string data;
   auto policy = dcp::storage::sync_policy::batched;
-  int election_ms = 150, heartbeat_ms = 50;
+  int election_ms = 150, heartbeat_ms = 50, retention = 0;
   bool have_listen = false, quiet = false, disclose = false;
   std::optional<dcp::bytes> lease_seed;
   dcp::net::transport_spec transport;
@@ -119,6 +119,9 @@ int main(int argc, char** argv) {
       election_ms = positive(arg, value);
     } else if (arg == "--heartbeat-ms") {
       heartbeat_ms = positive(arg, value);
+    } else if (arg == "--auto-compaction-retention") {  // revisions the leader keeps readable (0: off)
+      retention = std::atoi(std::string(value).c_str());
+      if (retention <= 0) usage("--auto-compaction-retention must be a positive number of revisions");
     } else if (arg == "--lease-seed") {
       lease_seed = dcp::from_hex(value);
       if (!lease_seed || lease_seed->size() != dcp::lease::ed25519_key_size)
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
     auto& raft = node.add<raft_t>(raft_t::default_id, rc, std::move(store), dcp::coord::machine{});
     dcp::coord::server_config sc;
     sc.disclose_holders = disclose;
+    sc.auto_compaction_retention = static_cast<std::uint64_t>(retention);
     auto& server = node.add<server_t>(dcp::coord::default_protocol_id, raft, sc);
     if (lease_seed) {
       auto key = dcp::lease::ed25519_private_key::from_seed(*lease_seed);

@@ -5,13 +5,15 @@
 //
 //   dcpctl [--endpoints H:P,H:P,...] [--timeout 5s] [--ttl 10s] [--json] [--listen H:P] COMMAND
 //     put KEY VALUE [--ephemeral]        OK; --ephemeral: bound to a session held until SIGINT/SIGTERM
-//     get KEY [--prefix] [--rev]         KEY\nVALUE per key (--rev: with revisions)
+//     get KEY [--prefix] [--rev N] [--revisions]  KEY\nVALUE per key (--rev N: as at revision N; --revisions: with revisions)
 //     del KEY [--prefix]                 the number of keys removed
+//     compaction REV                     discard the history below REV (prints compacted revision REV)
 //     txn [--if C]... [--then OP]... [--else OP]...   SUCCESS or FAILURE (no flags: read stdin)
 //     watch KEY [--prefix] [--from-rev N] [--count N] PUT\nKEY\nVALUE / DELETE\nKEY per event
 //     lock NAME [--token] [-- CMD ARGS...]  hold NAME while CMD runs (or until SIGINT/SIGTERM)
 //     elect NAME VALUE | elect NAME --observe [--count N]
 //     status                             each replica's role, term, leader, indexes, revision
+//     member list | member add H:P | member remove H:P   the configuration, one address a line; changes one server at a time
 //
 // Exit status: 0 done; 1 the service failed the request, with the client's
 // words on stderr ("no leader reachable: 3 of 3 replicas refused ...",
@@ -301,15 +303,17 @@ int cmd_put(ctl& x, const std::string& key, const std::string& value, bool ephem
 /// Reads [key, end) whole, reading on from the last key while the service
 /// says `more` (max_range_keys or max_range_bytes cut the answer). Each
 /// answer is linearizable; a range read in several answers is not one
-/// snapshot: the revision printed is the first answer's.
+/// snapshot unless read at a revision (`rev`: every answer is then at that
+/// revision); else the revision printed is the first answer's.
 struct range_reader {
   ctl& x;
   std::string end;
   std::function<void(dcp::coord::range_result)> done;
+  std::uint64_t rev = 0;
   dcp::coord::range_result acc{};
 
   void step(const std::string& from) {
-    x.c().range(from, end, 0, [this](dcp::result<dcp::coord::range_result> r) {
+    x.c().range_at(from, end, 0, rev, [this](dcp::result<dcp::coord::range_result> r) {
       if (!r) return x.fail("get", r.explained());
       if (acc.revision == 0) acc.revision = r->revision;
       for (auto& kv : r->kvs) acc.kvs.push_back(std::move(kv));
@@ -319,7 +323,7 @@ struct range_reader {
   }
 };
 
-int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions) {
+int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions, std::uint64_t rev) {
   range_reader reader{x, prefix ? dcp::coord::prefix_end(key) : std::string{}, [&](dcp::coord::range_result r) {
       if (x.json()) {
         std::cout << "{\"revision\":" << r.revision << ",\"kvs\":[";
@@ -335,10 +339,23 @@ int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions) {
         }
       }
       x.finish(0);
-  }};
+  }, rev};
   return x.run([&] {
     x.deadline();
     reader.step(key);
+  });
+}
+
+/// etcdctl compaction REV: prints "compacted revision REV".
+int cmd_compaction(ctl& x, std::uint64_t rev) {
+  return x.run([&] {
+    x.deadline();
+    x.c().compact(rev, [&](dcp::result<std::uint64_t> r) {
+      if (!r) return x.fail("compaction " + std::to_string(rev), r.explained());
+      if (x.json()) std::cout << "{\"compact_revision\":" << *r << '}' << std::endl;
+      else std::cout << "compacted revision " << *r << std::endl;
+      x.finish(0);
+    });
   });
 }
 
@@ -697,6 +714,58 @@ int cmd_status(ctl& x) {
   });
 }
 
+/// member list: the configuration of the leader in the highest term any
+/// endpoint reports (status from every endpoint; those that do not answer
+/// are passed over), one address a line.
+int cmd_member_list(ctl& x) {
+  std::vector<std::optional<dcp::result<client_t::replica_status>>> got(x.opts().servers.size());
+  std::size_t answered = 0;
+  return x.run([&] {
+    x.deadline();
+    for (std::size_t i = 0; i < got.size(); ++i)
+      x.c().status(x.opts().servers[i], [&, i](dcp::result<client_t::replica_status> r) {
+        got[i] = std::move(r);
+        if (++answered < got.size()) return;
+        const client_t::replica_status* best = nullptr;
+        for (auto& g : got)
+          if (*g && (*g)->role == "leader" && (!best || (*g)->term > best->term)) best = &**g;
+        if (!best) return x.fail("member list: no replica leads (of " + std::to_string(got.size()) + " asked)");
+        if (x.json()) {
+          std::cout << "{\"leader\":" << json_string(best->replica.to_string()) << ",\"term\":" << best->term << ",\"members\":[";
+          for (std::size_t k = 0; k < best->members.size(); ++k) std::cout << (k ? "," : "") << json_string(best->members[k].to_string());
+          std::cout << "]}" << std::endl;
+        } else {
+          for (auto& m : best->members) std::cout << m.to_string() << '\n';
+          std::cout.flush();
+        }
+        x.finish(0);
+      });
+  });
+}
+
+/// member add/remove HOST:PORT: prints "added|removed HOST:PORT", then the configuration, one address a line.
+int cmd_member_change(ctl& x, bool add, const dcp::address& member) {
+  return x.run([&] {
+    x.deadline();
+    auto done = [&, add](dcp::result<std::vector<dcp::address>> r) {
+      const std::string what = std::string(add ? "member add " : "member remove ") + member.to_string();
+      if (!r) return x.fail(what, r.explained());
+      if (x.json()) {
+        std::cout << "{\"" << (add ? "added" : "removed") << "\":" << json_string(member.to_string()) << ",\"members\":[";
+        for (std::size_t k = 0; k < r->size(); ++k) std::cout << (k ? "," : "") << json_string((*r)[k].to_string());
+        std::cout << "]}" << std::endl;
+      } else {
+        std::cout << (add ? "added " : "removed ") << member.to_string() << '\n';
+        for (auto& m : *r) std::cout << m.to_string() << '\n';
+        std::cout.flush();
+      }
+      x.finish(0);
+    };
+    if (add) x.c().add_member(member, done);
+    else x.c().remove_member(member, done);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -716,7 +785,7 @@ int main(int argc, char** argv) {
 
   std::string key, value;
   bool prefix = false, ephemeral = false, revisions = false, token = false, observe = false;
-  std::uint64_t from_rev = 0, count = 0;
+  std::uint64_t from_rev = 0, count = 0, at_rev = 0;
   std::vector<std::string> ifs, thens, elses, command;
 
   auto* put = app.add_subcommand("put", "put KEY VALUE: set a key (prints OK)");
@@ -727,11 +796,18 @@ int main(int argc, char** argv) {
   auto* get = app.add_subcommand("get", "get KEY: print KEY and VALUE, one line each, for each key found (nothing: no such key)");
   get->add_option("key", key, "the key (or the prefix)")->required();
   get->add_flag("--prefix", prefix, "every key that starts with KEY");
-  get->add_flag("--rev", revisions, "also print the store's revision and each key's create_revision, mod_revision, version");
+  get->add_option("--rev", at_rev, "read the keys as they were at this revision (etcd's --rev; 0: now); below the compact "
+                                   "revision: exit 1, \"compacted\"");
+  get->add_flag("--revisions", revisions, "also print the store's revision and each key's create_revision, mod_revision, version");
 
   auto* del = app.add_subcommand("del", "del KEY: remove a key (prints the number removed)");
   del->add_option("key", key, "the key (or the prefix)")->required();
   del->add_flag("--prefix", prefix, "every key that starts with KEY");
+
+  std::uint64_t compact_rev = 0;
+  auto* compaction = app.add_subcommand("compaction", "compaction REV: discard the store's history below revision REV on every "
+                                                      "replica (reads and watches from below then fail with \"compacted\")");
+  compaction->add_option("revision", compact_rev, "the new compact revision")->required();
 
   auto* txn = app.add_subcommand("txn",
                                  "txn: if every compare holds, the --then operations, else the --else ones, at one revision "
@@ -762,6 +838,17 @@ int main(int argc, char** argv) {
 
   auto* status = app.add_subcommand("status", "each replica's role, term, the leader it knows, commit and applied indexes, "
                                               "and the store's revision (exit 1 if one does not answer or none leads)");
+
+  std::string member_address;
+  auto* member = app.add_subcommand("member", "member list | add HOST:PORT | remove HOST:PORT: the replicas of the group "
+                                              "(Raft's one-server changes; start a new replica listing the group as --peer "
+                                              "before adding it)");
+  member->require_subcommand(1);
+  auto* member_list = member->add_subcommand("list", "print the leader's configuration, one address a line");
+  auto* member_add = member->add_subcommand("add", "add a replica (it joins as a voter once the change commits)");
+  member_add->add_option("address", member_address, "the replica's HOST:PORT")->required();
+  auto* member_remove = member->add_subcommand("remove", "remove a replica");
+  member_remove->add_option("address", member_address, "the replica's HOST:PORT")->required();
 
   // Everything after the first "--" is lock's command, verbatim (CLI11 would
   // read "[ ... ]" as a list).
@@ -805,6 +892,11 @@ int main(int argc, char** argv) {
   if (cli_argc != argc && !lock->parsed()) return usage("only lock takes a command after --");
   if (cli_argc != argc && command.empty()) return usage("lock NAME -- CMD: no command after --");
   if (elect->parsed() && !observe && value.empty()) return usage("elect NAME VALUE: a value is needed (or --observe)");
+  std::optional<dcp::address> member_target;
+  if (member_add->parsed() || member_remove->parsed()) {
+    member_target = dcp::address::parse(member_address);
+    if (!member_target || !member_target->is_network()) return usage("member: not an address: " + member_address + " (HOST:PORT)");
+  }
   dcp::coord::txn_request request;
   if (txn->parsed()) {
     try {
@@ -824,13 +916,16 @@ int main(int argc, char** argv) {
   try {
     ctl x(o);
     if (put->parsed()) return cmd_put(x, key, value, ephemeral);
-    if (get->parsed()) return cmd_get(x, key, prefix, revisions);
+    if (get->parsed()) return cmd_get(x, key, prefix, revisions, at_rev);
+    if (compaction->parsed()) return cmd_compaction(x, compact_rev);
     if (del->parsed()) return cmd_del(x, key, prefix);
     if (txn->parsed()) return cmd_txn(x, request);
     if (watch->parsed()) return cmd_watch(x, key, prefix, from_rev, count);
     if (lock->parsed()) return cmd_lock(x, key, command, token);
     if (elect->parsed()) return cmd_elect(x, key, value, observe, count);
     if (status->parsed()) return cmd_status(x);
+    if (member_list->parsed()) return cmd_member_list(x);
+    if (member_add->parsed() || member_remove->parsed()) return cmd_member_change(x, member_add->parsed(), *member_target);
   } catch (const std::exception& e) {
     std::cerr << "dcpctl: " << e.what() << '\n';
     return 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dcpctl from outside: 3 coord_replica processes on loopback (with lease
-# tokens), then dcpctl put/get/del/txn/watch/lock/elect/status as a user
+# tokens), then dcpctl put/get/del/txn/watch/lock/elect/status/member and
+# reads at a revision with compaction, as a user
 # types them, checking what each prints and its exit status; finally every
 # replica is SIGKILLed and each command must fail with exit status 1 and the
 # client's words ("no leader reachable: 3 of 3 replicas refused").
@@ -28,7 +29,7 @@ fail() {
   for ((i = 0; i < replicas; i++)); do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done
   exit 1
 }
-free_ports "$replicas"
+free_ports $((replicas + 1))  # the last one for the replica that member add brings in
 endpoints=""
 for ((i = 0; i < replicas; i++)); do endpoints+="${endpoints:+,}127.0.0.1:${ports[$i]}"; done
 export DCPCTL_ENDPOINTS=$endpoints
@@ -64,7 +65,7 @@ expect "one term" "$(awk 'NR > 1 { print $3 }' <<<"$out" | sort -u | wc -l)" 1
 ctl 0 status --json
 [[ $out == '[{"endpoint":'* ]] || fail "status --json: $out"
 
-# put, get, get --prefix, --rev, --json; a missing key prints nothing.
+# put, get, get --prefix, --revisions, --json; a missing key prints nothing.
 ctl 0 put foo bar
 expect "put" "$out" "OK"
 ctl 0 get foo
@@ -75,8 +76,8 @@ ctl 0 put svc/a 1
 ctl 0 put svc/b 'two words'
 ctl 0 get --prefix svc/
 expect "get --prefix" "$out" $'svc/a\n1\nsvc/b\ntwo words'
-ctl 0 get foo --rev
-expect "get --rev" "$out" $'revision=3\nfoo\nbar\ncreate_revision=1 mod_revision=1 version=1'
+ctl 0 get foo --revisions
+expect "get --revisions" "$out" $'revision=3\nfoo\nbar\ncreate_revision=1 mod_revision=1 version=1'
 ctl 0 get --json svc/b
 expect "get --json" "$out" '{"revision":3,"kvs":[{"key":"svc/b","value":"two words","create_revision":3,"mod_revision":3,"version":1,"ephemeral":false}]}'
 
@@ -160,6 +161,94 @@ expect "observe" "$out" "alice"
 kill -TERM "$candidate"
 wait "$candidate"
 expect "elect after SIGTERM" "$?" 0
+
+# get --rev N: the keys as they were at revision N (etcdctl's); compaction N
+# discards the history below N on every replica; a read below it then fails
+# with exit 1, "compacted", and one above the current revision "future revision".
+ctl 0 put mv/k one
+ctl 0 get mv/k --revisions
+r1=$(sed -n 's/^revision=//p' <<<"$out")
+ctl 0 put mv/k two
+ctl 0 put mv/other x
+ctl 0 del mv/k
+ctl 0 get --prefix mv/ --rev "$r1"
+expect "get --rev (first put)" "$out" $'mv/k\none'
+ctl 0 get --prefix mv/ --rev $((r1 + 1))
+expect "get --rev (second put)" "$out" $'mv/k\ntwo'
+ctl 0 get --prefix mv/ --rev $((r1 + 2)) --revisions
+expect "get --rev --revisions" "$out" "revision=$((r1 + 2))"$'\nmv/k\ntwo\n'"create_revision=$r1 mod_revision=$((r1 + 1)) version=2"$'\nmv/other\nx\n'"create_revision=$((r1 + 2)) mod_revision=$((r1 + 2)) version=1"
+ctl 0 get --prefix mv/
+expect "get now" "$out" $'mv/other\nx'
+ctl 1 get mv/k --rev $((r1 + 100))
+[[ $err == *"future revision: $((r1 + 100)) is above the store's current revision $((r1 + 3))"* ]] || fail "get --rev in the future: $err"
+ctl 0 compaction $((r1 + 1))
+expect "compaction" "$out" "compacted revision $((r1 + 1))"
+ctl 1 get mv/k --rev "$r1"
+[[ $err == *"compacted: revision $r1 is below the compact revision $((r1 + 1))"* ]] || fail "get --rev below the compaction: $err"
+ctl 0 get mv/k --rev $((r1 + 1))
+expect "get --rev at the compact revision" "$out" $'mv/k\ntwo'
+ctl 1 compaction "$r1"
+[[ $err == *"compacted: revision $r1 is below the compact revision $((r1 + 1)) already"* ]] || fail "compaction below: $err"
+ctl 1 watch mv/ --prefix --from-rev "$r1" --count 1
+[[ $err == *"compacted"* ]] || fail "watch from below the compaction: $err"
+# Every replica answers the same after the compaction: kill the leader, read at the revision from the next.
+ctl 0 status
+old_leader=$(awk '$2 == "leader" { print $1 }' <<<"$out")
+for ((i = 0; i < replicas; i++)); do
+  if [ "127.0.0.1:${ports[$i]}" = "$old_leader" ]; then kill -9 "${pids[$i]}"; wait "${pids[$i]}" 2>/dev/null; killed=$i; fi
+done
+wait_for 20 "$ctl_bin" status --endpoints "$(tr ',' '\n' <<<"$endpoints" | grep -v "^$old_leader\$" | paste -sd,)" --timeout 1s >/dev/null 2>&1 ||
+  fail "no new leader after the old one was killed"
+ctl 0 get --prefix mv/ --rev $((r1 + 2))
+expect "get --rev on the new leader" "$out" $'mv/k\ntwo\nmv/other\nx'
+ctl 1 get mv/k --rev "$r1"
+[[ $err == *"compacted: revision $r1 is below the compact revision $((r1 + 1))"* ]] || fail "get --rev below the compaction, new leader: $err"
+args=(--listen "127.0.0.1:${ports[$killed]}" --data "$dir/data$killed" --quiet --lease-seed "$seed")
+for ((j = 0; j < replicas; j++)); do [ "$j" != "$killed" ] && args+=(--peer "127.0.0.1:${ports[$j]}"); done
+"$replica_bin" "${args[@]}" >>"$dir/r$killed.out" 2>>"$dir/r$killed.err" &
+pids[$killed]=$!
+wait_for 20 "$ctl_bin" status --timeout 1s >/dev/null 2>&1 || fail "the restarted replica did not rejoin"
+
+# member list/add/remove: a fourth replica, started knowing the group, is
+# added and catches up; one of the first three (not the leader) is removed
+# and stopped; the group goes on.
+ctl 0 member list
+expect "member list" "$(sort <<<"$out")" "$(tr ',' '\n' <<<"$endpoints" | sort)"
+new="127.0.0.1:${ports[$replicas]}"
+args=(--listen "$new" --data "$dir/data$replicas" --quiet --lease-seed "$seed")
+for ((j = 0; j < replicas; j++)); do args+=(--peer "127.0.0.1:${ports[$j]}"); done
+"$replica_bin" "${args[@]}" >"$dir/r$replicas.out" 2>"$dir/r$replicas.err" &
+pids[$replicas]=$!
+ctl 0 member add "$new"
+expect "member add" "$(head -n 1 <<<"$out")" "added $new"
+expect "members after add" "$(tail -n +2 <<<"$out" | sort)" "$( (tr ',' '\n' <<<"$endpoints"; echo "$new") | sort)"
+ctl 1 member add "$new"
+[[ $err == *"$new is already a member"* ]] || fail "member add again: $err"
+all4="$endpoints,$new"
+converged() {  # every endpoint of $1 answers, one leads, all at one revision
+  local s
+  s=$("$ctl_bin" status --endpoints "$1" --timeout 1s 2>/dev/null) || return 1
+  [ "$(awk 'NR > 1 { print $7 }' <<<"$s" | sort -u | wc -l)" = 1 ]
+}
+ctl 0 put members four
+wait_for 20 converged "$all4" || fail "the added replica did not catch up: $("$ctl_bin" status --endpoints "$all4" --timeout 1s 2>&1)"
+ctl 0 status --endpoints "$all4"
+leader=$(awk '$2 == "leader" { print $1 }' <<<"$out")
+for ((gone = 0; gone < replicas; gone++)); do [ "127.0.0.1:${ports[$gone]}" != "$leader" ] && break; done
+ctl 0 member remove "127.0.0.1:${ports[$gone]}" --endpoints "$all4"
+expect "member remove" "$(head -n 1 <<<"$out")" "removed 127.0.0.1:${ports[$gone]}"
+kill -9 "${pids[$gone]}"
+wait "${pids[$gone]}" 2>/dev/null
+DCPCTL_ENDPOINTS=$(tr ',' '\n' <<<"$all4" | grep -vx "127.0.0.1:${ports[$gone]}" | paste -sd,)
+export DCPCTL_ENDPOINTS
+ctl 0 member list
+expect "member list after remove" "$(sort <<<"$out")" "$(tr ',' '\n' <<<"$DCPCTL_ENDPOINTS" | sort)"
+ctl 0 put members three
+ctl 0 get members
+expect "get after the changes" "$out" $'members\nthree'
+wait_for 20 converged "$DCPCTL_ENDPOINTS" || fail "the group did not settle after the removal"
+ctl 1 member remove "127.0.0.1:${ports[$gone]}"
+[[ $err == *"is not a member"* ]] || fail "member remove again: $err"
 
 # Every replica killed: each command fails, status 1, in the client's words;
 # a lock held over a command is lost when its session expires: the command

@@ -317,7 +317,8 @@ struct kv_service {
   std::vector<address> servers;
   std::uint32_t replicas;
 
-  kv_service(std::uint64_t seed, std::uint32_t r, std::uint32_t clients, double loss) : w(seed, config(loss)), replicas(r) {
+  kv_service(std::uint64_t seed, std::uint32_t r, std::uint32_t clients, double loss, server_config sc = {})
+      : w(seed, config(loss)), replicas(r) {
     for (std::uint32_t i = 0; i < r; ++i) servers.push_back(address::sim(i));
     consensus::raft_config rc;
     rc.members = servers;
@@ -325,7 +326,6 @@ struct kv_service {
     rc.election_timeout_max = 200ms;
     rc.heartbeat_interval = 30ms;
     rc.snapshot_every = 16;  // snapshots (and their new state) travel within a seed
-    server_config sc;
     auto gen = std::make_shared<dcp::rng>(seed ^ 0xE7);
     sc.entropy = [gen] { return (*gen)(); };
     w.add_nodes(r, [rc, sc](sim::node_context& n) {
@@ -676,7 +676,7 @@ TEST_CASE("kv client: a watch delivers every change once, in revision order, acr
   CHECK(delivered_total > 20 * 40);
 }
 
-TEST_CASE("kv client: a watch from a revision that has left the history ends with not_found (compacted), in words") {
+TEST_CASE("kv client: a watch from a revision that has left the history ends with compacted, in words") {
   kv_service s(5, 3, 1, 0);
   auto& c = *s.client(0);
   txn_request t;
@@ -689,8 +689,264 @@ TEST_CASE("kv client: a watch from a revision that has left the history ends wit
   s.w.run_until([&] { return got.has_value(); }, s.w.now() + 5s);
   REQUIRE(got);
   REQUIRE_FALSE(*got);
-  CHECK(got->error() == dcp::errc::not_found);
+  CHECK(got->error() == dcp::coord::errc::compacted);
   CHECK(got->message().find("compacted") != std::string::npos);
+}
+
+TEST_CASE("kv client: reads at a past revision, compaction through the log, compacted and future revisions, in words") {
+  kv_service s(7, 3, 1, 0);
+  auto& c = *s.client(0);
+  int done = 0;
+  auto wait = [&](int n) {
+    s.w.run_until([&] { return done == n; }, s.w.now() + 5s);
+    REQUIRE(done == n);
+  };
+  c.put("a", to_bytes("1"), [&](result<done_t> r) { CHECK(r); ++done; });  // revision 1
+  c.put("a", to_bytes("2"), [&](result<done_t> r) { CHECK(r); ++done; });  // 2
+  c.put("b", to_bytes("1"), [&](result<done_t> r) { CHECK(r); ++done; });  // 3
+  c.remove("a", [&](result<std::uint64_t> r) { CHECK(r); ++done; });       // 4
+  wait(4);
+  std::map<std::uint64_t, std::optional<key_value>> a_at;
+  for (std::uint64_t rev = 1; rev <= 4; ++rev)
+    c.get_at("a", rev, [&, rev](result<std::optional<key_value>> r) { REQUIRE(r); a_at[rev] = *r; ++done; });
+  std::optional<range_result> both;
+  c.range_at("a", "c", 0, 3, [&](result<range_result> r) { REQUIRE(r); both = *r; ++done; });
+  std::optional<result<range_result>> future;
+  c.range_at("a", "c", 0, 9, [&](result<range_result> r) { future = r; ++done; });
+  wait(10);
+  REQUIRE(a_at[1]);
+  CHECK(as_string(a_at[1]->value) == "1");
+  CHECK(a_at[1]->version == 1);
+  REQUIRE(a_at[2]);
+  CHECK(as_string(a_at[2]->value) == "2");
+  CHECK(a_at[2]->mod_revision == 2);
+  CHECK(a_at[3]);
+  CHECK_FALSE(a_at[4]);
+  CHECK(keys_of(*both) == std::vector<std::string>{"a", "b"});
+  CHECK(both->revision == 3);
+  REQUIRE_FALSE(*future);
+  CHECK(future->error() == coord::errc::future_revision);
+  CHECK(future->message() == "future revision: 9 is above the store's current revision 4");
+  // Compact at 3: revision 3 still reads, 2 does not.
+  std::optional<result<std::uint64_t>> compacted_to, again, ahead;
+  c.compact(3, [&](result<std::uint64_t> r) { compacted_to = r; ++done; });
+  c.compact(2, [&](result<std::uint64_t> r) { again = r; ++done; });
+  c.compact(50, [&](result<std::uint64_t> r) { ahead = r; ++done; });
+  wait(13);
+  REQUIRE(*compacted_to);
+  CHECK(**compacted_to == 3);
+  REQUIRE_FALSE(*again);
+  CHECK(again->error() == coord::errc::compacted);
+  REQUIRE_FALSE(*ahead);
+  CHECK(ahead->error() == coord::errc::future_revision);
+  std::optional<result<std::optional<key_value>>> old, kept;
+  c.get_at("a", 2, [&](result<std::optional<key_value>> r) { old = r; ++done; });
+  c.get_at("a", 3, [&](result<std::optional<key_value>> r) { kept = r; ++done; });
+  wait(15);
+  REQUIRE_FALSE(*old);
+  CHECK(old->error() == coord::errc::compacted);
+  CHECK(old->message() == "compacted: revision 2 is below the compact revision 3 (the oldest the service still reads at)");
+  CHECK(c.last_compact_revision() == 3);
+  REQUIRE(*kept);
+  REQUIRE(**kept);
+  CHECK(as_string((**kept)->value) == "2");
+  // A watch from below the compact revision ends with compacted; from it, it delivers.
+  std::optional<result<std::vector<watch_event>>> w2, w3;
+  c.watch("a", {}, 2, [&](result<std::vector<watch_event>> r) { if (!w2) w2 = r; });
+  c.watch("a", {}, 3, [&](result<std::vector<watch_event>> r) { if (!w3) w3 = r; });
+  s.w.run_until([&] { return w2 && w3; }, s.w.now() + 5s);
+  REQUIRE(w2);
+  REQUIRE_FALSE(*w2);
+  CHECK(w2->error() == coord::errc::compacted);
+  REQUIRE(w3);
+  REQUIRE(*w3);
+  REQUIRE((*w3)->size() == 1);
+  CHECK((**w3)[0].kind == watch_event::kind_t::remove);
+  // Every replica compacted at the same point of the log.
+  s.w.run_for(300ms);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    CHECK(s.replica(i)->state_machine().compact_revision() == 3);
+    CHECK(s.replica(i)->state_machine().snapshot() == s.leader()->state_machine().snapshot());
+  }
+  CHECK(s.w.metrics().counter(coord_id, "compactions") == 1);
+  CHECK(s.w.metrics().counter(coord_id, "compactions_refused") == 2);
+}
+
+// Under faults, with automatic compaction: a writer's transactions give it
+// the revision of each write; a reader asks for the value at those
+// revisions. Every answer is the value that write made (never a later one),
+// or "compacted" for a revision below the compact revision the service
+// reported; leaders crash and restart (snapshots carry the history); in the
+// end every replica holds the same state, history and compact revision, and
+// the history stays within the automatic retention.
+TEST_CASE("kv client: reads at the revisions of acknowledged writes see those writes, with automatic compaction, crashes and loss, over 10 seeds") {
+  std::size_t answered = 0, compacted = 0, auto_compactions = 0;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    CAPTURE(seed);
+    server_config sc;
+    sc.auto_compaction_retention = 30;
+    sc.auto_compaction_every = 200ms;
+    kv_service s(seed, 3, 2, 0.03, sc);
+    std::map<std::uint64_t, int> written;  // revision -> value written there
+    int writes = 0, reads_pending = 0;
+    std::function<void()> write = [&] {
+      if (++writes > 120) return;
+      txn_request t;
+      t.success = {put_op("x", std::to_string(writes))};
+      const int v = writes;
+      s.client(0)->txn(t, [&, v](result<client_t::txn_result> r) {
+        if (r) written[r->revision] = v;
+        write();
+      });
+    };
+    write();
+    std::function<void()> read = [&] {
+      if (writes > 120 && reads_pending == 0) return;
+      if (written.empty()) return void(s.w.after(20ms, read));
+      auto it = std::next(written.begin(), static_cast<std::ptrdiff_t>(s.w.rng().below(written.size())));
+      const auto rev = it->first;
+      const int v = it->second;
+      ++reads_pending;
+      s.client(1)->get_at("x", rev, [&, rev, v](result<std::optional<key_value>> r) {
+        --reads_pending;
+        CAPTURE(rev);
+        if (r) {
+          REQUIRE(*r);
+          CHECK(as_string((*r)->value) == std::to_string(v));
+          CHECK((*r)->mod_revision == rev);
+          ++answered;
+        } else if (r.error() == coord::errc::compacted) {
+          CHECK(s.client(1)->last_compact_revision() > rev);
+          ++compacted;
+        } else {
+          CHECK(r.error() == dcp::errc::timed_out);
+        }
+        read();
+      });
+    };
+    read();
+    for (int f = 0; f < 3; ++f) {
+      s.w.run_for(400ms);
+      if (auto* l = s.leader())
+        for (std::uint32_t i = 0; i < 3; ++i)
+          if (s.replica(i) == l) {
+            s.w.crash(i);
+            s.w.after(300ms, [&s, i] { s.w.restart(i); });
+          }
+    }
+    s.w.run_until([&] { return writes > 120 && reads_pending == 0; }, s.w.now() + 60s);
+    REQUIRE(writes > 120);
+    s.w.run_for(1s);
+    auto* l = s.leader();
+    REQUIRE(l);
+    const auto& sm = l->state_machine();
+    CHECK(sm.revision() - sm.compact_revision() == 30);  // the retention, exactly, once the leader has caught up
+    for (std::uint32_t i = 0; i < 3; ++i) {
+      REQUIRE(s.replica(i));
+      CHECK(s.replica(i)->applied_index() == l->applied_index());
+      CHECK(s.replica(i)->state_machine().snapshot() == sm.snapshot());
+    }
+    auto_compactions += static_cast<std::size_t>(s.w.metrics().counter(coord_id, "auto_compactions"));
+  }
+  MESSAGE(answered << " reads at a revision answered, " << compacted << " compacted, " << auto_compactions << " automatic compactions");
+  CHECK(answered > 300);
+  CHECK(compacted > 20);
+  CHECK(auto_compactions > 20);
+}
+
+// Membership through the client (dcpctl member add/remove): a fourth
+// replica, started knowing the group, is added, catches up (by snapshot:
+// the state and its history) and answers as the others; one of the first
+// three is removed and crashed; writes go on throughout. Over 5 seeds with
+// loss, every replica's invariants checked after every event.
+TEST_CASE("kv client: add a replica, it catches up with the state and history; remove one; writes go on, over 5 seeds") {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    CAPTURE(seed);
+    sim::simulator w(seed, kv_service::config(0.02));
+    std::vector<address> first{address::sim(0), address::sim(1), address::sim(2)}, all = first;
+    all.push_back(address::sim(3));
+    consensus::raft_config rc;
+    rc.election_timeout_min = 100ms;
+    rc.election_timeout_max = 200ms;
+    rc.heartbeat_interval = 30ms;
+    rc.snapshot_every = 16;
+    server_config sc;
+    auto gen = std::make_shared<dcp::rng>(seed);
+    sc.entropy = [gen] { return (*gen)(); };
+    for (std::uint32_t i = 0; i < 4; ++i) {
+      rc.members = i < 3 ? first : all;  // the new one knows the group it joins
+      w.add_node([rc, sc](sim::node_context& n) {
+        auto& raft = n.add<raft_t>(raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), machine{});
+        n.add<server_t>(coord_id, raft, sc);
+      });
+    }
+    client_config cc;
+    cc.servers = all;
+    cc.ttl = 1s;
+    cc.keepalive_every = 200ms;
+    cc.request_timeout = 100ms;
+    cc.give_up_after = 5s;
+    w.add_node([cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
+    auto replica = [&](std::uint32_t i) { return w.find<raft_t>(i, raft_id); };
+    w.after_event([&] {
+      for (std::uint32_t i = 0; i < 4; ++i)
+        if (auto* x = replica(i)) {
+          x->check_invariants();
+          x->state_machine().check_invariants();
+        }
+    });
+    auto& c = *w.find<client_t>(4, coord_id);
+    int puts = 0;
+    std::function<void()> put = [&] {
+      if (++puts > 60) return;
+      c.put("k" + std::to_string(puts % 20), to_bytes(std::to_string(puts)), [&](result<done_t>) { put(); });
+    };
+    put();
+    w.run_until([&] { return puts > 30; }, w.now() + 10s);
+    CHECK(replica(3)->applied_index() == 0);  // not a member yet: nobody replicates to it
+    std::optional<result<std::vector<address>>> added, again, removed;
+    c.add_member(address::sim(3), [&](result<std::vector<address>> r) { added = r; });
+    w.run_until([&] { return added.has_value(); }, w.now() + 10s);
+    REQUIRE(added);
+    REQUIRE(*added);
+    CHECK(**added == all);
+    c.add_member(address::sim(3), [&](result<std::vector<address>> r) { again = r; });
+    w.run_until([&] { return again.has_value(); }, w.now() + 10s);
+    REQUIRE(again);
+    REQUIRE_FALSE(*again);
+    CHECK(again->error() == dcp::errc::invalid_argument);
+    CHECK(again->message().find("is already a member") != std::string::npos);
+    // Remove one of the first three that does not lead, then crash it.
+    auto leader = [&]() -> raft_t* {
+      for (std::uint32_t i = 0; i < 4; ++i)
+        if (auto* x = replica(i); x && x->is_leader()) return x;
+      return nullptr;
+    };
+    w.run_until([&] { return leader() != nullptr; }, w.now() + 5s);
+    raft_t* l = leader();
+    REQUIRE(l);
+    std::uint32_t gone = 0;
+    while (replica(gone) == l || gone == 3) ++gone;
+    c.remove_member(address::sim(gone), [&](result<std::vector<address>> r) { removed = r; });
+    w.run_until([&] { return removed.has_value(); }, w.now() + 10s);
+    REQUIRE(removed);
+    REQUIRE(*removed);
+    CHECK((**removed).size() == 3);
+    CHECK(std::find((**removed).begin(), (**removed).end(), address::sim(gone)) == (**removed).end());
+    w.crash(gone);
+    w.run_until([&] { return puts > 60; }, w.now() + 20s);
+    REQUIRE(puts > 60);
+    w.run_for(1s);
+    l = leader();
+    REQUIRE(l);
+    for (std::uint32_t i = 0; i < 4; ++i) {
+      if (i == gone) continue;
+      CHECK(replica(i)->members() == **removed);
+      CHECK(replica(i)->applied_index() == l->applied_index());
+      CHECK(replica(i)->state_machine().snapshot() == l->state_machine().snapshot());  // the new one too: state and history
+    }
+    CHECK(w.metrics().counter(coord_id, "member_changes") == 2);
+  }
 }
 
 }  // namespace test_kv_ops

@@ -1,7 +1,8 @@
 // libFuzzer target: the coordination service's message set (coord/messages.hpp)
 // at its servers: three replicas of raft + coord::server + coord::machine in
 // the simulator, receiving forged client messages (commands of every kind,
-// keepalives, lease requests, queries, gets, ranges, watches, registrations)
+// keepalives, lease requests, queries, gets, ranges, reads at a revision,
+// compactions, watches, registrations)
 // from strangers and from addresses that are the replicas', with session ids,
 // client ids, fencing tokens and revisions near what the replicas hold,
 // interleaved with time in which they elect, replicate, expire sessions and
@@ -71,6 +72,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           const auto& r = *replica(i);
           h.numbers.insert(h.numbers.end(), {r.commit_index(), r.store().last_index()});
           for (auto c : r.state_machine().clients_with_sessions()) h.numbers.push_back(c);
+          // Revisions to read at and compact to (range_at, op::compact): around the compact and current ones.
+          const auto& sm = r.state_machine();
+          h.numbers.insert(h.numbers.end(), {sm.revision(), sm.revision() + 1, sm.compact_revision(), sm.compact_revision() - 1});
         }
       },
       [&](std::uint8_t) {},

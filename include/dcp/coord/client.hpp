@@ -71,6 +71,7 @@
 #include <variant>
 #include <vector>
 
+#include "dcp/coord/errors.hpp"
 #include "dcp/coord/machine.hpp"
 #include "dcp/coord/messages.hpp"
 #include "dcp/coord/secure_random.hpp"
@@ -336,6 +337,84 @@ class client {
     });
   }
 
+  /// Reads keys in [key, range_end) as they were at `revision` (etcd's
+  /// Range with a revision; 0: now, as range()), linearizably: the answer
+  /// comes from the leader after a ReadIndex, and result.revision is
+  /// `revision`. Errors: coord::errc::compacted when `revision` is below the
+  /// store's compact revision (its state is gone; the words say which is the
+  /// oldest still readable, and last_compact_revision() holds it),
+  /// coord::errc::future_revision when it is above the store's current
+  /// revision; never a newer state in place of the one asked for.
+  /// invalid_argument, timed_out as range().
+  void range_at(std::string key, std::string range_end, std::size_t limit, std::uint64_t revision, callback<range_result> done) {
+    if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (revision == 0) return range(std::move(key), std::move(range_end), limit, std::move(done));
+    read(msg::range_at{std::move(key), std::move(range_end), limit, revision, 0},
+         [this, revision, done = std::move(done)](result<std::optional<bytes>> r) {
+           if (!r) return done(r.explained());
+           revision_read out;
+           if (!*r || storage::detail::decode_value(**r, out)) return done(dcp::make_error_code(dcp::errc::io_error));
+           if (out.code == status::compacted) {
+             last_compact_revision_ = std::max(last_compact_revision_, out.compact_revision);
+             return done(explained_error{make_error_code(errc::compacted),
+                                         "compacted: revision " + std::to_string(revision) + " is below the compact revision " +
+                                             std::to_string(out.compact_revision) + " (the oldest the service still reads at)"});
+           }
+           if (out.code == status::future_revision)
+             return done(explained_error{make_error_code(errc::future_revision),
+                                         "future revision: " + std::to_string(revision) + " is above the store's current revision " +
+                                             std::to_string(out.current_revision)});
+           if (out.result.revision != revision) {  // a newer (or older) state than asked for: never passed on
+             env_.count("malformed_range_at");
+             return done(explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                                         "malformed answer: a read at revision " + std::to_string(revision) +
+                                             " answered for revision " + std::to_string(out.result.revision)});
+           }
+           done(std::move(out.result));
+         });
+  }
+  /// Key `key` as it was at `revision` (nullopt: it did not exist then). Errors: as range_at.
+  void get_at(std::string key, std::uint64_t revision, callback<std::optional<key_value>> done) {
+    range_at(std::move(key), {}, 1, revision, [done = std::move(done)](result<range_result> r) {
+      if (!r) return done(r.explained());
+      if (r->kvs.empty()) return done(std::optional<key_value>{});
+      done(std::optional<key_value>(std::move(r->kvs.front())));
+    });
+  }
+  /// Discards the store's history below `revision` (etcd's Compact), on
+  /// every replica at the same point of the log: reads and watches from
+  /// `revision` on still work, older ones fail with coord::errc::compacted.
+  /// Completes with the compact revision after it. Errors: compacted
+  /// (`revision` is below the compact revision already), future_revision
+  /// (above the current one), invalid_argument (0), timed_out (outcome unknown).
+  void compact(std::uint64_t revision, callback<std::uint64_t> done) {
+    if (revision == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    request req{op::compact};
+    req.fencing = revision;
+    submit(std::move(req), [this, revision, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.explained());
+      switch (r->code) {
+        case status::ok:
+          last_compact_revision_ = std::max(last_compact_revision_, r->fencing);
+          return done(r->fencing);
+        case status::compacted:
+          last_compact_revision_ = std::max(last_compact_revision_, r->fencing);
+          return done(explained_error{make_error_code(errc::compacted), "compacted: revision " + std::to_string(revision) +
+                                                                            " is below the compact revision " +
+                                                                            std::to_string(r->fencing) + " already"});
+        case status::future_revision:
+          return done(explained_error{make_error_code(errc::future_revision),
+                                      "future revision: " + std::to_string(revision) + " is above the store's current revision " +
+                                          std::to_string(r->generation)});
+        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      }
+    });
+  }
+  /// The newest compact revision this client has heard of (from a read, a
+  /// compaction or a watch that was told "compacted"; 0: none).
+  std::uint64_t last_compact_revision() const noexcept { return last_compact_revision_; }
+
   // ---- watches ----
 
   /// Calls `fn` with every change on keys in [key, range_end) (range_end
@@ -345,8 +424,9 @@ class client {
   /// a leader change or a reconnect the client asks again from the revision
   /// after the last it delivered (every keepalive period, and at once when it
   /// sees a gap). Ends with an error, after which `fn` is not called again:
-  /// not_found when the revisions it needs have left the service's bounded
-  /// history ("compacted": read the range, then watch from its revision + 1),
+  /// coord::errc::compacted when the revisions it needs have left the
+  /// service's history (its bounds, or a compaction: read the range, then
+  /// watch from its revision + 1; last_compact_revision() says from where it could),
   /// busy when the leader refuses more watches. Returns the watch's id.
   using watch_callback = std::function<void(result<std::vector<watch_event>>)>;
   std::uint64_t watch(std::string key, std::string range_end, std::uint64_t start, watch_callback fn) {
@@ -413,6 +493,20 @@ class client {
     statuses_[nonce] = pending_status{replica, std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
     env_.send(replica, msg::status{nonce});
   }
+
+  // ---- membership (an operator's calls: dcpctl member) ----
+
+  /// Adds replica `member` to the group (Raft's one-server change: it joins
+  /// as a voter at once, so start it, listing the others as peers, and add
+  /// one at a time to a healthy group). Completes with the configuration
+  /// once it has committed. Errors, in words: invalid_argument when it is
+  /// already a member (after a resend, the first send may have added it:
+  /// the words list the members), busy when another change has not
+  /// committed yet, timed_out (outcome unknown).
+  void add_member(address member, callback<std::vector<address>> done) { change_member(true, std::move(member), std::move(done)); }
+  /// Removes replica `member` (a removed leader steps down once the change
+  /// commits). Errors: as add_member (invalid_argument: not a member, or the last).
+  void remove_member(address member, callback<std::vector<address>> done) { change_member(false, std::move(member), std::move(done)); }
 
   // ---- what is held ----
 
@@ -572,6 +666,34 @@ class client {
     if (m.refused == refusal::none) storage::detail::encode_value(m.result, b);
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
   }
+  /// Passed to range_at() as bytes; an answer no replica gives is refused here.
+  void on_message(const address& from, const msg::range_at_reply& m) {
+    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused != refusal::none) return answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>{});
+    const bool known = m.code == status::ok || m.code == status::compacted || m.code == status::future_revision;
+    if (!known || m.result.kvs.size() > max_range_keys) {
+      env_.count("malformed_range_at");
+      return answer(from, m.nonce, m.refused, m.leader,
+                    explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                                    "malformed answer from " + from.to_string() + " (unknown status or too many keys)"});
+    }
+    bytes b;
+    storage::detail::encode_value(revision_read{m.code, m.result, m.compact_revision, m.current_revision}, b);
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
+  }
+  void on_message(const address& from, const msg::member_change_reply& m) {
+    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused != refusal::none) return answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>{});
+    if (m.outcome > msg::member_outcome::invalid || m.members.size() > max_status_members) {
+      env_.count("malformed_member_change");
+      return answer(from, m.nonce, m.refused, m.leader,
+                    explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                                    "malformed answer from " + from.to_string() + " (unknown outcome or too many members)"});
+    }
+    bytes b;
+    storage::detail::encode_value(m, b);
+    answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
+  }
   void on_message(const address& from, const msg::lease_reply& m) {
     if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused == refusal::none && m.code == status::no_session) {
@@ -597,10 +719,12 @@ class client {
     if (m.refused != refusal::none || m.compacted) {
       auto fn = std::move(w.fn);
       watches_.erase(it);
-      if (m.compacted)
-        return fn(explained_error{dcp::make_error_code(dcp::errc::not_found),
+      if (m.compacted) {
+        last_compact_revision_ = std::max(last_compact_revision_, m.compact_revision + 1);
+        return fn(explained_error{make_error_code(errc::compacted),
                                   "compacted: revisions up to " + std::to_string(m.compact_revision) +
                                       " have left the service's history; read the keys, then watch from their revision + 1"});
+      }
       return fn(explained_error{dcp::make_error_code(dcp::errc::busy), "busy: the leader refused the watch (too many watches)"});
     }
     if (w.next != 0 && m.after + 1 > w.next) {  // a push before this one was lost: ask from where we are
@@ -697,6 +821,8 @@ class client {
   void on_message(const address&, const msg::range&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::watch&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::status&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::range_at&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::member_change&) { env_.count("unexpected_message"); }
 
   std::uint64_t id() const noexcept { return id_; }
 
@@ -716,7 +842,7 @@ class client {
   /// A request answered by a ReadIndex at the leader (get, lease): resent
   /// until answered or given up; any answer to any of its sends is valid.
   struct pending_read {
-    std::variant<msg::get, msg::lease_request, msg::range> request;  ///< its nonce names it
+    std::variant<msg::get, msg::lease_request, msg::range, msg::range_at, msg::member_change> request;  ///< its nonce names it
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
@@ -747,6 +873,33 @@ class client {
 
   duration lease_span() const {
     return std::chrono::duration_cast<duration>(cfg_.ttl * (1.0 - 2 * cfg_.drift_bound));
+  }
+
+  static std::string list_of(const std::vector<address>& members) {
+    std::string out;
+    for (auto& a : members) out += (out.empty() ? "" : ",") + a.to_string();
+    return out;
+  }
+  void change_member(bool add, address member, callback<std::vector<address>> done) {
+    if (member == address{}) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    const auto who = member.to_string();
+    read(msg::member_change{0, add, std::move(member)}, [add, who, done = std::move(done)](result<std::optional<bytes>> r) {
+      if (!r) return done(r.explained());
+      msg::member_change_reply m;
+      if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
+      switch (m.outcome) {
+        case msg::member_outcome::done: return done(std::move(m.members));
+        case msg::member_outcome::already:
+          return done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
+                                      who + (add ? " is already a member" : " is not a member") + " (members: " + list_of(m.members) + ")"});
+        case msg::member_outcome::pending:
+          return done(explained_error{dcp::make_error_code(dcp::errc::busy),
+                                      "busy: a membership change is still in progress; retry when it commits"});
+        case msg::member_outcome::invalid: break;
+      }
+      done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
+                           "cannot " + std::string(add ? "add " : "remove ") + who + ": the last member, or not a replica's address"});
+    });
   }
 
   void take(std::string name, std::uint32_t permits, bool wait, bytes value, callback<grant> done) {
@@ -1107,6 +1260,7 @@ class client {
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
   std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
+  std::uint64_t last_compact_revision_ = 0;      // the newest compact revision heard of
   std::uint64_t secret_ = 0;                     // the session's secret (its owner's proof)
   timer_id expiry_timer_{};
   session_id session_ = 0;

@@ -49,6 +49,7 @@
 
 #include <cereal/types/deque.hpp>
 #include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
 #include <cereal/types/set.hpp>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
@@ -78,6 +79,7 @@ enum class op : std::uint8_t {
   reclaim,         ///< proposed by the leader: a released grant's token has expired; its permit is free
   remove,          ///< removes key `name`, or every key in [name, range end) when `expected` holds a range end
   txn,             ///< `value` holds an encoded txn_request (compares, then success or failure writes)
+  compact,         ///< etcd's Compact: the history below revision `fencing` is discarded (no session needed)
 };
 // Layout rule: `request` and `reply` are in the log and in raft's cached
 // results, so their fields never change; new operations reuse them (remove's
@@ -132,6 +134,8 @@ enum class status : std::uint8_t {
   mismatch,       ///< compare_and_set: the key did not hold the expected value; nothing changed;
                   ///< txn: a compare failed and the failure branch was applied
   quota_exceeded, ///< max_keys or max_session_keys reached: nothing changed
+  compacted,      ///< compact: the revision is below the compact revision (reply::fencing holds it); nothing changed
+  future_revision,///< compact: the revision is above the current one (reply::generation holds that); nothing changed
 };
 
 struct reply {
@@ -142,6 +146,7 @@ struct reply {
                                  ///< key-value writes: the store's revision after this command
   template <class A> void serialize(A& ar) { ar(code, fencing, session, generation); }
   // remove: `fencing` holds the number of keys removed.
+  // compact: `fencing` holds the compact revision after it (or the one that refused it).
 };
 
 /// One key of the store as reads see it (etcd's KeyValue). Which session an
@@ -167,9 +172,16 @@ struct watch_event {
   template <class A> void serialize(A& ar) { ar(kind, kv); }
   bool operator==(const watch_event&) const = default;
 };
-/// The recent changes the store keeps for watches to resume from (a
-/// bounded history, as etcd's before compaction): at most this many events
-/// and bytes; a watch that asks for an older revision is told "compacted".
+/// The recent changes the store keeps, each with the key as it was before
+/// (etcd's prev_kv): watches resume from them, and a read at a past revision
+/// undoes them (etcd's MVCC Range with a revision). Bounded: at most this many
+/// events and bytes (values and previous values counted), oldest whole
+/// revisions dropped first, except that the newest revision is always kept
+/// whole (at most max_txn_ops events, or a session's max_session_keys
+/// ephemeral keys). What is dropped is compacted: a read or watch below the
+/// compact revision fails with "compacted", as after etcd's Compact, which
+/// clients may also ask for (op::compact), and the server's automatic
+/// compaction does (server_config::auto_compaction_retention).
 inline constexpr std::size_t max_history_events = 4096;
 inline constexpr std::size_t max_history_bytes = 2 * 1024 * 1024;
 
@@ -180,6 +192,18 @@ struct range_result {
   std::uint64_t revision = 0;
   bool more = false;
   template <class A> void serialize(A& ar) { ar(kvs, revision, more); }
+};
+
+/// A read at a revision (machine::range_at): `ok` with the keys as they were
+/// at that revision (result.revision is it), else `compacted` (below
+/// compact_revision: that state is gone) or `future_revision` (above
+/// current_revision); never a newer state in place of an older one.
+struct revision_read {
+  status code = status::ok;
+  range_result result;
+  std::uint64_t compact_revision = 0;  ///< the oldest revision that can be read
+  std::uint64_t current_revision = 0;  ///< the store's revision
+  template <class A> void serialize(A& ar) { ar(code, result, compact_revision, current_revision); }
 };
 
 /// etcd's Txn: if every compare holds, apply `success`, else `failure`,
@@ -252,6 +276,7 @@ class machine {
  public:
   bytes apply(byte_view in) {
     touched_.clear();
+    trimmed_ = false;
     request r;
     reply out;
     if (storage::detail::decode_value(in, r)) out.code = status::bad_request;
@@ -331,11 +356,25 @@ class machine {
     }
     DCP_ASSERT(history_.size() <= max_history_events, "the history is bounded");
     DCP_ASSERT(compacted_ <= revision_, "compaction never runs ahead of the revision");
+    DCP_ASSERT(mvcc_floor_ <= revision_, "reads at a revision start no later than the current revision");
+    std::size_t bytes_counted = 0;
     for (std::size_t i = 0; i < history_.size(); ++i) {
-      DCP_ASSERT(history_[i].kv.mod_revision > compacted_ && history_[i].kv.mod_revision <= revision_,
+      const auto& e = history_[i];
+      DCP_ASSERT(e.event.kv.mod_revision > compacted_ && e.event.kv.mod_revision <= revision_,
                  "history events are newer than the compaction and not ahead of the revision");
-      DCP_ASSERT(i == 0 || history_[i - 1].kv.mod_revision <= history_[i].kv.mod_revision, "history is in revision order");
+      DCP_ASSERT(i == 0 || history_[i - 1].event.kv.mod_revision <= e.event.kv.mod_revision, "history is in revision order");
+      DCP_ASSERT(!e.prev || (e.prev->key == e.event.kv.key && e.prev->mod_revision < e.event.kv.mod_revision),
+                 "an event's previous key is the same key, written before it");
+      DCP_ASSERT(e.event.kind == watch_event::kind_t::put || e.event.kv.mod_revision <= mvcc_floor_ || e.prev,
+                 "a remove (after the read floor) removed a key that existed");
+      DCP_ASSERT(e.event.kind != watch_event::kind_t::put || !e.prev || e.prev->version + 1 == e.event.kv.version,
+                 "a put over a key adds one to its version");
+      DCP_ASSERT(e.event.kind != watch_event::kind_t::put || e.event.kv.mod_revision <= mvcc_floor_ ||
+                     (e.event.kv.version == 1) == !e.prev,
+                 "a put creates its key (version 1) exactly when the key did not exist before it");
+      bytes_counted += entry_bytes(e);
     }
+    DCP_ASSERT(bytes_counted == history_bytes_, "the history's byte count is its entries'");
     for (const auto& [client, c] : clients_) DCP_ASSERT(client != 0 && c.last_index >= client, "a command client is used after its registration");
 #endif
   }
@@ -392,19 +431,65 @@ class machine {
     out.revision = revision_;
     if (limit == 0 || limit > max_range_keys) limit = max_range_keys;
     std::size_t bytes_out = 0;
-    for (auto it = kv_.lower_bound(key); it != kv_.end() && in_range(it->first, key, range_end); ++it) {
-      const auto size = it->first.size() + it->second.value.size() + 32;
-      if (out.kvs.size() >= limit || bytes_out + size > max_range_bytes) {
-        out.more = true;
-        break;
-      }
-      bytes_out += size;
-      out.kvs.push_back(view_of(*it));
-    }
+    for (auto it = kv_.lower_bound(key); it != kv_.end() && in_range(it->first, key, range_end); ++it)
+      if (!take(out, view_of(*it), limit, bytes_out)) break;
     return out;
   }
   /// Revisions at or below this one have left the history (0: none has).
   std::uint64_t compacted() const noexcept { return compacted_; }
+  /// The oldest revision a read at a revision is answered for (etcd's
+  /// compact revision): compacted() + 1, or later after a format-2 snapshot
+  /// (its history kept no previous values); never above the current revision.
+  std::uint64_t compact_revision() const noexcept {
+    return std::min(std::max(compacted_ + 1, mvcc_floor_), std::max<std::uint64_t>(revision_, 1));
+  }
+  /// Keys in [key, range_end) as they were at revision `at` (0: the current
+  /// one), as range() reads them now (same limits). `at` below
+  /// compact_revision(): compacted; above revision(): future_revision. The
+  /// state at `at` is the current one with every later change undone, each
+  /// history event carrying the key as it was before it: O(history + keys
+  /// read).
+  revision_read range_at(const std::string& key, const std::string& range_end, std::size_t limit, std::uint64_t at) const {
+    revision_read out{status::ok, {}, compact_revision(), revision_};
+    if (at == 0 || at == revision_) {
+      out.result = range(key, range_end, limit);
+      return out;
+    }
+    if (at > revision_) {
+      out.code = status::future_revision;
+      return out;
+    }
+    if (at < out.compact_revision) {
+      out.code = status::compacted;
+      return out;
+    }
+    // Each key changed after `at` was, at `at`, as its earliest later event found it.
+    std::map<std::string, const std::optional<key_value>*> then;
+    for (auto it = history_.rbegin(); it != history_.rend() && it->event.kv.mod_revision > at; ++it)
+      if (in_range(it->event.kv.key, key, range_end)) then[it->event.kv.key] = &it->prev;
+    out.result.revision = at;
+    if (limit == 0 || limit > max_range_keys) limit = max_range_keys;
+    std::size_t bytes_out = 0;
+    auto now = kv_.lower_bound(key);
+    auto old = then.begin();
+    while (true) {
+      const bool now_in = now != kv_.end() && in_range(now->first, key, range_end);
+      if (!now_in && old == then.end()) break;
+      const key_value* kv = nullptr;
+      key_value current;
+      if (old != then.end() && (!now_in || old->first <= now->first)) {
+        if (now_in && now->first == old->first) ++now;
+        if (*old->second) kv = &**old->second;
+        ++old;
+      } else {
+        current = view_of(*now);
+        kv = &current;
+        ++now;
+      }
+      if (kv && !take(out.result, *kv, limit, bytes_out)) break;
+    }
+    return out;
+  }
   /// Events with revision >= `from` on keys in [key, range_end), oldest
   /// first, whole revisions only, up to about `max_bytes` (at least one
   /// revision). nullopt: `from` is at or below compacted() (those events are
@@ -418,18 +503,18 @@ class machine {
     std::size_t bytes_out = 0;
     std::uint64_t current = 0;  // the revision being read
     auto it = std::lower_bound(history_.begin(), history_.end(), from,
-                               [](const watch_event& e, std::uint64_t r) { return e.kv.mod_revision < r; });
+                               [](const history_entry& e, std::uint64_t r) { return e.event.kv.mod_revision < r; });
     for (; it != history_.end(); ++it) {
-      if (it->kv.mod_revision != current) {
+      if (it->event.kv.mod_revision != current) {
         if (bytes_out > max_bytes) {  // whole revisions only: stop before this one
           through = current;
           break;
         }
-        current = it->kv.mod_revision;
+        current = it->event.kv.mod_revision;
       }
-      if (!in_range(it->kv.key, key, range_end)) continue;
-      bytes_out += event_bytes(*it);
-      out.push_back(*it);
+      if (!in_range(it->event.kv.key, key, range_end)) continue;
+      bytes_out += event_bytes(it->event);
+      out.push_back(it->event);
     }
     return out;
   }
@@ -511,24 +596,42 @@ class machine {
   /// Sessions that the last apply() granted a waiting request or let
   /// through a barrier: the ones to tell (not part of the replicated state).
   const std::vector<session_id>& touched() const noexcept { return touched_; }
+  /// The last apply() dropped history beyond its bounds (max_history_*), so
+  /// the compact revision moved without a compact command (not part of the
+  /// replicated state: for the server's counter).
+  bool trimmed_history() const noexcept { return trimmed_; }
 
   /// The snapshot. Format 1 (before revisions) began with the fencing
-  /// counter; format 2 begins with `snapshot_format_2`, a value the counter
-  /// never reaches, so a replica reads both (a format-1 snapshot's keys get
-  /// revisions 1..n in key order, version 1).
+  /// counter; formats 2 and 3 begin with a tag, a value the counter never
+  /// reaches, so a replica reads all three (a format-1 snapshot's keys get
+  /// revisions 1..n in key order, version 1). Format 3 adds each history
+  /// event's previous key and the read floor, so a replica restored from it
+  /// answers reads at past revisions as the others do; a format-2 history
+  /// has no previous values: its events still serve watches, and reads at a
+  /// revision start at the snapshot's revision (mvcc_floor_).
   static constexpr std::uint64_t snapshot_format_2 = 0xDC0C'F0F0'0000'0002ull;
+  static constexpr std::uint64_t snapshot_format_3 = 0xDC0C'F0F0'0000'0003ull;
   template <class A>
   void save(A& ar) const {
-    ar(snapshot_format_2, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_);
+    ar(snapshot_format_3, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_,
+       mvcc_floor_);
   }
   template <class A>
   void load(A& ar) {
     std::uint64_t first = 0;
     ar(first);
-    if (first == snapshot_format_2) {
-      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_);
+    if (first == snapshot_format_3 || first == snapshot_format_2) {
+      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_);
+      if (first == snapshot_format_3) {
+        ar(history_, compacted_, mvcc_floor_);
+      } else {
+        std::deque<watch_event> events;
+        ar(events, compacted_);
+        for (auto& e : events) history_.push_back({std::move(e), std::nullopt});
+        mvcc_floor_ = revision_;
+      }
       history_bytes_ = 0;
-      for (auto& e : history_) history_bytes_ += event_bytes(e);
+      for (auto& e : history_) history_bytes_ += entry_bytes(e);
       return;
     }
     fencing_ = first;
@@ -540,7 +643,7 @@ class machine {
       ++revision_;
       kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0};
     }
-    compacted_ = revision_;  // no history before format 2
+    compacted_ = mvcc_floor_ = revision_;  // no history before format 2
   }
 
  private:
@@ -568,6 +671,12 @@ class machine {
     session_id session = 0;  ///< ephemeral: bound to this session (0: not)
     template <class A> void serialize(A& ar) { ar(value, create_revision, mod_revision, version, session); }
   };
+  /// A change, and the key as it was before it (nullopt: it did not exist).
+  struct history_entry {
+    watch_event event;
+    std::optional<key_value> prev;
+    template <class A> void serialize(A& ar) { ar(event, prev); }
+  };
   struct command_client {
     std::uint64_t seq = 0, last_index = 0;
     template <class A> void serialize(A& ar) { ar(seq, last_index); }
@@ -575,6 +684,17 @@ class machine {
 
   static key_value view_of(const std::pair<const std::string, kv_entry>& kv) {
     return {kv.first, kv.second.value, kv.second.create_revision, kv.second.mod_revision, kv.second.version, kv.second.session != 0};
+  }
+  /// Adds `kv` to a range's answer unless a bound is reached (then `more`, and false).
+  static bool take(range_result& out, const key_value& kv, std::size_t limit, std::size_t& bytes_out) {
+    const auto size = kv.key.size() + kv.value.size() + 32;
+    if (out.kvs.size() >= limit || bytes_out + size > max_range_bytes) {
+      out.more = true;
+      return false;
+    }
+    bytes_out += size;
+    out.kvs.push_back(kv);
+    return true;
   }
   static bool in_range(const std::string& k, const std::string& key, const std::string& range_end) {
     if (range_end.empty()) return k == key;
@@ -623,6 +743,7 @@ class machine {
                           r.kind == op::remove || r.kind == op::txn;
     if (kv_write && r.session == 0) return write(r, 0);
     if (r.kind == op::reclaim) return reclaim(r);
+    if (r.kind == op::compact) return compact(r.fencing);
     auto sit = sessions_.find(r.session);
     // Another's session, named without its secret, looks like none at all
     // (expire_session is the leader's own, refused from clients by the server).
@@ -639,6 +760,7 @@ class machine {
         return {status::ok};
       }
       case op::reclaim: break;  // handled above (the session may be gone)
+      case op::compact: break;  // handled above (no session)
       case op::acquire: return acquire(r, sit->second);
       case op::release: return release(r, sit->second);
       case op::barrier_enter: return enter(r);
@@ -751,6 +873,8 @@ class machine {
   /// Writes at revision_ (already advanced): a key removed and put again is created anew.
   void put_key(const std::string& k, bytes v, session_id session) {
     auto [it, fresh] = kv_.try_emplace(k);
+    std::optional<key_value> prev;
+    if (!fresh) prev = view_of(*it);
     auto& e = it->second;
     if (fresh) {
       e.create_revision = revision_;
@@ -764,32 +888,51 @@ class machine {
       if (session) sessions_[session].keys.insert(k);
       e.session = session;
     }
-    record({watch_event::kind_t::put, view_of(*it)});
+    record({watch_event::kind_t::put, view_of(*it)}, std::move(prev));
   }
   static std::size_t event_bytes(const watch_event& e) { return e.kv.key.size() + e.kv.value.size() + 40; }
+  static std::size_t entry_bytes(const history_entry& e) {
+    return event_bytes(e.event) + (e.prev ? e.prev->key.size() + e.prev->value.size() + 40 : 0);
+  }
   /// Appends to the bounded history (revision_ is the event's); the oldest
   /// whole revisions go beyond the bounds, and compacted_ says which.
-  void record(watch_event e) {
+  void record(watch_event e, std::optional<key_value> prev) {
     e.kv.mod_revision = revision_;
-    history_bytes_ += event_bytes(e);
-    history_.push_back(std::move(e));
+    history_.push_back({std::move(e), std::move(prev)});
+    history_bytes_ += entry_bytes(history_.back());
     while (history_.size() > max_history_events || history_bytes_ > max_history_bytes) {
-      const auto rev = history_.front().kv.mod_revision;
+      const auto rev = history_.front().event.kv.mod_revision;
       if (rev == revision_) break;  // never the revision being written
-      while (!history_.empty() && history_.front().kv.mod_revision == rev) {
-        history_bytes_ -= event_bytes(history_.front());
-        history_.pop_front();
-      }
-      compacted_ = rev;
+      drop_history_through(rev);
+      trimmed_ = true;
     }
+  }
+  /// Forgets every change at or below revision `rev`.
+  void drop_history_through(std::uint64_t rev) {
+    while (!history_.empty() && history_.front().event.kv.mod_revision <= rev) {
+      history_bytes_ -= entry_bytes(history_.front());
+      history_.pop_front();
+    }
+    compacted_ = std::max(compacted_, rev);
+  }
+  /// etcd's Compact(rev): reads and watches from `rev` on still work, from
+  /// below it fail with compacted. Compacting below the compact revision is
+  /// refused (compacted), as is a revision above the current one; at the
+  /// compact revision again it changes nothing.
+  reply compact(std::uint64_t rev) {
+    if (rev > revision_) return {status::future_revision, compact_revision(), 0, revision_};
+    if (rev < compact_revision()) return {status::compacted, compact_revision(), 0, revision_};
+    drop_history_through(rev - 1);
+    return {status::ok, compact_revision(), 0, revision_};
   }
   void remove_key(const std::string& k) {
     auto it = kv_.find(k);
     if (it == kv_.end()) return;
     if (it->second.session)
       if (auto s = sessions_.find(it->second.session); s != sessions_.end()) s->second.keys.erase(k);
+    std::optional<key_value> prev = view_of(*it);
     kv_.erase(it);
-    record({watch_event::kind_t::remove, key_value{k, {}, 0, revision_, 0, false}});
+    record({watch_event::kind_t::remove, key_value{k, {}, 0, revision_, 0, false}}, std::move(prev));
   }
 
   bool compare_holds(const txn_compare& c) const {
@@ -971,11 +1114,13 @@ class machine {
   std::map<std::string, barrier> barriers_;
   std::map<std::string, kv_entry> kv_;
   std::uint64_t revision_ = 0;
-  std::deque<watch_event> history_;  // the latest changes, in revision order (bounded: max_history_*)
+  std::deque<history_entry> history_;  // the latest changes, in revision order (bounded: max_history_*)
   std::uint64_t compacted_ = 0;      // revisions up to this one have left history_
+  std::uint64_t mvcc_floor_ = 0;     // reads at a revision start here at the earliest (a format-2 snapshot's revision)
   std::size_t history_bytes_ = 0;    // not serialized: recomputed on restore
   std::map<std::uint64_t, command_client> clients_;  // raft's client sessions, mirrored (see note_registered)
   std::vector<session_id> touched_;
+  bool trimmed_ = false;
 };
 
 }  // namespace dcp::coord

@@ -220,9 +220,67 @@ struct status_reply {
   template <class A> void serialize(A& ar) { ar(nonce, role, term, leader, commit, applied, revision, members); }
 };
 
+/// A linearizable range read at a past revision (etcd's Range with a
+/// revision; ReadIndex at the leader): keys in [key, range_end) as they were
+/// at `revision` (0: now). Answered with `code` ok (and `result`, whose
+/// revision is the one asked for), compacted (below `compact_revision`, the
+/// oldest revision still readable) or future_revision (above
+/// `current_revision`). Separate from `range` (wire ids 14 and 15), whose
+/// layout is unchanged.
+struct range_at {
+  static constexpr message_type wire_id = 20;
+  static constexpr std::string_view wire_name = "range_at";
+  std::string key, range_end;
+  std::uint64_t limit = 0;     ///< at most this many keys (0: up to max_range_keys)
+  std::uint64_t revision = 0;  ///< the revision to read at (0: the current one)
+  std::uint64_t nonce = 0;
+  template <class A> void serialize(A& ar) { ar(key, range_end, limit, revision, nonce); }
+};
+struct range_at_reply {
+  static constexpr message_type wire_id = 21;
+  static constexpr std::string_view wire_name = "range_at_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  coord::status code = coord::status::ok;  ///< ok, compacted or future_revision
+  std::uint64_t compact_revision = 0, current_revision = 0;
+  range_result result;
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, code, compact_revision, current_revision, result); }
+};
+
+/// Asks the leader to add or remove one replica (Raft's one-server change,
+/// consensus/raft.hpp: add_member, remove_member); answered once the new
+/// configuration has committed. An operator's request (dcpctl member):
+/// whoever the transport lets in may send it, as with etcd without auth.
+struct member_change {
+  static constexpr message_type wire_id = 22;
+  static constexpr std::string_view wire_name = "member_change";
+  std::uint64_t nonce = 0;
+  bool add = true;
+  address member;
+  template <class A> void serialize(A& ar) { ar(nonce, add, member); }
+};
+enum class member_outcome : std::uint8_t {
+  done = 0,
+  already,   ///< add: already a member; remove: not a member (nothing changed)
+  pending,   ///< another change has not committed yet, or the leader has not committed in its term: retry
+  invalid,   ///< the last member, or not an address
+};
+struct member_change_reply {
+  static constexpr message_type wire_id = 23;
+  static constexpr std::string_view wire_name = "member_change_reply";
+  std::uint64_t nonce = 0;
+  refusal refused = refusal::none;
+  std::optional<address> leader;
+  member_outcome outcome = member_outcome::done;
+  std::vector<address> members;  ///< the configuration after the change (done), or the leader's now
+  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, outcome, members); }
+};
+
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
                               get_reply, lease_request, lease_reply, register_client, register_reply, range,
-                              range_reply, watch, watch_events, status, status_reply>;
+                              range_reply, watch, watch_events, status, status_reply, range_at, range_at_reply,
+                              member_change, member_change_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

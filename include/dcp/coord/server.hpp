@@ -7,7 +7,10 @@
 // the id is a command session the client registered in the log first
 // (register_client), so it is never reused and never silently recreated.
 // Keepalives, queries, gets and ranges are linearizable reads (ReadIndex)
-// and are not logged.
+// and are not logged; so are reads at a past revision (range_at: the
+// machine undoes its history, machine.hpp). Compaction is a command (every
+// replica compacts at the same point of the log); the leader proposes it
+// itself when server_config::auto_compaction_retention is set.
 //
 // Watches (leader only; machine.hpp keeps the bounded history they resume
 // from). A watch request is answered after a ReadIndex with every change on
@@ -104,6 +107,15 @@ struct server_config {
   std::size_t max_watches = 10'000;
   std::size_t max_watches_per_client = 256;
   duration watch_idle = std::chrono::minutes(1);
+  /// Automatic compaction (etcd's --auto-compaction-mode=revision): every
+  /// auto_compaction_every, the leader proposes compact(revision - retention)
+  /// when that moves the compact revision, so reads and watches reach back
+  /// `retention` revisions at least and history memory follows the write
+  /// rate (counted: auto_compactions). 0: off; the history is then bounded
+  /// by machine.hpp's max_history_events / max_history_bytes alone (a drop
+  /// there is counted as history_trimmed, on every replica).
+  std::uint64_t auto_compaction_retention = 0;
+  duration auto_compaction_every = std::chrono::seconds(5);
   /// Where session ids come from: unguessable by default (secure_random.hpp).
   /// A simulation may name a seeded generator, for reproducible runs.
   entropy_source entropy = secure_random;
@@ -114,6 +126,8 @@ struct server_config {
     if (drift_bound < 0 || drift_bound >= 0.25)
       throw error(dcp::errc::invalid_config, "coord::server: drift_bound must be in [0, 0.25)");
     if (!entropy) throw error(dcp::errc::invalid_config, "coord::server: no entropy source");
+    if (auto_compaction_retention && auto_compaction_every <= duration::zero())
+      throw error(dcp::errc::invalid_config, "coord::server: auto_compaction_every must be > 0");
   }
 };
 
@@ -170,11 +184,12 @@ class server {
     } else {
       storage::detail::encode_value(m.req, payload);
     }
-    raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session](result<bytes> r) {
+    raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session, kind = m.req.kind](result<bytes> r) {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
         if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
         if (out.result.code == status::quota_exceeded) env_.count("kv_quota_exceeded");
+        if (kind == op::compact) env_.count(out.result.code == status::ok ? "compactions" : "compactions_refused");
         if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
           clients_[out.result.session] = from;
         else if (session && out.result.code != status::no_session && out.result.code != status::bad_request)
@@ -251,6 +266,74 @@ class server {
       else out.result = raft_.state_machine().range(m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)));
       env_.send(from, out);
     });
+  }
+
+  void on_message(const address& from, const msg::range_at& m) {
+    msg::range_at_reply out{m.nonce, refusal::none, raft_.leader()};
+    if (m.key.empty() || m.key.size() > max_key_bytes || m.range_end.size() > max_key_bytes) {
+      env_.count("bad_range_request");
+      out.refused = refusal::failed;
+      return void(env_.send(from, out));
+    }
+    if (!raft_.is_leader()) {
+      out.refused = refusal::not_leader;
+      return void(env_.send(from, out));
+    }
+    raft_.read_index([this, from, m](result<std::uint64_t> idx) {
+      msg::range_at_reply out{m.nonce, refusal::none, raft_.leader()};
+      if (!idx) {
+        out.refused = refusal::not_leader;
+        return void(env_.send(from, out));
+      }
+      auto r = raft_.state_machine().range_at(m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)),
+                                              m.revision);
+      if (r.code == status::compacted) env_.count("reads_compacted");
+      out.code = r.code;
+      out.compact_revision = r.compact_revision;
+      out.current_revision = r.current_revision;
+      out.result = std::move(r.result);
+      env_.send(from, out);
+    });
+  }
+
+  /// One-server membership change (Raft 4.1), answered when it has
+  /// committed (or at once when Raft refuses it).
+  void on_message(const address& from, const msg::member_change& m) {
+    msg::member_change_reply out{m.nonce, refusal::none, raft_.leader()};
+    if (!raft_.is_leader()) {
+      out.refused = refusal::not_leader;
+      return void(env_.send(from, out));
+    }
+    const auto& now = raft_.members();
+    const bool present = std::find(now.begin(), now.end(), m.member) != now.end();
+    out.members = now;
+    if (m.member == address{} || m.member == from) {  // (the requester is a client, never the replica to add)
+      env_.count("member_change_invalid");
+      out.outcome = msg::member_outcome::invalid;
+      return void(env_.send(from, out));
+    }
+    if (m.add == present) {
+      out.outcome = msg::member_outcome::already;
+      return void(env_.send(from, out));
+    }
+    auto done = [this, from, nonce = m.nonce](result<bytes> r) {
+      msg::member_change_reply out{nonce, refusal::none, raft_.leader()};
+      out.members = raft_.members();
+      if (r) {
+        env_.count("member_changes");
+      } else if (r.error() == consensus::errc::config_change_pending) {
+        out.outcome = msg::member_outcome::pending;
+      } else if (r.error() == dcp::errc::invalid_argument) {
+        out.outcome = msg::member_outcome::invalid;
+      } else if (r.error() == dcp::errc::not_leader || r.error() == consensus::errc::outcome_unknown) {
+        out.refused = refusal::retry;  // outcome unknown: the client asks again (and may hear "already")
+      } else {
+        out.refused = refusal::failed;
+      }
+      env_.send(from, out);
+    };
+    if (m.add) raft_.add_member(m.member, std::move(done));
+    else raft_.remove_member(m.member, std::move(done));
   }
 
   void on_message(const address& from, const msg::watch& m) {
@@ -334,6 +417,8 @@ class server {
   void on_message(const address&, const msg::range_reply&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::watch_events&) { env_.count("unexpected_message"); }
   void on_message(const address&, const msg::status_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::range_at_reply&) { env_.count("unexpected_message"); }
+  void on_message(const address&, const msg::member_change_reply&) { env_.count("unexpected_message"); }
 
   void on_message(const address& from, const msg::lease_request& m) {
     msg::lease_reply out{m.nonce, refusal::none, raft_.leader(), status::granted, {}};
@@ -544,6 +629,24 @@ class server {
       storage::detail::encode_value(request{op::expire_session, s}, payload);
       raft_.propose(std::move(payload), [](result<bytes>) {});
     }
+    auto_compact(now);
+  }
+
+  /// server_config::auto_compaction_retention: one compact command at a time, at most one per period.
+  void auto_compact(time_point now) {
+    const auto& sm = raft_.state_machine();
+    if (!cfg_.auto_compaction_retention || auto_compacting_ || now < next_auto_compaction_) return;
+    if (sm.revision() <= cfg_.auto_compaction_retention) return;
+    const auto target = sm.revision() - cfg_.auto_compaction_retention;
+    if (target <= sm.compact_revision()) return;
+    next_auto_compaction_ = now + cfg_.auto_compaction_every;
+    auto_compacting_ = true;
+    env_.count("auto_compactions");
+    bytes payload;
+    request req{op::compact};
+    req.fencing = target;
+    storage::detail::encode_value(req, payload);
+    raft_.propose(std::move(payload), [this](result<bytes>) { auto_compacting_ = false; });
   }
 
   void applied(const storage::log_entry& e, const consensus::command* c, const bytes* r) {
@@ -556,6 +659,7 @@ class server {
       else if (c->client != 0) sm.note_command(c->client, c->seq, e.index, r != nullptr);
     }
     if (!c || !r) return;
+    if (raft_.state_machine().trimmed_history()) env_.count("history_trimmed");
     request req;
     if (storage::detail::decode_value(c->payload, req)) return;
     if (c->client != 0) {  // the command client acting for this session (replicated: every replica, in log order)
@@ -604,6 +708,8 @@ class server {
   std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt
   std::map<grant_key, time_point> drain_deadlines_; // leader only: when a draining grant's permit is free
   std::set<grant_key> reclaiming_;                  // leader only: reclaim proposed, not yet applied
+  bool auto_compacting_ = false;                    // leader only: an automatic compaction proposed, not yet answered
+  time_point next_auto_compaction_{};               // leader only: not before then
   periodic<E> ticker_;
 };
 
