@@ -123,6 +123,8 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -412,16 +414,18 @@ class can {
   static constexpr std::string_view name = "can";
   static constexpr protocol_id default_id = 84;
 
-  can(E env, can_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  can(E env, can_config cfg = {})
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
+        hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
   }
   can(const can&) = delete;
   can& operator=(const can&) = delete;
-  ~can() {
-    stop();
-    for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
-  }
+  ~can() { stop(); }
 
   // ---- the point of a key ----
 
@@ -467,20 +471,16 @@ class can {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
     if (n == 0 || n > cfg_.max_neighbours + 1)
       return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
-    const std::uint64_t nonce = fresh_nonce();
-    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
-      auto it = lookups_.find(nonce);
-      if (it == lookups_.end()) return;
-      auto cb = std::move(it->second.cb);
-      env_.cancel(it->second.retry);
-      lookups_.erase(it);
-      env_.count("lookup_failed");
-      cb(make_error_code(errc::lookup_failed), {});
+    // the owner itself may answer at once: pending_requests still completes after the call
+    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+      can_msg::route m;
+      m.nonce = nonce;
+      m.what = static_cast<std::uint8_t>(can_msg::kind::lookup);
+      m.key = key;
+      m.origin = self_;
+      m.n = wanted;
+      handle_route(std::move(m));
     });
-    after_return done(env_);  // the owner itself answers at once: still after the call
-    lookups_.emplace(nonce, pending_lookup{done.wrap(std::move(cb)), t, {}});
-    send_lookup(nonce, key, static_cast<std::uint16_t>(n), 0);
-    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
@@ -537,7 +537,7 @@ class can {
     if (!joined_) return;
     joined_ = false;
     leaving_ = true;  // updates go on until the heir has the zones: no one suspects us meanwhile
-    fail_lookups();
+    lookups_.fail_all(make_error_code(errc::not_joined));
     heirs_ = heir_order();
     next_heir();
   }
@@ -584,22 +584,12 @@ class can {
     ++next.hops;
     handle_route(std::move(next));
   }
-  void on_message(const address& from, const can_msg::route_ack& m) {
-    auto it = hops_.find(m.hop);
-    if (it == hops_.end() || it->second.next != from) return;
-    env_.cancel(it->second.timer);
-    hops_.erase(it);
-  }
+  void on_message(const address& from, const can_msg::route_ack& m) { hops_.acknowledge(from, m.hop); }
   void on_message(const address& from, const can_msg::lookup_reply& m) {
     (void)from;
-    auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end()) return env_.count("stale_reply");
+    if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
     if (m.owners.empty() || m.owners.size() > cfg_.max_neighbours + 1) return env_.count("bad_message");
-    auto cb = std::move(it->second.cb);
-    env_.cancel(it->second.timer);
-    env_.cancel(it->second.retry);
-    lookups_.erase(it);
-    cb({}, lookup_result{m.owners, m.hops});
+    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
 
   void on_message(const address& from, const can_msg::join_offer& m) {
@@ -818,7 +808,7 @@ class can {
     joined_ = false;
     leaving_ = false;
     stop();
-    fail_lookups();
+    lookups_.fail_all(make_error_code(errc::not_joined));
     zones_.clear();
     neighbours_.clear();
     if (seeds.empty()) return env_.count("evicted_without_seeds");
@@ -830,17 +820,10 @@ class can {
   void on_unreachable(const address& peer) {
     if (auto nb = neighbours_.find(peer); nb != neighbours_.end())
       nb->second.heard = std::min(nb->second.heard, env_.now() - cfg_.failure_timeout());
-    std::vector<std::uint64_t> waiting;
-    for (auto& [h, p] : hops_)
-      if (p.next == peer) waiting.push_back(h);
-    for (auto h : waiting) {
-      auto it = hops_.find(h);
-      pending_hop p = std::move(it->second);
-      env_.cancel(p.timer);
-      hops_.erase(it);
+    hops_.abandon(peer, [&](hop p) {
       p.excluded.push_back(peer);
       if (joined_) handle_route(std::move(p.msg), std::move(p.excluded));
-    }
+    });
   }
 
  private:
@@ -856,17 +839,7 @@ class can {
     std::vector<contact> listed;  // its neighbours, from its last update: whom a TAKEOVER asks
     time_point heard{};
   };
-  struct pending_lookup {
-    lookup_callback cb;
-    timer_id timer{}, retry{};
-  };
-  struct pending_hop {
-    can_msg::route msg;
-    address next;
-    std::vector<address> excluded;
-    timer_id timer{};
-    unsigned attempts = 1;
-  };
+  using hop = typename detail::hop_forwarder<E, can_msg::route>::pending;
   struct claim {
     double volume = 0;
     address who;
@@ -1038,7 +1011,7 @@ class can {
           m.what = static_cast<std::uint8_t>(can_msg::kind::find);
           m.origin = self_;
           m.point = p;
-          forward(std::move(m), c, {});
+          hops_.send(std::move(m), c, {});
         }
         return;
       }
@@ -1386,22 +1359,6 @@ class can {
 
   // ---- routing ----
 
-  void send_lookup(std::uint64_t nonce, const node_id& key, std::uint16_t n, unsigned attempt) {
-    auto it = lookups_.find(nonce);
-    if (it == lookups_.end()) return;
-    if (attempt > 0) env_.count("lookup_retries");
-    it->second.retry = env_.arm(cfg_.lookup_timeout / 4, [this, nonce, key, n, attempt] {
-      send_lookup(nonce, key, n, attempt + 1);
-    });
-    can_msg::route m;
-    m.nonce = nonce;
-    m.what = static_cast<std::uint8_t>(can_msg::kind::lookup);
-    m.key = key;
-    m.origin = self_;
-    m.n = n;
-    handle_route(std::move(m));
-  }
-
   /// Greedy: the neighbour whose zone is nearest the point, if nearer than ours. Nodes
   /// suspected failed (a takeover running) go last. Empty when no one makes progress.
   contact next_hop(const can_point& p, const std::vector<address>& excluded) const {
@@ -1431,45 +1388,22 @@ class can {
     if (owns_point(p)) return deliver_here(m);
     const contact next = next_hop(p, excluded);
     if (!next) return env_.count("no_route");  // every way forward failed: the origin asks again
-    forward(std::move(m), next, std::move(excluded));
+    hops_.send(std::move(m), next, std::move(excluded));
   }
 
-  void forward(can_msg::route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1) {
-    if (hops_.size() >= 64 * cfg_.max_neighbours) return env_.count("hops_full");
-    m.hop = fresh_nonce();
-    m.sender = self_;
-    const std::uint64_t hop = m.hop;
-    env_.send(next.addr, m);
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, hop] {
-      auto it = hops_.find(hop);
-      if (it == hops_.end()) return;
-      pending_hop p = std::move(it->second);
-      hops_.erase(it);
-      env_.count("hop_timeouts");
-      if (!joined_) return;
-      if (p.attempts < 2) {  // the message or its ack may just have been lost: once more
-        const contact again{node_id{}, p.next};
-        return forward(std::move(p.msg), again, std::move(p.excluded), p.attempts + 1);
-      }
-      p.excluded.push_back(p.next);  // then around it, to the next-best neighbour
-      handle_route(std::move(p.msg), std::move(p.excluded));
-    });
-    hops_.emplace(hop, pending_hop{std::move(m), next.addr, std::move(excluded), t, attempts});
+  void hop_timed_out(hop p) {
+    if (!joined_) return;
+    if (p.attempts < 2)  // the message or its ack may just have been lost: once more
+      return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1);
+    p.excluded.push_back(p.next.addr);  // then around it, to the next-best neighbour
+    handle_route(std::move(p.msg), std::move(p.excluded));
   }
 
   void deliver_here(const can_msg::route& m) {
     switch (static_cast<can_msg::kind>(m.what)) {
       case can_msg::kind::lookup: {
         auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr) {
-          auto it = lookups_.find(m.nonce);
-          if (it == lookups_.end()) return;
-          auto cb = std::move(it->second.cb);
-          env_.cancel(it->second.timer);
-          env_.cancel(it->second.retry);
-          lookups_.erase(it);
-          return cb({}, lookup_result{std::move(owners), m.hops});
-        }
+        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, can_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -1485,21 +1419,10 @@ class can {
     }
   }
 
-  void fail_lookups() {
-    auto ops = std::move(lookups_);
-    lookups_.clear();
-    for (auto& [n, op] : ops) {
-      env_.cancel(op.timer);
-      env_.cancel(op.retry);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
-    }
-  }
-
   void stop() {
     update_timer_.stop();
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
     if (heir_timer_) env_.cancel(heir_timer_), heir_timer_ = {};
-    for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
     for (auto& [a, op] : takeovers_) env_.cancel(op.timer);
     takeovers_.clear();
@@ -1511,6 +1434,8 @@ class can {
   E env_;
   can_config cfg_;
   contact self_;
+  detail::pending_requests<E, lookup_result> lookups_;
+  detail::hop_forwarder<E, can_msg::route> hops_;
   std::vector<can_zone> zones_;
   std::unordered_map<address, neighbour> neighbours_;
   std::unordered_map<address, takeover_op> takeovers_;
@@ -1521,8 +1446,6 @@ class can {
   std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them
   std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
   std::unordered_map<address, std::pair<std::uint64_t, time_point>> served_joins_;  // the JOIN nonce each split answered
-  std::unordered_map<std::uint64_t, pending_lookup> lookups_;
-  std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::vector<contact> seeds_;
   std::size_t attempt_ = 0;
   duration retry_{};
