@@ -52,6 +52,8 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -80,6 +82,9 @@ struct pastry_config {
   duration lookup_timeout = 5s;
   /// Hops after which a message is dropped (a loop from inconsistent state).
   unsigned max_hops = 64;
+  /// Messages this node has forwarded and not yet seen acknowledged; beyond it one
+  /// more is dropped ("hops_full") and its origin's resend carries on.
+  std::size_t max_hops_in_flight = 1 << 16;
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
   std::optional<node_id> id;
@@ -91,7 +96,8 @@ struct pastry_config {
     if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
       throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
     if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "pastry: failed_memory must be > 0");
-    if (failure_threshold < 1 || max_hops < 1) throw error(dcp::errc::invalid_config, "pastry: failure_threshold and max_hops must be >= 1");
+    if (failure_threshold < 1 || max_hops < 1 || max_hops_in_flight < 1)
+      throw error(dcp::errc::invalid_config, "pastry: failure_threshold, max_hops and max_hops_in_flight must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "pastry: need 0 < bootstrap_retry <= bootstrap_retry_max");
   }
@@ -185,9 +191,14 @@ class pastry {
   static constexpr std::string_view name = "pastry";
   static constexpr protocol_id default_id = 81;
 
-  pastry(E env, pastry_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  pastry(E env, pastry_config cfg = {})
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
+        hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
   }
   pastry(const pastry&) = delete;
   pastry& operator=(const pastry&) = delete;
@@ -212,20 +223,17 @@ class pastry {
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
     if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
-    const std::uint64_t nonce = fresh_nonce();
-    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
-      auto it = lookups_.find(nonce);
-      if (it == lookups_.end()) return;
-      auto cb = std::move(it->second.cb);
-      env_.cancel(it->second.retry);
-      lookups_.erase(it);
-      env_.count("lookup_failed");
-      cb(make_error_code(errc::lookup_failed), {});
+    // a lone node (or the key's root) knows the answer at once: pending_requests still
+    // answers after the call. Hops are acknowledged, the root's reply is not: it resends.
+    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+      pastry_msg::route m;
+      m.nonce = nonce;
+      m.what = static_cast<std::uint8_t>(pastry_msg::kind::lookup);
+      m.key = key;
+      m.origin = self_;
+      m.n = wanted;
+      handle_route(std::move(m));
     });
-    after_return done(env_);  // a lone node (or the key's root) knows the answer at once: still answer after the call
-    lookups_.emplace(nonce, pending_lookup{done.wrap(std::move(cb)), t});
-    send_lookup(nonce, key, static_cast<std::uint16_t>(n), 0);
-    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
@@ -270,13 +278,7 @@ class pastry {
     for (auto& c : leaves()) env_.send(c.addr, pastry_msg::leaf_exchange{contact{self_.id, address{}}, false, leaves()});
     joined_ = false;
     stop();
-    auto ops = std::move(lookups_);
-    lookups_.clear();
-    for (auto& [n, op] : ops) {
-      env_.cancel(op.timer);
-      env_.cancel(op.retry);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
-    }
+    lookups_.fail_all(make_error_code(errc::not_joined));
   }
 
   /// Numerical distance on the ring: the shorter way round.
@@ -323,22 +325,13 @@ class pastry {
     handle_route(std::move(next));
   }
   void on_message(const address& from, const pastry_msg::route_ack& m) {
-    auto it = hops_.find(m.hop);
-    if (it == hops_.end() || it->second.next != from) return;
-    env_.cancel(it->second.timer);
-    hops_.erase(it);
-    silences_.erase(from);
+    if (hops_.acknowledge(from, m.hop)) silences_.erase(from);
   }
   void on_message(const address& from, const pastry_msg::lookup_reply& m) {
     (void)from;
-    auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end()) return env_.count("stale_reply");
-    auto cb = std::move(it->second.cb);
-    env_.cancel(it->second.timer);
-    env_.cancel(it->second.retry);
-    lookups_.erase(it);
-    if (m.owners.empty()) return cb(make_error_code(errc::lookup_failed), {});
-    cb({}, lookup_result{m.owners, m.hops});
+    if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
+    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
+    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const pastry_msg::join_state& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
@@ -407,44 +400,15 @@ class pastry {
 
  private:
   using row_t = std::vector<contact>;
-  struct pending_lookup {
-    lookup_callback cb;
-    timer_id timer{}, retry{};
-  };
-  struct pending_hop {
-    pastry_msg::route msg;
-    address next;
-    std::vector<address> excluded;
-    timer_id timer{};
-    unsigned attempts = 1;
-  };
-
-  /// Routes a lookup; hops are acknowledged, but the root's reply is not, so the
-  /// origin asks again every lookup_timeout / 4 until an answer or the deadline.
-  void send_lookup(std::uint64_t nonce, const node_id& key, std::uint16_t n, unsigned attempt) {
-    auto it = lookups_.find(nonce);
-    if (it == lookups_.end()) return;
-    if (attempt > 0) env_.count("lookup_retries");
-    it->second.retry = env_.arm(cfg_.lookup_timeout / 4, [this, nonce, key, n, attempt] {
-      send_lookup(nonce, key, n, attempt + 1);
-    });
-    pastry_msg::route m;
-    m.nonce = nonce;
-    m.what = static_cast<std::uint8_t>(pastry_msg::kind::lookup);
-    m.key = key;
-    m.origin = self_;
-    m.n = n;
-    handle_route(std::move(m));
-  }
+  using hop = typename detail::hop_forwarder<E, pastry_msg::route>::pending;
 
   void stop() {
     leaf_timer_.stop();
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
     if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     verifying_.clear();
-    for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
-    for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
+    lookups_.cancel_timers();
   }
 
   row_t& row_at(std::size_t row) {
@@ -660,54 +624,33 @@ class pastry {
     if (what == pastry_msg::kind::join) ex.push_back(m.origin.addr);  // the newcomer is not a candidate root
     const contact next = next_hop(m.key, ex);
     if (next.addr == self_.addr) return deliver_here(m);
-    forward(std::move(m), next, std::move(excluded));
+    hops_.send(std::move(m), next, std::move(excluded));
   }
 
-  void forward(pastry_msg::route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1) {
-    m.hop = fresh_nonce();
-    m.sender = self_;
-    const std::uint64_t hop = m.hop;
-    env_.send(next.addr, m);
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, hop] {
-      auto it = hops_.find(hop);
-      if (it == hops_.end()) return;
-      pending_hop p = std::move(it->second);
-      hops_.erase(it);
-      env_.count("hop_timeouts");
-      // a hop out of the routing table is routed around at once (any other entry or leaf
-      // makes progress too), as the paper's per-hop timeouts do; only a delivery inside
-      // the leaf set, where skipping the root would reach a wrong one, is repeated once first
-      const bool table_hop = !in_leaf_range(p.msg.key);
-      if (++silences_[p.next] >= cfg_.failure_threshold) {
-        failed_[p.next] = env_.now();
-        forget(p.next);
-      } else if (!table_hop && p.attempts < 2) {
-        // the message or its ack may just have been lost: the same hop once more, as the best
-        // next hop (excluding it could deliver at a wrong root). Duplicates are harmless: the
-        // origin matches replies by nonce, and routed payloads are at-least-once.
-        auto again = std::move(p.msg);
-        return forward(std::move(again), contact{node_id{}, p.next}, std::move(p.excluded), p.attempts + 1);
-      }
-      p.excluded.push_back(p.next);
-      if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: try_join's timer retries
-      handle_route(std::move(p.msg), std::move(p.excluded));
-    });
-    hops_.emplace(hop, pending_hop{std::move(m), next.addr, std::move(excluded), t, attempts});
+  void hop_timed_out(hop p) {
+    // a hop out of the routing table is routed around at once (any other entry or leaf
+    // makes progress too), as the paper's per-hop timeouts do; only a delivery inside
+    // the leaf set, where skipping the root would reach a wrong one, is repeated once first
+    const bool table_hop = !in_leaf_range(p.msg.key);
+    if (++silences_[p.next.addr] >= cfg_.failure_threshold) {
+      failed_[p.next.addr] = env_.now();
+      forget(p.next.addr);
+    } else if (!table_hop && p.attempts < 2) {
+      // the message or its ack may just have been lost: the same hop once more, as the best
+      // next hop (excluding it could deliver at a wrong root). Duplicates are harmless: the
+      // origin matches replies by nonce, and routed payloads are at-least-once.
+      return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1);
+    }
+    p.excluded.push_back(p.next.addr);
+    if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: try_join's timer retries
+    handle_route(std::move(p.msg), std::move(p.excluded));
   }
 
   void deliver_here(const pastry_msg::route& m) {
     switch (static_cast<pastry_msg::kind>(m.what)) {
       case pastry_msg::kind::lookup: {
         auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr) {
-          auto it = lookups_.find(m.nonce);
-          if (it == lookups_.end()) return;
-          auto cb = std::move(it->second.cb);
-          env_.cancel(it->second.timer);
-          env_.cancel(it->second.retry);
-          lookups_.erase(it);
-          return cb({}, lookup_result{std::move(owners), m.hops});
-        }
+        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, pastry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -800,6 +743,8 @@ class pastry {
   E env_;
   pastry_config cfg_;
   contact self_;
+  detail::pending_requests<E, lookup_result> lookups_;
+  detail::hop_forwarder<E, pastry_msg::route> hops_;
   std::vector<contact> left_, right_;  // closest first
   std::vector<row_t> table_;
   std::vector<contact> seeds_;
@@ -807,8 +752,6 @@ class pastry {
   duration retry_{};
   bool joined_ = false;
   std::uint64_t join_nonce_ = 0;
-  std::unordered_map<std::uint64_t, pending_lookup> lookups_;
-  std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> failed_;
   std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
