@@ -9,7 +9,8 @@
 // nonce the route message carries (Route::hop, echoed by the route_ack), and
 // stamps the message with this node as its sender. An acknowledgement counts
 // only from the node the hop was sent to. A hop not acknowledged within
-// `ack_timeout` goes to the router's timeout handler ("hop_timeouts"), which
+// `ack_timeout` goes to the router's timeout handler (counted as
+// `timeout_counter`, "hop_timeouts" unless the router names another), which
 // decides what the router's paper says: send it again to the same node
 // (send() with attempts + 1), mark the node suspect or failed, or route around
 // it (its address added to `excluded`, which next-hop selection skips).
@@ -20,10 +21,13 @@
 // the routed payload's own retry carries on.
 //
 // `Note` is what a router remembers of a hop beyond the message (Tapestry: the
-// level the message had at this node, from which a detour resumes).
+// level the message had at this node, from which a detour resumes; for its
+// insertion multicast, the slot's entries still to try). Any message with the
+// fields `hop` and `sender` can travel this way: Tapestry's multicast does.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -52,9 +56,10 @@ class hop_forwarder {
   /// `self` is this node's contact, read at each send (the router sets it after
   /// constructing the forwarder); `fresh_nonce` draws hop nonces unique among
   /// all the router's nonces in flight.
-  hop_forwarder(E env, const contact& self, duration ack_timeout, std::size_t max_pending, nonce_source fresh_nonce)
+  hop_forwarder(E env, const contact& self, duration ack_timeout, std::size_t max_pending, nonce_source fresh_nonce,
+                std::string_view timeout_counter = "hop_timeouts")
       : env_(std::move(env)), self_(&self), ack_timeout_(ack_timeout), max_pending_(max_pending),
-        fresh_nonce_(std::move(fresh_nonce)) {}
+        fresh_nonce_(std::move(fresh_nonce)), timeout_counter_(timeout_counter) {}
   hop_forwarder(const hop_forwarder&) = delete;
   hop_forwarder& operator=(const hop_forwarder&) = delete;
   ~hop_forwarder() { clear(); }
@@ -77,7 +82,7 @@ class hop_forwarder {
       if (it == hops_.end()) return;
       pending p = std::move(it->second);
       hops_.erase(it);
-      env_.count("hop_timeouts");
+      env_.count(timeout_counter_);
       if (on_timeout_) on_timeout_(std::move(p));
     });
     hops_.emplace(hop, pending{std::move(m), next, std::move(excluded), attempts, std::move(note), env_.now(), t});
@@ -121,6 +126,7 @@ class hop_forwarder {
   duration ack_timeout_;
   std::size_t max_pending_;
   nonce_source fresh_nonce_;
+  std::string_view timeout_counter_;
   timeout_handler on_timeout_;
   std::unordered_map<std::uint64_t, pending> hops_;
 };
