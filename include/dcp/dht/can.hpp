@@ -124,6 +124,7 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
@@ -418,7 +419,9 @@ class can {
       : env_(std::move(env)),
         cfg_(std::move(cfg)),
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
-        hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }) {
+        hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }),
+        join_(env_, cfg_.lookup_timeout, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact& seed) { send_join(seed); }) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
@@ -453,18 +456,12 @@ class can {
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds the space alone, owning all of it, when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) {
+    if (!join_.set_seeds(seeds, self_.addr)) {
       zones_ = {can_zone{}};
       ++version_;
       return become_joined();
     }
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
@@ -606,7 +603,7 @@ class can {
         !m.given.contains(point_of(self_.id)))
       return env_.count("bad_message");
     accepted_offer_ = {from, m.nonce};
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     zones_ = {m.given};
     ++version_;
     neighbours_.clear();
@@ -803,7 +800,7 @@ class can {
     // a neighbour holds our zones (it took them over while our answers were lost): start again
     env_.count("evicted");
     dcp::log(env_, log_level::warn, "can: ", from, " says our zones were taken over; joining again");
-    std::vector<contact> seeds = seeds_;
+    std::vector<contact> seeds = join_.seeds();
     for (auto& [a, nb] : neighbours_) seeds.push_back(nb.who);
     joined_ = false;
     leaving_ = false;
@@ -1100,31 +1097,21 @@ class can {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     update_timer_.start(env_, cfg_.update_interval, [this] { tick(); },
                         duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.update_interval.count()))));
     const auto u = make_update(true);
     for (auto& [a, nb] : neighbours_) env_.send(a, u);
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_ || seeds_.empty()) return;
-    env_.count("join_attempts");
-    const contact seed = seeds_[attempt_++ % seeds_.size()];
-    can_msg::route m;
-    m.nonce = fresh_nonce();
+  /// A JOIN routed to our own point: the owner's offer ends the attempts; silence means
+  /// the seed or the path failed, and join_ tries the next seed.
+  void send_join(const contact& seed) {
+    const std::uint64_t nonce = fresh_nonce();
     if (join_nonces_.size() >= 8) join_nonces_.erase(join_nonces_.begin());
-    join_nonces_.push_back(m.nonce);
-    m.what = static_cast<std::uint8_t>(can_msg::kind::join);
-    m.key = self_.id;
-    m.origin = self_;
-    m.sender = self_;
-    m.hop = fresh_nonce();
-    env_.send(seed.addr, m);
-    // the owner's offer ends the attempt; silence means the seed or the path failed
-    join_timer_ = env_.arm(cfg_.lookup_timeout + retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+    join_nonces_.push_back(nonce);
+    const auto what = static_cast<std::uint8_t>(can_msg::kind::join);
+    env_.send(seed.addr, detail::join_request<can_msg::route>(what, self_, nonce, fresh_nonce()));
   }
 
   /// A JOIN reached the owner of the newcomer's point: split, offer, tell the neighbours.
@@ -1421,7 +1408,7 @@ class can {
 
   void stop() {
     update_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     if (heir_timer_) env_.cancel(heir_timer_), heir_timer_ = {};
     hops_.clear();
     for (auto& [a, op] : takeovers_) env_.cancel(op.timer);
@@ -1436,6 +1423,7 @@ class can {
   contact self_;
   detail::pending_requests<E, lookup_result> lookups_;
   detail::hop_forwarder<E, can_msg::route> hops_;
+  detail::join_attempts<E> join_;
   std::vector<can_zone> zones_;
   std::unordered_map<address, neighbour> neighbours_;
   std::unordered_map<address, takeover_op> takeovers_;
@@ -1446,16 +1434,13 @@ class can {
   std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them
   std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
   std::unordered_map<address, std::pair<std::uint64_t, time_point>> served_joins_;  // the JOIN nonce each split answered
-  std::vector<contact> seeds_;
-  std::size_t attempt_ = 0;
-  duration retry_{};
   bool joined_ = false;
   bool leaving_ = false;  // leave() called, handover not yet acknowledged
   std::vector<std::uint64_t> join_nonces_;  // our last join attempts: an offer must answer one
   std::pair<address, std::uint64_t> accepted_offer_{};
   std::vector<contact> heirs_;
   std::uint64_t heir_nonce_ = 0;
-  timer_id join_timer_{}, heir_timer_{};
+  timer_id heir_timer_{};
   deliver_callback on_deliver_;
   periodic<E> update_timer_;
 };

@@ -53,6 +53,7 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
@@ -195,7 +196,9 @@ class pastry {
       : env_(std::move(env)),
         cfg_(std::move(cfg)),
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
-        hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }) {
+        hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
+        join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact& seed) { send_join(seed); }) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
@@ -210,14 +213,8 @@ class pastry {
   bool joined() const noexcept { return joined_; }
 
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) return become_joined();
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    if (!join_.set_seeds(seeds, self_.addr)) return become_joined();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
@@ -404,7 +401,7 @@ class pastry {
 
   void stop() {
     leaf_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     verifying_.clear();
     hops_.clear();
@@ -642,7 +639,7 @@ class pastry {
       return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1);
     }
     p.excluded.push_back(p.next.addr);
-    if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: try_join's timer retries
+    if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: join_ tries again
     handle_route(std::move(p.msg), std::move(p.excluded));
   }
 
@@ -688,27 +685,17 @@ class pastry {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     leaf_timer_.start(env_, cfg_.leaf_interval, [this] { maintain_leaves(); },
                       duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.leaf_interval.count()))));
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_) return;
-    env_.count("join_attempts");
-    const contact seed = seeds_[attempt_++ % seeds_.size()];
-    pastry_msg::route m;
-    m.nonce = join_nonce_ = fresh_nonce();
-    m.what = static_cast<std::uint8_t>(pastry_msg::kind::join);
-    m.key = self_.id;
-    m.origin = self_;
-    m.sender = self_;
-    m.hop = fresh_nonce();
-    env_.send(seed.addr, m);
-    // the root's join_state ends the attempt; silence means the seed or the path failed
-    join_timer_ = env_.arm(cfg_.lookup_timeout / 2 + retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+  /// A join request routed to our own id: the root's join_state ends the attempts;
+  /// silence means the seed or the path failed, and join_ tries the next seed.
+  void send_join(const contact& seed) {
+    join_nonce_ = fresh_nonce();
+    const auto what = static_cast<std::uint8_t>(pastry_msg::kind::join);
+    env_.send(seed.addr, detail::join_request<pastry_msg::route>(what, self_, join_nonce_, fresh_nonce()));
   }
 
   void maintain_leaves() {
@@ -731,12 +718,11 @@ class pastry {
     if (!left_.empty()) env_.send(left_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
     if (!right_.empty() && (left_.empty() || right_.front().addr != left_.front().addr))
       env_.send(right_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
-    if (left_.empty() && right_.empty() && !seeds_.empty()) {  // we lost everyone: join again
+    if (left_.empty() && right_.empty() && !join_.seeds().empty()) {  // we lost everyone: join again
       env_.count("rejoins");
       joined_ = false;
       stop();
-      retry_ = cfg_.bootstrap_retry;
-      try_join();
+      join_.start();
     }
   }
 
@@ -745,17 +731,15 @@ class pastry {
   contact self_;
   detail::pending_requests<E, lookup_result> lookups_;
   detail::hop_forwarder<E, pastry_msg::route> hops_;
+  detail::join_attempts<E> join_;
   std::vector<contact> left_, right_;  // closest first
   std::vector<row_t> table_;
-  std::vector<contact> seeds_;
-  std::size_t attempt_ = 0;
-  duration retry_{};
   bool joined_ = false;
   std::uint64_t join_nonce_ = 0;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> failed_;
   std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
-  timer_id join_timer_{}, join_verify_timer_{};
+  timer_id join_verify_timer_{};
   deliver_callback on_deliver_;
   periodic<E> leaf_timer_;
 };

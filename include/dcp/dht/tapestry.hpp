@@ -107,6 +107,7 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
@@ -314,7 +315,9 @@ class tapestry {
         locates_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "locate_failed", "request_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
         mc_hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); },
-                 "multicast_timeouts") {
+                 "multicast_timeouts"),
+        join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact& seed) { send_join(seed); }) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
@@ -359,15 +362,10 @@ class tapestry {
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds the overlay alone when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
+    const bool has_seeds = join_.set_seeds(seeds, self_.addr);
     bootstrapped_ = true;
-    if (seeds_.empty()) return become_joined();
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    if (!has_seeds) return become_joined();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
@@ -690,7 +688,7 @@ class tapestry {
   void stop() {
     maintain_timer_.stop();
     republish_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     verifying_.clear();
     hops_.clear();
@@ -1087,7 +1085,7 @@ class tapestry {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     maintain_timer_.start(env_, cfg_.maintain_interval, [this] { maintain(); },
                           duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.maintain_interval.count()))));
     republish_timer_.start(env_, cfg_.republish_interval, [this] {
@@ -1100,21 +1098,11 @@ class tapestry {
     become_joined();
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_ || seeds_.empty()) return;
-    env_.count("join_attempts");
-    const contact seed = seeds_[attempt_++ % seeds_.size()];
-    tapestry_msg::route m;
-    m.nonce = join_nonce_ = fresh_nonce();
-    m.what = static_cast<std::uint8_t>(tapestry_msg::kind::join);
-    m.key = self_.id;
-    m.origin = self_;
-    m.sender = self_;
-    m.hop = fresh_nonce();
-    env_.send(seed.addr, m);
-    join_timer_ = env_.arm(cfg_.lookup_timeout / 2 + retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+  /// A join request routed to our own id: the root's join_state ends the attempts.
+  void send_join(const contact& seed) {
+    join_nonce_ = fresh_nonce();
+    const auto what = static_cast<std::uint8_t>(tapestry_msg::kind::join);
+    env_.send(seed.addr, detail::join_request<tapestry_msg::route>(what, self_, join_nonce_, fresh_nonce()));
   }
 
   void maintain() {
@@ -1156,12 +1144,11 @@ class tapestry {
         for (auto& e : s) at_level.push_back(e.who);
       const contact& c = at_level[env_.rng().below(at_level.size())];
       env_.send(c.addr, tapestry_msg::row_request{self_, 0, 0xFF});
-    } else if (!seeds_.empty()) {  // we lost everyone: join again
+    } else if (!join_.seeds().empty()) {  // we lost everyone: join again
       env_.count("rejoins");
       joined_ = false;
       stop();
-      retry_ = cfg_.bootstrap_retry;
-      try_join();
+      join_.start();
     }
   }
 
@@ -1172,6 +1159,7 @@ class tapestry {
   detail::pending_requests<E, locate_result> locates_;
   detail::hop_forwarder<E, tapestry_msg::route, std::uint8_t> hops_;
   detail::hop_forwarder<E, tapestry_msg::multicast, multicast_branch> mc_hops_;
+  detail::join_attempts<E> join_;
   std::vector<row_t> table_;
   struct backpointer_state {
     time_point heard;
@@ -1180,9 +1168,6 @@ class tapestry {
   };
   std::unordered_map<address, backpointer_state> backpointers_;
   std::uint64_t backpointer_seq_ = 0;
-  std::vector<contact> seeds_;
-  std::size_t attempt_ = 0;
-  duration retry_{};
   bool joined_ = false, bootstrapped_ = false;
   std::uint64_t join_nonce_ = 0;
   std::unordered_map<std::uint64_t, time_point> seen_multicasts_;
@@ -1194,7 +1179,7 @@ class tapestry {
   std::map<node_id, std::vector<object_pointer>> pointers_;
   std::size_t pointer_total_ = 0;
   std::set<node_id> published_;
-  timer_id join_timer_{}, join_verify_timer_{};
+  timer_id join_verify_timer_{};
   deliver_callback on_deliver_;
   periodic<E> maintain_timer_, republish_timer_;
 };
