@@ -123,6 +123,7 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
@@ -421,7 +422,8 @@ class can {
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }),
         join_(env_, cfg_.lookup_timeout, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact& seed) { send_join(seed); }) {
+              [this](const contact& seed) { send_join(seed); }),
+        failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
@@ -636,7 +638,7 @@ class can {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (!joined_) return;
     if (!valid_zones(m.zones) || m.neighbours.size() > cfg_.max_neighbours) return env_.count("bad_message");
-    if (recently_failed(from)) {  // taken over or departed: a stale update, or a node evicted unawares
+    if (failed_.recent(from)) {  // taken over or departed: a stale update, or a node evicted unawares
       env_.count("stale_update");
       env_.send(from, can_msg::evicted{self_});
       return;
@@ -757,7 +759,7 @@ class can {
         return std::any_of(zones_.begin(), zones_.end(), [&](const can_zone& o) { return o.overlaps(z); });
       });
     };
-    if (joined_ && recently_failed(from) && held_all())  // a duplicate: our ack was lost
+    if (joined_ && failed_.recent(from) && held_all())  // a duplicate: our ack was lost
       return (void)env_.send(from, can_msg::handover_ack{m.nonce, true});
     auto nb = neighbours_.find(from);
     if (!joined_ || nb == neighbours_.end() || overlaps(zones_, m.zones) ||
@@ -767,7 +769,7 @@ class can {
     }
     neighbours_.erase(nb);
     cancel_takeover(from);
-    failed_[from] = env_.now();
+    failed_.mark(from);
     add_zones(m.zones);
     env_.count("handovers_taken");
     env_.send(from, can_msg::handover_ack{m.nonce, true});
@@ -790,7 +792,7 @@ class can {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (!neighbours_.erase(from)) return env_.count("stale_leaving");
     cancel_takeover(from);
-    failed_[from] = env_.now();
+    failed_.mark(from);
     if (joined_ && m.heir && m.heir.addr != self_.addr && !neighbours_.contains(m.heir.addr))
       env_.send(m.heir.addr, make_update(true));
   }
@@ -897,14 +899,6 @@ class can {
     std::uint64_t n = 0;
     while (n == 0 || lookups_.contains(n) || hops_.contains(n)) n = env_.rng()();
     return n;
-  }
-
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
   }
 
   // ---- neighbours and zones ----
@@ -1024,7 +1018,7 @@ class can {
     if (!joined_) return;
     for (auto& h : list) {
       if (h.who.addr.empty() || h.who.addr == self_.addr || neighbours_.contains(h.who.addr)) continue;
-      if (!valid_zones(h.zones) || !touches(zones_, h.zones) || recently_failed(h.who.addr)) continue;
+      if (!valid_zones(h.zones) || !touches(zones_, h.zones) || failed_.recent(h.who.addr)) continue;
       if (auto c = candidates_.find(h.who.addr); c != candidates_.end()) {
         c->second.zones = h.zones;  // fresher news of it; asked again at the next round
         continue;
@@ -1037,7 +1031,7 @@ class can {
   void probe_candidates() {
     std::vector<address> done;
     for (auto& [a, c] : candidates_) {
-      if (neighbours_.contains(a) || !touches(zones_, c.zones) || recently_failed(a)) {
+      if (neighbours_.contains(a) || !touches(zones_, c.zones) || failed_.recent(a)) {
         done.push_back(a);
       } else if (c.attempts >= 2 * cfg_.failure_threshold + 2) {
         env_.count("probe_unanswered");
@@ -1190,7 +1184,7 @@ class can {
     probe_candidates();
     find_missing_neighbour();
     std::erase_if(best_claim_, [&](const auto& c) { return !fresh(c.second); });
-    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    failed_.expire();
     std::erase_if(moved_, [&](const auto& f) { return env_.now() - f.second.at >= cfg_.failed_memory; });
     std::erase_if(served_joins_, [&](const auto& f) { return env_.now() - f.second.second >= cfg_.failed_memory; });
   }
@@ -1274,7 +1268,7 @@ class can {
     std::vector<contact> listed;
     if (nb != neighbours_.end()) listed = nb->second.listed;
     neighbours_.erase(failed);
-    failed_[failed] = env_.now();
+    failed_.mark(failed);
     add_zones(op.zones);
     env_.count("takeovers");
     dcp::log(env_, log_level::info, "can: took over the zones of ", failed);
@@ -1401,7 +1395,7 @@ class can {
         if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
         return;
       case can_msg::kind::find:  // a node missing a neighbour here: we introduce ourselves
-        if (m.origin.addr != self_.addr && !recently_failed(m.origin.addr)) env_.send(m.origin.addr, make_update(true));
+        if (m.origin.addr != self_.addr && !failed_.recent(m.origin.addr)) env_.send(m.origin.addr, make_update(true));
         return;
     }
   }
@@ -1424,11 +1418,11 @@ class can {
   detail::pending_requests<E, lookup_result> lookups_;
   detail::hop_forwarder<E, can_msg::route> hops_;
   detail::join_attempts<E> join_;
+  detail::failed_peers<E> failed_;  // taken over or departed
   std::vector<can_zone> zones_;
   std::unordered_map<address, neighbour> neighbours_;
   std::unordered_map<address, takeover_op> takeovers_;
   std::unordered_map<address, claim> best_claim_;  // per failed node: the best claim we accepted or made
-  std::unordered_map<address, time_point> failed_;  // taken over or departed (see recently_failed)
   std::unordered_map<address, offer> offers_;       // joins offered, not yet confirmed
   std::unordered_map<address, candidate> candidates_;  // named by others, asked for their update
   std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them

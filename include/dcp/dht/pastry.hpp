@@ -52,6 +52,7 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
@@ -198,7 +199,8 @@ class pastry {
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
         join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact& seed) { send_join(seed); }) {
+              [this](const contact& seed) { send_join(seed); }),
+        failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
@@ -306,7 +308,6 @@ class pastry {
     return n;
   }
 
-
   // ---- messages ----
 
   void on_message(const address& from, const pastry_msg::route& m) {
@@ -352,7 +353,7 @@ class pastry {
     if (m.leaves.size() > 4 * std::max(cfg_.leaf_set, 2 * cfg_.max_leaf_side)) return env_.count("bad_leaf_exchange");
     if (m.sender.addr.empty()) {  // a leaver: drop it, and take its leaves in its place
       forget(from);
-      failed_[from] = env_.now();
+      failed_.mark(from);
     } else if (m.sender.addr != from) {
       return env_.count("spoofed_sender");
     } else {
@@ -367,10 +368,10 @@ class pastry {
     silences_.erase(from);
     if (m.reply) {  // only joined nodes answer: it is alive and serving
       auto v = verifying_.find(from);
-      auto f = failed_.find(from);
+      const auto f = failed_.since(from);
       // the answer to a probe sent after we declared it failed: it is back (restarted, or
       // was only slow). Any other answer may have been in flight since before it failed.
-      const bool fresh = v != verifying_.end() && (f == failed_.end() || v->second > f->second);
+      const bool fresh = v != verifying_.end() && (!f || v->second > *f);
       if (v != verifying_.end()) verifying_.erase(v);
       if (fresh) failed_.erase(from), learn(m.sender);
       else heard_from(m.sender);
@@ -391,7 +392,7 @@ class pastry {
     if (m.entry) consider(m.entry);
   }
   void on_unreachable(const address& peer) {
-    failed_[peer] = env_.now();
+    failed_.mark(peer);
     forget(peer);
   }
 
@@ -442,21 +443,13 @@ class pastry {
     return out;
   }
 
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
-  }
-
   /// A node named by someone else (a leaf set, a table row, a route's origin): it
   /// may have crashed since, so one we would use is probed, and learned only from
   /// its own answer. Dead nodes never come back into a leaf set this way, however
   /// stale the table that names them (issue 16).
   void consider(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (!would_use(c) || recently_failed(c.addr)) return;
+    if (!would_use(c) || failed_.recent(c.addr)) return;
     verify(c);
   }
   /// A message from the node itself: evidence it is alive, unless we declared it failed
@@ -464,7 +457,7 @@ class pastry {
   /// only the answer to a new probe brings it back.
   void heard_from(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (recently_failed(c.addr)) {
+    if (failed_.recent(c.addr)) {
       if (would_use(c)) verify(c);
       return;
     }
@@ -472,8 +465,8 @@ class pastry {
   }
   void verify(const contact& c) {
     if (auto v = verifying_.find(c.addr); v != verifying_.end()) {
-      auto f = failed_.find(c.addr);
-      if (f == failed_.end() || v->second > f->second) return;  // a probe since the failure is out
+      const auto f = failed_.since(c.addr);
+      if (!f || v->second > *f) return;  // a probe since the failure is out
     }
     if (verifying_.size() >= max_verifying()) return env_.count("probe_budget_exhausted");
     verifying_[c.addr] = env_.now();
@@ -630,7 +623,7 @@ class pastry {
     // the leaf set, where skipping the root would reach a wrong one, is repeated once first
     const bool table_hop = !in_leaf_range(p.msg.key);
     if (++silences_[p.next.addr] >= cfg_.failure_threshold) {
-      failed_[p.next.addr] = env_.now();
+      failed_.mark(p.next.addr);
       forget(p.next.addr);
     } else if (!table_hop && p.attempts < 2) {
       // the message or its ack may just have been lost: the same hop once more, as the best
@@ -708,12 +701,12 @@ class pastry {
     }
     for (auto& a : dead) {
       env_.count("leaf_failures");
-      failed_[a] = env_.now();
+      failed_.mark(a);
       forget(a);
     }
     // bounded memory: unanswered verification probes and expired failures are dropped
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second > 2 * cfg_.rpc_timeout; });
-    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    failed_.expire();
     // exchange whole leaf sets with the two adjacent nodes: how newcomers and repairs spread
     if (!left_.empty()) env_.send(left_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
     if (!right_.empty() && (left_.empty() || right_.front().addr != left_.front().addr))
@@ -732,12 +725,12 @@ class pastry {
   detail::pending_requests<E, lookup_result> lookups_;
   detail::hop_forwarder<E, pastry_msg::route> hops_;
   detail::join_attempts<E> join_;
+  detail::failed_peers<E> failed_;
   std::vector<contact> left_, right_;  // closest first
   std::vector<row_t> table_;
   bool joined_ = false;
   std::uint64_t join_nonce_ = 0;
   std::unordered_map<address, unsigned> silences_;
-  std::unordered_map<address, time_point> failed_;
   std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
   timer_id join_verify_timer_{};
   deliver_callback on_deliver_;

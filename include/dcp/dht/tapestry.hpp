@@ -106,6 +106,7 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
@@ -317,7 +318,8 @@ class tapestry {
         mc_hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); },
                  "multicast_timeouts"),
         join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact& seed) { send_join(seed); }) {
+              [this](const contact& seed) { send_join(seed); }),
+        failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
@@ -612,7 +614,7 @@ class tapestry {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (m.replacements.size() > max_entries) return env_.count("bad_message");
     env_.count("neighbour_left");
-    failed_[from] = env_.now();
+    failed_.mark(from);
     forget(from);
     backpointers_.erase(from);
     for (auto& c : m.replacements) consider(c);
@@ -629,7 +631,7 @@ class tapestry {
     }
   }
   void on_unreachable(const address& peer) {
-    failed_[peer] = env_.now();
+    failed_.mark(peer);
     forget(peer);
   }
 
@@ -784,17 +786,9 @@ class tapestry {
     tried_[a] = env_.now();
   }
 
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
-  }
-
   /// A node named by someone else: probed, and learned (with its round trip) when it answers.
   void consider(const contact& c) {
-    if (!would_use(c) || recently_failed(c.addr)) return;
+    if (!would_use(c) || failed_.recent(c.addr)) return;
     if (auto t = tried_.find(c.addr); t != tried_.end() && env_.now() - t->second < cfg_.failed_memory) return;
     measure(c);
   }
@@ -802,7 +796,7 @@ class tapestry {
   /// slot it could only enter by closeness, which a probe measures.
   void heard_from(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (recently_failed(c.addr)) {
+    if (failed_.recent(c.addr)) {
       if (would_use(c)) measure(c);
       return;
     }
@@ -919,7 +913,7 @@ class tapestry {
     const bool silent = heard == heard_at_.end() || heard->second < p.sent;
     const bool failed = silent && ++silences_[p.next.addr] >= cfg_.failure_threshold;
     if (failed) {
-      failed_[p.next.addr] = env_.now();
+      failed_.mark(p.next.addr);
       forget(p.next.addr);
     }
     if (!joined_) return;
@@ -1118,12 +1112,12 @@ class tapestry {
     }
     for (auto& a : dead) {
       env_.count("neighbour_failures");
-      failed_[a] = env_.now();
+      failed_.mark(a);
       forget(a);
     }
     // bounded memory
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second.sent > 2 * cfg_.rpc_timeout; });
-    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    failed_.expire();
     std::erase_if(tried_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
     for (auto it = silences_.begin(); it != silences_.end();) it = in_table(it->first) ? std::next(it) : silences_.erase(it);
     for (auto it = heard_at_.begin(); it != heard_at_.end();) it = in_table(it->first) ? std::next(it) : heard_at_.erase(it);
@@ -1160,6 +1154,7 @@ class tapestry {
   detail::hop_forwarder<E, tapestry_msg::route, std::uint8_t> hops_;
   detail::hop_forwarder<E, tapestry_msg::multicast, multicast_branch> mc_hops_;
   detail::join_attempts<E> join_;
+  detail::failed_peers<E> failed_;
   std::vector<row_t> table_;
   struct backpointer_state {
     time_point heard;
@@ -1173,7 +1168,6 @@ class tapestry {
   std::unordered_map<std::uint64_t, time_point> seen_multicasts_;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> heard_at_;  // last ack or probe answer: a table member's
-  std::unordered_map<address, time_point> failed_;
   std::unordered_map<address, time_point> tried_;
   std::unordered_map<address, probe_state> verifying_;
   std::map<node_id, std::vector<object_pointer>> pointers_;
