@@ -127,6 +127,7 @@
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -315,20 +316,8 @@ struct route {  // greedy, hop by hop, toward the key's point
   bytes payload;
   template <class A> void serialize(A& ar) { ar(hop, nonce, what, key, origin, sender, hops, n, point, payload); }
 };
-struct route_ack {
-  static constexpr message_type wire_id = 2;
-  static constexpr std::string_view wire_name = "route_ack";
-  std::uint64_t hop = 0;
-  template <class A> void serialize(A& ar) { ar(hop); }
-};
-struct lookup_reply {
-  static constexpr message_type wire_id = 3;
-  static constexpr std::string_view wire_name = "lookup_reply";
-  std::uint64_t nonce = 0;
-  std::uint16_t hops = 0;
-  std::vector<contact> owners;
-  template <class A> void serialize(A& ar) { ar(nonce, hops, owners); }
-};
+using route_ack = detail::route_ack;        // wire id 2
+using lookup_reply = detail::lookup_reply;  // wire id 3
 struct join_offer {  // the owner of the newcomer's point: "this zone is yours; here are its neighbours"
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "join_offer";
@@ -472,11 +461,7 @@ class can {
       return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
     // the owner itself may answer at once: pending_requests still completes after the call
     lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-      can_msg::route m;
-      m.nonce = nonce;
-      m.what = static_cast<std::uint8_t>(can_msg::kind::lookup);
-      m.key = key;
-      m.origin = self_;
+      auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::lookup), key, self_, nonce);
       m.n = wanted;
       handle_route(std::move(m));
     });
@@ -484,10 +469,7 @@ class can {
 
   void route(const node_id& key, bytes payload) {
     if (!joined_) return env_.count("route_failed");
-    can_msg::route m;
-    m.what = static_cast<std::uint8_t>(can_msg::kind::app);
-    m.key = key;
-    m.origin = self_;
+    auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::app), key, self_);
     m.payload = std::move(payload);
     handle_route(std::move(m));
   }

@@ -110,6 +110,7 @@
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -189,20 +190,8 @@ struct route {
   bytes payload;
   template <class A> void serialize(A& ar) { ar(hop, nonce, what, level, key, origin, sender, server, ttl_ms, hops, n, payload); }
 };
-struct route_ack {  // acknowledges a route hop or a multicast hop
-  static constexpr message_type wire_id = 2;
-  static constexpr std::string_view wire_name = "route_ack";
-  std::uint64_t hop = 0;
-  template <class A> void serialize(A& ar) { ar(hop); }
-};
-struct lookup_reply {
-  static constexpr message_type wire_id = 3;
-  static constexpr std::string_view wire_name = "lookup_reply";
-  std::uint64_t nonce = 0;
-  std::uint16_t hops = 0;
-  std::vector<contact> owners;
-  template <class A> void serialize(A& ar) { ar(nonce, hops, owners); }
-};
+using route_ack = detail::route_ack;        // wire id 2: acknowledges a route hop or a multicast hop
+using lookup_reply = detail::lookup_reply;  // wire id 3
 struct locate_reply {  // from the first node holding a pointer, or the root (servers empty: not found)
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "locate_reply";
@@ -381,10 +370,7 @@ class tapestry {
 
   void route(const node_id& key, bytes payload) {
     if (!joined_) return env_.count("route_failed");
-    tapestry_msg::route m;
-    m.what = static_cast<std::uint8_t>(tapestry_msg::kind::app);
-    m.key = key;
-    m.origin = self_;
+    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(tapestry_msg::kind::app), key, self_);
     m.payload = std::move(payload);
     handle_route(std::move(m));
   }
@@ -663,19 +649,12 @@ class tapestry {
   /// Routes a lookup or locate (pending_requests sends it again every lookup_timeout / 4
   /// until an answer or the deadline: the root's reply is not acknowledged).
   void route_request(std::uint64_t nonce, const node_id& key, tapestry_msg::kind what, std::uint16_t n) {
-    tapestry_msg::route m;
-    m.nonce = nonce;
-    m.what = static_cast<std::uint8_t>(what);
-    m.key = key;
-    m.origin = self_;
+    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), key, self_, nonce);
     m.n = n;
     handle_route(std::move(m));
   }
   void send_publish(const node_id& guid, tapestry_msg::kind what) {
-    tapestry_msg::route m;
-    m.what = static_cast<std::uint8_t>(what);
-    m.key = guid;
-    m.origin = self_;
+    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), guid, self_);
     m.server = self_;
     m.ttl_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.pointer_ttl).count());
     handle_route(std::move(m));
