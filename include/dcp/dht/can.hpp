@@ -123,6 +123,11 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -311,20 +316,8 @@ struct route {  // greedy, hop by hop, toward the key's point
   bytes payload;
   template <class A> void serialize(A& ar) { ar(hop, nonce, what, key, origin, sender, hops, n, point, payload); }
 };
-struct route_ack {
-  static constexpr message_type wire_id = 2;
-  static constexpr std::string_view wire_name = "route_ack";
-  std::uint64_t hop = 0;
-  template <class A> void serialize(A& ar) { ar(hop); }
-};
-struct lookup_reply {
-  static constexpr message_type wire_id = 3;
-  static constexpr std::string_view wire_name = "lookup_reply";
-  std::uint64_t nonce = 0;
-  std::uint16_t hops = 0;
-  std::vector<contact> owners;
-  template <class A> void serialize(A& ar) { ar(nonce, hops, owners); }
-};
+using route_ack = detail::route_ack;        // wire id 2
+using lookup_reply = detail::lookup_reply;  // wire id 3
 struct join_offer {  // the owner of the newcomer's point: "this zone is yours; here are its neighbours"
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "join_offer";
@@ -412,16 +405,21 @@ class can {
   static constexpr std::string_view name = "can";
   static constexpr protocol_id default_id = 84;
 
-  can(E env, can_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  can(E env, can_config cfg = {})
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
+        hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }),
+        join_(env_, cfg_.lookup_timeout, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact& seed) { send_join(seed); }),
+        failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
   }
   can(const can&) = delete;
   can& operator=(const can&) = delete;
-  ~can() {
-    stop();
-    for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
-  }
+  ~can() { stop(); }
 
   // ---- the point of a key ----
 
@@ -449,46 +447,29 @@ class can {
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds the space alone, owning all of it, when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) {
+    if (!join_.set_seeds(seeds, self_.addr)) {
       zones_ = {can_zone{}};
       ++version_;
       return become_joined();
     }
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
     if (n == 0 || n > cfg_.max_neighbours + 1)
       return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
-    const std::uint64_t nonce = fresh_nonce();
-    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
-      auto it = lookups_.find(nonce);
-      if (it == lookups_.end()) return;
-      auto cb = std::move(it->second.cb);
-      env_.cancel(it->second.retry);
-      lookups_.erase(it);
-      env_.count("lookup_failed");
-      cb(make_error_code(errc::lookup_failed), {});
+    // the owner itself may answer at once: pending_requests still completes after the call
+    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+      auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::lookup), key, self_, nonce);
+      m.n = wanted;
+      handle_route(std::move(m));
     });
-    after_return done(env_);  // the owner itself answers at once: still after the call
-    lookups_.emplace(nonce, pending_lookup{done.wrap(std::move(cb)), t, {}});
-    send_lookup(nonce, key, static_cast<std::uint16_t>(n), 0);
-    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
     if (!joined_) return env_.count("route_failed");
-    can_msg::route m;
-    m.what = static_cast<std::uint8_t>(can_msg::kind::app);
-    m.key = key;
-    m.origin = self_;
+    auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::app), key, self_);
     m.payload = std::move(payload);
     handle_route(std::move(m));
   }
@@ -537,7 +518,7 @@ class can {
     if (!joined_) return;
     joined_ = false;
     leaving_ = true;  // updates go on until the heir has the zones: no one suspects us meanwhile
-    fail_lookups();
+    lookups_.fail_all(make_error_code(errc::not_joined));
     heirs_ = heir_order();
     next_heir();
   }
@@ -584,22 +565,12 @@ class can {
     ++next.hops;
     handle_route(std::move(next));
   }
-  void on_message(const address& from, const can_msg::route_ack& m) {
-    auto it = hops_.find(m.hop);
-    if (it == hops_.end() || it->second.next != from) return;
-    env_.cancel(it->second.timer);
-    hops_.erase(it);
-  }
+  void on_message(const address& from, const can_msg::route_ack& m) { hops_.acknowledge(from, m.hop); }
   void on_message(const address& from, const can_msg::lookup_reply& m) {
     (void)from;
-    auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end()) return env_.count("stale_reply");
+    if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
     if (m.owners.empty() || m.owners.size() > cfg_.max_neighbours + 1) return env_.count("bad_message");
-    auto cb = std::move(it->second.cb);
-    env_.cancel(it->second.timer);
-    env_.cancel(it->second.retry);
-    lookups_.erase(it);
-    cb({}, lookup_result{m.owners, m.hops});
+    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
 
   void on_message(const address& from, const can_msg::join_offer& m) {
@@ -616,7 +587,7 @@ class can {
         !m.given.contains(point_of(self_.id)))
       return env_.count("bad_message");
     accepted_offer_ = {from, m.nonce};
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     zones_ = {m.given};
     ++version_;
     neighbours_.clear();
@@ -649,7 +620,7 @@ class can {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (!joined_) return;
     if (!valid_zones(m.zones) || m.neighbours.size() > cfg_.max_neighbours) return env_.count("bad_message");
-    if (recently_failed(from)) {  // taken over or departed: a stale update, or a node evicted unawares
+    if (failed_.recent(from)) {  // taken over or departed: a stale update, or a node evicted unawares
       env_.count("stale_update");
       env_.send(from, can_msg::evicted{self_});
       return;
@@ -770,7 +741,7 @@ class can {
         return std::any_of(zones_.begin(), zones_.end(), [&](const can_zone& o) { return o.overlaps(z); });
       });
     };
-    if (joined_ && recently_failed(from) && held_all())  // a duplicate: our ack was lost
+    if (joined_ && failed_.recent(from) && held_all())  // a duplicate: our ack was lost
       return (void)env_.send(from, can_msg::handover_ack{m.nonce, true});
     auto nb = neighbours_.find(from);
     if (!joined_ || nb == neighbours_.end() || overlaps(zones_, m.zones) ||
@@ -780,7 +751,7 @@ class can {
     }
     neighbours_.erase(nb);
     cancel_takeover(from);
-    failed_[from] = env_.now();
+    failed_.mark(from);
     add_zones(m.zones);
     env_.count("handovers_taken");
     env_.send(from, can_msg::handover_ack{m.nonce, true});
@@ -803,7 +774,7 @@ class can {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (!neighbours_.erase(from)) return env_.count("stale_leaving");
     cancel_takeover(from);
-    failed_[from] = env_.now();
+    failed_.mark(from);
     if (joined_ && m.heir && m.heir.addr != self_.addr && !neighbours_.contains(m.heir.addr))
       env_.send(m.heir.addr, make_update(true));
   }
@@ -813,12 +784,12 @@ class can {
     // a neighbour holds our zones (it took them over while our answers were lost): start again
     env_.count("evicted");
     dcp::log(env_, log_level::warn, "can: ", from, " says our zones were taken over; joining again");
-    std::vector<contact> seeds = seeds_;
+    std::vector<contact> seeds = join_.seeds();
     for (auto& [a, nb] : neighbours_) seeds.push_back(nb.who);
     joined_ = false;
     leaving_ = false;
     stop();
-    fail_lookups();
+    lookups_.fail_all(make_error_code(errc::not_joined));
     zones_.clear();
     neighbours_.clear();
     if (seeds.empty()) return env_.count("evicted_without_seeds");
@@ -830,17 +801,10 @@ class can {
   void on_unreachable(const address& peer) {
     if (auto nb = neighbours_.find(peer); nb != neighbours_.end())
       nb->second.heard = std::min(nb->second.heard, env_.now() - cfg_.failure_timeout());
-    std::vector<std::uint64_t> waiting;
-    for (auto& [h, p] : hops_)
-      if (p.next == peer) waiting.push_back(h);
-    for (auto h : waiting) {
-      auto it = hops_.find(h);
-      pending_hop p = std::move(it->second);
-      env_.cancel(p.timer);
-      hops_.erase(it);
+    hops_.abandon(peer, [&](hop p) {
       p.excluded.push_back(peer);
       if (joined_) handle_route(std::move(p.msg), std::move(p.excluded));
-    }
+    });
   }
 
  private:
@@ -856,17 +820,7 @@ class can {
     std::vector<contact> listed;  // its neighbours, from its last update: whom a TAKEOVER asks
     time_point heard{};
   };
-  struct pending_lookup {
-    lookup_callback cb;
-    timer_id timer{}, retry{};
-  };
-  struct pending_hop {
-    can_msg::route msg;
-    address next;
-    std::vector<address> excluded;
-    timer_id timer{};
-    unsigned attempts = 1;
-  };
+  using hop = typename detail::hop_forwarder<E, can_msg::route>::pending;
   struct claim {
     double volume = 0;
     address who;
@@ -927,14 +881,6 @@ class can {
     std::uint64_t n = 0;
     while (n == 0 || lookups_.contains(n) || hops_.contains(n)) n = env_.rng()();
     return n;
-  }
-
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
   }
 
   // ---- neighbours and zones ----
@@ -1038,7 +984,7 @@ class can {
           m.what = static_cast<std::uint8_t>(can_msg::kind::find);
           m.origin = self_;
           m.point = p;
-          forward(std::move(m), c, {});
+          hops_.send(std::move(m), c, {});
         }
         return;
       }
@@ -1054,7 +1000,7 @@ class can {
     if (!joined_) return;
     for (auto& h : list) {
       if (h.who.addr.empty() || h.who.addr == self_.addr || neighbours_.contains(h.who.addr)) continue;
-      if (!valid_zones(h.zones) || !touches(zones_, h.zones) || recently_failed(h.who.addr)) continue;
+      if (!valid_zones(h.zones) || !touches(zones_, h.zones) || failed_.recent(h.who.addr)) continue;
       if (auto c = candidates_.find(h.who.addr); c != candidates_.end()) {
         c->second.zones = h.zones;  // fresher news of it; asked again at the next round
         continue;
@@ -1067,7 +1013,7 @@ class can {
   void probe_candidates() {
     std::vector<address> done;
     for (auto& [a, c] : candidates_) {
-      if (neighbours_.contains(a) || !touches(zones_, c.zones) || recently_failed(a)) {
+      if (neighbours_.contains(a) || !touches(zones_, c.zones) || failed_.recent(a)) {
         done.push_back(a);
       } else if (c.attempts >= 2 * cfg_.failure_threshold + 2) {
         env_.count("probe_unanswered");
@@ -1127,31 +1073,21 @@ class can {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     update_timer_.start(env_, cfg_.update_interval, [this] { tick(); },
                         duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.update_interval.count()))));
     const auto u = make_update(true);
     for (auto& [a, nb] : neighbours_) env_.send(a, u);
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_ || seeds_.empty()) return;
-    env_.count("join_attempts");
-    const contact seed = seeds_[attempt_++ % seeds_.size()];
-    can_msg::route m;
-    m.nonce = fresh_nonce();
+  /// A JOIN routed to our own point: the owner's offer ends the attempts; silence means
+  /// the seed or the path failed, and join_ tries the next seed.
+  void send_join(const contact& seed) {
+    const std::uint64_t nonce = fresh_nonce();
     if (join_nonces_.size() >= 8) join_nonces_.erase(join_nonces_.begin());
-    join_nonces_.push_back(m.nonce);
-    m.what = static_cast<std::uint8_t>(can_msg::kind::join);
-    m.key = self_.id;
-    m.origin = self_;
-    m.sender = self_;
-    m.hop = fresh_nonce();
-    env_.send(seed.addr, m);
-    // the owner's offer ends the attempt; silence means the seed or the path failed
-    join_timer_ = env_.arm(cfg_.lookup_timeout + retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+    join_nonces_.push_back(nonce);
+    const auto what = static_cast<std::uint8_t>(can_msg::kind::join);
+    env_.send(seed.addr, detail::join_request<can_msg::route>(what, self_, nonce, fresh_nonce()));
   }
 
   /// A JOIN reached the owner of the newcomer's point: split, offer, tell the neighbours.
@@ -1230,7 +1166,7 @@ class can {
     probe_candidates();
     find_missing_neighbour();
     std::erase_if(best_claim_, [&](const auto& c) { return !fresh(c.second); });
-    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    failed_.expire();
     std::erase_if(moved_, [&](const auto& f) { return env_.now() - f.second.at >= cfg_.failed_memory; });
     std::erase_if(served_joins_, [&](const auto& f) { return env_.now() - f.second.second >= cfg_.failed_memory; });
   }
@@ -1314,7 +1250,7 @@ class can {
     std::vector<contact> listed;
     if (nb != neighbours_.end()) listed = nb->second.listed;
     neighbours_.erase(failed);
-    failed_[failed] = env_.now();
+    failed_.mark(failed);
     add_zones(op.zones);
     env_.count("takeovers");
     dcp::log(env_, log_level::info, "can: took over the zones of ", failed);
@@ -1386,22 +1322,6 @@ class can {
 
   // ---- routing ----
 
-  void send_lookup(std::uint64_t nonce, const node_id& key, std::uint16_t n, unsigned attempt) {
-    auto it = lookups_.find(nonce);
-    if (it == lookups_.end()) return;
-    if (attempt > 0) env_.count("lookup_retries");
-    it->second.retry = env_.arm(cfg_.lookup_timeout / 4, [this, nonce, key, n, attempt] {
-      send_lookup(nonce, key, n, attempt + 1);
-    });
-    can_msg::route m;
-    m.nonce = nonce;
-    m.what = static_cast<std::uint8_t>(can_msg::kind::lookup);
-    m.key = key;
-    m.origin = self_;
-    m.n = n;
-    handle_route(std::move(m));
-  }
-
   /// Greedy: the neighbour whose zone is nearest the point, if nearer than ours. Nodes
   /// suspected failed (a takeover running) go last. Empty when no one makes progress.
   contact next_hop(const can_point& p, const std::vector<address>& excluded) const {
@@ -1431,45 +1351,22 @@ class can {
     if (owns_point(p)) return deliver_here(m);
     const contact next = next_hop(p, excluded);
     if (!next) return env_.count("no_route");  // every way forward failed: the origin asks again
-    forward(std::move(m), next, std::move(excluded));
+    hops_.send(std::move(m), next, std::move(excluded));
   }
 
-  void forward(can_msg::route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1) {
-    if (hops_.size() >= 64 * cfg_.max_neighbours) return env_.count("hops_full");
-    m.hop = fresh_nonce();
-    m.sender = self_;
-    const std::uint64_t hop = m.hop;
-    env_.send(next.addr, m);
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, hop] {
-      auto it = hops_.find(hop);
-      if (it == hops_.end()) return;
-      pending_hop p = std::move(it->second);
-      hops_.erase(it);
-      env_.count("hop_timeouts");
-      if (!joined_) return;
-      if (p.attempts < 2) {  // the message or its ack may just have been lost: once more
-        const contact again{node_id{}, p.next};
-        return forward(std::move(p.msg), again, std::move(p.excluded), p.attempts + 1);
-      }
-      p.excluded.push_back(p.next);  // then around it, to the next-best neighbour
-      handle_route(std::move(p.msg), std::move(p.excluded));
-    });
-    hops_.emplace(hop, pending_hop{std::move(m), next.addr, std::move(excluded), t, attempts});
+  void hop_timed_out(hop p) {
+    if (!joined_) return;
+    if (p.attempts < 2)  // the message or its ack may just have been lost: once more
+      return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1);
+    p.excluded.push_back(p.next.addr);  // then around it, to the next-best neighbour
+    handle_route(std::move(p.msg), std::move(p.excluded));
   }
 
   void deliver_here(const can_msg::route& m) {
     switch (static_cast<can_msg::kind>(m.what)) {
       case can_msg::kind::lookup: {
         auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr) {
-          auto it = lookups_.find(m.nonce);
-          if (it == lookups_.end()) return;
-          auto cb = std::move(it->second.cb);
-          env_.cancel(it->second.timer);
-          env_.cancel(it->second.retry);
-          lookups_.erase(it);
-          return cb({}, lookup_result{std::move(owners), m.hops});
-        }
+        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, can_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -1480,26 +1377,15 @@ class can {
         if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
         return;
       case can_msg::kind::find:  // a node missing a neighbour here: we introduce ourselves
-        if (m.origin.addr != self_.addr && !recently_failed(m.origin.addr)) env_.send(m.origin.addr, make_update(true));
+        if (m.origin.addr != self_.addr && !failed_.recent(m.origin.addr)) env_.send(m.origin.addr, make_update(true));
         return;
-    }
-  }
-
-  void fail_lookups() {
-    auto ops = std::move(lookups_);
-    lookups_.clear();
-    for (auto& [n, op] : ops) {
-      env_.cancel(op.timer);
-      env_.cancel(op.retry);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
     }
   }
 
   void stop() {
     update_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     if (heir_timer_) env_.cancel(heir_timer_), heir_timer_ = {};
-    for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
     for (auto& [a, op] : takeovers_) env_.cancel(op.timer);
     takeovers_.clear();
@@ -1511,28 +1397,26 @@ class can {
   E env_;
   can_config cfg_;
   contact self_;
+  detail::pending_requests<E, lookup_result> lookups_;
+  detail::hop_forwarder<E, can_msg::route> hops_;
+  detail::join_attempts<E> join_;
+  detail::failed_peers<E> failed_;  // taken over or departed
   std::vector<can_zone> zones_;
   std::unordered_map<address, neighbour> neighbours_;
   std::unordered_map<address, takeover_op> takeovers_;
   std::unordered_map<address, claim> best_claim_;  // per failed node: the best claim we accepted or made
-  std::unordered_map<address, time_point> failed_;  // taken over or departed (see recently_failed)
   std::unordered_map<address, offer> offers_;       // joins offered, not yet confirmed
   std::unordered_map<address, candidate> candidates_;  // named by others, asked for their update
   std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them
   std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
   std::unordered_map<address, std::pair<std::uint64_t, time_point>> served_joins_;  // the JOIN nonce each split answered
-  std::unordered_map<std::uint64_t, pending_lookup> lookups_;
-  std::unordered_map<std::uint64_t, pending_hop> hops_;
-  std::vector<contact> seeds_;
-  std::size_t attempt_ = 0;
-  duration retry_{};
   bool joined_ = false;
   bool leaving_ = false;  // leave() called, handover not yet acknowledged
   std::vector<std::uint64_t> join_nonces_;  // our last join attempts: an offer must answer one
   std::pair<address, std::uint64_t> accepted_offer_{};
   std::vector<contact> heirs_;
   std::uint64_t heir_nonce_ = 0;
-  timer_id join_timer_{}, heir_timer_{};
+  timer_id heir_timer_{};
   deliver_callback on_deliver_;
   periodic<E> update_timer_;
 };

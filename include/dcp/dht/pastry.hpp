@@ -52,6 +52,11 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -80,6 +85,9 @@ struct pastry_config {
   duration lookup_timeout = 5s;
   /// Hops after which a message is dropped (a loop from inconsistent state).
   unsigned max_hops = 64;
+  /// Messages this node has forwarded and not yet seen acknowledged; beyond it one
+  /// more is dropped ("hops_full") and its origin's resend carries on.
+  std::size_t max_hops_in_flight = 1 << 16;
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
   std::optional<node_id> id;
@@ -91,7 +99,8 @@ struct pastry_config {
     if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
       throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
     if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "pastry: failed_memory must be > 0");
-    if (failure_threshold < 1 || max_hops < 1) throw error(dcp::errc::invalid_config, "pastry: failure_threshold and max_hops must be >= 1");
+    if (failure_threshold < 1 || max_hops < 1 || max_hops_in_flight < 1)
+      throw error(dcp::errc::invalid_config, "pastry: failure_threshold, max_hops and max_hops_in_flight must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "pastry: need 0 < bootstrap_retry <= bootstrap_retry_max");
   }
@@ -112,20 +121,8 @@ struct route {
   bytes payload;
   template <class A> void serialize(A& ar) { ar(hop, nonce, what, key, origin, sender, hops, n, payload); }
 };
-struct route_ack {
-  static constexpr message_type wire_id = 2;
-  static constexpr std::string_view wire_name = "route_ack";
-  std::uint64_t hop = 0;
-  template <class A> void serialize(A& ar) { ar(hop); }
-};
-struct lookup_reply {
-  static constexpr message_type wire_id = 3;
-  static constexpr std::string_view wire_name = "lookup_reply";
-  std::uint64_t nonce = 0;
-  std::uint16_t hops = 0;
-  std::vector<contact> owners;
-  template <class A> void serialize(A& ar) { ar(nonce, hops, owners); }
-};
+using route_ack = detail::route_ack;        // wire id 2
+using lookup_reply = detail::lookup_reply;  // wire id 3
 struct join_state {  // to a joining node: routing rows, and the leaf set from the root
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "join_state";
@@ -185,9 +182,17 @@ class pastry {
   static constexpr std::string_view name = "pastry";
   static constexpr protocol_id default_id = 81;
 
-  pastry(E env, pastry_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  pastry(E env, pastry_config cfg = {})
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
+        hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
+        join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact& seed) { send_join(seed); }),
+        failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
   }
   pastry(const pastry&) = delete;
   pastry& operator=(const pastry&) = delete;
@@ -199,41 +204,25 @@ class pastry {
   bool joined() const noexcept { return joined_; }
 
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) return become_joined();
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    if (!join_.set_seeds(seeds, self_.addr)) return become_joined();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
     if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
-    const std::uint64_t nonce = fresh_nonce();
-    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
-      auto it = lookups_.find(nonce);
-      if (it == lookups_.end()) return;
-      auto cb = std::move(it->second.cb);
-      env_.cancel(it->second.retry);
-      lookups_.erase(it);
-      env_.count("lookup_failed");
-      cb(make_error_code(errc::lookup_failed), {});
+    // a lone node (or the key's root) knows the answer at once: pending_requests still
+    // answers after the call. Hops are acknowledged, the root's reply is not: it resends.
+    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+      auto m = detail::origin_route<pastry_msg::route>(static_cast<std::uint8_t>(pastry_msg::kind::lookup), key, self_, nonce);
+      m.n = wanted;
+      handle_route(std::move(m));
     });
-    after_return done(env_);  // a lone node (or the key's root) knows the answer at once: still answer after the call
-    lookups_.emplace(nonce, pending_lookup{done.wrap(std::move(cb)), t});
-    send_lookup(nonce, key, static_cast<std::uint16_t>(n), 0);
-    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
     if (!joined_) return env_.count("route_failed");
-    pastry_msg::route m;
-    m.what = static_cast<std::uint8_t>(pastry_msg::kind::app);
-    m.key = key;
-    m.origin = self_;
+    auto m = detail::origin_route<pastry_msg::route>(static_cast<std::uint8_t>(pastry_msg::kind::app), key, self_);
     m.payload = std::move(payload);
     handle_route(std::move(m));
   }
@@ -270,13 +259,7 @@ class pastry {
     for (auto& c : leaves()) env_.send(c.addr, pastry_msg::leaf_exchange{contact{self_.id, address{}}, false, leaves()});
     joined_ = false;
     stop();
-    auto ops = std::move(lookups_);
-    lookups_.clear();
-    for (auto& [n, op] : ops) {
-      env_.cancel(op.timer);
-      env_.cancel(op.retry);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
-    }
+    lookups_.fail_all(make_error_code(errc::not_joined));
   }
 
   /// Numerical distance on the ring: the shorter way round.
@@ -307,7 +290,6 @@ class pastry {
     return n;
   }
 
-
   // ---- messages ----
 
   void on_message(const address& from, const pastry_msg::route& m) {
@@ -323,22 +305,13 @@ class pastry {
     handle_route(std::move(next));
   }
   void on_message(const address& from, const pastry_msg::route_ack& m) {
-    auto it = hops_.find(m.hop);
-    if (it == hops_.end() || it->second.next != from) return;
-    env_.cancel(it->second.timer);
-    hops_.erase(it);
-    silences_.erase(from);
+    if (hops_.acknowledge(from, m.hop)) silences_.erase(from);
   }
   void on_message(const address& from, const pastry_msg::lookup_reply& m) {
     (void)from;
-    auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end()) return env_.count("stale_reply");
-    auto cb = std::move(it->second.cb);
-    env_.cancel(it->second.timer);
-    env_.cancel(it->second.retry);
-    lookups_.erase(it);
-    if (m.owners.empty()) return cb(make_error_code(errc::lookup_failed), {});
-    cb({}, lookup_result{m.owners, m.hops});
+    if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
+    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
+    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const pastry_msg::join_state& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
@@ -362,7 +335,7 @@ class pastry {
     if (m.leaves.size() > 4 * std::max(cfg_.leaf_set, 2 * cfg_.max_leaf_side)) return env_.count("bad_leaf_exchange");
     if (m.sender.addr.empty()) {  // a leaver: drop it, and take its leaves in its place
       forget(from);
-      failed_[from] = env_.now();
+      failed_.mark(from);
     } else if (m.sender.addr != from) {
       return env_.count("spoofed_sender");
     } else {
@@ -377,10 +350,10 @@ class pastry {
     silences_.erase(from);
     if (m.reply) {  // only joined nodes answer: it is alive and serving
       auto v = verifying_.find(from);
-      auto f = failed_.find(from);
+      const auto f = failed_.since(from);
       // the answer to a probe sent after we declared it failed: it is back (restarted, or
       // was only slow). Any other answer may have been in flight since before it failed.
-      const bool fresh = v != verifying_.end() && (f == failed_.end() || v->second > f->second);
+      const bool fresh = v != verifying_.end() && (!f || v->second > *f);
       if (v != verifying_.end()) verifying_.erase(v);
       if (fresh) failed_.erase(from), learn(m.sender);
       else heard_from(m.sender);
@@ -401,50 +374,21 @@ class pastry {
     if (m.entry) consider(m.entry);
   }
   void on_unreachable(const address& peer) {
-    failed_[peer] = env_.now();
+    failed_.mark(peer);
     forget(peer);
   }
 
  private:
   using row_t = std::vector<contact>;
-  struct pending_lookup {
-    lookup_callback cb;
-    timer_id timer{}, retry{};
-  };
-  struct pending_hop {
-    pastry_msg::route msg;
-    address next;
-    std::vector<address> excluded;
-    timer_id timer{};
-    unsigned attempts = 1;
-  };
-
-  /// Routes a lookup; hops are acknowledged, but the root's reply is not, so the
-  /// origin asks again every lookup_timeout / 4 until an answer or the deadline.
-  void send_lookup(std::uint64_t nonce, const node_id& key, std::uint16_t n, unsigned attempt) {
-    auto it = lookups_.find(nonce);
-    if (it == lookups_.end()) return;
-    if (attempt > 0) env_.count("lookup_retries");
-    it->second.retry = env_.arm(cfg_.lookup_timeout / 4, [this, nonce, key, n, attempt] {
-      send_lookup(nonce, key, n, attempt + 1);
-    });
-    pastry_msg::route m;
-    m.nonce = nonce;
-    m.what = static_cast<std::uint8_t>(pastry_msg::kind::lookup);
-    m.key = key;
-    m.origin = self_;
-    m.n = n;
-    handle_route(std::move(m));
-  }
+  using hop = typename detail::hop_forwarder<E, pastry_msg::route>::pending;
 
   void stop() {
     leaf_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     verifying_.clear();
-    for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
-    for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
+    lookups_.cancel_timers();
   }
 
   row_t& row_at(std::size_t row) {
@@ -481,21 +425,13 @@ class pastry {
     return out;
   }
 
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
-  }
-
   /// A node named by someone else (a leaf set, a table row, a route's origin): it
   /// may have crashed since, so one we would use is probed, and learned only from
   /// its own answer. Dead nodes never come back into a leaf set this way, however
   /// stale the table that names them (issue 16).
   void consider(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (!would_use(c) || recently_failed(c.addr)) return;
+    if (!would_use(c) || failed_.recent(c.addr)) return;
     verify(c);
   }
   /// A message from the node itself: evidence it is alive, unless we declared it failed
@@ -503,7 +439,7 @@ class pastry {
   /// only the answer to a new probe brings it back.
   void heard_from(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (recently_failed(c.addr)) {
+    if (failed_.recent(c.addr)) {
       if (would_use(c)) verify(c);
       return;
     }
@@ -511,8 +447,8 @@ class pastry {
   }
   void verify(const contact& c) {
     if (auto v = verifying_.find(c.addr); v != verifying_.end()) {
-      auto f = failed_.find(c.addr);
-      if (f == failed_.end() || v->second > f->second) return;  // a probe since the failure is out
+      const auto f = failed_.since(c.addr);
+      if (!f || v->second > *f) return;  // a probe since the failure is out
     }
     if (verifying_.size() >= max_verifying()) return env_.count("probe_budget_exhausted");
     verifying_[c.addr] = env_.now();
@@ -660,54 +596,33 @@ class pastry {
     if (what == pastry_msg::kind::join) ex.push_back(m.origin.addr);  // the newcomer is not a candidate root
     const contact next = next_hop(m.key, ex);
     if (next.addr == self_.addr) return deliver_here(m);
-    forward(std::move(m), next, std::move(excluded));
+    hops_.send(std::move(m), next, std::move(excluded));
   }
 
-  void forward(pastry_msg::route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1) {
-    m.hop = fresh_nonce();
-    m.sender = self_;
-    const std::uint64_t hop = m.hop;
-    env_.send(next.addr, m);
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, hop] {
-      auto it = hops_.find(hop);
-      if (it == hops_.end()) return;
-      pending_hop p = std::move(it->second);
-      hops_.erase(it);
-      env_.count("hop_timeouts");
-      // a hop out of the routing table is routed around at once (any other entry or leaf
-      // makes progress too), as the paper's per-hop timeouts do; only a delivery inside
-      // the leaf set, where skipping the root would reach a wrong one, is repeated once first
-      const bool table_hop = !in_leaf_range(p.msg.key);
-      if (++silences_[p.next] >= cfg_.failure_threshold) {
-        failed_[p.next] = env_.now();
-        forget(p.next);
-      } else if (!table_hop && p.attempts < 2) {
-        // the message or its ack may just have been lost: the same hop once more, as the best
-        // next hop (excluding it could deliver at a wrong root). Duplicates are harmless: the
-        // origin matches replies by nonce, and routed payloads are at-least-once.
-        auto again = std::move(p.msg);
-        return forward(std::move(again), contact{node_id{}, p.next}, std::move(p.excluded), p.attempts + 1);
-      }
-      p.excluded.push_back(p.next);
-      if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: try_join's timer retries
-      handle_route(std::move(p.msg), std::move(p.excluded));
-    });
-    hops_.emplace(hop, pending_hop{std::move(m), next.addr, std::move(excluded), t, attempts});
+  void hop_timed_out(hop p) {
+    // a hop out of the routing table is routed around at once (any other entry or leaf
+    // makes progress too), as the paper's per-hop timeouts do; only a delivery inside
+    // the leaf set, where skipping the root would reach a wrong one, is repeated once first
+    const bool table_hop = !in_leaf_range(p.msg.key);
+    if (++silences_[p.next.addr] >= cfg_.failure_threshold) {
+      failed_.mark(p.next.addr);
+      forget(p.next.addr);
+    } else if (!table_hop && p.attempts < 2) {
+      // the message or its ack may just have been lost: the same hop once more, as the best
+      // next hop (excluding it could deliver at a wrong root). Duplicates are harmless: the
+      // origin matches replies by nonce, and routed payloads are at-least-once.
+      return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1);
+    }
+    p.excluded.push_back(p.next.addr);
+    if (!joined_ && p.msg.origin.addr == self_.addr) return;  // a join attempt: join_ tries again
+    handle_route(std::move(p.msg), std::move(p.excluded));
   }
 
   void deliver_here(const pastry_msg::route& m) {
     switch (static_cast<pastry_msg::kind>(m.what)) {
       case pastry_msg::kind::lookup: {
         auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr) {
-          auto it = lookups_.find(m.nonce);
-          if (it == lookups_.end()) return;
-          auto cb = std::move(it->second.cb);
-          env_.cancel(it->second.timer);
-          env_.cancel(it->second.retry);
-          lookups_.erase(it);
-          return cb({}, lookup_result{std::move(owners), m.hops});
-        }
+        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, pastry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -745,27 +660,17 @@ class pastry {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     leaf_timer_.start(env_, cfg_.leaf_interval, [this] { maintain_leaves(); },
                       duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.leaf_interval.count()))));
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_) return;
-    env_.count("join_attempts");
-    const contact seed = seeds_[attempt_++ % seeds_.size()];
-    pastry_msg::route m;
-    m.nonce = join_nonce_ = fresh_nonce();
-    m.what = static_cast<std::uint8_t>(pastry_msg::kind::join);
-    m.key = self_.id;
-    m.origin = self_;
-    m.sender = self_;
-    m.hop = fresh_nonce();
-    env_.send(seed.addr, m);
-    // the root's join_state ends the attempt; silence means the seed or the path failed
-    join_timer_ = env_.arm(cfg_.lookup_timeout / 2 + retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+  /// A join request routed to our own id: the root's join_state ends the attempts;
+  /// silence means the seed or the path failed, and join_ tries the next seed.
+  void send_join(const contact& seed) {
+    join_nonce_ = fresh_nonce();
+    const auto what = static_cast<std::uint8_t>(pastry_msg::kind::join);
+    env_.send(seed.addr, detail::join_request<pastry_msg::route>(what, self_, join_nonce_, fresh_nonce()));
   }
 
   void maintain_leaves() {
@@ -778,41 +683,38 @@ class pastry {
     }
     for (auto& a : dead) {
       env_.count("leaf_failures");
-      failed_[a] = env_.now();
+      failed_.mark(a);
       forget(a);
     }
     // bounded memory: unanswered verification probes and expired failures are dropped
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second > 2 * cfg_.rpc_timeout; });
-    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    failed_.expire();
     // exchange whole leaf sets with the two adjacent nodes: how newcomers and repairs spread
     if (!left_.empty()) env_.send(left_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
     if (!right_.empty() && (left_.empty() || right_.front().addr != left_.front().addr))
       env_.send(right_.front().addr, pastry_msg::leaf_exchange{self_, true, leaves()});
-    if (left_.empty() && right_.empty() && !seeds_.empty()) {  // we lost everyone: join again
+    if (left_.empty() && right_.empty() && !join_.seeds().empty()) {  // we lost everyone: join again
       env_.count("rejoins");
       joined_ = false;
       stop();
-      retry_ = cfg_.bootstrap_retry;
-      try_join();
+      join_.start();
     }
   }
 
   E env_;
   pastry_config cfg_;
   contact self_;
+  detail::pending_requests<E, lookup_result> lookups_;
+  detail::hop_forwarder<E, pastry_msg::route> hops_;
+  detail::join_attempts<E> join_;
+  detail::failed_peers<E> failed_;
   std::vector<contact> left_, right_;  // closest first
   std::vector<row_t> table_;
-  std::vector<contact> seeds_;
-  std::size_t attempt_ = 0;
-  duration retry_{};
   bool joined_ = false;
   std::uint64_t join_nonce_ = 0;
-  std::unordered_map<std::uint64_t, pending_lookup> lookups_;
-  std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::unordered_map<address, unsigned> silences_;
-  std::unordered_map<address, time_point> failed_;
   std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
-  timer_id join_timer_{}, join_verify_timer_{};
+  timer_id join_verify_timer_{};
   deliver_callback on_deliver_;
   periodic<E> leaf_timer_;
 };

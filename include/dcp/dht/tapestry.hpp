@@ -106,6 +106,11 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/hop_forwarder.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
@@ -126,6 +131,9 @@ struct tapestry_config {
   duration lookup_timeout = 5s;
   /// Hops after which a message is dropped: 40 levels, plus room for detours.
   unsigned max_hops = 64;
+  /// Messages (routed, or insertion multicasts) this node has forwarded and not yet
+  /// seen acknowledged, per kind; beyond it one more is dropped ("hops_full").
+  std::size_t max_hops_in_flight = 1 << 16;
   /// Servers republish their objects this often; pointers live pointer_ttl.
   duration republish_interval = 30s;
   duration pointer_ttl = 90s;
@@ -147,7 +155,7 @@ struct tapestry_config {
     if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "tapestry: failed_memory must be > 0");
     if (republish_interval <= duration::zero() || pointer_ttl <= republish_interval || max_pointer_ttl < pointer_ttl)
       throw error(dcp::errc::invalid_config, "tapestry: need 0 < republish_interval < pointer_ttl <= max_pointer_ttl");
-    if (max_pointers < 1 || max_servers_per_object < 1 || max_published < 1 || max_backpointers < 1)
+    if (max_pointers < 1 || max_servers_per_object < 1 || max_published < 1 || max_backpointers < 1 || max_hops_in_flight < 1)
       throw error(dcp::errc::invalid_config, "tapestry: table bounds must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "tapestry: need 0 < bootstrap_retry <= bootstrap_retry_max");
@@ -182,20 +190,8 @@ struct route {
   bytes payload;
   template <class A> void serialize(A& ar) { ar(hop, nonce, what, level, key, origin, sender, server, ttl_ms, hops, n, payload); }
 };
-struct route_ack {  // acknowledges a route hop or a multicast hop
-  static constexpr message_type wire_id = 2;
-  static constexpr std::string_view wire_name = "route_ack";
-  std::uint64_t hop = 0;
-  template <class A> void serialize(A& ar) { ar(hop); }
-};
-struct lookup_reply {
-  static constexpr message_type wire_id = 3;
-  static constexpr std::string_view wire_name = "lookup_reply";
-  std::uint64_t nonce = 0;
-  std::uint16_t hops = 0;
-  std::vector<contact> owners;
-  template <class A> void serialize(A& ar) { ar(nonce, hops, owners); }
-};
+using route_ack = detail::route_ack;        // wire id 2: acknowledges a route hop or a multicast hop
+using lookup_reply = detail::lookup_reply;  // wire id 3
 struct locate_reply {  // from the first node holding a pointer, or the root (servers empty: not found)
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "locate_reply";
@@ -302,17 +298,25 @@ class tapestry {
   static constexpr std::size_t max_entries = levels * base * 8;
   static constexpr std::size_t max_owners = 64;
 
-  tapestry(E env, tapestry_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  tapestry(E env, tapestry_config cfg = {})
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "request_retries"),
+        locates_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "locate_failed", "request_retries"),
+        hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
+        mc_hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); },
+                 "multicast_timeouts"),
+        join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact& seed) { send_join(seed); }),
+        failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
+    mc_hops_.on_timeout([this](multicast_hop p) { multicast_timed_out(std::move(p)); });
   }
   tapestry(const tapestry&) = delete;
   tapestry& operator=(const tapestry&) = delete;
-  ~tapestry() {
-    stop();
-    for (auto& [n, l] : lookups_) env_.cancel(l.timer), env_.cancel(l.retry);
-    for (auto& [n, l] : locates_) env_.cancel(l.timer), env_.cancel(l.retry);
-  }
+  ~tapestry() { stop(); }
 
   // ---- digits and the metric ----
 
@@ -349,42 +353,24 @@ class tapestry {
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds the overlay alone when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
+    const bool has_seeds = join_.set_seeds(seeds, self_.addr);
     bootstrapped_ = true;
-    if (seeds_.empty()) return become_joined();
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    if (!has_seeds) return become_joined();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
     if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
-    const std::uint64_t nonce = fresh_nonce();
-    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
-      auto it = lookups_.find(nonce);
-      if (it == lookups_.end()) return;
-      auto cb = std::move(it->second.cb);
-      env_.cancel(it->second.retry);
-      lookups_.erase(it);
-      env_.count("lookup_failed");
-      cb(make_error_code(errc::lookup_failed), {});
+    // the root itself knows the answer at once: pending_requests still answers after the call
+    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+      route_request(nonce, key, tapestry_msg::kind::lookup, wanted);
     });
-    after_return done(env_);  // the root itself knows the answer at once: still answer after the call
-    lookups_.emplace(nonce, pending_lookup{done.wrap(std::move(cb)), t, {}});
-    send_request(nonce, key, tapestry_msg::kind::lookup, static_cast<std::uint16_t>(n), 0);
-    done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
     if (!joined_) return env_.count("route_failed");
-    tapestry_msg::route m;
-    m.what = static_cast<std::uint8_t>(tapestry_msg::kind::app);
-    m.key = key;
-    m.origin = self_;
+    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(tapestry_msg::kind::app), key, self_);
     m.payload = std::move(payload);
     handle_route(std::move(m));
   }
@@ -421,7 +407,8 @@ class tapestry {
     bootstrapped_ = false;
     stop();
     published_.clear();
-    fail_requests();
+    lookups_.fail_all(make_error_code(errc::not_joined));
+    locates_.fail_all(make_error_code(errc::not_joined));
   }
 
   // ---- object location (DOLR) ----
@@ -444,20 +431,9 @@ class tapestry {
   /// pointer. errc::not_found when the root holds none.
   void locate(const node_id& guid, locate_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    const std::uint64_t nonce = fresh_nonce();
-    const timer_id t = env_.arm(cfg_.lookup_timeout, [this, nonce] {
-      auto it = locates_.find(nonce);
-      if (it == locates_.end()) return;
-      auto cb = std::move(it->second.cb);
-      env_.cancel(it->second.retry);
-      locates_.erase(it);
-      env_.count("locate_failed");
-      cb(make_error_code(errc::lookup_failed), {});
+    locates_.open(fresh_nonce(), std::move(cb), [this, guid](std::uint64_t nonce) {
+      route_request(nonce, guid, tapestry_msg::kind::locate, 1);
     });
-    after_return done(env_);
-    locates_.emplace(nonce, pending_locate{done.wrap(std::move(cb)), t, {}});
-    send_request(nonce, guid, tapestry_msg::kind::locate, 1, 0);
-    done.returned();
   }
 
   // ---- inspection ----
@@ -519,39 +495,26 @@ class tapestry {
     handle_route(std::move(next));
   }
   void on_message(const address& from, const tapestry_msg::route_ack& m) {
-    if (auto it = hops_.find(m.hop); it != hops_.end() && it->second.next == from) {
-      env_.cancel(it->second.timer);
-      hops_.erase(it);
+    if (hops_.acknowledge(from, m.hop)) {
       silences_.erase(from);
       heard_at_[from] = env_.now();
       return;
     }
-    if (auto it = mc_hops_.find(m.hop); it != mc_hops_.end() && it->second.next == from) {
-      env_.cancel(it->second.timer);
-      mc_hops_.erase(it);
-      silences_.erase(from);
-      return;
-    }
+    if (mc_hops_.acknowledge(from, m.hop)) return (void)silences_.erase(from);
     env_.count("stale_reply");
   }
   void on_message(const address& from, const tapestry_msg::lookup_reply& m) {
     (void)from;
     if (m.owners.size() > max_owners) return env_.count("bad_message");
-    auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end()) return env_.count("stale_reply");
-    auto cb = std::move(it->second.cb);
-    env_.cancel(it->second.timer);
-    env_.cancel(it->second.retry);
-    lookups_.erase(it);
-    if (m.owners.empty()) return cb(make_error_code(errc::lookup_failed), {});
-    cb({}, lookup_result{m.owners, m.hops});
+    if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
+    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
+    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const tapestry_msg::locate_reply& m) {
     (void)from;
     if (m.servers.size() > cfg_.max_servers_per_object) return env_.count("bad_message");
-    auto it = locates_.find(m.nonce);
-    if (it == locates_.end()) return env_.count("stale_reply");
-    finish_locate(it, m.servers, m.hops);
+    if (!locates_.contains(m.nonce)) return env_.count("stale_reply");
+    complete_locate(m.nonce, m.servers, m.hops);
   }
   void on_message(const address& from, const tapestry_msg::join_state& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
@@ -637,7 +600,7 @@ class tapestry {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (m.replacements.size() > max_entries) return env_.count("bad_message");
     env_.count("neighbour_left");
-    failed_[from] = env_.now();
+    failed_.mark(from);
     forget(from);
     backpointers_.erase(from);
     for (auto& c : m.replacements) consider(c);
@@ -654,7 +617,7 @@ class tapestry {
     }
   }
   void on_unreachable(const address& peer) {
-    failed_[peer] = env_.now();
+    failed_.mark(peer);
     forget(peer);
   }
 
@@ -665,32 +628,13 @@ class tapestry {
   };
   using slot_t = std::vector<entry>;
   using row_t = std::vector<slot_t>;
-  struct pending_lookup {
-    lookup_callback cb;
-    timer_id timer{}, retry{};
-  };
-  struct pending_locate {
-    locate_callback cb;
-    timer_id timer{}, retry{};
-  };
-  struct pending_hop {
-    tapestry_msg::route msg;
-    address next;
-    node_id next_id;
-    std::vector<address> excluded;
-    timer_id timer{};
-    unsigned attempts = 1;
-    std::uint8_t level_here = 0;  // the message's level at this node: a detour resumes from it
-    time_point sent{};
-  };
-  struct pending_multicast {
-    tapestry_msg::multicast msg;
+  /// A routed hop remembers the message's level at this node: a detour resumes from it.
+  using hop = typename detail::hop_forwarder<E, tapestry_msg::route, std::uint8_t>::pending;
+  struct multicast_branch {
     std::vector<contact> candidates;  // the slot's entries, tried in order
-    std::size_t index = 0;
-    address next;
-    timer_id timer{};
-    unsigned attempts = 1;
+    std::size_t index = 0;            // the one sent to
   };
+  using multicast_hop = typename detail::hop_forwarder<E, tapestry_msg::multicast, multicast_branch>::pending;
   struct object_pointer {
     contact server;
     time_point expires;
@@ -702,76 +646,33 @@ class tapestry {
 
   // ---- requests ----
 
-  /// Routes a lookup or locate; the origin asks again every lookup_timeout / 4
-  /// until an answer or the deadline (the root's reply is not acknowledged).
-  void send_request(std::uint64_t nonce, const node_id& key, tapestry_msg::kind what, std::uint16_t n, unsigned attempt) {
-    timer_id* retry = nullptr;
-    if (what == tapestry_msg::kind::lookup) {
-      auto it = lookups_.find(nonce);
-      if (it == lookups_.end()) return;
-      retry = &it->second.retry;
-    } else {
-      auto it = locates_.find(nonce);
-      if (it == locates_.end()) return;
-      retry = &it->second.retry;
-    }
-    if (attempt > 0) env_.count("request_retries");
-    *retry = env_.arm(cfg_.lookup_timeout / 4, [this, nonce, key, what, n, attempt] {
-      send_request(nonce, key, what, n, attempt + 1);
-    });
-    tapestry_msg::route m;
-    m.nonce = nonce;
-    m.what = static_cast<std::uint8_t>(what);
-    m.key = key;
-    m.origin = self_;
+  /// Routes a lookup or locate (pending_requests sends it again every lookup_timeout / 4
+  /// until an answer or the deadline: the root's reply is not acknowledged).
+  void route_request(std::uint64_t nonce, const node_id& key, tapestry_msg::kind what, std::uint16_t n) {
+    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), key, self_, nonce);
     m.n = n;
     handle_route(std::move(m));
   }
   void send_publish(const node_id& guid, tapestry_msg::kind what) {
-    tapestry_msg::route m;
-    m.what = static_cast<std::uint8_t>(what);
-    m.key = guid;
-    m.origin = self_;
+    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), guid, self_);
     m.server = self_;
     m.ttl_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.pointer_ttl).count());
     handle_route(std::move(m));
   }
-  template <class It>
-  void finish_locate(It it, std::vector<contact> servers, unsigned hops) {
-    auto cb = std::move(it->second.cb);
-    env_.cancel(it->second.timer);
-    env_.cancel(it->second.retry);
-    locates_.erase(it);
-    if (servers.empty()) return cb(make_error_code(errc::not_found), {});
+  /// The servers a pointer named (plus the hop to one of them), or not_found.
+  void complete_locate(std::uint64_t nonce, std::vector<contact> servers, unsigned hops) {
+    if (servers.empty()) return (void)locates_.complete(nonce, make_error_code(errc::not_found));
     const unsigned to_pointer = hops;
-    cb({}, locate_result{std::move(servers), hops + 1, to_pointer});
-  }
-  void fail_requests() {
-    auto ls = std::move(lookups_);
-    lookups_.clear();
-    for (auto& [n, op] : ls) {
-      env_.cancel(op.timer);
-      env_.cancel(op.retry);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
-    }
-    auto cs = std::move(locates_);
-    locates_.clear();
-    for (auto& [n, op] : cs) {
-      env_.cancel(op.timer);
-      env_.cancel(op.retry);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
-    }
+    locates_.complete(nonce, {}, locate_result{std::move(servers), hops + 1, to_pointer});
   }
 
   void stop() {
     maintain_timer_.stop();
     republish_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     verifying_.clear();
-    for (auto& [h, p] : hops_) env_.cancel(p.timer);
     hops_.clear();
-    for (auto& [h, p] : mc_hops_) env_.cancel(p.timer);
     mc_hops_.clear();
   }
 
@@ -864,17 +765,9 @@ class tapestry {
     tried_[a] = env_.now();
   }
 
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
-  }
-
   /// A node named by someone else: probed, and learned (with its round trip) when it answers.
   void consider(const contact& c) {
-    if (!would_use(c) || recently_failed(c.addr)) return;
+    if (!would_use(c) || failed_.recent(c.addr)) return;
     if (auto t = tried_.find(c.addr); t != tried_.end() && env_.now() - t->second < cfg_.failed_memory) return;
     measure(c);
   }
@@ -882,7 +775,7 @@ class tapestry {
   /// slot it could only enter by closeness, which a probe measures.
   void heard_from(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (recently_failed(c.addr)) {
+    if (failed_.recent(c.addr)) {
       if (would_use(c)) measure(c);
       return;
     }
@@ -988,57 +881,38 @@ class tapestry {
     if (hop_to.first.addr == self_.addr) return deliver_here(m);
     const std::uint8_t here = m.level;
     m.level = static_cast<std::uint8_t>(hop_to.second);
-    forward(std::move(m), hop_to.first, std::move(excluded), here);
+    hops_.send(std::move(m), hop_to.first, std::move(excluded), 1, here);
   }
 
-  void forward(tapestry_msg::route m, const contact& next, std::vector<address> excluded, std::uint8_t level_here,
-               unsigned attempts = 1) {
-    m.hop = fresh_nonce();
-    m.sender = self_;
-    const std::uint64_t hop = m.hop;
-    env_.send(next.addr, m);
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, hop] {
-      auto it = hops_.find(hop);
-      if (it == hops_.end()) return;
-      pending_hop p = std::move(it->second);
-      hops_.erase(it);
-      env_.count("hop_timeouts");
-      // a silence counts only when nothing came from the node since this hop was sent: with
-      // many hops to one node in flight, timeouts of lost ones arrive after others' acks
-      auto heard = heard_at_.find(p.next);
-      const bool silent = heard == heard_at_.end() || heard->second < p.sent;
-      const bool failed = silent && ++silences_[p.next] >= cfg_.failure_threshold;
-      if (failed) {
-        failed_[p.next] = env_.now();
-        forget(p.next);
-      }
-      if (!joined_) return;
-      // the message or its ack may just have been lost. Another entry of the same slot
-      // leads to the same root: go around at once. When the node is its slot's last, going
-      // around changes the root (as if it had left): resend instead, until it is declared failed
-      auto around = p.excluded;
-      around.push_back(p.next);
-      const auto alt = next_hop(p.msg.key, p.level_here, around);
-      const bool same_slot = alt.first.addr != self_.addr && alt.second == p.msg.level && p.msg.level > 0 &&
-                             digit(alt.first.id, p.msg.level - 1u) == digit(p.next_id, p.msg.level - 1u);
-      if (!failed && !same_slot) {
-        auto again = std::move(p.msg);
-        return forward(std::move(again), contact{p.next_id, p.next}, std::move(p.excluded), p.level_here, p.attempts + 1);
-      }
-      env_.count("hop_detours");
-      p.msg.level = p.level_here;
-      handle_route(std::move(p.msg), std::move(around));
-    });
-    hops_.emplace(hop, pending_hop{std::move(m), next.addr, next.id, std::move(excluded), t, attempts, level_here, env_.now()});
+  void hop_timed_out(hop p) {
+    const std::uint8_t level_here = p.note;
+    // a silence counts only when nothing came from the node since this hop was sent: with
+    // many hops to one node in flight, timeouts of lost ones arrive after others' acks
+    auto heard = heard_at_.find(p.next.addr);
+    const bool silent = heard == heard_at_.end() || heard->second < p.sent;
+    const bool failed = silent && ++silences_[p.next.addr] >= cfg_.failure_threshold;
+    if (failed) {
+      failed_.mark(p.next.addr);
+      forget(p.next.addr);
+    }
+    if (!joined_) return;
+    // the message or its ack may just have been lost. Another entry of the same slot
+    // leads to the same root: go around at once. When the node is its slot's last, going
+    // around changes the root (as if it had left): resend instead, until it is declared failed
+    auto around = p.excluded;
+    around.push_back(p.next.addr);
+    const auto alt = next_hop(p.msg.key, level_here, around);
+    const bool same_slot = alt.first.addr != self_.addr && alt.second == p.msg.level && p.msg.level > 0 &&
+                           digit(alt.first.id, p.msg.level - 1u) == digit(p.next.id, p.msg.level - 1u);
+    if (!failed && !same_slot) return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1, level_here);
+    env_.count("hop_detours");
+    p.msg.level = level_here;
+    handle_route(std::move(p.msg), std::move(around));
   }
 
   void reply_locate(const tapestry_msg::route& m, std::vector<contact> servers) {
     if (servers.size() > cfg_.max_servers_per_object) servers.resize(cfg_.max_servers_per_object);
-    if (m.origin.addr == self_.addr) {
-      auto it = locates_.find(m.nonce);
-      if (it == locates_.end()) return;
-      return finish_locate(it, std::move(servers), m.hops);
-    }
+    if (m.origin.addr == self_.addr) return complete_locate(m.nonce, std::move(servers), m.hops);
     env_.send(m.origin.addr, tapestry_msg::locate_reply{m.nonce, m.hops, std::move(servers)});
   }
 
@@ -1052,15 +926,7 @@ class tapestry {
         std::erase_if(owners, [&](const contact& c) { return c.addr == self_.addr; });
         owners.insert(owners.begin(), self_);
         if (owners.size() > m.n) owners.resize(m.n);
-        if (m.origin.addr == self_.addr) {
-          auto it = lookups_.find(m.nonce);
-          if (it == lookups_.end()) return;
-          auto cb = std::move(it->second.cb);
-          env_.cancel(it->second.timer);
-          env_.cancel(it->second.retry);
-          lookups_.erase(it);
-          return cb({}, lookup_result{std::move(owners), m.hops});
-        }
+        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, tapestry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -1106,29 +972,20 @@ class tapestry {
           if (e.who.addr != newcomer.addr) candidates.push_back(e.who);
         if (candidates.empty()) continue;
         tapestry_msg::multicast m{0, nonce, self_, newcomer, static_cast<std::uint8_t>(l + 1)};
-        send_multicast(pending_multicast{m, std::move(candidates), 0, {}, {}, 1});
+        send_multicast(m, multicast_branch{std::move(candidates), 0});
       }
   }
-  void send_multicast(pending_multicast p) {
-    if (p.index >= p.candidates.size()) return env_.count("multicast_lost");
-    p.msg.hop = fresh_nonce();
-    p.next = p.candidates[p.index].addr;
-    env_.send(p.next, p.msg);
-    const std::uint64_t hop = p.msg.hop;
-    p.timer = env_.arm(cfg_.rpc_timeout, [this, hop] {
-      auto it = mc_hops_.find(hop);
-      if (it == mc_hops_.end()) return;
-      pending_multicast q = std::move(it->second);
-      mc_hops_.erase(it);
-      env_.count("multicast_timeouts");
-      if (q.attempts < 2) {
-        ++q.attempts;
-      } else {
-        ++q.index, q.attempts = 1;  // the slot's next entry takes the branch
-      }
-      send_multicast(std::move(q));
-    });
-    mc_hops_.emplace(hop, std::move(p));
+  /// A multicast branch is acknowledged hop by hop like a route: sent twice to an entry,
+  /// then to the slot's next one.
+  void send_multicast(tapestry_msg::multicast m, multicast_branch b, unsigned attempts = 1) {
+    if (b.index >= b.candidates.size()) return env_.count("multicast_lost");
+    const contact next = b.candidates[b.index];
+    mc_hops_.send(std::move(m), next, {}, attempts, std::move(b));
+  }
+  void multicast_timed_out(multicast_hop p) {
+    if (p.attempts < 2) return send_multicast(std::move(p.msg), std::move(p.note), p.attempts + 1);
+    ++p.note.index;  // the slot's next entry takes the branch
+    send_multicast(std::move(p.msg), std::move(p.note));
   }
   void remember_multicast(std::uint64_t nonce) {
     const time_point now = env_.now();
@@ -1201,7 +1058,7 @@ class tapestry {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     maintain_timer_.start(env_, cfg_.maintain_interval, [this] { maintain(); },
                           duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.maintain_interval.count()))));
     republish_timer_.start(env_, cfg_.republish_interval, [this] {
@@ -1214,21 +1071,11 @@ class tapestry {
     become_joined();
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_ || seeds_.empty()) return;
-    env_.count("join_attempts");
-    const contact seed = seeds_[attempt_++ % seeds_.size()];
-    tapestry_msg::route m;
-    m.nonce = join_nonce_ = fresh_nonce();
-    m.what = static_cast<std::uint8_t>(tapestry_msg::kind::join);
-    m.key = self_.id;
-    m.origin = self_;
-    m.sender = self_;
-    m.hop = fresh_nonce();
-    env_.send(seed.addr, m);
-    join_timer_ = env_.arm(cfg_.lookup_timeout / 2 + retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+  /// A join request routed to our own id: the root's join_state ends the attempts.
+  void send_join(const contact& seed) {
+    join_nonce_ = fresh_nonce();
+    const auto what = static_cast<std::uint8_t>(tapestry_msg::kind::join);
+    env_.send(seed.addr, detail::join_request<tapestry_msg::route>(what, self_, join_nonce_, fresh_nonce()));
   }
 
   void maintain() {
@@ -1244,12 +1091,12 @@ class tapestry {
     }
     for (auto& a : dead) {
       env_.count("neighbour_failures");
-      failed_[a] = env_.now();
+      failed_.mark(a);
       forget(a);
     }
     // bounded memory
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second.sent > 2 * cfg_.rpc_timeout; });
-    std::erase_if(failed_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
+    failed_.expire();
     std::erase_if(tried_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
     for (auto it = silences_.begin(); it != silences_.end();) it = in_table(it->first) ? std::next(it) : silences_.erase(it);
     for (auto it = heard_at_.begin(); it != heard_at_.end();) it = in_table(it->first) ? std::next(it) : heard_at_.erase(it);
@@ -1270,18 +1117,23 @@ class tapestry {
         for (auto& e : s) at_level.push_back(e.who);
       const contact& c = at_level[env_.rng().below(at_level.size())];
       env_.send(c.addr, tapestry_msg::row_request{self_, 0, 0xFF});
-    } else if (!seeds_.empty()) {  // we lost everyone: join again
+    } else if (!join_.seeds().empty()) {  // we lost everyone: join again
       env_.count("rejoins");
       joined_ = false;
       stop();
-      retry_ = cfg_.bootstrap_retry;
-      try_join();
+      join_.start();
     }
   }
 
   E env_;
   tapestry_config cfg_;
   contact self_;
+  detail::pending_requests<E, lookup_result> lookups_;
+  detail::pending_requests<E, locate_result> locates_;
+  detail::hop_forwarder<E, tapestry_msg::route, std::uint8_t> hops_;
+  detail::hop_forwarder<E, tapestry_msg::multicast, multicast_branch> mc_hops_;
+  detail::join_attempts<E> join_;
+  detail::failed_peers<E> failed_;
   std::vector<row_t> table_;
   struct backpointer_state {
     time_point heard;
@@ -1290,25 +1142,17 @@ class tapestry {
   };
   std::unordered_map<address, backpointer_state> backpointers_;
   std::uint64_t backpointer_seq_ = 0;
-  std::vector<contact> seeds_;
-  std::size_t attempt_ = 0;
-  duration retry_{};
   bool joined_ = false, bootstrapped_ = false;
   std::uint64_t join_nonce_ = 0;
-  std::unordered_map<std::uint64_t, pending_lookup> lookups_;
-  std::unordered_map<std::uint64_t, pending_locate> locates_;
-  std::unordered_map<std::uint64_t, pending_hop> hops_;
-  std::unordered_map<std::uint64_t, pending_multicast> mc_hops_;
   std::unordered_map<std::uint64_t, time_point> seen_multicasts_;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> heard_at_;  // last ack or probe answer: a table member's
-  std::unordered_map<address, time_point> failed_;
   std::unordered_map<address, time_point> tried_;
   std::unordered_map<address, probe_state> verifying_;
   std::map<node_id, std::vector<object_pointer>> pointers_;
   std::size_t pointer_total_ = 0;
   std::set<node_id> published_;
-  timer_id join_timer_{}, join_verify_timer_{};
+  timer_id join_verify_timer_{};
   deliver_callback on_deliver_;
   periodic<E> maintain_timer_, republish_timer_;
 };

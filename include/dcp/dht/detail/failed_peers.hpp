@@ -1,0 +1,55 @@
+#pragma once
+// failed_peers: the nodes a DHT router declared failed (or saw leave), and
+// when, for `memory` (the routers' failed_memory).
+//
+// Others' tables, leaf sets and neighbour lists go on naming a dead node for
+// a while, and messages from before its failure may still arrive. A router
+// does not take such a node back from hearsay while the memory lasts: Pastry
+// and Tapestry only on the answer to a probe sent after the failure, CAN not
+// from stale updates (it tells an evicted node so). A mark older than
+// `memory` counts for nothing and is dropped; expire() drops them all at
+// once, so the table holds at most the peers failed within one memory.
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+#include "dcp/core/address.hpp"
+#include "dcp/core/env.hpp"
+
+namespace dcp::dht::detail {
+
+template <Env E>
+class failed_peers {
+ public:
+  failed_peers(E env, duration memory) : env_(std::move(env)), memory_(memory) {}
+
+  /// Declared failed (or departed) now.
+  void mark(const address& a) { at_[a] = env_.now(); }
+  /// Back: its answer to a probe sent since the failure.
+  void erase(const address& a) { at_.erase(a); }
+  /// Declared failed within the memory (an older mark is dropped).
+  bool recent(const address& a) {
+    auto it = at_.find(a);
+    if (it == at_.end()) return false;
+    if (env_.now() - it->second < memory_) return true;
+    at_.erase(it);
+    return false;
+  }
+  /// When it was declared failed, however long ago, while the mark is kept.
+  std::optional<time_point> since(const address& a) const {
+    auto it = at_.find(a);
+    if (it == at_.end()) return std::nullopt;
+    return it->second;
+  }
+  /// Drops the marks older than the memory.
+  void expire() {
+    std::erase_if(at_, [&](const auto& f) { return env_.now() - f.second >= memory_; });
+  }
+
+ private:
+  E env_;
+  duration memory_;
+  std::unordered_map<address, time_point> at_;
+};
+
+}  // namespace dcp::dht::detail

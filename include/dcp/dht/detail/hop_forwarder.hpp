@@ -1,0 +1,134 @@
+#pragma once
+// hop_forwarder: acknowledged hop-by-hop forwarding, the transport of the
+// recursive routers dht::pastry, dht::can and dht::tapestry.
+//
+// Each node on a route passes the message to its next hop and waits for that
+// hop's acknowledgement: Pastry's per-hop timeouts (Rowstron, Druschel 2001,
+// §2.4), CAN's routing around failed neighbours (§2.1), Tapestry's resend then
+// detour (§3.2). The forwarder keeps the hops in flight, keyed by a fresh hop
+// nonce the route message carries (Route::hop, echoed by the route_ack), and
+// stamps the message with this node as its sender. An acknowledgement counts
+// only from the node the hop was sent to. A hop not acknowledged within
+// `ack_timeout` goes to the router's timeout handler (counted as
+// `timeout_counter`, "hop_timeouts" unless the router names another), which
+// decides what the router's paper says: send it again to the same node
+// (send() with attempts + 1), mark the node suspect or failed, or route around
+// it (its address added to `excluded`, which next-hop selection skips).
+//
+// Every message a node forwards costs one entry until acked or timed out, so
+// the table is bounded (max_pending): beyond it a message is dropped and
+// counted ("hops_full"), and the origin's resend (pending_requests.hpp) or
+// the routed payload's own retry carries on.
+//
+// `Note` is what a router remembers of a hop beyond the message (Tapestry: the
+// level the message had at this node, from which a detour resumes; for its
+// insertion multicast, the slot's entries still to try). Any message with the
+// fields `hop` and `sender` can travel this way: Tapestry's multicast does.
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "dcp/core/env.hpp"
+#include "dcp/dht/contact.hpp"
+
+namespace dcp::dht::detail {
+
+template <Env E, class Route, class Note = std::monostate>
+class hop_forwarder {
+ public:
+  struct pending {
+    Route msg;
+    contact next;
+    std::vector<address> excluded;  // nodes this message is routed around from here
+    unsigned attempts = 1;          // sends to `next` so far
+    Note note{};
+    time_point sent{};
+    timer_id timer{};
+  };
+  using timeout_handler = std::function<void(pending)>;
+  using nonce_source = std::function<std::uint64_t()>;
+
+  /// `self` is this node's contact, read at each send (the router sets it after
+  /// constructing the forwarder); `fresh_nonce` draws hop nonces unique among
+  /// all the router's nonces in flight.
+  hop_forwarder(E env, const contact& self, duration ack_timeout, std::size_t max_pending, nonce_source fresh_nonce,
+                std::string_view timeout_counter = "hop_timeouts")
+      : env_(std::move(env)), self_(&self), ack_timeout_(ack_timeout), max_pending_(max_pending),
+        fresh_nonce_(std::move(fresh_nonce)), timeout_counter_(timeout_counter) {}
+  hop_forwarder(const hop_forwarder&) = delete;
+  hop_forwarder& operator=(const hop_forwarder&) = delete;
+  ~hop_forwarder() { clear(); }
+
+  /// What to do with a hop not acknowledged in time; it has left the table.
+  void on_timeout(timeout_handler h) { on_timeout_ = std::move(h); }
+
+  bool contains(std::uint64_t hop) const { return hops_.contains(hop); }
+  std::size_t size() const noexcept { return hops_.size(); }
+
+  /// Sends `m` to `next` as a new hop and waits for its acknowledgement.
+  void send(Route m, const contact& next, std::vector<address> excluded, unsigned attempts = 1, Note note = {}) {
+    if (hops_.size() >= max_pending_) return env_.count("hops_full");
+    m.hop = fresh_nonce_();
+    m.sender = *self_;
+    const std::uint64_t hop = m.hop;
+    env_.send(next.addr, m);
+    const timer_id t = env_.arm(ack_timeout_, [this, hop] {
+      auto it = hops_.find(hop);
+      if (it == hops_.end()) return;
+      pending p = std::move(it->second);
+      hops_.erase(it);
+      env_.count(timeout_counter_);
+      if (on_timeout_) on_timeout_(std::move(p));
+    });
+    hops_.emplace(hop, pending{std::move(m), next, std::move(excluded), attempts, std::move(note), env_.now(), t});
+  }
+
+  /// A route_ack from `from` for `hop`: true when it ends a hop in flight to that node.
+  bool acknowledge(const address& from, std::uint64_t hop) {
+    auto it = hops_.find(hop);
+    if (it == hops_.end() || it->second.next.addr != from) return false;
+    env_.cancel(it->second.timer);
+    hops_.erase(it);
+    return true;
+  }
+
+  /// Takes out every hop waiting for `peer` (the transport gave up on it) and
+  /// hands each, one at a time, to `f` without waiting for its timeout.
+  template <class F>
+  void abandon(const address& peer, F&& f) {
+    std::vector<std::uint64_t> waiting;
+    for (auto& [h, p] : hops_)
+      if (p.next.addr == peer) waiting.push_back(h);
+    for (auto h : waiting) {
+      auto it = hops_.find(h);
+      if (it == hops_.end()) continue;
+      pending p = std::move(it->second);
+      env_.cancel(p.timer);
+      hops_.erase(it);
+      f(std::move(p));
+    }
+  }
+
+  /// Forgets every hop in flight (the node stopped).
+  void clear() {
+    for (auto& [h, p] : hops_) env_.cancel(p.timer);
+    hops_.clear();
+  }
+
+ private:
+  E env_;
+  const contact* self_;
+  duration ack_timeout_;
+  std::size_t max_pending_;
+  nonce_source fresh_nonce_;
+  std::string_view timeout_counter_;
+  timeout_handler on_timeout_;
+  std::unordered_map<std::uint64_t, pending> hops_;
+};
+
+}  // namespace dcp::dht::detail
