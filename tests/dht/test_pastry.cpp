@@ -217,6 +217,24 @@ TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns 
 // name in advance, so the reply is matched by the request's nonce alone. A
 // sequential nonce let a stranger answer every lookup in flight by counting;
 // nonces are now random 64-bit numbers (and so are join and hop nonces).
+// A node that loses every leaf joins again, and stopping its timers also
+// stopped its lookups' deadlines: a lookup in flight then never completed.
+TEST_CASE("pastry: a lookup in flight when its node loses every neighbour and rejoins completes, with an error") {
+  world_t w(9, fast(), world_t::lossy(0));
+  grow(w, 2);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 10s).reason == sim::stop_reason::predicate);
+  const auto lone = *w.founder == 0 ? sim::node_index{1} : sim::node_index{0};
+  const auto other = w.router(*w.founder == 0 ? 0 : 1).self();
+  w.world.crash(other.addr.sim_index());
+  std::optional<std::error_code> result;
+  w.router(lone).lookup(other.id, 1, [&](std::error_code ec, const dht::lookup_result&) { result = ec; });
+  w.world.metrics().reset();
+  w.world.run_for(4s);  // within the lookup's 5 s deadline, the node finds itself alone and rejoins
+  REQUIRE(w.world.metrics().counter(w.pid, "rejoins") >= 1);
+  REQUIRE(result.has_value());
+  CHECK(*result == dht::errc::not_joined);
+}
+
 TEST_CASE("pastry: a stranger guessing lookup nonces answers no lookup") {
   world_t w(3, fast(), world_t::lossy(0));
   grow(w, 20);

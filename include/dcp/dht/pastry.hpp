@@ -697,6 +697,8 @@ class pastry {
       env_.count("rejoins");
       joined_ = false;
       stop();
+      // stop() cancelled their deadlines: fail them now, or their callers wait forever
+      lookups_.fail_all(make_error_code(errc::not_joined));
       join_.start();
     }
   }
