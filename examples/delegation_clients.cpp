@@ -15,7 +15,7 @@
 //     origin with each unit of work, a few units per token, releasing it
 //     after the last (at the origin, then at its coordinator), and again
 //     until --run-for is over;
-//   - asks for one seat (a random shard of "seats", a stock), once.
+//   - asks for one seat of "seats" (a stock), once: from any of its shards.
 // Nodes are also the coordinators: whichever the DHT names for a shard asks
 // the origin for its delegation. With --group, the shards of the resources
 // in --group-resources ("work" unless given; "work,seats" for both) are
@@ -193,8 +193,7 @@ class client_node {
   }
 
   void acquire_seat() {
-    const auto shard = static_cast<std::uint32_t>(rng_.below(opt_.seat_shards));
-    peer_->acquire("seats", shard, 1, [this](dcp::result<dlg::grant> g) {
+    peer_->acquire_stock("seats", opt_.seat_shards, 1, [this](dcp::result<dlg::grant> g) {
       if (g) {
         ++sum_.seats;
         std::cout << "SEAT " << node_->self() << ' ' << g->request_id << std::endl;

@@ -6,6 +6,7 @@
 #include "dcp/delegation.hpp"
 #include "dcp/dht.hpp"
 #include "dcp/sim.hpp"
+#include "../seeds.hpp"
 
 namespace test_delegation {
 
@@ -624,6 +625,37 @@ TEST_CASE("delegation: stock allocations, batched and idempotent, survive a coor
     CHECK(confirmed.size() + refused.size() == students - 2);  // every student heard back
     CHECK(s.org().stats().batches < s.org().stats().allocations);  // batched, not one message per seat
   }
+}
+
+// Stock split over shards: the origin gives each shard a share of the seats
+// by demand, so one shard can sell out while another still has seats. A
+// student who asks any shard (acquire_stock) is told "sold out" only when
+// the whole class is: whenever anyone hears stock_exhausted, every seat is
+// allocated, and with more students than seats every seat is sold.
+TEST_CASE("delegation: acquire_stock says sold out only when every shard is, over seeds") {
+  int sold_out_heard = 0;
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 18); ++seed) {
+    CAPTURE(seed);
+    const std::uint32_t seats = 30, students = 40, shards = 3;
+    world s(seed, {"lab", capacity_kind::stock, seats, shards}, students + shards, 0.02);
+    std::size_t sold = 0, sold_out = 0, other = 0;
+    for (sim::node_index i = shards + 1; i <= students + shards; ++i)
+      s.w.after(duration(s.w.rng().between(0, 300'000'000)), [&, i] {
+        s.peer(i)->acquire_stock("lab", shards, 1, [&](result<grant> g) {
+          if (g) ++sold;
+          else if (g.error() == delegation::errc::stock_exhausted) ++sold_out;
+          else ++other;
+        });
+      });
+    s.w.run_for(10s);
+    CHECK(sold + sold_out + other == students);  // everyone heard back
+    CHECK(s.org().allocated("lab") <= seats);
+    CHECK(s.org().allocated("lab") == sold);  // each sale confirmed, none lost
+    if (sold_out > 0) CHECK(sold == seats);    // "sold out" was true
+    CHECK(other == 0);
+    sold_out_heard += sold_out > 0;
+  }
+  CHECK(sold_out_heard > 0);  // the property was exercised
 }
 
 // The system as the mission draws it: clients form a Kademlia overlay,

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -135,6 +136,28 @@ class peer {
     send_request(requests_.emplace(handle, std::move(p)).first->second);
     return handle;
   }
+  /// Stock split over `shards` shards (the origin's resource_spec::shards):
+  /// `units` from whichever shard still has them. A shard's share of the
+  /// stock is what the origin gave it by demand, so one shard may have sold
+  /// its share while another still has seats: the request walks the shards
+  /// from a random one (spreading the crowd), moves on when a shard answers
+  /// stock_exhausted, and fails with stock_exhausted only once every shard
+  /// has. Other errors end the walk (a request with an unknown outcome is
+  /// not sent again elsewhere: that could allocate twice). Units the origin
+  /// is moving between shards' shares while the walk passes may be missed;
+  /// a caller who must have them asks again after a certificate renewal.
+  /// Returns a handle for cancel() (0 for a request refused at once).
+  std::uint64_t acquire_stock(std::string resource, std::uint32_t shards, std::uint32_t units, callback<grant> done) {
+    if (shards == 0) {
+      later([done = std::move(done)] { done(dcp::make_error_code(dcp::errc::invalid_argument)); });
+      return 0;
+    }
+    const auto first = static_cast<std::uint32_t>(env_.rng().below(shards));
+    auto walk = std::make_shared<stock_walk>(stock_walk{std::move(resource), shards, units, first, 0, 0, std::move(done)});
+    walk->id = step(walk);
+    if (walk->id != 0) walks_[walk->id] = walk->id;
+    return walk->id;
+  }
   /// Withdraws an acquire not yet completed: its callback completes with
   /// dcp::errc::cancelled (after this call returns), and the request is sent
   /// no more, so its coordinator drops it from its line once it stops
@@ -142,6 +165,7 @@ class peer {
   /// client whose work moved elsewhere withdraws, and the demand it left
   /// behind stops holding capacity there. False if there is nothing to cancel.
   bool cancel(std::uint64_t handle) {
+    if (auto w = walks_.find(handle); w != walks_.end()) handle = w->second;  // the walk's current step
     auto it = requests_.find(handle);
     if (handle == 0 || it == requests_.end() || it->second.req.renew_fencing != 0) return false;
     auto done = std::move(it->second.done);
@@ -382,6 +406,25 @@ class peer {
     bool answered = true;  // the last send was answered (false: its coordinator may be gone)
     bool redirected = false;  // sent on at once to a coordinator another node named
   };
+  /// acquire_stock's progress: the shard it asks now is (first + tried) mod shards.
+  struct stock_walk {
+    std::string resource;
+    std::uint32_t shards = 0, units = 0, first = 0, tried = 0;
+    std::uint64_t id = 0;  // the walk's handle: its first step's
+    callback<grant> done;
+  };
+  /// Asks the walk's current shard; returns that request's handle.
+  std::uint64_t step(std::shared_ptr<stock_walk> walk) {
+    const auto shard = (walk->first + walk->tried) % walk->shards;
+    return acquire(walk->resource, shard, walk->units, [this, walk](result<grant> r) {
+      if (!r && r.error() == errc::stock_exhausted && ++walk->tried < walk->shards) {
+        if (const auto next = step(walk); walk->id != 0) walks_[walk->id] = next;
+        return;
+      }
+      walks_.erase(walk->id);
+      walk->done(std::move(r));
+    });
+  }
   struct held_token {
     grant g;
     time_point renewed{};    // when the last renewal was sent
@@ -624,6 +667,7 @@ class peer {
   bytes public_key_;
   std::uint64_t nonce_ = 0;
   std::map<std::uint64_t, pending_request> requests_;  // by nonce
+  std::map<std::uint64_t, std::uint64_t> walks_;  // acquire_stock: a walk's handle -> its current request's
   // Fencing tokens are unique within a shard, not across shards.
   static std::pair<std::string, std::uint64_t> held_key(const grant& g) { return {shard_key(g.resource, g.shard), g.token.fencing}; }
   std::map<std::pair<std::string, std::uint64_t>, held_token> held_;  // by (shard key, fencing)
