@@ -626,12 +626,24 @@ class group {
   std::uint64_t in_use(const ledger::shard_book& b) const {
     return b.live_permits(ledger::ns(env_.wall_now() - 2 * cfg_.max_drift));
   }
+  /// Permits released in entries not applied yet: still in the book's
+  /// grants, but free to grant again (not those whose grants expired
+  /// meanwhile: in_use no longer counts them).
+  std::uint64_t freeing(const shard_state& s, const ledger::shard_book& b) const {
+    std::uint64_t n = 0;
+    const auto cutoff = ledger::ns(env_.wall_now() - 2 * cfg_.max_drift);
+    for (auto& [fencing, permits] : s.releasing)
+      if (auto g = b.grants.find(fencing); g != b.grants.end() && g->second.expiry_ns > cutoff) n += permits;
+    return n;
+  }
+  /// `in_use_now` and `freeing_now`: in_use(b) and freeing(s, b), which a
+  /// caller asking for many waiters in one event computes once.
+  bool fits(const shard_state& s, const ledger::shard_book& b, std::uint32_t permits, std::uint64_t in_use_now,
+            std::uint64_t freeing_now) const {
+    return in_use_now + s.granting + permits <= b.cert.share + freeing_now;
+  }
   bool fits(const shard_state& s, const ledger::shard_book& b, std::uint32_t permits) const {
-    std::uint64_t freeing = 0;  // released in entries not applied yet (their grants may have expired meanwhile: then less)
-    for (auto& [fencing, n] : s.releasing)
-      if (auto g = b.grants.find(fencing); g != b.grants.end() && g->second.expiry_ns > ledger::ns(env_.wall_now() - 2 * cfg_.max_drift))
-        freeing += n;
-    return in_use(b) + s.granting + permits <= b.cert.share + freeing;
+    return fits(s, b, permits, in_use(b), freeing(s, b));
   }
 
   void wait_in_line(shard_state& s, const ledger::shard_book& b, const address& from, const msg::token_request& m,
@@ -656,8 +668,11 @@ class group {
     const auto* b = raft_.state_machine().book(shard_key(s.resource, s.shard));
     if (!b || !b->cert.valid_at(env_.wall_now())) return;
     if (b->cert.kind == capacity_kind::stock) return s.waiting.clear();  // they resend, with their request ids
+    // The book does not change within this event (grants are proposed, not
+    // applied; s.granting counts them), so what it holds is summed once.
+    const auto held = in_use(*b), released = freeing(s, *b);
     while (auto* w = s.waiting.head(env_.now(), 5 * cfg_.request_timeout)) {
-      if (!fits(s, *b, w->permits)) return;
+      if (!fits(s, *b, w->permits, held, released)) return;
       const msg::token_request req{w->nonce, s.resource, s.shard, w->permits, 0, 0};
       const auto to = w->from;
       s.waiting.pop();
