@@ -462,15 +462,17 @@ TEST_CASE("delegation: a group allocates stock in logged batches; no seat lost o
   for (std::uint64_t seed = 1; seed <= last; ++seed) {
     CAPTURE(seed);
     const std::uint32_t seats = 30, students = 45;
-    world s(seed, {"lab", capacity_kind::stock, seats, 1}, 3, students, seed % 3 == 0 ? 0.02 : 0);
+    // Two seat shards, whose shares the origin sets; students walk them (acquire_stock).
+    world s(seed, {"lab", capacity_kind::stock, seats, 2}, 3, students, seed % 3 == 0 ? 0.02 : 0);
     const sim::node_index first = 4;
     std::map<sim::node_index, grant> receipts;
     std::set<sim::node_index> refused;
     for (sim::node_index i = first; i < first + students; ++i)
       s.w.after(duration(s.w.rng().between(0, 600'000'000)), [&, i] {
-        s.peer(i)->acquire("lab", 0, 1, [&, i](result<grant> g) {
+        s.peer(i)->acquire_stock("lab", 2, 1, [&, i](result<grant> g) {
           if (g) receipts[i] = *g;
           else refused.insert(i);
+          if (!g) CHECK(g.error() == delegation::errc::stock_exhausted);
         });
       });
     s.w.after_event([&] {

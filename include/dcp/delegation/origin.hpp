@@ -477,7 +477,7 @@ class origin {
   }
 
   /// Max-min fair targets by reported demand, what nobody wants spread
-  /// evenly. Only the asking shard's share moves (its coordinator hears of it
+  /// evenly (a stock's shares only grow, into room no shard holds). Only the asking shard's share moves (its coordinator hears of it
   /// now, so a certificate's share is always what the origin honours): down
   /// to its target at once, up to it only into room that no other shard holds
   /// or still counts, so the shares (and what a shard still holds above its
@@ -493,7 +493,11 @@ class origin {
     for (std::size_t i = 0; i < n; ++i) target[i] += (C - given) / n + (i < (C - given) % n ? 1 : 0);
     auto& sh = res.shards[asking];
     if (target[asking] <= sh.cap) {
-      sh.cap = target[asking];
+      // A stock's share is never lowered. Its clients walk the shards
+      // (peer::acquire_stock), so units a shard has not sold are found where
+      // they are, and demand it could not meet was met at another shard;
+      // moved away they would wait, unasked, for another shard's renewal.
+      if (res.spec.kind != capacity_kind::stock) sh.cap = target[asking];
     } else {
       std::uint64_t others = 0;
       for (std::size_t j = 0; j < n; ++j)
