@@ -21,7 +21,7 @@
 //   END <wall us> <n> <load>
 //   ALLOC <holder> <request id> <units> every seat allocated (written at exit)
 //
-//   delegation_origin --audit FILE [--claims FILE]
+//   delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]
 //
 // checks a record from outside, with its own code path: every token admitted
 // was signed by a coordinator the origin had delegated that shard to (the
@@ -32,7 +32,8 @@
 // at the origin exactly once, never more seats than there are. Prints
 // "AUDIT ok ...", then per shard and epoch "EPOCH <shard> <epoch> <first
 // start us>" and per shard "GAP <shard> <longest gap between unit starts, us>
-// <when it began, us> <last start, us>", and exits 0; or "AUDIT FAIL <why>"
+// <when it began, us> <last start, us>" (with --busy-until, only gaps that
+// began before it, and none past it: the crowd's leaving is no outage), and exits 0; or "AUDIT FAIL <why>"
 // and exits 1.
 #include <csignal>
 #include <cstdio>
@@ -66,7 +67,7 @@ using E = dcp::net::env;
             << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
                "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
                "                         [--work-tokens single|quorum]   (quorum: a group's work tokens need a quorum of its members' signatures)\n"
-               "       delegation_origin --audit FILE [--claims FILE]\n";
+               "       delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -217,7 +218,9 @@ std::vector<std::string> words(const std::string& line) {
   return out;
 }
 
-int audit(const std::string& path, const std::string& claims_path) {
+/// `busy_until`: when the clients stopped asking for work; gaps after it are
+/// the crowd leaving, not outages (wall_time::max(): the whole record).
+int audit(const std::string& path, const std::string& claims_path, dcp::wall_time busy_until) {
   std::ifstream in(path);
   if (!in) usage("cannot read " + path);
   std::optional<dcp::lease::verification_key> origin_key;
@@ -283,8 +286,9 @@ int audit(const std::string& path, const std::string& claims_path) {
         auto& span = epochs[c.key()][c.epoch];
         span.first_start = std::min(span.first_start, at);
         auto& sv = service[c.key()];
-        if (sv.last_start != dcp::wall_time::min() && at - sv.last_start > sv.longest_gap)
-          sv.longest_gap = at - sv.last_start, sv.gap_began = sv.last_start;
+        if (sv.last_start != dcp::wall_time::min() && sv.last_start < busy_until &&
+            std::min(at, busy_until) - sv.last_start > sv.longest_gap)
+          sv.longest_gap = std::min(at, busy_until) - sv.last_start, sv.gap_began = sv.last_start;
         sv.last_start = std::max(sv.last_start, at);
         ++units;
         max_load = std::max(max_load, ++load);
@@ -338,9 +342,12 @@ int audit(const std::string& path, const std::string& claims_path) {
       for (auto& [e, span] : by_epoch)
         if (span.first_start != dcp::wall_time::max())
           std::cout << "EPOCH " << shard << ' ' << e << ' ' << micros(span.first_start) << std::endl;
-    for (auto& [shard, sv] : service)  // the shard's longest time without a unit starting: its worst outage
+    for (auto& [shard, sv] : service) {  // the shard's longest time without a unit starting: its worst outage
+      if (busy_until != dcp::wall_time::max() && sv.last_start < busy_until && busy_until - sv.last_start > sv.longest_gap)
+        sv.longest_gap = busy_until - sv.last_start, sv.gap_began = sv.last_start;  // an outage that lasted to the end
       std::cout << "GAP " << shard << ' ' << std::chrono::duration_cast<std::chrono::microseconds>(sv.longest_gap).count() << ' '
                 << micros(sv.gap_began) << ' ' << micros(sv.last_start) << std::endl;
+    }
     return 0;
   } catch (const audit_failure& f) {
     std::cout << "AUDIT FAIL " << f.what() << std::endl;
@@ -357,6 +364,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   serve_options opt;
   std::string audit_path, claims;
+  dcp::wall_time busy_until = dcp::wall_time::max();
   bool have_listen = false;
   auto positive = [](std::string_view v, const char* what) {
     const auto n = std::strtoull(std::string(v).c_str(), nullptr, 10);
@@ -384,6 +392,11 @@ int main(int argc, char** argv) {
     } else if (arg == "--record") opt.record = value;
     else if (arg == "--audit") audit_path = value;
     else if (arg == "--claims") claims = value;
+    else if (arg == "--busy-until") {
+      const auto us = std::strtoll(std::string(value).c_str(), nullptr, 10);
+      if (us <= 0) usage("--busy-until wants a Unix time in microseconds");
+      busy_until = dcp::wall_time(std::chrono::microseconds(us));
+    }
     else if (arg == "--capacity") opt.capacity = positive(value, "--capacity");
     else if (arg == "--shards") opt.shards = static_cast<std::uint32_t>(positive(value, "--shards"));
     else if (arg == "--seats") opt.seats = positive(value, "--seats");
@@ -399,7 +412,7 @@ int main(int argc, char** argv) {
       if (!opt.key_seed || opt.key_seed->size() != 32) usage("--key-seed wants 64 hex digits");
     } else usage("unknown option " + std::string(arg));
   }
-  if (!audit_path.empty()) return audit(audit_path, claims);
+  if (!audit_path.empty()) return audit(audit_path, claims, busy_until);
   if (!have_listen) usage("--listen is required");
   if (auto e = opt.transport.parse_environment()) usage(*e);
   if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
