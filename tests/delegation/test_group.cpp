@@ -636,6 +636,36 @@ TEST_CASE("delegation: quorum-signed tokens; a lying leader's forged release doe
 // Quorum-signed tokens keep what multi-delegation gives: the leader crashes
 // mid-surge, grants go on under the next, none over capacity, and no permit
 // is held by two live tokens, with loss and duplication, over seeds.
+// A client that gave up on a request hands back the grant that arrives for
+// it anyway. Every member must hear that, not only the one that answered:
+// each member's cosign_guard frees the slots it signed only on its holder's
+// word, and q of n must sign the next grant of those slots. Told to one
+// member, the permit idled until the handed-back grant expired.
+TEST_CASE("delegation: a grant handed back unasked frees its permit at every signer, not at expiry") {
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    CAPTURE(seed);
+    world s(seed, {"db", capacity_kind::concurrency, 1, 1, true}, 4, 2);  // one permit, 3 of 4 sign
+    const sim::node_index a = 5, b = 6;
+    std::optional<grant> first;
+    s.w.after(500ms, [&] { s.peer(b)->acquire("db", 0, 1, [&](result<grant> g) { if (g) first = *g; }); });
+    s.w.run_for(2s);
+    REQUIRE(first);
+    // a waits in line behind b, gives up, and b releases: the line's head
+    // is granted to a all the same, and a hands the grant back.
+    const auto handle = s.peer(a)->acquire("db", 0, 1, [](result<grant>) {});
+    s.w.run_for(300ms);
+    REQUIRE(s.peer(a)->cancel(handle));
+    s.peer(b)->release(*first);
+    s.w.run_for(300ms);
+    std::optional<time_point> got;
+    const auto asked = s.w.now();
+    s.peer(b)->acquire("db", 0, 1, [&](result<grant> g) { if (g) got = s.w.now(); });
+    s.w.run_for(2s);
+    REQUIRE(got);
+    CHECK(*got - asked < 400ms);  // a few round trips and a commit; not the 1 s token life of a's grant
+  }
+}
+
 TEST_CASE("delegation: a quorum-signing group's leader crashes mid-surge; no permit held twice, none over capacity, over seeds") {
   std::uint64_t admitted_total = 0, shared_slots = 0;
   for (std::uint64_t seed = 1; seed <= 6; ++seed) {

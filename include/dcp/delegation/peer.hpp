@@ -179,14 +179,8 @@ class peer {
   void release(const grant& g) {
     auto it = held_.find(held_key(g));
     if (it == held_.end()) return;
-    const msg::token_release out{g.resource, g.shard, g.token.fencing};
-    if (g.cert.coordinators.size() > 1) {
-      // A group: every member hears it, so that whichever leads next (the
-      // leader may have just died) frees the permits at once, not at expiry.
-      for (auto& c : g.cert.coordinators) env_.send(c.addr, out);
-    } else if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end()) {
-      env_.send(c->second, out);
-    }
+    if (auto c = located_.find(shard_key(g.resource, g.shard)); c != located_.end() || g.cert.coordinators.size() > 1)
+      send_release(g.cert, g.token.fencing, c != located_.end() ? c->second : address{});
     held_.erase(it);
     // Renewals still in flight are moot: their answers are dropped as unsolicited.
     std::erase_if(requests_, [&](auto& kv) {
@@ -347,7 +341,7 @@ class peer {
       // A grant for a request given up on (it waited in line too long): hand it back.
       if (m.code == status::ok && m.fencing)
         if (auto c = open_certificate(m.certificate, *origin_key_); c && !held_.contains({c->key(), m.fencing}))
-          env_.send(from, msg::token_release{c->resource, c->shard, m.fencing});
+          send_release(*c, m.fencing, from);
       return drop("unsolicited_token_reply");
     }
     auto& p = it->second;
@@ -480,6 +474,18 @@ class peer {
     }
   }
 
+  /// Tells the grant's coordinator (`to`) that its permits are free; in a
+  /// group, every member, so that whichever leads next (the leader may have
+  /// just died) frees them at once, and every member that signed them (a
+  /// quorum-signed token, cosign_guard.hpp) may sign them for the next holder.
+  void send_release(const certificate& c, std::uint64_t fencing, const address& to) {
+    const msg::token_release out{c.resource, c.shard, fencing};
+    if (c.coordinators.size() > 1) {
+      for (auto& m : c.coordinators) env_.send(m.addr, out);
+    } else {
+      env_.send(to, out);
+    }
+  }
   void drop(std::string_view why) { env_.count(why); }
   void later(std::function<void()> fn) { env_.arm(duration::zero(), std::move(fn)); }
 
