@@ -846,6 +846,7 @@ class client {
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
+    bool resent = false;      ///< sent more than once: an earlier send may have done what it asked
   };
   struct pending_status {
     address to;
@@ -883,13 +884,16 @@ class client {
   void change_member(bool add, address member, callback<std::vector<address>> done) {
     if (member == address{}) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     const auto who = member.to_string();
-    read(msg::member_change{0, add, std::move(member)}, [add, who, done = std::move(done)](result<std::optional<bytes>> r) {
+    read(msg::member_change{0, add, std::move(member)}, [this, add, who, done = std::move(done)](result<std::optional<bytes>> r) {
       if (!r) return done(r.explained());
       msg::member_change_reply m;
       if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
       switch (m.outcome) {
         case msg::member_outcome::done: return done(std::move(m.members));
         case msg::member_outcome::already:
+          // Resent (its answer lost or late, or refused with retry): an earlier
+          // send may have made the change, so the state asked for is done.
+          if (answered_resent_) return done(std::move(m.members));
           return done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
                                       who + (add ? " is already a member" : " is not a member") + " (members: " + list_of(m.members) + ")"});
         case msg::member_outcome::pending:
@@ -1069,6 +1073,7 @@ class client {
     }
     target_ = from;
     auto done = std::move(it->second.done);
+    answered_resent_ = it->second.resent;
     reads_.erase(it);
     done(std::move(r));
   }
@@ -1085,6 +1090,7 @@ class client {
       if (now >= g.resend_at) {
         if (!g.redirected) next_server();  // unanswered: that replica may be down or cut off
         g.redirected = false;
+        g.resent = true;
         g.resend_at = now + cfg_.request_timeout;
         std::visit([&](const auto& req) { env_.send(target(), req); }, g.request);  // same nonce
       }
@@ -1259,6 +1265,7 @@ class client {
   E env_;
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
+  bool answered_resent_ = false;  // the read answered last had been resent (change_member: an earlier send may have applied)
   std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
   std::uint64_t last_compact_revision_ = 0;      // the newest compact revision heard of
   std::uint64_t secret_ = 0;                     // the session's secret (its owner's proof)
