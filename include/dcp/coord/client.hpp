@@ -140,6 +140,7 @@ class client {
     submit(std::move(req),
            [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.explained());
+             if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
              // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              // The lease starts with the first acknowledged keepalive: the session
@@ -226,7 +227,8 @@ class client {
   // ---- key-value store ----
 
   /// Sets `key` to `value`. Errors: invalid_argument (empty or oversized key
-  /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached),
+  /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached,
+  /// or this client's quota, server_config::quotas: the words say which),
   /// timed_out (outcome unknown), cancelled (not applied).
   void put(std::string key, bytes value, callback<done_t> done) {
     write_value(op::put, std::move(key), std::move(value), std::move(done));
@@ -244,10 +246,11 @@ class client {
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     request req{op::compare_and_set, 0, std::move(key), 1, true, 0, 0, std::move(value)};
     req.expected = std::move(expected);
-    submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
+    submit(std::move(req), [this, done = std::move(done)](result<reply> r, time_point) {
       if (!r) return done(r.explained());
       if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
       if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
+      if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
       done(dcp::make_error_code(dcp::errc::invalid_argument));
     });
   }
@@ -306,6 +309,7 @@ class client {
         case status::mismatch: return done(txn_result{r->code == status::ok, r->generation});
         case status::no_session: return done(no_session());
         case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        case status::client_quota_exceeded: return done(quota_error(*r));
         default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     });
@@ -937,6 +941,7 @@ class client {
         case status::ok: return done(removed ? r->fencing : r->generation);
         case status::no_session: return done(no_session());
         case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        case status::client_quota_exceeded: return done(quota_error(*r));
         default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     };
@@ -946,9 +951,10 @@ class client {
     if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
-           [done = std::move(done)](result<reply> r, time_point) {
+           [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.explained());
              if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
+             if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              done(done_t{});
            });
@@ -1251,6 +1257,11 @@ class client {
       return "no leader reachable: " + std::to_string(k) + " of " + std::to_string(cfg_.servers.size()) +
              " replicas refused (unreachable or not leading) in " + std::to_string(ms) + " ms";
     return "no answer from any of " + std::to_string(cfg_.servers.size()) + " replicas in " + std::to_string(ms) + " ms";
+  }
+  /// This client is at one of its per-client quotas (server_config::quotas):
+  /// busy, saying which, how much it holds and the limit.
+  explained_error quota_error(const reply& r) const {
+    return {dcp::make_error_code(dcp::errc::busy), quota_message(r, env_.self().to_string())};
   }
   explained_error no_session() const {
     return {dcp::make_error_code(dcp::errc::cancelled),
