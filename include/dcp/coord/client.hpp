@@ -850,7 +850,7 @@ class client {
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
-    bool resent = false;      ///< sent more than once: an earlier send may have done what it asked
+    bool maybe_applied = false;  ///< an earlier send went unanswered or was refused with retry: it may have done what it asked
   };
   struct pending_status {
     address to;
@@ -895,9 +895,10 @@ class client {
       switch (m.outcome) {
         case msg::member_outcome::done: return done(std::move(m.members));
         case msg::member_outcome::already:
-          // Resent (its answer lost or late, or refused with retry): an earlier
-          // send may have made the change, so the state asked for is done.
-          if (answered_resent_) return done(std::move(m.members));
+          // An earlier send went unanswered (its answer lost or late) or was
+          // refused with retry: it may have made the change, so the state
+          // asked for is done. (After a not_leader refusal alone it was not.)
+          if (answered_maybe_applied_) return done(std::move(m.members));
           return done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
                                       who + (add ? " is already a member" : " is not a member") + " (members: " + list_of(m.members) + ")"});
         case msg::member_outcome::pending:
@@ -1073,13 +1074,14 @@ class client {
     if (it == reads_.end()) return;  // answered already, or given up
     if (refused == refusal::not_leader || refused == refusal::retry) {
       if (refused == refusal::not_leader) note_refusal(from, leader);
+      else it->second.maybe_applied = true;  // outcome unknown (not_leader: it was not acted on)
       it->second.resend_at = env_.now() + redirect(from, leader);  // resent by tick_reads
       it->second.redirected = true;
       return;
     }
     target_ = from;
     auto done = std::move(it->second.done);
-    answered_resent_ = it->second.resent;
+    answered_maybe_applied_ = it->second.maybe_applied;
     reads_.erase(it);
     done(std::move(r));
   }
@@ -1094,9 +1096,11 @@ class client {
         continue;
       }
       if (now >= g.resend_at) {
-        if (!g.redirected) next_server();  // unanswered: that replica may be down or cut off
+        if (!g.redirected) {  // unanswered: that replica may be down or cut off, or its answer lost
+          next_server();
+          g.maybe_applied = true;
+        }
         g.redirected = false;
-        g.resent = true;
         g.resend_at = now + cfg_.request_timeout;
         std::visit([&](const auto& req) { env_.send(target(), req); }, g.request);  // same nonce
       }
@@ -1276,7 +1280,7 @@ class client {
   E env_;
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
-  bool answered_resent_ = false;  // the read answered last had been resent (change_member: an earlier send may have applied)
+  bool answered_maybe_applied_ = false;  // the read answered last may have been acted on by an earlier send (change_member)
   std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
   std::uint64_t last_compact_revision_ = 0;      // the newest compact revision heard of
   std::uint64_t secret_ = 0;                     // the session's secret (its owner's proof)
