@@ -21,6 +21,11 @@
 //     and removed when the session ends or expires, in the step that ends
 //     it (ZooKeeper's ephemeral nodes, etcd's keys attached to a lease).
 //
+// Per-client quotas (client_quotas, below): what one client may hold of
+// sessions, keys and bytes, charged to the client the leader stamped into
+// the command (request::owner), enforced here so every replica agrees; the
+// quotas themselves arrive through the log (op::set_quotas).
+//
 // Fencing: every grant takes the next value of one counter that lives in the
 // replicated state, so tokens only grow, across failover and restarts, and
 // later grants always carry larger tokens.
