@@ -6,6 +6,10 @@
 //                 --data /var/lib/coord/r1 [--sync batched|every_append|never]
 //                 [--election-ms 150] [--heartbeat-ms 50] [--quiet]
 //                 [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]
+//                 [--quota SESSIONS,KEYS,BYTES]
+//
+// --quota: what one client may hold (coord::server_config::quotas; 0: no
+// limit); give every replica the same (default 64,10000,8388608).
 //
 // With --lease-seed (32 bytes as 64 hex digits, the same on every replica),
 // the leader seals Ed25519 lease tokens for grants (coord::lease_issuer);
@@ -30,6 +34,7 @@
 // while running (a replica that cannot persist stops: see consensus/raft.hpp).
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <functional>
 #include <cstdlib>
 #include <iostream>
@@ -60,7 +65,8 @@ using server_t = dcp::coord::server<dcp::net::env, raft_t>;
   std::cerr << "coord_replica: " << why << "\n"
             << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
                "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
-               "                     [--quiet] [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]\n";
+               "                     [--quiet] [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]\n"
+               "                     [--quota SESSIONS,KEYS,BYTES]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -84,6 +90,7 @@ int main(int argc, char** argv) {
   std::string data;
   auto policy = dcp::storage::sync_policy::batched;
   int election_ms = 150, heartbeat_ms = 50, retention = 0;
+  dcp::coord::client_quotas quotas = dcp::coord::server_config{}.quotas;
   bool have_listen = false, quiet = false, disclose = false;
   std::optional<dcp::bytes> lease_seed;
   dcp::net::transport_spec transport;
@@ -122,6 +129,12 @@ int main(int argc, char** argv) {
     } else if (arg == "--auto-compaction-retention") {  // revisions the leader keeps readable (0: off)
       retention = std::atoi(std::string(value).c_str());
       if (retention <= 0) usage("--auto-compaction-retention must be a positive number of revisions");
+    } else if (arg == "--quota") {  // per client: sessions,keys,bytes (0: no limit)
+      unsigned long long q[3];
+      char tail = 0;
+      if (std::sscanf(std::string(value).c_str(), "%llu,%llu,%llu%c", &q[0], &q[1], &q[2], &tail) != 3)
+        usage("--quota must be SESSIONS,KEYS,BYTES (three numbers, 0: no limit)");
+      quotas = {q[0], q[1], q[2]};
     } else if (arg == "--lease-seed") {
       lease_seed = dcp::from_hex(value);
       if (!lease_seed || lease_seed->size() != dcp::lease::ed25519_key_size)
@@ -169,6 +182,7 @@ int main(int argc, char** argv) {
     dcp::coord::server_config sc;
     sc.disclose_holders = disclose;
     sc.auto_compaction_retention = static_cast<std::uint64_t>(retention);
+    sc.quotas = quotas;
     auto& server = node.add<server_t>(dcp::coord::default_protocol_id, raft, sc);
     if (lease_seed) {
       auto key = dcp::lease::ed25519_private_key::from_seed(*lease_seed);

@@ -140,6 +140,7 @@ class client {
     submit(std::move(req),
            [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.explained());
+             if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
              // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              // The lease starts with the first acknowledged keepalive: the session
@@ -226,7 +227,8 @@ class client {
   // ---- key-value store ----
 
   /// Sets `key` to `value`. Errors: invalid_argument (empty or oversized key
-  /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached),
+  /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached,
+  /// or this client's quota, server_config::quotas: the words say which),
   /// timed_out (outcome unknown), cancelled (not applied).
   void put(std::string key, bytes value, callback<done_t> done) {
     write_value(op::put, std::move(key), std::move(value), std::move(done));
@@ -244,10 +246,11 @@ class client {
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     request req{op::compare_and_set, 0, std::move(key), 1, true, 0, 0, std::move(value)};
     req.expected = std::move(expected);
-    submit(std::move(req), [done = std::move(done)](result<reply> r, time_point) {
+    submit(std::move(req), [this, done = std::move(done)](result<reply> r, time_point) {
       if (!r) return done(r.explained());
       if (r->code == status::ok || r->code == status::mismatch) return done(r->code == status::ok);
       if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
+      if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
       done(dcp::make_error_code(dcp::errc::invalid_argument));
     });
   }
@@ -306,6 +309,7 @@ class client {
         case status::mismatch: return done(txn_result{r->code == status::ok, r->generation});
         case status::no_session: return done(no_session());
         case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        case status::client_quota_exceeded: return done(quota_error(*r));
         default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     });
@@ -846,6 +850,7 @@ class client {
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
+    bool maybe_applied = false;  ///< an earlier send went unanswered or was refused with retry: it may have done what it asked
   };
   struct pending_status {
     address to;
@@ -883,13 +888,17 @@ class client {
   void change_member(bool add, address member, callback<std::vector<address>> done) {
     if (member == address{}) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     const auto who = member.to_string();
-    read(msg::member_change{0, add, std::move(member)}, [add, who, done = std::move(done)](result<std::optional<bytes>> r) {
+    read(msg::member_change{0, add, std::move(member)}, [this, add, who, done = std::move(done)](result<std::optional<bytes>> r) {
       if (!r) return done(r.explained());
       msg::member_change_reply m;
       if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
       switch (m.outcome) {
         case msg::member_outcome::done: return done(std::move(m.members));
         case msg::member_outcome::already:
+          // An earlier send went unanswered (its answer lost or late) or was
+          // refused with retry: it may have made the change, so the state
+          // asked for is done. (After a not_leader refusal alone it was not.)
+          if (answered_maybe_applied_) return done(std::move(m.members));
           return done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
                                       who + (add ? " is already a member" : " is not a member") + " (members: " + list_of(m.members) + ")"});
         case msg::member_outcome::pending:
@@ -933,6 +942,7 @@ class client {
         case status::ok: return done(removed ? r->fencing : r->generation);
         case status::no_session: return done(no_session());
         case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
+        case status::client_quota_exceeded: return done(quota_error(*r));
         default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     };
@@ -942,9 +952,10 @@ class client {
     if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
-           [done = std::move(done)](result<reply> r, time_point) {
+           [this, done = std::move(done)](result<reply> r, time_point) {
              if (!r) return done(r.explained());
              if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
+             if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
              done(done_t{});
            });
@@ -1063,12 +1074,14 @@ class client {
     if (it == reads_.end()) return;  // answered already, or given up
     if (refused == refusal::not_leader || refused == refusal::retry) {
       if (refused == refusal::not_leader) note_refusal(from, leader);
+      else it->second.maybe_applied = true;  // outcome unknown (not_leader: it was not acted on)
       it->second.resend_at = env_.now() + redirect(from, leader);  // resent by tick_reads
       it->second.redirected = true;
       return;
     }
     target_ = from;
     auto done = std::move(it->second.done);
+    answered_maybe_applied_ = it->second.maybe_applied;
     reads_.erase(it);
     done(std::move(r));
   }
@@ -1083,7 +1096,10 @@ class client {
         continue;
       }
       if (now >= g.resend_at) {
-        if (!g.redirected) next_server();  // unanswered: that replica may be down or cut off
+        if (!g.redirected) {  // unanswered: that replica may be down or cut off, or its answer lost
+          next_server();
+          g.maybe_applied = true;
+        }
         g.redirected = false;
         g.resend_at = now + cfg_.request_timeout;
         std::visit([&](const auto& req) { env_.send(target(), req); }, g.request);  // same nonce
@@ -1246,6 +1262,11 @@ class client {
              " replicas refused (unreachable or not leading) in " + std::to_string(ms) + " ms";
     return "no answer from any of " + std::to_string(cfg_.servers.size()) + " replicas in " + std::to_string(ms) + " ms";
   }
+  /// This client is at one of its per-client quotas (server_config::quotas):
+  /// busy, saying which, how much it holds and the limit.
+  explained_error quota_error(const reply& r) const {
+    return {dcp::make_error_code(dcp::errc::busy), quota_message(r, env_.self().to_string())};
+  }
   explained_error no_session() const {
     return {dcp::make_error_code(dcp::errc::cancelled),
             last_loss_.empty() ? "cancelled: no session (open one first)" : "cancelled: no session (" + last_loss_ + ")"};
@@ -1259,6 +1280,7 @@ class client {
   E env_;
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
+  bool answered_maybe_applied_ = false;  // the read answered last may have been acted on by an earlier send (change_member)
   std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
   std::uint64_t last_compact_revision_ = 0;      // the newest compact revision heard of
   std::uint64_t secret_ = 0;                     // the session's secret (its owner's proof)

@@ -21,6 +21,11 @@
 //     and removed when the session ends or expires, in the step that ends
 //     it (ZooKeeper's ephemeral nodes, etcd's keys attached to a lease).
 //
+// Per-client quotas (client_quotas, below): what one client may hold of
+// sessions, keys and bytes, charged to the client the leader stamped into
+// the command (request::owner), enforced here so every replica agrees; the
+// quotas themselves arrive through the log (op::set_quotas).
+//
 // Fencing: every grant takes the next value of one counter that lives in the
 // replicated state, so tokens only grow, across failover and restarts, and
 // later grants always carry larger tokens.
@@ -80,6 +85,7 @@ enum class op : std::uint8_t {
   remove,          ///< removes key `name`, or every key in [name, range end) when `expected` holds a range end
   txn,             ///< `value` holds an encoded txn_request (compares, then success or failure writes)
   compact,         ///< etcd's Compact: the history below revision `fencing` is discarded (no session needed)
+  set_quotas,      ///< proposed by the leader: `value` holds the encoded client_quotas every replica enforces from here on
 };
 // Layout rule: `request` and `reply` are in the log and in raft's cached
 // results, so their fields never change; new operations reuse them (remove's
@@ -105,6 +111,35 @@ inline constexpr std::size_t max_txn_bytes = 512 * 1024;
 inline constexpr std::size_t max_range_keys = 10'000;
 inline constexpr std::size_t max_range_bytes = 1024 * 1024;
 
+/// Per-client quotas (issues 11, 12; ZooKeeper's and etcd's limits per
+/// source): what one client may hold of the replicated state, so that one
+/// client cannot fill the store (max_keys, the state's byte quota) and lock
+/// every other client out. A client is the address the transport attributes
+/// the command to, stamped into the request by the leader (request::owner):
+/// under tls_node the address its certificate binds, under keyring_node
+/// whatever a key holder claims, over plaintext the hello's claim (see
+/// docs/security.md). Every replica enforces the same numbers: the leader
+/// puts its server_config::quotas in the log (op::set_quotas), so they are
+/// replicated state, in the snapshot; until such an entry applies there is
+/// no per-client limit (a log written before replays as it applied then).
+/// 0: no limit on that resource.
+struct client_quotas {
+  std::uint64_t sessions = 0;  ///< sessions opened by the client and still alive
+  std::uint64_t keys = 0;      ///< keys whose last write was the client's
+  std::uint64_t bytes = 0;     ///< key and value bytes of those keys
+  template <class A> void serialize(A& ar) { ar(sessions, keys, bytes); }
+  bool operator==(const client_quotas&) const = default;
+};
+/// What one client holds (machine::usage): the sums over clients are the
+/// store's totals (sessions, keys, key and value bytes).
+struct client_usage {
+  std::uint64_t sessions = 0, keys = 0, bytes = 0;
+  bool operator==(const client_usage&) const = default;
+  bool empty() const { return sessions == 0 && keys == 0 && bytes == 0; }
+};
+/// Which quota refused a command (reply::session of a client_quota_exceeded reply).
+enum class quota_resource : std::uint8_t { sessions = 1, keys, bytes };
+
 struct request {
   op kind = op::open_session;
   session_id session = 0;
@@ -117,8 +152,9 @@ struct request {
   bytes expected;              ///< compare_and_set: the value the key must hold; remove: the range end (empty: one key)
   std::uint64_t secret = 0;    ///< the session's secret (open_session: chosen by the client); every
                                ///< request under a session must carry it, so a session is its owner's alone
-  address owner;               ///< open_session: where its owner is (set by the replica from the transport, never the client's
-                               ///< say), so that any later leader can tell it of a grant at once
+  address owner;               ///< the client that sent it, set by the leader from the transport, never the client's say:
+                               ///< open_session: where its owner is, so that any later leader can tell it of a grant at once;
+                               ///< every command: who is charged for what it opens or writes (client_quotas)
   template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret, owner); }
 };
 
@@ -136,6 +172,8 @@ enum class status : std::uint8_t {
   quota_exceeded, ///< max_keys or max_session_keys reached: nothing changed
   compacted,      ///< compact: the revision is below the compact revision (reply::fencing holds it); nothing changed
   future_revision,///< compact: the revision is above the current one (reply::generation holds that); nothing changed
+  client_quota_exceeded,  ///< the sending client is at one of its client_quotas: nothing changed; reply::session holds
+                          ///< the quota_resource, fencing the client's usage of it, generation its limit
 };
 
 struct reply {
@@ -148,6 +186,17 @@ struct reply {
   // remove: `fencing` holds the number of keys removed.
   // compact: `fencing` holds the compact revision after it (or the one that refused it).
 };
+
+/// A client_quota_exceeded reply in words, for the client named `client`:
+/// "quota exceeded: client 10.0.0.7:7000 owns 1000 of 1000 keys".
+inline std::string quota_message(const reply& r, const std::string& client) {
+  const char* what = r.session == static_cast<std::uint64_t>(quota_resource::sessions) ? "sessions"
+                     : r.session == static_cast<std::uint64_t>(quota_resource::keys)   ? "keys"
+                                                                                         : "bytes of keys and values";
+  const char* verb = r.session == static_cast<std::uint64_t>(quota_resource::sessions) ? " has " : " owns ";
+  return "quota exceeded: client " + client + verb + std::to_string(r.fencing) + " of " + std::to_string(r.generation) + " " + what +
+         " (server_config::quotas; remove keys or close sessions to free some)";
+}
 
 /// One key of the store as reads see it (etcd's KeyValue). Which session an
 /// ephemeral key is bound to is its owner's business: only `ephemeral` shows.
@@ -376,6 +425,20 @@ class machine {
     }
     DCP_ASSERT(bytes_counted == history_bytes_, "the history's byte count is its entries'");
     for (const auto& [client, c] : clients_) DCP_ASSERT(client != 0 && c.last_index >= client, "a command client is used after its registration");
+    // Quota accounting: each client's usage is what it holds, recounted from
+    // the state, and so the sums over clients are the store's totals.
+    DCP_ASSERT(recount_usage() == usage_, "per-client usage is what each client holds");
+    client_usage sum;
+    std::size_t kv_bytes = 0;
+    for (const auto& [client, u] : usage_) {
+      DCP_ASSERT(!u.empty(), "a client that holds nothing has no usage entry");
+      sum.sessions += u.sessions;
+      sum.keys += u.keys;
+      sum.bytes += u.bytes;
+    }
+    for (const auto& [key, e] : kv_) kv_bytes += key.size() + e.value.size();
+    DCP_ASSERT(sum.sessions == sessions_.size() && sum.keys == kv_.size() && sum.bytes == kv_bytes,
+               "the sums of per-client usage are the store's totals");
 #endif
   }
 
@@ -524,6 +587,18 @@ class machine {
   std::uint64_t revision() const noexcept { return revision_; }
   std::size_t key_count() const noexcept { return kv_.size(); }
 
+  // ---- per-client quotas (client_quotas) ----
+
+  /// The quotas in force (set by the log's last set_quotas; all 0 before one).
+  const client_quotas& quotas() const noexcept { return quotas_; }
+  /// What `client` holds now.
+  client_usage usage(const address& client) const {
+    auto it = usage_.find(client);
+    return it == usage_.end() ? client_usage{} : it->second;
+  }
+  /// Every client that holds anything, with what it holds.
+  const std::map<address, client_usage>& usage() const noexcept { return usage_; }
+
   // ---- the log's command clients (raft's client sessions, mirrored) ----
   //
   // Raft keeps a table of client sessions (register_client), bounded by
@@ -611,17 +686,35 @@ class machine {
   /// revision start at the snapshot's revision (mvcc_floor_).
   static constexpr std::uint64_t snapshot_format_2 = 0xDC0C'F0F0'0000'0002ull;
   static constexpr std::uint64_t snapshot_format_3 = 0xDC0C'F0F0'0000'0003ull;
+  /// Format 4 adds the per-client quotas in force and, for each key, the
+  /// client charged for it (its last writer). Usage is not stored: it is
+  /// recounted from the sessions' and keys' owners on restore, so a snapshot
+  /// cannot carry counts that disagree with its state. Formats 1 to 3
+  /// restore with no quotas in force and every key charged to no client
+  /// (the empty address), as they applied then.
+  static constexpr std::uint64_t snapshot_format_4 = 0xDC0C'F0F0'0000'0004ull;
   template <class A>
   void save(A& ar) const {
-    ar(snapshot_format_3, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_,
-       mvcc_floor_);
+    ar(snapshot_format_4, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_,
+       mvcc_floor_, quotas_);
   }
   template <class A>
   void load(A& ar) {
     std::uint64_t first = 0;
     ar(first);
+    usage_.clear();
+    if (first == snapshot_format_4) {
+      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_, mvcc_floor_, quotas_);
+      history_bytes_ = 0;
+      for (auto& e : history_) history_bytes_ += entry_bytes(e);
+      usage_ = recount_usage();
+      return;
+    }
     if (first == snapshot_format_3 || first == snapshot_format_2) {
-      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_);
+      std::map<std::string, kv_entry_v3> kv;
+      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv, revision_, clients_);
+      for (auto& [key, e] : kv) kv_[key] = kv_entry{std::move(e.value), e.create_revision, e.mod_revision, e.version, e.session, {}};
+      usage_ = recount_usage();
       if (first == snapshot_format_3) {
         ar(history_, compacted_, mvcc_floor_);
       } else {
@@ -641,9 +734,10 @@ class machine {
     for (auto& [id, s] : sessions) sessions_[id] = session_state{s.ttl_ms, s.secret, std::move(s.holds), std::move(s.passed), s.owner, {}, 0};
     for (auto& [key, v] : kv) {
       ++revision_;
-      kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0};
+      kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0, {}};
     }
     compacted_ = mvcc_floor_ = revision_;  // no history before format 2
+    usage_ = recount_usage();
   }
 
  private:
@@ -669,6 +763,13 @@ class machine {
     bytes value;
     std::uint64_t create_revision = 0, mod_revision = 0, version = 0;
     session_id session = 0;  ///< ephemeral: bound to this session (0: not)
+    address owner;           ///< the client charged for it (client_quotas): its last writer
+    template <class A> void serialize(A& ar) { ar(value, create_revision, mod_revision, version, session, owner); }
+  };
+  struct kv_entry_v3 {  // snapshot formats 2 and 3
+    bytes value;
+    std::uint64_t create_revision = 0, mod_revision = 0, version = 0;
+    session_id session = 0;
     template <class A> void serialize(A& ar) { ar(value, create_revision, mod_revision, version, session); }
   };
   /// A change, and the key as it was before it (nullopt: it did not exist).
@@ -733,11 +834,19 @@ class machine {
   reply execute(const request& r) {
     if (r.kind == op::open_session) {
       if (r.ttl_ms == 0 || r.secret == 0) return {status::bad_request};
+      if (auto why = over_quota(r.owner, 1, 0, 0)) return *why;
       const session_id id = new_session_id(r.session);
       sessions_[id].ttl_ms = r.ttl_ms;
       sessions_[id].secret = r.secret;
       sessions_[id].owner = r.owner;
+      ++usage_[r.owner].sessions;
       return {status::ok, 0, id};
+    }
+    if (r.kind == op::set_quotas) {
+      client_quotas q;
+      if (storage::detail::decode_value(r.value, q)) return {status::bad_request};
+      quotas_ = q;  // usage above a lowered quota stays; it may only shrink from here
+      return {status::ok};
     }
     const bool kv_write = r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set ||
                           r.kind == op::remove || r.kind == op::txn;
@@ -761,6 +870,7 @@ class machine {
       }
       case op::reclaim: break;  // handled above (the session may be gone)
       case op::compact: break;  // handled above (no session)
+      case op::set_quotas: break;  // handled above (no session)
       case op::acquire: return acquire(r, sit->second);
       case op::release: return release(r, sit->second);
       case op::barrier_enter: return enter(r);
@@ -839,9 +949,10 @@ class machine {
           v = it->second.value;
           v.insert(v.end(), r.value.begin(), r.value.end());
         }
+        if (auto why = quota_for_put(r.owner, r.name, v.size())) return *why;
         if (auto why = can_put(r.name, session)) return {*why};
         ++revision_;
-        put_key(r.name, std::move(v), session);
+        put_key(r.name, std::move(v), session, r.owner);
         return {status::ok, 0, 0, revision_};
       }
       case op::remove: {
@@ -870,8 +981,63 @@ class machine {
       return status::quota_exceeded;
     return std::nullopt;
   }
-  /// Writes at revision_ (already advanced): a key removed and put again is created anew.
-  void put_key(const std::string& k, bytes v, session_id session) {
+  /// Refuses (client_quota_exceeded) a change of `client`'s usage by these
+  /// amounts that would take it over a quota in force; a change that does
+  /// not grow a resource always passes, even above a lowered quota.
+  std::optional<reply> over_quota(const address& client, std::int64_t sessions, std::int64_t keys, std::int64_t bytes_) const {
+    const auto u = usage(client);
+    const auto over = [](std::uint64_t used, std::int64_t add, std::uint64_t limit) {
+      return limit != 0 && add > 0 && used + static_cast<std::uint64_t>(add) > limit;
+    };
+    if (over(u.sessions, sessions, quotas_.sessions))
+      return reply{status::client_quota_exceeded, u.sessions, static_cast<std::uint64_t>(quota_resource::sessions), quotas_.sessions};
+    if (over(u.keys, keys, quotas_.keys))
+      return reply{status::client_quota_exceeded, u.keys, static_cast<std::uint64_t>(quota_resource::keys), quotas_.keys};
+    if (over(u.bytes, bytes_, quotas_.bytes))
+      return reply{status::client_quota_exceeded, u.bytes, static_cast<std::uint64_t>(quota_resource::bytes), quotas_.bytes};
+    return std::nullopt;
+  }
+  /// What writing `size` value bytes to key `k` changes in `client`'s usage,
+  /// added to (keys, bytes_): a key it last wrote changes by the value's
+  /// growth, another's (or a new one) becomes its own, whole.
+  void put_delta(const address& client, const std::string& k, std::size_t size, std::int64_t& keys, std::int64_t& bytes_) const {
+    auto it = kv_.find(k);
+    bytes_ += static_cast<std::int64_t>(size);
+    if (it != kv_.end() && it->second.owner == client) {
+      bytes_ -= static_cast<std::int64_t>(it->second.value.size());
+    } else {
+      ++keys;
+      bytes_ += static_cast<std::int64_t>(k.size());
+    }
+  }
+  std::optional<reply> quota_for_put(const address& client, const std::string& k, std::size_t size) const {
+    std::int64_t keys = 0, bytes_ = 0;
+    put_delta(client, k, size, keys, bytes_);
+    return over_quota(client, 0, keys, bytes_);
+  }
+  /// Takes key `k` (as it is) off its owner's usage.
+  void uncharge(const std::string& k, const kv_entry& e) {
+    auto it = usage_.find(e.owner);
+    DCP_ASSERT(it != usage_.end() && it->second.keys > 0, "a key's owner is charged for it");
+    --it->second.keys;
+    it->second.bytes -= k.size() + e.value.size();
+    if (it->second.empty()) usage_.erase(it);
+  }
+  /// Every client's usage, counted from the state (restore; the invariants).
+  std::map<address, client_usage> recount_usage() const {
+    std::map<address, client_usage> out;
+    for (const auto& [id, s] : sessions_) ++out[s.owner].sessions;
+    for (const auto& [k, e] : kv_) {
+      auto& u = out[e.owner];
+      ++u.keys;
+      u.bytes += k.size() + e.value.size();
+    }
+    return out;
+  }
+
+  /// Writes at revision_ (already advanced): a key removed and put again is
+  /// created anew. The key is charged to `client`, its writer, from now on.
+  void put_key(const std::string& k, bytes v, session_id session, const address& client) {
     auto [it, fresh] = kv_.try_emplace(k);
     std::optional<key_value> prev;
     if (!fresh) prev = view_of(*it);
@@ -879,8 +1045,14 @@ class machine {
     if (fresh) {
       e.create_revision = revision_;
       e.version = 0;
+    } else {
+      uncharge(k, e);
     }
     e.value = std::move(v);
+    e.owner = client;
+    auto& u = usage_[client];
+    ++u.keys;
+    u.bytes += k.size() + e.value.size();
     e.mod_revision = revision_;
     ++e.version;
     if (e.session != session) {  // as etcd: a put names the key's lease, or none
@@ -931,6 +1103,7 @@ class machine {
     if (it->second.session)
       if (auto s = sessions_.find(it->second.session); s != sessions_.end()) s->second.keys.erase(k);
     std::optional<key_value> prev = view_of(*it);
+    uncharge(k, it->second);
     kv_.erase(it);
     record({watch_event::kind_t::remove, key_value{k, {}, 0, revision_, 0, false}}, std::move(prev));
   }
@@ -1003,11 +1176,20 @@ class machine {
         bound += it == kv_.end() || it->second.session != session;
       }
     if (bound && sessions_.at(session).keys.size() + bound > max_session_keys) return {status::quota_exceeded};
+    std::int64_t my_keys = 0, my_bytes = 0;  // the sender's usage after the branch, less before
+    for (auto& k : removed)
+      if (auto& e = kv_.at(k); e.owner == r.owner) {
+        --my_keys;
+        my_bytes -= static_cast<std::int64_t>(k.size() + e.value.size());
+      }
+    for (auto& o : ops)  // (no key is both put and removed: checked above)
+      if (o.kind == txn_op::kind_t::put) put_delta(r.owner, o.key, o.value.size(), my_keys, my_bytes);
+    if (auto why = over_quota(r.owner, 0, my_keys, my_bytes)) return *why;
     bool changes = false;
     for (auto& o : ops) changes |= o.kind == txn_op::kind_t::put || !keys_in(o.key, o.range_end).empty();
     if (changes) ++revision_;
     for (auto& o : ops) {
-      if (o.kind == txn_op::kind_t::put) put_key(o.key, o.value, o.ephemeral ? session : 0);
+      if (o.kind == txn_op::kind_t::put) put_key(o.key, o.value, o.ephemeral ? session : 0, r.owner);
       else
         for (auto& k : keys_in(o.key, o.range_end)) remove_key(k);
     }
@@ -1103,6 +1285,10 @@ class machine {
       ++revision_;
       for (auto& k : std::vector<std::string>(s.keys.begin(), s.keys.end())) remove_key(k);
     }
+    if (auto u = usage_.find(s.owner); u != usage_.end()) {
+      DCP_ASSERT(u->second.sessions > 0, "a session's owner is charged for it");
+      if (--u->second.sessions, u->second.empty()) usage_.erase(u);
+    }
     sessions_.erase(id);
     std::erase_if(sems_, [](auto& kv) { return kv.second.idle(); });
   }
@@ -1119,6 +1305,8 @@ class machine {
   std::uint64_t mvcc_floor_ = 0;     // reads at a revision start here at the earliest (a format-2 snapshot's revision)
   std::size_t history_bytes_ = 0;    // not serialized: recomputed on restore
   std::map<std::uint64_t, command_client> clients_;  // raft's client sessions, mirrored (see note_registered)
+  client_quotas quotas_;                      // in force (op::set_quotas); all 0, no limit, before the first
+  std::map<address, client_usage> usage_;    // not serialized: recounted on restore (clients holding nothing absent)
   std::vector<session_id> touched_;
   bool trimmed_ = false;
 };

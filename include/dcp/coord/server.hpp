@@ -116,6 +116,18 @@ struct server_config {
   /// there is counted as history_trimmed, on every replica).
   std::uint64_t auto_compaction_retention = 0;
   duration auto_compaction_every = std::chrono::seconds(5);
+  /// Per-client quotas (machine.hpp: client_quotas; a client is the address
+  /// the transport attributes its commands to): live sessions, keys it last
+  /// wrote, and their key and value bytes. A command beyond is refused with
+  /// client_quota_exceeded (counted: client_quota_exceeded and
+  /// client_quota_exceeded_{sessions,keys,bytes}). The leader puts these in
+  /// the log when they differ from the ones in force, so every replica
+  /// enforces the same: configure them alike on every replica (else each new
+  /// leader's win). Defaults: a tenth of max_keys and an eighth of raft's
+  /// default max_snapshot_bytes (64 MiB), so that at least eight clients are
+  /// needed to fill the store; 64 sessions (a coord::client holds one at a
+  /// time). 0: no limit on that resource.
+  client_quotas quotas{64, 10'000, std::uint64_t{8} << 20};
   /// Where session ids come from: unguessable by default (secure_random.hpp).
   /// A simulation may name a seeded generator, for reproducible runs.
   entropy_source entropy = secure_random;
@@ -162,7 +174,8 @@ class server {
   void on_message(const address& from, const msg::command& m) {
     if (!raft_.is_leader()) return refuse(from, m, refusal::not_leader);
     if (m.client == 0 || m.seq == 0) return refuse(from, m, refusal::failed);
-    if (m.req.kind == op::expire_session || m.req.kind == op::lease_issued || m.req.kind == op::reclaim)
+    if (m.req.kind == op::expire_session || m.req.kind == op::lease_issued || m.req.kind == op::reclaim ||
+        m.req.kind == op::set_quotas)
       return refuse(from, m, refusal::failed);  // the leader's alone
     if (m.req.kind == op::open_session) {
       const auto ttl = std::chrono::milliseconds(m.req.ttl_ms);
@@ -174,21 +187,27 @@ class server {
     }
     bytes payload;
     if (m.client && raft_.state_machine().has_command_client(m.client)) seen_[m.client] = env_.now();
-    if (m.req.kind == op::open_session) {
-      request req = m.req;
-      req.owner = from;  // the transport's word for where the owner is, not the client's
-      // Unguessable (issue 11): a stranger cannot name a session it did not
-      // see opened. The leader draws it; the log carries it to every replica.
-      req.session = cfg_.entropy();
-      storage::detail::encode_value(req, payload);
-    } else {
-      storage::detail::encode_value(m.req, payload);
-    }
+    request req = m.req;
+    // The transport's word for who sent it, not the client's: where a
+    // session's owner is, and who is charged for it (client_quotas).
+    req.owner = from;
+    // Unguessable (issue 11): a stranger cannot name a session it did not
+    // see opened. The leader draws it; the log carries it to every replica.
+    if (m.req.kind == op::open_session) req.session = cfg_.entropy();
+    storage::detail::encode_value(req, payload);
+    propose_quotas();  // (before the command in the log, if the quotas in force are not this leader's)
     raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session, kind = m.req.kind](result<bytes> r) {
       msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
       if (r) {
         if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
         if (out.result.code == status::quota_exceeded) env_.count("kv_quota_exceeded");
+        if (out.result.code == status::client_quota_exceeded) {
+          env_.count("client_quota_exceeded");
+          const auto what = static_cast<quota_resource>(out.result.session);
+          env_.count(what == quota_resource::sessions ? "client_quota_exceeded_sessions"
+                     : what == quota_resource::keys   ? "client_quota_exceeded_keys"
+                                                      : "client_quota_exceeded_bytes");
+        }
         if (kind == op::compact) env_.count(out.result.code == status::ok ? "compactions" : "compactions_refused");
         if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
           clients_[out.result.session] = from;
@@ -567,6 +586,19 @@ class server {
     env_.send(to, out);
   }
 
+  /// Puts server_config::quotas in the log when the machine enforces others
+  /// (a fresh log, a changed configuration): one proposal at a time per term.
+  void propose_quotas() {
+    if (!raft_.is_leader() || quotas_term_ == raft_.current_term() || raft_.state_machine().quotas() == cfg_.quotas) return;
+    quotas_term_ = raft_.current_term();
+    env_.count("quotas_proposed");
+    request req{op::set_quotas};
+    storage::detail::encode_value(cfg_.quotas, req.value);
+    bytes payload;
+    storage::detail::encode_value(req, payload);
+    raft_.propose(std::move(payload), [this](result<bytes>) { quotas_term_ = 0; });
+  }
+
   void refuse(const address& to, const msg::command& m, refusal why) {
     env_.send(to, msg::command_reply{m.client, m.seq, why, raft_.leader(), {}});
   }
@@ -629,6 +661,7 @@ class server {
       storage::detail::encode_value(request{op::expire_session, s}, payload);
       raft_.propose(std::move(payload), [](result<bytes>) {});
     }
+    propose_quotas();
     auto_compact(now);
   }
 
@@ -710,6 +743,7 @@ class server {
   std::set<grant_key> reclaiming_;                  // leader only: reclaim proposed, not yet applied
   bool auto_compacting_ = false;                    // leader only: an automatic compaction proposed, not yet answered
   time_point next_auto_compaction_{};               // leader only: not before then
+  std::uint64_t quotas_term_ = 0;                   // leader only: the term of a set_quotas proposed, not yet answered
   periodic<E> ticker_;
 };
 
