@@ -71,3 +71,19 @@ wait_for() {
     sleep 0.02
   done
 }
+
+# scratch: a fresh directory, $dir, and an empty list, $pids, of the processes
+# the test starts. On exit, however the test ends, every process still in
+# $pids is killed and the directory removed (kept and named with KEEP=1, for
+# a post-mortem).
+scratch() {
+  dir=$(mktemp -d)
+  pids=()
+  trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  ((${#pids[@]} == 0)) || wait "${pids[@]}" 2>/dev/null || true  # reap them (and keep bash's "Killed" notices quiet)
+  if [[ -n ${KEEP:-} ]]; then echo "kept $dir"; else rm -rf "$dir"; fi
+}

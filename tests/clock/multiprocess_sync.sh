@@ -12,14 +12,8 @@ source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/clock_node [K]}
 k=${2:-4}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the clock_node example)"; exit 1; }
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 stop_all() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done

@@ -23,14 +23,8 @@ for b in "$replica_bin" "$client_bin" "$check_bin"; do
   [ -x "$b" ] || { echo "FAIL: $b is not an executable (build the examples)"; exit 1; }
 done
 ttl_ms=1500
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 fail() {
   echo "FAIL: $*"
   for i in 0 1 2; do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done

@@ -15,14 +15,8 @@ replicas=3
 for b in "$replica_bin" "$ctl_bin"; do
   [ -x "$b" ] || { echo "FAIL: $b is not an executable (build coord_replica and dcpctl)"; exit 1; }
 done
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 fail() {
   echo "FAIL: $*"
   for ((i = 0; i < replicas; i++)); do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done

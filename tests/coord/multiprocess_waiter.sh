@@ -17,15 +17,9 @@ replicas=3
 for b in "$replica_bin" "$client_bin"; do
   [ -x "$b" ] || { echo "FAIL: $b is not an executable (build the coord_replica and coord_client examples)"; exit 1; }
 done
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
 starts=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 fail() {
   echo "FAIL: $*"
   for ((i = 0; i < replicas; i++)); do echo "--- replica $i"; tail -n 10 "$dir/r$i.out" "$dir/r$i.err" 2>/dev/null; done

@@ -36,15 +36,8 @@ if ((quorum_signed)); then
   work_tokens=quorum
 fi
 
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${KEEP:-} ]] && echo "kept $dir" || rm -rf "$dir"
-}
-trap cleanup EXIT
 fail() {
   echo "FAIL: $*"
   echo "--- origin"; tail -n 20 "$dir/origin.out" "$dir/origin.err" || true

@@ -22,15 +22,9 @@ shift $(( $# < 3 ? $# : 3 ))
 routers=("$@")
 [ ${#routers[@]} -eq 0 ] && routers=(chord pastry kademlia tapestry)
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the dht_node example)"; exit 1; }
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
 fds=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 router=""
 fail() {

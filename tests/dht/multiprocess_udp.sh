@@ -21,15 +21,9 @@ bin=${1:?usage: $0 path/to/dht_node [N] [replicas]}
 n=${2:-10}
 r=${3:-3}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the dht_node example)"; exit 1; }
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 export DCP_TRANSPORT=udp:plaintext  # plaintext by name: UDP has no authenticated mode yet (docs/security.md)
-pids=()
 fds=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 fail() {
   echo "FAIL: $*"

@@ -24,15 +24,8 @@ bin=${1:?usage: $0 path/to/gossip_node [N]}
 n=${2:-20}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the gossip_node example)"; exit 1; }
 [ "$n" -ge 6 ] || { echo "FAIL: N must be at least 6"; exit 1; }
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null  # reap them (and keep bash's "Killed" notices quiet)
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 t0=$(date +%s.%N)
 elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'; }
 fail() {

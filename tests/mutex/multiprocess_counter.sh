@@ -14,14 +14,8 @@ shift $(( $# < 3 ? $# : 3 ))
 algorithms=("$@")
 [ ${#algorithms[@]} -eq 0 ] && algorithms=(centralized ricart_agrawala lamport suzuki_kasami raymond maekawa token_ring)
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the mutex_counter example)"; exit 1; }
-dir=$(mktemp -d)
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 use_keyring "$dir"  # every process authenticated, by one fresh key
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 for algorithm in "${algorithms[@]}"; do
  for attempt in 1 2 3; do  # a port probed free may be taken before the process binds it: try new ports

@@ -12,13 +12,7 @@ set -uo pipefail
 source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/heartbeat_node}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the heartbeat_node target)"; exit 1; }
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
 fail() {
   echo "FAIL: $*"
   for i in 0 1 2; do echo "--- node $i stdout"; cat "$dir/out$i" 2>/dev/null; echo "--- node $i stderr"; cat "$dir/err$i" 2>/dev/null; done
