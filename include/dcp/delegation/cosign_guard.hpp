@@ -52,7 +52,13 @@ class cosign_guard {
   /// slot_held, not_coordinator (quiet after a restart), wrong_epoch,
   /// certificate_mismatch (another shard, or a slot past the share),
   /// lease::errc::invalid_token (a token living past max_token_life).
-  std::error_code sign_off(const certificate& c, const quorum_grant& g, wall_time now) {
+  /// The grant that keeps a slot from being signed: whom to ask whether it
+  /// is done with it (group.hpp sends a release_query).
+  struct holder_of_slot {
+    std::uint64_t fencing = 0;
+    address holder;
+  };
+  std::error_code sign_off(const certificate& c, const quorum_grant& g, wall_time now, holder_of_slot* blocked_by = nullptr) {
     if (quiet_until_ && now < *quiet_until_) return make_error_code(errc::not_coordinator);
     if (g.token.resource != c.key() || g.slots.size() != g.token.permits) return make_error_code(errc::certificate_mismatch);
     if (g.token.expiry > now + life_ + drift_ || g.token.expiry > c.not_after) return lease::make_error_code(lease::errc::invalid_token);
@@ -70,8 +76,10 @@ class cosign_guard {
     for (auto s : g.slots) {
       if (s >= c.share) return make_error_code(errc::certificate_mismatch);
       auto it = sh.slots.find(s);
-      if (it != sh.slots.end() && it->second.fencing != g.token.fencing && it->second.expiry > cutoff)
+      if (it != sh.slots.end() && it->second.fencing != g.token.fencing && it->second.expiry > cutoff) {
+        if (blocked_by) *blocked_by = {it->second.fencing, it->second.holder};
         return make_error_code(errc::slot_held);
+      }
     }
     for (auto s : g.slots) {
       auto& h = sh.slots[s];

@@ -56,7 +56,10 @@
 // the entry yet answers when it has (it learns the commit index with the
 // next heartbeat: a quorum-signed grant costs about one heartbeat more).
 // The leader checks each signature and answers the client with the token
-// once it has q; a member that will not sign (slot_held) is counted.
+// once it has q; a member that will not sign (slot_held) is counted, and
+// asks the holder of the grant that keeps the slot whether it is done with
+// it (release_query): a release lost on its way to a member then costs a
+// round trip, not that grant's life.
 //
 // Faults: crashes and restarts of members (with durable Raft storage),
 // loss, duplication, reordering, partitions: a minority side grants nothing
@@ -67,7 +70,7 @@
 // Not built: a group that changes its members within an epoch (a new
 // membership is a new epoch).
 //
-// Message ids 1-10, default protocol id 140 (messages.hpp).
+// Message ids 1-11, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -312,6 +315,7 @@ class group {
   void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::release_query&) { drop("unexpected_message"); }
 
  private:
   struct shard_state {
@@ -517,7 +521,9 @@ class group {
     auto& g = p->second;
     const auto* b = raft_.state_machine().book(g.grant.token.resource);
     if (!b) return give_up(p, errc::not_coordinator), false;
-    if (auto ec = guard_.sign_off(b->cert, g.grant, env_.wall_now())) {
+    cosign_guard::holder_of_slot blocker;
+    if (auto ec = guard_.sign_off(b->cert, g.grant, env_.wall_now(), &blocker)) {
+      if (ec == errc::slot_held) ask_if_released(g.grant.token.resource, blocker);
       if (ec == errc::slot_held && may_wait) return true;  // tried again on the tick
       drop("cosign_refused_here");
       return give_up(p, ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch), false;
@@ -585,7 +591,9 @@ class group {
     if (e->second.expiry_ns < m.expiry_ns) return false;  // a renewal not applied here yet
     if (e->second.expiry_ns > m.expiry_ns) return refuse(errc::delegation_ended);  // asked about an older renewal
     const quorum_grant g{{key, e->second.holder, e->second.permits, m.fencing, wall_time(duration(e->second.expiry_ns))}, e->second.slots};
-    if (auto ec = guard_.sign_off(b->cert, g, env_.wall_now())) {
+    cosign_guard::holder_of_slot blocker;
+    if (auto ec = guard_.sign_off(b->cert, g, env_.wall_now(), &blocker)) {
+      if (ec == errc::slot_held) ask_if_released(key, blocker);
       if (ec == errc::slot_held && may_wait) return false;
       drop(ec == errc::slot_held ? "cosign_refused_slot_held" : "cosign_refused");
       return refuse(ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch);
@@ -595,6 +603,21 @@ class group {
     out.signature = std::move(*sig);
     env_.send(to, out);
     return true;
+  }
+  /// A permit this member signed for `blocker` is wanted for another grant,
+  /// and the release of `blocker` never reached this member (lost, or sent
+  /// while it was down): ask its holder, at most once a request timeout
+  /// per grant. The holder's answer is a release like any other.
+  void ask_if_released(const std::string& key, const cosign_guard::holder_of_slot& blocker) {
+    const auto now = env_.now();
+    if (auto q = release_queries_.find(blocker.fencing); q != release_queries_.end() && now - q->second < cfg_.request_timeout) return;
+    if (release_queries_.size() >= cfg_.max_in_flight)
+      std::erase_if(release_queries_, [&](auto& kv) { return now - kv.second >= cfg_.request_timeout; });
+    if (release_queries_.size() >= cfg_.max_in_flight) return drop("too_many_in_flight");
+    release_queries_[blocker.fencing] = now;
+    const auto [resource, shard] = split_key(key);
+    env_.count("release_query_sent");
+    env_.send(blocker.holder, msg::release_query{resource, shard, blocker.fencing});
   }
   /// (resource, shard) of a shard key this group coordinates.
   std::pair<std::string, std::uint32_t> split_key(const std::string& key) const {
@@ -777,6 +800,7 @@ class group {
   std::vector<lease::ed25519_public_key> member_keys_;
   cosign_guard guard_;
   std::map<std::uint64_t, gathering> gathering_;
+  std::map<std::uint64_t, time_point> release_queries_;  // grant -> when its holder was last asked (ask_if_released)
   struct cosign_wait {
     address from;
     msg::cosign_request request;

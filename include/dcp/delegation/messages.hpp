@@ -171,8 +171,24 @@ struct cosign_reply {
   template <class A> void serialize(A& ar) { ar(resource, shard, fencing, expiry_ns, error, signature); }
 };
 
+/// Quorum-signed: a member whose guard still holds a permit for grant
+/// `fencing` (it never heard that grant's release: lost, or sent before a
+/// restart) asks the grant's holder. A holder that neither holds it nor
+/// waits for a grant of that shard answers with a token_release, to the
+/// asker alone; otherwise it says nothing, and the permit is held until the
+/// grant expires.
+struct release_query {
+  static constexpr message_type wire_id = 11;
+  static constexpr std::string_view wire_name = "release_query";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint64_t fencing = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard, fencing); }
+};
+
 using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release,
-                              stock_commit, stock_ack, group_delegate_request, cosign_request, cosign_reply>;
+                              stock_commit, stock_ack, group_delegate_request, cosign_request, cosign_reply,
+                              release_query>;
 }  // namespace msg
 
 }  // namespace dcp::delegation

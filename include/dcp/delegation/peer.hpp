@@ -26,7 +26,7 @@
 // after" is honoured; after give_up_after the call fails with timed_out.
 // Never a silent unbounded wait. Refusals fail at once with their reason.
 //
-// Message ids 1-10, default protocol id 140 (messages.hpp).
+// Message ids 1-11, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -389,6 +389,18 @@ class peer {
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::cosign_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::cosign_reply&) { drop("unexpected_message"); }
+  /// A group member asks whether this node is done with a grant: yes (a
+  /// release, to the asker alone) if it does not hold it and waits for no
+  /// grant of that shard, so that the grant can never come to be held here
+  /// (a late reply carrying it is handed back); else no answer.
+  void on_message(const address& from, const msg::release_query& m) {
+    if (m.resource.empty() || m.resource.size() > max_resource_name) return drop("bad_release_query");
+    if (held_.contains({shard_key(m.resource, m.shard), m.fencing})) return drop("release_query_held");
+    for (auto& [n, p] : requests_)
+      if (p.req.resource == m.resource && p.req.shard == m.shard) return drop("release_query_pending");
+    env_.count("release_query_answered");
+    env_.send(from, msg::token_release{m.resource, m.shard, m.fencing});
+  }
 
  private:
   struct pending_request {
