@@ -35,9 +35,18 @@
 //   - membership change, one server at a time (4.1): a configuration takes
 //     effect when appended; the leader refuses a second change until the
 //     first has committed and until it has committed an entry of its own term
-//     (the fix in Ongaro's raft-dev post of 2015). A new server has no
-//     catch-up phase: it joins as a voter at once, so add servers to a
-//     healthy cluster one at a time;
+//     (the fix in Ongaro's raft-dev post of 2015). add_member makes a
+//     voter at once (no catch-up phase: add servers to a healthy cluster
+//     one at a time); add_learner a learner, a non-voting member that
+//     receives the log and snapshots but never votes, campaigns or counts
+//     in a quorum (has_quorum keeps only voters, whatever the rule), and
+//     promote_learner makes it a voter once it has caught up (4.2.1).
+//     Learners are in configuration entries and snapshots: restarts keep
+//     them;
+//   - leadership transfer (3.10): the leader refuses proposals, brings the
+//     target up to date, sends it timeout_now; the target campaigns at once
+//     (no pre-vote; its vote requests waive leader stickiness); aborted
+//     after an election timeout;
 //   - linearizable reads by ReadIndex (6.4): the leader notes its commit
 //     index, confirms it is still leader with a heartbeat round a quorum
 //     acknowledges, and answers once it has applied that index. No clock
@@ -88,7 +97,7 @@
 // (snapshot_chunk_out_of_order, malformed_snapshot, snapshot_too_large,
 // stale_snapshot_chunk).
 //
-// Message ids: 1-6. Default protocol id: 100.
+// Message ids: 1-7. Default protocol id: 100.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
