@@ -119,6 +119,12 @@ class group {
   std::map<std::uint64_t, std::uint64_t> committed_;
 };
 
+struct old_vote_request {  // before leadership transfer
+  std::uint64_t term = 0, last_index = 0, last_term = 0;
+  bool pre_vote = false;
+  template <class A> void serialize(A& ar) { ar(term, last_index, last_term, pre_vote); }
+};
+
 }  // namespace
 
 TEST_CASE("raft: a leadership transfer to a lagging voter completes, and it leads within an election timeout") {
@@ -306,6 +312,28 @@ TEST_CASE("raft: a configuration entry and a snapshot written before learners ex
   CHECK(r->members() == std::vector<address>{address::sim(0), address::sim(1)});
   CHECK(r->learners().empty());
   CHECK(w.metrics().counter(pid, "malformed_config_entry") == 0);
+}
+
+// Mixed builds in a rolling upgrade: without learners and outside a
+// transfer, the bytes are the layouts of before (wire::trailing), so an
+// older replica reads them, and this one reads an older one's.
+TEST_CASE("raft: without learners or a transfer, configuration entries and vote requests keep their older layouts") {
+  auto encode = [](auto v) {
+    bytes b;
+    storage::detail::encode_value(v, b);
+    return b;
+  };
+  const std::vector<address> voters{address::sim(0), address::sim(1)};
+  CHECK(encode(raft_membership{voters, {}}) == encode(voters));
+  CHECK(encode(raft_msg::vote_request{5, 7, 4, true, false}) == encode(old_vote_request{5, 7, 4, true}));
+  raft_msg::vote_request v;
+  REQUIRE_FALSE(storage::detail::decode_value(encode(old_vote_request{5, 7, 4, false}), v));
+  CHECK((v.term == 5 && v.last_index == 7 && v.last_term == 4 && !v.pre_vote && !v.transfer));
+  REQUIRE_FALSE(storage::detail::decode_value(encode(raft_msg::vote_request{6, 7, 4, false, true}), v));
+  CHECK((v.term == 6 && v.transfer));
+  raft_membership m;
+  REQUIRE_FALSE(storage::detail::decode_value(encode(raft_membership{voters, {address::sim(2)}}), m));
+  CHECK((m.voters == voters && m.learners == std::vector<address>{address::sim(2)}));
 }
 
 TEST_CASE("raft: safety with leadership transfers and learners under crashes, partitions, loss and reordering") {

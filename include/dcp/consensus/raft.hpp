@@ -80,9 +80,9 @@
 // up; the term's one leader is then followed, and its log soon names it. A
 // stranger cannot raise a member's term, nor displace the leader it follows
 // (a second leader in a term is refused from anyone: second_leader_in_term).
-// A replica outside its own latest configuration (joining, or removed and
-// being re-added) follows any leader: it has no member to learn the term
-// from, and counts in no quorum of its own. What remains open without an
+// A replica not a voter of its own latest configuration (joining, a
+// learner, or removed and being re-added) follows any leader: it holds no
+// election to learn the term from, and counts in no quorum of its own. What remains open without an
 // authenticated transport: an impostor naming a member's address, and a
 // stranger that guesses the exact term while a member follows no leader
 // (between an election's start and its first AppendEntries).
@@ -193,8 +193,13 @@ struct vote_request {
   /// Sent by the target of a leadership transfer (after timeout_now): the
   /// receiver grants it even while it hears from a leader (stickiness is
   /// waived: the leader asked for this election, dissertation 3.10).
+  /// Written only when set (wire::trailing): other vote requests keep the
+  /// layout of builds before it.
   bool transfer = false;
-  template <class A> void serialize(A& ar) { ar(term, last_index, last_term, pre_vote, transfer); }
+  template <class A> void serialize(A& ar) {
+    ar(term, last_index, last_term, pre_vote);
+    wire::trailing(ar, transfer);
+  }
 };
 struct vote_reply {
   static constexpr message_type wire_id = 2;
@@ -257,13 +262,18 @@ struct timeout_now {
 /// A configuration: the voters (whose majorities elect and commit) and the
 /// learners (non-voting members: they receive the log and snapshots, never
 /// vote, never campaign, never count towards any quorum). Disjoint, sorted.
-/// Written in configuration entries and snapshots, so a restart keeps roles.
+/// Written in configuration entries and snapshots, so a restart keeps roles;
+/// with no learners, an entry's bytes are those of the voters' list alone,
+/// the layout before learners (wire::trailing), which older builds read.
 struct raft_membership {
   std::vector<address> voters, learners;
   bool has_voter(const address& a) const { return std::find(voters.begin(), voters.end(), a) != voters.end(); }
   bool has_learner(const address& a) const { return std::find(learners.begin(), learners.end(), a) != learners.end(); }
   bool has(const address& a) const { return has_voter(a) || has_learner(a); }
-  template <class A> void serialize(A& ar) { ar(voters, learners); }
+  template <class A> void serialize(A& ar) {
+    ar(voters);
+    wire::trailing(ar, learners);
+  }
 };
 
 enum class raft_role : std::uint8_t { follower, pre_candidate, candidate, leader };
@@ -761,22 +771,14 @@ class raft {
     std::vector<address> members;  // the voters
     std::map<std::uint64_t, session> sessions;
     bytes machine;
-    std::vector<address> learners;  // last: a snapshot written before learners existed lacks it
-    template <class A> void serialize(A& ar) { ar(members, sessions, machine, learners); }
-  };
-  /// The layout before learners (decoded when the current one does not).
-  struct snapshot_state_v0 {
-    std::vector<address> members;
-    std::map<std::uint64_t, session> sessions;
-    bytes machine;
-    template <class A> void serialize(A& ar) { ar(members, sessions, machine); }
+    std::vector<address> learners;  // last, and only when there are some: the layout before learners otherwise
+    template <class A> void serialize(A& ar) {
+      ar(members, sessions, machine);
+      wire::trailing(ar, learners);
+    }
   };
   static std::error_code decode_snapshot_state(byte_view data, snapshot_state& st) {
-    if (!storage::detail::decode_value(data, st)) return {};
-    snapshot_state_v0 old;
-    if (auto ec = storage::detail::decode_value(data, old)) return ec;
-    st = snapshot_state{std::move(old.members), std::move(old.sessions), std::move(old.machine), {}};
-    return {};
+    return storage::detail::decode_value(data, st);
   }
 
   // ---- persistence ----
@@ -830,15 +832,12 @@ class raft {
   }
   void note_config(const log_entry& e) {
     if (e.kind != entry_kind::config) return;
-    // Written by a leader's change_member: (voters, learners), or, before
-    // learners existed, the voters alone. One that arrives undecodable, or
-    // naming a server as both, came from a peer (or a damaged disk), not
-    // from a bug here: counted and ignored.
+    // Written by a leader's change_member (raft_membership: the voters, and
+    // the learners if any). One that arrives undecodable, or naming a
+    // server as both, came from a peer (or a damaged disk), not from a bug
+    // here: counted and ignored.
     raft_membership m;
-    if (storage::detail::decode_value(e.data, m)) {
-      m.learners.clear();
-      if (storage::detail::decode_value(e.data, m.voters)) return env_.count("malformed_config_entry");
-    }
+    if (storage::detail::decode_value(e.data, m)) return env_.count("malformed_config_entry");
     for (const auto& l : m.learners)
       if (m.has_voter(l)) return env_.count("malformed_config_entry");
     configs_.push_back({e.index, std::move(m)});

@@ -217,8 +217,11 @@ struct status_reply {
   std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
   std::uint64_t revision = 0;     ///< the key-value store's revision in its applied state
   std::vector<address> members;   ///< its current configuration's voters
-  std::vector<address> learners;  ///< and its learners (non-voting members); last, added with them
-  template <class A> void serialize(A& ar) { ar(nonce, role, term, leader, commit, applied, revision, members, learners); }
+  std::vector<address> learners;  ///< and its learners (non-voting members): sent only if any (wire::trailing)
+  template <class A> void serialize(A& ar) {
+    ar(nonce, role, term, leader, commit, applied, revision, members);
+    wire::trailing(ar, learners);
+  }
 };
 
 /// A linearizable range read at a past revision (etcd's Range with a
@@ -288,8 +291,11 @@ struct member_change_reply {
   std::optional<address> leader;
   member_outcome outcome = member_outcome::done;
   std::vector<address> members;  ///< the configuration's voters after the change (done), or the leader's now
-  std::vector<address> learners; ///< and its learners; last, added with them
-  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, outcome, members, learners); }
+  std::vector<address> learners; ///< and its learners: sent only if any (wire::trailing)
+  template <class A> void serialize(A& ar) {
+    ar(nonce, refused, leader, outcome, members);
+    wire::trailing(ar, learners);
+  }
 };
 
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
