@@ -13,7 +13,10 @@
 //     lock NAME [--token] [-- CMD ARGS...]  hold NAME while CMD runs (or until SIGINT/SIGTERM)
 //     elect NAME VALUE | elect NAME --observe [--count N]
 //     status                             each replica's role, term, leader, indexes, revision
-//     member list | member add H:P | member remove H:P   the configuration, one address a line; changes one server at a time
+//     member list | member add H:P [--learner] | member promote H:P | member remove H:P
+//                                        the configuration, one voter a line, then "H:P learner" per learner;
+//                                        changes one server at a time
+//     move-leader H:P                    hand leadership to that voter (prints "leader H:P")
 //
 // Exit status: 0 done; 1 the service failed the request, with the client's
 // words on stderr ("no leader reachable: 3 of 3 replicas refused ...",
@@ -714,6 +717,25 @@ int cmd_status(ctl& x) {
   });
 }
 
+/// A configuration: the voters, one address a line, then each learner as
+/// "HOST:PORT learner"; in JSON, "members" (the voters) and "learners".
+void print_membership(ctl& x, const std::string& json_head, const std::string& text_head, const std::vector<dcp::address>& voters,
+                      const std::vector<dcp::address>& learners) {
+  if (x.json()) {
+    auto list = [](const std::vector<dcp::address>& v) {
+      std::string out;
+      for (std::size_t k = 0; k < v.size(); ++k) out += (k ? "," : "") + json_string(v[k].to_string());
+      return out;
+    };
+    std::cout << json_head << "\"members\":[" << list(voters) << "],\"learners\":[" << list(learners) << "]}" << std::endl;
+    return;
+  }
+  std::cout << text_head;
+  for (auto& m : voters) std::cout << m.to_string() << '\n';
+  for (auto& m : learners) std::cout << m.to_string() << " learner\n";
+  std::cout.flush();
+}
+
 /// member list: the configuration of the leader in the highest term any
 /// endpoint reports (status from every endpoint; those that do not answer
 /// are passed over), one address a line.
@@ -730,39 +752,41 @@ int cmd_member_list(ctl& x) {
         for (auto& g : got)
           if (*g && (*g)->role == "leader" && (!best || (*g)->term > best->term)) best = &**g;
         if (!best) return x.fail("member list: no replica leads (of " + std::to_string(got.size()) + " asked)");
-        if (x.json()) {
-          std::cout << "{\"leader\":" << json_string(best->replica.to_string()) << ",\"term\":" << best->term << ",\"members\":[";
-          for (std::size_t k = 0; k < best->members.size(); ++k) std::cout << (k ? "," : "") << json_string(best->members[k].to_string());
-          std::cout << "]}" << std::endl;
-        } else {
-          for (auto& m : best->members) std::cout << m.to_string() << '\n';
-          std::cout.flush();
-        }
+        print_membership(x, "{\"leader\":" + json_string(best->replica.to_string()) + ",\"term\":" + std::to_string(best->term) + ",",
+                         "", best->members, best->learners);
         x.finish(0);
       });
   });
 }
 
-/// member add/remove HOST:PORT: prints "added|removed HOST:PORT", then the configuration, one address a line.
-int cmd_member_change(ctl& x, bool add, const dcp::address& member) {
+/// member add/add --learner/promote/remove HOST:PORT: prints "added|promoted|removed HOST:PORT", then the
+/// configuration (see print_membership).
+int cmd_member_change(ctl& x, dcp::coord::msg::member_op op, const dcp::address& member) {
+  using o = dcp::coord::msg::member_op;
   return x.run([&] {
     x.deadline();
-    auto done = [&, add](dcp::result<std::vector<dcp::address>> r) {
-      const std::string what = std::string(add ? "member add " : "member remove ") + member.to_string();
+    x.c().change_membership(op, member, [&, op](dcp::result<client_t::membership> r) {
+      const std::string verb = op == o::remove ? "removed" : op == o::promote ? "promoted" : "added";
+      const std::string what = std::string(op == o::remove ? "member remove " : op == o::promote ? "member promote " : "member add ") +
+                               member.to_string();
       if (!r) return x.fail(what, r.explained());
-      if (x.json()) {
-        std::cout << "{\"" << (add ? "added" : "removed") << "\":" << json_string(member.to_string()) << ",\"members\":[";
-        for (std::size_t k = 0; k < r->size(); ++k) std::cout << (k ? "," : "") << json_string((*r)[k].to_string());
-        std::cout << "]}" << std::endl;
-      } else {
-        std::cout << (add ? "added " : "removed ") << member.to_string() << '\n';
-        for (auto& m : *r) std::cout << m.to_string() << '\n';
-        std::cout.flush();
-      }
+      print_membership(x, "{\"" + verb + "\":" + json_string(member.to_string()) + ",", verb + " " + member.to_string() + "\n",
+                       r->voters, r->learners);
       x.finish(0);
-    };
-    if (add) x.c().add_member(member, done);
-    else x.c().remove_member(member, done);
+    });
+  });
+}
+
+/// move-leader HOST:PORT: hands leadership to that voter; prints "leader HOST:PORT" once it has taken over.
+int cmd_move_leader(ctl& x, const dcp::address& target) {
+  return x.run([&] {
+    x.deadline();
+    x.c().move_leader(target, [&](dcp::result<dcp::address> r) {
+      if (!r) return x.fail("move-leader " + target.to_string(), r.explained());
+      if (x.json()) std::cout << "{\"leader\":" << json_string(r->to_string()) << '}' << std::endl;
+      else std::cout << "leader " << r->to_string() << std::endl;
+      x.finish(0);
+    });
   });
 }
 
@@ -840,15 +864,23 @@ int main(int argc, char** argv) {
                                               "and the store's revision (exit 1 if one does not answer or none leads)");
 
   std::string member_address;
-  auto* member = app.add_subcommand("member", "member list | add HOST:PORT | remove HOST:PORT: the replicas of the group "
-                                              "(Raft's one-server changes; start a new replica listing the group as --peer "
-                                              "before adding it)");
+  bool learner = false;
+  auto* member = app.add_subcommand("member", "member list | add HOST:PORT [--learner] | promote HOST:PORT | remove HOST:PORT: "
+                                              "the replicas of the group (Raft's one-server changes; start a new replica "
+                                              "listing the group as --peer before adding it)");
   member->require_subcommand(1);
-  auto* member_list = member->add_subcommand("list", "print the leader's configuration, one address a line");
-  auto* member_add = member->add_subcommand("add", "add a replica (it joins as a voter once the change commits)");
+  auto* member_list = member->add_subcommand("list", "print the leader's configuration: one voter a line, then HOST:PORT learner");
+  auto* member_add = member->add_subcommand("add", "add a replica (it joins as a voter once the change commits, or with "
+                                                   "--learner as a non-voting member to promote once caught up)");
   member_add->add_option("address", member_address, "the replica's HOST:PORT")->required();
-  auto* member_remove = member->add_subcommand("remove", "remove a replica");
+  member_add->add_flag("--learner", learner, "add it as a learner: it receives the log but neither votes nor counts for commit");
+  auto* member_promote = member->add_subcommand("promote", "make a learner a voter (refused while its log lags the leader's)");
+  member_promote->add_option("address", member_address, "the learner's HOST:PORT")->required();
+  auto* member_remove = member->add_subcommand("remove", "remove a replica (a voter or a learner)");
   member_remove->add_option("address", member_address, "the replica's HOST:PORT")->required();
+  auto* move_leader = app.add_subcommand("move-leader", "hand leadership to a voter (Raft's leadership transfer): the leader "
+                                                        "brings its log up to date, then it campaigns at once");
+  move_leader->add_option("address", member_address, "the new leader's HOST:PORT")->required();
 
   // Everything after the first "--" is lock's command, verbatim (CLI11 would
   // read "[ ... ]" as a list).
@@ -893,9 +925,10 @@ int main(int argc, char** argv) {
   if (cli_argc != argc && command.empty()) return usage("lock NAME -- CMD: no command after --");
   if (elect->parsed() && !observe && value.empty()) return usage("elect NAME VALUE: a value is needed (or --observe)");
   std::optional<dcp::address> member_target;
-  if (member_add->parsed() || member_remove->parsed()) {
+  if (member_add->parsed() || member_promote->parsed() || member_remove->parsed() || move_leader->parsed()) {
     member_target = dcp::address::parse(member_address);
-    if (!member_target || !member_target->is_network()) return usage("member: not an address: " + member_address + " (HOST:PORT)");
+    if (!member_target || !member_target->is_network())
+      return usage(std::string(move_leader->parsed() ? "move-leader" : "member") + ": not an address: " + member_address + " (HOST:PORT)");
   }
   dcp::coord::txn_request request;
   if (txn->parsed()) {
@@ -925,7 +958,11 @@ int main(int argc, char** argv) {
     if (elect->parsed()) return cmd_elect(x, key, value, observe, count);
     if (status->parsed()) return cmd_status(x);
     if (member_list->parsed()) return cmd_member_list(x);
-    if (member_add->parsed() || member_remove->parsed()) return cmd_member_change(x, member_add->parsed(), *member_target);
+    using mop = dcp::coord::msg::member_op;
+    if (member_add->parsed()) return cmd_member_change(x, learner ? mop::add_learner : mop::add, *member_target);
+    if (member_promote->parsed()) return cmd_member_change(x, mop::promote, *member_target);
+    if (member_remove->parsed()) return cmd_member_change(x, mop::remove, *member_target);
+    if (move_leader->parsed()) return cmd_move_leader(x, *member_target);
   } catch (const std::exception& e) {
     std::cerr << "dcpctl: " << e.what() << '\n';
     return 1;

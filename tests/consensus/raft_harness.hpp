@@ -81,6 +81,11 @@ struct options {
   std::uint32_t clients = 3;
   bool reads = true;
   bool membership = false;    // remove and re-add members during the run
+  /// Leadership transfers and learners during the run, besides the faults:
+  /// transfer to a random node, add a stranger as a learner, promote a
+  /// learner, remove a learner or a voter (operations() below).
+  bool operations = false;
+  std::uint32_t voters = 0;   // the first configuration's voters: nodes [0, voters) (0: every node)
   /// How often each fault is picked: crash, restart all, partition, heal,
   /// isolate, membership change (the last only with `membership`).
   std::array<std::uint32_t, 6> fault_weights{2, 1, 1, 1, 1, 1};
@@ -122,6 +127,7 @@ inline options swarm(std::uint64_t seed, options base) {
 /// What a test learns from one seed.
 struct outcome {
   std::uint64_t acked = 0, reads_ok = 0, elections = 0, snapshots_installed = 0, max_term = 0, events = 0;
+  std::uint64_t transfers_ok = 0;  // leadership transfers that completed (operations)
   bool live = false;  // every client finished its commands after the network healed
 };
 
@@ -140,7 +146,7 @@ class cluster {
     running_seed = seed;
     dcp::on_assertion_failure = print_running_seed;
     raft_config rc;
-    for (std::uint32_t i = 0; i < opt.nodes; ++i) rc.members.push_back(address::sim(i));
+    for (std::uint32_t i = 0; i < (opt.voters ? opt.voters : opt.nodes); ++i) rc.members.push_back(address::sim(i));
     rc.election_timeout_min = 100ms;
     rc.election_timeout_max = 200ms;
     rc.heartbeat_interval = 30ms;
@@ -186,6 +192,8 @@ class cluster {
   outcome run() {
     const auto faults_end = w_.now() + opt_.run;
     schedule_faults(faults_end);
+    if (opt_.operations)
+      for (auto t = w_.now() + opt_.fault_every / 2; t < faults_end; t += opt_.fault_every) w_.at(t, [this] { operate(); });
     for (std::uint32_t c = 0; c < opt_.clients; ++c) schedule_client(c, 10ms * (c + 1));
     w_.run_until(faults_end);
     // Heal, restart everything, and let it settle: it must make progress.
@@ -205,6 +213,7 @@ class cluster {
     o.events = w_.events();
     o.elections = static_cast<std::uint64_t>(w_.metrics().counter(pid, "elections"));
     o.snapshots_installed = static_cast<std::uint64_t>(w_.metrics().counter(pid, "snapshot_installed"));
+    o.transfers_ok = transfers_ok_;
     o.max_term = leader_of_term_.empty() ? 0 : leader_of_term_.rbegin()->first;
     return o;
   }
@@ -359,6 +368,30 @@ class cluster {
         break;
     }
   }
+  /// An operator's call at the leader, whatever it answers (refusals are
+  /// part of the test: they must leave every invariant intact).
+  void operate() {
+    auto* r = some_leader();
+    if (!r) return;
+    const address a = address::sim(static_cast<std::uint32_t>(rng_.below(opt_.nodes)));
+    const auto& voters = r->members();
+    const bool voter = std::find(voters.begin(), voters.end(), a) != voters.end();
+    switch (rng_.below(4)) {
+      case 0:
+        r->transfer_leadership(a, [this](std::error_code ec) { transfers_ok_ += !ec; });
+        break;
+      case 1:
+        if (!voter && !r->is_learner(a)) r->add_learner(a, [](result<bytes>) {});
+        break;
+      case 2:
+        if (r->is_learner(a)) r->promote_learner(a, [](result<bytes>) {});
+        break;
+      case 3:
+        if (r->is_learner(a) || (voter && voters.size() > 3)) r->remove_member(a, [](result<bytes>) {});
+        break;
+    }
+  }
+
   void crash(std::uint32_t i) {
     if (!w_.is_up(i)) return;
     w_.crash(i);
@@ -464,7 +497,7 @@ class cluster {
     for (std::uint32_t k = 0; k < opt_.nodes; ++k)
       if (auto* r = find(k); r && (!most || r->commit_index() > most->commit_index())) most = r;
     const auto& m = most->members();
-    return std::find(m.begin(), m.end(), address::sim(i)) != m.end();
+    return std::find(m.begin(), m.end(), address::sim(i)) != m.end() || most->is_learner(address::sim(i));
   }
 
   void final_checks() {
@@ -517,7 +550,7 @@ class cluster {
   std::map<std::uint64_t, log_entry> applied_log_;
   std::vector<std::uint64_t> applied_, seen_commit_;
   std::map<std::uint32_t, std::uint32_t> restarts_;
-  std::uint64_t reads_ok_ = 0, max_commit_ = 0;  // the highest commit index any replica reached
+  std::uint64_t reads_ok_ = 0, max_commit_ = 0, transfers_ok_ = 0;  // the highest commit index any replica reached
   bool faults_over_ = false;
   std::uint32_t touched_ = everyone;  // the node(s) whose state the current event may have changed
 };

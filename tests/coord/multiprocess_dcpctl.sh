@@ -209,8 +209,9 @@ for ((j = 0; j < replicas; j++)); do [ "$j" != "$killed" ] && args+=(--peer "127
 pids[$killed]=$!
 wait_for 20 "$ctl_bin" status --timeout 1s >/dev/null 2>&1 || fail "the restarted replica did not rejoin"
 
-# member list/add/remove: a fourth replica, started knowing the group, is
-# added and catches up; one of the first three (not the leader) is removed
+# member list/add/promote/remove, move-leader: a fourth replica, started
+# knowing the group, is added as a learner, catches up, is promoted, and
+# takes the leadership; one of the first three (not the leader) is removed
 # and stopped; the group goes on.
 ctl 0 member list
 expect "member list" "$(sort <<<"$out")" "$(tr ',' '\n' <<<"$endpoints" | sort)"
@@ -219,11 +220,13 @@ args=(--listen "$new" --data "$dir/data$replicas" --quiet --lease-seed "$seed")
 for ((j = 0; j < replicas; j++)); do args+=(--peer "127.0.0.1:${ports[$j]}"); done
 "$replica_bin" "${args[@]}" >"$dir/r$replicas.out" 2>"$dir/r$replicas.err" &
 pids[$replicas]=$!
-ctl 0 member add "$new"
-expect "member add" "$(head -n 1 <<<"$out")" "added $new"
-expect "members after add" "$(tail -n +2 <<<"$out" | sort)" "$( (tr ',' '\n' <<<"$endpoints"; echo "$new") | sort)"
+ctl 0 member add "$new" --learner
+expect "member add --learner" "$(head -n 1 <<<"$out")" "added $new"
+expect "members after add --learner" "$(tail -n +2 <<<"$out" | sort)" "$( (tr ',' '\n' <<<"$endpoints"; echo "$new learner") | sort)"
 ctl 1 member add "$new"
 [[ $err == *"$new is already a member"* ]] || fail "member add again: $err"
+ctl 1 move-leader "$new"
+[[ $err == *"not a voter (promote a learner first)"* ]] || fail "move-leader to a learner: $err"
 all4="$endpoints,$new"
 converged() {  # every endpoint of $1 answers, one leads, all at one revision
   local s
@@ -232,7 +235,14 @@ converged() {  # every endpoint of $1 answers, one leads, all at one revision
 }
 ctl 0 put members four
 wait_for 20 converged "$all4" || fail "the added replica did not catch up: $("$ctl_bin" status --endpoints "$all4" --timeout 1s 2>&1)"
+ctl 0 member promote "$new"
+expect "member promote" "$(head -n 1 <<<"$out")" "promoted $new"
+expect "members after promote" "$(tail -n +2 <<<"$out" | sort)" "$( (tr ',' '\n' <<<"$endpoints"; echo "$new") | sort)"
+ctl 0 move-leader "$new" --endpoints "$all4"
+expect "move-leader" "$out" "leader $new"
+wait_for 20 converged "$all4" || fail "no settled group after move-leader"
 ctl 0 status --endpoints "$all4"
+expect "leader after move-leader" "$(awk '$2 == "leader" { print $1 }' <<<"$out")" "$new"
 leader=$(awk '$2 == "leader" { print $1 }' <<<"$out")
 for ((gone = 0; gone < replicas; gone++)); do [ "127.0.0.1:${ports[$gone]}" != "$leader" ] && break; done
 ctl 0 member remove "127.0.0.1:${ports[$gone]}" --endpoints "$all4"

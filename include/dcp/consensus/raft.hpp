@@ -35,9 +35,18 @@
 //   - membership change, one server at a time (4.1): a configuration takes
 //     effect when appended; the leader refuses a second change until the
 //     first has committed and until it has committed an entry of its own term
-//     (the fix in Ongaro's raft-dev post of 2015). A new server has no
-//     catch-up phase: it joins as a voter at once, so add servers to a
-//     healthy cluster one at a time;
+//     (the fix in Ongaro's raft-dev post of 2015). add_member makes a
+//     voter at once (no catch-up phase: add servers to a healthy cluster
+//     one at a time); add_learner a learner, a non-voting member that
+//     receives the log and snapshots but never votes, campaigns or counts
+//     in a quorum (has_quorum keeps only voters, whatever the rule), and
+//     promote_learner makes it a voter once it has caught up (4.2.1).
+//     Learners are in configuration entries and snapshots: restarts keep
+//     them;
+//   - leadership transfer (3.10): the leader refuses proposals, brings the
+//     target up to date, sends it timeout_now; the target campaigns at once
+//     (no pre-vote; its vote requests waive leader stickiness); aborted
+//     after an election timeout;
 //   - linearizable reads by ReadIndex (6.4): the leader notes its commit
 //     index, confirms it is still leader with a heartbeat round a quorum
 //     acknowledges, and answers once it has applied that index. No clock
@@ -71,9 +80,9 @@
 // up; the term's one leader is then followed, and its log soon names it. A
 // stranger cannot raise a member's term, nor displace the leader it follows
 // (a second leader in a term is refused from anyone: second_leader_in_term).
-// A replica outside its own latest configuration (joining, or removed and
-// being re-added) follows any leader: it has no member to learn the term
-// from, and counts in no quorum of its own. What remains open without an
+// A replica not a voter of its own latest configuration (joining, a
+// learner, or removed and being re-added) follows any leader: it holds no
+// election to learn the term from, and counts in no quorum of its own. What remains open without an
 // authenticated transport: an impostor naming a member's address, and a
 // stranger that guesses the exact term while a member follows no leader
 // (between an election's start and its first AppendEntries).
@@ -88,7 +97,7 @@
 // (snapshot_chunk_out_of_order, malformed_snapshot, snapshot_too_large,
 // stale_snapshot_chunk).
 //
-// Message ids: 1-6. Default protocol id: 100.
+// Message ids: 1-7. Default protocol id: 100.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -181,7 +190,16 @@ struct vote_request {
   static constexpr std::string_view wire_name = "vote_request";
   std::uint64_t term = 0, last_index = 0, last_term = 0;
   bool pre_vote = false;
-  template <class A> void serialize(A& ar) { ar(term, last_index, last_term, pre_vote); }
+  /// Sent by the target of a leadership transfer (after timeout_now): the
+  /// receiver grants it even while it hears from a leader (stickiness is
+  /// waived: the leader asked for this election, dissertation 3.10).
+  /// Written only when set (wire::trailing): other vote requests keep the
+  /// layout of builds before it.
+  bool transfer = false;
+  template <class A> void serialize(A& ar) {
+    ar(term, last_index, last_term, pre_vote);
+    wire::trailing(ar, transfer);
+  }
 };
 struct vote_reply {
   static constexpr message_type wire_id = 2;
@@ -230,7 +248,33 @@ struct snapshot_reply {
   std::uint64_t snap_index = 0, received = 0;
   template <class A> void serialize(A& ar) { ar(term, index, round, snap_index, received); }
 };
+/// Leadership transfer (dissertation 3.10; etcd-raft's MsgTimeoutNow): the
+/// leader of `term`, having brought the receiver's log up to date, tells it
+/// to campaign at once rather than wait for its election timer.
+struct timeout_now {
+  static constexpr message_type wire_id = 7;
+  static constexpr std::string_view wire_name = "timeout_now";
+  std::uint64_t term = 0;
+  template <class A> void serialize(A& ar) { ar(term); }
+};
 }  // namespace raft_msg
+
+/// A configuration: the voters (whose majorities elect and commit) and the
+/// learners (non-voting members: they receive the log and snapshots, never
+/// vote, never campaign, never count towards any quorum). Disjoint, sorted.
+/// Written in configuration entries and snapshots, so a restart keeps roles;
+/// with no learners, an entry's bytes are those of the voters' list alone,
+/// the layout before learners (wire::trailing), which older builds read.
+struct raft_membership {
+  std::vector<address> voters, learners;
+  bool has_voter(const address& a) const { return std::find(voters.begin(), voters.end(), a) != voters.end(); }
+  bool has_learner(const address& a) const { return std::find(learners.begin(), learners.end(), a) != learners.end(); }
+  bool has(const address& a) const { return has_voter(a) || has_learner(a); }
+  template <class A> void serialize(A& ar) {
+    ar(voters);
+    wire::trailing(ar, learners);
+  }
+};
 
 enum class raft_role : std::uint8_t { follower, pre_candidate, candidate, leader };
 
@@ -243,12 +287,14 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
 class raft {
  public:
   using messages = wire::message_set<raft_msg::vote_request, raft_msg::vote_reply, raft_msg::append,
-                                     raft_msg::append_reply, raft_msg::install_snapshot, raft_msg::snapshot_reply>;
+                                     raft_msg::append_reply, raft_msg::install_snapshot, raft_msg::snapshot_reply,
+                                     raft_msg::timeout_now>;
   static constexpr std::string_view name = "raft";
   static constexpr protocol_id default_id = 100;
 
   using propose_callback = std::function<void(result<bytes>)>;
   using read_callback = std::function<void(result<std::uint64_t>)>;
+  using transfer_callback = std::function<void(std::error_code)>;
   /// Every committed entry, in log order, as it is applied: the entry, its
   /// decoded command (null for no-op and configuration entries), and the
   /// state machine's result (null when the command was not applied: a
@@ -258,7 +304,7 @@ class raft {
   raft(E env, raft_config cfg, Store store, Machine machine = Machine{})
       : env_(std::move(env)), cfg_(std::move(cfg)), store_(std::move(store)), sm_(std::move(machine)) {
     cfg_.validate();
-    configs_.push_back({0, cfg_.members});
+    configs_.push_back({0, raft_membership{cfg_.members, {}}});
     restore_from_storage();
   }
   raft(const raft&) = delete;
@@ -266,6 +312,7 @@ class raft {
   ~raft() {
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);
+    if (transfer_) cancel_timer(transfer_->timer);
     heartbeat_.stop();
   }
 
@@ -319,9 +366,52 @@ class raft {
   }
 
   /// One-server membership change (leader only). `done` is called when the
-  /// new configuration has committed.
-  void add_member(const address& a, propose_callback done) { change_member(a, true, std::move(done)); }
-  void remove_member(const address& a, propose_callback done) { change_member(a, false, std::move(done)); }
+  /// new configuration has committed. add_member adds a voter at once;
+  /// add_learner a non-voting member (it receives the log, counts in no
+  /// quorum), which promote_learner later makes a voter, refusing with
+  /// learner_not_caught_up while its log lags (a new voter that cannot help
+  /// commit yet weakens availability, 4.2.1). remove_member removes a voter
+  /// or a learner. Errors: not_leader, config_change_pending,
+  /// leadership_transfer_in_progress, invalid_argument (adding a member,
+  /// removing a stranger or the last voter), not_a_learner,
+  /// learner_not_caught_up, storage_failed.
+  void add_member(const address& a, propose_callback done) { change_member(a, change::add_voter, std::move(done)); }
+  void add_learner(const address& a, propose_callback done) { change_member(a, change::add_learner, std::move(done)); }
+  void promote_learner(const address& a, propose_callback done) { change_member(a, change::promote, std::move(done)); }
+  void remove_member(const address& a, propose_callback done) { change_member(a, change::remove, std::move(done)); }
+
+  /// Leadership transfer (dissertation 3.10) to voter `target` (leader
+  /// only): proposals and membership changes are refused
+  /// (leadership_transfer_in_progress) while the leader brings the target's
+  /// log up to date, then it sends timeout_now and the target campaigns at
+  /// once. `done` gets success once the target's election deposes this
+  /// leader (ask leader() for the outcome of the election),
+  /// leadership_transfer_failed after an election timeout without it (this
+  /// server still leads and accepts proposals again), not_leader if it lost
+  /// leadership otherwise. Refused at once: already_leader (the target is
+  /// this server), not_a_voter (a learner or a stranger),
+  /// leadership_transfer_in_progress (one at a time), not_leader.
+  void transfer_leadership(const address& target, transfer_callback done) {
+    if (failed_) return done(make_error_code(errc::storage_failed));
+    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    if (target == env_.self()) return done(make_error_code(errc::already_leader));
+    if (!is_member(target)) return done(make_error_code(errc::not_a_voter));
+    if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
+    env_.count("leadership_transfers");
+    transfer_.emplace(transfer{target, {}, std::move(done)});
+    transfer_->timer = env_.arm(cfg_.election_timeout_max, [this] {
+      transfer_->timer = {};
+      env_.count("leadership_transfer_aborted");
+      dcp::log(env_, log_level::info, "raft: leadership transfer to ", transfer_->target.to_string(),
+               " aborted: no election within an election timeout");
+      end_transfer(make_error_code(errc::leadership_transfer_failed));
+    });
+    advance_transfer();
+    // Bring the target up to date now rather than at the next heartbeat.
+    if (auto* p = peer_of(target); p && transfer_ && p->match < store_.last_index()) send_append(target, *p);
+  }
+  /// A leadership transfer is under way (proposals are refused meanwhile).
+  bool transferring() const noexcept { return transfer_.has_value(); }
 
   void on_apply(apply_hook h) { apply_hook_ = std::move(h); }
 
@@ -332,7 +422,11 @@ class raft {
   std::optional<address> leader() const noexcept { return leader_; }
   std::uint64_t commit_index() const noexcept { return commit_; }
   std::uint64_t applied_index() const noexcept { return applied_; }
-  const std::vector<address>& members() const noexcept { return configs_.back().second; }
+  /// The voters of the latest configuration.
+  const std::vector<address>& members() const noexcept { return configs_.back().second.voters; }
+  /// The learners (non-voting members) of the latest configuration.
+  const std::vector<address>& learners() const noexcept { return configs_.back().second.learners; }
+  bool is_learner(const address& a) const { return configs_.back().second.has_learner(a); }
   const Store& store() const noexcept { return store_; }
   Machine& state_machine() noexcept { return sm_; }
   const Machine& state_machine() const noexcept { return sm_; }
@@ -381,6 +475,11 @@ class raft {
     for (std::size_t k = 1; k < configs_.size(); ++k)
       DCP_ASSERT(configs_[k - 1].first < configs_[k].first && configs_[k].first <= last,
                  "later configurations are entries of the log, in log order");
+    for (const auto& l : learners())
+      DCP_ASSERT(!is_member(l), "a learner is not a voter (the two are disjoint, so no quorum counts a learner)");
+    DCP_ASSERT(!transfer_ || role_ == raft_role::leader, "only a leader transfers leadership");
+    DCP_ASSERT(role_ == raft_role::follower || is_member(env_.self()) || role_ == raft_role::leader,
+               "a learner or stranger never campaigns");
     if (failed_) {
       DCP_ASSERT(role_ == raft_role::follower && pending_.empty() && reads_.empty(),
                  "a failed replica leads nothing and has no waiters");
@@ -400,8 +499,11 @@ class raft {
       DCP_ASSERT(applied_ < index && index <= last, "a proposal waits on an entry of the log until it is applied");
     for (const auto& m : members())
       DCP_ASSERT(m == env_.self() || peers_.contains(m), "the leader replicates to every member of the latest configuration");
+    for (const auto& m : learners())
+      DCP_ASSERT(peers_.contains(m), "the leader replicates to every learner of the latest configuration");
+    DCP_ASSERT(!transfer_ || is_member(transfer_->target), "a leadership transfer targets a voter");
     for (const auto& [a, p] : peers_) {
-      DCP_ASSERT(a != env_.self() && is_member(a), "the leader replicates only to the other members");
+      DCP_ASSERT(a != env_.self() && (is_member(a) || is_learner(a)), "the leader replicates only to the other members");
       DCP_ASSERT(p.match < p.next && p.next <= last + 1, "match < next <= last + 1 for every follower");
       DCP_ASSERT(p.match <= p.sent && p.sent <= last, "a follower matches only what was sent, from the log");
       DCP_ASSERT(!p.snap || (p.snap_offset <= p.snap_sent_upto && p.snap_sent_upto <= p.snap->data.size()),
@@ -417,8 +519,9 @@ class raft {
     if (absurd(m.term)) return drop("absurd_term");
     const bool log_ok = m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
     // Leader stickiness: while a leader is heard from, no election can win here.
-    const bool leader_alive = (role_ == raft_role::leader) ||
-                              (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min);
+    // A transfer's election is the leader's own wish (3.10): stickiness is waived for it.
+    const bool leader_alive = !m.transfer && ((role_ == raft_role::leader) ||
+                              (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min));
     if (m.pre_vote) {
       const bool grant = m.term > current_term() && log_ok && !leader_alive;
       env_.send(from, raft_msg::vote_reply{current_term(), grant, true});
@@ -426,6 +529,7 @@ class raft {
     }
     if (m.term > current_term()) {
       if (leader_alive) return drop("vote_while_leader_alive");
+      if (transfer_ && from == transfer_->target) transfer_->target_campaigned = true;
       if (!step_down(m.term)) return;
     }
     bool grant = false;
@@ -464,6 +568,7 @@ class raft {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
       return;
     }
+    if (transfer_ && from == transfer_->target && m.term > current_term()) transfer_->target_campaigned = true;
     if (!may_lead(from, m.term) || !accept_leader(from, m.term)) return;
     raft_msg::append_reply reply{current_term(), false, m.prev_index, store_.last_index(), m.round};
     if (m.prev_index < store_.snapshot().index) {
@@ -508,6 +613,7 @@ class raft {
       p->next = std::max(p->next, p->match + 1);
       if (p->snap && p->match >= p->snap->index) p->snap.reset();  // no transfer needed any more
       advance_leader_commit();
+      if (transfer_ && transfer_->target == from) advance_transfer();
       if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
     } else if (m.match >= p->match) {  // a rejection of a probe we may still be making
       const auto hint = std::min(m.match, m.last + 1);
@@ -558,7 +664,7 @@ class raft {
     storage::snapshot snap{m.index, m.last_term, std::move(incoming_->data)};
     incoming_.reset();
     snapshot_state st;
-    if (storage::detail::decode_value(snap.data, st)) {
+    if (decode_snapshot_state(snap.data, st)) {
       env_.count("bad_snapshot");
       return;
     }
@@ -598,10 +704,32 @@ class raft {
     p->next = std::max(p->next, p->match + 1);
     if (p->snap && p->match >= p->snap->index) p->snap.reset();  // transfer over
     advance_leader_commit();
+    if (transfer_ && transfer_->target == from) advance_transfer();
     if (auto* q = peer_of(from); q && q->next <= store_.last_index()) send_append(from, *q);
   }
 
+  void on_message(const address& from, const raft_msg::timeout_now& m) {
+    if (failed_) return;
+    if (absurd(m.term)) return drop("absurd_term");
+    // Only from the leader this replica follows, in its term: anyone else
+    // could otherwise make it campaign at will.
+    if (role_ != raft_role::follower || m.term != current_term() || !leader_ || *leader_ != from)
+      return drop("stale_timeout_now");
+    if (!is_member(env_.self())) return drop("timeout_now_not_voter");
+    env_.count("timeout_now_received");
+    leader_.reset();
+    become_candidate(true);  // no pre-vote: the leader asked for this election
+  }
+
  private:
+  /// What change_member does.
+  enum class change : std::uint8_t { add_voter, add_learner, promote, remove };
+  struct transfer {
+    address target;
+    timer_id timer{};
+    transfer_callback done;
+    bool target_campaigned = false;  ///< the target's election reached us
+  };
   struct pending {
     std::uint64_t term;
     propose_callback done;
@@ -640,11 +768,18 @@ class raft {
   /// What a snapshot holds besides the log position: the configuration, the
   /// session table and the user's state machine.
   struct snapshot_state {
-    std::vector<address> members;
+    std::vector<address> members;  // the voters
     std::map<std::uint64_t, session> sessions;
     bytes machine;
-    template <class A> void serialize(A& ar) { ar(members, sessions, machine); }
+    std::vector<address> learners;  // last, and only when there are some: the layout before learners otherwise
+    template <class A> void serialize(A& ar) {
+      ar(members, sessions, machine);
+      wire::trailing(ar, learners);
+    }
   };
+  static std::error_code decode_snapshot_state(byte_view data, snapshot_state& st) {
+    return storage::detail::decode_value(data, st);
+  }
 
   // ---- persistence ----
 
@@ -652,7 +787,7 @@ class raft {
     const auto& snap = store_.snapshot();
     if (snap.index > 0) {
       snapshot_state st;
-      if (auto ec = storage::detail::decode_value(snap.data, st))
+      if (auto ec = decode_snapshot_state(snap.data, st))
         throw error(dcp::errc::io_error, "raft: the stored snapshot does not decode: " + ec.message());
       if (auto ec = restore_machine(st.machine))
         throw error(ec, "raft: the state machine refused the stored snapshot: " + ec.message());
@@ -684,7 +819,7 @@ class raft {
   /// The session table and configuration of a snapshot the machine has taken.
   void load_snapshot_state(snapshot_state st) {
     sessions_ = std::move(st.sessions);
-    snapshot_members_ = std::move(st.members);
+    snapshot_members_ = raft_membership{std::move(st.members), std::move(st.learners)};
   }
 
   /// The configurations in effect: the snapshot's (or the bootstrap list),
@@ -692,16 +827,20 @@ class raft {
   void rebuild_configs() {
     configs_.clear();
     if (store_.snapshot().index > 0) configs_.push_back({store_.snapshot().index, snapshot_members_});
-    else configs_.push_back({0, cfg_.members});
+    else configs_.push_back({0, raft_membership{cfg_.members, {}}});
     for (auto i = store_.first_index(); i <= store_.last_index(); ++i) note_config(store_.entry(i));
   }
   void note_config(const log_entry& e) {
     if (e.kind != entry_kind::config) return;
-    std::vector<address> members;
-    // Written by a leader's change_member; one that arrives undecodable came
-    // from a peer (or a damaged disk), not from a bug here: counted.
-    if (storage::detail::decode_value(e.data, members)) return env_.count("malformed_config_entry");
-    configs_.push_back({e.index, std::move(members)});
+    // Written by a leader's change_member (raft_membership: the voters, and
+    // the learners if any). One that arrives undecodable, or naming a
+    // server as both, came from a peer (or a damaged disk), not from a bug
+    // here: counted and ignored.
+    raft_membership m;
+    if (storage::detail::decode_value(e.data, m)) return env_.count("malformed_config_entry");
+    for (const auto& l : m.learners)
+      if (m.has_voter(l)) return env_.count("malformed_config_entry");
+    configs_.push_back({e.index, std::move(m)});
   }
 
   bool save_state(const storage::hard_state& hs) {
@@ -734,6 +873,7 @@ class raft {
     heartbeat_.stop();
     role_ = raft_role::follower;
     fail_waiters(make_error_code(errc::storage_failed));
+    if (transfer_) end_transfer(make_error_code(errc::storage_failed));
   }
 
   // ---- log ----
@@ -741,6 +881,10 @@ class raft {
   void propose_entry(command c, propose_callback done) {
     if (failed_) return done(make_error_code(errc::storage_failed));
     if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    if (transfer_) {  // the target must catch up with a log that stops growing (3.10)
+      env_.count("proposal_refused_transferring");
+      return done(make_error_code(errc::leadership_transfer_in_progress));
+    }
     bytes data;
     storage::detail::encode_value(c, data);
     // An entry travels whole in one AppendEntries message: at most one chunk.
@@ -920,19 +1064,20 @@ class raft {
 
   void maybe_compact() {
     if (applied_ - store_.snapshot().index < cfg_.snapshot_every) return;
-    snapshot_state st{config_at(applied_), sessions_, bytes(sm_.snapshot())};
+    auto conf = config_at(applied_);
+    snapshot_state st{conf.voters, sessions_, bytes(sm_.snapshot()), conf.learners};
     storage::snapshot snap{applied_, *store_.term_at(applied_), {}};
     storage::detail::encode_value(st, snap.data);
     if (auto ec = store_.install_snapshot(snap)) return fail(ec);
-    snapshot_members_ = std::move(st.members);
+    snapshot_members_ = std::move(conf);
     while (configs_.size() > 1 && configs_[1].first <= applied_) configs_.erase(configs_.begin());
     configs_.front() = {applied_, snapshot_members_};
     measure_state();
     env_.count("snapshots_taken");
   }
 
-  std::vector<address> config_at(std::uint64_t index) const {
-    std::vector<address> m = configs_.front().second;
+  raft_membership config_at(std::uint64_t index) const {
+    raft_membership m = configs_.front().second;
     for (auto& [i, members] : configs_)
       if (i <= index) m = members;
     return m;
@@ -947,8 +1092,8 @@ class raft {
   /// In any configuration this replica knows (the current one or one still
   /// in its log): a removed leader replicates its own removal.
   bool known_member(const address& a) const {
-    for (auto& [index, members] : configs_)
-      if (std::find(members.begin(), members.end(), a) != members.end()) return true;
+    for (auto& [index, conf] : configs_)
+      if (conf.has(a)) return true;
     return false;
   }
   static constexpr std::uint64_t max_term_step = std::uint64_t{1} << 32;
@@ -966,7 +1111,17 @@ class raft {
     }
     return true;
   }
-  bool has_quorum(const std::vector<address>& ackers) const { return quorum_.is_quorum(members(), ackers); }
+  /// Whether `ackers` include a quorum of the voters. Learners (and anyone
+  /// else outside the voters) are filtered out here, the one place every
+  /// count (votes, commit, reads, check-quorum) passes, so no quorum rule
+  /// can count them.
+  bool has_quorum(const std::vector<address>& ackers) const {
+    std::vector<address> voters;
+    for (const auto& a : ackers)
+      if (is_member(a)) voters.push_back(a);
+    for (const auto& a : voters) DCP_ASSERT(!is_learner(a), "a learner never counts towards a quorum");
+    return quorum_.is_quorum(members(), voters);
+  }
   bool has_quorum(const std::set<address>& ackers) const {
     return has_quorum(std::vector<address>(ackers.begin(), ackers.end()));
   }
@@ -985,6 +1140,8 @@ class raft {
         cancel_timer(check_timer_);
         peers_.clear();
         fail_waiters(dcp::make_error_code(dcp::errc::not_leader));
+        if (transfer_)
+          end_transfer(transfer_->target_campaigned ? std::error_code{} : dcp::make_error_code(dcp::errc::not_leader));
       }
       reset_election_timer();
     }
@@ -1056,7 +1213,8 @@ class raft {
     }
   }
 
-  void become_candidate() {
+  /// `transfer`: the election a leader asked for (timeout_now).
+  void become_candidate(bool transfer = false) {
     if (!save_state({current_term() + 1, env_.self()})) return;
     role_ = raft_role::candidate;
     votes_ = {env_.self()};
@@ -1065,7 +1223,7 @@ class raft {
     if (has_quorum(votes_)) return become_leader();
     for (const auto& m : members())
       if (m != env_.self())
-        env_.send(m, raft_msg::vote_request{current_term(), store_.last_index(), last_term(), false});
+        env_.send(m, raft_msg::vote_request{current_term(), store_.last_index(), last_term(), false, transfer});
   }
 
   void become_leader() {
@@ -1086,8 +1244,10 @@ class raft {
   /// Peers follow the latest configuration.
   void sync_peers() {
     for (auto it = peers_.begin(); it != peers_.end();)
-      it = is_member(it->first) ? std::next(it) : peers_.erase(it);
-    for (const auto& m : members())
+      it = configs_.back().second.has(it->first) ? std::next(it) : peers_.erase(it);
+    std::vector<address> all = members();
+    all.insert(all.end(), learners().begin(), learners().end());
+    for (const auto& m : all)
       if (m != env_.self() && !peers_.contains(m)) {
         // Heard until the first check-quorum says otherwise: the check may
         // fire before a new peer had a chance to answer (etcd marks a new
@@ -1168,6 +1328,27 @@ class raft {
     if (role_ != raft_role::leader) return;
     ++round_;
     for (auto& [a, p] : peers_) send_append(a, p);
+    if (transfer_) advance_transfer();  // timeout_now again each heartbeat: it may have been lost
+  }
+
+  /// Sends timeout_now once the target holds the leader's whole (synced)
+  /// log: its vote requests must win every voter's log check.
+  void advance_transfer() {
+    if (!transfer_ || role_ != raft_role::leader) return;
+    auto* p = peer_of(transfer_->target);
+    if (!p) return;
+    if (p->match == store_.last_index() && self_match_ == store_.last_index()) {
+      env_.count("timeout_now_sent");
+      env_.send(transfer_->target, raft_msg::timeout_now{current_term()});
+    }
+  }
+
+  void end_transfer(std::error_code ec) {
+    if (!transfer_) return;
+    cancel_timer(transfer_->timer);
+    auto done = std::move(transfer_->done);
+    transfer_.reset();
+    done(ec);
   }
 
   void send_append(const address& to, peer& p) {
@@ -1221,18 +1402,43 @@ class raft {
     env_.send(to, m);
   }
 
-  void change_member(const address& a, bool add, propose_callback done) {
+  void change_member(const address& a, change what, propose_callback done) {
     if (failed_) return done(make_error_code(errc::storage_failed));
     if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
     if (configs_.back().first > commit_ || !committed_in_term())
       return done(make_error_code(errc::config_change_pending));
-    std::vector<address> next = members();
-    const bool present = std::find(next.begin(), next.end(), a) != next.end();
-    if (add == present) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    if (add) next.push_back(a);
-    else next.erase(std::find(next.begin(), next.end(), a));
-    if (next.empty()) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    std::sort(next.begin(), next.end());
+    raft_membership next = configs_.back().second;
+    auto erase = [](std::vector<address>& v, const address& x) { v.erase(std::find(v.begin(), v.end(), x)); };
+    switch (what) {
+      case change::add_voter:
+      case change::add_learner:
+        if (next.has(a)) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+        (what == change::add_voter ? next.voters : next.learners).push_back(a);
+        break;
+      case change::promote: {
+        if (!next.has_learner(a)) return done(make_error_code(errc::not_a_learner));
+        // Caught up: it acknowledged, in this term, the log up to within one
+        // AppendEntries batch of the commit index (etcd checks a similar margin).
+        const auto* p = peer_of(a);
+        const auto margin = std::min<std::uint64_t>(commit_, cfg_.max_entries_per_message);
+        if (!p || p->match == 0 || p->match + margin < commit_) {
+          env_.count("promotion_refused_lagging");
+          return done(make_error_code(errc::learner_not_caught_up));
+        }
+        erase(next.learners, a);
+        next.voters.push_back(a);
+        break;
+      }
+      case change::remove:
+        if (next.has_voter(a)) erase(next.voters, a);
+        else if (next.has_learner(a)) erase(next.learners, a);
+        else return done(dcp::make_error_code(dcp::errc::invalid_argument));
+        break;
+    }
+    if (next.voters.empty()) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    std::sort(next.voters.begin(), next.voters.end());
+    std::sort(next.learners.begin(), next.learners.end());
     bytes data;
     storage::detail::encode_value(next, data);
     const auto index = append_local(entry_kind::config, std::move(data));
@@ -1283,8 +1489,9 @@ class raft {
   std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
   std::optional<incoming_snapshot> incoming_;
   std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
-  std::vector<std::pair<std::uint64_t, std::vector<address>>> configs_;  // (index, members), ascending
-  std::vector<address> snapshot_members_;
+  std::vector<std::pair<std::uint64_t, raft_membership>> configs_;  // (index, configuration), ascending
+  raft_membership snapshot_members_;
+  std::optional<transfer> transfer_;  // a leadership transfer under way (leader only)
   std::map<std::uint64_t, session> sessions_;
   std::set<address> votes_;
   std::map<address, peer> peers_;

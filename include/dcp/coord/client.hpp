@@ -482,7 +482,8 @@ class client {
     std::optional<address> leader;  ///< the leader it knows of in `term`
     std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
     std::uint64_t revision = 0;     ///< the store's revision in its applied state
-    std::vector<address> members;   ///< its configuration
+    std::vector<address> members;   ///< its configuration's voters
+    std::vector<address> learners;  ///< and its learners (non-voting members)
   };
   /// At most this many status requests at once (busy beyond), and members in an answer (beyond: malformed).
   static constexpr std::size_t max_pending_statuses = 256, max_status_members = 1024;
@@ -500,6 +501,44 @@ class client {
 
   // ---- membership (an operator's calls: dcpctl member) ----
 
+  /// A configuration: the voters, and the learners (non-voting members).
+  struct membership {
+    std::vector<address> voters, learners;
+  };
+  /// One membership change or leadership transfer (msg::member_op), done
+  /// with the configuration after it. add_member, add_learner,
+  /// promote_member, remove_member and move_leader below say what each
+  /// refuses.
+  void change_membership(msg::member_op op, address member, callback<membership> done) {
+    change_member(op, std::move(member), std::move(done));
+  }
+  /// Adds replica `member` as a learner: it receives the log and snapshots
+  /// but neither votes nor counts towards commit, so a new replica can
+  /// catch up without weakening the group; promote it once caught up.
+  /// Errors: as add_member.
+  void add_learner(address member, callback<membership> done) {
+    change_member(msg::member_op::add_learner, std::move(member), std::move(done));
+  }
+  /// Makes learner `member` a voter. Errors, in words: busy (another change
+  /// or a transfer in progress; or the learner's log lags the leader's:
+  /// retry once it has caught up, the words say which), invalid_argument when it
+  /// is not a learner, timed_out (outcome unknown).
+  void promote_member(address member, callback<membership> done) {
+    change_member(msg::member_op::promote, std::move(member), std::move(done));
+  }
+  /// Hands leadership to voter `member` (Raft's leadership transfer): done
+  /// with the new leader once its election deposed the old one (or at once
+  /// if it leads already). Errors, in words: invalid_argument when it is not
+  /// a voter (a learner: promote it first), timed_out when it did not take
+  /// over within an election timeout (cut off or far behind) or no answer
+  /// came, busy when another transfer or a membership change is under way.
+  void move_leader(address member, callback<address> done) {
+    change_member(msg::member_op::move_leader, member, [member, done = std::move(done)](result<membership> r) {
+      if (!r) return done(r.explained());
+      done(member);
+    });
+  }
+
   /// Adds replica `member` to the group (Raft's one-server change: it joins
   /// as a voter at once, so start it, listing the others as peers, and add
   /// one at a time to a healthy group). Completes with the configuration
@@ -507,10 +546,14 @@ class client {
   /// already a member (after a resend, the first send may have added it:
   /// the words list the members), busy when another change has not
   /// committed yet, timed_out (outcome unknown).
-  void add_member(address member, callback<std::vector<address>> done) { change_member(true, std::move(member), std::move(done)); }
+  void add_member(address member, callback<std::vector<address>> done) {
+    change_member(msg::member_op::add, std::move(member), voters_of(std::move(done)));
+  }
   /// Removes replica `member` (a removed leader steps down once the change
   /// commits). Errors: as add_member (invalid_argument: not a member, or the last).
-  void remove_member(address member, callback<std::vector<address>> done) { change_member(false, std::move(member), std::move(done)); }
+  void remove_member(address member, callback<std::vector<address>> done) {
+    change_member(msg::member_op::remove, std::move(member), voters_of(std::move(done)));
+  }
 
   // ---- what is held ----
 
@@ -688,7 +731,8 @@ class client {
   void on_message(const address& from, const msg::member_change_reply& m) {
     if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused != refusal::none) return answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>{});
-    if (m.outcome > msg::member_outcome::invalid || m.members.size() > max_status_members) {
+    if (m.outcome > msg::member_outcome::wrong_role || m.members.size() > max_status_members ||
+        m.learners.size() > max_status_members) {
       env_.count("malformed_member_change");
       return answer(from, m.nonce, m.refused, m.leader,
                     explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
@@ -751,12 +795,13 @@ class client {
     auto done = std::move(it->second.done);
     statuses_.erase(it);
     constexpr std::string_view roles[] = {"follower", "pre_candidate", "candidate", "leader"};
-    if (std::find(std::begin(roles), std::end(roles), m.role) == std::end(roles) || m.members.size() > max_status_members) {
+    if (std::find(std::begin(roles), std::end(roles), m.role) == std::end(roles) || m.members.size() > max_status_members ||
+        m.learners.size() > max_status_members) {
       env_.count("malformed_status");
       return done(explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
                                   "malformed status from " + from.to_string() + " (unknown role or too many members)"});
     }
-    done(replica_status{from, m.role, m.term, m.leader, m.commit, m.applied, m.revision, m.members});
+    done(replica_status{from, m.role, m.term, m.leader, m.commit, m.applied, m.revision, m.members, m.learners});
   }
 
   void on_message(const address& from, const msg::notify& m) {
@@ -885,29 +930,48 @@ class client {
     for (auto& a : members) out += (out.empty() ? "" : ",") + a.to_string();
     return out;
   }
-  void change_member(bool add, address member, callback<std::vector<address>> done) {
-    if (member == address{}) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+  static callback<membership> voters_of(callback<std::vector<address>> done) {
+    return [done = std::move(done)](result<membership> r) {
+      if (!r) return done(r.explained());
+      done(std::move(r->voters));
+    };
+  }
+  void change_member(msg::member_op op, address member, callback<membership> done) {
+    if (member == address{} || op > msg::member_op::move_leader) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     const auto who = member.to_string();
-    read(msg::member_change{0, add, std::move(member)}, [this, add, who, done = std::move(done)](result<std::optional<bytes>> r) {
+    read(msg::member_change{0, op, std::move(member)}, [this, op, who, done = std::move(done)](result<std::optional<bytes>> r) {
+      using o = msg::member_op;
       if (!r) return done(r.explained());
       msg::member_change_reply m;
       if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
+      const auto config = " (voters: " + list_of(m.members) + (m.learners.empty() ? "" : "; learners: " + list_of(m.learners)) + ")";
+      auto refuse = [&](dcp::errc ec, std::string why) { done(explained_error{dcp::make_error_code(ec), std::move(why)}); };
       switch (m.outcome) {
-        case msg::member_outcome::done: return done(std::move(m.members));
+        case msg::member_outcome::done: return done(membership{std::move(m.members), std::move(m.learners)});
         case msg::member_outcome::already:
-          // An earlier send went unanswered (its answer lost or late) or was
-          // refused with retry: it may have made the change, so the state
-          // asked for is done. (After a not_leader refusal alone it was not.)
-          if (answered_maybe_applied_) return done(std::move(m.members));
-          return done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
-                                      who + (add ? " is already a member" : " is not a member") + " (members: " + list_of(m.members) + ")"});
+          // What was asked is so: a move to the leader; or an earlier send
+          // went unanswered (its answer lost or late) or was refused with
+          // retry, so it may have made the change itself. (After a
+          // not_leader refusal alone it did not.)
+          if (op == o::move_leader || op == o::promote || answered_maybe_applied_)
+            return done(membership{std::move(m.members), std::move(m.learners)});
+          return refuse(dcp::errc::invalid_argument, who + (op == o::remove ? " is not a member" : " is already a member") + config);
         case msg::member_outcome::pending:
-          return done(explained_error{dcp::make_error_code(dcp::errc::busy),
-                                      "busy: a membership change is still in progress; retry when it commits"});
+          return refuse(dcp::errc::busy, "busy: a membership change or leadership transfer is still in progress; retry when it ends");
+        case msg::member_outcome::not_ready:
+          if (op == o::move_leader)
+            return refuse(dcp::errc::timed_out, "leadership did not move: " + who +
+                                                      " did not take over within an election timeout (cut off, or far behind); retry");
+          return refuse(dcp::errc::busy, "cannot promote " + who +
+                                                    ": its log lags the leader's; wait until it has caught up and retry");
+        case msg::member_outcome::wrong_role:
+          if (op == o::move_leader)
+            return refuse(dcp::errc::invalid_argument, "cannot move leadership to " + who +
+                                                           ": not a voter (promote a learner first)" + config);
+          return refuse(dcp::errc::invalid_argument, "cannot promote " + who + ": not a learner (add it with --learner first)" + config);
         case msg::member_outcome::invalid: break;
       }
-      done(explained_error{dcp::make_error_code(dcp::errc::invalid_argument),
-                           "cannot " + std::string(add ? "add " : "remove ") + who + ": the last member, or not a replica's address"});
+      refuse(dcp::errc::invalid_argument, "cannot change " + who + ": the last voter, or not a replica's address");
     });
   }
 

@@ -216,8 +216,12 @@ struct status_reply {
   std::optional<address> leader;  ///< the leader this replica knows of in `term` (none: not known)
   std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
   std::uint64_t revision = 0;     ///< the key-value store's revision in its applied state
-  std::vector<address> members;   ///< its current configuration
-  template <class A> void serialize(A& ar) { ar(nonce, role, term, leader, commit, applied, revision, members); }
+  std::vector<address> members;   ///< its current configuration's voters
+  std::vector<address> learners;  ///< and its learners (non-voting members): sent only if any (wire::trailing)
+  template <class A> void serialize(A& ar) {
+    ar(nonce, role, term, leader, commit, applied, revision, members);
+    wire::trailing(ar, learners);
+  }
 };
 
 /// A linearizable range read at a past revision (etcd's Range with a
@@ -248,23 +252,36 @@ struct range_at_reply {
   template <class A> void serialize(A& ar) { ar(nonce, refused, leader, code, compact_revision, current_revision, result); }
 };
 
-/// Asks the leader to add or remove one replica (Raft's one-server change,
-/// consensus/raft.hpp: add_member, remove_member); answered once the new
-/// configuration has committed. An operator's request (dcpctl member):
-/// whoever the transport lets in may send it, as with etcd without auth.
+/// What member_change asks. remove and add keep the values of the bool
+/// this field was before learners (false, true): older frames mean the same.
+enum class member_op : std::uint8_t {
+  remove = 0,   ///< remove a voter or a learner
+  add,          ///< add a voter (at once: no catch-up)
+  add_learner,  ///< add a non-voting member, to promote once it has caught up
+  promote,      ///< make a learner a voter (refused while it lags: not_ready)
+  move_leader,  ///< leadership transfer to voter `member` (dissertation 3.10)
+};
+/// Asks the leader for one change of the group (Raft's one-server change,
+/// consensus/raft.hpp: add_member, add_learner, promote_learner,
+/// remove_member) or of its leader (transfer_leadership); answered once the
+/// new configuration has committed, or the target has taken over. An
+/// operator's request (dcpctl member, dcpctl move-leader): whoever the
+/// transport lets in may send it, as with etcd without auth.
 struct member_change {
   static constexpr message_type wire_id = 22;
   static constexpr std::string_view wire_name = "member_change";
   std::uint64_t nonce = 0;
-  bool add = true;
+  member_op op = member_op::add;
   address member;
-  template <class A> void serialize(A& ar) { ar(nonce, add, member); }
+  template <class A> void serialize(A& ar) { ar(nonce, op, member); }
 };
 enum class member_outcome : std::uint8_t {
   done = 0,
-  already,   ///< add: already a member; remove: not a member (nothing changed)
-  pending,   ///< another change has not committed yet, or the leader has not committed in its term: retry
-  invalid,   ///< the last member, or not an address
+  already,    ///< add: already a member; remove: not a member; move_leader: it leads already (nothing changed)
+  pending,    ///< another change (or a transfer) is under way, or the leader has not committed in its term: retry
+  invalid,    ///< the last voter, or not an address
+  not_ready,  ///< promote: the learner lags the leader's log; move_leader: the target did not take over in time
+  wrong_role, ///< promote: not a learner; move_leader: not a voter (a learner, or not a member)
 };
 struct member_change_reply {
   static constexpr message_type wire_id = 23;
@@ -273,8 +290,12 @@ struct member_change_reply {
   refusal refused = refusal::none;
   std::optional<address> leader;
   member_outcome outcome = member_outcome::done;
-  std::vector<address> members;  ///< the configuration after the change (done), or the leader's now
-  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, outcome, members); }
+  std::vector<address> members;  ///< the configuration's voters after the change (done), or the leader's now
+  std::vector<address> learners; ///< and its learners: sent only if any (wire::trailing)
+  template <class A> void serialize(A& ar) {
+    ar(nonce, refused, leader, outcome, members);
+    wire::trailing(ar, learners);
+  }
 };
 
 using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,

@@ -217,8 +217,9 @@ class server {
         out.refused = refusal::unknown_session;
       } else if (r.error() == dcp::errc::not_leader) {
         out.refused = refusal::not_leader;
-      } else if (r.error() == consensus::errc::outcome_unknown) {
-        out.refused = refusal::retry;
+      } else if (r.error() == consensus::errc::outcome_unknown ||
+                 r.error() == consensus::errc::leadership_transfer_in_progress) {
+        out.refused = refusal::retry;  // (a transfer: not appended; the new leader takes the resend)
       } else {
         out.refused = refusal::failed;
       }
@@ -316,43 +317,88 @@ class server {
   }
 
   /// One-server membership change (Raft 4.1), answered when it has
-  /// committed (or at once when Raft refuses it).
+  /// committed (or at once when Raft refuses it); or a leadership transfer
+  /// (3.10), answered when the target's election has deposed this leader.
   void on_message(const address& from, const msg::member_change& m) {
     msg::member_change_reply out{m.nonce, refusal::none, raft_.leader()};
     if (!raft_.is_leader()) {
       out.refused = refusal::not_leader;
       return void(env_.send(from, out));
     }
-    const auto& now = raft_.members();
-    const bool present = std::find(now.begin(), now.end(), m.member) != now.end();
-    out.members = now;
-    if (m.member == address{} || m.member == from) {  // (the requester is a client, never the replica to add)
+    out.members = raft_.members();
+    out.learners = raft_.learners();
+    const bool voter = std::find(out.members.begin(), out.members.end(), m.member) != out.members.end();
+    const bool learner = raft_.is_learner(m.member);
+    auto answer = [&](msg::member_outcome o) {
+      out.outcome = o;
+      env_.send(from, out);
+    };
+    if (m.op > msg::member_op::move_leader) {
       env_.count("member_change_invalid");
-      out.outcome = msg::member_outcome::invalid;
-      return void(env_.send(from, out));
+      return answer(msg::member_outcome::invalid);
     }
-    if (m.add == present) {
-      out.outcome = msg::member_outcome::already;
-      return void(env_.send(from, out));
+    if (m.member == address{} || m.member == from) {
+      env_.count("member_change_invalid");  // (the requester is a client, never the replica to add)
+      return answer(msg::member_outcome::invalid);
+    }
+    // What is already so is said at once (a resend after a lost answer hears it).
+    switch (m.op) {
+      case msg::member_op::add:
+      case msg::member_op::add_learner:
+        if (voter || learner) return answer(msg::member_outcome::already);
+        break;
+      case msg::member_op::remove:
+        if (!voter && !learner) return answer(msg::member_outcome::already);
+        break;
+      case msg::member_op::promote:
+        if (voter) return answer(msg::member_outcome::already);
+        if (!learner) return answer(msg::member_outcome::wrong_role);
+        break;
+      case msg::member_op::move_leader:
+        if (m.member == env_.self()) return answer(msg::member_outcome::already);
+        break;
+    }
+    if (m.op == msg::member_op::move_leader) {
+      if (raft_.transferring()) {
+        if (moving_to_ != m.member || move_waiters_.size() >= max_move_waiters) return answer(msg::member_outcome::pending);
+        move_waiters_.emplace_back(from, m.nonce);  // a resend, or another operator asking the same
+        return;
+      }
+      moving_to_ = m.member;
+      move_waiters_ = {{from, m.nonce}};
+      return raft_.transfer_leadership(m.member, [this, target = m.member](std::error_code ec) {
+        msg::member_change_reply out{0, refusal::none, raft_.leader()};
+        out.members = raft_.members();
+        out.learners = raft_.learners();
+        if (!ec) {
+          env_.count("leadership_moved");
+          out.leader = target;  // its election deposed us: it holds every committed entry
+        } else {
+          out.outcome = member_outcome_of(ec, &out.refused);
+        }
+        auto waiters = std::move(move_waiters_);
+        move_waiters_.clear();
+        moving_to_.reset();
+        for (const auto& [who, nonce] : waiters) {
+          out.nonce = nonce;
+          env_.send(who, out);
+        }
+      });
     }
     auto done = [this, from, nonce = m.nonce](result<bytes> r) {
       msg::member_change_reply out{nonce, refusal::none, raft_.leader()};
       out.members = raft_.members();
-      if (r) {
-        env_.count("member_changes");
-      } else if (r.error() == consensus::errc::config_change_pending) {
-        out.outcome = msg::member_outcome::pending;
-      } else if (r.error() == dcp::errc::invalid_argument) {
-        out.outcome = msg::member_outcome::invalid;
-      } else if (r.error() == dcp::errc::not_leader || r.error() == consensus::errc::outcome_unknown) {
-        out.refused = refusal::retry;  // outcome unknown: the client asks again (and may hear "already")
-      } else {
-        out.refused = refusal::failed;
-      }
+      out.learners = raft_.learners();
+      if (r) env_.count("member_changes");
+      else out.outcome = member_outcome_of(r.error(), &out.refused);
       env_.send(from, out);
     };
-    if (m.add) raft_.add_member(m.member, std::move(done));
-    else raft_.remove_member(m.member, std::move(done));
+    switch (m.op) {
+      case msg::member_op::add: return raft_.add_member(m.member, std::move(done));
+      case msg::member_op::add_learner: return raft_.add_learner(m.member, std::move(done));
+      case msg::member_op::promote: return raft_.promote_learner(m.member, std::move(done));
+      default: return raft_.remove_member(m.member, std::move(done));
+    }
   }
 
   void on_message(const address& from, const msg::watch& m) {
@@ -410,7 +456,8 @@ class server {
         out.client = *id;
         seen_[*id] = env_.now();
       }
-      else if (id.error() == dcp::errc::not_leader || id.error() == consensus::errc::outcome_unknown)
+      else if (id.error() == dcp::errc::not_leader || id.error() == consensus::errc::outcome_unknown ||
+               id.error() == consensus::errc::leadership_transfer_in_progress)
         out.refused = refusal::not_leader;
       else out.refused = refusal::failed;
       env_.send(from, out);
@@ -422,7 +469,21 @@ class server {
     const auto& sm = raft_.state_machine();
     env_.send(from, msg::status_reply{m.nonce, std::string(consensus::to_string(raft_.role())), raft_.current_term(),
                                       raft_.leader(), raft_.commit_index(), raft_.applied_index(), sm.revision(),
-                                      raft_.members()});
+                                      raft_.members(), raft_.learners()});
+  }
+
+  /// Raft's refusal of a change or transfer, in the reply's words.
+  static msg::member_outcome member_outcome_of(std::error_code ec, refusal* refused) {
+    using consensus::errc;
+    if (ec == errc::config_change_pending || ec == errc::leadership_transfer_in_progress)
+      return msg::member_outcome::pending;
+    if (ec == dcp::errc::invalid_argument) return msg::member_outcome::invalid;
+    if (ec == errc::learner_not_caught_up || ec == errc::leadership_transfer_failed) return msg::member_outcome::not_ready;
+    if (ec == errc::not_a_learner || ec == errc::not_a_voter) return msg::member_outcome::wrong_role;
+    if (ec == errc::already_leader) return msg::member_outcome::already;
+    // Outcome unknown: the client asks again (and may hear "already").
+    *refused = ec == dcp::errc::not_leader || ec == errc::outcome_unknown ? refusal::retry : refusal::failed;
+    return msg::member_outcome::done;
   }
 
   // Replies travel to clients only.
@@ -741,6 +802,12 @@ class server {
   std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt
   std::map<grant_key, time_point> drain_deadlines_; // leader only: when a draining grant's permit is free
   std::set<grant_key> reclaiming_;                  // leader only: reclaim proposed, not yet applied
+  // A leadership transfer asked for by clients: its target, and who waits
+  // for the answer (a client resends before a transfer can end: each send
+  // joins the one under way). Bounded: beyond, a request hears "pending".
+  std::optional<address> moving_to_;
+  std::vector<std::pair<address, std::uint64_t>> move_waiters_;
+  static constexpr std::size_t max_move_waiters = 64;
   bool auto_compacting_ = false;                    // leader only: an automatic compaction proposed, not yet answered
   time_point next_auto_compaction_{};               // leader only: not before then
   std::uint64_t quotas_term_ = 0;                   // leader only: the term of a set_quotas proposed, not yet answered

@@ -112,6 +112,22 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   std::size_t budget_, spent_ = 0;
 };
 
+/// A field added at the end of a payload after the payload shipped: written
+/// only when it differs from its default, read only when bytes remain. So
+/// while it keeps its default the bytes are the older layout's, and older
+/// and newer builds read each other's payloads; a non-default value is
+/// trailing bytes to an older build (refused there, as before). Only for the
+/// last field of a top-level payload (a message, or a stored value): nested,
+/// "bytes remain" would read the next field's.
+template <class Archive, class T>
+void trailing(Archive& ar, T& field) {
+  if constexpr (std::is_same_v<Archive, input_archive>) {
+    if (ar.remaining() > 0) ar(field);
+  } else {
+    if (!(field == T{})) ar(field);
+  }
+}
+
 // ---- Cereal's customization points for the two archives ----
 
 template <class T>
