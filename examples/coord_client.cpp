@@ -689,6 +689,8 @@ int main(int argc, char** argv) {
   if (!o.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (o.lock.empty()) usage("--lock must not be empty");
   if (o.ttl_ms < 300) usage("--ttl-ms must be at least 300 (keepalives go every ttl/6)");
+  if (o.watchers > 0 && (!o.bench || o.lease || !o.failover_cmd.empty()))
+    usage("--watchers is a --bench of its own: not with --lease or --failover-cmd, and only with --bench");
   try {
     if (o.bench) return run_bench(o);
     if (!o.probe.empty()) return run_probe(o);
