@@ -38,7 +38,12 @@
 // (and --clients 2), the case: session 0 holds a lock, session 1
 // waits for it, CMD kills the leader, session 0 releases; the time from CMD
 // to session 1's grant (which must come under its first session, without an
-// error). Prints CSV rows
+// error); with --watchers W, the watch benchmark (the same definition as
+// bench.js): --clients C writers put keys under one prefix in closed loops
+// (--ops puts in all) while W other clients (one dcp::net node each) watch
+// the prefix; each (put, watcher) pair is one latency sample, from the put
+// call to the watcher's delivery on this process's clock, and the throughput
+// is events delivered to all watchers per second. Prints CSV rows
 // `dcp,<operation>,<clients>,<p50_ms>,<p99_ms>,<ops_per_s>` like
 // benchmarks/peers/bench.js.
 //
@@ -77,7 +82,7 @@ using std::chrono::milliseconds;
             << "usage: coord_client --server HOST:PORT... [--id NAME] [--ttl-ms MS] [--request-timeout-ms MS]\n"
                "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final] [--tokens]\n"
                "         probe:    --probe NAME [--query NAME]...\n"
-               "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD [--waiter]]\n";
+               "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD [--waiter]] [--watchers W]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -109,7 +114,7 @@ struct options {
   std::string probe;
   std::vector<std::string> queries;
   bool bench = false, lease = false, waiter = false;
-  int clients = 1;
+  int clients = 1, watchers = 0;
   std::string failover_cmd;
 };
 
@@ -405,14 +410,119 @@ std::pair<std::vector<double>, double> lock_loops(asio::io_context& io, std::vec
   return {std::move(lat), (mono_ms() - t0) / 1000};
 }
 
+/// The watch benchmark: nodes[0, writers) put `total` keys under `prefix` in
+/// closed loops, nodes[writers, writers + watchers) watch the prefix. Returns
+/// one latency per (put, watcher) delivered (put call to delivery), the
+/// seconds from the first put to the last delivery, and how many deliveries
+/// were missing when it gave up.
+struct watch_figures {
+  std::vector<double> lat;
+  double seconds = 0;
+  std::size_t missing = 0;
+};
+watch_figures watch_loops(asio::io_context& io, std::vector<std::unique_ptr<session_node>>& nodes, int writers,
+                          int watchers, int total, const std::string& prefix, int give_up_ms) {
+  const std::string measured = prefix + "k";
+  const dcp::bytes value(16, 'x');
+  std::vector<double> put_at(static_cast<std::size_t>(total), -1);
+  watch_figures f;
+  f.lat.reserve(static_cast<std::size_t>(total) * static_cast<std::size_t>(watchers));
+  const std::size_t expected = static_cast<std::size_t>(total) * static_cast<std::size_t>(watchers);
+  std::vector<char> warmed(static_cast<std::size_t>(watchers), 0);
+  int warm = 0, idle = 0;
+  bool failed = false;
+  double last_delivery = 0;
+  auto finished = [&] { return idle == writers && f.lat.size() == expected; };
+  std::vector<std::uint64_t> ids;
+  for (int w = 0; w < watchers; ++w) {
+    auto& c = *nodes[static_cast<std::size_t>(writers + w)]->client;
+    ids.push_back(c.watch_prefix(prefix, 0, [&, w](dcp::result<std::vector<dcp::coord::watch_event>> r) {
+      const double now = mono_ms();
+      if (!r) {
+        std::cerr << "coord_client: a watch ended: " << r.message() << '\n';
+        failed = true;
+        return io.stop();
+      }
+      for (const auto& e : *r) {
+        if (e.kv.key.compare(0, measured.size(), measured) != 0) {  // a warm-up key: this watcher is in place
+          if (!warmed[static_cast<std::size_t>(w)]) warmed[static_cast<std::size_t>(w)] = 1, ++warm;
+          continue;
+        }
+        const auto i = std::strtoul(e.kv.key.c_str() + measured.size(), nullptr, 10);
+        if (i >= put_at.size() || put_at[i] < 0) continue;
+        f.lat.push_back(now - put_at[i]);
+        last_delivery = now;
+      }
+      if (finished()) io.stop();
+    }));
+  }
+  // Warm-up: a watch from "the next change" starts where the leader is when
+  // it registers, so put a warm-up key until every watcher has seen one.
+  asio::steady_timer timer(io);
+  std::function<void()> warm_put = [&] {
+    nodes[0]->client->put(prefix + "warm", value, [&](dcp::result<dcp::coord::done_t>) {
+      if (warm == watchers || failed) return io.stop();
+      timer.expires_after(milliseconds(20));
+      timer.async_wait([&](std::error_code ec) {
+        if (!ec) warm_put();
+      });
+    });
+  };
+  warm_put();
+  io.restart();
+  io.run_for(milliseconds(give_up_ms));
+  if (warm != watchers || failed) {
+    std::cerr << "coord_client: only " << warm << " of " << watchers << " watches in place\n";
+    std::exit(1);
+  }
+  int issued = 0;
+  std::function<void(int)> loop = [&](int c) {
+    if (issued >= total) {
+      if (++idle == writers) {  // the writers are done: wait a while for the last deliveries
+        if (finished()) return io.stop();
+        timer.expires_after(milliseconds(give_up_ms));
+        timer.async_wait([&](std::error_code ec) {
+          if (!ec) io.stop();
+        });
+      }
+      return;
+    }
+    const auto i = static_cast<std::size_t>(issued++);
+    put_at[i] = mono_ms();
+    nodes[static_cast<std::size_t>(c)]->client->put(measured + std::to_string(i), value,
+                                                    [&, c](dcp::result<dcp::coord::done_t> r) {
+      if (!r) std::cerr << "coord_client: put failed: " << r.message() << '\n';
+      loop(c);
+    });
+  };
+  const double t0 = mono_ms();
+  for (int c = 0; c < writers; ++c) asio::post(io, [&, c] { loop(c); });
+  io.restart();
+  io.run();
+  timer.cancel();
+  for (int w = 0; w < watchers; ++w) nodes[static_cast<std::size_t>(writers + w)]->client->cancel_watch(ids[static_cast<std::size_t>(w)]);
+  io.restart();
+  io.poll();  // the cancelled timer's handler, while what it refers to lives
+  f.missing = expected - f.lat.size();
+  f.seconds = (last_delivery - t0) / 1000;
+  return f;
+}
+
 int run_bench(const options& o) {
   asio::io_context io;
   std::vector<std::unique_ptr<session_node>> nodes;
-  for (int i = 0; i < o.clients; ++i) nodes.push_back(std::make_unique<session_node>(io, o));
+  for (int i = 0; i < o.clients + o.watchers; ++i) nodes.push_back(std::make_unique<session_node>(io, o));
   open_all(io, nodes, o.give_up_ms);
   const std::string prefix = "bench-" + std::to_string(::getpid()) + "-";
+  int status = 0;
 
-  if (o.lease) {  // the session is the service's lease: grant (open) and revoke (close)
+  if (o.watchers > 0) {
+    auto f = watch_loops(io, nodes, o.clients, o.watchers, o.ops, prefix + "watch/", o.give_up_ms);
+    if (f.missing) std::cerr << "coord_client: " << f.missing << " deliveries missing\n";
+    row("watch put->event (" + std::to_string(o.clients) + (o.clients == 1 ? " writer)" : " writers)"), o.watchers, f.lat,
+        f.seconds);
+    if (f.missing) status = 1;
+  } else if (o.lease) {  // the session is the service's lease: grant (open) and revoke (close)
     auto& c = *nodes[0]->client;
     std::vector<double> lat;
     const double t0 = mono_ms();
@@ -511,7 +621,7 @@ int run_bench(const options& o) {
     });
   io.restart();
   io.run_for(milliseconds(2000));
-  return 0;
+  return status;
 }
 
 int positive(std::string_view flag, std::string_view value) {
@@ -566,6 +676,8 @@ int main(int argc, char** argv) {
       o.queries.emplace_back(value);
     } else if (arg == "--clients") {
       o.clients = positive(arg, value);
+    } else if (arg == "--watchers") {
+      o.watchers = positive(arg, value);
     } else if (arg == "--failover-cmd") {
       o.failover_cmd = value;
     } else {
@@ -577,6 +689,8 @@ int main(int argc, char** argv) {
   if (!o.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (o.lock.empty()) usage("--lock must not be empty");
   if (o.ttl_ms < 300) usage("--ttl-ms must be at least 300 (keepalives go every ttl/6)");
+  if (o.watchers > 0 && (!o.bench || o.lease || !o.failover_cmd.empty()))
+    usage("--watchers is a --bench of its own: not with --lease or --failover-cmd, and only with --bench");
   try {
     if (o.bench) return run_bench(o);
     if (!o.probe.empty()) return run_probe(o);

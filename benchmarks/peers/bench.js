@@ -5,7 +5,8 @@
 // Prints CSV rows: system,operation,clients,p50_ms,p99_ms,ops_per_s
 // Operations: lock+unlock (the client recipe, uncontended: each client its own
 // lock name), lease grant+revoke (etcd), failover (time from SIGKILL of the
-// leader to the next successful write).
+// leader to the next successful write); watch (etcd): put->event latency and
+// events delivered per second, the definition in watchBench.
 'use strict';
 const { execFileSync } = require('child_process');
 const path = require('path');
@@ -41,6 +42,62 @@ async function closedLoop(clients, total, fn) {
   return { lat, seconds: (now() - t0) / 1000 };
 }
 
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+// The watch benchmark, the same definition as `coord_client --bench --watchers`:
+// `writers` clients put `total` keys under a fresh prefix in closed loops
+// (putKey(writer, key)) while `watchers` other clients watch the prefix
+// (watchPrefix(watcher, prefix, onKey) resolves, once the watch is in place,
+// to its cancel function). Each (put, watcher) pair is one latency sample,
+// from the put call to the watcher's delivery on this process's clock; the
+// throughput is events delivered to all watchers per second, from the first
+// put to the last delivery.
+async function watchBench(writers, watchers, total, putKey, watchPrefix) {
+  const prefix = `bench/watch/${process.pid}-${writers}-${watchers}/`;
+  const measured = prefix + 'k';
+  const putAt = new Array(total).fill(-1);
+  const expected = total * watchers;
+  const lat = [];
+  const warmed = new Array(watchers).fill(false);
+  let warm = 0, lastDelivery = 0, allDelivered;
+  const delivered = new Promise(r => (allDelivered = r));
+  const cancels = [];
+  for (let w = 0; w < watchers; w++) {
+    cancels.push(await watchPrefix(w, prefix, key => {
+      const t = now();
+      if (!key.startsWith(measured)) {  // a warm-up key: this watcher is in place
+        if (!warmed[w]) { warmed[w] = true; warm++; }
+        return;
+      }
+      const i = Number(key.slice(measured.length));
+      if (!(putAt[i] >= 0)) return;
+      lat.push(t - putAt[i]);
+      lastDelivery = t;
+      if (lat.length === expected) allDelivered();
+    }));
+  }
+  // Warm-up, as dcp's: put a warm-up key until every watcher has seen one.
+  const giveUp = now() + 30000;
+  while (warm < watchers) {
+    if (now() > giveUp) throw new Error(`only ${warm} of ${watchers} watches in place`);
+    await putKey(0, prefix + 'warm');
+    await sleep(20);
+  }
+  let issued = 0;
+  const t0 = now();
+  await Promise.all(Array.from({ length: writers }, async (_, c) => {
+    while (issued < total) {
+      const i = issued++;
+      putAt[i] = now();
+      await putKey(c, measured + i);
+    }
+  }));
+  await Promise.race([delivered, sleep(30000)]);
+  for (const cancel of cancels) await cancel();
+  if (lat.length < expected) console.error(`${system}: ${expected - lat.length} watch deliveries missing`);
+  row(`watch put->event (${writers} writer${writers === 1 ? '' : 's'})`, watchers, lat, (lastDelivery - t0) / 1000);
+}
+
 async function failover(write) {
   await write();
   const t0 = now();
@@ -68,6 +125,17 @@ async function etcd() {
   const leaseOnce = async c => { const l = pool[c].lease(10, { autoKeepAlive: false }); await l.grant(); await l.revoke(); };
   const r = await closedLoop(1, ops, leaseOnce);
   row('lease grant+revoke', 1, r.lat, r.seconds);
+  // Watches: every watcher its own client (as dcp's: its own node), writers from the pool.
+  const watchPool = Array.from({ length: 16 }, () => new Etcd3({ hosts }));
+  const value = 'x'.repeat(16);
+  const putKey = (c, key) => pool[c].put(key).value(value).exec();
+  const watchPrefix = async (w, prefix, onKey) => {
+    const watcher = await watchPool[w].watch().prefix(prefix).create();
+    watcher.on('put', kv => onKey(kv.key.toString()));
+    return () => watcher.cancel();
+  };
+  for (const [writers, total] of [[1, ops], [64, ops * 4]])
+    for (const watchers of [1, 16]) await watchBench(writers, watchers, total, putKey, watchPrefix);
   const writer = new Etcd3({ hosts, dialTimeout: 200 });
   const ms = await failover(() => writer.put('bench/failover').value('x').exec());
   console.log(`${system},failover,1,${ms.toFixed(1)},${ms.toFixed(1)},`);

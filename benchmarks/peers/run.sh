@@ -12,6 +12,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 quick=${1:-}
 export DEBIAN_FRONTEND=noninteractive
+# dcp's processes authenticate as their transport says; etcd and ZooKeeper run
+# here without TLS or authentication, so dcp runs in plaintext too.
+export DCP_TRANSPORT=${DCP_TRANSPORT:-plaintext}
 need=()
 for p in etcd-server etcd-client zookeeperd nodejs npm; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -40,6 +43,8 @@ bench_dcp() {  # the same operations as bench.js, from coord_client --bench
   "$DCP_CLIENT" "${servers[@]}" --bench --clients 1 --ops "$ops" &&
     "$DCP_CLIENT" "${servers[@]}" --bench --clients 64 --ops $((ops * 4)) &&
     "$DCP_CLIENT" "${servers[@]}" --bench --lease --ops "$ops" &&
+    for w in 1 16; do "$DCP_CLIENT" "${servers[@]}" --bench --watchers "$w" --ops "$ops" || return 1; done &&
+    for w in 1 16; do "$DCP_CLIENT" "${servers[@]}" --bench --watchers "$w" --clients 64 --ops $((ops * 4)) || return 1; done &&
     "$DCP_CLIENT" "${servers[@]}" --bench --request-timeout-ms 200 --failover-cmd "$here/clusters.sh kill-leader dcp >/dev/null"
 }
 
