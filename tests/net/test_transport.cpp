@@ -306,6 +306,50 @@ TEST_CASE_TEMPLATE("net: a full per-peer queue drops the new frame, counts it, a
   REQUIRE(run_until(io, [&] { return eb.notes.size() == accepted + 1; }));
 }
 
+/// A frame of `size` payload bytes whose every encoding is counted: what
+/// shows whether a transport encoded a frame it then refused.
+struct counted_payload {
+  std::size_t size = 0;
+  int* encodes = nullptr;
+  net::frame_source source() const {
+    return {3, this, [](const void* p, bytes& out) {
+              auto& m = *static_cast<const counted_payload*>(p);
+              ++*m.encodes;
+              out.insert(out.end(), m.size, 0xAB);
+            }};
+  }
+};
+
+TEST_CASE_TEMPLATE("net: a queue too full for the smallest frame refuses the next one without encoding it", Node,
+                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
+  asio::io_context io;
+  auto cfg = loopback_config();
+  cfg.limits.max_frame_size = 1024;
+  cfg.limits.max_queued_bytes_per_peer = 4096;
+  Node a(io, cfg);
+  a.start();
+  auto& t = a.transport();
+  const address to = address::loopback(1);  // the io_context does not run: nothing leaves
+  int encodes = 0;
+  auto send = [&](std::size_t size) { return t.send_frame(echo_id, to, counted_payload{size, &encodes}.source()); };
+  // What a frame of n payload bytes takes in the queue: n + header + the seal's overhead.
+  REQUIRE(send(100));
+  const std::size_t overhead = a.queued_bytes(to) - 100 - wire::header_size;
+  while (send(500)) {
+  }
+  // Fill the room left exactly: the queue is then at its bound.
+  const std::size_t room = cfg.limits.max_queued_bytes_per_peer - a.queued_bytes(to);
+  REQUIRE(room >= wire::header_size + overhead);
+  REQUIRE(send(room - wire::header_size - overhead));
+  REQUIRE(a.queued_bytes(to) == cfg.limits.max_queued_bytes_per_peer);
+  const int before = encodes;
+  const auto refused = a.metrics().drops(echo_id, errc::queue_full);
+  CHECK(!send(0));  // not even an empty frame fits
+  CHECK(!send(700));
+  CHECK(a.metrics().drops(echo_id, errc::queue_full) == refused + 2);
+  CHECK(encodes == before);  // refused before encoding
+}
+
 TEST_CASE_TEMPLATE("net: an unreachable peer is given up on, reported, and reached again once it is back", Node,
                    net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   if constexpr (is_datagram<Node>) {

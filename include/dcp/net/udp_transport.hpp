@@ -105,6 +105,7 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/detail/connection.hpp"
+#include "dcp/net/detail/local_frames.hpp"
 #include "dcp/net/detail/timer_queue.hpp"
 #include "dcp/net/node.hpp"
 #include "dcp/net/transport.hpp"
@@ -246,7 +247,8 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
     // The queue first: a full one costs no encoding.
     auto q = queued_.find(to);
     const std::size_t before = q == queued_.end() ? 0 : q->second;
-    if (before + wire::header_size > cfg_.limits.max_queued_bytes_per_peer) return refuse(protocol, errc::queue_full);
+    if (before + wire::header_size + Security::overhead > cfg_.limits.max_queued_bytes_per_peer)
+      return refuse(protocol, errc::queue_full);
     if (q == queued_.end() && queued_.size() >= cfg_.max_outbound_connections) return refuse(protocol, errc::queue_full);
     datagram d{protocol, to, {}};
     if constexpr (Security::sealed) d.frame.resize(Security::prefix_size);  // the seal's header goes first
@@ -318,23 +320,14 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
 
   template <class... Args>
   void log(log_level level, const Args&... args) {
-    if (!cfg_.log || level < cfg_.level) return;
-    std::ostringstream os;
-    (os << ... << args);
-    const std::string text = os.str();
-    cfg_.log(log_record{detail::steady_now(), self_, detail::transport_protocol, level, text});
+    detail::transport_log(cfg_, self_, level, args...);
   }
 
   bool send_local(protocol_id protocol, const frame_source& src) {
-    bytes payload;
-    src.encode(src.message, payload);
-    if (payload.size() > frame_limits_.max_frame_size) return refuse(protocol, errc::frame_too_large);
-    const wire::frame_header h{protocol, src.type, static_cast<std::uint32_t>(payload.size())};
-    metrics_.sent(protocol, h.type, wire::header_size + payload.size());
-    asio::post(ex_, [self = this->shared_from_this(), h, payload = std::move(payload)] {
-      if (!self->stopped_) self->on_frame_(self->self_, h, payload);
-    });
-    return true;
+    return detail::send_local(ex_, metrics_, frame_limits_.max_frame_size, protocol, src,
+                              [self = this->shared_from_this()](const wire::frame_header& h, const bytes& payload) {
+                                if (!self->stopped_) self->on_frame_(self->self_, h, payload);
+                              });
   }
 
   // ---- sending ----
