@@ -104,7 +104,8 @@ namespace dcp::net {
 struct udp_keyring_options {
   keyring ring;
   udp_options udp{};
-  /// Senders whose replay windows are kept (about 200 bytes each). Past it
+  /// Senders whose replay windows are kept: about 1.3 KB each, most of it
+  /// the sender's scheduled AES-GCM key (some 5 MB at the default). Past it
   /// the least recently heard is forgotten and counted.
   std::size_t max_peers = 4096;
 
