@@ -16,6 +16,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <asio/ip/udp.hpp>
@@ -80,6 +81,11 @@ struct raw_peer {
   net::udp_keyring_security sec;
   address last_from;
 };
+
+// Never silently plaintext: a sealed node is not built without its keyring.
+static_assert(!std::is_constructible_v<net::keyring_udp_node, asio::io_context&, net::config>);
+static_assert(!std::is_default_constructible_v<net::udp_keyring_options>);
+static_assert(net::keyring_udp_node::authenticated && !net::plaintext_udp_node::authenticated);
 
 std::int64_t counter(const net::keyring_udp_node& n, std::string_view name) { return n.metrics().counter(0, name); }
 std::uint64_t auth_drops(const net::keyring_udp_node& n) { return n.metrics().drops(0, errc::authentication_failed); }
