@@ -3,12 +3,13 @@
 //
 //   dht_node --router chord|pastry|kademlia|tapestry --listen 127.0.0.1:7001
 //            [--contact 127.0.0.1:7000]... [--replicas 3] [--sync 1s] [--seed N]
-//            --transport keyring:KEYFILE | tls:CA,CERT,KEY | plaintext | udp:plaintext
+//            --transport keyring:KEYFILE | tls:CA,CERT,KEY | plaintext | udp:keyring:KEYFILE | udp:plaintext
 //
 // --transport udp:plaintext runs Kademlia as it is deployed (BitTorrent's
 // Mainline DHT, IPFS): every RPC one datagram (dcp/net/udp_transport.hpp),
-// unauthenticated, so only on a network nothing else reaches; values are then
-// bounded to 1 KiB so that a put fits a datagram. Kademlia only: the other
+// unauthenticated, so only on a network nothing else reaches (udp:keyring:KEYFILE
+// seals each datagram under a keyring, dcp/net/udp_keyring.hpp); values are then
+// bounded to 1 KiB so that a put fits a datagram, sealed or not. Kademlia only: the other
 // routers exchange tables that can outgrow a datagram.
 //
 // Without --contact the node founds a new overlay; with one or more it joins
@@ -316,8 +317,9 @@ int main(int argc, char** argv) {
   if (auto e = opt.transport.parse_environment()) usage(*e);
   if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   opt.store.request_timeout = 3s;  // generous: a loaded machine answers slowly
-  if (opt.transport.how == dcp::net::transport_spec::kind::udp_plaintext) {
-    if (opt.router != "kademlia") usage("--transport udp:plaintext runs --router kademlia only");
+  if (opt.transport.how == dcp::net::transport_spec::kind::udp_plaintext ||
+      opt.transport.how == dcp::net::transport_spec::kind::udp_keyring) {
+    if (opt.router != "kademlia") usage("--transport udp:... runs --router kademlia only");
     // One frame per 1,400-byte datagram: a put carries its key and value,
     // a sync message its summaries. Larger ones are refused at put().
     opt.store.max_key_size = 128;

@@ -1,7 +1,7 @@
 #pragma once
 // dcp net: the Asio runtime. A dcp::net::node runs dcp protocols over TCP.
 // The authenticated transports need OpenSSL and are not included here:
-// #include "dcp/net/keyring.hpp" (link dcp::lease) or "dcp/net/tls.hpp"
+// #include "dcp/net/keyring.hpp" or "dcp/net/udp_keyring.hpp" (link dcp::lease) or "dcp/net/tls.hpp"
 // (link dcp::tls).
 #include "dcp/net/async.hpp"
 #include "dcp/net/config.hpp"

@@ -14,7 +14,8 @@
 #      survivor still returns the value (replicas, Kademlia's timeouts);
 #   5. a value too large for a datagram is refused at put, and a new put on
 #      one survivor is read by a get on another.
-# usage: multiprocess_udp.sh path/to/dht_node [N] [replicas]
+# usage: multiprocess_udp.sh path/to/dht_node [N] [replicas] [plaintext|keyring]
+# (keyring: --transport udp:keyring with a fresh key file, every datagram sealed)
 set -uo pipefail
 source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
 bin=${1:?usage: $0 path/to/dht_node [N] [replicas]}
@@ -22,7 +23,12 @@ n=${2:-10}
 r=${3:-3}
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable (build the dht_node example)"; exit 1; }
 scratch  # $dir; every process in $pids is killed on exit (tests/multiprocess.sh)
-export DCP_TRANSPORT=udp:plaintext  # plaintext by name: UDP has no authenticated mode yet (docs/security.md)
+if [ "${4:-plaintext}" = keyring ]; then
+  new_key_file "$dir/cluster.keys"
+  export DCP_TRANSPORT="udp:keyring:$dir/cluster.keys"
+else
+  export DCP_TRANSPORT=udp:plaintext  # plaintext by name, as every plaintext use is (docs/security.md)
+fi
 fds=()
 
 fail() {

@@ -17,6 +17,7 @@
 
 #include "dcp/net.hpp"
 #include "dcp/net/keyring.hpp"
+#include "dcp/net/udp_keyring.hpp"
 #include "echo.hpp"
 
 namespace test_keyring {
@@ -472,11 +473,11 @@ std::unique_ptr<Node> make(asio::io_context& io, std::uint16_t port = 0) {
 }  // namespace
 
 TEST_CASE_TEMPLATE("transports: in order both ways, answers on the caller's connection, restarts and unreachable peers",
-                   Node, net::plaintext_node, net::keyring_node, net::plaintext_udp_node) {
+                   Node, net::plaintext_node, net::keyring_node, net::plaintext_udp_node, net::keyring_udp_node) {
   // UDP promises neither order nor connections nor news of a lost peer
   // (udp_transport.hpp): for it, the steps that check those are skipped,
   // each where it stands; every frame must still arrive (loopback loses none).
-  constexpr bool datagram = std::is_same_v<typename Node::transport_type, net::udp_transport>;
+  constexpr bool datagram = requires { requires Node::transport_type::is_datagram; };
   asio::io_context io;
   auto a = make<Node>(io);
   auto b = make<Node>(io);

@@ -13,6 +13,9 @@
 #include <asio/write.hpp>
 
 #include "dcp/net.hpp"
+#if DCP_TEST_KEYRING
+#include "dcp/net/udp_keyring.hpp"
+#endif
 #include "echo.hpp"
 
 namespace test_transport {
@@ -56,7 +59,22 @@ bytes operator+(bytes a, const bytes& b) {
 // connection, inbound slots) and run over TCP only: UDP has none, and its
 // own hostile-input and bound tests are in test_udp.cpp.
 template <class Node>
-constexpr bool is_datagram = std::is_same_v<typename Node::transport_type, net::udp_transport>;
+constexpr bool is_datagram = requires { requires Node::transport_type::is_datagram; };
+
+#if DCP_TEST_KEYRING
+/// keyring_udp_node with a key of the suite's, so that the templates below
+/// build it as they build the plaintext nodes: Node(io, cfg).
+struct keyed_udp_node : net::keyring_udp_node {
+  static const net::keyring_key& key() {
+    static const net::keyring_key k = net::keyring::generate();
+    return k;
+  }
+  keyed_udp_node(asio::io_context& io, net::config c) : net::keyring_udp_node(io, std::move(c), net::keyring(key())) {}
+};
+#define DCP_TEST_DATAGRAM_NODES net::plaintext_udp_node, keyed_udp_node
+#else
+#define DCP_TEST_DATAGRAM_NODES net::plaintext_udp_node
+#endif
 
 /// The notes received carry exactly `sent`: in order over a stream; over
 /// UDP, which promises no order (a datagram may overtake another on a real
@@ -242,7 +260,7 @@ TEST_CASE("net: max_connections refuses inbound connections past the limit") {
 }
 
 TEST_CASE_TEMPLATE("net: a full per-peer queue drops the new frame, counts it, and keeps what was queued in order", Node,
-                   net::plaintext_node, net::plaintext_udp_node) {
+                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   asio::io_context io;
   auto cfg = loopback_config();
   cfg.limits.max_frame_size = 4096;
@@ -263,9 +281,16 @@ TEST_CASE_TEMPLATE("net: a full per-peer queue drops the new frame, counts it, a
       ++refused;
     }
   }
-  CHECK(accepted == 16);  // 16 frames of ~1 KiB fit in 16 KiB, the 17th does not
-  CHECK(refused == 24);
+  // Every frame that fits, and not one more: the first refused (as large as
+  // the last accepted, give or take a digit) would not have fit.
   CHECK(a.queued_bytes(b.self()) <= cfg.limits.max_queued_bytes_per_peer);
+  CHECK(a.queued_bytes(b.self()) + a.queued_bytes(b.self()) / accepted > cfg.limits.max_queued_bytes_per_peer);
+  if constexpr (!Node::authenticated) {
+    CHECK(accepted == 16);  // 16 frames of ~1 KiB fit in 16 KiB, the 17th does not
+    CHECK(refused == 24);
+  } else {
+    CHECK(accepted == 15);  // sealed: each datagram is 56 bytes larger, and the 16th no longer fits
+  }
   CHECK(a.metrics().drops(echo_id, errc::queue_full) == refused);
   // A frame above max_frame_size is refused on its own account.
   CHECK(!ea.tell(b.self(), std::string(5000, 'y')));
@@ -281,8 +306,52 @@ TEST_CASE_TEMPLATE("net: a full per-peer queue drops the new frame, counts it, a
   REQUIRE(run_until(io, [&] { return eb.notes.size() == accepted + 1; }));
 }
 
+/// A frame of `size` payload bytes whose every encoding is counted: what
+/// shows whether a transport encoded a frame it then refused.
+struct counted_payload {
+  std::size_t size = 0;
+  int* encodes = nullptr;
+  net::frame_source source() const {
+    return {3, this, [](const void* p, bytes& out) {
+              auto& m = *static_cast<const counted_payload*>(p);
+              ++*m.encodes;
+              out.insert(out.end(), m.size, 0xAB);
+            }};
+  }
+};
+
+TEST_CASE_TEMPLATE("net: a queue too full for the smallest frame refuses the next one without encoding it", Node,
+                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
+  asio::io_context io;
+  auto cfg = loopback_config();
+  cfg.limits.max_frame_size = 1024;
+  cfg.limits.max_queued_bytes_per_peer = 4096;
+  Node a(io, cfg);
+  a.start();
+  auto& t = a.transport();
+  const address to = address::loopback(1);  // the io_context does not run: nothing leaves
+  int encodes = 0;
+  auto send = [&](std::size_t size) { return t.send_frame(echo_id, to, counted_payload{size, &encodes}.source()); };
+  // What a frame of n payload bytes takes in the queue: n + header + the seal's overhead.
+  REQUIRE(send(100));
+  const std::size_t overhead = a.queued_bytes(to) - 100 - wire::header_size;
+  while (send(500)) {
+  }
+  // Fill the room left exactly: the queue is then at its bound.
+  const std::size_t room = cfg.limits.max_queued_bytes_per_peer - a.queued_bytes(to);
+  REQUIRE(room >= wire::header_size + overhead);
+  REQUIRE(send(room - wire::header_size - overhead));
+  REQUIRE(a.queued_bytes(to) == cfg.limits.max_queued_bytes_per_peer);
+  const int before = encodes;
+  const auto refused = a.metrics().drops(echo_id, errc::queue_full);
+  CHECK(!send(0));  // not even an empty frame fits
+  CHECK(!send(700));
+  CHECK(a.metrics().drops(echo_id, errc::queue_full) == refused + 2);
+  CHECK(encodes == before);  // refused before encoding
+}
+
 TEST_CASE_TEMPLATE("net: an unreachable peer is given up on, reported, and reached again once it is back", Node,
-                   net::plaintext_node, net::plaintext_udp_node) {
+                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   if constexpr (is_datagram<Node>) {
     // Skipped for UDP: nothing answers a datagram sent to a closed port (an
     // ICMP error, if any, is not reported on an unconnected socket and would
@@ -328,7 +397,7 @@ TEST_CASE_TEMPLATE("net: an unreachable peer is given up on, reported, and reach
 }
 
 TEST_CASE_TEMPLATE("net: a peer restarted on the same port gets the frames sent after it is back", Node,
-                   net::plaintext_node, net::plaintext_udp_node) {
+                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   asio::io_context io;
   auto cfg = loopback_config();
   cfg.reconnect = {10ms, 50ms, 20, 0s};
@@ -358,7 +427,7 @@ TEST_CASE_TEMPLATE("net: a peer restarted on the same port gets the frames sent 
 }
 
 TEST_CASE_TEMPLATE("net: stop with pending work lets io_context::run return, and nothing runs on a destroyed node", Node,
-                   net::plaintext_node, net::plaintext_udp_node) {
+                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   asio::io_context io;
   auto drains = [&] {  // run() returns by itself: no handler, timer or socket is left
     const auto t0 = std::chrono::steady_clock::now();

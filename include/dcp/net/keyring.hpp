@@ -71,6 +71,7 @@
 
 #include "dcp/core/bytes.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/net/detail/aead.hpp"
 #include "dcp/net/detail/connection.hpp"
 #include "dcp/net/node.hpp"
 #include "dcp/net/tcp_transport.hpp"
@@ -228,18 +229,8 @@ class keyring_security {
     std::uint8_t* p = out.data() + at;
     h.length = static_cast<std::uint32_t>(n + overhead);
     wire::write_header(p, h);
-    std::array<std::uint8_t, 12> iv{};
-    put64(iv.data() + 4, st.send_counter++);
-    int len = 0;
-    auto* ctx = static_cast<EVP_CIPHER_CTX*>(st.send_cipher.get());
-    bool ok = ctx && EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) == 1 &&
-              EVP_EncryptUpdate(ctx, nullptr, &len, p, static_cast<int>(wire::header_size)) == 1;
-    if (ok && n > 0)
-      ok = EVP_EncryptUpdate(ctx, p + wire::header_size, &len, frame.data() + wire::header_size, static_cast<int>(n)) == 1;
-    ok = ok && EVP_EncryptFinal_ex(ctx, p + wire::header_size + n, &len) == 1 &&
-         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(overhead), p + wire::header_size + n) == 1;
-    // OpenSSL failing on valid arguments leaves nothing safe to send.
-    if (!ok) throw error(errc::invalid_config, "dcp::net::keyring: AES-256-GCM sealing failed");
+    detail::aead::seal(st.send_cipher.get(), detail::aead::nonce_of(st.send_counter++), {byte_view(p, wire::header_size)},
+                       frame.data() + wire::header_size, p + wire::header_size, n, p + wire::header_size + n);
   }
 
   /// Opens a sealed payload in place; on success h.length is the plaintext's
@@ -250,16 +241,9 @@ class keyring_security {
     const std::size_t n = payload.size() - overhead;
     std::array<std::uint8_t, wire::header_size> aad{};
     wire::write_header(aad.data(), h);
-    std::array<std::uint8_t, 12> iv{};
-    put64(iv.data() + 4, st.recv_counter);
-    int len = 0;
-    auto* ctx = static_cast<EVP_CIPHER_CTX*>(st.recv_cipher.get());
-    bool ok = ctx && EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) == 1 &&
-              EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1;
-    if (ok && n > 0) ok = EVP_DecryptUpdate(ctx, payload.data(), &len, payload.data(), static_cast<int>(n)) == 1;
-    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, static_cast<int>(overhead), payload.data() + n) == 1 &&
-         EVP_DecryptFinal_ex(ctx, payload.data() + n, &len) == 1;
-    if (!ok) return false;
+    if (!detail::aead::open(st.recv_cipher.get(), detail::aead::nonce_of(st.recv_counter), {byte_view(aad)},
+                            payload.data(), n, payload.data() + n))
+      return false;
     ++st.recv_counter;
     h.length = static_cast<std::uint32_t>(n);
     return true;
@@ -284,17 +268,9 @@ class keyring_security {
  private:
   static constexpr std::uint8_t role_caller = 'C', role_acceptor = 'A';
 
-  /// A cipher context per direction with its key scheduled once: each frame
-  /// then only sets its nonce (initialising AES-GCM with the key per frame
-  /// cost several times the encryption of a small frame).
+  /// A cipher context per direction with its key scheduled once.
   static void schedule(detail::seal_state& st, bool sending) {
-    std::shared_ptr<void> ctx(EVP_CIPHER_CTX_new(), [](void* c) { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(c)); });
-    auto* c = static_cast<EVP_CIPHER_CTX*>(ctx.get());
-    const auto& key = sending ? st.send_key : st.recv_key;
-    const bool ok = c && (sending ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)
-                                  : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)) == 1;
-    if (!ok) throw error(errc::invalid_config, "dcp::net::keyring: AES-256-GCM initialisation failed");
-    (sending ? st.send_cipher : st.recv_cipher) = std::move(ctx);
+    (sending ? st.send_cipher : st.recv_cipher) = detail::aead::context(sending ? st.send_key : st.recv_key, sending);
   }
 
   static void put64(std::uint8_t* p, std::uint64_t v) noexcept {
@@ -315,17 +291,10 @@ class keyring_security {
     const auto& acceptor_opening = caller ? st.theirs : st.mine;
     std::memcpy(salt.data(), caller_opening.data() + 16, 32);
     std::memcpy(salt.data() + 32, acceptor_opening.data() + 16, 32);
-    std::array<std::uint8_t, 32> prk{};
-    unsigned int n = 0;
     const bool to_acceptor = caller == sending;  // the caller sends, or the acceptor receives
     const std::string_view info = to_acceptor ? std::string_view("dcp keyring v1 caller to acceptor\x01", 34)
                                               : std::string_view("dcp keyring v1 acceptor to caller\x01", 34);
-    const bool ok =
-        HMAC(EVP_sha256(), salt.data(), static_cast<int>(salt.size()), key.data(), key.size(), prk.data(), &n) &&
-        HMAC(EVP_sha256(), prk.data(), static_cast<int>(prk.size()), reinterpret_cast<const unsigned char*>(info.data()),
-             info.size(), out.data(), &n);
-    OPENSSL_cleanse(prk.data(), prk.size());
-    if (!ok) throw error(errc::invalid_config, "dcp::net::keyring: HKDF-SHA256 failed");
+    out = detail::aead::hkdf(key, byte_view(salt), info);
   }
 
   keyring ring_;

@@ -110,6 +110,7 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/detail/connection.hpp"
+#include "dcp/net/detail/local_frames.hpp"
 #include "dcp/net/detail/timer_queue.hpp"
 #include "dcp/net/transport.hpp"
 #include "dcp/wire/frame.hpp"
@@ -225,6 +226,11 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if (!to.is_network()) return refuse(protocol, errc::bad_address);
     if (to == self_) return send_local(protocol, src);
     detail::link& l = route(to);
+    // The budget first: a queue too full for the smallest frame (a header,
+    // sealed) costs no encoding. A frame that is encoded and then does not
+    // fit is taken back below.
+    if (l.queued() + wire::header_size + Security::overhead > cfg_.limits.max_queued_bytes_per_peer)
+      return refuse(protocol, errc::queue_full);
     const std::size_t at = l.pending.size();
     if (auto ec = net::encode_frame(protocol, src, l.pending, cfg_.limits)) return refuse(protocol, ec);
     const std::size_t frame = l.pending.size() - at;
@@ -316,25 +322,16 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
 
   template <class... Args>
   void log(log_level level, const Args&... args) {
-    if (!cfg_.log || level < cfg_.level) return;
-    std::ostringstream os;
-    (os << ... << args);
-    const std::string text = os.str();
-    cfg_.log(log_record{detail::steady_now(), self_, detail::transport_protocol, level, text});
+    detail::transport_log(cfg_, self_, level, args...);
   }
 
   // ---- local delivery ----
 
   bool send_local(protocol_id protocol, const frame_source& src) {
-    bytes payload;
-    src.encode(src.message, payload);
-    if (payload.size() > cfg_.limits.max_frame_size) return refuse(protocol, errc::frame_too_large);
-    const wire::frame_header h{protocol, src.type, static_cast<std::uint32_t>(payload.size())};
-    metrics_.sent(protocol, h.type, wire::header_size + payload.size());
-    asio::post(ex_, [self = shared_from_this(), h, payload = std::move(payload)] {
-      if (!self->stopped_) self->on_frame_(self->self_, h, payload);
-    });
-    return true;
+    return detail::send_local(ex_, metrics_, cfg_.limits.max_frame_size, protocol, src,
+                              [self = shared_from_this()](const wire::frame_header& h, const bytes& payload) {
+                                if (!self->stopped_) self->on_frame_(self->self_, h, payload);
+                              });
   }
 
   // ---- choosing the connection for a peer ----

@@ -38,7 +38,9 @@
 // keyring_transport (AES-256-GCM under a shared keyring, dcp/net/keyring.hpp),
 // tls_transport (TLS 1.3, mutual authentication, dcp/net/tls.hpp), over
 // TCP; udp_transport (plaintext datagrams, one frame each, never reports a
-// peer unreachable, dcp/net/udp_transport.hpp).
+// peer unreachable, dcp/net/udp_transport.hpp) and keyring_udp_transport
+// (the same, each datagram sealed under a keyring, with a replay window per
+// sender, dcp/net/udp_keyring.hpp).
 #include <concepts>
 #include <cstddef>
 #include <functional>

@@ -17,6 +17,10 @@
 //                                   source address is the sender's word. Only
 //                                   in programs whose messages fit a datagram,
 //                                   which say so (datagrams_allowed).
+//   udp:keyring:FILE                UDP datagrams, each sealed under the keyring
+//                                   of FILE (as keyring:FILE) with a replay window
+//                                   per sender (dcp/net/udp_keyring.hpp). Same
+//                                   programs as udp:plaintext.
 //
 // A spec left unset names nothing: transport_options() throws rather than
 // fall back to plaintext. parse_environment() reads DCP_TRANSPORT, so that a
@@ -38,6 +42,7 @@
 #include "dcp/net/any_transport.hpp"
 #include "dcp/net/keyring.hpp"
 #include "dcp/net/tls.hpp"
+#include "dcp/net/udp_keyring.hpp"
 #include "dcp/net/udp_transport.hpp"
 
 namespace dcp::net {
@@ -45,13 +50,13 @@ namespace dcp::net {
 /// The forms a spec takes, for a program's usage text.
 inline constexpr std::string_view transport_spec_forms = "keyring:KEYFILE | tls:CA,CERT,KEY | plaintext";
 /// ... and the datagram form, for the programs that allow it.
-inline constexpr std::string_view datagram_transport_forms = "udp:plaintext";
+inline constexpr std::string_view datagram_transport_forms = "udp:keyring:KEYFILE | udp:plaintext";
 
 struct transport_spec {
-  enum class kind { unset, plaintext, keyring, tls, udp_plaintext } how = kind::unset;
+  enum class kind { unset, plaintext, keyring, tls, udp_plaintext, udp_keyring } how = kind::unset;
   std::string key_file, ca, cert, key;
   /// Set by a program whose protocols fit in datagrams (Kademlia, SWIM)
-  /// before it parses: only then is "udp:plaintext" a transport. Elsewhere a
+  /// before it parses: only then are "udp:..." transports. Elsewhere a
   /// message larger than a datagram would be refused at every send.
   bool datagrams_allowed = false;
 
@@ -64,9 +69,14 @@ struct transport_spec {
       if (!datagrams_allowed)
         return "udp:plaintext: this program's messages need a stream transport (keyring, tls or plaintext)";
       how = kind::udp_plaintext;
+    } else if (v.starts_with("udp:keyring:") && v.size() > 12) {
+      if (!datagrams_allowed)
+        return "udp:keyring: this program's messages need a stream transport (keyring, tls or plaintext)";
+      how = kind::udp_keyring;
+      key_file = after("udp:keyring:");
     } else if (v.starts_with("udp")) {
-      return "udp: name what protects it: udp:plaintext (datagrams neither authenticated nor encrypted) is the only "
-             "one: " + std::string(v);
+      return "udp: name what protects it: udp:keyring:KEYFILE (sealed under a keyring) or udp:plaintext (datagrams "
+             "neither authenticated nor encrypted): " + std::string(v);
     } else if (v.starts_with("keyring:") && v.size() > 8) {
       how = kind::keyring;
       key_file = after("keyring:");
@@ -136,6 +146,8 @@ inline any_transport::options transport_options(const transport_spec& t) {
       return any_transport::options::plaintext();
     case transport_spec::kind::udp_plaintext:
       return any_transport::options::of<udp_transport>(udp_options{});
+    case transport_spec::kind::udp_keyring:
+      return any_transport::options::of<keyring_udp_transport>(udp_keyring_options(read_keyring(t.key_file)));
     case transport_spec::kind::unset:
       break;
   }

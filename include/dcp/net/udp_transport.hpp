@@ -36,10 +36,10 @@
 // who can send a datagram to the port can speak for any address, and anyone
 // on path reads and alters every frame. It is weaker than plaintext TCP
 // there: no handshake round trip stands between a spoofer and a protocol.
-// Name it only on a network nothing else reaches (docs/security.md). (An
-// authenticated datagram mode, the keyring sealing each datagram with replay
-// protection, does not exist yet: keyring_transport's sealing is bound to a
-// connection's handshake and frame counters.)
+// Name it only on a network nothing else reaches (docs/security.md). The
+// authenticated datagram mode is keyring_udp_transport
+// (dcp/net/udp_keyring.hpp): this transport with a Security policy that
+// seals each datagram under a keyring, with a replay window per sender.
 //
 // Delivery: none promised. A datagram may be lost, duplicated or reordered,
 // by the network or by a full socket buffer; nothing is retransmitted and
@@ -105,6 +105,7 @@
 #include "dcp/core/rng.hpp"
 #include "dcp/net/config.hpp"
 #include "dcp/net/detail/connection.hpp"
+#include "dcp/net/detail/local_frames.hpp"
 #include "dcp/net/detail/timer_queue.hpp"
 #include "dcp/net/node.hpp"
 #include "dcp/net/transport.hpp"
@@ -132,30 +133,55 @@ struct udp_options {
   }
 };
 
-class udp_transport : public std::enable_shared_from_this<udp_transport> {
- public:
-  using executor_type = asio::any_io_executor;
+/// The Security policy of a datagram transport that seals nothing: its
+/// options are the datagram ones alone. (A sealing policy, as
+/// udp_keyring_security in dcp/net/udp_keyring.hpp, also has
+/// prefix_size, bind(self), seal(datagram, to) and open(datagram, from,
+/// frame, metrics); see there.)
+struct udp_plaintext {
   using options = udp_options;
   static constexpr bool authenticated = false;  // see the top of this header: the source address is the sender's word
+  static constexpr bool sealed = false;
+  static constexpr std::size_t overhead = 0;  // bytes a datagram carries beyond its frame
   static constexpr std::string_view name = "udp";
+  static const udp_options& datagram_options(const options& o) noexcept { return o; }
+  explicit udp_plaintext(const options&) noexcept {}
+};
+
+template <class Security>
+class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transport<Security>> {
+ public:
+  using executor_type = asio::any_io_executor;
+  using options = typename Security::options;
+  using security_type = Security;
+  static constexpr bool authenticated = Security::authenticated;
+  static constexpr bool is_datagram = true;  // no order, no connection, no news of a lost peer (see the top of this header)
+  static constexpr std::string_view name = Security::name;
 
   /// `m` and `r` must outlive the transport's active life (until stop()).
   /// The unreachable handler is never called (UDP cannot know a peer is gone).
-  udp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng&, frame_handler on_frame,
-                unreachable_handler, options opts = {})
-      : opts_((opts.validate(), opts)),
+  basic_udp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng&, frame_handler on_frame,
+                      unreachable_handler, options opts)
+      : opts_((Security::datagram_options(opts).validate(), Security::datagram_options(opts))),
+        sec_(opts),
         ex_(std::move(ex)),
         cfg_(cfg),
         metrics_(m),
         on_frame_(std::move(on_frame)),
         socket_(ex_),
         receive_buffer_(opts_.max_datagram_size + 1) {
+    if (opts_.max_datagram_size < wire::header_size + Security::overhead + 1)
+      throw error(errc::invalid_config, "net::udp_options: max_datagram_size leaves no room for a frame once sealed");
     frame_limits_ = cfg_.limits;
-    frame_limits_.max_frame_size = static_cast<std::uint32_t>(
-        std::min<std::size_t>(cfg_.limits.max_frame_size, opts_.max_datagram_size - wire::header_size));
+    frame_limits_.max_frame_size = static_cast<std::uint32_t>(std::min<std::size_t>(
+        cfg_.limits.max_frame_size, opts_.max_datagram_size - wire::header_size - Security::overhead));
   }
-  udp_transport(const udp_transport&) = delete;
-  udp_transport& operator=(const udp_transport&) = delete;
+  basic_udp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
+                      unreachable_handler u)
+    requires(!Security::authenticated)
+      : basic_udp_transport(std::move(ex), cfg, m, r, std::move(on_frame), std::move(u), options{}) {}
+  basic_udp_transport(const basic_udp_transport&) = delete;
+  basic_udp_transport& operator=(const basic_udp_transport&) = delete;
 
   /// Binds cfg.listen; returns it (the port filled in). Throws dcp::error
   /// when the address cannot be used, or when config::advertise names
@@ -176,6 +202,7 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
     socket_.set_option(asio::socket_base::send_buffer_size(buf), ignored);
     const auto local = socket_.local_endpoint();
     self_ = address::ip(local.address(), local.port());
+    if constexpr (Security::sealed) sec_.bind(self_);
     if (cfg_.advertise) {
       const address adv = cfg_.advertise->port() ? *cfg_.advertise : cfg_.advertise->with_port(self_.port());
       if (adv != self_) {
@@ -220,10 +247,13 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
     // The queue first: a full one costs no encoding.
     auto q = queued_.find(to);
     const std::size_t before = q == queued_.end() ? 0 : q->second;
-    if (before + wire::header_size > cfg_.limits.max_queued_bytes_per_peer) return refuse(protocol, errc::queue_full);
+    if (before + wire::header_size + Security::overhead > cfg_.limits.max_queued_bytes_per_peer)
+      return refuse(protocol, errc::queue_full);
     if (q == queued_.end() && queued_.size() >= cfg_.max_outbound_connections) return refuse(protocol, errc::queue_full);
     datagram d{protocol, to, {}};
+    if constexpr (Security::sealed) d.frame.resize(Security::prefix_size);  // the seal's header goes first
     if (auto ec = net::encode_frame(protocol, src, d.frame, frame_limits_)) return refuse(protocol, ec);
+    if constexpr (Security::sealed) sec_.seal(d.frame, to);
     if (before + d.frame.size() > cfg_.limits.max_queued_bytes_per_peer) return refuse(protocol, errc::queue_full);
     metrics_.sent(protocol, src.type, d.frame.size());
     if (q == queued_.end()) q = queued_.emplace(to, 0).first;
@@ -231,7 +261,7 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
     queue_.push_back(std::move(d));
     if (!delivering_ && !flush_posted_ && !waiting_writable_) {
       flush_posted_ = true;
-      asio::post(ex_, [self = shared_from_this()] {
+      asio::post(ex_, [self = this->shared_from_this()] {
         self->flush_posted_ = false;
         if (!self->stopped_ && !self->waiting_writable_) self->flush();
       });
@@ -242,7 +272,7 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
   address self() const noexcept { return self_; }
   executor_type get_executor() const noexcept { return ex_; }
   bool stopped() const noexcept { return stopped_; }
-  const options& udp() const noexcept { return opts_; }
+  const udp_options& udp() const noexcept { return opts_; }
   /// Peers with datagrams queued (UDP holds no connections).
   std::size_t connections() const noexcept { return queued_.size(); }
   /// Bytes queued for `peer`: a sender's back-pressure signal.
@@ -254,6 +284,26 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
   std::size_t max_payload() const noexcept { return frame_limits_.max_frame_size; }
   /// Bytes of the receive buffer (fixed at construction).
   std::size_t read_buffer_bytes() const noexcept { return receive_buffer_.size(); }
+
+  /// The security policy (the keyring and the senders tracked, for keyring_udp_transport).
+  Security& security() noexcept { return sec_; }
+  const Security& security() const noexcept { return sec_; }
+
+  /// Keyring transports: seal with the key `id` (installed) from the next
+  /// datagram on; peers holding it open them at once (they accept every key
+  /// installed). Install everywhere, use everywhere, then remove.
+  std::error_code use_key(std::uint64_t id)
+    requires Security::sealed
+  {
+    return sec_.ring().use(id);
+  }
+  /// Keyring transports: forget the key `id` (never the primary): a datagram
+  /// under it opens no more (counted as "udp_keyring_unknown_key").
+  std::error_code remove_key(std::uint64_t id)
+    requires Security::sealed
+  {
+    return sec_.ring().remove(id);
+  }
 
  private:
   struct datagram {
@@ -270,23 +320,14 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
 
   template <class... Args>
   void log(log_level level, const Args&... args) {
-    if (!cfg_.log || level < cfg_.level) return;
-    std::ostringstream os;
-    (os << ... << args);
-    const std::string text = os.str();
-    cfg_.log(log_record{detail::steady_now(), self_, detail::transport_protocol, level, text});
+    detail::transport_log(cfg_, self_, level, args...);
   }
 
   bool send_local(protocol_id protocol, const frame_source& src) {
-    bytes payload;
-    src.encode(src.message, payload);
-    if (payload.size() > frame_limits_.max_frame_size) return refuse(protocol, errc::frame_too_large);
-    const wire::frame_header h{protocol, src.type, static_cast<std::uint32_t>(payload.size())};
-    metrics_.sent(protocol, h.type, wire::header_size + payload.size());
-    asio::post(ex_, [self = shared_from_this(), h, payload = std::move(payload)] {
-      if (!self->stopped_) self->on_frame_(self->self_, h, payload);
-    });
-    return true;
+    return detail::send_local(ex_, metrics_, frame_limits_.max_frame_size, protocol, src,
+                              [self = this->shared_from_this()](const wire::frame_header& h, const bytes& payload) {
+                                if (!self->stopped_) self->on_frame_(self->self_, h, payload);
+                              });
   }
 
   // ---- sending ----
@@ -301,7 +342,7 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
       socket_.send_to(asio::buffer(d.frame), to, 0, ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
         waiting_writable_ = true;
-        socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const std::error_code&) {
+        socket_.async_wait(asio::socket_base::wait_write, [self = this->shared_from_this()](const std::error_code&) {
           self->waiting_writable_ = false;
           if (!self->stopped_) self->flush();  // on an error too: the next send_to reports it, per datagram
         });
@@ -329,7 +370,7 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
 
   void receive() {
     socket_.async_receive_from(asio::buffer(receive_buffer_), sender_,
-                               [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                               [self = this->shared_from_this()](const std::error_code& ec, std::size_t n) {
                                  self->on_receive(ec, n);
                                });
   }
@@ -361,10 +402,18 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
   /// One datagram of `n` bytes in receive_buffer_, from sender_.
   void datagram_in(std::size_t n) {
     if (n > opts_.max_datagram_size) return drop(errc::frame_too_large);  // the kernel cut it to our buffer
-    const byte_view data(receive_buffer_.data(), n);
+    byte_view data(receive_buffer_.data(), n);
+    if constexpr (Security::sealed) {
+      // Opened in place: `data` becomes the frame inside, authenticated as
+      // sent by `from` to us and never accepted before; else dropped and
+      // counted by the policy, and nothing else changes.
+      if (auto ec = sec_.open(std::span<std::uint8_t>(receive_buffer_.data(), n),
+                              address::ip(sender_.address(), sender_.port()), data, metrics_))
+        return drop(ec);
+    }
     wire::frame_header h;
     if (auto ec = wire::read_header(data, h, frame_limits_)) return drop(ec);
-    const std::size_t have = n - wire::header_size;
+    const std::size_t have = data.size() - wire::header_size;
     if (h.length > have) return drop(errc::truncated_frame);
     if (h.length < have) return drop(errc::trailing_bytes);
     if (h.protocol == detail::transport_protocol) return drop(errc::bad_handshake);
@@ -373,7 +422,8 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
 
   void drop(std::error_code why) { metrics_.dropped(detail::transport_protocol, why); }
 
-  options opts_;
+  udp_options opts_;
+  Security sec_;
   executor_type ex_;
   config cfg_;
   dcp::metrics& metrics_;
@@ -392,6 +442,8 @@ class udp_transport : public std::enable_shared_from_this<udp_transport> {
   bool waiting_writable_ = false;
 };
 
+/// Plaintext datagrams (see the top of this header).
+using udp_transport = basic_udp_transport<udp_plaintext>;
 static_assert(Transport<udp_transport>);
 
 /// A node whose frames travel as plaintext UDP datagrams (see the top of
