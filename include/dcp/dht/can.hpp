@@ -567,9 +567,12 @@ class can {
   }
   void on_message(const address& from, const can_msg::route_ack& m) { hops_.acknowledge(from, m.hop); }
   void on_message(const address& from, const can_msg::lookup_reply& m) {
-    (void)from;
     if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
     if (m.owners.empty() || m.owners.size() > cfg_.max_neighbours + 1) return env_.count("bad_message");
+    // the owner of the point answers with itself and its neighbours: a reply that does not
+    // name its sender is not the owner's (a relay that saw the nonce, or a forger)
+    if (std::none_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return c.addr == from; }))
+      return env_.count("spoofed_reply");
     lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
 
