@@ -919,7 +919,7 @@ class chord {
   /// derives from its address (else counted under `counter`: "unbound_id" for a
   /// sender speaking for itself, "unbound_contact" for one another node names).
   bool admit(const contact& c, std::string_view counter) {
-    if (admissible(bound_, c)) return true;
+    if (c.addr.empty() || admissible(bound_, c)) return true;  // (no contact: no claim)
     env_.count(counter);
     return false;
   }
