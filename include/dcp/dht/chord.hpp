@@ -35,6 +35,13 @@
 // ~160 - log2 N is the successor anyway, so a node holds O(log N) fingers,
 // not m.
 //
+// Hostile input: replies only from the peer asked, for a request in flight
+// ("stale_reply"); a routed payload only from the origin it names
+// ("spoofed_sender"). Ids are bound to addresses over dcp::net
+// (chord_config::bind_ids, BEP 42): a node whose id does not derive from its
+// address is no successor, predecessor, finger or lookup candidate
+// ("unbound_id", "unbound_contact").
+//
 // Fault model: tolerates message loss, duplication and reordering (every
 // reply is matched by nonce, duplicates are ignored), crashes of up to r-1
 // consecutive nodes between stabilizations, and joins/leaves at any time.

@@ -29,6 +29,10 @@
 // cannot place itself next to a key at will. The simulator keeps free ids
 // unless a test asks for id_binding::bep42 (sim:i is bound as an IPv4 address).
 //
+// A routed payload (deliver) goes from the origin straight to the owner its
+// lookup found: it is believed only from the origin it names, heard like any
+// sender ("spoofed_sender", "unbound_id").
+//
 // Fault model: tolerates loss, duplication and reordering (replies are
 // matched by nonce), any crash pattern that leaves each key's neighbourhood
 // reachable, and partitions (each side keeps working; contacts across the

@@ -41,6 +41,11 @@
 //     churn is repaired. A node that is no longer responsible hands its items
 //     over the same way and keeps them until they expire (its view may be the
 //     stale one, and the copy may be the last).
+//   - Responsibility: a node keeps a put, and pulls an offered item, only at a
+//     place it is among the 2r nodes closest to in its router's view
+//     (responsible(); "not_responsible"), so no sender fills a node with keys
+//     it has no part in. The r of slack covers views that differ under churn,
+//     so handoff, repair and read repair still reach a new replica.
 //   - Limits: keys, values and the number of items per node are bounded;
 //     oversize user input fails with key_too_large / value_too_large, and
 //     oversize network input is dropped and counted.
