@@ -284,9 +284,9 @@ struct can_config {
   std::optional<node_id> id;
   /// Whether ids, and so join points, must derive from addresses (BEP 42; see
   /// dcp/dht/id_binding.hpp): automatic is on over dcp::net, off in the simulator.
-  /// Bound, a node joins at join_point(id), whose coordinates' top bits are the
-  /// id's bound bits interleaved: its address decides the cell of 2^-21 of the
-  /// space it lands in. A JOIN for any other point, or from a node whose id does
+  /// Bound, a node joins at the point of join_key(id), whose coordinates' top bits
+  /// are the id's bound bits interleaved: its address decides the cell of 2^-21
+  /// of the space it lands in (up to 5 dimensions; see join_key()). A JOIN for any other point, or from a node whose id does
   /// not derive from its address, is refused ("unbound_join_point", "unbound_id"),
   /// and such a node enters no neighbour table.
   id_binding bind_ids = id_binding::automatic;
@@ -461,7 +461,9 @@ class can {
   /// of the first coordinate and leave the others, hence the point, to the node's choice.
   static node_id join_key(const node_id& id, unsigned dimensions, bool bound) noexcept {
     if (!bound) return id;
-    const unsigned d = std::min(dimensions, 5u);  // point_of() reads words 0..4; the rest are mixed from them
+    // point_of() reads words 0..4 and mixes coordinates 5..7 from the first 64 bits, which
+    // hold free bits too: beyond 5 dimensions those coordinates are not bound
+    const unsigned d = std::min(dimensions, 5u);
     node_id::value_type out{};
     const auto& in = id.bytes();
     auto bit = [&](std::size_t j) { return in[j / 8] >> (7 - j % 8) & 1; };

@@ -324,11 +324,11 @@ class pastry {
     if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
     // the root answers with its closest nodes, itself among them: a reply that does not
     // name its sender is not a root's (a relay that saw the nonce, or a forger)
-    if (!m.owners.empty() && std::none_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return c.addr == from; }))
+    // (never empty: a root names itself at least)
+    if (std::none_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return c.addr == from; }))
       return env_.count("spoofed_reply");
     if (bound_ && std::any_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return !admissible(true, c); }))
       return env_.count("unbound_contact");
-    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
     lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const pastry_msg::join_state& m) {

@@ -521,10 +521,9 @@ class tapestry {
     if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
     // the root answers with itself first: a reply from anyone else is not a root's (a
     // relay that saw the nonce, or a forger)
-    if (!m.owners.empty() && m.owners.front().addr != from) return env_.count("spoofed_reply");
+    if (m.owners.empty() || m.owners.front().addr != from) return env_.count("spoofed_reply");
     if (bound_ && std::any_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return !admissible(true, c); }))
       return env_.count("unbound_contact");
-    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
     lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const tapestry_msg::locate_reply& m) {
