@@ -380,8 +380,8 @@ TEST_CASE_TEMPLATE("store: a node keeps no put for a key it is not among the rep
       if (!close) ++held_far;
       // kept only where it is one of the key's nodes (the r replicas and the r after them,
       // with two more of slack for the difference between its view and the truth). Chord
-      // sees the ring behind it only through its predecessor and the fingers that wrap
-      // around, so it refuses only keys far behind it (see docs/dht.md): checked below
+      // sees only its predecessor behind it, so it keeps keys behind it that are not its
+      // own (see docs/dht.md): for it, only that it refuses some (below)
       if (!std::is_same_v<R, dht::chord<sim::env>>) CHECK(close);
     }
     CHECK(far > 60);  // most keys are someone else's: the property is about them

@@ -508,7 +508,8 @@ class store {
   /// in. The slack of r covers views that differ under churn: a node that just
   /// became a replica is among the 2r closest in its own view, so handoff, repair
   /// and read repair still reach it; one that knows r nodes closer does not hold
-  /// the key in anyone's correct view.
+  /// the key in anyone's correct view. As exact as the router's view: Chord sees
+  /// only its predecessor behind it, CAN only its neighbours (docs/dht.md).
   bool responsible(const node_id& place) {
     const auto near = router_.closest(place, 2 * cfg_.replicas);
     if (std::any_of(near.begin(), near.end(), [&](const contact& c) { return c.addr == router_.self().addr; })) return true;
