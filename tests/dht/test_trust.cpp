@@ -192,6 +192,7 @@ std::size_t captured(std::uint64_t seed, dht::id_binding b) {
   REQUIRE(done == lookups);
   if (b == dht::id_binding::bep42) {
     CHECK(w.world.metrics().counter(R::default_id, "unbound_id") > 0);
+    CHECK_FALSE(w.router(attacker).joined());  // no node answers its join
   }
   MESSAGE(R::name, ": ", to_attacker, " of ", lookups, " lookups of the key end at the attacker (binding ",
           std::string(b == dht::id_binding::bep42 ? "on" : "off"), ")");

@@ -648,6 +648,8 @@ class pastry {
         return;
       }
       case pastry_msg::kind::join: {
+        // an id that does not derive from its address would enter no one's state: no join
+        if (!admissible(bound_, m.origin)) return env_.count("unbound_id");
         std::vector<contact> state = leaves();
         state.push_back(self_);
         for (auto& r : table_)

@@ -950,6 +950,9 @@ class tapestry {
         return;
       }
       case tapestry_msg::kind::join: {
+        // an id that does not derive from its address would enter no one's table: no
+        // join state, no multicast (nor the traffic it would cost)
+        if (!admissible(bound_, m.origin)) return env_.count("unbound_id");
         // the newcomer's surrogate: our whole table, then the multicast to the nodes
         // sharing our common prefix, then the pointers it is now the root of
         std::vector<contact> state = known();
