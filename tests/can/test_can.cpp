@@ -548,3 +548,102 @@ TEST_CASE("can: bad arguments and a node not joined answer after the call") {
   CHECK_THROWS(dht::can_config{.dimensions = 9}.validate());
   CHECK_THROWS(dht::can_config{.dimensions = 0}.validate());
 }
+
+namespace {
+
+/// A node that answers every lookup reaching it in another node's name (`victim` as
+/// the owner): a relay, or a forger that claimed a zone in an update.
+struct can_forger {
+  using messages = can::messages;
+  static constexpr std::string_view name = "forger";
+  can_forger(sim::env env, dht::contact victim) : env_(std::move(env)), self_{node_id::random(env_.rng()), env_.self()}, victim_(victim) {}
+  void on_message(const address& from, const dht::can_msg::route& m) {
+    env_.send(from, dht::can_msg::route_ack{m.hop});
+    ++routes;
+    env_.send(m.origin.addr, dht::can_msg::lookup_reply{m.nonce, 1, {victim_}});
+  }
+  template <class M>
+  void on_message(const address&, const M&) {}
+  sim::env env_;
+  dht::contact self_;
+  dht::contact victim_;
+  std::size_t routes = 0;
+};
+
+/// A JOIN for `key` from `joiner`, as the owner of the key's point receives it.
+dht::can_msg::route join_for(const node_id& key, const dht::contact& joiner) {
+  auto m = dht::detail::join_request<dht::can_msg::route>(static_cast<std::uint8_t>(dht::can_msg::kind::join), joiner, 7, 8);
+  m.key = key;
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("can: a lookup reply that does not name its sender among the owners is refused") {
+  for (auto seed : seeds(71, 73)) {
+    CAPTURE(seed);
+    world_t w(seed, fast(), lossy(0));
+    w.grow(16);
+    REQUIRE(w.settle());
+    const node_id key = node_id::random(w.world.rng());
+    const auto owner = *w.owner(key);
+    auto& o = w.router(owner);
+    REQUIRE_FALSE(o.neighbours().empty());
+    const auto origin = o.neighbours().front().addr.sim_index();  // a neighbour of the key's owner
+    dht::contact victim;
+    for (auto i : w.live())
+      if (i != owner && i != origin) victim = w.router(i).self();
+    const auto f = w.world.add_node([&](sim::node_context& ctx) { ctx.add<can_forger>(pid, victim); });
+    auto& fg = w.world.get<can_forger>(f, pid);
+    // the forger claims the owner's zone in an update: the origin now routes the key to it
+    w.router(origin).on_message(fg.self_.addr, dht::can_msg::update{fg.self_, 1, o.zones(), {}, false});
+    w.world.metrics().reset();
+    bool done = false, to_victim = false;
+    w.router(origin).lookup(key, 1, [&](std::error_code ec, dht::lookup_result r) {
+      done = true;
+      to_victim = !ec && !r.owners.empty() && r.owners.front().addr == victim.addr;
+    });
+    w.world.run_until([&] { return done; }, w.world.now() + 10s);
+    REQUIRE(done);
+    REQUIRE(fg.routes > 0);  // the forger was asked: the check means something
+    CHECK_FALSE(to_victim);
+    CHECK(w.counter("spoofed_reply") > 0);
+  }
+}
+
+TEST_CASE("can: with bound ids a node joins only at the point its address gives; without, it splits the zone it chooses") {
+  for (auto seed : seeds(81, 83)) {
+    CAPTURE(seed);
+    for (auto b : {dht::id_binding::none, dht::id_binding::bep42}) {
+      // a JOIN at a target key's point from a node with a bound id (which gives another
+      // point), or from one whose id is the target itself (not bound to its address)
+      for (bool bound_joiner : {true, false}) {
+        CAPTURE(bound_joiner);
+        auto cfg = fast();
+        cfg.bind_ids = b;
+        world_t w(seed, cfg, lossy(0));
+        w.grow(16);
+        REQUIRE(w.settle());
+        for (auto i : w.live()) CHECK(w.router(i).binds_ids() == (b == dht::id_binding::bep42));
+        const node_id target = node_id::random(w.world.rng());
+        const auto owner = *w.owner(target);
+        auto& o = w.router(owner);
+        const auto zones = o.zones();
+        const address at = address::sim(900);
+        const dht::contact joiner{bound_joiner ? dht::bep42_id(at, w.world.rng()) : target, at};
+        o.on_message(joiner.addr, join_for(target, joiner));
+        if (b == dht::id_binding::none) {
+          CHECK(o.pending_joins() == 1);  // the hijack: whoever names a point splits its zone and takes half
+          continue;
+        }
+        CHECK(o.pending_joins() == 0);
+        CHECK(o.zones() == zones);
+        CHECK(w.counter(bound_joiner ? "unbound_join_point" : "unbound_id") == 1);
+        // and honest nodes with bound ids still partition the space and find owners
+        auto st = w.lookups(60);
+        CHECK(st.failed == 0);
+        CHECK(st.wrong == 0);
+      }
+    }
+  }
+}

@@ -93,8 +93,12 @@
 // a TAKEOVER about a node we do not know, or that we heard from lately, is
 // refused and changes nothing ("takeover_unknown", "takeover_refused_alive");
 // a handover from a non-neighbour is refused ("bad_handover"); an update whose
-// zones overlap ours is not adopted ("zone_overlaps"). The id a node names
-// (its join point) is its own word, as in the other routers (issue 11).
+// zones overlap ours is not adopted ("zone_overlaps"); a lookup reply that
+// does not name its sender among the owners is refused ("spoofed_reply").
+// Over dcp::net ids are bound to addresses (can_config::bind_ids, BEP 42), and
+// a joiner's point derives from its bound id (join_key()): a node cannot
+// choose the zone it splits; in the simulator the id a node names (its join
+// point) is its own word unless a test asks for binding.
 //
 // Router: dht::can models dht::Router (router.hpp). Its distance(key, id) is
 // the torus distance between the key's point and the node's join point, which
@@ -129,6 +133,7 @@
 #include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
+#include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -274,8 +279,17 @@ struct can_config {
   duration failed_memory = 60s;
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
-  /// This node's id; its point is where it joins. Random (from the Env's rng) when unset.
+  /// This node's id; its point is where it joins. Random (from the Env's rng) when unset,
+  /// bound to the node's address when ids are (then a given id must derive from it).
   std::optional<node_id> id;
+  /// Whether ids, and so join points, must derive from addresses (BEP 42; see
+  /// dcp/dht/id_binding.hpp): automatic is on over dcp::net, off in the simulator.
+  /// Bound, a node joins at the point of join_key(id), whose coordinates' top bits
+  /// are the id's bound bits interleaved: its address decides the cell of 2^-21
+  /// of the space it lands in (up to 5 dimensions; see join_key()). A JOIN for any other point, or from a node whose id does
+  /// not derive from its address, is refused ("unbound_join_point", "unbound_id"),
+  /// and such a node enters no neighbour table.
+  id_binding bind_ids = id_binding::automatic;
 
   duration failure_timeout() const noexcept { return failure_threshold * update_interval + rpc_timeout; }
 
@@ -414,7 +428,8 @@ class can {
               [this](const contact& seed) { send_join(seed); }),
         failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
-    self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
+    self_ = {own_id("can", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
   }
   can(const can&) = delete;
@@ -439,10 +454,38 @@ class can {
   }
   can_point point_of(const node_id& key) const noexcept { return point_of(key, cfg_.dimensions); }
 
+  /// The key a node of id `id` joins at: the id itself when ids are free; when they are
+  /// bound, the id's bits interleaved over the d coordinates (bit j of the id becomes bit
+  /// j / d of coordinate j % d), so that the 21 bits BEP 42 binds are the top bits of every
+  /// coordinate. Read as words, as point_of() does, the bound bits would fix only the top
+  /// of the first coordinate and leave the others, hence the point, to the node's choice.
+  static node_id join_key(const node_id& id, unsigned dimensions, bool bound) noexcept {
+    if (!bound) return id;
+    // point_of() reads words 0..4 and mixes coordinates 5..7 from the first 64 bits, which
+    // hold free bits too: beyond 5 dimensions those coordinates are not bound
+    const unsigned d = std::min(dimensions, 5u);
+    node_id::value_type out{};
+    const auto& in = id.bytes();
+    auto bit = [&](std::size_t j) { return in[j / 8] >> (7 - j % 8) & 1; };
+    std::size_t j = 0;
+    for (std::size_t k = 0; k < 32; ++k)
+      for (unsigned c = 0; c < d; ++c, ++j) {
+        const std::size_t to = 32 * c + k;  // bit k (from the top) of coordinate c
+        if (bit(j)) out[to / 8] = static_cast<std::uint8_t>(out[to / 8] | 0x80u >> (to % 8));
+      }
+    for (; j < node_id::bits; ++j)  // (fewer than 5 dimensions) the rest, in order, after them
+      if (bit(j)) out[j / 8] = static_cast<std::uint8_t>(out[j / 8] | 0x80u >> (j % 8));
+    return node_id(out);
+  }
+  /// The key this node joins at (join_key of its id).
+  node_id join_key() const noexcept { return join_key(self_.id, cfg_.dimensions, bound_); }
+
   // ---- Router ----
 
   const contact& self() const noexcept { return self_; }
   bool joined() const noexcept { return joined_; }
+  /// Whether this node holds others' ids and join points to their addresses (BEP 42).
+  bool binds_ids() const noexcept { return bound_; }
 
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds the space alone, owning all of it, when `seeds` is empty.
@@ -567,9 +610,12 @@ class can {
   }
   void on_message(const address& from, const can_msg::route_ack& m) { hops_.acknowledge(from, m.hop); }
   void on_message(const address& from, const can_msg::lookup_reply& m) {
-    (void)from;
     if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
     if (m.owners.empty() || m.owners.size() > cfg_.max_neighbours + 1) return env_.count("bad_message");
+    // the owner of the point answers with itself and its neighbours: a reply that does not
+    // name its sender is not the owner's (a relay that saw the nonce, or a forger)
+    if (std::none_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return c.addr == from; }))
+      return env_.count("spoofed_reply");
     lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
 
@@ -584,7 +630,7 @@ class can {
       return (void)env_.send(from, can_msg::join_confirm{m.nonce, false});
     }
     if (!valid_zones(m.zones) || !m.given.valid(cfg_.dimensions) || m.neighbours.size() > cfg_.max_neighbours ||
-        !m.given.contains(point_of(self_.id)))
+        !m.given.contains(point_of(join_key())))
       return env_.count("bad_message");
     accepted_offer_ = {from, m.nonce};
     join_.stop();
@@ -889,6 +935,7 @@ class can {
   /// others whose zones it now covers are stale (it took them over, or split them).
   void adopt(const contact& who, std::uint64_t version, const std::vector<can_zone>& zones, std::vector<contact> listed) {
     if (who.addr == self_.addr) return;
+    if (!admissible(bound_, who)) return env_.count("unbound_id");
     moved_.erase(who.addr);
     auto it = neighbours_.find(who.addr);
     if (it == neighbours_.end()) {
@@ -1087,13 +1134,18 @@ class can {
     if (join_nonces_.size() >= 8) join_nonces_.erase(join_nonces_.begin());
     join_nonces_.push_back(nonce);
     const auto what = static_cast<std::uint8_t>(can_msg::kind::join);
-    env_.send(seed.addr, detail::join_request<can_msg::route>(what, self_, nonce, fresh_nonce()));
+    auto m = detail::join_request<can_msg::route>(what, self_, nonce, fresh_nonce());
+    m.key = join_key();
+    env_.send(seed.addr, m);
   }
 
   /// A JOIN reached the owner of the newcomer's point: split, offer, tell the neighbours.
   void accept_join(const can_msg::route& m) {
     const address joiner = m.origin.addr;
     if (joiner == self_.addr) return;
+    // bound: only a node whose id derives from its address, and only at the point its id gives
+    if (!admissible(bound_, m.origin)) return env_.count("unbound_id");
+    if (bound_ && m.key != join_key(m.origin.id, cfg_.dimensions, true)) return env_.count("unbound_join_point");
     if (auto o = offers_.find(joiner); o != offers_.end()) {  // asked again: the same offer
       o->second.msg.nonce = m.nonce;
       env_.send(joiner, o->second.msg);
@@ -1411,6 +1463,7 @@ class can {
   std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
   std::unordered_map<address, std::pair<std::uint64_t, time_point>> served_joins_;  // the JOIN nonce each split answered
   bool joined_ = false;
+  bool bound_ = false;  // ids and join points bound to addresses (BEP 42)
   bool leaving_ = false;  // leave() called, handover not yet acknowledged
   std::vector<std::uint64_t> join_nonces_;  // our last join attempts: an offer must answer one
   std::pair<address, std::uint64_t> accepted_offer_{};

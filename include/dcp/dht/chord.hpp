@@ -35,6 +35,13 @@
 // ~160 - log2 N is the successor anyway, so a node holds O(log N) fingers,
 // not m.
 //
+// Hostile input: replies only from the peer asked, for a request in flight
+// ("stale_reply"); a routed payload only from the origin it names
+// ("spoofed_sender"). Ids are bound to addresses over dcp::net
+// (chord_config::bind_ids, BEP 42): a node whose id does not derive from its
+// address is no successor, predecessor, finger or lookup candidate
+// ("unbound_id", "unbound_contact").
+//
 // Fault model: tolerates message loss, duplication and reordering (every
 // reply is matched by nonce, duplicates are ignored), crashes of up to r-1
 // consecutive nodes between stabilizations, and joins/leaves at any time.
@@ -58,6 +65,7 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/error.hpp"
+#include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -87,11 +95,18 @@ struct chord_config {
   /// First and longest pause between two bootstrap attempts (doubling).
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
-  /// This node's id; random (from the Env's rng) when unset.
+  /// This node's id; random (from the Env's rng) when unset, bound to the node's
+  /// address when ids are (then a given id must derive from it: invalid_config).
   std::optional<node_id> id;
+  /// Whether ids must derive from addresses (BEP 42; see dcp/dht/id_binding.hpp):
+  /// automatic is on over dcp::net when bits = 160, off in the simulator. A
+  /// bound id needs all 160 bits (the mask would clear the bits BEP 42 binds).
+  id_binding bind_ids = id_binding::automatic;
 
   void validate() const {
     if (bits < 1 || bits > node_id::bits) throw error(dcp::errc::invalid_config, "chord: bits must be in 1..160");
+    if (bind_ids == id_binding::bep42 && bits != node_id::bits)
+      throw error(dcp::errc::invalid_config, "chord: bind_ids = bep42 needs bits = 160 (a masked id loses the bits BEP 42 binds)");
     if (successors < 1) throw error(dcp::errc::invalid_config, "chord: the successor list needs at least 1 entry");
     if (max_successors < successors || max_successors > 256) throw error(dcp::errc::invalid_config, "chord: need successors <= max_successors <= 256");
     if (stabilize_interval <= duration::zero() || fix_fingers_interval <= duration::zero() ||
@@ -222,7 +237,8 @@ class chord {
 
   chord(E env, chord_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
     cfg_.validate();
-    self_ = {mask(cfg_.id ? *cfg_.id : node_id::random(env_.rng())), env_.self()};
+    bound_ = cfg_.bits == node_id::bits && dht::binds_ids(cfg_.bind_ids, env_.self());
+    self_ = {mask(own_id("chord", bound_, cfg_.id, env_.self(), env_.rng())), env_.self()};
   }
   chord(const chord&) = delete;
   chord& operator=(const chord&) = delete;
@@ -314,6 +330,8 @@ class chord {
   }
   std::size_t distinct_fingers() const noexcept { return fingers_.size(); }
   const chord_config& config() const noexcept { return cfg_; }
+  /// Whether this node holds others' ids to their addresses (BEP 42).
+  bool binds_ids() const noexcept { return bound_; }
   /// Masks an id to the ring's m bits.
   node_id mask(const node_id& x) const noexcept {
     if (cfg_.bits == node_id::bits) return x;
@@ -345,7 +363,7 @@ class chord {
       it->second.fallback_id = it->second.asking_id;
       it->second.fallback.clear();
       for (auto& c : m.successors)
-        if (!c.addr.empty()) it->second.fallback.push_back({mask(c.id), c.addr});
+        if (!c.addr.empty() && admit(c, "unbound_contact")) it->second.fallback.push_back({mask(c.id), c.addr});
     }
     answer(from, m.nonce, nullptr, &m.candidates);
   }
@@ -364,7 +382,7 @@ class chord {
     const contact succ = successors_.front();
     std::vector<contact> next;
     if (m.predecessor && m.predecessor.addr != self_.addr && !recently_failed(m.predecessor.addr) &&
-        node_id::in_open(mask(m.predecessor.id), self_.id, succ.id))
+        node_id::in_open(mask(m.predecessor.id), self_.id, succ.id) && admit(m.predecessor, "unbound_contact"))
       next.push_back(m.predecessor);  // a node joined between us and our successor
     next.push_back(succ);
     for (auto& c : m.successors)
@@ -383,6 +401,7 @@ class chord {
   void on_message(const address& from, const chord_msg::notify& m) {
     if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_notify");
     if (recently_failed(from)) return env_.count("stale_notify");  // left or failed: delayed in flight
+    if (!admit(m.self, "unbound_id")) return;
     const contact c{mask(m.self.id), m.self.addr};
     if (!predecessor_ || node_id::in_open(c.id, predecessor_.id, self_.id)) predecessor_ = c;
     if (successors_.empty()) set_successors({c});  // the second node of a ring: our only peer
@@ -406,7 +425,8 @@ class chord {
     const bool was_predecessor = predecessor_.addr == from;
     failed_[from] = env_.now();  // a notify it sent before leaving may still arrive: not adopted back
     forget(from);
-    if (was_predecessor) predecessor_ = m.predecessor.addr == self_.addr ? contact{} : m.predecessor;
+    if (was_predecessor)
+      predecessor_ = m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact") ? contact{} : m.predecessor;
     if (was_successor) {
       std::vector<contact> next = m.successors;
       for (auto& c : successors_) next.push_back(c);
@@ -427,11 +447,17 @@ class chord {
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_owner_reply");
     env_.cancel(it->second.timer);
     it->second.timer = {};
+    if (!admit(m.self, "unbound_id")) {  // not an owner anyone may be sent to: the next of the list
+      it->second.confirming = false;
+      it->second.dead.push_back(from);
+      return confirm_owner(m.nonce);
+    }
     owner_answer(m.nonce, {mask(m.self.id), from}, m.owns, m.predecessor, m.successors);
   }
 
   void on_message(const address& from, const chord_msg::join_request& m) {
     if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_join_request");
+    if (!admit(m.self, "unbound_id")) return;  // unanswered: it is never our predecessor
     const contact c{mask(m.self.id), from};
     chord_msg::join_reply r{m.nonce, false, self_, predecessor_, successors_};
     if (c.id == self_.id) { env_.send(from, r); return; }  // id taken: refused (the newcomer picks another)
@@ -454,12 +480,15 @@ class chord {
   void on_message(const address& from, const chord_msg::join_reply& m) {
     if (joined_ || m.nonce != join_nonce_ || m.self.addr != from || from != join_target_.addr) return env_.count("stale_reply");
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_join_reply");
+    if (!admit(m.self, "unbound_id")) return;  // the join attempt times out and starts again
     if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
     if (m.accepted) {
       std::vector<contact> list{{mask(m.self.id), from}};
       for (auto& c : m.successors) list.push_back(c);
       set_successors(std::move(list));
-      predecessor_ = m.predecessor.addr == self_.addr ? contact{} : contact{mask(m.predecessor.id), m.predecessor.addr};
+      predecessor_ = m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact")
+                         ? contact{}
+                         : contact{mask(m.predecessor.id), m.predecessor.addr};
       become_joined();
       return stabilize();
     }
@@ -471,14 +500,17 @@ class chord {
       return;
     }
     // a node joined between us and the successor our lookup found: walk back to it
-    if (m.predecessor && m.predecessor.addr != self_.addr && ++join_redirects_ <= 4 * max_successors())
+    if (m.predecessor && m.predecessor.addr != self_.addr && admit(m.predecessor, "unbound_contact") &&
+        ++join_redirects_ <= 4 * max_successors())
       return request_join({mask(m.predecessor.id), m.predecessor.addr});
     join_timer_ = env_.arm(retry_, [this] { try_join(); });
     retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
   }
 
   void on_message(const address& from, const chord_msg::deliver& m) {
-    (void)from;
+    // the origin sends it straight to the owner its lookup found: it must be the sender
+    if (m.origin.addr != from) return env_.count("spoofed_sender");
+    if (!admit(m.origin, "unbound_id")) return;
     env_.count("delivered");
     if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
   }
@@ -705,7 +737,7 @@ class chord {
       std::vector<contact> owners;
       for (auto& s : *successors) {
         if (owners.size() == std::max(op.n, cfg_.successors)) break;  // the rest of the list: fallbacks
-        if (s.addr.empty() || dead_for(op, s.addr)) continue;
+        if (s.addr.empty() || dead_for(op, s.addr) || !admit(s, "unbound_contact")) continue;
         if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
           owners.push_back({mask(s.id), s.addr});
       }
@@ -719,7 +751,8 @@ class chord {
     }
     // only candidates that make progress: strictly between the responder... and the key
     for (auto& c : *candidates)
-      if (!c.addr.empty() && node_id::in_open(mask(c.id), self_.id, op.key)) op.candidates.push_back({mask(c.id), c.addr});
+      if (!c.addr.empty() && node_id::in_open(mask(c.id), self_.id, op.key) && admit(c, "unbound_contact"))
+        op.candidates.push_back({mask(c.id), c.addr});
     query_next(nonce);
   }
 
@@ -770,13 +803,14 @@ class chord {
       lookup_result r{{owner}, op.hops + op.redirects};
       for (auto& c : succs) {
         if (r.owners.size() >= op.n) break;
-        if (c.addr.empty() || dead_for(op, c.addr)) continue;
+        if (c.addr.empty() || dead_for(op, c.addr) || !admit(c, "unbound_contact")) continue;
         if (std::none_of(r.owners.begin(), r.owners.end(), [&](const contact& o) { return o.addr == c.addr; }))
           r.owners.push_back({mask(c.id), c.addr});
       }
       return finish(nonce, {}, std::move(r));
     }
-    if (pred && pred.addr != owner.addr && !dead_for(op, pred.addr) && op.redirects < cfg_.max_lookup_queries) {
+    if (pred && pred.addr != owner.addr && !dead_for(op, pred.addr) && op.redirects < cfg_.max_lookup_queries &&
+        admit(pred, "unbound_contact")) {
       env_.count("owner_redirects");  // a newer node between the key and this one: ask it
       ++op.redirects;
       op.owners = {{mask(pred.id), pred.addr}, owner};
@@ -882,10 +916,19 @@ class chord {
     successors_.clear();
     for (auto& c : list) {
       if (successors_.size() > cap) break;
-      if (c.addr.empty() || c.addr == self_.addr) continue;
+      if (c.addr.empty() || c.addr == self_.addr || !admit(c, "unbound_contact")) continue;
       if (std::any_of(successors_.begin(), successors_.end(), [&](const contact& o) { return o.addr == c.addr; })) continue;
       successors_.push_back({mask(c.id), c.addr});
     }
+  }
+
+  /// Whether `c` may enter our state or a lookup: with bound ids, only if its id
+  /// derives from its address (else counted under `counter`: "unbound_id" for a
+  /// sender speaking for itself, "unbound_contact" for one another node names).
+  bool admit(const contact& c, std::string_view counter) {
+    if (c.addr.empty() || admissible(bound_, c)) return true;  // (no contact: no claim)
+    env_.count(counter);
+    return false;
   }
 
   void forget_finger(const address& peer) {
@@ -1018,6 +1061,7 @@ class chord {
   E env_;
   chord_config cfg_;
   contact self_;
+  bool bound_ = false;  // ids bound to addresses (BEP 42)
   contact predecessor_;
   std::vector<contact> successors_;
   std::vector<contact> fingers_;  // fingers_[j] is finger (bits-1-j); lower fingers are the successor

@@ -23,11 +23,16 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/error.hpp"
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/rng.hpp"
+#include "dcp/dht/contact.hpp"
 #include "dcp/storage/detail/crc32c.hpp"
 
 namespace dcp::dht {
@@ -82,5 +87,27 @@ node_id bep42_id(const address& a, Rng& rng) {
   v[2] = static_cast<std::uint8_t>((crc >> 8 & 0xf8) | (v[2] & 0x7));
   return node_id(v);
 }
+
+/// Whether a router on `self` binds ids under `b`: bep42 always, automatic over
+/// a network address (dcp::net), never in the simulator.
+inline bool binds_ids(id_binding b, const address& self) noexcept {
+  return b == id_binding::bep42 || (b == id_binding::automatic && self.is_network());
+}
+
+/// A router's own id: `given` when set (which must derive from `self` when ids
+/// are bound: invalid_config, naming the router), else one bound to `self`, or
+/// a free random one when ids are not bound.
+template <class Rng>
+node_id own_id(std::string_view router, bool bound, const std::optional<node_id>& given, const address& self, Rng& rng) {
+  if (bound && given && !bep42_valid(*given, self))
+    throw error(dcp::errc::invalid_config, std::string(router) + ": id " + given->to_string() + " does not derive from address " +
+                                               self.to_string() + " (BEP 42): leave id unset, or set bind_ids = none");
+  if (given) return *given;
+  return bound ? bep42_id(self, rng) : node_id::random(rng);
+}
+
+/// Whether a router that binds ids (`bound`) may take `c` into its routing
+/// state: its id must derive from its address. Always true when not bound.
+inline bool admissible(bool bound, const contact& c) { return !bound || bep42_valid(c.id, c.addr); }
 
 }  // namespace dcp::dht

@@ -29,6 +29,10 @@
 // cannot place itself next to a key at will. The simulator keeps free ids
 // unless a test asks for id_binding::bep42 (sim:i is bound as an IPv4 address).
 //
+// A routed payload (deliver) goes from the origin straight to the owner its
+// lookup found: it is believed only from the origin it names, heard like any
+// sender ("spoofed_sender", "unbound_id").
+//
 // Fault model: tolerates loss, duplication and reordering (replies are
 // matched by nonce), any crash pattern that leaves each key's neighbourhood
 // reachable, and partitions (each side keeps working; contacts across the
@@ -149,11 +153,8 @@ class kademlia {
 
   kademlia(E env, kademlia_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
     cfg_.validate();
-    bound_ = cfg_.bind_ids == id_binding::bep42 || (cfg_.bind_ids == id_binding::automatic && env_.self().is_network());
-    if (bound_ && cfg_.id && !bep42_valid(*cfg_.id, env_.self()))
-      throw error(dcp::errc::invalid_config, "kademlia: id " + cfg_.id->to_string() + " does not derive from address " +
-                                                 env_.self().to_string() + " (BEP 42): leave id unset, or set bind_ids = none");
-    self_ = {cfg_.id ? *cfg_.id : bound_ ? bep42_id(env_.self(), env_.rng()) : node_id::random(env_.rng()), env_.self()};
+    bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
+    self_ = {own_id("kademlia", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
   }
   kademlia(const kademlia&) = delete;
   kademlia& operator=(const kademlia&) = delete;
@@ -286,7 +287,9 @@ class kademlia {
     on_reply(rpc.lookup, m.sender, m.closest, !rpc.retry && !rpc.late);
   }
   void on_message(const address& from, const kademlia_msg::deliver& m) {
-    (void)from;
+    // the origin sends it straight to the owner its lookup found: the origin it names
+    // must be the sender, and is then heard like any sender (bound id, bucket)
+    if (!heard(from, m.origin)) return;
     env_.count("delivered");
     if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
   }

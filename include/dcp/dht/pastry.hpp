@@ -35,7 +35,11 @@
 // ("spoofed_sender"); a hop's ack is taken only from the hop it was sent to,
 // and a lookup's reply, whose root the origin cannot name in advance, only
 // with the random 64-bit nonce of a lookup in flight ("stale_reply"); join
-// and hop nonces are random too. Node ids are the sender's word (issue 11).
+// and hop nonces are random too, and a reply must name its sender among the
+// owners, as a root's does ("spoofed_reply"). Node ids are bound to addresses
+// over dcp::net (pastry_config::bind_ids, BEP 42): a node cannot place itself
+// next to a key at will; in the simulator they are the sender's word unless a
+// test asks for binding.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -58,6 +62,7 @@
 #include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
+#include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -91,6 +96,11 @@ struct pastry_config {
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
   std::optional<node_id> id;
+  /// Whether ids must derive from addresses (BEP 42; see dcp/dht/id_binding.hpp):
+  /// automatic is on over dcp::net, off in the simulator. A node whose id does
+  /// not derive from its address enters no leaf set or routing table
+  /// ("unbound_id" when it speaks for itself, "unbound_contact" when named).
+  id_binding bind_ids = id_binding::automatic;
 
   void validate() const {
     if (b != 1 && b != 2 && b != 4) throw error(dcp::errc::invalid_config, "pastry: b must be 1, 2 or 4");
@@ -191,7 +201,8 @@ class pastry {
               [this](const contact& seed) { send_join(seed); }),
         failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
-    self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
+    self_ = {own_id("pastry", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
   }
   pastry(const pastry&) = delete;
@@ -202,6 +213,8 @@ class pastry {
 
   const contact& self() const noexcept { return self_; }
   bool joined() const noexcept { return joined_; }
+  /// Whether this node holds others' ids to their addresses (BEP 42).
+  bool binds_ids() const noexcept { return bound_; }
 
   void bootstrap(const std::vector<contact>& seeds) {
     if (!join_.set_seeds(seeds, self_.addr)) return become_joined();
@@ -308,9 +321,14 @@ class pastry {
     if (hops_.acknowledge(from, m.hop)) silences_.erase(from);
   }
   void on_message(const address& from, const pastry_msg::lookup_reply& m) {
-    (void)from;
     if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
-    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
+    // the root answers with its closest nodes, itself among them: a reply that does not
+    // name its sender is not a root's (a relay that saw the nonce, or a forger)
+    // (never empty: a root names itself at least)
+    if (std::none_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return c.addr == from; }))
+      return env_.count("spoofed_reply");
+    if (bound_ && std::any_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return !admissible(true, c); }))
+      return env_.count("unbound_contact");
     lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const pastry_msg::join_state& m) {
@@ -431,6 +449,7 @@ class pastry {
   /// stale the table that names them (issue 16).
   void consider(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!admissible(bound_, c)) return env_.count("unbound_contact");
     if (!would_use(c) || failed_.recent(c.addr)) return;
     verify(c);
   }
@@ -439,6 +458,7 @@ class pastry {
   /// only the answer to a new probe brings it back.
   void heard_from(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!admissible(bound_, c)) return env_.count("unbound_id");
     if (failed_.recent(c.addr)) {
       if (would_use(c)) verify(c);
       return;
@@ -478,6 +498,7 @@ class pastry {
   /// nodes we have evidence are alive: the sender of a message, or a probe's answer.
   void learn(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!admissible(bound_, c)) return env_.count("unbound_id");  // (a probe's answer)
     // routing table: keep the first node found for a slot (no proximity metric to prefer another)
     const std::size_t row = shared_digits(self_.id, c.id);
     if (row < node_id::bits / cfg_.b) {
@@ -627,6 +648,8 @@ class pastry {
         return;
       }
       case pastry_msg::kind::join: {
+        // an id that does not derive from its address would enter no one's state: no join
+        if (!admissible(bound_, m.origin)) return env_.count("unbound_id");
         std::vector<contact> state = leaves();
         state.push_back(self_);
         for (auto& r : table_)
@@ -713,6 +736,7 @@ class pastry {
   std::vector<contact> left_, right_;  // closest first
   std::vector<row_t> table_;
   bool joined_ = false;
+  bool bound_ = false;  // ids bound to addresses (BEP 42)
   std::uint64_t join_nonce_ = 0;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> verifying_;  // probed before they enter our state

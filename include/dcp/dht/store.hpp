@@ -41,6 +41,11 @@
 //     churn is repaired. A node that is no longer responsible hands its items
 //     over the same way and keeps them until they expire (its view may be the
 //     stale one, and the copy may be the last).
+//   - Responsibility: a node keeps a put, and pulls an offered item, only at a
+//     place it is among the 2r nodes closest to in its router's view
+//     (responsible(); "not_responsible"), so no sender fills a node with keys
+//     it has no part in. The r of slack covers views that differ under churn,
+//     so handoff, repair and read repair still reach a new replica.
 //   - Limits: keys, values and the number of items per node are bounded;
 //     oversize user input fails with key_too_large / value_too_large, and
 //     oversize network input is dropped and counted.
@@ -307,7 +312,7 @@ class store {
 
   void on_message(const address& from, const store_msg::put& m) {
     errc why{};
-    const bool ok = valid(m.it, why) && apply(m.it, why);
+    const bool ok = valid(m.it, why) && responsible(place(m.it)) && apply(m.it, why);
     if (m.nonce) env_.send(from, store_msg::put_ack{m.nonce, ok, ok ? std::uint8_t{0} : static_cast<std::uint8_t>(why)});
   }
   void on_message(const address& from, const store_msg::put_ack& m) {
@@ -369,7 +374,7 @@ class store {
       }
       auto it = items_.find(s.hash);
       if (it == items_.end() || expired(it->second)) {
-        want.push_back(s.hash);
+        if (responsible(s.hash)) want.push_back(s.hash);  // (the put would be refused)
         continue;
       }
       const store_msg::item& cur = it->second.it;
@@ -494,6 +499,22 @@ class store {
     store_msg::item i = h.it;
     i.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(h.expires - env_.now()).count());
     return i;
+  }
+
+  /// Whether this node keeps items at `place`: it is among the 2r nodes closest
+  /// to it as its router sees them (the r replicas, and the r after them that a
+  /// get widens to). Else a put is refused, counted ("not_responsible"): without
+  /// the rule any sender fills any node up to max_items with keys it has no part
+  /// in. The slack of r covers views that differ under churn: a node that just
+  /// became a replica is among the 2r closest in its own view, so handoff, repair
+  /// and read repair still reach it; one that knows r nodes closer does not hold
+  /// the key in anyone's correct view. As exact as the router's view: Chord sees
+  /// only its predecessor behind it, CAN only its neighbours (docs/dht.md).
+  bool responsible(const node_id& place) {
+    const auto near = router_.closest(place, 2 * cfg_.replicas);
+    if (std::any_of(near.begin(), near.end(), [&](const contact& c) { return c.addr == router_.self().addr; })) return true;
+    env_.count("not_responsible");
+    return false;
   }
 
   /// Keeps `i` if it is newer than what we hold. True if we now hold it (or, unsigned, newer);

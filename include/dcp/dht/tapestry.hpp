@@ -78,12 +78,16 @@
 //   - The paper's nearest-neighbour search by levels during insertion is
 //     approximated: candidates are the join path's rows, the root's table and
 //     the multicast's nodes, each probed, the c closest kept.
-//   - Ids are the node's own word, as in the other routers (issue 11).
+//   - Ids are bound to addresses over dcp::net (tapestry_config::bind_ids,
+//     BEP 42), so a node cannot make itself a key's surrogate at will; in the
+//     simulator they are the node's own word unless a test asks for binding.
 //
 // Hostile input: a sender contact must carry the transport's address
 // ("spoofed_sender"); levels beyond 40, hop counts beyond max_hops, TTLs beyond
 // max_pointer_ttl and lists beyond their bounds are refused ("bad_message");
-// replies that match no request in flight ("stale_reply") change nothing.
+// replies that match no request in flight ("stale_reply"), and lookup replies
+// that do not come from the root they name first ("spoofed_reply"), change
+// nothing.
 // Every table is bounded: the neighbour map (40 × 16 × c), backpointers
 // (max_backpointers), object pointers (max_pointers, max_servers_per_object),
 // published objects (max_published), probes in flight, multicasts remembered.
@@ -112,6 +116,7 @@
 #include "dcp/dht/detail/pending_requests.hpp"
 #include "dcp/dht/detail/route_messages.hpp"
 #include "dcp/dht/error.hpp"
+#include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -146,6 +151,11 @@ struct tapestry_config {
   duration bootstrap_retry = 500ms;
   duration bootstrap_retry_max = 30s;
   std::optional<node_id> id;
+  /// Whether ids must derive from addresses (BEP 42; see dcp/dht/id_binding.hpp):
+  /// automatic is on over dcp::net, off in the simulator. A node whose id does
+  /// not derive from its address enters no table ("unbound_id" when it speaks
+  /// for itself, "unbound_contact" when named), so it is nobody's surrogate.
+  id_binding bind_ids = id_binding::automatic;
 
   void validate() const {
     if (entries_per_slot < 1 || entries_per_slot > 8) throw error(dcp::errc::invalid_config, "tapestry: entries_per_slot must be 1..8");
@@ -310,7 +320,8 @@ class tapestry {
               [this](const contact& seed) { send_join(seed); }),
         failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
-    self_ = {cfg_.id ? *cfg_.id : node_id::random(env_.rng()), env_.self()};
+    bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
+    self_ = {own_id("tapestry", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
     hops_.on_timeout([this](hop p) { hop_timed_out(std::move(p)); });
     mc_hops_.on_timeout([this](multicast_hop p) { multicast_timed_out(std::move(p)); });
   }
@@ -349,6 +360,8 @@ class tapestry {
 
   const contact& self() const noexcept { return self_; }
   bool joined() const noexcept { return joined_; }
+  /// Whether this node holds others' ids to their addresses (BEP 42).
+  bool binds_ids() const noexcept { return bound_; }
 
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds the overlay alone when `seeds` is empty.
@@ -504,10 +517,13 @@ class tapestry {
     env_.count("stale_reply");
   }
   void on_message(const address& from, const tapestry_msg::lookup_reply& m) {
-    (void)from;
     if (m.owners.size() > max_owners) return env_.count("bad_message");
     if (!lookups_.contains(m.nonce)) return env_.count("stale_reply");
-    if (m.owners.empty()) return (void)lookups_.complete(m.nonce, make_error_code(errc::lookup_failed));
+    // the root answers with itself first: a reply from anyone else is not a root's (a
+    // relay that saw the nonce, or a forger)
+    if (m.owners.empty() || m.owners.front().addr != from) return env_.count("spoofed_reply");
+    if (bound_ && std::any_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return !admissible(true, c); }))
+      return env_.count("unbound_contact");
     lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const tapestry_msg::locate_reply& m) {
@@ -716,6 +732,7 @@ class tapestry {
   /// Puts c in its slot (rtt: a fresh measurement, or none), keeping the c closest.
   void learn(const contact& c, std::optional<duration> rtt = std::nullopt) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!admissible(bound_, c)) return env_.count("unbound_id");
     const std::size_t level = shared_digits(self_.id, c.id);
     if (level >= levels) return;
     auto& s = row_at(level)[digit(c.id, level)];
@@ -768,6 +785,7 @@ class tapestry {
   /// A node named by someone else: probed, and learned (with its round trip) when it answers.
   void consider(const contact& c) {
     if (!would_use(c) || failed_.recent(c.addr)) return;
+    if (!admissible(bound_, c)) return env_.count("unbound_contact");
     if (auto t = tried_.find(c.addr); t != tried_.end() && env_.now() - t->second < cfg_.failed_memory) return;
     measure(c);
   }
@@ -775,6 +793,7 @@ class tapestry {
   /// slot it could only enter by closeness, which a probe measures.
   void heard_from(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
+    if (!admissible(bound_, c)) return env_.count("unbound_id");
     if (failed_.recent(c.addr)) {
       if (would_use(c)) measure(c);
       return;
@@ -931,6 +950,9 @@ class tapestry {
         return;
       }
       case tapestry_msg::kind::join: {
+        // an id that does not derive from its address would enter no one's table: no
+        // join state, no multicast (nor the traffic it would cost)
+        if (!admissible(bound_, m.origin)) return env_.count("unbound_id");
         // the newcomer's surrogate: our whole table, then the multicast to the nodes
         // sharing our common prefix, then the pointers it is now the root of
         std::vector<contact> state = known();
@@ -1143,6 +1165,7 @@ class tapestry {
   std::unordered_map<address, backpointer_state> backpointers_;
   std::uint64_t backpointer_seq_ = 0;
   bool joined_ = false, bootstrapped_ = false;
+  bool bound_ = false;  // ids bound to addresses (BEP 42)
   std::uint64_t join_nonce_ = 0;
   std::unordered_map<std::uint64_t, time_point> seen_multicasts_;
   std::unordered_map<address, unsigned> silences_;
