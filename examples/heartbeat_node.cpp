@@ -143,8 +143,16 @@ int main(int argc, char** argv) {
     cfg.level = dcp::log_level::warn;
     dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     if (swim) {
-      // SWIM's messages fit one datagram: at most max_piggyback updates with
-      // no metadata here, and push-pull tables of a few members (docs/membership.md).
+      // Over UDP every message must fit one datagram: bound SWIM's messages
+      // by the transport's frame bound (the 1,400-byte default datagram less
+      // the frame header and, sealed, the seal); piggybacked updates and
+      // push-pull tables are then cut to fit (swim_config::max_message_size).
+      if (udp) {
+        const std::size_t seal = transport.how == dcp::net::transport_spec::kind::udp_keyring
+                                     ? dcp::net::udp_keyring_security::overhead
+                                     : dcp::net::udp_plaintext::overhead;
+        sw.max_message_size = dcp::net::udp_options{}.max_datagram_size - dcp::wire::header_size - seal;
+      }
       sw.probe_interval = hb.interval;
       sw.probe_timeout = hb.timeout;
       sw.seeds = peers;
