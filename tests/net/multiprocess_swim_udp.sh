@@ -50,7 +50,8 @@ fail() {
   exit 1
 }
 start() {  # start node i, seeded with every other node [with transport T instead of the cluster's]
-  local i=$1 args=(--protocol swim --listen "$(addr "$i")" --interval ${period_ms}ms --timeout ${probe_timeout_ms}ms
+  local i=$1
+  local args=(--protocol swim --listen "$(addr "$i")" --interval ${period_ms}ms --timeout ${probe_timeout_ms}ms
                    --suspicion-mult $mult --suspicion-max-mult $max_mult
                    --transport "${2:-udp:keyring:$dir/cluster.keys}")
   for ((j = 0; j < n; j++)); do [ "$j" != "$i" ] && args+=(--peer "$(addr "$j")"); done
@@ -100,7 +101,11 @@ kill -STOP "${pids[$paused]}"
 sleep "$(printf '0.%03d' "$stop_ms")"
 kill -CONT "${pids[$paused]}"
 sleep "$(printf '%d.%03d' $(((susp_max_ms + 2 * period_ms) / 1000)) $(((susp_max_ms + 2 * period_ms) % 1000)))"
-all_say UP "$paused" "${survivors[@]:1}" || fail "a node paused for $stop_ms ms (below the suspicion min $susp_min_ms ms) was declared dead"
+for i in "${survivors[@]:1}"; do  # never DOWN, even if UP again since (a rejoin after a false death)
+  grep -q "^DOWN $(addr "$paused")\$" "$dir/out$i" &&
+    fail "node $i declared node $paused dead after a pause of $stop_ms ms (below the suspicion min $susp_min_ms ms)"
+done
+all_say UP "$paused" "${survivors[@]:1}" || fail "a survivor no longer reports the paused node UP"
 all_up "${survivors[@]}" || fail "the paused node lost a member"
 echo "node paused for $stop_ms ms was not declared dead (suspicion refuted or never raised)"
 
