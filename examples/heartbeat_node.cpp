@@ -1,11 +1,18 @@
 // heartbeat_node: one process, one dcp::net::node, the heartbeat failure
-// detector watching the peers named on the command line.
+// detector watching the peers named on the command line; or, with
+// --protocol swim, a SWIM member (dcp/membership/swim.hpp) joining through
+// them (the peers are its seeds).
 //
 //   heartbeat_node --listen 127.0.0.1:7101 --peer 127.0.0.1:7102
 //                  --peer 127.0.0.1:7103 --interval 100ms --timeout 500ms
 //                  --transport keyring:cluster.keys [--metrics 127.0.0.1:9464]
 //
 // --transport says how the nodes authenticate (dcp/net/transport_spec.hpp).
+// SWIM also runs over UDP datagrams, as it is deployed: --transport
+// udp:keyring:FILE (each datagram sealed) or udp:plaintext. With SWIM,
+// --interval is the protocol period and --timeout the direct-probe timeout
+// (below the period); --suspicion-mult and --suspicion-max-mult set the
+// suspicion timeout (swim_config). The heartbeat runs over streams only.
 //
 // With --metrics, the node's counters and gauges are served in Prometheus
 // text format: curl http://127.0.0.1:9464/metrics (dcp/net/metrics_server.hpp).
@@ -15,7 +22,9 @@
 //   LISTEN <addr>   the node is up
 //   METRICS <addr>  where /metrics is served (with --metrics)
 //   UP <addr>       first heard from the peer, or heard again after DOWN
-//   DOWN <addr>     the peer is suspected (silent for --timeout, or unreachable)
+//   DOWN <addr>     the peer is suspected (silent for --timeout, or unreachable);
+//                   with SWIM: declared dead (a suspicion not refuted in time)
+//   LEFT <addr>     with SWIM: the member left gracefully
 //   STOP            SIGINT/SIGTERM received; the process then exits with 0
 // Errors (bad arguments, a port in use) go to stderr with exit code 2 or 1.
 #include <csignal>
@@ -31,6 +40,7 @@
 #include <asio/signal_set.hpp>
 
 #include "dcp/failure.hpp"
+#include "dcp/membership/swim.hpp"
 #include "dcp/net.hpp"
 #include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 
@@ -69,7 +79,8 @@ class detector : public base_detector {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "heartbeat_node: " << why << "\n"
             << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n"
-            << "                      [--metrics HOST:PORT]\n";
+            << "                      [--metrics HOST:PORT] [--protocol heartbeat|swim]\n"
+            << "                      [--suspicion-mult 4] [--suspicion-max-mult 6]   (swim)\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -83,6 +94,9 @@ int main(int argc, char** argv) {
   bool have_listen = false;
   std::optional<dcp::address> metrics_at;
   dcp::net::transport_spec transport;
+  transport.datagrams_allowed = true;  // refused below unless --protocol swim, whose messages fit a datagram
+  bool swim = false;
+  dcp::membership::swim_config sw;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
@@ -94,6 +108,15 @@ int main(int argc, char** argv) {
       else peers.push_back(*a);
     } else if (arg == "--transport") {
       if (auto e = transport.parse(value)) usage(*e);
+    } else if (arg == "--protocol") {
+      if (value != "heartbeat" && value != "swim") usage("--protocol is heartbeat or swim, not " + std::string(value));
+      swim = value == "swim";
+    } else if (arg == "--suspicion-mult" || arg == "--suspicion-max-mult") {
+      const std::string v(value);
+      char* end = nullptr;
+      const unsigned long n = std::strtoul(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 1 || n > 100) usage(std::string(arg) + " is a whole number in [1, 100]");
+      (arg == "--suspicion-mult" ? sw.suspicion_mult : sw.suspicion_max_mult) = n;
     } else if (arg == "--metrics") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an IP address: " + std::string(value));
@@ -109,18 +132,45 @@ int main(int argc, char** argv) {
   if (!have_listen) usage("--listen is required");
   if (auto e = transport.parse_environment()) usage(*e);
   if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
+  const bool udp = transport.how == dcp::net::transport_spec::kind::udp_plaintext ||
+                   transport.how == dcp::net::transport_spec::kind::udp_keyring;
+  if (udp && !swim) usage("--transport udp:... runs --protocol swim only (the heartbeat runs over streams)");
+  if (swim && hb.timeout >= hb.interval) usage("with --protocol swim, --timeout (the probe timeout) must be below --interval");
 
   try {
     asio::io_context io;
     cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     cfg.level = dcp::log_level::warn;
     dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
-    auto& d = node.add<detector>(detector::default_id, hb);
-    d.on_down([](const dcp::address& p) { detector::print("DOWN", p); });
-    d.on_up([&d](const dcp::address& p) {
-      if (d.heard(p)) detector::print("UP", p);  // restored; a first contact is printed by the detector
-    });
-    for (auto& p : peers) d.monitor(p);
+    if (swim) {
+      // Over UDP every message must fit one datagram: bound SWIM's messages
+      // by the transport's frame bound (the 1,400-byte default datagram less
+      // the frame header and, sealed, the seal); piggybacked updates and
+      // push-pull tables are then cut to fit (swim_config::max_message_size).
+      if (udp) {
+        const std::size_t seal = transport.how == dcp::net::transport_spec::kind::udp_keyring
+                                     ? dcp::net::udp_keyring_security::overhead
+                                     : dcp::net::udp_plaintext::overhead;
+        sw.max_message_size = dcp::net::udp_options{}.max_datagram_size - dcp::wire::header_size - seal;
+      }
+      sw.probe_interval = hb.interval;
+      sw.probe_timeout = hb.timeout;
+      sw.seeds = peers;
+      auto& s = node.add<dcp::membership::swim<dcp::net::env>>(dcp::membership::swim<dcp::net::env>::default_id, sw);
+      s.on_event([](const dcp::membership::member_event& e) {
+        using k = dcp::membership::member_event::kind;
+        if (e.what == k::join) detector::print("UP", e.member.node);
+        else if (e.what == k::failed) detector::print("DOWN", e.member.node);
+        else if (e.what == k::leave) detector::print("LEFT", e.member.node);
+      });
+    } else {
+      auto& d = node.add<detector>(detector::default_id, hb);
+      d.on_down([](const dcp::address& p) { detector::print("DOWN", p); });
+      d.on_up([&d](const dcp::address& p) {
+        if (d.heard(p)) detector::print("UP", p);  // restored; a first contact is printed by the detector
+      });
+      for (auto& p : peers) d.monitor(p);
+    }
 
     std::optional<dcp::net::metrics_http_server> http;
     if (metrics_at)

@@ -372,6 +372,40 @@ TEST_CASE("swim: metadata reaches every member, and an update raises `updated` e
   CHECK_THROWS_AS(c.at(2)->set_metadata(bytes(cfg.max_metadata + 1, 'x')), dcp::error);
 }
 
+TEST_CASE("swim: with max_message_size, every message fits a sealed datagram; the cluster still converges and detects a crash (loss, many seeds)") {
+  // 1,400-byte datagram less the 12-byte frame header and the keyring seal
+  // (40-byte prefix, 16-byte tag): the frame bound of udp:keyring. The
+  // simulated wire refuses any larger frame, as the UDP transport does.
+  const std::size_t sealed_frame = 1400 - 12 - 40 - 16;
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 4); ++seed) {
+    CAPTURE(seed);
+    const std::uint32_t n = 12;
+    auto net = lossy(0.02);
+    net.limits.max_frame_size = sealed_frame;
+    auto cfg = fast_push_pull({});
+    cfg.max_message_size = sealed_frame;
+    cfg.metadata = bytes(400, std::uint8_t{'m'});  // eight updates of this size are 3.5 KB: most wait
+    cluster c(seed, net, n, cfg);
+    c.w.run_for(40s);
+    CHECK(c.converged(range(n)));
+    CHECK(c.w.metrics().drops(sid, errc::frame_too_large) == 0);
+    CHECK(c.counter("piggyback_deferred") > 0);  // the bound was reached, and held
+    CHECK(c.counter("push_pull_truncated") > 0);
+    c.w.crash(n - 1);
+    c.w.run_for(30s);
+    CHECK(c.converged(range(n, n - 1)));
+    for (std::uint32_t i = 0; i + 1 < n; ++i) {
+      auto m = c.at(i)->member(address::sim(n - 1));
+      CHECK((m && m->state == member_state::dead));
+    }
+    CHECK(c.w.metrics().drops(sid, errc::frame_too_large) == 0);
+    CHECK(*c.violations == 0);
+  }
+  membership::swim_config small;
+  small.max_message_size = small.max_metadata + 255;  // no room for the buddy suspicion and a full update
+  CHECK_THROWS_AS(small.validate(), dcp::error);
+}
+
 TEST_CASE("swim: events run after the call, never inside it") {
   simulator w(1, lossy(0));
   bool inside = false;

@@ -112,6 +112,16 @@ struct swim_config {
   std::size_t max_metadata = 512;      ///< bytes (memberlist's MetaMaxSize)
   std::size_t max_members = 4096;      ///< members table, this node excluded
   std::size_t max_piggyback = 8;       ///< updates per message
+  /// Bytes of one message's payload; zero: no bound (a stream transport).
+  /// Over UDP, set it to the transport's frame bound (1,400-byte datagram
+  /// less the frame header and, sealed, the seal: 1,332 bytes), so that every
+  /// message fits one datagram: a ping, ack, nack or ping-req carries the
+  /// piggybacked updates that fit (the others wait for the next message), and
+  /// a push-pull carries this member and as many records as fit, from a
+  /// random place in the table (the rest reaches the peer by gossip and by
+  /// later exchanges). At least max_metadata + 256, so that the buddy
+  /// system's suspicion and one update, or this member's own record, always fit.
+  std::size_t max_message_size = 0;
   std::size_t max_pending_indirect = 64;  ///< PING-REQs being served at once
   std::uint64_t max_incarnation_jump = 1u << 16;  ///< a known member's incarnation rises by at most this per update
   std::size_t max_push_pull_replies = 16;  ///< push-pull answers per probe interval
@@ -135,6 +145,8 @@ struct swim_config {
     if (awareness_max < 1) throw error(errc::invalid_config, "swim: awareness_max must be >= 1");
     if (max_members < 1 || max_piggyback < 1 || max_pending_indirect < 1 || max_incarnation_jump < 1)
       throw error(errc::invalid_config, "swim: max_members, max_piggyback, max_pending_indirect, max_incarnation_jump must be >= 1");
+    if (max_message_size != 0 && max_message_size < max_metadata + 256)
+      throw error(errc::invalid_config, "swim: max_message_size must be 0 (no bound) or at least max_metadata + 256 bytes");
     if (metadata.size() > max_metadata) throw error(errc::invalid_config, "swim: metadata larger than max_metadata");
     if (push_pull_interval < duration::zero() || dead_retention < duration::zero() || leave_timeout < duration::zero())
       throw error(errc::invalid_config, "swim: push_pull_interval, dead_retention and leave_timeout must be >= 0");
@@ -437,7 +449,7 @@ class swim {
     } else {
       ++push_pull_replies_;
       env_.count(m.join ? "joins_answered" : "push_pulls_answered");
-      env_.send(from, swim_msg::push_pull{false, true, local_state()});
+      env_.send(from, swim_msg::push_pull{false, true, local_state()});  // bounded by max_message_size
     }
   }
 
@@ -637,13 +649,43 @@ class swim {
       arm_push_pull();
     });
   }
-  std::vector<swim_msg::member_record> local_state() const {
+  std::vector<swim_msg::member_record> local_state() {
     std::vector<swim_msg::member_record> out;
     out.reserve(members_.size() + 1);
     out.push_back({env_.self(), static_cast<std::uint8_t>(leaving_ ? member_state::left : member_state::alive), incarnation_,
                    cfg_.metadata});
-    for (auto& [a, m] : members_) out.push_back({a, static_cast<std::uint8_t>(m.state), m.incarnation, m.meta});
+    if (cfg_.max_message_size == 0) {
+      for (auto& [a, m] : members_) out.push_back({a, static_cast<std::uint8_t>(m.state), m.incarnation, m.meta});
+      return out;
+    }
+    // Bounded (a datagram): this member, then records from a random place in
+    // the table, wrapping around, while they fit; a later exchange starts elsewhere.
+    std::size_t used = message_envelope + encoded_size(out.front());
+    const std::size_t start = members_.empty() ? 0 : env_.rng().below(members_.size());
+    auto it = members_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(start));
+    for (std::size_t i = 0; i < members_.size(); ++i, ++it) {
+      if (it == members_.end()) it = members_.begin();
+      swim_msg::member_record r{it->first, static_cast<std::uint8_t>(it->second.state), it->second.incarnation, it->second.meta};
+      const std::size_t size = encoded_size(r);
+      if (used + size > cfg_.max_message_size) {
+        env_.count("push_pull_truncated");
+        break;
+      }
+      used += size;
+      out.push_back(std::move(r));
+    }
     return out;
+  }
+  /// What a message holds besides its updates or records (seq, a target
+  /// address, flags, the list's length), with room to spare, IP addresses.
+  static constexpr std::size_t message_envelope = 64;
+  template <class T>
+  static std::size_t encoded_size(const T& v) {
+    bytes b;
+    wire::output_archive ar(b);
+    ar(v);
+    return b.size();
   }
   /// memberlist's mergeState: a remote Dead becomes our Suspect (we let the
   /// member refute rather than take one member's word for its death). A
@@ -875,7 +917,26 @@ class swim {
                         return a.transmits != b.transmits ? a.transmits < b.transmits : a.order > b.order;
                       });
     const std::size_t limit = retransmit_limit();
+    // Bounded by max_message_size (a datagram): the updates that fit go, the
+    // others wait, still least sent, for the next message.
+    std::size_t used = message_envelope;
+    if (cfg_.max_message_size != 0)
+      for (auto& u : out) used += encoded_size(u);
     for (std::size_t i = 0; i < take; ++i) {
+      if (cfg_.max_message_size != 0) {
+        const std::size_t size = encoded_size(queue_[i].update);
+        if (message_envelope + size + 128 > cfg_.max_message_size) {
+          // Fits no message (a host-name address, say): never sendable, so dropped.
+          env_.count("updates_too_large");
+          queue_[i].transmits = limit;
+          continue;
+        }
+        if (used + size > cfg_.max_message_size) {
+          env_.count("piggyback_deferred");
+          continue;
+        }
+        used += size;
+      }
       out.push_back(queue_[i].update);
       ++queue_[i].transmits;
     }
