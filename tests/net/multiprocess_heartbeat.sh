@@ -26,7 +26,8 @@ new_key_file "$dir/cluster.keys"
 new_key_file "$dir/other.keys"
 
 start() {  # start node i (appending to its output) [with transport T instead of the cluster's key]
-  local i=$1 args=(--listen "$(addr "$i")" --interval 100ms --timeout 500ms --transport "${2:-keyring:$dir/cluster.keys}")
+  local i=$1  # its own statement: in "local i=$1 args=(... $i ...)" the args would see the caller's i
+  local args=(--listen "$(addr "$i")" --interval 100ms --timeout 500ms --transport "${2:-keyring:$dir/cluster.keys}")
   for j in 0 1 2; do [ "$j" != "$i" ] && args+=(--peer "$(addr "$j")"); done
   "$bin" "${args[@]}" >>"$dir/out$i" 2>>"$dir/err$i" &
   pids[$i]=$!
