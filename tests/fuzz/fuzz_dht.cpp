@@ -1,5 +1,6 @@
 // libFuzzer target: the DHT chapter's message sets. Byte 0 picks Chord,
-// Kademlia, Pastry, or the replicated store (dht/store.hpp over Kademlia);
+// Kademlia, Pastry, CAN, Tapestry, or the replicated store (dht/store.hpp
+// over Kademlia);
 // four nodes join through node 0, then the steps of fuzz_support.hpp forge
 // routing messages (lookups, replies, joins, leaf sets, rows, probes, state
 // exchanges) or store messages (puts with absurd TTLs and versions, gets,
@@ -9,7 +10,8 @@
 //
 // Checked after every step: every table within its stated bound (Chord's
 // successor list and fingers, Kademlia's buckets of k, Pastry's leaf set and
-// routing table, the store's max_items), and memory: the heap may rise by
+// routing table, CAN's neighbours and zones, Tapestry's table, pointers and
+// backpointers, the store's max_items), and memory: the heap may rise by
 // at most 8 MiB + 64 bytes per input byte while an input runs.
 #include <cstddef>
 #include <cstdint>
@@ -76,6 +78,13 @@ void run(fuzz::input& in, Config cfg, dht::store_config scfg = {}) {
           } else if constexpr (std::is_same_v<R, dht::kademlia<E>>) {
             for (int b = 0; b < static_cast<int>(node_id::bits); ++b)
               if (r.bucket(b).size() > cfg.k) fuzz::fail("kademlia: a bucket holds more than k contacts");
+          } else if constexpr (std::is_same_v<R, dht::can<E>>) {
+            if (r.neighbours().size() > cfg.max_neighbours) fuzz::fail("can: neighbours past max_neighbours");
+            if (r.zones().size() > cfg.max_zones) fuzz::fail("can: zones past max_zones");
+          } else if constexpr (std::is_same_v<R, dht::tapestry<E>>) {
+            if (r.table_entries() > R::levels * R::base * cfg.entries_per_slot) fuzz::fail("tapestry: table past its size");
+            if (r.pointer_count() > cfg.max_pointers) fuzz::fail("tapestry: pointers past max_pointers");
+            if (r.backpointers().size() > cfg.max_backpointers) fuzz::fail("tapestry: backpointers past max_backpointers");
           } else {
             if (r.leaves().size() > 2 * cfg.max_leaf_side) fuzz::fail("pastry: leaf set past 2 x max_leaf_side");
             if (r.table_entries() > node_id::bits / cfg.b * (std::size_t{1} << cfg.b)) fuzz::fail("pastry: routing table past its size");
@@ -90,10 +99,12 @@ void run(fuzz::input& in, Config cfg, dht::store_config scfg = {}) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   fuzz::memory_bound bound(8u << 20, 64, size);
   fuzz::input in(data, size);
-  switch (in.byte() % 4) {
+  switch (in.byte() % 6) {
     case 0: run<dht::chord<E>>(in, dht::chord_config{}); break;
     case 1: run<dht::kademlia<E>>(in, dht::kademlia_config{}); break;
     case 2: run<dht::pastry<E>>(in, dht::pastry_config{}); break;
+    case 3: run<dht::can<E>>(in, dht::can_config{}); break;
+    case 4: run<dht::tapestry<E>>(in, dht::tapestry_config{}); break;
     default: {
       dht::store_config scfg;
       scfg.max_items = 32;
