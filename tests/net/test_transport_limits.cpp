@@ -218,4 +218,117 @@ TEST_CASE("net limits: a read buffer grown for a large frame shrinks once it is 
   CHECK(b.transport().read_buffer_bytes() <= (128u << 10));
 }
 
+/// A peer that accepts connections and never reads (until told to): what a
+/// node's send queues to it can only grow against. Its receive buffer is
+/// small (inherited by accepted sockets), so the kernel soon stops taking
+/// bytes for it.
+struct stalled_peer {
+  explicit stalled_peer(asio::io_context& io) : acceptor(io) {
+    acceptor.open(asio::ip::tcp::v4());
+    acceptor.set_option(asio::socket_base::receive_buffer_size(4096));
+    acceptor.bind({asio::ip::make_address("127.0.0.1"), 0});
+    acceptor.listen();
+    addr = net::detail::to_address(acceptor.local_endpoint());
+    accept();
+  }
+  address self() const { return addr; }
+  void accept() {
+    acceptor.async_accept([this](std::error_code ec, asio::ip::tcp::socket s) {
+      if (ec) return;
+      sockets.push_back(std::make_unique<asio::ip::tcp::socket>(std::move(s)));
+      if (reading) read(*sockets.back());
+      accept();
+    });
+  }
+  void start_reading() {
+    reading = true;
+    for (auto& s : sockets) read(*s);
+  }
+  void read(asio::ip::tcp::socket& s) {
+    s.async_read_some(asio::buffer(buf), [this, &s](std::error_code ec, std::size_t) {
+      if (!ec) read(s);
+    });
+  }
+  void close() {
+    std::error_code ignored;
+    acceptor.close(ignored);
+    for (auto& s : sockets) s->close(ignored);
+  }
+  asio::ip::tcp::acceptor acceptor;
+  address addr;
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> sockets;
+  bool reading = false;
+  std::array<std::uint8_t, 64 * 1024> buf{};
+};
+
+TEST_CASE("net limits: many stalled peers cannot make a node buffer more than max_buffered_bytes; it frees as they read or close") {
+  asio::io_context io;
+  auto cfg = loopback_config();
+  cfg.limits.max_frame_size = 16u << 10;
+  cfg.limits.max_queued_bytes_per_peer = 64u << 10;
+  cfg.max_buffered_bytes = 256u << 10;  // 16 peers x 64 KiB would be 1 MiB
+  cfg.reconnect.initial = 10ms;
+  cfg.reconnect.max = 20ms;
+  cfg.reconnect.give_up_after_attempts = 2;  // a closed peer's queue is dropped soon
+  net::node a(io, cfg);
+  auto& ea = a.add<echo>(echo_id);
+  a.start();
+  std::vector<std::unique_ptr<stalled_peer>> peers;
+  for (int i = 0; i < 16; ++i) peers.push_back(std::make_unique<stalled_peer>(io));
+
+  // The pool is the sum of every queue, and never above the budget.
+  auto accounted = [&] {
+    std::size_t sum = 0;
+    for (auto& p : peers) sum += a.queued_bytes(p->self());
+    const std::size_t pool = a.transport().buffered_bytes();
+    CHECK(pool == sum);
+    CHECK(pool <= cfg.max_buffered_bytes);
+    return pool;
+  };
+  auto refused = [&] { return a.metrics().counter(0, "buffered_bytes_refused"); };
+  const std::string body(8u << 10, 'b');
+
+  // Send to every peer, round after round, while the io_context runs: the
+  // kernel takes a little, then the queues fill, and past the budget sends
+  // are refused though each peer's own queue still has room.
+  bool refused_with_room = false;
+  std::size_t peak = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!refused_with_room && std::chrono::steady_clock::now() < deadline) {
+    for (auto& p : peers) {
+      const auto before = refused();
+      const bool room = a.queued_bytes(p->self()) + body.size() + 64 <= cfg.limits.max_queued_bytes_per_peer;
+      if (!ea.tell(p->self(), body) && refused() == before + 1 && room) refused_with_room = true;
+      peak = std::max(peak, accounted());
+    }
+    io.restart();
+    io.run_for(std::chrono::milliseconds(2));
+    peak = std::max(peak, accounted());
+  }
+  REQUIRE(refused_with_room);
+  CHECK(refused() > 0);
+  CHECK(a.metrics().drops(echo_id, errc::queue_full) >= static_cast<std::uint64_t>(refused()));
+  CHECK(peak > cfg.max_buffered_bytes - (2 * body.size() + 64));  // it did fill up to the budget
+  MESSAGE("peak buffered " << peak << " of " << cfg.max_buffered_bytes << "; refused " << refused());
+
+  // Half the peers start reading, the other half close: every byte comes back.
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    if (i % 2 == 0) peers[i]->start_reading();
+    else peers[i]->close();
+  }
+  REQUIRE(run_until(io, [&] { return accounted() == 0; }));
+  // And the budget is there again for whoever reads.
+  REQUIRE(ea.tell(peers[0]->self(), body));
+  CHECK(accounted() > 0);
+  REQUIRE(run_until(io, [&] { return accounted() == 0; }));
+}
+
+TEST_CASE("net limits: max_buffered_bytes below one peer's queue is refused with a clear error") {
+  auto cfg = loopback_config();
+  cfg.max_buffered_bytes = cfg.limits.max_queued_bytes_per_peer - 1;
+  CHECK_THROWS_WITH_AS(cfg.validate(), doctest::Contains("max_buffered_bytes"), dcp::error);
+  cfg.max_buffered_bytes = cfg.limits.max_queued_bytes_per_peer;
+  CHECK_NOTHROW(cfg.validate());
+}
+
 }  // namespace test_transport_limits

@@ -289,6 +289,34 @@ TEST_CASE("udp: queues are bounded per peer and in the number of peers; host nam
   CHECK_THROWS_AS(net::plaintext_udp_node(io, adv), dcp::error);
 }
 
+TEST_CASE("udp: the datagrams queued for all peers together stay within max_buffered_bytes, and drain to 0") {
+  asio::io_context io;
+  auto cfg = loopback_config();
+  cfg.limits.max_frame_size = 1024;
+  cfg.limits.max_queued_bytes_per_peer = 4096;
+  cfg.max_buffered_bytes = 8192;  // 8 peers x 4 KiB would be 32 KiB
+  net::plaintext_udp_node a(io, cfg);
+  auto& ea = a.add<echo>(echo_id);
+  a.start();
+  // The io_context does not run: nothing leaves.
+  std::size_t accepted = 0, refused_with_room = 0;
+  for (int round = 0; round < 10; ++round)
+    for (std::uint16_t p = 1; p <= 8; ++p) {
+      const bool room = a.queued_bytes(address::loopback(p)) + 600 <= cfg.limits.max_queued_bytes_per_peer;
+      if (ea.tell(address::loopback(p), std::string(500, 'q'))) ++accepted;
+      else if (room) ++refused_with_room;
+      CHECK(a.transport().buffered_bytes() <= cfg.max_buffered_bytes);
+    }
+  std::size_t sum = 0;
+  for (std::uint16_t p = 1; p <= 8; ++p) sum += a.queued_bytes(address::loopback(p));
+  CHECK(a.transport().buffered_bytes() == sum);
+  CHECK(refused_with_room > 0);
+  CHECK(a.metrics().counter(0, "buffered_bytes_refused") >= static_cast<std::int64_t>(refused_with_room));
+  CHECK(accepted * note_frame(std::string(500, 'q')).size() == sum);
+  REQUIRE(run_until(io, [&] { return a.transport().buffered_bytes() == 0; }));
+  CHECK(a.connections() == 0);
+}
+
 TEST_CASE("udp: what dht_node sends over UDP fits one default datagram (Kademlia at k = 20, the store's bounded messages)") {
   // examples/dht_node.cpp runs Kademlia and the store over 1,400-byte
   // datagrams with keys <= 128 B, values <= 1 KiB and 24 summaries per sync

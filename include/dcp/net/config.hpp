@@ -86,6 +86,16 @@ struct config {
   /// "connections_refused_per_ip"); 0: no cap. Loopback clusters and peers
   /// behind one NAT share an address: keep it above their number.
   std::size_t max_inbound_per_ip = 256;
+  /// Bytes queued for sending on all connections together (frames waiting
+  /// plus writes in flight; UDP: datagrams queued). Each queue is bounded by
+  /// limits.max_queued_bytes_per_peer, but that times max_outbound_connections
+  /// plus limits.max_connections is no bound at all (16 GiB and more by
+  /// default): peers that never read could make the node hold it. Past this,
+  /// send() refuses the frame before encoding it (errc::queue_full for its
+  /// protocol, and counter "buffered_bytes_refused" of protocol 0); bytes
+  /// come back as they are written or their connection closes. At least
+  /// limits.max_queued_bytes_per_peer.
+  std::size_t max_buffered_bytes = 256u << 20;
   /// Where env.disk() keeps its files; none: an in-memory disk (lost at exit).
   std::optional<std::filesystem::path> data_dir;
   /// Where logs go; empty: logging is off and costs one branch.
@@ -116,6 +126,12 @@ struct config {
     if (idle_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: idle_timeout must be > 0");
     if (max_outbound_connections == 0)
       throw error(errc::invalid_config, "net::config: max_outbound_connections must be > 0");
+    if (max_buffered_bytes < limits.max_queued_bytes_per_peer)
+      throw error(errc::invalid_config,
+                  "net::config: max_buffered_bytes (" + std::to_string(max_buffered_bytes) +
+                      ") must be >= limits.max_queued_bytes_per_peer (" +
+                      std::to_string(limits.max_queued_bytes_per_peer) +
+                      "): the node-wide budget must hold at least one full queue");
     if (data_dir && data_dir->empty()) throw error(errc::invalid_config, "net::config: data_dir is set but empty");
   }
 };

@@ -47,6 +47,10 @@
 //     plus the write in flight) above limits.max_queued_bytes_per_peer is
 //     dropped, counted as errc::queue_full for its protocol, and send()
 //     returns false. Frames already queued are kept (FIFO is preserved).
+//   - node full: the same, when the frame would take the bytes queued on all
+//     connections together (buffered_bytes()) above config::max_buffered_bytes;
+//     also counted as "buffered_bytes_refused" of protocol 0. Both checks
+//     come before the frame is encoded.
 //   - a failed connection attempt is retried with exponential back-off and
 //     jitter (reconnect_policy); past the policy's bound the transport gives
 //     up: it drops the queue (each frame counted as errc::peer_unreachable)
@@ -231,6 +235,9 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     // fit is taken back below.
     if (l.queued() + wire::header_size + Security::overhead > cfg_.limits.max_queued_bytes_per_peer)
       return refuse(protocol, errc::queue_full);
+    // ... and the node's, across every connection (the same check: before encoding).
+    settle(l);
+    if (pool_->bytes + wire::header_size + Security::overhead > cfg_.max_buffered_bytes) return refuse_buffered(protocol);
     const std::size_t at = l.pending.size();
     if (auto ec = net::encode_frame(protocol, src, l.pending, cfg_.limits)) return refuse(protocol, ec);
     const std::size_t frame = l.pending.size() - at;
@@ -238,6 +245,11 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       l.pending.resize(at);
       return refuse(protocol, errc::queue_full);
     }
+    if (pool_->bytes + frame + Security::overhead > cfg_.max_buffered_bytes) {
+      l.pending.resize(at);
+      return refuse_buffered(protocol);
+    }
+    settle(l);
     metrics_.sent(protocol, src.type, frame);
     kick(l);
     return true;
@@ -255,6 +267,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if (auto it = routes_.find(peer); it != routes_.end()) n += it->second->queued();
     return n;
   }
+  /// Bytes queued for sending on all connections together (what
+  /// config::max_buffered_bytes bounds); 0 once every queue has drained and
+  /// every closed connection's handlers have run.
+  std::size_t buffered_bytes() const noexcept { return pool_->bytes; }
   /// Inbound connections open now (what limits.max_connections bounds).
   std::size_t inbound_connections() const noexcept { return inbound_.size(); }
   /// Outbound connections open now (what config::max_outbound_connections bounds).
@@ -318,6 +334,17 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   bool refuse(protocol_id protocol, std::error_code ec) {
     metrics_.dropped(protocol, ec);
     return false;
+  }
+  bool refuse_buffered(protocol_id protocol) {
+    metrics_.add(detail::transport_protocol, "buffered_bytes_refused", 1);
+    return refuse(protocol, errc::queue_full);
+  }
+  /// Charges (or credits) the node's pool with what changed in l's queue
+  /// since the last call. Called wherever a queue grows or shrinks; a link
+  /// that dies gives back what it was charged (detail::link's destructor).
+  void settle(detail::link& l) noexcept {
+    if (!l.pool) l.pool = pool_;
+    l.settle();
   }
 
   template <class... Args>
@@ -395,6 +422,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       if (!ec && n == l.pending.size()) {
         l.pending.clear();
         l.seal.sealed_prefix = 0;
+        settle(l);
         continue;
       }
       write(l, ec ? 0 : n);  // the rest, without moving it
@@ -415,6 +443,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     }
     auto written = [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
                        const std::error_code& ec, std::size_t) { self->on_written(lp, gen, ec); };
+    settle(l);  // sealing grew the queue
     if constexpr (Security::layered) asio::async_write(sec_.stream(l), buffers, keep_layer(l, std::move(written)));
     else asio::async_write(l.socket, buffers, std::move(written));
   }
@@ -431,6 +460,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     const bool oversized = l.writing.capacity() > keep_capacity && l.writing.size() < l.writing.capacity() / 8;
     l.writing.clear();
     if (oversized) l.writing.shrink_to_fit();
+    settle(l);
     if (!l.up) return;  // closed, or not reconnected yet
     if (!stale && ec) return link_failed(l, {}, ec.message());
     kick(l);  // more frames, or a new connection that waited for this buffer
@@ -672,6 +702,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       const byte_view sealed(p.pending.data(), p.seal.sealed_prefix);
       count_lost(sealed, errc::connection_closed);
       p.pending.erase(p.pending.begin(), p.pending.begin() + static_cast<std::ptrdiff_t>(p.seal.sealed_prefix));
+      settle(p);
     }
     p.seal = {};
     p.layer.reset();  // its pending handlers keep their own reference until they have run
@@ -725,6 +756,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     log(log_level::info, "giving up on ", addr, " after ", p.failures, " failed connection attempts");
     count_lost(p.pending, errc::peer_unreachable);
     p.pending.clear();
+    settle(p);
     metrics_.add(detail::transport_protocol, "peers_unreachable", 1);
     auto pp = shared(p);  // keep it alive past the erase
     close_socket(p);
@@ -829,6 +861,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
           ": ", why.message(), " (", detail_text, ")");
     count_lost(c.pending, errc::connection_closed);
     c.pending.clear();
+    settle(c);
     std::error_code ignored;
     c.socket.close(ignored);
     c.timer.cancel();
@@ -1034,6 +1067,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_;
   asio::steady_timer sweep_timer_;  // read and idle time-outs
+  std::shared_ptr<detail::byte_pool> pool_ = std::make_shared<detail::byte_pool>();  // config::max_buffered_bytes
   std::map<asio::ip::address, std::size_t> per_ip_;  // inbound connections by remote IP
   address self_;
   bytes hello_frame_;

@@ -58,7 +58,10 @@
 //     errc::queue_full for its protocol, and send() returns false; so is one
 //     for a new peer when config::max_outbound_connections peers already have
 //     datagrams queued (what bounds the memory all queues take together). The
-//     queue is checked before the frame is encoded.
+//     queue is checked before the frame is encoded; so is the node's budget:
+//     a frame that would take the bytes queued for all peers together above
+//     config::max_buffered_bytes is refused the same way, and also counted
+//     as "buffered_bytes_refused" of protocol 0.
 //   - a send the kernel refuses (no route, say) drops that datagram, counted
 //     for its protocol under the system's error.
 //   - frames to the node's own address are delivered locally (posted).
@@ -230,6 +233,7 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
     socket_.close(ignored);
     queue_.clear();
     queued_.clear();
+    buffered_ = 0;
   }
 
   template <wire::Message M>
@@ -250,14 +254,18 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
     if (before + wire::header_size + Security::overhead > cfg_.limits.max_queued_bytes_per_peer)
       return refuse(protocol, errc::queue_full);
     if (q == queued_.end() && queued_.size() >= cfg_.max_outbound_connections) return refuse(protocol, errc::queue_full);
+    // ... and the node's, across every peer (config::max_buffered_bytes).
+    if (buffered_ + wire::header_size + Security::overhead > cfg_.max_buffered_bytes) return refuse_buffered(protocol);
     datagram d{protocol, to, {}};
     if constexpr (Security::sealed) d.frame.resize(Security::prefix_size);  // the seal's header goes first
     if (auto ec = net::encode_frame(protocol, src, d.frame, frame_limits_)) return refuse(protocol, ec);
     if constexpr (Security::sealed) sec_.seal(d.frame, to);
     if (before + d.frame.size() > cfg_.limits.max_queued_bytes_per_peer) return refuse(protocol, errc::queue_full);
+    if (buffered_ + d.frame.size() > cfg_.max_buffered_bytes) return refuse_buffered(protocol);
     metrics_.sent(protocol, src.type, d.frame.size());
     if (q == queued_.end()) q = queued_.emplace(to, 0).first;
     q->second += d.frame.size();
+    buffered_ += d.frame.size();
     queue_.push_back(std::move(d));
     if (!delivering_ && !flush_posted_ && !waiting_writable_) {
       flush_posted_ = true;
@@ -275,6 +283,8 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   const udp_options& udp() const noexcept { return opts_; }
   /// Peers with datagrams queued (UDP holds no connections).
   std::size_t connections() const noexcept { return queued_.size(); }
+  /// Bytes queued for all peers together (what config::max_buffered_bytes bounds).
+  std::size_t buffered_bytes() const noexcept { return buffered_; }
   /// Bytes queued for `peer`: a sender's back-pressure signal.
   std::size_t queued_bytes(const address& peer) const noexcept {
     auto it = queued_.find(peer);
@@ -316,6 +326,10 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   bool refuse(protocol_id protocol, std::error_code ec) {
     metrics_.dropped(protocol, ec);
     return false;
+  }
+  bool refuse_buffered(protocol_id protocol) {
+    metrics_.add(detail::transport_protocol, "buffered_bytes_refused", 1);
+    return refuse(protocol, errc::queue_full);
   }
 
   template <class... Args>
@@ -362,7 +376,9 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   void unqueue(const datagram& d) {
     auto it = queued_.find(d.to);
     if (it == queued_.end()) return;
-    it->second -= std::min(it->second, d.frame.size());
+    const std::size_t n = std::min(it->second, d.frame.size());
+    it->second -= n;
+    buffered_ -= n;
     if (it->second == 0) queued_.erase(it);
   }
 
@@ -435,6 +451,7 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   address self_;
   std::deque<datagram> queue_;                        // every peer's datagrams, in the order sent
   std::unordered_map<address, std::size_t> queued_;   // bytes queued per peer (only peers with some)
+  std::size_t buffered_ = 0;                          // ... all together
   bool started_ = false;
   bool stopped_ = false;
   bool delivering_ = false;      // inside on_receive: sends wait for the flush after the batch

@@ -88,6 +88,14 @@ void for_each_frame(byte_view frames, F&& f) {
   }
 }
 
+/// The bytes queued for sending on all of a node's connections together
+/// (config::max_buffered_bytes). Shared with every link, so that a link a
+/// handler keeps alive after the transport let go of it still gives its
+/// bytes back when it dies: the sum cannot leak.
+struct byte_pool {
+  std::size_t bytes = 0;
+};
+
 /// One TCP connection, whichever side opened it: frames are read from it and
 /// may be written to it.
 struct link : std::enable_shared_from_this<link> {
@@ -95,8 +103,16 @@ struct link : std::enable_shared_from_this<link> {
       : socket(std::move(s)), reader(lim), inbound(accepted) {}
   link(const link&) = delete;
   link& operator=(const link&) = delete;
+  ~link() {
+    if (pool) pool->bytes -= charged;
+  }
 
   std::size_t queued() const noexcept { return pending.size() + writing.size(); }
+  /// Brings the pool up to date with what this link queues now.
+  void settle() noexcept {
+    if (pool) pool->bytes = pool->bytes - charged + queued();
+    charged = queued();
+  }
 
   asio::ip::tcp::socket socket;
   wire::frame_reader reader;
@@ -116,6 +132,8 @@ struct link : std::enable_shared_from_this<link> {
   // TLS), opaque here so that this header needs no OpenSSL; fresh for each
   // connection, kept alive by the handlers of its pending operations.
   std::shared_ptr<void> layer;
+  std::shared_ptr<byte_pool> pool;  // the node's; what queued() was when last settled is `charged`
+  std::size_t charged = 0;
 };
 
 /// The connection this node opens to a peer address, with its queue and back-off.
