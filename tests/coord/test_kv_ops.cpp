@@ -11,6 +11,7 @@
 #include "dcp/coord.hpp"
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
+#include "coord_service.hpp"
 
 namespace test_kv_ops {
 
@@ -312,53 +313,10 @@ using server_t = server<sim::env, raft_t>;
 using client_t = client<sim::env>;
 constexpr protocol_id raft_id = raft_t::default_id, coord_id = default_protocol_id;
 
-struct kv_service {
-  sim::simulator w;
-  std::vector<address> servers;
-  std::uint32_t replicas;
-
+/// R replicas, C clients (coord_service.hpp).
+struct kv_service : test::coord_service {
   kv_service(std::uint64_t seed, std::uint32_t r, std::uint32_t clients, double loss, server_config sc = {})
-      : w(seed, config(loss)), replicas(r) {
-    for (std::uint32_t i = 0; i < r; ++i) servers.push_back(address::sim(i));
-    consensus::raft_config rc;
-    rc.members = servers;
-    rc.election_timeout_min = 100ms;
-    rc.election_timeout_max = 200ms;
-    rc.heartbeat_interval = 30ms;
-    rc.snapshot_every = 16;  // snapshots (and their new state) travel within a seed
-    auto gen = std::make_shared<dcp::rng>(seed ^ 0xE7);
-    sc.entropy = [gen] { return (*gen)(); };
-    w.add_nodes(r, [rc, sc](sim::node_context& n) {
-      auto& raft = n.add<raft_t>(raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), machine{});
-      n.add<server_t>(coord_id, raft, sc);
-    });
-    client_config cc;
-    cc.servers = servers;
-    cc.ttl = 1s;
-    cc.keepalive_every = 200ms;
-    cc.request_timeout = 100ms;
-    cc.give_up_after = 2s;
-    w.add_nodes(clients, [cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
-    w.after_event([this] {
-      for (std::uint32_t i = 0; i < replicas; ++i)
-        if (auto* x = replica(i)) x->state_machine().check_invariants();
-    });
-  }
-  static sim::config config(double loss) {
-    sim::config c;
-    c.network.delay = sim::latency::uniform(1ms, 6ms);
-    c.network.loss = loss;
-    c.network.duplicate = loss;
-    c.network.reorder = 2 * loss;
-    return c;
-  }
-  client_t* client(std::uint32_t c) { return w.find<client_t>(replicas + c, coord_id); }
-  raft_t* replica(std::uint32_t i) { return w.find<raft_t>(i, raft_id); }
-  raft_t* leader() {
-    for (std::uint32_t i = 0; i < replicas; ++i)
-      if (auto* r = replica(i); r && r->is_leader()) return r;
-    return nullptr;
-  }
+      : coord_service(seed, {r, clients, loss, std::move(sc)}) {}
 };
 
 }  // namespace

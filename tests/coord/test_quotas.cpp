@@ -12,6 +12,7 @@
 #include "dcp/coord.hpp"
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
+#include "coord_service.hpp"
 
 namespace test_quotas {
 
@@ -307,50 +308,10 @@ using server_t = server<sim::env, raft_t>;
 using client_t = client<sim::env>;
 constexpr protocol_id raft_id = raft_t::default_id, coord_id = default_protocol_id;
 
-struct service {
-  sim::simulator w;
-  std::vector<address> servers;
-  std::uint32_t replicas;
-
+/// 3 replicas whose state is held to `max_snapshot_bytes`, C clients (coord_service.hpp).
+struct service : test::coord_service {
   service(std::uint64_t seed, std::uint32_t clients, double loss, server_config sc, std::size_t max_snapshot_bytes)
-      : w(seed, config(loss)), replicas(3) {
-    for (std::uint32_t i = 0; i < replicas; ++i) servers.push_back(address::sim(i));
-    consensus::raft_config rc;
-    rc.members = servers;
-    rc.election_timeout_min = 100ms;
-    rc.election_timeout_max = 200ms;
-    rc.heartbeat_interval = 30ms;
-    rc.snapshot_every = 16;  // snapshots (and restores from them) within a seed
-    rc.max_snapshot_bytes = max_snapshot_bytes;
-    auto gen = std::make_shared<dcp::rng>(seed ^ 0x51);
-    sc.entropy = [gen] { return (*gen)(); };
-    w.add_nodes(replicas, [rc, sc](sim::node_context& n) {
-      auto& raft = n.add<raft_t>(raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), machine{});
-      n.add<server_t>(coord_id, raft, sc);
-    });
-    client_config cc;
-    cc.servers = servers;
-    cc.ttl = 1s;
-    cc.keepalive_every = 200ms;
-    cc.request_timeout = 100ms;
-    cc.give_up_after = 3s;
-    w.add_nodes(clients, [cc](sim::node_context& n) { n.add<client_t>(coord_id, cc); });
-    w.after_event([this] {
-      for (std::uint32_t i = 0; i < replicas; ++i)
-        if (auto* x = replica(i)) x->state_machine().check_invariants();
-    });
-  }
-  static sim::config config(double loss) {
-    sim::config c;
-    c.network.delay = sim::latency::uniform(1ms, 6ms);
-    c.network.loss = loss;
-    c.network.duplicate = loss;
-    c.network.reorder = 2 * loss;
-    return c;
-  }
-  client_t* client(std::uint32_t c) { return w.find<client_t>(replicas + c, coord_id); }
-  address client_address(std::uint32_t c) const { return address::sim(replicas + c); }
-  raft_t* replica(std::uint32_t i) { return w.find<raft_t>(i, raft_id); }
+      : coord_service(seed, {3, clients, loss, std::move(sc), max_snapshot_bytes, 3s, 0x51}) {}
 };
 
 }  // namespace
