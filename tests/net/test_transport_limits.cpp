@@ -218,6 +218,45 @@ TEST_CASE("net limits: a read buffer grown for a large frame shrinks once it is 
   CHECK(b.transport().read_buffer_bytes() <= (128u << 10));
 }
 
+// Each read buffer is bounded by the frame it reads, but many callers that
+// each send most of a large frame would make the node hold them all. Past
+// max_read_buffer_bytes, the connection whose buffer would grow is closed.
+TEST_CASE("net limits: many callers each sending most of a large frame cannot take the read buffers past max_read_buffer_bytes") {
+  asio::io_context io;
+  auto cfg = loopback_config();
+  cfg.limits.max_frame_size = 1u << 20;
+  cfg.max_read_buffer_bytes = 4u << 20;  // the least allowed: twice (a largest frame and its header)
+  net::node b(io, cfg);
+  b.add<echo>(echo_id);
+  b.start();
+  std::vector<std::unique_ptr<raw_client>> callers;
+  for (int i = 0; i < 8; ++i)  // 8 x ~1 MiB of frames that never end
+    callers.push_back(std::make_unique<raw_client>(
+        io, b.self(), hello_from(address::loopback(static_cast<std::uint16_t>(10 + i))) + header_only(echo_id, 3, 1u << 20, 900u << 10)));
+  std::size_t most = 0;
+  run_until(io, [&] {
+    most = std::max(most, b.transport().read_buffer_bytes());
+    return false;
+  }, 1500ms);
+  CHECK(b.metrics().counter(0, "read_buffer_bytes_refused") > 0);
+  CHECK(b.transport().read_buffer_bytes() <= cfg.max_read_buffer_bytes);
+  // Between a buffer's growth and its connection's close, one growth more at most.
+  CHECK(most <= cfg.max_read_buffer_bytes + 2 * (cfg.limits.max_frame_size + wire::header_size));
+  std::size_t closed = 0;
+  for (auto& c : callers) closed += c->closed_by_peer;
+  CHECK(closed > 0);
+  CHECK(closed < callers.size());  // those within the budget still read
+  // When they all go, the sum returns to what no connection holds.
+  callers.clear();
+  REQUIRE(run_until(io, [&] { return b.transport().read_buffer_bytes() == 0; }, 3s));
+}
+
+TEST_CASE("net limits: max_read_buffer_bytes below two largest frames is refused with a clear error") {
+  auto cfg = loopback_config();
+  cfg.max_read_buffer_bytes = cfg.limits.max_frame_size;
+  CHECK_THROWS_WITH_AS(cfg.validate(), doctest::Contains("max_read_buffer_bytes"), dcp::error);
+}
+
 /// A peer that accepts connections and never reads (until told to): what a
 /// node's send queues to it can only grow against. Its receive buffer is
 /// small (inherited by accepted sockets), so the kernel soon stops taking

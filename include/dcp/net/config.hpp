@@ -12,6 +12,7 @@
 #include "dcp/core/error.hpp"
 #include "dcp/core/log.hpp"
 #include "dcp/core/time.hpp"
+#include "dcp/wire/frame.hpp"
 #include "dcp/wire/limits.hpp"
 
 namespace dcp::net {
@@ -96,6 +97,15 @@ struct config {
   /// come back as they are written or their connection closes. At least
   /// limits.max_queued_bytes_per_peer.
   std::size_t max_buffered_bytes = 256u << 20;
+  /// Bytes the connections' read buffers hold, all together. Each buffer is
+  /// bounded by the frame it is reading (limits.max_frame_size, and it
+  /// shrinks once that frame is delivered), but limits.max_connections
+  /// peers each sending most of a large frame would make the node hold
+  /// them all (4 GiB by default). A read that would grow a buffer past this
+  /// closes that connection instead (counter "read_buffer_bytes_refused" of
+  /// protocol 0). At least twice limits.max_frame_size (a buffer grows by
+  /// doubling), so one largest frame always fits.
+  std::size_t max_read_buffer_bytes = 256u << 20;
   /// Where env.disk() keeps its files; none: an in-memory disk (lost at exit).
   std::optional<std::filesystem::path> data_dir;
   /// Where logs go; empty: logging is off and costs one branch.
@@ -132,6 +142,12 @@ struct config {
                       ") must be >= limits.max_queued_bytes_per_peer (" +
                       std::to_string(limits.max_queued_bytes_per_peer) +
                       "): the node-wide budget must hold at least one full queue");
+    if (max_read_buffer_bytes < 2 * (std::size_t{limits.max_frame_size} + wire::header_size))
+      throw error(errc::invalid_config,
+                  "net::config: max_read_buffer_bytes (" + std::to_string(max_read_buffer_bytes) +
+                      ") must be >= 2 x (limits.max_frame_size + the frame header) (" +
+                      std::to_string(2 * (std::size_t{limits.max_frame_size} + wire::header_size)) +
+                      "): one largest frame must fit");
     if (data_dir && data_dir->empty()) throw error(errc::invalid_config, "net::config: data_dir is set but empty");
   }
 };

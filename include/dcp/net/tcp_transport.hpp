@@ -276,12 +276,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// Outbound connections open now (what config::max_outbound_connections bounds).
   std::size_t outbound_connections() const noexcept { return outbound_open_; }
   /// Bytes the connections' read buffers hold allocated, all together.
-  std::size_t read_buffer_bytes() const noexcept {
-    std::size_t n = 0;
-    for (auto& c : inbound_) n += c->reader.capacity();
-    for (auto& [a, p] : peers_) n += p->reader.capacity();
-    return n;
-  }
+  std::size_t read_buffer_bytes() const noexcept { return pool_->read_bytes; }
   /// The security policy (the keyring, for keyring_transport).
   Security& security() noexcept { return sec_; }
   const Security& security() const noexcept { return sec_; }
@@ -475,9 +470,18 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   // ---- reading (both directions) ----
 
   void read(detail::link& l) {
+    const auto had = l.reader.capacity();
+    const auto buffer = asio::buffer(l.reader.prepare(l.read_size), l.read_size);
+    if (l.reader.capacity() != had) {
+      settle(l);
+      if (l.reader.capacity() > had && pool_->read_bytes > cfg_.max_read_buffer_bytes) {
+        metrics_.add(detail::transport_protocol, "read_buffer_bytes_refused", 1);
+        return link_failed(l, errc::frame_too_large,
+                           "its frame would take the node's read buffers past config::max_read_buffer_bytes");
+      }
+    }
     auto received = [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
                         const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); };
-    const auto buffer = asio::buffer(l.reader.prepare(l.read_size), l.read_size);
     if constexpr (Security::layered) sec_.stream(l).async_read_some(buffer, keep_layer(l, std::move(received)));
     else l.socket.async_read_some(buffer, std::move(received));
   }
@@ -580,7 +584,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     else if (whole_frame || l.frame_started == time_point{}) l.frame_started = l.last_active;
     // A buffer grown for a large frame is given back once that frame is
     // delivered: a peer's memory is what its current frame needs.
-    if (l.reader.capacity() > 2 * l.read_size) l.reader.shrink(l.read_size);
+    if (l.reader.capacity() > 2 * l.read_size) l.reader.shrink(l.read_size), settle(l);
     read(l);
   }
 
@@ -676,6 +680,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if constexpr (!Security::authenticated) p.failures = 0;  // authenticated: once the peer's welcome arrives
     p.hello_sent = false;
     p.reader = wire::frame_reader(frame_limits());
+    settle(p);  // the last connection's read buffer is gone
     p.read_size = read_chunk;
     p.last_active = detail::steady_now();
     p.frame_started = {};

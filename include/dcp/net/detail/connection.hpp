@@ -89,11 +89,13 @@ void for_each_frame(byte_view frames, F&& f) {
 }
 
 /// The bytes queued for sending on all of a node's connections together
-/// (config::max_buffered_bytes). Shared with every link, so that a link a
+/// (config::max_buffered_bytes), and the bytes their read buffers hold
+/// (config::max_read_buffer_bytes). Shared with every link, so that a link a
 /// handler keeps alive after the transport let go of it still gives its
-/// bytes back when it dies: the sum cannot leak.
+/// bytes back when it dies: the sums cannot leak.
 struct byte_pool {
   std::size_t bytes = 0;
+  std::size_t read_bytes = 0;
 };
 
 /// One TCP connection, whichever side opened it: frames are read from it and
@@ -104,14 +106,19 @@ struct link : std::enable_shared_from_this<link> {
   link(const link&) = delete;
   link& operator=(const link&) = delete;
   ~link() {
-    if (pool) pool->bytes -= charged;
+    if (pool) pool->bytes -= charged, pool->read_bytes -= read_charged;
   }
 
   std::size_t queued() const noexcept { return pending.size() + writing.size(); }
-  /// Brings the pool up to date with what this link queues now.
+  /// Brings the pool up to date with what this link queues now, and with
+  /// what its read buffer holds.
   void settle() noexcept {
-    if (pool) pool->bytes = pool->bytes - charged + queued();
+    if (pool) {
+      pool->bytes = pool->bytes - charged + queued();
+      pool->read_bytes = pool->read_bytes - read_charged + reader.capacity();
+    }
     charged = queued();
+    read_charged = reader.capacity();
   }
 
   asio::ip::tcp::socket socket;
@@ -134,6 +141,7 @@ struct link : std::enable_shared_from_this<link> {
   std::shared_ptr<void> layer;
   std::shared_ptr<byte_pool> pool;  // the node's; what queued() was when last settled is `charged`
   std::size_t charged = 0;
+  std::size_t read_charged = 0;  // reader.capacity() when last settled
 };
 
 /// The connection this node opens to a peer address, with its queue and back-off.
