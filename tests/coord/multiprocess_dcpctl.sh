@@ -72,6 +72,18 @@ ctl 0 get foo
 expect "get" "$out" $'foo\nbar'
 ctl 0 get missing
 expect "get missing" "$out" ""
+
+# Strangers: a client holding another key, and one in plaintext, are refused
+# and change nothing (issue #11: an unauthenticated process cannot use the service).
+new_key_file "$dir/other.keys"
+for t in "keyring:$dir/other.keys" plaintext; do
+  DCP_TRANSPORT=$t ctl 1 put intruder "$t" --timeout 1s
+  DCP_TRANSPORT=$t ctl 1 lock L --timeout 1s -- true
+done
+ctl 0 get intruder
+expect "a stranger's put" "$out" ""
+ctl 0 get foo
+expect "get after the strangers" "$out" $'foo\nbar'
 ctl 0 put svc/a 1
 ctl 0 put svc/b 'two words'
 ctl 0 get --prefix svc/

@@ -5,7 +5,9 @@
 #      the overlay (links both ends list) becomes connected;
 #   2. one broadcast and a Push-Sum epoch: every process delivers the
 #      broadcast, and every process's average is within 1e-6 (relative) of
-#      the true average of all N values;
+#      the true average of all N values; then a process holding another key
+#      and one in plaintext try to join and broadcast: neither joins, nobody
+#      lists or hears them;
 #   3. a third of the processes, the contact among them, are killed (SIGKILL),
 #      and one more is frozen (SIGSTOP: its sockets stay open, so only
 #      keep-alive silence reveals it); the survivors' active views drop every
@@ -129,6 +131,34 @@ wait_for 40 all has_converged 1 || fail "Push-Sum epoch 1 did not converge at ev
 truth=$(true_average)
 worst=$(check_estimates CONVERGED 1 "$truth") || exit 1
 echo "ok Push-Sum epoch 1: every node's average within $worst of $truth ($(elapsed))"
+
+# 2b. Strangers: a process holding another key, and one in plaintext, try to
+# join through node 1 and broadcast. Neither joins, nobody lists or hears
+# them, and the overlay is as it was.
+new_key_file "$dir/other.keys"
+strangers=("$n" "$((n + 1))")
+for k in "${strangers[@]}"; do
+  t=plaintext
+  ((k == n)) && t="keyring:$dir/other.keys"
+  "$bin" --listen 127.0.0.1:0 --value 1000000 --round 50ms --contact "${addr[1]}" --transport "$t" >"$dir/out$k" 2>"$dir/err$k" &
+  pids[$k]=$!
+done
+wait_for 20 listening "$n" && wait_for 20 listening "$((n + 1))" || fail "the strangers did not start"
+sleep 2
+for k in "${strangers[@]}"; do kill -USR1 "${pids[$k]}"; done
+sleep 2
+for k in "${strangers[@]}"; do
+  a=$(grep '^LISTEN ' "$dir/out$k" | cut -d' ' -f2)
+  joined "$k" && fail "a stranger ($a) joined the overlay"
+  for i in $(live); do
+    grep -qF "bcast-1@$a" "$dir/out$i" && fail "node $i delivered a stranger's broadcast"
+    grep '^VIEW' "$dir/out$i" | grep -qwF "$a" && fail "node $i listed a stranger ($a) in its view"
+  done
+  kill -9 "${pids[$k]}" 2>/dev/null
+  wait "${pids[$k]}" 2>/dev/null
+done
+overlay_ok || fail "the overlay changed while strangers knocked"
+echo "ok a stranger with another key and one in plaintext were refused, nothing changed ($(elapsed))"
 
 # 3. Kill a third, the contact among them.
 for ((i = 0; i < n; i += 3)); do
