@@ -313,6 +313,30 @@ TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far a
   CHECK(w.get(2, "k") == std::pair<std::error_code, std::string>{{}, "good"});
 }
 
+// A get's answers count only from the replicas it asked: a stranger that
+// guesses its nonce (nonces are sequential) cannot answer for them, neither
+// with a newer value nor by finishing the get before they do.
+TEST_CASE("store: a get believes answers only from the replicas it asked") {
+  using K = kv<dht::chord<sim::env>>;
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    CAPTURE(seed);
+    K w(40 + seed, 6, K::fast_store());
+    auto [ec, ver] = w.put(1, "k", "good");
+    REQUIRE_FALSE(ec);
+    std::optional<std::pair<std::error_code, std::string>> got;
+    w.at(0).get("k", [&](std::error_code e, dht::stored_value v) { got.emplace(e, std::string(as_string(v.value))); });
+    // A stranger's guesses, each with a newer value, every millisecond until the get ends.
+    for (int ms = 0; ms < 5000 && !got; ++ms) {
+      for (std::uint64_t nonce = 0; nonce < 64; ++nonce)
+        w.at(0).on_message(address::sim(99), dht::store_msg::get_reply{nonce, true, {"k", to_bytes("evil"), ver + 1, 1, 60'000, false}});
+      w.o.world.run_for(1ms);
+    }
+    REQUIRE(got);
+    CHECK(*got == std::pair<std::error_code, std::string>{{}, "good"});
+    CHECK(w.o.world.metrics().counter(90, "stray_reply") > 0);
+  }
+}
+
 TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, never inside it", R, ROUTERS) {
   // DESIGN section 10: a caller that holds a lock or walks a table when it
   // calls is not re-entered. Every answer here can be known at once: bad

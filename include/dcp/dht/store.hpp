@@ -358,6 +358,10 @@ class store {
     auto it = ops_.find(m.nonce);
     if (it == ops_.end() || !it->second.get_cb) return;
     op& o = it->second;
+    // only the replicas asked may answer (nonces are sequential: a stranger
+    // could guess them, and answer with a newer value, or end the get early)
+    if (std::none_of(o.replicas.begin(), o.replicas.end(), [&](const contact& c) { return c.addr == from; }))
+      return env_.count("stray_reply");
     if (std::find(o.answered.begin(), o.answered.end(), from) != o.answered.end()) return;  // a duplicate
     o.answered.push_back(from);
     errc why{};
