@@ -578,8 +578,10 @@ struct stranger {
   std::vector<msg::command_reply> replies;
   std::vector<msg::keepalive_ack> acks;
   std::vector<msg::query_reply> queries;
+  std::vector<msg::lease_reply> leases;
   std::uint64_t registered = 0;
   stranger(sim::env e) : env(e) {}
+  void on_message(const address&, const msg::lease_reply& m) { leases.push_back(m); }
   void on_message(const address&, const msg::command_reply& m) { replies.push_back(m); }
   void on_message(const address&, const msg::keepalive_ack& m) { acks.push_back(m); }
   void on_message(const address&, const msg::query_reply& m) { queries.push_back(m); }
@@ -591,6 +593,12 @@ struct stranger {
 
 TEST_CASE("coord: a session is its owner's: a stranger with its id can neither use, renew, close nor inspect it") {
   service s(13, {3, 1, 0, 0, 0, 0});
+  std::vector<lease_terms> sealed;  // every lease token any leader sealed
+  for (std::uint32_t i = 0; i < 3; ++i)
+    s.w.find<server_t>(i, coord_id)->issue_leases([&](const lease_terms& t) -> result<bytes> {
+      sealed.push_back(t);
+      return bytes{1, 2, 3};
+    });
   auto& a = *s.client(0);
   s.open_sessions({&a});
   std::optional<grant> ga;
@@ -608,6 +616,15 @@ TEST_CASE("coord: a session is its owner's: a stranger with its id can neither u
   x.env.send(to, msg::register_client{77});
   s.w.run_for(100ms);
   REQUIRE(x.registered != 0);
+  // A lease token for the victim's grant, the session alive: refused, nothing sealed.
+  for (std::uint64_t secret : {0ull, 12345ull}) x.env.send(to, msg::lease_request{victim, *ga, 40 + secret, secret});
+  s.w.run_for(200ms);
+  REQUIRE(x.leases.size() == 2);
+  for (auto& l : x.leases) {
+    CHECK(l.code == status::no_session);
+    CHECK(l.token.empty());
+  }
+  CHECK(sealed.empty());
   std::uint64_t seq = 0;
   for (auto kind : {op::release, op::acquire, op::close_session}) {  // guessed secret: 0, then 12345
     for (std::uint64_t secret : {0ull, 12345ull}) {
@@ -620,6 +637,13 @@ TEST_CASE("coord: a session is its owner's: a stranger with its id can neither u
   x.env.send(to, msg::keepalive{victim, 1, 12345});
   x.env.send(to, msg::query{"L", 2});
   s.w.run_for(200ms);
+  std::optional<result<bytes>> own;  // the owner asks for the same grant's token: sealed, for the owner
+  a.lease(*ga, [&](result<bytes> t) { own = t; });
+  s.run_until([&] { return own.has_value(); });
+  REQUIRE(own);
+  CHECK(*own);
+  REQUIRE(sealed.size() == 1);
+  CHECK(sealed[0].holder == address::sim(3));  // client 0 (replicas 0..2)
   REQUIRE(x.replies.size() == 6);
   for (auto& r : x.replies) CHECK(r.result.code == status::no_session);
   REQUIRE(x.acks.size() == 1);
