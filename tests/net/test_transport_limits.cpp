@@ -6,6 +6,7 @@
 // reads into one fixed buffer, and is checked for that in test_udp.cpp.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <string>
@@ -246,9 +247,15 @@ TEST_CASE("net limits: many callers each sending most of a large frame cannot ta
   for (auto& c : callers) closed += c->closed_by_peer;
   CHECK(closed > 0);
   CHECK(closed < callers.size());  // those within the budget still read
-  // When they all go, the sum returns to what no connection holds.
-  callers.clear();
+  // When they all go, the sum returns to what no connection holds. (Their
+  // handlers must have run before they are destroyed: close, then wait.)
+  for (auto& c : callers) c->socket.close();
+  REQUIRE(run_until(io, [&] {
+    return std::all_of(callers.begin(), callers.end(), [](auto& c) { return c->closed_by_peer; });
+  }, 3s));
   REQUIRE(run_until(io, [&] { return b.transport().read_buffer_bytes() == 0; }, 3s));
+  io.poll();  // the last aborted operations' handlers
+  callers.clear();
 }
 
 TEST_CASE("net limits: max_read_buffer_bytes below two largest frames is refused with a clear error") {
