@@ -636,6 +636,24 @@ TEST_CASE("delegation: quorum-signed tokens; a lying leader's forged release doe
 // Quorum-signed tokens keep what multi-delegation gives: the leader crashes
 // mid-surge, grants go on under the next, none over capacity, and no permit
 // is held by two live tokens, with loss and duplication, over seeds.
+/// A quorum-signing group of 4 (3 sign) with one permit, and `holder` holding it.
+grant one_permit_held(world& s, sim::node_index holder) {
+  std::optional<grant> first;
+  s.w.after(500ms, [&] { s.peer(holder)->acquire("db", 0, 1, [&](result<grant> g) { if (g) first = *g; }); });
+  s.w.run_for(2s);
+  REQUIRE(first);
+  return *first;
+}
+/// How long `who` waits for the permit, asking now.
+duration time_to_grant(world& s, sim::node_index who) {
+  std::optional<time_point> got;
+  const auto asked = s.w.now();
+  s.peer(who)->acquire("db", 0, 1, [&](result<grant> g) { if (g) got = s.w.now(); });
+  s.w.run_for(2s);
+  REQUIRE(got);
+  return *got - asked;
+}
+
 // A client that gave up on a request hands back the grant that arrives for
 // it anyway. Every member must hear that, not only the one that answered:
 // each member's cosign_guard frees the slots it signed only on its holder's
@@ -646,23 +664,15 @@ TEST_CASE("delegation: a grant handed back unasked frees its permit at every sig
     CAPTURE(seed);
     world s(seed, {"db", capacity_kind::concurrency, 1, 1, true}, 4, 2);  // one permit, 3 of 4 sign
     const sim::node_index a = 5, b = 6;
-    std::optional<grant> first;
-    s.w.after(500ms, [&] { s.peer(b)->acquire("db", 0, 1, [&](result<grant> g) { if (g) first = *g; }); });
-    s.w.run_for(2s);
-    REQUIRE(first);
+    const auto first = one_permit_held(s, b);
     // a waits in line behind b, gives up, and b releases: the line's head
     // is granted to a all the same, and a hands the grant back.
     const auto handle = s.peer(a)->acquire("db", 0, 1, [](result<grant>) {});
     s.w.run_for(300ms);
     REQUIRE(s.peer(a)->cancel(handle));
-    s.peer(b)->release(*first);
+    s.peer(b)->release(first);
     s.w.run_for(300ms);
-    std::optional<time_point> got;
-    const auto asked = s.w.now();
-    s.peer(b)->acquire("db", 0, 1, [&](result<grant> g) { if (g) got = s.w.now(); });
-    s.w.run_for(2s);
-    REQUIRE(got);
-    CHECK(*got - asked < 400ms);  // a few round trips and a commit; not the 1 s token life of a's grant
+    CHECK(time_to_grant(s, b) < 400ms);  // a few round trips and a commit; not the 1 s token life of a's grant
   }
 }
 
@@ -675,24 +685,16 @@ TEST_CASE("delegation: a release lost on the way to some signers is asked for ag
     CAPTURE(seed);
     world s(seed, {"db", capacity_kind::concurrency, 1, 1, true}, 4, 2);  // one permit, 3 of 4 sign
     const sim::node_index a = 5, b = 6;
-    std::optional<grant> first;
-    s.w.after(500ms, [&] { s.peer(b)->acquire("db", 0, 1, [&](result<grant> g) { if (g) first = *g; }); });
-    s.w.run_for(2s);
-    REQUIRE(first);
+    const auto first = one_permit_held(s, b);
     const auto l = s.leader();
     REQUIRE(l);
     int cut = 0;  // b's release reaches the leader and one other member: 2 of the 3 signers needed
     for (sim::node_index m = 1; m <= 4 && cut < 2; ++m)
       if (m != *l) s.w.block(b, m), ++cut;
-    s.peer(b)->release(*first);
+    s.peer(b)->release(first);
     s.w.run_for(50ms);
     s.w.heal();
-    std::optional<time_point> got;
-    const auto asked = s.w.now();
-    s.peer(a)->acquire("db", 0, 1, [&](result<grant> g) { if (g) got = s.w.now(); });
-    s.w.run_for(2s);
-    REQUIRE(got);
-    CHECK(*got - asked < 400ms);  // not the rest of b's 1 s token
+    CHECK(time_to_grant(s, a) < 400ms);  // not the rest of b's 1 s token
   }
 }
 

@@ -477,8 +477,9 @@ class origin {
   }
 
   /// Max-min fair targets by reported demand, what nobody wants spread
-  /// evenly (a stock's shares only grow, into room no shard holds). Only the asking shard's share moves (its coordinator hears of it
-  /// now, so a certificate's share is always what the origin honours): down
+  /// evenly (a stock's shares only grow, into room no shard holds). Only
+  /// the asking shard's share moves (its coordinator hears of it now, so a
+  /// certificate's share is always what the origin honours): down
   /// to its target at once, up to it only into room that no other shard holds
   /// or still counts, so the shares (and what a shard still holds above its
   /// share) never sum past C.

@@ -137,15 +137,14 @@ class peer {
     return handle;
   }
   /// Stock split over `shards` shards (the origin's resource_spec::shards):
-  /// `units` from whichever shard still has them. A shard's share of the
-  /// stock is what the origin gave it by demand, so one shard may have sold
-  /// its share while another still has seats: the request walks the shards
-  /// from a random one (spreading the crowd), moves on when a shard answers
-  /// stock_exhausted, and fails with stock_exhausted only once every shard
-  /// has. Other errors end the walk (a request with an unknown outcome is
-  /// not sent again elsewhere: that could allocate twice). Units the origin
-  /// is moving between shards' shares while the walk passes may be missed;
-  /// a caller who must have them asks again after a certificate renewal.
+  /// `units` from whichever shard still has them. Each shard sells only its
+  /// share of the stock, so one may have sold out while another still has
+  /// seats: the request walks the shards from a random one (spreading the
+  /// crowd), moves on when a shard answers stock_exhausted, and fails with
+  /// stock_exhausted only once every shard has. (The origin never lowers a
+  /// stock shard's share, so units do not move behind the walk's back.)
+  /// Other errors end the walk (a request with an unknown outcome is not
+  /// sent again elsewhere: that could allocate twice).
   /// Returns a handle for cancel() (0 for a request refused at once).
   std::uint64_t acquire_stock(std::string resource, std::uint32_t shards, std::uint32_t units, callback<grant> done) {
     if (shards == 0) {
