@@ -356,4 +356,56 @@ TEST_CASE("raft: a snapshot the state machine refuses stops the replica instead 
   CHECK(errors.front().find("refused a snapshot") != std::string::npos);
 }
 
+namespace {
+/// sim::env, recording the timers armed through it that have neither fired
+/// nor been cancelled.
+struct timer_ledger_env : sim::env {
+  std::shared_ptr<std::set<std::uint64_t>> pending = std::make_shared<std::set<std::uint64_t>>();
+  explicit timer_ledger_env(sim::env e) : sim::env(e) {}
+  timer_id arm(duration after, timer_callback fn) {
+    auto id = std::make_shared<std::uint64_t>(0);
+    const auto t = sim::env::arm(after, [p = pending, id, fn = std::move(fn)] {
+      p->erase(*id);
+      fn();
+    });
+    *id = t.value;
+    pending->insert(t.value);
+    return t;
+  }
+  bool cancel(timer_id t) {
+    pending->erase(t.value);
+    return sim::env::cancel(t);
+  }
+};
+/// A protocol that owns a Raft it can destroy while the node lives (as
+/// delegation::group_host does when a group's epoch ends).
+struct raft_owner {
+  using messages = wire::message_set<>;
+  using raft_type = raft<timer_ledger_env, id_log, storage::memory_storage>;
+  timer_ledger_env env;
+  std::optional<raft_type> r;
+  explicit raft_owner(sim::env e) : env(e) {
+    raft_config rc;
+    rc.members = {env.self()};
+    r.emplace(env, rc, storage::memory_storage{});
+  }
+  void start() { r->start(); }
+  template <class M>
+  void on_message(const address&, const M&) {}
+};
+}  // namespace
+
+// A Raft destroyed while its node runs on (a group that ended) must leave no
+// timer behind: one that fired later would call into freed memory.
+TEST_CASE("raft: a Raft destroyed while its node lives leaves no timer armed") {
+  sim::simulator w(1);
+  w.add_node([](sim::node_context& n) { n.add<raft_owner>(1); });
+  w.run_for(1s);
+  auto& o = w.get<raft_owner>(0, 1);
+  REQUIRE(o.r->is_leader());  // a cluster of one: it leads, with its heartbeat and check-quorum timers
+  REQUIRE_FALSE(o.env.pending->empty());
+  o.r.reset();
+  CHECK(o.env.pending->empty());
+}
+
 }  // namespace test_raft

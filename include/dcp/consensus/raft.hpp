@@ -312,6 +312,7 @@ class raft {
   ~raft() {
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);
+    cancel_timer(check_timer_);
     if (transfer_) cancel_timer(transfer_->timer);
     heartbeat_.stop();
   }
