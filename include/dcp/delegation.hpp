@@ -8,6 +8,7 @@
 #include "dcp/delegation/coordinator.hpp"
 #include "dcp/delegation/error.hpp"
 #include "dcp/delegation/group.hpp"
+#include "dcp/delegation/group_host.hpp"
 #include "dcp/delegation/ledger.hpp"
 #include "dcp/delegation/locate.hpp"
 #include "dcp/delegation/messages.hpp"

@@ -70,7 +70,7 @@
 // Not built: a group that changes its members within an epoch (a new
 // membership is a new epoch).
 //
-// Message ids 1-11, default protocol id 140 (messages.hpp).
+// Message ids 1-16, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -316,6 +316,12 @@ class group {
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::release_query&) { drop("unexpected_message"); }
+  // Forming groups from the overlay is group_host's (a configured group's members are fixed).
+  void on_message(const address&, const msg::group_invite&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::group_accept&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::group_form&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::group_form_query&) { drop("unexpected_message"); }
+  void on_message(const address&, const msg::group_raft&) { drop("unexpected_message"); }
 
  private:
   struct shard_state {

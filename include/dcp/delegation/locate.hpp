@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/node_id.hpp"
@@ -34,6 +35,25 @@ locate_function dht_locator(R& router) {
     router.lookup(node_id::hash(key), 1, [done = std::move(done)](std::error_code ec, dht::lookup_result r) {
       if (ec || r.owners.empty()) return done(std::nullopt);
       done(r.owners.front().addr);
+    });
+  };
+}
+
+/// Calls back with up to n nodes closest to the key, closest first (the
+/// candidates for a shard's group, group_host.hpp); empty when it cannot tell.
+using group_locate_function =
+    std::function<void(const std::string& key, std::size_t n, std::function<void(std::vector<address>)>)>;
+
+/// The n nodes responsible for the key in the overlay, owner first: one
+/// lookup of hash(key). `router` must outlive the peer that uses it.
+template <dht::Router R>
+group_locate_function dht_group_locator(R& router) {
+  return [&router](const std::string& key, std::size_t n, std::function<void(std::vector<address>)> done) {
+    router.lookup(node_id::hash(key), n, [done = std::move(done)](std::error_code ec, dht::lookup_result r) {
+      std::vector<address> nodes;
+      if (!ec)
+        for (auto& c : r.owners) nodes.push_back(c.addr);
+      done(std::move(nodes));
     });
   };
 }

@@ -186,9 +186,61 @@ struct release_query {
   template <class A> void serialize(A& ar) { ar(resource, shard, fencing); }
 };
 
+// ---- groups formed from the overlay (group_host.hpp) ----
+
+/// The node that owns a shard's key asks one of the r nodes closest to it
+/// whether it will serve in the shard's group, and for the key it signs with.
+struct group_invite {
+  static constexpr message_type wire_id = 12;
+  static constexpr std::string_view wire_name = "group_invite";
+  std::string resource;
+  std::uint32_t shard = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard); }
+};
+/// Yes, with this node's key (public_key empty: no room for another group).
+struct group_accept {
+  static constexpr message_type wire_id = 13;
+  static constexpr std::string_view wire_name = "group_accept";
+  std::string resource;
+  std::uint32_t shard = 0;
+  bytes public_key;
+  template <class A> void serialize(A& ar) { ar(resource, shard, public_key); }
+};
+/// The origin's certificate for a group (sealed): a node it names at its own
+/// key starts serving in the group. Sent by the founder once the origin has
+/// certified the group, and to a member that asks (group_form_query).
+struct group_form {
+  static constexpr message_type wire_id = 14;
+  static constexpr std::string_view wire_name = "group_form";
+  bytes certificate;
+  template <class A> void serialize(A& ar) { ar(certificate); }
+};
+/// A member heard from a group (of this epoch) it does not serve in yet: it
+/// asks the sender for the group's certificate.
+struct group_form_query {
+  static constexpr message_type wire_id = 15;
+  static constexpr std::string_view wire_name = "group_form_query";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint32_t epoch = 0;
+  template <class A> void serialize(A& ar) { ar(resource, shard, epoch); }
+};
+/// A message of a hosted group's Raft (its wire id and bytes), addressed by
+/// the group's shard and epoch: one node serves in many groups.
+struct group_raft {
+  static constexpr message_type wire_id = 16;
+  static constexpr std::string_view wire_name = "group_raft";
+  std::string resource;
+  std::uint32_t shard = 0;
+  std::uint32_t epoch = 0;
+  message_type type = 0;
+  bytes payload;
+  template <class A> void serialize(A& ar) { ar(resource, shard, epoch, type, payload); }
+};
+
 using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release,
                               stock_commit, stock_ack, group_delegate_request, cosign_request, cosign_reply,
-                              release_query>;
+                              release_query, group_invite, group_accept, group_form, group_form_query, group_raft>;
 }  // namespace msg
 
 }  // namespace dcp::delegation

@@ -26,7 +26,7 @@
 // after" is honoured; after give_up_after the call fails with timed_out.
 // Never a silent unbounded wait. Refusals fail at once with their reason.
 //
-// Message ids 1-11, default protocol id 140 (messages.hpp).
+// Message ids 1-16, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -43,6 +43,7 @@
 #include "dcp/delegation/token.hpp"
 #include "dcp/delegation/coordinator.hpp"
 #include "dcp/delegation/detail/wait_line.hpp"
+#include "dcp/delegation/group_host.hpp"
 #include "dcp/delegation/locate.hpp"
 #include "dcp/delegation/messages.hpp"
 #include "dcp/delegation/request_signature.hpp"
@@ -62,6 +63,11 @@ struct peer_config {
   /// Shards this node will keep state for as a coordinator: requests for
   /// more (any client may name any shard) are refused and counted.
   std::size_t max_shards = 1024;
+  /// Set: this node coordinates as a member of groups of the r nodes closest
+  /// to a shard's key (multi-delegation formed from the overlay,
+  /// group_host.hpp) instead of alone. Every peer of a deployment sets it
+  /// alike.
+  std::optional<group_hosting> groups;
 
   void validate() const {
     if (origin_public_key.size() != lease::ed25519_key_size)
@@ -104,6 +110,18 @@ class peer {
     auto k = lease::ed25519_private_key::from_seed(seed).value();
     public_key_ = k.public_key().raw();
     private_key_.emplace(std::move(k));
+    if (cfg_.groups) {
+      group_config base;
+      base.origin = cfg_.origin;
+      base.origin_public_key = cfg_.origin_public_key;
+      base.token_ttl = cfg_.token_ttl;
+      base.max_drift = cfg_.groups->max_drift;
+      base.request_timeout = cfg_.request_timeout;
+      base.tick = cfg_.groups->tick;
+      base.batch_every = cfg_.batch_every;
+      base.max_batch = cfg_.max_batch;
+      host_ = std::make_unique<group_host<E>>(env_, *cfg_.groups, std::move(base), *private_key_, *origin_key_);
+    }
   }
   peer(const peer&) = delete;
   peer& operator=(const peer&) = delete;
@@ -111,6 +129,7 @@ class peer {
   void start() {
     tick_.start(env_, [this] { tick(); });
     tick_.wake_by(env_.now() + tick_period());
+    if (host_) host_->start();
   }
 
   // ---- the client's side ----
@@ -210,10 +229,13 @@ class peer {
     return it == slots_.end() || !it->second.active ? nullptr : &*it->second.active;
   }
   const bytes& public_key() const noexcept { return public_key_; }
+  /// The groups this node serves in (peer_config::groups), or null.
+  const group_host<E>* groups() const noexcept { return host_.get(); }
 
   // ---- messages ----
 
   void on_message(const address& from, const msg::token_request& m) {
+    if (host_) return host_->on_message(from, m);
     if (m.resource.empty() || m.resource.size() > max_resource_name || m.permits == 0) return drop("bad_token_request");
     msg::token_reply out{m.nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0};
     if (slots_.size() >= cfg_.max_shards && !slots_.contains(shard_key(m.resource, m.shard))) {
@@ -269,6 +291,7 @@ class peer {
   }
 
   void on_message(const address& from, const msg::token_release& m) {
+    if (host_) return host_->on_message(from, m);
     auto it = slots_.find(shard_key(m.resource, m.shard));
     if (it == slots_.end() || !it->second.active) return drop("release_for_unknown_shard");
     it->second.active->release(from, m.fencing);
@@ -276,6 +299,7 @@ class peer {
   }
 
   void on_message(const address& from, const msg::delegate_reply& m) {
+    if (host_) return host_->on_message(from, m);
     if (from != cfg_.origin) return drop("delegate_reply_not_from_origin");
     auto it = slots_.find(shard_key(m.resource, m.shard));
     if (it == slots_.end() || !it->second.asking) return drop("unsolicited_delegate_reply");
@@ -310,6 +334,7 @@ class peer {
   }
 
   void on_message(const address& from, const msg::stock_ack& m) {
+    if (host_) return host_->on_message(from, m);
     if (from != cfg_.origin) return drop("stock_ack_not_from_origin");
     auto it = slots_.find(shard_key(m.resource, m.shard));
     if (it == slots_.end() || !it->second.active || !it->second.inflight_batch || it->second.inflight_batch->first != m.batch)
@@ -386,8 +411,16 @@ class peer {
   void on_message(const address&, const msg::delegate_request&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::stock_commit&) { drop("unexpected_message"); }
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
-  void on_message(const address&, const msg::cosign_request&) { drop("unexpected_message"); }
-  void on_message(const address&, const msg::cosign_reply&) { drop("unexpected_message"); }
+  /// A group's own traffic: for the groups this node serves in, if it does.
+  template <class M>
+    requires(std::is_same_v<M, msg::cosign_request> || std::is_same_v<M, msg::cosign_reply> ||
+             std::is_same_v<M, msg::group_invite> || std::is_same_v<M, msg::group_accept> ||
+             std::is_same_v<M, msg::group_form> || std::is_same_v<M, msg::group_form_query> ||
+             std::is_same_v<M, msg::group_raft>)
+  void on_message(const address& from, const M& m) {
+    if (host_) return host_->on_message(from, m);
+    drop("unexpected_message");
+  }
   /// A group member asks whether this node is done with a grant: yes (a
   /// release, to the asker alone) if it does not hold it and waits for no
   /// grant of that shard, so that the grant can never come to be held here
@@ -693,6 +726,7 @@ class peer {
   std::set<std::string> locating_;                     // shard keys being located
   std::function<void(const grant&)> on_lost_;
   wakeup<E> tick_;  // armed at the next tick due (schedule_tick)
+  std::unique_ptr<group_host<E>> host_;  // peer_config::groups: the groups this node serves in
 };
 
 }  // namespace dcp::delegation
