@@ -240,6 +240,7 @@ TEST_CASE("overlay groups: forged certificates, strangers' Raft traffic and invi
 
   // Raft traffic from a stranger for the live group: dropped, the group unmoved.
   const auto leader = *s.leader("db", 0, epoch);
+  const auto term = s.peer(leader)->groups()->raft_of("db", 0)->current_term();
   consensus::raft_msg::append fake;
   fake.term = 1'000;
   bytes payload;
@@ -249,6 +250,7 @@ TEST_CASE("overlay groups: forged certificates, strangers' Raft traffic and invi
   w.run_for(200ms);
   CHECK(w.metrics().counter(pid, "group_message_not_from_member") >= world::r);
   CHECK(s.leader("db", 0, epoch) == leader);
+  for (auto m : members) CHECK(s.peer(m)->groups()->raft_of("db", 0)->current_term() == term);
   CHECK(s.org().epoch("db", 0) == epoch);
 
   // Invitations for a thousand shards: answered, no state kept; forms for

@@ -115,6 +115,11 @@ class group_host {
     auto it = hosted_.find(shard_key(resource, shard));
     return it == hosted_.end() ? nullptr : it->second.group.get();
   }
+  /// That group's Raft (its term, its leader, its log), if any.
+  const raft_type* raft_of(const std::string& resource, std::uint32_t shard) const {
+    auto it = hosted_.find(shard_key(resource, shard));
+    return it == hosted_.end() ? nullptr : it->second.raft.get();
+  }
   /// The certificate the group was formed with (the members, the epoch).
   const certificate* formed_by(const std::string& resource, std::uint32_t shard) const {
     auto it = hosted_.find(shard_key(resource, shard));
