@@ -44,7 +44,19 @@ struct world {
     w.add_node([this, oc](sim::node_context& c) { c.add<origin_t>(pid, lease::signing_key(okey, 0), oc); });
     dht::kademlia_config kc;
     kc.k = 8;
-    w.add_nodes(n, [this, kc](sim::node_context& c) {
+    w.add_nodes(n, [this, kc](sim::node_context& c) { add_peer(c, kc); });
+    for (sim::node_index i = 0; i <= n; ++i)
+      w.set_clock(i, duration(w.rng().between(-20'000'000, 20'000'000)), (w.rng().uniform() * 2 - 1) * 1e-4);
+  }
+  /// One more peer, joining now through peer `via`, with overlay id `id` (drawn if not given).
+  sim::node_index join(std::optional<node_id> id, sim::node_index via) {
+    dht::kademlia_config kc;
+    kc.k = 8;
+    kc.id = id;
+    ++peers;
+    return w.add_node([this, kc, via](sim::node_context& c) { add_peer(c, kc, via); });
+  }
+  void add_peer(sim::node_context& c, const dht::kademlia_config& kc, sim::node_index via = 1) {
       auto& router = c.add<router_t>(rid, kc);
       peer_config pc;
       pc.origin = address::sim(0);
@@ -59,11 +71,8 @@ struct world {
       gh.max_drift = 50ms;
       pc.groups = gh;
       c.add<peer_t>(pid, pc);
-      if (c.index() == 1) router.bootstrap({});
-      else router.bootstrap({{node_id{}, address::sim(1)}});
-    });
-    for (sim::node_index i = 0; i <= n; ++i)
-      w.set_clock(i, duration(w.rng().between(-20'000'000, 20'000'000)), (w.rng().uniform() * 2 - 1) * 1e-4);
+      if (c.index() == via) router.bootstrap({});
+      else router.bootstrap({{node_id{}, address::sim(via)}});
   }
   static sim::config net(double loss) {
     sim::config c;
@@ -110,7 +119,8 @@ std::vector<address> addresses(const certificate& c) {
 
 TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, through a leader's crash and a lost majority") {
   constexpr std::uint32_t C = 8, shards = 2, peers = 24;
-  for (std::uint64_t seed = 1; seed <= test::last_seed(1, 8); ++seed) {
+  int leaders_crashed = 0;
+  for (std::uint64_t seed = 1; seed <= test::last_seed(1, 12); ++seed) {
     CAPTURE(seed);
     world s(seed, {"db", capacity_kind::concurrency, C, shards}, peers, 0.01);
     auto& w = s.w;
@@ -143,9 +153,12 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
         });
       });
     };
+    // The last peer stays out of the crowd until the crash: it has learnt
+    // nothing of shard 0 when it asks, and must find the group all the same.
+    const sim::node_index fresh = peers;
     for (sim::node_index i = 1; i <= peers; ++i) {
       s.peer(i)->on_lost([&](const grant& g) { lost += g.shard == 0 && stage == 1; });
-      w.after(duration(w.rng().between(0, 200'000'000)), [&, i] { loop(i, 0); });
+      if (i != fresh) w.after(duration(w.rng().between(0, 200'000'000)), [&, i] { loop(i, 0); });
     }
     w.after_event([&] { REQUIRE(org.in_use("db", w.local_wall_now(0)) <= C); });
     w.run_for(3s);
@@ -164,10 +177,13 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
     }
     CHECK(honoured > 40);
 
-    // The leader of shard 0's group crashes: the group goes on in the same
-    // epoch, and no token held meanwhile is lost.
+    // A member of shard 0's group crashes: the key's owner, that founded it
+    // (the node clients' lookups led to), and on some seeds its leader. The
+    // group goes on in the same epoch, and no token held meanwhile is lost.
     const auto epoch = org.epoch("db", 0);
-    const auto first = *s.leader("db", 0, epoch);
+    const auto founder = s.peer(s.serving("db", 0, epoch).front())->groups()->formed_by("db", 0)->coordinators.front().addr;
+    const auto first = founder.sim_index();
+    const bool founder_led = s.leader("db", 0, epoch) == first;
     w.crash(first);
     ++life[first];
     stage = 1;
@@ -175,9 +191,20 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
     CHECK(org.epoch("db", 0) == epoch);
     CHECK(after_leader > 0);
     CHECK(lost == 0);
+    if (first != fresh) {
+      std::optional<std::error_code> heard;
+      s.peer(fresh)->acquire("db", 0, 1, [&](result<grant> g) {
+        heard = g ? std::error_code{} : g.error();
+        if (g) s.peer(fresh)->release(*g);
+      });
+      w.run_for(6s);  // it waits in line behind the crowd: some seconds
+      REQUIRE(heard);
+      CHECK(heard->message() == std::error_code{}.message());
+    }
     REQUIRE(s.leader("db", 0, epoch));
 
-    // A second member crashes: no majority. Once the certificate ended, the
+    leaders_crashed += founder_led;
+    // A second member crashes, the leader: no majority. Once the certificate ended, the
     // nodes then closest to the key form the next epoch's group.
     const auto second = *s.leader("db", 0, epoch);
     w.crash(second);
@@ -191,6 +218,46 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
     CHECK(addresses(*s.peer(heirs.front())->groups()->formed_by("db", 0)) == s.closest("db", 0));
     CHECK(after_majority > 0);
     w.after_event({});
+  }
+  CHECK(leaders_crashed > 0);  // some seeds crashed a leader first
+}
+
+// A node that joins closer to the key than the group's members does not
+// enter the group (members are fixed within an epoch): clients its lookups
+// lead to it are sent to the group's members, drawn at random from the
+// origin's certificate, so a dead member (here the founder, whom the origin
+// names first) does not strand them.
+TEST_CASE("overlay groups: a node that joins closest to the key sends clients to the group, even with its founder dead") {
+  for (std::uint64_t seed = 1; seed <= test::last_seed(1, 8); ++seed) {
+    CAPTURE(seed);
+    world s(seed, {"db", capacity_kind::concurrency, 4, 1}, 10);
+    auto& w = s.w;
+    w.run_for(2s);
+    bool got = false;
+    s.peer(2)->acquire("db", 0, 1, [&](result<grant> g) { got = g.has_value(); });
+    w.run_for(2s);
+    REQUIRE(got);
+    const auto epoch = s.org().epoch("db", 0);
+    const auto members = s.serving("db", 0, epoch);
+    REQUIRE(members.size() == world::r);
+    const auto founder = s.peer(members.front())->groups()->formed_by("db", 0)->coordinators.front().addr.sim_index();
+    w.crash(founder);
+    const auto late = s.join(node_id::hash(shard_key("db", 0)), founder == 1 ? 2 : 1);  // the key's owner from now on
+    w.run_for(3s);
+    REQUIRE(s.closest("db", 0).front() == address::sim(late));
+    // A client that never asked for the shard asks the key's owner now.
+    sim::node_index fresh = 1;
+    while (fresh == founder || std::find(members.begin(), members.end(), fresh) != members.end() || fresh == 2) ++fresh;
+    std::optional<std::error_code> heard;
+    s.peer(fresh)->acquire("db", 0, 1, [&](result<grant> g) { heard = g ? std::error_code{} : g.error(); });
+    // A client sent to the dead member re-locates: a lookup that waits out
+    // the dead contact (about a second); the next member it is sent to is
+    // drawn again.
+    w.run_for(7s);
+    REQUIRE(heard);
+    CHECK(heard->message() == std::error_code{}.message());
+    CHECK(s.org().epoch("db", 0) == epoch);  // the same group, the same epoch
+    CHECK(s.peer(late)->groups()->groups() == 0);
   }
 }
 

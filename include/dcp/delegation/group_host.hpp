@@ -18,8 +18,10 @@
 //      (all of them, once all answered), the founder among them.
 //   3. it asks the origin for the group's certificate (the group_delegate_
 //      request a group's leader renews with; signed by its key). If the
-//      shard is held by a group of an earlier epoch, the origin says so and
-//      names one of it: clients are sent there.
+//      shard is held by a group of an earlier epoch, the origin says so,
+//      with that group's certificate: clients are sent to its members, one
+//      drawn at random each time (so a dead one costs a client a timeout,
+//      not the shard its clients).
 //   4. with the certificate, it starts serving and sends the certificate to
 //      the members (group_form). A node starts serving in a group only on a
 //      certificate the origin signed that names it at its own key, so no
@@ -139,6 +141,8 @@ class group_host {
     if (f.refusal) {
       out.code = status::refused;
       out.error = *f.refusal;
+    } else if (!f.holders.empty()) {  // a random member: one that died costs its client a timeout, not the shard
+      out.coordinator = f.holders[env_.rng().below(f.holders.size())];
     } else if (f.elsewhere && *f.elsewhere != env_.self()) {
       out.coordinator = f.elsewhere;
     }
@@ -228,6 +232,7 @@ class group_host {
     std::vector<coordinator_entry> members;
     std::uint64_t demand = 0;
     std::optional<address> elsewhere;    // who serves the shard instead (the DHT's or the origin's word)
+    std::vector<address> holders;        // the members of the group that holds the shard now (the origin's certificate)
     std::optional<std::uint32_t> refusal;  // the origin refused the shard for good (errc)
     time_point until{};                  // when this answer is stale and forming starts over
   };
@@ -334,6 +339,9 @@ class group_host {
     }
     if (m.code == status::retry) {  // held by a group of an earlier epoch: until it ends, clients go there
       const auto wait = std::chrono::milliseconds(std::clamp<std::uint32_t>(m.retry_after_ms, 1, 60'000));
+      if (auto c = open_certificate(m.certificate, origin_key_); c && c->resource == f.resource && c->shard == f.shard)
+        for (auto& mem : c->coordinators)
+          if (mem.addr != env_.self()) f.holders.push_back(mem.addr);
       return settle(f, m.coordinator, std::min<duration>(wait, 10 * base_.request_timeout));
     }
     auto c = open_certificate(m.certificate, origin_key_);

@@ -51,7 +51,7 @@ struct delegate_reply {
   std::uint32_t shard = 0;
   status code = status::ok;
   std::uint32_t error = 0;            ///< delegation::errc when not ok
-  bytes certificate;                  ///< sealed, when ok
+  bytes certificate;                  ///< sealed, when ok; shard_delegated: the holders' current one
   std::uint32_t retry_after_ms = 0;
   std::optional<address> coordinator; ///< shard_delegated: who holds it now
   template <class A> void serialize(A& ar) { ar(resource, shard, code, error, certificate, retry_after_ms, coordinator); }

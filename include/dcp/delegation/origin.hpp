@@ -359,6 +359,7 @@ class origin {
       out.retry_after_ms = static_cast<std::uint32_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(sh->not_after + 2 * cfg_.max_drift - now).count() + 1);
       out.coordinator = sh->coordinators.front().addr;
+      out.certificate = sh->sealed;  // every member of the group that holds it: the asker can send clients to one alive
       return void(env_.send(from, out));
     }
     auto& res = resources_.find(resource)->second;
@@ -398,6 +399,7 @@ class origin {
       out.error = static_cast<std::uint32_t>(errc::bad_certificate);
       return void(env_.send(from, out));
     }
+    sh->sealed = *sealed;
     out.certificate = std::move(*sealed);
     env_.send(from, out);
   }
@@ -416,6 +418,7 @@ class origin {
     std::vector<std::int64_t> last_request;       // sent_at of each one's last accepted request, this epoch
     std::uint32_t signers = 1;                    // members whose signatures a token needs (token.hpp)
     wall_time not_before{}, not_after{};
+    bytes sealed;                                 // the last certificate issued
     lease::permit_counter counter{0};            // concurrency
     std::int64_t window = 0;                     // rate: the wall-clock second being counted
     std::uint64_t window_count = 0;
