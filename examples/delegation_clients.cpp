@@ -5,6 +5,7 @@
 //   delegation_clients --origin 127.0.0.1:7000 --origin-key HEX --listen 127.0.0.1:7100 --nodes 50
 //       --bootstrap 127.0.0.1:7100 [--surge-at UNIX_MS] [--spread 1s] [--run-for 10s]
 //       [--shards 4] [--seat-shards 2] [--seed N] [--group HOST:PORT,...] [--group-resources work,...]
+//       [--overlay-groups R]
 //
 // Node i listens on the --listen port + i and joins the overlay through
 // --bootstrap (the node listening there founds it). The surge begins at
@@ -21,7 +22,9 @@
 // in --group-resources ("work" unless given; "work,seats" for both) are
 // coordinated by that group of delegation_group processes instead (multi-
 // delegation): a node asks a member drawn at random, and a follower names
-// the leader. It prints
+// the leader. With --overlay-groups R, every shard is coordinated by the R
+// nodes closest to its key in the overlay, a group formed on the first
+// request (delegation::group_host). It prints
 //   READY <nodes> in <ms> ms            once every node has joined the overlay
 //   SEAT <holder> <request id>          each seat the origin confirmed (through a coordinator)
 //   DONE units=... grants=... refused=... lost=... seats=... sold_out=... errors=...
@@ -62,7 +65,7 @@ using work_t = work::client<E>;
             << "usage: delegation_clients --origin HOST:PORT --origin-key HEX --listen HOST:PORT --nodes N\n"
                "                          --bootstrap HOST:PORT [--surge-at UNIX_MS] [--spread DURATION] [--run-for DURATION]\n"
                "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n"
-               "                          [--group-resources NAME,...]\n";
+               "                          [--group-resources NAME,...] [--overlay-groups R]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
@@ -78,6 +81,7 @@ struct options {
   std::uint64_t seed = 1;
   std::vector<dcp::address> group;  ///< coordinators of group_resources (multi-delegation); empty: the DHT owners
   std::vector<std::string> group_resources{"work"};
+  std::size_t overlay_groups = 0;  ///< R > 0: shards coordinated by groups of the R nodes closest to their keys
 };
 
 struct totals {
@@ -113,6 +117,12 @@ class client_node {
           return dht(key, std::move(done));
         done(opt_.group[rng_.below(opt_.group.size())]);
       };
+    }
+    if (opt.overlay_groups > 0) {
+      dlg::group_hosting gh;
+      gh.size = opt.overlay_groups;
+      gh.locate = dlg::dht_group_locator(*router_);
+      pc.groups = gh;
     }
     pc.token_ttl = 2s;
     pc.request_timeout = 300ms;
@@ -257,6 +267,10 @@ int main(int argc, char** argv) {
     else if (arg == "--shards") opt.shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
     else if (arg == "--seat-shards") opt.seat_shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
     else if (arg == "--seed") opt.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    else if (arg == "--overlay-groups") {
+      opt.overlay_groups = static_cast<std::size_t>(std::atoi(std::string(value).c_str()));
+      if (opt.overlay_groups < 1 || opt.overlay_groups > 16) usage("--overlay-groups wants a group size in 1..16 (3 or 5)");
+    }
     else if (arg == "--group") {
       std::string list(value);
       for (std::size_t at = 0; at <= list.size();) {
@@ -283,6 +297,7 @@ int main(int argc, char** argv) {
   if (opt.listen.port() + opt.nodes > 65536) usage("--listen port + --nodes passes 65535");
   if (opt.surge_at_ms < 0) usage("--surge-at wants a Unix time in milliseconds");
   if (opt.shards < 1 || opt.seat_shards < 1) usage("--shards and --seat-shards must be positive");
+  if (opt.overlay_groups > 0 && !opt.group.empty()) usage("--overlay-groups and --group exclude each other");
   try {
     asio::io_context io;
     totals sum;

@@ -12,7 +12,7 @@
 // sells --seats seats (resource "seats", a stock). It prints
 //   LISTEN <address>
 //   KEY <origin public key, hex>       the root of trust clients are given
-//   COORDINATOR <shard> <epoch> <address>   the first token seen of each epoch
+//   COORDINATOR <shard> <epoch> <address>...  the first token seen of each epoch: its coordinator (a group's members)
 //   STATS ...                          at exit (SIGINT, SIGTERM)
 // and writes its record of admissions to FILE:
 //   ORIGIN <key hex> <capacity> <work us> <drift us> <seats>
@@ -127,8 +127,11 @@ class work_server {
     auto [it, fresh] = numbers_.try_emplace(m.token, numbers_.size() + 1);
     if (fresh) {
       record_ << "TOKEN " << it->second << ' ' << from << ' ' << dcp::to_hex(m.token) << ' ' << dcp::to_hex(m.certificate) << '\n';
-      if (auto c = dlg::open_certificate(m.certificate, origin_.public_key()); c && seen_epochs_.insert({c->key(), c->epoch}).second)
-        std::cout << "COORDINATOR " << c->key() << ' ' << c->epoch << ' ' << c->coordinators.front().addr << std::endl;
+      if (auto c = dlg::open_certificate(m.certificate, origin_.public_key()); c && seen_epochs_.insert({c->key(), c->epoch}).second) {
+        std::cout << "COORDINATOR " << c->key() << ' ' << c->epoch;
+        for (auto& member : c->coordinators) std::cout << ' ' << member.addr;  // the first, then the rest of a group
+        std::cout << std::endl;
+      }
     }
     return it->second;
   }

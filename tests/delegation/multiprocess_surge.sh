@@ -12,6 +12,12 @@
 # shard served work, and the killed coordinator's shard was delegated anew
 # and served work again before the end.
 #
+# OVERLAY_GROUPS=3: every shard is coordinated by a group of the 3 nodes
+# closest to its key, formed from the overlay (delegation::group_host). The
+# process killed hosts work#0's founder; if a majority of its group lives
+# on, the shard must serve on in the same epoch, with no token lost;
+# otherwise it is delegated anew, as above.
+#
 #   multiprocess_surge.sh ORIGIN_BIN CLIENTS_BIN [PROCS] [PER]
 set -euo pipefail
 source "$(dirname "$0")/../multiprocess.sh"  # free_ports, claim_port_block
@@ -19,6 +25,9 @@ origin_bin=$1
 clients_bin=$2
 procs=${3:-4}
 per=${4:-50}
+overlay_groups=${OVERLAY_GROUPS:-0}
+group_option=()
+((overlay_groups > 0)) && group_option=(--overlay-groups "$overlay_groups")
 capacity=20
 run_for_s=12
 
@@ -47,7 +56,7 @@ client_pids=()
 for ((p = 0; p < procs; p++)); do
   "$clients_bin" --origin 127.0.0.1:$base --origin-key "$key" --listen 127.0.0.1:$((base + 1 + p * per)) --nodes "$per" \
     --bootstrap 127.0.0.1:$((base + 1)) --spread 1s --run-for ${run_for_s}s --shards 4 \
-    --seat-shards 2 --seed $((p + 1)) >"$dir/c$p.out" 2>"$dir/c$p.err" &
+    --seat-shards 2 --seed $((p + 1)) "${group_option[@]}" >"$dir/c$p.out" 2>"$dir/c$p.err" &
   client_pids+=($!)
   pids+=($!)
   ((p == 0)) && sleep 0.5  # the overlay's founder first
@@ -71,9 +80,17 @@ coordinator=$(awk '$1 == "COORDINATOR" && $2 == "work#0" {a = $4} END {print a}'
 port=${coordinator##*:}
 victim=$(((port - base - 1) / per))
 ((victim >= 0 && victim < procs)) || fail "work#0's coordinator $coordinator is not a client node"
+# A group's members in the victim process die with it: count those that live on.
+members=$(awk '$1 == "COORDINATOR" && $2 == "work#0" {$1 = $2 = $3 = ""; a = $0} END {print a}' "$dir/origin.out")
+survivors=0
+for m in $members; do
+  mp=${m##*:}
+  (((mp - base - 1) / per != victim)) && survivors=$((survivors + 1))
+done
+n_members=$(wc -w <<<"$members")
 killed_at_us=$(($(now_ms) * 1000))
 kill -9 "${client_pids[$victim]}"
-echo "killed clients process $victim (pid ${client_pids[$victim]}, $per nodes) hosting work#0's coordinator $coordinator"
+echo "killed clients process $victim (pid ${client_pids[$victim]}, $per nodes) hosting work#0's coordinator $coordinator ($survivors of $n_members members live on)"
 
 # The run, then the stragglers' last units and releases.
 while (($(now_ms) < surge_at + run_for_s * 1000 + 3000)); do sleep 0.2; done
@@ -99,10 +116,22 @@ echo "$audit"
 for s in 0 1 2 3; do
   grep -q "^EPOCH work#$s " <<<"$audit" || fail "shard work#$s never served work"
 done
+claims=$(wc -l <"$dir/claims")
+((claims > 0)) || fail "no client was confirmed a seat"
+if ((overlay_groups > 0 && 2 * survivors > n_members)); then
+  # A majority of work#0's group lived on: the same epoch serves on, and no
+  # surviving client lost a token it held.
+  new_epochs=$(awk -v k="$killed_at_us" '$1 == "EPOCH" && $2 == "work#0" && $4 > k {n++} END {print n + 0}' <<<"$audit")
+  ((new_epochs == 0)) || fail "work#0's group kept a majority but the shard was delegated anew"
+  last_start=$(awk '$1 == "GAP" && $2 == "work#0" {print $5}' <<<"$audit")
+  ((last_start > killed_at_us)) || fail "work#0 served no work after the kill"
+  lost=$(grep -h '^DONE' "$dir"/c*.out | sed 's/.*lost=\([0-9]*\).*/\1/' | awk '{n += $1} END {print n + 0}')
+  ((lost == 0)) || fail "$lost tokens held by surviving clients were lost"
+  echo "PASS: audit ok, work#0's group of the overlay served on in the same epoch after the kill, no token lost, $claims seats confirmed and found at the origin"
+  exit 0
+fi
 after_kill=$(awk -v k="$killed_at_us" '$1 == "EPOCH" && $2 == "work#0" && $4 > k {n++} END {print n + 0}' <<<"$audit")
 ((after_kill > 0)) || fail "work#0 was not delegated anew after its coordinator was killed"
 outage_ms=$(awk -v k="$killed_at_us" '$1 == "EPOCH" && $2 == "work#0" && $4 > k {print int(($4 - k) / 1000); exit}' <<<"$audit")
 echo "work#0 served again under a new epoch ${outage_ms} ms after the kill (certificates of 3 s, drift bound 50 ms)"
-claims=$(wc -l <"$dir/claims")
-((claims > 0)) || fail "no client was confirmed a seat"
 echo "PASS: audit ok, work#0 re-delegated after the kill, $claims seats confirmed and found at the origin"
