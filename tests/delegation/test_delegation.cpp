@@ -661,6 +661,52 @@ TEST_CASE("delegation: acquire_stock says sold out only when every shard is, ove
   CHECK(sold_out_heard > 0);  // the property was exercised
 }
 
+// cancel() follows a stock walk to the shard it asks now: withdrawn while it
+// asks its second shard, the walk completes once, as cancelled, and never
+// asks a third.
+TEST_CASE("delegation: a cancelled acquire_stock walk stops where it is") {
+  int exercised = 0;
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 12); ++seed) {
+    CAPTURE(seed);
+    const std::uint32_t shards = 3;
+    world s(seed, {"lab", capacity_kind::stock, shards, shards}, shards + 3);  // one seat a shard; buyers 4, 5, 6
+    const sim::node_index buyer = shards + 3;
+    for (sim::node_index i = shards + 1; i < buyer; ++i) {  // two seats go first: two shards sell out
+      bool sold = false;
+      s.peer(i)->acquire_stock("lab", shards, 1, [&](result<grant> g) { sold = g.has_value(); });
+      s.w.run_for(2s);
+      REQUIRE(sold);
+    }
+    std::set<sim::node_index> asked;  // the coordinators the buyer's walk asked, in order of first asking
+    std::vector<sim::node_index> order;
+    std::optional<std::uint64_t> walk;
+    bool cancelled_at_second = false;
+    s.w.on_trace([&](const sim::trace_event& e) {
+      if (e.what != sim::trace_event::kind::send || e.from != buyer || e.protocol != pid || e.type != msg::token_request::wire_id)
+        return;
+      if (asked.insert(e.to).second) order.push_back(e.to);
+      if (order.size() == 2 && !cancelled_at_second) {
+        cancelled_at_second = true;
+        s.w.after(duration::zero(), [&] { CHECK(s.peer(buyer)->cancel(*walk)); });
+      }
+    });
+    int calls = 0;
+    std::optional<std::error_code> outcome;
+    walk = s.peer(buyer)->acquire_stock("lab", shards, 1, [&](result<grant> g) {
+      ++calls;
+      outcome = g ? std::error_code{} : g.error();
+    });
+    s.w.run_for(3s);
+    s.w.on_trace({});
+    CHECK(calls == 1);
+    if (!cancelled_at_second) continue;  // its first shard had the seat left
+    ++exercised;
+    CHECK(*outcome == dcp::make_error_code(dcp::errc::cancelled));
+    CHECK(order.size() == 2);  // it never went on to a third shard
+  }
+  CHECK(exercised > 0);
+}
+
 // The system as the mission draws it: clients form a Kademlia overlay,
 // locate a shard's coordinator as the DHT owner of its key, and the owner
 // takes the shard on from the origin. When the owner crashes, the overlay
