@@ -20,6 +20,10 @@
 // permits do not idle while clients back off and nobody is passed over.
 // A waiting client keeps its place by resending its request (same nonce)
 // within 5 x request_timeout.
+// With peer_config::groups set it coordinates as a member of groups instead:
+// a shard's group is the r nodes closest to its key, formed from the overlay
+// on the first request and certified by the origin (group_host.hpp), and
+// each acts as one by quorum (group.hpp).
 //
 // Policy when no coordinator answers: the request is resent every
 // request_timeout (after an unanswered send, to whoever `locate` names then), and a coordinator's "retry
