@@ -31,12 +31,13 @@ lease::ed25519_private_key origin_private_key() { return lease::ed25519_private_
 /// Node 0 is the origin (and the overlay's entry point); nodes 1..n are
 /// peers on a Kademlia overlay that serve in groups of 3.
 struct world {
-  static constexpr std::size_t r = 3;
   sim::simulator w;
   std::uint32_t peers;
+  std::size_t r = 3;  ///< members of a group
   lease::ed25519_private_key okey = origin_private_key();
 
-  world(std::uint64_t seed, resource_spec spec, std::uint32_t n, double loss = 0) : w(seed, net(loss)), peers(n) {
+  world(std::uint64_t seed, resource_spec spec, std::uint32_t n, double loss = 0, std::size_t group_size = 3)
+      : w(seed, net(loss)), peers(n), r(group_size) {
     origin_config oc;
     oc.resources = {spec};
     oc.certificate_validity = 3s;
@@ -170,7 +171,7 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
       const auto epoch = org.epoch("db", sh);
       REQUIRE(epoch >= 1);
       auto members = s.serving("db", sh, epoch);
-      REQUIRE(members.size() == world::r);
+      REQUIRE(members.size() == s.r);
       const auto* cert = s.peer(members.front())->groups()->formed_by("db", sh);
       CHECK(addresses(*cert) == s.closest("db", sh));
       CHECK(s.leader("db", sh, epoch));
@@ -214,7 +215,7 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
     const auto next = org.epoch("db", 0);
     CHECK(next > epoch);
     auto heirs = s.serving("db", 0, next);
-    REQUIRE(heirs.size() == world::r);
+    REQUIRE(heirs.size() == s.r);
     CHECK(addresses(*s.peer(heirs.front())->groups()->formed_by("db", 0)) == s.closest("db", 0));
     CHECK(after_majority > 0);
     w.after_event({});
@@ -239,7 +240,7 @@ TEST_CASE("overlay groups: a node that joins closest to the key sends clients to
     REQUIRE(got);
     const auto epoch = s.org().epoch("db", 0);
     const auto members = s.serving("db", 0, epoch);
-    REQUIRE(members.size() == world::r);
+    REQUIRE(members.size() == s.r);
     const auto founder = s.peer(members.front())->groups()->formed_by("db", 0)->coordinators.front().addr.sim_index();
     w.crash(founder);
     const auto late = s.join(node_id::hash(shard_key("db", 0)), founder == 1 ? 2 : 1);  // the key's owner from now on
@@ -258,6 +259,57 @@ TEST_CASE("overlay groups: a node that joins closest to the key sends clients to
     CHECK(heard->message() == std::error_code{}.message());
     CHECK(s.org().epoch("db", 0) == epoch);  // the same group, the same epoch
     CHECK(s.peer(late)->groups()->groups() == 0);
+  }
+}
+
+// Quorum-signed tokens (token.hpp) from groups formed from the overlay: a
+// group of 4 gathers 3 members' signatures for each token (the cosigning
+// messages reach each member's group through its host), the origin admits
+// them, and a member's crash leaves the 3 it needs.
+TEST_CASE("overlay groups: a group of 4 from the overlay grants quorum-signed tokens, through a member's crash") {
+  for (std::uint64_t seed = 1; seed <= test::last_seed(1, 3); ++seed) {
+    CAPTURE(seed);
+    resource_spec spec{"db", capacity_kind::concurrency, 4, 1};
+    spec.quorum_signed = true;
+    world s(seed, spec, 10, 0.01, 4);
+    auto& w = s.w;
+    w.run_for(2s);
+    std::uint64_t honoured = 0, signatures_short = 0;
+    std::vector<int> life(11, 0);
+    std::function<void(sim::node_index)> loop = [&](sim::node_index i) {
+      auto* p = s.peer(i);
+      if (!p) return;
+      p->acquire("db", 0, 1, [&, i, l = life[i]](result<grant> g) {
+        if (!s.peer(i) || life[i] != l) return;
+        if (!g) return w.after(50ms, [&, i] { loop(i); });
+        CHECK(g->cert.signers == 3);
+        auto admitted = s.org().admit(g->sealed, w.local_wall_now(0));
+        if (admitted) ++honoured;
+        else signatures_short += admitted.error() != lease::make_error_code(lease::errc::over_capacity);
+        w.after(duration(w.rng().between(20'000'000, 100'000'000)), [&, i, gr = *g, ok = admitted.has_value()] {
+          if (!s.peer(i)) return;
+          if (ok) s.org().release(gr.token);
+          s.peer(i)->release(gr);
+          loop(i);
+        });
+      });
+    };
+    for (sim::node_index i = 1; i <= 10; ++i) w.after(duration(w.rng().between(0, 100'000'000)), [&, i] { loop(i); });
+    w.after_event([&] { REQUIRE(s.org().in_use("db", w.local_wall_now(0)) <= 4); });
+    w.run_for(3s);
+    const auto epoch = s.org().epoch("db", 0);
+    auto members = s.serving("db", 0, epoch);
+    REQUIRE(members.size() == 4);
+    CHECK(honoured > 10);
+    const auto before = honoured;
+    const auto victim = members.back();
+    w.crash(victim);
+    ++life[victim];
+    w.run_for(3s);
+    CHECK(s.org().epoch("db", 0) == epoch);
+    CHECK(honoured > before + 10);
+    CHECK(signatures_short == 0);
+    w.after_event({});
   }
 }
 
@@ -284,7 +336,7 @@ TEST_CASE("overlay groups: forged certificates, strangers' Raft traffic and invi
   REQUIRE(got);
   const auto epoch = s.org().epoch("db", 0);
   auto members = s.serving("db", 0, epoch);
-  REQUIRE(members.size() == world::r);
+  REQUIRE(members.size() == s.r);
   sim::node_index outsider = 1;
   while (std::find(members.begin(), members.end(), outsider) != members.end()) ++outsider;
   const auto* real = s.peer(members.front())->groups()->formed_by("db", 0);
@@ -315,7 +367,7 @@ TEST_CASE("overlay groups: forged certificates, strangers' Raft traffic and invi
   for (auto m : members)
     evil.env.send(address::sim(m), msg::group_raft{"db", 0, epoch, consensus::raft_msg::append::wire_id, payload});
   w.run_for(200ms);
-  CHECK(w.metrics().counter(pid, "group_message_not_from_member") >= world::r);
+  CHECK(w.metrics().counter(pid, "group_message_not_from_member") >= s.r);
   CHECK(s.leader("db", 0, epoch) == leader);
   for (auto m : members) CHECK(s.peer(m)->groups()->raft_of("db", 0)->current_term() == term);
   CHECK(s.org().epoch("db", 0) == epoch);
