@@ -34,6 +34,7 @@ struct world {
   sim::simulator w;
   std::uint32_t r;
   std::vector<bool> down;
+  std::optional<sim::node_index> stale;  ///< set: locate names this node, whatever its state (a DHT's view that lags a crash)
   origin_config ocfg;
 
   world(std::uint64_t seed, resource_spec spec, std::uint32_t members, std::uint32_t clients, double loss = 0,
@@ -71,6 +72,7 @@ struct world {
     pc.request_timeout = 100ms;
     pc.give_up_after = 8s;
     pc.locate = fixed_locator([this](const std::string&) -> std::optional<address> {
+      if (stale) return address::sim(*stale);
       std::vector<std::uint32_t> live;
       for (std::uint32_t i = 1; i <= r; ++i)
         if (!down[i]) live.push_back(i);
@@ -399,6 +401,46 @@ TEST_CASE("delegation: a group's leader crashes or is cut off mid-surge; no gran
   std::sort(resume_ms.begin(), resume_ms.end());
   MESSAGE("admitted " << admitted_total << ", lost grants " << lost_total << ", first grant after the leader's crash: median "
                       << resume_ms[resume_ms.size() / 2] << " ms, max " << resume_ms.back() << " ms");
+}
+
+// A client that has seen the group's certificate turns to its other members
+// when the one it asked falls silent, not to `locate` alone: a DHT's view
+// lags a crash (here it names the dead leader throughout), and its lookups
+// wait out the dead node. Without it every client that knew the leader is
+// stranded until it gives up.
+TEST_CASE("delegation: a group's clients turn to its other members when the node the DHT names is dead") {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
+    CAPTURE(seed);
+    const std::uint32_t C = 6, clients = 12;
+    world s(seed, {"db", capacity_kind::concurrency, C, 1}, 3, clients, 0.01);
+    const sim::node_index first_client = 4;
+    std::uint64_t lost = 0, admitted_after = 0;
+    bool crashed = false;
+    std::function<void(sim::node_index)> loop = [&](sim::node_index i) {
+      s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) {
+        if (!g) return s.w.after(50ms, [&, i] { loop(i); });
+        admitted_after += crashed && s.org().admit(g->sealed, s.origin_now(), address::sim(i)).has_value();
+        s.w.after(duration(s.w.rng().between(20'000'000, 300'000'000)), [&, i, gr = *g] {
+          s.org().release(gr.token);
+          s.peer(i)->release(gr);
+          loop(i);
+        });
+      });
+    };
+    for (sim::node_index i = first_client; i < first_client + clients; ++i) {
+      s.peer(i)->on_lost([&](const grant&) { lost += crashed; });
+      s.w.after(duration(s.w.rng().between(0, 200'000'000)), [&, i] { loop(i); });
+    }
+    s.w.run_for(2s);
+    const auto l = s.leader();
+    REQUIRE(l);
+    s.crash(*l);
+    s.stale = *l;
+    crashed = true;
+    s.w.run_for(3s);
+    CHECK(admitted_after >= clients);
+    CHECK(lost == 0);
+  }
 }
 
 TEST_CASE("delegation: a group without a majority grants nothing new; a restarted majority resumes from its log") {

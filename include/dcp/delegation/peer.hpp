@@ -404,6 +404,11 @@ class peer {
     if (t->holder != env_.self() || t->resource != shard_key(p.req.resource, p.req.shard) || t->permits != p.req.permits)
       return finish(it, make_error_code(errc::certificate_mismatch));
     grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c), m.certificate, p.req.request_id};
+    if (g.cert.coordinators.size() > 1) {  // a group: its members are where to turn when the one asked falls silent
+      auto& members = groups_[held_key(g).first];
+      members.clear();
+      for (auto& c : g.cert.coordinators) members.push_back(c.addr);
+    }
     // A new grant is held from now on; a renewal only updates a token still held.
     if (g.cert.kind != capacity_kind::stock && (!p.req.renew_fencing || held_.contains(held_key(g)))) {
       auto& h = held_[held_key(g)] = held_token{g, env_.now()};
@@ -571,10 +576,25 @@ class peer {
     p.resend_at = env_.now() + cfg_.request_timeout;
     tick_.wake_by(p.resend_at);
     const auto key = shard_key(p.req.resource, p.req.shard);
-    if (!p.answered) located_.erase(key);  // unanswered: ask who coordinates now
+    if (!p.answered) other_member(key);  // unanswered: another member of its group, or ask who coordinates now
     p.answered = false;
     if (auto c = located_.find(key); c != located_.end()) return void(env_.send(c->second, p.req));
     locate(key);
+  }
+  /// The coordinator last asked for `key` is silent. If it is a member of
+  /// the shard's group (as the last certificate seen names it), a member not
+  /// yet found silent is asked next, at once: the lookup `locate` makes may
+  /// itself wait out the dead node (a DHT's view lags a crash). Once every
+  /// member was silent, or for a single coordinator, `locate` is asked.
+  void other_member(const std::string& key) {
+    auto c = located_.find(key);
+    auto g = groups_.find(key);
+    if (c != located_.end() && g != groups_.end()) {
+      std::erase(g->second, c->second);
+      if (!g->second.empty()) return void(c->second = g->second[env_.rng().below(g->second.size())]);
+      groups_.erase(g);
+    }
+    if (c != located_.end()) located_.erase(c);
   }
   /// Asks `locate` once per shard at a time; sends the shard's waiting requests when it answers.
   void locate(const std::string& key) {
@@ -727,6 +747,7 @@ class peer {
   std::map<std::pair<std::string, std::uint64_t>, held_token> held_;  // by (shard key, fencing)
   std::map<std::string, slot> slots_;                  // by shard key
   std::map<std::string, address> located_;             // shard key -> its coordinator, as last located
+  std::map<std::string, std::vector<address>> groups_;  // shard key -> its group's members not found silent (last certificate)
   std::set<std::string> locating_;                     // shard keys being located
   std::function<void(const grant&)> on_lost_;
   wakeup<E> tick_;  // armed at the next tick due (schedule_tick)
