@@ -83,6 +83,17 @@ class any_transport {
   std::size_t connections() const noexcept { return t_.ops->connections(t_.owner.get()); }
   std::size_t queued_bytes(const address& a) const noexcept { return t_.ops->queued_bytes(t_.owner.get(), a); }
 
+  /// Turns, when the transport chosen has them (tcp_transport::turn); else
+  /// never in one, and turn(f) is f().
+  bool in_turn() const noexcept { return t_.ops->in_turn && t_.ops->in_turn(t_.owner.get()); }
+  void turn(const std::function<void()>& f) {
+    if (t_.ops->turn) t_.ops->turn(t_.owner.get(), f);
+    else f();
+  }
+  void on_turn_end(std::function<void()> h) {
+    if (t_.ops->on_turn_end) t_.ops->on_turn_end(t_.owner.get(), std::move(h));
+  }
+
   /// Whether the transport chosen authenticates its peers (false: plaintext).
   bool authenticates() const noexcept { return t_.authenticated; }
   /// The transport chosen, to reach what only it has (a keyring's rotation):
@@ -97,6 +108,8 @@ class any_transport {
 };
 
 static_assert(Transport<any_transport>);
+// The node runs its timers in turns through both (detail::node_core).
+static_assert(detail::turn_based<tcp_transport> && detail::turn_based<any_transport>);
 
 /// A node whose transport was chosen at run time.
 using any_node = basic_node<any_transport>;

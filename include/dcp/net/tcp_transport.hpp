@@ -255,6 +255,23 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     return true;
   }
 
+  /// Turns. Frames received together from a connection are delivered as
+  /// one turn, and what the handlers send meanwhile is written when the turn
+  /// ends, one write per connection. turn(f) makes f a turn too (the node
+  /// runs its timers so). `on_turn_end(h)`: h runs at the end of every turn,
+  /// before the writes (the node runs there the timers armed in the turn
+  /// that are already due, so that Raft's group commit leaves with the
+  /// turn's answers rather than one event-loop round later).
+  bool in_turn() const noexcept { return delivering_; }
+  template <class F>
+  void turn(F&& f) {
+    if (delivering_) return f();
+    delivering_ = true;
+    turn_guard guard{this};
+    f();
+  }
+  void on_turn_end(std::function<void()> h) { turn_end_ = std::move(h); }
+
   address self() const noexcept { return self_; }
   executor_type get_executor() const noexcept { return ex_; }
   bool stopped() const noexcept { return stopped_; }
@@ -390,6 +407,27 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     write(l);
   }
 
+  // ---- turns ----
+
+  /// Ends a turn on every way out of it: runs the turn-end hook (timers that
+  /// became due in the turn), then writes what the turn queued.
+  struct turn_guard {
+    basic_tcp_transport* t;
+    void run() noexcept {
+      if (!t->delivering_) return;
+      if (t->turn_end_) {
+        try {
+          t->turn_end_();
+        } catch (...) {  // a timer callback threw: surface it from the event loop, as a timer firing would
+          asio::post(t->ex_, [e = std::current_exception()] { std::rethrow_exception(e); });
+        }
+      }
+      t->delivering_ = false;
+      t->flush_dirty();
+    }
+    ~turn_guard() { run(); }
+  };
+
   // ---- writing ----
 
   // Frames queued while a batch of received frames is delivered (answers,
@@ -509,15 +547,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     wire::frame_view f;
     std::error_code bad;
     delivering_ = true;
-    struct flush_on_exit {  // on every way out, early returns included
-      basic_tcp_transport* t;
-      void run() noexcept {
-        if (!t->delivering_) return;
-        t->delivering_ = false;
-        t->flush_dirty();
-      }
-      ~flush_on_exit() { run(); }
-    } flush{this};
+    turn_guard flush{this};  // on every way out, early returns included
     auto* in = l.inbound ? static_cast<detail::inbound*>(&l) : nullptr;
     bool whole_frame = false;
     while (l.reader.next(f, bad)) {
@@ -577,6 +607,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     // Answers first, then re-arm the read: the answer's latency must not
     // include the read's speculative (and usually empty) receive.
     flush.run();
+    if (stopped_ || l.generation != gen) return;  // a timer run at the turn's end stopped the node or closed this connection
     if (bad) return link_failed(l, bad, "the stream cannot be trusted");
     // read_timeout runs while a frame is partly here; it restarts at every
     // whole frame, so only a stalled or trickling frame reaches it.
@@ -1082,7 +1113,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   std::size_t outbound_open_ = 0;
   std::uint64_t use_clock_ = 0;
   std::vector<link_ptr> dirty_;  // connections with frames queued during delivering_
-  bool delivering_ = false;      // inside on_read's delivery loop
+  bool delivering_ = false;      // inside a turn: on_read's delivery loop, or turn()
+  std::function<void()> turn_end_;  // on_turn_end()
   bool stopped_ = false;
 };
 

@@ -15,6 +15,7 @@
 // Thread safety: none; every call runs on the node's executor.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -74,6 +75,35 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
 
   std::size_t size() const noexcept { return queue_.size(); }
 
+  /// Ties the queue to its node's transport (a transport that batches its
+  /// work into turns: tcp). `in_turn()` says whether the transport is inside
+  /// a turn that ends with run_deferred(); `turn(f)` runs f as such a turn.
+  /// Then a timer that is already due when armed in a turn (arm(0): Raft's
+  /// group commit) runs at the end of that turn instead of from a posted
+  /// handler: what it sends leaves with the turn's other frames, one write
+  /// per connection, and the event loop spends no extra round (a poll of the
+  /// reactor and a handler) before it. Timers that fire are run as a turn,
+  /// so what they send is batched the same way. Both must stay callable
+  /// until stop().
+  void bind_turns(std::function<bool()> in_turn, std::function<void(const std::function<void()>&)> turn) {
+    in_turn_ = std::move(in_turn);
+    turn_ = std::move(turn);
+  }
+
+  /// The end of a transport's turn: runs the timers that became due in it.
+  /// Those they arm that are due at once are run from a posted handler as
+  /// usual (a callback re-arming itself at zero delay must not spin here).
+  void run_deferred() {
+    if (!deferred_ || stopped_) return;
+    deferred_ = false;
+    ending_turn_ = true;
+    struct reset {
+      bool& flag;
+      ~reset() { flag = false; }
+    } r{ending_turn_};
+    run_due();
+  }
+
  private:
   struct key {
     time_point at;
@@ -91,6 +121,10 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
       // costs a timerfd_settime, twice (now, then back), and on a virtual
       // machine each is a trap to the hypervisor: tens of microseconds on a
       // hot path.
+      if (!ending_turn_ && in_turn_ && in_turn_()) {  // run at the turn's end (bind_turns)
+        deferred_ = true;
+        return;
+      }
       if (!drain_posted_) {
         drain_posted_ = true;
         asio::post(timer_.get_executor(), [self = shared_from_this()] { self->drain(); });
@@ -106,12 +140,17 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   void fire(std::uint64_t generation) {
     if (stopped_ || generation != generation_) return;
     armed_for_ = time_point::max();
-    run_due();
+    run_as_turn();
   }
 
   void drain() {
     drain_posted_ = false;
-    if (!stopped_) run_due();
+    if (!stopped_) run_as_turn();
+  }
+
+  void run_as_turn() {
+    if (turn_) turn_([this] { run_due(); });
+    else run_due();
   }
 
   /// Runs every timer that is due, in (deadline, arm order), then waits for the next.
@@ -136,6 +175,10 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;
   bool drain_posted_ = false;  // a drain() is queued on the executor
+  bool deferred_ = false;      // due timers wait for the end of the transport's turn
+  bool ending_turn_ = false;   // inside run_deferred()
+  std::function<bool()> in_turn_;
+  std::function<void(const std::function<void()>&)> turn_;
 };
 
 }  // namespace dcp::net::detail
