@@ -83,15 +83,10 @@ class any_transport {
   std::size_t connections() const noexcept { return t_.ops->connections(t_.owner.get()); }
   std::size_t queued_bytes(const address& a) const noexcept { return t_.ops->queued_bytes(t_.owner.get(), a); }
 
-  /// Turns, when the transport chosen has them (tcp_transport::turn); else
-  /// never in one, and turn(f) is f().
-  bool in_turn() const noexcept { return t_.ops->in_turn && t_.ops->in_turn(t_.owner.get()); }
+  /// turn(f) when the transport chosen has turns (tcp_transport::turn); else f().
   void turn(const std::function<void()>& f) {
     if (t_.ops->turn) t_.ops->turn(t_.owner.get(), f);
     else f();
-  }
-  void on_turn_end(std::function<void()> h) {
-    if (t_.ops->on_turn_end) t_.ops->on_turn_end(t_.owner.get(), std::move(h));
   }
 
   /// Whether the transport chosen authenticates its peers (false: plaintext).
@@ -108,7 +103,7 @@ class any_transport {
 };
 
 static_assert(Transport<any_transport>);
-// The node runs its timers in turns through both (detail::node_core).
+// The node fires its timers as turns through both (detail::node_core).
 static_assert(detail::turn_based<tcp_transport> && detail::turn_based<any_transport>);
 
 /// A node whose transport was chosen at run time.

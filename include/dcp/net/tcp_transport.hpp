@@ -255,14 +255,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     return true;
   }
 
-  /// Turns. Frames received together from a connection are delivered as
-  /// one turn, and what the handlers send meanwhile is written when the turn
-  /// ends, one write per connection. turn(f) makes f a turn too (the node
-  /// runs its timers so). `on_turn_end(h)`: h runs at the end of every turn,
-  /// before the writes (the node runs there the timers armed in the turn
-  /// that are already due, so that Raft's group commit leaves with the
-  /// turn's answers rather than one event-loop round later).
-  bool in_turn() const noexcept { return delivering_; }
+  /// Runs f as a turn, as frames received together are delivered: what it
+  /// sends is written when it returns (or throws), one non-blocking write
+  /// per connection, the rest through async_write. The node runs its timers
+  /// so (timer_queue::run_in). Within a turn, f() runs at once.
   template <class F>
   void turn(F&& f) {
     if (delivering_) return f();
@@ -270,7 +266,6 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     turn_guard guard{this};
     f();
   }
-  void on_turn_end(std::function<void()> h) { turn_end_ = std::move(h); }
 
   address self() const noexcept { return self_; }
   executor_type get_executor() const noexcept { return ex_; }
@@ -409,19 +404,11 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
 
   // ---- turns ----
 
-  /// Ends a turn on every way out of it: runs the turn-end hook (timers that
-  /// became due in the turn), then writes what the turn queued.
+  /// Ends a turn on every way out of it: writes what the turn queued.
   struct turn_guard {
     basic_tcp_transport* t;
     void run() noexcept {
       if (!t->delivering_) return;
-      if (t->turn_end_) {
-        try {
-          t->turn_end_();
-        } catch (...) {  // a timer callback threw: surface it from the event loop, as a timer firing would
-          asio::post(t->ex_, [e = std::current_exception()] { std::rethrow_exception(e); });
-        }
-      }
       t->delivering_ = false;
       t->flush_dirty();
     }
@@ -607,7 +594,6 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     // Answers first, then re-arm the read: the answer's latency must not
     // include the read's speculative (and usually empty) receive.
     flush.run();
-    if (stopped_ || l.generation != gen) return;  // a timer run at the turn's end stopped the node or closed this connection
     if (bad) return link_failed(l, bad, "the stream cannot be trusted");
     // read_timeout runs while a frame is partly here; it restarts at every
     // whole frame, so only a stalled or trickling frame reaches it.
@@ -1114,7 +1100,6 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   std::uint64_t use_clock_ = 0;
   std::vector<link_ptr> dirty_;  // connections with frames queued during delivering_
   bool delivering_ = false;      // inside a turn: on_read's delivery loop, or turn()
-  std::function<void()> turn_end_;  // on_turn_end()
   bool stopped_ = false;
 };
 

@@ -39,20 +39,15 @@ struct transport_ops {
   void (*stop)(void* t) noexcept;
   std::size_t (*connections)(const void* t) noexcept;
   std::size_t (*queued_bytes)(const void* t, const address&) noexcept;
-  // Turns (basic_tcp_transport::turn): null for a transport without them.
-  bool (*in_turn)(const void* t) noexcept;
+  // basic_tcp_transport::turn; null for a transport without turns.
   void (*turn)(void* t, const std::function<void()>& f);
-  void (*on_turn_end)(void* t, std::function<void()> h);
 };
 
-/// A transport that delivers in turns and runs a hook at each turn's end
-/// (basic_tcp_transport, and any_transport forwarding to one).
+/// A transport that can run a piece of work as one of its turns, writing
+/// what it sends at the end (basic_tcp_transport, and any_transport
+/// forwarding to one).
 template <class T>
-concept turn_based = requires(T& x, const T& cx) {
-  { cx.in_turn() } -> std::same_as<bool>;
-  x.turn(std::function<void()>{});
-  x.on_turn_end(std::function<void()>{});
-};
+concept turn_based = requires(T& x) { x.turn(std::function<void()>{}); };
 
 template <Transport T>
 inline constexpr transport_ops ops_of{
@@ -64,17 +59,8 @@ inline constexpr transport_ops ops_of{
     [](const void* t) noexcept -> std::size_t { return static_cast<const T*>(t)->connections(); },
     [](const void* t, const address& a) noexcept -> std::size_t { return static_cast<const T*>(t)->queued_bytes(a); },
     [] {
-      if constexpr (turn_based<T>) return [](const void* t) noexcept { return static_cast<const T*>(t)->in_turn(); };
-      else return nullptr;
-    }(),
-    [] {
       if constexpr (turn_based<T>)
         return [](void* t, const std::function<void()>& f) { static_cast<T*>(t)->turn(f); };
-      else return nullptr;
-    }(),
-    [] {
-      if constexpr (turn_based<T>)
-        return [](void* t, std::function<void()> h) { static_cast<T*>(t)->on_turn_end(std::move(h)); };
       else return nullptr;
     }(),
 };
@@ -96,14 +82,11 @@ struct node_core {
         frame_handler([this](const address& from, const wire::frame_header& h, byte_view payload) { deliver(from, h, payload); }),
         unreachable_handler([this](const address& peer) { unreachable(peer); }), std::move(opts));
     if constexpr (turn_based<T>) {
-      // Timers run as transport turns, and those due at once run at the end
-      // of the turn that armed them (timer_queue::bind_turns). The queue is
+      // Timers fire as transport turns (timer_queue::run_in). The queue is
       // stopped before the transport goes (node::stop), so the raw pointer
       // is never used past it.
       T* tp = t.get();
-      timers->bind_turns([tp] { return tp->in_turn(); },
-                         [tp](const std::function<void()>& f) { tp->turn(f); });
-      t->on_turn_end([q = timers] { q->run_deferred(); });
+      timers->run_in([tp](const std::function<void()>& f) { tp->turn(f); });
     }
     self = t->listen();
     transport = t.get();

@@ -75,34 +75,12 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
 
   std::size_t size() const noexcept { return queue_.size(); }
 
-  /// Ties the queue to its node's transport (a transport that batches its
-  /// work into turns: tcp). `in_turn()` says whether the transport is inside
-  /// a turn that ends with run_deferred(); `turn(f)` runs f as such a turn.
-  /// Then a timer that is already due when armed in a turn (arm(0): Raft's
-  /// group commit) runs at the end of that turn instead of from a posted
-  /// handler: what it sends leaves with the turn's other frames, one write
-  /// per connection, and the event loop spends no extra round (a poll of the
-  /// reactor and a handler) before it. Timers that fire are run as a turn,
-  /// so what they send is batched the same way. Both must stay callable
-  /// until stop().
-  void bind_turns(std::function<bool()> in_turn, std::function<void(const std::function<void()>&)> turn) {
-    in_turn_ = std::move(in_turn);
-    turn_ = std::move(turn);
-  }
-
-  /// The end of a transport's turn: runs the timers that became due in it.
-  /// Those they arm that are due at once are run from a posted handler as
-  /// usual (a callback re-arming itself at zero delay must not spin here).
-  void run_deferred() {
-    if (!deferred_ || stopped_) return;
-    deferred_ = false;
-    ending_turn_ = true;
-    struct reset {
-      bool& flag;
-      ~reset() { flag = false; }
-    } r{ending_turn_};
-    run_due();
-  }
+  /// Runs every firing of the queue as `turn(run)`: the node passes its
+  /// transport's turn (basic_tcp_transport::turn), so that what the timers
+  /// send in one firing leaves at its end in one write per connection, with
+  /// no write-completion handler (Raft's group-commit flush sends an
+  /// AppendEntries to every follower from one). Must stay callable until stop().
+  void run_in(std::function<void(const std::function<void()>&)> turn) { turn_ = std::move(turn); }
 
  private:
   struct key {
@@ -121,10 +99,6 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
       // costs a timerfd_settime, twice (now, then back), and on a virtual
       // machine each is a trap to the hypervisor: tens of microseconds on a
       // hot path.
-      if (!ending_turn_ && in_turn_ && in_turn_()) {  // run at the turn's end (bind_turns)
-        deferred_ = true;
-        return;
-      }
       if (!drain_posted_) {
         drain_posted_ = true;
         asio::post(timer_.get_executor(), [self = shared_from_this()] { self->drain(); });
@@ -175,10 +149,7 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;
   bool drain_posted_ = false;  // a drain() is queued on the executor
-  bool deferred_ = false;      // due timers wait for the end of the transport's turn
-  bool ending_turn_ = false;   // inside run_deferred()
-  std::function<bool()> in_turn_;
-  std::function<void(const std::function<void()>&)> turn_;
+  std::function<void(const std::function<void()>&)> turn_;  // run_in()
 };
 
 }  // namespace dcp::net::detail
