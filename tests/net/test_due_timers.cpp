@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dcp/net.hpp"
+#include "dcp/net/any_transport.hpp"
 #include "echo.hpp"
 
 namespace test_due_timers {
@@ -48,6 +51,72 @@ TEST_CASE("net::env: timers due at once keep deadline order, arm order on ties, 
   io.restart();
   io.run_for(10ms);
   CHECK(fired.size() == 6);
+}
+
+/// any_node over plaintext TCP, built as the plain nodes are: Node(io, cfg).
+/// coord_replica runs on one: the turns must reach through the type erasure.
+struct any_plaintext_node : net::any_node {
+  any_plaintext_node(asio::io_context& io, net::config c)
+      : net::any_node(io, std::move(c), net::any_transport::options::plaintext()) {}
+};
+
+net::config loopback() {
+  net::config c;
+  c.listen = address::loopback(0);
+  c.seed = 11;
+  return c;
+}
+
+// Timers fire as transport turns (timer_queue::run_in): what a callback
+// sends is held and written when the firing ends, one write per connection.
+// A callback that throws ends the turn too: what it sent before the throw
+// still leaves, the exception surfaces from io_context::run as before, and
+// the node goes on: later timers fire, later sends leave.
+TEST_CASE_TEMPLATE("net: timers fire as turns; what a throwing callback sent still leaves, and the node goes on", Node,
+                   net::plaintext_node, any_plaintext_node) {
+  asio::io_context io;
+  Node a(io, loopback()), b(io, loopback());
+  auto& ea = a.template add<echo>(7);
+  auto& eb = b.template add<echo>(7);
+  auto& env = eb.environment();
+  a.start();
+  b.start();
+  ea.tell(b.self(), "hello");  // so that B's way back to A is up: its sends then go through the turn's writes
+  REQUIRE(run_until(io, [&] { return eb.notes.size() == 1; }));
+
+  env.arm(duration::zero(), [&] {
+    for (int i = 0; i < 50; ++i) eb.tell(a.self(), "one-" + std::to_string(i));
+  });
+  env.arm(duration::zero(), [&] {
+    eb.tell(a.self(), "before the throw");
+    throw std::runtime_error("a timer callback's bug");
+  });
+  bool thrown = false;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!thrown && std::chrono::steady_clock::now() < deadline) {
+    try {
+      io.restart();
+      io.run_for(5ms);
+    } catch (const std::runtime_error& e) {
+      thrown = std::string(e.what()) == "a timer callback's bug";
+    }
+  }
+  REQUIRE(thrown);
+  REQUIRE(run_until(io, [&] { return ea.notes.size() == 51; }));
+  for (int i = 0; i < 50; ++i) CHECK(ea.notes[static_cast<std::size_t>(i)].body == "one-" + std::to_string(i));
+  CHECK(ea.notes[50].body == "before the throw");
+
+  bool later = false;
+  env.arm(2ms, [&] {
+    later = true;
+    eb.tell(a.self(), "after");
+  });
+  REQUIRE(run_until(io, [&] { return later && ea.notes.size() == 52; }));
+  CHECK(ea.notes[51].body == "after");
+  a.stop();
+  b.stop();
+  io.restart();
+  io.run();
 }
 
 }  // namespace test_due_timers

@@ -1,11 +1,13 @@
 #include <doctest/doctest.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 
 #include "dcp/core/file_disk.hpp"
 #include "dcp/core/rng.hpp"
 #include "dcp/storage.hpp"
+#include "../seeds.hpp"
 
 using namespace dcp;
 using namespace dcp::storage;
@@ -30,6 +32,31 @@ TEST_CASE("crc32c: the standard check value and incremental use") {
   CHECK(storage::detail::crc32c(as_bytes("123456789")) == 0xE3069283u);
   CHECK(storage::detail::crc32c(as_bytes("")) == 0u);
   CHECK(storage::detail::crc32c(as_bytes("56789"), storage::detail::crc32c(as_bytes("1234"))) == 0xE3069283u);
+}
+
+// The eight-bytes-at-a-time walk is the one-byte definition, over every
+// length (the 0-7 byte tail, whole blocks, both), any starting CRC (records
+// chain two calls), and at compile time.
+TEST_CASE("crc32c: slicing by 8 computes the byte-at-a-time CRC, for every length, start and seed") {
+  static_assert(storage::detail::crc32c(std::array<std::uint8_t, 9>{'1', '2', '3', '4', '5', '6', '7', '8', '9'}) ==
+                0xE3069283u);
+  auto one_byte = [](byte_view data, std::uint32_t crc) {
+    crc = ~crc;
+    for (std::uint8_t b : data) crc = storage::detail::crc32c_table[(crc ^ b) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+  };
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 30); ++seed) {
+    dcp::rng r(seed);
+    bytes data(300);
+    for (auto& b : data) b = static_cast<std::uint8_t>(r.below(256));
+    const auto start = static_cast<std::uint32_t>(r.below(1ull << 32));
+    for (std::size_t len = 0; len <= data.size(); ++len) {
+      const std::size_t off = r.below(data.size() - len + 1);
+      const byte_view v(data.data() + off, len);
+      REQUIRE(storage::detail::crc32c(v, start) == one_byte(v, start));
+      REQUIRE(storage::detail::crc32c(v) == one_byte(v, 0));
+    }
+  }
 }
 
 TEST_CASE("record framing: intact records read back, any damage is refused") {

@@ -83,6 +83,12 @@ class any_transport {
   std::size_t connections() const noexcept { return t_.ops->connections(t_.owner.get()); }
   std::size_t queued_bytes(const address& a) const noexcept { return t_.ops->queued_bytes(t_.owner.get(), a); }
 
+  /// turn(f) when the transport chosen has turns (tcp_transport::turn); else f().
+  void turn(const std::function<void()>& f) {
+    if (t_.ops->turn) t_.ops->turn(t_.owner.get(), f);
+    else f();
+  }
+
   /// Whether the transport chosen authenticates its peers (false: plaintext).
   bool authenticates() const noexcept { return t_.authenticated; }
   /// The transport chosen, to reach what only it has (a keyring's rotation):
@@ -97,6 +103,8 @@ class any_transport {
 };
 
 static_assert(Transport<any_transport>);
+// The node fires its timers as turns through both (detail::node_core).
+static_assert(detail::turn_based<tcp_transport> && detail::turn_based<any_transport>);
 
 /// A node whose transport was chosen at run time.
 using any_node = basic_node<any_transport>;

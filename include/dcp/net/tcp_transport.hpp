@@ -255,6 +255,18 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     return true;
   }
 
+  /// Runs f as a turn, as frames received together are delivered: what it
+  /// sends is written when it returns (or throws), one non-blocking write
+  /// per connection, the rest through async_write. The node runs its timers
+  /// so (timer_queue::run_in). Within a turn, f() runs at once.
+  template <class F>
+  void turn(F&& f) {
+    if (delivering_) return f();
+    delivering_ = true;
+    turn_guard guard{this};
+    f();
+  }
+
   address self() const noexcept { return self_; }
   executor_type get_executor() const noexcept { return ex_; }
   bool stopped() const noexcept { return stopped_; }
@@ -390,6 +402,19 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     write(l);
   }
 
+  // ---- turns ----
+
+  /// Ends a turn on every way out of it: writes what the turn queued.
+  struct turn_guard {
+    basic_tcp_transport* t;
+    void run() noexcept {
+      if (!t->delivering_) return;
+      t->delivering_ = false;
+      t->flush_dirty();
+    }
+    ~turn_guard() { run(); }
+  };
+
   // ---- writing ----
 
   // Frames queued while a batch of received frames is delivered (answers,
@@ -509,15 +534,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     wire::frame_view f;
     std::error_code bad;
     delivering_ = true;
-    struct flush_on_exit {  // on every way out, early returns included
-      basic_tcp_transport* t;
-      void run() noexcept {
-        if (!t->delivering_) return;
-        t->delivering_ = false;
-        t->flush_dirty();
-      }
-      ~flush_on_exit() { run(); }
-    } flush{this};
+    turn_guard flush{this};  // on every way out, early returns included
     auto* in = l.inbound ? static_cast<detail::inbound*>(&l) : nullptr;
     bool whole_frame = false;
     while (l.reader.next(f, bad)) {
@@ -1082,7 +1099,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   std::size_t outbound_open_ = 0;
   std::uint64_t use_clock_ = 0;
   std::vector<link_ptr> dirty_;  // connections with frames queued during delivering_
-  bool delivering_ = false;      // inside on_read's delivery loop
+  bool delivering_ = false;      // inside a turn: on_read's delivery loop, or turn()
   bool stopped_ = false;
 };
 

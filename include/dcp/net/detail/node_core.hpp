@@ -1,6 +1,7 @@
 #pragma once
 // node_core: the state of one dcp::net::node that its Env handles point to
 // (internal). A node owns exactly one; its address never changes.
+#include <concepts>
 #include <exception>
 #include <functional>
 #include <utility>
@@ -38,7 +39,15 @@ struct transport_ops {
   void (*stop)(void* t) noexcept;
   std::size_t (*connections)(const void* t) noexcept;
   std::size_t (*queued_bytes)(const void* t, const address&) noexcept;
+  // basic_tcp_transport::turn; null for a transport without turns.
+  void (*turn)(void* t, const std::function<void()>& f);
 };
+
+/// A transport that can run a piece of work as one of its turns, writing
+/// what it sends at the end (basic_tcp_transport, and any_transport
+/// forwarding to one).
+template <class T>
+concept turn_based = requires(T& x) { x.turn(std::function<void()>{}); };
 
 template <Transport T>
 inline constexpr transport_ops ops_of{
@@ -49,6 +58,11 @@ inline constexpr transport_ops ops_of{
     [](void* t) noexcept { static_cast<T*>(t)->stop(); },
     [](const void* t) noexcept -> std::size_t { return static_cast<const T*>(t)->connections(); },
     [](const void* t, const address& a) noexcept -> std::size_t { return static_cast<const T*>(t)->queued_bytes(a); },
+    [] {
+      if constexpr (turn_based<T>)
+        return [](void* t, const std::function<void()>& f) { static_cast<T*>(t)->turn(f); };
+      else return nullptr;
+    }(),
 };
 
 struct node_core {
@@ -67,6 +81,13 @@ struct node_core {
         ex, cfg, metrics, rng,
         frame_handler([this](const address& from, const wire::frame_header& h, byte_view payload) { deliver(from, h, payload); }),
         unreachable_handler([this](const address& peer) { unreachable(peer); }), std::move(opts));
+    if constexpr (turn_based<T>) {
+      // Timers fire as transport turns (timer_queue::run_in). The queue is
+      // stopped before the transport goes (node::stop), so the raw pointer
+      // is never used past it.
+      T* tp = t.get();
+      timers->run_in([tp](const std::function<void()>& f) { tp->turn(f); });
+    }
     self = t->listen();
     transport = t.get();
     transport_ops_ = &ops_of<T>;

@@ -15,6 +15,7 @@
 // Thread safety: none; every call runs on the node's executor.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -74,6 +75,13 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
 
   std::size_t size() const noexcept { return queue_.size(); }
 
+  /// Runs every firing of the queue as `turn(run)`: the node passes its
+  /// transport's turn (basic_tcp_transport::turn), so that what the timers
+  /// send in one firing leaves at its end in one write per connection, with
+  /// no write-completion handler (Raft's group-commit flush sends an
+  /// AppendEntries to every follower from one). Must stay callable until stop().
+  void run_in(std::function<void(const std::function<void()>&)> turn) { turn_ = std::move(turn); }
+
  private:
   struct key {
     time_point at;
@@ -106,12 +114,17 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   void fire(std::uint64_t generation) {
     if (stopped_ || generation != generation_) return;
     armed_for_ = time_point::max();
-    run_due();
+    run_as_turn();
   }
 
   void drain() {
     drain_posted_ = false;
-    if (!stopped_) run_due();
+    if (!stopped_) run_as_turn();
+  }
+
+  void run_as_turn() {
+    if (turn_) turn_([this] { run_due(); });
+    else run_due();
   }
 
   /// Runs every timer that is due, in (deadline, arm order), then waits for the next.
@@ -136,6 +149,7 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;
   bool drain_posted_ = false;  // a drain() is queued on the executor
+  std::function<void(const std::function<void()>&)> turn_;  // run_in()
 };
 
 }  // namespace dcp::net::detail
