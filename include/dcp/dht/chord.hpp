@@ -64,6 +64,9 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/peer_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -235,10 +238,20 @@ class chord {
   static constexpr std::string_view name = "chord";
   static constexpr protocol_id default_id = 80;
 
-  chord(E env, chord_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
-    cfg_.validate();
+  chord(E env, chord_config cfg = {})
+      : env_(std::move(env)),
+        cfg_((cfg.validate(), std::move(cfg))),
+        join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact&) { join_lookup(); }),
+        joins_(env_, cfg_.rpc_timeout),
+        stabilize_(env_, cfg_.rpc_timeout, "successor_timeouts"),
+        pings_(env_, cfg_.rpc_timeout),
+        failed_(env_, cfg_.failed_memory) {
     bound_ = cfg_.bits == node_id::bits && dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {mask(own_id("chord", bound_, cfg_.id, env_.self(), env_.rng())), env_.self()};
+    joins_.on_timeout([this](std::uint64_t, typename join_table::request r) { join_request_timed_out(r.note); });
+    stabilize_.on_timeout([this](std::uint64_t, typename request_table::request r) { successor_timed_out(r.peer); });
+    pings_.on_timeout([this](std::uint64_t, typename request_table::request r) { predecessor_timed_out(r.peer); });
   }
   chord(const chord&) = delete;
   chord& operator=(const chord&) = delete;
@@ -255,19 +268,13 @@ class chord {
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds a ring alone when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)  // without ourselves and without repeats
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) {
+    if (!join_.set_seeds(seeds, self_.addr)) {
       successors_.clear();
       predecessor_ = {};
       become_joined();
       return;
     }
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
@@ -373,20 +380,17 @@ class chord {
     env_.send(from, chord_msg::state{m.nonce, predecessor_, successors_});
   }
   void on_message(const address& from, const chord_msg::state& m) {
-    auto it = stabilize_.find(m.nonce);
-    if (it == stabilize_.end() || it->second.peer != from) return env_.count("stale_reply");
-    env_.cancel(it->second.timer);
-    stabilize_.erase(it);
+    if (!stabilize_.answer(from, m.nonce)) return env_.count("stale_reply");
     successor_silences_ = 0;
     if (!joined_ || successors_.empty() || successors_.front().addr != from) return;
     const contact succ = successors_.front();
     std::vector<contact> next;
-    if (m.predecessor && m.predecessor.addr != self_.addr && !recently_failed(m.predecessor.addr) &&
+    if (m.predecessor && m.predecessor.addr != self_.addr && !failed_.recent(m.predecessor.addr) &&
         node_id::in_open(mask(m.predecessor.id), self_.id, succ.id) && admit(m.predecessor, "unbound_contact"))
       next.push_back(m.predecessor);  // a node joined between us and our successor
     next.push_back(succ);
     for (auto& c : m.successors)
-      if (!recently_failed(c.addr)) next.push_back(c);
+      if (!failed_.recent(c.addr)) next.push_back(c);
     set_successors(std::move(next));
     env_.send(successor().addr, chord_msg::notify{self_});
     // a closer successor: ask it at once rather than a round later, so that a node far from its
@@ -400,7 +404,7 @@ class chord {
 
   void on_message(const address& from, const chord_msg::notify& m) {
     if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_notify");
-    if (recently_failed(from)) return env_.count("stale_notify");  // left or failed: delayed in flight
+    if (failed_.recent(from)) return env_.count("stale_notify");  // left or failed: delayed in flight
     if (!admit(m.self, "unbound_id")) return;
     const contact c{mask(m.self.id), m.self.addr};
     if (!predecessor_ || node_id::in_open(c.id, predecessor_.id, self_.id)) predecessor_ = c;
@@ -411,11 +415,7 @@ class chord {
     if (joined_) env_.send(from, chord_msg::pong{m.nonce});
   }
   void on_message(const address& from, const chord_msg::pong& m) {
-    if (m.nonce == ping_nonce_ && predecessor_.addr == from && ping_timer_) {
-      predecessor_silences_ = 0;
-      env_.cancel(ping_timer_);
-      ping_timer_ = {};
-    }
+    if (predecessor_.addr == from && pings_.answer(from, m.nonce)) predecessor_silences_ = 0;
   }
 
   void on_message(const address& from, const chord_msg::leaving& m) {
@@ -423,7 +423,7 @@ class chord {
     if (!joined_) return;
     const bool was_successor = !successors_.empty() && successors_.front().addr == from;
     const bool was_predecessor = predecessor_.addr == from;
-    failed_[from] = env_.now();  // a notify it sent before leaving may still arrive: not adopted back
+    failed_.mark(from);  // a notify it sent before leaving may still arrive: not adopted back
     forget(from);
     if (was_predecessor)
       predecessor_ = m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact") ? contact{} : m.predecessor;
@@ -463,7 +463,7 @@ class chord {
     if (c.id == self_.id) { env_.send(from, r); return; }  // id taken: refused (the newcomer picks another)
     // the newcomer becomes our predecessor only if no node we know of lies between them and us:
     // then its own predecessor is our old one, and every key it will claim was ours
-    if (recently_failed(from)) failed_.erase(from);  // back after a restart: it asks itself
+    failed_.erase(from);  // back after a restart, if it had failed: it asks itself
     if (predecessor_.addr == from && last_joiner_.addr == from) {  // our answer was lost: the same again
       r.accepted = true;
       r.predecessor = last_joiner_pred_;
@@ -478,10 +478,11 @@ class chord {
     env_.send(from, r);
   }
   void on_message(const address& from, const chord_msg::join_reply& m) {
-    if (joined_ || m.nonce != join_nonce_ || m.self.addr != from || from != join_target_.addr) return env_.count("stale_reply");
+    if (joined_ || m.self.addr != from || !joins_.expects(from, m.nonce)) return env_.count("stale_reply");
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_join_reply");
     if (!admit(m.self, "unbound_id")) return;  // the join attempt times out and starts again
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    joins_.answer(from, m.nonce);
+    join_.stop();  // (a late answer, after the attempt gave up: it counts)
     if (m.accepted) {
       std::vector<contact> list{{mask(m.self.id), from}};
       for (auto& c : m.successors) list.push_back(c);
@@ -496,15 +497,13 @@ class chord {
       dcp::log(env_, log_level::warn, "chord: id ", self_.id, " is taken by ", from);
       env_.count("id_collisions");
       if (!cfg_.id) self_.id = mask(node_id::random(env_.rng()));
-      join_timer_ = env_.arm(retry_, [this] { try_join(); });
-      return;
+      return join_.retry(false);
     }
     // a node joined between us and the successor our lookup found: walk back to it
     if (m.predecessor && m.predecessor.addr != self_.addr && admit(m.predecessor, "unbound_contact") &&
         ++join_redirects_ <= 4 * max_successors())
       return request_join({mask(m.predecessor.id), m.predecessor.addr});
-    join_timer_ = env_.arm(retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+    join_.retry();
   }
 
   void on_message(const address& from, const chord_msg::deliver& m) {
@@ -517,7 +516,7 @@ class chord {
 
   /// The transport gave up on `peer`: it is gone, so no lookup waits for or retries it.
   void on_unreachable(const address& peer) {
-    failed_[peer] = env_.now();
+    failed_.mark(peer);
     forget(peer);
     for (auto& [n, op] : lookups_) {
       std::erase_if(op.candidates, [&](const contact& c) { return c.addr == peer; });
@@ -547,10 +546,12 @@ class chord {
     std::size_t queries = 0;
     bool join = false;
   };
-  struct pending_state {
-    address peer;
-    timer_id timer{};
+  struct join_note {  // a join request: to the successor found, the attempt-th send
+    contact successor;
+    unsigned attempt = 1;
   };
+  using join_table = detail::peer_requests<E, join_note>;
+  using request_table = detail::peer_requests<E>;
 
   node_id ring_pow2(unsigned i) const noexcept { return node_id::pow2(node_id::bits - cfg_.bits + i); }
 
@@ -558,9 +559,9 @@ class chord {
     stabilize_timer_.stop();
     fingers_timer_.stop();
     predecessor_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
-    if (ping_timer_) env_.cancel(ping_timer_), ping_timer_ = {};
-    for (auto& [n, s] : stabilize_) env_.cancel(s.timer);
+    join_.stop();
+    joins_.clear();
+    pings_.clear();
     stabilize_.clear();
   }
   void fail_all_lookups() {
@@ -574,28 +575,21 @@ class chord {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
+    joins_.clear();
     const duration jitter = duration(env_.rng().below(static_cast<std::uint64_t>(cfg_.stabilize_interval.count())));
     stabilize_timer_.start(env_, cfg_.stabilize_interval, [this] { stabilize(); }, jitter + 1ns);
     fingers_timer_.start(env_, cfg_.fix_fingers_interval, [this] { fix_fingers(); }, jitter + 2ns);
     predecessor_timer_.start(env_, cfg_.check_predecessor_interval, [this] { check_predecessor(); }, jitter + 3ns);
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_) return;
-    env_.count("join_attempts");
-    start_lookup(self_.id, cfg_.successors, seeds_, [this](std::error_code ec, lookup_result r) {
+  /// One join attempt (join_attempts.hpp): a lookup of our own id through the seeds, then
+  /// the join request to the successor it finds; a failed one is tried again after a backoff.
+  void join_lookup() {
+    start_lookup(self_.id, cfg_.successors, join_.seeds(), [this](std::error_code ec, lookup_result r) {
       if (joined_) return;
-      if (ec || r.owners.empty()) {
-        join_timer_ = env_.arm(retry_, [this] { try_join(); });
-        retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
-        return;
-      }
-      if (r.owners.front().addr == self_.addr) {  // the answer named only ourselves: stale, ask again
-        join_timer_ = env_.arm(retry_, [this] { try_join(); });
-        return;
-      }
+      if (ec || r.owners.empty()) return join_.retry();
+      if (r.owners.front().addr == self_.addr) return join_.retry(false);  // the answer named only ourselves: stale, ask again
       // joined once our successor takes us as its predecessor: until then no lookup may end
       // at us, and after it the keys we claim, (old predecessor, us], are exactly ours
       join_redirects_ = 0;
@@ -603,17 +597,20 @@ class chord {
     });
   }
   void request_join(const contact& successor, unsigned attempt = 1) {
-    join_target_ = successor;
-    if (attempt == 1) join_nonce_ = ++nonce_;
+    if (attempt == 1) {  // a new request: the answer to an older one no longer counts
+      joins_.clear();
+      join_nonce_ = ++nonce_;
+    }
     env_.send(successor.addr, chord_msg::join_request{join_nonce_, self_});
-    if (join_timer_) env_.cancel(join_timer_);
-    // the request or its answer may be lost: asked again (the successor answers the same);
-    // failure_threshold silences and we look for our successor anew
-    join_timer_ = env_.arm(cfg_.rpc_timeout, [this, successor, attempt] {
-      join_timer_ = {};
-      if (attempt < cfg_.failure_threshold) request_join(successor, attempt + 1);
-      else try_join();
-    });
+    joins_.await(join_nonce_, successor.addr, join_note{successor, attempt});
+  }
+  /// The request or its answer may be lost: asked again (the successor answers the same);
+  /// failure_threshold silences and we look for our successor anew (its answer, should it
+  /// come late, still counts until then).
+  void join_request_timed_out(const join_note& j) {
+    if (j.attempt < cfg_.failure_threshold) return request_join(j.successor, j.attempt + 1);
+    joins_.await_untimed(join_nonce_, j.successor.addr, j);
+    join_.retry_now();
   }
 
   // ---- lookups ----
@@ -870,7 +867,7 @@ class chord {
     return cfg_.failure_threshold * (cfg_.check_predecessor_interval + cfg_.rpc_timeout) + 2 * cfg_.stabilize_interval;
   }
   bool dead_for(const lookup_op& op, const address& a) {
-    return std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end() || recently_failed(a);
+    return std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end() || failed_.recent(a);
   }
 
   void finish(std::uint64_t nonce, std::error_code ec, lookup_result r) {
@@ -937,16 +934,6 @@ class chord {
     while (!fingers_.empty() && !fingers_.back()) fingers_.pop_back();
   }
 
-  /// Declared failed within failed_memory: neighbours that have not noticed yet
-  /// still name it, and stabilize must not adopt it back from them.
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
-  }
-
   /// A peer found dead: drop it everywhere, falling back along the successor list.
   void forget(const address& peer) {
     if (peer == self_.addr) return;
@@ -974,13 +961,12 @@ class chord {
   /// We know nobody any more: a ring of one would answer every lookup with
   /// itself, so a node that joined through seeds joins again through them.
   void rejoin() {
-    if (seeds_.empty()) return;  // the founder stays; others find it again through it
+    if (join_.seeds().empty()) return;  // the founder stays; others find it again through it
     env_.count("rejoins");
     joined_ = false;
     stop_timers();
     fail_all_lookups();
-    retry_ = cfg_.bootstrap_retry;
-    join_timer_ = env_.arm(retry_, [this] { try_join(); });
+    join_.start_later();
   }
 
   // ---- maintenance ----
@@ -992,22 +978,20 @@ class chord {
       else return rejoin();  // alone: the founder of a ring, or a node that lost everyone
     }
     const address succ = successors_.front().addr;
-    for (auto& [n, s] : stabilize_)
-      if (s.peer == succ) return;  // one probe in flight at a time
+    if (stabilize_.awaits(succ)) return;  // one probe in flight at a time
+    failed_.expire();  // (bounded: only the marks within failed_memory are kept)
     const std::uint64_t nonce = ++nonce_;
     env_.send(succ, chord_msg::get_state{nonce});
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, nonce, succ] {
-      stabilize_.erase(nonce);
-      env_.count("successor_timeouts");
-      // one silence may be a lost message: ask again at once; failure_threshold in a row, it is gone
-      if (++successor_silences_ >= cfg_.failure_threshold) {
-        successor_silences_ = 0;
-        failed_[succ] = env_.now();
-        forget(succ);
-      }
-      stabilize();
-    });
-    stabilize_.emplace(nonce, pending_state{succ, t});
+    stabilize_.await(nonce, succ);
+  }
+  void successor_timed_out(const address& succ) {
+    // one silence may be a lost message: ask again at once; failure_threshold in a row, it is gone
+    if (++successor_silences_ >= cfg_.failure_threshold) {
+      successor_silences_ = 0;
+      failed_.mark(succ);
+      forget(succ);
+    }
+    stabilize();
   }
 
   void fix_fingers() {
@@ -1032,21 +1016,20 @@ class chord {
   }
 
   void check_predecessor() {
-    if (!joined_ || !predecessor_ || ping_timer_) return;
-    ping_nonce_ = ++nonce_;
-    const address p = predecessor_.addr;
-    env_.send(p, chord_msg::ping{ping_nonce_});
-    ping_timer_ = env_.arm(cfg_.rpc_timeout, [this, p] {
-      ping_timer_ = {};
-      if (predecessor_.addr != p) return;
-      env_.count("predecessor_timeouts");
-      if (++predecessor_silences_ >= cfg_.failure_threshold) {  // not just a lost message
-        predecessor_silences_ = 0;
-        predecessor_ = {};
-      } else {
-        check_predecessor();
-      }
-    });
+    if (!joined_ || !predecessor_ || !pings_.empty()) return;
+    const std::uint64_t nonce = ++nonce_;
+    env_.send(predecessor_.addr, chord_msg::ping{nonce});
+    pings_.await(nonce, predecessor_.addr);
+  }
+  void predecessor_timed_out(const address& p) {
+    if (predecessor_.addr != p) return;
+    env_.count("predecessor_timeouts");
+    if (++predecessor_silences_ >= cfg_.failure_threshold) {  // not just a lost message
+      predecessor_silences_ = 0;
+      predecessor_ = {};
+    } else {
+      check_predecessor();
+    }
   }
 
   void send_deliver(const contact& owner, const node_id& key, bytes payload) {
@@ -1067,18 +1050,18 @@ class chord {
   std::vector<contact> fingers_;  // fingers_[j] is finger (bits-1-j); lower fingers are the successor
   std::size_t next_finger_ = 0;
   unsigned successor_silences_ = 0, predecessor_silences_ = 0;
-  std::vector<contact> seeds_;
-  duration retry_{};
   bool joined_ = false;
   std::uint64_t nonce_ = 0, join_nonce_ = 0;
-  contact join_target_;  // the node asked to take us as its predecessor
   contact last_joiner_, last_joiner_pred_;  // the last newcomer we took, and the predecessor we gave it
   unsigned join_redirects_ = 0;
   std::unordered_map<std::uint64_t, lookup_op> lookups_;
-  std::unordered_map<std::uint64_t, pending_state> stabilize_;
-  std::unordered_map<address, time_point> failed_;  // see recently_failed()
-  std::uint64_t ping_nonce_ = 0;
-  timer_id ping_timer_{}, join_timer_{};
+  detail::join_attempts<E> join_;
+  join_table joins_;             // the join request to our successor-to-be
+  request_table stabilize_;      // stabilize's get_state to the successor
+  request_table pings_;          // check-predecessor's ping
+  // declared failed (or departed) within failed_memory: neighbours that have not noticed
+  // yet still name it, and stabilize must not adopt it back from them
+  detail::failed_peers<E> failed_;
   deliver_callback on_deliver_;
   periodic<E> stabilize_timer_, fingers_timer_, predecessor_timer_;
 };
