@@ -56,6 +56,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "dcp/core/env.hpp"
@@ -246,18 +247,20 @@ class chord {
         joins_(env_, cfg_.rpc_timeout),
         stabilize_(env_, cfg_.rpc_timeout, "successor_timeouts"),
         pings_(env_, cfg_.rpc_timeout),
+        queries_(env_, cfg_.rpc_timeout),
         failed_(env_, cfg_.failed_memory) {
     bound_ = cfg_.bits == node_id::bits && dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {mask(own_id("chord", bound_, cfg_.id, env_.self(), env_.rng())), env_.self()};
     joins_.on_timeout([this](std::uint64_t, typename join_table::request r) { join_request_timed_out(r.note); });
     stabilize_.on_timeout([this](std::uint64_t, typename request_table::request r) { successor_timed_out(r.peer); });
     pings_.on_timeout([this](std::uint64_t, typename request_table::request r) { predecessor_timed_out(r.peer); });
+    queries_.on_timeout([this](std::uint64_t nonce, typename request_table::request r) { query_timed_out(nonce, r.peer); });
   }
   chord(const chord&) = delete;
   chord& operator=(const chord&) = delete;
   ~chord() {
     stop_timers();
-    for (auto& [n, op] : lookups_) env_.cancel(op.timer);  // their callbacks die with us, unanswered
+    for (auto& [n, op] : lookups_) end_lookup(n, op);  // their callbacks die with us, unanswered
   }
 
   // ---- Router ----
@@ -360,19 +363,24 @@ class chord {
       env_.send(from, chord_msg::closer{m.nonce, closest_preceding(key, 4), successors_});
     }
   }
-  void on_message(const address& from, const chord_msg::found& m) { answer(from, m.nonce, &m.successors, nullptr); }
+  void on_message(const address& from, const chord_msg::found& m) {
+    lookup_op* op = routing_answer(from, m.nonce);
+    if (!op) return env_.count("stale_reply");
+    found_successors(m.nonce, *op, m.successors);
+  }
   void on_message(const address& from, const chord_msg::closer& m) {
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_closer");
-    if (auto it = lookups_.find(m.nonce); it != lookups_.end() && it->second.asking == from && !it->second.confirming &&
-                                           it->second.asking_id != node_id{}) {  // a join seed's id may be unknown
+    lookup_op* op = routing_answer(from, m.nonce);
+    if (!op) return env_.count("stale_reply");
+    if (op->asking_id != node_id{}) {  // (a join seed's id may be unknown)
       // the answering nodes precede the key, each closer than the last: the successor list
       // of the closest is the fallback if every node between it and the key has failed
-      it->second.fallback_id = it->second.asking_id;
-      it->second.fallback.clear();
+      op->fallback_id = op->asking_id;
+      op->fallback.clear();
       for (auto& c : m.successors)
-        if (!c.addr.empty() && admit(c, "unbound_contact")) it->second.fallback.push_back({mask(c.id), c.addr});
+        if (!c.addr.empty() && admit(c, "unbound_contact")) op->fallback.push_back({mask(c.id), c.addr});
     }
-    answer(from, m.nonce, nullptr, &m.candidates);
+    closer_candidates(m.nonce, *op, m.candidates);
   }
 
   void on_message(const address& from, const chord_msg::get_state& m) {
@@ -442,15 +450,14 @@ class chord {
   }
   void on_message(const address& from, const chord_msg::owner_reply& m) {
     auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end() || !it->second.confirming || it->second.asking != from || m.self.addr != from)
+    if (it == lookups_.end() || !std::holds_alternative<confirming>(it->second.phase) ||
+        !queries_.expects(from, m.nonce) || m.self.addr != from)
       return env_.count("stale_reply");
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_owner_reply");
-    env_.cancel(it->second.timer);
-    it->second.timer = {};
+    queries_.answer(from, m.nonce);
     if (!admit(m.self, "unbound_id")) {  // not an owner anyone may be sent to: the next of the list
-      it->second.confirming = false;
       it->second.dead.push_back(from);
-      return confirm_owner(m.nonce);
+      return confirm_next(m.nonce);
     }
     owner_answer(m.nonce, {mask(m.self.id), from}, m.owns, m.predecessor, m.successors);
   }
@@ -525,26 +532,32 @@ class chord {
   }
 
  private:
+  // A lookup is in one phase at a time; the request it has in flight, if any, waits in
+  // queries_ under the lookup's nonce (find_successor and owner_query carry it).
+  struct routing {};   // asking the closest preceding node it knows for the key's successor
+  struct confirming {  // asking owners.front() whether the key is in its range (predecessor, self]
+    std::vector<contact> owners;  // the owner found, then its successors should it be silent
+    unsigned attempts = 0;        // owner_queries to owners.front() so far
+  };
+  struct waiting {     // no owner could vouch for the answer: routing again after a while
+    timer_id timer{};
+  };
   struct lookup_op {
     node_id key;
     std::size_t n = 1;
     lookup_callback cb;
+    time_point started{};
+    std::variant<routing, confirming, waiting> phase;
+    bool through_seeds = false;  // a join's: the candidates are the seeds, in order, until one answers "closer"
+    // what routing has learnt, kept across phases
     std::vector<contact> candidates;  // untried, best first after sort
     std::vector<address> tried, answered, dead;
-    std::vector<contact> owners;  // found, being confirmed: the owner first, then fallbacks
     std::vector<contact> fallback;  // successor list of the closest node that answered "closer"
-    node_id fallback_id, asking_id;
-    bool confirming = false;
-    unsigned confirm_attempts = 0;
+    node_id fallback_id, asking_id;  // that node's id; the id of the node asked last
+    unsigned hops = 0;         // answers on the way
     unsigned redirects = 0;    // owners that pointed back to their predecessor
-    unsigned unconfirmed = 0;  // owners that could not say (no predecessor yet): start again later
-    time_point started{};
-    address asking;
-    unsigned restarts = 0;
-    timer_id timer{};
-    unsigned hops = 0;
-    std::size_t queries = 0;
-    bool join = false;
+    unsigned restarts = 0;     // routings started again from our own tables
+    std::size_t queries = 0;   // find_successors sent
   };
   struct join_note {  // a join request: to the successor found, the attempt-th send
     contact successor;
@@ -568,7 +581,7 @@ class chord {
     auto ops = std::move(lookups_);
     lookups_.clear();
     for (auto& [n, op] : ops) {
-      env_.cancel(op.timer);
+      end_lookup(n, op);
       if (op.cb) op.cb(make_error_code(errc::not_joined), {});
     }
   }
@@ -615,139 +628,131 @@ class chord {
 
   // ---- lookups ----
 
-  void start_lookup(const node_id& key, std::size_t n, std::vector<contact> first, lookup_callback cb) {
-    lookup_op op;
+  void start_lookup(const node_id& key, std::size_t n, std::vector<contact> seeds, lookup_callback cb) {
+    const std::uint64_t nonce = ++nonce_;
+    lookup_op& op = lookups_[nonce];
     op.started = env_.now();
     op.key = key;
     op.n = n;
     op.cb = std::move(cb);
-    op.join = !first.empty();
-    bool ours = false;
-    if (!op.join) {
-      const contact succ = successor();
-      if (node_id::in_half_open(key, self_.id, succ.id)) {  // we are the key's predecessor: no query needed
-        ours = true;
-        op.owners = successor_list_with_self_fallback();
-      }
-      op.candidates = closest_preceding(key, cfg_.successors + 8);
-    } else {
-      op.candidates = std::move(first);
+    op.through_seeds = !seeds.empty();
+    if (op.through_seeds) {
+      op.candidates = std::move(seeds);
+      return query_next(nonce);
     }
-    const std::uint64_t nonce = ++nonce_;
-    lookups_.emplace(nonce, std::move(op));
-    if (ours) confirm_owner(nonce);  // one step, to our successor (unless we are alone)
-    else query_next(nonce);
+    op.candidates = closest_preceding(key, cfg_.successors + 8);
+    if (node_id::in_half_open(key, self_.id, successor().id))  // we are the key's predecessor: no query needed
+      return confirm(nonce, op, successor_list_with_self_fallback());  // one step, to our successor (unless we are alone)
+    query_next(nonce);
   }
 
+  /// Routing: asks the best candidate left; falls back along a successor list, or starts
+  /// again from our own tables, when none is left; fails when that too is spent.
   void query_next(std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
+    op.phase = routing{};
+    if (!op.through_seeds) order_candidates(op);
     auto& c = op.candidates;
-    if (!op.join) {
-      // closest preceding first (the smallest clockwise distance to the key), but a node
-      // that has already been silent goes after every untried one: the lookup proceeds
-      // with the next best node at once, as in the paper, and asks a silent one again
-      // only when nothing better is left (its answer may just have been lost)
-      auto silences = [&](const contact& x) { return std::count(op.tried.begin(), op.tried.end(), x.addr); };
-      std::stable_sort(c.begin(), c.end(), [&](const contact& a, const contact& b) {
-        const auto sa = silences(a), sb = silences(b);
-        return sa != sb ? sa < sb : (op.key - a.id) < (op.key - b.id);
-      });
-    }
-    // a node that answered is not asked again (no loops); one that timed out is
-    // asked once more, since its answer or our question may just have been lost
-    auto spent = [&](const address& a) {
-      auto n = std::count(op.tried.begin(), op.tried.end(), a);
-      return n >= static_cast<long>(cfg_.failure_threshold) ||
-             std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
-             std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
-    };
-    while (!c.empty() && (c.front().addr == self_.addr || spent(c.front().addr))) c.erase(c.begin());
-    if (c.empty() && !op.join && !op.fallback.empty()) {
-      // nobody closer to the key answers: the key's predecessor failed and the node before
-      // it has not noticed yet. The owner is then the first live node of that node's
-      // successor list at or past the key (Chord's successor-list fallback); confirm_owner
-      // skips the dead ones.
-      std::vector<contact> beyond;
-      for (auto& x : op.fallback)
-        if (!node_id::in_open(x.id, op.fallback_id, op.key) && x.addr != self_.addr) beyond.push_back(x);
-      op.fallback.clear();
-      if (!beyond.empty()) {
+    while (!c.empty() && (c.front().addr == self_.addr || spent(op, c.front().addr))) c.erase(c.begin());
+    if (c.empty() && !op.through_seeds) {
+      if (auto owners = fallback_owners(op); !owners.empty()) {
         env_.count("successor_fallbacks");
-        op.owners = std::move(beyond);
-        return confirm_owner(nonce);
+        return confirm(nonce, op, std::move(owners));
       }
-    }
-    if (c.empty() && !op.join && op.restarts < 2 && op.queries < cfg_.max_lookup_queries) {
-      // every lead ran out: start again from our own tables, which the timeouts have pruned
-      ++op.restarts;
-      op.answered.clear();
-      op.candidates = closest_preceding(op.key, cfg_.successors + 8);
-      // our first live successors may already own the key when the nodes before them died
-      std::vector<contact> live;
-      for (auto& x : successors_)
-        if (!spent(x.addr)) live.push_back(x);
-      if (live.empty() || node_id::in_half_open(op.key, self_.id, live.front().id)) {
-        op.owners = live.empty() ? std::vector<contact>{self_} : std::move(live);
-        return confirm_owner(nonce);
-      }
-      return query_next(nonce);
+      if (op.restarts < 2 && op.queries < cfg_.max_lookup_queries) return restart_routing(nonce, op);
     }
     if (c.empty() || op.queries >= cfg_.max_lookup_queries) {
       dcp::log(env_, log_level::debug, "chord: lookup of ", op.key, " failed after ", op.queries, " queries, ",
                op.restarts, " restarts, ", op.dead.size(), " dead");
       return finish(nonce, make_error_code(errc::lookup_failed), {});
     }
-    op.asking = c.front().addr;
-    op.asking_id = c.front().id;
     const contact asked = c.front();
     c.erase(c.begin());
-    op.tried.push_back(op.asking);
+    op.asking_id = asked.id;
+    op.tried.push_back(asked.addr);
     op.candidates.push_back(asked);  // asked again if it stays silent, up to failure_threshold times
     ++op.queries;
-    env_.send(op.asking, chord_msg::find_successor{nonce, op.key});
-    op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
-      auto jt = lookups_.find(nonce);
-      if (jt == lookups_.end()) return;
-      jt->second.timer = {};
-      env_.count("lookup_timeouts");
-      const address dead = jt->second.asking;
-      // a second silence in a row from a finger: drop the finger (fix-fingers refills it).
-      // Successors and predecessor are judged by stabilize and check-predecessor only, which
-      // ask failure_threshold times: a lookup's lost messages must not unlink a live neighbour.
-      if (std::count(jt->second.tried.begin(), jt->second.tried.end(), dead) >= 2) forget_finger(dead);
-      query_next(nonce);
+    env_.send(asked.addr, chord_msg::find_successor{nonce, op.key});
+    queries_.await(nonce, asked.addr);
+  }
+  /// Closest preceding first (the smallest clockwise distance to the key), but a node that
+  /// has already been silent goes after every untried one: the lookup proceeds with the next
+  /// best node at once, as in the paper, and asks a silent one again only when nothing
+  /// better is left (its answer may just have been lost).
+  void order_candidates(lookup_op& op) const {
+    auto silences = [&](const contact& x) { return std::count(op.tried.begin(), op.tried.end(), x.addr); };
+    std::stable_sort(op.candidates.begin(), op.candidates.end(), [&](const contact& a, const contact& b) {
+      const auto sa = silences(a), sb = silences(b);
+      return sa != sb ? sa < sb : (op.key - a.id) < (op.key - b.id);
     });
   }
+  /// A node that answered is not asked again (no loops); one that timed out is asked
+  /// again, up to failure_threshold times, since its answer or our question may just
+  /// have been lost.
+  bool spent(const lookup_op& op, const address& a) const {
+    return std::count(op.tried.begin(), op.tried.end(), a) >= static_cast<long>(cfg_.failure_threshold) ||
+           std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
+           std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
+  }
+  /// Nobody closer to the key answers: the key's predecessor failed and the node before it
+  /// has not noticed yet. The owner is then the first live node of that node's successor
+  /// list at or past the key (Chord's successor-list fallback; confirm skips the dead ones).
+  /// Taken once.
+  std::vector<contact> fallback_owners(lookup_op& op) const {
+    std::vector<contact> beyond;
+    for (auto& x : op.fallback)
+      if (!node_id::in_open(x.id, op.fallback_id, op.key) && x.addr != self_.addr) beyond.push_back(x);
+    op.fallback.clear();
+    return beyond;
+  }
+  /// Every lead ran out: starts again from our own tables, which the timeouts have pruned.
+  void restart_routing(std::uint64_t nonce, lookup_op& op) {
+    ++op.restarts;
+    op.answered.clear();
+    op.candidates = closest_preceding(op.key, cfg_.successors + 8);
+    // our first live successors may already own the key when the nodes before them died
+    std::vector<contact> live;
+    for (auto& x : successors_)
+      if (!spent(op, x.addr)) live.push_back(x);
+    if (live.empty() || node_id::in_half_open(op.key, self_.id, live.front().id))
+      return confirm(nonce, op, live.empty() ? std::vector<contact>{self_} : std::move(live));
+    query_next(nonce);
+  }
 
-  void answer(const address& from, std::uint64_t nonce, const std::vector<contact>* successors,
-              const std::vector<contact>* candidates) {
+  /// The lookup `nonce` when `from` answers the find_successor it has in flight to it.
+  lookup_op* routing_answer(const address& from, std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
-    if (it == lookups_.end() || it->second.asking != from || it->second.confirming) return env_.count("stale_reply");
-    lookup_op& op = it->second;
-    env_.cancel(op.timer);
-    op.timer = {};
-    ++op.hops;
-    op.answered.push_back(from);
-    if (successors) {
-      std::vector<contact> owners;
-      for (auto& s : *successors) {
-        if (owners.size() == std::max(op.n, cfg_.successors)) break;  // the rest of the list: fallbacks
-        if (s.addr.empty() || dead_for(op, s.addr) || !admit(s, "unbound_contact")) continue;
-        if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
-          owners.push_back({mask(s.id), s.addr});
-      }
-      if (owners.empty()) { env_.count("bad_found"); return query_next(nonce); }
-      op.owners = std::move(owners);
-      return confirm_owner(nonce);
+    if (it == lookups_.end() || !std::holds_alternative<routing>(it->second.phase) || !queries_.answer(from, nonce))
+      return nullptr;
+    ++it->second.hops;
+    it->second.answered.push_back(from);
+    return &it->second;
+  }
+  /// "found": the asked node is the key's predecessor, and these its successors.
+  void found_successors(std::uint64_t nonce, lookup_op& op, const std::vector<contact>& successors) {
+    std::vector<contact> owners;
+    for (auto& s : successors) {
+      if (owners.size() == std::max(op.n, cfg_.successors)) break;  // the rest of the list: fallbacks
+      if (s.addr.empty() || dead_for(op, s.addr) || !admit(s, "unbound_contact")) continue;
+      if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
+        owners.push_back({mask(s.id), s.addr});
     }
-    if (op.join) {  // through a seed: from now on the candidates are ordinary ones
-      op.join = false;
+    if (owners.empty()) {
+      env_.count("bad_found");
+      return query_next(nonce);
+    }
+    confirm(nonce, op, std::move(owners));
+  }
+  /// "closer": nodes nearer the key to ask.
+  void closer_candidates(std::uint64_t nonce, lookup_op& op, const std::vector<contact>& candidates) {
+    if (op.through_seeds) {  // a seed answered: from now on the candidates are ordinary ones
+      op.through_seeds = false;
       op.candidates.clear();
     }
     // only candidates that make progress: strictly between the responder... and the key
-    for (auto& c : *candidates)
+    for (auto& c : candidates)
       if (!c.addr.empty() && node_id::in_open(mask(c.id), self_.id, op.key) && admit(c, "unbound_contact"))
         op.candidates.push_back({mask(c.id), c.addr});
     query_next(nonce);
@@ -760,34 +765,44 @@ class chord {
   /// know its predecessor cannot confirm: the lookup starts again a little later, and fails
   /// (errc::lookup_failed) rather than answer unconfirmed. A silent owner is skipped for the
   /// next node of the successor list, as Chord's lookups fall back along it.
-  void confirm_owner(std::uint64_t nonce) {
+  void confirm(std::uint64_t nonce, lookup_op& op, std::vector<contact> owners) {
+    op.phase = confirming{std::move(owners), 0};
+    confirm_next(nonce);
+  }
+  /// Asks the first owner not known dead (again, after a silence), or routes again when none is left.
+  void confirm_next(std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
-    while (!op.owners.empty() && dead_for(op, op.owners.front().addr)) op.owners.erase(op.owners.begin());
-    if (op.owners.empty()) return query_next(nonce);  // the whole list is gone: route again
-    if (op.owners.front().addr == self_.addr) {
-      op.confirming = false;
-      return owner_answer(nonce, self_, owns(op.key), predecessor_, successors_);
+    auto& c = std::get<confirming>(op.phase);
+    if (!c.owners.empty() && dead_for(op, c.owners.front().addr)) {
+      c.attempts = 0;  // the next owner
+      while (!c.owners.empty() && dead_for(op, c.owners.front().addr)) c.owners.erase(c.owners.begin());
     }
-    if (op.asking != op.owners.front().addr || !op.confirming) op.confirm_attempts = 0;
-    op.asking = op.owners.front().addr;
-    op.confirming = true;
-    ++op.confirm_attempts;
-    env_.send(op.asking, chord_msg::owner_query{nonce, op.key});
-    op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
-      auto jt = lookups_.find(nonce);
-      if (jt == lookups_.end()) return;
-      lookup_op& o = jt->second;
-      o.timer = {};
+    if (c.owners.empty()) return query_next(nonce);  // the whole list is gone: route again
+    const contact owner = c.owners.front();
+    if (owner.addr == self_.addr) return owner_answer(nonce, self_, owns(op.key), predecessor_, successors_);
+    ++c.attempts;
+    env_.send(owner.addr, chord_msg::owner_query{nonce, op.key});
+    queries_.await(nonce, owner.addr);
+  }
+  /// The request in flight was not answered in time.
+  void query_timed_out(std::uint64_t nonce, const address& peer) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    if (auto* c = std::get_if<confirming>(&op.phase)) {
       env_.count("owner_timeouts");
       // a lost query or reply must not skip a live owner: failure_threshold silences in a row
-      if (o.confirm_attempts >= cfg_.failure_threshold) {
-        o.confirming = false;
-        o.dead.push_back(o.asking);
-      }
-      confirm_owner(nonce);
-    });
+      if (c->attempts >= cfg_.failure_threshold) op.dead.push_back(peer);
+      return confirm_next(nonce);
+    }
+    env_.count("lookup_timeouts");
+    // a second silence in a row from a finger: drop the finger (fix-fingers refills it).
+    // Successors and predecessor are judged by stabilize and check-predecessor only, which
+    // ask failure_threshold times: a lookup's lost messages must not unlink a live neighbour.
+    if (std::count(op.tried.begin(), op.tried.end(), peer) >= 2) forget_finger(peer);
+    query_next(nonce);
   }
   /// The owner candidate's answer (or our own, when we are the candidate).
   void owner_answer(std::uint64_t nonce, const contact& owner, bool owns_key, const contact& pred,
@@ -795,53 +810,49 @@ class chord {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
-    op.confirming = false;
-    if (owns_key) {
-      lookup_result r{{owner}, op.hops + op.redirects};
-      for (auto& c : succs) {
-        if (r.owners.size() >= op.n) break;
-        if (c.addr.empty() || dead_for(op, c.addr) || !admit(c, "unbound_contact")) continue;
-        if (std::none_of(r.owners.begin(), r.owners.end(), [&](const contact& o) { return o.addr == c.addr; }))
-          r.owners.push_back({mask(c.id), c.addr});
-      }
-      return finish(nonce, {}, std::move(r));
-    }
+    if (owns_key) return owner_confirmed(nonce, op, owner, succs);
     if (pred && pred.addr != owner.addr && !dead_for(op, pred.addr) && op.redirects < cfg_.max_lookup_queries &&
         admit(pred, "unbound_contact")) {
       env_.count("owner_redirects");  // a newer node between the key and this one: ask it
       ++op.redirects;
-      op.owners = {{mask(pred.id), pred.addr}, owner};
-      return confirm_owner(nonce);
+      return confirm(nonce, op, {{mask(pred.id), pred.addr}, owner});
     }
     // the candidate does not know its predecessor (it just joined, or lost it), or names one
     // that is dead: no one can vouch for the answer now. Stabilization settles it within a
     // round or two; until then we ask again, and in the end say we could not.
     env_.count("owner_unconfirmed");
-    ++op.unconfirmed;
     if (env_.now() - op.started > confirm_patience()) {
       dcp::log(env_, log_level::debug, "chord: lookup of ", op.key, " found no owner to confirm it");
       return finish(nonce, make_error_code(errc::lookup_failed), {});
     }
-    op.timer = env_.arm(cfg_.stabilize_interval / 2, [this, nonce] {
-      auto jt = lookups_.find(nonce);
-      if (jt == lookups_.end()) return;
-      lookup_op& o = jt->second;
-      o.timer = {};
-      o.answered.clear();
-      o.owners.clear();
-      o.fallback.clear();
-      o.redirects = 0;
-      o.restarts = 0;
-      o.queries = 0;
-      o.confirming = false;
-      o.asking = {};
-      if (node_id::in_half_open(o.key, self_.id, successor().id)) {
-        o.owners = successor_list_with_self_fallback();
-        return confirm_owner(nonce);
-      }
-      o.candidates = closest_preceding(o.key, max_successors() + 8);
-      query_next(nonce);
-    });
+    op.phase = waiting{env_.arm(cfg_.stabilize_interval / 2, [this, nonce] { route_again(nonce); })};
+  }
+  void owner_confirmed(std::uint64_t nonce, const lookup_op& op, const contact& owner, const std::vector<contact>& succs) {
+    lookup_result r{{owner}, op.hops + op.redirects};
+    for (auto& c : succs) {
+      if (r.owners.size() >= op.n) break;
+      if (c.addr.empty() || dead_for(op, c.addr) || !admit(c, "unbound_contact")) continue;
+      if (std::none_of(r.owners.begin(), r.owners.end(), [&](const contact& o) { return o.addr == c.addr; }))
+        r.owners.push_back({mask(c.id), c.addr});
+    }
+    finish(nonce, {}, std::move(r));
+  }
+  /// Waited for an owner that could not confirm: routes afresh (what failed and was tried
+  /// is still known).
+  void route_again(std::uint64_t nonce) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    op.phase = routing{};
+    op.answered.clear();
+    op.fallback.clear();
+    op.redirects = 0;
+    op.restarts = 0;
+    op.queries = 0;
+    if (node_id::in_half_open(op.key, self_.id, successor().id))
+      return confirm(nonce, op, successor_list_with_self_fallback());
+    op.candidates = closest_preceding(op.key, max_successors() + 8);
+    query_next(nonce);
   }
   /// Is `key` ours: in (predecessor, self]? Unknown (false) without a predecessor, unless we
   /// are alone on the ring.
@@ -875,10 +886,15 @@ class chord {
     if (it == lookups_.end()) return;
     if (!ec && !r.owners.empty() && r.owners.front().addr != self_.addr) ++r.hops;  // the last step, to the owner
     auto cb = std::move(it->second.cb);
-    if (it->second.timer) env_.cancel(it->second.timer);
+    end_lookup(nonce, it->second);
     lookups_.erase(it);
     if (ec) env_.count("lookup_failed");
     cb(ec, std::move(r));
+  }
+  /// Stops what the lookup waits for: its request in flight, or its wait.
+  void end_lookup(std::uint64_t nonce, lookup_op& op) {
+    queries_.erase(nonce);
+    if (auto* w = std::get_if<waiting>(&op.phase)) env_.cancel(w->timer);
   }
 
   /// Up to `count` known nodes strictly between self and key, closest to the key first.
@@ -1059,6 +1075,7 @@ class chord {
   join_table joins_;             // the join request to our successor-to-be
   request_table stabilize_;      // stabilize's get_state to the successor
   request_table pings_;          // check-predecessor's ping
+  request_table queries_;        // each lookup's find_successor or owner_query, by the lookup's nonce
   // declared failed (or departed) within failed_memory: neighbours that have not noticed
   // yet still name it, and stabilize must not adopt it back from them
   detail::failed_peers<E> failed_;

@@ -94,6 +94,10 @@ class peer_requests {
   void abandon(const address& peer, F&& f) {
     drain([&](const request& r) { return r.peer == peer; }, f);
   }
+  /// Forgets request `nonce`, if in flight (what it served has ended).
+  void erase(std::uint64_t nonce) {
+    if (auto it = requests_.find(nonce); it != requests_.end()) take(it);
+  }
   /// Forgets the requests for which `pred(request)` holds (what they served has ended).
   template <class P>
   void drop_if(P&& pred) {
