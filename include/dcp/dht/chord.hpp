@@ -241,7 +241,7 @@ class chord {
 
   chord(E env, chord_config cfg = {})
       : env_(std::move(env)),
-        cfg_((cfg.validate(), std::move(cfg))),
+        cfg_((cfg.validate(), std::move(cfg))),  // checked before the members below take its timeouts
         join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
               [this](const contact&) { join_lookup(); }),
         joins_(env_, cfg_.rpc_timeout),

@@ -155,7 +155,7 @@ class kademlia {
 
   kademlia(E env, kademlia_config cfg = {})
       : env_(std::move(env)),
-        cfg_((cfg.validate(), std::move(cfg))),
+        cfg_((cfg.validate(), std::move(cfg))),  // checked before the members below take its timeouts
         rpcs_(env_, cfg_.rpc_timeout, "lookup_timeouts"),
         pings_(env_, cfg_.rpc_timeout),
         join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
