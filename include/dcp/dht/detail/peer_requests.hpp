@@ -84,15 +84,20 @@ class peer_requests {
   /// `from`'s answer to `nonce`: the request, out of the table, when one was in
   /// flight to that peer; nothing otherwise.
   std::optional<request> answer(const address& from, std::uint64_t nonce) {
-    if (!expects(from, nonce)) return std::nullopt;
-    return take(requests_.find(nonce));
+    auto it = requests_.find(nonce);
+    if (it == requests_.end() || it->second.peer != from) return std::nullopt;
+    return take(it);
   }
 
   /// Takes out every request waiting for `peer` (the transport gave up on it)
   /// and hands each, one at a time, to `f(nonce, request)` without waiting for its timeout.
   template <class F>
   void abandon(const address& peer, F&& f) {
-    drain([&](const request& r) { return r.peer == peer; }, f);
+    std::vector<std::uint64_t> waiting;  // (f may send, and so add requests)
+    for (auto& [n, r] : requests_)
+      if (r.peer == peer) waiting.push_back(n);
+    for (auto n : waiting)
+      if (auto it = requests_.find(n); it != requests_.end()) f(n, take(it));
   }
   /// Forgets request `nonce`, if in flight (what it served has ended).
   void erase(std::uint64_t nonce) {
@@ -101,7 +106,11 @@ class peer_requests {
   /// Forgets the requests for which `pred(request)` holds (what they served has ended).
   template <class P>
   void drop_if(P&& pred) {
-    drain(pred, [](std::uint64_t, request) {});
+    std::erase_if(requests_, [&](const auto& kv) {
+      if (!pred(kv.second)) return false;
+      if (kv.second.timer) env_.cancel(kv.second.timer);
+      return true;
+    });
   }
   /// Forgets every request (the node stopped).
   void clear() {
@@ -112,8 +121,10 @@ class peer_requests {
 
  private:
   void put(std::uint64_t nonce, request r) {
-    if (auto it = requests_.find(nonce); it != requests_.end() && it->second.timer) env_.cancel(it->second.timer);
-    requests_.insert_or_assign(nonce, std::move(r));
+    auto [it, fresh] = requests_.try_emplace(nonce, std::move(r));
+    if (fresh) return;
+    if (it->second.timer) env_.cancel(it->second.timer);  // the same request again: one timeout at a time
+    it->second = std::move(r);
   }
   request take(typename std::unordered_map<std::uint64_t, request>::iterator it) {
     request r = std::move(it->second);
@@ -121,14 +132,7 @@ class peer_requests {
     requests_.erase(it);
     return r;
   }
-  template <class P, class F>
-  void drain(P&& pred, F&& f) {
-    std::vector<std::uint64_t> matching;
-    for (auto& [n, r] : requests_)
-      if (pred(r)) matching.push_back(n);
-    for (auto n : matching)
-      if (auto it = requests_.find(n); it != requests_.end()) f(n, take(it));
-  }
+
   void timed_out(std::uint64_t nonce) {
     auto it = requests_.find(nonce);
     if (it == requests_.end()) return;
