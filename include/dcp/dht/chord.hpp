@@ -56,6 +56,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "dcp/core/env.hpp"
@@ -64,6 +65,9 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/peer_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -235,16 +239,28 @@ class chord {
   static constexpr std::string_view name = "chord";
   static constexpr protocol_id default_id = 80;
 
-  chord(E env, chord_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
-    cfg_.validate();
+  chord(E env, chord_config cfg = {})
+      : env_(std::move(env)),
+        cfg_((cfg.validate(), std::move(cfg))),  // checked before the members below take its timeouts
+        join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact&) { join_lookup(); }),
+        joins_(env_, cfg_.rpc_timeout),
+        stabilize_(env_, cfg_.rpc_timeout, "successor_timeouts"),
+        pings_(env_, cfg_.rpc_timeout),
+        queries_(env_, cfg_.rpc_timeout),
+        failed_(env_, cfg_.failed_memory) {
     bound_ = cfg_.bits == node_id::bits && dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {mask(own_id("chord", bound_, cfg_.id, env_.self(), env_.rng())), env_.self()};
+    joins_.on_timeout([this](std::uint64_t, typename join_table::request r) { join_request_timed_out(r.note); });
+    stabilize_.on_timeout([this](std::uint64_t, typename request_table::request r) { successor_timed_out(r.peer); });
+    pings_.on_timeout([this](std::uint64_t, typename request_table::request r) { predecessor_timed_out(r.peer); });
+    queries_.on_timeout([this](std::uint64_t nonce, typename request_table::request r) { query_timed_out(nonce, r.peer); });
   }
   chord(const chord&) = delete;
   chord& operator=(const chord&) = delete;
   ~chord() {
     stop_timers();
-    for (auto& [n, op] : lookups_) env_.cancel(op.timer);  // their callbacks die with us, unanswered
+    for (auto& [n, op] : lookups_) end_lookup(n, op);  // their callbacks die with us, unanswered
   }
 
   // ---- Router ----
@@ -255,19 +271,13 @@ class chord {
   /// Joins through any of `seeds` (retrying with backoff while none answers), or
   /// founds a ring alone when `seeds` is empty.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)  // without ourselves and without repeats
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) {
+    if (!join_.set_seeds(seeds, self_.addr)) {
       successors_.clear();
       predecessor_ = {};
       become_joined();
       return;
     }
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
@@ -353,19 +363,24 @@ class chord {
       env_.send(from, chord_msg::closer{m.nonce, closest_preceding(key, 4), successors_});
     }
   }
-  void on_message(const address& from, const chord_msg::found& m) { answer(from, m.nonce, &m.successors, nullptr); }
+  void on_message(const address& from, const chord_msg::found& m) {
+    lookup_op* op = routing_answer(from, m.nonce);
+    if (!op) return env_.count("stale_reply");
+    found_successors(m.nonce, *op, m.successors);
+  }
   void on_message(const address& from, const chord_msg::closer& m) {
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_closer");
-    if (auto it = lookups_.find(m.nonce); it != lookups_.end() && it->second.asking == from && !it->second.confirming &&
-                                           it->second.asking_id != node_id{}) {  // a join seed's id may be unknown
+    lookup_op* op = routing_answer(from, m.nonce);
+    if (!op) return env_.count("stale_reply");
+    if (op->asking_id != node_id{}) {  // (a join seed's id may be unknown)
       // the answering nodes precede the key, each closer than the last: the successor list
       // of the closest is the fallback if every node between it and the key has failed
-      it->second.fallback_id = it->second.asking_id;
-      it->second.fallback.clear();
+      op->fallback_id = op->asking_id;
+      op->fallback.clear();
       for (auto& c : m.successors)
-        if (!c.addr.empty() && admit(c, "unbound_contact")) it->second.fallback.push_back({mask(c.id), c.addr});
+        if (!c.addr.empty() && admit(c, "unbound_contact")) op->fallback.push_back({mask(c.id), c.addr});
     }
-    answer(from, m.nonce, nullptr, &m.candidates);
+    closer_candidates(m.nonce, *op, m.candidates);
   }
 
   void on_message(const address& from, const chord_msg::get_state& m) {
@@ -373,20 +388,17 @@ class chord {
     env_.send(from, chord_msg::state{m.nonce, predecessor_, successors_});
   }
   void on_message(const address& from, const chord_msg::state& m) {
-    auto it = stabilize_.find(m.nonce);
-    if (it == stabilize_.end() || it->second.peer != from) return env_.count("stale_reply");
-    env_.cancel(it->second.timer);
-    stabilize_.erase(it);
+    if (!stabilize_.answer(from, m.nonce)) return env_.count("stale_reply");
     successor_silences_ = 0;
     if (!joined_ || successors_.empty() || successors_.front().addr != from) return;
     const contact succ = successors_.front();
     std::vector<contact> next;
-    if (m.predecessor && m.predecessor.addr != self_.addr && !recently_failed(m.predecessor.addr) &&
+    if (m.predecessor && m.predecessor.addr != self_.addr && !failed_.recent(m.predecessor.addr) &&
         node_id::in_open(mask(m.predecessor.id), self_.id, succ.id) && admit(m.predecessor, "unbound_contact"))
       next.push_back(m.predecessor);  // a node joined between us and our successor
     next.push_back(succ);
     for (auto& c : m.successors)
-      if (!recently_failed(c.addr)) next.push_back(c);
+      if (!failed_.recent(c.addr)) next.push_back(c);
     set_successors(std::move(next));
     env_.send(successor().addr, chord_msg::notify{self_});
     // a closer successor: ask it at once rather than a round later, so that a node far from its
@@ -400,7 +412,7 @@ class chord {
 
   void on_message(const address& from, const chord_msg::notify& m) {
     if (!joined_ || m.self.addr != from || from == self_.addr) return env_.count("bad_notify");
-    if (recently_failed(from)) return env_.count("stale_notify");  // left or failed: delayed in flight
+    if (failed_.recent(from)) return env_.count("stale_notify");  // left or failed: delayed in flight
     if (!admit(m.self, "unbound_id")) return;
     const contact c{mask(m.self.id), m.self.addr};
     if (!predecessor_ || node_id::in_open(c.id, predecessor_.id, self_.id)) predecessor_ = c;
@@ -411,11 +423,7 @@ class chord {
     if (joined_) env_.send(from, chord_msg::pong{m.nonce});
   }
   void on_message(const address& from, const chord_msg::pong& m) {
-    if (m.nonce == ping_nonce_ && predecessor_.addr == from && ping_timer_) {
-      predecessor_silences_ = 0;
-      env_.cancel(ping_timer_);
-      ping_timer_ = {};
-    }
+    if (predecessor_.addr == from && pings_.answer(from, m.nonce)) predecessor_silences_ = 0;
   }
 
   void on_message(const address& from, const chord_msg::leaving& m) {
@@ -423,7 +431,7 @@ class chord {
     if (!joined_) return;
     const bool was_successor = !successors_.empty() && successors_.front().addr == from;
     const bool was_predecessor = predecessor_.addr == from;
-    failed_[from] = env_.now();  // a notify it sent before leaving may still arrive: not adopted back
+    failed_.mark(from);  // a notify it sent before leaving may still arrive: not adopted back
     forget(from);
     if (was_predecessor)
       predecessor_ = m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact") ? contact{} : m.predecessor;
@@ -442,15 +450,14 @@ class chord {
   }
   void on_message(const address& from, const chord_msg::owner_reply& m) {
     auto it = lookups_.find(m.nonce);
-    if (it == lookups_.end() || !it->second.confirming || it->second.asking != from || m.self.addr != from)
+    if (it == lookups_.end() || !std::holds_alternative<confirming>(it->second.phase) ||
+        !queries_.expects(from, m.nonce) || m.self.addr != from)
       return env_.count("stale_reply");
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_owner_reply");
-    env_.cancel(it->second.timer);
-    it->second.timer = {};
+    queries_.answer(from, m.nonce);
     if (!admit(m.self, "unbound_id")) {  // not an owner anyone may be sent to: the next of the list
-      it->second.confirming = false;
       it->second.dead.push_back(from);
-      return confirm_owner(m.nonce);
+      return confirm_next(m.nonce);
     }
     owner_answer(m.nonce, {mask(m.self.id), from}, m.owns, m.predecessor, m.successors);
   }
@@ -463,7 +470,7 @@ class chord {
     if (c.id == self_.id) { env_.send(from, r); return; }  // id taken: refused (the newcomer picks another)
     // the newcomer becomes our predecessor only if no node we know of lies between them and us:
     // then its own predecessor is our old one, and every key it will claim was ours
-    if (recently_failed(from)) failed_.erase(from);  // back after a restart: it asks itself
+    failed_.erase(from);  // back after a restart, if it had failed: it asks itself
     if (predecessor_.addr == from && last_joiner_.addr == from) {  // our answer was lost: the same again
       r.accepted = true;
       r.predecessor = last_joiner_pred_;
@@ -478,10 +485,11 @@ class chord {
     env_.send(from, r);
   }
   void on_message(const address& from, const chord_msg::join_reply& m) {
-    if (joined_ || m.nonce != join_nonce_ || m.self.addr != from || from != join_target_.addr) return env_.count("stale_reply");
+    if (joined_ || m.self.addr != from || !joins_.expects(from, m.nonce)) return env_.count("stale_reply");
     if (m.successors.size() > 4 * cfg_.max_successors + 8) return env_.count("bad_join_reply");
     if (!admit(m.self, "unbound_id")) return;  // the join attempt times out and starts again
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    joins_.answer(from, m.nonce);
+    join_.stop();  // (a late answer, after the attempt gave up: it counts)
     if (m.accepted) {
       std::vector<contact> list{{mask(m.self.id), from}};
       for (auto& c : m.successors) list.push_back(c);
@@ -496,15 +504,13 @@ class chord {
       dcp::log(env_, log_level::warn, "chord: id ", self_.id, " is taken by ", from);
       env_.count("id_collisions");
       if (!cfg_.id) self_.id = mask(node_id::random(env_.rng()));
-      join_timer_ = env_.arm(retry_, [this] { try_join(); });
-      return;
+      return join_.retry(false);
     }
     // a node joined between us and the successor our lookup found: walk back to it
     if (m.predecessor && m.predecessor.addr != self_.addr && admit(m.predecessor, "unbound_contact") &&
         ++join_redirects_ <= 4 * max_successors())
       return request_join({mask(m.predecessor.id), m.predecessor.addr});
-    join_timer_ = env_.arm(retry_, [this] { try_join(); });
-    retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
+    join_.retry();
   }
 
   void on_message(const address& from, const chord_msg::deliver& m) {
@@ -517,7 +523,7 @@ class chord {
 
   /// The transport gave up on `peer`: it is gone, so no lookup waits for or retries it.
   void on_unreachable(const address& peer) {
-    failed_[peer] = env_.now();
+    failed_.mark(peer);
     forget(peer);
     for (auto& [n, op] : lookups_) {
       std::erase_if(op.candidates, [&](const contact& c) { return c.addr == peer; });
@@ -526,31 +532,39 @@ class chord {
   }
 
  private:
+  // A lookup is in one phase at a time; the request it has in flight, if any, waits in
+  // queries_ under the lookup's nonce (find_successor and owner_query carry it).
+  struct routing {};   // asking the closest preceding node it knows for the key's successor
+  struct confirming {  // asking owners.front() whether the key is in its range (predecessor, self]
+    std::vector<contact> owners;  // the owner found, then its successors should it be silent
+    unsigned attempts = 0;        // owner_queries to owners.front() so far
+  };
+  struct waiting {     // no owner could vouch for the answer: routing again after a while
+    timer_id timer{};
+  };
   struct lookup_op {
     node_id key;
     std::size_t n = 1;
     lookup_callback cb;
+    time_point started{};
+    std::variant<routing, confirming, waiting> phase;
+    bool through_seeds = false;  // a join's: the candidates are the seeds, in order, until one answers "closer"
+    // what routing has learnt, kept across phases
     std::vector<contact> candidates;  // untried, best first after sort
     std::vector<address> tried, answered, dead;
-    std::vector<contact> owners;  // found, being confirmed: the owner first, then fallbacks
     std::vector<contact> fallback;  // successor list of the closest node that answered "closer"
-    node_id fallback_id, asking_id;
-    bool confirming = false;
-    unsigned confirm_attempts = 0;
+    node_id fallback_id, asking_id;  // that node's id; the id of the node asked last
+    unsigned hops = 0;         // answers on the way
     unsigned redirects = 0;    // owners that pointed back to their predecessor
-    unsigned unconfirmed = 0;  // owners that could not say (no predecessor yet): start again later
-    time_point started{};
-    address asking;
-    unsigned restarts = 0;
-    timer_id timer{};
-    unsigned hops = 0;
-    std::size_t queries = 0;
-    bool join = false;
+    unsigned restarts = 0;     // routings started again from our own tables
+    std::size_t queries = 0;   // find_successors sent
   };
-  struct pending_state {
-    address peer;
-    timer_id timer{};
+  struct join_note {  // a join request: to the successor found, the attempt-th send
+    contact successor;
+    unsigned attempt = 1;
   };
+  using join_table = detail::peer_requests<E, join_note>;
+  using request_table = detail::peer_requests<E>;
 
   node_id ring_pow2(unsigned i) const noexcept { return node_id::pow2(node_id::bits - cfg_.bits + i); }
 
@@ -558,44 +572,37 @@ class chord {
     stabilize_timer_.stop();
     fingers_timer_.stop();
     predecessor_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
-    if (ping_timer_) env_.cancel(ping_timer_), ping_timer_ = {};
-    for (auto& [n, s] : stabilize_) env_.cancel(s.timer);
+    join_.stop();
+    joins_.clear();
+    pings_.clear();
     stabilize_.clear();
   }
   void fail_all_lookups() {
     auto ops = std::move(lookups_);
     lookups_.clear();
     for (auto& [n, op] : ops) {
-      env_.cancel(op.timer);
+      end_lookup(n, op);
       if (op.cb) op.cb(make_error_code(errc::not_joined), {});
     }
   }
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
+    joins_.clear();
     const duration jitter = duration(env_.rng().below(static_cast<std::uint64_t>(cfg_.stabilize_interval.count())));
     stabilize_timer_.start(env_, cfg_.stabilize_interval, [this] { stabilize(); }, jitter + 1ns);
     fingers_timer_.start(env_, cfg_.fix_fingers_interval, [this] { fix_fingers(); }, jitter + 2ns);
     predecessor_timer_.start(env_, cfg_.check_predecessor_interval, [this] { check_predecessor(); }, jitter + 3ns);
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_) return;
-    env_.count("join_attempts");
-    start_lookup(self_.id, cfg_.successors, seeds_, [this](std::error_code ec, lookup_result r) {
+  /// One join attempt (join_attempts.hpp): a lookup of our own id through the seeds, then
+  /// the join request to the successor it finds; a failed one is tried again after a backoff.
+  void join_lookup() {
+    start_lookup(self_.id, cfg_.successors, join_.seeds(), [this](std::error_code ec, lookup_result r) {
       if (joined_) return;
-      if (ec || r.owners.empty()) {
-        join_timer_ = env_.arm(retry_, [this] { try_join(); });
-        retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
-        return;
-      }
-      if (r.owners.front().addr == self_.addr) {  // the answer named only ourselves: stale, ask again
-        join_timer_ = env_.arm(retry_, [this] { try_join(); });
-        return;
-      }
+      if (ec || r.owners.empty()) return join_.retry();
+      if (r.owners.front().addr == self_.addr) return join_.retry(false);  // the answer named only ourselves: stale, ask again
       // joined once our successor takes us as its predecessor: until then no lookup may end
       // at us, and after it the keys we claim, (old predecessor, us], are exactly ours
       join_redirects_ = 0;
@@ -603,154 +610,149 @@ class chord {
     });
   }
   void request_join(const contact& successor, unsigned attempt = 1) {
-    join_target_ = successor;
-    if (attempt == 1) join_nonce_ = ++nonce_;
+    if (attempt == 1) {  // a new request: the answer to an older one no longer counts
+      joins_.clear();
+      join_nonce_ = ++nonce_;
+    }
     env_.send(successor.addr, chord_msg::join_request{join_nonce_, self_});
-    if (join_timer_) env_.cancel(join_timer_);
-    // the request or its answer may be lost: asked again (the successor answers the same);
-    // failure_threshold silences and we look for our successor anew
-    join_timer_ = env_.arm(cfg_.rpc_timeout, [this, successor, attempt] {
-      join_timer_ = {};
-      if (attempt < cfg_.failure_threshold) request_join(successor, attempt + 1);
-      else try_join();
-    });
+    joins_.await(join_nonce_, successor.addr, join_note{successor, attempt});
+  }
+  /// The request or its answer may be lost: asked again (the successor answers the same);
+  /// failure_threshold silences and we look for our successor anew (its answer, should it
+  /// come late, still counts until then).
+  void join_request_timed_out(const join_note& j) {
+    if (j.attempt < cfg_.failure_threshold) return request_join(j.successor, j.attempt + 1);
+    joins_.await_untimed(join_nonce_, j.successor.addr, j);
+    join_.retry_now();
   }
 
   // ---- lookups ----
 
-  void start_lookup(const node_id& key, std::size_t n, std::vector<contact> first, lookup_callback cb) {
-    lookup_op op;
+  void start_lookup(const node_id& key, std::size_t n, std::vector<contact> seeds, lookup_callback cb) {
+    const std::uint64_t nonce = ++nonce_;
+    lookup_op& op = lookups_[nonce];
     op.started = env_.now();
     op.key = key;
     op.n = n;
     op.cb = std::move(cb);
-    op.join = !first.empty();
-    bool ours = false;
-    if (!op.join) {
-      const contact succ = successor();
-      if (node_id::in_half_open(key, self_.id, succ.id)) {  // we are the key's predecessor: no query needed
-        ours = true;
-        op.owners = successor_list_with_self_fallback();
-      }
-      op.candidates = closest_preceding(key, cfg_.successors + 8);
-    } else {
-      op.candidates = std::move(first);
+    op.through_seeds = !seeds.empty();
+    if (op.through_seeds) {
+      op.candidates = std::move(seeds);
+      return query_next(nonce);
     }
-    const std::uint64_t nonce = ++nonce_;
-    lookups_.emplace(nonce, std::move(op));
-    if (ours) confirm_owner(nonce);  // one step, to our successor (unless we are alone)
-    else query_next(nonce);
+    op.candidates = closest_preceding(key, cfg_.successors + 8);
+    if (node_id::in_half_open(key, self_.id, successor().id))  // we are the key's predecessor: no query needed
+      return confirm(nonce, op, successor_list_with_self_fallback());  // one step, to our successor (unless we are alone)
+    query_next(nonce);
   }
 
+  /// Routing: asks the best candidate left; falls back along a successor list, or starts
+  /// again from our own tables, when none is left; fails when that too is spent.
   void query_next(std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
+    op.phase = routing{};
+    if (!op.through_seeds) order_candidates(op);
     auto& c = op.candidates;
-    if (!op.join) {
-      // closest preceding first (the smallest clockwise distance to the key), but a node
-      // that has already been silent goes after every untried one: the lookup proceeds
-      // with the next best node at once, as in the paper, and asks a silent one again
-      // only when nothing better is left (its answer may just have been lost)
-      auto silences = [&](const contact& x) { return std::count(op.tried.begin(), op.tried.end(), x.addr); };
-      std::stable_sort(c.begin(), c.end(), [&](const contact& a, const contact& b) {
-        const auto sa = silences(a), sb = silences(b);
-        return sa != sb ? sa < sb : (op.key - a.id) < (op.key - b.id);
-      });
-    }
-    // a node that answered is not asked again (no loops); one that timed out is
-    // asked once more, since its answer or our question may just have been lost
-    auto spent = [&](const address& a) {
-      auto n = std::count(op.tried.begin(), op.tried.end(), a);
-      return n >= static_cast<long>(cfg_.failure_threshold) ||
-             std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
-             std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
-    };
-    while (!c.empty() && (c.front().addr == self_.addr || spent(c.front().addr))) c.erase(c.begin());
-    if (c.empty() && !op.join && !op.fallback.empty()) {
-      // nobody closer to the key answers: the key's predecessor failed and the node before
-      // it has not noticed yet. The owner is then the first live node of that node's
-      // successor list at or past the key (Chord's successor-list fallback); confirm_owner
-      // skips the dead ones.
-      std::vector<contact> beyond;
-      for (auto& x : op.fallback)
-        if (!node_id::in_open(x.id, op.fallback_id, op.key) && x.addr != self_.addr) beyond.push_back(x);
-      op.fallback.clear();
-      if (!beyond.empty()) {
+    while (!c.empty() && (c.front().addr == self_.addr || spent(op, c.front().addr))) c.erase(c.begin());
+    if (c.empty() && !op.through_seeds) {
+      if (auto owners = fallback_owners(op); !owners.empty()) {
         env_.count("successor_fallbacks");
-        op.owners = std::move(beyond);
-        return confirm_owner(nonce);
+        return confirm(nonce, op, std::move(owners));
       }
-    }
-    if (c.empty() && !op.join && op.restarts < 2 && op.queries < cfg_.max_lookup_queries) {
-      // every lead ran out: start again from our own tables, which the timeouts have pruned
-      ++op.restarts;
-      op.answered.clear();
-      op.candidates = closest_preceding(op.key, cfg_.successors + 8);
-      // our first live successors may already own the key when the nodes before them died
-      std::vector<contact> live;
-      for (auto& x : successors_)
-        if (!spent(x.addr)) live.push_back(x);
-      if (live.empty() || node_id::in_half_open(op.key, self_.id, live.front().id)) {
-        op.owners = live.empty() ? std::vector<contact>{self_} : std::move(live);
-        return confirm_owner(nonce);
-      }
-      return query_next(nonce);
+      if (op.restarts < 2 && op.queries < cfg_.max_lookup_queries) return restart_routing(nonce, op);
     }
     if (c.empty() || op.queries >= cfg_.max_lookup_queries) {
       dcp::log(env_, log_level::debug, "chord: lookup of ", op.key, " failed after ", op.queries, " queries, ",
                op.restarts, " restarts, ", op.dead.size(), " dead");
       return finish(nonce, make_error_code(errc::lookup_failed), {});
     }
-    op.asking = c.front().addr;
-    op.asking_id = c.front().id;
     const contact asked = c.front();
     c.erase(c.begin());
-    op.tried.push_back(op.asking);
+    op.asking_id = asked.id;
+    op.tried.push_back(asked.addr);
     op.candidates.push_back(asked);  // asked again if it stays silent, up to failure_threshold times
     ++op.queries;
-    env_.send(op.asking, chord_msg::find_successor{nonce, op.key});
-    op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
-      auto jt = lookups_.find(nonce);
-      if (jt == lookups_.end()) return;
-      jt->second.timer = {};
-      env_.count("lookup_timeouts");
-      const address dead = jt->second.asking;
-      // a second silence in a row from a finger: drop the finger (fix-fingers refills it).
-      // Successors and predecessor are judged by stabilize and check-predecessor only, which
-      // ask failure_threshold times: a lookup's lost messages must not unlink a live neighbour.
-      if (std::count(jt->second.tried.begin(), jt->second.tried.end(), dead) >= 2) forget_finger(dead);
-      query_next(nonce);
+    env_.send(asked.addr, chord_msg::find_successor{nonce, op.key});
+    queries_.await(nonce, asked.addr);
+  }
+  /// Closest preceding first (the smallest clockwise distance to the key), but a node that
+  /// has already been silent goes after every untried one: the lookup proceeds with the next
+  /// best node at once, as in the paper, and asks a silent one again only when nothing
+  /// better is left (its answer may just have been lost).
+  void order_candidates(lookup_op& op) const {
+    auto silences = [&](const contact& x) { return std::count(op.tried.begin(), op.tried.end(), x.addr); };
+    std::stable_sort(op.candidates.begin(), op.candidates.end(), [&](const contact& a, const contact& b) {
+      const auto sa = silences(a), sb = silences(b);
+      return sa != sb ? sa < sb : (op.key - a.id) < (op.key - b.id);
     });
   }
+  /// A node that answered is not asked again (no loops); one that timed out is asked
+  /// again, up to failure_threshold times, since its answer or our question may just
+  /// have been lost.
+  bool spent(const lookup_op& op, const address& a) const {
+    return std::count(op.tried.begin(), op.tried.end(), a) >= static_cast<long>(cfg_.failure_threshold) ||
+           std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
+           std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
+  }
+  /// Nobody closer to the key answers: the key's predecessor failed and the node before it
+  /// has not noticed yet. The owner is then the first live node of that node's successor
+  /// list at or past the key (Chord's successor-list fallback; confirm skips the dead ones).
+  /// Taken once.
+  std::vector<contact> fallback_owners(lookup_op& op) const {
+    std::vector<contact> beyond;
+    for (auto& x : op.fallback)
+      if (!node_id::in_open(x.id, op.fallback_id, op.key) && x.addr != self_.addr) beyond.push_back(x);
+    op.fallback.clear();
+    return beyond;
+  }
+  /// Every lead ran out: starts again from our own tables, which the timeouts have pruned.
+  void restart_routing(std::uint64_t nonce, lookup_op& op) {
+    ++op.restarts;
+    op.answered.clear();
+    op.candidates = closest_preceding(op.key, cfg_.successors + 8);
+    // our first live successors may already own the key when the nodes before them died
+    std::vector<contact> live;
+    for (auto& x : successors_)
+      if (!spent(op, x.addr)) live.push_back(x);
+    if (live.empty() || node_id::in_half_open(op.key, self_.id, live.front().id))
+      return confirm(nonce, op, live.empty() ? std::vector<contact>{self_} : std::move(live));
+    query_next(nonce);
+  }
 
-  void answer(const address& from, std::uint64_t nonce, const std::vector<contact>* successors,
-              const std::vector<contact>* candidates) {
+  /// The lookup `nonce` when `from` answers the find_successor it has in flight to it.
+  lookup_op* routing_answer(const address& from, std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
-    if (it == lookups_.end() || it->second.asking != from || it->second.confirming) return env_.count("stale_reply");
-    lookup_op& op = it->second;
-    env_.cancel(op.timer);
-    op.timer = {};
-    ++op.hops;
-    op.answered.push_back(from);
-    if (successors) {
-      std::vector<contact> owners;
-      for (auto& s : *successors) {
-        if (owners.size() == std::max(op.n, cfg_.successors)) break;  // the rest of the list: fallbacks
-        if (s.addr.empty() || dead_for(op, s.addr) || !admit(s, "unbound_contact")) continue;
-        if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
-          owners.push_back({mask(s.id), s.addr});
-      }
-      if (owners.empty()) { env_.count("bad_found"); return query_next(nonce); }
-      op.owners = std::move(owners);
-      return confirm_owner(nonce);
+    if (it == lookups_.end() || !std::holds_alternative<routing>(it->second.phase) || !queries_.answer(from, nonce))
+      return nullptr;
+    ++it->second.hops;
+    it->second.answered.push_back(from);
+    return &it->second;
+  }
+  /// "found": the asked node is the key's predecessor, and these its successors.
+  void found_successors(std::uint64_t nonce, lookup_op& op, const std::vector<contact>& successors) {
+    std::vector<contact> owners;
+    for (auto& s : successors) {
+      if (owners.size() == std::max(op.n, cfg_.successors)) break;  // the rest of the list: fallbacks
+      if (s.addr.empty() || dead_for(op, s.addr) || !admit(s, "unbound_contact")) continue;
+      if (std::none_of(owners.begin(), owners.end(), [&](const contact& o) { return o.addr == s.addr; }))
+        owners.push_back({mask(s.id), s.addr});
     }
-    if (op.join) {  // through a seed: from now on the candidates are ordinary ones
-      op.join = false;
+    if (owners.empty()) {
+      env_.count("bad_found");
+      return query_next(nonce);
+    }
+    confirm(nonce, op, std::move(owners));
+  }
+  /// "closer": nodes nearer the key to ask.
+  void closer_candidates(std::uint64_t nonce, lookup_op& op, const std::vector<contact>& candidates) {
+    if (op.through_seeds) {  // a seed answered: from now on the candidates are ordinary ones
+      op.through_seeds = false;
       op.candidates.clear();
     }
     // only candidates that make progress: strictly between the responder... and the key
-    for (auto& c : *candidates)
+    for (auto& c : candidates)
       if (!c.addr.empty() && node_id::in_open(mask(c.id), self_.id, op.key) && admit(c, "unbound_contact"))
         op.candidates.push_back({mask(c.id), c.addr});
     query_next(nonce);
@@ -763,34 +765,44 @@ class chord {
   /// know its predecessor cannot confirm: the lookup starts again a little later, and fails
   /// (errc::lookup_failed) rather than answer unconfirmed. A silent owner is skipped for the
   /// next node of the successor list, as Chord's lookups fall back along it.
-  void confirm_owner(std::uint64_t nonce) {
+  void confirm(std::uint64_t nonce, lookup_op& op, std::vector<contact> owners) {
+    op.phase = confirming{std::move(owners), 0};
+    confirm_next(nonce);
+  }
+  /// Asks the first owner not known dead (again, after a silence), or routes again when none is left.
+  void confirm_next(std::uint64_t nonce) {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
-    while (!op.owners.empty() && dead_for(op, op.owners.front().addr)) op.owners.erase(op.owners.begin());
-    if (op.owners.empty()) return query_next(nonce);  // the whole list is gone: route again
-    if (op.owners.front().addr == self_.addr) {
-      op.confirming = false;
-      return owner_answer(nonce, self_, owns(op.key), predecessor_, successors_);
+    auto& c = std::get<confirming>(op.phase);
+    if (!c.owners.empty() && dead_for(op, c.owners.front().addr)) {
+      c.attempts = 0;  // the next owner
+      while (!c.owners.empty() && dead_for(op, c.owners.front().addr)) c.owners.erase(c.owners.begin());
     }
-    if (op.asking != op.owners.front().addr || !op.confirming) op.confirm_attempts = 0;
-    op.asking = op.owners.front().addr;
-    op.confirming = true;
-    ++op.confirm_attempts;
-    env_.send(op.asking, chord_msg::owner_query{nonce, op.key});
-    op.timer = env_.arm(cfg_.rpc_timeout, [this, nonce] {
-      auto jt = lookups_.find(nonce);
-      if (jt == lookups_.end()) return;
-      lookup_op& o = jt->second;
-      o.timer = {};
+    if (c.owners.empty()) return query_next(nonce);  // the whole list is gone: route again
+    const contact owner = c.owners.front();
+    if (owner.addr == self_.addr) return owner_answer(nonce, self_, owns(op.key), predecessor_, successors_);
+    ++c.attempts;
+    env_.send(owner.addr, chord_msg::owner_query{nonce, op.key});
+    queries_.await(nonce, owner.addr);
+  }
+  /// The request in flight was not answered in time.
+  void query_timed_out(std::uint64_t nonce, const address& peer) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    if (auto* c = std::get_if<confirming>(&op.phase)) {
       env_.count("owner_timeouts");
       // a lost query or reply must not skip a live owner: failure_threshold silences in a row
-      if (o.confirm_attempts >= cfg_.failure_threshold) {
-        o.confirming = false;
-        o.dead.push_back(o.asking);
-      }
-      confirm_owner(nonce);
-    });
+      if (c->attempts >= cfg_.failure_threshold) op.dead.push_back(peer);
+      return confirm_next(nonce);
+    }
+    env_.count("lookup_timeouts");
+    // a second silence in a row from a finger: drop the finger (fix-fingers refills it).
+    // Successors and predecessor are judged by stabilize and check-predecessor only, which
+    // ask failure_threshold times: a lookup's lost messages must not unlink a live neighbour.
+    if (std::count(op.tried.begin(), op.tried.end(), peer) >= 2) forget_finger(peer);
+    query_next(nonce);
   }
   /// The owner candidate's answer (or our own, when we are the candidate).
   void owner_answer(std::uint64_t nonce, const contact& owner, bool owns_key, const contact& pred,
@@ -798,53 +810,49 @@ class chord {
     auto it = lookups_.find(nonce);
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
-    op.confirming = false;
-    if (owns_key) {
-      lookup_result r{{owner}, op.hops + op.redirects};
-      for (auto& c : succs) {
-        if (r.owners.size() >= op.n) break;
-        if (c.addr.empty() || dead_for(op, c.addr) || !admit(c, "unbound_contact")) continue;
-        if (std::none_of(r.owners.begin(), r.owners.end(), [&](const contact& o) { return o.addr == c.addr; }))
-          r.owners.push_back({mask(c.id), c.addr});
-      }
-      return finish(nonce, {}, std::move(r));
-    }
+    if (owns_key) return owner_confirmed(nonce, op, owner, succs);
     if (pred && pred.addr != owner.addr && !dead_for(op, pred.addr) && op.redirects < cfg_.max_lookup_queries &&
         admit(pred, "unbound_contact")) {
       env_.count("owner_redirects");  // a newer node between the key and this one: ask it
       ++op.redirects;
-      op.owners = {{mask(pred.id), pred.addr}, owner};
-      return confirm_owner(nonce);
+      return confirm(nonce, op, {{mask(pred.id), pred.addr}, owner});
     }
     // the candidate does not know its predecessor (it just joined, or lost it), or names one
     // that is dead: no one can vouch for the answer now. Stabilization settles it within a
     // round or two; until then we ask again, and in the end say we could not.
     env_.count("owner_unconfirmed");
-    ++op.unconfirmed;
     if (env_.now() - op.started > confirm_patience()) {
       dcp::log(env_, log_level::debug, "chord: lookup of ", op.key, " found no owner to confirm it");
       return finish(nonce, make_error_code(errc::lookup_failed), {});
     }
-    op.timer = env_.arm(cfg_.stabilize_interval / 2, [this, nonce] {
-      auto jt = lookups_.find(nonce);
-      if (jt == lookups_.end()) return;
-      lookup_op& o = jt->second;
-      o.timer = {};
-      o.answered.clear();
-      o.owners.clear();
-      o.fallback.clear();
-      o.redirects = 0;
-      o.restarts = 0;
-      o.queries = 0;
-      o.confirming = false;
-      o.asking = {};
-      if (node_id::in_half_open(o.key, self_.id, successor().id)) {
-        o.owners = successor_list_with_self_fallback();
-        return confirm_owner(nonce);
-      }
-      o.candidates = closest_preceding(o.key, max_successors() + 8);
-      query_next(nonce);
-    });
+    op.phase = waiting{env_.arm(cfg_.stabilize_interval / 2, [this, nonce] { route_again(nonce); })};
+  }
+  void owner_confirmed(std::uint64_t nonce, const lookup_op& op, const contact& owner, const std::vector<contact>& succs) {
+    lookup_result r{{owner}, op.hops + op.redirects};
+    for (auto& c : succs) {
+      if (r.owners.size() >= op.n) break;
+      if (c.addr.empty() || dead_for(op, c.addr) || !admit(c, "unbound_contact")) continue;
+      if (std::none_of(r.owners.begin(), r.owners.end(), [&](const contact& o) { return o.addr == c.addr; }))
+        r.owners.push_back({mask(c.id), c.addr});
+    }
+    finish(nonce, {}, std::move(r));
+  }
+  /// Waited for an owner that could not confirm: routes afresh (what failed and was tried
+  /// is still known).
+  void route_again(std::uint64_t nonce) {
+    auto it = lookups_.find(nonce);
+    if (it == lookups_.end()) return;
+    lookup_op& op = it->second;
+    op.phase = routing{};
+    op.answered.clear();
+    op.fallback.clear();
+    op.redirects = 0;
+    op.restarts = 0;
+    op.queries = 0;
+    if (node_id::in_half_open(op.key, self_.id, successor().id))
+      return confirm(nonce, op, successor_list_with_self_fallback());
+    op.candidates = closest_preceding(op.key, max_successors() + 8);
+    query_next(nonce);
   }
   /// Is `key` ours: in (predecessor, self]? Unknown (false) without a predecessor, unless we
   /// are alone on the ring.
@@ -870,7 +878,7 @@ class chord {
     return cfg_.failure_threshold * (cfg_.check_predecessor_interval + cfg_.rpc_timeout) + 2 * cfg_.stabilize_interval;
   }
   bool dead_for(const lookup_op& op, const address& a) {
-    return std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end() || recently_failed(a);
+    return std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end() || failed_.recent(a);
   }
 
   void finish(std::uint64_t nonce, std::error_code ec, lookup_result r) {
@@ -878,10 +886,15 @@ class chord {
     if (it == lookups_.end()) return;
     if (!ec && !r.owners.empty() && r.owners.front().addr != self_.addr) ++r.hops;  // the last step, to the owner
     auto cb = std::move(it->second.cb);
-    if (it->second.timer) env_.cancel(it->second.timer);
+    end_lookup(nonce, it->second);
     lookups_.erase(it);
     if (ec) env_.count("lookup_failed");
     cb(ec, std::move(r));
+  }
+  /// Stops what the lookup waits for: its request in flight, or its wait.
+  void end_lookup(std::uint64_t nonce, lookup_op& op) {
+    queries_.erase(nonce);
+    if (auto* w = std::get_if<waiting>(&op.phase)) env_.cancel(w->timer);
   }
 
   /// Up to `count` known nodes strictly between self and key, closest to the key first.
@@ -937,16 +950,6 @@ class chord {
     while (!fingers_.empty() && !fingers_.back()) fingers_.pop_back();
   }
 
-  /// Declared failed within failed_memory: neighbours that have not noticed yet
-  /// still name it, and stabilize must not adopt it back from them.
-  bool recently_failed(const address& a) {
-    auto it = failed_.find(a);
-    if (it == failed_.end()) return false;
-    if (env_.now() - it->second < cfg_.failed_memory) return true;
-    failed_.erase(it);
-    return false;
-  }
-
   /// A peer found dead: drop it everywhere, falling back along the successor list.
   void forget(const address& peer) {
     if (peer == self_.addr) return;
@@ -974,13 +977,12 @@ class chord {
   /// We know nobody any more: a ring of one would answer every lookup with
   /// itself, so a node that joined through seeds joins again through them.
   void rejoin() {
-    if (seeds_.empty()) return;  // the founder stays; others find it again through it
+    if (join_.seeds().empty()) return;  // the founder stays; others find it again through it
     env_.count("rejoins");
     joined_ = false;
     stop_timers();
     fail_all_lookups();
-    retry_ = cfg_.bootstrap_retry;
-    join_timer_ = env_.arm(retry_, [this] { try_join(); });
+    join_.start_later();
   }
 
   // ---- maintenance ----
@@ -992,22 +994,20 @@ class chord {
       else return rejoin();  // alone: the founder of a ring, or a node that lost everyone
     }
     const address succ = successors_.front().addr;
-    for (auto& [n, s] : stabilize_)
-      if (s.peer == succ) return;  // one probe in flight at a time
+    if (stabilize_.awaits(succ)) return;  // one probe in flight at a time
+    failed_.expire();  // (bounded: only the marks within failed_memory are kept)
     const std::uint64_t nonce = ++nonce_;
     env_.send(succ, chord_msg::get_state{nonce});
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, nonce, succ] {
-      stabilize_.erase(nonce);
-      env_.count("successor_timeouts");
-      // one silence may be a lost message: ask again at once; failure_threshold in a row, it is gone
-      if (++successor_silences_ >= cfg_.failure_threshold) {
-        successor_silences_ = 0;
-        failed_[succ] = env_.now();
-        forget(succ);
-      }
-      stabilize();
-    });
-    stabilize_.emplace(nonce, pending_state{succ, t});
+    stabilize_.await(nonce, succ);
+  }
+  void successor_timed_out(const address& succ) {
+    // one silence may be a lost message: ask again at once; failure_threshold in a row, it is gone
+    if (++successor_silences_ >= cfg_.failure_threshold) {
+      successor_silences_ = 0;
+      failed_.mark(succ);
+      forget(succ);
+    }
+    stabilize();
   }
 
   void fix_fingers() {
@@ -1032,21 +1032,20 @@ class chord {
   }
 
   void check_predecessor() {
-    if (!joined_ || !predecessor_ || ping_timer_) return;
-    ping_nonce_ = ++nonce_;
-    const address p = predecessor_.addr;
-    env_.send(p, chord_msg::ping{ping_nonce_});
-    ping_timer_ = env_.arm(cfg_.rpc_timeout, [this, p] {
-      ping_timer_ = {};
-      if (predecessor_.addr != p) return;
-      env_.count("predecessor_timeouts");
-      if (++predecessor_silences_ >= cfg_.failure_threshold) {  // not just a lost message
-        predecessor_silences_ = 0;
-        predecessor_ = {};
-      } else {
-        check_predecessor();
-      }
-    });
+    if (!joined_ || !predecessor_ || !pings_.empty()) return;
+    const std::uint64_t nonce = ++nonce_;
+    env_.send(predecessor_.addr, chord_msg::ping{nonce});
+    pings_.await(nonce, predecessor_.addr);
+  }
+  void predecessor_timed_out(const address& p) {
+    if (predecessor_.addr != p) return;
+    env_.count("predecessor_timeouts");
+    if (++predecessor_silences_ >= cfg_.failure_threshold) {  // not just a lost message
+      predecessor_silences_ = 0;
+      predecessor_ = {};
+    } else {
+      check_predecessor();
+    }
   }
 
   void send_deliver(const contact& owner, const node_id& key, bytes payload) {
@@ -1067,18 +1066,19 @@ class chord {
   std::vector<contact> fingers_;  // fingers_[j] is finger (bits-1-j); lower fingers are the successor
   std::size_t next_finger_ = 0;
   unsigned successor_silences_ = 0, predecessor_silences_ = 0;
-  std::vector<contact> seeds_;
-  duration retry_{};
   bool joined_ = false;
   std::uint64_t nonce_ = 0, join_nonce_ = 0;
-  contact join_target_;  // the node asked to take us as its predecessor
   contact last_joiner_, last_joiner_pred_;  // the last newcomer we took, and the predecessor we gave it
   unsigned join_redirects_ = 0;
   std::unordered_map<std::uint64_t, lookup_op> lookups_;
-  std::unordered_map<std::uint64_t, pending_state> stabilize_;
-  std::unordered_map<address, time_point> failed_;  // see recently_failed()
-  std::uint64_t ping_nonce_ = 0;
-  timer_id ping_timer_{}, join_timer_{};
+  detail::join_attempts<E> join_;
+  join_table joins_;             // the join request to our successor-to-be
+  request_table stabilize_;      // stabilize's get_state to the successor
+  request_table pings_;          // check-predecessor's ping
+  request_table queries_;        // each lookup's find_successor or owner_query, by the lookup's nonce
+  // declared failed (or departed) within failed_memory: neighbours that have not noticed
+  // yet still name it, and stabilize must not adopt it back from them
+  detail::failed_peers<E> failed_;
   deliver_callback on_deliver_;
   periodic<E> stabilize_timer_, fingers_timer_, predecessor_timer_;
 };

@@ -54,6 +54,8 @@
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/peer_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -151,10 +153,19 @@ class kademlia {
   static constexpr std::string_view name = "kademlia";
   static constexpr protocol_id default_id = 82;
 
-  kademlia(E env, kademlia_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) {
-    cfg_.validate();
+  kademlia(E env, kademlia_config cfg = {})
+      : env_(std::move(env)),
+        cfg_((cfg.validate(), std::move(cfg))),  // checked before the members below take its timeouts
+        rpcs_(env_, cfg_.rpc_timeout, "lookup_timeouts"),
+        pings_(env_, cfg_.rpc_timeout),
+        join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+              [this](const contact&) { join_lookup(); }) {
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {own_id("kademlia", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
+    rpcs_.on_timeout([this](std::uint64_t rpc, typename rpc_table::request r) { rpc_timed_out(rpc, std::move(r)); });
+    pings_.on_timeout([](std::uint64_t, typename ping_table::request p) {
+      if (p.note.on_silence) p.note.on_silence();
+    });
   }
   kademlia(const kademlia&) = delete;
   kademlia& operator=(const kademlia&) = delete;
@@ -168,14 +179,8 @@ class kademlia {
   /// Joins through any of `seeds` (their ids may be unknown: zero), retrying with
   /// backoff while none answers; an empty list founds a new network.
   void bootstrap(const std::vector<contact>& seeds) {
-    seeds_.clear();
-    for (auto& s : seeds)  // without ourselves and without repeats
-      if (!s.addr.empty() && s.addr != self_.addr &&
-          std::none_of(seeds_.begin(), seeds_.end(), [&](const contact& o) { return o.addr == s.addr; }))
-        seeds_.push_back(s);
-    if (seeds_.empty()) return become_joined();
-    retry_ = cfg_.bootstrap_retry;
-    try_join();
+    if (!join_.set_seeds(seeds, self_.addr)) return become_joined();
+    join_.start();
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
@@ -262,12 +267,7 @@ class kademlia {
   }
   void on_message(const address& from, const kademlia_msg::pong& m) {
     if (!heard(from, m.sender)) return;
-    if (auto it = pings_.find(m.nonce); it != pings_.end() && it->second.peer == from) {
-      env_.cancel(it->second.timer);
-      auto p = std::move(it->second);
-      pings_.erase(it);
-      if (p.on_answer) p.on_answer();
-    }
+    if (auto p = pings_.answer(from, m.nonce); p && p->note.on_answer) p->note.on_answer();
   }
   void on_message(const address& from, const kademlia_msg::find_node& m) {
     if (!heard(from, m.sender)) return;
@@ -279,12 +279,9 @@ class kademlia {
   void on_message(const address& from, const kademlia_msg::nodes& m) {
     if (!heard(from, m.sender)) return;
     if (m.closest.size() > 2 * cfg_.k) return env_.count("bad_nodes");  // a peer flooding us with contacts
-    auto it = rpcs_.find(m.nonce);
-    if (it == rpcs_.end() || it->second.peer != from) return env_.count("stale_reply");
-    const auto rpc = it->second;
-    if (rpc.timer) env_.cancel(rpc.timer);
-    rpcs_.erase(it);
-    on_reply(rpc.lookup, m.sender, m.closest, !rpc.retry && !rpc.late);
+    const auto rpc = rpcs_.answer(from, m.nonce);
+    if (!rpc) return env_.count("stale_reply");
+    on_reply(rpc->note.lookup, m.sender, m.closest, !rpc->note.retry && !rpc->note.late);
   }
   void on_message(const address& from, const kademlia_msg::deliver& m) {
     // the origin sends it straight to the owner its lookup found: the origin it names
@@ -307,9 +304,7 @@ class kademlia {
     std::uint64_t evict_ping = 0;  // nonce of the ping to the head, 0 when none
     contact candidate;             // the newcomer waiting on that ping
   };
-  struct ping_state {
-    address peer;
-    timer_id timer{};
+  struct ping_note {
     std::function<void()> on_answer, on_silence;
   };
   struct candidate {
@@ -327,22 +322,19 @@ class kademlia {
     std::size_t in_flight = 0;
     bool join = false;
   };
-  struct rpc_state {
-    std::uint64_t lookup;
-    address peer;
-    timer_id timer{};
-    bool retry = false;  // the repeated request after a first silence
-    bool late = false;   // a first request that timed out: its answer still counts
+  struct rpc_note {          // a find_node request
+    std::uint64_t lookup = 0;  // the lookup it serves
+    bool retry = false;        // the repeated request after a first silence
+    bool late = false;         // a first request that timed out: its answer still counts
   };
+  using rpc_table = detail::peer_requests<E, rpc_note>;
+  using ping_table = detail::peer_requests<E, ping_note>;
 
   void stop() {
     refresh_timer_.stop();
     check_timer_.stop();
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
-    for (auto& [n, r] : rpcs_)
-      if (r.timer) env_.cancel(r.timer);
+    join_.stop();
     rpcs_.clear();
-    for (auto& [n, p] : pings_) env_.cancel(p.timer);
     pings_.clear();
     for (auto& b : buckets_) b.evict_ping = 0;
   }
@@ -423,14 +415,7 @@ class kademlia {
   std::uint64_t ping(const address& peer, std::function<void()> on_answer, std::function<void()> on_silence) {
     const std::uint64_t nonce = ++nonce_;
     env_.send(peer, kademlia_msg::ping{nonce, self_});
-    const timer_id t = env_.arm(cfg_.rpc_timeout, [this, nonce] {
-      auto it = pings_.find(nonce);
-      if (it == pings_.end()) return;
-      auto p = std::move(it->second);
-      pings_.erase(it);
-      if (p.on_silence) p.on_silence();
-    });
-    pings_.emplace(nonce, ping_state{peer, t, std::move(on_answer), std::move(on_silence)});
+    pings_.await(nonce, peer, ping_note{std::move(on_answer), std::move(on_silence)});
     return nonce;
   }
 
@@ -454,7 +439,7 @@ class kademlia {
 
   void become_joined() {
     joined_ = true;
-    if (join_timer_) env_.cancel(join_timer_), join_timer_ = {};
+    join_.stop();
     const duration period = std::max<duration>(cfg_.refresh_interval / 8, 1ms);
     refresh_timer_.start(env_, period, [this] { refresh(false); },
                          duration(1 + env_.rng().below(static_cast<std::uint64_t>(period.count()))));
@@ -479,8 +464,7 @@ class kademlia {
     for (auto& a : stale) probe(a);
   }
   void probe(const address& peer) {
-    for (auto& [n, p] : pings_)
-      if (p.peer == peer) return;  // one at a time
+    if (pings_.awaits(peer)) return;  // one at a time
     ping(peer, [] {}, [this, peer] {
       failed(peer);                  // dropped at failure_threshold
       if (find_entry(peer)) probe(peer);  // still known: ask again at once
@@ -493,25 +477,20 @@ class kademlia {
     return nullptr;
   }
 
-  void try_join() {
-    join_timer_ = {};
-    if (joined_) return;
-    env_.count("join_attempts");
+  /// One join attempt (join_attempts.hpp): a lookup of our own id through every seed,
+  /// which ends by itself; when it finds no one, the next attempt follows a backoff.
+  void join_lookup() {
     // the seeds' ids may be unknown: ask them for our own id first, which also makes them know us
     const std::uint64_t nonce = ++nonce_;
     lookup_op op;
     op.target = self_.id;
     op.n = cfg_.k;
     op.join = true;
-    for (auto& s : seeds_) op.shortlist.push_back({s, candidate::state::fresh, 0, 0});
+    for (auto& s : join_.seeds()) op.shortlist.push_back({s, candidate::state::fresh, 0, 0});
     op.cb = [this](std::error_code ec, lookup_result r) {
       if (joined_) return;
       const bool anyone = !ec && std::any_of(r.owners.begin(), r.owners.end(), [&](const contact& c) { return c.addr != self_.addr; });
-      if (!anyone) {
-        join_timer_ = env_.arm(retry_, [this] { try_join(); });
-        retry_ = std::min(retry_ * 2, cfg_.bootstrap_retry_max);
-        return;
-      }
+      if (!anyone) return join_.retry();
       become_joined();
       refresh(true);  // every bucket beyond the closest neighbour (§2.3)
     };
@@ -570,16 +549,11 @@ class kademlia {
         ++op.in_flight;
         const std::uint64_t rpc = ++nonce_;
         env_.send(c.who.addr, kademlia_msg::find_node{rpc, self_, op.target});
-        const address peer = c.who.addr;
-        rpcs_.emplace(rpc, rpc_state{nonce, peer, arm_rpc_timer(rpc), false, false});
+        rpcs_.await(rpc, c.who.addr, rpc_note{nonce});
       }
     }
     if (waiting || op.in_flight > 0) return;
-    std::erase_if(rpcs_, [&](const auto& kv) {  // late answers no longer matter
-      if (kv.second.lookup != nonce) return false;
-      if (kv.second.timer) env_.cancel(kv.second.timer);
-      return true;
-    });
+    rpcs_.drop_if([&](const typename rpc_table::request& r) { return r.note.lookup == nonce; });  // late answers no longer matter
     lookup_result res;
     for (auto& c : op.shortlist) {
       if (res.owners.size() == op.n) break;
@@ -604,29 +578,17 @@ class kademlia {
   /// respond quickly are removed from consideration until and unless they do
   /// respond"). So one dead contact delays a lookup by at most two rpc_timeouts in
   /// all, however many there are, and never blocks a lane for more than one.
-  timer_id arm_rpc_timer(std::uint64_t rpc) {
-    return env_.arm(cfg_.rpc_timeout, [this, rpc] {
-      auto jt = rpcs_.find(rpc);
-      if (jt == rpcs_.end()) return;
-      rpc_state& r = jt->second;
-      r.timer = {};
-      env_.count("lookup_timeouts");
-      failed(r.peer);
-      const std::uint64_t lookup = r.lookup;
-      const address peer = r.peer;
-      if (r.retry) {
-        rpcs_.erase(jt);
-        return on_silence(lookup, peer, true);
-      }
-      r.late = true;  // its answer still counts if it comes
-      auto lt = lookups_.find(lookup);
-      if (lt != lookups_.end()) {
-        const std::uint64_t again = ++nonce_;
-        env_.send(peer, kademlia_msg::find_node{again, self_, lt->second.target});
-        rpcs_.emplace(again, rpc_state{lookup, peer, arm_rpc_timer(again), true, false});
-      }
-      on_silence(lookup, peer, false);
-    });
+  void rpc_timed_out(std::uint64_t rpc, typename rpc_table::request r) {
+    failed(r.peer);
+    const std::uint64_t lookup = r.note.lookup;
+    if (r.note.retry) return on_silence(lookup, r.peer, true);
+    rpcs_.await_untimed(rpc, r.peer, rpc_note{lookup, false, true});  // its answer still counts if it comes
+    if (auto lt = lookups_.find(lookup); lt != lookups_.end()) {
+      const std::uint64_t again = ++nonce_;
+      env_.send(r.peer, kademlia_msg::find_node{again, self_, lt->second.target});
+      rpcs_.await(again, r.peer, rpc_note{lookup, true, false});
+    }
+    on_silence(lookup, r.peer, false);
   }
 
   void on_silence(std::uint64_t nonce, const address& peer, bool second) {
@@ -689,14 +651,12 @@ class kademlia {
   contact self_;
   bool bound_ = false;  // ids bound to addresses (BEP 42)
   std::vector<bucket_state> buckets_;  // buckets_[j] is bucket 159 - j
-  std::vector<contact> seeds_;
-  duration retry_{};
   bool joined_ = false;
   std::uint64_t nonce_ = 0;
   std::unordered_map<std::uint64_t, lookup_op> lookups_;
-  std::unordered_map<std::uint64_t, rpc_state> rpcs_;
-  std::unordered_map<std::uint64_t, ping_state> pings_;
-  timer_id join_timer_{};
+  rpc_table rpcs_;    // find_node requests in flight, for the lookups
+  ping_table pings_;  // liveness checks and eviction pings
+  detail::join_attempts<E> join_;
   deliver_callback on_deliver_;
   periodic<E> refresh_timer_, check_timer_;
 };

@@ -5,9 +5,10 @@
 // Each node on a route passes the message to its next hop and waits for that
 // hop's acknowledgement: Pastry's per-hop timeouts (Rowstron, Druschel 2001,
 // §2.4), CAN's routing around failed neighbours (§2.1), Tapestry's resend then
-// detour (§3.2). The forwarder keeps the hops in flight, keyed by a fresh hop
-// nonce the route message carries (Route::hop, echoed by the route_ack), and
-// stamps the message with this node as its sender. An acknowledgement counts
+// detour (§3.2). The forwarder keeps the hops in flight in a peer_requests
+// table (peer_requests.hpp, where every router keeps what it awaits), keyed by
+// a fresh hop nonce the route message carries (Route::hop, echoed by the
+// route_ack), and stamps the message with this node as its sender. An acknowledgement counts
 // only from the node the hop was sent to. A hop not acknowledged within
 // `ack_timeout` goes to the router's timeout handler (counted as
 // `timeout_counter`, "hop_timeouts" unless the router names another), which
@@ -28,13 +29,13 @@
 #include <cstdint>
 #include <functional>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include "dcp/core/env.hpp"
 #include "dcp/dht/contact.hpp"
+#include "dcp/dht/detail/peer_requests.hpp"
 
 namespace dcp::dht::detail {
 
@@ -48,7 +49,6 @@ class hop_forwarder {
     unsigned attempts = 1;          // sends to `next` so far
     Note note{};
     time_point sent{};
-    timer_id timer{};
   };
   using timeout_handler = std::function<void(pending)>;
   using nonce_source = std::function<std::uint64_t()>;
@@ -58,11 +58,14 @@ class hop_forwarder {
   /// all the router's nonces in flight.
   hop_forwarder(E env, const contact& self, duration ack_timeout, std::size_t max_pending, nonce_source fresh_nonce,
                 std::string_view timeout_counter = "hop_timeouts")
-      : env_(std::move(env)), self_(&self), ack_timeout_(ack_timeout), max_pending_(max_pending),
-        fresh_nonce_(std::move(fresh_nonce)), timeout_counter_(timeout_counter) {}
+      : env_(std::move(env)), self_(&self), max_pending_(max_pending), fresh_nonce_(std::move(fresh_nonce)),
+        hops_(env_, ack_timeout, timeout_counter) {
+    hops_.on_timeout([this](std::uint64_t, typename table::request r) {
+      if (on_timeout_) on_timeout_(std::move(r.note));
+    });
+  }
   hop_forwarder(const hop_forwarder&) = delete;
   hop_forwarder& operator=(const hop_forwarder&) = delete;
-  ~hop_forwarder() { clear(); }
 
   /// What to do with a hop not acknowledged in time; it has left the table.
   void on_timeout(timeout_handler h) { on_timeout_ = std::move(h); }
@@ -77,58 +80,31 @@ class hop_forwarder {
     m.sender = *self_;
     const std::uint64_t hop = m.hop;
     env_.send(next.addr, m);
-    const timer_id t = env_.arm(ack_timeout_, [this, hop] {
-      auto it = hops_.find(hop);
-      if (it == hops_.end()) return;
-      pending p = std::move(it->second);
-      hops_.erase(it);
-      env_.count(timeout_counter_);
-      if (on_timeout_) on_timeout_(std::move(p));
-    });
-    hops_.emplace(hop, pending{std::move(m), next, std::move(excluded), attempts, std::move(note), env_.now(), t});
+    hops_.await(hop, next.addr, pending{std::move(m), next, std::move(excluded), attempts, std::move(note), env_.now()});
   }
 
   /// A route_ack from `from` for `hop`: true when it ends a hop in flight to that node.
-  bool acknowledge(const address& from, std::uint64_t hop) {
-    auto it = hops_.find(hop);
-    if (it == hops_.end() || it->second.next.addr != from) return false;
-    env_.cancel(it->second.timer);
-    hops_.erase(it);
-    return true;
-  }
+  bool acknowledge(const address& from, std::uint64_t hop) { return hops_.answer(from, hop).has_value(); }
 
   /// Takes out every hop waiting for `peer` (the transport gave up on it) and
   /// hands each, one at a time, to `f` without waiting for its timeout.
   template <class F>
   void abandon(const address& peer, F&& f) {
-    std::vector<std::uint64_t> waiting;
-    for (auto& [h, p] : hops_)
-      if (p.next.addr == peer) waiting.push_back(h);
-    for (auto h : waiting) {
-      auto it = hops_.find(h);
-      if (it == hops_.end()) continue;
-      pending p = std::move(it->second);
-      env_.cancel(p.timer);
-      hops_.erase(it);
-      f(std::move(p));
-    }
+    hops_.abandon(peer, [&](std::uint64_t, typename table::request r) { f(std::move(r.note)); });
   }
 
   /// Forgets every hop in flight (the node stopped).
-  void clear() {
-    for (auto& [h, p] : hops_) env_.cancel(p.timer);
-    hops_.clear();
-  }
+  void clear() { hops_.clear(); }
 
  private:
+  using table = peer_requests<E, pending>;
+
   E env_;
   const contact* self_;
-  duration ack_timeout_;
   std::size_t max_pending_;
   nonce_source fresh_nonce_;
-  std::string_view timeout_counter_;
   timeout_handler on_timeout_;
-  std::unordered_map<std::uint64_t, pending> hops_;
+  table hops_;
 };
 
 }  // namespace dcp::dht::detail

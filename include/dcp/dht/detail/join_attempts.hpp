@@ -1,6 +1,7 @@
 #pragma once
-// join_attempts: how a node joins a recursive-routing overlay through its
-// seeds (dht::pastry, dht::can, dht::tapestry).
+// join_attempts: how a DHT node joins through its seeds, and when it tries
+// again (every router: dht::pastry, dht::can, dht::tapestry, dht::chord,
+// dht::kademlia).
 //
 // A newcomer sends its join request to one seed, which routes it toward the
 // newcomer's own id (or point); the node there answers with the state the
@@ -12,10 +13,20 @@
 // hammer the overlay. The attempts go on until the router is joined (its
 // `joined` predicate) or stop() is called; the seed rotation carries on
 // across restarts, so a rejoin starts from the seed after the last one tried.
+//
+// An iterative router (Chord §4.3, Kademlia §2.3) joins by a lookup of its own
+// id that asks the seeds itself (seeds()) and ends by itself, in an answer or
+// a failure, so it waits for no silence: it passes no `wait`, and on a failed
+// attempt calls retry(), which tries again after the backoff (doubling unless
+// told not to: an answer that was merely stale is asked again at the same
+// pace), or retry_now() when the attempt was cut short by the step after the
+// lookup (Chord's join request to the successor found). A rejoin waits the
+// first backoff before its first attempt (start_later()).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -30,8 +41,10 @@ class join_attempts {
   /// Sends one join request through `seed`.
   using sender = std::function<void(const contact& seed)>;
 
-  join_attempts(E env, duration wait, duration first_backoff, duration max_backoff, std::function<bool()> joined,
-                sender send)
+  /// `wait`: how long an attempt's silence lasts before the next (plus the
+  /// backoff); none for attempts that report their failure (retry()).
+  join_attempts(E env, std::optional<duration> wait, duration first_backoff, duration max_backoff,
+                std::function<bool()> joined, sender send)
       : env_(std::move(env)),
         wait_(wait),
         first_backoff_(first_backoff),
@@ -59,6 +72,22 @@ class join_attempts {
     backoff_ = first_backoff_;
     attempt();
   }
+  /// Tries after the first backoff (a rejoin: the peers that knew us are leaving).
+  void start_later() {
+    backoff_ = first_backoff_;
+    retry(false);
+  }
+  /// The attempt failed: tries again after the backoff, which then doubles (`grow`).
+  void retry(bool grow = true) {
+    stop();
+    timer_ = env_.arm(backoff_, [this] { attempt(); });
+    if (grow) backoff_ = std::min(backoff_ * 2, max_backoff_);
+  }
+  /// The attempt failed past its lookup: tries again at once, the backoff as it is.
+  void retry_now() {
+    stop();
+    attempt();
+  }
   /// No more attempts (joined, or stopped).
   void stop() {
     if (timer_) env_.cancel(timer_), timer_ = {};
@@ -71,12 +100,14 @@ class join_attempts {
     env_.count("join_attempts");
     const contact seed = seeds_[next_++ % seeds_.size()];
     send_(seed);
-    timer_ = env_.arm(wait_ + backoff_, [this] { attempt(); });
+    if (!wait_) return;  // the attempt reports its failure: retry()
+    timer_ = env_.arm(*wait_ + backoff_, [this] { attempt(); });
     backoff_ = std::min(backoff_ * 2, max_backoff_);
   }
 
   E env_;
-  duration wait_, first_backoff_, max_backoff_;
+  std::optional<duration> wait_;
+  duration first_backoff_, max_backoff_;
   std::function<bool()> joined_;
   sender send_;
   std::vector<contact> seeds_;
