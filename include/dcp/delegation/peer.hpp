@@ -55,7 +55,7 @@
 namespace dcp::delegation {
 
 struct peer_config {
-  address origin;             ///< the origin (the overlay's entry point)
+  address origin;             ///< the origin: where certificates come from and stock is committed
   bytes origin_public_key;    ///< the root of trust: the origin's Ed25519 key (32 bytes)
   /// Who coordinates a shard now (the DHT owner of its key): dht_locator or fixed_locator.
   locate_function locate;
