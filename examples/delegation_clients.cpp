@@ -8,7 +8,8 @@
 //       [--overlay-groups R]
 //
 // Node i listens on the --listen port + i and joins the overlay through
-// --bootstrap (the node listening there founds it). The surge begins at
+// --bootstrap: the origin, when it is the overlay's entry point
+// (delegation_origin --entry), or a node of its own that founds it. The surge begins at
 // --surge-at or, without it, 200 ms after the process gets SIGUSR1. Every
 // node, at a moment drawn in [surge, surge + spread):
 //   - asks the coordinator of a random shard of "work" (the DHT owner of its
@@ -109,7 +110,9 @@ class client_node {
     dlg::peer_config pc;
     pc.origin = opt.origin;
     pc.origin_public_key = opt.origin_key;
-    pc.locate = dlg::dht_locator(*router_);
+    // The origin may be the overlay's entry point (delegation_origin --entry):
+    // it routes, but never coordinates.
+    pc.locate = dlg::dht_locator(*router_, opt.origin);
     if (!opt.group.empty()) {  // the group's resources go to a member; the rest to the DHT owners
       pc.locate = [this, dht = pc.locate](const std::string& key, std::function<void(std::optional<dcp::address>)> done) {
         const auto resource = key.substr(0, key.find('#'));
@@ -121,7 +124,7 @@ class client_node {
     if (opt.overlay_groups > 0) {
       dlg::group_hosting gh;
       gh.size = opt.overlay_groups;
-      gh.locate = dlg::dht_group_locator(*router_);
+      gh.locate = dlg::dht_group_locator(*router_, opt.origin);
       pc.groups = gh;
     }
     pc.token_ttl = 2s;

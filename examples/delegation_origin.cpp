@@ -23,7 +23,11 @@
 //
 //   delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]
 //
-// checks a record from outside, with its own code path: every token admitted
+// With --entry the origin is also the overlay's entry point: a Kademlia node
+// (the clients' configuration) that founds the overlay, so clients need no
+// address but the origin's; clients' locate never names it a coordinator.
+//
+// The audit checks a record from outside, with its own code path: every token admitted
 // was signed by a coordinator the origin had delegated that shard to (the
 // certificate under the origin's key), presented by its holder, for a unit of
 // work that ended before the token and its delegation did; epochs of a shard
@@ -52,6 +56,7 @@
 #include <asio/signal_set.hpp>
 
 #include "dcp/delegation.hpp"
+#include "dcp/dht.hpp"
 #include "dcp/net.hpp"
 #include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
 #include "delegation_work.hpp"
@@ -67,6 +72,7 @@ using E = dcp::net::env;
             << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
                "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
                "                         [--work-tokens single|quorum]   (quorum: a group's work tokens need a quorum of its members' signatures)\n"
+               "                         [--entry]   (the overlay's entry point: a Kademlia node clients join through)\n"
                "       delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
@@ -159,6 +165,7 @@ struct serve_options {
   dcp::duration work = 20ms, validity = 3s, drift = 50ms;
   std::optional<dcp::bytes> key_seed;
   bool quorum_signed = false;  // work tokens of a group signed by a quorum of it (dcp/delegation/token.hpp)
+  bool entry = false;          // a Kademlia node of the overlay too, founding it: clients join through the origin
 };
 
 int serve(const serve_options& opt) {
@@ -188,6 +195,14 @@ int serve(const serve_options& opt) {
   dcp::net::any_node node(io, opt.net, dcp::net::transport_options(opt.transport));
   auto& org = node.add<dlg::origin<E>>(dlg::default_protocol_id, dcp::lease::signing_key(std::move(key)), oc);
   auto& server = node.add<work_server<E>>(work::protocol, org, opt.work, opt.drift, record);
+  dcp::dht::kademlia<E>* router = nullptr;
+  if (opt.entry) {  // the clients' configuration (delegation_clients); they never name the origin as a coordinator
+    dcp::dht::kademlia_config kc;
+    kc.k = 8;
+    kc.rpc_timeout = 1s;
+    kc.refresh_interval = 30s;
+    router = &node.add<dcp::dht::kademlia<E>>(dcp::dht::kademlia<E>::default_id, kc);
+  }
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code& ec, int) {
@@ -203,6 +218,7 @@ int serve(const serve_options& opt) {
     node.stop();
   });
   node.start();
+  if (router) router->bootstrap({});  // it founds the overlay
   std::cout << "LISTEN " << node.self() << '\n' << "KEY " << dcp::to_hex(pub) << std::endl;
   io.run();
   return 0;
@@ -381,6 +397,10 @@ int main(int argc, char** argv) {
   };
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
+    if (arg == "--entry") {  // a flag, without a value
+      opt.entry = true;
+      continue;
+    }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
     if (arg == "--transport") {

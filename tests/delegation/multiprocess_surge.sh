@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The flash crowd over real TCP: one delegation_origin (capacity C units of
-# work at once, S shards; a stock of seats) and PROCS delegation_clients
-# processes of PER nodes each, all of them arriving within one second. In
+# work at once, S shards; a stock of seats; the overlay's entry point, which
+# every client node joins through) and PROCS delegation_clients processes of
+# PER nodes each, all of them arriving within one second. In
 # the middle, the process hosting the coordinator of shard work#0 is killed
 # with SIGKILL (its PER nodes die at once, coordinators and clients).
 # Checked from outside, from the origin's record (delegation_origin --audit):
@@ -45,7 +46,7 @@ ulimit -n 16384 2>/dev/null || true  # PER nodes with tens of connections each
 claim_port_block
 base=$port_block  # the origin; the client nodes' ports follow
 "$origin_bin" --listen 127.0.0.1:$base --record "$dir/record" --capacity $capacity --shards 4 --work 20ms \
-  --seats 150 --seat-shards 2 --validity 3s --drift 50ms >"$dir/origin.out" 2>"$dir/origin.err" &
+  --seats 150 --seat-shards 2 --validity 3s --drift 50ms --entry >"$dir/origin.out" 2>"$dir/origin.err" &
 origin_pid=$!
 pids+=("$origin_pid")
 for _ in $(seq 100); do grep -q '^KEY ' "$dir/origin.out" && break; sleep 0.1; done
@@ -55,11 +56,11 @@ key=$(awk '/^KEY /{print $2}' "$dir/origin.out")
 client_pids=()
 for ((p = 0; p < procs; p++)); do
   "$clients_bin" --origin 127.0.0.1:$base --origin-key "$key" --listen 127.0.0.1:$((base + 1 + p * per)) --nodes "$per" \
-    --bootstrap 127.0.0.1:$((base + 1)) --spread 1s --run-for ${run_for_s}s --shards 4 \
+    --bootstrap 127.0.0.1:$base --spread 1s --run-for ${run_for_s}s --shards 4 \
     --seat-shards 2 --seed $((p + 1)) "${group_option[@]}" >"$dir/c$p.out" 2>"$dir/c$p.err" &
   client_pids+=($!)
   pids+=($!)
-  ((p == 0)) && sleep 0.5  # the overlay's founder first
+  ((p == 0)) && sleep 0.5  # a first process in the overlay the origin founded, then the rest
 done
 # Every process READY (its nodes joined the overlay), then the crowd: all at once.
 for _ in $(seq 600); do

@@ -29,12 +29,16 @@ inline locate_function fixed_locator(std::function<std::optional<address>(const 
 
 /// The DHT owner of the key: one overlay lookup of hash(key) per (re)location.
 /// `router` must outlive the peer that uses it (both live on one node).
+/// `never`: a node of the overlay that never coordinates (the origin, when
+/// it is the overlay's entry point): the next closest is named instead.
 template <dht::Router R>
-locate_function dht_locator(R& router) {
-  return [&router](const std::string& key, std::function<void(std::optional<address>)> done) {
-    router.lookup(node_id::hash(key), 1, [done = std::move(done)](std::error_code ec, dht::lookup_result r) {
-      if (ec || r.owners.empty()) return done(std::nullopt);
-      done(r.owners.front().addr);
+locate_function dht_locator(R& router, std::optional<address> never = std::nullopt) {
+  return [&router, never](const std::string& key, std::function<void(std::optional<address>)> done) {
+    router.lookup(node_id::hash(key), never ? 2 : 1, [done = std::move(done), never](std::error_code ec, dht::lookup_result r) {
+      if (!ec)
+        for (auto& c : r.owners)
+          if (c.addr != never) return done(c.addr);
+      done(std::nullopt);
     });
   };
 }
@@ -46,13 +50,15 @@ using group_locate_function =
 
 /// The n nodes responsible for the key in the overlay, owner first: one
 /// lookup of hash(key). `router` must outlive the peer that uses it.
+/// `never`: as for dht_locator (skipped; the next closest node counts).
 template <dht::Router R>
-group_locate_function dht_group_locator(R& router) {
-  return [&router](const std::string& key, std::size_t n, std::function<void(std::vector<address>)> done) {
-    router.lookup(node_id::hash(key), n, [done = std::move(done)](std::error_code ec, dht::lookup_result r) {
+group_locate_function dht_group_locator(R& router, std::optional<address> never = std::nullopt) {
+  return [&router, never](const std::string& key, std::size_t n, std::function<void(std::vector<address>)> done) {
+    router.lookup(node_id::hash(key), never ? n + 1 : n, [done = std::move(done), never, n](std::error_code ec, dht::lookup_result r) {
       std::vector<address> nodes;
       if (!ec)
-        for (auto& c : r.owners) nodes.push_back(c.addr);
+        for (auto& c : r.owners)
+          if (c.addr != never && nodes.size() < n) nodes.push_back(c.addr);
       done(std::move(nodes));
     });
   };
