@@ -798,6 +798,52 @@ TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, 
   }
 }
 
+// The origin as the overlay's entry point: its node runs the DHT too, so
+// clients need no other address, and it may well be the node closest to a
+// shard's key (here by construction). Clients' locators skip it: it routes,
+// never coordinates, and the shard is served by the next closest node.
+TEST_CASE("delegation: an origin that is the overlay's entry point is never named a coordinator") {
+  using router_t = dht::kademlia<sim::env>;
+  constexpr protocol_id rid = router_t::default_id;
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 3); ++seed) {
+    CAPTURE(seed);
+    sim::simulator w(seed, world::net(0));
+    origin_config oc;
+    oc.resources = {{"db", capacity_kind::concurrency, 4, 1}};
+    oc.certificate_validity = 3s;
+    oc.max_drift = 50ms;
+    auto okey = origin_private_key();
+    dht::kademlia_config kc;
+    kc.k = 8;
+    w.add_node([&](sim::node_context& n) {
+      n.add<origin_t>(pid, lease::signing_key(okey, 0), oc);
+      auto okc = kc;
+      okc.id = node_id::hash(shard_key("db", 0));  // the origin owns the shard's key
+      n.add<router_t>(rid, okc).bootstrap({});
+    });
+    w.add_nodes(8, [&](sim::node_context& n) {
+      auto& r = n.add<router_t>(rid, kc);
+      peer_config pc;
+      pc.origin = address::sim(0);
+      pc.origin_public_key = okey.public_key().raw();
+      pc.token_ttl = 1s;
+      pc.request_timeout = 100ms;
+      pc.locate = dht_locator(r, address::sim(0));
+      n.add<peer_t>(pid, pc);
+      r.bootstrap({{node_id{}, address::sim(0)}});  // through the origin
+    });
+    w.run_for(2s);
+    int granted = 0;
+    for (sim::node_index i = 1; i <= 8; ++i)
+      w.get<peer_t>(i, pid).acquire("db", 0, 1, [&](result<grant> g) {
+        if (g && g->cert.coordinators.front().addr != address::sim(0)) ++granted;
+      });
+    w.run_for(3s);
+    CHECK(granted >= 4);
+    CHECK(w.metrics().counter(pid, "unexpected_message") == 0);  // no token request ever reached the origin
+  }
+}
+
 // Hostile input: any client may name any shard; a coordinator keeps state for
 // at most max_shards of them, refusing (and counting) the rest.
 TEST_CASE("delegation: a coordinator's shard table is bounded") {
