@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-delegation over real TCP: one delegation_origin (C units of work at
-# once, S shards; a stock of seats), a group of 3 delegation_group processes
+# once, S shards; a stock of seats; the overlay's entry point, which the
+# client nodes join through), a group of 3 delegation_group processes
 # that coordinates every shard of "work" and of "seats" by quorum (Raft on
 # disk: seats are logged, batched and confirmed before a receipt), and PROCS
 # delegation_clients processes of PER nodes each, arriving within one second.
@@ -51,7 +52,7 @@ ulimit -n 16384 2>/dev/null || true
 claim_port_block
 base=$port_block  # the origin; the group's and the client nodes' ports follow
 "$origin_bin" --listen 127.0.0.1:$base --record "$dir/record" --capacity $capacity --shards 4 --work 20ms \
-  --seats 150 --seat-shards 2 --validity 3s --drift 50ms --work-tokens $work_tokens >"$dir/origin.out" 2>"$dir/origin.err" &
+  --seats 150 --seat-shards 2 --validity 3s --drift 50ms --work-tokens $work_tokens --entry >"$dir/origin.out" 2>"$dir/origin.err" &
 origin_pid=$!
 pids+=("$origin_pid")
 for _ in $(seq 100); do grep -q '^KEY ' "$dir/origin.out" && break; sleep 0.1; done
@@ -73,7 +74,7 @@ cbase=$((base + 10))
 client_pids=()
 for ((p = 0; p < procs; p++)); do
   "$clients_bin" --origin 127.0.0.1:$base --origin-key "$key" --listen 127.0.0.1:$((cbase + p * per)) --nodes "$per" \
-    --bootstrap 127.0.0.1:$cbase --spread 1s --run-for ${run_for_s}s --shards 4 \
+    --bootstrap 127.0.0.1:$base --spread 1s --run-for ${run_for_s}s --shards 4 \
     --seat-shards 2 --seed $((p + 1)) --group "$members" --group-resources work,seats >"$dir/c$p.out" 2>"$dir/c$p.err" &
   client_pids+=($!)
   pids+=($!)
