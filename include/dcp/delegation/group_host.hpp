@@ -55,6 +55,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -196,7 +197,7 @@ class group_host {
     if (env_.wall_now() >= c->not_after) return drop("expired_group_certificate");
     const auto* me = c->coordinator(env_.self());
     if (!me || me->public_key != public_key_) return drop("group_certificate_not_naming_me");
-    if (!c->coordinator(from) && from != env_.self()) return drop("group_form_not_from_member");
+    if (!c->coordinator(from)) return drop("group_form_not_from_member");
     serve(std::move(*c), m.certificate);
   }
   void on_message(const address& from, const msg::group_form_query& m) {
@@ -245,7 +246,6 @@ class group_host {
     bytes sealed;
     std::unique_ptr<raft_type> raft;
     std::unique_ptr<group_type> group;
-    time_point asked_form{};
   };
 
   hosted* live(const std::string& resource, std::uint32_t shard) {
@@ -291,7 +291,10 @@ class group_host {
   }
   void located(forming_iterator it, std::vector<address> nodes) {
     auto& f = it->second;
-    if (nodes.empty()) return drop("group_locate_failed"), settle(f, std::nullopt);
+    if (nodes.empty()) {
+      drop("group_locate_failed");
+      return settle(f, std::nullopt);
+    }
     if (nodes.front() != env_.self()) {  // the DHT names another owner: clients go there
       drop("group_owner_elsewhere");
       return settle(f, nodes.front());

@@ -27,22 +27,6 @@ inline locate_function fixed_locator(std::function<std::optional<address>(const 
   };
 }
 
-/// The DHT owner of the key: one overlay lookup of hash(key) per (re)location.
-/// `router` must outlive the peer that uses it (both live on one node).
-/// `never`: a node of the overlay that never coordinates (the origin, when
-/// it is the overlay's entry point): the next closest is named instead.
-template <dht::Router R>
-locate_function dht_locator(R& router, std::optional<address> never = std::nullopt) {
-  return [&router, never](const std::string& key, std::function<void(std::optional<address>)> done) {
-    router.lookup(node_id::hash(key), never ? 2 : 1, [done = std::move(done), never](std::error_code ec, dht::lookup_result r) {
-      if (!ec)
-        for (auto& c : r.owners)
-          if (c.addr != never) return done(c.addr);
-      done(std::nullopt);
-    });
-  };
-}
-
 /// Calls back with up to n nodes closest to the key, closest first (the
 /// candidates for a shard's group, group_host.hpp); empty when it cannot tell.
 using group_locate_function =
@@ -50,7 +34,8 @@ using group_locate_function =
 
 /// The n nodes responsible for the key in the overlay, owner first: one
 /// lookup of hash(key). `router` must outlive the peer that uses it.
-/// `never`: as for dht_locator (skipped; the next closest node counts).
+/// `never`: a node of the overlay that never coordinates (the origin, when
+/// it is the overlay's entry point): skipped, the next closest counts.
 template <dht::Router R>
 group_locate_function dht_group_locator(R& router, std::optional<address> never = std::nullopt) {
   return [&router, never](const std::string& key, std::size_t n, std::function<void(std::vector<address>)> done) {
@@ -60,6 +45,20 @@ group_locate_function dht_group_locator(R& router, std::optional<address> never 
         for (auto& c : r.owners)
           if (c.addr != never && nodes.size() < n) nodes.push_back(c.addr);
       done(std::move(nodes));
+    });
+  };
+}
+
+/// The DHT owner of the key: one overlay lookup of hash(key) per (re)location.
+/// `router` must outlive the peer that uses it (both live on one node).
+/// `never`: a node of the overlay that never coordinates (the origin, when
+/// it is the overlay's entry point): the next closest is named instead.
+template <dht::Router R>
+locate_function dht_locator(R& router, std::optional<address> never = std::nullopt) {
+  return [closest = dht_group_locator(router, std::move(never))](const std::string& key,
+                                                                 std::function<void(std::optional<address>)> done) {
+    closest(key, 1, [done = std::move(done)](std::vector<address> nodes) {
+      done(nodes.empty() ? std::nullopt : std::optional<address>(nodes.front()));
     });
   };
 }
