@@ -8,6 +8,7 @@
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/kademlia.hpp"
+#include "dcp/dht/membership_contacts.hpp"
 #include "dcp/dht/pastry.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/dht/scribe.hpp"

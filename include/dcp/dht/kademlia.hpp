@@ -131,7 +131,11 @@ struct nodes {  // the responder's k closest to the target
   std::uint64_t nonce = 0;
   contact sender;
   std::vector<contact> closest;
-  template <class A> void serialize(A& ar) { ar(nonce, sender, closest); }
+  /// The responder has joined. A join ends only on a joined node's answer: a
+  /// node still joining knows a few nodes at most (Kademlia §2.3 asks the
+  /// newcomer to know "an already participating node").
+  bool joined = true;
+  template <class A> void serialize(A& ar) { ar(nonce, sender, closest, joined); }
 };
 struct deliver {
   static constexpr message_type wire_id = 5;
@@ -220,6 +224,35 @@ class kademlia {
 
   void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
 
+  // ---- contacts learnt from another layer (dht/membership_contacts.hpp) ----
+
+  /// A node another layer knows of, such as a membership's new neighbour.
+  /// Before this node has joined, it is one more seed to join through (the
+  /// first one starts the attempts). After, it is pinged, and enters its
+  /// bucket when it answers, as any sender does: its id comes from its own
+  /// answer (bound to its address where ids are), never from the caller.
+  void introduce(const address& peer) {
+    if (peer.empty() || peer == self_.addr) return;
+    if (!joined_) {
+      auto seeds = join_.seeds();
+      if (seeds.size() >= cfg_.k) return;  // enough ways in; a flood of neighbours adds nothing
+      const bool first = seeds.empty();
+      seeds.push_back({node_id{}, peer});
+      if (join_.set_seeds(seeds, self_.addr) && first) join_.start();
+      return;
+    }
+    if (knows(peer) || pings_.awaits(peer)) return;
+    env_.count("introduced");
+    ping(peer, [] {}, [] {});
+  }
+  /// Another layer saw a sign that `peer` failed (a membership's neighbour
+  /// went down): it is probed now, not at the next check_interval, and
+  /// dropped after failure_threshold silences, as check_contacts() would.
+  /// A live peer answers and stays.
+  void suspect(const address& peer) {
+    if (find_entry(peer)) probe(peer);
+  }
+
   /// Stops this node (Kademlia has no leave message; peers notice by silence).
   void leave() {
     stop();
@@ -274,13 +307,14 @@ class kademlia {
     auto out = closest(m.target, cfg_.k + 1);
     std::erase_if(out, [&](const contact& c) { return c.addr == from; });  // it knows itself
     if (out.size() > cfg_.k) out.resize(cfg_.k);
-    env_.send(from, kademlia_msg::nodes{m.nonce, self_, std::move(out)});
+    env_.send(from, kademlia_msg::nodes{m.nonce, self_, std::move(out), joined_});
   }
   void on_message(const address& from, const kademlia_msg::nodes& m) {
     if (!heard(from, m.sender)) return;
     if (m.closest.size() > 2 * cfg_.k) return env_.count("bad_nodes");  // a peer flooding us with contacts
     const auto rpc = rpcs_.answer(from, m.nonce);
     if (!rpc) return env_.count("stale_reply");
+    if (auto op = lookups_.find(rpc->note.lookup); op != lookups_.end() && m.joined) op->second.participant_answered = true;
     on_reply(rpc->note.lookup, m.sender, m.closest, !rpc->note.retry && !rpc->note.late);
   }
   void on_message(const address& from, const kademlia_msg::deliver& m) {
@@ -321,6 +355,7 @@ class kademlia {
     std::vector<candidate> shortlist;  // sorted by distance to target
     std::size_t in_flight = 0;
     bool join = false;
+    bool participant_answered = false;  // a joined node answered: what ends a join
   };
   struct rpc_note {          // a find_node request
     std::uint64_t lookup = 0;  // the lookup it serves
@@ -487,10 +522,9 @@ class kademlia {
     op.n = cfg_.k;
     op.join = true;
     for (auto& s : join_.seeds()) op.shortlist.push_back({s, candidate::state::fresh, 0, 0});
-    op.cb = [this](std::error_code ec, lookup_result r) {
+    op.cb = [this](std::error_code ec, lookup_result) {
       if (joined_) return;
-      const bool anyone = !ec && std::any_of(r.owners.begin(), r.owners.end(), [&](const contact& c) { return c.addr != self_.addr; });
-      if (!anyone) return join_.retry();
+      if (ec) return join_.retry();  // silence, or only nodes joining themselves answered
       become_joined();
       refresh(true);  // every bucket beyond the closest neighbour (§2.3)
     };
@@ -563,7 +597,12 @@ class kademlia {
       }
     }
     auto cb = std::move(op.cb);
+    const bool joined_nowhere = op.join && !op.participant_answered;
     lookups_.erase(it);
+    if (joined_nowhere) {
+      env_.count("join_without_participant");
+      return cb(make_error_code(errc::lookup_failed), {});
+    }
     if (res.owners.empty()) {
       env_.count("lookup_failed");
       return cb(make_error_code(errc::lookup_failed), {});
