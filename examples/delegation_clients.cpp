@@ -1,14 +1,15 @@
 // delegation_clients: many client nodes of a delegating origin in one
-// process, each a dcp::net node of its own (Kademlia + delegation::peer +
-// the work protocol), for a flash crowd over real TCP.
+// process, each a dcp::net node of its own (HyParView + Kademlia +
+// delegation::peer + the work protocol), for a flash crowd over real TCP.
 //
 //   delegation_clients --origin 127.0.0.1:7000 --origin-key HEX --listen 127.0.0.1:7100 --nodes 50
 //       --bootstrap 127.0.0.1:7100 [--surge-at UNIX_MS] [--spread 1s] [--run-for 10s]
 //       [--shards 4] [--seat-shards 2] [--seed N] [--group HOST:PORT,...] [--group-resources work,...]
 //       [--overlay-groups R]
 //
-// Node i listens on the --listen port + i and joins the overlay through
-// --bootstrap: the origin, when it is the overlay's entry point
+// Node i listens on the --listen port + i and joins the overlay (HyParView,
+// and Kademlia through its HyParView neighbours: delegation_overlay.hpp)
+// through --bootstrap: the origin, when it is the overlay's entry point
 // (delegation_origin --entry), or a node of its own that founds it. The surge begins at
 // --surge-at or, without it, 200 ms after the process gets SIGUSR1. Every
 // node, at a moment drawn in [surge, surge + spread):
@@ -50,6 +51,7 @@
 #include "dcp/dht.hpp"
 #include "dcp/net.hpp"
 #include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
+#include "delegation_overlay.hpp"
 #include "delegation_work.hpp"
 
 namespace {
@@ -100,13 +102,12 @@ class client_node {
     nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
     nc.level = dcp::log_level::error;
     node_ = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(opt.transport));
-    // k = 8 (BitTorrent's): joins and bucket refreshes reach a few dozen of
-    // 200 nodes, not all of them (each contact is a TCP connection here).
-    dcp::dht::kademlia_config kc;
-    kc.k = 8;
-    kc.rpc_timeout = 1s;
-    kc.refresh_interval = 30s;
-    router_ = &node_->add<router_t>(router_t::default_id, kc);
+    // Every node joins HyParView through --bootstrap, and Kademlia through its
+    // HyParView neighbours; the first node of a process with no other way in
+    // founds both.
+    const bool founder = opt.bootstrap == nc.listen;
+    overlay_ = overlay::add<E>(*node_, founder ? std::nullopt : std::optional(opt.bootstrap));
+    router_ = overlay_.router;
     dlg::peer_config pc;
     pc.origin = opt.origin;
     pc.origin_public_key = opt.origin_key;
@@ -135,14 +136,9 @@ class client_node {
     peer_->on_lost([this](const dlg::grant&) { ++sum_.lost; });
   }
 
-  /// `local_seed`: this process's first node, a second way in (the overlay's
-  /// founder is not asked by every joining node at once).
-  void start(const dcp::address& local_seed) {
+  void start() {
     node_->start();
-    std::vector<dcp::dht::contact> seeds;
-    for (auto& a : {opt_.bootstrap, local_seed})
-      if (a != node_->self() && (seeds.empty() || seeds.back().addr != a)) seeds.push_back({dcp::node_id{}, a});
-    router_->bootstrap(seeds);
+    if (opt_.bootstrap == node_->self()) overlay::found(overlay_);  // no other way in: it founds the overlay
   }
   /// The crowd arrives: this node at a moment drawn in [at, at + spread).
   void surge(dcp::wall_time at) {
@@ -221,6 +217,7 @@ class client_node {
   const options& opt_;
   totals& sum_;
   std::unique_ptr<dcp::net::any_node> node_;
+  overlay::parts<E> overlay_;
   router_t* router_ = nullptr;
   peer_t* peer_ = nullptr;
   work_t* work_ = nullptr;
@@ -310,7 +307,7 @@ int main(int argc, char** argv) {
     asio::steady_timer starter(io);
     std::size_t started = 0;
     std::function<void()> start_next = [&] {
-      nodes[started]->start(opt.listen);
+      nodes[started]->start();
       if (++started == nodes.size()) return;
       starter.expires_after(10ms);
       starter.async_wait([&](std::error_code ec) { if (!ec) start_next(); });

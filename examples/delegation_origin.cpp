@@ -23,9 +23,10 @@
 //
 //   delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]
 //
-// With --entry the origin is also the overlay's entry point: a Kademlia node
-// (the clients' configuration) that founds the overlay, so clients need no
-// address but the origin's; clients' locate never names it a coordinator.
+// With --entry the origin is also the overlay's entry point: a HyParView and
+// Kademlia node (delegation_overlay.hpp, the clients' configuration) that
+// founds the overlay, so clients need no address but the origin's; clients'
+// locate never names it a coordinator.
 //
 // The audit checks a record from outside, with its own code path: every token admitted
 // was signed by a coordinator the origin had delegated that shard to (the
@@ -59,6 +60,7 @@
 #include "dcp/dht.hpp"
 #include "dcp/net.hpp"
 #include "dcp/net/transport_spec.hpp"  // --transport (links dcp::tls)
+#include "delegation_overlay.hpp"
 #include "delegation_work.hpp"
 
 namespace {
@@ -72,7 +74,7 @@ using E = dcp::net::env;
             << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
                "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
                "                         [--work-tokens single|quorum]   (quorum: a group's work tokens need a quorum of its members' signatures)\n"
-               "                         [--entry]   (the overlay's entry point: a Kademlia node clients join through)\n"
+               "                         [--entry]   (the overlay's entry point: a HyParView and Kademlia node clients join through)\n"
                "       delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
@@ -165,7 +167,7 @@ struct serve_options {
   dcp::duration work = 20ms, validity = 3s, drift = 50ms;
   std::optional<dcp::bytes> key_seed;
   bool quorum_signed = false;  // work tokens of a group signed by a quorum of it (dcp/delegation/token.hpp)
-  bool entry = false;          // a Kademlia node of the overlay too, founding it: clients join through the origin
+  bool entry = false;          // a node of the overlay too (HyParView + Kademlia), founding it: clients join through the origin
 };
 
 int serve(const serve_options& opt) {
@@ -195,14 +197,10 @@ int serve(const serve_options& opt) {
   dcp::net::any_node node(io, opt.net, dcp::net::transport_options(opt.transport));
   auto& org = node.add<dlg::origin<E>>(dlg::default_protocol_id, dcp::lease::signing_key(std::move(key)), oc);
   auto& server = node.add<work_server<E>>(work::protocol, org, opt.work, opt.drift, record);
-  dcp::dht::kademlia<E>* router = nullptr;
-  if (opt.entry) {  // the clients' configuration (delegation_clients); they never name the origin as a coordinator
-    dcp::dht::kademlia_config kc;
-    kc.k = 8;
-    kc.rpc_timeout = 1s;
-    kc.refresh_interval = 30s;
-    router = &node.add<dcp::dht::kademlia<E>>(dcp::dht::kademlia<E>::default_id, kc);
-  }
+  // The entry point founds the clients' overlay (delegation_overlay.hpp); they
+  // never name the origin as a coordinator.
+  std::optional<overlay::parts<E>> entry;
+  if (opt.entry) entry = overlay::add<E>(node, std::nullopt);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code& ec, int) {
@@ -218,7 +216,7 @@ int serve(const serve_options& opt) {
     node.stop();
   });
   node.start();
-  if (router) router->bootstrap({});  // it founds the overlay
+  if (entry) overlay::found(*entry);
   std::cout << "LISTEN " << node.self() << '\n' << "KEY " << dcp::to_hex(pub) << std::endl;
   io.run();
   return 0;

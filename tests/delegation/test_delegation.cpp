@@ -5,6 +5,7 @@
 
 #include "dcp/delegation.hpp"
 #include "dcp/dht.hpp"
+#include "dcp/membership.hpp"
 #include "dcp/sim.hpp"
 #include "../seeds.hpp"
 
@@ -798,13 +799,16 @@ TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, 
   }
 }
 
-// The origin as the overlay's entry point: its node runs the DHT too, so
-// clients need no other address, and it may well be the node closest to a
-// shard's key (here by construction). Clients' locators skip it: it routes,
-// never coordinates, and the shard is served by the next closest node.
+// The origin as the overlay's entry point: its node runs the overlay too
+// (HyParView, and Kademlia fed by it), so clients need no other address, and
+// it may well be the node closest to a shard's key (here by construction).
+// Clients tell their membership the origin's address and nothing else.
+// Clients' locators skip it: it routes, never coordinates, and the shard is
+// served by the next closest node.
 TEST_CASE("delegation: an origin that is the overlay's entry point is never named a coordinator") {
   using router_t = dht::kademlia<sim::env>;
-  constexpr protocol_id rid = router_t::default_id;
+  using membership_t = membership::hyparview<sim::env>;
+  constexpr protocol_id rid = router_t::default_id, mid = membership_t::default_id;
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 3); ++seed) {
     CAPTURE(seed);
     sim::simulator w(seed, world::net(0));
@@ -819,10 +823,17 @@ TEST_CASE("delegation: an origin that is the overlay's entry point is never name
       n.add<origin_t>(pid, lease::signing_key(okey, 0), oc);
       auto okc = kc;
       okc.id = node_id::hash(shard_key("db", 0));  // the origin owns the shard's key
-      n.add<router_t>(rid, okc).bootstrap({});
+      auto& m = n.add<membership_t>(mid);
+      auto& r = n.add<router_t>(rid, okc);
+      dht::take_contacts_from(m, r);
+      r.bootstrap({});  // it founds the overlay
     });
     w.add_nodes(8, [&](sim::node_context& n) {
+      membership::hyparview_config hc;
+      hc.contact = address::sim(0);
+      auto& m = n.add<membership_t>(mid, hc);
       auto& r = n.add<router_t>(rid, kc);
+      dht::take_contacts_from(m, r);
       peer_config pc;
       pc.origin = address::sim(0);
       pc.origin_public_key = okey.public_key().raw();
@@ -830,9 +841,9 @@ TEST_CASE("delegation: an origin that is the overlay's entry point is never name
       pc.request_timeout = 100ms;
       pc.locate = dht_locator(r, address::sim(0));
       n.add<peer_t>(pid, pc);
-      r.bootstrap({{node_id{}, address::sim(0)}});  // through the origin
     });
     w.run_for(2s);
+    for (sim::node_index i = 1; i <= 8; ++i) REQUIRE(w.get<router_t>(i, rid).joined());
     int granted = 0;
     for (sim::node_index i = 1; i <= 8; ++i)
       w.get<peer_t>(i, pid).acquire("db", 0, 1, [&](result<grant> g) {
