@@ -122,6 +122,7 @@
 #include "dcp/core/error.hpp"
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
+#include "dcp/core/result.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/dht/scribe_error.hpp"
@@ -290,7 +291,7 @@ class scribe {
                                      scribe_msg::data, scribe_msg::data_ack, scribe_msg::shed>;
   static constexpr std::string_view name = "scribe";
   static constexpr protocol_id default_id = 95;
-  using done_callback = std::function<void(std::error_code)>;
+  using done_callback = std::function<void(result<void>)>;  ///< a callback taking std::error_code fits too
   using anycast_callback = std::function<void(std::error_code, contact member)>;
   using deliver_fn = std::function<void(const node_id& group, const bytes& payload)>;
   /// A member's answer to an anycast: true accepts it (and ends the walk here).
