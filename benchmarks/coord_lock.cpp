@@ -66,7 +66,7 @@ outcome run(std::uint32_t clients, int ops_per_client) {
     const auto start = w.now();
     cl.lock("lock-" + std::to_string(c), [&, c, left, start](result<grant> g) {
       if (!g) return loop(c, left);
-      w.get<client_t>(3 + c, default_protocol_id).unlock(*g, [&, c, left, start](result<done_t>) {
+      w.get<client_t>(3 + c, default_protocol_id).unlock(*g, [&, c, left, start](result<void>) {
         lat.push_back(to_millis(w.now() - start) / to_millis(D));
         loop(c, left - 1);
       });

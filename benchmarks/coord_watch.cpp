@@ -75,7 +75,7 @@ outcome run(std::uint32_t watchers, int puts) {
     if (left-- == 0) return;
     const auto start = w.now();
     put_at.push_back(start);
-    writer.put("bench/" + std::to_string(left % 16), to_bytes("v"), [&, start](result<done_t> r) {
+    writer.put("bench/" + std::to_string(left % 16), to_bytes("v"), [&, start](result<void> r) {
       if (r) put_lat.push_back(to_millis(w.now() - start) / to_millis(D));
       next();
     });

@@ -210,7 +210,7 @@ class workload {
     const grant g = *current_;
     current_.reset();
     const long long sent = wall_us();
-    c_.release(g, [this, g, sent](dcp::result<dcp::coord::done_t> r) {
+    c_.release(g, [this, g, sent](dcp::result<void> r) {
       std::cout << "RELEASE client=" << o_.id << " session=" << session_ << " name=" << g.name << " token=" << g.fencing
                 << " sent_us=" << sent << " ack_us=" << wall_us() << " ok=" << (r ? 1 : 0) << std::endl;
       if (!r) ++errors_;
@@ -253,7 +253,7 @@ class workload {
     std::cout << "DONE client=" << o_.id << " grants=" << grants_ << " errors=" << errors_ << " at_us=" << wall_us()
               << std::endl;
     if (o_.hold_final) return;  // keep the session alive until SIGTERM
-    c_.close_session([this](dcp::result<dcp::coord::done_t>) { io_.stop(); });
+    c_.close_session([this](dcp::result<void>) { io_.stop(); });
   }
 
   void error(const char* op, const std::string& name, const dcp::explained_error& e) {
@@ -312,7 +312,7 @@ int run_probe(const options& o) {
   });
   std::size_t answered = 0;
   auto finish = [&] {
-    c.close_session([&](dcp::result<dcp::coord::done_t>) {
+    c.close_session([&](dcp::result<void>) {
       status = 0;
       deadline.cancel();
       s.node->stop();
@@ -396,7 +396,7 @@ std::pair<std::vector<double>, double> lock_loops(asio::io_context& io, std::vec
         --issued;
         return asio::post(io, [&, c] { loop(c); });
       }
-      nodes[static_cast<std::size_t>(c)]->client->unlock(*g, [&, c, start](dcp::result<dcp::coord::done_t>) {
+      nodes[static_cast<std::size_t>(c)]->client->unlock(*g, [&, c, start](dcp::result<void>) {
         lat.push_back(mono_ms() - start);
         ++finished;
         loop(c);
@@ -460,7 +460,7 @@ watch_figures watch_loops(asio::io_context& io, std::vector<std::unique_ptr<sess
   // it registers, so put a warm-up key until every watcher has seen one.
   asio::steady_timer timer(io);
   std::function<void()> warm_put = [&] {
-    nodes[0]->client->put(prefix + "warm", value, [&](dcp::result<dcp::coord::done_t>) {
+    nodes[0]->client->put(prefix + "warm", value, [&](dcp::result<void>) {
       if (warm == watchers || failed) return io.stop();
       timer.expires_after(milliseconds(20));
       timer.async_wait([&](std::error_code ec) {
@@ -490,7 +490,7 @@ watch_figures watch_loops(asio::io_context& io, std::vector<std::unique_ptr<sess
     const auto i = static_cast<std::size_t>(issued++);
     put_at[i] = mono_ms();
     nodes[static_cast<std::size_t>(c)]->client->put(measured + std::to_string(i), value,
-                                                    [&, c](dcp::result<dcp::coord::done_t> r) {
+                                                    [&, c](dcp::result<void> r) {
       if (!r) std::cerr << "coord_client: put failed: " << r.message() << '\n';
       loop(c);
     });
@@ -529,7 +529,7 @@ int run_bench(const options& o) {
     std::function<void()> once = [&] {
       if (static_cast<int>(lat.size()) == o.ops) return io.stop();
       const double start = mono_ms();
-      c.close_session([&, start](dcp::result<dcp::coord::done_t>) {
+      c.close_session([&, start](dcp::result<void>) {
         c.open_session([&, start](dcp::result<dcp::coord::session_id> s) {
           if (s) lat.push_back(mono_ms() - start);
           once();
@@ -571,7 +571,7 @@ int run_bench(const options& o) {
       std::cerr << "coord_client: the failover command failed: " << o.failover_cmd << '\n';
       return 1;
     }
-    holder.unlock(*held, [&](dcp::result<dcp::coord::done_t> r) {
+    holder.unlock(*held, [&](dcp::result<void> r) {
       if (!r) std::cerr << "coord_client: the holder's unlock failed: " << r.message() << '\n';
       released_ms = mono_ms() - t0;
       unlocked = true;
@@ -616,7 +616,7 @@ int run_bench(const options& o) {
   // Close the sessions rather than leave them to expire.
   std::size_t closed = 0;
   for (auto& n : nodes)
-    n->client->close_session([&](dcp::result<dcp::coord::done_t>) {
+    n->client->close_session([&](dcp::result<void>) {
       if (++closed == nodes.size()) io.stop();
     });
   io.restart();

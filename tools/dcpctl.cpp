@@ -259,7 +259,7 @@ class ctl {
   /// Closes the session (if any) and ends with `code`.
   void close_and_finish(int code) {
     if (c_->session() == 0) return finish(code);
-    c_->close_session([this, code](dcp::result<dcp::coord::done_t>) { finish(code); });
+    c_->close_session([this, code](dcp::result<void>) { finish(code); });
   }
 
  private:
@@ -283,7 +283,7 @@ int cmd_put(ctl& x, const std::string& key, const std::string& value, bool ephem
   return x.run([&] {
     if (!ephemeral) {
       x.deadline();
-      return x.c().put(key, dcp::to_bytes(value), [&](dcp::result<dcp::coord::done_t> r) {
+      return x.c().put(key, dcp::to_bytes(value), [&](dcp::result<void> r) {
         if (!r) return x.fail("put " + key, r.explained());
         std::cout << (x.json() ? "{\"ok\":true}" : "OK") << std::endl;
         x.finish(0);
@@ -546,7 +546,7 @@ int cmd_lock(ctl& x, const std::string& name, const std::vector<std::string>& co
     if (unlocking) return;
     unlocking = true;
     if (!held) return x.close_and_finish(code);
-    x.c().unlock(*held, [&, code](dcp::result<dcp::coord::done_t> r) {
+    x.c().unlock(*held, [&, code](dcp::result<void> r) {
       if (!r) std::cerr << "dcpctl: could not release " << name << " (it goes when the session expires): " << r.message() << '\n';
       x.close_and_finish(code);
     });
@@ -648,7 +648,7 @@ int cmd_elect(ctl& x, const std::string& name, const std::string& value, bool ob
     }
     x.on_signal([&](int sig) {
       if (!led) return x.close_and_finish(128 + sig);  // withdraws the candidacy
-      x.c().resign(*led, [&](dcp::result<dcp::coord::done_t>) { x.close_and_finish(0); });
+      x.c().resign(*led, [&](dcp::result<void>) { x.close_and_finish(0); });
     });
     x.c().on_lost([&](const grant& g) {
       if (led && g.fencing == led->fencing) x.fail("no longer leader of " + name + ": " + session_words(x.c()));

@@ -3,6 +3,7 @@
 #include "dcp/core/address.hpp"
 #include "dcp/core/assert.hpp"
 #include "dcp/core/bytes.hpp"
+#include "dcp/core/condition.hpp"
 #include "dcp/core/disk.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"

@@ -12,6 +12,7 @@
 #include "dcp/dht/pastry.hpp"
 #include "dcp/dht/router.hpp"
 #include "dcp/dht/scribe.hpp"
+#include "dcp/dht/scribe_error.hpp"
 #include "dcp/dht/signature.hpp"  // signed values; the Ed25519 verifier is dcp/dht/ed25519.hpp (libcrypto)
 #include "dcp/dht/store.hpp"
 #include "dcp/dht/tapestry.hpp"

@@ -29,89 +29,15 @@ if [ "${4:-plaintext}" = keyring ]; then
 else
   export DCP_TRANSPORT=udp:plaintext  # plaintext by name, as every plaintext use is (docs/security.md)
 fi
-fds=()
+source "$(dirname "$0")/dht_nodes.sh"  # ask, owners_of, agree, get_is, start_nodes, stop_nodes ...
 
-fail() {
-  echo "FAIL: $*"
-  for ((i = 0; i < n; i++)); do
-    echo "--- node $i ($(addr "$i"), pid ${pids[$i]:-?}) stdout"; tail -n 8 "$dir/out$i" 2>/dev/null
-    echo "--- node $i stderr"; tail -n 5 "$dir/err$i" 2>/dev/null
-  done
-  exit 1
-}
-addr() { echo "127.0.0.1:${ports[$1]}"; }
-index_of() {  # the process listening on address $1
-  for ((i = 0; i < n; i++)); do [ "$(addr "$i")" = "$1" ] && { echo "$i"; return 0; }; done
-  return 1
-}
-alive() { kill -0 "${pids[$1]}" 2>/dev/null; }
-wait_for() {  # wait_for SECONDS COMMAND...: poll every 100 ms
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
-reply=""
-ask() {  # ask NODE "COMMAND ARGS" PREFIX SECONDS: send a command, wait for the next line starting with PREFIX
-  local i=$1 cmd=$2 prefix=$3 secs=$4 before
-  before=$(grep -c "^$prefix" "$dir/out$i" 2>/dev/null)
-  echo "$cmd" >&"${fds[$i]}" || return 1
-  local deadline=$((SECONDS + secs))
-  while [ "$(grep -c "^$prefix" "$dir/out$i" 2>/dev/null)" -le "$before" ]; do
-    [ $SECONDS -ge $deadline ] && { reply=""; return 1; }
-    alive "$i" || { reply=""; return 1; }
-    sleep 0.05
-  done
-  reply=$(grep "^$prefix" "$dir/out$i" | tail -n 1)
-}
-all_joined() {
-  for ((i = 0; i < n; i++)); do grep -q '^JOINED' "$dir/out$i" 2>/dev/null || return 1; done
-}
-owners_of() {  # owners_of NODE KEY: sets owners=(addr...) as NODE's DHT names them
-  owners=()
-  ask "$1" "owners $2" "OWNERS $2 " 15 || return 1
-  [[ "$reply" == *" error "* ]] && return 1
-  read -r -a owners <<<"${reply#OWNERS $2 }"
-  [ ${#owners[@]} -eq "$r" ]
-}
-agree() {  # three live nodes name the same r owners for key $1
-  local first="" i
-  for i in "${probe[@]}"; do
-    owners_of "$i" "$1" || return 1
-    if [ -z "$first" ]; then first="${owners[*]}"; elif [ "$first" != "${owners[*]}" ]; then return 1; fi
-  done
-}
-get_is() {  # get_is NODE KEY VALUE: a get from NODE returns VALUE
-  ask "$1" "get $2" "GET $2 " 15 && [ "$reply" = "GET $2 ok $3" ]
-}
-pick_survivor() {  # a live process not in the list given
-  local i
-  for ((i = n - 1; i >= 0; i--)); do
-    alive "$i" || continue
-    [[ " $* " == *" $i "* ]] && continue
-    echo "$i"
-    return 0
-  done
-  return 1
-}
 datagram() {  # datagram PORT HEX: one UDP datagram of those bytes to 127.0.0.1:PORT
   printf "$(echo "$2" | sed 's/../\\x&/g')" >"/dev/udp/127.0.0.1/$1"
 }
 
 t0=$SECONDS
 free_ports "$n"
-for ((i = 0; i < n; i++)); do
-  mkfifo "$dir/in$i"
-  args=(--router kademlia --listen "$(addr "$i")" --replicas "$r" --sync 1s --seed $((i + 1)))
-  [ "$i" -gt 0 ] && args+=(--contact "$(addr 0)")
-  "$bin" "${args[@]}" <"$dir/in$i" >"$dir/out$i" 2>"$dir/err$i" &
-  pids[$i]=$!
-  exec {fd}>"$dir/in$i"
-  fds[$i]=$fd
-  [ "$i" -eq 0 ] && { wait_for 10 grep -q '^LISTEN' "$dir/out0" || fail "the founder did not start"; }
-done
+start_nodes kademlia
 for ((i = 0; i < n; i++)); do
   wait_for 10 grep -q '^LISTEN' "$dir/out$i" || fail "node $i did not start"
 done
@@ -164,12 +90,5 @@ ask "$survivor" "put $key v2" "PUT $key " 20 || fail "no answer to the second pu
 [[ "$reply" == "PUT $key ok "* ]] || fail "second put failed: $reply"
 wait_for 20 get_is "$other" "$key" v2 || fail "get from node $other after the second put: '$reply', want v2"
 
-for ((i = 0; i < n; i++)); do alive "$i" && { echo quit >&"${fds[$i]}"; }; done
-for ((i = 0; i < n; i++)); do eval "exec ${fds[$i]}>&-"; done
-for ((i = 0; i < n; i++)); do
-  alive "$i" || continue
-  wait_for 10 bash -c "! kill -0 ${pids[$i]} 2>/dev/null || [ \"\$(awk '{print \$3}' /proc/${pids[$i]}/stat 2>/dev/null)\" = Z ]" ||
-    { kill -9 "${pids[$i]}"; fail "node $i did not stop on quit"; }
-  wait "${pids[$i]}" || fail "node $i exited with status $?"
-done
+stop_nodes
 echo "ok kademlia over UDP: $n processes, put/get across processes, garbage datagrams dropped, value survives $((r - 1)) owners killed ($((SECONDS - t0)) s)"

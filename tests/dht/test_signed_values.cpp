@@ -13,6 +13,7 @@
 
 #include "dcp/dht/ed25519.hpp"
 #include "harness.hpp"
+#include "store_world.hpp"
 
 namespace test_signed_values {
 
@@ -21,62 +22,16 @@ using dht_test::overlay;
 
 namespace {
 
-template <class R>
-struct setup;
-template <>
-struct setup<dht::kademlia<sim::env>> {
-  static dht::kademlia_config config() {
-    dht::kademlia_config c;
-    c.k = 8;
-    c.rpc_timeout = 150ms;
-    c.refresh_interval = 10s;
-    return c;
-  }
-};
-template <>
-struct setup<dht::chord<sim::env>> {
-  static dht::chord_config config() {
-    dht::chord_config c;
-    c.stabilize_interval = 200ms;
-    c.fix_fingers_interval = 100ms;
-    c.check_predecessor_interval = 300ms;
-    c.rpc_timeout = 150ms;
-    c.successors = 6;
-    return c;
-  }
-};
-
 lease::ed25519_private_key key_from(std::uint8_t b) { return lease::ed25519_private_key::from_seed(bytes(32, b)).value(); }
 
 template <class R>
-struct world {
-  using S = dht::store<sim::env, R, dht::ed25519_verifier>;
-  static constexpr protocol_id sid = S::default_id;
-  overlay<R, decltype(setup<R>::config())> o;
-  dht::store_config scfg;
-
-  world(std::uint64_t seed, std::size_t n, bool silent = false) : o(seed, setup<R>::config(), network(silent)) {
-    scfg.replicas = 3;
-    scfg.request_timeout = 2s;
-    scfg.sync_interval = 1s;
-    o.extra = [this](sim::node_context& ctx, R& r) { ctx.add<S>(sid, r, scfg); };
-    o.add(1);
-    for (std::size_t i = 1; i < n; ++i) {
-      o.world.run_for(30ms);
-      o.add(1);
-    }
-    o.world.run_for(15s);
-  }
-  static sim::config network(bool silent) {
-    sim::config c = decltype(o)::lossy(0.0);
-    c.report_unreachable = !silent;
-    return c;
-  }
-  S& at(sim::node_index i) { return o.world.template get<S>(i, sid); }
-  sim::node_index any() {
-    auto l = o.live();
-    return l[o.world.rng().below(l.size())];
-  }
+struct world : dht_test::store_world<R, dht::ed25519_verifier> {
+  using base = dht_test::store_world<R, dht::ed25519_verifier>;
+  using base::at;
+  using base::o;
+  using base::sid;
+  using base::get;
+  world(std::uint64_t seed, std::size_t n, bool silent = false) : base(seed, n, base::fast_store(), 0.0, silent) {}
   std::int64_t counter(std::string_view name) { return o.world.metrics().counter(sid, name); }
 
   std::error_code put(sim::node_index from, const dht::signed_value& v, duration ttl = std::chrono::minutes(10)) {
@@ -86,31 +41,11 @@ struct world {
     REQUIRE(out);
     return *out;
   }
-  std::error_code put(sim::node_index from, const std::string& k, const std::string& v) {
-    std::optional<std::error_code> out;
-    at(from).put(k, to_bytes(v), std::chrono::minutes(10), [&](std::error_code ec, std::uint64_t) { out = ec; });
-    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
-    REQUIRE(out);
-    return *out;
-  }
-  std::error_code remove(sim::node_index from, const std::string& k) {
-    std::optional<std::error_code> out;
-    at(from).remove(k, [&](std::error_code ec, std::uint64_t) { out = ec; });
-    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
-    REQUIRE(out);
-    return *out;
-  }
+  std::error_code put(sim::node_index from, const std::string& k, const std::string& v) { return base::put(from, k, v).first; }
   std::pair<std::error_code, dht::stored_value> get(sim::node_index from, const lease::ed25519_private_key& owner,
                                                     const std::string& salt) {
     std::optional<std::pair<std::error_code, dht::stored_value>> out;
     at(from).get(owner.public_key().raw(), as_bytes(salt), [&](std::error_code ec, dht::stored_value v) { out.emplace(ec, v); });
-    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
-    REQUIRE(out);
-    return *out;
-  }
-  std::pair<std::error_code, std::string> get(sim::node_index from, const std::string& k) {
-    std::optional<std::pair<std::error_code, std::string>> out;
-    at(from).get(k, [&](std::error_code ec, dht::stored_value v) { out.emplace(ec, std::string(as_string(v.value))); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;
@@ -295,7 +230,7 @@ TEST_CASE("signed values: the owner's updates, bounds and TTL refresh") {
 }
 
 TEST_CASE("signed values: a store without a verifier refuses them, and unsigned use is unchanged") {
-  overlay<dht::kademlia<sim::env>, dht::kademlia_config> o(63, setup<dht::kademlia<sim::env>>::config());
+  overlay<dht::kademlia<sim::env>, dht::kademlia_config> o(63, dht_test::router_setup<dht::kademlia<sim::env>>::config());
   using S = dht::store<sim::env, dht::kademlia<sim::env>>;
   o.extra = [](sim::node_context& ctx, dht::kademlia<sim::env>& r) { ctx.add<S>(S::default_id, r); };
   o.add(3);

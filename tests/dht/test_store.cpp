@@ -7,6 +7,7 @@
 #include <span>
 
 #include "harness.hpp"
+#include "store_world.hpp"
 
 namespace test_store {
 
@@ -16,113 +17,13 @@ using dht_test::overlay;
 namespace {
 
 template <class R>
-struct setup;
-template <>
-struct setup<dht::chord<sim::env>> {
-  static dht::chord_config config() {
-    dht::chord_config c;
-    c.stabilize_interval = 200ms;
-    c.fix_fingers_interval = 100ms;
-    c.check_predecessor_interval = 300ms;
-    c.rpc_timeout = 150ms;
-    c.successors = 6;
-    return c;
-  }
-};
-template <>
-struct setup<dht::kademlia<sim::env>> {
-  static dht::kademlia_config config() {
-    dht::kademlia_config c;
-    c.k = 8;
-    c.rpc_timeout = 150ms;
-    c.refresh_interval = 10s;
-    return c;
-  }
-};
-template <>
-struct setup<dht::pastry<sim::env>> {
-  static dht::pastry_config config() {
-    dht::pastry_config c;
-    c.leaf_set = 8;
-    c.rpc_timeout = 150ms;
-    c.leaf_interval = 200ms;
-    return c;
-  }
-};
-
-template <>
-struct setup<dht::tapestry<sim::env>> {
-  static dht::tapestry_config config() {
-    dht::tapestry_config c;
-    c.rpc_timeout = 150ms;
-    c.maintain_interval = 200ms;
-    c.failure_threshold = 5;
-    return c;
-  }
-};
-
-template <class R>
-struct kv {
-  using S = dht::store<sim::env, R>;
-  static constexpr protocol_id sid = S::default_id;
-  overlay<R, decltype(setup<R>::config())> o;
-  dht::store_config scfg;
-
-  /// `silent`: crashed nodes are found by timeouts only (no transport error).
-  kv(std::uint64_t seed, std::size_t n, dht::store_config sc = fast_store(), double loss = 0.0, bool silent = false)
-      : o(seed, setup<R>::config(), network(loss, silent)), scfg(sc) {
-    o.extra = [this](sim::node_context& ctx, R& r) { ctx.add<S>(sid, r, scfg); };
-    o.add(1);
-    for (std::size_t i = 1; i < n; ++i) {
-      o.world.run_for(30ms);
-      o.add(1);
-    }
-    o.world.run_for(15s);
-  }
-  static sim::config network(double loss, bool silent) {
-    sim::config c = decltype(o)::lossy(loss);
-    c.report_unreachable = !silent;
-    return c;
-  }
-  static dht::store_config fast_store() {
-    dht::store_config c;
-    c.replicas = 3;
-    c.request_timeout = 2s;
-    c.sync_interval = 1s;
-    return c;
-  }
-  S& at(sim::node_index i) { return o.world.template get<S>(i, sid); }
-  sim::node_index any() {
-    auto l = o.live();
-    return l[o.world.rng().below(l.size())];
-  }
-  std::pair<std::error_code, std::uint64_t> put(sim::node_index from, const std::string& k, const std::string& v,
-                                                duration ttl = std::chrono::minutes(10)) {
-    std::optional<std::pair<std::error_code, std::uint64_t>> out;
-    at(from).put(k, to_bytes(v), ttl, [&](std::error_code ec, std::uint64_t ver) { out.emplace(ec, ver); });
-    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
-    REQUIRE(out);
-    return *out;
-  }
-  std::pair<std::error_code, std::string> get(sim::node_index from, const std::string& k) {
-    std::optional<std::pair<std::error_code, std::string>> out;
-    at(from).get(k, [&](std::error_code ec, dht::stored_value v) { out.emplace(ec, std::string(as_string(v.value))); });
-    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
-    REQUIRE(out);
-    return *out;
-  }
-  std::error_code remove(sim::node_index from, const std::string& k) {
-    std::optional<std::error_code> out;
-    at(from).remove(k, [&](std::error_code ec, std::uint64_t) { out = ec; });
-    o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
-    REQUIRE(out);
-    return *out;
-  }
+struct kv : dht_test::store_world<R> {
+  using dht_test::store_world<R>::store_world;
   /// Live nodes holding a live copy of k.
   std::size_t copies(const std::string& k) {
     std::size_t n = 0;
-    for (auto i : o.live())
-      if (at(i).local(k)) ++n;
+    for (auto i : this->o.live())
+      if (this->at(i).local(k)) ++n;
     return n;
   }
 };
@@ -345,7 +246,7 @@ TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, n
   kv<R> k(5, 1);
   auto& s = k.at(0);
   auto& r = k.o.router(0);
-  const auto lone = k.o.world.add_node([](sim::node_context& c) { c.add<R>(R::default_id, setup<R>::config()); });
+  const auto lone = k.o.world.add_node([](sim::node_context& c) { c.add<R>(R::default_id, dht_test::router_setup<R>::config()); });
   auto& unjoined = k.o.world.template get<R>(lone, R::default_id);
   int ran = 0, expected = 0;
   auto fails = [&](const char* what) {

@@ -19,25 +19,19 @@
 #include "dcp/net/keyring.hpp"
 #include "dcp/net/udp_keyring.hpp"
 #include "echo.hpp"
+#include "node_config.hpp"
+#include "raw_client.hpp"
 
 namespace test_keyring {
 
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
+using dcp::test::raw_client;
+net::config loopback_config() { return dcp::test::node_config(); }
 
 namespace {
 constexpr protocol_id echo_id = 7;
-
-net::config loopback_config() {
-  net::config c;
-  c.listen = address::loopback(0);
-  c.seed = 11;
-  c.reconnect.initial = 10ms;
-  c.reconnect.max = 40ms;
-  c.reconnect.give_up_after_attempts = 4;
-  return c;
-}
 
 const net::keyring_key key1 = net::keyring::generate();
 const net::keyring_key key2 = net::keyring::generate();
@@ -133,33 +127,6 @@ struct relay {
   std::array<std::uint8_t, 4096> in_buf{}, up_buf{};
   bytes pending, forward, in_flight;
   bool writing = false;
-};
-
-/// A raw client that writes `data` and reads until the node closes.
-struct raw_client {
-  raw_client(asio::io_context& io, const address& to, bytes data) : socket(io), data_(std::move(data)) {
-    socket.async_connect(net::detail::to_endpoint(to), [this](std::error_code ec) {
-      REQUIRE(!ec);
-      asio::async_write(socket, asio::buffer(data_), [this](std::error_code, std::size_t) { read(); });
-    });
-  }
-  void read() {
-    socket.async_read_some(asio::buffer(buf_), [this](std::error_code ec, std::size_t n) {
-      if (ec) {
-        closed_by_peer = true;
-        return;
-      }
-      received += n;
-      read();
-    });
-  }
-  asio::ip::tcp::socket socket;
-  bool closed_by_peer = false;
-  std::size_t received = 0;
-
- private:
-  bytes data_;
-  std::array<std::uint8_t, 256> buf_{};
 };
 
 bytes concat(const std::vector<bytes>& parts) {

@@ -22,6 +22,8 @@
 #include "dcp/net.hpp"
 #include "dcp/net/tls.hpp"
 #include "echo.hpp"
+#include "node_config.hpp"
+#include "raw_client.hpp"
 #include "tls_certs.hpp"
 
 namespace test_tls {
@@ -29,6 +31,7 @@ namespace test_tls {
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
+using dcp::test::raw_client;
 
 namespace {
 constexpr protocol_id echo_id = 7;
@@ -42,15 +45,7 @@ const dcp::test::tls_authority& other_ca() {
   return ca;
 }
 
-net::config config_at(const address& a) {
-  net::config c;
-  c.listen = a;
-  c.seed = 11;
-  c.reconnect.initial = 10ms;
-  c.reconnect.max = 40ms;
-  c.reconnect.give_up_after_attempts = 4;
-  return c;
-}
+net::config config_at(const address& a) { return dcp::test::node_config(a); }
 
 /// A node of `ca` on a fresh loopback port (its certificate names it), or on `at`.
 std::unique_ptr<net::tls_node> make_tls(asio::io_context& io, const dcp::test::tls_authority& ca = group_ca(),
@@ -134,33 +129,6 @@ struct relay {
   // Set: sees (and may change) every chunk towards the target before it is
   // forwarded; false ends the stream after it.
   std::function<bool(bytes&)> tamper;
-};
-
-/// A raw TCP client: writes `data`, reads until the node closes.
-struct raw_client {
-  raw_client(asio::io_context& io, const address& to, bytes data) : socket(io), data_(std::move(data)) {
-    socket.async_connect(net::detail::to_endpoint(to), [this](std::error_code ec) {
-      REQUIRE(!ec);
-      asio::async_write(socket, asio::buffer(data_), [this](std::error_code, std::size_t) { read(); });
-    });
-  }
-  void read() {
-    socket.async_read_some(asio::buffer(buf_), [this](std::error_code ec, std::size_t n) {
-      if (ec) {
-        closed_by_peer = true;
-        return;
-      }
-      received += n;
-      read();
-    });
-  }
-  asio::ip::tcp::socket socket;
-  bool closed_by_peer = false;
-  std::size_t received = 0;
-
- private:
-  bytes data_;
-  std::array<std::uint8_t, 256> buf_{};
 };
 
 /// A TLS client with a certificate of its own: handshakes, writes `data`

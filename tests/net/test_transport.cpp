@@ -17,12 +17,14 @@
 #include "dcp/net/udp_keyring.hpp"
 #endif
 #include "echo.hpp"
+#include "raw_client.hpp"
 
 namespace test_transport {
 
 using namespace dcp;
 using dcp::test::run_until;
 using echo = dcp::test::echo<net::env>;
+using dcp::test::raw_client;
 
 namespace {
 constexpr protocol_id echo_id = 7;
@@ -89,40 +91,6 @@ void check_delivered(std::vector<echo::received> notes, std::vector<std::string>
   }
   for (std::size_t i = 0; i < sent.size(); ++i) CHECK(got[i] == sent[i]);
 }
-
-/// A raw TCP client that writes `data` to `to` and then waits for the node to
-/// close the connection (or for `hold_open` to end it on our side).
-struct raw_client {
-  raw_client(asio::io_context& io, const address& to, bytes data, bool half_close = false)
-      : socket(io), data_(std::move(data)) {
-    socket.async_connect(net::detail::to_endpoint(to), [this, half_close](std::error_code ec) {
-      REQUIRE(!ec);
-      asio::async_write(socket, asio::buffer(data_), [this, half_close](std::error_code, std::size_t) {
-        if (half_close) socket.shutdown(asio::socket_base::shutdown_send);
-        read();
-      });
-    });
-  }
-  void read() {
-    socket.async_read_some(asio::buffer(buf_), [this](std::error_code ec, std::size_t n) {
-      if (ec) {
-        closed_by_peer = true;
-        return;
-      }
-      received += n;
-      bytes_in.insert(bytes_in.end(), buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
-      read();
-    });
-  }
-  asio::ip::tcp::socket socket;
-  bool closed_by_peer = false;
-  std::size_t received = 0;
-  bytes bytes_in;
-
- private:
-  bytes data_;
-  std::array<std::uint8_t, 256> buf_{};
-};
 }  // namespace
 
 TEST_CASE("net: hostile bytes close only their own connection, are counted, and the node keeps serving") {

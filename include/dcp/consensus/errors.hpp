@@ -3,6 +3,8 @@
 #include <string>
 #include <system_error>
 
+#include "dcp/core/condition.hpp"
+
 namespace dcp::consensus {
 
 enum class errc : int {
@@ -49,6 +51,28 @@ class error_category_impl final : public std::error_category {
       case errc::already_leader: return "the target already leads: nothing to transfer";
     }
     return "unknown consensus error " + std::to_string(ev);
+  }
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      // not now: once the change commits, the transfer ends or the learner catches up
+      case errc::config_change_pending:
+      case errc::leadership_transfer_in_progress:
+      case errc::leadership_transfer_failed:
+      case errc::learner_not_caught_up:
+        return condition::retryable;
+      // an earlier copy may have been applied
+      case errc::unknown_session:
+      case errc::outcome_unknown:
+        return condition::outcome_unknown;
+      case errc::stale_request:
+      case errc::snapshot_too_large:
+      case errc::storage_failed:
+      case errc::not_a_voter:
+      case errc::not_a_learner:
+      case errc::already_leader:
+        return condition::permanent;
+    }
+    return std::error_category::default_error_condition(ev);
   }
 };
 

@@ -294,7 +294,7 @@ class raft {
 
   using propose_callback = std::function<void(result<bytes>)>;
   using read_callback = std::function<void(result<std::uint64_t>)>;
-  using transfer_callback = std::function<void(std::error_code)>;
+  using transfer_callback = std::function<void(result<void>)>;
   /// Every committed entry, in log order, as it is applied: the entry, its
   /// decoded command (null for no-op and configuration entries), and the
   /// state machine's result (null when the command was not applied: a

@@ -80,8 +80,9 @@
 
 namespace dcp::coord {
 
-/// result<void> stand-in: success carries nothing.
-struct done_t {};
+/// The calls that return nothing complete with result<void> (callback<void>);
+/// done_t is their old name, kept so that code written as result<done_t> compiles.
+using done_t = void;
 
 struct client_config {
   std::vector<address> servers;        ///< the replicas
@@ -152,11 +153,11 @@ class client {
              send_keepalive();
            });
   }
-  void close_session(callback<done_t> done) {
-    if (!session_) return done(done_t{});
+  void close_session(callback<void> done) {
+    if (!session_) return done({});
     request req{op::close_session, session_};
     lose_session(false);
-    submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done(done_t{}) : done(r.explained()); });
+    submit(req, [done = std::move(done)](result<reply> r, time_point) { r ? done({}) : done(r.explained()); });
   }
   session_id session() const noexcept { return session_; }
   /// The session's secret: whoever holds (session, secret) is its owner.
@@ -173,7 +174,7 @@ class client {
 
   void lock(std::string name, callback<grant> done) { acquire(std::move(name), 1, std::move(done)); }
   void try_lock(std::string name, callback<grant> done) { try_acquire(std::move(name), 1, std::move(done)); }
-  void unlock(const grant& g, callback<done_t> done) { release(g, std::move(done)); }
+  void unlock(const grant& g, callback<void> done) { release(g, std::move(done)); }
 
   void acquire(std::string name, std::uint32_t permits, callback<grant> done, bytes value = {}) {
     take(std::move(name), permits, true, std::move(value), std::move(done));
@@ -183,15 +184,15 @@ class client {
   }
   /// Releases a grant: it stops being held here at once; the release names
   /// its fencing token, so a late or repeated release never frees a newer grant.
-  void release(const grant& g, callback<done_t> done) {
+  void release(const grant& g, callback<void> done) {
     if (auto it = held_.find(g.name); it != held_.end() && it->second.fencing == g.fencing) held_.erase(it);
     if (!session_) return done(no_session());
     submit({op::release, session_, g.name, 1, true, g.fencing},
            [done = std::move(done)](result<reply> r, time_point) {
-             if (!r && r.error() == dcp::errc::cancelled) return done(done_t{});  // the session ended: so did the grant
+             if (!r && r.error() == dcp::errc::cancelled) return done({});  // the session ended: so did the grant
              if (!r) return done(r.explained());
              if (r->code == status::ok || r->code == status::not_held || r->code == status::no_session)
-               return done(done_t{});  // released, or already gone
+               return done({});  // released, or already gone
              done(dcp::make_error_code(dcp::errc::invalid_argument));
            });
   }
@@ -200,7 +201,7 @@ class client {
   void campaign(std::string election, bytes value, callback<grant> done) {
     acquire(std::move(election), 1, std::move(done), std::move(value));
   }
-  void resign(const grant& g, callback<done_t> done) { release(g, std::move(done)); }
+  void resign(const grant& g, callback<void> done) { release(g, std::move(done)); }
   /// Calls `fn` with the current leader (nullopt: none) now and at every
   /// change, polling every keepalive period, until unobserve(election).
   void observe(std::string election, std::function<void(std::optional<holder>)> fn) {
@@ -212,15 +213,15 @@ class client {
   // ---- barriers ----
 
   /// Completes when `parties` sessions have entered `name`.
-  void barrier_wait(std::string name, std::uint32_t parties, callback<done_t> done) {
+  void barrier_wait(std::string name, std::uint32_t parties, callback<void> done) {
     enter_or_leave(op::barrier_enter, std::move(name), parties, std::move(done));
   }
   /// A double barrier: enter completes when `parties` sessions have entered,
   /// leave when every session that entered has left.
-  void double_barrier_enter(std::string name, std::uint32_t parties, callback<done_t> done) {
+  void double_barrier_enter(std::string name, std::uint32_t parties, callback<void> done) {
     barrier_wait(std::move(name), parties, std::move(done));
   }
-  void double_barrier_leave(std::string name, callback<done_t> done) {
+  void double_barrier_leave(std::string name, callback<void> done) {
     enter_or_leave(op::barrier_leave, std::move(name), 1, std::move(done));
   }
 
@@ -230,12 +231,12 @@ class client {
   /// or value: see max_key_bytes, max_value_bytes), busy (max_keys reached,
   /// or this client's quota, server_config::quotas: the words say which),
   /// timed_out (outcome unknown), cancelled (not applied).
-  void put(std::string key, bytes value, callback<done_t> done) {
+  void put(std::string key, bytes value, callback<void> done) {
     write_value(op::put, std::move(key), std::move(value), std::move(done));
   }
   /// Appends `value` to the value of `key` (empty if missing), once per call
   /// even when the command is resent.
-  void append(std::string key, bytes value, callback<done_t> done) {
+  void append(std::string key, bytes value, callback<void> done) {
     write_value(op::append, std::move(key), std::move(value), std::move(done));
   }
   /// Sets `key` to `value` if it holds `expected` (a missing key holds the
@@ -666,7 +667,7 @@ class client {
         // the latter, or it would be held until the session ends.
         if (!has_command_for(g.name)) {
           env_.count("orphan_grant_released");
-          release(g, [](result<done_t>) {});
+          release(g, [](result<void>) {});
         }
         continue;
       }
@@ -680,7 +681,7 @@ class client {
       if (p != m.view.barriers_passed.end() && p->second >= w->first.second) {
         auto done = std::move(w->second);
         w = barrier_waits_.erase(w);
-        done(done_t{});
+        done({});
       } else {
         ++w;
       }
@@ -1012,7 +1013,7 @@ class client {
     };
   }
 
-  void write_value(op kind, std::string key, bytes value, callback<done_t> done) {
+  void write_value(op kind, std::string key, bytes value, callback<void> done) {
     if (key.empty() || key.size() > max_key_bytes || value.size() > max_value_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, 0, std::move(key), 1, true, 0, 0, std::move(value)},
@@ -1021,7 +1022,7 @@ class client {
              if (r->code == status::quota_exceeded) return done(dcp::make_error_code(dcp::errc::busy));
              if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
              if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-             done(done_t{});
+             done({});
            });
   }
 
@@ -1029,7 +1030,7 @@ class client {
     return std::any_of(inflight_.begin(), inflight_.end(), [&](const pending_command& c) { return c.req.name == name; });
   }
 
-  void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<done_t> done) {
+  void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<void> done) {
     if (!session_valid()) return done(no_session());
     if (name.empty() || parties == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, session_, name, parties}, [this, name, done = std::move(done)](result<reply> r, time_point) {
@@ -1364,7 +1365,7 @@ class client {
   std::deque<pending_command> inflight_;
   std::map<std::string, held_grant> held_;
   std::map<std::string, callback<grant>> grant_waits_;
-  std::map<std::pair<std::string, std::uint64_t>, callback<done_t>> barrier_waits_;
+  std::map<std::pair<std::string, std::uint64_t>, callback<void>> barrier_waits_;
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
   std::map<std::uint64_t, watch_state> watches_;

@@ -5,6 +5,8 @@
 #include <string>
 #include <system_error>
 
+#include "dcp/core/condition.hpp"
+
 namespace dcp::coord {
 
 enum class errc : int {
@@ -21,6 +23,15 @@ class error_category_impl final : public std::error_category {
       case errc::future_revision: return "future revision: the revision asked for is above the store's current revision";
     }
     return "unknown coord error " + std::to_string(ev);
+  }
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      case errc::future_revision:  // not yet: the store reaches it as writes commit
+        return condition::retryable;
+      case errc::compacted:  // gone for good: read the current state instead
+        return condition::permanent;
+    }
+    return std::error_category::default_error_condition(ev);
   }
 };
 

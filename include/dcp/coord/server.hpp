@@ -77,6 +77,7 @@
 #include "dcp/coord/machine.hpp"
 #include "dcp/coord/messages.hpp"
 #include "dcp/coord/secure_random.hpp"
+#include "dcp/core/condition.hpp"
 #include "dcp/core/env.hpp"
 
 namespace dcp::coord {
@@ -217,9 +218,8 @@ class server {
         out.refused = refusal::unknown_session;
       } else if (r.error() == dcp::errc::not_leader) {
         out.refused = refusal::not_leader;
-      } else if (r.error() == consensus::errc::outcome_unknown ||
-                 r.error() == consensus::errc::leadership_transfer_in_progress) {
-        out.refused = refusal::retry;  // (a transfer: not appended; the new leader takes the resend)
+      } else if (r.error() == condition::retryable || r.error() == condition::outcome_unknown) {
+        out.refused = refusal::retry;  // same sequence number: applied at most once (a transfer: the new leader takes it)
       } else {
         out.refused = refusal::failed;
       }
@@ -456,9 +456,8 @@ class server {
         out.client = *id;
         seen_[*id] = env_.now();
       }
-      else if (id.error() == dcp::errc::not_leader || id.error() == consensus::errc::outcome_unknown ||
-               id.error() == consensus::errc::leadership_transfer_in_progress)
-        out.refused = refusal::not_leader;
+      else if (id.error() == condition::retryable || id.error() == condition::outcome_unknown)
+        out.refused = refusal::not_leader;  // the client asks again, at the leader it names
       else out.refused = refusal::failed;
       env_.send(from, out);
     });
@@ -482,7 +481,7 @@ class server {
     if (ec == errc::not_a_learner || ec == errc::not_a_voter) return msg::member_outcome::wrong_role;
     if (ec == errc::already_leader) return msg::member_outcome::already;
     // Outcome unknown: the client asks again (and may hear "already").
-    *refused = ec == dcp::errc::not_leader || ec == errc::outcome_unknown ? refusal::retry : refusal::failed;
+    *refused = ec == condition::retryable || ec == condition::outcome_unknown ? refusal::retry : refusal::failed;
     return msg::member_outcome::done;
   }
 

@@ -6,8 +6,15 @@
 // generic failures of protocols (time-outs, unreachable peers, misuse).
 // Chapters with errors of their own (lease verification, say) define their
 // own enum and category next to their code, the same way.
+//
+// Every code also says what it means for the caller: its category maps it to
+// one dcp::condition (retryable, outcome_unknown, permanent;
+// dcp/core/condition.hpp), so callers test `ec == dcp::condition::retryable`
+// instead of listing codes.
 #include <string>
 #include <system_error>
+
+#include "dcp/core/condition.hpp"
 
 namespace dcp {
 
@@ -76,6 +83,43 @@ class error_category_impl final : public std::error_category {
       case errc::authentication_failed: return "authentication failed (wrong key, forged, replayed or reordered)";
     }
     return "unknown dcp error " + std::to_string(ev);
+  }
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      // nothing was sent or done: later, or at another peer, it may work
+      case errc::queue_full:
+      case errc::peer_unreachable:
+      case errc::connection_closed:
+      case errc::shutting_down:
+      case errc::member_failed:
+      case errc::not_leader:
+      case errc::busy:
+        return condition::retryable;
+      // the request may have taken effect before the answer was lost
+      case errc::timed_out:
+      case errc::outcome_unknown:
+        return condition::outcome_unknown;
+      // the same bytes, arguments or set-up fail the same way again
+      case errc::truncated_frame:
+      case errc::bad_magic:
+      case errc::unsupported_version:
+      case errc::bad_flags:
+      case errc::frame_too_large:
+      case errc::unknown_protocol:
+      case errc::unknown_message_type:
+      case errc::malformed_payload:
+      case errc::trailing_bytes:
+      case errc::bad_handshake:
+      case errc::bad_address:
+      case errc::cancelled:  // the caller (or the end of its session) withdrew it: nothing happens unless asked anew
+      case errc::invalid_argument:
+      case errc::invalid_config:
+      case errc::not_found:
+      case errc::io_error:
+      case errc::authentication_failed:
+        return condition::permanent;
+    }
+    return std::error_category::default_error_condition(ev);
   }
 };
 

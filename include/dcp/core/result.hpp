@@ -10,6 +10,12 @@
 // that programs test. error() still returns the bare code, so callers that
 // compare codes are unaffected; message() gives the words (or the code's own
 // message), and explained() passes both on to another result.
+//
+// result<void> is what a completion that returns nothing takes: success, or
+// the error. It converts from std::error_code (an empty code is success) and
+// back, so a callback written as `[](std::error_code ec) {...}` still fits a
+// completion of result<void> -- but `if (r)` is true on success, where
+// `if (ec)` is true on an error: a generic lambda (`auto r`) gets the result.
 #include <memory>
 #include <string>
 #include <system_error>
@@ -75,6 +81,39 @@ class [[nodiscard]] result {
     if (!has_value()) throw std::system_error(error(), v_.index() == 2 ? std::get<2>(v_)->what : "dcp::result has no value");
   }
   std::variant<T, std::error_code, std::shared_ptr<const explained_error>> v_;
+};
+
+template <>
+class [[nodiscard]] result<void> {
+ public:
+  result() noexcept = default;                               ///< success
+  result(std::error_code ec) noexcept : ec_(ec) {}           // NOLINT: implicit by design; empty: success
+  result(errc e) noexcept : ec_(make_error_code(e)) {}       // NOLINT
+  result(explained_error e) : ec_(e.code) {                  // NOLINT
+    DCP_ASSERT(e.code, "a result built from an error needs an error code");
+    if (!e.what.empty()) why_ = std::make_shared<const std::string>(std::move(e.what));
+  }
+
+  bool has_value() const noexcept { return !ec_; }
+  explicit operator bool() const noexcept { return has_value(); }
+  /// Throws the error, if there is one (as result<T>::value() does).
+  void value() const {
+    if (ec_) throw std::system_error(ec_, why_ ? *why_ : "dcp::result has no value");
+  }
+
+  std::error_code error() const noexcept { return ec_; }
+  /// The error as a bare code (empty on success): what a `void(std::error_code)`
+  /// callback is handed.
+  operator std::error_code() const noexcept { return ec_; }  // NOLINT: implicit by design
+  std::string message() const {
+    if (why_) return *why_;
+    return ec_ ? ec_.message() : std::string{};
+  }
+  explained_error explained() const { return {ec_, why_ ? *why_ : std::string{}}; }
+
+ private:
+  std::error_code ec_;
+  std::shared_ptr<const std::string> why_;  // shared: results are copied into several callbacks
 };
 
 }  // namespace dcp

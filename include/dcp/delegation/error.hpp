@@ -6,6 +6,8 @@
 #include <string>
 #include <system_error>
 
+#include "dcp/core/condition.hpp"
+
 namespace dcp::delegation {
 
 enum class errc : int {
@@ -53,6 +55,29 @@ class error_category_impl final : public std::error_category {
         return "a permit this token names is held by a live grant the member signed: retry after that grant expires or is released";
     }
     return "unknown delegation error " + std::to_string(ev);
+  }
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      // not now, or not here: after the hinted delay, or at the shard's coordinator
+      case errc::certificate_expired:
+      case errc::shard_delegated:
+      case errc::not_coordinator:
+      case errc::share_exhausted:
+      case errc::slot_held:
+        return condition::retryable;
+      case errc::unknown_shard:
+      case errc::wrong_epoch:
+      case errc::delegation_ended:  // that token is done: a new request gets a new one
+      case errc::bad_certificate:
+      case errc::certificate_mismatch:
+      case errc::stock_exhausted:
+      case errc::duplicate_batch:  // applied already: asking again changes nothing
+      case errc::wrong_holder:
+      case errc::not_allowed:
+      case errc::too_few_signers:
+        return condition::permanent;
+    }
+    return std::error_category::default_error_condition(ev);
   }
 };
 

@@ -80,6 +80,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcp/core/condition.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
@@ -464,8 +465,7 @@ class group {
           s.waiting.rejoin_front({from, m.nonce, m.permits, env_.now()});
           return hold_on(from, out);
         }
-        out.code = why == errc::share_exhausted || why == errc::not_coordinator || why == errc::certificate_expired
-                       ? status::retry : status::refused;
+        out.code = make_error_code(why) == condition::retryable ? status::retry : status::refused;
         out.error = r->code;
         out.retry_after_ms = retry_ms(why == errc::share_exhausted ? cfg_.token_ttl / 4 : cfg_.request_timeout / 2);
         return void(env_.send(from, out));

@@ -3,6 +3,8 @@
 #include <string>
 #include <system_error>
 
+#include "dcp/core/condition.hpp"
+
 namespace dcp::dht {
 
 enum class errc : int {
@@ -41,6 +43,26 @@ class error_category_impl final : public std::error_category {
       case errc::key_is_signed: return "write refused: the key holds a signed value, which only its owner may replace";
     }
     return "unknown dcp.dht error " + std::to_string(ev);
+  }
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      case errc::not_joined:     // once bootstrap completes
+      case errc::lookup_failed:  // the overlay repairs its routes
+        return condition::retryable;
+      case errc::no_replica:  // a replica may have stored it and its acknowledgement been lost
+        return condition::outcome_unknown;
+      case errc::key_too_large:
+      case errc::value_too_large:
+      case errc::not_found:
+      case errc::bad_argument:
+      case errc::ttl_too_large:
+      case errc::version_too_far_ahead:
+      case errc::bad_signature:
+      case errc::seq_not_newer:
+      case errc::key_is_signed:
+        return condition::permanent;
+    }
+    return std::error_category::default_error_condition(ev);
   }
 };
 

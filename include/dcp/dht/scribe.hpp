@@ -122,47 +122,11 @@
 #include "dcp/core/error.hpp"
 #include "dcp/core/node_id.hpp"
 #include "dcp/core/protocol.hpp"
+#include "dcp/core/result.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/router.hpp"
+#include "dcp/dht/scribe_error.hpp"
 #include "dcp/wire/message.hpp"
-
-namespace dcp::dht {
-
-/// Scribe's error codes (category "dcp.scribe").
-enum class scribe_errc : int {
-  not_joined = 1,  ///< the router has not joined the overlay yet
-  unknown_group,   ///< the group's root does not know the group: create() it first
-  no_member,       ///< anycast: the walk visited the whole tree and no member accepted
-  table_full,      ///< max_groups groups are held here already
-  timeout,         ///< no answer within op_timeout; the outcome is unknown
-  bad_argument,    ///< a payload larger than max_payload
-};
-
-class scribe_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "dcp.scribe"; }
-  std::string message(int ev) const override {
-    switch (static_cast<scribe_errc>(ev)) {
-      case scribe_errc::not_joined: return "the router has not joined the overlay yet";
-      case scribe_errc::unknown_group: return "the group's root does not know this group: create() it first";
-      case scribe_errc::no_member: return "anycast: no member of the group accepted";
-      case scribe_errc::table_full: return "this node holds scribe_config::max_groups groups already";
-      case scribe_errc::timeout: return "no answer within scribe_config::op_timeout (outcome unknown)";
-      case scribe_errc::bad_argument: return "payload larger than scribe_config::max_payload";
-    }
-    return "unknown dcp.scribe error " + std::to_string(ev);
-  }
-};
-inline const std::error_category& scribe_category() noexcept {
-  static const scribe_category_impl instance;
-  return instance;
-}
-inline std::error_code make_error_code(scribe_errc e) noexcept { return {static_cast<int>(e), scribe_category()}; }
-
-}  // namespace dcp::dht
-
-template <>
-struct std::is_error_code_enum<dcp::dht::scribe_errc> : std::true_type {};
 
 namespace dcp::dht {
 
@@ -327,7 +291,7 @@ class scribe {
                                      scribe_msg::data, scribe_msg::data_ack, scribe_msg::shed>;
   static constexpr std::string_view name = "scribe";
   static constexpr protocol_id default_id = 95;
-  using done_callback = std::function<void(std::error_code)>;
+  using done_callback = std::function<void(result<void>)>;  ///< a callback taking std::error_code fits too
   using anycast_callback = std::function<void(std::error_code, contact member)>;
   using deliver_fn = std::function<void(const node_id& group, const bytes& payload)>;
   /// A member's answer to an anycast: true accepts it (and ends the walk here).

@@ -5,6 +5,8 @@
 #include <string>
 #include <system_error>
 
+#include "dcp/core/condition.hpp"
+
 namespace dcp::lease {
 
 enum class errc : int {
@@ -61,6 +63,31 @@ class error_category_impl final : public std::error_category {
       case errc::crypto_failure: return "OpenSSL failed while signing or verifying a lease token";
     }
     return "unknown dcp.lease error " + std::to_string(ev);
+  }
+  /// Every refusal is for good but one: a token that does not verify, or is
+  /// expired, stale or released, will not pass later either (a new lease
+  /// will); a full server may have room once a permit frees.
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<errc>(ev)) {
+      case errc::over_capacity:
+        return condition::retryable;
+      case errc::token_too_large:
+      case errc::malformed_token:
+      case errc::unsupported_version:
+      case errc::unknown_scheme:
+      case errc::scheme_mismatch:
+      case errc::unknown_key:
+      case errc::bad_signature:
+      case errc::expired:
+      case errc::wrong_resource:
+      case errc::stale_fencing:
+      case errc::released:
+      case errc::invalid_token:
+      case errc::invalid_key:
+      case errc::crypto_failure:
+        return condition::permanent;
+    }
+    return std::error_category::default_error_condition(ev);
   }
 };
 

@@ -1,8 +1,9 @@
 #pragma once
 // The one API every dcp mutual-exclusion algorithm offers.
 //
-//   m.lock(handler)     asks for the lock; handler(std::error_code) runs once:
-//                       empty when this node holds the lock, or an error:
+//   m.lock(handler)     asks for the lock; handler(dcp::result<void>) runs once
+//                       (a handler taking std::error_code fits too): success
+//                       when this node holds the lock, or an error:
 //                         busy           this node already holds or awaits it
 //                         timed_out      not granted within request_timeout
 //                         member_failed  a member the algorithm needs is gone
@@ -30,10 +31,11 @@
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/result.hpp"
 
 namespace dcp::mutex {
 
-using lock_handler = std::function<void(std::error_code)>;
+using lock_handler = std::function<void(result<void>)>;
 
 enum class lock_state { idle, waiting, held };
 

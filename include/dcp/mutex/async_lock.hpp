@@ -6,6 +6,10 @@
 //     co_await dcp::mutex::async_lock(m, asio::use_awaitable);
 //     std::future<void> f = dcp::mutex::async_lock(m, asio::use_future);
 //
+// Its completion signature is Asio's void(std::error_code), not lock()'s
+// result<void>: that is what Asio's tokens expect (use_future makes it a
+// std::future<void> that throws the error, use_awaitable throws it).
+//
 // The completion runs on the handler's associated executor (asio::dispatch),
 // not inside the protocol's event: a coroutine on an io_context resumes on
 // that io_context. Call async_lock() itself where the mutex's own calls are
@@ -35,7 +39,8 @@ auto async_lock(M& m, CompletionToken&& token) {
         };
         auto ex = asio::get_associated_executor(handler);
         auto s = std::make_shared<state>(state{std::move(handler), asio::make_work_guard(ex)});
-        m.lock([s](std::error_code ec) {
+        m.lock([s](result<void> r) {
+          const std::error_code ec = r.error();
           auto ex2 = s->work.get_executor();
           asio::dispatch(ex2, [s, ec]() mutable {
             auto h = std::move(s->handler);
