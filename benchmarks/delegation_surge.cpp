@@ -1,7 +1,7 @@
 // The surge, four ways (examples/surge_scenario.hpp: the modes, the
 // workload and what each column means), and the origin's CPU per admission.
 //
-// Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] [--csv FILE]
+// Usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] [--csv FILE] [--seed N]
 //        (both tables by default: calm, then with churn, skewed clocks and a partition; --quick: faults only)
 //        delegation_surge --realloc [N ...]   time to move 95% of C after a shift in demand, as N grows
 #include <chrono>
@@ -201,10 +201,12 @@ int main(int argc, char** argv) {
       only = argv[++i];
     } else if (a == "--csv" && i + 1 < argc) {
       csv = argv[++i];
+    } else if (a == "--seed" && i + 1 < argc) {  // another draw of the same run: arrivals, delays, churn
+      p.seed = std::stoull(argv[++i]);
     } else {
       std::fprintf(stderr,
                    "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] "
-                   "[--csv FILE]\n");
+                   "[--csv FILE] [--seed N]\n");
       return 2;
     }
   }

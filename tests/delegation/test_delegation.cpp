@@ -77,7 +77,9 @@ TEST_CASE("delegation: max-min fair shares (Doorman's FairShare example and its 
     const auto C = r.below(1000);
     std::vector<std::uint64_t> wants(1 + r.below(8));
     for (auto& x : wants) x = r.below(400);
-    const auto got = max_min_fair(C, wants);
+    std::vector<std::uint64_t> now(trial % 2 ? wants.size() : 0);  // with and without today's holdings
+    for (auto& x : now) x = r.below(200);
+    const auto got = max_min_fair(C, wants, now);
     std::uint64_t sum = 0, want_sum = 0;
     for (std::size_t i = 0; i < wants.size(); ++i) {
       REQUIRE(got[i] <= wants[i]);
@@ -88,6 +90,17 @@ TEST_CASE("delegation: max-min fair shares (Doorman's FairShare example and its 
     for (std::size_t i = 0; i < wants.size(); ++i)
       if (got[i] < wants[i])  // i is held back: nobody gets more than one unit above it
         for (auto g : got) REQUIRE(g <= got[i] + 1);
+  }
+  // A division redone after every report keeps the remainder's units where
+  // they are: 100 among 16 shards that all want more than 7 is 6 each and 4
+  // shards with 7. When the wants then change order, the same 4 keep their 7
+  // (before, the 4 largest wants took them, and the units moved each report).
+  std::vector<std::uint64_t> wants(16, 60);
+  auto shares = max_min_fair(100, wants);
+  for (int report = 0; report < 50; ++report) {
+    for (auto& x : wants) x = 30 + r.below(60);
+    const auto next = max_min_fair(100, wants, shares);
+    CHECK(next == shares);
   }
   CHECK(jain_index({1, 1, 1}) == doctest::Approx(1.0));
   CHECK(jain_index({3, 0, 0}) == doctest::Approx(1.0 / 3));

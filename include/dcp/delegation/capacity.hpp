@@ -75,25 +75,37 @@ inline std::string shard_key(std::string_view resource, std::uint32_t shard) {
 /// in whole units): nobody gets more than it wants, and nobody's share can
 /// grow without shrinking a smaller one. What nobody wants stays unassigned.
 /// Doorman's FairShare example: 120 among {1000, 50, 10} -> {60, 50, 10}.
-inline std::vector<std::uint64_t> max_min_fair(std::uint64_t capacity, const std::vector<std::uint64_t>& wants) {
+/// `now` (optional, one per want): what each holds today; the remainder's
+/// single units go first to those holding the most, so that a division
+/// redone after every report does not move them needlessly.
+inline std::vector<std::uint64_t> max_min_fair(std::uint64_t capacity, const std::vector<std::uint64_t>& wants,
+                                               const std::vector<std::uint64_t>& now = {}) {
   std::vector<std::size_t> order(wants.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return wants[a] < wants[b]; });
   std::vector<std::uint64_t> out(wants.size(), 0);
   std::uint64_t left = capacity;
-  for (std::size_t k = 0; k < order.size(); ++k) {
-    const std::uint64_t fair = left / (order.size() - k);
-    const std::uint64_t give = std::min(wants[order[k]], fair);
-    out[order[k]] = give;
-    left -= give;
+  // Progressive filling: the smallest wants are met in full while they fit
+  // under an even split of what is left ...
+  std::size_t k = 0;
+  for (; k < order.size() && wants[order[k]] <= left / (order.size() - k); ++k) {
+    out[order[k]] = wants[order[k]];
+    left -= wants[order[k]];
   }
-  // Whole units: a remainder smaller than the number of the unsatisfied goes
-  // one unit each, largest wants first, so the division is still max-min.
-  for (auto it = order.rbegin(); it != order.rend() && left > 0; ++it)
-    if (out[*it] < wants[*it]) {
-      ++out[*it];
-      --left;
-    }
+  if (k == order.size()) return out;
+  // ... and the rest, each wanting more than that split, share it evenly. In
+  // whole units the split leaves a remainder smaller than their number: one
+  // unit each, to the largest holdings now, then the largest wants.
+  const std::uint64_t unmet = order.size() - k, level = left / unmet;
+  std::vector<std::size_t> rest(order.begin() + static_cast<std::ptrdiff_t>(k), order.end());
+  std::reverse(rest.begin(), rest.end());
+  if (now.size() == wants.size())
+    std::stable_sort(rest.begin(), rest.end(), [&](auto a, auto b) { return now[a] > now[b]; });
+  std::uint64_t extra = left % unmet;
+  for (auto i : rest) {
+    out[i] = level + (extra > 0 ? 1 : 0);
+    if (extra > 0) --extra;
+  }
   return out;
 }
 

@@ -490,7 +490,16 @@ class origin {
     const std::uint64_t C = res.spec.capacity;
     std::vector<std::uint64_t> wants;
     for (auto& sh : res.shards) wants.push_back(std::max<std::uint64_t>(sh.demand, 1));
-    auto target = max_min_fair(C, wants);
+    // Whole units leave a remainder of a unit each for some shards. Those
+    // that hold one now keep it (max_min_fair's `now`): given by largest
+    // wants, a unit would move with every report, and a unit taken away
+    // idles until another shard's next renewal takes it up (1% of C in
+    // delegation_surge). Only shards whose coordinators renew (every third
+    // of the validity) keep theirs: a silent one's share stays until its
+    // certificate ends, unused.
+    std::vector<std::uint64_t> holding;
+    for (auto& x : res.shards) holding.push_back(x.not_after - now >= cfg_.certificate_validity / 2 ? x.cap : 0);
+    auto target = max_min_fair(C, wants, holding);
     std::uint64_t given = 0;
     for (auto t : target) given += t;
     const std::uint64_t n = res.shards.size();
