@@ -17,6 +17,7 @@
 #include "dcp/core/file_disk.hpp"
 #include "dcp/core/host.hpp"
 #include "dcp/core/log.hpp"
+#include "dcp/core/counter_set.hpp"
 #include "dcp/core/metrics.hpp"
 #include "dcp/core/rng.hpp"
 #include "dcp/net/config.hpp"
@@ -64,6 +65,11 @@ inline constexpr transport_ops ops_of{
       else return nullptr;
     }(),
 };
+
+/// The counters the node itself adds to every protocol's (handler_threw).
+inline constexpr counter_set node_counters{{
+    {"handler_exceptions", "a handler of the protocol threw; the node logged it and went on"},
+}};
 
 struct node_core {
   enum class phase : std::uint8_t { created, running, stopped };
