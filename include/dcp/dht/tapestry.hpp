@@ -305,7 +305,7 @@ class tapestry {
       "backpointers_full", "unbound_id", "slot_evictions", "probe_budget_exhausted", "slot_repairs", "hop_limit",
       "located_by_pointer", "hop_detours", "insertions", "delivered", "published_at_root", "locate_not_found",
       "multicast_lost", "multicast_memory_full", "pointers_full", "neighbour_failures", "rejoins", "lookup_failed",
-      "request_retries", "locate_failed",
+      "request_retries", "locate_failed", "multicast_timeouts",
   }});
   static constexpr std::string_view name = "tapestry";
   static constexpr protocol_id default_id = 85;
