@@ -89,6 +89,7 @@ template <dcp::Env Env>
 class work_server {
  public:
   using messages = work::all;
+  static constexpr dcp::counter_set counters{{{"unexpected_message", "a reply sent to the server, dropped"}}};
   static constexpr std::string_view name = "work_server";
   static constexpr dcp::protocol_id default_id = work::protocol;
 

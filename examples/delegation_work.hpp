@@ -48,6 +48,10 @@ template <dcp::Env E>
 class client {
  public:
   using messages = all;
+  static constexpr dcp::counter_set counters{{
+      {"work_reply_not_from_origin", "a reply from an address other than the origin's, dropped"},
+      {"unexpected_message", "a request sent to a client, dropped"},
+  }};
   static constexpr std::string_view name = "work_client";
   static constexpr dcp::protocol_id default_id = protocol;
   using callback = std::function<void(bool ok, const std::string& error)>;

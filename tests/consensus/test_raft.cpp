@@ -382,6 +382,7 @@ struct timer_ledger_env : sim::env {
 struct raft_owner {
   using messages = wire::message_set<>;
   using raft_type = raft<timer_ledger_env, id_log, storage::memory_storage>;
+  static constexpr auto counters = raft_type::counters;  // its Raft counts under its id
   timer_ledger_env env;
   std::optional<raft_type> r;
   explicit raft_owner(sim::env e) : env(e) {

@@ -42,6 +42,7 @@ template <Env E>
 class echo {
  public:
   using messages = wire::message_set<echo_msg::request, echo_msg::reply, echo_msg::note>;
+  static constexpr counter_set counters{{{"rounds", "counted by test_env through environment()"}}};
   static constexpr std::string_view name = "echo";
   using done_fn = std::function<void(std::error_code, std::string)>;
 

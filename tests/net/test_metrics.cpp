@@ -156,4 +156,21 @@ TEST_CASE("net: prometheus_text escapes label values and sanitizes gauge names")
   CHECK(net::detail::prometheus_value(2.5) == "2.5");
 }
 
+TEST_CASE("net: the Prometheus text lists every declared counter, at 0 before its first event") {
+  asio::io_context io;
+  net::config c;
+  c.seed = 3;
+  net::node a(io, c);
+  a.add<detector>(detector_id);
+  const auto m = samples(net::prometheus_text(a));
+  const std::string series = "dcp_protocol_events_total{node=\"" + a.self().to_string() + "\",protocol=\"" +
+                             std::to_string(detector_id) + "\",protocol_name=\"heartbeat\",event=\"";
+  for (const auto& declared : detector::counters) {
+    INFO("counter: " << declared.name);
+    REQUIRE(m.contains(series + std::string(declared.name) + "\"}"));
+    CHECK(m.at(series + std::string(declared.name) + "\"}") == 0);
+  }
+  CHECK(m.contains(series + "handler_exceptions\"}"));  // the node's own, for every protocol
+}
+
 }  // namespace test_metrics

@@ -161,6 +161,12 @@ class high_risk_edges {
   using push_sum_type = push_sum<E, Membership>;
   using traffic_type = random_walk_traffic<E, Membership>;
   using messages = wire::message_set<high_risk_msg::seed, high_risk_msg::query, high_risk_msg::answer>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "seed_not_member", "bad_seed", "seed_late", "seed_hops_capped", "query_not_member", "table_full",
+      "answer_not_member", "unsolicited_answer", "stall_restart", "decided_by_timeout", "decided_on_query", "seeded",
+      "no_samples", "decided_high", "decided_low", "query_unanswered",
+  }};
   static constexpr std::string_view name = "high_risk_edges";
   static constexpr protocol_id default_id = 32;
   using decided_callback = std::function<void(const high_risk_decision&)>;

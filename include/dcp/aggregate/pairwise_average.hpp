@@ -64,6 +64,10 @@ class pairwise_average {
 
  public:
   using messages = wire::message_set<pairwise_msg::offer, pairwise_msg::answer>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "bad_offer", "duplicate_offer", "bad_answer", "stale_answer", "answer_lost",
+  }};
   static constexpr std::string_view name = "pairwise_average";
   static constexpr protocol_id default_id = 31;
 

@@ -94,6 +94,10 @@ class push_sum {
 
  public:
   using messages = wire::message_set<push_sum_msg::share>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "share_not_member", "bad_share", "stale_epoch", "converged",
+  }};
   static constexpr std::string_view name = "push_sum";
   static constexpr protocol_id default_id = 30;
   using converged_callback = std::function<void(double estimate, std::uint64_t epoch)>;

@@ -82,6 +82,11 @@ class random_walk_traffic {
 
  public:
   using messages = wire::message_set<random_walk_msg::walker>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "walker_not_member", "ttl_capped", "walker_duplicates", "walker_retired", "walker_overflow", "walker_stuck",
+      "edge_table_full",
+  }};
   static constexpr std::string_view name = "random_walk_traffic";
   static constexpr protocol_id default_id = 34;  // 33: by convention high_risk_edges' second push_sum (docs)
 

@@ -123,6 +123,12 @@ template <Env E, election::Election L, group::Group G = group::static_group>
 class berkeley {
  public:
   using messages = wire::message_set<berkeley_msg::poll, berkeley_msg::reading, berkeley_msg::adjust>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "poll_not_from_leader", "unexpected_adjust", "absurd_adjustment", "unexpected_reading", "round_disturbed",
+      "duplicate_reading", "slow_reading_discarded", "absurd_reading", "not_a_member", "round_overran",
+      "round_abandoned", "readings_averaged", "outliers_discarded",
+  }};
   static constexpr std::string_view name = "clock.berkeley";
   static constexpr protocol_id default_id = 111;
 

@@ -81,6 +81,12 @@ template <Env E>
 class cristian {
  public:
   using messages = wire::message_set<cristian_msg::request, cristian_msg::reply>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "request_while_unsynchronized", "reply_not_from_server", "unexpected_reply", "bogus_origin", "sample_refused",
+      "request_unanswered", "time_runs_backwards", "delay_too_large", "turnaround_too_large", "offset_absurd",
+      "server_error_absurd",
+  }};
   static constexpr std::string_view name = "clock.cristian";
   static constexpr protocol_id default_id = 110;
 

@@ -110,6 +110,11 @@ template <Env E, group::Group G = group::static_group>
 class reference_broadcast {
  public:
   using messages = wire::message_set<rbs_msg::beacon, rbs_msg::receipt>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "beacon_not_from_beacon", "duplicate_beacon", "stale_beacon", "absurd_receipt", "not_a_receiver", "stale_receipt",
+      "fit_rate_absurd", "inconsistent_receipt", "frequency_out_of_range",
+  }};
   static constexpr std::string_view name = "clock.reference_broadcast";
   static constexpr protocol_id default_id = 112;
 

@@ -125,6 +125,11 @@ class paxos {
  public:
   using messages = wire::message_set<paxos_msg::prepare, paxos_msg::promise, paxos_msg::accept, paxos_msg::accepted,
                                      paxos_msg::decided>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "not_a_proposer", "ballot_not_senders", "absurd_round", "not_an_acceptor", "storage_failed", "rounds_exhausted",
+      "preempted", "conflicting_decision",
+  }};
   static constexpr std::string_view name = "paxos";
   static constexpr protocol_id default_id = 101;
   using callback = std::function<void(result<bytes>)>;

@@ -289,6 +289,17 @@ class raft {
   using messages = wire::message_set<raft_msg::vote_request, raft_msg::vote_reply, raft_msg::append,
                                      raft_msg::append_reply, raft_msg::install_snapshot, raft_msg::snapshot_reply,
                                      raft_msg::timeout_now>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "leadership_transfers", "leadership_transfer_aborted", "vote_from_non_member", "absurd_term",
+      "vote_while_leader_alive", "malformed_append", "append_rejected", "match_beyond_sent", "malformed_snapshot",
+      "stale_snapshot_chunk", "snapshot_too_large", "snapshot_chunk_out_of_order", "snapshot_chunk_duplicate",
+      "bad_snapshot", "snapshot_installed", "stale_timeout_now", "timeout_now_not_voter", "timeout_now_received",
+      "malformed_config_entry", "storage_failed", "proposal_refused_transferring", "entry_too_large",
+      "state_quota_exceeded", "conflict_below_commit", "undecodable_command", "duplicate_suppressed", "session_evicted",
+      "snapshots_taken", "not_a_member", "second_leader_in_term", "two_leaders_in_term", "elections", "leaderships",
+      "check_quorum_step_down", "timeout_now_sent", "snapshot_chunks_sent", "promotion_refused_lagging",
+  }};
   static constexpr std::string_view name = "raft";
   static constexpr protocol_id default_id = 100;
 

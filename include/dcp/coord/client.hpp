@@ -111,6 +111,11 @@ template <Env E>
 class client {
  public:
   using messages = msg::all;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "malformed_range_at", "command_session_unknown", "orphan_grant_released", "malformed_member_change", "watch_gap",
+      "malformed_status", "failover_unreachable", "unexpected_message", "session_lost",
+  }};
   static constexpr std::string_view name = "coord_client";
   static constexpr protocol_id default_id = default_protocol_id;
 

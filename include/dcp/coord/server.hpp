@@ -162,6 +162,15 @@ class server {
 
  public:
   using messages = msg::all;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "session_ttl_out_of_bounds", "kv_quota_exceeded", "client_quota_exceeded", "client_quota_exceeded_sessions",
+      "client_quota_exceeded_keys", "client_quota_exceeded_bytes", "compactions", "compactions_refused",
+      "bad_range_request", "reads_compacted", "member_change_invalid", "leadership_moved", "member_changes",
+      "watches_refused_full", "registrations_refused_full", "unexpected_message", "lease_without_sealer",
+      "watches_compacted", "watch_events_sent", "lease_seal_failed", "leases_issued", "quotas_proposed",
+      "permits_reclaimed", "sessions_expired", "auto_compactions", "history_trimmed",
+  }};
   static constexpr std::string_view name = "coord_server";
   static constexpr protocol_id default_id = default_protocol_id;
 

@@ -212,6 +212,11 @@ class vivaldi {
 
  public:
   using messages = wire::message_set<vivaldi_msg::ping, vivaldi_msg::pong>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "vivaldi_bad_rtt", "vivaldi_samples", "vivaldi_unexpected_pong", "vivaldi_not_member", "vivaldi_bad_coordinate",
+      "vivaldi_pending_full",
+  }};
   static constexpr std::string_view name = "coordinates.vivaldi";
   static constexpr protocol_id default_id = 145;
 

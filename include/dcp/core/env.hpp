@@ -17,7 +17,8 @@
 //   env.rng()              this node's random source (seeded from outside)
 //   env.disk()             durable state; see dcp/core/disk.hpp
 //   env.logs(level), env.log(level, text)   the logging hook
-//   env.count(name, delta) a named counter in the runtime's metrics
+//   env.count(name, delta) a named counter in the runtime's metrics, one the protocol declares
+//                          (static constexpr dcp::counter_set counters; dcp/core/counter_set.hpp)
 //
 // An Env is a small handle (copyable, a few words); a protocol stores it by
 // value. dcp::sim::env and dcp::net::env are the two implementations.
@@ -34,6 +35,7 @@
 #include <utility>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/counter_set.hpp"
 #include "dcp/core/disk.hpp"
 #include "dcp/core/log.hpp"
 #include "dcp/core/rng.hpp"

@@ -27,12 +27,14 @@ class host {
   host& operator=(host&&) noexcept = default;
   ~host() { clear(); }
 
-  /// Constructs P(env, args...) as protocol `id`. Throws dcp::error(invalid_argument)
-  /// if the id is taken.
+  /// Constructs P(env, args...) as protocol `id`, and declares its counters
+  /// (P::counters, see dcp/core/counter_set.hpp) in the runtime's metrics.
+  /// Throws dcp::error(invalid_argument) if the id is taken.
   template <class P, class E, class... Args>
   P& emplace(protocol_id id, E env, Args&&... args) {
     check_protocol<P>();
     if (find_slot(id)) throw error(errc::invalid_argument, "dcp::host: protocol id " + std::to_string(id) + " is taken");
+    if (metrics_) metrics_->declare(id, counters_of<P>());  // before P's constructor, which may count
     auto h = std::make_unique<hosted<P>>(std::move(env), std::forward<Args>(args)...);
     P& p = h->p;
     slots_.push_back({id, std::move(h)});

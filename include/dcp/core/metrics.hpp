@@ -3,21 +3,39 @@
 //
 // Every runtime counts each message sent and received (and its bytes) per
 // (protocol id, message type), each frame dropped per (protocol id, error),
-// and the named counters protocols add through Env::count(). dcp::sim keeps
+// and the named counters protocols add through Env::count(). A protocol's
+// named counters are declared (dcp/core/counter_set.hpp): once its set is
+// registered for its id, every declared name is listed at 0, and counting or
+// reading a name the id does not declare fails a DCP_ASSERT. dcp::sim keeps
 // one metrics for the whole simulated world (what benchmarks want: messages
 // per operation); the Asio runtime keeps one per node.
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
 
+#include "dcp/core/assert.hpp"
+#include "dcp/core/counter_set.hpp"
 #include "dcp/wire/frame.hpp"
 
 namespace dcp {
+
+namespace detail {
+/// A name that protocol `p` does not declare was counted or read: a typo, or a
+/// counter missing from the protocol's counter_set. Says which, then asserts.
+[[noreturn, gnu::cold, gnu::noinline]] inline void undeclared_counter(protocol_id p, std::string_view name,
+                                                                      const char* what) noexcept {
+  std::fprintf(stderr, "dcp: %s counter \"%.*s\" of protocol %u, which it does not declare\n", what,
+               static_cast<int>(name.size()), name.data(), static_cast<unsigned>(p));
+  assertion_failed(__FILE__, __LINE__, "declared(name)", "a counter is in its protocol's counter_set");
+}
+}  // namespace detail
 
 /// Where a protocol reports its gauges (values that go up and down: a role,
 /// a term, a view size): emit(name, value). A protocol that has
@@ -49,11 +67,28 @@ class metrics {
   }
   /// A frame for protocol `p` dropped for reason `ec`.
   void dropped(protocol_id p, std::error_code ec) { ++drops_[{p, ec.message()}]; }
+  /// Registers the counters of a protocol hosted at `p`, at 0 (the union, when
+  /// nodes host different protocols at one id, or one protocol twice).
+  void declare(protocol_id p, std::span<const counter_info> set) {
+    auto& m = custom_[p];
+    m.declared = true;
+    for (const auto& c : set) m.names.try_emplace(std::string(c.name), named{0, c.help});
+  }
+  /// Whether protocol `p` has declared its counters (then only those may be used).
+  bool declared(protocol_id p) const noexcept {
+    auto it = custom_.find(p);
+    return it != custom_.end() && it->second.declared;
+  }
   void add(protocol_id p, std::string_view name, std::int64_t delta) {
     auto& m = custom_[p];
-    auto it = m.find(name);
-    if (it == m.end()) it = m.emplace(std::string(name), 0).first;
-    it->second += delta;
+    auto it = m.names.find(name);
+    if (it == m.names.end()) {
+#if DCP_ASSERTIONS
+      if (m.declared) detail::undeclared_counter(p, name, "counted");
+#endif
+      it = m.names.emplace(std::string(name), named{}).first;
+    }
+    it->second.value += delta;
   }
 
   message_counters of(protocol_id p, message_type t) const noexcept {
@@ -72,11 +107,24 @@ class metrics {
     for (auto& [k, c] : messages_) total += c;
     return total;
   }
+  /// A named counter's value. Once `p` has declared its counters, a name it
+  /// does not declare fails a DCP_ASSERT (a typo would otherwise read 0).
   std::int64_t counter(protocol_id p, std::string_view name) const noexcept {
     auto it = custom_.find(p);
     if (it == custom_.end()) return 0;
-    auto jt = it->second.find(name);
-    return jt == it->second.end() ? 0 : jt->second;
+    auto jt = it->second.names.find(name);
+    if (jt != it->second.names.end()) return jt->second.value;
+#if DCP_ASSERTIONS
+    if (it->second.declared) detail::undeclared_counter(p, name, "read");
+#endif
+    return 0;
+  }
+  /// What a declared counter means ("" when its protocol did not say).
+  std::string_view help(protocol_id p, std::string_view name) const noexcept {
+    auto it = custom_.find(p);
+    if (it == custom_.end()) return {};
+    auto jt = it->second.names.find(name);
+    return jt == it->second.names.end() ? std::string_view{} : jt->second.help;
   }
   std::uint64_t drops(protocol_id p, std::error_code ec) const {
     auto it = drops_.find({p, ec.message()});
@@ -100,17 +148,22 @@ class metrics {
   void for_each_drop(F&& f) const {
     for (auto& [k, v] : drops_) f(k.first, std::string_view(k.second), v);
   }
-  /// Every named counter (env.count) in a stable order: F(protocol_id, std::string_view name, std::int64_t value).
+  /// Every named counter (env.count), declared ones at 0 included, in a
+  /// stable order: F(protocol_id, std::string_view name, std::int64_t value).
   template <class F>
   void for_each_counter(F&& f) const {
-    for (auto& [p, names] : custom_)
-      for (auto& [n, v] : names) f(p, std::string_view(n), v);
+    for (auto& [p, m] : custom_)
+      for (auto& [n, c] : m.names) f(p, std::string_view(n), c.value);
   }
 
+  /// Every count back to 0; declarations stay.
   void reset() {
     messages_.clear();
     drops_.clear();
-    custom_.clear();
+    for (auto& [p, m] : custom_) {
+      if (!m.declared) m.names.clear();
+      for (auto& [n, c] : m.names) c.value = 0;
+    }
   }
 
   friend std::ostream& operator<<(std::ostream& os, const metrics& m) {
@@ -119,8 +172,9 @@ class metrics {
          << c.received << " (" << c.received_bytes << " B)\n";
     });
     for (auto& [k, v] : m.drops_) os << "protocol " << k.first << " dropped " << v << ": " << k.second << '\n';
-    for (auto& [p, names] : m.custom_)
-      for (auto& [n, v] : names) os << "protocol " << p << ' ' << n << " = " << v << '\n';
+    for (auto& [p, c] : m.custom_)
+      for (auto& [n, v] : c.names)
+        if (v.value != 0) os << "protocol " << p << ' ' << n << " = " << v.value << '\n';
     return os;
   }
 
@@ -128,7 +182,15 @@ class metrics {
   static constexpr std::uint32_t key(protocol_id p, message_type t) noexcept { return std::uint32_t{p} << 16 | t; }
   std::unordered_map<std::uint32_t, message_counters> messages_;
   std::map<std::pair<protocol_id, std::string>, std::uint64_t> drops_;
-  std::map<protocol_id, std::map<std::string, std::int64_t, std::less<>>> custom_;
+  struct named {
+    std::int64_t value = 0;
+    std::string_view help;  // a literal of the protocol's counter_set
+  };
+  struct protocol_counters {
+    bool declared = false;
+    std::map<std::string, named, std::less<>> names;
+  };
+  std::map<protocol_id, protocol_counters> custom_;
 };
 
 }  // namespace dcp

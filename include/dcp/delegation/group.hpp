@@ -141,6 +141,15 @@ class group {
 
  public:
   using messages = msg::all;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "bad_token_request", "release_for_unknown_shard", "release_of_unknown_grant", "delegate_reply_not_from_origin",
+      "unsolicited_delegate_reply", "delegation_deferred", "delegation_refused", "bad_certificate_from_origin",
+      "stock_ack_not_from_origin", "unsolicited_stock_ack", "cosign_request_not_from_member",
+      "cosign_request_for_unknown_shard", "too_many_in_flight", "unsolicited_cosign_reply", "cosign_refused_slot_held",
+      "cosign_refused", "bad_cosignature", "unexpected_message", "token_seal_failed", "stock_commit_unsigned",
+      "cosign_refused_here", "release_query_sent", "wait_queue_full", "delegate_request_unsigned",
+  }};
   static constexpr std::string_view name = "delegation_group";
   static constexpr protocol_id default_id = default_protocol_id;
 

@@ -97,6 +97,18 @@ class group_host {
  public:
   using raft_type = consensus::raft<detail::group_raft_env<E>, ledger, storage::memory_storage>;
   using group_type = group<E, raft_type>;
+  /// What it counts under its peer's id: its own, and its groups' (the rafts count
+  /// through group_raft_env, the groups through the peer's env).
+  static constexpr auto counters = dcp::join(raft_type::counters, group_type::counters, dcp::counter_set{{
+      "bad_token_request", "release_for_unknown_shard", "delegate_reply_not_from_origin", "unsolicited_delegate_reply",
+      "bad_group_invite", "group_invite_declined", "unsolicited_group_accept", "bad_group_accept",
+      "bad_group_certificate", "expired_group_certificate", "group_certificate_not_naming_me",
+      "group_form_not_from_member", "unanswerable_group_form_query", "group_message_of_past_epoch",
+      "group_message_not_from_member", "bad_group_message", "message_for_unknown_group", "forming_evicted",
+      "group_founding", "group_locate_failed", "group_owner_elsewhere", "delegate_request_unsigned",
+      "bad_certificate_from_origin", "too_many_groups", "group_joined", "group_message_for_unknown_group",
+      "group_ended",
+  }});
 
   /// `base`: origin, its key and the timing every hosted group uses (members
   /// and shards are each group's own). `key`: this node's signing key, the

@@ -119,6 +119,12 @@ template <Env E>
 class origin {
  public:
   using messages = msg::all;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "group_request_not_from_member", "stock_batch_refused", "stock_commit_unauthenticated", "unexpected_message",
+      "bad_delegate_request", "delegate_request_unauthenticated", "delegate_request_stale", "coordinator_not_allowed",
+      "certificate_seal_failed", "token_refused",
+  }};
   static constexpr std::string_view name = "delegation_origin";
   static constexpr protocol_id default_id = default_protocol_id;
 

@@ -101,6 +101,14 @@ template <Env E>
 class peer {
  public:
   using messages = msg::all;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(group_host<E>::counters, dcp::counter_set{{
+      "bad_token_request", "too_many_shards", "release_for_unknown_shard", "delegate_reply_not_from_origin",
+      "unsolicited_delegate_reply", "bad_certificate_from_origin", "stock_ack_not_from_origin", "unsolicited_stock_ack",
+      "unsolicited_token_reply", "unexpected_message", "bad_release_query", "release_query_held",
+      "release_query_pending", "release_query_answered", "wait_queue_full", "delegate_request_unsigned",
+      "stock_commit_unsigned",
+  }});
   static constexpr std::string_view name = "delegation_peer";
   static constexpr protocol_id default_id = default_protocol_id;
   template <class T>

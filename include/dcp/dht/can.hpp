@@ -416,6 +416,17 @@ class can {
                                      can_msg::join_confirm, can_msg::update, can_msg::takeover,
                                      can_msg::takeover_reply, can_msg::handover, can_msg::handover_ack,
                                      can_msg::leaving, can_msg::evicted>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters, dcp::counter_set{{
+      "route_failed", "spoofed_sender", "bad_message", "stale_reply", "spoofed_reply", "join_offer_declined", "joined",
+      "join_declined", "stale_update", "zone_overlaps", "takeover_refused_alive", "takeover_unknown",
+      "takeover_cancelled", "takeover_aborted_alive", "takeover_lost", "bad_handover", "handovers_taken", "left",
+      "stale_leaving", "bad_evicted", "evicted", "evicted_without_seeds", "unbound_id", "neighbours_full",
+      "neighbour_superseded", "neighbour_moved_away", "neighbour_finds", "probe_budget_exhausted", "probe_unanswered",
+      "unbound_join_point", "join_duplicate", "joins_busy", "zone_too_small", "zone_splits", "join_offer_unconfirmed",
+      "suspected", "takeover_zones_full", "takeover_claims", "takeover_overlap", "takeovers", "leave_unacknowledged",
+      "hop_limit", "no_route", "delivered", "lookup_failed", "lookup_retries",
+  }});
   static constexpr std::string_view name = "can";
   static constexpr protocol_id default_id = 84;
 

@@ -236,6 +236,14 @@ class chord {
                                      chord_msg::get_state, chord_msg::state, chord_msg::notify, chord_msg::ping,
                                      chord_msg::pong, chord_msg::leaving, chord_msg::deliver, chord_msg::owner_query,
                                      chord_msg::owner_reply, chord_msg::join_request, chord_msg::join_reply>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::join_attempts_counters, dcp::counter_set{{
+      "route_failed", "stale_reply", "bad_closer", "unbound_contact", "successor_walks", "bad_notify", "stale_notify",
+      "unbound_id", "bad_leaving", "bad_owner_reply", "bad_join_request", "bad_join_reply", "id_collisions",
+      "spoofed_sender", "delivered", "successor_fallbacks", "bad_found", "owner_timeouts", "lookup_timeouts",
+      "owner_redirects", "owner_unconfirmed", "lookup_failed", "successor_list_exhausted", "rejoins",
+      "predecessor_timeouts", "successor_timeouts",
+  }});
   static constexpr std::string_view name = "chord";
   static constexpr protocol_id default_id = 80;
 

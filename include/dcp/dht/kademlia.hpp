@@ -154,6 +154,11 @@ class kademlia {
  public:
   using messages = wire::message_set<kademlia_msg::ping, kademlia_msg::pong, kademlia_msg::find_node,
                                      kademlia_msg::nodes, kademlia_msg::deliver>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::join_attempts_counters, dcp::counter_set{{
+      "route_failed", "delivered", "bad_nodes", "stale_reply", "spoofed_sender", "unbound_id", "evictions", "refreshes",
+      "lookup_failed", "contact_id_mismatch", "unbound_contact", "lookup_timeouts", "introduced", "join_without_participant",
+  }});
   static constexpr std::string_view name = "kademlia";
   static constexpr protocol_id default_id = 82;
 

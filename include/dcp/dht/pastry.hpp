@@ -189,6 +189,12 @@ class pastry {
   using messages = wire::message_set<pastry_msg::route, pastry_msg::route_ack, pastry_msg::lookup_reply,
                                      pastry_msg::join_state, pastry_msg::announce, pastry_msg::leaf_exchange,
                                      pastry_msg::probe, pastry_msg::row_request, pastry_msg::row_reply>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters, dcp::counter_set{{
+      "route_failed", "spoofed_sender", "stale_reply", "spoofed_reply", "unbound_contact", "bad_join_state",
+      "bad_leaf_exchange", "bad_row_request", "unbound_id", "probe_budget_exhausted", "verify_probes", "table_repairs",
+      "hop_limit", "delivered", "bad_route_kind", "leaf_failures", "rejoins", "lookup_failed", "lookup_retries",
+  }});
   static constexpr std::string_view name = "pastry";
   static constexpr protocol_id default_id = 81;
 

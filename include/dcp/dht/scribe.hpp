@@ -289,6 +289,15 @@ class scribe {
   using messages = wire::message_set<scribe_msg::join, scribe_msg::join_reply, scribe_msg::leave, scribe_msg::heartbeat,
                                      scribe_msg::refresh, scribe_msg::routed, scribe_msg::hop_ack, scribe_msg::op_reply,
                                      scribe_msg::data, scribe_msg::data_ack, scribe_msg::shed>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "groups_full", "spoofed_sender", "forwarders_created", "children_full", "join_loop", "bad_message", "stale_shed",
+      "shed", "loop_broken", "stale_reply", "unknown_group", "not_a_child", "not_from_parent", "dropped_by_parent",
+      "hop_limit", "not_tree_neighbour", "parent_failed", "children_shed", "join_wait_expired", "join_timeouts",
+      "rejoins", "became_root", "pruned", "parent_probes", "children_expired", "root_moved", "duplicates",
+      "pending_full", "data_sent", "child_unresponsive", "data_resent", "op_timeouts", "op_resent", "root_detours",
+      "anycast_budget", "anycast_accepted", "hop_timeouts",
+  }};
   static constexpr std::string_view name = "scribe";
   static constexpr protocol_id default_id = 95;
   using done_callback = std::function<void(result<void>)>;  ///< a callback taking std::error_code fits too

@@ -213,6 +213,13 @@ class store {
  public:
   using messages = wire::message_set<store_msg::put, store_msg::put_ack, store_msg::get, store_msg::get_reply,
                                      store_msg::sync_offer, store_msg::sync_want, store_msg::get_signed>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "stray_ack", "bad_key", "stray_reply", "version_too_far_ahead", "signature_unverifiable", "bad_item",
+      "bad_signature", "ttl_too_large", "signature_checks", "not_responsible", "signer_mismatch",
+      "unsigned_over_signed", "seq_not_newer", "signed_over_unsigned", "store_full", "stored", "put_resent",
+      "put_below_quorum", "get_widened", "expired",
+  }};
   static constexpr std::string_view name = "dht_store";
   static constexpr protocol_id default_id = 90;
   using put_callback = std::function<void(std::error_code, std::uint64_t version)>;

@@ -298,6 +298,15 @@ class tapestry {
                                      tapestry_msg::hello, tapestry_msg::backpointer, tapestry_msg::probe,
                                      tapestry_msg::row_request, tapestry_msg::row_reply, tapestry_msg::leaving,
                                      tapestry_msg::pointers>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters, dcp::counter_set{{
+      "route_failed", "publish_failed", "published_full", "spoofed_sender", "bad_message", "stale_reply",
+      "spoofed_reply", "unbound_contact", "multicast_duplicates", "neighbour_left", "stale_backpointer",
+      "backpointers_full", "unbound_id", "slot_evictions", "probe_budget_exhausted", "slot_repairs", "hop_limit",
+      "located_by_pointer", "hop_detours", "insertions", "delivered", "published_at_root", "locate_not_found",
+      "multicast_lost", "multicast_memory_full", "pointers_full", "neighbour_failures", "rejoins", "lookup_failed",
+      "request_retries", "locate_failed", "multicast_timeouts",
+  }});
   static constexpr std::string_view name = "tapestry";
   static constexpr protocol_id default_id = 85;
   /// Base 16: 4 bits a digit, 40 levels of a 160-bit id.

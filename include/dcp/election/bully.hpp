@@ -68,6 +68,10 @@ class bully {
  public:
   using messages = wire::message_set<bully_msg::election, bully_msg::answer, bully_msg::coordinator, bully_msg::probe,
                                      bully_msg::probe_ack>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "elections_started", "not_a_member", "became_leader", "leader_suspected",
+  }};
   static constexpr std::string_view name = "election.bully";
   static constexpr protocol_id default_id = 70;
 

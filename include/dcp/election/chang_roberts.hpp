@@ -72,6 +72,11 @@ template <Env E, group::Group G = group::static_group>
 class chang_roberts {
  public:
   using messages = wire::message_set<chang_roberts_msg::election, chang_roberts_msg::elected>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "elections_started", "malformed", "member_returned", "candidate_skipped", "swallowed", "candidacy_overtaken",
+      "stale_round",
+  }};
   static constexpr std::string_view name = "election.chang_roberts";
   static constexpr protocol_id default_id = 71;
 

@@ -99,6 +99,12 @@ class superpeer_prefix {
 
  public:
   using messages = wire::message_set<superpeer_msg::attach, superpeer_msg::attach_reply, superpeer_msg::detach>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::superpeer_clients_counters, dcp::counter_set{{
+      "superpeer_lookup_superseded", "superpeer_lookup_failed", "superpeer_bad_attach",
+      "superpeer_attach_refused_not_superpeer", "superpeer_attach_refused_full", "became_superpeer",
+      "stopped_being_superpeer",
+  }});
   static constexpr std::string_view name = "election.superpeer_prefix";
   static constexpr protocol_id default_id = 73;
 

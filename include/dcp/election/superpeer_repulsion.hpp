@@ -189,6 +189,13 @@ class superpeer_repulsion {
  public:
   using messages = wire::message_set<superpeer_repulsion_msg::announce, superpeer_repulsion_msg::holders, superpeer_repulsion_msg::offer,
                                      superpeer_repulsion_msg::ack, superpeer_msg::attach, superpeer_msg::attach_reply, superpeer_msg::detach>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::superpeer_clients_counters, dcp::counter_set{{
+      "superpeer_digest_too_long", "superpeer_bad_offer", "token_duplicate_offer", "token_received",
+      "token_unexpected_ack", "superpeer_attach_refused_full", "superpeer_attach_refused_not_superpeer",
+      "superpeer_not_member", "superpeer_bad_token", "token_superseded", "superpeer_bad_entry", "token_moved",
+      "token_handoff_abandoned", "token_handed_off", "token_regenerated",
+  }});
   static constexpr std::string_view name = "election.superpeer_repulsion";
   static constexpr protocol_id default_id = 74;
 

@@ -62,6 +62,10 @@ template <Env E>
 class heartbeat {
  public:
   using messages = wire::message_set<heartbeat_msg::ping, heartbeat_msg::ack>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "restored", "suspected",
+  }};
   static constexpr std::string_view name = "heartbeat";
   static constexpr protocol_id default_id = 1;
   using callback = std::function<void(const address&)>;

@@ -106,6 +106,11 @@ class anti_entropy {
 
  public:
   using messages = wire::message_set<anti_entropy_msg::digest, anti_entropy_msg::update>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(deliver_own_counters, dcp::counter_set{{
+      "not_member", "bad_digest", "bad_update", "wanted_duplicates", "answer_budget_exhausted", "reply_truncated",
+      "bad_item", "certificates_refused_full", "items_refused_full", "retired", "delivered",
+  }});
   static constexpr std::string_view name = "anti_entropy";
   static constexpr protocol_id default_id = 22;
 

@@ -30,6 +30,9 @@ struct delivery {
 
 using deliver_callback = std::function<void(const delivery&)>;
 
+/// What deliver_own counts, under its caller's id (each broadcast protocol joins it).
+inline constexpr counter_set deliver_own_counters{{"delivered"}};
+
 /// Delivers a node's own broadcast to it once broadcast() has returned,
 /// never inside the call (DESIGN §10: the caller may hold a lock or walk a
 /// table the callback touches). `env` and `callback` are the protocol's own

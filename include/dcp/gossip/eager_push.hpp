@@ -57,6 +57,10 @@ class eager_push {
 
  public:
   using messages = wire::message_set<eager_push_msg::gossip>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(deliver_own_counters, dcp::counter_set{{
+      "gossip_not_member", "bad_gossip", "duplicates", "delivered",
+  }});
   static constexpr std::string_view name = "eager_push";
   static constexpr protocol_id default_id = 20;
 

@@ -125,6 +125,12 @@ class plumtree {
 
  public:
   using messages = wire::message_set<plumtree_msg::gossip, plumtree_msg::ihave, plumtree_msg::graft, plumtree_msg::prune>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(deliver_own_counters, dcp::counter_set{{
+      "bad_gossip", "gossip_not_member", "link_duplicates", "duplicates", "ihave_not_neighbour", "ihave_repeated",
+      "missing_refused_full", "bad_graft", "graft_not_neighbour", "tree_links_grafted", "graft_unanswerable",
+      "delivered", "tree_optimized", "graft_exhausted", "grafts",
+  }});
   static constexpr std::string_view name = "plumtree";
   static constexpr protocol_id default_id = 21;
 

@@ -101,6 +101,11 @@ class cyclon {
  public:
   using messages = wire::message_set<cyclon_msg::shuffle, cyclon_msg::shuffle_reply, cyclon_msg::join,
                                      cyclon_msg::join_walk, cyclon_msg::join_swap>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "bad_shuffle", "bad_shuffle_reply", "late_shuffle_reply", "bad_join", "bad_join_walk", "join_swap_unsolicited",
+      "neighbour_failed", "join_retries", "shuffles",
+  }};
   using entry = cyclon_msg::entry;
   using config_type = cyclon_config;
   static constexpr std::string_view name = "cyclon";

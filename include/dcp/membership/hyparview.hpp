@@ -176,6 +176,14 @@ class hyparview {
   using messages = wire::message_set<hyparview_msg::join, hyparview_msg::forward_join, hyparview_msg::join_accept,
                                      hyparview_msg::neighbor, hyparview_msg::neighbor_reply, hyparview_msg::disconnect,
                                      hyparview_msg::shuffle, hyparview_msg::shuffle_reply, hyparview_msg::keepalive>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "bad_join", "joins_handled", "bad_forward_join", "bad_join_accept", "bad_neighbor", "priority_evictions",
+      "priority_evictions_refused", "neighbor_refused", "disconnected", "bad_shuffle", "shuffles_answered",
+      "bad_shuffle_reply", "shuffle_reply_unsolicited", "shuffle_replies_merged", "one_sided_links_undone",
+      "join_evictions", "join_evictions_refused", "join_walks_detoured", "dropped_for_room", "neighbour_failed",
+      "neighbor_requests", "neighbor_timeouts", "join_retries", "shuffles", "neighbour_silent",
+  }};
   using config_type = hyparview_config;
   static constexpr std::string_view name = "hyparview";
   static constexpr protocol_id default_id = 11;

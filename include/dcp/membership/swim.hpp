@@ -232,6 +232,17 @@ template <Env E>
 class swim {
  public:
   using messages = wire::message_set<swim_msg::ping, swim_msg::ack, swim_msg::nack, swim_msg::ping_req, swim_msg::push_pull>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "leaving", "misdirected_ping", "probe_acked", "probe_acked_indirect", "late_or_unexpected_ack",
+      "late_or_unexpected_nack", "bad_ping_req", "ping_req_refused_full", "nacks_sent", "oversized_push_pull",
+      "unsolicited_push_pull", "push_pull_refused_rate", "joined", "joins_answered", "push_pulls_answered", "probes",
+      "ping_reqs", "probes_failed", "join_attempts", "push_pull_truncated", "bad_member_state", "message_from_self",
+      "oversized_piggyback", "bad_update", "absurd_incarnation", "oversized_metadata", "refuted", "refutation_repeated",
+      "members_table_full", "members_joined", "members_rejoined", "claim_about_unknown_member", "suspicions",
+      "members_left", "members_failed", "suspicion_confirmations", "suspicions_expired", "updates_dropped",
+      "buddy_suspicions_sent", "updates_too_large", "piggyback_deferred",
+  }};
   using config_type = swim_config;
   using event_callback = std::function<void(const member_event&)>;
   static constexpr std::string_view name = "swim";

@@ -98,6 +98,10 @@ class causal_order {
  public:
   using body = causal_order_msg::body;
   using messages = wire::message_set<link_msg::frame<body>, link_msg::ack>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::reliable_links_counters, dcp::counter_set{{
+      "multicast", "delivered", "bad_clock", "stalled", "member_failed",
+  }});
   static constexpr std::string_view name = "multicast.causal_order";
   static constexpr protocol_id default_id = 131;
 

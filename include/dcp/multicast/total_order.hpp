@@ -111,6 +111,10 @@ class total_order {
  public:
   using body = total_order_msg::body;
   using messages = wire::message_set<link_msg::frame<body>, link_msg::ack>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::reliable_links_counters, dcp::counter_set{{
+      "multicast_busy", "multicast", "bad_clock", "acks_received", "delivered", "stalled", "member_failed",
+  }});
   static constexpr std::string_view name = "multicast.total_order";
   static constexpr protocol_id default_id = 130;
 

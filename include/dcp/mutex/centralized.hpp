@@ -79,6 +79,11 @@ class centralized {
  public:
   using messages = wire::message_set<centralized_msg::request, centralized_msg::grant, centralized_msg::release,
                                      centralized_msg::probe>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
+      "stale_grant", "duplicate_grant", "stale_probe", "released_on_probe", "dropped_request", "dropped_release",
+      "holder_failed", "duplicate_request",
+  }});
   static constexpr std::string_view name = "mutex.centralized";
   static constexpr protocol_id default_id = 50;
 

@@ -86,6 +86,11 @@ class maekawa {
  public:
   using messages = wire::message_set<maekawa_msg::request, maekawa_msg::locked, maekawa_msg::failed,
                                      maekawa_msg::inquire, maekawa_msg::relinquish, maekawa_msg::release>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
+      "not_a_member", "duplicate_request", "stale_relinquish", "stale_locked", "stale_failed", "stale_inquire",
+      "relinquished",
+  }});
   static constexpr std::string_view name = "mutex.maekawa";
   static constexpr protocol_id default_id = 55;
 

@@ -54,6 +54,10 @@ template <Env E, group::Group G = group::static_group>
 class raymond {
  public:
   using messages = wire::message_set<raymond_msg::request, raymond_msg::privilege>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
+      "not_a_neighbour", "duplicate_request", "unexpected_privilege",
+  }});
   static constexpr std::string_view name = "mutex.raymond";
   static constexpr protocol_id default_id = 54;
 

@@ -56,6 +56,10 @@ template <Env E, group::Group G = group::static_group>
 class ricart_agrawala {
  public:
   using messages = wire::message_set<ricart_agrawala_msg::request, ricart_agrawala_msg::reply>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
+      "not_a_member", "stale_reply",
+  }});
   static constexpr std::string_view name = "mutex.ricart_agrawala";
   static constexpr protocol_id default_id = 51;
 

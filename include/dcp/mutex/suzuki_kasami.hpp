@@ -56,6 +56,10 @@ template <Env E, group::Group G = group::static_group>
 class suzuki_kasami {
  public:
   using messages = wire::message_set<suzuki_kasami_msg::request, suzuki_kasami_msg::token>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
+      "not_a_member", "malformed_token", "duplicate_token",
+  }});
   static constexpr std::string_view name = "mutex.suzuki_kasami";
   static constexpr protocol_id default_id = 53;
 

@@ -96,6 +96,11 @@ template <Env E, group::Group G = group::static_group>
 class token_ring {
  public:
   using messages = wire::message_set<token_ring_msg::token, token_ring_msg::regenerate, token_ring_msg::ack>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
+      "stale_token_dropped", "duplicate_token_dropped", "stale_regenerate", "not_a_member", "marker_write_failed",
+      "regenerations_started", "tokens_regenerated",
+  }});
   static constexpr std::string_view name = "mutex.token_ring";
   static constexpr protocol_id default_id = 56;
 

@@ -6,7 +6,8 @@
 //   dcp_messages_sent_total / _received_total, dcp_message_bytes_sent_total /
 //     _received_total {protocol, protocol_name, type}                counters
 //   dcp_frames_dropped_total {protocol, reason}                      counter
-//   dcp_protocol_events_total {protocol, protocol_name, event}       counters (env.count)
+//   dcp_protocol_events_total {protocol, protocol_name, event}       counters (env.count): every
+//                                                                    declared one, 0 until counted
 //   dcp_protocol_gauge {protocol, protocol_name, gauge}              what protocols report
 //                                                                    through gauges(emit)
 //   dcp_<name>                                                       node::add_gauge

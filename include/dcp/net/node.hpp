@@ -131,6 +131,7 @@ class basic_node {
       throw error(errc::invalid_argument, "dcp::net::node: protocol id 0 is reserved for the transport");
     if (core_->state != detail::node_core::phase::created)
       throw error(errc::invalid_argument, "dcp::net::node: add protocols before start()");
+    core_->metrics.declare(id, detail::node_counters);
     return core_->host.emplace<P>(id, env(*core_, id), std::forward<Args>(args)...);
   }
 

@@ -105,6 +105,11 @@ class unstructured {
 
  public:
   using messages = wire::message_set<search_msg::walk, search_msg::flood, search_msg::hit>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "bad_query", "query_not_member", "walk_duplicates", "probes", "walks_expired", "walks_stuck", "flood_duplicates",
+      "ttl_capped",
+  }};
   static constexpr std::string_view name = "search";
   static constexpr protocol_id default_id = 40;
 

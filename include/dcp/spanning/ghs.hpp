@@ -212,6 +212,13 @@ class ghs {
  public:
   using messages = wire::message_set<ghs_msg::connect, ghs_msg::initiate, ghs_msg::test, ghs_msg::accept,
                                      ghs_msg::reject, ghs_msg::report, ghs_msg::change_root, ghs_msg::done>;
+  /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
+  static constexpr dcp::counter_set counters{{
+      "not_a_neighbour", "duplicate", "sequence_out_of_window", "deferred_twice", "absurd_level", "unexpected_connect",
+      "connect_on_used_edge", "connect_from_higher_level", "connect_on_rejected_edge", "unexpected_initiate",
+      "initiate_on_non_branch", "stale_initiate", "initiate_during_search", "unexpected_test", "unexpected_accept",
+      "unexpected_reject", "unexpected_report", "unexpected_change_root", "unexpected_done", "done",
+  }};
   static constexpr std::string_view name = "spanning.ghs";
   static constexpr protocol_id default_id = 160;
   using done_handler = std::function<void(const ghs_result&)>;

@@ -39,6 +39,10 @@
 
 namespace dcp::dht::detail {
 
+/// What hop_forwarder counts, under its host protocol's id (each router joins
+/// it): "hop_timeouts" unless the router names its own, which it declares.
+inline constexpr counter_set hop_forwarder_counters{{"hops_full", "hop_timeouts"}};
+
 template <Env E, class Route, class Note = std::monostate>
 class hop_forwarder {
  public:

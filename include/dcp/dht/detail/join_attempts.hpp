@@ -35,6 +35,9 @@
 
 namespace dcp::dht::detail {
 
+/// What join_attempts counts, under its host protocol's id (each router joins it).
+inline constexpr counter_set join_attempts_counters{{"join_attempts"}};
+
 template <Env E>
 class join_attempts {
  public:

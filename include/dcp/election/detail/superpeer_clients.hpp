@@ -123,6 +123,11 @@ class client_table {
 /// A normal node's side: asks ranked candidates in turn until one accepts.
 /// Completions (on_change) are the owner's business; this only keeps state
 /// and sends through the Env it is given.
+/// What attachment counts, under its host protocol's id (each super-peer election joins it).
+inline constexpr counter_set superpeer_clients_counters{{
+    "superpeer_unexpected_reply", "superpeer_full", "superpeer_detached", "superpeer_none_with_room",
+}};
+
 template <Env E>
 class attachment {
  public:

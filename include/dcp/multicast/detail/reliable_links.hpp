@@ -88,6 +88,12 @@ namespace detail {
 ///   room(rank, body)    can the owner take this body now? If not the link
 ///                       holds it (and everything after it) until pump()
 ///   deliver(rank, body) the next body from `rank`, in order, exactly once
+/// What reliable_links counts, under its host protocol's id (each host joins it to its own counters).
+inline constexpr counter_set reliable_links_counters{{
+    "link_failed_drop", "bad_sequence", "bad_frame", "duplicates", "link_failed", "not_a_member", "bad_ack",
+    "retransmissions", "backpressure",
+}};
+
 template <Env E, class Body>
 class reliable_links {
  public:

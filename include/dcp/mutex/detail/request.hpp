@@ -14,6 +14,9 @@
 
 namespace dcp::mutex::detail {
 
+/// What request counts, under its host protocol's id (each mutex joins it to its own counters).
+inline constexpr counter_set request_counters{{"lock_busy", "lock_timed_out", "lock_granted", "lock_failed"}};
+
 template <Env E>
 class request {
  public:
