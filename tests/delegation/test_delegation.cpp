@@ -93,15 +93,23 @@ TEST_CASE("delegation: max-min fair shares (Doorman's FairShare example and its 
   }
   // A division redone after every report keeps the remainder's units where
   // they are: 100 among 16 shards that all want more than 7 is 6 each and 4
-  // shards with 7. When the wants then change order, the same 4 keep their 7
-  // (before, the 4 largest wants took them, and the units moved each report).
+  // shards with 7. When the wants then wobble (by less than a quarter), the
+  // same 4 keep their 7 (before, the 4 largest wants took them, and the units
+  // moved each report). A real shift moves them: 4 others wanting twice as
+  // much take them.
   std::vector<std::uint64_t> wants(16, 60);
   auto shares = max_min_fair(100, wants);
   for (int report = 0; report < 50; ++report) {
-    for (auto& x : wants) x = 30 + r.below(60);
+    for (auto& x : wants) x = 56 + r.below(12);
     const auto next = max_min_fair(100, wants, shares);
     CHECK(next == shares);
   }
+  std::vector<std::size_t> seven, six;
+  for (std::size_t i = 0; i < shares.size(); ++i) (shares[i] == 7 ? seven : six).push_back(i);
+  REQUIRE(seven.size() == 4);
+  for (std::size_t j = 0; j < 4; ++j) wants[six[j]] = 120;
+  const auto shifted = max_min_fair(100, wants, shares);
+  for (std::size_t j = 0; j < 4; ++j) CHECK(shifted[six[j]] == 7);
   CHECK(jain_index({1, 1, 1}) == doctest::Approx(1.0));
   CHECK(jain_index({3, 0, 0}) == doctest::Approx(1.0 / 3));
 }

@@ -75,9 +75,10 @@ inline std::string shard_key(std::string_view resource, std::uint32_t shard) {
 /// in whole units): nobody gets more than it wants, and nobody's share can
 /// grow without shrinking a smaller one. What nobody wants stays unassigned.
 /// Doorman's FairShare example: 120 among {1000, 50, 10} -> {60, 50, 10}.
-/// `now` (optional, one per want): what each holds today; the remainder's
-/// single units go first to those holding the most, so that a division
-/// redone after every report does not move them needlessly.
+/// `now` (optional, one per want): what each holds today. The remainder's
+/// single units stay with those that hold one (unless another wants a
+/// quarter more), so that a division redone after every report does not
+/// move them needlessly.
 inline std::vector<std::uint64_t> max_min_fair(std::uint64_t capacity, const std::vector<std::uint64_t>& wants,
                                                const std::vector<std::uint64_t>& now = {}) {
   std::vector<std::size_t> order(wants.size());
@@ -99,8 +100,13 @@ inline std::vector<std::uint64_t> max_min_fair(std::uint64_t capacity, const std
   const std::uint64_t unmet = order.size() - k, level = left / unmet;
   std::vector<std::size_t> rest(order.begin() + static_cast<std::ptrdiff_t>(k), order.end());
   std::reverse(rest.begin(), rest.end());
-  if (now.size() == wants.size())
-    std::stable_sort(rest.begin(), rest.end(), [&](auto a, auto b) { return now[a] > now[b]; });
+  if (now.size() == wants.size()) {
+    // One holding a unit above the level keeps it unless another wants a
+    // quarter more: reports that wobble move nothing, a real shift in demand
+    // still does.
+    const auto claim = [&](std::size_t i) { return wants[i] + (now[i] > level ? wants[i] / 4 : 0); };
+    std::stable_sort(rest.begin(), rest.end(), [&](auto a, auto b) { return claim(a) > claim(b); });
+  }
   std::uint64_t extra = left % unmet;
   for (auto i : rest) {
     out[i] = level + (extra > 0 ? 1 : 0);
