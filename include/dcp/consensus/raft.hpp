@@ -112,6 +112,7 @@
 
 #include "dcp/consensus/errors.hpp"
 #include "dcp/consensus/quorum_rule.hpp"
+#include "dcp/consensus/raft/progress.hpp"
 #include "dcp/consensus/state_machine.hpp"
 #include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
@@ -409,7 +410,7 @@ class raft {
     });
     advance_transfer();
     // Bring the target up to date now rather than at the next heartbeat.
-    if (auto* p = peer_of(target); p && transfer_ && p->match < store_.last_index()) send_append(target, *p);
+    if (auto* p = peer_of(target); p && transfer_ && p->match() < store_.last_index()) send_append(target, *p);
   }
   /// A leadership transfer is under way (proposals are refused meanwhile).
   bool transferring() const noexcept { return transfer_.has_value(); }
@@ -505,10 +506,8 @@ class raft {
     DCP_ASSERT(!transfer_ || is_member(transfer_->target), "a leadership transfer targets a voter");
     for (const auto& [a, p] : peers_) {
       DCP_ASSERT(a != env_.self() && (is_member(a) || is_learner(a)), "the leader replicates only to the other members");
-      DCP_ASSERT(p.match < p.next && p.next <= last + 1, "match < next <= last + 1 for every follower");
-      DCP_ASSERT(p.match <= p.sent && p.sent <= last, "a follower matches only what was sent, from the log");
-      DCP_ASSERT(!p.snap || (p.snap_offset <= p.snap_sent_upto && p.snap_sent_upto <= p.snap->data.size()),
-                 "a snapshot transfer's offsets are within what was sent of the snapshot");
+      p.check_invariants();  // match < next, match <= sent, a transfer's offsets within what was sent
+      DCP_ASSERT(p.next() <= last + 1 && p.sent() <= last, "a follower is sent entries of the log only");
     }
 #endif
   }
@@ -609,10 +608,7 @@ class raft {
     auto* p = peer_of(from);
     if (!p) return;
     if (m.success) {
-      if (m.match > p->sent) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
-      if (m.match > p->match) p->match = m.match;
-      p->next = std::max(p->next, p->match + 1);
-      if (p->snap && p->match >= p->snap->index) p->snap.reset();  // no transfer needed any more
+      if (!p->acknowledge(m.match)) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
       advance_leader_commit();
       if (transfer_ && transfer_->target == from) advance_transfer();
       // More to send only if it is synced here (send_append sends nothing
@@ -620,10 +616,8 @@ class raft {
       // which is armed and sends them to every follower: an AppendEntries
       // now would carry none of them, only cost a message and its answer
       // (a fifth of the leader's sends with one client, before).
-      if (auto* q = peer_of(from); q && q->next <= self_match_) send_append(from, *q);
-    } else if (m.match >= p->match) {  // a rejection of a probe we may still be making
-      const auto hint = std::min(m.match, m.last + 1);
-      p->next = std::max(p->match + 1, std::min(p->next - (p->next > 1 ? 1 : 0), hint));
+      if (auto* q = peer_of(from); q && q->next() <= self_match_) send_append(from, *q);
+    } else if (p->reject(m.match, m.last)) {  // a rejection of a probe we may still be making
       send_append(from, *p);
     }
   }
@@ -697,21 +691,18 @@ class raft {
     auto* p = peer_of(from);
     if (!p) return;
     if (m.index == 0) {  // a transfer under way: send on from what the follower holds
-      if (!p->snap || m.snap_index != p->snap->index) return;
-      if (m.received > p->snap_sent_upto) return drop("match_beyond_sent");
-      // Behind us too: the follower lost its buffer (a restart); resend from there.
-      if (m.received != p->snap_offset) p->snap_sent_at.reset();
-      p->snap_offset = m.received;
-      if (p->next <= store_.snapshot().index) send_append(from, *p);
+      switch (p->snapshot_received(m.snap_index, m.received)) {
+        case raft_parts::progress::chunk_ack::ignored: return;
+        case raft_parts::progress::chunk_ack::forged: return drop("match_beyond_sent");
+        case raft_parts::progress::chunk_ack::accepted: break;
+      }
+      if (p->next() <= store_.snapshot().index) send_append(from, *p);
       return;
     }
-    if (m.index > p->sent) return drop("match_beyond_sent");
-    if (m.index > p->match) p->match = m.index;
-    p->next = std::max(p->next, p->match + 1);
-    if (p->snap && p->match >= p->snap->index) p->snap.reset();  // transfer over
+    if (!p->acknowledge(m.index)) return drop("match_beyond_sent");  // installed: the transfer is over
     advance_leader_commit();
     if (transfer_ && transfer_->target == from) advance_transfer();
-    if (auto* q = peer_of(from); q && q->next <= self_match_) send_append(from, *q);  // synced entries only (above)
+    if (auto* q = peer_of(from); q && q->next() <= self_match_) send_append(from, *q);  // synced entries only (above)
   }
 
   void on_message(const address& from, const raft_msg::timeout_now& m) {
@@ -746,18 +737,7 @@ class raft {
     time_point started;
     read_callback done;
   };
-  struct peer {
-    std::uint64_t next = 1, match = 0, acked_round = 0;
-    std::uint64_t sent = 0;  ///< the highest index sent to it: a reply may acknowledge no more
-    bool heard_since_check = false;
-    // A snapshot transfer: the snapshot (kept while it lasts, even if the
-    // leader compacts again meanwhile, or a transfer could never finish under
-    // steady writes), the bytes the follower holds, the most sent, and when
-    // the chunk at snap_offset was last sent.
-    std::shared_ptr<const storage::snapshot> snap;
-    std::uint64_t snap_offset = 0, snap_sent_upto = 0;
-    std::optional<time_point> snap_sent_at;
-  };
+  using peer = raft_parts::progress;  // one follower's replication state (raft/progress.hpp)
   /// The snapshot a follower is receiving, chunk by chunk (at most one).
   struct incoming_snapshot {
     std::uint64_t term = 0, index = 0, last_term = 0, total = 0;
@@ -934,7 +914,7 @@ class raft {
     advance_leader_commit();
     if (role_ != raft_role::leader) return;  // an applied entry's callback may have stepped us down
     for (auto& [a, p] : peers_)
-      if (p.next <= store_.last_index()) send_append(a, p);
+      if (p.next() <= store_.last_index()) send_append(a, p);
   }
 
   /// Follower side of AppendEntries for one entry; false if storage failed.
@@ -976,7 +956,7 @@ class raft {
     if (role_ != raft_role::leader) return;
     // The largest index a quorum has stored; only an entry of this term commits by counting.
     std::vector<std::uint64_t> candidates{self_match_};
-    for (auto& [a, p] : peers_) candidates.push_back(p.match);
+    for (auto& [a, p] : peers_) candidates.push_back(p.match());
     std::sort(candidates.begin(), candidates.end(), std::greater<>());
     for (auto n : candidates) {
       if (n <= commit_) break;
@@ -984,7 +964,7 @@ class raft {
       std::vector<address> ackers;
       if (self_match_ >= n) ackers.push_back(env_.self());
       for (auto& [a, p] : peers_)
-        if (p.match >= n) ackers.push_back(a);
+        if (p.match() >= n) ackers.push_back(a);
       if (has_quorum(ackers)) {
         advance_commit_to(n);
         if (role_ == raft_role::leader) {
@@ -1254,15 +1234,7 @@ class raft {
     std::vector<address> all = members();
     all.insert(all.end(), learners().begin(), learners().end());
     for (const auto& m : all)
-      if (m != env_.self() && !peers_.contains(m)) {
-        // Heard until the first check-quorum says otherwise: the check may
-        // fire before a new peer had a chance to answer (etcd marks a new
-        // progress RecentActive for the same reason).
-        peer p;
-        p.next = store_.last_index() + 1;
-        p.heard_since_check = true;
-        peers_.emplace(m, std::move(p));
-      }
+      if (m != env_.self() && !peers_.contains(m)) peers_.emplace(m, peer(store_.last_index()));
   }
 
   void arm_check_quorum() {
@@ -1270,10 +1242,8 @@ class raft {
       check_timer_ = {};
       if (role_ != raft_role::leader) return;
       std::vector<address> alive{env_.self()};
-      for (auto& [a, p] : peers_) {
-        if (p.heard_since_check) alive.push_back(a);
-        p.heard_since_check = false;
-      }
+      for (auto& [a, p] : peers_)
+        if (p.take_heard()) alive.push_back(a);
       if (!has_quorum(alive) || !is_member(env_.self())) {
         dcp::log(env_, log_level::info, "raft: lost contact with a quorum; stepping down");
         env_.count("check_quorum_step_down");
@@ -1300,8 +1270,7 @@ class raft {
   bool heard_from(const address& from, std::uint64_t round) {
     auto* p = peer_of(from);
     if (!p) return false;
-    p->heard_since_check = true;
-    p->acked_round = std::max(p->acked_round, round);
+    p->heard(round);
     advance_reads();
     return role_ == raft_role::leader;
   }
@@ -1320,7 +1289,7 @@ class raft {
       if (r.index == 0 || applied_ < r.index) return;
       std::vector<address> ackers{env_.self()};
       for (auto& [a, p] : peers_)
-        if (p.acked_round >= r.round) ackers.push_back(a);
+        if (p.acked_round() >= r.round) ackers.push_back(a);
       if (!has_quorum(ackers)) return;
       auto done = std::move(r.done);
       const auto index = r.index;
@@ -1343,7 +1312,7 @@ class raft {
     if (!transfer_ || role_ != raft_role::leader) return;
     auto* p = peer_of(transfer_->target);
     if (!p) return;
-    if (p->match == store_.last_index() && self_match_ == store_.last_index()) {
+    if (p->match() == store_.last_index() && self_match_ == store_.last_index()) {
       env_.count("timeout_now_sent");
       env_.send(transfer_->target, raft_msg::timeout_now{current_term()});
     }
@@ -1358,21 +1327,21 @@ class raft {
   }
 
   void send_append(const address& to, peer& p) {
-    if (p.next <= store_.snapshot().index || (p.snap && p.next <= p.snap->index)) return send_snapshot_chunk(to, p);
-    raft_msg::append m{current_term(), p.next - 1, *store_.term_at(p.next - 1), commit_, round_, {}};
+    if (p.needs_snapshot(store_.snapshot().index)) return send_snapshot_chunk(to, p);
+    raft_msg::append m{current_term(), p.next() - 1, *store_.term_at(p.next() - 1), commit_, round_, {}};
     // Send only what is durable here: a follower must never hold an entry that
     // the leader could lose (it would be counted towards a quorum).
     // Bounded in entries and in bytes (at least one entry, and an entry is at
     // most one chunk: propose refuses larger), so a batch fits in one frame.
-    const auto last = std::min(self_match_, p.next - 1 + cfg_.max_entries_per_message);
+    const auto last = std::min(self_match_, p.next() - 1 + cfg_.max_entries_per_message);
     std::size_t batch_bytes = 0;
-    for (auto i = p.next; i <= last; ++i) {
+    for (auto i = p.next(); i <= last; ++i) {
       const auto& e = store_.entry(i);
       if (!m.entries.empty() && batch_bytes + e.data.size() > cfg_.snapshot_chunk_bytes) break;
       batch_bytes += e.data.size();
       m.entries.push_back(e);
     }
-    p.sent = std::max(p.sent, p.next - 1 + m.entries.size());
+    p.entries_sent(p.next() - 1 + m.entries.size());
     env_.send(to, m);
   }
 
@@ -1381,12 +1350,8 @@ class raft {
   void send_snapshot_chunk(const address& to, peer& p) {
     if (!outgoing_ || outgoing_->index != store_.snapshot().index)
       outgoing_ = std::make_shared<const storage::snapshot>(store_.snapshot());
-    if (!p.snap || (p.snap_offset == 0 && p.snap->index < outgoing_->index)) {  // (re)start with the newest
-      p.snap = outgoing_;
-      p.snap_offset = p.snap_sent_upto = 0;
-      p.snap_sent_at.reset();
-    }
-    const auto& snap = *p.snap;
+    const auto& tx = p.begin_snapshot(outgoing_);  // (re)starts with the newest unless under way
+    const auto& snap = *tx.snap;
     const std::uint64_t total = snap.data.size();
     if (total > cfg_.max_snapshot_bytes) {  // cannot happen while proposals respect the quota (sessions aside)
       env_.count("snapshot_too_large");
@@ -1395,15 +1360,13 @@ class raft {
       return;
     }
     const auto now = env_.now();
-    if (p.snap_sent_at && now - *p.snap_sent_at < cfg_.heartbeat_interval) return;
-    p.snap_sent_at = now;
-    const auto offset = std::min<std::uint64_t>(p.snap_offset, total);
+    if (!p.chunk_due(now, cfg_.heartbeat_interval)) return;
+    const auto offset = std::min<std::uint64_t>(tx.offset, total);
     const auto len = std::min<std::uint64_t>(cfg_.snapshot_chunk_bytes, total - offset);
     const auto* begin = snap.data.data() + offset;
     raft_msg::install_snapshot m{current_term(), round_, snap.index, snap.term, offset, total,
                                  bytes(begin, begin + len), offset + len == total};
-    p.snap_sent_upto = std::max(p.snap_sent_upto, offset + len);
-    if (m.done) p.sent = std::max(p.sent, snap.index);
+    p.chunk_sent(now, offset + len, m.done);
     env_.count("snapshot_chunks_sent");
     env_.send(to, m);
   }
@@ -1428,7 +1391,7 @@ class raft {
         // AppendEntries batch of the commit index (etcd checks a similar margin).
         const auto* p = peer_of(a);
         const auto margin = std::min<std::uint64_t>(commit_, cfg_.max_entries_per_message);
-        if (!p || p->match == 0 || p->match + margin < commit_) {
+        if (!p || p->match() == 0 || p->match() + margin < commit_) {
           env_.count("promotion_refused_lagging");
           return done(make_error_code(errc::learner_not_caught_up));
         }
