@@ -113,6 +113,7 @@
 #include "dcp/consensus/errors.hpp"
 #include "dcp/consensus/quorum_rule.hpp"
 #include "dcp/consensus/raft/progress.hpp"
+#include "dcp/consensus/raft/session_table.hpp"
 #include "dcp/consensus/state_machine.hpp"
 #include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
@@ -303,7 +304,11 @@ class raft {
   using apply_hook = std::function<void(const log_entry&, const command*, const bytes* result)>;
 
   raft(E env, raft_config cfg, Store store, Machine machine = Machine{})
-      : env_(std::move(env)), cfg_(std::move(cfg)), store_(std::move(store)), sm_(std::move(machine)) {
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        store_(std::move(store)),
+        sm_(std::move(machine)),
+        sessions_(std::max<std::size_t>(cfg_.max_sessions, 1)) {  // 0 is refused by validate() below
     cfg_.validate();
     configs_.push_back({0, raft_membership{cfg_.members, {}}});
     restore_from_storage();
@@ -449,7 +454,7 @@ class raft {
     DCP_ASSERT(snap_index <= applied_, "a snapshot holds applied entries only");
     DCP_ASSERT(applied_ <= commit_, "only committed entries are applied (3.5)");
     DCP_ASSERT(commit_ <= last, "the commit index is in the log");
-    DCP_ASSERT(sessions_.size() <= cfg_.max_sessions, "the session table is bounded");
+    sessions_.check_invariants();
     DCP_ASSERT(!incoming_ || (incoming_->data.size() <= incoming_->total && incoming_->total <= cfg_.max_snapshot_bytes),
                "a snapshot being received is bounded by what it announced and by max_snapshot_bytes");
     // The log: consecutive indexes; terms never decrease along it (each
@@ -746,16 +751,11 @@ class raft {
       return term == m.term && index == m.index && last_term == m.last_term && total == m.total;
     }
   };
-  struct session {
-    std::uint64_t seq = 0, last_index = 0;
-    bytes result;
-    template <class A> void serialize(A& ar) { ar(seq, last_index, result); }
-  };
   /// What a snapshot holds besides the log position: the configuration, the
   /// session table and the user's state machine.
   struct snapshot_state {
     std::vector<address> members;  // the voters
-    std::map<std::uint64_t, session> sessions;
+    raft_parts::session_table::map sessions;
     bytes machine;
     std::vector<address> learners;  // last, and only when there are some: the layout before learners otherwise
     template <class A> void serialize(A& ar) {
@@ -804,7 +804,7 @@ class raft {
   }
   /// The session table and configuration of a snapshot the machine has taken.
   void load_snapshot_state(snapshot_state st) {
-    sessions_ = std::move(st.sessions);
+    sessions_.restore(std::move(st.sessions));
     snapshot_members_ = raft_membership{std::move(st.members), std::move(st.learners)};
   }
 
@@ -998,7 +998,7 @@ class raft {
     }
     if (c.kind == command_kind::register_client) return register_session(e, c);
     if (c.kind == command_kind::unregister_client) {
-      sessions_.erase(c.client);
+      sessions_.close(c.client);
       if (apply_hook_) apply_hook_(e, &c, nullptr);
       return finish(e, bytes{});
     }
@@ -1007,17 +1007,17 @@ class raft {
       if (apply_hook_) apply_hook_(e, &c, &r);
       return finish(e, std::move(r));
     }
-    auto it = sessions_.find(c.client);
-    if (it == sessions_.end() || c.seq <= it->second.seq) {
+    using verdict = raft_parts::session_table::verdict;
+    const auto v = sessions_.admit(c.client, c.seq, e.index);
+    if (v != verdict::apply) {
       if (apply_hook_) apply_hook_(e, &c, nullptr);  // in the log, not applied
-      if (it == sessions_.end()) return finish(e, make_error_code(errc::unknown_session));
-      if (c.seq < it->second.seq) return finish(e, make_error_code(errc::stale_request));
+      if (v == verdict::unknown_session) return finish(e, make_error_code(errc::unknown_session));
+      if (v == verdict::stale) return finish(e, make_error_code(errc::stale_request));
       env_.count("duplicate_suppressed");
-      it->second.last_index = e.index;
-      return finish(e, it->second.result);
+      return finish(e, sessions_.result_of(c.client));
     }
     bytes r = sm_.apply(c.payload);
-    it->second = session{c.seq, e.index, r};
+    sessions_.record(c.client, c.seq, e.index, r);
     if (apply_hook_) apply_hook_(e, &c, &r);
     finish(e, std::move(r));
   }
@@ -1026,13 +1026,7 @@ class raft {
   /// bounded: beyond max_sessions the least recently used session goes (its
   /// client learns of it as unknown_session, an unknown outcome).
   void register_session(const log_entry& e, const command& c) {
-    sessions_[e.index] = session{0, e.index, {}};
-    if (sessions_.size() > cfg_.max_sessions) {
-      auto victim = std::min_element(sessions_.begin(), sessions_.end(),
-                                     [](auto& a, auto& b) { return a.second.last_index < b.second.last_index; });
-      sessions_.erase(victim);
-      env_.count("session_evicted");
-    }
+    if (sessions_.open(e.index)) env_.count("session_evicted");
     if (apply_hook_) apply_hook_(e, &c, nullptr);
     bytes id;
     storage::detail::encode_value(e.index, id);
@@ -1051,7 +1045,7 @@ class raft {
   void maybe_compact() {
     if (applied_ - store_.snapshot().index < cfg_.snapshot_every) return;
     auto conf = config_at(applied_);
-    snapshot_state st{conf.voters, sessions_, bytes(sm_.snapshot()), conf.learners};
+    snapshot_state st{conf.voters, sessions_.sessions(), bytes(sm_.snapshot()), conf.learners};
     storage::snapshot snap{applied_, *store_.term_at(applied_), {}};
     storage::detail::encode_value(st, snap.data);
     if (auto ec = store_.install_snapshot(snap)) return fail(ec);
@@ -1461,7 +1455,7 @@ class raft {
   std::vector<std::pair<std::uint64_t, raft_membership>> configs_;  // (index, configuration), ascending
   raft_membership snapshot_members_;
   std::optional<transfer> transfer_;  // a leadership transfer under way (leader only)
-  std::map<std::uint64_t, session> sessions_;
+  raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
   std::set<address> votes_;
   std::map<address, peer> peers_;
   std::map<std::uint64_t, pending> pending_;
