@@ -113,6 +113,7 @@
 #include "dcp/consensus/errors.hpp"
 #include "dcp/consensus/quorum_rule.hpp"
 #include "dcp/consensus/raft/progress.hpp"
+#include "dcp/consensus/raft/read_queue.hpp"
 #include "dcp/consensus/raft/session_table.hpp"
 #include "dcp/consensus/state_machine.hpp"
 #include "dcp/core/assert.hpp"
@@ -366,8 +367,8 @@ class raft {
   void read_index(read_callback done) {
     if (failed_) return done(make_error_code(errc::storage_failed));
     if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    reads_.push_back(read{0, ++round_, env_.now(), std::move(done)});
-    if (committed_in_term()) reads_.back().index = commit_;
+    const auto round = ++round_;
+    reads_.push(committed_in_term() ? commit_ : 0, round, env_.now(), std::move(done));
     broadcast_append();
     advance_reads();
   }
@@ -736,12 +737,6 @@ class raft {
     std::uint64_t term;
     propose_callback done;
   };
-  struct read {
-    std::uint64_t index;  // 0 until the leader has committed in its term
-    std::uint64_t round;
-    time_point started;
-    read_callback done;
-  };
   using peer = raft_parts::progress;  // one follower's replication state (raft/progress.hpp)
   /// The snapshot a follower is receiving, chunk by chunk (at most one).
   struct incoming_snapshot {
@@ -968,8 +963,7 @@ class raft {
       if (has_quorum(ackers)) {
         advance_commit_to(n);
         if (role_ == raft_role::leader) {
-          for (auto& r : reads_)
-            if (r.index == 0) r.index = commit_;  // the first commit of the term unblocks waiting reads
+          reads_.commit_known(commit_);  // the first commit of the term unblocks waiting reads
           advance_reads();
         }
         break;
@@ -1132,9 +1126,7 @@ class raft {
     auto pend = std::move(pending_);
     pending_.clear();
     for (auto& [i, p] : pend) p.done(ec == dcp::make_error_code(dcp::errc::not_leader) ? make_error_code(errc::outcome_unknown) : ec);
-    auto rs = std::move(reads_);
-    reads_.clear();
-    for (auto& r : rs) r.done(ec);
+    for (auto& done : reads_.take_all()) done(ec);
   }
 
   /// Whether AppendEntries or InstallSnapshot of `term` (>= ours) from
@@ -1245,16 +1237,8 @@ class raft {
         return;
       }
       // Reads that a quorum never confirmed within an election timeout fail, loudly.
-      const auto now = env_.now();
-      for (auto it = reads_.begin(); it != reads_.end();) {
-        if (now - it->started > cfg_.election_timeout_max) {
-          auto done = std::move(it->done);
-          it = reads_.erase(it);
-          done(dcp::make_error_code(dcp::errc::timed_out));
-        } else {
-          ++it;
-        }
-      }
+      for (auto& done : reads_.take_expired(env_.now(), cfg_.election_timeout_max))
+        done(dcp::make_error_code(dcp::errc::timed_out));
       arm_check_quorum();
     });
   }
@@ -1278,17 +1262,15 @@ class raft {
 
   void advance_reads() {
     if (role_ != raft_role::leader) return;
-    while (!reads_.empty()) {
-      auto& r = reads_.front();
-      if (r.index == 0 || applied_ < r.index) return;
+    // Confirmed: a quorum (this leader among it) acknowledged the round.
+    auto confirmed = [this](std::uint64_t round) {
       std::vector<address> ackers{env_.self()};
       for (auto& [a, p] : peers_)
-        if (p.acked_round() >= r.round) ackers.push_back(a);
-      if (!has_quorum(ackers)) return;
-      auto done = std::move(r.done);
-      const auto index = r.index;
-      reads_.erase(reads_.begin());
-      done(index);
+        if (p.acked_round() >= round) ackers.push_back(a);
+      return has_quorum(ackers);
+    };
+    while (auto r = reads_.pop_ready(applied_, confirmed)) {
+      r->done(r->index);
       if (role_ != raft_role::leader) return;  // the callback may have changed things
     }
   }
@@ -1459,7 +1441,7 @@ class raft {
   std::set<address> votes_;
   std::map<address, peer> peers_;
   std::map<std::uint64_t, pending> pending_;
-  std::vector<read> reads_;
+  raft_parts::read_queue<read_callback> reads_;  // ReadIndex reads waiting (leader only; raft/read_queue.hpp)
   apply_hook apply_hook_;
   timer_id election_timer_{}, flush_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
