@@ -112,6 +112,7 @@
 
 #include "dcp/consensus/errors.hpp"
 #include "dcp/consensus/quorum_rule.hpp"
+#include "dcp/consensus/raft/configuration.hpp"
 #include "dcp/consensus/raft/progress.hpp"
 #include "dcp/consensus/raft/read_queue.hpp"
 #include "dcp/consensus/raft/session_table.hpp"
@@ -262,22 +263,7 @@ struct timeout_now {
 };
 }  // namespace raft_msg
 
-/// A configuration: the voters (whose majorities elect and commit) and the
-/// learners (non-voting members: they receive the log and snapshots, never
-/// vote, never campaign, never count towards any quorum). Disjoint, sorted.
-/// Written in configuration entries and snapshots, so a restart keeps roles;
-/// with no learners, an entry's bytes are those of the voters' list alone,
-/// the layout before learners (wire::trailing), which older builds read.
-struct raft_membership {
-  std::vector<address> voters, learners;
-  bool has_voter(const address& a) const { return std::find(voters.begin(), voters.end(), a) != voters.end(); }
-  bool has_learner(const address& a) const { return std::find(learners.begin(), learners.end(), a) != learners.end(); }
-  bool has(const address& a) const { return has_voter(a) || has_learner(a); }
-  template <class A> void serialize(A& ar) {
-    ar(voters);
-    wire::trailing(ar, learners);
-  }
-};
+// raft_membership (a configuration) is in raft/configuration.hpp.
 
 enum class raft_role : std::uint8_t { follower, pre_candidate, candidate, leader };
 
@@ -309,9 +295,9 @@ class raft {
         cfg_(std::move(cfg)),
         store_(std::move(store)),
         sm_(std::move(machine)),
+        configs_(raft_membership{cfg_.members, {}}),
         sessions_(std::max<std::size_t>(cfg_.max_sessions, 1)) {  // 0 is refused by validate() below
     cfg_.validate();
-    configs_.push_back({0, raft_membership{cfg_.members, {}}});
     restore_from_storage();
   }
   raft(const raft&) = delete;
@@ -431,10 +417,10 @@ class raft {
   std::uint64_t commit_index() const noexcept { return commit_; }
   std::uint64_t applied_index() const noexcept { return applied_; }
   /// The voters of the latest configuration.
-  const std::vector<address>& members() const noexcept { return configs_.back().second.voters; }
+  const std::vector<address>& members() const noexcept { return configs_.latest().voters; }
   /// The learners (non-voting members) of the latest configuration.
-  const std::vector<address>& learners() const noexcept { return configs_.back().second.learners; }
-  bool is_learner(const address& a) const { return configs_.back().second.has_learner(a); }
+  const std::vector<address>& learners() const noexcept { return configs_.latest().learners; }
+  bool is_learner(const address& a) const { return configs_.latest().has_learner(a); }
   const Store& store() const noexcept { return store_; }
   Machine& state_machine() noexcept { return sm_; }
   const Machine& state_machine() const noexcept { return sm_; }
@@ -479,10 +465,7 @@ class raft {
     DCP_ASSERT(c.bytes == log_bytes_ && snapshot_bytes_ == store_.snapshot().data.size(),
                "the quota's measure (measure_state) matches the log and the snapshot");
     // Configurations: the snapshot's first, then one per config entry of the log, ascending.
-    DCP_ASSERT(!configs_.empty() && configs_.front().first == snap_index, "the first configuration is the snapshot's");
-    for (std::size_t k = 1; k < configs_.size(); ++k)
-      DCP_ASSERT(configs_[k - 1].first < configs_[k].first && configs_[k].first <= last,
-                 "later configurations are entries of the log, in log order");
+    configs_.check_invariants(snap_index, last);
     for (const auto& l : learners())
       DCP_ASSERT(!is_member(l), "a learner is not a voter (the two are disjoint, so no quorum counts a learner)");
     DCP_ASSERT(!transfer_ || role_ == raft_role::leader, "only a leader transfers leadership");
@@ -800,15 +783,13 @@ class raft {
   /// The session table and configuration of a snapshot the machine has taken.
   void load_snapshot_state(snapshot_state st) {
     sessions_.restore(std::move(st.sessions));
-    snapshot_members_ = raft_membership{std::move(st.members), std::move(st.learners)};
+    configs_.snapshot_recorded(raft_membership{std::move(st.members), std::move(st.learners)});
   }
 
   /// The configurations in effect: the snapshot's (or the bootstrap list),
   /// then one per config entry in the log.
   void rebuild_configs() {
-    configs_.clear();
-    if (store_.snapshot().index > 0) configs_.push_back({store_.snapshot().index, snapshot_members_});
-    else configs_.push_back({0, raft_membership{cfg_.members, {}}});
+    configs_.rebuild(store_.snapshot().index);
     for (auto i = store_.first_index(); i <= store_.last_index(); ++i) note_config(store_.entry(i));
   }
   void note_config(const log_entry& e) {
@@ -817,11 +798,7 @@ class raft {
     // the learners if any). One that arrives undecodable, or naming a
     // server as both, came from a peer (or a damaged disk), not from a bug
     // here: counted and ignored.
-    raft_membership m;
-    if (storage::detail::decode_value(e.data, m)) return env_.count("malformed_config_entry");
-    for (const auto& l : m.learners)
-      if (m.has_voter(l)) return env_.count("malformed_config_entry");
-    configs_.push_back({e.index, std::move(m)});
+    if (!configs_.append(e.index, e.data)) env_.count("malformed_config_entry");
   }
 
   bool save_state(const storage::hard_state& hs) {
@@ -926,7 +903,7 @@ class raft {
         fail(ec);
         return false;
       }
-      while (configs_.size() > 1 && configs_.back().first >= e.index) configs_.pop_back();
+      configs_.truncate_from(e.index);
       measure_state();
     }
     // The prev check passed and the leader's entries are consecutive
@@ -1038,23 +1015,14 @@ class raft {
 
   void maybe_compact() {
     if (applied_ - store_.snapshot().index < cfg_.snapshot_every) return;
-    auto conf = config_at(applied_);
+    const auto& conf = configs_.at(applied_);
     snapshot_state st{conf.voters, sessions_.sessions(), bytes(sm_.snapshot()), conf.learners};
     storage::snapshot snap{applied_, *store_.term_at(applied_), {}};
     storage::detail::encode_value(st, snap.data);
     if (auto ec = store_.install_snapshot(snap)) return fail(ec);
-    snapshot_members_ = std::move(conf);
-    while (configs_.size() > 1 && configs_[1].first <= applied_) configs_.erase(configs_.begin());
-    configs_.front() = {applied_, snapshot_members_};
+    configs_.compact(applied_);
     measure_state();
     env_.count("snapshots_taken");
-  }
-
-  raft_membership config_at(std::uint64_t index) const {
-    raft_membership m = configs_.front().second;
-    for (auto& [i, members] : configs_)
-      if (i <= index) m = members;
-    return m;
   }
 
   // ---- roles ----
@@ -1066,9 +1034,7 @@ class raft {
   /// In any configuration this replica knows (the current one or one still
   /// in its log): a removed leader replicates its own removal.
   bool known_member(const address& a) const {
-    for (auto& [index, conf] : configs_)
-      if (conf.has(a)) return true;
-    return false;
+    return configs_.known(a);
   }
   static constexpr std::uint64_t max_term_step = std::uint64_t{1} << 32;
   bool absurd(std::uint64_t term) const { return term > current_term() && term - current_term() > max_term_step; }
@@ -1216,7 +1182,7 @@ class raft {
   /// Peers follow the latest configuration.
   void sync_peers() {
     for (auto it = peers_.begin(); it != peers_.end();)
-      it = configs_.back().second.has(it->first) ? std::next(it) : peers_.erase(it);
+      it = configs_.latest().has(it->first) ? std::next(it) : peers_.erase(it);
     std::vector<address> all = members();
     all.insert(all.end(), learners().begin(), learners().end());
     for (const auto& m : all)
@@ -1351,9 +1317,9 @@ class raft {
     if (failed_) return done(make_error_code(errc::storage_failed));
     if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
     if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
-    if (configs_.back().first > commit_ || !committed_in_term())
+    if (configs_.latest_index() > commit_ || !committed_in_term())
       return done(make_error_code(errc::config_change_pending));
-    raft_membership next = configs_.back().second;
+    raft_membership next = configs_.latest();
     auto erase = [](std::vector<address>& v, const address& x) { v.erase(std::find(v.begin(), v.end(), x)); };
     switch (what) {
       case change::add_voter:
@@ -1400,7 +1366,7 @@ class raft {
       p.done(bytes{});
     }
     // A leader removed by this configuration hands over by stepping down.
-    if (role_ == raft_role::leader && configs_.back().first == index && !is_member(env_.self()))
+    if (role_ == raft_role::leader && configs_.latest_index() == index && !is_member(env_.self()))
       step_down(current_term());
   }
 
@@ -1434,8 +1400,7 @@ class raft {
   std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
   std::optional<incoming_snapshot> incoming_;
   std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
-  std::vector<std::pair<std::uint64_t, raft_membership>> configs_;  // (index, configuration), ascending
-  raft_membership snapshot_members_;
+  raft_parts::config_history configs_;  // the snapshot's configuration, then the log's (raft/configuration.hpp)
   std::optional<transfer> transfer_;  // a leadership transfer under way (leader only)
   raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
   std::set<address> votes_;
