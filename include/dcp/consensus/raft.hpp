@@ -108,6 +108,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "dcp/consensus/errors.hpp"
@@ -306,7 +307,7 @@ class raft {
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);
     cancel_timer(check_timer_);
-    if (transfer_) cancel_timer(transfer_->timer);
+    if (auto* l = lead(); l && l->transfer) cancel_timer(l->transfer->timer);
     heartbeat_.stop();
   }
 
@@ -351,10 +352,10 @@ class raft {
   /// `done(index)` once its state machine has applied through `index`; read
   /// the state machine then. Errors: not_leader, timed_out.
   void read_index(read_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
     const auto round = ++round_;
-    reads_.push(committed_in_term() ? commit_ : 0, round, env_.now(), std::move(done));
+    l->reads.push(committed_in_term() ? commit_ : 0, round, env_.now(), std::move(done));
     broadcast_append();
     advance_reads();
   }
@@ -386,32 +387,41 @@ class raft {
   /// this server), not_a_voter (a learner or a stranger),
   /// leadership_transfer_in_progress (one at a time), not_leader.
   void transfer_leadership(const address& target, transfer_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
     if (target == env_.self()) return done(make_error_code(errc::already_leader));
     if (!is_member(target)) return done(make_error_code(errc::not_a_voter));
-    if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
+    if (l->transfer) return done(make_error_code(errc::leadership_transfer_in_progress));
     env_.count("leadership_transfers");
-    transfer_.emplace(transfer{target, {}, std::move(done)});
-    transfer_->timer = env_.arm(cfg_.election_timeout_max, [this] {
-      transfer_->timer = {};
+    auto& t = l->transfer.emplace(transfer_state{target, {}, std::move(done)});
+    // The timer is cancelled when the transfer ends (end_transfer), and
+    // with it the leader state: while it runs, this server leads.
+    t.timer = env_.arm(cfg_.election_timeout_max, [this] {
+      auto& t = *lead()->transfer;
+      t.timer = {};
       env_.count("leadership_transfer_aborted");
-      dcp::log(env_, log_level::info, "raft: leadership transfer to ", transfer_->target.to_string(),
+      dcp::log(env_, log_level::info, "raft: leadership transfer to ", t.target.to_string(),
                " aborted: no election within an election timeout");
       end_transfer(make_error_code(errc::leadership_transfer_failed));
     });
     advance_transfer();
     // Bring the target up to date now rather than at the next heartbeat.
-    if (auto* p = peer_of(target); p && transfer_ && p->match() < store_.last_index()) send_append(target, *p);
+    if (auto* p = peer_of(target); p && transferring() && p->match() < store_.last_index()) send_append(target, *p);
   }
   /// A leadership transfer is under way (proposals are refused meanwhile).
-  bool transferring() const noexcept { return transfer_.has_value(); }
+  bool transferring() const noexcept {
+    const auto* l = lead();
+    return l && l->transfer;
+  }
 
   void on_apply(apply_hook h) { apply_hook_ = std::move(h); }
 
   // ---- observation ----
-  raft_role role() const noexcept { return role_; }
-  bool is_leader() const noexcept { return role_ == raft_role::leader; }
+  /// The role (a replica whose storage failed stays a follower for ever: failed()).
+  raft_role role() const noexcept {
+    return std::holds_alternative<stopped_state>(role_) ? raft_role::follower : static_cast<raft_role>(role_.index());
+  }
+  bool is_leader() const noexcept { return lead() != nullptr; }
   std::uint64_t current_term() const noexcept { return store_.state().term; }
   std::optional<address> leader() const noexcept { return leader_; }
   std::uint64_t commit_index() const noexcept { return commit_; }
@@ -424,7 +434,7 @@ class raft {
   const Store& store() const noexcept { return store_; }
   Machine& state_machine() noexcept { return sm_; }
   const Machine& state_machine() const noexcept { return sm_; }
-  bool failed() const noexcept { return failed_; }
+  bool failed() const noexcept { return std::holds_alternative<stopped_state>(role_); }
   const raft_config& config() const noexcept { return cfg_; }
 
   /// Asserts (DCP_ASSERT) what must hold of this replica's own state between
@@ -468,32 +478,26 @@ class raft {
     configs_.check_invariants(snap_index, last);
     for (const auto& l : learners())
       DCP_ASSERT(!is_member(l), "a learner is not a voter (the two are disjoint, so no quorum counts a learner)");
-    DCP_ASSERT(!transfer_ || role_ == raft_role::leader, "only a leader transfers leadership");
-    DCP_ASSERT(role_ == raft_role::follower || is_member(env_.self()) || role_ == raft_role::leader,
+    // Followers, proposals, reads and a leadership transfer are the leader
+    // state's (role_): no other role, a failed replica included, has any.
+    DCP_ASSERT(role() == raft_role::follower || is_member(env_.self()) || role() == raft_role::leader,
                "a learner or stranger never campaigns");
-    if (failed_) {
-      DCP_ASSERT(role_ == raft_role::follower && pending_.empty() && reads_.empty(),
-                 "a failed replica leads nothing and has no waiters");
-      return;
-    }
+    if (failed()) return;
     const auto& vote = store_.state().vote;
-    if (role_ == raft_role::candidate || role_ == raft_role::leader)
+    if (role() == raft_role::candidate || role() == raft_role::leader)
       DCP_ASSERT(vote == env_.self(), "a candidate or leader voted for itself in its term (3.4)");
-    if (role_ != raft_role::leader) {
-      DCP_ASSERT(peers_.empty() && pending_.empty() && reads_.empty(),
-                 "only a leader tracks followers, proposals and reads");
-      return;
-    }
+    const auto* l = lead();
+    if (!l) return;
     DCP_ASSERT(leader_ == env_.self(), "a leader knows it leads");
-    DCP_ASSERT(self_match_ <= last, "the leader's own synced index is in its log");
-    for (const auto& [index, p] : pending_)
+    DCP_ASSERT(l->self_match <= last, "the leader's own synced index is in its log");
+    for (const auto& [index, p] : l->pending)
       DCP_ASSERT(applied_ < index && index <= last, "a proposal waits on an entry of the log until it is applied");
     for (const auto& m : members())
-      DCP_ASSERT(m == env_.self() || peers_.contains(m), "the leader replicates to every member of the latest configuration");
+      DCP_ASSERT(m == env_.self() || l->peers.contains(m), "the leader replicates to every member of the latest configuration");
     for (const auto& m : learners())
-      DCP_ASSERT(peers_.contains(m), "the leader replicates to every learner of the latest configuration");
-    DCP_ASSERT(!transfer_ || is_member(transfer_->target), "a leadership transfer targets a voter");
-    for (const auto& [a, p] : peers_) {
+      DCP_ASSERT(l->peers.contains(m), "the leader replicates to every learner of the latest configuration");
+    DCP_ASSERT(!l->transfer || is_member(l->transfer->target), "a leadership transfer targets a voter");
+    for (const auto& [a, p] : l->peers) {
       DCP_ASSERT(a != env_.self() && (is_member(a) || is_learner(a)), "the leader replicates only to the other members");
       p.check_invariants();  // match < next, match <= sent, a transfer's offsets within what was sent
       DCP_ASSERT(p.next() <= last + 1 && p.sent() <= last, "a follower is sent entries of the log only");
@@ -504,12 +508,12 @@ class raft {
   // ---- messages ----
 
   void on_message(const address& from, const raft_msg::vote_request& m) {
-    if (failed_ || !is_member(from)) return drop("vote_from_non_member");
+    if (failed() || !is_member(from)) return drop("vote_from_non_member");
     if (absurd(m.term)) return drop("absurd_term");
     const bool log_ok = m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
     // Leader stickiness: while a leader is heard from, no election can win here.
     // A transfer's election is the leader's own wish (3.10): stickiness is waived for it.
-    const bool leader_alive = !m.transfer && ((role_ == raft_role::leader) ||
+    const bool leader_alive = !m.transfer && (is_leader() ||
                               (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min));
     if (m.pre_vote) {
       const bool grant = m.term > current_term() && log_ok && !leader_alive;
@@ -518,7 +522,7 @@ class raft {
     }
     if (m.term > current_term()) {
       if (leader_alive) return drop("vote_while_leader_alive");
-      if (transfer_ && from == transfer_->target) transfer_->target_campaigned = true;
+      note_target_campaigned(from);
       if (!step_down(m.term)) return;
     }
     bool grant = false;
@@ -533,31 +537,33 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::vote_reply& m) {
-    if (failed_ || !believes(from, m.term)) return;
+    if (failed() || !believes(from, m.term)) return;
     if (m.term > current_term() && !(m.pre_vote && m.granted)) {
       step_down(m.term);
       return;
     }
     if (!m.granted || !is_member(from)) return;
-    if (m.pre_vote && role_ == raft_role::pre_candidate && m.term <= current_term()) {
+    auto* pre = std::get_if<pre_candidate_state>(&role_);
+    auto* cand = std::get_if<candidate_state>(&role_);
+    if (m.pre_vote && pre && m.term <= current_term()) {
       // A pre-vote grant comes from a replica whose term is below the one we asked for.
-      votes_.insert(from);
-      if (has_quorum(votes_)) become_candidate();
-    } else if (!m.pre_vote && role_ == raft_role::candidate && m.term == current_term()) {
-      votes_.insert(from);
-      if (has_quorum(votes_)) become_leader();
+      pre->votes.insert(from);
+      if (has_quorum(pre->votes)) become_candidate();
+    } else if (!m.pre_vote && cand && m.term == current_term()) {
+      cand->votes.insert(from);
+      if (has_quorum(cand->votes)) become_leader();
     }
   }
 
   void on_message(const address& from, const raft_msg::append& m) {
-    if (failed_) return;
+    if (failed()) return;
     if (absurd(m.term)) return drop("absurd_term");
     if (!well_formed(m)) return drop("malformed_append");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
       return;
     }
-    if (transfer_ && from == transfer_->target && m.term > current_term()) transfer_->target_campaigned = true;
+    if (m.term > current_term()) note_target_campaigned(from);
     if (!may_lead(from, m.term) || !accept_leader(from, m.term)) return;
     raft_msg::append_reply reply{current_term(), false, m.prev_index, store_.last_index(), m.round};
     if (m.prev_index < store_.snapshot().index) {
@@ -585,34 +591,34 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::append_reply& m) {
-    if (failed_ || !believes(from, m.term)) return;
+    if (failed() || !believes(from, m.term)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
     }
-    if (role_ != raft_role::leader || m.term != current_term()) return;
+    if (!is_leader() || m.term != current_term()) return;
     // Callbacks run below (reads, applied entries) may step us down and clear
-    // peers_: look the peer up again after each.
+    // the leader state: look the peer up again after each.
     if (!heard_from(from, m.round)) return;
     auto* p = peer_of(from);
     if (!p) return;
     if (m.success) {
       if (!p->acknowledge(m.match)) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
       advance_leader_commit();
-      if (transfer_ && transfer_->target == from) advance_transfer();
+      if (transfer_target(from)) advance_transfer();
       // More to send only if it is synced here (send_append sends nothing
-      // else). Entries past self_match_ wait for the group-commit flush,
+      // else). Entries past self_match wait for the group-commit flush,
       // which is armed and sends them to every follower: an AppendEntries
       // now would carry none of them, only cost a message and its answer
       // (a fifth of the leader's sends with one client, before).
-      if (auto* q = peer_of(from); q && q->next() <= self_match_) send_append(from, *q);
+      if (auto* q = peer_of(from); q && q->next() <= lead()->self_match) send_append(from, *q);
     } else if (p->reject(m.match, m.last)) {  // a rejection of a probe we may still be making
       send_append(from, *p);
     }
   }
 
   void on_message(const address& from, const raft_msg::install_snapshot& m) {
-    if (failed_) return;
+    if (failed()) return;
     if (absurd(m.term)) return drop("absurd_term");
     if (m.index == 0 || m.last_term == 0 || m.last_term > m.term || m.data.size() > cfg_.snapshot_chunk_bytes ||
         m.offset > m.total || m.data.size() > m.total - m.offset || m.done != (m.offset + m.data.size() == m.total))
@@ -670,12 +676,12 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::snapshot_reply& m) {
-    if (failed_ || !believes(from, m.term)) return;
+    if (failed() || !believes(from, m.term)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
     }
-    if (role_ != raft_role::leader || m.term != current_term()) return;
+    if (!is_leader() || m.term != current_term()) return;
     if (!heard_from(from, m.round)) return;
     auto* p = peer_of(from);
     if (!p) return;
@@ -690,16 +696,16 @@ class raft {
     }
     if (!p->acknowledge(m.index)) return drop("match_beyond_sent");  // installed: the transfer is over
     advance_leader_commit();
-    if (transfer_ && transfer_->target == from) advance_transfer();
-    if (auto* q = peer_of(from); q && q->next() <= self_match_) send_append(from, *q);  // synced entries only (above)
+    if (transfer_target(from)) advance_transfer();
+    if (auto* q = peer_of(from); q && q->next() <= lead()->self_match) send_append(from, *q);  // synced entries only (above)
   }
 
   void on_message(const address& from, const raft_msg::timeout_now& m) {
-    if (failed_) return;
+    if (failed()) return;
     if (absurd(m.term)) return drop("absurd_term");
     // Only from the leader this replica follows, in its term: anyone else
     // could otherwise make it campaign at will.
-    if (role_ != raft_role::follower || m.term != current_term() || !leader_ || *leader_ != from)
+    if (role() != raft_role::follower || m.term != current_term() || !leader_ || *leader_ != from)
       return drop("stale_timeout_now");
     if (!is_member(env_.self())) return drop("timeout_now_not_voter");
     env_.count("timeout_now_received");
@@ -710,17 +716,51 @@ class raft {
  private:
   /// What change_member does.
   enum class change : std::uint8_t { add_voter, add_learner, promote, remove };
-  struct transfer {
+  struct transfer_state {
     address target;
     timer_id timer{};
     transfer_callback done;
     bool target_campaigned = false;  ///< the target's election reached us
   };
-  struct pending {
+  struct proposal {
     std::uint64_t term;
     propose_callback done;
   };
   using peer = raft_parts::progress;  // one follower's replication state (raft/progress.hpp)
+
+  // ---- roles: each a state carrying its data, entered by one transition ----
+  // (become_candidate, become_leader, step_down, fail; election_timeout for
+  // pre_candidate). role() names them; failed() is stopped_state.
+  struct follower_state {};
+  struct pre_candidate_state {
+    std::set<address> votes;  ///< pre-votes granted for the next term, its own included
+  };
+  struct candidate_state {
+    std::set<address> votes;  ///< votes granted in its term, its own included
+  };
+  struct leader_state {
+    std::map<address, peer> peers;             ///< every other member and learner of the latest configuration
+    std::map<std::uint64_t, proposal> pending;  ///< proposals waiting on their entry, by index
+    raft_parts::read_queue<read_callback> reads;  ///< ReadIndex reads waiting (raft/read_queue.hpp)
+    std::uint64_t self_match = 0;              ///< its own log is synced through here
+    std::optional<transfer_state> transfer;    ///< a leadership transfer under way
+  };
+  /// Storage failed (or the state machine refused a snapshot): for good.
+  struct stopped_state {};
+
+  const leader_state* lead() const noexcept { return std::get_if<leader_state>(&role_); }
+  leader_state* lead() noexcept { return std::get_if<leader_state>(&role_); }
+  /// The leader state, or null after refusing `done` (storage_failed, not_leader):
+  /// the gate of every call that needs a leader.
+  template <class Done> leader_state* leading_or_refuse(Done& done) {
+    if (failed()) {
+      done(make_error_code(errc::storage_failed));
+      return nullptr;
+    }
+    auto* l = lead();
+    if (!l) done(dcp::make_error_code(dcp::errc::not_leader));
+    return l;
+  }
   /// The snapshot a follower is receiving, chunk by chunk (at most one).
   struct incoming_snapshot {
     std::uint64_t term = 0, index = 0, last_term = 0, total = 0;
@@ -821,25 +861,24 @@ class raft {
 
   /// Storage failed (or the state machine refused a snapshot): a replica that
   /// cannot keep its state must stop, loudly.
+  /// The one transition into stopped_state, from any role, for good.
   void fail(std::error_code ec, std::string_view what = "storage failed") {
-    if (failed_) return;
-    failed_ = true;
+    if (failed()) return;
+    auto was = std::exchange(role_, stopped_state{});
     dcp::log(env_, log_level::error, "raft: ", what, " (", ec.message(), "); this replica stops");
     env_.count("storage_failed");
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);
     heartbeat_.stop();
-    role_ = raft_role::follower;
-    fail_waiters(make_error_code(errc::storage_failed));
-    if (transfer_) end_transfer(make_error_code(errc::storage_failed));
+    if (auto* l = std::get_if<leader_state>(&was)) stop_leading(*l, make_error_code(errc::storage_failed));
   }
 
   // ---- log ----
 
   void propose_entry(command c, propose_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    if (transfer_) {  // the target must catch up with a log that stops growing (3.10)
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
+    if (l->transfer) {  // the target must catch up with a log that stops growing (3.10)
       env_.count("proposal_refused_transferring");
       return done(make_error_code(errc::leadership_transfer_in_progress));
     }
@@ -859,7 +898,7 @@ class raft {
     }
     const auto index = append_local(entry_kind::command, std::move(data));
     if (index == 0) return done(make_error_code(errc::storage_failed));
-    pending_.emplace(index, pending{current_term(), std::move(done)});
+    lead()->pending.emplace(index, proposal{current_term(), std::move(done)});
   }
 
   std::uint64_t last_term() const { return *store_.term_at(store_.last_index()); }
@@ -880,12 +919,13 @@ class raft {
   /// Group commit: one sync for every entry proposed in this instant, then
   /// replicate them.
   void flush() {
-    if (role_ != raft_role::leader || failed_) return;
+    if (!is_leader()) return;
     if (!sync_log()) return;
-    self_match_ = store_.last_index();
+    lead()->self_match = store_.last_index();
     advance_leader_commit();
-    if (role_ != raft_role::leader) return;  // an applied entry's callback may have stepped us down
-    for (auto& [a, p] : peers_)
+    auto* l = lead();
+    if (!l) return;  // an applied entry's callback may have stepped us down
+    for (auto& [a, p] : l->peers)
       if (p.next() <= store_.last_index()) send_append(a, p);
   }
 
@@ -925,22 +965,23 @@ class raft {
   }
 
   void advance_leader_commit() {
-    if (role_ != raft_role::leader) return;
+    const auto* l = lead();
+    if (!l) return;
     // The largest index a quorum has stored; only an entry of this term commits by counting.
-    std::vector<std::uint64_t> candidates{self_match_};
-    for (auto& [a, p] : peers_) candidates.push_back(p.match());
+    std::vector<std::uint64_t> candidates{l->self_match};
+    for (auto& [a, p] : l->peers) candidates.push_back(p.match());
     std::sort(candidates.begin(), candidates.end(), std::greater<>());
     for (auto n : candidates) {
       if (n <= commit_) break;
       if (store_.term_at(n) != current_term()) continue;
       std::vector<address> ackers;
-      if (self_match_ >= n) ackers.push_back(env_.self());
-      for (auto& [a, p] : peers_)
+      if (l->self_match >= n) ackers.push_back(env_.self());
+      for (auto& [a, p] : l->peers)
         if (p.match() >= n) ackers.push_back(a);
       if (has_quorum(ackers)) {
-        advance_commit_to(n);
-        if (role_ == raft_role::leader) {
-          reads_.commit_known(commit_);  // the first commit of the term unblocks waiting reads
+        advance_commit_to(n);  // applies: callbacks may step down (l is not used after)
+        if (auto* now = lead()) {
+          now->reads.commit_known(commit_);  // the first commit of the term unblocks waiting reads
           advance_reads();
         }
         break;
@@ -949,14 +990,14 @@ class raft {
   }
 
   void apply_committed() {
-    while (applied_ < commit_ && !failed_) {
+    while (applied_ < commit_ && !failed()) {
       const log_entry e = store_.entry(applied_ + 1);  // a copy: callbacks may compact the log
       ++applied_;
       if (e.kind == entry_kind::command) apply_command(e);
       else if (apply_hook_) apply_hook_(e, nullptr, nullptr);
       if (e.kind == entry_kind::config) config_committed(e.index);
     }
-    if (role_ == raft_role::leader) advance_reads();
+    if (is_leader()) advance_reads();
     maybe_compact();
   }
 
@@ -1005,10 +1046,12 @@ class raft {
   }
 
   void finish(const log_entry& e, result<bytes> r) {
-    auto it = pending_.find(e.index);
-    if (it == pending_.end()) return;
+    auto* l = lead();
+    if (!l) return;  // proposals wait on the leader only
+    auto it = l->pending.find(e.index);
+    if (it == l->pending.end()) return;
     auto p = std::move(it->second);
-    pending_.erase(it);
+    l->pending.erase(it);
     if (p.term != e.term) p.done(make_error_code(errc::outcome_unknown));  // our entry was overwritten
     else p.done(std::move(r));
   }
@@ -1072,33 +1115,32 @@ class raft {
       if (!save_state({term, std::nullopt})) return false;
       leader_.reset();
     }
-    if (role_ != raft_role::follower) {
-      const bool was_leader = role_ == raft_role::leader;
-      role_ = raft_role::follower;
-      if (was_leader) {
+    if (role() != raft_role::follower) {
+      auto was = std::exchange(role_, follower_state{});
+      if (auto* l = std::get_if<leader_state>(&was)) {
         heartbeat_.stop();
         cancel_timer(check_timer_);
-        peers_.clear();
-        fail_waiters(dcp::make_error_code(dcp::errc::not_leader));
-        if (transfer_)
-          end_transfer(transfer_->target_campaigned ? std::error_code{} : dcp::make_error_code(dcp::errc::not_leader));
+        stop_leading(*l, dcp::make_error_code(dcp::errc::not_leader));
       }
       reset_election_timer();
     }
     return true;
   }
 
-  void fail_waiters(std::error_code ec) {
-    auto pend = std::move(pending_);
-    pending_.clear();
-    for (auto& [i, p] : pend) p.done(ec == dcp::make_error_code(dcp::errc::not_leader) ? make_error_code(errc::outcome_unknown) : ec);
-    for (auto& done : reads_.take_all()) done(ec);
+  /// The end of a leadership (`l`, no longer role_): its waiters learn why
+  /// (proposals: outcome_unknown when it is not_leader), and a leadership
+  /// transfer succeeded if its target's election reached us.
+  void stop_leading(leader_state& l, std::error_code ec) {
+    const bool lost = ec == dcp::make_error_code(dcp::errc::not_leader);
+    for (auto& [i, p] : l.pending) p.done(lost ? make_error_code(errc::outcome_unknown) : ec);
+    for (auto& done : l.reads.take_all()) done(ec);
+    if (l.transfer) finish_transfer(*l.transfer, lost && l.transfer->target_campaigned ? std::error_code{} : ec);
   }
 
   /// Whether AppendEntries or InstallSnapshot of `term` (>= ours) from
   /// `from` may be followed (see "Whom it believes" above).
   bool may_lead(const address& from, std::uint64_t term) {
-    if (role_ == raft_role::follower && term == current_term() && leader_ && *leader_ != from) {
+    if (role() == raft_role::follower && term == current_term() && leader_ && *leader_ != from) {
       drop("second_leader_in_term");  // Election Safety: one leader per term
       return false;
     }
@@ -1110,8 +1152,8 @@ class raft {
 
   /// A message from the leader of `term` (>= ours): follow it.
   bool accept_leader(const address& from, std::uint64_t term) {
-    if (term > current_term() || role_ != raft_role::follower) {
-      if (role_ == raft_role::leader && term == current_term()) {
+    if (term > current_term() || role() != raft_role::follower) {
+      if (is_leader() && term == current_term()) {
         env_.count("two_leaders_in_term");  // impossible unless storage lost a vote
         return false;
       }
@@ -1125,7 +1167,7 @@ class raft {
 
   void reset_election_timer() {
     cancel_timer(election_timer_);
-    if (failed_) return;
+    if (failed()) return;
     const auto span = (cfg_.election_timeout_max - cfg_.election_timeout_min).count();
     const duration after = cfg_.election_timeout_min + duration(span > 0 ? env_.rng().between(0, span) : 0);
     election_timer_ = env_.arm(after, [this] {
@@ -1135,14 +1177,13 @@ class raft {
   }
 
   void election_timeout() {
-    if (role_ == raft_role::leader || failed_) return;
+    if (is_leader() || failed()) return;
     reset_election_timer();
     if (!is_member(env_.self())) return;  // not (or no longer) a voter: wait to be told
     leader_.reset();
     if (cfg_.pre_vote) {
-      role_ = raft_role::pre_candidate;
-      votes_ = {env_.self()};
-      if (has_quorum(votes_)) return become_candidate();
+      auto& pre = role_.template emplace<pre_candidate_state>(pre_candidate_state{{env_.self()}});
+      if (has_quorum(pre.votes)) return become_candidate();
       for (const auto& m : members())
         if (m != env_.self())
           env_.send(m, raft_msg::vote_request{current_term() + 1, store_.last_index(), last_term(), true});
@@ -1154,23 +1195,20 @@ class raft {
   /// `transfer`: the election a leader asked for (timeout_now).
   void become_candidate(bool transfer = false) {
     if (!save_state({current_term() + 1, env_.self()})) return;
-    role_ = raft_role::candidate;
-    votes_ = {env_.self()};
+    auto& cand = role_.template emplace<candidate_state>(candidate_state{{env_.self()}});
     env_.count("elections");
     reset_election_timer();
-    if (has_quorum(votes_)) return become_leader();
+    if (has_quorum(cand.votes)) return become_leader();
     for (const auto& m : members())
       if (m != env_.self())
         env_.send(m, raft_msg::vote_request{current_term(), store_.last_index(), last_term(), false, transfer});
   }
 
   void become_leader() {
-    role_ = raft_role::leader;
+    role_.template emplace<leader_state>();  // no followers tracked, nothing synced, no waiters yet
     leader_ = env_.self();
     cancel_timer(election_timer_);
-    peers_.clear();
     sync_peers();
-    self_match_ = 0;
     dcp::log(env_, log_level::info, "raft: leader of term ", current_term());
     env_.count("leaderships");
     append_local(entry_kind::noop, {});  // commits the entries of earlier terms (3.6.2)
@@ -1181,20 +1219,22 @@ class raft {
 
   /// Peers follow the latest configuration.
   void sync_peers() {
-    for (auto it = peers_.begin(); it != peers_.end();)
-      it = configs_.latest().has(it->first) ? std::next(it) : peers_.erase(it);
+    auto& peers = lead()->peers;
+    for (auto it = peers.begin(); it != peers.end();)
+      it = configs_.latest().has(it->first) ? std::next(it) : peers.erase(it);
     std::vector<address> all = members();
     all.insert(all.end(), learners().begin(), learners().end());
     for (const auto& m : all)
-      if (m != env_.self() && !peers_.contains(m)) peers_.emplace(m, peer(store_.last_index()));
+      if (m != env_.self() && !peers.contains(m)) peers.emplace(m, peer(store_.last_index()));
   }
 
   void arm_check_quorum() {
     check_timer_ = env_.arm(cfg_.election_timeout_max, [this] {
       check_timer_ = {};
-      if (role_ != raft_role::leader) return;
+      auto* l = lead();
+      if (!l) return;
       std::vector<address> alive{env_.self()};
-      for (auto& [a, p] : peers_)
+      for (auto& [a, p] : l->peers)
         if (p.take_heard()) alive.push_back(a);
       if (!has_quorum(alive) || !is_member(env_.self())) {
         dcp::log(env_, log_level::info, "raft: lost contact with a quorum; stepping down");
@@ -1203,7 +1243,7 @@ class raft {
         return;
       }
       // Reads that a quorum never confirmed within an election timeout fail, loudly.
-      for (auto& done : reads_.take_expired(env_.now(), cfg_.election_timeout_max))
+      for (auto& done : l->reads.take_expired(env_.now(), cfg_.election_timeout_max))
         done(dcp::make_error_code(dcp::errc::timed_out));
       arm_check_quorum();
     });
@@ -1216,56 +1256,76 @@ class raft {
     if (!p) return false;
     p->heard(round);
     advance_reads();
-    return role_ == raft_role::leader;
+    return is_leader();
   }
   peer* peer_of(const address& a) {
-    if (role_ != raft_role::leader) return nullptr;
-    auto it = peers_.find(a);
-    return it == peers_.end() ? nullptr : &it->second;
+    auto* l = lead();
+    if (!l) return nullptr;
+    auto it = l->peers.find(a);
+    return it == l->peers.end() ? nullptr : &it->second;
   }
 
   bool committed_in_term() const { return store_.term_at(commit_) == current_term(); }
 
   void advance_reads() {
-    if (role_ != raft_role::leader) return;
     // Confirmed: a quorum (this leader among it) acknowledged the round.
     auto confirmed = [this](std::uint64_t round) {
       std::vector<address> ackers{env_.self()};
-      for (auto& [a, p] : peers_)
+      for (auto& [a, p] : lead()->peers)
         if (p.acked_round() >= round) ackers.push_back(a);
       return has_quorum(ackers);
     };
-    while (auto r = reads_.pop_ready(applied_, confirmed)) {
+    // A callback may step down (ending the leader state): looked up again after each.
+    for (auto* l = lead(); l; l = lead()) {
+      auto r = l->reads.pop_ready(applied_, confirmed);
+      if (!r) return;
       r->done(r->index);
-      if (role_ != raft_role::leader) return;  // the callback may have changed things
     }
   }
 
   void broadcast_append() {
-    if (role_ != raft_role::leader) return;
+    auto* l = lead();
+    if (!l) return;
     ++round_;
-    for (auto& [a, p] : peers_) send_append(a, p);
-    if (transfer_) advance_transfer();  // timeout_now again each heartbeat: it may have been lost
+    for (auto& [a, p] : l->peers) send_append(a, p);
+    if (l->transfer) advance_transfer();  // timeout_now again each heartbeat: it may have been lost
   }
 
   /// Sends timeout_now once the target holds the leader's whole (synced)
   /// log: its vote requests must win every voter's log check.
   void advance_transfer() {
-    if (!transfer_ || role_ != raft_role::leader) return;
-    auto* p = peer_of(transfer_->target);
+    auto* l = lead();
+    if (!l || !l->transfer) return;
+    auto* p = peer_of(l->transfer->target);
     if (!p) return;
-    if (p->match() == store_.last_index() && self_match_ == store_.last_index()) {
+    if (p->match() == store_.last_index() && l->self_match == store_.last_index()) {
       env_.count("timeout_now_sent");
-      env_.send(transfer_->target, raft_msg::timeout_now{current_term()});
+      env_.send(l->transfer->target, raft_msg::timeout_now{current_term()});
     }
   }
 
+  /// Ends the leader's transfer (it goes on leading).
   void end_transfer(std::error_code ec) {
-    if (!transfer_) return;
-    cancel_timer(transfer_->timer);
-    auto done = std::move(transfer_->done);
-    transfer_.reset();
+    auto* l = lead();
+    if (!l || !l->transfer) return;
+    auto t = std::move(*l->transfer);
+    l->transfer.reset();
+    finish_transfer(t, ec);
+  }
+  void finish_transfer(transfer_state& t, std::error_code ec) {
+    cancel_timer(t.timer);
+    auto done = std::move(t.done);
     done(ec);
+  }
+  /// The leader's transfer targets `a`.
+  bool transfer_target(const address& a) const {
+    const auto* l = lead();
+    return l && l->transfer && l->transfer->target == a;
+  }
+  /// `a`'s election reached us (a vote request or AppendEntries of a later
+  /// term): if it is a transfer's target, the transfer did its work.
+  void note_target_campaigned(const address& a) {
+    if (transfer_target(a)) lead()->transfer->target_campaigned = true;
   }
 
   void send_append(const address& to, peer& p) {
@@ -1275,7 +1335,7 @@ class raft {
     // the leader could lose (it would be counted towards a quorum).
     // Bounded in entries and in bytes (at least one entry, and an entry is at
     // most one chunk: propose refuses larger), so a batch fits in one frame.
-    const auto last = std::min(self_match_, p.next() - 1 + cfg_.max_entries_per_message);
+    const auto last = std::min(lead()->self_match, p.next() - 1 + cfg_.max_entries_per_message);
     std::size_t batch_bytes = 0;
     for (auto i = p.next(); i <= last; ++i) {
       const auto& e = store_.entry(i);
@@ -1314,9 +1374,9 @@ class raft {
   }
 
   void change_member(const address& a, change what, propose_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
+    if (l->transfer) return done(make_error_code(errc::leadership_transfer_in_progress));
     if (configs_.latest_index() > commit_ || !committed_in_term())
       return done(make_error_code(errc::config_change_pending));
     raft_membership next = configs_.latest();
@@ -1355,18 +1415,19 @@ class raft {
     const auto index = append_local(entry_kind::config, std::move(data));
     if (index == 0) return done(make_error_code(errc::storage_failed));
     sync_peers();
-    pending_.emplace(index, pending{current_term(), std::move(done)});
+    lead()->pending.emplace(index, proposal{current_term(), std::move(done)});
     broadcast_append();
   }
 
   void config_committed(std::uint64_t index) {
-    if (auto it = pending_.find(index); it != pending_.end()) {
-      auto p = std::move(it->second);
-      pending_.erase(it);
-      p.done(bytes{});
-    }
+    if (auto* l = lead())
+      if (auto it = l->pending.find(index); it != l->pending.end()) {
+        auto p = std::move(it->second);
+        l->pending.erase(it);
+        p.done(bytes{});
+      }
     // A leader removed by this configuration hands over by stepping down.
-    if (role_ == raft_role::leader && configs_.latest_index() == index && !is_member(env_.self()))
+    if (is_leader() && configs_.latest_index() == index && !is_member(env_.self()))
       step_down(current_term());
   }
 
@@ -1393,24 +1454,20 @@ class raft {
   Store store_;
   Machine sm_;
   [[no_unique_address]] Quorum quorum_;
-  raft_role role_ = raft_role::follower;
+  std::variant<follower_state, pre_candidate_state, candidate_state, leader_state, stopped_state> role_;
+  // The leader this replica knows of in its term, whatever its role (itself
+  // while it leads, and after stepping down in the same term).
   std::optional<address> leader_;
   time_point last_leader_contact_{};
-  std::uint64_t commit_ = 0, applied_ = 0, self_match_ = 0, round_ = 0;
+  std::uint64_t commit_ = 0, applied_ = 0, round_ = 0;  // round_: the last heartbeat round, across terms
   std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
   std::optional<incoming_snapshot> incoming_;
   std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
   raft_parts::config_history configs_;  // the snapshot's configuration, then the log's (raft/configuration.hpp)
-  std::optional<transfer> transfer_;  // a leadership transfer under way (leader only)
   raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
-  std::set<address> votes_;
-  std::map<address, peer> peers_;
-  std::map<std::uint64_t, pending> pending_;
-  raft_parts::read_queue<read_callback> reads_;  // ReadIndex reads waiting (leader only; raft/read_queue.hpp)
   apply_hook apply_hook_;
   timer_id election_timer_{}, flush_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
-  bool failed_ = false;
   // check_invariants' memory of the log prefix it has checked (present
   // whether or not assertions are on, so the layout is the same everywhere).
   struct checked_log {
