@@ -98,6 +98,13 @@
 // stale_snapshot_chunk).
 //
 // Message ids: 1-7. Default protocol id: 100.
+//
+// Its parts, each in its own header with its own unit tests: what the
+// leader knows of each follower (raft/progress.hpp), the client sessions
+// (raft/session_table.hpp), the ReadIndex reads waiting (raft/read_queue.hpp)
+// and the configurations (raft/configuration.hpp). The role is a
+// std::variant of states carrying their data (below: follower_state ...
+// leader_state, stopped_state once storage has failed).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
