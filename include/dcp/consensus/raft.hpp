@@ -101,8 +101,9 @@
 //
 // Its parts, each in its own header with its own unit tests: what the
 // leader knows of each follower (raft/progress.hpp), the client sessions
-// (raft/session_table.hpp), the ReadIndex reads waiting (raft/read_queue.hpp)
-// and the configurations (raft/configuration.hpp). The role is a
+// (raft/session_table.hpp), the ReadIndex reads waiting (raft/read_queue.hpp),
+// a follower's snapshot being received (raft/snapshot_receiver.hpp) and the
+// configurations (raft/configuration.hpp). The role is a
 // std::variant of states carrying their data (below: follower_state ...
 // leader_state, stopped_state once storage has failed).
 #include <algorithm>
@@ -124,6 +125,7 @@
 #include "dcp/consensus/raft/progress.hpp"
 #include "dcp/consensus/raft/read_queue.hpp"
 #include "dcp/consensus/raft/session_table.hpp"
+#include "dcp/consensus/raft/snapshot_receiver.hpp"
 #include "dcp/consensus/state_machine.hpp"
 #include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
@@ -459,8 +461,7 @@ class raft {
     DCP_ASSERT(applied_ <= commit_, "only committed entries are applied (3.5)");
     DCP_ASSERT(commit_ <= last, "the commit index is in the log");
     sessions_.check_invariants();
-    DCP_ASSERT(!incoming_ || (incoming_->data.size() <= incoming_->total && incoming_->total <= cfg_.max_snapshot_bytes),
-               "a snapshot being received is bounded by what it announced and by max_snapshot_bytes");
+    incoming_.check_invariants(cfg_.max_snapshot_bytes);
     // The log: consecutive indexes; terms never decrease along it (each
     // leader appends in its own term after its predecessors' entries, 3.5)
     // and never exceed the current term; the quota's measure is its size.
@@ -646,25 +647,15 @@ class raft {
                " bytes, over max_snapshot_bytes (", cfg_.max_snapshot_bytes, "); set the same limit on every replica");
       return drop("snapshot_too_large");
     }
-    auto reply_progress = [&] {
-      const bool same = incoming_ && incoming_->index == m.index;
-      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, m.index, same ? incoming_->data.size() : 0});
-    };
-    if (m.offset == 0 && !(incoming_ && incoming_->same_as(m) && !incoming_->data.empty())) {
-      incoming_ = incoming_snapshot{m.term, m.index, m.last_term, m.total, {}};  // a new transfer replaces any other
+    using outcome = raft_parts::snapshot_receiver::outcome;
+    const auto got = incoming_.take(m);  // a chunk at offset 0 starts a transfer, replacing any other
+    if (got == outcome::out_of_order) env_.count("snapshot_chunk_out_of_order");
+    if (got == outcome::duplicate) env_.count("snapshot_chunk_duplicate");
+    if (got != outcome::complete) {  // the follower tells where the next chunk starts
+      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, m.index, incoming_.held(m.index)});
+      return;
     }
-    if (!incoming_ || !incoming_->same_as(m) || m.offset > incoming_->data.size()) {
-      env_.count("snapshot_chunk_out_of_order");
-      return reply_progress();
-    }
-    if (m.offset < incoming_->data.size()) {
-      env_.count("snapshot_chunk_duplicate");
-      return reply_progress();
-    }
-    incoming_->data.insert(incoming_->data.end(), m.data.begin(), m.data.end());
-    if (!m.done) return reply_progress();
-    storage::snapshot snap{m.index, m.last_term, std::move(incoming_->data)};
-    incoming_.reset();
+    auto snap = incoming_.finish();
     snapshot_state st;
     if (decode_snapshot_state(snap.data, st)) {
       env_.count("bad_snapshot");
@@ -768,14 +759,7 @@ class raft {
     if (!l) done(dcp::make_error_code(dcp::errc::not_leader));
     return l;
   }
-  /// The snapshot a follower is receiving, chunk by chunk (at most one).
-  struct incoming_snapshot {
-    std::uint64_t term = 0, index = 0, last_term = 0, total = 0;
-    bytes data;
-    bool same_as(const raft_msg::install_snapshot& m) const {
-      return term == m.term && index == m.index && last_term == m.last_term && total == m.total;
-    }
-  };
+
   /// What a snapshot holds besides the log position: the configuration, the
   /// session table and the user's state machine.
   struct snapshot_state {
@@ -1468,7 +1452,7 @@ class raft {
   time_point last_leader_contact_{};
   std::uint64_t commit_ = 0, applied_ = 0, round_ = 0;  // round_: the last heartbeat round, across terms
   std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
-  std::optional<incoming_snapshot> incoming_;
+  raft_parts::snapshot_receiver incoming_;  // the snapshot being received, chunk by chunk (raft/snapshot_receiver.hpp)
   std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
   raft_parts::config_history configs_;  // the snapshot's configuration, then the log's (raft/configuration.hpp)
   raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
