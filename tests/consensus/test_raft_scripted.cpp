@@ -478,4 +478,61 @@ TEST_CASE("raft: a member that missed the entry adding the new leader still foll
   CHECK(seen);
 }
 
+
+// A read that no quorum confirms within an election timeout fails with
+// timed_out, and its callback may issue reads at once (a retry, here two).
+// Before raft/read_queue.hpp, check-quorum ran those callbacks while
+// iterating the vector of reads, and reads issued from them were pushed onto
+// it under the iterator: once it reallocated, the loop read freed memory
+// (AddressSanitizer: heap-use-after-free). The followers' answers are slowed
+// step by step (so the leader never misses a check period) to 500 ms one
+// way: a read's round is acknowledged only after the check that times it
+// out. Then the answers speed up again, and every read is answered once.
+TEST_CASE("raft: a read that times out may issue reads from its callback; every read is answered exactly once") {
+  scripted s(5, 3, 3);
+  auto& w = s.world();
+  w.run_for(1s);
+  const auto l = s.leader_among({0, 1, 2});
+  REQUIRE(l);
+  auto* leader = s.node(*l);
+  const auto term = leader->current_term();
+  auto slow_answers = [&](std::int64_t ms) {
+    for (std::uint32_t f = 0; f < 3; ++f)
+      if (f != *l) w.set_link(f, *l, sim::link{sim::latency::constant(std::chrono::milliseconds(ms))});
+  };
+  for (std::int64_t ms = 15; ms <= 500; ms += 15) {
+    slow_answers(ms);
+    w.run_for(20ms);
+  }
+  REQUIRE(leader->is_leader());
+  std::size_t issued = 0, answered = 0, ok = 0, timed_out = 0;
+  std::function<void(int)> read = [&](int generation) {
+    ++issued;
+    leader->read_index([&, generation](result<std::uint64_t> r) {
+      ++answered;
+      if (r) return void(++ok);
+      REQUIRE(r.error() == dcp::make_error_code(dcp::errc::timed_out));
+      ++timed_out;
+      if (generation == 0) {  // the first generation asks again, twice
+        read(1);
+        read(1);
+      }
+    });
+  };
+  for (int i = 0; i < 20; ++i) read(0);
+  w.run_for(1s);
+  for (std::int64_t ms = 500; ms >= 1; ms -= 15) {
+    slow_answers(ms);
+    w.run_for(20ms);
+  }
+  slow_answers(1);
+  w.run_for(1s);
+  CHECK(leader->is_leader());
+  CHECK(leader->current_term() == term);
+  CHECK(timed_out >= 20);  // the path under test ran
+  CHECK(issued == 60);
+  CHECK(answered == issued);
+  CHECK(s.violations().empty());
+}
+
 }  // namespace test_raft_scripted

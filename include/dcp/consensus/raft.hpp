@@ -98,6 +98,15 @@
 // stale_snapshot_chunk).
 //
 // Message ids: 1-7. Default protocol id: 100.
+//
+// Its wire is raft/messages.hpp. Its parts, each in its own header with its
+// own unit tests: what the leader knows of each follower
+// (raft/progress.hpp), the client sessions (raft/session_table.hpp), the
+// ReadIndex reads waiting (raft/read_queue.hpp), a follower's snapshot being
+// received (raft/snapshot_receiver.hpp) and the configurations
+// (raft/configuration.hpp). The role is a std::variant of states carrying
+// their data (below: follower_state ... leader_state, stopped_state once
+// storage has failed).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -108,10 +117,17 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "dcp/consensus/errors.hpp"
 #include "dcp/consensus/quorum_rule.hpp"
+#include "dcp/consensus/raft/configuration.hpp"
+#include "dcp/consensus/raft/messages.hpp"
+#include "dcp/consensus/raft/progress.hpp"
+#include "dcp/consensus/raft/read_queue.hpp"
+#include "dcp/consensus/raft/session_table.hpp"
+#include "dcp/consensus/raft/snapshot_receiver.hpp"
 #include "dcp/consensus/state_machine.hpp"
 #include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
@@ -165,116 +181,8 @@ struct raft_config {
   static constexpr std::size_t max_chunk_bytes = std::size_t{3} << 20;
 };
 
-/// What a command entry asks of the session table.
-enum class command_kind : std::uint8_t {
-  apply = 0,        ///< apply `payload` (once per (client, seq) when client != 0)
-  register_client,  ///< create a client session; its id is this entry's index
-  unregister_client ///< forget session `client` (its later commands fail with unknown_session)
-};
-
-/// A client command as it travels in a log entry.
-struct command {
-  std::uint64_t client = 0;  ///< 0: no session, no deduplication
-  std::uint64_t seq = 0;     ///< 1, 2, 3 ... per client
-  bytes payload;
-  command_kind kind = command_kind::apply;
-  template <class A>
-  void serialize(A& ar) {
-    ar(kind, client, seq, payload);
-  }
-};
-
-namespace raft_msg {
-struct vote_request {
-  static constexpr message_type wire_id = 1;
-  static constexpr std::string_view wire_name = "vote_request";
-  std::uint64_t term = 0, last_index = 0, last_term = 0;
-  bool pre_vote = false;
-  /// Sent by the target of a leadership transfer (after timeout_now): the
-  /// receiver grants it even while it hears from a leader (stickiness is
-  /// waived: the leader asked for this election, dissertation 3.10).
-  /// Written only when set (wire::trailing): other vote requests keep the
-  /// layout of builds before it.
-  bool transfer = false;
-  template <class A> void serialize(A& ar) {
-    ar(term, last_index, last_term, pre_vote);
-    wire::trailing(ar, transfer);
-  }
-};
-struct vote_reply {
-  static constexpr message_type wire_id = 2;
-  static constexpr std::string_view wire_name = "vote_reply";
-  std::uint64_t term = 0;
-  bool granted = false, pre_vote = false;
-  template <class A> void serialize(A& ar) { ar(term, granted, pre_vote); }
-};
-struct append {
-  static constexpr message_type wire_id = 3;
-  static constexpr std::string_view wire_name = "append";
-  std::uint64_t term = 0, prev_index = 0, prev_term = 0, commit = 0, round = 0;
-  std::vector<log_entry> entries;
-  template <class A> void serialize(A& ar) { ar(term, prev_index, prev_term, commit, round, entries); }
-};
-struct append_reply {
-  static constexpr message_type wire_id = 4;
-  static constexpr std::string_view wire_name = "append_reply";
-  std::uint64_t term = 0;
-  bool success = false;
-  std::uint64_t match = 0;  ///< success: last index known to agree; failure: the rejected prev_index
-  std::uint64_t last = 0;   ///< the follower's last log index (a hint for the leader's next index)
-  std::uint64_t round = 0;
-  template <class A> void serialize(A& ar) { ar(term, success, match, last, round); }
-};
-/// One chunk of a snapshot (the paper's InstallSnapshot RPC, Figure 13):
-/// bytes [offset, offset + data.size()) of a snapshot of `total` bytes that
-/// covers the log through `index` (of term `last_term`); `done` on the last.
-struct install_snapshot {
-  static constexpr message_type wire_id = 5;
-  static constexpr std::string_view wire_name = "install_snapshot";
-  std::uint64_t term = 0, round = 0;
-  std::uint64_t index = 0, last_term = 0;
-  std::uint64_t offset = 0, total = 0;
-  bytes data;
-  bool done = false;
-  template <class A> void serialize(A& ar) { ar(term, round, index, last_term, offset, total, data, done); }
-};
-/// index: the follower holds the log through `index` (the snapshot is
-/// installed), or 0 while a transfer is under way; then `received` bytes of
-/// snapshot `snap_index` are buffered, and the next chunk starts there.
-struct snapshot_reply {
-  static constexpr message_type wire_id = 6;
-  static constexpr std::string_view wire_name = "snapshot_reply";
-  std::uint64_t term = 0, index = 0, round = 0;
-  std::uint64_t snap_index = 0, received = 0;
-  template <class A> void serialize(A& ar) { ar(term, index, round, snap_index, received); }
-};
-/// Leadership transfer (dissertation 3.10; etcd-raft's MsgTimeoutNow): the
-/// leader of `term`, having brought the receiver's log up to date, tells it
-/// to campaign at once rather than wait for its election timer.
-struct timeout_now {
-  static constexpr message_type wire_id = 7;
-  static constexpr std::string_view wire_name = "timeout_now";
-  std::uint64_t term = 0;
-  template <class A> void serialize(A& ar) { ar(term); }
-};
-}  // namespace raft_msg
-
-/// A configuration: the voters (whose majorities elect and commit) and the
-/// learners (non-voting members: they receive the log and snapshots, never
-/// vote, never campaign, never count towards any quorum). Disjoint, sorted.
-/// Written in configuration entries and snapshots, so a restart keeps roles;
-/// with no learners, an entry's bytes are those of the voters' list alone,
-/// the layout before learners (wire::trailing), which older builds read.
-struct raft_membership {
-  std::vector<address> voters, learners;
-  bool has_voter(const address& a) const { return std::find(voters.begin(), voters.end(), a) != voters.end(); }
-  bool has_learner(const address& a) const { return std::find(learners.begin(), learners.end(), a) != learners.end(); }
-  bool has(const address& a) const { return has_voter(a) || has_learner(a); }
-  template <class A> void serialize(A& ar) {
-    ar(voters);
-    wire::trailing(ar, learners);
-  }
-};
+// The command and the messages are in raft/messages.hpp, raft_membership (a
+// configuration) in raft/configuration.hpp.
 
 enum class raft_role : std::uint8_t { follower, pre_candidate, candidate, leader };
 
@@ -313,9 +221,13 @@ class raft {
   using apply_hook = std::function<void(const log_entry&, const command*, const bytes* result)>;
 
   raft(E env, raft_config cfg, Store store, Machine machine = Machine{})
-      : env_(std::move(env)), cfg_(std::move(cfg)), store_(std::move(store)), sm_(std::move(machine)) {
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        store_(std::move(store)),
+        sm_(std::move(machine)),
+        configs_(raft_membership{cfg_.members, {}}),
+        sessions_(std::max<std::size_t>(cfg_.max_sessions, 1)) {  // 0 is refused by validate() below
     cfg_.validate();
-    configs_.push_back({0, raft_membership{cfg_.members, {}}});
     restore_from_storage();
   }
   raft(const raft&) = delete;
@@ -324,7 +236,7 @@ class raft {
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);
     cancel_timer(check_timer_);
-    if (transfer_) cancel_timer(transfer_->timer);
+    if (auto* l = lead(); l && l->transfer) cancel_timer(l->transfer->timer);
     heartbeat_.stop();
   }
 
@@ -369,10 +281,10 @@ class raft {
   /// `done(index)` once its state machine has applied through `index`; read
   /// the state machine then. Errors: not_leader, timed_out.
   void read_index(read_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    reads_.push_back(read{0, ++round_, env_.now(), std::move(done)});
-    if (committed_in_term()) reads_.back().index = commit_;
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
+    const auto round = ++round_;
+    l->reads.push(committed_in_term() ? commit_ : 0, round, env_.now(), std::move(done));
     broadcast_append();
     advance_reads();
   }
@@ -404,45 +316,54 @@ class raft {
   /// this server), not_a_voter (a learner or a stranger),
   /// leadership_transfer_in_progress (one at a time), not_leader.
   void transfer_leadership(const address& target, transfer_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
     if (target == env_.self()) return done(make_error_code(errc::already_leader));
     if (!is_member(target)) return done(make_error_code(errc::not_a_voter));
-    if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
+    if (l->transfer) return done(make_error_code(errc::leadership_transfer_in_progress));
     env_.count("leadership_transfers");
-    transfer_.emplace(transfer{target, {}, std::move(done)});
-    transfer_->timer = env_.arm(cfg_.election_timeout_max, [this] {
-      transfer_->timer = {};
+    auto& t = l->transfer.emplace(transfer_state{target, {}, std::move(done)});
+    // The timer is cancelled when the transfer ends (end_transfer), and
+    // with it the leader state: while it runs, this server leads.
+    t.timer = env_.arm(cfg_.election_timeout_max, [this] {
+      auto& t = *lead()->transfer;
+      t.timer = {};
       env_.count("leadership_transfer_aborted");
-      dcp::log(env_, log_level::info, "raft: leadership transfer to ", transfer_->target.to_string(),
+      dcp::log(env_, log_level::info, "raft: leadership transfer to ", t.target.to_string(),
                " aborted: no election within an election timeout");
       end_transfer(make_error_code(errc::leadership_transfer_failed));
     });
     advance_transfer();
     // Bring the target up to date now rather than at the next heartbeat.
-    if (auto* p = peer_of(target); p && transfer_ && p->match < store_.last_index()) send_append(target, *p);
+    if (auto* p = peer_of(target); p && transferring() && p->match() < store_.last_index()) send_append(target, *p);
   }
   /// A leadership transfer is under way (proposals are refused meanwhile).
-  bool transferring() const noexcept { return transfer_.has_value(); }
+  bool transferring() const noexcept {
+    const auto* l = lead();
+    return l && l->transfer;
+  }
 
   void on_apply(apply_hook h) { apply_hook_ = std::move(h); }
 
   // ---- observation ----
-  raft_role role() const noexcept { return role_; }
-  bool is_leader() const noexcept { return role_ == raft_role::leader; }
+  /// The role (a replica whose storage failed stays a follower for ever: failed()).
+  raft_role role() const noexcept {
+    return std::holds_alternative<stopped_state>(role_) ? raft_role::follower : static_cast<raft_role>(role_.index());
+  }
+  bool is_leader() const noexcept { return lead() != nullptr; }
   std::uint64_t current_term() const noexcept { return store_.state().term; }
   std::optional<address> leader() const noexcept { return leader_; }
   std::uint64_t commit_index() const noexcept { return commit_; }
   std::uint64_t applied_index() const noexcept { return applied_; }
   /// The voters of the latest configuration.
-  const std::vector<address>& members() const noexcept { return configs_.back().second.voters; }
+  const std::vector<address>& members() const noexcept { return configs_.latest().voters; }
   /// The learners (non-voting members) of the latest configuration.
-  const std::vector<address>& learners() const noexcept { return configs_.back().second.learners; }
-  bool is_learner(const address& a) const { return configs_.back().second.has_learner(a); }
+  const std::vector<address>& learners() const noexcept { return configs_.latest().learners; }
+  bool is_learner(const address& a) const { return configs_.latest().has_learner(a); }
   const Store& store() const noexcept { return store_; }
   Machine& state_machine() noexcept { return sm_; }
   const Machine& state_machine() const noexcept { return sm_; }
-  bool failed() const noexcept { return failed_; }
+  bool failed() const noexcept { return std::holds_alternative<stopped_state>(role_); }
   const raft_config& config() const noexcept { return cfg_; }
 
   /// Asserts (DCP_ASSERT) what must hold of this replica's own state between
@@ -459,9 +380,8 @@ class raft {
     DCP_ASSERT(snap_index <= applied_, "a snapshot holds applied entries only");
     DCP_ASSERT(applied_ <= commit_, "only committed entries are applied (3.5)");
     DCP_ASSERT(commit_ <= last, "the commit index is in the log");
-    DCP_ASSERT(sessions_.size() <= cfg_.max_sessions, "the session table is bounded");
-    DCP_ASSERT(!incoming_ || (incoming_->data.size() <= incoming_->total && incoming_->total <= cfg_.max_snapshot_bytes),
-               "a snapshot being received is bounded by what it announced and by max_snapshot_bytes");
+    sessions_.check_invariants();
+    incoming_.check_invariants(cfg_.max_snapshot_bytes);
     // The log: consecutive indexes; terms never decrease along it (each
     // leader appends in its own term after its predecessors' entries, 3.5)
     // and never exceed the current term; the quota's measure is its size.
@@ -483,43 +403,32 @@ class raft {
     DCP_ASSERT(c.bytes == log_bytes_ && snapshot_bytes_ == store_.snapshot().data.size(),
                "the quota's measure (measure_state) matches the log and the snapshot");
     // Configurations: the snapshot's first, then one per config entry of the log, ascending.
-    DCP_ASSERT(!configs_.empty() && configs_.front().first == snap_index, "the first configuration is the snapshot's");
-    for (std::size_t k = 1; k < configs_.size(); ++k)
-      DCP_ASSERT(configs_[k - 1].first < configs_[k].first && configs_[k].first <= last,
-                 "later configurations are entries of the log, in log order");
+    configs_.check_invariants(snap_index, last);
     for (const auto& l : learners())
       DCP_ASSERT(!is_member(l), "a learner is not a voter (the two are disjoint, so no quorum counts a learner)");
-    DCP_ASSERT(!transfer_ || role_ == raft_role::leader, "only a leader transfers leadership");
-    DCP_ASSERT(role_ == raft_role::follower || is_member(env_.self()) || role_ == raft_role::leader,
+    // Followers, proposals, reads and a leadership transfer are the leader
+    // state's (role_): no other role, a failed replica included, has any.
+    DCP_ASSERT(role() == raft_role::follower || is_member(env_.self()) || role() == raft_role::leader,
                "a learner or stranger never campaigns");
-    if (failed_) {
-      DCP_ASSERT(role_ == raft_role::follower && pending_.empty() && reads_.empty(),
-                 "a failed replica leads nothing and has no waiters");
-      return;
-    }
+    if (failed()) return;
     const auto& vote = store_.state().vote;
-    if (role_ == raft_role::candidate || role_ == raft_role::leader)
+    if (role() == raft_role::candidate || role() == raft_role::leader)
       DCP_ASSERT(vote == env_.self(), "a candidate or leader voted for itself in its term (3.4)");
-    if (role_ != raft_role::leader) {
-      DCP_ASSERT(peers_.empty() && pending_.empty() && reads_.empty(),
-                 "only a leader tracks followers, proposals and reads");
-      return;
-    }
+    const auto* l = lead();
+    if (!l) return;
     DCP_ASSERT(leader_ == env_.self(), "a leader knows it leads");
-    DCP_ASSERT(self_match_ <= last, "the leader's own synced index is in its log");
-    for (const auto& [index, p] : pending_)
+    DCP_ASSERT(l->self_match <= last, "the leader's own synced index is in its log");
+    for (const auto& [index, p] : l->pending)
       DCP_ASSERT(applied_ < index && index <= last, "a proposal waits on an entry of the log until it is applied");
     for (const auto& m : members())
-      DCP_ASSERT(m == env_.self() || peers_.contains(m), "the leader replicates to every member of the latest configuration");
+      DCP_ASSERT(m == env_.self() || l->peers.contains(m), "the leader replicates to every member of the latest configuration");
     for (const auto& m : learners())
-      DCP_ASSERT(peers_.contains(m), "the leader replicates to every learner of the latest configuration");
-    DCP_ASSERT(!transfer_ || is_member(transfer_->target), "a leadership transfer targets a voter");
-    for (const auto& [a, p] : peers_) {
+      DCP_ASSERT(l->peers.contains(m), "the leader replicates to every learner of the latest configuration");
+    DCP_ASSERT(!l->transfer || is_member(l->transfer->target), "a leadership transfer targets a voter");
+    for (const auto& [a, p] : l->peers) {
       DCP_ASSERT(a != env_.self() && (is_member(a) || is_learner(a)), "the leader replicates only to the other members");
-      DCP_ASSERT(p.match < p.next && p.next <= last + 1, "match < next <= last + 1 for every follower");
-      DCP_ASSERT(p.match <= p.sent && p.sent <= last, "a follower matches only what was sent, from the log");
-      DCP_ASSERT(!p.snap || (p.snap_offset <= p.snap_sent_upto && p.snap_sent_upto <= p.snap->data.size()),
-                 "a snapshot transfer's offsets are within what was sent of the snapshot");
+      p.check_invariants();  // match < next, match <= sent, a transfer's offsets within what was sent
+      DCP_ASSERT(p.next() <= last + 1 && p.sent() <= last, "a follower is sent entries of the log only");
     }
 #endif
   }
@@ -527,12 +436,12 @@ class raft {
   // ---- messages ----
 
   void on_message(const address& from, const raft_msg::vote_request& m) {
-    if (failed_ || !is_member(from)) return drop("vote_from_non_member");
+    if (failed() || !is_member(from)) return drop("vote_from_non_member");
     if (absurd(m.term)) return drop("absurd_term");
     const bool log_ok = m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
     // Leader stickiness: while a leader is heard from, no election can win here.
     // A transfer's election is the leader's own wish (3.10): stickiness is waived for it.
-    const bool leader_alive = !m.transfer && ((role_ == raft_role::leader) ||
+    const bool leader_alive = !m.transfer && (is_leader() ||
                               (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min));
     if (m.pre_vote) {
       const bool grant = m.term > current_term() && log_ok && !leader_alive;
@@ -541,7 +450,7 @@ class raft {
     }
     if (m.term > current_term()) {
       if (leader_alive) return drop("vote_while_leader_alive");
-      if (transfer_ && from == transfer_->target) transfer_->target_campaigned = true;
+      note_target_campaigned(from);
       if (!step_down(m.term)) return;
     }
     bool grant = false;
@@ -556,31 +465,33 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::vote_reply& m) {
-    if (failed_ || !believes(from, m.term)) return;
+    if (failed() || !believes(from, m.term)) return;
     if (m.term > current_term() && !(m.pre_vote && m.granted)) {
       step_down(m.term);
       return;
     }
     if (!m.granted || !is_member(from)) return;
-    if (m.pre_vote && role_ == raft_role::pre_candidate && m.term <= current_term()) {
+    auto* pre = std::get_if<pre_candidate_state>(&role_);
+    auto* cand = std::get_if<candidate_state>(&role_);
+    if (m.pre_vote && pre && m.term <= current_term()) {
       // A pre-vote grant comes from a replica whose term is below the one we asked for.
-      votes_.insert(from);
-      if (has_quorum(votes_)) become_candidate();
-    } else if (!m.pre_vote && role_ == raft_role::candidate && m.term == current_term()) {
-      votes_.insert(from);
-      if (has_quorum(votes_)) become_leader();
+      pre->votes.insert(from);
+      if (has_quorum(pre->votes)) become_candidate();
+    } else if (!m.pre_vote && cand && m.term == current_term()) {
+      cand->votes.insert(from);
+      if (has_quorum(cand->votes)) become_leader();
     }
   }
 
   void on_message(const address& from, const raft_msg::append& m) {
-    if (failed_) return;
+    if (failed()) return;
     if (absurd(m.term)) return drop("absurd_term");
     if (!well_formed(m)) return drop("malformed_append");
     if (m.term < current_term()) {
       env_.send(from, raft_msg::append_reply{current_term(), false, m.prev_index, store_.last_index(), m.round});
       return;
     }
-    if (transfer_ && from == transfer_->target && m.term > current_term()) transfer_->target_campaigned = true;
+    if (m.term > current_term()) note_target_campaigned(from);
     if (!may_lead(from, m.term) || !accept_leader(from, m.term)) return;
     raft_msg::append_reply reply{current_term(), false, m.prev_index, store_.last_index(), m.round};
     if (m.prev_index < store_.snapshot().index) {
@@ -608,39 +519,34 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::append_reply& m) {
-    if (failed_ || !believes(from, m.term)) return;
+    if (failed() || !believes(from, m.term)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
     }
-    if (role_ != raft_role::leader || m.term != current_term()) return;
+    if (!is_leader() || m.term != current_term()) return;
     // Callbacks run below (reads, applied entries) may step us down and clear
-    // peers_: look the peer up again after each.
+    // the leader state: look the peer up again after each.
     if (!heard_from(from, m.round)) return;
     auto* p = peer_of(from);
     if (!p) return;
     if (m.success) {
-      if (m.match > p->sent) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
-      if (m.match > p->match) p->match = m.match;
-      p->next = std::max(p->next, p->match + 1);
-      if (p->snap && p->match >= p->snap->index) p->snap.reset();  // no transfer needed any more
+      if (!p->acknowledge(m.match)) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
       advance_leader_commit();
-      if (transfer_ && transfer_->target == from) advance_transfer();
+      if (transfer_target(from)) advance_transfer();
       // More to send only if it is synced here (send_append sends nothing
-      // else). Entries past self_match_ wait for the group-commit flush,
+      // else). Entries past self_match wait for the group-commit flush,
       // which is armed and sends them to every follower: an AppendEntries
       // now would carry none of them, only cost a message and its answer
       // (a fifth of the leader's sends with one client, before).
-      if (auto* q = peer_of(from); q && q->next <= self_match_) send_append(from, *q);
-    } else if (m.match >= p->match) {  // a rejection of a probe we may still be making
-      const auto hint = std::min(m.match, m.last + 1);
-      p->next = std::max(p->match + 1, std::min(p->next - (p->next > 1 ? 1 : 0), hint));
+      if (auto* q = peer_of(from); q && q->next() <= lead()->self_match) send_append(from, *q);
+    } else if (p->reject(m.match, m.last)) {  // a rejection of a probe we may still be making
       send_append(from, *p);
     }
   }
 
   void on_message(const address& from, const raft_msg::install_snapshot& m) {
-    if (failed_) return;
+    if (failed()) return;
     if (absurd(m.term)) return drop("absurd_term");
     if (m.index == 0 || m.last_term == 0 || m.last_term > m.term || m.data.size() > cfg_.snapshot_chunk_bytes ||
         m.offset > m.total || m.data.size() > m.total - m.offset || m.done != (m.offset + m.data.size() == m.total))
@@ -661,25 +567,15 @@ class raft {
                " bytes, over max_snapshot_bytes (", cfg_.max_snapshot_bytes, "); set the same limit on every replica");
       return drop("snapshot_too_large");
     }
-    auto reply_progress = [&] {
-      const bool same = incoming_ && incoming_->index == m.index;
-      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, m.index, same ? incoming_->data.size() : 0});
-    };
-    if (m.offset == 0 && !(incoming_ && incoming_->same_as(m) && !incoming_->data.empty())) {
-      incoming_ = incoming_snapshot{m.term, m.index, m.last_term, m.total, {}};  // a new transfer replaces any other
+    using outcome = raft_parts::snapshot_receiver::outcome;
+    const auto got = incoming_.take(m);  // a chunk at offset 0 starts a transfer, replacing any other
+    if (got == outcome::out_of_order) env_.count("snapshot_chunk_out_of_order");
+    if (got == outcome::duplicate) env_.count("snapshot_chunk_duplicate");
+    if (got != outcome::complete) {  // the follower tells where the next chunk starts
+      env_.send(from, raft_msg::snapshot_reply{current_term(), 0, m.round, m.index, incoming_.held(m.index)});
+      return;
     }
-    if (!incoming_ || !incoming_->same_as(m) || m.offset > incoming_->data.size()) {
-      env_.count("snapshot_chunk_out_of_order");
-      return reply_progress();
-    }
-    if (m.offset < incoming_->data.size()) {
-      env_.count("snapshot_chunk_duplicate");
-      return reply_progress();
-    }
-    incoming_->data.insert(incoming_->data.end(), m.data.begin(), m.data.end());
-    if (!m.done) return reply_progress();
-    storage::snapshot snap{m.index, m.last_term, std::move(incoming_->data)};
-    incoming_.reset();
+    auto snap = incoming_.finish();
     snapshot_state st;
     if (decode_snapshot_state(snap.data, st)) {
       env_.count("bad_snapshot");
@@ -698,39 +594,36 @@ class raft {
   }
 
   void on_message(const address& from, const raft_msg::snapshot_reply& m) {
-    if (failed_ || !believes(from, m.term)) return;
+    if (failed() || !believes(from, m.term)) return;
     if (m.term > current_term()) {
       step_down(m.term);
       return;
     }
-    if (role_ != raft_role::leader || m.term != current_term()) return;
+    if (!is_leader() || m.term != current_term()) return;
     if (!heard_from(from, m.round)) return;
     auto* p = peer_of(from);
     if (!p) return;
     if (m.index == 0) {  // a transfer under way: send on from what the follower holds
-      if (!p->snap || m.snap_index != p->snap->index) return;
-      if (m.received > p->snap_sent_upto) return drop("match_beyond_sent");
-      // Behind us too: the follower lost its buffer (a restart); resend from there.
-      if (m.received != p->snap_offset) p->snap_sent_at.reset();
-      p->snap_offset = m.received;
-      if (p->next <= store_.snapshot().index) send_append(from, *p);
+      switch (p->snapshot_received(m.snap_index, m.received)) {
+        case raft_parts::progress::chunk_ack::ignored: return;
+        case raft_parts::progress::chunk_ack::forged: return drop("match_beyond_sent");
+        case raft_parts::progress::chunk_ack::accepted: break;
+      }
+      if (p->next() <= store_.snapshot().index) send_append(from, *p);
       return;
     }
-    if (m.index > p->sent) return drop("match_beyond_sent");
-    if (m.index > p->match) p->match = m.index;
-    p->next = std::max(p->next, p->match + 1);
-    if (p->snap && p->match >= p->snap->index) p->snap.reset();  // transfer over
+    if (!p->acknowledge(m.index)) return drop("match_beyond_sent");  // installed: the transfer is over
     advance_leader_commit();
-    if (transfer_ && transfer_->target == from) advance_transfer();
-    if (auto* q = peer_of(from); q && q->next <= self_match_) send_append(from, *q);  // synced entries only (above)
+    if (transfer_target(from)) advance_transfer();
+    if (auto* q = peer_of(from); q && q->next() <= lead()->self_match) send_append(from, *q);  // synced entries only (above)
   }
 
   void on_message(const address& from, const raft_msg::timeout_now& m) {
-    if (failed_) return;
+    if (failed()) return;
     if (absurd(m.term)) return drop("absurd_term");
     // Only from the leader this replica follows, in its term: anyone else
     // could otherwise make it campaign at will.
-    if (role_ != raft_role::follower || m.term != current_term() || !leader_ || *leader_ != from)
+    if (role() != raft_role::follower || m.term != current_term() || !leader_ || *leader_ != from)
       return drop("stale_timeout_now");
     if (!is_member(env_.self())) return drop("timeout_now_not_voter");
     env_.count("timeout_now_received");
@@ -741,52 +634,57 @@ class raft {
  private:
   /// What change_member does.
   enum class change : std::uint8_t { add_voter, add_learner, promote, remove };
-  struct transfer {
+  struct transfer_state {
     address target;
     timer_id timer{};
     transfer_callback done;
     bool target_campaigned = false;  ///< the target's election reached us
   };
-  struct pending {
+  struct proposal {
     std::uint64_t term;
     propose_callback done;
   };
-  struct read {
-    std::uint64_t index;  // 0 until the leader has committed in its term
-    std::uint64_t round;
-    time_point started;
-    read_callback done;
+  using peer = raft_parts::progress;  // one follower's replication state (raft/progress.hpp)
+
+  // ---- roles: each a state carrying its data, entered by one transition ----
+  // (become_candidate, become_leader, step_down, fail; election_timeout for
+  // pre_candidate). role() names them; failed() is stopped_state.
+  struct follower_state {};
+  struct pre_candidate_state {
+    std::set<address> votes;  ///< pre-votes granted for the next term, its own included
   };
-  struct peer {
-    std::uint64_t next = 1, match = 0, acked_round = 0;
-    std::uint64_t sent = 0;  ///< the highest index sent to it: a reply may acknowledge no more
-    bool heard_since_check = false;
-    // A snapshot transfer: the snapshot (kept while it lasts, even if the
-    // leader compacts again meanwhile, or a transfer could never finish under
-    // steady writes), the bytes the follower holds, the most sent, and when
-    // the chunk at snap_offset was last sent.
-    std::shared_ptr<const storage::snapshot> snap;
-    std::uint64_t snap_offset = 0, snap_sent_upto = 0;
-    std::optional<time_point> snap_sent_at;
+  struct candidate_state {
+    std::set<address> votes;  ///< votes granted in its term, its own included
   };
-  /// The snapshot a follower is receiving, chunk by chunk (at most one).
-  struct incoming_snapshot {
-    std::uint64_t term = 0, index = 0, last_term = 0, total = 0;
-    bytes data;
-    bool same_as(const raft_msg::install_snapshot& m) const {
-      return term == m.term && index == m.index && last_term == m.last_term && total == m.total;
+  struct leader_state {
+    std::map<address, peer> peers;             ///< every other member and learner of the latest configuration
+    std::map<std::uint64_t, proposal> pending;  ///< proposals waiting on their entry, by index
+    raft_parts::read_queue<read_callback> reads;  ///< ReadIndex reads waiting (raft/read_queue.hpp)
+    std::uint64_t self_match = 0;              ///< its own log is synced through here
+    std::optional<transfer_state> transfer;    ///< a leadership transfer under way
+  };
+  /// Storage failed (or the state machine refused a snapshot): for good.
+  struct stopped_state {};
+
+  const leader_state* lead() const noexcept { return std::get_if<leader_state>(&role_); }
+  leader_state* lead() noexcept { return std::get_if<leader_state>(&role_); }
+  /// The leader state, or null after refusing `done` (storage_failed, not_leader):
+  /// the gate of every call that needs a leader.
+  template <class Done> leader_state* leading_or_refuse(Done& done) {
+    if (failed()) {
+      done(make_error_code(errc::storage_failed));
+      return nullptr;
     }
-  };
-  struct session {
-    std::uint64_t seq = 0, last_index = 0;
-    bytes result;
-    template <class A> void serialize(A& ar) { ar(seq, last_index, result); }
-  };
+    auto* l = lead();
+    if (!l) done(dcp::make_error_code(dcp::errc::not_leader));
+    return l;
+  }
+
   /// What a snapshot holds besides the log position: the configuration, the
   /// session table and the user's state machine.
   struct snapshot_state {
     std::vector<address> members;  // the voters
-    std::map<std::uint64_t, session> sessions;
+    raft_parts::session_table::map sessions;
     bytes machine;
     std::vector<address> learners;  // last, and only when there are some: the layout before learners otherwise
     template <class A> void serialize(A& ar) {
@@ -835,16 +733,14 @@ class raft {
   }
   /// The session table and configuration of a snapshot the machine has taken.
   void load_snapshot_state(snapshot_state st) {
-    sessions_ = std::move(st.sessions);
-    snapshot_members_ = raft_membership{std::move(st.members), std::move(st.learners)};
+    sessions_.restore(std::move(st.sessions));
+    configs_.snapshot_recorded(raft_membership{std::move(st.members), std::move(st.learners)});
   }
 
   /// The configurations in effect: the snapshot's (or the bootstrap list),
   /// then one per config entry in the log.
   void rebuild_configs() {
-    configs_.clear();
-    if (store_.snapshot().index > 0) configs_.push_back({store_.snapshot().index, snapshot_members_});
-    else configs_.push_back({0, raft_membership{cfg_.members, {}}});
+    configs_.rebuild(store_.snapshot().index);
     for (auto i = store_.first_index(); i <= store_.last_index(); ++i) note_config(store_.entry(i));
   }
   void note_config(const log_entry& e) {
@@ -853,11 +749,7 @@ class raft {
     // the learners if any). One that arrives undecodable, or naming a
     // server as both, came from a peer (or a damaged disk), not from a bug
     // here: counted and ignored.
-    raft_membership m;
-    if (storage::detail::decode_value(e.data, m)) return env_.count("malformed_config_entry");
-    for (const auto& l : m.learners)
-      if (m.has_voter(l)) return env_.count("malformed_config_entry");
-    configs_.push_back({e.index, std::move(m)});
+    if (!configs_.append(e.index, e.data)) env_.count("malformed_config_entry");
   }
 
   bool save_state(const storage::hard_state& hs) {
@@ -880,25 +772,24 @@ class raft {
 
   /// Storage failed (or the state machine refused a snapshot): a replica that
   /// cannot keep its state must stop, loudly.
+  /// The one transition into stopped_state, from any role, for good.
   void fail(std::error_code ec, std::string_view what = "storage failed") {
-    if (failed_) return;
-    failed_ = true;
+    if (failed()) return;
+    auto was = std::exchange(role_, stopped_state{});
     dcp::log(env_, log_level::error, "raft: ", what, " (", ec.message(), "); this replica stops");
     env_.count("storage_failed");
     cancel_timer(election_timer_);
     cancel_timer(flush_timer_);
     heartbeat_.stop();
-    role_ = raft_role::follower;
-    fail_waiters(make_error_code(errc::storage_failed));
-    if (transfer_) end_transfer(make_error_code(errc::storage_failed));
+    if (auto* l = std::get_if<leader_state>(&was)) stop_leading(*l, make_error_code(errc::storage_failed));
   }
 
   // ---- log ----
 
   void propose_entry(command c, propose_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    if (transfer_) {  // the target must catch up with a log that stops growing (3.10)
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
+    if (l->transfer) {  // the target must catch up with a log that stops growing (3.10)
       env_.count("proposal_refused_transferring");
       return done(make_error_code(errc::leadership_transfer_in_progress));
     }
@@ -918,7 +809,7 @@ class raft {
     }
     const auto index = append_local(entry_kind::command, std::move(data));
     if (index == 0) return done(make_error_code(errc::storage_failed));
-    pending_.emplace(index, pending{current_term(), std::move(done)});
+    lead()->pending.emplace(index, proposal{current_term(), std::move(done)});
   }
 
   std::uint64_t last_term() const { return *store_.term_at(store_.last_index()); }
@@ -939,13 +830,14 @@ class raft {
   /// Group commit: one sync for every entry proposed in this instant, then
   /// replicate them.
   void flush() {
-    if (role_ != raft_role::leader || failed_) return;
+    if (!is_leader()) return;
     if (!sync_log()) return;
-    self_match_ = store_.last_index();
+    lead()->self_match = store_.last_index();
     advance_leader_commit();
-    if (role_ != raft_role::leader) return;  // an applied entry's callback may have stepped us down
-    for (auto& [a, p] : peers_)
-      if (p.next <= store_.last_index()) send_append(a, p);
+    auto* l = lead();
+    if (!l) return;  // an applied entry's callback may have stepped us down
+    for (auto& [a, p] : l->peers)
+      if (p.next() <= store_.last_index()) send_append(a, p);
   }
 
   /// Follower side of AppendEntries for one entry; false if storage failed.
@@ -962,7 +854,7 @@ class raft {
         fail(ec);
         return false;
       }
-      while (configs_.size() > 1 && configs_.back().first >= e.index) configs_.pop_back();
+      configs_.truncate_from(e.index);
       measure_state();
     }
     // The prev check passed and the leader's entries are consecutive
@@ -984,23 +876,23 @@ class raft {
   }
 
   void advance_leader_commit() {
-    if (role_ != raft_role::leader) return;
+    const auto* l = lead();
+    if (!l) return;
     // The largest index a quorum has stored; only an entry of this term commits by counting.
-    std::vector<std::uint64_t> candidates{self_match_};
-    for (auto& [a, p] : peers_) candidates.push_back(p.match);
+    std::vector<std::uint64_t> candidates{l->self_match};
+    for (auto& [a, p] : l->peers) candidates.push_back(p.match());
     std::sort(candidates.begin(), candidates.end(), std::greater<>());
     for (auto n : candidates) {
       if (n <= commit_) break;
       if (store_.term_at(n) != current_term()) continue;
       std::vector<address> ackers;
-      if (self_match_ >= n) ackers.push_back(env_.self());
-      for (auto& [a, p] : peers_)
-        if (p.match >= n) ackers.push_back(a);
+      if (l->self_match >= n) ackers.push_back(env_.self());
+      for (auto& [a, p] : l->peers)
+        if (p.match() >= n) ackers.push_back(a);
       if (has_quorum(ackers)) {
-        advance_commit_to(n);
-        if (role_ == raft_role::leader) {
-          for (auto& r : reads_)
-            if (r.index == 0) r.index = commit_;  // the first commit of the term unblocks waiting reads
+        advance_commit_to(n);  // applies: callbacks may step down (l is not used after)
+        if (auto* now = lead()) {
+          now->reads.commit_known(commit_);  // the first commit of the term unblocks waiting reads
           advance_reads();
         }
         break;
@@ -1009,14 +901,14 @@ class raft {
   }
 
   void apply_committed() {
-    while (applied_ < commit_ && !failed_) {
+    while (applied_ < commit_ && !failed()) {
       const log_entry e = store_.entry(applied_ + 1);  // a copy: callbacks may compact the log
       ++applied_;
       if (e.kind == entry_kind::command) apply_command(e);
       else if (apply_hook_) apply_hook_(e, nullptr, nullptr);
       if (e.kind == entry_kind::config) config_committed(e.index);
     }
-    if (role_ == raft_role::leader) advance_reads();
+    if (is_leader()) advance_reads();
     maybe_compact();
   }
 
@@ -1029,7 +921,7 @@ class raft {
     }
     if (c.kind == command_kind::register_client) return register_session(e, c);
     if (c.kind == command_kind::unregister_client) {
-      sessions_.erase(c.client);
+      sessions_.close(c.client);
       if (apply_hook_) apply_hook_(e, &c, nullptr);
       return finish(e, bytes{});
     }
@@ -1038,17 +930,17 @@ class raft {
       if (apply_hook_) apply_hook_(e, &c, &r);
       return finish(e, std::move(r));
     }
-    auto it = sessions_.find(c.client);
-    if (it == sessions_.end() || c.seq <= it->second.seq) {
+    using verdict = raft_parts::session_table::verdict;
+    const auto v = sessions_.admit(c.client, c.seq, e.index);
+    if (v != verdict::apply) {
       if (apply_hook_) apply_hook_(e, &c, nullptr);  // in the log, not applied
-      if (it == sessions_.end()) return finish(e, make_error_code(errc::unknown_session));
-      if (c.seq < it->second.seq) return finish(e, make_error_code(errc::stale_request));
+      if (v == verdict::unknown_session) return finish(e, make_error_code(errc::unknown_session));
+      if (v == verdict::stale) return finish(e, make_error_code(errc::stale_request));
       env_.count("duplicate_suppressed");
-      it->second.last_index = e.index;
-      return finish(e, it->second.result);
+      return finish(e, sessions_.result_of(c.client));
     }
     bytes r = sm_.apply(c.payload);
-    it->second = session{c.seq, e.index, r};
+    sessions_.record(c.client, c.seq, e.index, r);
     if (apply_hook_) apply_hook_(e, &c, &r);
     finish(e, std::move(r));
   }
@@ -1057,13 +949,7 @@ class raft {
   /// bounded: beyond max_sessions the least recently used session goes (its
   /// client learns of it as unknown_session, an unknown outcome).
   void register_session(const log_entry& e, const command& c) {
-    sessions_[e.index] = session{0, e.index, {}};
-    if (sessions_.size() > cfg_.max_sessions) {
-      auto victim = std::min_element(sessions_.begin(), sessions_.end(),
-                                     [](auto& a, auto& b) { return a.second.last_index < b.second.last_index; });
-      sessions_.erase(victim);
-      env_.count("session_evicted");
-    }
+    if (sessions_.open(e.index)) env_.count("session_evicted");
     if (apply_hook_) apply_hook_(e, &c, nullptr);
     bytes id;
     storage::detail::encode_value(e.index, id);
@@ -1071,33 +957,26 @@ class raft {
   }
 
   void finish(const log_entry& e, result<bytes> r) {
-    auto it = pending_.find(e.index);
-    if (it == pending_.end()) return;
+    auto* l = lead();
+    if (!l) return;  // proposals wait on the leader only
+    auto it = l->pending.find(e.index);
+    if (it == l->pending.end()) return;
     auto p = std::move(it->second);
-    pending_.erase(it);
+    l->pending.erase(it);
     if (p.term != e.term) p.done(make_error_code(errc::outcome_unknown));  // our entry was overwritten
     else p.done(std::move(r));
   }
 
   void maybe_compact() {
     if (applied_ - store_.snapshot().index < cfg_.snapshot_every) return;
-    auto conf = config_at(applied_);
-    snapshot_state st{conf.voters, sessions_, bytes(sm_.snapshot()), conf.learners};
+    const auto& conf = configs_.at(applied_);
+    snapshot_state st{conf.voters, sessions_.sessions(), bytes(sm_.snapshot()), conf.learners};
     storage::snapshot snap{applied_, *store_.term_at(applied_), {}};
     storage::detail::encode_value(st, snap.data);
     if (auto ec = store_.install_snapshot(snap)) return fail(ec);
-    snapshot_members_ = std::move(conf);
-    while (configs_.size() > 1 && configs_[1].first <= applied_) configs_.erase(configs_.begin());
-    configs_.front() = {applied_, snapshot_members_};
+    configs_.compact(applied_);
     measure_state();
     env_.count("snapshots_taken");
-  }
-
-  raft_membership config_at(std::uint64_t index) const {
-    raft_membership m = configs_.front().second;
-    for (auto& [i, members] : configs_)
-      if (i <= index) m = members;
-    return m;
   }
 
   // ---- roles ----
@@ -1109,9 +988,7 @@ class raft {
   /// In any configuration this replica knows (the current one or one still
   /// in its log): a removed leader replicates its own removal.
   bool known_member(const address& a) const {
-    for (auto& [index, conf] : configs_)
-      if (conf.has(a)) return true;
-    return false;
+    return configs_.known(a);
   }
   static constexpr std::uint64_t max_term_step = std::uint64_t{1} << 32;
   bool absurd(std::uint64_t term) const { return term > current_term() && term - current_term() > max_term_step; }
@@ -1149,35 +1026,32 @@ class raft {
       if (!save_state({term, std::nullopt})) return false;
       leader_.reset();
     }
-    if (role_ != raft_role::follower) {
-      const bool was_leader = role_ == raft_role::leader;
-      role_ = raft_role::follower;
-      if (was_leader) {
+    if (role() != raft_role::follower) {
+      auto was = std::exchange(role_, follower_state{});
+      if (auto* l = std::get_if<leader_state>(&was)) {
         heartbeat_.stop();
         cancel_timer(check_timer_);
-        peers_.clear();
-        fail_waiters(dcp::make_error_code(dcp::errc::not_leader));
-        if (transfer_)
-          end_transfer(transfer_->target_campaigned ? std::error_code{} : dcp::make_error_code(dcp::errc::not_leader));
+        stop_leading(*l, dcp::make_error_code(dcp::errc::not_leader));
       }
       reset_election_timer();
     }
     return true;
   }
 
-  void fail_waiters(std::error_code ec) {
-    auto pend = std::move(pending_);
-    pending_.clear();
-    for (auto& [i, p] : pend) p.done(ec == dcp::make_error_code(dcp::errc::not_leader) ? make_error_code(errc::outcome_unknown) : ec);
-    auto rs = std::move(reads_);
-    reads_.clear();
-    for (auto& r : rs) r.done(ec);
+  /// The end of a leadership (`l`, no longer role_): its waiters learn why
+  /// (proposals: outcome_unknown when it is not_leader), and a leadership
+  /// transfer succeeded if its target's election reached us.
+  void stop_leading(leader_state& l, std::error_code ec) {
+    const bool lost = ec == dcp::make_error_code(dcp::errc::not_leader);
+    for (auto& [i, p] : l.pending) p.done(lost ? make_error_code(errc::outcome_unknown) : ec);
+    for (auto& done : l.reads.take_all()) done(ec);
+    if (l.transfer) finish_transfer(*l.transfer, lost && l.transfer->target_campaigned ? std::error_code{} : ec);
   }
 
   /// Whether AppendEntries or InstallSnapshot of `term` (>= ours) from
   /// `from` may be followed (see "Whom it believes" above).
   bool may_lead(const address& from, std::uint64_t term) {
-    if (role_ == raft_role::follower && term == current_term() && leader_ && *leader_ != from) {
+    if (role() == raft_role::follower && term == current_term() && leader_ && *leader_ != from) {
       drop("second_leader_in_term");  // Election Safety: one leader per term
       return false;
     }
@@ -1189,8 +1063,8 @@ class raft {
 
   /// A message from the leader of `term` (>= ours): follow it.
   bool accept_leader(const address& from, std::uint64_t term) {
-    if (term > current_term() || role_ != raft_role::follower) {
-      if (role_ == raft_role::leader && term == current_term()) {
+    if (term > current_term() || role() != raft_role::follower) {
+      if (is_leader() && term == current_term()) {
         env_.count("two_leaders_in_term");  // impossible unless storage lost a vote
         return false;
       }
@@ -1204,7 +1078,7 @@ class raft {
 
   void reset_election_timer() {
     cancel_timer(election_timer_);
-    if (failed_) return;
+    if (failed()) return;
     const auto span = (cfg_.election_timeout_max - cfg_.election_timeout_min).count();
     const duration after = cfg_.election_timeout_min + duration(span > 0 ? env_.rng().between(0, span) : 0);
     election_timer_ = env_.arm(after, [this] {
@@ -1214,14 +1088,13 @@ class raft {
   }
 
   void election_timeout() {
-    if (role_ == raft_role::leader || failed_) return;
+    if (is_leader() || failed()) return;
     reset_election_timer();
     if (!is_member(env_.self())) return;  // not (or no longer) a voter: wait to be told
     leader_.reset();
     if (cfg_.pre_vote) {
-      role_ = raft_role::pre_candidate;
-      votes_ = {env_.self()};
-      if (has_quorum(votes_)) return become_candidate();
+      auto& pre = role_.template emplace<pre_candidate_state>(pre_candidate_state{{env_.self()}});
+      if (has_quorum(pre.votes)) return become_candidate();
       for (const auto& m : members())
         if (m != env_.self())
           env_.send(m, raft_msg::vote_request{current_term() + 1, store_.last_index(), last_term(), true});
@@ -1233,23 +1106,20 @@ class raft {
   /// `transfer`: the election a leader asked for (timeout_now).
   void become_candidate(bool transfer = false) {
     if (!save_state({current_term() + 1, env_.self()})) return;
-    role_ = raft_role::candidate;
-    votes_ = {env_.self()};
+    auto& cand = role_.template emplace<candidate_state>(candidate_state{{env_.self()}});
     env_.count("elections");
     reset_election_timer();
-    if (has_quorum(votes_)) return become_leader();
+    if (has_quorum(cand.votes)) return become_leader();
     for (const auto& m : members())
       if (m != env_.self())
         env_.send(m, raft_msg::vote_request{current_term(), store_.last_index(), last_term(), false, transfer});
   }
 
   void become_leader() {
-    role_ = raft_role::leader;
+    role_.template emplace<leader_state>();  // no followers tracked, nothing synced, no waiters yet
     leader_ = env_.self();
     cancel_timer(election_timer_);
-    peers_.clear();
     sync_peers();
-    self_match_ = 0;
     dcp::log(env_, log_level::info, "raft: leader of term ", current_term());
     env_.count("leaderships");
     append_local(entry_kind::noop, {});  // commits the entries of earlier terms (3.6.2)
@@ -1260,31 +1130,23 @@ class raft {
 
   /// Peers follow the latest configuration.
   void sync_peers() {
-    for (auto it = peers_.begin(); it != peers_.end();)
-      it = configs_.back().second.has(it->first) ? std::next(it) : peers_.erase(it);
+    auto& peers = lead()->peers;
+    for (auto it = peers.begin(); it != peers.end();)
+      it = configs_.latest().has(it->first) ? std::next(it) : peers.erase(it);
     std::vector<address> all = members();
     all.insert(all.end(), learners().begin(), learners().end());
     for (const auto& m : all)
-      if (m != env_.self() && !peers_.contains(m)) {
-        // Heard until the first check-quorum says otherwise: the check may
-        // fire before a new peer had a chance to answer (etcd marks a new
-        // progress RecentActive for the same reason).
-        peer p;
-        p.next = store_.last_index() + 1;
-        p.heard_since_check = true;
-        peers_.emplace(m, std::move(p));
-      }
+      if (m != env_.self() && !peers.contains(m)) peers.emplace(m, peer(store_.last_index()));
   }
 
   void arm_check_quorum() {
     check_timer_ = env_.arm(cfg_.election_timeout_max, [this] {
       check_timer_ = {};
-      if (role_ != raft_role::leader) return;
+      auto* l = lead();
+      if (!l) return;
       std::vector<address> alive{env_.self()};
-      for (auto& [a, p] : peers_) {
-        if (p.heard_since_check) alive.push_back(a);
-        p.heard_since_check = false;
-      }
+      for (auto& [a, p] : l->peers)
+        if (p.take_heard()) alive.push_back(a);
       if (!has_quorum(alive) || !is_member(env_.self())) {
         dcp::log(env_, log_level::info, "raft: lost contact with a quorum; stepping down");
         env_.count("check_quorum_step_down");
@@ -1292,16 +1154,8 @@ class raft {
         return;
       }
       // Reads that a quorum never confirmed within an election timeout fail, loudly.
-      const auto now = env_.now();
-      for (auto it = reads_.begin(); it != reads_.end();) {
-        if (now - it->started > cfg_.election_timeout_max) {
-          auto done = std::move(it->done);
-          it = reads_.erase(it);
-          done(dcp::make_error_code(dcp::errc::timed_out));
-        } else {
-          ++it;
-        }
-      }
+      for (auto& done : l->reads.take_expired(env_.now(), cfg_.election_timeout_max))
+        done(dcp::make_error_code(dcp::errc::timed_out));
       arm_check_quorum();
     });
   }
@@ -1311,79 +1165,96 @@ class raft {
   bool heard_from(const address& from, std::uint64_t round) {
     auto* p = peer_of(from);
     if (!p) return false;
-    p->heard_since_check = true;
-    p->acked_round = std::max(p->acked_round, round);
+    p->heard(round);
     advance_reads();
-    return role_ == raft_role::leader;
+    return is_leader();
   }
   peer* peer_of(const address& a) {
-    if (role_ != raft_role::leader) return nullptr;
-    auto it = peers_.find(a);
-    return it == peers_.end() ? nullptr : &it->second;
+    auto* l = lead();
+    if (!l) return nullptr;
+    auto it = l->peers.find(a);
+    return it == l->peers.end() ? nullptr : &it->second;
   }
 
   bool committed_in_term() const { return store_.term_at(commit_) == current_term(); }
 
   void advance_reads() {
-    if (role_ != raft_role::leader) return;
-    while (!reads_.empty()) {
-      auto& r = reads_.front();
-      if (r.index == 0 || applied_ < r.index) return;
+    // Confirmed: a quorum (this leader among it) acknowledged the round.
+    auto confirmed = [this](std::uint64_t round) {
       std::vector<address> ackers{env_.self()};
-      for (auto& [a, p] : peers_)
-        if (p.acked_round >= r.round) ackers.push_back(a);
-      if (!has_quorum(ackers)) return;
-      auto done = std::move(r.done);
-      const auto index = r.index;
-      reads_.erase(reads_.begin());
-      done(index);
-      if (role_ != raft_role::leader) return;  // the callback may have changed things
+      for (auto& [a, p] : lead()->peers)
+        if (p.acked_round() >= round) ackers.push_back(a);
+      return has_quorum(ackers);
+    };
+    // A callback may step down (ending the leader state): looked up again after each.
+    for (auto* l = lead(); l; l = lead()) {
+      auto r = l->reads.pop_ready(applied_, confirmed);
+      if (!r) return;
+      r->done(r->index);
     }
   }
 
   void broadcast_append() {
-    if (role_ != raft_role::leader) return;
+    auto* l = lead();
+    if (!l) return;
     ++round_;
-    for (auto& [a, p] : peers_) send_append(a, p);
-    if (transfer_) advance_transfer();  // timeout_now again each heartbeat: it may have been lost
+    for (auto& [a, p] : l->peers) send_append(a, p);
+    if (l->transfer) advance_transfer();  // timeout_now again each heartbeat: it may have been lost
   }
 
   /// Sends timeout_now once the target holds the leader's whole (synced)
   /// log: its vote requests must win every voter's log check.
   void advance_transfer() {
-    if (!transfer_ || role_ != raft_role::leader) return;
-    auto* p = peer_of(transfer_->target);
+    auto* l = lead();
+    if (!l || !l->transfer) return;
+    auto* p = peer_of(l->transfer->target);
     if (!p) return;
-    if (p->match == store_.last_index() && self_match_ == store_.last_index()) {
+    if (p->match() == store_.last_index() && l->self_match == store_.last_index()) {
       env_.count("timeout_now_sent");
-      env_.send(transfer_->target, raft_msg::timeout_now{current_term()});
+      env_.send(l->transfer->target, raft_msg::timeout_now{current_term()});
     }
   }
 
+  /// Ends the leader's transfer (it goes on leading).
   void end_transfer(std::error_code ec) {
-    if (!transfer_) return;
-    cancel_timer(transfer_->timer);
-    auto done = std::move(transfer_->done);
-    transfer_.reset();
+    auto* l = lead();
+    if (!l || !l->transfer) return;
+    auto t = std::move(*l->transfer);
+    l->transfer.reset();
+    finish_transfer(t, ec);
+  }
+  void finish_transfer(transfer_state& t, std::error_code ec) {
+    cancel_timer(t.timer);
+    auto done = std::move(t.done);
     done(ec);
+  }
+  /// The leader's transfer targets `a`.
+  bool transfer_target(const address& a) const {
+    const auto* l = lead();
+    return l && l->transfer && l->transfer->target == a;
+  }
+  /// `a`'s election reached us (a vote request or AppendEntries of a later
+  /// term): if it is a transfer's target, the transfer did its work.
+  void note_target_campaigned(const address& a) {
+    if (transfer_target(a)) lead()->transfer->target_campaigned = true;
   }
 
   void send_append(const address& to, peer& p) {
-    if (p.next <= store_.snapshot().index || (p.snap && p.next <= p.snap->index)) return send_snapshot_chunk(to, p);
-    raft_msg::append m{current_term(), p.next - 1, *store_.term_at(p.next - 1), commit_, round_, {}};
+    if (p.needs_snapshot(store_.snapshot().index)) return send_snapshot_chunk(to, p);
+    raft_msg::append m{current_term(), p.next() - 1, *store_.term_at(p.next() - 1), commit_, round_, {}};
     // Send only what is durable here: a follower must never hold an entry that
     // the leader could lose (it would be counted towards a quorum).
     // Bounded in entries and in bytes (at least one entry, and an entry is at
     // most one chunk: propose refuses larger), so a batch fits in one frame.
-    const auto last = std::min(self_match_, p.next - 1 + cfg_.max_entries_per_message);
+    const auto last = std::min(lead()->self_match, p.next() - 1 + cfg_.max_entries_per_message);
     std::size_t batch_bytes = 0;
-    for (auto i = p.next; i <= last; ++i) {
+    for (auto i = p.next(); i <= last; ++i) {
       const auto& e = store_.entry(i);
       if (!m.entries.empty() && batch_bytes + e.data.size() > cfg_.snapshot_chunk_bytes) break;
       batch_bytes += e.data.size();
       m.entries.push_back(e);
     }
-    p.sent = std::max(p.sent, p.next - 1 + m.entries.size());
+    p.entries_sent(p.next() - 1 + m.entries.size());
     env_.send(to, m);
   }
 
@@ -1392,12 +1263,8 @@ class raft {
   void send_snapshot_chunk(const address& to, peer& p) {
     if (!outgoing_ || outgoing_->index != store_.snapshot().index)
       outgoing_ = std::make_shared<const storage::snapshot>(store_.snapshot());
-    if (!p.snap || (p.snap_offset == 0 && p.snap->index < outgoing_->index)) {  // (re)start with the newest
-      p.snap = outgoing_;
-      p.snap_offset = p.snap_sent_upto = 0;
-      p.snap_sent_at.reset();
-    }
-    const auto& snap = *p.snap;
+    const auto& tx = p.begin_snapshot(outgoing_);  // (re)starts with the newest unless under way
+    const auto& snap = *tx.snap;
     const std::uint64_t total = snap.data.size();
     if (total > cfg_.max_snapshot_bytes) {  // cannot happen while proposals respect the quota (sessions aside)
       env_.count("snapshot_too_large");
@@ -1406,26 +1273,24 @@ class raft {
       return;
     }
     const auto now = env_.now();
-    if (p.snap_sent_at && now - *p.snap_sent_at < cfg_.heartbeat_interval) return;
-    p.snap_sent_at = now;
-    const auto offset = std::min<std::uint64_t>(p.snap_offset, total);
+    if (!p.chunk_due(now, cfg_.heartbeat_interval)) return;
+    const auto offset = std::min<std::uint64_t>(tx.offset, total);
     const auto len = std::min<std::uint64_t>(cfg_.snapshot_chunk_bytes, total - offset);
     const auto* begin = snap.data.data() + offset;
     raft_msg::install_snapshot m{current_term(), round_, snap.index, snap.term, offset, total,
                                  bytes(begin, begin + len), offset + len == total};
-    p.snap_sent_upto = std::max(p.snap_sent_upto, offset + len);
-    if (m.done) p.sent = std::max(p.sent, snap.index);
+    p.chunk_sent(now, offset + len, m.done);
     env_.count("snapshot_chunks_sent");
     env_.send(to, m);
   }
 
   void change_member(const address& a, change what, propose_callback done) {
-    if (failed_) return done(make_error_code(errc::storage_failed));
-    if (role_ != raft_role::leader) return done(dcp::make_error_code(dcp::errc::not_leader));
-    if (transfer_) return done(make_error_code(errc::leadership_transfer_in_progress));
-    if (configs_.back().first > commit_ || !committed_in_term())
+    auto* l = leading_or_refuse(done);
+    if (!l) return;
+    if (l->transfer) return done(make_error_code(errc::leadership_transfer_in_progress));
+    if (configs_.latest_index() > commit_ || !committed_in_term())
       return done(make_error_code(errc::config_change_pending));
-    raft_membership next = configs_.back().second;
+    raft_membership next = configs_.latest();
     auto erase = [](std::vector<address>& v, const address& x) { v.erase(std::find(v.begin(), v.end(), x)); };
     switch (what) {
       case change::add_voter:
@@ -1439,7 +1304,7 @@ class raft {
         // AppendEntries batch of the commit index (etcd checks a similar margin).
         const auto* p = peer_of(a);
         const auto margin = std::min<std::uint64_t>(commit_, cfg_.max_entries_per_message);
-        if (!p || p->match == 0 || p->match + margin < commit_) {
+        if (!p || p->match() == 0 || p->match() + margin < commit_) {
           env_.count("promotion_refused_lagging");
           return done(make_error_code(errc::learner_not_caught_up));
         }
@@ -1461,18 +1326,19 @@ class raft {
     const auto index = append_local(entry_kind::config, std::move(data));
     if (index == 0) return done(make_error_code(errc::storage_failed));
     sync_peers();
-    pending_.emplace(index, pending{current_term(), std::move(done)});
+    lead()->pending.emplace(index, proposal{current_term(), std::move(done)});
     broadcast_append();
   }
 
   void config_committed(std::uint64_t index) {
-    if (auto it = pending_.find(index); it != pending_.end()) {
-      auto p = std::move(it->second);
-      pending_.erase(it);
-      p.done(bytes{});
-    }
+    if (auto* l = lead())
+      if (auto it = l->pending.find(index); it != l->pending.end()) {
+        auto p = std::move(it->second);
+        l->pending.erase(it);
+        p.done(bytes{});
+      }
     // A leader removed by this configuration hands over by stepping down.
-    if (role_ == raft_role::leader && configs_.back().first == index && !is_member(env_.self()))
+    if (is_leader() && configs_.latest_index() == index && !is_member(env_.self()))
       step_down(current_term());
   }
 
@@ -1499,25 +1365,20 @@ class raft {
   Store store_;
   Machine sm_;
   [[no_unique_address]] Quorum quorum_;
-  raft_role role_ = raft_role::follower;
+  std::variant<follower_state, pre_candidate_state, candidate_state, leader_state, stopped_state> role_;
+  // The leader this replica knows of in its term, whatever its role (itself
+  // while it leads, and after stepping down in the same term).
   std::optional<address> leader_;
   time_point last_leader_contact_{};
-  std::uint64_t commit_ = 0, applied_ = 0, self_match_ = 0, round_ = 0;
+  std::uint64_t commit_ = 0, applied_ = 0, round_ = 0;  // round_: the last heartbeat round, across terms
   std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
-  std::optional<incoming_snapshot> incoming_;
+  raft_parts::snapshot_receiver incoming_;  // the snapshot being received, chunk by chunk (raft/snapshot_receiver.hpp)
   std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
-  std::vector<std::pair<std::uint64_t, raft_membership>> configs_;  // (index, configuration), ascending
-  raft_membership snapshot_members_;
-  std::optional<transfer> transfer_;  // a leadership transfer under way (leader only)
-  std::map<std::uint64_t, session> sessions_;
-  std::set<address> votes_;
-  std::map<address, peer> peers_;
-  std::map<std::uint64_t, pending> pending_;
-  std::vector<read> reads_;
+  raft_parts::config_history configs_;  // the snapshot's configuration, then the log's (raft/configuration.hpp)
+  raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
   apply_hook apply_hook_;
   timer_id election_timer_{}, flush_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
-  bool failed_ = false;
   // check_invariants' memory of the log prefix it has checked (present
   // whether or not assertions are on, so the layout is the same everywhere).
   struct checked_log {
