@@ -220,9 +220,11 @@ int main(int argc, char** argv) {
                        : "\ncalm: no churn, no skew, no partition\n",
                 to_seconds(p.session), to_seconds(p.run / 4));
     surge::print_header();
-    for (const char* mode : surge::modes) {
+    std::vector<std::string> all(std::begin(surge::modes), std::end(surge::modes));
+    all.insert(all.end(), std::begin(surge::more_modes), std::end(surge::more_modes));
+    for (const auto& mode : all) {
       if (!only.empty() && only != mode) continue;
-      std::fprintf(stderr, "running %s%s ...\n", mode, faults ? " with faults" : "");
+      std::fprintf(stderr, "running %s%s ...\n", mode.c_str(), faults ? " with faults" : "");
       rows.push_back(surge::run(mode, p));
       surge::print_row(rows.back());
     }

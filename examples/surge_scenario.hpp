@@ -17,6 +17,12 @@
 //                  group work#0's leader crashes mid-run. The members are
 //                  nodes of their own (a node runs one protocol per id: a
 //                  group member is not also a work client here)
+//   overlay        (benchmark only) multi-delegation as deployed: every client
+//                  runs Kademlia, joining through the origin as the crowd
+//                  arrives, and a shard's group is the 3 clients closest to
+//                  its key, formed on the first request
+//                  (delegation::group_host); work#0's leader crashes
+//                  mid-run, and with faults churn takes members too
 //
 // Workload: N clients arrive within one second (a flash crowd); each wants
 // to run work units of W ms back to back at the origin, whose capacity is C
@@ -55,6 +61,7 @@
 
 #include "dcp/consensus.hpp"
 #include "dcp/delegation.hpp"
+#include "dcp/dht/kademlia.hpp"
 #include "dcp/lease.hpp"
 #include "dcp/sim.hpp"
 #include "dcp/storage.hpp"
@@ -82,11 +89,20 @@ struct params {
 
 /// The modes, in the order a table shows them.
 inline constexpr const char* modes[] = {"client-server", "central", "single", "multi"};
+/// Modes the benchmark adds to the table (the demo shows the four above).
+inline constexpr const char* more_modes[] = {"overlay"};
 /// Members of each coordinator group in multi mode.
 inline constexpr std::uint32_t group_size = 3;
 using group_raft = consensus::raft<sim::env, delegation::ledger, storage::durable_storage>;
 using group_member = delegation::group<sim::env, group_raft>;
 inline constexpr protocol_id group_raft_id = 100;
+/// The clients' DHT in overlay mode.
+using router_t = dht::kademlia<sim::env>;
+inline dht::kademlia_config overlay_config() {
+  dht::kademlia_config kc;
+  kc.k = 8;
+  return kc;
+}
 
 namespace wire_msg {
 struct work {
@@ -276,7 +292,8 @@ inline result_row run(const std::string& mode, const params& p) {
   orec.C = p.capacity;
   const bool tokens = mode != "client-server";
   const bool multi = mode == "multi";
-  const std::uint32_t shards = mode == "single" || multi ? p.shards : 1;
+  const bool overlay = mode == "overlay";
+  const std::uint32_t shards = mode == "single" || multi || overlay ? p.shards : 1;
   auto okey = lease::ed25519_private_key::from_seed(bytes(32, 1)).value();
   const auto opub = okey.public_key().raw();
   delegation::origin_config oc;
@@ -310,6 +327,12 @@ inline result_row run(const std::string& mode, const params& p) {
   pc.origin = address::sim(0);
   pc.origin_public_key = opub;
   pc.locate = delegation::fixed_locator(locate);
+  if (overlay) {  // groups formed from the overlay, as peer_config::groups does it
+    delegation::group_hosting gh;
+    gh.size = group_size;
+    gh.max_drift = oc.max_drift;
+    pc.groups = gh;
+  }
   pc.token_ttl = 2s;
   pc.request_timeout = 200ms;
   pc.give_up_after = 30s;  // in a surge a client waits its turn in line
@@ -328,6 +351,7 @@ inline result_row run(const std::string& mode, const params& p) {
       release = [o](const lease::token& t) { o->release(t); };
     }
     n.add<work_server>(work_id, &orec, admit, release, p.work);
+    if (overlay) n.add<router_t>(router_t::default_id, overlay_config()).bootstrap({});  // the entry point
   });
   if (mode == "central")
     w.add_node([&](sim::node_context& n) { n.add<delegation::peer<sim::env>>(delegation::default_protocol_id, pc); });
@@ -360,7 +384,14 @@ inline result_row run(const std::string& mode, const params& p) {
   }
   w.add_nodes(p.clients, [&](sim::node_context& n) {
     delegation::peer<sim::env>* pe = nullptr;
-    if (tokens) pe = &n.add<delegation::peer<sim::env>>(delegation::default_protocol_id, pc);
+    auto cpc = pc;
+    if (overlay) {  // joins through the origin, which routes but never coordinates
+      auto& r = n.add<router_t>(router_t::default_id, overlay_config());
+      cpc.locate = delegation::dht_locator(r, address::sim(0));
+      cpc.groups->locate = delegation::dht_group_locator(r, address::sim(0));
+      r.bootstrap({{node_id{}, address::sim(0)}});
+    }
+    if (tokens) pe = &n.add<delegation::peer<sim::env>>(delegation::default_protocol_id, cpc);
     n.add<work_client>(work_id, &crec[n.index()], pe, pp);
   });
   // Count every message the origin's node receives.
@@ -386,6 +417,17 @@ inline result_row run(const std::string& mode, const params& p) {
         if (w.get<group_member>(i, delegation::default_protocol_id).leads()) return w.crash(i);
     });
   }
+  // overlay: the leader of the shard's group of the overlay, where one leads
+  auto overlay_leader = [&](std::uint32_t s) -> std::optional<sim::node_index> {
+    for (sim::node_index i = first; i < first + p.clients; ++i)
+      if (auto* pe = w.find<delegation::peer<sim::env>>(i, delegation::default_protocol_id); pe && pe->groups())
+        if (auto* g = pe->groups()->group_of("work", s); g && g->leads()) return i;
+    return std::nullopt;
+  };
+  if (overlay && p.crash)
+    w.after(p.run / 2, [&] {
+      if (auto i = overlay_leader(0)) w.crash(*i);
+    });
   if (p.shift_at > duration::zero())
     w.after(p.shift_at, [&] {
       for (sim::node_index i = first; i < first + p.clients; ++i)
@@ -414,6 +456,7 @@ inline result_row run(const std::string& mode, const params& p) {
       if (multi && shards > 1)
         for (sim::node_index i = 1 + group_size; i <= 2 * group_size; ++i)
           if (w.is_up(i) && w.get<group_member>(i, delegation::default_protocol_id).leads()) cut = i;
+      if (overlay && shards > 1) cut = overlay_leader(1);
       if (!cut) return;
       w.isolate(*cut);
       w.after(3s, [&] { w.heal(); });
