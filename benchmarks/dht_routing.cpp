@@ -146,11 +146,11 @@ struct converged {
       const node_id key = node_id::random(world.rng());
       const auto expect = owner(key).addr;
       ++res.issued;
-      at(up[world.rng().below(up.size())])->lookup(key, 1, [&, expect](std::error_code ec, dht::lookup_result r) {
+      at(up[world.rng().below(up.size())])->lookup(key, 1, [&, expect](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (ec || r.owners.empty()) return;
-        res.hops.push_back(r.hops);
-        if (r.owners.front().addr == expect) ++res.ok;
+        if (!r || r->owners.empty()) return;
+        res.hops.push_back(r->hops);
+        if (r->owners.front().addr == expect) ++res.ok;
       });
       world.run_for(2ms);  // spread them out a little
     }
@@ -343,10 +343,10 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       const sim::node_index origin = *c;
       pending.push_back({origin, false});
       const std::size_t slot = pending.size() - 1;
-      world.get<R>(*c, R::default_id).lookup(key, 1, [&, key, at_issue, slot, owner_now](std::error_code ec, dht::lookup_result r) {
+      world.get<R>(*c, R::default_id).lookup(key, 1, [&, key, at_issue, slot, owner_now](dcp::result<dht::lookup_result> r) {
         pending[slot].done = true;
-        if (ec || r.owners.empty()) return void(++lookups_error);
-        const address got = r.owners.front().addr, now = owner_now();
+        if (!r || r->owners.empty()) return void(++lookups_error);
+        const address got = r->owners.front().addr, now = owner_now();
         if (got == at_issue || got == now) ++lookups_ok;
       });
     }

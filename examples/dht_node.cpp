@@ -201,10 +201,10 @@ int run(const options& opt) {
         say("REMOVE " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(version)));
       });
     } else if (verb == "owners") {
-      router.lookup(dcp::node_id::hash(key), opt.store.replicas, [say, key](std::error_code ec, dcp::dht::lookup_result r) {
-        if (ec) return say("OWNERS " + key + " error " + ec.message());
+      router.lookup(dcp::node_id::hash(key), opt.store.replicas, [say, key](dcp::result<dcp::dht::lookup_result> r) {
+        if (!r) return say("OWNERS " + key + " error " + r.message());
         std::string line = "OWNERS " + key;
-        for (auto& c : r.owners) line += " " + c.addr.to_string();
+        for (auto& c : r->owners) line += " " + c.addr.to_string();
         say(line);
       });
     } else if (verb == "watch") {

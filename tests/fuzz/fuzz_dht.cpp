@@ -64,7 +64,7 @@ void run(fuzz::input& in, Config cfg, dht::store_config scfg = {}) {
           if (b & 0x10) s.get("k" + std::to_string(b / 32 % n), [](auto&&...) {});
           else s.put("k" + std::to_string(b / 32 % n), bytes(b % 16, b), [](std::error_code, std::uint64_t) {});
         } else if (b & 0x10) {
-          router(b % n)->lookup(key, 1 + b / 32 % 3, [](std::error_code, dht::lookup_result) {});
+          router(b % n)->lookup(key, 1 + b / 32 % 3, [](const dcp::result<dht::lookup_result>&) {});
         } else {
           router(b % n)->route(key, bytes(b % 16, b));
         }

@@ -576,15 +576,15 @@ class store {
 
   void send_put(store_msg::item item, put_callback cb) {
     const node_id h = place(item);
-    router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
-      if (ec) return cb(ec, 0);
+    router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](result<lookup_result> r) mutable {
+      if (!r) return cb(r.error(), 0);
       const std::uint64_t nonce = ++nonce_;
       op o;
       o.put_cb = std::move(cb);
-      o.replicas = r.owners;
+      o.replicas = r->owners;
       o.version = item.version;
       o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_put(nonce, make_error_code(errc::no_replica)); });
-      for (auto& c : r.owners) env_.send(c.addr, store_msg::put{nonce, item});
+      for (auto& c : r->owners) env_.send(c.addr, store_msg::put{nonce, item});
       o.item = std::move(item);
       ops_.emplace(nonce, std::move(o));
       arm_resend(nonce);
@@ -626,15 +626,15 @@ class store {
     // key: under churn a node that joined next to the key is responsible before
     // re-replication has given it the value
     const node_id where = q.place();
-    router_.lookup(where, 2 * cfg_.replicas, [this, q = std::move(q), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
-      if (ec) return cb(ec, {});
+    router_.lookup(where, 2 * cfg_.replicas, [this, q = std::move(q), cb = std::move(cb)](result<lookup_result> r) mutable {
+      if (!r) return cb(r.error(), {});
       const std::uint64_t nonce = ++nonce_;
       op o;
       o.q = std::move(q);
       o.get_cb = std::move(cb);
-      const auto first = std::min(r.owners.size(), cfg_.replicas);
-      o.replicas.assign(r.owners.begin(), r.owners.begin() + static_cast<std::ptrdiff_t>(first));
-      o.spares.assign(r.owners.begin() + static_cast<std::ptrdiff_t>(first), r.owners.end());
+      const auto first = std::min(r->owners.size(), cfg_.replicas);
+      o.replicas.assign(r->owners.begin(), r->owners.begin() + static_cast<std::ptrdiff_t>(first));
+      o.spares.assign(r->owners.begin() + static_cast<std::ptrdiff_t>(first), r->owners.end());
       o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
       for (auto& c : o.replicas) ask(c.addr, nonce, o.q);
       ops_.emplace(nonce, std::move(o));

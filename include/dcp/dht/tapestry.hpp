@@ -373,8 +373,8 @@ class tapestry {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
+    if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // the root itself knows the answer at once: pending_requests still answers after the call
     lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
       route_request(nonce, key, tapestry_msg::kind::lookup, wanted);
@@ -444,7 +444,8 @@ class tapestry {
   /// pointer. errc::not_found when the root holds none.
   void locate(const node_id& guid, locate_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    locates_.open(fresh_nonce(), std::move(cb), [this, guid](std::uint64_t nonce) {
+    auto done = [cb = std::move(cb)](result<locate_result> r) { r ? cb({}, std::move(*r)) : cb(r.error(), {}); };
+    locates_.open(fresh_nonce(), std::move(done), [this, guid](std::uint64_t nonce) {
       route_request(nonce, guid, tapestry_msg::kind::locate, 1);
     });
   }
