@@ -304,11 +304,11 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       const std::string key = "k" + std::to_string(world.rng().below(100));
       const std::string value = std::to_string(++counter);
       ++puts;
-      world.get<S>(*a, S::default_id).put(key, to_bytes(value), [&, key, value](std::error_code ec, std::uint64_t v) {
-        if (ec) return;
+      world.get<S>(*a, S::default_id).put(key, to_bytes(value), [&, key, value](dcp::result<std::uint64_t> v) {
+        if (!v) return;
         ++puts_ok;
         auto& l = latest[key];
-        if (v > l.version) l = {value, v};
+        if (*v > l.version) l = {value, *v};
       });
     }
     if (b && !latest.empty()) {
@@ -319,11 +319,11 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       ++gets;
       get_pending.push_back({*b, false});
       const std::size_t slot = get_pending.size() - 1;
-      world.get<S>(*b, S::default_id).get(key, [&, key, want, want_v, slot](std::error_code ec, dht::stored_value v) {
+      world.get<S>(*b, S::default_id).get(key, [&, key, want, want_v, slot](dcp::result<dht::stored_value> v) {
         get_pending[slot].done = true;
         // the latest acknowledged at issue time, or a newer one written since
-        if (ec) ++gets_error;
-        else if (as_string(v.value) == want || v.version > want_v) ++gets_latest;
+        if (!v) ++gets_error;
+        else if (as_string(v->value) == want || v->version > want_v) ++gets_latest;
       });
     }
     if (c) {

@@ -428,12 +428,12 @@ TEST_CASE("can: dht::store over CAN: a put is read back from another node, and a
   world.run_for(10s);
   auto kv = [&](sim::node_index i) -> store_t& { return world.get<store_t>(i, store_t::default_id); };
   std::error_code put_ec = make_error_code(dht::errc::no_replica);
-  kv(3).put("k", to_bytes("v"), [&](std::error_code ec, std::uint64_t) { put_ec = ec; });
+  kv(3).put("k", to_bytes("v"), [&](const dcp::result<std::uint64_t>& r) { put_ec = r.error(); });
   world.run_for(5s);
   REQUIRE(!put_ec);
   std::string got;
-  kv(17).get("k", [&](std::error_code ec, dht::stored_value v) {
-    if (!ec) got.assign(v.value.begin(), v.value.end());
+  kv(17).get("k", [&](dcp::result<dht::stored_value> v) {
+    if (v) got.assign(v->value.begin(), v->value.end());
   });
   world.run_for(5s);
   CHECK(got == "v");
@@ -447,8 +447,8 @@ TEST_CASE("can: dht::store over CAN: a put is read back from another node, and a
   world.run_for(20s);
   got.clear();
   const sim::node_index reader = *owner == 17 ? 18 : 17;
-  kv(reader).get("k", [&](std::error_code ec, dht::stored_value v) {
-    if (!ec) got.assign(v.value.begin(), v.value.end());
+  kv(reader).get("k", [&](dcp::result<dht::stored_value> v) {
+    if (v) got.assign(v->value.begin(), v->value.end());
   });
   world.run_for(5s);
   CHECK(got == "v");

@@ -204,7 +204,7 @@ TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far a
   // The same through the API: clear errors, nothing sent.
   CHECK(w.put(0, "t", "x", std::chrono::hours(2)).first == dht::errc::ttl_too_large);
   std::optional<std::error_code> far;
-  w.at(0).put("k", to_bytes("x"), 1min, [&](std::error_code ec, std::uint64_t) { far = ec; }, ~std::uint64_t{0});
+  w.at(0).put("k", to_bytes("x"), 1min, [&](const dcp::result<std::uint64_t>& r) { far = r.error(); }, ~std::uint64_t{0});
   w.o.world.run_for(1ms);  // the answer comes after the call
   REQUIRE(far);
   CHECK(*far == dht::errc::version_too_far_ahead);
@@ -225,7 +225,7 @@ TEST_CASE("store: a get believes answers only from the replicas it asked") {
     auto [ec, ver] = w.put(1, "k", "good");
     REQUIRE_FALSE(ec);
     std::optional<std::pair<std::error_code, std::string>> got;
-    w.at(0).get("k", [&](std::error_code e, dht::stored_value v) { got.emplace(e, std::string(as_string(v.value))); });
+    w.at(0).get("k", [&](dcp::result<dht::stored_value> r) { got.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{}); });
     // A stranger's guesses, each with a newer value, every millisecond until the get ends.
     for (int ms = 0; ms < 5000 && !got; ++ms) {
       for (std::uint64_t nonce = 0; nonce < 64; ++nonce)
@@ -249,24 +249,19 @@ TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, n
   const auto lone = k.o.world.add_node([](sim::node_context& c) { c.add<R>(R::default_id, dht_test::router_setup<R>::config()); });
   auto& unjoined = k.o.world.template get<R>(lone, R::default_id);
   int ran = 0, expected = 0;
-  // the error a completion reports: a lookup's result, or the store's (ec, value)
-  auto error_of = [](const auto& first, const auto&...) -> std::error_code {
-    if constexpr (std::is_same_v<std::decay_t<decltype(first)>, std::error_code>) return first;
-    else return first.error();
-  };
   auto fails = [&](const char* what) {
     ++expected;
-    return [&ran, what, error_of](const auto&... a) {
+    return [&ran, what](const auto& r) {  // a dcp::result of any kind
       CAPTURE(what);
-      CHECK(error_of(a...));
+      CHECK(r.error());
       ++ran;
     };
   };
   auto succeeds = [&](const char* what) {
     ++expected;
-    return [&ran, what, error_of](const auto&... a) {
+    return [&ran, what](const auto& r) {
       CAPTURE(what);
-      CHECK_FALSE(error_of(a...));
+      CHECK_FALSE(r.error());
       ++ran;
     };
   };

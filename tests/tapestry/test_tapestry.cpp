@@ -384,12 +384,12 @@ TEST_CASE("tapestry: dht::store over Tapestry: a put is read back from another n
   auto kv = [&](sim::node_index i) -> store_t& { return w.world.get<store_t>(i, store_t::default_id); };
   auto get = [&](sim::node_index i) {
     std::optional<std::string> got;
-    kv(i).get("k", [&](std::error_code ec, dht::stored_value v) { got = ec ? "error: " + ec.message() : std::string(v.value.begin(), v.value.end()); });
+    kv(i).get("k", [&](dcp::result<dht::stored_value> v) { got = !v ? "error: " + v.message() : std::string(v->value.begin(), v->value.end()); });
     w.world.run_until([&] { return got.has_value(); }, w.world.now() + 10s);
     return got.value_or("no answer");
   };
   std::optional<std::error_code> put_ec;
-  kv(3).put("k", to_bytes("v"), [&](std::error_code ec, std::uint64_t) { put_ec = ec; });
+  kv(3).put("k", to_bytes("v"), [&](const dcp::result<std::uint64_t>& r) { put_ec = r.error(); });
   w.world.run_until([&] { return put_ec.has_value(); }, w.world.now() + 10s);
   REQUIRE(put_ec);
   REQUIRE(!*put_ec);
