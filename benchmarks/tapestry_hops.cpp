@@ -154,11 +154,11 @@ row run(std::size_t n, std::size_t lookups, std::uint64_t seed) {
       server_hops += std::max(1u, **served);
       ++pairs;
     };
-    find(from)->locate(g, [&, located, finish](std::error_code ec, dht::locate_result res) {
+    find(from)->locate(g, [&, located, finish](dcp::result<dht::locate_result> res) {
       ++r.locates;
-      if (ec) return (void)++done;
+      if (!res) return (void)++done;
       ++r.located;
-      *located = res.hops;
+      *located = res->hops;
       finish();
     });
     find(from)->lookup(g, 1, [rooted, finish](dcp::result<dht::lookup_result> res) {

@@ -174,8 +174,8 @@ std::vector<located> locate_all(world_t& w, const node_id& guid, const std::vect
   std::vector<located> out(from.size());
   std::size_t done = 0;
   for (std::size_t k = 0; k < from.size(); ++k)
-    w.router(from[k]).locate(guid, [&, k](std::error_code ec, dht::locate_result r) {
-      out[k] = {ec, std::move(r.servers)};
+    w.router(from[k]).locate(guid, [&, k](dcp::result<dht::locate_result> r) {
+      out[k] = {r.error(), r ? std::move(r->servers) : std::vector<dht::contact>{}};
       ++done;
     });
   w.world.run_until([&] { return done == from.size(); }, w.world.now() + 30s);
@@ -362,7 +362,7 @@ TEST_CASE("tapestry: routed payloads reach the root once; completions run after 
   w.world.add_node([](sim::node_context& ctx) { ctx.add<tap>(tap::default_id, fast()); });  // never bootstrapped
   const auto idle = static_cast<sim::node_index>(w.world.size() - 1);
   w.world.get<tap>(idle, tap::default_id).lookup(key, 1, [&](const dcp::result<dht::lookup_result>& r) { errs.push_back(r.error()); });
-  w.world.get<tap>(idle, tap::default_id).locate(key, [&](std::error_code ec, dht::locate_result) { errs.push_back(ec); });
+  w.world.get<tap>(idle, tap::default_id).locate(key, [&](const dcp::result<dht::locate_result>& r) { errs.push_back(r.error()); });
   CHECK(errs.empty());
   w.world.run_for(1ms);
   REQUIRE(errs.size() == 3);
