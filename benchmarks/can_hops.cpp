@@ -110,14 +110,14 @@ row run(unsigned d, std::size_t n, std::size_t lookups, std::uint64_t seed) {
       std::exit(1);
     }
     const auto from = static_cast<sim::node_index>(world.rng().below(n));
-    find(from)->lookup(key, 1, [&, owner](std::error_code ec, dht::lookup_result res) {
+    find(from)->lookup(key, 1, [&, owner](dcp::result<dht::lookup_result> res) {
       ++done;
-      if (ec) return (void)++r.failed;
-      if (res.owners.empty() || res.owners.front().addr != address::sim(owner)) {
+      if (!res) return (void)++r.failed;
+      if (res->owners.empty() || res->owners.front().addr != address::sim(owner)) {
         std::fprintf(stderr, "lookup answered a wrong owner\n");
         std::exit(1);
       }
-      hops.push_back(res.hops);
+      hops.push_back(res->hops);
     });
   }
   world.run_until([&] { return done == lookups; }, world.now() + 120s);

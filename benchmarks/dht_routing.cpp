@@ -146,11 +146,11 @@ struct converged {
       const node_id key = node_id::random(world.rng());
       const auto expect = owner(key).addr;
       ++res.issued;
-      at(up[world.rng().below(up.size())])->lookup(key, 1, [&, expect](std::error_code ec, dht::lookup_result r) {
+      at(up[world.rng().below(up.size())])->lookup(key, 1, [&, expect](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (ec || r.owners.empty()) return;
-        res.hops.push_back(r.hops);
-        if (r.owners.front().addr == expect) ++res.ok;
+        if (!r || r->owners.empty()) return;
+        res.hops.push_back(r->hops);
+        if (r->owners.front().addr == expect) ++res.ok;
       });
       world.run_for(2ms);  // spread them out a little
     }
@@ -304,11 +304,11 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       const std::string key = "k" + std::to_string(world.rng().below(100));
       const std::string value = std::to_string(++counter);
       ++puts;
-      world.get<S>(*a, S::default_id).put(key, to_bytes(value), [&, key, value](std::error_code ec, std::uint64_t v) {
-        if (ec) return;
+      world.get<S>(*a, S::default_id).put(key, to_bytes(value), [&, key, value](dcp::result<std::uint64_t> v) {
+        if (!v) return;
         ++puts_ok;
         auto& l = latest[key];
-        if (v > l.version) l = {value, v};
+        if (*v > l.version) l = {value, *v};
       });
     }
     if (b && !latest.empty()) {
@@ -319,11 +319,11 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       ++gets;
       get_pending.push_back({*b, false});
       const std::size_t slot = get_pending.size() - 1;
-      world.get<S>(*b, S::default_id).get(key, [&, key, want, want_v, slot](std::error_code ec, dht::stored_value v) {
+      world.get<S>(*b, S::default_id).get(key, [&, key, want, want_v, slot](dcp::result<dht::stored_value> v) {
         get_pending[slot].done = true;
         // the latest acknowledged at issue time, or a newer one written since
-        if (ec) ++gets_error;
-        else if (as_string(v.value) == want || v.version > want_v) ++gets_latest;
+        if (!v) ++gets_error;
+        else if (as_string(v->value) == want || v->version > want_v) ++gets_latest;
       });
     }
     if (c) {
@@ -343,10 +343,10 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       const sim::node_index origin = *c;
       pending.push_back({origin, false});
       const std::size_t slot = pending.size() - 1;
-      world.get<R>(*c, R::default_id).lookup(key, 1, [&, key, at_issue, slot, owner_now](std::error_code ec, dht::lookup_result r) {
+      world.get<R>(*c, R::default_id).lookup(key, 1, [&, key, at_issue, slot, owner_now](dcp::result<dht::lookup_result> r) {
         pending[slot].done = true;
-        if (ec || r.owners.empty()) return void(++lookups_error);
-        const address got = r.owners.front().addr, now = owner_now();
+        if (!r || r->owners.empty()) return void(++lookups_error);
+        const address got = r->owners.front().addr, now = owner_now();
         if (got == at_issue || got == now) ++lookups_ok;
       });
     }

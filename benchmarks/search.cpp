@@ -78,11 +78,11 @@ int main(int argc, char** argv) {
         do origin = static_cast<std::uint32_t>(x.w.rng().below(n)); while (holders.contains(origin));
         const auto before = x.w.metrics().of(sid, 1).sent;
         bool done = false;
-        x.w.get<finder>(origin, sid).find("key", search::method::random_walk, [&](std::error_code ec, const search::search_result& res) {
+        x.w.get<finder>(origin, sid).find("key", search::method::random_walk, [&](dcp::result<search::search_result> res) {
           done = true;
-          if (!ec) {
+          if (res) {
             ++ok;
-            hops += res.hops;
+            hops += res->hops;
           }
         });
         x.w.run_until([&] { return done; }, x.w.now() + 100000s);
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
       const auto sent0 = x.w.metrics().of(sid, 2).sent;
       bool found = false;
       x.w.get<finder>(origin, sid).find("key", search::method::flooding,
-                                        [&](std::error_code ec, const search::search_result&) { found = !ec; });
+                                        [&](const dcp::result<search::search_result>& r) { found = r.has_value(); });
       x.w.run_for(11s);
       reached += double(x.w.metrics().counter(sid, "probes") - probes0);
       messages += double(x.w.metrics().of(sid, 2).sent - sent0);

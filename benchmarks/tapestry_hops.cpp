@@ -107,11 +107,11 @@ row run(std::size_t n, std::size_t lookups, std::uint64_t seed) {
     const node_id key = node_id::random(world.rng());
     const auto root = root_of(key);
     const auto from = static_cast<sim::node_index>(world.rng().below(n));
-    find(from)->lookup(key, 1, [&, root](std::error_code ec, dht::lookup_result res) {
+    find(from)->lookup(key, 1, [&, root](dcp::result<dht::lookup_result> res) {
       ++done;
-      if (ec) return (void)++r.failed;
-      if (res.owners.empty() || res.owners.front().addr != address::sim(root)) ++r.wrong;
-      hops.push_back(res.hops);
+      if (!res) return (void)++r.failed;
+      if (res->owners.empty() || res->owners.front().addr != address::sim(root)) ++r.wrong;
+      hops.push_back(res->hops);
     });
   }
   world.run_until([&] { return done == lookups; }, world.now() + 120s);
@@ -154,19 +154,19 @@ row run(std::size_t n, std::size_t lookups, std::uint64_t seed) {
       server_hops += std::max(1u, **served);
       ++pairs;
     };
-    find(from)->locate(g, [&, located, finish](std::error_code ec, dht::locate_result res) {
+    find(from)->locate(g, [&, located, finish](dcp::result<dht::locate_result> res) {
       ++r.locates;
-      if (ec) return (void)++done;
+      if (!res) return (void)++done;
       ++r.located;
-      *located = res.hops;
+      *located = res->hops;
       finish();
     });
-    find(from)->lookup(g, 1, [rooted, finish](std::error_code ec, dht::lookup_result res) {
-      *rooted = ec ? 0 : res.hops;
+    find(from)->lookup(g, 1, [rooted, finish](dcp::result<dht::lookup_result> res) {
+      *rooted = res ? res->hops : 0;
       finish();
     });
-    find(from)->lookup(server_id, 1, [served, finish](std::error_code ec, dht::lookup_result res) {
-      *served = ec ? 0 : res.hops + 0;
+    find(from)->lookup(server_id, 1, [served, finish](dcp::result<dht::lookup_result> res) {
+      *served = res ? res->hops + 0 : 0;
       finish();
     });
   }

@@ -247,10 +247,10 @@ bool who_is_responsible(std::uint64_t seed) {
   auto get = [&](std::uint32_t from) {
     std::optional<std::string> got;
     bool done = false;
-    store(from).get("config/leader", [&](std::error_code ec, dht::stored_value v) {
+    store(from).get("config/leader", [&](dcp::result<dht::stored_value> v) {
       done = true;
-      if (!ec) got = std::string(v.value.begin(), v.value.end());
-      else got = "error: " + ec.message();
+      if (v) got = std::string(v->value.begin(), v->value.end());
+      else got = "error: " + v.message();
     });
     world.run_until([&] { return done; }, world.now() + 30s);
     return got.value_or("no answer");
@@ -258,7 +258,7 @@ bool who_is_responsible(std::uint64_t seed) {
 
   std::printf("64 nodes join a Kademlia overlay (k = 8, alpha = 3) with a store keeping 3 replicas per key\n");
   bool put_ok = false;
-  store(5).put("config/leader", to_bytes("node-17"), [&](std::error_code ec, std::uint64_t) { put_ok = !ec; });
+  store(5).put("config/leader", to_bytes("node-17"), [&](const dcp::result<std::uint64_t>& r) { put_ok = r.has_value(); });
   world.run_until([&] { return put_ok; }, world.now() + 30s);
   std::printf("\n  node 5 puts config/leader = node-17: %s\n", put_ok ? "acknowledged by a majority of replicas" : "failed");
   const std::string first = get(40);

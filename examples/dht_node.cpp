@@ -141,12 +141,12 @@ int run(const options& opt) {
   std::function<void()> poll_watches = [&] {
     for (auto& watch : watched) {
       const std::string& key = watch.first;  // not a structured binding: clang < 16 cannot capture one
-      kv.get(key, [&, key](std::error_code ec, dcp::dht::stored_value v) {
+      kv.get(key, [&, key](dcp::result<dcp::dht::stored_value> v) {
         auto it = watched.find(key);
         if (it == watched.end()) return;
         std::string now;
-        if (!ec) now = std::string(dcp::as_string(v.value));
-        else if (ec == dcp::dht::errc::not_found) now = "-";
+        if (v) now = std::string(dcp::as_string(v->value));
+        else if (v.error() == dcp::dht::errc::not_found) now = "-";
         else return;  // unreachable replicas or no route now: keep the last value, poll again
         if (now != it->second) {
           it->second = now;
@@ -175,36 +175,36 @@ int run(const options& opt) {
       last_seq = std::max(last_seq + 1, static_cast<std::uint64_t>(now.count()));  // a later put, a higher seq
       auto v = dcp::dht::sign_value(*signing, dcp::to_bytes(salt), last_seq, dcp::to_bytes(value));
       if (!v) return say("SPUT " + key + " error " + v.error().message());
-      kv.put(*v, opt.store.default_ttl, [say, key](std::error_code ec, std::uint64_t seq) {
-        say("SPUT " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(seq)));
+      kv.put(*v, opt.store.default_ttl, [say, key](dcp::result<std::uint64_t> seq) {
+        say("SPUT " + key + (!seq ? " error " + seq.message() : " ok " + std::to_string(*seq)));
       });
     } else if (verb == "sget" && !key.empty()) {
       const auto pub = dcp::from_hex(key);
       const std::string salt = value == "-" ? "" : value;
       if (!pub) return say("SGET " + value + " error the public key is not hex");
-      kv.get(*pub, dcp::as_bytes(salt), [say, value](std::error_code ec, dcp::dht::stored_value v) {
-        say("SGET " + value + (ec ? " error " + ec.message()
-                                  : " ok " + std::string(dcp::as_string(v.value)) + " " + std::to_string(v.version)));
+      kv.get(*pub, dcp::as_bytes(salt), [say, value](dcp::result<dcp::dht::stored_value> v) {
+        say("SGET " + value + (!v ? " error " + v.message()
+                                  : " ok " + std::string(dcp::as_string(v->value)) + " " + std::to_string(v->version)));
       });
     } else if (key.empty()) {
       say("ERROR missing key in: " + line);
     } else if (verb == "put") {
-      kv.put(key, dcp::to_bytes(value), [say, key](std::error_code ec, std::uint64_t version) {
-        say("PUT " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(version)));
+      kv.put(key, dcp::to_bytes(value), [say, key](dcp::result<std::uint64_t> version) {
+        say("PUT " + key + (!version ? " error " + version.message() : " ok " + std::to_string(*version)));
       });
     } else if (verb == "get") {
-      kv.get(key, [say, key](std::error_code ec, dcp::dht::stored_value v) {
-        say("GET " + key + (ec ? " error " + ec.message() : " ok " + std::string(dcp::as_string(v.value))));
+      kv.get(key, [say, key](dcp::result<dcp::dht::stored_value> v) {
+        say("GET " + key + (!v ? " error " + v.message() : " ok " + std::string(dcp::as_string(v->value))));
       });
     } else if (verb == "remove") {
-      kv.remove(key, [say, key](std::error_code ec, std::uint64_t version) {
-        say("REMOVE " + key + (ec ? " error " + ec.message() : " ok " + std::to_string(version)));
+      kv.remove(key, [say, key](dcp::result<std::uint64_t> version) {
+        say("REMOVE " + key + (!version ? " error " + version.message() : " ok " + std::to_string(*version)));
       });
     } else if (verb == "owners") {
-      router.lookup(dcp::node_id::hash(key), opt.store.replicas, [say, key](std::error_code ec, dcp::dht::lookup_result r) {
-        if (ec) return say("OWNERS " + key + " error " + ec.message());
+      router.lookup(dcp::node_id::hash(key), opt.store.replicas, [say, key](dcp::result<dcp::dht::lookup_result> r) {
+        if (!r) return say("OWNERS " + key + " error " + r.message());
         std::string line = "OWNERS " + key;
-        for (auto& c : r.owners) line += " " + c.addr.to_string();
+        for (auto& c : r->owners) line += " " + c.addr.to_string();
         say(line);
       });
     } else if (verb == "watch") {

@@ -204,11 +204,11 @@ struct world_t {
       const auto expect = owner(key);
       REQUIRE(expect);
       const auto from = nodes[world.rng().below(nodes.size())];
-      router(from).lookup(key, 3, [&, want = *expect](std::error_code ec, dht::lookup_result r) {
+      router(from).lookup(key, 3, [&, want = *expect](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (ec) return (void)++st.failed;
-        hops += r.hops;
-        (!r.owners.empty() && r.owners.front().addr == address::sim(want)) ? ++st.correct : ++st.wrong;
+        if (!r) return (void)++st.failed;
+        hops += r->hops;
+        (!r->owners.empty() && r->owners.front().addr == address::sim(want)) ? ++st.correct : ++st.wrong;
       });
     }
     world.run_until([&] { return done == count; }, world.now() + 60s);
@@ -384,10 +384,10 @@ TEST_CASE("can: routed payloads reach the owner; lookup answers after the call; 
     }
   }();
   bool called = false;
-  w.router(nodes[0]).lookup(own_key, 1, [&](std::error_code ec, dht::lookup_result r) {
+  w.router(nodes[0]).lookup(own_key, 1, [&](dcp::result<dht::lookup_result> r) {
     called = true;
-    CHECK(!ec);
-    CHECK(r.hops == 0);
+    CHECK_FALSE(r.error());
+    if (r) CHECK(r->hops == 0);
   });
   CHECK(!called);
   w.world.run_for(1ms);
@@ -428,12 +428,12 @@ TEST_CASE("can: dht::store over CAN: a put is read back from another node, and a
   world.run_for(10s);
   auto kv = [&](sim::node_index i) -> store_t& { return world.get<store_t>(i, store_t::default_id); };
   std::error_code put_ec = make_error_code(dht::errc::no_replica);
-  kv(3).put("k", to_bytes("v"), [&](std::error_code ec, std::uint64_t) { put_ec = ec; });
+  kv(3).put("k", to_bytes("v"), [&](const dcp::result<std::uint64_t>& r) { put_ec = r.error(); });
   world.run_for(5s);
   REQUIRE(!put_ec);
   std::string got;
-  kv(17).get("k", [&](std::error_code ec, dht::stored_value v) {
-    if (!ec) got.assign(v.value.begin(), v.value.end());
+  kv(17).get("k", [&](dcp::result<dht::stored_value> v) {
+    if (v) got.assign(v->value.begin(), v->value.end());
   });
   world.run_for(5s);
   CHECK(got == "v");
@@ -447,8 +447,8 @@ TEST_CASE("can: dht::store over CAN: a put is read back from another node, and a
   world.run_for(20s);
   got.clear();
   const sim::node_index reader = *owner == 17 ? 18 : 17;
-  kv(reader).get("k", [&](std::error_code ec, dht::stored_value v) {
-    if (!ec) got.assign(v.value.begin(), v.value.end());
+  kv(reader).get("k", [&](dcp::result<dht::stored_value> v) {
+    if (v) got.assign(v->value.begin(), v->value.end());
   });
   world.run_for(5s);
   CHECK(got == "v");
@@ -537,7 +537,7 @@ TEST_CASE("can: bad arguments and a node not joined answer after the call") {
   w.grow(1);
   w.world.add_node([](sim::node_context& ctx) { ctx.add<can>(pid, fast(2)); });  // never bootstrapped
   std::vector<std::error_code> got;
-  auto cb = [&](std::error_code ec, dht::lookup_result) { got.push_back(ec); };
+  auto cb = [&](const dcp::result<dht::lookup_result>& r) { got.push_back(r.error()); };
   w.router(1).lookup(node_id::hash("x"), 1, cb);
   w.router(0).lookup(node_id::hash("x"), 0, cb);
   CHECK(got.empty());
@@ -599,9 +599,9 @@ TEST_CASE("can: a lookup reply that does not name its sender among the owners is
     w.router(origin).on_message(fg.self_.addr, dht::can_msg::update{fg.self_, 1, o.zones(), {}, false});
     w.world.metrics().reset();
     bool done = false, to_victim = false;
-    w.router(origin).lookup(key, 1, [&](std::error_code ec, dht::lookup_result r) {
+    w.router(origin).lookup(key, 1, [&](dcp::result<dht::lookup_result> r) {
       done = true;
-      to_victim = !ec && !r.owners.empty() && r.owners.front().addr == victim.addr;
+      to_victim = r && !r->owners.empty() && r->owners.front().addr == victim.addr;
     });
     w.world.run_until([&] { return done; }, w.world.now() + 10s);
     REQUIRE(done);

@@ -118,11 +118,11 @@ struct overlay {
       const auto from = nodes[world.rng().below(nodes.size())];
       auto expect = truth(key, n);
       ++st.issued;
-      router(from).lookup(key, n, [&st, &done, expect](std::error_code ec, dht::lookup_result r) {
+      router(from).lookup(key, n, [&st, &done, expect](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (ec) { ++st.failed; return; }
-        st.hops.push_back(r.hops);
-        bool ok = !r.owners.empty() && r.owners.front().addr == expect.front().addr;
+        if (!r) { ++st.failed; return; }
+        st.hops.push_back(r->hops);
+        bool ok = !r->owners.empty() && r->owners.front().addr == expect.front().addr;
         ok ? ++st.correct : ++st.wrong;
       });
     }

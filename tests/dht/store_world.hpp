@@ -103,21 +103,21 @@ struct store_world {
   std::pair<std::error_code, std::uint64_t> put(sim::node_index from, const std::string& k, const std::string& v,
                                                 duration ttl = std::chrono::minutes(10)) {
     std::optional<std::pair<std::error_code, std::uint64_t>> out;
-    at(from).put(k, to_bytes(v), ttl, [&](std::error_code ec, std::uint64_t ver) { out.emplace(ec, ver); });
+    at(from).put(k, to_bytes(v), ttl, [&](dcp::result<std::uint64_t> r) { out.emplace(r.error(), r ? *r : 0); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;
   }
   std::pair<std::error_code, std::string> get(sim::node_index from, const std::string& k) {
     std::optional<std::pair<std::error_code, std::string>> out;
-    at(from).get(k, [&](std::error_code ec, dht::stored_value v) { out.emplace(ec, std::string(as_string(v.value))); });
+    at(from).get(k, [&](dcp::result<dht::stored_value> r) { out.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{}); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;
   }
   std::error_code remove(sim::node_index from, const std::string& k) {
     std::optional<std::error_code> out;
-    at(from).remove(k, [&](std::error_code ec, std::uint64_t) { out = ec; });
+    at(from).remove(k, [&](const dcp::result<std::uint64_t>& r) { out = r.error(); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;

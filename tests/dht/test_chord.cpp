@@ -179,9 +179,9 @@ TEST_CASE("chord: a lookup whose owners all crash while it confirms routes again
     std::size_t done = 0, wrong = 0;
     nodes = w.live();
     for (auto i : nodes)
-      w.router(i).lookup(key, 1, [&](std::error_code ec, dht::lookup_result r) {
+      w.router(i).lookup(key, 1, [&](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (!ec && r.owners.front().addr != expect.addr) ++wrong;
+        if (r && r->owners.front().addr != expect.addr) ++wrong;
       });
     w.world.run_until([&] { return done == nodes.size(); }, w.world.now() + 30s);
     REQUIRE(done == nodes.size());
@@ -210,9 +210,9 @@ TEST_CASE("chord: duplicated and reordered delivery, and small m") {
     auto nodes = w.live();
     auto key = w.router(nodes[0]).mask(node_id::random(w.world.rng()));
     auto expect = w.truth(key, 1);
-    w.router(nodes[q % nodes.size()]).lookup(key, 1, [&, expect](std::error_code ec, dht::lookup_result r) {
+    w.router(nodes[q % nodes.size()]).lookup(key, 1, [&, expect](dcp::result<dht::lookup_result> r) {
       ++done;
-      if (!ec && r.owners.front().addr == expect.front().addr) ++ok;
+      if (r && r->owners.front().addr == expect.front().addr) ++ok;
     });
   }
   w.world.run_until([&] { return done == 100; }, w.world.now() + 30s);
@@ -225,7 +225,7 @@ TEST_CASE("chord: misuse gives clear errors") {
   sim::simulator w(1);
   w.add_node([](sim::node_context& ctx) { ctx.add<chord>(chord::default_id, dht::chord_config{}); });
   std::error_code got;
-  w.get<chord>(0, chord::default_id).lookup(node_id{}, 1, [&](std::error_code ec, dht::lookup_result) { got = ec; });
+  w.get<chord>(0, chord::default_id).lookup(node_id{}, 1, [&](const dcp::result<dht::lookup_result>& r) { got = r.error(); });
   w.run_for(1ms);  // the answer comes after the call
   CHECK(got == dht::errc::not_joined);
   CHECK(got.message().find("bootstrap") != std::string::npos);
@@ -249,11 +249,11 @@ TEST_CASE("chord: while nodes join at a steady rate, no lookup returns a wrong o
       const node_id key = node_id::random(w.world.rng());
       const auto before = w.truth(key, 1).front().addr;
       ++issued;
-      w.router(live[w.world.rng().below(live.size())]).lookup(key, 1, [&, key, before](std::error_code ec, dht::lookup_result r) {
+      w.router(live[w.world.rng().below(live.size())]).lookup(key, 1, [&, key, before](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (ec) return void(++failed);
+        if (!r) return void(++failed);
         const auto after = w.truth(key, 1).front().addr;
-        const bool ok = !r.owners.empty() && (r.owners.front().addr == before || r.owners.front().addr == after);
+        const bool ok = !r->owners.empty() && (r->owners.front().addr == before || r->owners.front().addr == after);
         ok ? ++right : ++wrong;
       });
     };

@@ -56,7 +56,7 @@ capture attack(std::uint64_t seed, dht::id_binding b) {
   w.world.run_for(10s);
   // and it keeps talking to the key's neighbourhood (lookups of the key, as an eclipse would)
   for (int i = 0; i < 5; ++i) {
-    w.world.get<kad>(attacker, kad::default_id).lookup(target, 8, [](std::error_code, dht::lookup_result) {});
+    w.world.get<kad>(attacker, kad::default_id).lookup(target, 8, [](const dcp::result<dht::lookup_result>&) {});
     w.world.run_for(2s);
   }
   capture c;
@@ -65,11 +65,11 @@ capture attack(std::uint64_t seed, dht::id_binding b) {
     if (i == attacker) continue;
     if (w.router(i).knows(address::sim(attacker))) ++c.knowing;
     ++c.lookups;
-    w.router(i).lookup(target, 1, [&, i](std::error_code ec, dht::lookup_result r) {
+    w.router(i).lookup(target, 1, [&, i](dcp::result<dht::lookup_result> r) {
       ++done;
       CAPTURE(i);
-      CHECK_FALSE(ec);
-      if (!ec && r.owners.front().addr == address::sim(attacker)) ++c.to_attacker;
+      CHECK_FALSE(r.error());
+      if (r && r->owners.front().addr == address::sim(attacker)) ++c.to_attacker;
     });
   }
   w.world.run_until([&] { return done == c.lookups; }, w.world.now() + 60s);

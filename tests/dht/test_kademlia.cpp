@@ -76,9 +76,9 @@ TEST_CASE("kademlia: the n owners returned are the n closest, and lookups surviv
     for (int q = 0; q < 50; ++q) {
       auto key = node_id::random(w.world.rng());
       auto expect = w.truth(key, 6);
-      w.router(nodes[q]).lookup(key, 6, [&, expect](std::error_code ec, dht::lookup_result r) {
+      w.router(nodes[q]).lookup(key, 6, [&, expect](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (!ec && r.owners == expect) ++exact;
+        if (r && r->owners == expect) ++exact;
       });
     }
     w.world.run_until([&] { return done == 50; }, w.world.now() + 30s);
@@ -111,7 +111,7 @@ TEST_CASE("kademlia: a full bucket keeps its old live contacts and evicts only s
     if ((c.id ^ r.self().id).log2() == full && c != old[0] && c != old[1]) newcomer = i;
   }
   if (newcomer) {
-    w.router(*newcomer).lookup(r.self().id, 1, [](std::error_code, dht::lookup_result) {});
+    w.router(*newcomer).lookup(r.self().id, 1, [](const dcp::result<dht::lookup_result>&) {});
     w.world.run_for(2s);
     auto now = r.bucket(full);
     CHECK(std::find(now.begin(), now.end(), old[0]) != now.end());  // old live contacts stay
@@ -122,7 +122,7 @@ TEST_CASE("kademlia: a full bucket keeps its old live contacts and evicts only s
   w.world.crash(lrs[0].addr.sim_index());
   for (auto i : w.live()) {
     if (i == 0) continue;
-    w.router(i).lookup(r.self().id, 1, [](std::error_code, dht::lookup_result) {});
+    w.router(i).lookup(r.self().id, 1, [](const dcp::result<dht::lookup_result>&) {});
   }
   w.world.run_for(3s);
   auto after = r.bucket(full);

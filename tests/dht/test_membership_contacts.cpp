@@ -79,8 +79,8 @@ TEST_CASE("membership contacts: nodes that join HyParView through one address jo
       const auto truth = owner_of(w, n, key);
       ++asked;
       w.get<kad>(static_cast<sim::node_index>(w.rng().below(n)), kid)
-          .lookup(key, 1, [&, truth](std::error_code ec, dht::lookup_result r) {
-            if (!ec && !r.owners.empty() && r.owners.front().addr == truth) ++right;
+          .lookup(key, 1, [&, truth](dcp::result<dht::lookup_result> r) {
+            if (r && !r->owners.empty() && r->owners.front().addr == truth) ++right;
           });
     }
     w.run_for(3s);

@@ -175,7 +175,7 @@ TEST_CASE("pastry: after a 25% silent crash no leaf set names a dead node, and n
       for (int q = 0; q < 5; ++q) {  // 20 lookups a second from random live nodes
         auto live = w.live();
         w.router(live[w.world.rng().below(live.size())])
-            .lookup(node_id::random(w.world.rng()), 1, [&](std::error_code ec, dht::lookup_result) { background_failures += !!ec; });
+            .lookup(node_id::random(w.world.rng()), 1, [&](const dcp::result<dht::lookup_result>& r) { background_failures += !r; });
       }
       w.world.run_for(250ms);
       // repaired within 8 s (3 silent probe rounds, then a leaf-set exchange), and stays so
@@ -227,7 +227,7 @@ TEST_CASE("pastry: a lookup in flight when its node loses every neighbour and re
   const auto other = w.router(*w.founder == 0 ? 0 : 1).self();
   w.world.crash(other.addr.sim_index());
   std::optional<std::error_code> result;
-  w.router(lone).lookup(other.id, 1, [&](std::error_code ec, const dht::lookup_result&) { result = ec; });
+  w.router(lone).lookup(other.id, 1, [&](const dcp::result<dht::lookup_result>& r) { result = r.error(); });
   w.world.metrics().reset();
   w.world.run_for(4s);  // within the lookup's 5 s deadline, the node finds itself alone and rejoins
   REQUIRE(w.world.metrics().counter(w.pid, "rejoins") >= 1);
@@ -243,10 +243,11 @@ TEST_CASE("pastry: a stranger guessing lookup nonces answers no lookup") {
   const dht::contact stranger{node_id::hash("stranger"), address::sim(999)};
   int calls = 0;
   bool forged = false;
-  origin.lookup(node_id::hash("some key"), 3, [&](std::error_code ec, const dht::lookup_result& r) {
+  origin.lookup(node_id::hash("some key"), 3, [&](const dcp::result<dht::lookup_result>& r) {
     ++calls;
-    for (auto& c : r.owners) forged = forged || c.addr == stranger.addr;
-    CHECK_FALSE(ec);
+    if (r)
+      for (auto& c : r->owners) forged = forged || c.addr == stranger.addr;
+    CHECK_FALSE(r.error());
   });
   w.world.metrics().reset();
   for (std::uint64_t nonce = 0; nonce < 20'000; ++nonce)

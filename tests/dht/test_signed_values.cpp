@@ -36,7 +36,7 @@ struct world : dht_test::store_world<R, dht::ed25519_verifier> {
 
   std::error_code put(sim::node_index from, const dht::signed_value& v, duration ttl = std::chrono::minutes(10)) {
     std::optional<std::error_code> out;
-    at(from).put(v, ttl, [&](std::error_code ec, std::uint64_t) { out = ec; });
+    at(from).put(v, ttl, [&](const dcp::result<std::uint64_t>& r) { out = r.error(); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;
@@ -45,7 +45,7 @@ struct world : dht_test::store_world<R, dht::ed25519_verifier> {
   std::pair<std::error_code, dht::stored_value> get(sim::node_index from, const lease::ed25519_private_key& owner,
                                                     const std::string& salt) {
     std::optional<std::pair<std::error_code, dht::stored_value>> out;
-    at(from).get(owner.public_key().raw(), as_bytes(salt), [&](std::error_code ec, dht::stored_value v) { out.emplace(ec, v); });
+    at(from).get(owner.public_key().raw(), as_bytes(salt), [&](dcp::result<dht::stored_value> r) { out.emplace(r.error(), r ? *r : dht::stored_value{}); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;
@@ -219,7 +219,7 @@ TEST_CASE("signed values: the owner's updates, bounds and TTL refresh") {
   CHECK(w.put(1, sign(owner, "", ~std::uint64_t{0}, "x")) == dht::errc::version_too_far_ahead);
   CHECK(w.put(1, sign(owner, "", 7, "x"), std::chrono::hours(25)) == dht::errc::ttl_too_large);
   std::optional<std::error_code> bad;
-  w.at(1).get(bytes(31, 0), {}, [&](std::error_code ec, dht::stored_value) { bad = ec; });
+  w.at(1).get(bytes(31, 0), {}, [&](const dcp::result<dht::stored_value>& r) { bad = r.error(); });
   w.o.world.run_for(1ms);
   CHECK(bad == std::optional<std::error_code>(dht::errc::bad_argument));
   // a TTL ends a signed value like any other

@@ -157,8 +157,8 @@ TEST_CASE_TEMPLATE("store: under continuous churn every get returns the latest a
       const node_id target = node_id::random(w.o.world.rng());
       const auto before = w.o.truth(target, 1).front().addr;
       std::optional<address> owner;
-      w.o.router(w.any()).lookup(target, 1, [&](std::error_code lec, dht::lookup_result r) {
-        owner = lec || r.owners.empty() ? address{} : r.owners.front().addr;
+      w.o.router(w.any()).lookup(target, 1, [&](dcp::result<dht::lookup_result> r) {
+        owner = !r || r->owners.empty() ? address{} : r->owners.front().addr;
       });
       w.o.world.run_until([&] { return owner.has_value(); }, w.o.world.now() + 30s);
       REQUIRE(owner);
@@ -204,7 +204,7 @@ TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far a
   // The same through the API: clear errors, nothing sent.
   CHECK(w.put(0, "t", "x", std::chrono::hours(2)).first == dht::errc::ttl_too_large);
   std::optional<std::error_code> far;
-  w.at(0).put("k", to_bytes("x"), 1min, [&](std::error_code ec, std::uint64_t) { far = ec; }, ~std::uint64_t{0});
+  w.at(0).put("k", to_bytes("x"), 1min, [&](const dcp::result<std::uint64_t>& r) { far = r.error(); }, ~std::uint64_t{0});
   w.o.world.run_for(1ms);  // the answer comes after the call
   REQUIRE(far);
   CHECK(*far == dht::errc::version_too_far_ahead);
@@ -225,7 +225,7 @@ TEST_CASE("store: a get believes answers only from the replicas it asked") {
     auto [ec, ver] = w.put(1, "k", "good");
     REQUIRE_FALSE(ec);
     std::optional<std::pair<std::error_code, std::string>> got;
-    w.at(0).get("k", [&](std::error_code e, dht::stored_value v) { got.emplace(e, std::string(as_string(v.value))); });
+    w.at(0).get("k", [&](dcp::result<dht::stored_value> r) { got.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{}); });
     // A stranger's guesses, each with a newer value, every millisecond until the get ends.
     for (int ms = 0; ms < 5000 && !got; ++ms) {
       for (std::uint64_t nonce = 0; nonce < 64; ++nonce)
@@ -251,17 +251,17 @@ TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, n
   int ran = 0, expected = 0;
   auto fails = [&](const char* what) {
     ++expected;
-    return [&ran, what](std::error_code ec, auto&&...) {
+    return [&ran, what](const auto& r) {  // a dcp::result of any kind
       CAPTURE(what);
-      CHECK(ec);
+      CHECK(r.error());
       ++ran;
     };
   };
   auto succeeds = [&](const char* what) {
     ++expected;
-    return [&ran, what](std::error_code ec, auto&&...) {
+    return [&ran, what](const auto& r) {
       CAPTURE(what);
-      CHECK_FALSE(ec);
+      CHECK_FALSE(r.error());
       ++ran;
     };
   };

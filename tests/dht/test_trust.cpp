@@ -149,9 +149,9 @@ std::pair<std::size_t, std::size_t> forged_lookups(std::uint64_t seed) {
     introduce(w.router(origin), fg.self_);
     w.world.run_for(50ms);
     bool done = false;
-    w.router(origin).lookup(key, 1, [&](std::error_code ec, dht::lookup_result r) {
+    w.router(origin).lookup(key, 1, [&](dcp::result<dht::lookup_result> r) {
       done = true;
-      if (!ec && !r.owners.empty() && r.owners.front().addr == victim.addr) ++to_victim;
+      if (r && !r->owners.empty() && r->owners.front().addr == victim.addr) ++to_victim;
     });
     w.world.run_until([&] { return done; }, w.world.now() + 10s);
     REQUIRE(done);  // answered or failed, in bounded time
@@ -183,9 +183,9 @@ std::size_t captured(std::uint64_t seed, dht::id_binding b) {
   for (auto i : w.live()) {
     if (i == attacker) continue;
     ++lookups;
-    w.router(i).lookup(target, 1, [&](std::error_code ec, dht::lookup_result r) {
+    w.router(i).lookup(target, 1, [&](dcp::result<dht::lookup_result> r) {
       ++done;
-      if (!ec && !r.owners.empty() && r.owners.front().addr == address::sim(attacker)) ++to_attacker;
+      if (r && !r->owners.empty() && r->owners.front().addr == address::sim(attacker)) ++to_attacker;
     });
   }
   w.world.run_until([&] { return done == lookups; }, w.world.now() + 60s);

@@ -42,7 +42,7 @@ void run(fuzz::input& in, Config cfg, dht::store_config scfg = {}) {
   using P = std::conditional_t<std::is_void_v<Store>, R, Store>;
   if constexpr (!std::is_void_v<Store>) {
     // a few honest items, so that syncs and gets have something to answer
-    for (std::uint32_t i = 0; i < n; ++i) w.find<Store>(i, Store::default_id)->put("k" + std::to_string(i), bytes(8, 1), [](std::error_code, std::uint64_t) {});
+    for (std::uint32_t i = 0; i < n; ++i) w.find<Store>(i, Store::default_id)->put("k" + std::to_string(i), bytes(8, 1), [](const dcp::result<std::uint64_t>&) {});
   }
   fuzz::cluster_shape shape;
   shape.members = shape.receivers = n;
@@ -62,9 +62,9 @@ void run(fuzz::input& in, Config cfg, dht::store_config scfg = {}) {
         if constexpr (!std::is_void_v<Store>) {
           auto& s = *w.find<Store>(b % n, Store::default_id);
           if (b & 0x10) s.get("k" + std::to_string(b / 32 % n), [](auto&&...) {});
-          else s.put("k" + std::to_string(b / 32 % n), bytes(b % 16, b), [](std::error_code, std::uint64_t) {});
+          else s.put("k" + std::to_string(b / 32 % n), bytes(b % 16, b), [](const dcp::result<std::uint64_t>&) {});
         } else if (b & 0x10) {
-          router(b % n)->lookup(key, 1 + b / 32 % 3, [](std::error_code, dht::lookup_result) {});
+          router(b % n)->lookup(key, 1 + b / 32 % 3, [](const dcp::result<dht::lookup_result>&) {});
         } else {
           router(b % n)->route(key, bytes(b % 16, b));
         }

@@ -346,9 +346,9 @@ TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for 
     for (auto i : members) b.at(i)->on_anycast([i, yes](const node_id&, const dht::contact&, const bytes&) { return i == yes; });
     int done = 0;
     for (int q = 0; q < 10; ++q)
-      b.at(b.random_up())->anycast(g, bytes{1, 2, 3}, [&](std::error_code ec, dht::contact who) {
-        REQUIRE_MESSAGE(!ec, ec.message());
-        CHECK(who.addr == address::sim(yes));
+      b.at(b.random_up())->anycast(g, bytes{1, 2, 3}, [&](dcp::result<dht::contact> who) {
+        REQUIRE_MESSAGE(who, who.message());
+        CHECK(who->addr == address::sim(yes));
         ++done;
       });
     REQUIRE(b.run_until([&] { return done == 10; }, 20s));
@@ -357,7 +357,7 @@ TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for 
     for (auto i : members) b.at(i)->on_anycast([](const node_id&, const dht::contact&, const bytes&) { return false; });
     std::error_code last;
     bool answered = false;
-    b.at(b.random_up())->anycast(g, bytes{}, [&](std::error_code ec, dht::contact) { last = ec; answered = true; });
+    b.at(b.random_up())->anycast(g, bytes{}, [&](const dcp::result<dht::contact>& r) { last = r.error(); answered = true; });
     REQUIRE(b.run_until([&] { return answered; }, 20s));
     CHECK(last == dht::scribe_errc::no_member);
 

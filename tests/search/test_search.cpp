@@ -49,10 +49,10 @@ TEST_CASE("search: walks and floods find a key held by r nodes; the answer names
     for (auto h : holders) w.get<finder>(h, sid).store("k");
     for (auto how : {search::method::random_walk, search::method::flooding}) {
       auto out = std::make_shared<outcome>();
-      w.get<finder>(0, sid).find("k", how, [out](std::error_code ec, const search::search_result& r) {
+      w.get<finder>(0, sid).find("k", how, [out](dcp::result<search::search_result> r) {
         ++out->calls;
-        out->ec = ec;
-        out->r = r;
+        out->ec = r.error();
+        if (r) out->r = *r;
       });
       w.run_for(40s);
       CHECK(out->calls == 1);
@@ -74,9 +74,9 @@ TEST_CASE("search: a key nobody holds times out, once; a flood's TTL bounds how 
   for (auto how : {search::method::random_walk, search::method::flooding}) {
     auto out = std::make_shared<outcome>();
     const auto probes_before = w.metrics().counter(sid, "probes");
-    w.get<finder>(0, sid).find("nothing", how, [out](std::error_code ec, const search::search_result&) {
+    w.get<finder>(0, sid).find("nothing", how, [out](const dcp::result<search::search_result>& r) {
       ++out->calls;
-      out->ec = ec;
+      out->ec = r.error();
     });
     w.run_for(10s);
     CHECK(out->calls == 1);

@@ -39,10 +39,10 @@ using group_locate_function =
 template <dht::Router R>
 group_locate_function dht_group_locator(R& router, std::optional<address> never = std::nullopt) {
   return [&router, never](const std::string& key, std::size_t n, std::function<void(std::vector<address>)> done) {
-    router.lookup(node_id::hash(key), never ? n + 1 : n, [done = std::move(done), never, n](std::error_code ec, dht::lookup_result r) {
+    router.lookup(node_id::hash(key), never ? n + 1 : n, [done = std::move(done), never, n](result<dht::lookup_result> r) {
       std::vector<address> nodes;
-      if (!ec)
-        for (auto& c : r.owners)
+      if (r)
+        for (auto& c : r->owners)
           if (c.addr != never && nodes.size() < n) nodes.push_back(c.addr);
       done(std::move(nodes));
     });

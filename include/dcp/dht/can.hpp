@@ -510,9 +510,9 @@ class can {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
     if (n == 0 || n > cfg_.max_neighbours + 1)
-      return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+      return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // the owner itself may answer at once: pending_requests still completes after the call
     lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
       auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::lookup), key, self_, nonce);

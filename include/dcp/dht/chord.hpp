@@ -289,17 +289,17 @@ class chord {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
+    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     after_return done(env_);  // a lone node knows the owner at once: still answer after the call
     start_lookup(mask(key), n, {}, done.wrap(std::move(cb)));
     done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
-    lookup(key, 1, [this, key, p = std::move(payload)](std::error_code ec, lookup_result r) mutable {
-      if (ec || r.owners.empty()) { env_.count("route_failed"); return; }
-      send_deliver(r.owners.front(), key, std::move(p));
+    lookup(key, 1, [this, key, p = std::move(payload)](result<lookup_result> r) mutable {
+      if (!r || r->owners.empty()) { env_.count("route_failed"); return; }
+      send_deliver(r->owners.front(), key, std::move(p));
     });
   }
 
@@ -590,7 +590,7 @@ class chord {
     lookups_.clear();
     for (auto& [n, op] : ops) {
       end_lookup(n, op);
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
+      if (op.cb) op.cb(make_error_code(errc::not_joined));
     }
   }
 
@@ -607,14 +607,14 @@ class chord {
   /// One join attempt (join_attempts.hpp): a lookup of our own id through the seeds, then
   /// the join request to the successor it finds; a failed one is tried again after a backoff.
   void join_lookup() {
-    start_lookup(self_.id, cfg_.successors, join_.seeds(), [this](std::error_code ec, lookup_result r) {
+    start_lookup(self_.id, cfg_.successors, join_.seeds(), [this](result<lookup_result> r) {
       if (joined_) return;
-      if (ec || r.owners.empty()) return join_.retry();
-      if (r.owners.front().addr == self_.addr) return join_.retry(false);  // the answer named only ourselves: stale, ask again
+      if (!r || r->owners.empty()) return join_.retry();
+      if (r->owners.front().addr == self_.addr) return join_.retry(false);  // the answer named only ourselves: stale, ask again
       // joined once our successor takes us as its predecessor: until then no lookup may end
       // at us, and after it the keys we claim, (old predecessor, us], are exactly ours
       join_redirects_ = 0;
-      request_join(r.owners.front());
+      request_join(r->owners.front());
     });
   }
   void request_join(const contact& successor, unsigned attempt = 1) {
@@ -897,7 +897,8 @@ class chord {
     end_lookup(nonce, it->second);
     lookups_.erase(it);
     if (ec) env_.count("lookup_failed");
-    cb(ec, std::move(r));
+    if (ec) cb(ec);
+    else cb(std::move(r));
   }
   /// Stops what the lookup waits for: its request in flight, or its wait.
   void end_lookup(std::uint64_t nonce, lookup_op& op) {
@@ -1026,9 +1027,9 @@ class chord {
     next_finger_ = (j + 1) % (fingers_.size() + 1);
     const unsigned i = cfg_.bits - 1 - static_cast<unsigned>(j);
     if (j >= cfg_.bits) return;
-    lookup(self_.id + ring_pow2(i), 1, [this, j](std::error_code ec, lookup_result r) {
-      if (ec || r.owners.empty() || !joined_) return;
-      const contact f = r.owners.front();
+    lookup(self_.id + ring_pow2(i), 1, [this, j](result<lookup_result> r) {
+      if (!r || r->owners.empty() || !joined_) return;
+      const contact f = r->owners.front();
       if (f.addr == self_.addr || f.addr == successor().addr) {
         // this finger and every lower one are the successor: store none of them
         if (j < fingers_.size()) fingers_.resize(j);

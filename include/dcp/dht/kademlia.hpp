@@ -193,21 +193,21 @@ class kademlia {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
+    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     after_return done(env_);  // a lone node knows the closest at once: still answer after the call
     start_lookup(key, n, done.wrap(std::move(cb)));
     done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
-    lookup(key, 1, [this, key, p = std::move(payload)](std::error_code ec, lookup_result r) mutable {
-      if (ec || r.owners.empty()) { env_.count("route_failed"); return; }
-      if (r.owners.front().addr == self_.addr) {
+    lookup(key, 1, [this, key, p = std::move(payload)](result<lookup_result> r) mutable {
+      if (!r || r->owners.empty()) { env_.count("route_failed"); return; }
+      if (r->owners.front().addr == self_.addr) {
         env_.count("delivered");
         if (on_deliver_) on_deliver_(key, self_, std::move(p));
       } else {
-        env_.send(r.owners.front().addr, kademlia_msg::deliver{key, self_, std::move(p)});
+        env_.send(r->owners.front().addr, kademlia_msg::deliver{key, self_, std::move(p)});
       }
     });
   }
@@ -265,7 +265,7 @@ class kademlia {
     auto ops = std::move(lookups_);
     lookups_.clear();
     for (auto& [nonce, op] : ops)
-      if (op.cb) op.cb(make_error_code(errc::not_joined), {});
+      if (op.cb) op.cb(make_error_code(errc::not_joined));
   }
 
   /// The XOR metric.
@@ -527,9 +527,9 @@ class kademlia {
     op.n = cfg_.k;
     op.join = true;
     for (auto& s : join_.seeds()) op.shortlist.push_back({s, candidate::state::fresh, 0, 0});
-    op.cb = [this](std::error_code ec, lookup_result) {
+    op.cb = [this](const result<lookup_result>& r) {
       if (joined_) return;
-      if (ec) return join_.retry();  // silence, or only nodes joining themselves answered
+      if (!r) return join_.retry();  // silence, or only nodes joining themselves answered
       become_joined();
       refresh(true);  // every bucket beyond the closest neighbour (§2.3)
     };
@@ -549,14 +549,14 @@ class kademlia {
       if (!all && now - b.last_lookup < cfg_.refresh_interval) continue;
       b.last_lookup = now;
       env_.count("refreshes");
-      start_lookup(random_in_bucket(i), cfg_.k, [](std::error_code, lookup_result) {});
+      start_lookup(random_in_bucket(i), cfg_.k, [](const result<lookup_result>&) {});
     }
   }
 
   // ---- lookups ----
 
   void start_lookup(const node_id& target, std::size_t n, lookup_callback cb) {
-    if (!joined_) return cb(make_error_code(errc::not_joined), {});
+    if (!joined_) return cb(make_error_code(errc::not_joined));
     lookup_op op;
     op.target = target;
     op.n = n;
@@ -606,13 +606,13 @@ class kademlia {
     lookups_.erase(it);
     if (joined_nowhere) {
       env_.count("join_without_participant");
-      return cb(make_error_code(errc::lookup_failed), {});
+      return cb(make_error_code(errc::lookup_failed));
     }
     if (res.owners.empty()) {
       env_.count("lookup_failed");
-      return cb(make_error_code(errc::lookup_failed), {});
+      return cb(make_error_code(errc::lookup_failed));
     }
-    cb({}, std::move(res));
+    cb(std::move(res));
   }
 
   /// The timeout of request `rpc`. A first silence costs the lookup its alpha lane

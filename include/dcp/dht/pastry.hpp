@@ -228,8 +228,8 @@ class pastry {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
+    if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // a lone node (or the key's root) knows the answer at once: pending_requests still
     // answers after the call. Hops are acknowledged, the root's reply is not: it resends.
     lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {

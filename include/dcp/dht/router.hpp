@@ -10,7 +10,10 @@
 //                              founds a new overlay
 //   r.joined()                 true once the node is part of the overlay
 //   r.lookup(key, n, cb)       finds the n nodes responsible for `key`, the
-//                              owner first, by asking the overlay; cb(ec, result)
+//                              owner first, by asking the overlay; cb gets a
+//                              dcp::result<lookup_result>: the nodes, or the
+//                              error (not_joined, bad_argument, lookup_failed),
+//                              always after lookup() has returned
 //   r.route(key, payload)      delivers `payload` at the key's owner, whose
 //                              on_deliver callback receives it
 //   r.closest(key, n)          the n nodes this node knows that are closest to
@@ -32,6 +35,7 @@
 
 #include "dcp/core/bytes.hpp"
 #include "dcp/core/node_id.hpp"
+#include "dcp/core/result.hpp"
 #include "dcp/dht/contact.hpp"
 
 namespace dcp::dht {
@@ -49,7 +53,7 @@ struct lookup_result {
   unsigned hops = 0;
 };
 
-using lookup_callback = std::function<void(std::error_code, lookup_result)>;
+using lookup_callback = std::function<void(result<lookup_result>)>;
 /// A routed payload arriving at the key's owner: (key, origin, payload).
 using deliver_callback = std::function<void(const node_id&, const contact&, bytes)>;
 

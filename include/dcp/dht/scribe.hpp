@@ -301,7 +301,7 @@ class scribe {
   static constexpr std::string_view name = "scribe";
   static constexpr protocol_id default_id = 95;
   using done_callback = std::function<void(result<void>)>;  ///< a callback taking std::error_code fits too
-  using anycast_callback = std::function<void(std::error_code, contact member)>;
+  using anycast_callback = std::function<void(result<contact>)>;  ///< the member that accepted, or the error
   using deliver_fn = std::function<void(const node_id& group, const bytes& payload)>;
   /// A member's answer to an anycast: true accepts it (and ends the walk here).
   using anycast_fn = std::function<bool(const node_id& group, const contact& origin, const bytes& payload)>;
@@ -377,8 +377,8 @@ class scribe {
   /// Delivers `payload` to one member that accepts it (on_anycast), found by a
   /// depth-first walk of the tree from where the route toward the group meets it.
   void anycast(const node_id& group, bytes payload, anycast_callback cb) {
-    if (!router_.joined()) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::not_joined), {}); });
-    if (payload.size() > cfg_.max_payload) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::bad_argument), {}); });
+    if (!router_.joined()) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::not_joined)); });
+    if (payload.size() > cfg_.max_payload) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::bad_argument)); });
     start_op(scribe_msg::kind::anycast, group, std::move(payload), {}, std::move(cb));
   }
 
@@ -1136,7 +1136,7 @@ class scribe {
     ops_.erase(it);
     env_.cancel(o.timer);
     env_.cancel(o.retry);
-    if (o.any) later([cb = std::move(o.any), ec, member] { cb(ec, member); });
+    if (o.any) later([cb = std::move(o.any), ec, member] { ec ? cb(ec) : cb(member); });
     else if (o.done) later([cb = std::move(o.done), ec] { cb(ec); });
   }
   void answer(const scribe_msg::routed& m, scribe_msg::op_status st, contact member = {}) {

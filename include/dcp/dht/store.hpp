@@ -2,9 +2,12 @@
 // dht::store: a replicated key-value store over any Router.
 //
 //   dcp::dht::store<Env, dcp::dht::kademlia<Env>> s(env, router, cfg);
-//   s.put("key", value, ttl, [](std::error_code ec, std::uint64_t version) {...});
-//   s.get("key", [](std::error_code ec, dcp::dht::stored_value v) {...});
-//   s.remove("key", [](std::error_code ec, std::uint64_t version) {...});
+//   s.put("key", value, ttl, [](dcp::result<std::uint64_t> version) {...});
+//   s.get("key", [](dcp::result<dcp::dht::stored_value> v) {...});
+//   s.remove("key", [](dcp::result<std::uint64_t> version) {...});
+//
+// Every completion gets the value or the error (dcp/dht/error.hpp), and runs
+// after the call has returned.
 //
 // A key lives on the r nodes responsible for it (Router::lookup(hash(key), r):
 // Chord's successors, Pastry's numerically closest, Kademlia's XOR-closest).
@@ -222,8 +225,8 @@ class store {
   }};
   static constexpr std::string_view name = "dht_store";
   static constexpr protocol_id default_id = 90;
-  using put_callback = std::function<void(std::error_code, std::uint64_t version)>;
-  using get_callback = std::function<void(std::error_code, stored_value)>;
+  using put_callback = std::function<void(result<std::uint64_t>)>;  ///< the version written, or the error
+  using get_callback = std::function<void(result<stored_value>)>;
 
   store(E env, R& router, store_config cfg = {}, V verifier = {})
       : env_(std::move(env)), router_(router), cfg_(cfg), verifier_(std::move(verifier)) {
@@ -244,7 +247,7 @@ class store {
                       duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.sync_interval.count()))));
   }
 
-  /// Writes `value` under `key` on the key's r replicas; cb(ec, version).
+  /// Writes `value` under `key` on the key's r replicas; cb(version or error).
   void put(std::string_view key, bytes value, put_callback cb) { put(key, std::move(value), cfg_.default_ttl, std::move(cb)); }
   void put(std::string_view key, bytes value, duration ttl, put_callback cb, std::uint64_t version = 0) {
     std::error_code ec = check_key(key);
@@ -252,11 +255,11 @@ class store {
     if (!ec && ttl <= duration::zero()) ec = make_error_code(errc::bad_argument);
     if (!ec && ttl > cfg_.max_ttl) ec = make_error_code(errc::ttl_too_large);
     if (!ec && version > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
-    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
+    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec); });
     write(std::string(key), std::move(value), ttl, false, version, std::move(cb));
   }
   /// Writes the owner's signed value at signed_target(public key, salt) on its r
-  /// replicas; cb(ec, seq). Fails with bad_signature if it does not verify here,
+  /// replicas; cb(seq or error). Fails with bad_signature if it does not verify here,
   /// seq_not_newer / key_is_signed if too many replicas refuse it.
   void put(const signed_value& sv, duration ttl, put_callback cb) {
     static_assert(V::enabled, "dht::store: signed puts need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
@@ -273,14 +276,14 @@ class store {
     else if (ttl > cfg_.max_ttl) ec = make_error_code(errc::ttl_too_large);
     else if (sv.seq > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
     else if (!signature_ok(item)) ec = make_error_code(errc::bad_signature);
-    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
+    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec); });
     send_put(std::move(item), std::move(cb));
   }
   /// Reads the signed value of (public key, salt), every answer verified; errc::not_found if none.
   void get(byte_view public_key, byte_view salt, get_callback cb) {
     static_assert(V::enabled, "dht::store: signed gets need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
     if (public_key.size() != signed_public_key_size || salt.size() > max_salt_size)
-      return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+      return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     query q;
     q.signer.assign(public_key.begin(), public_key.end());
     q.salt.assign(salt.begin(), salt.end());
@@ -290,12 +293,12 @@ class store {
   void remove(std::string_view key, put_callback cb, std::uint64_t version = 0) {
     std::error_code ec = check_key(key);
     if (!ec && version > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
-    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec, 0); });
+    if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec); });
     write(std::string(key), {}, cfg_.tombstone_ttl, true, version, std::move(cb));
   }
   /// Reads the newest live value under `key` from its replicas; errc::not_found if none.
   void get(std::string_view key, get_callback cb) {
-    if (auto ec = check_key(key)) return defer(env_, [cb = std::move(cb), ec] { cb(ec, {}); });
+    if (auto ec = check_key(key)) return defer(env_, [cb = std::move(cb), ec] { cb(ec); });
     query q;
     q.key = std::string(key);
     start_get(std::move(q), std::move(cb));
@@ -583,15 +586,15 @@ class store {
 
   void send_put(store_msg::item item, put_callback cb) {
     const node_id h = place(item);
-    router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
-      if (ec) return cb(ec, 0);
+    router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](result<lookup_result> r) mutable {
+      if (!r) return cb(r.explained());
       const std::uint64_t nonce = ++nonce_;
       op o;
       o.put_cb = std::move(cb);
-      o.replicas = r.owners;
+      o.replicas = r->owners;
       o.version = item.version;
       o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_put(nonce, make_error_code(errc::no_replica)); });
-      for (auto& c : r.owners) env_.send(c.addr, store_msg::put{nonce, item});
+      for (auto& c : r->owners) env_.send(c.addr, store_msg::put{nonce, item});
       o.item = std::move(item);
       ops_.emplace(nonce, std::move(o));
       arm_resend(nonce);
@@ -625,7 +628,8 @@ class store {
       // some replicas have it, fewer than the quorum: say so, the value may still be read
       env_.count("put_below_quorum");
     }
-    o.put_cb(ec, ec ? 0 : o.version);
+    if (ec) o.put_cb(ec);
+    else o.put_cb(o.version);
   }
 
   void start_get(query q, get_callback cb) {
@@ -633,15 +637,15 @@ class store {
     // key: under churn a node that joined next to the key is responsible before
     // re-replication has given it the value
     const node_id where = q.place();
-    router_.lookup(where, 2 * cfg_.replicas, [this, q = std::move(q), cb = std::move(cb)](std::error_code ec, lookup_result r) mutable {
-      if (ec) return cb(ec, {});
+    router_.lookup(where, 2 * cfg_.replicas, [this, q = std::move(q), cb = std::move(cb)](result<lookup_result> r) mutable {
+      if (!r) return cb(r.explained());
       const std::uint64_t nonce = ++nonce_;
       op o;
       o.q = std::move(q);
       o.get_cb = std::move(cb);
-      const auto first = std::min(r.owners.size(), cfg_.replicas);
-      o.replicas.assign(r.owners.begin(), r.owners.begin() + static_cast<std::ptrdiff_t>(first));
-      o.spares.assign(r.owners.begin() + static_cast<std::ptrdiff_t>(first), r.owners.end());
+      const auto first = std::min(r->owners.size(), cfg_.replicas);
+      o.replicas.assign(r->owners.begin(), r->owners.begin() + static_cast<std::ptrdiff_t>(first));
+      o.spares.assign(r->owners.begin() + static_cast<std::ptrdiff_t>(first), r->owners.end());
       o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
       for (auto& c : o.replicas) ask(c.addr, nonce, o.q);
       ops_.emplace(nonce, std::move(o));
@@ -670,11 +674,11 @@ class store {
     op o = std::move(it->second);
     ops_.erase(it);
     env_.cancel(o.timer);
-    if (o.answered.empty()) return o.get_cb(make_error_code(errc::no_replica), {});
+    if (o.answered.empty()) return o.get_cb(make_error_code(errc::no_replica));
     const store_msg::item* best = nullptr;
     for (auto& [a, i] : o.answers)
       if (i && (!best || older(*best, i->version, i->writer))) best = &*i;
-    if (!best) return o.get_cb(make_error_code(errc::not_found), {});
+    if (!best) return o.get_cb(make_error_code(errc::not_found));
     // read repair: the responsible replicas (not the spares) that answered with nothing or something older get the newest
     const auto primaries = std::min(o.replicas.size(), cfg_.replicas);
     for (auto& [a, i] : o.answers) {
@@ -682,8 +686,8 @@ class store {
                                        [&, &to = a](const contact& c) { return c.addr == to; });  // clang < 16: no binding captures
       if (primary && (!i || older(*i, best->version, best->writer))) env_.send(a, store_msg::put{0, *best});
     }
-    if (best->tombstone) return o.get_cb(make_error_code(errc::not_found), {});
-    o.get_cb({}, stored_value{best->value, best->version});
+    if (best->tombstone) return o.get_cb(make_error_code(errc::not_found));
+    o.get_cb(stored_value{best->value, best->version});
   }
 
   /// Expiry, and re-replication to the nodes now responsible.

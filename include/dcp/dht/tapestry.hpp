@@ -180,7 +180,7 @@ struct locate_result {
   /// Hops to the first node with a pointer (the root when only the root had one).
   unsigned hops_to_pointer = 0;
 };
-using locate_callback = std::function<void(std::error_code, locate_result)>;
+using locate_callback = std::function<void(result<locate_result>)>;
 
 namespace tapestry_msg {
 enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2, publish = 3, unpublish = 4, locate = 5 };
@@ -382,8 +382,8 @@ class tapestry {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
-    if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
+    if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // the root itself knows the answer at once: pending_requests still answers after the call
     lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
       route_request(nonce, key, tapestry_msg::kind::lookup, wanted);
@@ -450,9 +450,10 @@ class tapestry {
     if (joined_) send_publish(guid, tapestry_msg::kind::unpublish);
   }
   /// Finds servers of `guid`: routes toward its root and turns at the first
-  /// pointer. errc::not_found when the root holds none.
+  /// pointer; cb gets the servers or the error, after the call has returned.
+  /// errc::not_found when the root holds none.
   void locate(const node_id& guid, locate_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined), {}); });
+    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
     locates_.open(fresh_nonce(), std::move(cb), [this, guid](std::uint64_t nonce) {
       route_request(nonce, guid, tapestry_msg::kind::locate, 1);
     });

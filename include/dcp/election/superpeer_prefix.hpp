@@ -141,10 +141,10 @@ class superpeer_prefix {
     found_.assign(want, std::nullopt);
     pending_lookups_ = want;
     for (std::size_t step = 0; step < want; ++step)
-      router_.lookup(next_superpeer_key(k, cfg_.prefix_bits, step), 1, [this, round, step](std::error_code ec, dht::lookup_result r) {
+      router_.lookup(next_superpeer_key(k, cfg_.prefix_bits, step), 1, [this, round, step](result<dht::lookup_result> r) {
         if (round != round_) return env_.count("superpeer_lookup_superseded");  // a newer refresh is under way
-        if (ec || r.owners.empty()) env_.count("superpeer_lookup_failed");
-        else found_[step] = r.owners.front().addr;
+        if (!r || r->owners.empty()) env_.count("superpeer_lookup_failed");
+        else found_[step] = r->owners.front().addr;
         if (--pending_lookups_ == 0) lookups_done();
       });
   }

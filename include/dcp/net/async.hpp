@@ -3,13 +3,16 @@
 // becomes an Asio asynchronous operation.
 //
 // Protocols are sans-I/O: a call that answers later takes a plain callback,
-// e.g. `void get(key, std::function<void(std::error_code, value)> done)`.
-// async_call adapts such a call to Asio's universal model, so the caller
-// picks how to wait, with any completion token:
+// e.g. `void get(key, std::function<void(dcp::result<value>)> done)`.
+// async_call adapts such a call to Asio's universal model (whose signature
+// is `void(std::error_code, value)`), so the caller picks how to wait, with
+// any completion token:
 //
+//     auto init = [&](auto done) {
+//       store.get(key, [done](dcp::result<value> r) { r ? done({}, *r) : done(r.error(), {}); });
+//     };
 //     // a callback
-//     dcp::net::async_call<void(std::error_code, value)>(node,
-//         [&](auto done) { store.get(key, std::move(done)); },
+//     dcp::net::async_call<void(std::error_code, value)>(node, init,
 //         [](std::error_code ec, value v) { ... });
 //     // a future, from another thread
 //     auto f = dcp::net::async_call<void(std::error_code, value)>(node, init, asio::use_future);

@@ -39,6 +39,7 @@
 #include "dcp/core/detail/sha1.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/result.hpp"
 #include "dcp/gossip/detail/seen_cache.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
@@ -66,7 +67,7 @@ struct search_result {
   address holder;          ///< who has the key
   std::uint32_t hops = 0;  ///< hops the query took to reach it
 };
-using search_callback = std::function<void(std::error_code, const search_result&)>;
+using search_callback = std::function<void(result<search_result>)>;  ///< the hit, or timed_out
 
 namespace search_msg {
 struct walk {
@@ -135,7 +136,7 @@ class unstructured {
     if (key.size() > cfg_.max_key) throw error(errc::invalid_argument, "search::find: key longer than max_key");
     const std::uint64_t q = env_.rng()() | 1;
     if (keys_.contains(key)) {
-      done({}, {env_.self(), 0});
+      done(search_result{env_.self(), 0});
       return q;
     }
     auto& p = pending_[q];
@@ -202,7 +203,9 @@ class unstructured {
     env_.cancel(it->second.timer);
     auto done = std::move(it->second.done);
     pending_.erase(it);
-    if (done) done(ec, r);
+    if (!done) return;
+    if (ec) done(ec);
+    else done(r);
   }
 
   E env_;

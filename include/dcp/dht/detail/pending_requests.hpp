@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "dcp/core/env.hpp"
+#include "dcp/core/result.hpp"
 #include "dcp/dht/error.hpp"
 
 namespace dcp::dht::detail {
@@ -34,7 +35,7 @@ namespace dcp::dht::detail {
 template <Env E, class Result>
 class pending_requests {
  public:
-  using callback = std::function<void(std::error_code, Result)>;
+  using callback = std::function<void(result<Result>)>;
   /// Sends (or resends) the request with this nonce along the route.
   using sender = std::function<void(std::uint64_t nonce)>;
 
@@ -65,7 +66,7 @@ class pending_requests {
       env_.cancel(it->second.retry);
       ops_.erase(it);
       env_.count(failed_counter_);
-      cb(make_error_code(errc::lookup_failed), {});
+      cb(make_error_code(errc::lookup_failed));
     });
     ops_.emplace(nonce, op{done.wrap(std::move(cb)), t, {}, std::move(send)});
     resend(nonce, 0);
@@ -80,7 +81,8 @@ class pending_requests {
     env_.cancel(it->second.timer);
     env_.cancel(it->second.retry);
     ops_.erase(it);
-    cb(ec, std::move(result));
+    if (ec) cb(ec);
+    else cb(std::move(result));
     return true;
   }
 
@@ -91,7 +93,7 @@ class pending_requests {
     for (auto& [n, o] : ops) {
       env_.cancel(o.timer);
       env_.cancel(o.retry);
-      if (o.cb) o.cb(ec, {});
+      if (o.cb) o.cb(ec);
     }
   }
 
