@@ -127,3 +127,27 @@ TEST_CASE("search: a walk's or flood's TTL is capped at the receiver's maximum; 
   CHECK(w.metrics().counter(sid, "query_not_member") == 2);
   CHECK(w.metrics().of(sid, 3).sent == 0);  // no hit went to the stranger
 }
+
+// DESIGN §10: a completion runs after the call that asked, never inside it,
+// even when the answer is known at once (the node holds the key itself).
+TEST_CASE("search: a node that holds the key answers after find returns, once") {
+  simulator w(3);
+  build(w, 4);
+  auto& f = w.get<finder>(0, sid);
+  f.store("mine");
+  outcome o;
+  bool returned = false;
+  bool inside = false;
+  f.find("mine", search::method::flooding, [&](result<search::search_result> r) {
+    inside = !returned;
+    ++o.calls;
+    if (r) o.r = *r;
+  });
+  returned = true;
+  CHECK(o.calls == 0);
+  w.run_for(1ms);
+  CHECK(o.calls == 1);
+  CHECK_FALSE(inside);
+  CHECK(o.r.holder == address::sim(0));
+  CHECK(o.r.hops == 0);
+}

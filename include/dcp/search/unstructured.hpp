@@ -130,13 +130,14 @@ class unstructured {
   }
   bool holds(const std::string& key) const { return keys_.contains(key); }
 
-  /// Looks for `key`; `done` is called exactly once (a hit, or timed_out).
+  /// Looks for `key`; `done` is called exactly once (a hit, or timed_out),
+  /// after this call has returned.
   /// Returns the query id.
   std::uint64_t find(const std::string& key, method how, search_callback done) {
     if (key.size() > cfg_.max_key) throw error(errc::invalid_argument, "search::find: key longer than max_key");
     const std::uint64_t q = env_.rng()() | 1;
-    if (keys_.contains(key)) {
-      done(search_result{env_.self(), 0});
+    if (keys_.contains(key)) {  // known at once, answered after the call all the same (DESIGN §10)
+      defer(env_, [done = std::move(done), r = search_result{env_.self(), 0}] { done(r); });
       return q;
     }
     auto& p = pending_[q];
