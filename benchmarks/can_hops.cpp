@@ -140,15 +140,18 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::size_t lookups = 0;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--lookups") && i + 1 < argc) lookups = static_cast<std::size_t>(std::atol(argv[++i]));
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--lookups") && i + 1 < argc)
+      lookups = static_cast<std::size_t>(std::atol(argv[++i]));
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--lookups L]\n", argv[0]);
       return 2;
     }
   }
   if (!lookups) lookups = quick ? 300 : 2000;
-  const std::vector<std::size_t> sizes = quick ? std::vector<std::size_t>{256} : std::vector<std::size_t>{256, 1024, 4096, 16384};
+  const std::vector<std::size_t> sizes =
+      quick ? std::vector<std::size_t>{256} : std::vector<std::size_t>{256, 1024, 4096, 16384};
   const std::vector<unsigned> dims = quick ? std::vector<unsigned>{2, 3} : std::vector<unsigned>{2, 3, 4};
   std::ofstream csv("can_hops.csv");
   csv << "d,n,lookups,failed,hops_mean,paper_d4_n1d,hops_p99,hops_max,neighbours_mean,paper_2d,zone_imbalance\n";
@@ -159,11 +162,13 @@ int main(int argc, char** argv) {
     for (auto n : sizes) {
       const row r = run(d, n, lookups, n * 31 + d);
       std::printf("%2u %6zu %8.2f %8.2f %7.2f %5.0f %5.0f %11.2f %5u %9.0f %7zu %6.1fs\n", r.d, r.n, r.hops, r.paper,
-                  r.paper > 0 ? r.hops / r.paper : 0, r.p99, r.max, r.neighbours, 2 * r.d, r.imbalance, r.failed, r.secs);
+                  r.paper > 0 ? r.hops / r.paper : 0, r.p99, r.max, r.neighbours, 2 * r.d, r.imbalance, r.failed,
+                  r.secs);
       std::fflush(stdout);
-      csv << r.d << ',' << r.n << ',' << r.lookups << ',' << r.failed << ',' << r.hops << ',' << r.paper << ',' << r.p99 << ','
-          << r.max << ',' << r.neighbours << ',' << 2 * r.d << ',' << r.imbalance << '\n';
+      csv << r.d << ',' << r.n << ',' << r.lookups << ',' << r.failed << ',' << r.hops << ',' << r.paper << ',' << r.p99
+          << ',' << r.max << ',' << r.neighbours << ',' << 2 * r.d << ',' << r.imbalance << '\n';
     }
-  std::printf("hops: mean overlay hops origin→owner; paper: (d/4)·N^(1/d) with equal zones; neighbours: mean table size\n"
-              "(paper: 2d with equal zones); max/min: largest zone volume over the smallest\n");
+  std::printf(
+      "hops: mean overlay hops origin→owner; paper: (d/4)·N^(1/d) with equal zones; neighbours: mean table size\n"
+      "(paper: 2d with equal zones); max/min: largest zone volume over the smallest\n");
 }

@@ -97,9 +97,10 @@ void berkeley_run(std::uint64_t seed, duration jitter, run_shape shape, samples&
   using E = election::bully<sim::env>;
   using P = berkeley<sim::env, E>;
   sim::simulator w(seed, network(jitter));
-  election::bully_config ecfg{.answer_timeout = 100ms, .coordinator_timeout = 300ms, .probe_interval = 200ms, .probe_timeout = 600ms};
-  berkeley_config bcfg{.poll_interval = 1s, .reply_window = 200ms, .max_round_trip = 200ms, .fta_width = 10ms,
-                       .drift_bound = max_drift};
+  election::bully_config ecfg{
+      .answer_timeout = 100ms, .coordinator_timeout = 300ms, .probe_interval = 200ms, .probe_timeout = 600ms};
+  berkeley_config bcfg{
+      .poll_interval = 1s, .reply_window = 200ms, .max_round_trip = 200ms, .fta_width = 10ms, .drift_bound = max_drift};
   w.add_nodes(nodes, [=](sim::node_context& c) {
     auto& e = c.add<E>(E::default_id, group::static_group::sim(nodes), ecfg);
     c.add<P>(P::default_id, e, group::static_group::sim(nodes), bcfg);
@@ -119,8 +120,11 @@ void berkeley_run(std::uint64_t seed, duration jitter, run_shape shape, samples&
 void rbs_run(std::uint64_t seed, duration jitter, run_shape shape, samples& out) {
   using P = reference_broadcast<sim::env>;
   sim::simulator w(seed, network(jitter));
-  reference_broadcast_config cfg{.beacon = address::sim(nodes), .beacon_interval = 1s, .window = 32,
-                                 .receive_jitter = jitter, .drift_bound = max_drift};
+  reference_broadcast_config cfg{.beacon = address::sim(nodes),
+                                 .beacon_interval = 1s,
+                                 .window = 32,
+                                 .receive_jitter = jitter,
+                                 .drift_bound = max_drift};
   w.add_nodes(nodes + 1, [=](sim::node_context& c) { c.add<P>(P::default_id, group::static_group::sim(nodes), cfg); });
   skew_all(w, nodes + 1);
   measure(w, shape, [&] {
@@ -155,8 +159,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "clock_sync.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
@@ -164,10 +170,11 @@ int main(int argc, char** argv) {
   }
   const run_shape shape = quick ? run_shape{20s, 10s} : run_shape{100s, 60s};
   const int seeds = quick ? 2 : 10;
-  const std::vector<duration> jitters = quick ? std::vector<duration>{10us, 1ms, 20ms}
-                                              : std::vector<duration>{10us, 100us, 1ms, 5ms, 20ms};
+  const std::vector<duration> jitters =
+      quick ? std::vector<duration>{10us, 1ms, 20ms} : std::vector<duration>{10us, 100us, 1ms, 5ms, 20ms};
   using runner = void (*)(std::uint64_t, duration, run_shape, samples&);
-  const std::pair<const char*, runner> algorithms[] = {{"cristian", cristian_run}, {"berkeley", berkeley_run}, {"rbs", rbs_run}};
+  const std::pair<const char*, runner> algorithms[] = {
+      {"cristian", cristian_run}, {"berkeley", berkeley_run}, {"rbs", rbs_run}};
   std::vector<row> rows;
   for (auto [name, run] : algorithms) {
     for (duration j : jitters) {
@@ -175,24 +182,23 @@ int main(int argc, char** argv) {
       for (int seed = 1; seed <= seeds; ++seed) run(static_cast<std::uint64_t>(seed), j, shape, s);
       double ratio = 0;
       for (std::size_t k = 0; k < s.error_us.size(); ++k) ratio = std::max(ratio, s.error_us[k] / s.bound_us[k]);
-      rows.push_back({name, to_millis(j) * 1e3, mean(s.error_us), quantile(s.error_us, 0.99),
-                      quantile(s.error_us, 1.0), mean(s.bound_us), quantile(s.bound_us, 0.5), ratio, s.error_us.size(),
-                      s.violations});
+      rows.push_back({name, to_millis(j) * 1e3, mean(s.error_us), quantile(s.error_us, 0.99), quantile(s.error_us, 1.0),
+                      mean(s.bound_us), quantile(s.bound_us, 0.5), ratio, s.error_us.size(), s.violations});
       std::fprintf(stderr, "  %s J=%.0f us done\n", name, to_millis(j) * 1e3);
     }
   }
   std::printf("%-9s %9s | %10s %10s %10s | %11s %10s | %9s %8s %10s\n", "algorithm", "jitter us", "err mean", "err p99",
               "err max", "bound mean", "bound p50", "max e/b", "samples", "violations");
   for (auto& r : rows)
-    std::printf("%-9s %9.0f | %10.1f %10.1f %10.1f | %11.1f %10.1f | %9.3f %8zu %10llu\n", r.algorithm.c_str(), r.jitter_us,
-                r.err_mean, r.err_p99, r.err_max, r.bound_mean, r.bound_p50, r.ratio_max, r.n,
+    std::printf("%-9s %9.0f | %10.1f %10.1f %10.1f | %11.1f %10.1f | %9.3f %8zu %10llu\n", r.algorithm.c_str(),
+                r.jitter_us, r.err_mean, r.err_p99, r.err_max, r.bound_mean, r.bound_p50, r.ratio_max, r.n,
                 static_cast<unsigned long long>(r.violations));
   std::printf("(microseconds; berkeley: pairs of members of one round, bound = sum of the two bounds)\n");
   std::ofstream f(csv);
   f << "algorithm,jitter_us,err_mean_us,err_p99_us,err_max_us,bound_mean_us,bound_p50_us,max_err_over_bound,samples,violations\n";
   for (auto& r : rows)
-    f << r.algorithm << ',' << r.jitter_us << ',' << r.err_mean << ',' << r.err_p99 << ',' << r.err_max << ',' << r.bound_mean
-      << ',' << r.bound_p50 << ',' << r.ratio_max << ',' << r.n << ',' << r.violations << '\n';
+    f << r.algorithm << ',' << r.jitter_us << ',' << r.err_mean << ',' << r.err_p99 << ',' << r.err_max << ','
+      << r.bound_mean << ',' << r.bound_p50 << ',' << r.ratio_max << ',' << r.n << ',' << r.violations << '\n';
   std::fprintf(stderr, "wrote %s\n", csv.c_str());
   for (auto& r : rows)
     if (r.violations) return 1;

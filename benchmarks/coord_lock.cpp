@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
     csv << clients << ',' << o.ops << ',' << o.p50_d << ',' << o.p99_d << ',' << o.ops_per_s << ',' << o.msgs_per_op
         << '\n';
   }
-  std::printf("(each of lock and unlock: client -> leader -> quorum -> leader -> client = 4 D; the issue's\n"
-              " floor for lock+unlock is 4 round trips = 8 D)\n");
+  std::printf(
+      "(each of lock and unlock: client -> leader -> quorum -> leader -> client = 4 D; the issue's\n"
+      " floor for lock+unlock is 4 round trips = 8 D)\n");
 }

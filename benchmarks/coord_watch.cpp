@@ -89,8 +89,13 @@ outcome run(std::uint32_t watchers, int puts) {
   auto pct = [](const std::vector<double>& v, double p) {
     return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
   };
-  return {pct(put_lat, 0.5), pct(put_lat, 0.99), pct(event_lat, 0.5), pct(event_lat, 0.99),
-          events ? static_cast<double>(msgs) / events : 0.0, put_lat.size(), events};
+  return {pct(put_lat, 0.5),
+          pct(put_lat, 0.99),
+          pct(event_lat, 0.5),
+          pct(event_lat, 0.99),
+          events ? static_cast<double>(msgs) / events : 0.0,
+          put_lat.size(),
+          events};
 }
 }  // namespace
 
@@ -103,10 +108,11 @@ int main(int argc, char** argv) {
               "event p99", "msgs/ev");
   for (std::uint32_t watchers : {1u, 16u, 64u}) {
     const auto o = run(watchers, quick ? 20 : 1000);
-    std::printf("%9u %6zu %8zu %9.1fD %9.1fD %11.1fD %11.1fD %10.2f\n", watchers, o.puts, o.events, o.put_p50, o.put_p99,
-                o.event_p50, o.event_p99, o.msgs_per_event);
+    std::printf("%9u %6zu %8zu %9.1fD %9.1fD %11.1fD %11.1fD %10.2f\n", watchers, o.puts, o.events, o.put_p50,
+                o.put_p99, o.event_p50, o.event_p99, o.msgs_per_event);
     csv << watchers << ',' << o.puts << ',' << o.events << ',' << o.put_p50 << ',' << o.put_p99 << ',' << o.event_p50
         << ',' << o.event_p99 << ',' << o.msgs_per_event << '\n';
   }
-  std::printf("(event latency counts from the put's call: client -> leader -> quorum -> leader = 3 D, then the push)\n");
+  std::printf(
+      "(event latency counts from the put's call: client -> leader -> quorum -> leader = 3 D, then the push)\n");
 }

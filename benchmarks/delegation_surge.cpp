@@ -32,14 +32,14 @@ struct key_holder {
   key_holder(sim::env e, lease::verification_key ok) : env(e), origin_key(std::move(ok)) {}
   void start() {
     delegation::msg::delegate_request m{"db", 0, key.public_key().raw(), 1u << 20};
-    if (delegation::sign(m, env.self(), key, env.wall_now())) throw std::runtime_error("cannot sign the delegate request");
+    if (delegation::sign(m, env.self(), key, env.wall_now()))
+      throw std::runtime_error("cannot sign the delegate request");
     env.send(address::sim(0), m);
   }
   void on_message(const address&, const delegation::msg::delegate_reply& m) {
     if (m.code == delegation::status::ok) cert = delegation::open_certificate(m.certificate, origin_key).value();
   }
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
 };
 
 /// A group of 4 reduced to its keys, asking (as member 0) for a shard whose
@@ -52,19 +52,20 @@ struct group_keys {
   std::optional<delegation::certificate> cert;
   lease::verification_key origin_key;
   group_keys(sim::env e, lease::verification_key ok) : env(e), origin_key(std::move(ok)) {
-    for (std::uint8_t i = 0; i < 4; ++i) keys.push_back(lease::ed25519_private_key::from_seed(bytes(32, 40 + i)).value());
+    for (std::uint8_t i = 0; i < 4; ++i)
+      keys.push_back(lease::ed25519_private_key::from_seed(bytes(32, 40 + i)).value());
   }
   void start() {
     delegation::msg::group_delegate_request m{"db", 0, {}, 1u << 20};
     for (std::uint32_t i = 0; i < 4; ++i) m.members.push_back({address::sim(1 + i), keys[i].public_key().raw()});
-    if (delegation::sign(m, keys[0], env.wall_now())) throw std::runtime_error("cannot sign the group's delegate request");
+    if (delegation::sign(m, keys[0], env.wall_now()))
+      throw std::runtime_error("cannot sign the group's delegate request");
     env.send(address::sim(0), m);
   }
   void on_message(const address&, const delegation::msg::delegate_reply& m) {
     if (m.code == delegation::status::ok) cert = delegation::open_certificate(m.certificate, origin_key).value();
   }
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
 };
 
 /// origin::admit's median time (us) for quorum-signed tokens of a group of 4
@@ -74,7 +75,9 @@ double quorum_admission_us(std::size_t n) {
   sim::simulator w(1);
   delegation::origin_config oc;
   oc.resources = {{"db", delegation::capacity_kind::concurrency, 1u << 20, 1, true}};
-  w.add_node([&](sim::node_context& c) { c.add<delegation::origin<sim::env>>(delegation::default_protocol_id, lease::signing_key(okey), oc); });
+  w.add_node([&](sim::node_context& c) {
+    c.add<delegation::origin<sim::env>>(delegation::default_protocol_id, lease::signing_key(okey), oc);
+  });
   const auto ovk = lease::signing_key(okey).to_verification_key();
   w.add_node([&](sim::node_context& c) { c.add<group_keys>(delegation::default_protocol_id, ovk); });
   w.run_for(100ms);
@@ -84,9 +87,11 @@ double quorum_admission_us(std::size_t n) {
   const auto now = w.local_wall_now(0);
   std::vector<double> us;
   for (std::uint32_t seq = 1; seq <= n; ++seq) {
-    const delegation::quorum_grant q{{"db#0", address::sim(100), 1, delegation::fencing_of(g.cert->epoch, seq), g.cert->not_after - 1s}, {seq}};
+    const delegation::quorum_grant q{
+        {"db#0", address::sim(100), 1, delegation::fencing_of(g.cert->epoch, seq), g.cert->not_after - 1s}, {seq}};
     std::vector<delegation::cosignature> sigs;
-    for (std::uint8_t m = 0; m < 3; ++m) sigs.push_back({m, delegation::cosign(q, g.cert->epoch, m, g.keys[m]).value()});
+    for (std::uint8_t m = 0; m < 3; ++m)
+      sigs.push_back({m, delegation::cosign(q, g.cert->epoch, m, g.keys[m]).value()});
     const auto token = delegation::seal_quorum_token(q, g.cert->epoch, sigs).value();
     const auto t0 = std::chrono::steady_clock::now();
     const bool admitted = org.admit(token, now).has_value();
@@ -106,7 +111,9 @@ void admission_cost(std::size_t n) {
   sim::simulator w(1);
   delegation::origin_config oc;
   oc.resources = {{"db", delegation::capacity_kind::concurrency, 1u << 30, 1}};
-  w.add_node([&](sim::node_context& c) { c.add<delegation::origin<sim::env>>(delegation::default_protocol_id, lease::signing_key(okey), oc); });
+  w.add_node([&](sim::node_context& c) {
+    c.add<delegation::origin<sim::env>>(delegation::default_protocol_id, lease::signing_key(okey), oc);
+  });
   const auto ovk = lease::signing_key(okey).to_verification_key();
   w.add_node([&](sim::node_context& c) { c.add<key_holder>(delegation::default_protocol_id, ovk); });
   w.run_for(100ms);
@@ -128,7 +135,8 @@ void admission_cost(std::size_t n) {
     const auto t1 = clock::now();
     const bool admitted = org.admit(token, now).has_value();
     const auto t2 = clock::now();
-    if (!verified || !admitted) return void(std::printf("admission: token %llu refused\n", static_cast<unsigned long long>(fencing)));
+    if (!verified || !admitted)
+      return void(std::printf("admission: token %llu refused\n", static_cast<unsigned long long>(fencing)));
     verify_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
     admit_us.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
   }
@@ -138,18 +146,20 @@ void admission_cost(std::size_t n) {
   };
   const double a = median(admit_us), v = median(verify_us);
   std::printf("\norigin CPU per admitted request (medians over %zu tokens, interleaved, one core):\n", n);
-  std::printf("  origin::admit %.1f us   raw Ed25519 verify %.1f us   ratio %.2f   (%.0f admissions/s per core)\n", a, v,
-              a / v, 1e6 / a);
+  std::printf("  origin::admit %.1f us   raw Ed25519 verify %.1f us   ratio %.2f   (%.0f admissions/s per core)\n", a,
+              v, a / v, 1e6 / a);
   const double q = quorum_admission_us(n);
-  std::printf("  quorum-signed (3 of 4 members' signatures): origin::admit %.1f us   ratio to raw verify %.2f   (%.0f admissions/s per core)\n",
-              q, q / v, 1e6 / q);
+  std::printf(
+      "  quorum-signed (3 of 4 members' signatures): origin::admit %.1f us   ratio to raw verify %.2f   (%.0f admissions/s per core)\n",
+      q, q / v, 1e6 / q);
 }
 
 /// Reallocation as N grows: single and multi delegation, no crash; at 10 s
 /// every client moves to the first half of the shards.
 int realloc_table(std::vector<std::uint32_t> sizes) {
   if (sizes.empty()) sizes = {1000, 4000, 16000};
-  std::printf("reallocation: at 10 s all demand moves to 8 of 16 shards; C = 100; time until 95%% of the capacity to move has moved\n");
+  std::printf(
+      "reallocation: at 10 s all demand moves to 8 of 16 shards; C = 100; time until 95%% of the capacity to move has moved\n");
   std::printf("%-8s %7s %12s %8s %9s %6s\n", "mode", "N", "realloc(ms)", "peak/C", "episodes", "lost");
   for (auto n : sizes)
     for (const char* mode : {"single", "multi"}) {
@@ -204,21 +214,25 @@ int main(int argc, char** argv) {
     } else if (a == "--seed" && i + 1 < argc) {  // another draw of the same run: arrivals, delays, churn
       p.seed = std::stoull(argv[++i]);
     } else {
-      std::fprintf(stderr,
-                   "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] "
-                   "[--csv FILE] [--seed N]\n");
+      std::fprintf(
+          stderr,
+          "usage: delegation_surge [--quick] [--clients N] [--capacity C] [--seconds T] [--mode M] [--calm | --faults] "
+          "[--csv FILE] [--seed N]\n");
       return 2;
     }
   }
-  std::printf("surge: %u clients arrive within 1 s; capacity C = %u units of %.0f ms at once; %.0f s; %u shards (single, multi)\n",
-              p.clients, p.capacity, to_millis(p.work), to_seconds(p.run), p.shards);
+  std::printf(
+      "surge: %u clients arrive within 1 s; capacity C = %u units of %.0f ms at once; %.0f s; %u shards (single, multi)\n",
+      p.clients, p.capacity, to_millis(p.work), to_seconds(p.run), p.shards);
   std::vector<result_row> rows;
   for (const bool faults : fault_runs) {
     p.faults = faults;
-    std::printf(faults ? "\nwith faults: churn (sessions of %.0f s on average, then a newcomer), clocks skewed within the 50 ms "
-                         "bound, shard 1's coordinator (single) or group leader (multi) cut off for 3 s at %.0f s\n"
-                       : "\ncalm: no churn, no skew, no partition\n",
-                to_seconds(p.session), to_seconds(p.run / 4));
+    std::printf(
+        faults
+            ? "\nwith faults: churn (sessions of %.0f s on average, then a newcomer), clocks skewed within the 50 ms "
+              "bound, shard 1's coordinator (single) or group leader (multi) cut off for 3 s at %.0f s\n"
+            : "\ncalm: no churn, no skew, no partition\n",
+        to_seconds(p.session), to_seconds(p.run / 4));
     surge::print_header();
     std::vector<std::string> all(std::begin(surge::modes), std::end(surge::modes));
     all.insert(all.end(), std::begin(surge::more_modes), std::end(surge::more_modes));
@@ -234,7 +248,8 @@ int main(int argc, char** argv) {
     std::ofstream f(csv);
     f << "mode,faults,clients,capacity,peak_over_c,episodes,above_ms,util,held,msgs_per_admitted,token_p50_ms,token_p99_ms,jain,lost\n";
     for (auto& r : rows)
-      f << r.mode << ',' << r.faults << ',' << r.n << ',' << r.C << ',' << r.peak_over_c << ',' << r.episodes << ',' << r.above_ms << ','
-        << r.util << ',' << r.held << ',' << r.msgs_per_admitted << ',' << r.token_p50_ms << ',' << r.token_p99_ms << ',' << r.jain << ',' << r.lost << '\n';
+      f << r.mode << ',' << r.faults << ',' << r.n << ',' << r.C << ',' << r.peak_over_c << ',' << r.episodes << ','
+        << r.above_ms << ',' << r.util << ',' << r.held << ',' << r.msgs_per_admitted << ',' << r.token_p50_ms << ','
+        << r.token_p99_ms << ',' << r.jain << ',' << r.lost << '\n';
   }
 }

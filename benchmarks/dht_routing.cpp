@@ -54,18 +54,24 @@ using kademlia = dht::kademlia<sim::env>;
 namespace {
 
 bool quick = false;
-bool global_view = false;  // fill state from global knowledge instead of real joins (a reference, not the figure)
+bool global_view = false;   // fill state from global knowledge instead of real joins (a reference, not the figure)
 std::string router_filter;  // empty: every router
 bool wanted(const char* router) { return router_filter.empty() || router_filter == router; }
 
 template <class R> struct traits;
 template <> struct traits<chord> {
   static constexpr const char* name = "chord";
-  static dht::chord_config config() { dht::chord_config c; return c; }
+  static dht::chord_config config() {
+    dht::chord_config c;
+    return c;
+  }
 };
 template <> struct traits<pastry> {
   static constexpr const char* name = "pastry";
-  static dht::pastry_config config() { dht::pastry_config c; return c; }
+  static dht::pastry_config config() {
+    dht::pastry_config c;
+    return c;
+  }
 };
 template <> struct traits<kademlia> {
   static constexpr const char* name = "kademlia";
@@ -87,8 +93,7 @@ sim::config network() {
 /// through bootstrap() with the address (not the id) of a random node that has joined,
 /// then `settle` of the protocols' own maintenance. With --global-view, state is filled
 /// from global knowledge instead (tests/dht/global_view.hpp), for comparison only.
-template <class R>
-struct converged {
+template <class R> struct converged {
   sim::simulator world;
   std::vector<dht::contact> sorted;
   explicit converged(std::uint64_t seed, std::size_t n) : world(seed, network()) {
@@ -135,7 +140,10 @@ struct converged {
       return R::distance(key, a.id) < R::distance(key, b.id);
     });
   }
-  struct result { std::vector<unsigned> hops; std::size_t ok = 0, issued = 0; };
+  struct result {
+    std::vector<unsigned> hops;
+    std::size_t ok = 0, issued = 0;
+  };
   result lookups(std::size_t count) {
     result res;
     std::vector<sim::node_index> up;
@@ -176,8 +184,7 @@ double theory(const std::string& router, double n) {
   return std::log(n) / std::log(40.0);  // kademlia, k = 20: log_{2k} N
 }
 
-template <class R>
-void hops(std::ofstream& csv, const std::vector<std::size_t>& sizes, std::size_t count) {
+template <class R> void hops(std::ofstream& csv, const std::vector<std::size_t>& sizes, std::size_t count) {
   for (auto n : sizes) {
     const auto t0 = std::chrono::steady_clock::now();
     converged<R> w(n * 7 + 1, n);
@@ -193,8 +200,7 @@ void hops(std::ofstream& csv, const std::vector<std::size_t>& sizes, std::size_t
   }
 }
 
-template <class R>
-void failures(std::ofstream& csv, std::size_t n, std::size_t count) {
+template <class R> void failures(std::ofstream& csv, std::size_t n, std::size_t count) {
   for (double frac : {0.10, 0.25, 0.50}) {
     converged<R> w(static_cast<std::uint64_t>(frac * 1000) + 5, n);
     w.world.run_for(5s);
@@ -218,8 +224,7 @@ void failures(std::ofstream& csv, std::size_t n, std::size_t count) {
   }
 }
 
-template <class R>
-void churn(std::ofstream& csv, std::size_t n, duration median, duration length, int rate) {
+template <class R> void churn(std::ofstream& csv, std::size_t n, duration median, duration length, int rate) {
   using S = dht::store<sim::env, R>;
   sim::simulator world(static_cast<std::uint64_t>(median.count() % 1000003) + 17, network());
   std::optional<sim::node_index> founder;
@@ -240,7 +245,11 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
     auto& r = ctx.add<R>(R::default_id, rcfg);
     ctx.add<S>(S::default_id, r, scfg);
     live.push_back(ctx.index());
-    if (!founder) { founder = ctx.index(); r.bootstrap({}); return; }
+    if (!founder) {
+      founder = ctx.index();
+      r.bootstrap({});
+      return;
+    }
     std::vector<dht::contact> seeds;
     for (int k = 0; k < 3; ++k)
       if (auto s = joined_node(ctx.index())) seeds.push_back(world.get<R>(*s, R::default_id).self());
@@ -286,20 +295,28 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       auto mine = world.find<R>(c.addr.sim_index(), R::default_id)->closest(k, 1);
       wrong += mine.empty() || mine.front().addr != best.addr;
     }
-    std::fprintf(stderr, "%s: %zu of %zu joined after warm-up, %zu with a wrong view of their next node\n", traits<R>::name, j,
-                 live.size(), wrong);
+    std::fprintf(stderr, "%s: %zu of %zu joined after warm-up, %zu with a wrong view of their next node\n",
+                 traits<R>::name, j, live.size(), wrong);
   }
   world.metrics().reset();
   const time_point start = world.now();
   // workload: `rate` times a second a put, a get of a key already written, and a lookup
-  struct latest_t { std::string value; std::uint64_t version = 0; };
+  struct latest_t {
+    std::string value;
+    std::uint64_t version = 0;
+  };
   std::map<std::string, latest_t> latest;  // per key: the newest acknowledged put
-  struct pending_op { sim::node_index origin; bool done; };
+  struct pending_op {
+    sim::node_index origin;
+    bool done;
+  };
   std::vector<pending_op> pending, get_pending;  // issued: one whose origin crashed never completes
-  std::size_t lookups = 0, lookups_ok = 0, lookups_error = 0, gets = 0, gets_latest = 0, gets_error = 0, puts = 0, puts_ok = 0;
+  std::size_t lookups = 0, lookups_ok = 0, lookups_error = 0, gets = 0, gets_latest = 0, gets_error = 0, puts = 0,
+              puts_ok = 0;
   std::uint64_t counter = 0;
   std::function<void()> tick = [&] {
-    auto a = joined_node(sim::node_index(-1)), b = joined_node(sim::node_index(-1)), c = joined_node(sim::node_index(-1));
+    auto a = joined_node(sim::node_index(-1)), b = joined_node(sim::node_index(-1)),
+         c = joined_node(sim::node_index(-1));
     if (a) {
       const std::string key = "k" + std::to_string(world.rng().below(100));
       const std::string value = std::to_string(++counter);
@@ -322,8 +339,10 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       world.get<S>(*b, S::default_id).get(key, [&, key, want, want_v, slot](dcp::result<dht::stored_value> v) {
         get_pending[slot].done = true;
         // the latest acknowledged at issue time, or a newer one written since
-        if (!v) ++gets_error;
-        else if (as_string(v->value) == want || v->version > want_v) ++gets_latest;
+        if (!v)
+          ++gets_error;
+        else if (as_string(v->value) == want || v->version > want_v)
+          ++gets_latest;
       });
     }
     if (c) {
@@ -343,12 +362,13 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
       const sim::node_index origin = *c;
       pending.push_back({origin, false});
       const std::size_t slot = pending.size() - 1;
-      world.get<R>(*c, R::default_id).lookup(key, 1, [&, key, at_issue, slot, owner_now](dcp::result<dht::lookup_result> r) {
-        pending[slot].done = true;
-        if (!r || r->owners.empty()) return void(++lookups_error);
-        const address got = r->owners.front().addr, now = owner_now();
-        if (got == at_issue || got == now) ++lookups_ok;
-      });
+      world.get<R>(*c, R::default_id)
+          .lookup(key, 1, [&, key, at_issue, slot, owner_now](dcp::result<dht::lookup_result> r) {
+            pending[slot].done = true;
+            if (!r || r->owners.empty()) return void(++lookups_error);
+            const address got = r->owners.front().addr, now = owner_now();
+            if (got == at_issue || got == now) ++lookups_ok;
+          });
     }
     if (world.now() - start < length) world.after(duration(1s) / rate, tick);
   };
@@ -370,12 +390,13 @@ void churn(std::ofstream& csv, std::size_t n, duration median, duration length, 
   const double ls = lookups ? static_cast<double>(lookups_ok) / static_cast<double>(lookups) : 0;
   const double gs = gets ? static_cast<double>(gets_latest) / static_cast<double>(gets) : 0;
   const double ps = puts ? static_cast<double>(puts_ok) / static_cast<double>(puts) : 0;
-  std::printf("%-9s %5zu %8.1fmin %9.4f %9.4f %7.4f %9.2f %9.1f %9.1f   (%zu lookups: %zu errors, %zu wrong; %zu gets: %zu errors)\n",
-              traits<R>::name, n, to_seconds(median) / 60, ls, gs, ps, msgs, bytes, kv_bytes, lookups, lookups_error,
-              lookups - lookups_ok - lookups_error, gets, gets_error);
+  std::printf(
+      "%-9s %5zu %8.1fmin %9.4f %9.4f %7.4f %9.2f %9.1f %9.1f   (%zu lookups: %zu errors, %zu wrong; %zu gets: %zu errors)\n",
+      traits<R>::name, n, to_seconds(median) / 60, ls, gs, ps, msgs, bytes, kv_bytes, lookups, lookups_error,
+      lookups - lookups_ok - lookups_error, gets, gets_error);
   std::fflush(stdout);
-  csv << traits<R>::name << ',' << n << ',' << to_seconds(median) << ',' << ls << ',' << gs << ',' << ps << ',' << msgs << ','
-      << bytes << ',' << kv_bytes << '\n';
+  csv << traits<R>::name << ',' << n << ',' << to_seconds(median) << ',' << ls << ',' << gs << ',' << ps << ',' << msgs
+      << ',' << bytes << ',' << kv_bytes << '\n';
 }
 
 }  // namespace
@@ -385,27 +406,42 @@ int main(int argc, char** argv) {
   long median_s = 0;
   std::size_t n_override = 0;  // churn: N
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--global-view")) global_view = true;
-    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-    else if (!std::strcmp(argv[i], "--router") && i + 1 < argc) router_filter = argv[++i];
-    else if (!std::strcmp(argv[i], "--median") && i + 1 < argc) median_s = std::atol(argv[++i]);
-    else if (!std::strcmp(argv[i], "--n") && i + 1 < argc) n_override = static_cast<std::size_t>(std::atol(argv[++i]));
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--global-view"))
+      global_view = true;
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc)
+      only = argv[++i];
+    else if (!std::strcmp(argv[i], "--router") && i + 1 < argc)
+      router_filter = argv[++i];
+    else if (!std::strcmp(argv[i], "--median") && i + 1 < argc)
+      median_s = std::atol(argv[++i]);
+    else if (!std::strcmp(argv[i], "--n") && i + 1 < argc)
+      n_override = static_cast<std::size_t>(std::atol(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--global-view] [--only hops|fail|churn] [--router chord|pastry|kademlia] [--median SECONDS]\n", argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--quick] [--global-view] [--only hops|fail|churn] [--router chord|pastry|kademlia] [--median SECONDS]\n",
+          argv[0]);
       return 2;
     }
   }
   if (only.empty() || only == "hops") {
     std::vector<std::size_t> sizes;
-    if (quick) sizes = {256};  // a smoke run (CI): the figures come from full runs
-    else if (global_view) sizes = {256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 100000};
-    else sizes = {256, 1024, 4096, 16384};  // real joins: 16384 is minutes per router
+    if (quick)
+      sizes = {256};  // a smoke run (CI): the figures come from full runs
+    else if (global_view)
+      sizes = {256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 100000};
+    else
+      sizes = {256, 1024, 4096, 16384};  // real joins: 16384 is minutes per router
     const std::size_t count = quick ? 300 : 2000;
     std::ofstream csv("dht_hops.csv");
     csv << "router,n,mean_hops,p99_hops,theory,success\n";
-    std::printf("lookup hops (%s, %zu lookups per point)\n", global_view ? "state from a global view, NOT real joins" : "real joins, then 60 s of maintenance", count);
-    std::printf("%-9s %7s %8s %5s %8s %8s %8s %8s %7s\n", "router", "N", "mean", "p99", "theory", "log16N", "vs.th", "correct", "time");
+    std::printf("lookup hops (%s, %zu lookups per point)\n",
+                global_view ? "state from a global view, NOT real joins" : "real joins, then 60 s of maintenance",
+                count);
+    std::printf("%-9s %7s %8s %5s %8s %8s %8s %8s %7s\n", "router", "N", "mean", "p99", "theory", "log16N", "vs.th",
+                "correct", "time");
     if (wanted("chord")) hops<chord>(csv, sizes, count);
     if (wanted("pastry")) hops<pastry>(csv, sizes, count);
     if (wanted("kademlia")) hops<kademlia>(csv, sizes, count);
@@ -425,14 +461,15 @@ int main(int argc, char** argv) {
   }
   if (only.empty() || only == "churn") {
     const std::size_t n = n_override ? n_override : quick ? 64 : 300;
-    const duration length = quick ? std::chrono::minutes(1) : std::chrono::minutes(15);  // quick: a smoke run, a few seconds
-    const int rate = quick ? 1 : 4;  // operations of each kind per second
+    const duration length =
+        quick ? std::chrono::minutes(1) : std::chrono::minutes(15);  // quick: a smoke run, a few seconds
+    const int rate = quick ? 1 : 4;                                  // operations of each kind per second
     std::ofstream csv("dht_churn.csv");
     csv << "router,n,median_session_s,lookup_success,get_latest,put_success,msgs_per_node_s,bytes_per_node_s,store_bytes_per_node_s\n";
     std::printf("churn (N = %zu, %g min measured, exponential sessions, %d puts, gets and lookups per second)\n", n,
                 to_seconds(length) / 60, rate);
-    std::printf("%-9s %5s %11s %9s %9s %7s %9s %9s %9s\n", "router", "N", "median", "lookups", "get-new", "puts", "msg/n/s",
-                "B/n/s", "kvB/n/s");
+    std::printf("%-9s %5s %11s %9s %9s %7s %9s %9s %9s\n", "router", "N", "median", "lookups", "get-new", "puts",
+                "msg/n/s", "B/n/s", "kvB/n/s");
     std::vector<duration> medians{std::chrono::hours(1), std::chrono::minutes(10), std::chrono::seconds(84)};
     if (quick) medians = {std::chrono::seconds(84)};  // the hardest of the three is the smoke test
     if (median_s > 0) medians = {duration(std::chrono::seconds(median_s))};

@@ -22,8 +22,7 @@ using namespace dcp;
 namespace {
 using clock_type = std::chrono::steady_clock;
 
-template <class F>
-double per_second(std::size_t n, F&& f) {
+template <class F> double per_second(std::size_t n, F&& f) {
   const auto start = clock_type::now();
   for (std::size_t i = 0; i < n; ++i) f(i);
   const double s = std::chrono::duration<double>(clock_type::now() - start).count();
@@ -35,8 +34,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "dht_signed_values.csv";
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
+      csv = argv[++i];
   }
   const std::size_t n = quick ? 500 : 20'000;
   const auto key = lease::ed25519_private_key::generate().value();
@@ -55,16 +56,19 @@ int main(int argc, char** argv) {
 
   std::ofstream out(csv);
   out << "value_bytes,sign_per_s,verify_per_s,replica_signed_put_per_s,replica_unsigned_put_per_s\n";
-  std::printf("%-12s %12s %12s %20s %22s\n", "value bytes", "sign/s", "verify/s", "replica signed put/s", "replica unsigned put/s");
+  std::printf("%-12s %12s %12s %20s %22s\n", "value bytes", "sign/s", "verify/s", "replica signed put/s",
+              "replica unsigned put/s");
   volatile std::size_t sink = 0;
   std::uint64_t seq = 0;
   for (std::size_t size : {64u, 1024u, 64u * 1024u}) {
     const bytes value(size, 0x5a);
-    const double sign_rate = per_second(n, [&](std::size_t i) { sink = sink + dht::sign_value(key, salt, i + 1, value)->signature.size(); });
+    const double sign_rate =
+        per_second(n, [&](std::size_t i) { sink = sink + dht::sign_value(key, salt, i + 1, value)->signature.size(); });
     const auto sv = dht::sign_value(key, salt, 1, value).value();
     const bytes message = dht::signed_message(sv.salt, sv.seq, sv.value);
     dht::ed25519_verifier v;
-    const double verify_rate = per_second(n, [&](std::size_t) { sink = sink + v.verify(sv.public_key, message, sv.signature); });
+    const double verify_rate =
+        per_second(n, [&](std::size_t) { sink = sink + v.verify(sv.public_key, message, sv.signature); });
     // the replica: each put a newer value (signed beforehand: only the replica's work is timed)
     std::vector<dht::store_msg::put> signed_puts, unsigned_puts;
     for (std::size_t i = 0; i < n; ++i) {

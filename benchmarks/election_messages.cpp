@@ -53,8 +53,7 @@ std::string num(double v) {
   return b;
 }
 
-template <class P>
-bool all_agree(sim::simulator& w, std::uint32_t n, address expected) {
+template <class P> bool all_agree(sim::simulator& w, std::uint32_t n, address expected) {
   for (std::uint32_t i = 0; i < n; ++i)
     if (auto* p = w.find<P>(i, P::default_id); p && p->leader() != expected) return false;
   return true;
@@ -82,8 +81,8 @@ std::pair<double, bool> bully_run(std::uint32_t n, std::uint32_t detector, std::
 }
 
 /// Chang–Roberts with the given ring order and initiators.
-std::pair<double, bool> ring_run(std::uint32_t n, std::vector<address> ring, const std::vector<std::uint32_t>& initiators,
-                                 std::uint64_t seed) {
+std::pair<double, bool> ring_run(std::uint32_t n, std::vector<address> ring,
+                                 const std::vector<std::uint32_t>& initiators, std::uint64_t seed) {
   using R = election::chang_roberts<sim::env>;
   election::chang_roberts_config cfg;
   cfg.ring = std::move(ring);
@@ -135,14 +134,17 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "election_messages.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
     }
   }
-  const std::vector<std::uint32_t> sizes = quick ? std::vector<std::uint32_t>{4, 16} : std::vector<std::uint32_t>{4, 16, 64, 256};
+  const std::vector<std::uint32_t> sizes =
+      quick ? std::vector<std::uint32_t>{4, 16} : std::vector<std::uint32_t>{4, 16, 64, 256};
   const int trials = quick ? 5 : 30;
   std::vector<row> rows;
   for (auto n : sizes) {
@@ -198,7 +200,8 @@ int main(int argc, char** argv) {
         (void)edges2;
       }
       best /= trials, all /= trials, e /= trials;
-      rows.push_back({"echo", "best", n, best, "2E + 2E-(N-1) = " + num(4 * e - (N - 1)) + " (E = " + num(e) + ")", ok});
+      rows.push_back(
+          {"echo", "best", n, best, "2E + 2E-(N-1) = " + num(4 * e - (N - 1)) + " (E = " + num(e) + ")", ok});
       rows.push_back({"echo", "all initiate", n, all, ">= best, <= N*2E", ok});
     }
     std::fprintf(stderr, "  N=%u done\n", n);
@@ -210,7 +213,8 @@ int main(int argc, char** argv) {
   std::ofstream f(csv);
   f << "algorithm,case,n,messages,theory,leader_ok\n";
   for (auto& r : rows)
-    f << r.algorithm << ',' << r.scenario << ',' << r.n << ',' << r.measured << ",\"" << r.theory << "\"," << (r.leader_ok ? 1 : 0) << '\n';
+    f << r.algorithm << ',' << r.scenario << ',' << r.n << ',' << r.measured << ",\"" << r.theory << "\","
+      << (r.leader_ok ? 1 : 0) << '\n';
   std::fprintf(stderr, "wrote %s\n", csv.c_str());
   for (auto& r : rows)
     if (!r.leader_ok) return 1;

@@ -51,7 +51,8 @@ graph random_graph(rng& r, std::uint32_t n, std::uint32_t extra) {
     g.edges.emplace_back(a, b, r.below(1ull << 40));
   };
   for (std::uint32_t i = 1; i < n; ++i) add(i, static_cast<std::uint32_t>(r.below(i)));
-  for (std::uint32_t k = 0; k < extra; ++k) add(static_cast<std::uint32_t>(r.below(n)), static_cast<std::uint32_t>(r.below(n)));
+  for (std::uint32_t k = 0; k < extra; ++k)
+    add(static_cast<std::uint32_t>(r.below(n)), static_cast<std::uint32_t>(r.below(n)));
   return g;
 }
 
@@ -129,8 +130,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "ghs_messages.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
@@ -180,8 +183,8 @@ int main(int argc, char** argv) {
   std::ofstream f(csv);
   f << "n,graph,wake,edges,messages,test,reject,bound,max_ratio,done_messages,max_level,mst_ok\n";
   for (auto& r : rows)
-    f << r.n << ',' << r.density << ',' << r.wake << ',' << r.e << ',' << r.mean << ',' << r.test << ',' << r.reject << ','
-      << r.bound << ',' << r.max << ',' << r.done << ',' << r.level << ',' << (r.ok ? 1 : 0) << '\n';
+    f << r.n << ',' << r.density << ',' << r.wake << ',' << r.e << ',' << r.mean << ',' << r.test << ',' << r.reject
+      << ',' << r.bound << ',' << r.max << ',' << r.done << ',' << r.level << ',' << (r.ok ? 1 : 0) << '\n';
   std::fprintf(stderr, "wrote %s\n", csv.c_str());
   return all_ok ? 0 : 1;
 }

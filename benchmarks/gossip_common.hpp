@@ -25,9 +25,12 @@ struct args {
     args a;
     a.csv = default_csv;
     for (int i = 1; i < argc; ++i) {
-      if (!std::strcmp(argv[i], "--quick")) a.quick = true;
-      else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) a.csv = argv[++i];
-      else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) a.seed = std::stoull(argv[++i]);
+      if (!std::strcmp(argv[i], "--quick"))
+        a.quick = true;
+      else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
+        a.csv = argv[++i];
+      else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc)
+        a.seed = std::stoull(argv[++i]);
       else {
         std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--seed N]\n", argv[0]);
         std::exit(2);
@@ -52,8 +55,7 @@ inline dcp::sim::config network(double loss = 0) {
 
 /// Adds n nodes, node i joining at i * gap through a random earlier node;
 /// `host(ctx, contact)` adds the node's protocols.
-template <class Host>
-void join_all(dcp::sim::simulator& w, std::uint32_t n, dcp::duration gap, Host host) {
+template <class Host> void join_all(dcp::sim::simulator& w, std::uint32_t n, dcp::duration gap, Host host) {
   for (std::uint32_t i = 0; i < n; ++i) {
     const dcp::address contact = i ? dcp::address::sim(static_cast<std::uint32_t>(w.rng().below(i))) : dcp::address{};
     w.add_node([host, contact](dcp::sim::node_context& c) { host(c, contact); });

@@ -75,8 +75,8 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
   return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
 }
 
-outcome run(std::uint32_t n, aggregate::threshold_rule rule, int stable_rounds, std::uint32_t iterations, std::uint32_t ttl,
-            std::uint64_t seed, seed_choice first = seed_choice::random) {
+outcome run(std::uint32_t n, aggregate::threshold_rule rule, int stable_rounds, std::uint32_t iterations,
+            std::uint32_t ttl, std::uint64_t seed, seed_choice first = seed_choice::random) {
   const auto t0 = std::chrono::steady_clock::now();
   simulator w(seed, bench::network());
   auto g = std::make_shared<const sim::topology>(sim::barabasi_albert(w.rng(), n, 2));
@@ -111,8 +111,10 @@ outcome run(std::uint32_t n, aggregate::threshold_rule rule, int stable_rounds, 
   const auto sent0 = w.metrics().of(pid).sent;
   const auto begun = w.now();
   auto first_seed = static_cast<std::uint32_t>(w.rng().below(n));
-  if (first == seed_choice::top) first_seed = static_cast<std::uint32_t>(std::max_element(x.begin(), x.end()) - x.begin());
-  if (first == seed_choice::bottom) first_seed = static_cast<std::uint32_t>(std::min_element(x.begin(), x.end()) - x.begin());
+  if (first == seed_choice::top)
+    first_seed = static_cast<std::uint32_t>(std::max_element(x.begin(), x.end()) - x.begin());
+  if (first == seed_choice::bottom)
+    first_seed = static_cast<std::uint32_t>(std::min_element(x.begin(), x.end()) - x.begin());
   w.get<hre_t>(first_seed, hid).begin();
   const auto limit = begun + iterations * 600s;
   while (w.now() < limit) {
@@ -131,7 +133,8 @@ outcome run(std::uint32_t n, aggregate::threshold_rule rule, int stable_rounds, 
   for (std::uint32_t i = 0; i < n; ++i) {
     auto& h = w.get<hre_t>(i, hid);
     if (h.decision() && h.decision()->high) ++o.high;
-    for (auto& peer : h.high_risk_neighbours()) detected.emplace(std::min(i, peer.sim_index()), std::max(i, peer.sim_index()));
+    for (auto& peer : h.high_risk_neighbours())
+      detected.emplace(std::min(i, peer.sim_index()), std::max(i, peer.sim_index()));
   }
   o.detected = detected.size();
   for (auto& e : detected) o.correct += truth.contains(e);
@@ -173,29 +176,33 @@ outcome run(std::uint32_t n, aggregate::threshold_rule rule, int stable_rounds, 
 
 int main(int argc, char** argv) {
   auto a = bench::args::parse(argc, argv, "high_risk_edges.csv");
-  const std::vector<std::uint32_t> sizes = a.quick ? std::vector<std::uint32_t>{100} : std::vector<std::uint32_t>{100, 300, 1000, 3000};
+  const std::vector<std::uint32_t> sizes =
+      a.quick ? std::vector<std::uint32_t>{100} : std::vector<std::uint32_t>{100, 300, 1000, 3000};
   const std::uint32_t iterations = a.quick ? 5 : 30, ttl = 300;
   std::ofstream csv(a.csv);
   csv << "nodes,rule,stable_rounds,iterations,important,truth_edges,high,detected,correct,precision,recall,msgs_per_node_iter,"
          "rounds_per_iter,seed_corr,mean_abs_err,spread,decided,wall_s\n";
-  std::printf("High-risk edges over Barabasi-Albert (m = 2), k = 2, %u iterations, walkers of %u hops\n", iterations, ttl);
-  std::printf("%6s %-8s %6s %5s %5s | %5s %5s %5s %5s | %9s %9s | %9s %9s %9s | %7s %6s\n", "N", "rule", "stable", "imp", "E*", "high",
-              "det", "prec", "rec", "msgs/n/it", "rounds/it", "seed corr", "|err|", "spread", "decided", "wall");
+  std::printf("High-risk edges over Barabasi-Albert (m = 2), k = 2, %u iterations, walkers of %u hops\n", iterations,
+              ttl);
+  std::printf("%6s %-8s %6s %5s %5s | %5s %5s %5s %5s | %9s %9s | %9s %9s %9s | %7s %6s\n", "N", "rule", "stable",
+              "imp", "E*", "high", "det", "prec", "rec", "msgs/n/it", "rounds/it", "seed corr", "|err|", "spread",
+              "decided", "wall");
   for (auto n : sizes) {
     for (int stable : {3, 40}) {
-    if (a.quick && stable != 3) continue;
-    for (auto rule : {aggregate::threshold_rule::iteration_estimates, aggregate::threshold_rule::traffic_distribution}) {
-      const char* name = rule == aggregate::threshold_rule::iteration_estimates ? "thesis" : "traffic";
-      auto o = run(n, rule, stable, iterations, ttl, a.seed);
-      std::printf("%6u %-8s %6d %5zu %5zu | %5zu %5zu %5.2f %5.2f | %9.1f %9.1f | %9.2f %9.1e %9.1e | %7zu %6.1f\n", n, name, stable,
-                  o.important, o.truth_edges, o.high, o.detected, o.precision, o.recall, o.msgs_per_node_iter,
-                  o.rounds_per_iter, o.seed_corr, o.mean_abs_err, o.spread, o.decided, o.wall);
-      std::fflush(stdout);
-      csv << n << ',' << name << ',' << stable << ',' << iterations << ',' << o.important << ',' << o.truth_edges << ',' << o.high << ','
-          << o.detected << ',' << o.correct << ',' << o.precision << ',' << o.recall << ',' << o.msgs_per_node_iter
-          << ',' << o.rounds_per_iter << ',' << o.seed_corr << ',' << o.mean_abs_err << ',' << o.spread << ','
-          << o.decided << ',' << o.wall << '\n';
-    }
+      if (a.quick && stable != 3) continue;
+      for (auto rule :
+           {aggregate::threshold_rule::iteration_estimates, aggregate::threshold_rule::traffic_distribution}) {
+        const char* name = rule == aggregate::threshold_rule::iteration_estimates ? "thesis" : "traffic";
+        auto o = run(n, rule, stable, iterations, ttl, a.seed);
+        std::printf("%6u %-8s %6d %5zu %5zu | %5zu %5zu %5.2f %5.2f | %9.1f %9.1f | %9.2f %9.1e %9.1e | %7zu %6.1f\n",
+                    n, name, stable, o.important, o.truth_edges, o.high, o.detected, o.precision, o.recall,
+                    o.msgs_per_node_iter, o.rounds_per_iter, o.seed_corr, o.mean_abs_err, o.spread, o.decided, o.wall);
+        std::fflush(stdout);
+        csv << n << ',' << name << ',' << stable << ',' << iterations << ',' << o.important << ',' << o.truth_edges
+            << ',' << o.high << ',' << o.detected << ',' << o.correct << ',' << o.precision << ',' << o.recall << ','
+            << o.msgs_per_node_iter << ',' << o.rounds_per_iter << ',' << o.seed_corr << ',' << o.mean_abs_err << ','
+            << o.spread << ',' << o.decided << ',' << o.wall << '\n';
+      }
     }
   }
 
@@ -205,7 +212,8 @@ int main(int argc, char** argv) {
   // released (as every iteration but the last) by the first convergence:
   // the signed error of the nodes' mean sample, over several graphs.
   const std::uint32_t n = a.quick ? 100 : 1000, trials = a.quick ? 3 : 10;
-  std::printf("\nSeed node of iteration 1 (N = %u, %u graphs): signed error of the nodes' mean iteration-1 sample\n", n, trials);
+  std::printf("\nSeed node of iteration 1 (N = %u, %u graphs): signed error of the nodes' mean iteration-1 sample\n", n,
+              trials);
   std::printf("%6s %-7s %12s %12s %12s\n", "stable", "seed", "mean err", "min err", "max err");
   std::string seeds_name = a.csv;  // high_risk_edges.csv -> high_risk_edges_seed.csv
   if (seeds_name.size() > 4 && seeds_name.ends_with(".csv")) seeds_name.resize(seeds_name.size() - 4);
@@ -223,7 +231,8 @@ int main(int argc, char** argv) {
         seeds_csv << n << ',' << stable << ',' << (choice == seed_choice::top ? "top" : "bottom") << ',' << t << ','
                   << o.first_err << '\n';
       }
-      std::printf("%6d %-7s %12.2e %12.2e %12.2e\n", stable, choice == seed_choice::top ? "busiest" : "quietest", sum, lo, hi);
+      std::printf("%6d %-7s %12.2e %12.2e %12.2e\n", stable, choice == seed_choice::top ? "busiest" : "quietest", sum,
+                  lo, hi);
       std::fflush(stdout);
     }
   }

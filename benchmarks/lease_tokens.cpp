@@ -17,8 +17,7 @@ using namespace dcp::lease;
 namespace {
 using clock_type = std::chrono::steady_clock;
 
-template <class F>
-double per_second(std::size_t n, F&& f) {
+template <class F> double per_second(std::size_t n, F&& f) {
   const auto start = clock_type::now();
   for (std::size_t i = 0; i < n; ++i) f(i);
   const double s = std::chrono::duration<double>(clock_type::now() - start).count();
@@ -30,8 +29,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "lease_tokens.csv";
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
+      csv = argv[++i];
   }
   const std::size_t n = quick ? 2'000 : 100'000;
 
@@ -55,13 +56,14 @@ int main(int argc, char** argv) {
       sink = sink + seal(u, c.key)->size();
     });
     verifier v(c.key.to_verification_key(), {"db/shard-17"}, {.max_drift = 50ms});
-    const double verify_rate = per_second(n, [&](std::size_t) { sink = sink + v.accept(sealed, wall_time(1s))->permits; });
+    const double verify_rate =
+        per_second(n, [&](std::size_t) { sink = sink + v.accept(sealed, wall_time(1s))->permits; });
     // the gate: distinct holders, each admitted then released
     std::vector<bytes> grants;
     for (std::size_t i = 0; i < std::min<std::size_t>(n, 4096); ++i)
-      grants.push_back(seal({"db/shard-17", address::sim(static_cast<std::uint32_t>(i)), 1, i + 1, wall_time(3600s)},
-                            c.key)
-                           .value());
+      grants.push_back(
+          seal({"db/shard-17", address::sim(static_cast<std::uint32_t>(i)), 1, i + 1, wall_time(3600s)}, c.key)
+              .value());
     permit_gate gate(c.key.to_verification_key(), "db/shard-17", 64, {.max_drift = 50ms});
     const double gate_rate = per_second(grants.size(), [&](std::size_t i) {
       auto r = gate.admit(grants[i], wall_time(1s));

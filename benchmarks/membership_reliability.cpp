@@ -20,13 +20,11 @@ constexpr protocol_id mid = 10, bid = 20;
 
 namespace {
 
-template <class M>
-struct run_result {
+template <class M> struct run_result {
   double reliability[6];  // 0: right after the failure, k: after k rounds
 };
 
-template <class M>
-run_result<M> run(std::uint32_t n, double failed, std::uint64_t seed) {
+template <class M> run_result<M> run(std::uint32_t n, double failed, std::uint64_t seed) {
   simulator w(seed, bench::network());
   using push = gossip::eager_push<sim::env, M>;
   auto delivered = std::make_shared<std::vector<std::uint64_t>>(n, 0);  // last message id delivered per node
@@ -73,11 +71,17 @@ int main(int argc, char** argv) {
     for (int p = 0; p < 2; ++p) {
       const auto t0 = std::chrono::steady_clock::now();
       double rel[6];
-      if (p == 0) { auto r = run<hpv>(n, f, a.seed); std::copy(r.reliability, r.reliability + 6, rel); }
-      else { auto r = run<cyc>(n, f, a.seed); std::copy(r.reliability, r.reliability + 6, rel); }
+      if (p == 0) {
+        auto r = run<hpv>(n, f, a.seed);
+        std::copy(r.reliability, r.reliability + 6, rel);
+      } else {
+        auto r = run<cyc>(n, f, a.seed);
+        std::copy(r.reliability, r.reliability + 6, rel);
+      }
       const char* name = p == 0 ? "hyparview" : "cyclon";
-      std::printf("%-10s %6.0f%% %7.2f%% %7.2f%% %7.2f%% %7.2f%% %7.2f%% %7.2f%%   (%.1f s)\n", name, f * 100, rel[0] * 100,
-                  rel[1] * 100, rel[2] * 100, rel[3] * 100, rel[4] * 100, rel[5] * 100, bench::seconds_since(t0));
+      std::printf("%-10s %6.0f%% %7.2f%% %7.2f%% %7.2f%% %7.2f%% %7.2f%% %7.2f%%   (%.1f s)\n", name, f * 100,
+                  rel[0] * 100, rel[1] * 100, rel[2] * 100, rel[3] * 100, rel[4] * 100, rel[5] * 100,
+                  bench::seconds_since(t0));
       std::fflush(stdout);
       for (int r = 0; r <= 5; ++r) csv << name << ',' << n << ',' << f * 100 << ',' << r << ',' << rel[r] << '\n';
     }

@@ -82,8 +82,7 @@ std::uint64_t decode(byte_view b) {
 }
 
 /// One run; P is total_order or causal_order over sim::env.
-template <class P>
-row run(const char* label, std::uint32_t n, double loss, duration period, int seeds) {
+template <class P> row run(const char* label, std::uint32_t n, double loss, duration period, int seeds) {
   const protocol_id pid = P::default_id;
   double frames = 0, retx = 0, acks = 0;
   std::uint64_t multicasts = 0, deliveries = 0;
@@ -147,14 +146,17 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "multicast_order.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
     }
   }
-  const std::vector<std::uint32_t> sizes = quick ? std::vector<std::uint32_t>{3, 8} : std::vector<std::uint32_t>{3, 5, 8, 16};
+  const std::vector<std::uint32_t> sizes =
+      quick ? std::vector<std::uint32_t>{3, 8} : std::vector<std::uint32_t>{3, 5, 8, 16};
   const std::vector<double> losses = quick ? std::vector<double>{0, 0.1} : std::vector<double>{0, 0.01, 0.1, 0.3};
   const duration period = quick ? duration(500ms) : duration(2s);
   const int seeds = quick ? 1 : 3;
@@ -168,14 +170,15 @@ int main(int argc, char** argv) {
   std::printf("%-7s %3s %5s | %8s %8s %6s %9s %8s | %7s %7s | %s\n", "order", "N", "loss", "textbook", "proto", "retx",
               "link_acks", "total", "p50 ms", "p99 ms", "delivered/expected");
   for (auto& r : rows)
-    std::printf("%-7s %3u %5.2f | %8.0f %8.2f %6.2f %9.2f %8.2f | %7.1f %7.1f | %llu/%llu\n", r.protocol.c_str(), r.n, r.loss,
-                r.textbook, r.proto, r.retx, r.link_acks, r.total, r.p50, r.p99,
+    std::printf("%-7s %3u %5.2f | %8.0f %8.2f %6.2f %9.2f %8.2f | %7.1f %7.1f | %llu/%llu\n", r.protocol.c_str(), r.n,
+                r.loss, r.textbook, r.proto, r.retx, r.link_acks, r.total, r.p50, r.p99,
                 static_cast<unsigned long long>(r.deliveries), static_cast<unsigned long long>(r.expected));
   std::printf("(messages per multicast; proto = first transmissions of protocol frames, the textbook's count)\n");
   std::ofstream f(csv);
   f << "order,n,loss,textbook,proto,retx,link_acks,total,p50_ms,p99_ms,multicasts,deliveries\n";
   for (auto& r : rows)
     f << r.protocol << ',' << r.n << ',' << r.loss << ',' << r.textbook << ',' << r.proto << ',' << r.retx << ','
-      << r.link_acks << ',' << r.total << ',' << r.p50 << ',' << r.p99 << ',' << r.multicasts << ',' << r.deliveries << '\n';
+      << r.link_acks << ',' << r.total << ',' << r.p50 << ',' << r.p99 << ',' << r.multicasts << ',' << r.deliveries
+      << '\n';
   std::fprintf(stderr, "wrote %s\n", csv.c_str());
 }

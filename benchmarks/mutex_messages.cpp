@@ -77,8 +77,10 @@ row measure(std::string name, std::uint32_t n, Config cfg, int light_entries, in
       }
       response += in_T(w.now() - asked);
       w.get<M>(i, id).unlock();
-      if (never_quiet) w.run_for(10 * T);
-      else w.run_until_quiet(w.now() + 100s);
+      if (never_quiet)
+        w.run_for(10 * T);
+      else
+        w.run_until_quiet(w.now() + 100s);
       const auto cost = w.metrics().of(id).sent - before;
       msgs += static_cast<double>(cost);
       if (!allowed.empty() && !allowed.contains(cost)) all_exact = false;
@@ -147,14 +149,17 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "mutex_messages.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
     }
   }
-  const std::vector<std::uint32_t> sizes = quick ? std::vector<std::uint32_t>{4, 16} : std::vector<std::uint32_t>{4, 16, 64, 256};
+  const std::vector<std::uint32_t> sizes =
+      quick ? std::vector<std::uint32_t>{4, 16} : std::vector<std::uint32_t>{4, 16, 64, 256};
   const int light = quick ? 20 : 50, heavy = quick ? 2 : 3;
   std::vector<row> rows;
   auto note = [](const row& r) { std::fprintf(stderr, "  %-16s N=%-4u done\n", r.algorithm.c_str(), r.n); };
@@ -162,17 +167,27 @@ int main(int argc, char** argv) {
     const double N = n;
     const auto k = static_cast<double>(mutex::grid_quorum(0, n).size());  // grid quorum size, ≈ 2√N − 1
     using namespace mutex;
-    rows.push_back(measure<centralized<sim::env>>("centralized", n, centralized_config{}, light, heavy,
-        [](std::uint32_t) { return std::set<std::uint64_t>{3, 0}; }, "3 (0 at the coordinator)", "2T"));
+    rows.push_back(measure<centralized<sim::env>>(
+        "centralized", n, centralized_config{}, light, heavy,
+        [](std::uint32_t) {
+          return std::set<std::uint64_t>{3, 0};
+        },
+        "3 (0 at the coordinator)", "2T"));
     note(rows.back());
-    rows.push_back(measure<ricart_agrawala<sim::env>>("ricart_agrawala", n, ricart_agrawala_config{}, light, heavy,
+    rows.push_back(measure<ricart_agrawala<sim::env>>(
+        "ricart_agrawala", n, ricart_agrawala_config{}, light, heavy,
         [](std::uint32_t m) { return std::set<std::uint64_t>{2 * (m - 1)}; }, "2(N-1) = " + num(2 * (N - 1)), "T"));
     note(rows.back());
-    rows.push_back(measure<lamport<sim::env>>("lamport", n, lamport_config{}, light, heavy,
+    rows.push_back(measure<lamport<sim::env>>(
+        "lamport", n, lamport_config{}, light, heavy,
         [](std::uint32_t m) { return std::set<std::uint64_t>{3 * (m - 1)}; }, "3(N-1) = " + num(3 * (N - 1)), "T"));
     note(rows.back());
-    rows.push_back(measure<suzuki_kasami<sim::env>>("suzuki_kasami", n, suzuki_kasami_config{}, light, heavy,
-        [](std::uint32_t m) { return std::set<std::uint64_t>{m, 0}; }, "N = " + num(N) + " or 0", "T (0 if held)"));
+    rows.push_back(measure<suzuki_kasami<sim::env>>(
+        "suzuki_kasami", n, suzuki_kasami_config{}, light, heavy,
+        [](std::uint32_t m) {
+          return std::set<std::uint64_t>{m, 0};
+        },
+        "N = " + num(N) + " or 0", "T (0 if held)"));
     note(rows.back());
     // Light load: 3(K−1) exactly for a request by a member with quorum size K.
     auto maekawa_exact = [](std::uint32_t m) {
@@ -181,15 +196,19 @@ int main(int argc, char** argv) {
       return s;
     };
     rows.push_back(measure<maekawa<sim::env>>("maekawa", n, maekawa_config{}, light, heavy, maekawa_exact,
-        "3sqrtN..5sqrtN = " + num(3 * std::sqrt(N)) + ".." + num(5 * std::sqrt(N)) + "; grid K=" + num(k) + ": 3(K-1)..5(K-1) = " + num(3 * (k - 1)) + ".." + num(5 * (k - 1)),
-        "2T"));
+                                              "3sqrtN..5sqrtN = " + num(3 * std::sqrt(N)) + ".." +
+                                                  num(5 * std::sqrt(N)) + "; grid K=" + num(k) +
+                                                  ": 3(K-1)..5(K-1) = " + num(3 * (k - 1)) + ".." + num(5 * (k - 1)),
+                                              "2T"));
     note(rows.back());
     rows.push_back(measure<raymond<sim::env>>("raymond", n, raymond_config{}, light, heavy, {},
-        "O(log N), ~4 heavy; log2 N = " + fmt(std::log2(N)), "T log N / 2 = " + fmt(std::log2(N) / 2) + "T"));
+                                              "O(log N), ~4 heavy; log2 N = " + fmt(std::log2(N)),
+                                              "T log N / 2 = " + fmt(std::log2(N) / 2) + "T"));
     note(rows.back());
     token_ring_config ring;
     ring.token_timeout = 3600s;  // no regeneration in a fault-free benchmark
-    rows.push_back(measure<token_ring<sim::env>>("token_ring", n, ring, light, heavy, {}, "1 to inf (idle gap 10T)", "1 to N-1 hops", true));
+    rows.push_back(measure<token_ring<sim::env>>("token_ring", n, ring, light, heavy, {}, "1 to inf (idle gap 10T)",
+                                                 "1 to N-1 hops", true));
     note(rows.back());
   }
 
@@ -197,7 +216,8 @@ int main(int argc, char** argv) {
               "heavy msg", "sync/T", "theory msg per entry", "theory sync delay", "exact");
   for (auto& r : rows)
     std::printf("%-16s %5u | %10.2f %11.2f | %10.2f %10.2f | %-56s %-20s %s\n", r.algorithm.c_str(), r.n, r.light_msgs,
-                r.light_response, r.heavy_msgs, r.heavy_sync, r.theory_msgs.c_str(), r.theory_sync.c_str(), r.exact.c_str());
+                r.light_response, r.heavy_msgs, r.heavy_sync, r.theory_msgs.c_str(), r.theory_sync.c_str(),
+                r.exact.c_str());
   std::ofstream f(csv);
   f << "algorithm,n,light_messages_per_entry,light_response_T,heavy_messages_per_entry,heavy_sync_delay_T,theory_messages,theory_sync,exact\n";
   for (auto& r : rows)

@@ -309,9 +309,12 @@ int main(int argc, char** argv) {
   std::string csv_path = "net_pingpong.csv";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    else if (a == "--csv" && i + 1 < argc) csv_path = argv[++i];
-    else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    if (a == "--quick")
+      quick = true;
+    else if (a == "--csv" && i + 1 < argc)
+      csv_path = argv[++i];
+    else if (a == "--only" && i + 1 < argc)
+      only = argv[++i];
     else {
       std::cerr << "usage: net_pingpong [--quick] [--csv PATH] [--only rtt|stream]\n";
       return 2;
@@ -327,36 +330,36 @@ int main(int argc, char** argv) {
   std::cout << std::fixed << std::setprecision(1);
 
   if (only != "stream") {
-  // warm-up runs are discarded: the first fork and connection pay page faults
-  raw_pingpong(200);
-  const auto raw = raw_pingpong(rounds);
-  if (only == "dcp-rtt") {  // for a profiler
-    dcp_pingpong(rounds * 5);
-    return 0;
-  }
-  if (only == "dcp-64k") {  // for a profiler
-    const auto r = dcp_stream(65536, big_count, 128, 16);
-    std::cout << static_cast<double>(big_count) * 65536 / r.seconds / 1e6 << " MB/s\n";
-    return 0;
-  }
-  const auto asio_rtt = asio_pingpong(rounds);
-  const auto dcp_rtt = dcp_pingpong(rounds);
-  const double asio50 = percentile_us(asio_rtt, 0.5), asio99 = percentile_us(asio_rtt, 0.99);
-  const double raw50 = percentile_us(raw, 0.5), raw99 = percentile_us(raw, 0.99);
-  const double dcp50 = percentile_us(dcp_rtt, 0.5), dcp99 = percentile_us(dcp_rtt, 0.99);
-  std::cout << "\nround trip, 64-byte messages, two processes on loopback (" << rounds << " rounds)\n";
-  std::cout << "  case                      p50 us    p99 us   p50 / raw\n";
-  std::cout << "  raw blocking sockets   " << std::setw(9) << raw50 << std::setw(10) << raw99 << "         1.00\n";
-  std::cout << "  asio reactor, no dcp  " << std::setw(10) << asio50 << std::setw(10) << asio99 << std::setw(13)
-            << std::setprecision(2) << asio50 / raw50 << "\n"
-            << std::setprecision(1);
-  std::cout << "  dcp::net node          " << std::setw(9) << dcp50 << std::setw(10) << dcp99 << std::setw(13)
-            << std::setprecision(2) << dcp50 / raw50 << "   (goal <= 1.30)\n"
-            << std::setprecision(1);
-  csv << "raw_pingpong_64B,p50_us," << raw50 << "\nraw_pingpong_64B,p99_us," << raw99 << "\n";
-  csv << "asio_pingpong_64B,p50_us," << asio50 << "\nasio_pingpong_64B,p99_us," << asio99 << "\n";
-  csv << "dcp_pingpong_64B,p50_us," << dcp50 << "\ndcp_pingpong_64B,p99_us," << dcp99 << "\n";
-  csv << "dcp_pingpong_64B,p50_ratio_to_raw," << dcp50 / raw50 << "\n";
+    // warm-up runs are discarded: the first fork and connection pay page faults
+    raw_pingpong(200);
+    const auto raw = raw_pingpong(rounds);
+    if (only == "dcp-rtt") {  // for a profiler
+      dcp_pingpong(rounds * 5);
+      return 0;
+    }
+    if (only == "dcp-64k") {  // for a profiler
+      const auto r = dcp_stream(65536, big_count, 128, 16);
+      std::cout << static_cast<double>(big_count) * 65536 / r.seconds / 1e6 << " MB/s\n";
+      return 0;
+    }
+    const auto asio_rtt = asio_pingpong(rounds);
+    const auto dcp_rtt = dcp_pingpong(rounds);
+    const double asio50 = percentile_us(asio_rtt, 0.5), asio99 = percentile_us(asio_rtt, 0.99);
+    const double raw50 = percentile_us(raw, 0.5), raw99 = percentile_us(raw, 0.99);
+    const double dcp50 = percentile_us(dcp_rtt, 0.5), dcp99 = percentile_us(dcp_rtt, 0.99);
+    std::cout << "\nround trip, 64-byte messages, two processes on loopback (" << rounds << " rounds)\n";
+    std::cout << "  case                      p50 us    p99 us   p50 / raw\n";
+    std::cout << "  raw blocking sockets   " << std::setw(9) << raw50 << std::setw(10) << raw99 << "         1.00\n";
+    std::cout << "  asio reactor, no dcp  " << std::setw(10) << asio50 << std::setw(10) << asio99 << std::setw(13)
+              << std::setprecision(2) << asio50 / raw50 << "\n"
+              << std::setprecision(1);
+    std::cout << "  dcp::net node          " << std::setw(9) << dcp50 << std::setw(10) << dcp99 << std::setw(13)
+              << std::setprecision(2) << dcp50 / raw50 << "   (goal <= 1.30)\n"
+              << std::setprecision(1);
+    csv << "raw_pingpong_64B,p50_us," << raw50 << "\nraw_pingpong_64B,p99_us," << raw99 << "\n";
+    csv << "asio_pingpong_64B,p50_us," << asio50 << "\nasio_pingpong_64B,p99_us," << asio99 << "\n";
+    csv << "dcp_pingpong_64B,p50_us," << dcp50 << "\ndcp_pingpong_64B,p99_us," << dcp99 << "\n";
+    csv << "dcp_pingpong_64B,p50_ratio_to_raw," << dcp50 / raw50 << "\n";
   }
   if (only == "rtt") return 0;
 
@@ -369,14 +372,16 @@ int main(int argc, char** argv) {
               << std::setprecision(0) << rate << std::setw(12) << std::setprecision(1) << mbps << "\n";
     csv << key << ",msgs_per_s," << rate << "\n" << key << ",MB_per_s," << mbps << "\n";
   };
-  row("raw, one write() per 64 B message", "raw_stream_64B", 64, small_count / 4, raw_stream_seconds(64, small_count / 4));
+  row("raw, one write() per 64 B message", "raw_stream_64B", 64, small_count / 4,
+      raw_stream_seconds(64, small_count / 4));
   const auto s64 = dcp_stream(64, small_count, 65536, 1024);
   row("dcp::net, 64 B payloads", "dcp_stream_64B", 64, small_count, s64.seconds);
   row("raw, 64 KiB writes", "raw_stream_64KiB", 65536, big_count, raw_stream_seconds(65536, big_count));
   const auto s64k = dcp_stream(65536, big_count, 128, 16);
   row("dcp::net, 64 KiB payloads", "dcp_stream_64KiB", 65536, big_count, s64k.seconds);
   std::cout << "  (goal: dcp::net 64 B >= 500000 msg/s)\n";
-  if (s64.refused || s64k.refused) std::cout << "  note: " << s64.refused + s64k.refused << " sends refused (queue full)\n";
+  if (s64.refused || s64k.refused)
+    std::cout << "  note: " << s64.refused + s64k.refused << " sends refused (queue full)\n";
   std::cout << "\nCSV written to " << csv_path << "\n";
   return 0;
 }

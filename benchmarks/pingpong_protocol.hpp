@@ -43,16 +43,15 @@ struct ack {
 }  // namespace bench_msg
 
 // One protocol for both sides of both measurements.
-template <dcp::Env E>
-class bench {
+template <dcp::Env E> class bench {
  public:
   using messages = dcp::wire::message_set<bench_msg::ping, bench_msg::pong, bench_msg::data, bench_msg::ack>;
   static constexpr std::string_view name = "bench";
   struct config {
-    dcp::address peer;          // where the parent sends
+    dcp::address peer;  // where the parent sends
     std::size_t payload = 64;
-    std::uint64_t total = 0;    // messages to send (parent)
-    std::uint64_t window = 0;   // throughput: unacknowledged messages at most
+    std::uint64_t total = 0;   // messages to send (parent)
+    std::uint64_t window = 0;  // throughput: unacknowledged messages at most
     std::uint64_t ack_every = 1024;
     std::function<void()> done;
   };

@@ -28,14 +28,18 @@ struct figures {
   double rmr = 0, ldh = 0, reliability = 0;
   int messages = 0;
   void add(double r, double l, double rel) {
-    rmr += r; ldh += l; reliability += rel; ++messages;
+    rmr += r;
+    ldh += l;
+    reliability += rel;
+    ++messages;
   }
-  figures mean() const { return messages ? figures{rmr / messages, ldh / messages, reliability / messages, messages} : *this; }
+  figures mean() const {
+    return messages ? figures{rmr / messages, ldh / messages, reliability / messages, messages} : *this;
+  }
 };
 
-template <class B>
-std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t seed, int messages,
-                                                 std::uint32_t threshold = 0) {
+template <class B> std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t seed, int messages,
+                                                                    std::uint32_t threshold = 0) {
   simulator w(seed, bench::network());
   auto stats = std::make_shared<std::unordered_map<gossip::message_id, per_message>>();
   bench::join_all(w, n, 1ms, [stats, threshold](sim::node_context& c, const address& contact) {
@@ -43,7 +47,8 @@ std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t 
     k.contact = contact;
     auto& m = c.add<hpv>(mid, k);
     auto& b = [&]() -> B& {
-      if constexpr (std::is_same_v<B, gossip::eager_push<sim::env, hpv>>) return c.add<B>(bid, m, gossip::eager_push_config{0});
+      if constexpr (std::is_same_v<B, gossip::eager_push<sim::env, hpv>>)
+        return c.add<B>(bid, m, gossip::eager_push_config{0});
       else {
         gossip::plumtree_config k;
         k.optimization_threshold = threshold;
@@ -64,7 +69,8 @@ std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t 
   };
   auto one = [&](figures& into) {
     std::uint32_t origin;
-    do origin = static_cast<std::uint32_t>(w.rng().below(n)); while (!w.is_up(origin));
+    do origin = static_cast<std::uint32_t>(w.rng().below(n));
+    while (!w.is_up(origin));
     const auto before = w.metrics().of(bid, 1).sent;
     const auto id = w.get<B>(origin, bid).broadcast(as_bytes("payload"));
     w.run_for(3s);  // longer than Plumtree's graft timers
@@ -81,7 +87,9 @@ std::vector<std::pair<std::string, figures>> run(std::uint32_t n, std::uint64_t 
   for (std::uint32_t k = 0; k < n / 5; ++k) w.crash(order[k]);
   one(first_after);
   for (int k = 0; k < messages; ++k) one(healing);
-  return {{"first (warm-up)", warm.mean()}, {"stable", stable.mean()}, {"first after 20% crash", first_after.mean()},
+  return {{"first (warm-up)", warm.mean()},
+          {"stable", stable.mean()},
+          {"first after 20% crash", first_after.mean()},
           {"healing after 20% crash", healing.mean()}};
 }
 }  // namespace
@@ -90,8 +98,10 @@ int main(int argc, char** argv) {
   std::string only;
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-    else rest.push_back(argv[i]);
+    if (!std::strcmp(argv[i], "--only") && i + 1 < argc)
+      only = argv[++i];
+    else
+      rest.push_back(argv[i]);
   }
   if (!only.empty() && only != "plumtree" && only != "plumtree_opt" && only != "eager_push") {
     std::fprintf(stderr, "plumtree_vs_eager: --only is plumtree, plumtree_opt or eager_push\n");
@@ -108,12 +118,13 @@ int main(int argc, char** argv) {
     if (!only.empty() && only != name) continue;
     const auto t0 = std::chrono::steady_clock::now();
     const std::string_view v = name;
-    auto rows = v == "plumtree"       ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages)
-                : v == "plumtree_opt" ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages, 3)
-                                      : run<gossip::eager_push<sim::env, hpv>>(n, a.seed, messages);
+    auto rows = v == "plumtree" ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages)
+        : v == "plumtree_opt"   ? run<gossip::plumtree<sim::env, hpv>>(n, a.seed, messages, 3)
+                                : run<gossip::eager_push<sim::env, hpv>>(n, a.seed, messages);
     for (auto& [phase, f] : rows) {
       std::printf("%-12s %-26s %8.3f %8.1f %11.3f%%\n", name, phase.c_str(), f.rmr, f.ldh, f.reliability * 100);
-      csv << name << ',' << n << ",\"" << phase << "\"," << f.messages << ',' << f.rmr << ',' << f.ldh << ',' << f.reliability << '\n';
+      csv << name << ',' << n << ",\"" << phase << "\"," << f.messages << ',' << f.rmr << ',' << f.ldh << ','
+          << f.reliability << '\n';
     }
     std::fprintf(stderr, "  %s: %.1f s\n", name, bench::seconds_since(t0));
   }

@@ -70,7 +70,8 @@ outcome uniform(std::uint32_t n, double loss, std::uint64_t seed, int max_rounds
   outcome o;
   {
     simulator w(seed, bench::network(loss));
-    membership::static_group_config gc{std::make_shared<const dcp::group::static_group>(dcp::group::static_group::sim(n))};
+    membership::static_group_config gc{
+        std::make_shared<const dcp::group::static_group>(dcp::group::static_group::sim(n))};
     w.add_nodes(n, [gc](sim::node_context& c) {
       auto& g = c.add<fixed_group>(mid, gc);
       aggregate::push_sum_config k;
@@ -122,16 +123,17 @@ int main(int argc, char** argv) {
   int max_rounds_override = 0;
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--targets") && i + 1 < argc) targets = argv[++i];
-    else if (!std::strcmp(argv[i], "--loss") && i + 1 < argc) losses = argv[++i];
+    if (!std::strcmp(argv[i], "--targets") && i + 1 < argc)
+      targets = argv[++i];
+    else if (!std::strcmp(argv[i], "--loss") && i + 1 < argc)
+      losses = argv[++i];
     else if (!std::strcmp(argv[i], "--max-rounds") && i + 1 < argc) {
       max_rounds_override = std::atoi(argv[++i]);
       if (max_rounds_override < 1) {
         std::fprintf(stderr, "push_sum: --max-rounds wants a positive number of rounds\n");
         return 2;
       }
-    }
-    else if (!std::strcmp(argv[i], "--sizes") && i + 1 < argc) {
+    } else if (!std::strcmp(argv[i], "--sizes") && i + 1 < argc) {
       std::istringstream in(argv[++i]);
       for (std::string item; std::getline(in, item, ',');) {
         const unsigned long v = std::strtoul(item.c_str(), nullptr, 10);
@@ -141,7 +143,8 @@ int main(int argc, char** argv) {
         }
         chosen_sizes.push_back(static_cast<std::uint32_t>(v));
       }
-    } else rest.push_back(argv[i]);
+    } else
+      rest.push_back(argv[i]);
   }
   if (targets != "uniform" && targets != "hyparview" && targets != "both") {
     std::fprintf(stderr, "push_sum: --targets is uniform, hyparview or both\n");
@@ -152,14 +155,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto a = bench::args::parse(static_cast<int>(rest.size()), rest.data(), "push_sum.csv");
-  std::vector<std::uint32_t> sizes = a.quick ? std::vector<std::uint32_t>{1000, 10000}
-                                             : std::vector<std::uint32_t>{1000, 10000, 100000, 1000000};
+  std::vector<std::uint32_t> sizes =
+      a.quick ? std::vector<std::uint32_t>{1000, 10000} : std::vector<std::uint32_t>{1000, 10000, 100000, 1000000};
   if (!chosen_sizes.empty()) sizes = chosen_sizes;
   std::ofstream csv(a.csv);
   csv << "targets,nodes,loss,log2n,goal_rounds,rounds_to_eps,rounds_to_consensus,final_error,bytes_per_node,seconds\n";
   std::printf("Push-Sum: rounds to relative error %g (goal at uniform targets: 1.5 (log2 N + log2 1/eps))\n", eps);
-  std::printf("%-9s %8s %5s %6s %6s %8s %10s %11s %9s %8s\n", "targets", "N", "loss", "log2N", "goal", "rounds", "consensus",
-              "final err", "B/node", "wall s");
+  std::printf("%-9s %8s %5s %6s %6s %8s %10s %11s %9s %8s\n", "targets", "N", "loss", "log2N", "goal", "rounds",
+              "consensus", "final err", "B/node", "wall s");
   for (auto n : sizes) {
     for (int t = 0; t < 2; ++t) {
       if (t == 1 && (n > 10000 || (a.quick && n > 1000))) continue;  // --quick: HyParView only at 10^3 (CI time)

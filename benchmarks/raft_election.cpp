@@ -48,8 +48,8 @@ row measure(duration lo, duration hi, bool pre_vote, int trials) {
     rc.heartbeat_interval = std::min<duration>(lo / 2, 50ms);
     rc.pre_vote = pre_vote;
     w.add_nodes(5, [rc](sim::node_context& n) {
-      n.add<node_t>(node_t::default_id, rc, storage::durable_storage(n.world().disk_of(n.index()),
-                                                                      {"raft", storage::sync_policy::never}));
+      n.add<node_t>(node_t::default_id, rc,
+                    storage::durable_storage(n.world().disk_of(n.index()), {"raft", storage::sync_policy::never}));
     });
     auto leader = [&]() -> int {
       for (std::uint32_t i = 0; i < 5; ++i)
@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
   struct range {
     duration lo, hi;
   };
-  const std::vector<range> ranges{{150ms, 151ms}, {150ms, 155ms}, {150ms, 175ms}, {150ms, 200ms},
-                                  {150ms, 300ms}, {12ms, 24ms}};
+  const std::vector<range> ranges{{150ms, 151ms}, {150ms, 155ms}, {150ms, 175ms},
+                                  {150ms, 200ms}, {150ms, 300ms}, {12ms, 24ms}};
   std::ofstream csv("raft_election.csv");
   csv << "timeout_min_ms,timeout_max_ms,pre_vote,trials,mean_ms,p50_ms,p99_ms,max_ms\n";
   std::printf("Raft election after a leader crash: 5 servers, one-way delay U[5,15] ms, %d trials each\n", trials);

@@ -65,7 +65,10 @@ namespace {
 
 /// The physical network: routers with weighted links, nodes on stub routers.
 struct physical {
-  struct edge { std::size_t to; double ms; };
+  struct edge {
+    std::size_t to;
+    double ms;
+  };
   std::vector<std::vector<edge>> adj;
   std::vector<std::size_t> router_of;  // per overlay node
   std::vector<std::vector<double>> dist;
@@ -122,11 +125,15 @@ struct physical {
     ++stress[{off + a, router_of[a]}];
     ++stress[{off + b, router_of[b]}];
     const std::size_t ra = router_of[a];
-    for (std::size_t v = router_of[b]; v != ra; v = prev[ra][v]) ++stress[{std::min(v, prev[ra][v]), std::max(v, prev[ra][v])}];
+    for (std::size_t v = router_of[b]; v != ra; v = prev[ra][v])
+      ++stress[{std::min(v, prev[ra][v]), std::max(v, prev[ra][v])}];
   }
 };
 
-struct stress_stats { double mean = 0; int max = 0; };
+struct stress_stats {
+  double mean = 0;
+  int max = 0;
+};
 stress_stats summarize(const std::map<std::pair<std::size_t, std::size_t>, int>& s) {
   stress_stats out;
   for (auto& [l, n] : s) out.mean += n, out.max = std::max(out.max, n);
@@ -136,8 +143,10 @@ stress_stats summarize(const std::map<std::pair<std::size_t, std::size_t>, int>&
 
 struct row {
   std::size_t n = 0, groups = 0, members = 0;
-  double depth_mean = 0; std::size_t depth_max = 0;
-  double children_mean = 0; std::size_t children_max = 0;
+  double depth_mean = 0;
+  std::size_t depth_max = 0;
+  double children_mean = 0;
+  std::size_t children_max = 0;
   double rmd = 0, rad = 0;
   stress_stats scribe_s, ip_s, unicast_s;
   double msgs_per_member = 0;
@@ -166,7 +175,8 @@ row run(std::size_t n, std::size_t groups, std::uint64_t seed, std::size_t capac
   std::vector<dht::contact> sorted;
   for (sim::node_index i = 0; i < n; ++i) sorted.push_back(world.get<pastry>(i, pastry::default_id).self());
   std::sort(sorted.begin(), sorted.end());
-  for (sim::node_index i = 0; i < n; ++i) dht::testing::global_view::install(world.get<pastry>(i, pastry::default_id), sorted);
+  for (sim::node_index i = 0; i < n; ++i)
+    dht::testing::global_view::install(world.get<pastry>(i, pastry::default_id), sorted);
   auto S = [&](sim::node_index i) -> scribe& { return world.get<scribe>(i, scribe::default_id); };
   auto P = [&](sim::node_index i) -> pastry& { return world.get<pastry>(i, pastry::default_id); };
   physical net(n, world.rng());
@@ -186,7 +196,9 @@ row run(std::size_t n, std::size_t groups, std::uint64_t seed, std::size_t capac
   world.run_until([&] { return pending == 0; }, world.now() + 30s);
   for (std::size_t k = 0; k < groups; ++k) {
     const std::size_t size = std::clamp<std::size_t>(
-        static_cast<std::size_t>(std::floor(static_cast<double>(n) * std::pow(static_cast<double>(k + 1), -1.25) + 0.5)), 1, n);
+        static_cast<std::size_t>(
+            std::floor(static_cast<double>(n) * std::pow(static_cast<double>(k + 1), -1.25) + 0.5)),
+        1, n);
     std::vector<sim::node_index> all(n);
     for (sim::node_index i = 0; i < n; ++i) all[i] = i;
     world.rng().shuffle(std::span(all));
@@ -227,7 +239,8 @@ row run(std::size_t n, std::size_t groups, std::uint64_t seed, std::size_t capac
     for (sim::node_index i = 0; i < n; ++i)
       if (auto c = S(i).children(ids[k]).size()) children_per_node[i] += c;
   }
-  for (auto& [i, c] : children_per_node) child_sum += c, ++child_nodes, out.children_max = std::max(out.children_max, c);
+  for (auto& [i, c] : children_per_node)
+    child_sum += c, ++child_nodes, out.children_max = std::max(out.children_max, c);
   out.depth_mean = static_cast<double>(depth_sum) / static_cast<double>(depth_count);
   out.children_mean = child_nodes ? static_cast<double>(child_sum) / static_cast<double>(child_nodes) : 0;
 
@@ -247,7 +260,8 @@ row run(std::size_t n, std::size_t groups, std::uint64_t seed, std::size_t capac
     const auto root = route.back();
     if (!S(root).is_root(ids[k])) std::fprintf(stderr, "group %zu: route ends off the root\n", k), std::exit(1);
     double to_root = 0;
-    for (std::size_t h = 1; h < route.size(); ++h) to_root += net.delay(route[h - 1], route[h]), net.carry(route[h - 1], route[h], st_scribe);
+    for (std::size_t h = 1; h < route.size(); ++h)
+      to_root += net.delay(route[h - 1], route[h]), net.carry(route[h - 1], route[h], st_scribe);
     // down the tree: every tree edge carries one copy
     double max_s = 0, max_u = 0, sum_s = 0, sum_u = 0;
     std::set<std::pair<std::size_t, std::size_t>> ip_links;
@@ -270,10 +284,12 @@ row run(std::size_t n, std::size_t groups, std::uint64_t seed, std::size_t capac
         for (auto& c : S(i).children(ids[k])) net.carry(i, c.sim_index(), st_scribe);
     if (max_u > 0) out.rmd += max_s / max_u, out.rad += sum_s / sum_u;
     const std::string payload = "m" + std::to_string(k);
-    S(src).multicast(ids[k], bytes(payload.begin(), payload.end()), [&accepted](std::error_code ec) { accepted += !ec; });
+    S(src).multicast(ids[k], bytes(payload.begin(), payload.end()),
+                     [&accepted](std::error_code ec) { accepted += !ec; });
   }
   world.run_for(5s);  // all groups' multicasts at once
-  if (accepted != static_cast<int>(groups)) std::fprintf(stderr, "%d of %zu multicasts accepted\n", accepted, groups), std::exit(1);
+  if (accepted != static_cast<int>(groups))
+    std::fprintf(stderr, "%d of %zu multicasts accepted\n", accepted, groups), std::exit(1);
   for (std::size_t k = 0; k < groups; ++k)
     for (auto m : members[k]) {
       const int times = got[m]["m" + std::to_string(k)];
@@ -285,7 +301,7 @@ row run(std::size_t n, std::size_t groups, std::uint64_t seed, std::size_t capac
   out.ip_s = summarize(st_ip);
   out.unicast_s = summarize(st_unicast);
   out.msgs_per_member = static_cast<double>(world.metrics().counter(scribe::default_id, "data_sent") - sent_before) /
-                        static_cast<double>(out.members);
+      static_cast<double>(out.members);
   out.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
@@ -296,15 +312,19 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::size_t groups = 0, capacity = 0;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--groups") && i + 1 < argc) groups = static_cast<std::size_t>(std::atol(argv[++i]));
-    else if (!std::strcmp(argv[i], "--capacity") && i + 1 < argc) capacity = static_cast<std::size_t>(std::atol(argv[++i]));
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--groups") && i + 1 < argc)
+      groups = static_cast<std::size_t>(std::atol(argv[++i]));
+    else if (!std::strcmp(argv[i], "--capacity") && i + 1 < argc)
+      capacity = static_cast<std::size_t>(std::atol(argv[++i]));
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--groups G] [--capacity C]\n", argv[0]);
       return 2;
     }
   }
-  const std::vector<std::size_t> sizes = quick ? std::vector<std::size_t>{300} : std::vector<std::size_t>{1000, 2000, 5000, 10000};
+  const std::vector<std::size_t> sizes =
+      quick ? std::vector<std::size_t>{300} : std::vector<std::size_t>{1000, 2000, 5000, 10000};
   if (!groups) groups = quick ? 5 : 20;
   std::ofstream csv("scribe_tree.csv");
   csv << "n,groups,members,depth_mean,depth_max,children_mean,children_max,rmd,rad,stress_scribe_mean,stress_scribe_max,"
@@ -312,19 +332,21 @@ int main(int argc, char** argv) {
   std::printf("Scribe over Pastry (b = 4, l = 16), %zu groups of sizes N·r^-1.25, one multicast per group", groups);
   if (capacity) std::printf("; bottleneck remover, capacity %zu children", capacity);
   std::printf("\n");
-  std::printf("%6s %8s %6s %5s %7s %5s %6s %6s %17s %17s %17s %8s %7s\n", "N", "members", "depth", "max", "child", "max",
-              "RMD", "RAD", "stress scribe", "stress IP mcast", "stress unicast", "msg/mbr", "time");
+  std::printf("%6s %8s %6s %5s %7s %5s %6s %6s %17s %17s %17s %8s %7s\n", "N", "members", "depth", "max", "child",
+              "max", "RMD", "RAD", "stress scribe", "stress IP mcast", "stress unicast", "msg/mbr", "time");
   for (auto n : sizes) {
     const row r = run(n, groups, n * 13 + 7, capacity);
-    std::printf("%6zu %8zu %6.2f %5zu %7.2f %5zu %6.2f %6.2f %8.2f / %6d %8.2f / %6d %8.2f / %6d %8.3f %6.1fs\n", r.n, r.members,
-                r.depth_mean, r.depth_max, r.children_mean, r.children_max, r.rmd, r.rad, r.scribe_s.mean, r.scribe_s.max,
-                r.ip_s.mean, r.ip_s.max, r.unicast_s.mean, r.unicast_s.max, r.msgs_per_member, r.secs);
+    std::printf("%6zu %8zu %6.2f %5zu %7.2f %5zu %6.2f %6.2f %8.2f / %6d %8.2f / %6d %8.2f / %6d %8.3f %6.1fs\n", r.n,
+                r.members, r.depth_mean, r.depth_max, r.children_mean, r.children_max, r.rmd, r.rad, r.scribe_s.mean,
+                r.scribe_s.max, r.ip_s.mean, r.ip_s.max, r.unicast_s.mean, r.unicast_s.max, r.msgs_per_member, r.secs);
     std::fflush(stdout);
-    csv << r.n << ',' << r.groups << ',' << r.members << ',' << r.depth_mean << ',' << r.depth_max << ',' << r.children_mean << ','
-        << r.children_max << ',' << r.rmd << ',' << r.rad << ',' << r.scribe_s.mean << ',' << r.scribe_s.max << ',' << r.ip_s.mean
-        << ',' << r.ip_s.max << ',' << r.unicast_s.mean << ',' << r.unicast_s.max << ',' << r.msgs_per_member << '\n';
+    csv << r.n << ',' << r.groups << ',' << r.members << ',' << r.depth_mean << ',' << r.depth_max << ','
+        << r.children_mean << ',' << r.children_max << ',' << r.rmd << ',' << r.rad << ',' << r.scribe_s.mean << ','
+        << r.scribe_s.max << ',' << r.ip_s.mean << ',' << r.ip_s.max << ',' << r.unicast_s.mean << ','
+        << r.unicast_s.max << ',' << r.msgs_per_member << '\n';
   }
-  std::printf("depth: overlay hops root→member; child: children per node with any (all groups); RMD/RAD: Scribe delay over\n"
-              "unicast delay, max/mean over members, mean over groups; stress: messages per physical link (mean over used\n"
-              "links / max), one multicast per group; msg/mbr: data messages sent per member (tree edges, forwarders included)\n");
+  std::printf(
+      "depth: overlay hops root→member; child: children per node with any (all groups); RMD/RAD: Scribe delay over\n"
+      "unicast delay, max/mean over members, mean over groups; stress: messages per physical link (mean over used\n"
+      "links / max), one multicast per group; msg/mbr: data messages sent per member (tree edges, forwarders included)\n");
 }

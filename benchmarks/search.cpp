@@ -75,16 +75,18 @@ int main(int argc, char** argv) {
       double messages = 0, hops = 0;
       for (int q = 0; q < queries; ++q) {
         std::uint32_t origin;
-        do origin = static_cast<std::uint32_t>(x.w.rng().below(n)); while (holders.contains(origin));
+        do origin = static_cast<std::uint32_t>(x.w.rng().below(n));
+        while (holders.contains(origin));
         const auto before = x.w.metrics().of(sid, 1).sent;
         bool done = false;
-        x.w.get<finder>(origin, sid).find("key", search::method::random_walk, [&](dcp::result<search::search_result> res) {
-          done = true;
-          if (res) {
-            ++ok;
-            hops += res->hops;
-          }
-        });
+        x.w.get<finder>(origin, sid)
+            .find("key", search::method::random_walk, [&](dcp::result<search::search_result> res) {
+              done = true;
+              if (res) {
+                ++ok;
+                hops += res->hops;
+              }
+            });
         x.w.run_until([&] { return done; }, x.w.now() + 100000s);
         // The other walkers do not know of the hit (no checking back): their
         // steps until they meet a holder themselves count too.
@@ -98,7 +100,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\nflooding: nodes reached and messages by TTL (mean of %d floods), d = %.2f\n", queries / 4, mean_degree);
+  std::printf("\nflooding: nodes reached and messages by TTL (mean of %d floods), d = %.2f\n", queries / 4,
+              mean_degree);
   std::printf("%4s %12s %14s %12s %14s\n", "TTL", "reached", "sum R(i<=k)", "messages", "hit r=10");
   const double d = mean_degree;
   double predicted = 0;
@@ -116,12 +119,14 @@ int main(int argc, char** argv) {
     int hits = 0;
     for (int q = 0; q < floods; ++q) {
       std::uint32_t origin;
-      do origin = static_cast<std::uint32_t>(x.w.rng().below(n)); while (holders.contains(origin));
+      do origin = static_cast<std::uint32_t>(x.w.rng().below(n));
+      while (holders.contains(origin));
       const auto probes0 = x.w.metrics().counter(sid, "probes");
       const auto sent0 = x.w.metrics().of(sid, 2).sent;
       bool found = false;
-      x.w.get<finder>(origin, sid).find("key", search::method::flooding,
-                                        [&](const dcp::result<search::search_result>& r) { found = r.has_value(); });
+      x.w.get<finder>(origin, sid)
+          .find("key", search::method::flooding,
+                [&](const dcp::result<search::search_result>& r) { found = r.has_value(); });
       x.w.run_for(11s);
       reached += double(x.w.metrics().counter(sid, "probes") - probes0);
       messages += double(x.w.metrics().of(sid, 2).sent - sent0);
@@ -129,7 +134,7 @@ int main(int argc, char** argv) {
     }
     std::printf("%4u %12.1f %14.1f %12.1f %13.1f%%\n", ttl, reached / floods, std::min(predicted, double(n - 1)),
                 messages / floods, 100.0 * hits / floods);
-    csv << "flooding," << n << ",10," << ttl << ',' << floods << ',' << double(hits) / floods << ',' << messages / floods
-        << ',' << reached / floods << ',' << std::min(predicted, double(n - 1)) << '\n';
+    csv << "flooding," << n << ",10," << ttl << ',' << floods << ',' << double(hits) / floods << ','
+        << messages / floods << ',' << reached / floods << ',' << std::min(predicted, double(n - 1)) << '\n';
   }
 }

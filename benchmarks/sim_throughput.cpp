@@ -30,22 +30,24 @@ struct token {
   template <class A> void serialize(A& ar) { ar(hops); }
 };
 
-template <Env E>
-struct passer {
+template <Env E> struct passer {
   using messages = wire::message_set<token>;
   passer(E env, std::uint32_t n, bool wait) : env(env), n(n), wait(wait) {}
   void on_message(const address&, const token& t) {
-    if (wait) env.arm(1ms, [this, h = t.hops] { forward(h + 1); });
-    else forward(t.hops + 1);
+    if (wait)
+      env.arm(1ms, [this, h = t.hops] { forward(h + 1); });
+    else
+      forward(t.hops + 1);
   }
-  void forward(std::uint64_t hops) { env.send(address::sim(static_cast<std::uint32_t>(env.rng().below(n))), token{hops}); }
+  void forward(std::uint64_t hops) {
+    env.send(address::sim(static_cast<std::uint32_t>(env.rng().below(n))), token{hops});
+  }
   E env;
   std::uint32_t n;
   bool wait;
 };
 
-template <Env E>
-struct idle {
+template <Env E> struct idle {
   using messages = wire::message_set<token>;
   explicit idle(E) {}
   void on_message(const address&, const token&) {}
@@ -85,8 +87,7 @@ rate run_tokens(std::uint32_t n, std::uint64_t events, bool wait) {
   return {static_cast<double>(r.events) / s, r.events, s, per_node};
 }
 
-template <class Setup>
-double bytes_per_node(std::uint32_t n, Setup setup) {
+template <class Setup> double bytes_per_node(std::uint32_t n, Setup setup) {
   const auto before = mallinfo2().uordblks;
   double per;
   {
@@ -102,32 +103,42 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
-    else { std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]); return 2; }
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
+      csv = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
+      return 2;
+    }
   }
   const std::uint64_t events = quick ? 200000 : 5000000;
   const std::uint32_t mem_nodes = quick ? 10000 : 100000;
 
   std::printf("%-44s %14s %10s %8s\n", "simulator workload", "events/s", "CPU s", "B/node");
   std::ofstream out;
-  if (!csv.empty()) { out.open(csv); out << "workload,nodes,events,seconds,events_per_second,bytes_per_node_running\n"; }
+  if (!csv.empty()) {
+    out.open(csv);
+    out << "workload,nodes,events,seconds,events_per_second,bytes_per_node_running\n";
+  }
   for (std::uint32_t n : {1000u, 10000u, 100000u}) {
     for (bool wait : {false, true}) {
       const rate r = run_tokens(n, events, wait);
-      const std::string name = std::string(wait ? "token passing + timer per hop" : "token passing") + ", N=" + std::to_string(n);
+      const std::string name =
+          std::string(wait ? "token passing + timer per hop" : "token passing") + ", N=" + std::to_string(n);
       std::printf("%-44s %14.0f %10.2f %8.0f\n", name.c_str(), r.events_per_s, r.seconds, r.bytes_per_node);
-      if (out) out << '"' << name << "\"," << n << ',' << r.events << ',' << r.seconds << ',' << r.events_per_s << ',' << r.bytes_per_node << '\n';
+      if (out)
+        out << '"' << name << "\"," << n << ',' << r.events << ',' << r.seconds << ',' << r.events_per_s << ','
+            << r.bytes_per_node << '\n';
     }
   }
   const double bare = bytes_per_node(mem_nodes, [](sim::node_context&) {});
   const double with_idle = bytes_per_node(mem_nodes, [](sim::node_context& c) { c.add<idle<sim::env>>(1); });
-  const double with_hb = bytes_per_node(mem_nodes, [](sim::node_context& c) {
-    c.add<failure::heartbeat<sim::env>>(1, failure::heartbeat_config{});
-  });
+  const double with_hb = bytes_per_node(
+      mem_nodes, [](sim::node_context& c) { c.add<failure::heartbeat<sim::env>>(1, failure::heartbeat_config{}); });
   std::printf("\nheap bytes per idle node at N=%u\n", mem_nodes);
-  std::printf("  %-40s %8.0f\n  %-40s %8.0f\n  %-40s %8.0f\n", "node with no protocol", bare, "node with an idle protocol", with_idle,
-              "node with a heartbeat detector (no peers)", with_hb);
+  std::printf("  %-40s %8.0f\n  %-40s %8.0f\n  %-40s %8.0f\n", "node with no protocol", bare,
+              "node with an idle protocol", with_idle, "node with a heartbeat detector (no peers)", with_hb);
   if (out) {
     out << "bytes_per_node_bare," << mem_nodes << ",,," << bare << ",\n";
     out << "bytes_per_node_idle_protocol," << mem_nodes << ",,," << with_idle << ",\n";

@@ -28,8 +28,10 @@ int main(int argc, char** argv) {
     sync_policy policy;
     int batch;
   };
-  const run runs[] = {{"every_append", sync_policy::every_append, 1}, {"batched", sync_policy::batched, 1},
-                      {"batched", sync_policy::batched, 16},          {"batched", sync_policy::batched, 128},
+  const run runs[] = {{"every_append", sync_policy::every_append, 1},
+                      {"batched", sync_policy::batched, 1},
+                      {"batched", sync_policy::batched, 16},
+                      {"batched", sync_policy::batched, 128},
                       {"never", sync_policy::never, 1}};
   std::ofstream csv("storage_fsync.csv");
   csv << "policy,batch,entries,seconds,entries_per_s,syncs,recovery_ms\n";
@@ -61,7 +63,8 @@ int main(int argc, char** argv) {
       durable_storage s(d, {"bench", r.policy});
       rec_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s.last_index() != static_cast<std::uint64_t>(entries)) {
-        std::fprintf(stderr, "recovered %llu of %d entries\n", static_cast<unsigned long long>(s.last_index()), entries);
+        std::fprintf(stderr, "recovered %llu of %d entries\n", static_cast<unsigned long long>(s.last_index()),
+                     entries);
         return 1;
       }
     }

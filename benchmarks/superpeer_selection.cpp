@@ -68,7 +68,8 @@ std::vector<figures> averaged(const std::vector<figures>& rows) {
   std::vector<figures> out;
   std::vector<std::size_t> count;
   for (const auto& r : rows) {
-    auto it = std::find_if(out.begin(), out.end(), [&](const figures& f) { return f.method == r.method && f.n == r.n; });
+    auto it =
+        std::find_if(out.begin(), out.end(), [&](const figures& f) { return f.method == r.method && f.n == r.n; });
     if (it == out.end()) {
       out.push_back(figures{r.method, r.n, 0, r.ratio, r.cap});
       count.push_back(0);
@@ -77,15 +78,16 @@ std::vector<figures> averaged(const std::vector<figures>& rows) {
     auto& a = *it;
     ++count[static_cast<std::size_t>(it - out.begin())];
     a.superpeers_d += static_cast<double>(r.superpeers), a.unserved_d += static_cast<double>(r.unserved);
-    a.nearest_med += r.nearest_med, a.nearest_p99 += r.nearest_p99, a.served_med += r.served_med, a.served_p99 += r.served_p99;
+    a.nearest_med += r.nearest_med, a.nearest_p99 += r.nearest_p99, a.served_med += r.served_med,
+        a.served_p99 += r.served_p99;
     a.nearest_max += r.nearest_max, a.central_med += r.central_med, a.central_p99 += r.central_p99;
     a.spread += r.spread, a.load_max += r.load_max, a.load_mean += r.load_mean;
   }
   for (std::size_t k = 0; k < out.size(); ++k) {
     const double c = static_cast<double>(count[k]);
     auto& a = out[k];
-    for (double* v : {&a.superpeers_d, &a.unserved_d, &a.nearest_med, &a.nearest_p99, &a.served_med, &a.served_p99, &a.nearest_max,
-                      &a.central_med, &a.central_p99, &a.spread, &a.load_max, &a.load_mean})
+    for (double* v : {&a.superpeers_d, &a.unserved_d, &a.nearest_med, &a.nearest_p99, &a.served_med, &a.served_p99,
+                      &a.nearest_max, &a.central_med, &a.central_p99, &a.spread, &a.load_max, &a.load_mean})
       *v /= c;
   }
   return out;
@@ -93,7 +95,8 @@ std::vector<figures> averaged(const std::vector<figures>& rows) {
 
 /// The figures of a selection: `sp` the superpeers, `serves[i]` the superpeer of normal node i (npos: none).
 figures measure(const std::string& method, const internet& net, const std::vector<std::uint32_t>& sp,
-                const std::vector<std::size_t>& serves, const std::vector<std::size_t>& central, std::size_t ratio, std::size_t cap) {
+                const std::vector<std::size_t>& serves, const std::vector<std::size_t>& central, std::size_t ratio,
+                std::size_t cap) {
   figures f;
   f.method = method, f.n = net.size(), f.superpeers = sp.size(), f.ratio = ratio, f.cap = cap;
   const std::set<std::uint32_t> is_sp(sp.begin(), sp.end());
@@ -140,7 +143,8 @@ figures measure(const std::string& method, const internet& net, const std::vecto
 }
 
 /// Each normal node, in a random order, to its nearest superpeer (true RTT) with room: what a node that knew every RTT would do.
-std::vector<std::size_t> central_assignment(const internet& net, const std::vector<std::uint32_t>& sp, std::size_t cap, dcp::rng& r) {
+std::vector<std::size_t> central_assignment(const internet& net, const std::vector<std::uint32_t>& sp, std::size_t cap,
+                                            dcp::rng& r) {
   std::vector<std::size_t> serves(net.size(), SIZE_MAX);
   std::map<std::uint32_t, std::size_t> load;
   std::vector<std::uint32_t> order(net.size());
@@ -225,11 +229,14 @@ void coordinates_world(std::size_t n, std::size_t ratio, std::size_t cap, std::u
   std::vector<std::size_t> serves(n, SIZE_MAX);
   for (std::uint32_t i = 0; i < n; ++i) {
     auto& p = w.get<repulsion>(i, repulsion::default_id);
-    if (p.is_superpeer()) sp.push_back(i);
-    else if (p.superpeer()) serves[i] = p.superpeer()->sim_index();
+    if (p.is_superpeer())
+      sp.push_back(i);
+    else if (p.superpeer())
+      serves[i] = p.superpeer()->sim_index();
   }
-  out.push_back(measure(radius_ms > 0 ? "repulsion r=" + std::to_string(static_cast<int>(radius_ms)) + "ms" : "repulsion r=all", net, sp,
-                        serves, central_assignment(net, sp, cap, w.rng()), ratio, cap));
+  out.push_back(
+      measure(radius_ms > 0 ? "repulsion r=" + std::to_string(static_cast<int>(radius_ms)) + "ms" : "repulsion r=all",
+              net, sp, serves, central_assignment(net, sp, cap, w.rng()), ratio, cap));
 }
 
 void prefix_world(std::size_t n, std::size_t ratio, std::size_t cap, std::uint64_t seed, std::vector<figures>& out) {
@@ -253,10 +260,13 @@ void prefix_world(std::size_t n, std::size_t ratio, std::size_t cap, std::uint64
   std::vector<std::size_t> serves(n, SIZE_MAX);
   for (std::uint32_t i = 0; i < n; ++i) {
     auto& p = w.get<prefix>(i, prefix::default_id);
-    if (p.is_superpeer()) sp.push_back(i);
-    else if (p.superpeer()) serves[i] = p.superpeer()->sim_index();
+    if (p.is_superpeer())
+      sp.push_back(i);
+    else if (p.superpeer())
+      serves[i] = p.superpeer()->sim_index();
   }
-  out.push_back(measure("prefix k=" + std::to_string(pc.prefix_bits), net, sp, serves, central_assignment(net, sp, cap, w.rng()), ratio, cap));
+  out.push_back(measure("prefix k=" + std::to_string(pc.prefix_bits), net, sp, serves,
+                        central_assignment(net, sp, cap, w.rng()), ratio, cap));
 }
 
 }  // namespace
@@ -265,8 +275,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "superpeer_selection.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
@@ -286,27 +298,33 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "  N=%zu seed %llu done\n", n, static_cast<unsigned long long>(seed));
     }
   }
-  std::printf("Vivaldi (2-D + height, cc = ce = 0.25, one ping per 500 ms): relative error |predicted - true| / true over all pairs\n");
+  std::printf(
+      "Vivaldi (2-D + height, cc = ce = 0.25, one ping per 500 ms): relative error |predicted - true| / true over all pairs\n");
   std::printf("%6s %8s | %8s %8s | paper (King, 1740 nodes): median ~0.11\n", "N", "time s", "median", "p90");
   for (const auto& r : viv_rows) std::printf("%6zu %8.0f | %8.3f %8.3f |\n", r.n, r.seconds, r.median, r.p90);
-  std::printf("\nSuperpeer selection, ratio 1/%zu, cap %zu normal nodes per superpeer (%llu seed%s each; RTTs in ms)\n", ratio, cap,
-              static_cast<unsigned long long>(seeds), seeds > 1 ? "s" : "");
-  std::printf("%-18s %5s | %5s %6s | %8s %8s | %8s %8s | %8s %8s | %8s %8s | %8s %6s | %s\n", "method", "N", "SPs", "frac", "near med",
-              "near p99", "srv med", "srv p99", "ideal med", "ideal p99", "spread", "worst", "load max", "mean", "unserved");
+  std::printf("\nSuperpeer selection, ratio 1/%zu, cap %zu normal nodes per superpeer (%llu seed%s each; RTTs in ms)\n",
+              ratio, cap, static_cast<unsigned long long>(seeds), seeds > 1 ? "s" : "");
+  std::printf("%-18s %5s | %5s %6s | %8s %8s | %8s %8s | %8s %8s | %8s %8s | %8s %6s | %s\n", "method", "N", "SPs",
+              "frac", "near med", "near p99", "srv med", "srv p99", "ideal med", "ideal p99", "spread", "worst",
+              "load max", "mean", "unserved");
   for (const auto& f : averaged(rows))
-    std::printf("%-18s %5zu | %5.1f %6.3f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %6.1f | %.1f\n", f.method.c_str(), f.n,
-                f.superpeers_d, f.superpeers_d / static_cast<double>(f.n), f.nearest_med, f.nearest_p99, f.served_med, f.served_p99,
-                f.central_med, f.central_p99, f.spread, f.nearest_max, f.load_max, f.load_mean, f.unserved_d);
-  std::printf("(means over the seeds; frac target %.3f; near = RTT to the nearest superpeer; srv = to the one serving the node, as\n"
-              " the protocol assigned it (random: ideal); ideal = the same superpeers, each node to the nearest with room by true RTT;\n"
-              " spread = mean RTT from a superpeer to the nearest other; worst = the largest RTT any node has to its nearest superpeer)\n",
-              1.0 / static_cast<double>(ratio));
+    std::printf(
+        "%-18s %5zu | %5.1f %6.3f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f | %8.1f %6.1f | %.1f\n",
+        f.method.c_str(), f.n, f.superpeers_d, f.superpeers_d / static_cast<double>(f.n), f.nearest_med, f.nearest_p99,
+        f.served_med, f.served_p99, f.central_med, f.central_p99, f.spread, f.nearest_max, f.load_max, f.load_mean,
+        f.unserved_d);
+  std::printf(
+      "(means over the seeds; frac target %.3f; near = RTT to the nearest superpeer; srv = to the one serving the node, as\n"
+      " the protocol assigned it (random: ideal); ideal = the same superpeers, each node to the nearest with room by true RTT;\n"
+      " spread = mean RTT from a superpeer to the nearest other; worst = the largest RTT any node has to its nearest superpeer)\n",
+      1.0 / static_cast<double>(ratio));
   std::ofstream f(csv);
   f << "table,method,n,superpeers,fraction,nearest_median_ms,nearest_p99_ms,served_median_ms,served_p99_ms,ideal_median_ms,ideal_p99_ms,spread_ms,worst_ms,load_max,load_mean,cap,unserved\n";
   for (const auto& r : rows)
-    f << "selection," << r.method << ',' << r.n << ',' << r.superpeers << ',' << static_cast<double>(r.superpeers) / static_cast<double>(r.n) << ','
-      << r.nearest_med << ',' << r.nearest_p99 << ',' << r.served_med << ',' << r.served_p99 << ',' << r.central_med << ',' << r.central_p99 << ',' << r.spread << ',' << r.nearest_max << ','
-      << r.load_max << ',' << r.load_mean << ',' << r.cap << ',' << r.unserved << '\n';
+    f << "selection," << r.method << ',' << r.n << ',' << r.superpeers << ','
+      << static_cast<double>(r.superpeers) / static_cast<double>(r.n) << ',' << r.nearest_med << ',' << r.nearest_p99
+      << ',' << r.served_med << ',' << r.served_p99 << ',' << r.central_med << ',' << r.central_p99 << ',' << r.spread
+      << ',' << r.nearest_max << ',' << r.load_max << ',' << r.load_mean << ',' << r.cap << ',' << r.unserved << '\n';
   f << "table,n,seconds,median_error,p90_error\n";
   for (const auto& r : viv_rows) f << "vivaldi," << r.n << ',' << r.seconds << ',' << r.median << ',' << r.p90 << '\n';
   std::fprintf(stderr, "wrote %s\n", csv.c_str());

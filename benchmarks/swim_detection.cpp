@@ -136,8 +136,10 @@ void run_one(const scenario& sc, bool lifeguard, std::uint32_t n, duration obser
   };
   w.run_until(done, crash + 600s);
   if (first) out.first.push_back(to_seconds(*first - crash));
-  if (done()) out.all.push_back(to_seconds(w.now() - crash));
-  else ++out.undetected;
+  if (done())
+    out.all.push_back(to_seconds(w.now() - crash));
+  else
+    ++out.undetected;
 }
 
 }  // namespace
@@ -146,8 +148,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = "swim_detection.csv";
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--quick")) quick = true;
-    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc) csv = argv[++a];
+    if (!std::strcmp(argv[a], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[a], "--csv") && a + 1 < argc)
+      csv = argv[++a];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
       return 2;
@@ -156,9 +160,11 @@ int main(int argc, char** argv) {
   const std::uint32_t n = quick ? 16 : 32;
   const int seeds = quick ? 2 : 30;
   const duration observe = quick ? 60s : 600s;
-  const std::vector<scenario> scenarios = {
-      {"loss 0%", 0.0, false}, {"loss 1%", 0.01, false}, {"loss 5%", 0.05, false},
-      {"loss 10%", 0.10, false}, {"5% + slow member", 0.05, true}};
+  const std::vector<scenario> scenarios = {{"loss 0%", 0.0, false},
+                                           {"loss 1%", 0.01, false},
+                                           {"loss 5%", 0.05, false},
+                                           {"loss 10%", 0.10, false},
+                                           {"5% + slow member", 0.05, true}};
 
   struct row {
     std::string scenario;
@@ -182,15 +188,19 @@ int main(int argc, char** argv) {
   for (auto& r : rows) {
     auto& o = r.o;
     std::printf("%-18s %-9s | %7zu %7zu %8zu %11.3f | %7.1fs %7.1fs %7.1fs %5zu | %8.2f\n", r.scenario.c_str(),
-                r.lifeguard ? "lifeguard" : "swim", o.fp_all, o.fp_healthy, o.fp_episodes, static_cast<double>(o.fp_all) / o.member_hours,
-                percentile(o.first, 0.5), percentile(o.all, 0.5), percentile(o.all, 0.99), o.undetected, o.msgs_per_member_s);
+                r.lifeguard ? "lifeguard" : "swim", o.fp_all, o.fp_healthy, o.fp_episodes,
+                static_cast<double>(o.fp_all) / o.member_hours, percentile(o.first, 0.5), percentile(o.all, 0.5),
+                percentile(o.all, 0.99), o.undetected, o.msgs_per_member_s);
   }
   std::printf("\nfalse positives, SWIM / Lifeguard (paper: > 50x):\n");
   for (std::size_t i = 0; i + 1 < rows.size(); i += 2) {
     const double a = static_cast<double>(rows[i].o.fp_all), b = static_cast<double>(rows[i + 1].o.fp_all);
-    if (a == 0 && b == 0) std::printf("  %-18s none in either\n", rows[i].scenario.c_str());
-    else if (b == 0) std::printf("  %-18s %.0f vs 0 (> %.0fx)\n", rows[i].scenario.c_str(), a, a);
-    else std::printf("  %-18s %.1fx\n", rows[i].scenario.c_str(), a / b);
+    if (a == 0 && b == 0)
+      std::printf("  %-18s none in either\n", rows[i].scenario.c_str());
+    else if (b == 0)
+      std::printf("  %-18s %.0f vs 0 (> %.0fx)\n", rows[i].scenario.c_str(), a, a);
+    else
+      std::printf("  %-18s %.1fx\n", rows[i].scenario.c_str(), a / b);
   }
 
   std::ofstream f(csv);
@@ -200,10 +210,12 @@ int main(int argc, char** argv) {
     auto& r = rows[i];
     auto& o = r.o;
     const auto& sc = scenarios[i / 2];
-    f << '"' << r.scenario << "\"," << sc.loss << ',' << (sc.slow ? 1 : 0) << ',' << (r.lifeguard ? "lifeguard" : "swim") << ','
-      << n << ',' << seeds << ',' << to_seconds(observe) << ',' << o.fp_all << ',' << o.fp_healthy << ',' << o.fp_episodes << ','
-      << static_cast<double>(o.fp_all) / o.member_hours << ',' << percentile(o.first, 0.5) << ',' << percentile(o.all, 0.5)
-      << ',' << percentile(o.all, 0.99) << ',' << o.undetected << ',' << o.msgs_per_member_s << '\n';
+    f << '"' << r.scenario << "\"," << sc.loss << ',' << (sc.slow ? 1 : 0) << ','
+      << (r.lifeguard ? "lifeguard" : "swim") << ',' << n << ',' << seeds << ',' << to_seconds(observe) << ','
+      << o.fp_all << ',' << o.fp_healthy << ',' << o.fp_episodes << ','
+      << static_cast<double>(o.fp_all) / o.member_hours << ',' << percentile(o.first, 0.5) << ','
+      << percentile(o.all, 0.5) << ',' << percentile(o.all, 0.99) << ',' << o.undetected << ',' << o.msgs_per_member_s
+      << '\n';
   }
   std::fprintf(stderr, "wrote %s\n", csv.c_str());
   return 0;

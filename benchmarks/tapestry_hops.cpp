@@ -186,31 +186,35 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::size_t lookups = 0;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--lookups") && i + 1 < argc) lookups = static_cast<std::size_t>(std::atol(argv[++i]));
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--lookups") && i + 1 < argc)
+      lookups = static_cast<std::size_t>(std::atol(argv[++i]));
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--lookups L]\n", argv[0]);
       return 2;
     }
   }
   if (!lookups) lookups = quick ? 300 : 2000;
-  const std::vector<std::size_t> sizes = quick ? std::vector<std::size_t>{64, 256} : std::vector<std::size_t>{64, 256, 1024, 4096};
+  const std::vector<std::size_t> sizes =
+      quick ? std::vector<std::size_t>{64, 256} : std::vector<std::size_t>{64, 256, 1024, 4096};
   std::ofstream csv("tapestry_hops.csv");
   csv << "n,lookups,failed,wrong,hops_mean,paper_log16_n,hops_p99,hops_max,table_mean,locates,located,locate_hops,"
          "root_hops,location_stretch\n";
   std::printf("Tapestry path length (real insertions, %zu lookups per point) beside the paper's log_16 N\n", lookups);
-  std::printf("%6s %7s %8s %5s %5s %7s %6s %7s %9s %8s %8s %7s\n", "N", "hops", "log16N", "p99", "max", "table", "wrong",
-              "failed", "loc hops", "to root", "stretch", "time");
+  std::printf("%6s %7s %8s %5s %5s %7s %6s %7s %9s %8s %8s %7s\n", "N", "hops", "log16N", "p99", "max", "table",
+              "wrong", "failed", "loc hops", "to root", "stretch", "time");
   for (auto n : sizes) {
     const row r = run(n, lookups, n * 31 + 7);
-    std::printf("%6zu %7.2f %8.2f %5.0f %5.0f %7.1f %6zu %7zu %9.2f %8.2f %8.2f %6.1fs\n", r.n, r.hops, r.paper, r.p99, r.max,
-                r.table, r.wrong, r.failed, r.loc_hops, r.to_root, r.stretch, r.secs);
+    std::printf("%6zu %7.2f %8.2f %5.0f %5.0f %7.1f %6zu %7zu %9.2f %8.2f %8.2f %6.1fs\n", r.n, r.hops, r.paper, r.p99,
+                r.max, r.table, r.wrong, r.failed, r.loc_hops, r.to_root, r.stretch, r.secs);
     std::fflush(stdout);
-    csv << r.n << ',' << r.lookups << ',' << r.failed << ',' << r.wrong << ',' << r.hops << ',' << r.paper << ',' << r.p99
-        << ',' << r.max << ',' << r.table << ',' << r.locates << ',' << r.located << ',' << r.loc_hops << ',' << r.to_root
-        << ',' << r.stretch << '\n';
+    csv << r.n << ',' << r.lookups << ',' << r.failed << ',' << r.wrong << ',' << r.hops << ',' << r.paper << ','
+        << r.p99 << ',' << r.max << ',' << r.table << ',' << r.locates << ',' << r.located << ',' << r.loc_hops << ','
+        << r.to_root << ',' << r.stretch << '\n';
   }
-  std::printf("hops: mean overlay hops origin→root; log16N: digits to resolve (the paper's bound); table: mean\n"
-              "neighbour-map entries; loc hops: locate's hops to the first pointer + 1 to the server; to root: the\n"
-              "same origins' hops to the object's root; stretch: loc hops over the hops to the server's own id\n");
+  std::printf(
+      "hops: mean overlay hops origin→root; log16N: digits to resolve (the paper's bound); table: mean\n"
+      "neighbour-map entries; loc hops: locate's hops to the first pointer + 1 to the server; to root: the\n"
+      "same origins' hops to the object's root; stretch: loc hops over the hops to the server's own id\n");
 }

@@ -55,13 +55,12 @@ using bench = pingpong_bench::bench<dcp::net::env>;
 }
 
 const dcp::net::keyring_key shared_key = dcp::net::keyring::generate();  // before any fork: both sides hold it
-const dcp::test::tls_authority group_ca;  // likewise: both sides trust it
+const dcp::test::tls_authority group_ca;                                 // likewise: both sides trust it
 
 /// Builds the node of the kind named (a plaintext_node, keyring_node or
 /// tls_node). A TLS node's certificate names its address: a port is chosen
 /// before it binds.
-template <class Node>
-std::unique_ptr<Node> make_node(asio::io_context& io) {
+template <class Node> std::unique_ptr<Node> make_node(asio::io_context& io) {
   dcp::net::config c;
   if constexpr (std::is_same_v<Node, dcp::net::tls_node>) {
     c.listen = dcp::test::free_loopback_address();
@@ -78,8 +77,7 @@ struct child {
   std::uint16_t port;
 };
 
-template <class Node>
-child responder(std::uint64_t ack_every) {
+template <class Node> child responder(std::uint64_t ack_every) {
   int fds[2];
   if (pipe(fds) != 0) die("pipe");
   const pid_t pid = fork();
@@ -108,8 +106,7 @@ void reap(const child& c) {
   waitpid(c.pid, nullptr, 0);
 }
 
-template <class Node>
-std::vector<clk::duration> pingpong(std::size_t rounds) {
+template <class Node> std::vector<clk::duration> pingpong(std::size_t rounds) {
   const child c = responder<Node>(1024);
   asio::io_context io;
   auto n = make_node<Node>(io);
@@ -157,8 +154,10 @@ int main(int argc, char** argv) {
   std::string csv_path = "transport_cost.csv";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    else if (a == "--csv" && i + 1 < argc) csv_path = argv[++i];
+    if (a == "--quick")
+      quick = true;
+    else if (a == "--csv" && i + 1 < argc)
+      csv_path = argv[++i];
     else {
       std::cerr << "usage: transport_cost [--quick] [--csv PATH]\n";
       return 2;
@@ -193,7 +192,8 @@ int main(int argc, char** argv) {
     const double s = stream_seconds<Node>(64, dgram_small, 256, 32);
     const double b = stream_seconds<Node>(1024, dgram_big, 64, 8);
     return row{name, percentile_us(rtt, 0.5), percentile_us(rtt, 0.99),
-               s < 0 ? -1 : static_cast<double>(dgram_small) / s, b < 0 ? -1 : static_cast<double>(dgram_big) * 1024 / b / 1e6};
+               s < 0 ? -1 : static_cast<double>(dgram_small) / s,
+               b < 0 ? -1 : static_cast<double>(dgram_big) * 1024 / b / 1e6};
   };
   const row udp = measure_udp("UDP (plaintext)", static_cast<dcp::net::plaintext_udp_node*>(nullptr));
   const row udp_keyed = measure_udp("UDP keyring (AES-GCM)", static_cast<dcp::net::keyring_udp_node*>(nullptr));
@@ -206,7 +206,8 @@ int main(int argc, char** argv) {
               << r.p50 << std::setw(12) << r.p99;
     csv << r.name << ",rtt_p50_us," << r.p50 << "\n" << r.name << ",rtt_p99_us," << r.p99 << "\n";
     if (r.small_rate < 0) {  // not measured (UDP: see the top)
-      std::cout << std::setw(13) << "-" << std::setw(14) << "-" << "\n";
+      std::cout << std::setw(13) << "-" << std::setw(14) << "-"
+                << "\n";
       continue;
     }
     std::cout << std::setprecision(0) << std::setw(13) << r.small_rate << std::setprecision(1) << std::setw(14)
@@ -217,17 +218,22 @@ int main(int argc, char** argv) {
             << keyed.small_rate / plain.small_rate << ", 64 KiB rate x" << keyed.big_mbps / plain.big_mbps << "\n";
   std::cout << "  TLS / plaintext:     rtt p50 x" << tls.p50 / plain.p50 << ", 64 B rate x"
             << tls.small_rate / plain.small_rate << ", 64 KiB rate x" << tls.big_mbps / plain.big_mbps << "\n";
-  std::cout << "\ndatagrams (" << rounds << " round trips; " << dgram_small << " x 64 B in a window of 256, " << dgram_big
-            << " x 1 KiB in a window of 64, one way)\n";
+  std::cout << "\ndatagrams (" << rounds << " round trips; " << dgram_small << " x 64 B in a window of 256, "
+            << dgram_big << " x 1 KiB in a window of 64, one way)\n";
   std::cout << "  transport                 rtt p50 us  rtt p99 us   64 B msg/s    1 KiB MB/s\n";
   for (const row& r : {udp, udp_keyed}) {
     std::cout << "  " << std::left << std::setw(24) << r.name << std::right << std::setprecision(1) << std::setw(12)
               << r.p50 << std::setw(12) << r.p99;
     csv << r.name << ",rtt_p50_us," << r.p50 << "\n" << r.name << ",rtt_p99_us," << r.p99 << "\n";
-    if (r.small_rate < 0) std::cout << std::setw(13) << "-";
-    else std::cout << std::setprecision(0) << std::setw(13) << r.small_rate;
-    if (r.big_mbps < 0) std::cout << std::setw(14) << "-" << "\n";
-    else std::cout << std::setprecision(1) << std::setw(14) << r.big_mbps << "\n";
+    if (r.small_rate < 0)
+      std::cout << std::setw(13) << "-";
+    else
+      std::cout << std::setprecision(0) << std::setw(13) << r.small_rate;
+    if (r.big_mbps < 0)
+      std::cout << std::setw(14) << "-"
+                << "\n";
+    else
+      std::cout << std::setprecision(1) << std::setw(14) << r.big_mbps << "\n";
     csv << r.name << ",msgs_per_s_64B," << r.small_rate << "\n" << r.name << ",MB_per_s_1KiB," << r.big_mbps << "\n";
   }
   std::cout << std::setprecision(2) << "  UDP / TCP plaintext: rtt p50 x" << udp.p50 / plain.p50 << "\n";

@@ -40,7 +40,8 @@ namespace {
   std::cerr << "clock_node: " << why << "\n"
             << "usage: clock_node --algorithm cristian|berkeley --listen HOST:PORT [--server HOST:PORT] "
                "[--peer HOST:PORT]...\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -80,8 +81,10 @@ int main(int argc, char** argv) {
     if (arg == "--listen" || arg == "--peer" || arg == "--server") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an address: " + std::string(value));
-      if (arg == "--server") server = *a;
-      else members.push_back(*a);
+      if (arg == "--server")
+        server = *a;
+      else
+        members.push_back(*a);
       if (arg == "--listen") cfg.listen = *a, have_listen = true;
     } else if (arg == "--algorithm") {
       algorithm = value;
@@ -93,14 +96,17 @@ int main(int argc, char** argv) {
   if (auto e = transport.parse_environment()) usage(*e);
   if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   try {
-    cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    cfg.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     cfg.level = dcp::log_level::warn;
     asio::io_context io;
     dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     asio::steady_timer timer(io);
     std::function<void()> line;
     if (algorithm == "cristian") {
-      auto& c = node.add<cristian>(cristian::default_id, dcp::clock::cristian_config{.server = server, .poll_interval = 200ms});
+      auto& c = node.add<cristian>(cristian::default_id,
+                                   dcp::clock::cristian_config{.server = server, .poll_interval = 200ms});
       line = [&node, &c] {
         const auto local = dcp::net::detail::steady_now();
         const auto offset = c.synchronized_now() - local;
@@ -110,12 +116,14 @@ int main(int argc, char** argv) {
       };
     } else if (algorithm == "berkeley") {
       const dcp::group::static_group group(members);
-      auto& e = node.add<bully>(bully::default_id, group,
-                                dcp::election::bully_config{.answer_timeout = 200ms, .coordinator_timeout = 600ms,
-                                                            .probe_interval = 200ms, .probe_timeout = 800ms});
-      auto& b = node.add<berkeley>(berkeley::default_id, e, group,
-                                   dcp::clock::berkeley_config{.poll_interval = 500ms, .reply_window = 200ms,
-                                                               .max_round_trip = 100ms, .fta_width = 10ms});
+      auto& e = node.add<bully>(
+          bully::default_id, group,
+          dcp::election::bully_config{
+              .answer_timeout = 200ms, .coordinator_timeout = 600ms, .probe_interval = 200ms, .probe_timeout = 800ms});
+      auto& b = node.add<berkeley>(
+          berkeley::default_id, e, group,
+          dcp::clock::berkeley_config{
+              .poll_interval = 500ms, .reply_window = 200ms, .max_round_trip = 100ms, .fta_width = 10ms});
       line = [&e, &b] {
         const auto local = dcp::net::detail::steady_now();
         const auto offset = b.synchronized_now() - local;

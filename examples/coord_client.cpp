@@ -78,12 +78,14 @@ using dcp::coord::grant;
 using std::chrono::milliseconds;
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "coord_client: " << why << "\n"
-            << "usage: coord_client --server HOST:PORT... [--id NAME] [--ttl-ms MS] [--request-timeout-ms MS]\n"
-               "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final] [--tokens]\n"
-               "         probe:    --probe NAME [--query NAME]...\n"
-               "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD [--waiter]] [--watchers W]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr
+      << "coord_client: " << why << "\n"
+      << "usage: coord_client --server HOST:PORT... [--id NAME] [--ttl-ms MS] [--request-timeout-ms MS]\n"
+         "         workload: [--ops N] [--lock NAME] [--sem NAME --permits K] [--hold-ms MS] [--hold-final] [--tokens]\n"
+         "         probe:    --probe NAME [--query NAME]...\n"
+         "         bench:    --bench [--clients C] [--ops N] [--lease] [--failover-cmd CMD [--waiter]] [--watchers W]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -132,7 +134,9 @@ struct session_node {
     // one is reported (on_unreachable) and the client fails over at once,
     // instead of after the transport's default six attempts (about 1.5 s).
     nc.reconnect.give_up_after_attempts = 1;
-    nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    nc.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     node = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(o.transport));
     dcp::coord::client_config cc;
     cc.servers = o.servers;
@@ -182,8 +186,10 @@ class workload {
   /// The next acquisition: round r takes the lock, then (with --sem) the semaphore.
   void step() {
     if (round_ == o_.ops) return finish();
-    if (phase_ == 0) take(o_.lock, 1);
-    else take(o_.sem, o_.permits);
+    if (phase_ == 0)
+      take(o_.lock, 1);
+    else
+      take(o_.sem, o_.permits);
   }
 
   void take(const std::string& name, std::uint32_t permits) {
@@ -196,7 +202,8 @@ class workload {
       current_ = *g;
       if (!o_.tokens) return later(o_.hold_ms, [this] { release(); });
       c_.lease(*g, [this, g = *g](dcp::result<dcp::bytes> t) {
-        if (!t) error("lease", g.name, t.explained());
+        if (!t)
+          error("lease", g.name, t.explained());
         else
           std::cout << "TOKEN client=" << o_.id << " name=" << g.name << " token=" << g.fencing
                     << " sealed=" << dcp::to_hex(*t) << " at_us=" << wall_us() << std::endl;
@@ -259,7 +266,8 @@ class workload {
   void error(const char* op, const std::string& name, const dcp::explained_error& e) {
     ++errors_;
     std::cout << "ERROR client=" << o_.id << " op=" << op << " name=" << name << " what=" << reason(e.code)
-              << " at_us=" << wall_us() << " why=\"" << (e.what.empty() ? e.code.message() : e.what) << '"' << std::endl;
+              << " at_us=" << wall_us() << " why=\"" << (e.what.empty() ? e.code.message() : e.what) << '"'
+              << std::endl;
   }
 
   /// Runs fn after `ms` (0: soon, never inside the caller).
@@ -331,8 +339,10 @@ int run_probe(const options& o) {
         if (o.queries.empty()) return finish();
         for (const auto& q : o.queries)
           c.observe(q, [&, q](std::optional<dcp::coord::holder> h) {
-            if (h) std::cout << "HOLDER name=" << q << " session=" << h->session << " token=" << h->fencing << std::endl;
-            else std::cout << "HOLDER name=" << q << " none" << std::endl;
+            if (h)
+              std::cout << "HOLDER name=" << q << " session=" << h->session << " token=" << h->fencing << std::endl;
+            else
+              std::cout << "HOLDER name=" << q << " none" << std::endl;
             asio::post(io, [&, q] { c.unobserve(q); });
             if (++answered == o.queries.size()) finish();
           });
@@ -377,8 +387,9 @@ void open_all(asio::io_context& io, std::vector<std::unique_ptr<session_node>>& 
 }
 
 /// `clients` closed loops of lock+unlock on their own locks until `total` are done.
-std::pair<std::vector<double>, double> lock_loops(asio::io_context& io, std::vector<std::unique_ptr<session_node>>& nodes,
-                                                  int clients, int total, const std::string& prefix) {
+std::pair<std::vector<double>, double> lock_loops(asio::io_context& io,
+                                                  std::vector<std::unique_ptr<session_node>>& nodes, int clients,
+                                                  int total, const std::string& prefix) {
   std::vector<double> lat;
   lat.reserve(static_cast<std::size_t>(total));
   int issued = 0, finished = 0, idle = 0;
@@ -489,8 +500,7 @@ watch_figures watch_loops(asio::io_context& io, std::vector<std::unique_ptr<sess
     }
     const auto i = static_cast<std::size_t>(issued++);
     put_at[i] = mono_ms();
-    nodes[static_cast<std::size_t>(c)]->client->put(measured + std::to_string(i), value,
-                                                    [&, c](dcp::result<void> r) {
+    nodes[static_cast<std::size_t>(c)]->client->put(measured + std::to_string(i), value, [&, c](dcp::result<void> r) {
       if (!r) std::cerr << "coord_client: put failed: " << r.message() << '\n';
       loop(c);
     });
@@ -500,7 +510,8 @@ watch_figures watch_loops(asio::io_context& io, std::vector<std::unique_ptr<sess
   io.restart();
   io.run();
   timer.cancel();
-  for (int w = 0; w < watchers; ++w) nodes[static_cast<std::size_t>(writers + w)]->client->cancel_watch(ids[static_cast<std::size_t>(w)]);
+  for (int w = 0; w < watchers; ++w)
+    nodes[static_cast<std::size_t>(writers + w)]->client->cancel_watch(ids[static_cast<std::size_t>(w)]);
   io.restart();
   io.poll();  // the cancelled timer's handler, while what it refers to lives
   f.missing = expected - f.lat.size();
@@ -519,8 +530,8 @@ int run_bench(const options& o) {
   if (o.watchers > 0) {
     auto f = watch_loops(io, nodes, o.clients, o.watchers, o.ops, prefix + "watch/", o.give_up_ms);
     if (f.missing) std::cerr << "coord_client: " << f.missing << " deliveries missing\n";
-    row("watch put->event (" + std::to_string(o.clients) + (o.clients == 1 ? " writer)" : " writers)"), o.watchers, f.lat,
-        f.seconds);
+    row("watch put->event (" + std::to_string(o.clients) + (o.clients == 1 ? " writer)" : " writers)"), o.watchers,
+        f.lat, f.seconds);
     if (f.missing) status = 1;
   } else if (o.lease) {  // the session is the service's lease: grant (open) and revoke (close)
     auto& c = *nodes[0]->client;
@@ -559,8 +570,10 @@ int run_bench(const options& o) {
     std::string failure;
     bool unlocked = false;
     waiter.lock(name, [&](dcp::result<grant> g) {
-      if (!g) failure = g.message();
-      else granted_ms = mono_ms();
+      if (!g)
+        failure = g.message();
+      else
+        granted_ms = mono_ms();
       if (unlocked || !g) io.stop();
     });
     io.restart();
@@ -580,7 +593,8 @@ int run_bench(const options& o) {
     io.restart();
     io.run_for(milliseconds(o.give_up_ms));
     if (!failure.empty()) return std::cerr << "coord_client: the waiter's lock failed: " << failure << '\n', 1;
-    if (granted_ms < 0) return std::cerr << "coord_client: the waiter was not granted within " << o.give_up_ms << " ms\n", 1;
+    if (granted_ms < 0)
+      return std::cerr << "coord_client: the waiter was not granted within " << o.give_up_ms << " ms\n", 1;
     if (waiter.session() != waiter_session) return std::cerr << "coord_client: the waiter's session changed\n", 1;
     std::printf("dcp,failover-waiter,1,%.1f,%.1f,\n", granted_ms - t0, released_ms);
     std::printf("WAITER granted_ms=%.1f holder_release_ack_ms=%.1f\n", granted_ms - t0, released_ms);
@@ -636,11 +650,26 @@ int main(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg == "--hold-final") { o.hold_final = true; continue; }
-    if (arg == "--tokens") { o.tokens = true; continue; }
-    if (arg == "--bench") { o.bench = true; continue; }
-    if (arg == "--waiter") { o.waiter = true; continue; }
-    if (arg == "--lease") { o.lease = true; continue; }
+    if (arg == "--hold-final") {
+      o.hold_final = true;
+      continue;
+    }
+    if (arg == "--tokens") {
+      o.tokens = true;
+      continue;
+    }
+    if (arg == "--bench") {
+      o.bench = true;
+      continue;
+    }
+    if (arg == "--waiter") {
+      o.waiter = true;
+      continue;
+    }
+    if (arg == "--lease") {
+      o.lease = true;
+      continue;
+    }
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
     if (arg == "--transport") {

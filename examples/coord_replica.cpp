@@ -62,12 +62,14 @@ using raft_t = dcp::consensus::raft<dcp::net::env, dcp::coord::machine, dcp::sto
 using server_t = dcp::coord::server<dcp::net::env, raft_t>;
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "coord_replica: " << why << "\n"
-            << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
-               "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
-               "                     [--quiet] [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]\n"
-               "                     [--quota SESSIONS,KEYS,BYTES]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr
+      << "coord_replica: " << why << "\n"
+      << "usage: coord_replica --listen HOST:PORT [--peer HOST:PORT]... --data DIR\n"
+         "                     [--sync batched|every_append|never] [--election-ms MS] [--heartbeat-ms MS]\n"
+         "                     [--quiet] [--lease-seed HEX] [--disclose-holders] [--auto-compaction-retention N]\n"
+         "                     [--quota SESSIONS,KEYS,BYTES]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -118,10 +120,14 @@ int main(int argc, char** argv) {
     } else if (arg == "--data") {
       data = value;
     } else if (arg == "--sync") {
-      if (value == "batched") policy = dcp::storage::sync_policy::batched;
-      else if (value == "every_append") policy = dcp::storage::sync_policy::every_append;
-      else if (value == "never") policy = dcp::storage::sync_policy::never;
-      else usage("--sync must be batched, every_append or never");
+      if (value == "batched")
+        policy = dcp::storage::sync_policy::batched;
+      else if (value == "every_append")
+        policy = dcp::storage::sync_policy::every_append;
+      else if (value == "never")
+        policy = dcp::storage::sync_policy::never;
+      else
+        usage("--sync must be batched, every_append or never");
     } else if (arg == "--election-ms") {
       election_ms = positive(arg, value);
     } else if (arg == "--heartbeat-ms") {
@@ -156,8 +162,10 @@ int main(int argc, char** argv) {
     // everything at warn and above goes to stderr.
     cfg.level = dcp::log_level::info;
     cfg.log = [quiet](const dcp::log_record& r) {
-      if (r.level >= dcp::log_level::warn) std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
-      else if (!quiet) std::cerr << r.node << ' ' << r.text << '\n';
+      if (r.level >= dcp::log_level::warn)
+        std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+      else if (!quiet)
+        std::cerr << r.node << ' ' << r.text << '\n';
     };
     // Bound how long a dead peer's frames are kept: a replica that is down
     // for long is given up on, and retried at the next heartbeat.
@@ -226,7 +234,9 @@ int main(int argc, char** argv) {
         return shutdown();
       }
       watch.expires_after(std::chrono::milliseconds(5));
-      watch.async_wait([&](std::error_code ec) { if (!ec) poll(); });
+      watch.async_wait([&](std::error_code ec) {
+        if (!ec) poll();
+      });
     };
 
     stop_signals.async_wait([&](const std::error_code& ec, int) {

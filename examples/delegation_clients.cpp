@@ -64,12 +64,14 @@ using peer_t = dlg::peer<E>;
 using work_t = work::client<E>;
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "delegation_clients: " << why << "\n"
-            << "usage: delegation_clients --origin HOST:PORT --origin-key HEX --listen HOST:PORT --nodes N\n"
-               "                          --bootstrap HOST:PORT [--surge-at UNIX_MS] [--spread DURATION] [--run-for DURATION]\n"
-               "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n"
-               "                          [--group-resources NAME,...] [--overlay-groups R]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr
+      << "delegation_clients: " << why << "\n"
+      << "usage: delegation_clients --origin HOST:PORT --origin-key HEX --listen HOST:PORT --nodes N\n"
+         "                          --bootstrap HOST:PORT [--surge-at UNIX_MS] [--spread DURATION] [--run-for DURATION]\n"
+         "                          [--shards S] [--seat-shards K] [--seed N] [--group HOST:PORT,...]\n"
+         "                          [--group-resources NAME,...] [--overlay-groups R]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -99,7 +101,9 @@ class client_node {
     dcp::net::config nc;
     nc.listen = opt.listen.with_port(static_cast<std::uint16_t>(opt.listen.port() + index));
     nc.seed = opt.seed * 1000 + static_cast<std::uint64_t>(index);
-    nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    nc.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     nc.level = dcp::log_level::error;
     node_ = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(opt.transport));
     // Every node joins HyParView through --bootstrap, and Kademlia through its
@@ -115,7 +119,8 @@ class client_node {
     // it routes, but never coordinates.
     pc.locate = dlg::dht_locator(*router_, opt.origin);
     if (!opt.group.empty()) {  // the group's resources go to a member; the rest to the DHT owners
-      pc.locate = [this, dht = pc.locate](const std::string& key, std::function<void(std::optional<dcp::address>)> done) {
+      pc.locate = [this, dht = pc.locate](const std::string& key,
+                                          std::function<void(std::optional<dcp::address>)> done) {
         const auto resource = key.substr(0, key.find('#'));
         if (std::find(opt_.group_resources.begin(), opt_.group_resources.end(), resource) == opt_.group_resources.end())
           return dht(key, std::move(done));
@@ -143,10 +148,11 @@ class client_node {
   /// The crowd arrives: this node at a moment drawn in [at, at + spread).
   void surge(dcp::wall_time at) {
     end_ = at + opt_.run_for;
-    after(at + std::chrono::duration_cast<dcp::duration>(opt_.spread * rng_.uniform()) - dcp::system_wall_now(), [this] {
-      acquire_work();
-      acquire_seat();
-    });
+    after(at + std::chrono::duration_cast<dcp::duration>(opt_.spread * rng_.uniform()) - dcp::system_wall_now(),
+          [this] {
+            acquire_work();
+            acquire_seat();
+          });
   }
   bool joined() const { return router_->joined(); }
   bool done() const { return done_; }
@@ -158,7 +164,9 @@ class client_node {
  private:
   void after(dcp::duration d, std::function<void()> fn) {
     timer_.expires_after(std::max(d, dcp::duration::zero()));
-    timer_.async_wait([fn = std::move(fn)](std::error_code ec) { if (!ec) fn(); });
+    timer_.async_wait([fn = std::move(fn)](std::error_code ec) {
+      if (!ec) fn();
+    });
   }
   bool over() const { return dcp::system_wall_now() >= end_; }
 
@@ -253,25 +261,35 @@ int main(int argc, char** argv) {
       if (auto e = opt.transport.parse(value)) usage(*e);
       continue;
     }
-    if (arg == "--origin") opt.origin = addr(value), have_origin = true;
-    else if (arg == "--listen") opt.listen = addr(value), have_listen = true;
-    else if (arg == "--bootstrap") opt.bootstrap = addr(value), have_bootstrap = true;
+    if (arg == "--origin")
+      opt.origin = addr(value), have_origin = true;
+    else if (arg == "--listen")
+      opt.listen = addr(value), have_listen = true;
+    else if (arg == "--bootstrap")
+      opt.bootstrap = addr(value), have_bootstrap = true;
     else if (arg == "--origin-key") {
       auto k = dcp::from_hex(value);
       if (!k || k->size() != 32) usage("--origin-key wants the origin's public key: 64 hex digits (its KEY line)");
       opt.origin_key = *k;
-    } else if (arg == "--nodes") opt.nodes = std::atoi(std::string(value).c_str());
-    else if (arg == "--surge-at") opt.surge_at_ms = std::atoll(std::string(value).c_str());
-    else if (arg == "--spread") opt.spread = dur(value, "--spread");
-    else if (arg == "--run-for") opt.run_for = dur(value, "--run-for");
-    else if (arg == "--shards") opt.shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
-    else if (arg == "--seat-shards") opt.seat_shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
-    else if (arg == "--seed") opt.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    } else if (arg == "--nodes")
+      opt.nodes = std::atoi(std::string(value).c_str());
+    else if (arg == "--surge-at")
+      opt.surge_at_ms = std::atoll(std::string(value).c_str());
+    else if (arg == "--spread")
+      opt.spread = dur(value, "--spread");
+    else if (arg == "--run-for")
+      opt.run_for = dur(value, "--run-for");
+    else if (arg == "--shards")
+      opt.shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
+    else if (arg == "--seat-shards")
+      opt.seat_shards = static_cast<std::uint32_t>(std::atoi(std::string(value).c_str()));
+    else if (arg == "--seed")
+      opt.seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
     else if (arg == "--overlay-groups") {
       opt.overlay_groups = static_cast<std::size_t>(std::atoi(std::string(value).c_str()));
-      if (opt.overlay_groups < 1 || opt.overlay_groups > 16) usage("--overlay-groups wants a group size in 1..16 (3 or 5)");
-    }
-    else if (arg == "--group") {
+      if (opt.overlay_groups < 1 || opt.overlay_groups > 16)
+        usage("--overlay-groups wants a group size in 1..16 (3 or 5)");
+    } else if (arg == "--group") {
       std::string list(value);
       for (std::size_t at = 0; at <= list.size();) {
         const auto comma = std::min(list.find(',', at), list.size());
@@ -286,8 +304,8 @@ int main(int argc, char** argv) {
         opt.group_resources.push_back(list.substr(at, comma - at));
         at = comma + 1;
       }
-    }
-    else usage("unknown option " + std::string(arg));
+    } else
+      usage("unknown option " + std::string(arg));
   }
   if (!have_origin || !have_listen || !have_bootstrap || opt.origin_key.empty())
     usage("--origin, --origin-key, --listen and --bootstrap are required");
@@ -310,7 +328,9 @@ int main(int argc, char** argv) {
       nodes[started]->start();
       if (++started == nodes.size()) return;
       starter.expires_after(10ms);
-      starter.async_wait([&](std::error_code ec) { if (!ec) start_next(); });
+      starter.async_wait([&](std::error_code ec) {
+        if (!ec) start_next();
+      });
     };
     start_next();
     // The surge: at --surge-at, or 200 ms after SIGUSR1 (once a test has seen every process READY).
@@ -330,8 +350,10 @@ int main(int argc, char** argv) {
       if (stopping) return;  // a check already queued when the stop came must not arm the timer again
       if (!ready && std::all_of(nodes.begin(), nodes.end(), [](auto& n) { return n->joined(); })) {
         ready = true;
-        std::cout << "READY " << nodes.size() << " in " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count()
-                  << " ms" << std::endl;
+        std::cout
+            << "READY " << nodes.size() << " in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count()
+            << " ms" << std::endl;
       }
       if (!reported && std::all_of(nodes.begin(), nodes.end(), [](auto& n) { return n->done(); })) {
         reported = true;
@@ -340,7 +362,9 @@ int main(int argc, char** argv) {
                   << " errors=" << sum.errors << std::endl;
       }
       watch.expires_after(100ms);
-      watch.async_wait([&](std::error_code ec) { if (!ec) check(); });
+      watch.async_wait([&](std::error_code ec) {
+        if (!ec) check();
+      });
     };
     check();
     asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -51,16 +51,19 @@ using raft_t = dcp::consensus::raft<dcp::net::env, dlg::ledger, dcp::storage::du
 using group_t = dlg::group<dcp::net::env, raft_t>;
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "delegation_group: " << why << "\n"
-            << "usage: delegation_group --listen HOST:PORT --members HOST:PORT,... --origin HOST:PORT --origin-key HEX\n"
-               "                        --data DIR [--resource NAME] [--shards S] [--stock NAME:SHARDS] [--group-seed N]\n"
-               "                        [--token-ttl DURATION] [--drift DURATION] [--election-ms MS]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr
+      << "delegation_group: " << why << "\n"
+      << "usage: delegation_group --listen HOST:PORT --members HOST:PORT,... --origin HOST:PORT --origin-key HEX\n"
+         "                        --data DIR [--resource NAME] [--shards S] [--stock NAME:SHARDS] [--group-seed N]\n"
+         "                        [--token-ttl DURATION] [--drift DURATION] [--election-ms MS]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
 long long wall_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 /// Member i's private key, from the group's seed (see the header comment).
@@ -104,8 +107,10 @@ int main(int argc, char** argv) {
     if (arg == "--listen" || arg == "--origin") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_ip()) usage("not an IP address and port: " + std::string(value));
-      if (arg == "--listen") cfg.listen = *a, have_listen = true;
-      else origin = *a, have_origin = true;
+      if (arg == "--listen")
+        cfg.listen = *a, have_listen = true;
+      else
+        origin = *a, have_origin = true;
     } else if (arg == "--members") {
       std::string list(value);
       for (std::size_t at = 0; at <= list.size();) {
@@ -128,7 +133,9 @@ int main(int argc, char** argv) {
     } else if (arg == "--stock") {
       const auto colon = value.find(':');
       stock = value.substr(0, colon);
-      stock_shards = colon == std::string_view::npos ? 0 : static_cast<std::uint32_t>(std::atoi(std::string(value.substr(colon + 1)).c_str()));
+      stock_shards = colon == std::string_view::npos
+          ? 0
+          : static_cast<std::uint32_t>(std::atoi(std::string(value.substr(colon + 1)).c_str()));
       if (stock.empty() || stock_shards < 1) usage("--stock wants NAME:SHARDS (a stock resource and its shard count)");
     } else if (arg == "--group-seed") {
       group_seed = std::strtoull(std::string(value).c_str(), nullptr, 10);
@@ -154,7 +161,9 @@ int main(int argc, char** argv) {
 
   try {
     cfg.level = dcp::log_level::warn;
-    cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    cfg.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     cfg.reconnect.initial = std::chrono::milliseconds(20);
     cfg.reconnect.max = std::chrono::milliseconds(200);
 
@@ -169,7 +178,8 @@ int main(int argc, char** argv) {
     dlg::group_config gc;
     gc.origin = origin;
     gc.origin_public_key = origin_key;
-    for (std::size_t i = 0; i < members.size(); ++i) gc.members.push_back({members[i], member_key(group_seed, i).public_key().raw()});
+    for (std::size_t i = 0; i < members.size(); ++i)
+      gc.members.push_back({members[i], member_key(group_seed, i).public_key().raw()});
     for (std::uint32_t s = 0; s < shards; ++s) gc.shards.emplace_back(resource, s);
     for (std::uint32_t s = 0; s < stock_shards; ++s) gc.shards.emplace_back(stock, s);
     gc.token_ttl = token_ttl;
@@ -179,7 +189,8 @@ int main(int argc, char** argv) {
     asio::io_context io;
     dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     auto& raft = node.add<raft_t>(raft_t::default_id, rc, std::move(store), dlg::ledger{});
-    node.add<group_t>(dlg::default_protocol_id, raft, gc, member_key(group_seed, static_cast<std::size_t>(me - members.begin())));
+    node.add<group_t>(dlg::default_protocol_id, raft, gc,
+                      member_key(group_seed, static_cast<std::size_t>(me - members.begin())));
 
     // Role changes, seen within 5 ms (the test kills whichever member leads).
     asio::steady_timer watch(io);
@@ -188,14 +199,17 @@ int main(int argc, char** argv) {
       if (stopping) return;  // a poll already queued when the stop came must not arm the timer again
       if (raft.is_leader() != was_leader) {
         was_leader = raft.is_leader();
-        std::cout << (was_leader ? "LEADER" : "FOLLOWER") << " term=" << raft.current_term() << " at_us=" << wall_us() << std::endl;
+        std::cout << (was_leader ? "LEADER" : "FOLLOWER") << " term=" << raft.current_term() << " at_us=" << wall_us()
+                  << std::endl;
       }
       if (raft.failed()) {
         std::cerr << "delegation_group: storage failed; stopping\n";
         return node.stop();
       }
       watch.expires_after(std::chrono::milliseconds(5));
-      watch.async_wait([&](std::error_code ec) { if (!ec) poll(); });
+      watch.async_wait([&](std::error_code ec) {
+        if (!ec) poll();
+      });
     };
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const std::error_code& ec, int) {
@@ -203,8 +217,8 @@ int main(int argc, char** argv) {
       stopping = true;
       // What the member refused or dropped, for whoever reads the run.
       std::cout << "COUNTERS";
-      for (const char* name : {"cosign_refused_slot_held", "cosign_refused", "cosign_refused_here", "unsolicited_cosign_reply",
-                               "bad_cosignature", "too_many_in_flight", "wait_queue_full"})
+      for (const char* name : {"cosign_refused_slot_held", "cosign_refused", "cosign_refused_here",
+                               "unsolicited_cosign_reply", "bad_cosignature", "too_many_in_flight", "wait_queue_full"})
         std::cout << ' ' << name << '=' << node.metrics().counter(dlg::default_protocol_id, name);
       std::cout << std::endl;
       watch.cancel();

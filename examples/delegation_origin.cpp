@@ -70,13 +70,15 @@ namespace dlg = dcp::delegation;
 using E = dcp::net::env;
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "delegation_origin: " << why << "\n"
-            << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
-               "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
-               "                         [--work-tokens single|quorum]   (quorum: a group's work tokens need a quorum of its members' signatures)\n"
-               "                         [--entry]   (the overlay's entry point: a HyParView and Kademlia node clients join through)\n"
-               "       delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr
+      << "delegation_origin: " << why << "\n"
+      << "usage: delegation_origin --listen HOST:PORT --record FILE [--capacity C] [--shards S] [--work DURATION]\n"
+         "                         [--seats N] [--seat-shards K] [--validity DURATION] [--drift DURATION] [--key-seed HEX64]\n"
+         "                         [--work-tokens single|quorum]   (quorum: a group's work tokens need a quorum of its members' signatures)\n"
+         "                         [--entry]   (the overlay's entry point: a HyParView and Kademlia node clients join through)\n"
+         "       delegation_origin --audit FILE [--claims FILE] [--busy-until UNIX_US]\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -85,8 +87,7 @@ std::int64_t micros(dcp::wall_time t) {
 }
 
 /// The service: C units of work at once, each under a valid token.
-template <dcp::Env Env>
-class work_server {
+template <dcp::Env Env> class work_server {
  public:
   using messages = work::all;
   static constexpr dcp::counter_set counters{{{"unexpected_message", "a reply sent to the server, dropped"}}};
@@ -104,7 +105,8 @@ class work_server {
     const auto key = std::pair{t->resource, t->fencing};
     // The unit must end while the token is honoured: a unit that outlived its
     // token would overlap the next holder's.
-    if (now + work_ > dcp::lease::verifier_deadline(*t, drift_)) return refuse(from, m.id, "token expires before the work would end: renew it");
+    if (now + work_ > dcp::lease::verifier_deadline(*t, drift_))
+      return refuse(from, m.id, "token expires before the work would end: renew it");
     if (inflight_[key] >= t->permits) return refuse(from, m.id, "more units at once than the token's permits");
     const auto n = token_number(from, m);
     ++inflight_[key];
@@ -135,8 +137,10 @@ class work_server {
     ++units_;
     auto [it, fresh] = numbers_.try_emplace(m.token, numbers_.size() + 1);
     if (fresh) {
-      record_ << "TOKEN " << it->second << ' ' << from << ' ' << dcp::to_hex(m.token) << ' ' << dcp::to_hex(m.certificate) << '\n';
-      if (auto c = dlg::open_certificate(m.certificate, origin_.public_key()); c && seen_epochs_.insert({c->key(), c->epoch}).second) {
+      record_ << "TOKEN " << it->second << ' ' << from << ' ' << dcp::to_hex(m.token) << ' '
+              << dcp::to_hex(m.certificate) << '\n';
+      if (auto c = dlg::open_certificate(m.certificate, origin_.public_key());
+          c && seen_epochs_.insert({c->key(), c->epoch}).second) {
         std::cout << "COORDINATOR " << c->key() << ' ' << c->epoch;
         for (auto& member : c->coordinators) std::cout << ' ' << member.addr;  // the first, then the rest of a group
         std::cout << std::endl;
@@ -168,7 +172,7 @@ struct serve_options {
   dcp::duration work = 20ms, validity = 3s, drift = 50ms;
   std::optional<dcp::bytes> key_seed;
   bool quorum_signed = false;  // work tokens of a group signed by a quorum of it (dcp/delegation/token.hpp)
-  bool entry = false;          // a node of the overlay too (HyParView + Kademlia), founding it: clients join through the origin
+  bool entry = false;  // a node of the overlay too (HyParView + Kademlia), founding it: clients join through the origin
 };
 
 int serve(const serve_options& opt) {
@@ -210,9 +214,10 @@ int serve(const serve_options& opt) {
       record << "ALLOC " << holder_request.first << ' ' << holder_request.second << ' ' << units << '\n';
     record.flush();
     auto& s = org.stats();
-    std::cout << "STATS units=" << server.units() << " refused=" << server.refused() << " max_load=" << server.max_load()
-              << " certificates=" << s.certificates << " renewals=" << s.renewals << " batches=" << s.batches
-              << " seats=" << org.allocated("seats") << " messages_in=" << s.messages_in << std::endl;
+    std::cout << "STATS units=" << server.units() << " refused=" << server.refused()
+              << " max_load=" << server.max_load() << " certificates=" << s.certificates << " renewals=" << s.renewals
+              << " batches=" << s.batches << " seats=" << org.allocated("seats") << " messages_in=" << s.messages_in
+              << std::endl;
     for (auto& [why, n] : server.reasons_) std::cout << "REFUSED " << n << ' ' << why << std::endl;
     node.stop();
   });
@@ -326,7 +331,8 @@ int audit(const std::string& path, const std::string& claims_path, dcp::wall_tim
       }
     }
     if (!origin_key) throw audit_failure("empty record");
-    if (allocated > seats) throw audit_failure(std::to_string(allocated) + " seats allocated of " + std::to_string(seats));
+    if (allocated > seats)
+      throw audit_failure(std::to_string(allocated) + " seats allocated of " + std::to_string(seats));
     // Epochs of a shard never overlap: each begins after every certificate of
     // the one before it ended, plus the drift bound.
     std::size_t epoch_count = 0;
@@ -335,7 +341,8 @@ int audit(const std::string& path, const std::string& claims_path, dcp::wall_tim
       const epoch_span* before = nullptr;
       for (auto& [e, span] : by_epoch) {
         if (before && span.first_start != dcp::wall_time::max() && span.first_start < before->last_not_after)
-          throw audit_failure(shard + " epoch " + std::to_string(e) + " admitted work before the previous epoch's delegation ended");
+          throw audit_failure(shard + " epoch " + std::to_string(e) +
+                              " admitted work before the previous epoch's delegation ended");
         before = &span;
       }
     }
@@ -347,23 +354,27 @@ int audit(const std::string& path, const std::string& claims_path, dcp::wall_tim
       for (std::string line; std::getline(cin_, line);) {
         auto w = words(line);
         if (w.size() != 3 || w[0] != "SEAT") continue;
-        if (!claimed.insert({w[1], std::stoull(w[2])}).second) throw audit_failure("seat " + w[1] + " " + w[2] + " claimed twice");
+        if (!claimed.insert({w[1], std::stoull(w[2])}).second)
+          throw audit_failure("seat " + w[1] + " " + w[2] + " claimed twice");
         if (!allocations.contains({w[1], std::stoull(w[2])}))
-          throw audit_failure("seat " + w[1] + " " + w[2] + " was confirmed to its client but the origin has no record of it");
+          throw audit_failure("seat " + w[1] + " " + w[2] +
+                              " was confirmed to its client but the origin has no record of it");
         ++claims;
       }
     }
-    std::cout << "AUDIT ok units=" << units << " tokens=" << tokens.size() << " max_load=" << max_load << " capacity=" << capacity
-              << " shards=" << epochs.size() << " epochs=" << epoch_count << " seats=" << allocated << "/" << seats
-              << " claims=" << claims << std::endl;
+    std::cout << "AUDIT ok units=" << units << " tokens=" << tokens.size() << " max_load=" << max_load
+              << " capacity=" << capacity << " shards=" << epochs.size() << " epochs=" << epoch_count
+              << " seats=" << allocated << "/" << seats << " claims=" << claims << std::endl;
     for (auto& [shard, by_epoch] : epochs)
       for (auto& [e, span] : by_epoch)
         if (span.first_start != dcp::wall_time::max())
           std::cout << "EPOCH " << shard << ' ' << e << ' ' << micros(span.first_start) << std::endl;
     for (auto& [shard, sv] : service) {  // the shard's longest time without a unit starting: its worst outage
-      if (busy_until != dcp::wall_time::max() && sv.last_start < busy_until && busy_until - sv.last_start > sv.longest_gap)
+      if (busy_until != dcp::wall_time::max() && sv.last_start < busy_until &&
+          busy_until - sv.last_start > sv.longest_gap)
         sv.longest_gap = busy_until - sv.last_start, sv.gap_began = sv.last_start;  // an outage that lasted to the end
-      std::cout << "GAP " << shard << ' ' << std::chrono::duration_cast<std::chrono::microseconds>(sv.longest_gap).count() << ' '
+      std::cout << "GAP " << shard << ' '
+                << std::chrono::duration_cast<std::chrono::microseconds>(sv.longest_gap).count() << ' '
                 << micros(sv.gap_began) << ' ' << micros(sv.last_start) << std::endl;
     }
     return 0;
@@ -411,28 +422,38 @@ int main(int argc, char** argv) {
       if (!a || !a->is_ip()) usage("not an IP address and port: " + std::string(value));
       opt.net.listen = *a;
       have_listen = true;
-    } else if (arg == "--record") opt.record = value;
-    else if (arg == "--audit") audit_path = value;
-    else if (arg == "--claims") claims = value;
+    } else if (arg == "--record")
+      opt.record = value;
+    else if (arg == "--audit")
+      audit_path = value;
+    else if (arg == "--claims")
+      claims = value;
     else if (arg == "--busy-until") {
       const auto us = std::strtoll(std::string(value).c_str(), nullptr, 10);
       if (us <= 0) usage("--busy-until wants a Unix time in microseconds");
       busy_until = dcp::wall_time(std::chrono::microseconds(us));
-    }
-    else if (arg == "--capacity") opt.capacity = positive(value, "--capacity");
-    else if (arg == "--shards") opt.shards = static_cast<std::uint32_t>(positive(value, "--shards"));
-    else if (arg == "--seats") opt.seats = positive(value, "--seats");
-    else if (arg == "--seat-shards") opt.seat_shards = static_cast<std::uint32_t>(positive(value, "--seat-shards"));
-    else if (arg == "--work") opt.work = dur(value, "--work");
-    else if (arg == "--validity") opt.validity = dur(value, "--validity");
-    else if (arg == "--drift") opt.drift = dur(value, "--drift");
+    } else if (arg == "--capacity")
+      opt.capacity = positive(value, "--capacity");
+    else if (arg == "--shards")
+      opt.shards = static_cast<std::uint32_t>(positive(value, "--shards"));
+    else if (arg == "--seats")
+      opt.seats = positive(value, "--seats");
+    else if (arg == "--seat-shards")
+      opt.seat_shards = static_cast<std::uint32_t>(positive(value, "--seat-shards"));
+    else if (arg == "--work")
+      opt.work = dur(value, "--work");
+    else if (arg == "--validity")
+      opt.validity = dur(value, "--validity");
+    else if (arg == "--drift")
+      opt.drift = dur(value, "--drift");
     else if (arg == "--work-tokens") {
       if (value != "single" && value != "quorum") usage("--work-tokens wants single or quorum");
       opt.quorum_signed = value == "quorum";
     } else if (arg == "--key-seed") {
       opt.key_seed = dcp::from_hex(value);
       if (!opt.key_seed || opt.key_seed->size() != 32) usage("--key-seed wants 64 hex digits");
-    } else usage("unknown option " + std::string(arg));
+    } else
+      usage("unknown option " + std::string(arg));
   }
   if (!audit_path.empty()) return audit(audit_path, claims, busy_until);
   if (!have_listen) usage("--listen is required");
@@ -440,7 +461,9 @@ int main(int argc, char** argv) {
   if (!opt.transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (opt.record.empty()) usage("--record is required");
   try {
-    opt.net.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    opt.net.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     opt.net.level = dcp::log_level::warn;
     return serve(opt);
   } catch (const std::exception& e) {

@@ -13,8 +13,7 @@
 
 namespace overlay {
 
-template <class E>
-struct parts {
+template <class E> struct parts {
   dcp::membership::hyparview<E>* membership = nullptr;
   dcp::dht::kademlia<E>* router = nullptr;
 };
@@ -22,8 +21,7 @@ struct parts {
 /// Adds both to `node` (membership first: it outlives the router's
 /// subscriptions). Without a contact the node founds the overlay: its router
 /// must then be bootstrapped alone, after the node starts (found()).
-template <class E, class Node>
-parts<E> add(Node& node, std::optional<dcp::address> contact) {
+template <class E, class Node> parts<E> add(Node& node, std::optional<dcp::address> contact) {
   using namespace std::chrono_literals;
   dcp::membership::hyparview_config hc;
   if (contact) hc.contact = *contact;
@@ -41,9 +39,6 @@ parts<E> add(Node& node, std::optional<dcp::address> contact) {
 }
 
 /// The founder's router starts the DHT alone (its membership has no contact).
-template <class E>
-void found(const parts<E>& p) {
-  p.router->bootstrap({});
-}
+template <class E> void found(const parts<E>& p) { p.router->bootstrap({}); }
 
 }  // namespace overlay

@@ -44,19 +44,18 @@ using all = dcp::wire::message_set<request, reply>;
 
 /// The client's side: one unit of work at a time or many, each answered or
 /// failed after `timeout` (an origin that died, a reply lost).
-template <dcp::Env E>
-class client {
+template <dcp::Env E> class client {
  public:
   using messages = all;
-  static constexpr dcp::counter_set counters{{
-      {"work_reply_not_from_origin", "a reply from an address other than the origin's, dropped"},
-      {"unexpected_message", "a request sent to a client, dropped"},
-  }};
+  static constexpr dcp::counter_set counters{
+      {{"work_reply_not_from_origin", "a reply from an address other than the origin's, dropped"},
+       {"unexpected_message", "a request sent to a client, dropped"}}};
   static constexpr std::string_view name = "work_client";
   static constexpr dcp::protocol_id default_id = protocol;
   using callback = std::function<void(bool ok, const std::string& error)>;
 
-  client(E env, dcp::address origin, dcp::duration timeout) : env_(std::move(env)), origin_(std::move(origin)), timeout_(timeout) {}
+  client(E env, dcp::address origin, dcp::duration timeout)
+      : env_(std::move(env)), origin_(std::move(origin)), timeout_(timeout) {}
   client(const client&) = delete;
   client& operator=(const client&) = delete;
   ~client() {

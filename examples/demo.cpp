@@ -51,28 +51,31 @@ bool the_surge(std::uint64_t seed) {
   p.shards = 4;
   p.run = 8s;
   p.seed = seed;
-  std::printf("200 clients arrive within one second at a server that runs C = 20 units of work (50 ms each) at\n"
-              "once: a surge of 10x its capacity. Four ways to let them in, %.0f s each, a coordinator crashing halfway:\n\n",
-              to_seconds(p.run));
-  std::printf("  client-server  everyone asks the server; it queues C more, rejects the rest; clients back off\n"
-              "  central        the server hands out signed lease tokens itself, then checks them\n"
-              "  single         delegation: each of 4 shards coordinated by one client (the DHT owner of its key)\n"
-              "  multi          delegation: each shard coordinated by 3 nodes acting as one by quorum (Raft)\n\n");
+  std::printf(
+      "200 clients arrive within one second at a server that runs C = 20 units of work (50 ms each) at\n"
+      "once: a surge of 10x its capacity. Four ways to let them in, %.0f s each, a coordinator crashing halfway:\n\n",
+      to_seconds(p.run));
+  std::printf(
+      "  client-server  everyone asks the server; it queues C more, rejects the rest; clients back off\n"
+      "  central        the server hands out signed lease tokens itself, then checks them\n"
+      "  single         delegation: each of 4 shards coordinated by one client (the DHT owner of its key)\n"
+      "  multi          delegation: each shard coordinated by 3 nodes acting as one by quorum (Raft)\n\n");
   surge::print_header();
   std::map<std::string, surge::result_row> r;
   for (const char* mode : surge::modes) {
     r[mode] = surge::run(mode, p);
     surge::print_row(r[mode]);
   }
-  std::printf("\n  peak/C: the most requests inside the server at once, over what it can run. msgs/adm: messages\n"
-              "  the server received per unit of work it ran. With delegation the server never holds more than C\n"
-              "  and hears about one message per unit, however many clients crowd in: their coordination is\n"
-              "  their own business, checked offline (one signature, one table look-up per unit).\n");
-  bool ok = r["client-server"].peak_over_c > 1.0;  // the crowd overloads the plain server...
+  std::printf(
+      "\n  peak/C: the most requests inside the server at once, over what it can run. msgs/adm: messages\n"
+      "  the server received per unit of work it ran. With delegation the server never holds more than C\n"
+      "  and hears about one message per unit, however many clients crowd in: their coordination is\n"
+      "  their own business, checked offline (one signature, one table look-up per unit).\n");
+  bool ok = r["client-server"].peak_over_c > 1.0;          // the crowd overloads the plain server...
   for (const char* mode : {"central", "single", "multi"})  // ...and never a server that checks tokens
     ok = ok && r[mode].peak_over_c <= 1.0 && r[mode].episodes == 0 && r[mode].admitted > 0;
   ok = ok && r["single"].msgs_per_admitted < r["client-server"].msgs_per_admitted &&
-       r["multi"].msgs_per_admitted < r["client-server"].msgs_per_admitted;
+      r["multi"].msgs_per_admitted < r["client-server"].msgs_per_admitted;
   return ok;
 }
 
@@ -121,7 +124,8 @@ bool failure_detection(std::uint64_t seed) {
     }
   };
 
-  std::printf("12 nodes, each monitoring the 11 others: 200 ms heartbeats, 1 s timeout, 2%% loss, long-tailed delays\n");
+  std::printf(
+      "12 nodes, each monitoring the 11 others: 200 ms heartbeats, 1 s timeout, 2%% loss, long-tailed delays\n");
   report("start", 3s);
   world.crash(3);
   report("crash node 3", 3s);
@@ -190,8 +194,10 @@ bool overlay_that_heals(std::uint64_t seed) {
   double sum = 0;
   std::uint32_t live = 0;
   for (std::uint32_t i = 0; i < n; ++i) {
-    if (i % 3 == 1) world.crash(i);  // a third of the cluster, at once
-    else sum += i % 100, ++live;
+    if (i % 3 == 1)
+      world.crash(i);  // a third of the cluster, at once
+    else
+      sum += i % 100, ++live;
   }
   world.run_for(5s);  // HyParView repairs from passive views; Plumtree grafts around the holes
   before = tree_traffic();
@@ -237,8 +243,10 @@ bool who_is_responsible(std::uint64_t seed) {
     world.add_node([&, i](sim::node_context& node) {
       auto& r = node.add<router_t>(router_t::default_id, kc);
       node.add<store_t>(store_t::default_id, r, sc);
-      if (i == 0) r.bootstrap({});                              // founds the overlay
-      else r.bootstrap({{node_id{}, address::sim(0)}});        // joins through node 0 (id unknown)
+      if (i == 0)
+        r.bootstrap({});  // founds the overlay
+      else
+        r.bootstrap({{node_id{}, address::sim(0)}});  // joins through node 0 (id unknown)
     });
     world.run_for(30ms);
   }
@@ -249,8 +257,10 @@ bool who_is_responsible(std::uint64_t seed) {
     bool done = false;
     store(from).get("config/leader", [&](dcp::result<dht::stored_value> v) {
       done = true;
-      if (v) got = std::string(v->value.begin(), v->value.end());
-      else got = "error: " + v.message();
+      if (v)
+        got = std::string(v->value.begin(), v->value.end());
+      else
+        got = "error: " + v.message();
     });
     world.run_until([&] { return done; }, world.now() + 30s);
     return got.value_or("no answer");
@@ -258,9 +268,11 @@ bool who_is_responsible(std::uint64_t seed) {
 
   std::printf("64 nodes join a Kademlia overlay (k = 8, alpha = 3) with a store keeping 3 replicas per key\n");
   bool put_ok = false;
-  store(5).put("config/leader", to_bytes("node-17"), [&](const dcp::result<std::uint64_t>& r) { put_ok = r.has_value(); });
+  store(5).put("config/leader", to_bytes("node-17"),
+               [&](const dcp::result<std::uint64_t>& r) { put_ok = r.has_value(); });
   world.run_until([&] { return put_ok; }, world.now() + 30s);
-  std::printf("\n  node 5 puts config/leader = node-17: %s\n", put_ok ? "acknowledged by a majority of replicas" : "failed");
+  std::printf("\n  node 5 puts config/leader = node-17: %s\n",
+              put_ok ? "acknowledged by a majority of replicas" : "failed");
   const std::string first = get(40);
   std::printf("  node 40 gets config/leader: %s\n", first.c_str());
 

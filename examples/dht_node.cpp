@@ -121,8 +121,7 @@ template <> auto router_config<dcp::dht::tapestry<E>>() {
   return c;
 }
 
-template <class R>
-int run(const options& opt) {
+template <class R> int run(const options& opt) {
   using S = dcp::dht::store<E, R, dcp::dht::ed25519_verifier>;
   const auto signing = opt.sign_seed.empty() ? dcp::lease::ed25519_private_key::generate()
                                              : dcp::lease::ed25519_private_key::from_seed(opt.sign_seed);
@@ -145,9 +144,12 @@ int run(const options& opt) {
         auto it = watched.find(key);
         if (it == watched.end()) return;
         std::string now;
-        if (v) now = std::string(dcp::as_string(v->value));
-        else if (v.error() == dcp::dht::errc::not_found) now = "-";
-        else return;  // unreachable replicas or no route now: keep the last value, poll again
+        if (v)
+          now = std::string(dcp::as_string(v->value));
+        else if (v.error() == dcp::dht::errc::not_found)
+          now = "-";
+        else
+          return;  // unreachable replicas or no route now: keep the last value, poll again
         if (now != it->second) {
           it->second = now;
           say("WATCH " + key + " " + now);
@@ -155,7 +157,9 @@ int run(const options& opt) {
       });
     }
     watch_timer.expires_after(opt.watch_interval);
-    watch_timer.async_wait([&](std::error_code e) { if (!e) poll_watches(); });
+    watch_timer.async_wait([&](std::error_code e) {
+      if (!e) poll_watches();
+    });
   };
 
   auto command = [&](const std::string& line) {
@@ -171,7 +175,8 @@ int run(const options& opt) {
       say("PUBKEY " + dcp::to_hex(signing->public_key().raw()));
     } else if (verb == "sput" && !key.empty()) {
       const std::string salt = key == "-" ? "" : key;
-      const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch());
+      const auto now =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch());
       last_seq = std::max(last_seq + 1, static_cast<std::uint64_t>(now.count()));  // a later put, a higher seq
       auto v = dcp::dht::sign_value(*signing, dcp::to_bytes(salt), last_seq, dcp::to_bytes(value));
       if (!v) return say("SPUT " + key + " error " + v.error().message());
@@ -183,8 +188,9 @@ int run(const options& opt) {
       const std::string salt = value == "-" ? "" : value;
       if (!pub) return say("SGET " + value + " error the public key is not hex");
       kv.get(*pub, dcp::as_bytes(salt), [say, value](dcp::result<dcp::dht::stored_value> v) {
-        say("SGET " + value + (!v ? " error " + v.message()
-                                  : " ok " + std::string(dcp::as_string(v->value)) + " " + std::to_string(v->version)));
+        say("SGET " + value +
+            (!v ? " error " + v.message()
+                : " ok " + std::string(dcp::as_string(v->value)) + " " + std::to_string(v->version)));
       });
     } else if (key.empty()) {
       say("ERROR missing key in: " + line);
@@ -223,7 +229,8 @@ int run(const options& opt) {
         if (ec != asio::error::operation_aborted) node.stop(), watch_timer.cancel();
         return;
       }
-      std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(n));
+      std::string line(asio::buffers_begin(buffer.data()),
+                       asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(n));
       buffer.consume(n);
       if (!line.empty() && line.back() == '\n') line.pop_back();
       command(line);
@@ -236,7 +243,9 @@ int run(const options& opt) {
   std::function<void()> wait_joined = [&] {
     if (router.joined()) return say("JOINED " + router.self().id.to_string());
     join_timer.expires_after(50ms);
-    join_timer.async_wait([&](std::error_code e) { if (!e) wait_joined(); });
+    join_timer.async_wait([&](std::error_code e) {
+      if (!e) wait_joined();
+    });
   };
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -256,7 +265,9 @@ int run(const options& opt) {
       return;
     }
     stop_timer.expires_after(100ms);
-    stop_timer.async_wait([&](std::error_code e) { if (!e) watch_stop(); });
+    stop_timer.async_wait([&](std::error_code e) {
+      if (!e) watch_stop();
+    });
   };
 
   node.start();
@@ -287,8 +298,10 @@ int main(int argc, char** argv) {
     if (arg == "--listen" || arg == "--contact") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
-      if (arg == "--listen") opt.net.listen = *a, have_listen = true;
-      else opt.contacts.push_back({dcp::node_id{}, *a});  // its id is learned when it answers
+      if (arg == "--listen")
+        opt.net.listen = *a, have_listen = true;
+      else
+        opt.contacts.push_back({dcp::node_id{}, *a});  // its id is learned when it answers
     } else if (arg == "--router") {
       opt.router = value;
     } else if (arg == "--replicas") {
@@ -327,7 +340,9 @@ int main(int argc, char** argv) {
     opt.store.sync_batch = 24;
   }
   try {
-    opt.net.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    opt.net.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     opt.net.level = dcp::log_level::warn;
     if (opt.router == "chord") return run<dcp::dht::chord<E>>(opt);
     if (opt.router == "pastry") return run<dcp::dht::pastry<E>>(opt);

@@ -57,7 +57,8 @@ int main() {
   double sum = 0;
   std::uint32_t live = 0;
   for (std::uint32_t i = 0; i < n; ++i) {
-    if (i % 3 == 1) world.crash(i);  // a third of the cluster
+    if (i % 3 == 1)
+      world.crash(i);  // a third of the cluster
     else {
       sum += i;
       ++live;

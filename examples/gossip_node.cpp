@@ -59,7 +59,8 @@ using average_t = dcp::aggregate::push_sum<E, overlay_t>;
             << "usage: gossip_node --listen HOST:PORT [--contact HOST:PORT] --value X [--round 50ms]\n"
                "  --round is the Push-Sum round; HyParView shuffles every 10 rounds and sends\n"
                "  keep-alives every 5, and takes a neighbour silent for 40 rounds as failed.\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -90,8 +91,10 @@ int main(int argc, char** argv) {
     if (arg == "--listen" || arg == "--contact") {
       auto a = dcp::address::parse(text);
       if (!a || !a->is_network()) usage("not an address: " + std::string(text));
-      if (arg == "--listen") cfg.listen = *a, have_listen = true;
-      else contact = *a;
+      if (arg == "--listen")
+        cfg.listen = *a, have_listen = true;
+      else
+        contact = *a;
     } else if (arg == "--value") {
       char* end = nullptr;
       const std::string s(text);
@@ -113,7 +116,9 @@ int main(int argc, char** argv) {
 
   try {
     asio::io_context io;
-    cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    cfg.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     cfg.level = dcp::log_level::warn;
     // A killed peer refuses connections at once: give up on it after a few
     // quick attempts (about 0.4 s), so HyParView hears on_unreachable early.
@@ -184,8 +189,8 @@ int main(int argc, char** argv) {
         const auto silent = m.counter(hv, "neighbour_silent");
         const auto prunes = m.of(pt, dcp::gossip::plumtree_msg::prune::wire_id).received;
         std::cout << "STATS unreachable=" << m.counter(hv, "neighbour_failed") - silent << " silent=" << silent
-                  << " neighbor_requests=" << m.counter(hv, "neighbor_requests") << " grafts=" << m.counter(pt, "grafts")
-                  << " prunes_received=" << prunes << std::endl;
+                  << " neighbor_requests=" << m.counter(hv, "neighbor_requests")
+                  << " grafts=" << m.counter(pt, "grafts") << " prunes_received=" << prunes << std::endl;
         node.stop();  // closes sockets and timers: io.run() returns
         return;
       }

@@ -81,7 +81,8 @@ class detector : public base_detector {
             << "usage: heartbeat_node --listen HOST:PORT [--peer HOST:PORT]... [--interval 100ms] [--timeout 500ms]\n"
             << "                      [--metrics HOST:PORT] [--protocol heartbeat|swim]\n"
             << "                      [--suspicion-mult 4] [--suspicion-max-mult 6]   (swim)\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -104,8 +105,10 @@ int main(int argc, char** argv) {
     if (arg == "--listen" || arg == "--peer") {
       auto a = dcp::address::parse(value);
       if (!a || !a->is_network()) usage("not an address: " + std::string(value));
-      if (arg == "--listen") cfg.listen = *a, have_listen = true;
-      else peers.push_back(*a);
+      if (arg == "--listen")
+        cfg.listen = *a, have_listen = true;
+      else
+        peers.push_back(*a);
     } else if (arg == "--transport") {
       if (auto e = transport.parse(value)) usage(*e);
     } else if (arg == "--protocol") {
@@ -133,13 +136,16 @@ int main(int argc, char** argv) {
   if (auto e = transport.parse_environment()) usage(*e);
   if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   const bool udp = transport.how == dcp::net::transport_spec::kind::udp_plaintext ||
-                   transport.how == dcp::net::transport_spec::kind::udp_keyring;
+      transport.how == dcp::net::transport_spec::kind::udp_keyring;
   if (udp && !swim) usage("--transport udp:... runs --protocol swim only (the heartbeat runs over streams)");
-  if (swim && hb.timeout >= hb.interval) usage("with --protocol swim, --timeout (the probe timeout) must be below --interval");
+  if (swim && hb.timeout >= hb.interval)
+    usage("with --protocol swim, --timeout (the probe timeout) must be below --interval");
 
   try {
     asio::io_context io;
-    cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    cfg.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     cfg.level = dcp::log_level::warn;
     dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
     if (swim) {
@@ -149,8 +155,8 @@ int main(int argc, char** argv) {
       // push-pull tables are then cut to fit (swim_config::max_message_size).
       if (udp) {
         const std::size_t seal = transport.how == dcp::net::transport_spec::kind::udp_keyring
-                                     ? dcp::net::udp_keyring_security::overhead
-                                     : dcp::net::udp_plaintext::overhead;
+            ? dcp::net::udp_keyring_security::overhead
+            : dcp::net::udp_plaintext::overhead;
         sw.max_message_size = dcp::net::udp_options{}.max_datagram_size - dcp::wire::header_size - seal;
       }
       sw.probe_interval = hb.interval;
@@ -159,9 +165,12 @@ int main(int argc, char** argv) {
       auto& s = node.add<dcp::membership::swim<dcp::net::env>>(dcp::membership::swim<dcp::net::env>::default_id, sw);
       s.on_event([](const dcp::membership::member_event& e) {
         using k = dcp::membership::member_event::kind;
-        if (e.what == k::join) detector::print("UP", e.member.node);
-        else if (e.what == k::failed) detector::print("DOWN", e.member.node);
-        else if (e.what == k::leave) detector::print("LEFT", e.member.node);
+        if (e.what == k::join)
+          detector::print("UP", e.member.node);
+        else if (e.what == k::failed)
+          detector::print("DOWN", e.member.node);
+        else if (e.what == k::leave)
+          detector::print("LEFT", e.member.node);
       });
     } else {
       auto& d = node.add<detector>(detector::default_id, hb);
@@ -173,8 +182,7 @@ int main(int argc, char** argv) {
     }
 
     std::optional<dcp::net::metrics_http_server> http;
-    if (metrics_at)
-      http.emplace(io.get_executor(), *metrics_at, [&node] { return dcp::net::prometheus_text(node); });
+    if (metrics_at) http.emplace(io.get_executor(), *metrics_at, [&node] { return dcp::net::prometheus_text(node); });
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const std::error_code& ec, int) {

@@ -51,10 +51,14 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage("missing value after " + std::string(arg));
     const std::string_view value = argv[++i];
-    if (arg == "--public-key") public_key = dcp::from_hex(value);
-    else if (arg == "--resource") resources.emplace_back(value);
-    else if (arg == "--max-drift-ms") max_drift_ms = std::atoll(std::string(value).c_str());
-    else usage("unknown option " + std::string(arg));
+    if (arg == "--public-key")
+      public_key = dcp::from_hex(value);
+    else if (arg == "--resource")
+      resources.emplace_back(value);
+    else if (arg == "--max-drift-ms")
+      max_drift_ms = std::atoll(std::string(value).c_str());
+    else
+      usage("unknown option " + std::string(arg));
   }
   if (!public_key) usage("--public-key must be given, as hex digits");
   if (resources.empty()) usage("name at least one --resource to guard");
@@ -68,11 +72,14 @@ int main(int argc, char** argv) {
     if (line.rfind("TOKEN ", 0) != 0) continue;
     const auto sealed = dcp::from_hex(field(line, "sealed"));
     const auto now = dcp::system_wall_now();
-    auto t = sealed ? check.accept(*sealed, now) : dcp::result<dcp::lease::token>(dcp::lease::make_error_code(dcp::lease::errc::malformed_token));
+    auto t = sealed ? check.accept(*sealed, now)
+                    : dcp::result<dcp::lease::token>(dcp::lease::make_error_code(dcp::lease::errc::malformed_token));
     std::cout << "CHECK token=" << (t ? std::to_string(t->fencing) : std::string(field(line, "token")))
               << " result=" << (t ? std::string("ok") : t.error().message()) << " expires_in_ms=";
-    if (t) std::cout << std::chrono::duration_cast<std::chrono::milliseconds>(t->expiry - now).count();
-    else std::cout << '-';
+    if (t)
+      std::cout << std::chrono::duration_cast<std::chrono::milliseconds>(t->expiry - now).count();
+    else
+      std::cout << '-';
     std::cout << std::endl;
     all_ok = all_ok && t.has_value();
   }

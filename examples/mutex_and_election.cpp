@@ -34,7 +34,8 @@ int main() {
       }
       mutex::guard held(m);  // unlocks at the end of the scope
       ++counter;
-      std::printf("%8.3f ms  node %u holds the lock, counter = %d\n", to_millis(world.now().time_since_epoch()), i, counter);
+      std::printf("%8.3f ms  node %u holds the lock, counter = %d\n", to_millis(world.now().time_since_epoch()), i,
+                  counter);
     });
   }
   world.run_for(1s);

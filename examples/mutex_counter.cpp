@@ -41,7 +41,8 @@ namespace {
   std::cerr << "mutex_counter: " << why << "\n"
             << "usage: mutex_counter --algorithm NAME --listen HOST:PORT [--peer HOST:PORT]... --file PATH "
                "[--increments N]\n";
-  std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
+  std::cerr << "       --transport " << dcp::net::transport_spec_forms
+            << "   (required, or DCP_TRANSPORT: how nodes authenticate)\n";
   std::exit(2);
 }
 
@@ -68,9 +69,9 @@ void increment(const std::string& file) {
   ::unlink(inside.c_str());
 }
 
-template <class Mutex, class Config>
-int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg, const std::string& file, int increments,
-        const dcp::net::transport_spec& transport) {
+template <class Mutex, class Config> int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg,
+                                             const std::string& file, int increments,
+                                             const dcp::net::transport_spec& transport) {
   asio::io_context io;
   dcp::net::any_node node(io, cfg, dcp::net::transport_options(transport));
   auto& m = node.add<Mutex>(Mutex::default_id, group, mcfg);
@@ -81,7 +82,9 @@ int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg, const
       if (ec) {  // a peer not up yet, or gone: try again a little later
         std::cout << "RETRY " << ec.message() << std::endl;
         pause.expires_after(std::chrono::milliseconds(200));
-        pause.async_wait([&](std::error_code e) { if (!e) next(); });
+        pause.async_wait([&](std::error_code e) {
+          if (!e) next();
+        });
         return;
       }
       {
@@ -93,7 +96,9 @@ int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg, const
         return;
       }
       pause.expires_after(std::chrono::milliseconds(1));
-      pause.async_wait([&](std::error_code e) { if (!e) next(); });
+      pause.async_wait([&](std::error_code e) {
+        if (!e) next();
+      });
     });
   };
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -105,7 +110,9 @@ int run(dcp::net::config cfg, dcp::group::static_group group, Config mcfg, const
   node.start();
   std::cout << "LISTEN " << node.self() << std::endl;
   pause.expires_after(std::chrono::milliseconds(500));  // let the others come up
-  pause.async_wait([&](std::error_code e) { if (!e) next(); });
+  pause.async_wait([&](std::error_code e) {
+    if (!e) next();
+  });
   io.run();
   return 0;
 }
@@ -149,17 +156,28 @@ int main(int argc, char** argv) {
   if (!transport.chosen()) usage("--transport (or DCP_TRANSPORT) is required");
   if (file.empty()) usage("--file is required");
   try {
-    cfg.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    cfg.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     cfg.level = dcp::log_level::warn;
     const dcp::group::static_group group(members);
     using E = dcp::net::env;
     namespace mx = dcp::mutex;
-    if (algorithm == "centralized") return run<mx::centralized<E>>(cfg, group, mx::centralized_config{.request_timeout = 5s}, file, increments, transport);
-    if (algorithm == "ricart_agrawala") return run<mx::ricart_agrawala<E>>(cfg, group, mx::ricart_agrawala_config{.request_timeout = 5s}, file, increments, transport);
-    if (algorithm == "lamport") return run<mx::lamport<E>>(cfg, group, mx::lamport_config{.request_timeout = 5s}, file, increments, transport);
-    if (algorithm == "suzuki_kasami") return run<mx::suzuki_kasami<E>>(cfg, group, mx::suzuki_kasami_config{.request_timeout = 5s}, file, increments, transport);
-    if (algorithm == "raymond") return run<mx::raymond<E>>(cfg, group, mx::raymond_config{.request_timeout = 5s}, file, increments, transport);
-    if (algorithm == "maekawa") return run<mx::maekawa<E>>(cfg, group, mx::maekawa_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "centralized")
+      return run<mx::centralized<E>>(cfg, group, mx::centralized_config{.request_timeout = 5s}, file, increments,
+                                     transport);
+    if (algorithm == "ricart_agrawala")
+      return run<mx::ricart_agrawala<E>>(cfg, group, mx::ricart_agrawala_config{.request_timeout = 5s}, file,
+                                         increments, transport);
+    if (algorithm == "lamport")
+      return run<mx::lamport<E>>(cfg, group, mx::lamport_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "suzuki_kasami")
+      return run<mx::suzuki_kasami<E>>(cfg, group, mx::suzuki_kasami_config{.request_timeout = 5s}, file, increments,
+                                       transport);
+    if (algorithm == "raymond")
+      return run<mx::raymond<E>>(cfg, group, mx::raymond_config{.request_timeout = 5s}, file, increments, transport);
+    if (algorithm == "maekawa")
+      return run<mx::maekawa<E>>(cfg, group, mx::maekawa_config{.request_timeout = 5s}, file, increments, transport);
     if (algorithm == "token_ring") {
       mx::token_ring_config c;
       c.request_timeout = 10s;

@@ -76,7 +76,7 @@ struct params {
   std::uint32_t clients = 1000, capacity = 100, shards = 16, hold_units = 20;
   duration work = 50ms, run = 30s;
   std::uint64_t seed = 1;
-  bool crash = true;               ///< single, multi: crash a coordinator (leader) at run / 2
+  bool crash = true;                     ///< single, multi: crash a coordinator (leader) at run / 2
   duration shift_at = duration::zero();  ///< >0: demand moves to the first half of the shards then
   /// The faults of a real deployment, besides the crash above: every clock
   /// skewed within the drift bound; churn (a client leaves, silently, after
@@ -216,7 +216,8 @@ struct work_client {
     if (peer) peer->on_lost([this](const delegation::grant&) { ++rec->lost; });
   }
   void begin() {
-    if (rec->first_admitted == time_point{}) rec->arrived = env.world().now();  // time to a token: the first served session's
+    if (rec->first_admitted == time_point{})
+      rec->arrived = env.world().now();  // time to a token: the first served session's
     shard = static_cast<std::uint32_t>(env.rng().below(p.shards));
     next();
   }
@@ -246,10 +247,14 @@ struct work_client {
   void send_unit(bytes tok, bool last) {
     env.send(address::sim(0), wire_msg::work{++next_id, std::move(tok), last});
     if (timeout) env.cancel(timeout);
-    timeout = env.arm(2s, [this] { timeout = {}; next(); });  // lost: try again
+    timeout = env.arm(2s, [this] {
+      timeout = {};
+      next();
+    });  // lost: try again
   }
   duration backoff_next() {
-    const auto d = backoff + duration(static_cast<std::int64_t>(env.rng().uniform() * static_cast<double>(backoff.count())));
+    const auto d =
+        backoff + duration(static_cast<std::int64_t>(env.rng().uniform() * static_cast<double>(backoff.count())));
     backoff = std::min<duration>(backoff * 2, 2s);
     return d;
   }
@@ -377,7 +382,8 @@ inline result_row run(const std::string& mode, const params& p) {
         gc.members.push_back({address::sim(i), member_key(i).public_key().raw()});
       }
       w.add_nodes(group_size, [gc, rc, member_key](sim::node_context& n) {
-        auto& r = n.add<group_raft>(group_raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())), delegation::ledger{});
+        auto& r = n.add<group_raft>(group_raft_id, rc, storage::durable_storage(n.world().disk_of(n.index())),
+                                    delegation::ledger{});
         n.add<group_member>(delegation::default_protocol_id, r, gc, member_key(n.index()));
       });
     }

@@ -18,8 +18,7 @@ struct death {
 };
 
 /// Runs f in a child process with stderr captured; how it ended.
-template <class F>
-death in_child(F f) {
+template <class F> death in_child(F f) {
   int pipe_fds[2];
   REQUIRE(::pipe(pipe_fds) == 0);
   std::fflush(nullptr);
@@ -36,7 +35,8 @@ death in_child(F f) {
   ::close(pipe_fds[1]);
   death d;
   char buf[512];
-  for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;) d.stderr_text.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;)
+    d.stderr_text.append(buf, static_cast<std::size_t>(n));
   ::close(pipe_fds[0]);
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);

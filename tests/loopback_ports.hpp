@@ -60,8 +60,6 @@ inline std::uint16_t claim_loopback_port() {
 }
 
 /// claim_loopback_port() as a dcp address.
-inline address free_loopback_address() {
-  return address::ip(asio::ip::address_v4::loopback(), claim_loopback_port());
-}
+inline address free_loopback_address() { return address::ip(asio::ip::address_v4::loopback(), claim_loopback_port()); }
 
 }  // namespace dcp::test

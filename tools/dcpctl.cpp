@@ -68,11 +68,16 @@ bool valid_utf8(std::string_view s) {
     const auto c = static_cast<unsigned char>(s[i]);
     std::size_t n = 0;
     std::uint32_t cp = 0, min = 0;
-    if (c < 0x80) n = 0, cp = c;
-    else if ((c >> 5) == 0x6) n = 1, cp = c & 0x1f, min = 0x80;
-    else if ((c >> 4) == 0xe) n = 2, cp = c & 0x0f, min = 0x800;
-    else if ((c >> 3) == 0x1e) n = 3, cp = c & 0x07, min = 0x10000;
-    else return false;
+    if (c < 0x80)
+      n = 0, cp = c;
+    else if ((c >> 5) == 0x6)
+      n = 1, cp = c & 0x1f, min = 0x80;
+    else if ((c >> 4) == 0xe)
+      n = 2, cp = c & 0x0f, min = 0x800;
+    else if ((c >> 3) == 0x1e)
+      n = 3, cp = c & 0x07, min = 0x10000;
+    else
+      return false;
     if (i + n >= s.size() + (n == 0)) return false;
     for (std::size_t k = 1; k <= n; ++k) {
       const auto d = static_cast<unsigned char>(s[i + k]);
@@ -93,11 +98,21 @@ std::string json_string(std::string_view s) {
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || (c >= 0x80 && !utf8)) {
           char buf[8];
@@ -116,7 +131,7 @@ std::string base64(const dcp::bytes& b) {
   std::string out;
   for (std::size_t i = 0; i < b.size(); i += 3) {
     const std::uint32_t n = (std::uint32_t(b[i]) << 16) | (i + 1 < b.size() ? std::uint32_t(b[i + 1]) << 8 : 0) |
-                            (i + 2 < b.size() ? std::uint32_t(b[i + 2]) : 0);
+        (i + 2 < b.size() ? std::uint32_t(b[i + 2]) : 0);
     out += t[(n >> 18) & 63];
     out += t[(n >> 12) & 63];
     out += i + 1 < b.size() ? t[(n >> 6) & 63] : '=';
@@ -136,9 +151,9 @@ std::string json_value(const dcp::bytes& b) {
 
 std::string json_kv(const dcp::coord::key_value& kv) {
   std::ostringstream o;
-  o << "{\"key\":" << json_string(kv.key) << ',' << json_value(kv.value) << ",\"create_revision\":" << kv.create_revision
-    << ",\"mod_revision\":" << kv.mod_revision << ",\"version\":" << kv.version
-    << ",\"ephemeral\":" << (kv.ephemeral ? "true" : "false") << '}';
+  o << "{\"key\":" << json_string(kv.key) << ',' << json_value(kv.value)
+    << ",\"create_revision\":" << kv.create_revision << ",\"mod_revision\":" << kv.mod_revision
+    << ",\"version\":" << kv.version << ",\"ephemeral\":" << (kv.ephemeral ? "true" : "false") << '}';
   return o.str();
 }
 
@@ -164,10 +179,14 @@ std::optional<milliseconds> parse_duration(std::string_view s) {
   if (ec != std::errc{} || v < 0) return std::nullopt;
   const std::string_view unit(p, static_cast<std::size_t>(end - p));
   double scale = 0;
-  if (unit.empty() || unit == "s") scale = 1000;
-  else if (unit == "ms") scale = 1;
-  else if (unit == "m") scale = 60'000;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    scale = 1000;
+  else if (unit == "ms")
+    scale = 1;
+  else if (unit == "m")
+    scale = 60'000;
+  else
+    return std::nullopt;
   return milliseconds(static_cast<long long>(v * scale));
 }
 
@@ -273,9 +292,7 @@ class ctl {
   int code_ = 0;
 };
 
-std::string session_words(client_t& c) {
-  return c.last_loss().empty() ? std::string("session lost") : c.last_loss();
-}
+std::string session_words(client_t& c) { return c.last_loss().empty() ? std::string("session lost") : c.last_loss(); }
 
 // ---------------------------------------------------------------- key-value
 
@@ -294,8 +311,10 @@ int cmd_put(ctl& x, const std::string& key, const std::string& value, bool ephem
     x.with_session([&] {
       x.c().put_ephemeral(key, dcp::to_bytes(value), [&](dcp::result<std::uint64_t> r) {
         if (!r) return x.fail("put " + key, r.explained());
-        if (x.json()) std::cout << "{\"ok\":true,\"revision\":" << *r << ",\"session\":" << x.c().session() << '}' << std::endl;
-        else std::cout << "OK revision=" << *r << std::endl;
+        if (x.json())
+          std::cout << "{\"ok\":true,\"revision\":" << *r << ",\"session\":" << x.c().session() << '}' << std::endl;
+        else
+          std::cout << "OK revision=" << *r << std::endl;
         x.on_signal([&](int) { x.close_and_finish(0); });
         x.c().on_session_lost([&] { x.fail("the ephemeral key is gone: " + session_words(x.c())); });
       });
@@ -327,22 +346,26 @@ struct range_reader {
 };
 
 int cmd_get(ctl& x, const std::string& key, bool prefix, bool revisions, std::uint64_t rev) {
-  range_reader reader{x, prefix ? dcp::coord::prefix_end(key) : std::string{}, [&](dcp::coord::range_result r) {
-      if (x.json()) {
-        std::cout << "{\"revision\":" << r.revision << ",\"kvs\":[";
-        for (std::size_t i = 0; i < r.kvs.size(); ++i) std::cout << (i ? "," : "") << json_kv(r.kvs[i]);
-        std::cout << "]}" << std::endl;
-      } else {
-        if (revisions) std::cout << "revision=" << r.revision << '\n';
-        for (auto& kv : r.kvs) {
-          std::cout << kv.key << '\n' << as_text(kv.value) << '\n';
-          if (revisions)
-            std::cout << "create_revision=" << kv.create_revision << " mod_revision=" << kv.mod_revision
-                      << " version=" << kv.version << (kv.ephemeral ? " ephemeral" : "") << '\n';
-        }
-      }
-      x.finish(0);
-  }, rev};
+  range_reader reader{x, prefix ? dcp::coord::prefix_end(key) : std::string{},
+                      [&](dcp::coord::range_result r) {
+                        if (x.json()) {
+                          std::cout << "{\"revision\":" << r.revision << ",\"kvs\":[";
+                          for (std::size_t i = 0; i < r.kvs.size(); ++i)
+                            std::cout << (i ? "," : "") << json_kv(r.kvs[i]);
+                          std::cout << "]}" << std::endl;
+                        } else {
+                          if (revisions) std::cout << "revision=" << r.revision << '\n';
+                          for (auto& kv : r.kvs) {
+                            std::cout << kv.key << '\n' << as_text(kv.value) << '\n';
+                            if (revisions)
+                              std::cout << "create_revision=" << kv.create_revision
+                                        << " mod_revision=" << kv.mod_revision << " version=" << kv.version
+                                        << (kv.ephemeral ? " ephemeral" : "") << '\n';
+                          }
+                        }
+                        x.finish(0);
+                      },
+                      rev};
   return x.run([&] {
     x.deadline();
     reader.step(key);
@@ -355,8 +378,10 @@ int cmd_compaction(ctl& x, std::uint64_t rev) {
     x.deadline();
     x.c().compact(rev, [&](dcp::result<std::uint64_t> r) {
       if (!r) return x.fail("compaction " + std::to_string(rev), r.explained());
-      if (x.json()) std::cout << "{\"compact_revision\":" << *r << '}' << std::endl;
-      else std::cout << "compacted revision " << *r << std::endl;
+      if (x.json())
+        std::cout << "{\"compact_revision\":" << *r << '}' << std::endl;
+      else
+        std::cout << "compacted revision " << *r << std::endl;
       x.finish(0);
     });
   });
@@ -367,12 +392,16 @@ int cmd_del(ctl& x, const std::string& key, bool prefix) {
     x.deadline();
     auto done = [&](dcp::result<std::uint64_t> r) {
       if (!r) return x.fail("del " + key, r.explained());
-      if (x.json()) std::cout << "{\"deleted\":" << *r << '}' << std::endl;
-      else std::cout << *r << std::endl;
+      if (x.json())
+        std::cout << "{\"deleted\":" << *r << '}' << std::endl;
+      else
+        std::cout << *r << std::endl;
       x.finish(0);
     };
-    if (prefix) x.c().remove_prefix(key, done);
-    else x.c().remove(key, done);
+    if (prefix)
+      x.c().remove_prefix(key, done);
+    else
+      x.c().remove(key, done);
   });
 }
 
@@ -436,18 +465,30 @@ dcp::coord::txn_compare parse_compare(const std::string& line) {
   if (w.size() != 4) throw std::invalid_argument("a compare is TARGET KEY OP ARG: " + line);
   txn_compare c;
   c.key = w[1];
-  if (w[0] == "value") c.what = txn_compare::target::value;
-  else if (w[0] == "version" || w[0] == "ver") c.what = txn_compare::target::version;
-  else if (w[0] == "create" || w[0] == "create_revision") c.what = txn_compare::target::create_revision;
-  else if (w[0] == "mod" || w[0] == "mod_revision") c.what = txn_compare::target::mod_revision;
-  else throw std::invalid_argument("unknown compare target " + w[0] + " (value, version, create, mod): " + line);
-  if (w[2] == "=" || w[2] == "==") c.cmp = txn_compare::result::equal;
-  else if (w[2] == "!=") c.cmp = txn_compare::result::not_equal;
-  else if (w[2] == "<") c.cmp = txn_compare::result::less;
-  else if (w[2] == ">") c.cmp = txn_compare::result::greater;
-  else throw std::invalid_argument("unknown compare operator " + w[2] + " (=, !=, <, >): " + line);
-  if (c.what == txn_compare::target::value) c.value = dcp::to_bytes(w[3]);
-  else c.number = number_of(w[3], line);
+  if (w[0] == "value")
+    c.what = txn_compare::target::value;
+  else if (w[0] == "version" || w[0] == "ver")
+    c.what = txn_compare::target::version;
+  else if (w[0] == "create" || w[0] == "create_revision")
+    c.what = txn_compare::target::create_revision;
+  else if (w[0] == "mod" || w[0] == "mod_revision")
+    c.what = txn_compare::target::mod_revision;
+  else
+    throw std::invalid_argument("unknown compare target " + w[0] + " (value, version, create, mod): " + line);
+  if (w[2] == "=" || w[2] == "==")
+    c.cmp = txn_compare::result::equal;
+  else if (w[2] == "!=")
+    c.cmp = txn_compare::result::not_equal;
+  else if (w[2] == "<")
+    c.cmp = txn_compare::result::less;
+  else if (w[2] == ">")
+    c.cmp = txn_compare::result::greater;
+  else
+    throw std::invalid_argument("unknown compare operator " + w[2] + " (=, !=, <, >): " + line);
+  if (c.what == txn_compare::target::value)
+    c.value = dcp::to_bytes(w[3]);
+  else
+    c.number = number_of(w[3], line);
   return c;
 }
 
@@ -487,8 +528,10 @@ dcp::coord::txn_request read_txn(std::istream& in) {
       continue;
     }
     if (line[line.find_first_not_of(" \t")] == '#') continue;
-    if (section == 0) t.compares.push_back(parse_compare(line));
-    else (section == 1 ? t.success : t.failure).push_back(parse_op(line));
+    if (section == 0)
+      t.compares.push_back(parse_compare(line));
+    else
+      (section == 1 ? t.success : t.failure).push_back(parse_op(line));
   }
   return t;
 }
@@ -499,7 +542,8 @@ int cmd_txn(ctl& x, const dcp::coord::txn_request& t) {
     x.c().txn(t, [&](dcp::result<client_t::txn_result> r) {
       if (!r) return x.fail("txn", r.explained());
       if (x.json())
-        std::cout << "{\"succeeded\":" << (r->succeeded ? "true" : "false") << ",\"revision\":" << r->revision << '}' << std::endl;
+        std::cout << "{\"succeeded\":" << (r->succeeded ? "true" : "false") << ",\"revision\":" << r->revision << '}'
+                  << std::endl;
       else
         std::cout << (r->succeeded ? "SUCCESS" : "FAILURE") << std::endl;
       x.finish(0);
@@ -527,8 +571,10 @@ int cmd_watch(ctl& x, const std::string& key, bool prefix, std::uint64_t from, s
       }
       std::cout.flush();
     };
-    if (prefix) x.c().watch_prefix(key, from, print);
-    else x.c().watch(key, {}, from, print);
+    if (prefix)
+      x.c().watch_prefix(key, from, print);
+    else
+      x.c().watch(key, {}, from, print);
   });
 }
 
@@ -547,7 +593,9 @@ int cmd_lock(ctl& x, const std::string& name, const std::vector<std::string>& co
     unlocking = true;
     if (!held) return x.close_and_finish(code);
     x.c().unlock(*held, [&, code](dcp::result<void> r) {
-      if (!r) std::cerr << "dcpctl: could not release " << name << " (it goes when the session expires): " << r.message() << '\n';
+      if (!r)
+        std::cerr << "dcpctl: could not release " << name << " (it goes when the session expires): " << r.message()
+                  << '\n';
       x.close_and_finish(code);
     });
   };
@@ -598,7 +646,8 @@ int cmd_lock(ctl& x, const std::string& name, const std::vector<std::string>& co
       lost = true;
       held.reset();
       std::cerr << "dcpctl: lost the lock " << name << ": "
-                << (x.c().session_valid() ? std::string("the service no longer lists the grant") : session_words(x.c())) << '\n';
+                << (x.c().session_valid() ? std::string("the service no longer lists the grant") : session_words(x.c()))
+                << '\n';
       if (child) return void(::kill(child, SIGTERM));  // ends with 1 when it has exited
       x.finish(1);
     });
@@ -606,8 +655,10 @@ int cmd_lock(ctl& x, const std::string& name, const std::vector<std::string>& co
       x.c().lock(name, [&](dcp::result<grant> g) {
         if (!g) return x.fail("lock " + name, g.explained());
         held = *g;
-        if (x.json()) std::cout << "{\"name\":" << json_string(name) << ",\"fencing\":" << g->fencing;
-        else std::cout << "locked name=" << name << " fencing=" << g->fencing;
+        if (x.json())
+          std::cout << "{\"name\":" << json_string(name) << ",\"fencing\":" << g->fencing;
+        else
+          std::cout << "locked name=" << name << " fencing=" << g->fencing;
         auto go = [&](std::optional<std::string> sealed) {
           if (sealed) std::cout << (x.json() ? ",\"lease_token\":\"" + *sealed + "\"" : " lease_token=" + *sealed);
           std::cout << (x.json() ? "}" : "") << std::endl;
@@ -618,7 +669,9 @@ int cmd_lock(ctl& x, const std::string& name, const std::vector<std::string>& co
           if (!t) {
             std::cout << std::endl;
             std::cerr << "dcpctl: no lease token for " << name << ": " << t.message()
-                      << (t.error() == dcp::errc::io_error ? " (the replicas issue no lease tokens: coord_replica --lease-seed)" : "")
+                      << (t.error() == dcp::errc::io_error
+                              ? " (the replicas issue no lease tokens: coord_replica --lease-seed)"
+                              : "")
                       << '\n';
             return release(1);
           }
@@ -640,9 +693,13 @@ int cmd_elect(ctl& x, const std::string& name, const std::string& value, bool ob
       x.deadline();  // until the first answer
       return x.c().observe(name, [&](std::optional<dcp::coord::holder> h) {
         x.no_deadline();  // answered: from here on it waits for changes
-        if (x.json()) std::cout << "{\"leader\":" << (h ? "{" + json_value(h->value) + "}" : std::string("null")) << '}' << std::endl;
-        else if (h) std::cout << as_text(h->value) << std::endl;
-        else std::cout << "(no leader)" << std::endl;
+        if (x.json())
+          std::cout << "{\"leader\":" << (h ? "{" + json_value(h->value) + "}" : std::string("null")) << '}'
+                    << std::endl;
+        else if (h)
+          std::cout << as_text(h->value) << std::endl;
+        else
+          std::cout << "(no leader)" << std::endl;
         if (count && ++seen == count) return x.finish(0);
       });
     }
@@ -658,8 +715,8 @@ int cmd_elect(ctl& x, const std::string& name, const std::string& value, bool ob
         if (!g) return x.fail("elect " + name, g.explained());
         led = *g;
         if (x.json())
-          std::cout << "{\"name\":" << json_string(name) << ",\"value\":" << json_string(value) << ",\"fencing\":" << g->fencing
-                    << '}' << std::endl;
+          std::cout << "{\"name\":" << json_string(name) << ",\"value\":" << json_string(value)
+                    << ",\"fencing\":" << g->fencing << '}' << std::endl;
         else
           std::cout << "leader name=" << name << " value=" << value << " fencing=" << g->fencing << std::endl;
       });
@@ -684,34 +741,45 @@ int cmd_status(ctl& x) {
         for (auto& g : got)
           if (g && *g) top_term = std::max(top_term, (*g)->term);
         bool led = false;
-        if (x.json()) std::cout << '[';
-        else std::printf("%-22s %-13s %6s %-22s %8s %8s %8s\n", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "REVISION");
+        if (x.json())
+          std::cout << '[';
+        else
+          std::printf("%-22s %-13s %6s %-22s %8s %8s %8s\n", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED",
+                      "REVISION");
         for (std::size_t k = 0; k < got.size(); ++k) {
           const auto ep = x.opts().servers[k].to_string();
           auto& r = *got[k];
           if (!r) {
             ++failed;
-            if (x.json()) std::cout << (k ? "," : "") << "{\"endpoint\":" << json_string(ep) << ",\"error\":" << json_string(r.message()) << '}';
-            else std::printf("%-22s %s\n", ep.c_str(), r.message().c_str());
+            if (x.json())
+              std::cout << (k ? "," : "") << "{\"endpoint\":" << json_string(ep)
+                        << ",\"error\":" << json_string(r.message()) << '}';
+            else
+              std::printf("%-22s %s\n", ep.c_str(), r.message().c_str());
             continue;
           }
           led |= r->role == "leader" && r->term == top_term;
           const auto leader = r->leader ? r->leader->to_string() : std::string("-");
           if (x.json())
-            std::cout << (k ? "," : "") << "{\"endpoint\":" << json_string(ep) << ",\"role\":\"" << r->role << "\",\"term\":" << r->term
-                      << ",\"leader\":" << (r->leader ? json_string(leader) : "null") << ",\"commit\":" << r->commit
-                      << ",\"applied\":" << r->applied << ",\"revision\":" << r->revision << '}';
+            std::cout << (k ? "," : "") << "{\"endpoint\":" << json_string(ep) << ",\"role\":\"" << r->role
+                      << "\",\"term\":" << r->term << ",\"leader\":" << (r->leader ? json_string(leader) : "null")
+                      << ",\"commit\":" << r->commit << ",\"applied\":" << r->applied << ",\"revision\":" << r->revision
+                      << '}';
           else
             std::printf("%-22s %-13s %6llu %-22s %8llu %8llu %8llu\n", ep.c_str(), r->role.c_str(),
-                        static_cast<unsigned long long>(r->term), leader.c_str(), static_cast<unsigned long long>(r->commit),
-                        static_cast<unsigned long long>(r->applied), static_cast<unsigned long long>(r->revision));
+                        static_cast<unsigned long long>(r->term), leader.c_str(),
+                        static_cast<unsigned long long>(r->commit), static_cast<unsigned long long>(r->applied),
+                        static_cast<unsigned long long>(r->revision));
         }
         if (x.json()) std::cout << ']' << '\n';
         std::fflush(stdout);
         if (failed == got.size())
-          return x.fail("no leader reachable: " + std::to_string(failed) + " of " + std::to_string(got.size()) + " replicas did not answer");
-        if (failed) return x.fail(std::to_string(failed) + " of " + std::to_string(got.size()) + " replicas did not answer");
-        if (!led) return x.fail("no replica leads in term " + std::to_string(top_term) + " (an election may be under way)");
+          return x.fail("no leader reachable: " + std::to_string(failed) + " of " + std::to_string(got.size()) +
+                        " replicas did not answer");
+        if (failed)
+          return x.fail(std::to_string(failed) + " of " + std::to_string(got.size()) + " replicas did not answer");
+        if (!led)
+          return x.fail("no replica leads in term " + std::to_string(top_term) + " (an election may be under way)");
         x.finish(0);
       });
   });
@@ -719,15 +787,16 @@ int cmd_status(ctl& x) {
 
 /// A configuration: the voters, one address a line, then each learner as
 /// "HOST:PORT learner"; in JSON, "members" (the voters) and "learners".
-void print_membership(ctl& x, const std::string& json_head, const std::string& text_head, const std::vector<dcp::address>& voters,
-                      const std::vector<dcp::address>& learners) {
+void print_membership(ctl& x, const std::string& json_head, const std::string& text_head,
+                      const std::vector<dcp::address>& voters, const std::vector<dcp::address>& learners) {
   if (x.json()) {
     auto list = [](const std::vector<dcp::address>& v) {
       std::string out;
       for (std::size_t k = 0; k < v.size(); ++k) out += (k ? "," : "") + json_string(v[k].to_string());
       return out;
     };
-    std::cout << json_head << "\"members\":[" << list(voters) << "],\"learners\":[" << list(learners) << "]}" << std::endl;
+    std::cout << json_head << "\"members\":[" << list(voters) << "],\"learners\":[" << list(learners) << "]}"
+              << std::endl;
     return;
   }
   std::cout << text_head;
@@ -752,8 +821,10 @@ int cmd_member_list(ctl& x) {
         for (auto& g : got)
           if (*g && (*g)->role == "leader" && (!best || (*g)->term > best->term)) best = &**g;
         if (!best) return x.fail("member list: no replica leads (of " + std::to_string(got.size()) + " asked)");
-        print_membership(x, "{\"leader\":" + json_string(best->replica.to_string()) + ",\"term\":" + std::to_string(best->term) + ",",
-                         "", best->members, best->learners);
+        print_membership(
+            x,
+            "{\"leader\":" + json_string(best->replica.to_string()) + ",\"term\":" + std::to_string(best->term) + ",",
+            "", best->members, best->learners);
         x.finish(0);
       });
   });
@@ -767,11 +838,13 @@ int cmd_member_change(ctl& x, dcp::coord::msg::member_op op, const dcp::address&
     x.deadline();
     x.c().change_membership(op, member, [&, op](dcp::result<client_t::membership> r) {
       const std::string verb = op == o::remove ? "removed" : op == o::promote ? "promoted" : "added";
-      const std::string what = std::string(op == o::remove ? "member remove " : op == o::promote ? "member promote " : "member add ") +
-                               member.to_string();
+      const std::string what = std::string(op == o::remove        ? "member remove "
+                                               : op == o::promote ? "member promote "
+                                                                  : "member add ") +
+          member.to_string();
       if (!r) return x.fail(what, r.explained());
-      print_membership(x, "{\"" + verb + "\":" + json_string(member.to_string()) + ",", verb + " " + member.to_string() + "\n",
-                       r->voters, r->learners);
+      print_membership(x, "{\"" + verb + "\":" + json_string(member.to_string()) + ",",
+                       verb + " " + member.to_string() + "\n", r->voters, r->learners);
       x.finish(0);
     });
   });
@@ -783,8 +856,10 @@ int cmd_move_leader(ctl& x, const dcp::address& target) {
     x.deadline();
     x.c().move_leader(target, [&](dcp::result<dcp::address> r) {
       if (!r) return x.fail("move-leader " + target.to_string(), r.explained());
-      if (x.json()) std::cout << "{\"leader\":" << json_string(r->to_string()) << '}' << std::endl;
-      else std::cout << "leader " << r->to_string() << std::endl;
+      if (x.json())
+        std::cout << "{\"leader\":" << json_string(r->to_string()) << '}' << std::endl;
+      else
+        std::cout << "leader " << r->to_string() << std::endl;
       x.finish(0);
     });
   });
@@ -799,9 +874,13 @@ int main(int argc, char** argv) {
   options o;
   if (const char* e = std::getenv("DCPCTL_ENDPOINTS")) o.endpoints = e;
   app.add_option("--endpoints", o.endpoints, "the replicas, HOST:PORT,HOST:PORT,... (default: $DCPCTL_ENDPOINTS)");
-  app.add_option("--timeout", o.timeout, "how long a request may take before it fails (500ms, 5s, 1m)")->capture_default_str();
-  app.add_option("--ttl", o.ttl, "the session's TTL, for lock, elect and put --ephemeral (the lock outlives a crashed dcpctl by this)")->capture_default_str();
-  app.add_option("--listen", o.listen, "the address replicas answer to (give this host's address for remote replicas)")->capture_default_str();
+  app.add_option("--timeout", o.timeout, "how long a request may take before it fails (500ms, 5s, 1m)")
+      ->capture_default_str();
+  app.add_option("--ttl", o.ttl,
+                 "the session's TTL, for lock, elect and put --ephemeral (the lock outlives a crashed dcpctl by this)")
+      ->capture_default_str();
+  app.add_option("--listen", o.listen, "the address replicas answer to (give this host's address for remote replicas)")
+      ->capture_default_str();
   app.add_option("--transport", o.transport,
                  "how to reach the replicas: keyring:KEYFILE, tls:CA,CERT,KEY or plaintext, as the replicas run "
                  "(default: $DCP_TRANSPORT)");
@@ -817,69 +896,88 @@ int main(int argc, char** argv) {
   put->add_option("value", value, "the value")->required();
   put->add_flag("--ephemeral", ephemeral, "bind the key to a session held until SIGINT/SIGTERM (or until it expires)");
 
-  auto* get = app.add_subcommand("get", "get KEY: print KEY and VALUE, one line each, for each key found (nothing: no such key)");
+  auto* get = app.add_subcommand(
+      "get", "get KEY: print KEY and VALUE, one line each, for each key found (nothing: no such key)");
   get->add_option("key", key, "the key (or the prefix)")->required();
   get->add_flag("--prefix", prefix, "every key that starts with KEY");
-  get->add_option("--rev", at_rev, "read the keys as they were at this revision (etcd's --rev; 0: now); below the compact "
-                                   "revision: exit 1, \"compacted\"");
-  get->add_flag("--revisions", revisions, "also print the store's revision and each key's create_revision, mod_revision, version");
+  get->add_option("--rev", at_rev,
+                  "read the keys as they were at this revision (etcd's --rev; 0: now); below the compact "
+                  "revision: exit 1, \"compacted\"");
+  get->add_flag("--revisions", revisions,
+                "also print the store's revision and each key's create_revision, mod_revision, version");
 
   auto* del = app.add_subcommand("del", "del KEY: remove a key (prints the number removed)");
   del->add_option("key", key, "the key (or the prefix)")->required();
   del->add_flag("--prefix", prefix, "every key that starts with KEY");
 
   std::uint64_t compact_rev = 0;
-  auto* compaction = app.add_subcommand("compaction", "compaction REV: discard the store's history below revision REV on every "
-                                                      "replica (reads and watches from below then fail with \"compacted\")");
+  auto* compaction = app.add_subcommand("compaction",
+                                        "compaction REV: discard the store's history below revision REV on every "
+                                        "replica (reads and watches from below then fail with \"compacted\")");
   compaction->add_option("revision", compact_rev, "the new compact revision")->required();
 
-  auto* txn = app.add_subcommand("txn",
-                                 "txn: if every compare holds, the --then operations, else the --else ones, at one revision "
-                                 "(prints SUCCESS or FAILURE). Without flags, reads etcdctl's form from stdin: compares, a blank "
-                                 "line, success operations, a blank line, failure operations.");
-  txn->add_option("--if", ifs, "a compare: 'value KEY = V', 'version KEY > N', 'create KEY = N', 'mod KEY < N' (or value(KEY) = V); = != < >");
+  auto* txn = app.add_subcommand(
+      "txn",
+      "txn: if every compare holds, the --then operations, else the --else ones, at one revision "
+      "(prints SUCCESS or FAILURE). Without flags, reads etcdctl's form from stdin: compares, a blank "
+      "line, success operations, a blank line, failure operations.");
+  txn->add_option(
+      "--if", ifs,
+      "a compare: 'value KEY = V', 'version KEY > N', 'create KEY = N', 'mod KEY < N' (or value(KEY) = V); = != < >");
   txn->add_option("--then", thens, "an operation if the compares hold: 'put KEY VALUE', 'del KEY', 'del --prefix KEY'");
   txn->add_option("--else", elses, "an operation if they do not");
 
-  auto* watch = app.add_subcommand("watch", "watch KEY: print every change (PUT/DELETE, KEY, VALUE lines) until interrupted");
+  auto* watch =
+      app.add_subcommand("watch", "watch KEY: print every change (PUT/DELETE, KEY, VALUE lines) until interrupted");
   watch->add_option("key", key, "the key (or the prefix)")->required();
   watch->add_flag("--prefix", prefix, "every key that starts with KEY");
   watch->add_option("--from-rev", from_rev, "from this revision on (default: the next change)");
   watch->add_option("--count", count, "exit after this many events");
 
-  auto* lock = app.add_subcommand("lock", "lock NAME [-- CMD ARGS...]: take the lock, print its fencing token, run CMD while holding it "
-                                          "(exit status: CMD's), or hold it until SIGINT/SIGTERM. CMD sees DCP_LOCK_NAME, DCP_FENCING_TOKEN "
-                                          "and, with --token, DCP_LEASE_TOKEN");
+  auto* lock = app.add_subcommand(
+      "lock",
+      "lock NAME [-- CMD ARGS...]: take the lock, print its fencing token, run CMD while holding it "
+      "(exit status: CMD's), or hold it until SIGINT/SIGTERM. CMD sees DCP_LOCK_NAME, DCP_FENCING_TOKEN "
+      "and, with --token, DCP_LEASE_TOKEN");
   lock->add_option("name", key, "the lock")->required();
-  lock->add_flag("--token", token, "also ask the leader for a sealed lease token for the grant (coord_replica --lease-seed), as hex");
+  lock->add_flag("--token", token,
+                 "also ask the leader for a sealed lease token for the grant (coord_replica --lease-seed), as hex");
 
-  auto* elect = app.add_subcommand("elect", "elect NAME VALUE: campaign; print when leader, lead until SIGINT/SIGTERM. "
-                                            "elect NAME --observe: print the leader's value at every change");
+  auto* elect = app.add_subcommand("elect",
+                                   "elect NAME VALUE: campaign; print when leader, lead until SIGINT/SIGTERM. "
+                                   "elect NAME --observe: print the leader's value at every change");
   elect->add_option("name", key, "the election")->required();
   elect->add_option("value", value, "this candidate's value (shown to observers)");
   elect->add_flag("--observe", observe, "print the leader's value now and at every change, without campaigning");
   elect->add_option("--count", count, "--observe: exit after this many values");
 
-  auto* status = app.add_subcommand("status", "each replica's role, term, the leader it knows, commit and applied indexes, "
-                                              "and the store's revision (exit 1 if one does not answer or none leads)");
+  auto* status = app.add_subcommand("status",
+                                    "each replica's role, term, the leader it knows, commit and applied indexes, "
+                                    "and the store's revision (exit 1 if one does not answer or none leads)");
 
   std::string member_address;
   bool learner = false;
-  auto* member = app.add_subcommand("member", "member list | add HOST:PORT [--learner] | promote HOST:PORT | remove HOST:PORT: "
-                                              "the replicas of the group (Raft's one-server changes; start a new replica "
-                                              "listing the group as --peer before adding it)");
+  auto* member = app.add_subcommand("member",
+                                    "member list | add HOST:PORT [--learner] | promote HOST:PORT | remove HOST:PORT: "
+                                    "the replicas of the group (Raft's one-server changes; start a new replica "
+                                    "listing the group as --peer before adding it)");
   member->require_subcommand(1);
-  auto* member_list = member->add_subcommand("list", "print the leader's configuration: one voter a line, then HOST:PORT learner");
-  auto* member_add = member->add_subcommand("add", "add a replica (it joins as a voter once the change commits, or with "
-                                                   "--learner as a non-voting member to promote once caught up)");
+  auto* member_list =
+      member->add_subcommand("list", "print the leader's configuration: one voter a line, then HOST:PORT learner");
+  auto* member_add = member->add_subcommand("add",
+                                            "add a replica (it joins as a voter once the change commits, or with "
+                                            "--learner as a non-voting member to promote once caught up)");
   member_add->add_option("address", member_address, "the replica's HOST:PORT")->required();
-  member_add->add_flag("--learner", learner, "add it as a learner: it receives the log but neither votes nor counts for commit");
-  auto* member_promote = member->add_subcommand("promote", "make a learner a voter (refused while its log lags the leader's)");
+  member_add->add_flag("--learner", learner,
+                       "add it as a learner: it receives the log but neither votes nor counts for commit");
+  auto* member_promote =
+      member->add_subcommand("promote", "make a learner a voter (refused while its log lags the leader's)");
   member_promote->add_option("address", member_address, "the learner's HOST:PORT")->required();
   auto* member_remove = member->add_subcommand("remove", "remove a replica (a voter or a learner)");
   member_remove->add_option("address", member_address, "the replica's HOST:PORT")->required();
-  auto* move_leader = app.add_subcommand("move-leader", "hand leadership to a voter (Raft's leadership transfer): the leader "
-                                                        "brings its log up to date, then it campaigns at once");
+  auto* move_leader = app.add_subcommand("move-leader",
+                                         "hand leadership to a voter (Raft's leadership transfer): the leader "
+                                         "brings its log up to date, then it campaigns at once");
   move_leader->add_option("address", member_address, "the new leader's HOST:PORT")->required();
 
   // Everything after the first "--" is lock's command, verbatim (CLI11 would
@@ -907,7 +1005,8 @@ int main(int argc, char** argv) {
   } else if (auto e = o.spec.parse_environment()) {
     return usage(*e);
   }
-  if (!o.spec.chosen()) return usage("no transport: give --transport keyring:KEYFILE|tls:CA,CERT,KEY|plaintext or set DCP_TRANSPORT");
+  if (!o.spec.chosen())
+    return usage("no transport: give --transport keyring:KEYFILE|tls:CA,CERT,KEY|plaintext or set DCP_TRANSPORT");
   std::stringstream eps(o.endpoints);
   for (std::string ep; std::getline(eps, ep, ',');) {
     if (ep.empty()) continue;
@@ -928,7 +1027,8 @@ int main(int argc, char** argv) {
   if (member_add->parsed() || member_promote->parsed() || member_remove->parsed() || move_leader->parsed()) {
     member_target = dcp::address::parse(member_address);
     if (!member_target || !member_target->is_network())
-      return usage(std::string(move_leader->parsed() ? "move-leader" : "member") + ": not an address: " + member_address + " (HOST:PORT)");
+      return usage(std::string(move_leader->parsed() ? "move-leader" : "member") +
+                   ": not an address: " + member_address + " (HOST:PORT)");
   }
   dcp::coord::txn_request request;
   if (txn->parsed()) {
@@ -940,9 +1040,7 @@ int main(int argc, char** argv) {
         for (auto& op : thens) request.success.push_back(parse_op(op));
         for (auto& op : elses) request.failure.push_back(parse_op(op));
       }
-    } catch (const std::invalid_argument& e) {
-      return usage(std::string("txn: ") + e.what());
-    }
+    } catch (const std::invalid_argument& e) { return usage(std::string("txn: ") + e.what()); }
   }
   // A child may outlive a broken pipe on our stdout; dcpctl itself should not die of SIGPIPE mid-release.
   std::signal(SIGPIPE, SIG_IGN);

@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
   };
-  std::printf("rtt_p50_us %.1f\nfloor_4rtt_p50_us %.1f\nfloor_4rtt_p99_us %.1f\n", pct(rtt, 0.5), pct(four, 0.5), pct(four, 0.99));
+  std::printf("rtt_p50_us %.1f\nfloor_4rtt_p50_us %.1f\nfloor_4rtt_p99_us %.1f\n", pct(rtt, 0.5), pct(four, 0.5),
+              pct(four, 0.99));
   ::close(s);
   ::wait(nullptr);
   return 0;

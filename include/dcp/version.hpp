@@ -25,8 +25,7 @@ struct version_info {
 inline constexpr version_info version{DCP_VERSION_MAJOR, DCP_VERSION_MINOR, DCP_VERSION_PATCH};
 
 /// The same, as "major.minor.patch".
-inline constexpr std::string_view version_string =
-    DCP_VERSION_DETAIL_XSTR(DCP_VERSION_MAJOR) "." DCP_VERSION_DETAIL_XSTR(DCP_VERSION_MINOR) "." DCP_VERSION_DETAIL_XSTR(
-        DCP_VERSION_PATCH);
+inline constexpr std::string_view version_string = DCP_VERSION_DETAIL_XSTR(
+    DCP_VERSION_MAJOR) "." DCP_VERSION_DETAIL_XSTR(DCP_VERSION_MINOR) "." DCP_VERSION_DETAIL_XSTR(DCP_VERSION_PATCH);
 
 }  // namespace dcp

@@ -34,8 +34,7 @@ std::shared_ptr<const dcp::group::static_group> everyone(std::uint32_t n) {
 }
 double input_of(std::uint32_t i) { return 10.0 + static_cast<double>((i * 7919) % 1000) / 10.0; }
 
-template <class P>
-double worst_error(simulator& w, double truth) {
+template <class P> double worst_error(simulator& w, double truth) {
   double worst = 0;
   for (std::uint32_t i = 0; i < w.size(); ++i) {
     if (!w.is_up(i)) continue;
@@ -97,14 +96,15 @@ TEST_CASE("push_sum: sum and network size over HyParView's active view") {
         if (i) hk.contact = address::sim(0);
         auto& m = c.add<hpv>(hpv::default_id, hk);
         aggregate::push_sum_config k;
-        k.input = count ? aggregate::push_sum_input::count(i == 0) : aggregate::push_sum_input::sum(input_of(i), i == 0);
+        k.input =
+            count ? aggregate::push_sum_input::count(i == 0) : aggregate::push_sum_input::sum(input_of(i), i == 0);
         c.add<ps_overlay>(aid, m, k);
       });
       w2.run_for(5ms);
     }
-    w2.run_for(10s);  // the overlay settles
+    w2.run_for(10s);                       // the overlay settles
     w2.get<ps_overlay>(0, aid).restart();  // start counting on the settled overlay
-    w2.run_for(300s);  // a 5-regular overlay mixes slower than uniform picks: ~0.93 per round here
+    w2.run_for(300s);                      // a 5-regular overlay mixes slower than uniform picks: ~0.93 per round here
     CHECK(worst_error<ps_overlay>(w2, truth) < 1e-6);
   }
 }
@@ -121,7 +121,8 @@ TEST_CASE("push_sum: a new epoch restarts cleanly from changed inputs") {
   });
   w.run_for(40s);
   CHECK(worst_error<ps_uniform>(w, 1.0) < 1e-9);
-  for (std::uint32_t i = 0; i < n; ++i) w.get<ps_uniform>(i, aid).set_input(aggregate::push_sum_input::average(i < n / 2 ? 0.0 : 4.0));
+  for (std::uint32_t i = 0; i < n; ++i)
+    w.get<ps_uniform>(i, aid).set_input(aggregate::push_sum_input::average(i < n / 2 ? 0.0 : 4.0));
   w.get<ps_uniform>(17, aid).restart();
   w.run_for(60s);
   CHECK(worst_error<ps_uniform>(w, 2.0) < 1e-6);
@@ -155,7 +156,7 @@ TEST_CASE("push_sum: under 10% loss the estimate stays inside the inputs' range 
     spread_lo = std::min(spread_lo, *e);
     spread_hi = std::max(spread_hi, *e);
   }
-  CHECK((spread_hi - spread_lo) / truth < 1e-6);  // the nodes agree with each other...
+  CHECK((spread_hi - spread_lo) / truth < 1e-6);      // the nodes agree with each other...
   CHECK(std::abs(spread_lo - truth) / truth < 0.05);  // ...on a value the loss biased a little
 }
 
@@ -221,7 +222,8 @@ TEST_CASE("aggregation: bad input is refused or dropped and counted") {
   CHECK(std::isfinite(q.value()));
 }
 
-TEST_CASE("push_sum over HyParView: after a third crash the old epoch keeps the old average; a new one gives the survivors'") {
+TEST_CASE(
+    "push_sum over HyParView: after a third crash the old epoch keeps the old average; a new one gives the survivors'") {
   for (std::uint64_t seed = 40; seed <= dcp::test::last_seed(40, 42); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network());

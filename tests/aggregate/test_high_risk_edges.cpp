@@ -135,14 +135,16 @@ TEST_CASE("topology: Barabási–Albert graphs are simple, connected, have the e
         if (!seen[j]) seen[j] = true, stack.push_back(j);
     }
     CHECK(std::count(seen.begin(), seen.end(), true) == n);
-    CHECK(max_degree >= 5 * m);  // preferential attachment: hubs far above the mean degree 2m (a uniform pick gives ~ log n)
+    CHECK(max_degree >=
+          5 * m);  // preferential attachment: hubs far above the mean degree 2m (a uniform pick gives ~ log n)
   }
   rng r(1);
   CHECK_THROWS_AS(sim::barabasi_albert(r, 5, 0), dcp::error);
   CHECK_THROWS_AS(sim::barabasi_albert(r, 5, 5), dcp::error);
 }
 
-TEST_CASE("random_walk_traffic: every hop is counted once at each end of its edge, duplicates never become walkers, traffic follows degree") {
+TEST_CASE(
+    "random_walk_traffic: every hop is counted once at each end of its edge, duplicates never become walkers, traffic follows degree") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 9); ++seed) {
     CAPTURE(seed);
     const double dup = seed % 3 == 0 ? 0.1 : 0, loss = seed % 3 == 1 ? 0.05 : 0;
@@ -189,7 +191,8 @@ TEST_CASE("random_walk_traffic: every hop is counted once at each end of its edg
   }
 }
 
-TEST_CASE("high_risk_edges: every iteration's Push-Sum estimates converge to the true mean (1e-6 without loss), inside the inputs' range under faults") {
+TEST_CASE(
+    "high_risk_edges: every iteration's Push-Sum estimates converge to the true mean (1e-6 without loss), inside the inputs' range under faults") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     CAPTURE(seed);
     const double loss = seed % 2 ? 0.0 : 0.02, dup = seed % 3 == 0 ? 0.02 : 0;
@@ -214,28 +217,34 @@ TEST_CASE("high_risk_edges: every iteration's Push-Sum estimates converge to the
         // Loss and duplication move s and w together: a convex combination of the inputs.
         CHECK(*v >= lo);
         CHECK(*v <= hi);
-        if (loss == 0 && dup == 0) CHECK(std::abs(*v - mu) / mu < 1e-6);
-        else CHECK(std::abs(*v - mu) / mu < 0.1);  // biased: worst 4.7% measured at 2% loss and/or duplication
+        if (loss == 0 && dup == 0)
+          CHECK(std::abs(*v - mu) / mu < 1e-6);
+        else
+          CHECK(std::abs(*v - mu) / mu < 0.1);  // biased: worst 4.7% measured at 2% loss and/or duplication
       }
     }
     CHECK(w.metrics().counter(pid, "stale_epoch") > 0);  // the barrier: released nodes' old shares dropped
   }
 }
 
-TEST_CASE("high_risk_edges: a detected edge joins two nodes that both exceed their own threshold; loss, duplication, crashes") {
+TEST_CASE(
+    "high_risk_edges: a detected edge joins two nodes that both exceed their own threshold; loss, duplication, crashes") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 12); ++seed) {
     CAPTURE(seed);
     simulator w(seed, network(seed % 2 ? 0.03 : 0.0, seed % 3 ? 0.02 : 0.0));
-    auto g = std::make_shared<const sim::topology>(sim::barabasi_albert(w.rng(), 120, 1 + static_cast<std::uint32_t>(seed % 2)));
+    auto g = std::make_shared<const sim::topology>(
+        sim::barabasi_albert(w.rng(), 120, 1 + static_cast<std::uint32_t>(seed % 2)));
     setup s;
     s.iterations = 3;
     if (seed % 4 == 0) s.rule = aggregate::threshold_rule::iteration_estimates;
-    if (seed % 5 == 0) s.stable_rounds = 3;  // the thesis' criterion
+    if (seed % 5 == 0) s.stable_rounds = 3;     // the thesis' criterion
     const bool traffic_during = seed % 3 == 0;  // walkers still walking: each epoch starts from a newer snapshot
     if (traffic_during) s.ttl = 800;
     build(w, g, s);
-    if (traffic_during) w.run_for(10s);
-    else run_traffic(w, s.ttl);
+    if (traffic_during)
+      w.run_for(10s);
+    else
+      run_traffic(w, s.ttl);
     w.get<hre_t>(0, hid).begin();
     w.run_for(std::chrono::seconds(20 + w.rng().below(60)));
     std::set<std::uint32_t> crashed;
@@ -273,7 +282,8 @@ TEST_CASE("high_risk_edges: a detected edge joins two nodes that both exceed the
         auto v = stack.back();
         stack.pop_back();
         for (auto j : g->adjacent(v))
-          if (w.is_up(j) && component[j] < 0) component[j] = static_cast<int>(root), stack.push_back(j), members.push_back(j);
+          if (w.is_up(j) && component[j] < 0)
+            component[j] = static_cast<int>(root), stack.push_back(j), members.push_back(j);
       }
       bool reached = false;
       for (auto v : members) reached = reached || w.get<hre_t>(v, hid).epoch() >= 1;
@@ -308,7 +318,8 @@ TEST_CASE("high_risk_edges: planted hubs on a Barabási–Albert graph: every hu
     // Star-plus-BA: hubs 0..3 get 40 spokes each to random nodes, and are joined to each other.
     for (std::uint32_t h = 0; h < hubs; ++h) {
       for (std::uint32_t k = h + 1; k < hubs; ++k) base.connect(h, k);
-      for (std::uint32_t spokes = 0; spokes < 40;) spokes += base.connect(h, static_cast<std::uint32_t>(hubs + w.rng().below(n - hubs)));
+      for (std::uint32_t spokes = 0; spokes < 40;)
+        spokes += base.connect(h, static_cast<std::uint32_t>(hubs + w.rng().below(n - hubs)));
     }
     auto g = std::make_shared<const sim::topology>(std::move(base));
     setup s;
@@ -329,7 +340,7 @@ TEST_CASE("high_risk_edges: planted hubs on a Barabási–Albert graph: every hu
       CAPTURE(a);
       CAPTURE(b);
       for (auto v : {a, b}) {
-        CHECK(g->degree(v) > 2);              // never a leaf's edge
+        CHECK(g->degree(v) > 2);            // never a leaf's edge
         CHECK(x[v] > mu + std::sqrt(var));  // precision: both ends clearly above the rest
       }
     }
@@ -388,7 +399,8 @@ TEST_CASE("high_risk_edges: stale, malformed and foreign messages are counted an
   h.on_message(address::sim(0), aggregate::high_risk_msg::seed{~std::uint64_t{0}, 0});
   CHECK(w.metrics().counter(hid, "bad_seed") == 3);
   CHECK(h.epoch() == 0);
-  h.on_message(address::sim(0), aggregate::high_risk_msg::seed{1, ~std::uint32_t{0}});  // walks on, at most seed_walk_hops
+  h.on_message(address::sim(0),
+               aggregate::high_risk_msg::seed{1, ~std::uint32_t{0}});  // walks on, at most seed_walk_hops
   CHECK(w.metrics().counter(hid, "seed_hops_capped") == 1);
   w.run_for(30s);
   CHECK(h.epoch() >= 1);
@@ -441,12 +453,14 @@ TEST_CASE("high_risk_edges: a walker flood from a neighbour is bounded by max_he
   auto g = std::make_shared<const sim::topology>(std::move(t));
   build(w, g, setup{});
   auto& walk = w.get<walk_t>(1, wid);
-  for (std::uint64_t id = 100; id < 100 + 3000; ++id) walk.on_message(address::sim(0), aggregate::random_walk_msg::walker{id, 0, 5});
+  for (std::uint64_t id = 100; id < 100 + 3000; ++id)
+    walk.on_message(address::sim(0), aggregate::random_walk_msg::walker{id, 0, 5});
   CHECK(walk.held() <= 1024);
   CHECK(w.metrics().counter(wid, "walker_overflow") >= 3000 - 1024);
 }
 
-TEST_CASE("high_risk_edges: at 50% loss seed tokens die, a converged node restarts the stalled iteration, every node decides") {
+TEST_CASE(
+    "high_risk_edges: at 50% loss seed tokens die, a converged node restarts the stalled iteration, every node decides") {
   // A token walks 12 hops: it survives 50% loss with probability 2^-13, so
   // iterations advance only through stall_rounds.
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 4); ++seed) {

@@ -149,12 +149,21 @@ struct world_t {
           for (auto& a : expect)
             if (!got.contains(a)) {
               auto on = router(a.sim_index()).neighbours();
-              const bool has_us = std::any_of(on.begin(), on.end(), [&](const dht::contact& c) { return c.addr == address::sim(i); });
+              const bool has_us =
+                  std::any_of(on.begin(), on.end(), [&](const dht::contact& c) { return c.addr == address::sim(i); });
               *why += " misses " + a.to_string() + (has_us ? " (which has it)" : " (which lacks it too)");
-              auto zs = [](const std::vector<can_zone>& v) { std::string o; for (auto& z : v) o += "[" + std::to_string(z.lo[0] >> 24) + "+" + std::to_string(z.width(0) >> 24) + "," + std::to_string(z.lo[1] >> 24) + "+" + std::to_string(z.width(1) >> 24) + "]"; return o; };
+              auto zs = [](const std::vector<can_zone>& v) {
+                std::string o;
+                for (auto& z : v)
+                  o += "[" + std::to_string(z.lo[0] >> 24) + "+" + std::to_string(z.width(0) >> 24) + "," +
+                      std::to_string(z.lo[1] >> 24) + "+" + std::to_string(z.width(1) >> 24) + "]";
+                return o;
+              };
               *why += " mine " + zs(r.zones()) + " its " + zs(router(a.sim_index()).zones()) + "\n";
-              for (auto& c : r.neighbours()) *why += "   my nb " + c.addr.to_string() + " " + zs(router(c.addr.sim_index()).zones()) + "\n";
-              for (auto& c : on) *why += "   its nb " + c.addr.to_string() + " " + zs(router(c.addr.sim_index()).zones()) + "\n";
+              for (auto& c : r.neighbours())
+                *why += "   my nb " + c.addr.to_string() + " " + zs(router(c.addr.sim_index()).zones()) + "\n";
+              for (auto& c : on)
+                *why += "   its nb " + c.addr.to_string() + " " + zs(router(c.addr.sim_index()).zones()) + "\n";
             }
           for (auto& a : got)
             if (!expect.contains(a)) *why += " has " + a.to_string();
@@ -252,8 +261,8 @@ TEST_CASE("can: zone geometry (split, merge, neighbours, distance, validity)") {
   auto [rl, rr] = right.halves(1);
   CHECK(ll.abuts(lr));
   CHECK(ll.abuts(rl));
-  CHECK(!ll.abuts(rr));  // diagonal: they meet at a corner only
-  CHECK(!can_zone::merge(ll, rr));  // diagonal: not one box
+  CHECK(!ll.abuts(rr));                // diagonal: they meet at a corner only
+  CHECK(!can_zone::merge(ll, rr));     // diagonal: not one box
   CHECK(!can_zone::merge(ll, right));  // different sizes
   CHECK(can_zone::merge(ll, lr) == left);
   // distance: inside is 0; across the wrap-around is short
@@ -288,7 +297,8 @@ TEST_CASE("can: joins partition the space exactly; lookups reach the owner withi
       REQUIRE(w.settle());
       // and every node's neighbour table becomes exactly the set of nodes whose zones abut its own
       std::string why;
-      CHECK(w.world.run_until([&] { return w.tables_exact(&why); }, w.world.now() + 30s).reason == sim::stop_reason::predicate);
+      CHECK(w.world.run_until([&] { return w.tables_exact(&why); }, w.world.now() + 30s).reason ==
+            sim::stop_reason::predicate);
       if (!why.empty()) MESSAGE(why);
       auto st = w.lookups(200);
       CHECK(st.failed == 0);
@@ -299,7 +309,8 @@ TEST_CASE("can: joins partition the space exactly; lookups reach the owner withi
   }
 }
 
-TEST_CASE("can: crashes of non-adjacent nodes are taken over by a neighbour; the partition stays exact (many seeds, loss)") {
+TEST_CASE(
+    "can: crashes of non-adjacent nodes are taken over by a neighbour; the partition stays exact (many seeds, loss)") {
   for (std::uint64_t seed : seeds(11, 18)) {
     CAPTURE(seed);
     world_t w(seed, fast(2), lossy(0.03));
@@ -356,9 +367,17 @@ TEST_CASE("can: departures hand zones to a neighbour (merged when they form one 
     REQUIRE(w.settle());
     CHECK(w.counter("left") + w.counter("leave_unacknowledged") == static_cast<std::int64_t>(left));
     CHECK(w.counter("handovers_taken") >= 15);
-    if (std::getenv("CAN_DEBUG")) { std::ostringstream os; os << w.world.metrics(); MESSAGE(os.str()); }
+    if (std::getenv("CAN_DEBUG")) {
+      std::ostringstream os;
+      os << w.world.metrics();
+      MESSAGE(os.str());
+    }
     auto st = w.lookups(150);
-    if (std::getenv("CAN_DEBUG")) { std::ostringstream os; os << w.world.metrics(); MESSAGE(os.str()); }
+    if (std::getenv("CAN_DEBUG")) {
+      std::ostringstream os;
+      os << w.world.metrics();
+      MESSAGE(os.str());
+    }
     CHECK(st.failed == 0);
     CHECK(st.wrong == 0);
     CHECK(w.counter("zone_overlaps") == 0);
@@ -467,8 +486,9 @@ TEST_CASE("can: hostile input (forged TAKEOVER, absurd zones, huge lists, strang
   // a stranger: a node that is not r's neighbour
   std::optional<sim::node_index> s;
   for (auto i : nodes)
-    if (i != nodes[4] && std::none_of(neighbours_before.begin(), neighbours_before.end(),
-                                      [&](const dht::contact& c) { return c.addr == address::sim(i); }))
+    if (i != nodes[4] && std::none_of(neighbours_before.begin(), neighbours_before.end(), [&](const dht::contact& c) {
+          return c.addr == address::sim(i);
+        }))
       s = i;
   REQUIRE(s);
   const dht::contact stranger = w.router(*s).self();
@@ -497,11 +517,13 @@ TEST_CASE("can: hostile input (forged TAKEOVER, absurd zones, huge lists, strang
   extra_dim.depth[5] = 1;
   r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, {extra_dim}, {}, false});
   r.on_message(stranger.addr, dht::can_msg::takeover{11, stranger, victim, r.neighbour_zones(victim.addr), -1.0});
-  r.on_message(stranger.addr, dht::can_msg::takeover{12, stranger, victim, r.neighbour_zones(victim.addr), std::nan("")});
+  r.on_message(stranger.addr,
+               dht::can_msg::takeover{12, stranger, victim, r.neighbour_zones(victim.addr), std::nan("")});
   // huge lists: too many zones, too many neighbours
   std::vector<can_zone> many(w.cfg.max_zones + 1, r.zones().front());
   r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, many, {}, false});
-  std::vector<dht::can_msg::holder> crowd(w.cfg.max_neighbours + 1, dht::can_msg::holder{stranger, {r.zones().front()}});
+  std::vector<dht::can_msg::holder> crowd(w.cfg.max_neighbours + 1,
+                                          dht::can_msg::holder{stranger, {r.zones().front()}});
   r.on_message(stranger.addr, dht::can_msg::update{stranger, 0, w.router(*s).zones(), crowd, false});
   r.on_message(stranger.addr, dht::can_msg::handover{1, stranger, many, {}});
   CHECK(w.counter("bad_message") == bad0 + 8);
@@ -556,14 +578,14 @@ namespace {
 struct can_forger {
   using messages = can::messages;
   static constexpr std::string_view name = "forger";
-  can_forger(sim::env env, dht::contact victim) : env_(std::move(env)), self_{node_id::random(env_.rng()), env_.self()}, victim_(victim) {}
+  can_forger(sim::env env, dht::contact victim)
+      : env_(std::move(env)), self_{node_id::random(env_.rng()), env_.self()}, victim_(victim) {}
   void on_message(const address& from, const dht::can_msg::route& m) {
     env_.send(from, dht::can_msg::route_ack{m.hop});
     ++routes;
     env_.send(m.origin.addr, dht::can_msg::lookup_reply{m.nonce, 1, {victim_}});
   }
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
   sim::env env_;
   dht::contact self_;
   dht::contact victim_;
@@ -572,7 +594,8 @@ struct can_forger {
 
 /// A JOIN for `key` from `joiner`, as the owner of the key's point receives it.
 dht::can_msg::route join_for(const node_id& key, const dht::contact& joiner) {
-  auto m = dht::detail::join_request<dht::can_msg::route>(static_cast<std::uint8_t>(dht::can_msg::kind::join), joiner, 7, 8);
+  auto m =
+      dht::detail::join_request<dht::can_msg::route>(static_cast<std::uint8_t>(dht::can_msg::kind::join), joiner, 7, 8);
   m.key = key;
   return m;
 }
@@ -611,7 +634,8 @@ TEST_CASE("can: a lookup reply that does not name its sender among the owners is
   }
 }
 
-TEST_CASE("can: with bound ids a node joins only at the point its address gives; without, it splits the zone it chooses") {
+TEST_CASE(
+    "can: with bound ids a node joins only at the point its address gives; without, it splits the zone it chooses") {
   for (auto seed : seeds(81, 83)) {
     CAPTURE(seed);
     for (auto b : {dht::id_binding::none, dht::id_binding::bep42}) {

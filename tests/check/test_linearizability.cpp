@@ -44,8 +44,7 @@ bool linearizable0(const history<reg>& h) { return static_cast<bool>(check_linea
 // The reference: every order of the operations that respects real time
 // (a before b whenever a returned strictly before b was called; an operation
 // that never returned precedes nothing), replayed through the model.
-template <Model M>
-bool brute_force(const history<M>& h) {
+template <Model M> bool brute_force(const history<M>& h) {
   std::vector<std::size_t> order(h.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
   auto precedes = [&](std::size_t a, std::size_t b) { return !h[a].pending() && h[a].ret < h[b].call; };
@@ -72,8 +71,10 @@ void mutate(history<reg>& h, rng& r) {
   for (int tries = 0; tries < 100; ++tries) {
     auto& o = h[r.below(h.size())];
     if (o.pending() || o.input.kind == reg::op::write) continue;
-    if (o.input.kind == reg::op::read) o.output->value = r.between(0, 10);
-    else o.output->ok = !o.output->ok;
+    if (o.input.kind == reg::op::read)
+      o.output->value = r.between(0, 10);
+    else
+      o.output->ok = !o.output->ok;
     return;
   }
 }
@@ -232,9 +233,9 @@ TEST_CASE("linearizability: key-value histories are checked per key") {
                          ret = point + r.between(0, 20);
       free_at[c] = ret + 1;
       const std::string key = "k" + std::to_string(r.below(3));
-      kv_model::input in = r.chance(0.5)   ? kv_model::get(key)
-                           : r.chance(0.5) ? kv_model::append(key, std::to_string(i) + ",")
-                                           : kv_model::put(key, std::to_string(i) + ",");
+      kv_model::input in = r.chance(0.5) ? kv_model::get(key)
+          : r.chance(0.5)                ? kv_model::append(key, std::to_string(i) + ",")
+                                         : kv_model::put(key, std::to_string(i) + ",");
       plan.push_back({{c, at(call), at(ret), in, kv_model::output{}}, point});
     }
     std::vector<std::size_t> idx(plan.size());
@@ -297,12 +298,12 @@ TEST_CASE("linearizability: the register starts with no value, distinct from a w
   // Jepsen writes real zeros: a read of 0 before any write is not linearizable
   CHECK_FALSE(linearizable({rd(0, 0, 1, 0)}));
   CHECK_FALSE(linearizable({rd(0, 0, 1, 0), wr(1, 5, 10, 0)}));  // the write began after the read returned
-  CHECK(linearizable({wr(1, 0, 10, 0), rd(0, 20, 30, 0)}));       // 0 was written
-  CHECK(linearizable({rd(0, 0, 20, 0), wr(1, 5, 10, 0)}));        // overlapping a write of 0
+  CHECK(linearizable({wr(1, 0, 10, 0), rd(0, 20, 30, 0)}));      // 0 was written
+  CHECK(linearizable({rd(0, 0, 20, 0), wr(1, 5, 10, 0)}));       // overlapping a write of 0
   // a read of "no value" is linearizable before any write, and only then
   CHECK(linearizable({rd_none(0, 0, 1)}));
-  CHECK(linearizable({wr(0, 0, 10, 1), rd_none(1, 5, 30)}));           // overlapping: may read before
-  CHECK_FALSE(linearizable({wr(0, 0, 10, 0), rd_none(1, 20, 30)}));   // after a write of 0: not empty
+  CHECK(linearizable({wr(0, 0, 10, 1), rd_none(1, 5, 30)}));         // overlapping: may read before
+  CHECK_FALSE(linearizable({wr(0, 0, 10, 0), rd_none(1, 20, 30)}));  // after a write of 0: not empty
   CHECK_FALSE(linearizable({pending(wr(0, 0, 0, 1)), rd(1, 50, 60, 1), rd_none(1, 70, 80)}));
   // cas on an empty register fails, whatever it expects
   CHECK_FALSE(linearizable({cas(0, 0, 10, 0, 1, true)}));
@@ -315,7 +316,7 @@ TEST_CASE("linearizability: the register starts with no value, distinct from a w
 TEST_CASE("linearizability: a memory budget ends a hopeless search quickly with unknown") {
   history<kv_model> h;
   add_hopeless_key(h, "a", 40);
-  const std::size_t budget = std::size_t{4} << 20;  // 4 MiB
+  const std::size_t budget = std::size_t{4} << 20;                              // 4 MiB
   auto res = check_linearizability<kv_model>(h, {.max_memory_bytes = budget});  // the default 200M steps
   CHECK(res.outcome == verdict::unknown);
   CHECK(res.abandoned == 1);

@@ -53,7 +53,11 @@ TEST_CASE("vector_clock: compare agrees with happened-before on random message h
     rng r(seed);
     constexpr int n = 3;
     std::vector<vector_clock> now(n);
-    struct event { int proc; vector_clock vc; std::vector<int> preds; };
+    struct event {
+      int proc;
+      vector_clock vc;
+      std::vector<int> preds;
+    };
     std::vector<event> events;
     std::vector<int> last(n, -1);
     std::vector<std::pair<int, int>> in_flight;  // (to, event index of the send)
@@ -66,8 +70,10 @@ TEST_CASE("vector_clock: compare agrees with happened-before on random message h
         auto [to, send] = in_flight[k];
         in_flight.erase(in_flight.begin() + static_cast<long>(k));
         now[to].observe(static_cast<std::uint64_t>(to), events[send].vc);
-        if (last[to] >= 0) preds = {last[to]};
-        else preds.clear();
+        if (last[to] >= 0)
+          preds = {last[to]};
+        else
+          preds.clear();
         preds.push_back(send);
         events.push_back({to, now[to], preds});
         last[to] = static_cast<int>(events.size()) - 1;

@@ -28,7 +28,8 @@ using berk = berkeley<sim::env, bully>;
 using rbs = reference_broadcast<sim::env>;
 
 constexpr double max_drift = 50e-6;  // every simulated clock drifts by at most 50 ppm
-const disciplined_clock_config test_clock{.max_slew_rate = 5e-3};  // 5000 ppm: corrections of tens of ms settle in seconds
+const disciplined_clock_config test_clock{.max_slew_rate =
+                                              5e-3};  // 5000 ppm: corrections of tens of ms settle in seconds
 
 /// Watches one node's synchronized clock: it never runs backwards, and
 /// between two readings it moves like the local clock within the slew and
@@ -113,12 +114,14 @@ TEST_CASE("disciplined_clock: random corrections, random readings: monotone, rat
           freq = (r.uniform() * 2 - 1) * 1e-4;
           c.set_frequency(local, freq);
           break;
-        default: break;
+        default:
+          break;
       }
       const time_point s = c.now(local);
       w.check(local, s, c);
-      if (c.synchronized()) CHECK(std::abs(static_cast<double>(s.time_since_epoch().count()) - target) <=
-                                  static_cast<double>(c.error_bound(local).count()) + 1e3);
+      if (c.synchronized())
+        CHECK(std::abs(static_cast<double>(s.time_since_epoch().count()) - target) <=
+              static_cast<double>(c.error_bound(local).count()) + 1e3);
     }
     CHECK(c.monotonic_guard_hits() == 0);
   }
@@ -137,7 +140,8 @@ TEST_CASE("time_sample: offset, delay and bound from four timestamps; absurd sam
   const auto e = estimate(s, 0ns, l);
   CHECK(std::abs((e.offset - 5ms).count()) <= e.error.count());
   CHECK(e.error < 3ms + 10us);
-  constexpr std::int64_t big = std::numeric_limits<std::int64_t>::max(), small = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t big = std::numeric_limits<std::int64_t>::max(),
+                         small = std::numeric_limits<std::int64_t>::min();
   auto tp = [](std::int64_t v) { return time_point(duration(v)); };
   CHECK(check({tp(small), tp(0), tp(0), tp(big)}, 0ns, l) == sample_fault::delay_too_large);
   CHECK(check({tp(big), tp(0), tp(0), tp(small)}, 0ns, l) == sample_fault::time_runs_backwards);
@@ -204,7 +208,8 @@ void run_cristian(std::uint64_t seed, duration jitter) {
 }
 }  // namespace
 
-TEST_CASE("cristian: every client, and a client of a client, within its reported bound of the server after every event; 300 seeds") {
+TEST_CASE(
+    "cristian: every client, and a client of a client, within its reported bound of the server after every event; 300 seeds") {
   const duration jitters[] = {10us, 200us, 2ms, 10ms};
   for (std::uint64_t seed = 1; seed <= 300; ++seed) {
     INFO("seed " << seed);
@@ -214,22 +219,35 @@ TEST_CASE("cristian: every client, and a client of a client, within its reported
 
 namespace {
 /// A "server" whose replies are absurd in one way or another.
-template <Env E>
-class lying_server {
+template <Env E> class lying_server {
  public:
   using messages = ntp::messages;
   lying_server(E env, std::uint64_t mode) : env_(std::move(env)), mode_(mode) {}
   void on_message(const address& from, const cristian_msg::request& m) {
-    constexpr std::int64_t big = std::numeric_limits<std::int64_t>::max(), small = std::numeric_limits<std::int64_t>::min();
+    constexpr std::int64_t big = std::numeric_limits<std::int64_t>::max(),
+                           small = std::numeric_limits<std::int64_t>::min();
     const std::int64_t now = env_.now().time_since_epoch().count();
     cristian_msg::reply r{m.id, m.t1, now, now, 0};
     switch (mode_ % 6) {
-      case 0: r.t2 = r.t3 = big; break;                  // the end of time
-      case 1: r.t2 = r.t3 = small; break;                // before it began
-      case 2: r.t2 = now + 10; r.t3 = now; break;        // replies before it received
-      case 3: r.t3 = now + 10'000'000'000; break;        // ten seconds to answer
-      case 4: r.server_error = -5; break;                // a negative error
-      case 5: r.t2 = r.t3 = m.t1 + 48 * 3'600'000'000'000; break;  // two days ahead
+      case 0:
+        r.t2 = r.t3 = big;
+        break;  // the end of time
+      case 1:
+        r.t2 = r.t3 = small;
+        break;  // before it began
+      case 2:
+        r.t2 = now + 10;
+        r.t3 = now;
+        break;  // replies before it received
+      case 3:
+        r.t3 = now + 10'000'000'000;
+        break;  // ten seconds to answer
+      case 4:
+        r.server_error = -5;
+        break;  // a negative error
+      case 5:
+        r.t2 = r.t3 = m.t1 + 48 * 3'600'000'000'000;
+        break;  // two days ahead
     }
     env_.send(from, r);
     ++answered;
@@ -288,19 +306,26 @@ struct berkeley_world {
   std::optional<std::uint32_t> wild;  ///< a node whose clock breaks the drift bound: its own bound is void
 
   berkeley_world(std::uint64_t seed, std::uint32_t nodes, duration jitter, double loss)
-      : w(seed, [&] {
-          sim::config c;
-          c.network.delay = sim::latency::uniform(500us, 500us + jitter);
-          c.network.loss = loss;
-          c.network.duplicate = 0.02;
-          c.network.reorder = 0.05;
-          c.network.reorder_delay = jitter;
-          return c;
-        }()),
-        n(nodes), watch(nodes) {
-    election::bully_config ecfg{.answer_timeout = 50ms, .coordinator_timeout = 150ms, .probe_interval = 100ms, .probe_timeout = 300ms};
-    berkeley_config bcfg{.poll_interval = 500ms, .reply_window = 100ms, .max_round_trip = 100ms, .fta_width = 10ms,
-                         .drift_bound = max_drift, .clock = test_clock};
+      : w(seed,
+          [&] {
+            sim::config c;
+            c.network.delay = sim::latency::uniform(500us, 500us + jitter);
+            c.network.loss = loss;
+            c.network.duplicate = 0.02;
+            c.network.reorder = 0.05;
+            c.network.reorder_delay = jitter;
+            return c;
+          }()),
+        n(nodes),
+        watch(nodes) {
+    election::bully_config ecfg{
+        .answer_timeout = 50ms, .coordinator_timeout = 150ms, .probe_interval = 100ms, .probe_timeout = 300ms};
+    berkeley_config bcfg{.poll_interval = 500ms,
+                         .reply_window = 100ms,
+                         .max_round_trip = 100ms,
+                         .fta_width = 10ms,
+                         .drift_bound = max_drift,
+                         .clock = test_clock};
     w.add_nodes(n, [n = n, ecfg, bcfg](sim::node_context& c) {
       auto& e = c.add<bully>(bully::default_id, group::static_group::sim(n), ecfg);
       c.add<berk>(berk::default_id, e, group::static_group::sim(n), bcfg);
@@ -333,7 +358,8 @@ struct berkeley_world {
 };
 }  // namespace
 
-TEST_CASE("berkeley: members of a round within their bounds after every event; the daemon crashes and a new one takes over; 100 seeds") {
+TEST_CASE(
+    "berkeley: members of a round within their bounds after every event; the daemon crashes and a new one takes over; 100 seeds") {
   const duration jitters[] = {50us, 1ms, 5ms, 20ms};
   for (std::uint64_t seed = 1; seed <= 100; ++seed) {
     const auto n = static_cast<std::uint32_t>(4 + seed % 4);
@@ -350,13 +376,15 @@ TEST_CASE("berkeley: members of a round within their bounds after every event; t
     CHECK(d.rounds_completed() >= 8);
     std::uint32_t following = 0;
     for (std::uint32_t i = 0; i + 1 < n; ++i)
-      if (auto& r = bw.w.get<berk>(i, berk::default_id).applied_round(); r && r->daemon == address::sim(n - 2)) ++following;
+      if (auto& r = bw.w.get<berk>(i, berk::default_id).applied_round(); r && r->daemon == address::sim(n - 2))
+        ++following;
     if (following != n - 1)
       for (std::uint32_t i = 0; i + 1 < n; ++i) {
         auto& b = bw.w.get<berk>(i, berk::default_id);
         auto& e = bw.w.get<bully>(i, bully::default_id);
-        MESSAGE("node " << i << " leader " << (e.leader() ? std::to_string(e.leader()->sim_index()) : "-") << " electing " << e.electing()
-                << " round daemon " << (b.applied_round() ? std::to_string(b.applied_round()->daemon.sim_index()) : "-"));
+        MESSAGE("node " << i << " leader " << (e.leader() ? std::to_string(e.leader()->sim_index()) : "-")
+                        << " electing " << e.electing() << " round daemon "
+                        << (b.applied_round() ? std::to_string(b.applied_round()->daemon.sim_index()) : "-"));
       }
     CHECK(following == n - 1);
     // The old daemon comes back with its clock unsynchronized (a new skew):
@@ -367,10 +395,12 @@ TEST_CASE("berkeley: members of a round within their bounds after every event; t
     bw.w.run_for(6s);
     following = 0;
     for (std::uint32_t i = 0; i < n; ++i)
-      if (auto& r = bw.w.get<berk>(i, berk::default_id).applied_round(); r && r->daemon == address::sim(n - 1)) ++following;
+      if (auto& r = bw.w.get<berk>(i, berk::default_id).applied_round(); r && r->daemon == address::sim(n - 1))
+        ++following;
     CHECK(following == n);
     CHECK(bw.checks > 1000);
-    for (std::uint32_t i = 0; i + 1 < n; ++i) CHECK(bw.w.get<berk>(i, berk::default_id).clock().monotonic_guard_hits() == 0);
+    for (std::uint32_t i = 0; i + 1 < n; ++i)
+      CHECK(bw.w.get<berk>(i, berk::default_id).clock().monotonic_guard_hits() == 0);
   }
 }
 
@@ -426,7 +456,8 @@ TEST_CASE("berkeley: adjustments not asked for, or absurd, are counted and not a
   b.on_message(address::sim(3), berkeley_msg::adjust{12345, 1'000'000, 10});  // no such poll
   b.on_message(address::sim(9), berkeley_msg::adjust{1, 1, 1});               // not a member
   b.on_message(address::sim(3), berkeley_msg::poll{77});                      // the leader polls...
-  b.on_message(address::sim(3), berkeley_msg::adjust{77, std::numeric_limits<std::int64_t>::max(), 10});  // ... and lies
+  b.on_message(address::sim(3),
+               berkeley_msg::adjust{77, std::numeric_limits<std::int64_t>::max(), 10});  // ... and lies
   b.on_message(address::sim(3), berkeley_msg::adjust{77, 1000, -1});
   b.on_message(address::sim(1), berkeley_msg::poll{78});  // not the leader
   CHECK(bw.w.metrics().counter(berk::default_id, "unexpected_adjust") == 1);
@@ -454,9 +485,14 @@ void run_rbs(std::uint64_t seed, duration jitter) {
   net.network.duplicate = 0.02;
   simulator w(seed, net);
   const auto receivers = static_cast<std::uint32_t>(3 + seed % 4);
-  reference_broadcast_config cfg{.beacon = address::sim(receivers), .beacon_interval = 200ms, .window = 32,
-                                 .receive_jitter = jitter, .drift_bound = max_drift, .clock = test_clock};
-  w.add_nodes(receivers + 1, [=](sim::node_context& c) { c.add<rbs>(rbs::default_id, group::static_group::sim(receivers), cfg); });
+  reference_broadcast_config cfg{.beacon = address::sim(receivers),
+                                 .beacon_interval = 200ms,
+                                 .window = 32,
+                                 .receive_jitter = jitter,
+                                 .drift_bound = max_drift,
+                                 .clock = test_clock};
+  w.add_nodes(receivers + 1,
+              [=](sim::node_context& c) { c.add<rbs>(rbs::default_id, group::static_group::sim(receivers), cfg); });
   for (std::uint32_t i = 0; i <= receivers; ++i) w.set_clock(i, uniform_skew(w.rng(), 20ms), uniform_drift(w.rng()));
   std::vector<monotone_watch> watch(receivers);
   std::int64_t checks = 0;
@@ -483,12 +519,14 @@ void run_rbs(std::uint64_t seed, duration jitter) {
       REQUIRE(std::abs((t->time - w.local_now(j)).count()) <= t->error.count());
       CHECK(t->error < 3 * jitter + 10us);  // useful: the fit is about as good as one beacon's jitter
     }
-  for (std::uint32_t i = 1; i < receivers; ++i) CHECK(w.get<rbs>(i, rbs::default_id).clock().monotonic_guard_hits() == 0);
+  for (std::uint32_t i = 1; i < receivers; ++i)
+    CHECK(w.get<rbs>(i, rbs::default_id).clock().monotonic_guard_hits() == 0);
   CHECK(w.metrics().counter(rbs::default_id, "inconsistent_receipt") == 0);
 }
 }  // namespace
 
-TEST_CASE("reference_broadcast: offset and drift by least squares; receivers within their bound of the reference after every event; 200 seeds") {
+TEST_CASE(
+    "reference_broadcast: offset and drift by least squares; receivers within their bound of the reference after every event; 200 seeds") {
   const duration jitters[] = {5us, 100us, 1ms, 5ms};
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     INFO("seed " << seed);
@@ -497,7 +535,11 @@ TEST_CASE("reference_broadcast: offset and drift by least squares; receivers wit
 }
 
 TEST_CASE("reference_broadcast: drift is estimated, not only offset") {
-  simulator w(5, [] { sim::config c; c.network.delay = sim::latency::uniform(500us, 520us); return c; }());
+  simulator w(5, [] {
+    sim::config c;
+    c.network.delay = sim::latency::uniform(500us, 520us);
+    return c;
+  }());
   reference_broadcast_config cfg{.beacon = address::sim(2), .beacon_interval = 100ms, .receive_jitter = 20us};
   w.add_nodes(3, [=](sim::node_context& c) { c.add<rbs>(rbs::default_id, group::static_group::sim(2), cfg); });
   w.set_clock(0, 3ms, 80e-6);
@@ -537,7 +579,8 @@ TEST_CASE("reference_broadcast: receipts and beacons from the wrong party, or ab
   CHECK(p.error_bound() < 2ms);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     c.add<rbs>(rbs::default_id, group::static_group::sim(3), reference_broadcast_config{.beacon = address::sim(1)});
-  }), dcp::error);
+  }),
+                  dcp::error);
 }
 
 // ---------------------------------------------------------------- hostile input, at random
@@ -545,12 +588,18 @@ TEST_CASE("reference_broadcast: receipts and beacons from the wrong party, or ab
 namespace {
 std::int64_t hostile_number(rng& r, std::int64_t near) {
   switch (r.below(6)) {
-    case 0: return std::numeric_limits<std::int64_t>::max();
-    case 1: return std::numeric_limits<std::int64_t>::min();
-    case 2: return 0;
-    case 3: return near + r.between(-50'000'000, 50'000'000);
-    case 4: return -near;
-    default: return static_cast<std::int64_t>(r());
+    case 0:
+      return std::numeric_limits<std::int64_t>::max();
+    case 1:
+      return std::numeric_limits<std::int64_t>::min();
+    case 2:
+      return 0;
+    case 3:
+      return near + r.between(-50'000'000, 50'000'000);
+    case 4:
+      return -near;
+    default:
+      return static_cast<std::int64_t>(r());
   }
 }
 }  // namespace
@@ -559,14 +608,21 @@ TEST_CASE("random hostile messages to all three: no crash, tables bounded, clock
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     INFO("seed " << seed);
     const std::uint32_t n = 4;
-    simulator w(seed, [] { sim::config c; c.network.delay = sim::latency::uniform(500us, 1500us); return c; }());
+    simulator w(seed, [] {
+      sim::config c;
+      c.network.delay = sim::latency::uniform(500us, 1500us);
+      return c;
+    }());
     // Nodes 0..3: Cristian (0 the server), Bully + Berkeley, RBS receivers; node 4: the RBS beacon.
     reference_broadcast_config rcfg{.beacon = address::sim(n), .beacon_interval = 100ms, .window = 16};
     w.add_nodes(n + 1, [=](sim::node_context& c) {
       if (c.index() < n) {
-        c.add<ntp>(ntp::default_id, c.index() == 0 ? cristian_config{} : cristian_config{.server = address::sim(0), .poll_interval = 100ms});
+        c.add<ntp>(
+            ntp::default_id,
+            c.index() == 0 ? cristian_config{} : cristian_config{.server = address::sim(0), .poll_interval = 100ms});
         auto& e = c.add<bully>(bully::default_id, group::static_group::sim(n));
-        c.add<berk>(berk::default_id, e, group::static_group::sim(n), berkeley_config{.poll_interval = 300ms, .reply_window = 100ms});
+        c.add<berk>(berk::default_id, e, group::static_group::sim(n),
+                    berkeley_config{.poll_interval = 300ms, .reply_window = 100ms});
       }
       c.add<rbs>(rbs::default_id, group::static_group::sim(n), rcfg);
     });
@@ -592,16 +648,31 @@ TEST_CASE("random hostile messages to all three: no crash, tables bounded, clock
       const std::int64_t near = w.local_now(to).time_since_epoch().count();
       const auto u = static_cast<std::uint64_t>(hostile_number(r, near));
       switch (r.below(7)) {
-        case 0: w.get<ntp>(to, ntp::default_id).on_message(from, cristian_msg::request{u, hostile_number(r, near)}); break;
-        case 1:
-          w.get<ntp>(to, ntp::default_id).on_message(from, cristian_msg::reply{u, hostile_number(r, near), hostile_number(r, near),
-                                                                               hostile_number(r, near), hostile_number(r, 0)});
+        case 0:
+          w.get<ntp>(to, ntp::default_id).on_message(from, cristian_msg::request{u, hostile_number(r, near)});
           break;
-        case 2: w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::poll{u}); break;
-        case 3: w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::reading{u, hostile_number(r, near)}); break;
-        case 4: w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::adjust{u, hostile_number(r, 0), hostile_number(r, 0)}); break;
-        case 5: w.get<rbs>(to, rbs::default_id).on_message(from, rbs_msg::beacon{u}); break;
-        default: w.get<rbs>(to, rbs::default_id).on_message(from, rbs_msg::receipt{u, hostile_number(r, near)}); break;
+        case 1:
+          w.get<ntp>(to, ntp::default_id)
+              .on_message(from,
+                          cristian_msg::reply{u, hostile_number(r, near), hostile_number(r, near),
+                                              hostile_number(r, near), hostile_number(r, 0)});
+          break;
+        case 2:
+          w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::poll{u});
+          break;
+        case 3:
+          w.get<berk>(to, berk::default_id).on_message(from, berkeley_msg::reading{u, hostile_number(r, near)});
+          break;
+        case 4:
+          w.get<berk>(to, berk::default_id)
+              .on_message(from, berkeley_msg::adjust{u, hostile_number(r, 0), hostile_number(r, 0)});
+          break;
+        case 5:
+          w.get<rbs>(to, rbs::default_id).on_message(from, rbs_msg::beacon{u});
+          break;
+        default:
+          w.get<rbs>(to, rbs::default_id).on_message(from, rbs_msg::receipt{u, hostile_number(r, near)});
+          break;
       }
       watch_all();
     }

@@ -10,8 +10,7 @@ struct bye {
   static constexpr dcp::message_type wire_id = 2;
   template <class A> void serialize(A&) {}
 };
-template <dcp::Env E>
-struct forgetful {
+template <dcp::Env E> struct forgetful {
   using messages = dcp::wire::message_set<hello, bye>;
   explicit forgetful(E) {}
   void on_message(const dcp::address&, const hello&) {}  // no handler for bye

@@ -1,8 +1,7 @@
 // expect: dcp: a protocol must declare `using messages = dcp::wire::message_set<M1, M2, ...>
 #include "dcp/sim.hpp"
 
-template <dcp::Env E>
-struct silent {
+template <dcp::Env E> struct silent {
   explicit silent(E) {}
 };
 

@@ -71,21 +71,21 @@ inline bytes encode_id(std::uint64_t id) {
 
 struct options {
   std::uint32_t nodes = 3;
-  duration run = 3s;          // with faults
-  duration settle = 3s;       // healed, every node up
+  duration run = 3s;     // with faults
+  duration settle = 3s;  // healed, every node up
   double loss = 0.05, duplicate = 0.02, reorder = 0.1;
-  double drift = 1e-3;        // up to +-0.1% clock rate
+  double drift = 1e-3;  // up to +-0.1% clock rate
   duration fault_every = 250ms;
   std::uint64_t snapshot_every = 16;
   std::size_t max_sessions = 4096;
   std::uint32_t clients = 3;
   bool reads = true;
-  bool membership = false;    // remove and re-add members during the run
+  bool membership = false;  // remove and re-add members during the run
   /// Leadership transfers and learners during the run, besides the faults:
   /// transfer to a random node, add a stranger as a learner, promote a
   /// learner, remove a learner or a voter (operations() below).
   bool operations = false;
-  std::uint32_t voters = 0;   // the first configuration's voters: nodes [0, voters) (0: every node)
+  std::uint32_t voters = 0;  // the first configuration's voters: nodes [0, voters) (0: every node)
   /// How often each fault is picked: crash, restart all, partition, heal,
   /// isolate, membership change (the last only with `membership`).
   std::array<std::uint32_t, 6> fault_weights{2, 1, 1, 1, 1, 1};
@@ -128,7 +128,7 @@ inline options swarm(std::uint64_t seed, options base) {
 struct outcome {
   std::uint64_t acked = 0, reads_ok = 0, elections = 0, snapshots_installed = 0, max_term = 0, events = 0;
   std::uint64_t transfers_ok = 0;  // leadership transfers that completed (operations)
-  bool live = false;  // every client finished its commands after the network healed
+  bool live = false;               // every client finished its commands after the network healed
 };
 
 /// The seed being run, for the message of a failed DCP_ASSERT (it aborts
@@ -141,8 +141,7 @@ inline void print_running_seed() noexcept {
 
 class cluster {
  public:
-  cluster(std::uint64_t seed, options opt)
-      : opt_(opt), w_(seed, make_config(opt)), rng_(seed ^ 0xC0FFEE) {
+  cluster(std::uint64_t seed, options opt) : opt_(opt), w_(seed, make_config(opt)), rng_(seed ^ 0xC0FFEE) {
     running_seed = seed;
     dcp::on_assertion_failure = print_running_seed;
     raft_config rc;
@@ -163,8 +162,7 @@ class cluster {
       r.on_apply([this, i](const log_entry& e, const command*, const bytes*) { check_apply(i, e); });
     });
     for (std::uint32_t i = 0; i < opt.nodes; ++i)
-      w_.set_clock(i, duration(rng_.between(-50'000'000, 50'000'000)),
-                   (rng_.uniform() * 2 - 1) * opt.drift);
+      w_.set_clock(i, duration(rng_.between(-50'000'000, 50'000'000)), (rng_.uniform() * 2 - 1) * opt.drift);
     // Each replica's own invariants (raft::check_invariants, which aborts on
     // a violation), after every event, on the node the event ran on: only
     // its state can have changed (a harness action may touch any).
@@ -186,14 +184,16 @@ class cluster {
       check_touched();
       check_after_event();
     });
-    for (std::uint32_t c = 0; c < opt.clients; ++c) clients_.push_back(client{c + 1});  // index; ids come from registration
+    for (std::uint32_t c = 0; c < opt.clients; ++c)
+      clients_.push_back(client{c + 1});  // index; ids come from registration
   }
 
   outcome run() {
     const auto faults_end = w_.now() + opt_.run;
     schedule_faults(faults_end);
     if (opt_.operations)
-      for (auto t = w_.now() + opt_.fault_every / 2; t < faults_end; t += opt_.fault_every) w_.at(t, [this] { operate(); });
+      for (auto t = w_.now() + opt_.fault_every / 2; t < faults_end; t += opt_.fault_every)
+        w_.at(t, [this] { operate(); });
     for (std::uint32_t c = 0; c < opt_.clients; ++c) schedule_client(c, 10ms * (c + 1));
     w_.run_until(faults_end);
     // Heal, restart everything, and let it settle: it must make progress.
@@ -223,8 +223,8 @@ class cluster {
  private:
   struct client {
     std::uint64_t index;
-    std::uint64_t id = 0;           // the session the log gave it (0: registering)
-    std::uint64_t seq = 0;          // the command outstanding (or last done)
+    std::uint64_t id = 0;   // the session the log gave it (0: registering)
+    std::uint64_t seq = 0;  // the command outstanding (or last done)
     bool outstanding = false;
     std::uint64_t done_count = 0;
     time_point sent{};
@@ -272,7 +272,7 @@ class cluster {
       const auto id = cl.index * 1000 + cl.seq, seq = cl.seq;
       r->propose(cl.id, seq, encode_id(id), [this, c, seq, id](result<bytes> res) {
         auto& cl = clients_[c];
-        if (!res) return;  // not_leader, outcome_unknown ...: the retry timer resends
+        if (!res) return;                              // not_leader, outcome_unknown ...: the retry timer resends
         if (!cl.outstanding || cl.seq != seq) return;  // an answer to an earlier send of a finished command
         cl.outstanding = false;
         ++cl.done_count;
@@ -316,8 +316,7 @@ class cluster {
   // ---- faults ----
 
   void schedule_faults(time_point until) {
-    for (auto t = w_.now() + opt_.fault_every; t < until; t += opt_.fault_every)
-      w_.at(t, [this] { inject_fault(); });
+    for (auto t = w_.now() + opt_.fault_every; t < until; t += opt_.fault_every) w_.at(t, [this] { inject_fault(); });
   }
   void inject_fault() {
     const auto n = opt_.nodes;
@@ -362,8 +361,10 @@ class cluster {
           const auto& m = r->members();
           const address a = address::sim(pick);
           const bool present = std::find(m.begin(), m.end(), a) != m.end();
-          if (present && m.size() > 3) r->remove_member(a, [](result<bytes>) {});
-          else if (!present) r->add_member(a, [](result<bytes>) {});
+          if (present && m.size() > 3)
+            r->remove_member(a, [](result<bytes>) {});
+          else if (!present)
+            r->add_member(a, [](result<bytes>) {});
         }
         break;
     }
@@ -403,7 +404,8 @@ class cluster {
   void check_apply(std::uint32_t i, const log_entry& e) {
     auto* r = find(i);
     const auto snapshot_index = r ? r->store().snapshot().index : 0;
-    INFO("node " << i << " applies index " << e.index << " after " << applied_[i] << "; snapshot " << snapshot_index << " commit " << (r ? r->commit_index() : 0) << " found " << (r != nullptr));
+    INFO("node " << i << " applies index " << e.index << " after " << applied_[i] << "; snapshot " << snapshot_index
+                 << " commit " << (r ? r->commit_index() : 0) << " found " << (r != nullptr));
     // In order, no gaps (a restart or a snapshot install moves the start forward).
     REQUIRE((e.index == applied_[i] + 1 || (applied_[i] < snapshot_index && e.index == snapshot_index + 1)));
     applied_[i] = e.index;

@@ -29,7 +29,8 @@ struct acceptor_file {
 // Agreement, checked after every event from the acceptors' durable state:
 // a value is chosen once a quorum has accepted it in one ballot, and every
 // value chosen in any ballot, and every value any node learns, is the same.
-TEST_CASE("paxos: at most one value is chosen, under loss, duplication, reordering, crashes and restarts, over 1000 seeds") {
+TEST_CASE(
+    "paxos: at most one value is chosen, under loss, duplication, reordering, crashes and restarts, over 1000 seeds") {
   std::uint64_t decided_runs = 0, preemptions = 0;
   const std::uint64_t runs = dcp::test::last_seed(1, 1000);
   for (std::uint64_t seed = 1; seed <= runs; ++seed) {
@@ -82,24 +83,29 @@ TEST_CASE("paxos: at most one value is chosen, under loss, duplication, reorderi
     for (int f = 0; f < 8; ++f) {
       w.run_for(duration(w.rng().between(5'000'000, 60'000'000)));
       const auto victim = static_cast<std::uint32_t>(w.rng().below(n));
-      if (w.rng().chance(0.5)) w.crash(victim);
-      else w.restart(victim);
+      if (w.rng().chance(0.5))
+        w.crash(victim);
+      else
+        w.restart(victim);
       propose_all();
     }
     for (std::uint32_t i = 0; i < n; ++i) w.restart(i);
     propose_all();
-    w.run_until([&] {
-      for (std::uint32_t i = 0; i < n; ++i)
-        if (!w.get<node_t>(i, pid).chosen()) return false;
-      return true;
-    }, w.now() + 20s);
+    w.run_until(
+        [&] {
+          for (std::uint32_t i = 0; i < n; ++i)
+            if (!w.get<node_t>(i, pid).chosen()) return false;
+          return true;
+        },
+        w.now() + 20s);
     bool all = true;
     for (std::uint32_t i = 0; i < n; ++i) all = all && w.get<node_t>(i, pid).chosen().has_value();
     decided_runs += all;
     preemptions += static_cast<std::uint64_t>(w.metrics().counter(pid, "preempted"));
     w.after_event({});
   }
-  MESSAGE("runs where every node learned the value: " << decided_runs << "/" << runs << "; preemptions " << preemptions);
+  MESSAGE("runs where every node learned the value: " << decided_runs << "/" << runs << "; preemptions "
+                                                      << preemptions);
   CHECK(decided_runs == runs);
   CHECK(preemptions > 0);  // proposers did duel
 }

@@ -36,9 +36,9 @@ TEST_CASE("raft: safety and liveness under crashes, partitions, loss, duplicatio
     installs += out.snapshots_installed;
     live += out.live;
   }
-  MESSAGE("events " << events << ", acked " << acked << ", reads " << reads << ", elections " << elections << ", snapshot installs "
-                   << installs << ", live " << live << "/" << seeds);
-  CHECK(live == seeds);  // after healing, every seed made progress
+  MESSAGE("events " << events << ", acked " << acked << ", reads " << reads << ", elections " << elections
+                    << ", snapshot installs " << installs << ", live " << live << "/" << seeds);
+  CHECK(live == seeds);                // after healing, every seed made progress
   if (seeds > 1) CHECK(installs > 0);  // lagging replicas were brought up by InstallSnapshot
 }
 
@@ -94,7 +94,10 @@ TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors"
   // A session that was never registered applies nothing, at any sequence number.
   for (std::uint64_t seq : {1, 5}) {
     bool done = false;
-    leader->propose(42, seq, encode_id(2), [&](result<bytes> r) { got = r.error(); done = true; });
+    leader->propose(42, seq, encode_id(2), [&](result<bytes> r) {
+      got = r.error();
+      done = true;
+    });
     c.world().run_until([&] { return done; }, c.world().now() + 1s);
     CHECK(got == consensus::errc::unknown_session);
   }
@@ -124,7 +127,10 @@ TEST_CASE("raft: a retried command is never applied twice, nor called not-applie
   };
   auto register_one = [&] {
     std::uint64_t id = 0;
-    leader->register_client([&](result<std::uint64_t> r) { REQUIRE(r); id = *r; });
+    leader->register_client([&](result<std::uint64_t> r) {
+      REQUIRE(r);
+      id = *r;
+    });
     c.world().run_until([&] { return id != 0; }, c.world().now() + 1s);
     REQUIRE(id != 0);
     return id;
@@ -255,8 +261,10 @@ TEST_CASE("raft: a stranger's AppendEntries of a plausible term is not followed,
   std::vector<node_t*> followers;
   for (std::uint32_t i = 0; i < 3; ++i) {
     auto& r = c.world().get<node_t>(i, pid);
-    if (r.is_leader()) leader = &r;
-    else followers.push_back(&r);
+    if (r.is_leader())
+      leader = &r;
+    else
+      followers.push_back(&r);
   }
   REQUIRE(leader);
   REQUIRE(followers.size() == 2);
@@ -335,8 +343,10 @@ TEST_CASE("raft: a snapshot the state machine refuses stops the replica instead 
   std::uint32_t lagging = 0;
   for (std::uint32_t i = 0; i < 3; ++i) {
     auto& r = w.get<picky_t>(i, pid);
-    if (r.is_leader()) leader = &r;
-    else lagging = i;
+    if (r.is_leader())
+      leader = &r;
+    else
+      lagging = i;
   }
   REQUIRE(leader);
   w.isolate(lagging);
@@ -350,7 +360,7 @@ TEST_CASE("raft: a snapshot the state machine refuses stops the replica instead 
   picky_log::refuse = false;
   auto& r = w.get<picky_t>(lagging, pid);
   CHECK(r.failed());
-  CHECK(r.applied_index() == before);                 // it did not run past what it could not take
+  CHECK(r.applied_index() == before);  // it did not run past what it could not take
   CHECK(r.store().snapshot().index < leader->store().snapshot().index);
   REQUIRE_FALSE(errors.empty());
   CHECK(errors.front().find("refused a snapshot") != std::string::npos);
@@ -391,8 +401,7 @@ struct raft_owner {
     r.emplace(env, rc, storage::memory_storage{});
   }
   void start() { r->start(); }
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
 };
 }  // namespace
 

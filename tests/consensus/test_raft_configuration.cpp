@@ -38,12 +38,15 @@ raft_membership random_membership(rng& r) {
   return m;
 }
 
-bool same(const raft_membership& a, const raft_membership& b) { return a.voters == b.voters && a.learners == b.learners; }
+bool same(const raft_membership& a, const raft_membership& b) {
+  return a.voters == b.voters && a.learners == b.learners;
+}
 
 }  // namespace
 
-TEST_CASE("raft configuration history: in effect at an index is the latest at or before it, through appends, "
-          "truncations, compactions and rebuilds") {
+TEST_CASE(
+    "raft configuration history: in effect at an index is the latest at or before it, through appends, "
+    "truncations, compactions and rebuilds") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 200); ++seed) {
     CAPTURE(seed);
     rng r(seed);

@@ -60,8 +60,9 @@ TEST_CASE("raft progress: a new follower is probed from the leader's last index 
   CHECK(p.take_heard());
 }
 
-TEST_CASE("raft progress: under any order of stale, duplicated and forged replies, match never decreases, "
-          "match < next, match <= sent, and the follower catches up") {
+TEST_CASE(
+    "raft progress: under any order of stale, duplicated and forged replies, match never decreases, "
+    "match < next, match <= sent, and the follower catches up") {
   std::uint64_t converged = 0, runs = 0;
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 300); ++seed) {
     CAPTURE(seed);
@@ -80,7 +81,7 @@ TEST_CASE("raft progress: under any order of stale, duplicated and forged replie
         const auto n = send(p, leader_last, batch);
         CHECK(p.next() == next);  // go-back-N: sending does not move next, acknowledgements do
         if (!r.chance(0.2)) in_flight.push_back(f.on_append(next - 1, n));  // else lost
-      } else if (op == 4) {  // forged: acknowledges what was never sent
+      } else if (op == 4) {                                                 // forged: acknowledges what was never sent
         const auto forged = p.sent() + 1 + r.between(0, 10);
         CHECK_FALSE(p.acknowledge(forged));
         CHECK(p.match() == before.match());
@@ -121,12 +122,14 @@ TEST_CASE("raft progress: under any order of stale, duplicated and forged replie
   CHECK(converged == runs);
 }
 
-TEST_CASE("raft progress: a snapshot transfer sends one chunk at a time, resends at most once per interval, "
-          "and ends only when the follower acknowledges the snapshot's index") {
+TEST_CASE(
+    "raft progress: a snapshot transfer sends one chunk at a time, resends at most once per interval, "
+    "and ends only when the follower acknowledges the snapshot's index") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 100); ++seed) {
     CAPTURE(seed);
     rng r(seed);
-    const std::uint64_t snap_index = 10 + r.between(0, 100), size = 1 + r.between(0, 5000), chunk = 1 + r.between(0, 700);
+    const std::uint64_t snap_index = 10 + r.between(0, 100), size = 1 + r.between(0, 5000),
+                        chunk = 1 + r.between(0, 700);
     auto snap = std::make_shared<const storage::snapshot>(storage::snapshot{snap_index, 3, bytes(size, 7)});
     progress p(snap_index + r.between(0, 20));
     REQUIRE(p.reject(p.next() - 1, 0));  // the follower holds nothing: next falls to 1
@@ -145,7 +148,7 @@ TEST_CASE("raft progress: a snapshot transfer sends one chunk at a time, resends
       p.chunk_sent(now, offset + len, done);
       ++sends;
       CHECK_FALSE(p.chunk_due(now + interval / 2, interval));  // one in flight: not again within the interval
-      if (r.chance(0.3)) {  // lost: resent after the interval, from the same offset
+      if (r.chance(0.3)) {                                     // lost: resent after the interval, from the same offset
         now += interval;
         CHECK(p.chunk_due(now, interval));
         CHECK(p.transfer()->offset == offset);
@@ -178,8 +181,9 @@ TEST_CASE("raft progress: a snapshot transfer sends one chunk at a time, resends
   }
 }
 
-TEST_CASE("raft progress: a newer snapshot replaces a transfer only before its first byte is held; "
-          "a follower that lost its buffer is resent from where it is") {
+TEST_CASE(
+    "raft progress: a newer snapshot replaces a transfer only before its first byte is held; "
+    "a follower that lost its buffer is resent from where it is") {
   auto old_snap = std::make_shared<const storage::snapshot>(storage::snapshot{10, 2, bytes(100, 1)});
   auto new_snap = std::make_shared<const storage::snapshot>(storage::snapshot{20, 3, bytes(100, 2)});
   progress p(30);

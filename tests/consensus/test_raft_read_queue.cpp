@@ -31,7 +31,8 @@ struct read_state {
 
 }  // namespace
 
-TEST_CASE("raft read queue: each read answered once, in order, only once its index is applied and its round confirmed") {
+TEST_CASE(
+    "raft read queue: each read answered once, in order, only once its index is applied and its round confirmed") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 300); ++seed) {
     CAPTURE(seed);
     rng r(seed);
@@ -57,8 +58,10 @@ TEST_CASE("raft read queue: each read answered once, in order, only once its ind
           CHECK(s.round <= confirmed_round);
           CHECK(index <= applied);
           CHECK(index > 0);
-          if (s.committed_in_term_when_came) CHECK(index == s.commit_when_came);  // the commit index when it came
-          else CHECK(index >= s.commit_when_came);
+          if (s.committed_in_term_when_came)
+            CHECK(index == s.commit_when_came);  // the commit index when it came
+          else
+            CHECK(index >= s.commit_when_came);
         }
         if (how == outcome::timed_out) CHECK(now - s.came > timeout);
       };

@@ -143,8 +143,14 @@ std::vector<std::uint64_t> terms_of(const node_t& r) {
 // the instant the first one's acknowledgements arrive, just before them.
 TEST_CASE("raft: an acknowledgement arriving between a proposal and its flush gets no empty AppendEntries") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
-    scripted s(seed, 3, 3, [](std::uint32_t, raft_config& c) { c.heartbeat_interval = 5s; c.election_timeout_min = 10s; c.election_timeout_max = 20s; }, {},
-               sim::latency::constant(2ms));
+    scripted s(
+        seed, 3, 3,
+        [](std::uint32_t, raft_config& c) {
+          c.heartbeat_interval = 5s;
+          c.election_timeout_min = 10s;
+          c.election_timeout_max = 20s;
+        },
+        {}, sim::latency::constant(2ms));
     auto& w = s.world();
     const std::vector<std::uint32_t> all{0, 1, 2};
     w.run_until([&] { return s.leader_among(all) && s.node(*s.leader_among(all))->commit_index() >= 1; },
@@ -254,11 +260,12 @@ TEST_CASE("raft: Figure 8, a leader never commits an entry of an earlier term by
 
   // (a) and (b): A reaches B only; the other three elect G, which reaches no one.
   std::optional<std::uint32_t> G;
-  s.on([&] { return s.leader_among(group).has_value(); }, [&] {
-    G = s.leader_among(group);
-    for (auto i : group)
-      if (i != *G) w.block(*G, i);
-  });
+  s.on([&] { return s.leader_among(group).has_value(); },
+       [&] {
+         G = s.leader_among(group);
+         for (auto i : group)
+           if (i != *G) w.block(*G, i);
+       });
   w.partition({{A, B}});
   s.node(A)->propose(encode_id(1), [](result<bytes>) {});
   w.run_until([&] { return s.node(B)->store().last_index() == 2; }, w.now() + 1s);
@@ -278,21 +285,27 @@ TEST_CASE("raft: Figure 8, a leader never commits an entry of an earlier term by
 
   // (c): A restarts; A or B leads (their logs are alike), reaching P only.
   std::optional<std::uint32_t> W;
-  s.on([&] { return s.leader_among({A, B}).has_value(); }, [&] {
-    W = s.leader_among({A, B});
-    w.block(*W, *W == A ? B : A);
-  });
+  s.on(
+      [&] {
+        return s.leader_among({A, B}).has_value();
+      },
+      [&] {
+        W = s.leader_among({A, B});
+        w.block(*W, *W == A ? B : A);
+      });
   w.heal();
   w.partition({{A, B, P}});
   w.restart(A);
   // ... and crashes once it has counted index 2 on a majority, or once P
   // holds its entry of the new term (then the count did not commit index 2).
-  s.on([&] {
-    if (!W) return false;
-    auto* p = s.node(P);
-    auto* leader = s.node(*W);
-    return (leader && leader->commit_index() >= 2) || (p && p->store().last_index() >= 3);
-  }, [&] { w.crash(*W); });
+  s.on(
+      [&] {
+        if (!W) return false;
+        auto* p = s.node(P);
+        auto* leader = s.node(*W);
+        return (leader && leader->commit_index() >= 2) || (p && p->store().last_index() >= 3);
+      },
+      [&] { w.crash(*W); });
   w.run_until([&] { return W && !w.is_up(*W); }, w.now() + 3s);
   REQUIRE(W);
   REQUIRE(!w.is_up(*W));
@@ -355,13 +368,14 @@ TEST_CASE("raft: a leader changes membership only after committing an entry of i
   std::uint32_t S4 = 0;
   std::optional<std::error_code> add_e;
   std::uint64_t c2_index = 0;
-  s.on([&] { return s.leader_among(rest).has_value(); }, [&] {
-    S2 = s.leader_among(rest);
-    S4 = rest[0] == *S2 ? rest[1] : rest[0];
-    w.block(*S2, S4);
-    s.node(*S2)->add_member(address::sim(E), [&](result<bytes> r) { add_e = r ? std::error_code{} : r.error(); });
-    if (s.node(*S2)->members().size() == 5) c2_index = s.node(*S2)->store().last_index();
-  });
+  s.on([&] { return s.leader_among(rest).has_value(); },
+       [&] {
+         S2 = s.leader_among(rest);
+         S4 = rest[0] == *S2 ? rest[1] : rest[0];
+         w.block(*S2, S4);
+         s.node(*S2)->add_member(address::sim(E), [&](result<bytes> r) { add_e = r ? std::error_code{} : r.error(); });
+         if (s.node(*S2)->members().size() == 5) c2_index = s.node(*S2)->store().last_index();
+       });
   w.run_until([&] { return S2.has_value(); }, w.now() + 2s);
   REQUIRE(S2);
   w.run_for(150ms);  // under check-quorum's period: S2 still leads
@@ -374,7 +388,7 @@ TEST_CASE("raft: a leader changes membership only after committing an entry of i
   w.partition({{S1, S4, D}});
   w.restart(S1);
   w.run_until([&] { return s.node(S1)->is_leader() && s.node(S1)->commit_index() > c1_index; }, w.now() + 3s);
-  CHECK(s.node(S1)->is_leader());              // the old side did win ...
+  CHECK(s.node(S1)->is_leader());                // the old side did win ...
   CHECK(s.node(S1)->commit_index() > c1_index);  // ... and committed C1
   w.heal();
   w.run_for(2s);
@@ -405,11 +419,12 @@ TEST_CASE("raft: a new leader's first check-quorum counts its peers as heard; a 
     // check period, 200 ms) or for good.
     std::optional<std::uint32_t> next;
     time_point elected{};
-    s.on([&] { return s.leader_among(rest).has_value(); }, [&] {
-      next = s.leader_among(rest);
-      elected = w.now();
-      w.block(*next == rest[0] ? rest[1] : rest[0], *next);
-    });
+    s.on([&] { return s.leader_among(rest).has_value(); },
+         [&] {
+           next = s.leader_among(rest);
+           elected = w.now();
+           w.block(*next == rest[0] ? rest[1] : rest[0], *next);
+         });
     w.crash(*first);
     w.run_until([&] { return next.has_value(); }, w.now() + 3s);
     REQUIRE(next);
@@ -464,10 +479,12 @@ TEST_CASE("raft: a member that missed the entry adding the new leader still foll
     std::optional<result<bytes>> done;
     s.node(D)->propose(command_bytes(7), [&](result<bytes> r) { done = std::move(r); });
     w.heal();
-    w.run_until([&] {
-      return done && s.node(M)->leader() == std::optional<address>(address::sim(D)) &&
-             s.node(M)->commit_index() >= s.node(D)->commit_index();
-    }, w.now() + 5s);
+    w.run_until(
+        [&] {
+          return done && s.node(M)->leader() == std::optional<address>(address::sim(D)) &&
+              s.node(M)->commit_index() >= s.node(D)->commit_index();
+        },
+        w.now() + 5s);
     CHECK(done);
     CHECK(s.node(M)->leader() == std::optional<address>(address::sim(D)));
     CHECK(s.node(M)->commit_index() >= s.node(D)->commit_index());
@@ -477,7 +494,6 @@ TEST_CASE("raft: a member that missed the entry adding the new leader still foll
   }
   CHECK(seen);
 }
-
 
 // A read that no quorum confirms within an election timeout fails with
 // timed_out, and its callback may issue reads at once (a retry, here two).

@@ -74,9 +74,9 @@ TEST_CASE("raft session table: at most once, bounded, least recently used evicte
     rng r(seed);
     const std::size_t max = 1 + r.between(0, 8);
     replica a(max), b(max);
-    std::vector<std::uint64_t> opened;                  // every id ever opened
-    std::map<std::uint64_t, std::uint64_t> next_seq;    // per client: the next seq it sends
-    std::map<std::uint64_t, std::uint64_t> last_used;   // model: id -> index of its last use
+    std::vector<std::uint64_t> opened;                 // every id ever opened
+    std::map<std::uint64_t, std::uint64_t> next_seq;   // per client: the next seq it sends
+    std::map<std::uint64_t, std::uint64_t> last_used;  // model: id -> index of its last use
     const auto n = 200 + r.between(0, 400);
     const auto restore_at = r.between(1, n);
     for (std::uint64_t index = 1; index <= static_cast<std::uint64_t>(n); ++index) {
@@ -92,7 +92,8 @@ TEST_CASE("raft session table: at most once, bounded, least recently used evicte
         if (r.chance(0.05)) e.client = 1000 + index;  // never registered
         auto& s = next_seq[e.client];
         // A new command, or a retry of the last, or an older one.
-        e.seq = s == 0 || r.chance(0.6) ? ++s : std::max<std::int64_t>(1, static_cast<std::int64_t>(s) - r.between(0, 2));
+        e.seq =
+            s == 0 || r.chance(0.6) ? ++s : std::max<std::int64_t>(1, static_cast<std::int64_t>(s) - r.between(0, 2));
       }
       // The model of what the table must do.
       const bool known_before = last_used.contains(e.client);
@@ -133,7 +134,8 @@ TEST_CASE("raft session table: at most once, bounded, least recently used evicte
   }
 }
 
-TEST_CASE("raft session table: a command's verdict follows its sequence number, and a session's id is its registration's index") {
+TEST_CASE(
+    "raft session table: a command's verdict follows its sequence number, and a session's id is its registration's index") {
   session_table t(2);
   CHECK(t.admit(7, 1, 8) == verdict::unknown_session);
   CHECK_FALSE(t.open(7));

@@ -88,7 +88,8 @@ TEST_CASE("raft: lagging and restarted followers catch up with a snapshot of sev
   // 100 puts of 60 KiB: the leader's snapshot outgrows one frame
   int acked = 0;
   for (int i = 0; i < 100; ++i) {
-    c.node(L)->propose(bytes(60 * 1024, static_cast<std::uint8_t>(i)), [&](result<bytes> r) { acked += r.has_value(); });
+    c.node(L)->propose(bytes(60 * 1024, static_cast<std::uint8_t>(i)),
+                       [&](result<bytes> r) { acked += r.has_value(); });
     if (i % 10 == 9) c.w.run_for(20ms);
   }
   c.w.run_until([&] { return acked == 100; }, c.w.now() + 5s);
@@ -101,8 +102,9 @@ TEST_CASE("raft: lagging and restarted followers catch up with a snapshot of sev
   c.w.restart(restarted);
   // A forged acknowledgement of bytes never sent moves nothing on the leader.
   c.w.run_until([&] { return c.counter("snapshot_chunks_sent") > 0; }, c.w.now() + 1s);
-  leader->on_message(address::sim(lagging),
-                     raft_msg::snapshot_reply{leader->current_term(), 0, 0, leader->store().snapshot().index, 1u << 30});
+  leader->on_message(
+      address::sim(lagging),
+      raft_msg::snapshot_reply{leader->current_term(), 0, 0, leader->store().snapshot().index, 1u << 30});
   CHECK(c.counter("match_beyond_sent") == 1);
   c.w.run_until(
       [&] {
@@ -207,16 +209,18 @@ TEST_CASE("raft: a proposal that would take the state past max_snapshot_bytes fa
   std::optional<std::error_code> refused;
   for (int i = 0; i < 40 && !refused; ++i) {
     leader->propose(bytes(60 * 1024, std::uint8_t{3}), [&](result<bytes> r) {
-      if (r) ++acked;
-      else refused = r.error();
+      if (r)
+        ++acked;
+      else
+        refused = r.error();
     });
     c.w.run_for(20ms);
   }
   REQUIRE(refused);
   CHECK(*refused == consensus::errc::snapshot_too_large);
   CHECK(refused->message().find("max_snapshot_bytes") != std::string::npos);
-  CHECK(acked >= 14);                              // about 1 MiB went in ...
-  CHECK(acked * 60 * 1024 <= (1 << 20));           // ... and no more
+  CHECK(acked >= 14);                     // about 1 MiB went in ...
+  CHECK(acked * 60 * 1024 <= (1 << 20));  // ... and no more
   CHECK(c.counter("state_quota_exceeded") >= 1);
   // every replica's snapshot stays within the quota, so any of them can be sent
   c.w.run_for(500ms);
@@ -240,7 +244,8 @@ TEST_CASE("raft: a lagging follower catches up through appends of large entries,
   c.w.isolate(lagging);
   int acked = 0;
   for (int i = 0; i < 100; ++i) {
-    c.node(L)->propose(bytes(65 * 1024, static_cast<std::uint8_t>(i)), [&](result<bytes> r) { acked += r.has_value(); });
+    c.node(L)->propose(bytes(65 * 1024, static_cast<std::uint8_t>(i)),
+                       [&](result<bytes> r) { acked += r.has_value(); });
     if (i % 10 == 9) c.w.run_for(20ms);
   }
   c.w.run_until([&] { return acked == 100; }, c.w.now() + 5s);

@@ -57,7 +57,8 @@ TEST_CASE("raft snapshot receiver: it holds a prefix of one snapshot, and comple
     const std::uint64_t chunk_size = 1 + r.between(0, 300);
     const sent_snapshot* current = nullptr;  // what the receiver holds a prefix of
     for (int step = 0; step < 600; ++step) {
-      if (r.chance(0.5) || in_flight.empty()) {  // a leader sends a chunk of some snapshot, where it thinks the follower is
+      if (r.chance(0.5) ||
+          in_flight.empty()) {  // a leader sends a chunk of some snapshot, where it thinks the follower is
         const auto& s = snaps[r.between(0, 2)];
         const auto at = r.chance(0.3) ? 0 : std::min<std::uint64_t>(rx.held(s.index), s.data.size() - 1);
         in_flight.push_back(chunk_of(s, at, chunk_size));
@@ -98,7 +99,8 @@ TEST_CASE("raft snapshot receiver: it holds a prefix of one snapshot, and comple
   CHECK(completed_total > 0);
 }
 
-TEST_CASE("raft snapshot receiver: a repeated first chunk keeps the transfer; a new snapshot's first chunk replaces it") {
+TEST_CASE(
+    "raft snapshot receiver: a repeated first chunk keeps the transfer; a new snapshot's first chunk replaces it") {
   sent_snapshot a{2, 10, 1, bytes(100, 1)}, b{2, 20, 1, bytes(100, 2)};
   snapshot_receiver rx;
   CHECK(rx.take(chunk_of(a, 0, 40)) == outcome::partial);

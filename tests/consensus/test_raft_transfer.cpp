@@ -21,8 +21,7 @@ struct counts_every_acker {
   }
 };
 
-template <class Quorum = simple_majority>
-class group {
+template <class Quorum = simple_majority> class group {
  public:
   using node = raft<sim::env, id_log, storage::durable_storage, Quorum>;
 
@@ -166,7 +165,8 @@ TEST_CASE("raft: a leadership transfer to a lagging voter completes, and it lead
     REQUIRE(g.at(target)->commit_index() >= before + 3);
   }
   MESSAGE("leadership moved in " << std::chrono::duration_cast<std::chrono::microseconds>(total).count() / run.size()
-                                 << " us on average, " << std::chrono::duration_cast<std::chrono::microseconds>(worst).count()
+                                 << " us on average, "
+                                 << std::chrono::duration_cast<std::chrono::microseconds>(worst).count()
                                  << " us at worst (election timeout 100-200 ms)");
 }
 
@@ -194,7 +194,8 @@ TEST_CASE("raft: leadership transfer refuses what cannot work, and aborts after 
   g.at(l2)->transfer_leadership(address::sim(target), [&](std::error_code ec) { out = ec; });
   CHECK(call(l2, address::sim((l2 + 2) % 3)) == make_error_code(consensus::errc::leadership_transfer_in_progress));
   std::optional<std::error_code> change_refused;
-  g.at(l2)->remove_member(address::sim(3), [&](result<bytes> r) { change_refused = r ? std::error_code{} : r.error(); });
+  g.at(l2)->remove_member(address::sim(3),
+                          [&](result<bytes> r) { change_refused = r ? std::error_code{} : r.error(); });
   CHECK(change_refused == make_error_code(consensus::errc::leadership_transfer_in_progress));
   const auto started = g.world().now();
   g.world().run_until([&] { return out.has_value(); }, started + 1s);
@@ -273,7 +274,8 @@ TEST_CASE("raft: a restarted learner keeps its role, from the log and from a sna
     g.at(l)->promote_learner(address::sim(3), [&](result<bytes> r) { out = r ? std::error_code{} : r.error(); });
     CHECK(out == make_error_code(consensus::errc::learner_not_caught_up));
     out.reset();
-    g.at(l)->promote_learner(address::sim(0 == l ? 1 : 0), [&](result<bytes> r) { out = r ? std::error_code{} : r.error(); });
+    g.at(l)->promote_learner(address::sim(0 == l ? 1 : 0),
+                             [&](result<bytes> r) { out = r ? std::error_code{} : r.error(); });
     CHECK(out == make_error_code(consensus::errc::not_a_learner));
     g.world().heal();
     g.world().run_for(300ms);
@@ -357,8 +359,8 @@ TEST_CASE("raft: safety with leadership transfers and learners under crashes, pa
         break;
       }
   }
-  MESSAGE("live " << live << "/" << run.size() << ", transfers completed " << transfers << ", seeds ending with learners "
-                  << learner_seeds);
+  MESSAGE("live " << live << "/" << run.size() << ", transfers completed " << transfers
+                  << ", seeds ending with learners " << learner_seeds);
   CHECK(live == run.size());
   if (run.size() > 1) {
     CHECK(transfers > 0);

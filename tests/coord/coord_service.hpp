@@ -29,7 +29,7 @@ struct coord_service {
     coord::server_config server{};
     std::size_t max_snapshot_bytes = 0;  ///< 0: raft's default
     duration give_up_after = std::chrono::seconds(2);
-    std::uint64_t entropy_salt = 0xE7;   ///< the servers' session ids and secrets: seed ^ salt
+    std::uint64_t entropy_salt = 0xE7;  ///< the servers' session ids and secrets: seed ^ salt
   };
 
   sim::simulator w;

@@ -96,14 +96,20 @@ TEST_CASE("coord: mutex lock, try_lock, unlock with growing fencing tokens") {
   REQUIRE(b_open);
 
   std::optional<grant> ga, gb;
-  a.lock("db", [&](result<grant> g) { REQUIRE(g); ga = *g; });
+  a.lock("db", [&](result<grant> g) {
+    REQUIRE(g);
+    ga = *g;
+  });
   s.run_until([&] { return ga.has_value(); });
   REQUIRE(ga);
   std::error_code busy;
   b.try_lock("db", [&](result<grant> g) { busy = g.error(); });
   s.run_until([&] { return bool(busy); });
   CHECK(busy == dcp::errc::busy);
-  b.lock("db", [&](result<grant> g) { REQUIRE(g); gb = *g; });
+  b.lock("db", [&](result<grant> g) {
+    REQUIRE(g);
+    gb = *g;
+  });
   s.w.run_for(300ms);
   CHECK_FALSE(gb);  // waits while a holds it
   CHECK(a.holds() == std::vector<grant>{*ga});
@@ -131,13 +137,20 @@ TEST_CASE("coord: a lost session signals the loss, frees the lock, and its waite
   auto& c = *s.client(2);
   s.open_sessions({&a, &b, &c});
   std::optional<grant> ga, gc;
-  a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
+  a.lock("x", [&](result<grant> g) {
+    if (g) ga = *g;
+  });
   s.run_until([&] { return ga.has_value(); });
   REQUIRE(ga);
-  c.lock("x", [&](result<grant> g) { if (g) gc = *g; });  // waits behind a
+  c.lock("x", [&](result<grant> g) {
+    if (g) gc = *g;
+  });  // waits behind a
   s.w.after_event([&] { REQUIRE(a.holds().size() + c.holds().size() <= 1); });
   std::error_code b_wait;
-  b.lock("x", [&](result<grant> g) { b_wait = g ? std::error_code{} : g.error(); if (g) FAIL("b was granted after its session expired"); });
+  b.lock("x", [&](result<grant> g) {
+    b_wait = g ? std::error_code{} : g.error();
+    if (g) FAIL("b was granted after its session expired");
+  });
   s.w.run_for(100ms);
   // b is cut off: its session expires while it waits; a is cut off too: it loses the lock.
   std::vector<grant> lost;
@@ -174,10 +187,14 @@ TEST_CASE("coord: a keepalive delayed to the session's deadline never yields two
     auto& c = *s.client(1);
     s.open_sessions({&a, &c});
     std::optional<grant> ga, gc;
-    a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
+    a.lock("x", [&](result<grant> g) {
+      if (g) ga = *g;
+    });
     s.run_until([&] { return ga.has_value(); });
     REQUIRE(ga);
-    c.lock("x", [&](result<grant> g) { if (g) gc = *g; });
+    c.lock("x", [&](result<grant> g) {
+      if (g) gc = *g;
+    });
     s.w.run_for(100ms);
     time_point last_receipt{};
     bool answered = false;
@@ -193,7 +210,8 @@ TEST_CASE("coord: a keepalive delayed to the session's deadline never yields two
     for (sim::node_index i = 0; i < 3; ++i) s.w.block(3, i);  // a's keepalives are lost from now
     s.w.at(last_receipt + 950ms, [&] {
       s.w.heal();
-      for (sim::node_index i = 0; i < 3; ++i) s.w.set_link(3, i, {sim::latency::constant(std::chrono::milliseconds(delay_ms))});
+      for (sim::node_index i = 0; i < 3; ++i)
+        s.w.set_link(3, i, {sim::latency::constant(std::chrono::milliseconds(delay_ms))});
       answered = true;
       a.refresh();
     });
@@ -215,9 +233,13 @@ TEST_CASE("coord: election campaign, observe, resign") {
   std::vector<std::string> seen;
   b.observe("leader", [&](std::optional<holder> h) { seen.push_back(h ? std::string(as_string(h->value)) : "-"); });
   std::optional<grant> ga, gb;
-  a.campaign("leader", to_bytes("a"), [&](result<grant> g) { if (g) ga = *g; });
+  a.campaign("leader", to_bytes("a"), [&](result<grant> g) {
+    if (g) ga = *g;
+  });
   s.run_until([&] { return ga.has_value(); });
-  b.campaign("leader", to_bytes("b"), [&](result<grant> g) { if (g) gb = *g; });
+  b.campaign("leader", to_bytes("b"), [&](result<grant> g) {
+    if (g) gb = *g;
+  });
   s.w.run_for(500ms);
   CHECK_FALSE(gb);
   a.resign(*ga, [](result<done_t>) {});
@@ -306,9 +328,12 @@ TEST_CASE("coord: never more than k holders of a k-permit semaphore, across fail
     s.w.on_trace([&](const sim::trace_event& e) {
       using kind = sim::trace_event::kind;
       auto touch = [&](sim::node_index i) { touched = touched == none || touched == i ? i : everyone; };
-      if (e.what == kind::deliver || e.what == kind::unreachable) touch(e.to);
-      else if (e.what == kind::timer) touch(e.from);
-      else if (e.what == kind::action || e.what == kind::restart) touched = everyone;
+      if (e.what == kind::deliver || e.what == kind::unreachable)
+        touch(e.to);
+      else if (e.what == kind::timer)
+        touch(e.from);
+      else if (e.what == kind::action || e.what == kind::restart)
+        touched = everyone;
     });
     s.w.after_event([&] {
       for (std::uint32_t i = 0; i < 3; ++i)
@@ -428,7 +453,8 @@ TEST_CASE("coord: a grant made to a session that was lost never reaches the user
   // The lock was applied: a's session holds it on the replicas.
   bool applied = false;
   for (std::uint32_t i = 0; i < 3; ++i)
-    if (auto hs = s.replica(i)->state_machine().holders("L"); !hs.empty() && hs[0].session == first_session) applied = true;
+    if (auto hs = s.replica(i)->state_machine().holders("L"); !hs.empty() && hs[0].session == first_session)
+      applied = true;
   REQUIRE(applied);
   s.w.isolate(3);  // now a is cut off both ways: its session expires
   s.run_until([&] { return session_lost; }, 3s);
@@ -437,7 +463,9 @@ TEST_CASE("coord: a grant made to a session that was lost never reaches the user
   REQUIRE_FALSE(*a_lock);
   CHECK(a_lock->error() == dcp::errc::cancelled);
   std::optional<grant> gb;
-  b.lock("L", [&](result<grant> g) { if (g) gb = *g; });
+  b.lock("L", [&](result<grant> g) {
+    if (g) gb = *g;
+  });
   s.run_until([&] { return gb.has_value(); }, 3s);
   REQUIRE(gb);
 
@@ -449,7 +477,7 @@ TEST_CASE("coord: a grant made to a session that was lost never reaches the user
   s.w.run_for(2s);
   CHECK(a.holds().empty());  // a's new session holds nothing: b holds L
   CHECK(b.holds() == std::vector<grant>{*gb});
-  CHECK(lost.empty());       // a never believed it held L, so it lost nothing
+  CHECK(lost.empty());  // a never believed it held L, so it lost nothing
   auto hs = s.replica(0)->state_machine().holders("L");
   REQUIRE(hs.size() == 1);
   CHECK(hs[0].fencing == gb->fencing);
@@ -476,10 +504,14 @@ TEST_CASE("coord: on_lost fires before the permit can move, with clocks at the d
     auto& c = *s.client(1);
     s.open_sessions({&a, &c});
     std::optional<grant> ga, gc;
-    a.lock("x", [&](result<grant> g) { if (g) ga = *g; });
+    a.lock("x", [&](result<grant> g) {
+      if (g) ga = *g;
+    });
     s.run_until([&] { return ga.has_value(); });
     REQUIRE(ga);
-    c.lock("x", [&](result<grant> g) { if (g) gc = *g; });
+    c.lock("x", [&](result<grant> g) {
+      if (g) gc = *g;
+    });
     // Move a's keepalive to an arbitrary phase of the replicas' tick, then cut it off.
     s.w.run_for(duration(s.w.rng().between(0, 40'000'000)));
     a.refresh();
@@ -586,8 +618,7 @@ struct stranger {
   void on_message(const address&, const msg::keepalive_ack& m) { acks.push_back(m); }
   void on_message(const address&, const msg::query_reply& m) { queries.push_back(m); }
   void on_message(const address&, const msg::register_reply& m) { registered = m.client; }
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
 };
 }  // namespace
 
@@ -602,7 +633,9 @@ TEST_CASE("coord: a session is its owner's: a stranger with its id can neither u
   auto& a = *s.client(0);
   s.open_sessions({&a});
   std::optional<grant> ga;
-  a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+  a.lock("L", [&](result<grant> g) {
+    if (g) ga = *g;
+  });
   s.run_until([&] { return ga.has_value(); });
   REQUIRE(ga);
   const auto victim = a.session();
@@ -741,7 +774,8 @@ TEST_CASE("coord: a flood of command-client registrations cannot evict a live cl
 // session, so it is live, and its unlock applies under its first command
 // client. A client with no session, idle beyond the window, is what the
 // flood may evict (the window's own control).
-TEST_CASE("coord: a client acting for a live session is never evicted by a flood, however long since its last command") {
+TEST_CASE(
+    "coord: a client acting for a live session is never evicted by a flood, however long since its last command") {
   world_options o{3, 2, 0, 0, 0, 0};
   o.max_sessions = 16;
   o.command_client_idle = 500ms;
@@ -755,7 +789,9 @@ TEST_CASE("coord: a client acting for a live session is never evicted by a flood
   REQUIRE(*bput);
   s.open_sessions({&a});
   std::optional<grant> g;
-  a.lock("L", [&](result<grant> r) { if (r) g = *r; });
+  a.lock("L", [&](result<grant> r) {
+    if (r) g = *r;
+  });
   s.run_until([&] { return g.has_value(); });
   REQUIRE(g);
   const auto a_id = a.id(), b_id = b.id();
@@ -773,7 +809,8 @@ TEST_CASE("coord: a client acting for a live session is never evicted by a flood
   s.w.run_for(300ms);
   CHECK(s.w.metrics().counter(coord_id, "registrations_refused_full") > 0);
   CHECK(s.replica(leader_index)->has_client(a_id));
-  CHECK_FALSE(s.replica(leader_index)->has_client(b_id));  // idle beyond the window, no session: evicted first (raft's LRU)
+  CHECK_FALSE(
+      s.replica(leader_index)->has_client(b_id));  // idle beyond the window, no session: evicted first (raft's LRU)
   std::optional<result<done_t>> unlocked;
   a.unlock(*g, [&](result<done_t> r) { unlocked = r; });
   s.run_until([&] { return unlocked.has_value(); });
@@ -821,7 +858,8 @@ TEST_CASE("coord: session ids and secrets are unguessable: not a counter, not a 
 // from keepalives left unanswered. Before the fix, b's keepalives went on to
 // the dead leader, its session ran out (cancelled after about a TTL), and
 // the grant went to that dead session.
-TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted within the election plus a few round trips") {
+TEST_CASE(
+    "coord: a waiter keeps its place across a leader crash and is granted within the election plus a few round trips") {
   duration worst_after_kill{}, worst_after_election{};
   for (std::uint64_t seed = 1; seed <= 8; ++seed) {
     CAPTURE(seed);
@@ -831,12 +869,17 @@ TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted 
     s.open_sessions({&a, &b});
     const session_id b_session = b.session();
     std::optional<grant> ga;
-    a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+    a.lock("L", [&](result<grant> g) {
+      if (g) ga = *g;
+    });
     s.run_until([&] { return ga.has_value(); });
     REQUIRE(ga);
     std::optional<result<grant>> b_lock;
     time_point b_answered{};
-    b.lock("L", [&](result<grant> g) { b_lock = std::move(g); b_answered = s.w.now(); });
+    b.lock("L", [&](result<grant> g) {
+      b_lock = std::move(g);
+      b_answered = s.w.now();
+    });
     bool b_lost = false;
     b.on_session_lost([&] { b_lost = true; });
     s.w.run_for(duration(s.w.rng().between(200'000'000, 400'000'000)));  // b is queued; any phase of the keepalives
@@ -850,7 +893,10 @@ TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted 
     s.w.crash(*old_leader);
     std::optional<result<done_t>> a_unlock;
     time_point a_unlocked{};
-    a.unlock(*ga, [&](result<done_t> r) { a_unlock = std::move(r); a_unlocked = s.w.now(); });
+    a.unlock(*ga, [&](result<done_t> r) {
+      a_unlock = std::move(r);
+      a_unlocked = s.w.now();
+    });
     time_point elected{};
     s.w.after_event([&] {
       if (elected != time_point{}) return;
@@ -862,7 +908,8 @@ TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted 
     s.run_until([&] { return b_lock.has_value() && a_unlock.has_value(); }, 8s);
     s.w.after_event({});
     REQUIRE(b_lock.has_value());
-    INFO("b's lock answered " << (b_answered - killed) << " after the kill: " << (*b_lock ? "granted" : b_lock->error().message()));
+    INFO("b's lock answered " << (b_answered - killed)
+                              << " after the kill: " << (*b_lock ? "granted" : b_lock->error().message()));
     REQUIRE(*b_lock);  // never `cancelled`: the session lived through the failover
     CHECK_FALSE(b_lost);
     CHECK(b.session() == b_session);
@@ -891,7 +938,8 @@ TEST_CASE("coord: a waiter keeps its place across a leader crash and is granted 
       CHECK(hs[0].fencing == (*b_lock)->fencing);
     }
   }
-  MESSAGE("b granted at most " << worst_after_kill << " after the kill, " << worst_after_election << " after the election");
+  MESSAGE("b granted at most " << worst_after_kill << " after the kill, " << worst_after_election
+                               << " after the election");
 }
 
 // Issue 12, bug 8: errors say what happened, in words, beside the code a
@@ -905,7 +953,9 @@ TEST_CASE("coord: errors say in words why a session ended or no leader answered"
   auto& b = *s.client(1);
   s.open_sessions({&a, &b});
   std::optional<grant> ga;
-  a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+  a.lock("L", [&](result<grant> g) {
+    if (g) ga = *g;
+  });
   s.run_until([&] { return ga.has_value(); });
   REQUIRE(ga);
   std::optional<result<grant>> b_lock;
@@ -921,7 +971,8 @@ TEST_CASE("coord: errors say in words why a session ended or no leader answered"
   CHECK(b_lock->message().find("no answer from any of 3 replicas") != std::string::npos);
   // A waiter's wait ends only with its session: TTL x (1 - 2 rho) after its
   // last acknowledged keepalive left, so keepalives went unanswered for most of a TTL.
-  const auto ms = std::stoi(b_lock->message().substr(std::string("cancelled: session expired: keepalives unanswered for ").size()));
+  const auto ms =
+      std::stoi(b_lock->message().substr(std::string("cancelled: session expired: keepalives unanswered for ").size()));
   CHECK(ms >= 700);
   CHECK(ms <= 1000);
   s.w.heal();
@@ -960,10 +1011,14 @@ TEST_CASE("coord: a voluntary release does not hand the permit on while the hold
     for (const bool with_token : {false, true}) {
       CAPTURE(with_token);
       std::optional<grant> ga, gb;
-      a.lock("L", [&](result<grant> g) { if (g) ga = *g; });
+      a.lock("L", [&](result<grant> g) {
+        if (g) ga = *g;
+      });
       s.run_until([&] { return ga.has_value(); });
       REQUIRE(ga);
-      b.lock("L", [&](result<grant> g) { if (g) gb = *g; });
+      b.lock("L", [&](result<grant> g) {
+        if (g) gb = *g;
+      });
       s.w.run_for(50ms);
       sealed.clear();
       if (with_token) {
@@ -994,8 +1049,9 @@ TEST_CASE("coord: a voluntary release does not hand the permit on while the hold
       REQUIRE(gb);
       REQUIRE(moved);
       if (with_token) {
-        INFO("the permit moved " << std::chrono::duration_cast<std::chrono::milliseconds>(sealed[0].expiry - *moved).count()
-                                 << " ms before the token expired (leader's wall clock)");
+        INFO("the permit moved "
+             << std::chrono::duration_cast<std::chrono::milliseconds>(sealed[0].expiry - *moved).count()
+             << " ms before the token expired (leader's wall clock)");
         CHECK(*moved >= sealed[0].expiry);
         CHECK(moved_at - released < 1500ms);  // and it does move, within the token's life and a tick
       } else {

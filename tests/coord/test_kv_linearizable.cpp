@@ -54,8 +54,10 @@ struct kv_cas_model {
       case op::get:
         if (out && out->value != s) return std::nullopt;
         return s;
-      case op::put: return in.value;
-      case op::append: return s + in.value;
+      case op::put:
+        return in.value;
+      case op::append:
+        return s + in.value;
       case op::cas: {
         const bool swaps = s == in.expected;
         if (out && out->ok != swaps) return std::nullopt;
@@ -80,7 +82,7 @@ struct kv_options {
   duration faults_for = 2s;
   duration fault_every = 200ms;
   double loss = 0.05, duplicate = 0.02, reorder = 0.1;
-  double drift = 0.01;             ///< clock rates within +-1% (the coord client's default bound)
+  double drift = 0.01;              ///< clock rates within +-1% (the coord client's default bound)
   std::size_t ops_per_client = 30;  ///< during the faults; a few more once healed
   std::vector<std::string> keys{"x", "y"};
   /// Negative control: this fraction of gets reads a random replica's state
@@ -122,8 +124,10 @@ class kv_world {
 
   kv_outcome run() {
     kv_outcome out;
-    for (std::uint32_t c = 0; c < opt_.clients; ++c) w_.after(duration(rng_.between(0, 20'000'000)), [this, c] { step(c, 0); });
-    for (auto t = opt_.fault_every; t < opt_.faults_for; t += opt_.fault_every) w_.after(t, [this, &out] { fault(out); });
+    for (std::uint32_t c = 0; c < opt_.clients; ++c)
+      w_.after(duration(rng_.between(0, 20'000'000)), [this, c] { step(c, 0); });
+    for (auto t = opt_.fault_every; t < opt_.faults_for; t += opt_.fault_every)
+      w_.after(t, [this, &out] { fault(out); });
     w_.run_for(opt_.faults_for);
     // Heal: every replica and client back up, the network whole again.
     w_.heal();
@@ -212,7 +216,9 @@ class kv_world {
       });
     } else if (kind == 7 && rng_.chance(0.5)) {  // remove
       history_.push_back({who, w_.now(), {}, {kv::op::remove, key, {}, {}}, std::nullopt});
-      cl->remove(key, [finish](result<std::uint64_t> r) { r ? finish(kv::output{{}, *r == 1}) : finish(std::nullopt); });
+      cl->remove(key, [finish](result<std::uint64_t> r) {
+        r ? finish(kv::output{{}, *r == 1}) : finish(std::nullopt);
+      });
     } else {  // put, append or compare-and-set, each value unique so a double apply would show
       const std::string value = "<" + std::to_string(who) + "." + std::to_string(++written_) + ">";
       if (kind >= 8) {  // cas from the value this client last read (often stale under faults)
@@ -226,8 +232,10 @@ class kv_world {
       const bool is_put = kind < 6;
       history_.push_back({who, w_.now(), {}, {is_put ? kv::op::put : kv::op::append, key, value, {}}, std::nullopt});
       auto cb = [finish](result<done_t> r) { r ? finish(kv::output{}) : finish(std::nullopt); };
-      if (is_put) cl->put(key, to_bytes(value), cb);
-      else cl->append(key, to_bytes(value), cb);
+      if (is_put)
+        cl->put(key, to_bytes(value), cb);
+      else
+        cl->append(key, to_bytes(value), cb);
     }
   }
   void kick(std::uint32_t c) {
@@ -308,11 +316,11 @@ std::string show(const check::operation<kv::input, kv::output>& o) {
   std::string outcome = " never answered";
   if (o.output)
     outcome = o.input.kind == kv::op::get ? " -> '" + o.output->value + "'"
-              : o.input.kind == kv::op::cas ? (o.output->ok ? " swapped" : " did not swap")
-              : o.input.kind == kv::op::remove ? (o.output->ok ? " removed" : " removed nothing")
-                                            : " ok";
-  return "[" + ms(o.call) + ", " + (o.output ? ms(o.ret) : std::string("-")) + "] ms client " + std::to_string(o.client) +
-         " " + names[static_cast<int>(o.input.kind)] + "(" + args + ")" + outcome + "\n";
+        : o.input.kind == kv::op::cas     ? (o.output->ok ? " swapped" : " did not swap")
+        : o.input.kind == kv::op::remove  ? (o.output->ok ? " removed" : " removed nothing")
+                                          : " ok";
+  return "[" + ms(o.call) + ", " + (o.output ? ms(o.ret) : std::string("-")) + "] ms client " +
+      std::to_string(o.client) + " " + names[static_cast<int>(o.input.kind)] + "(" + args + ")" + outcome + "\n";
 }
 
 // A failing seed as a bug report: the longest order the checker found, then
@@ -330,9 +338,11 @@ std::string describe(const check::history<kv>& h, const check::check_result& r) 
 
 }  // namespace
 
-TEST_CASE("coord kv: every client history is linearizable under crashes, restarts, partitions, loss, duplication, "
-          "reordering and clock drift, over 1,000 seeds") {
-  std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0, swaps = 0, failed_swaps = 0, removes = 0;
+TEST_CASE(
+    "coord kv: every client history is linearizable under crashes, restarts, partitions, loss, duplication, "
+    "reordering and clock drift, over 1,000 seeds") {
+  std::size_t ops = 0, pending = 0, failovers = 0, live = 0, five = 0, seen = 0, swaps = 0, failed_swaps = 0,
+              removes = 0;
   std::uint64_t steps = 0;
   const std::uint64_t seeds = dcp::test::last_seed(1, 1000);
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
@@ -345,7 +355,7 @@ TEST_CASE("coord kv: every client history is linearizable under crashes, restart
     kv_world world(seed, o);
     auto out = world.run();
     INFO((out.verdict.outcome == check::verdict::unknown ? "the checker gave up (search budget exhausted); "
-                                                          : "not linearizable; ")
+                                                         : "not linearizable; ")
          << describe(world.history(), out.verdict));
     REQUIRE(out.verdict.outcome == check::verdict::linearizable);
     ops += out.ops;
@@ -359,11 +369,12 @@ TEST_CASE("coord kv: every client history is linearizable under crashes, restart
     live += out.live;
   }
   MESSAGE(seeds << " seeds (" << five << " with 5 replicas): " << ops << " operations, " << pending
-                << " of them never answered, " << seen << " gets that saw a write, " << swaps << " cas that swapped and "
-                << failed_swaps << " that did not, " << removes << " removes that removed a key, " << failovers << " leader crashes, " << steps
+                << " of them never answered, " << seen << " gets that saw a write, " << swaps
+                << " cas that swapped and " << failed_swaps << " that did not, " << removes
+                << " removes that removed a key, " << failovers << " leader crashes, " << steps
                 << " checker steps; every client progressed after healing in " << live << " seeds");
   CHECK(live == seeds);
-  CHECK(pending > 0);    // faults did leave operations in doubt
+  CHECK(pending > 0);     // faults did leave operations in doubt
   CHECK(seen > ops / 5);  // reads observed writes (the histories constrain something)
   CHECK(swaps > 0);
   CHECK(failed_swaps > 0);
@@ -421,9 +432,18 @@ TEST_CASE("coord kv: bad keys and values are refused with invalid_argument, and 
 
   // Compare-and-set: from the empty value of a missing key, then only from the current value.
   std::vector<bool> swapped;
-  cl.compare_and_set("c", {}, to_bytes("1"), [&](result<bool> r) { REQUIRE(r); swapped.push_back(*r); });
-  cl.compare_and_set("c", {}, to_bytes("2"), [&](result<bool> r) { REQUIRE(r); swapped.push_back(*r); });
-  cl.compare_and_set("c", to_bytes("1"), to_bytes("3"), [&](result<bool> r) { REQUIRE(r); swapped.push_back(*r); });
+  cl.compare_and_set("c", {}, to_bytes("1"), [&](result<bool> r) {
+    REQUIRE(r);
+    swapped.push_back(*r);
+  });
+  cl.compare_and_set("c", {}, to_bytes("2"), [&](result<bool> r) {
+    REQUIRE(r);
+    swapped.push_back(*r);
+  });
+  cl.compare_and_set("c", to_bytes("1"), to_bytes("3"), [&](result<bool> r) {
+    REQUIRE(r);
+    swapped.push_back(*r);
+  });
   w.run_until([&] { return swapped.size() == 3; }, w.now() + 5s);
   CHECK(swapped == std::vector<bool>{true, false, true});
   got.reset();
@@ -437,8 +457,14 @@ TEST_CASE("coord kv: bad keys and values are refused with invalid_argument, and 
   // Appends that together exceed the bound: the one that would is refused, the value stays whole.
   int answered = 0;
   std::error_code second;
-  cl.append("big", bytes(max_value_bytes - 10, 'a'), [&](result<done_t> r) { CHECK(r); ++answered; });
-  cl.append("big", bytes(11, 'b'), [&](result<done_t> r) { second = r.error(); ++answered; });
+  cl.append("big", bytes(max_value_bytes - 10, 'a'), [&](result<done_t> r) {
+    CHECK(r);
+    ++answered;
+  });
+  cl.append("big", bytes(11, 'b'), [&](result<done_t> r) {
+    second = r.error();
+    ++answered;
+  });
   w.run_until([&] { return answered == 2; }, w.now() + 5s);
   CHECK(second == dcp::errc::invalid_argument);
   got.reset();

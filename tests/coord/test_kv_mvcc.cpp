@@ -41,8 +41,8 @@ reply apply_entry(machine& m, const bytes& in) {
 /// The store at every revision, and what the history keeps.
 struct model {
   using state = std::map<std::string, key_value>;
-  std::vector<state> states{state{}};  // states[r]: the store at revision r
-  std::uint64_t compacted = 0;         // revisions up to this one have left the history
+  std::vector<state> states{state{}};                      // states[r]: the store at revision r
+  std::uint64_t compacted = 0;                             // revisions up to this one have left the history
   std::deque<std::pair<std::uint64_t, std::size_t>> kept;  // (revision, events) still in the history
   std::size_t events = 0;
   std::map<session_id, std::set<std::string>> sessions;  // live sessions and their ephemeral keys
@@ -121,7 +121,8 @@ void check_read(const machine& m, const model& md, const std::string& key, const
 /// long store is sampled, and its last few thousand revisions read).
 void sweep(const machine& m, const model& md) {
   const std::uint64_t step = md.rev() > 1500 ? 7 : 1;
-  for (std::uint64_t at = 0; at <= md.rev() + 1; at += (at + 300 > md.rev() ? 1 : step)) check_read(m, md, "k", prefix_end("k"), at);
+  for (std::uint64_t at = 0; at <= md.rev() + 1; at += (at + 300 > md.rev() ? 1 : step))
+    check_read(m, md, "k", prefix_end("k"), at);
 }
 /// `n` revisions drawn at random, and the ones around the compact revision.
 void sample(const machine& m, const model& md, rng& g, int n) {
@@ -142,7 +143,7 @@ void run_seed(std::uint64_t seed, std::size_t ops, run_stats& st) {
   std::vector<bytes> log;
   std::size_t snapshot_at = ops / 2 + g.below(ops / 4);  // the catching-up replica's snapshot
   bytes midway;
-  std::size_t midway_log = 0;  // the log entries the midway snapshot holds
+  std::size_t midway_log = 0;              // the log entries the midway snapshot holds
   const bool compactions = seed % 3 != 0;  // a third of the seeds: only the history's bound compacts
   std::uint64_t next_secret = 1;
   std::map<session_id, std::uint64_t> secrets;
@@ -189,7 +190,8 @@ void run_seed(std::uint64_t seed, std::size_t ops, run_stats& st) {
       const auto a = key_of(g);
       auto it = md.states.back().find(a);
       const std::uint64_t version = it == md.states.back().end() ? 0 : it->second.version;
-      t.compares.push_back({a, txn_compare::target::version, txn_compare::result::equal, {}, g.below(2) ? version : version + 1});
+      t.compares.push_back(
+          {a, txn_compare::target::version, txn_compare::result::equal, {}, g.below(2) ? version : version + 1});
       auto b = key_of(g), c = key_of(g);
       if (b == a) b = "k40";
       t.success = {{txn_op::kind_t::put, a, to_bytes("t" + std::to_string(i)), {}, false},
@@ -237,7 +239,8 @@ void run_seed(std::uint64_t seed, std::size_t ops, run_stats& st) {
     } else if (roll < 90) {  // compact: mostly within the history, sometimes below it or ahead of the revision
       if (!compactions) continue;
       const auto span = md.rev() + 3;
-      const auto rev = g.below(4) == 0 ? g.below(span) : md.compact_revision() + g.below(span - md.compact_revision() + 1);
+      const auto rev =
+          g.below(4) == 0 ? g.below(span) : md.compact_revision() + g.below(span - md.compact_revision() + 1);
       req = request{op::compact};
       req.fencing = rev;
       log.push_back(encode(req));
@@ -270,9 +273,12 @@ void run_seed(std::uint64_t seed, std::size_t ops, run_stats& st) {
     } else {  // reads: the whole store, one key, a range, at random revisions
       for (int k = 0; k < 3; ++k) {
         const auto at = g.below(md.rev() + 3);
-        if (k == 0) check_read(m, md, "k", prefix_end("k"), at);
-        else if (k == 1) check_read(m, md, key_of(g), {}, at);
-        else check_read(m, md, "k15", "k27", at);
+        if (k == 0)
+          check_read(m, md, "k", prefix_end("k"), at);
+        else if (k == 1)
+          check_read(m, md, key_of(g), {}, at);
+        else
+          check_read(m, md, "k15", "k27", at);
         ++st.reads;
       }
       continue;
@@ -302,20 +308,24 @@ struct v2 {
   std::map<std::uint64_t, int> clients;
   std::deque<watch_event> history;
   std::uint64_t compacted = 0;
-  template <class A> void serialize(A& ar) { ar(tag, fencing, next, sessions, sems, barriers, kv, revision, clients, history, compacted); }
+  template <class A> void serialize(A& ar) {
+    ar(tag, fencing, next, sessions, sems, barriers, kv, revision, clients, history, compacted);
+  }
 };
 
 }  // namespace
 
-TEST_CASE("kv mvcc: reads at every revision equal a reference model's, across compactions, the history's bound and restores, over 30 seeds") {
+TEST_CASE(
+    "kv mvcc: reads at every revision equal a reference model's, across compactions, the history's bound and restores, over 30 seeds") {
   run_stats st;
   for (std::uint64_t seed = 1; seed <= 30; ++seed) {
     CAPTURE(seed);
-    run_seed(seed, seed == 18 ? 5000 : 600, st);  // seed 18: long enough for max_history_events to bite (no explicit compactions)
+    run_seed(seed, seed == 18 ? 5000 : 600,
+             st);  // seed 18: long enough for max_history_events to bite (no explicit compactions)
   }
-  MESSAGE(st.revisions << " revisions, " << st.reads << " reads checked, " << st.compactions << " compactions (" << st.refused
-                       << " refused), " << st.restores << " restores; the history's bound compacted in " << st.bound_compacted
-                       << " seeds");
+  MESSAGE(st.revisions << " revisions, " << st.reads << " reads checked, " << st.compactions << " compactions ("
+                       << st.refused << " refused), " << st.restores << " restores; the history's bound compacted in "
+                       << st.bound_compacted << " seeds");
   CHECK(st.compactions > 100);
   CHECK(st.refused > 20);
   CHECK(st.restores > 100);
@@ -326,7 +336,8 @@ TEST_CASE("kv mvcc: the history's bound alone compacts, and reads below it say s
   machine m;
   model md;
   for (std::size_t i = 0; i < max_history_events + 500; ++i) {
-    auto in = encode(request{op::put, 0, "k" + std::to_string(10 + i % 30), 1, true, 0, 0, to_bytes(std::to_string(i))});
+    auto in =
+        encode(request{op::put, 0, "k" + std::to_string(10 + i % 30), 1, true, 0, 0, to_bytes(std::to_string(i))});
     REQUIRE(apply_entry(m, in).code == status::ok);
     auto next = md.states.back();
     md.write(next, "k" + std::to_string(10 + i % 30), std::to_string(i), 0);
@@ -342,7 +353,8 @@ TEST_CASE("kv mvcc: the history's bound alone compacts, and reads below it say s
 TEST_CASE("kv mvcc: a format-2 snapshot's history serves watches, and reads at a revision start at its revision") {
   // Format 2 had no previous values in its history: write one by hand.
   v2 old;
-  for (std::uint64_t r = 1; r <= 5; ++r) old.history.push_back({watch_event::kind_t::put, key_value{"a", to_bytes("x"), 1, r, r, false}});
+  for (std::uint64_t r = 1; r <= 5; ++r)
+    old.history.push_back({watch_event::kind_t::put, key_value{"a", to_bytes("x"), 1, r, r, false}});
   // (the store itself is empty here: only the history and the revision matter to this test)
   bytes b;
   storage::detail::encode_value(old, b);

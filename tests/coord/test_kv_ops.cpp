@@ -62,7 +62,9 @@ txn_compare cmp(std::string key, txn_compare::target what, txn_compare::result c
 txn_op put_op(std::string k, std::string v, bool ephemeral = false) {
   return {txn_op::kind_t::put, std::move(k), to_bytes(v), {}, ephemeral};
 }
-txn_op remove_op(std::string k, std::string end = {}) { return {txn_op::kind_t::remove, std::move(k), {}, std::move(end), false}; }
+txn_op remove_op(std::string k, std::string end = {}) {
+  return {txn_op::kind_t::remove, std::move(k), {}, std::move(end), false};
+}
 
 // A snapshot as format 1 (before revisions) wrote it.
 struct session_v1 {
@@ -219,7 +221,8 @@ TEST_CASE("kv: a transaction compares several keys, then applies one branch whol
   CHECK(m.revision() == before);
 }
 
-TEST_CASE("kv: a key bound to a session goes when the session ends or expires, at one revision; a plain put unbinds it") {
+TEST_CASE(
+    "kv: a key bound to a session goes when the session ends or expires, at one revision; a plain put unbinds it") {
   machine m;
   const auto s = open(m, 7), t = open(m, 8);
   CHECK(run(m, put("e1", "a", s, 7)).code == status::ok);
@@ -253,7 +256,8 @@ TEST_CASE("kv: a key bound to a session goes when the session ends or expires, a
   CHECK(m.revision() == rev + 2);
   // A session owns at most max_session_keys keys.
   const auto u = open(m, 9);
-  for (std::size_t i = 0; i < max_session_keys; ++i) REQUIRE(run(m, put("q" + std::to_string(i), "", u, 9)).code == status::ok);
+  for (std::size_t i = 0; i < max_session_keys; ++i)
+    REQUIRE(run(m, put("q" + std::to_string(i), "", u, 9)).code == status::ok);
   CHECK(run(m, put("one-more", "", u, 9)).code == status::quota_exceeded);
   CHECK(run(m, put("q0", "again", u, 9)).code == status::ok);  // rebinding its own key is no new one
 }
@@ -330,23 +334,43 @@ TEST_CASE("kv client: remove, ranges, prefixes, entries, transactions and epheme
     s.w.run_until([&] { return done == n; }, s.w.now() + 5s);
     REQUIRE(done == n);
   };
-  for (auto k : {"svc/1", "svc/2", "svc/3", "other"}) a.put(k, to_bytes(k), [&](result<done_t> r) { CHECK(r); ++done; });
+  for (auto k : {"svc/1", "svc/2", "svc/3", "other"})
+    a.put(k, to_bytes(k), [&](result<done_t> r) {
+      CHECK(r);
+      ++done;
+    });
   wait(4);
   std::optional<range_result> got;
-  b.get_prefix("svc/", [&](result<range_result> r) { REQUIRE(r); got = *r; ++done; });
+  b.get_prefix("svc/", [&](result<range_result> r) {
+    REQUIRE(r);
+    got = *r;
+    ++done;
+  });
   wait(5);
   CHECK(keys_of(*got) == std::vector<std::string>{"svc/1", "svc/2", "svc/3"});
   CHECK(got->revision == 4);
   std::optional<std::optional<key_value>> e;
-  b.get_entry("svc/2", [&](result<std::optional<key_value>> r) { REQUIRE(r); e = *r; ++done; });
+  b.get_entry("svc/2", [&](result<std::optional<key_value>> r) {
+    REQUIRE(r);
+    e = *r;
+    ++done;
+  });
   wait(6);
   REQUIRE(*e);
   CHECK((*e)->mod_revision == 2);
   std::uint64_t removed = 0;
-  b.remove_prefix("svc/", [&](result<std::uint64_t> r) { REQUIRE(r); removed = *r; ++done; });
+  b.remove_prefix("svc/", [&](result<std::uint64_t> r) {
+    REQUIRE(r);
+    removed = *r;
+    ++done;
+  });
   wait(7);
   CHECK(removed == 3);
-  b.remove("other", [&](result<std::uint64_t> r) { REQUIRE(r); removed = *r; ++done; });
+  b.remove("other", [&](result<std::uint64_t> r) {
+    REQUIRE(r);
+    removed = *r;
+    ++done;
+  });
   wait(8);
   CHECK(removed == 1);
   // Without a session: refused before anything is sent.
@@ -363,24 +387,44 @@ TEST_CASE("kv client: remove, ranges, prefixes, entries, transactions and epheme
   t.compares = {cmp("leader", txn_compare::target::version, txn_compare::result::equal, 0)};
   t.success = {put_op("leader", "a", true)};
   std::vector<bool> won;
-  a.txn(t, [&](result<client_t::txn_result> r) { REQUIRE(r); won.push_back(r->succeeded); ++done; });
+  a.txn(t, [&](result<client_t::txn_result> r) {
+    REQUIRE(r);
+    won.push_back(r->succeeded);
+    ++done;
+  });
   wait(9);
   t.success = {put_op("leader", "b", true)};
-  b.txn(t, [&](result<client_t::txn_result> r) { REQUIRE(r); won.push_back(r->succeeded); ++done; });
+  b.txn(t, [&](result<client_t::txn_result> r) {
+    REQUIRE(r);
+    won.push_back(r->succeeded);
+    ++done;
+  });
   wait(10);
   CHECK(won == std::vector<bool>{true, false});
   std::uint64_t rev = 0;
-  b.put_ephemeral("member/b", to_bytes("b"), [&](result<std::uint64_t> r) { REQUIRE(r); rev = *r; ++done; });
+  b.put_ephemeral("member/b", to_bytes("b"), [&](result<std::uint64_t> r) {
+    REQUIRE(r);
+    rev = *r;
+    ++done;
+  });
   wait(11);
   CHECK(rev > 0);
   // a's node crashes: its session expires after its TTL and takes "leader" with it; b's key stays.
   s.w.crash(3);
   s.w.run_for(3s);
   e.reset();
-  b.get_entry("leader", [&](result<std::optional<key_value>> r) { REQUIRE(r); e = *r; ++done; });
+  b.get_entry("leader", [&](result<std::optional<key_value>> r) {
+    REQUIRE(r);
+    e = *r;
+    ++done;
+  });
   wait(12);
   CHECK_FALSE(*e);
-  b.get_entry("member/b", [&](result<std::optional<key_value>> r) { REQUIRE(r); e = *r; ++done; });
+  b.get_entry("member/b", [&](result<std::optional<key_value>> r) {
+    REQUIRE(r);
+    e = *r;
+    ++done;
+  });
   wait(13);
   REQUIRE(*e);
   CHECK((*e)->ephemeral);
@@ -391,20 +435,25 @@ TEST_CASE("kv client: remove, ranges, prefixes, entries, transactions and epheme
 // configured members and the store's revision; a crashed replica is reported
 // unreachable at once (not after give_up_after), a cut-off one times out, and
 // after a failover the new leader's term is higher.
-TEST_CASE("status: each replica tells its role, term, leader, indexes and revision; a dead one is reported unreachable") {
+TEST_CASE(
+    "status: each replica tells its role, term, leader, indexes and revision; a dead one is reported unreachable") {
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
     CAPTURE(seed);
     kv_service s(seed, 3, 1, 0);
     auto& c = *s.client(0);
     int done = 0;
-    c.put("k", to_bytes("v"), [&](result<done_t> r) { CHECK(r); ++done; });
+    c.put("k", to_bytes("v"), [&](result<done_t> r) {
+      CHECK(r);
+      ++done;
+    });
     s.w.run_until([&] { return done == 1; }, s.w.now() + 5s);
     REQUIRE(done == 1);
     s.w.run_for(200ms);  // followers apply the put
     std::map<address, result<client_t::replica_status>> got;
     auto ask_all = [&] {
       got.clear();
-      for (auto& a : s.servers) c.status(a, [&got, a](result<client_t::replica_status> r) { got.insert_or_assign(a, r); });
+      for (auto& a : s.servers)
+        c.status(a, [&got, a](result<client_t::replica_status> r) { got.insert_or_assign(a, r); });
       s.w.run_until([&] { return got.size() == s.servers.size(); }, s.w.now() + 5s);
       REQUIRE(got.size() == s.servers.size());
     };
@@ -471,7 +520,8 @@ TEST_CASE("status: each replica tells its role, term, leader, indexes and revisi
 // final counter lies between the successes and the successes plus the
 // transactions whose outcome is unknown (timed out), over seeds. Every
 // replica's invariants (revisions, bindings, bounds) hold after every event.
-TEST_CASE("kv client: compare-on-mod_revision increments lose no update and apply none twice, under faults, over 30 seeds") {
+TEST_CASE(
+    "kv client: compare-on-mod_revision increments lose no update and apply none twice, under faults, over 30 seeds") {
   std::size_t total_ok = 0, total_conflicts = 0, total_unknown = 0, crashes = 0;
   for (std::uint64_t seed = 1; seed <= 30; ++seed) {
     CAPTURE(seed);
@@ -485,11 +535,14 @@ TEST_CASE("kv client: compare-on-mod_revision increments lose no update and appl
         if (!r) return step(c);
         const std::uint64_t n = *r ? std::stoull(std::string(as_string((*r)->value))) : 0;
         txn_request t;
-        t.compares = {cmp("counter", txn_compare::target::mod_revision, txn_compare::result::equal, *r ? (*r)->mod_revision : 0)};
+        t.compares = {
+            cmp("counter", txn_compare::target::mod_revision, txn_compare::result::equal, *r ? (*r)->mod_revision : 0)};
         t.success = {put_op("counter", std::to_string(n + 1))};
         cl->txn(t, [&, c](result<client_t::txn_result> tr) {
-          if (!tr) ++unknown;
-          else ++(tr->succeeded ? ok : conflicts);
+          if (!tr)
+            ++unknown;
+          else
+            ++(tr->succeeded ? ok : conflicts);
           step(c);
         });
       });
@@ -528,7 +581,8 @@ TEST_CASE("kv client: compare-on-mod_revision increments lose no update and appl
   CHECK(total_ok > 30 * 3);
 }
 
-TEST_CASE("kv: the history keeps the latest changes for watches, whole revisions, and says when it has been compacted") {
+TEST_CASE(
+    "kv: the history keeps the latest changes for watches, whole revisions, and says when it has been compacted") {
   machine m;
   run(m, put("a", "1"));
   run(m, put("b", "1"));
@@ -575,7 +629,8 @@ TEST_CASE("kv: the history keeps the latest changes for watches, whole revisions
 // after the last it delivered. What the watcher delivered, across both
 // lives, must be exactly the store's changes on "w/": each once, in revision
 // order (compared with the leader's history), over seeds.
-TEST_CASE("kv client: a watch delivers every change once, in revision order, across lost pushes, failover and a reconnect, over 20 seeds") {
+TEST_CASE(
+    "kv client: a watch delivers every change once, in revision order, across lost pushes, failover and a reconnect, over 20 seeds") {
   std::size_t delivered_total = 0, gaps = 0;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     CAPTURE(seed);
@@ -595,8 +650,10 @@ TEST_CASE("kv client: a watch delivers every change once, in revision order, acr
       if (++writes > 60) return;
       auto* cl = s.client(0);
       const auto key = "w/" + std::to_string(writes % 7);
-      if (writes % 5 == 0) cl->remove(key, [&](result<std::uint64_t>) { write(); });
-      else cl->put(key, to_bytes(std::to_string(writes)), [&](result<done_t>) { write(); });
+      if (writes % 5 == 0)
+        cl->remove(key, [&](result<std::uint64_t>) { write(); });
+      else
+        cl->put(key, to_bytes(std::to_string(writes)), [&](result<done_t>) { write(); });
     };
     write();
     s.client(0)->put("other", to_bytes("x"), [](result<done_t>) {});  // not watched
@@ -640,7 +697,11 @@ TEST_CASE("kv client: a watch from a revision that has left the history ends wit
   txn_request t;
   for (int i = 0; i < 128; ++i) t.success.push_back(put_op("t/" + std::to_string(i), "v"));
   int done = 0;
-  for (std::size_t i = 0; i < max_history_events / 128 + 2; ++i) c.txn(t, [&](result<client_t::txn_result> r) { CHECK(r); ++done; });
+  for (std::size_t i = 0; i < max_history_events / 128 + 2; ++i)
+    c.txn(t, [&](result<client_t::txn_result> r) {
+      CHECK(r);
+      ++done;
+    });
   s.w.run_until([&] { return done == static_cast<int>(max_history_events / 128 + 2); }, s.w.now() + 20s);
   std::optional<result<std::vector<watch_event>>> got;
   c.watch("t/1", {}, 1, [&](result<std::vector<watch_event>> r) { got = std::move(r); });
@@ -659,18 +720,41 @@ TEST_CASE("kv client: reads at a past revision, compaction through the log, comp
     s.w.run_until([&] { return done == n; }, s.w.now() + 5s);
     REQUIRE(done == n);
   };
-  c.put("a", to_bytes("1"), [&](result<done_t> r) { CHECK(r); ++done; });  // revision 1
-  c.put("a", to_bytes("2"), [&](result<done_t> r) { CHECK(r); ++done; });  // 2
-  c.put("b", to_bytes("1"), [&](result<done_t> r) { CHECK(r); ++done; });  // 3
-  c.remove("a", [&](result<std::uint64_t> r) { CHECK(r); ++done; });       // 4
+  c.put("a", to_bytes("1"), [&](result<done_t> r) {
+    CHECK(r);
+    ++done;
+  });  // revision 1
+  c.put("a", to_bytes("2"), [&](result<done_t> r) {
+    CHECK(r);
+    ++done;
+  });  // 2
+  c.put("b", to_bytes("1"), [&](result<done_t> r) {
+    CHECK(r);
+    ++done;
+  });  // 3
+  c.remove("a", [&](result<std::uint64_t> r) {
+    CHECK(r);
+    ++done;
+  });  // 4
   wait(4);
   std::map<std::uint64_t, std::optional<key_value>> a_at;
   for (std::uint64_t rev = 1; rev <= 4; ++rev)
-    c.get_at("a", rev, [&, rev](result<std::optional<key_value>> r) { REQUIRE(r); a_at[rev] = *r; ++done; });
+    c.get_at("a", rev, [&, rev](result<std::optional<key_value>> r) {
+      REQUIRE(r);
+      a_at[rev] = *r;
+      ++done;
+    });
   std::optional<range_result> both;
-  c.range_at("a", "c", 0, 3, [&](result<range_result> r) { REQUIRE(r); both = *r; ++done; });
+  c.range_at("a", "c", 0, 3, [&](result<range_result> r) {
+    REQUIRE(r);
+    both = *r;
+    ++done;
+  });
   std::optional<result<range_result>> future;
-  c.range_at("a", "c", 0, 9, [&](result<range_result> r) { future = r; ++done; });
+  c.range_at("a", "c", 0, 9, [&](result<range_result> r) {
+    future = r;
+    ++done;
+  });
   wait(10);
   REQUIRE(a_at[1]);
   CHECK(as_string(a_at[1]->value) == "1");
@@ -687,9 +771,18 @@ TEST_CASE("kv client: reads at a past revision, compaction through the log, comp
   CHECK(future->message() == "future revision: 9 is above the store's current revision 4");
   // Compact at 3: revision 3 still reads, 2 does not.
   std::optional<result<std::uint64_t>> compacted_to, again, ahead;
-  c.compact(3, [&](result<std::uint64_t> r) { compacted_to = r; ++done; });
-  c.compact(2, [&](result<std::uint64_t> r) { again = r; ++done; });
-  c.compact(50, [&](result<std::uint64_t> r) { ahead = r; ++done; });
+  c.compact(3, [&](result<std::uint64_t> r) {
+    compacted_to = r;
+    ++done;
+  });
+  c.compact(2, [&](result<std::uint64_t> r) {
+    again = r;
+    ++done;
+  });
+  c.compact(50, [&](result<std::uint64_t> r) {
+    ahead = r;
+    ++done;
+  });
   wait(13);
   REQUIRE(*compacted_to);
   CHECK(**compacted_to == 3);
@@ -698,20 +791,31 @@ TEST_CASE("kv client: reads at a past revision, compaction through the log, comp
   REQUIRE_FALSE(*ahead);
   CHECK(ahead->error() == coord::errc::future_revision);
   std::optional<result<std::optional<key_value>>> old, kept;
-  c.get_at("a", 2, [&](result<std::optional<key_value>> r) { old = r; ++done; });
-  c.get_at("a", 3, [&](result<std::optional<key_value>> r) { kept = r; ++done; });
+  c.get_at("a", 2, [&](result<std::optional<key_value>> r) {
+    old = r;
+    ++done;
+  });
+  c.get_at("a", 3, [&](result<std::optional<key_value>> r) {
+    kept = r;
+    ++done;
+  });
   wait(15);
   REQUIRE_FALSE(*old);
   CHECK(old->error() == coord::errc::compacted);
-  CHECK(old->message() == "compacted: revision 2 is below the compact revision 3 (the oldest the service still reads at)");
+  CHECK(old->message() ==
+        "compacted: revision 2 is below the compact revision 3 (the oldest the service still reads at)");
   CHECK(c.last_compact_revision() == 3);
   REQUIRE(*kept);
   REQUIRE(**kept);
   CHECK(as_string((**kept)->value) == "2");
   // A watch from below the compact revision ends with compacted; from it, it delivers.
   std::optional<result<std::vector<watch_event>>> w2, w3;
-  c.watch("a", {}, 2, [&](result<std::vector<watch_event>> r) { if (!w2) w2 = r; });
-  c.watch("a", {}, 3, [&](result<std::vector<watch_event>> r) { if (!w3) w3 = r; });
+  c.watch("a", {}, 2, [&](result<std::vector<watch_event>> r) {
+    if (!w2) w2 = r;
+  });
+  c.watch("a", {}, 3, [&](result<std::vector<watch_event>> r) {
+    if (!w3) w3 = r;
+  });
   s.w.run_until([&] { return w2 && w3; }, s.w.now() + 5s);
   REQUIRE(w2);
   REQUIRE_FALSE(*w2);
@@ -737,7 +841,8 @@ TEST_CASE("kv client: reads at a past revision, compaction through the log, comp
 // reported; leaders crash and restart (snapshots carry the history); in the
 // end every replica holds the same state, history and compact revision, and
 // the history stays within the automatic retention.
-TEST_CASE("kv client: reads at the revisions of acknowledged writes see those writes, with automatic compaction, crashes and loss, over 10 seeds") {
+TEST_CASE(
+    "kv client: reads at the revisions of acknowledged writes see those writes, with automatic compaction, crashes and loss, over 10 seeds") {
   std::size_t answered = 0, compacted = 0, auto_compactions = 0;
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
     CAPTURE(seed);
@@ -806,7 +911,8 @@ TEST_CASE("kv client: reads at the revisions of acknowledged writes see those wr
     }
     auto_compactions += static_cast<std::size_t>(s.w.metrics().counter(coord_id, "auto_compactions"));
   }
-  MESSAGE(answered << " reads at a revision answered, " << compacted << " compacted, " << auto_compactions << " automatic compactions");
+  MESSAGE(answered << " reads at a revision answered, " << compacted << " compacted, " << auto_compactions
+                   << " automatic compactions");
   CHECK(answered > 300);
   CHECK(compacted > 20);
   CHECK(auto_compactions > 20);
@@ -817,7 +923,8 @@ TEST_CASE("kv client: reads at the revisions of acknowledged writes see those wr
 // the state and its history) and answers as the others; one of the first
 // three is removed and crashed; writes go on throughout. Over 5 seeds with
 // loss, every replica's invariants checked after every event.
-TEST_CASE("kv client: add a replica, it catches up with the state and history; remove one; writes go on, over 5 seeds") {
+TEST_CASE(
+    "kv client: add a replica, it catches up with the state and history; remove one; writes go on, over 5 seeds") {
   for (std::uint64_t seed = 1; seed <= 5; ++seed) {
     CAPTURE(seed);
     sim::simulator w(seed, kv_service::config(0.02));
@@ -901,12 +1008,12 @@ TEST_CASE("kv client: add a replica, it catches up with the state and history; r
       if (i == gone) continue;
       CHECK(replica(i)->members() == **removed);
       CHECK(replica(i)->applied_index() == l->applied_index());
-      CHECK(replica(i)->state_machine().snapshot() == l->state_machine().snapshot());  // the new one too: state and history
+      CHECK(replica(i)->state_machine().snapshot() ==
+            l->state_machine().snapshot());  // the new one too: state and history
     }
     CHECK(w.metrics().counter(coord_id, "member_changes") == 2);
   }
 }
-
 
 // Learners and leadership transfer through the client protocol (dcpctl
 // member add --learner, member promote, move-leader): a fourth replica joins
@@ -1004,7 +1111,8 @@ TEST_CASE("kv client: add a learner, promote it, move the leadership to it; writ
     INFO(why);
     CHECK(failed == 0);
     CHECK(learner_campaigns == 0);
-    for (std::uint32_t i = 0; i < 4; ++i) CHECK(replica(i)->state_machine().snapshot() == replica(3)->state_machine().snapshot());
+    for (std::uint32_t i = 0; i < 4; ++i)
+      CHECK(replica(i)->state_machine().snapshot() == replica(3)->state_machine().snapshot());
     // (The old leader may hear of the new one from a third replica first, and
     // the client's resend then hears "it leads already" from the new one.)
     CHECK(w.metrics().counter(coord_id, "leadership_moved") <= 1);

@@ -55,7 +55,8 @@ request txn(const txn_request& t, session_id s = 0, std::uint64_t secret = 0) {
 
 }  // namespace
 
-TEST_CASE("quotas: a client trying to fill the store stops at its own quotas; another still creates keys and sessions") {
+TEST_CASE(
+    "quotas: a client trying to fill the store stops at its own quotas; another still creates keys and sessions") {
   machine m;
   set_quotas(m, {4, 10'000, 0});
   // The hostile client tries to take every one of the store's max_keys keys,
@@ -64,9 +65,11 @@ TEST_CASE("quotas: a client trying to fill the store stops at its own quotas; an
   reply last;
   for (std::size_t i = 0; i < max_keys; i += max_txn_ops) {
     txn_request t;
-    for (std::size_t j = i; j < std::min(i + max_txn_ops, max_keys); ++j) t.success.push_back({txn_op::kind_t::put, "h/" + std::to_string(j), {}, {}, false});
+    for (std::size_t j = i; j < std::min(i + max_txn_ops, max_keys); ++j)
+      t.success.push_back({txn_op::kind_t::put, "h/" + std::to_string(j), {}, {}, false});
     auto r = run(m, txn(t), hostile);
-    if (r.code == status::ok) made += t.success.size();
+    if (r.code == status::ok)
+      made += t.success.size();
     else {
       ++refused;
       last = r;
@@ -79,10 +82,12 @@ TEST_CASE("quotas: a client trying to fill the store stops at its own quotas; an
   CHECK(refused > 0);
   CHECK(last.session == static_cast<std::uint64_t>(quota_resource::keys));
   CHECK(last.generation == 10'000);
-  CHECK(quota_message(last, hostile.to_string()).starts_with("quota exceeded: client " + hostile.to_string() + " owns " +
-                                                            std::to_string(made) + " of 10000 keys"));
+  CHECK(quota_message(last, hostile.to_string())
+            .starts_with("quota exceeded: client " + hostile.to_string() + " owns " + std::to_string(made) +
+                         " of 10000 keys"));
   // One by one up to the quota exactly, then refused with nothing changed.
-  for (std::size_t i = made; i < 10'000; ++i) REQUIRE(run(m, put("h1/" + std::to_string(i), 0), hostile).code == status::ok);
+  for (std::size_t i = made; i < 10'000; ++i)
+    REQUIRE(run(m, put("h1/" + std::to_string(i), 0), hostile).code == status::ok);
   const auto rev = m.revision();
   auto r = run(m, put("h2/x", 0), hostile);
   CHECK(r.code == status::client_quota_exceeded);
@@ -106,7 +111,7 @@ TEST_CASE("quotas: a client trying to fill the store stops at its own quotas; an
   REQUIRE(mine.code == status::ok);
   // Removing keys and closing sessions frees quota.
   request del{op::remove, 0, "h/0"};
-  del.expected = to_bytes("h/2");  // [h/0, h/2): h/0, h/1, h/10, ...: every key below "h/2"
+  del.expected = to_bytes("h/2");                    // [h/0, h/2): h/0, h/1, h/10, ...: every key below "h/2"
   const auto removed = run(m, del, honest).fencing;  // anyone may remove: the owner's quota is freed
   CHECK(removed > 0);
   CHECK(m.usage(hostile).keys == 10'000 - removed);
@@ -163,7 +168,8 @@ TEST_CASE("quotas: bytes are charged to a key's last writer; overwriting another
 // usage recounts from the state, and the sums over clients are the store's
 // totals), no client is over a quota, and a restored machine is the same
 // state (same snapshot bytes).
-TEST_CASE("quotas: per-client usage sums to the store's totals and stays within quotas, across snapshots, over 60 seeds") {
+TEST_CASE(
+    "quotas: per-client usage sums to the store's totals and stays within quotas, across snapshots, over 60 seeds") {
   std::size_t refusals = 0, restores = 0;
   for (std::uint64_t seed = 1; seed <= test::last_seed(1, 60); ++seed) {
     CAPTURE(seed);
@@ -197,10 +203,14 @@ TEST_CASE("quotas: per-client usage sums to the store's totals and stays within 
         }
         case 1:
           if (!s) break;
-          r = run(*m, request{pick(2) ? op::close_session : op::expire_session, s, {}, 1, true, 0, 0, {}, {}, secret}, from);
+          r = run(*m, request{pick(2) ? op::close_session : op::expire_session, s, {}, 1, true, 0, 0, {}, {}, secret},
+                  from);
           open.erase(s);
           break;
-        case 2: case 3: r = run(*m, put(key(), size, s, secret), from); break;
+        case 2:
+        case 3:
+          r = run(*m, put(key(), size, s, secret), from);
+          break;
         case 4: {
           request a{op::append, 0, key(), 1, true, 0, 0, bytes(size / 4, std::uint8_t{'a'})};
           r = run(*m, a, from);
@@ -218,8 +228,10 @@ TEST_CASE("quotas: per-client usage sums to the store's totals and stays within 
           for (std::uint64_t i = 0, n = 1 + pick(4); i < n; ++i) {
             auto k = key();
             if (!used.insert(k).second) continue;
-            if (pick(4) == 0) t.success.push_back({txn_op::kind_t::remove, k, {}, {}, false});
-            else t.success.push_back({txn_op::kind_t::put, k, bytes(size / 2, std::uint8_t{'t'}), {}, s != 0 && pick(2)});
+            if (pick(4) == 0)
+              t.success.push_back({txn_op::kind_t::remove, k, {}, {}, false});
+            else
+              t.success.push_back({txn_op::kind_t::put, k, bytes(size / 2, std::uint8_t{'t'}), {}, s != 0 && pick(2)});
           }
           r = run(*m, txn(t, s, secret), from);
           break;
@@ -276,7 +288,9 @@ struct v3 {
   std::map<std::uint64_t, int> clients;  // empty
   std::vector<int> history;              // empty
   std::uint64_t compacted = 2, floor = 0;
-  template <class A> void serialize(A& ar) { ar(tag, fencing, next, sessions, sems, barriers, kv, revision, clients, history, compacted, floor); }
+  template <class A> void serialize(A& ar) {
+    ar(tag, fencing, next, sessions, sems, barriers, kv, revision, clients, history, compacted, floor);
+  }
 };
 
 }  // namespace
@@ -288,7 +302,7 @@ TEST_CASE("quotas: a format-3 snapshot (before quotas) restores with no quotas i
   REQUIRE_FALSE(m.restore(old));
   m.check_invariants();
   CHECK(m.quotas() == client_quotas{});
-  CHECK(m.usage(address::sim(7)) == client_usage{1, 0, 0});  // the session's opener
+  CHECK(m.usage(address::sim(7)) == client_usage{1, 0, 0});        // the session's opener
   CHECK(m.usage(address{}) == client_usage{0, 2, 1 + 2 + 1 + 3});  // keys had no owner recorded
   // It carries on as format 4; a key rewritten is charged to its writer.
   CHECK(run(m, put("x", 1), honest).code == status::ok);
@@ -321,7 +335,8 @@ struct service : test::coord_service {
 // puts fill it, and from then on every command is refused, the honest
 // client's too. With a byte quota of 512 KiB per client, the hostile client
 // is stopped there, told so in words, and the honest client goes on.
-TEST_CASE("quotas: a hostile client filling the store cannot keep another from writing or opening a session (end to end)") {
+TEST_CASE(
+    "quotas: a hostile client filling the store cannot keep another from writing or opening a session (end to end)") {
   for (std::uint64_t seed = 1; seed <= test::last_seed(1, 3); ++seed) {
     CAPTURE(seed);
     server_config sc;
@@ -357,7 +372,8 @@ TEST_CASE("quotas: a hostile client filling the store cannot keep another from w
     int ok = 0, failed = 0;
     good.open_session([&](result<session_id> r) { ++(r ? ok : failed); });
     for (int i = 0; i < 10; ++i)
-      good.put("ok/" + std::to_string(i), bytes(1024, std::uint8_t{'o'}), [&](result<done_t> r) { ++(r ? ok : failed); });
+      good.put("ok/" + std::to_string(i), bytes(1024, std::uint8_t{'o'}),
+               [&](result<done_t> r) { ++(r ? ok : failed); });
     s.w.run_until([&] { return ok + failed == 11; }, s.w.now() + 10s);
     CHECK(failed == 0);
     CHECK(ok == 11);
@@ -375,7 +391,8 @@ TEST_CASE("quotas: a hostile client filling the store cannot keep another from w
 // replica after every event the accounting invariant holds
 // (check_invariants, in the service), no client ever holds more than its
 // quotas, and once settled every replica holds the same usage table.
-TEST_CASE("quotas: every replica agrees on per-client usage, within quotas, across crashes and snapshots, over 12 seeds") {
+TEST_CASE(
+    "quotas: every replica agrees on per-client usage, within quotas, across crashes and snapshots, over 12 seeds") {
   std::size_t refusals = 0, crashes = 0;
   for (std::uint64_t seed = 1; seed <= test::last_seed(1, 12); ++seed) {
     CAPTURE(seed);
@@ -394,11 +411,23 @@ TEST_CASE("quotas: every replica agrees on per-client usage, within quotas, acro
       const auto key = "k" + std::to_string(g() % 12);
       const std::size_t size = c == 0 ? g() % 2'000 : g() % 300;
       switch (g() % 6) {
-        case 0: cl->open_session([next](result<session_id> r) { next(!r && r.explained().what.starts_with("quota exceeded")); }); break;
-        case 1: cl->close_session([next](result<done_t>) { next(false); }); break;
-        case 2: cl->remove(key, [next](result<std::uint64_t>) { next(false); }); break;
-        case 3: cl->append(key, bytes(size / 4, std::uint8_t{'a'}), [next](result<done_t> r) { next(!r && r.explained().what.starts_with("quota exceeded")); }); break;
-        default: cl->put(key, bytes(size, std::uint8_t{'p'}), [next](result<done_t> r) { next(!r && r.explained().what.starts_with("quota exceeded")); });
+        case 0:
+          cl->open_session(
+              [next](result<session_id> r) { next(!r && r.explained().what.starts_with("quota exceeded")); });
+          break;
+        case 1:
+          cl->close_session([next](result<done_t>) { next(false); });
+          break;
+        case 2:
+          cl->remove(key, [next](result<std::uint64_t>) { next(false); });
+          break;
+        case 3:
+          cl->append(key, bytes(size / 4, std::uint8_t{'a'}),
+                     [next](result<done_t> r) { next(!r && r.explained().what.starts_with("quota exceeded")); });
+          break;
+        default:
+          cl->put(key, bytes(size, std::uint8_t{'p'}),
+                  [next](result<done_t> r) { next(!r && r.explained().what.starts_with("quota exceeded")); });
       }
     };
     for (std::uint32_t c = 0; c < 3; ++c) step(c);

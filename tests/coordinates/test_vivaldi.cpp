@@ -96,7 +96,7 @@ TEST_CASE("vivaldi: over loss, duplication, reordering and crashes, the median e
     w.run_for(30s);
     const double late = median_error(w, net);
     for (std::uint32_t i = 0; i < n; ++i) w.get<viv>(i, viv::default_id).check_invariants();
-    CHECK(start > 0.5);   // everyone at the origin: every prediction is the two heights alone
+    CHECK(start > 0.5);  // everyone at the origin: every prediction is the two heights alone
     CHECK(late < early);
     CHECK(late < 0.25);
   }
@@ -118,7 +118,7 @@ TEST_CASE("vivaldi: hostile messages are dropped and counted, and leave the coor
   v.on_message(address::sim(1), coordinates::vivaldi_msg::ping{2, {0, 0, inf}, 0.5});
   v.on_message(address::sim(1), coordinates::vivaldi_msg::ping{3, {1e12, 0, 1}, 0.5});
   v.on_message(address::sim(1), coordinates::vivaldi_msg::ping{4, {1, 1, 1}, -1});
-  v.on_message(address::sim(2), coordinates::vivaldi_msg::ping{5, {1, 1, 1}, 0.5});  // not a member
+  v.on_message(address::sim(2), coordinates::vivaldi_msg::ping{5, {1, 1, 1}, 0.5});   // not a member
   v.on_message(address::sim(1), coordinates::vivaldi_msg::pong{99, {1, 1, 1}, 0.5});  // no such ping
   const auto& m = w.metrics();
   CHECK(m.counter(viv::default_id, "vivaldi_bad_coordinate") == 4);

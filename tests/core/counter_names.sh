@@ -12,7 +12,7 @@ while IFS= read -r f; do
   counted=$(grep -v '^\s*//' "$f" | grep -oE '(count|drop|reject_input)\("[a-z][a-z0-9_]*"|count\([^;]*\? "[a-z][a-z0-9_]*" : "[a-z][a-z0-9_]*"|admit\([^;]*, "[a-z][a-z0-9_]*"' |
     grep -oE '"[a-z][a-z0-9_]*"' | sort -u || true)
   [ -n "$counted" ] || continue
-  declared=$(awk '/counter_set[ a-z_]*\{\{|counter_set\{\{/ { on = 1 } on { print } on && /\}\};|\}\}\);/ { on = 0 }' "$f" |
+  declared=$(awk '/counter_set[ a-z_]*\{/ { on = 1 } on { print } on && /\}\};|\}\}\);/ { on = 0 }' "$f" |
     grep -oE '"[a-z][a-z0-9_]*"' | sort -u || true)
   missing=$(comm -23 <(echo "$counted") <(echo "$declared"))
   checked=$((checked + 1))

@@ -17,10 +17,7 @@ namespace {
 struct carries {
   static constexpr message_type wire_id = 1;
   address a;
-  template <class Ar>
-  void serialize(Ar& ar) {
-    ar(a);
-  }
+  template <class Ar> void serialize(Ar& ar) { ar(a); }
 };
 
 bytes encoded(const address& a) {
@@ -65,8 +62,8 @@ TEST_CASE("address: IPv6 printed as every other tool prints it (RFC 5952), and p
   CHECK(scoped != address::parse("[fe80::1%4]:7000"));
   round_trips(*scoped);
   if (auto lo = address::parse("[fe80::1%lo]:7000")) CHECK(lo->scope_id() != 0);  // where "lo" exists
-  for (const char* bad : {"::1:80", "[::1]80", "[::1:80", "[:::1]:80", "[1:2:3:4:5:6:7:8:9]:1", "[::1]:65536",
-                          "[10.0.0.1]:1", "[::g]:1"})
+  for (const char* bad :
+       {"::1:80", "[::1]80", "[::1:80", "[:::1]:80", "[1:2:3:4:5:6:7:8:9]:1", "[::1]:65536", "[10.0.0.1]:1", "[::g]:1"})
     CHECK_MESSAGE(!address::parse(bad), bad);
 }
 
@@ -87,8 +84,8 @@ TEST_CASE("address: host names are addresses, case-insensitive, resolved only at
   CHECK(address::host("localhost", 7)->is_name());
   round_trips(*a);
   round_trips(*address::parse("node7:1"));
-  for (const char* bad : {"a_b:1", "-a:1", "a-:1", "a..b:1", ".a:1", "1.2.3:4", "10.0.0.256:1", "a b:1", "x:", ":1",
-                          "é.example:1"})
+  for (const char* bad :
+       {"a_b:1", "-a:1", "a-:1", "a..b:1", ".a:1", "1.2.3:4", "10.0.0.256:1", "a b:1", "x:", ":1", "é.example:1"})
     CHECK_MESSAGE(!address::parse(bad), bad);
   CHECK_FALSE(address::parse(std::string(64, 'a') + ".example:1"));  // a label of 64
   CHECK(address::parse(std::string(63, 'a') + ".example:1"));
@@ -102,11 +99,13 @@ TEST_CASE("address: order and hash agree with equality, across families and rand
   std::vector<address> all;
   for (int i = 0; i < 200; ++i) {
     all.push_back(address::sim(static_cast<std::uint32_t>(r.below(50))));
-    all.push_back(address::ipv4({10, 0, 0, static_cast<std::uint8_t>(r.below(4))}, static_cast<std::uint16_t>(r.below(3))));
+    all.push_back(
+        address::ipv4({10, 0, 0, static_cast<std::uint8_t>(r.below(4))}, static_cast<std::uint16_t>(r.below(3))));
     std::array<std::uint8_t, 16> ip{};
     ip[15] = static_cast<std::uint8_t>(r.below(4));
     all.push_back(address::ipv6(ip, static_cast<std::uint16_t>(r.below(3)), static_cast<std::uint32_t>(r.below(2))));
-    all.push_back(*address::host("n" + std::to_string(r.below(5)) + ".example", static_cast<std::uint16_t>(r.below(3))));
+    all.push_back(
+        *address::host("n" + std::to_string(r.below(5)) + ".example", static_cast<std::uint16_t>(r.below(3))));
   }
   std::set<address> ordered(all.begin(), all.end());
   std::unordered_set<address> hashed(all.begin(), all.end());

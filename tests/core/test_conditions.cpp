@@ -95,7 +95,8 @@ TEST_CASE("conditions: the mappings callers rely on") {
   for (auto e : {delegation::errc::share_exhausted, delegation::errc::not_coordinator,
                  delegation::errc::certificate_expired, delegation::errc::slot_held})
     CHECK(make_error_code(e) == condition::retryable);
-  for (auto e : {delegation::errc::delegation_ended, delegation::errc::unknown_shard, delegation::errc::stock_exhausted})
+  for (auto e :
+       {delegation::errc::delegation_ended, delegation::errc::unknown_shard, delegation::errc::stock_exhausted})
     CHECK(make_error_code(e) == condition::permanent);
   // a time-out may hide a success; an unreachable peer never got the request
   CHECK(make_error_code(dcp::errc::timed_out) == condition::outcome_unknown);

@@ -26,13 +26,11 @@ inline constexpr counter_set helper_counters{{"helper_event"}};
 
 /// A protocol that counts what it is told to, and declares two names (one
 /// through a helper's set).
-template <Env E>
-class counting {
+template <Env E> class counting {
  public:
   struct poke {
     static constexpr message_type wire_id = 1;
-    template <class A>
-    void serialize(A&) {}
+    template <class A> void serialize(A&) {}
   };
   using messages = wire::message_set<poke>;
   static constexpr auto counters = join(helper_counters, counter_set{{{"pokes", "a poke received"}}});
@@ -47,8 +45,7 @@ class counting {
 };
 
 /// A protocol that declares no counters, and counts anyway.
-template <Env E>
-class undeclared {
+template <Env E> class undeclared {
  public:
   using messages = typename counting<E>::messages;
   static constexpr std::string_view name = "undeclared";
@@ -74,7 +71,8 @@ void host(sim::simulator& w) {
 
 TEST_CASE("counter_set: names are checked when the set is built, and a join is the union of its parts") {
   static_assert(counting<sim::env>::counters.size() == 2);
-  static_assert(counting<sim::env>::counters.contains("pokes") && counting<sim::env>::counters.contains("helper_event"));
+  static_assert(counting<sim::env>::counters.contains("pokes") &&
+                counting<sim::env>::counters.contains("helper_event"));
   static_assert(!counting<sim::env>::counters.contains("poke"));
   static_assert(counters_of<undeclared<sim::env>>().empty());
   static_assert(detail::counter_name_ok("walker_duplicates") && detail::counter_name_ok("p99_hops"));

@@ -24,7 +24,10 @@ TEST_CASE("memory_disk: torn tails keep a prefix of the unsynced bytes") {
   (void)d.append("log", as_bytes("abc"));
   (void)d.sync("log");
   (void)d.append("log", as_bytes("defgh"));
-  d.crash([](std::size_t unsynced) { CHECK(unsynced == 5); return std::size_t{2}; });
+  d.crash([](std::size_t unsynced) {
+    CHECK(unsynced == 5);
+    return std::size_t{2};
+  });
   CHECK(as_string(*d.read("log")) == "abcde");
 }
 

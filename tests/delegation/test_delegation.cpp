@@ -71,7 +71,7 @@ struct world {
 
 TEST_CASE("delegation: max-min fair shares (Doorman's FairShare example and its properties)") {
   CHECK(max_min_fair(120, {1000, 50, 10}) == std::vector<std::uint64_t>{60, 50, 10});
-  CHECK(max_min_fair(10, {}) .empty());
+  CHECK(max_min_fair(10, {}).empty());
   dcp::rng r(3);
   for (int trial = 0; trial < 2000; ++trial) {
     const auto C = r.below(1000);
@@ -130,7 +130,9 @@ TEST_CASE("delegation: misconfiguration is refused where it is made, in words") 
 
   certificate cert{"db", 0, capacity_kind::concurrency, 4, 1, wall_time(1s), wall_time(2s), {}, 1};
   CHECK(cert.problem() == "needs 1..16 coordinators");  // an empty group
-  cert.coordinators = {{address::sim(1), bytes(32, 1)}, {address::sim(2), bytes(32, 2)}, {address::sim(3), bytes(32, 3)},
+  cert.coordinators = {{address::sim(1), bytes(32, 1)},
+                       {address::sim(2), bytes(32, 2)},
+                       {address::sim(3), bytes(32, 3)},
                        {address::sim(4), bytes(32, 4)}};
   cert.quorum = 2;  // 2 of 4: two quorums may not intersect
   CHECK(cert.problem().find("does not intersect") != std::string::npos);
@@ -143,7 +145,8 @@ TEST_CASE("delegation: misconfiguration is refused where it is made, in words") 
 TEST_CASE("delegation: certificates are signed by the origin; anything else is refused") {
   const auto key = lease::signing_key(origin_private_key(), 0);
   const auto vk = key.to_verification_key();
-  certificate c{"db", 3, capacity_kind::rate, 40, 2, wall_time(10s), wall_time(20s), {{address::sim(5), bytes(32, 9)}}, 1};
+  certificate c{"db", 3, capacity_kind::rate, 40, 2, wall_time(10s), wall_time(20s), {{address::sim(5), bytes(32, 9)}},
+                1};
   auto sealed = seal_certificate(c, key).value();
   auto back = open_certificate(sealed, vk);
   REQUIRE(back);
@@ -171,25 +174,30 @@ struct liar {
   lease::ed25519_private_key key;
   std::optional<certificate> cert;
   liar(sim::env e)
-      : env(e), key(lease::ed25519_private_key::from_seed(bytes(32, static_cast<std::uint8_t>(40 + e.index()))).value()) {}
-  void ask(std::string resource, std::uint32_t shard, std::uint64_t demand = 1000) { env.send(address::sim(0), request(resource, shard, demand)); }
+      : env(e),
+        key(lease::ed25519_private_key::from_seed(bytes(32, static_cast<std::uint8_t>(40 + e.index()))).value()) {}
+  void ask(std::string resource, std::uint32_t shard, std::uint64_t demand = 1000) {
+    env.send(address::sim(0), request(resource, shard, demand));
+  }
   msg::delegate_request request(std::string resource, std::uint32_t shard, std::uint64_t demand = 1000) {
     msg::delegate_request m{std::move(resource), shard, key.public_key().raw(), demand};
     REQUIRE_FALSE(delegation::sign(m, env.self(), key, env.wall_now()));
     return m;
   }
   void on_message(const address&, const msg::delegate_reply& m) {
-    if (m.code == status::ok) cert = open_certificate(m.certificate, lease::signing_key(origin_private_key(), 0).to_verification_key()).value();
+    if (m.code == status::ok)
+      cert = open_certificate(m.certificate, lease::signing_key(origin_private_key(), 0).to_verification_key()).value();
   }
-  template <class M>
-  void on_message(const address&, const M&) {}
-  bytes sign(std::uint32_t epoch, std::string res, address holder, std::uint32_t permits, std::uint64_t fencing, wall_time expiry) {
+  template <class M> void on_message(const address&, const M&) {}
+  bytes sign(std::uint32_t epoch, std::string res, address holder, std::uint32_t permits, std::uint64_t fencing,
+             wall_time expiry) {
     return lease::seal({std::move(res), holder, permits, fencing, expiry}, lease::signing_key(key, epoch)).value();
   }
 };
 }  // namespace
 
-TEST_CASE("delegation: a lying coordinator wastes its own share, never more; forged and stale tokens get their own errors") {
+TEST_CASE(
+    "delegation: a lying coordinator wastes its own share, never more; forged and stale tokens get their own errors") {
   sim::simulator w(5);
   origin_config oc;
   oc.resources = {{"db", capacity_kind::concurrency, 10, 2}};
@@ -227,11 +235,16 @@ TEST_CASE("delegation: a lying coordinator wastes its own share, never more; for
   auto forged = good;
   forged[forged.size() / 2] ^= 1;
   CHECK(org.admit(forged, now).error() == lease::errc::bad_signature);
-  CHECK(org.admit(a.sign(a.cert->epoch + 3, "db#0", address::sim(300), 1, 1, exp), now).error() == delegation::errc::wrong_epoch);
-  CHECK(org.admit(a.sign(a.cert->epoch, "db#7", address::sim(300), 1, 1, exp), now).error() == delegation::errc::unknown_shard);
-  CHECK(org.admit(a.sign(a.cert->epoch, "disk#0", address::sim(300), 1, 1, exp), now).error() == delegation::errc::unknown_shard);
-  CHECK(org.admit(a.sign(a.cert->epoch, "db#0", address::sim(300), 1, 1, now - 1s), now).error() == lease::errc::expired);
-  CHECK(org.admit(b.sign(a.cert->epoch, "db#0", address::sim(300), 1, 1, exp), now).error() == lease::errc::bad_signature);
+  CHECK(org.admit(a.sign(a.cert->epoch + 3, "db#0", address::sim(300), 1, 1, exp), now).error() ==
+        delegation::errc::wrong_epoch);
+  CHECK(org.admit(a.sign(a.cert->epoch, "db#7", address::sim(300), 1, 1, exp), now).error() ==
+        delegation::errc::unknown_shard);
+  CHECK(org.admit(a.sign(a.cert->epoch, "disk#0", address::sim(300), 1, 1, exp), now).error() ==
+        delegation::errc::unknown_shard);
+  CHECK(org.admit(a.sign(a.cert->epoch, "db#0", address::sim(300), 1, 1, now - 1s), now).error() ==
+        lease::errc::expired);
+  CHECK(org.admit(b.sign(a.cert->epoch, "db#0", address::sim(300), 1, 1, exp), now).error() ==
+        lease::errc::bad_signature);
   // A token is honoured only from its holder, and a refusal counts nothing.
   const auto before = org.in_use("db", now);
   CHECK(org.admit(good, now, address::sim(301)).error() == delegation::errc::wrong_holder);
@@ -248,7 +261,8 @@ TEST_CASE("delegation: a lying coordinator wastes its own share, never more; for
   CHECK(t->expiry == a.cert->not_after);
   // After the delegation ends, its tokens are refused as such.
   const auto after = a.cert->not_after + 1s;
-  CHECK(org.admit(a.sign(a.cert->epoch, "db#0", address::sim(500), 1, 500, after + 1s), after).error() == delegation::errc::delegation_ended);
+  CHECK(org.admit(a.sign(a.cert->epoch, "db#0", address::sim(500), 1, 500, after + 1s), after).error() ==
+        delegation::errc::delegation_ended);
   CHECK(org.stats().admitted == share_a + share_b + 1);
 }
 
@@ -331,7 +345,10 @@ TEST_CASE("delegation: the origin believes only signed, fresh delegate requests 
 TEST_CASE("delegation: a cancelled acquire completes once as cancelled and leaves no permit behind") {
   world s(3, {"db", capacity_kind::concurrency, 1, 1}, 4);
   std::optional<grant> a;
-  s.peer(2)->acquire("db", 0, 1, [&](result<grant> g) { REQUIRE(g); a = *g; });
+  s.peer(2)->acquire("db", 0, 1, [&](result<grant> g) {
+    REQUIRE(g);
+    a = *g;
+  });
   s.w.run_for(500ms);
   REQUIRE(a);
   int b_calls = 0;
@@ -350,11 +367,13 @@ TEST_CASE("delegation: a cancelled acquire completes once as cancelled and leave
   CHECK(b_error == dcp::errc::cancelled);
   s.peer(2)->release(*a);
   std::optional<grant> c;
-  s.peer(4)->acquire("db", 0, 1, [&](result<grant> g) { if (g) c = *g; });
+  s.peer(4)->acquire("db", 0, 1, [&](result<grant> g) {
+    if (g) c = *g;
+  });
   s.w.run_for(3s);
   CHECK(b_calls == 1);
   CHECK(s.peer(3)->holds().empty());
-  REQUIRE(c);  // the permit b withdrew from went to the next client
+  REQUIRE(c);                            // the permit b withdrew from went to the next client
   const auto held = s.peer(4)->holds();  // c renewed: present its latest token
   REQUIRE(held.size() == 1);
   CHECK(s.org().admit(held.front().sealed, s.origin_now()));
@@ -379,7 +398,8 @@ TEST_CASE("delegation: a shift in demand moves the capacity to where the clients
         });
       });
     };
-    for (sim::node_index i = 3; i <= clients; ++i) s.w.after(duration(s.w.rng().between(0, 100'000'000)), [&, i] { loop(i); });
+    for (sim::node_index i = 3; i <= clients; ++i)
+      s.w.after(duration(s.w.rng().between(0, 100'000'000)), [&, i] { loop(i); });
     s.w.run_for(6s);
     CHECK(s.org().share("db", 0) + s.org().share("db", 1) == C);
     for (sim::node_index i = 3; i <= clients; ++i) shard_of[i] = 0;  // from their next token on
@@ -452,7 +472,9 @@ TEST_CASE("delegation: never above capacity at the origin through a surge and co
 TEST_CASE("delegation: a crashed coordinator's shard is re-delegated only after its certificate ends") {
   world s(9, {"db", capacity_kind::concurrency, 4, 1}, 6);
   std::optional<grant> g;
-  s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) { if (r) g = *r; });
+  s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) {
+    if (r) g = *r;
+  });
   s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
   REQUIRE(g);
   REQUIRE(s.org().admit(g->sealed, s.origin_now()));
@@ -461,7 +483,12 @@ TEST_CASE("delegation: a crashed coordinator's shard is re-delegated only after 
   s.owner[0] = 2;
   std::optional<grant> g2;
   wall_time got_at{};
-  s.peer(4)->acquire("db", 0, 1, [&](result<grant> r) { if (r) { g2 = *r; got_at = s.origin_now(); } });
+  s.peer(4)->acquire("db", 0, 1, [&](result<grant> r) {
+    if (r) {
+      g2 = *r;
+      got_at = s.origin_now();
+    }
+  });
   s.w.run_until([&] { return g2.has_value(); }, s.w.now() + 8s);
   REQUIRE(g2);
   CHECK(g2->cert.epoch == g->cert.epoch + 1);
@@ -504,7 +531,9 @@ TEST_CASE("delegation: a client holds tokens of two shards whose fencing tokens 
   std::uint32_t lost = 0;
   s.peer(3)->on_lost([&](const grant&) { ++lost; });
   for (std::uint32_t shard : {0u, 1u})
-    s.peer(3)->acquire("db", shard, 1, [&](result<grant> g) { if (g) got.push_back(*g); });
+    s.peer(3)->acquire("db", shard, 1, [&](result<grant> g) {
+      if (g) got.push_back(*g);
+    });
   s.w.run_until([&] { return got.size() == 2; }, s.w.now() + 3s);
   REQUIRE(got.size() == 2);
   REQUIRE(got[0].token.fencing == got[1].token.fencing);
@@ -522,7 +551,9 @@ TEST_CASE("delegation: a released token stays released when a renewal answered l
   // the token back to life (held again, renewed for ever, then reported lost).
   world s(11, {"db", capacity_kind::concurrency, 4, 1}, 4);
   std::optional<grant> g;
-  s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) { if (r) g = *r; });
+  s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) {
+    if (r) g = *r;
+  });
   s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
   REQUIRE(g);
   std::uint32_t lost = 0;
@@ -548,7 +579,9 @@ TEST_CASE("delegation: a node the DHT names wrongly sends clients to the coordin
     CAPTURE(seed);
     world s(seed, {"db", capacity_kind::concurrency, 4, 1}, 6);
     std::optional<grant> g;
-    s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) { if (r) g = *r; });
+    s.peer(3)->acquire("db", 0, 1, [&](result<grant> r) {
+      if (r) g = *r;
+    });
     s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
     REQUIRE(g);
     s.owner[0] = 2;  // the view moves to node 2; node 1 still holds the delegation, and renews it
@@ -570,7 +603,9 @@ TEST_CASE("delegation: a coordinator keeps its delegation, renewed, for as long 
   // lapses and the shard goes dark for a new epoch.
   world s(3, {"db", capacity_kind::concurrency, 4, 1}, 3);
   std::optional<grant> g;
-  s.peer(2)->acquire("db", 0, 1, [&](result<grant> r) { if (r) g = *r; });
+  s.peer(2)->acquire("db", 0, 1, [&](result<grant> r) {
+    if (r) g = *r;
+  });
   s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
   REQUIRE(g);
   for (int i = 0; i < 30; ++i) {  // ten certificate lives
@@ -630,8 +665,10 @@ TEST_CASE("delegation: stock allocations, batched and idempotent, survive a coor
     for (sim::node_index i = 3; i <= students; ++i)
       s.w.after(duration(s.w.rng().between(0, 200'000'000)), [&, i] {
         s.peer(i)->acquire("lab", i % 2, 1, [&, i](result<grant> g) {
-          if (g) confirmed[i] = g->token.fencing;
-          else refused.insert(i);
+          if (g)
+            confirmed[i] = g->token.fencing;
+          else
+            refused.insert(i);
         });
       });
     s.w.run_for(150ms);
@@ -644,8 +681,8 @@ TEST_CASE("delegation: stock allocations, batched and idempotent, survive a coor
     for (auto& [k, units] : allocs) per_student[k.first] += units;
     for (auto& [who, n] : per_student) CHECK(n == 1);  // once per student, across retries and coordinators
     for (auto& [i, f] : confirmed) CHECK(per_student.contains(address::sim(i)));  // no confirmed seat lost
-    CHECK(confirmed.size() + refused.size() == students - 2);  // every student heard back
-    CHECK(s.org().stats().batches < s.org().stats().allocations);  // batched, not one message per seat
+    CHECK(confirmed.size() + refused.size() == students - 2);                     // every student heard back
+    CHECK(s.org().stats().batches < s.org().stats().allocations);                 // batched, not one message per seat
   }
 }
 
@@ -665,18 +702,22 @@ TEST_CASE("delegation: acquire_stock says sold out only when every shard is, ove
       // Most arrive at once (some shards sell their share, and report the
       // demand they could not meet); the rest across the renewals after it.
       s.w.after(i <= shards + 36 ? duration(s.w.rng().between(0, 300'000'000))
-                                 : duration(s.w.rng().between(1'000'000'000, 3'000'000'000)), [&, i] {
-        s.peer(i)->acquire_stock("lab", shards, 1, [&](result<grant> g) {
-          if (g) ++sold;
-          else if (g.error() == delegation::errc::stock_exhausted) ++sold_out;
-          else ++other;
-        });
-      });
+                                 : duration(s.w.rng().between(1'000'000'000, 3'000'000'000)),
+                [&, i] {
+                  s.peer(i)->acquire_stock("lab", shards, 1, [&](result<grant> g) {
+                    if (g)
+                      ++sold;
+                    else if (g.error() == delegation::errc::stock_exhausted)
+                      ++sold_out;
+                    else
+                      ++other;
+                  });
+                });
     s.w.run_for(16s);
     CHECK(sold + sold_out + other == students);  // everyone heard back
     CHECK(s.org().allocated("lab") <= seats);
     CHECK(s.org().allocated("lab") == sold);  // each sale confirmed, none lost
-    if (sold_out > 0) CHECK(sold == seats);    // "sold out" was true
+    if (sold_out > 0) CHECK(sold == seats);   // "sold out" was true
     CHECK(other == 0);
     sold_out_heard += sold_out > 0;
   }
@@ -704,7 +745,8 @@ TEST_CASE("delegation: a cancelled acquire_stock walk stops where it is") {
     std::optional<std::uint64_t> walk;
     bool cancelled_at_second = false;
     s.w.on_trace([&](const sim::trace_event& e) {
-      if (e.what != sim::trace_event::kind::send || e.from != buyer || e.protocol != pid || e.type != msg::token_request::wire_id)
+      if (e.what != sim::trace_event::kind::send || e.from != buyer || e.protocol != pid ||
+          e.type != msg::token_request::wire_id)
         return;
       if (asked.insert(e.to).second) order.push_back(e.to);
       if (order.size() == 2 && !cancelled_at_second) {
@@ -761,8 +803,10 @@ TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, 
       pc.give_up_after = 8s;
       pc.locate = dht_locator(r);
       n.add<peer_t>(pid, pc);
-      if (n.index() == 1) r.bootstrap({});
-      else r.bootstrap({{node_id{}, address::sim(1)}});
+      if (n.index() == 1)
+        r.bootstrap({});
+      else
+        r.bootstrap({{node_id{}, address::sim(1)}});
     });
     w.run_for(3s);
     auto owner = [&](std::uint32_t shard) {  // the truth: the live node closest to the key
@@ -770,7 +814,8 @@ TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, 
       std::optional<sim::node_index> best;
       for (sim::node_index i = 1; i <= peers; ++i)
         if (auto* r = w.find<router_t>(i, rid); r && r->joined() &&
-            (!best || router_t::distance(key, r->self().id) < router_t::distance(key, w.get<router_t>(*best, rid).self().id)))
+            (!best ||
+             router_t::distance(key, r->self().id) < router_t::distance(key, w.get<router_t>(*best, rid).self().id)))
           best = i;
       return *best;
     };
@@ -797,7 +842,8 @@ TEST_CASE("delegation over a Kademlia overlay: coordinators are the DHT owners, 
         });
       });
     };
-    for (sim::node_index i = 1; i <= peers; ++i) w.after(duration(w.rng().between(0, 200'000'000)), [&, i] { loop(i, 0); });
+    for (sim::node_index i = 1; i <= peers; ++i)
+      w.after(duration(w.rng().between(0, 200'000'000)), [&, i] { loop(i, 0); });
     w.after_event([&] { REQUIRE(org.in_use("db", w.local_wall_now(0)) <= C); });
     w.run_for(3s);
     for (std::uint32_t s = 0; s < shards; ++s) {

@@ -25,7 +25,9 @@ using group_t = group<sim::env, raft_t>;
 constexpr protocol_id pid = default_protocol_id;
 constexpr protocol_id raft_id = 100;
 
-lease::ed25519_private_key key_of(std::uint8_t fill) { return lease::ed25519_private_key::from_seed(bytes(32, fill)).value(); }
+lease::ed25519_private_key key_of(std::uint8_t fill) {
+  return lease::ed25519_private_key::from_seed(bytes(32, fill)).value();
+}
 
 /// Node 0 is the origin; nodes 1..r the group; the rest clients (peers),
 /// whose `locate` names a live member of the group (as a DHT's k closest
@@ -34,7 +36,8 @@ struct world {
   sim::simulator w;
   std::uint32_t r;
   std::vector<bool> down;
-  std::optional<sim::node_index> stale;  ///< set: locate names this node, whatever its state (a DHT's view that lags a crash)
+  std::optional<sim::node_index>
+      stale;  ///< set: locate names this node, whatever its state (a DHT's view that lags a crash)
   origin_config ocfg;
 
   world(std::uint64_t seed, resource_spec spec, std::uint32_t members, std::uint32_t clients, double loss = 0,
@@ -126,8 +129,15 @@ struct asker {
 
 TEST_CASE("delegation ledger: grants within the share, once per request, expired by the cutoff, snapshots whole") {
   const auto okey = lease::signing_key(key_of(7), 0);
-  certificate c{"db", 0, capacity_kind::concurrency, 3, 1, wall_time(10s), wall_time(20s),
-                {{address::sim(1), key_of(21).public_key().raw()}}, 1};
+  certificate c{"db",
+                0,
+                capacity_kind::concurrency,
+                3,
+                1,
+                wall_time(10s),
+                wall_time(20s),
+                {{address::sim(1), key_of(21).public_key().raw()}},
+                1};
   ledger l;
   auto run = [&](ledger::command cmd) {
     bytes in;
@@ -147,7 +157,8 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
     cmd.cutoff_ns = ledger::ns(wall_time(std::chrono::seconds(at_s)));
     return run(cmd);
   };
-  CHECK(grant(5, 1, 1, 11).code == static_cast<std::uint32_t>(delegation::errc::not_coordinator));  // no certificate yet
+  CHECK(grant(5, 1, 1, 11).code ==
+        static_cast<std::uint32_t>(delegation::errc::not_coordinator));  // no certificate yet
   ledger::command cert;
   cert.kind = ledger::op::certify;
   cert.key = "db#0";
@@ -157,7 +168,7 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
   const auto a = grant(5, 2, 1, 11);
   REQUIRE(a.code == 0);
   CHECK(a.fencing == (1ull << 32 | 1));
-  CHECK(grant(5, 2, 1, 11).fencing == a.fencing);  // a resend: the same grant, nothing more taken...
+  CHECK(grant(5, 2, 1, 11).fencing == a.fencing);                     // a resend: the same grant, nothing more taken...
   CHECK(grant(5, 2, 1, 12).expiry_ns == ledger::ns(wall_time(14s)));  // ...as fresh as a new one
   CHECK(grant(6, 2, 1, 11).code == static_cast<std::uint32_t>(delegation::errc::share_exhausted));  // 2 + 2 > 3
   CHECK(grant(6, 1, 1, 11).code == 0);
@@ -201,9 +212,17 @@ TEST_CASE("delegation ledger: grants within the share, once per request, expired
   l.check_invariants();
 }
 
-TEST_CASE("delegation ledger: stock reserved once per request, within the share, batched one at a time, answered once") {
-  certificate c{"lab", 0, capacity_kind::stock, 3, 1, wall_time(10s), wall_time(20s),
-                {{address::sim(1), key_of(21).public_key().raw()}}, 1};
+TEST_CASE(
+    "delegation ledger: stock reserved once per request, within the share, batched one at a time, answered once") {
+  certificate c{"lab",
+                0,
+                capacity_kind::stock,
+                3,
+                1,
+                wall_time(10s),
+                wall_time(20s),
+                {{address::sim(1), key_of(21).public_key().raw()}},
+                1};
   ledger l;
   auto run = [&](ledger::op kind, std::uint32_t holder = 0, std::uint64_t request_id = 0, std::uint32_t units = 0,
                  std::uint64_t batch = 0) {
@@ -230,7 +249,7 @@ TEST_CASE("delegation ledger: stock reserved once per request, within the share,
   CHECK(run(ledger::op::reserve, 5, 1, 1).code == static_cast<std::uint32_t>(delegation::errc::not_coordinator));
   REQUIRE(run(ledger::op::certify).code == 0);
   CHECK(run(ledger::op::reserve, 5, 1, 2).code == 0);
-  CHECK(run(ledger::op::reserve, 5, 1, 2).permits == 2);  // a resend: the same allocation, nothing more taken
+  CHECK(run(ledger::op::reserve, 5, 1, 2).permits == 2);       // a resend: the same allocation, nothing more taken
   CHECK(run(ledger::op::reserve, 6, 1, 2).code == exhausted);  // 2 + 2 > 3
   CHECK(run(ledger::op::reserve, 6, 1, 0).code == exhausted);  // no units is no allocation
   CHECK(run(ledger::op::reserve, 6, 1, 1).code == 0);
@@ -289,12 +308,15 @@ TEST_CASE("delegation: the origin checks a group's tokens by the signer its key 
   auto& org = w.get<origin_t>(0, pid);
   const auto now = w.local_wall_now(0);
   auto sign = [&](std::uint8_t member, std::uint32_t key_id, std::uint64_t fencing) {
-    return lease::seal({"db#0", address::sim(9), 1, fencing, now + 1s}, lease::signing_key(key_of(20 + member), key_id)).value();
+    return lease::seal({"db#0", address::sim(9), 1, fencing, now + 1s}, lease::signing_key(key_of(20 + member), key_id))
+        .value();
   };
-  CHECK(org.admit(sign(3, group_key_id(c.epoch, 2), 1), now));                                         // member 3, position 2
-  CHECK(org.admit(sign(1, group_key_id(c.epoch, 0), 2), now));                                         // member 1, position 0
-  CHECK(org.admit(sign(3, group_key_id(c.epoch, 0), 3), now).error() == lease::errc::bad_signature);   // a key id that names another
-  CHECK(org.admit(sign(3, group_key_id(c.epoch, 3), 4), now).error() == delegation::errc::wrong_epoch);  // no position 3
+  CHECK(org.admit(sign(3, group_key_id(c.epoch, 2), 1), now));  // member 3, position 2
+  CHECK(org.admit(sign(1, group_key_id(c.epoch, 0), 2), now));  // member 1, position 0
+  CHECK(org.admit(sign(3, group_key_id(c.epoch, 0), 3), now).error() ==
+        lease::errc::bad_signature);  // a key id that names another
+  CHECK(org.admit(sign(3, group_key_id(c.epoch, 3), 4), now).error() ==
+        delegation::errc::wrong_epoch);  // no position 3
   CHECK(check_token(sign(2, group_key_id(c.epoch, 1), 5), c));
   CHECK(check_token(sign(2, group_key_id(c.epoch, 2), 5), c).error() == delegation::errc::certificate_mismatch);
   // Another member renews the same epoch; a different group must wait it out.
@@ -315,7 +337,8 @@ TEST_CASE("delegation: the origin checks a group's tokens by the signer its key 
 // being renewed, under the same epoch), new grants resume within an election,
 // and the origin never honours more than C, nor refuses a token the group
 // granted as over capacity (the group never over-grants across the failover).
-TEST_CASE("delegation: a group's leader crashes or is cut off mid-surge; no grant is lost, none over capacity, over seeds") {
+TEST_CASE(
+    "delegation: a group's leader crashes or is cut off mid-surge; no grant is lost, none over capacity, over seeds") {
   std::uint64_t admitted_total = 0, lost_total = 0;
   std::vector<double> resume_ms;
   for (std::uint64_t seed = 1; seed <= 12; ++seed) {
@@ -399,8 +422,9 @@ TEST_CASE("delegation: a group's leader crashes or is cut off mid-surge; no gran
     s.w.after_event({});
   }
   std::sort(resume_ms.begin(), resume_ms.end());
-  MESSAGE("admitted " << admitted_total << ", lost grants " << lost_total << ", first grant after the leader's crash: median "
-                      << resume_ms[resume_ms.size() / 2] << " ms, max " << resume_ms.back() << " ms");
+  MESSAGE("admitted " << admitted_total << ", lost grants " << lost_total
+                      << ", first grant after the leader's crash: median " << resume_ms[resume_ms.size() / 2]
+                      << " ms, max " << resume_ms.back() << " ms");
 }
 
 // A client that has seen the group's certificate turns to its other members
@@ -446,7 +470,9 @@ TEST_CASE("delegation: a group's clients turn to its other members when the node
 TEST_CASE("delegation: a group without a majority grants nothing new; a restarted majority resumes from its log") {
   world s(4, {"db", capacity_kind::concurrency, 6, 1}, 3, 6);
   std::optional<grant> g;
-  s.peer(4)->acquire("db", 0, 2, [&](result<grant> r) { if (r) g = *r; });
+  s.peer(4)->acquire("db", 0, 2, [&](result<grant> r) {
+    if (r) g = *r;
+  });
   s.w.run_until([&] { return g.has_value(); }, s.w.now() + 3s);
   REQUIRE(g);
   CHECK(g->cert.coordinators.size() == 3);
@@ -473,13 +499,16 @@ TEST_CASE("delegation: a group without a majority grants nothing new; a restarte
   CHECK(b->grants.contains((*r)->token.fencing));
 }
 
-TEST_CASE("delegation: releases sent as a group's leader dies free their permits under the next leader, not at expiry") {
+TEST_CASE(
+    "delegation: releases sent as a group's leader dies free their permits under the next leader, not at expiry") {
   for (std::uint64_t seed = 1; seed <= 5; ++seed) {
     CAPTURE(seed);
     world s(seed, {"db", capacity_kind::concurrency, 2, 1}, 3, 4, 0, 4s);  // tokens of 4 s: renewed with 2 to 4 s left
     std::map<sim::node_index, grant> held;
     for (sim::node_index i : {4u, 5u})
-      s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) { if (g) held[i] = *g; });
+      s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) {
+        if (g) held[i] = *g;
+      });
     s.w.run_until([&] { return held.size() == 2; }, s.w.now() + 3s);
     REQUIRE(held.size() == 2);  // the share is in use
     auto l = s.leader();
@@ -491,14 +520,17 @@ TEST_CASE("delegation: releases sent as a group's leader dies free their permits
       s.peer(i)->release(g);
     }
     std::optional<time_point> granted;
-    s.peer(6)->acquire("db", 0, 1, [&](result<grant> g) { if (g) granted = s.w.now();});
+    s.peer(6)->acquire("db", 0, 1, [&](result<grant> g) {
+      if (g) granted = s.w.now();
+    });
     s.w.run_until([&] { return granted.has_value(); }, s.w.now() + 6s);
     REQUIRE(granted);
     CHECK(*granted - crashed < 1500ms);  // an election and a commit, not the 2 to 4 s left on the released tokens
   }
 }
 
-TEST_CASE("delegation: a group allocates stock in logged batches; no seat lost or doubled through leader crashes, over seeds") {
+TEST_CASE(
+    "delegation: a group allocates stock in logged batches; no seat lost or doubled through leader crashes, over seeds") {
   const std::uint64_t last = test::last_seed(1, 12);
   std::uint64_t allocations = 0, batches = 0, duplicates = 0;
   for (std::uint64_t seed = 1; seed <= last; ++seed) {
@@ -512,8 +544,10 @@ TEST_CASE("delegation: a group allocates stock in logged batches; no seat lost o
     for (sim::node_index i = first; i < first + students; ++i)
       s.w.after(duration(s.w.rng().between(0, 600'000'000)), [&, i] {
         s.peer(i)->acquire_stock("lab", 2, 1, [&, i](result<grant> g) {
-          if (g) receipts[i] = *g;
-          else refused.insert(i);
+          if (g)
+            receipts[i] = *g;
+          else
+            refused.insert(i);
           if (!g) CHECK(g.error() == delegation::errc::stock_exhausted);
         });
       });
@@ -547,7 +581,7 @@ TEST_CASE("delegation: a group allocates stock in logged batches; no seat lost o
     std::map<address, std::uint32_t> per_student;
     for (auto& [k, units] : allocs) per_student[k.first] += units;
     for (auto& [who, n] : per_student) CHECK(n == 1);  // once per student, across retries and leaders
-    for (auto& [i, g] : receipts) {                      // every receipt is a seat the origin holds, under the group's key
+    for (auto& [i, g] : receipts) {  // every receipt is a seat the origin holds, under the group's key
       CHECK(allocs.contains({address::sim(i), g.request_id}));
       CHECK(g.cert.coordinators.size() == 3);
       CHECK(g.token.holder == address::sim(i));
@@ -596,17 +630,21 @@ struct slot_audit {
       auto* p = s.peer(i);
       if (!p) continue;
       for (auto& g : p->holds()) {
-        if (auto known = tokens.find(g.token.fencing); known != tokens.end()) {  // renewed: it lives to its latest expiry, or to its release
+        if (auto known = tokens.find(g.token.fencing);
+            known != tokens.end()) {  // renewed: it lives to its latest expiry, or to its release
           if (!known->second.released) known->second.expiry = std::max(known->second.expiry, g.token.expiry);
           continue;
         }
         REQUIRE(is_quorum_signed(g.sealed));
-        auto q = open_quorum_token(g.sealed, [&](const quorum_grant&, std::uint32_t epoch, std::size_t member)
-                                                   -> result<const lease::verification_key*> {
-          keys.emplace_back(lease::ed25519_public_key::from_bytes(g.cert.coordinators.at(member).public_key).value(),
-                            group_key_id(epoch, member));
-          return &keys.back();
-        });
+        auto q = open_quorum_token(
+            g.sealed,
+            [&](const quorum_grant&, std::uint32_t epoch,
+                std::size_t member) -> result<const lease::verification_key*> {
+              keys.emplace_back(
+                  lease::ed25519_public_key::from_bytes(g.cert.coordinators.at(member).public_key).value(),
+                  group_key_id(epoch, member));
+              return &keys.back();
+            });
         keys.clear();
         REQUIRE(q);
         REQUIRE(q->signers >= g.cert.signers);
@@ -639,7 +677,9 @@ TEST_CASE("delegation: quorum-signed tokens; a lying leader's forged release doe
   slot_audit audit;
   std::map<sim::node_index, grant> held;
   for (sim::node_index i : {5u, 6u})
-    s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) { if (g) held[i] = *g; });
+    s.peer(i)->acquire("db", 0, 1, [&, i](result<grant> g) {
+      if (g) held[i] = *g;
+    });
   s.w.run_until([&] { return held.size() == 2; }, s.w.now() + 4s);
   REQUIRE(held.size() == 2);
   for (auto& [i, g] : held) {
@@ -662,7 +702,9 @@ TEST_CASE("delegation: quorum-signed tokens; a lying leader's forged release doe
   s.w.run_for(100ms);
   REQUIRE(logged);
   CHECK_FALSE(s.w.get<group_t>(*l, pid).book("db", 0)->grants.contains(held[5].token.fencing));  // the book believes it
-  s.peer(7)->acquire("db", 0, 1, [&](result<grant> g) { if (g) third_at = s.origin_now(); });
+  s.peer(7)->acquire("db", 0, 1, [&](result<grant> g) {
+    if (g) third_at = s.origin_now();
+  });
   for (int step = 0; step < 800 && !third_at; ++step) {
     s.w.run_for(5ms);
     audit.look(s, 5, 9);
@@ -681,7 +723,11 @@ TEST_CASE("delegation: quorum-signed tokens; a lying leader's forged release doe
 /// A quorum-signing group of 4 (3 sign) with one permit, and `holder` holding it.
 grant one_permit_held(world& s, sim::node_index holder) {
   std::optional<grant> first;
-  s.w.after(500ms, [&] { s.peer(holder)->acquire("db", 0, 1, [&](result<grant> g) { if (g) first = *g; }); });
+  s.w.after(500ms, [&] {
+    s.peer(holder)->acquire("db", 0, 1, [&](result<grant> g) {
+      if (g) first = *g;
+    });
+  });
   s.w.run_for(2s);
   REQUIRE(first);
   return *first;
@@ -690,7 +736,9 @@ grant one_permit_held(world& s, sim::node_index holder) {
 duration time_to_grant(world& s, sim::node_index who) {
   std::optional<time_point> got;
   const auto asked = s.w.now();
-  s.peer(who)->acquire("db", 0, 1, [&](result<grant> g) { if (g) got = s.w.now(); });
+  s.peer(who)->acquire("db", 0, 1, [&](result<grant> g) {
+    if (g) got = s.w.now();
+  });
   s.w.run_for(2s);
   REQUIRE(got);
   return *got - asked;
@@ -740,7 +788,8 @@ TEST_CASE("delegation: a release lost on the way to some signers is asked for ag
   }
 }
 
-TEST_CASE("delegation: a quorum-signing group's leader crashes mid-surge; no permit held twice, none over capacity, over seeds") {
+TEST_CASE(
+    "delegation: a quorum-signing group's leader crashes mid-surge; no permit held twice, none over capacity, over seeds") {
   std::uint64_t admitted_total = 0, shared_slots = 0;
   for (std::uint64_t seed = 1; seed <= 6; ++seed) {
     CAPTURE(seed);
@@ -788,7 +837,8 @@ TEST_CASE("delegation: a quorum-signing group's leader crashes mid-surge; no per
     shared_slots += audit.checked;
     s.w.after_event({});
   }
-  MESSAGE("admitted " << admitted_total << " quorum-signed tokens; " << shared_slots << " pairs of grants named the same permit, never both alive");
+  MESSAGE("admitted " << admitted_total << " quorum-signed tokens; " << shared_slots
+                      << " pairs of grants named the same permit, never both alive");
 }
 
 }  // namespace test_group

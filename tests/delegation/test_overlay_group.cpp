@@ -58,22 +58,24 @@ struct world {
     return w.add_node([this, kc, via](sim::node_context& c) { add_peer(c, kc, via); });
   }
   void add_peer(sim::node_context& c, const dht::kademlia_config& kc, sim::node_index via = 1) {
-      auto& router = c.add<router_t>(rid, kc);
-      peer_config pc;
-      pc.origin = address::sim(0);
-      pc.origin_public_key = okey.public_key().raw();
-      pc.token_ttl = 1s;
-      pc.request_timeout = 100ms;
-      pc.give_up_after = 8s;
-      pc.locate = dht_locator(router);
-      group_hosting gh;
-      gh.size = r;
-      gh.locate = dht_group_locator(router);
-      gh.max_drift = 50ms;
-      pc.groups = gh;
-      c.add<peer_t>(pid, pc);
-      if (c.index() == via) router.bootstrap({});
-      else router.bootstrap({{node_id{}, address::sim(via)}});
+    auto& router = c.add<router_t>(rid, kc);
+    peer_config pc;
+    pc.origin = address::sim(0);
+    pc.origin_public_key = okey.public_key().raw();
+    pc.token_ttl = 1s;
+    pc.request_timeout = 100ms;
+    pc.give_up_after = 8s;
+    pc.locate = dht_locator(router);
+    group_hosting gh;
+    gh.size = r;
+    gh.locate = dht_group_locator(router);
+    gh.max_drift = 50ms;
+    pc.groups = gh;
+    c.add<peer_t>(pid, pc);
+    if (c.index() == via)
+      router.bootstrap({});
+    else
+      router.bootstrap({{node_id{}, address::sim(via)}});
   }
   static sim::config net(double loss) {
     sim::config c;
@@ -89,7 +91,8 @@ struct world {
     const auto key = node_id::hash(shard_key(resource, shard));
     std::vector<std::pair<node_id, sim::node_index>> live;
     for (sim::node_index i = 1; i <= peers; ++i)
-      if (auto* rt = w.find<router_t>(i, rid); rt && rt->joined()) live.push_back({router_t::distance(key, rt->self().id), i});
+      if (auto* rt = w.find<router_t>(i, rid); rt && rt->joined())
+        live.push_back({router_t::distance(key, rt->self().id), i});
     std::sort(live.begin(), live.end());
     std::vector<address> out;
     for (std::size_t k = 0; k < live.size() && k < r; ++k) out.push_back(address::sim(live[k].second));
@@ -118,7 +121,8 @@ std::vector<address> addresses(const certificate& c) {
 
 }  // namespace
 
-TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, through a leader's crash and a lost majority") {
+TEST_CASE(
+    "overlay groups: the r nodes closest to a shard's key coordinate it, through a leader's crash and a lost majority") {
   constexpr std::uint32_t C = 8, shards = 2, peers = 24;
   int leaders_crashed = 0;
   for (std::uint64_t seed = 1; seed <= test::last_seed(1, 12); ++seed) {
@@ -182,7 +186,8 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
     // (the node clients' lookups led to), and on some seeds its leader. The
     // group goes on in the same epoch, and no token held meanwhile is lost.
     const auto epoch = org.epoch("db", 0);
-    const auto founder = s.peer(s.serving("db", 0, epoch).front())->groups()->formed_by("db", 0)->coordinators.front().addr;
+    const auto founder =
+        s.peer(s.serving("db", 0, epoch).front())->groups()->formed_by("db", 0)->coordinators.front().addr;
     const auto first = founder.sim_index();
     const bool founder_led = s.leader("db", 0, epoch) == first;
     w.crash(first);
@@ -228,7 +233,8 @@ TEST_CASE("overlay groups: the r nodes closest to a shard's key coordinate it, t
 // lead to it are sent to the group's members, drawn at random from the
 // origin's certificate, so a dead member (here the founder, whom the origin
 // names first) does not strand them.
-TEST_CASE("overlay groups: a node that joins closest to the key sends clients to the group, even with its founder dead") {
+TEST_CASE(
+    "overlay groups: a node that joins closest to the key sends clients to the group, even with its founder dead") {
   for (std::uint64_t seed = 1; seed <= test::last_seed(1, 8); ++seed) {
     CAPTURE(seed);
     world s(seed, {"db", capacity_kind::concurrency, 4, 1}, 10);
@@ -284,8 +290,10 @@ TEST_CASE("overlay groups: a group of 4 from the overlay grants quorum-signed to
         if (!g) return w.after(50ms, [&, i] { loop(i); });
         CHECK(g->cert.signers == 3);
         auto admitted = s.org().admit(g->sealed, w.local_wall_now(0));
-        if (admitted) ++honoured;
-        else signatures_short += admitted.error() != lease::make_error_code(lease::errc::over_capacity);
+        if (admitted)
+          ++honoured;
+        else
+          signatures_short += admitted.error() != lease::make_error_code(lease::errc::over_capacity);
         w.after(duration(w.rng().between(20'000'000, 100'000'000)), [&, i, gr = *g, ok = admitted.has_value()] {
           if (!s.peer(i)) return;
           if (ok) s.org().release(gr.token);
@@ -319,8 +327,7 @@ struct intruder {
   using messages = msg::all;
   sim::env env;
   explicit intruder(sim::env e) : env(e) {}
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
 };
 }  // namespace
 
@@ -349,9 +356,11 @@ TEST_CASE("overlay groups: forged certificates, strangers' Raft traffic and invi
   forged.coordinators[0] = {address::sim(outsider), s.peer(outsider)->public_key()};
   forged.epoch = epoch + 1;
   auto other_key = lease::ed25519_private_key::from_seed(bytes(32, 9)).value();
-  evil.env.send(address::sim(outsider), msg::group_form{seal_certificate(forged, lease::signing_key(other_key, 0)).value()});
+  evil.env.send(address::sim(outsider),
+                msg::group_form{seal_certificate(forged, lease::signing_key(other_key, 0)).value()});
   // The real certificate, which does not name the outsider: refused.
-  evil.env.send(address::sim(outsider), msg::group_form{seal_certificate(*real, lease::signing_key(s.okey, 0)).value()});
+  evil.env.send(address::sim(outsider),
+                msg::group_form{seal_certificate(*real, lease::signing_key(s.okey, 0)).value()});
   w.run_for(100ms);
   CHECK(s.peer(outsider)->groups()->groups() == 0);
   CHECK(w.metrics().counter(pid, "bad_group_certificate") == 1);

@@ -12,12 +12,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-lease::ed25519_private_key key_of(std::uint8_t fill) { return lease::ed25519_private_key::from_seed(bytes(32, fill)).value(); }
+lease::ed25519_private_key key_of(std::uint8_t fill) {
+  return lease::ed25519_private_key::from_seed(bytes(32, fill)).value();
+}
 
 /// A shard of 4 permits delegated to 4 members, tokens signed by 3.
 certificate four_members() {
   certificate c{"db", 0, capacity_kind::concurrency, 4, 7, wall_time(10s), wall_time(40s), {}, 3, 3};
-  for (std::uint8_t i = 0; i < 4; ++i) c.coordinators.push_back({address::sim(i + 1), key_of(30 + i).public_key().raw()});
+  for (std::uint8_t i = 0; i < 4; ++i)
+    c.coordinators.push_back({address::sim(i + 1), key_of(30 + i).public_key().raw()});
   return c;
 }
 
@@ -49,9 +52,11 @@ TEST_CASE("quorum-signed tokens: a quorum of distinct members' valid signatures,
   CHECK(*ok == g.token);
   CHECK(check_token(sealed_by(g, {0, 1, 2, 3}), c));  // more than a quorum is fine
   CHECK(check_token(sealed_by(g, {0, 1}), c).error() == delegation::errc::too_few_signers);
-  CHECK(check_token(sealed_by(g, {1, 1, 2}), c).error() == delegation::errc::too_few_signers);  // one member counts once
+  CHECK(check_token(sealed_by(g, {1, 1, 2}), c).error() ==
+        delegation::errc::too_few_signers);  // one member counts once
   CHECK(check_token(sealed_by(g, {0, 1, 4}), c).error() == delegation::errc::certificate_mismatch);  // no member 4
-  CHECK(check_token(sealed_by(g, {0, 1, 3}, 8), c).error() == lease::errc::malformed_token);  // fencing of epoch 7 under 8
+  CHECK(check_token(sealed_by(g, {0, 1, 3}, 8), c).error() ==
+        lease::errc::malformed_token);  // fencing of epoch 7 under 8
   // One member's key signing in another's name.
   {
     std::vector<cosignature> sigs{{0, cosign(g, 7, 0, key_of(30)).value()},
@@ -68,8 +73,10 @@ TEST_CASE("quorum-signed tokens: a quorum of distinct members' valid signatures,
     for (std::uint8_t m : {0, 1, 3}) sigs.push_back({m, cosign(g, 7, m, key_of(30 + m)).value()});
     CHECK(check_token(seal_quorum_token(forged, 7, sigs).value(), c).error() == lease::errc::bad_signature);
   }
-  CHECK(check_token(sealed_by(grant_of(2, {4}), {0, 1, 2}), c).error() == delegation::errc::certificate_mismatch);  // past the share
-  CHECK(check_token(sealed_by(grant_of(3, {1, 1}), {0, 1, 2}), c).error() == lease::errc::malformed_token);  // a slot twice
+  CHECK(check_token(sealed_by(grant_of(2, {4}), {0, 1, 2}), c).error() ==
+        delegation::errc::certificate_mismatch);  // past the share
+  CHECK(check_token(sealed_by(grant_of(3, {1, 1}), {0, 1, 2}), c).error() ==
+        lease::errc::malformed_token);  // a slot twice
   {
     auto g2 = grant_of(4, {0, 1});
     g2.token.permits = 3;  // three permits, two slots
@@ -102,15 +109,17 @@ TEST_CASE("quorum-signed tokens: a quorum of distinct members' valid signatures,
   CHECK_THROWS_AS((resource_spec{"lab", capacity_kind::stock, 10, 1, true}.validate()), dcp::error);
 }
 
-TEST_CASE("cosign guard: a member never signs a permit for two live grants; renewals, releases by the holder and expiry free it") {
+TEST_CASE(
+    "cosign guard: a member never signs a permit for two live grants; renewals, releases by the holder and expiry free it") {
   const auto c = four_members();
   const duration drift = 100ms;
   cosign_guard guard(2s, drift);
   const wall_time now(15s);
   CHECK_FALSE(guard.sign_off(c, grant_of(1, {0}, now + 2s), now));
-  CHECK(guard.sign_off(c, grant_of(2, {0, 1}, now + 2s, 8), now) == delegation::errc::slot_held);  // slot 0 is grant 1's
+  CHECK(guard.sign_off(c, grant_of(2, {0, 1}, now + 2s, 8), now) ==
+        delegation::errc::slot_held);                                     // slot 0 is grant 1's
   CHECK_FALSE(guard.sign_off(c, grant_of(2, {1, 2}, now + 2s, 8), now));  // nothing taken by the refusal
-  CHECK_FALSE(guard.sign_off(c, grant_of(1, {0}, now + 3s), now + 1s));    // grant 1 renewed
+  CHECK_FALSE(guard.sign_off(c, grant_of(1, {0}, now + 3s), now + 1s));   // grant 1 renewed
   CHECK(guard.remembered() == 3);
   // A release only from the holder frees the slots.
   guard.released("db#0", fencing_of(7, 1), address::sim(8), now + 1s);

@@ -15,12 +15,11 @@ namespace dht_test {
 using namespace dcp;
 using dcp::dht::contact;
 
-template <class R, class Config>
-struct overlay {
+template <class R, class Config> struct overlay {
   static constexpr protocol_id pid = R::default_id;
   sim::simulator world;
   Config cfg;
-  std::optional<sim::node_index> founder;  // the node that founds the overlay (bootstrap({}))
+  std::optional<sim::node_index> founder;             // the node that founds the overlay (bootstrap({}))
   std::function<void(sim::node_context&, R&)> extra;  // more protocols on each node (a store)
   /// Bootstrap contacts carry only an address (id unknown), as an operator's seed list does.
   bool address_only = false;
@@ -94,9 +93,8 @@ struct overlay {
   std::vector<contact> truth(const node_id& key, std::size_t n) {
     std::vector<contact> all;
     for (auto i : live()) all.push_back(router(i).self());
-    std::sort(all.begin(), all.end(), [&](const contact& a, const contact& b) {
-      return R::distance(key, a.id) < R::distance(key, b.id);
-    });
+    std::sort(all.begin(), all.end(),
+              [&](const contact& a, const contact& b) { return R::distance(key, a.id) < R::distance(key, b.id); });
     if (all.size() > n) all.resize(n);
     return all;
   }
@@ -120,7 +118,10 @@ struct overlay {
       ++st.issued;
       router(from).lookup(key, n, [&st, &done, expect](dcp::result<dht::lookup_result> r) {
         ++done;
-        if (!r) { ++st.failed; return; }
+        if (!r) {
+          ++st.failed;
+          return;
+        }
         st.hops.push_back(r->hops);
         bool ok = !r->owners.empty() && r->owners.front().addr == expect.front().addr;
         ok ? ++st.correct : ++st.wrong;

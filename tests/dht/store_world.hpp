@@ -16,10 +16,8 @@
 namespace dht_test {
 
 /// Each router's settings, quick enough for a simulated overlay to settle in seconds.
-template <class R>
-struct router_setup;
-template <>
-struct router_setup<dht::chord<sim::env>> {
+template <class R> struct router_setup;
+template <> struct router_setup<dht::chord<sim::env>> {
   static dht::chord_config config() {
     dht::chord_config c;
     c.stabilize_interval = 200ms;
@@ -30,8 +28,7 @@ struct router_setup<dht::chord<sim::env>> {
     return c;
   }
 };
-template <>
-struct router_setup<dht::kademlia<sim::env>> {
+template <> struct router_setup<dht::kademlia<sim::env>> {
   static dht::kademlia_config config() {
     dht::kademlia_config c;
     c.k = 8;
@@ -40,8 +37,7 @@ struct router_setup<dht::kademlia<sim::env>> {
     return c;
   }
 };
-template <>
-struct router_setup<dht::pastry<sim::env>> {
+template <> struct router_setup<dht::pastry<sim::env>> {
   static dht::pastry_config config() {
     dht::pastry_config c;
     c.leaf_set = 8;
@@ -50,8 +46,7 @@ struct router_setup<dht::pastry<sim::env>> {
     return c;
   }
 };
-template <>
-struct router_setup<dht::tapestry<sim::env>> {
+template <> struct router_setup<dht::tapestry<sim::env>> {
   static dht::tapestry_config config() {
     dht::tapestry_config c;
     c.rpc_timeout = 150ms;
@@ -63,8 +58,7 @@ struct router_setup<dht::tapestry<sim::env>> {
 
 /// `n` nodes joined one by one (30 ms apart), then 15 s to settle, each with
 /// a store of verifier `V`.
-template <class R, class V = dht::no_signatures>
-struct store_world {
+template <class R, class V = dht::no_signatures> struct store_world {
   using S = dht::store<sim::env, R, V>;
   static constexpr protocol_id sid = S::default_id;
   overlay<R, decltype(router_setup<R>::config())> o;
@@ -110,7 +104,9 @@ struct store_world {
   }
   std::pair<std::error_code, std::string> get(sim::node_index from, const std::string& k) {
     std::optional<std::pair<std::error_code, std::string>> out;
-    at(from).get(k, [&](dcp::result<dht::stored_value> r) { out.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{}); });
+    at(from).get(k, [&](dcp::result<dht::stored_value> r) {
+      out.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{});
+    });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;

@@ -79,7 +79,8 @@ TEST_CASE("chord: crashes of 20% at once, repair, then every lookup reaches the 
     CAPTURE(seed);
     world_t w(seed, fast());
     grow(w, 64);
-    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason ==
+            sim::stop_reason::predicate);
     w.world.run_for(5s);
     auto nodes = w.live();
     w.world.rng().shuffle(std::span(nodes));
@@ -87,7 +88,8 @@ TEST_CASE("chord: crashes of 20% at once, repair, then every lookup reaches the 
     // right after the crashes lookups already route around the dead (timeouts, alternatives)
     auto during = w.lookups(100);
     CHECK(during.failed == 0);
-    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 30s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 30s).reason ==
+            sim::stop_reason::predicate);
     w.world.run_for(5s);
     auto after = w.lookups(200);
     CHECK(after.correct == 200);
@@ -105,7 +107,8 @@ TEST_CASE("chord: graceful leaves splice the ring at once; joins under churn con
     CAPTURE(seed);
     world_t w(seed, fast());
     grow(w, 40);
-    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason ==
+            sim::stop_reason::predicate);
     // leavers that are not ring neighbours of each other: the two messages splice each out at once
     std::vector<dht::contact> ring;
     for (auto i : w.live()) ring.push_back(w.router(i).self());
@@ -122,7 +125,8 @@ TEST_CASE("chord: graceful leaves splice the ring at once; joins under churn con
     for (auto i : w.live()) ring.push_back(w.router(i).self());
     std::sort(ring.begin(), ring.end());
     for (std::size_t k = 0; k < 3; ++k) w.router(ring[5 + k].addr.sim_index()).leave();
-    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 10s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 10s).reason ==
+            sim::stop_reason::predicate);
     // churn: crashes, restarts (a restarted node joins with a fresh id) and new joins interleaved
     for (int round = 0; round < 10; ++round) {
       auto l = w.live();
@@ -130,7 +134,8 @@ TEST_CASE("chord: graceful leaves splice the ring at once; joins under churn con
       w.add(1);
       w.world.run_for(300ms);
     }
-    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason ==
+            sim::stop_reason::predicate);
     w.world.run_for(5s);
     auto st = w.lookups(200);
     CHECK(st.correct == 200);
@@ -150,13 +155,15 @@ TEST_CASE("chord: bootstrap retries while the seed is unreachable, and joins onc
   w.world.run_for(5s);
   CHECK_FALSE(w.router(i).joined());
   CHECK(w.world.metrics().counter(chord::default_id, "join_attempts") >= 3);
-  w.world.restart(1);  // node 1 comes back (a fresh node that joins through the others)
+  w.world.restart(1);    // node 1 comes back (a fresh node that joins through the others)
   w.world.run_for(40s);  // within the maximum backoff
   CHECK(w.router(i).joined());
-  REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 30s).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 30s).reason ==
+          sim::stop_reason::predicate);
 }
 
-TEST_CASE("chord: a lookup whose owners all crash while it confirms routes again, and discards no answer it asked for") {
+TEST_CASE(
+    "chord: a lookup whose owners all crash while it confirms routes again, and discards no answer it asked for") {
   // One owner from a "found" (successors = 1): when it has crashed, the transport gives up on
   // it before the owner_query times out, and the lookup has no owner left to confirm. It
   // must route again as any lookup does; with no loss and no duplication, no answer to a
@@ -168,7 +175,8 @@ TEST_CASE("chord: a lookup whose owners all crash while it confirms routes again
     cfg.successors = 1;
     world_t w(seed, cfg, world_t::lossy(0.0));
     grow(w, 24);
-    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason ==
+            sim::stop_reason::predicate);
     w.world.run_for(5s);
     auto nodes = w.live();
     const auto victim = nodes[w.world.rng().below(nodes.size())];
@@ -198,7 +206,8 @@ TEST_CASE("chord: duplicated and reordered delivery, and small m") {
   cfg.bits = 12;  // 4096 ids: fingers, masking and wrap-around all exercised
   world_t w(41, cfg, sc);
   grow(w, 30);
-  REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason ==
+          sim::stop_reason::predicate);
   w.world.run_for(5s);
   for (auto i : w.live()) {
     auto id = w.router(i).self().id;
@@ -220,12 +229,24 @@ TEST_CASE("chord: duplicated and reordered delivery, and small m") {
 }
 
 TEST_CASE("chord: misuse gives clear errors") {
-  CHECK_THROWS_AS(([] { dht::chord_config c; c.bits = 0; c.validate(); }()), dcp::error);
-  CHECK_THROWS_AS(([] { dht::chord_config c; c.successors = 0; c.validate(); }()), dcp::error);
+  CHECK_THROWS_AS(([] {
+                    dht::chord_config c;
+                    c.bits = 0;
+                    c.validate();
+                  }()),
+                  dcp::error);
+  CHECK_THROWS_AS(([] {
+                    dht::chord_config c;
+                    c.successors = 0;
+                    c.validate();
+                  }()),
+                  dcp::error);
   sim::simulator w(1);
   w.add_node([](sim::node_context& ctx) { ctx.add<chord>(chord::default_id, dht::chord_config{}); });
   std::error_code got;
-  w.get<chord>(0, chord::default_id).lookup(node_id{}, 1, [&](const dcp::result<dht::lookup_result>& r) { got = r.error(); });
+  w.get<chord>(0, chord::default_id).lookup(node_id{}, 1, [&](const dcp::result<dht::lookup_result>& r) {
+    got = r.error();
+  });
   w.run_for(1ms);  // the answer comes after the call
   CHECK(got == dht::errc::not_joined);
   CHECK(got.message().find("bootstrap") != std::string::npos);
@@ -249,13 +270,14 @@ TEST_CASE("chord: while nodes join at a steady rate, no lookup returns a wrong o
       const node_id key = node_id::random(w.world.rng());
       const auto before = w.truth(key, 1).front().addr;
       ++issued;
-      w.router(live[w.world.rng().below(live.size())]).lookup(key, 1, [&, key, before](dcp::result<dht::lookup_result> r) {
-        ++done;
-        if (!r) return void(++failed);
-        const auto after = w.truth(key, 1).front().addr;
-        const bool ok = !r->owners.empty() && (r->owners.front().addr == before || r->owners.front().addr == after);
-        ok ? ++right : ++wrong;
-      });
+      w.router(live[w.world.rng().below(live.size())])
+          .lookup(key, 1, [&, key, before](dcp::result<dht::lookup_result> r) {
+            ++done;
+            if (!r) return void(++failed);
+            const auto after = w.truth(key, 1).front().addr;
+            const bool ok = !r->owners.empty() && (r->owners.front().addr == before || r->owners.front().addr == after);
+            ok ? ++right : ++wrong;
+          });
     };
     w.add(1);
     w.world.run_for(1s);

@@ -50,9 +50,8 @@ capture attack(std::uint64_t seed, dht::id_binding b) {
   v[node_id::size - 1] ^= 1;  // the closest id there is, short of the key itself
   evil.id = node_id(v);
   const dht::contact seed_contact = w.router(w.live().front()).self();
-  const auto attacker = w.world.add_node([&](sim::node_context& ctx) {
-    ctx.add<kad>(kad::default_id, evil).bootstrap({seed_contact});
-  });
+  const auto attacker =
+      w.world.add_node([&](sim::node_context& ctx) { ctx.add<kad>(kad::default_id, evil).bootstrap({seed_contact}); });
   w.world.run_for(10s);
   // and it keeps talking to the key's neighbourhood (lookups of the key, as an eclipse would)
   for (int i = 0; i < 5; ++i) {
@@ -85,7 +84,9 @@ struct liar {
   static constexpr std::string_view name = "liar";
   liar(sim::env env, std::vector<address> at)
       : env_(std::move(env)), self_{dht::bep42_id(env_.self(), env_.rng()), env_.self()}, at_(std::move(at)) {}
-  void on_message(const address& from, const dht::kademlia_msg::ping& m) { env_.send(from, dht::kademlia_msg::pong{m.nonce, self_}); }
+  void on_message(const address& from, const dht::kademlia_msg::ping& m) {
+    env_.send(from, dht::kademlia_msg::pong{m.nonce, self_});
+  }
   void on_message(const address&, const dht::kademlia_msg::pong&) {}
   void on_message(const address& from, const dht::kademlia_msg::find_node& m) {
     std::vector<dht::contact> lies;
@@ -122,7 +123,8 @@ std::size_t requests_to_lies(std::uint64_t seed, dht::id_binding b) {
   std::size_t to_lies = 0;
   sim::node_index joiner = sim::trace_event::npos;
   w.world.on_trace([&](const sim::trace_event& e) {
-    if (e.what == sim::trace_event::kind::send && e.from == joiner && dead.count(e.to) && e.protocol == kad::default_id) ++to_lies;
+    if (e.what == sim::trace_event::kind::send && e.from == joiner && dead.count(e.to) && e.protocol == kad::default_id)
+      ++to_lies;
   });
   joiner = w.world.add_node([&](sim::node_context& ctx) { ctx.add<kad>(kad::default_id, config(b)).bootstrap(seeds); });
   w.world.run_for(10s);
@@ -161,7 +163,8 @@ TEST_CASE("id binding: BEP 42's test vectors, and derived ids verify against the
   // derived ids, for every kind of address: valid for theirs, for (almost) no other
   dcp::rng r(7);
   const address kinds[] = {address::ipv4({10, 0, 0, 7}, 1), *address::parse("[2001:db8::1]:7000"),
-                           *address::parse("[::ffff:10.0.0.7]:7000"), address::sim(12), *address::parse("db-0.svc:7000")};
+                           *address::parse("[::ffff:10.0.0.7]:7000"), address::sim(12),
+                           *address::parse("db-0.svc:7000")};
   for (auto& a : kinds) {
     CAPTURE(a);
     std::size_t others = 0;
@@ -178,7 +181,8 @@ TEST_CASE("id binding: BEP 42's test vectors, and derived ids verify against the
   CHECK_FALSE(dht::bep42_valid(m, address{}));
 }
 
-TEST_CASE("id binding: a node that picks the id next to a key captures it without binding, and is refused with it (many seeds)") {
+TEST_CASE(
+    "id binding: a node that picks the id next to a key captures it without binding, and is refused with it (many seeds)") {
   std::size_t captured_free = 0, lookups_free = 0;
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 6); ++seed) {
     CAPTURE(seed);
@@ -194,7 +198,8 @@ TEST_CASE("id binding: a node that picks the id next to a key captures it withou
   CHECK(captured_free == lookups_free);  // every lookup of the key went to the attacker
 }
 
-TEST_CASE("id binding: honest nodes with bound ids form the DHT, and lookups find the XOR-closest node (many seeds, loss)") {
+TEST_CASE(
+    "id binding: honest nodes with bound ids form the DHT, and lookups find the XOR-closest node (many seeds, loss)") {
   for (std::uint64_t seed = 11; seed <= dcp::test::last_seed(11, 16); ++seed) {
     CAPTURE(seed);
     world_t w(seed, config(dht::id_binding::bep42), world_t::lossy(0.01));
@@ -214,7 +219,8 @@ TEST_CASE("id binding: honest nodes with bound ids form the DHT, and lookups fin
   }
 }
 
-TEST_CASE("id binding: contacts a liar reports next to a key, at addresses that do not derive their ids, are not followed") {
+TEST_CASE(
+    "id binding: contacts a liar reports next to a key, at addresses that do not derive their ids, are not followed") {
   for (std::uint64_t seed = 31; seed <= dcp::test::last_seed(31, 33); ++seed) {
     CAPTURE(seed);
     CHECK(requests_to_lies(seed, dht::id_binding::none) >= 4);  // the lookup chases every lie (and times out on it)
@@ -222,7 +228,8 @@ TEST_CASE("id binding: contacts a liar reports next to a key, at addresses that 
   }
 }
 
-TEST_CASE("id binding: automatic binds over the network, not in the simulator; a given id must derive from the address") {
+TEST_CASE(
+    "id binding: automatic binds over the network, not in the simulator; a given id must derive from the address") {
   world_t w(21, config(dht::id_binding::automatic));
   grow(w, 3);
   CHECK_FALSE(w.router(0).binds_ids());

@@ -128,8 +128,10 @@ TEST_CASE("membership contacts: a crashed neighbour leaves the router's table wi
       }
     }
     CHECK(watched > 0);
-    if (bridged) CHECK(stale == 0);
-    else CHECK(stale > 0);  // the same crashes, without the bridge, linger: what the bridge is for
+    if (bridged)
+      CHECK(stale == 0);
+    else
+      CHECK(stale > 0);  // the same crashes, without the bridge, linger: what the bridge is for
   }
 }
 

@@ -58,7 +58,8 @@ TEST_CASE("pastry: joins build exact leaf sets, and lookups reach the numericall
     CAPTURE(seed);
     world_t w(seed, fast(), world_t::lossy(0.01));
     grow(w, 100);
-    REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason ==
+            sim::stop_reason::predicate);
     // routing-table invariant: entry (r, d) shares exactly r digits with us and has digit d at r
     for (auto i : w.live()) {
       auto& p = w.router(i);
@@ -83,11 +84,13 @@ TEST_CASE("pastry: 20% crash at once; leaf-set and table repair; lookups reach t
     CAPTURE(seed);
     world_t w(seed, fast());
     grow(w, 80);
-    REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason ==
+            sim::stop_reason::predicate);
     auto nodes = w.live();
     w.world.rng().shuffle(std::span(nodes));
     for (std::size_t k = 0; k < 16; ++k) w.world.crash(nodes[k]);
-    REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 30s).reason == sim::stop_reason::predicate);
+    REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 30s).reason ==
+            sim::stop_reason::predicate);
     auto st = w.lookups(200);
     CHECK(st.failed == 0);
     CHECK(st.correct == 200);
@@ -105,7 +108,8 @@ TEST_CASE("pastry: 20% crash at once; leaf-set and table repair; lookups reach t
 TEST_CASE("pastry: graceful leave repairs both sides; joins under churn converge; bootstrap retries") {
   world_t w(21, fast());
   grow(w, 40);
-  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason ==
+          sim::stop_reason::predicate);
   auto nodes = w.live();
   std::vector<dht::contact> ring;
   for (auto i : nodes) ring.push_back(w.router(i).self());
@@ -116,14 +120,16 @@ TEST_CASE("pastry: graceful leave repairs both sides; joins under churn converge
     w.world.crash(v);  // the process exits after leaving
   }
   // faster than failure detection (3 probe rounds of 200 ms): the leave messages did it
-  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 100ms).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 100ms).reason ==
+          sim::stop_reason::predicate);
   for (int round = 0; round < 10; ++round) {
     auto l = w.live();
     w.world.crash(l[w.world.rng().below(l.size())]);
     w.add(1);
     w.world.run_for(300ms);
   }
-  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason ==
+          sim::stop_reason::predicate);
   auto st = w.lookups(200);
   CHECK(st.correct == 200);
   // a node whose seed is down keeps retrying, and joins once it is back
@@ -137,8 +143,18 @@ TEST_CASE("pastry: graceful leave repairs both sides; joins under churn converge
   w.world.run_for(40s);
   CHECK(w.router(i).joined());
   static_assert(dht::Router<pastry>);
-  CHECK_THROWS_AS(([] { dht::pastry_config c; c.b = 3; c.validate(); }()), dcp::error);
-  CHECK_THROWS_AS(([] { dht::pastry_config c; c.leaf_set = 7; c.validate(); }()), dcp::error);
+  CHECK_THROWS_AS(([] {
+                    dht::pastry_config c;
+                    c.b = 3;
+                    c.validate();
+                  }()),
+                  dcp::error);
+  CHECK_THROWS_AS(([] {
+                    dht::pastry_config c;
+                    c.leaf_set = 7;
+                    c.validate();
+                  }()),
+                  dcp::error);
 }
 
 namespace {
@@ -172,10 +188,11 @@ TEST_CASE("pastry: after a 25% silent crash no leaf set names a dead node, and n
     for (std::size_t k = 0; k < nodes.size() / 4; ++k) w.world.crash(nodes[k]);
     std::size_t worst = 0, background_failures = 0;
     for (int tick = 0; tick < 60 * 4; ++tick) {  // 60 s, past the old 12 s failed-node memory
-      for (int q = 0; q < 5; ++q) {  // 20 lookups a second from random live nodes
+      for (int q = 0; q < 5; ++q) {              // 20 lookups a second from random live nodes
         auto live = w.live();
         w.router(live[w.world.rng().below(live.size())])
-            .lookup(node_id::random(w.world.rng()), 1, [&](const dcp::result<dht::lookup_result>& r) { background_failures += !r; });
+            .lookup(node_id::random(w.world.rng()), 1,
+                    [&](const dcp::result<dht::lookup_result>& r) { background_failures += !r; });
       }
       w.world.run_for(250ms);
       // repaired within 8 s (3 silent probe rounds, then a leaf-set exchange), and stays so
@@ -222,7 +239,8 @@ TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns 
 TEST_CASE("pastry: a lookup in flight when its node loses every neighbour and rejoins completes, with an error") {
   world_t w(9, fast(), world_t::lossy(0));
   grow(w, 2);
-  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 10s).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 10s).reason ==
+          sim::stop_reason::predicate);
   const auto lone = *w.founder == 0 ? sim::node_index{1} : sim::node_index{0};
   const auto other = w.router(*w.founder == 0 ? 0 : 1).self();
   w.world.crash(other.addr.sim_index());
@@ -238,7 +256,8 @@ TEST_CASE("pastry: a lookup in flight when its node loses every neighbour and re
 TEST_CASE("pastry: a stranger guessing lookup nonces answers no lookup") {
   world_t w(3, fast(), world_t::lossy(0));
   grow(w, 20);
-  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason == sim::stop_reason::predicate);
+  REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason ==
+          sim::stop_reason::predicate);
   auto& origin = w.router(0);
   const dht::contact stranger{node_id::hash("stranger"), address::sim(999)};
   int calls = 0;

@@ -22,15 +22,16 @@ using dht_test::overlay;
 
 namespace {
 
-lease::ed25519_private_key key_from(std::uint8_t b) { return lease::ed25519_private_key::from_seed(bytes(32, b)).value(); }
+lease::ed25519_private_key key_from(std::uint8_t b) {
+  return lease::ed25519_private_key::from_seed(bytes(32, b)).value();
+}
 
-template <class R>
-struct world : dht_test::store_world<R, dht::ed25519_verifier> {
+template <class R> struct world : dht_test::store_world<R, dht::ed25519_verifier> {
   using base = dht_test::store_world<R, dht::ed25519_verifier>;
   using base::at;
+  using base::get;
   using base::o;
   using base::sid;
-  using base::get;
   world(std::uint64_t seed, std::size_t n, bool silent = false) : base(seed, n, base::fast_store(), 0.0, silent) {}
   std::int64_t counter(std::string_view name) { return o.world.metrics().counter(sid, name); }
 
@@ -41,11 +42,14 @@ struct world : dht_test::store_world<R, dht::ed25519_verifier> {
     REQUIRE(out);
     return *out;
   }
-  std::error_code put(sim::node_index from, const std::string& k, const std::string& v) { return base::put(from, k, v).first; }
+  std::error_code put(sim::node_index from, const std::string& k, const std::string& v) {
+    return base::put(from, k, v).first;
+  }
   std::pair<std::error_code, dht::stored_value> get(sim::node_index from, const lease::ed25519_private_key& owner,
                                                     const std::string& salt) {
     std::optional<std::pair<std::error_code, dht::stored_value>> out;
-    at(from).get(owner.public_key().raw(), as_bytes(salt), [&](dcp::result<dht::stored_value> r) { out.emplace(r.error(), r ? *r : dht::stored_value{}); });
+    at(from).get(owner.public_key().raw(), as_bytes(salt),
+                 [&](dcp::result<dht::stored_value> r) { out.emplace(r.error(), r ? *r : dht::stored_value{}); });
     o.world.run_until([&] { return out.has_value(); }, o.world.now() + 30s);
     REQUIRE(out);
     return *out;
@@ -54,12 +58,15 @@ struct world : dht_test::store_world<R, dht::ed25519_verifier> {
   std::size_t copies(const node_id& place, std::uint64_t seq, const std::string& value) {
     std::size_t n = 0;
     for (auto i : o.live())
-      if (auto* it = at(i).local_at(place); it && it->is_signed() && it->version == seq && as_string(it->value) == value) ++n;
+      if (auto* it = at(i).local_at(place);
+          it && it->is_signed() && it->version == seq && as_string(it->value) == value)
+        ++n;
     return n;
   }
 };
 
-dht::signed_value sign(const lease::ed25519_private_key& k, const std::string& salt, std::uint64_t seq, const std::string& v) {
+dht::signed_value sign(const lease::ed25519_private_key& k, const std::string& salt, std::uint64_t seq,
+                       const std::string& v) {
   return dht::sign_value(k, to_bytes(salt), seq, to_bytes(v)).value();
 }
 
@@ -73,7 +80,8 @@ TEST_CASE("signed values: BEP 44's message and target, and its test vector verif
   CHECK(as_string(ms) == "4:salt6:foobar3:seqi1e1:v12:Hello World!");
   auto unhex = [](std::string_view h) {
     bytes b;
-    for (std::size_t i = 0; i + 1 < h.size(); i += 2) b.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+    for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+      b.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
     return b;
   };
   const bytes key = unhex("77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548");
@@ -86,7 +94,8 @@ TEST_CASE("signed values: BEP 44's message and target, and its test vector verif
   CHECK(dht::signed_target(key, as_bytes("foobar")).to_string() == "411eba73b6f087ca51a3795d9c8c938d365e32c1");
 }
 
-TEST_CASE("signed values: a stranger cannot overwrite, delete, roll back or forge an owner's value (the hijack, then the fix)") {
+TEST_CASE(
+    "signed values: a stranger cannot overwrite, delete, roll back or forge an owner's value (the hijack, then the fix)") {
   using W = world<dht::kademlia<sim::env>>;
   W w(61, 25);
   const auto owner = key_from(1), mallory = key_from(2);
@@ -112,7 +121,8 @@ TEST_CASE("signed values: a stranger cannot overwrite, delete, roll back or forg
   auto snapshot = [&] {
     std::map<sim::node_index, std::pair<std::uint64_t, std::string>> held;
     for (auto i : w.o.live())
-      if (auto* it = w.at(i).local_at(place); it && it->is_signed()) held[i] = {it->version, std::string(as_string(it->value))};
+      if (auto* it = w.at(i).local_at(place); it && it->is_signed())
+        held[i] = {it->version, std::string(as_string(it->value))};
     return held;
   };
   const auto before = snapshot();
@@ -140,7 +150,8 @@ TEST_CASE("signed values: a stranger cannot overwrite, delete, roll back or forg
   raw.signer = owner.public_key().raw();
   raw.salt = to_bytes(salt);
   raw.signature = forged.signature;
-  dht::store_msg::item unsigned_squat{squat, to_bytes("mallory's"), ~std::uint64_t{0} >> 8, 1, 60'000, false, {}, {}, {}};
+  dht::store_msg::item unsigned_squat{squat, to_bytes("mallory's"), ~std::uint64_t{0} >> 8, 1, 60'000, false, {}, {},
+                                      {}};
   auto oversalted = sign(owner, std::string(65, 's'), 3, "v3");
   dht::store_msg::item salty;
   salty.value = oversalted.value;
@@ -155,8 +166,8 @@ TEST_CASE("signed values: a stranger cannot overwrite, delete, roll back or forg
     w.at(i).on_message(stranger, dht::store_msg::put{0, unsigned_squat});
     w.at(i).on_message(stranger, dht::store_msg::put{0, salty});
   }
-  w.o.world.run_for(3s);  // re-replication rounds: nothing forged travels
-  CHECK(snapshot() == before);  // nothing changed anywhere
+  w.o.world.run_for(3s);                 // re-replication rounds: nothing forged travels
+  CHECK(snapshot() == before);           // nothing changed anywhere
   for (auto& c : w.o.truth(place, 3)) {  // the replicas hold the owner's value, never a squatter
     auto* it = w.at(c.addr.sim_index()).local_at(place);
     CHECK((it && it->is_signed() && as_string(it->value) == "v2"));
@@ -230,7 +241,8 @@ TEST_CASE("signed values: the owner's updates, bounds and TTL refresh") {
 }
 
 TEST_CASE("signed values: a store without a verifier refuses them, and unsigned use is unchanged") {
-  overlay<dht::kademlia<sim::env>, dht::kademlia_config> o(63, dht_test::router_setup<dht::kademlia<sim::env>>::config());
+  overlay<dht::kademlia<sim::env>, dht::kademlia_config> o(63,
+                                                           dht_test::router_setup<dht::kademlia<sim::env>>::config());
   using S = dht::store<sim::env, dht::kademlia<sim::env>>;
   o.extra = [](sim::node_context& ctx, dht::kademlia<sim::env>& r) { ctx.add<S>(S::default_id, r); };
   o.add(3);
@@ -276,8 +288,12 @@ TEST_CASE_TEMPLATE("signed values survive churn: every get returns the owner's l
         ++gets;
         // at least the latest acknowledged seq (a put that failed may still have landed), and only what the owner signed
         const auto signed_it = signed_by.find({o, got.version});
-        if (!gec && got.version >= want.first && signed_it != signed_by.end() && as_string(got.value) == signed_it->second) ++right;
-        else MESSAGE("owner " << o << " at step " << step << ": " << (gec ? gec.message() : std::string(as_string(got.value))));
+        if (!gec && got.version >= want.first && signed_it != signed_by.end() &&
+            as_string(got.value) == signed_it->second)
+          ++right;
+        else
+          MESSAGE("owner " << o << " at step " << step << ": "
+                           << (gec ? gec.message() : std::string(as_string(got.value))));
       }
       w.o.world.run_for(750ms);
     }
@@ -285,7 +301,7 @@ TEST_CASE_TEMPLATE("signed values survive churn: every get returns the owner's l
     w.o.world.run_for(5s);  // churn stops: repair completes
     CHECK(right == gets);
     CHECK(w.counter("bad_signature") == 0);  // honest traffic never fails verification
-    for (auto& [o, want] : latest) {  // and repair has put each (or a later one) on its replicas again
+    for (auto& [o, want] : latest) {         // and repair has put each (or a later one) on its replicas again
       std::size_t held = 0;
       for (std::uint64_t seq = want.first; seq <= next_seq[o]; ++seq)
         held += w.copies(dht::signed_target(owners[o].public_key().raw(), as_bytes("s")), seq, signed_by[{o, seq}]);

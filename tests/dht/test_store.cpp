@@ -16,8 +16,7 @@ using dht_test::overlay;
 
 namespace {
 
-template <class R>
-struct kv : dht_test::store_world<R> {
+template <class R> struct kv : dht_test::store_world<R> {
   using dht_test::store_world<R>::store_world;
   /// Live nodes holding a live copy of k.
   std::size_t copies(const std::string& k) {
@@ -125,8 +124,18 @@ TEST_CASE("store: size limits and bad arguments give clear errors") {
   w.at(1).on_message(address::sim(0), dht::store_msg::put{0, big});
   CHECK(w.at(1).local("k") == nullptr);
   CHECK(w.o.world.metrics().counter(90, "bad_item") == 1);
-  CHECK_THROWS_AS(([] { dht::store_config c; c.replicas = 0; c.validate(); }()), dcp::error);
-  CHECK_THROWS_AS(([] { dht::store_config c; c.write_quorum = 5; c.validate(); }()), dcp::error);
+  CHECK_THROWS_AS(([] {
+                    dht::store_config c;
+                    c.replicas = 0;
+                    c.validate();
+                  }()),
+                  dcp::error);
+  CHECK_THROWS_AS(([] {
+                    dht::store_config c;
+                    c.write_quorum = 5;
+                    c.validate();
+                  }()),
+                  dcp::error);
 }
 
 TEST_CASE_TEMPLATE("store: under continuous churn every get returns the latest acknowledged put", R, ROUTERS) {
@@ -150,8 +159,10 @@ TEST_CASE_TEMPLATE("store: under continuous churn every get returns the latest a
       for (auto& [k, want] : latest) {
         auto [gec, got] = w.get(w.any(), k);
         ++gets;
-        if (!gec && got == want.first) ++right;
-        else MESSAGE("get " << k << " at step " << step << ": " << (gec ? gec.message() : got) << ", want " << want.first);
+        if (!gec && got == want.first)
+          ++right;
+        else
+          MESSAGE("get " << k << " at step " << step << ": " << (gec ? gec.message() : got) << ", want " << want.first);
       }
       // a lookup answers with the live owner: the truth when it was issued or when it completed
       const node_id target = node_id::random(w.o.world.rng());
@@ -179,7 +190,7 @@ TEST_CASE_TEMPLATE("store: right after silent crashes, lookups route around the 
     auto nodes = w.o.live();
     w.o.world.rng().shuffle(std::span(nodes));
     for (std::size_t k = 0; k < nodes.size() / 5; ++k) w.o.world.crash(nodes[k]);  // 20%, nobody told
-    auto st = w.o.lookups(100);  // the truth counts live nodes only
+    auto st = w.o.lookups(100);                                                    // the truth counts live nodes only
     CHECK(st.failed == 0);
     CHECK(st.correct == st.issued);
   }
@@ -193,7 +204,8 @@ TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far a
   const std::int64_t century_ms = std::int64_t{100} * 365 * 24 * 3600 * 1000;
   // From the network: version 2^64-1 (it would beat every later write), and a hundred-year TTL.
   for (auto i : w.o.live()) {
-    w.at(i).on_message(address::sim(0), dht::store_msg::put{0, {"k", to_bytes("evil"), ~std::uint64_t{0}, 1, 1000, false}});
+    w.at(i).on_message(address::sim(0),
+                       dht::store_msg::put{0, {"k", to_bytes("evil"), ~std::uint64_t{0}, 1, 1000, false}});
     w.at(i).on_message(address::sim(0), dht::store_msg::put{0, {"t", to_bytes("evil"), 1, 1, century_ms, false}});
     CHECK(w.at(i).local("k") == nullptr);
     CHECK(w.at(i).local("t") == nullptr);
@@ -204,7 +216,8 @@ TEST_CASE("store: no value lives forever: TTLs beyond max_ttl and versions far a
   // The same through the API: clear errors, nothing sent.
   CHECK(w.put(0, "t", "x", std::chrono::hours(2)).first == dht::errc::ttl_too_large);
   std::optional<std::error_code> far;
-  w.at(0).put("k", to_bytes("x"), 1min, [&](const dcp::result<std::uint64_t>& r) { far = r.error(); }, ~std::uint64_t{0});
+  w.at(0).put(
+      "k", to_bytes("x"), 1min, [&](const dcp::result<std::uint64_t>& r) { far = r.error(); }, ~std::uint64_t{0});
   w.o.world.run_for(1ms);  // the answer comes after the call
   REQUIRE(far);
   CHECK(*far == dht::errc::version_too_far_ahead);
@@ -225,11 +238,14 @@ TEST_CASE("store: a get believes answers only from the replicas it asked") {
     auto [ec, ver] = w.put(1, "k", "good");
     REQUIRE_FALSE(ec);
     std::optional<std::pair<std::error_code, std::string>> got;
-    w.at(0).get("k", [&](dcp::result<dht::stored_value> r) { got.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{}); });
+    w.at(0).get("k", [&](dcp::result<dht::stored_value> r) {
+      got.emplace(r.error(), r ? std::string(as_string(r->value)) : std::string{});
+    });
     // A stranger's guesses, each with a newer value, every millisecond until the get ends.
     for (int ms = 0; ms < 5000 && !got; ++ms) {
       for (std::uint64_t nonce = 0; nonce < 64; ++nonce)
-        w.at(0).on_message(address::sim(99), dht::store_msg::get_reply{nonce, true, {"k", to_bytes("evil"), ver + 1, 1, 60'000, false}});
+        w.at(0).on_message(address::sim(99),
+                           dht::store_msg::get_reply{nonce, true, {"k", to_bytes("evil"), ver + 1, 1, 60'000, false}});
       w.o.world.run_for(1ms);
     }
     REQUIRE(got);
@@ -246,7 +262,8 @@ TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, n
   kv<R> k(5, 1);
   auto& s = k.at(0);
   auto& r = k.o.router(0);
-  const auto lone = k.o.world.add_node([](sim::node_context& c) { c.add<R>(R::default_id, dht_test::router_setup<R>::config()); });
+  const auto lone =
+      k.o.world.add_node([](sim::node_context& c) { c.add<R>(R::default_id, dht_test::router_setup<R>::config()); });
   auto& unjoined = k.o.world.template get<R>(lone, R::default_id);
   int ran = 0, expected = 0;
   auto fails = [&](const char* what) {
@@ -279,8 +296,8 @@ TEST_CASE_TEMPLATE("store and routers: completions run after the call returns, n
   CHECK(ran == expected);
 }
 
-
-TEST_CASE_TEMPLATE("store: a node keeps no put for a key it is not among the replicas of, whoever sends it (many seeds)", R, ROUTERS) {
+TEST_CASE_TEMPLATE(
+    "store: a node keeps no put for a key it is not among the replicas of, whoever sends it (many seeds)", R, ROUTERS) {
   // (fails without store::responsible(): the node keeps all 200)
   for (std::uint64_t seed = 61; seed <= dcp::test::last_seed(61, 63); ++seed) {
     CAPTURE(seed);
@@ -299,7 +316,8 @@ TEST_CASE_TEMPLATE("store: a node keeps no put for a key it is not among the rep
       it.ttl_ms = 60'000;
       k.at(target).on_message(stranger, dht::store_msg::put{0, it});
       const auto near = k.o.truth(node_id::hash(it.key), 2 * r + 2);
-      const bool close = std::any_of(near.begin(), near.end(), [&](const dht::contact& c) { return c.addr == address::sim(target); });
+      const bool close =
+          std::any_of(near.begin(), near.end(), [&](const dht::contact& c) { return c.addr == address::sim(target); });
       if (!close) ++far;
       if (!k.at(target).local(it.key)) continue;
       if (!close) ++held_far;

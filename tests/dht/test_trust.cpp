@@ -18,10 +18,8 @@ using tapestry = dht::tapestry<sim::env>;
 
 namespace {
 
-template <class R>
-struct setup;
-template <>
-struct setup<chord> {
+template <class R> struct setup;
+template <> struct setup<chord> {
   using config = dht::chord_config;
   static config make(dht::id_binding b) {
     config c;
@@ -33,8 +31,7 @@ struct setup<chord> {
     return c;
   }
 };
-template <>
-struct setup<kad> {
+template <> struct setup<kad> {
   using config = dht::kademlia_config;
   static config make(dht::id_binding b) {
     config c;
@@ -45,8 +42,7 @@ struct setup<kad> {
     return c;
   }
 };
-template <>
-struct setup<pastry> {
+template <> struct setup<pastry> {
   using config = dht::pastry_config;
   static config make(dht::id_binding b) {
     config c;
@@ -58,8 +54,7 @@ struct setup<pastry> {
     return c;
   }
 };
-template <>
-struct setup<tapestry> {
+template <> struct setup<tapestry> {
   using config = dht::tapestry_config;
   static config make(dht::id_binding b) {
     config c;
@@ -72,11 +67,9 @@ struct setup<tapestry> {
   }
 };
 
-template <class R>
-using world_of = overlay<R, typename setup<R>::config>;
+template <class R> using world_of = overlay<R, typename setup<R>::config>;
 
-template <class R>
-void grow(world_of<R>& w, std::size_t n) {
+template <class R> void grow(world_of<R>& w, std::size_t n) {
   w.add(1);
   for (std::size_t i = 1; i < n; ++i) {
     w.world.run_for(30ms);
@@ -87,11 +80,11 @@ void grow(world_of<R>& w, std::size_t n) {
 
 /// A relay that routes nothing: it answers every lookup that reaches it in another
 /// node's name (`victim` as the owner), and keeps itself alive in its peers' eyes.
-template <class R, class Msg>
-struct forger {
+template <class R, class Msg> struct forger {
   using messages = typename R::messages;
   static constexpr std::string_view name = "forger";
-  forger(sim::env env, node_id id, dht::contact victim) : env_(std::move(env)), self_{id, env_.self()}, victim_(victim) {}
+  forger(sim::env env, node_id id, dht::contact victim)
+      : env_(std::move(env)), self_{id, env_.self()}, victim_(victim) {}
   void on_message(const address& from, const typename Msg::route& m) {
     env_.send(from, typename Msg::route_ack{m.hop});
     ++routes;
@@ -104,8 +97,7 @@ struct forger {
       if (!m.reply) env_.send(from, typename Msg::probe{m.nonce, self_, true, true, false, 0});
     }
   }
-  template <class M>
-  void on_message(const address&, const M&) {}
+  template <class M> void on_message(const address&, const M&) {}
   sim::env env_;
   dht::contact self_;
   dht::contact victim_;
@@ -131,8 +123,7 @@ void introduce(tapestry& origin, const dht::contact& f) { origin.on_message(f.ad
 
 /// Lookups of keys next to a forger's id from one node: how many ended at the forger's
 /// victim, and how many reached the forger at all.
-template <class R, class Msg>
-std::pair<std::size_t, std::size_t> forged_lookups(std::uint64_t seed) {
+template <class R, class Msg> std::pair<std::size_t, std::size_t> forged_lookups(std::uint64_t seed) {
   world_of<R> w(seed, setup<R>::make(dht::id_binding::none), world_of<R>::lossy(0));
   grow<R>(w, 16);
   const auto nodes = w.live();
@@ -143,8 +134,8 @@ std::pair<std::size_t, std::size_t> forged_lookups(std::uint64_t seed) {
     const node_id key = node_id::random(w.world.rng());
     auto v = key.bytes();
     v[node_id::size - 1] ^= 1;  // the closest id there is to the key, short of the key itself
-    const auto f = w.world.add_node(
-        [&](sim::node_context& ctx) { ctx.add<forger<R, Msg>>(R::default_id, node_id(v), victim); });
+    const auto f =
+        w.world.add_node([&](sim::node_context& ctx) { ctx.add<forger<R, Msg>>(R::default_id, node_id(v), victim); });
     auto& fg = w.world.template get<forger<R, Msg>>(f, R::default_id);
     introduce(w.router(origin), fg.self_);
     w.world.run_for(50ms);
@@ -165,8 +156,7 @@ std::pair<std::size_t, std::size_t> forged_lookups(std::uint64_t seed) {
 /// A joiner with a free id (binding off on its side) next to a target key, among
 /// honest nodes binding under `b`: how many honest lookups of the key end at it, and
 /// how many honest nodes counted its unbound id.
-template <class R>
-std::size_t captured(std::uint64_t seed, dht::id_binding b) {
+template <class R> std::size_t captured(std::uint64_t seed, dht::id_binding b) {
   world_of<R> w(seed, setup<R>::make(b), world_of<R>::lossy(0));
   grow<R>(w, 24);
   const node_id target = node_id::random(w.world.rng());
@@ -175,9 +165,8 @@ std::size_t captured(std::uint64_t seed, dht::id_binding b) {
   v[node_id::size - 1] ^= 1;
   evil.id = node_id(v);
   const dht::contact seed_contact = w.router(w.live().front()).self();
-  const auto attacker = w.world.add_node([&](sim::node_context& ctx) {
-    ctx.template add<R>(R::default_id, evil).bootstrap({seed_contact});
-  });
+  const auto attacker = w.world.add_node(
+      [&](sim::node_context& ctx) { ctx.template add<R>(R::default_id, evil).bootstrap({seed_contact}); });
   w.world.run_for(15s);
   std::size_t lookups = 0, done = 0, to_attacker = 0;
   for (auto i : w.live()) {
@@ -200,8 +189,7 @@ std::size_t captured(std::uint64_t seed, dht::id_binding b) {
 }
 
 /// Bound ids: every node derives its id from its address, and lookups still find the true owner.
-template <class R>
-void bound_overlay_works(std::uint64_t seed) {
+template <class R> void bound_overlay_works(std::uint64_t seed) {
   world_of<R> w(seed, setup<R>::make(dht::id_binding::bep42), world_of<R>::lossy(0.01));
   grow<R>(w, 30);
   for (auto i : w.live()) {
@@ -257,8 +245,8 @@ TEST_CASE("trust: a lookup reply from a relay in another node's name is refused 
   }
 }
 
-TEST_CASE_TEMPLATE("trust: a node that picks the id next to a key captures it without binding, and is refused with it", R, chord,
-                   pastry, tapestry) {
+TEST_CASE_TEMPLATE("trust: a node that picks the id next to a key captures it without binding, and is refused with it",
+                   R, chord, pastry, tapestry) {
   std::size_t free_captures = 0;
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 2); ++seed) {
     CAPTURE(seed);
@@ -268,8 +256,8 @@ TEST_CASE_TEMPLATE("trust: a node that picks the id next to a key captures it wi
   CHECK(free_captures > 0);  // the hijack is real without binding
 }
 
-TEST_CASE_TEMPLATE("trust: honest nodes with bound ids form the overlay, and lookups find the true owner (loss)", R, chord, pastry,
-                   tapestry) {
+TEST_CASE_TEMPLATE("trust: honest nodes with bound ids form the overlay, and lookups find the true owner (loss)", R,
+                   chord, pastry, tapestry) {
   for (std::uint64_t seed = 11; seed <= dcp::test::last_seed(11, 12); ++seed) {
     CAPTURE(seed);
     bound_overlay_works<R>(seed);
@@ -283,7 +271,8 @@ TEST_CASE("trust: a given id must derive from the address when ids are bound; Ch
   CHECK_THROWS_AS(world.add_node([&](sim::node_context& ctx) { ctx.add<pastry>(pastry::default_id, p); }), dcp::error);
   auto t = setup<tapestry>::make(dht::id_binding::bep42);
   t.id = node_id::from_u64(42);
-  CHECK_THROWS_AS(world.add_node([&](sim::node_context& ctx) { ctx.add<tapestry>(tapestry::default_id, t); }), dcp::error);
+  CHECK_THROWS_AS(world.add_node([&](sim::node_context& ctx) { ctx.add<tapestry>(tapestry::default_id, t); }),
+                  dcp::error);
   auto c = setup<chord>::make(dht::id_binding::bep42);
   c.bits = 16;
   CHECK_THROWS_AS(c.validate(), dcp::error);

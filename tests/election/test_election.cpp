@@ -30,8 +30,7 @@ sim::config network(std::uint64_t seed) {
 }
 
 /// Every live node knows the same leader, and it is `expected`.
-template <class P>
-void require_agreement(simulator& w, std::uint32_t n, address expected) {
+template <class P> void require_agreement(simulator& w, std::uint32_t n, address expected) {
   for (std::uint32_t i = 0; i < n; ++i) {
     auto* p = w.find<P>(i, P::default_id);
     if (!p) continue;
@@ -46,7 +45,8 @@ TEST_CASE("bully: after crashes and restarts, every live node agrees on the high
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     simulator w(seed, network(seed));
     const auto n = static_cast<std::uint32_t>(3 + seed % 6);
-    election::bully_config cfg{.answer_timeout = 50ms, .coordinator_timeout = 150ms, .probe_interval = 100ms, .probe_timeout = 300ms};
+    election::bully_config cfg{
+        .answer_timeout = 50ms, .coordinator_timeout = 150ms, .probe_interval = 100ms, .probe_timeout = 300ms};
     w.add_nodes(n, [=](sim::node_context& c) { c.add<bully>(bully::default_id, group::static_group::sim(n), cfg); });
     w.run_for(1s);
     INFO("seed " << seed << " n " << n);
@@ -100,9 +100,11 @@ TEST_CASE("chang_roberts: random rings, random initiators, crashed members skipp
     }
     bool any = false;
     for (std::uint32_t i = 0; i < n; ++i)
-      if (!dead.contains(i) && (w.rng().chance(0.4) || (!any && i == n - 1) || (!any && i == n - 2 && dead.contains(n - 1)))) {
+      if (!dead.contains(i) &&
+          (w.rng().chance(0.4) || (!any && i == n - 1) || (!any && i == n - 2 && dead.contains(n - 1)))) {
         any = true;
-        w.after(duration(w.rng().between(0, 20'000'000)), [&w, i] { w.get<ring>(i, ring::default_id).start_election(); });
+        w.after(duration(w.rng().between(0, 20'000'000)),
+                [&w, i] { w.get<ring>(i, ring::default_id).start_election(); });
       }
     w.run_for(2s);
     std::uint32_t best = 0;
@@ -126,7 +128,11 @@ TEST_CASE("chang_roberts: best 2N-1, worst N(N+1)/2 + N-1 messages") {
     {  // worst: ids decrease along the ring and everyone initiates at once
       election::chang_roberts_config cfg;
       for (std::uint32_t i = n; i-- > 0;) cfg.ring.push_back(address::sim(i));
-      simulator w(1, [] { sim::config c; c.fifo = true; return c; }());
+      simulator w(1, [] {
+        sim::config c;
+        c.fifo = true;
+        return c;
+      }());
       w.add_nodes(n, [=](sim::node_context& c) { c.add<ring>(ring::default_id, group::static_group::sim(n), cfg); });
       for (std::uint32_t i = 0; i < n; ++i) w.get<ring>(i, ring::default_id).start_election();
       w.run_for(1s);
@@ -167,7 +173,8 @@ TEST_CASE("chang_roberts: a message for a member skipped as crashed stops instea
   }
 }
 
-TEST_CASE("chang_roberts: a member that restarts and stands is elected, and skipped members are tried again in a new round") {
+TEST_CASE(
+    "chang_roberts: a member that restarts and stands is elected, and skipped members are tried again in a new round") {
   // A restarted member used to start its candidacy in round 0, which every
   // other node dropped as stale, and its predecessor skipped it for ever:
   // the highest live member could never lead again.
@@ -225,7 +232,8 @@ TEST_CASE("echo: on random connected graphs the best score wins everywhere; 1000
     for (std::uint32_t i = 0; i < n; ++i)
       if (w.rng().chance(0.3) || (!any && i == n - 1)) {
         any = true;
-        w.after(duration(w.rng().between(0, 20'000'000)), [&w, i] { w.get<wave>(i, wave::default_id).start_election(); });
+        w.after(duration(w.rng().between(0, 20'000'000)),
+                [&w, i] { w.get<wave>(i, wave::default_id).start_election(); });
       }
     w.run_for(2s);
     auto winner = [&] {
@@ -251,15 +259,19 @@ TEST_CASE("election: bad configuration is refused with a clear error") {
   simulator w(1);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     c.add<bully>(bully::default_id, group::static_group{address::sim(5)}, election::bully_config{});
-  }), dcp::error);
+  }),
+                  dcp::error);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     election::bully_config cfg;
     cfg.probe_timeout = cfg.probe_interval;
     c.add<bully>(bully::default_id, group::static_group::sim(3), cfg);
-  }), dcp::error);
+  }),
+                  dcp::error);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
-    c.add<ring>(ring::default_id, group::static_group::sim(3), election::chang_roberts_config{{address::sim(0), address::sim(0), address::sim(1)}});
-  }), dcp::error);
+    c.add<ring>(ring::default_id, group::static_group::sim(3),
+                election::chang_roberts_config{{address::sim(0), address::sim(0), address::sim(1)}});
+  }),
+                  dcp::error);
 }
 
 }  // namespace test_election

@@ -36,7 +36,8 @@ membership::static_group_config everyone(std::size_t n) {
 
 /// The owner of `key` in a Chord ring of `sorted` ids: the first id >= key, wrapping.
 const dht::contact& owner(const std::vector<dht::contact>& sorted, const node_id& key) {
-  auto it = std::lower_bound(sorted.begin(), sorted.end(), key, [](const dht::contact& c, const node_id& v) { return c.id < v; });
+  auto it = std::lower_bound(sorted.begin(), sorted.end(), key,
+                             [](const dht::contact& c, const node_id& v) { return c.id < v; });
   return it == sorted.end() ? sorted.front() : *it;
 }
 
@@ -45,11 +46,12 @@ struct prefix_world {
   std::size_t n;
   std::vector<dht::contact> sorted;
   prefix_world(std::uint64_t seed, std::size_t nodes, election::superpeer_prefix_config pc, sim::link faults)
-      : w(seed, [&] {
-          sim::config c;
-          c.network.delay = faults.delay;  // the links' faults are set per link below, so quiet() can lift them
-          return c;
-        }()),
+      : w(seed,
+          [&] {
+            sim::config c;
+            c.network.delay = faults.delay;  // the links' faults are set per link below, so quiet() can lift them
+            return c;
+          }()),
         n(nodes) {
     for (std::uint32_t i = 0; i < n; ++i)
       for (std::uint32_t j = 0; j < n; ++j)
@@ -62,7 +64,8 @@ struct prefix_world {
     });
     for (std::uint32_t i = 0; i < n; ++i) sorted.push_back(w.get<chord>(i, chord::default_id).self());
     std::sort(sorted.begin(), sorted.end());
-    for (std::uint32_t i = 0; i < n; ++i) dht::testing::global_view::install(w.get<chord>(i, chord::default_id), sorted);
+    for (std::uint32_t i = 0; i < n; ++i)
+      dht::testing::global_view::install(w.get<chord>(i, chord::default_id), sorted);
   }
   prefix& at(std::uint32_t i) { return w.get<prefix>(i, prefix::default_id); }
   void quiet() { w.clear_links(); }
@@ -82,7 +85,8 @@ TEST_CASE("superpeer_prefix: the key masks the k leftmost bits, and overflow ste
   CHECK_THROWS_AS(election::superpeer_prefix_config{.cap = 0}.validate(), dcp::error);
 }
 
-TEST_CASE("superpeer_prefix: the superpeers are exactly the owners of the prefix keys, every node finds one, none above its cap; many seeds with loss and duplication") {
+TEST_CASE(
+    "superpeer_prefix: the superpeers are exactly the owners of the prefix keys, every node finds one, none above its cap; many seeds with loss and duplication") {
   const std::uint64_t last = dcp::test::last_seed(1, 24);
   for (std::uint64_t seed = 1; seed <= last; ++seed) {
     const std::size_t n = 24 + seed % 5 * 10;
@@ -164,11 +168,13 @@ struct token_world {
   simulator w;
   std::size_t n, tokens;
   coordinates_test::internet net;
-  token_world(std::uint64_t seed, std::size_t nodes, std::size_t ratio, sim::link faults, election::superpeer_repulsion_config rc)
+  token_world(std::uint64_t seed, std::size_t nodes, std::size_t ratio, sim::link faults,
+              election::superpeer_repulsion_config rc)
       : w(seed), n(nodes), tokens(nodes / ratio), net(nodes, seed) {
     net.install(w, faults);
     rc.initial_holders.clear();
-    for (std::size_t t = 0; t < tokens; ++t) rc.initial_holders.push_back(address::sim(static_cast<std::uint32_t>(w.rng().below(n))));
+    for (std::size_t t = 0; t < tokens; ++t)
+      rc.initial_holders.push_back(address::sim(static_cast<std::uint32_t>(w.rng().below(n))));
     coordinates::vivaldi_config vc;
     vc.period = 200ms;
     vc.rpc_timeout = 1s;
@@ -188,7 +194,8 @@ struct token_world {
     std::int64_t moves = -1;
     int still = 0;
     for (int s = 0; s < 60 && still < 8; ++s) {
-      const auto now_moves = w.metrics().counter(election::superpeer_repulsion<sim::env, group_t>::default_id, "token_moved");
+      const auto now_moves =
+          w.metrics().counter(election::superpeer_repulsion<sim::env, group_t>::default_id, "token_moved");
       still = now_moves == moves ? still + 1 : 0;
       moves = now_moves;
       w.run_for(1s);
@@ -231,7 +238,8 @@ election::superpeer_repulsion_config fast_tokens() {
 
 }  // namespace
 
-TEST_CASE("superpeer_repulsion: under loss, duplication, reordering and a partition no token is ever active twice, none is lost, and every node is served within the cap; many seeds") {
+TEST_CASE(
+    "superpeer_repulsion: under loss, duplication, reordering and a partition no token is ever active twice, none is lost, and every node is served within the cap; many seeds") {
   const std::uint64_t last = dcp::test::last_seed(1, 16);
   for (std::uint64_t seed = 1; seed <= last; ++seed) {
     sim::link faults;
@@ -264,7 +272,8 @@ TEST_CASE("superpeer_repulsion: under loss, duplication, reordering and a partit
     CHECK_FALSE(twice);
     auto act = tw.active();
     CHECK(act.size() == tw.tokens);  // every token active somewhere: none lost, none stuck in a handoff
-    CHECK(tw.w.metrics().counter(repulsion::default_id, "token_moved") > 0);  // tokens did move: the test is not vacuous
+    CHECK(tw.w.metrics().counter(repulsion::default_id, "token_moved") >
+          0);  // tokens did move: the test is not vacuous
     // Every normal node is served by a live superpeer, within its cap.
     std::map<address, std::size_t> load;
     for (std::uint32_t i = 0; i < tw.n; ++i) {
@@ -278,7 +287,8 @@ TEST_CASE("superpeer_repulsion: under loss, duplication, reordering and a partit
   }
 }
 
-TEST_CASE("superpeer_repulsion: crashes lose only the tokens of the crashed, never duplicate one; with regeneration all come back; many seeds") {
+TEST_CASE(
+    "superpeer_repulsion: crashes lose only the tokens of the crashed, never duplicate one; with regeneration all come back; many seeds") {
   const std::uint64_t last = dcp::test::last_seed(1, 16);
   for (std::uint64_t seed = 1; seed <= last; ++seed) {
     const bool regenerate = seed % 2 == 0;
@@ -370,7 +380,8 @@ TEST_CASE("superpeer_repulsion: hostile and malformed messages are dropped and c
   CHECK_THROWS_AS(bad_cfg.validate(), dcp::error);
 }
 
-TEST_CASE("superpeer_prefix: ATTACH to a node that is no superpeer is refused and counted; a stale DETACH ends nothing") {
+TEST_CASE(
+    "superpeer_prefix: ATTACH to a node that is no superpeer is refused and counted; a stale DETACH ends nothing") {
   election::superpeer_prefix_config pc;
   pc.prefix_bits = 1;
   pc.cap = 2;

@@ -40,8 +40,8 @@ TEST_CASE("heartbeat: completeness and accuracy at 10^4 nodes with loss, over se
       auto& d = w.get<detector>(i, detector::default_id);
       for (std::uint32_t j = 1; j <= k; ++j) {
         const std::uint32_t peer = (i + j) % n;
-        if (dead.contains(peer) && !d.suspects(address::sim(peer))) ++missed;   // completeness
-        if (!dead.contains(peer) && d.suspects(address::sim(peer))) ++wrong;    // accuracy
+        if (dead.contains(peer) && !d.suspects(address::sim(peer))) ++missed;  // completeness
+        if (!dead.contains(peer) && d.suspects(address::sim(peer))) ++wrong;   // accuracy
       }
     }
     CHECK(missed == 0);

@@ -14,8 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 namespace {
 namespace dlg = dcp::delegation;
-template <class M>
-void append(dcp::bytes& out, const M& m) {
+template <class M> void append(dcp::bytes& out, const M& m) {
   dcp::wire::output_archive ar(out);
   ar(m);
 }
@@ -41,19 +40,41 @@ dcp::bytes message(std::uint32_t type, dcp::rng& r) {
       if (r.chance(0.5)) {  // signed, by a stranger (sim 9) with a real key: past the signature check
         static const auto key = dcp::lease::ed25519_private_key::from_seed(dcp::bytes(32, 3)).value();
         m.public_key = key.public_key().raw();
-        (void)dlg::sign(m, dcp::address::sim(9), key, fuzz_world_now() + std::chrono::milliseconds(r.below(200)) - std::chrono::seconds(r.below(8)));
+        (void)dlg::sign(m, dcp::address::sim(9), key,
+                        fuzz_world_now() + std::chrono::milliseconds(r.below(200)) - std::chrono::seconds(r.below(8)));
       }
       append(out, m);
       break;
     }
-    case 2: append(out, dlg::msg::delegate_reply{res, shard, static_cast<dlg::status>(r.below(4)), static_cast<std::uint32_t>(r.below(20)),
-                                                 dcp::bytes(r.below(200), 1), static_cast<std::uint32_t>(r()), who}); break;
-    case 3: append(out, dlg::msg::token_request{r(), res, shard, static_cast<std::uint32_t>(r()), r.chance(0.5) ? r() : 0, r()}); break;
-    case 4: append(out, dlg::msg::token_reply{r(), static_cast<dlg::status>(r.below(4)), static_cast<std::uint32_t>(r.below(20)),
-                                              dcp::bytes(r.below(200), 2), dcp::bytes(r.below(200), 3), static_cast<std::uint32_t>(r()), r(), who}); break;
-    case 5: append(out, dlg::msg::token_release{res, shard, r()}); break;
-    case 6: append(out, dlg::msg::stock_commit{res, shard, static_cast<std::uint32_t>(r()), r(), {{who, r(), static_cast<std::uint32_t>(r())}}}); break;
-    case 7: append(out, dlg::msg::stock_ack{res, shard, r(), static_cast<dlg::status>(r.below(4)), static_cast<std::uint32_t>(r())}); break;
+    case 2:
+      append(out,
+             dlg::msg::delegate_reply{res, shard, static_cast<dlg::status>(r.below(4)),
+                                      static_cast<std::uint32_t>(r.below(20)), dcp::bytes(r.below(200), 1),
+                                      static_cast<std::uint32_t>(r()), who});
+      break;
+    case 3:
+      append(out,
+             dlg::msg::token_request{r(), res, shard, static_cast<std::uint32_t>(r()), r.chance(0.5) ? r() : 0, r()});
+      break;
+    case 4:
+      append(out,
+             dlg::msg::token_reply{r(), static_cast<dlg::status>(r.below(4)), static_cast<std::uint32_t>(r.below(20)),
+                                   dcp::bytes(r.below(200), 2), dcp::bytes(r.below(200), 3),
+                                   static_cast<std::uint32_t>(r()), r(), who});
+      break;
+    case 5:
+      append(out, dlg::msg::token_release{res, shard, r()});
+      break;
+    case 6:
+      append(out,
+             dlg::msg::stock_commit{
+                 res, shard, static_cast<std::uint32_t>(r()), r(), {{who, r(), static_cast<std::uint32_t>(r())}}});
+      break;
+    case 7:
+      append(
+          out,
+          dlg::msg::stock_ack{res, shard, r(), static_cast<dlg::status>(r.below(4)), static_cast<std::uint32_t>(r())});
+      break;
     default: {
       std::vector<dlg::coordinator_entry> members(r.below(20), {who, dcp::bytes(32, 4)});
       append(out, dlg::msg::group_delegate_request{res, shard, members, r()});
@@ -75,7 +96,8 @@ int main(int argc, char** argv) {
       if (type == 1 && r.chance(0.5)) in[0] = 0, in[2] = 2;  // to the origin, from sim 9 (what the signature names)
       const auto body = message(type, r);
       in.insert(in.end(), body.begin(), body.end());
-      for (auto k = r.below(4); k-- > 0 && in.size() > 3;) in[3 + r.below(in.size() - 3)] = static_cast<std::uint8_t>(r());
+      for (auto k = r.below(4); k-- > 0 && in.size() > 3;)
+        in[3 + r.below(in.size() - 3)] = static_cast<std::uint8_t>(r());
       if (r.chance(0.3)) in.resize(3 + r.below(in.size() - 2));
     }
     LLVMFuzzerTestOneInput(in.data(), in.size());

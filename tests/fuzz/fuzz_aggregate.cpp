@@ -33,8 +33,7 @@ using hre_t = aggregate::high_risk_edges<E, overlay>;
 constexpr std::uint32_t n = 4;
 constexpr protocol_id mid = 10, pid = ps_t::default_id, wid = walk_t::default_id, hid = hre_t::default_id, pid2 = 33;
 
-template <class P>
-void run(fuzz::input& in, protocol_id target) {
+template <class P> void run(fuzz::input& in, protocol_id target) {
   sim::config sc;
   sc.network.delay = sim::latency::uniform(std::chrono::milliseconds(1), std::chrono::milliseconds(10));
   sim::simulator w(1, sc);
@@ -57,7 +56,8 @@ void run(fuzz::input& in, protocol_id target) {
     aggregate::high_risk_edges_config hc;
     hc.iterations = 3;
     hc.period = pc.period;
-    hc.rule = c.index() % 2 ? aggregate::threshold_rule::traffic_distribution : aggregate::threshold_rule::iteration_estimates;
+    hc.rule = c.index() % 2 ? aggregate::threshold_rule::traffic_distribution
+                            : aggregate::threshold_rule::iteration_estimates;
     hc.stall_rounds = 10;
     hc.final_rounds = 20;
     hc.linger_rounds = 5;
@@ -75,8 +75,10 @@ void run(fuzz::input& in, protocol_id target) {
       [&](std::uint8_t b) {
         const std::uint32_t i = b % n;
         if (b & 0x40) {
-          if (w.is_up(i)) w.crash(i);
-          else w.restart(i);
+          if (w.is_up(i))
+            w.crash(i);
+          else
+            w.restart(i);
         } else if (auto* p = w.find<hre_t>(i, hid)) {
           p->begin();
         }
@@ -104,9 +106,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fuzz::memory_bound bound(4u << 20, 64, size);
   fuzz::input in(data, size);
   switch (in.byte() % 3) {
-    case 0: run<ps_t>(in, pid); break;
-    case 1: run<walk_t>(in, wid); break;
-    default: run<hre_t>(in, hid);
+    case 0:
+      run<ps_t>(in, pid);
+      break;
+    case 1:
+      run<walk_t>(in, wid);
+      break;
+    default:
+      run<hre_t>(in, hid);
   }
   return 0;
 }

@@ -65,15 +65,18 @@ void fuzz_raft(fuzz::input& in) {
       [&](fuzz::hints& h) {
         for (std::uint32_t i = 0; i < n; ++i) {
           const auto& r = *node(i);
-          h.numbers.insert(h.numbers.end(), {r.current_term(), r.commit_index(), r.store().last_index(),
-                                             r.store().first_index(), r.store().snapshot().index});
+          h.numbers.insert(h.numbers.end(),
+                           {r.current_term(), r.commit_index(), r.store().last_index(), r.store().first_index(),
+                            r.store().snapshot().index});
         }
       },
       [&](std::uint8_t b) {
         for (std::uint32_t i = 0; i < n; ++i)
           if (node(i)->is_leader()) {
-            if (b % 4 == 0) node(i)->register_client([](result<std::uint64_t>) {});
-            else node(i)->propose(bytes(b % 64, b), [](result<bytes>) {});
+            if (b % 4 == 0)
+              node(i)->register_client([](result<std::uint64_t>) {});
+            else
+              node(i)->propose(bytes(b % 64, b), [](result<bytes>) {});
           }
       },
       [&](bool forged_member) {
@@ -131,7 +134,9 @@ void fuzz_paxos(fuzz::input& in) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   fuzz::memory_bound bound(4u << 20, 64, size);
   fuzz::input in(data, size);
-  if (in.byte() % 2 == 0) fuzz_raft(in);
-  else fuzz_paxos(in);
+  if (in.byte() % 2 == 0)
+    fuzz_raft(in);
+  else
+    fuzz_paxos(in);
   return 0;
 }

@@ -74,7 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           for (auto c : r.state_machine().clients_with_sessions()) h.numbers.push_back(c);
           // Revisions to read at and compact to (range_at, op::compact): around the compact and current ones.
           const auto& sm = r.state_machine();
-          h.numbers.insert(h.numbers.end(), {sm.revision(), sm.revision() + 1, sm.compact_revision(), sm.compact_revision() - 1});
+          h.numbers.insert(h.numbers.end(),
+                           {sm.revision(), sm.revision() + 1, sm.compact_revision(), sm.compact_revision() - 1});
         }
       },
       [&](std::uint8_t) {},

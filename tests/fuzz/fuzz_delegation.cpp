@@ -43,8 +43,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto okey = dcp::lease::signing_key(origin_key(), 0);
   // Bytes as a certificate and as a token: never accepted unsigned.
   if (dlg::open_certificate(in, okey.to_verification_key())) std::abort();
-  dlg::certificate cert{"db", 0, dlg::capacity_kind::concurrency, 4, 1, dcp::wall_time(std::chrono::seconds(1)),
-                        dcp::wall_time(std::chrono::seconds(100)), {{dcp::address::sim(1), member_key().public_key().raw()}}, 1};
+  dlg::certificate cert{"db",
+                        0,
+                        dlg::capacity_kind::concurrency,
+                        4,
+                        1,
+                        dcp::wall_time(std::chrono::seconds(1)),
+                        dcp::wall_time(std::chrono::seconds(100)),
+                        {{dcp::address::sim(1), member_key().public_key().raw()}},
+                        1};
   if (dlg::check_token(in, cert)) std::abort();
   // ...nor as a quorum-signed token (no member's key signs here).
   auto quorum = cert;

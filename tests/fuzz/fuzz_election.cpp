@@ -29,8 +29,7 @@ using namespace dcp;
 using E = sim::env;
 constexpr std::uint32_t n = 4;
 
-template <class P, class Setup>
-void run(fuzz::input& in, Setup&& setup) {
+template <class P, class Setup> void run(fuzz::input& in, Setup&& setup) {
   sim::config sc;
   sc.network.delay = sim::latency::uniform(std::chrono::milliseconds(1), std::chrono::milliseconds(10));
   sim::simulator w(1, sc);
@@ -39,12 +38,17 @@ void run(fuzz::input& in, Setup&& setup) {
   fuzz::cluster_shape shape;
   shape.members = shape.receivers = n;
   fuzz::drive<P>(
-      in, w, P::default_id, shape, [&](fuzz::hints& h) { h.numbers = {1, 2, 3, 4}; },
+      in, w, P::default_id, shape,
+      [&](fuzz::hints& h) {
+        h.numbers = {1, 2, 3, 4};
+      },
       [&](std::uint8_t b) {
         const std::uint32_t i = b % n;
         if (b & 0x40) {
-          if (w.is_up(i) && i != 0) w.crash(i);
-          else if (!w.is_up(i)) w.restart(i);
+          if (w.is_up(i) && i != 0)
+            w.crash(i);
+          else if (!w.is_up(i))
+            w.restart(i);
         } else if (auto* p = w.find<P>(i, P::default_id)) {
           p->start_election();
         }
@@ -53,7 +57,8 @@ void run(fuzz::input& in, Setup&& setup) {
         if (forged_member) return;
         for (std::uint32_t i = 0; i < n; ++i)
           if (auto* p = w.find<P>(i, P::default_id))
-            if (auto l = p->leader(); l && !(l->is_sim() && l->sim_index() < n)) fuzz::fail("election: a stranger leads");
+            if (auto l = p->leader(); l && !(l->is_sim() && l->sim_index() < n))
+              fuzz::fail("election: a stranger leads");
       });
 }
 
@@ -62,12 +67,12 @@ using viv = coordinates::vivaldi<E, group_t>;
 using repulsion = election::superpeer_repulsion<E, group_t>;
 
 /// Superpeer tokens (P = repulsion) or the coordinates under them (P = viv), on four nodes in a static group.
-template <class P>
-void run_superpeer(fuzz::input& in) {
+template <class P> void run_superpeer(fuzz::input& in) {
   sim::config sc;
   sc.network.delay = sim::latency::uniform(std::chrono::milliseconds(1), std::chrono::milliseconds(30));
   sim::simulator w(1, sc);
-  const auto members = membership::static_group_config::of({address::sim(0), address::sim(1), address::sim(2), address::sim(3)});
+  const auto members =
+      membership::static_group_config::of({address::sim(0), address::sim(1), address::sim(2), address::sim(3)});
   election::superpeer_repulsion_config rc;
   rc.initial_holders = {address::sim(0), address::sim(2)};
   rc.round = std::chrono::milliseconds(100);
@@ -89,11 +94,16 @@ void run_superpeer(fuzz::input& in) {
   fuzz::cluster_shape shape;
   shape.members = shape.receivers = n;
   fuzz::drive<P>(
-      in, w, P::default_id, shape, [&](fuzz::hints& h) { h.numbers = {0, 1, 2, 1ull << 32}; },
+      in, w, P::default_id, shape,
+      [&](fuzz::hints& h) {
+        h.numbers = {0, 1, 2, 1ull << 32};
+      },
       [&](std::uint8_t b) {
         const std::uint32_t i = b % n;
-        if (w.is_up(i) && i != 0) w.crash(i);
-        else if (!w.is_up(i)) w.restart(i);
+        if (w.is_up(i) && i != 0)
+          w.crash(i);
+        else if (!w.is_up(i))
+          w.restart(i);
       },
       [&](bool forged_member) {
         int holders[2] = {0, 0};
@@ -114,8 +124,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fuzz::memory_bound bound(4u << 20, 64, size);
   fuzz::input in(data, size);
   switch (in.byte() % 5) {
-    case 3: run_superpeer<repulsion>(in); break;
-    case 4: run_superpeer<viv>(in); break;
+    case 3:
+      run_superpeer<repulsion>(in);
+      break;
+    case 4:
+      run_superpeer<viv>(in);
+      break;
     case 0: {
       using P = election::bully<E>;
       run<P>(in, [](sim::node_context& c) { c.add<P>(P::default_id, group::static_group::sim(n)); });

@@ -22,8 +22,7 @@ struct rich {
   bool flag = false;
   template <class A> void serialize(A& ar) { ar(words, where, id, flag); }
 };
-template <dcp::Env E>
-struct sink {
+template <dcp::Env E> struct sink {
   using messages = dcp::wire::message_set<rich>;
   explicit sink(E) {}
   void on_message(const dcp::address&, const rich& r) { seen += r.words.size(); }

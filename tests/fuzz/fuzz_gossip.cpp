@@ -30,8 +30,7 @@ using E = sim::env;
 using hpv = membership::hyparview<E>;
 constexpr std::uint32_t n = 4;
 
-template <class B, class Config>
-void run(fuzz::input& in, Config cfg) {
+template <class B, class Config> void run(fuzz::input& in, Config cfg) {
   sim::config sc;
   sc.network.delay = sim::latency::uniform(std::chrono::milliseconds(1), std::chrono::milliseconds(10));
   sim::simulator w(1, sc);
@@ -62,14 +61,16 @@ void run(fuzz::input& in, Config cfg) {
       },
       [&](bool forged_member) {
         for (std::uint32_t i = 0; i < n; ++i) {
-          if constexpr (requires(B& p) { p.eager_peers(); }) {
+          if constexpr (requires(B & p) { p.eager_peers(); }) {
             const B& p = *node(i);
             for (const auto& a : p.eager_peers()) {
               if (a == address::sim(i)) fuzz::fail("plumtree: the node is its own eager peer");
-              if (std::count(p.lazy_peers().begin(), p.lazy_peers().end(), a)) fuzz::fail("plumtree: a peer both eager and lazy");
+              if (std::count(p.lazy_peers().begin(), p.lazy_peers().end(), a))
+                fuzz::fail("plumtree: a peer both eager and lazy");
             }
           }
-          if (forged_member) continue;  // a member's forged copy after its id left a bounded seen cache may deliver again
+          if (forged_member)
+            continue;  // a member's forged copy after its id left a bounded seen cache may deliver again
           for (auto id : honest)
             if (auto it = delivered[i].find(id); it != delivered[i].end() && it->second > 1)
               fuzz::fail("gossip: an honest broadcast delivered twice at one node");

@@ -30,8 +30,7 @@ void distinct_without_self(const std::vector<address>& v, const address& self, c
   if (seen.size() != v.size() || seen.contains(self)) fuzz::fail(what);
 }
 
-template <class P, class Config, class Check>
-void run(fuzz::input& in, Config cfg, Check&& check) {
+template <class P, class Config, class Check> void run(fuzz::input& in, Config cfg, Check&& check) {
   sim::config sc;
   sc.network.delay = sim::latency::uniform(std::chrono::milliseconds(1), std::chrono::milliseconds(10));
   sim::simulator w(1, sc);
@@ -51,13 +50,15 @@ void run(fuzz::input& in, Config cfg, Check&& check) {
       in, w, P::default_id, shape,
       [&](fuzz::hints& h) {
         h.numbers = {1, 2, 3, 4, 5, 6, 30, 35};
-        if constexpr (requires(P& p) { p.incarnation(); })
+        if constexpr (requires(P & p) { p.incarnation(); })
           for (std::uint32_t i = 0; i < n; ++i)
             if (const P* p = w.find<P>(i, P::default_id)) h.numbers.push_back(p->incarnation());
       },
       [&](std::uint8_t b) {
-        if (b % 8 == 0) w.crash(1 + b / 8 % (n - 1));
-        else for (std::uint32_t i = 1; i < n; ++i)
+        if (b % 8 == 0)
+          w.crash(1 + b / 8 % (n - 1));
+        else
+          for (std::uint32_t i = 1; i < n; ++i)
             if (!w.is_up(i)) w.restart(i);
       },
       [&](bool) {

@@ -23,8 +23,7 @@ using namespace dcp;
 using E = sim::env;
 constexpr std::uint32_t n = 4;
 
-template <class M>
-void run(fuzz::input& in) {
+template <class M> void run(fuzz::input& in) {
   sim::config sc;
   sc.network.delay = sim::latency::uniform(std::chrono::milliseconds(1), std::chrono::milliseconds(10));
   sim::simulator w(1, sc);
@@ -37,8 +36,10 @@ void run(fuzz::input& in) {
       in, w, M::default_id, shape, [&](fuzz::hints& h) { h.numbers = {1, 2, 3, 4, 5, 8, 16}; },
       [&](std::uint8_t b) {
         auto* m = node(b % n);
-        if (m->holding()) m->unlock();
-        else m->lock([](std::error_code) {});
+        if (m->holding())
+          m->unlock();
+        else
+          m->lock([](std::error_code) {});
       },
       [&](bool forged_member) {
         if (forged_member) return;
@@ -53,13 +54,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fuzz::memory_bound bound(4u << 20, 64, size);
   fuzz::input in(data, size);
   switch (in.byte() % 7) {
-    case 0: run<mutex::centralized<E>>(in); break;
-    case 1: run<mutex::ricart_agrawala<E>>(in); break;
-    case 2: run<mutex::lamport<E>>(in); break;
-    case 3: run<mutex::suzuki_kasami<E>>(in); break;
-    case 4: run<mutex::raymond<E>>(in); break;
-    case 5: run<mutex::maekawa<E>>(in); break;
-    default: run<mutex::token_ring<E>>(in);
+    case 0:
+      run<mutex::centralized<E>>(in);
+      break;
+    case 1:
+      run<mutex::ricart_agrawala<E>>(in);
+      break;
+    case 2:
+      run<mutex::lamport<E>>(in);
+      break;
+    case 3:
+      run<mutex::suzuki_kasami<E>>(in);
+      break;
+    case 4:
+      run<mutex::raymond<E>>(in);
+      break;
+    case 5:
+      run<mutex::maekawa<E>>(in);
+      break;
+    default:
+      run<mutex::token_ring<E>>(in);
   }
   return 0;
 }

@@ -84,14 +84,20 @@ inline void* allocate_aligned(std::size_t n, std::align_val_t a) {
 void* operator new(std::size_t n) { return dcp::fuzz::allocate(n); }
 void* operator new[](std::size_t n) { return dcp::fuzz::allocate(n); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return dcp::fuzz::counted(std::malloc(n ? n : 1)); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return dcp::fuzz::counted(std::malloc(n ? n : 1)); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return dcp::fuzz::counted(std::malloc(n ? n : 1));
+}
 void* operator new(std::size_t n, std::align_val_t a) { return dcp::fuzz::allocate_aligned(n, a); }
 void* operator new[](std::size_t n, std::align_val_t a) { return dcp::fuzz::allocate_aligned(n, a); }
 void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try { return dcp::fuzz::allocate_aligned(n, a); } catch (...) { return nullptr; }
+  try {
+    return dcp::fuzz::allocate_aligned(n, a);
+  } catch (...) { return nullptr; }
 }
 void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try { return dcp::fuzz::allocate_aligned(n, a); } catch (...) { return nullptr; }
+  try {
+    return dcp::fuzz::allocate_aligned(n, a);
+  } catch (...) { return nullptr; }
 }
 void operator delete(void* p) noexcept { dcp::fuzz::uncounted(p); }
 void operator delete[](void* p) noexcept { dcp::fuzz::uncounted(p); }
@@ -124,7 +130,8 @@ class memory_bound {
     peak_bytes = live_bytes;
   }
   ~memory_bound() {
-    if (std::getenv("DCP_FUZZ_VERBOSE")) std::fprintf(stderr, "fuzz: heap rose by at most %zu bytes\n", peak_bytes - start_);
+    if (std::getenv("DCP_FUZZ_VERBOSE"))
+      std::fprintf(stderr, "fuzz: heap rose by at most %zu bytes\n", peak_bytes - start_);
     if (peak_bytes - start_ > limit_) {
       std::fprintf(stderr, "fuzz: live heap rose by %zu bytes, the bound is %zu\n", peak_bytes - start_, limit_);
       std::abort();
@@ -181,8 +188,7 @@ class gen_archive : public cereal::InputArchive<gen_archive, cereal::AllowEmptyC
 
   bool want_address = false, want_index = false, want_id = false;
 
-  template <class T>
-  T number() {
+  template <class T> T number() {
     if constexpr (std::is_same_v<T, std::uint8_t>) {
       if (want_address) {  // an address's family: mostly sim, sometimes none or another
         want_address = false;
@@ -204,32 +210,47 @@ class gen_archive : public cereal::InputArchive<gen_archive, cereal::AllowEmptyC
     }
     if constexpr (std::is_floating_point_v<T>) {
       switch (in_.byte() % 8) {
-        case 0: return 0;
-        case 1: return 1;
-        case 2: return -1;
-        case 3: return std::numeric_limits<T>::max();
-        case 4: return std::numeric_limits<T>::infinity();
-        case 5: return std::numeric_limits<T>::quiet_NaN();
-        case 6: return static_cast<T>(in_.byte()) / 16;
-        default: return static_cast<T>(1e-300);
+        case 0:
+          return 0;
+        case 1:
+          return 1;
+        case 2:
+          return -1;
+        case 3:
+          return std::numeric_limits<T>::max();
+        case 4:
+          return std::numeric_limits<T>::infinity();
+        case 5:
+          return std::numeric_limits<T>::quiet_NaN();
+        case 6:
+          return static_cast<T>(in_.byte()) / 16;
+        default:
+          return static_cast<T>(1e-300);
       }
     } else {
       const auto c = in_.byte();
       constexpr T mx = std::numeric_limits<T>::max(), mn = std::numeric_limits<T>::min();
       switch (c % 8) {
-        case 0: return 0;
-        case 1: return static_cast<T>(c >> 3);  // 0..31
-        case 2: return mx;
-        case 3: return static_cast<T>(mx - static_cast<T>(c >> 6));
-        case 4: [[fallthrough]];
+        case 0:
+          return 0;
+        case 1:
+          return static_cast<T>(c >> 3);  // 0..31
+        case 2:
+          return mx;
+        case 3:
+          return static_cast<T>(mx - static_cast<T>(c >> 6));
+        case 4:
+          [[fallthrough]];
         case 5:
           if (!h_.numbers.empty()) {
             const auto base = h_.numbers[(c >> 3) % h_.numbers.size()];
             return static_cast<T>(base + static_cast<std::uint64_t>(static_cast<std::int64_t>(in_.byte() % 5) - 2));
           }
           return static_cast<T>(c >> 3);
-        case 6: return std::is_signed_v<T> && (c & 8) ? mn : static_cast<T>(in_.raw(sizeof(T)));
-        default: return static_cast<T>(std::uint64_t{1} << ((c >> 3) % (sizeof(T) * 8)));
+        case 6:
+          return std::is_signed_v<T> && (c & 8) ? mn : static_cast<T>(in_.raw(sizeof(T)));
+        default:
+          return static_cast<T>(std::uint64_t{1} << ((c >> 3) % (sizeof(T) * 8)));
       }
     }
   }
@@ -238,10 +259,17 @@ class gen_archive : public cereal::InputArchive<gen_archive, cereal::AllowEmptyC
     const auto c = in_.byte();
     std::uint64_t n;
     switch (c % 4) {
-      case 0: n = 0; break;
-      case 1: [[fallthrough]];
-      case 2: n = 1 + (c >> 2) % 4; break;
-      default: n = (c >> 2) * 16 + in_.byte() % 16; break;  // up to ~1000
+      case 0:
+        n = 0;
+        break;
+      case 1:
+        [[fallthrough]];
+      case 2:
+        n = 1 + (c >> 2) % 4;
+        break;
+      default:
+        n = (c >> 2) * 16 + in_.byte() % 16;
+        break;  // up to ~1000
     }
     n = std::min<std::uint64_t>(n, budget_);
     budget_ -= n;
@@ -266,8 +294,10 @@ class gen_archive : public cereal::InputArchive<gen_archive, cereal::AllowEmptyC
     if (size == 0) return;  // an empty string's data() may be null
     const auto c = in_.byte();
     auto* o = static_cast<std::uint8_t*>(data);
-    if (c % 4 == 0) std::memset(o, c % 8 == 0 ? 0 : 0xff, size);
-    else for (std::size_t i = 0; i < size; ++i) o[i] = in_.byte();
+    if (c % 4 == 0)
+      std::memset(o, c % 8 == 0 ? 0 : 0xff, size);
+    else
+      for (std::size_t i = 0; i < size; ++i) o[i] = in_.byte();
   }
 
  private:
@@ -277,21 +307,18 @@ class gen_archive : public cereal::InputArchive<gen_archive, cereal::AllowEmptyC
 };
 
 template <class T>
-  requires std::is_arithmetic_v<T> && (!std::is_same_v<T, bool>)
-inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, T& t) {
+requires std::is_arithmetic_v<T> &&
+    (!std::is_same_v<T, bool>)inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, T& t) {
   t = ar.number<T>();
 }
 inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, bool& t) { t = ar.number<std::uint8_t>() & 1; }
-template <class T>
-inline void CEREAL_SERIALIZE_FUNCTION_NAME(gen_archive& ar, cereal::NameValuePair<T>& t) {
+template <class T> inline void CEREAL_SERIALIZE_FUNCTION_NAME(gen_archive& ar, cereal::NameValuePair<T>& t) {
   ar(t.value);
 }
-template <class T>
-inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, cereal::SizeTag<T>& t) {
+template <class T> inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, cereal::SizeTag<T>& t) {
   t.size = static_cast<std::remove_reference_t<T>>(ar.count());
 }
-template <class T>
-inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, cereal::BinaryData<T>& bd) {
+template <class T> inline void CEREAL_LOAD_FUNCTION_NAME(gen_archive& ar, cereal::BinaryData<T>& bd) {
   ar.fill(bd.data, static_cast<std::size_t>(bd.size));
 }
 // Cereal calls prologue() before loading each value: an address or a node id
@@ -303,10 +330,7 @@ inline void prologue(gen_archive& ar, const node_id&) { ar.want_id = true; }
 
 CEREAL_REGISTER_ARCHIVE(dcp::fuzz::gen_archive)
 namespace cereal::traits::detail {
-template <>
-struct get_output_from_input<dcp::fuzz::gen_archive> {
-  using type = dcp::wire::output_archive;
-};
+template <> struct get_output_from_input<dcp::fuzz::gen_archive> { using type = dcp::wire::output_archive; };
 }  // namespace cereal::traits::detail
 
 namespace dcp::fuzz {
@@ -314,15 +338,12 @@ namespace dcp::fuzz {
 /// Generates message number `pick` (mod the set's size) of `Set` from the
 /// input and encodes its payload into `out`. False when its own load threw
 /// (a type that validates while loading refused what was drawn).
-template <class M>
-bool generate_one(input& in, const hints& h, bytes& out) {
+template <class M> bool generate_one(input& in, const hints& h, bytes& out) {
   M m{};
   try {
     gen_archive ar(in, h, 2 * in.left() + 16);
     ar(m);
-  } catch (const std::exception&) {
-    return false;
-  }
+  } catch (const std::exception&) { return false; }
   wire::encode(m, out);
   return true;
 }
@@ -331,16 +352,16 @@ bool generate(wire::message_set<Ms...>*, std::size_t pick, input& in, const hint
   std::size_t i = 0;
   bool ok = false;
   pick %= sizeof...(Ms);
-  (void)((i++ == pick ? (type = static_cast<message_type>(Ms::wire_id), ok = generate_one<Ms>(in, h, out), true) : false) ||
+  (void)((i++ == pick ? (type = static_cast<message_type>(Ms::wire_id), ok = generate_one<Ms>(in, h, out), true)
+                      : false) ||
          ...);
   return ok;
 }
 
 /// Delivers (type, payload) from `from` to protocol P at node `to` as the
 /// node's host would: decoded by P's message_set, then P::on_message.
-template <class P>
-std::error_code deliver(sim::simulator& w, sim::node_index to, protocol_id id, const address& from, message_type type,
-                        byte_view payload) {
+template <class P> std::error_code deliver(sim::simulator& w, sim::node_index to, protocol_id id, const address& from,
+                                           message_type type, byte_view payload) {
   P* p = w.find<P>(to, id);
   if (!p) return make_error_code(errc::unknown_protocol);
   return P::messages::dispatch(type, payload, [&](auto&& m) { p->on_message(from, std::move(m)); });
@@ -395,20 +416,22 @@ drive_result drive(input& in, sim::simulator& w, protocol_id pid, const cluster_
         h.ids.clear();
         make_hints(h);
         if (!generate(static_cast<typename P::messages*>(nullptr), pick, in, h, payload, type)) continue;
-        if (op & 0x80 && !payload.empty()) payload[in.byte() % payload.size()] ^= static_cast<std::uint8_t>(1 + in.byte() % 255);
+        if (op & 0x80 && !payload.empty())
+          payload[in.byte() % payload.size()] ^= static_cast<std::uint8_t>(1 + in.byte() % 255);
       }
       if (!stranger) r.forged_member = true;
       const auto ec = deliver<P>(w, to, pid, from, type, payload);
       if (std::getenv("DCP_FUZZ_VERBOSE"))
         std::fprintf(stderr, "fuzz: t=%lld %u->%u type %u, %zu bytes: %s\n",
-                     static_cast<long long>(w.now().time_since_epoch().count() / 1000000), who, to, type, payload.size(),
-                     ec ? ec.message().c_str() : "delivered");
+                     static_cast<long long>(w.now().time_since_epoch().count() / 1000000), who, to, type,
+                     payload.size(), ec ? ec.message().c_str() : "delivered");
     }
     check(r.forged_member);
   }
   w.run_for(std::chrono::milliseconds(500), shape.max_events_per_advance);
   check(r.forged_member);
-  if (std::getenv("DCP_FUZZ_VERBOSE")) std::fprintf(stderr, "fuzz: %llu events\n", static_cast<unsigned long long>(w.events()));
+  if (std::getenv("DCP_FUZZ_VERBOSE"))
+    std::fprintf(stderr, "fuzz: %llu events\n", static_cast<unsigned long long>(w.events()));
   return r;
 }
 

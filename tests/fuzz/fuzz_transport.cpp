@@ -95,9 +95,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (hello_first) {
     b.rec->expected = me;
   } else if (dcp::wire::frame_header h; !dcp::wire::read_header(stream, h) && h.protocol == 0 && h.type == 1 &&
-                                        stream.size() >= dcp::wire::header_size + h.length) {
+             stream.size() >= dcp::wire::header_size + h.length) {
     dcp::net::detail::hello named;
-    if (!dcp::wire::decode(dcp::byte_view(stream).subspan(dcp::wire::header_size, h.length), named)) b.rec->expected = named.listen;
+    if (!dcp::wire::decode(dcp::byte_view(stream).subspan(dcp::wire::header_size, h.length), named))
+      b.rec->expected = named.listen;
   }
 
   asio::ip::tcp::socket s(b.io);
@@ -112,7 +113,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   s.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   s.close(ec);
-  if (!poll_until(b.io, [&] { return b.node->connections() == 0; }, std::chrono::seconds(2))) std::abort();
+  if (!poll_until(
+          b.io, [&] { return b.node->connections() == 0; }, std::chrono::seconds(2)))
+    std::abort();
   if (std::getenv("DCP_FUZZ_VERBOSE") && ++b.inputs % 1000 == 0)
     std::fprintf(stderr, "%zu inputs, %zu frames delivered\n", b.inputs, b.rec->frames);
   return 0;

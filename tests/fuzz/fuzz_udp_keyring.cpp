@@ -44,9 +44,9 @@ struct recorder {
   static constexpr std::string_view name = "recorder";
   explicit recorder(dcp::net::env) {}
   void on_message(const dcp::address& from, const note& n) {
-    if (from != holder) std::abort();                          // attributed to another sender
-    if (!genuine.count(n.body)) std::abort();                  // never sent unaltered: a forgery believed
-    if (!delivered.insert(n.body).second) std::abort();        // a replay believed
+    if (from != holder) std::abort();                    // attributed to another sender
+    if (!genuine.count(n.body)) std::abort();            // never sent unaltered: a forgery believed
+    if (!delivered.insert(n.body).second) std::abort();  // a replay believed
   }
   dcp::address holder;
   std::set<std::string> genuine, delivered;

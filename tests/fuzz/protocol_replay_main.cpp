@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
           case 0:
             if (!in.empty()) in[r.below(in.size())] = static_cast<std::uint8_t>(r());
             break;
-          case 1: in.insert(in.begin() + static_cast<long>(r.below(in.size() + 1)), static_cast<std::uint8_t>(r())); break;
+          case 1:
+            in.insert(in.begin() + static_cast<long>(r.below(in.size() + 1)), static_cast<std::uint8_t>(r()));
+            break;
           case 2:
             if (!in.empty()) in.resize(r.below(in.size()));
             break;
@@ -63,8 +65,10 @@ int main(int argc, char** argv) {
       }
     }
     LLVMFuzzerTestOneInput(in.data(), in.size());
-    if (kept.size() < 64) kept.push_back(in);
-    else kept[r.below(kept.size())] = std::move(in);
+    if (kept.size() < 64)
+      kept.push_back(in);
+    else
+      kept[r.below(kept.size())] = std::move(in);
   }
   std::printf("%ld inputs replayed\n", runs);
   return 0;

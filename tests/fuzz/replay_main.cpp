@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
       in.resize(r.below(512));
       for (auto& b : in) b = static_cast<std::uint8_t>(r());
     } else {
-      for (auto k = 1 + r.below(8); k-- > 0;) (void)dcp::wire::encode_frame(static_cast<dcp::protocol_id>(r.below(4)), probe{r()}, in);
+      for (auto k = 1 + r.below(8); k-- > 0;)
+        (void)dcp::wire::encode_frame(static_cast<dcp::protocol_id>(r.below(4)), probe{r()}, in);
       for (auto k = r.below(4); k-- > 0 && !in.empty();) in[r.below(in.size())] = static_cast<std::uint8_t>(r());
       if (r.chance(0.3)) in.resize(r.below(in.size() + 1));
     }

@@ -7,9 +7,9 @@
 namespace test_anti_entropy {
 
 using namespace dcp;
-using sim::simulator;
 using gworld::bid;
 using gworld::hpv;
+using sim::simulator;
 using ae = gossip::anti_entropy<sim::env, hpv>;
 
 static_assert(gossip::Broadcast<ae>);
@@ -123,7 +123,8 @@ TEST_CASE("anti-entropy: a wanted list that repeats one id is answered once; rep
 // of empty digests drew 1 MiB each. Answers (to digests and to wanted lists)
 // now draw on a byte budget per period, max_answer_bytes_per_period, and
 // digests and updates are taken only from peers the membership admits.
-TEST_CASE("anti-entropy: a flood of empty digests draws at most the answer budget per period; a stranger's draws nothing") {
+TEST_CASE(
+    "anti-entropy: a flood of empty digests draws at most the answer budget per period; a stranger's draws nothing") {
   simulator w(8);
   gossip::anti_entropy_config k;
   k.max_items = 64;

@@ -10,9 +10,9 @@
 namespace test_broadcast {
 
 using namespace dcp;
-using sim::simulator;
 using gworld::bid;
 using gworld::hpv;
+using sim::simulator;
 using eager = gossip::eager_push<sim::env, hpv>;
 using tree = gossip::plumtree<sim::env, hpv>;
 
@@ -28,8 +28,7 @@ sim::config network(double loss = 0, double dup = 0, double reorder = 0) {
   return c;
 }
 
-template <class B>
-std::uint64_t send_from(simulator& w, std::uint32_t node, std::string_view text) {
+template <class B> std::uint64_t send_from(simulator& w, std::uint32_t node, std::string_view text) {
   return w.get<B>(node, bid).broadcast(as_bytes(text));
 }
 
@@ -198,7 +197,9 @@ TEST_CASE("plumtree optimisation: a payload that trails an earlier, shorter anno
     CHECK(t.delivered(77));
     const auto& eager = t.eager_peers();
     const auto& lazy = t.lazy_peers();
-    auto has = [](const std::vector<address>& v, const address& a) { return std::find(v.begin(), v.end(), a) != v.end(); };
+    auto has = [](const std::vector<address>& v, const address& a) {
+      return std::find(v.begin(), v.end(), a) != v.end();
+    };
     if (threshold == 0) {
       CHECK(w.metrics().counter(bid, "tree_optimized") == 0);
       CHECK(has(eager, one));
@@ -228,7 +229,8 @@ TEST_CASE("plumtree optimisation: a payload that trails an earlier, shorter anno
   }
 }
 
-TEST_CASE("plumtree optimisation: exactly once through a 20% crash, duplication, reordering; the tree stays a tree, gets shallower") {
+TEST_CASE(
+    "plumtree optimisation: exactly once through a 20% crash, duplication, reordering; the tree stays a tree, gets shallower") {
   for (std::uint64_t seed = 20; seed <= dcp::test::last_seed(20, 23); ++seed) {
     CAPTURE(seed);
     std::uint32_t healed_ldh[2] = {0, 0};
@@ -263,7 +265,8 @@ TEST_CASE("plumtree optimisation: exactly once through a 20% crash, duplication,
       // is mutual and they form a spanning tree of the live nodes (RMR 0).
       auto views = [&] {
         std::vector<std::vector<address>> v;
-        for (std::uint32_t i = 0; i < n; ++i) v.push_back(w.is_up(i) ? w.get<hpv>(i, gworld::hid).neighbours() : std::vector<address>{});
+        for (std::uint32_t i = 0; i < n; ++i)
+          v.push_back(w.is_up(i) ? w.get<hpv>(i, gworld::hid).neighbours() : std::vector<address>{});
         return v;
       };
       const std::size_t live = n - dead.size();
@@ -302,7 +305,8 @@ TEST_CASE("plumtree optimisation: exactly once through a 20% crash, duplication,
   }
 }
 
-TEST_CASE("plumtree: announcements from strangers are ignored; a neighbour's flood of IHAVEs holds at most max_missing ids") {
+TEST_CASE(
+    "plumtree: announcements from strangers are ignored; a neighbour's flood of IHAVEs holds at most max_missing ids") {
   simulator w(4);
   gossip::plumtree_config k;
   k.max_missing = 16;
@@ -367,8 +371,7 @@ namespace {
 /// broadcast() on a node of a small overlay: its own delivery must come after
 /// the call returns (DESIGN §10), exactly once, as its own with 0 hops and
 /// the payload sent.
-template <class B>
-void own_delivery_after_the_call() {
+template <class B> void own_delivery_after_the_call() {
   simulator w(3, network());
   auto rec = gworld::build<B>(w, 8);
   w.run_for(2s);
@@ -395,7 +398,8 @@ void own_delivery_after_the_call() {
 }
 }  // namespace
 
-TEST_CASE("eager push, plumtree, anti-entropy: a node's own broadcast is delivered to it after the call, never inside it") {
+TEST_CASE(
+    "eager push, plumtree, anti-entropy: a node's own broadcast is delivered to it after the call, never inside it") {
   SUBCASE("eager push") { own_delivery_after_the_call<eager>(); }
   SUBCASE("plumtree") { own_delivery_after_the_call<tree>(); }
   SUBCASE("anti-entropy") { own_delivery_after_the_call<gossip::anti_entropy<sim::env, hpv>>(); }

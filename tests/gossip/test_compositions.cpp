@@ -15,13 +15,10 @@ using namespace dcp;
 using sim::simulator;
 
 // Every user of a Membership composes with every Membership.
-template <class M>
-constexpr bool composes = gossip::Broadcast<gossip::eager_push<sim::env, M>> &&
-                          gossip::Broadcast<gossip::plumtree<sim::env, M>> &&
-                          gossip::Broadcast<gossip::anti_entropy<sim::env, M>> &&
-                          Protocol<aggregate::push_sum<sim::env, M>> &&
-                          Protocol<aggregate::pairwise_average<sim::env, M>> &&
-                          Protocol<search::unstructured<sim::env, M>>;
+template <class M> constexpr bool composes =
+    gossip::Broadcast<gossip::eager_push<sim::env, M>>&& gossip::Broadcast<gossip::plumtree<sim::env, M>>&&
+        gossip::Broadcast<gossip::anti_entropy<sim::env, M>>&& Protocol<aggregate::push_sum<sim::env, M>>&&
+            Protocol<aggregate::pairwise_average<sim::env, M>>&& Protocol<search::unstructured<sim::env, M>>;
 static_assert(composes<membership::static_group<sim::env>>);
 static_assert(composes<membership::hyparview<sim::env>>);
 static_assert(composes<membership::cyclon<sim::env>>);
@@ -59,8 +56,10 @@ TEST_CASE("plumtree over Cyclon and over a static group: exactly once everywhere
     w.run_for(20s);
     for (int k = 0; k < 5; ++k) {
       std::uint64_t id = 0;
-      if (which == 0) id = w.get<gossip::plumtree<sim::env, cyc>>(k, 21).broadcast(as_bytes("c"));
-      else id = w.get<gossip::plumtree<sim::env, fixed_group>>(k, 21).broadcast(as_bytes("s"));
+      if (which == 0)
+        id = w.get<gossip::plumtree<sim::env, cyc>>(k, 21).broadcast(as_bytes("c"));
+      else
+        id = w.get<gossip::plumtree<sim::env, fixed_group>>(k, 21).broadcast(as_bytes("s"));
       w.run_for(5s);
       for (std::uint32_t i = 0; i < n; ++i) CHECK((*count)[i][id] == 1);
     }

@@ -34,8 +34,7 @@ struct record {
 };
 
 /// n nodes, joined one every 5 ms through node 0, each hosting B<env, hpv> as protocol bid.
-template <class B, class... Args>
-std::shared_ptr<record> build(dcp::sim::simulator& w, std::uint32_t n, Args... args) {
+template <class B, class... Args> std::shared_ptr<record> build(dcp::sim::simulator& w, std::uint32_t n, Args... args) {
   auto rec = std::make_shared<record>();
   rec->deliveries.resize(n);
   for (std::uint32_t i = 0; i < n; ++i) {

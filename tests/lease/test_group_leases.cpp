@@ -41,10 +41,10 @@ constexpr protocol_id raft_id = raft_t::default_id, coord_id = default_protocol_
 struct lease_options {
   std::uint32_t k = 1;
   bool ed25519 = false;
-  duration skew = 15ms;          ///< clock offsets uniform in [-skew, skew]
-  double drift = 1e-3;           ///< clock rates within +-0.1% (the service assumes 1%)
-  duration max_drift = 50ms;     ///< the resource servers' bound on |their clock - the issuer's|
-  duration resource_lag = 0ms;   ///< the resource servers' clock runs this much behind (beyond skew)
+  duration skew = 15ms;         ///< clock offsets uniform in [-skew, skew]
+  double drift = 1e-3;          ///< clock rates within +-0.1% (the service assumes 1%)
+  duration max_drift = 50ms;    ///< the resource servers' bound on |their clock - the issuer's|
+  duration resource_lag = 0ms;  ///< the resource servers' clock runs this much behind (beyond skew)
   int faults = 12;
 };
 
@@ -64,7 +64,9 @@ lease::signing_key key_for(bool ed25519) {
 class lease_world {
  public:
   lease_world(std::uint64_t seed, lease_options o)
-      : w_(seed, config()), opt_(o), key_(key_for(o.ed25519)),
+      : w_(seed, config()),
+        opt_(o),
+        key_(key_for(o.ed25519)),
         fencing_server_(key_.to_verification_key(), {"sem"}, {.max_drift = o.max_drift}),
         capacity_server_(key_.to_verification_key(), "sem", o.k, {.max_drift = o.max_drift}) {
     std::vector<address> servers;
@@ -89,7 +91,8 @@ class lease_world {
     w_.add_node([](sim::node_context&) {});
     auto& rng = w_.rng();
     for (sim::node_index i = 0; i <= resource_node; ++i)
-      w_.set_clock(i, duration(rng.between(-o.skew.count(), o.skew.count())) - (i == resource_node ? o.resource_lag : 0ms),
+      w_.set_clock(i,
+                   duration(rng.between(-o.skew.count(), o.skew.count())) - (i == resource_node ? o.resource_lag : 0ms),
                    (rng.uniform() * 2 - 1) * o.drift);
     life_.assign(clients, 0);
     holding_.resize(clients);
@@ -336,14 +339,14 @@ TEST_CASE("group leases: resource servers never accept an older token, nor more 
                 << " tokens issued, " << total.accepted << " accepted by the fencing server (" << total.stale
                 << " refused as stale), " << total.admitted << " admitted by the capacity server, " << total.expired
                 << " presented too late, " << total.failovers << " leader crashes");
-  CHECK(progressed == seeds);   // the group grants again once healed
+  CHECK(progressed == seeds);  // the group grants again once healed
   // A token refused as stale was still valid when a newer holder's was
   // accepted: its permit had moved while it was honoured. A voluntary release
   // did that until the group drained released permits until their tokens
   // expired (issue 12, bug 7); now paused holders come back with expired
   // tokens only.
   CHECK(total.stale == 0);
-  CHECK(total.expired > 0);     // paused holders did come back, too late
+  CHECK(total.expired > 0);  // paused holders did come back, too late
   CHECK(total.failovers > seeds / 2);
 }
 
@@ -391,7 +394,9 @@ TEST_CASE("group leases: a lease for a grant not held, or from replicas that do 
   w.run_until([&] { return open; }, w.now() + 5s);
   REQUIRE(open);
   std::optional<grant> g;
-  cl.lock("m", [&](result<grant> r) { if (r) g = *r; });
+  cl.lock("m", [&](result<grant> r) {
+    if (r) g = *r;
+  });
   w.run_until([&] { return g.has_value(); }, w.now() + 5s);
   REQUIRE(g);
   std::optional<result<bytes>> got;

@@ -95,8 +95,8 @@ TEST_CASE("permit gate: never honours more than its capacity, whatever the issue
       if (what < 0.35 || tokens.empty()) {  // the group grants (too much, sometimes)
         const std::uint32_t permits = static_cast<std::uint32_t>(r.between(1, capacity + 1));
         const auto holder = address::sim(static_cast<std::uint32_t>(r.below(6)));
-        tokens.push_back({grant(++fencing, holder, permits, now + std::chrono::milliseconds(r.between(1, 300))),
-                          permits, fencing});
+        tokens.push_back(
+            {grant(++fencing, holder, permits, now + std::chrono::milliseconds(r.between(1, 300))), permits, fencing});
       } else if (what < 0.8) {  // a holder presents a token, maybe an old one
         auto got = g.admit(tokens[r.below(tokens.size())].sealed, now);
         admitted += static_cast<bool>(got);

@@ -14,7 +14,8 @@ namespace {
 
 bytes hex(std::string_view h) {
   bytes out;
-  for (std::size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
   return out;
 }
 
@@ -36,9 +37,11 @@ TEST_CASE("lease: the primitives match their standards' test vectors") {
   auto k = hmac_key::from_bytes(bytes(20, 0x0b)).value();
   CHECK(*k.sign(as_bytes("Hi There")) == hex("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"));
   // RFC 8032, section 7.1, test 1 (Ed25519, empty message)
-  auto sk = ed25519_private_key::from_seed(hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")).value();
+  auto sk =
+      ed25519_private_key::from_seed(hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")).value();
   CHECK(sk.public_key().raw() == hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));
-  const auto sig = hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+  const auto sig = hex(
+      "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
   CHECK(*sk.sign({}) == sig);
   CHECK(sk.public_key().verify({}, sig));
   CHECK_FALSE(sk.public_key().verify(as_bytes("x"), sig));
@@ -59,8 +62,8 @@ TEST_CASE("lease: keys of the wrong size are refused") {
 TEST_CASE("lease: seal and unseal round-trip under both schemes") {
   for (const auto& key : {hmac_signer(), ed_signer()}) {
     for (const auto& t : {sample(), token{"a", address::sim(3), 1, 0, wall_time(-5s)},
-                          token{std::string(max_resource_size, 'r'), *address::parse("[2001:db8::1]:443"),
-                                0xFFFFFFFFu, ~std::uint64_t{0}, wall_time::max()}}) {
+                          token{std::string(max_resource_size, 'r'), *address::parse("[2001:db8::1]:443"), 0xFFFFFFFFu,
+                                ~std::uint64_t{0}, wall_time::max()}}) {
       auto sealed = seal(t, key);
       REQUIRE(sealed);
       CHECK(sealed->size() <= default_max_token_size);
@@ -96,7 +99,8 @@ TEST_CASE("lease: forged, re-keyed and mismatched tokens are refused, each with 
   CHECK(unseal(*seal(t, hmac_signer()), ed_signer().to_verification_key()).error() == lease::errc::scheme_mismatch);
   CHECK(unseal(*seal(t, ed_signer()), hmac_signer().to_verification_key()).error() == lease::errc::scheme_mismatch);
   // other key id (a rotation the server has not seen)
-  CHECK(unseal(*seal(t, hmac_signer(7, 2)), hmac_signer(7, 1).to_verification_key()).error() == lease::errc::unknown_key);
+  CHECK(unseal(*seal(t, hmac_signer(7, 2)), hmac_signer(7, 1).to_verification_key()).error() ==
+        lease::errc::unknown_key);
   // Ed25519: a server holding only the public key verifies; it cannot mint
   auto pub = ed25519_public_key::from_bytes(ed_signer().to_verification_key().scheme() == scheme::ed25519
                                                 ? ed25519_private_key::from_seed(bytes(32, 9))->public_key().raw()
@@ -156,7 +160,7 @@ TEST_CASE("lease: truncated, oversized and random bytes give an error value") {
   for (int i = 0; i < 20000; ++i) {
     bytes junk(r.below(200));
     for (auto& b : junk) b = static_cast<std::uint8_t>(r());
-    if (!junk.empty() && r.chance(0.5)) junk[0] = 1;  // get past the endianness flag
+    if (!junk.empty() && r.chance(0.5)) junk[0] = 1;    // get past the endianness flag
     if (junk.size() > 1 && r.chance(0.5)) junk[1] = 1;  // and the version
     if (junk.size() > 2 && r.chance(0.5)) junk[2] = 2;  // and the scheme
     CHECK_FALSE(unseal(junk, vk));

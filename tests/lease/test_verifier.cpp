@@ -31,7 +31,7 @@ TEST_CASE("lease verifier: accepts a valid token and refuses each bad one with i
   CHECK(ok->fencing == 10);
   CHECK(v.newest_fencing("db/shard-1") == 10u);
 
-  CHECK(v.accept(grant(k, "db/shard-1", 11, now + 50ms), now).error() == lease::errc::expired);           // within drift
+  CHECK(v.accept(grant(k, "db/shard-1", 11, now + 50ms), now).error() == lease::errc::expired);  // within drift
   CHECK(v.accept(grant(k, "db/shard-2", 12, now + 1s), now).error() == lease::errc::wrong_resource);
   CHECK(v.accept(grant(k, "db/shard-1", 9, now + 1s), now).error() == lease::errc::stale_fencing);
   signing_key other{ed25519_private_key::from_seed(bytes(32, 4)).value(), 7};
@@ -56,8 +56,8 @@ TEST_CASE("lease verifier: expiry boundary with and without a drift margin") {
   const auto token = grant(k, "r", 1, expiry);
   for (duration drift : {duration::zero(), duration(1ns), duration(250ms), duration(5s)}) {
     verifier v(k.to_verification_key(), {"r"}, {.max_drift = drift});
-    CHECK(v.check(token, expiry - drift - 1ns));                                  // last honoured instant
-    CHECK(v.check(token, expiry - drift).error() == lease::errc::expired);               // first refused instant
+    CHECK(v.check(token, expiry - drift - 1ns));                            // last honoured instant
+    CHECK(v.check(token, expiry - drift).error() == lease::errc::expired);  // first refused instant
     CHECK(v.check(token, expiry).error() == lease::errc::expired);
     CHECK(v.check(token, expiry + 1h).error() == lease::errc::expired);
   }

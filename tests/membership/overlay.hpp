@@ -11,8 +11,7 @@
 namespace overlay {
 
 /// Neighbour lists of the up nodes (down nodes get an empty list).
-template <class P>
-std::vector<std::vector<std::uint32_t>> views(dcp::sim::simulator& w, dcp::protocol_id id) {
+template <class P> std::vector<std::vector<std::uint32_t>> views(dcp::sim::simulator& w, dcp::protocol_id id) {
   std::vector<std::vector<std::uint32_t>> g(w.size());
   for (std::uint32_t i = 0; i < w.size(); ++i)
     if (auto* p = w.find<P>(i, id))
@@ -60,7 +59,8 @@ inline std::size_t components(dcp::sim::simulator& w, const std::vector<std::vec
 }
 
 /// k distinct victims among nodes [0, n), never node `keep`.
-inline std::set<std::uint32_t> victims(dcp::sim::simulator& w, std::uint32_t n, std::uint32_t k, std::uint32_t keep = 0) {
+inline std::set<std::uint32_t> victims(dcp::sim::simulator& w, std::uint32_t n, std::uint32_t k,
+                                       std::uint32_t keep = 0) {
   std::set<std::uint32_t> v;
   while (v.size() < k) {
     auto i = static_cast<std::uint32_t>(w.rng().below(n));

@@ -19,7 +19,8 @@ constexpr protocol_id cid = cyc::default_id;
 
 static_assert(membership::Membership<cyc> && membership::Membership<fixed_group>);
 
-TEST_CASE("cyclon: views bounded and free of self and duplicates; connected; in-degrees balanced; dead entries age out") {
+TEST_CASE(
+    "cyclon: views bounded and free of self and duplicates; connected; in-degrees balanced; dead entries age out") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 5); ++seed) {
     CAPTURE(seed);
     sim::config c;

@@ -44,8 +44,10 @@ void check_views(simulator& w, std::uint32_t i, std::size_t& violations) {
 void build(simulator& w, std::uint32_t n, std::size_t& violations, membership::hyparview_config cfg = {}) {
   auto touched = std::make_shared<std::uint32_t>(0);  // the node the last event ran on
   w.on_trace([touched](const sim::trace_event& e) {
-    if (e.what == sim::trace_event::kind::deliver || e.what == sim::trace_event::kind::unreachable) *touched = e.to;
-    else if (e.what == sim::trace_event::kind::timer) *touched = e.from;
+    if (e.what == sim::trace_event::kind::deliver || e.what == sim::trace_event::kind::unreachable)
+      *touched = e.to;
+    else if (e.what == sim::trace_event::kind::timer)
+      *touched = e.from;
   });
   w.after_event([&w, touched, &violations] { check_views(w, *touched, violations); });
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -174,7 +176,8 @@ TEST_CASE("hyparview: malformed input is dropped and counted; bad configuration 
   w.add_node([](sim::node_context& c) { c.add<hpv>(hid); });
   auto& p = w.get<hpv>(0, hid);
   p.on_message(address::sim(5), membership::hyparview_msg::forward_join{address{}, 3});
-  p.on_message(address::sim(5), membership::hyparview_msg::shuffle{address::sim(5), 2, std::vector<address>(500, address::sim(9))});
+  p.on_message(address::sim(5),
+               membership::hyparview_msg::shuffle{address::sim(5), 2, std::vector<address>(500, address::sim(9))});
   p.on_message(address::sim(0), membership::hyparview_msg::join{});
   CHECK(w.metrics().counter(hid, "bad_forward_join") == 1);
   CHECK(w.metrics().counter(hid, "bad_shuffle") == 1);
@@ -219,7 +222,8 @@ TEST_CASE("hyparview: a node whose JOIN was lost keeps retrying, even after a la
   CHECK(violations == 0);
 }
 
-TEST_CASE("hyparview: strangers evict at most the budgeted neighbours per round and cannot plant peers by unsolicited shuffle replies") {
+TEST_CASE(
+    "hyparview: strangers evict at most the budgeted neighbours per round and cannot plant peers by unsolicited shuffle replies") {
   simulator w(5);
   std::size_t violations = 0;
   build(w, 16, violations);
@@ -256,7 +260,8 @@ TEST_CASE("hyparview: strangers evict at most the budgeted neighbours per round 
 // join_evictions_per_round neighbours of a node per round; past it, a walk
 // ends at a node that has room or budget (a detour of at most arwl hops) and
 // a JOIN_ACCEPT into a full view is refused.
-TEST_CASE("hyparview: a flood of JOIN, FORWARD_JOIN and JOIN_ACCEPT from strangers evicts at most the budgeted neighbours per round") {
+TEST_CASE(
+    "hyparview: a flood of JOIN, FORWARD_JOIN and JOIN_ACCEPT from strangers evicts at most the budgeted neighbours per round") {
   simulator w(6);
   std::size_t violations = 0;
   build(w, 16, violations);

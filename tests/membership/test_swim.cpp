@@ -14,9 +14,9 @@
 namespace test_swim {
 
 using namespace dcp;
-using sim::simulator;
 using membership::member_event;
 using membership::member_state;
+using sim::simulator;
 using swim_t = membership::swim<sim::env>;
 constexpr protocol_id sid = swim_t::default_id;
 
@@ -40,8 +40,10 @@ struct cluster {
   cluster(std::uint64_t seed, sim::config net, std::uint32_t n, membership::swim_config cfg) : w(seed, net) {
     auto touched = std::make_shared<std::uint32_t>(0);
     w.on_trace([touched](const sim::trace_event& e) {
-      if (e.what == sim::trace_event::kind::deliver) *touched = e.to;
-      else if (e.what == sim::trace_event::kind::timer) *touched = e.from;
+      if (e.what == sim::trace_event::kind::deliver)
+        *touched = e.to;
+      else if (e.what == sim::trace_event::kind::timer)
+        *touched = e.from;
     });
     w.after_event([this, touched] {
       if (*touched >= w.size()) return;
@@ -72,12 +74,15 @@ struct cluster {
     return true;
   }
   /// failed events about members in `healthy`, seen by members in `observers`.
-  std::size_t false_positives(const std::vector<std::uint32_t>& healthy, const std::vector<std::uint32_t>& observers) const {
+  std::size_t false_positives(const std::vector<std::uint32_t>& healthy,
+                              const std::vector<std::uint32_t>& observers) const {
     std::size_t n = 0;
     for (auto& s : *log) {
       if (s.event.what != member_event::kind::failed) continue;
       const auto about = s.event.member.node.sim_index();
-      if (std::count(healthy.begin(), healthy.end(), about) && std::count(observers.begin(), observers.end(), s.observer)) ++n;
+      if (std::count(healthy.begin(), healthy.end(), about) &&
+          std::count(observers.begin(), observers.end(), s.observer))
+        ++n;
     }
     return n;
   }
@@ -164,8 +169,8 @@ TEST_CASE("swim: a crashed member is declared dead by every live member within a
         };
         const double min_suspicion = 4 * std::log10(double(n));
         const double suspicion = lifeguard ? 6 * min_suspicion : min_suspicion;
-        const auto bound = duration(std::chrono::seconds(2 * n - 1)) + std::chrono::duration_cast<duration>(
-                                                                            std::chrono::duration<double>(suspicion)) + 10s;
+        const auto bound = duration(std::chrono::seconds(2 * n - 1)) +
+            std::chrono::duration_cast<duration>(std::chrono::duration<double>(suspicion)) + 10s;
         c.w.run_until(all_know, crash_at + bound);
         CHECK(all_know());
         CAPTURE(worst_health);
@@ -197,7 +202,8 @@ TEST_CASE("swim: a suspected member that is alive refutes with a higher incarnat
       CAPTURE(seed);
       CAPTURE(lifeguard);
       const std::uint32_t n = 16, x = 5;
-      cluster c(seed, lossy(0.01), n, lifeguard ? membership::swim_config{} : membership::swim_config::without_lifeguard());
+      cluster c(seed, lossy(0.01), n,
+                lifeguard ? membership::swim_config{} : membership::swim_config::without_lifeguard());
       c.w.run_until([&] { return c.converged(range(n)); }, c.w.now() + 60s);
       REQUIRE(c.converged(range(n)));
       inject_suspicion(c, 2, 11, x);
@@ -208,8 +214,9 @@ TEST_CASE("swim: a suspected member that is alive refutes with a higher incarnat
       // An accuser that missed the refutation gets it again, without a new incarnation.
       const auto inc = c.at(x)->incarnation();
       const auto repeated = c.counter("refutation_repeated");
-      c.at(x)->on_message(address::sim(2), membership::swim_msg::ping{0, address::sim(x),
-                                                                      {{1, address::sim(x), inc - 1, address::sim(2), {}}}});
+      c.at(x)->on_message(
+          address::sim(2),
+          membership::swim_msg::ping{0, address::sim(x), {{1, address::sim(x), inc - 1, address::sim(2), {}}}});
       CHECK(c.counter("refutation_repeated") == repeated + 1);
       CHECK(c.at(x)->incarnation() == inc);
       c.w.run_for(5s);
@@ -282,10 +289,11 @@ TEST_CASE("swim: Lifeguard cuts false positives about healthy members caused by 
     }
   }
   MESSAGE("false positives about healthy members, SWIM: " << fp[0] << " (in healthy views " << fp_healthy_views[0]
-                                                         << "), Lifeguard: " << fp[1] << " (" << fp_healthy_views[1] << ")");
-  CHECK(fp[0] > 0);            // the scenario does hurt plain SWIM
-  CHECK(fp[1] * 4 <= fp[0]);   // and Lifeguard removes most of it
-  CHECK(slow_health > 0);      // the slow member noticed it is the slow one
+                                                          << "), Lifeguard: " << fp[1] << " (" << fp_healthy_views[1]
+                                                          << ")");
+  CHECK(fp[0] > 0);           // the scenario does hurt plain SWIM
+  CHECK(fp[1] * 4 <= fp[0]);  // and Lifeguard removes most of it
+  CHECK(slow_health > 0);     // the slow member noticed it is the slow one
 }
 
 TEST_CASE("swim: a graceful leave is seen by every member as left, not failed") {
@@ -365,14 +373,16 @@ TEST_CASE("swim: metadata reaches every member, and an update raises `updated` e
   c.at(2)->set_metadata(to_bytes("role=cache"));
   c.w.run_for(10s);
   std::size_t updated = 0;
-  for (auto& s : *c.log) updated += s.event.what == member_event::kind::updated && s.event.member.node == address::sim(2);
+  for (auto& s : *c.log)
+    updated += s.event.what == member_event::kind::updated && s.event.member.node == address::sim(2);
   CHECK(updated == n - 1);
   for (std::uint32_t i = 0; i < n; ++i)
     if (i != 2) CHECK(c.at(i)->member(address::sim(2))->meta == to_bytes("role=cache"));
   CHECK_THROWS_AS(c.at(2)->set_metadata(bytes(cfg.max_metadata + 1, 'x')), dcp::error);
 }
 
-TEST_CASE("swim: with max_message_size, every message fits a sealed datagram; the cluster still converges and detects a crash (loss, many seeds)") {
+TEST_CASE(
+    "swim: with max_message_size, every message fits a sealed datagram; the cluster still converges and detects a crash (loss, many seeds)") {
   // 1,400-byte datagram less the 12-byte frame header and the keyring seal
   // (40-byte prefix, 16-byte tag): the frame bound of udp:keyring. The
   // simulated wire refuses any larger frame, as the UDP transport does.
@@ -445,12 +455,15 @@ TEST_CASE("swim: hostile input is refused, counted and bounded; no crash, no cor
   const address evil = address::sim(3);
   auto count = [&](std::string_view n) { return w.metrics().counter(sid, n); };
   using membership::swim_msg::update;
-  auto send = [&](std::vector<update> ups) { p->on_message(evil, membership::swim_msg::ping{1, address::sim(0), std::move(ups)}); };
+  auto send = [&](std::vector<update> ups) {
+    p->on_message(evil, membership::swim_msg::ping{1, address::sim(0), std::move(ups)});
+  };
 
   // A flood of Alive claims for fictitious members: the table stops at max_members.
   for (std::uint32_t k = 0; k < 40; ++k) {
     std::vector<update> ups;
-    for (std::uint32_t j = 0; j < cfg.max_piggyback; ++j) ups.push_back({0, address::sim(1000 + k * 8 + j), 0, evil, {}});
+    for (std::uint32_t j = 0; j < cfg.max_piggyback; ++j)
+      ups.push_back({0, address::sim(1000 + k * 8 + j), 0, evil, {}});
     send(ups);
   }
   CHECK(p->num_members() == cfg.max_members + 1);
@@ -480,7 +493,9 @@ TEST_CASE("swim: hostile input is refused, counted and bounded; no crash, no cor
   p->on_message(evil, membership::swim_msg::push_pull{false, true, {{address::sim(6000), 0, 0, {}}}});
   CHECK(count("unsolicited_push_pull") == 1);
   CHECK(!p->member(address::sim(6000)));
-  p->on_message(evil, membership::swim_msg::push_pull{false, false, std::vector<membership::swim_msg::member_record>(cfg.max_members + 2)});
+  p->on_message(evil,
+                membership::swim_msg::push_pull{false, false,
+                                                std::vector<membership::swim_msg::member_record>(cfg.max_members + 2)});
   CHECK(count("oversized_push_pull") == 1);
   for (int k = 0; k < 40; ++k) p->on_message(evil, membership::swim_msg::push_pull{false, false, {}});
   CHECK(count("push_pull_refused_rate") > 0);

@@ -90,24 +90,26 @@ outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, 
     *in_call = false;
   };
   for (std::uint32_t i = 0; i < n; ++i) {
-    w.get<co>(i, pid).on_deliver([&w, out, known, seen, reactions_left, in_call, send, i](const multicast::causal_order_delivery& d) {
-      if (*in_call) out->inside_call = true;
-      const auto id = decode(d.payload);
-      REQUIRE(id < out->log.size());
-      const auto& m = out->log[id];
-      CHECK(d.origin == address::sim(m.sender));
-      if (!(*seen)[i].insert(id).second) ++out->duplicates;
-      // Every message that happened before this one is delivered here already.
-      for (std::uint32_t e = 0; e < out->log.size(); ++e)
-        if (out->log[e].happened.happened_before(m.happened) && !(*seen)[i].contains(e)) ++out->violations;
-      out->delivered[i].push_back(id);
-      if (m.sender != i) (*known)[i].merge(m.happened);
-      if (m.sender != i && *reactions_left > 0 && w.rng().below(3) == 0) {
-        --*reactions_left;
-        send(i);  // caused by this delivery
-      }
-    });
-    for (int k = 0; k < per_node; ++k) w.after(duration(w.rng().between(0, duration(100ms).count())), [send, i] { send(i); });
+    w.get<co>(i, pid).on_deliver(
+        [&w, out, known, seen, reactions_left, in_call, send, i](const multicast::causal_order_delivery& d) {
+          if (*in_call) out->inside_call = true;
+          const auto id = decode(d.payload);
+          REQUIRE(id < out->log.size());
+          const auto& m = out->log[id];
+          CHECK(d.origin == address::sim(m.sender));
+          if (!(*seen)[i].insert(id).second) ++out->duplicates;
+          // Every message that happened before this one is delivered here already.
+          for (std::uint32_t e = 0; e < out->log.size(); ++e)
+            if (out->log[e].happened.happened_before(m.happened) && !(*seen)[i].contains(e)) ++out->violations;
+          out->delivered[i].push_back(id);
+          if (m.sender != i) (*known)[i].merge(m.happened);
+          if (m.sender != i && *reactions_left > 0 && w.rng().below(3) == 0) {
+            --*reactions_left;
+            send(i);  // caused by this delivery
+          }
+        });
+    for (int k = 0; k < per_node; ++k)
+      w.after(duration(w.rng().between(0, duration(100ms).count())), [send, i] { send(i); });
   }
   w.after_event([&w, out, n] {
     for (std::uint32_t i = 0; i < n; ++i)
@@ -138,7 +140,8 @@ void check_causal(const outcome& o, std::uint32_t n) {
 }
 }  // namespace
 
-TEST_CASE("causal_order: every delivery respects happened-before, each message once; 200 seeds, loss, duplication, reordering") {
+TEST_CASE(
+    "causal_order: every delivery respects happened-before, each message once; 200 seeds, loss, duplication, reordering") {
   std::size_t chained = 0;
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     CAPTURE(seed);
@@ -150,7 +153,8 @@ TEST_CASE("causal_order: every delivery respects happened-before, each message o
   CHECK(chained > 1000);  // the property was tested on causal chains, not only on concurrent messages
 }
 
-TEST_CASE("causal_order: a hold-back queue of 1 per sender (flow control through the links) never deadlocks; 50 seeds") {
+TEST_CASE(
+    "causal_order: a hold-back queue of 1 per sender (flow control through the links) never deadlocks; 50 seeds") {
   std::int64_t refused = 0;
   for (std::uint64_t seed = 1; seed <= 50; ++seed) {
     CAPTURE(seed);
@@ -214,8 +218,9 @@ TEST_CASE("causal_order: hostile frames are counted and change nothing") {
   p.on_message(address::sim(1), frame{std::uint64_t(1) << 40, 0, 0, {stamp({{1, 1}}), {}}});
   CHECK(count("bad_sequence") == 1);
   p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{1, 1}, {5, 1}}), {}}});  // an entry for a non-member
-  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{0, 1}, {1, 1}, {2, 1}, {3, 1}}), {}}});  // more entries than members
-  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{2, 1}}), {}}});  // no entry for its sender
+  p.on_message(address::sim(1),
+               frame{1, 0, 0, {stamp({{0, 1}, {1, 1}, {2, 1}, {3, 1}}), {}}});  // more entries than members
+  p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{2, 1}}), {}}});         // no entry for its sender
   CHECK(count("bad_frame") == 3);
   // an entry far beyond what this member has delivered (the lead allowed is 100 here), an oversized payload
   p.on_message(address::sim(1), frame{1, 0, 0, {stamp({{1, 1}, {2, 500}}), {}}});
@@ -232,8 +237,8 @@ TEST_CASE("causal_order: hostile frames are counted and change nothing") {
 
 TEST_CASE("causal_order: random hostile frame streams (50 seeds x 2,000) never break an invariant or a bound") {
   using frame = multicast::link_msg::frame<co::body>;
-  std::map<std::string, std::int64_t> reached{{"bad_frame", 0}, {"bad_sequence", 0}, {"bad_ack", 0},
-                                              {"not_a_member", 0}, {"duplicates", 0}, {"bad_clock", 0}};
+  std::map<std::string, std::int64_t> reached{{"bad_frame", 0},    {"bad_sequence", 0}, {"bad_ack", 0},
+                                              {"not_a_member", 0}, {"duplicates", 0},   {"bad_clock", 0}};
   for (std::uint64_t seed = 1; seed <= 50; ++seed) {
     CAPTURE(seed);
     simulator w(seed, faulty(0.05, 0.05, 0.2));

@@ -53,14 +53,15 @@ struct outcome {
   std::vector<std::vector<msg_id>> delivered;  ///< per node, in delivery order
   std::set<msg_id> sent;
   bool invariants_held = true;
-  bool inside_call = false;  ///< a delivery ran inside multicast()
+  bool inside_call = false;       ///< a delivery ran inside multicast()
   std::int64_t backpressure = 0;  ///< frames a full queue refused
 };
 
 /// n members; each multicasts `per_node` messages at random times and, with
 /// probability 1/4, reacts to a delivery from another with one more (at most
 /// `reactions` in all). Runs until every member delivered every message.
-outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, int reactions, std::size_t max_queue = 1 << 14) {
+outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, int reactions,
+            std::size_t max_queue = 1 << 14) {
   simulator w(seed, net);
   multicast::total_order_config cfg;
   cfg.max_outstanding = 4;  // small, so that busy is exercised
@@ -98,7 +99,8 @@ outcome run(std::uint64_t seed, std::uint32_t n, sim::config net, int per_node, 
         (*send)(i);  // a multicast caused by this delivery
       }
     });
-    for (int k = 0; k < per_node; ++k) w.after(duration(w.rng().between(0, duration(200ms).count())), [send, i] { (*send)(i); });
+    for (int k = 0; k < per_node; ++k)
+      w.after(duration(w.rng().between(0, duration(200ms).count())), [send, i] { (*send)(i); });
   }
   w.after_event([&w, out, n] {
     for (std::uint32_t i = 0; i < n; ++i)
@@ -136,7 +138,8 @@ void check_total_order(const outcome& o) {
 }
 }  // namespace
 
-TEST_CASE("total_order: every member delivers the same sequence, each message once; 200 seeds, loss, duplication, reordering") {
+TEST_CASE(
+    "total_order: every member delivers the same sequence, each message once; 200 seeds, loss, duplication, reordering") {
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     CAPTURE(seed);
     const auto n = static_cast<std::uint32_t>(3 + seed % 4);
@@ -144,7 +147,8 @@ TEST_CASE("total_order: every member delivers the same sequence, each message on
   }
 }
 
-TEST_CASE("total_order: a hold-back queue of 4 (flow control through the links) keeps the order and never deadlocks; 50 seeds") {
+TEST_CASE(
+    "total_order: a hold-back queue of 4 (flow control through the links) keeps the order and never deadlocks; 50 seeds") {
   std::int64_t refused = 0;
   for (std::uint64_t seed = 1; seed <= 50; ++seed) {
     CAPTURE(seed);
@@ -235,8 +239,8 @@ TEST_CASE("total_order: hostile frames are counted and change nothing") {
 
 TEST_CASE("total_order: random hostile frame streams (50 seeds x 2,000) never break an invariant or a bound") {
   using frame = multicast::link_msg::frame<to::body>;
-  std::map<std::string, std::int64_t> reached{{"bad_frame", 0}, {"bad_sequence", 0}, {"bad_ack", 0},
-                                              {"not_a_member", 0}, {"duplicates", 0}, {"bad_clock", 0}};
+  std::map<std::string, std::int64_t> reached{{"bad_frame", 0},    {"bad_sequence", 0}, {"bad_ack", 0},
+                                              {"not_a_member", 0}, {"duplicates", 0},   {"bad_clock", 0}};
   for (std::uint64_t seed = 1; seed <= 50; ++seed) {
     CAPTURE(seed);
     simulator w(seed, faulty(0.05, 0.05, 0.2));

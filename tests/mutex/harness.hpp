@@ -114,16 +114,14 @@ inline sim::config random_network(simulator* = nullptr, double loss = 0, bool fi
 namespace harness {
 
 /// Builds n nodes hosting M(env, static_group::sim(n), cfg) as protocol M::default_id.
-template <class M, class Config>
-void build(simulator& w, std::uint32_t n, Config cfg) {
+template <class M, class Config> void build(simulator& w, std::uint32_t n, Config cfg) {
   w.add_nodes(n, [=](sim::node_context& c) { c.add<M>(M::default_id, group::static_group::sim(n), cfg); });
 }
 
 /// The fault-free property over `seeds` seeds: at most one holder after every
 /// event, every request granted, and (when M exposes request_stamp) entries in
 /// stamp order. Nodes 3..8, random delays, reordering unless `fifo`.
-template <class M, class Config>
-void fault_free_property(Config cfg, bool fifo, double duplicate = 0) {
+template <class M, class Config> void fault_free_property(Config cfg, bool fifo, double duplicate = 0) {
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     auto net = random_network(nullptr, 0, fifo);
     net.network.duplicate = duplicate;
@@ -132,7 +130,7 @@ void fault_free_property(Config cfg, bool fifo, double duplicate = 0) {
     build<M>(w, n, cfg);
     std::vector<clock::lamport_stamp> stamps;
     std::function<void(std::uint32_t)> on_enter;
-    if constexpr (requires(M& m) { m.request_stamp(); })
+    if constexpr (requires(M & m) { m.request_stamp(); })
       on_enter = [&](std::uint32_t i) { stamps.push_back(w.get<M>(i, M::default_id).request_stamp()); };
     auto out = run<M>(w, M::default_id, {.nodes = n}, on_enter);
     INFO("seed " << seed << " nodes " << n);
@@ -146,8 +144,7 @@ void fault_free_property(Config cfg, bool fifo, double duplicate = 0) {
 /// Crashes: a random member crashes while the workload runs. Safety must hold
 /// at every event; every request must end (granted or an error) within the
 /// run: nobody hangs silently.
-template <class M, class Config>
-void crash_property(Config cfg, bool fifo, std::uint64_t count = seeds) {
+template <class M, class Config> void crash_property(Config cfg, bool fifo, std::uint64_t count = seeds) {
   int failures = 0;
   for (std::uint64_t seed = 1; seed <= count; ++seed) {
     simulator w(seed, random_network(nullptr, 0, fifo));

@@ -25,7 +25,7 @@ TEST_CASE("async_lock: use_future and a callback bound to an io_context") {
   std::error_code got = errc::busy;
   bool called = false;
   mutex::async_lock(m2, asio::bind_executor(io, [&](std::error_code ec) { called = true, got = ec; }));
-  w.run_for(2s);  // m1 never unlocks: m2 times out
+  w.run_for(2s);        // m1 never unlocks: m2 times out
   CHECK_FALSE(called);  // the completion waits for its own executor
   io.run();
   CHECK(called);

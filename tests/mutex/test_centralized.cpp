@@ -154,22 +154,25 @@ TEST_CASE("centralized: a lost RELEASE is recovered by the coordinator's probe")
 }
 
 static_assert(mutex::Mutex<mutex::centralized<sim::env>> && mutex::Mutex<mutex::ricart_agrawala<sim::env>> &&
-              mutex::Mutex<mutex::lamport<sim::env>> && mutex::Mutex<mutex::suzuki_kasami<sim::env>> &&
-              mutex::Mutex<mutex::raymond<sim::env>> && mutex::Mutex<mutex::maekawa<sim::env>> &&
-              mutex::Mutex<mutex::token_ring<sim::env>>,
+                  mutex::Mutex<mutex::lamport<sim::env>> && mutex::Mutex<mutex::suzuki_kasami<sim::env>> &&
+                  mutex::Mutex<mutex::raymond<sim::env>> && mutex::Mutex<mutex::maekawa<sim::env>> &&
+                  mutex::Mutex<mutex::token_ring<sim::env>>,
               "every algorithm offers the one mutex API");
 
 TEST_CASE("mutex: a node outside its group, or a bad configuration, is refused with a clear error") {
   simulator w(1);
   CHECK_THROWS_WITH_AS(w.add_node([](sim::node_context& c) {
     c.add<mutex::ricart_agrawala<sim::env>>(51, group::static_group{address::sim(7)});
-  }), doctest::Contains("not a member of its group"), dcp::error);
+  }),
+                       doctest::Contains("not a member of its group"), dcp::error);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     c.add<mutex::token_ring<sim::env>>(56, group::static_group::sim(1), mutex::token_ring_config{.token_timeout = 0s});
-  }), dcp::error);
+  }),
+                  dcp::error);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     c.add<central>(50, group::static_group::sim(1), mutex::centralized_config{.coordinator = address::sim(9)});
-  }), dcp::error);
+  }),
+                  dcp::error);
   CHECK_THROWS_AS(group::static_group(std::vector<address>{}), dcp::error);
 }
 

@@ -38,8 +38,7 @@ struct note {
 };
 }  // namespace echo_msg
 
-template <Env E>
-class echo {
+template <Env E> class echo {
  public:
   using messages = wire::message_set<echo_msg::request, echo_msg::reply, echo_msg::note>;
   static constexpr counter_set counters{{{"rounds", "counted by test_env through environment()"}}};

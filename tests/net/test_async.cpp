@@ -30,8 +30,7 @@ net::config loopback_config() {
 }
 
 // The user-facing async form of echo::call, for any completion token.
-template <class Token>
-auto async_echo(net::node& n, echo& e, address to, std::string body, Token&& token) {
+template <class Token> auto async_echo(net::node& n, echo& e, address to, std::string body, Token&& token) {
   return net::async_call<void(std::error_code, std::string)>(
       n, [&e, to, body = std::move(body)](auto done) mutable { e.call(to, std::move(body), std::move(done)); },
       std::forward<Token>(token));
@@ -59,12 +58,20 @@ TEST_CASE("net::async_call with a callback: completes once, posted, on the node'
   // An error travels as the error_code; a completion called twice completes once.
   std::error_code timeout;
   const address nobody = address::loopback(1);  // port 1: refused, but the call times out first? either way: an error
-  async_echo(a, ea, nobody, "x", [&](std::error_code ec, std::string) { timeout = ec; ++calls; });
+  async_echo(a, ea, nobody, "x", [&](std::error_code ec, std::string) {
+    timeout = ec;
+    ++calls;
+  });
   REQUIRE(run_until(io, [&] { return calls == 2; }));
   CHECK(timeout);
   int once = 0;
   net::async_call<void(int)>(
-      a, [](auto done) { done(1); done(2); }, [&](int v) { once += v; });
+      a,
+      [](auto done) {
+        done(1);
+        done(2);
+      },
+      [&](int v) { once += v; });
   REQUIRE(run_until(io, [&] { return once != 0; }));
   io.restart();
   io.poll();
@@ -89,9 +96,7 @@ TEST_CASE("net::async_call with use_future, from a thread that does not run the 
   try {
     failed.get();
     FAIL("no exception");
-  } catch (const std::system_error& e) {
-    CHECK(e.code() == make_error_code(errc::not_found));
-  }
+  } catch (const std::system_error& e) { CHECK(e.code() == make_error_code(errc::not_found)); }
   a.async_stop(asio::use_future).get();
   b.async_stop(asio::use_future).get();
   work.reset();
@@ -121,9 +126,7 @@ TEST_CASE("net::async_call with use_awaitable, in a coroutine; and nodes on stra
         try {
           co_await net::async_call<void(std::error_code)>(
               a, [](auto done) { done(make_error_code(errc::cancelled)); }, asio::use_awaitable);
-        } catch (const std::system_error& e) {
-          failed_as_expected = e.code() == make_error_code(errc::cancelled);
-        }
+        } catch (const std::system_error& e) { failed_as_expected = e.code() == make_error_code(errc::cancelled); }
         a.stop();
         co_await b.async_stop(asio::use_awaitable);
       },

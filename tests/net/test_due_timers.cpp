@@ -97,9 +97,7 @@ TEST_CASE_TEMPLATE("net: timers fire as turns; what a throwing callback sent sti
     try {
       io.restart();
       io.run_for(5ms);
-    } catch (const std::runtime_error& e) {
-      thrown = std::string(e.what()) == "a timer callback's bug";
-    }
+    } catch (const std::runtime_error& e) { thrown = std::string(e.what()) == "a timer callback's bug"; }
   }
   REQUIRE(thrown);
   REQUIRE(run_until(io, [&] { return ea.notes.size() == 51; }));

@@ -45,7 +45,11 @@ std::uint64_t drops_auth(const net::keyring_node& n) { return n.metrics().drops(
 struct relay {
   using tamper_fn = std::function<std::vector<bytes>(std::size_t index, const bytes& unit)>;
   relay(asio::io_context& io, const address& target, tamper_fn t)
-      : acceptor(io, net::detail::to_endpoint(address::loopback(0))), up(io), down(io), target_(target), tamper(std::move(t)) {
+      : acceptor(io, net::detail::to_endpoint(address::loopback(0))),
+        up(io),
+        down(io),
+        target_(target),
+        tamper(std::move(t)) {
     acceptor.async_accept(down, [this](std::error_code ec) {
       REQUIRE(!ec);
       up.async_connect(net::detail::to_endpoint(target_), [this](std::error_code e) {
@@ -69,7 +73,8 @@ struct relay {
       pending.insert(pending.end(), in_buf.begin(), in_buf.begin() + static_cast<std::ptrdiff_t>(n));
       for (;;) {
         std::size_t unit = 0;
-        if (units.empty()) unit = net::detail::seal_state::opening_size;
+        if (units.empty())
+          unit = net::detail::seal_state::opening_size;
         else if (pending.size() >= wire::header_size) {
           wire::frame_header h;
           REQUIRE(!wire::read_header({pending.data(), wire::header_size}, h, wire::limits{0xFFFFFFFFu}));
@@ -178,7 +183,8 @@ TEST_CASE("keyring: two nodes talk through the keyring, every frame sealed, both
   CHECK(std::search(wire_bytes.begin(), wire_bytes.end(), secret.begin(), secret.end()) == wire_bytes.end());
 }
 
-TEST_CASE("keyring: a node with the wrong key is refused, nothing is delivered, and it gives up as on an unreachable peer") {
+TEST_CASE(
+    "keyring: a node with the wrong key is refused, nothing is delivered, and it gives up as on an unreachable peer") {
   asio::io_context io;
   net::keyring_node b(io, loopback_config(), net::keyring(key1));
   net::keyring_node stranger(io, loopback_config(), net::keyring(key2));
@@ -288,7 +294,8 @@ TEST_CASE("keyring: a replayed, reordered, altered or cut frame closes the conne
   CHECK(b.metrics().drops(echo_id, errc::malformed_payload) == 0);  // nothing tampered with reached the protocol
 }
 
-TEST_CASE("keyring: a hello claiming another's address without the key is refused; the traffic for it is not diverted") {
+TEST_CASE(
+    "keyring: a hello claiming another's address without the key is refused; the traffic for it is not diverted") {
   asio::io_context io;
   net::keyring_node a(io, loopback_config(), net::keyring(key1)), b(io, loopback_config(), net::keyring(key1));
   auto& ea = a.add<echo>(echo_id);
@@ -301,14 +308,16 @@ TEST_CASE("keyring: a hello claiming another's address without the key is refuse
   bytes plain_hello;
   REQUIRE(!wire::encode_frame(0, net::detail::hello{a.self()}, plain_hello));
   bytes note;
-  REQUIRE(!wire::encode_frame(echo_id, dcp::test::echo_msg::note{"I am a, and this note is longer than an opening"}, note));
+  REQUIRE(
+      !wire::encode_frame(echo_id, dcp::test::echo_msg::note{"I am a, and this note is longer than an opening"}, note));
   // An opening that names b's key (its id travels in clear, so an attacker
   // knows it), then a hello and a note sealed under a key it made up.
   net::detail::seal_state forged;
   net::keyring_security guess{net::keyring(net::keyring::generate())};
   guess.make_opening(forged, true);
   const std::uint64_t real_id = net::keyring::id_of(key1);
-  for (int i = 0; i < 8; ++i) forged.mine[8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(real_id >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    forged.mine[8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(real_id >> (8 * i));
   bytes forged_stream(forged.mine.begin(), forged.mine.end());
   forged.theirs = forged.mine;  // any acceptor nonce: the attacker cannot know b's before it reads it, nor the key
   forged.theirs[5] = 'A';
@@ -347,11 +356,13 @@ TEST_CASE("keyring: before its hello opens, a caller may send only a small frame
   stream.resize(stream.size() + wire::header_size + 64, 0x55);
   wire::write_header(stream.data() + st.mine.size(), {0, 1, 100 * 1024});
   raw_client big(io, b.self(), stream);
-  REQUIRE(run_until(io, [&] { return big.closed_by_peer; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return big.closed_by_peer; }, 2s));
   CHECK(b.metrics().drops(0, errc::frame_too_large) == 1);
   // An opening and then silence: closed at the handshake time-out.
   raw_client silent(io, b.self(), bytes(st.mine.begin(), st.mine.end()));
-  REQUIRE(run_until(io, [&] { return silent.closed_by_peer; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return silent.closed_by_peer; }, 2s));
   CHECK(b.metrics().drops(0, errc::timed_out) == 1);
   CHECK(b.connections() == 0);
 }
@@ -430,12 +441,13 @@ TEST_CASE("keyring: removing a key closes the connections still using it") {
 }
 // The same properties, whatever the transport: both node types pass them.
 namespace {
-template <class Node>
-std::unique_ptr<Node> make(asio::io_context& io, std::uint16_t port = 0) {
+template <class Node> std::unique_ptr<Node> make(asio::io_context& io, std::uint16_t port = 0) {
   auto c = loopback_config();
   c.listen = address::loopback(port);
-  if constexpr (Node::authenticated) return std::make_unique<Node>(io, c, net::keyring(key1));
-  else return std::make_unique<Node>(io, c);
+  if constexpr (Node::authenticated)
+    return std::make_unique<Node>(io, c, net::keyring(key1));
+  else
+    return std::make_unique<Node>(io, c);
 }
 }  // namespace
 
@@ -493,7 +505,8 @@ TEST_CASE_TEMPLATE("transports: in order both ways, answers on the caller's conn
   if constexpr (datagram) {  // skipped: UDP cannot know b is gone, and never says so
     MESSAGE("udp_transport: no unreachable report (a datagram transport cannot know)");
   } else {
-    REQUIRE(run_until(io, [&] { return !ea.unreachable.empty(); }, 5000ms));
+    REQUIRE(run_until(
+        io, [&] { return !ea.unreachable.empty(); }, 5000ms));
     CHECK(ea.unreachable.front() == b_addr);
   }
   CHECK(a->metrics().drops(0, errc::authentication_failed) == 0);
@@ -502,4 +515,3 @@ TEST_CASE_TEMPLATE("transports: in order both ways, answers on the caller's conn
 }  // namespace test_keyring
 
 #endif
-

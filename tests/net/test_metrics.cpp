@@ -42,8 +42,10 @@ std::string fetch(asio::io_context& io, const address& server, const std::string
   read_more = [&] {
     s.async_read_some(asio::buffer(buf), [&](const std::error_code& e, std::size_t n) {
       answer.append(buf.data(), n);
-      if (e) done = true;  // eof: the answer is complete
-      else read_more();
+      if (e)
+        done = true;  // eof: the answer is complete
+      else
+        read_more();
     });
   };
   REQUIRE(run_until(io, [&] { return done; }));
@@ -87,7 +89,8 @@ TEST_CASE("net: a running node's status and its Prometheus metrics, scraped over
   b.start();
   constexpr int n = 25;
   for (int i = 0; i < n; ++i) REQUIRE(ea.tell(b.self(), "x"));
-  REQUIRE(run_until(io, [&] { return b.metrics().of(echo_id).received == n && da.suspects(nobody); }, std::chrono::seconds(15)));
+  REQUIRE(run_until(
+      io, [&] { return b.metrics().of(echo_id).received == n && da.suspects(nobody); }, std::chrono::seconds(15)));
 
   // status(): a snapshot of the same state.
   const auto st = a.status();
@@ -134,8 +137,10 @@ TEST_CASE("net: a running node's status and its Prometheus metrics, scraped over
   // every counter of the node is there, with its value at the scrape
   a.metrics().for_each_counter([&](protocol_id p, std::string_view event, std::int64_t) {
     CHECK(m.contains("dcp_protocol_events_total{" + who + ",protocol=\"" + std::to_string(p) + "\",protocol_name=\"" +
-                     (p == detector_id ? "heartbeat" : p == echo_id ? "echo" : "transport") + "\",event=\"" +
-                     std::string(event) + "\"}"));
+                     (p == detector_id   ? "heartbeat"
+                          : p == echo_id ? "echo"
+                                         : "transport") +
+                     "\",event=\"" + std::string(event) + "\"}"));
   });
   std::size_t drops = 0;
   a.metrics().for_each_drop([&](protocol_id, std::string_view, std::uint64_t c) { drops += c; });
@@ -164,7 +169,7 @@ TEST_CASE("net: the Prometheus text lists every declared counter, at 0 before it
   a.add<detector>(detector_id);
   const auto m = samples(net::prometheus_text(a));
   const std::string series = "dcp_protocol_events_total{node=\"" + a.self().to_string() + "\",protocol=\"" +
-                             std::to_string(detector_id) + "\",protocol_name=\"heartbeat\",event=\"";
+      std::to_string(detector_id) + "\",protocol_name=\"heartbeat\",event=\"";
   for (const auto& declared : detector::counters) {
     INFO("counter: " << declared.name);
     REQUIRE(m.contains(series + std::string(declared.name) + "\"}"));

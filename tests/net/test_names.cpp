@@ -92,7 +92,8 @@ TEST_CASE("net: a name that does not resolve is a failed connection attempt, the
   b.start();
   const auto nowhere = *address::parse("no-such-host.invalid:7000");  // RFC 6761: never resolves
   REQUIRE(eb.tell(nowhere, "lost"));
-  REQUIRE(run_until(io, [&] { return !eb.unreachable.empty(); }, std::chrono::milliseconds(15000)));
+  REQUIRE(run_until(
+      io, [&] { return !eb.unreachable.empty(); }, std::chrono::milliseconds(15000)));
   CHECK(eb.unreachable[0] == nowhere);
   CHECK(b.metrics().drops(echo_id, make_error_code(errc::peer_unreachable)) == 1);
   CHECK(b.metrics().counter(0, "peers_unreachable") == 1);

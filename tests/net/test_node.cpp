@@ -70,9 +70,7 @@ TEST_CASE("net: config errors are caught at construction, with the field named")
   try {
     net::node b(io, loopback_config(a.self().port()));
     FAIL("bound a port in use");
-  } catch (const dcp::error& e) {
-    CHECK(std::string(e.what()).find(a.self().to_string()) != std::string::npos);
-  }
+  } catch (const dcp::error& e) { CHECK(std::string(e.what()).find(a.self().to_string()) != std::string::npos); }
   // Protocol id 0 is the transport's.
   CHECK_THROWS_AS(a.add<echo>(0), dcp::error);
 }
@@ -99,8 +97,14 @@ TEST_CASE("net: two nodes exchange messages in order, attributed to the sender's
   }
   // request/reply in both directions
   std::string got_a, got_b;
-  ea.call(b.self(), "ping from a", [&](std::error_code ec, std::string body) { CHECK(!ec); got_a = body; });
-  eb.call(a.self(), "ping from b", [&](std::error_code ec, std::string body) { CHECK(!ec); got_b = body; });
+  ea.call(b.self(), "ping from a", [&](std::error_code ec, std::string body) {
+    CHECK(!ec);
+    got_a = body;
+  });
+  eb.call(a.self(), "ping from b", [&](std::error_code ec, std::string body) {
+    CHECK(!ec);
+    got_b = body;
+  });
   REQUIRE(run_until(io, [&] { return !got_a.empty() && !got_b.empty(); }));
   CHECK(got_a == "ping from a");
   CHECK(got_b == "ping from b");
@@ -157,13 +161,16 @@ TEST_CASE("net: three nodes, all pairs, and sends to self are delivered locally"
   for (auto& n : nodes) n->start();
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) REQUIRE(echos[i]->tell(nodes[j]->self(), std::to_string(i) + "->" + std::to_string(j)));
-  REQUIRE(run_until(io, [&] { return echos[0]->notes.size() == 3 && echos[1]->notes.size() == 3 && echos[2]->notes.size() == 3; }));
+  REQUIRE(run_until(
+      io, [&] { return echos[0]->notes.size() == 3 && echos[1]->notes.size() == 3 && echos[2]->notes.size() == 3; }));
   for (int j = 0; j < 3; ++j) {
     std::set<std::string> got;
     for (auto& r : echos[j]->notes) {
       got.insert(r.body);
-      CHECK(r.body == std::to_string(std::find_if(nodes.begin(), nodes.end(), [&](auto& n) { return n->self() == r.from; }) -
-                                     nodes.begin()) + "->" + std::to_string(j));
+      CHECK(r.body ==
+            std::to_string(std::find_if(nodes.begin(), nodes.end(), [&](auto& n) { return n->self() == r.from; }) -
+                           nodes.begin()) +
+                "->" + std::to_string(j));
     }
     CHECK(got.size() == 3);
     CHECK(nodes[j]->connections() == 4);  // two peers, one connection each way; none to self
@@ -194,14 +201,16 @@ TEST_CASE("net: the heartbeat detector runs unchanged over TCP, and follows a no
   }
   auto det = [&](int i) -> detector& { return *nodes[i]->find<detector>(detector::default_id); };
   // A second of heartbeats: nobody is suspected (accuracy in a healthy network).
-  run_until(io, [] { return false; }, 1000ms);
+  run_until(
+      io, [] { return false; }, 1000ms);
   for (int i = 0; i < 3; ++i) CHECK(det(i).suspected().empty());
   CHECK(nodes[0]->metrics().of(detector::default_id).received > 10);
 
   // Stop node 2: both others suspect it (completeness).
   const address gone = nodes[2]->self();
   nodes[2]->stop();
-  REQUIRE(run_until(io, [&] { return det(0).suspects(gone) && det(1).suspects(gone); }, 8000ms));
+  REQUIRE(run_until(
+      io, [&] { return det(0).suspects(gone) && det(1).suspects(gone); }, 8000ms));
   CHECK(events[0].back() == "DOWN " + gone.to_string());
 
   // A new node on the same port: the others reconnect and restore it.
@@ -209,7 +218,8 @@ TEST_CASE("net: the heartbeat detector runs unchanged over TCP, and follows a no
   nodes[2] = make(gone.port());
   for (int j = 0; j < 2; ++j) det(2).monitor(nodes[j]->self());
   nodes[2]->start();
-  REQUIRE(run_until(io, [&] { return !det(0).suspects(gone) && !det(1).suspects(gone); }, 8000ms));
+  REQUIRE(run_until(
+      io, [&] { return !det(0).suspects(gone) && !det(1).suspects(gone); }, 8000ms));
   CHECK(events[1].back() == "UP " + gone.to_string());
 }
 

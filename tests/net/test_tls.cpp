@@ -231,7 +231,7 @@ TEST_CASE("tls: a node with a certificate from another CA is refused both ways, 
   CHECK(eb.notes.empty());
   CHECK(counter(*b, "tls_auth_failures") >= 1);
   CHECK(drops_auth(*b) >= 1);
-  CHECK(counter(*stranger, "tls_auth_failures") >= 1);  // b's certificate does not verify for it either
+  CHECK(counter(*stranger, "tls_auth_failures") >= 1);            // b's certificate does not verify for it either
   REQUIRE(run_until(io, [&] { return b->connections() == 0; }));  // nothing kept open for it
 
   // b calling the stranger fails the same way, and b gives up on it.
@@ -370,9 +370,7 @@ TEST_CASE("tls: bad certificates are refused at construction, never run as plain
   auto throws_invalid_config = [&](const net::tls_options& o) {
     try {
       net::tls_node n(io, config_at(at), o);
-    } catch (const dcp::error& e) {
-      return e.code() == make_error_code(errc::invalid_config);
-    }
+    } catch (const dcp::error& e) { return e.code() == make_error_code(errc::invalid_config); }
     return false;
   };
   CHECK(throws_invalid_config(group_ca().options_for(elsewhere)));  // its own certificate names another address
@@ -381,7 +379,8 @@ TEST_CASE("tls: bad certificates are refused at construction, never run as plain
   CHECK(throws_invalid_config(net::tls_options::from_pem(group_ca().cert_pem(), pem.cert, other.key)));  // key mismatch
   CHECK(throws_invalid_config(net::tls_options::from_pem("not a certificate", pem.cert, pem.key)));
   CHECK(throws_invalid_config(net::tls_options::from_pem(group_ca().cert_pem(), "", pem.key)));
-  CHECK(throws_invalid_config(net::tls_options::from_files("/nonexistent/ca.pem", "/nonexistent/n.pem", "/nonexistent/n.key")));
+  CHECK(throws_invalid_config(
+      net::tls_options::from_files("/nonexistent/ca.pem", "/nonexistent/n.pem", "/nonexistent/n.key")));
   // The same certificates from PEM files work.
   const auto dir = std::filesystem::temp_directory_path() / ("dcp_tls_" + std::to_string(at.port()));
   std::filesystem::create_directories(dir);
@@ -411,17 +410,20 @@ TEST_CASE("tls: a caller must finish its handshake and hello in time, and send o
   net::tls_node b(io, cfg, group_ca().options_for(at));
   b.start();
   raw_client silent(io, b.self(), {});  // connects, says nothing
-  REQUIRE(run_until(io, [&] { return silent.closed_by_peer; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return silent.closed_by_peer; }, 2s));
   CHECK(b.metrics().drops(0, errc::timed_out) == 1);
   // A member that handshakes and then announces a 100 KiB first frame.
   bytes big(wire::header_size + 64, 0x55);
   wire::write_header(big.data(), {0, 1, 100 * 1024});
   const address m = dcp::test::free_loopback_address();
   tls_client c(io, group_ca().options_for(m), b.self(), big);
-  REQUIRE(run_until(io, [&] { return c.closed_by_peer; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return c.closed_by_peer; }, 2s));
   CHECK(c.handshaken);
   CHECK(b.metrics().drops(0, errc::frame_too_large) == 1);
-  REQUIRE(run_until(io, [&] { return b.connections() == 0; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return b.connections() == 0; }, 2s));
 }
 
 TEST_CASE("tls: in order both ways, answers on the caller's connection, restarts and unreachable peers") {
@@ -461,11 +463,11 @@ TEST_CASE("tls: in order both ways, answers on the caller's connection, restarts
   b.reset();
   REQUIRE(run_until(io, [&] { return a->connections() == 0; }));
   REQUIRE(ea.tell(b_addr, "anyone?"));
-  REQUIRE(run_until(io, [&] { return !ea.unreachable.empty(); }, 5000ms));
+  REQUIRE(run_until(
+      io, [&] { return !ea.unreachable.empty(); }, 5000ms));
   CHECK(ea.unreachable.front() == b_addr);
   CHECK(a->metrics().drops(0, errc::authentication_failed) == 0);
 }
 }  // namespace test_tls
 
 #endif
-

@@ -60,8 +60,7 @@ bytes operator+(bytes a, const bytes& b) {
 // TEST_CASEs are about connections (a hello, answers on the caller's
 // connection, inbound slots) and run over TCP only: UDP has none, and its
 // own hostile-input and bound tests are in test_udp.cpp.
-template <class Node>
-constexpr bool is_datagram = requires { requires Node::transport_type::is_datagram; };
+template <class Node> constexpr bool is_datagram = requires { requires Node::transport_type::is_datagram; };
 
 #if DCP_TEST_KEYRING
 /// keyring_udp_node with a key of the suite's, so that the templates below
@@ -227,8 +226,8 @@ TEST_CASE("net: max_connections refuses inbound connections past the limit") {
   CHECK(n.connections() == 2);
 }
 
-TEST_CASE_TEMPLATE("net: a full per-peer queue drops the new frame, counts it, and keeps what was queued in order", Node,
-                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
+TEST_CASE_TEMPLATE("net: a full per-peer queue drops the new frame, counts it, and keeps what was queued in order",
+                   Node, net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   asio::io_context io;
   auto cfg = loopback_config();
   cfg.limits.max_frame_size = 4096;
@@ -303,8 +302,7 @@ TEST_CASE_TEMPLATE("net: a queue too full for the smallest frame refuses the nex
   // What a frame of n payload bytes takes in the queue: n + header + the seal's overhead.
   REQUIRE(send(100));
   const std::size_t overhead = a.queued_bytes(to) - 100 - wire::header_size;
-  while (send(500)) {
-  }
+  while (send(500)) {}
   // Fill the room left exactly: the queue is then at its bound.
   const std::size_t room = cfg.limits.max_queued_bytes_per_peer - a.queued_bytes(to);
   REQUIRE(room >= wire::header_size + overhead);
@@ -346,9 +344,10 @@ TEST_CASE_TEMPLATE("net: an unreachable peer is given up on, reported, and reach
   std::error_code call_result;
   ea.call(b_addr, "anyone?", [&](std::error_code ec, std::string) { call_result = ec; });
   for (int i = 0; i < 5; ++i) REQUIRE(ea.tell(b_addr, "queued " + std::to_string(i)));
-  REQUIRE(run_until(io, [&] { return !ea.unreachable.empty(); }, 5000ms));
+  REQUIRE(run_until(
+      io, [&] { return !ea.unreachable.empty(); }, 5000ms));
   CHECK(ea.unreachable.front() == b_addr);
-  CHECK(call_result == make_error_code(errc::peer_unreachable));  // the protocol learned, and failed its call
+  CHECK(call_result == make_error_code(errc::peer_unreachable));   // the protocol learned, and failed its call
   CHECK(a.metrics().drops(echo_id, errc::peer_unreachable) == 6);  // the request and 5 notes
   CHECK(a.metrics().counter(0, "peers_unreachable") == 1);
   CHECK(a.queued_bytes(b_addr) == 0);
@@ -394,8 +393,8 @@ TEST_CASE_TEMPLATE("net: a peer restarted on the same port gets the frames sent 
   CHECK(ea.unreachable.empty());
 }
 
-TEST_CASE_TEMPLATE("net: stop with pending work lets io_context::run return, and nothing runs on a destroyed node", Node,
-                   net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
+TEST_CASE_TEMPLATE("net: stop with pending work lets io_context::run return, and nothing runs on a destroyed node",
+                   Node, net::plaintext_node, DCP_TEST_DATAGRAM_NODES) {
   asio::io_context io;
   auto drains = [&] {  // run() returns by itself: no handler, timer or socket is left
     const auto t0 = std::chrono::steady_clock::now();

@@ -89,11 +89,13 @@ TEST_CASE("net limits: before its hello a caller may send only a small frame") {
   // A 100 KiB frame is within max_frame_size (4 MiB), but no caller that has
   // not said who it is may make the node hold it.
   raw_client c(io, b.self(), header_only(echo_id, 3, 100 * 1024, 1000));
-  REQUIRE(run_until(io, [&] { return c.closed_by_peer; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return c.closed_by_peer; }, 2s));
   CHECK(b.metrics().drops(0, errc::frame_too_large) == 1);
   // A hello itself above max_hello_frame_size, the same.
   raw_client h(io, b.self(), header_only(0, 1, cfg.max_hello_frame_size + 1, 10));
-  REQUIRE(run_until(io, [&] { return h.closed_by_peer; }, 2s));
+  REQUIRE(run_until(
+      io, [&] { return h.closed_by_peer; }, 2s));
   CHECK(b.metrics().drops(0, errc::frame_too_large) == 2);
   CHECK(b.connections() == 0);
 }
@@ -109,14 +111,17 @@ TEST_CASE("net limits: a frame that stalls or trickles is closed after read_time
   b.start();
   // After a good hello, a frame of 1000 bytes of which 10 ever arrive.
   raw_client stall(io, b.self(), hello_from(address::loopback(1)) + header_only(echo_id, 3, 1000, 10));
-  REQUIRE(run_until(io, [&] { return stall.closed_by_peer; }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return stall.closed_by_peer; }, 3s));
   CHECK(b.metrics().drops(0, errc::timed_out) == 1);
   // Meanwhile, and after, a stream of large frames takes longer than
   // read_timeout in all, and flows: the clock restarts at every whole frame.
   const auto start = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - start < 600ms) {
-    if (a.queued_bytes(b.self()) < (1u << 20)) REQUIRE(ea.tell(b.self(), std::string(64 * 1024, 'x')));
-    else io.run_for(std::chrono::milliseconds(1));
+    if (a.queued_bytes(b.self()) < (1u << 20))
+      REQUIRE(ea.tell(b.self(), std::string(64 * 1024, 'x')));
+    else
+      io.run_for(std::chrono::milliseconds(1));
   }
   REQUIRE(run_until(io, [&] { return a.queued_bytes(b.self()) == 0; }));
   CHECK(b.metrics().drops(0, errc::timed_out) == 1);
@@ -144,7 +149,8 @@ TEST_CASE("net limits: idle connections are closed after idle_timeout; live ones
   CHECK(b.metrics().counter(0, "idle_closed") == 1);
   CHECK(b.connections() == 1);  // a's
   // Once a falls silent, its connection goes too, and the next note reopens one.
-  REQUIRE(run_until(io, [&] { return a.connections() == 0 && b.connections() == 0; }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return a.connections() == 0 && b.connections() == 0; }, 3s));
   REQUIRE(ea.tell(b.self(), "after the idle close"));
   REQUIRE(run_until(io, [&] { return eb.notes.size() == 21; }));
   CHECK(a.metrics().drops() == 0);
@@ -161,11 +167,13 @@ TEST_CASE("net limits: idle callers holding every inbound slot cannot stop a nod
   b.start();
   std::vector<std::unique_ptr<raw_client>> squatters;
   for (int i = 0; i < 3; ++i)
-    squatters.push_back(std::make_unique<raw_client>(io, b.self(), hello_from(address::loopback(static_cast<std::uint16_t>(i + 1)))));
+    squatters.push_back(
+        std::make_unique<raw_client>(io, b.self(), hello_from(address::loopback(static_cast<std::uint16_t>(i + 1)))));
   REQUIRE(run_until(io, [&] { return b.connections() == 3; }));
   // b's inbound slots are full, yet it reaches a: outbound slots are its own.
   REQUIRE(eb.tell(a.self(), "through"));
-  REQUIRE(run_until(io, [&] { return ea.notes.size() == 1; }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return ea.notes.size() == 1; }, 3s));
   CHECK(ea.notes.front().from == b.self());
   CHECK(eb.unreachable.empty());
   // ... and a's answer comes back on b's own connection.
@@ -174,7 +182,8 @@ TEST_CASE("net limits: idle callers holding every inbound slot cannot stop a nod
     REQUIRE(!ec);
     answer = std::move(body);
   });
-  REQUIRE(run_until(io, [&] { return answer == "ping"; }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return answer == "ping"; }, 3s));
   for (auto& s : squatters) CHECK(!s->closed_by_peer);
 }
 
@@ -191,7 +200,8 @@ TEST_CASE("net limits: one IP address holds at most max_inbound_per_ip connectio
   raw_client s2(io, b.self(), hello_from(address::loopback(2)), "127.0.0.2");
   REQUIRE(run_until(io, [&] { return b.connections() == 2; }));
   raw_client s3(io, b.self(), hello_from(address::loopback(3)), "127.0.0.2");
-  REQUIRE(run_until(io, [&] { return s3.closed_by_peer; }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return s3.closed_by_peer; }, 3s));
   CHECK(b.metrics().counter(0, "connections_refused_per_ip") == 1);
   CHECK(!s1.closed_by_peer);
   CHECK(!s2.closed_by_peer);
@@ -222,7 +232,8 @@ TEST_CASE("net limits: a read buffer grown for a large frame shrinks once it is 
 // Each read buffer is bounded by the frame it reads, but many callers that
 // each send most of a large frame would make the node hold them all. Past
 // max_read_buffer_bytes, the connection whose buffer would grow is closed.
-TEST_CASE("net limits: many callers each sending most of a large frame cannot take the read buffers past max_read_buffer_bytes") {
+TEST_CASE(
+    "net limits: many callers each sending most of a large frame cannot take the read buffers past max_read_buffer_bytes") {
   asio::io_context io;
   auto cfg = loopback_config();
   cfg.limits.max_frame_size = 1u << 20;
@@ -232,13 +243,17 @@ TEST_CASE("net limits: many callers each sending most of a large frame cannot ta
   b.start();
   std::vector<std::unique_ptr<raw_client>> callers;
   for (int i = 0; i < 8; ++i)  // 8 x ~1 MiB of frames that never end
-    callers.push_back(std::make_unique<raw_client>(
-        io, b.self(), hello_from(address::loopback(static_cast<std::uint16_t>(10 + i))) + header_only(echo_id, 3, 1u << 20, 900u << 10)));
+    callers.push_back(std::make_unique<raw_client>(io, b.self(),
+                                                   hello_from(address::loopback(static_cast<std::uint16_t>(10 + i))) +
+                                                       header_only(echo_id, 3, 1u << 20, 900u << 10)));
   std::size_t most = 0;
-  run_until(io, [&] {
-    most = std::max(most, b.transport().read_buffer_bytes());
-    return false;
-  }, 1500ms);
+  run_until(
+      io,
+      [&] {
+        most = std::max(most, b.transport().read_buffer_bytes());
+        return false;
+      },
+      1500ms);
   CHECK(b.metrics().counter(0, "read_buffer_bytes_refused") > 0);
   CHECK(b.transport().read_buffer_bytes() <= cfg.max_read_buffer_bytes);
   // Between a buffer's growth and its connection's close, one growth more at most.
@@ -250,10 +265,10 @@ TEST_CASE("net limits: many callers each sending most of a large frame cannot ta
   // When they all go, the sum returns to what no connection holds. (Their
   // handlers must have run before they are destroyed: close, then wait.)
   for (auto& c : callers) c->socket.close();
-  REQUIRE(run_until(io, [&] {
-    return std::all_of(callers.begin(), callers.end(), [](auto& c) { return c->closed_by_peer; });
-  }, 3s));
-  REQUIRE(run_until(io, [&] { return b.transport().read_buffer_bytes() == 0; }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return std::all_of(callers.begin(), callers.end(), [](auto& c) { return c->closed_by_peer; }); }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return b.transport().read_buffer_bytes() == 0; }, 3s));
   io.poll();  // the last aborted operations' handlers
   callers.clear();
 }
@@ -307,7 +322,8 @@ struct stalled_peer {
   std::array<std::uint8_t, 64 * 1024> buf{};
 };
 
-TEST_CASE("net limits: many stalled peers cannot make a node buffer more than max_buffered_bytes; it frees as they read or close") {
+TEST_CASE(
+    "net limits: many stalled peers cannot make a node buffer more than max_buffered_bytes; it frees as they read or close") {
   asio::io_context io;
   auto cfg = loopback_config();
   cfg.limits.max_frame_size = 16u << 10;
@@ -359,8 +375,10 @@ TEST_CASE("net limits: many stalled peers cannot make a node buffer more than ma
 
   // Half the peers start reading, the other half close: every byte comes back.
   for (std::size_t i = 0; i < peers.size(); ++i) {
-    if (i % 2 == 0) peers[i]->start_reading();
-    else peers[i]->close();
+    if (i % 2 == 0)
+      peers[i]->start_reading();
+    else
+      peers[i]->close();
   }
   REQUIRE(run_until(io, [&] { return accounted() == 0; }));
   // And the budget is there again for whoever reads.

@@ -123,7 +123,8 @@ TEST_CASE("udp: hostile datagrams are dropped one by one, counted by reason, and
     // a and b still talk both ways
     REQUIRE(ea.tell(b.self(), "r" + std::to_string(round)));
     REQUIRE(eb.tell(a.self(), "r" + std::to_string(round)));
-    REQUIRE(run_until(io, [&] { return eb.notes.size() == heard + 1 && ea.notes.size() == static_cast<std::size_t>(round); }));
+    REQUIRE(run_until(
+        io, [&] { return eb.notes.size() == heard + 1 && ea.notes.size() == static_cast<std::size_t>(round); }));
     CHECK(eb.notes.back().body == "r" + std::to_string(round));
   };
   attack(to_bytes("GET / HTTP/1.1\r\nHost: dcp\r\n\r\n"), errc::bad_magic);
@@ -135,14 +136,14 @@ TEST_CASE("udp: hostile datagrams are dropped one by one, counted by reason, and
   attack(f, errc::bad_flags);
   bytes big(wire::header_size + 8);
   wire::write_header(big.data(), {echo_id, 3, 0xFFFFFFF0u});
-  attack(big, errc::frame_too_large);  // a header claiming more than max_frame_size
+  attack(big, errc::frame_too_large);                                      // a header claiming more than max_frame_size
   attack(frame_of(echo_id, 3, bytes(1500, 0x55)), errc::frame_too_large);  // a datagram above max_datagram_size
-  attack(bytes{0xDC, 0x50, 1}, errc::truncated_frame);  // shorter than a header
+  attack(bytes{0xDC, 0x50, 1}, errc::truncated_frame);                     // shorter than a header
   bytes cut = note_frame("half a frame");
   cut.resize(cut.size() - 3);
-  attack(cut, errc::truncated_frame);  // shorter than its header says
+  attack(cut, errc::truncated_frame);                                      // shorter than its header says
   attack(note_frame("two") + note_frame("frames"), errc::trailing_bytes);  // one frame per datagram
-  attack(frame_of(0, 1, to_bytes("\x01\x07")), errc::bad_handshake);     // protocol 0: no transport messages over UDP
+  attack(frame_of(0, 1, to_bytes("\x01\x07")), errc::bad_handshake);       // protocol 0: no transport messages over UDP
   // A frame whose payload does not decode is dropped for its protocol only.
   attacker.send(b.self(), frame_of(echo_id, 3, to_bytes("\x01\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x7F")));
   attacker.send(b.self(), frame_of(99, 1, {}));
@@ -151,7 +152,8 @@ TEST_CASE("udp: hostile datagrams are dropped one by one, counted by reason, and
   CHECK(a.metrics().drops() == 0);
 }
 
-TEST_CASE("udp: random datagrams, many seeds: each is delivered or dropped and counted, exactly once; the node keeps serving") {
+TEST_CASE(
+    "udp: random datagrams, many seeds: each is delivered or dropped and counted, exactly once; the node keeps serving") {
   // Valid frames of every kind, then mutated at random (bytes flipped, cut,
   // extended, the length rewritten) or replaced by noise. Whatever arrives,
   // the node accounts for every datagram once: decoded and delivered
@@ -184,12 +186,18 @@ TEST_CASE("udp: random datagrams, many seeds: each is delivered or dropped and c
       for (int i = 0; i < 50; ++i) {
         bytes d = seeds[below(seeds.size())];
         switch (below(6)) {
-          case 0: break;  // as is
+          case 0:
+            break;  // as is
           case 1:
-            for (int k = 0, n = 1 + static_cast<int>(below(4)); k < n; ++k) d[below(d.size())] ^= static_cast<std::uint8_t>(1 + below(255));
+            for (int k = 0, n = 1 + static_cast<int>(below(4)); k < n; ++k)
+              d[below(d.size())] ^= static_cast<std::uint8_t>(1 + below(255));
             break;
-          case 2: d.resize(below(d.size())); break;
-          case 3: d.resize(d.size() + 1 + below(200), static_cast<std::uint8_t>(gen())); break;
+          case 2:
+            d.resize(below(d.size()));
+            break;
+          case 3:
+            d.resize(d.size() + 1 + below(200), static_cast<std::uint8_t>(gen()));
+            break;
           case 4: {
             const auto len = static_cast<std::uint32_t>(gen());
             for (int k = 0; k < 4; ++k) d[8 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(len >> (8 * k));
@@ -253,7 +261,8 @@ TEST_CASE("udp: a frame above the datagram bound is refused and counted, never f
   CHECK_THROWS_AS(net::plaintext_udp_node(io, loopback_config(), {.max_datagram_size = 10}), dcp::error);
 }
 
-TEST_CASE("udp: queues are bounded per peer and in the number of peers; host names and other advertised addresses are refused") {
+TEST_CASE(
+    "udp: queues are bounded per peer and in the number of peers; host names and other advertised addresses are refused") {
   asio::io_context io;
   auto cfg = loopback_config();
   cfg.limits.max_frame_size = 1024;
@@ -303,8 +312,10 @@ TEST_CASE("udp: the datagrams queued for all peers together stay within max_buff
   for (int round = 0; round < 10; ++round)
     for (std::uint16_t p = 1; p <= 8; ++p) {
       const bool room = a.queued_bytes(address::loopback(p)) + 600 <= cfg.limits.max_queued_bytes_per_peer;
-      if (ea.tell(address::loopback(p), std::string(500, 'q'))) ++accepted;
-      else if (room) ++refused_with_room;
+      if (ea.tell(address::loopback(p), std::string(500, 'q')))
+        ++accepted;
+      else if (room)
+        ++refused_with_room;
       CHECK(a.transport().buffered_bytes() <= cfg.max_buffered_bytes);
     }
   std::size_t sum = 0;
@@ -317,7 +328,8 @@ TEST_CASE("udp: the datagrams queued for all peers together stay within max_buff
   CHECK(a.connections() == 0);
 }
 
-TEST_CASE("udp: what dht_node sends over UDP fits one default datagram (Kademlia at k = 20, the store's bounded messages)") {
+TEST_CASE(
+    "udp: what dht_node sends over UDP fits one default datagram (Kademlia at k = 20, the store's bounded messages)") {
   // examples/dht_node.cpp runs Kademlia and the store over 1,400-byte
   // datagrams with keys <= 128 B, values <= 1 KiB and 24 summaries per sync
   // message. Their largest messages, with the longest addresses (IPv6), must
@@ -337,12 +349,14 @@ TEST_CASE("udp: what dht_node sends over UDP fits one default datagram (Kademlia
   sc.max_key_size = 128;
   sc.max_value_size = 1024;
   sc.sync_batch = 24;
-  dht::store_msg::put put{~0ull, {std::string(sc.max_key_size, 'k'), bytes(sc.max_value_size, 0xCD), ~0ull, ~0ull,
-                                  std::numeric_limits<std::int64_t>::max(), false}};
+  dht::store_msg::put put{~0ull,
+                          {std::string(sc.max_key_size, 'k'), bytes(sc.max_value_size, 0xCD), ~0ull, ~0ull,
+                           std::numeric_limits<std::int64_t>::max(), false}};
   CHECK(frame_size(put) <= room);
   CHECK(frame_size(dht::store_msg::get_reply{~0ull, true, put.it}) <= room);
   dht::store_msg::sync_offer offer;
-  for (std::size_t i = 0; i < sc.sync_batch; ++i) offer.items.push_back({node_id::hash(std::to_string(i)), ~0ull, ~0ull});
+  for (std::size_t i = 0; i < sc.sync_batch; ++i)
+    offer.items.push_back({node_id::hash(std::to_string(i)), ~0ull, ~0ull});
   CHECK(frame_size(offer) <= room);
   dht::store_msg::sync_want want;
   for (auto& o : offer.items) want.hashes.push_back(o.hash);  // at most what was offered

@@ -138,14 +138,15 @@ TEST_CASE("udp keyring: two nodes talk both ways; every datagram is sealed and o
   CHECK(m.counter(0, "udp_keyring_auth_failures") == 2);
 }
 
-TEST_CASE("udp keyring: forged, altered, replayed, wrong-key, retired-key, misattributed and cut datagrams are dropped, each counted, nothing changed") {
+TEST_CASE(
+    "udp keyring: forged, altered, replayed, wrong-key, retired-key, misattributed and cut datagrams are dropped, each counted, nothing changed") {
   asio::io_context io;
   net::keyring_udp_node a(io, loopback_config(), net::keyring(key1)), b(io, loopback_config(), net::keyring(key1));
   auto& ea = a.add<echo>(echo_id);
   auto& eb = b.add<echo>(echo_id);
   a.start();
   b.start();
-  raw_peer holder(io, key1, "127.0.0.2");  // holds the key: its genuine datagrams are what the attacks start from
+  raw_peer holder(io, key1, "127.0.0.2");    // holds the key: its genuine datagrams are what the attacks start from
   raw_peer attacker(io, key2, "127.0.0.3");  // holds another key
   int round = 0;
   // Sends `datagram` from `from`; it must be dropped with drops(0, reason)
@@ -164,7 +165,8 @@ TEST_CASE("udp keyring: forged, altered, replayed, wrong-key, retired-key, misat
     CHECK(b.transport().security().peers_tracked() == tracked);
     REQUIRE(ea.tell(b.self(), "r" + std::to_string(round)));
     REQUIRE(eb.tell(a.self(), "r" + std::to_string(round)));
-    REQUIRE(run_until(io, [&] { return eb.notes.size() == heard + 1 && ea.notes.size() == static_cast<std::size_t>(round); }));
+    REQUIRE(run_until(
+        io, [&] { return eb.notes.size() == heard + 1 && ea.notes.size() == static_cast<std::size_t>(round); }));
     CHECK(eb.notes.back().from == a.self());
   };
   const bytes genuine = holder.seal(b.self(), "genuine");
@@ -189,11 +191,15 @@ TEST_CASE("udp keyring: forged, altered, replayed, wrong-key, retired-key, misat
     for (std::size_t at = 8; at < next.size(); at += 1 + at / 8) {
       bytes d = next;
       d[at] ^= 0x20;
-      std::string_view why = "udp_keyring_auth_failures";             // the tag does not verify
-      if (at < 16) why = "udp_keyring_unknown_key";                      // the key id: one b does not hold
-      else if (at < 24 && get64(d, 16) < get64(next, 16)) why = "udp_keyring_stale";  // an earlier boot time
-      else if (at >= 24 && at < 32) why = "udp_keyring_stale";          // another boot at the same time
-      else if (at >= 32 && at < 40 && get64(d, 32) == 0) why = "udp_keyring_replays";  // number 0: accepted already
+      std::string_view why = "udp_keyring_auth_failures";  // the tag does not verify
+      if (at < 16)
+        why = "udp_keyring_unknown_key";  // the key id: one b does not hold
+      else if (at < 24 && get64(d, 16) < get64(next, 16))
+        why = "udp_keyring_stale";  // an earlier boot time
+      else if (at >= 24 && at < 32)
+        why = "udp_keyring_stale";  // another boot at the same time
+      else if (at >= 32 && at < 40 && get64(d, 32) == 0)
+        why = "udp_keyring_replays";  // number 0: accepted already
       attack(holder, d, errc::authentication_failed, why);
     }
     // Not altered, it is still good: nothing above moved b's window.
@@ -244,7 +250,8 @@ TEST_CASE("udp keyring: forged, altered, replayed, wrong-key, retired-key, misat
   }
 }
 
-TEST_CASE("udp keyring: the replay window accepts each number once, within 960 of the highest, in any order (many seeds)") {
+TEST_CASE(
+    "udp keyring: the replay window accepts each number once, within 960 of the highest, in any order (many seeds)") {
   // The specification, independently: a number is accepted iff it was not
   // accepted before and is less than 960 below the highest accepted.
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 60); ++seed) {
@@ -255,18 +262,32 @@ TEST_CASE("udp keyring: the replay window accepts each number once, within 960 o
     for (int i = 0; i < 3000; ++i) {
       std::uint64_t n = 0;
       switch (gen() % 5) {
-        case 0: n = base + gen() % 4096; break;                                                // anywhere near
-        case 1: n = accepted.empty() ? base : *accepted.rbegin() - std::min<std::uint64_t>(*accepted.rbegin(), gen() % 1100); break;  // near the edge
-        case 2: n = accepted.empty() ? base : *std::next(accepted.begin(), static_cast<long>(gen() % accepted.size())); break;  // a replay
-        case 3: n = accepted.empty() ? base : *accepted.rbegin() + 1 + gen() % 70; break;      // the next ones
-        default: base += gen() % 3000; n = base; break;                                       // a jump ahead
+        case 0:
+          n = base + gen() % 4096;
+          break;  // anywhere near
+        case 1:
+          n = accepted.empty() ? base : *accepted.rbegin() - std::min<std::uint64_t>(*accepted.rbegin(), gen() % 1100);
+          break;  // near the edge
+        case 2:
+          n = accepted.empty() ? base : *std::next(accepted.begin(), static_cast<long>(gen() % accepted.size()));
+          break;  // a replay
+        case 3:
+          n = accepted.empty() ? base : *accepted.rbegin() + 1 + gen() % 70;
+          break;  // the next ones
+        default:
+          base += gen() % 3000;
+          n = base;
+          break;  // a jump ahead
       }
       const bool seen = accepted.count(n) > 0;
-      const bool in_window = accepted.empty() || n > *accepted.rbegin() || *accepted.rbegin() - n < net::detail::replay_window::size;
+      const bool in_window =
+          accepted.empty() || n > *accepted.rbegin() || *accepted.rbegin() - n < net::detail::replay_window::size;
       const auto v = w.check(n);
       CHECK((v == net::detail::replay_window::verdict::fresh) == (!seen && in_window));
-      if (!in_window) CHECK(v == net::detail::replay_window::verdict::stale);
-      else if (seen) CHECK(v == net::detail::replay_window::verdict::replayed);
+      if (!in_window)
+        CHECK(v == net::detail::replay_window::verdict::stale);
+      else if (seen)
+        CHECK(v == net::detail::replay_window::verdict::replayed);
       if (v == net::detail::replay_window::verdict::fresh) {
         w.accept(n);
         accepted.insert(n);
@@ -275,7 +296,8 @@ TEST_CASE("udp keyring: the replay window accepts each number once, within 960 o
   }
 }
 
-TEST_CASE("udp keyring: datagrams reordered and duplicated on the way: each delivered once, the rest counted (many seeds)") {
+TEST_CASE(
+    "udp keyring: datagrams reordered and duplicated on the way: each delivered once, the rest counted (many seeds)") {
   asio::io_context io;
   net::keyring_udp_node b(io, loopback_config(), net::keyring(key1));
   auto& eb = b.add<echo>(echo_id);
@@ -284,7 +306,8 @@ TEST_CASE("udp keyring: datagrams reordered and duplicated on the way: each deli
     std::mt19937_64 gen(seed);
     raw_peer sender(io, key1);  // a new sender each seed
     std::vector<bytes> sealed;
-    for (int i = 0; i < 1200; ++i) sealed.push_back(sender.seal(b.self(), std::to_string(seed) + ":" + std::to_string(i)));
+    for (int i = 0; i < 1200; ++i)
+      sealed.push_back(sender.seal(b.self(), std::to_string(seed) + ":" + std::to_string(i)));
     // Sent in a shuffled order with duplicates, as a hostile network may.
     std::vector<std::size_t> order;
     for (std::size_t i = 0; i < sealed.size(); ++i) {
@@ -292,14 +315,18 @@ TEST_CASE("udp keyring: datagrams reordered and duplicated on the way: each deli
       if (gen() % 4 == 0) order.push_back(i);
     }
     for (std::size_t i = 0; i + 1 < order.size(); ++i)  // local shuffles, and a few far ones
-      if (gen() % 3 == 0) std::swap(order[i], order[std::min(order.size() - 1, i + (gen() % 10 == 0 ? gen() % 2000 : gen() % 8))]);
+      if (gen() % 3 == 0)
+        std::swap(order[i], order[std::min(order.size() - 1, i + (gen() % 10 == 0 ? gen() % 2000 : gen() % 8))]);
     // The specification: accepted iff not before and within 960 of the highest.
     std::set<std::size_t> accepted;
     std::size_t replays = 0, stale = 0;
     for (auto i : order) {
-      if (!accepted.empty() && i < *accepted.rbegin() && *accepted.rbegin() - i >= 960) ++stale;
-      else if (accepted.count(i)) ++replays;
-      else accepted.insert(i);
+      if (!accepted.empty() && i < *accepted.rbegin() && *accepted.rbegin() - i >= 960)
+        ++stale;
+      else if (accepted.count(i))
+        ++replays;
+      else
+        accepted.insert(i);
     }
     const std::size_t heard = eb.notes.size();
     const auto r0 = counter(b, "udp_keyring_replays"), s0 = counter(b, "udp_keyring_stale");
@@ -308,14 +335,16 @@ TEST_CASE("udp keyring: datagrams reordered and duplicated on the way: each deli
       if (k % 50 == 49) {  // a batch at a time: loopback loses nothing below the socket buffer
         const std::size_t sent = k + 1;
         REQUIRE(run_until(io, [&] {
-          return eb.notes.size() - heard + static_cast<std::size_t>(counter(b, "udp_keyring_replays") - r0 +
-                                                                    counter(b, "udp_keyring_stale") - s0) == sent;
+          return eb.notes.size() - heard +
+              static_cast<std::size_t>(counter(b, "udp_keyring_replays") - r0 + counter(b, "udp_keyring_stale") - s0) ==
+              sent;
         }));
       }
     }
     REQUIRE(run_until(io, [&] {
-      return eb.notes.size() - heard + static_cast<std::size_t>(counter(b, "udp_keyring_replays") - r0 +
-                                                                counter(b, "udp_keyring_stale") - s0) == order.size();
+      return eb.notes.size() - heard +
+          static_cast<std::size_t>(counter(b, "udp_keyring_replays") - r0 + counter(b, "udp_keyring_stale") - s0) ==
+          order.size();
     }));
     CHECK(eb.notes.size() - heard == accepted.size());
     CHECK(static_cast<std::size_t>(counter(b, "udp_keyring_replays") - r0) == replays);
@@ -386,17 +415,20 @@ TEST_CASE("udp keyring: rotating the key (install, use, remove) with traffic flo
   burst();
   REQUIRE(!b.transport().use_key(id2));
   burst();
-  REQUIRE(run_until(io, [&] { return eb.notes.size() == static_cast<std::size_t>(sent) && ea.notes.size() == eb.notes.size(); }));
+  REQUIRE(run_until(
+      io, [&] { return eb.notes.size() == static_cast<std::size_t>(sent) && ea.notes.size() == eb.notes.size(); }));
   REQUIRE(!a.transport().remove_key(id1));
   REQUIRE(!b.transport().remove_key(id1));
   burst();
-  REQUIRE(run_until(io, [&] { return eb.notes.size() == static_cast<std::size_t>(sent) && ea.notes.size() == eb.notes.size(); }));
+  REQUIRE(run_until(
+      io, [&] { return eb.notes.size() == static_cast<std::size_t>(sent) && ea.notes.size() == eb.notes.size(); }));
   CHECK(a.metrics().drops() == 0);
   CHECK(b.metrics().drops() == 0);
   CHECK(a.transport().security().ring().ids() == std::vector<std::uint64_t>{id2});
 }
 
-TEST_CASE("udp keyring: the senders tracked are bounded; the least recently heard is evicted, counted, and heard again") {
+TEST_CASE(
+    "udp keyring: the senders tracked are bounded; the least recently heard is evicted, counted, and heard again") {
   asio::io_context io;
   net::keyring_udp_node b(io, loopback_config(), net::udp_keyring_options(net::keyring(key1), {}, 4));
   auto& eb = b.add<echo>(echo_id);
@@ -428,7 +460,8 @@ TEST_CASE("udp keyring: the senders tracked are bounded; the least recently hear
                   dcp::error);
 }
 
-TEST_CASE("udp keyring: chosen by name (udp:keyring:FILE), only where datagrams are allowed; a wildcard listen is refused") {
+TEST_CASE(
+    "udp keyring: chosen by name (udp:keyring:FILE), only where datagrams are allowed; a wildcard listen is refused") {
   const std::string file = "udp_keyring_test_keys.txt";
   {
     std::ofstream out(file);
@@ -479,12 +512,14 @@ TEST_CASE("udp keyring: what dht_node sends over UDP fits one sealed default dat
   sc.max_key_size = 128;
   sc.max_value_size = 1024;
   sc.sync_batch = 24;
-  dht::store_msg::put put{~0ull, {std::string(sc.max_key_size, 'k'), bytes(sc.max_value_size, 0xCD), ~0ull, ~0ull,
-                                  std::numeric_limits<std::int64_t>::max(), false}};
+  dht::store_msg::put put{~0ull,
+                          {std::string(sc.max_key_size, 'k'), bytes(sc.max_value_size, 0xCD), ~0ull, ~0ull,
+                           std::numeric_limits<std::int64_t>::max(), false}};
   CHECK(frame_size(put) <= room);
   CHECK(frame_size(dht::store_msg::get_reply{~0ull, true, put.it}) <= room);
   dht::store_msg::sync_offer offer;
-  for (std::size_t i = 0; i < sc.sync_batch; ++i) offer.items.push_back({node_id::hash(std::to_string(i)), ~0ull, ~0ull});
+  for (std::size_t i = 0; i < sc.sync_batch; ++i)
+    offer.items.push_back({node_id::hash(std::to_string(i)), ~0ull, ~0ull});
   CHECK(frame_size(offer) <= room);
 }
 

@@ -45,7 +45,8 @@ class tls_authority {
 
   /// A node certificate for `name`, binding every address in `binds` (as
   /// dcp://<address> URIs; extra raw URIs in `uris`).
-  tls_pem issue(const std::string& name, const std::vector<address>& binds, const std::vector<std::string>& uris = {}) const {
+  tls_pem issue(const std::string& name, const std::vector<address>& binds,
+                const std::vector<std::string>& uris = {}) const {
     key_ptr k = make_key();
     std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
     X509* c = cert.get();
@@ -61,7 +62,9 @@ class tls_authority {
   }
 
   /// tls_options for a node: this CA, the node's certificate (and key).
-  net::tls_options options_for(const tls_pem& node) const { return net::tls_options::from_pem(pem_.cert, node.cert, node.key); }
+  net::tls_options options_for(const tls_pem& node) const {
+    return net::tls_options::from_pem(pem_.cert, node.cert, node.key);
+  }
   /// A node of this CA bound to `a`, in one call.
   net::tls_options options_for(const address& a) const { return options_for(issue("node " + a.to_string(), {a})); }
 

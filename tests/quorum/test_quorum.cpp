@@ -38,8 +38,7 @@ bool subset_of(const std::vector<address>& a, std::span<const address> b) {
 
 // choose() must return a quorum with no redundant member, taken from the
 // preferred set whenever the preferred set contains a quorum.
-template <QuorumSystem Q>
-void check_choose(const Q& q, std::span<const address> preferred) {
+template <QuorumSystem Q> void check_choose(const Q& q, std::span<const address> preferred) {
   const auto chosen = q.choose(preferred);
   REQUIRE(q.is_quorum(chosen));
   std::set<address> distinct(chosen.begin(), chosen.end());
@@ -54,8 +53,7 @@ void check_choose(const Q& q, std::span<const address> preferred) {
 }
 
 // is_quorum means "contains a quorum", so it must be monotone.
-template <QuorumSystem Q>
-void check_monotone_exhaustive(const Q& q) {
+template <QuorumSystem Q> void check_monotone_exhaustive(const Q& q) {
   const auto all = q.members();
   const std::size_t n = all.size();
   for (std::uint64_t bits = 0; bits < (std::uint64_t{1} << n); ++bits) {
@@ -206,13 +204,16 @@ TEST_CASE("quorum: bad configurations are refused with a reason") {
   CHECK(message_of([] { majority q({}); }).find("empty") != std::string::npos);
   CHECK(message_of([] { grid q({}); }).find("empty") != std::string::npos);
   CHECK(message_of([] { weighted_majority q({}); }).find("empty") != std::string::npos);
-  CHECK(message_of([] { majority q({address::sim(1), address::sim(2), address::sim(1)}); }).find("listed twice") !=
-        std::string::npos);
+  CHECK(message_of([] {
+          majority q({address::sim(1), address::sim(2), address::sim(1)});
+        }).find("listed twice") != std::string::npos);
   CHECK(message_of([] { grid q({address::sim(3), address::sim(3)}); }).find("sim:3") != std::string::npos);
-  CHECK(message_of([] { weighted_majority q({{address::sim(1), 1}, {address::sim(1), 2}}); }).find("listed twice") !=
-        std::string::npos);
-  CHECK(message_of([] { weighted_majority q({{address::sim(1), 1}, {address::sim(2), 0}}); }).find("weight 0") !=
-        std::string::npos);
+  CHECK(message_of([] {
+          weighted_majority q({{address::sim(1), 1}, {address::sim(1), 2}});
+        }).find("listed twice") != std::string::npos);
+  CHECK(message_of([] {
+          weighted_majority q({{address::sim(1), 1}, {address::sim(2), 0}});
+        }).find("weight 0") != std::string::npos);
   CHECK(message_of([] { majority q({address::sim(1), address{}}); }).find("empty address") != std::string::npos);
 }
 

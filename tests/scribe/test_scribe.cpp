@@ -106,7 +106,8 @@ struct bed {
       if (!s.has_group(g)) continue;
       if (s.is_root(g)) {
         ++roots;
-        if (i != root_truth) return "root " + std::to_string(i) + " is not the closest node " + std::to_string(root_truth);
+        if (i != root_truth)
+          return "root " + std::to_string(i) + " is not the closest node " + std::to_string(root_truth);
         continue;
       }
       if (!s.attached(g)) return "node " + std::to_string(i) + " still joining";
@@ -150,7 +151,8 @@ node_id group_of(int k) { return node_id::hash("group-" + std::to_string(k)); }
 }  // namespace
 
 // SCRIBE_SEED0 / SCRIBE_SEEDS run other seeds (e.g. SCRIBE_SEEDS=200 before a change lands).
-TEST_CASE("scribe: trees re-form after loss, crashes and newcomers; every live member gets every later multicast once (many seeds)") {
+TEST_CASE(
+    "scribe: trees re-form after loss, crashes and newcomers; every live member gets every later multicast once (many seeds)") {
   const std::uint64_t first = getenv("SCRIBE_SEED0") ? std::stoull(getenv("SCRIBE_SEED0")) : 1;
   const std::uint64_t seeds = getenv("SCRIBE_SEEDS") ? std::stoull(getenv("SCRIBE_SEEDS")) : 6;
   for (std::uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -161,7 +163,10 @@ TEST_CASE("scribe: trees re-form after loss, crashes and newcomers; every live m
     std::map<int, std::set<sim::node_index>> members;
     int created = 0, joined = 0;
     for (int k = 0; k < groups; ++k)
-      b.at(b.random_up())->create(group_of(k), [&](std::error_code ec) { REQUIRE_MESSAGE(!ec, ec.message()); ++created; });
+      b.at(b.random_up())->create(group_of(k), [&](std::error_code ec) {
+        REQUIRE_MESSAGE(!ec, ec.message());
+        ++created;
+      });
     REQUIRE(b.run_until([&] { return created == groups; }, 10s));
     int want = 0;
     for (int k = 0; k < groups; ++k)
@@ -169,7 +174,10 @@ TEST_CASE("scribe: trees re-form after loss, crashes and newcomers; every live m
         if (b.o.world.rng().chance(0.4)) {
           members[k].insert(i);
           ++want;
-          b.at(i)->join(group_of(k), [&](std::error_code ec) { REQUIRE_MESSAGE(!ec, ec.message()); ++joined; });
+          b.at(i)->join(group_of(k), [&](std::error_code ec) {
+            REQUIRE_MESSAGE(!ec, ec.message());
+            ++joined;
+          });
         }
     REQUIRE(b.run_until([&] { return joined == want; }, 20s));
     for (int k = 0; k < groups; ++k) {
@@ -201,7 +209,8 @@ TEST_CASE("scribe: trees re-form after loss, crashes and newcomers; every live m
     auto live = b.up();
     for (std::size_t c = 0; c < live.size() / 5; ++c) {
       // group 0's root always among them: its children's re-joins must find the new root
-      const auto victim = c == 0 ? b.o.truth(group_of(0), 1).front().addr.sim_index() : live[b.o.world.rng().below(live.size())];
+      const auto victim =
+          c == 0 ? b.o.truth(group_of(0), 1).front().addr.sim_index() : live[b.o.world.rng().below(live.size())];
       b.o.world.crash(victim);
       for (auto& [k, m] : members) m.erase(victim);
     }
@@ -234,7 +243,8 @@ TEST_CASE("scribe: trees re-form after loss, crashes and newcomers; every live m
   }
 }
 
-TEST_CASE("scribe: the bottleneck remover keeps every node within its capacity, the tree whole and every multicast delivered once") {
+TEST_CASE(
+    "scribe: the bottleneck remover keeps every node within its capacity, the tree whole and every multicast delivered once") {
   // Without it, the root and the nodes near the group id take most children
   // (the check on `unbounded` below: with one group of 48 members, > 4).
   for (std::uint64_t seed = 1; seed <= 3; ++seed) {
@@ -247,12 +257,18 @@ TEST_CASE("scribe: the bottleneck remover keeps every node within its capacity, 
       bed b(seed, 48, 0.03, sc);
       const auto g = group_of(0);
       int created = 0, joined = 0;
-      b.at(b.random_up())->create(g, [&](std::error_code ec) { REQUIRE_MESSAGE(!ec, ec.message()); ++created; });
+      b.at(b.random_up())->create(g, [&](std::error_code ec) {
+        REQUIRE_MESSAGE(!ec, ec.message());
+        ++created;
+      });
       REQUIRE(b.run_until([&] { return created == 1; }, 10s));
       std::set<sim::node_index> members;
       for (auto i : b.up()) {
         members.insert(i);
-        b.at(i)->join(g, [&](std::error_code ec) { REQUIRE_MESSAGE(!ec, ec.message()); ++joined; });
+        b.at(i)->join(g, [&](std::error_code ec) {
+          REQUIRE_MESSAGE(!ec, ec.message());
+          ++joined;
+        });
       }
       REQUIRE(b.run_until([&] { return joined == static_cast<int>(members.size()); }, 20s));
       const bool whole = b.run_until([&] { return b.tree_ok(g, members); }, 20s);
@@ -287,12 +303,18 @@ TEST_CASE("scribe: a SHED from the node being joined, before its accept (reorder
   const node_id g = group_of(9);
   int created = 0, joined = 0;
   auto up = b.up();
-  b.at(up[0])->create(g, [&](std::error_code ec) { REQUIRE(!ec); ++created; });
+  b.at(up[0])->create(g, [&](std::error_code ec) {
+    REQUIRE(!ec);
+    ++created;
+  });
   REQUIRE(b.run_until([&] { return created == 1; }, 10s));
   std::set<sim::node_index> members;
   for (std::size_t k = 0; k < 6; ++k) {
     members.insert(up[k]);
-    b.at(up[k])->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+    b.at(up[k])->join(g, [&](std::error_code ec) {
+      REQUIRE(!ec);
+      ++joined;
+    });
   }
   REQUIRE(b.run_until([&] { return joined == 6 && b.tree_ok(g, members); }, 20s));
   // A newcomer, the node its JOIN goes to first, and a member of the tree
@@ -309,7 +331,10 @@ TEST_CASE("scribe: a SHED from the node being joined, before its accept (reorder
   auto& m = b.o.world.metrics();
   const auto count = [&](std::string_view n) { return m.counter(sid, n); };
   const auto shed_before = count("shed"), stale_before = count("stale_shed");
-  b.at(*x)->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+  b.at(*x)->join(g, [&](std::error_code ec) {
+    REQUIRE(!ec);
+    ++joined;
+  });
   REQUIRE_FALSE(b.at(*x)->attached(g));  // its JOIN is on its way to `target`
   b.at(*x)->on_message(target.addr, dht::scribe_msg::shed{g, {*sibling}});
   CHECK(count("shed") == shed_before + 1);
@@ -331,19 +356,26 @@ TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for 
     bed b(seed, 30, 0.02);
     const node_id g = group_of(7);
     bool made = false;
-    b.at(b.random_up())->create(g, [&](std::error_code ec) { REQUIRE(!ec); made = true; });
+    b.at(b.random_up())->create(g, [&](std::error_code ec) {
+      REQUIRE(!ec);
+      made = true;
+    });
     REQUIRE(b.run_until([&] { return made; }, 10s));
     std::set<sim::node_index> members;
     int joined = 0;
     for (int k = 0; k < 4; ++k) {
       auto i = b.random_up();
       if (!members.insert(i).second) continue;
-      b.at(i)->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+      b.at(i)->join(g, [&](std::error_code ec) {
+        REQUIRE(!ec);
+        ++joined;
+      });
     }
     REQUIRE(b.run_until([&] { return joined == static_cast<int>(members.size()); }, 20s));
     // members refuse until one of them says yes: the walk must go on past refusals
     const auto yes = *members.rbegin();
-    for (auto i : members) b.at(i)->on_anycast([i, yes](const node_id&, const dht::contact&, const bytes&) { return i == yes; });
+    for (auto i : members)
+      b.at(i)->on_anycast([i, yes](const node_id&, const dht::contact&, const bytes&) { return i == yes; });
     int done = 0;
     for (int q = 0; q < 10; ++q)
       b.at(b.random_up())->anycast(g, bytes{1, 2, 3}, [&](dcp::result<dht::contact> who) {
@@ -357,7 +389,10 @@ TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for 
     for (auto i : members) b.at(i)->on_anycast([](const node_id&, const dht::contact&, const bytes&) { return false; });
     std::error_code last;
     bool answered = false;
-    b.at(b.random_up())->anycast(g, bytes{}, [&](const dcp::result<dht::contact>& r) { last = r.error(); answered = true; });
+    b.at(b.random_up())->anycast(g, bytes{}, [&](const dcp::result<dht::contact>& r) {
+      last = r.error();
+      answered = true;
+    });
     REQUIRE(b.run_until([&] { return answered; }, 20s));
     CHECK(last == dht::scribe_errc::no_member);
 
@@ -366,8 +401,14 @@ TEST_CASE("scribe: anycast reaches a member by the depth-first walk; errors for 
     std::error_code jec, mec;
     int answers = 0;
     const auto who = b.random_up();
-    b.at(who)->join(ghost, [&](std::error_code ec) { jec = ec; ++answers; });
-    b.at(b.random_up())->multicast(ghost, bytes{9}, [&](std::error_code ec) { mec = ec; ++answers; });
+    b.at(who)->join(ghost, [&](std::error_code ec) {
+      jec = ec;
+      ++answers;
+    });
+    b.at(b.random_up())->multicast(ghost, bytes{9}, [&](std::error_code ec) {
+      mec = ec;
+      ++answers;
+    });
     REQUIRE(b.run_until([&] { return answers == 2; }, 20s));
     CHECK(jec == dht::scribe_errc::unknown_group);
     CHECK(mec == dht::scribe_errc::unknown_group);
@@ -398,7 +439,10 @@ TEST_CASE("scribe: hostile input is counted and changes nothing; tables are boun
   bed b(41, 12, 0.0, sc);
   const node_id g = group_of(3);
   bool made = false;
-  b.at(b.up().front())->create(g, [&](std::error_code ec) { REQUIRE(!ec); made = true; });
+  b.at(b.up().front())->create(g, [&](std::error_code ec) {
+    REQUIRE(!ec);
+    made = true;
+  });
   REQUIRE(b.run_until([&] { return made; }, 10s));
   auto up = b.up();
   const auto root = b.o.truth(g, 1).front().addr.sim_index();
@@ -448,7 +492,9 @@ TEST_CASE("scribe: hostile input is counted and changes nothing; tables are boun
   CHECK(count("stale_shed") == before + 2);
   before = count("bad_message");
   r.on_message(stranger, dht::scribe_msg::shed{g, {}});
-  r.on_message(stranger, dht::scribe_msg::shed{g, std::vector<dht::contact>(dht::scribe_config::max_shed_siblings + 1, stranger_c)});
+  r.on_message(
+      stranger,
+      dht::scribe_msg::shed{g, std::vector<dht::contact>(dht::scribe_config::max_shed_siblings + 1, stranger_c)});
   CHECK(count("bad_message") == before + 2);
   CHECK(r.is_root(g));
 
@@ -461,8 +507,7 @@ TEST_CASE("scribe: hostile input is counted and changes nothing; tables are boun
   CHECK(r.children(g).size() == sc.max_children);
   CHECK(count("children_full") == before + 3);
   before = count("groups_full");
-  for (int k = 0; k < 10; ++k)
-    r.on_message(stranger, dht::scribe_msg::join{group_of(500 + k), stranger_c, true});
+  for (int k = 0; k < 10; ++k) r.on_message(stranger, dht::scribe_msg::join{group_of(500 + k), stranger_c, true});
   CHECK(r.group_count() <= sc.max_groups);
   CHECK(count("groups_full") > before);
   r.check_invariants();
@@ -476,14 +521,20 @@ TEST_CASE("scribe: a JOIN from an ancestor is refused; a node in its parent's pa
   bed b(51, 20, 0.0);
   const node_id g = group_of(5);
   bool made = false;
-  b.at(b.up().front())->create(g, [&](std::error_code ec) { REQUIRE(!ec); made = true; });
+  b.at(b.up().front())->create(g, [&](std::error_code ec) {
+    REQUIRE(!ec);
+    made = true;
+  });
   REQUIRE(b.run_until([&] { return made; }, 10s));
   std::set<sim::node_index> members;
   int joined = 0;
   for (auto i : b.up())
     if (i % 2) {
       members.insert(i);
-      b.at(i)->join(g, [&](std::error_code ec) { REQUIRE(!ec); ++joined; });
+      b.at(i)->join(g, [&](std::error_code ec) {
+        REQUIRE(!ec);
+        ++joined;
+      });
     }
   REQUIRE(b.run_until([&] { return joined == static_cast<int>(members.size()) && b.tree_ok(g, members); }, 20s));
   // a member whose parent is not itself

@@ -82,8 +82,10 @@ TEST_CASE("search: a key nobody holds times out, once; a flood's TTL bounds how 
     CHECK(out->calls == 1);
     CHECK(out->ec == make_error_code(errc::timed_out));
     const auto probes = w.metrics().counter(sid, "probes") - probes_before;
-    if (how == search::method::random_walk) CHECK(probes == 50);
-    else CHECK(probes <= 5 + 5 * 4);  // d + d(d-1) with HyParView's d = 5
+    if (how == search::method::random_walk)
+      CHECK(probes == 50);
+    else
+      CHECK(probes <= 5 + 5 * 4);  // d + d(d-1) with HyParView's d = 5
   }
   CHECK_THROWS_AS(w.get<finder>(0, sid).find(std::string(5000, 'x'), search::method::flooding, {}), dcp::error);
 }

@@ -86,15 +86,23 @@ std::int64_t plus(std::int64_t now, std::int64_t d) {
 }
 
 std::int64_t draw_time(dcp::rng& r, std::int64_t now, int mix) {
-  const auto span = [&](std::int64_t lo, std::int64_t hi) { return lo + static_cast<std::int64_t>(r.below(static_cast<std::uint64_t>(hi - lo + 1))); };
+  const auto span = [&](std::int64_t lo, std::int64_t hi) {
+    return lo + static_cast<std::int64_t>(r.below(static_cast<std::uint64_t>(hi - lo + 1)));
+  };
   switch (mix) {
-    case 0: return plus(now, span(1'000'000, 10'000'000));  // message delays of 1-10 ms
-    case 1: return plus(now, span(0, 3) * 1'000'000);       // few distinct times: many ties
-    case 2: return now;                                // zero delay
-    case 3: return plus(now, -span(0, 5'000'000));           // past due (behind the last pop)
-    case 4: return plus(now, span(0, 3'600'000'000'000));   // up to an hour ahead
-    case 5: return r.chance(0.5) ? std::numeric_limits<std::int64_t>::max() - span(0, 3)
-                                 : std::numeric_limits<std::int64_t>::min() + span(0, 3);
+    case 0:
+      return plus(now, span(1'000'000, 10'000'000));  // message delays of 1-10 ms
+    case 1:
+      return plus(now, span(0, 3) * 1'000'000);  // few distinct times: many ties
+    case 2:
+      return now;  // zero delay
+    case 3:
+      return plus(now, -span(0, 5'000'000));  // past due (behind the last pop)
+    case 4:
+      return plus(now, span(0, 3'600'000'000'000));  // up to an hour ahead
+    case 5:
+      return r.chance(0.5) ? std::numeric_limits<std::int64_t>::max() - span(0, 3)
+                           : std::numeric_limits<std::int64_t>::min() + span(0, 3);
     default: {  // geometric: far outliers behind a dense front (deep rungs)
       std::int64_t d = 1;
       while (d < (std::int64_t{1} << 50) && r.chance(0.6)) d *= 4;
@@ -119,8 +127,10 @@ TEST_CASE("event queue: random pushes and pops match a reference heap over many 
       const int burst = static_cast<int>(r.below(round == 0 ? 3000 : 600));
       for (int i = 0; i < burst; ++i) h.push(draw_time(r, h.now, use[r.below(use.size())]));
       for (int i = 0; i < 2000; ++i) {
-        if (!h.q.empty() && r.chance(0.5)) h.pop();
-        else h.push(draw_time(r, h.now, use[r.below(use.size())]));
+        if (!h.q.empty() && r.chance(0.5))
+          h.pop();
+        else
+          h.push(draw_time(r, h.now, use[r.below(use.size())]));
         if (i % 97 == 0) h.check_ahead();
       }
       const auto keep = r.below(h.q.size() + 1);
@@ -169,7 +179,7 @@ TEST_CASE("event queue: ties pop in push order, however many") {
   for (int i = 0; i < 5000; ++i) h.push(1000);
   for (int i = 0; i < 2500; ++i) {
     h.pop();
-    h.push(1000);                // same time as the front: after every earlier push
+    h.push(1000);                  // same time as the front: after every earlier push
     if (i % 50 == 0) h.push(999);  // behind the front (past due): first
   }
   h.check_ahead();
@@ -234,7 +244,9 @@ TEST_CASE("simulator timers over the queue: cancelled ones never fire, the rest 
     std::vector<int> want;
     for (int i = 0; i < 3000; ++i)
       if (!all[static_cast<std::size_t>(i)].cancelled) want.push_back(i);
-    std::stable_sort(want.begin(), want.end(), [&](int a, int b) { return all[static_cast<std::size_t>(a)].at < all[static_cast<std::size_t>(b)].at; });
+    std::stable_sort(want.begin(), want.end(), [&](int a, int b) {
+      return all[static_cast<std::size_t>(a)].at < all[static_cast<std::size_t>(b)].at;
+    });
     CHECK(fired == want);
     for (auto [at, i] : fired_at) CHECK(at == all[static_cast<std::size_t>(i)].at);
   }

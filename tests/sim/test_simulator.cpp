@@ -17,8 +17,7 @@ struct note {
 };
 
 // Sends `count` numbered notes to a peer, one every `gap`; records what it gets.
-template <Env E>
-struct chatter {
+template <Env E> struct chatter {
   using messages = wire::message_set<note>;
   struct config {
     address peer;
@@ -161,8 +160,8 @@ TEST_CASE("crash loses volatile state and unsynced writes; restart reruns setup 
   CHECK_FALSE(w.get<chat>(0, 1).unreachable.empty());
   CHECK(w.get<chat>(0, 1).unreachable.front() == address::sim(1));
   w.restart(1);
-  CHECK(w.get<chat>(1, 1).boots == 2);        // synced state survived
-  CHECK(w.get<chat>(1, 1).got.empty());       // volatile state did not
+  CHECK(w.get<chat>(1, 1).boots == 2);   // synced state survived
+  CHECK(w.get<chat>(1, 1).got.empty());  // volatile state did not
   w.run_until(time_point(2s));
   CHECK(w.get<chat>(1, 1).got.size() > 500);
 
@@ -229,7 +228,8 @@ TEST_CASE("scheduled actions run at their time, in order") {
   w.at(time_point(10ms), [&] { ran.push_back({1, w.now()}); });
   w.after(10ms, [&] { ran.push_back({2, w.now()}); });  // same time as the first: insertion order
   w.run_for(1s);
-  CHECK(ran == std::vector<std::pair<int, time_point>>{{1, time_point(10ms)}, {2, time_point(10ms)}, {3, time_point(30ms)}});
+  CHECK(ran ==
+        std::vector<std::pair<int, time_point>>{{1, time_point(10ms)}, {2, time_point(10ms)}, {3, time_point(30ms)}});
 }
 
 TEST_CASE("clock skew and drift: local time and timers in local time") {
@@ -281,9 +281,7 @@ TEST_CASE("bad configuration and misuse are refused with a clear error") {
 TEST_CASE("10^5 nodes go through a round of messages") {
   simulator w(12);
   constexpr std::uint32_t n = 100000;
-  w.add_nodes(n, [](sim::node_context& c) {
-    c.add<chat>(1, chat::config{address::sim((c.index() + 1) % n), 1, 1ms});
-  });
+  w.add_nodes(n, [](sim::node_context& c) { c.add<chat>(1, chat::config{address::sim((c.index() + 1) % n), 1, 1ms}); });
   w.run_until_quiet(time_point(10s));
   std::size_t got = 0;
   for (std::uint32_t i = 0; i < n; i += 997) got += w.get<chat>(i, 1).got.size();

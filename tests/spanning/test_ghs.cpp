@@ -40,7 +40,8 @@ weighted_graph random_graph(rng& r, std::uint32_t n, std::uint32_t extra, std::u
     g.edges.emplace_back(a, b, 1 + r.below(max_weight));
   };
   for (std::uint32_t i = 1; i < n; ++i) add(i, static_cast<std::uint32_t>(r.below(i)));
-  for (std::uint32_t k = 0; k < extra; ++k) add(static_cast<std::uint32_t>(r.below(n)), static_cast<std::uint32_t>(r.below(n)));
+  for (std::uint32_t k = 0; k < extra; ++k)
+    add(static_cast<std::uint32_t>(r.below(n)), static_cast<std::uint32_t>(r.below(n)));
   return g;
 }
 
@@ -111,7 +112,8 @@ outcome run_and_check(simulator& w, const weighted_graph& g, bool check_every_ev
   bool invariants = true;
   if (check_every_event)
     w.after_event([&] {
-      for (std::uint32_t i = 0; i < g.n; ++i) invariants = invariants && w.get<ghs>(i, ghs::default_id).check_invariants();
+      for (std::uint32_t i = 0; i < g.n; ++i)
+        invariants = invariants && w.get<ghs>(i, ghs::default_id).check_invariants();
     });
   w.run_until_quiet(w.now() + 600s);
   w.run_for(1ms);  // the last on_done runs from a zero-delay timer
@@ -188,7 +190,8 @@ sim::config jittery(std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("ghs: the tree is Kruskal's MST on random connected graphs; 1000 seeds, jitter, reordering, duplicates, random wake-ups") {
+TEST_CASE(
+    "ghs: the tree is Kruskal's MST on random connected graphs; 1000 seeds, jitter, reordering, duplicates, random wake-ups") {
   for (std::uint64_t seed = 1; seed <= 1000; ++seed) {
     simulator w(seed, jittery(seed));
     const auto n = static_cast<std::uint32_t>(1 + w.rng().below(40));
@@ -212,7 +215,8 @@ TEST_CASE("ghs: hundreds of nodes, dense and sparse; the tree is the MST and mes
   }
 }
 
-TEST_CASE("ghs: a CONNECT deferred at the receiver becomes a merge when the receiver chooses the same edge (the lazy-retry deadlock)") {
+TEST_CASE(
+    "ghs: a CONNECT deferred at the receiver becomes a merge when the receiver chooses the same edge (the lazy-retry deadlock)") {
   // a1 = 0, a2 = 1, b1 = 2, b2 = 3: a path a1 - a2 - b1 - b2. {a1, a2} and
   // {b1, b2} merge at level 1; both then choose j = (a2, b1). The b link is
   // slow, so A's CONNECT(1) reaches b1 while B is still searching and is
@@ -341,7 +345,8 @@ TEST_CASE("ghs: the deferred queue holds at most one message of each kind per ed
   auto& p = w.get<ghs>(0, ghs::default_id);
   namespace m = spanning::ghs_msg;
   p.wake_up();
-  p.on_message(address::sim(2), m::test{.seq = 0, .level = 3, .fragment = key_of(1, 2, 9)});  // from a higher level: waits
+  p.on_message(address::sim(2),
+               m::test{.seq = 0, .level = 3, .fragment = key_of(1, 2, 9)});  // from a higher level: waits
   CHECK(p.deferred() == 1);
   p.on_message(address::sim(2), m::test{.seq = 1, .level = 4, .fragment = key_of(1, 2, 9)});
   CHECK(p.deferred() == 1);
@@ -369,7 +374,8 @@ TEST_CASE("ghs: random hostile message streams never break an invariant; 200 see
     auto& p = w.get<ghs>(0, ghs::default_id);
     std::vector<std::uint32_t> next(degree + 2, 0);
     auto some_key = [&] {
-      const auto a = static_cast<std::uint32_t>(r.below(degree + 2)), b = static_cast<std::uint32_t>(r.below(degree + 2));
+      const auto a = static_cast<std::uint32_t>(r.below(degree + 2)),
+                 b = static_cast<std::uint32_t>(r.below(degree + 2));
       return key_of(a, b, r.below(5));
     };
     INFO("seed " << seed);
@@ -380,14 +386,30 @@ TEST_CASE("ghs: random hostile message streams never break an invariant; 200 see
       const auto level = static_cast<std::uint32_t>(r.chance(0.9) ? r.below(4) : r.below(100));
       const address a = address::sim(from);
       switch (r.below(8)) {
-        case 0: p.on_message(a, m::connect{.seq = seq, .level = level}); break;
-        case 1: p.on_message(a, m::initiate{.seq = seq, .level = level, .fragment = some_key(), .find = r.chance(0.5)}); break;
-        case 2: p.on_message(a, m::test{.seq = seq, .level = level, .fragment = some_key()}); break;
-        case 3: p.on_message(a, m::accept{.seq = seq}); break;
-        case 4: p.on_message(a, m::reject{.seq = seq}); break;
-        case 5: p.on_message(a, m::report{.seq = seq, .infinite = r.chance(0.5), .best = some_key()}); break;
-        case 6: p.on_message(a, m::change_root{.seq = seq}); break;
-        default: p.on_message(a, m::done{.seq = seq, .core = some_key(), .level = level}); break;
+        case 0:
+          p.on_message(a, m::connect{.seq = seq, .level = level});
+          break;
+        case 1:
+          p.on_message(a, m::initiate{.seq = seq, .level = level, .fragment = some_key(), .find = r.chance(0.5)});
+          break;
+        case 2:
+          p.on_message(a, m::test{.seq = seq, .level = level, .fragment = some_key()});
+          break;
+        case 3:
+          p.on_message(a, m::accept{.seq = seq});
+          break;
+        case 4:
+          p.on_message(a, m::reject{.seq = seq});
+          break;
+        case 5:
+          p.on_message(a, m::report{.seq = seq, .infinite = r.chance(0.5), .best = some_key()});
+          break;
+        case 6:
+          p.on_message(a, m::change_root{.seq = seq});
+          break;
+        default:
+          p.on_message(a, m::done{.seq = seq, .core = some_key(), .level = level});
+          break;
       }
       if (r.chance(0.01)) p.wake_up();
       REQUIRE(p.check_invariants());
@@ -409,13 +431,15 @@ TEST_CASE("ghs: bad configuration is refused with a clear error") {
   simulator w(1);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     c.add<ghs>(ghs::default_id, spanning::ghs_config{.edges = {{address::sim(0), 1}}});  // itself
-  }), dcp::error);
+  }),
+                  dcp::error);
   CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
     c.add<ghs>(ghs::default_id, spanning::ghs_config{.edges = {{address::sim(5), 1}, {address::sim(5), 2}}});
-  }), dcp::error);
-  CHECK_THROWS_AS(w.add_node([](sim::node_context& c) {
-    c.add<ghs>(ghs::default_id, spanning::ghs_config{.max_level = 0});
-  }), dcp::error);
+  }),
+                  dcp::error);
+  CHECK_THROWS_AS(
+      w.add_node([](sim::node_context& c) { c.add<ghs>(ghs::default_id, spanning::ghs_config{.max_level = 0}); }),
+      dcp::error);
 }
 
 }  // namespace test_ghs

@@ -39,7 +39,8 @@ TEST_CASE("ghs over TCP on loopback: 16 nodes, a random connected graph, the tre
     if (a != b && seen.insert(std::minmax(a, b)).second) edges.push_back({a, b, 1 + r.below(50)});
   };
   for (std::uint32_t i = 1; i < n; ++i) add(i, static_cast<std::uint32_t>(r.below(i)));
-  for (std::uint32_t k = 0; k < 2 * n; ++k) add(static_cast<std::uint32_t>(r.below(n)), static_cast<std::uint32_t>(r.below(n)));
+  for (std::uint32_t k = 0; k < 2 * n; ++k)
+    add(static_cast<std::uint32_t>(r.below(n)), static_cast<std::uint32_t>(r.below(n)));
 
   std::vector<spanning::ghs_config> cfg(n);
   for (auto& c : cfg) c.wake_on_start = false;  // woken once every node listens and has its protocol

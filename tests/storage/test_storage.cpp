@@ -20,8 +20,7 @@ log_entry make_entry(std::uint64_t index, std::uint64_t term, std::uint64_t salt
   return e;
 }
 
-template <class S>
-std::vector<log_entry> entries_of(const S& s) {
+template <class S> std::vector<log_entry> entries_of(const S& s) {
   std::vector<log_entry> out;
   for (auto i = s.first_index(); i <= s.last_index(); ++i) out.push_back(s.entry(i));
   return out;
@@ -81,8 +80,10 @@ TEST_CASE("record framing: intact records read back, any damage is refused") {
 TEST_CASE_TEMPLATE("storage: the log, hard state and snapshot rules", T, memory_storage, durable_storage) {
   memory_disk d;
   auto make = [&] {
-    if constexpr (std::is_same_v<T, durable_storage>) return durable_storage(d);
-    else return memory_storage{};
+    if constexpr (std::is_same_v<T, durable_storage>)
+      return durable_storage(d);
+    else
+      return memory_storage{};
   };
   T s = make();
   CHECK(s.first_index() == 1);
@@ -107,7 +108,7 @@ TEST_CASE_TEMPLATE("storage: the log, hard state and snapshot rules", T, memory_
     CHECK(s.last_index() == 8);
     CHECK(s.term_at(5) == 1u);
     CHECK_FALSE(s.term_at(4));
-    CHECK(s.truncate_suffix(5) == make_error_code(errc::invalid_argument));  // never into the snapshot
+    CHECK(s.truncate_suffix(5) == make_error_code(errc::invalid_argument));            // never into the snapshot
     CHECK(s.install_snapshot({4, 1, {}}) == make_error_code(errc::invalid_argument));  // never back
   }
   SUBCASE("a snapshot that disagrees with the log discards all of it") {
@@ -146,7 +147,7 @@ TEST_CASE("durable_storage: no synced write is lost across crashes with torn tai
     const sync_policy policy = seed % 2 ? sync_policy::batched : sync_policy::every_append;
     std::optional<durable_storage> s;
     s.emplace(d, durable_options{"raft", policy});
-    std::vector<log_entry> durable;   // the acknowledged log (model), including the snapshot's prefix
+    std::vector<log_entry> durable;  // the acknowledged log (model), including the snapshot's prefix
     hard_state state;
     snapshot snap;
     std::uint64_t term = 1;
@@ -183,7 +184,8 @@ TEST_CASE("durable_storage: no synced write is lost across crashes with torn tai
         s.emplace(d, durable_options{"raft", policy});
         if (s->recovery().torn_bytes) ++torn_seen;
         auto got = entries_of(*s);
-        INFO("seed " << seed << " step " << step << " got " << got.size() << " durable " << durable.size() << " first " << s->first_index());
+        INFO("seed " << seed << " step " << step << " got " << got.size() << " durable " << durable.size() << " first "
+                     << s->first_index());
         REQUIRE(got.size() >= durable.size());
         for (std::size_t k = 0; k < durable.size(); ++k) REQUIRE(got[k] == durable[k]);
         for (std::size_t k = durable.size(); k < got.size(); ++k) REQUIRE(got[k] == before.at(k));
@@ -281,7 +283,7 @@ TEST_CASE("durable_storage over file_disk: real files, a torn and a corrupted ta
     CHECK(s.state() == hard_state{1, address::sim(0)});
   }
   CHECK(std::filesystem::file_size(log) == size);  // the cut was made on disk
-  {  // flip a byte inside the last record
+  {                                                // flip a byte inside the last record
     std::fstream f(log, std::ios::binary | std::ios::in | std::ios::out);
     f.seekp(static_cast<std::streamoff>(size - 3));
     f.put('\x7f');
@@ -315,7 +317,7 @@ TEST_CASE("file_disk: names an earlier life created, and the data directory's en
   const auto dir = std::filesystem::temp_directory_path() / ("dcp-dirsync-test-" + std::to_string(::getpid())) / "data";
   std::filesystem::remove_all(dir.parent_path());
   {
-    file_disk first(dir);  // creates the directory, and its parent
+    file_disk first(dir);                 // creates the directory, and its parent
     CHECK(first.directory_syncs() >= 2);  // the data directory, and its entry in the parent
     REQUIRE_FALSE(first.append("raft.log", to_bytes("first life")));
   }  // ... and crashes before its first sync: neither the data nor the name is durable

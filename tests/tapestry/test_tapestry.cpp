@@ -61,7 +61,8 @@ sim::config faulty(double loss, double duplicate = 0.0, double reorder = 0.0) {
 std::vector<std::uint64_t> seeds(std::uint64_t first, std::uint64_t last) {
   std::vector<std::uint64_t> out;
   if (const char* n = std::getenv("TAPESTRY_SEEDS")) {
-    const std::uint64_t base = std::getenv("TAPESTRY_SEED0") ? std::strtoull(std::getenv("TAPESTRY_SEED0"), nullptr, 10) : first;
+    const std::uint64_t base =
+        std::getenv("TAPESTRY_SEED0") ? std::strtoull(std::getenv("TAPESTRY_SEED0"), nullptr, 10) : first;
     for (std::uint64_t k = 0; k < std::strtoull(n, nullptr, 10); ++k) out.push_back(base + k);
     return out;
   }
@@ -101,13 +102,15 @@ bool consistent(world_t& w, std::string* why = nullptr) {
         const auto s = r.slot(l, d);
         for (auto& c : s)
           if (!up.contains(c.addr) || tap::shared_digits(me, c.id) != l || tap::digit(c.id, l) != d) {
-            if (why) *why = "node " + std::to_string(i) + " slot (" + std::to_string(l) + "," + std::to_string(d) + ") holds a dead or misplaced node";
+            if (why)
+              *why = "node " + std::to_string(i) + " slot (" + std::to_string(l) + "," + std::to_string(d) +
+                  ") holds a dead or misplaced node";
             return false;
           }
         if (s.empty() == exist.contains({l, d})) {
           if (why)
             *why = "node " + std::to_string(i) + " slot (" + std::to_string(l) + "," + std::to_string(d) + ") is " +
-                   (s.empty() ? "empty but a node has its prefix" : "filled but no node has its prefix");
+                (s.empty() ? "empty but a node has its prefix" : "filled but no node has its prefix");
           return false;
         }
       }
@@ -127,7 +130,8 @@ bool settle(world_t& w, duration limit = 60s) {
   if (std::getenv("TAPESTRY_DEBUG")) {
     for (auto i : w.live()) {
       std::string line = "node " + std::to_string(i) + " " + w.router(i).self().id.to_string().substr(0, 4) + ":";
-      for (auto& c : w.router(i).neighbours()) line += " " + std::to_string(c.addr.sim_index()) + "/" + c.id.to_string().substr(0, 3);
+      for (auto& c : w.router(i).neighbours())
+        line += " " + std::to_string(c.addr.sim_index()) + "/" + c.id.to_string().substr(0, 3);
       MESSAGE(line);
     }
     std::ostringstream os;
@@ -203,7 +207,8 @@ TEST_CASE("tapestry: digits and the surrogate metric") {
   CHECK_THROWS(dht::tapestry_config{.republish_interval = 10s, .pointer_ttl = 5s}.validate());
 }
 
-TEST_CASE("tapestry: insertions keep tables consistent; every node routes a key to the same root (many seeds, loss, duplication)") {
+TEST_CASE(
+    "tapestry: insertions keep tables consistent; every node routes a key to the same root (many seeds, loss, duplication)") {
   for (std::uint64_t seed : seeds(1, 8)) {
     CAPTURE(seed);
     world_t w(seed, fast(), faulty(0.02, 0.02, 0.05));
@@ -232,7 +237,8 @@ TEST_CASE("tapestry: insertions keep tables consistent; every node routes a key 
   }
 }
 
-TEST_CASE("tapestry: publish leaves pointers on the path; locate finds the server; unpublish and expiry remove them (many seeds, loss)") {
+TEST_CASE(
+    "tapestry: publish leaves pointers on the path; locate finds the server; unpublish and expiry remove them (many seeds, loss)") {
   for (std::uint64_t seed : seeds(21, 26)) {
     CAPTURE(seed);
     world_t w(seed, fast(), faulty(0.02, 0.01));
@@ -254,7 +260,9 @@ TEST_CASE("tapestry: publish leaves pointers on the path; locate finds the serve
       const address want = address::sim(server);
       CHECK(std::any_of(at_root.begin(), at_root.end(), [&](const dht::contact& c) { return c.addr == want; }));
       for (auto& r : locate_all(w, guid, nodes)) {
-        if (r.ec) MESSAGE("locate: " << r.ec.message() << " hop_detours " << counter(w, "hop_detours") << " failures " << counter(w, "neighbour_failures"));
+        if (r.ec)
+          MESSAGE("locate: " << r.ec.message() << " hop_detours " << counter(w, "hop_detours") << " failures "
+                             << counter(w, "neighbour_failures"));
         CHECK(!r.ec);
         CHECK(std::any_of(r.servers.begin(), r.servers.end(), [&](const dht::contact& c) { return c.addr == want; }));
       }
@@ -276,7 +284,8 @@ TEST_CASE("tapestry: publish leaves pointers on the path; locate finds the serve
   }
 }
 
-TEST_CASE("tapestry: after crashes, tables are repaired from backups and routing still reaches the one root (many seeds, loss)") {
+TEST_CASE(
+    "tapestry: after crashes, tables are repaired from backups and routing still reaches the one root (many seeds, loss)") {
   for (std::uint64_t seed : seeds(41, 46)) {
     CAPTURE(seed);
     sim::config sc = faulty(0.02);
@@ -287,7 +296,8 @@ TEST_CASE("tapestry: after crashes, tables are repaired from backups and routing
     auto nodes = w.live();
     // objects served by nodes that survive
     std::vector<std::pair<node_id, sim::node_index>> objects;
-    for (int k = 0; k < 4; ++k) objects.push_back({node_id::hash("obj" + std::to_string(k)), nodes[static_cast<std::size_t>(k)]});
+    for (int k = 0; k < 4; ++k)
+      objects.push_back({node_id::hash("obj" + std::to_string(k)), nodes[static_cast<std::size_t>(k)]});
     for (auto& o : objects) w.router(o.second).publish(o.first);
     w.world.run_for(2s);
     // crash 12 nodes at once (not the servers)
@@ -336,7 +346,7 @@ TEST_CASE("tapestry: departures tell the table and backpointers; joins continue;
 
 TEST_CASE("tapestry: routed payloads reach the root once; completions run after the call") {
   world_t w(5, fast(), faulty(0.0));
-    w.grow(30, 30ms);
+  w.grow(30, 30ms);
   REQUIRE(settle(w));
   auto nodes = w.live();
   std::map<sim::node_index, int> got;
@@ -361,8 +371,12 @@ TEST_CASE("tapestry: routed payloads reach the root once; completions run after 
   w.router(root).lookup(key, 0, [&](const dcp::result<dht::lookup_result>& r) { errs.push_back(r.error()); });
   w.world.add_node([](sim::node_context& ctx) { ctx.add<tap>(tap::default_id, fast()); });  // never bootstrapped
   const auto idle = static_cast<sim::node_index>(w.world.size() - 1);
-  w.world.get<tap>(idle, tap::default_id).lookup(key, 1, [&](const dcp::result<dht::lookup_result>& r) { errs.push_back(r.error()); });
-  w.world.get<tap>(idle, tap::default_id).locate(key, [&](const dcp::result<dht::locate_result>& r) { errs.push_back(r.error()); });
+  w.world.get<tap>(idle, tap::default_id).lookup(key, 1, [&](const dcp::result<dht::lookup_result>& r) {
+    errs.push_back(r.error());
+  });
+  w.world.get<tap>(idle, tap::default_id).locate(key, [&](const dcp::result<dht::locate_result>& r) {
+    errs.push_back(r.error());
+  });
   CHECK(errs.empty());
   w.world.run_for(1ms);
   REQUIRE(errs.size() == 3);
@@ -384,7 +398,9 @@ TEST_CASE("tapestry: dht::store over Tapestry: a put is read back from another n
   auto kv = [&](sim::node_index i) -> store_t& { return w.world.get<store_t>(i, store_t::default_id); };
   auto get = [&](sim::node_index i) {
     std::optional<std::string> got;
-    kv(i).get("k", [&](dcp::result<dht::stored_value> v) { got = !v ? "error: " + v.message() : std::string(v->value.begin(), v->value.end()); });
+    kv(i).get("k", [&](dcp::result<dht::stored_value> v) {
+      got = !v ? "error: " + v.message() : std::string(v->value.begin(), v->value.end());
+    });
     w.world.run_until([&] { return got.has_value(); }, w.world.now() + 10s);
     return got.value_or("no answer");
   };
@@ -404,7 +420,7 @@ TEST_CASE("tapestry: dht::store over Tapestry: a put is read back from another n
 
 TEST_CASE("tapestry: malformed and hostile messages are counted and change nothing") {
   world_t w(31, fast(), faulty(0.0));
-    w.grow(30, 30ms);
+  w.grow(30, 30ms);
   REQUIRE(settle(w));
   auto nodes = w.live();
   auto& r = w.router(nodes[4]);
@@ -412,7 +428,8 @@ TEST_CASE("tapestry: malformed and hostile messages are counted and change nothi
   const dht::contact stranger = w.router(nodes[7]).self();
   const auto table_before = r.neighbours();
   const auto pointers_before = r.pointer_count();
-  const std::int64_t bad0 = counter(w, "bad_message"), spoof0 = counter(w, "spoofed_sender"), stale0 = counter(w, "stale_reply");
+  const std::int64_t bad0 = counter(w, "bad_message"), spoof0 = counter(w, "spoofed_sender"),
+                     stale0 = counter(w, "stale_reply");
   namespace msg = dht::tapestry_msg;
   // levels beyond 40, hop counts beyond the limit, absurd owner counts, TTLs beyond the maximum
   msg::route bad_level;

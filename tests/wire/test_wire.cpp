@@ -31,8 +31,9 @@ struct sample {
   std::vector<bool> bits;
   std::deque<std::string> lines;
   std::map<std::uint32_t, std::vector<address>> routes;
-  template <class A>
-  void serialize(A& ar) { ar(a, b, c, flag, text, numbers, words, where, id, table, ids, bits, lines, routes); }
+  template <class A> void serialize(A& ar) {
+    ar(a, b, c, flag, text, numbers, words, where, id, table, ids, bits, lines, routes);
+  }
   bool operator==(const sample&) const = default;
 };
 struct empty_msg {
@@ -55,7 +56,8 @@ sample make_sample(rng& r) {
   for (auto i = r.below(6); i-- > 0;) s.ids.insert(static_cast<std::uint32_t>(r.below(100)));
   for (auto i = r.below(12); i-- > 0;) s.bits.push_back(r.chance(0.5));
   for (auto i = r.below(4); i-- > 0;) s.lines.push_back(std::string(r.below(8), 'l'));
-  for (auto i = r.below(3); i-- > 0;) s.routes[static_cast<std::uint32_t>(r.below(50))] = {address::sim(7), address::loopback(9)};
+  for (auto i = r.below(3); i-- > 0;)
+    s.routes[static_cast<std::uint32_t>(r.below(50))] = {address::sim(7), address::loopback(9)};
   return s;
 }
 
@@ -229,7 +231,7 @@ TEST_CASE("host: random, truncated and oversized frames are dropped, counted, an
     if (mode == 0) {  // pure garbage
       payload.resize(r.below(64));
       for (auto& b : payload) b = static_cast<std::uint8_t>(r());
-    } else {          // a valid payload, maybe damaged
+    } else {  // a valid payload, maybe damaged
       wire::encode(make_sample(r), payload);
       if (mode == 1) payload.resize(r.below(payload.size()));
       if (mode == 2) payload[r.below(payload.size())] ^= static_cast<std::uint8_t>(1 + r.below(255));

@@ -97,8 +97,8 @@ enum class threshold_rule : std::uint8_t {
 };
 
 struct high_risk_edges_config {
-  std::uint32_t iterations = 30;      ///< Push-Sum iterations (the thesis: 30)
-  double k = 2.0;                     ///< T = mu + k sigma (the thesis: 2)
+  std::uint32_t iterations = 30;  ///< Push-Sum iterations (the thesis: 30)
+  double k = 2.0;                 ///< T = mu + k sigma (the thesis: 2)
   threshold_rule rule = threshold_rule::iteration_estimates;
   duration period = 1s;               ///< how often the node looks at its Push-Sum (use push_sum's period)
   std::uint32_t seed_walk_hops = 4;   ///< hops of the token that picks the next iteration's seed node
@@ -110,11 +110,13 @@ struct high_risk_edges_config {
   std::size_t max_neighbours = 4096;  ///< bound of the label and pending-query tables
 
   void validate() const {
-    if (iterations == 0 || iterations > 10000) throw error(errc::invalid_config, "high_risk_edges: iterations in [1, 10^4]");
+    if (iterations == 0 || iterations > 10000)
+      throw error(errc::invalid_config, "high_risk_edges: iterations in [1, 10^4]");
     if (!std::isfinite(k)) throw error(errc::invalid_config, "high_risk_edges: k must be finite");
     if (period <= duration::zero()) throw error(errc::invalid_config, "high_risk_edges: period must be > 0");
     if (stall_rounds == 0 || final_rounds == 0 || query_period == 0 || query_attempts == 0 || max_neighbours == 0)
-      throw error(errc::invalid_config, "high_risk_edges: stall_rounds, final_rounds, query_period, query_attempts, max_neighbours >= 1");
+      throw error(errc::invalid_config,
+                  "high_risk_edges: stall_rounds, final_rounds, query_period, query_attempts, max_neighbours >= 1");
   }
 };
 
@@ -143,17 +145,16 @@ struct answer {
 
 /// What a node decided, and from what.
 struct high_risk_decision {
-  double traffic = 0;    ///< x_i: the traffic snapshot its last epoch started from
-  double mean = 0;       ///< mu
-  double sigma = 0;      ///< sigma
-  double threshold = 0;  ///< T = mu + k sigma
-  bool high = false;     ///< traffic > threshold
+  double traffic = 0;         ///< x_i: the traffic snapshot its last epoch started from
+  double mean = 0;            ///< mu
+  double sigma = 0;           ///< sigma
+  double threshold = 0;       ///< T = mu + k sigma
+  bool high = false;          ///< traffic > threshold
   std::uint32_t samples = 0;  ///< iterations that gave this node a sample
   bool timed_out = false;     ///< decided by final_rounds, not by convergence in the last epoch
 };
 
-template <Env E, class Membership>
-class high_risk_edges {
+template <Env E, class Membership> class high_risk_edges {
   static_assert(membership::Membership<Membership>,
                 "dcp: high_risk_edges<Env, M> needs M to model dcp::membership::Membership");
 
@@ -162,11 +163,10 @@ class high_risk_edges {
   using traffic_type = random_walk_traffic<E, Membership>;
   using messages = wire::message_set<high_risk_msg::seed, high_risk_msg::query, high_risk_msg::answer>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "seed_not_member", "bad_seed", "seed_late", "seed_hops_capped", "query_not_member", "table_full",
-      "answer_not_member", "unsolicited_answer", "stall_restart", "decided_by_timeout", "decided_on_query", "seeded",
-      "no_samples", "decided_high", "decided_low", "query_unanswered",
-  }};
+  static constexpr dcp::counter_set counters{
+      {"seed_not_member", "bad_seed", "seed_late", "seed_hops_capped", "query_not_member", "table_full",
+       "answer_not_member", "unsolicited_answer", "stall_restart", "decided_by_timeout", "decided_on_query", "seeded",
+       "no_samples", "decided_high", "decided_low", "query_unanswered"}};
   static constexpr std::string_view name = "high_risk_edges";
   static constexpr protocol_id default_id = 32;
   using decided_callback = std::function<void(const high_risk_decision&)>;
@@ -330,7 +330,8 @@ class high_risk_edges {
     if (!decision_) {
       for (auto& t : tracks_)  // joined an iteration through a neighbour's share
         if (t.ps && t.ps->epoch() >= 1 && !t.ps->running()) t.ps->start();
-      if (e >= 1 && e < cfg_.iterations && converged_in_epoch_ && rounds_in_epoch_ - converged_round_ >= cfg_.stall_rounds) {
+      if (e >= 1 && e < cfg_.iterations && converged_in_epoch_ &&
+          rounds_in_epoch_ - converged_round_ >= cfg_.stall_rounds) {
         env_.count("stall_restart");  // every token for e + 1 was lost, or their holders crashed
         seed_epoch(e + 1);
       } else if (e == cfg_.iterations && rounds_in_epoch_ >= cfg_.final_rounds) {

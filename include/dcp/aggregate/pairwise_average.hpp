@@ -56,8 +56,7 @@ struct answer {
 };
 }  // namespace pairwise_msg
 
-template <Env E, class Membership>
-class pairwise_average {
+template <Env E, class Membership> class pairwise_average {
   static_assert(membership::Membership<Membership>,
                 "dcp: pairwise_average<Env, M> needs M to model dcp::membership::Membership (neighbours(), "
                 "sample(k), on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::static_group<Env>");
@@ -65,9 +64,8 @@ class pairwise_average {
  public:
   using messages = wire::message_set<pairwise_msg::offer, pairwise_msg::answer>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "bad_offer", "duplicate_offer", "bad_answer", "stale_answer", "answer_lost",
-  }};
+  static constexpr dcp::counter_set counters{
+      {"bad_offer", "duplicate_offer", "bad_answer", "stale_answer", "answer_lost"}};
   static constexpr std::string_view name = "pairwise_average";
   static constexpr protocol_id default_id = 31;
 
@@ -75,7 +73,9 @@ class pairwise_average {
       : env_(std::move(env)), membership_(m), cfg_(cfg), x_(cfg.value) {
     cfg_.validate();
   }
-  void start() { timer_.start(env_, cfg_.period, [this] { round(); }); }
+  void start() {
+    timer_.start(env_, cfg_.period, [this] { round(); });
+  }
 
   double value() const noexcept { return x_; }
   /// 1/x: the network size when one node started at 1 and the others at 0.

@@ -72,7 +72,8 @@ struct push_sum_config {
     if (period <= duration::zero()) throw error(errc::invalid_config, "push_sum: period must be > 0");
     if (!std::isfinite(input.value) || !std::isfinite(input.weight) || input.weight < 0)
       throw error(errc::invalid_config, "push_sum: input value must be finite and weight finite and >= 0");
-    if (tolerance < 0 || stable_rounds < 1) throw error(errc::invalid_config, "push_sum: tolerance >= 0, stable_rounds >= 1");
+    if (tolerance < 0 || stable_rounds < 1)
+      throw error(errc::invalid_config, "push_sum: tolerance >= 0, stable_rounds >= 1");
   }
 };
 
@@ -86,8 +87,7 @@ struct share {
 };
 }  // namespace push_sum_msg
 
-template <Env E, class Membership>
-class push_sum {
+template <Env E, class Membership> class push_sum {
   static_assert(membership::Membership<Membership>,
                 "dcp: push_sum<Env, M> needs M to model dcp::membership::Membership (neighbours(), sample(k), "
                 "on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::static_group<Env>");
@@ -95,9 +95,7 @@ class push_sum {
  public:
   using messages = wire::message_set<push_sum_msg::share>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "share_not_member", "bad_share", "stale_epoch", "converged",
-  }};
+  static constexpr dcp::counter_set counters{{"share_not_member", "bad_share", "stale_epoch", "converged"}};
   static constexpr std::string_view name = "push_sum";
   static constexpr protocol_id default_id = 30;
   using converged_callback = std::function<void(double estimate, std::uint64_t epoch)>;
@@ -108,7 +106,9 @@ class push_sum {
     reset(0);
   }
 
-  void start() { timer_.start(env_, cfg_.period, [this] { round(); }); }
+  void start() {
+    timer_.start(env_, cfg_.period, [this] { round(); });
+  }
   /// Stops gossiping (no more rounds); shares still arrive and are added, so
   /// a stopped node holds the mass its peers push to it. A composition that
   /// runs Push-Sum in bursts (high_risk_edges: one burst per detection)
@@ -184,8 +184,10 @@ class push_sum {
     auto e = estimate();
     if (!e) return;
     const bool moved_little = last_ && std::abs(*e - *last_) <= cfg_.tolerance * std::abs(*e);
-    if (!moved_little) streak_ = 0;
-    else if (received_) ++streak_;
+    if (!moved_little)
+      streak_ = 0;
+    else if (received_)
+      ++streak_;
     received_ = false;
     last_ = e;
     if (!converged_ && streak_ >= cfg_.stable_rounds) {

@@ -43,12 +43,12 @@
 namespace dcp::aggregate {
 
 struct random_walk_traffic_config {
-  std::uint32_t walkers = 1;          ///< walkers this node launches (the thesis: one)
-  std::uint32_t walker_ttl = 1000;    ///< hops before a walker retires
-  duration hop_delay = 100ms;         ///< how long a node holds a walker before forwarding it
-  std::size_t max_held = 1024;        ///< walkers waiting here at once
-  std::size_t max_edges = 4096;       ///< entries in the per-edge table
-  std::size_t seen_capacity = 4096;   ///< visits remembered to drop duplicated walkers
+  std::uint32_t walkers = 1;         ///< walkers this node launches (the thesis: one)
+  std::uint32_t walker_ttl = 1000;   ///< hops before a walker retires
+  duration hop_delay = 100ms;        ///< how long a node holds a walker before forwarding it
+  std::size_t max_held = 1024;       ///< walkers waiting here at once
+  std::size_t max_edges = 4096;      ///< entries in the per-edge table
+  std::size_t seen_capacity = 4096;  ///< visits remembered to drop duplicated walkers
 
   void validate() const {
     if (walker_ttl == 0) throw error(errc::invalid_config, "random_walk_traffic: walker_ttl must be >= 1");
@@ -75,18 +75,15 @@ struct edge_traffic {
   std::uint64_t total() const noexcept { return sent + received; }
 };
 
-template <Env E, class Membership>
-class random_walk_traffic {
+template <Env E, class Membership> class random_walk_traffic {
   static_assert(membership::Membership<Membership>,
                 "dcp: random_walk_traffic<Env, M> needs M to model dcp::membership::Membership");
 
  public:
   using messages = wire::message_set<random_walk_msg::walker>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "walker_not_member", "ttl_capped", "walker_duplicates", "walker_retired", "walker_overflow", "walker_stuck",
-      "edge_table_full",
-  }};
+  static constexpr dcp::counter_set counters{{"walker_not_member", "ttl_capped", "walker_duplicates", "walker_retired",
+                                              "walker_overflow", "walker_stuck", "edge_table_full"}};
   static constexpr std::string_view name = "random_walk_traffic";
   static constexpr protocol_id default_id = 34;  // 33: by convention high_risk_edges' second push_sum (docs)
 
@@ -116,7 +113,8 @@ class random_walk_traffic {
 
   /// Asserts (DCP_ASSERT) what must hold between events. A no-op when assertions are off.
   void check_invariants() const {
-    DCP_ASSERT(held_ <= cfg_.max_held && edges_.size() <= cfg_.max_edges, "the walker queue and edge table are bounded");
+    DCP_ASSERT(held_ <= cfg_.max_held && edges_.size() <= cfg_.max_edges,
+               "the walker queue and edge table are bounded");
     std::uint64_t s = 0, r = 0;
     for (auto& [peer, e] : edges_) s += e.sent, r += e.received;
     DCP_ASSERT(s <= sent_ && r <= received_, "every per-edge count is in the node's totals");

@@ -76,19 +76,17 @@
 namespace dcp::check {
 
 /// One client operation as recorded: who, when, what, and what came back.
-template <class Input, class Output>
-struct operation {
+template <class Input, class Output> struct operation {
   std::uint64_t client = 0;
   time_point call{};
-  time_point ret{};               ///< ignored when the operation never returned
+  time_point ret{};  ///< ignored when the operation never returned
   Input input{};
-  std::optional<Output> output;   ///< nullopt: never returned (may or may not have taken effect)
+  std::optional<Output> output;  ///< nullopt: never returned (may or may not have taken effect)
 
   bool pending() const noexcept { return !output.has_value(); }
 };
 
-template <class M>
-using history = std::vector<operation<typename M::input, typename M::output>>;
+template <class M> using history = std::vector<operation<typename M::input, typename M::output>>;
 
 enum class verdict { linearizable, not_linearizable, unknown };
 
@@ -110,9 +108,9 @@ struct check_result {
   /// in the part of the history that failed, as indices into the history.
   /// The operation that could not follow it is where to start looking.
   std::vector<std::size_t> longest_linearization;
-  std::uint64_t steps = 0;         ///< search steps taken, over all parts
-  std::size_t partitions = 0;      ///< parts the history was split into
-  std::size_t abandoned = 0;       ///< parts given up (step or memory budget): their verdict is unknown
+  std::uint64_t steps = 0;            ///< search steps taken, over all parts
+  std::size_t partitions = 0;         ///< parts the history was split into
+  std::size_t abandoned = 0;          ///< parts given up (step or memory budget): their verdict is unknown
   std::size_t peak_memory_bytes = 0;  ///< the most the searches held at once (estimated)
   /// When unknown: which budget ran out, in words.
   std::string reason;
@@ -156,17 +154,17 @@ struct search_budget {
   void release(std::size_t bytes) noexcept { memory_used -= std::min(bytes, memory_used); }
 };
 
-template <Model M>
-std::size_t state_bytes(const typename M::state& s) {
-  if constexpr (requires { M::bytes(s); }) return static_cast<std::size_t>(M::bytes(s));
-  else return sizeof(typename M::state);
+template <Model M> std::size_t state_bytes(const typename M::state& s) {
+  if constexpr (requires { M::bytes(s); })
+    return static_cast<std::size_t>(M::bytes(s));
+  else
+    return sizeof(typename M::state);
 }
 
 /// Where a search stands after a slice.
 enum class progress { running, linearizable, not_linearizable, out_of_memory };
 
-template <Model M>
-class wgl_search {
+template <Model M> class wgl_search {
  public:
   using op_t = operation<typename M::input, typename M::output>;
 
@@ -198,7 +196,8 @@ class wgl_search {
       n.is_call = !events[i].is_return;
       n.prev = static_cast<int>(i);
       n.next = i + 1 < events.size() ? static_cast<int>(i + 2) : -1;
-      if (n.is_call) call_node[n.local] = static_cast<int>(i + 1);
+      if (n.is_call)
+        call_node[n.local] = static_cast<int>(i + 1);
       else {
         n.match = call_node[n.local];
         nodes_[static_cast<std::size_t>(n.match)].match = static_cast<int>(i + 1);
@@ -328,7 +327,7 @@ class wgl_search {
       // the node (key, vector, hash links), its bucket, the bitset's words,
       // the vector's buffer, the state's heap
       cost += sizeof(std::pair<const memo_key, std::vector<bitset>>) + 4 * sizeof(void*) + 3 * per_allocation +
-              done_.words.size() * 8 + state_bytes<M>(s) - sizeof(typename M::state);
+          done_.words.size() * 8 + state_bytes<M>(s) - sizeof(typename M::state);
     }
     if (!budget_.reserve(cost)) return visit::no_memory;
     held_ += cost;
@@ -376,8 +375,8 @@ class wgl_search {
   search_budget& budget_;
   std::vector<node> nodes_;
   typename M::state state_;
-  bitset done_;       // completed operations linearized so far
-  bitset pending_;    // operations that never returned, linearized so far
+  bitset done_;     // completed operations linearized so far
+  bitset pending_;  // operations that never returned, linearized so far
   std::unordered_map<memo_key, std::vector<bitset>, memo_hash> memo_;
   std::vector<frame> stack_;
   std::vector<std::size_t> longest_;
@@ -391,20 +390,22 @@ class wgl_search {
 
 /// Checks `h` against model M. Throws dcp::error(invalid_argument) if a
 /// completed operation returns before it is called.
-template <class M>
-check_result check_linearizability(const history<M>& h, const check_options& options = {}) {
+template <class M> check_result check_linearizability(const history<M>& h, const check_options& options = {}) {
   static_assert(Model<M>,
                 "dcp: check_linearizability needs a Model: types state, input, output; static state init(); "
                 "static std::optional<state> step(const state&, const input&, const std::optional<output>&); "
                 "a state with == and std::hash (or static std::size_t hash(const state&))");
   for (std::size_t i = 0; i < h.size(); ++i)
     if (!h[i].pending() && h[i].ret < h[i].call)
-      throw error(errc::invalid_argument, "check_linearizability: operation " + std::to_string(i) +
-                                              " returns before it is called; fix the recorded times");
+      throw error(errc::invalid_argument,
+                  "check_linearizability: operation " + std::to_string(i) +
+                      " returns before it is called; fix the recorded times");
   // A read-only operation that never returned constrains nothing: drop it.
   auto relevant = [&](std::size_t i) {
-    if constexpr (ReadOnlyAwareModel<M>) return !(h[i].pending() && M::read_only(h[i].input));
-    else return true;
+    if constexpr (ReadOnlyAwareModel<M>)
+      return !(h[i].pending() && M::read_only(h[i].input));
+    else
+      return true;
   };
   std::vector<std::vector<std::size_t>> parts;
   if constexpr (PartitionedModel<M>) {
@@ -464,15 +465,14 @@ check_result check_linearizability(const history<M>& h, const check_options& opt
   for (std::size_t i = 0; i < live.size(); ++i)
     if (live[i]) abandon(i);
   if (result.abandoned == 0) return finish(verdict::linearizable, {});
-  result.reason = std::to_string(result.abandoned) + " of " + std::to_string(parts.size()) +
-                  " parts undecided: " +
-                  (out_of_memory ? "the memory budget (check_options::max_memory_bytes = " +
-                                       std::to_string(options.max_memory_bytes) + ") was reached"
-                                 : std::string{}) +
-                  (out_of_memory && budget.steps_left == 0 ? "; " : "") +
-                  (budget.steps_left == 0 ? "the step budget (check_options::max_steps = " +
-                                                std::to_string(options.max_steps) + ") was spent"
-                                          : std::string{});
+  result.reason = std::to_string(result.abandoned) + " of " + std::to_string(parts.size()) + " parts undecided: " +
+      (out_of_memory ? "the memory budget (check_options::max_memory_bytes = " +
+               std::to_string(options.max_memory_bytes) + ") was reached"
+                     : std::string{}) +
+      (out_of_memory && budget.steps_left == 0 ? "; " : "") +
+      (budget.steps_left == 0
+           ? "the step budget (check_options::max_steps = " + std::to_string(options.max_steps) + ") was spent"
+           : std::string{});
   auto longest = std::move(result.longest_linearization);
   return finish(verdict::unknown, std::move(longest));
 }

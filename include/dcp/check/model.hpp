@@ -35,18 +35,23 @@
 namespace dcp::check {
 
 template <class M>
-concept Model = requires { typename M::state; typename M::input; typename M::output; } &&
-                std::equality_comparable<typename M::state> && std::copy_constructible<typename M::state> &&
-                requires(const typename M::state& s, const typename M::input& in,
-                         const std::optional<typename M::output>& out) {
-                  { M::init() } -> std::convertible_to<typename M::state>;
-                  { M::step(s, in, out) } -> std::same_as<std::optional<typename M::state>>;
-                } &&
-                (requires(const typename M::state& s) {
-                  { M::hash(s) } -> std::convertible_to<std::size_t>;
-                } || requires(const typename M::state& s) {
-                  { std::hash<typename M::state>{}(s) } -> std::convertible_to<std::size_t>;
-                });
+concept Model = requires {
+  typename M::state;
+  typename M::input;
+  typename M::output;
+}
+&&std::equality_comparable<typename M::state>&& std::copy_constructible<typename M::state>&& requires(
+    const typename M::state& s, const typename M::input& in, const std::optional<typename M::output>& out) {
+  { M::init() } -> std::convertible_to<typename M::state>;
+  { M::step(s, in, out) } -> std::same_as<std::optional<typename M::state>>;
+}
+&&(
+    requires(const typename M::state& s) {
+      { M::hash(s) } -> std::convertible_to<std::size_t>;
+    } ||
+    requires(const typename M::state& s) {
+      { std::hash<typename M::state>{}(s) } -> std::convertible_to<std::size_t>;
+    });
 
 /// Optionally, `static bool read_only(const input&)` marks inputs that never
 /// change the state (a read, a get). An operation that never returned and is
@@ -59,13 +64,16 @@ concept ReadOnlyAwareModel = Model<M> && requires(const typename M::input& in) {
 };
 
 template <class M>
-concept PartitionedModel = Model<M> && requires(const typename M::input& in) { M::partition_key(in); };
+concept PartitionedModel = Model<M> && requires(const typename M::input& in) {
+  M::partition_key(in);
+};
 
 namespace detail {
-template <Model M>
-std::size_t hash_state(const typename M::state& s) {
-  if constexpr (requires { M::hash(s); }) return M::hash(s);
-  else return std::hash<typename M::state>{}(s);
+template <Model M> std::size_t hash_state(const typename M::state& s) {
+  if constexpr (requires { M::hash(s); })
+    return M::hash(s);
+  else
+    return std::hash<typename M::state>{}(s);
 }
 }  // namespace detail
 

@@ -22,8 +22,8 @@ struct register_model {
   enum class op : std::uint8_t { read, write, cas };
   struct input {
     op kind = op::read;
-    std::int64_t value = 0;     ///< write: the value; cas: the expected value
-    std::int64_t swap_to = 0;   ///< cas: the new value
+    std::int64_t value = 0;    ///< write: the value; cas: the expected value
+    std::int64_t swap_to = 0;  ///< cas: the new value
   };
   struct output {
     std::optional<std::int64_t> value;  ///< read: the value read; nullopt: the register had no value
@@ -37,7 +37,8 @@ struct register_model {
       case op::read:
         if (out && out->value != s) return std::nullopt;
         return s;
-      case op::write: return state{in.value};
+      case op::write:
+        return state{in.value};
       case op::cas: {
         const bool swaps = s == in.value;
         if (out && out->ok != swaps) return std::nullopt;
@@ -57,8 +58,7 @@ struct register_model {
 };
 
 /// The same register, starting at `Initial` instead of no value.
-template <std::int64_t Initial>
-struct register_model_initially : register_model {
+template <std::int64_t Initial> struct register_model_initially : register_model {
   static state init() { return state{Initial}; }
 };
 
@@ -100,14 +100,15 @@ struct kv_model {
   static std::size_t hash(const state& s) {
     std::size_t h = 0x9E3779B97F4A7C15ull;
     for (const auto& [k, v] : s)
-      h = (h ^ std::hash<std::string>{}(k)) * 0x100000001B3ull ^ std::hash<std::string>{}(v) * 31;
+      h = (h ^ std::hash<std::string>{}(k)) * 0x100000001B3ull ^ std::hash<std::string>{}(v)*31;
     return h;
   }
   /// Memory the state holds, for the checker's memory budget.
   static std::size_t bytes(const state& s) {
     std::size_t b = sizeof(state);
-    for (const auto& [k, v] : s) b += 4 * sizeof(void*) + 16 + 2 * sizeof(std::string) + (k.size() > 15 ? k.capacity() + 16 : 0) +
-           (v.size() > 15 ? v.capacity() + 16 : 0);  // a node; strings past the small-string buffer
+    for (const auto& [k, v] : s)
+      b += 4 * sizeof(void*) + 16 + 2 * sizeof(std::string) + (k.size() > 15 ? k.capacity() + 16 : 0) +
+          (v.size() > 15 ? v.capacity() + 16 : 0);  // a node; strings past the small-string buffer
     return b;
   }
   static bool read_only(const input& in) { return in.kind == op::get; }

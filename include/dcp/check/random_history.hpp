@@ -23,8 +23,8 @@ namespace dcp::check {
 struct random_history_config {
   std::size_t operations = 100;
   std::size_t clients = 4;
-  double pending = 0.0;        ///< fraction of operations that never return
-  std::int64_t spread = 20;    ///< max gap, in ticks, before call, point and return
+  double pending = 0.0;      ///< fraction of operations that never return
+  std::int64_t spread = 20;  ///< max gap, in ticks, before call, point and return
 };
 
 inline history<register_model> random_register_history(rng& r, const random_history_config& cfg) {
@@ -47,8 +47,12 @@ inline history<register_model> random_register_history(rng& r, const random_hist
     free_at[c] = ret + 1;
     reg::input in;
     switch (r.below(3)) {
-      case 0: in = reg::read(); break;
-      case 1: in = reg::write(next_value++); break;
+      case 0:
+        in = reg::read();
+        break;
+      case 1:
+        in = reg::write(next_value++);
+        break;
       default: {
         const std::int64_t expected = r.between(0, next_value);
         in = reg::cas(expected, next_value++);

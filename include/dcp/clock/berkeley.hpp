@@ -63,13 +63,13 @@ namespace dcp::clock {
 
 struct berkeley_config {
   duration poll_interval = 1s;
-  duration reply_window = 200ms;     ///< how long the daemon collects readings before averaging
-  duration max_round_trip = 100ms;   ///< readings slower than this are discarded
-  duration fta_width = 20ms;         ///< γ: the widest spread of clocks averaged together
-  duration max_offset = 24h;         ///< a reading further off is a bogus timestamp
-  duration max_adjustment = 24h;     ///< an ADJUST above this is refused
-  duration resolution = 1us;         ///< timestamp resolution, added to every bound
-  double drift_bound = 100e-6;       ///< ρ: each clock's drift rate bound against real time
+  duration reply_window = 200ms;    ///< how long the daemon collects readings before averaging
+  duration max_round_trip = 100ms;  ///< readings slower than this are discarded
+  duration fta_width = 20ms;        ///< γ: the widest spread of clocks averaged together
+  duration max_offset = 24h;        ///< a reading further off is a bogus timestamp
+  duration max_adjustment = 24h;    ///< an ADJUST above this is refused
+  duration resolution = 1us;        ///< timestamp resolution, added to every bound
+  double drift_bound = 100e-6;      ///< ρ: each clock's drift rate bound against real time
   disciplined_clock_config clock{};
 
   void validate() const {
@@ -80,7 +80,8 @@ struct berkeley_config {
     if (fta_width < duration::zero() || max_offset <= duration::zero() || max_adjustment <= duration::zero() ||
         resolution < duration::zero())
       throw error(errc::invalid_config, "berkeley: fta_width, max_offset, max_adjustment, resolution must be positive");
-    if (!(drift_bound >= 0 && drift_bound < 0.01)) throw error(errc::invalid_config, "berkeley: drift_bound must be in [0, 0.01)");
+    if (!(drift_bound >= 0 && drift_bound < 0.01))
+      throw error(errc::invalid_config, "berkeley: drift_bound must be in [0, 0.01)");
     clock.validate();
   }
 };
@@ -90,16 +91,14 @@ struct poll {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "berkeley_poll";
   std::uint64_t round = 0;
-  template <class A>
-  void serialize(A& ar) { ar(round); }
+  template <class A> void serialize(A& ar) { ar(round); }
 };
 struct reading {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "berkeley_reading";
   std::uint64_t round = 0;
   std::int64_t clock = 0;  ///< ns, the member's clock
-  template <class A>
-  void serialize(A& ar) { ar(round, clock); }
+  template <class A> void serialize(A& ar) { ar(round, clock); }
 };
 struct adjust {
   static constexpr message_type wire_id = 3;
@@ -107,8 +106,7 @@ struct adjust {
   std::uint64_t round = 0;
   std::int64_t delta = 0;  ///< ns to add to the member's clock
   std::int64_t error = 0;  ///< ns: the bound on the member's clock against V after it
-  template <class A>
-  void serialize(A& ar) { ar(round, delta, error); }
+  template <class A> void serialize(A& ar) { ar(round, delta, error); }
 };
 }  // namespace berkeley_msg
 
@@ -119,22 +117,24 @@ struct berkeley_round {
   bool operator==(const berkeley_round&) const = default;
 };
 
-template <Env E, election::Election L, group::Group G = group::static_group>
-class berkeley {
+template <Env E, election::Election L, group::Group G = group::static_group> class berkeley {
  public:
   using messages = wire::message_set<berkeley_msg::poll, berkeley_msg::reading, berkeley_msg::adjust>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "poll_not_from_leader", "unexpected_adjust", "absurd_adjustment", "unexpected_reading", "round_disturbed",
-      "duplicate_reading", "slow_reading_discarded", "absurd_reading", "not_a_member", "round_overran",
-      "round_abandoned", "readings_averaged", "outliers_discarded",
-  }};
+  static constexpr dcp::counter_set counters{
+      {"poll_not_from_leader", "unexpected_adjust", "absurd_adjustment", "unexpected_reading", "round_disturbed",
+       "duplicate_reading", "slow_reading_discarded", "absurd_reading", "not_a_member", "round_overran",
+       "round_abandoned", "readings_averaged", "outliers_discarded"}};
   static constexpr std::string_view name = "clock.berkeley";
   static constexpr protocol_id default_id = 111;
 
   /// `election` decides who is the daemon; it must outlive this object.
   berkeley(E env, L& election, G group, berkeley_config cfg = {})
-      : env_(std::move(env)), election_(election), group_(std::move(group)), cfg_(cfg), clock_((cfg_.validate(), cfg_.clock)) {
+      : env_(std::move(env)),
+        election_(election),
+        group_(std::move(group)),
+        cfg_(cfg),
+        clock_((cfg_.validate(), cfg_.clock)) {
     rank_ = group::rank_of_self(group_, env_.self(), "berkeley");
     next_round_ = env_.rng()() >> 1;  // rounds of a restarted daemon never match its past ones
   }
@@ -207,9 +207,9 @@ class berkeley {
   };
   struct round_state {
     std::uint64_t id;
-    std::uint64_t adjustments;  ///< adjustments_ at the poll
-    time_point t1;          ///< the poll, in the daemon's (target) clock
-    time_point local;       ///< the poll, in the daemon's local clock
+    std::uint64_t adjustments;                      ///< adjustments_ at the poll
+    time_point t1;                                  ///< the poll, in the daemon's (target) clock
+    time_point local;                               ///< the poll, in the daemon's local clock
     std::vector<std::optional<estimate>> readings;  ///< by rank: bounded by the group
   };
   struct polled_state {
@@ -230,7 +230,8 @@ class berkeley {
     }
     if (round_) env_.count("round_overran");  // the window timer always ends a round first
     const time_point now = env_.now();
-    round_ = round_state{++next_round_, adjustments_, clock_.target(now), now, std::vector<std::optional<estimate>>(group_.size())};
+    round_ = round_state{++next_round_, adjustments_, clock_.target(now), now,
+                         std::vector<std::optional<estimate>>(group_.size())};
     round_->readings[rank_] = estimate{0, 0};
     for (std::size_t r = 0; r < group_.size(); ++r)
       if (r != rank_) env_.send(group_.member(r), berkeley_msg::poll{round_->id});
@@ -264,19 +265,22 @@ class berkeley {
       double sum = 0;
       for (std::size_t k = lo; k <= hi; ++k) sum += static_cast<double>(sorted[k].first);
       const double mean = sum / static_cast<double>(n);
-      if (n > best_n || (n == best_n && std::abs(mean) < std::abs(best_mean))) best_lo = lo, best_n = n, best_mean = mean;
+      if (n > best_n || (n == best_n && std::abs(mean) < std::abs(best_mean)))
+        best_lo = lo, best_n = n, best_mean = mean;
     }
     const std::int64_t avg = std::llround(best_mean);
     env_.count("readings_averaged", static_cast<std::int64_t>(best_n));
     env_.count("outliers_discarded", static_cast<std::int64_t>(sorted.size() - best_n));
     (void)best_lo;
     const double rho = cfg_.drift_bound;
-    const auto window_drift = static_cast<std::int64_t>(std::ceil(rho * static_cast<double>(cfg_.reply_window.count())));
+    const auto window_drift =
+        static_cast<std::int64_t>(std::ceil(rho * static_cast<double>(cfg_.reply_window.count())));
     for (std::size_t r = 0; r < done.readings.size(); ++r) {
       if (r == rank_ || !done.readings[r]) continue;
       const auto& e = *done.readings[r];
-      const std::int64_t error = (e.rtt + 1) / 2 + static_cast<std::int64_t>(std::ceil(2 * rho * static_cast<double>(e.rtt))) +
-                                 window_drift + cfg_.resolution.count() + 2;
+      const std::int64_t error = (e.rtt + 1) / 2 +
+          static_cast<std::int64_t>(std::ceil(2 * rho * static_cast<double>(e.rtt))) + window_drift +
+          cfg_.resolution.count() + 2;
       env_.send(group_.member(r), berkeley_msg::adjust{done.id, avg - e.offset, error});
     }
     clock_.adjust_by(env_.now(), duration(avg), {cfg_.resolution, done.local, rho});

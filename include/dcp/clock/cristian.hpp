@@ -51,7 +51,8 @@ struct cristian_config {
 
   void validate() const {
     if (poll_interval <= duration::zero()) throw error(errc::invalid_config, "cristian: poll_interval must be > 0");
-    if (filter_window == 0 || filter_window > 64) throw error(errc::invalid_config, "cristian: filter_window must be in [1, 64]");
+    if (filter_window == 0 || filter_window > 64)
+      throw error(errc::invalid_config, "cristian: filter_window must be in [1, 64]");
     limits.validate();
     clock.validate();
   }
@@ -63,8 +64,7 @@ struct request {
   static constexpr std::string_view wire_name = "time_request";
   std::uint64_t id = 0;
   std::int64_t t1 = 0;
-  template <class A>
-  void serialize(A& ar) { ar(id, t1); }
+  template <class A> void serialize(A& ar) { ar(id, t1); }
 };
 struct reply {
   static constexpr message_type wire_id = 2;
@@ -72,32 +72,33 @@ struct reply {
   std::uint64_t id = 0;
   std::int64_t t1 = 0, t2 = 0, t3 = 0;
   std::int64_t server_error = 0;  ///< ns: the server's own bound on its clock
-  template <class A>
-  void serialize(A& ar) { ar(id, t1, t2, t3, server_error); }
+  template <class A> void serialize(A& ar) { ar(id, t1, t2, t3, server_error); }
 };
 }  // namespace cristian_msg
 
-template <Env E>
-class cristian {
+template <Env E> class cristian {
  public:
   using messages = wire::message_set<cristian_msg::request, cristian_msg::reply>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "request_while_unsynchronized", "reply_not_from_server", "unexpected_reply", "bogus_origin", "sample_refused",
-      "request_unanswered", "time_runs_backwards", "delay_too_large", "turnaround_too_large", "offset_absurd",
-      "server_error_absurd",
-  }};
+  static constexpr dcp::counter_set counters{{"request_while_unsynchronized", "reply_not_from_server",
+                                              "unexpected_reply", "bogus_origin", "sample_refused",
+                                              "request_unanswered", "time_runs_backwards", "delay_too_large",
+                                              "turnaround_too_large", "offset_absurd", "server_error_absurd"}};
   static constexpr std::string_view name = "clock.cristian";
   static constexpr protocol_id default_id = 110;
 
   cristian(E env, cristian_config cfg = {})
-      : env_(std::move(env)), cfg_(std::move(cfg)), clock_((cfg_.validate(), cfg_.clock)),
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        clock_((cfg_.validate(), cfg_.clock)),
         filter_(cfg_.filter_window, cfg_.limits.drift_bound) {
     next_id_ = env_.rng()() >> 1;  // ids differ across restarts: a reply to a past life never matches
   }
 
   void start() {
-    if (cfg_.server) polls_.start(env_, cfg_.poll_interval, [this] { poll(); }, duration(1));
+    if (cfg_.server)
+      polls_.start(
+          env_, cfg_.poll_interval, [this] { poll(); }, duration(1));
   }
 
   /// This node's synchronized clock (the server's time, to within error_bound()).
@@ -117,8 +118,9 @@ class cristian {
       return;
     }
     const time_point t = synchronized_now();  // t2 = t3: the core answers within one event
-    env_.send(from, cristian_msg::reply{m.id, m.t1, t.time_since_epoch().count(), t.time_since_epoch().count(),
-                                        error_bound().count()});
+    env_.send(from,
+              cristian_msg::reply{m.id, m.t1, t.time_since_epoch().count(), t.time_since_epoch().count(),
+                                  error_bound().count()});
   }
 
   void on_message(const address& from, const cristian_msg::reply& m) {

@@ -113,7 +113,7 @@ class disciplined_clock {
   duration error_bound(time_point local) const noexcept {
     if (!synchronized_) return duration::max();
     double e = static_cast<double>(bound_.error.count()) + std::abs(pending_after(local)) +
-               bound_.growth * static_cast<double>(std::max<std::int64_t>(0, (local - bound_.since).count())) + 2;
+        bound_.growth * static_cast<double>(std::max<std::int64_t>(0, (local - bound_.since).count())) + 2;
     if (e >= 9e18) return duration::max();
     return duration(static_cast<std::int64_t>(std::ceil(e)));
   }

@@ -35,8 +35,7 @@ struct lamport_stamp {
   std::uint64_t time = 0;
   std::uint64_t node = 0;
   constexpr auto operator<=>(const lamport_stamp&) const noexcept = default;
-  template <class A>
-  void serialize(A& ar) { ar(time, node); }
+  template <class A> void serialize(A& ar) { ar(time, node); }
 };
 
 }  // namespace dcp::clock

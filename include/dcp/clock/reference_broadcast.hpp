@@ -57,19 +57,20 @@
 namespace dcp::clock {
 
 struct reference_broadcast_config {
-  address beacon;                     ///< the node that sends beacons; not a receiver
-  std::optional<address> reference;   ///< the receiver whose clock the others follow; default the lowest-ranked
+  address beacon;                    ///< the node that sends beacons; not a receiver
+  std::optional<address> reference;  ///< the receiver whose clock the others follow; default the lowest-ranked
   duration beacon_interval = 1s;
-  std::size_t window = 32;            ///< beacons kept per peer (at most 128: a fit costs O(window²))
-  std::size_t min_points = 4;         ///< no fit on fewer common beacons
-  duration receive_jitter = 1ms;      ///< J: bound on the difference of two receivers' delays for one beacon
-  duration max_offset = 24h;          ///< a receipt further off is a bogus timestamp
-  duration resolution = 1us;          ///< timestamp resolution
-  double drift_bound = 100e-6;        ///< ρ: each clock's drift rate bound
+  std::size_t window = 32;        ///< beacons kept per peer (at most 128: a fit costs O(window²))
+  std::size_t min_points = 4;     ///< no fit on fewer common beacons
+  duration receive_jitter = 1ms;  ///< J: bound on the difference of two receivers' delays for one beacon
+  duration max_offset = 24h;      ///< a receipt further off is a bogus timestamp
+  duration resolution = 1us;      ///< timestamp resolution
+  double drift_bound = 100e-6;    ///< ρ: each clock's drift rate bound
   disciplined_clock_config clock{};
 
   void validate() const {
-    if (beacon_interval <= duration::zero()) throw error(errc::invalid_config, "reference_broadcast: beacon_interval must be > 0");
+    if (beacon_interval <= duration::zero())
+      throw error(errc::invalid_config, "reference_broadcast: beacon_interval must be > 0");
     if (window < 2 || window > 128 || min_points < 2 || min_points > window)
       throw error(errc::invalid_config, "reference_broadcast: need 2 <= min_points <= window <= 128");
     if (receive_jitter < duration::zero() || max_offset <= duration::zero() || resolution < duration::zero())
@@ -85,16 +86,14 @@ struct beacon {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "rbs_beacon";
   std::uint64_t seq = 0;
-  template <class A>
-  void serialize(A& ar) { ar(seq); }
+  template <class A> void serialize(A& ar) { ar(seq); }
 };
 struct receipt {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "rbs_receipt";
   std::uint64_t seq = 0;
   std::int64_t time = 0;  ///< ns, the sender's local clock when the beacon arrived
-  template <class A>
-  void serialize(A& ar) { ar(seq, time); }
+  template <class A> void serialize(A& ar) { ar(seq, time); }
 };
 }  // namespace rbs_msg
 
@@ -106,22 +105,24 @@ struct peer_time {
   std::size_t points;
 };
 
-template <Env E, group::Group G = group::static_group>
-class reference_broadcast {
+template <Env E, group::Group G = group::static_group> class reference_broadcast {
  public:
   using messages = wire::message_set<rbs_msg::beacon, rbs_msg::receipt>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "beacon_not_from_beacon", "duplicate_beacon", "stale_beacon", "absurd_receipt", "not_a_receiver", "stale_receipt",
-      "fit_rate_absurd", "inconsistent_receipt", "frequency_out_of_range",
-  }};
+  static constexpr dcp::counter_set counters{{"beacon_not_from_beacon", "duplicate_beacon", "stale_beacon",
+                                              "absurd_receipt", "not_a_receiver", "stale_receipt", "fit_rate_absurd",
+                                              "inconsistent_receipt", "frequency_out_of_range"}};
   static constexpr std::string_view name = "clock.reference_broadcast";
   static constexpr protocol_id default_id = 112;
 
   /// `receivers`: the group exchanging receipts (the beacon is not in it).
   reference_broadcast(E env, G receivers, reference_broadcast_config cfg)
-      : env_(std::move(env)), group_(std::move(receivers)), cfg_(std::move(cfg)), clock_((cfg_.validate(), cfg_.clock)) {
-    if (group_.rank_of(cfg_.beacon)) throw error(errc::invalid_config, "reference_broadcast: the beacon cannot be a receiver");
+      : env_(std::move(env)),
+        group_(std::move(receivers)),
+        cfg_(std::move(cfg)),
+        clock_((cfg_.validate(), cfg_.clock)) {
+    if (group_.rank_of(cfg_.beacon))
+      throw error(errc::invalid_config, "reference_broadcast: the beacon cannot be a receiver");
     if (group_.size() == 0) throw error(errc::invalid_config, "reference_broadcast: no receivers");
     const address ref = cfg_.reference.value_or(group_.member(0));
     auto rr = group_.rank_of(ref);
@@ -226,16 +227,19 @@ class reference_broadcast {
   }
 
   std::optional<line> fit(std::size_t peer, bool count = true) {
-    struct point { double x, y; };
+    struct point {
+      double x, y;
+    };
     std::vector<point> pts;
     const auto& theirs = peers_[peer];
     if (own_.empty()) return std::nullopt;
     const time_point x0(duration(own_.rbegin()->second));
     for (const auto& [seq, mine] : own_)
       if (auto t = theirs.find(seq); t != theirs.end() && !absurd(t->second, mine))
-        pts.push_back({static_cast<double>(mine - x0.time_since_epoch().count()), static_cast<double>(t->second - mine)});
+        pts.push_back(
+            {static_cast<double>(mine - x0.time_since_epoch().count()), static_cast<double>(t->second - mine)});
     const double jitter = static_cast<double>(cfg_.receive_jitter.count()) * (1 + 2 * cfg_.drift_bound) +
-                          2 * static_cast<double>(cfg_.resolution.count()) + 2;
+        2 * static_cast<double>(cfg_.resolution.count()) + 2;
     while (pts.size() >= cfg_.min_points) {
       const double n = static_cast<double>(pts.size());
       double mx = 0, my = 0;
@@ -300,8 +304,8 @@ class reference_broadcast {
   bool is_beacon_ = false;
   std::size_t rank_ = 0, reference_rank_ = 0;
   std::uint64_t next_seq_ = 0;
-  std::map<std::uint64_t, std::int64_t> own_;                  ///< seq -> my reception time, last `window`
-  std::vector<std::map<std::uint64_t, std::int64_t>> peers_;   ///< by rank: seq -> their reception time
+  std::map<std::uint64_t, std::int64_t> own_;                 ///< seq -> my reception time, last `window`
+  std::vector<std::map<std::uint64_t, std::int64_t>> peers_;  ///< by rank: seq -> their reception time
   periodic<E> beacons_;
 };
 

@@ -70,16 +70,29 @@ struct sample_limits {
   }
 };
 
-enum class sample_fault { none, time_runs_backwards, delay_too_large, turnaround_too_large, offset_absurd, server_error_absurd };
+enum class sample_fault {
+  none,
+  time_runs_backwards,
+  delay_too_large,
+  turnaround_too_large,
+  offset_absurd,
+  server_error_absurd
+};
 
 constexpr const char* to_string(sample_fault f) noexcept {
   switch (f) {
-    case sample_fault::none: return "none";
-    case sample_fault::time_runs_backwards: return "time_runs_backwards";
-    case sample_fault::delay_too_large: return "delay_too_large";
-    case sample_fault::turnaround_too_large: return "turnaround_too_large";
-    case sample_fault::offset_absurd: return "offset_absurd";
-    case sample_fault::server_error_absurd: return "server_error_absurd";
+    case sample_fault::none:
+      return "none";
+    case sample_fault::time_runs_backwards:
+      return "time_runs_backwards";
+    case sample_fault::delay_too_large:
+      return "delay_too_large";
+    case sample_fault::turnaround_too_large:
+      return "turnaround_too_large";
+    case sample_fault::offset_absurd:
+      return "offset_absurd";
+    case sample_fault::server_error_absurd:
+      return "server_error_absurd";
   }
   return "?";
 }
@@ -94,8 +107,10 @@ inline sample_fault check(const time_sample& s, duration server_error, const sam
   if (turn > l.max_turnaround.count()) return sample_fault::turnaround_too_large;
   if (rtt - turn < 0) return sample_fault::time_runs_backwards;
   if (rtt - turn > l.max_delay.count()) return sample_fault::delay_too_large;
-  const detail::wide_int off2 = (static_cast<detail::wide_int>(a(s.t2)) - a(s.t1)) + (static_cast<detail::wide_int>(a(s.t3)) - a(s.t4));
-  if (off2 > 2 * static_cast<detail::wide_int>(l.max_offset.count()) || off2 < -2 * static_cast<detail::wide_int>(l.max_offset.count()))
+  const detail::wide_int off2 =
+      (static_cast<detail::wide_int>(a(s.t2)) - a(s.t1)) + (static_cast<detail::wide_int>(a(s.t3)) - a(s.t4));
+  if (off2 > 2 * static_cast<detail::wide_int>(l.max_offset.count()) ||
+      off2 < -2 * static_cast<detail::wide_int>(l.max_offset.count()))
     return sample_fault::offset_absurd;
   if (server_error < duration::zero() || server_error > l.max_server_error) return sample_fault::server_error_absurd;
   return sample_fault::none;
@@ -105,7 +120,7 @@ inline sample_fault check(const time_sample& s, duration server_error, const sam
 struct offset_estimate {
   duration offset{};
   duration delay{};
-  duration error{};  ///< |true offset - offset| <= error, at local time `taken`
+  duration error{};    ///< |true offset - offset| <= error, at local time `taken`
   time_point taken{};  ///< t4, in the local clock
 };
 
@@ -114,7 +129,8 @@ inline offset_estimate estimate(const time_sample& s, duration server_error, con
   const duration d = s.delay();
   const double drift = (l.drift_bound + l.server_rate_bound) * static_cast<double>((s.t4 - s.t1).count());
   // delay/2 rounded up, plus one nanosecond for the halving of the offset.
-  const duration e = (d + 1ns) / 2 + 1ns + duration(static_cast<std::int64_t>(std::ceil(drift))) + server_error + l.resolution;
+  const duration e =
+      (d + 1ns) / 2 + 1ns + duration(static_cast<std::int64_t>(std::ceil(drift))) + server_error + l.resolution;
   return {s.offset(), d, e, s.t4};
 }
 
@@ -133,7 +149,8 @@ class clock_filter {
     std::optional<offset_estimate> out;
     double least = 0;
     for (const auto& s : samples_) {
-      const double aged = static_cast<double>(s.error.count()) + drift_ * static_cast<double>(std::max<std::int64_t>(0, (now - s.taken).count()));
+      const double aged = static_cast<double>(s.error.count()) +
+          drift_ * static_cast<double>(std::max<std::int64_t>(0, (now - s.taken).count()));
       if (!out || aged < least) out = s, least = aged;
     }
     return out;

@@ -41,9 +41,14 @@ class vector_clock {
     auto a = entries_.begin(), b = other.entries_.begin();
     while (a != entries_.end() || b != other.entries_.end()) {
       counter_type x = 0, y = 0;
-      if (b == other.entries_.end() || (a != entries_.end() && a->first < b->first)) x = (a++)->second;
-      else if (a == entries_.end() || b->first < a->first) y = (b++)->second;
-      else { x = (a++)->second; y = (b++)->second; }
+      if (b == other.entries_.end() || (a != entries_.end() && a->first < b->first))
+        x = (a++)->second;
+      else if (a == entries_.end() || b->first < a->first)
+        y = (b++)->second;
+      else {
+        x = (a++)->second;
+        y = (b++)->second;
+      }
       less |= x < y;
       greater |= x > y;
     }
@@ -58,8 +63,7 @@ class vector_clock {
   friend bool operator==(const vector_clock& a, const vector_clock& b) { return a.compare(b) == causality::equal; }
 
   const std::map<node_type, counter_type>& entries() const noexcept { return entries_; }
-  template <class A>
-  void serialize(A& ar) { ar(entries_); }
+  template <class A> void serialize(A& ar) { ar(entries_); }
 
  private:
   std::map<node_type, counter_type> entries_;

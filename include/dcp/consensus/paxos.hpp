@@ -73,9 +73,9 @@ struct prepare {
 struct promise {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "promise";
-  ballot b;             ///< the prepare this answers
+  ballot b;  ///< the prepare this answers
   bool ok = false;
-  ballot promised;      ///< the acceptor's promise (higher than b when !ok)
+  ballot promised;  ///< the acceptor's promise (higher than b when !ok)
   std::optional<ballot> accepted_ballot;
   bytes accepted_value;
   template <class A> void serialize(A& ar) { ar(b, ok, promised, accepted_ballot, accepted_value); }
@@ -107,7 +107,7 @@ struct paxos_config {
   std::vector<address> acceptors;
   /// Who may prepare, accept and announce a decision; empty: the acceptors.
   std::vector<address> proposers;
-  duration retry_after = 50ms;       ///< a phase unanswered this long starts over (with random backoff)
+  duration retry_after = 50ms;  ///< a phase unanswered this long starts over (with random backoff)
   duration give_up_after = 10s;
   std::string file_prefix = "paxos";
 
@@ -120,16 +120,14 @@ struct paxos_config {
   }
 };
 
-template <Env E, QuorumRule Quorum = simple_majority>
-class paxos {
+template <Env E, QuorumRule Quorum = simple_majority> class paxos {
  public:
   using messages = wire::message_set<paxos_msg::prepare, paxos_msg::promise, paxos_msg::accept, paxos_msg::accepted,
                                      paxos_msg::decided>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "not_a_proposer", "ballot_not_senders", "absurd_round", "not_an_acceptor", "storage_failed", "rounds_exhausted",
-      "preempted", "conflicting_decision",
-  }};
+  static constexpr dcp::counter_set counters{{"not_a_proposer", "ballot_not_senders", "absurd_round", "not_an_acceptor",
+                                              "storage_failed", "rounds_exhausted", "preempted",
+                                              "conflicting_decision"}};
   static constexpr std::string_view name = "paxos";
   static constexpr protocol_id default_id = 101;
   using callback = std::function<void(result<bytes>)>;
@@ -168,9 +166,11 @@ class paxos {
   /// events: the simulator's tests call it after every event. A no-op when
   /// assertions are off. Agreement itself spans nodes: the tests check it.
   void check_invariants() const {
-    DCP_ASSERT(!st_.accepted_ballot || *st_.accepted_ballot <= st_.promised,
-               "an acceptor accepts only at or above what it promised, and never promises below (Paxos Made Simple, P1a)");
-    DCP_ASSERT(phase_ >= 0 && phase_ <= 2 && (phase_ == 0 || proposing_), "a proposer runs a phase only while proposing");
+    DCP_ASSERT(
+        !st_.accepted_ballot || *st_.accepted_ballot <= st_.promised,
+        "an acceptor accepts only at or above what it promised, and never promises below (Paxos Made Simple, P1a)");
+    DCP_ASSERT(phase_ >= 0 && phase_ <= 2 && (phase_ == 0 || proposing_),
+               "a proposer runs a phase only while proposing");
     DCP_ASSERT((phase_ == 0 || current_ == ballot{st_.max_round, env_.self()}),
                "the proposer's ballot is the durable round it last reserved (never reused after a restart)");
     DCP_ASSERT(!chosen_ || !proposing_, "a node that learned the value proposes no more");

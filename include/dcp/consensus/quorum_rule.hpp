@@ -22,8 +22,8 @@ namespace dcp::consensus {
 template <class Q>
 concept QuorumRule = std::default_initializable<Q> &&
     requires(const Q& q, std::span<const address> members, std::span<const address> ackers) {
-      { q.is_quorum(members, ackers) } -> std::same_as<bool>;
-    };
+  { q.is_quorum(members, ackers) } -> std::same_as<bool>;
+};
 
 /// More than half of the members. `ackers` may hold non-members and
 /// duplicates; they do not count.

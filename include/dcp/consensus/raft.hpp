@@ -150,10 +150,10 @@ struct raft_config {
   std::vector<address> members;
   duration election_timeout_min = 150ms;  ///< a follower waits uniform [min, max] before campaigning
   duration election_timeout_max = 300ms;
-  duration heartbeat_interval = 50ms;     ///< leader's AppendEntries cadence; well under election_timeout_min
+  duration heartbeat_interval = 50ms;  ///< leader's AppendEntries cadence; well under election_timeout_min
   std::size_t max_entries_per_message = 64;
-  std::uint64_t snapshot_every = 1000;    ///< compact after this many applied entries past the last snapshot
-  std::size_t max_sessions = 4096;        ///< client sessions kept; a registration beyond evicts the least recently used
+  std::uint64_t snapshot_every = 1000;  ///< compact after this many applied entries past the last snapshot
+  std::size_t max_sessions = 4096;      ///< client sessions kept; a registration beyond evicts the least recently used
   /// The quota on the replicated state: the largest snapshot a replica sends
   /// or accepts. A proposal that would exceed it fails (snapshot_too_large).
   /// The same on every replica.
@@ -191,23 +191,49 @@ constexpr std::string_view to_string(raft_role r) noexcept {
   return n[static_cast<int>(r)];
 }
 
-template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum = simple_majority>
-class raft {
+template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum = simple_majority> class raft {
  public:
-  using messages = wire::message_set<raft_msg::vote_request, raft_msg::vote_reply, raft_msg::append,
-                                     raft_msg::append_reply, raft_msg::install_snapshot, raft_msg::snapshot_reply,
-                                     raft_msg::timeout_now>;
+  using messages =
+      wire::message_set<raft_msg::vote_request, raft_msg::vote_reply, raft_msg::append, raft_msg::append_reply,
+                        raft_msg::install_snapshot, raft_msg::snapshot_reply, raft_msg::timeout_now>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "leadership_transfers", "leadership_transfer_aborted", "vote_from_non_member", "absurd_term",
-      "vote_while_leader_alive", "malformed_append", "append_rejected", "match_beyond_sent", "malformed_snapshot",
-      "stale_snapshot_chunk", "snapshot_too_large", "snapshot_chunk_out_of_order", "snapshot_chunk_duplicate",
-      "bad_snapshot", "snapshot_installed", "stale_timeout_now", "timeout_now_not_voter", "timeout_now_received",
-      "malformed_config_entry", "storage_failed", "proposal_refused_transferring", "entry_too_large",
-      "state_quota_exceeded", "conflict_below_commit", "undecodable_command", "duplicate_suppressed", "session_evicted",
-      "snapshots_taken", "not_a_member", "second_leader_in_term", "two_leaders_in_term", "elections", "leaderships",
-      "check_quorum_step_down", "timeout_now_sent", "snapshot_chunks_sent", "promotion_refused_lagging",
-  }};
+  static constexpr dcp::counter_set counters{{"leadership_transfers",
+                                              "leadership_transfer_aborted",
+                                              "vote_from_non_member",
+                                              "absurd_term",
+                                              "vote_while_leader_alive",
+                                              "malformed_append",
+                                              "append_rejected",
+                                              "match_beyond_sent",
+                                              "malformed_snapshot",
+                                              "stale_snapshot_chunk",
+                                              "snapshot_too_large",
+                                              "snapshot_chunk_out_of_order",
+                                              "snapshot_chunk_duplicate",
+                                              "bad_snapshot",
+                                              "snapshot_installed",
+                                              "stale_timeout_now",
+                                              "timeout_now_not_voter",
+                                              "timeout_now_received",
+                                              "malformed_config_entry",
+                                              "storage_failed",
+                                              "proposal_refused_transferring",
+                                              "entry_too_large",
+                                              "state_quota_exceeded",
+                                              "conflict_below_commit",
+                                              "undecodable_command",
+                                              "duplicate_suppressed",
+                                              "session_evicted",
+                                              "snapshots_taken",
+                                              "not_a_member",
+                                              "second_leader_in_term",
+                                              "two_leaders_in_term",
+                                              "elections",
+                                              "leaderships",
+                                              "check_quorum_step_down",
+                                              "timeout_now_sent",
+                                              "snapshot_chunks_sent",
+                                              "promotion_refused_lagging"}};
   static constexpr std::string_view name = "raft";
   static constexpr protocol_id default_id = 100;
 
@@ -266,7 +292,8 @@ class raft {
     propose_entry(command{0, 0, {}, command_kind::register_client}, [done = std::move(done)](result<bytes> r) {
       if (!r) return done(r.error());
       std::uint64_t id = 0;
-      if (storage::detail::decode_value(*r, id) || id == 0) return done(dcp::make_error_code(dcp::errc::malformed_payload));
+      if (storage::detail::decode_value(*r, id) || id == 0)
+        return done(dcp::make_error_code(dcp::errc::malformed_payload));
       done(id);
     });
   }
@@ -421,12 +448,14 @@ class raft {
     for (const auto& [index, p] : l->pending)
       DCP_ASSERT(applied_ < index && index <= last, "a proposal waits on an entry of the log until it is applied");
     for (const auto& m : members())
-      DCP_ASSERT(m == env_.self() || l->peers.contains(m), "the leader replicates to every member of the latest configuration");
+      DCP_ASSERT(m == env_.self() || l->peers.contains(m),
+                 "the leader replicates to every member of the latest configuration");
     for (const auto& m : learners())
       DCP_ASSERT(l->peers.contains(m), "the leader replicates to every learner of the latest configuration");
     DCP_ASSERT(!l->transfer || is_member(l->transfer->target), "a leadership transfer targets a voter");
     for (const auto& [a, p] : l->peers) {
-      DCP_ASSERT(a != env_.self() && (is_member(a) || is_learner(a)), "the leader replicates only to the other members");
+      DCP_ASSERT(a != env_.self() && (is_member(a) || is_learner(a)),
+                 "the leader replicates only to the other members");
       p.check_invariants();  // match < next, match <= sent, a transfer's offsets within what was sent
       DCP_ASSERT(p.next() <= last + 1 && p.sent() <= last, "a follower is sent entries of the log only");
     }
@@ -438,11 +467,12 @@ class raft {
   void on_message(const address& from, const raft_msg::vote_request& m) {
     if (failed() || !is_member(from)) return drop("vote_from_non_member");
     if (absurd(m.term)) return drop("absurd_term");
-    const bool log_ok = m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
+    const bool log_ok =
+        m.last_term > last_term() || (m.last_term == last_term() && m.last_index >= store_.last_index());
     // Leader stickiness: while a leader is heard from, no election can win here.
     // A transfer's election is the leader's own wish (3.10): stickiness is waived for it.
-    const bool leader_alive = !m.transfer && (is_leader() ||
-                              (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min));
+    const bool leader_alive =
+        !m.transfer && (is_leader() || (leader_ && env_.now() - last_leader_contact_ < cfg_.election_timeout_min));
     if (m.pre_vote) {
       const bool grant = m.term > current_term() && log_ok && !leader_alive;
       env_.send(from, raft_msg::vote_reply{current_term(), grant, true});
@@ -605,9 +635,12 @@ class raft {
     if (!p) return;
     if (m.index == 0) {  // a transfer under way: send on from what the follower holds
       switch (p->snapshot_received(m.snap_index, m.received)) {
-        case raft_parts::progress::chunk_ack::ignored: return;
-        case raft_parts::progress::chunk_ack::forged: return drop("match_beyond_sent");
-        case raft_parts::progress::chunk_ack::accepted: break;
+        case raft_parts::progress::chunk_ack::ignored:
+          return;
+        case raft_parts::progress::chunk_ack::forged:
+          return drop("match_beyond_sent");
+        case raft_parts::progress::chunk_ack::accepted:
+          break;
       }
       if (p->next() <= store_.snapshot().index) send_append(from, *p);
       return;
@@ -615,7 +648,8 @@ class raft {
     if (!p->acknowledge(m.index)) return drop("match_beyond_sent");  // installed: the transfer is over
     advance_leader_commit();
     if (transfer_target(from)) advance_transfer();
-    if (auto* q = peer_of(from); q && q->next() <= lead()->self_match) send_append(from, *q);  // synced entries only (above)
+    if (auto* q = peer_of(from); q && q->next() <= lead()->self_match)
+      send_append(from, *q);  // synced entries only (above)
   }
 
   void on_message(const address& from, const raft_msg::timeout_now& m) {
@@ -657,11 +691,11 @@ class raft {
     std::set<address> votes;  ///< votes granted in its term, its own included
   };
   struct leader_state {
-    std::map<address, peer> peers;             ///< every other member and learner of the latest configuration
-    std::map<std::uint64_t, proposal> pending;  ///< proposals waiting on their entry, by index
+    std::map<address, peer> peers;                ///< every other member and learner of the latest configuration
+    std::map<std::uint64_t, proposal> pending;    ///< proposals waiting on their entry, by index
     raft_parts::read_queue<read_callback> reads;  ///< ReadIndex reads waiting (raft/read_queue.hpp)
-    std::uint64_t self_match = 0;              ///< its own log is synced through here
-    std::optional<transfer_state> transfer;    ///< a leadership transfer under way
+    std::uint64_t self_match = 0;                 ///< its own log is synced through here
+    std::optional<transfer_state> transfer;       ///< a leadership transfer under way
   };
   /// Storage failed (or the state machine refused a snapshot): for good.
   struct stopped_state {};
@@ -823,7 +857,11 @@ class raft {
     }
     log_bytes_ += e.data.size();
     note_config(e);
-    if (!flush_timer_) flush_timer_ = env_.arm(duration::zero(), [this] { flush_timer_ = {}; flush(); });
+    if (!flush_timer_)
+      flush_timer_ = env_.arm(duration::zero(), [this] {
+        flush_timer_ = {};
+        flush();
+      });
     return e.index;
   }
 
@@ -904,8 +942,10 @@ class raft {
     while (applied_ < commit_ && !failed()) {
       const log_entry e = store_.entry(applied_ + 1);  // a copy: callbacks may compact the log
       ++applied_;
-      if (e.kind == entry_kind::command) apply_command(e);
-      else if (apply_hook_) apply_hook_(e, nullptr, nullptr);
+      if (e.kind == entry_kind::command)
+        apply_command(e);
+      else if (apply_hook_)
+        apply_hook_(e, nullptr, nullptr);
       if (e.kind == entry_kind::config) config_committed(e.index);
     }
     if (is_leader()) advance_reads();
@@ -963,8 +1003,10 @@ class raft {
     if (it == l->pending.end()) return;
     auto p = std::move(it->second);
     l->pending.erase(it);
-    if (p.term != e.term) p.done(make_error_code(errc::outcome_unknown));  // our entry was overwritten
-    else p.done(std::move(r));
+    if (p.term != e.term)
+      p.done(make_error_code(errc::outcome_unknown));  // our entry was overwritten
+    else
+      p.done(std::move(r));
   }
 
   void maybe_compact() {
@@ -987,9 +1029,7 @@ class raft {
   }
   /// In any configuration this replica knows (the current one or one still
   /// in its log): a removed leader replicates its own removal.
-  bool known_member(const address& a) const {
-    return configs_.known(a);
-  }
+  bool known_member(const address& a) const { return configs_.known(a); }
   static constexpr std::uint64_t max_term_step = std::uint64_t{1} << 32;
   bool absurd(std::uint64_t term) const { return term > current_term() && term - current_term() > max_term_step; }
   /// The filter a reply passes first: from a member it could have asked,
@@ -1277,8 +1317,8 @@ class raft {
     const auto offset = std::min<std::uint64_t>(tx.offset, total);
     const auto len = std::min<std::uint64_t>(cfg_.snapshot_chunk_bytes, total - offset);
     const auto* begin = snap.data.data() + offset;
-    raft_msg::install_snapshot m{current_term(), round_, snap.index, snap.term, offset, total,
-                                 bytes(begin, begin + len), offset + len == total};
+    raft_msg::install_snapshot m{
+        current_term(), round_, snap.index, snap.term, offset, total, bytes(begin, begin + len), offset + len == total};
     p.chunk_sent(now, offset + len, m.done);
     env_.count("snapshot_chunks_sent");
     env_.send(to, m);
@@ -1313,9 +1353,12 @@ class raft {
         break;
       }
       case change::remove:
-        if (next.has_voter(a)) erase(next.voters, a);
-        else if (next.has_learner(a)) erase(next.learners, a);
-        else return done(dcp::make_error_code(dcp::errc::invalid_argument));
+        if (next.has_voter(a))
+          erase(next.voters, a);
+        else if (next.has_learner(a))
+          erase(next.learners, a);
+        else
+          return done(dcp::make_error_code(dcp::errc::invalid_argument));
         break;
     }
     if (next.voters.empty()) return done(dcp::make_error_code(dcp::errc::invalid_argument));
@@ -1338,8 +1381,7 @@ class raft {
         p.done(bytes{});
       }
     // A leader removed by this configuration hands over by stepping down.
-    if (is_leader() && configs_.latest_index() == index && !is_member(env_.self()))
-      step_down(current_term());
+    if (is_leader() && configs_.latest_index() == index && !is_member(env_.self())) step_down(current_term());
   }
 
   /// Entries consecutive from prev_index + 1, terms never above the sender's:
@@ -1371,7 +1413,7 @@ class raft {
   std::optional<address> leader_;
   time_point last_leader_contact_{};
   std::uint64_t commit_ = 0, applied_ = 0, round_ = 0;  // round_: the last heartbeat round, across terms
-  std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;  // the quota's measure (measure_state)
+  std::size_t snapshot_bytes_ = 0, log_bytes_ = 0;      // the quota's measure (measure_state)
   raft_parts::snapshot_receiver incoming_;  // the snapshot being received, chunk by chunk (raft/snapshot_receiver.hpp)
   std::shared_ptr<const storage::snapshot> outgoing_;  // the current snapshot, shared by the transfers that send it
   raft_parts::config_history configs_;  // the snapshot's configuration, then the log's (raft/configuration.hpp)

@@ -85,12 +85,12 @@ namespace dcp::coord {
 using done_t = void;
 
 struct client_config {
-  std::vector<address> servers;        ///< the replicas
-  duration ttl = 2s;                   ///< session TTL
-  duration keepalive_every = 500ms;    ///< at most ttl / 3 so one lost keepalive does not lose the session
-  duration request_timeout = 200ms;    ///< resend to another replica after this
-  duration give_up_after = 10s;        ///< a command fails with timed_out after this
-  double drift_bound = 0.01;           ///< ρ: the largest clock rate error of any node (1% by default)
+  std::vector<address> servers;      ///< the replicas
+  duration ttl = 2s;                 ///< session TTL
+  duration keepalive_every = 500ms;  ///< at most ttl / 3 so one lost keepalive does not lose the session
+  duration request_timeout = 200ms;  ///< resend to another replica after this
+  duration give_up_after = 10s;      ///< a command fails with timed_out after this
+  double drift_bound = 0.01;         ///< ρ: the largest clock rate error of any node (1% by default)
   /// Where session secrets come from: the OS's CSPRNG by default
   /// (secure_random.hpp; env.rng() is predictable from its seed).
   entropy_source entropy = secure_random;
@@ -107,20 +107,17 @@ struct client_config {
   }
 };
 
-template <Env E>
-class client {
+template <Env E> class client {
  public:
   using messages = msg::all;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "malformed_range_at", "command_session_unknown", "orphan_grant_released", "malformed_member_change", "watch_gap",
-      "malformed_status", "failover_unreachable", "unexpected_message", "session_lost",
-  }};
+  static constexpr dcp::counter_set counters{{"malformed_range_at", "command_session_unknown", "orphan_grant_released",
+                                              "malformed_member_change", "watch_gap", "malformed_status",
+                                              "failover_unreachable", "unexpected_message", "session_lost"}};
   static constexpr std::string_view name = "coord_client";
   static constexpr protocol_id default_id = default_protocol_id;
 
-  template <class T>
-  using callback = std::function<void(result<T>)>;
+  template <class T> using callback = std::function<void(result<T>)>;
 
   client(E env, client_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) { cfg_.validate(); }
   client(const client&) = delete;
@@ -141,22 +138,27 @@ class client {
     // The session's secret: every request under it carries it, so nobody else
     // can act for this session, renew it, or learn what it holds.
     secret_ = cfg_.entropy() | 1;
-    request req{op::open_session, 0, {}, 1, true, 0, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())};
+    request req{op::open_session,
+                0,
+                {},
+                1,
+                true,
+                0,
+                static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count())};
     req.secret = secret_;
-    submit(std::move(req),
-           [this, done = std::move(done)](result<reply> r, time_point) {
-             if (!r) return done(r.explained());
-             if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
-             // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
-             if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
-             // The lease starts with the first acknowledged keepalive: the session
-             // may have been created by any earlier send of this command.
-             session_ = r->session;
-             valid_until_ = {};
-             opening_ = std::move(done);
-             opening_since_ = env_.now();
-             send_keepalive();
-           });
+    submit(std::move(req), [this, done = std::move(done)](result<reply> r, time_point) {
+      if (!r) return done(r.explained());
+      if (r->code == status::client_quota_exceeded) return done(quota_error(*r));
+      // bad_request: the TTL is outside what the replicas allow (server_config::min/max_session_ttl)
+      if (r->code != status::ok) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      // The lease starts with the first acknowledged keepalive: the session
+      // may have been created by any earlier send of this command.
+      session_ = r->session;
+      valid_until_ = {};
+      opening_ = std::move(done);
+      opening_since_ = env_.now();
+      send_keepalive();
+    });
   }
   void close_session(callback<void> done) {
     if (!session_) return done({});
@@ -192,14 +194,13 @@ class client {
   void release(const grant& g, callback<void> done) {
     if (auto it = held_.find(g.name); it != held_.end() && it->second.fencing == g.fencing) held_.erase(it);
     if (!session_) return done(no_session());
-    submit({op::release, session_, g.name, 1, true, g.fencing},
-           [done = std::move(done)](result<reply> r, time_point) {
-             if (!r && r.error() == dcp::errc::cancelled) return done({});  // the session ended: so did the grant
-             if (!r) return done(r.explained());
-             if (r->code == status::ok || r->code == status::not_held || r->code == status::no_session)
-               return done({});  // released, or already gone
-             done(dcp::make_error_code(dcp::errc::invalid_argument));
-           });
+    submit({op::release, session_, g.name, 1, true, g.fencing}, [done = std::move(done)](result<reply> r, time_point) {
+      if (!r && r.error() == dcp::errc::cancelled) return done({});  // the session ended: so did the grant
+      if (!r) return done(r.explained());
+      if (r->code == status::ok || r->code == status::not_held || r->code == status::no_session)
+        return done({});  // released, or already gone
+      done(dcp::make_error_code(dcp::errc::invalid_argument));
+    });
   }
 
   /// Campaigns for leadership of `election`: completes when this client leads.
@@ -284,7 +285,8 @@ class client {
   void remove_range(std::string key, std::string range_end, callback<std::uint64_t> done) {
     if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    submit({op::remove, 0, std::move(key), 1, true, 0, 0, {}, bytes(range_end.begin(), range_end.end())}, kv_reply(std::move(done), true));
+    submit({op::remove, 0, std::move(key), 1, true, 0, 0, {}, bytes(range_end.begin(), range_end.end())},
+           kv_reply(std::move(done), true));
   }
   /// Removes every key that starts with `prefix`.
   void remove_prefix(std::string prefix, callback<std::uint64_t> done) {
@@ -298,12 +300,12 @@ class client {
   /// its ephemeral keys go with the session). Errors: invalid_argument (bad keys, over max_txn_ops, a key put twice
   /// or put and removed), busy (quotas), timed_out (outcome unknown).
   struct txn_result {
-    bool succeeded = false;     ///< the compares held: the success branch applied
-    std::uint64_t revision = 0; ///< the store's revision after it
+    bool succeeded = false;      ///< the compares held: the success branch applied
+    std::uint64_t revision = 0;  ///< the store's revision after it
   };
   void txn(const txn_request& t, callback<txn_result> done) {
     const bool ephemeral = std::any_of(t.success.begin(), t.success.end(), [](auto& o) { return o.ephemeral; }) ||
-                           std::any_of(t.failure.begin(), t.failure.end(), [](auto& o) { return o.ephemeral; });
+        std::any_of(t.failure.begin(), t.failure.end(), [](auto& o) { return o.ephemeral; });
     if (ephemeral && !session_valid()) return done(no_session());
     request req{op::txn, ephemeral ? session_ : 0};
     storage::detail::encode_value(t, req.value);
@@ -312,11 +314,16 @@ class client {
       if (!r) return done(r.explained());
       switch (r->code) {
         case status::ok:
-        case status::mismatch: return done(txn_result{r->code == status::ok, r->generation});
-        case status::no_session: return done(no_session());
-        case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
-        case status::client_quota_exceeded: return done(quota_error(*r));
-        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+        case status::mismatch:
+          return done(txn_result{r->code == status::ok, r->generation});
+        case status::no_session:
+          return done(no_session());
+        case status::quota_exceeded:
+          return done(dcp::make_error_code(dcp::errc::busy));
+        case status::client_quota_exceeded:
+          return done(quota_error(*r));
+        default:
+          return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     });
   }
@@ -326,12 +333,13 @@ class client {
   void range(std::string key, std::string range_end, std::size_t limit, callback<range_result> done) {
     if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
-    read(msg::range{std::move(key), std::move(range_end), limit, 0}, [done = std::move(done)](result<std::optional<bytes>> r) {
-      if (!r) return done(r.explained());
-      range_result out;
-      if (!*r || storage::detail::decode_value(**r, out)) return done(dcp::make_error_code(dcp::errc::io_error));
-      done(std::move(out));
-    });
+    read(msg::range{std::move(key), std::move(range_end), limit, 0},
+         [done = std::move(done)](result<std::optional<bytes>> r) {
+           if (!r) return done(r.explained());
+           range_result out;
+           if (!*r || storage::detail::decode_value(**r, out)) return done(dcp::make_error_code(dcp::errc::io_error));
+           done(std::move(out));
+         });
   }
   /// Every key that starts with `prefix` (up to the range bounds).
   void get_prefix(std::string prefix, callback<range_result> done) {
@@ -356,7 +364,8 @@ class client {
   /// coord::errc::future_revision when it is above the store's current
   /// revision; never a newer state in place of the one asked for.
   /// invalid_argument, timed_out as range().
-  void range_at(std::string key, std::string range_end, std::size_t limit, std::uint64_t revision, callback<range_result> done) {
+  void range_at(std::string key, std::string range_end, std::size_t limit, std::uint64_t revision,
+                callback<range_result> done) {
     if (key.empty() || key.size() > max_key_bytes || range_end.size() > max_key_bytes)
       return done(dcp::make_error_code(dcp::errc::invalid_argument));
     if (revision == 0) return range(std::move(key), std::move(range_end), limit, std::move(done));
@@ -368,12 +377,14 @@ class client {
            if (out.code == status::compacted) {
              last_compact_revision_ = std::max(last_compact_revision_, out.compact_revision);
              return done(explained_error{make_error_code(errc::compacted),
-                                         "compacted: revision " + std::to_string(revision) + " is below the compact revision " +
-                                             std::to_string(out.compact_revision) + " (the oldest the service still reads at)"});
+                                         "compacted: revision " + std::to_string(revision) +
+                                             " is below the compact revision " + std::to_string(out.compact_revision) +
+                                             " (the oldest the service still reads at)"});
            }
            if (out.code == status::future_revision)
              return done(explained_error{make_error_code(errc::future_revision),
-                                         "future revision: " + std::to_string(revision) + " is above the store's current revision " +
+                                         "future revision: " + std::to_string(revision) +
+                                             " is above the store's current revision " +
                                              std::to_string(out.current_revision)});
            if (out.result.revision != revision) {  // a newer (or older) state than asked for: never passed on
              env_.count("malformed_range_at");
@@ -410,14 +421,15 @@ class client {
           return done(r->fencing);
         case status::compacted:
           last_compact_revision_ = std::max(last_compact_revision_, r->fencing);
-          return done(explained_error{make_error_code(errc::compacted), "compacted: revision " + std::to_string(revision) +
-                                                                            " is below the compact revision " +
-                                                                            std::to_string(r->fencing) + " already"});
+          return done(explained_error{make_error_code(errc::compacted),
+                                      "compacted: revision " + std::to_string(revision) +
+                                          " is below the compact revision " + std::to_string(r->fencing) + " already"});
         case status::future_revision:
           return done(explained_error{make_error_code(errc::future_revision),
-                                      "future revision: " + std::to_string(revision) + " is above the store's current revision " +
-                                          std::to_string(r->generation)});
-        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+                                      "future revision: " + std::to_string(revision) +
+                                          " is above the store's current revision " + std::to_string(r->generation)});
+        default:
+          return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     });
   }
@@ -482,14 +494,14 @@ class client {
   /// One replica's own view of the group (msg::status). Not a linearizable
   /// read: a replica cut off may still say it leads; compare the terms.
   struct replica_status {
-    address replica;                ///< who answered
-    std::string role;               ///< follower, pre_candidate, candidate or leader
+    address replica;   ///< who answered
+    std::string role;  ///< follower, pre_candidate, candidate or leader
     std::uint64_t term = 0;
-    std::optional<address> leader;  ///< the leader it knows of in `term`
+    std::optional<address> leader;          ///< the leader it knows of in `term`
     std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
-    std::uint64_t revision = 0;     ///< the store's revision in its applied state
-    std::vector<address> members;   ///< its configuration's voters
-    std::vector<address> learners;  ///< and its learners (non-voting members)
+    std::uint64_t revision = 0;             ///< the store's revision in its applied state
+    std::vector<address> members;           ///< its configuration's voters
+    std::vector<address> learners;          ///< and its learners (non-voting members)
   };
   /// At most this many status requests at once (busy beyond), and members in an answer (beyond: malformed).
   static constexpr std::size_t max_pending_statuses = 256, max_status_members = 1024;
@@ -604,11 +616,13 @@ class client {
 
   void on_message(const address& from, const msg::register_reply& m) {
     if (inflight_.empty() || id_ != 0 || m.nonce == 0 || m.nonce != register_nonce_) return;
-    if (m.refused == refusal::failed) {  // the leader will not register one now (its client table is full of live clients)
+    if (m.refused ==
+        refusal::failed) {  // the leader will not register one now (its client table is full of live clients)
       register_nonce_ = 0;
-      return complete(explained_error{dcp::make_error_code(dcp::errc::busy),
-                                      "busy: the leader refused a command session (its client table is full of live clients, "
-                                      "or it cannot write); not applied"});
+      return complete(
+          explained_error{dcp::make_error_code(dcp::errc::busy),
+                          "busy: the leader refused a command session (its client table is full of live clients, "
+                          "or it cannot write); not applied"});
     }
     if (m.refused != refusal::none || m.client == 0) {
       note_refusal(from, m.leader);
@@ -641,8 +655,10 @@ class client {
     keepalive_retry_at_ = time_point::max();
     last_answered_ = std::max(last_answered_, sent);
     if (!m.view.alive)
-      return lose_session(true, "session expired: the service ended it (no keepalive reached a leader within its TTL of " +
-                                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count()) + " ms)");
+      return lose_session(true,
+                          "session expired: the service ended it (no keepalive reached a leader within its TTL of " +
+                              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ttl).count()) +
+                              " ms)");
     if (sent + lease_span() > valid_until_) {
       valid_until_ = sent + lease_span();
       arm_expiry();
@@ -711,9 +727,7 @@ class client {
     }
   }
 
-  void on_message(const address& from, const msg::get_reply& m) {
-    answer(from, m.nonce, m.refused, m.leader, m.value);
-  }
+  void on_message(const address& from, const msg::get_reply& m) { answer(from, m.nonce, m.refused, m.leader, m.value); }
   void on_message(const address& from, const msg::range_reply& m) {
     bytes b;  // the read machinery carries bytes; range() decodes them
     if (m.refused == refusal::none) storage::detail::encode_value(m.result, b);
@@ -721,35 +735,40 @@ class client {
   }
   /// Passed to range_at() as bytes; an answer no replica gives is refused here.
   void on_message(const address& from, const msg::range_at_reply& m) {
-    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused == refusal::failed)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused != refusal::none) return answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>{});
     const bool known = m.code == status::ok || m.code == status::compacted || m.code == status::future_revision;
     if (!known || m.result.kvs.size() > max_range_keys) {
       env_.count("malformed_range_at");
-      return answer(from, m.nonce, m.refused, m.leader,
-                    explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
-                                    "malformed answer from " + from.to_string() + " (unknown status or too many keys)"});
+      return answer(
+          from, m.nonce, m.refused, m.leader,
+          explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                          "malformed answer from " + from.to_string() + " (unknown status or too many keys)"});
     }
     bytes b;
     storage::detail::encode_value(revision_read{m.code, m.result, m.compact_revision, m.current_revision}, b);
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
   }
   void on_message(const address& from, const msg::member_change_reply& m) {
-    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused == refusal::failed)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused != refusal::none) return answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>{});
     if (m.outcome > msg::member_outcome::wrong_role || m.members.size() > max_status_members ||
         m.learners.size() > max_status_members) {
       env_.count("malformed_member_change");
-      return answer(from, m.nonce, m.refused, m.leader,
-                    explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
-                                    "malformed answer from " + from.to_string() + " (unknown outcome or too many members)"});
+      return answer(
+          from, m.nonce, m.refused, m.leader,
+          explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
+                          "malformed answer from " + from.to_string() + " (unknown outcome or too many members)"});
     }
     bytes b;
     storage::detail::encode_value(m, b);
     answer(from, m.nonce, m.refused, m.leader, std::optional<bytes>(std::move(b)));
   }
   void on_message(const address& from, const msg::lease_reply& m) {
-    if (m.refused == refusal::failed) return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
+    if (m.refused == refusal::failed)
+      return answer(from, m.nonce, m.refused, m.leader, dcp::make_error_code(dcp::errc::io_error));
     if (m.refused == refusal::none && m.code == status::no_session) {
       auto it = reads_.find(m.nonce);
       if (it != reads_.end() && std::get<msg::lease_request>(it->second.request).session == session_)
@@ -775,11 +794,13 @@ class client {
       watches_.erase(it);
       if (m.compacted) {
         last_compact_revision_ = std::max(last_compact_revision_, m.compact_revision + 1);
-        return fn(explained_error{make_error_code(errc::compacted),
-                                  "compacted: revisions up to " + std::to_string(m.compact_revision) +
-                                      " have left the service's history; read the keys, then watch from their revision + 1"});
+        return fn(
+            explained_error{make_error_code(errc::compacted),
+                            "compacted: revisions up to " + std::to_string(m.compact_revision) +
+                                " have left the service's history; read the keys, then watch from their revision + 1"});
       }
-      return fn(explained_error{dcp::make_error_code(dcp::errc::busy), "busy: the leader refused the watch (too many watches)"});
+      return fn(explained_error{dcp::make_error_code(dcp::errc::busy),
+                                "busy: the leader refused the watch (too many watches)"});
     }
     if (w.next != 0 && m.after + 1 > w.next) {  // a push before this one was lost: ask from where we are
       env_.count("watch_gap");
@@ -797,12 +818,13 @@ class client {
 
   void on_message(const address& from, const msg::status_reply& m) {
     auto it = statuses_.find(m.nonce);
-    if (it == statuses_.end() || it->second.to != from) return;  // answered already, given up, or not from whom we asked
+    if (it == statuses_.end() || it->second.to != from)
+      return;  // answered already, given up, or not from whom we asked
     auto done = std::move(it->second.done);
     statuses_.erase(it);
     constexpr std::string_view roles[] = {"follower", "pre_candidate", "candidate", "leader"};
-    if (std::find(std::begin(roles), std::end(roles), m.role) == std::end(roles) || m.members.size() > max_status_members ||
-        m.learners.size() > max_status_members) {
+    if (std::find(std::begin(roles), std::end(roles), m.role) == std::end(roles) ||
+        m.members.size() > max_status_members || m.learners.size() > max_status_members) {
       env_.count("malformed_status");
       return done(explained_error{dcp::make_error_code(dcp::errc::malformed_payload),
                                   "malformed status from " + from.to_string() + " (unknown role or too many members)"});
@@ -897,11 +919,13 @@ class client {
   /// A request answered by a ReadIndex at the leader (get, lease): resent
   /// until answered or given up; any answer to any of its sends is valid.
   struct pending_read {
-    std::variant<msg::get, msg::lease_request, msg::range, msg::range_at, msg::member_change> request;  ///< its nonce names it
+    std::variant<msg::get, msg::lease_request, msg::range, msg::range_at, msg::member_change>
+        request;  ///< its nonce names it
     callback<std::optional<bytes>> done;
     time_point first_sent{}, resend_at{};
     bool redirected = false;  ///< refused with a hint: resend to target_, not to another replica
-    bool maybe_applied = false;  ///< an earlier send went unanswered or was refused with retry: it may have done what it asked
+    bool maybe_applied =
+        false;  ///< an earlier send went unanswered or was refused with retry: it may have done what it asked
   };
   struct pending_status {
     address to;
@@ -927,9 +951,7 @@ class client {
     std::uint64_t nonce = 0;
   };
 
-  duration lease_span() const {
-    return std::chrono::duration_cast<duration>(cfg_.ttl * (1.0 - 2 * cfg_.drift_bound));
-  }
+  duration lease_span() const { return std::chrono::duration_cast<duration>(cfg_.ttl * (1.0 - 2 * cfg_.drift_bound)); }
 
   static std::string list_of(const std::vector<address>& members) {
     std::string out;
@@ -943,42 +965,55 @@ class client {
     };
   }
   void change_member(msg::member_op op, address member, callback<membership> done) {
-    if (member == address{} || op > msg::member_op::move_leader) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (member == address{} || op > msg::member_op::move_leader)
+      return done(dcp::make_error_code(dcp::errc::invalid_argument));
     const auto who = member.to_string();
-    read(msg::member_change{0, op, std::move(member)}, [this, op, who, done = std::move(done)](result<std::optional<bytes>> r) {
-      using o = msg::member_op;
-      if (!r) return done(r.explained());
-      msg::member_change_reply m;
-      if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
-      const auto config = " (voters: " + list_of(m.members) + (m.learners.empty() ? "" : "; learners: " + list_of(m.learners)) + ")";
-      auto refuse = [&](dcp::errc ec, std::string why) { done(explained_error{dcp::make_error_code(ec), std::move(why)}); };
-      switch (m.outcome) {
-        case msg::member_outcome::done: return done(membership{std::move(m.members), std::move(m.learners)});
-        case msg::member_outcome::already:
-          // What was asked is so: a move to the leader; or an earlier send
-          // went unanswered (its answer lost or late) or was refused with
-          // retry, so it may have made the change itself. (After a
-          // not_leader refusal alone it did not.)
-          if (op == o::move_leader || op == o::promote || answered_maybe_applied_)
-            return done(membership{std::move(m.members), std::move(m.learners)});
-          return refuse(dcp::errc::invalid_argument, who + (op == o::remove ? " is not a member" : " is already a member") + config);
-        case msg::member_outcome::pending:
-          return refuse(dcp::errc::busy, "busy: a membership change or leadership transfer is still in progress; retry when it ends");
-        case msg::member_outcome::not_ready:
-          if (op == o::move_leader)
-            return refuse(dcp::errc::timed_out, "leadership did not move: " + who +
-                                                      " did not take over within an election timeout (cut off, or far behind); retry");
-          return refuse(dcp::errc::busy, "cannot promote " + who +
-                                                    ": its log lags the leader's; wait until it has caught up and retry");
-        case msg::member_outcome::wrong_role:
-          if (op == o::move_leader)
-            return refuse(dcp::errc::invalid_argument, "cannot move leadership to " + who +
-                                                           ": not a voter (promote a learner first)" + config);
-          return refuse(dcp::errc::invalid_argument, "cannot promote " + who + ": not a learner (add it with --learner first)" + config);
-        case msg::member_outcome::invalid: break;
-      }
-      refuse(dcp::errc::invalid_argument, "cannot change " + who + ": the last voter, or not a replica's address");
-    });
+    read(msg::member_change{0, op, std::move(member)},
+         [this, op, who, done = std::move(done)](result<std::optional<bytes>> r) {
+           using o = msg::member_op;
+           if (!r) return done(r.explained());
+           msg::member_change_reply m;
+           if (!*r || storage::detail::decode_value(**r, m)) return done(dcp::make_error_code(dcp::errc::io_error));
+           const auto config = " (voters: " + list_of(m.members) +
+               (m.learners.empty() ? "" : "; learners: " + list_of(m.learners)) + ")";
+           auto refuse = [&](dcp::errc ec, std::string why) {
+             done(explained_error{dcp::make_error_code(ec), std::move(why)});
+           };
+           switch (m.outcome) {
+             case msg::member_outcome::done:
+               return done(membership{std::move(m.members), std::move(m.learners)});
+             case msg::member_outcome::already:
+               // What was asked is so: a move to the leader; or an earlier send
+               // went unanswered (its answer lost or late) or was refused with
+               // retry, so it may have made the change itself. (After a
+               // not_leader refusal alone it did not.)
+               if (op == o::move_leader || op == o::promote || answered_maybe_applied_)
+                 return done(membership{std::move(m.members), std::move(m.learners)});
+               return refuse(dcp::errc::invalid_argument,
+                             who + (op == o::remove ? " is not a member" : " is already a member") + config);
+             case msg::member_outcome::pending:
+               return refuse(
+                   dcp::errc::busy,
+                   "busy: a membership change or leadership transfer is still in progress; retry when it ends");
+             case msg::member_outcome::not_ready:
+               if (op == o::move_leader)
+                 return refuse(dcp::errc::timed_out,
+                               "leadership did not move: " + who +
+                                   " did not take over within an election timeout (cut off, or far behind); retry");
+               return refuse(
+                   dcp::errc::busy,
+                   "cannot promote " + who + ": its log lags the leader's; wait until it has caught up and retry");
+             case msg::member_outcome::wrong_role:
+               if (op == o::move_leader)
+                 return refuse(dcp::errc::invalid_argument,
+                               "cannot move leadership to " + who + ": not a voter (promote a learner first)" + config);
+               return refuse(dcp::errc::invalid_argument,
+                             "cannot promote " + who + ": not a learner (add it with --learner first)" + config);
+             case msg::member_outcome::invalid:
+               break;
+           }
+           refuse(dcp::errc::invalid_argument, "cannot change " + who + ": the last voter, or not a replica's address");
+         });
   }
 
   void take(std::string name, std::uint32_t permits, bool wait, bytes value, callback<grant> done) {
@@ -996,9 +1031,13 @@ class client {
                case status::queued:
                  grant_waits_[name] = std::move(done);
                  return;
-               case status::busy: return done(dcp::make_error_code(dcp::errc::busy));
-               case status::no_session: return done(explained_error{dcp::make_error_code(dcp::errc::cancelled), "cancelled: the service does not know the session"});
-               default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+               case status::busy:
+                 return done(dcp::make_error_code(dcp::errc::busy));
+               case status::no_session:
+                 return done(explained_error{dcp::make_error_code(dcp::errc::cancelled),
+                                             "cancelled: the service does not know the session"});
+               default:
+                 return done(dcp::make_error_code(dcp::errc::invalid_argument));
              }
            });
   }
@@ -1009,11 +1048,16 @@ class client {
       if (!r) return done(r.explained());
       if (!removed && session_ != issued) return done(no_session());
       switch (r->code) {
-        case status::ok: return done(removed ? r->fencing : r->generation);
-        case status::no_session: return done(no_session());
-        case status::quota_exceeded: return done(dcp::make_error_code(dcp::errc::busy));
-        case status::client_quota_exceeded: return done(quota_error(*r));
-        default: return done(dcp::make_error_code(dcp::errc::invalid_argument));
+        case status::ok:
+          return done(removed ? r->fencing : r->generation);
+        case status::no_session:
+          return done(no_session());
+        case status::quota_exceeded:
+          return done(dcp::make_error_code(dcp::errc::busy));
+        case status::client_quota_exceeded:
+          return done(quota_error(*r));
+        default:
+          return done(dcp::make_error_code(dcp::errc::invalid_argument));
       }
     };
   }
@@ -1032,7 +1076,8 @@ class client {
   }
 
   bool has_command_for(const std::string& name) const {
-    return std::any_of(inflight_.begin(), inflight_.end(), [&](const pending_command& c) { return c.req.name == name; });
+    return std::any_of(inflight_.begin(), inflight_.end(),
+                       [&](const pending_command& c) { return c.req.name == name; });
   }
 
   void enter_or_leave(op kind, std::string name, std::uint32_t parties, callback<void> done) {
@@ -1040,7 +1085,9 @@ class client {
     if (name.empty() || parties == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
     submit({kind, session_, name, parties}, [this, name, done = std::move(done)](result<reply> r, time_point) {
       if (!r) return done(r.explained());
-      if (r->code != status::queued) return done(dcp::make_error_code(r->code == status::no_session ? dcp::errc::cancelled : dcp::errc::invalid_argument));
+      if (r->code != status::queued)
+        return done(
+            dcp::make_error_code(r->code == status::no_session ? dcp::errc::cancelled : dcp::errc::invalid_argument));
       barrier_waits_.emplace(std::pair{name, r->generation}, std::move(done));
       send_keepalive();
     });
@@ -1131,8 +1178,7 @@ class client {
     }
   }
 
-  template <class Request>
-  void read(Request req, callback<std::optional<bytes>> done) {
+  template <class Request> void read(Request req, callback<std::optional<bytes>> done) {
     req.nonce = ++nonce_;
     const auto nonce = req.nonce;
     reads_[nonce] = pending_read{req, std::move(done), env_.now(), env_.now() + cfg_.request_timeout};
@@ -1143,8 +1189,10 @@ class client {
     auto it = reads_.find(nonce);
     if (it == reads_.end()) return;  // answered already, or given up
     if (refused == refusal::not_leader || refused == refusal::retry) {
-      if (refused == refusal::not_leader) note_refusal(from, leader);
-      else it->second.maybe_applied = true;  // outcome unknown (not_leader: it was not acted on)
+      if (refused == refusal::not_leader)
+        note_refusal(from, leader);
+      else
+        it->second.maybe_applied = true;                           // outcome unknown (not_leader: it was not acted on)
       it->second.resend_at = env_.now() + redirect(from, leader);  // resent by tick_reads
       it->second.redirected = true;
       return;
@@ -1329,8 +1377,9 @@ class client {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(env_.now() - since).count();
     if (k > 0)
       return "no leader reachable: " + std::to_string(k) + " of " + std::to_string(cfg_.servers.size()) +
-             " replicas refused (unreachable or not leading) in " + std::to_string(ms) + " ms";
-    return "no answer from any of " + std::to_string(cfg_.servers.size()) + " replicas in " + std::to_string(ms) + " ms";
+          " replicas refused (unreachable or not leading) in " + std::to_string(ms) + " ms";
+    return "no answer from any of " + std::to_string(cfg_.servers.size()) + " replicas in " + std::to_string(ms) +
+        " ms";
   }
   /// This client is at one of its per-client quotas (server_config::quotas):
   /// busy, saying which, how much it holds and the limit.
@@ -1338,34 +1387,37 @@ class client {
     return {dcp::make_error_code(dcp::errc::busy), quota_message(r, env_.self().to_string())};
   }
   explained_error no_session() const {
-    return {dcp::make_error_code(dcp::errc::cancelled),
-            last_loss_.empty() ? "cancelled: no session (open one first)" : "cancelled: no session (" + last_loss_ + ")"};
+    return {
+        dcp::make_error_code(dcp::errc::cancelled),
+        last_loss_.empty() ? "cancelled: no session (open one first)" : "cancelled: no session (" + last_loss_ + ")"};
   }
   std::string expiry_words() const {
     const auto since = last_answered_ == time_point{} ? opening_since_ : last_answered_;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(env_.now() - since).count();
-    return "session expired: keepalives unanswered for " + std::to_string(ms) + " ms (" + unreachable_words(since) + ")";
+    return "session expired: keepalives unanswered for " + std::to_string(ms) + " ms (" + unreachable_words(since) +
+        ")";
   }
 
   E env_;
   client_config cfg_;
   std::uint64_t id_ = 0, seq_ = 0, nonce_ = 0;  // id_: the command session (0: none; register first)
-  bool answered_maybe_applied_ = false;  // the read answered last may have been acted on by an earlier send (change_member)
-  std::uint64_t register_nonce_ = 0;             // the registration under way (0: none)
-  std::uint64_t last_compact_revision_ = 0;      // the newest compact revision heard of
-  std::uint64_t secret_ = 0;                     // the session's secret (its owner's proof)
+  bool answered_maybe_applied_ =
+      false;  // the read answered last may have been acted on by an earlier send (change_member)
+  std::uint64_t register_nonce_ = 0;         // the registration under way (0: none)
+  std::uint64_t last_compact_revision_ = 0;  // the newest compact revision heard of
+  std::uint64_t secret_ = 0;                 // the session's secret (its owner's proof)
   timer_id expiry_timer_{};
   session_id session_ = 0;
   time_point valid_until_{}, last_keepalive_{}, opening_since_{};
-  time_point last_answered_{};   // when the last acknowledged keepalive was sent
+  time_point last_answered_{};                         // when the last acknowledged keepalive was sent
   time_point keepalive_retry_at_ = time_point::max();  // a keepalive unanswered (or refused) by then: ask again
   bool keepalive_redirected_ = false;                  // refused with a hint: ask target_, not the next replica
-  time_point last_followed_ = time_point::min();  // the last immediate resend to a named leader
+  time_point last_followed_ = time_point::min();       // the last immediate resend to a named leader
   time_point last_failover_ = time_point::min();  // the last move on an unreachable notice (clocks may read below 0)
-  std::map<address, time_point> refused_;  // replica -> its last refusal or unreachable notice (one per replica)
+  std::map<address, time_point> refused_;         // replica -> its last refusal or unreachable notice (one per replica)
   std::map<address, time_point> unreachable_;  // replica -> the transport's last unreachable notice (one per replica)
-  std::string last_loss_;        // why the last session ended, in words
-  callback<session_id> opening_;  // open_session waits for the first keepalive answer
+  std::string last_loss_;                      // why the last session ended, in words
+  callback<session_id> opening_;               // open_session waits for the first keepalive answer
   std::optional<address> target_;
   std::deque<pending_command> inflight_;
   std::map<std::string, held_grant> held_;
@@ -1374,7 +1426,7 @@ class client {
   std::map<std::uint64_t, time_point> keepalives_;  // nonce -> when sent
   std::map<std::string, observer> observers_;
   std::map<std::uint64_t, watch_state> watches_;
-  std::map<std::uint64_t, pending_read> reads_;  // by nonce
+  std::map<std::uint64_t, pending_read> reads_;       // by nonce
   std::map<std::uint64_t, pending_status> statuses_;  // by nonce (bounded: max_pending_statuses)
   std::function<void(const grant&)> on_lost_;
   std::function<void()> on_session_lost_;

@@ -19,8 +19,10 @@ class error_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "dcp.coord"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::compacted: return "compacted: the revision asked for has left the store's history";
-      case errc::future_revision: return "future revision: the revision asked for is above the store's current revision";
+      case errc::compacted:
+        return "compacted: the revision asked for has left the store's history";
+      case errc::future_revision:
+        return "future revision: the revision asked for is above the store's current revision";
     }
     return "unknown coord error " + std::to_string(ev);
   }
@@ -43,5 +45,4 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 
 }  // namespace dcp::coord
 
-template <>
-struct std::is_error_code_enum<dcp::coord::errc> : std::true_type {};
+template <> struct std::is_error_code_enum<dcp::coord::errc> : std::true_type {};

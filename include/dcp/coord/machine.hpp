@@ -77,15 +77,15 @@ enum class op : std::uint8_t {
   release,         ///< names the grant's fencing token
   barrier_enter,
   barrier_leave,
-  put,             ///< key `name` := `value` (no session needed)
-  append,          ///< key `name` := its value (empty if missing) followed by `value`
-  compare_and_set, ///< key `name` := `value` if its value (empty if missing) is `expected`
-  lease_issued,    ///< proposed by the leader before it sends the first lease token for grant (name, fencing)
-  reclaim,         ///< proposed by the leader: a released grant's token has expired; its permit is free
-  remove,          ///< removes key `name`, or every key in [name, range end) when `expected` holds a range end
-  txn,             ///< `value` holds an encoded txn_request (compares, then success or failure writes)
-  compact,         ///< etcd's Compact: the history below revision `fencing` is discarded (no session needed)
-  set_quotas,      ///< proposed by the leader: `value` holds the encoded client_quotas every replica enforces from here on
+  put,              ///< key `name` := `value` (no session needed)
+  append,           ///< key `name` := its value (empty if missing) followed by `value`
+  compare_and_set,  ///< key `name` := `value` if its value (empty if missing) is `expected`
+  lease_issued,     ///< proposed by the leader before it sends the first lease token for grant (name, fencing)
+  reclaim,          ///< proposed by the leader: a released grant's token has expired; its permit is free
+  remove,           ///< removes key `name`, or every key in [name, range end) when `expected` holds a range end
+  txn,              ///< `value` holds an encoded txn_request (compares, then success or failure writes)
+  compact,          ///< etcd's Compact: the history below revision `fencing` is discarded (no session needed)
+  set_quotas,  ///< proposed by the leader: `value` holds the encoded client_quotas every replica enforces from here on
 };
 // Layout rule: `request` and `reply` are in the log and in raft's cached
 // results, so their fields never change; new operations reuse them (remove's
@@ -143,35 +143,37 @@ enum class quota_resource : std::uint8_t { sessions = 1, keys, bytes };
 struct request {
   op kind = op::open_session;
   session_id session = 0;
-  std::string name;            ///< the resource, election or barrier; the key (put, remove, ...)
-  std::uint32_t permits = 1;   ///< semaphore size k (1: mutex, election); barrier: parties n
+  std::string name;           ///< the resource, election or barrier; the key (put, remove, ...)
+  std::uint32_t permits = 1;  ///< semaphore size k (1: mutex, election); barrier: parties n
   bool wait = true;
-  fencing_token fencing = 0;   ///< release: which grant
-  std::uint64_t ttl_ms = 0;    ///< open_session
-  bytes value;                 ///< campaign: the candidate's value; put, append, compare_and_set: the value
-  bytes expected;              ///< compare_and_set: the value the key must hold; remove: the range end (empty: one key)
-  std::uint64_t secret = 0;    ///< the session's secret (open_session: chosen by the client); every
-                               ///< request under a session must carry it, so a session is its owner's alone
-  address owner;               ///< the client that sent it, set by the leader from the transport, never the client's say:
-                               ///< open_session: where its owner is, so that any later leader can tell it of a grant at once;
-                               ///< every command: who is charged for what it opens or writes (client_quotas)
-  template <class A> void serialize(A& ar) { ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret, owner); }
+  fencing_token fencing = 0;  ///< release: which grant
+  std::uint64_t ttl_ms = 0;   ///< open_session
+  bytes value;                ///< campaign: the candidate's value; put, append, compare_and_set: the value
+  bytes expected;             ///< compare_and_set: the value the key must hold; remove: the range end (empty: one key)
+  std::uint64_t secret = 0;   ///< the session's secret (open_session: chosen by the client); every
+                              ///< request under a session must carry it, so a session is its owner's alone
+  address owner;  ///< the client that sent it, set by the leader from the transport, never the client's say:
+                  ///< open_session: where its owner is, so that any later leader can tell it of a grant at once;
+                  ///< every command: who is charged for what it opens or writes (client_quotas)
+  template <class A> void serialize(A& ar) {
+    ar(kind, session, name, permits, wait, fencing, ttl_ms, value, expected, secret, owner);
+  }
 };
 
 enum class status : std::uint8_t {
   ok = 0,
-  granted,        ///< fencing holds the token
-  queued,         ///< waiting: the grant will show in the session's state
-  busy,           ///< try-acquire of a resource at capacity
-  not_held,       ///< release of a grant the session does not hold (already released, or a stale token)
-  no_session,     ///< the session expired or never existed
-  bad_request,    ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties,
-                  ///< a key or value over max_key_bytes / max_value_bytes
-  mismatch,       ///< compare_and_set: the key did not hold the expected value; nothing changed;
-                  ///< txn: a compare failed and the failure branch was applied
-  quota_exceeded, ///< max_keys or max_session_keys reached: nothing changed
-  compacted,      ///< compact: the revision is below the compact revision (reply::fencing holds it); nothing changed
-  future_revision,///< compact: the revision is above the current one (reply::generation holds that); nothing changed
+  granted,          ///< fencing holds the token
+  queued,           ///< waiting: the grant will show in the session's state
+  busy,             ///< try-acquire of a resource at capacity
+  not_held,         ///< release of a grant the session does not hold (already released, or a stale token)
+  no_session,       ///< the session expired or never existed
+  bad_request,      ///< e.g. a semaphore used with two different sizes, a barrier of 0 parties,
+                    ///< a key or value over max_key_bytes / max_value_bytes
+  mismatch,         ///< compare_and_set: the key did not hold the expected value; nothing changed;
+                    ///< txn: a compare failed and the failure branch was applied
+  quota_exceeded,   ///< max_keys or max_session_keys reached: nothing changed
+  compacted,        ///< compact: the revision is below the compact revision (reply::fencing holds it); nothing changed
+  future_revision,  ///< compact: the revision is above the current one (reply::generation holds that); nothing changed
   client_quota_exceeded,  ///< the sending client is at one of its client_quotas: nothing changed; reply::session holds
                           ///< the quota_resource, fencing the client's usage of it, generation its limit
 };
@@ -191,11 +193,11 @@ struct reply {
 /// "quota exceeded: client 10.0.0.7:7000 owns 1000 of 1000 keys".
 inline std::string quota_message(const reply& r, const std::string& client) {
   const char* what = r.session == static_cast<std::uint64_t>(quota_resource::sessions) ? "sessions"
-                     : r.session == static_cast<std::uint64_t>(quota_resource::keys)   ? "keys"
-                                                                                         : "bytes of keys and values";
+      : r.session == static_cast<std::uint64_t>(quota_resource::keys)                  ? "keys"
+                                                                                       : "bytes of keys and values";
   const char* verb = r.session == static_cast<std::uint64_t>(quota_resource::sessions) ? " has " : " owns ";
-  return "quota exceeded: client " + client + verb + std::to_string(r.fencing) + " of " + std::to_string(r.generation) + " " + what +
-         " (server_config::quotas; remove keys or close sessions to free some)";
+  return "quota exceeded: client " + client + verb + std::to_string(r.fencing) + " of " + std::to_string(r.generation) +
+      " " + what + " (server_config::quotas; remove keys or close sessions to free some)";
 }
 
 /// One key of the store as reads see it (etcd's KeyValue). Which session an
@@ -271,9 +273,9 @@ struct txn_op {
   enum class kind_t : std::uint8_t { put, remove };
   kind_t kind = kind_t::put;
   std::string key;
-  bytes value;            ///< put
-  std::string range_end;  ///< remove: empty for one key
-  bool ephemeral = false; ///< put: bind the key to the request's session
+  bytes value;             ///< put
+  std::string range_end;   ///< remove: empty for one key
+  bool ephemeral = false;  ///< put: bind the key to the request's session
   template <class A> void serialize(A& ar) { ar(kind, key, value, range_end, ephemeral); }
 };
 struct txn_request {
@@ -309,7 +311,8 @@ struct grant {
 struct session_view {
   bool alive = false;
   std::vector<grant> holds;
-  std::map<std::string, std::uint64_t> barriers_passed;  ///< barrier name -> last generation passed (enter: 2g+1, leave: 2g+2)
+  std::map<std::string, std::uint64_t>
+      barriers_passed;  ///< barrier name -> last generation passed (enter: 2g+1, leave: 2g+2)
   template <class A> void serialize(A& ar) { ar(alive, holds, barriers_passed); }
 };
 
@@ -328,8 +331,10 @@ class machine {
     trimmed_ = false;
     request r;
     reply out;
-    if (storage::detail::decode_value(in, r)) out.code = status::bad_request;
-    else out = execute(r);
+    if (storage::detail::decode_value(in, r))
+      out.code = status::bad_request;
+    else
+      out = execute(r);
     bytes b;
     storage::detail::encode_value(out, b);
     return b;
@@ -363,8 +368,9 @@ class machine {
       DCP_ASSERT(session.keys.size() <= max_session_keys, "a session's ephemeral keys are bounded");
       for (const auto& [name, f] : session.holds) {
         auto it = sems_.find(name);
-        DCP_ASSERT(it != sems_.end() && std::count_if(it->second.holders.begin(), it->second.holders.end(),
-                                                      [&](const holder& h) { return h.session == id; }) == 1,
+        DCP_ASSERT(it != sems_.end() &&
+                       std::count_if(it->second.holders.begin(), it->second.holders.end(),
+                                     [&](const holder& h) { return h.session == id; }) == 1,
                    "a session holds a semaphore once");
         (void)f;  // its token is checked from the holder's side below
       }
@@ -372,7 +378,8 @@ class machine {
     for (const auto& [name, sem] : sems_) {
       DCP_ASSERT(!sem.idle(), "an idle semaphore is forgotten");
       DCP_ASSERT(sem.taken() <= sem.permits, "no more permits taken than the semaphore has");
-      DCP_ASSERT(sem.waiters.empty() || sem.taken() == sem.permits, "no one waits while a permit is free (FIFO grants)");
+      DCP_ASSERT(sem.waiters.empty() || sem.taken() == sem.permits,
+                 "no one waits while a permit is free (FIFO grants)");
       for (const auto& h : sem.holders) {
         auto it = sessions_.find(h.session);
         DCP_ASSERT(it != sessions_.end() && it->second.holds.contains(name) && it->second.holds.at(name) == h.fencing,
@@ -385,7 +392,8 @@ class machine {
       for (const auto& d : sem.draining) DCP_ASSERT(d.fencing <= fencing_, "draining tokens come from the counter");
       for (const auto& w : sem.waiters) {
         DCP_ASSERT(sessions_.contains(w.session), "an expired session waits for nothing");
-        DCP_ASSERT(std::count_if(sem.waiters.begin(), sem.waiters.end(), [&](const waiter& o) { return o.session == w.session; }) == 1,
+        DCP_ASSERT(std::count_if(sem.waiters.begin(), sem.waiters.end(),
+                                 [&](const waiter& o) { return o.session == w.session; }) == 1,
                    "a session waits once per semaphore");
       }
     }
@@ -395,12 +403,15 @@ class machine {
     }
     DCP_ASSERT(kv_.size() <= max_keys, "the store's keys are bounded");
     for (const auto& [key, e] : kv_) {
-      DCP_ASSERT(!key.empty() && key.size() <= max_key_bytes && e.value.size() <= max_value_bytes, "keys and values within bounds");
-      DCP_ASSERT(e.version >= 1 && 0 < e.create_revision && e.create_revision <= e.mod_revision && e.mod_revision <= revision_,
-                 "revisions come from the counter: created, then modified, never ahead of it");
+      DCP_ASSERT(!key.empty() && key.size() <= max_key_bytes && e.value.size() <= max_value_bytes,
+                 "keys and values within bounds");
+      DCP_ASSERT(
+          e.version >= 1 && 0 < e.create_revision && e.create_revision <= e.mod_revision && e.mod_revision <= revision_,
+          "revisions come from the counter: created, then modified, never ahead of it");
       if (e.session) {
         auto it = sessions_.find(e.session);
-        DCP_ASSERT(it != sessions_.end() && it->second.keys.contains(key), "an ephemeral key's session lives and lists it");
+        DCP_ASSERT(it != sessions_.end() && it->second.keys.contains(key),
+                   "an ephemeral key's session lives and lists it");
       }
     }
     DCP_ASSERT(history_.size() <= max_history_events, "the history is bounded");
@@ -411,7 +422,8 @@ class machine {
       const auto& e = history_[i];
       DCP_ASSERT(e.event.kv.mod_revision > compacted_ && e.event.kv.mod_revision <= revision_,
                  "history events are newer than the compaction and not ahead of the revision");
-      DCP_ASSERT(i == 0 || history_[i - 1].event.kv.mod_revision <= e.event.kv.mod_revision, "history is in revision order");
+      DCP_ASSERT(i == 0 || history_[i - 1].event.kv.mod_revision <= e.event.kv.mod_revision,
+                 "history is in revision order");
       DCP_ASSERT(!e.prev || (e.prev->key == e.event.kv.key && e.prev->mod_revision < e.event.kv.mod_revision),
                  "an event's previous key is the same key, written before it");
       DCP_ASSERT(e.event.kind == watch_event::kind_t::put || e.event.kv.mod_revision <= mvcc_floor_ || e.prev,
@@ -424,7 +436,8 @@ class machine {
       bytes_counted += entry_bytes(e);
     }
     DCP_ASSERT(bytes_counted == history_bytes_, "the history's byte count is its entries'");
-    for (const auto& [client, c] : clients_) DCP_ASSERT(client != 0 && c.last_index >= client, "a command client is used after its registration");
+    for (const auto& [client, c] : clients_)
+      DCP_ASSERT(client != 0 && c.last_index >= client, "a command client is used after its registration");
     // Quota accounting: each client's usage is what it holds, recounted from
     // the state, and so the sums over clients are the store's totals.
     DCP_ASSERT(recount_usage() == usage_, "per-client usage is what each client holds");
@@ -512,7 +525,8 @@ class machine {
   /// state at `at` is the current one with every later change undone, each
   /// history event carrying the key as it was before it: O(history + keys
   /// read).
-  revision_read range_at(const std::string& key, const std::string& range_end, std::size_t limit, std::uint64_t at) const {
+  revision_read range_at(const std::string& key, const std::string& range_end, std::size_t limit,
+                         std::uint64_t at) const {
     revision_read out{status::ok, {}, compact_revision(), revision_};
     if (at == 0 || at == revision_) {
       out.result = range(key, range_end, limit);
@@ -558,8 +572,9 @@ class machine {
   /// revision). nullopt: `from` is at or below compacted() (those events are
   /// gone). `through` is set to the last revision the answer covers (events
   /// or not): the caller resumes from through + 1.
-  std::optional<std::vector<watch_event>> events(std::uint64_t from, const std::string& key, const std::string& range_end,
-                                                 std::size_t max_bytes, std::uint64_t& through) const {
+  std::optional<std::vector<watch_event>> events(std::uint64_t from, const std::string& key,
+                                                 const std::string& range_end, std::size_t max_bytes,
+                                                 std::uint64_t& through) const {
     if (from == 0 || from <= compacted_) return std::nullopt;
     std::vector<watch_event> out;
     through = std::max(revision_, from - 1);
@@ -617,8 +632,10 @@ class machine {
   void note_command(std::uint64_t client, std::uint64_t seq, std::uint64_t index, bool applied) {
     auto it = clients_.find(client);
     if (it == clients_.end()) return;
-    if (applied) it->second = command_client{seq, index};
-    else if (seq == it->second.seq) it->second.last_index = index;
+    if (applied)
+      it->second = command_client{seq, index};
+    else if (seq == it->second.seq)
+      it->second.last_index = index;
   }
   std::size_t command_clients() const noexcept { return clients_.size(); }
   /// The client raft would evict next (0: none).
@@ -693,18 +710,17 @@ class machine {
   /// restore with no quotas in force and every key charged to no client
   /// (the empty address), as they applied then.
   static constexpr std::uint64_t snapshot_format_4 = 0xDC0C'F0F0'0000'0004ull;
-  template <class A>
-  void save(A& ar) const {
-    ar(snapshot_format_4, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_,
-       mvcc_floor_, quotas_);
+  template <class A> void save(A& ar) const {
+    ar(snapshot_format_4, fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_,
+       compacted_, mvcc_floor_, quotas_);
   }
-  template <class A>
-  void load(A& ar) {
+  template <class A> void load(A& ar) {
     std::uint64_t first = 0;
     ar(first);
     usage_.clear();
     if (first == snapshot_format_4) {
-      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_, mvcc_floor_, quotas_);
+      ar(fencing_, next_session_, sessions_, sems_, barriers_, kv_, revision_, clients_, history_, compacted_,
+         mvcc_floor_, quotas_);
       history_bytes_ = 0;
       for (auto& e : history_) history_bytes_ += entry_bytes(e);
       usage_ = recount_usage();
@@ -713,7 +729,8 @@ class machine {
     if (first == snapshot_format_3 || first == snapshot_format_2) {
       std::map<std::string, kv_entry_v3> kv;
       ar(fencing_, next_session_, sessions_, sems_, barriers_, kv, revision_, clients_);
-      for (auto& [key, e] : kv) kv_[key] = kv_entry{std::move(e.value), e.create_revision, e.mod_revision, e.version, e.session, {}};
+      for (auto& [key, e] : kv)
+        kv_[key] = kv_entry{std::move(e.value), e.create_revision, e.mod_revision, e.version, e.session, {}};
       usage_ = recount_usage();
       if (first == snapshot_format_3) {
         ar(history_, compacted_, mvcc_floor_);
@@ -731,7 +748,8 @@ class machine {
     std::map<session_id, session_state_v1> sessions;
     std::map<std::string, bytes> kv;
     ar(next_session_, sessions, sems_, barriers_, kv);
-    for (auto& [id, s] : sessions) sessions_[id] = session_state{s.ttl_ms, s.secret, std::move(s.holds), std::move(s.passed), s.owner, {}, 0};
+    for (auto& [id, s] : sessions)
+      sessions_[id] = session_state{s.ttl_ms, s.secret, std::move(s.holds), std::move(s.passed), s.owner, {}, 0};
     for (auto& [key, v] : kv) {
       ++revision_;
       kv_[key] = kv_entry{std::move(v), revision_, revision_, 1, 0, {}};
@@ -747,7 +765,7 @@ class machine {
     std::map<std::string, fencing_token> holds;
     std::map<std::string, std::uint64_t> passed;
     address owner;
-    std::set<std::string> keys;  ///< its ephemeral keys (removed when it ends)
+    std::set<std::string> keys;        ///< its ephemeral keys (removed when it ends)
     std::uint64_t command_client = 0;  ///< the log's client that last sent a command under it (0: none known)
     template <class A> void serialize(A& ar) { ar(ttl_ms, secret, holds, passed, owner, keys, command_client); }
   };
@@ -784,7 +802,8 @@ class machine {
   };
 
   static key_value view_of(const std::pair<const std::string, kv_entry>& kv) {
-    return {kv.first, kv.second.value, kv.second.create_revision, kv.second.mod_revision, kv.second.version, kv.second.session != 0};
+    return {kv.first,          kv.second.value,       kv.second.create_revision, kv.second.mod_revision,
+            kv.second.version, kv.second.session != 0};
   }
   /// Adds `kv` to a range's answer unless a bound is reached (then `more`, and false).
   static bool take(range_result& out, const key_value& kv, std::size_t limit, std::size_t& bytes_out) {
@@ -849,7 +868,7 @@ class machine {
       return {status::ok};
     }
     const bool kv_write = r.kind == op::put || r.kind == op::append || r.kind == op::compare_and_set ||
-                          r.kind == op::remove || r.kind == op::txn;
+        r.kind == op::remove || r.kind == op::txn;
     if (kv_write && r.session == 0) return write(r, 0);
     if (r.kind == op::reclaim) return reclaim(r);
     if (r.kind == op::compact) return compact(r.fencing);
@@ -859,27 +878,40 @@ class machine {
     if (sit == sessions_.end() || (r.kind != op::expire_session && sit->second.secret != r.secret))
       return {status::no_session};
     switch (r.kind) {
-      case op::open_session: break;
-      case op::close_session: end_session(r.session, true); return {status::ok};
-      case op::expire_session: end_session(r.session, false); return {status::ok};
+      case op::open_session:
+        break;
+      case op::close_session:
+        end_session(r.session, true);
+        return {status::ok};
+      case op::expire_session:
+        end_session(r.session, false);
+        return {status::ok};
       case op::lease_issued: {
         auto h = sit->second.holds.find(r.name);
         if (h == sit->second.holds.end() || h->second != r.fencing) return {status::not_held};
         sems_[r.name].leased.insert(r.fencing);
         return {status::ok};
       }
-      case op::reclaim: break;  // handled above (the session may be gone)
-      case op::compact: break;  // handled above (no session)
-      case op::set_quotas: break;  // handled above (no session)
-      case op::acquire: return acquire(r, sit->second);
-      case op::release: return release(r, sit->second);
-      case op::barrier_enter: return enter(r);
-      case op::barrier_leave: return leave(r);
+      case op::reclaim:
+        break;  // handled above (the session may be gone)
+      case op::compact:
+        break;  // handled above (no session)
+      case op::set_quotas:
+        break;  // handled above (no session)
+      case op::acquire:
+        return acquire(r, sit->second);
+      case op::release:
+        return release(r, sit->second);
+      case op::barrier_enter:
+        return enter(r);
+      case op::barrier_leave:
+        return leave(r);
       case op::put:
       case op::append:
       case op::compare_and_set:
       case op::remove:
-      case op::txn: return write(r, r.session);  // under a session: puts bind their keys to it
+      case op::txn:
+        return write(r, r.session);  // under a session: puts bind their keys to it
     }
     return {status::bad_request};
   }
@@ -903,7 +935,8 @@ class machine {
     if (auto h = s.holds.find(r.name); h != s.holds.end()) return {status::granted, h->second};  // re-entrant
     for (auto& w : sem.waiters)
       if (w.session == r.session) return {status::queued};
-    if (sem.taken() < sem.permits && sem.waiters.empty()) return {status::granted, give(sem, r.name, r.session, r.value)};
+    if (sem.taken() < sem.permits && sem.waiters.empty())
+      return {status::granted, give(sem, r.name, r.session, r.value)};
     if (!r.wait) return {status::busy};
     sem.waiters.push_back({r.session, r.value});
     return {status::queued};
@@ -963,44 +996,53 @@ class machine {
         for (auto& k : keys) remove_key(k);
         return {status::ok, static_cast<std::uint64_t>(keys.size()), 0, revision_};
       }
-      case op::txn: return transaction(r, session);
-      default: return {status::bad_request};
+      case op::txn:
+        return transaction(r, session);
+      default:
+        return {status::bad_request};
     }
   }
 
   std::vector<std::string> keys_in(const std::string& key, const std::string& end) const {
     std::vector<std::string> out;
-    for (auto it = kv_.lower_bound(key); it != kv_.end() && in_range(it->first, key, end); ++it) out.push_back(it->first);
+    for (auto it = kv_.lower_bound(key); it != kv_.end() && in_range(it->first, key, end); ++it)
+      out.push_back(it->first);
     return out;
   }
   /// Why key `k` cannot be put (bound to `session`), if it cannot.
   std::optional<status> can_put(const std::string& k, session_id session) const {
     auto it = kv_.find(k);
     if (it == kv_.end() && kv_.size() >= max_keys) return status::quota_exceeded;
-    if (session && (it == kv_.end() || it->second.session != session) && sessions_.at(session).keys.size() >= max_session_keys)
+    if (session && (it == kv_.end() || it->second.session != session) &&
+        sessions_.at(session).keys.size() >= max_session_keys)
       return status::quota_exceeded;
     return std::nullopt;
   }
   /// Refuses (client_quota_exceeded) a change of `client`'s usage by these
   /// amounts that would take it over a quota in force; a change that does
   /// not grow a resource always passes, even above a lowered quota.
-  std::optional<reply> over_quota(const address& client, std::int64_t sessions, std::int64_t keys, std::int64_t bytes_) const {
+  std::optional<reply> over_quota(const address& client, std::int64_t sessions, std::int64_t keys,
+                                  std::int64_t bytes_) const {
     const auto u = usage(client);
     const auto over = [](std::uint64_t used, std::int64_t add, std::uint64_t limit) {
       return limit != 0 && add > 0 && used + static_cast<std::uint64_t>(add) > limit;
     };
     if (over(u.sessions, sessions, quotas_.sessions))
-      return reply{status::client_quota_exceeded, u.sessions, static_cast<std::uint64_t>(quota_resource::sessions), quotas_.sessions};
+      return reply{status::client_quota_exceeded, u.sessions, static_cast<std::uint64_t>(quota_resource::sessions),
+                   quotas_.sessions};
     if (over(u.keys, keys, quotas_.keys))
-      return reply{status::client_quota_exceeded, u.keys, static_cast<std::uint64_t>(quota_resource::keys), quotas_.keys};
+      return reply{status::client_quota_exceeded, u.keys, static_cast<std::uint64_t>(quota_resource::keys),
+                   quotas_.keys};
     if (over(u.bytes, bytes_, quotas_.bytes))
-      return reply{status::client_quota_exceeded, u.bytes, static_cast<std::uint64_t>(quota_resource::bytes), quotas_.bytes};
+      return reply{status::client_quota_exceeded, u.bytes, static_cast<std::uint64_t>(quota_resource::bytes),
+                   quotas_.bytes};
     return std::nullopt;
   }
   /// What writing `size` value bytes to key `k` changes in `client`'s usage,
   /// added to (keys, bytes_): a key it last wrote changes by the value's
   /// growth, another's (or a new one) becomes its own, whole.
-  void put_delta(const address& client, const std::string& k, std::size_t size, std::int64_t& keys, std::int64_t& bytes_) const {
+  void put_delta(const address& client, const std::string& k, std::size_t size, std::int64_t& keys,
+                 std::int64_t& bytes_) const {
     auto it = kv_.find(k);
     bytes_ += static_cast<std::int64_t>(size);
     if (it != kv_.end() && it->second.owner == client) {
@@ -1114,23 +1156,31 @@ class machine {
       if (it == kv_.end()) return false;  // as etcd: a missing key's value compares false
       const auto& v = it->second.value;
       switch (c.cmp) {
-        case txn_compare::result::equal: return v == c.value;
-        case txn_compare::result::not_equal: return v != c.value;
-        case txn_compare::result::less: return std::lexicographical_compare(v.begin(), v.end(), c.value.begin(), c.value.end());
-        case txn_compare::result::greater: return std::lexicographical_compare(c.value.begin(), c.value.end(), v.begin(), v.end());
+        case txn_compare::result::equal:
+          return v == c.value;
+        case txn_compare::result::not_equal:
+          return v != c.value;
+        case txn_compare::result::less:
+          return std::lexicographical_compare(v.begin(), v.end(), c.value.begin(), c.value.end());
+        case txn_compare::result::greater:
+          return std::lexicographical_compare(c.value.begin(), c.value.end(), v.begin(), v.end());
       }
       return false;
     }
     std::uint64_t n = 0;  // a missing key: version and revisions 0
     if (it != kv_.end())
-      n = c.what == txn_compare::target::version       ? it->second.version
+      n = c.what == txn_compare::target::version           ? it->second.version
           : c.what == txn_compare::target::create_revision ? it->second.create_revision
-                                                          : it->second.mod_revision;
+                                                           : it->second.mod_revision;
     switch (c.cmp) {
-      case txn_compare::result::equal: return n == c.number;
-      case txn_compare::result::not_equal: return n != c.number;
-      case txn_compare::result::less: return n < c.number;
-      case txn_compare::result::greater: return n > c.number;
+      case txn_compare::result::equal:
+        return n == c.number;
+      case txn_compare::result::not_equal:
+        return n != c.number;
+      case txn_compare::result::less:
+        return n < c.number;
+      case txn_compare::result::greater:
+        return n > c.number;
     }
     return false;
   }
@@ -1158,7 +1208,8 @@ class machine {
           for (auto& k : written)
             if (in_range(k, o.key, o.range_end)) return {status::bad_request};
     }
-    const bool ok = std::all_of(t.compares.begin(), t.compares.end(), [this](const txn_compare& c) { return compare_holds(c); });
+    const bool ok =
+        std::all_of(t.compares.begin(), t.compares.end(), [this](const txn_compare& c) { return compare_holds(c); });
     auto& ops = ok ? t.success : t.failure;
     // Quotas first: a branch applies whole or not at all.
     std::size_t fresh = 0;
@@ -1166,7 +1217,8 @@ class machine {
     for (auto& o : ops) {
       if (o.kind == txn_op::kind_t::remove)
         for (auto& k : keys_in(o.key, o.range_end)) removed.insert(k);
-      else fresh += !kv_.contains(o.key);
+      else
+        fresh += !kv_.contains(o.key);
     }
     if (kv_.size() + fresh > max_keys + removed.size()) return {status::quota_exceeded};
     std::size_t bound = 0;
@@ -1189,7 +1241,8 @@ class machine {
     for (auto& o : ops) changes |= o.kind == txn_op::kind_t::put || !keys_in(o.key, o.range_end).empty();
     if (changes) ++revision_;
     for (auto& o : ops) {
-      if (o.kind == txn_op::kind_t::put) put_key(o.key, o.value, o.ephemeral ? session : 0, r.owner);
+      if (o.kind == txn_op::kind_t::put)
+        put_key(o.key, o.value, o.ephemeral ? session : 0, r.owner);
       else
         for (auto& k : keys_in(o.key, o.range_end)) remove_key(k);
     }
@@ -1301,12 +1354,12 @@ class machine {
   std::map<std::string, kv_entry> kv_;
   std::uint64_t revision_ = 0;
   std::deque<history_entry> history_;  // the latest changes, in revision order (bounded: max_history_*)
-  std::uint64_t compacted_ = 0;      // revisions up to this one have left history_
-  std::uint64_t mvcc_floor_ = 0;     // reads at a revision start here at the earliest (a format-2 snapshot's revision)
-  std::size_t history_bytes_ = 0;    // not serialized: recomputed on restore
+  std::uint64_t compacted_ = 0;        // revisions up to this one have left history_
+  std::uint64_t mvcc_floor_ = 0;   // reads at a revision start here at the earliest (a format-2 snapshot's revision)
+  std::size_t history_bytes_ = 0;  // not serialized: recomputed on restore
   std::map<std::uint64_t, command_client> clients_;  // raft's client sessions, mirrored (see note_registered)
-  client_quotas quotas_;                      // in force (op::set_quotas); all 0, no limit, before the first
-  std::map<address, client_usage> usage_;    // not serialized: recounted on restore (clients holding nothing absent)
+  client_quotas quotas_;                             // in force (op::set_quotas); all 0, no limit, before the first
+  std::map<address, client_usage> usage_;  // not serialized: recounted on restore (clients holding nothing absent)
   std::vector<session_id> touched_;
   bool trimmed_ = false;
 };

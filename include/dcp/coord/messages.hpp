@@ -194,7 +194,9 @@ struct watch_events {
   bool compacted = false;
   std::uint64_t compact_revision = 0;
   std::vector<watch_event> events;
-  template <class A> void serialize(A& ar) { ar(watch_id, refused, leader, after, through, compacted, compact_revision, events); }
+  template <class A> void serialize(A& ar) {
+    ar(watch_id, refused, leader, after, through, compacted, compact_revision, events);
+  }
 };
 
 /// Asks one replica for its own view of the group (an operator's question,
@@ -211,13 +213,13 @@ struct status_reply {
   static constexpr message_type wire_id = 19;
   static constexpr std::string_view wire_name = "status_reply";
   std::uint64_t nonce = 0;
-  std::string role;               ///< consensus::raft_role in words: follower, pre_candidate, candidate, leader
+  std::string role;  ///< consensus::raft_role in words: follower, pre_candidate, candidate, leader
   std::uint64_t term = 0;
-  std::optional<address> leader;  ///< the leader this replica knows of in `term` (none: not known)
+  std::optional<address> leader;          ///< the leader this replica knows of in `term` (none: not known)
   std::uint64_t commit = 0, applied = 0;  ///< its Raft commit and applied indexes
-  std::uint64_t revision = 0;     ///< the key-value store's revision in its applied state
-  std::vector<address> members;   ///< its current configuration's voters
-  std::vector<address> learners;  ///< and its learners (non-voting members): sent only if any (wire::trailing)
+  std::uint64_t revision = 0;             ///< the key-value store's revision in its applied state
+  std::vector<address> members;           ///< its current configuration's voters
+  std::vector<address> learners;          ///< and its learners (non-voting members): sent only if any (wire::trailing)
   template <class A> void serialize(A& ar) {
     ar(nonce, role, term, leader, commit, applied, revision, members);
     wire::trailing(ar, learners);
@@ -249,7 +251,9 @@ struct range_at_reply {
   coord::status code = coord::status::ok;  ///< ok, compacted or future_revision
   std::uint64_t compact_revision = 0, current_revision = 0;
   range_result result;
-  template <class A> void serialize(A& ar) { ar(nonce, refused, leader, code, compact_revision, current_revision, result); }
+  template <class A> void serialize(A& ar) {
+    ar(nonce, refused, leader, code, compact_revision, current_revision, result);
+  }
 };
 
 /// What member_change asks. remove and add keep the values of the bool
@@ -277,11 +281,11 @@ struct member_change {
 };
 enum class member_outcome : std::uint8_t {
   done = 0,
-  already,    ///< add: already a member; remove: not a member; move_leader: it leads already (nothing changed)
-  pending,    ///< another change (or a transfer) is under way, or the leader has not committed in its term: retry
-  invalid,    ///< the last voter, or not an address
-  not_ready,  ///< promote: the learner lags the leader's log; move_leader: the target did not take over in time
-  wrong_role, ///< promote: not a learner; move_leader: not a voter (a learner, or not a member)
+  already,     ///< add: already a member; remove: not a member; move_leader: it leads already (nothing changed)
+  pending,     ///< another change (or a transfer) is under way, or the leader has not committed in its term: retry
+  invalid,     ///< the last voter, or not an address
+  not_ready,   ///< promote: the learner lags the leader's log; move_leader: the target did not take over in time
+  wrong_role,  ///< promote: not a learner; move_leader: not a voter (a learner, or not a member)
 };
 struct member_change_reply {
   static constexpr message_type wire_id = 23;
@@ -290,18 +294,18 @@ struct member_change_reply {
   refusal refused = refusal::none;
   std::optional<address> leader;
   member_outcome outcome = member_outcome::done;
-  std::vector<address> members;  ///< the configuration's voters after the change (done), or the leader's now
-  std::vector<address> learners; ///< and its learners: sent only if any (wire::trailing)
+  std::vector<address> members;   ///< the configuration's voters after the change (done), or the leader's now
+  std::vector<address> learners;  ///< and its learners: sent only if any (wire::trailing)
   template <class A> void serialize(A& ar) {
     ar(nonce, refused, leader, outcome, members);
     wire::trailing(ar, learners);
   }
 };
 
-using all = wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get,
-                              get_reply, lease_request, lease_reply, register_client, register_reply, range,
-                              range_reply, watch, watch_events, status, status_reply, range_at, range_at_reply,
-                              member_change, member_change_reply>;
+using all =
+    wire::message_set<command, command_reply, keepalive, keepalive_ack, query, query_reply, notify, get, get_reply,
+                      lease_request, lease_reply, register_client, register_reply, range, range_reply, watch,
+                      watch_events, status, status_reply, range_at, range_at_reply, member_change, member_change_reply>;
 }  // namespace msg
 
 inline constexpr protocol_id default_protocol_id = 120;

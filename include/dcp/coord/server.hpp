@@ -83,7 +83,7 @@
 namespace dcp::coord {
 
 struct server_config {
-  duration tick = 20ms;      ///< how often the leader looks for expired sessions
+  duration tick = 20ms;       ///< how often the leader looks for expired sessions
   double drift_bound = 0.01;  ///< ρ: the largest clock rate error of any node; shortens lease tokens (see above)
   /// Session TTLs a client may ask for (ZooKeeper's min/max session timeout):
   /// a TTL shorter than a few ticks expires on jitter; one of a century is a
@@ -147,37 +147,55 @@ struct server_config {
 /// What the leader grants when a holder asks for a lease token: the terms a
 /// sealer turns into signed bytes (lease::token, see coord/lease_issuer.hpp).
 struct lease_terms {
-  std::string resource;      ///< the semaphore / mutex / election name
-  address holder;            ///< the client that asked
-  std::uint32_t permits = 1; ///< one permit of the semaphore
+  std::string resource;       ///< the semaphore / mutex / election name
+  address holder;             ///< the client that asked
+  std::uint32_t permits = 1;  ///< one permit of the semaphore
   fencing_token fencing = 0;
-  wall_time expiry{};        ///< Unix-epoch wall time, in the leader's wall clock
+  wall_time expiry{};  ///< Unix-epoch wall time, in the leader's wall clock
 };
 using lease_sealer = std::function<result<bytes>(const lease_terms&)>;
 
-template <Env E, class Raft>
-class server {
+template <Env E, class Raft> class server {
   static_assert(std::is_same_v<std::remove_cvref_t<decltype(std::declval<Raft&>().state_machine())>, machine>,
                 "dcp: coord::server needs a consensus::raft whose state machine is coord::machine");
 
  public:
   using messages = msg::all;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "session_ttl_out_of_bounds", "kv_quota_exceeded", "client_quota_exceeded", "client_quota_exceeded_sessions",
-      "client_quota_exceeded_keys", "client_quota_exceeded_bytes", "compactions", "compactions_refused",
-      "bad_range_request", "reads_compacted", "member_change_invalid", "leadership_moved", "member_changes",
-      "watches_refused_full", "registrations_refused_full", "unexpected_message", "lease_without_sealer",
-      "watches_compacted", "watch_events_sent", "lease_seal_failed", "leases_issued", "quotas_proposed",
-      "permits_reclaimed", "sessions_expired", "auto_compactions", "history_trimmed",
-  }};
+  static constexpr dcp::counter_set counters{{"session_ttl_out_of_bounds",
+                                              "kv_quota_exceeded",
+                                              "client_quota_exceeded",
+                                              "client_quota_exceeded_sessions",
+                                              "client_quota_exceeded_keys",
+                                              "client_quota_exceeded_bytes",
+                                              "compactions",
+                                              "compactions_refused",
+                                              "bad_range_request",
+                                              "reads_compacted",
+                                              "member_change_invalid",
+                                              "leadership_moved",
+                                              "member_changes",
+                                              "watches_refused_full",
+                                              "registrations_refused_full",
+                                              "unexpected_message",
+                                              "lease_without_sealer",
+                                              "watches_compacted",
+                                              "watch_events_sent",
+                                              "lease_seal_failed",
+                                              "leases_issued",
+                                              "quotas_proposed",
+                                              "permits_reclaimed",
+                                              "sessions_expired",
+                                              "auto_compactions",
+                                              "history_trimmed"}};
   static constexpr std::string_view name = "coord_server";
   static constexpr protocol_id default_id = default_protocol_id;
 
   server(E env, Raft& raft, server_config cfg = {}) : env_(std::move(env)), raft_(raft), cfg_(cfg) { cfg_.validate(); }
 
   void start() {
-    raft_.on_apply([this](const storage::log_entry& e, const consensus::command* c, const bytes* r) { applied(e, c, r); });
+    raft_.on_apply(
+        [this](const storage::log_entry& e, const consensus::command* c, const bytes* r) { applied(e, c, r); });
     ticker_.start(env_, cfg_.tick, [this] { tick(); });
   }
 
@@ -189,10 +207,12 @@ class server {
       return refuse(from, m, refusal::failed);  // the leader's alone
     if (m.req.kind == op::open_session) {
       const auto ttl = std::chrono::milliseconds(m.req.ttl_ms);
-      if (m.req.ttl_ms > static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_session_ttl).count()) ||
+      if (m.req.ttl_ms > static_cast<std::uint64_t>(
+                             std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_session_ttl).count()) ||
           ttl < cfg_.min_session_ttl) {
         env_.count("session_ttl_out_of_bounds");
-        return void(env_.send(from, msg::command_reply{m.client, m.seq, refusal::none, raft_.leader(), {status::bad_request}}));
+        return void(
+            env_.send(from, msg::command_reply{m.client, m.seq, refusal::none, raft_.leader(), {status::bad_request}}));
       }
     }
     bytes payload;
@@ -206,34 +226,37 @@ class server {
     if (m.req.kind == op::open_session) req.session = cfg_.entropy();
     storage::detail::encode_value(req, payload);
     propose_quotas();  // (before the command in the log, if the quotas in force are not this leader's)
-    raft_.propose(m.client, m.seq, std::move(payload), [this, from, client = m.client, seq = m.seq, session = m.req.session, kind = m.req.kind](result<bytes> r) {
-      msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
-      if (r) {
-        if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
-        if (out.result.code == status::quota_exceeded) env_.count("kv_quota_exceeded");
-        if (out.result.code == status::client_quota_exceeded) {
-          env_.count("client_quota_exceeded");
-          const auto what = static_cast<quota_resource>(out.result.session);
-          env_.count(what == quota_resource::sessions ? "client_quota_exceeded_sessions"
-                     : what == quota_resource::keys   ? "client_quota_exceeded_keys"
-                                                      : "client_quota_exceeded_bytes");
-        }
-        if (kind == op::compact) env_.count(out.result.code == status::ok ? "compactions" : "compactions_refused");
-        if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
-          clients_[out.result.session] = from;
-        else if (session && out.result.code != status::no_session && out.result.code != status::bad_request)
-          clients_[session] = from;  // the session's owner: applied under its secret
-      } else if (r.error() == consensus::errc::unknown_session) {
-        out.refused = refusal::unknown_session;
-      } else if (r.error() == dcp::errc::not_leader) {
-        out.refused = refusal::not_leader;
-      } else if (r.error() == condition::retryable || r.error() == condition::outcome_unknown) {
-        out.refused = refusal::retry;  // same sequence number: applied at most once (a transfer: the new leader takes it)
-      } else {
-        out.refused = refusal::failed;
-      }
-      env_.send(from, out);
-    });
+    raft_.propose(
+        m.client, m.seq, std::move(payload),
+        [this, from, client = m.client, seq = m.seq, session = m.req.session, kind = m.req.kind](result<bytes> r) {
+          msg::command_reply out{client, seq, refusal::none, raft_.leader(), {}};
+          if (r) {
+            if (storage::detail::decode_value(*r, out.result)) out.refused = refusal::failed;
+            if (out.result.code == status::quota_exceeded) env_.count("kv_quota_exceeded");
+            if (out.result.code == status::client_quota_exceeded) {
+              env_.count("client_quota_exceeded");
+              const auto what = static_cast<quota_resource>(out.result.session);
+              env_.count(what == quota_resource::sessions   ? "client_quota_exceeded_sessions"
+                             : what == quota_resource::keys ? "client_quota_exceeded_keys"
+                                                            : "client_quota_exceeded_bytes");
+            }
+            if (kind == op::compact) env_.count(out.result.code == status::ok ? "compactions" : "compactions_refused");
+            if (out.result.code == status::ok && out.result.session && !clients_.contains(out.result.session))
+              clients_[out.result.session] = from;
+            else if (session && out.result.code != status::no_session && out.result.code != status::bad_request)
+              clients_[session] = from;  // the session's owner: applied under its secret
+          } else if (r.error() == consensus::errc::unknown_session) {
+            out.refused = refusal::unknown_session;
+          } else if (r.error() == dcp::errc::not_leader) {
+            out.refused = refusal::not_leader;
+          } else if (r.error() == condition::retryable || r.error() == condition::outcome_unknown) {
+            out.refused =
+                refusal::retry;  // same sequence number: applied at most once (a transfer: the new leader takes it)
+          } else {
+            out.refused = refusal::failed;
+          }
+          env_.send(from, out);
+        });
   }
 
   void on_message(const address& from, const msg::keepalive& m) {
@@ -266,8 +289,10 @@ class server {
     }
     raft_.read_index([this, from, m](result<std::uint64_t> idx) {
       msg::query_reply out{m.nonce, refusal::none, raft_.leader(), {}};
-      if (!idx) out.refused = refusal::not_leader;
-      else out.holders = raft_.state_machine().holders(m.name);
+      if (!idx)
+        out.refused = refusal::not_leader;
+      else
+        out.holders = raft_.state_machine().holders(m.name);
       if (!cfg_.disclose_holders)
         for (auto& h : out.holders) h.session = h.fencing = 0;  // who holds it is the holder's business
       env_.send(from, out);
@@ -281,18 +306,24 @@ class server {
     }
     raft_.read_index([this, from, m](result<std::uint64_t> idx) {
       msg::get_reply out{m.nonce, refusal::none, raft_.leader(), {}};
-      if (!idx) out.refused = refusal::not_leader;
-      else if (const bytes* v = raft_.state_machine().value(m.key)) out.value = *v;
+      if (!idx)
+        out.refused = refusal::not_leader;
+      else if (const bytes* v = raft_.state_machine().value(m.key))
+        out.value = *v;
       env_.send(from, out);
     });
   }
 
   void on_message(const address& from, const msg::range& m) {
-    if (!raft_.is_leader()) return void(env_.send(from, msg::range_reply{m.nonce, refusal::not_leader, raft_.leader(), {}}));
+    if (!raft_.is_leader())
+      return void(env_.send(from, msg::range_reply{m.nonce, refusal::not_leader, raft_.leader(), {}}));
     raft_.read_index([this, from, m](result<std::uint64_t> idx) {
       msg::range_reply out{m.nonce, refusal::none, raft_.leader(), {}};
-      if (!idx) out.refused = refusal::not_leader;
-      else out.result = raft_.state_machine().range(m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)));
+      if (!idx)
+        out.refused = refusal::not_leader;
+      else
+        out.result = raft_.state_machine().range(
+            m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)));
       env_.send(from, out);
     });
   }
@@ -314,8 +345,8 @@ class server {
         out.refused = refusal::not_leader;
         return void(env_.send(from, out));
       }
-      auto r = raft_.state_machine().range_at(m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)),
-                                              m.revision);
+      auto r = raft_.state_machine().range_at(
+          m.key, m.range_end, static_cast<std::size_t>(std::min<std::uint64_t>(m.limit, max_range_keys)), m.revision);
       if (r.code == status::compacted) env_.count("reads_compacted");
       out.code = r.code;
       out.compact_revision = r.compact_revision;
@@ -369,7 +400,8 @@ class server {
     }
     if (m.op == msg::member_op::move_leader) {
       if (raft_.transferring()) {
-        if (moving_to_ != m.member || move_waiters_.size() >= max_move_waiters) return answer(msg::member_outcome::pending);
+        if (moving_to_ != m.member || move_waiters_.size() >= max_move_waiters)
+          return answer(msg::member_outcome::pending);
         move_waiters_.emplace_back(from, m.nonce);  // a resend, or another operator asking the same
         return;
       }
@@ -398,15 +430,21 @@ class server {
       msg::member_change_reply out{nonce, refusal::none, raft_.leader()};
       out.members = raft_.members();
       out.learners = raft_.learners();
-      if (r) env_.count("member_changes");
-      else out.outcome = member_outcome_of(r.error(), &out.refused);
+      if (r)
+        env_.count("member_changes");
+      else
+        out.outcome = member_outcome_of(r.error(), &out.refused);
       env_.send(from, out);
     };
     switch (m.op) {
-      case msg::member_op::add: return raft_.add_member(m.member, std::move(done));
-      case msg::member_op::add_learner: return raft_.add_learner(m.member, std::move(done));
-      case msg::member_op::promote: return raft_.promote_learner(m.member, std::move(done));
-      default: return raft_.remove_member(m.member, std::move(done));
+      case msg::member_op::add:
+        return raft_.add_member(m.member, std::move(done));
+      case msg::member_op::add_learner:
+        return raft_.add_learner(m.member, std::move(done));
+      case msg::member_op::promote:
+        return raft_.promote_learner(m.member, std::move(done));
+      default:
+        return raft_.remove_member(m.member, std::move(done));
     }
   }
 
@@ -452,7 +490,8 @@ class server {
   }
 
   void on_message(const address& from, const msg::register_client& m) {
-    if (!raft_.is_leader()) return void(env_.send(from, msg::register_reply{m.nonce, refusal::not_leader, raft_.leader(), 0}));
+    if (!raft_.is_leader())
+      return void(env_.send(from, msg::register_reply{m.nonce, refusal::not_leader, raft_.leader(), 0}));
     if (would_evict_live_client()) {
       env_.count("registrations_refused_full");
       return void(env_.send(from, msg::register_reply{m.nonce, refusal::failed, raft_.leader(), 0}));
@@ -464,10 +503,10 @@ class server {
       if (id) {
         out.client = *id;
         seen_[*id] = env_.now();
-      }
-      else if (id.error() == condition::retryable || id.error() == condition::outcome_unknown)
+      } else if (id.error() == condition::retryable || id.error() == condition::outcome_unknown)
         out.refused = refusal::not_leader;  // the client asks again, at the leader it names
-      else out.refused = refusal::failed;
+      else
+        out.refused = refusal::failed;
       env_.send(from, out);
     });
   }
@@ -475,9 +514,10 @@ class server {
   /// Any replica answers at once with its own view (messages.hpp: status).
   void on_message(const address& from, const msg::status& m) {
     const auto& sm = raft_.state_machine();
-    env_.send(from, msg::status_reply{m.nonce, std::string(consensus::to_string(raft_.role())), raft_.current_term(),
-                                      raft_.leader(), raft_.commit_index(), raft_.applied_index(), sm.revision(),
-                                      raft_.members(), raft_.learners()});
+    env_.send(from,
+              msg::status_reply{m.nonce, std::string(consensus::to_string(raft_.role())), raft_.current_term(),
+                                raft_.leader(), raft_.commit_index(), raft_.applied_index(), sm.revision(),
+                                raft_.members(), raft_.learners()});
   }
 
   /// Raft's refusal of a change or transfer, in the reply's words.
@@ -486,7 +526,8 @@ class server {
     if (ec == errc::config_change_pending || ec == errc::leadership_transfer_in_progress)
       return msg::member_outcome::pending;
     if (ec == dcp::errc::invalid_argument) return msg::member_outcome::invalid;
-    if (ec == errc::learner_not_caught_up || ec == errc::leadership_transfer_failed) return msg::member_outcome::not_ready;
+    if (ec == errc::learner_not_caught_up || ec == errc::leadership_transfer_failed)
+      return msg::member_outcome::not_ready;
     if (ec == errc::not_a_learner || ec == errc::not_a_voter) return msg::member_outcome::wrong_role;
     if (ec == errc::already_leader) return msg::member_outcome::already;
     // Outcome unknown: the client asks again (and may hear "already").
@@ -528,7 +569,8 @@ class server {
         out.refused = refusal::not_leader;
         return void(env_.send(from, out));
       }
-      const auto view = expiring_.contains(m.session) ? session_view{} : raft_.state_machine().view(m.session, m.secret);
+      const auto view =
+          expiring_.contains(m.session) ? session_view{} : raft_.state_machine().view(m.session, m.secret);
       if (!view.alive) {
         out.code = status::no_session;
         return void(env_.send(from, out));
@@ -658,7 +700,8 @@ class server {
   /// Puts server_config::quotas in the log when the machine enforces others
   /// (a fresh log, a changed configuration): one proposal at a time per term.
   void propose_quotas() {
-    if (!raft_.is_leader() || quotas_term_ == raft_.current_term() || raft_.state_machine().quotas() == cfg_.quotas) return;
+    if (!raft_.is_leader() || quotas_term_ == raft_.current_term() || raft_.state_machine().quotas() == cfg_.quotas)
+      return;
     quotas_term_ = raft_.current_term();
     env_.count("quotas_proposed");
     request req{op::set_quotas};
@@ -756,9 +799,12 @@ class server {
     // (machine::note_registered): registrations, forgets and commands.
     if (c) {
       auto& sm = raft_.state_machine();
-      if (c->kind == consensus::command_kind::register_client) sm.note_registered(e.index, raft_.config().max_sessions);
-      else if (c->kind == consensus::command_kind::unregister_client) sm.note_unregistered(c->client);
-      else if (c->client != 0) sm.note_command(c->client, c->seq, e.index, r != nullptr);
+      if (c->kind == consensus::command_kind::register_client)
+        sm.note_registered(e.index, raft_.config().max_sessions);
+      else if (c->kind == consensus::command_kind::unregister_client)
+        sm.note_unregistered(c->client);
+      else if (c->client != 0)
+        sm.note_command(c->client, c->seq, e.index, r != nullptr);
     }
     if (!c || !r) return;
     if (raft_.state_machine().trimmed_history()) env_.count("history_trimmed");
@@ -766,9 +812,12 @@ class server {
     if (storage::detail::decode_value(c->payload, req)) return;
     if (c->client != 0) {  // the command client acting for this session (replicated: every replica, in log order)
       reply rep;
-      if (!storage::detail::decode_value(*r, rep) && rep.code != status::no_session && rep.code != status::bad_request) {
-        if (req.kind == op::open_session) raft_.state_machine().note_session_client(rep.session, c->client);
-        else if (req.session && req.kind != op::close_session) raft_.state_machine().note_session_client(req.session, c->client);
+      if (!storage::detail::decode_value(*r, rep) && rep.code != status::no_session &&
+          rep.code != status::bad_request) {
+        if (req.kind == op::open_session)
+          raft_.state_machine().note_session_client(rep.session, c->client);
+        else if (req.session && req.kind != op::close_session)
+          raft_.state_machine().note_session_client(req.session, c->client);
       }
     }
     if (!raft_.is_leader()) return;
@@ -786,7 +835,8 @@ class server {
     // tells it of its grant at once, before the owner finds the new leader).
     for (auto s : raft_.state_machine().touched()) {
       if (req.kind == op::acquire && s == req.session) continue;
-      if (auto it = clients_.find(s); it != clients_.end()) env_.send(it->second, msg::notify{s});
+      if (auto it = clients_.find(s); it != clients_.end())
+        env_.send(it->second, msg::notify{s});
       else if (const address* owner = raft_.state_machine().owner(s); owner && *owner != address{})
         env_.send(*owner, msg::notify{s});
     }
@@ -800,25 +850,26 @@ class server {
   std::set<session_id> expiring_;               // leader only: expiry proposed, keepalives refused
   std::map<session_id, address> clients_;       // where to send notifications
   std::uint64_t led_term_ = 0;
-  time_point led_since_{};                      // leader only: when this term's leadership was first seen
-  std::map<std::uint64_t, time_point> seen_;    // leader only: command client -> its last command here (bounded by the table)
-  std::size_t registering_ = 0;                 // leader only: registrations proposed, not yet applied
-  std::map<watch_key, watcher> watches_;        // leader only (bounded: max_watches)
-  std::uint64_t pushed_revision_ = 0;           // leader only: the store's revision at the last push
+  time_point led_since_{};  // leader only: when this term's leadership was first seen
+  std::map<std::uint64_t, time_point>
+      seen_;                              // leader only: command client -> its last command here (bounded by the table)
+  std::size_t registering_ = 0;           // leader only: registrations proposed, not yet applied
+  std::map<watch_key, watcher> watches_;  // leader only (bounded: max_watches)
+  std::uint64_t pushed_revision_ = 0;     // leader only: the store's revision at the last push
   lease_sealer sealer_;
   using grant_key = std::pair<std::string, fencing_token>;
-  std::map<grant_key, time_point> issued_;          // leader only: TTL after the latest lease request's receipt
-  std::map<grant_key, time_point> drain_deadlines_; // leader only: when a draining grant's permit is free
-  std::set<grant_key> reclaiming_;                  // leader only: reclaim proposed, not yet applied
+  std::map<grant_key, time_point> issued_;           // leader only: TTL after the latest lease request's receipt
+  std::map<grant_key, time_point> drain_deadlines_;  // leader only: when a draining grant's permit is free
+  std::set<grant_key> reclaiming_;                   // leader only: reclaim proposed, not yet applied
   // A leadership transfer asked for by clients: its target, and who waits
   // for the answer (a client resends before a transfer can end: each send
   // joins the one under way). Bounded: beyond, a request hears "pending".
   std::optional<address> moving_to_;
   std::vector<std::pair<address, std::uint64_t>> move_waiters_;
   static constexpr std::size_t max_move_waiters = 64;
-  bool auto_compacting_ = false;                    // leader only: an automatic compaction proposed, not yet answered
-  time_point next_auto_compaction_{};               // leader only: not before then
-  std::uint64_t quotas_term_ = 0;                   // leader only: the term of a set_quotas proposed, not yet answered
+  bool auto_compacting_ = false;       // leader only: an automatic compaction proposed, not yet answered
+  time_point next_auto_compaction_{};  // leader only: not before then
+  std::uint64_t quotas_term_ = 0;      // leader only: the term of a set_quotas proposed, not yet answered
   periodic<E> ticker_;
 };
 

@@ -69,20 +69,17 @@ struct coordinate {
     return ok(x) && ok(y) && ok(height) && height >= 0;
   }
   friend bool operator==(const coordinate&, const coordinate&) = default;
-  template <class A>
-  void serialize(A& ar) {
-    ar(x, y, height);
-  }
+  template <class A> void serialize(A& ar) { ar(x, y, height); }
 };
 
 struct vivaldi_params {
-  double cc = 0.25;              ///< timestep constant (paper: 0.25)
-  double ce = 0.25;              ///< error moving-average constant (paper: 0.25)
-  double initial_error = 1.0;    ///< a fresh node trusts its coordinate not at all
-  double min_error = 1e-3;       ///< keeps w = e_i / (e_i + e_j) defined
-  double max_error = 10.0;       ///< an error above this, from the network, is refused
-  double min_height = 0.1;       ///< ms; heights stay positive (§5.5)
-  double max_coordinate = 1e6;   ///< ms; a component beyond this, from the network, is refused
+  double cc = 0.25;             ///< timestep constant (paper: 0.25)
+  double ce = 0.25;             ///< error moving-average constant (paper: 0.25)
+  double initial_error = 1.0;   ///< a fresh node trusts its coordinate not at all
+  double min_error = 1e-3;      ///< keeps w = e_i / (e_i + e_j) defined
+  double max_error = 10.0;      ///< an error above this, from the network, is refused
+  double min_height = 0.1;      ///< ms; heights stay positive (§5.5)
+  double max_coordinate = 1e6;  ///< ms; a component beyond this, from the network, is refused
   void validate() const {
     if (!(cc > 0 && cc <= 1 && ce > 0 && ce <= 1))
       throw error(errc::invalid_config, "vivaldi: cc and ce must lie in (0, 1]");
@@ -108,7 +105,8 @@ class vivaldi_state {
 
   /// Whether a remote coordinate and error may be used (finite and bounded).
   bool admissible(const coordinate& c, double remote_error) const noexcept {
-    return c.sane(p_.max_coordinate) && std::isfinite(remote_error) && remote_error >= 0 && remote_error <= p_.max_error;
+    return c.sane(p_.max_coordinate) && std::isfinite(remote_error) && remote_error >= 0 &&
+        remote_error <= p_.max_error;
   }
 
   /// One sample: the remote node's coordinate and error, and the RTT
@@ -161,15 +159,16 @@ class vivaldi_state {
 
 struct vivaldi_config {
   vivaldi_params params{};
-  duration period = 1s;           ///< one ping to one neighbour per period
-  duration rpc_timeout = 2s;      ///< a ping unanswered this long is forgotten
-  std::size_t max_pending = 16;   ///< pings awaiting their pong, at most
-  std::size_t max_peers = 256;    ///< peers whose last coordinate is remembered (oldest evicted)
+  duration period = 1s;          ///< one ping to one neighbour per period
+  duration rpc_timeout = 2s;     ///< a ping unanswered this long is forgotten
+  std::size_t max_pending = 16;  ///< pings awaiting their pong, at most
+  std::size_t max_peers = 256;   ///< peers whose last coordinate is remembered (oldest evicted)
   void validate() const {
     params.validate();
     if (period <= duration::zero() || rpc_timeout <= duration::zero())
       throw error(errc::invalid_config, "vivaldi: period and rpc_timeout must be > 0");
-    if (max_pending == 0 || max_peers == 0) throw error(errc::invalid_config, "vivaldi: max_pending and max_peers must be > 0");
+    if (max_pending == 0 || max_peers == 0)
+      throw error(errc::invalid_config, "vivaldi: max_pending and max_peers must be > 0");
   }
 };
 
@@ -180,10 +179,7 @@ struct ping {
   std::uint64_t nonce = 0;
   coordinate coord;
   double error = 0;
-  template <class A>
-  void serialize(A& ar) {
-    ar(nonce, coord, error);
-  }
+  template <class A> void serialize(A& ar) { ar(nonce, coord, error); }
 };
 struct pong {
   static constexpr message_type wire_id = 2;
@@ -191,10 +187,7 @@ struct pong {
   std::uint64_t nonce = 0;
   coordinate coord;
   double error = 0;
-  template <class A>
-  void serialize(A& ar) {
-    ar(nonce, coord, error);
-  }
+  template <class A> void serialize(A& ar) { ar(nonce, coord, error); }
 };
 }  // namespace vivaldi_msg
 
@@ -205,18 +198,16 @@ struct peer_coordinate {
   time_point heard{};
 };
 
-template <Env E, class Membership>
-class vivaldi {
-  static_assert(membership::Membership<Membership>,
-                "dcp: vivaldi needs a Membership (neighbours(), sample(k), on_neighbour_up/down): see dcp/membership/membership.hpp");
+template <Env E, class Membership> class vivaldi {
+  static_assert(
+      membership::Membership<Membership>,
+      "dcp: vivaldi needs a Membership (neighbours(), sample(k), on_neighbour_up/down): see dcp/membership/membership.hpp");
 
  public:
   using messages = wire::message_set<vivaldi_msg::ping, vivaldi_msg::pong>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "vivaldi_bad_rtt", "vivaldi_samples", "vivaldi_unexpected_pong", "vivaldi_not_member", "vivaldi_bad_coordinate",
-      "vivaldi_pending_full",
-  }};
+  static constexpr dcp::counter_set counters{{"vivaldi_bad_rtt", "vivaldi_samples", "vivaldi_unexpected_pong",
+                                              "vivaldi_not_member", "vivaldi_bad_coordinate", "vivaldi_pending_full"}};
   static constexpr std::string_view name = "coordinates.vivaldi";
   static constexpr protocol_id default_id = 145;
 
@@ -226,8 +217,9 @@ class vivaldi {
 
   /// Starts pinging one neighbour per period (the first after a random part of a period).
   void start() {
-    pings_.start(env_, cfg_.period, [this] { ping_one(); },
-                 duration(1 + static_cast<std::int64_t>(env_.rng().below(static_cast<std::uint64_t>(cfg_.period.count())))));
+    pings_.start(
+        env_, cfg_.period, [this] { ping_one(); },
+        duration(1 + static_cast<std::int64_t>(env_.rng().below(static_cast<std::uint64_t>(cfg_.period.count())))));
   }
   void stop() { pings_.stop(); }
 
@@ -277,7 +269,8 @@ class vivaldi {
   }
   void on_message(const address& from, const vivaldi_msg::pong& m) {
     auto it = std::find_if(pending_.begin(), pending_.end(), [&](const pending_ping& p) { return p.nonce == m.nonce; });
-    if (it == pending_.end() || it->peer != from) return env_.count("vivaldi_unexpected_pong");  // duplicate, late or forged
+    if (it == pending_.end() || it->peer != from)
+      return env_.count("vivaldi_unexpected_pong");  // duplicate, late or forged
     const duration rtt = env_.now() - it->sent;
     pending_.erase(it);
     observe(from, m.coord, m.error, rtt);

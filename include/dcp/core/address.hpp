@@ -195,7 +195,7 @@ class address {
   /// The simulator index; only meaningful when is_sim().
   constexpr std::uint32_t sim_index() const noexcept {
     return std::uint32_t{bytes_[0]} << 24 | std::uint32_t{bytes_[1]} << 16 | std::uint32_t{bytes_[2]} << 8 |
-           std::uint32_t{bytes_[3]};
+        std::uint32_t{bytes_[3]};
   }
   constexpr std::uint16_t port() const noexcept { return port_; }
   /// The same host with another port.
@@ -228,37 +228,60 @@ class address {
 
   std::size_t hash() const noexcept {
     std::uint64_t h = detail::fnv1a(bytes_);
-    return static_cast<std::size_t>(detail::mix64(h ^ (std::uint64_t{port_} << 8) ^ static_cast<std::uint64_t>(family_) ^
-                                                   (std::uint64_t{scope_} << 24)));
+    return static_cast<std::size_t>(detail::mix64(h ^ (std::uint64_t{port_} << 8) ^
+                                                  static_cast<std::uint64_t>(family_) ^ (std::uint64_t{scope_} << 24)));
   }
 
   // Wire format: a family byte, then its fields. Codes 0-3 are those of dcp
   // 0.1 (none, sim, ipv4, unscoped ipv6); a scoped IPv6 address (4) and a
   // host name (5) have codes of their own, which older peers refuse.
-  template <class Archive>
-  void save(Archive& ar) const {
+  template <class Archive> void save(Archive& ar) const {
     switch (family_) {
-      case family::none: ar(std::uint8_t{0}); break;
-      case family::sim: ar(std::uint8_t{1}, sim_index()); break;
-      case family::ipv4: ar(std::uint8_t{2}, cereal::binary_data(bytes_.data(), 4), port_); break;
-      case family::ipv6:
-        if (scope_ == 0) ar(std::uint8_t{3}, cereal::binary_data(bytes_.data(), 16), port_);
-        else ar(std::uint8_t{4}, cereal::binary_data(bytes_.data(), 16), port_, scope_);
+      case family::none:
+        ar(std::uint8_t{0});
         break;
-      case family::name: ar(std::uint8_t{5}, host_name(), port_); break;
+      case family::sim:
+        ar(std::uint8_t{1}, sim_index());
+        break;
+      case family::ipv4:
+        ar(std::uint8_t{2}, cereal::binary_data(bytes_.data(), 4), port_);
+        break;
+      case family::ipv6:
+        if (scope_ == 0)
+          ar(std::uint8_t{3}, cereal::binary_data(bytes_.data(), 16), port_);
+        else
+          ar(std::uint8_t{4}, cereal::binary_data(bytes_.data(), 16), port_, scope_);
+        break;
+      case family::name:
+        ar(std::uint8_t{5}, host_name(), port_);
+        break;
     }
   }
-  template <class Archive>
-  void load(Archive& ar) {
+  template <class Archive> void load(Archive& ar) {
     std::uint8_t f = 0;
     ar(f);
     *this = address{};
     switch (f) {
-      case 0: break;
-      case 1: { std::uint32_t i = 0; ar(i); *this = sim(i); break; }
-      case 2: family_ = family::ipv4; ar(cereal::binary_data(bytes_.data(), 4), port_); break;
-      case 3: family_ = family::ipv6; ar(cereal::binary_data(bytes_.data(), 16), port_); break;
-      case 4: family_ = family::ipv6; ar(cereal::binary_data(bytes_.data(), 16), port_, scope_); break;
+      case 0:
+        break;
+      case 1: {
+        std::uint32_t i = 0;
+        ar(i);
+        *this = sim(i);
+        break;
+      }
+      case 2:
+        family_ = family::ipv4;
+        ar(cereal::binary_data(bytes_.data(), 4), port_);
+        break;
+      case 3:
+        family_ = family::ipv6;
+        ar(cereal::binary_data(bytes_.data(), 16), port_);
+        break;
+      case 4:
+        family_ = family::ipv6;
+        ar(cereal::binary_data(bytes_.data(), 16), port_, scope_);
+        break;
       case 5: {
         std::string name;  // the archive bounds its length by the bytes left in the frame
         std::uint16_t port = 0;
@@ -268,7 +291,8 @@ class address {
         *this = *a;
         break;
       }
-      default: throw cereal::Exception("address: unknown family " + std::to_string(f));
+      default:
+        throw cereal::Exception("address: unknown family " + std::to_string(f));
     }
   }
 
@@ -283,11 +307,16 @@ inline std::ostream& operator<<(std::ostream& os, const address& a) { return os 
 
 inline std::string address::to_string() const {
   switch (family_) {
-    case family::none: return "none";
-    case family::sim: return "sim:" + std::to_string(sim_index());
-    case family::ipv4: return ip_address().to_string() + ":" + std::to_string(port_);
-    case family::ipv6: return "[" + ip_address().to_string() + "]:" + std::to_string(port_);
-    case family::name: return host_name() + ":" + std::to_string(port_);
+    case family::none:
+      return "none";
+    case family::sim:
+      return "sim:" + std::to_string(sim_index());
+    case family::ipv4:
+      return ip_address().to_string() + ":" + std::to_string(port_);
+    case family::ipv6:
+      return "[" + ip_address().to_string() + "]:" + std::to_string(port_);
+    case family::name:
+      return host_name() + ":" + std::to_string(port_);
   }
   return "?";
 }
@@ -320,7 +349,6 @@ inline std::optional<address> address::parse(std::string_view text) {
 
 }  // namespace dcp
 
-template <>
-struct std::hash<dcp::address> {
+template <> struct std::hash<dcp::address> {
   std::size_t operator()(const dcp::address& a) const noexcept { return a.hash(); }
 };

@@ -43,7 +43,7 @@ namespace detail {
 
 /// Reports a violated invariant and aborts (out of line: the check stays small).
 [[noreturn, gnu::cold, gnu::noinline]] inline void assertion_failed(const char* file, int line, const char* condition,
-                                                                  const char* why) noexcept {
+                                                                    const char* why) noexcept {
   std::fprintf(stderr, "%s:%d: dcp invariant violated: %s (%s)\n", file, line, condition, why);
   if (on_assertion_failure) on_assertion_failure();
   std::fflush(stderr);

@@ -15,11 +15,11 @@ using byte_view = std::span<const std::uint8_t>;
 inline byte_view as_bytes(std::string_view s) noexcept {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
-inline bytes to_bytes(std::string_view s) { auto v = as_bytes(s); return {v.begin(), v.end()}; }
-inline std::string_view as_string(byte_view b) noexcept {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
+inline bytes to_bytes(std::string_view s) {
+  auto v = as_bytes(s);
+  return {v.begin(), v.end()};
 }
-
+inline std::string_view as_string(byte_view b) noexcept { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 /// Lower-case hex digits of `b` (keys and tokens on command lines and in logs).
 inline std::string to_hex(byte_view b) {

@@ -30,10 +30,12 @@ class condition_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "dcp.condition"; }
   std::string message(int ev) const override {
     switch (static_cast<condition>(ev)) {
-      case condition::retryable: return "retryable: nothing happened; try again, later or elsewhere";
+      case condition::retryable:
+        return "retryable: nothing happened; try again, later or elsewhere";
       case condition::outcome_unknown:
         return "outcome unknown: it may have taken effect (at most once); retry with the same idempotency key";
-      case condition::permanent: return "permanent: it will not succeed as asked; change the request or the setup";
+      case condition::permanent:
+        return "permanent: it will not succeed as asked; change the request or the setup";
     }
     return "unknown dcp.condition " + std::to_string(ev);
   }
@@ -50,5 +52,4 @@ inline std::error_condition make_error_condition(condition c) noexcept {
 
 }  // namespace dcp
 
-template <>
-struct std::is_error_condition_enum<dcp::condition> : std::true_type {};
+template <> struct std::is_error_condition_enum<dcp::condition> : std::true_type {};

@@ -53,8 +53,7 @@ constexpr bool counter_name_ok(std::string_view n) {
 }
 }  // namespace detail
 
-template <std::size_t N>
-class counter_set {
+template <std::size_t N> class counter_set {
  public:
   constexpr counter_set() requires(N == 0) = default;
   // (N == 0 ? 1 : N): an array of 0 is no type; the empty set is counter_set{}.
@@ -75,15 +74,15 @@ class counter_set {
   constexpr operator std::span<const counter_info>() const noexcept { return {items_.data(), N}; }  // NOLINT
 
  private:
-  template <std::size_t... M>
-  friend constexpr counter_set<(M + ... + 0)> join(const counter_set<M>&...);
+  template <std::size_t... M> friend constexpr counter_set<(M + ... + 0)> join(const counter_set<M>&...);
   struct union_of {};
   // join's: the parts were checked, and a name in two of them is one counter.
   constexpr counter_set(union_of, const std::array<counter_info, N>& all) : items_(all) {}
 
   constexpr void validate() const {
     for (std::size_t i = 0; i < N; ++i) {
-      if (!detail::counter_name_ok(items_[i].name)) detail::counter_set_invalid("a counter name is snake_case: [a-z][a-z0-9_]*");
+      if (!detail::counter_name_ok(items_[i].name))
+        detail::counter_set_invalid("a counter name is snake_case: [a-z][a-z0-9_]*");
       for (std::size_t j = 0; j < i; ++j)
         if (items_[i].name == items_[j].name) detail::counter_set_invalid("a counter is declared twice");
     }
@@ -91,15 +90,13 @@ class counter_set {
   std::array<counter_info, N> items_{};
 };
 
-counter_set() -> counter_set<0>;
-template <std::size_t N>
-counter_set(const counter_info (&)[N]) -> counter_set<N>;
+counter_set()->counter_set<0>;
+template <std::size_t N> counter_set(const counter_info (&)[N]) -> counter_set<N>;
 
 /// The union of sets: a protocol's own counters and those of the helpers it
 /// hosts. A name in two parts is one counter (both count the same event
 /// under it), listed twice here and once by dcp::metrics.
-template <std::size_t... N>
-constexpr counter_set<(N + ... + 0)> join(const counter_set<N>&... sets) {
+template <std::size_t... N> constexpr counter_set<(N + ... + 0)> join(const counter_set<N>&... sets) {
   std::array<counter_info, (N + ... + 0)> all{};
   std::size_t i = 0;
   (
@@ -111,10 +108,11 @@ constexpr counter_set<(N + ... + 0)> join(const counter_set<N>&... sets) {
 }
 
 /// P's declared counters: P::counters, or none when P declares none.
-template <class P>
-constexpr std::span<const counter_info> counters_of() noexcept {
-  if constexpr (requires { P::counters; }) return P::counters;
-  else return {};
+template <class P> constexpr std::span<const counter_info> counters_of() noexcept {
+  if constexpr (requires { P::counters; })
+    return P::counters;
+  else
+    return {};
 }
 
 }  // namespace dcp

@@ -51,7 +51,7 @@ class disk {
     if (n.empty() || n.size() > 128 || n == "." || n == "..") return false;
     return std::all_of(n.begin(), n.end(), [](char c) {
       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-             c == '-';
+          c == '-';
     });
   }
 };
@@ -119,7 +119,10 @@ class memory_disk final : public disk {
   void crash(const std::function<std::size_t(std::size_t)>& keep = {}) {
     for (auto it = files_.begin(); it != files_.end();) {
       auto& f = it->second;
-      if (!f.durable_exists) { it = files_.erase(it); continue; }
+      if (!f.durable_exists) {
+        it = files_.erase(it);
+        continue;
+      }
       std::size_t kept = 0;
       if (!f.replaced && f.data.size() > f.durable.size() && keep)
         kept = std::min(keep(f.data.size() - f.durable.size()), f.data.size() - f.durable.size());
@@ -137,8 +140,8 @@ class memory_disk final : public disk {
 
  private:
   struct file {
-    bytes data;             // what reads see
-    bytes durable;          // what survives a crash
+    bytes data;     // what reads see
+    bytes durable;  // what survives a crash
     bool exists = false;
     bool durable_exists = false;
     bool replaced = false;  // rewritten or cut since the last sync

@@ -57,8 +57,7 @@ namespace detail {
 /// A message used only to check, at compile time, that an Env can send.
 struct probe_message {
   static constexpr message_type wire_id = 0xFFFF;
-  template <class Archive>
-  void serialize(Archive&) {}
+  template <class Archive> void serialize(Archive&) {}
 };
 }  // namespace detail
 
@@ -66,25 +65,24 @@ template <class E>
 concept Env = std::copy_constructible<E> &&
     requires(E& env, const E& cenv, const address& to, duration after, timer_id t, log_level level,
              std::string_view text, std::int64_t delta) {
-      { cenv.self() } -> std::convertible_to<address>;
-      { cenv.now() } -> std::same_as<time_point>;
-      { cenv.wall_now() } -> std::same_as<wall_time>;
-      { env.send(to, detail::probe_message{}) } -> std::same_as<bool>;
-      { env.arm(after, timer_callback{}) } -> std::same_as<timer_id>;
-      { env.cancel(t) } -> std::same_as<bool>;
-      { env.rng() } -> std::same_as<rng&>;
-      { env.disk() } -> std::same_as<disk&>;
-      { cenv.logs(level) } -> std::same_as<bool>;
-      env.log(level, text);
-      env.count(text, delta);
-    };
+  { cenv.self() } -> std::convertible_to<address>;
+  { cenv.now() } -> std::same_as<time_point>;
+  { cenv.wall_now() } -> std::same_as<wall_time>;
+  { env.send(to, detail::probe_message{}) } -> std::same_as<bool>;
+  { env.arm(after, timer_callback{}) } -> std::same_as<timer_id>;
+  { env.cancel(t) } -> std::same_as<bool>;
+  { env.rng() } -> std::same_as<rng&>;
+  { env.disk() } -> std::same_as<disk&>;
+  { cenv.logs(level) } -> std::same_as<bool>;
+  env.log(level, text);
+  env.count(text, delta);
+};
 
 /// Runs `fn` once the current message, timer or call has been handled: how a
 /// core completes a call without running its completion inside it (DESIGN
 /// §10: a caller is never re-entered while it holds a lock or walks a table).
 /// The completion lives as long as the node's timers do.
-template <Env E, class F>
-void defer(E& env, F&& fn) {
+template <Env E, class F> void defer(E& env, F&& fn) {
   env.arm(duration::zero(), std::function<void()>(std::forward<F>(fn)));
 }
 
@@ -95,17 +93,16 @@ void defer(E& env, F&& fn) {
 ///   after_return done(env_);
 ///   start(..., done.wrap(std::move(cb)));
 ///   done.returned();
-template <Env E>
-class after_return {
+template <Env E> class after_return {
  public:
   explicit after_return(E env) : env_(std::move(env)), returned_(std::make_shared<bool>(false)) {}
-  template <class F>
-  auto wrap(F f) {
+  template <class F> auto wrap(F f) {
     return [env = env_, returned = returned_, f = std::move(f)](auto&&... args) mutable {
       if (*returned) return f(std::forward<decltype(args)>(args)...);
-      defer(env, [f = std::move(f), ... a = std::decay_t<decltype(args)>(std::forward<decltype(args)>(args))]() mutable {
-        f(std::move(a)...);
-      });
+      defer(env,
+            [f = std::move(f), ... a = std::decay_t<decltype(args)>(std::forward<decltype(args)>(args))]() mutable {
+              f(std::move(a)...);
+            });
     };
   }
   void returned() noexcept { *returned_ = true; }
@@ -120,8 +117,7 @@ class after_return {
 ///
 /// The owner must outlive it or stop() it (the usual case: it is a member of
 /// the protocol that owns the Env).
-template <Env E>
-class periodic {
+template <Env E> class periodic {
  public:
   periodic() = default;
   periodic(const periodic&) = delete;
@@ -163,8 +159,7 @@ class periodic {
 /// clients ticking every 20 ms).
 ///
 /// The owner must outlive it or stop() it, as for periodic.
-template <Env E>
-class wakeup {
+template <Env E> class wakeup {
  public:
   wakeup() = default;
   wakeup(const wakeup&) = delete;

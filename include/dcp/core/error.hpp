@@ -30,23 +30,23 @@ enum class errc : int {
   malformed_payload,     ///< the payload does not decode as the message type
   trailing_bytes,        ///< the payload decoded but bytes were left over
   // transports
-  queue_full,          ///< the per-peer send queue is at its byte limit
-  peer_unreachable,    ///< no connection could be made to the peer
-  connection_closed,   ///< the connection closed before the frame was sent
-  bad_handshake,       ///< a connection did not introduce itself correctly
-  shutting_down,       ///< the node is stopping
-  bad_address,         ///< an address this environment cannot send to
+  queue_full,         ///< the per-peer send queue is at its byte limit
+  peer_unreachable,   ///< no connection could be made to the peer
+  connection_closed,  ///< the connection closed before the frame was sent
+  bad_handshake,      ///< a connection did not introduce itself correctly
+  shutting_down,      ///< the node is stopping
+  bad_address,        ///< an address this environment cannot send to
   // protocols and their users
-  timed_out,           ///< no answer within the configured bound
-  cancelled,           ///< the operation was cancelled by the user or a stop
-  invalid_argument,    ///< the caller passed a value outside the contract
-  invalid_config,      ///< a configuration that cannot work, caught at set-up
-  not_found,           ///< no such key, file, protocol or member
-  member_failed,       ///< a member the algorithm needs has failed
-  not_leader,          ///< this node cannot serve the request; ask the leader
-  busy,                ///< the operation conflicts with one in progress
-  io_error,            ///< durable storage failed
-  outcome_unknown,     ///< the request may or may not have taken effect (at most once); look before retrying
+  timed_out,              ///< no answer within the configured bound
+  cancelled,              ///< the operation was cancelled by the user or a stop
+  invalid_argument,       ///< the caller passed a value outside the contract
+  invalid_config,         ///< a configuration that cannot work, caught at set-up
+  not_found,              ///< no such key, file, protocol or member
+  member_failed,          ///< a member the algorithm needs has failed
+  not_leader,             ///< this node cannot serve the request; ask the leader
+  busy,                   ///< the operation conflicts with one in progress
+  io_error,               ///< durable storage failed
+  outcome_unknown,        ///< the request may or may not have taken effect (at most once); look before retrying
   authentication_failed,  ///< a frame or handshake did not authenticate (wrong key, forged, replayed, reordered)
 };
 
@@ -55,32 +55,58 @@ class error_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "dcp"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::truncated_frame: return "truncated frame";
-      case errc::bad_magic: return "bad frame magic (not a dcp peer?)";
-      case errc::unsupported_version: return "unsupported wire version";
-      case errc::bad_flags: return "reserved frame flags set";
-      case errc::frame_too_large: return "frame larger than the configured maximum";
-      case errc::unknown_protocol: return "unknown protocol id";
-      case errc::unknown_message_type: return "unknown message type for the protocol";
-      case errc::malformed_payload: return "malformed payload";
-      case errc::trailing_bytes: return "trailing bytes after the payload";
-      case errc::queue_full: return "send queue to the peer is full";
-      case errc::peer_unreachable: return "peer unreachable";
-      case errc::connection_closed: return "connection closed";
-      case errc::bad_handshake: return "bad connection handshake";
-      case errc::shutting_down: return "node is shutting down";
-      case errc::bad_address: return "address not reachable from this environment";
-      case errc::timed_out: return "timed out";
-      case errc::cancelled: return "cancelled";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::invalid_config: return "invalid configuration";
-      case errc::not_found: return "not found";
-      case errc::member_failed: return "a required member has failed";
-      case errc::not_leader: return "not the leader";
-      case errc::busy: return "busy: conflicts with an operation in progress";
-      case errc::io_error: return "durable storage I/O error";
-      case errc::outcome_unknown: return "outcome unknown: the request may have taken effect (at most once)";
-      case errc::authentication_failed: return "authentication failed (wrong key, forged, replayed or reordered)";
+      case errc::truncated_frame:
+        return "truncated frame";
+      case errc::bad_magic:
+        return "bad frame magic (not a dcp peer?)";
+      case errc::unsupported_version:
+        return "unsupported wire version";
+      case errc::bad_flags:
+        return "reserved frame flags set";
+      case errc::frame_too_large:
+        return "frame larger than the configured maximum";
+      case errc::unknown_protocol:
+        return "unknown protocol id";
+      case errc::unknown_message_type:
+        return "unknown message type for the protocol";
+      case errc::malformed_payload:
+        return "malformed payload";
+      case errc::trailing_bytes:
+        return "trailing bytes after the payload";
+      case errc::queue_full:
+        return "send queue to the peer is full";
+      case errc::peer_unreachable:
+        return "peer unreachable";
+      case errc::connection_closed:
+        return "connection closed";
+      case errc::bad_handshake:
+        return "bad connection handshake";
+      case errc::shutting_down:
+        return "node is shutting down";
+      case errc::bad_address:
+        return "address not reachable from this environment";
+      case errc::timed_out:
+        return "timed out";
+      case errc::cancelled:
+        return "cancelled";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::invalid_config:
+        return "invalid configuration";
+      case errc::not_found:
+        return "not found";
+      case errc::member_failed:
+        return "a required member has failed";
+      case errc::not_leader:
+        return "not the leader";
+      case errc::busy:
+        return "busy: conflicts with an operation in progress";
+      case errc::io_error:
+        return "durable storage I/O error";
+      case errc::outcome_unknown:
+        return "outcome unknown: the request may have taken effect (at most once)";
+      case errc::authentication_failed:
+        return "authentication failed (wrong key, forged, replayed or reordered)";
     }
     return "unknown dcp error " + std::to_string(ev);
   }
@@ -140,5 +166,4 @@ class error : public std::system_error {
 
 }  // namespace dcp
 
-template <>
-struct std::is_error_code_enum<dcp::errc> : std::true_type {};
+template <> struct std::is_error_code_enum<dcp::errc> : std::true_type {};

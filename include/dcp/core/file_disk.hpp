@@ -54,7 +54,10 @@ class file_disk final : public disk {
     while (true) {
       const ssize_t n = ::read(fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) { ::close(fd); return errc::io_error; }
+      if (n < 0) {
+        ::close(fd);
+        return errc::io_error;
+      }
       if (n == 0) break;
       out.insert(out.end(), buf, buf + n);
     }
@@ -91,8 +94,10 @@ class file_disk final : public disk {
   std::error_code sync(std::string_view name) override {
     if (!valid_name(name)) return errc::invalid_argument;
     int fd = -1;
-    if (auto it = fds_.find(name); it != fds_.end()) fd = it->second;
-    else fd = open_for_append(name, false);
+    if (auto it = fds_.find(name); it != fds_.end())
+      fd = it->second;
+    else
+      fd = open_for_append(name, false);
     if (fd < 0) return errno == ENOENT ? errc::not_found : errc::io_error;
     if (detail::sync_file_data(fd) != 0) return errc::io_error;
     if (new_names_) {

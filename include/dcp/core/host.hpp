@@ -30,10 +30,10 @@ class host {
   /// Constructs P(env, args...) as protocol `id`, and declares its counters
   /// (P::counters, see dcp/core/counter_set.hpp) in the runtime's metrics.
   /// Throws dcp::error(invalid_argument) if the id is taken.
-  template <class P, class E, class... Args>
-  P& emplace(protocol_id id, E env, Args&&... args) {
+  template <class P, class E, class... Args> P& emplace(protocol_id id, E env, Args&&... args) {
     check_protocol<P>();
-    if (find_slot(id)) throw error(errc::invalid_argument, "dcp::host: protocol id " + std::to_string(id) + " is taken");
+    if (find_slot(id))
+      throw error(errc::invalid_argument, "dcp::host: protocol id " + std::to_string(id) + " is taken");
     if (metrics_) metrics_->declare(id, counters_of<P>());  // before P's constructor, which may count
     auto h = std::make_unique<hosted<P>>(std::move(env), std::forward<Args>(args)...);
     P& p = h->p;
@@ -51,8 +51,10 @@ class host {
     hosted_base* p = find_slot(id);
     std::error_code ec = p ? p->deliver(from, type, payload) : make_error_code(errc::unknown_protocol);
     if (metrics_) {
-      if (ec) metrics_->dropped(id, ec);
-      else metrics_->received(id, type, wire::header_size + payload.size());  // frame bytes, as sent
+      if (ec)
+        metrics_->dropped(id, ec);
+      else
+        metrics_->received(id, type, wire::header_size + payload.size());  // frame bytes, as sent
     }
     return ec;
   }
@@ -62,14 +64,12 @@ class host {
     for (auto& s : slots_) s.p->unreachable(peer);
   }
 
-  template <class P>
-  P* find(protocol_id id) noexcept {
+  template <class P> P* find(protocol_id id) noexcept {
     hosted_base* h = find_slot(id);
     return h && h->type() == typeid(P) ? static_cast<P*>(h->get()) : nullptr;
   }
   /// The first protocol of type P, whatever its id.
-  template <class P>
-  P* find() noexcept {
+  template <class P> P* find() noexcept {
     for (auto& s : slots_)
       if (s.p->type() == typeid(P)) return static_cast<P*>(s.p->get());
     return nullptr;
@@ -86,8 +86,7 @@ class host {
   }
 
   /// F(protocol_id, std::string name) for every protocol, in the order added.
-  template <class F>
-  void for_each_protocol(F&& f) const {
+  template <class F> void for_each_protocol(F&& f) const {
     for (auto& s : slots_) f(s.id, s.p->name());
   }
   /// Asks protocol `id` for its gauges, if it reports any (see dcp::gauge_sink).
@@ -124,10 +123,9 @@ class host {
     virtual void gauges(const gauge_sink& emit) const = 0;
   };
 
-  template <class P>
-  struct hosted final : hosted_base {
-    template <class E, class... Args>
-    explicit hosted(E env, Args&&... args) : p(std::move(env), std::forward<Args>(args)...) {}
+  template <class P> struct hosted final : hosted_base {
+    template <class E, class... Args> explicit hosted(E env, Args&&... args)
+        : p(std::move(env), std::forward<Args>(args)...) {}
     std::error_code deliver(const address& from, message_type t, byte_view payload) override {
       return P::messages::dispatch(t, payload, [&](auto&& m) { p.on_message(from, std::move(m)); });
     }

@@ -23,9 +23,9 @@ constexpr std::string_view to_string(log_level l) noexcept {
 }
 
 struct log_record {
-  time_point time;        ///< in the node's clock
-  address node;           ///< who logs
-  protocol_id protocol;   ///< which protocol instance
+  time_point time;       ///< in the node's clock
+  address node;          ///< who logs
+  protocol_id protocol;  ///< which protocol instance
   log_level level;
   std::string_view text;  ///< valid during the call only
 };
@@ -41,8 +41,7 @@ inline log_sink ostream_sink(std::ostream& os) {
 
 /// Formats its arguments with operator<< and logs them, only when the Env's
 /// sink takes the level: dcp::log(env, log_level::info, "joined ", peer);
-template <class E, class... Args>
-void log(E& env, log_level level, const Args&... args) {
+template <class E, class... Args> void log(E& env, log_level level, const Args&... args) {
   if (!env.logs(level)) return;
   std::ostringstream os;
   (os << ... << args);

@@ -48,7 +48,10 @@ struct message_counters {
   std::uint64_t sent = 0, sent_bytes = 0;
   std::uint64_t received = 0, received_bytes = 0;
   message_counters& operator+=(const message_counters& o) noexcept {
-    sent += o.sent; sent_bytes += o.sent_bytes; received += o.received; received_bytes += o.received_bytes;
+    sent += o.sent;
+    sent_bytes += o.sent_bytes;
+    received += o.received;
+    received_bytes += o.received_bytes;
     return *this;
   }
 };
@@ -144,14 +147,12 @@ class metrics {
   }
 
   /// Every drop count in a stable order: F(protocol_id, std::string_view reason, std::uint64_t count).
-  template <class F>
-  void for_each_drop(F&& f) const {
+  template <class F> void for_each_drop(F&& f) const {
     for (auto& [k, v] : drops_) f(k.first, std::string_view(k.second), v);
   }
   /// Every named counter (env.count), declared ones at 0 included, in a
   /// stable order: F(protocol_id, std::string_view name, std::int64_t value).
-  template <class F>
-  void for_each_counter(F&& f) const {
+  template <class F> void for_each_counter(F&& f) const {
     for (auto& [p, m] : custom_)
       for (auto& [n, c] : m.names) f(p, std::string_view(n), c.value);
   }

@@ -49,8 +49,7 @@ class node_id {
   /// SHA-1 of an address's printed form, so that every process derives the same id.
   static node_id of(const address& a) { return hash(a.to_string()); }
   /// Uniformly random, from any UniformRandomBitGenerator (an Env's rng()).
-  template <class Rng>
-  static node_id random(Rng& rng) {
+  template <class Rng> static node_id random(Rng& rng) {
     node_id id;
     for (auto& b : id.v_) b = static_cast<std::uint8_t>(std::uniform_int_distribution<unsigned>(0, 255)(rng));
     return id;
@@ -167,10 +166,7 @@ class node_id {
   constexpr auto operator<=>(const node_id&) const noexcept = default;
   constexpr bool operator==(const node_id&) const noexcept = default;
 
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(cereal::binary_data(v_.data(), size));
-  }
+  template <class Archive> void serialize(Archive& ar) { ar(cereal::binary_data(v_.data(), size)); }
 
  private:
   static constexpr int digit_value(char c) noexcept {
@@ -186,12 +182,14 @@ inline std::ostream& operator<<(std::ostream& os, const node_id& id) { return os
 
 }  // namespace dcp
 
-template <>
-struct std::hash<dcp::node_id> {
+template <> struct std::hash<dcp::node_id> {
   std::size_t operator()(const dcp::node_id& id) const noexcept {
     // ids are uniformly distributed: a slice is a good hash, and xor keeps every byte involved
     std::uint64_t a = 0, b = 0;
-    for (int i = 0; i < 8; ++i) { a = a << 8 | id.bytes()[i]; b = b << 8 | id.bytes()[8 + i]; }
+    for (int i = 0; i < 8; ++i) {
+      a = a << 8 | id.bytes()[i];
+      b = b << 8 | id.bytes()[8 + i];
+    }
     return static_cast<std::size_t>(dcp::detail::mix64(a ^ (b * 0x9E3779B97F4A7C15ull)));
   }
 };

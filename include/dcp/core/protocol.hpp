@@ -29,49 +29,49 @@ namespace dcp {
 
 /// P accepts message M: it has on_message(from, M).
 template <class P, class M>
-concept Handles = requires(P& p, const address& from, M&& m) { p.on_message(from, std::move(m)); };
+concept Handles = requires(P& p, const address& from, M&& m) {
+  p.on_message(from, std::move(m));
+};
 
 namespace detail {
-template <class P, class Set>
-struct handles_all : std::false_type {};
-template <class P, class... Ms>
-struct handles_all<P, wire::message_set<Ms...>>
+template <class P, class Set> struct handles_all : std::false_type {};
+template <class P, class... Ms> struct handles_all<P, wire::message_set<Ms...>>
     : std::bool_constant<(Handles<P, Ms> && ...)> {};
 
 // One instantiation per message, so that the compiler's "in instantiation of
 // on_message_missing_for<P, M>" note names the protocol and the message whose
 // handler is missing (a static_assert's text cannot name a type).
-template <class P, class M>
-struct on_message_missing_for {
+template <class P, class M> struct on_message_missing_for {
   static constexpr bool value = Handles<P, M>;
   static_assert(value,
                 "dcp: the protocol needs `void on_message(const dcp::address& from, const M& m)` for every "
                 "message M in its message_set; P and M are named in this instantiation, on_message_missing_for<P, M>");
 };
-template <class P, class Set>
-struct check_handlers;
-template <class P, class... Ms>
-struct check_handlers<P, wire::message_set<Ms...>> {
+template <class P, class Set> struct check_handlers;
+template <class P, class... Ms> struct check_handlers<P, wire::message_set<Ms...>> {
   static constexpr bool value = (on_message_missing_for<P, Ms>::value && ...);
 };
 }  // namespace detail
 
 template <class P>
-concept Protocol = requires { typename P::messages; } && wire::is_message_set<typename P::messages>::value &&
-                   detail::handles_all<P, typename P::messages>::value;
+concept Protocol = requires {
+  typename P::messages;
+}
+&&wire::is_message_set<typename P::messages>::value&& detail::handles_all<P, typename P::messages>::value;
 
 /// The protocol's name for logs and metrics: P::name if given.
-template <class P>
-std::string protocol_name() {
-  if constexpr (requires { std::string_view{P::name}; }) return std::string(P::name);
-  else return "protocol";
+template <class P> std::string protocol_name() {
+  if constexpr (requires { std::string_view{P::name}; })
+    return std::string(P::name);
+  else
+    return "protocol";
 }
 
 /// Checks P and explains in one sentence what is missing.
-template <class P>
-constexpr void check_protocol() {
-  static_assert(requires { typename P::messages; },
-                "dcp: a protocol must declare `using messages = dcp::wire::message_set<M1, M2, ...>;`");
+template <class P> constexpr void check_protocol() {
+  static_assert(
+      requires { typename P::messages; },
+      "dcp: a protocol must declare `using messages = dcp::wire::message_set<M1, M2, ...>;`");
   if constexpr (requires { typename P::messages; }) {
     static_assert(wire::is_message_set<typename P::messages>::value,
                   "dcp: P::messages must be a dcp::wire::message_set<...>");

@@ -34,26 +34,36 @@ struct explained_error {
   std::string what;  ///< empty: the code's own message says it all
 };
 
-template <class T>
-class [[nodiscard]] result {
+template <class T> class [[nodiscard]] result {
   static_assert(!std::is_same_v<std::remove_cv_t<T>, std::error_code>, "result<error_code> is ambiguous");
 
  public:
-  result(T value) : v_(std::move(value)) {}                         // NOLINT: implicit by design
+  result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
   result(std::error_code ec) : v_(ec) { DCP_ASSERT(ec, "a result built from an error code needs an error"); }  // NOLINT
-  result(errc e) : v_(make_error_code(e)) {}                        // NOLINT
-  result(explained_error e) {                                       // NOLINT
+  result(errc e) : v_(make_error_code(e)) {}                                                                   // NOLINT
+  result(explained_error e) {                                                                                  // NOLINT
     DCP_ASSERT(e.code, "a result built from an error needs an error code");
-    if (e.what.empty()) v_ = e.code;
-    else v_ = std::make_shared<const explained_error>(std::move(e));
+    if (e.what.empty())
+      v_ = e.code;
+    else
+      v_ = std::make_shared<const explained_error>(std::move(e));
   }
 
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
-  T& value() & { check(); return std::get<0>(v_); }
-  const T& value() const& { check(); return std::get<0>(v_); }
-  T&& value() && { check(); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    check();
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    check();
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    check();
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
@@ -78,18 +88,18 @@ class [[nodiscard]] result {
 
  private:
   void check() const {
-    if (!has_value()) throw std::system_error(error(), v_.index() == 2 ? std::get<2>(v_)->what : "dcp::result has no value");
+    if (!has_value())
+      throw std::system_error(error(), v_.index() == 2 ? std::get<2>(v_)->what : "dcp::result has no value");
   }
   std::variant<T, std::error_code, std::shared_ptr<const explained_error>> v_;
 };
 
-template <>
-class [[nodiscard]] result<void> {
+template <> class [[nodiscard]] result<void> {
  public:
-  result() noexcept = default;                               ///< success
-  result(std::error_code ec) noexcept : ec_(ec) {}           // NOLINT: implicit by design; empty: success
-  result(errc e) noexcept : ec_(make_error_code(e)) {}       // NOLINT
-  result(explained_error e) : ec_(e.code) {                  // NOLINT
+  result() noexcept = default;                          ///< success
+  result(std::error_code ec) noexcept : ec_(ec) {}      // NOLINT: implicit by design; empty: success
+  result(errc e) noexcept : ec_(make_error_code(e)) {}  // NOLINT
+  result(explained_error e) : ec_(e.code) {             // NOLINT
     DCP_ASSERT(e.code, "a result built from an error needs an error code");
     if (!e.what.empty()) why_ = std::make_shared<const std::string>(std::move(e.what));
   }

@@ -66,13 +66,11 @@ class rng {
   /// Exponentially distributed with the given mean.
   double exponential(double mean) noexcept { return -mean * std::log1p(-uniform()); }
   /// Fisher–Yates shuffle.
-  template <class T>
-  void shuffle(std::span<T> items) noexcept {
+  template <class T> void shuffle(std::span<T> items) noexcept {
     for (std::size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[below(i)]);
   }
   /// Moves k uniformly chosen items (without replacement) to the front; k is clamped to the size.
-  template <class T>
-  std::span<T> sample(std::span<T> items, std::size_t k) noexcept {
+  template <class T> std::span<T> sample(std::span<T> items, std::size_t k) noexcept {
     k = std::min(k, items.size());
     for (std::size_t i = 0; i < k; ++i) std::swap(items[i], items[i + below(items.size() - i)]);
     return items.first(k);

@@ -71,13 +71,20 @@ inline std::optional<duration> parse_duration(std::string_view text) noexcept {
   if (digits == 0 || n == 0) return std::nullopt;
   const std::string_view unit = text.substr(digits);
   std::int64_t ns_per = 0;
-  if (unit == "ns") ns_per = 1;
-  else if (unit == "us") ns_per = 1'000;
-  else if (unit == "ms") ns_per = 1'000'000;
-  else if (unit == "s") ns_per = 1'000'000'000;
-  else if (unit == "m") ns_per = 60'000'000'000;
-  else if (unit == "h") ns_per = 3'600'000'000'000;
-  else return std::nullopt;
+  if (unit == "ns")
+    ns_per = 1;
+  else if (unit == "us")
+    ns_per = 1'000;
+  else if (unit == "ms")
+    ns_per = 1'000'000;
+  else if (unit == "s")
+    ns_per = 1'000'000'000;
+  else if (unit == "m")
+    ns_per = 60'000'000'000;
+  else if (unit == "h")
+    ns_per = 3'600'000'000'000;
+  else
+    return std::nullopt;
   if (n > max / ns_per) return std::nullopt;
   return duration(n * ns_per);
 }

@@ -24,9 +24,12 @@ enum class capacity_kind : std::uint8_t { concurrency = 1, rate = 2, stock = 3 }
 
 constexpr std::string_view to_string(capacity_kind k) noexcept {
   switch (k) {
-    case capacity_kind::concurrency: return "concurrency";
-    case capacity_kind::rate: return "rate";
-    case capacity_kind::stock: return "stock";
+    case capacity_kind::concurrency:
+      return "concurrency";
+    case capacity_kind::rate:
+      return "rate";
+    case capacity_kind::stock:
+      return "stock";
   }
   return "unknown";
 }
@@ -51,18 +54,21 @@ struct resource_spec {
   /// Refuses what cannot work, in words a person can act on.
   void validate() const {
     if (name.empty() || name.size() > max_resource_name || name.find('#') != std::string::npos)
-      throw error(dcp::errc::invalid_config, "delegation: a resource name must be 1..256 characters without '#': '" + name + "'");
+      throw error(dcp::errc::invalid_config,
+                  "delegation: a resource name must be 1..256 characters without '#': '" + name + "'");
     if (shards == 0 || shards > max_shards)
       throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "' needs 1..65536 shards");
     if (capacity < shards)
-      throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "' has capacity " + std::to_string(capacity) +
-                                            " for " + std::to_string(shards) +
-                                            " shards: every shard needs a share of at least 1 (use fewer shards)");
+      throw error(dcp::errc::invalid_config,
+                  "delegation: resource '" + name + "' has capacity " + std::to_string(capacity) + " for " +
+                      std::to_string(shards) + " shards: every shard needs a share of at least 1 (use fewer shards)");
     if (quorum_signed && (kind != capacity_kind::concurrency || capacity > (1u << 20)))
-      throw error(dcp::errc::invalid_config, "delegation: resource '" + name +
-                                            "': quorum-signed tokens need a concurrency capacity of at most 2^20 permits");
+      throw error(dcp::errc::invalid_config,
+                  "delegation: resource '" + name +
+                      "': quorum-signed tokens need a concurrency capacity of at most 2^20 permits");
     if (capacity > (1ull << 32))
-      throw error(dcp::errc::invalid_config, "delegation: resource '" + name + "': capacity above 2^32 is not supported");
+      throw error(dcp::errc::invalid_config,
+                  "delegation: resource '" + name + "': capacity above 2^32 is not supported");
   }
 };
 

@@ -70,8 +70,8 @@ struct certificate {
   std::string resource;
   std::uint32_t shard = 0;
   capacity_kind kind = capacity_kind::concurrency;
-  std::uint64_t share = 0;   ///< what the shard's coordinators may grant at once (or per second, or in all)
-  std::uint32_t epoch = 0;   ///< grows with every new delegation of the shard; tokens carry it as key id
+  std::uint64_t share = 0;  ///< what the shard's coordinators may grant at once (or per second, or in all)
+  std::uint32_t epoch = 0;  ///< grows with every new delegation of the shard; tokens carry it as key id
   wall_time not_before{}, not_after{};
   std::vector<coordinator_entry> coordinators;
   std::uint32_t quorum = 1;  ///< coordinators that must agree (1: single delegation)
@@ -104,19 +104,18 @@ struct certificate {
     if (quorum == 0 || quorum > coordinators.size() || 2 * quorum <= coordinators.size())
       return "the quorum rule does not intersect (need coordinators/2 < quorum <= coordinators)";
     if (signers != 1 && signers != quorum) return "signers must be 1 or the quorum";
-    if (signers > 1 && kind != capacity_kind::concurrency) return "quorum-signed tokens are for concurrency shares only";
+    if (signers > 1 && kind != capacity_kind::concurrency)
+      return "quorum-signed tokens are for concurrency shares only";
     if (signers > 1 && share > max_quorum_signed_share) return "a quorum-signed share is at most 2^20 permits";
     return {};
   }
 
-  template <class A>
-  void save(A& ar) const {
+  template <class A> void save(A& ar) const {
     ar(resource, shard, static_cast<std::uint8_t>(kind), share, epoch,
        static_cast<std::int64_t>(not_before.time_since_epoch().count()),
        static_cast<std::int64_t>(not_after.time_since_epoch().count()), coordinators, quorum, signers);
   }
-  template <class A>
-  void load(A& ar) {
+  template <class A> void load(A& ar) {
     std::uint8_t k = 0;
     std::int64_t nb = 0, na = 0;
     ar(resource, shard, k, share, epoch, nb, na, coordinators, quorum, signers);
@@ -137,7 +136,8 @@ inline result<bytes> seal_certificate(const certificate& c, const lease::signing
     ar(c);
   }
   const auto s = static_cast<std::uint8_t>(origin.scheme());
-  auto sig = origin.sign(lease::detail::signed_message(certificate_domain, certificate_version, s, origin.key_id(), body));
+  auto sig =
+      origin.sign(lease::detail::signed_message(certificate_domain, certificate_version, s, origin.key_id(), body));
   if (!sig) return sig.error();
   bytes out;
   wire::output_archive ar(out);
@@ -152,17 +152,16 @@ inline result<certificate> open_certificate(byte_view sealed, const lease::verif
   auto env = lease::detail::parse_envelope(sealed, max_certificate_size, certificate_version);
   if (!env) return make_error_code(errc::bad_certificate);
   if (env->scheme != static_cast<std::uint8_t>(origin.scheme()) || env->key_id != origin.key_id() ||
-      !origin.verify(lease::detail::signed_message(certificate_domain, env->version, env->scheme, env->key_id, env->body),
-                     env->signature))
+      !origin.verify(
+          lease::detail::signed_message(certificate_domain, env->version, env->scheme, env->key_id, env->body),
+          env->signature))
     return make_error_code(errc::bad_certificate);
   certificate c;
   try {
     wire::input_archive ar(env->body, wire::decode_budget(env->body.size()));
     ar(c);
     if (ar.remaining() != 0) return make_error_code(errc::bad_certificate);
-  } catch (const std::exception&) {
-    return make_error_code(errc::bad_certificate);
-  }
+  } catch (const std::exception&) { return make_error_code(errc::bad_certificate); }
   if (!c.problem().empty()) return make_error_code(errc::bad_certificate);
   return c;
 }

@@ -70,8 +70,7 @@ class shard_coordinator {
     expire(now);
     auto it = grants_.find(fencing);
     if (!cert_.valid_at(now)) return make_error_code(errc::certificate_expired);
-    if (it == grants_.end() || it->second.holder != holder)
-      return make_error_code(errc::delegation_ended);
+    if (it == grants_.end() || it->second.holder != holder) return make_error_code(errc::delegation_ended);
     const auto expiry = std::min(now + ttl, cert_.not_after);
     auto sealed = seal(holder, it->second.permits, fencing, std::max(expiry, it->second.expiry));
     if (sealed && expiry > it->second.expiry) {
@@ -95,7 +94,9 @@ class shard_coordinator {
   std::uint64_t last_fencing() const noexcept { return fencing_of(cert_.epoch, sequence_); }
   /// The demand to report to the origin: what is held (or allocated) plus
   /// what was asked for and refused since the last report.
-  std::uint64_t take_demand() noexcept { return (cert_.kind == capacity_kind::stock ? reserved_ : in_use_) + std::exchange(unmet_, 0); }
+  std::uint64_t take_demand() noexcept {
+    return (cert_.kind == capacity_kind::stock ? reserved_ : in_use_) + std::exchange(unmet_, 0);
+  }
 
   // ---- stock ----
 

@@ -58,10 +58,13 @@ class cosign_guard {
     std::uint64_t fencing = 0;
     address holder;
   };
-  std::error_code sign_off(const certificate& c, const quorum_grant& g, wall_time now, holder_of_slot* blocked_by = nullptr) {
+  std::error_code sign_off(const certificate& c, const quorum_grant& g, wall_time now,
+                           holder_of_slot* blocked_by = nullptr) {
     if (quiet_until_ && now < *quiet_until_) return make_error_code(errc::not_coordinator);
-    if (g.token.resource != c.key() || g.slots.size() != g.token.permits) return make_error_code(errc::certificate_mismatch);
-    if (g.token.expiry > now + life_ + drift_ || g.token.expiry > c.not_after) return lease::make_error_code(lease::errc::invalid_token);
+    if (g.token.resource != c.key() || g.slots.size() != g.token.permits)
+      return make_error_code(errc::certificate_mismatch);
+    if (g.token.expiry > now + life_ + drift_ || g.token.expiry > c.not_after)
+      return lease::make_error_code(lease::errc::invalid_token);
     const std::uint32_t epoch = static_cast<std::uint32_t>(g.token.fencing >> 32);
     auto& sh = shards_[c.key()];
     if (epoch != c.epoch || epoch < sh.epoch) return make_error_code(errc::wrong_epoch);
@@ -70,7 +73,8 @@ class cosign_guard {
       sh.slots.clear();
       sh.released.clear();
     }
-    if (auto r = sh.released.find(g.token.fencing); r != sh.released.end() && r->second.first == g.token.holder && now < r->second.second)
+    if (auto r = sh.released.find(g.token.fencing);
+        r != sh.released.end() && r->second.first == g.token.holder && now < r->second.second)
       return make_error_code(errc::delegation_ended);  // its holder is done with it
     const auto cutoff = now - 2 * drift_;
     for (auto s : g.slots) {
@@ -83,8 +87,10 @@ class cosign_guard {
     }
     for (auto s : g.slots) {
       auto& h = sh.slots[s];
-      if (h.fencing == g.token.fencing) h.expiry = std::max(h.expiry, g.token.expiry);  // a renewal never shortens
-      else h = {g.token.fencing, g.token.holder, g.token.expiry};
+      if (h.fencing == g.token.fencing)
+        h.expiry = std::max(h.expiry, g.token.expiry);  // a renewal never shortens
+      else
+        h = {g.token.fencing, g.token.holder, g.token.expiry};
     }
     return {};
   }
@@ -119,7 +125,8 @@ class cosign_guard {
   struct shard {
     std::uint32_t epoch = 0;
     std::map<std::uint32_t, held> slots;
-    std::map<std::uint64_t, std::pair<address, wall_time>> released;  // fencing -> (holder, until when a renewal is moot)
+    std::map<std::uint64_t, std::pair<address, wall_time>>
+        released;  // fencing -> (holder, until when a renewal is moot)
   };
   /// Releases remembered per shard (each is moot a token's life later).
   static constexpr std::size_t max_released = 4096;

@@ -11,21 +11,21 @@
 namespace dcp::delegation {
 
 enum class errc : int {
-  unknown_shard = 1,      ///< no such resource or shard at this origin
-  wrong_epoch,            ///< the token names a delegation epoch this origin never issued for the shard
-  delegation_ended,       ///< the token's delegation ended (superseded, or its certificate expired)
-  bad_certificate,        ///< a certificate that does not parse or whose signature does not verify
-  certificate_expired,    ///< a certificate outside its validity window
-  certificate_mismatch,   ///< a token and a certificate that do not belong together
-  shard_delegated,        ///< the shard is delegated to another coordinator until its certificate ends
-  not_coordinator,        ///< this node does not coordinate the shard (yet): ask again later
-  share_exhausted,        ///< the shard's share is in use: retry after the hinted delay
-  stock_exhausted,        ///< every unit of the shard's stock is allocated: for good
-  duplicate_batch,        ///< a stock batch applied already (answered with its first result)
-  wrong_holder,           ///< the token was granted to another node than the one presenting it
-  not_allowed,            ///< the origin's policy (origin_config::may_coordinate) refuses this coordinator
-  too_few_signers,        ///< a quorum-signed token without the certificate's number of distinct members' signatures
-  slot_held,              ///< a member will not sign a permit a live grant it signed still holds
+  unknown_shard = 1,     ///< no such resource or shard at this origin
+  wrong_epoch,           ///< the token names a delegation epoch this origin never issued for the shard
+  delegation_ended,      ///< the token's delegation ended (superseded, or its certificate expired)
+  bad_certificate,       ///< a certificate that does not parse or whose signature does not verify
+  certificate_expired,   ///< a certificate outside its validity window
+  certificate_mismatch,  ///< a token and a certificate that do not belong together
+  shard_delegated,       ///< the shard is delegated to another coordinator until its certificate ends
+  not_coordinator,       ///< this node does not coordinate the shard (yet): ask again later
+  share_exhausted,       ///< the shard's share is in use: retry after the hinted delay
+  stock_exhausted,       ///< every unit of the shard's stock is allocated: for good
+  duplicate_batch,       ///< a stock batch applied already (answered with its first result)
+  wrong_holder,          ///< the token was granted to another node than the one presenting it
+  not_allowed,           ///< the origin's policy (origin_config::may_coordinate) refuses this coordinator
+  too_few_signers,       ///< a quorum-signed token without the certificate's number of distinct members' signatures
+  slot_held,             ///< a member will not sign a permit a live grant it signed still holds
 };
 
 class error_category_impl final : public std::error_category {
@@ -33,20 +33,31 @@ class error_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "dcp.delegation"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::unknown_shard: return "no such resource or shard at this origin: check the resource name and shard count";
-      case errc::wrong_epoch: return "token from a delegation epoch the origin never issued for this shard: forged or from another origin";
+      case errc::unknown_shard:
+        return "no such resource or shard at this origin: check the resource name and shard count";
+      case errc::wrong_epoch:
+        return "token from a delegation epoch the origin never issued for this shard: forged or from another origin";
       case errc::delegation_ended:
         return "token from a delegation that has ended (its coordinator was replaced or its certificate expired): "
                "ask the shard's current coordinator";
-      case errc::bad_certificate: return "delegation certificate does not parse or is not signed by the origin";
-      case errc::certificate_expired: return "delegation certificate outside its validity window: ask the coordinator again";
-      case errc::certificate_mismatch: return "the token was not signed by the certificate's coordinator, or names another shard";
-      case errc::shard_delegated: return "the shard is delegated to another coordinator until its certificate ends";
-      case errc::not_coordinator: return "this node does not coordinate the shard yet: retry after the hinted delay";
-      case errc::share_exhausted: return "the shard's share of the capacity is in use: retry after the hinted delay";
-      case errc::stock_exhausted: return "every unit of the shard's stock is allocated";
-      case errc::duplicate_batch: return "stock batch already applied";
-      case errc::wrong_holder: return "the token was granted to another node: a node presents only its own tokens";
+      case errc::bad_certificate:
+        return "delegation certificate does not parse or is not signed by the origin";
+      case errc::certificate_expired:
+        return "delegation certificate outside its validity window: ask the coordinator again";
+      case errc::certificate_mismatch:
+        return "the token was not signed by the certificate's coordinator, or names another shard";
+      case errc::shard_delegated:
+        return "the shard is delegated to another coordinator until its certificate ends";
+      case errc::not_coordinator:
+        return "this node does not coordinate the shard yet: retry after the hinted delay";
+      case errc::share_exhausted:
+        return "the shard's share of the capacity is in use: retry after the hinted delay";
+      case errc::stock_exhausted:
+        return "every unit of the shard's stock is allocated";
+      case errc::duplicate_batch:
+        return "stock batch already applied";
+      case errc::wrong_holder:
+        return "the token was granted to another node: a node presents only its own tokens";
       case errc::not_allowed:
         return "the origin does not let this node coordinate (its may_coordinate policy): register its key with the origin";
       case errc::too_few_signers:
@@ -89,5 +100,4 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 
 }  // namespace dcp::delegation
 
-template <>
-struct std::is_error_code_enum<dcp::delegation::errc> : std::true_type {};
+template <> struct std::is_error_code_enum<dcp::delegation::errc> : std::true_type {};

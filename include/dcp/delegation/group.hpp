@@ -97,24 +97,26 @@ namespace dcp::delegation {
 
 struct group_config {
   address origin;
-  bytes origin_public_key;                  ///< the root of trust (32 bytes)
-  std::vector<coordinator_entry> members;   ///< every member and its key, the same list (and order) on each
+  bytes origin_public_key;                 ///< the root of trust (32 bytes)
+  std::vector<coordinator_entry> members;  ///< every member and its key, the same list (and order) on each
   std::vector<std::pair<std::string, std::uint32_t>> shards;  ///< (resource, shard) this group coordinates
-  duration token_ttl = 2s;                  ///< a token's life; clients renew at half of it
-  duration max_drift = 100ms;               ///< bound on |any two wall clocks| (the origin's too)
-  duration request_timeout = 200ms;         ///< resend to the origin after this
+  duration token_ttl = 2s;                                    ///< a token's life; clients renew at half of it
+  duration max_drift = 100ms;                                 ///< bound on |any two wall clocks| (the origin's too)
+  duration request_timeout = 200ms;                           ///< resend to the origin after this
   duration tick = 20ms;
-  duration batch_every = 20ms;  ///< stock: how often the leader gathers a batch for the origin
-  std::size_t max_batch = 1024; ///< stock: allocations in one batch (the origin's limit)
+  duration batch_every = 20ms;   ///< stock: how often the leader gathers a batch for the origin
+  std::size_t max_batch = 1024;  ///< stock: allocations in one batch (the origin's limit)
   /// Requests whose entries may be in the log at once; beyond, clients are
   /// told to retry (a flood costs them a round trip, not this node memory).
   std::size_t max_in_flight = 4096;
 
   void validate() const {
     if (origin_public_key.size() != lease::ed25519_key_size)
-      throw error(dcp::errc::invalid_config, "delegation::group: origin_public_key must be the origin's 32-byte Ed25519 key");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group: origin_public_key must be the origin's 32-byte Ed25519 key");
     if (members.empty() || members.size() > max_coordinators)
-      throw error(dcp::errc::invalid_config, "delegation::group: a group needs 1..16 members (3 or 5 tolerate 1 or 2 crashes)");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group: a group needs 1..16 members (3 or 5 tolerate 1 or 2 crashes)");
     std::set<address> seen;
     for (auto& m : members) {
       if (m.public_key.size() != lease::ed25519_key_size)
@@ -123,10 +125,11 @@ struct group_config {
         throw error(dcp::errc::invalid_config, "delegation::group: a member is listed twice");
     }
     if (shards.empty()) throw error(dcp::errc::invalid_config, "delegation::group: no shards to coordinate");
-    if (token_ttl <= 4 * request_timeout || max_drift < duration::zero() || tick <= duration::zero() || max_in_flight == 0 ||
-        max_batch == 0)
-      throw error(dcp::errc::invalid_config,
-                  "delegation::group: token_ttl must exceed 4 x request_timeout; tick, max_in_flight and max_batch must be > 0");
+    if (token_ttl <= 4 * request_timeout || max_drift < duration::zero() || tick <= duration::zero() ||
+        max_in_flight == 0 || max_batch == 0)
+      throw error(
+          dcp::errc::invalid_config,
+          "delegation::group: token_ttl must exceed 4 x request_timeout; tick, max_in_flight and max_batch must be > 0");
   }
 };
 
@@ -134,40 +137,61 @@ struct group_config {
 /// (then the line's bound is 4 x share + 16).
 inline constexpr std::size_t max_line_before_certificate = 1024;
 
-template <Env E, class Raft>
-class group {
+template <Env E, class Raft> class group {
   static_assert(std::is_same_v<std::remove_cvref_t<decltype(std::declval<Raft&>().state_machine())>, ledger>,
                 "dcp: delegation::group needs a consensus::raft whose state machine is delegation::ledger");
 
  public:
   using messages = msg::all;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "bad_token_request", "release_for_unknown_shard", "release_of_unknown_grant", "delegate_reply_not_from_origin",
-      "unsolicited_delegate_reply", "delegation_deferred", "delegation_refused", "bad_certificate_from_origin",
-      "stock_ack_not_from_origin", "unsolicited_stock_ack", "cosign_request_not_from_member",
-      "cosign_request_for_unknown_shard", "too_many_in_flight", "unsolicited_cosign_reply", "cosign_refused_slot_held",
-      "cosign_refused", "bad_cosignature", "unexpected_message", "token_seal_failed", "stock_commit_unsigned",
-      "cosign_refused_here", "release_query_sent", "wait_queue_full", "delegate_request_unsigned",
-  }};
+  static constexpr dcp::counter_set counters{{"bad_token_request",
+                                              "release_for_unknown_shard",
+                                              "release_of_unknown_grant",
+                                              "delegate_reply_not_from_origin",
+                                              "unsolicited_delegate_reply",
+                                              "delegation_deferred",
+                                              "delegation_refused",
+                                              "bad_certificate_from_origin",
+                                              "stock_ack_not_from_origin",
+                                              "unsolicited_stock_ack",
+                                              "cosign_request_not_from_member",
+                                              "cosign_request_for_unknown_shard",
+                                              "too_many_in_flight",
+                                              "unsolicited_cosign_reply",
+                                              "cosign_refused_slot_held",
+                                              "cosign_refused",
+                                              "bad_cosignature",
+                                              "unexpected_message",
+                                              "token_seal_failed",
+                                              "stock_commit_unsigned",
+                                              "cosign_refused_here",
+                                              "release_query_sent",
+                                              "wait_queue_full",
+                                              "delegate_request_unsigned"}};
   static constexpr std::string_view name = "delegation_group";
   static constexpr protocol_id default_id = default_protocol_id;
 
   /// `key`: this member's private key; its public half must be in
   /// cfg.members at this node's address.
   group(E env, Raft& raft, group_config cfg, lease::ed25519_private_key key)
-      : env_(std::move(env)), raft_(raft), cfg_(std::move(cfg)), key_(std::move(key)),
+      : env_(std::move(env)),
+        raft_(raft),
+        cfg_(std::move(cfg)),
+        key_(std::move(key)),
         // A member with a log may have signed before it restarted: it signs
         // nothing until every token it could have signed has expired.
         guard_(cfg_.token_ttl, cfg_.max_drift,
-               raft.current_term() == 0 ? std::nullopt
-                                        : std::optional<wall_time>(env_.wall_now() + cfg_.token_ttl + 2 * cfg_.max_drift)) {
+               raft.current_term() == 0
+                   ? std::nullopt
+                   : std::optional<wall_time>(env_.wall_now() + cfg_.token_ttl + 2 * cfg_.max_drift)) {
     cfg_.validate();
     for (auto& m : cfg_.members) member_keys_.push_back(lease::ed25519_public_key::from_bytes(m.public_key).value());
     origin_key_.emplace(lease::ed25519_public_key::from_bytes(cfg_.origin_public_key).value(), 0);
-    const auto me = std::find_if(cfg_.members.begin(), cfg_.members.end(), [&](auto& m) { return m.addr == env_.self(); });
+    const auto me =
+        std::find_if(cfg_.members.begin(), cfg_.members.end(), [&](auto& m) { return m.addr == env_.self(); });
     if (me == cfg_.members.end() || me->public_key != key_.public_key().raw())
-      throw error(dcp::errc::invalid_config, "delegation::group: this node and its public key must be among the members");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group: this node and its public key must be among the members");
     position_ = static_cast<std::size_t>(me - cfg_.members.begin());
     for (auto& [r, s] : cfg_.shards) shards_[shard_key(r, s)] = {r, s};
   }
@@ -206,7 +230,8 @@ class group {
       s.unmet += m.permits;
       ask_origin(s);
       if (m.renew_fencing) return void(env_.send(from, out));
-      if (s.waiting.refresh(from, m.nonce, env_.now()) || s.waiting.join({from, m.nonce, m.permits, env_.now()}, max_line_before_certificate))
+      if (s.waiting.refresh(from, m.nonce, env_.now()) ||
+          s.waiting.join({from, m.nonce, m.permits, env_.now()}, max_line_before_certificate))
         return hold_on(from, out);
       return void(env_.send(from, out));
     }
@@ -225,10 +250,12 @@ class group {
   void on_message(const address& from, const msg::token_release& m) {
     const auto key = shard_key(m.resource, m.shard);
     if (!shards_.contains(key)) return drop("release_for_unknown_shard");
-    guard_.released(key, m.fencing, from, env_.wall_now());  // its holder said so to this member: the slots it signed are free
-    if (raft_.is_leader()) {  // only a grant the book holds for the sender is worth an entry in the log
+    guard_.released(key, m.fencing, from,
+                    env_.wall_now());  // its holder said so to this member: the slots it signed are free
+    if (raft_.is_leader()) {           // only a grant the book holds for the sender is worth an entry in the log
       const auto* b = raft_.state_machine().book(key);
-      if (!b || !b->grants.contains(m.fencing) || b->grants.at(m.fencing).holder != from) return drop("release_of_unknown_grant");
+      if (!b || !b->grants.contains(m.fencing) || b->grants.at(m.fencing).holder != from)
+        return drop("release_of_unknown_grant");
       return release(key, from, m.fencing);
     }
     if (held_releases_.size() >= cfg_.max_in_flight) held_releases_.erase(held_releases_.begin());  // the oldest goes
@@ -242,7 +269,9 @@ class group {
     auto& s = sh->second;
     s.asking = false;
     if (m.code != status::ok) {
-      s.next_ask = env_.now() + std::chrono::milliseconds(std::min<std::uint32_t>(m.code == status::retry ? m.retry_after_ms : 10'000, 60'000));
+      s.next_ask = env_.now() +
+          std::chrono::milliseconds(
+                       std::min<std::uint32_t>(m.code == status::retry ? m.retry_after_ms : 10'000, 60'000));
       return drop(m.code == status::retry ? "delegation_deferred" : "delegation_refused");
     }
     auto c = open_certificate(m.certificate, *origin_key_);
@@ -273,18 +302,22 @@ class group {
     c.kind = m.code == status::ok ? ledger::op::confirm : ledger::op::unreserve;
     c.key = key;
     c.batch = m.batch;
-    propose(c, [this, key, contents = b->open_batch_contents(), confirm = c.kind == ledger::op::confirm, error = m.error](result<ledger::outcome> r) {
-      auto& s = shards_[key];
-      s.answering = 0;
-      if (!r || r->code != 0) return;  // not logged here (leadership moved), or answered already
-      for (auto& a : contents) {
-        auto w = s.awaiting.find({a.holder, a.request_id});
-        if (w == s.awaiting.end()) continue;  // its holder asks again and is answered from the book
-        if (confirm) reply_receipt(key, a, w->second);
-        else env_.send(a.holder, msg::token_reply{w->second, status::refused, error, {}, {}, 0});
-        s.awaiting.erase(w);
-      }
-    });
+    propose(c,
+            [this, key, contents = b->open_batch_contents(), confirm = c.kind == ledger::op::confirm,
+             error = m.error](result<ledger::outcome> r) {
+              auto& s = shards_[key];
+              s.answering = 0;
+              if (!r || r->code != 0) return;  // not logged here (leadership moved), or answered already
+              for (auto& a : contents) {
+                auto w = s.awaiting.find({a.holder, a.request_id});
+                if (w == s.awaiting.end()) continue;  // its holder asks again and is answered from the book
+                if (confirm)
+                  reply_receipt(key, a, w->second);
+                else
+                  env_.send(a.holder, msg::token_reply{w->second, status::refused, error, {}, {}, 0});
+                s.awaiting.erase(w);
+              }
+            });
   }
 
   /// Quorum-signed: the leader asks this member to sign a committed grant.
@@ -316,7 +349,8 @@ class group {
       return;
     }
     if (std::any_of(g.sigs.begin(), g.sigs.end(), [&](auto& c) { return c.member == *member; })) return;  // a duplicate
-    if (!cosignature_valid(g.grant, g.epoch, *member, m.signature, member_keys_[*member])) return drop("bad_cosignature");
+    if (!cosignature_valid(g.grant, g.epoch, *member, m.signature, member_keys_[*member]))
+      return drop("bad_cosignature");
     g.sigs.push_back({static_cast<std::uint8_t>(*member), m.signature});
     finish_if_signed(p);
   }
@@ -339,9 +373,10 @@ class group {
     std::uint32_t shard = 0;
     bool asking = false;
     time_point asked_at{}, next_ask{};
-    std::uint64_t unmet = 0;    // refused or unserved permits since the last report
-    std::uint64_t granting = 0; // permits of grants proposed and not yet applied
-    std::map<std::uint64_t, std::uint32_t> releasing;  // grants whose release is proposed, not yet applied: their permits
+    std::uint64_t unmet = 0;     // refused or unserved permits since the last report
+    std::uint64_t granting = 0;  // permits of grants proposed and not yet applied
+    std::map<std::uint64_t, std::uint32_t>
+        releasing;              // grants whose release is proposed, not yet applied: their permits
     detail::wait_line waiting;  // grant requests the share could not serve yet
     // Stock, as the leader: who waits for which allocation's confirmation
     // ((holder, request id) -> request nonce), and the open batch's sending.
@@ -425,7 +460,8 @@ class group {
     ledger::command c;
     c.kind = ledger::op::seal_batch;
     c.key = shard_key(s.resource, s.shard);
-    c.permits = static_cast<std::uint32_t>(std::min<std::size_t>(cfg_.max_batch, std::numeric_limits<std::uint32_t>::max()));
+    c.permits =
+        static_cast<std::uint32_t>(std::min<std::size_t>(cfg_.max_batch, std::numeric_limits<std::uint32_t>::max()));
     propose(c, [this, key = c.key](result<ledger::outcome> r) {
       auto& s = shards_[key];
       s.sealing = false;
@@ -466,7 +502,8 @@ class group {
       auto& s = shards_[key];
       s.granting -= taking;
       const auto* book = raft_.state_machine().book(key);
-      if (!r || !book) return void(env_.send(from, out));  // not committed here (leadership moved): the client asks again
+      if (!r || !book)
+        return void(env_.send(from, out));  // not committed here (leadership moved): the client asks again
       if (r->code != 0) {
         const auto why = static_cast<errc>(r->code);
         if (why == errc::share_exhausted && !m.renew_fencing) {  // outrun by the book: back to the head of the line
@@ -541,7 +578,8 @@ class group {
       if (ec == errc::slot_held) ask_if_released(g.grant.token.resource, blocker);
       if (ec == errc::slot_held && may_wait) return true;  // tried again on the tick
       drop("cosign_refused_here");
-      return give_up(p, ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch), false;
+      return give_up(p, ec.category() == error_category() ? static_cast<errc>(ec.value()) : errc::certificate_mismatch),
+             false;
     }
     auto sig = cosign(g.grant, g.epoch, position_, key_);
     if (!sig) return give_up(p, errc::bad_certificate), false;
@@ -552,7 +590,8 @@ class group {
   void ask_cosigners(gathering& g) {
     g.asked = env_.now();
     const auto epoch_key = split_key(g.grant.token.resource);
-    const msg::cosign_request req{epoch_key.first, epoch_key.second, g.grant.token.fencing, ledger::ns(g.grant.token.expiry)};
+    const msg::cosign_request req{epoch_key.first, epoch_key.second, g.grant.token.fencing,
+                                  ledger::ns(g.grant.token.expiry)};
     for (std::size_t i = 0; i < cfg_.members.size(); ++i)
       if (i != position_ && !g.refused.contains(i) &&
           std::none_of(g.sigs.begin(), g.sigs.end(), [&](auto& c) { return c.member == i; }))
@@ -603,9 +642,11 @@ class group {
       if ((m.fencing & 0xffffffffu) > b->sequence) return false;  // granted in an entry not applied here yet
       return refuse(errc::delegation_ended);                      // released or expired here
     }
-    if (e->second.expiry_ns < m.expiry_ns) return false;  // a renewal not applied here yet
+    if (e->second.expiry_ns < m.expiry_ns) return false;                           // a renewal not applied here yet
     if (e->second.expiry_ns > m.expiry_ns) return refuse(errc::delegation_ended);  // asked about an older renewal
-    const quorum_grant g{{key, e->second.holder, e->second.permits, m.fencing, wall_time(duration(e->second.expiry_ns))}, e->second.slots};
+    const quorum_grant g{
+        {key, e->second.holder, e->second.permits, m.fencing, wall_time(duration(e->second.expiry_ns))},
+        e->second.slots};
     cosign_guard::holder_of_slot blocker;
     if (auto ec = guard_.sign_off(b->cert, g, env_.wall_now(), &blocker)) {
       if (ec == errc::slot_held) ask_if_released(key, blocker);
@@ -625,7 +666,9 @@ class group {
   /// per grant. The holder's answer is a release like any other.
   void ask_if_released(const std::string& key, const cosign_guard::holder_of_slot& blocker) {
     const auto now = env_.now();
-    if (auto q = release_queries_.find(blocker.fencing); q != release_queries_.end() && now - q->second < cfg_.request_timeout) return;
+    if (auto q = release_queries_.find(blocker.fencing);
+        q != release_queries_.end() && now - q->second < cfg_.request_timeout)
+      return;
     if (release_queries_.size() >= cfg_.max_in_flight)
       std::erase_if(release_queries_, [&](auto& kv) { return now - kv.second >= cfg_.request_timeout; });
     if (release_queries_.size() >= cfg_.max_in_flight) return drop("too_many_in_flight");
@@ -637,7 +680,8 @@ class group {
   /// (resource, shard) of a shard key this group coordinates.
   std::pair<std::string, std::uint32_t> split_key(const std::string& key) const {
     auto it = shards_.find(key);
-    return it == shards_.end() ? std::pair<std::string, std::uint32_t>{} : std::pair{it->second.resource, it->second.shard};
+    return it == shards_.end() ? std::pair<std::string, std::uint32_t>{}
+                               : std::pair{it->second.resource, it->second.shard};
   }
   /// On the tick: members answer requests whose entries they have applied
   /// since; the leader asks again those that have not answered, and gives
@@ -646,15 +690,20 @@ class group {
     const auto now = env_.now();
     std::erase_if(cosign_waiting_, [&](auto& w) {
       const bool late = now - w.at > cfg_.request_timeout;
-      return answer_cosign(w.from, w.request, !late) || late;  // late: a held slot is refused, an entry never applied dropped
+      return answer_cosign(w.from, w.request, !late) ||
+          late;  // late: a held slot is refused, an entry never applied dropped
     });
     for (auto p = gathering_.begin(); p != gathering_.end();) {
       auto next = std::next(p);
       const bool late = now - p->second.started > cfg_.request_timeout;
-      if (!raft_.is_leader() || now - p->second.started > 2 * cfg_.request_timeout) give_up(p, errc::not_coordinator);
-      else if (!p->second.signed_here && !sign_here(p, !late)) {}  // gave up
-      else if (p->second.signed_here && p->second.sigs.size() >= p->second.needed) finish_if_signed(p);
-      else if (now - p->second.asked >= cfg_.request_timeout / 2) ask_cosigners(p->second);
+      if (!raft_.is_leader() || now - p->second.started > 2 * cfg_.request_timeout)
+        give_up(p, errc::not_coordinator);
+      else if (!p->second.signed_here && !sign_here(p, !late)) {
+      }  // gave up
+      else if (p->second.signed_here && p->second.sigs.size() >= p->second.needed)
+        finish_if_signed(p);
+      else if (now - p->second.asked >= cfg_.request_timeout / 2)
+        ask_cosigners(p->second);
       p = next;
     }
   }
@@ -776,7 +825,8 @@ class group {
         s.next_ask = env_.now();
         s.sent_batch = 0;  // the open batch goes out at once
       }
-      for (auto& r : held_releases_) release(r.key, r.holder, r.fencing);  // releases its predecessor may never have logged
+      for (auto& r : held_releases_)
+        release(r.key, r.holder, r.fencing);  // releases its predecessor may never have logged
       held_releases_.clear();
     }
     led_ = leading;
@@ -791,7 +841,8 @@ class group {
     for (auto& [k, s] : shards_) {
       if ((!s.asking && now >= s.next_ask) || (s.asking && now - s.asked_at >= cfg_.request_timeout)) ask_origin(s);
       serve_waiters(s);  // grants expired meanwhile have freed permits
-      if (auto* b = raft_.state_machine().book(k); b && b->cert.kind == capacity_kind::stock && b->cert.valid_at(env_.wall_now()))
+      if (auto* b = raft_.state_machine().book(k);
+          b && b->cert.kind == capacity_kind::stock && b->cert.valid_at(env_.wall_now()))
         flush_stock(s, *b);
     }
   }

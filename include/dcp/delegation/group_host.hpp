@@ -75,47 +75,73 @@ namespace dcp::delegation {
 
 /// How a peer serves in groups formed from the overlay (peer_config::groups).
 struct group_hosting {
-  std::size_t size = 3;            ///< r: members of a group (3 or 5 tolerate 1 or 2 crashes)
-  group_locate_function locate;    ///< the nodes closest to a key, closest first: dht_group_locator
-  consensus::raft_config raft;     ///< the hosted groups' Raft timing (members are each group's own)
-  duration max_drift = 100ms;      ///< bound on |any two wall clocks| (the origin's too)
+  std::size_t size = 3;          ///< r: members of a group (3 or 5 tolerate 1 or 2 crashes)
+  group_locate_function locate;  ///< the nodes closest to a key, closest first: dht_group_locator
+  consensus::raft_config raft;   ///< the hosted groups' Raft timing (members are each group's own)
+  duration max_drift = 100ms;    ///< bound on |any two wall clocks| (the origin's too)
   duration tick = 20ms;
-  std::size_t max_groups = 64;     ///< groups this node serves in, or forms, at once
+  std::size_t max_groups = 64;  ///< groups this node serves in, or forms, at once
 
   void validate() const {
     if (size == 0 || size > max_coordinators)
-      throw error(dcp::errc::invalid_config, "delegation::group_hosting: size must be 1..16 (3 or 5 tolerate 1 or 2 crashes)");
-    if (!locate) throw error(dcp::errc::invalid_config, "delegation::group_hosting: locate (the nodes closest to a key) is required");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group_hosting: size must be 1..16 (3 or 5 tolerate 1 or 2 crashes)");
+    if (!locate)
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group_hosting: locate (the nodes closest to a key) is required");
     if (max_drift < duration::zero() || tick <= duration::zero() || max_groups == 0)
-      throw error(dcp::errc::invalid_config, "delegation::group_hosting: need max_drift >= 0, tick > 0 and max_groups > 0");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::group_hosting: need max_drift >= 0, tick > 0 and max_groups > 0");
     raft.validate();
   }
 };
 
-template <Env E>
-class group_host {
+template <Env E> class group_host {
  public:
   using raft_type = consensus::raft<detail::group_raft_env<E>, ledger, storage::memory_storage>;
   using group_type = group<E, raft_type>;
   /// What it counts under its peer's id: its own, and its groups' (the rafts count
   /// through group_raft_env, the groups through the peer's env).
-  static constexpr auto counters = dcp::join(raft_type::counters, group_type::counters, dcp::counter_set{{
-      "bad_token_request", "release_for_unknown_shard", "delegate_reply_not_from_origin", "unsolicited_delegate_reply",
-      "bad_group_invite", "group_invite_declined", "unsolicited_group_accept", "bad_group_accept",
-      "bad_group_certificate", "expired_group_certificate", "group_certificate_not_naming_me",
-      "group_form_not_from_member", "unanswerable_group_form_query", "group_message_of_past_epoch",
-      "group_message_not_from_member", "bad_group_message", "message_for_unknown_group", "forming_evicted",
-      "group_founding", "group_locate_failed", "group_owner_elsewhere", "delegate_request_unsigned",
-      "bad_certificate_from_origin", "too_many_groups", "group_joined", "group_message_for_unknown_group",
-      "group_ended",
-  }});
+  static constexpr auto counters = dcp::join(raft_type::counters, group_type::counters,
+                                             dcp::counter_set{{"bad_token_request",
+                                                               "release_for_unknown_shard",
+                                                               "delegate_reply_not_from_origin",
+                                                               "unsolicited_delegate_reply",
+                                                               "bad_group_invite",
+                                                               "group_invite_declined",
+                                                               "unsolicited_group_accept",
+                                                               "bad_group_accept",
+                                                               "bad_group_certificate",
+                                                               "expired_group_certificate",
+                                                               "group_certificate_not_naming_me",
+                                                               "group_form_not_from_member",
+                                                               "unanswerable_group_form_query",
+                                                               "group_message_of_past_epoch",
+                                                               "group_message_not_from_member",
+                                                               "bad_group_message",
+                                                               "message_for_unknown_group",
+                                                               "forming_evicted",
+                                                               "group_founding",
+                                                               "group_locate_failed",
+                                                               "group_owner_elsewhere",
+                                                               "delegate_request_unsigned",
+                                                               "bad_certificate_from_origin",
+                                                               "too_many_groups",
+                                                               "group_joined",
+                                                               "group_message_for_unknown_group",
+                                                               "group_ended"}});
 
   /// `base`: origin, its key and the timing every hosted group uses (members
   /// and shards are each group's own). `key`: this node's signing key, the
   /// one its group_accept answers name.
-  group_host(E env, group_hosting cfg, group_config base, lease::ed25519_private_key key, lease::verification_key origin_key)
-      : env_(std::move(env)), cfg_(std::move(cfg)), base_(std::move(base)), key_(std::move(key)),
-        public_key_(key_.public_key().raw()), origin_key_(std::move(origin_key)) {
+  group_host(E env, group_hosting cfg, group_config base, lease::ed25519_private_key key,
+             lease::verification_key origin_key)
+      : env_(std::move(env)),
+        cfg_(std::move(cfg)),
+        base_(std::move(base)),
+        key_(std::move(key)),
+        public_key_(key_.public_key().raw()),
+        origin_key_(std::move(origin_key)) {
     cfg_.validate();
   }
   group_host(const group_host&) = delete;
@@ -168,8 +194,7 @@ class group_host {
   void on_message(const address& from, const msg::delegate_reply& m) {
     if (from != base_.origin) return drop("delegate_reply_not_from_origin");
     const auto key = shard_key(m.resource, m.shard);
-    if (auto f = forming_.find(key); f != forming_.end() && f->second.step == phase::certifying)
-      return certified(f, m);
+    if (auto f = forming_.find(key); f != forming_.end() && f->second.step == phase::certifying) return certified(f, m);
     if (auto* h = live(m.resource, m.shard)) return h->group->on_message(from, m);
     drop("unsolicited_delegate_reply");
   }
@@ -184,8 +209,10 @@ class group_host {
   void on_message(const address& from, const msg::group_invite& m) {
     if (m.resource.empty() || m.resource.size() > max_resource_name) return drop("bad_group_invite");
     msg::group_accept out{m.resource, m.shard, {}};
-    if (hosted_.size() < cfg_.max_groups || hosted_.contains(shard_key(m.resource, m.shard))) out.public_key = public_key_;
-    else drop("group_invite_declined");
+    if (hosted_.size() < cfg_.max_groups || hosted_.contains(shard_key(m.resource, m.shard)))
+      out.public_key = public_key_;
+    else
+      drop("group_invite_declined");
     env_.send(from, out);
   }
   void on_message(const address& from, const msg::group_accept& m) {
@@ -239,15 +266,15 @@ class group_host {
     std::uint32_t shard = 0;
     phase step = phase::locating;
     time_point started{}, invited_at{}, asked_at{};
-    std::vector<address> candidates;     // closest first, this node first
-    std::map<address, bytes> keys;       // those who accepted, and their keys
+    std::vector<address> candidates;  // closest first, this node first
+    std::map<address, bytes> keys;    // those who accepted, and their keys
     std::set<address> declined;
     std::vector<coordinator_entry> members;
     std::uint64_t demand = 0;
-    std::optional<address> elsewhere;    // who serves the shard instead (the DHT's or the origin's word)
-    std::vector<address> holders;        // the members of the group that holds the shard now (the origin's certificate)
+    std::optional<address> elsewhere;  // who serves the shard instead (the DHT's or the origin's word)
+    std::vector<address> holders;      // the members of the group that holds the shard now (the origin's certificate)
     std::optional<std::uint32_t> refusal;  // the origin refused the shard for good (errc)
-    time_point until{};                  // when this answer is stale and forming starts over
+    time_point until{};                    // when this answer is stale and forming starts over
   };
   using forming_iterator = typename std::map<std::string, forming>::iterator;
 
@@ -264,8 +291,7 @@ class group_host {
     auto it = hosted_.find(shard_key(resource, shard));
     return it == hosted_.end() ? nullptr : &it->second;
   }
-  template <class M>
-  void to_group(const address& from, const M& m) {
+  template <class M> void to_group(const address& from, const M& m) {
     if (auto* h = live(m.resource, m.shard)) return h->group->on_message(from, m);
     drop("message_for_unknown_group");
   }
@@ -336,7 +362,8 @@ class group_host {
     auto& f = it->second;
     f.members.clear();
     for (auto& a : f.candidates)
-      if (auto k = f.keys.find(a); k != f.keys.end() && f.members.size() < cfg_.size) f.members.push_back({a, k->second});
+      if (auto k = f.keys.find(a); k != f.keys.end() && f.members.size() < cfg_.size)
+        f.members.push_back({a, k->second});
     f.step = phase::certifying;
     ask_origin(f);
   }
@@ -349,7 +376,9 @@ class group_host {
   void certified(forming_iterator it, const msg::delegate_reply& m) {
     auto& f = it->second;
     if (m.code == status::refused) {
-      f.refusal = m.error == static_cast<std::uint32_t>(errc::not_allowed) ? m.error : static_cast<std::uint32_t>(errc::unknown_shard);
+      f.refusal = m.error == static_cast<std::uint32_t>(errc::not_allowed)
+          ? m.error
+          : static_cast<std::uint32_t>(errc::unknown_shard);
       return settle(f, std::nullopt, 10 * base_.request_timeout);
     }
     if (m.code == status::retry) {  // held by a group of an earlier epoch: until it ends, clients go there
@@ -418,11 +447,16 @@ class group_host {
     const auto wall = env_.wall_now();
     for (auto it = forming_.begin(); it != forming_.end();) {
       auto& f = it->second;
-      if (f.step == phase::inviting && now - f.invited_at >= 2 * base_.request_timeout) invited(it);
-      else if (f.step == phase::inviting && now - f.asked_at >= base_.request_timeout / 2) invite(f);
-      else if (f.step == phase::certifying && now - f.asked_at >= base_.request_timeout) ask_origin(f);
-      if (now >= f.until) it = forming_.erase(it);
-      else ++it;
+      if (f.step == phase::inviting && now - f.invited_at >= 2 * base_.request_timeout)
+        invited(it);
+      else if (f.step == phase::inviting && now - f.asked_at >= base_.request_timeout / 2)
+        invite(f);
+      else if (f.step == phase::certifying && now - f.asked_at >= base_.request_timeout)
+        ask_origin(f);
+      if (now >= f.until)
+        it = forming_.erase(it);
+      else
+        ++it;
     }
     // A group whose certificate ended (and every token it could still renew
     // with it) serves nothing more: the shard's next epoch is another group.

@@ -120,11 +120,11 @@ class ledger {
   struct shard_book {
     bytes sealed_certificate;
     certificate cert;
-    std::uint32_t sequence = 0;                   ///< grants made in this epoch
-    std::map<std::uint64_t, grant_entry> grants;  ///< by fencing token
-    std::uint64_t in_use = 0;                     ///< permits of the grants above
+    std::uint32_t sequence = 0;                                             ///< grants made in this epoch
+    std::map<std::uint64_t, grant_entry> grants;                            ///< by fencing token
+    std::uint64_t in_use = 0;                                               ///< permits of the grants above
     std::map<std::pair<address, std::uint64_t>, std::uint64_t> by_request;  ///< (holder, nonce) -> fencing
-    std::map<std::pair<address, std::uint64_t>, stock_entry> stock;  ///< (holder, request id) -> allocation
+    std::map<std::pair<address, std::uint64_t>, stock_entry> stock;         ///< (holder, request id) -> allocation
     std::uint64_t stock_units = 0;  ///< units of the allocations above, reserved or confirmed
     std::uint64_t last_batch = 0;   ///< batch ids formed in this epoch
     std::uint64_t open_batch = 0;   ///< the batch the origin has not answered (0: none)
@@ -147,7 +147,8 @@ class ledger {
     /// now, whether or not an entry has collected the expired ones yet.
     std::uint64_t live_permits(std::int64_t cutoff_ns) const {
       std::uint64_t n = in_use;
-      for (auto it = by_expiry.begin(); it != by_expiry.end() && it->first <= cutoff_ns; ++it) n -= grants.at(it->second).permits;
+      for (auto it = by_expiry.begin(); it != by_expiry.end() && it->first <= cutoff_ns; ++it)
+        n -= grants.at(it->second).permits;
       return n;
     }
     /// The open batch's allocations, in the book's order (so every leader
@@ -169,8 +170,10 @@ class ledger {
         used_slots.insert(g.slots.begin(), g.slots.end());
       }
       for (auto& [k, e] : stock) {
-        if (e.batch == 0) unbatched.insert(k);
-        else if (e.batch == open_batch) in_open_batch.push_back(k);
+        if (e.batch == 0)
+          unbatched.insert(k);
+        else if (e.batch == open_batch)
+          in_open_batch.push_back(k);
       }
     }
   };
@@ -178,8 +181,10 @@ class ledger {
   bytes apply(byte_view in) {
     command c;
     outcome out;
-    if (storage::detail::decode_value(in, c)) out.code = static_cast<std::uint32_t>(errc::unknown_shard);
-    else out = run(c);
+    if (storage::detail::decode_value(in, c))
+      out.code = static_cast<std::uint32_t>(errc::unknown_shard);
+    else
+      out = run(c);
     bytes r;
     storage::detail::encode_value(out, r);
     return r;
@@ -223,7 +228,8 @@ class ledger {
         slots += g.slots.size();
         for (auto s : g.slots) DCP_ASSERT(b.used_slots.contains(s), "a grant's slot missing from the slot index");
       }
-      DCP_ASSERT(slots == b.used_slots.size(), "two grants hold one slot, or the slot index names a slot no grant holds");
+      DCP_ASSERT(slots == b.used_slots.size(),
+                 "two grants hold one slot, or the slot index names a slot no grant holds");
       DCP_ASSERT(permits == b.in_use, "in_use is not the sum of the grants' permits");
       DCP_ASSERT(b.by_request.size() == b.grants.size(), "the request index names grants that are gone");
       DCP_ASSERT(b.by_expiry.size() == b.grants.size(), "the expiry index names grants that are gone");
@@ -236,18 +242,22 @@ class ledger {
         DCP_ASSERT((e.batch == 0) == b.unbatched.contains(k), "the unbatched index disagrees with the allocations");
         DCP_ASSERT(e.units > 0 && e.batch <= b.last_batch, "a stock allocation of no units, or in a batch not formed");
         DCP_ASSERT(!e.confirmed || e.batch != 0, "a confirmed allocation that was never in a batch");
-        DCP_ASSERT(e.confirmed || e.batch == 0 || e.batch == b.open_batch, "an unconfirmed allocation in a closed batch");
+        DCP_ASSERT(e.confirmed || e.batch == 0 || e.batch == b.open_batch,
+                   "an unconfirmed allocation in a closed batch");
       }
       DCP_ASSERT(units == b.stock_units, "stock_units is not the sum of the allocations' units");
-      DCP_ASSERT(unbatched == b.unbatched.size() && in_open == b.in_open_batch.size(), "a batch index names allocations that are gone");
-      for (auto& k : b.in_open_batch) DCP_ASSERT(b.stock.at(k).batch == b.open_batch, "the open batch's index names another batch's allocation");
+      DCP_ASSERT(unbatched == b.unbatched.size() && in_open == b.in_open_batch.size(),
+                 "a batch index names allocations that are gone");
+      for (auto& k : b.in_open_batch)
+        DCP_ASSERT(b.stock.at(k).batch == b.open_batch, "the open batch's index names another batch's allocation");
       DCP_ASSERT(b.open_batch == 0 || b.open_batch == b.last_batch, "the open batch is not the last one formed");
     }
   }
 
  private:
   static void expire(shard_book& b, std::int64_t cutoff) {
-    while (!b.by_expiry.empty() && b.by_expiry.begin()->first <= cutoff) forget(b, b.grants.find(b.by_expiry.begin()->second));
+    while (!b.by_expiry.empty() && b.by_expiry.begin()->first <= cutoff)
+      forget(b, b.grants.find(b.by_expiry.begin()->second));
   }
   /// Moves grant `g` to a later expiry.
   static void extend(shard_book& b, std::uint64_t fencing, grant_entry& g, std::int64_t expiry_ns) {
@@ -308,7 +318,8 @@ class ledger {
           return {static_cast<std::uint32_t>(errc::share_exhausted)};
         const std::uint64_t fencing = fencing_of(b.cert.epoch, ++b.sequence);
         const auto expiry = std::min(c.expiry_ns, end);
-        b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce, b.cert.signers > 1 ? take_slots(b, c.permits) : std::vector<std::uint32_t>{}};
+        b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce,
+                             b.cert.signers > 1 ? take_slots(b, c.permits) : std::vector<std::uint32_t>{}};
         b.by_request[{c.holder, c.nonce}] = fencing;
         b.by_expiry.insert({expiry, fencing});
         b.in_use += c.permits;
@@ -316,10 +327,12 @@ class ledger {
       }
       case op::renew: {
         auto g = b.grants.find(c.fencing);
-        if (g == b.grants.end() || g->second.holder != c.holder) return {static_cast<std::uint32_t>(errc::delegation_ended)};
+        if (g == b.grants.end() || g->second.holder != c.holder)
+          return {static_cast<std::uint32_t>(errc::delegation_ended)};
         // A share renewed smaller: a grant holding a slot past it is not
         // renewed (its token would name a permit the share no longer has).
-        if (!g->second.slots.empty() && *std::max_element(g->second.slots.begin(), g->second.slots.end()) >= b.cert.share)
+        if (!g->second.slots.empty() &&
+            *std::max_element(g->second.slots.begin(), g->second.slots.end()) >= b.cert.share)
           return {static_cast<std::uint32_t>(errc::delegation_ended)};
         extend(b, c.fencing, g->second, std::min(c.expiry_ns, end));
         return {0, c.fencing, g->second.expiry_ns, g->second.permits};
@@ -333,7 +346,8 @@ class ledger {
         if (auto e = b.stock.find({c.holder, c.request_id}); e != b.stock.end())  // a resend: where it stands
           return {0, 0, 0, e->second.units, e->second.confirmed, e->second.batch};
         if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
-        if (c.permits == 0 || b.stock_units + c.permits > b.cert.share) return {static_cast<std::uint32_t>(errc::stock_exhausted)};
+        if (c.permits == 0 || b.stock_units + c.permits > b.cert.share)
+          return {static_cast<std::uint32_t>(errc::stock_exhausted)};
         b.stock[{c.holder, c.request_id}] = {c.permits, 0, false};
         b.unbatched.insert({c.holder, c.request_id});
         b.stock_units += c.permits;
@@ -353,7 +367,8 @@ class ledger {
       }
       case op::confirm:
       case op::unreserve: {
-        if (c.batch == 0 || c.batch != b.open_batch) return {static_cast<std::uint32_t>(errc::duplicate_batch)};  // answered already
+        if (c.batch == 0 || c.batch != b.open_batch)
+          return {static_cast<std::uint32_t>(errc::duplicate_batch)};  // answered already
         for (auto& k : b.in_open_batch) {
           auto e = b.stock.find(k);
           if (c.kind == op::confirm) {
@@ -367,7 +382,8 @@ class ledger {
         b.open_batch = 0;
         return {};
       }
-      case op::certify: break;
+      case op::certify:
+        break;
     }
     return {static_cast<std::uint32_t>(errc::unknown_shard)};
   }

@@ -39,13 +39,14 @@ using group_locate_function =
 template <dht::Router R>
 group_locate_function dht_group_locator(R& router, std::optional<address> never = std::nullopt) {
   return [&router, never](const std::string& key, std::size_t n, std::function<void(std::vector<address>)> done) {
-    router.lookup(node_id::hash(key), never ? n + 1 : n, [done = std::move(done), never, n](result<dht::lookup_result> r) {
-      std::vector<address> nodes;
-      if (r)
-        for (auto& c : r->owners)
-          if (c.addr != never && nodes.size() < n) nodes.push_back(c.addr);
-      done(std::move(nodes));
-    });
+    router.lookup(node_id::hash(key), never ? n + 1 : n,
+                  [done = std::move(done), never, n](result<dht::lookup_result> r) {
+                    std::vector<address> nodes;
+                    if (r)
+                      for (auto& c : r->owners)
+                        if (c.addr != never && nodes.size() < n) nodes.push_back(c.addr);
+                    done(std::move(nodes));
+                  });
   };
 }
 
@@ -53,8 +54,7 @@ group_locate_function dht_group_locator(R& router, std::optional<address> never 
 /// `router` must outlive the peer that uses it (both live on one node).
 /// `never`: a node of the overlay that never coordinates (the origin, when
 /// it is the overlay's entry point): the next closest is named instead.
-template <dht::Router R>
-locate_function dht_locator(R& router, std::optional<address> never = std::nullopt) {
+template <dht::Router R> locate_function dht_locator(R& router, std::optional<address> never = std::nullopt) {
   return [closest = dht_group_locator(router, std::move(never))](const std::string& key,
                                                                  std::function<void(std::optional<address>)> done) {
     closest(key, 1, [done = std::move(done)](std::vector<address> nodes) {

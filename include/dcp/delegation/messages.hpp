@@ -25,8 +25,8 @@ inline constexpr protocol_id default_protocol_id = 140;
 /// How a request was answered.
 enum class status : std::uint8_t {
   ok = 0,
-  retry,           ///< not now (not coordinating yet, share in use, shard delegated elsewhere): retry_after_ms
-  refused,         ///< never (unknown shard, stock exhausted, a bad request)
+  retry,    ///< not now (not coordinating yet, share in use, shard delegated elsewhere): retry_after_ms
+  refused,  ///< never (unknown shard, stock exhausted, a bad request)
 };
 
 namespace msg {
@@ -50,11 +50,13 @@ struct delegate_reply {
   std::string resource;
   std::uint32_t shard = 0;
   status code = status::ok;
-  std::uint32_t error = 0;            ///< delegation::errc when not ok
-  bytes certificate;                  ///< sealed, when ok; shard_delegated: the holders' current one
+  std::uint32_t error = 0;  ///< delegation::errc when not ok
+  bytes certificate;        ///< sealed, when ok; shard_delegated: the holders' current one
   std::uint32_t retry_after_ms = 0;
-  std::optional<address> coordinator; ///< shard_delegated: who holds it now
-  template <class A> void serialize(A& ar) { ar(resource, shard, code, error, certificate, retry_after_ms, coordinator); }
+  std::optional<address> coordinator;  ///< shard_delegated: who holds it now
+  template <class A> void serialize(A& ar) {
+    ar(resource, shard, code, error, certificate, retry_after_ms, coordinator);
+  }
 };
 
 /// A client asks a shard's coordinator for a token (renew_fencing 0), or to
@@ -77,15 +79,17 @@ struct token_reply {
   static constexpr std::string_view wire_name = "token_reply";
   std::uint64_t nonce = 0;
   status code = status::ok;
-  std::uint32_t error = 0;          ///< delegation::errc when not ok
-  bytes certificate;                ///< sealed by the origin: the coordinator's authority
-  bytes token;                      ///< sealed by the coordinator
+  std::uint32_t error = 0;  ///< delegation::errc when not ok
+  bytes certificate;        ///< sealed by the origin: the coordinator's authority
+  bytes token;              ///< sealed by the coordinator
   std::uint32_t retry_after_ms = 0;
-  std::uint64_t fencing = 0;        ///< the token's, so a client that no longer wants it can hand it back unread
+  std::uint64_t fencing = 0;  ///< the token's, so a client that no longer wants it can hand it back unread
   /// not_coordinator: the node the origin says holds the shard, when this one
   /// learnt it (DHT views differ for a while after joins and crashes).
   std::optional<address> coordinator;
-  template <class A> void serialize(A& ar) { ar(nonce, code, error, certificate, token, retry_after_ms, fencing, coordinator); }
+  template <class A> void serialize(A& ar) {
+    ar(nonce, code, error, certificate, token, retry_after_ms, fencing, coordinator);
+  }
 };
 /// The holder is done with a token: its permits may be granted again once it expires.
 struct token_release {
@@ -238,9 +242,9 @@ struct group_raft {
   template <class A> void serialize(A& ar) { ar(resource, shard, epoch, type, payload); }
 };
 
-using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release,
-                              stock_commit, stock_ack, group_delegate_request, cosign_request, cosign_reply,
-                              release_query, group_invite, group_accept, group_form, group_form_query, group_raft>;
+using all = wire::message_set<delegate_request, delegate_reply, token_request, token_reply, token_release, stock_commit,
+                              stock_ack, group_delegate_request, cosign_request, cosign_reply, release_query,
+                              group_invite, group_accept, group_form, group_form_query, group_raft>;
 }  // namespace msg
 
 }  // namespace dcp::delegation

@@ -115,21 +115,20 @@ struct origin_stats {
   std::uint64_t stale_requests = 0;   ///< delegate requests too old, from the future, or replayed
 };
 
-template <Env E>
-class origin {
+template <Env E> class origin {
  public:
   using messages = msg::all;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "group_request_not_from_member", "stock_batch_refused", "stock_commit_unauthenticated", "unexpected_message",
-      "bad_delegate_request", "delegate_request_unauthenticated", "delegate_request_stale", "coordinator_not_allowed",
-      "certificate_seal_failed", "token_refused",
-  }};
+  static constexpr dcp::counter_set counters{
+      {"group_request_not_from_member", "stock_batch_refused", "stock_commit_unauthenticated", "unexpected_message",
+       "bad_delegate_request", "delegate_request_unauthenticated", "delegate_request_stale", "coordinator_not_allowed",
+       "certificate_seal_failed", "token_refused"}};
   static constexpr std::string_view name = "delegation_origin";
   static constexpr protocol_id default_id = default_protocol_id;
 
   /// `key`: the origin's signing key (Ed25519 for certificates clients can check).
-  origin(E env, lease::signing_key key, origin_config cfg) : env_(std::move(env)), key_(std::move(key)), cfg_(std::move(cfg)) {
+  origin(E env, lease::signing_key key, origin_config cfg)
+      : env_(std::move(env)), key_(std::move(key)), cfg_(std::move(cfg)) {
     cfg_.validate();
     for (auto& r : cfg_.resources) {
       auto& res = resources_[r.name];
@@ -160,12 +159,14 @@ class origin {
   result<lease::token> admit(byte_view sealed, wall_time now, std::optional<address> presented_by = std::nullopt) {
     shard_state* sh = nullptr;
     // The shard the token names, and its signer's key (see token.hpp).
-    auto key_of = [&](const lease::token& t, std::uint32_t epoch, std::size_t member) -> result<const lease::verification_key*> {
+    auto key_of = [&](const lease::token& t, std::uint32_t epoch,
+                      std::size_t member) -> result<const lease::verification_key*> {
       auto it = by_key_.find(t.resource);
       if (it == by_key_.end()) return make_error_code(errc::unknown_shard);
       sh = &it->second.first->shards[it->second.second];
       if (epoch == 0 || epoch > sh->epoch) return make_error_code(errc::wrong_epoch);
-      if (epoch != sh->epoch || sh->keys.empty() || now >= sh->not_after) return make_error_code(errc::delegation_ended);
+      if (epoch != sh->epoch || sh->keys.empty() || now >= sh->not_after)
+        return make_error_code(errc::delegation_ended);
       if (member >= sh->keys.size()) return make_error_code(errc::wrong_epoch);
       return &sh->keys[member];
     };
@@ -181,10 +182,12 @@ class origin {
       t = std::move(q->grant.token);
     } else {
       auto u = lease::unseal_with(sealed, [&](const lease::token& tok, std::uint32_t key_id) {
-        return key_of(tok, key_id & max_epoch, key_id >> 24);  // the key id names the epoch and which coordinator signed
+        return key_of(tok, key_id & max_epoch,
+                      key_id >> 24);  // the key id names the epoch and which coordinator signed
       });
       if (!u) return refuse(u.error());
-      if (sh->signers > 1) return refuse(make_error_code(errc::too_few_signers));  // one member's word is not enough here
+      if (sh->signers > 1)
+        return refuse(make_error_code(errc::too_few_signers));  // one member's word is not enough here
       t = std::move(u->token);
     }
     if (presented_by && t.holder != *presented_by) return refuse(make_error_code(errc::wrong_holder));
@@ -257,8 +260,14 @@ class origin {
     if (!std::any_of(m.members.begin(), m.members.end(), [&](auto& c) { return c.addr == from; })) {
       ++stats_.messages_in;
       env_.count("group_request_not_from_member");
-      return void(env_.send(from, msg::delegate_reply{m.resource, m.shard, status::refused,
-                                                     static_cast<std::uint32_t>(errc::unknown_shard), {}, 0, std::nullopt}));
+      return void(env_.send(from,
+                            msg::delegate_reply{m.resource,
+                                                m.shard,
+                                                status::refused,
+                                                static_cast<std::uint32_t>(errc::unknown_shard),
+                                                {},
+                                                0,
+                                                std::nullopt}));
     }
     delegate(from, m.resource, m.shard, m.members, m.demand, m.sent_at, m.signature);
   }
@@ -278,7 +287,8 @@ class origin {
     // Only a coordinator of the current epoch (in a group, whichever member
     // leads: the batch is the group's, from its log), while its delegation
     // lasts, commits.
-    const auto member = std::find_if(sh->coordinators.begin(), sh->coordinators.end(), [&](auto& c) { return c.addr == from; });
+    const auto member =
+        std::find_if(sh->coordinators.begin(), sh->coordinators.end(), [&](auto& c) { return c.addr == from; });
     if (m.epoch != sh->epoch || member == sh->coordinators.end() || now >= sh->not_after)
       return refuse_batch(errc::delegation_ended);
     // Not signed by that coordinator's key: not the coordinator, whatever
@@ -311,8 +321,7 @@ class origin {
   }
 
   // Messages meant for peers.
-  template <class M>
-  void on_message(const address&, const M&) {
+  template <class M> void on_message(const address&, const M&) {
     ++stats_.messages_in;
     env_.count("unexpected_message");
   }
@@ -396,8 +405,10 @@ class origin {
     const auto n = static_cast<std::uint32_t>(sh->coordinators.size());
     const bool quorum_signed = res.spec.quorum_signed && n > 1;
     sh->signers = quorum_signed ? signing_quorum(n) : 1;
-    certificate c{sh->resource, sh->index, sh->kind(), sh->cap, sh->epoch, sh->not_before, sh->not_after,
-                  sh->coordinators, quorum_signed ? sh->signers : n / 2 + 1, sh->signers};
+    certificate c{sh->resource,  sh->index,        sh->kind(),
+                  sh->cap,       sh->epoch,        sh->not_before,
+                  sh->not_after, sh->coordinators, quorum_signed ? sh->signers : n / 2 + 1,
+                  sh->signers};
     auto sealed = seal_certificate(c, key_);
     if (!sealed) {
       env_.count("certificate_seal_failed");
@@ -415,22 +426,22 @@ class origin {
     std::string resource;
     std::uint32_t index = 0;
     const resource_state* owner = nullptr;
-    std::uint64_t cap = 0;      // the share: what may be honoured (or granted) now
-    std::uint64_t demand = 0;   // last reported by its coordinator
+    std::uint64_t cap = 0;     // the share: what may be honoured (or granted) now
+    std::uint64_t demand = 0;  // last reported by its coordinator
     std::uint32_t epoch = 0;
-    std::vector<coordinator_entry> coordinators;  // of the current epoch; [0] alone in single delegation
-    std::vector<lease::verification_key> keys;    // theirs, key id group_key_id(epoch, position)
+    std::vector<coordinator_entry> coordinators;              // of the current epoch; [0] alone in single delegation
+    std::vector<lease::verification_key> keys;                // theirs, key id group_key_id(epoch, position)
     std::vector<lease::ed25519_public_key> coordinator_keys;  // the same, for their requests and commits
-    std::vector<std::int64_t> last_request;       // sent_at of each one's last accepted request, this epoch
-    std::uint32_t signers = 1;                    // members whose signatures a token needs (token.hpp)
+    std::vector<std::int64_t> last_request;                   // sent_at of each one's last accepted request, this epoch
+    std::uint32_t signers = 1;                                // members whose signatures a token needs (token.hpp)
     wall_time not_before{}, not_after{};
-    bytes sealed;                                 // the last certificate issued
-    lease::permit_counter counter{0};            // concurrency
-    std::int64_t window = 0;                     // rate: the wall-clock second being counted
+    bytes sealed;                      // the last certificate issued
+    lease::permit_counter counter{0};  // concurrency
+    std::int64_t window = 0;           // rate: the wall-clock second being counted
     std::uint64_t window_count = 0;
     std::map<std::uint64_t, std::pair<std::int64_t, std::uint64_t>> per_token;  // rate: fencing -> (second, count)
-    std::map<std::uint64_t, wall_time> token_deadline;                           // rate: when to forget a fencing
-    std::uint64_t allocated = 0;                                                 // stock
+    std::map<std::uint64_t, wall_time> token_deadline;                          // rate: when to forget a fencing
+    std::uint64_t allocated = 0;                                                // stock
     std::map<std::pair<address, std::uint64_t>, std::uint32_t> allocations;
     std::set<std::uint64_t> batches;
 
@@ -535,8 +546,7 @@ class origin {
   origin_stats stats_;
 };
 
-template <Env E>
-capacity_kind origin<E>::shard_state::kind() const {
+template <Env E> capacity_kind origin<E>::shard_state::kind() const {
   return owner ? owner->spec.kind : capacity_kind::concurrency;
 }
 

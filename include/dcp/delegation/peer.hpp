@@ -55,14 +55,14 @@
 namespace dcp::delegation {
 
 struct peer_config {
-  address origin;             ///< the origin: where certificates come from and stock is committed
-  bytes origin_public_key;    ///< the root of trust: the origin's Ed25519 key (32 bytes)
+  address origin;           ///< the origin: where certificates come from and stock is committed
+  bytes origin_public_key;  ///< the root of trust: the origin's Ed25519 key (32 bytes)
   /// Who coordinates a shard now (the DHT owner of its key): dht_locator or fixed_locator.
   locate_function locate;
-  duration token_ttl = 2s;        ///< a token's life; renewed at half of it
+  duration token_ttl = 2s;  ///< a token's life; renewed at half of it
   duration request_timeout = 200ms;
   duration give_up_after = 10s;
-  duration batch_every = 20ms;    ///< stock: how often a coordinator commits a batch
+  duration batch_every = 20ms;  ///< stock: how often a coordinator commits a batch
   std::size_t max_batch = 1024;
   /// Shards this node will keep state for as a coordinator: requests for
   /// more (any client may name any shard) are refused and counted.
@@ -75,10 +75,13 @@ struct peer_config {
 
   void validate() const {
     if (origin_public_key.size() != lease::ed25519_key_size)
-      throw error(dcp::errc::invalid_config, "delegation::peer: origin_public_key must be the origin's 32-byte Ed25519 key");
-    if (!locate) throw error(dcp::errc::invalid_config, "delegation::peer: locate (who coordinates a shard) is required");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::peer: origin_public_key must be the origin's 32-byte Ed25519 key");
+    if (!locate)
+      throw error(dcp::errc::invalid_config, "delegation::peer: locate (who coordinates a shard) is required");
     if (token_ttl <= 4 * request_timeout)
-      throw error(dcp::errc::invalid_config, "delegation::peer: token_ttl must exceed 4 x request_timeout (renewals need room)");
+      throw error(dcp::errc::invalid_config,
+                  "delegation::peer: token_ttl must exceed 4 x request_timeout (renewals need room)");
     if (request_timeout <= duration::zero() || give_up_after < request_timeout)
       throw error(dcp::errc::invalid_config, "delegation::peer: need 0 < request_timeout <= give_up_after");
     if (batch_every <= duration::zero() || max_batch == 0 || max_shards == 0)
@@ -90,29 +93,28 @@ struct peer_config {
 struct grant {
   std::string resource;
   std::uint32_t shard = 0;
-  lease::token token;    ///< checked: signed by the shard's coordinator, for this node
-  bytes sealed;          ///< what to present to the origin with each request
+  lease::token token;  ///< checked: signed by the shard's coordinator, for this node
+  bytes sealed;        ///< what to present to the origin with each request
   certificate cert;
-  bytes sealed_certificate;   ///< `cert` as the origin sealed it (for an auditor, or an origin that wants it shown)
+  bytes sealed_certificate;      ///< `cert` as the origin sealed it (for an auditor, or an origin that wants it shown)
   std::uint64_t request_id = 0;  ///< stock: the allocation's id, as the origin records it (holder, request_id)
 };
 
-template <Env E>
-class peer {
+template <Env E> class peer {
  public:
   using messages = msg::all;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(group_host<E>::counters, dcp::counter_set{{
-      "bad_token_request", "too_many_shards", "release_for_unknown_shard", "delegate_reply_not_from_origin",
-      "unsolicited_delegate_reply", "bad_certificate_from_origin", "stock_ack_not_from_origin", "unsolicited_stock_ack",
-      "unsolicited_token_reply", "unexpected_message", "bad_release_query", "release_query_held",
-      "release_query_pending", "release_query_answered", "wait_queue_full", "delegate_request_unsigned",
-      "stock_commit_unsigned",
-  }});
+  static constexpr auto counters =
+      dcp::join(group_host<E>::counters,
+                dcp::counter_set{{"bad_token_request", "too_many_shards", "release_for_unknown_shard",
+                                  "delegate_reply_not_from_origin", "unsolicited_delegate_reply",
+                                  "bad_certificate_from_origin", "stock_ack_not_from_origin", "unsolicited_stock_ack",
+                                  "unsolicited_token_reply", "unexpected_message", "bad_release_query",
+                                  "release_query_held", "release_query_pending", "release_query_answered",
+                                  "wait_queue_full", "delegate_request_unsigned", "stock_commit_unsigned"}});
   static constexpr std::string_view name = "delegation_peer";
   static constexpr protocol_id default_id = default_protocol_id;
-  template <class T>
-  using callback = std::function<void(result<T>)>;
+  template <class T> using callback = std::function<void(result<T>)>;
 
   peer(E env, peer_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) {
     cfg_.validate();
@@ -183,7 +185,8 @@ class peer {
       return 0;
     }
     const auto first = static_cast<std::uint32_t>(env_.rng().below(shards));
-    auto walk = std::make_shared<stock_walk>(stock_walk{std::move(resource), shards, units, first, 0, 0, std::move(done)});
+    auto walk =
+        std::make_shared<stock_walk>(stock_walk{std::move(resource), shards, units, first, 0, 0, std::move(done)});
     walk->id = step(walk);
     if (walk->id != 0) walks_[walk->id] = walk->id;
     return walk->id;
@@ -214,7 +217,8 @@ class peer {
     held_.erase(it);
     // Renewals still in flight are moot: their answers are dropped as unsolicited.
     std::erase_if(requests_, [&](auto& kv) {
-      return kv.second.req.renew_fencing == g.token.fencing && kv.second.req.resource == g.resource && kv.second.req.shard == g.shard;
+      return kv.second.req.renew_fencing == g.token.fencing && kv.second.req.resource == g.resource &&
+          kv.second.req.shard == g.shard;
     });
   }
   /// Tokens held now (unexpired), each with its latest renewal.
@@ -292,7 +296,8 @@ class peer {
       const bool retry = t.error() == errc::share_exhausted;
       out.code = retry ? status::retry : status::refused;
       out.error = static_cast<std::uint32_t>(t.error().value());
-      out.retry_after_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.token_ttl / 4).count());
+      out.retry_after_ms =
+          static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.token_ttl / 4).count());
       return void(env_.send(from, out));
     }
     out.code = status::ok;
@@ -320,7 +325,9 @@ class peer {
     const auto now_steady = env_.now();
     if (m.code == status::refused) {
       slot.refused = true;
-      slot.refusal = m.error == static_cast<std::uint32_t>(errc::not_allowed) ? m.error : static_cast<std::uint32_t>(errc::unknown_shard);
+      slot.refusal = m.error == static_cast<std::uint32_t>(errc::not_allowed)
+          ? m.error
+          : static_cast<std::uint32_t>(errc::unknown_shard);
       return;
     }
     if (m.code == status::retry) {
@@ -349,7 +356,8 @@ class peer {
     if (host_) return host_->on_message(from, m);
     if (from != cfg_.origin) return drop("stock_ack_not_from_origin");
     auto it = slots_.find(shard_key(m.resource, m.shard));
-    if (it == slots_.end() || !it->second.active || !it->second.inflight_batch || it->second.inflight_batch->first != m.batch)
+    if (it == slots_.end() || !it->second.active || !it->second.inflight_batch ||
+        it->second.inflight_batch->first != m.batch)
       return drop("unsolicited_stock_ack");
     auto& slot = it->second;
     auto batch = std::move(slot.inflight_batch->second);
@@ -409,7 +417,8 @@ class peer {
     if (!c->coordinator(from)) return finish(it, make_error_code(errc::certificate_mismatch));
     auto t = check_token(m.token, *c);
     if (!t) return finish(it, t.error());
-    if (t->holder != env_.self() || t->resource != shard_key(p.req.resource, p.req.shard) || t->permits != p.req.permits)
+    if (t->holder != env_.self() || t->resource != shard_key(p.req.resource, p.req.shard) ||
+        t->permits != p.req.permits)
       return finish(it, make_error_code(errc::certificate_mismatch));
     grant g{p.req.resource, p.req.shard, std::move(*t), m.token, std::move(*c), m.certificate, p.req.request_id};
     if (g.cert.coordinators.size() > 1) {  // a group: its members are where to turn when the one asked falls silent
@@ -430,11 +439,10 @@ class peer {
   void on_message(const address&, const msg::group_delegate_request&) { drop("unexpected_message"); }
   /// A group's own traffic: for the groups this node serves in, if it does.
   template <class M>
-    requires(std::is_same_v<M, msg::cosign_request> || std::is_same_v<M, msg::cosign_reply> ||
-             std::is_same_v<M, msg::group_invite> || std::is_same_v<M, msg::group_accept> ||
-             std::is_same_v<M, msg::group_form> || std::is_same_v<M, msg::group_form_query> ||
-             std::is_same_v<M, msg::group_raft>)
-  void on_message(const address& from, const M& m) {
+  requires(std::is_same_v<M, msg::cosign_request> || std::is_same_v<M, msg::cosign_reply> ||
+           std::is_same_v<M, msg::group_invite> || std::is_same_v<M, msg::group_accept> ||
+           std::is_same_v<M, msg::group_form> || std::is_same_v<M, msg::group_form_query> ||
+           std::is_same_v<M, msg::group_raft>) void on_message(const address& from, const M& m) {
     if (host_) return host_->on_message(from, m);
     drop("unexpected_message");
   }
@@ -458,7 +466,7 @@ class peer {
     time_point first_sent{}, resend_at{};
     duration backoff{};
     std::optional<errc> last_error;
-    bool answered = true;  // the last send was answered (false: its coordinator may be gone)
+    bool answered = true;     // the last send was answered (false: its coordinator may be gone)
     bool redirected = false;  // sent on at once to a coordinator another node named
   };
   /// acquire_stock's progress: the shard it asks now is (first + tried) mod shards.
@@ -482,14 +490,14 @@ class peer {
   }
   struct held_token {
     grant g;
-    time_point renewed{};    // when the last renewal was sent
+    time_point renewed{};  // when the last renewal was sent
   };
   struct slot {
     std::string resource;
     std::uint32_t shard = 0;
     std::optional<shard_coordinator> active;
     bool asking = false, refused = false;
-    std::uint32_t refusal = 0;  // the origin's reason, when refused
+    std::uint32_t refusal = 0;              // the origin's reason, when refused
     std::optional<address> held_elsewhere;  // the origin says this node coordinates the shard now
     time_point next_ask{}, asked_at{};
     std::uint64_t unmet = 0;
@@ -516,7 +524,8 @@ class peer {
   bool hold_on(const address& from, msg::token_reply& out) {
     out.code = status::retry;
     out.error = static_cast<std::uint32_t>(errc::share_exhausted);
-    out.retry_after_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(2 * cfg_.request_timeout).count());
+    out.retry_after_ms = static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(2 * cfg_.request_timeout).count());
     out.certificate.clear();
     env_.send(from, out);
     return true;
@@ -529,8 +538,9 @@ class peer {
     while (auto* w = s.waiting.head(now, 5 * cfg_.request_timeout)) {
       auto t = s.active->grant(w->from, w->permits, cfg_.token_ttl, wall);
       if (!t) return;
-      env_.send(w->from, msg::token_reply{w->nonce, status::ok, 0, s.active->sealed_certificate(), std::move(*t), 0,
-                                          s.active->last_fencing()});
+      env_.send(w->from,
+                msg::token_reply{w->nonce, status::ok, 0, s.active->sealed_certificate(), std::move(*t), 0,
+                                 s.active->last_fencing()});
       s.waiting.pop();
     }
   }
@@ -553,7 +563,9 @@ class peer {
   /// While this node is not (yet) coordinating a shard: ask again soon, the
   /// origin usually answers within a round trip.
   std::uint32_t not_coordinating_retry_ms() const {
-    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.request_timeout / 2).count()) + 1;
+    return static_cast<std::uint32_t>(
+               std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.request_timeout / 2).count()) +
+        1;
   }
 
   slot& slot_for(const std::string& resource, std::uint32_t shard) {
@@ -672,11 +684,15 @@ class peer {
         s.active.reset();
         s.inflight_batch.reset();
         for (auto& [who, nonce] : s.awaiting)
-          env_.send(who.first, msg::token_reply{nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0});
+          env_.send(
+              who.first,
+              msg::token_reply{nonce, status::retry, static_cast<std::uint32_t>(errc::not_coordinator), {}, {}, 0});
         s.awaiting.clear();
       }
-      if (s.active && now >= s.next_ask) ask_origin(s);
-      else if (s.asking && now - s.asked_at >= cfg_.request_timeout) ask_origin(s);
+      if (s.active && now >= s.next_ask)
+        ask_origin(s);
+      else if (s.asking && now - s.asked_at >= cfg_.request_timeout)
+        ask_origin(s);
       if (s.active && s.active->cert().kind == capacity_kind::stock) flush_batch(s, now);
       if (s.active) {
         s.active->expire(wall);
@@ -704,7 +720,8 @@ class peer {
   /// A held token's next duty: its renewal at half its life (once per
   /// request_timeout while unanswered), or its loss at expiry.
   time_point due(const held_token& h, time_point now, wall_time wall) const {
-    const auto renew_at = std::max(now + (h.g.token.expiry - cfg_.token_ttl / 2 - wall), h.renewed + cfg_.request_timeout);
+    const auto renew_at =
+        std::max(now + (h.g.token.expiry - cfg_.token_ttl / 2 - wall), h.renewed + cfg_.request_timeout);
     return std::min(renew_at, now + (h.g.token.expiry - wall));
   }
   duration tick_period() const { return std::min<duration>(cfg_.request_timeout / 2, 20ms); }
@@ -749,16 +766,19 @@ class peer {
   bytes public_key_;
   std::uint64_t nonce_ = 0;
   std::map<std::uint64_t, pending_request> requests_;  // by nonce
-  std::map<std::uint64_t, std::uint64_t> walks_;  // acquire_stock: a walk's handle -> its current request's
+  std::map<std::uint64_t, std::uint64_t> walks_;       // acquire_stock: a walk's handle -> its current request's
   // Fencing tokens are unique within a shard, not across shards.
-  static std::pair<std::string, std::uint64_t> held_key(const grant& g) { return {shard_key(g.resource, g.shard), g.token.fencing}; }
+  static std::pair<std::string, std::uint64_t> held_key(const grant& g) {
+    return {shard_key(g.resource, g.shard), g.token.fencing};
+  }
   std::map<std::pair<std::string, std::uint64_t>, held_token> held_;  // by (shard key, fencing)
-  std::map<std::string, slot> slots_;                  // by shard key
-  std::map<std::string, address> located_;             // shard key -> its coordinator, as last located
-  std::map<std::string, std::vector<address>> groups_;  // shard key -> its group's members not found silent (last certificate)
-  std::set<std::string> locating_;                     // shard keys being located
+  std::map<std::string, slot> slots_;                                 // by shard key
+  std::map<std::string, address> located_;                            // shard key -> its coordinator, as last located
+  std::map<std::string, std::vector<address>>
+      groups_;                      // shard key -> its group's members not found silent (last certificate)
+  std::set<std::string> locating_;  // shard keys being located
   std::function<void(const grant&)> on_lost_;
-  wakeup<E> tick_;  // armed at the next tick due (schedule_tick)
+  wakeup<E> tick_;                       // armed at the next tick due (schedule_tick)
   std::unique_ptr<group_host<E>> host_;  // peer_config::groups: the groups this node serves in
 };
 

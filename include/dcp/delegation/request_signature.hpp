@@ -87,8 +87,8 @@ inline std::error_code sign(msg::stock_commit& m, const address& self, const lea
 /// Whether `signature` over a request verifies under `key`, the public key
 /// of the coordinator that sent it.
 inline bool request_signed_by(const lease::ed25519_public_key& key, const std::string& resource, std::uint32_t shard,
-                              const std::vector<coordinator_entry>& members, std::uint64_t demand,
-                              std::int64_t sent_at, byte_view signature) {
+                              const std::vector<coordinator_entry>& members, std::uint64_t demand, std::int64_t sent_at,
+                              byte_view signature) {
   return key.verify(detail::request_body(resource, shard, members, demand, sent_at), signature);
 }
 inline bool commit_signed_by(const lease::ed25519_public_key& key, const address& from, const msg::stock_commit& m) {

@@ -59,7 +59,8 @@ constexpr std::uint64_t fencing_of(std::uint32_t epoch, std::uint64_t low) noexc
 /// its request `request_id`): a token the holder can show, valid until the
 /// certificate ends. A single coordinator and a group's members sign the
 /// same token.
-inline lease::token stock_receipt(const certificate& c, const address& holder, std::uint64_t request_id, std::uint32_t units) {
+inline lease::token stock_receipt(const certificate& c, const address& holder, std::uint64_t request_id,
+                                  std::uint32_t units) {
   return lease::token{c.key(), holder, units, fencing_of(c.epoch, request_id), c.not_after};
 }
 
@@ -95,13 +96,15 @@ inline bytes quorum_body(const quorum_grant& g) {
 /// What member `member` of `epoch` signs: the body under its own key id, so
 /// a signature can be moved to neither another member, epoch nor format.
 inline bytes cosigned_message(std::uint32_t epoch, std::size_t member, byte_view body) {
-  return lease::detail::signed_message(quorum_token_domain, quorum_token_version, static_cast<std::uint8_t>(lease::scheme::ed25519),
-                                       group_key_id(epoch, member), body);
+  return lease::detail::signed_message(quorum_token_domain, quorum_token_version,
+                                       static_cast<std::uint8_t>(lease::scheme::ed25519), group_key_id(epoch, member),
+                                       body);
 }
 }  // namespace detail
 
 /// Member `member`'s signature on `g` in `epoch`.
-inline result<bytes> cosign(const quorum_grant& g, std::uint32_t epoch, std::size_t member, const lease::ed25519_private_key& key) {
+inline result<bytes> cosign(const quorum_grant& g, std::uint32_t epoch, std::size_t member,
+                            const lease::ed25519_private_key& key) {
   return key.sign(detail::cosigned_message(epoch, member, detail::quorum_body(g)));
 }
 /// Whether `signature` is member `member`'s on `g` in `epoch` (who gathers
@@ -112,7 +115,8 @@ inline bool cosignature_valid(const quorum_grant& g, std::uint32_t epoch, std::s
 }
 
 /// The sealed token: `g` with its members' signatures.
-inline result<bytes> seal_quorum_token(const quorum_grant& g, std::uint32_t epoch, const std::vector<cosignature>& sigs) {
+inline result<bytes> seal_quorum_token(const quorum_grant& g, std::uint32_t epoch,
+                                       const std::vector<cosignature>& sigs) {
   bytes out;
   wire::output_archive ar(out);
   ar(quorum_token_version, static_cast<std::uint8_t>(lease::scheme::ed25519), epoch, detail::quorum_body(g), sigs);
@@ -122,7 +126,9 @@ inline result<bytes> seal_quorum_token(const quorum_grant& g, std::uint32_t epoc
 
 /// Whether `sealed` is in the quorum-signed form (else it is a lease token):
 /// its version, after the archive's endianness byte, says so.
-inline bool is_quorum_signed(byte_view sealed) noexcept { return sealed.size() > 1 && sealed[1] == quorum_token_version; }
+inline bool is_quorum_signed(byte_view sealed) noexcept {
+  return sealed.size() > 1 && sealed[1] == quorum_token_version;
+}
 
 /// A quorum-signed token whose signatures checked out.
 struct opened_quorum_token {
@@ -139,8 +145,7 @@ struct opened_quorum_token {
 /// shard or position the verifier does not know). Errors: lease::errc for
 /// the envelope and bad signatures, too_few_signers for a member counted
 /// twice, and key_of's.
-template <class KeyOf>
-result<opened_quorum_token> open_quorum_token(byte_view sealed, KeyOf&& key_of) {
+template <class KeyOf> result<opened_quorum_token> open_quorum_token(byte_view sealed, KeyOf&& key_of) {
   if (sealed.size() > max_quorum_token_size) return lease::make_error_code(lease::errc::token_too_large);
   std::uint8_t version = 0, scheme = 0;
   bytes body;
@@ -156,19 +161,20 @@ result<opened_quorum_token> open_quorum_token(byte_view sealed, KeyOf&& key_of) 
     wire::input_archive inner(body, wire::decode_budget(body.size()));
     inner(g);
     if (inner.remaining() != 0) return lease::make_error_code(lease::errc::malformed_token);
-  } catch (const std::exception&) {
-    return lease::make_error_code(lease::errc::malformed_token);
-  }
-  if (scheme != static_cast<std::uint8_t>(lease::scheme::ed25519)) return lease::make_error_code(lease::errc::unknown_scheme);
+  } catch (const std::exception&) { return lease::make_error_code(lease::errc::malformed_token); }
+  if (scheme != static_cast<std::uint8_t>(lease::scheme::ed25519))
+    return lease::make_error_code(lease::errc::unknown_scheme);
   if (g.token.permits == 0 || g.slots.size() != g.token.permits || g.token.fencing >> 32 != out.epoch)
     return lease::make_error_code(lease::errc::malformed_token);
   auto slots = g.slots;
   std::sort(slots.begin(), slots.end());
-  if (std::adjacent_find(slots.begin(), slots.end()) != slots.end()) return lease::make_error_code(lease::errc::malformed_token);
+  if (std::adjacent_find(slots.begin(), slots.end()) != slots.end())
+    return lease::make_error_code(lease::errc::malformed_token);
   if (sigs.empty() || sigs.size() > max_coordinators) return make_error_code(errc::too_few_signers);
   std::vector<bool> seen(max_coordinators, false);
   for (auto& s : sigs) {
-    if (s.member >= max_coordinators || seen[s.member]) return make_error_code(errc::too_few_signers);  // a member counts once
+    if (s.member >= max_coordinators || seen[s.member])
+      return make_error_code(errc::too_few_signers);  // a member counts once
     seen[s.member] = true;
     auto key = key_of(std::as_const(g), out.epoch, static_cast<std::size_t>(s.member));
     if (!key) return key.error();

@@ -294,14 +294,18 @@ struct can_config {
   duration failure_timeout() const noexcept { return failure_threshold * update_interval + rpc_timeout; }
 
   void validate() const {
-    if (dimensions < 1 || dimensions > can_max_dimensions) throw error(dcp::errc::invalid_config, "can: dimensions must be in 1..8");
+    if (dimensions < 1 || dimensions > can_max_dimensions)
+      throw error(dcp::errc::invalid_config, "can: dimensions must be in 1..8");
     if (update_interval <= duration::zero() || rpc_timeout <= duration::zero() || takeover_delay <= duration::zero() ||
         lookup_timeout <= rpc_timeout)
-      throw error(dcp::errc::invalid_config, "can: need update_interval, rpc_timeout, takeover_delay > 0 and lookup_timeout > rpc_timeout");
+      throw error(dcp::errc::invalid_config,
+                  "can: need update_interval, rpc_timeout, takeover_delay > 0 and lookup_timeout > rpc_timeout");
     if (failure_threshold < 1 || takeover_attempts < 1 || max_hops < 1 || max_hops > 0xFFFF)
-      throw error(dcp::errc::invalid_config, "can: failure_threshold, takeover_attempts >= 1 and 1 <= max_hops <= 65535");
+      throw error(dcp::errc::invalid_config,
+                  "can: failure_threshold, takeover_attempts >= 1 and 1 <= max_hops <= 65535");
     if (max_neighbours < 2 || max_neighbours > 65535 || max_zones < 1 || max_zones > 1024 || max_pending_joins < 1)
-      throw error(dcp::errc::invalid_config, "can: need 2 <= max_neighbours <= 65535, 1 <= max_zones <= 1024, max_pending_joins >= 1");
+      throw error(dcp::errc::invalid_config,
+                  "can: need 2 <= max_neighbours <= 65535, 1 <= max_zones <= 1024, max_pending_joins >= 1");
     if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "can: failed_memory must be > 0");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "can: need 0 < bootstrap_retry <= bootstrap_retry_max");
@@ -409,24 +413,59 @@ struct evicted {  // "your zones were taken over: join again"
 };
 }  // namespace can_msg
 
-template <Env E>
-class can {
+template <Env E> class can {
  public:
   using messages = wire::message_set<can_msg::route, can_msg::route_ack, can_msg::lookup_reply, can_msg::join_offer,
-                                     can_msg::join_confirm, can_msg::update, can_msg::takeover,
-                                     can_msg::takeover_reply, can_msg::handover, can_msg::handover_ack,
-                                     can_msg::leaving, can_msg::evicted>;
+                                     can_msg::join_confirm, can_msg::update, can_msg::takeover, can_msg::takeover_reply,
+                                     can_msg::handover, can_msg::handover_ack, can_msg::leaving, can_msg::evicted>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters, dcp::counter_set{{
-      "route_failed", "spoofed_sender", "bad_message", "stale_reply", "spoofed_reply", "join_offer_declined", "joined",
-      "join_declined", "stale_update", "zone_overlaps", "takeover_refused_alive", "takeover_unknown",
-      "takeover_cancelled", "takeover_aborted_alive", "takeover_lost", "bad_handover", "handovers_taken", "left",
-      "stale_leaving", "bad_evicted", "evicted", "evicted_without_seeds", "unbound_id", "neighbours_full",
-      "neighbour_superseded", "neighbour_moved_away", "neighbour_finds", "probe_budget_exhausted", "probe_unanswered",
-      "unbound_join_point", "join_duplicate", "joins_busy", "zone_too_small", "zone_splits", "join_offer_unconfirmed",
-      "suspected", "takeover_zones_full", "takeover_claims", "takeover_overlap", "takeovers", "leave_unacknowledged",
-      "hop_limit", "no_route", "delivered", "lookup_failed", "lookup_retries",
-  }});
+  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters,
+                                             dcp::counter_set{{"route_failed",
+                                                               "spoofed_sender",
+                                                               "bad_message",
+                                                               "stale_reply",
+                                                               "spoofed_reply",
+                                                               "join_offer_declined",
+                                                               "joined",
+                                                               "join_declined",
+                                                               "stale_update",
+                                                               "zone_overlaps",
+                                                               "takeover_refused_alive",
+                                                               "takeover_unknown",
+                                                               "takeover_cancelled",
+                                                               "takeover_aborted_alive",
+                                                               "takeover_lost",
+                                                               "bad_handover",
+                                                               "handovers_taken",
+                                                               "left",
+                                                               "stale_leaving",
+                                                               "bad_evicted",
+                                                               "evicted",
+                                                               "evicted_without_seeds",
+                                                               "unbound_id",
+                                                               "neighbours_full",
+                                                               "neighbour_superseded",
+                                                               "neighbour_moved_away",
+                                                               "neighbour_finds",
+                                                               "probe_budget_exhausted",
+                                                               "probe_unanswered",
+                                                               "unbound_join_point",
+                                                               "join_duplicate",
+                                                               "joins_busy",
+                                                               "zone_too_small",
+                                                               "zone_splits",
+                                                               "join_offer_unconfirmed",
+                                                               "suspected",
+                                                               "takeover_zones_full",
+                                                               "takeover_claims",
+                                                               "takeover_overlap",
+                                                               "takeovers",
+                                                               "leave_unacknowledged",
+                                                               "hop_limit",
+                                                               "no_route",
+                                                               "delivered",
+                                                               "lookup_failed",
+                                                               "lookup_retries"}});
   static constexpr std::string_view name = "can";
   static constexpr protocol_id default_id = 84;
 
@@ -435,8 +474,9 @@ class can {
         cfg_(std::move(cfg)),
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }),
-        join_(env_, cfg_.lookup_timeout, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact& seed) { send_join(seed); }),
+        join_(
+            env_, cfg_.lookup_timeout, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+            [this](const contact& seed) { send_join(seed); }),
         failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
@@ -456,7 +496,8 @@ class can {
     const auto& b = key.bytes();
     for (unsigned i = 0; i < dimensions && i < can_max_dimensions; ++i) {
       if (i < 5) {
-        p[i] = std::uint32_t{b[4 * i]} << 24 | std::uint32_t{b[4 * i + 1]} << 16 | std::uint32_t{b[4 * i + 2]} << 8 | b[4 * i + 3];
+        p[i] = std::uint32_t{b[4 * i]} << 24 | std::uint32_t{b[4 * i + 1]} << 16 | std::uint32_t{b[4 * i + 2]} << 8 |
+            b[4 * i + 3];
       } else {
         p[i] = static_cast<std::uint32_t>(dcp::detail::mix64(key.top64() ^ (0x9E3779B97F4A7C15ull * i)) >> 32);
       }
@@ -514,11 +555,13 @@ class can {
     if (n == 0 || n > cfg_.max_neighbours + 1)
       return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // the owner itself may answer at once: pending_requests still completes after the call
-    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-      auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::lookup), key, self_, nonce);
-      m.n = wanted;
-      handle_route(std::move(m));
-    });
+    lookups_.open(
+        fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+          auto m =
+              detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::lookup), key, self_, nonce);
+          m.n = wanted;
+          handle_route(std::move(m));
+        });
   }
 
   void route(const node_id& key, bytes payload) {
@@ -613,7 +656,8 @@ class can {
     if (!joined_) return;  // not part of the overlay: no ack, so the sender routes around us
     env_.send(from, can_msg::route_ack{m.hop});
     if (m.what > static_cast<std::uint8_t>(can_msg::kind::find) || m.n == 0 || m.n > cfg_.max_neighbours + 1 ||
-        m.origin.addr.empty() || std::any_of(m.point.begin() + cfg_.dimensions, m.point.end(), [](auto x) { return x != 0; }))
+        m.origin.addr.empty() ||
+        std::any_of(m.point.begin() + cfg_.dimensions, m.point.end(), [](auto x) { return x != 0; }))
       return env_.count("bad_message");
     can_msg::route next = m;
     ++next.hops;
@@ -666,7 +710,8 @@ class can {
     // took it back already, by a takeover of the silent newcomer). Its table entry goes if it
     // still names that zone; one from its own updates (it may be our neighbour anyway) stays.
     env_.count("join_declined");
-    if (auto nb = neighbours_.find(from); nb != neighbours_.end() && nb->second.zones == std::vector<can_zone>{o.msg.given})
+    if (auto nb = neighbours_.find(from);
+        nb != neighbours_.end() && nb->second.zones == std::vector<can_zone>{o.msg.given})
       neighbours_.erase(nb);
     if (overlaps(zones_, {o.msg.given})) return;
     add_zones({o.msg.given});
@@ -688,8 +733,8 @@ class can {
       dcp::log(env_, log_level::error, "can: ", from, " claims zones that overlap ours");
       return;
     }
-    if (auto o = offers_.find(from); o != offers_.end() &&
-                                     std::find(m.zones.begin(), m.zones.end(), o->second.msg.given) != m.zones.end()) {
+    if (auto o = offers_.find(from);
+        o != offers_.end() && std::find(m.zones.begin(), m.zones.end(), o->second.msg.given) != m.zones.end()) {
       env_.cancel(o->second.timer);  // the confirm was lost, but the newcomer took the zone
       offers_.erase(o);
     }
@@ -710,13 +755,17 @@ class can {
   void on_message(const address& from, const can_msg::takeover& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
     if (leaving_ && m.failed.addr == self_.addr)  // still here, handing our zones over
-      return (void)env_.send(from, can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(can_msg::verdict::alive), version_, zones_});
+      return (void)env_.send(
+          from,
+          can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(can_msg::verdict::alive),
+                                  version_, zones_});
     if (!joined_) return;
     if (!valid_zones(m.failed_zones) || !std::isfinite(m.volume) || m.volume <= 0 || m.volume > 1)
       return env_.count("bad_message");
     const address failed = m.failed.addr;
     auto reply = [&](can_msg::verdict v) {
-      env_.send(from, can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(v), version_, zones_});
+      env_.send(from,
+                can_msg::takeover_reply{m.nonce, self_, m.failed, static_cast<std::uint8_t>(v), version_, zones_});
     };
     if (failed == self_.addr) {  // we are alive: the claimant lost our updates
       env_.count("takeover_refused_alive");
@@ -751,8 +800,8 @@ class can {
       }
       return;
     }
-    if (auto b = best_claim_.find(failed); b != best_claim_.end() && fresh(b->second) && b->second.who != from &&
-                                           better(b->second, theirs))
+    if (auto b = best_claim_.find(failed);
+        b != best_claim_.end() && fresh(b->second) && b->second.who != from && better(b->second, theirs))
       return reply(can_msg::verdict::better_claim);
     best_claim_[failed] = theirs;
     reply(can_msg::verdict::accept);
@@ -773,9 +822,11 @@ class can {
         return;
       case can_msg::verdict::alive:
         env_.count("takeover_aborted_alive");
-        if (from == m.failed.addr && !m.zones.empty() && !overlaps(zones_, m.zones) && !older_than_known(m.sender, m.version)) {
+        if (from == m.failed.addr && !m.zones.empty() && !overlaps(zones_, m.zones) &&
+            !older_than_known(m.sender, m.version)) {
           if (touches(zones_, m.zones))
-            adopt(m.sender, m.version, m.zones, neighbours_.count(from) ? neighbours_.at(from).listed : std::vector<contact>{});
+            adopt(m.sender, m.version, m.zones,
+                  neighbours_.count(from) ? neighbours_.at(from).listed : std::vector<contact>{});
           else
             drop_moved(m.sender, m.version);
         } else if (auto nb = neighbours_.find(m.failed.addr); nb != neighbours_.end() && from != m.failed.addr)
@@ -944,7 +995,8 @@ class can {
 
   /// A node heard from directly: into the table (or its entry refreshed). Entries of
   /// others whose zones it now covers are stale (it took them over, or split them).
-  void adopt(const contact& who, std::uint64_t version, const std::vector<can_zone>& zones, std::vector<contact> listed) {
+  void adopt(const contact& who, std::uint64_t version, const std::vector<can_zone>& zones,
+             std::vector<contact> listed) {
     if (who.addr == self_.addr) return;
     if (!admissible(bound_, who)) return env_.count("unbound_id");
     moved_.erase(who.addr);
@@ -976,7 +1028,8 @@ class can {
   bool older_than_known(const contact& who, std::uint64_t version) const {
     if (auto it = neighbours_.find(who.addr); it != neighbours_.end() && it->second.who.id == who.id)
       return version < it->second.version;
-    if (auto it = moved_.find(who.addr); it != moved_.end() && it->second.id == who.id) return version < it->second.version;
+    if (auto it = moved_.find(who.addr); it != moved_.end() && it->second.id == who.id)
+      return version < it->second.version;
     return false;
   }
   /// A node whose zones no longer abut ours: out of the table; its version remembered a while,
@@ -1025,7 +1078,8 @@ class can {
           p[j] = j == i ? across : static_cast<std::uint32_t>(z.lo[j] + env_.rng().below(z.width(j)));
         bool known = std::any_of(zones_.begin(), zones_.end(), [&](const can_zone& o) { return o.contains(p); });
         for (auto& [a, nb] : neighbours_)
-          known = known || std::any_of(nb.zones.begin(), nb.zones.end(), [&](const can_zone& o) { return o.contains(p); });
+          known =
+              known || std::any_of(nb.zones.begin(), nb.zones.end(), [&](const can_zone& o) { return o.contains(p); });
         if (known) continue;
         // we are the nearest node we know to the hole, so greedy routing would stop here. The
         // find goes to our nearest neighbours (one of them may know the owner: a neighbour of
@@ -1091,7 +1145,8 @@ class can {
     u.zones = zones_;
     u.want_reply = want_reply;
     for (auto& [a, nb] : neighbours_) u.neighbours.push_back({nb.who, nb.zones});
-    std::sort(u.neighbours.begin(), u.neighbours.end(), [](const auto& x, const auto& y) { return x.who.addr < y.who.addr; });
+    std::sort(u.neighbours.begin(), u.neighbours.end(),
+              [](const auto& x, const auto& y) { return x.who.addr < y.who.addr; });
     return u;
   }
 
@@ -1132,8 +1187,9 @@ class can {
   void become_joined() {
     joined_ = true;
     join_.stop();
-    update_timer_.start(env_, cfg_.update_interval, [this] { tick(); },
-                        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.update_interval.count()))));
+    update_timer_.start(
+        env_, cfg_.update_interval, [this] { tick(); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.update_interval.count()))));
     const auto u = make_update(true);
     for (auto& [a, nb] : neighbours_) env_.send(a, u);
   }
@@ -1193,7 +1249,8 @@ class can {
     o.msg.zones = zones_;
     for (auto& [a, nb] : neighbours_)
       if (touches(nb.zones, {given})) o.msg.neighbours.push_back({nb.who, nb.zones});
-    std::sort(o.msg.neighbours.begin(), o.msg.neighbours.end(), [](const auto& x, const auto& y) { return x.who.addr < y.who.addr; });
+    std::sort(o.msg.neighbours.begin(), o.msg.neighbours.end(),
+              [](const auto& x, const auto& y) { return x.who.addr < y.who.addr; });
     // committed now: the newcomer is our neighbour; if it never confirms, it is taken
     // over like any failed node
     neighbours_[joiner] = neighbour{m.origin, 0, {given}, {self_}, env_.now()};
@@ -1243,14 +1300,15 @@ class can {
       dcp::log(env_, log_level::warn, "can: holding ", zones_.size(), " zones: not claiming ", failed);
       return;
     }
-    if (auto b = best_claim_.find(failed); b != best_claim_.end() && fresh(b->second) &&
-                                           better(b->second, claim{claim_volume(), self_.addr, env_.now()}))
+    if (auto b = best_claim_.find(failed);
+        b != best_claim_.end() && fresh(b->second) && better(b->second, claim{claim_volume(), self_.addr, env_.now()}))
       return;  // a better claimant is at work
     double failed_volume = 0;
     for (auto& z : nb->second.zones) failed_volume += z.volume();
     const double ratio = std::clamp(volume() / std::max(failed_volume, 1e-300), 1.0 / 16, 8.0);
     const auto base = std::chrono::duration_cast<duration>(cfg_.takeover_delay * ratio);
-    const auto jitter = duration(env_.rng().below(static_cast<std::uint64_t>(std::max<std::int64_t>(1, base.count() / 8))));
+    const auto jitter =
+        duration(env_.rng().below(static_cast<std::uint64_t>(std::max<std::int64_t>(1, base.count() / 8))));
     takeover_op op;
     op.failed = nb->second.who;
     op.zones = nb->second.zones;
@@ -1267,7 +1325,7 @@ class can {
     if (it == takeovers_.end()) return;
     takeover_op& op = it->second;
     if (auto b = best_claim_.find(failed); b != best_claim_.end() && fresh(b->second) &&
-                                           better(b->second, claim{claim_volume(), self_.addr, env_.now()})) {
+        better(b->second, claim{claim_volume(), self_.addr, env_.now()})) {
       cancel_takeover(failed);
       return;
     }
@@ -1276,7 +1334,8 @@ class can {
     op.round = 0;
     op.waiting = {failed};
     auto ask = [&](const address& a) {
-      if (a.empty() || a == self_.addr || std::find(op.waiting.begin(), op.waiting.end(), a) != op.waiting.end()) return;
+      if (a.empty() || a == self_.addr || std::find(op.waiting.begin(), op.waiting.end(), a) != op.waiting.end())
+        return;
       if (op.waiting.size() > cfg_.max_neighbours) return;
       op.waiting.push_back(a);
     };
@@ -1397,7 +1456,8 @@ class can {
       const __uint128_t d = zones_distance(nb.zones, p);
       if (d >= mine) continue;
       const bool suspect = takeovers_.contains(a);
-      if (!best || (best_suspect && !suspect) || (suspect == best_suspect && (d < best_d || (d == best_d && a < best.addr)))) {
+      if (!best || (best_suspect && !suspect) ||
+          (suspect == best_suspect && (d < best_d || (d == best_d && a < best.addr)))) {
         best = nb.who;
         best_d = d;
         best_suspect = suspect;
@@ -1429,7 +1489,8 @@ class can {
     switch (static_cast<can_msg::kind>(m.what)) {
       case can_msg::kind::lookup: {
         auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
+        if (m.origin.addr == self_.addr)
+          return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, can_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -1467,15 +1528,16 @@ class can {
   std::vector<can_zone> zones_;
   std::unordered_map<address, neighbour> neighbours_;
   std::unordered_map<address, takeover_op> takeovers_;
-  std::unordered_map<address, claim> best_claim_;  // per failed node: the best claim we accepted or made
-  std::unordered_map<address, offer> offers_;       // joins offered, not yet confirmed
+  std::unordered_map<address, claim> best_claim_;      // per failed node: the best claim we accepted or made
+  std::unordered_map<address, offer> offers_;          // joins offered, not yet confirmed
   std::unordered_map<address, candidate> candidates_;  // named by others, asked for their update
-  std::unordered_map<address, moved_entry> moved_;      // former neighbours, by the version that moved them
+  std::unordered_map<address, moved_entry> moved_;     // former neighbours, by the version that moved them
   std::uint64_t version_ = 0;                          // how often our zones changed (updates carry it)
-  std::unordered_map<address, std::pair<std::uint64_t, time_point>> served_joins_;  // the JOIN nonce each split answered
+  std::unordered_map<address, std::pair<std::uint64_t, time_point>>
+      served_joins_;  // the JOIN nonce each split answered
   bool joined_ = false;
-  bool bound_ = false;  // ids and join points bound to addresses (BEP 42)
-  bool leaving_ = false;  // leave() called, handover not yet acknowledged
+  bool bound_ = false;                      // ids and join points bound to addresses (BEP 42)
+  bool leaving_ = false;                    // leave() called, handover not yet acknowledged
   std::vector<std::uint64_t> join_nonces_;  // our last join attempts: an offer must answer one
   std::pair<address, std::uint64_t> accepted_offer_{};
   std::vector<contact> heirs_;

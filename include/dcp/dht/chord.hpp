@@ -110,9 +110,11 @@ struct chord_config {
   void validate() const {
     if (bits < 1 || bits > node_id::bits) throw error(dcp::errc::invalid_config, "chord: bits must be in 1..160");
     if (bind_ids == id_binding::bep42 && bits != node_id::bits)
-      throw error(dcp::errc::invalid_config, "chord: bind_ids = bep42 needs bits = 160 (a masked id loses the bits BEP 42 binds)");
+      throw error(dcp::errc::invalid_config,
+                  "chord: bind_ids = bep42 needs bits = 160 (a masked id loses the bits BEP 42 binds)");
     if (successors < 1) throw error(dcp::errc::invalid_config, "chord: the successor list needs at least 1 entry");
-    if (max_successors < successors || max_successors > 256) throw error(dcp::errc::invalid_config, "chord: need successors <= max_successors <= 256");
+    if (max_successors < successors || max_successors > 256)
+      throw error(dcp::errc::invalid_config, "chord: need successors <= max_successors <= 256");
     if (stabilize_interval <= duration::zero() || fix_fingers_interval <= duration::zero() ||
         check_predecessor_interval <= duration::zero() || rpc_timeout <= duration::zero())
       throw error(dcp::errc::invalid_config, "chord: intervals and timeouts must be > 0");
@@ -227,8 +229,7 @@ struct join_reply {  // accepted: your predecessor is my old one; else ask `pred
 };
 }  // namespace chord_msg
 
-template <Env E>
-class chord {
+template <Env E> class chord {
   friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
 
  public:
@@ -237,21 +238,42 @@ class chord {
                                      chord_msg::pong, chord_msg::leaving, chord_msg::deliver, chord_msg::owner_query,
                                      chord_msg::owner_reply, chord_msg::join_request, chord_msg::join_reply>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::join_attempts_counters, dcp::counter_set{{
-      "route_failed", "stale_reply", "bad_closer", "unbound_contact", "successor_walks", "bad_notify", "stale_notify",
-      "unbound_id", "bad_leaving", "bad_owner_reply", "bad_join_request", "bad_join_reply", "id_collisions",
-      "spoofed_sender", "delivered", "successor_fallbacks", "bad_found", "owner_timeouts", "lookup_timeouts",
-      "owner_redirects", "owner_unconfirmed", "lookup_failed", "successor_list_exhausted", "rejoins",
-      "predecessor_timeouts", "successor_timeouts",
-  }});
+  static constexpr auto counters = dcp::join(detail::join_attempts_counters,
+                                             dcp::counter_set{{"route_failed",
+                                                               "stale_reply",
+                                                               "bad_closer",
+                                                               "unbound_contact",
+                                                               "successor_walks",
+                                                               "bad_notify",
+                                                               "stale_notify",
+                                                               "unbound_id",
+                                                               "bad_leaving",
+                                                               "bad_owner_reply",
+                                                               "bad_join_request",
+                                                               "bad_join_reply",
+                                                               "id_collisions",
+                                                               "spoofed_sender",
+                                                               "delivered",
+                                                               "successor_fallbacks",
+                                                               "bad_found",
+                                                               "owner_timeouts",
+                                                               "lookup_timeouts",
+                                                               "owner_redirects",
+                                                               "owner_unconfirmed",
+                                                               "lookup_failed",
+                                                               "successor_list_exhausted",
+                                                               "rejoins",
+                                                               "predecessor_timeouts",
+                                                               "successor_timeouts"}});
   static constexpr std::string_view name = "chord";
   static constexpr protocol_id default_id = 80;
 
   chord(E env, chord_config cfg = {})
       : env_(std::move(env)),
         cfg_((cfg.validate(), std::move(cfg))),  // checked before the members below take its timeouts
-        join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact&) { join_lookup(); }),
+        join_(
+            env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+            [this](const contact&) { join_lookup(); }),
         joins_(env_, cfg_.rpc_timeout),
         stabilize_(env_, cfg_.rpc_timeout, "successor_timeouts"),
         pings_(env_, cfg_.rpc_timeout),
@@ -262,7 +284,8 @@ class chord {
     joins_.on_timeout([this](std::uint64_t, typename join_table::request r) { join_request_timed_out(r.note); });
     stabilize_.on_timeout([this](std::uint64_t, typename request_table::request r) { successor_timed_out(r.peer); });
     pings_.on_timeout([this](std::uint64_t, typename request_table::request r) { predecessor_timed_out(r.peer); });
-    queries_.on_timeout([this](std::uint64_t nonce, typename request_table::request r) { query_timed_out(nonce, r.peer); });
+    queries_.on_timeout(
+        [this](std::uint64_t nonce, typename request_table::request r) { query_timed_out(nonce, r.peer); });
   }
   chord(const chord&) = delete;
   chord& operator=(const chord&) = delete;
@@ -298,7 +321,10 @@ class chord {
 
   void route(const node_id& key, bytes payload) {
     lookup(key, 1, [this, key, p = std::move(payload)](result<lookup_result> r) mutable {
-      if (!r || r->owners.empty()) { env_.count("route_failed"); return; }
+      if (!r || r->owners.empty()) {
+        env_.count("route_failed");
+        return;
+      }
       send_deliver(r->owners.front(), key, std::move(p));
     });
   }
@@ -327,7 +353,8 @@ class chord {
     const contact succ = successor();
     chord_msg::leaving m{self_, predecessor_, successors_};
     if (succ && succ.addr != self_.addr) env_.send(succ.addr, m);
-    if (predecessor_ && predecessor_.addr != self_.addr && predecessor_.addr != succ.addr) env_.send(predecessor_.addr, m);
+    if (predecessor_ && predecessor_.addr != self_.addr && predecessor_.addr != succ.addr)
+      env_.send(predecessor_.addr, m);
     joined_ = false;
     stop_timers();
     fail_all_lookups();
@@ -357,7 +384,6 @@ class chord {
     for (std::size_t b = cfg_.bits; b < node_id::bits; ++b) v[b / 8] &= static_cast<std::uint8_t>(~(0x80u >> (b % 8)));
     return node_id(v);
   }
-
 
   // ---- messages ----
 
@@ -442,7 +468,8 @@ class chord {
     failed_.mark(from);  // a notify it sent before leaving may still arrive: not adopted back
     forget(from);
     if (was_predecessor)
-      predecessor_ = m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact") ? contact{} : m.predecessor;
+      predecessor_ =
+          m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact") ? contact{} : m.predecessor;
     if (was_successor) {
       std::vector<contact> next = m.successors;
       for (auto& c : successors_) next.push_back(c);
@@ -475,7 +502,10 @@ class chord {
     if (!admit(m.self, "unbound_id")) return;  // unanswered: it is never our predecessor
     const contact c{mask(m.self.id), from};
     chord_msg::join_reply r{m.nonce, false, self_, predecessor_, successors_};
-    if (c.id == self_.id) { env_.send(from, r); return; }  // id taken: refused (the newcomer picks another)
+    if (c.id == self_.id) {
+      env_.send(from, r);
+      return;
+    }  // id taken: refused (the newcomer picks another)
     // the newcomer becomes our predecessor only if no node we know of lies between them and us:
     // then its own predecessor is our old one, and every key it will claim was ours
     failed_.erase(from);  // back after a restart, if it had failed: it asks itself
@@ -503,8 +533,8 @@ class chord {
       for (auto& c : m.successors) list.push_back(c);
       set_successors(std::move(list));
       predecessor_ = m.predecessor.addr == self_.addr || !admit(m.predecessor, "unbound_contact")
-                         ? contact{}
-                         : contact{mask(m.predecessor.id), m.predecessor.addr};
+          ? contact{}
+          : contact{mask(m.predecessor.id), m.predecessor.addr};
       become_joined();
       return stabilize();
     }
@@ -542,12 +572,12 @@ class chord {
  private:
   // A lookup is in one phase at a time; the request it has in flight, if any, waits in
   // queries_ under the lookup's nonce (find_successor and owner_query carry it).
-  struct routing {};   // asking the closest preceding node it knows for the key's successor
-  struct confirming {  // asking owners.front() whether the key is in its range (predecessor, self]
+  struct routing {};              // asking the closest preceding node it knows for the key's successor
+  struct confirming {             // asking owners.front() whether the key is in its range (predecessor, self]
     std::vector<contact> owners;  // the owner found, then its successors should it be silent
     unsigned attempts = 0;        // owner_queries to owners.front() so far
   };
-  struct waiting {     // no owner could vouch for the answer: routing again after a while
+  struct waiting {  // no owner could vouch for the answer: routing again after a while
     timer_id timer{};
   };
   struct lookup_op {
@@ -560,12 +590,12 @@ class chord {
     // what routing has learnt, kept across phases
     std::vector<contact> candidates;  // untried, best first after sort
     std::vector<address> tried, answered, dead;
-    std::vector<contact> fallback;  // successor list of the closest node that answered "closer"
+    std::vector<contact> fallback;   // successor list of the closest node that answered "closer"
     node_id fallback_id, asking_id;  // that node's id; the id of the node asked last
-    unsigned hops = 0;         // answers on the way
-    unsigned redirects = 0;    // owners that pointed back to their predecessor
-    unsigned restarts = 0;     // routings started again from our own tables
-    std::size_t queries = 0;   // find_successors sent
+    unsigned hops = 0;               // answers on the way
+    unsigned redirects = 0;          // owners that pointed back to their predecessor
+    unsigned restarts = 0;           // routings started again from our own tables
+    std::size_t queries = 0;         // find_successors sent
   };
   struct join_note {  // a join request: to the successor found, the attempt-th send
     contact successor;
@@ -599,9 +629,12 @@ class chord {
     join_.stop();
     joins_.clear();
     const duration jitter = duration(env_.rng().below(static_cast<std::uint64_t>(cfg_.stabilize_interval.count())));
-    stabilize_timer_.start(env_, cfg_.stabilize_interval, [this] { stabilize(); }, jitter + 1ns);
-    fingers_timer_.start(env_, cfg_.fix_fingers_interval, [this] { fix_fingers(); }, jitter + 2ns);
-    predecessor_timer_.start(env_, cfg_.check_predecessor_interval, [this] { check_predecessor(); }, jitter + 3ns);
+    stabilize_timer_.start(
+        env_, cfg_.stabilize_interval, [this] { stabilize(); }, jitter + 1ns);
+    fingers_timer_.start(
+        env_, cfg_.fix_fingers_interval, [this] { fix_fingers(); }, jitter + 2ns);
+    predecessor_timer_.start(
+        env_, cfg_.check_predecessor_interval, [this] { check_predecessor(); }, jitter + 3ns);
   }
 
   /// One join attempt (join_attempts.hpp): a lookup of our own id through the seeds, then
@@ -610,7 +643,8 @@ class chord {
     start_lookup(self_.id, cfg_.successors, join_.seeds(), [this](result<lookup_result> r) {
       if (joined_) return;
       if (!r || r->owners.empty()) return join_.retry();
-      if (r->owners.front().addr == self_.addr) return join_.retry(false);  // the answer named only ourselves: stale, ask again
+      if (r->owners.front().addr == self_.addr)
+        return join_.retry(false);  // the answer named only ourselves: stale, ask again
       // joined once our successor takes us as its predecessor: until then no lookup may end
       // at us, and after it the keys we claim, (old predecessor, us], are exactly ours
       join_redirects_ = 0;
@@ -650,7 +684,8 @@ class chord {
     }
     op.candidates = closest_preceding(key, cfg_.successors + 8);
     if (node_id::in_half_open(key, self_.id, successor().id))  // we are the key's predecessor: no query needed
-      return confirm(nonce, op, successor_list_with_self_fallback());  // one step, to our successor (unless we are alone)
+      return confirm(nonce, op,
+                     successor_list_with_self_fallback());  // one step, to our successor (unless we are alone)
     query_next(nonce);
   }
 
@@ -701,8 +736,8 @@ class chord {
   /// have been lost.
   bool spent(const lookup_op& op, const address& a) const {
     return std::count(op.tried.begin(), op.tried.end(), a) >= static_cast<long>(cfg_.failure_threshold) ||
-           std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
-           std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
+        std::find(op.answered.begin(), op.answered.end(), a) != op.answered.end() ||
+        std::find(op.dead.begin(), op.dead.end(), a) != op.dead.end();
   }
   /// Nobody closer to the key answers: the key's predecessor failed and the node before it
   /// has not noticed yet. The owner is then the first live node of that node's successor
@@ -835,7 +870,8 @@ class chord {
     }
     op.phase = waiting{env_.arm(cfg_.stabilize_interval / 2, [this, nonce] { route_again(nonce); })};
   }
-  void owner_confirmed(std::uint64_t nonce, const lookup_op& op, const contact& owner, const std::vector<contact>& succs) {
+  void owner_confirmed(std::uint64_t nonce, const lookup_op& op, const contact& owner,
+                       const std::vector<contact>& succs) {
     lookup_result r{{owner}, op.hops + op.redirects};
     for (auto& c : succs) {
       if (r.owners.size() >= op.n) break;
@@ -897,8 +933,10 @@ class chord {
     end_lookup(nonce, it->second);
     lookups_.erase(it);
     if (ec) env_.count("lookup_failed");
-    if (ec) cb(ec);
-    else cb(std::move(r));
+    if (ec)
+      cb(ec);
+    else
+      cb(std::move(r));
   }
   /// Stops what the lookup waits for: its request in flight, or its wait.
   void end_lookup(std::uint64_t nonce, lookup_op& op) {
@@ -920,7 +958,8 @@ class chord {
   std::vector<contact> known_nodes() const {
     std::vector<contact> out{self_};
     auto add = [&](const contact& c) {
-      if (c && std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == c.addr; })) out.push_back(c);
+      if (c && std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == c.addr; }))
+        out.push_back(c);
     };
     add(predecessor_);
     for (auto& c : successors_) add(c);
@@ -939,7 +978,8 @@ class chord {
     for (auto& c : list) {
       if (successors_.size() > cap) break;
       if (c.addr.empty() || c.addr == self_.addr || !admit(c, "unbound_contact")) continue;
-      if (std::any_of(successors_.begin(), successors_.end(), [&](const contact& o) { return o.addr == c.addr; })) continue;
+      if (std::any_of(successors_.begin(), successors_.end(), [&](const contact& o) { return o.addr == c.addr; }))
+        continue;
       successors_.push_back({mask(c.id), c.addr});
     }
   }
@@ -975,7 +1015,8 @@ class chord {
       std::erase_if(known, [&](const contact& c) { return c.addr == self_.addr; });
       env_.count("successor_list_exhausted");
       if (!known.empty()) {
-        std::sort(known.begin(), known.end(), [&](const contact& a, const contact& b) { return (a.id - self_.id) < (b.id - self_.id); });
+        std::sort(known.begin(), known.end(),
+                  [&](const contact& a, const contact& b) { return (a.id - self_.id) < (b.id - self_.id); });
         set_successors({known.front()});
       } else {
         rejoin();
@@ -999,12 +1040,14 @@ class chord {
   void stabilize() {
     if (!joined_) return;
     if (successors_.empty()) {
-      if (predecessor_) set_successors({predecessor_});
-      else return rejoin();  // alone: the founder of a ring, or a node that lost everyone
+      if (predecessor_)
+        set_successors({predecessor_});
+      else
+        return rejoin();  // alone: the founder of a ring, or a node that lost everyone
     }
     const address succ = successors_.front().addr;
     if (stabilize_.awaits(succ)) return;  // one probe in flight at a time
-    failed_.expire();  // (bounded: only the marks within failed_memory are kept)
+    failed_.expire();                     // (bounded: only the marks within failed_memory are kept)
     const std::uint64_t nonce = ++nonce_;
     env_.send(succ, chord_msg::get_state{nonce});
     stabilize_.await(nonce, succ);
@@ -1035,8 +1078,10 @@ class chord {
         if (j < fingers_.size()) fingers_.resize(j);
         return;
       }
-      if (j < fingers_.size()) fingers_[j] = f;
-      else if (j == fingers_.size()) fingers_.push_back(f);
+      if (j < fingers_.size())
+        fingers_[j] = f;
+      else if (j == fingers_.size())
+        fingers_.push_back(f);
     });
   }
 
@@ -1081,10 +1126,10 @@ class chord {
   unsigned join_redirects_ = 0;
   std::unordered_map<std::uint64_t, lookup_op> lookups_;
   detail::join_attempts<E> join_;
-  join_table joins_;             // the join request to our successor-to-be
-  request_table stabilize_;      // stabilize's get_state to the successor
-  request_table pings_;          // check-predecessor's ping
-  request_table queries_;        // each lookup's find_successor or owner_query, by the lookup's nonce
+  join_table joins_;         // the join request to our successor-to-be
+  request_table stabilize_;  // stabilize's get_state to the successor
+  request_table pings_;      // check-predecessor's ping
+  request_table queries_;    // each lookup's find_successor or owner_query, by the lookup's nonce
   // declared failed (or departed) within failed_memory: neighbours that have not noticed
   // yet still name it, and stabilize must not adopt it back from them
   detail::failed_peers<E> failed_;

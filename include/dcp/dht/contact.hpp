@@ -21,10 +21,7 @@ struct contact {
   auto operator<=>(const contact&) const noexcept = default;
   bool operator==(const contact&) const noexcept = default;
 
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(id, addr);
-  }
+  template <class Archive> void serialize(Archive& ar) { ar(id, addr); }
 };
 
 inline std::ostream& operator<<(std::ostream& os, const contact& c) { return os << c.id << '@' << c.addr; }

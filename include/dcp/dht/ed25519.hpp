@@ -28,7 +28,8 @@ struct ed25519_verifier {
 };
 
 /// The owner's signed value: `value` under (its public key, `salt`) with sequence number `seq`.
-inline result<signed_value> sign_value(const lease::ed25519_private_key& key, bytes salt, std::uint64_t seq, bytes value) {
+inline result<signed_value> sign_value(const lease::ed25519_private_key& key, bytes salt, std::uint64_t seq,
+                                       bytes value) {
   auto sig = key.sign(signed_message(salt, seq, value));
   if (!sig) return sig.error();
   signed_value v;

@@ -54,7 +54,7 @@ inline std::uint32_t bep42_crc(const address& a, std::uint8_t r) {
   static constexpr std::array<std::uint8_t, 8> v6_mask{0x01, 0x03, 0x07, 0x0f, 0x1f, 0x3f, 0x7f, 0xff};
   const auto& ip = a.ip_bytes();
   const bool v4_mapped = a.kind() == address::family::ipv6 && ip[10] == 0xff && ip[11] == 0xff &&
-                         std::all_of(ip.begin(), ip.begin() + 10, [](std::uint8_t x) { return x == 0; });
+      std::all_of(ip.begin(), ip.begin() + 10, [](std::uint8_t x) { return x == 0; });
   if (a.kind() == address::family::ipv4 || a.is_sim()) {
     for (std::size_t i = 0; i < 4; ++i) b[i] = static_cast<std::uint8_t>(ip[i] & v4_mask[i]);
   } else if (v4_mapped) {
@@ -74,12 +74,11 @@ inline bool bep42_valid(const node_id& id, const address& a) {
   const auto& v = id.bytes();
   const std::uint32_t crc = detail::bep42_crc(a, v[node_id::size - 1]);
   return v[0] == static_cast<std::uint8_t>(crc >> 24) && v[1] == static_cast<std::uint8_t>(crc >> 16) &&
-         (v[2] & 0xf8) == (static_cast<std::uint8_t>(crc >> 8) & 0xf8);
+      (v[2] & 0xf8) == (static_cast<std::uint8_t>(crc >> 8) & 0xf8);
 }
 
 /// A random id bound to `a` (BEP 42): one of its 8 prefixes, every other bit random.
-template <class Rng>
-node_id bep42_id(const address& a, Rng& rng) {
+template <class Rng> node_id bep42_id(const address& a, Rng& rng) {
   auto v = node_id::random(rng).bytes();
   const std::uint32_t crc = detail::bep42_crc(a, v[node_id::size - 1]);
   v[0] = static_cast<std::uint8_t>(crc >> 24);
@@ -97,11 +96,12 @@ inline bool binds_ids(id_binding b, const address& self) noexcept {
 /// A router's own id: `given` when set (which must derive from `self` when ids
 /// are bound: invalid_config, naming the router), else one bound to `self`, or
 /// a free random one when ids are not bound.
-template <class Rng>
-node_id own_id(std::string_view router, bool bound, const std::optional<node_id>& given, const address& self, Rng& rng) {
+template <class Rng> node_id own_id(std::string_view router, bool bound, const std::optional<node_id>& given,
+                                    const address& self, Rng& rng) {
   if (bound && given && !bep42_valid(*given, self))
-    throw error(dcp::errc::invalid_config, std::string(router) + ": id " + given->to_string() + " does not derive from address " +
-                                               self.to_string() + " (BEP 42): leave id unset, or set bind_ids = none");
+    throw error(dcp::errc::invalid_config,
+                std::string(router) + ": id " + given->to_string() + " does not derive from address " +
+                    self.to_string() + " (BEP 42): leave id unset, or set bind_ids = none");
   if (given) return *given;
   return bound ? bep42_id(self, rng) : node_id::random(rng);
 }

@@ -147,18 +147,18 @@ struct deliver {
 };
 }  // namespace kademlia_msg
 
-template <Env E>
-class kademlia {
+template <Env E> class kademlia {
   friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
 
  public:
   using messages = wire::message_set<kademlia_msg::ping, kademlia_msg::pong, kademlia_msg::find_node,
                                      kademlia_msg::nodes, kademlia_msg::deliver>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::join_attempts_counters, dcp::counter_set{{
-      "route_failed", "delivered", "bad_nodes", "stale_reply", "spoofed_sender", "unbound_id", "evictions", "refreshes",
-      "lookup_failed", "contact_id_mismatch", "unbound_contact", "lookup_timeouts", "introduced", "join_without_participant",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::join_attempts_counters,
+                dcp::counter_set{{"route_failed", "delivered", "bad_nodes", "stale_reply", "spoofed_sender",
+                                  "unbound_id", "evictions", "refreshes", "lookup_failed", "contact_id_mismatch",
+                                  "unbound_contact", "lookup_timeouts", "introduced", "join_without_participant"}});
   static constexpr std::string_view name = "kademlia";
   static constexpr protocol_id default_id = 82;
 
@@ -167,8 +167,9 @@ class kademlia {
         cfg_((cfg.validate(), std::move(cfg))),  // checked before the members below take its timeouts
         rpcs_(env_, cfg_.rpc_timeout, "lookup_timeouts"),
         pings_(env_, cfg_.rpc_timeout),
-        join_(env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact&) { join_lookup(); }) {
+        join_(
+            env_, std::nullopt, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+            [this](const contact&) { join_lookup(); }) {
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {own_id("kademlia", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
     rpcs_.on_timeout([this](std::uint64_t rpc, typename rpc_table::request r) { rpc_timed_out(rpc, std::move(r)); });
@@ -202,7 +203,10 @@ class kademlia {
 
   void route(const node_id& key, bytes payload) {
     lookup(key, 1, [this, key, p = std::move(payload)](result<lookup_result> r) mutable {
-      if (!r || r->owners.empty()) { env_.count("route_failed"); return; }
+      if (!r || r->owners.empty()) {
+        env_.count("route_failed");
+        return;
+      }
       if (r->owners.front().addr == self_.addr) {
         env_.count("delivered");
         if (on_deliver_) on_deliver_(key, self_, std::move(p));
@@ -248,7 +252,8 @@ class kademlia {
     }
     if (knows(peer) || pings_.awaits(peer)) return;
     env_.count("introduced");
-    ping(peer, [] {}, [] {});
+    ping(
+        peer, [] {}, [] {});
   }
   /// Another layer saw a sign that `peer` failed (a membership's neighbour
   /// went down): it is probed now, not at the next check_interval, and
@@ -296,7 +301,6 @@ class kademlia {
     return false;
   }
 
-
   // ---- messages ----
 
   void on_message(const address& from, const kademlia_msg::ping& m) {
@@ -319,7 +323,8 @@ class kademlia {
     if (m.closest.size() > 2 * cfg_.k) return env_.count("bad_nodes");  // a peer flooding us with contacts
     const auto rpc = rpcs_.answer(from, m.nonce);
     if (!rpc) return env_.count("stale_reply");
-    if (auto op = lookups_.find(rpc->note.lookup); op != lookups_.end() && m.joined) op->second.participant_answered = true;
+    if (auto op = lookups_.find(rpc->note.lookup); op != lookups_.end() && m.joined)
+      op->second.participant_answered = true;
     on_reply(rpc->note.lookup, m.sender, m.closest, !rpc->note.retry && !rpc->note.late);
   }
   void on_message(const address& from, const kademlia_msg::deliver& m) {
@@ -362,7 +367,7 @@ class kademlia {
     bool join = false;
     bool participant_answered = false;  // a joined node answered: what ends a join
   };
-  struct rpc_note {          // a find_node request
+  struct rpc_note {            // a find_node request
     std::uint64_t lookup = 0;  // the lookup it serves
     bool retry = false;        // the repeated request after a first silence
     bool late = false;         // a first request that timed out: its answer still counts
@@ -384,7 +389,8 @@ class kademlia {
     const std::size_t from_top = node_id::bits - 1 - static_cast<std::size_t>(i);
     auto v = self_.id.bytes();
     v[from_top / 8] ^= static_cast<std::uint8_t>(0x80u >> (from_top % 8));
-    for (std::size_t b = from_top + 1; b < node_id::bits; ++b) v[b / 8] &= static_cast<std::uint8_t>(~(0x80u >> (b % 8)));
+    for (std::size_t b = from_top + 1; b < node_id::bits; ++b)
+      v[b / 8] &= static_cast<std::uint8_t>(~(0x80u >> (b % 8)));
     return node_id(v);
   }
   node_id random_in_bucket(int i) {
@@ -436,19 +442,22 @@ class kademlia {
     b.candidate = sender;
     if (b.evict_ping) return true;
     const address head = b.entries.front().who.addr;
-    b.evict_ping = ping(head, [this, i, head] {  // answered: keep the old contact (heard() moved it to the tail)
-      auto& bb = bucket_at(i);
-      bb.evict_ping = 0;
-      bb.candidate = {};
-      (void)head;
-    }, [this, i, head] {
-      auto& bb = bucket_at(i);
-      bb.evict_ping = 0;
-      env_.count("evictions");
-      std::erase_if(bb.entries, [&](const entry& e) { return e.who.addr == head; });
-      if (bb.candidate && bb.entries.size() < cfg_.k) bb.entries.push_back({bb.candidate, env_.now(), 0});
-      bb.candidate = {};
-    });
+    b.evict_ping = ping(
+        head,
+        [this, i, head] {  // answered: keep the old contact (heard() moved it to the tail)
+          auto& bb = bucket_at(i);
+          bb.evict_ping = 0;
+          bb.candidate = {};
+          (void)head;
+        },
+        [this, i, head] {
+          auto& bb = bucket_at(i);
+          bb.evict_ping = 0;
+          env_.count("evictions");
+          std::erase_if(bb.entries, [&](const entry& e) { return e.who.addr == head; });
+          if (bb.candidate && bb.entries.size() < cfg_.k) bb.entries.push_back({bb.candidate, env_.now(), 0});
+          bb.candidate = {};
+        });
     return true;
   }
 
@@ -481,10 +490,12 @@ class kademlia {
     joined_ = true;
     join_.stop();
     const duration period = std::max<duration>(cfg_.refresh_interval / 8, 1ms);
-    refresh_timer_.start(env_, period, [this] { refresh(false); },
-                         duration(1 + env_.rng().below(static_cast<std::uint64_t>(period.count()))));
-    check_timer_.start(env_, cfg_.check_interval, [this] { check_contacts(); },
-                       duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.check_interval.count()))));
+    refresh_timer_.start(
+        env_, period, [this] { refresh(false); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(period.count()))));
+    check_timer_.start(
+        env_, cfg_.check_interval, [this] { check_contacts(); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.check_interval.count()))));
   }
 
   /// Pings the k closest contacts and every bucket's least recently seen one, when
@@ -505,10 +516,12 @@ class kademlia {
   }
   void probe(const address& peer) {
     if (pings_.awaits(peer)) return;  // one at a time
-    ping(peer, [] {}, [this, peer] {
-      failed(peer);                  // dropped at failure_threshold
-      if (find_entry(peer)) probe(peer);  // still known: ask again at once
-    });
+    ping(
+        peer, [] {},
+        [this, peer] {
+          failed(peer);                       // dropped at failure_threshold
+          if (find_entry(peer)) probe(peer);  // still known: ask again at once
+        });
   }
   const entry* find_entry(const address& a) const {
     for (auto& b : buckets_)
@@ -543,7 +556,10 @@ class kademlia {
     // the closest neighbour's bucket: every bucket above it is refreshed on join
     int nearest = -1;
     for (std::size_t j = buckets_.size(); j-- > 0;)
-      if (!buckets_[j].entries.empty()) { nearest = static_cast<int>(node_id::bits - 1 - j); break; }
+      if (!buckets_[j].entries.empty()) {
+        nearest = static_cast<int>(node_id::bits - 1 - j);
+        break;
+      }
     for (int i = static_cast<int>(node_id::bits) - 1; i >= std::max(nearest, 0); --i) {
       auto& b = bucket_at(i);
       if (!all && now - b.last_lookup < cfg_.refresh_interval) continue;
@@ -592,7 +608,8 @@ class kademlia {
       }
     }
     if (waiting || op.in_flight > 0) return;
-    rpcs_.drop_if([&](const typename rpc_table::request& r) { return r.note.lookup == nonce; });  // late answers no longer matter
+    rpcs_.drop_if(
+        [&](const typename rpc_table::request& r) { return r.note.lookup == nonce; });  // late answers no longer matter
     lookup_result res;
     for (auto& c : op.shortlist) {
       if (res.owners.size() == op.n) break;
@@ -659,8 +676,8 @@ class kademlia {
     if (it == lookups_.end()) return;
     lookup_op& op = it->second;
     auto c = std::find_if(op.shortlist.begin(), op.shortlist.end(), [&](const candidate& x) {
-      return x.who.addr == from && (x.st == candidate::state::asked || x.st == candidate::state::retrying ||
-                                    x.st == candidate::state::failed);
+      return x.who.addr == from &&
+          (x.st == candidate::state::asked || x.st == candidate::state::retrying || x.st == candidate::state::failed);
     });
     if (c == op.shortlist.end()) return pump(nonce);
     if (holds_lane && c->st == candidate::state::asked) --op.in_flight;
@@ -675,7 +692,9 @@ class kademlia {
         env_.count("unbound_contact");
         continue;
       }
-      if (std::any_of(op.shortlist.begin(), op.shortlist.end(), [&](const candidate& y) { return y.who.addr == x.addr; })) continue;
+      if (std::any_of(op.shortlist.begin(), op.shortlist.end(),
+                      [&](const candidate& y) { return y.who.addr == x.addr; }))
+        continue;
       op.shortlist.push_back({x, candidate::state::fresh, depth, 0});
     }
     const node_id t = op.target;
@@ -693,7 +712,7 @@ class kademlia {
   E env_;
   kademlia_config cfg_;
   contact self_;
-  bool bound_ = false;  // ids bound to addresses (BEP 42)
+  bool bound_ = false;                 // ids bound to addresses (BEP 42)
   std::vector<bucket_state> buckets_;  // buckets_[j] is bucket 159 - j
   bool joined_ = false;
   std::uint64_t nonce_ = 0;

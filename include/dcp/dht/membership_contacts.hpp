@@ -33,8 +33,7 @@ concept takes_contacts = requires(R& r, const address& a) {
   r.suspect(a);
 };
 
-template <membership::Membership M, takes_contacts R>
-void take_contacts_from(M& membership, R& router) {
+template <membership::Membership M, takes_contacts R> void take_contacts_from(M& membership, R& router) {
   membership.on_neighbour_up([&router](const address& a) { router.introduce(a); });
   membership.on_neighbour_down([&router](const address& a) { router.suspect(a); });
 }

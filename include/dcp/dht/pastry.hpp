@@ -105,9 +105,11 @@ struct pastry_config {
   void validate() const {
     if (b != 1 && b != 2 && b != 4) throw error(dcp::errc::invalid_config, "pastry: b must be 1, 2 or 4");
     if (leaf_set < 2 || leaf_set % 2) throw error(dcp::errc::invalid_config, "pastry: leaf_set must be even and >= 2");
-    if (max_leaf_side < leaf_set / 2 || max_leaf_side > 256) throw error(dcp::errc::invalid_config, "pastry: need leaf_set/2 <= max_leaf_side <= 256");
+    if (max_leaf_side < leaf_set / 2 || max_leaf_side > 256)
+      throw error(dcp::errc::invalid_config, "pastry: need leaf_set/2 <= max_leaf_side <= 256");
     if (rpc_timeout <= duration::zero() || leaf_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
-      throw error(dcp::errc::invalid_config, "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
+      throw error(dcp::errc::invalid_config,
+                  "pastry: need rpc_timeout > 0, leaf_interval > 0, lookup_timeout > rpc_timeout");
     if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "pastry: failed_memory must be > 0");
     if (failure_threshold < 1 || max_hops < 1 || max_hops_in_flight < 1)
       throw error(dcp::errc::invalid_config, "pastry: failure_threshold, max_hops and max_hops_in_flight must be >= 1");
@@ -133,7 +135,7 @@ struct route {
 };
 using route_ack = detail::route_ack;        // wire id 2
 using lookup_reply = detail::lookup_reply;  // wire id 3
-struct join_state {  // to a joining node: routing rows, and the leaf set from the root
+struct join_state {                         // to a joining node: routing rows, and the leaf set from the root
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "join_state";
   std::uint64_t nonce = 0;
@@ -181,8 +183,7 @@ struct row_reply {
 };
 }  // namespace pastry_msg
 
-template <Env E>
-class pastry {
+template <Env E> class pastry {
   friend struct testing::global_view;  // tests/dht/global_view.hpp: converged state for tests
 
  public:
@@ -190,11 +191,12 @@ class pastry {
                                      pastry_msg::join_state, pastry_msg::announce, pastry_msg::leaf_exchange,
                                      pastry_msg::probe, pastry_msg::row_request, pastry_msg::row_reply>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters, dcp::counter_set{{
-      "route_failed", "spoofed_sender", "stale_reply", "spoofed_reply", "unbound_contact", "bad_join_state",
-      "bad_leaf_exchange", "bad_row_request", "unbound_id", "probe_budget_exhausted", "verify_probes", "table_repairs",
-      "hop_limit", "delivered", "bad_route_kind", "leaf_failures", "rejoins", "lookup_failed", "lookup_retries",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters,
+                dcp::counter_set{{"route_failed", "spoofed_sender", "stale_reply", "spoofed_reply", "unbound_contact",
+                                  "bad_join_state", "bad_leaf_exchange", "bad_row_request", "unbound_id",
+                                  "probe_budget_exhausted", "verify_probes", "table_repairs", "hop_limit", "delivered",
+                                  "bad_route_kind", "leaf_failures", "rejoins", "lookup_failed", "lookup_retries"}});
   static constexpr std::string_view name = "pastry";
   static constexpr protocol_id default_id = 81;
 
@@ -203,8 +205,9 @@ class pastry {
         cfg_(std::move(cfg)),
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
-        join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact& seed) { send_join(seed); }),
+        join_(
+            env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+            [this](const contact& seed) { send_join(seed); }),
         failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
@@ -232,11 +235,13 @@ class pastry {
     if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // a lone node (or the key's root) knows the answer at once: pending_requests still
     // answers after the call. Hops are acknowledged, the root's reply is not: it resends.
-    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-      auto m = detail::origin_route<pastry_msg::route>(static_cast<std::uint8_t>(pastry_msg::kind::lookup), key, self_, nonce);
-      m.n = wanted;
-      handle_route(std::move(m));
-    });
+    lookups_.open(fresh_nonce(), std::move(cb),
+                  [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+                    auto m = detail::origin_route<pastry_msg::route>(
+                        static_cast<std::uint8_t>(pastry_msg::kind::lookup), key, self_, nonce);
+                    m.n = wanted;
+                    handle_route(std::move(m));
+                  });
   }
 
   void route(const node_id& key, bytes payload) {
@@ -275,7 +280,8 @@ class pastry {
   /// Leaves: tells the leaf set (so each side repairs at once) and stops.
   void leave() {
     if (!joined_) return;
-    for (auto& c : leaves()) env_.send(c.addr, pastry_msg::leaf_exchange{contact{self_.id, address{}}, false, leaves()});
+    for (auto& c : leaves())
+      env_.send(c.addr, pastry_msg::leaf_exchange{contact{self_.id, address{}}, false, leaves()});
     joined_ = false;
     stop();
     lookups_.fail_all(make_error_code(errc::not_joined));
@@ -298,9 +304,7 @@ class pastry {
     return out;
   }
   /// Routing-table entry (row, digit); empty when unknown.
-  contact entry(std::size_t row, unsigned digit) const {
-    return row < table_.size() ? table_[row][digit] : contact{};
-  }
+  contact entry(std::size_t row, unsigned digit) const { return row < table_.size() ? table_[row][digit] : contact{}; }
   std::size_t rows() const noexcept { return table_.size(); }
   std::size_t table_entries() const noexcept {
     std::size_t n = 0;
@@ -379,8 +383,10 @@ class pastry {
       // was only slow). Any other answer may have been in flight since before it failed.
       const bool fresh = v != verifying_.end() && (!f || v->second > *f);
       if (v != verifying_.end()) verifying_.erase(v);
-      if (fresh) failed_.erase(from), learn(m.sender);
-      else heard_from(m.sender);
+      if (fresh)
+        failed_.erase(from), learn(m.sender);
+      else
+        heard_from(m.sender);
       if (!joined_ && join_verify_timer_ && verifying_.empty()) finish_join();
     } else if (joined_) {
       if (m.joined) heard_from(m.sender);
@@ -423,12 +429,15 @@ class pastry {
     // our first `row` digits, then `digit`, then zeros
     auto v = self_.id.bytes();
     const std::size_t start = row * cfg_.b;
-    for (std::size_t bit = start; bit < node_id::bits; ++bit) v[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+    for (std::size_t bit = start; bit < node_id::bits; ++bit)
+      v[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
     for (unsigned k = 0; k < cfg_.b; ++k)
       if (digit >> (cfg_.b - 1 - k) & 1) v[(start + k) / 8] |= static_cast<std::uint8_t>(0x80u >> ((start + k) % 8));
     return node_id(v);
   }
-  std::size_t shared_digits(const node_id& a, const node_id& b) const noexcept { return a.common_prefix_bits(b) / cfg_.b; }
+  std::size_t shared_digits(const node_id& a, const node_id& b) const noexcept {
+    return a.common_prefix_bits(b) / cfg_.b;
+  }
 
   static void sort_by_distance(std::vector<contact>& v, const node_id& key) {
     std::sort(v.begin(), v.end(), [&](const contact& a, const contact& b) {
@@ -440,7 +449,8 @@ class pastry {
   std::vector<contact> known() const {
     std::vector<contact> out{self_};
     auto add = [&](const contact& c) {
-      if (c && std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == c.addr; })) out.push_back(c);
+      if (c && std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == c.addr; }))
+        out.push_back(c);
     };
     for (auto& c : left_) add(c);
     for (auto& c : right_) add(c);
@@ -481,11 +491,14 @@ class pastry {
     env_.count("verify_probes");
     env_.send(c.addr, pastry_msg::probe{self_, false, joined_});
   }
-  std::size_t max_verifying() const noexcept { return 8 * cfg_.leaf_set + (node_id::bits / cfg_.b) * (std::size_t{1} << cfg_.b); }
+  std::size_t max_verifying() const noexcept {
+    return 8 * cfg_.leaf_set + (node_id::bits / cfg_.b) * (std::size_t{1} << cfg_.b);
+  }
   /// Would learn(c) change our state: an empty table slot, or a place in the leaf set?
   bool would_use(const contact& c) const {
     const std::size_t row = shared_digits(self_.id, c.id);
-    if (row < node_id::bits / cfg_.b && (row >= table_.size() || table_[row][c.id.digit(row, cfg_.b)].empty())) return true;
+    if (row < node_id::bits / cfg_.b && (row >= table_.size() || table_[row][c.id.digit(row, cfg_.b)].empty()))
+      return true;
     const bool clockwise = (c.id - self_.id) < (self_.id - c.id);
     const auto& side = clockwise ? right_ : left_;
     if (std::any_of(side.begin(), side.end(), [&](const contact& o) { return o.addr == c.addr; })) return false;
@@ -509,8 +522,10 @@ class pastry {
     const std::size_t row = shared_digits(self_.id, c.id);
     if (row < node_id::bits / cfg_.b) {
       auto& slot = row_at(row)[c.id.digit(row, cfg_.b)];
-      if (slot.addr == c.addr) slot = c;
-      else if (slot.empty()) slot = c;
+      if (slot.addr == c.addr)
+        slot = c;
+      else if (slot.empty())
+        slot = c;
     }
     // leaf set: among the l/2 closest on its side
     const bool clockwise = (c.id - self_.id) < (self_.id - c.id);
@@ -529,7 +544,8 @@ class pastry {
     for (auto& c : right_)
       std::erase_if(left_, [&](const contact& o) { return o.addr == c.addr && (c.id - self_.id) < (self_.id - c.id); });
     for (auto& c : left_)
-      std::erase_if(right_, [&](const contact& o) { return o.addr == c.addr && !((c.id - self_.id) < (self_.id - c.id)); });
+      std::erase_if(right_,
+                    [&](const contact& o) { return o.addr == c.addr && !((c.id - self_.id) < (self_.id - c.id)); });
   }
 
   /// Drops a failed node everywhere; refills the leaf set from the farthest leaf on that side.
@@ -554,7 +570,9 @@ class pastry {
   void repair_entry(std::size_t row, unsigned digit) {
     env_.count("table_repairs");
     for (auto& c : table_[row])
-      if (c) env_.send(c.addr, pastry_msg::row_request{self_, static_cast<std::uint16_t>(row), static_cast<std::uint8_t>(digit)});
+      if (c)
+        env_.send(c.addr,
+                  pastry_msg::row_request{self_, static_cast<std::uint16_t>(row), static_cast<std::uint8_t>(digit)});
   }
 
   /// Leaves kept on each side: l/2, or 2·log2 N when larger (up to max_leaf_side). N is
@@ -649,7 +667,8 @@ class pastry {
     switch (static_cast<pastry_msg::kind>(m.what)) {
       case pastry_msg::kind::lookup: {
         auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
+        if (m.origin.addr == self_.addr)
+          return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, pastry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -690,8 +709,9 @@ class pastry {
   void become_joined() {
     joined_ = true;
     join_.stop();
-    leaf_timer_.start(env_, cfg_.leaf_interval, [this] { maintain_leaves(); },
-                      duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.leaf_interval.count()))));
+    leaf_timer_.start(
+        env_, cfg_.leaf_interval, [this] { maintain_leaves(); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.leaf_interval.count()))));
   }
 
   /// A join request routed to our own id: the root's join_state ends the attempts;
@@ -707,8 +727,10 @@ class pastry {
     // probe every leaf; one silent for failure_threshold rounds has failed
     std::vector<address> dead;
     for (auto& c : leaves()) {
-      if (++silences_[c.addr] > cfg_.failure_threshold) dead.push_back(c.addr);
-      else env_.send(c.addr, pastry_msg::probe{self_, false, true});
+      if (++silences_[c.addr] > cfg_.failure_threshold)
+        dead.push_back(c.addr);
+      else
+        env_.send(c.addr, pastry_msg::probe{self_, false, true});
     }
     for (auto& a : dead) {
       env_.count("leaf_failures");

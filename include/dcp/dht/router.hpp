@@ -72,12 +72,12 @@ concept Router = requires(R& r, const R& cr, const node_id& key, std::size_t n, 
 };
 
 /// Checks R and says in one sentence what a Router must offer.
-template <class R>
-constexpr void check_router() {
-  static_assert(Router<R>,
-                "dcp::dht: a Router needs self(), joined(), bootstrap(std::vector<contact>), "
-                "lookup(node_id, size_t, lookup_callback), route(node_id, bytes), closest(node_id, size_t) -> "
-                "std::vector<contact>, on_deliver(deliver_callback), leave() and static distance(node_id key, node_id id) -> node_id; see dcp/dht/router.hpp");
+template <class R> constexpr void check_router() {
+  static_assert(
+      Router<R>,
+      "dcp::dht: a Router needs self(), joined(), bootstrap(std::vector<contact>), "
+      "lookup(node_id, size_t, lookup_callback), route(node_id, bytes), closest(node_id, size_t) -> "
+      "std::vector<contact>, on_deliver(deliver_callback), leave() and static distance(node_id key, node_id id) -> node_id; see dcp/dht/router.hpp");
 }
 
 }  // namespace dcp::dht

@@ -161,9 +161,9 @@ struct scribe_config {
   /// all its groups before it sheds one (0: no limit). See the header.
   std::size_t capacity = 0;
   static constexpr std::size_t max_shed_siblings = 16;  ///< siblings offered to a shed child
-  std::size_t max_depth = 64;       ///< path-vector length; deeper paths are refused
+  std::size_t max_depth = 64;                           ///< path-vector length; deeper paths are refused
   std::size_t max_payload = 64 * 1024;
-  std::size_t max_pending = 16384;  ///< unacknowledged sends in flight
+  std::size_t max_pending = 16384;   ///< unacknowledged sends in flight
   std::size_t dedupe_window = 1024;  ///< multicast ids remembered per group
   std::size_t max_anycast_visits = 512;
   unsigned max_hops = 64;
@@ -171,7 +171,8 @@ struct scribe_config {
   void validate() const {
     if (heartbeat_interval <= duration::zero() || rpc_timeout <= duration::zero() || join_wait <= rpc_timeout ||
         op_timeout <= rpc_timeout)
-      throw error(dcp::errc::invalid_config, "scribe: need heartbeat_interval > 0, rpc_timeout > 0, join_wait and op_timeout > rpc_timeout");
+      throw error(dcp::errc::invalid_config,
+                  "scribe: need heartbeat_interval > 0, rpc_timeout > 0, join_wait and op_timeout > rpc_timeout");
     if (parent_timeout_beats < 2 || child_timeout_beats < 2)
       throw error(dcp::errc::invalid_config, "scribe: parent_timeout_beats and child_timeout_beats must be >= 2");
     if (max_retries < 1 || max_groups < 1 || max_children < 1 || max_depth < 2 || max_pending < 1 ||
@@ -198,8 +199,8 @@ struct join_reply {
   static constexpr std::string_view wire_name = "join_reply";
   node_id group;
   contact sender;
-  std::uint8_t status = 0;      // join_status
-  std::vector<address> path;    // accept: root .. sender
+  std::uint8_t status = 0;    // join_status
+  std::vector<address> path;  // accept: root .. sender
   template <class A> void serialize(A& ar) { ar(group, sender, status, path); }
 };
 struct leave {  // child -> parent: remove me
@@ -238,7 +239,9 @@ struct routed {  // create / publish / anycast, one acknowledged hop at a time
   std::uint16_t hops = 0;
   bytes payload;
   std::vector<address> visited;  // anycast walk
-  template <class A> void serialize(A& ar) { ar(hop, id, what, in_tree, detour, group, origin, sender, hops, payload, visited); }
+  template <class A> void serialize(A& ar) {
+    ar(hop, id, what, in_tree, detour, group, origin, sender, hops, payload, visited);
+  }
 };
 struct hop_ack {
   static constexpr message_type wire_id = 7;
@@ -278,8 +281,7 @@ struct shed {  // parent -> child it drops (bottleneck remover): join one of the
 };
 }  // namespace scribe_msg
 
-template <Env E, class R>
-class scribe {
+template <Env E, class R> class scribe {
   static_assert(StepRouter<R>,
                 "dcp::dht::scribe<Env, R>: R must model dcp::dht::Router and offer "
                 "contact next_hop_toward(const node_id& key, const std::vector<address>& excluded) const "
@@ -290,17 +292,46 @@ class scribe {
                                      scribe_msg::refresh, scribe_msg::routed, scribe_msg::hop_ack, scribe_msg::op_reply,
                                      scribe_msg::data, scribe_msg::data_ack, scribe_msg::shed>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "groups_full", "spoofed_sender", "forwarders_created", "children_full", "join_loop", "bad_message", "stale_shed",
-      "shed", "loop_broken", "stale_reply", "unknown_group", "not_a_child", "not_from_parent", "dropped_by_parent",
-      "hop_limit", "not_tree_neighbour", "parent_failed", "children_shed", "join_wait_expired", "join_timeouts",
-      "rejoins", "became_root", "pruned", "parent_probes", "children_expired", "root_moved", "duplicates",
-      "pending_full", "data_sent", "child_unresponsive", "data_resent", "op_timeouts", "op_resent", "root_detours",
-      "anycast_budget", "anycast_accepted", "hop_timeouts",
-  }};
+  static constexpr dcp::counter_set counters{{"groups_full",
+                                              "spoofed_sender",
+                                              "forwarders_created",
+                                              "children_full",
+                                              "join_loop",
+                                              "bad_message",
+                                              "stale_shed",
+                                              "shed",
+                                              "loop_broken",
+                                              "stale_reply",
+                                              "unknown_group",
+                                              "not_a_child",
+                                              "not_from_parent",
+                                              "dropped_by_parent",
+                                              "hop_limit",
+                                              "not_tree_neighbour",
+                                              "parent_failed",
+                                              "children_shed",
+                                              "join_wait_expired",
+                                              "join_timeouts",
+                                              "rejoins",
+                                              "became_root",
+                                              "pruned",
+                                              "parent_probes",
+                                              "children_expired",
+                                              "root_moved",
+                                              "duplicates",
+                                              "pending_full",
+                                              "data_sent",
+                                              "child_unresponsive",
+                                              "data_resent",
+                                              "op_timeouts",
+                                              "op_resent",
+                                              "root_detours",
+                                              "anycast_budget",
+                                              "anycast_accepted",
+                                              "hop_timeouts"}};
   static constexpr std::string_view name = "scribe";
   static constexpr protocol_id default_id = 95;
-  using done_callback = std::function<void(result<void>)>;  ///< a callback taking std::error_code fits too
+  using done_callback = std::function<void(result<void>)>;        ///< a callback taking std::error_code fits too
   using anycast_callback = std::function<void(result<contact>)>;  ///< the member that accepted, or the error
   using deliver_fn = std::function<void(const node_id& group, const bytes& payload)>;
   /// A member's answer to an anycast: true accepts it (and ends the walk here).
@@ -310,8 +341,9 @@ class scribe {
 
   scribe(E env, R& router, scribe_config cfg = {}) : env_(std::move(env)), router_(router), cfg_(std::move(cfg)) {
     cfg_.validate();
-    beat_.start(env_, cfg_.heartbeat_interval, [this] { tick(); },
-                duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.heartbeat_interval.count()))));
+    beat_.start(
+        env_, cfg_.heartbeat_interval, [this] { tick(); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.heartbeat_interval.count()))));
   }
   scribe(const scribe&) = delete;
   scribe& operator=(const scribe&) = delete;
@@ -362,7 +394,8 @@ class scribe {
     auto it = groups_.find(group);
     if (it == groups_.end() || !it->second.member) return;
     it->second.member = false;
-    fail_join_cbs(it->second, make_error_code(std::errc::operation_canceled));  // a join in flight ends: the caller left
+    fail_join_cbs(it->second,
+                  make_error_code(std::errc::operation_canceled));  // a join in flight ends: the caller left
     maybe_prune(group);
   }
 
@@ -370,7 +403,8 @@ class scribe {
   /// the root has accepted it (and started it down the tree).
   void multicast(const node_id& group, bytes payload, done_callback cb) {
     if (!router_.joined()) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::not_joined)); });
-    if (payload.size() > cfg_.max_payload) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::bad_argument)); });
+    if (payload.size() > cfg_.max_payload)
+      return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::bad_argument)); });
     start_op(scribe_msg::kind::publish, group, std::move(payload), std::move(cb), {});
   }
 
@@ -378,7 +412,8 @@ class scribe {
   /// depth-first walk of the tree from where the route toward the group meets it.
   void anycast(const node_id& group, bytes payload, anycast_callback cb) {
     if (!router_.joined()) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::not_joined)); });
-    if (payload.size() > cfg_.max_payload) return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::bad_argument)); });
+    if (payload.size() > cfg_.max_payload)
+      return later([cb = std::move(cb)] { cb(make_error_code(scribe_errc::bad_argument)); });
     start_op(scribe_msg::kind::anycast, group, std::move(payload), {}, std::move(cb));
   }
 
@@ -387,9 +422,18 @@ class scribe {
   const scribe_config& config() const noexcept { return cfg_; }
   std::size_t group_count() const noexcept { return groups_.size(); }
   bool has_group(const node_id& g) const { return groups_.contains(g); }
-  bool is_member(const node_id& g) const { auto* s = find(g); return s && s->member; }
-  bool is_root(const node_id& g) const { auto* s = find(g); return s && s->state == tree_state::root; }
-  bool attached(const node_id& g) const { auto* s = find(g); return s && s->state != tree_state::joining; }
+  bool is_member(const node_id& g) const {
+    auto* s = find(g);
+    return s && s->member;
+  }
+  bool is_root(const node_id& g) const {
+    auto* s = find(g);
+    return s && s->state == tree_state::root;
+  }
+  bool attached(const node_id& g) const {
+    auto* s = find(g);
+    return s && s->state != tree_state::joining;
+  }
   /// The parent's address; empty at the root, while joining, or without the group.
   address parent(const node_id& g) const {
     auto* s = find(g);
@@ -413,17 +457,21 @@ class scribe {
   /// Local invariants, for the simulator to call after every event.
   void check_invariants() const {
     DCP_ASSERT(groups_.size() <= cfg_.max_groups, "scribe: group table over its bound");
-    DCP_ASSERT(pending_data_.size() <= cfg_.max_pending && hops_.size() <= cfg_.max_pending, "scribe: pending over its bound");
+    DCP_ASSERT(pending_data_.size() <= cfg_.max_pending && hops_.size() <= cfg_.max_pending,
+               "scribe: pending over its bound");
     for (auto& [g, s] : groups_) {
       DCP_ASSERT(s.children.size() <= cfg_.max_children, "scribe: children over their bound");
-      DCP_ASSERT(s.seen_order.size() <= cfg_.dedupe_window && s.seen.size() == s.seen_order.size(), "scribe: dedupe window");
+      DCP_ASSERT(s.seen_order.size() <= cfg_.dedupe_window && s.seen.size() == s.seen_order.size(),
+                 "scribe: dedupe window");
       if (s.state != tree_state::joining) {
         DCP_ASSERT(!s.path.empty() && s.path.back() == router_.self().addr && s.path.size() <= cfg_.max_depth,
                    "scribe: an attached node's path ends at itself");
-        DCP_ASSERT(std::count(s.path.begin(), s.path.end(), router_.self().addr) == 1, "scribe: self twice in its own path");
+        DCP_ASSERT(std::count(s.path.begin(), s.path.end(), router_.self().addr) == 1,
+                   "scribe: self twice in its own path");
         DCP_ASSERT(s.known, "scribe: in a tree without knowing the group");
       }
-      if (s.state == tree_state::attached) DCP_ASSERT(s.path.size() >= 2 && s.path[s.path.size() - 2] == s.parent.addr, "scribe: path through the parent");
+      if (s.state == tree_state::attached)
+        DCP_ASSERT(s.path.size() >= 2 && s.path[s.path.size() - 2] == s.parent.addr, "scribe: path through the parent");
       for (auto& c : s.children) {
         DCP_ASSERT(c.who.addr != router_.self().addr, "scribe: own child");
         if (s.state == tree_state::attached) DCP_ASSERT(c.who.addr != s.parent.addr, "scribe: parent is a child");
@@ -470,7 +518,8 @@ class scribe {
       env_.count("children_full");
       return reply_join(m.group, from, join_status::full);
     }
-    const bool ancestor = s.state != tree_state::joining && std::find(s.path.begin(), s.path.end(), from) != s.path.end();
+    const bool ancestor =
+        s.state != tree_state::joining && std::find(s.path.begin(), s.path.end(), from) != s.path.end();
     if (ancestor || (s.state == tree_state::joining && s.target.addr == from)) {
       env_.count("join_loop");
       return reply_join(m.group, from, join_status::loop);
@@ -488,8 +537,9 @@ class scribe {
     auto it = groups_.find(m.group);
     // From our parent, or from the node we are joining (its accept may come
     // after the shed: reordered), which holds us no more either way.
-    const bool ours = it != groups_.end() && ((it->second.state == tree_state::attached && it->second.parent.addr == from) ||
-                                              (it->second.state == tree_state::joining && it->second.target.addr == from));
+    const bool ours = it != groups_.end() &&
+        ((it->second.state == tree_state::attached && it->second.parent.addr == from) ||
+         (it->second.state == tree_state::joining && it->second.target.addr == from));
     if (!ours) return env_.count("stale_shed");
     std::vector<contact> candidates;
     for (auto& c : m.siblings)
@@ -541,10 +591,16 @@ class scribe {
         if (s.waits_since == time_point{}) s.waits_since = env_.now();
         s.silent = 0;
         break;
-      case join_status::unknown_group: drop_group(m.group, scribe_errc::unknown_group); break;
+      case join_status::unknown_group:
+        drop_group(m.group, scribe_errc::unknown_group);
+        break;
       case join_status::full:
-      case join_status::loop: retry_join(m.group, true); break;
-      default: env_.count("bad_message"); return;
+      case join_status::loop:
+        retry_join(m.group, true);
+        break;
+      default:
+        env_.count("bad_message");
+        return;
     }
     flush();
   }
@@ -613,9 +669,14 @@ class scribe {
     if (m.groups.size() > cfg_.max_groups) return env_.count("bad_message");
     for (auto& g : m.groups) {
       auto it = groups_.find(g);
-      if (it == groups_.end()) { env_.count("unknown_group"); continue; }
-      if (auto* c = find_child(it->second, from)) c->last_heard = env_.now();
-      else env_.count("not_a_child");
+      if (it == groups_.end()) {
+        env_.count("unknown_group");
+        continue;
+      }
+      if (auto* c = find_child(it->second, from))
+        c->last_heard = env_.now();
+      else
+        env_.count("not_a_child");
     }
   }
 
@@ -663,9 +724,12 @@ class scribe {
     if (it == ops_.end()) return env_.count("stale_reply");
     const auto st = static_cast<scribe_msg::op_status>(m.status);
     std::error_code ec;
-    if (st == scribe_msg::op_status::unknown_group) ec = make_error_code(scribe_errc::unknown_group);
-    else if (st == scribe_msg::op_status::no_member) ec = make_error_code(scribe_errc::no_member);
-    else if (st != scribe_msg::op_status::ok) return env_.count("bad_message");
+    if (st == scribe_msg::op_status::unknown_group)
+      ec = make_error_code(scribe_errc::unknown_group);
+    else if (st == scribe_msg::op_status::no_member)
+      ec = make_error_code(scribe_errc::no_member);
+    else if (st != scribe_msg::op_status::ok)
+      return env_.count("bad_message");
     finish_op(m.id, ec, m.member);
     flush();
   }
@@ -718,17 +782,17 @@ class scribe {
   struct group_state {
     tree_state state = tree_state::joining;
     bool member = false;
-    bool known = false;  // the group exists (created, or this node was in its tree)
+    bool known = false;         // the group exists (created, or this node was in its tree)
     bool root_pending = false;  // the group id's root, not knowing the group (yet)
-    contact parent;      // attached only
+    contact parent;             // attached only
     std::vector<address> path;  // root .. self, attached or root
     std::vector<child> children;
     time_point parent_heard{};
     unsigned probes = 0;  // JOINs re-sent to a silent parent before it is given up
     // joining
     contact target;
-    unsigned silent = 0;          // unanswered JOINs to target
-    time_point waits_since{};     // first "wait" from target
+    unsigned silent = 0;       // unanswered JOINs to target
+    time_point waits_since{};  // first "wait" from target
     std::vector<address> excluded;
     timer_id join_timer{};
     std::vector<done_callback> join_cbs;
@@ -744,7 +808,8 @@ class scribe {
   };
   struct data_key_hash {
     std::size_t operator()(const data_key& k) const noexcept {
-      return std::hash<address>{}(k.to) ^ (std::hash<node_id>{}(k.group) * 31) ^ (std::hash<std::uint64_t>{}(k.id) * 131);
+      return std::hash<address>{}(k.to) ^ (std::hash<node_id>{}(k.group) * 31) ^
+          (std::hash<std::uint64_t>{}(k.id) * 131);
     }
   };
   struct pending_copy {
@@ -803,7 +868,7 @@ class scribe {
   /// A path offered by a would-be parent: non-empty, ends at it, short enough, without us.
   bool valid_parent_path(const std::vector<address>& p, const address& parent) const {
     return !p.empty() && p.size() < cfg_.max_depth && p.back() == parent &&
-           std::find(p.begin(), p.end(), router_.self().addr) == p.end();
+        std::find(p.begin(), p.end(), router_.self().addr) == p.end();
   }
 
   /// One step of the join route: to Pastry's next hop toward the group, or root here.
@@ -841,7 +906,8 @@ class scribe {
   void shed_load() {
     if (cfg_.capacity == 0) return;
     auto load = [](const group_state& s) {
-      return static_cast<std::size_t>(std::count_if(s.children.begin(), s.children.end(), [](const child& c) { return c.accepted; }));
+      return static_cast<std::size_t>(
+          std::count_if(s.children.begin(), s.children.end(), [](const child& c) { return c.accepted; }));
     };
     std::size_t total = 0;
     for (auto& [g, s] : groups_) total += load(s);
@@ -888,7 +954,9 @@ class scribe {
     auto it = groups_.find(g);
     if (it == groups_.end()) return;
     group_state& s = it->second;
-    const address old = s.state == tree_state::attached ? s.parent.addr : s.state == tree_state::joining ? s.target.addr : address{};
+    const address old = s.state == tree_state::attached ? s.parent.addr
+        : s.state == tree_state::joining                ? s.target.addr
+                                                        : address{};
     if (exclude && !old.empty()) s.excluded.push_back(old);
     env_.count("rejoins");
     start_join(g);
@@ -935,7 +1003,8 @@ class scribe {
     s.path.push_back(router_.self().addr);
     s.excluded.clear();
     // a child that is now our parent, or an ancestor, cannot stay our child
-    std::erase_if(s.children, [&](const child& c) { return std::find(s.path.begin(), s.path.end(), c.who.addr) != s.path.end(); });
+    std::erase_if(s.children,
+                  [&](const child& c) { return std::find(s.path.begin(), s.path.end(), c.who.addr) != s.path.end(); });
     accept_waiting(g);
     fail_join_cbs(s, {});
     maybe_prune(g);
@@ -961,7 +1030,9 @@ class scribe {
   void drop_group(const node_id& g, scribe_errc why) {
     group_state& s = groups_.at(g);
     for (auto& c : s.children)
-      env_.send(c.who.addr, scribe_msg::join_reply{g, router_.self(), static_cast<std::uint8_t>(scribe_msg::join_status::unknown_group), {}});
+      env_.send(c.who.addr,
+                scribe_msg::join_reply{
+                    g, router_.self(), static_cast<std::uint8_t>(scribe_msg::join_status::unknown_group), {}});
     fail_join_cbs(s, make_error_code(why));
     erase_group(g);
   }
@@ -980,8 +1051,10 @@ class scribe {
     if (it == groups_.end()) return;
     group_state& s = it->second;
     if (s.member || !s.children.empty() || s.state == tree_state::root) return;
-    if (s.state == tree_state::attached) env_.send(s.parent.addr, scribe_msg::leave{g});
-    else if (s.target) env_.send(s.target.addr, scribe_msg::leave{g});
+    if (s.state == tree_state::attached)
+      env_.send(s.parent.addr, scribe_msg::leave{g});
+    else if (s.target)
+      env_.send(s.target.addr, scribe_msg::leave{g});
     env_.count("pruned");
     erase_group(g);
   }
@@ -1054,7 +1127,10 @@ class scribe {
       s.seen.erase(s.seen_order.front());
       s.seen_order.pop_front();
     }
-    if (s.member && on_multicast_) later([this, g, payload] { if (on_multicast_) on_multicast_(g, payload); });
+    if (s.member && on_multicast_)
+      later([this, g, payload] {
+        if (on_multicast_) on_multicast_(g, payload);
+      });
     for (auto& c : s.children)
       if (c.accepted) send_copy(c.who.addr, g, id, payload, 1);
   }
@@ -1120,7 +1196,10 @@ class scribe {
     op& o = it->second;
     if (attempt > 0) env_.count("op_resent");
     if (o.what != scribe_msg::kind::anycast)
-      o.retry = env_.arm(cfg_.op_timeout / 4, [this, id, attempt] { send_op(id, attempt + 1); flush(); });
+      o.retry = env_.arm(cfg_.op_timeout / 4, [this, id, attempt] {
+        send_op(id, attempt + 1);
+        flush();
+      });
     scribe_msg::routed m;
     m.id = id;
     m.what = static_cast<std::uint8_t>(o.what);
@@ -1136,8 +1215,10 @@ class scribe {
     ops_.erase(it);
     env_.cancel(o.timer);
     env_.cancel(o.retry);
-    if (o.any) later([cb = std::move(o.any), ec, member] { ec ? cb(ec) : cb(member); });
-    else if (o.done) later([cb = std::move(o.done), ec] { cb(ec); });
+    if (o.any)
+      later([cb = std::move(o.any), ec, member] { ec ? cb(ec) : cb(member); });
+    else if (o.done)
+      later([cb = std::move(o.done), ec] { cb(ec); });
   }
   void answer(const scribe_msg::routed& m, scribe_msg::op_status st, contact member = {}) {
     if (m.origin.addr == router_.self().addr) {
@@ -1241,7 +1322,7 @@ class scribe {
     }
     const auto seen = [&](const address& a) {
       return std::find(m.visited.begin(), m.visited.end(), a) != m.visited.end() ||
-             std::find(dead.begin(), dead.end(), a) != dead.end();
+          std::find(dead.begin(), dead.end(), a) != dead.end();
     };
     for (auto& c : s.children)
       if (c.accepted && !seen(c.who.addr)) return forward(std::move(m), c.who.addr, std::move(dead));

@@ -22,12 +22,18 @@ class scribe_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "dcp.scribe"; }
   std::string message(int ev) const override {
     switch (static_cast<scribe_errc>(ev)) {
-      case scribe_errc::not_joined: return "the router has not joined the overlay yet";
-      case scribe_errc::unknown_group: return "the group's root does not know this group: create() it first";
-      case scribe_errc::no_member: return "anycast: no member of the group accepted";
-      case scribe_errc::table_full: return "this node holds scribe_config::max_groups groups already";
-      case scribe_errc::timeout: return "no answer within scribe_config::op_timeout (outcome unknown)";
-      case scribe_errc::bad_argument: return "payload larger than scribe_config::max_payload";
+      case scribe_errc::not_joined:
+        return "the router has not joined the overlay yet";
+      case scribe_errc::unknown_group:
+        return "the group's root does not know this group: create() it first";
+      case scribe_errc::no_member:
+        return "anycast: no member of the group accepted";
+      case scribe_errc::table_full:
+        return "this node holds scribe_config::max_groups groups already";
+      case scribe_errc::timeout:
+        return "no answer within scribe_config::op_timeout (outcome unknown)";
+      case scribe_errc::bad_argument:
+        return "payload larger than scribe_config::max_payload";
     }
     return "unknown dcp.scribe error " + std::to_string(ev);
   }
@@ -54,5 +60,4 @@ inline std::error_code make_error_code(scribe_errc e) noexcept { return {static_
 
 }  // namespace dcp::dht
 
-template <>
-struct std::is_error_code_enum<dcp::dht::scribe_errc> : std::true_type {};
+template <> struct std::is_error_code_enum<dcp::dht::scribe_errc> : std::true_type {};

@@ -36,8 +36,8 @@ inline constexpr std::size_t max_salt_size = 64;           ///< BEP 44
 
 /// A value signed by its owner, as the user builds it (see dcp/dht/ed25519.hpp: sign_value).
 struct signed_value {
-  bytes public_key;  ///< the owner's Ed25519 public key
-  bytes salt;        ///< lets one key pair own many places; at most max_salt_size bytes
+  bytes public_key;       ///< the owner's Ed25519 public key
+  bytes salt;             ///< lets one key pair own many places; at most max_salt_size bytes
   std::uint64_t seq = 0;  ///< a later value must carry a higher seq
   bytes value;
   bytes signature;  ///< over signed_message(salt, seq, value)

@@ -117,7 +117,8 @@ struct store_config {
   std::size_t quorum() const noexcept { return write_quorum ? write_quorum : replicas / 2 + 1; }
   void validate() const {
     if (replicas < 1) throw error(dcp::errc::invalid_config, "dht::store: replicas must be >= 1");
-    if (write_quorum > replicas) throw error(dcp::errc::invalid_config, "dht::store: write_quorum cannot exceed replicas");
+    if (write_quorum > replicas)
+      throw error(dcp::errc::invalid_config, "dht::store: write_quorum cannot exceed replicas");
     if (max_key_size < 1 || max_value_size < 1 || max_items < 1 || sync_batch < 1)
       throw error(dcp::errc::invalid_config, "dht::store: size limits must be >= 1");
     if (default_ttl <= duration::zero() || tombstone_ttl <= duration::zero() || request_timeout <= duration::zero() ||
@@ -141,15 +142,17 @@ struct item {  // one versioned write, as it travels
   std::string key;
   bytes value;
   std::uint64_t version = 0;
-  std::uint64_t writer = 0;   // tie-break between equal versions
-  std::int64_t ttl_ms = 0;    // remaining lifetime
+  std::uint64_t writer = 0;  // tie-break between equal versions
+  std::int64_t ttl_ms = 0;   // remaining lifetime
   bool tombstone = false;
   // a signed value (signature.hpp): key empty, version is its seq, writer 0
-  bytes signer;     // the owner's public key; empty: unsigned
+  bytes signer;  // the owner's public key; empty: unsigned
   bytes salt;
   bytes signature;
   bool is_signed() const noexcept { return !signer.empty(); }
-  template <class A> void serialize(A& ar) { ar(key, value, version, writer, ttl_ms, tombstone, signer, salt, signature); }
+  template <class A> void serialize(A& ar) {
+    ar(key, value, version, writer, ttl_ms, tombstone, signer, salt, signature);
+  }
 };
 struct put {
   static constexpr message_type wire_id = 1;
@@ -208,21 +211,35 @@ struct get_signed {  // the signed value at `target` (answered by get_reply)
 };
 }  // namespace store_msg
 
-template <Env E, class R, class V = no_signatures>
-class store {
+template <Env E, class R, class V = no_signatures> class store {
   static_assert(Router<R>, "dcp::dht::store<Env, R>: R must model dcp::dht::Router (see dcp/dht/router.hpp)");
-  static_assert(SignatureVerifier<V>, "dcp::dht::store<Env, R, V>: V must model dcp::dht::SignatureVerifier (see dcp/dht/signature.hpp)");
+  static_assert(SignatureVerifier<V>,
+                "dcp::dht::store<Env, R, V>: V must model dcp::dht::SignatureVerifier (see dcp/dht/signature.hpp)");
 
  public:
   using messages = wire::message_set<store_msg::put, store_msg::put_ack, store_msg::get, store_msg::get_reply,
                                      store_msg::sync_offer, store_msg::sync_want, store_msg::get_signed>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "stray_ack", "bad_key", "stray_reply", "version_too_far_ahead", "signature_unverifiable", "bad_item",
-      "bad_signature", "ttl_too_large", "signature_checks", "not_responsible", "signer_mismatch",
-      "unsigned_over_signed", "seq_not_newer", "signed_over_unsigned", "store_full", "stored", "put_resent",
-      "put_below_quorum", "get_widened", "expired",
-  }};
+  static constexpr dcp::counter_set counters{{"stray_ack",
+                                              "bad_key",
+                                              "stray_reply",
+                                              "version_too_far_ahead",
+                                              "signature_unverifiable",
+                                              "bad_item",
+                                              "bad_signature",
+                                              "ttl_too_large",
+                                              "signature_checks",
+                                              "not_responsible",
+                                              "signer_mismatch",
+                                              "unsigned_over_signed",
+                                              "seq_not_newer",
+                                              "signed_over_unsigned",
+                                              "store_full",
+                                              "stored",
+                                              "put_resent",
+                                              "put_below_quorum",
+                                              "get_widened",
+                                              "expired"}};
   static constexpr std::string_view name = "dht_store";
   static constexpr protocol_id default_id = 90;
   using put_callback = std::function<void(result<std::uint64_t>)>;  ///< the version written, or the error
@@ -243,12 +260,15 @@ class store {
   }
 
   void start() {
-    sync_timer_.start(env_, cfg_.sync_interval, [this] { sync(); },
-                      duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.sync_interval.count()))));
+    sync_timer_.start(
+        env_, cfg_.sync_interval, [this] { sync(); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.sync_interval.count()))));
   }
 
   /// Writes `value` under `key` on the key's r replicas; cb(version or error).
-  void put(std::string_view key, bytes value, put_callback cb) { put(key, std::move(value), cfg_.default_ttl, std::move(cb)); }
+  void put(std::string_view key, bytes value, put_callback cb) {
+    put(key, std::move(value), cfg_.default_ttl, std::move(cb));
+  }
   void put(std::string_view key, bytes value, duration ttl, put_callback cb, std::uint64_t version = 0) {
     std::error_code ec = check_key(key);
     if (!ec && value.size() > cfg_.max_value_size) ec = make_error_code(errc::value_too_large);
@@ -262,7 +282,8 @@ class store {
   /// replicas; cb(seq or error). Fails with bad_signature if it does not verify here,
   /// seq_not_newer / key_is_signed if too many replicas refuse it.
   void put(const signed_value& sv, duration ttl, put_callback cb) {
-    static_assert(V::enabled, "dht::store: signed puts need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
+    static_assert(V::enabled,
+                  "dht::store: signed puts need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
     store_msg::item item;
     item.value = sv.value;
     item.version = sv.seq;
@@ -271,17 +292,23 @@ class store {
     item.salt = sv.salt;
     item.signature = sv.signature;
     std::error_code ec;
-    if (sv.value.size() > cfg_.max_value_size) ec = make_error_code(errc::value_too_large);
-    else if (ttl <= duration::zero()) ec = make_error_code(errc::bad_argument);
-    else if (ttl > cfg_.max_ttl) ec = make_error_code(errc::ttl_too_large);
-    else if (sv.seq > version_limit()) ec = make_error_code(errc::version_too_far_ahead);
-    else if (!signature_ok(item)) ec = make_error_code(errc::bad_signature);
+    if (sv.value.size() > cfg_.max_value_size)
+      ec = make_error_code(errc::value_too_large);
+    else if (ttl <= duration::zero())
+      ec = make_error_code(errc::bad_argument);
+    else if (ttl > cfg_.max_ttl)
+      ec = make_error_code(errc::ttl_too_large);
+    else if (sv.seq > version_limit())
+      ec = make_error_code(errc::version_too_far_ahead);
+    else if (!signature_ok(item))
+      ec = make_error_code(errc::bad_signature);
     if (ec) return defer(env_, [cb = std::move(cb), ec] { cb(ec); });
     send_put(std::move(item), std::move(cb));
   }
   /// Reads the signed value of (public key, salt), every answer verified; errc::not_found if none.
   void get(byte_view public_key, byte_view salt, get_callback cb) {
-    static_assert(V::enabled, "dht::store: signed gets need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
+    static_assert(V::enabled,
+                  "dht::store: signed gets need a SignatureVerifier (dht::ed25519_verifier, dcp/dht/ed25519.hpp)");
     if (public_key.size() != signed_public_key_size || salt.size() > max_salt_size)
       return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     query q;
@@ -323,7 +350,8 @@ class store {
   void on_message(const address& from, const store_msg::put& m) {
     errc why{};
     const bool ok = valid(m.it, why) && responsible(place(m.it)) && apply(m.it, why);
-    if (m.nonce) env_.send(from, store_msg::put_ack{m.nonce, ok, ok ? std::uint8_t{0} : static_cast<std::uint8_t>(why)});
+    if (m.nonce)
+      env_.send(from, store_msg::put_ack{m.nonce, ok, ok ? std::uint8_t{0} : static_cast<std::uint8_t>(why)});
   }
   void on_message(const address& from, const store_msg::put_ack& m) {
     auto it = ops_.find(m.nonce);
@@ -375,8 +403,10 @@ class store {
     if (std::find(o.answered.begin(), o.answered.end(), from) != o.answered.end()) return;  // a duplicate
     o.answered.push_back(from);
     errc why{};
-    if (m.found && answers(o.q, m.it) && valid(m.it, why)) o.answers.push_back({from, m.it});
-    else o.answers.push_back({from, std::nullopt});
+    if (m.found && answers(o.q, m.it) && valid(m.it, why))
+      o.answers.push_back({from, m.it});
+    else
+      o.answers.push_back({from, std::nullopt});
     if (o.answered.size() == o.replicas.size()) finish_get(m.nonce);
   }
   void on_message(const address& from, const store_msg::sync_offer& m) {
@@ -432,7 +462,7 @@ class store {
     std::vector<std::pair<address, std::optional<store_msg::item>>> answers;
     std::uint64_t version = 0;
     timer_id timer{};
-    timer_id resend{};  // a put: sends it again to the replicas that have not acknowledged
+    timer_id resend{};     // a put: sends it again to the replicas that have not acknowledged
     store_msg::item item;  // a put: what it sends
   };
 
@@ -442,15 +472,17 @@ class store {
     return {};
   }
   /// Where an item lives: its key's hash, or a signed value's target.
-  static node_id place(const store_msg::item& i) { return i.is_signed() ? signed_target(i.signer, i.salt) : node_id::hash(i.key); }
+  static node_id place(const store_msg::item& i) {
+    return i.is_signed() ? signed_target(i.signer, i.salt) : node_id::hash(i.key);
+  }
   /// Whether `i` is an answer to query `q` (a replica may answer with anything).
   static bool answers(const query& q, const store_msg::item& i) {
     return q.is_signed() ? i.is_signed() && i.signer == q.signer && i.salt == q.salt : !i.is_signed() && i.key == q.key;
   }
   bool signature_ok(const store_msg::item& i) const {
     return i.signer.size() == signed_public_key_size && i.signature.size() == signed_signature_size &&
-           i.salt.size() <= max_salt_size && i.key.empty() && !i.tombstone &&
-           verifier_.verify(i.signer, signed_message(i.salt, i.version, i.value), i.signature);
+        i.salt.size() <= max_salt_size && i.key.empty() && !i.tombstone &&
+        verifier_.verify(i.signer, signed_message(i.salt, i.version, i.value), i.signature);
   }
   bool valid(const store_msg::item& i, errc& why) {
     why = errc::bad_argument;
@@ -471,7 +503,8 @@ class store {
         why = errc::bad_signature;
         return false;
       }
-    } else if (i.key.empty() || i.key.size() > cfg_.max_key_size || i.value.size() > cfg_.max_value_size || i.ttl_ms <= 0) {
+    } else if (i.key.empty() || i.key.size() > cfg_.max_key_size || i.value.size() > cfg_.max_value_size ||
+               i.ttl_ms <= 0) {
       env_.count("bad_item");
       return false;
     }
@@ -511,7 +544,8 @@ class store {
   bool expired(const held& h) const { return env_.now() >= h.expires; }
   store_msg::item outgoing(const held& h) const {
     store_msg::item i = h.it;
-    i.ttl_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(h.expires - env_.now()).count());
+    i.ttl_ms = std::max<std::int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(h.expires - env_.now()).count());
     return i;
   }
 
@@ -526,7 +560,8 @@ class store {
   /// only its predecessor behind it, CAN only its neighbours (docs/dht.md).
   bool responsible(const node_id& place) {
     const auto near = router_.closest(place, 2 * cfg_.replicas);
-    if (std::any_of(near.begin(), near.end(), [&](const contact& c) { return c.addr == router_.self().addr; })) return true;
+    if (std::any_of(near.begin(), near.end(), [&](const contact& c) { return c.addr == router_.self().addr; }))
+      return true;
     env_.count("not_responsible");
     return false;
   }
@@ -586,19 +621,21 @@ class store {
 
   void send_put(store_msg::item item, put_callback cb) {
     const node_id h = place(item);
-    router_.lookup(h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](result<lookup_result> r) mutable {
-      if (!r) return cb(r.explained());
-      const std::uint64_t nonce = ++nonce_;
-      op o;
-      o.put_cb = std::move(cb);
-      o.replicas = r->owners;
-      o.version = item.version;
-      o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_put(nonce, make_error_code(errc::no_replica)); });
-      for (auto& c : r->owners) env_.send(c.addr, store_msg::put{nonce, item});
-      o.item = std::move(item);
-      ops_.emplace(nonce, std::move(o));
-      arm_resend(nonce);
-    });
+    router_.lookup(
+        h, cfg_.replicas, [this, item = std::move(item), cb = std::move(cb)](result<lookup_result> r) mutable {
+          if (!r) return cb(r.explained());
+          const std::uint64_t nonce = ++nonce_;
+          op o;
+          o.put_cb = std::move(cb);
+          o.replicas = r->owners;
+          o.version = item.version;
+          o.timer =
+              env_.arm(cfg_.request_timeout, [this, nonce] { finish_put(nonce, make_error_code(errc::no_replica)); });
+          for (auto& c : r->owners) env_.send(c.addr, store_msg::put{nonce, item});
+          o.item = std::move(item);
+          ops_.emplace(nonce, std::move(o));
+          arm_resend(nonce);
+        });
   }
 
   void arm_resend(std::uint64_t nonce) {
@@ -628,8 +665,10 @@ class store {
       // some replicas have it, fewer than the quorum: say so, the value may still be read
       env_.count("put_below_quorum");
     }
-    if (ec) o.put_cb(ec);
-    else o.put_cb(o.version);
+    if (ec)
+      o.put_cb(ec);
+    else
+      o.put_cb(o.version);
   }
 
   void start_get(query q, get_callback cb) {
@@ -637,23 +676,26 @@ class store {
     // key: under churn a node that joined next to the key is responsible before
     // re-replication has given it the value
     const node_id where = q.place();
-    router_.lookup(where, 2 * cfg_.replicas, [this, q = std::move(q), cb = std::move(cb)](result<lookup_result> r) mutable {
-      if (!r) return cb(r.explained());
-      const std::uint64_t nonce = ++nonce_;
-      op o;
-      o.q = std::move(q);
-      o.get_cb = std::move(cb);
-      const auto first = std::min(r->owners.size(), cfg_.replicas);
-      o.replicas.assign(r->owners.begin(), r->owners.begin() + static_cast<std::ptrdiff_t>(first));
-      o.spares.assign(r->owners.begin() + static_cast<std::ptrdiff_t>(first), r->owners.end());
-      o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
-      for (auto& c : o.replicas) ask(c.addr, nonce, o.q);
-      ops_.emplace(nonce, std::move(o));
-    });
+    router_.lookup(where, 2 * cfg_.replicas,
+                   [this, q = std::move(q), cb = std::move(cb)](result<lookup_result> r) mutable {
+                     if (!r) return cb(r.explained());
+                     const std::uint64_t nonce = ++nonce_;
+                     op o;
+                     o.q = std::move(q);
+                     o.get_cb = std::move(cb);
+                     const auto first = std::min(r->owners.size(), cfg_.replicas);
+                     o.replicas.assign(r->owners.begin(), r->owners.begin() + static_cast<std::ptrdiff_t>(first));
+                     o.spares.assign(r->owners.begin() + static_cast<std::ptrdiff_t>(first), r->owners.end());
+                     o.timer = env_.arm(cfg_.request_timeout, [this, nonce] { finish_get(nonce); });
+                     for (auto& c : o.replicas) ask(c.addr, nonce, o.q);
+                     ops_.emplace(nonce, std::move(o));
+                   });
   }
   void ask(const address& to, std::uint64_t nonce, const query& q) {
-    if (q.is_signed()) env_.send(to, store_msg::get_signed{nonce, q.place()});
-    else env_.send(to, store_msg::get{nonce, q.key});
+    if (q.is_signed())
+      env_.send(to, store_msg::get_signed{nonce, q.place()});
+    else
+      env_.send(to, store_msg::get{nonce, q.key});
   }
 
   void finish_get(std::uint64_t nonce) {
@@ -682,8 +724,9 @@ class store {
     // read repair: the responsible replicas (not the spares) that answered with nothing or something older get the newest
     const auto primaries = std::min(o.replicas.size(), cfg_.replicas);
     for (auto& [a, i] : o.answers) {
-      const bool primary = std::any_of(o.replicas.begin(), o.replicas.begin() + static_cast<std::ptrdiff_t>(primaries),
-                                       [&, &to = a](const contact& c) { return c.addr == to; });  // clang < 16: no binding captures
+      const bool primary =
+          std::any_of(o.replicas.begin(), o.replicas.begin() + static_cast<std::ptrdiff_t>(primaries),
+                      [&, &to = a](const contact& c) { return c.addr == to; });  // clang < 16: no binding captures
       if (primary && (!i || older(*i, best->version, best->writer))) env_.send(a, store_msg::put{0, *best});
     }
     if (best->tombstone) return o.get_cb(make_error_code(errc::not_found));
@@ -706,7 +749,8 @@ class store {
       // one node beyond the r: a replica that just crashed may still be in our view, and
       // must not hold up the copy its successor in the order needs
       for (auto& c : router_.closest(h, cfg_.replicas + 1))
-        if (c.addr != router_.self().addr) offers[c.addr].push_back({h, held.it.version, held.it.writer, held.it.is_signed()});
+        if (c.addr != router_.self().addr)
+          offers[c.addr].push_back({h, held.it.version, held.it.writer, held.it.is_signed()});
     }
     for (auto& h : drop) items_.erase(h);
     env_.count("expired", static_cast<std::int64_t>(drop.size()));

@@ -158,14 +158,19 @@ struct tapestry_config {
   id_binding bind_ids = id_binding::automatic;
 
   void validate() const {
-    if (entries_per_slot < 1 || entries_per_slot > 8) throw error(dcp::errc::invalid_config, "tapestry: entries_per_slot must be 1..8");
+    if (entries_per_slot < 1 || entries_per_slot > 8)
+      throw error(dcp::errc::invalid_config, "tapestry: entries_per_slot must be 1..8");
     if (rpc_timeout <= duration::zero() || maintain_interval <= duration::zero() || lookup_timeout <= rpc_timeout)
-      throw error(dcp::errc::invalid_config, "tapestry: need rpc_timeout > 0, maintain_interval > 0, lookup_timeout > rpc_timeout");
-    if (failure_threshold < 1 || max_hops < 1 || max_hops > 1024) throw error(dcp::errc::invalid_config, "tapestry: need failure_threshold >= 1, 1 <= max_hops <= 1024");
-    if (failed_memory <= duration::zero()) throw error(dcp::errc::invalid_config, "tapestry: failed_memory must be > 0");
+      throw error(dcp::errc::invalid_config,
+                  "tapestry: need rpc_timeout > 0, maintain_interval > 0, lookup_timeout > rpc_timeout");
+    if (failure_threshold < 1 || max_hops < 1 || max_hops > 1024)
+      throw error(dcp::errc::invalid_config, "tapestry: need failure_threshold >= 1, 1 <= max_hops <= 1024");
+    if (failed_memory <= duration::zero())
+      throw error(dcp::errc::invalid_config, "tapestry: failed_memory must be > 0");
     if (republish_interval <= duration::zero() || pointer_ttl <= republish_interval || max_pointer_ttl < pointer_ttl)
       throw error(dcp::errc::invalid_config, "tapestry: need 0 < republish_interval < pointer_ttl <= max_pointer_ttl");
-    if (max_pointers < 1 || max_servers_per_object < 1 || max_published < 1 || max_backpointers < 1 || max_hops_in_flight < 1)
+    if (max_pointers < 1 || max_servers_per_object < 1 || max_published < 1 || max_backpointers < 1 ||
+        max_hops_in_flight < 1)
       throw error(dcp::errc::invalid_config, "tapestry: table bounds must be >= 1");
     if (bootstrap_retry <= duration::zero() || bootstrap_retry_max < bootstrap_retry)
       throw error(dcp::errc::invalid_config, "tapestry: need 0 < bootstrap_retry <= bootstrap_retry_max");
@@ -198,7 +203,9 @@ struct route {
   std::uint16_t hops = 0;
   std::uint16_t n = 1;
   bytes payload;
-  template <class A> void serialize(A& ar) { ar(hop, nonce, what, level, key, origin, sender, server, ttl_ms, hops, n, payload); }
+  template <class A> void serialize(A& ar) {
+    ar(hop, nonce, what, level, key, origin, sender, server, ttl_ms, hops, n, payload);
+  }
 };
 using route_ack = detail::route_ack;        // wire id 2: acknowledges a route hop or a multicast hop
 using lookup_reply = detail::lookup_reply;  // wire id 3
@@ -290,23 +297,47 @@ struct pointers {  // an old root hands the pointers a newcomer is now the root 
 };
 }  // namespace tapestry_msg
 
-template <Env E>
-class tapestry {
+template <Env E> class tapestry {
  public:
-  using messages = wire::message_set<tapestry_msg::route, tapestry_msg::route_ack, tapestry_msg::lookup_reply,
-                                     tapestry_msg::locate_reply, tapestry_msg::join_state, tapestry_msg::multicast,
-                                     tapestry_msg::hello, tapestry_msg::backpointer, tapestry_msg::probe,
-                                     tapestry_msg::row_request, tapestry_msg::row_reply, tapestry_msg::leaving,
-                                     tapestry_msg::pointers>;
+  using messages =
+      wire::message_set<tapestry_msg::route, tapestry_msg::route_ack, tapestry_msg::lookup_reply,
+                        tapestry_msg::locate_reply, tapestry_msg::join_state, tapestry_msg::multicast,
+                        tapestry_msg::hello, tapestry_msg::backpointer, tapestry_msg::probe, tapestry_msg::row_request,
+                        tapestry_msg::row_reply, tapestry_msg::leaving, tapestry_msg::pointers>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters, dcp::counter_set{{
-      "route_failed", "publish_failed", "published_full", "spoofed_sender", "bad_message", "stale_reply",
-      "spoofed_reply", "unbound_contact", "multicast_duplicates", "neighbour_left", "stale_backpointer",
-      "backpointers_full", "unbound_id", "slot_evictions", "probe_budget_exhausted", "slot_repairs", "hop_limit",
-      "located_by_pointer", "hop_detours", "insertions", "delivered", "published_at_root", "locate_not_found",
-      "multicast_lost", "multicast_memory_full", "pointers_full", "neighbour_failures", "rejoins", "lookup_failed",
-      "request_retries", "locate_failed", "multicast_timeouts",
-  }});
+  static constexpr auto counters = dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters,
+                                             dcp::counter_set{{"route_failed",
+                                                               "publish_failed",
+                                                               "published_full",
+                                                               "spoofed_sender",
+                                                               "bad_message",
+                                                               "stale_reply",
+                                                               "spoofed_reply",
+                                                               "unbound_contact",
+                                                               "multicast_duplicates",
+                                                               "neighbour_left",
+                                                               "stale_backpointer",
+                                                               "backpointers_full",
+                                                               "unbound_id",
+                                                               "slot_evictions",
+                                                               "probe_budget_exhausted",
+                                                               "slot_repairs",
+                                                               "hop_limit",
+                                                               "located_by_pointer",
+                                                               "hop_detours",
+                                                               "insertions",
+                                                               "delivered",
+                                                               "published_at_root",
+                                                               "locate_not_found",
+                                                               "multicast_lost",
+                                                               "multicast_memory_full",
+                                                               "pointers_full",
+                                                               "neighbour_failures",
+                                                               "rejoins",
+                                                               "lookup_failed",
+                                                               "request_retries",
+                                                               "locate_failed",
+                                                               "multicast_timeouts"}});
   static constexpr std::string_view name = "tapestry";
   static constexpr protocol_id default_id = 85;
   /// Base 16: 4 bits a digit, 40 levels of a 160-bit id.
@@ -323,10 +354,12 @@ class tapestry {
         lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "request_retries"),
         locates_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "locate_failed", "request_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
-        mc_hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); },
-                 "multicast_timeouts"),
-        join_(env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
-              [this](const contact& seed) { send_join(seed); }),
+        mc_hops_(
+            env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); },
+            "multicast_timeouts"),
+        join_(
+            env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
+            [this](const contact& seed) { send_join(seed); }),
         failed_(env_, cfg_.failed_memory) {
     cfg_.validate();
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
@@ -385,9 +418,10 @@ class tapestry {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
     if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
     // the root itself knows the answer at once: pending_requests still answers after the call
-    lookups_.open(fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-      route_request(nonce, key, tapestry_msg::kind::lookup, wanted);
-    });
+    lookups_.open(fresh_nonce(), std::move(cb),
+                  [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
+                    route_request(nonce, key, tapestry_msg::kind::lookup, wanted);
+                  });
   }
 
   void route(const node_id& key, bytes payload) {
@@ -402,9 +436,8 @@ class tapestry {
   /// as the ones before them fail.
   std::vector<contact> closest(const node_id& key, std::size_t n) const {
     auto all = known();
-    std::sort(all.begin(), all.end(), [&](const contact& a, const contact& b) {
-      return distance(key, a.id) < distance(key, b.id);
-    });
+    std::sort(all.begin(), all.end(),
+              [&](const contact& a, const contact& b) { return distance(key, a.id) < distance(key, b.id); });
     if (all.size() > n) all.resize(n);
     return all;
   }
@@ -454,9 +487,8 @@ class tapestry {
   /// errc::not_found when the root holds none.
   void locate(const node_id& guid, locate_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    locates_.open(fresh_nonce(), std::move(cb), [this, guid](std::uint64_t nonce) {
-      route_request(nonce, guid, tapestry_msg::kind::locate, 1);
-    });
+    locates_.open(fresh_nonce(), std::move(cb),
+                  [this, guid](std::uint64_t nonce) { route_request(nonce, guid, tapestry_msg::kind::locate, 1); });
   }
 
   // ---- inspection ----
@@ -557,7 +589,8 @@ class tapestry {
     }
   }
   void on_message(const address& from, const tapestry_msg::multicast& m) {
-    if (m.sender.addr != from || m.newcomer.addr.empty()) return env_.count(m.sender.addr != from ? "spoofed_sender" : "bad_message");
+    if (m.sender.addr != from || m.newcomer.addr.empty())
+      return env_.count(m.sender.addr != from ? "spoofed_sender" : "bad_message");
     if (m.level > levels) return env_.count("bad_message");
     if (!joined_) return;
     env_.send(from, tapestry_msg::route_ack{m.hop});
@@ -682,7 +715,8 @@ class tapestry {
   void send_publish(const node_id& guid, tapestry_msg::kind what) {
     auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), guid, self_);
     m.server = self_;
-    m.ttl_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.pointer_ttl).count());
+    m.ttl_ms =
+        static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.pointer_ttl).count());
     handle_route(std::move(m));
   }
   /// The servers a pointer named (plus the hop to one of them), or not_found.
@@ -727,7 +761,8 @@ class tapestry {
     for (auto& r : table_)
       for (auto& s : r)
         for (auto& e : s)
-          if (std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == e.who.addr; })) out.push_back(e.who);
+          if (std::none_of(out.begin(), out.end(), [&](const contact& o) { return o.addr == e.who.addr; }))
+            out.push_back(e.who);
     return out;
   }
 
@@ -756,7 +791,8 @@ class tapestry {
       std::erase_if(s, [&](const entry& e) { return e.who.id == c.id; });
       // a full slot takes a newcomer only when it is clearly closer than its farthest entry:
       // round trips are noisy, and a slot that flaps churns backpointers for nothing
-      if (s.size() >= cfg_.entries_per_slot && (!rtt || s.back().rtt == duration::max() ? !rtt : *rtt * 4 >= s.back().rtt * 3))
+      if (s.size() >= cfg_.entries_per_slot &&
+          (!rtt || s.back().rtt == duration::max() ? !rtt : *rtt * 4 >= s.back().rtt * 3))
         return note_tried(c.addr);
       s.push_back(entry{c, rtt ? *rtt : duration::max()});
       env_.send(c.addr, tapestry_msg::backpointer{self_, true, ++backpointer_seq_});
@@ -820,8 +856,10 @@ class tapestry {
   }
   void measure(const contact& c) {
     if (c.addr.empty() || c.addr == self_.addr) return;
-    if (auto v = verifying_.find(c.addr); v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout) return;
-    if (!verifying_.contains(c.addr) && verifying_.size() >= max_verifying()) return env_.count("probe_budget_exhausted");
+    if (auto v = verifying_.find(c.addr); v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout)
+      return;
+    if (!verifying_.contains(c.addr) && verifying_.size() >= max_verifying())
+      return env_.count("probe_budget_exhausted");
     std::uint64_t nonce = 0;
     while (nonce == 0) nonce = env_.rng()();
     verifying_[c.addr] = probe_state{nonce, env_.now()};
@@ -851,7 +889,8 @@ class tapestry {
       for (auto& e : s)
         if (asked < base) {
           ++asked;
-          env_.send(e.who.addr, tapestry_msg::row_request{self_, static_cast<std::uint8_t>(l), static_cast<std::uint8_t>(d)});
+          env_.send(e.who.addr,
+                    tapestry_msg::row_request{self_, static_cast<std::uint8_t>(l), static_cast<std::uint8_t>(d)});
           break;  // one node per slot
         }
   }
@@ -859,7 +898,8 @@ class tapestry {
   /// Surrogate routing (§3.2): from `level`, the slot of the key's digit, else the
   /// next filled digit of the level (wrapping); this node's own digit moves on to
   /// the next level here. Returns (next hop, level there), or (self, levels) at the root.
-  std::pair<contact, std::size_t> next_hop(const node_id& key, std::size_t level, const std::vector<address>& excluded) const {
+  std::pair<contact, std::size_t> next_hop(const node_id& key, std::size_t level,
+                                           const std::vector<address>& excluded) const {
     const auto ok = [&](const entry& e) {
       return std::find(excluded.begin(), excluded.end(), e.who.addr) == excluded.end();
     };
@@ -884,7 +924,9 @@ class tapestry {
       case tapestry_msg::kind::publish:
         if (excluded.empty()) add_pointer(m.key, m.server, std::chrono::milliseconds(m.ttl_ms));
         break;
-      case tapestry_msg::kind::unpublish: remove_pointer(m.key, m.server.addr); break;
+      case tapestry_msg::kind::unpublish:
+        remove_pointer(m.key, m.server.addr);
+        break;
       case tapestry_msg::kind::locate:
         if (auto servers = pointers_for(m.key); !servers.empty()) {
           env_.count("located_by_pointer");
@@ -902,7 +944,8 @@ class tapestry {
           env_.send(m.origin.addr, tapestry_msg::join_state{m.nonce, self_, false, std::move(rows)});
         }
         break;
-      default: break;
+      default:
+        break;
     }
     std::vector<address> ex = excluded;
     if (what == tapestry_msg::kind::join) ex.push_back(m.origin.addr);  // the newcomer is not a candidate root
@@ -932,8 +975,9 @@ class tapestry {
     around.push_back(p.next.addr);
     const auto alt = next_hop(p.msg.key, level_here, around);
     const bool same_slot = alt.first.addr != self_.addr && alt.second == p.msg.level && p.msg.level > 0 &&
-                           digit(alt.first.id, p.msg.level - 1u) == digit(p.next.id, p.msg.level - 1u);
-    if (!failed && !same_slot) return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1, level_here);
+        digit(alt.first.id, p.msg.level - 1u) == digit(p.next.id, p.msg.level - 1u);
+    if (!failed && !same_slot)
+      return hops_.send(std::move(p.msg), p.next, std::move(p.excluded), p.attempts + 1, level_here);
     env_.count("hop_detours");
     p.msg.level = level_here;
     handle_route(std::move(p.msg), std::move(around));
@@ -955,7 +999,8 @@ class tapestry {
         std::erase_if(owners, [&](const contact& c) { return c.addr == self_.addr; });
         owners.insert(owners.begin(), self_);
         if (owners.size() > m.n) owners.resize(m.n);
-        if (m.origin.addr == self_.addr) return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
+        if (m.origin.addr == self_.addr)
+          return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
         env_.send(m.origin.addr, tapestry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
         return;
       }
@@ -977,8 +1022,11 @@ class tapestry {
         env_.count("delivered");
         if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
         return;
-      case tapestry_msg::kind::publish: env_.count("published_at_root"); return;
-      case tapestry_msg::kind::unpublish: return;
+      case tapestry_msg::kind::publish:
+        env_.count("published_at_root");
+        return;
+      case tapestry_msg::kind::unpublish:
+        return;
       case tapestry_msg::kind::locate:
         env_.count("locate_not_found");
         return reply_locate(m, {});
@@ -1033,7 +1081,9 @@ class tapestry {
       if (!(distance(guid, newcomer.id) < distance(guid, self_.id))) continue;
       for (auto& p : list)
         if (p.expires > now && out.size() < cfg_.max_pointers)
-          out.push_back({guid, p.server, static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(p.expires - now).count())});
+          out.push_back({guid, p.server,
+                         static_cast<std::uint32_t>(
+                             std::chrono::duration_cast<std::chrono::milliseconds>(p.expires - now).count())});
     }
     if (!out.empty()) env_.send(newcomer.addr, tapestry_msg::pointers{self_, std::move(out)});
   }
@@ -1056,7 +1106,8 @@ class tapestry {
         p.expires = std::max(p.expires, expires);
         return;
       }
-    if (list.size() >= cfg_.max_servers_per_object || pointer_total_ >= cfg_.max_pointers) return env_.count("pointers_full");
+    if (list.size() >= cfg_.max_servers_per_object || pointer_total_ >= cfg_.max_pointers)
+      return env_.count("pointers_full");
     list.push_back({server, expires});
     ++pointer_total_;
   }
@@ -1083,7 +1134,8 @@ class tapestry {
   /// A request id a stranger cannot guess (see pastry.hpp and docs/security.md).
   std::uint64_t fresh_nonce() {
     std::uint64_t n = 0;
-    while (n == 0 || n == join_nonce_ || lookups_.contains(n) || locates_.contains(n) || hops_.contains(n) || mc_hops_.contains(n))
+    while (n == 0 || n == join_nonce_ || lookups_.contains(n) || locates_.contains(n) || hops_.contains(n) ||
+           mc_hops_.contains(n))
       n = env_.rng()();
     return n;
   }
@@ -1091,10 +1143,12 @@ class tapestry {
   void become_joined() {
     joined_ = true;
     join_.stop();
-    maintain_timer_.start(env_, cfg_.maintain_interval, [this] { maintain(); },
-                          duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.maintain_interval.count()))));
+    maintain_timer_.start(
+        env_, cfg_.maintain_interval, [this] { maintain(); },
+        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.maintain_interval.count()))));
     republish_timer_.start(env_, cfg_.republish_interval, [this] {
-      for (auto& g : std::vector<node_id>(published_.begin(), published_.end())) send_publish(g, tapestry_msg::kind::publish);
+      for (auto& g : std::vector<node_id>(published_.begin(), published_.end()))
+        send_publish(g, tapestry_msg::kind::publish);
     });
   }
   void finish_join() {
@@ -1117,9 +1171,12 @@ class tapestry {
     for (auto& c : neighbours()) {
       // a round counts as silent only once its probe has had its time (rpc_timeout may be
       // longer than the round): while one is in flight, wait
-      if (auto v = verifying_.find(c.addr); v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout) continue;
-      if (++silences_[c.addr] > cfg_.failure_threshold) dead.push_back(c.addr);
-      else measure(c);
+      if (auto v = verifying_.find(c.addr); v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout)
+        continue;
+      if (++silences_[c.addr] > cfg_.failure_threshold)
+        dead.push_back(c.addr);
+      else
+        measure(c);
     }
     for (auto& a : dead) {
       env_.count("neighbour_failures");
@@ -1130,8 +1187,10 @@ class tapestry {
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second.sent > 2 * cfg_.rpc_timeout; });
     failed_.expire();
     std::erase_if(tried_, [&](const auto& f) { return env_.now() - f.second >= cfg_.failed_memory; });
-    for (auto it = silences_.begin(); it != silences_.end();) it = in_table(it->first) ? std::next(it) : silences_.erase(it);
-    for (auto it = heard_at_.begin(); it != heard_at_.end();) it = in_table(it->first) ? std::next(it) : heard_at_.erase(it);
+    for (auto it = silences_.begin(); it != silences_.end();)
+      it = in_table(it->first) ? std::next(it) : silences_.erase(it);
+    for (auto it = heard_at_.begin(); it != heard_at_.end();)
+      it = in_table(it->first) ? std::next(it) : heard_at_.erase(it);
     expire_pointers();
     const duration backpointer_life = (cfg_.failure_threshold + 2) * cfg_.maintain_interval;
     std::erase_if(backpointers_, [&](const auto& b) { return env_.now() - b.second.heard > backpointer_life; });
@@ -1141,7 +1200,8 @@ class tapestry {
     // level first, not a node, gives them their share)
     std::vector<std::size_t> filled;
     for (std::size_t l = 0; l < table_.size(); ++l)
-      if (std::any_of(table_[l].begin(), table_[l].end(), [](const slot_t& s) { return !s.empty(); })) filled.push_back(l);
+      if (std::any_of(table_[l].begin(), table_[l].end(), [](const slot_t& s) { return !s.empty(); }))
+        filled.push_back(l);
     if (!filled.empty()) {
       const std::size_t l = filled[env_.rng().below(filled.size())];
       std::vector<contact> at_level;

@@ -52,8 +52,7 @@ namespace bully_msg {
   struct type {                                          \
     static constexpr message_type wire_id = id;          \
     static constexpr std::string_view wire_name = #type; \
-    template <class A>                                   \
-    void serialize(A&) {}                                \
+    template <class A> void serialize(A&) {}             \
   };
 DCP_BULLY_MESSAGE(election, 1)
 DCP_BULLY_MESSAGE(answer, 2)
@@ -63,15 +62,13 @@ DCP_BULLY_MESSAGE(probe_ack, 5)
 #undef DCP_BULLY_MESSAGE
 }  // namespace bully_msg
 
-template <Env E, group::Group G = group::static_group>
-class bully {
+template <Env E, group::Group G = group::static_group> class bully {
  public:
   using messages = wire::message_set<bully_msg::election, bully_msg::answer, bully_msg::coordinator, bully_msg::probe,
                                      bully_msg::probe_ack>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "elections_started", "not_a_member", "became_leader", "leader_suspected",
-  }};
+  static constexpr dcp::counter_set counters{
+      {"elections_started", "not_a_member", "became_leader", "leader_suspected"}};
   static constexpr std::string_view name = "election.bully";
   static constexpr protocol_id default_id = 70;
 

@@ -68,15 +68,12 @@ struct elected {
 };
 }  // namespace chang_roberts_msg
 
-template <Env E, group::Group G = group::static_group>
-class chang_roberts {
+template <Env E, group::Group G = group::static_group> class chang_roberts {
  public:
   using messages = wire::message_set<chang_roberts_msg::election, chang_roberts_msg::elected>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "elections_started", "malformed", "member_returned", "candidate_skipped", "swallowed", "candidacy_overtaken",
-      "stale_round",
-  }};
+  static constexpr dcp::counter_set counters{{"elections_started", "malformed", "member_returned", "candidate_skipped",
+                                              "swallowed", "candidacy_overtaken", "stale_round"}};
   static constexpr std::string_view name = "election.chang_roberts";
   static constexpr protocol_id default_id = 71;
 
@@ -87,7 +84,8 @@ class chang_roberts {
     else
       for (auto& a : cfg.ring) {
         auto r = group_.rank_of(a);
-        if (!r) throw error(errc::invalid_config, "chang_roberts: ring member " + a.to_string() + " is not in the group");
+        if (!r)
+          throw error(errc::invalid_config, "chang_roberts: ring member " + a.to_string() + " is not in the group");
         ring_.push_back(*r);
       }
     auto sorted = ring_;
@@ -177,7 +175,8 @@ class chang_roberts {
   bool current(const address& from, std::uint64_t round) {
     if (round < round_) {
       env_.count("stale_round");
-      if (decided_ && leader_.get()) env_.send(from, chang_roberts_msg::elected{round_, *group_.rank_of(*leader_.get())});
+      if (decided_ && leader_.get())
+        env_.send(from, chang_roberts_msg::elected{round_, *group_.rank_of(*leader_.get())});
       return false;
     }
     if (round > round_) next_round(round);
@@ -212,8 +211,7 @@ class chang_roberts {
     }
     return false;
   }
-  template <class M>
-  void forward(const M& m) {
+  template <class M> void forward(const M& m) {
     const auto next = successor();
     if (next != sent_to_) sent_.clear();
     sent_to_ = next;

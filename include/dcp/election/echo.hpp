@@ -71,14 +71,12 @@ struct leader {
 };
 }  // namespace echo_msg
 
-template <Env E>
-class echo {
+template <Env E> class echo {
  public:
   using messages = wire::message_set<echo_msg::wave, echo_msg::echo, echo_msg::leader>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "waves_started", "not_a_neighbour", "extinguished", "stale_echo", "stale_leader", "became_leader",
-  }};
+  static constexpr dcp::counter_set counters{
+      {"waves_started", "not_a_neighbour", "extinguished", "stale_echo", "stale_leader", "became_leader"}};
   static constexpr std::string_view name = "election.echo";
   static constexpr protocol_id default_id = 72;
 

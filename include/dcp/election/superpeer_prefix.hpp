@@ -51,12 +51,12 @@
 namespace dcp::election {
 
 struct superpeer_prefix_config {
-  unsigned prefix_bits = 3;        ///< k: 2^k superpeer keys (the notes' example: 3, "1 in 8" of the space)
-  std::size_t cap = 32;            ///< normal nodes one superpeer serves, at most
-  std::size_t max_overflow = 4;    ///< prefixes on to try when a superpeer is full
-  duration refresh = 2s;           ///< re-find the superpeer and renew the lease this often
-  duration attach_timeout = 500ms; ///< an ATTACH unanswered this long goes to the next candidate
-  duration lease = 6s;             ///< a superpeer forgets a node not renewed for this long
+  unsigned prefix_bits = 3;         ///< k: 2^k superpeer keys (the notes' example: 3, "1 in 8" of the space)
+  std::size_t cap = 32;             ///< normal nodes one superpeer serves, at most
+  std::size_t max_overflow = 4;     ///< prefixes on to try when a superpeer is full
+  duration refresh = 2s;            ///< re-find the superpeer and renew the lease this often
+  duration attach_timeout = 500ms;  ///< an ATTACH unanswered this long goes to the next candidate
+  duration lease = 6s;              ///< a superpeer forgets a node not renewed for this long
 
   /// The prefix length that makes one node in `ratio` a superpeer in a network of `n`.
   static unsigned bits_for(std::size_t n, std::size_t ratio) {
@@ -65,7 +65,9 @@ struct superpeer_prefix_config {
     return groups <= 1 ? 0u : static_cast<unsigned>(std::lround(std::log2(groups)));
   }
   void validate() const {
-    if (prefix_bits > 20) throw error(errc::invalid_config, "superpeer_prefix: prefix_bits above 20 (a million superpeers) is not a selection");
+    if (prefix_bits > 20)
+      throw error(errc::invalid_config,
+                  "superpeer_prefix: prefix_bits above 20 (a million superpeers) is not a selection");
     if (cap == 0) throw error(errc::invalid_config, "superpeer_prefix: cap must be > 0");
     if (refresh <= duration::zero() || attach_timeout <= duration::zero() || lease <= refresh)
       throw error(errc::invalid_config, "superpeer_prefix: time-outs must be > 0 and lease longer than refresh");
@@ -77,8 +79,10 @@ inline node_id superpeer_key(const node_id& id, unsigned k) noexcept {
   auto b = id.bytes();
   for (std::size_t i = 0; i < b.size(); ++i) {
     const std::size_t first = i * 8;  // bit index of this byte's top bit
-    if (first >= k) b[i] = 0;
-    else if (first + 8 > k) b[i] = static_cast<std::uint8_t>(b[i] & (0xFF << (8 - (k - first))));
+    if (first >= k)
+      b[i] = 0;
+    else if (first + 8 > k)
+      b[i] = static_cast<std::uint8_t>(b[i] & (0xFF << (8 - (k - first))));
   }
   return *node_id::from_bytes(byte_view(b.data(), b.size()));
 }
@@ -93,29 +97,34 @@ inline node_id next_superpeer_key(const node_id& key, unsigned k, std::size_t st
   return out;
 }
 
-template <Env E, class Router>
-class superpeer_prefix {
-  static_assert(dht::Router<Router>, "dcp: superpeer_prefix needs a dht Router (chord, pastry, kademlia): see dcp/dht/router.hpp");
+template <Env E, class Router> class superpeer_prefix {
+  static_assert(dht::Router<Router>,
+                "dcp: superpeer_prefix needs a dht Router (chord, pastry, kademlia): see dcp/dht/router.hpp");
 
  public:
   using messages = wire::message_set<superpeer_msg::attach, superpeer_msg::attach_reply, superpeer_msg::detach>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::superpeer_clients_counters, dcp::counter_set{{
-      "superpeer_lookup_superseded", "superpeer_lookup_failed", "superpeer_bad_attach",
-      "superpeer_attach_refused_not_superpeer", "superpeer_attach_refused_full", "became_superpeer",
-      "stopped_being_superpeer",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::superpeer_clients_counters,
+                dcp::counter_set{{"superpeer_lookup_superseded", "superpeer_lookup_failed", "superpeer_bad_attach",
+                                  "superpeer_attach_refused_not_superpeer", "superpeer_attach_refused_full",
+                                  "became_superpeer", "stopped_being_superpeer"}});
   static constexpr std::string_view name = "election.superpeer_prefix";
   static constexpr protocol_id default_id = 73;
 
   superpeer_prefix(E env, Router& router, superpeer_prefix_config cfg = {})
-      : env_(std::move(env)), router_(router), cfg_((cfg.validate(), cfg)), clients_(cfg_.cap), attachment_(env_, cfg_.attach_timeout) {}
+      : env_(std::move(env)),
+        router_(router),
+        cfg_((cfg.validate(), cfg)),
+        clients_(cfg_.cap),
+        attachment_(env_, cfg_.attach_timeout) {}
   superpeer_prefix(const superpeer_prefix&) = delete;
   superpeer_prefix& operator=(const superpeer_prefix&) = delete;
 
   void start() {
-    refresher_.start(env_, cfg_.refresh, [this] { refresh(); },
-                     duration(1 + static_cast<std::int64_t>(env_.rng().below(static_cast<std::uint64_t>(cfg_.refresh.count())))));
+    refresher_.start(
+        env_, cfg_.refresh, [this] { refresh(); },
+        duration(1 + static_cast<std::int64_t>(env_.rng().below(static_cast<std::uint64_t>(cfg_.refresh.count())))));
   }
 
   /// True when this node owns its prefix's key (as of the last refresh).
@@ -141,12 +150,16 @@ class superpeer_prefix {
     found_.assign(want, std::nullopt);
     pending_lookups_ = want;
     for (std::size_t step = 0; step < want; ++step)
-      router_.lookup(next_superpeer_key(k, cfg_.prefix_bits, step), 1, [this, round, step](result<dht::lookup_result> r) {
-        if (round != round_) return env_.count("superpeer_lookup_superseded");  // a newer refresh is under way
-        if (!r || r->owners.empty()) env_.count("superpeer_lookup_failed");
-        else found_[step] = r->owners.front().addr;
-        if (--pending_lookups_ == 0) lookups_done();
-      });
+      router_.lookup(next_superpeer_key(k, cfg_.prefix_bits, step), 1,
+                     [this, round, step](result<dht::lookup_result> r) {
+                       if (round != round_)
+                         return env_.count("superpeer_lookup_superseded");  // a newer refresh is under way
+                       if (!r || r->owners.empty())
+                         env_.count("superpeer_lookup_failed");
+                       else
+                         found_[step] = r->owners.front().addr;
+                       if (--pending_lookups_ == 0) lookups_done();
+                     });
   }
 
   void on_message(const address& from, const superpeer_msg::attach& m) {

@@ -77,38 +77,42 @@ namespace dcp::election {
 struct superpeer_repulsion_config {
   /// Token i starts at initial_holders[i] (the same list on every node).
   std::vector<address> initial_holders;
-  std::size_t max_tokens = 4096;     ///< token ids from the network above this are refused
-  std::size_t cap = 32;              ///< normal nodes one superpeer serves, at most
-  duration round = 1s;               ///< one repulsion round
-  std::size_t fanout = 3;            ///< random neighbours told of each token per round
-  std::size_t max_digest = 32;       ///< holders in one HOLDERS or OFFER, at most
-  std::size_t candidates = 8;        ///< nearest non-holders a token may move to
-  double radius_ms = 0;              ///< holders farther than this exert no force (0: every holder)
-  double min_distance_ms = 1;        ///< forces are bounded: distances below this count as this
-  double hysteresis = 0.1;           ///< a move must lower the potential by this fraction
-  std::uint32_t max_moves = 64;      ///< a token stops after this many moves
-  std::uint64_t move_rounds = 0;     ///< a node moves tokens only in its first move_rounds rounds (0: always)
-  std::size_t warmup_rounds = 5;     ///< no move before the coordinates have settled a little
-  duration retry = 300ms;            ///< an unacknowledged OFFER is sent again this often
-  std::uint32_t max_retries = 100;   ///< then the handoff is abandoned (the target crashed)
-  duration holder_timeout = 30s;     ///< a holder not heard of this long is forgotten
-  duration regenerate_after{};       ///< 0: never; else a silent token is created again
-  duration refresh = 2s;             ///< normal nodes re-pick their superpeer this often
-  duration attach_timeout = 1s;      ///< above a round trip to any superpeer
-  duration lease = 6s;               ///< a superpeer forgets a node not renewed for this long
+  std::size_t max_tokens = 4096;    ///< token ids from the network above this are refused
+  std::size_t cap = 32;             ///< normal nodes one superpeer serves, at most
+  duration round = 1s;              ///< one repulsion round
+  std::size_t fanout = 3;           ///< random neighbours told of each token per round
+  std::size_t max_digest = 32;      ///< holders in one HOLDERS or OFFER, at most
+  std::size_t candidates = 8;       ///< nearest non-holders a token may move to
+  double radius_ms = 0;             ///< holders farther than this exert no force (0: every holder)
+  double min_distance_ms = 1;       ///< forces are bounded: distances below this count as this
+  double hysteresis = 0.1;          ///< a move must lower the potential by this fraction
+  std::uint32_t max_moves = 64;     ///< a token stops after this many moves
+  std::uint64_t move_rounds = 0;    ///< a node moves tokens only in its first move_rounds rounds (0: always)
+  std::size_t warmup_rounds = 5;    ///< no move before the coordinates have settled a little
+  duration retry = 300ms;           ///< an unacknowledged OFFER is sent again this often
+  std::uint32_t max_retries = 100;  ///< then the handoff is abandoned (the target crashed)
+  duration holder_timeout = 30s;    ///< a holder not heard of this long is forgotten
+  duration regenerate_after{};      ///< 0: never; else a silent token is created again
+  duration refresh = 2s;            ///< normal nodes re-pick their superpeer this often
+  duration attach_timeout = 1s;     ///< above a round trip to any superpeer
+  duration lease = 6s;              ///< a superpeer forgets a node not renewed for this long
 
   void validate() const {
-    if (initial_holders.size() > max_tokens) throw error(errc::invalid_config, "superpeer_repulsion: more initial holders than max_tokens");
+    if (initial_holders.size() > max_tokens)
+      throw error(errc::invalid_config, "superpeer_repulsion: more initial holders than max_tokens");
     if (cap == 0 || fanout == 0 || max_digest == 0 || candidates == 0)
       throw error(errc::invalid_config, "superpeer_repulsion: cap, fanout, max_digest and candidates must be > 0");
     if (!(radius_ms >= 0 && min_distance_ms > 0 && hysteresis >= 0 && hysteresis < 1))
       throw error(errc::invalid_config, "superpeer_repulsion: radius >= 0, min_distance > 0, hysteresis in [0, 1)");
-    if (round <= duration::zero() || retry <= duration::zero() || refresh <= duration::zero() || attach_timeout <= duration::zero())
+    if (round <= duration::zero() || retry <= duration::zero() || refresh <= duration::zero() ||
+        attach_timeout <= duration::zero())
       throw error(errc::invalid_config, "superpeer_repulsion: periods must be > 0");
     if (holder_timeout <= 2 * round || lease <= refresh)
       throw error(errc::invalid_config, "superpeer_repulsion: holder_timeout above two rounds, lease above refresh");
-    if (regenerate_after < duration::zero() || (regenerate_after > duration::zero() && regenerate_after >= holder_timeout))
-      throw error(errc::invalid_config, "superpeer_repulsion: regenerate_after must be below holder_timeout (or 0: off)");
+    if (regenerate_after < duration::zero() ||
+        (regenerate_after > duration::zero() && regenerate_after >= holder_timeout))
+      throw error(errc::invalid_config,
+                  "superpeer_repulsion: regenerate_after must be below holder_timeout (or 0: off)");
   }
 };
 
@@ -120,10 +124,7 @@ struct holder_entry {
   address holder;
   coordinates::coordinate coord;
   std::uint32_t age_ms = 0;  ///< how long ago the sender heard of it
-  template <class A>
-  void serialize(A& ar) {
-    ar(token, epoch, holder, coord, age_ms);
-  }
+  template <class A> void serialize(A& ar) { ar(token, epoch, holder, coord, age_ms); }
 };
 /// The repulsion message: a holder's token and where it is.
 struct announce {
@@ -133,20 +134,14 @@ struct announce {
   std::uint64_t epoch = 0;
   coordinates::coordinate coord;
   double error = 0;
-  template <class A>
-  void serialize(A& ar) {
-    ar(token, epoch, coord, error);
-  }
+  template <class A> void serialize(A& ar) { ar(token, epoch, coord, error); }
 };
 /// A non-holder's answer to ANNOUNCE: the holders it knows.
 struct holders {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "holders";
   std::vector<holder_entry> entries;
-  template <class A>
-  void serialize(A& ar) {
-    ar(entries);
-  }
+  template <class A> void serialize(A& ar) { ar(entries); }
 };
 /// A token handed over at `epoch`, with the holders the sender knows.
 struct offer {
@@ -156,20 +151,14 @@ struct offer {
   std::uint64_t epoch = 0;
   std::uint32_t moves = 0;
   std::vector<holder_entry> known;
-  template <class A>
-  void serialize(A& ar) {
-    ar(token, epoch, moves, known);
-  }
+  template <class A> void serialize(A& ar) { ar(token, epoch, moves, known); }
 };
 struct ack {
   static constexpr message_type wire_id = 4;
   static constexpr std::string_view wire_name = "ack";
   std::uint32_t token = 0;
   std::uint64_t epoch = 0;
-  template <class A>
-  void serialize(A& ar) {
-    ar(token, epoch);
-  }
+  template <class A> void serialize(A& ar) { ar(token, epoch); }
 };
 }  // namespace superpeer_repulsion_msg
 
@@ -181,26 +170,32 @@ struct held_token {
   bool active = true;  ///< false while a handoff awaits its ACK
 };
 
-template <Env E, class Membership, class Coordinates = coordinates::vivaldi<E, Membership>>
-class superpeer_repulsion {
-  static_assert(membership::Membership<Membership>,
-                "dcp: superpeer_repulsion needs a Membership (neighbours(), sample(k), ...): see dcp/membership/membership.hpp");
+template <Env E, class Membership, class Coordinates = coordinates::vivaldi<E, Membership>> class superpeer_repulsion {
+  static_assert(
+      membership::Membership<Membership>,
+      "dcp: superpeer_repulsion needs a Membership (neighbours(), sample(k), ...): see dcp/membership/membership.hpp");
 
  public:
-  using messages = wire::message_set<superpeer_repulsion_msg::announce, superpeer_repulsion_msg::holders, superpeer_repulsion_msg::offer,
-                                     superpeer_repulsion_msg::ack, superpeer_msg::attach, superpeer_msg::attach_reply, superpeer_msg::detach>;
+  using messages = wire::message_set<superpeer_repulsion_msg::announce, superpeer_repulsion_msg::holders,
+                                     superpeer_repulsion_msg::offer, superpeer_repulsion_msg::ack,
+                                     superpeer_msg::attach, superpeer_msg::attach_reply, superpeer_msg::detach>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::superpeer_clients_counters, dcp::counter_set{{
-      "superpeer_digest_too_long", "superpeer_bad_offer", "token_duplicate_offer", "token_received",
-      "token_unexpected_ack", "superpeer_attach_refused_full", "superpeer_attach_refused_not_superpeer",
-      "superpeer_not_member", "superpeer_bad_token", "token_superseded", "superpeer_bad_entry", "token_moved",
-      "token_handoff_abandoned", "token_handed_off", "token_regenerated",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::superpeer_clients_counters,
+                dcp::counter_set{{"superpeer_digest_too_long", "superpeer_bad_offer", "token_duplicate_offer",
+                                  "token_received", "token_unexpected_ack", "superpeer_attach_refused_full",
+                                  "superpeer_attach_refused_not_superpeer", "superpeer_not_member",
+                                  "superpeer_bad_token", "token_superseded", "superpeer_bad_entry", "token_moved",
+                                  "token_handoff_abandoned", "token_handed_off", "token_regenerated"}});
   static constexpr std::string_view name = "election.superpeer_repulsion";
   static constexpr protocol_id default_id = 74;
 
   superpeer_repulsion(E env, Membership& m, Coordinates& coords, superpeer_repulsion_config cfg)
-      : env_(std::move(env)), membership_(m), coords_(coords), cfg_((cfg.validate(), std::move(cfg))), clients_(cfg_.cap),
+      : env_(std::move(env)),
+        membership_(m),
+        coords_(coords),
+        cfg_((cfg.validate(), std::move(cfg))),
+        clients_(cfg_.cap),
         attachment_(env_, cfg_.attach_timeout) {
     deal_initial_tokens();
   }
@@ -215,8 +210,10 @@ class superpeer_repulsion {
     const auto first = [this](duration period) {
       return duration(1 + static_cast<std::int64_t>(env_.rng().below(static_cast<std::uint64_t>(period.count()))));
     };
-    rounds_timer_.start(env_, cfg_.round, [this] { round(); }, first(cfg_.round));
-    refresher_.start(env_, cfg_.refresh, [this] { pick_superpeer(); }, first(cfg_.refresh));
+    rounds_timer_.start(
+        env_, cfg_.round, [this] { round(); }, first(cfg_.round));
+    refresher_.start(
+        env_, cfg_.refresh, [this] { pick_superpeer(); }, first(cfg_.refresh));
   }
 
   /// A superpeer: this node holds at least one token (not one being handed over).
@@ -230,7 +227,10 @@ class superpeer_repulsion {
     return out;
   }
   /// Tokens this node has heard of (its own included).
-  std::size_t tokens_known() const noexcept { return table_.size() + std::count_if(mine_.begin(), mine_.end(), [this](const auto& t) { return !table_.contains(t.first); }); }
+  std::size_t tokens_known() const noexcept {
+    return table_.size() +
+        std::count_if(mine_.begin(), mine_.end(), [this](const auto& t) { return !table_.contains(t.first); });
+  }
   /// The holders of other tokens this node knows of (its table), freshest first.
   std::vector<superpeer_repulsion_msg::holder_entry> known_holders() const { return digest_all(); }
   /// Rounds since this node last moved a token (a holder whose tokens have stopped).
@@ -274,7 +274,8 @@ class superpeer_repulsion {
   void on_message(const address& from, const superpeer_repulsion_msg::ack& m) {
     if (!admitted(from)) return;
     auto it = mine_.find(m.token);
-    if (it == mine_.end() || !it->second.handoff || it->second.handoff->to != from || it->second.handoff->epoch != m.epoch)
+    if (it == mine_.end() || !it->second.handoff || it->second.handoff->to != from ||
+        it->second.handoff->epoch != m.epoch)
       return env_.count("token_unexpected_ack");
     handed_off(it, from);
   }
@@ -305,10 +306,12 @@ class superpeer_repulsion {
 
   void check_invariants() const {
     clients_.check_invariants();
-    DCP_ASSERT(table_.size() <= cfg_.max_tokens && mine_.size() <= cfg_.max_tokens, "superpeer_repulsion: token tables exceed max_tokens");
+    DCP_ASSERT(table_.size() <= cfg_.max_tokens && mine_.size() <= cfg_.max_tokens,
+               "superpeer_repulsion: token tables exceed max_tokens");
     DCP_ASSERT(!is_superpeer() || clients_.size() <= cfg_.cap, "superpeer_repulsion: over the cap");
     DCP_ASSERT(!is_superpeer() || !attachment_.current(), "superpeer_repulsion: a superpeer is attached to another");
-    for (const auto& [t, o] : mine_) DCP_ASSERT(!table_.contains(t), "superpeer_repulsion: an own token also listed as another's");
+    for (const auto& [t, o] : mine_)
+      DCP_ASSERT(!table_.contains(t), "superpeer_repulsion: an own token also listed as another's");
   }
 
  private:
@@ -361,7 +364,8 @@ class superpeer_repulsion {
   std::uint64_t seen_epoch(std::uint32_t t) const {
     std::uint64_t e = 0;
     bool any = false;
-    if (auto it = mine_.find(t); it != mine_.end()) e = std::max(e, it->second.handoff ? it->second.handoff->epoch : it->second.epoch), any = true;
+    if (auto it = mine_.find(t); it != mine_.end())
+      e = std::max(e, it->second.handoff ? it->second.handoff->epoch : it->second.epoch), any = true;
     if (auto it = table_.find(t); it != table_.end()) e = std::max(e, it->second.epoch), any = true;
     // A node that never heard of the token has seen no epoch: even epoch 0 (an initial token) is new to it.
     return any ? e : 0;
@@ -369,7 +373,8 @@ class superpeer_repulsion {
 
   /// News that token t is at `epoch`, held by `holder`: our own copy yields to
   /// a higher (epoch, holder), a pending handoff ends, and the table keeps the newest.
-  void learn(std::uint32_t t, std::uint64_t epoch, const address& holder, const coordinates::coordinate& c, time_point heard) {
+  void learn(std::uint32_t t, std::uint64_t epoch, const address& holder, const coordinates::coordinate& c,
+             time_point heard) {
     if (holder == env_.self()) return;  // old news of ourselves
     if (auto it = mine_.find(t); it != mine_.end()) {
       auto& o = it->second;
@@ -384,7 +389,8 @@ class superpeer_repulsion {
     }
     auto [it, fresh] = table_.try_emplace(t);
     auto& k = it->second;
-    if (fresh || epoch > k.epoch || (epoch == k.epoch && (k.holder < holder || (k.holder == holder && heard > k.heard)))) {
+    if (fresh || epoch > k.epoch ||
+        (epoch == k.epoch && (k.holder < holder || (k.holder == holder && heard > k.heard)))) {
       const bool same = !fresh && k.holder == holder && k.epoch == epoch;
       k = {epoch, holder, c, heard, same && k.direct};
     }
@@ -412,18 +418,23 @@ class superpeer_repulsion {
   std::vector<superpeer_repulsion_msg::holder_entry> digest_near(const address& peer) const {
     auto all = digest_bounded(std::nullopt, cfg_.max_tokens);
     if (auto c = coords_.known(peer)) {
-      std::stable_sort(all.begin(), all.end(), [&](const auto& a, const auto& b) { return distance(a.coord, c->coord) < distance(b.coord, c->coord); });
+      std::stable_sort(all.begin(), all.end(), [&](const auto& a, const auto& b) {
+        return distance(a.coord, c->coord) < distance(b.coord, c->coord);
+      });
     }
     for (const auto& [t, o] : mine_)  // and this node's own tokens, first: it is a holder the peer may not know
       if (!o.handoff) all.insert(all.begin(), {t, o.epoch, env_.self(), coords_.position(), 0});
     if (all.size() > cfg_.max_digest) all.resize(cfg_.max_digest);
     return all;
   }
-  std::vector<superpeer_repulsion_msg::holder_entry> digest_bounded(std::optional<std::uint32_t> skip, std::size_t limit) const {
+  std::vector<superpeer_repulsion_msg::holder_entry> digest_bounded(std::optional<std::uint32_t> skip,
+                                                                    std::size_t limit) const {
     std::vector<std::pair<time_point, std::uint32_t>> fresh;
     for (const auto& [t, k] : table_)
       if (t != skip && env_.now() - k.heard <= cfg_.holder_timeout) fresh.emplace_back(k.heard, t);
-    std::sort(fresh.begin(), fresh.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    std::sort(fresh.begin(), fresh.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
     if (fresh.size() > limit) fresh.resize(limit);
     std::vector<superpeer_repulsion_msg::holder_entry> out;
     for (const auto& [heard, t] : fresh) {
@@ -461,7 +472,8 @@ class superpeer_repulsion {
   }
 
   /// The potential at `p`: the sum of 1/d over the holders within radius (not `except`).
-  double potential(const coordinates::coordinate& p, std::optional<std::uint32_t> except, double* fx = nullptr, double* fy = nullptr) const {
+  double potential(const coordinates::coordinate& p, std::optional<std::uint32_t> except, double* fx = nullptr,
+                   double* fy = nullptr) const {
     double u = 0;
     for (const auto& [t, k] : table_) {
       if (t == except || k.holder == env_.self()) continue;
@@ -491,7 +503,9 @@ class superpeer_repulsion {
       // Candidates: the nearest nodes whose coordinates we know, holding no token we know of.
       std::vector<std::pair<double, address>> near;
       for (const auto& peer : coords_.known_peers()) {
-        if (peer == env_.self() || peer == o.came_from || holds_known_token(peer) || !membership::admits(membership_, peer)) continue;
+        if (peer == env_.self() || peer == o.came_from || holds_known_token(peer) ||
+            !membership::admits(membership_, peer))
+          continue;
         if (auto d = coords_.predicted_rtt(peer)) near.emplace_back(*d, peer);
       }
       std::sort(near.begin(), near.end());
@@ -564,9 +578,7 @@ class superpeer_repulsion {
     env_.count("token_superseded");
     drop_own(it);
   }
-  void become_normal() {
-    clients_.release_all(env_);
-  }
+  void become_normal() { clients_.release_all(env_); }
 
   void regenerate() {
     if (cfg_.regenerate_after <= duration::zero() || !is_superpeer()) return;

@@ -39,7 +39,8 @@ struct heartbeat_config {
   void validate() const {
     if (interval <= duration::zero()) throw error(errc::invalid_config, "heartbeat: interval must be > 0");
     if (timeout <= interval)
-      throw error(errc::invalid_config, "heartbeat: timeout must exceed interval, or every peer is suspected between pings");
+      throw error(errc::invalid_config,
+                  "heartbeat: timeout must exceed interval, or every peer is suspected between pings");
   }
 };
 
@@ -58,14 +59,11 @@ struct ack {
 };
 }  // namespace heartbeat_msg
 
-template <Env E>
-class heartbeat {
+template <Env E> class heartbeat {
  public:
   using messages = wire::message_set<heartbeat_msg::ping, heartbeat_msg::ack>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "restored", "suspected",
-  }};
+  static constexpr dcp::counter_set counters{{"restored", "suspected"}};
   static constexpr std::string_view name = "heartbeat";
   static constexpr protocol_id default_id = 1;
   using callback = std::function<void(const address&)>;

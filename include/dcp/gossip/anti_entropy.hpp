@@ -98,8 +98,7 @@ struct update {
 };
 }  // namespace anti_entropy_msg
 
-template <Env E, class Membership>
-class anti_entropy {
+template <Env E, class Membership> class anti_entropy {
   static_assert(membership::Membership<Membership>,
                 "dcp: anti_entropy<Env, M> needs M to model dcp::membership::Membership (neighbours(), sample(k), "
                 "on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::hyparview<Env>");
@@ -107,10 +106,11 @@ class anti_entropy {
  public:
   using messages = wire::message_set<anti_entropy_msg::digest, anti_entropy_msg::update>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(deliver_own_counters, dcp::counter_set{{
-      "not_member", "bad_digest", "bad_update", "wanted_duplicates", "answer_budget_exhausted", "reply_truncated",
-      "bad_item", "certificates_refused_full", "items_refused_full", "retired", "delivered",
-  }});
+  static constexpr auto counters =
+      dcp::join(deliver_own_counters,
+                dcp::counter_set{{"not_member", "bad_digest", "bad_update", "wanted_duplicates",
+                                  "answer_budget_exhausted", "reply_truncated", "bad_item", "certificates_refused_full",
+                                  "items_refused_full", "retired", "delivered"}});
   static constexpr std::string_view name = "anti_entropy";
   static constexpr protocol_id default_id = 22;
 
@@ -118,7 +118,9 @@ class anti_entropy {
     cfg_.validate();
   }
 
-  void start() { timer_.start(env_, cfg_.period, [this] { round(); }); }
+  void start() {
+    timer_.start(env_, cfg_.period, [this] { round(); });
+  }
 
   message_id broadcast(byte_view payload) {
     if (payload.size() > cfg_.max_payload)
@@ -292,7 +294,7 @@ class anti_entropy {
   std::map<message_id, entry> items_;
   deliver_callback deliver_;
   periodic<E> timer_;
-  time_point period_start_{};      ///< the answer budget's current period
+  time_point period_start_{};       ///< the answer budget's current period
   std::size_t answered_bytes_ = 0;  ///< item bytes answered in it
 };
 

@@ -38,8 +38,7 @@ inline constexpr counter_set deliver_own_counters{{"delivered"}};
 /// table the callback touches). `env` and `callback` are the protocol's own
 /// members (the callback is read when the delivery runs), and the delivery
 /// lives as long as the protocol's timers do.
-template <Env E>
-void deliver_own(E& env, const deliver_callback& callback, message_id id, bytes payload) {
+template <Env E> void deliver_own(E& env, const deliver_callback& callback, message_id id, bytes payload) {
   env.count("delivered");
   defer(env, [&env, &callback, id, p = std::move(payload)] {
     if (callback) callback({id, env.self(), 0, p});

@@ -49,8 +49,7 @@ struct gossip {
 };
 }  // namespace eager_push_msg
 
-template <Env E, class Membership>
-class eager_push {
+template <Env E, class Membership> class eager_push {
   static_assert(membership::Membership<Membership>,
                 "dcp: eager_push<Env, M> needs M to model dcp::membership::Membership (neighbours(), sample(k), "
                 "on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::hyparview<Env>");
@@ -58,9 +57,8 @@ class eager_push {
  public:
   using messages = wire::message_set<eager_push_msg::gossip>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(deliver_own_counters, dcp::counter_set{{
-      "gossip_not_member", "bad_gossip", "duplicates", "delivered",
-  }});
+  static constexpr auto counters =
+      dcp::join(deliver_own_counters, dcp::counter_set{{"gossip_not_member", "bad_gossip", "duplicates", "delivered"}});
   static constexpr std::string_view name = "eager_push";
   static constexpr protocol_id default_id = 20;
 

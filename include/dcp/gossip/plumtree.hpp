@@ -117,20 +117,21 @@ struct prune {
 };
 }  // namespace plumtree_msg
 
-template <Env E, class Membership>
-class plumtree {
+template <Env E, class Membership> class plumtree {
   static_assert(membership::Membership<Membership>,
                 "dcp: plumtree<Env, M> needs M to model dcp::membership::Membership (neighbours(), sample(k), "
                 "on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::hyparview<Env>");
 
  public:
-  using messages = wire::message_set<plumtree_msg::gossip, plumtree_msg::ihave, plumtree_msg::graft, plumtree_msg::prune>;
+  using messages =
+      wire::message_set<plumtree_msg::gossip, plumtree_msg::ihave, plumtree_msg::graft, plumtree_msg::prune>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(deliver_own_counters, dcp::counter_set{{
-      "bad_gossip", "gossip_not_member", "link_duplicates", "duplicates", "ihave_not_neighbour", "ihave_repeated",
-      "missing_refused_full", "bad_graft", "graft_not_neighbour", "tree_links_grafted", "graft_unanswerable",
-      "delivered", "tree_optimized", "graft_exhausted", "grafts",
-  }});
+  static constexpr auto counters =
+      dcp::join(deliver_own_counters,
+                dcp::counter_set{{"bad_gossip", "gossip_not_member", "link_duplicates", "duplicates",
+                                  "ihave_not_neighbour", "ihave_repeated", "missing_refused_full", "bad_graft",
+                                  "graft_not_neighbour", "tree_links_grafted", "graft_unanswerable", "delivered",
+                                  "tree_optimized", "graft_exhausted", "grafts"}});
   static constexpr std::string_view name = "plumtree";
   static constexpr protocol_id default_id = 21;
 
@@ -243,7 +244,7 @@ class plumtree {
     for (auto& p : std::vector<address>(lazy_))
       if (p != from) env_.send(p, plumtree_msg::ihave{m.id, m.round + 1});
     if (from == env_.self()) return;
-    make_eager(from);  // the tree link it came on...
+    make_eager(from);                  // the tree link it came on...
     optimize(earlier, m.round, from);  // ...unless an announcer had it much closer to the source
   }
 
@@ -315,8 +316,7 @@ class plumtree {
     std::erase(neighbours_, p);
     std::erase(eager_, p);
     std::erase(lazy_, p);
-    for (auto& [id, m] : missing_)
-      std::erase_if(m.announcers, [&](const announcement& a) { return a.from == p; });
+    for (auto& [id, m] : missing_) std::erase_if(m.announcers, [&](const announcement& a) { return a.from == p; });
   }
 
   E env_;

@@ -64,10 +64,11 @@ class static_group {
 static_assert(Group<static_group>);
 
 /// The rank of `self` in `g`, or a dcp::error(invalid_config) naming the problem.
-template <Group G>
-std::size_t rank_of_self(const G& g, const address& self, const char* who) {
+template <Group G> std::size_t rank_of_self(const G& g, const address& self, const char* who) {
   auto r = g.rank_of(self);
-  if (!r) throw error(errc::invalid_config, std::string(who) + ": this node (" + self.to_string() + ") is not a member of its group");
+  if (!r)
+    throw error(errc::invalid_config,
+                std::string(who) + ": this node (" + self.to_string() + ") is not a member of its group");
   return *r;
 }
 

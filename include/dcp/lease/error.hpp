@@ -38,7 +38,8 @@ class error_category_impl final : public std::error_category {
         return "lease token bytes do not parse (truncated, corrupted or not a dcp lease token)";
       case errc::unsupported_version:
         return "lease token format version not supported by this build: upgrade the resource server";
-      case errc::unknown_scheme: return "lease token uses an unknown signature scheme";
+      case errc::unknown_scheme:
+        return "lease token uses an unknown signature scheme";
       case errc::scheme_mismatch:
         return "lease token signed with a different scheme than the verifier's key (HMAC-SHA256 vs Ed25519): "
                "configure the verifier with the group's key for that scheme";
@@ -53,14 +54,16 @@ class error_category_impl final : public std::error_category {
       case errc::stale_fencing:
         return "lease token is older (lower fencing token) than one already accepted for this resource: "
                "the holder was superseded and must acquire a new lease";
-      case errc::released: return "lease token was already released at this server: acquire a new lease";
+      case errc::released:
+        return "lease token was already released at this server: acquire a new lease";
       case errc::over_capacity:
         return "admitting this lease would exceed the server's capacity: wait for a permit to be released or expire";
       case errc::invalid_token:
         return "refusing to seal a lease token with an empty or overlong resource name or zero permits";
       case errc::invalid_key:
         return "invalid lease key: HMAC group keys need at least 16 bytes, Ed25519 keys exactly 32";
-      case errc::crypto_failure: return "OpenSSL failed while signing or verifying a lease token";
+      case errc::crypto_failure:
+        return "OpenSSL failed while signing or verifying a lease token";
     }
     return "unknown dcp.lease error " + std::to_string(ev);
   }
@@ -100,5 +103,4 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 
 }  // namespace dcp::lease
 
-template <>
-struct std::is_error_code_enum<dcp::lease::errc> : std::true_type {};
+template <> struct std::is_error_code_enum<dcp::lease::errc> : std::true_type {};

@@ -43,8 +43,10 @@ inline constexpr std::size_t min_hmac_key_size = 16;
 /// Signature length a scheme produces; 0 for an unknown scheme.
 constexpr std::size_t signature_size(scheme s) noexcept {
   switch (s) {
-    case scheme::hmac_sha256: return hmac_sha256_size;
-    case scheme::ed25519: return ed25519_signature_size;
+    case scheme::hmac_sha256:
+      return hmac_sha256_size;
+    case scheme::ed25519:
+      return ed25519_signature_size;
   }
   return 0;
 }
@@ -132,7 +134,7 @@ class ed25519_private_key {
   static result<ed25519_private_key> generate() {
     EVP_PKEY* k = nullptr;
     std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr),
-                                                                     &EVP_PKEY_CTX_free);
+                                                                    &EVP_PKEY_CTX_free);
     if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &k) != 1)
       return make_error_code(errc::crypto_failure);
     return ed25519_private_key(detail::pkey_ptr(k, detail::pkey_free{}));

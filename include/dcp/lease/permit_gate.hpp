@@ -56,7 +56,7 @@ class permit_counter {
   result<token> admit(token t, wall_time deadline, wall_time now) {
     expire(now);
     auto h = holders_.find(t.holder);
-    if (auto held = held_.find(t.fencing); held != held_.end()) {  // presented again: already counted
+    if (auto held = held_.find(t.fencing); held != held_.end()) {         // presented again: already counted
       held->second.deadline = std::max(held->second.deadline, deadline);  // a renewal extends it
       if (h != holders_.end() && h->second.newest == t.fencing) h->second.deadline = held->second.deadline;
       return t;
@@ -113,7 +113,7 @@ class permit_counter {
   };
   struct holder_state {
     std::uint64_t newest;  ///< highest fencing admitted from this holder
-    wall_time deadline;   ///< when that token stops being honoured
+    wall_time deadline;    ///< when that token stops being honoured
     bool released;         ///< the holder gave `newest` back: refuse it from now on
   };
 

@@ -65,12 +65,10 @@ struct token {
 
   friend bool operator==(const token&, const token&) = default;
 
-  template <class Archive>
-  void save(Archive& ar) const {
+  template <class Archive> void save(Archive& ar) const {
     ar(resource, holder, permits, fencing, static_cast<std::int64_t>(expiry.time_since_epoch().count()));
   }
-  template <class Archive>
-  void load(Archive& ar) {
+  template <class Archive> void load(Archive& ar) {
     std::int64_t expiry_ns = 0;
     ar(resource, holder, permits, fencing, expiry_ns);
     if (resource.empty() || resource.size() > max_resource_size)
@@ -161,9 +159,8 @@ inline result<bytes> seal(const token& t, const signing_key& key) {
 /// signature under that key. The token's fields are read before they are
 /// trusted only to find the key; nothing else is decided on them. Errors: as
 /// unseal, plus whatever key_for returns.
-template <class KeyFor>
-result<unsealed_token> unseal_with(byte_view sealed, KeyFor&& key_for,
-                                   std::size_t max_token_size = default_max_token_size) {
+template <class KeyFor> result<unsealed_token> unseal_with(byte_view sealed, KeyFor&& key_for,
+                                                           std::size_t max_token_size = default_max_token_size) {
   auto env = detail::parse_envelope(sealed, max_token_size);
   if (!env) return env.error();
   const auto s = static_cast<scheme>(env->scheme);
@@ -173,9 +170,7 @@ result<unsealed_token> unseal_with(byte_view sealed, KeyFor&& key_for,
     wire::input_archive ar(env->body, wire::decode_budget(env->body.size()));
     ar(t);
     if (ar.remaining() != 0) return make_error_code(errc::malformed_token);
-  } catch (const std::exception&) {
-    return make_error_code(errc::malformed_token);
-  }
+  } catch (const std::exception&) { return make_error_code(errc::malformed_token); }
   result<const verification_key*> key = key_for(std::as_const(t), env->key_id);
   if (!key) return key.error();
   if (s != (*key)->scheme()) return make_error_code(errc::scheme_mismatch);

@@ -41,12 +41,12 @@
 namespace dcp::membership {
 
 struct cyclon_config {
-  std::size_t view_size = 35;      ///< c
-  std::size_t shuffle_length = 14; ///< l
-  std::uint8_t join_ttl = 5;       ///< hops of each join walk
-  duration shuffle_period = 1s;    ///< one membership round
-  address contact{};               ///< joined through on start(); empty for the first node
-  duration join_window = 5s;       ///< how long after a join its walks' JOIN_SWAPs are taken
+  std::size_t view_size = 35;       ///< c
+  std::size_t shuffle_length = 14;  ///< l
+  std::uint8_t join_ttl = 5;        ///< hops of each join walk
+  duration shuffle_period = 1s;     ///< one membership round
+  address contact{};                ///< joined through on start(); empty for the first node
+  duration join_window = 5s;        ///< how long after a join its walks' JOIN_SWAPs are taken
 
   void validate() const {
     if (view_size < 1) throw error(errc::invalid_config, "cyclon: view_size must be >= 1");
@@ -96,16 +96,14 @@ struct join_swap {
 };
 }  // namespace cyclon_msg
 
-template <Env E>
-class cyclon {
+template <Env E> class cyclon {
  public:
   using messages = wire::message_set<cyclon_msg::shuffle, cyclon_msg::shuffle_reply, cyclon_msg::join,
                                      cyclon_msg::join_walk, cyclon_msg::join_swap>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "bad_shuffle", "bad_shuffle_reply", "late_shuffle_reply", "bad_join", "bad_join_walk", "join_swap_unsolicited",
-      "neighbour_failed", "join_retries", "shuffles",
-  }};
+  static constexpr dcp::counter_set counters{{"bad_shuffle", "bad_shuffle_reply", "late_shuffle_reply", "bad_join",
+                                              "bad_join_walk", "join_swap_unsolicited", "neighbour_failed",
+                                              "join_retries", "shuffles"}};
   using entry = cyclon_msg::entry;
   using config_type = cyclon_config;
   static constexpr std::string_view name = "cyclon";
@@ -115,7 +113,8 @@ class cyclon {
 
   void start() {
     const auto phase = duration(1 + static_cast<std::int64_t>(env_.rng().below(cfg_.shuffle_period.count())));
-    rounds_.start(env_, cfg_.shuffle_period, [this] { round(); }, phase);
+    rounds_.start(
+        env_, cfg_.shuffle_period, [this] { round(); }, phase);
     if (cfg_.contact) join(cfg_.contact);
   }
 
@@ -186,7 +185,8 @@ class cyclon {
     for (auto& e : view_)
       if (e.addr != from && e.addr != m.joiner) next.push_back(e.addr);
     if (m.ttl > 1 && !next.empty()) {
-      env_.send(next[env_.rng().below(next.size())], cyclon_msg::join_walk{m.joiner, static_cast<std::uint8_t>(m.ttl - 1)});
+      env_.send(next[env_.rng().below(next.size())],
+                cyclon_msg::join_walk{m.joiner, static_cast<std::uint8_t>(m.ttl - 1)});
       return;
     }
     if (knows(m.joiner)) return;

@@ -75,11 +75,11 @@
 namespace dcp::membership {
 
 struct hyparview_config {
-  std::size_t active_size = 5;    ///< log10(N) + c in the paper; 5 at N = 10^4
-  std::size_t passive_size = 30;  ///< k * (log10(N) + c)
-  std::uint8_t arwl = 6;          ///< active random walk length of FORWARD_JOIN
-  std::uint8_t prwl = 3;          ///< the walk step at which the joiner enters a passive view
-  std::uint8_t shuffle_ttl = 6;   ///< random walk length of a SHUFFLE
+  std::size_t active_size = 5;      ///< log10(N) + c in the paper; 5 at N = 10^4
+  std::size_t passive_size = 30;    ///< k * (log10(N) + c)
+  std::uint8_t arwl = 6;            ///< active random walk length of FORWARD_JOIN
+  std::uint8_t prwl = 3;            ///< the walk step at which the joiner enters a passive view
+  std::uint8_t shuffle_ttl = 6;     ///< random walk length of a SHUFFLE
   std::size_t shuffle_active = 3;   ///< ka: active peers in a SHUFFLE
   std::size_t shuffle_passive = 4;  ///< kp: passive peers in a SHUFFLE
   duration shuffle_period = 1s;     ///< one membership round
@@ -100,13 +100,15 @@ struct hyparview_config {
   void validate() const {
     if (active_size < 1) throw error(errc::invalid_config, "hyparview: active_size must be >= 1");
     if (passive_size < 1) throw error(errc::invalid_config, "hyparview: passive_size must be >= 1");
-    if (prwl > arwl) throw error(errc::invalid_config, "hyparview: prwl must not exceed arwl (the walk never reaches it)");
+    if (prwl > arwl)
+      throw error(errc::invalid_config, "hyparview: prwl must not exceed arwl (the walk never reaches it)");
     if (shuffle_period <= duration::zero() || neighbor_timeout <= duration::zero())
       throw error(errc::invalid_config, "hyparview: shuffle_period and neighbor_timeout must be > 0");
     if (keepalive_period < duration::zero() || suspect_after < duration::zero())
       throw error(errc::invalid_config, "hyparview: keepalive_period and suspect_after must be >= 0");
     if (suspect_after > duration::zero() && keepalive_period > duration::zero() && suspect_after <= keepalive_period)
-      throw error(errc::invalid_config, "hyparview: suspect_after must exceed keepalive_period, or live peers are dropped");
+      throw error(errc::invalid_config,
+                  "hyparview: suspect_after must exceed keepalive_period, or live peers are dropped");
   }
 };
 
@@ -170,20 +172,37 @@ struct keepalive {
 };
 }  // namespace hyparview_msg
 
-template <Env E>
-class hyparview {
+template <Env E> class hyparview {
  public:
   using messages = wire::message_set<hyparview_msg::join, hyparview_msg::forward_join, hyparview_msg::join_accept,
                                      hyparview_msg::neighbor, hyparview_msg::neighbor_reply, hyparview_msg::disconnect,
                                      hyparview_msg::shuffle, hyparview_msg::shuffle_reply, hyparview_msg::keepalive>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "bad_join", "joins_handled", "bad_forward_join", "bad_join_accept", "bad_neighbor", "priority_evictions",
-      "priority_evictions_refused", "neighbor_refused", "disconnected", "bad_shuffle", "shuffles_answered",
-      "bad_shuffle_reply", "shuffle_reply_unsolicited", "shuffle_replies_merged", "one_sided_links_undone",
-      "join_evictions", "join_evictions_refused", "join_walks_detoured", "dropped_for_room", "neighbour_failed",
-      "neighbor_requests", "neighbor_timeouts", "join_retries", "shuffles", "neighbour_silent",
-  }};
+  static constexpr dcp::counter_set counters{{"bad_join",
+                                              "joins_handled",
+                                              "bad_forward_join",
+                                              "bad_join_accept",
+                                              "bad_neighbor",
+                                              "priority_evictions",
+                                              "priority_evictions_refused",
+                                              "neighbor_refused",
+                                              "disconnected",
+                                              "bad_shuffle",
+                                              "shuffles_answered",
+                                              "bad_shuffle_reply",
+                                              "shuffle_reply_unsolicited",
+                                              "shuffle_replies_merged",
+                                              "one_sided_links_undone",
+                                              "join_evictions",
+                                              "join_evictions_refused",
+                                              "join_walks_detoured",
+                                              "dropped_for_room",
+                                              "neighbour_failed",
+                                              "neighbor_requests",
+                                              "neighbor_timeouts",
+                                              "join_retries",
+                                              "shuffles",
+                                              "neighbour_silent"}};
   using config_type = hyparview_config;
   static constexpr std::string_view name = "hyparview";
   static constexpr protocol_id default_id = 11;
@@ -196,9 +215,11 @@ class hyparview {
   void start() {
     // Rounds start at a random phase so that 10^4 nodes do not shuffle in lockstep.
     const auto phase = [&](duration p) { return duration(1 + static_cast<std::int64_t>(env_.rng().below(p.count()))); };
-    rounds_.start(env_, cfg_.shuffle_period, [this] { round(); }, phase(cfg_.shuffle_period));
+    rounds_.start(
+        env_, cfg_.shuffle_period, [this] { round(); }, phase(cfg_.shuffle_period));
     if (cfg_.keepalive_period > duration::zero())
-      keepalives_.start(env_, cfg_.keepalive_period, [this] { keepalive_round(); }, phase(cfg_.keepalive_period));
+      keepalives_.start(
+          env_, cfg_.keepalive_period, [this] { keepalive_round(); }, phase(cfg_.keepalive_period));
     if (cfg_.contact) join(cfg_.contact);
   }
 
@@ -231,7 +252,9 @@ class hyparview {
   // ---- observation ----
   const std::vector<address>& passive_view() const noexcept { return passive_; }
   bool is_active(const address& a) const noexcept { return find_active(a) != active_.end(); }
-  bool is_passive(const address& a) const noexcept { return std::find(passive_.begin(), passive_.end(), a) != passive_.end(); }
+  bool is_passive(const address& a) const noexcept {
+    return std::find(passive_.begin(), passive_.end(), a) != passive_.end();
+  }
   /// Messages of the protocols above are believed from the active and the
   /// passive view: the active view is symmetric only between exchanges (a
   /// peer that just dropped this node, or was dropped, moves to the passive
@@ -290,7 +313,8 @@ class hyparview {
         env_.count("priority_evictions_refused");
       }
     }
-    if (accept) add_active(from);
+    if (accept)
+      add_active(from);
     else {
       add_passive(from);
       env_.count("neighbor_refused");
@@ -310,8 +334,10 @@ class hyparview {
     }
     // A late answer to a request that timed out: the peer has linked us.
     if (!m.accepted) return;
-    if (active_.size() < cfg_.active_size) add_active(from);
-    else env_.send(from, hyparview_msg::disconnect{});
+    if (active_.size() < cfg_.active_size)
+      add_active(from);
+    else
+      env_.send(from, hyparview_msg::disconnect{});
   }
 
   void on_message(const address& from, const hyparview_msg::disconnect&) {
@@ -542,8 +568,10 @@ class hyparview {
     const time_point now = env_.now();
     std::vector<address> silent;
     for (auto& p : active_) {
-      if (cfg_.suspect_after > duration::zero() && now - p.last_heard > cfg_.suspect_after) silent.push_back(p.addr);
-      else env_.send(p.addr, hyparview_msg::keepalive{});
+      if (cfg_.suspect_after > duration::zero() && now - p.last_heard > cfg_.suspect_after)
+        silent.push_back(p.addr);
+      else
+        env_.send(p.addr, hyparview_msg::keepalive{});
     }
     for (auto& s : silent) {
       env_.count("neighbour_silent");

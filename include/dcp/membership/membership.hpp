@@ -49,9 +49,10 @@ concept Membership = requires(M& m, const M& cm, std::size_t k, neighbour_callba
 
 /// Whether a message from `peer` comes from a member, by M's own rule
 /// (m.admits) or, without one, because `peer` is among its neighbours.
-template <class M>
-bool admits(const M& m, const address& peer) {
-  if constexpr (requires { { m.admits(peer) } -> std::convertible_to<bool>; }) {
+template <class M> bool admits(const M& m, const address& peer) {
+  if constexpr (requires {
+                  { m.admits(peer) } -> std::convertible_to<bool>;
+                }) {
     return m.admits(peer);
   } else {
     const auto n = m.neighbours();

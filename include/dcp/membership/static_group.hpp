@@ -42,8 +42,7 @@ struct static_group_config {
   }
 };
 
-template <Env E>
-class static_group {
+template <Env E> class static_group {
  public:
   using messages = wire::message_set<>;
   static constexpr std::string_view name = "static_group";
@@ -91,12 +90,9 @@ class static_group {
     if (cfg_.trust_transport) mark_down(peer);
   }
   /// No message is ever accepted (the message set is empty); declared so the host's dispatcher compiles.
-  template <class M>
-  void on_message(const address&, const M&) = delete;
+  template <class M> void on_message(const address&, const M&) = delete;
 
-  bool is_member(const address& a) const {
-    return a != env_.self() && cfg_.members->contains(a);
-  }
+  bool is_member(const address& a) const { return a != env_.self() && cfg_.members->contains(a); }
   /// Messages are believed from members, even one marked down (it may be back).
   bool admits(const address& a) const { return is_member(a); }
 

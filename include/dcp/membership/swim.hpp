@@ -90,28 +90,28 @@ namespace dcp::membership {
 enum class member_state : std::uint8_t { alive = 0, suspect = 1, dead = 2, left = 3 };
 
 struct swim_config {
-  duration probe_interval = 1s;    ///< one protocol period (memberlist LAN: 1 s)
-  duration probe_timeout = 500ms;  ///< direct ack wait before PING-REQ (memberlist LAN: 500 ms)
+  duration probe_interval = 1s;     ///< one protocol period (memberlist LAN: 1 s)
+  duration probe_timeout = 500ms;   ///< direct ack wait before PING-REQ (memberlist LAN: 500 ms)
   std::size_t indirect_checks = 3;  ///< k: helpers of a PING-REQ
   std::size_t retransmit_mult = 4;  ///< λ: each update is sent λ·ceil(log10(N+1)) times
   /// Suspicion timeout min = suspicion_mult · max(1, log10 N) · probe_interval.
   std::size_t suspicion_mult = 4;
   // ---- Lifeguard ----
-  bool local_health = true;       ///< LHM scaling and nacks
-  bool dynamic_suspicion = true;  ///< start at max, fall with confirmations
-  bool buddy_system = true;       ///< a ping to a suspect carries the suspicion
+  bool local_health = true;            ///< LHM scaling and nacks
+  bool dynamic_suspicion = true;       ///< start at max, fall with confirmations
+  bool buddy_system = true;            ///< a ping to a suspect carries the suspicion
   std::size_t suspicion_max_mult = 6;  ///< max = suspicion_max_mult · min
   std::uint32_t awareness_max = 8;     ///< LHM saturates at awareness_max - 1
   // ---- joining, anti-entropy, leaving ----
-  std::vector<address> seeds;       ///< joined through on start(); empty (or only self) for the first member
+  std::vector<address> seeds;         ///< joined through on start(); empty (or only self) for the first member
   duration push_pull_interval = 30s;  ///< full-state exchange with a random member; zero: off
   duration dead_retention = 30s;      ///< dead and left members are forgotten after this
   duration leave_timeout = 5s;        ///< leave(): the longest this node keeps gossiping its departure
   bytes metadata;                     ///< this member's metadata, disseminated with it
   // ---- bounds on what the network can make us hold ----
-  std::size_t max_metadata = 512;      ///< bytes (memberlist's MetaMaxSize)
-  std::size_t max_members = 4096;      ///< members table, this node excluded
-  std::size_t max_piggyback = 8;       ///< updates per message
+  std::size_t max_metadata = 512;  ///< bytes (memberlist's MetaMaxSize)
+  std::size_t max_members = 4096;  ///< members table, this node excluded
+  std::size_t max_piggyback = 8;   ///< updates per message
   /// Bytes of one message's payload; zero: no bound (a stream transport).
   /// Over UDP, set it to the transport's frame bound (1,400-byte datagram
   /// less the frame header and, sealed, the seal: 1,332 bytes), so that every
@@ -122,9 +122,9 @@ struct swim_config {
   /// later exchanges). At least max_metadata + 256, so that the buddy
   /// system's suspicion and one update, or this member's own record, always fit.
   std::size_t max_message_size = 0;
-  std::size_t max_pending_indirect = 64;  ///< PING-REQs being served at once
+  std::size_t max_pending_indirect = 64;          ///< PING-REQs being served at once
   std::uint64_t max_incarnation_jump = 1u << 16;  ///< a known member's incarnation rises by at most this per update
-  std::size_t max_push_pull_replies = 16;  ///< push-pull answers per probe interval
+  std::size_t max_push_pull_replies = 16;         ///< push-pull answers per probe interval
 
   /// Plain SWIM with memberlist's defaults: no local health, no nacks, fixed
   /// suspicion timeout, no buddy system.
@@ -138,15 +138,18 @@ struct swim_config {
     if (probe_interval <= duration::zero() || probe_timeout <= duration::zero())
       throw error(errc::invalid_config, "swim: probe_interval and probe_timeout must be > 0");
     if (probe_timeout >= probe_interval)
-      throw error(errc::invalid_config, "swim: probe_timeout must be below probe_interval (PING-REQ needs the rest of the period)");
+      throw error(errc::invalid_config,
+                  "swim: probe_timeout must be below probe_interval (PING-REQ needs the rest of the period)");
     if (suspicion_mult < 1 || suspicion_max_mult < 1)
       throw error(errc::invalid_config, "swim: suspicion_mult and suspicion_max_mult must be >= 1");
     if (retransmit_mult < 1) throw error(errc::invalid_config, "swim: retransmit_mult must be >= 1");
     if (awareness_max < 1) throw error(errc::invalid_config, "swim: awareness_max must be >= 1");
     if (max_members < 1 || max_piggyback < 1 || max_pending_indirect < 1 || max_incarnation_jump < 1)
-      throw error(errc::invalid_config, "swim: max_members, max_piggyback, max_pending_indirect, max_incarnation_jump must be >= 1");
+      throw error(errc::invalid_config,
+                  "swim: max_members, max_piggyback, max_pending_indirect, max_incarnation_jump must be >= 1");
     if (max_message_size != 0 && max_message_size < max_metadata + 256)
-      throw error(errc::invalid_config, "swim: max_message_size must be 0 (no bound) or at least max_metadata + 256 bytes");
+      throw error(errc::invalid_config,
+                  "swim: max_message_size must be 0 (no bound) or at least max_metadata + 256 bytes");
     if (metadata.size() > max_metadata) throw error(errc::invalid_config, "swim: metadata larger than max_metadata");
     if (push_pull_interval < duration::zero() || dead_retention < duration::zero() || leave_timeout < duration::zero())
       throw error(errc::invalid_config, "swim: push_pull_interval, dead_retention and leave_timeout must be >= 0");
@@ -228,21 +231,52 @@ struct member_event {
   member_info member;  ///< as it was right after the event
 };
 
-template <Env E>
-class swim {
+template <Env E> class swim {
  public:
-  using messages = wire::message_set<swim_msg::ping, swim_msg::ack, swim_msg::nack, swim_msg::ping_req, swim_msg::push_pull>;
+  using messages =
+      wire::message_set<swim_msg::ping, swim_msg::ack, swim_msg::nack, swim_msg::ping_req, swim_msg::push_pull>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "leaving", "misdirected_ping", "probe_acked", "probe_acked_indirect", "late_or_unexpected_ack",
-      "late_or_unexpected_nack", "bad_ping_req", "ping_req_refused_full", "nacks_sent", "oversized_push_pull",
-      "unsolicited_push_pull", "push_pull_refused_rate", "joined", "joins_answered", "push_pulls_answered", "probes",
-      "ping_reqs", "probes_failed", "join_attempts", "push_pull_truncated", "bad_member_state", "message_from_self",
-      "oversized_piggyback", "bad_update", "absurd_incarnation", "oversized_metadata", "refuted", "refutation_repeated",
-      "members_table_full", "members_joined", "members_rejoined", "claim_about_unknown_member", "suspicions",
-      "members_left", "members_failed", "suspicion_confirmations", "suspicions_expired", "updates_dropped",
-      "buddy_suspicions_sent", "updates_too_large", "piggyback_deferred",
-  }};
+  static constexpr dcp::counter_set counters{{"leaving",
+                                              "misdirected_ping",
+                                              "probe_acked",
+                                              "probe_acked_indirect",
+                                              "late_or_unexpected_ack",
+                                              "late_or_unexpected_nack",
+                                              "bad_ping_req",
+                                              "ping_req_refused_full",
+                                              "nacks_sent",
+                                              "oversized_push_pull",
+                                              "unsolicited_push_pull",
+                                              "push_pull_refused_rate",
+                                              "joined",
+                                              "joins_answered",
+                                              "push_pulls_answered",
+                                              "probes",
+                                              "ping_reqs",
+                                              "probes_failed",
+                                              "join_attempts",
+                                              "push_pull_truncated",
+                                              "bad_member_state",
+                                              "message_from_self",
+                                              "oversized_piggyback",
+                                              "bad_update",
+                                              "absurd_incarnation",
+                                              "oversized_metadata",
+                                              "refuted",
+                                              "refutation_repeated",
+                                              "members_table_full",
+                                              "members_joined",
+                                              "members_rejoined",
+                                              "claim_about_unknown_member",
+                                              "suspicions",
+                                              "members_left",
+                                              "members_failed",
+                                              "suspicion_confirmations",
+                                              "suspicions_expired",
+                                              "updates_dropped",
+                                              "buddy_suspicions_sent",
+                                              "updates_too_large",
+                                              "piggyback_deferred"}};
   using config_type = swim_config;
   using event_callback = std::function<void(const member_event&)>;
   static constexpr std::string_view name = "swim";
@@ -262,9 +296,12 @@ class swim {
     // A random phase, so that members started together do not probe in lockstep.
     arm_tick(duration(1 + static_cast<std::int64_t>(env_.rng().below(cfg_.probe_interval.count()))));
     if (cfg_.push_pull_interval > duration::zero()) arm_push_pull();
-    if (!cfg_.seeds.empty()) join(cfg_.seeds);
-    else if (seeds_.empty()) joined_ = true;
-    else send_join();
+    if (!cfg_.seeds.empty())
+      join(cfg_.seeds);
+    else if (seeds_.empty())
+      joined_ = true;
+    else
+      send_join();
   }
 
   /// Joins through `seeds` (tried in turn, one per probe period, until one
@@ -301,7 +338,8 @@ class swim {
   /// Replaces this member's metadata (at most max_metadata bytes): a higher
   /// incarnation carries it to everyone, who see an `updated` event.
   void set_metadata(bytes meta) {
-    if (meta.size() > cfg_.max_metadata) throw error(errc::invalid_argument, "swim::set_metadata: larger than max_metadata");
+    if (meta.size() > cfg_.max_metadata)
+      throw error(errc::invalid_argument, "swim::set_metadata: larger than max_metadata");
     cfg_.metadata = std::move(meta);
     ++incarnation_;
     enqueue({u8(swim_msg::kind::alive), env_.self(), incarnation_, env_.self(), cfg_.metadata});
@@ -323,7 +361,8 @@ class swim {
   }
   /// What this node knows of `node` (dead and left ones until dead_retention passes).
   std::optional<member_info> member(const address& node) const {
-    if (node == env_.self()) return member_info{node, stopped_ ? member_state::left : member_state::alive, incarnation_, cfg_.metadata};
+    if (node == env_.self())
+      return member_info{node, stopped_ ? member_state::left : member_state::alive, incarnation_, cfg_.metadata};
     auto it = members_.find(node);
     if (it == members_.end()) return std::nullopt;
     return info(it->second);
@@ -338,7 +377,8 @@ class swim {
   const swim_config& config() const noexcept { return cfg_; }
   void gauges(const gauge_sink& emit) const {
     std::size_t alive = 0, suspect = 0, down = 0;
-    for (auto& [a, m] : members_) (m.state == member_state::alive ? alive : m.state == member_state::suspect ? suspect : down)++;
+    for (auto& [a, m] : members_)
+      (m.state == member_state::alive ? alive : m.state == member_state::suspect ? suspect : down)++;
     emit("alive", static_cast<double>(alive));
     emit("suspect", static_cast<double>(suspect));
     emit("dead_or_left", static_cast<double>(down));
@@ -389,7 +429,8 @@ class swim {
     if (!accept_updates(from, m.updates)) return;
     if (m.seq == 0) return;  // the answer to a leave() ping
     if (probe_ && m.seq == probe_->seq && !probe_->acked &&
-        (from == probe_->target || std::find(probe_->helpers.begin(), probe_->helpers.end(), from) != probe_->helpers.end())) {
+        (from == probe_->target ||
+         std::find(probe_->helpers.begin(), probe_->helpers.end(), from) != probe_->helpers.end())) {
       probe_->acked = true;
       cancel(probe_->timeout_timer);
       env_.count(from == probe_->target ? "probe_acked" : "probe_acked_indirect");
@@ -504,7 +545,9 @@ class swim {
   };
 
   static constexpr std::uint8_t u8(swim_msg::kind k) noexcept { return static_cast<std::uint8_t>(k); }
-  static constexpr bool is_live(member_state s) noexcept { return s == member_state::alive || s == member_state::suspect; }
+  static constexpr bool is_live(member_state s) noexcept {
+    return s == member_state::alive || s == member_state::suspect;
+  }
   static member_info info(const member_entry& m) { return {m.node, m.state, m.incarnation, m.meta}; }
 
   void drop(std::string_view why) { env_.count(why); }
@@ -615,8 +658,10 @@ class swim {
     env_.count("probes_failed");
     // Lifeguard: missed nacks say the fault may be ours; with no helper to
     // nack, a failed probe counts against us (memberlist's probeNode).
-    if (cfg_.local_health && !p.helpers.empty()) health(static_cast<int>(p.helpers.size() - p.nacks));
-    else health(1);
+    if (cfg_.local_health && !p.helpers.empty())
+      health(static_cast<int>(p.helpers.size() - p.nacks));
+    else
+      health(1);
     auto it = members_.find(p.target);
     if (it == members_.end() || !is_live(it->second.state)) return;
     apply_suspect({u8(swim_msg::kind::suspect), p.target, it->second.incarnation, env_.self(), {}});
@@ -625,8 +670,10 @@ class swim {
   void reap() {
     const time_point now = env_.now();
     for (auto it = members_.begin(); it != members_.end();) {
-      if (!is_live(it->second.state) && now - it->second.since >= cfg_.dead_retention) it = members_.erase(it);
-      else ++it;
+      if (!is_live(it->second.state) && now - it->second.since >= cfg_.dead_retention)
+        it = members_.erase(it);
+      else
+        ++it;
     }
     const auto lim = now - 3 * cfg_.probe_interval;  // an answer later than this is not awaited any more
     std::erase_if(asked_, [&](auto& a) { return a.second < lim; });
@@ -663,8 +710,8 @@ class swim {
   std::vector<swim_msg::member_record> local_state() {
     std::vector<swim_msg::member_record> out;
     out.reserve(members_.size() + 1);
-    out.push_back({env_.self(), static_cast<std::uint8_t>(leaving_ ? member_state::left : member_state::alive), incarnation_,
-                   cfg_.metadata});
+    out.push_back({env_.self(), static_cast<std::uint8_t>(leaving_ ? member_state::left : member_state::alive),
+                   incarnation_, cfg_.metadata});
     if (cfg_.max_message_size == 0) {
       for (auto& [a, m] : members_) out.push_back({a, static_cast<std::uint8_t>(m.state), m.incarnation, m.meta});
       return out;
@@ -677,7 +724,8 @@ class swim {
     std::advance(it, static_cast<std::ptrdiff_t>(start));
     for (std::size_t i = 0; i < members_.size(); ++i, ++it) {
       if (it == members_.end()) it = members_.begin();
-      swim_msg::member_record r{it->first, static_cast<std::uint8_t>(it->second.state), it->second.incarnation, it->second.meta};
+      swim_msg::member_record r{it->first, static_cast<std::uint8_t>(it->second.state), it->second.incarnation,
+                                it->second.meta};
       const std::size_t size = encoded_size(r);
       if (used + size > cfg_.max_message_size) {
         env_.count("push_pull_truncated");
@@ -691,8 +739,7 @@ class swim {
   /// What a message holds besides its updates or records (seq, a target
   /// address, flags, the list's length), with room to spare, IP addresses.
   static constexpr std::size_t message_envelope = 64;
-  template <class T>
-  static std::size_t encoded_size(const T& v) {
+  template <class T> static std::size_t encoded_size(const T& v) {
     bytes b;
     wire::output_archive ar(b);
     ar(v);
@@ -707,10 +754,13 @@ class swim {
   void merge(const address& from, const swim_msg::member_record& r) {
     if (r.state > static_cast<std::uint8_t>(member_state::left)) return drop("bad_member_state");
     switch (static_cast<member_state>(r.state)) {
-      case member_state::alive: return apply({u8(swim_msg::kind::alive), r.node, r.incarnation, from, r.meta});
+      case member_state::alive:
+        return apply({u8(swim_msg::kind::alive), r.node, r.incarnation, from, r.meta});
       case member_state::suspect:
-      case member_state::dead: return apply({u8(swim_msg::kind::suspect), r.node, r.incarnation, from, {}}, true);
-      case member_state::left: return apply({u8(swim_msg::kind::dead), r.node, r.incarnation, r.node, {}});
+      case member_state::dead:
+        return apply({u8(swim_msg::kind::suspect), r.node, r.incarnation, from, {}}, true);
+      case member_state::left:
+        return apply({u8(swim_msg::kind::dead), r.node, r.incarnation, r.node, {}});
     }
   }
 
@@ -741,9 +791,12 @@ class swim {
         return drop("absurd_incarnation");
     }
     switch (static_cast<swim_msg::kind>(u.what)) {
-      case swim_msg::kind::alive: return apply_alive(u);
-      case swim_msg::kind::suspect: return apply_suspect(u, from_table);
-      case swim_msg::kind::dead: return apply_dead(u);
+      case swim_msg::kind::alive:
+        return apply_alive(u);
+      case swim_msg::kind::suspect:
+        return apply_suspect(u, from_table);
+      case swim_msg::kind::dead:
+        return apply_dead(u);
     }
   }
 
@@ -771,7 +824,8 @@ class swim {
   void apply_alive(const swim_msg::update& u) {
     if (u.node == env_.self()) {
       if (leaving_) return;
-      if (u.incarnation > incarnation_ || (u.incarnation == incarnation_ && u.meta != cfg_.metadata)) refute(u.incarnation, false);
+      if (u.incarnation > incarnation_ || (u.incarnation == incarnation_ && u.meta != cfg_.metadata))
+        refute(u.incarnation, false);
       return;
     }
     auto it = members_.find(u.node);
@@ -779,7 +833,8 @@ class swim {
       if (members_.size() >= cfg_.max_members) return drop("members_table_full");
       member_entry& m = members_[u.node];
       m = {u.node, member_state::alive, u.incarnation, u.meta, env_.now(), std::nullopt};
-      probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(env_.rng().below(probe_order_.size() + 1)), u.node);
+      probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(env_.rng().below(probe_order_.size() + 1)),
+                          u.node);
       env_.count("members_joined");
       raise(member_event::kind::join, m);
       enqueue(u);
@@ -846,7 +901,8 @@ class swim {
     const double scale = std::max(1.0, std::log10(static_cast<double>(n)));
     suspicion_state s;
     s.start = env_.now();
-    s.min = std::chrono::duration_cast<duration>(cfg_.probe_interval * (static_cast<double>(cfg_.suspicion_mult) * scale));
+    s.min =
+        std::chrono::duration_cast<duration>(cfg_.probe_interval * (static_cast<double>(cfg_.suspicion_mult) * scale));
     s.max = cfg_.dynamic_suspicion ? s.min * static_cast<std::int64_t>(cfg_.suspicion_max_mult) : s.min;
     // k independent confirmations take the timeout from max to min; with too
     // few members to give them, the timeout is min at once.
@@ -904,7 +960,8 @@ class swim {
   void enqueue(swim_msg::update u) {
     std::erase_if(queue_, [&](const queued& q) { return q.update.node == u.node; });  // the newer replaces the older
     if (queue_.size() > cfg_.max_members) {  // full of updates about forgotten members: drop the most sent
-      auto worst = std::max_element(queue_.begin(), queue_.end(), [](auto& a, auto& b) { return a.transmits < b.transmits; });
+      auto worst =
+          std::max_element(queue_.begin(), queue_.end(), [](auto& a, auto& b) { return a.transmits < b.transmits; });
       queue_.erase(worst);
       env_.count("updates_dropped");
     }
@@ -975,8 +1032,10 @@ class swim {
     auto due = std::exchange(events_, {});
     for (auto& e : due) {
       for (std::size_t i = 0; i < subscribers_.size(); ++i) subscribers_[i](e);  // by index: a callback may subscribe
-      if (e.what == member_event::kind::join) neighbour_events_.up(e.member.node);
-      else if (e.what != member_event::kind::updated) neighbour_events_.down(e.member.node);
+      if (e.what == member_event::kind::join)
+        neighbour_events_.up(e.member.node);
+      else if (e.what != member_event::kind::updated)
+        neighbour_events_.down(e.member.node);
     }
   }
 

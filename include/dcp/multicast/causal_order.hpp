@@ -93,15 +93,14 @@ struct causal_order_delivery {
   byte_view payload;
 };
 
-template <Env E>
-class causal_order {
+template <Env E> class causal_order {
  public:
   using body = causal_order_msg::body;
   using messages = wire::message_set<link_msg::frame<body>, link_msg::ack>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::reliable_links_counters, dcp::counter_set{{
-      "multicast", "delivered", "bad_clock", "stalled", "member_failed",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::reliable_links_counters,
+                dcp::counter_set{{"multicast", "delivered", "bad_clock", "stalled", "member_failed"}});
   static constexpr std::string_view name = "multicast.causal_order";
   static constexpr protocol_id default_id = 131;
 
@@ -281,9 +280,9 @@ class causal_order {
   causal_order_config cfg_;
   std::size_t rank_;
   detail::reliable_links<E, body> links_;
-  clock::vector_clock vc_;                  ///< delivered counts per rank
-  std::vector<std::deque<body>> held_;      ///< the hold-back queue, per sender, in the sender's order
-  std::vector<std::uint64_t> received_;     ///< newest own-entry stamp received from each sender
+  clock::vector_clock vc_;               ///< delivered counts per rank
+  std::vector<std::deque<body>> held_;   ///< the hold-back queue, per sender, in the sender's order
+  std::vector<std::uint64_t> received_;  ///< newest own-entry stamp received from each sender
   std::vector<bool> failed_;
   std::uint64_t delivered_ = 0;
   std::vector<std::pair<std::size_t, body>> ready_;

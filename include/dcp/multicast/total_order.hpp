@@ -94,7 +94,7 @@ struct body {
   std::uint64_t time = 0;     ///< the sender's Lamport time of this message or acknowledgement
   std::uint64_t of_time = 0;  ///< ack: the acknowledged message's stamp
   std::uint32_t of_node = 0;
-  bytes payload;              ///< data only
+  bytes payload;  ///< data only
   template <class A> void serialize(A& ar) { ar(kind, time, of_time, of_node, payload); }
 };
 }  // namespace total_order_msg
@@ -106,15 +106,15 @@ struct total_order_delivery {
   byte_view payload;
 };
 
-template <Env E>
-class total_order {
+template <Env E> class total_order {
  public:
   using body = total_order_msg::body;
   using messages = wire::message_set<link_msg::frame<body>, link_msg::ack>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::reliable_links_counters, dcp::counter_set{{
-      "multicast_busy", "multicast", "bad_clock", "acks_received", "delivered", "stalled", "member_failed",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::reliable_links_counters,
+                dcp::counter_set{{"multicast_busy", "multicast", "bad_clock", "acks_received", "delivered", "stalled",
+                                  "member_failed"}});
   static constexpr std::string_view name = "multicast.total_order";
   static constexpr protocol_id default_id = 130;
 

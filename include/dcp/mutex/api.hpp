@@ -51,8 +51,7 @@ concept Mutex = requires(M& m, const M& cm, lock_handler h) {
 };
 
 /// Holds a lock this node has been granted and unlocks it on destruction.
-template <Mutex M>
-class guard {
+template <Mutex M> class guard {
  public:
   /// Adopts the lock `m` holds now; throws dcp::error(invalid_argument) if it does not.
   explicit guard(M& m) : m_(&m) {
@@ -73,7 +72,9 @@ class guard {
   /// Unlocks now (if still held).
   void reset() noexcept {
     if (m_ && m_->holding()) {
-      try { m_->unlock(); } catch (...) {}  // holding() was checked: cannot throw
+      try {
+        m_->unlock();
+      } catch (...) {}  // holding() was checked: cannot throw
     }
     m_ = nullptr;
   }

@@ -27,8 +27,7 @@
 
 namespace dcp::mutex {
 
-template <Mutex M, class CompletionToken>
-auto async_lock(M& m, CompletionToken&& token) {
+template <Mutex M, class CompletionToken> auto async_lock(M& m, CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
       [&m](auto handler) {
         using handler_type = decltype(handler);

@@ -42,8 +42,10 @@ struct centralized_config {
   /// How often the coordinator checks that a holder is still alive.
   duration probe_interval = 1s;
   void validate() const {
-    if (request_timeout <= duration::zero()) throw error(errc::invalid_config, "centralized: request_timeout must be > 0");
-    if (probe_interval <= duration::zero()) throw error(errc::invalid_config, "centralized: probe_interval must be > 0");
+    if (request_timeout <= duration::zero())
+      throw error(errc::invalid_config, "centralized: request_timeout must be > 0");
+    if (probe_interval <= duration::zero())
+      throw error(errc::invalid_config, "centralized: probe_interval must be > 0");
   }
 };
 
@@ -74,16 +76,15 @@ struct probe {  ///< "do you still hold grant (session, seq)?"
 };
 }  // namespace centralized_msg
 
-template <Env E, group::Group G = group::static_group>
-class centralized {
+template <Env E, group::Group G = group::static_group> class centralized {
  public:
   using messages = wire::message_set<centralized_msg::request, centralized_msg::grant, centralized_msg::release,
                                      centralized_msg::probe>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "stale_grant", "duplicate_grant", "stale_probe", "released_on_probe", "dropped_request", "dropped_release",
-      "holder_failed", "duplicate_request",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::request_counters,
+                dcp::counter_set{{"stale_grant", "duplicate_grant", "stale_probe", "released_on_probe",
+                                  "dropped_request", "dropped_release", "holder_failed", "duplicate_request"}});
   static constexpr std::string_view name = "mutex.centralized";
   static constexpr protocol_id default_id = 50;
 
@@ -92,7 +93,8 @@ class centralized {
     cfg_.validate();
     group::rank_of_self(group_, env_.self(), "centralized");
     coordinator_ = cfg_.coordinator.empty() ? group_.member(0) : cfg_.coordinator;
-    if (!group_.contains(coordinator_)) throw error(errc::invalid_config, "centralized: the coordinator is not a member");
+    if (!group_.contains(coordinator_))
+      throw error(errc::invalid_config, "centralized: the coordinator is not a member");
     session_ = env_.rng()() | 1;  // a new session per incarnation: a restarted client starts afresh
   }
 
@@ -191,8 +193,10 @@ class centralized {
     // The coordinator's own requests take the same path, a turn later (so
     // that lock() never runs its handler inside itself), without the network.
     self_.post([this, e = entry{env_.self(), m.session, m.seq}] {
-      if constexpr (std::is_same_v<std::decay_t<decltype(m)>, centralized_msg::request>) submit(e);
-      else release_entry(e);
+      if constexpr (std::is_same_v<std::decay_t<decltype(m)>, centralized_msg::request>)
+        submit(e);
+      else
+        release_entry(e);
     });
   }
   void withdraw() { to_coordinator(centralized_msg::release{session_, seq_}); }
@@ -230,8 +234,10 @@ class centralized {
     if (holder_->client != env_.self() && !probe_.running())
       probe_.start(env_, cfg_.probe_interval, [this] { probe_holder(); });
     if (holder_->client == env_.self()) {
-      if (request_.waiting() && holder_->seq == seq_ && holder_->session == session_) request_.grant();
-      else release_entry(*holder_);
+      if (request_.waiting() && holder_->seq == seq_ && holder_->session == session_)
+        request_.grant();
+      else
+        release_entry(*holder_);
     } else {
       env_.send(holder_->client, centralized_msg::grant{holder_->session, holder_->seq});
     }

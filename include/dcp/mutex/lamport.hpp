@@ -59,14 +59,11 @@ struct release {
 };
 }  // namespace lamport_msg
 
-template <Env E, group::Group G = group::static_group>
-class lamport {
+template <Env E, group::Group G = group::static_group> class lamport {
  public:
   using messages = wire::message_set<lamport_msg::request, lamport_msg::ack, lamport_msg::release>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "not_a_member",
-  }});
+  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{"not_a_member"}});
   static constexpr std::string_view name = "mutex.lamport";
   static constexpr protocol_id default_id = 52;
 

@@ -64,13 +64,12 @@ inline std::vector<std::size_t> grid_quorum(std::size_t rank, std::size_t n) {
 }
 
 namespace maekawa_msg {
-#define DCP_MAEKAWA_MESSAGE(type, id)                    \
-  struct type {                                          \
-    static constexpr message_type wire_id = id;          \
-    static constexpr std::string_view wire_name = #type; \
-    std::uint64_t time = 0; /* the request's stamp */    \
-    template <class A>                                   \
-    void serialize(A& ar) { ar(time); }                  \
+#define DCP_MAEKAWA_MESSAGE(type, id)                      \
+  struct type {                                            \
+    static constexpr message_type wire_id = id;            \
+    static constexpr std::string_view wire_name = #type;   \
+    std::uint64_t time = 0; /* the request's stamp */      \
+    template <class A> void serialize(A& ar) { ar(time); } \
   };
 DCP_MAEKAWA_MESSAGE(request, 1)
 DCP_MAEKAWA_MESSAGE(locked, 2)
@@ -81,16 +80,15 @@ DCP_MAEKAWA_MESSAGE(release, 6)
 #undef DCP_MAEKAWA_MESSAGE
 }  // namespace maekawa_msg
 
-template <Env E, group::Group G = group::static_group>
-class maekawa {
+template <Env E, group::Group G = group::static_group> class maekawa {
  public:
   using messages = wire::message_set<maekawa_msg::request, maekawa_msg::locked, maekawa_msg::failed,
                                      maekawa_msg::inquire, maekawa_msg::relinquish, maekawa_msg::release>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "not_a_member", "duplicate_request", "stale_relinquish", "stale_locked", "stale_failed", "stale_inquire",
-      "relinquished",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::request_counters,
+                dcp::counter_set{{"not_a_member", "duplicate_request", "stale_relinquish", "stale_locked",
+                                  "stale_failed", "stale_inquire", "relinquished"}});
   static constexpr std::string_view name = "mutex.maekawa";
   static constexpr protocol_id default_id = 55;
 
@@ -174,20 +172,25 @@ class maekawa {
     clock_.witness(t);
     return clock::lamport_stamp{t, *r};
   }
-  template <class M>
-  void to(std::size_t r, const M& m) {
+  template <class M> void to(std::size_t r, const M& m) {
     if (r != rank_) {
       env_.send(group_.member(r), m);
       return;
     }
     self_.post([this, m] {  // our own vote: the same handlers, no network
       const clock::lamport_stamp s{m.time, rank_};
-      if constexpr (std::is_same_v<M, maekawa_msg::request>) on_request(s);
-      else if constexpr (std::is_same_v<M, maekawa_msg::relinquish>) on_relinquish(s);
-      else if constexpr (std::is_same_v<M, maekawa_msg::release>) on_release(s);
-      else if constexpr (std::is_same_v<M, maekawa_msg::locked>) on_locked(rank_, m.time);
-      else if constexpr (std::is_same_v<M, maekawa_msg::failed>) on_failed(rank_, m.time);
-      else on_inquire(rank_, m.time);
+      if constexpr (std::is_same_v<M, maekawa_msg::request>)
+        on_request(s);
+      else if constexpr (std::is_same_v<M, maekawa_msg::relinquish>)
+        on_relinquish(s);
+      else if constexpr (std::is_same_v<M, maekawa_msg::release>)
+        on_release(s);
+      else if constexpr (std::is_same_v<M, maekawa_msg::locked>)
+        on_locked(rank_, m.time);
+      else if constexpr (std::is_same_v<M, maekawa_msg::failed>)
+        on_failed(rank_, m.time);
+      else
+        on_inquire(rank_, m.time);
     });
   }
 
@@ -262,8 +265,10 @@ class maekawa {
   }
   void on_inquire(std::size_t arbiter, std::uint64_t t) {
     if (!current(t) || !votes_.contains(arbiter)) return env_.count("stale_inquire");
-    if (!failed_.empty()) relinquish(arbiter);
-    else inquiries_.insert(arbiter);  // answered when a FAILED comes, or at release
+    if (!failed_.empty())
+      relinquish(arbiter);
+    else
+      inquiries_.insert(arbiter);  // answered when a FAILED comes, or at release
   }
   void relinquish(std::size_t arbiter) {
     if (!votes_.erase(arbiter)) return;

@@ -50,18 +50,17 @@ struct privilege {
 };
 }  // namespace raymond_msg
 
-template <Env E, group::Group G = group::static_group>
-class raymond {
+template <Env E, group::Group G = group::static_group> class raymond {
  public:
   using messages = wire::message_set<raymond_msg::request, raymond_msg::privilege>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "not_a_neighbour", "duplicate_request", "unexpected_privilege",
-  }});
+  static constexpr auto counters = dcp::join(
+      detail::request_counters, dcp::counter_set{{"not_a_neighbour", "duplicate_request", "unexpected_privilege"}});
   static constexpr std::string_view name = "mutex.raymond";
   static constexpr protocol_id default_id = 54;
 
-  raymond(E env, G group, raymond_config cfg = {}) : env_(std::move(env)), group_(std::move(group)), cfg_(cfg), request_(env_) {
+  raymond(E env, G group, raymond_config cfg = {})
+      : env_(std::move(env)), group_(std::move(group)), cfg_(cfg), request_(env_) {
     cfg_.validate();
     rank_ = group::rank_of_self(group_, env_.self(), "raymond");
     holder_ = rank_ == 0 ? rank_ : parent(rank_);

@@ -32,7 +32,8 @@ namespace dcp::mutex {
 struct ricart_agrawala_config {
   duration request_timeout = 10s;
   void validate() const {
-    if (request_timeout <= duration::zero()) throw error(errc::invalid_config, "ricart_agrawala: request_timeout must be > 0");
+    if (request_timeout <= duration::zero())
+      throw error(errc::invalid_config, "ricart_agrawala: request_timeout must be > 0");
   }
 };
 
@@ -52,14 +53,12 @@ struct reply {
 };
 }  // namespace ricart_agrawala_msg
 
-template <Env E, group::Group G = group::static_group>
-class ricart_agrawala {
+template <Env E, group::Group G = group::static_group> class ricart_agrawala {
  public:
   using messages = wire::message_set<ricart_agrawala_msg::request, ricart_agrawala_msg::reply>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "not_a_member", "stale_reply",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::request_counters, dcp::counter_set{{"not_a_member", "stale_reply"}});
   static constexpr std::string_view name = "mutex.ricart_agrawala";
   static constexpr protocol_id default_id = 51;
 

@@ -32,7 +32,8 @@ namespace dcp::mutex {
 struct suzuki_kasami_config {
   duration request_timeout = 10s;
   void validate() const {
-    if (request_timeout <= duration::zero()) throw error(errc::invalid_config, "suzuki_kasami: request_timeout must be > 0");
+    if (request_timeout <= duration::zero())
+      throw error(errc::invalid_config, "suzuki_kasami: request_timeout must be > 0");
   }
 };
 
@@ -52,14 +53,12 @@ struct token {
 };
 }  // namespace suzuki_kasami_msg
 
-template <Env E, group::Group G = group::static_group>
-class suzuki_kasami {
+template <Env E, group::Group G = group::static_group> class suzuki_kasami {
  public:
   using messages = wire::message_set<suzuki_kasami_msg::request, suzuki_kasami_msg::token>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "not_a_member", "malformed_token", "duplicate_token",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::request_counters, dcp::counter_set{{"not_a_member", "malformed_token", "duplicate_token"}});
   static constexpr std::string_view name = "mutex.suzuki_kasami";
   static constexpr protocol_id default_id = 53;
 

@@ -55,8 +55,10 @@ struct token_ring_config {
   /// The file (on the Env's disk) recording that the first token was created.
   std::string marker_file = "token_ring.first_token";
   void validate() const {
-    if (!disk::valid_name(marker_file)) throw error(errc::invalid_config, "token_ring: marker_file is not a valid file name");
-    if (request_timeout <= duration::zero()) throw error(errc::invalid_config, "token_ring: request_timeout must be > 0");
+    if (!disk::valid_name(marker_file))
+      throw error(errc::invalid_config, "token_ring: marker_file is not a valid file name");
+    if (request_timeout <= duration::zero())
+      throw error(errc::invalid_config, "token_ring: request_timeout must be > 0");
     if (token_timeout <= duration::zero()) throw error(errc::invalid_config, "token_ring: token_timeout must be > 0");
     if (retry_interval <= duration::zero()) throw error(errc::invalid_config, "token_ring: retry_interval must be > 0");
     if (pass_delay < duration::zero()) throw error(errc::invalid_config, "token_ring: pass_delay must be >= 0");
@@ -92,19 +94,19 @@ struct ack {
 };
 }  // namespace token_ring_msg
 
-template <Env E, group::Group G = group::static_group>
-class token_ring {
+template <Env E, group::Group G = group::static_group> class token_ring {
  public:
   using messages = wire::message_set<token_ring_msg::token, token_ring_msg::regenerate, token_ring_msg::ack>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr auto counters = dcp::join(detail::request_counters, dcp::counter_set{{
-      "stale_token_dropped", "duplicate_token_dropped", "stale_regenerate", "not_a_member", "marker_write_failed",
-      "regenerations_started", "tokens_regenerated",
-  }});
+  static constexpr auto counters =
+      dcp::join(detail::request_counters,
+                dcp::counter_set{{"stale_token_dropped", "duplicate_token_dropped", "stale_regenerate", "not_a_member",
+                                  "marker_write_failed", "regenerations_started", "tokens_regenerated"}});
   static constexpr std::string_view name = "mutex.token_ring";
   static constexpr protocol_id default_id = 56;
 
-  token_ring(E env, G group, token_ring_config cfg = {}) : env_(std::move(env)), group_(std::move(group)), cfg_(cfg), request_(env_) {
+  token_ring(E env, G group, token_ring_config cfg = {})
+      : env_(std::move(env)), group_(std::move(group)), cfg_(cfg), request_(env_) {
     cfg_.validate();
     rank_ = group::rank_of_self(group_, env_.self(), "token_ring");
   }
@@ -116,8 +118,10 @@ class token_ring {
   /// The lowest rank creates the first token, epoch (0, 0). A member that
   /// restarts starts without one and waits to see it, or regenerates it.
   void start() {
-    if (rank_ == 0 && !restarted()) take_token({epoch_, 0});
-    else arm_watchdog();
+    if (rank_ == 0 && !restarted())
+      take_token({epoch_, 0});
+    else
+      arm_watchdog();
   }
 
   void lock(lock_handler h) {
@@ -239,10 +243,11 @@ class token_ring {
   /// Passes the token from a timer, never inside the handler that brought it:
   /// at start-up the successor may not exist yet, and a lone member would recurse.
   void schedule_pass() {
-    if (!pass_timer_) pass_timer_ = env_.arm(cfg_.pass_delay, [this] {
-      pass_timer_ = {};
-      if (!request_.held()) pass();
-    });
+    if (!pass_timer_)
+      pass_timer_ = env_.arm(cfg_.pass_delay, [this] {
+        pass_timer_ = {};
+        if (!request_.held()) pass();
+      });
   }
   void cancel_pass() {
     if (pass_timer_) env_.cancel(std::exchange(pass_timer_, {}));
@@ -280,7 +285,9 @@ class token_ring {
       if (!token_) regenerate();
     });
   }
-  void arm_watchdog_soon() { arm_watchdog(cfg_.retry_interval + duration(env_.rng().between(0, cfg_.retry_interval.count()))); }
+  void arm_watchdog_soon() {
+    arm_watchdog(cfg_.retry_interval + duration(env_.rng().between(0, cfg_.retry_interval.count())));
+  }
   void disarm_watchdog() {
     if (watchdog_) env_.cancel(std::exchange(watchdog_, {}));
   }

@@ -47,8 +47,7 @@ class any_transport {
   class options {
    public:
     /// Transport T with its options (a keyring, TLS certificates).
-    template <Transport T>
-    static options of(typename T::options opts) {
+    template <Transport T> static options of(typename T::options opts) {
       options o;
       o.make_ = [opts = std::move(opts)](asio::any_io_executor ex, const config& cfg, dcp::metrics& m, dcp::rng& r,
                                          frame_handler on_frame, unreachable_handler on_unreachable) {
@@ -85,16 +84,17 @@ class any_transport {
 
   /// turn(f) when the transport chosen has turns (tcp_transport::turn); else f().
   void turn(const std::function<void()>& f) {
-    if (t_.ops->turn) t_.ops->turn(t_.owner.get(), f);
-    else f();
+    if (t_.ops->turn)
+      t_.ops->turn(t_.owner.get(), f);
+    else
+      f();
   }
 
   /// Whether the transport chosen authenticates its peers (false: plaintext).
   bool authenticates() const noexcept { return t_.authenticated; }
   /// The transport chosen, to reach what only it has (a keyring's rotation):
   /// nullptr unless it is a T.
-  template <Transport T>
-  T* as() noexcept {
+  template <Transport T> T* as() noexcept {
     return t_.ops == &detail::ops_of<T> ? static_cast<T*>(t_.owner.get()) : nullptr;
   }
 

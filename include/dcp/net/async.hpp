@@ -48,17 +48,14 @@
 
 namespace dcp::net {
 
-template <class Signature>
-class completion;
+template <class Signature> class completion;
 
 /// A copyable, once-only completion handler of signature void(Args...).
-template <class... Args>
-class completion<void(Args...)> {
+template <class... Args> class completion<void(Args...)> {
  public:
   /// Wraps `handler`; `fallback` is the executor it completes on when it has
   /// no associated executor of its own (the node's).
-  template <class Handler>
-  completion(Handler&& handler, const asio::any_io_executor& fallback)
+  template <class Handler> completion(Handler&& handler, const asio::any_io_executor& fallback)
       : state_(std::make_shared<state<std::decay_t<Handler>>>(std::forward<Handler>(handler), fallback)) {}
 
   /// Completes the operation (the first call only).
@@ -74,18 +71,21 @@ class completion<void(Args...)> {
     virtual void complete(Args... args) = 0;
     std::atomic<bool> done{false};
   };
-  template <class Handler>
-  struct state final : base {
+  template <class Handler> struct state final : base {
     using executor = asio::associated_executor_t<Handler, asio::any_io_executor>;
-    using tracked = std::decay_t<decltype(asio::prefer(std::declval<executor>(), asio::execution::outstanding_work.tracked))>;
+    using tracked =
+        std::decay_t<decltype(asio::prefer(std::declval<executor>(), asio::execution::outstanding_work.tracked))>;
 
     state(Handler h, const asio::any_io_executor& fallback)
         : handler(std::move(h)),
-          work(asio::prefer(asio::get_associated_executor(handler, fallback), asio::execution::outstanding_work.tracked)) {}
+          work(asio::prefer(asio::get_associated_executor(handler, fallback),
+                            asio::execution::outstanding_work.tracked)) {}
     void complete(Args... args) override {
-      asio::post(*work, [h = std::move(handler), values = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
-        std::apply([&](auto&&... v) { std::move(h)(std::move(v)...); }, std::move(values));
-      });
+      asio::post(*work,
+                 [h = std::move(handler),
+                  values = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
+                   std::apply([&](auto&&... v) { std::move(h)(std::move(v)...); }, std::move(values));
+                 });
       work.reset();  // the posted handler now keeps the executor busy
     }
     Handler handler;

@@ -116,10 +116,11 @@ struct config {
 
   void validate() const {
     if (!listen.is_ip())
-      throw error(errc::invalid_config, "net::config: listen must be an IPv4 or IPv6 address, not " + listen.to_string());
+      throw error(errc::invalid_config,
+                  "net::config: listen must be an IPv4 or IPv6 address, not " + listen.to_string());
     if (advertise && !advertise->is_network())
-      throw error(errc::invalid_config, "net::config: advertise must be an IP address or a host name, not " +
-                                            advertise->to_string());
+      throw error(errc::invalid_config,
+                  "net::config: advertise must be an IP address or a host name, not " + advertise->to_string());
     if (!advertise && listen.ip_address().is_unspecified())
       throw error(errc::invalid_config,
                   "net::config: listen " + listen.to_string() +
@@ -127,7 +128,8 @@ struct config {
                       "with, so give the concrete address they reach this node at (listen, or advertise)");
     limits.validate();
     reconnect.validate();
-    if (connect_timeout <= duration::zero()) throw error(errc::invalid_config, "net::config: connect_timeout must be > 0");
+    if (connect_timeout <= duration::zero())
+      throw error(errc::invalid_config, "net::config: connect_timeout must be > 0");
     if (handshake_timeout <= duration::zero())
       throw error(errc::invalid_config, "net::config: handshake_timeout must be > 0");
     if (max_hello_frame_size < 64 || max_hello_frame_size > limits.max_frame_size)

@@ -30,8 +30,7 @@ class env {
   time_point now() const noexcept { return detail::steady_now(); }
   wall_time wall_now() const noexcept { return system_wall_now(); }
   /// Fire-and-forget; false when refused at once (counted in metrics by reason).
-  template <wire::Message M>
-  bool send(const address& to, const M& m) {
+  template <wire::Message M> bool send(const address& to, const M& m) {
     return core_->send(protocol_, to, frame_source::of(m));
   }
   timer_id arm(duration after, timer_callback fn) { return core_->timers->arm(after, std::move(fn)); }

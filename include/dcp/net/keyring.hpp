@@ -229,8 +229,9 @@ class keyring_security {
     std::uint8_t* p = out.data() + at;
     h.length = static_cast<std::uint32_t>(n + overhead);
     wire::write_header(p, h);
-    detail::aead::seal(st.send_cipher.get(), detail::aead::nonce_of(st.send_counter++), {byte_view(p, wire::header_size)},
-                       frame.data() + wire::header_size, p + wire::header_size, n, p + wire::header_size + n);
+    detail::aead::seal(st.send_cipher.get(), detail::aead::nonce_of(st.send_counter++),
+                       {byte_view(p, wire::header_size)}, frame.data() + wire::header_size, p + wire::header_size, n,
+                       p + wire::header_size + n);
   }
 
   /// Opens a sealed payload in place; on success h.length is the plaintext's

@@ -31,10 +31,14 @@ inline std::string prometheus_label(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -43,7 +47,8 @@ inline std::string prometheus_name(std::string_view v) {
   std::string out(v);
   for (std::size_t i = 0; i < out.size(); ++i) {
     const char c = out[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (i > 0 && c >= '0' && c <= '9');
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (i > 0 && c >= '0' && c <= '9');
     if (!ok) out[i] = '_';
   }
   return out;
@@ -59,8 +64,7 @@ inline std::string prometheus_value(double v) {
 }  // namespace detail
 
 /// Any node, whatever its transport (node, keyring_node, ...).
-template <Transport T>
-std::string prometheus_text(const basic_node<T>& n) {
+template <Transport T> std::string prometheus_text(const basic_node<T>& n) {
   const node_status st = n.status();
   const std::string who = "node=\"" + detail::prometheus_label(st.self.to_string()) + "\"";
   auto protocol_name = [&](protocol_id id) -> std::string {
@@ -87,7 +91,8 @@ std::string prometheus_text(const basic_node<T>& n) {
       {"dcp_messages_sent_total", "Messages sent, by protocol and message type.", &message_counters::sent},
       {"dcp_messages_received_total", "Messages received and delivered, by protocol and message type.",
        &message_counters::received},
-      {"dcp_message_bytes_sent_total", "Frame bytes sent, by protocol and message type.", &message_counters::sent_bytes},
+      {"dcp_message_bytes_sent_total", "Frame bytes sent, by protocol and message type.",
+       &message_counters::sent_bytes},
       {"dcp_message_bytes_received_total", "Frame bytes received, by protocol and message type.",
        &message_counters::received_bytes},
   };
@@ -101,14 +106,14 @@ std::string prometheus_text(const basic_node<T>& n) {
   }
   family("dcp_frames_dropped_total", "counter", "Frames dropped, by protocol (0: the transport) and reason.");
   n.metrics().for_each_drop([&](protocol_id p, std::string_view reason, std::uint64_t count) {
-    os << "dcp_frames_dropped_total{" << who << ",protocol=\"" << p << "\",reason=\"" << detail::prometheus_label(reason)
-       << "\"} " << count << '\n';
+    os << "dcp_frames_dropped_total{" << who << ",protocol=\"" << p << "\",reason=\""
+       << detail::prometheus_label(reason) << "\"} " << count << '\n';
   });
   family("dcp_protocol_events_total", "counter", "Named event counters of the protocols (env.count).");
   n.metrics().for_each_counter([&](protocol_id p, std::string_view event, std::int64_t value) {
     os << "dcp_protocol_events_total{" << who << ",protocol=\"" << p << "\",protocol_name=\""
-       << detail::prometheus_label(protocol_name(p)) << "\",event=\"" << detail::prometheus_label(event) << "\"} " << value
-       << '\n';
+       << detail::prometheus_label(protocol_name(p)) << "\",event=\"" << detail::prometheus_label(event) << "\"} "
+       << value << '\n';
   });
   family("dcp_protocol_gauge", "gauge", "What the protocols report of their state (roles, terms, view sizes).");
   for (auto& p : st.protocols)

@@ -110,15 +110,15 @@ class metrics_http_server {
     }
 
     void read(const std::shared_ptr<session>& s) {
-      s->socket.async_read_some(asio::buffer(s->chunk), [self = shared_from_this(), s](const std::error_code& ec,
-                                                                                       std::size_t n) {
-        if (ec) return self->finish(s);
-        s->request.append(s->chunk.data(), n);
-        const bool complete = s->request.find("\r\n\r\n") != std::string::npos ||
-                              s->request.find("\n\n") != std::string::npos;
-        if (!complete && s->request.size() < max_request) return self->read(s);
-        self->answer(s, complete);
-      });
+      s->socket.async_read_some(
+          asio::buffer(s->chunk), [self = shared_from_this(), s](const std::error_code& ec, std::size_t n) {
+            if (ec) return self->finish(s);
+            s->request.append(s->chunk.data(), n);
+            const bool complete =
+                s->request.find("\r\n\r\n") != std::string::npos || s->request.find("\n\n") != std::string::npos;
+            if (!complete && s->request.size() < max_request) return self->read(s);
+            self->answer(s, complete);
+          });
     }
 
     void answer(const std::shared_ptr<session>& s, bool complete) {
@@ -152,10 +152,13 @@ class metrics_http_server {
           }
         }
       }
-      const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
-                                            : status == 500 ? "Internal Server Error" : "Bad Request";
+      const char* reason = status == 200 ? "OK"
+          : status == 404                ? "Not Found"
+          : status == 405                ? "Method Not Allowed"
+          : status == 500                ? "Internal Server Error"
+                                         : "Bad Request";
       s->response = "HTTP/1.0 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
-                    "\r\nContent-Length: " + std::to_string(content.size()) + "\r\nConnection: close\r\n\r\n" + content;
+          "\r\nContent-Length: " + std::to_string(content.size()) + "\r\nConnection: close\r\n\r\n" + content;
       asio::async_write(s->socket, asio::buffer(s->response),
                         [self = shared_from_this(), s](const std::error_code&, std::size_t) { self->finish(s); });
     }

@@ -79,7 +79,7 @@ namespace dcp::net {
 struct protocol_status {
   protocol_id id = 0;
   std::string name;
-  message_counters messages;  ///< all its message types added together
+  message_counters messages;                           ///< all its message types added together
   std::vector<std::pair<std::string, double>> gauges;  ///< what its gauges(emit) reports, if anything
 };
 
@@ -95,8 +95,7 @@ struct node_status {
   std::vector<std::pair<std::string, double>> gauges;  ///< the node's own, from add_gauge
 };
 
-template <Transport T>
-class basic_node {
+template <Transport T> class basic_node {
  public:
   using executor_type = asio::any_io_executor;
   using transport_type = T;
@@ -107,13 +106,13 @@ class basic_node {
   /// (invalid_config, or the system error when the address cannot be bound).
   /// `opts`: what the transport needs (the keyring); plaintext needs nothing.
   basic_node(executor_type ex, config cfg, options opts)
-      : core_(std::make_unique<detail::node_core>(std::in_place_type<T>, std::move(ex), std::move(cfg), std::move(opts))) {}
-  basic_node(asio::io_context& io, config cfg, options opts) : basic_node(io.get_executor(), std::move(cfg), std::move(opts)) {}
-  basic_node(executor_type ex, config cfg)
-    requires(!T::authenticated)
+      : core_(std::make_unique<detail::node_core>(std::in_place_type<T>, std::move(ex), std::move(cfg),
+                                                  std::move(opts))) {}
+  basic_node(asio::io_context& io, config cfg, options opts)
+      : basic_node(io.get_executor(), std::move(cfg), std::move(opts)) {}
+  basic_node(executor_type ex, config cfg) requires(!T::authenticated)
       : basic_node(std::move(ex), std::move(cfg), options{}) {}
-  basic_node(asio::io_context& io, config cfg)
-    requires(!T::authenticated)
+  basic_node(asio::io_context& io, config cfg) requires(!T::authenticated)
       : basic_node(io.get_executor(), std::move(cfg), options{}) {}
   basic_node(const basic_node&) = delete;
   basic_node& operator=(const basic_node&) = delete;
@@ -125,8 +124,7 @@ class basic_node {
   /// Constructs P(env, args...) as protocol `id`, before start(). Id 0 is the
   /// transport's own. Throws dcp::error(invalid_argument) if the id is taken,
   /// 0, or the node already started.
-  template <class P, class... Args>
-  P& add(protocol_id id, Args&&... args) {
+  template <class P, class... Args> P& add(protocol_id id, Args&&... args) {
     if (id == detail::transport_protocol)
       throw error(errc::invalid_argument, "dcp::net::node: protocol id 0 is reserved for the transport");
     if (core_->state != detail::node_core::phase::created)
@@ -136,10 +134,7 @@ class basic_node {
   }
 
   /// The protocol with this id if it is a P, else nullptr.
-  template <class P>
-  P* find(protocol_id id) noexcept {
-    return core_->host.find<P>(id);
-  }
+  template <class P> P* find(protocol_id id) noexcept { return core_->host.find<P>(id); }
 
   /// Starts accepting connections and starts the protocols. Once only.
   void start() {
@@ -162,8 +157,7 @@ class basic_node {
   /// stop(), run on the node's executor, from any thread; completes with no
   /// error once the node is stopped. Token: a callback void(std::error_code),
   /// asio::use_future, asio::use_awaitable, ...
-  template <class CompletionToken>
-  auto async_stop(CompletionToken&& token) {
+  template <class CompletionToken> auto async_stop(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code)>(
         [this](auto handler) {
           asio::dispatch(core_->ex, [this, handler = std::move(handler)]() mutable {
@@ -176,10 +170,7 @@ class basic_node {
   }
 
   /// Runs f() on the node's executor (later, never inside the caller). Thread-safe.
-  template <class F>
-  void post(F&& f) {
-    asio::post(core_->ex, std::forward<F>(f));
-  }
+  template <class F> void post(F&& f) { asio::post(core_->ex, std::forward<F>(f)); }
 
   executor_type get_executor() const noexcept { return core_->ex; }
   /// The address the node listens on (the port chosen when config.listen had port 0).

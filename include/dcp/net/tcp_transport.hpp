@@ -123,8 +123,8 @@
 namespace dcp::net {
 
 /// Security: net::plaintext, or net::keyring_security (dcp/net/keyring.hpp).
-template <class Security>
-class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transport<Security>> {
+template <class Security> class basic_tcp_transport
+    : public std::enable_shared_from_this<basic_tcp_transport<Security>> {
  public:
   using executor_type = asio::any_io_executor;
   using frame_handler = net::frame_handler;
@@ -148,8 +148,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
         sweep_timer_(ex_) {}
   /// Plaintext needs no options: tcp_transport(ex, cfg, metrics, rng, on_frame, on_unreachable).
   basic_tcp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
-                      unreachable_handler on_unreachable)
-    requires(!Security::authenticated)
+                      unreachable_handler on_unreachable) requires(!Security::authenticated)
       : basic_tcp_transport(std::move(ex), cfg, m, r, std::move(on_frame), std::move(on_unreachable), options{}) {}
 
   basic_tcp_transport(const basic_tcp_transport&) = delete;
@@ -175,8 +174,9 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if constexpr (Security::layered)
       if (!sec_.binds_self(self_)) {  // peers would refuse every connection: say so now
         acceptor_.close();
-        throw error(errc::invalid_config, "dcp::net: this node's " + std::string(Security::name) +
-                                              " certificate does not bind its address " + self_.to_string());
+        throw error(errc::invalid_config,
+                    "dcp::net: this node's " + std::string(Security::name) + " certificate does not bind its address " +
+                        self_.to_string());
       }
     hello_frame_.clear();
     if (auto e = wire::encode_frame(detail::transport_protocol, detail::hello{self_}, hello_frame_, cfg_.limits))
@@ -220,8 +220,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
 
   /// Queues `m` for `to` as a frame of protocol `protocol`. False (and counted)
   /// if refused at once: stopped, not an IP address, too large, queue full.
-  template <wire::Message M>
-  bool send(protocol_id protocol, const address& to, const M& m) {
+  template <wire::Message M> bool send(protocol_id protocol, const address& to, const M& m) {
     return send_frame(protocol, to, frame_source::of(m));
   }
   /// The same, for a message whose type the caller erased (what net::env uses).
@@ -237,7 +236,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       return refuse(protocol, errc::queue_full);
     // ... and the node's, across every connection (the same check: before encoding).
     settle(l);
-    if (pool_->bytes + wire::header_size + Security::overhead > cfg_.max_buffered_bytes) return refuse_buffered(protocol);
+    if (pool_->bytes + wire::header_size + Security::overhead > cfg_.max_buffered_bytes)
+      return refuse_buffered(protocol);
     const std::size_t at = l.pending.size();
     if (auto ec = net::encode_frame(protocol, src, l.pending, cfg_.limits)) return refuse(protocol, ec);
     const std::size_t frame = l.pending.size() - at;
@@ -259,8 +259,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// sends is written when it returns (or throws), one non-blocking write
   /// per connection, the rest through async_write. The node runs its timers
   /// so (timer_queue::run_in). Within a turn, f() runs at once.
-  template <class F>
-  void turn(F&& f) {
+  template <class F> void turn(F&& f) {
     if (delivering_) return f();
     delivering_ = true;
     turn_guard guard{this};
@@ -297,9 +296,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// seals with. Every open connection switches at once (a rekey frame, then
   /// the new key), so nothing in flight is lost. Call on every node before
   /// removing the old key (install everywhere, use everywhere, remove).
-  std::error_code use_key(std::uint64_t id)
-    requires Security::sealed
-  {
+  std::error_code use_key(std::uint64_t id) requires Security::sealed {
     if (auto ec = sec_.ring().use(id)) return ec;
     for (auto& c : inbound_)
       if (c->up) kick(*c);
@@ -310,9 +307,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// Keyring transports: removes the key `id` (never the primary) and closes
   /// every connection still using it either way, counted as
   /// "keyring_sessions_closed": a removed key opens nothing any more.
-  std::error_code remove_key(std::uint64_t id)
-    requires Security::sealed
-  {
+  std::error_code remove_key(std::uint64_t id) requires Security::sealed {
     if (auto ec = sec_.ring().remove(id)) return ec;
     std::vector<link_ptr> stale;
     for (auto& c : inbound_)
@@ -331,12 +326,16 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   using outbound_ptr = std::shared_ptr<detail::outbound>;
   using inbound_ptr = std::shared_ptr<detail::inbound>;
   using outbound_state = detail::outbound::state;
-  static constexpr std::size_t read_chunk = 64 * 1024;       // what a connection reads at a time, at first
+  static constexpr std::size_t read_chunk = 64 * 1024;        // what a connection reads at a time, at first
   static constexpr std::size_t max_read_chunk = 1024 * 1024;  // ... and at most, on a bulk stream
-  static constexpr std::size_t keep_capacity = 4u << 20;  // larger idle write buffers are freed
+  static constexpr std::size_t keep_capacity = 4u << 20;      // larger idle write buffers are freed
 
-  static outbound_ptr shared(detail::outbound& p) { return std::static_pointer_cast<detail::outbound>(p.shared_from_this()); }
-  static inbound_ptr shared(detail::inbound& c) { return std::static_pointer_cast<detail::inbound>(c.shared_from_this()); }
+  static outbound_ptr shared(detail::outbound& p) {
+    return std::static_pointer_cast<detail::outbound>(p.shared_from_this());
+  }
+  static inbound_ptr shared(detail::inbound& c) {
+    return std::static_pointer_cast<detail::inbound>(c.shared_from_this());
+  }
 
   bool refuse(protocol_id protocol, std::error_code ec) {
     metrics_.dropped(protocol, ec);
@@ -354,8 +353,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     l.settle();
   }
 
-  template <class... Args>
-  void log(log_level level, const Args&... args) {
+  template <class... Args> void log(log_level level, const Args&... args) {
     detail::transport_log(cfg_, self_, level, args...);
   }
 
@@ -454,7 +452,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   void write(detail::link& l, std::size_t done = 0) {
     l.write_in_flight = true;
     if constexpr (Security::sealed) seal_pending(l);  // the hello first, if due
-    std::swap(l.pending, l.writing);  // `writing` was drained: the batch is everything queued
+    std::swap(l.pending, l.writing);                  // `writing` was drained: the batch is everything queued
     l.seal.sealed_prefix = 0;
     std::array<asio::const_buffer, 2> buffers{asio::const_buffer(), asio::buffer(l.writing) + done};
     if (!l.hello_sent) {
@@ -464,8 +462,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     auto written = [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
                        const std::error_code& ec, std::size_t) { self->on_written(lp, gen, ec); };
     settle(l);  // sealing grew the queue
-    if constexpr (Security::layered) asio::async_write(sec_.stream(l), buffers, keep_layer(l, std::move(written)));
-    else asio::async_write(l.socket, buffers, std::move(written));
+    if constexpr (Security::layered)
+      asio::async_write(sec_.stream(l), buffers, keep_layer(l, std::move(written)));
+    else
+      asio::async_write(l.socket, buffers, std::move(written));
   }
 
   void on_written(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec) {
@@ -473,8 +473,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     l.write_in_flight = false;
     if (stopped_) return;
     const bool stale = l.generation != gen;
-    if (ec || stale) count_lost(l.writing, errc::connection_closed);
-    else l.last_active = detail::steady_now();
+    if (ec || stale)
+      count_lost(l.writing, errc::connection_closed);
+    else
+      l.last_active = detail::steady_now();
     // Keep the buffer's capacity while it is used (no allocation per batch),
     // but give a large one back once the bursts that needed it are over.
     const bool oversized = l.writing.capacity() > keep_capacity && l.writing.size() < l.writing.capacity() / 8;
@@ -507,8 +509,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     }
     auto received = [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
                         const std::error_code& ec, std::size_t n) { self->on_read(lp, gen, ec, n); };
-    if constexpr (Security::layered) sec_.stream(l).async_read_some(buffer, keep_layer(l, std::move(received)));
-    else l.socket.async_read_some(buffer, std::move(received));
+    if constexpr (Security::layered)
+      sec_.stream(l).async_read_some(buffer, keep_layer(l, std::move(received)));
+    else
+      l.socket.async_read_some(buffer, std::move(received));
   }
 
   void on_read(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec, std::size_t n) {
@@ -520,8 +524,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
           metrics_.add(detail::transport_protocol, Security::auth_failure_counter, 1);
           return link_failed(l, errc::authentication_failed, ec.message());
         }
-      if (l.reader.buffered() > 0) link_failed(l, errc::truncated_frame, "the connection ended inside a frame");
-      else link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
+      if (l.reader.buffered() > 0)
+        link_failed(l, errc::truncated_frame, "the connection ended inside a frame");
+      else
+        link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
       return;
     }
     l.reader.commit(n);
@@ -529,8 +535,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     // A read that fills the buffer means a bulk stream: read more at a time
     // (fewer syscalls, and the reader moves a partial frame less often); a
     // connection back to small messages returns to the small buffer.
-    if (n == l.read_size && l.read_size < max_read_chunk) l.read_size *= 2;
-    else if (n < l.read_size / 8 && l.read_size > read_chunk) l.read_size /= 2;
+    if (n == l.read_size && l.read_size < max_read_chunk)
+      l.read_size *= 2;
+    else if (n < l.read_size / 8 && l.read_size > read_chunk)
+      l.read_size /= 2;
     wire::frame_view f;
     std::error_code bad;
     delivering_ = true;
@@ -547,8 +555,9 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
         std::span<std::uint8_t> sealed(const_cast<std::uint8_t*>(f.payload.data()), f.payload.size());
         if (!sec_.open(l.seal, f.header, sealed)) {
           metrics_.add(detail::transport_protocol, "keyring_auth_failures", 1);
-          return link_failed(l, errc::authentication_failed,
-                             in && !in->greeted ? "a hello that does not authenticate" : "a frame that does not authenticate");
+          return link_failed(
+              l, errc::authentication_failed,
+              in && !in->greeted ? "a hello that does not authenticate" : "a frame that does not authenticate");
         }
         f.payload = f.payload.first(f.header.length);
       }
@@ -577,12 +586,14 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
         if (!in || in->greeted || f.header.type != detail::hello::wire_id || wire::decode(f.payload, h) ||
             !h.listen.is_network())
           return link_failed(l, errc::bad_handshake,
-                             !in ? "a transport frame from the accepting side"
-                                 : in->greeted ? "a second hello" : "a hello that does not decode");
+                             !in               ? "a transport frame from the accepting side"
+                                 : in->greeted ? "a second hello"
+                                               : "a hello that does not decode");
         if constexpr (Security::layered)
           if (!sec_.binds(l, h.listen)) {  // a member's certificate, claiming another member's address
             metrics_.add(detail::transport_protocol, Security::address_mismatch_counter, 1);
-            return link_failed(l, errc::authentication_failed, "a hello naming an address its certificate does not bind");
+            return link_failed(l, errc::authentication_failed,
+                               "a hello naming an address its certificate does not bind");
           }
         greeted(*in, h.listen);
         continue;
@@ -597,8 +608,10 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if (bad) return link_failed(l, bad, "the stream cannot be trusted");
     // read_timeout runs while a frame is partly here; it restarts at every
     // whole frame, so only a stalled or trickling frame reaches it.
-    if (l.reader.buffered() == 0) l.frame_started = {};
-    else if (whole_frame || l.frame_started == time_point{}) l.frame_started = l.last_active;
+    if (l.reader.buffered() == 0)
+      l.frame_started = {};
+    else if (whole_frame || l.frame_started == time_point{})
+      l.frame_started = l.last_active;
     // A buffer grown for a large frame is given back once that frame is
     // delivered: a peer's memory is what its current frame needs.
     if (l.reader.capacity() > 2 * l.read_size) l.reader.shrink(l.read_size), settle(l);
@@ -630,8 +643,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       p.st = outbound_state::connecting;
       asio::post(ex_, [self = shared_from_this(), pp, gen = p.generation] {
         if (self->stopped_ || pp->retired || pp->generation != gen) return;
-        self->log(log_level::warn, "no connection slot for ", pp->addr, " (max_outbound_connections = ",
-                  self->cfg_.max_outbound_connections, ")");
+        self->log(log_level::warn, "no connection slot for ", pp->addr,
+                  " (max_outbound_connections = ", self->cfg_.max_outbound_connections, ")");
         self->connect_failed(*pp);
       });
       return;
@@ -643,9 +656,9 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if (p.addr.is_name()) {
       resolve_and_connect(p);
     } else {
-      p.socket.async_connect(detail::to_endpoint(p.addr), [self = shared_from_this(), pp, gen](const std::error_code& ec) {
-        self->on_connect(pp, gen, ec);
-      });
+      p.socket.async_connect(
+          detail::to_endpoint(p.addr),
+          [self = shared_from_this(), pp, gen](const std::error_code& ec) { self->on_connect(pp, gen, ec); });
     }
     p.timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.connect_timeout));
     p.timer.async_wait([self = shared_from_this(), pp, gen](const std::error_code& ec) {
@@ -665,7 +678,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     r->async_resolve(
         p.addr.host_name(), std::to_string(p.addr.port()), asio::ip::resolver_base::numeric_service,
         [self = shared_from_this(), pp = shared(p), gen = p.generation](const std::error_code& ec,
-                                                                         asio::ip::tcp::resolver::results_type results) {
+                                                                        asio::ip::tcp::resolver::results_type results) {
           if (self->stopped_ || pp->retired || pp->generation != gen || pp->st != outbound_state::connecting) return;
           pp->resolver.reset();
           if (ec) {
@@ -684,8 +697,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     if (stopped_ || p.retired || p.generation != gen || p.st != outbound_state::connecting) return;
     p.timer.cancel();
     if (ec) {
-      log(log_level::debug, "connect to ", p.addr, " failed: ",
-          ec == asio::error::operation_aborted ? std::string("timed out") : ec.message());
+      log(log_level::debug, "connect to ", p.addr,
+          " failed: ", ec == asio::error::operation_aborted ? std::string("timed out") : ec.message());
       connect_failed(p);
       return;
     }
@@ -853,9 +866,12 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
         self->close_inbound(*c, errc::timed_out, "no hello in time");
       }
     });
-    if constexpr (Security::sealed) open_session(*c);
-    else if constexpr (Security::layered) start_layer(*c);
-    else read(*c);
+    if constexpr (Security::sealed)
+      open_session(*c);
+    else if constexpr (Security::layered)
+      start_layer(*c);
+    else
+      read(*c);
     accept();
   }
 
@@ -879,8 +895,9 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     c.up = false;
     ++c.generation;
     if (why)
-      log(log_level::warn, "closed a connection from ", c.greeted ? c.peer.to_string() : std::string("an unidentified peer"),
-          ": ", why.message(), " (", detail_text, ")");
+      log(log_level::warn, "closed a connection from ",
+          c.greeted ? c.peer.to_string() : std::string("an unidentified peer"), ": ", why.message(), " (", detail_text,
+          ")");
     count_lost(c.pending, errc::connection_closed);
     c.pending.clear();
     settle(c);
@@ -931,7 +948,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
     const time_point now = detail::steady_now();
     std::vector<std::pair<link_ptr, bool>> expired;  // (link, whether a frame stalled)
     auto check = [&](const link_ptr& l) {
-      if (l->frame_started != time_point{} && now - l->frame_started > cfg_.read_timeout) expired.emplace_back(l, true);
+      if (l->frame_started != time_point{} && now - l->frame_started > cfg_.read_timeout)
+        expired.emplace_back(l, true);
       else if (l->last_active != time_point{} && now - l->last_active > cfg_.idle_timeout && !l->write_in_flight)
         expired.emplace_back(l, false);
     };
@@ -953,16 +971,14 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// Exchanges the openings (a fresh nonce each way, and the caller's key
   /// id), then derives the connection's keys; the caller's sealed hello
   /// follows. Counts as a frame in progress for read_timeout.
-  void open_session(detail::link& l)
-    requires Security::sealed
-  {
+  void open_session(detail::link& l) requires Security::sealed {
     l.seal = {};
     sec_.make_opening(l.seal, !l.inbound);
     l.frame_started = detail::steady_now();
     l.write_in_flight = true;
     asio::async_write(l.socket, asio::buffer(l.seal.mine),
-                      [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
-                                                                                                 std::size_t) {
+                      [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                          const std::error_code& ec, std::size_t) {
                         auto& link = *lp;
                         link.write_in_flight = false;
                         if (self->stopped_ || link.generation != gen) return;
@@ -970,15 +986,11 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
                         self->kick(link);
                       });
     asio::async_read(l.socket, asio::buffer(l.seal.theirs),
-                     [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](const std::error_code& ec,
-                                                                                                std::size_t) {
-                       self->on_opening(lp, gen, ec);
-                     });
+                     [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                         const std::error_code& ec, std::size_t) { self->on_opening(lp, gen, ec); });
   }
 
-  void on_opening(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec)
-    requires Security::sealed
-  {
+  void on_opening(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec) requires Security::sealed {
     auto& l = *lp;
     if (stopped_ || l.generation != gen) return;
     if (ec) return link_failed(l, {}, ec == asio::error::eof ? std::string("closed by the peer") : ec.message());
@@ -998,9 +1010,7 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// Seals what `pending` holds beyond its sealed prefix, in order: the hello
   /// (first frame of a caller), a rekey when the primary key changed, then
   /// the queued frames. Each frame is sealed under the next number.
-  void seal_pending(detail::link& l)
-    requires Security::sealed
-  {
+  void seal_pending(detail::link& l) requires Security::sealed {
     auto& st = l.seal;
     const bool rekey = st.send_key_id != sec_.ring().primary_id();
     if (st.sealed_prefix == l.pending.size() && l.hello_sent && !rekey) return;
@@ -1032,20 +1042,16 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   /// (a frame in progress for read_timeout). The caller then checks that the
   /// acceptor's certificate binds the address it dialled; the acceptor
   /// checks the caller's certificate against the address its hello claims.
-  void start_layer(detail::link& l)
-    requires Security::layered
-  {
+  void start_layer(detail::link& l) requires Security::layered {
     l.layer = sec_.make_layer(l.socket);
     l.frame_started = detail::steady_now();
-    sec_.async_handshake(l, keep_layer(l, [self = shared_from_this(), lp = l.shared_from_this(),
-                                           gen = l.generation](const std::error_code& ec) {
-                           self->on_layer_up(lp, gen, ec);
-                         }));
+    sec_.async_handshake(l,
+                         keep_layer(l,
+                                    [self = shared_from_this(), lp = l.shared_from_this(), gen = l.generation](
+                                        const std::error_code& ec) { self->on_layer_up(lp, gen, ec); }));
   }
 
-  void on_layer_up(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec)
-    requires Security::layered
-  {
+  void on_layer_up(const link_ptr& lp, std::uint64_t gen, const std::error_code& ec) requires Security::layered {
     auto& l = *lp;
     if (stopped_ || l.generation != gen) return;
     if (ec) {
@@ -1059,7 +1065,8 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
       // A member's certificate, but not for the address we dialled: a
       // redirected connection, or a member answering in another's place.
       metrics_.add(detail::transport_protocol, Security::address_mismatch_counter, 1);
-      return link_failed(l, errc::authentication_failed, "the acceptor's certificate does not bind the address dialled");
+      return link_failed(l, errc::authentication_failed,
+                         "the acceptor's certificate does not bind the address dialled");
     }
     l.frame_started = {};
     l.last_active = detail::steady_now();
@@ -1072,14 +1079,13 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
 
   /// A completion handler that also owns the link's stream: a stream must
   /// outlive its operations, even once its socket closed and was replaced.
-  template <class Handler>
-  static auto keep_layer(const detail::link& l, Handler h) {
+  template <class Handler> static auto keep_layer(const detail::link& l, Handler h) {
     return [layer = l.layer, h = std::move(h)](auto&&... args) mutable { h(std::forward<decltype(args)>(args)...); };
   }
 
   Security sec_;
-  bytes scratch_;   // seal_pending's output, swapped with the link's queue
-  bytes control_;   // a rekey frame being sealed
+  bytes scratch_;  // seal_pending's output, swapped with the link's queue
+  bytes control_;  // a rekey frame being sealed
   executor_type ex_;
   config cfg_;
   dcp::metrics& metrics_;
@@ -1088,14 +1094,14 @@ class basic_tcp_transport : public std::enable_shared_from_this<basic_tcp_transp
   unreachable_handler on_unreachable_;
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_;
-  asio::steady_timer sweep_timer_;  // read and idle time-outs
+  asio::steady_timer sweep_timer_;                                                   // read and idle time-outs
   std::shared_ptr<detail::byte_pool> pool_ = std::make_shared<detail::byte_pool>();  // config::max_buffered_bytes
-  std::map<asio::ip::address, std::size_t> per_ip_;  // inbound connections by remote IP
+  std::map<asio::ip::address, std::size_t> per_ip_;                                  // inbound connections by remote IP
   address self_;
   bytes hello_frame_;
-  std::unordered_map<address, outbound_ptr> peers_;   // the connections we open, by peer
-  std::unordered_set<inbound_ptr> inbound_;           // the connections peers opened
-  std::unordered_map<address, inbound_ptr> routes_;   // greeted inbound connections, by peer
+  std::unordered_map<address, outbound_ptr> peers_;  // the connections we open, by peer
+  std::unordered_set<inbound_ptr> inbound_;          // the connections peers opened
+  std::unordered_map<address, inbound_ptr> routes_;  // greeted inbound connections, by peer
   std::size_t outbound_open_ = 0;
   std::uint64_t use_clock_ = 0;
   std::vector<link_ptr> dirty_;  // connections with frames queued during delivering_

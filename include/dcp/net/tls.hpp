@@ -136,7 +136,7 @@ class tls_security {
   explicit tls_security(const tls_options& o) : ctx_(std::make_shared<asio::ssl::context>(asio::ssl::context::tls)) {
     SSL_CTX* c = ctx_->native_handle();
     const bool ok = SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) == 1 &&
-                    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) == 1 && SSL_CTX_set_num_tickets(c, 0) == 1;
+        SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) == 1 && SSL_CTX_set_num_tickets(c, 0) == 1;
     if (!ok) throw error(errc::invalid_config, "dcp::net::tls: this OpenSSL cannot be limited to TLS 1.3");
     SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
@@ -187,8 +187,7 @@ class tls_security {
   std::shared_ptr<void> make_layer(asio::ip::tcp::socket& s) { return std::make_shared<stream_type>(s, *ctx_); }
   static stream_type& stream(detail::link& l) noexcept { return *static_cast<stream_type*>(l.layer.get()); }
 
-  template <class Handler>
-  void async_handshake(detail::link& l, Handler&& h) {
+  template <class Handler> void async_handshake(detail::link& l, Handler&& h) {
     stream(l).async_handshake(l.inbound ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
                               std::forward<Handler>(h));
   }
@@ -216,7 +215,9 @@ class tls_security {
   /// An error that means the TLS layer refused (an alert, a certificate
   /// that does not verify, bytes that are not TLS, a record that does not
   /// authenticate), not a connection that merely ended.
-  static bool is_refusal(const std::error_code& ec) noexcept { return ec.category() == asio::error::get_ssl_category(); }
+  static bool is_refusal(const std::error_code& ec) noexcept {
+    return ec.category() == asio::error::get_ssl_category();
+  }
 
  private:
   static bool contains(const std::vector<address>& v, const address& a) {

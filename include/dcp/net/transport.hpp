@@ -73,8 +73,7 @@ struct frame_source {
   const void* message = nullptr;
   void (*encode)(const void* message, bytes& out) = nullptr;  // appends the payload
 
-  template <wire::Message M>
-  static frame_source of(const M& m) noexcept {
+  template <wire::Message M> static frame_source of(const M& m) noexcept {
     return {static_cast<message_type>(M::wire_id), &m,
             [](const void* p, bytes& out) { wire::encode(*static_cast<const M*>(p), out); }};
   }
@@ -97,18 +96,21 @@ inline std::error_code encode_frame(protocol_id protocol, const frame_source& sr
 }
 
 template <class T>
-concept Transport =
-    requires { typename T::options; } && std::same_as<std::remove_cv_t<decltype(T::authenticated)>, bool> &&
+concept Transport = requires {
+  typename T::options;
+}
+&&std::same_as<std::remove_cv_t<decltype(T::authenticated)>, bool>&&
     std::constructible_from<T, asio::any_io_executor, const config&, dcp::metrics&, dcp::rng&, frame_handler,
-                            unreachable_handler, typename T::options> &&
-    requires(T& t, const T& ct, protocol_id p, const address& a, const frame_source& src) {
-      { t.listen() } -> std::same_as<address>;
-      t.start();
-      t.stop();
-      { t.send_frame(p, a, src) } -> std::same_as<bool>;
-      { ct.connections() } -> std::convertible_to<std::size_t>;
-      { ct.queued_bytes(a) } -> std::convertible_to<std::size_t>;
-    };
+                            unreachable_handler, typename T::options>&& requires(T& t, const T& ct, protocol_id p,
+                                                                                 const address& a,
+                                                                                 const frame_source& src) {
+  { t.listen() } -> std::same_as<address>;
+  t.start();
+  t.stop();
+  { t.send_frame(p, a, src) } -> std::same_as<bool>;
+  { ct.connections() } -> std::convertible_to<std::size_t>;
+  { ct.queued_bytes(a) } -> std::convertible_to<std::size_t>;
+};
 
 /// The policy of a transport that neither authenticates nor encrypts: every
 /// caller may claim any address, and anyone on path reads every frame. Name

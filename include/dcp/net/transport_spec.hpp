@@ -76,7 +76,8 @@ struct transport_spec {
       key_file = after("udp:keyring:");
     } else if (v.starts_with("udp")) {
       return "udp: name what protects it: udp:keyring:KEYFILE (sealed under a keyring) or udp:plaintext (datagrams "
-             "neither authenticated nor encrypted): " + std::string(v);
+             "neither authenticated nor encrypted): " +
+          std::string(v);
     } else if (v.starts_with("keyring:") && v.size() > 8) {
       how = kind::keyring;
       key_file = after("keyring:");

@@ -144,8 +144,10 @@ class udp_keyring_security {
   /// they send to, which must be the one this node opens with.
   void bind(const address& self) {
     if (!self.is_ip() || self.ip_address().is_unspecified())
-      throw error(errc::invalid_config, "dcp::net::udp_keyring: datagrams are sealed to the receiver's address, so "
-                                        "listen on the address peers send to, not " + self.to_string());
+      throw error(errc::invalid_config,
+                  "dcp::net::udp_keyring: datagrams are sealed to the receiver's address, so "
+                  "listen on the address peers send to, not " +
+                      self.to_string());
     self_ = address_bytes(self);
   }
 
@@ -197,9 +199,12 @@ class udp_keyring_security {
       if (!same_boot && boot_time <= known->boot_time) return refused(m, "udp_keyring_stale");  // an earlier boot
       if (same_boot) {
         switch (known->window.check(number)) {
-          case detail::replay_window::verdict::replayed: return refused(m, "udp_keyring_replays");
-          case detail::replay_window::verdict::stale: return refused(m, "udp_keyring_stale");
-          case detail::replay_window::verdict::fresh: break;
+          case detail::replay_window::verdict::replayed:
+            return refused(m, "udp_keyring_replays");
+          case detail::replay_window::verdict::stale:
+            return refused(m, "udp_keyring_stale");
+          case detail::replay_window::verdict::fresh:
+            break;
         }
       }
     }
@@ -207,8 +212,10 @@ class udp_keyring_security {
     // The boot's key: cached for a known sender's boot and key, else derived
     // (an unknown sender, a restart, a rotation) and kept only if it opens.
     std::shared_ptr<void> ctx;
-    if (same_boot && known->key_id == key_id) ctx = known->ctx;
-    else ctx = detail::aead::context(boot_key(*key, boot_time, p + 24), false);
+    if (same_boot && known->key_id == key_id)
+      ctx = known->ctx;
+    else
+      ctx = detail::aead::context(boot_key(*key, boot_time, p + 24), false);
     const std::size_t n = datagram.size() - overhead - wire::header_size;
     std::uint8_t* payload = datagram.data() + prefix_size + wire::header_size;
     const auto src = address_bytes(from);
@@ -271,7 +278,8 @@ class udp_keyring_security {
   static std::uint64_t next_boot_time() {
     static std::atomic<std::uint64_t> last{0};
     const auto now = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
     std::uint64_t prev = last.load();
     std::uint64_t mine = 0;
     do mine = std::max(now, prev + 1);

@@ -151,14 +151,15 @@ struct udp_plaintext {
   explicit udp_plaintext(const options&) noexcept {}
 };
 
-template <class Security>
-class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transport<Security>> {
+template <class Security> class basic_udp_transport
+    : public std::enable_shared_from_this<basic_udp_transport<Security>> {
  public:
   using executor_type = asio::any_io_executor;
   using options = typename Security::options;
   using security_type = Security;
   static constexpr bool authenticated = Security::authenticated;
-  static constexpr bool is_datagram = true;  // no order, no connection, no news of a lost peer (see the top of this header)
+  static constexpr bool is_datagram =
+      true;  // no order, no connection, no news of a lost peer (see the top of this header)
   static constexpr std::string_view name = Security::name;
 
   /// `m` and `r` must outlive the transport's active life (until stop()).
@@ -180,8 +181,7 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
         cfg_.limits.max_frame_size, opts_.max_datagram_size - wire::header_size - Security::overhead));
   }
   basic_udp_transport(executor_type ex, const config& cfg, dcp::metrics& m, dcp::rng& r, frame_handler on_frame,
-                      unreachable_handler u)
-    requires(!Security::authenticated)
+                      unreachable_handler u) requires(!Security::authenticated)
       : basic_udp_transport(std::move(ex), cfg, m, r, std::move(on_frame), std::move(u), options{}) {}
   basic_udp_transport(const basic_udp_transport&) = delete;
   basic_udp_transport& operator=(const basic_udp_transport&) = delete;
@@ -236,8 +236,7 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
     buffered_ = 0;
   }
 
-  template <wire::Message M>
-  bool send(protocol_id protocol, const address& to, const M& m) {
+  template <wire::Message M> bool send(protocol_id protocol, const address& to, const M& m) {
     return send_frame(protocol, to, frame_source::of(m));
   }
 
@@ -246,14 +245,16 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   /// datagram, queue full.
   bool send_frame(protocol_id protocol, const address& to, const frame_source& src) {
     if (stopped_) return refuse(protocol, errc::shutting_down);
-    if (!to.is_ip() || to.ip_address().is_v6() != self_.ip_address().is_v6()) return refuse(protocol, errc::bad_address);
+    if (!to.is_ip() || to.ip_address().is_v6() != self_.ip_address().is_v6())
+      return refuse(protocol, errc::bad_address);
     if (to == self_) return send_local(protocol, src);
     // The queue first: a full one costs no encoding.
     auto q = queued_.find(to);
     const std::size_t before = q == queued_.end() ? 0 : q->second;
     if (before + wire::header_size + Security::overhead > cfg_.limits.max_queued_bytes_per_peer)
       return refuse(protocol, errc::queue_full);
-    if (q == queued_.end() && queued_.size() >= cfg_.max_outbound_connections) return refuse(protocol, errc::queue_full);
+    if (q == queued_.end() && queued_.size() >= cfg_.max_outbound_connections)
+      return refuse(protocol, errc::queue_full);
     // ... and the node's, across every peer (config::max_buffered_bytes).
     if (buffered_ + wire::header_size + Security::overhead > cfg_.max_buffered_bytes) return refuse_buffered(protocol);
     datagram d{protocol, to, {}};
@@ -302,18 +303,10 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   /// Keyring transports: seal with the key `id` (installed) from the next
   /// datagram on; peers holding it open them at once (they accept every key
   /// installed). Install everywhere, use everywhere, then remove.
-  std::error_code use_key(std::uint64_t id)
-    requires Security::sealed
-  {
-    return sec_.ring().use(id);
-  }
+  std::error_code use_key(std::uint64_t id) requires Security::sealed { return sec_.ring().use(id); }
   /// Keyring transports: forget the key `id` (never the primary): a datagram
   /// under it opens no more (counted as "udp_keyring_unknown_key").
-  std::error_code remove_key(std::uint64_t id)
-    requires Security::sealed
-  {
-    return sec_.ring().remove(id);
-  }
+  std::error_code remove_key(std::uint64_t id) requires Security::sealed { return sec_.ring().remove(id); }
 
  private:
   struct datagram {
@@ -332,8 +325,7 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
     return refuse(protocol, errc::queue_full);
   }
 
-  template <class... Args>
-  void log(log_level level, const Args&... args) {
+  template <class... Args> void log(log_level level, const Args&... args) {
     detail::transport_log(cfg_, self_, level, args...);
   }
 
@@ -385,10 +377,9 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   // ---- receiving ----
 
   void receive() {
-    socket_.async_receive_from(asio::buffer(receive_buffer_), sender_,
-                               [self = this->shared_from_this()](const std::error_code& ec, std::size_t n) {
-                                 self->on_receive(ec, n);
-                               });
+    socket_.async_receive_from(
+        asio::buffer(receive_buffer_), sender_,
+        [self = this->shared_from_this()](const std::error_code& ec, std::size_t n) { self->on_receive(ec, n); });
   }
 
   void on_receive(const std::error_code& ec, std::size_t n) {
@@ -449,12 +440,12 @@ class basic_udp_transport : public std::enable_shared_from_this<basic_udp_transp
   bytes receive_buffer_;
   asio::ip::udp::endpoint sender_;
   address self_;
-  std::deque<datagram> queue_;                        // every peer's datagrams, in the order sent
-  std::unordered_map<address, std::size_t> queued_;   // bytes queued per peer (only peers with some)
-  std::size_t buffered_ = 0;                          // ... all together
+  std::deque<datagram> queue_;                       // every peer's datagrams, in the order sent
+  std::unordered_map<address, std::size_t> queued_;  // bytes queued per peer (only peers with some)
+  std::size_t buffered_ = 0;                         // ... all together
   bool started_ = false;
   bool stopped_ = false;
-  bool delivering_ = false;      // inside on_receive: sends wait for the flush after the batch
+  bool delivering_ = false;  // inside on_receive: sends wait for the flush after the batch
   bool flush_posted_ = false;
   bool waiting_writable_ = false;
 };

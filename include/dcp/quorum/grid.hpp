@@ -35,7 +35,7 @@ class grid {
   explicit grid(std::vector<address> members) : index_(std::move(members), "quorum::grid") {
     const std::size_t n = index_.size();
     cols_ = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(n))));
-    while (cols_ * cols_ < n) ++cols_;                  // guard against rounding
+    while (cols_ * cols_ < n) ++cols_;  // guard against rounding
     while (cols_ > 1 && (cols_ - 1) * (cols_ - 1) >= n) --cols_;
     rows_ = (n + cols_ - 1) / cols_;
   }

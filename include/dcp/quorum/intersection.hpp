@@ -30,16 +30,16 @@ inline constexpr std::size_t max_exhaustive_members = 22;
 
 /// Every split of the members; nullopt when any two quorums intersect.
 /// Throws dcp::error(invalid_argument) above max_exhaustive_members.
-template <class Q>
-std::optional<disjoint_quorums> check_intersection(const Q& q) {
+template <class Q> std::optional<disjoint_quorums> check_intersection(const Q& q) {
   static_assert(QuorumSystem<Q>,
                 "dcp: a QuorumSystem needs members() -> span<const dcp::address>, is_quorum(span<const address>) -> "
                 "bool and choose(span<const address>) -> std::vector<address>");
   const std::span<const address> all = q.members();
   const std::size_t n = all.size();
   if (n > max_exhaustive_members)
-    throw error(errc::invalid_argument, "quorum::check_intersection: " + std::to_string(n) +
-                                            " members is too many to enumerate; use check_intersection_sampled");
+    throw error(errc::invalid_argument,
+                "quorum::check_intersection: " + std::to_string(n) +
+                    " members is too many to enumerate; use check_intersection_sampled");
   if (n == 0) return std::nullopt;
   std::vector<address> s, rest;
   // The last member always goes to `rest`: each unordered split is seen once.

@@ -36,8 +36,9 @@ class weighted_majority {
     weights_.reserve(members.size());
     for (const auto& m : members) {
       if (m.weight == 0)
-        throw error(errc::invalid_config, "quorum::weighted_majority: member " + m.member.to_string() +
-                                              " has weight 0; give it at least one vote or leave it out");
+        throw error(errc::invalid_config,
+                    "quorum::weighted_majority: member " + m.member.to_string() +
+                        " has weight 0; give it at least one vote or leave it out");
       weights_.push_back(m.weight);
       total_ += m.weight;  // N <= 2^32 members of < 2^32 votes: no overflow of 64 bits in practice
     }

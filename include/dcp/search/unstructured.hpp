@@ -47,16 +47,17 @@
 namespace dcp::search {
 
 struct unstructured_config {
-  std::uint32_t walkers = 1;           ///< k random walkers per query
-  std::uint32_t walk_ttl = 1024;       ///< steps a walker may take
-  std::uint32_t flood_ttl = 6;         ///< hops a flood may travel
+  std::uint32_t walkers = 1;      ///< k random walkers per query
+  std::uint32_t walk_ttl = 1024;  ///< steps a walker may take
+  std::uint32_t flood_ttl = 6;    ///< hops a flood may travel
   duration query_timeout = 30s;
   std::size_t seen_capacity = 1 << 14;  ///< flood query ids remembered per node
   std::size_t max_key = 1024;
 
   void validate() const {
     if (walkers == 0) throw error(errc::invalid_config, "search: walkers must be >= 1");
-    if (walk_ttl == 0 || flood_ttl == 0) throw error(errc::invalid_config, "search: walk_ttl and flood_ttl must be >= 1");
+    if (walk_ttl == 0 || flood_ttl == 0)
+      throw error(errc::invalid_config, "search: walk_ttl and flood_ttl must be >= 1");
     if (query_timeout <= duration::zero()) throw error(errc::invalid_config, "search: query_timeout must be > 0");
   }
 };
@@ -98,8 +99,7 @@ struct hit {
 };
 }  // namespace search_msg
 
-template <Env E, class Membership>
-class unstructured {
+template <Env E, class Membership> class unstructured {
   static_assert(membership::Membership<Membership>,
                 "dcp: search::unstructured<Env, M> needs M to model dcp::membership::Membership (neighbours(), "
                 "sample(k), on_neighbour_up(f), on_neighbour_down(f)), e.g. dcp::membership::hyparview<Env>");
@@ -107,15 +107,16 @@ class unstructured {
  public:
   using messages = wire::message_set<search_msg::walk, search_msg::flood, search_msg::hit>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "bad_query", "query_not_member", "walk_duplicates", "probes", "walks_expired", "walks_stuck", "flood_duplicates",
-      "ttl_capped",
-  }};
+  static constexpr dcp::counter_set counters{{"bad_query", "query_not_member", "walk_duplicates", "probes",
+                                              "walks_expired", "walks_stuck", "flood_duplicates", "ttl_capped"}};
   static constexpr std::string_view name = "search";
   static constexpr protocol_id default_id = 40;
 
   unstructured(E env, Membership& m, unstructured_config cfg = {})
-      : env_(std::move(env)), membership_(m), cfg_(cfg), seen_((cfg_.validate(), cfg_.seen_capacity)),
+      : env_(std::move(env)),
+        membership_(m),
+        cfg_(cfg),
+        seen_((cfg_.validate(), cfg_.seen_capacity)),
         walk_steps_(cfg_.seen_capacity) {}
   unstructured(const unstructured&) = delete;
   unstructured& operator=(const unstructured&) = delete;
@@ -146,10 +147,12 @@ class unstructured {
     if (how == method::random_walk) {
       auto first = membership_.neighbours();
       for (std::uint32_t i = 0; i < cfg_.walkers && !first.empty(); ++i)
-        env_.send(first[env_.rng().below(first.size())], search_msg::walk{q, i, env_.self(), key, cfg_.walk_ttl - 1, 1});
+        env_.send(first[env_.rng().below(first.size())],
+                  search_msg::walk{q, i, env_.self(), key, cfg_.walk_ttl - 1, 1});
     } else {
       seen_.insert(q);
-      for (auto& n : membership_.neighbours()) env_.send(n, search_msg::flood{q, env_.self(), key, cfg_.flood_ttl - 1, 1});
+      for (auto& n : membership_.neighbours())
+        env_.send(n, search_msg::flood{q, env_.self(), key, cfg_.flood_ttl - 1, 1});
     }
     return q;
   }
@@ -168,7 +171,8 @@ class unstructured {
     auto next = membership_.neighbours();
     if (next.size() > 1) std::erase(next, from);  // do not step straight back unless stuck
     if (next.empty()) return env_.count("walks_stuck");
-    env_.send(next[env_.rng().below(next.size())], search_msg::walk{m.query, m.walker, m.origin, m.key, m.ttl - 1, m.hops + 1});
+    env_.send(next[env_.rng().below(next.size())],
+              search_msg::walk{m.query, m.walker, m.origin, m.key, m.ttl - 1, m.hops + 1});
   }
 
   void on_message(const address& from, search_msg::flood m) {
@@ -205,8 +209,10 @@ class unstructured {
     auto done = std::move(it->second.done);
     pending_.erase(it);
     if (!done) return;
-    if (ec) done(ec);
-    else done(r);
+    if (ec)
+      done(ec);
+    else
+      done(r);
   }
 
   E env_;

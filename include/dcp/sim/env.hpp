@@ -30,8 +30,7 @@ class env {
   /// included) plus simulator::wall_epoch, so wall clocks differ between
   /// nodes exactly as set_clock() makes their clocks differ.
   wall_time wall_now() const noexcept;
-  template <wire::Message M>
-  bool send(const address& to, const M& m);
+  template <wire::Message M> bool send(const address& to, const M& m);
   timer_id arm(duration after, timer_callback fn);
   bool cancel(timer_id id) noexcept;
   dcp::rng& rng() noexcept;

@@ -24,14 +24,17 @@ class latency {
   /// messages near floor + median, a long tail of slow ones (sigma 1 puts the
   /// 99th percentile near 10x the median).
   static latency long_tailed(duration floor, duration median, double sigma = 1.0) {
-    if (sigma < 0 || median < duration::zero()) throw error(errc::invalid_config, "sim::latency::long_tailed: bad shape");
+    if (sigma < 0 || median < duration::zero())
+      throw error(errc::invalid_config, "sim::latency::long_tailed: bad shape");
     return latency(kind::long_tailed, floor, median, sigma);
   }
 
   duration sample(rng& r) const noexcept {
     switch (kind_) {
-      case kind::constant: return a_;
-      case kind::uniform: return duration(r.between(a_.count(), b_.count()));
+      case kind::constant:
+        return a_;
+      case kind::uniform:
+        return duration(r.between(a_.count(), b_.count()));
       case kind::long_tailed: {
         // Box–Muller from two uniforms: reproducible on every platform.
         const double u1 = 1.0 - r.uniform(), u2 = r.uniform();
@@ -56,9 +59,9 @@ class latency {
 /// The faults of a link (or of every link, as the network's default).
 struct link {
   latency delay = latency::constant(1ms);
-  double loss = 0;        ///< probability that a message is lost
-  double duplicate = 0;   ///< probability that a message is delivered twice
-  double reorder = 0;     ///< probability that a message is held back by an extra uniform [0, reorder_delay]
+  double loss = 0;       ///< probability that a message is lost
+  double duplicate = 0;  ///< probability that a message is delivered twice
+  double reorder = 0;    ///< probability that a message is held back by an extra uniform [0, reorder_delay]
   duration reorder_delay = 10ms;
 
   void validate() const {

@@ -82,7 +82,7 @@ struct trace_event {
 };
 
 constexpr std::string_view to_string(trace_event::kind k) noexcept {
-  constexpr std::string_view n[] = {"send",   "deliver", "drop",  "timer",     "action",
+  constexpr std::string_view n[] = {"send",        "deliver", "drop",    "timer",     "action",
                                     "unreachable", "crash",   "restart", "partition", "heal"};
   return n[static_cast<int>(k)];
 }
@@ -139,7 +139,9 @@ class simulator {
 
   /// Adds a node and runs `setup` to give it its protocols; `setup` runs again
   /// at every restart. Returns the node's index.
-  node_index add_node(setup_function setup) { return add_node(std::make_shared<const setup_function>(std::move(setup))); }
+  node_index add_node(setup_function setup) {
+    return add_node(std::make_shared<const setup_function>(std::move(setup)));
+  }
   /// Adds n nodes sharing one setup (cheaper than n copies at 10^5 nodes).
   node_index add_nodes(std::size_t n, setup_function setup) {
     auto shared = std::make_shared<const setup_function>(std::move(setup));
@@ -159,22 +161,20 @@ class simulator {
   bool is_up(node_index i) const { return up_[node_at(i)] != 0; }
 
   /// Protocol `id` of node i if it is up and of type P; nullptr otherwise.
-  template <class P>
-  P* find(node_index i, protocol_id id) {
+  template <class P> P* find(node_index i, protocol_id id) {
     auto& n = node(i);
     return up_[i] ? n.host.template find<P>(id) : nullptr;
   }
   /// The first protocol of type P on node i.
-  template <class P>
-  P* find(node_index i) {
+  template <class P> P* find(node_index i) {
     auto& n = node(i);
     return up_[i] ? n.host.template find<P>() : nullptr;
   }
-  template <class P>
-  P& get(node_index i, protocol_id id) {
+  template <class P> P& get(node_index i, protocol_id id) {
     if (P* p = find<P>(i, id)) return *p;
-    throw error(errc::not_found, "sim: node " + std::to_string(i) + " has no such protocol " + std::to_string(id) +
-                                     (up_[i] ? "" : " (node is down)"));
+    throw error(errc::not_found,
+                "sim: node " + std::to_string(i) + " has no such protocol " + std::to_string(id) +
+                    (up_[i] ? "" : " (node is down)"));
   }
 
   // ---- faults ----
@@ -363,7 +363,8 @@ class simulator {
 
   node_index add_node(std::shared_ptr<const setup_function> setup) {
     const auto i = static_cast<node_index>(nodes_.size());
-    if (nodes_.size() >= std::numeric_limits<node_index>::max() - 1) throw error(errc::invalid_argument, "sim: too many nodes");
+    if (nodes_.size() >= std::numeric_limits<node_index>::max() - 1)
+      throw error(errc::invalid_argument, "sim: too many nodes");
     nodes_.push_back(node_state{dcp::host(&metrics_), std::move(setup), nullptr,
                                 dcp::rng(dcp::detail::mix64(seed_ ^ (0x9E3779B97F4A7C15ull * (i + 1))))});
     group_.push_back(0);
@@ -427,8 +428,7 @@ class simulator {
     const queued& next = queue_.top();
     if (static_cast<event_kind>(next.kind()) == event_kind::message) nodes_[next.gen].host.prefetch_protocols();
   }
-  template <class T>
-  [[gnu::always_inline]] static void prefetch_object(const T* p) noexcept {
+  template <class T> [[gnu::always_inline]] static void prefetch_object(const T* p) noexcept {
     // Both ends: an object that straddles a cache line boundary needs two.
     dcp::detail::prefetch(p);
     dcp::detail::prefetch(reinterpret_cast<const char*>(p) + sizeof(T) - 1);
@@ -464,8 +464,7 @@ class simulator {
     free_messages_.push_back(s);
   }
 
-  template <wire::Message M>
-  bool transmit(node_index from, protocol_id protocol, const address& to, const M& m) {
+  template <wire::Message M> bool transmit(node_index from, protocol_id protocol, const address& to, const M& m) {
     const auto target = index_of(to);
     if (!target) {
       metrics_.dropped(protocol, errc::bad_address);
@@ -514,8 +513,10 @@ class simulator {
       msg.to = *target;
       msg.protocol = protocol;
       msg.type = type;
-      if (c + 1 == copies) msg.payload = std::move(payload);
-      else msg.payload.assign(payload.begin(), payload.end());
+      if (c + 1 == copies)
+        msg.payload = std::move(payload);
+      else
+        msg.payload.assign(payload.begin(), payload.end());
       push(at, event_kind::message, s, *target);  // gen carries the target, for prefetching
       ++in_flight_;
     }
@@ -526,12 +527,15 @@ class simulator {
     --in_flight_;
     auto& msg = messages_[s];
     if (!up_[msg.to]) {
-      if (trace_hook_) trace({trace_event::kind::drop, now_, msg.from, msg.to, msg.protocol, msg.type, msg.payload.size(), "node down"});
+      if (trace_hook_)
+        trace(
+            {trace_event::kind::drop, now_, msg.from, msg.to, msg.protocol, msg.type, msg.payload.size(), "node down"});
       free_message(s);
       return;
     }
     hash_event(trace_event::kind::deliver, msg.from, msg.to, msg.protocol, msg.type, msg.payload);
-    if (trace_hook_) trace({trace_event::kind::deliver, now_, msg.from, msg.to, msg.protocol, msg.type, msg.payload.size()});
+    if (trace_hook_)
+      trace({trace_event::kind::deliver, now_, msg.from, msg.to, msg.protocol, msg.type, msg.payload.size()});
     // The payload must outlive the handler, which may send (and so grow messages_).
     bytes payload = std::move(msg.payload);
     const node_index from = msg.from, to = msg.to;
@@ -540,7 +544,7 @@ class simulator {
     free_message(s);
     nodes_[to].host.deliver(address::sim(from), protocol, type, payload);
     give_buffer(std::move(payload));
-      }
+  }
 
   // ---- timers ----
 
@@ -603,9 +607,13 @@ class simulator {
 
   void dispatch(const queued& e) {
     switch (static_cast<event_kind>(e.kind())) {
-      case event_kind::message: deliver(e.slot); break;
+      case event_kind::message:
+        deliver(e.slot);
+        break;
       case event_kind::timer:
-      case event_kind::action: fire(e); break;
+      case event_kind::action:
+        fire(e);
+        break;
       case event_kind::unreachable: {
         auto& msg = messages_[e.slot];
         const node_index peer = msg.from, n = msg.to;
@@ -640,7 +648,8 @@ class simulator {
     }
   }
 
-  void hash_event(trace_event::kind k, node_index from, node_index to, protocol_id p, message_type t, byte_view payload) noexcept {
+  void hash_event(trace_event::kind k, node_index from, node_index to, protocol_id p, message_type t,
+                  byte_view payload) noexcept {
     std::uint64_t h = hash_ ^ static_cast<std::uint64_t>(now_.time_since_epoch().count());
     h = dcp::detail::mix64(h ^ (std::uint64_t{from} << 32 | to));
     h = dcp::detail::mix64(h ^ (std::uint64_t{p} << 24 | std::uint64_t{t} << 8 | static_cast<std::uint8_t>(k)));
@@ -683,8 +692,7 @@ class node_context {
   node_context(simulator& s, node_index i) noexcept : sim_(s), index_(i) {}
 
   /// Constructs P(env, args...) as protocol `id` on this node.
-  template <class P, class... Args>
-  P& add(protocol_id id, Args&&... args) {
+  template <class P, class... Args> P& add(protocol_id id, Args&&... args) {
     return sim_.nodes_[index_].host.template emplace<P>(id, env(sim_, index_, id), std::forward<Args>(args)...);
   }
   node_index index() const noexcept { return index_; }
@@ -707,8 +715,7 @@ inline void simulator::setup_node(node_index i) {
 
 inline time_point env::now() const noexcept { return sim_->local_now(node_); }
 inline wall_time env::wall_now() const noexcept { return sim_->local_wall_now(node_); }
-template <wire::Message M>
-bool env::send(const address& to, const M& m) {
+template <wire::Message M> bool env::send(const address& to, const M& m) {
   return sim_->transmit(node_, protocol_, to, m);
 }
 inline timer_id env::arm(duration after, timer_callback fn) { return sim_->arm(node_, after, std::move(fn)); }

@@ -138,11 +138,11 @@ struct ghs_config {
 
 /// What a node knows once the tree is built.
 struct ghs_result {
-  std::vector<address> branches;   ///< this node's tree edges (neighbours), in edge order
-  std::optional<address> parent;   ///< the next node towards the root; nullopt at the root
-  address root;                    ///< the core node with the higher address
-  edge_key core;                   ///< the last core edge (the fragment's name); all zero for a lone node
-  std::uint32_t level = 0;         ///< the final fragment level (<= log2 N)
+  std::vector<address> branches;  ///< this node's tree edges (neighbours), in edge order
+  std::optional<address> parent;  ///< the next node towards the root; nullopt at the root
+  address root;                   ///< the core node with the higher address
+  edge_key core;                  ///< the last core edge (the fragment's name); all zero for a lone node
+  std::uint32_t level = 0;        ///< the final fragment level (<= log2 N)
 };
 
 namespace ghs_msg {
@@ -207,18 +207,31 @@ struct done {
 
 enum class ghs_state : std::uint8_t { sleeping, find, found };
 
-template <Env E>
-class ghs {
+template <Env E> class ghs {
  public:
   using messages = wire::message_set<ghs_msg::connect, ghs_msg::initiate, ghs_msg::test, ghs_msg::accept,
                                      ghs_msg::reject, ghs_msg::report, ghs_msg::change_root, ghs_msg::done>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
-  static constexpr dcp::counter_set counters{{
-      "not_a_neighbour", "duplicate", "sequence_out_of_window", "deferred_twice", "absurd_level", "unexpected_connect",
-      "connect_on_used_edge", "connect_from_higher_level", "connect_on_rejected_edge", "unexpected_initiate",
-      "initiate_on_non_branch", "stale_initiate", "initiate_during_search", "unexpected_test", "unexpected_accept",
-      "unexpected_reject", "unexpected_report", "unexpected_change_root", "unexpected_done", "done",
-  }};
+  static constexpr dcp::counter_set counters{{"not_a_neighbour",
+                                              "duplicate",
+                                              "sequence_out_of_window",
+                                              "deferred_twice",
+                                              "absurd_level",
+                                              "unexpected_connect",
+                                              "connect_on_used_edge",
+                                              "connect_from_higher_level",
+                                              "connect_on_rejected_edge",
+                                              "unexpected_initiate",
+                                              "initiate_on_non_branch",
+                                              "stale_initiate",
+                                              "initiate_during_search",
+                                              "unexpected_test",
+                                              "unexpected_accept",
+                                              "unexpected_reject",
+                                              "unexpected_report",
+                                              "unexpected_change_root",
+                                              "unexpected_done",
+                                              "done"}};
   static constexpr std::string_view name = "spanning.ghs";
   static constexpr protocol_id default_id = 160;
   using done_handler = std::function<void(const ghs_result&)>;
@@ -288,8 +301,8 @@ class ghs {
 
  private:
   enum class edge_state : std::uint8_t { basic, branch, rejected };
-  using any_message = std::variant<ghs_msg::connect, ghs_msg::initiate, ghs_msg::test, ghs_msg::accept,
-                                   ghs_msg::reject, ghs_msg::report, ghs_msg::change_root, ghs_msg::done>;
+  using any_message = std::variant<ghs_msg::connect, ghs_msg::initiate, ghs_msg::test, ghs_msg::accept, ghs_msg::reject,
+                                   ghs_msg::report, ghs_msg::change_root, ghs_msg::done>;
   struct edge {
     edge_key key;
     address neighbour;
@@ -306,8 +319,7 @@ class ghs {
   std::size_t max_deferred() const noexcept { return 3 * edges_.size(); }  // one of each deferrable kind per edge
 
   // ---- the link layer: restore each link's FIFO order ----
-  template <class M>
-  void receive(const address& from, std::uint32_t seq, const M& m) {
+  template <class M> void receive(const address& from, std::uint32_t seq, const M& m) {
     const auto it = index_.find(from);
     if (it == index_.end()) return env_.count("not_a_neighbour");
     auto& e = edges_[it->second];
@@ -353,8 +365,7 @@ class ghs {
     }
   }
 
-  template <class M>
-  void send(std::size_t j, M m) {
+  template <class M> void send(std::size_t j, M m) {
     m.seq = edges_[j].next_out++;
     env_.send(edges_[j].neighbour, m);
   }
@@ -447,8 +458,10 @@ class ghs {
     // tester's old fragment over it while its TEST waited for our level.
     auto& e = edges_[j];
     if (e.state == edge_state::basic) e.state = edge_state::rejected;
-    if (test_edge_ != j) send(j, ghs_msg::reject{});
-    else test();  // both ends tested each other: neither needs a REJECT
+    if (test_edge_ != j)
+      send(j, ghs_msg::reject{});
+    else
+      test();  // both ends tested each other: neither needs a REJECT
     return outcome::handled;
   }
 
@@ -554,10 +567,11 @@ class ghs {
     }
     result_ = std::move(r);
     env_.count("done");
-    if (on_done_) done_timer_ = env_.arm(duration::zero(), [this] {
-      done_timer_ = {};
-      if (on_done_) on_done_(*result_);
-    });
+    if (on_done_)
+      done_timer_ = env_.arm(duration::zero(), [this] {
+        done_timer_ = {};
+        if (on_done_) on_done_(*result_);
+      });
   }
 
   outcome reject_input(std::string_view what) {

@@ -48,7 +48,8 @@ struct durable_options {
 
   void validate() const {
     if (!disk::valid_name(prefix + ".state"))
-      throw error(errc::invalid_config, "durable_storage: prefix '" + prefix + "' is not a valid file name ([A-Za-z0-9._-])");
+      throw error(errc::invalid_config,
+                  "durable_storage: prefix '" + prefix + "' is not a valid file name ([A-Za-z0-9._-])");
   }
 };
 
@@ -65,7 +66,10 @@ class durable_storage {
   /// state or snapshot file is corrupt (they are replaced atomically, so that
   /// is damage, not a crash) or the disk fails.
   explicit durable_storage(disk& d, durable_options opts = {})
-      : disk_(&d), opts_(std::move(opts)), log_name_(opts_.prefix + ".log"), state_name_(opts_.prefix + ".state"),
+      : disk_(&d),
+        opts_(std::move(opts)),
+        log_name_(opts_.prefix + ".log"),
+        state_name_(opts_.prefix + ".state"),
         snap_name_(opts_.prefix + ".snap") {
     opts_.validate();
     recover();
@@ -141,7 +145,8 @@ class durable_storage {
     const bool keep = term_at(s.index) == s.term;
     std::deque<log_entry> rest;
     if (keep)
-      for (std::uint64_t i = s.index + 1; i <= last_index(); ++i) rest.push_back(std::move(entries_[i - first_index()]));
+      for (std::uint64_t i = s.index + 1; i <= last_index(); ++i)
+        rest.push_back(std::move(entries_[i - first_index()]));
     snap_ = s;
     entries_ = std::move(rest);
     return rewrite_log();
@@ -158,8 +163,7 @@ class durable_storage {
     detail::frame_record(payload, out);
   }
 
-  template <class T>
-  std::error_code write_single(const std::string& name, const T& value) {
+  template <class T> std::error_code write_single(const std::string& name, const T& value) {
     bytes payload, rec;
     detail::encode_value(value, payload);
     detail::frame_record(payload, rec);
@@ -171,8 +175,7 @@ class durable_storage {
     return {};
   }
 
-  template <class T>
-  void read_single(const std::string& name, T& out) {
+  template <class T> void read_single(const std::string& name, T& out) {
     auto data = disk_->read(name);
     if (!data) {
       if (data.error() == make_error_code(errc::not_found)) return;
@@ -180,9 +183,10 @@ class durable_storage {
     }
     auto payload = detail::read_record(*data, 0);
     if (!payload || payload->size() + detail::record_header != data->size() || detail::decode_value(*payload, out))
-      throw error(errc::io_error, "durable_storage: " + name +
-                                      " is corrupt (it is replaced atomically, so this is disk damage); restore the "
-                                      "replica from a peer or remove its files to rejoin as a new member");
+      throw error(errc::io_error,
+                  "durable_storage: " + name +
+                      " is corrupt (it is replaced atomically, so this is disk damage); restore the "
+                      "replica from a peer or remove its files to rejoin as a new member");
   }
 
   /// Replaces the log file with the live entries, atomically.
@@ -240,8 +244,10 @@ class durable_storage {
       // Either the log disagrees with the snapshot, or it still holds entries the
       // snapshot covers (a crash between the snapshot and the log rewrite).
       for (auto& e : found)
-        if (agrees && e.index > snap_.index) entries_.push_back(std::move(e));
-        else ++report_.dropped_entries;
+        if (agrees && e.index > snap_.index)
+          entries_.push_back(std::move(e));
+        else
+          ++report_.dropped_entries;
       if (auto ec = rewrite_log())
         throw error(errc::io_error, "durable_storage: cannot rewrite " + log_name_ + ": " + ec.message());
     }

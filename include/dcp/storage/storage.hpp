@@ -42,10 +42,7 @@ struct log_entry {
   entry_kind kind = entry_kind::command;
   bytes data;
 
-  template <class A>
-  void serialize(A& ar) {
-    ar(index, term, kind, data);
-  }
+  template <class A> void serialize(A& ar) { ar(index, term, kind, data); }
   bool operator==(const log_entry&) const = default;
 };
 
@@ -53,10 +50,7 @@ struct hard_state {
   std::uint64_t term = 0;
   std::optional<address> vote;  ///< whom this replica voted for in `term`
 
-  template <class A>
-  void serialize(A& ar) {
-    ar(term, vote);
-  }
+  template <class A> void serialize(A& ar) { ar(term, vote); }
   bool operator==(const hard_state&) const = default;
 };
 
@@ -65,10 +59,7 @@ struct snapshot {
   std::uint64_t term = 0;   ///< term of that entry
   bytes data;               ///< opaque to storage: the replica's state up to `index`
 
-  template <class A>
-  void serialize(A& ar) {
-    ar(index, term, data);
-  }
+  template <class A> void serialize(A& ar) { ar(index, term, data); }
   bool operator==(const snapshot&) const = default;
 };
 
@@ -84,12 +75,12 @@ concept Storage = requires(S& s, const S& cs, const log_entry& e, std::uint64_t 
                            const storage::snapshot& snap) {
   { cs.state() } -> std::same_as<const hard_state&>;
   { s.save_state(hs) } -> std::same_as<std::error_code>;
-  { cs.first_index() } -> std::same_as<std::uint64_t>;  // snapshot().index + 1
-  { cs.last_index() } -> std::same_as<std::uint64_t>;   // snapshot().index when the log is empty
+  { cs.first_index() } -> std::same_as<std::uint64_t>;              // snapshot().index + 1
+  { cs.last_index() } -> std::same_as<std::uint64_t>;               // snapshot().index when the log is empty
   { cs.term_at(i) } -> std::same_as<std::optional<std::uint64_t>>;  // also for snapshot().index
-  { cs.entry(i) } -> std::same_as<const log_entry&>;    // first_index() <= i <= last_index()
-  { s.append(e) } -> std::same_as<std::error_code>;      // e.index == last_index() + 1
-  { s.truncate_suffix(i) } -> std::same_as<std::error_code>;  // drops entries >= i
+  { cs.entry(i) } -> std::same_as<const log_entry&>;                // first_index() <= i <= last_index()
+  { s.append(e) } -> std::same_as<std::error_code>;                 // e.index == last_index() + 1
+  { s.truncate_suffix(i) } -> std::same_as<std::error_code>;        // drops entries >= i
   { s.sync() } -> std::same_as<std::error_code>;
   { cs.snapshot() } -> std::same_as<const storage::snapshot&>;
   { s.install_snapshot(snap) } -> std::same_as<std::error_code>;

@@ -40,8 +40,7 @@
 namespace dcp::wire {
 
 namespace detail {
-template <std::size_t N>
-inline void swap_each(std::uint8_t* data, std::size_t size) noexcept {
+template <std::size_t N> inline void swap_each(std::uint8_t* data, std::size_t size) noexcept {
   for (std::size_t i = 0; i + N <= size; i += N)
     for (std::size_t j = 0; j < N / 2; ++j) std::swap(data[i + j], data[i + N - 1 - j]);
 }
@@ -56,8 +55,7 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
     out_.push_back(little);
   }
 
-  template <std::size_t DataSize>
-  void save_binary(const void* data, std::size_t size) {
+  template <std::size_t DataSize> void save_binary(const void* data, std::size_t size) {
     const auto* p = static_cast<const std::uint8_t*>(data);
     const std::size_t at = out_.size();
     out_.insert(out_.end(), p, p + size);
@@ -80,11 +78,10 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     swap_ = (little == 1) != detail::host_is_little;
   }
 
-  template <std::size_t DataSize>
-  void load_binary(void* data, std::size_t size) {
+  template <std::size_t DataSize> void load_binary(void* data, std::size_t size) {
     if (size > remaining())
-      throw cereal::Exception("truncated: wanted " + std::to_string(size) + " bytes, " +
-                              std::to_string(remaining()) + " left");
+      throw cereal::Exception("truncated: wanted " + std::to_string(size) + " bytes, " + std::to_string(remaining()) +
+                              " left");
     if (size == 0) return;  // an empty container's data() may be null, which memcpy forbids
     std::memcpy(data, in_.data() + pos_, size);
     pos_ += size;
@@ -119,8 +116,7 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
 /// trailing bytes to an older build (refused there, as before). Only for the
 /// last field of a top-level payload (a message, or a stored value): nested,
 /// "bytes remain" would read the next field's.
-template <class Archive, class T>
-void trailing(Archive& ar, T& field) {
+template <class Archive, class T> void trailing(Archive& ar, T& field) {
   if constexpr (std::is_same_v<Archive, input_archive>) {
     if (ar.remaining() > 0) ar(field);
   } else {
@@ -131,14 +127,14 @@ void trailing(Archive& ar, T& field) {
 // ---- Cereal's customization points for the two archives ----
 
 template <class T>
-  requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 inline void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const T& t) {
   ar.template save_binary<sizeof(T)>(std::addressof(t), sizeof(t));
 }
 
 template <class T>
-  requires std::is_arithmetic_v<T> && (!std::is_same_v<T, bool>)
-inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, T& t) {
+requires std::is_arithmetic_v<T> &&
+    (!std::is_same_v<T, bool>)inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, T& t) {
   ar.template load_binary<sizeof(T)>(std::addressof(t), sizeof(t));
 }
 
@@ -150,36 +146,30 @@ inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, bool& t) {
 }
 
 template <class Archive, class T>
-  requires std::is_same_v<Archive, output_archive> || std::is_same_v<Archive, input_archive>
-inline void CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::NameValuePair<T>& t) {
-  ar(t.value);
-}
+requires std::is_same_v<Archive, output_archive> || std::is_same_v<Archive, input_archive>
+inline void CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::NameValuePair<T>& t) { ar(t.value); }
 
-template <class T>
-inline void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::SizeTag<T>& t) {
+template <class T> inline void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::SizeTag<T>& t) {
   ar(static_cast<cereal::size_type>(t.size));
 }
 
-template <class T>
-inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::SizeTag<T>& t) {
+template <class T> inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::SizeTag<T>& t) {
   cereal::size_type n = 0;
   ar(n);
   // Every element of a container takes at least one byte on the wire, so a
   // larger count is a lie: refuse it before the container allocates.
   if (n > ar.remaining())
-    throw cereal::Exception("container size " + std::to_string(n) + " exceeds the " +
-                            std::to_string(ar.remaining()) + " bytes left");
+    throw cereal::Exception("container size " + std::to_string(n) + " exceeds the " + std::to_string(ar.remaining()) +
+                            " bytes left");
   t.size = static_cast<std::remove_reference_t<T>>(n);
 }
 
-template <class T>
-inline void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::BinaryData<T>& bd) {
+template <class T> inline void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::BinaryData<T>& bd) {
   using TT = std::remove_pointer_t<T>;
   ar.template save_binary<sizeof(TT)>(bd.data, static_cast<std::size_t>(bd.size));
 }
 
-template <class T>
-inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::BinaryData<T>& bd) {
+template <class T> inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::BinaryData<T>& bd) {
   using TT = std::remove_pointer_t<T>;
   ar.template load_binary<sizeof(TT)>(bd.data, static_cast<std::size_t>(bd.size));
 }
@@ -195,8 +185,7 @@ namespace detail {
 /// What a node-based container allocates per element beyond the element:
 /// the node's links and colour (libstdc++: three pointers and an int).
 inline constexpr std::size_t node_overhead = 4 * sizeof(void*);
-template <class T>
-inline constexpr bool bulk = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+template <class T> inline constexpr bool bulk = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
 inline std::size_t load_count(input_archive& ar) {
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));
@@ -205,19 +194,19 @@ inline std::size_t load_count(input_archive& ar) {
 }  // namespace detail
 
 template <class T, class A>
-  requires(!std::is_same_v<T, bool>)
-inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<T, A>& v) {
+requires(!std::is_same_v<T, bool>) inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<T, A>& v) {
   const std::size_t n = detail::load_count(ar);
   ar.charge(n, sizeof(T));
   v.clear();
   v.resize(n);
-  if constexpr (detail::bulk<T>) ar(cereal::binary_data(v.data(), n * sizeof(T)));
-  else for (auto& e : v) ar(e);
+  if constexpr (detail::bulk<T>)
+    ar(cereal::binary_data(v.data(), n * sizeof(T)));
+  else
+    for (auto& e : v) ar(e);
 }
 
 // Its own overload: Cereal's is as specialized as the one above, in the other parameter.
-template <class A>
-inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<bool, A>& v) {
+template <class A> inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<bool, A>& v) {
   const std::size_t n = detail::load_count(ar);
   ar.charge(n, 1);
   v.assign(n, false);
@@ -228,8 +217,7 @@ inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<bool, A>& v
   }
 }
 
-template <class T, class A>
-inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::deque<T, A>& d) {
+template <class T, class A> inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::deque<T, A>& d) {
   const std::size_t n = detail::load_count(ar);
   ar.charge(n, sizeof(T));
   d.clear();
@@ -238,7 +226,7 @@ inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::deque<T, A>& d) {
 }
 
 template <class C, class Tr, class A>
-  requires detail::bulk<C>
+requires detail::bulk<C>
 inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::basic_string<C, Tr, A>& s) {
   const std::size_t n = detail::load_count(ar);
   ar.charge(n, sizeof(C));

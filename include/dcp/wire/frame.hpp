@@ -62,8 +62,8 @@ inline std::error_code read_header(byte_view in, frame_header& h, const limits& 
   if (in[3] != 0) return errc::bad_flags;
   h.protocol = static_cast<protocol_id>(in[4] | in[5] << 8);
   h.type = static_cast<message_type>(in[6] | in[7] << 8);
-  h.length = std::uint32_t{in[8]} | std::uint32_t{in[9]} << 8 | std::uint32_t{in[10]} << 16 |
-             std::uint32_t{in[11]} << 24;
+  h.length =
+      std::uint32_t{in[8]} | std::uint32_t{in[9]} << 8 | std::uint32_t{in[10]} << 16 | std::uint32_t{in[11]} << 24;
   if (h.length > lim.max_frame_size) return errc::frame_too_large;
   return {};
 }

@@ -46,7 +46,7 @@ template <class M>
 concept Message = std::default_initializable<M> && std::copy_constructible<M> && requires {
   { M::wire_id } -> std::convertible_to<message_type>;
 } && cereal::traits::is_output_serializable<M, output_archive>::value &&
-                  cereal::traits::is_input_serializable<M, input_archive>::value;
+    cereal::traits::is_input_serializable<M, input_archive>::value;
 
 /// "#id": the name of a message type that has no wire_name.
 inline std::string numbered(message_type t) {
@@ -56,15 +56,15 @@ inline std::string numbered(message_type t) {
 }
 
 /// The message's name for metrics and traces: wire_name if given, else "#id".
-template <Message M>
-std::string message_name() {
-  if constexpr (requires { std::string_view{M::wire_name}; }) return std::string(M::wire_name);
-  else return numbered(M::wire_id);
+template <Message M> std::string message_name() {
+  if constexpr (requires { std::string_view{M::wire_name}; })
+    return std::string(M::wire_name);
+  else
+    return numbered(M::wire_id);
 }
 
 /// Appends the payload of `m` to `out`.
-template <Message M>
-void encode(const M& m, bytes& out) {
+template <Message M> void encode(const M& m, bytes& out) {
   output_archive ar(out);
   ar(m);
 }
@@ -87,8 +87,7 @@ std::error_code encode_frame(protocol_id protocol, const M& m, bytes& out, const
 
 /// Decodes `payload` into `m`. On error `m` may hold a partial value: decode
 /// into a fresh object and use it only on success (message_set does).
-template <Message M>
-std::error_code decode(byte_view payload, M& m) noexcept {
+template <Message M> std::error_code decode(byte_view payload, M& m) noexcept {
   try {
     input_archive ar(payload, decode_budget(payload.size()));
     ar(m);
@@ -99,8 +98,7 @@ std::error_code decode(byte_view payload, M& m) noexcept {
   }
 }
 
-template <Message... Ms>
-struct message_set {
+template <Message... Ms> struct message_set {
   static constexpr std::size_t size = sizeof...(Ms);
   static constexpr std::array<message_type, sizeof...(Ms)> ids{static_cast<message_type>(Ms::wire_id)...};
 
@@ -112,8 +110,7 @@ struct message_set {
   }
   static_assert(unique_ids(), "dcp: two messages in one message_set share a wire_id; give each its own number");
 
-  template <class M>
-  static constexpr bool contains = (std::is_same_v<M, Ms> || ...);
+  template <class M> static constexpr bool contains = (std::is_same_v<M, Ms> || ...);
 
   static bool knows(message_type t) noexcept { return ((t == Ms::wire_id) || ...); }
 
@@ -134,8 +131,7 @@ struct message_set {
   }
 
  private:
-  template <class M, class F>
-  static std::error_code decode_and_call(byte_view payload, F& f) {
+  template <class M, class F> static std::error_code decode_and_call(byte_view payload, F& f) {
     M m{};
     if (auto ec = decode(payload, m)) return ec;
     f(std::move(m));
@@ -143,9 +139,7 @@ struct message_set {
   }
 };
 
-template <class T>
-struct is_message_set : std::false_type {};
-template <class... Ms>
-struct is_message_set<message_set<Ms...>> : std::true_type {};
+template <class T> struct is_message_set : std::false_type {};
+template <class... Ms> struct is_message_set<message_set<Ms...>> : std::true_type {};
 
 }  // namespace dcp::wire

@@ -55,7 +55,7 @@ std::string show(const jepsen::record& r, std::int64_t t0) {
     return std::string(b);
   };
   std::string s = "  [" + ms(r.invoke_ns) + ", " + (r.complete_ns ? ms(*r.complete_ns) : std::string("-")) + "] ms  p" +
-                  std::to_string(r.process) + " " + r.op + "(" + r.key;
+      std::to_string(r.process) + " " + r.op + "(" + r.key;
   if (r.op == "put") s += ", " + r.arg1;
   if (r.op == "cas") s += ", " + r.arg1 + " -> " + r.arg2;
   s += ") " + std::string(jepsen::to_string(r.status));
@@ -71,11 +71,16 @@ int main(int argc, char** argv) {
   std::uint64_t max_steps = 200'000'000;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg == "--min-ok" && i + 1 < argc) min_ok = std::atoll(argv[++i]);
-    else if (arg == "--min-ok-in-last" && i + 2 < argc) last_seconds = std::atoll(argv[++i]), min_ok_last = std::atoll(argv[++i]);
-    else if (arg == "--max-steps" && i + 1 < argc) max_steps = std::strtoull(argv[++i], nullptr, 10);
-    else if (arg.starts_with("--")) usage("unknown option or missing value: " + std::string(arg));
-    else files.emplace_back(arg);
+    if (arg == "--min-ok" && i + 1 < argc)
+      min_ok = std::atoll(argv[++i]);
+    else if (arg == "--min-ok-in-last" && i + 2 < argc)
+      last_seconds = std::atoll(argv[++i]), min_ok_last = std::atoll(argv[++i]);
+    else if (arg == "--max-steps" && i + 1 < argc)
+      max_steps = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg.starts_with("--"))
+      usage("unknown option or missing value: " + std::string(arg));
+    else
+      files.emplace_back(arg);
   }
   if (files.empty()) usage("no history file");
 
@@ -121,9 +126,9 @@ int main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   auto result = dcp::check::check_linearizability<model>(h, {.max_steps = max_steps});
   const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  const char* verdict = result.outcome == dcp::check::verdict::linearizable       ? "linearizable"
-                        : result.outcome == dcp::check::verdict::not_linearizable ? "NOT_linearizable"
-                                                                                   : "unknown";
+  const char* verdict = result.outcome == dcp::check::verdict::linearizable ? "linearizable"
+      : result.outcome == dcp::check::verdict::not_linearizable             ? "NOT_linearizable"
+                                                                            : "unknown";
   std::cout << "CHECK ops=" << records.size() << " ok=" << ok << " fail=" << fail << " unknown=" << unknown
             << " keys=" << keys.size() << " steps=" << result.steps << " ms=" << static_cast<long long>(ms)
             << " span_s=" << (t_end - t0) / 1'000'000'000 << " verdict=" << verdict << std::endl;

@@ -63,10 +63,11 @@ using std::chrono::milliseconds;
 namespace jepsen = dcp::jepsen;
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "coord_jepsen_workload: " << why << "\n"
-            << "usage: coord_jepsen_workload --server HOST:PORT... --out FILE [--clients K] [--seconds T] [--keys N]\n"
-               "           [--think-ms MS] [--request-timeout-ms MS] [--give-up-ms MS] [--patient-timeout-ms MS [--op-timeout-ms MS]]\n"
-               "           [--seed N]\n";
+  std::cerr
+      << "coord_jepsen_workload: " << why << "\n"
+      << "usage: coord_jepsen_workload --server HOST:PORT... --out FILE [--clients K] [--seconds T] [--keys N]\n"
+         "           [--think-ms MS] [--request-timeout-ms MS] [--give-up-ms MS] [--patient-timeout-ms MS [--op-timeout-ms MS]]\n"
+         "           [--seed N]\n";
   std::cerr << "       --transport " << dcp::net::transport_spec_forms << "   (required, or DCP_TRANSPORT)\n";
   std::exit(2);
 }
@@ -81,8 +82,8 @@ struct options {
   dcp::net::transport_spec transport;
   std::vector<dcp::address> servers;
   std::string out;
-  int clients = 6, seconds = 20, keys = 3, think_ms = 2, request_timeout_ms = 200, give_up_ms = 2000, patient_timeout_ms = 0,
-      op_timeout_ms = 2000;
+  int clients = 6, seconds = 20, keys = 3, think_ms = 2, request_timeout_ms = 200, give_up_ms = 2000,
+      patient_timeout_ms = 0, op_timeout_ms = 2000;
   std::uint64_t seed = 0;
 };
 
@@ -108,7 +109,9 @@ class logical_client {
     nc.listen = dcp::address::loopback(0);
     nc.level = dcp::log_level::warn;
     nc.reconnect.give_up_after_attempts = 1;  // fail over at once on a refused connection (as coord_client)
-    nc.log = [](const dcp::log_record& r) { std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n'; };
+    nc.log = [](const dcp::log_record& r) {
+      std::cerr << r.node << ' ' << to_string(r.level) << ": " << r.text << '\n';
+    };
     node_ = std::make_unique<dcp::net::any_node>(io, nc, dcp::net::transport_options(o.transport));
     dcp::coord::client_config cc;
     cc.servers = o.servers;
@@ -152,10 +155,14 @@ class logical_client {
     const auto dice = rng_() % 10;
     const std::string fresh = "c" + std::to_string(index_) + "." + std::to_string(++written_);
     auto& seen = last_seen_[r.key];
-    if (dice < 4) r.op = "get";
-    else if (dice < 7) r.op = "put", r.arg1 = fresh;
-    else if (dice < 9) r.op = "cas", r.arg1 = seen.empty() ? "nil" : seen, r.arg2 = fresh;  // from what it last read
-    else r.op = "remove";
+    if (dice < 4)
+      r.op = "get";
+    else if (dice < 7)
+      r.op = "put", r.arg1 = fresh;
+    else if (dice < 9)
+      r.op = "cas", r.arg1 = seen.empty() ? "nil" : seen, r.arg2 = fresh;  // from what it last read
+    else
+      r.op = "remove";
     r.invoke_ns = monotonic_ns();
     inflight_ = r;
     const std::string key = r.key;
@@ -163,7 +170,8 @@ class logical_client {
     if (op_timeout_ms_ > 0) {  // the client stops waiting: outcome unknown (the coord::client may still complete it)
       // drawn for each operation, so that some operations are invoked late
       // in a pause and still waiting when the paused replica wakes
-      const int wait = op_timeout_ms_ / 10 + static_cast<int>(rng_() % static_cast<unsigned>(op_timeout_ms_ - op_timeout_ms_ / 10 + 1));
+      const int wait = op_timeout_ms_ / 10 +
+          static_cast<int>(rng_() % static_cast<unsigned>(op_timeout_ms_ - op_timeout_ms_ / 10 + 1));
       op_timer_.expires_after(milliseconds(wait));
       op_timer_.async_wait([this, serial](std::error_code ec) {
         if (!ec) finish(serial, jepsen::status::unknown, "-");
@@ -279,7 +287,8 @@ int main(int argc, char** argv) {
     std::vector<jepsen::record> history;
     std::vector<std::unique_ptr<logical_client>> clients;
     for (int c = 0; c < o.clients; ++c)
-      clients.push_back(std::make_unique<logical_client>(io, o, c, history, o.seed * 1000 + static_cast<std::uint64_t>(c)));
+      clients.push_back(
+          std::make_unique<logical_client>(io, o, c, history, o.seed * 1000 + static_cast<std::uint64_t>(c)));
     const std::int64_t start = monotonic_ns();
     const std::int64_t stop_at = start + std::int64_t{o.seconds} * 1'000'000'000;
     for (auto& c : clients) c->start(stop_at);
@@ -291,12 +300,18 @@ int main(int argc, char** argv) {
       const auto wait_ms = std::max(o.give_up_ms, 2 * o.patient_timeout_ms) + 500;
       if (all_idle || monotonic_ns() > stop_at + std::int64_t{wait_ms} * 1'000'000) return io.stop();
       end.expires_after(milliseconds(20));
-      end.async_wait([&](std::error_code ec) { if (!ec) wait_idle(); });
+      end.async_wait([&](std::error_code ec) {
+        if (!ec) wait_idle();
+      });
     };
     end.expires_after(milliseconds(std::int64_t{o.seconds} * 1000));
-    end.async_wait([&](std::error_code ec) { if (!ec) wait_idle(); });
+    end.async_wait([&](std::error_code ec) {
+      if (!ec) wait_idle();
+    });
     asio::signal_set stop_signals(io, SIGINT, SIGTERM);  // stop early, still writing the history
-    stop_signals.async_wait([&](const std::error_code& ec, int) { if (!ec) io.stop(); });
+    stop_signals.async_wait([&](const std::error_code& ec, int) {
+      if (!ec) io.stop();
+    });
     io.run();
     for (auto& c : clients) c->abandon();
     std::ofstream f(o.out);

@@ -56,7 +56,8 @@ struct kv_cas_model {
       case op::get:
         if (out && out->value != s) return std::nullopt;
         return s;
-      case op::put: return state{in.value};
+      case op::put:
+        return state{in.value};
       case op::cas: {
         const bool swaps = s.value_or(std::string{}) == in.expected;
         if (out && out->ok != swaps) return std::nullopt;
@@ -86,15 +87,15 @@ struct record {
   std::string result = "-";
 };
 
-inline const char* to_string(status s) {
-  return s == status::ok ? "ok" : s == status::fail ? "fail" : "unknown";
-}
+inline const char* to_string(status s) { return s == status::ok ? "ok" : s == status::fail ? "fail" : "unknown"; }
 
 inline std::string format(const record& r) {
   std::ostringstream o;
   o << r.invoke_ns << ' ';
-  if (r.complete_ns) o << *r.complete_ns;
-  else o << '-';
+  if (r.complete_ns)
+    o << *r.complete_ns;
+  else
+    o << '-';
   o << ' ' << r.process << ' ' << r.op << ' ' << r.key << ' ' << r.arg1 << ' ' << r.arg2 << ' ' << to_string(r.status)
     << ' ' << r.result;
   return o.str();
@@ -123,9 +124,12 @@ inline std::optional<record> parse(const std::string& line, std::string& why) {
       return std::nullopt;
     }
   }
-  if (st == "ok") r.status = status::ok;
-  else if (st == "fail") r.status = status::fail;
-  else if (st == "unknown") r.status = status::unknown;
+  if (st == "ok")
+    r.status = status::ok;
+  else if (st == "fail")
+    r.status = status::fail;
+  else if (st == "unknown")
+    r.status = status::unknown;
   else {
     why = "status must be ok, fail or unknown";
     return std::nullopt;
@@ -143,10 +147,10 @@ inline std::optional<record> parse(const std::string& line, std::string& why) {
     return std::nullopt;
   }
   if (r.status == status::ok) {
-    const bool fine = r.op == "put"      ? true
-                      : r.op == "get"    ? r.result != "-"
-                      : r.op == "cas"    ? r.result == "swapped" || r.result == "mismatch"
-                                         : r.result == "removed" || r.result == "absent";
+    const bool fine = r.op == "put" ? true
+        : r.op == "get"             ? r.result != "-"
+        : r.op == "cas"             ? r.result == "swapped" || r.result == "mismatch"
+                                    : r.result == "removed" || r.result == "absent";
     if (!fine) {
       why = "result does not fit the op";
       return std::nullopt;
@@ -169,10 +173,14 @@ inline std::optional<check::operation<kv_cas_model::input, kv_cas_model::output>
   o.call = time_point(duration(r.invoke_ns));
   if (r.complete_ns) o.ret = time_point(duration(*r.complete_ns));
   o.input.key = r.key;
-  if (r.op == "get") o.input.kind = M::op::get;
-  else if (r.op == "put") o.input.kind = M::op::put, o.input.value = r.arg1;
-  else if (r.op == "cas") o.input.kind = M::op::cas, o.input.expected = r.arg1 == "nil" ? "" : r.arg1, o.input.value = r.arg2;
-  else o.input.kind = M::op::remove;
+  if (r.op == "get")
+    o.input.kind = M::op::get;
+  else if (r.op == "put")
+    o.input.kind = M::op::put, o.input.value = r.arg1;
+  else if (r.op == "cas")
+    o.input.kind = M::op::cas, o.input.expected = r.arg1 == "nil" ? "" : r.arg1, o.input.value = r.arg2;
+  else
+    o.input.kind = M::op::remove;
   if (r.status == status::ok) {
     M::output out;
     if (r.op == "get" && r.result != "nil") out.value = r.result;

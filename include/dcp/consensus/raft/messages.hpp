@@ -17,9 +17,9 @@ using storage::log_entry;
 
 /// What a command entry asks of the session table.
 enum class command_kind : std::uint8_t {
-  apply = 0,        ///< apply `payload` (once per (client, seq) when client != 0)
-  register_client,  ///< create a client session; its id is this entry's index
-  unregister_client ///< forget session `client` (its later commands fail with unknown_session)
+  apply = 0,         ///< apply `payload` (once per (client, seq) when client != 0)
+  register_client,   ///< create a client session; its id is this entry's index
+  unregister_client  ///< forget session `client` (its later commands fail with unknown_session)
 };
 
 /// A client command as it travels in a log entry.
@@ -28,10 +28,7 @@ struct command {
   std::uint64_t seq = 0;     ///< 1, 2, 3 ... per client
   bytes payload;
   command_kind kind = command_kind::apply;
-  template <class A>
-  void serialize(A& ar) {
-    ar(kind, client, seq, payload);
-  }
+  template <class A> void serialize(A& ar) { ar(kind, client, seq, payload); }
 };
 
 namespace raft_msg {

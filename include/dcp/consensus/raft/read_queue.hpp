@@ -24,8 +24,7 @@
 
 namespace dcp::consensus::raft_parts {
 
-template <class Callback>
-class read_queue {
+template <class Callback> class read_queue {
  public:
   bool empty() const noexcept { return reads_.empty(); }
   std::size_t size() const noexcept { return reads_.size(); }
@@ -54,8 +53,7 @@ class read_queue {
   /// known and at most `applied`, and `confirmed(round)` (a quorum
   /// acknowledged that round). Reads are answered in order: none while the
   /// oldest waits.
-  template <class Confirmed>
-  std::optional<ready> pop_ready(std::uint64_t applied, Confirmed&& confirmed) {
+  template <class Confirmed> std::optional<ready> pop_ready(std::uint64_t applied, Confirmed&& confirmed) {
     if (reads_.empty()) return std::nullopt;
     auto& r = reads_.front();
     if (r.index == 0 || applied < r.index || !confirmed(r.round)) return std::nullopt;

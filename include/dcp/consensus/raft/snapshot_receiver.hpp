@@ -28,8 +28,7 @@ class snapshot_receiver {
 
   /// Takes chunk `m` (term, index, last_term, offset, total, data, done:
   /// raft_msg::install_snapshot, well formed).
-  template <class Chunk>
-  outcome take(const Chunk& m) {
+  template <class Chunk> outcome take(const Chunk& m) {
     if (m.offset == 0 && !(in_ && same_transfer(m) && !in_->data.empty()))
       in_ = transfer{m.term, m.index, m.last_term, m.total, {}};
     if (!in_ || !same_transfer(m) || m.offset > in_->data.size()) return outcome::out_of_order;
@@ -66,8 +65,7 @@ class snapshot_receiver {
     std::uint64_t term = 0, index = 0, last_term = 0, total = 0;
     bytes data;
   };
-  template <class Chunk>
-  bool same_transfer(const Chunk& m) const noexcept {
+  template <class Chunk> bool same_transfer(const Chunk& m) const noexcept {
     return in_->term == m.term && in_->index == m.index && in_->last_term == m.last_term && in_->total == m.total;
   }
   std::optional<transfer> in_;

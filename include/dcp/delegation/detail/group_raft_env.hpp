@@ -15,8 +15,7 @@
 
 namespace dcp::delegation::detail {
 
-template <Env E>
-class group_raft_env {
+template <Env E> class group_raft_env {
  public:
   group_raft_env(E base, std::string resource, std::uint32_t shard, std::uint32_t epoch)
       : base_(std::move(base)), resource_(std::move(resource)), shard_(shard), epoch_(epoch) {}
@@ -24,8 +23,7 @@ class group_raft_env {
   address self() const { return base_.self(); }
   time_point now() const { return base_.now(); }
   wall_time wall_now() const { return base_.wall_now(); }
-  template <wire::Message M>
-  bool send(const address& to, const M& m) {
+  template <wire::Message M> bool send(const address& to, const M& m) {
     msg::group_raft out{resource_, shard_, epoch_, M::wire_id, {}};
     wire::encode(m, out.payload);
     return base_.send(to, out);

@@ -18,8 +18,7 @@
 
 namespace dcp::dht::detail {
 
-template <Env E>
-class failed_peers {
+template <Env E> class failed_peers {
  public:
   failed_peers(E env, duration memory) : env_(std::move(env)), memory_(memory) {}
 

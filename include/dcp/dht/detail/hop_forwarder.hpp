@@ -43,8 +43,7 @@ namespace dcp::dht::detail {
 /// it): "hop_timeouts" unless the router names its own, which it declares.
 inline constexpr counter_set hop_forwarder_counters{{"hops_full", "hop_timeouts"}};
 
-template <Env E, class Route, class Note = std::monostate>
-class hop_forwarder {
+template <Env E, class Route, class Note = std::monostate> class hop_forwarder {
  public:
   struct pending {
     Route msg;
@@ -62,7 +61,10 @@ class hop_forwarder {
   /// all the router's nonces in flight.
   hop_forwarder(E env, const contact& self, duration ack_timeout, std::size_t max_pending, nonce_source fresh_nonce,
                 std::string_view timeout_counter = "hop_timeouts")
-      : env_(std::move(env)), self_(&self), max_pending_(max_pending), fresh_nonce_(std::move(fresh_nonce)),
+      : env_(std::move(env)),
+        self_(&self),
+        max_pending_(max_pending),
+        fresh_nonce_(std::move(fresh_nonce)),
         hops_(env_, ack_timeout, timeout_counter) {
     hops_.on_timeout([this](std::uint64_t, typename table::request r) {
       if (on_timeout_) on_timeout_(std::move(r.note));
@@ -84,7 +86,8 @@ class hop_forwarder {
     m.sender = *self_;
     const std::uint64_t hop = m.hop;
     env_.send(next.addr, m);
-    hops_.await(hop, next.addr, pending{std::move(m), next, std::move(excluded), attempts, std::move(note), env_.now()});
+    hops_.await(hop, next.addr,
+                pending{std::move(m), next, std::move(excluded), attempts, std::move(note), env_.now()});
   }
 
   /// A route_ack from `from` for `hop`: true when it ends a hop in flight to that node.
@@ -92,8 +95,7 @@ class hop_forwarder {
 
   /// Takes out every hop waiting for `peer` (the transport gave up on it) and
   /// hands each, one at a time, to `f` without waiting for its timeout.
-  template <class F>
-  void abandon(const address& peer, F&& f) {
+  template <class F> void abandon(const address& peer, F&& f) {
     hops_.abandon(peer, [&](std::uint64_t, typename table::request r) { f(std::move(r.note)); });
   }
 

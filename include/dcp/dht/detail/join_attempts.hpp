@@ -38,8 +38,7 @@ namespace dcp::dht::detail {
 /// What join_attempts counts, under its host protocol's id (each router joins it).
 inline constexpr counter_set join_attempts_counters{{"join_attempts"}};
 
-template <Env E>
-class join_attempts {
+template <Env E> class join_attempts {
  public:
   /// Sends one join request through `seed`.
   using sender = std::function<void(const contact& seed)>;

@@ -36,8 +36,7 @@
 
 namespace dcp::dht::detail {
 
-template <Env E, class Note = std::monostate>
-class peer_requests {
+template <Env E, class Note = std::monostate> class peer_requests {
  public:
   struct request {
     address peer;
@@ -91,8 +90,7 @@ class peer_requests {
 
   /// Takes out every request waiting for `peer` (the transport gave up on it)
   /// and hands each, one at a time, to `f(nonce, request)` without waiting for its timeout.
-  template <class F>
-  void abandon(const address& peer, F&& f) {
+  template <class F> void abandon(const address& peer, F&& f) {
     std::vector<std::uint64_t> waiting;  // (f may send, and so add requests)
     for (auto& [n, r] : requests_)
       if (r.peer == peer) waiting.push_back(n);
@@ -104,8 +102,7 @@ class peer_requests {
     if (auto it = requests_.find(nonce); it != requests_.end()) take(it);
   }
   /// Forgets the requests for which `pred(request)` holds (what they served has ended).
-  template <class P>
-  void drop_if(P&& pred) {
+  template <class P> void drop_if(P&& pred) {
     std::erase_if(requests_, [&](const auto& kv) {
       if (!pred(kv.second)) return false;
       if (kv.second.timer) env_.cancel(kv.second.timer);

@@ -32,8 +32,7 @@
 
 namespace dcp::dht::detail {
 
-template <Env E, class Result>
-class pending_requests {
+template <Env E, class Result> class pending_requests {
  public:
   using callback = std::function<void(result<Result>)>;
   /// Sends (or resends) the request with this nonce along the route.
@@ -81,8 +80,10 @@ class pending_requests {
     env_.cancel(it->second.timer);
     env_.cancel(it->second.retry);
     ops_.erase(it);
-    if (ec) cb(ec);
-    else cb(std::move(result));
+    if (ec)
+      cb(ec);
+    else
+      cb(std::move(result));
     return true;
   }
 

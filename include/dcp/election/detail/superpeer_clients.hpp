@@ -33,10 +33,7 @@ struct attach {
   static constexpr message_type wire_id = 20;
   static constexpr std::string_view wire_name = "attach";
   std::uint64_t nonce = 0;
-  template <class A>
-  void serialize(A& ar) {
-    ar(nonce);
-  }
+  template <class A> void serialize(A& ar) { ar(nonce); }
 };
 /// superpeer -> normal node: yes (you are served until the lease ends) or no (full, or not a superpeer).
 struct attach_reply {
@@ -44,10 +41,7 @@ struct attach_reply {
   static constexpr std::string_view wire_name = "attach_reply";
   std::uint64_t nonce = 0;
   bool accepted = false;
-  template <class A>
-  void serialize(A& ar) {
-    ar(nonce, accepted);
-  }
+  template <class A> void serialize(A& ar) { ar(nonce, accepted); }
 };
 /// Either way: the relation ends (the node moves to a nearer superpeer, or
 /// the superpeer stops being one). `nonce` is that of the ATTACH that made the
@@ -56,10 +50,7 @@ struct detach {
   static constexpr message_type wire_id = 22;
   static constexpr std::string_view wire_name = "detach";
   std::uint64_t nonce = 0;
-  template <class A>
-  void serialize(A& ar) {
-    ar(nonce);
-  }
+  template <class A> void serialize(A& ar) { ar(nonce); }
 };
 }  // namespace superpeer_msg
 
@@ -101,8 +92,7 @@ class client_table {
     return out;
   }
   /// Tells every node served that the relation ends, and forgets them.
-  template <Env E>
-  void release_all(E& env) {
+  template <Env E> void release_all(E& env) {
     for (const auto& [a, nonce] : served_with_nonce()) env.send(a, superpeer_msg::detach{nonce});
     clients_.clear();
   }
@@ -124,12 +114,10 @@ class client_table {
 /// Completions (on_change) are the owner's business; this only keeps state
 /// and sends through the Env it is given.
 /// What attachment counts, under its host protocol's id (each super-peer election joins it).
-inline constexpr counter_set superpeer_clients_counters{{
-    "superpeer_unexpected_reply", "superpeer_full", "superpeer_detached", "superpeer_none_with_room",
-}};
+inline constexpr counter_set superpeer_clients_counters{
+    {"superpeer_unexpected_reply", "superpeer_full", "superpeer_detached", "superpeer_none_with_room"}};
 
-template <Env E>
-class attachment {
+template <Env E> class attachment {
  public:
   attachment(E& env, duration timeout) : env_(env), timeout_(timeout) {}
   ~attachment() { cancel(); }

@@ -59,8 +59,7 @@ struct link_config {
 namespace link_msg {
 /// One frame of a link: its sequence number, the sender's cumulative
 /// acknowledgement of the reverse link, and the owner's body.
-template <class Body>
-struct frame {
+template <class Body> struct frame {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "frame";
   std::uint64_t seq = 0;
@@ -89,13 +88,11 @@ namespace detail {
 ///                       holds it (and everything after it) until pump()
 ///   deliver(rank, body) the next body from `rank`, in order, exactly once
 /// What reliable_links counts, under its host protocol's id (each host joins it to its own counters).
-inline constexpr counter_set reliable_links_counters{{
-    "link_failed_drop", "bad_sequence", "bad_frame", "duplicates", "link_failed", "not_a_member", "bad_ack",
-    "retransmissions", "backpressure",
-}};
+inline constexpr counter_set reliable_links_counters{{"link_failed_drop", "bad_sequence", "bad_frame", "duplicates",
+                                                      "link_failed", "not_a_member", "bad_ack", "retransmissions",
+                                                      "backpressure"}};
 
-template <Env E, class Body>
-class reliable_links {
+template <Env E, class Body> class reliable_links {
  public:
   using frame = link_msg::frame<Body>;
   using valid_fn = std::function<bool(std::size_t, const Body&)>;
@@ -104,7 +101,12 @@ class reliable_links {
   using failed_fn = std::function<void(std::size_t)>;
 
   reliable_links(E& env, std::vector<address> members, std::size_t self, link_config cfg)
-      : env_(&env), members_(std::move(members)), self_(self), cfg_(cfg), send_(members_.size()), recv_(members_.size()) {
+      : env_(&env),
+        members_(std::move(members)),
+        self_(self),
+        cfg_(cfg),
+        send_(members_.size()),
+        recv_(members_.size()) {
     cfg_.validate();
   }
   reliable_links(const reliable_links&) = delete;
@@ -211,7 +213,7 @@ class reliable_links {
     bool failed = false;
   };
   struct receiver {
-    std::uint64_t expected = 1;           ///< next seq to deliver
+    std::uint64_t expected = 1;            ///< next seq to deliver
     std::map<std::uint64_t, Body> buffer;  ///< received ahead of `expected`, at most `window`
     bool ack_owed = false;
   };

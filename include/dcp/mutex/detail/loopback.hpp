@@ -10,8 +10,7 @@
 
 namespace dcp::mutex::detail {
 
-template <Env E>
-class loopback {
+template <Env E> class loopback {
  public:
   explicit loopback(E& env) : env_(&env) {}
   loopback(const loopback&) = delete;

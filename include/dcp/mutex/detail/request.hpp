@@ -17,8 +17,7 @@ namespace dcp::mutex::detail {
 /// What request counts, under its host protocol's id (each mutex joins it to its own counters).
 inline constexpr counter_set request_counters{{"lock_busy", "lock_timed_out", "lock_granted", "lock_failed"}};
 
-template <Env E>
-class request {
+template <Env E> class request {
  public:
   explicit request(E& env) : env_(&env) {}
   request(const request&) = delete;
@@ -76,11 +75,12 @@ class request {
   void defer(lock_handler h, std::error_code ec) {
     if (!h) return;
     deferred_.emplace_back(std::move(h), ec);
-    if (!flush_) flush_ = env_->arm(duration::zero(), [this] {
-      flush_ = {};
-      auto due = std::exchange(deferred_, {});
-      for (auto& [handler, code] : due) handler(code);
-    });
+    if (!flush_)
+      flush_ = env_->arm(duration::zero(), [this] {
+        flush_ = {};
+        auto due = std::exchange(deferred_, {});
+        for (auto& [handler, code] : due) handler(code);
+      });
   }
 
  private:

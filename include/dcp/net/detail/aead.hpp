@@ -30,10 +30,12 @@ using nonce96 = std::array<std::uint8_t, 12>;
 /// times the encryption of a small one). Opaque (an EVP_CIPHER_CTX) so that
 /// the states holding it need no OpenSSL header. Throws if OpenSSL fails.
 inline std::shared_ptr<void> context(const key256& key, bool sealing) {
-  std::shared_ptr<void> ctx(EVP_CIPHER_CTX_new(), [](void* c) { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(c)); });
+  std::shared_ptr<void> ctx(EVP_CIPHER_CTX_new(),
+                            [](void* c) { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(c)); });
   auto* c = static_cast<EVP_CIPHER_CTX*>(ctx.get());
-  const bool ok = c && (sealing ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)
-                                : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)) == 1;
+  const bool ok = c &&
+      (sealing ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)
+               : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)) == 1;
   if (!ok) throw error(errc::invalid_config, "dcp::net: AES-256-GCM initialisation failed");
   return ctx;
 }
@@ -58,7 +60,7 @@ inline void seal(void* ctx, const nonce96& iv, std::initializer_list<byte_view> 
     if (ok && !a.empty()) ok = EVP_EncryptUpdate(c, nullptr, &len, a.data(), static_cast<int>(a.size())) == 1;
   if (ok && n > 0) ok = EVP_EncryptUpdate(c, out, &len, in, static_cast<int>(n)) == 1;
   ok = ok && EVP_EncryptFinal_ex(c, out + n, &len) == 1 &&
-       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size), tag) == 1;
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size), tag) == 1;
   if (!ok) throw error(errc::invalid_config, "dcp::net: AES-256-GCM sealing failed");
 }
 
@@ -76,7 +78,7 @@ inline bool open(void* ctx, const nonce96& iv, std::initializer_list<byte_view> 
   std::array<std::uint8_t, tag_size> t{};
   std::copy(tag, tag + tag_size, t.begin());  // OpenSSL wants a mutable tag
   return ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, static_cast<int>(tag_size), t.data()) == 1 &&
-         EVP_DecryptFinal_ex(c, data + n, &len) == 1;
+      EVP_DecryptFinal_ex(c, data + n, &len) == 1;
 }
 
 /// HKDF-SHA256 (RFC 5869), one output block: PRK = HMAC(salt, key),

@@ -37,10 +37,7 @@ struct hello {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "hello";
   address listen;
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(listen);
-  }
+  template <class Archive> void serialize(Archive& ar) { ar(listen); }
 };
 
 /// Sent on a keyring connection when its sender switches to a new primary
@@ -49,24 +46,21 @@ struct rekey {
   static constexpr message_type wire_id = 2;
   static constexpr std::string_view wire_name = "rekey";
   std::uint64_t key_id = 0;
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(key_id);
-  }
+  template <class Archive> void serialize(Archive& ar) { ar(key_id); }
 };
 
 /// The per-connection state of a sealing transport (dcp/net/keyring.hpp):
 /// plain bytes, so that this header needs no OpenSSL. Unused in plaintext.
 struct seal_state {
-  static constexpr std::size_t opening_size = 48;  // magic, version, key id, nonce
-  std::array<std::uint8_t, opening_size> mine{};   // the opening this side sent
+  static constexpr std::size_t opening_size = 48;   // magic, version, key id, nonce
+  std::array<std::uint8_t, opening_size> mine{};    // the opening this side sent
   std::array<std::uint8_t, opening_size> theirs{};  // the peer's, once read
   std::array<std::uint8_t, 32> send_key{}, recv_key{};
-  std::shared_ptr<void> send_cipher, recv_cipher;  // the keys scheduled once (an EVP_CIPHER_CTX each), opaque here
-  std::uint64_t send_key_id = 0, recv_key_id = 0;  // which keyring key each direction is derived from
+  std::shared_ptr<void> send_cipher, recv_cipher;    // the keys scheduled once (an EVP_CIPHER_CTX each), opaque here
+  std::uint64_t send_key_id = 0, recv_key_id = 0;    // which keyring key each direction is derived from
   std::uint64_t send_counter = 0, recv_counter = 0;  // the next frame's number, each way
-  bool ready = false;          // both openings exchanged, keys derived
-  bool welcomed = false;       // caller: the acceptor's hello arrived (it holds the key, accepted our certificate)
+  bool ready = false;                                // both openings exchanged, keys derived
+  bool welcomed = false;          // caller: the acceptor's hello arrived (it holds the key, accepted our certificate)
   std::size_t sealed_prefix = 0;  // bytes at the front of `pending` already sealed
 };
 
@@ -76,8 +70,7 @@ inline asio::ip::tcp::endpoint to_endpoint(const address& a) { return {a.ip_addr
 inline address to_address(const asio::ip::tcp::endpoint& e) { return address::ip(e.address(), e.port()); }
 
 /// Calls f(header) for every whole frame in a buffer of frames we encoded.
-template <class F>
-void for_each_frame(byte_view frames, F&& f) {
+template <class F> void for_each_frame(byte_view frames, F&& f) {
   std::size_t at = 0;
   wire::frame_header h;
   while (at + wire::header_size <= frames.size()) {
@@ -126,15 +119,15 @@ struct link : std::enable_shared_from_this<link> {
   bytes pending;  // frames not yet handed to the socket
   bytes writing;  // the batch of the write in flight
   bool write_in_flight = false;
-  bool flush_due = false;   // listed in the transport's dirty list
-  bool hello_sent = false;  // the caller introduces itself; the accepting side never does
-  bool up = false;          // frames may be written now
-  const bool inbound;       // accepted (an `inbound`), else an `outbound`
+  bool flush_due = false;             // listed in the transport's dirty list
+  bool hello_sent = false;            // the caller introduces itself; the accepting side never does
+  bool up = false;                    // frames may be written now
+  const bool inbound;                 // accepted (an `inbound`), else an `outbound`
   std::size_t read_size = 64 * 1024;  // bytes asked of each read; grows on bulk streams
-  std::uint64_t generation = 0;  // bumped whenever the socket closes: stale handlers compare it
-  time_point last_active{};      // last bytes read or written (idle_timeout)
-  time_point frame_started{};    // a frame is partly read since then (read_timeout); {} when none
-  seal_state seal;               // keyring transports; `welcomed` for every authenticated one
+  std::uint64_t generation = 0;       // bumped whenever the socket closes: stale handlers compare it
+  time_point last_active{};           // last bytes read or written (idle_timeout)
+  time_point frame_started{};         // a frame is partly read since then (read_timeout); {} when none
+  seal_state seal;                    // keyring transports; `welcomed` for every authenticated one
   // A layered transport's stream over `socket` (an asio::ssl::stream for
   // TLS), opaque here so that this header needs no OpenSSL; fresh for each
   // connection, kept alive by the handlers of its pending operations.
@@ -162,11 +155,11 @@ struct outbound final : link {
   // the resolver of the attempt in flight, so that a time-out can cancel it.
   std::shared_ptr<asio::ip::tcp::resolver> resolver;
   state st = state::idle;
-  bool holds_slot = false;       // counts against limits.max_connections
-  bool retired = false;          // removed from the transport (gave up, or stopped)
-  std::uint32_t failures = 0;    // consecutive failed attempts
+  bool holds_slot = false;     // counts against limits.max_connections
+  bool retired = false;        // removed from the transport (gave up, or stopped)
+  std::uint32_t failures = 0;  // consecutive failed attempts
   time_point first_failure{};
-  std::uint64_t last_used = 0;   // for closing the least recently used idle connection
+  std::uint64_t last_used = 0;  // for closing the least recently used idle connection
 };
 
 /// A connection a peer opened to us; usable for sending once it said hello.

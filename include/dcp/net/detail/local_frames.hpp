@@ -28,9 +28,8 @@ namespace dcp::net::detail {
 /// as frame_too_large above `max_frame_size`), counted as sent, and handed
 /// to deliver(header, payload) from the executor, never inside the send.
 /// `deliver` holds the transport alive and checks it was not stopped.
-template <class Deliver>
-bool send_local(const asio::any_io_executor& ex, dcp::metrics& m, std::uint32_t max_frame_size, protocol_id protocol,
-                const frame_source& src, Deliver deliver) {
+template <class Deliver> bool send_local(const asio::any_io_executor& ex, dcp::metrics& m, std::uint32_t max_frame_size,
+                                         protocol_id protocol, const frame_source& src, Deliver deliver) {
   bytes payload;
   src.encode(src.message, payload);
   if (payload.size() > max_frame_size) {

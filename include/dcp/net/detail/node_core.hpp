@@ -48,10 +48,11 @@ struct transport_ops {
 /// what it sends at the end (basic_tcp_transport, and any_transport
 /// forwarding to one).
 template <class T>
-concept turn_based = requires(T& x) { x.turn(std::function<void()>{}); };
+concept turn_based = requires(T& x) {
+  x.turn(std::function<void()>{});
+};
 
-template <Transport T>
-inline constexpr transport_ops ops_of{
+template <Transport T> inline constexpr transport_ops ops_of{
     [](void* t, protocol_id p, const address& to, const frame_source& src) {
       return static_cast<T*>(t)->send_frame(p, to, src);
     },
@@ -62,40 +63,39 @@ inline constexpr transport_ops ops_of{
     [] {
       if constexpr (turn_based<T>)
         return [](void* t, const std::function<void()>& f) { static_cast<T*>(t)->turn(f); };
-      else return nullptr;
+      else
+        return nullptr;
     }(),
 };
 
 /// The counters the node itself adds to every protocol's (handler_threw).
-inline constexpr counter_set node_counters{{
-    {"handler_exceptions", "a handler of the protocol threw; the node logged it and went on"},
-}};
+inline constexpr counter_set node_counters{
+    {{"handler_exceptions", "a handler of the protocol threw; the node logged it and went on"}}};
 
 /// What protocol 0, the transport, counts: every transport's names (TCP, UDP,
 /// their keyring and TLS securities), declared on every node whatever its
 /// transport, so that a typo in a read of a transport counter fails too.
-inline constexpr counter_set transport_counters{{
-    {"handler_exceptions", "an unreachable handler threw; the node logged it and went on"},
-    {"accept_errors", "accepting a TCP connection failed (out of descriptors, say)"},
-    {"connections_refused", "an inbound connection closed at once: limits.max_connections are open"},
-    {"connections_refused_per_ip", "an inbound connection closed at once: config::max_inbound_per_ip from its IP"},
-    {"idle_closed", "a connection silent both ways for config::idle_timeout, closed"},
-    {"peers_unreachable", "a peer given up on after the reconnect policy's bound; its queue dropped"},
-    {"buffered_bytes_refused", "a frame refused: the node's queued bytes would pass config::max_buffered_bytes"},
-    {"read_buffer_bytes_refused", "a connection closed: its frame would pass config::max_read_buffer_bytes"},
-    {"receive_errors", "a UDP receive failed (an ICMP error, say), counted and ignored"},
-    {"keyring_auth_failures", "a keyring connection that did not authenticate, closed"},
-    {"keyring_rekeys", "a peer switched the key it seals with"},
-    {"keyring_sessions_closed", "a connection under a removed key, closed"},
-    {"tls_auth_failures", "a TLS handshake failed (no certificate, another CA's, not TLS 1.3)"},
-    {"tls_address_mismatch", "a TLS peer whose certificate does not bind the address it claims or was dialled at"},
-    {"udp_keyring_unknown_key", "a datagram under a key id the ring does not hold, dropped"},
-    {"udp_keyring_auth_failures", "a datagram whose tag does not verify (forged, altered, or re-addressed), dropped"},
-    {"udp_keyring_replays", "a datagram number already accepted, dropped"},
-    {"udp_keyring_stale", "a datagram below the replay window or of an earlier boot, dropped"},
-    {"udp_keyring_peer_restarts", "a sender heard from a later boot: its window starts afresh"},
-    {"udp_keyring_peers_evicted", "a sender's replay window evicted (options::max_peers, least recently heard)"},
-}};
+inline constexpr counter_set transport_counters{
+    {{"handler_exceptions", "an unreachable handler threw; the node logged it and went on"},
+     {"accept_errors", "accepting a TCP connection failed (out of descriptors, say)"},
+     {"connections_refused", "an inbound connection closed at once: limits.max_connections are open"},
+     {"connections_refused_per_ip", "an inbound connection closed at once: config::max_inbound_per_ip from its IP"},
+     {"idle_closed", "a connection silent both ways for config::idle_timeout, closed"},
+     {"peers_unreachable", "a peer given up on after the reconnect policy's bound; its queue dropped"},
+     {"buffered_bytes_refused", "a frame refused: the node's queued bytes would pass config::max_buffered_bytes"},
+     {"read_buffer_bytes_refused", "a connection closed: its frame would pass config::max_read_buffer_bytes"},
+     {"receive_errors", "a UDP receive failed (an ICMP error, say), counted and ignored"},
+     {"keyring_auth_failures", "a keyring connection that did not authenticate, closed"},
+     {"keyring_rekeys", "a peer switched the key it seals with"},
+     {"keyring_sessions_closed", "a connection under a removed key, closed"},
+     {"tls_auth_failures", "a TLS handshake failed (no certificate, another CA's, not TLS 1.3)"},
+     {"tls_address_mismatch", "a TLS peer whose certificate does not bind the address it claims or was dialled at"},
+     {"udp_keyring_unknown_key", "a datagram under a key id the ring does not hold, dropped"},
+     {"udp_keyring_auth_failures", "a datagram whose tag does not verify (forged, altered, or re-addressed), dropped"},
+     {"udp_keyring_replays", "a datagram number already accepted, dropped"},
+     {"udp_keyring_stale", "a datagram below the replay window or of an earlier boot, dropped"},
+     {"udp_keyring_peer_restarts", "a sender heard from a later boot: its window starts afresh"},
+     {"udp_keyring_peers_evicted", "a sender's replay window evicted (options::max_peers, least recently heard)"}}};
 
 struct node_core {
   enum class phase : std::uint8_t { created, running, stopped };
@@ -108,12 +108,16 @@ struct node_core {
         rng(cfg.seed ? *cfg.seed : random_seed()),
         timers(std::make_shared<timer_queue>(ex)) {
     metrics.declare(transport_protocol, transport_counters);
-    if (cfg.data_dir) disk = std::make_unique<file_disk>(*cfg.data_dir);
-    else disk = std::make_unique<memory_disk>();
-    auto t = std::make_shared<T>(
-        ex, cfg, metrics, rng,
-        frame_handler([this](const address& from, const wire::frame_header& h, byte_view payload) { deliver(from, h, payload); }),
-        unreachable_handler([this](const address& peer) { unreachable(peer); }), std::move(opts));
+    if (cfg.data_dir)
+      disk = std::make_unique<file_disk>(*cfg.data_dir);
+    else
+      disk = std::make_unique<memory_disk>();
+    auto t =
+        std::make_shared<T>(ex, cfg, metrics, rng,
+                            frame_handler([this](const address& from, const wire::frame_header& h, byte_view payload) {
+                              deliver(from, h, payload);
+                            }),
+                            unreachable_handler([this](const address& peer) { unreachable(peer); }), std::move(opts));
     if constexpr (turn_based<T>) {
       // Timers fire as transport turns (timer_queue::run_in). The queue is
       // stopped before the transport goes (node::stop), so the raw pointer
@@ -127,7 +131,9 @@ struct node_core {
     transport_owner = std::move(t);
   }
 
-  bool send(protocol_id p, const address& to, const frame_source& src) { return transport_ops_->send(transport, p, to, src); }
+  bool send(protocol_id p, const address& to, const frame_source& src) {
+    return transport_ops_->send(transport, p, to, src);
+  }
   void start_transport() { transport_ops_->start(transport); }
   void stop_transport() noexcept { transport_ops_->stop(transport); }
   std::size_t connections() const noexcept { return transport_ops_->connections(transport); }
@@ -161,18 +167,14 @@ struct node_core {
   void deliver(const address& from, const wire::frame_header& h, byte_view payload) noexcept {
     try {
       host.deliver(from, h.protocol, h.type, payload);
-    } catch (const std::exception& e) {
-      handler_threw(h.protocol, e.what());
-    } catch (...) {
+    } catch (const std::exception& e) { handler_threw(h.protocol, e.what()); } catch (...) {
       handler_threw(h.protocol, "unknown exception");
     }
   }
   void unreachable(const address& peer) noexcept {
     try {
       host.unreachable(peer);
-    } catch (const std::exception& e) {
-      handler_threw(transport_protocol, e.what());
-    } catch (...) {
+    } catch (const std::exception& e) { handler_threw(transport_protocol, e.what()); } catch (...) {
       handler_threw(transport_protocol, "unknown exception");
     }
   }

@@ -123,8 +123,10 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   }
 
   void run_as_turn() {
-    if (turn_) turn_([this] { run_due(); });
-    else run_due();
+    if (turn_)
+      turn_([this] { run_due(); });
+    else
+      run_due();
   }
 
   /// Runs every timer that is due, in (deadline, arm order), then waits for the next.
@@ -148,7 +150,7 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   std::uint64_t generation_ = 0;
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;
-  bool drain_posted_ = false;  // a drain() is queued on the executor
+  bool drain_posted_ = false;                               // a drain() is queued on the executor
   std::function<void(const std::function<void()>&)> turn_;  // run_in()
 };
 

@@ -19,15 +19,18 @@ class member_index {
   /// than what the construction's intersection argument assumes.
   member_index(std::vector<address> members, const char* system) : members_(std::move(members)) {
     if (members_.empty())
-      throw error(errc::invalid_config, std::string(system) + ": the member list is empty; a quorum system needs at least one member");
+      throw error(errc::invalid_config,
+                  std::string(system) + ": the member list is empty; a quorum system needs at least one member");
     position_.reserve(members_.size());
     for (std::size_t i = 0; i < members_.size(); ++i) {
       if (members_[i].empty())
-        throw error(errc::invalid_config, std::string(system) + ": member " + std::to_string(i) +
-                                              " is an empty address; give every member a reachable address");
+        throw error(errc::invalid_config,
+                    std::string(system) + ": member " + std::to_string(i) +
+                        " is an empty address; give every member a reachable address");
       if (!position_.emplace(members_[i], i).second)
-        throw error(errc::invalid_config, std::string(system) + ": member " + members_[i].to_string() +
-                                              " is listed twice; each member may appear once");
+        throw error(errc::invalid_config,
+                    std::string(system) + ": member " + members_[i].to_string() +
+                        " is listed twice; each member may appear once");
     }
   }
 
@@ -66,9 +69,8 @@ class member_index {
 /// left is still a quorum. Correct for any monotone system (a superset of a
 /// quorum is a quorum): a member that could not be dropped at some point
 /// cannot be dropped after further removals either, so one pass suffices.
-template <class IsQuorumMask>
-void prune_to_minimal(std::vector<bool>& in, const std::vector<bool>& preferred, std::span<const std::size_t> order,
-                      IsQuorumMask&& is_quorum_mask) {
+template <class IsQuorumMask> void prune_to_minimal(std::vector<bool>& in, const std::vector<bool>& preferred,
+                                                    std::span<const std::size_t> order, IsQuorumMask&& is_quorum_mask) {
   for (int pass = 0; pass < 2; ++pass)  // pass 0: members not preferred; pass 1: preferred ones
     for (std::size_t i : order) {
       if (!in[i] || preferred[i] != (pass == 1)) continue;

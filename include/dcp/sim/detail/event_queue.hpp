@@ -55,10 +55,10 @@
 namespace dcp::sim::detail {
 
 struct queued_event {
-  std::int64_t time;   // ns since the epoch of the simulated clock
-  std::uint64_t order; // sequence number << 2 | kind: ties go to the earlier push (determinism, FIFO links)
-  std::uint32_t slot;  // index into the simulator's message or timer slab
-  std::uint32_t gen;   // timers: the slot's generation when armed; messages: the target node
+  std::int64_t time;    // ns since the epoch of the simulated clock
+  std::uint64_t order;  // sequence number << 2 | kind: ties go to the earlier push (determinism, FIFO links)
+  std::uint32_t slot;   // index into the simulator's message or timer slab
+  std::uint32_t gen;    // timers: the slot's generation when armed; messages: the target node
 
   unsigned kind() const noexcept { return static_cast<unsigned>(order & 3); }
   time_point when() const noexcept { return time_point(duration(time)); }
@@ -116,19 +116,21 @@ class event_queue {
     if (head_ == bottom_.size()) {
       bottom_.clear();
       head_ = 0;
-      if (size_ > 0) refill();
-      else active_ = 0;  // every bucket is empty: forget the rungs
+      if (size_ > 0)
+        refill();
+      else
+        active_ = 0;  // every bucket is empty: forget the rungs
     }
     return out;
   }
 
  private:
   struct rung {
-    std::uint64_t lo = 0;     // bucket j holds [lo + j*width, lo + (j+1)*width), the first and last clamped open
+    std::uint64_t lo = 0;  // bucket j holds [lo + j*width, lo + (j+1)*width), the first and last clamped open
     std::uint64_t width = 1;
-    std::uint64_t last = 0;   // the last time this rung covers
-    std::size_t count = 0;    // buckets in use
-    std::size_t cur = 0;      // the next bucket to consume
+    std::uint64_t last = 0;                          // the last time this rung covers
+    std::size_t count = 0;                           // buckets in use
+    std::size_t cur = 0;                             // the next bucket to consume
     std::vector<std::vector<queued_event>> buckets;  // kept (with their capacity) for the next use
 
     std::size_t index(std::uint64_t t) const noexcept {
@@ -168,7 +170,8 @@ class event_queue {
         // to top, to be spread afresh. O(n), once per max_rungs spreads.
         if (active_ == max_rungs) collapse();
         rung& g = build_rung(lo, hi, bottom_last_, bottom_.size() - head_);
-        for (std::size_t i = head_; i < bottom_.size(); ++i) g.buckets[g.index(key(bottom_[i].time))].push_back(bottom_[i]);
+        for (std::size_t i = head_; i < bottom_.size(); ++i)
+          g.buckets[g.index(key(bottom_[i].time))].push_back(bottom_[i]);
         bottom_.clear();
         head_ = 0;
         refill();
@@ -195,7 +198,8 @@ class event_queue {
   }
   void add_top(const queued_event& e) {
     const std::uint64_t t = key(e.time);
-    if (top_.empty()) top_min_ = top_max_ = t;
+    if (top_.empty())
+      top_min_ = top_max_ = t;
     else {
       top_min_ = std::min(top_min_, t);
       top_max_ = std::max(top_max_, t);

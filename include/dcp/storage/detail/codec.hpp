@@ -12,21 +12,17 @@
 
 namespace dcp::storage::detail {
 
-template <class T>
-void encode_value(const T& v, bytes& out) {
+template <class T> void encode_value(const T& v, bytes& out) {
   wire::output_archive ar(out);
   ar(v);
 }
 
-template <class T>
-std::error_code decode_value(byte_view in, T& v) noexcept {
+template <class T> std::error_code decode_value(byte_view in, T& v) noexcept {
   try {
     wire::input_archive ar(in);
     ar(v);
     return ar.remaining() == 0 ? std::error_code{} : make_error_code(errc::trailing_bytes);
-  } catch (const std::exception&) {
-    return errc::malformed_payload;
-  }
+  } catch (const std::exception&) { return errc::malformed_payload; }
 }
 
 }  // namespace dcp::storage::detail
