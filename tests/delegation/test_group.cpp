@@ -21,7 +21,7 @@ namespace {
 using origin_t = origin<sim::env>;
 using peer_t = peer<sim::env>;
 using raft_t = consensus::raft<sim::env, ledger, storage::durable_storage>;
-using group_t = group<sim::env, raft_t>;
+using group_t = delegation::group<sim::env, raft_t>;
 constexpr protocol_id pid = default_protocol_id;
 constexpr protocol_id raft_id = 100;
 
