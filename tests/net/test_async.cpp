@@ -4,6 +4,8 @@
 #include <string>
 #include <thread>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -139,5 +141,68 @@ TEST_CASE("net::async_call with use_awaitable, in a coroutine; and nodes on stra
   CHECK(failed_as_expected);
 }
 #endif  // ASIO_HAS_CO_AWAIT
+
+// Per-operation cancellation: an initiation that returns how to stop its
+// call has it run when the handler's cancellation slot is emitted; the call
+// then completes as cancelled, once. After the call completed, an emission
+// stops nothing.
+TEST_CASE("net::async_call: a cancellation emitted on the handler's slot stops the call") {
+  asio::io_context io;
+  net::node a(io, loopback_config());
+  // A call that completes only when told to, or stopped.
+  std::function<void(result<int>)> waiting;
+  int stops = 0;
+  auto init = [&](auto done) {
+    waiting = [done](result<int> r) { r ? done({}, *r) : done(r.error(), 0); };
+    return [&] {
+      ++stops;
+      if (auto w = std::exchange(waiting, nullptr)) w(dcp::make_error_code(dcp::errc::cancelled));
+    };
+  };
+  asio::cancellation_signal signal;
+  int calls = 0;
+  std::error_code got;
+  net::async_call<void(std::error_code, int)>(a, init,
+                                              asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, int) {
+                                                got = ec;
+                                                ++calls;
+                                              }));
+  io.poll();
+  CHECK(calls == 0);
+  signal.emit(asio::cancellation_type::terminal);
+  CHECK(stops == 0);  // posted to the node's executor, never run inside emit()
+  REQUIRE(run_until(io, [&] { return calls == 1; }));
+  CHECK(stops == 1);
+  CHECK(got == dcp::make_error_code(dcp::errc::cancelled));
+
+  // Completed first: the slot is cleared, and a later emission stops nothing.
+  net::async_call<void(std::error_code, int)>(a, init,
+                                              asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, int) {
+                                                got = ec;
+                                                ++calls;
+                                              }));
+  io.restart();
+  io.poll();
+  std::exchange(waiting, nullptr)(7);
+  REQUIRE(run_until(io, [&] { return calls == 2; }));
+  CHECK(!got);
+  signal.emit(asio::cancellation_type::terminal);
+  io.restart();
+  io.poll();
+  CHECK(stops == 1);
+  CHECK(calls == 2);
+
+  // An initiation that returns nothing ignores cancellation.
+  net::async_call<void(std::error_code, int)>(
+      a, [&](auto done) { waiting = [done](result<int> r) { done(r.error(), 0); }; },
+      asio::bind_cancellation_slot(signal.slot(), [&](std::error_code, int) { ++calls; }));
+  io.restart();
+  io.poll();
+  signal.emit(asio::cancellation_type::terminal);
+  io.restart();
+  io.poll();
+  CHECK(calls == 2);
+  CHECK(stops == 1);
+}
 
 }  // namespace test_async

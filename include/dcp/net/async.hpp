@@ -30,7 +30,22 @@
 // errc::cancelled or errc::shutting_down when it gives up; a completion
 // destroyed without being called destroys the handler (a future then reports
 // a broken promise, a coroutine never resumes).
+//
+// Per-operation cancellation (Asio's cancellation slots: a handler bound
+// with asio::bind_cancellation_slot, an awaitable raced against a timer). An
+// initiation that can stop its call returns how, a callable:
+//
+//     auto init = [&](auto done) {
+//       auto h = peer.acquire(res, shard, 1, [done](dcp::result<grant> g) { ... });
+//       return [&peer, h] { peer.cancel(h); };
+//     };
+//
+// and a cancellation emitted on the handler's slot runs it on the node's
+// executor; the protocol then completes the call (with errc::cancelled) as
+// it always must. The slot is cleared when the call completes. An
+// initiation that returns nothing ignores cancellation.
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <tuple>
@@ -39,6 +54,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_allocator.hpp>
+#include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/dispatch.hpp>
@@ -64,11 +80,18 @@ template <class... Args> class completion<void(Args...)> {
   }
   /// True until the first call.
   bool pending() const noexcept { return state_ && !state_->done.load(); }
+  /// Runs `stop` on `ex` when a cancellation is emitted on the handler's
+  /// cancellation slot before the call completes (nothing if the handler has
+  /// no slot connected).
+  template <class Stop> void on_cancel(const asio::any_io_executor& ex, Stop stop) const {
+    if (state_) state_->on_cancel(ex, std::function<void()>(std::move(stop)));
+  }
 
  private:
   struct base {
     virtual ~base() = default;
     virtual void complete(Args... args) = 0;
+    virtual void on_cancel(const asio::any_io_executor& ex, std::function<void()> stop) = 0;
     std::atomic<bool> done{false};
   };
   template <class Handler> struct state final : base {
@@ -81,6 +104,7 @@ template <class... Args> class completion<void(Args...)> {
           work(asio::prefer(asio::get_associated_executor(handler, fallback),
                             asio::execution::outstanding_work.tracked)) {}
     void complete(Args... args) override {
+      if (slot.is_connected()) slot.clear();  // its stop would now name a finished call
       asio::post(*work,
                  [h = std::move(handler),
                   values = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
@@ -88,7 +112,14 @@ template <class... Args> class completion<void(Args...)> {
                  });
       work.reset();  // the posted handler now keeps the executor busy
     }
+    void on_cancel(const asio::any_io_executor& ex, std::function<void()> stop) override {
+      if (!slot.is_connected() || this->done.load()) return;
+      // posted, never run inside emit(): completing clears the slot, which must not
+      // destroy the handler emit() is running
+      slot.assign([ex, stop = std::move(stop)](asio::cancellation_type) { asio::post(ex, stop); });
+    }
     Handler handler;
+    asio::cancellation_slot slot = asio::get_associated_cancellation_slot(handler);
     std::optional<tracked> work;  // keeps the handler's executor from running out of work meanwhile
   };
   std::shared_ptr<base> state_;
@@ -103,7 +134,13 @@ auto async_call(Node& node, Initiation&& initiation, CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, Signature>(
       [](auto handler, asio::any_io_executor ex, auto init) {
         asio::dispatch(ex, [handler = std::move(handler), ex, init = std::move(init)]() mutable {
-          init(completion<Signature>(std::move(handler), ex));
+          completion<Signature> done(std::move(handler), ex);
+          if constexpr (std::is_void_v<decltype(init(done))>) {
+            init(done);
+          } else {  // it says how to stop the call: on the handler's cancellation slot
+            auto stop = init(done);
+            if (done.pending()) done.on_cancel(ex, std::move(stop));
+          }
         });
       },
       token, asio::any_io_executor(node.get_executor()), std::forward<Initiation>(initiation));
