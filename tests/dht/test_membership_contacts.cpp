@@ -1,10 +1,10 @@
 #include <doctest/doctest.h>
 
-#include <map>
 #include <set>
 
-#include "dcp/dht.hpp"
-#include "dcp/membership.hpp"
+#include "dcp/dht/kademlia.hpp"
+#include "dcp/dht/membership_contacts.hpp"
+#include "dcp/membership/hyparview.hpp"
 #include "dcp/sim.hpp"
 #include "../seeds.hpp"
 
