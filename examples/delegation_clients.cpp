@@ -59,7 +59,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace dlg = dcp::delegation;
 using E = dcp::net::env;
-using router_t = dcp::dht::kademlia<E>;
 using peer_t = dlg::peer<E>;
 using work_t = work::client<E>;
 
@@ -111,13 +110,12 @@ class client_node {
     // founds both.
     const bool founder = opt.bootstrap == nc.listen;
     overlay_ = overlay::add<E>(*node_, founder ? std::nullopt : std::optional(opt.bootstrap));
-    router_ = overlay_.router;
     dlg::peer_config pc;
     pc.origin = opt.origin;
     pc.origin_public_key = opt.origin_key;
     // The origin may be the overlay's entry point (delegation_origin --entry):
     // it routes, but never coordinates.
-    pc.locate = dlg::dht_locator(*router_, opt.origin);
+    pc.locate = dlg::dht_locator(*overlay_.router, opt.origin);
     if (!opt.group.empty()) {  // the group's resources go to a member; the rest to the DHT owners
       pc.locate = [this, dht = pc.locate](const std::string& key,
                                           std::function<void(std::optional<dcp::address>)> done) {
@@ -130,7 +128,7 @@ class client_node {
     if (opt.overlay_groups > 0) {
       dlg::group_hosting gh;
       gh.size = opt.overlay_groups;
-      gh.locate = dlg::dht_group_locator(*router_, opt.origin);
+      gh.locate = dlg::dht_group_locator(*overlay_.router, opt.origin);
       pc.groups = gh;
     }
     pc.token_ttl = 2s;
@@ -154,7 +152,7 @@ class client_node {
             acquire_seat();
           });
   }
-  bool joined() const { return router_->joined(); }
+  bool joined() const { return overlay_.router->joined(); }
   bool done() const { return done_; }
   void stop() {
     timer_.cancel();
@@ -226,7 +224,6 @@ class client_node {
   totals& sum_;
   std::unique_ptr<dcp::net::any_node> node_;
   overlay::parts<E> overlay_;
-  router_t* router_ = nullptr;
   peer_t* peer_ = nullptr;
   work_t* work_ = nullptr;
   asio::steady_timer timer_;
