@@ -53,6 +53,32 @@ TEST_CASE("net::env: timers due at once keep deadline order, arm order on ties, 
   CHECK(fired.size() == 6);
 }
 
+// env.post: the completions of a call run after it, as one turn, in the
+// order posted (what they post too), ahead of the timers then due; a stopped
+// node runs none.
+TEST_CASE("net::env: posted work runs after the call, in order, and never once the node stopped") {
+  asio::io_context io;
+  net::node a(io, {});
+  auto& env = a.add<echo>(7).environment();
+  std::vector<int> ran;
+  env.arm(duration::zero(), [&] { ran.push_back(4); });
+  env.post([&] {
+    ran.push_back(1);
+    env.post([&] { ran.push_back(3); });  // posted by posted work: same pass
+  });
+  env.post([&] { ran.push_back(2); });
+  CHECK(ran.empty());  // not inside the call
+  REQUIRE(run_until(io, [&] { return ran.size() == 4; }));
+  CHECK(ran == std::vector<int>{1, 2, 3, 4});
+
+  env.post([&] { ran.push_back(98); });
+  a.stop();
+  env.post([&] { ran.push_back(99); });
+  io.restart();
+  io.run_for(10ms);
+  CHECK(ran.size() == 4);
+}
+
 /// any_node over plaintext TCP, built as the plain nodes are: Node(io, cfg).
 /// coord_replica runs on one: the turns must reach through the type erasure.
 struct any_plaintext_node : net::any_node {

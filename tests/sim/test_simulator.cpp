@@ -221,6 +221,49 @@ TEST_CASE("a wakeup fires once, at the earliest time asked of it, and not after 
   CHECK(rang.size() == 2);
 }
 
+TEST_CASE("posted work runs right after its event, in order, before any later event; a crash drops it") {
+  simulator w(15);
+  w.add_node([](sim::node_context&) {});
+  w.add_node([](sim::node_context&) {});
+  sim::env a(w, 0, 0), b(w, 1, 0);
+  std::vector<int> ran;
+  w.at(time_point(10ms), [&] {
+    a.post([&] {
+      ran.push_back(2);
+      a.post([&] { ran.push_back(4); });  // posted by posted work: still before the next event
+    });
+    a.post([&] { ran.push_back(3); });
+    ran.push_back(1);  // the event itself finishes first
+  });
+  w.at(time_point(10ms), [&] { ran.push_back(5); });  // the next event, at the same instant
+  std::size_t after_first = 0;
+  w.after_event([&] {
+    if (after_first == 0) after_first = ran.size();
+  });
+  w.run_for(20ms);
+  CHECK(ran == std::vector<int>{1, 2, 3, 4, 5});
+  CHECK(after_first == 4);  // invariant checks see the event with its completions
+
+  // Posted outside any event (a test's direct call): runs before the next event.
+  ran.clear();
+  w.after(1ms, [&] { ran.push_back(7); });
+  b.post([&] { ran.push_back(6); });
+  CHECK(ran.empty());
+  w.run_for(5ms);
+  CHECK(ran == std::vector<int>{6, 7});
+
+  // Posted by a life of the node that then crashed: never runs, even after a restart.
+  ran.clear();
+  w.at(w.now() + 1ms, [&] {
+    b.post([&] { ran.push_back(8); });
+    w.crash(1);
+    w.restart(1);
+    b.post([&] { ran.push_back(9); });  // the new life's
+  });
+  w.run_for(5ms);
+  CHECK(ran == std::vector<int>{9});
+}
+
 TEST_CASE("scheduled actions run at their time, in order") {
   simulator w(13);
   std::vector<std::pair<int, time_point>> ran;

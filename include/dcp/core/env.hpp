@@ -14,6 +14,11 @@
 //   env.send(to, msg)      fire-and-forget; false if refused at once (counted)
 //   env.arm(after, fn)     a one-shot timer; returns an id for cancel()
 //   env.cancel(id)         true if the timer had not fired yet
+//   env.post(fn)           runs fn once the current event (message, timer, call)
+//                          has been handled: how a core completes its user's
+//                          calls (DESIGN §10; dcp::defer, dcp/core/outbox.hpp).
+//                          In the order posted; dropped if the node stops or
+//                          crashes first
 //   env.rng()              this node's random source (seeded from outside)
 //   env.disk()             durable state; see dcp/core/disk.hpp
 //   env.logs(level), env.log(level, text)   the logging hook
@@ -71,6 +76,7 @@ concept Env = std::copy_constructible<E> &&
   { env.send(to, detail::probe_message{}) } -> std::same_as<bool>;
   { env.arm(after, timer_callback{}) } -> std::same_as<timer_id>;
   { env.cancel(t) } -> std::same_as<bool>;
+  env.post(timer_callback{});
   { env.rng() } -> std::same_as<rng&>;
   { env.disk() } -> std::same_as<disk&>;
   { cenv.logs(level) } -> std::same_as<bool>;
@@ -78,13 +84,12 @@ concept Env = std::copy_constructible<E> &&
   env.count(text, delta);
 };
 
-/// Runs `fn` once the current message, timer or call has been handled: how a
-/// core completes a call without running its completion inside it (DESIGN
-/// §10: a caller is never re-entered while it holds a lock or walks a table).
-/// The completion lives as long as the node's timers do.
-template <Env E, class F> void defer(E& env, F&& fn) {
-  env.arm(duration::zero(), std::function<void()>(std::forward<F>(fn)));
-}
+/// Runs `fn` once the current message, timer or call has been handled
+/// (env.post): how a core completes a call without running its completion
+/// inside it (DESIGN §10: a caller is never re-entered while it holds a lock
+/// or walks a table). `fn` must not refer to the core, which may be gone by
+/// then; a core whose completions do uses a dcp::outbox.
+template <Env E, class F> void defer(E& env, F&& fn) { env.post(std::function<void()>(std::forward<F>(fn))); }
 
 /// For a call that may learn its answer before it returns (a lone node, an
 /// entry already known): wrap(f) is f, except that when it is invoked before

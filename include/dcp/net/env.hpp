@@ -5,6 +5,7 @@
 //   wall_now() std::chrono::system_clock since the Unix epoch, as dcp::wall_time
 //   send()    a frame on the node's transport (dcp/net/transport.hpp)
 //   arm()     a one-shot timer in the node's timer queue (one steady_timer)
+//   post()    work run from a posted handler as the node's next turn (timer_queue::post)
 //   rng()     the node's dcp::rng: config::seed, else std::random_device
 //   disk()    a dcp::file_disk in config::data_dir, else a dcp::memory_disk
 //             (lost at exit: the first use logs a warning)
@@ -35,6 +36,7 @@ class env {
   }
   timer_id arm(duration after, timer_callback fn) { return core_->timers->arm(after, std::move(fn)); }
   bool cancel(timer_id id) noexcept { return core_->timers->cancel(id); }
+  void post(timer_callback fn) { core_->timers->post(std::move(fn)); }
   dcp::rng& rng() noexcept { return core_->rng; }
   /// Files in config::data_dir; without one, memory (logged once, at warn).
   dcp::disk& disk() noexcept { return core_->disk_for(protocol_); }

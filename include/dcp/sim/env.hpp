@@ -33,6 +33,8 @@ class env {
   template <wire::Message M> bool send(const address& to, const M& m);
   timer_id arm(duration after, timer_callback fn);
   bool cancel(timer_id id) noexcept;
+  /// Runs fn once the current event is handled, before the next one.
+  void post(timer_callback fn);
   dcp::rng& rng() noexcept;
   dcp::disk& disk();
   bool logs(log_level level) const noexcept;

@@ -272,14 +272,35 @@ class simulator {
   }
   void after(duration d, std::function<void()> fn) { at(now_ + d, std::move(fn)); }
 
+  /// Runs the work posted (env.post) since the last event: what a call made
+  /// from outside any event (a test calling a protocol directly) left to run
+  /// after it, its completions. step() and run*() begin with it too.
+  void run_posted() {
+    // Index, not iterators: what runs may post more, which runs in this same
+    // pass. What follows work that throws stays for the next pass.
+    struct consume {
+      std::vector<posted_work>& p;
+      std::size_t ran = 0;
+      ~consume() { p.erase(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(std::min(ran, p.size()))); }
+    } done{posted_};
+    while (done.ran < posted_.size()) {
+      auto& w = posted_[done.ran++];
+      if (!up_[w.node] || nodes_[w.node].incarnation != w.incarnation) continue;  // a life that crashed
+      auto fn = std::move(w.fn);
+      fn();
+    }
+  }
+
   /// Processes one event; false when there is none.
   bool step() {
+    run_posted();  // work posted from outside any event (a test's direct call) comes first
     if (queue_.empty()) return false;
     const queued e = queue_.pop();
     now_ = e.when();
     prefetch_ahead();
     ++events_;
     dispatch(e);
+    run_posted();  // the event's completions are part of it: nothing else happens in between
     if (after_event_) after_event_();
     return true;
   }
@@ -349,6 +370,11 @@ class simulator {
     std::uint32_t incarnation = 0;
     std::uint32_t gen = 1;
     bool live = false;
+  };
+  struct posted_work {
+    std::function<void()> fn;
+    node_index node = 0;
+    std::uint32_t incarnation = 0;
   };
   struct node_state {
     dcp::host host;
@@ -579,6 +605,9 @@ class simulator {
     push(now_ + after, event_kind::timer, s, timers_[s].gen);
     return timer_id{std::uint64_t{s + 1} << 32 | timers_[s].gen};
   }
+  /// env.post: runs once the current event is handled (run_posted), in the
+  /// order posted, unless the node crashes first.
+  void post(node_index n, std::function<void()> fn) { posted_.push_back({std::move(fn), n, nodes_[n].incarnation}); }
   bool cancel(node_index n, timer_id id) noexcept {
     if (!id) return false;
     const auto s = static_cast<std::uint32_t>((id.value >> 32) - 1);
@@ -632,6 +661,7 @@ class simulator {
   run_result run(const std::function<bool()>& done, time_point limit, std::uint64_t max_events, bool until_quiet) {
     const std::uint64_t start = events_;
     auto result = [&](stop_reason r) { return run_result{r, now_, events_ - start}; };
+    run_posted();
     while (true) {
       if (until_quiet && in_flight_ == 0 && events_ != start) return result(stop_reason::quiet);
       if (queue_.empty()) {
@@ -678,6 +708,7 @@ class simulator {
   std::vector<std::uint32_t> free_messages_;
   std::vector<timer_slot> timers_;
   std::vector<std::uint32_t> free_timers_;
+  std::vector<posted_work> posted_;
   std::vector<bytes> pool_;
   dcp::metrics metrics_;
   std::function<void(const trace_event&)> trace_hook_;
@@ -720,6 +751,7 @@ template <wire::Message M> bool env::send(const address& to, const M& m) {
 }
 inline timer_id env::arm(duration after, timer_callback fn) { return sim_->arm(node_, after, std::move(fn)); }
 inline bool env::cancel(timer_id id) noexcept { return sim_->cancel(node_, id); }
+inline void env::post(timer_callback fn) { sim_->post(node_, std::move(fn)); }
 inline dcp::rng& env::rng() noexcept { return sim_->nodes_[node_].rng; }
 inline dcp::disk& env::disk() { return sim_->disk_of(node_); }
 inline bool env::logs(log_level level) const noexcept { return level >= sim_->log_level_ && sim_->log_sink_; }

@@ -13,13 +13,16 @@
 //     in dcp::sim, so a protocol sees the same ordering in both worlds.
 //
 // Thread safety: none; every call runs on the node's executor.
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/post.hpp>
@@ -57,6 +60,14 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
     return id;
   }
 
+  /// env.post: `fn` runs from a posted handler, as a turn, before the timers
+  /// then due and in the order posted; never after stop().
+  void post(timer_callback fn) {
+    if (stopped_) return;
+    posted_.push_back(std::move(fn));
+    if (!running_posted_) post_drain();  // else it runs in the pass under way
+  }
+
   bool cancel(timer_id id) noexcept {
     auto it = deadline_.find(id.value);
     if (it == deadline_.end()) return false;
@@ -69,6 +80,7 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
   void stop() noexcept {
     stopped_ = true;
     queue_.clear();
+    posted_.clear();
     deadline_.clear();
     timer_.cancel();
   }
@@ -99,16 +111,19 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
       // costs a timerfd_settime, twice (now, then back), and on a virtual
       // machine each is a trap to the hypervisor: tens of microseconds on a
       // hot path.
-      if (!drain_posted_) {
-        drain_posted_ = true;
-        asio::post(timer_.get_executor(), [self = shared_from_this()] { self->drain(); });
-      }
+      post_drain();
       return;
     }
     armed_for_ = earliest;
     const std::uint64_t generation = ++generation_;
     timer_.expires_at(to_steady(earliest));  // aborts the previous wait, which then sees a stale generation
     timer_.async_wait([self = shared_from_this(), generation](const std::error_code&) { self->fire(generation); });
+  }
+
+  void post_drain() {
+    if (drain_posted_) return;
+    drain_posted_ = true;
+    asio::post(timer_.get_executor(), [self = shared_from_this()] { self->drain(); });
   }
 
   void fire(std::uint64_t generation) {
@@ -129,12 +144,14 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
       run_due();
   }
 
-  /// Runs every timer that is due, in (deadline, arm order), then waits for the next.
+  /// Runs what was posted, then every timer that is due, in (deadline, arm
+  /// order), then waits for the next.
   void run_due() {
     struct reschedule {  // also when a callback throws: the other timers must keep firing
       timer_queue* q;
       ~reschedule() { q->schedule(); }
     } guard{this};
+    run_posted();
     const time_point now = steady_now();
     while (!stopped_ && !queue_.empty() && queue_.begin()->first.at <= now) {
       auto node = queue_.extract(queue_.begin());
@@ -143,13 +160,35 @@ class timer_queue : public std::enable_shared_from_this<timer_queue> {
     }
   }
 
+  /// What post() queued, in order; what runs may post more, which runs in
+  /// this same turn. What follows a callback that throws runs in a next turn.
+  void run_posted() {
+    struct consume {
+      timer_queue* q;
+      std::size_t ran = 0;
+      ~consume() {
+        q->running_posted_ = false;
+        auto& p = q->posted_;
+        p.erase(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(std::min(ran, p.size())));
+        if (!p.empty()) q->post_drain();
+      }
+    } done{this};
+    running_posted_ = true;
+    while (done.ran < posted_.size() && !stopped_) {
+      auto fn = std::move(posted_[done.ran++]);
+      fn();
+    }
+  }
+
   std::map<key, timer_callback> queue_;
+  std::vector<timer_callback> posted_;  // post(): run at the start of the next turn
   std::unordered_map<std::uint64_t, time_point> deadline_;
   asio::steady_timer timer_;
   time_point armed_for_ = time_point::max();
   std::uint64_t generation_ = 0;
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;
+  bool running_posted_ = false;                             // run_posted() is under way
   bool drain_posted_ = false;                               // a drain() is queued on the executor
   std::function<void(const std::function<void()>&)> turn_;  // run_in()
 };
