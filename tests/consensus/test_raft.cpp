@@ -82,15 +82,28 @@ TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors"
   }
   REQUIRE(leader);
   REQUIRE(follower);
-  std::error_code got;
-  follower->propose(encode_id(1), [&](result<bytes> r) { got = r.error(); });
-  CHECK(got == dcp::errc::not_leader);
-  follower->read_index([&](result<std::uint64_t> r) { got = r.error(); });
-  CHECK(got == dcp::errc::not_leader);
-  leader->propose(7, 0, encode_id(1), [&](result<bytes> r) { got = r.error(); });  // sequence numbers start at 1
-  CHECK(got == dcp::errc::invalid_argument);
-  leader->add_member(address::sim(0), [&](result<bytes> r) { got = r.error(); });  // already a member
-  CHECK((got == dcp::errc::invalid_argument || got == consensus::errc::config_change_pending));
+  // Refusals come after the call, never inside it (DESIGN §10), once the
+  // call's event is over (run_posted: the test is that event).
+  std::optional<std::error_code> got;
+  auto refused = [&](auto call) {
+    got.reset();
+    call();
+    CHECK_FALSE(got.has_value());
+    c.world().run_posted();
+    REQUIRE(got.has_value());
+    return *got;
+  };
+  CHECK(refused([&] { follower->propose(encode_id(1), [&](result<bytes> r) { got = r.error(); }); }) ==
+        dcp::errc::not_leader);
+  CHECK(refused([&] { follower->read_index([&](result<std::uint64_t> r) { got = r.error(); }); }) ==
+        dcp::errc::not_leader);
+  // Sequence numbers start at 1.
+  CHECK(refused([&] { leader->propose(7, 0, encode_id(1), [&](result<bytes> r) { got = r.error(); }); }) ==
+        dcp::errc::invalid_argument);
+  const auto member = refused([&] {  // already a member
+    leader->add_member(address::sim(0), [&](result<bytes> r) { got = r.error(); });
+  });
+  CHECK((member == dcp::errc::invalid_argument || member == consensus::errc::config_change_pending));
   // A session that was never registered applies nothing, at any sequence number.
   for (std::uint64_t seq : {1, 5}) {
     bool done = false;
@@ -99,7 +112,7 @@ TEST_CASE("raft: the user's mistakes and a follower's refusals are clear errors"
       done = true;
     });
     c.world().run_until([&] { return done; }, c.world().now() + 1s);
-    CHECK(got == consensus::errc::unknown_session);
+    CHECK(got == make_error_code(consensus::errc::unknown_session));
   }
 }
 

@@ -123,6 +123,48 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "raft progress: answers alone bring a follower at any point to the leader's last index, and an answer brings "
+    "a send only with entries beyond the latest send") {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 300); ++seed) {
+    CAPTURE(seed);
+    rng r(seed);
+    const std::uint64_t leader_last = 1 + r.between(0, 200), batch = 1 + r.between(0, 16);
+    const auto agree = static_cast<std::uint64_t>(r.between(0, static_cast<std::int64_t>(leader_last)));
+    follower f{agree, agree + r.between(0, 50)};
+    progress p(leader_last);
+    std::vector<reply> in_flight;
+    std::uint64_t latest = 0;  // how far the latest send reached
+    auto send_one = [&] {
+      const auto next = p.next();
+      const auto n = send(p, leader_last, batch);
+      latest = next - 1 + n;
+      in_flight.push_back(f.on_append(next - 1, n));
+    };
+    send_one();  // the first heartbeat, and at times a second send before any answer (a flush)
+    for (auto extra = r.between(0, 2); extra > 0; --extra) send_one();
+    std::uint64_t answers = 0;
+    while (!in_flight.empty() && answers < 10000) {
+      ++answers;
+      const auto m = in_flight.front();  // in order: TCP
+      in_flight.erase(in_flight.begin());
+      if (m.success) {
+        REQUIRE(p.acknowledge(m.index));
+        if (p.next() <= leader_last && !p.newer_in_flight(m.index)) {  // raft.hpp's rule
+          const auto before = latest;
+          send_one();
+          CHECK(latest > before);  // it carries entries no unanswered send carries
+        }
+      } else if (p.reject(m.index, m.last)) {
+        send_one();
+      }
+      p.check_invariants();
+    }
+    CHECK(p.match() == leader_last);  // no heartbeat was needed
+    CHECK(p.next() == leader_last + 1);
+  }
+}
+
+TEST_CASE(
     "raft progress: a snapshot transfer sends one chunk at a time, resends at most once per interval, "
     "and ends only when the follower acknowledges the snapshot's index") {
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 100); ++seed) {

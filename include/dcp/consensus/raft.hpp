@@ -97,6 +97,14 @@
 // (snapshot_chunk_out_of_order, malformed_snapshot, snapshot_too_large,
 // stale_snapshot_chunk).
 //
+// Completions (proposals, reads, membership changes, transfers, and their
+// refusals) run after the event that decides them, never inside a call or
+// half-way through a handler (DESIGN §10; dcp/core/outbox.hpp), so a
+// callback that proposes again, or steps the replica down, finds it between
+// transitions. The apply hook (on_apply) is the exception: it sees each
+// entry as it is applied, inside the event, and must not call into the
+// replica (asserted); what it wants done, it defers.
+//
 // Message ids: 1-7. Default protocol id: 100.
 //
 // Its wire is raft/messages.hpp. Its parts, each in its own header with its
@@ -133,6 +141,7 @@
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/log.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/storage/detail/codec.hpp"
 #include "dcp/storage/storage.hpp"
@@ -251,6 +260,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
         cfg_(std::move(cfg)),
         store_(std::move(store)),
         sm_(std::move(machine)),
+        out_(env_),
         configs_(raft_membership{cfg_.members, {}}),
         sessions_(std::max<std::size_t>(cfg_.max_sessions, 1)) {  // 0 is refused by validate() below
     cfg_.validate();
@@ -260,7 +270,6 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   raft& operator=(const raft&) = delete;
   ~raft() {
     cancel_timer(election_timer_);
-    cancel_timer(flush_timer_);
     cancel_timer(check_timer_);
     if (auto* l = lead(); l && l->transfer) cancel_timer(l->transfer->timer);
     heartbeat_.stop();
@@ -281,7 +290,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   /// registered (register_client).
   void propose(bytes payload, propose_callback done) { propose(0, 0, std::move(payload), std::move(done)); }
   void propose(std::uint64_t client, std::uint64_t seq, bytes payload, propose_callback done) {
-    if (client != 0 && seq == 0) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (client != 0 && seq == 0) return refuse(done, dcp::make_error_code(dcp::errc::invalid_argument));
     propose_entry(command{client, seq, std::move(payload), command_kind::apply}, std::move(done));
   }
 
@@ -345,9 +354,9 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   void transfer_leadership(const address& target, transfer_callback done) {
     auto* l = leading_or_refuse(done);
     if (!l) return;
-    if (target == env_.self()) return done(make_error_code(errc::already_leader));
-    if (!is_member(target)) return done(make_error_code(errc::not_a_voter));
-    if (l->transfer) return done(make_error_code(errc::leadership_transfer_in_progress));
+    if (target == env_.self()) return refuse(done, make_error_code(errc::already_leader));
+    if (!is_member(target)) return refuse(done, make_error_code(errc::not_a_voter));
+    if (l->transfer) return refuse(done, make_error_code(errc::leadership_transfer_in_progress));
     env_.count("leadership_transfers");
     auto& t = l->transfer.emplace(transfer_state{target, {}, std::move(done)});
     // The timer is cancelled when the transfer ends (end_transfer), and
@@ -555,21 +564,22 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
       return;
     }
     if (!is_leader() || m.term != current_term()) return;
-    // Callbacks run below (reads, applied entries) may step us down and clear
-    // the leader state: look the peer up again after each.
-    if (!heard_from(from, m.round)) return;
-    auto* p = peer_of(from);
+    auto* p = heard_from(from, m.round);
     if (!p) return;
     if (m.success) {
       if (!p->acknowledge(m.match)) return drop("match_beyond_sent");  // acknowledges what we never sent: forged
       advance_leader_commit();
       if (transfer_target(from)) advance_transfer();
       // More to send only if it is synced here (send_append sends nothing
-      // else). Entries past self_match wait for the group-commit flush,
-      // which is armed and sends them to every follower: an AppendEntries
-      // now would carry none of them, only cost a message and its answer
-      // (a fifth of the leader's sends with one client, before).
-      if (auto* q = peer_of(from); q && q->next() <= lead()->self_match) send_append(from, *q);
+      // else), and not already on its way: entries past self_match wait for
+      // the group-commit flush, which sends them to every follower, and
+      // entries a later AppendEntries carries are acknowledged by its own
+      // answer. Sent anyway, an AppendEntries would carry nothing new, only
+      // cost a message and its answer (a fifth of the leader's sends with
+      // one client, before). Committing may end the leadership: the peer is
+      // looked up again.
+      if (auto* q = peer_of(from); q && q->next() <= lead()->self_match && !q->newer_in_flight(m.match))
+        send_append(from, *q);
     } else if (p->reject(m.match, m.last)) {  // a rejection of a probe we may still be making
       send_append(from, *p);
     }
@@ -630,8 +640,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
       return;
     }
     if (!is_leader() || m.term != current_term()) return;
-    if (!heard_from(from, m.round)) return;
-    auto* p = peer_of(from);
+    auto* p = heard_from(from, m.round);
     if (!p) return;
     if (m.index == 0) {  // a transfer under way: send on from what the follower holds
       switch (p->snapshot_received(m.snap_index, m.received)) {
@@ -705,14 +714,17 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   /// The leader state, or null after refusing `done` (storage_failed, not_leader):
   /// the gate of every call that needs a leader.
   template <class Done> leader_state* leading_or_refuse(Done& done) {
+    DCP_ASSERT(!in_apply_hook_, "raft: the apply hook called into its Raft; do it after the event (dcp::defer)");
     if (failed()) {
-      done(make_error_code(errc::storage_failed));
+      refuse(done, make_error_code(errc::storage_failed));
       return nullptr;
     }
     auto* l = lead();
-    if (!l) done(dcp::make_error_code(dcp::errc::not_leader));
+    if (!l) refuse(done, dcp::make_error_code(dcp::errc::not_leader));
     return l;
   }
+  /// Completes a call with an error, after the call has returned (DESIGN §10).
+  template <class Done> void refuse(Done& done, std::error_code ec) { out_.complete(std::move(done), ec); }
 
   /// What a snapshot holds besides the log position: the configuration, the
   /// session table and the user's state machine.
@@ -813,7 +825,6 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     dcp::log(env_, log_level::error, "raft: ", what, " (", ec.message(), "); this replica stops");
     env_.count("storage_failed");
     cancel_timer(election_timer_);
-    cancel_timer(flush_timer_);
     heartbeat_.stop();
     if (auto* l = std::get_if<leader_state>(&was)) stop_leading(*l, make_error_code(errc::storage_failed));
   }
@@ -825,24 +836,24 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     if (!l) return;
     if (l->transfer) {  // the target must catch up with a log that stops growing (3.10)
       env_.count("proposal_refused_transferring");
-      return done(make_error_code(errc::leadership_transfer_in_progress));
+      return refuse(done, make_error_code(errc::leadership_transfer_in_progress));
     }
     bytes data;
     storage::detail::encode_value(c, data);
     // An entry travels whole in one AppendEntries message: at most one chunk.
     if (data.size() > cfg_.snapshot_chunk_bytes) {
       env_.count("entry_too_large");
-      return done(dcp::make_error_code(dcp::errc::invalid_argument));
+      return refuse(done, dcp::make_error_code(dcp::errc::invalid_argument));
     }
     // The quota: the next snapshot holds at most the last one plus the log
     // since. (Forgetting a session shrinks the state: never refused.)
     if (c.kind != command_kind::unregister_client &&
         snapshot_bytes_ + log_bytes_ + data.size() > cfg_.max_snapshot_bytes) {
       env_.count("state_quota_exceeded");
-      return done(make_error_code(errc::snapshot_too_large));
+      return refuse(done, make_error_code(errc::snapshot_too_large));
     }
     const auto index = append_local(entry_kind::command, std::move(data));
-    if (index == 0) return done(make_error_code(errc::storage_failed));
+    if (index == 0) return refuse(done, make_error_code(errc::storage_failed));
     lead()->pending.emplace(index, proposal{current_term(), std::move(done)});
   }
 
@@ -857,23 +868,26 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     }
     log_bytes_ += e.data.size();
     note_config(e);
-    if (!flush_timer_)
-      flush_timer_ = env_.arm(duration::zero(), [this] {
-        flush_timer_ = {};
+    if (!flush_queued_) {
+      flush_queued_ = true;
+      out_.push([this] {
+        flush_queued_ = false;
         flush();
       });
+    }
     return e.index;
   }
 
-  /// Group commit: one sync for every entry proposed in this instant, then
-  /// replicate them.
+  /// Group commit: one sync for every entry proposed in this event, then
+  /// replicate them (queued after the event in the outbox, as the
+  /// completions are).
   void flush() {
     if (!is_leader()) return;
     if (!sync_log()) return;
     lead()->self_match = store_.last_index();
     advance_leader_commit();
     auto* l = lead();
-    if (!l) return;  // an applied entry's callback may have stepped us down
+    if (!l) return;  // committing ended the leadership (its removal committed, or storage failed)
     for (auto& [a, p] : l->peers)
       if (p.next() <= store_.last_index()) send_append(a, p);
   }
@@ -928,7 +942,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
       for (auto& [a, p] : l->peers)
         if (p.match() >= n) ackers.push_back(a);
       if (has_quorum(ackers)) {
-        advance_commit_to(n);  // applies: callbacks may step down (l is not used after)
+        advance_commit_to(n);  // may end the leadership (its removal commits, storage fails): l is not used after
         if (auto* now = lead()) {
           now->reads.commit_known(commit_);  // the first commit of the term unblocks waiting reads
           advance_reads();
@@ -940,12 +954,12 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
 
   void apply_committed() {
     while (applied_ < commit_ && !failed()) {
-      const log_entry e = store_.entry(applied_ + 1);  // a copy: callbacks may compact the log
+      const log_entry e = store_.entry(applied_ + 1);  // a copy: a configuration's commit may fail storage
       ++applied_;
       if (e.kind == entry_kind::command)
         apply_command(e);
-      else if (apply_hook_)
-        apply_hook_(e, nullptr, nullptr);
+      else
+        hook(e, nullptr, nullptr);
       if (e.kind == entry_kind::config) config_committed(e.index);
     }
     if (is_leader()) advance_reads();
@@ -956,24 +970,24 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     command c;
     if (storage::detail::decode_value(e.data, c)) {
       env_.count("undecodable_command");
-      if (apply_hook_) apply_hook_(e, nullptr, nullptr);
+      hook(e, nullptr, nullptr);
       return finish(e, make_error_code(dcp::errc::malformed_payload));
     }
     if (c.kind == command_kind::register_client) return register_session(e, c);
     if (c.kind == command_kind::unregister_client) {
       sessions_.close(c.client);
-      if (apply_hook_) apply_hook_(e, &c, nullptr);
+      hook(e, &c, nullptr);
       return finish(e, bytes{});
     }
     if (c.client == 0) {
       bytes r = sm_.apply(c.payload);
-      if (apply_hook_) apply_hook_(e, &c, &r);
+      hook(e, &c, &r);
       return finish(e, std::move(r));
     }
     using verdict = raft_parts::session_table::verdict;
     const auto v = sessions_.admit(c.client, c.seq, e.index);
     if (v != verdict::apply) {
-      if (apply_hook_) apply_hook_(e, &c, nullptr);  // in the log, not applied
+      hook(e, &c, nullptr);  // in the log, not applied
       if (v == verdict::unknown_session) return finish(e, make_error_code(errc::unknown_session));
       if (v == verdict::stale) return finish(e, make_error_code(errc::stale_request));
       env_.count("duplicate_suppressed");
@@ -981,7 +995,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     }
     bytes r = sm_.apply(c.payload);
     sessions_.record(c.client, c.seq, e.index, r);
-    if (apply_hook_) apply_hook_(e, &c, &r);
+    hook(e, &c, &r);
     finish(e, std::move(r));
   }
 
@@ -990,10 +1004,22 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   /// client learns of it as unknown_session, an unknown outcome).
   void register_session(const log_entry& e, const command& c) {
     if (sessions_.open(e.index)) env_.count("session_evicted");
-    if (apply_hook_) apply_hook_(e, &c, nullptr);
+    hook(e, &c, nullptr);
     bytes id;
     storage::detail::encode_value(e.index, id);
     finish(e, std::move(id));
+  }
+
+  /// The apply hook sees each entry as it is applied, inside this event: it
+  /// may read the replica but not call into it (asserted).
+  void hook(const log_entry& e, const command* c, const bytes* r) {
+    if (!apply_hook_) return;
+    in_apply_hook_ = true;
+    struct reset {
+      bool& flag;
+      ~reset() { flag = false; }
+    } guard{in_apply_hook_};
+    apply_hook_(e, c, r);
   }
 
   void finish(const log_entry& e, result<bytes> r) {
@@ -1004,9 +1030,9 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     auto p = std::move(it->second);
     l->pending.erase(it);
     if (p.term != e.term)
-      p.done(make_error_code(errc::outcome_unknown));  // our entry was overwritten
+      out_.complete(std::move(p.done), make_error_code(errc::outcome_unknown));  // our entry was overwritten
     else
-      p.done(std::move(r));
+      out_.complete(std::move(p.done), std::move(r));
   }
 
   void maybe_compact() {
@@ -1083,8 +1109,8 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   /// transfer succeeded if its target's election reached us.
   void stop_leading(leader_state& l, std::error_code ec) {
     const bool lost = ec == dcp::make_error_code(dcp::errc::not_leader);
-    for (auto& [i, p] : l.pending) p.done(lost ? make_error_code(errc::outcome_unknown) : ec);
-    for (auto& done : l.reads.take_all()) done(ec);
+    for (auto& [i, p] : l.pending) out_.complete(std::move(p.done), lost ? make_error_code(errc::outcome_unknown) : ec);
+    for (auto& done : l.reads.take_all()) out_.complete(std::move(done), ec);
     if (l.transfer) finish_transfer(*l.transfer, lost && l.transfer->target_campaigned ? std::error_code{} : ec);
   }
 
@@ -1195,19 +1221,19 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
       }
       // Reads that a quorum never confirmed within an election timeout fail, loudly.
       for (auto& done : l->reads.take_expired(env_.now(), cfg_.election_timeout_max))
-        done(dcp::make_error_code(dcp::errc::timed_out));
+        out_.complete(std::move(done), dcp::make_error_code(dcp::errc::timed_out));
       arm_check_quorum();
     });
   }
 
-  /// Notes that a peer acknowledged us in this term; false if we stopped
-  /// leading meanwhile (read callbacks run here).
-  bool heard_from(const address& from, std::uint64_t round) {
+  /// Notes that a peer acknowledged us in this term (it may confirm reads);
+  /// its progress, or null if it is not one of ours.
+  peer* heard_from(const address& from, std::uint64_t round) {
     auto* p = peer_of(from);
-    if (!p) return false;
+    if (!p) return nullptr;
     p->heard(round);
     advance_reads();
-    return is_leader();
+    return p;
   }
   peer* peer_of(const address& a) {
     auto* l = lead();
@@ -1226,12 +1252,9 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
         if (p.acked_round() >= round) ackers.push_back(a);
       return has_quorum(ackers);
     };
-    // A callback may step down (ending the leader state): looked up again after each.
-    for (auto* l = lead(); l; l = lead()) {
-      auto r = l->reads.pop_ready(applied_, confirmed);
-      if (!r) return;
-      r->done(r->index);
-    }
+    auto* l = lead();
+    if (!l) return;
+    while (auto r = l->reads.pop_ready(applied_, confirmed)) out_.complete(std::move(r->done), r->index);
   }
 
   void broadcast_append() {
@@ -1265,8 +1288,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   }
   void finish_transfer(transfer_state& t, std::error_code ec) {
     cancel_timer(t.timer);
-    auto done = std::move(t.done);
-    done(ec);
+    out_.complete(std::move(t.done), ec);
   }
   /// The leader's transfer targets `a`.
   bool transfer_target(const address& a) const {
@@ -1327,26 +1349,26 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   void change_member(const address& a, change what, propose_callback done) {
     auto* l = leading_or_refuse(done);
     if (!l) return;
-    if (l->transfer) return done(make_error_code(errc::leadership_transfer_in_progress));
+    if (l->transfer) return refuse(done, make_error_code(errc::leadership_transfer_in_progress));
     if (configs_.latest_index() > commit_ || !committed_in_term())
-      return done(make_error_code(errc::config_change_pending));
+      return refuse(done, make_error_code(errc::config_change_pending));
     raft_membership next = configs_.latest();
     auto erase = [](std::vector<address>& v, const address& x) { v.erase(std::find(v.begin(), v.end(), x)); };
     switch (what) {
       case change::add_voter:
       case change::add_learner:
-        if (next.has(a)) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+        if (next.has(a)) return refuse(done, dcp::make_error_code(dcp::errc::invalid_argument));
         (what == change::add_voter ? next.voters : next.learners).push_back(a);
         break;
       case change::promote: {
-        if (!next.has_learner(a)) return done(make_error_code(errc::not_a_learner));
+        if (!next.has_learner(a)) return refuse(done, make_error_code(errc::not_a_learner));
         // Caught up: it acknowledged, in this term, the log up to within one
         // AppendEntries batch of the commit index (etcd checks a similar margin).
         const auto* p = peer_of(a);
         const auto margin = std::min<std::uint64_t>(commit_, cfg_.max_entries_per_message);
         if (!p || p->match() == 0 || p->match() + margin < commit_) {
           env_.count("promotion_refused_lagging");
-          return done(make_error_code(errc::learner_not_caught_up));
+          return refuse(done, make_error_code(errc::learner_not_caught_up));
         }
         erase(next.learners, a);
         next.voters.push_back(a);
@@ -1358,16 +1380,16 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
         else if (next.has_learner(a))
           erase(next.learners, a);
         else
-          return done(dcp::make_error_code(dcp::errc::invalid_argument));
+          return refuse(done, dcp::make_error_code(dcp::errc::invalid_argument));
         break;
     }
-    if (next.voters.empty()) return done(dcp::make_error_code(dcp::errc::invalid_argument));
+    if (next.voters.empty()) return refuse(done, dcp::make_error_code(dcp::errc::invalid_argument));
     std::sort(next.voters.begin(), next.voters.end());
     std::sort(next.learners.begin(), next.learners.end());
     bytes data;
     storage::detail::encode_value(next, data);
     const auto index = append_local(entry_kind::config, std::move(data));
-    if (index == 0) return done(make_error_code(errc::storage_failed));
+    if (index == 0) return refuse(done, make_error_code(errc::storage_failed));
     sync_peers();
     lead()->pending.emplace(index, proposal{current_term(), std::move(done)});
     broadcast_append();
@@ -1378,7 +1400,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
       if (auto it = l->pending.find(index); it != l->pending.end()) {
         auto p = std::move(it->second);
         l->pending.erase(it);
-        p.done(bytes{});
+        out_.complete(std::move(p.done), bytes{});
       }
     // A leader removed by this configuration hands over by stepping down.
     if (is_leader() && configs_.latest_index() == index && !is_member(env_.self())) step_down(current_term());
@@ -1419,7 +1441,12 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   raft_parts::config_history configs_;  // the snapshot's configuration, then the log's (raft/configuration.hpp)
   raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
   apply_hook apply_hook_;
-  timer_id election_timer_{}, flush_timer_{}, check_timer_{};
+  bool in_apply_hook_ = false;  // hook() is running
+  // The user's completions and the group-commit flush, after the event
+  // (DESIGN §10). Dropped with the replica: they may refer to it.
+  outbox<E> out_;
+  bool flush_queued_ = false;
+  timer_id election_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
   // check_invariants' memory of the log prefix it has checked (present
   // whether or not assertions are on, so the layout is the same everywhere).

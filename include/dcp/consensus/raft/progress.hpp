@@ -74,7 +74,15 @@ class progress {
   // ---- transitions ----
 
   /// AppendEntries carrying entries through `upto` went out.
-  void entries_sent(std::uint64_t upto) noexcept { sent_ = std::max(sent_, upto); }
+  void entries_sent(std::uint64_t upto) noexcept {
+    sent_ = std::max(sent_, upto);
+    latest_ = upto;
+  }
+  /// Whether the latest AppendEntries reaches past `acked`, what an answer
+  /// just acknowledged: its own answer is still to come, and brings the next
+  /// send, so the leader need not send now what it already carries (a lost
+  /// one is sent again from next at the heartbeat).
+  bool newer_in_flight(std::uint64_t acked) const noexcept { return acked < latest_; }
 
   /// The follower holds the leader's log through `index` (an AppendEntries
   /// success, or an installed snapshot). False, and nothing changes, if that
@@ -173,6 +181,7 @@ class progress {
   void check_invariants() const {
     DCP_ASSERT(match_ < next_, "match < next for every follower");
     DCP_ASSERT(match_ <= sent_, "a follower matches only what was sent");
+    DCP_ASSERT(latest_ <= sent_, "the latest send reaches no further than the most sent");
     if (const auto* s = transfer())
       DCP_ASSERT(s->snap && s->offset <= s->sent_upto && s->sent_upto <= s->snap->data.size(),
                  "a snapshot transfer's offsets are within what was sent of the snapshot");
@@ -180,6 +189,7 @@ class progress {
 
  private:
   std::uint64_t next_ = 1, match_ = 0, sent_ = 0, acked_round_ = 0;
+  std::uint64_t latest_ = 0;  // the reach of the latest AppendEntries (newer_in_flight)
   bool heard_since_check_ = true;
   state state_ = probing{};
 };
