@@ -260,9 +260,9 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
         cfg_(std::move(cfg)),
         store_(std::move(store)),
         sm_(std::move(machine)),
-        out_(env_),
         configs_(raft_membership{cfg_.members, {}}),
-        sessions_(std::max<std::size_t>(cfg_.max_sessions, 1)) {  // 0 is refused by validate() below
+        sessions_(std::max<std::size_t>(cfg_.max_sessions, 1)),  // 0 is refused by validate() below
+        out_(env_) {
     cfg_.validate();
     restore_from_storage();
   }
