@@ -76,6 +76,10 @@ struct options {
   double loss = 0.05, duplicate = 0.02, reorder = 0.1;
   double drift = 1e-3;  // up to +-0.1% clock rate
   duration fault_every = 250ms;
+  /// The longest an fsync takes (each draws from 0 to it): appends, answers,
+  /// truncations and crashes then happen while a sync runs. 0: right after
+  /// the event that asked for it.
+  duration sync_latency = duration::zero();
   std::uint64_t snapshot_every = 16;
   std::size_t max_sessions = 4096;
   std::uint32_t clients = 3;
@@ -121,6 +125,8 @@ inline options swarm(std::uint64_t seed, options base) {
   base.fault_weights[0] = static_cast<std::uint32_t>(r.between(1, 4));
   for (std::size_t k = 1; k + 1 < base.fault_weights.size(); ++k)
     base.fault_weights[k] = r.chance(0.2) ? 0 : static_cast<std::uint32_t>(r.between(1, 3));
+  // Drawn last, so the draws above stay what they were for each seed.
+  base.sync_latency = r.chance(0.5) ? duration::zero() : duration(r.between(100'000, 10'000'000));
   return base;
 }
 
@@ -170,7 +176,8 @@ class cluster {
     if (trace) {
       std::cout << "seed " << seed << ": " << opt.nodes << " nodes, loss " << opt.loss << ", duplicate "
                 << opt.duplicate << ", reorder " << opt.reorder << ", a fault every "
-                << std::chrono::duration_cast<std::chrono::milliseconds>(opt.fault_every).count() << " ms, weights";
+                << std::chrono::duration_cast<std::chrono::milliseconds>(opt.fault_every).count() << " ms, fsync up to "
+                << std::chrono::duration_cast<std::chrono::microseconds>(opt.sync_latency).count() << " us, weights";
       for (auto k : opt.fault_weights) std::cout << " " << k;
       std::cout << "\n";
       w_.on_trace([this](const sim::trace_event& e) {
@@ -237,6 +244,7 @@ class cluster {
     c.network.duplicate = o.duplicate;
     c.network.reorder = o.reorder;
     c.network.reorder_delay = 20ms;
+    if (o.sync_latency > duration::zero()) c.sync_latency = sim::latency::uniform(duration::zero(), o.sync_latency);
     return c;
   }
 

@@ -213,6 +213,41 @@ TEST_CASE("durable_storage: with sync_policy::never a crash loses acknowledged e
   CHECK(again.last_index() == 0);
 }
 
+TEST_CASE("durable_storage: sync_later is sync() as work: durable once it ran and synced() says so, not before") {
+  memory_disk d;
+  durable_storage s(d);
+  for (std::uint64_t i = 1; i <= 3; ++i) REQUIRE_FALSE(s.append(make_entry(i, 1, i)));
+  auto job = s.sync_later();
+  CHECK(job.upto == 3);
+  REQUIRE(job.io);
+  CHECK(s.durable_index() == 0);
+  REQUIRE_FALSE(s.append(make_entry(4, 1, 4)));  // written while the sync is under way: the next one's
+  REQUIRE_FALSE(job.io());
+  s.synced(job.upto);
+  CHECK(s.durable_index() == 3);
+  auto next = s.sync_later();
+  CHECK(next.upto == 4);
+  REQUIRE(next.io);
+  CHECK_FALSE(s.sync_later().io);  // nothing changed since: nothing to do
+  d.crash();                       // what ran covered 1-3 at least
+  CHECK(durable_storage(d).last_index() >= 3);
+  // A sync asked for but never run (the node crashed first) made nothing durable.
+  memory_disk fresh;
+  {
+    durable_storage t(fresh);
+    for (std::uint64_t i = 1; i <= 3; ++i) REQUIRE_FALSE(t.append(make_entry(i, 1, i)));
+    REQUIRE(t.sync_later().io);
+  }
+  fresh.crash();
+  CHECK(durable_storage(fresh).last_index() == 0);
+  memory_disk n;
+  durable_storage never(n, {"raft", sync_policy::never});
+  REQUIRE_FALSE(never.append(make_entry(1, 1, 1)));
+  CHECK_FALSE(never.sync_later().io);
+  never.synced(1);
+  CHECK(never.durable_index() == 0);
+}
+
 TEST_CASE("durable_storage: a crash between snapshot and log rewrite recovers to the same store") {
   memory_disk d;
   durable_storage s(d);

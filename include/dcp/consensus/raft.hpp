@@ -17,7 +17,14 @@
 //     at the start of every term (3.5, 3.6, 6.4);
 //   - durability: the vote is synced before it is granted, entries are
 //     synced before they are acknowledged, the leader counts itself only for
-//     synced entries (group commit: one sync per batch of proposals);
+//     synced entries. The log's fsync is not done on the event loop: Raft
+//     asks the runtime to perform it (env.perform with the store's
+//     sync_later(); etcd's Ready.MustSync), one at a time, and goes on
+//     meanwhile; what was appended while one ran goes in the next (group
+//     commit: one sync per batch of proposals). A follower's answer waits for
+//     its entries' sync; a truncation while a sync runs takes the cut entries
+//     out of what that sync covers. The vote and snapshots are synced in
+//     place (rare, and a vote must be durable before it is sent);
 //   - snapshots and log compaction, InstallSnapshot for lagging followers (5),
 //     streamed in chunks of at most snapshot_chunk_bytes with (offset, done)
 //     as in the paper's Figure 13: one chunk in flight per follower, the next
@@ -416,6 +423,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     DCP_ASSERT(snap_index <= applied_, "a snapshot holds applied entries only");
     DCP_ASSERT(applied_ <= commit_, "only committed entries are applied (3.5)");
     DCP_ASSERT(commit_ <= last, "the commit index is in the log");
+    DCP_ASSERT(durable_ <= last, "the log is durable through an index of the log");
     sessions_.check_invariants();
     incoming_.check_invariants(cfg_.max_snapshot_bytes);
     // The log: consecutive indexes; terms never decrease along it (each
@@ -447,13 +455,14 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     DCP_ASSERT(role() == raft_role::follower || is_member(env_.self()) || role() == raft_role::leader,
                "a learner or stranger never campaigns");
     if (failed()) return;
+    DCP_ASSERT(!answer_ || sync_.running || sync_.wanted, "a held answer goes when the sync asked for it ends");
     const auto& vote = store_.state().vote;
     if (role() == raft_role::candidate || role() == raft_role::leader)
       DCP_ASSERT(vote == env_.self(), "a candidate or leader voted for itself in its term (3.4)");
     const auto* l = lead();
     if (!l) return;
     DCP_ASSERT(leader_ == env_.self(), "a leader knows it leads");
-    DCP_ASSERT(l->self_match <= last, "the leader's own synced index is in its log");
+    DCP_ASSERT(l->self_match <= durable_, "the leader counts itself only for durable entries");
     for (const auto& [index, p] : l->pending)
       DCP_ASSERT(applied_ < index && index <= last, "a proposal waits on an entry of the log until it is applied");
     for (const auto& m : members())
@@ -548,13 +557,11 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     } else {
       env_.count("append_rejected");
     }
-    if (reply.success) {
-      if (!sync_log()) return;
-      // Only what the leader sent is known to match: entries past it may be stale.
-      advance_commit_to(std::min(m.commit, reply.match));
+    if (reply.success && reply.match > durable_) {
+      hold_answer(from, reply, m.commit);  // sent once the sync asked for here covers the entries
+      return want_sync();
     }
-    reply.last = store_.last_index();
-    env_.send(from, reply);
+    answer_append(from, reply, m.commit);
   }
 
   void on_message(const address& from, const raft_msg::append_reply& m) {
@@ -625,6 +632,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     // nor the log advanced past it (the replica would diverge silently).
     if (auto ec = restore_machine(st.machine)) return fail(ec, "the state machine refused a snapshot from the leader");
     if (auto ec = store_.install_snapshot(snap)) return fail(ec);
+    log_rewritten();
     load_snapshot_state(std::move(st));
     rebuild_configs();
     commit_ = applied_ = snap.index;
@@ -755,6 +763,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
       load_snapshot_state(std::move(st));
     }
     commit_ = applied_ = snap.index;
+    durable_ = store_.last_index();  // what a store holds when opened survived
     rebuild_configs();
     measure_state();
   }
@@ -808,12 +817,81 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     }
     return true;
   }
-  bool sync_log() {
-    if (auto ec = store_.sync()) {
-      fail(ec);
-      return false;
+  // ---- durability (the log's fsync, performed by the runtime) ----
+
+  /// Asks for the log to be synced: now, or after the sync under way.
+  void want_sync() {
+    if (sync_.running) {
+      sync_.wanted = true;
+      return;
     }
-    return true;
+    auto job = store_.sync_later();
+    sync_.running = true;
+    sync_.wanted = false;
+    sync_.cut = ~std::uint64_t{0};
+    const bool io = static_cast<bool>(job.io);
+    if (!io) job.io = [] { return std::error_code{}; };
+    env_.perform(std::move(job.io),
+                 out_.guard([this, upto = job.upto, io](std::error_code ec) { synced(ec, upto, io); }));
+  }
+
+  /// The sync asked for when the log ended at `upto` is done.
+  void synced(std::error_code ec, std::uint64_t upto, bool io) {
+    sync_.running = false;
+    if (failed()) return;
+    if (ec) return fail(ec);
+    // Entries cut while it ran were replaced by ones it may not have covered.
+    const auto covered = std::min(upto, sync_.cut - 1);
+    if (covered > durable_) {
+      durable_ = std::min(covered, store_.last_index());
+      if (io) store_.synced(durable_);
+    }
+    if (auto* l = lead()) {
+      l->self_match = durable_;
+      advance_leader_commit();
+      if (auto* now = lead())  // committing may end the leadership (its removal commits, storage fails)
+        for (auto& [a, p] : now->peers)
+          if (p.next() <= store_.last_index()) send_append(a, p);
+    } else {
+      release_answer();
+    }
+    if (sync_.wanted && !failed()) want_sync();
+  }
+
+  /// The log was rewritten and synced whole (a snapshot installed): all of it
+  /// is durable, and a sync under way covers nothing appended after. (A held
+  /// answer goes when that sync ends, or at the end of the handler: not in
+  /// the middle of installing or taking a snapshot.)
+  void log_rewritten() {
+    durable_ = store_.last_index();
+    sync_.cut = std::min(sync_.cut, durable_ + 1);
+  }
+  /// Sends the held answer once its entries are durable; one of an earlier
+  /// term is dropped (that leader is gone; the next one asks again).
+  void release_answer() {
+    if (!answer_ || answer_->reply.match > durable_) return;
+    auto a = std::move(*answer_);
+    answer_.reset();
+    if (a.reply.term == current_term()) answer_append(a.leader, a.reply, a.commit);
+  }
+
+  /// A follower's success answer to AppendEntries, once its entries are durable.
+  void answer_append(const address& leader, raft_msg::append_reply reply, std::uint64_t commit) {
+    // Only what the leader sent is known to match: entries past it may be stale.
+    if (reply.success) advance_commit_to(std::min(commit, reply.match));
+    reply.last = store_.last_index();
+    env_.send(leader, reply);
+  }
+  /// Keeps a success answer until its entries are durable: the one reaching
+  /// furthest (answers are cumulative), with the latest round and commit index.
+  void hold_answer(const address& leader, const raft_msg::append_reply& reply, std::uint64_t commit) {
+    if (!answer_ || answer_->reply.term < reply.term || answer_->leader != leader) {
+      answer_ = held_answer{leader, reply, commit};
+      return;
+    }
+    answer_->reply.match = std::max(answer_->reply.match, reply.match);
+    answer_->reply.round = std::max(answer_->reply.round, reply.round);
+    answer_->commit = std::max(answer_->commit, commit);
   }
 
   /// Storage failed (or the state machine refused a snapshot): a replica that
@@ -882,14 +960,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   /// replicate them (queued after the event in the outbox, as the
   /// completions are).
   void flush() {
-    if (!is_leader()) return;
-    if (!sync_log()) return;
-    lead()->self_match = store_.last_index();
-    advance_leader_commit();
-    auto* l = lead();
-    if (!l) return;  // committing ended the leadership (its removal committed, or storage failed)
-    for (auto& [a, p] : l->peers)
-      if (p.next() <= store_.last_index()) send_append(a, p);
+    if (is_leader()) want_sync();  // synced() counts the entries and sends them
   }
 
   /// Follower side of AppendEntries for one entry; false if storage failed.
@@ -906,6 +977,8 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
         fail(ec);
         return false;
       }
+      durable_ = std::min(durable_, e.index - 1);
+      sync_.cut = std::min(sync_.cut, e.index);
       configs_.truncate_from(e.index);
       measure_state();
     }
@@ -1042,6 +1115,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     storage::snapshot snap{applied_, *store_.term_at(applied_), {}};
     storage::detail::encode_value(st, snap.data);
     if (auto ec = store_.install_snapshot(snap)) return fail(ec);
+    log_rewritten();
     configs_.compact(applied_);
     measure_state();
     env_.count("snapshots_taken");
@@ -1446,6 +1520,21 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   // (DESIGN §10). Dropped with the replica: they may refer to it.
   outbox<E> out_;
   bool flush_queued_ = false;
+  // The log's durability: it is synced through durable_; at most one sync
+  // runs (performed by the runtime), another is wanted after it, and `cut`
+  // is the lowest index truncated since the running one began.
+  std::uint64_t durable_ = 0;
+  struct sync_state {
+    bool running = false, wanted = false;
+    std::uint64_t cut = ~std::uint64_t{0};
+  } sync_;
+  // A follower's success answer waiting for its entries' sync.
+  struct held_answer {
+    address leader;
+    raft_msg::append_reply reply;
+    std::uint64_t commit = 0;
+  };
+  std::optional<held_answer> answer_;
   timer_id election_timer_{}, check_timer_{};
   periodic<E> heartbeat_;
   // check_invariants' memory of the log prefix it has checked (present

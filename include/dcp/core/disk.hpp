@@ -11,6 +11,11 @@
 //                it for every node, so restarts see exactly what survived.
 //   file_disk    (dcp/core/file_disk.hpp) files in a directory, with fsync.
 //
+// An fsync may take milliseconds. A protocol need not wait for it on its
+// event loop: sync_later(name) gives the sync as work (io_work) that the
+// runtime performs (env.perform, dcp/core/env.hpp), off the loop where it
+// can, and reports when it is done (etcd's Ready.MustSync).
+//
 // Names are plain file names: [A-Za-z0-9._-], 1 to 128 characters.
 #include <algorithm>
 #include <cstdint>
@@ -27,6 +32,9 @@
 
 namespace dcp {
 
+/// Blocking I/O as work to run later: the error it met, or none.
+using io_work = std::function<std::error_code()>;
+
 class disk {
  public:
   virtual ~disk() = default;
@@ -42,6 +50,17 @@ class disk {
   virtual std::error_code truncate(std::string_view name, std::uint64_t size) = 0;
   /// Makes everything written to the file so far durable.
   virtual std::error_code sync(std::string_view name) = 0;
+  /// sync(name) as work to run later: running it makes durable at least what
+  /// was written to the file before this call. A disk whose work refers to
+  /// nothing of the disk's own (file_disk: a duplicate of the file's
+  /// descriptor) says so with off_thread(), and a runtime may run it on
+  /// another thread; this default, sync(name) when run, must run on the
+  /// disk's own thread, while the disk lives.
+  virtual io_work sync_later(std::string_view name) {
+    return [this, n = std::string(name)] { return sync(n); };
+  }
+  /// Whether sync_later's work may run on another thread.
+  virtual bool off_thread() const noexcept { return false; }
   /// Removes the file durably; not_found if absent.
   virtual std::error_code remove(std::string_view name) = 0;
   /// The names of the files that exist, sorted.

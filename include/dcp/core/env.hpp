@@ -21,6 +21,11 @@
 //                          crashes first
 //   env.rng()              this node's random source (seeded from outside)
 //   env.disk()             durable state; see dcp/core/disk.hpp
+//   env.perform(io, done)  blocking I/O the core asks the runtime to perform
+//                          (an fsync: disk::sync_later), off the event loop
+//                          where it can; done(ec) runs afterwards, as an event
+//                          of its own. Neither runs if the node stops or
+//                          crashes first (the I/O may or may not have happened)
 //   env.logs(level), env.log(level, text)   the logging hook
 //   env.count(name, delta) a named counter in the runtime's metrics, one the protocol declares
 //                          (static constexpr dcp::counter_set counters; dcp/core/counter_set.hpp)
@@ -79,6 +84,7 @@ concept Env = std::copy_constructible<E> &&
   env.post(timer_callback{});
   { env.rng() } -> std::same_as<rng&>;
   { env.disk() } -> std::same_as<disk&>;
+  env.perform(io_work{}, std::function<void(std::error_code)>{});
   { cenv.logs(level) } -> std::same_as<bool>;
   env.log(level, text);
   env.count(text, delta);

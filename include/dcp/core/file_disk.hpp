@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "dcp/core/detail/platform.hpp"
@@ -106,6 +107,36 @@ class file_disk final : public disk {
     }
     return {};
   }
+  /// The work holds its own descriptor (dup(2)) of the file, closed with the
+  /// work, so it may run on any thread while the disk goes on (fsync(2)
+  /// makes durable what was written through any descriptor of the file). A
+  /// new name is made durable now, on the caller's thread: it happens once
+  /// per file.
+  io_work sync_later(std::string_view name) override {
+    auto fail = [](std::error_code ec) -> io_work { return [ec] { return ec; }; };
+    if (!valid_name(name)) return fail(errc::invalid_argument);
+    int fd = -1;
+    if (auto it = fds_.find(name); it != fds_.end())
+      fd = it->second;
+    else
+      fd = open_for_append(name, false);
+    if (fd < 0) return fail(errno == ENOENT ? errc::not_found : errc::io_error);
+    if (new_names_) {
+      new_names_ = false;
+      if (auto ec = sync_dir()) return fail(ec);
+    }
+    const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) return fail(errc::io_error);
+    auto held = std::shared_ptr<int>(new int(own), [](int* p) {
+      ::close(*p);
+      delete p;
+    });
+    return [held]() -> std::error_code {
+      return detail::sync_file_data(*held) == 0 ? std::error_code{} : make_error_code(errc::io_error);
+    };
+  }
+  bool off_thread() const noexcept override { return true; }
+
   std::error_code remove(std::string_view name) override {
     if (!valid_name(name)) return errc::invalid_argument;
     close_cached(name);

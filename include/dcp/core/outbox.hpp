@@ -43,6 +43,14 @@ template <Env E> class outbox {
     push([done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
   }
 
+  /// `fn`, as a callable that does nothing once the outbox is gone: how a
+  /// core hands the runtime a callback that refers to it (env.perform's).
+  template <class F> auto guard(F fn) {
+    return [q = std::weak_ptr<queue>(queue_), fn = std::move(fn)](auto&&... args) mutable {
+      if (auto live = q.lock(); live && live->live) fn(std::forward<decltype(args)>(args)...);
+    };
+  }
+
   std::size_t size() const noexcept { return queue_->items.size(); }
 
  private:

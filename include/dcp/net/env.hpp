@@ -6,6 +6,7 @@
 //   send()    a frame on the node's transport (dcp/net/transport.hpp)
 //   arm()     a one-shot timer in the node's timer queue (one steady_timer)
 //   post()    work run from a posted handler as the node's next turn (timer_queue::post)
+//   perform() an fsync on the node's I/O thread (file_disk), then done as a turn
 //   rng()     the node's dcp::rng: config::seed, else std::random_device
 //   disk()    a dcp::file_disk in config::data_dir, else a dcp::memory_disk
 //             (lost at exit: the first use logs a warning)
@@ -37,6 +38,9 @@ class env {
   timer_id arm(duration after, timer_callback fn) { return core_->timers->arm(after, std::move(fn)); }
   bool cancel(timer_id id) noexcept { return core_->timers->cancel(id); }
   void post(timer_callback fn) { core_->timers->post(std::move(fn)); }
+  void perform(io_work io, std::function<void(std::error_code)> done) {
+    core_->perform(std::move(io), std::move(done));
+  }
   dcp::rng& rng() noexcept { return core_->rng; }
   /// Files in config::data_dir; without one, memory (logged once, at warn).
   dcp::disk& disk() noexcept { return core_->disk_for(protocol_); }

@@ -152,6 +152,7 @@ template <Transport T> class basic_node {
     core_->state = detail::node_core::phase::stopped;
     core_->timers->stop();
     core_->stop_transport();
+    core_->stop_io();
   }
 
   /// stop(), run on the node's executor, from any thread; completes with no

@@ -37,6 +37,10 @@ class env {
   void post(timer_callback fn);
   dcp::rng& rng() noexcept;
   dcp::disk& disk();
+  /// Runs `io` then done(ec), config::sync_latency after the event (right
+  /// after it by default); a crash first loses both, and what `io` would
+  /// have made durable.
+  void perform(io_work io, std::function<void(std::error_code)> done);
   bool logs(log_level level) const noexcept;
   void log(log_level level, std::string_view text);
   void count(std::string_view name, std::int64_t delta = 1);

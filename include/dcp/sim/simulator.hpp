@@ -58,6 +58,11 @@ struct config {
   /// Probability that a crash keeps a random prefix of each file's unsynced
   /// tail (a torn write) rather than losing all of it.
   double torn_write = 0.5;
+  /// How long the I/O a protocol asks for (env.perform: an fsync) takes. Zero
+  /// (the default) runs it right after the event that asked; a delay lets
+  /// the events in between (more appends, a truncation, a crash) happen
+  /// while it is under way, as they do over a real disk.
+  latency sync_latency = latency::constant(duration::zero());
   /// Frame size limit, as on the real wire.
   wire::limits limits{};
 
@@ -608,6 +613,14 @@ class simulator {
   /// env.post: runs once the current event is handled (run_posted), in the
   /// order posted, unless the node crashes first.
   void post(node_index n, std::function<void()> fn) { posted_.push_back({std::move(fn), n, nodes_[n].incarnation}); }
+  void perform(node_index n, io_work io, std::function<void(std::error_code)> done) {
+    auto run = [io = std::move(io), done = std::move(done)]() mutable { done(io()); };
+    const duration d = cfg_.sync_latency.sample(rng_);  // a constant draws nothing from the world's rng
+    if (d == duration::zero())
+      post(n, std::move(run));
+    else
+      arm(n, d, std::move(run));
+  }
   bool cancel(node_index n, timer_id id) noexcept {
     if (!id) return false;
     const auto s = static_cast<std::uint32_t>((id.value >> 32) - 1);
@@ -752,6 +765,9 @@ template <wire::Message M> bool env::send(const address& to, const M& m) {
 inline timer_id env::arm(duration after, timer_callback fn) { return sim_->arm(node_, after, std::move(fn)); }
 inline bool env::cancel(timer_id id) noexcept { return sim_->cancel(node_, id); }
 inline void env::post(timer_callback fn) { sim_->post(node_, std::move(fn)); }
+inline void env::perform(io_work io, std::function<void(std::error_code)> done) {
+  sim_->perform(node_, std::move(io), std::move(done));
+}
 inline dcp::rng& env::rng() noexcept { return sim_->nodes_[node_].rng; }
 inline dcp::disk& env::disk() { return sim_->disk_of(node_); }
 inline bool env::logs(log_level level) const noexcept { return level >= sim_->log_level_ && sim_->log_sink_; }

@@ -28,6 +28,7 @@
 //
 // Memory: every live entry is also held in memory (the log is bounded by
 // compaction). Not thread-safe: one replica, one strand.
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -135,6 +136,23 @@ class durable_storage {
     }
     dirty_ = false;
     return {};
+  }
+
+  /// sync() as work to perform later (log_sync): nothing when the log has
+  /// not changed since the last sync, or under sync_policy::never.
+  log_sync sync_later() {
+    if (!dirty_ || opts_.policy == sync_policy::never) {
+      dirty_ = false;
+      return {last_index(), {}};
+    }
+    dirty_ = false;  // what changes after this call is the next sync's
+    return {last_index(), disk_->sync_later(log_name_)};
+  }
+  /// The work of a sync_later() has run: the log is durable through `upto`.
+  void synced(std::uint64_t upto) noexcept {
+    if (opts_.policy == sync_policy::never) return;
+    ++syncs_;
+    durable_index_ = std::max(durable_index_, std::min(upto, last_index()));
   }
 
   const storage::snapshot& snapshot() const noexcept { return snap_; }

@@ -40,6 +40,8 @@ class memory_storage {
     return {};
   }
   std::error_code sync() { return {}; }
+  log_sync sync_later() const noexcept { return {last_index(), {}}; }
+  void synced(std::uint64_t) noexcept {}
   const storage::snapshot& snapshot() const noexcept { return snap_; }
   std::error_code install_snapshot(const storage::snapshot& s) {
     if (s.index < snap_.index) return errc::invalid_argument;  // never go back

@@ -6,7 +6,10 @@
 //     returns, because a replica that forgets a vote may vote twice in a term;
 //   - the log of entries {index, term, kind, data}: append() and
 //     truncate_suffix() change it, and sync() makes everything up to
-//     last_index() durable. A replica acknowledges entries only after sync();
+//     last_index() durable. A replica acknowledges entries only after sync(),
+//     or after the work sync_later() gives has run and synced() recorded it:
+//     the same sync, performed by the runtime off the event loop (env.perform;
+//     etcd's Ready.MustSync);
 //   - the snapshot {index, term, data}: the state of everything up to
 //     `index`, installed atomically. Entries up to its index are dropped
 //     (log compaction); entries after it are kept only if the log agrees with
@@ -27,6 +30,7 @@
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/bytes.hpp"
+#include "dcp/core/disk.hpp"
 
 namespace dcp::storage {
 
@@ -63,6 +67,15 @@ struct snapshot {
   bool operator==(const snapshot&) const = default;
 };
 
+/// The log's sync as work to perform later (Storage::sync_later): running
+/// `io` makes the log durable through `upto`, except entries a truncation
+/// has cut since (their replacements may be written after it ran). No `io`:
+/// nothing to sync.
+struct log_sync {
+  std::uint64_t upto = 0;
+  io_work io;
+};
+
 /// When the durable store calls sync on the log.
 enum class sync_policy : std::uint8_t {
   every_append,  ///< each append() is durable on return (slowest, simplest)
@@ -82,6 +95,8 @@ concept Storage = requires(S& s, const S& cs, const log_entry& e, std::uint64_t 
   { s.append(e) } -> std::same_as<std::error_code>;                 // e.index == last_index() + 1
   { s.truncate_suffix(i) } -> std::same_as<std::error_code>;        // drops entries >= i
   { s.sync() } -> std::same_as<std::error_code>;
+  { s.sync_later() } -> std::same_as<log_sync>;
+  s.synced(i);  // the work of a sync_later() ran: the log is durable through i
   { cs.snapshot() } -> std::same_as<const storage::snapshot&>;
   { s.install_snapshot(snap) } -> std::same_as<std::error_code>;
 };

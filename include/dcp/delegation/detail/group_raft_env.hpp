@@ -31,6 +31,7 @@ template <Env E> class group_raft_env {
   timer_id arm(duration after, timer_callback fn) { return base_.arm(after, std::move(fn)); }
   bool cancel(timer_id t) { return base_.cancel(t); }
   void post(timer_callback fn) { base_.post(std::move(fn)); }
+  void perform(io_work io, std::function<void(std::error_code)> done) { base_.perform(std::move(io), std::move(done)); }
   dcp::rng& rng() { return base_.rng(); }
   dcp::disk& disk() { return base_.disk(); }
   bool logs(log_level level) const { return base_.logs(level); }

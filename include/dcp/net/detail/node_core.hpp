@@ -12,6 +12,8 @@
 #include <string>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
 
 #include "dcp/core/disk.hpp"
 #include "dcp/core/file_disk.hpp"
@@ -158,6 +160,31 @@ struct node_core {
     }
     return *disk;
   }
+  /// env.perform: work a disk can run off the node's thread (file_disk's
+  /// fsync) runs on the node's I/O thread, so the event loop goes on
+  /// meanwhile; other work (a memory_disk's) runs on the node's thread, as
+  /// posted work. Either way done(ec) runs as a turn of the node's, and not
+  /// once it has stopped.
+  void perform(io_work io, std::function<void(std::error_code)> done) {
+    if (!disk->off_thread()) {
+      timers->post([io = std::move(io), done = std::move(done)] { done(io()); });
+      return;
+    }
+    if (!io_thread) io_thread = std::make_unique<asio::thread_pool>(1);
+    asio::post(
+        *io_thread,
+        [io = std::move(io), done = std::move(done), ex = ex, queue = std::weak_ptr<timer_queue>(timers)]() mutable {
+          const std::error_code ec = io();
+          asio::post(ex, [queue, done = std::move(done), ec]() mutable {
+            if (auto q = queue.lock()) q->post([done = std::move(done), ec] { done(ec); });
+          });
+        });
+  }
+  /// Waits for the I/O under way (node::stop): none outlives the node.
+  void stop_io() noexcept {
+    if (io_thread) io_thread->join();
+  }
+
   void log(protocol_id protocol, log_level level, std::string_view text) {
     if (logs(level)) cfg.log(log_record{steady_now(), self, protocol, level, text});
   }
@@ -193,8 +220,9 @@ struct node_core {
   dcp::rng rng;
   std::unique_ptr<dcp::disk> disk;
   std::shared_ptr<timer_queue> timers;
-  std::shared_ptr<void> transport_owner;  // the transport; handlers it started hold it too
-  void* transport = nullptr;              // the same, for transport_ops_
+  std::unique_ptr<asio::thread_pool> io_thread;  // perform(): one thread, made at the first fsync
+  std::shared_ptr<void> transport_owner;         // the transport; handlers it started hold it too
+  void* transport = nullptr;                     // the same, for transport_ops_
   const transport_ops* transport_ops_ = nullptr;
   address self;
   phase state = phase::created;
