@@ -9,6 +9,7 @@
 #include "dcp/coord/errors.hpp"
 #include "dcp/core/condition.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/error_category.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/error.hpp"
 #include "dcp/dht/error.hpp"
@@ -64,6 +65,47 @@ TEST_CASE("conditions: every code of every dcp category is in exactly one condit
     CHECK(conditions_matched(std::error_code(last + 1, *cat)) == 0);
     CHECK(conditions_matched(std::error_code(0, *cat)) == 0);
   }
+}
+
+/// An enum of dcp's shape, as a chapter would declare one (dcp/core/error_category.hpp).
+enum class sample_errc : int { slow = 1, lost, refused };
+constexpr const char* error_category_name(sample_errc) noexcept { return "dcp.sample"; }
+constexpr error_meaning describe(sample_errc e) noexcept {
+  switch (e) {
+    case sample_errc::slow:
+      return {condition::retryable, "slow: try again"};
+    case sample_errc::lost:
+      return {condition::outcome_unknown, "lost: look first"};
+    case sample_errc::refused:
+      return {condition::permanent, "refused: change the request"};
+  }
+  return {};
+}
+
+TEST_CASE("error_category_of: a category from the enum's name and describe, one instance per enum") {
+  const std::error_category& cat = error_category_of<sample_errc>();
+  CHECK(&cat == &error_category_of<sample_errc>());
+  CHECK(std::string(cat.name()) == "dcp.sample");
+  for (auto e : {sample_errc::slow, sample_errc::lost, sample_errc::refused}) {
+    const std::error_code ec = make_error_code(e);
+    CHECK(&ec.category() == &cat);
+    CHECK(ec.message() == describe(e).message);
+    CHECK(ec.default_error_condition() == std::error_condition(describe(e).cond));
+    CHECK(conditions_matched(ec) == 1);
+  }
+  // not a code: a message that says so with the number, and no condition
+  for (int ev : {0, 4, -1}) {
+    CHECK(cat.message(ev) == "unknown dcp.sample error " + std::to_string(ev));
+    CHECK(conditions_matched(std::error_code(ev, cat)) == 0);
+    CHECK(cat.default_error_condition(ev) == std::error_condition(ev, cat));
+  }
+  // every chapter's category is the shared one, whichever way it is reached
+  CHECK(&dcp::error_category() == &error_category_of<dcp::errc>());
+  CHECK(&lease::error_category() == &error_category_of<lease::errc>());
+  CHECK(&dht::scribe_category() == &error_category_of<dht::scribe_errc>());
+  CHECK(std::error_code(consensus::errc::stale_request).category() == consensus::error_category());
+  CHECK(std::error_code(delegation::errc::slot_held) == make_error_code(delegation::errc::slot_held));
+  CHECK(std::error_code(coord::errc::compacted) != std::error_code(dht::errc::not_joined));  // both value 1
 }
 
 TEST_CASE("conditions: success and codes from outside dcp match none") {

@@ -68,6 +68,61 @@ std::map<std::string, double> samples(const std::string& body) {
   }
   return out;
 }
+
+/// The Prometheus text format's rules for families, checked over a whole
+/// body: each family has one # HELP and then one # TYPE, before its samples,
+/// which stand together; no sample without its family. Returns each family's
+/// HELP text, as written (escaped).
+std::map<std::string, std::string> families(const std::string& body) {
+  std::map<std::string, std::string> help;
+  std::map<std::string, std::string> type;
+  std::string current;  // the family whose lines these are
+  std::istringstream in(body);
+  std::string line;
+  const std::regex help_line(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$)");
+  const std::regex type_line(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$)");
+  const std::regex sample_line(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ].*$)");
+  while (std::getline(in, line)) {
+    INFO("line: " << line);
+    std::smatch m;
+    if (std::regex_match(line, m, help_line)) {
+      CHECK(help.emplace(m[1].str(), m[2].str()).second);  // one HELP per family, and one block
+      current = m[1].str();
+    } else if (std::regex_match(line, m, type_line)) {
+      CHECK(m[1].str() == current);  // right after its HELP
+      CHECK(type.emplace(m[1].str(), m[2].str()).second);
+    } else {
+      REQUIRE(std::regex_match(line, m, sample_line));
+      CHECK(m[1].str() == current);  // under its family's HELP and TYPE
+      CHECK(type.contains(m[1].str()));
+    }
+  }
+  CHECK(help.size() == type.size());
+  return help;
+}
+
+/// A protocol whose counters say what they count, one in words that need
+/// escaping in a # HELP line.
+template <Env E> class described {
+ public:
+  struct poke {
+    static constexpr message_type wire_id = 1;
+    template <class A> void serialize(A&) {}
+  };
+  using messages = wire::message_set<poke>;
+  static constexpr counter_set counters{{
+      {"pokes", "a poke received"},
+      {"odd_pokes", "a poke from C:\\temp, \"quoted\";\nsecond line"},
+      "bare",
+  }};
+  static constexpr std::string_view name = "described";
+  explicit described(E env) : env_(std::move(env)) {}
+  void on_message(const address&, const poke&) {}
+  void count(std::string_view what) { env_.count(what); }
+
+ private:
+  E env_;
+};
 }  // namespace
 
 TEST_CASE("net: a running node's status and its Prometheus metrics, scraped over HTTP") {
@@ -120,6 +175,7 @@ TEST_CASE("net: a running node's status and its Prometheus metrics, scraped over
   CHECK(head.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
   CHECK(head.find("Content-Length: " + std::to_string(body.size())) != std::string::npos);
   const auto m = samples(body);
+  families(body);
   const std::string who = "node=\"" + a.self().to_string() + "\"";
   auto at = [&](const std::string& series) {
     INFO("series: " << series);
@@ -136,11 +192,9 @@ TEST_CASE("net: a running node's status and its Prometheus metrics, scraped over
   CHECK(at("dcp_raft_term{" + who + "}") == 4);  // read at scrape time
   // every counter of the node is there, with its value at the scrape
   a.metrics().for_each_counter([&](protocol_id p, std::string_view event, std::int64_t) {
-    CHECK(m.contains("dcp_protocol_events_total{" + who + ",protocol=\"" + std::to_string(p) + "\",protocol_name=\"" +
-                     (p == detector_id   ? "heartbeat"
-                          : p == echo_id ? "echo"
-                                         : "transport") +
-                     "\",event=\"" + std::string(event) + "\"}"));
+    const std::string pname = p == detector_id ? "heartbeat" : p == echo_id ? "echo" : "transport";
+    CHECK(m.contains("dcp_" + pname + "_" + std::string(event) + "_total{" + who + ",protocol=\"" + std::to_string(p) +
+                     "\",protocol_name=\"" + pname + "\"}"));
   });
   std::size_t drops = 0;
   a.metrics().for_each_drop([&](protocol_id, std::string_view, std::uint64_t c) { drops += c; });
@@ -168,14 +222,65 @@ TEST_CASE("net: the Prometheus text lists every declared counter, at 0 before it
   net::node a(io, c);
   a.add<detector>(detector_id);
   const auto m = samples(net::prometheus_text(a));
-  const std::string series = "dcp_protocol_events_total{node=\"" + a.self().to_string() + "\",protocol=\"" +
-      std::to_string(detector_id) + "\",protocol_name=\"heartbeat\",event=\"";
+  const std::string labels = "{node=\"" + a.self().to_string() + "\",protocol=\"" + std::to_string(detector_id) +
+      "\",protocol_name=\"heartbeat\"}";
   for (const auto& declared : detector::counters) {
     INFO("counter: " << declared.name);
-    REQUIRE(m.contains(series + std::string(declared.name) + "\"}"));
-    CHECK(m.at(series + std::string(declared.name) + "\"}") == 0);
+    const std::string series = "dcp_heartbeat_" + std::string(declared.name) + "_total" + labels;
+    REQUIRE(m.contains(series));
+    CHECK(m.at(series) == 0);
   }
-  CHECK(m.contains(series + "handler_exceptions\"}"));  // the node's own, for every protocol
+  CHECK(m.contains("dcp_heartbeat_handler_exceptions_total" + labels));  // the node's own, for every protocol
+}
+
+TEST_CASE("net: each declared counter is a family of the Prometheus text, its description the family's HELP") {
+  asio::io_context io;
+  net::config c;
+  c.seed = 4;
+  net::node a(io, c);
+  // one protocol at two ids: one family a counter, with a sample for each id
+  constexpr protocol_id first = 20, second = 21;
+  auto& d1 = a.add<described<net::env>>(first);
+  auto& d2 = a.add<described<net::env>>(second);
+  a.add<detector>(detector_id);
+  d1.count("pokes");
+  d2.count("pokes");
+  d2.count("pokes");
+  d2.count("odd_pokes");
+  const std::string body = net::prometheus_text(a);
+  const auto help = families(body);
+  const auto m = samples(body);
+
+  // the declared words, escaped as a HELP line wants: \\ and \n, a quote as it is
+  CHECK(help.at("dcp_described_pokes_total") == "a poke received");
+  CHECK(help.at("dcp_described_odd_pokes_total") == "a poke from C:\\\\temp, \"quoted\";\\nsecond line");
+  // said once however many ids host the protocol; each id its own sample
+  const std::string who = "node=\"" + a.self().to_string() + "\"";
+  auto at = [&](const std::string& family, protocol_id p) {
+    const std::string series =
+        family + "{" + who + ",protocol=\"" + std::to_string(p) + "\",protocol_name=\"described\"}";
+    INFO("series: " << series);
+    REQUIRE(m.contains(series));
+    return m.at(series);
+  };
+  CHECK(at("dcp_described_pokes_total", first) == 1);
+  CHECK(at("dcp_described_pokes_total", second) == 2);
+  CHECK(at("dcp_described_odd_pokes_total", first) == 0);
+  CHECK(at("dcp_described_odd_pokes_total", second) == 1);
+  // a counter declared without words gets a HELP that says so; the node's own counters have theirs
+  CHECK(help.at("dcp_described_bare_total").find("does not say") != std::string::npos);
+  CHECK(help.at("dcp_heartbeat_handler_exceptions_total") ==
+        "a handler of the protocol threw; the node logged it and went on");
+  // every counter of every protocol has its family
+  a.metrics().for_each_counter([&](protocol_id p, std::string_view event, std::int64_t) {
+    const std::string pname = p == detector_id ? "heartbeat" : p == 0 ? "transport" : "described";
+    CHECK(help.contains("dcp_" + pname + "_" + std::string(event) + "_total"));
+  });
+}
+
+TEST_CASE("net: prometheus_help escapes backslash and line feed, nothing else") {
+  CHECK(net::detail::prometheus_help("a\"b\\c\nd") == "a\"b\\\\c\\nd");
+  CHECK(net::detail::prometheus_help("plain words: 1/2") == "plain words: 1/2");
 }
 
 }  // namespace test_metrics

@@ -1,9 +1,9 @@
 #pragma once
-// Errors of the consensus chapter, in their own std::error_category.
-#include <string>
+// Errors of the consensus chapter, in their own std::error_category
+// ("dcp.consensus", dcp/core/error_category.hpp).
 #include <system_error>
 
-#include "dcp/core/condition.hpp"
+#include "dcp/core/error_category.hpp"
 
 namespace dcp::consensus {
 
@@ -22,70 +22,54 @@ enum class errc : int {
   already_leader,         ///< a transfer to the leader itself
 };
 
-class error_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "dcp.consensus"; }
-  std::string message(int ev) const override {
-    switch (static_cast<errc>(ev)) {
-      case errc::unknown_session:
-        return "client session unknown (evicted or never registered): this copy was not applied, but an earlier one "
-               "may have been: outcome unknown; register a new session";
-      case errc::stale_request:
-        return "request older than the session's latest: not applied";
-      case errc::outcome_unknown:
-        return "leadership changed before the entry committed: outcome unknown, retry with the same sequence number";
-      case errc::snapshot_too_large:
-        return "refused: the replicated state would exceed raft_config::max_snapshot_bytes, the largest snapshot a "
-               "replica sends or accepts; delete data, or raise max_snapshot_bytes on every replica";
-      case errc::storage_failed:
-        return "durable storage failed; the replica stopped";
-      case errc::config_change_pending:
-        return "a membership change is still in progress; retry when it commits";
-      case errc::leadership_transfer_in_progress:
-        return "the leader is transferring leadership: retry at the new leader (ask leader()) in an election timeout";
-      case errc::leadership_transfer_failed:
-        return "leadership transfer aborted: the target did not take over within an election timeout (unreachable "
-               "or too far behind); this server still leads, retry";
-      case errc::not_a_voter:
-        return "not a voting member: a learner must be promoted first, and a stranger added as a member";
-      case errc::not_a_learner:
-        return "not a learner: only a learner can be promoted (add it as a learner first)";
-      case errc::learner_not_caught_up:
-        return "the learner's log lags the leader's commit index: wait until it has caught up and promote again";
-      case errc::already_leader:
-        return "the target already leads: nothing to transfer";
-    }
-    return "unknown consensus error " + std::to_string(ev);
-  }
-  std::error_condition default_error_condition(int ev) const noexcept override {
-    switch (static_cast<errc>(ev)) {
-      // not now: once the change commits, the transfer ends or the learner catches up
-      case errc::config_change_pending:
-      case errc::leadership_transfer_in_progress:
-      case errc::leadership_transfer_failed:
-      case errc::learner_not_caught_up:
-        return condition::retryable;
-      // an earlier copy may have been applied
-      case errc::unknown_session:
-      case errc::outcome_unknown:
-        return condition::outcome_unknown;
-      case errc::stale_request:
-      case errc::snapshot_too_large:
-      case errc::storage_failed:
-      case errc::not_a_voter:
-      case errc::not_a_learner:
-      case errc::already_leader:
-        return condition::permanent;
-    }
-    return std::error_category::default_error_condition(ev);
-  }
-};
+constexpr const char* error_category_name(errc) noexcept { return "dcp.consensus"; }
 
-inline const std::error_category& error_category() noexcept {
-  static const error_category_impl instance;
-  return instance;
+/// Each code's condition and message. Retryable: not now, but once the
+/// change commits, the transfer ends or the learner catches up;
+/// outcome_unknown: an earlier copy may have been applied.
+constexpr error_meaning describe(errc e) noexcept {
+  // every code, and no default: -Wswitch names a code added without a meaning
+  switch (e) {
+    case errc::unknown_session:
+      return {condition::outcome_unknown,
+              "client session unknown (evicted or never registered): this copy was not applied, but an earlier one "
+              "may have been: outcome unknown; register a new session"};
+    case errc::stale_request:
+      return {condition::permanent, "request older than the session's latest: not applied"};
+    case errc::outcome_unknown:
+      return {condition::outcome_unknown,
+              "leadership changed before the entry committed: outcome unknown, retry with the same sequence number"};
+    case errc::snapshot_too_large:
+      return {condition::permanent,
+              "refused: the replicated state would exceed raft_config::max_snapshot_bytes, the largest snapshot a "
+              "replica sends or accepts; delete data, or raise max_snapshot_bytes on every replica"};
+    case errc::storage_failed:
+      return {condition::permanent, "durable storage failed; the replica stopped"};
+    case errc::config_change_pending:
+      return {condition::retryable, "a membership change is still in progress; retry when it commits"};
+    case errc::leadership_transfer_in_progress:
+      return {condition::retryable,
+              "the leader is transferring leadership: retry at the new leader (ask leader()) in an election timeout"};
+    case errc::leadership_transfer_failed:
+      return {condition::retryable,
+              "leadership transfer aborted: the target did not take over within an election timeout (unreachable "
+              "or too far behind); this server still leads, retry"};
+    case errc::not_a_voter:
+      return {condition::permanent,
+              "not a voting member: a learner must be promoted first, and a stranger added as a member"};
+    case errc::not_a_learner:
+      return {condition::permanent, "not a learner: only a learner can be promoted (add it as a learner first)"};
+    case errc::learner_not_caught_up:
+      return {condition::retryable,
+              "the learner's log lags the leader's commit index: wait until it has caught up and promote again"};
+    case errc::already_leader:
+      return {condition::permanent, "the target already leads: nothing to transfer"};
+  }
+  return {};  // not a code
 }
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+inline const std::error_category& error_category() noexcept { return error_category_of<errc>(); }
+using dcp::make_error_code;
 
 }  // namespace dcp::consensus
 

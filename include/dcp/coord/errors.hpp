@@ -1,11 +1,10 @@
 #pragma once
 // Errors of the coordination service's key-value store, in their own
-// std::error_category: reads and watches at a revision (etcd's
-// ErrCompacted and ErrFutureRev).
-#include <string>
+// std::error_category ("dcp.coord", dcp/core/error_category.hpp): reads and
+// watches at a revision (etcd's ErrCompacted and ErrFutureRev).
 #include <system_error>
 
-#include "dcp/core/condition.hpp"
+#include "dcp/core/error_category.hpp"
 
 namespace dcp::coord {
 
@@ -14,34 +13,22 @@ enum class errc : int {
   future_revision,  ///< the revision asked for is above the store's current revision
 };
 
-class error_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "dcp.coord"; }
-  std::string message(int ev) const override {
-    switch (static_cast<errc>(ev)) {
-      case errc::compacted:
-        return "compacted: the revision asked for has left the store's history";
-      case errc::future_revision:
-        return "future revision: the revision asked for is above the store's current revision";
-    }
-    return "unknown coord error " + std::to_string(ev);
-  }
-  std::error_condition default_error_condition(int ev) const noexcept override {
-    switch (static_cast<errc>(ev)) {
-      case errc::future_revision:  // not yet: the store reaches it as writes commit
-        return condition::retryable;
-      case errc::compacted:  // gone for good: read the current state instead
-        return condition::permanent;
-    }
-    return std::error_category::default_error_condition(ev);
-  }
-};
+constexpr const char* error_category_name(errc) noexcept { return "dcp.coord"; }
 
-inline const std::error_category& error_category() noexcept {
-  static const error_category_impl instance;
-  return instance;
+/// Each code's condition and message.
+constexpr error_meaning describe(errc e) noexcept {
+  // every code, and no default: -Wswitch names a code added without a meaning
+  switch (e) {
+    case errc::compacted:  // gone for good: read the current state instead
+      return {condition::permanent, "compacted: the revision asked for has left the store's history"};
+    case errc::future_revision:  // not yet: the store reaches it as writes commit
+      return {condition::retryable, "future revision: the revision asked for is above the store's current revision"};
+  }
+  return {};  // not a code
 }
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+inline const std::error_category& error_category() noexcept { return error_category_of<errc>(); }
+using dcp::make_error_code;
 
 }  // namespace dcp::coord
 

@@ -15,7 +15,8 @@
 // from then on counting or reading a name the set does not hold fails a
 // DCP_ASSERT that names it; and every declared counter is listed by
 // metrics::for_each_counter, at 0 until it first counts (so a metrics
-// exposition shows it before the event has ever happened).
+// exposition shows it before the event has ever happened). What a counter
+// means is its # HELP line in the Prometheus text (dcp/net/metrics_exposition.hpp).
 //
 // A protocol without a `counters` member declares none: it may not count.
 // A helper shared by several protocols (dcp/<chapter>/detail/) declares the

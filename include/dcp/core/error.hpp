@@ -5,16 +5,17 @@
 // One category, "dcp", covers the foundation: the wire, the transports and the
 // generic failures of protocols (time-outs, unreachable peers, misuse).
 // Chapters with errors of their own (lease verification, say) define their
-// own enum and category next to their code, the same way.
+// own enum next to their code, the same way: the category itself is
+// dcp/core/error_category.hpp's, shared by all.
 //
-// Every code also says what it means for the caller: its category maps it to
+// Every code also says what it means for the caller: describe() puts it in
 // one dcp::condition (retryable, outcome_unknown, permanent;
 // dcp/core/condition.hpp), so callers test `ec == dcp::condition::retryable`
 // instead of listing codes.
 #include <string>
 #include <system_error>
 
-#include "dcp/core/condition.hpp"
+#include "dcp/core/error_category.hpp"
 
 namespace dcp {
 
@@ -50,111 +51,72 @@ enum class errc : int {
   authentication_failed,  ///< a frame or handshake did not authenticate (wrong key, forged, replayed, reordered)
 };
 
-class error_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "dcp"; }
-  std::string message(int ev) const override {
-    switch (static_cast<errc>(ev)) {
-      case errc::truncated_frame:
-        return "truncated frame";
-      case errc::bad_magic:
-        return "bad frame magic (not a dcp peer?)";
-      case errc::unsupported_version:
-        return "unsupported wire version";
-      case errc::bad_flags:
-        return "reserved frame flags set";
-      case errc::frame_too_large:
-        return "frame larger than the configured maximum";
-      case errc::unknown_protocol:
-        return "unknown protocol id";
-      case errc::unknown_message_type:
-        return "unknown message type for the protocol";
-      case errc::malformed_payload:
-        return "malformed payload";
-      case errc::trailing_bytes:
-        return "trailing bytes after the payload";
-      case errc::queue_full:
-        return "send queue to the peer is full";
-      case errc::peer_unreachable:
-        return "peer unreachable";
-      case errc::connection_closed:
-        return "connection closed";
-      case errc::bad_handshake:
-        return "bad connection handshake";
-      case errc::shutting_down:
-        return "node is shutting down";
-      case errc::bad_address:
-        return "address not reachable from this environment";
-      case errc::timed_out:
-        return "timed out";
-      case errc::cancelled:
-        return "cancelled";
-      case errc::invalid_argument:
-        return "invalid argument";
-      case errc::invalid_config:
-        return "invalid configuration";
-      case errc::not_found:
-        return "not found";
-      case errc::member_failed:
-        return "a required member has failed";
-      case errc::not_leader:
-        return "not the leader";
-      case errc::busy:
-        return "busy: conflicts with an operation in progress";
-      case errc::io_error:
-        return "durable storage I/O error";
-      case errc::outcome_unknown:
-        return "outcome unknown: the request may have taken effect (at most once)";
-      case errc::authentication_failed:
-        return "authentication failed (wrong key, forged, replayed or reordered)";
-    }
-    return "unknown dcp error " + std::to_string(ev);
-  }
-  std::error_condition default_error_condition(int ev) const noexcept override {
-    switch (static_cast<errc>(ev)) {
-      // nothing was sent or done: later, or at another peer, it may work
-      case errc::queue_full:
-      case errc::peer_unreachable:
-      case errc::connection_closed:
-      case errc::shutting_down:
-      case errc::member_failed:
-      case errc::not_leader:
-      case errc::busy:
-        return condition::retryable;
-      // the request may have taken effect before the answer was lost
-      case errc::timed_out:
-      case errc::outcome_unknown:
-        return condition::outcome_unknown;
-      // the same bytes, arguments or set-up fail the same way again
-      case errc::truncated_frame:
-      case errc::bad_magic:
-      case errc::unsupported_version:
-      case errc::bad_flags:
-      case errc::frame_too_large:
-      case errc::unknown_protocol:
-      case errc::unknown_message_type:
-      case errc::malformed_payload:
-      case errc::trailing_bytes:
-      case errc::bad_handshake:
-      case errc::bad_address:
-      case errc::cancelled:  // the caller (or the end of its session) withdrew it: nothing happens unless asked anew
-      case errc::invalid_argument:
-      case errc::invalid_config:
-      case errc::not_found:
-      case errc::io_error:
-      case errc::authentication_failed:
-        return condition::permanent;
-    }
-    return std::error_category::default_error_condition(ev);
-  }
-};
+constexpr const char* error_category_name(errc) noexcept { return "dcp"; }
 
-inline const std::error_category& error_category() noexcept {
-  static const error_category_impl instance;
-  return instance;
+/// Each code's condition and message. The condition is retryable when nothing
+/// was sent or done (later, or at another peer, it may work); outcome_unknown
+/// when the request may have taken effect before the answer was lost;
+/// permanent when the same bytes, arguments or set-up fail the same way again.
+constexpr error_meaning describe(errc e) noexcept {
+  // every code, and no default: -Wswitch names a code added without a meaning
+  switch (e) {
+    case errc::truncated_frame:
+      return {condition::permanent, "truncated frame"};
+    case errc::bad_magic:
+      return {condition::permanent, "bad frame magic (not a dcp peer?)"};
+    case errc::unsupported_version:
+      return {condition::permanent, "unsupported wire version"};
+    case errc::bad_flags:
+      return {condition::permanent, "reserved frame flags set"};
+    case errc::frame_too_large:
+      return {condition::permanent, "frame larger than the configured maximum"};
+    case errc::unknown_protocol:
+      return {condition::permanent, "unknown protocol id"};
+    case errc::unknown_message_type:
+      return {condition::permanent, "unknown message type for the protocol"};
+    case errc::malformed_payload:
+      return {condition::permanent, "malformed payload"};
+    case errc::trailing_bytes:
+      return {condition::permanent, "trailing bytes after the payload"};
+    case errc::queue_full:
+      return {condition::retryable, "send queue to the peer is full"};
+    case errc::peer_unreachable:
+      return {condition::retryable, "peer unreachable"};
+    case errc::connection_closed:
+      return {condition::retryable, "connection closed"};
+    case errc::bad_handshake:
+      return {condition::permanent, "bad connection handshake"};
+    case errc::shutting_down:
+      return {condition::retryable, "node is shutting down"};
+    case errc::bad_address:
+      return {condition::permanent, "address not reachable from this environment"};
+    case errc::timed_out:
+      return {condition::outcome_unknown, "timed out"};
+    case errc::cancelled:  // the caller (or the end of its session) withdrew it: nothing happens unless asked anew
+      return {condition::permanent, "cancelled"};
+    case errc::invalid_argument:
+      return {condition::permanent, "invalid argument"};
+    case errc::invalid_config:
+      return {condition::permanent, "invalid configuration"};
+    case errc::not_found:
+      return {condition::permanent, "not found"};
+    case errc::member_failed:
+      return {condition::retryable, "a required member has failed"};
+    case errc::not_leader:
+      return {condition::retryable, "not the leader"};
+    case errc::busy:
+      return {condition::retryable, "busy: conflicts with an operation in progress"};
+    case errc::io_error:
+      return {condition::permanent, "durable storage I/O error"};
+    case errc::outcome_unknown:
+      return {condition::outcome_unknown, "outcome unknown: the request may have taken effect (at most once)"};
+    case errc::authentication_failed:
+      return {condition::permanent, "authentication failed (wrong key, forged, replayed or reordered)"};
+  }
+  return {};  // not a code
 }
 
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+inline const std::error_category& error_category() noexcept { return error_category_of<errc>(); }
 
 /// Thrown at API boundaries where a call cannot return an error value
 /// (constructors with an invalid configuration, mostly).

@@ -1,12 +1,12 @@
 #pragma once
 // Why delegation refused something, as std::error_code values of their own
-// category ("dcp.delegation"), each with a message that says what to do.
+// category ("dcp.delegation", dcp/core/error_category.hpp), each with a
+// message that says what to do.
 // Token checks that are the same as a lease's (signature, expiry, capacity)
 // keep dcp::lease's codes; these are the ones only delegation has.
-#include <string>
 #include <system_error>
 
-#include "dcp/core/condition.hpp"
+#include "dcp/core/error_category.hpp"
 
 namespace dcp::delegation {
 
@@ -28,75 +28,60 @@ enum class errc : int {
   slot_held,             ///< a member will not sign a permit a live grant it signed still holds
 };
 
-class error_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "dcp.delegation"; }
-  std::string message(int ev) const override {
-    switch (static_cast<errc>(ev)) {
-      case errc::unknown_shard:
-        return "no such resource or shard at this origin: check the resource name and shard count";
-      case errc::wrong_epoch:
-        return "token from a delegation epoch the origin never issued for this shard: forged or from another origin";
-      case errc::delegation_ended:
-        return "token from a delegation that has ended (its coordinator was replaced or its certificate expired): "
-               "ask the shard's current coordinator";
-      case errc::bad_certificate:
-        return "delegation certificate does not parse or is not signed by the origin";
-      case errc::certificate_expired:
-        return "delegation certificate outside its validity window: ask the coordinator again";
-      case errc::certificate_mismatch:
-        return "the token was not signed by the certificate's coordinator, or names another shard";
-      case errc::shard_delegated:
-        return "the shard is delegated to another coordinator until its certificate ends";
-      case errc::not_coordinator:
-        return "this node does not coordinate the shard yet: retry after the hinted delay";
-      case errc::share_exhausted:
-        return "the shard's share of the capacity is in use: retry after the hinted delay";
-      case errc::stock_exhausted:
-        return "every unit of the shard's stock is allocated";
-      case errc::duplicate_batch:
-        return "stock batch already applied";
-      case errc::wrong_holder:
-        return "the token was granted to another node: a node presents only its own tokens";
-      case errc::not_allowed:
-        return "the origin does not let this node coordinate (its may_coordinate policy): register its key with the origin";
-      case errc::too_few_signers:
-        return "the token lacks the signatures of a quorum of its group (distinct members, each valid): forged or cut short";
-      case errc::slot_held:
-        return "a permit this token names is held by a live grant the member signed: retry after that grant expires or is released";
-    }
-    return "unknown delegation error " + std::to_string(ev);
-  }
-  std::error_condition default_error_condition(int ev) const noexcept override {
-    switch (static_cast<errc>(ev)) {
-      // not now, or not here: after the hinted delay, or at the shard's coordinator
-      case errc::certificate_expired:
-      case errc::shard_delegated:
-      case errc::not_coordinator:
-      case errc::share_exhausted:
-      case errc::slot_held:
-        return condition::retryable;
-      case errc::unknown_shard:
-      case errc::wrong_epoch:
-      case errc::delegation_ended:  // that token is done: a new request gets a new one
-      case errc::bad_certificate:
-      case errc::certificate_mismatch:
-      case errc::stock_exhausted:
-      case errc::duplicate_batch:  // applied already: asking again changes nothing
-      case errc::wrong_holder:
-      case errc::not_allowed:
-      case errc::too_few_signers:
-        return condition::permanent;
-    }
-    return std::error_category::default_error_condition(ev);
-  }
-};
+constexpr const char* error_category_name(errc) noexcept { return "dcp.delegation"; }
 
-inline const std::error_category& error_category() noexcept {
-  static const error_category_impl instance;
-  return instance;
+/// Each code's condition and message. Retryable: not now, or not here:
+/// after the hinted delay, or at the shard's coordinator.
+constexpr error_meaning describe(errc e) noexcept {
+  // every code, and no default: -Wswitch names a code added without a meaning
+  switch (e) {
+    case errc::unknown_shard:
+      return {condition::permanent,
+              "no such resource or shard at this origin: check the resource name and shard count"};
+    case errc::wrong_epoch:
+      return {condition::permanent,
+              "token from a delegation epoch the origin never issued for this shard: forged or from another origin"};
+    case errc::delegation_ended:  // that token is done: a new request gets a new one
+      return {condition::permanent,
+              "token from a delegation that has ended (its coordinator was replaced or its certificate expired): "
+              "ask the shard's current coordinator"};
+    case errc::bad_certificate:
+      return {condition::permanent, "delegation certificate does not parse or is not signed by the origin"};
+    case errc::certificate_expired:
+      return {condition::retryable, "delegation certificate outside its validity window: ask the coordinator again"};
+    case errc::certificate_mismatch:
+      return {condition::permanent,
+              "the token was not signed by the certificate's coordinator, or names another shard"};
+    case errc::shard_delegated:
+      return {condition::retryable, "the shard is delegated to another coordinator until its certificate ends"};
+    case errc::not_coordinator:
+      return {condition::retryable, "this node does not coordinate the shard yet: retry after the hinted delay"};
+    case errc::share_exhausted:
+      return {condition::retryable, "the shard's share of the capacity is in use: retry after the hinted delay"};
+    case errc::stock_exhausted:
+      return {condition::permanent, "every unit of the shard's stock is allocated"};
+    case errc::duplicate_batch:  // applied already: asking again changes nothing
+      return {condition::permanent, "stock batch already applied"};
+    case errc::wrong_holder:
+      return {condition::permanent, "the token was granted to another node: a node presents only its own tokens"};
+    case errc::not_allowed:
+      return {
+          condition::permanent,
+          "the origin does not let this node coordinate (its may_coordinate policy): register its key with the origin"};
+    case errc::too_few_signers:
+      return {
+          condition::permanent,
+          "the token lacks the signatures of a quorum of its group (distinct members, each valid): forged or cut short"};
+    case errc::slot_held:
+      return {
+          condition::retryable,
+          "a permit this token names is held by a live grant the member signed: retry after that grant expires or is released"};
+  }
+  return {};  // not a code
 }
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+inline const std::error_category& error_category() noexcept { return error_category_of<errc>(); }
+using dcp::make_error_code;
 
 }  // namespace dcp::delegation
 

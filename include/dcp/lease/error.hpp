@@ -1,11 +1,10 @@
 #pragma once
 // Why a lease token was refused, as std::error_code values of their own
-// category ("dcp.lease"), each with a message that tells the person reading a
-// log what to do about it.
-#include <string>
+// category ("dcp.lease", dcp/core/error_category.hpp), each with a message
+// that tells the person reading a log what to do about it.
 #include <system_error>
 
-#include "dcp/core/condition.hpp"
+#include "dcp/core/error_category.hpp"
 
 namespace dcp::lease {
 
@@ -27,79 +26,64 @@ enum class errc : int {
   crypto_failure,       ///< OpenSSL reported an internal failure
 };
 
-class error_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "dcp.lease"; }
-  std::string message(int ev) const override {
-    switch (static_cast<errc>(ev)) {
-      case errc::token_too_large:
-        return "lease token larger than the verifier's max_token_size: not a token from this group, or raise the limit";
-      case errc::malformed_token:
-        return "lease token bytes do not parse (truncated, corrupted or not a dcp lease token)";
-      case errc::unsupported_version:
-        return "lease token format version not supported by this build: upgrade the resource server";
-      case errc::unknown_scheme:
-        return "lease token uses an unknown signature scheme";
-      case errc::scheme_mismatch:
-        return "lease token signed with a different scheme than the verifier's key (HMAC-SHA256 vs Ed25519): "
-               "configure the verifier with the group's key for that scheme";
-      case errc::unknown_key:
-        return "lease token signed under another key id than the verifier holds: install the group's current key";
-      case errc::bad_signature:
-        return "lease token signature does not verify: forged, altered in transit, or signed with another group's key";
-      case errc::expired:
-        return "lease token expired (or is within the clock-drift margin of its expiry): ask the group for a new lease";
-      case errc::wrong_resource:
-        return "lease token is for a resource this server does not guard: present the token issued for this resource";
-      case errc::stale_fencing:
-        return "lease token is older (lower fencing token) than one already accepted for this resource: "
-               "the holder was superseded and must acquire a new lease";
-      case errc::released:
-        return "lease token was already released at this server: acquire a new lease";
-      case errc::over_capacity:
-        return "admitting this lease would exceed the server's capacity: wait for a permit to be released or expire";
-      case errc::invalid_token:
-        return "refusing to seal a lease token with an empty or overlong resource name or zero permits";
-      case errc::invalid_key:
-        return "invalid lease key: HMAC group keys need at least 16 bytes, Ed25519 keys exactly 32";
-      case errc::crypto_failure:
-        return "OpenSSL failed while signing or verifying a lease token";
-    }
-    return "unknown dcp.lease error " + std::to_string(ev);
-  }
-  /// Every refusal is for good but one: a token that does not verify, or is
-  /// expired, stale or released, will not pass later either (a new lease
-  /// will); a full server may have room once a permit frees.
-  std::error_condition default_error_condition(int ev) const noexcept override {
-    switch (static_cast<errc>(ev)) {
-      case errc::over_capacity:
-        return condition::retryable;
-      case errc::token_too_large:
-      case errc::malformed_token:
-      case errc::unsupported_version:
-      case errc::unknown_scheme:
-      case errc::scheme_mismatch:
-      case errc::unknown_key:
-      case errc::bad_signature:
-      case errc::expired:
-      case errc::wrong_resource:
-      case errc::stale_fencing:
-      case errc::released:
-      case errc::invalid_token:
-      case errc::invalid_key:
-      case errc::crypto_failure:
-        return condition::permanent;
-    }
-    return std::error_category::default_error_condition(ev);
-  }
-};
+constexpr const char* error_category_name(errc) noexcept { return "dcp.lease"; }
 
-inline const std::error_category& error_category() noexcept {
-  static const error_category_impl instance;
-  return instance;
+/// Each code's condition and message. Every refusal is for good but one: a
+/// token that does not verify, or is expired, stale or released, will not
+/// pass later either (a new lease will); a full server may have room once a
+/// permit frees.
+constexpr error_meaning describe(errc e) noexcept {
+  // every code, and no default: -Wswitch names a code added without a meaning
+  switch (e) {
+    case errc::token_too_large:
+      return {condition::permanent,
+              "lease token larger than the verifier's max_token_size: not a token from this group, or raise the limit"};
+    case errc::malformed_token:
+      return {condition::permanent, "lease token bytes do not parse (truncated, corrupted or not a dcp lease token)"};
+    case errc::unsupported_version:
+      return {condition::permanent,
+              "lease token format version not supported by this build: upgrade the resource server"};
+    case errc::unknown_scheme:
+      return {condition::permanent, "lease token uses an unknown signature scheme"};
+    case errc::scheme_mismatch:
+      return {condition::permanent,
+              "lease token signed with a different scheme than the verifier's key (HMAC-SHA256 vs Ed25519): "
+              "configure the verifier with the group's key for that scheme"};
+    case errc::unknown_key:
+      return {condition::permanent,
+              "lease token signed under another key id than the verifier holds: install the group's current key"};
+    case errc::bad_signature:
+      return {condition::permanent,
+              "lease token signature does not verify: forged, altered in transit, or signed with another group's key"};
+    case errc::expired:
+      return {condition::permanent,
+              "lease token expired (or is within the clock-drift margin of its expiry): ask the group for a new lease"};
+    case errc::wrong_resource:
+      return {condition::permanent,
+              "lease token is for a resource this server does not guard: present the token issued for this resource"};
+    case errc::stale_fencing:
+      return {condition::permanent,
+              "lease token is older (lower fencing token) than one already accepted for this resource: "
+              "the holder was superseded and must acquire a new lease"};
+    case errc::released:
+      return {condition::permanent, "lease token was already released at this server: acquire a new lease"};
+    case errc::over_capacity:
+      return {condition::retryable,
+              "admitting this lease would exceed the server's capacity: wait for a permit to be released or expire"};
+    case errc::invalid_token:
+      return {condition::permanent,
+              "refusing to seal a lease token with an empty or overlong resource name or zero permits"};
+    case errc::invalid_key:
+      return {condition::permanent,
+              "invalid lease key: HMAC group keys need at least 16 bytes, Ed25519 keys exactly 32"};
+    case errc::crypto_failure:
+      return {condition::permanent, "OpenSSL failed while signing or verifying a lease token"};
+  }
+  return {};  // not a code
 }
 
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+inline const std::error_category& error_category() noexcept { return error_category_of<errc>(); }
+using dcp::make_error_code;
 
 }  // namespace dcp::lease
 

@@ -6,16 +6,27 @@
 //   dcp_messages_sent_total / _received_total, dcp_message_bytes_sent_total /
 //     _received_total {protocol, protocol_name, type}                counters
 //   dcp_frames_dropped_total {protocol, reason}                      counter
-//   dcp_protocol_events_total {protocol, protocol_name, event}       counters (env.count): every
-//                                                                    declared one, 0 until counted
+//   dcp_<protocol_name>_<counter>_total {protocol, protocol_name}    one family per counter a
+//                                                                    protocol declares (env.count),
+//                                                                    its HELP the counter's
+//                                                                    description; 0 until counted
 //   dcp_protocol_gauge {protocol, protocol_name, gauge}              what protocols report
 //                                                                    through gauges(emit)
 //   dcp_<name>                                                       node::add_gauge
 //
-// Every sample carries node="<the node's address>". Call on the node's
-// executor (metrics_http_server does).
+// Every sample carries node="<the node's address>". Every family has one
+// # HELP and one # TYPE line, before its samples, which stand together. Call
+// on the node's executor (metrics_http_server does).
+//
+// A protocol's counters are a family each, not one family with the counter
+// as a label: what one counter counts (a retransmission, an election) has
+// nothing to add up with another's, and a family has one HELP, so only a
+// family per counter can carry the description its protocol declares. The
+// node exporter does the same (node_netstat_Tcp_InSegs, node_vmstat_pgfault:
+// one family per kernel counter).
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -26,22 +37,27 @@
 namespace dcp::net {
 
 namespace detail {
-/// A label value, escaped as the format wants (\\, \", \n).
-inline std::string prometheus_label(std::string_view v) {
+/// Text escaped as the format wants: a backslash and a line feed everywhere
+/// (\\, \n), and a double quote inside a label value's quotes (\").
+inline std::string prometheus_escape(std::string_view v, bool in_quotes) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
     if (c == '\\')
       out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
     else if (c == '\n')
       out += "\\n";
+    else if (c == '"' && in_quotes)
+      out += "\\\"";
     else
       out += c;
   }
   return out;
 }
+/// A label value: \\, \", \n.
+inline std::string prometheus_label(std::string_view v) { return prometheus_escape(v, true); }
+/// A # HELP text: \\ and \n (a quote stays as it is there).
+inline std::string prometheus_help(std::string_view v) { return prometheus_escape(v, false); }
 /// A metric name: [a-zA-Z_:][a-zA-Z0-9_:]*, anything else becomes '_'.
 inline std::string prometheus_name(std::string_view v) {
   std::string out(v);
@@ -74,7 +90,7 @@ template <Transport T> std::string prometheus_text(const basic_node<T>& n) {
   };
   std::ostringstream os;
   auto family = [&](std::string_view name, std::string_view type, std::string_view help) {
-    os << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+    os << "# HELP " << name << ' ' << detail::prometheus_help(help) << "\n# TYPE " << name << ' ' << type << '\n';
   };
   family("dcp_up", "gauge", "1 while the node runs.");
   os << "dcp_up{" << who << "} " << (st.running ? 1 : 0) << '\n';
@@ -109,12 +125,32 @@ template <Transport T> std::string prometheus_text(const basic_node<T>& n) {
     os << "dcp_frames_dropped_total{" << who << ",protocol=\"" << p << "\",reason=\""
        << detail::prometheus_label(reason) << "\"} " << count << '\n';
   });
-  family("dcp_protocol_events_total", "counter", "Named event counters of the protocols (env.count).");
+  // A family per counter, named by its protocol and itself. Its samples are
+  // gathered first: one protocol hosted at two ids gives a family two samples,
+  // which must stand together under one HELP (the first id's).
+  struct counter_family {
+    std::string help, samples;
+  };
+  std::map<std::string, counter_family> counters;
   n.metrics().for_each_counter([&](protocol_id p, std::string_view event, std::int64_t value) {
-    os << "dcp_protocol_events_total{" << who << ",protocol=\"" << p << "\",protocol_name=\""
-       << detail::prometheus_label(protocol_name(p)) << "\",event=\"" << detail::prometheus_label(event) << "\"} "
-       << value << '\n';
+    const std::string pname = protocol_name(p);
+    auto [it, fresh] =
+        counters.try_emplace(detail::prometheus_name("dcp_" + pname + "_" + std::string(event) + "_total"));
+    if (fresh) {
+      const std::string_view declared = n.metrics().help(p, event);
+      it->second.help = declared.empty()
+          ? "Counter " + std::string(event) + " of " + pname + " (env.count); its protocol does not say what it counts."
+          : std::string(declared);
+    }
+    std::ostringstream sample;
+    sample << it->first << '{' << who << ",protocol=\"" << p << "\",protocol_name=\"" << detail::prometheus_label(pname)
+           << "\"} " << value << '\n';
+    it->second.samples += sample.str();
   });
+  for (const auto& [name, f] : counters) {
+    family(name, "counter", f.help);
+    os << f.samples;
+  }
   family("dcp_protocol_gauge", "gauge", "What the protocols report of their state (roles, terms, view sizes).");
   for (auto& p : st.protocols)
     for (auto& [g, v] : p.gauges)
