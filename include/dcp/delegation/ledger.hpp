@@ -289,104 +289,127 @@ class ledger {
     return b.grants.erase(g);
   }
 
+  /// One function per command; each starts from the shard's book, its
+  /// expired grants gone.
   outcome run(const command& c) {
-    if (c.kind == op::certify) {
-      auto& b = books_[c.key];
-      if (c.cert.epoch < b.cert.epoch) return {static_cast<std::uint32_t>(errc::wrong_epoch)};
-      if (c.cert.epoch > b.cert.epoch) b = shard_book{};  // a new epoch: the old grants are the origin's to wait out
-      b.sealed_certificate = c.sealed_certificate;
-      b.cert = c.cert;
-      return {};
-    }
+    if (c.kind == op::certify) return certify(c);
     auto it = books_.find(c.key);
     if (it == books_.end() || it->second.cert.epoch == 0) return {static_cast<std::uint32_t>(errc::not_coordinator)};
     auto& b = it->second;
     expire(b, c.cutoff_ns);
-    const std::int64_t end = ns(b.cert.not_after);
     switch (c.kind) {
-      case op::grant: {
-        if (auto same = b.by_request.find({c.holder, c.nonce}); same != b.by_request.end()) {
-          // A resend (its answer was lost, or it reached another leader):
-          // the same grant, as fresh as a new one would be.
-          auto& g = b.grants.at(same->second);
-          extend(b, same->second, g, std::min(c.expiry_ns, end));
-          return {0, same->second, g.expiry_ns, g.permits};
-        }
-        if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
-        if (c.permits == 0 || b.in_use + c.permits > b.cert.share ||
-            (b.cert.signers > 1 && c.permits > max_quorum_token_permits))
-          return {static_cast<std::uint32_t>(errc::share_exhausted)};
-        const std::uint64_t fencing = fencing_of(b.cert.epoch, ++b.sequence);
-        const auto expiry = std::min(c.expiry_ns, end);
-        b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce,
-                             b.cert.signers > 1 ? take_slots(b, c.permits) : std::vector<std::uint32_t>{}};
-        b.by_request[{c.holder, c.nonce}] = fencing;
-        b.by_expiry.insert({expiry, fencing});
-        b.in_use += c.permits;
-        return {0, fencing, expiry, c.permits};
-      }
-      case op::renew: {
-        auto g = b.grants.find(c.fencing);
-        if (g == b.grants.end() || g->second.holder != c.holder)
-          return {static_cast<std::uint32_t>(errc::delegation_ended)};
-        // A share renewed smaller: a grant holding a slot past it is not
-        // renewed (its token would name a permit the share no longer has).
-        if (!g->second.slots.empty() &&
-            *std::max_element(g->second.slots.begin(), g->second.slots.end()) >= b.cert.share)
-          return {static_cast<std::uint32_t>(errc::delegation_ended)};
-        extend(b, c.fencing, g->second, std::min(c.expiry_ns, end));
-        return {0, c.fencing, g->second.expiry_ns, g->second.permits};
-      }
-      case op::release: {
-        auto g = b.grants.find(c.fencing);
-        if (g != b.grants.end() && g->second.holder == c.holder) forget(b, g);
-        return {};
-      }
-      case op::reserve: {
-        if (auto e = b.stock.find({c.holder, c.request_id}); e != b.stock.end())  // a resend: where it stands
-          return {0, 0, 0, e->second.units, e->second.confirmed, e->second.batch};
-        if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
-        if (c.permits == 0 || b.stock_units + c.permits > b.cert.share)
-          return {static_cast<std::uint32_t>(errc::stock_exhausted)};
-        b.stock[{c.holder, c.request_id}] = {c.permits, 0, false};
-        b.unbatched.insert({c.holder, c.request_id});
-        b.stock_units += c.permits;
-        return {0, 0, 0, c.permits};
-      }
-      case op::seal_batch: {
-        if (b.open_batch != 0) return {0, 0, 0, 0, false, 0};  // one batch at a time: the origin answers it first
-        std::uint32_t taken = 0;
-        for (auto k = b.unbatched.begin(); k != b.unbatched.end() && taken < c.permits; ++taken) {
-          b.stock.at(*k).batch = b.last_batch + 1;
-          b.in_open_batch.push_back(*k);
-          k = b.unbatched.erase(k);
-        }
-        if (taken == 0) return {};
-        b.open_batch = ++b.last_batch;
-        return {0, 0, 0, taken, false, b.open_batch};
-      }
+      case op::grant:
+        return grant(b, c);
+      case op::renew:
+        return renew(b, c);
+      case op::release:
+        return release(b, c);
+      case op::reserve:
+        return reserve(b, c);
+      case op::seal_batch:
+        return seal_batch(b, c);
       case op::confirm:
-      case op::unreserve: {
-        if (c.batch == 0 || c.batch != b.open_batch)
-          return {static_cast<std::uint32_t>(errc::duplicate_batch)};  // answered already
-        for (auto& k : b.in_open_batch) {
-          auto e = b.stock.find(k);
-          if (c.kind == op::confirm) {
-            e->second.confirmed = true;
-          } else {
-            b.stock_units -= e->second.units;
-            b.stock.erase(e);
-          }
-        }
-        b.in_open_batch.clear();
-        b.open_batch = 0;
-        return {};
-      }
+      case op::unreserve:
+        return close_batch(b, c);
       case op::certify:
         break;
     }
     return {static_cast<std::uint32_t>(errc::unknown_shard)};
   }
+
+  outcome certify(const command& c) {
+    auto& b = books_[c.key];
+    if (c.cert.epoch < b.cert.epoch) return {static_cast<std::uint32_t>(errc::wrong_epoch)};
+    if (c.cert.epoch > b.cert.epoch) b = shard_book{};  // a new epoch: the old grants are the origin's to wait out
+    b.sealed_certificate = c.sealed_certificate;
+    b.cert = c.cert;
+    return {};
+  }
+
+  outcome grant(shard_book& b, const command& c) {
+    const std::int64_t end = ns(b.cert.not_after);
+    if (auto same = b.by_request.find({c.holder, c.nonce}); same != b.by_request.end()) {
+      // A resend (its answer was lost, or it reached another leader):
+      // the same grant, as fresh as a new one would be.
+      auto& g = b.grants.at(same->second);
+      extend(b, same->second, g, std::min(c.expiry_ns, end));
+      return {0, same->second, g.expiry_ns, g.permits};
+    }
+    if (c.cutoff_ns >= end) return {static_cast<std::uint32_t>(errc::certificate_expired)};
+    if (c.permits == 0 || b.in_use + c.permits > b.cert.share ||
+        (b.cert.signers > 1 && c.permits > max_quorum_token_permits))
+      return {static_cast<std::uint32_t>(errc::share_exhausted)};
+    const std::uint64_t fencing = fencing_of(b.cert.epoch, ++b.sequence);
+    const auto expiry = std::min(c.expiry_ns, end);
+    b.grants[fencing] = {c.holder, c.permits, expiry, c.nonce,
+                         b.cert.signers > 1 ? take_slots(b, c.permits) : std::vector<std::uint32_t>{}};
+    b.by_request[{c.holder, c.nonce}] = fencing;
+    b.by_expiry.insert({expiry, fencing});
+    b.in_use += c.permits;
+    return {0, fencing, expiry, c.permits};
+  }
+
+  outcome renew(shard_book& b, const command& c) {
+    auto g = b.grants.find(c.fencing);
+    if (g == b.grants.end() || g->second.holder != c.holder)
+      return {static_cast<std::uint32_t>(errc::delegation_ended)};
+    // A share renewed smaller: a grant holding a slot past it is not
+    // renewed (its token would name a permit the share no longer has).
+    if (!g->second.slots.empty() && *std::max_element(g->second.slots.begin(), g->second.slots.end()) >= b.cert.share)
+      return {static_cast<std::uint32_t>(errc::delegation_ended)};
+    extend(b, c.fencing, g->second, std::min(c.expiry_ns, ns(b.cert.not_after)));
+    return {0, c.fencing, g->second.expiry_ns, g->second.permits};
+  }
+
+  outcome release(shard_book& b, const command& c) {
+    auto g = b.grants.find(c.fencing);
+    if (g != b.grants.end() && g->second.holder == c.holder) forget(b, g);
+    return {};
+  }
+
+  outcome reserve(shard_book& b, const command& c) {
+    if (auto e = b.stock.find({c.holder, c.request_id}); e != b.stock.end())  // a resend: where it stands
+      return {0, 0, 0, e->second.units, e->second.confirmed, e->second.batch};
+    if (c.cutoff_ns >= ns(b.cert.not_after)) return {static_cast<std::uint32_t>(errc::certificate_expired)};
+    if (c.permits == 0 || b.stock_units + c.permits > b.cert.share)
+      return {static_cast<std::uint32_t>(errc::stock_exhausted)};
+    b.stock[{c.holder, c.request_id}] = {c.permits, 0, false};
+    b.unbatched.insert({c.holder, c.request_id});
+    b.stock_units += c.permits;
+    return {0, 0, 0, c.permits};
+  }
+
+  outcome seal_batch(shard_book& b, const command& c) {
+    if (b.open_batch != 0) return {0, 0, 0, 0, false, 0};  // one batch at a time: the origin answers it first
+    std::uint32_t taken = 0;
+    for (auto k = b.unbatched.begin(); k != b.unbatched.end() && taken < c.permits; ++taken) {
+      b.stock.at(*k).batch = b.last_batch + 1;
+      b.in_open_batch.push_back(*k);
+      k = b.unbatched.erase(k);
+    }
+    if (taken == 0) return {};
+    b.open_batch = ++b.last_batch;
+    return {0, 0, 0, taken, false, b.open_batch};
+  }
+
+  /// confirm (the origin took the batch) or unreserve (it refused it).
+  outcome close_batch(shard_book& b, const command& c) {
+    if (c.batch == 0 || c.batch != b.open_batch)
+      return {static_cast<std::uint32_t>(errc::duplicate_batch)};  // answered already
+    for (auto& k : b.in_open_batch) {
+      auto e = b.stock.find(k);
+      if (c.kind == op::confirm) {
+        e->second.confirmed = true;
+      } else {
+        b.stock_units -= e->second.units;
+        b.stock.erase(e);
+      }
+    }
+    b.in_open_batch.clear();
+    b.open_batch = 0;
+    return {};
+  }
+
   std::map<std::string, shard_book> books_;
 };
 
