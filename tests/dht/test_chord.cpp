@@ -39,13 +39,7 @@ bool ring_correct(world_t& w) {
 }
 
 /// Grows a ring of n nodes by joining them one at a time through live members.
-void grow(world_t& w, std::size_t n) {
-  w.add(1);
-  for (std::size_t i = 1; i < n; ++i) {
-    w.world.run_for(20ms);
-    w.add(1);
-  }
-}
+void grow(world_t& w, std::size_t n) { w.add_spaced(n, 20ms); }
 
 }  // namespace
 
@@ -128,12 +122,7 @@ TEST_CASE("chord: graceful leaves splice the ring at once; joins under churn con
     REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 10s).reason ==
             sim::stop_reason::predicate);
     // churn: crashes, restarts (a restarted node joins with a fresh id) and new joins interleaved
-    for (int round = 0; round < 10; ++round) {
-      auto l = w.live();
-      w.world.crash(l[w.world.rng().below(l.size())]);
-      w.add(1);
-      w.world.run_for(300ms);
-    }
+    w.churn(10, 300ms);
     REQUIRE(w.world.run_until([&] { return ring_correct(w); }, w.world.now() + 60s).reason ==
             sim::stop_reason::predicate);
     w.world.run_for(5s);
@@ -308,15 +297,7 @@ TEST_CASE("chord: 50% of the nodes crash at once; 20 s later no lookup returns a
   for (std::uint64_t seed = 51; seed <= dcp::test::last_seed(51, 54); ++seed) {
     CAPTURE(seed);
     world_t w(seed, dht::chord_config{}, world_t::wide_area());  // the defaults
-    w.address_only = true;
-    w.grow(256, 60ms);
-    w.world.run_for(30s);
-    auto nodes = w.live();
-    REQUIRE(nodes.size() == 256);
-    w.world.rng().shuffle(std::span(nodes));
-    for (std::size_t k = 0; k < nodes.size() / 2; ++k) w.world.crash(nodes[k]);
-    w.world.run_for(20s);  // the repair time stated in docs/dht.md
-    auto st = w.lookups(300);
+    auto st = w.lookups_after_half_crash();
     wrong += st.wrong, failed += st.failed, right += st.correct;
   }
   MESSAGE("chord after a 50% crash: ", right, " right, ", wrong, " wrong owners, ", failed, " failed");

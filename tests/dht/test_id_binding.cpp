@@ -26,13 +26,7 @@ dht::kademlia_config config(dht::id_binding b) {
   return c;
 }
 
-void grow(world_t& w, std::size_t n) {
-  w.add(1);
-  for (std::size_t i = 1; i < n; ++i) {
-    w.world.run_for(10ms);
-    w.add(1);
-  }
-}
+void grow(world_t& w, std::size_t n) { w.add_spaced(n, 10ms); }
 
 struct capture {
   std::size_t lookups = 0, to_attacker = 0, knowing = 0;

@@ -22,13 +22,7 @@ dht::kademlia_config small(std::size_t k = 4) {
   return c;
 }
 
-void grow(world_t& w, std::size_t n) {
-  w.add(1);
-  for (std::size_t i = 1; i < n; ++i) {
-    w.world.run_for(10ms);
-    w.add(1);
-  }
-}
+void grow(world_t& w, std::size_t n) { w.add_spaced(n, 10ms); }
 
 /// The k-bucket invariants: every contact lies in its bucket's distance range,
 /// appears once, and no bucket holds more than k.

@@ -22,13 +22,7 @@ dht::pastry_config fast(std::size_t l = 8) {
   return c;
 }
 
-void grow(world_t& w, std::size_t n) {
-  w.add(1);
-  for (std::size_t i = 1; i < n; ++i) {
-    w.world.run_for(30ms);
-    w.add(1);
-  }
-}
+void grow(world_t& w, std::size_t n) { w.add_spaced(n, 30ms); }
 
 /// Every live node's leaf set holds exactly its l/2 true neighbours on each side.
 bool leaves_correct(world_t& w) {
@@ -122,12 +116,7 @@ TEST_CASE("pastry: graceful leave repairs both sides; joins under churn converge
   // faster than failure detection (3 probe rounds of 200 ms): the leave messages did it
   REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 100ms).reason ==
           sim::stop_reason::predicate);
-  for (int round = 0; round < 10; ++round) {
-    auto l = w.live();
-    w.world.crash(l[w.world.rng().below(l.size())]);
-    w.add(1);
-    w.world.run_for(300ms);
-  }
+  w.churn(10, 300ms);
   REQUIRE(w.world.run_until([&] { return leaves_correct(w); }, w.world.now() + 60s).reason ==
           sim::stop_reason::predicate);
   auto st = w.lookups(200);
@@ -214,15 +203,7 @@ TEST_CASE("pastry: 50% of the nodes crash at once; 20 s later no lookup returns 
     dht::pastry_config cfg;
     cfg.leaf_set = 8;  // the configured minimum: small, so that the N-sized growth is what saves it
     world_t w(seed, cfg, world_t::wide_area());
-    w.address_only = true;
-    w.grow(256, 60ms);
-    w.world.run_for(30s);
-    auto nodes = w.live();
-    REQUIRE(nodes.size() == 256);
-    w.world.rng().shuffle(std::span(nodes));
-    for (std::size_t k = 0; k < nodes.size() / 2; ++k) w.world.crash(nodes[k]);
-    w.world.run_for(20s);  // the repair time stated in docs/dht.md
-    auto st = w.lookups(300);
+    auto st = w.lookups_after_half_crash();
     wrong += st.wrong, failed += st.failed, right += st.correct;
   }
   MESSAGE("pastry after a 50% crash: ", right, " right, ", wrong, " wrong owners, ", failed, " failed");

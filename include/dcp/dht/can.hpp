@@ -130,8 +130,11 @@
 #include "dcp/dht/detail/failed_peers.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
-#include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/payload_delivery.hpp"
+#include "dcp/dht/detail/random_phase.hpp"
 #include "dcp/dht/detail/route_messages.hpp"
+#include "dcp/dht/detail/routed_lookups.hpp"
+#include "dcp/dht/detail/unguessable_nonce.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -313,6 +316,7 @@ struct can_config {
 };
 
 namespace can_msg {
+// (lookup, join, app: detail::route_kind's codes)
 enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2, find = 3 };
 /// A node and its zones, as neighbour lists carry them.
 struct holder {
@@ -472,12 +476,15 @@ template <Env E> class can {
   can(E env, can_config cfg = {})
       : env_(std::move(env)),
         cfg_(std::move(cfg)),
-        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
+        lookups_(
+            env_, self_, cfg_.lookup_timeout, "lookup_retries", cfg_.max_neighbours + 1,
+            [this] { return fresh_nonce(); }, [this](can_msg::route m) { handle_route(std::move(m)); }),
         hops_(env_, self_, cfg_.rpc_timeout, 64 * cfg_.max_neighbours, [this] { return fresh_nonce(); }),
         join_(
             env_, cfg_.lookup_timeout, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
             [this](const contact& seed) { send_join(seed); }),
-        failed_(env_, cfg_.failed_memory) {
+        failed_(env_, cfg_.failed_memory),
+        delivery_(env_) {
     cfg_.validate();
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {own_id("can", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
@@ -551,25 +558,9 @@ template <Env E> class can {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    if (n == 0 || n > cfg_.max_neighbours + 1)
-      return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
-    // the owner itself may answer at once: pending_requests still completes after the call
-    lookups_.open(
-        fresh_nonce(), std::move(cb), [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-          auto m =
-              detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::lookup), key, self_, nonce);
-          m.n = wanted;
-          handle_route(std::move(m));
-        });
+    lookups_.lookup(joined_, key, n, std::move(cb));
   }
-
-  void route(const node_id& key, bytes payload) {
-    if (!joined_) return env_.count("route_failed");
-    auto m = detail::origin_route<can_msg::route>(static_cast<std::uint8_t>(can_msg::kind::app), key, self_);
-    m.payload = std::move(payload);
-    handle_route(std::move(m));
-  }
+  void route(const node_id& key, bytes payload) { lookups_.route(joined_, key, std::move(payload)); }
 
   /// This node and its neighbours, nearest zone to the key's point first (the owner,
   /// when it is among them, at distance 0).
@@ -589,7 +580,7 @@ template <Env E> class can {
     return out;
   }
 
-  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+  void on_deliver(deliver_callback f) { delivery_.on_deliver(std::move(f)); }
 
   /// Torus distance between the points of `key` and of `id` (squared, in the low 128
   /// bits), in 2 dimensions: the static metric the Router concept asks for. A node's id
@@ -671,7 +662,7 @@ template <Env E> class can {
     // name its sender is not the owner's (a relay that saw the nonce, or a forger)
     if (std::none_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return c.addr == from; }))
       return env_.count("spoofed_reply");
-    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
+    lookups_.complete(m.nonce, lookup_result{m.owners, m.hops});
   }
 
   void on_message(const address& from, const can_msg::join_offer& m) {
@@ -986,9 +977,8 @@ template <Env E> class can {
   }
 
   std::uint64_t fresh_nonce() {
-    std::uint64_t n = 0;
-    while (n == 0 || lookups_.contains(n) || hops_.contains(n)) n = env_.rng()();
-    return n;
+    return detail::unguessable_nonce(env_,
+                                     [this](std::uint64_t n) { return lookups_.contains(n) || hops_.contains(n); });
   }
 
   // ---- neighbours and zones ----
@@ -1188,8 +1178,7 @@ template <Env E> class can {
     joined_ = true;
     join_.stop();
     update_timer_.start(
-        env_, cfg_.update_interval, [this] { tick(); },
-        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.update_interval.count()))));
+        env_, cfg_.update_interval, [this] { tick(); }, detail::random_phase(env_, cfg_.update_interval));
     const auto u = make_update(true);
     for (auto& [a, nb] : neighbours_) env_.send(a, u);
   }
@@ -1487,19 +1476,12 @@ template <Env E> class can {
 
   void deliver_here(const can_msg::route& m) {
     switch (static_cast<can_msg::kind>(m.what)) {
-      case can_msg::kind::lookup: {
-        auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr)
-          return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
-        env_.send(m.origin.addr, can_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
-        return;
-      }
+      case can_msg::kind::lookup:
+        return lookups_.answer(m, closest(m.key, m.n));
       case can_msg::kind::join:
         return accept_join(m);
       case can_msg::kind::app:
-        env_.count("delivered");
-        if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
-        return;
+        return delivery_.deliver(m.key, m.origin, m.payload);
       case can_msg::kind::find:  // a node missing a neighbour here: we introduce ourselves
         if (m.origin.addr != self_.addr && !failed_.recent(m.origin.addr)) env_.send(m.origin.addr, make_update(true));
         return;
@@ -1521,10 +1503,11 @@ template <Env E> class can {
   E env_;
   can_config cfg_;
   contact self_;
-  detail::pending_requests<E, lookup_result> lookups_;
+  detail::routed_lookups<E, can_msg::route> lookups_;
   detail::hop_forwarder<E, can_msg::route> hops_;
   detail::join_attempts<E> join_;
   detail::failed_peers<E> failed_;  // taken over or departed
+  detail::payload_delivery<E> delivery_;
   std::vector<can_zone> zones_;
   std::unordered_map<address, neighbour> neighbours_;
   std::unordered_map<address, takeover_op> takeovers_;
@@ -1543,7 +1526,6 @@ template <Env E> class can {
   std::vector<contact> heirs_;
   std::uint64_t heir_nonce_ = 0;
   timer_id heir_timer_{};
-  deliver_callback on_deliver_;
   periodic<E> update_timer_;
 };
 

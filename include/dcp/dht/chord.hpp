@@ -51,6 +51,7 @@
 #include <bit>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -67,6 +68,8 @@
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/failed_peers.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/lookup_refusal.hpp"
+#include "dcp/dht/detail/payload_delivery.hpp"
 #include "dcp/dht/detail/peer_requests.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
@@ -312,21 +315,14 @@ template <Env E> class chord {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
+    if (detail::refuse_lookup(env_, joined_, n, std::numeric_limits<std::size_t>::max(), cb)) return;
     after_return done(env_);  // a lone node knows the owner at once: still answer after the call
     start_lookup(mask(key), n, {}, done.wrap(std::move(cb)));
     done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
-    lookup(key, 1, [this, key, p = std::move(payload)](result<lookup_result> r) mutable {
-      if (!r || r->owners.empty()) {
-        env_.count("route_failed");
-        return;
-      }
-      send_deliver(r->owners.front(), key, std::move(p));
-    });
+    detail::route_to_owner<chord_msg::deliver>(*this, env_, delivery_, key, std::move(payload));
   }
 
   /// The n known nodes that follow `key` on the ring (self included): the key's
@@ -340,7 +336,7 @@ template <Env E> class chord {
     return known;
   }
 
-  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+  void on_deliver(deliver_callback f) { delivery_.on_deliver(std::move(f)); }
 
   /// Chord's metric: the clockwise distance from the key to the node, so the
   /// key's successor is the closest.
@@ -555,8 +551,7 @@ template <Env E> class chord {
     // the origin sends it straight to the owner its lookup found: it must be the sender
     if (m.origin.addr != from) return env_.count("spoofed_sender");
     if (!admit(m.origin, "unbound_id")) return;
-    env_.count("delivered");
-    if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
+    delivery_.deliver(m.key, m.origin, m.payload);
   }
 
   /// The transport gave up on `peer`: it is gone, so no lookup waits for or retries it.
@@ -1102,15 +1097,6 @@ template <Env E> class chord {
     }
   }
 
-  void send_deliver(const contact& owner, const node_id& key, bytes payload) {
-    if (owner.addr == self_.addr) {
-      env_.count("delivered");
-      if (on_deliver_) on_deliver_(key, self_, std::move(payload));
-      return;
-    }
-    env_.send(owner.addr, chord_msg::deliver{key, self_, std::move(payload)});
-  }
-
   E env_;
   chord_config cfg_;
   contact self_;
@@ -1133,7 +1119,7 @@ template <Env E> class chord {
   // declared failed (or departed) within failed_memory: neighbours that have not noticed
   // yet still name it, and stabilize must not adopt it back from them
   detail::failed_peers<E> failed_;
-  deliver_callback on_deliver_;
+  detail::payload_delivery<E> delivery_{env_};
   periodic<E> stabilize_timer_, fingers_timer_, predecessor_timer_;
 };
 

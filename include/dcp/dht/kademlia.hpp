@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string_view>
 #include <unordered_map>
@@ -55,7 +56,10 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/lookup_refusal.hpp"
+#include "dcp/dht/detail/payload_delivery.hpp"
 #include "dcp/dht/detail/peer_requests.hpp"
+#include "dcp/dht/detail/random_phase.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -194,26 +198,14 @@ template <Env E> class kademlia {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    if (n == 0) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
+    if (detail::refuse_lookup(env_, joined_, n, std::numeric_limits<std::size_t>::max(), cb)) return;
     after_return done(env_);  // a lone node knows the closest at once: still answer after the call
     start_lookup(key, n, done.wrap(std::move(cb)));
     done.returned();
   }
 
   void route(const node_id& key, bytes payload) {
-    lookup(key, 1, [this, key, p = std::move(payload)](result<lookup_result> r) mutable {
-      if (!r || r->owners.empty()) {
-        env_.count("route_failed");
-        return;
-      }
-      if (r->owners.front().addr == self_.addr) {
-        env_.count("delivered");
-        if (on_deliver_) on_deliver_(key, self_, std::move(p));
-      } else {
-        env_.send(r->owners.front().addr, kademlia_msg::deliver{key, self_, std::move(p)});
-      }
-    });
+    detail::route_to_owner<kademlia_msg::deliver>(*this, env_, delivery_, key, std::move(payload));
   }
 
   /// The n known contacts XOR-closest to `key`, self included.
@@ -231,7 +223,7 @@ template <Env E> class kademlia {
     return out;
   }
 
-  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+  void on_deliver(deliver_callback f) { delivery_.on_deliver(std::move(f)); }
 
   // ---- contacts learnt from another layer (dht/membership_contacts.hpp) ----
 
@@ -331,8 +323,7 @@ template <Env E> class kademlia {
     // the origin sends it straight to the owner its lookup found: the origin it names
     // must be the sender, and is then heard like any sender (bound id, bucket)
     if (!heard(from, m.origin)) return;
-    env_.count("delivered");
-    if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
+    delivery_.deliver(m.key, m.origin, m.payload);
   }
   void on_unreachable(const address& peer) { drop_contact(peer); }
 
@@ -491,11 +482,9 @@ template <Env E> class kademlia {
     join_.stop();
     const duration period = std::max<duration>(cfg_.refresh_interval / 8, 1ms);
     refresh_timer_.start(
-        env_, period, [this] { refresh(false); },
-        duration(1 + env_.rng().below(static_cast<std::uint64_t>(period.count()))));
+        env_, period, [this] { refresh(false); }, detail::random_phase(env_, period));
     check_timer_.start(
-        env_, cfg_.check_interval, [this] { check_contacts(); },
-        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.check_interval.count()))));
+        env_, cfg_.check_interval, [this] { check_contacts(); }, detail::random_phase(env_, cfg_.check_interval));
   }
 
   /// Pings the k closest contacts and every bucket's least recently seen one, when
@@ -720,7 +709,7 @@ template <Env E> class kademlia {
   rpc_table rpcs_;    // find_node requests in flight, for the lookups
   ping_table pings_;  // liveness checks and eviction pings
   detail::join_attempts<E> join_;
-  deliver_callback on_deliver_;
+  detail::payload_delivery<E> delivery_{env_};
   periodic<E> refresh_timer_, check_timer_;
 };
 

@@ -57,10 +57,15 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/heartbeat_round.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
-#include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/join_settling.hpp"
+#include "dcp/dht/detail/payload_delivery.hpp"
+#include "dcp/dht/detail/random_phase.hpp"
 #include "dcp/dht/detail/route_messages.hpp"
+#include "dcp/dht/detail/routed_lookups.hpp"
+#include "dcp/dht/detail/unguessable_nonce.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -119,7 +124,7 @@ struct pastry_config {
 };
 
 namespace pastry_msg {
-enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2 };
+enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2 };  // detail::route_kind's codes
 struct route {
   static constexpr message_type wire_id = 1;
   static constexpr std::string_view wire_name = "route";
@@ -203,12 +208,16 @@ template <Env E> class pastry {
   pastry(E env, pastry_config cfg = {})
       : env_(std::move(env)),
         cfg_(std::move(cfg)),
-        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "lookup_retries"),
+        lookups_(
+            env_, self_, cfg_.lookup_timeout, "lookup_retries", 0xFFFF, [this] { return fresh_nonce(); },
+            [this](pastry_msg::route m) { handle_route(std::move(m)); }),
         hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
         join_(
             env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
             [this](const contact& seed) { send_join(seed); }),
-        failed_(env_, cfg_.failed_memory) {
+        joining_(env_, cfg_.rpc_timeout, [this] { finish_join(); }),
+        failed_(env_, cfg_.failed_memory),
+        delivery_(env_) {
     cfg_.validate();
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {own_id("pastry", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
@@ -231,25 +240,9 @@ template <Env E> class pastry {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    if (n == 0 || n > 0xFFFF) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
-    // a lone node (or the key's root) knows the answer at once: pending_requests still
-    // answers after the call. Hops are acknowledged, the root's reply is not: it resends.
-    lookups_.open(fresh_nonce(), std::move(cb),
-                  [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-                    auto m = detail::origin_route<pastry_msg::route>(
-                        static_cast<std::uint8_t>(pastry_msg::kind::lookup), key, self_, nonce);
-                    m.n = wanted;
-                    handle_route(std::move(m));
-                  });
+    lookups_.lookup(joined_, key, n, std::move(cb));
   }
-
-  void route(const node_id& key, bytes payload) {
-    if (!joined_) return env_.count("route_failed");
-    auto m = detail::origin_route<pastry_msg::route>(static_cast<std::uint8_t>(pastry_msg::kind::app), key, self_);
-    m.payload = std::move(payload);
-    handle_route(std::move(m));
-  }
+  void route(const node_id& key, bytes payload) { lookups_.route(joined_, key, std::move(payload)); }
 
   /// The n known nodes numerically closest to `key`: from the leaf set and self
   /// when the key falls within the leaf set (the leaf set is probed; table
@@ -267,7 +260,7 @@ template <Env E> class pastry {
     return all;
   }
 
-  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+  void on_deliver(deliver_callback f) { delivery_.on_deliver(std::move(f)); }
 
   /// The node a message for `key` goes to next from here, skipping `excluded`; self
   /// when this node is the key's root. The common API's local_lookup (Dabek et al.,
@@ -339,7 +332,7 @@ template <Env E> class pastry {
       return env_.count("spoofed_reply");
     if (bound_ && std::any_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return !admissible(true, c); }))
       return env_.count("unbound_contact");
-    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
+    lookups_.complete(m.nonce, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const pastry_msg::join_state& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
@@ -348,12 +341,9 @@ template <Env E> class pastry {
     // the entries are others' tables and leaf sets, possibly naming nodes that crashed since:
     // each one we would use is probed first, and enters our state when it answers
     for (auto& c : m.entries) consider(c);
-    if (m.root && !joined_ && m.nonce == join_nonce_ && !join_verify_timer_) {
-      // joined once the root's leaves have answered (or rpc_timeout passed): a leaf set of
-      // the root alone would make us claim keys that belong to its neighbours
-      join_verify_timer_ = env_.arm(cfg_.rpc_timeout, [this] { finish_join(); });
-      if (verifying_.empty()) finish_join();
-    }
+    // joined once the root's leaves have answered (or rpc_timeout passed): a leaf set of
+    // the root alone would make us claim keys that belong to its neighbours
+    if (m.root && !joined_ && m.nonce == join_nonce_) joining_.root_answered(verifying_.empty());
   }
   void on_message(const address& from, const pastry_msg::announce& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
@@ -387,7 +377,7 @@ template <Env E> class pastry {
         failed_.erase(from), learn(m.sender);
       else
         heard_from(m.sender);
-      if (!joined_ && join_verify_timer_ && verifying_.empty()) finish_join();
+      if (!joined_) joining_.probe_answered(verifying_.empty());
     } else if (joined_) {
       if (m.joined) heard_from(m.sender);
       env_.send(from, pastry_msg::probe{self_, true, true});
@@ -415,7 +405,7 @@ template <Env E> class pastry {
   void stop() {
     leaf_timer_.stop();
     join_.stop();
-    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
+    joining_.cancel();
     verifying_.clear();
     hops_.clear();
     lookups_.cancel_timers();
@@ -473,13 +463,10 @@ template <Env E> class pastry {
   /// (or saw it leave) since, when the message may have been in flight from before: then
   /// only the answer to a new probe brings it back.
   void heard_from(const contact& c) {
-    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (!admissible(bound_, c)) return env_.count("unbound_id");
-    if (failed_.recent(c.addr)) {
+    const auto reprobe = [&] {
       if (would_use(c)) verify(c);
-      return;
-    }
-    learn(c);
+    };
+    if (failed_.heard_alive(c, self_, bound_, reprobe)) learn(c);
   }
   void verify(const contact& c) {
     if (auto v = verifying_.find(c.addr); v != verifying_.end()) {
@@ -507,7 +494,6 @@ template <Env E> class pastry {
     return dist(c) < dist(side.back());
   }
   void finish_join() {
-    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     if (joined_) return;
     become_joined();
     for (auto& c : known()) env_.send(c.addr, pastry_msg::announce{self_});
@@ -665,13 +651,8 @@ template <Env E> class pastry {
 
   void deliver_here(const pastry_msg::route& m) {
     switch (static_cast<pastry_msg::kind>(m.what)) {
-      case pastry_msg::kind::lookup: {
-        auto owners = closest(m.key, m.n);
-        if (m.origin.addr == self_.addr)
-          return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
-        env_.send(m.origin.addr, pastry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
-        return;
-      }
+      case pastry_msg::kind::lookup:
+        return lookups_.answer(m, closest(m.key, m.n));
       case pastry_msg::kind::join: {
         // an id that does not derive from its address would enter no one's state: no join
         if (!admissible(bound_, m.origin)) return env_.count("unbound_id");
@@ -686,32 +667,23 @@ template <Env E> class pastry {
         return;
       }
       case pastry_msg::kind::app:
-        env_.count("delivered");
-        if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
-        return;
+        return delivery_.deliver(m.key, m.origin, m.payload);
     }
     env_.count("bad_route_kind");
   }
 
   // ---- join and maintenance ----
 
-  /// A request id a stranger cannot guess: a lookup's reply comes from a
-  /// root the origin cannot name in advance, so the nonce alone matches it
-  /// (a sequential one let anyone answer every lookup in flight by counting).
-  /// Drawn from the Env's generator: unpredictable to a blind attacker, not
-  /// to one that reads the traffic (see docs/security.md).
   std::uint64_t fresh_nonce() {
-    std::uint64_t n = 0;
-    while (n == 0 || n == join_nonce_ || lookups_.contains(n) || hops_.contains(n)) n = env_.rng()();
-    return n;
+    return detail::unguessable_nonce(
+        env_, [this](std::uint64_t n) { return n == join_nonce_ || lookups_.contains(n) || hops_.contains(n); });
   }
 
   void become_joined() {
     joined_ = true;
     join_.stop();
     leaf_timer_.start(
-        env_, cfg_.leaf_interval, [this] { maintain_leaves(); },
-        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.leaf_interval.count()))));
+        env_, cfg_.leaf_interval, [this] { maintain_leaves(); }, detail::random_phase(env_, cfg_.leaf_interval));
   }
 
   /// A join request routed to our own id: the root's join_state ends the attempts;
@@ -725,18 +697,16 @@ template <Env E> class pastry {
   void maintain_leaves() {
     if (!joined_) return;
     // probe every leaf; one silent for failure_threshold rounds has failed
-    std::vector<address> dead;
-    for (auto& c : leaves()) {
-      if (++silences_[c.addr] > cfg_.failure_threshold)
-        dead.push_back(c.addr);
-      else
-        env_.send(c.addr, pastry_msg::probe{self_, false, true});
-    }
-    for (auto& a : dead) {
-      env_.count("leaf_failures");
-      failed_.mark(a);
-      forget(a);
-    }
+    detail::heartbeat_round(
+        leaves(), silences_, cfg_.failure_threshold, [](const contact&) { return false; },
+        [&](const contact& c) {
+          env_.send(c.addr, pastry_msg::probe{self_, false, true});
+        },
+        [&](const address& a) {
+          env_.count("leaf_failures");
+          failed_.mark(a);
+          forget(a);
+        });
     // bounded memory: unanswered verification probes and expired failures are dropped
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second > 2 * cfg_.rpc_timeout; });
     failed_.expire();
@@ -757,10 +727,12 @@ template <Env E> class pastry {
   E env_;
   pastry_config cfg_;
   contact self_;
-  detail::pending_requests<E, lookup_result> lookups_;
+  detail::routed_lookups<E, pastry_msg::route> lookups_;
   detail::hop_forwarder<E, pastry_msg::route> hops_;
   detail::join_attempts<E> join_;
+  detail::join_settling<E> joining_;
   detail::failed_peers<E> failed_;
+  detail::payload_delivery<E> delivery_;
   std::vector<contact> left_, right_;  // closest first
   std::vector<row_t> table_;
   bool joined_ = false;
@@ -768,8 +740,6 @@ template <Env E> class pastry {
   std::uint64_t join_nonce_ = 0;
   std::unordered_map<address, unsigned> silences_;
   std::unordered_map<address, time_point> verifying_;  // probed before they enter our state
-  timer_id join_verify_timer_{};
-  deliver_callback on_deliver_;
   periodic<E> leaf_timer_;
 };
 

@@ -111,10 +111,16 @@
 #include "dcp/core/protocol.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/detail/failed_peers.hpp"
+#include "dcp/dht/detail/heartbeat_round.hpp"
 #include "dcp/dht/detail/hop_forwarder.hpp"
 #include "dcp/dht/detail/join_attempts.hpp"
+#include "dcp/dht/detail/join_settling.hpp"
+#include "dcp/dht/detail/payload_delivery.hpp"
 #include "dcp/dht/detail/pending_requests.hpp"
+#include "dcp/dht/detail/random_phase.hpp"
 #include "dcp/dht/detail/route_messages.hpp"
+#include "dcp/dht/detail/routed_lookups.hpp"
+#include "dcp/dht/detail/unguessable_nonce.hpp"
 #include "dcp/dht/error.hpp"
 #include "dcp/dht/id_binding.hpp"
 #include "dcp/dht/router.hpp"
@@ -188,6 +194,7 @@ struct locate_result {
 using locate_callback = std::function<void(result<locate_result>)>;
 
 namespace tapestry_msg {
+// (lookup, join, app: detail::route_kind's codes)
 enum class kind : std::uint8_t { lookup = 0, join = 1, app = 2, publish = 3, unpublish = 4, locate = 5 };
 struct route {
   static constexpr message_type wire_id = 1;
@@ -351,7 +358,9 @@ template <Env E> class tapestry {
   tapestry(E env, tapestry_config cfg = {})
       : env_(std::move(env)),
         cfg_(std::move(cfg)),
-        lookups_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "lookup_failed", "request_retries"),
+        lookups_(
+            env_, self_, cfg_.lookup_timeout, "request_retries", max_owners, [this] { return fresh_nonce(); },
+            [this](tapestry_msg::route m) { handle_route(std::move(m)); }),
         locates_(env_, cfg_.lookup_timeout, cfg_.lookup_timeout / 4, "locate_failed", "request_retries"),
         hops_(env_, self_, cfg_.rpc_timeout, cfg_.max_hops_in_flight, [this] { return fresh_nonce(); }),
         mc_hops_(
@@ -360,7 +369,9 @@ template <Env E> class tapestry {
         join_(
             env_, cfg_.lookup_timeout / 2, cfg_.bootstrap_retry, cfg_.bootstrap_retry_max, [this] { return joined_; },
             [this](const contact& seed) { send_join(seed); }),
-        failed_(env_, cfg_.failed_memory) {
+        joining_(env_, cfg_.rpc_timeout, [this] { finish_join(); }),
+        failed_(env_, cfg_.failed_memory),
+        delivery_(env_) {
     cfg_.validate();
     bound_ = dht::binds_ids(cfg_.bind_ids, env_.self());
     self_ = {own_id("tapestry", bound_, cfg_.id, env_.self(), env_.rng()), env_.self()};
@@ -415,21 +426,9 @@ template <Env E> class tapestry {
   }
 
   void lookup(const node_id& key, std::size_t n, lookup_callback cb) {
-    if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    if (n == 0 || n > max_owners) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::bad_argument)); });
-    // the root itself knows the answer at once: pending_requests still answers after the call
-    lookups_.open(fresh_nonce(), std::move(cb),
-                  [this, key, wanted = static_cast<std::uint16_t>(n)](std::uint64_t nonce) {
-                    route_request(nonce, key, tapestry_msg::kind::lookup, wanted);
-                  });
+    lookups_.lookup(joined_, key, n, std::move(cb));
   }
-
-  void route(const node_id& key, bytes payload) {
-    if (!joined_) return env_.count("route_failed");
-    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(tapestry_msg::kind::app), key, self_);
-    m.payload = std::move(payload);
-    handle_route(std::move(m));
-  }
+  void route(const node_id& key, bytes payload) { lookups_.route(joined_, key, std::move(payload)); }
 
   /// The n known nodes (table and self) closest to `key` in surrogate order: the
   /// root first when this node is the root, then the nodes that become the root
@@ -442,7 +441,7 @@ template <Env E> class tapestry {
     return all;
   }
 
-  void on_deliver(deliver_callback f) { on_deliver_ = std::move(f); }
+  void on_deliver(deliver_callback f) { delivery_.on_deliver(std::move(f)); }
 
   /// Leaves (§4.3): tells the table and the backpointers, with replacements, and stops.
   void leave() {
@@ -487,8 +486,7 @@ template <Env E> class tapestry {
   /// errc::not_found when the root holds none.
   void locate(const node_id& guid, locate_callback cb) {
     if (!joined_) return defer(env_, [cb = std::move(cb)] { cb(make_error_code(errc::not_joined)); });
-    locates_.open(fresh_nonce(), std::move(cb),
-                  [this, guid](std::uint64_t nonce) { route_request(nonce, guid, tapestry_msg::kind::locate, 1); });
+    locates_.open(fresh_nonce(), std::move(cb), [this, guid](std::uint64_t nonce) { route_locate(nonce, guid); });
   }
 
   // ---- inspection ----
@@ -566,7 +564,7 @@ template <Env E> class tapestry {
     if (m.owners.empty() || m.owners.front().addr != from) return env_.count("spoofed_reply");
     if (bound_ && std::any_of(m.owners.begin(), m.owners.end(), [&](const contact& c) { return !admissible(true, c); }))
       return env_.count("unbound_contact");
-    lookups_.complete(m.nonce, {}, lookup_result{m.owners, m.hops});
+    lookups_.complete(m.nonce, lookup_result{m.owners, m.hops});
   }
   void on_message(const address& from, const tapestry_msg::locate_reply& m) {
     (void)from;
@@ -581,12 +579,9 @@ template <Env E> class tapestry {
     heard_from(m.sender);
     // others' tables may name nodes that crashed since: each is probed, and enters on its answer
     for (auto& c : m.entries) consider(c);
-    if (m.root && !joined_ && m.nonce == join_nonce_ && !join_verify_timer_) {
-      // joined once the probes have answered (or rpc_timeout passed): a table of the root
-      // alone would route keys that belong to nodes near us to it
-      join_verify_timer_ = env_.arm(cfg_.rpc_timeout, [this] { finish_join(); });
-      if (verifying_.empty()) finish_join();
-    }
+    // joined once the probes have answered (or rpc_timeout passed): a table of the root
+    // alone would route keys that belong to nodes near us to it
+    if (m.root && !joined_ && m.nonce == join_nonce_) joining_.root_answered(verifying_.empty());
   }
   void on_message(const address& from, const tapestry_msg::multicast& m) {
     if (m.sender.addr != from || m.newcomer.addr.empty())
@@ -629,7 +624,7 @@ template <Env E> class tapestry {
     failed_.erase(from);
     // a node answering "joined", or one already in our table (a newcomer of a multicast)
     if (m.joined || in_table(from)) learn(m.sender, rtt);
-    if (!joined_ && join_verify_timer_ && verifying_.empty()) finish_join();
+    if (!joined_) joining_.probe_answered(verifying_.empty());
   }
   void on_message(const address& from, const tapestry_msg::row_request& m) {
     if (m.sender.addr != from) return env_.count("spoofed_sender");
@@ -705,12 +700,11 @@ template <Env E> class tapestry {
 
   // ---- requests ----
 
-  /// Routes a lookup or locate (pending_requests sends it again every lookup_timeout / 4
-  /// until an answer or the deadline: the root's reply is not acknowledged).
-  void route_request(std::uint64_t nonce, const node_id& key, tapestry_msg::kind what, std::uint16_t n) {
-    auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), key, self_, nonce);
-    m.n = n;
-    handle_route(std::move(m));
+  /// Routes a locate (pending_requests sends it again every lookup_timeout / 4 until an
+  /// answer or the deadline: the pointer holder's reply is not acknowledged).
+  void route_locate(std::uint64_t nonce, const node_id& guid) {
+    handle_route(detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(tapestry_msg::kind::locate), guid,
+                                                           self_, nonce));
   }
   void send_publish(const node_id& guid, tapestry_msg::kind what) {
     auto m = detail::origin_route<tapestry_msg::route>(static_cast<std::uint8_t>(what), guid, self_);
@@ -730,7 +724,7 @@ template <Env E> class tapestry {
     maintain_timer_.stop();
     republish_timer_.stop();
     join_.stop();
-    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
+    joining_.cancel();
     verifying_.clear();
     hops_.clear();
     mc_hops_.clear();
@@ -838,12 +832,10 @@ template <Env E> class tapestry {
   /// A message from the node itself: alive. It takes a free place at once; a full
   /// slot it could only enter by closeness, which a probe measures.
   void heard_from(const contact& c) {
-    if (c.addr.empty() || c.addr == self_.addr || c.id == self_.id) return;
-    if (!admissible(bound_, c)) return env_.count("unbound_id");
-    if (failed_.recent(c.addr)) {
+    const auto reprobe = [&] {
       if (would_use(c)) measure(c);
-      return;
-    }
+    };
+    if (!failed_.heard_alive(c, self_, bound_, reprobe)) return;
     const std::size_t level = shared_digits(self_.id, c.id);
     if (level >= levels) return;
     if (level < table_.size()) {
@@ -999,10 +991,7 @@ template <Env E> class tapestry {
         std::erase_if(owners, [&](const contact& c) { return c.addr == self_.addr; });
         owners.insert(owners.begin(), self_);
         if (owners.size() > m.n) owners.resize(m.n);
-        if (m.origin.addr == self_.addr)
-          return (void)lookups_.complete(m.nonce, {}, lookup_result{std::move(owners), m.hops});
-        env_.send(m.origin.addr, tapestry_msg::lookup_reply{m.nonce, m.hops, std::move(owners)});
-        return;
+        return lookups_.answer(m, std::move(owners));
       }
       case tapestry_msg::kind::join: {
         // an id that does not derive from its address would enter no one's table: no
@@ -1019,9 +1008,7 @@ template <Env E> class tapestry {
         return;
       }
       case tapestry_msg::kind::app:
-        env_.count("delivered");
-        if (on_deliver_) on_deliver_(m.key, m.origin, m.payload);
-        return;
+        return delivery_.deliver(m.key, m.origin, m.payload);
       case tapestry_msg::kind::publish:
         env_.count("published_at_root");
         return;
@@ -1131,28 +1118,24 @@ template <Env E> class tapestry {
 
   // ---- join and maintenance ----
 
-  /// A request id a stranger cannot guess (see pastry.hpp and docs/security.md).
   std::uint64_t fresh_nonce() {
-    std::uint64_t n = 0;
-    while (n == 0 || n == join_nonce_ || lookups_.contains(n) || locates_.contains(n) || hops_.contains(n) ||
-           mc_hops_.contains(n))
-      n = env_.rng()();
-    return n;
+    return detail::unguessable_nonce(env_, [this](std::uint64_t n) {
+      return n == join_nonce_ || lookups_.contains(n) || locates_.contains(n) || hops_.contains(n) ||
+          mc_hops_.contains(n);
+    });
   }
 
   void become_joined() {
     joined_ = true;
     join_.stop();
     maintain_timer_.start(
-        env_, cfg_.maintain_interval, [this] { maintain(); },
-        duration(1 + env_.rng().below(static_cast<std::uint64_t>(cfg_.maintain_interval.count()))));
+        env_, cfg_.maintain_interval, [this] { maintain(); }, detail::random_phase(env_, cfg_.maintain_interval));
     republish_timer_.start(env_, cfg_.republish_interval, [this] {
       for (auto& g : std::vector<node_id>(published_.begin(), published_.end()))
         send_publish(g, tapestry_msg::kind::publish);
     });
   }
   void finish_join() {
-    if (join_verify_timer_) env_.cancel(join_verify_timer_), join_verify_timer_ = {};
     if (joined_) return;
     become_joined();
   }
@@ -1166,23 +1149,20 @@ template <Env E> class tapestry {
 
   void maintain() {
     if (!joined_) return;
-    // heartbeats: every neighbour is probed; one silent for failure_threshold rounds has failed
-    std::vector<address> dead;
-    for (auto& c : neighbours()) {
-      // a round counts as silent only once its probe has had its time (rpc_timeout may be
-      // longer than the round): while one is in flight, wait
-      if (auto v = verifying_.find(c.addr); v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout)
-        continue;
-      if (++silences_[c.addr] > cfg_.failure_threshold)
-        dead.push_back(c.addr);
-      else
-        measure(c);
-    }
-    for (auto& a : dead) {
-      env_.count("neighbour_failures");
-      failed_.mark(a);
-      forget(a);
-    }
+    // heartbeats: every neighbour is probed; one silent for failure_threshold rounds has failed.
+    // A round counts as silent only once its probe has had its time (rpc_timeout may be
+    // longer than the round): while one is in flight, wait
+    const auto in_flight = [&](const contact& c) {
+      auto v = verifying_.find(c.addr);
+      return v != verifying_.end() && env_.now() - v->second.sent < 2 * cfg_.rpc_timeout;
+    };
+    detail::heartbeat_round(
+        neighbours(), silences_, cfg_.failure_threshold, in_flight, [&](const contact& c) { measure(c); },
+        [&](const address& a) {
+          env_.count("neighbour_failures");
+          failed_.mark(a);
+          forget(a);
+        });
     // bounded memory
     std::erase_if(verifying_, [&](const auto& v) { return env_.now() - v.second.sent > 2 * cfg_.rpc_timeout; });
     failed_.expire();
@@ -1220,12 +1200,14 @@ template <Env E> class tapestry {
   E env_;
   tapestry_config cfg_;
   contact self_;
-  detail::pending_requests<E, lookup_result> lookups_;
+  detail::routed_lookups<E, tapestry_msg::route> lookups_;
   detail::pending_requests<E, locate_result> locates_;
   detail::hop_forwarder<E, tapestry_msg::route, std::uint8_t> hops_;
   detail::hop_forwarder<E, tapestry_msg::multicast, multicast_branch> mc_hops_;
   detail::join_attempts<E> join_;
+  detail::join_settling<E> joining_;
   detail::failed_peers<E> failed_;
+  detail::payload_delivery<E> delivery_;
   std::vector<row_t> table_;
   struct backpointer_state {
     time_point heard;
@@ -1245,8 +1227,6 @@ template <Env E> class tapestry {
   std::map<node_id, std::vector<object_pointer>> pointers_;
   std::size_t pointer_total_ = 0;
   std::set<node_id> published_;
-  timer_id join_verify_timer_{};
-  deliver_callback on_deliver_;
   periodic<E> maintain_timer_, republish_timer_;
 };
 

@@ -15,6 +15,8 @@
 
 #include "dcp/core/address.hpp"
 #include "dcp/core/env.hpp"
+#include "dcp/dht/contact.hpp"
+#include "dcp/dht/id_binding.hpp"
 
 namespace dcp::dht::detail {
 
@@ -39,6 +41,23 @@ template <Env E> class failed_peers {
     auto it = at_.find(a);
     if (it == at_.end()) return std::nullopt;
     return it->second;
+  }
+  /// A message from `c` itself, at node `self` (ids bound to addresses when
+  /// `bound`): true when it is evidence that `c` is alive, to take into the
+  /// router's state. Not from no node or from this one; not from an id that
+  /// does not derive from its address ("unbound_id"); and not from a node
+  /// declared failed within the memory, whose message may have been in flight
+  /// from before: `reprobe()` runs then (the router probes it if it would use
+  /// it), and only the answer to that probe brings it back (Pastry, Tapestry).
+  template <class F> bool heard_alive(const contact& c, const contact& self, bool bound, F&& reprobe) {
+    if (c.addr.empty() || c.addr == self.addr || c.id == self.id) return false;
+    if (!admissible(bound, c)) {
+      env_.count("unbound_id");
+      return false;
+    }
+    if (!recent(c.addr)) return true;
+    reprobe();
+    return false;
   }
   /// Drops the marks older than the memory.
   void expire() {

@@ -19,6 +19,14 @@
 // silent contact (§2.3: a node is considered again if it does respond), kept
 // until what it belongs to ends (drop_if) or its owner stops (clear).
 //
+// Not pending_requests.hpp: that table holds a request at its origin whose
+// answerer is not known in advance (a routed lookup's root), matched by nonce
+// alone, resent on a fixed period until a deadline, and ending in the
+// caller's callback. Here the peer is named, its answer only counts from it,
+// one timeout ends the wait, and the router decides what follows. The two
+// compose: each hop of a routed request is a peer request here
+// (hop_forwarder.hpp).
+//
 // Bounded by its owner: a request is entered only when the router itself
 // sends one, never on a message from the network, and each lives at most its
 // timeout or as long as the lookup or join it belongs to.

@@ -1,7 +1,7 @@
 #pragma once
 // pending_requests: the requests a recursively routing DHT has in flight at
 // their origin, by nonce (the lookups of dht::pastry, dht::can and
-// dht::tapestry, and Tapestry's locates).
+// dht::tapestry, through routed_lookups.hpp, and Tapestry's locates).
 //
 // A request travels hop by hop, each hop acknowledged (hop_forwarder.hpp),
 // and the key's root answers the origin directly, as in Pastry (Rowstron,
@@ -12,6 +12,13 @@
 // origin cannot name the root in advance (so the router draws nonces a
 // stranger cannot guess); the first one completes the request, and later
 // copies find nothing ("stale_reply" in the router).
+//
+// Not peer_requests.hpp, which waits for one named peer's answer (a hop's
+// acknowledgement, a Chord or Kademlia RPC) for one timeout and leaves what
+// follows to the router: here the answerer is unknown in advance, the request
+// is resent on a period until its deadline, and it ends in the caller's
+// callback. The two compose: each hop of a request here is acknowledged
+// through peer_requests (hop_forwarder.hpp).
 //
 // Completion rule: open() runs the first send inside the call, which may reach
 // the root at once (a lone node, or the origin owns the key); the callback is

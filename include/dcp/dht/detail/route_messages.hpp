@@ -1,7 +1,8 @@
 #pragma once
 // What the messages of the recursive routers (dht::pastry, dht::can,
 // dht::tapestry) have in common: a hop's acknowledgement, the root's answer
-// to a lookup, and a route message as its origin starts it.
+// to a lookup, a route message as its origin starts it, and the kinds of
+// route message they all have.
 //
 // The two structs carry the same wire ids in each router (route_ack 2,
 // lookup_reply 3); each router names them in its own message namespace
@@ -16,6 +17,10 @@
 #include "dcp/wire/message.hpp"
 
 namespace dcp::dht::detail {
+
+/// The route message kinds every recursive router has, with the same codes:
+/// each router's own kind enum (pastry_msg::kind, ...) starts with them.
+enum class route_kind : std::uint8_t { lookup = 0, join = 1, app = 2 };
 
 /// Acknowledges one hop (hop_forwarder.hpp), by the nonce the hop carried.
 struct route_ack {
