@@ -86,8 +86,8 @@ struct world {
   origin_t& org() { return w.get<origin_t>(0, pid); }
   peer_t* peer(sim::node_index i) { return w.find<peer_t>(i, pid); }
 
-  /// The truth: the r live, joined nodes closest to the shard's key.
-  std::vector<address> closest(const std::string& resource, std::uint32_t shard) {
+  /// The truth: the r (or n) live, joined nodes closest to the shard's key.
+  std::vector<address> closest(const std::string& resource, std::uint32_t shard, std::size_t n = 0) {
     const auto key = node_id::hash(shard_key(resource, shard));
     std::vector<std::pair<node_id, sim::node_index>> live;
     for (sim::node_index i = 1; i <= peers; ++i)
@@ -95,7 +95,7 @@ struct world {
         live.push_back({router_t::distance(key, rt->self().id), i});
     std::sort(live.begin(), live.end());
     std::vector<address> out;
-    for (std::size_t k = 0; k < live.size() && k < r; ++k) out.push_back(address::sim(live[k].second));
+    for (std::size_t k = 0; k < live.size() && k < (n ? n : r); ++k) out.push_back(address::sim(live[k].second));
     return out;
   }
   /// The live nodes serving in the shard's group of this epoch.
@@ -127,7 +127,20 @@ TEST_CASE(
   int leaders_crashed = 0;
   for (std::uint64_t seed = 1; seed <= test::last_seed(1, 12); ++seed) {
     CAPTURE(seed);
-    world s(seed, {"db", capacity_kind::concurrency, C, shards}, peers, 0.01);
+    // Odd seeds lose 1% of messages. A founder's lookup then skips a live node
+    // that was silent twice (Kademlia's rule), and takes the next closest:
+    // the group is among the r + r/2 + 1 closest it looks up, not always the
+    // r closest, which even seeds (no loss) check exactly.
+    const bool lossy = seed % 2 == 1;
+    world s(seed, {"db", capacity_kind::concurrency, C, shards}, peers, lossy ? 0.01 : 0.0);
+    auto is_group = [&](const certificate& cert, std::uint32_t sh) {
+      const auto members = addresses(cert);
+      if (!lossy) return members == s.closest("db", sh);
+      const auto candidates = s.closest("db", sh, s.r + s.r / 2 + 1);
+      return std::all_of(members.begin(), members.end(), [&](const address& a) {
+        return std::find(candidates.begin(), candidates.end(), a) != candidates.end();
+      });
+    };
     auto& w = s.w;
     auto& org = s.org();
     w.run_for(3s);  // the overlay forms
@@ -177,7 +190,7 @@ TEST_CASE(
       auto members = s.serving("db", sh, epoch);
       REQUIRE(members.size() == s.r);
       const auto* cert = s.peer(members.front())->groups()->formed_by("db", sh);
-      CHECK(addresses(*cert) == s.closest("db", sh));
+      CHECK(is_group(*cert, sh));
       CHECK(s.leader("db", sh, epoch));
     }
     CHECK(honoured > 40);
@@ -221,7 +234,7 @@ TEST_CASE(
     CHECK(next > epoch);
     auto heirs = s.serving("db", 0, next);
     REQUIRE(heirs.size() == s.r);
-    CHECK(addresses(*s.peer(heirs.front())->groups()->formed_by("db", 0)) == s.closest("db", 0));
+    CHECK(is_group(*s.peer(heirs.front())->groups()->formed_by("db", 0), 0));
     CHECK(after_majority > 0);
     w.after_event({});
   }

@@ -252,6 +252,15 @@ TEST_CASE("posted work runs right after its event, in order, before any later ev
   w.run_for(5ms);
   CHECK(ran == std::vector<int>{6, 7});
 
+  // A wait on what posted work brings ends with it, not at the next event.
+  bool flag = false;
+  b.post([&] { flag = true; });
+  w.after(50ms, [] {});
+  const auto waited = w.run_until([&] { return flag; }, w.now() + 1s);
+  CHECK(waited.reason == sim::stop_reason::predicate);
+  CHECK(waited.events == 0);
+  ran.clear();
+
   // Posted by a life of the node that then crashed: never runs, even after a restart.
   ran.clear();
   w.at(w.now() + 1ms, [&] {

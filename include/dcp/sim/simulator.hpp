@@ -674,7 +674,12 @@ class simulator {
   run_result run(const std::function<bool()>& done, time_point limit, std::uint64_t max_events, bool until_quiet) {
     const std::uint64_t start = events_;
     auto result = [&](stop_reason r) { return run_result{r, now_, events_ - start}; };
+    // Work a direct call posted is the rest of that call's event: done() is
+    // checked after it, as after every event (a grant posted by lock() ends
+    // the wait here, not at the next event).
+    const bool posted = !posted_.empty();
     run_posted();
+    if (posted && done()) return result(stop_reason::predicate);
     while (true) {
       if (until_quiet && in_flight_ == 0 && events_ != start) return result(stop_reason::quiet);
       if (queue_.empty()) {
