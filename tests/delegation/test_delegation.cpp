@@ -362,7 +362,7 @@ TEST_CASE("delegation: a cancelled acquire completes once as cancelled and leave
   CHECK(s.peer(3)->cancel(handle));
   CHECK_FALSE(s.peer(3)->cancel(handle));  // once
   CHECK(b_calls == 0);                     // completes after the call, not inside it
-  s.w.run_for(1ms);
+  s.w.run_posted();                        // but once the event the test played is over
   CHECK(b_calls == 1);
   CHECK(b_error == dcp::errc::cancelled);
   s.peer(2)->release(*a);
@@ -377,6 +377,28 @@ TEST_CASE("delegation: a cancelled acquire completes once as cancelled and leave
   const auto held = s.peer(4)->holds();  // c renewed: present its latest token
   REQUIRE(held.size() == 1);
   CHECK(s.org().admit(held.front().sealed, s.origin_now()));
+}
+
+// DESIGN §10: an answer's completion runs after the event that brought it,
+// never inside the peer's message handler.
+TEST_CASE("delegation: a refusal completes after the reply's event, not inside its handler") {
+  world s(5, {"db", capacity_kind::concurrency, 1, 1}, 3);
+  int calls = 0;
+  std::error_code got;
+  const auto handle = s.peer(2)->acquire("db", 0, 1, [&](result<grant> g) {
+    ++calls;
+    got = g ? std::error_code{} : g.error();
+  });
+  REQUIRE(handle != 0);
+  msg::token_reply refusal{handle, status::refused, static_cast<std::uint32_t>(delegation::errc::unknown_shard), {}, {},
+                           0};
+  s.peer(2)->on_message(address::sim(1), refusal);  // the test plays the reply's event
+  CHECK(calls == 0);
+  s.w.run_posted();
+  CHECK(calls == 1);
+  CHECK(got == delegation::errc::unknown_shard);
+  s.w.run_for(1s);
+  CHECK(calls == 1);  // once
 }
 
 // Shares follow demand through real coordinators: when every client moves

@@ -430,12 +430,12 @@ TEST_CASE("swim: events run after the call, never inside it") {
   w.add_node([](sim::node_context& c) { c.add<swim_t>(sid, membership::swim_config{}); });
   w.run_for(1s);
   auto* p0 = w.find<swim_t>(0, sid);
-  inside = true;  // a push-pull delivered by hand: its join is raised later, from a timer
+  inside = true;  // a push-pull delivered by hand: its join is raised after this event
   membership::swim_msg::push_pull pp{true, false, {{address::sim(1), 0, 0, {}}}};
   p0->on_message(address::sim(1), pp);
   inside = false;
   CHECK(events == 0);
-  w.run_for(10ms);
+  w.run_posted();  // the end of the event the test played: the join, before any other event
   CHECK(events == 1);
 }
 

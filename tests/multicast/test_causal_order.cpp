@@ -173,6 +173,22 @@ TEST_CASE("causal_order: heavy loss (30%) and a group of 8") {
   }
 }
 
+TEST_CASE("causal_order: a group of one delivers its own messages after the call, in order") {
+  simulator w(1);
+  w.add_node([](sim::node_context& c) { c.add<co>(pid, group::static_group::sim(1)); });
+  std::vector<std::uint32_t> got;
+  auto& p = w.get<co>(0, pid);
+  p.on_deliver([&](const multicast::causal_order_delivery& d) {
+    got.push_back(decode(d.payload));
+    if (got.size() == 1) p.multicast(encode(2));  // from a callback: delivered after those already owed
+  });
+  p.multicast(encode(0));
+  p.multicast(encode(1));
+  CHECK(got.empty());  // never inside multicast()
+  w.run_posted();      // the end of the event the test played: delivered then, before any other event
+  CHECK(got == std::vector<std::uint32_t>{0, 1, 2});
+}
+
 TEST_CASE("causal_order: a missing dependency holds messages back, and the stall is reported") {
   // Member 0's message m reaches member 1 (who reacts with m'), never member 2
   // (its link is cut and then 0 crashes): m' can never be delivered at 2.

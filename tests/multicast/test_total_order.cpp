@@ -176,8 +176,24 @@ TEST_CASE("total_order: a group of one delivers its own messages after the call,
   auto b = p.multicast(encode({0, 1}));
   REQUIRE((a && b));
   CHECK(got.empty());
-  w.run_for(1s);
+  w.run_posted();  // the end of the event the test played: delivered then, before any other event
   CHECK(got == std::vector<clock::lamport_stamp>{*a, *b});
+}
+
+TEST_CASE("total_order: a delivery whose callback destroys the member ends the deliveries still queued") {
+  simulator w(1);
+  w.add_node([](sim::node_context& c) { c.add<to>(pid, group::static_group::sim(1)); });
+  int got = 0;
+  auto& p = w.get<to>(0, pid);
+  p.on_deliver([&](const multicast::total_order_delivery&) {
+    ++got;
+    w.crash(0);  // the member is gone: what it still owed is dropped with it, not run on a dead core
+  });
+  for (std::uint32_t k = 0; k < 3; ++k) REQUIRE(p.multicast(encode({0, k})));
+  w.run_posted();
+  CHECK(got == 1);
+  w.run_for(1s);
+  CHECK(got == 1);
 }
 
 TEST_CASE("total_order: a crashed member blocks delivery, and that is reported, not silent") {

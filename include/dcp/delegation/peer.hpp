@@ -30,6 +30,10 @@
 // after" is honoured; after give_up_after the call fails with timed_out.
 // Never a silent unbounded wait. Refusals fail at once with their reason.
 //
+// Completions (acquire's callback, on_lost) run after the event that decides
+// them (DESIGN §10; an outbox, dcp/core/outbox.hpp), never inside a call or
+// half-way through a handler or the tick, and are dropped with the peer.
+//
 // Message ids 1-16, default protocol id 140 (messages.hpp).
 #include <algorithm>
 #include <functional>
@@ -42,6 +46,7 @@
 #include <vector>
 
 #include "dcp/core/env.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/delegation/certificate.hpp"
 #include "dcp/delegation/token.hpp"
@@ -116,7 +121,7 @@ template <Env E> class peer {
   static constexpr protocol_id default_id = default_protocol_id;
   template <class T> using callback = std::function<void(result<T>)>;
 
-  peer(E env, peer_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  peer(E env, peer_config cfg) : env_(std::move(env)), out_(env_), cfg_(std::move(cfg)) {
     cfg_.validate();
     origin_key_.emplace(lease::ed25519_public_key::from_bytes(cfg_.origin_public_key).value(), 0);
     bytes seed(lease::ed25519_key_size);
@@ -558,7 +563,7 @@ template <Env E> class peer {
     }
   }
   void drop(std::string_view why) { env_.count(why); }
-  void later(std::function<void()> fn) { env_.arm(duration::zero(), std::move(fn)); }
+  void later(std::function<void()> fn) { out_.push(std::move(fn)); }
 
   /// While this node is not (yet) coordinating a shard: ask again soon, the
   /// origin usually answers within a round trip.
@@ -628,10 +633,11 @@ template <Env E> class peer {
     });
   }
 
+  /// The request is over here at once; its callback runs after the event.
   void finish(typename std::map<std::uint64_t, pending_request>::iterator it, result<grant> r) {
     auto done = std::move(it->second.done);
     requests_.erase(it);
-    done(std::move(r));
+    out_.complete(std::move(done), std::move(r));
   }
 
   void reply_receipt(const address& to, std::uint64_t nonce, shard_coordinator& sc, const msg::allocation& a) {
@@ -661,12 +667,13 @@ template <Env E> class peer {
       }
       it = next;
     }
-    // Client: renew held tokens at half their life; report the lost.
-    std::vector<grant> lost;
+    // Client: renew held tokens at half their life; report the lost (after the event).
     for (auto it = held_.begin(); it != held_.end();) {
       auto& h = it->second;
       if (wall >= h.g.token.expiry) {
-        lost.push_back(std::move(h.g));
+        out_.push([this, g = std::move(h.g)] {
+          if (on_lost_) on_lost_(g);
+        });
         it = held_.erase(it);
         continue;
       }
@@ -676,8 +683,6 @@ template <Env E> class peer {
       }
       ++it;
     }
-    for (auto& g : lost)
-      if (on_lost_) on_lost_(g);
     // Coordinator: renew certificates, commit stock batches, drop ended delegations.
     for (auto& [key, s] : slots_) {
       if (s.active && wall >= s.active->cert().not_after) {
@@ -760,6 +765,7 @@ template <Env E> class peer {
   }
 
   E env_;
+  outbox<E> out_;  ///< completions owed (acquire's, on_lost), run after the event; dropped with the peer
   peer_config cfg_;
   std::optional<lease::verification_key> origin_key_;
   std::optional<lease::ed25519_private_key> private_key_;

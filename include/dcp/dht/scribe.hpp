@@ -100,9 +100,10 @@
 // joiner routes around this node), max_pending unacknowledged sends
 // ("pending_full": the copy is dropped).
 //
-// Completions (create, join, multicast, anycast) and deliveries run from a
-// zero-delay timer after the event that produced them, never inside a call
-// (DESIGN §10). Thread safety: none; drive it from one executor.
+// Completions (create, join, multicast, anycast) and deliveries run after
+// the event that produced them, in order, never inside a call (DESIGN §10;
+// an outbox, dcp/core/outbox.hpp, dropped with the node).
+// Thread safety: none; drive it from one executor.
 #include <algorithm>
 #include <cstdint>
 #include <deque>
@@ -121,6 +122,7 @@
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/node_id.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/dht/contact.hpp"
@@ -339,7 +341,8 @@ template <Env E, class R> class scribe {
 
   enum class tree_state { joining, attached, root };
 
-  scribe(E env, R& router, scribe_config cfg = {}) : env_(std::move(env)), router_(router), cfg_(std::move(cfg)) {
+  scribe(E env, R& router, scribe_config cfg = {})
+      : env_(std::move(env)), out_(env_), router_(router), cfg_(std::move(cfg)) {
     cfg_.validate();
     beat_.start(
         env_, cfg_.heartbeat_interval, [this] { tick(); },
@@ -353,7 +356,6 @@ template <Env E, class R> class scribe {
     for (auto& [k, p] : pending_data_) env_.cancel(p.timer);
     for (auto& [h, p] : hops_) env_.cancel(p.timer);
     for (auto& [i, o] : ops_) env_.cancel(o.timer), env_.cancel(o.retry);
-    if (flush_timer_) env_.cancel(flush_timer_);
   }
 
   void on_multicast(deliver_fn f) { on_multicast_ = std::move(f); }
@@ -501,7 +503,7 @@ template <Env E, class R> class scribe {
       // attached at once (we are the root) answered the child already; else it waits for us
       if (auto g = groups_.find(m.group); g != groups_.end() && g->second.state == tree_state::joining)
         reply_join(m.group, from, join_status::wait);
-      return flush();
+      return;
     }
     group_state& s = it->second;
     // a JOIN that knows the group settles a root that did not: the old root migrating
@@ -510,7 +512,7 @@ template <Env E, class R> class scribe {
     if (m.known) s.known = true;
     if (auto* c = find_child(s, from)) {  // a repeated JOIN (our answer was lost)
       c->last_heard = env_.now();
-      if (promote) return start_join(m.group), flush();
+      if (promote) return start_join(m.group);
       reply_join(m.group, from, c->accepted ? join_status::accept : join_status::wait);
       return;
     }
@@ -527,7 +529,7 @@ template <Env E, class R> class scribe {
     const bool accepted = s.state != tree_state::joining;
     s.children.push_back(child{m.sender, env_.now(), accepted});
     reply_join(m.group, from, accepted ? join_status::accept : join_status::wait);
-    if (promote) start_join(m.group), flush();
+    if (promote) start_join(m.group);
     if (accepted) shed_load();
   }
 
@@ -545,11 +547,10 @@ template <Env E, class R> class scribe {
     for (auto& c : m.siblings)
       if (c.addr != router_.self().addr && c.addr != from) candidates.push_back(c);
     env_.count("shed");
-    if (candidates.empty()) return retry_join(m.group, false), flush();
+    if (candidates.empty()) return retry_join(m.group, false);
     // The paper picks the sibling with the least delay through it; without a
     // proximity metric, any one.
     join_via(m.group, candidates[env_.rng().below(candidates.size())]);
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::join_reply& m) {
@@ -564,7 +565,7 @@ template <Env E, class R> class scribe {
         env_.count("loop_broken");
         env_.send(from, scribe_msg::leave{m.group});
         retry_join(m.group, true);
-        return flush();
+        return;
       }
       it->second.parent_heard = env_.now(), it->second.probes = 0;
       it->second.path = m.path;
@@ -602,7 +603,6 @@ template <Env E, class R> class scribe {
         env_.count("bad_message");
         return;
     }
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::leave& m) {
@@ -614,7 +614,6 @@ template <Env E, class R> class scribe {
     ch.erase(c);
     drop_pending_to(from, m.group);
     maybe_prune(m.group);
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::heartbeat& m) {
@@ -662,7 +661,6 @@ template <Env E, class R> class scribe {
         env_.send(from, scribe_msg::join{g, router_.self(), true});
       }
     }
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::refresh& m) {
@@ -699,7 +697,7 @@ template <Env E, class R> class scribe {
       if (what == scribe_msg::kind::anycast && !from_child && !from_parent) {
         env_.count("not_tree_neighbour");  // a walk step from outside our part of the tree
         answer(m, scribe_msg::op_status::no_member);
-        return flush();
+        return;
       }
       if (what == scribe_msg::kind::publish && !from_child) {
         env_.count("not_a_child");  // up the tree only from a child; else route it as any publish
@@ -708,7 +706,6 @@ template <Env E, class R> class scribe {
     }
     ++next.hops;
     handle_routed(std::move(next), {});
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::hop_ack& m) {
@@ -731,7 +728,6 @@ template <Env E, class R> class scribe {
     else if (st != scribe_msg::op_status::ok)
       return env_.count("bad_message");
     finish_op(m.id, ec, m.member);
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::data& m) {
@@ -751,7 +747,6 @@ template <Env E, class R> class scribe {
     }
     s.parent_heard = env_.now(), s.probes = 0;  // multicast data serve as heartbeats (§3.2)
     disseminate(m.group, m.id, m.payload);
-    flush();
   }
 
   void on_message(const address& from, const scribe_msg::data_ack& m) {
@@ -770,7 +765,6 @@ template <Env E, class R> class scribe {
     }
     for (auto& g : rejoin) env_.count("parent_failed"), retry_join(g, true);
     for (auto& g : prune) drop_pending_to(peer, g), maybe_prune(g);
-    flush();
   }
 
  private:
@@ -844,18 +838,7 @@ template <Env E, class R> class scribe {
 
   // ---- completions, after the event (DESIGN §10) ----
 
-  void later(std::function<void()> fn) {
-    ready_.push_back(std::move(fn));
-    flush();
-  }
-  void flush() {
-    if (ready_.empty() || flush_timer_) return;
-    flush_timer_ = env_.arm(duration::zero(), [this] {
-      flush_timer_ = {};
-      auto due = std::exchange(ready_, {});
-      for (auto& fn : due) fn();
-    });
-  }
+  void later(std::function<void()> fn) { out_.push(std::move(fn)); }
 
   // ---- the tree ----
 
@@ -946,7 +929,6 @@ template <Env E, class R> class scribe {
       } else {
         send_join(g);
       }
-      flush();
     });
   }
   /// Leaves the current parent (or join target) and joins again; `exclude` skips it.
@@ -977,7 +959,6 @@ template <Env E, class R> class scribe {
         it->second.join_timer = {};
         env_.count("unknown_group");
         drop_group(g, scribe_errc::unknown_group);
-        flush();
       });
       return;
     }
@@ -1112,7 +1093,6 @@ template <Env E, class R> class scribe {
     for (auto& g : prune) maybe_prune(g);
     for (auto& [to, b] : beats) env_.send(to, std::move(b));
     for (auto& [to, r] : refreshes) env_.send(to, std::move(r));
-    flush();
   }
 
   // ---- data down the tree ----
@@ -1158,7 +1138,7 @@ template <Env E, class R> class scribe {
         std::erase_if(git->second.children, [&](const child& c) { return c.who.addr == key.to; });
         drop_pending_to(key.to, key.group);
         maybe_prune(key.group);
-        return flush();
+        return;
       }
       env_.count("data_resent");
       auto& np = pending_data_[key];
@@ -1181,11 +1161,9 @@ template <Env E, class R> class scribe {
     o.timer = env_.arm(cfg_.op_timeout, [this, id] {
       env_.count("op_timeouts");
       finish_op(id, make_error_code(scribe_errc::timeout), {});
-      flush();
     });
     ops_.emplace(id, std::move(o));
     send_op(id, 0);
-    flush();
   }
   /// Sends (and, for create and multicast, sends again every op_timeout / 4 until
   /// answered: the root accepts each id once, so a repeat is harmless). An anycast
@@ -1196,10 +1174,7 @@ template <Env E, class R> class scribe {
     op& o = it->second;
     if (attempt > 0) env_.count("op_resent");
     if (o.what != scribe_msg::kind::anycast)
-      o.retry = env_.arm(cfg_.op_timeout / 4, [this, id, attempt] {
-        send_op(id, attempt + 1);
-        flush();
-      });
+      o.retry = env_.arm(cfg_.op_timeout / 4, [this, id, attempt] { send_op(id, attempt + 1); });
     scribe_msg::routed m;
     m.id = id;
     m.what = static_cast<std::uint8_t>(o.what);
@@ -1348,27 +1323,25 @@ template <Env E, class R> class scribe {
       if (p.attempts < 2) {
         auto again = std::move(p.msg);
         forward(std::move(again), p.next, std::move(p.excluded), p.attempts + 1);
-        return flush();
+        return;
       }
       p.excluded.push_back(p.next);
       if (p.excluded.size() > 32) return env_.count("hop_limit");
       const bool up = p.msg.in_tree && static_cast<scribe_msg::kind>(p.msg.what) == scribe_msg::kind::publish;
       if (up) p.msg.in_tree = false;  // the parent is silent: route toward the group id instead
       handle_routed(std::move(p.msg), std::move(p.excluded));
-      flush();
     });
     hops_.emplace(hop, pending_hop{std::move(m), next, std::move(excluded), t, attempts});
   }
 
   E env_;
+  outbox<E> out_;  ///< completions and deliveries owed, run after the event (later())
   R& router_;
   scribe_config cfg_;
   std::unordered_map<node_id, group_state> groups_;
   std::unordered_map<data_key, pending_copy, data_key_hash> pending_data_;
   std::unordered_map<std::uint64_t, pending_hop> hops_;
   std::unordered_map<std::uint64_t, op> ops_;
-  std::vector<std::function<void()>> ready_;
-  timer_id flush_timer_{};
   deliver_fn on_multicast_;
   anycast_fn on_anycast_;
   periodic<E> beat_;

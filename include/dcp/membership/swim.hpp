@@ -61,8 +61,10 @@
 // `max_push_pull_replies` per probe interval. Every refused claim is counted.
 //
 // Events (join, leave, failed, updated) and the Membership up/down callbacks
-// run after the event that caused them, from a zero-delay timer, never
-// inside a call (DESIGN §10).
+// run after the event that caused them, never inside a call (DESIGN §10; an
+// outbox, dcp/core/outbox.hpp), in the order raised; none once this node has
+// gone silent. Going silent after a leave is also queued there, so that the
+// send under way still carries our departure.
 //
 // Thread safety: none of its own; call it only from its Env's executor, like
 // every dcp protocol core.
@@ -82,6 +84,7 @@
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/metrics.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -284,7 +287,9 @@ template <Env E> class swim {
   /// No incarnation above this is believed: increments never overflow.
   static constexpr std::uint64_t max_incarnation = std::uint64_t{1} << 62;
 
-  explicit swim(E env, swim_config cfg = {}) : env_(std::move(env)), cfg_(std::move(cfg)) { cfg_.validate(); }
+  explicit swim(E env, swim_config cfg = {}) : env_(std::move(env)), out_(env_), cfg_(std::move(cfg)) {
+    cfg_.validate();
+  }
   swim(const swim&) = delete;
   swim& operator=(const swim&) = delete;
   ~swim() { stop(); }
@@ -561,7 +566,6 @@ template <Env E> class swim {
     cancel(tick_timer_);
     cancel(push_pull_timer_);
     cancel(leave_timer_);
-    cancel(flush_timer_);
     if (probe_) cancel(probe_->timeout_timer);
     probe_.reset();
     for (auto& [s, p] : pending_indirect_) cancel(p.timer);
@@ -1013,10 +1017,7 @@ template <Env E> class swim {
       // Our departure has been sent its λ·log N times: go silent, after this send.
       silencing_ = true;
       cancel(leave_timer_);
-      leave_timer_ = env_.arm(duration::zero(), [this] {
-        leave_timer_ = {};
-        stop();
-      });
+      out_.push([this] { stop(); });
     }
     return out;
   }
@@ -1025,10 +1026,14 @@ template <Env E> class swim {
 
   void raise(member_event::kind what, const member_entry& m) {
     events_.push_back({what, info(m)});
-    if (!flush_timer_) flush_timer_ = env_.arm(duration::zero(), [this] { flush(); });
+    if (!flush_queued_) {
+      flush_queued_ = true;
+      out_.push([this] { flush(); });
+    }
   }
   void flush() {
-    flush_timer_ = {};
+    flush_queued_ = false;
+    if (stopped_) return;  // silent: nobody hears of what it learnt meanwhile
     auto due = std::exchange(events_, {});
     for (auto& e : due) {
       for (std::size_t i = 0; i < subscribers_.size(); ++i) subscribers_[i](e);  // by index: a callback may subscribe
@@ -1040,6 +1045,7 @@ template <Env E> class swim {
   }
 
   E env_;
+  outbox<E> out_;  ///< events owed to subscribers, and going silent after a leave
   swim_config cfg_;
   bool started_ = false, joined_ = false, leaving_ = false, silencing_ = false, stopped_ = false;
   std::uint64_t incarnation_ = 0;
@@ -1055,10 +1061,11 @@ template <Env E> class swim {
   std::size_t join_attempts_ = 0;
   std::vector<std::pair<address, time_point>> asked_;  ///< push-pull requests awaiting an answer
   std::size_t push_pull_replies_ = 0;
-  std::vector<member_event> events_;
+  std::vector<member_event> events_;  ///< raised in this event, for the flush queued in out_
+  bool flush_queued_ = false;
   std::vector<event_callback> subscribers_;
   neighbour_events neighbour_events_;
-  timer_id tick_timer_{}, push_pull_timer_{}, leave_timer_{}, flush_timer_{};
+  timer_id tick_timer_{}, push_pull_timer_{}, leave_timer_{};
 };
 
 }  // namespace dcp::membership

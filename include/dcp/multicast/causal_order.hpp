@@ -38,9 +38,12 @@
 // oversized payloads. Stamps that skip or repeat along a FIFO link are
 // counted ("bad_clock") and ignored.
 //
-// Completions: on_deliver callbacks run from a zero-delay timer after the
-// event (DESIGN §10), in delivery order; a member's own multicast is
-// delivered to it that way too, never inside multicast().
+// Completions: on_deliver, on_stall and on_member_failed callbacks run after
+// the event that produced them (DESIGN §10; an outbox, dcp/core/outbox.hpp),
+// in the order they happened, so deliveries in delivery order; a member's own
+// multicast is delivered to it that way too, never inside multicast(). A
+// callback that multicasts finds the member between events; one that
+// destroys it ends the callbacks still queued.
 // Thread safety: none; drive it from one executor.
 #include <algorithm>
 #include <cstdint>
@@ -54,6 +57,7 @@
 #include "dcp/core/bytes.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/group/static_group.hpp"
 #include "dcp/multicast/detail/reliable_links.hpp"
@@ -106,6 +110,7 @@ template <Env E> class causal_order {
 
   causal_order(E env, group::static_group g, causal_order_config cfg = {})
       : env_(std::move(env)),
+        out_(env_),
         cfg_((cfg.validate(), cfg)),
         rank_(group::rank_of_self(g, env_.self(), "causal_order")),
         links_(env_, std::vector<address>(g.members().begin(), g.members().end()), rank_, cfg_.link),
@@ -120,7 +125,6 @@ template <Env E> class causal_order {
   causal_order(const causal_order&) = delete;
   causal_order& operator=(const causal_order&) = delete;
   ~causal_order() {
-    if (flush_timer_) env_.cancel(flush_timer_);
     if (stall_timer_) env_.cancel(stall_timer_);
   }
 
@@ -137,8 +141,7 @@ template <Env E> class causal_order {
     for (std::size_t r = 0; r < links_.size(); ++r)
       if (r != rank_) links_.send(r, b);
     env_.count("delivered");
-    ready_.emplace_back(rank_, std::move(b));
-    schedule_flush();
+    deliver_later(rank_, std::move(b));
     return vc_;
   }
 
@@ -226,29 +229,17 @@ template <Env E> class causal_order {
           vc_.merge(b.stamp);  // only entry j moves: the others are <= vc_ already
           ++delivered_;
           env_.count("delivered");
-          ready_.emplace_back(j, std::move(b));
+          deliver_later(j, std::move(b));
           any = progress = true;
         }
     }
-    if (any) {
-      links_.pump();
-      schedule_flush();
-    }
+    if (any) links_.pump();
     watch();
   }
-  void schedule_flush() {
-    if (flush_timer_) return;
-    flush_timer_ = env_.arm(duration::zero(), [this] {
-      flush_timer_ = {};
-      auto due = std::exchange(ready_, {});
-      auto stalls = std::exchange(stall_reports_, {});
-      auto failures = std::exchange(failure_reports_, {});
-      for (auto& [j, b] : due)
-        if (deliver_) deliver_(causal_order_delivery{links_.member(j), b.stamp, b.payload});
-      for (auto& s : stalls)
-        if (stall_) stall_(s);
-      for (auto& f : failures)
-        if (failed_cb_) failed_cb_(f);
+  // ---- completions, after the event (DESIGN §10) ----
+  void deliver_later(std::size_t j, body&& b) {
+    out_.push([this, j, b = std::move(b)] {
+      if (deliver_) deliver_(causal_order_delivery{links_.member(j), b.stamp, b.payload});
     });
   }
   void watch() {
@@ -260,8 +251,9 @@ template <Env E> class causal_order {
       if (delivered_ == watched_ && !stall_reported_) {
         stall_reported_ = true;
         env_.count("stalled");
-        stall_reports_.push_back(blocked_on());
-        schedule_flush();
+        out_.push([this, blocked = blocked_on()] {
+          if (stall_) stall_(blocked);
+        });
       } else if (delivered_ != watched_) {
         stall_reported_ = false;
       }
@@ -272,11 +264,13 @@ template <Env E> class causal_order {
     if (failed_[r]) return;
     failed_[r] = true;
     env_.count("member_failed");
-    failure_reports_.push_back(links_.member(r));
-    schedule_flush();
+    out_.push([this, who = links_.member(r)] {
+      if (failed_cb_) failed_cb_(who);
+    });
   }
 
   E env_;
+  outbox<E> out_;  ///< the callbacks owed, run after the event
   causal_order_config cfg_;
   std::size_t rank_;
   detail::reliable_links<E, body> links_;
@@ -285,13 +279,10 @@ template <Env E> class causal_order {
   std::vector<std::uint64_t> received_;  ///< newest own-entry stamp received from each sender
   std::vector<bool> failed_;
   std::uint64_t delivered_ = 0;
-  std::vector<std::pair<std::size_t, body>> ready_;
-  std::vector<std::vector<address>> stall_reports_;
-  std::vector<address> failure_reports_;
   std::function<void(const causal_order_delivery&)> deliver_;
   std::function<void(const std::vector<address>&)> stall_;
   std::function<void(const address&)> failed_cb_;
-  timer_id flush_timer_{}, stall_timer_{};
+  timer_id stall_timer_{};
   std::uint64_t watched_ = 0;
   bool stall_reported_ = false;
 };

@@ -42,9 +42,12 @@
 // payloads. A stamp that does not grow along a FIFO link is counted
 // ("bad_clock") and ignored.
 //
-// Completions: on_deliver callbacks run from a zero-delay timer after the
-// event that made the messages deliverable (DESIGN §10), in delivery order;
-// multicast() returns before its own message is delivered.
+// Completions: on_deliver, on_stall and on_member_failed callbacks run after
+// the event that produced them (DESIGN §10; an outbox, dcp/core/outbox.hpp),
+// in the order they happened, so deliveries in delivery order; multicast()
+// returns before its own message is delivered. A callback that multicasts
+// finds the member between events; one that destroys it ends the callbacks
+// still queued.
 // Thread safety: none; drive it from one executor (as every core).
 #include <algorithm>
 #include <cstdint>
@@ -58,6 +61,7 @@
 #include "dcp/core/bytes.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/core/result.hpp"
 #include "dcp/group/static_group.hpp"
 #include "dcp/multicast/detail/reliable_links.hpp"
@@ -120,6 +124,7 @@ template <Env E> class total_order {
 
   total_order(E env, group::static_group g, total_order_config cfg = {})
       : env_(std::move(env)),
+        out_(env_),
         cfg_((cfg.validate(), cfg)),
         rank_(group::rank_of_self(g, env_.self(), "total_order")),
         links_(env_, std::vector<address>(g.members().begin(), g.members().end()), rank_, cfg_.link),
@@ -134,7 +139,6 @@ template <Env E> class total_order {
   total_order(const total_order&) = delete;
   total_order& operator=(const total_order&) = delete;
   ~total_order() {
-    if (flush_timer_) env_.cancel(flush_timer_);
     if (stall_timer_) env_.cancel(stall_timer_);
   }
 
@@ -261,29 +265,13 @@ template <Env E> class total_order {
       if (node.key().node == rank_) --outstanding_;
       ++delivered_;
       env_.count("delivered");
-      ready_.emplace_back(node.key(), std::move(node.mapped()));
+      out_.push([this, stamp = node.key(), payload = std::move(node.mapped())] {
+        if (deliver_) deliver_(total_order_delivery{links_.member(stamp.node), stamp, payload});
+      });
       any = true;
     }
-    if (any) {
-      links_.pump();  // the queue has room again
-      schedule_flush();
-    }
+    if (any) links_.pump();  // the queue has room again
     watch_head();
-  }
-  void schedule_flush() {
-    if (flush_timer_) return;
-    flush_timer_ = env_.arm(duration::zero(), [this] {
-      flush_timer_ = {};
-      auto due = std::exchange(ready_, {});
-      auto stalls = std::exchange(stall_reports_, {});
-      auto failures = std::exchange(failure_reports_, {});
-      for (auto& [stamp, payload] : due)
-        if (deliver_) deliver_(total_order_delivery{links_.member(stamp.node), stamp, payload});
-      for (auto& s : stalls)
-        if (stall_) stall_(s);
-      for (auto& f : failures)
-        if (failed_cb_) failed_cb_(f);
-    });
   }
   /// Arms the stall check while something waits at the head of the queue.
   void watch_head() {
@@ -295,8 +283,9 @@ template <Env E> class total_order {
       if (queue_.begin()->first == watched_ && !stall_reported_) {
         stall_reported_ = true;
         env_.count("stalled");
-        stall_reports_.push_back(blocked_on());
-        schedule_flush();
+        out_.push([this, blocked = blocked_on()] {
+          if (stall_) stall_(blocked);
+        });
       } else if (queue_.begin()->first != watched_) {
         stall_reported_ = false;
       }
@@ -307,11 +296,13 @@ template <Env E> class total_order {
     if (failed_[r]) return;
     failed_[r] = true;
     env_.count("member_failed");
-    failure_reports_.push_back(links_.member(r));
-    schedule_flush();
+    out_.push([this, who = links_.member(r)] {
+      if (failed_cb_) failed_cb_(who);
+    });
   }
 
   E env_;
+  outbox<E> out_;  ///< the callbacks owed, run after the event
   total_order_config cfg_;
   std::size_t rank_;
   detail::reliable_links<E, body> links_;
@@ -323,13 +314,10 @@ template <Env E> class total_order {
   std::size_t outstanding_ = 0;
   std::uint64_t delivered_ = 0;
   clock::lamport_stamp last_delivered_{};
-  std::vector<std::pair<clock::lamport_stamp, bytes>> ready_;  ///< delivered, callbacks not yet run
-  std::vector<std::vector<address>> stall_reports_;
-  std::vector<address> failure_reports_;
   std::function<void(const total_order_delivery&)> deliver_;
   std::function<void(const std::vector<address>&)> stall_;
   std::function<void(const address&)> failed_cb_;
-  timer_id flush_timer_{}, stall_timer_{};
+  timer_id stall_timer_{};
   clock::lamport_stamp watched_{};
   bool stall_reported_ = false;
 };

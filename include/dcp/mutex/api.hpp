@@ -21,8 +21,9 @@
 //                       or what a coordinator was told); nullopt if unknown.
 //   guard g(m)          RAII: unlocks when it goes out of scope.
 //
-// Handlers run inside the protocol's event (or a zero-delay timer for results
-// known at once) and may call back into the mutex, unlock() included.
+// Handlers run after the event that decides them (DESIGN §10), never inside
+// lock(), cancel() or a message handler, so they may call back into the
+// mutex, unlock() included, and find it between steps.
 #include <concepts>
 #include <functional>
 #include <optional>

@@ -190,8 +190,9 @@ template <Env E, group::Group G = group::static_group> class centralized {
       env_.send(coordinator_, m);
       return;
     }
-    // The coordinator's own requests take the same path, a turn later (so
-    // that lock() never runs its handler inside itself), without the network.
+    // The coordinator's own requests take the same path as a client's, after
+    // the event (the loopback), without the network: lock() and unlock() never
+    // reach into the queue half-way through themselves.
     self_.post([this, e = entry{env_.self(), m.session, m.seq}] {
       if constexpr (std::is_same_v<std::decay_t<decltype(m)>, centralized_msg::request>)
         submit(e);

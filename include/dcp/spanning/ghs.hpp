@@ -73,7 +73,8 @@
 // its neighbours; what is bounded here is the damage of malformed, stale or
 // out-of-place messages, which are dropped and counted, never applied.
 //
-// Completion runs after the event (a zero-delay timer), never inside a call.
+// Completion (on_done) runs after the event, never inside a call (DESIGN §10;
+// an outbox, dcp/core/outbox.hpp, dropped with the node).
 // Not thread-safe, like every core: its node calls it from one executor.
 #include <algorithm>
 #include <compare>
@@ -89,6 +90,7 @@
 
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -236,7 +238,7 @@ template <Env E> class ghs {
   static constexpr protocol_id default_id = 160;
   using done_handler = std::function<void(const ghs_result&)>;
 
-  ghs(E env, ghs_config cfg) : env_(std::move(env)), cfg_(std::move(cfg)) {
+  ghs(E env, ghs_config cfg) : env_(std::move(env)), out_(env_), cfg_(std::move(cfg)) {
     cfg_.validate(env_.self());
     for (auto& e : cfg_.edges) edges_.push_back(edge{edge_key::of(env_.self(), e.neighbour, e.weight), e.neighbour});
     std::sort(edges_.begin(), edges_.end(), [](const edge& a, const edge& b) { return a.key < b.key; });
@@ -244,9 +246,6 @@ template <Env E> class ghs {
   }
   ghs(const ghs&) = delete;
   ghs& operator=(const ghs&) = delete;
-  ~ghs() {
-    if (done_timer_) env_.cancel(done_timer_);
-  }
 
   void start() {
     if (cfg_.wake_on_start) wake_up();
@@ -568,8 +567,7 @@ template <Env E> class ghs {
     result_ = std::move(r);
     env_.count("done");
     if (on_done_)
-      done_timer_ = env_.arm(duration::zero(), [this] {
-        done_timer_ = {};
+      out_.push([this] {
         if (on_done_) on_done_(*result_);
       });
   }
@@ -580,6 +578,7 @@ template <Env E> class ghs {
   }
 
   E env_;
+  outbox<E> out_;  ///< on_done, after the event
   ghs_config cfg_;
   std::vector<edge> edges_;  // sorted by key
   std::map<address, std::size_t> index_;
@@ -593,7 +592,6 @@ template <Env E> class ghs {
   std::vector<deferred_message> deferred_;
   std::optional<ghs_result> result_;
   done_handler on_done_;
-  timer_id done_timer_{};
 };
 
 }  // namespace dcp::spanning

@@ -1,15 +1,17 @@
 #pragma once
 // The user-facing half every mutex shares: the state (idle, waiting, held),
 // the handler of the waiting request and its time-out. Algorithms call
-// grant() / fail() when their protocol decides; the handler runs last, after
-// the state is consistent, so it may call back into the mutex.
+// grant() / fail() when their protocol decides; the state changes at once and
+// the handler runs after the event (DESIGN §10; an outbox,
+// dcp/core/outbox.hpp), never inside lock(), cancel() or a message handler,
+// so the algorithm finishes its step before user code can call back into it.
 #include <functional>
 #include <system_error>
 #include <utility>
-#include <vector>
 
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/core/outbox.hpp"
 #include "dcp/mutex/api.hpp"
 
 namespace dcp::mutex::detail {
@@ -19,10 +21,12 @@ inline constexpr counter_set request_counters{{"lock_busy", "lock_timed_out", "l
 
 template <Env E> class request {
  public:
-  explicit request(E& env) : env_(&env) {}
+  explicit request(E& env) : env_(&env), out_(env) {}
   request(const request&) = delete;
   request& operator=(const request&) = delete;
-  ~request() { stop_timers(); }
+  ~request() {
+    if (timer_) env_->cancel(timer_);
+  }
 
   lock_state state() const noexcept { return state_; }
   bool idle() const noexcept { return state_ == lock_state::idle; }
@@ -50,14 +54,14 @@ template <Env E> class request {
   }
   /// Idle -> held at once (try_lock, or a lock() that needs no message).
   void take() noexcept { state_ = lock_state::held; }
-  /// Waiting -> held; runs the handler with success.
+  /// Waiting -> held; the handler gets success, after the event.
   void grant() {
     if (!waiting()) return;
     state_ = lock_state::held;
     env_->count("lock_granted");
     finish({});
   }
-  /// Waiting -> idle; runs the handler with `ec`. The caller has withdrawn its request.
+  /// Waiting -> idle; the handler gets `ec`, after the event. The caller has withdrawn its request.
   void fail(std::error_code ec) {
     if (!waiting()) return;
     state_ = lock_state::idle;
@@ -70,34 +74,22 @@ template <Env E> class request {
       throw error(errc::invalid_argument, std::string(who) + ": unlock() called but this node does not hold the lock");
     state_ = lock_state::idle;
   }
-  /// Runs `h(ec)` from a zero-delay timer: results known inside lock() are not
-  /// delivered inside lock().
+  /// Runs `h(ec)` after the event: a result known inside lock() (busy, or a
+  /// token already here) is not delivered inside lock().
   void defer(lock_handler h, std::error_code ec) {
-    if (!h) return;
-    deferred_.emplace_back(std::move(h), ec);
-    if (!flush_)
-      flush_ = env_->arm(duration::zero(), [this] {
-        flush_ = {};
-        auto due = std::exchange(deferred_, {});
-        for (auto& [handler, code] : due) handler(code);
-      });
+    if (h) out_.complete(std::move(h), ec);
   }
 
  private:
   void finish(std::error_code ec) {
     if (timer_) env_->cancel(std::exchange(timer_, {}));
-    if (auto h = std::exchange(handler_, nullptr)) h(ec);
-  }
-  void stop_timers() noexcept {
-    if (timer_) env_->cancel(timer_);
-    if (flush_) env_->cancel(flush_);
+    defer(std::exchange(handler_, nullptr), ec);
   }
   E* env_;
+  outbox<E> out_;  ///< handlers owed, run after the event; dropped with the mutex
   lock_state state_ = lock_state::idle;
   lock_handler handler_;
   timer_id timer_{};
-  std::vector<std::pair<lock_handler, std::error_code>> deferred_;
-  timer_id flush_{};
 };
 
 }  // namespace dcp::mutex::detail
