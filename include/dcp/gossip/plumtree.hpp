@@ -179,10 +179,10 @@ template <Env E, class Membership> class plumtree {
     for (auto& p : neighbours_) DCP_ASSERT(p != env_.self() && !p.empty(), "plumtree: this node or nobody a neighbour");
     std::vector<address> tree = eager_;
     tree.insert(tree.end(), lazy_.begin(), lazy_.end());
-    DCP_ASSERT(membership::detail::distinct(neighbours_) && membership::detail::distinct(tree),
-               "plumtree: a neighbour listed twice, or in both the eager and the lazy set");
+    // Distinct, and the same set as the neighbours (which are then distinct too).
+    DCP_ASSERT(membership::detail::distinct(tree), "plumtree: a peer twice eager, twice lazy, or both");
     DCP_ASSERT(membership::detail::same_set(tree, neighbours_),
-               "plumtree: the eager and lazy peers are not the neighbours");
+               "plumtree: the eager and lazy peers are not the neighbours, or a neighbour is listed twice");
     DCP_ASSERT(payloads_.size() == order_.size() && payloads_.size() <= cfg_.payload_capacity,
                "plumtree: the payload cache and its eviction order disagree, or exceed payload_capacity");
     DCP_ASSERT(missing_.size() <= cfg_.max_missing, "plumtree: more messages tracked as missing than max_missing");
