@@ -29,6 +29,15 @@ sim::config network(std::uint64_t seed) {
   return c;
 }
 
+/// Every node's check_invariants (which aborts on a violation) after every
+/// event: a handful of small nodes, so all of them.
+template <class P> void check_invariants_always(simulator& w) {
+  w.after_event([&w] {
+    for (std::uint32_t i = 0; i < w.size(); ++i)
+      if (auto* p = w.find<P>(i, P::default_id)) p->check_invariants();
+  });
+}
+
 /// Every live node knows the same leader, and it is `expected`.
 template <class P> void require_agreement(simulator& w, std::uint32_t n, address expected) {
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -48,6 +57,7 @@ TEST_CASE("bully: after crashes and restarts, every live node agrees on the high
     election::bully_config cfg{
         .answer_timeout = 50ms, .coordinator_timeout = 150ms, .probe_interval = 100ms, .probe_timeout = 300ms};
     w.add_nodes(n, [=](sim::node_context& c) { c.add<bully>(bully::default_id, group::static_group::sim(n), cfg); });
+    check_invariants_always<bully>(w);
     w.run_for(1s);
     INFO("seed " << seed << " n " << n);
     require_agreement<bully>(w, n, address::sim(n - 1));
@@ -93,6 +103,7 @@ TEST_CASE("chang_roberts: random rings, random initiators, crashed members skipp
     for (std::uint32_t i = 0; i < n; ++i) cfg.ring.push_back(address::sim(i));
     w.rng().shuffle(std::span(cfg.ring));
     w.add_nodes(n, [=](sim::node_context& c) { c.add<ring>(ring::default_id, group::static_group::sim(n), cfg); });
+    check_invariants_always<ring>(w);
     std::set<std::uint32_t> dead;
     if (seed % 3 == 0) {  // crash-stop before the election (the transport reports it)
       dead.insert(static_cast<std::uint32_t>(w.rng().below(n)));
@@ -182,6 +193,7 @@ TEST_CASE(
   for (std::uint32_t initiator = 0; initiator < 3; ++initiator) {
     simulator w(initiator + 1, network(initiator));
     w.add_nodes(n, [](sim::node_context& c) { c.add<ring>(ring::default_id, group::static_group::sim(n)); });
+    check_invariants_always<ring>(w);
     w.crash(3);
     w.get<ring>(initiator, ring::default_id).start_election();  // 2 -> 3 bounces: 2 skips 3 in this round
     w.run_for(1s);
@@ -228,6 +240,7 @@ TEST_CASE("echo: on random connected graphs the best score wins everywhere; 1000
       cfg.score = score[c.index()];
       c.add<wave>(wave::default_id, cfg);
     });
+    check_invariants_always<wave>(w);
     bool any = false;
     for (std::uint32_t i = 0; i < n; ++i)
       if (w.rng().chance(0.3) || (!any && i == n - 1)) {

@@ -171,6 +171,25 @@ TEST_CASE("plumtree: malformed input is dropped and counted") {
   CHECK_FALSE(t.delivered(6));
   t.on_message(address::sim(1), gossip::plumtree_msg::graft{12345, 0});  // unknown id: nothing to send
   CHECK(w.metrics().counter(bid, "graft_unanswerable") == 1);
+  t.check_invariants();
+}
+
+// A seen cache smaller than the payload cache forgets a message that is still
+// cached; delivered again (at most once is then not promised), it was put in
+// the eviction order a second time, which then outgrew the cache for ever.
+TEST_CASE("plumtree: a message delivered again while still cached keeps one place in the payload cache") {
+  simulator w(4);
+  auto rec = gworld::build<tree>(w, 2, gossip::plumtree_config{.seen_capacity = 1, .payload_capacity = 8});
+  w.run_for(1s);
+  auto& t = w.get<tree>(0, bid);
+  REQUIRE(t.eager_peers() == std::vector<address>{address::sim(1)});
+  for (int round = 0; round < 3; ++round)
+    for (gossip::message_id id : {101, 102}) {
+      t.on_message(address::sim(1), gossip::plumtree_msg::gossip{id, 0, bytes{1}});
+      t.check_invariants();
+    }
+  CHECK(rec->deliveries[0][101] == 3);  // the seen cache held one id: each came back as new
+  w.run_for(1s);
 }
 
 TEST_CASE("plumtree optimisation: a payload that trails an earlier, shorter announcement rewires the tree") {

@@ -8,6 +8,7 @@
 #include "dcp/membership.hpp"
 #include "dcp/search.hpp"
 #include "dcp/sim.hpp"
+#include "../touched.hpp"
 
 namespace test_compositions {
 
@@ -38,6 +39,13 @@ TEST_CASE("plumtree over Cyclon and over a static group: exactly once everywhere
     std::vector<address> all;
     for (std::uint32_t i = 0; i < n; ++i) all.push_back(address::sim(i));
     auto members = membership::static_group_config::of(all);
+    dcp::test::after_every_event(w, [&w, which](std::uint32_t i) {  // plumtree's invariants, after every event
+      if (which == 0) {
+        if (auto* p = w.find<gossip::plumtree<sim::env, cyc>>(i, 21)) p->check_invariants();
+      } else if (auto* p = w.find<gossip::plumtree<sim::env, fixed_group>>(i, 21)) {
+        p->check_invariants();
+      }
+    });
     for (std::uint32_t i = 0; i < n; ++i) {
       w.add_node([=](sim::node_context& x) {
         auto record = [count, i](const gossip::delivery& d) { ++(*count)[i][d.id]; };

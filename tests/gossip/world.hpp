@@ -9,6 +9,7 @@
 #include "dcp/gossip.hpp"
 #include "dcp/membership.hpp"
 #include "dcp/sim.hpp"
+#include "../touched.hpp"
 
 namespace gworld {
 
@@ -33,8 +34,20 @@ struct record {
   }
 };
 
-/// n nodes, joined one every 5 ms through node 0, each hosting B<env, hpv> as protocol bid.
+/// After every event, on the node it ran on: the broadcast's
+/// check_invariants (which aborts on a violation). HyParView's own are the
+/// membership suite's (tests/membership): checked here too, they would
+/// triple these tests' time (its views are most of a node's state).
+template <class B> void check_invariants(dcp::sim::simulator& w) {
+  dcp::test::after_every_event(w, [&w](std::uint32_t i) {
+    if (auto* b = w.find<B>(i, bid)) b->check_invariants();
+  });
+}
+
+/// n nodes, joined one every 5 ms through node 0, each hosting B<env, hpv> as
+/// protocol bid; the invariants checked after every event (check_invariants).
 template <class B, class... Args> std::shared_ptr<record> build(dcp::sim::simulator& w, std::uint32_t n, Args... args) {
+  check_invariants<B>(w);
   auto rec = std::make_shared<record>();
   rec->deliveries.resize(n);
   for (std::uint32_t i = 0; i < n; ++i) {

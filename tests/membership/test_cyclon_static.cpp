@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "../seeds.hpp"  // fewer seeds under sanitizers
+#include "../touched.hpp"
 
 #include <map>
 #include <set>
@@ -31,14 +32,14 @@ TEST_CASE(
     simulator w(seed, c);
     constexpr std::uint32_t n = 300;
     std::size_t violations = 0;
-    w.after_event([&] {
-      // cheap spot check of one random node per event
-      const auto i = static_cast<std::uint32_t>(w.rng().below(w.size()));
+    // After every event, on the node it ran on: cyclon::check_invariants
+    // (the view bounded, free of self and duplicates; it aborts on a
+    // violation), and the bound as view() reports it.
+    dcp::test::after_every_event(w, [&](std::uint32_t i) {
       auto* p = w.find<cyc>(i, cid);
       if (!p) return;
-      auto v = p->neighbours();
-      std::set<address> u(v.begin(), v.end());
-      if (v.size() > p->config().view_size || u.size() != v.size() || u.contains(address::sim(i))) ++violations;
+      p->check_invariants();
+      if (p->view().size() > p->config().view_size) ++violations;
     });
     for (std::uint32_t i = 0; i < n; ++i) {
       w.add_node([i](sim::node_context& x) {
@@ -136,6 +137,49 @@ TEST_CASE("cyclon: join swaps are taken only while joining; shuffle replies only
   for (std::uint32_t s = 300; s < 305; ++s) planted.push_back({address::sim(s), 0});
   p.on_message(address::sim(299), membership::cyclon_msg::shuffle_reply{planted});
   for (auto& a : p.neighbours()) CHECK(a.sim_index() < 100);
+  p.check_invariants();
+}
+
+// Two ways a view outgrew view_size: a join walk ending at a full node whose
+// only entry is the walk's sender (view_size 1) added the joiner without
+// swapping; and join() called on a full view added the contact.
+TEST_CASE("cyclon: the view never exceeds view_size, with view_size 1 and when join() is called on a full view") {
+  for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 20); ++seed) {
+    CAPTURE(seed);
+    simulator w(seed);
+    std::size_t over = 0;
+    dcp::test::after_every_event(w, [&](std::uint32_t i) {
+      if (auto* p = w.find<cyc>(i, cid)) {
+        over += p->neighbours().size() > p->config().view_size;
+        p->check_invariants();
+      }
+    });
+    for (std::uint32_t i = 0; i < 6; ++i) {
+      w.add_node([i](sim::node_context& x) {
+        membership::cyclon_config k;
+        k.view_size = 1;
+        k.shuffle_length = 1;
+        if (i) k.contact = address::sim(0);
+        x.add<cyc>(cid, k);
+      });
+      w.run_for(10ms);
+    }
+    w.run_for(5s);
+    std::size_t full = 0;
+    for (std::uint32_t i = 0; i < 6; ++i) {
+      auto& p = w.get<cyc>(i, cid);
+      if (p.neighbours().size() != 1) continue;  // its one entry is out in a shuffle
+      ++full;
+      std::uint32_t contact = 0;  // another member than itself and its entry
+      while (contact == i || address::sim(contact) == p.neighbours().front()) ++contact;
+      p.join(address::sim(contact));
+      over += p.neighbours().size() > 1;
+      p.check_invariants();
+    }
+    CHECK(full > 0);
+    w.run_for(2s);
+    CHECK(over == 0);
+  }
 }
 
 }  // namespace test_cyclon_static

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "../seeds.hpp"  // fewer seeds under sanitizers
+#include "../touched.hpp"
 
 #include "dcp/membership.hpp"
 #include "dcp/sim.hpp"
@@ -26,30 +27,20 @@ sim::config faulty_network() {
   return c;
 }
 
-// The checks that hold after every single event, on the node it touched.
+// The checks that hold after every single event, on the node it touched:
+// hyparview::check_invariants (views bounded, free of self and duplicates,
+// disjoint; it aborts on a violation), and the bounds as the public
+// observers report them.
 void check_views(simulator& w, std::uint32_t i, std::size_t& violations) {
-  if (i >= w.size()) return;  // a user action, not a node's event
   auto* p = w.find<hpv>(i, hid);
   if (!p) return;
-  const auto act = p->neighbours();
-  const auto& pas = p->passive_view();
-  const auto self = address::sim(i);
-  bool ok = act.size() <= p->config().active_size && pas.size() <= p->config().passive_size;
-  for (auto& a : act) ok = ok && a != self && !p->is_passive(a) && std::count(act.begin(), act.end(), a) == 1;
-  for (auto& a : pas) ok = ok && a != self && std::count(pas.begin(), pas.end(), a) == 1;
-  if (!ok) ++violations;
+  p->check_invariants();
+  if (p->active_count() > p->config().active_size || p->passive_view().size() > p->config().passive_size) ++violations;
 }
 
 // Adds n nodes one every 10 ms, each joining through node 0; watches every event.
 void build(simulator& w, std::uint32_t n, std::size_t& violations, membership::hyparview_config cfg = {}) {
-  auto touched = std::make_shared<std::uint32_t>(0);  // the node the last event ran on
-  w.on_trace([touched](const sim::trace_event& e) {
-    if (e.what == sim::trace_event::kind::deliver || e.what == sim::trace_event::kind::unreachable)
-      *touched = e.to;
-    else if (e.what == sim::trace_event::kind::timer)
-      *touched = e.from;
-  });
-  w.after_event([&w, touched, &violations] { check_views(w, *touched, violations); });
+  dcp::test::after_every_event(w, [&w, &violations](std::uint32_t i) { check_views(w, i, violations); });
   for (std::uint32_t i = 0; i < n; ++i) {
     w.add_node([cfg, i](sim::node_context& c) {
       auto k = cfg;
@@ -184,6 +175,7 @@ TEST_CASE("hyparview: malformed input is dropped and counted; bad configuration 
   CHECK(w.metrics().counter(hid, "bad_join") == 1);
   CHECK(p.neighbours().empty());
   CHECK(p.passive_view().empty());
+  p.check_invariants();
   membership::hyparview_config bad;
   bad.prwl = 7;
   CHECK_THROWS_AS(bad.validate(), dcp::error);
@@ -233,7 +225,10 @@ TEST_CASE(
   const auto counter = [&](std::string_view n) { return w.metrics().counter(hid, n); };
   w.metrics().reset();
   // Twenty processes outside the overlay each claim to have no neighbour at all (high priority).
-  for (std::uint32_t s = 0; s < 20; ++s) p.on_message(address::sim(100 + s), membership::hyparview_msg::neighbor{true});
+  for (std::uint32_t s = 0; s < 20; ++s) {
+    p.on_message(address::sim(100 + s), membership::hyparview_msg::neighbor{true});
+    p.check_invariants();
+  }
   std::size_t strangers = 0;
   for (auto& a : p.neighbours()) strangers += a.sim_index() >= 100;
   CHECK(strangers <= 1);
@@ -245,6 +240,7 @@ TEST_CASE(
   for (std::uint32_t s = 300; s < 308; ++s) planted.push_back(address::sim(s));
   p.on_message(address::sim(200), membership::hyparview_msg::shuffle_reply{planted});
   for (auto& a : planted) CHECK_FALSE(p.is_passive(a));
+  p.check_invariants();
   CHECK(counter("shuffle_reply_unsolicited") == 1);
 
   // The overlay's own shuffles still get merged, and the view checks held throughout.
@@ -276,6 +272,7 @@ TEST_CASE(
     p.on_message(address::sim(100 + s), membership::hyparview_msg::join{});
     p.on_message(first, membership::hyparview_msg::forward_join{address::sim(200 + s), 0});
     p.on_message(address::sim(300 + s), membership::hyparview_msg::join_accept{});
+    p.check_invariants();
   }
   std::size_t kept = 0;
   for (auto& a : p.neighbours()) kept += std::find(before.begin(), before.end(), a) != before.end();

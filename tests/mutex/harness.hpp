@@ -4,7 +4,9 @@
 // Each node loops `rounds` times: think for a random while, lock(), hold the
 // lock for a random while, unlock(). After every simulator event the harness
 // counts the nodes inside the critical section: more than one is a failure
-// at the exact event that caused it.
+// at the exact event that caused it; and it runs every node's
+// check_invariants (local invariants, which abort on a violation; a handful
+// of small nodes, so all of them rather than the one the event touched).
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -54,7 +56,10 @@ outcome run(simulator& w, protocol_id id, const workload& load, std::function<vo
   auto holders = [&w, id, n = load.nodes] {
     int h = 0;
     for (std::uint32_t i = 0; i < n; ++i)
-      if (auto* m = w.find<M>(i, id); m && m->holding()) ++h;
+      if (auto* m = w.find<M>(i, id)) {
+        m->check_invariants();
+        h += m->holding();
+      }
     return h;
   };
   w.after_event([out, holders] {

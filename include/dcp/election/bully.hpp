@@ -25,6 +25,7 @@
 #include <set>
 #include <string_view>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/election/api.hpp"
@@ -99,6 +100,21 @@ template <Env E, group::Group G = group::static_group> class bully {
   std::optional<address> leader() const { return leader_.get(); }
   bool electing() const noexcept { return electing_; }
   void on_leader_changed(leader_handler h) { leader_.on_change(std::move(h)); }
+
+  /// Asserts (DCP_ASSERT) what holds between events, whatever peers sent:
+  /// an election runs exactly while its time-out (for ANSWERs, then for the
+  /// COORDINATOR) is armed; the leader it knows is a member not below itself
+  /// (a lower one is bullied, never followed); it never takes itself as down.
+  /// O(log N); for tests and the simulator (dcp/core/assert.hpp).
+  void check_invariants() const {
+    DCP_ASSERT(electing_ == static_cast<bool>(timer_), "bully: an election without its time-out, or the reverse");
+    if (const auto& l = leader_.get()) {
+      const auto r = group_.rank_of(*l);
+      DCP_ASSERT(r && *r >= rank_, "bully: following a leader below itself, or a non-member");
+    }
+    DCP_ASSERT(!down_.contains(rank_) && (down_.empty() || *down_.rbegin() < group_.size()),
+               "bully: itself, or a non-member, taken as down");
+  }
 
   void on_message(const address& from, const bully_msg::election&) {
     auto r = heard(from);

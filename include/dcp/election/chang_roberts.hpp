@@ -38,6 +38,7 @@
 #include <variant>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/election/api.hpp"
@@ -111,6 +112,19 @@ template <Env E, group::Group G = group::static_group> class chang_roberts {
   std::optional<address> leader() const { return leader_.get(); }
   bool electing() const noexcept { return participant_; }
   void on_leader_changed(leader_handler h) { leader_.on_change(std::move(h)); }
+
+  /// Asserts (DCP_ASSERT) what holds between events, whatever peers sent:
+  /// the ring lists every member once, this one at its position; a decided
+  /// round has a leader; it never takes itself as down; what it keeps for a
+  /// re-send went to another member. O(N); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(ring_.size() == group_.size() && position_ < ring_.size() && ring_[position_] == rank_,
+               "chang_roberts: the ring lost a member or this node's place");
+    DCP_ASSERT(!decided_ || leader_.get(), "chang_roberts: a round decided without a leader");
+    DCP_ASSERT(!down_.contains(rank_) && (down_.empty() || *down_.rbegin() < group_.size()),
+               "chang_roberts: itself, or a non-member, taken as down");
+    DCP_ASSERT(sent_.empty() || (sent_to_ < group_.size()), "chang_roberts: messages kept for no successor");
+  }
 
   void on_message(const address& from, const chang_roberts_msg::election& m) {
     if (!group_.contains(from) || m.candidate >= group_.size()) return env_.count("malformed");

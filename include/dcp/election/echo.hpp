@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/election/api.hpp"
@@ -102,6 +103,27 @@ template <Env E> class echo {
   void on_leader_changed(leader_handler h) { leader_.on_change(std::move(h)); }
   /// The capability score this node runs with; takes effect at its next wave.
   void set_score(std::uint64_t s) noexcept { cfg_.score = s; }
+
+  /// Asserts (DCP_ASSERT) what holds between events, whatever peers sent:
+  /// a wave is followed only with a best candidate; the wave's parent and
+  /// the neighbours it still waits for are neighbours, the parent not among
+  /// them; the best candidate seen never falls below the leader announced,
+  /// who is the leader it reports; its own wave, echoed from everywhere, has
+  /// been announced. O(neighbours); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(!electing_ || best_, "echo: in a wave without a candidate");
+    DCP_ASSERT(!neighbours_.contains(env_.self()), "echo: a neighbour of itself");
+    DCP_ASSERT(!parent_ || (neighbours_.contains(*parent_) && !pending_.contains(*parent_)),
+               "echo: a wave's parent that is no neighbour, or waited for as a child");
+    for (const auto& p : pending_)
+      DCP_ASSERT(neighbours_.contains(p), "echo: waiting for an echo from a non-neighbour");
+    if (announced_) {
+      DCP_ASSERT(best_ && *announced_ <= *best_, "echo: the best candidate fell below the one announced");
+      DCP_ASSERT(leader_.get() == announced_->node, "echo: the leader reported is not the one announced");
+    }
+    DCP_ASSERT(!electing_ || best_->node != env_.self() || parent_ || !pending_.empty(),
+               "echo: its own wave echoed from everywhere, yet not announced");
+  }
 
   void on_message(const address& from, const echo_msg::wave& m) {
     if (!neighbours_.contains(from)) return env_.count("not_a_neighbour");

@@ -47,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/gossip/broadcast.hpp"
@@ -151,6 +152,28 @@ template <Env E, class Membership> class anti_entropy {
     return it != items_.end() && it->second.retired;
   }
   std::size_t size() const noexcept { return items_.size(); }
+
+  /// Asserts (DCP_ASSERT) what holds of the store between events, whatever
+  /// peers sent: at most max_items ids, certificates included, never id 0;
+  /// a live item within max_payload, a certificate with no payload and
+  /// expiring within certificate_ttl from now; this period's answers within
+  /// their byte budget. O(items); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(items_.size() <= cfg_.max_items, "anti_entropy: more ids held than max_items");
+    DCP_ASSERT(!items_.contains(0), "anti_entropy: id 0 (never a message's) held");
+    const time_point now = env_.now();
+    for (const auto& kv : items_) {
+      const entry& e = kv.second;
+      if (e.retired) {
+        DCP_ASSERT(e.payload.empty(), "anti_entropy: a death certificate that kept its payload");
+        DCP_ASSERT(e.expires <= now + cfg_.certificate_ttl, "anti_entropy: a certificate outliving certificate_ttl");
+      } else {
+        DCP_ASSERT(e.payload.size() <= cfg_.max_payload, "anti_entropy: a live item larger than max_payload");
+      }
+    }
+    DCP_ASSERT(answered_bytes_ <= cfg_.max_answer_bytes_per_period,
+               "anti_entropy: this period's answers exceeded max_answer_bytes_per_period");
+  }
 
   void on_message(const address& from, const anti_entropy_msg::digest& m) {
     if (!membership::admits(membership_, from)) return env_.count("not_member");

@@ -87,6 +87,9 @@ template <Env E, class Membership> class eager_push {
   }
 
   bool delivered(message_id id) const { return seen_.contains(id); }
+  /// Asserts (DCP_ASSERT) what holds between events: the seen cache within
+  /// its capacity (eager push keeps no other state). O(1).
+  void check_invariants() const { seen_.check_invariants(); }
 
  private:
   void deliver(const delivery& d) {

@@ -49,10 +49,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/gossip/broadcast.hpp"
 #include "dcp/gossip/detail/seen_cache.hpp"
+#include "dcp/membership/detail/distinct.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -163,6 +165,39 @@ template <Env E, class Membership> class plumtree {
   const std::vector<address>& lazy_peers() const noexcept { return lazy_; }
   bool delivered(message_id id) const { return seen_.contains(id); }
 
+  /// Asserts (DCP_ASSERT) what holds of this node's state between events,
+  /// whatever its peers sent. The eager and lazy peers partition the
+  /// membership's neighbours as last reported (the paper: every neighbour is
+  /// in exactly one set), without duplicates or this node. The payload cache
+  /// and its eviction order agree and stay within payload_capacity; the
+  /// messages tracked as missing within max_missing, none delivered, each
+  /// with its timer and announcers that are distinct current neighbours.
+  /// O(n log n) for n neighbours, plus O(missing × announcers²); for tests
+  /// and the simulator.
+  void check_invariants() const {
+    seen_.check_invariants();
+    for (auto& p : neighbours_) DCP_ASSERT(p != env_.self() && !p.empty(), "plumtree: this node or nobody a neighbour");
+    std::vector<address> tree = eager_;
+    tree.insert(tree.end(), lazy_.begin(), lazy_.end());
+    // Distinct, and the same set as the neighbours (which are then distinct too).
+    DCP_ASSERT(membership::detail::distinct(tree), "plumtree: a peer twice eager, twice lazy, or both");
+    DCP_ASSERT(membership::detail::same_set(tree, neighbours_),
+               "plumtree: the eager and lazy peers are not the neighbours, or a neighbour is listed twice");
+    DCP_ASSERT(payloads_.size() == order_.size() && payloads_.size() <= cfg_.payload_capacity,
+               "plumtree: the payload cache and its eviction order disagree, or exceed payload_capacity");
+    DCP_ASSERT(missing_.size() <= cfg_.max_missing, "plumtree: more messages tracked as missing than max_missing");
+    for (const auto& kv : missing_) {
+      DCP_ASSERT(!seen_.contains(kv.first), "plumtree: a delivered message still tracked as missing");
+      DCP_ASSERT(static_cast<bool>(kv.second.timer), "plumtree: a missing message without its graft timer");
+      const auto& a = kv.second.announcers;
+      for (auto i = a.begin(); i != a.end(); ++i) {
+        DCP_ASSERT(contains(neighbours_, i->from), "plumtree: an announcer that is not a neighbour");
+        DCP_ASSERT(std::none_of(i + 1, a.end(), [&](const announcement& b) { return b.from == i->from; }),
+                   "plumtree: one neighbour's announcement recorded twice");
+      }
+    }
+  }
+
   void on_message(const address& from, const plumtree_msg::gossip& m) {
     if (m.payload.size() > cfg_.max_payload || from == env_.self()) return env_.count("bad_gossip");
     if (!membership::admits(membership_, from)) return env_.count("gossip_not_member");
@@ -267,6 +302,10 @@ template <Env E, class Membership> class plumtree {
   }
 
   void remember(message_id id, const bytes& payload, std::uint32_t round, const address& from) {
+    // Still cached (delivered again after the seen cache, if smaller than the
+    // payload cache, forgot it): keep the first copy and its one place in the
+    // eviction order, or the order outgrows the cache for ever.
+    if (payloads_.contains(id)) return;
     if (payloads_.size() >= cfg_.payload_capacity) {
       payloads_.erase(order_.front());
       order_.pop_front();

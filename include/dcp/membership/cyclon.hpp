@@ -33,8 +33,10 @@
 #include <vector>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
+#include "dcp/membership/detail/distinct.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -125,7 +127,9 @@ template <Env E> class cyclon {
     if (contact == env_.self()) return;
     join_swaps_left_ = cfg_.view_size;
     join_swaps_until_ = env_.now() + cfg_.join_window;
-    if (!knows(contact)) add({contact, 0});
+    // The contact is a first entry for a node that knows nobody; a full view
+    // (join() called again) has no slot for it, and the walks bring entries.
+    if (!knows(contact) && view_.size() < cfg_.view_size) add({contact, 0});
     env_.send(contact, cyclon_msg::join{});
   }
 
@@ -152,6 +156,22 @@ template <Env E> class cyclon {
   /// members should run over HyParView, SWIM or a static group.
   bool admits(const address&) const noexcept { return true; }
   const cyclon_config& config() const noexcept { return cfg_; }
+
+  /// Asserts (DCP_ASSERT) what holds of this node's state between events,
+  /// whatever its peers sent: the view bounded by view_size, free of this
+  /// node, of empty addresses and of duplicates; the outstanding shuffle's
+  /// record (what was sent, to whom) consistent and bounded; the join-swap
+  /// budget within a join's. O(view log view); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(view_.size() <= cfg_.view_size, "cyclon: the view exceeds view_size");
+    auto peers = neighbours();
+    for (auto& a : peers) DCP_ASSERT(!a.empty() && a != env_.self(), "cyclon: the view holds this node or nobody");
+    DCP_ASSERT(detail::distinct(peers), "cyclon: a peer is twice in the view");
+    DCP_ASSERT(sent_.size() < cfg_.shuffle_length, "cyclon: a shuffle sent more than shuffle_length - 1 entries");
+    DCP_ASSERT(sent_.empty() || !awaiting_.empty(), "cyclon: a record of entries sent without the peer awaited");
+    DCP_ASSERT(awaiting_ != env_.self(), "cyclon: awaiting a shuffle reply from this node");
+    DCP_ASSERT(join_swaps_left_ <= cfg_.view_size, "cyclon: more join swaps expected than a join's walks");
+  }
 
   // ---- messages ----
   void on_message(const address& from, const cyclon_msg::shuffle& m) {
@@ -190,12 +210,15 @@ template <Env E> class cyclon {
       return;
     }
     if (knows(m.joiner)) return;
-    if (view_.size() < cfg_.view_size || next.empty()) {
+    if (view_.size() < cfg_.view_size) {
       add({m.joiner, 0});
       env_.send(m.joiner, cyclon_msg::join_swap{entry{env_.self(), 0}});
       return;
     }
-    const auto& victim = next[env_.rng().below(next.size())];
+    // Full: swap an entry for the joiner, one other than the walk's sender
+    // if there is one (with view_size 1 the sender may be the only entry).
+    if (next.empty()) next.push_back(from);
+    const auto victim = next[env_.rng().below(next.size())];
     const entry given = *find(victim);
     remove(victim);
     add({m.joiner, 0});

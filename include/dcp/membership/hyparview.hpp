@@ -66,9 +66,11 @@
 #include <vector>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/error.hpp"
 #include "dcp/core/metrics.hpp"
+#include "dcp/membership/detail/distinct.hpp"
 #include "dcp/membership/membership.hpp"
 #include "dcp/wire/message.hpp"
 
@@ -268,6 +270,36 @@ template <Env E> class hyparview {
     emit("passive_view", static_cast<double>(passive_.size()));
   }
   const hyparview_config& config() const noexcept { return cfg_; }
+
+  /// Asserts (DCP_ASSERT) what holds of this node's views between events,
+  /// whatever its peers sent: both bounded by their configured sizes, free of
+  /// this node, of empty addresses and of duplicates, and disjoint; one
+  /// NEIGHBOR request outstanding at most, with its timer; eviction budgets
+  /// within a round's; the outstanding shuffle's nonce and record together.
+  /// O(v log v) for views of v peers in all; for tests and the simulator
+  /// (dcp/core/assert.hpp).
+  void check_invariants() const {
+    DCP_ASSERT(active_.size() <= cfg_.active_size, "hyparview: the active view exceeds active_size");
+    DCP_ASSERT(passive_.size() <= cfg_.passive_size, "hyparview: the passive view exceeds passive_size");
+    std::vector<address> all;
+    all.reserve(active_.size() + passive_.size());
+    for (auto& p : active_) all.push_back(p.addr);
+    all.insert(all.end(), passive_.begin(), passive_.end());
+    for (auto& a : all) DCP_ASSERT(!a.empty() && a != env_.self(), "hyparview: a view holds this node or nobody");
+    DCP_ASSERT(detail::distinct(all),
+               "hyparview: a peer twice in the active view, twice in the passive view, or in both");
+    DCP_ASSERT(pending_.has_value() == static_cast<bool>(pending_timer_),
+               "hyparview: a NEIGHBOR request outstanding without its time-out, or a time-out without a request");
+    DCP_ASSERT(!pending_ || (!pending_->empty() && *pending_ != env_.self()),
+               "hyparview: a NEIGHBOR request outstanding to this node or nobody");
+    DCP_ASSERT(priority_evictions_left_ <= cfg_.priority_evictions_per_round &&
+                   join_evictions_left_ <= cfg_.join_evictions_per_round,
+               "hyparview: more evictions left than a round allows");
+    DCP_ASSERT((shuffle_nonce_ == 0) == last_shuffle_.empty(),
+               "hyparview: an outstanding shuffle without its record of what was sent, or the reverse");
+    DCP_ASSERT(last_shuffle_.size() <= 1 + cfg_.shuffle_active + cfg_.shuffle_passive,
+               "hyparview: the outstanding shuffle sent more than 1 + ka + kp peers");
+  }
 
   // ---- messages ----
   void on_message(const address& from, const hyparview_msg::join&) {

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -129,6 +130,36 @@ template <Env E, group::Group G = group::static_group> class centralized {
   }
   const address& coordinator() const noexcept { return coordinator_; }
   bool is_coordinator() const noexcept { return coordinator_ == env_.self(); }
+
+  /// Asserts (DCP_ASSERT) what holds between events, whatever peers sent:
+  /// only the coordinator keeps coordinator state; every request it queues
+  /// or has granted is a member's, of that client's current session and no
+  /// newer than the newest it has seen from it; the grant is not also
+  /// queued; and a coordinator inside the critical section is the holder it
+  /// recorded. O(queue); for tests and the simulator (dcp/core/assert.hpp).
+  void check_invariants() const {
+    DCP_ASSERT(session_ % 2 == 1, "centralized: a session id of zero");
+    DCP_ASSERT(request_.idle() || seq_ > 0, "centralized: a request without its sequence number");
+    if (!is_coordinator()) {
+      DCP_ASSERT(!holder_ && queue_.empty() && clients_.empty(), "centralized: coordinator state at a client");
+      return;
+    }
+    for (const auto& e : queue_) {
+      DCP_ASSERT(group_.contains(e.client), "centralized: a non-member's request queued");
+      const auto c = clients_.find(e.client);
+      DCP_ASSERT(c != clients_.end() && c->second.session == e.session && e.seq <= c->second.seq,
+                 "centralized: a queued request of an old session, or newer than any seen");
+      DCP_ASSERT(!holder_ || !(*holder_ == e), "centralized: the granted request is still queued");
+    }
+    if (holder_) {
+      DCP_ASSERT(group_.contains(holder_->client), "centralized: the lock granted to a non-member");
+      const auto c = clients_.find(holder_->client);
+      DCP_ASSERT(c == clients_.end() || c->second.session == holder_->session,
+                 "centralized: the lock held by a client's old session");
+    }
+    DCP_ASSERT((!request_.held() || (holder_ && *holder_ == entry{env_.self(), session_, seq_})),
+               "centralized: the coordinator in the critical section without its grant recorded");
+  }
 
   // ---- client side ----
   void on_message(const address& from, const centralized_msg::grant& m) {

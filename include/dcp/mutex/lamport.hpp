@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dcp/clock/lamport_clock.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -104,6 +105,30 @@ template <Env E, group::Group G = group::static_group> class lamport {
     return std::nullopt;
   }
   clock::lamport_stamp request_stamp() const noexcept { return stamp_; }
+
+  /// Asserts (DCP_ASSERT) what holds of this member's state between events,
+  /// whatever its peers sent: its queue holds its own request exactly while
+  /// it waits or holds the lock, and only members' requests; inside the
+  /// critical section it has heard from every other member a message stamped
+  /// later than its request (Lamport's entry rule; what it heard only grows).
+  /// O(queue + N); for tests and the simulator (dcp/core/assert.hpp).
+  void check_invariants() const {
+    DCP_ASSERT(heard_.size() == group_.size() && rank_ < group_.size(), "lamport: state sized for another group");
+    std::size_t own = 0;
+    for (const auto& s : queue_) {
+      DCP_ASSERT(s.node < group_.size(), "lamport: a queued request of no member");
+      if (s.node == rank_) {
+        ++own;
+        DCP_ASSERT(s == stamp_, "lamport: an old request of this member still queued");
+      }
+    }
+    DCP_ASSERT(own == (request_.idle() ? 0u : 1u),
+               "lamport: this member's request queued while idle, or missing while it waits or holds");
+    if (request_.held())
+      for (std::size_t r = 0; r < group_.size(); ++r)
+        DCP_ASSERT((r == rank_ || stamp_ < clock::lamport_stamp{heard_[r], r}),
+                   "lamport: in the critical section without a later message from every member");
+  }
 
   void on_message(const address& from, const lamport_msg::request& m) {
     auto r = heard(from, m.time);

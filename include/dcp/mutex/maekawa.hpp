@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "dcp/clock/lamport_clock.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -124,6 +125,34 @@ template <Env E, group::Group G = group::static_group> class maekawa {
     return std::nullopt;
   }
   const std::vector<std::size_t>& quorum() const noexcept { return quorum_; }
+
+  /// Asserts (DCP_ASSERT) what holds of this member's state between events,
+  /// whatever its peers sent. As a requester: no votes, FAILEDs or deferred
+  /// INQUIREs kept while idle; inside the critical section a vote per quorum
+  /// member and no deferred INQUIRE; INQUIREs deferred only for votes held,
+  /// and never once a FAILED came (then they are relinquished). As an
+  /// arbiter: requests queued only while its vote is locked, never the one
+  /// it is locked for; FAILED told only to queued requests; an INQUIRE out
+  /// only for a locked vote. O(quorum + queue); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(std::is_sorted(quorum_.begin(), quorum_.end()) &&
+                   std::binary_search(quorum_.begin(), quorum_.end(), rank_) && quorum_.back() < group_.size(),
+               "maekawa: a quorum unsorted, without its owner, or with non-members");
+    if (request_.idle())
+      DCP_ASSERT(votes_.empty() && failed_.empty() && inquiries_.empty(), "maekawa: an idle member keeps votes");
+    if (request_.held())
+      DCP_ASSERT(votes_.size() == quorum_.size() && inquiries_.empty(),
+                 "maekawa: in the critical section without every vote of its quorum, or with an INQUIRE deferred");
+    DCP_ASSERT(votes_.size() <= quorum_.size(), "maekawa: more votes than quorum members");
+    for (auto a : inquiries_) DCP_ASSERT(votes_.contains(a), "maekawa: an INQUIRE deferred for a vote not held");
+    DCP_ASSERT(failed_.empty() || inquiries_.empty(), "maekawa: an INQUIRE deferred after a FAILED came");
+    DCP_ASSERT(locked_for_ || (queue_.empty() && !inquired_),
+               "maekawa: requests queued, or an INQUIRE out, while the vote is free");
+    DCP_ASSERT(!locked_for_ || !queue_.contains(*locked_for_), "maekawa: the request the vote is locked for is queued");
+    for (const auto& s : told_failed_)
+      DCP_ASSERT(queue_.contains(s), "maekawa: FAILED recorded for an unqueued request");
+    for (const auto& s : queue_) DCP_ASSERT(s.node < group_.size(), "maekawa: a non-member's request queued");
+  }
 
   // ---- arbiter side ----
   void on_message(const address& from, const maekawa_msg::request& m) {

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string_view>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -99,6 +100,31 @@ template <Env E, group::Group G = group::static_group> class raymond {
     return std::nullopt;
   }
   bool has_token() const noexcept { return holder_ == rank_; }
+
+  /// Asserts (DCP_ASSERT) what holds of this node's state between events,
+  /// whatever its peers sent: HOLDER is itself or a tree neighbour; the
+  /// queue holds distinct ranks, each itself or a tree neighbour, itself
+  /// exactly while it waits; it holds the lock only with the privilege; an
+  /// idle privilege here has nobody queued for it (it would have been
+  /// passed), and a node without it that has requests queued has asked for
+  /// it (Raymond's ASKED). O(queue²); for tests and the simulator.
+  void check_invariants() const {
+    const auto near = [&](std::size_t r) {
+      return r == rank_ || (rank_ != 0 && r == parent(rank_)) || (r != 0 && r < group_.size() && parent(r) == rank_);
+    };
+    DCP_ASSERT(near(holder_), "raymond: HOLDER is neither this node nor a tree neighbour");
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      DCP_ASSERT(near(*it), "raymond: a queued request from neither this node nor a tree neighbour");
+      DCP_ASSERT(std::find(it + 1, queue_.end(), *it) == queue_.end(), "raymond: a request queued twice");
+    }
+    DCP_ASSERT(request_.waiting() == (std::find(queue_.begin(), queue_.end(), rank_) != queue_.end()),
+               "raymond: this node queued while not waiting, or waiting unqueued");
+    DCP_ASSERT(!request_.held() || holder_ == rank_, "raymond: in the critical section without the privilege");
+    DCP_ASSERT(holder_ != rank_ || request_.held() || queue_.empty(),
+               "raymond: an idle privilege kept while requests are queued");
+    DCP_ASSERT(holder_ == rank_ || queue_.empty() || asked_,
+               "raymond: requests queued but the privilege not asked for");
+  }
 
   void on_message(const address& from, const raymond_msg::request&) {
     auto r = neighbour(from);

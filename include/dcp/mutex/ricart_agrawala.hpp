@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dcp/clock/lamport_clock.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -101,6 +102,21 @@ template <Env E, group::Group G = group::static_group> class ricart_agrawala {
   }
   /// The stamp of the current (or last) request: entries happen in this order.
   clock::lamport_stamp request_stamp() const noexcept { return stamp_; }
+
+  /// Asserts (DCP_ASSERT) what holds between events, whatever peers sent:
+  /// replies are awaited only while waiting, from other members, and a
+  /// waiter awaits at least one (with none left it has entered); requests
+  /// are deferred only while waiting or holding (leaving answers them all),
+  /// and only members'. O(N + deferred); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(request_.waiting() != awaiting_.empty(),
+               "ricart_agrawala: replies awaited while not waiting, or a waiter awaiting none");
+    for (auto r : awaiting_)
+      DCP_ASSERT(r < group_.size() && r != rank_, "ricart_agrawala: awaiting a reply from itself or a non-member");
+    DCP_ASSERT(!request_.idle() || deferred_.empty(), "ricart_agrawala: an idle member holding back a reply");
+    for (const auto& p : deferred_)
+      DCP_ASSERT(group_.contains(p.to), "ricart_agrawala: a reply held back for a non-member");
+  }
 
   void on_message(const address& from, const ricart_agrawala_msg::request& m) {
     auto r = group_.rank_of(from);

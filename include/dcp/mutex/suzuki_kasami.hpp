@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -99,6 +100,24 @@ template <Env E, group::Group G = group::static_group> class suzuki_kasami {
     return std::nullopt;
   }
   bool has_token() const noexcept { return token_.has_value(); }
+
+  /// Asserts (DCP_ASSERT) what holds of this member's state between events,
+  /// whatever its peers sent: it holds the lock only with the token and
+  /// waits only without it; a token here is shaped for the group; an idle
+  /// token here has an empty queue and is wanted by no member this node
+  /// knows of (a request one above LN would have sent it on). O(N + queue).
+  void check_invariants() const {
+    DCP_ASSERT(requested_.size() == group_.size(), "suzuki_kasami: RN sized for another group");
+    DCP_ASSERT(!request_.held() || token_, "suzuki_kasami: in the critical section without the token");
+    DCP_ASSERT(!request_.waiting() || !token_, "suzuki_kasami: waiting while the token is here");
+    if (!token_) return;
+    DCP_ASSERT(token_->last.size() == group_.size(), "suzuki_kasami: the token's LN sized for another group");
+    for (auto q : token_->queue) DCP_ASSERT(q < group_.size(), "suzuki_kasami: the token queues a non-member");
+    if (request_.held()) return;
+    DCP_ASSERT(token_->queue.empty(), "suzuki_kasami: an idle token kept while members are queued for it");
+    for (std::size_t r = 0; r < group_.size(); ++r)
+      DCP_ASSERT(requested_[r] != token_->last[r] + 1, "suzuki_kasami: an idle token kept while a member wants it");
+  }
 
   void on_message(const address& from, const suzuki_kasami_msg::request& m) {
     auto r = group_.rank_of(from);

@@ -36,6 +36,7 @@
 
 #include "dcp/core/bytes.hpp"
 #include "dcp/core/disk.hpp"
+#include "dcp/core/assert.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/protocol.hpp"
 #include "dcp/group/static_group.hpp"
@@ -164,6 +165,37 @@ template <Env E, group::Group G = group::static_group> class token_ring {
   }
   bool has_token() const noexcept { return token_.has_value(); }
   ring_epoch epoch() const noexcept { return epoch_; }
+
+  /// Asserts (DCP_ASSERT) what holds of this member's state between events,
+  /// whatever its peers sent: it holds the lock only with a token and waits
+  /// only without one; an idle token here is of the current epoch (a newer
+  /// epoch drops it at once) with the last hop seen, and only a held one of
+  /// an older epoch delays an ACK; a token here has not also been sent on;
+  /// a regeneration in progress is this member's own epoch, counts its own
+  /// ACK and has its retry timer (and only then); a pass is scheduled only
+  /// for an idle token here. O(N); for tests and the simulator.
+  void check_invariants() const {
+    DCP_ASSERT(!request_.held() || token_, "token_ring: in the critical section without the token");
+    DCP_ASSERT(!request_.waiting() || !token_, "token_ring: waiting while the token is here");
+    if (token_) {
+      DCP_ASSERT(token_->epoch <= epoch_, "token_ring: a token of an epoch newer than this member's");
+      DCP_ASSERT(request_.held() || token_->epoch == epoch_, "token_ring: an idle token of an old epoch kept");
+      DCP_ASSERT(token_->epoch != epoch_ || token_->hop == last_hop_,
+                 "token_ring: the token here is not the last one seen of its epoch");
+      DCP_ASSERT(!token_sent_to_, "token_ring: the token both here and sent on");
+    }
+    DCP_ASSERT(!pending_ack_ || (request_.held() && token_ && token_->epoch < epoch_),
+               "token_ring: an ACK delayed without an old token in use");
+    DCP_ASSERT(!token_sent_to_ || (*token_sent_to_ != rank_ && *token_sent_to_ < group_.size()),
+               "token_ring: the token sent to itself or a non-member");
+    DCP_ASSERT(regenerating_ == static_cast<bool>(retry_timer_),
+               "token_ring: a regeneration without its retry timer, or the timer without one");
+    DCP_ASSERT(!regenerating_ || (epoch_.rank == rank_ && acks_.contains(rank_)),
+               "token_ring: regenerating another member's epoch, or without its own ACK");
+    DCP_ASSERT(!pass_timer_ || (token_ && !request_.held()), "token_ring: a pass scheduled without an idle token here");
+    DCP_ASSERT(!down_.contains(rank_) && (down_.empty() || *down_.rbegin() < group_.size()),
+               "token_ring: itself, or a non-member, taken as down");
+  }
 
   void on_message(const address& from, const token_ring_msg::token& m) {
     if (!heard(from)) return;

@@ -6,6 +6,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "dcp/core/assert.hpp"
+
 namespace dcp::gossip::detail {
 
 class seen_cache {
@@ -27,6 +29,13 @@ class seen_cache {
   }
   std::size_t size() const noexcept { return set_.size(); }
   std::uint64_t evicted() const noexcept { return evicted_; }
+  /// The set and its eviction ring hold the same ids, at most capacity (O(1)).
+  void check_invariants() const {
+    DCP_ASSERT(set_.size() == ring_.size() && ring_.size() <= capacity_,
+               "seen_cache: the set and its eviction ring disagree, or exceed the capacity");
+    DCP_ASSERT(next_ < capacity_ && (next_ == 0 || ring_.size() == capacity_),
+               "seen_cache: the eviction cursor moved before the ring was full");
+  }
 
  private:
   std::size_t capacity_;
