@@ -70,9 +70,9 @@ class scripted {
     triggers_.push_back({std::move(when), std::move(action)});
   }
   /// Calls `hook` with every Raft message as it is sent, before the network
-  /// takes it: a link blocked there drops that very message. (An event's
-  /// completions and group-commit flush are part of the event, so `on`
-  /// comes too late to cut a new leader off before its first entries go.)
+  /// takes it: a link blocked there drops that very message, where `on`
+  /// acts only after the event that sent it (a new leader's first
+  /// AppendEntries, which the schedules must cut precisely).
   void on_send(std::function<void(const sim::trace_event&)> hook) { send_hooks_.push_back(std::move(hook)); }
   const std::vector<std::string>& violations() const { return violations_; }
   std::int64_t counter(std::string_view name) { return w_.metrics().counter(pid, name); }

@@ -277,6 +277,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   raft& operator=(const raft&) = delete;
   ~raft() {
     cancel_timer(election_timer_);
+    cancel_timer(flush_timer_);
     cancel_timer(check_timer_);
     if (auto* l = lead(); l && l->transfer) cancel_timer(l->transfer->timer);
     heartbeat_.stop();
@@ -903,6 +904,7 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     dcp::log(env_, log_level::error, "raft: ", what, " (", ec.message(), "); this replica stops");
     env_.count("storage_failed");
     cancel_timer(election_timer_);
+    cancel_timer(flush_timer_);
     heartbeat_.stop();
     if (auto* l = std::get_if<leader_state>(&was)) stop_leading(*l, make_error_code(errc::storage_failed));
   }
@@ -946,19 +948,21 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
     }
     log_bytes_ += e.data.size();
     note_config(e);
-    if (!flush_queued_) {
-      flush_queued_ = true;
-      out_.push([this] {
-        flush_queued_ = false;
+    if (!flush_timer_)
+      flush_timer_ = env_.arm(duration::zero(), [this] {
+        flush_timer_ = {};
         flush();
       });
-    }
     return e.index;
   }
 
-  /// Group commit: one sync for every entry proposed in this event, then
-  /// replicate them (queued after the event in the outbox, as the
-  /// completions are).
+  /// Group commit: one sync for every entry proposed in this instant, then
+  /// replicate them. A zero-delay timer, not env.post: the flush is not an
+  /// end-of-event hook but a batch, and a timer runs after the events
+  /// already due (the other proposals of the instant in the simulator, the
+  /// other frames of the reactor round over TCP), where posted work would run
+  /// right after this one. Flushing per event cost 64 coord clients three
+  /// times the messages per operation (coord_lock: 4.1 -> 12.0).
   void flush() {
     if (is_leader()) want_sync();  // synced() counts the entries and sends them
   }
@@ -1516,10 +1520,10 @@ template <Env E, StateMachine Machine, storage::Storage Store, QuorumRule Quorum
   raft_parts::session_table sessions_;  // the replicated client sessions (raft/session_table.hpp)
   apply_hook apply_hook_;
   bool in_apply_hook_ = false;  // hook() is running
-  // The user's completions and the group-commit flush, after the event
-  // (DESIGN §10). Dropped with the replica: they may refer to it.
+  // The user's completions, after the event (DESIGN §10). Dropped with the
+  // replica: they may refer to it.
   outbox<E> out_;
-  bool flush_queued_ = false;
+  timer_id flush_timer_{};  // the group-commit flush (flush())
   // The log's durability: it is synced through durable_; at most one sync
   // runs (performed by the runtime), another is wanted after it, and `cut`
   // is the lowest index truncated since the running one began.
