@@ -159,7 +159,7 @@ template <Env E> class kademlia {
                                      kademlia_msg::nodes, kademlia_msg::deliver>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
   static constexpr auto counters =
-      dcp::join(detail::join_attempts_counters,
+      dcp::join(detail::payload_delivery_counters, detail::join_attempts_counters,
                 dcp::counter_set{{"route_failed", "delivered", "bad_nodes", "stale_reply", "spoofed_sender",
                                   "unbound_id", "evictions", "refreshes", "lookup_failed", "contact_id_mismatch",
                                   "unbound_contact", "lookup_timeouts", "introduced", "join_without_participant"}});

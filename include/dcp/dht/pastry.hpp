@@ -197,7 +197,8 @@ template <Env E> class pastry {
                                      pastry_msg::probe, pastry_msg::row_request, pastry_msg::row_reply>;
   /// What it counts (env.count), declared: dcp/core/counter_set.hpp.
   static constexpr auto counters =
-      dcp::join(detail::hop_forwarder_counters, detail::join_attempts_counters,
+      dcp::join(detail::failed_peers_counters, detail::payload_delivery_counters, detail::routed_lookups_counters,
+                detail::hop_forwarder_counters, detail::join_attempts_counters,
                 dcp::counter_set{{"route_failed", "spoofed_sender", "stale_reply", "spoofed_reply", "unbound_contact",
                                   "bad_join_state", "bad_leaf_exchange", "bad_row_request", "unbound_id",
                                   "probe_budget_exhausted", "verify_probes", "table_repairs", "hop_limit", "delivered",

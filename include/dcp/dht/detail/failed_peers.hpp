@@ -14,11 +14,15 @@
 #include <utility>
 
 #include "dcp/core/address.hpp"
+#include "dcp/core/counter_set.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/id_binding.hpp"
 
 namespace dcp::dht::detail {
+
+/// What it counts under its router's id (each router joins it).
+inline constexpr counter_set failed_peers_counters{{{"unbound_id", "a node whose id is not its address's, ignored"}}};
 
 template <Env E> class failed_peers {
  public:

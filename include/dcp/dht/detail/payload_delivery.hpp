@@ -11,12 +11,17 @@
 #include <utility>
 
 #include "dcp/core/bytes.hpp"
+#include "dcp/core/counter_set.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/node_id.hpp"
 #include "dcp/dht/contact.hpp"
 #include "dcp/dht/router.hpp"
 
 namespace dcp::dht::detail {
+
+/// What it counts under its router's id (each router joins it).
+inline constexpr counter_set payload_delivery_counters{{{"delivered", "a routed payload reached its owner, this node"},
+                                                        {"route_failed", "a payload found no owner to go to"}}};
 
 template <Env E> class payload_delivery {
  public:

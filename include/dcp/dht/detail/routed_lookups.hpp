@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "dcp/core/bytes.hpp"
+#include "dcp/core/counter_set.hpp"
 #include "dcp/core/env.hpp"
 #include "dcp/core/node_id.hpp"
 #include "dcp/dht/contact.hpp"
@@ -43,6 +44,9 @@
 #include "dcp/dht/router.hpp"
 
 namespace dcp::dht::detail {
+
+/// What it counts under its router's id (each router joins it).
+inline constexpr counter_set routed_lookups_counters{{{"route_failed", "a payload found no owner to go to"}}};
 
 template <Env E, class Route> class routed_lookups {
  public:
