@@ -37,6 +37,18 @@ struct follower {
   }
 };
 
+/// A seed's set-up: the leader's last index, its batch size, and a follower
+/// whose log agrees anywhere from none of it to all of it.
+struct setup {
+  std::uint64_t leader_last, batch;
+  follower f;
+};
+setup draw(rng& r) {
+  const std::uint64_t leader_last = 1 + r.between(0, 200), batch = 1 + r.between(0, 16);
+  const auto agree = static_cast<std::uint64_t>(r.between(0, static_cast<std::int64_t>(leader_last)));
+  return {leader_last, batch, follower{agree, agree + r.between(0, 50)}};
+}
+
 /// What the leader does for a send: entries from next, at most `batch`, synced through `leader_last`.
 std::uint64_t send(progress& p, std::uint64_t leader_last, std::uint64_t batch) {
   const auto n = std::min(leader_last, p.next() - 1 + batch) - (p.next() - 1);
@@ -67,9 +79,9 @@ TEST_CASE(
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 300); ++seed) {
     CAPTURE(seed);
     rng r(seed);
-    const std::uint64_t leader_last = 1 + r.between(0, 200), batch = 1 + r.between(0, 16);
-    const auto agree = static_cast<std::uint64_t>(r.between(0, static_cast<std::int64_t>(leader_last)));
-    follower f{agree, agree + r.between(0, 50)};
+    const auto drawn = draw(r);  // (no structured binding: the lambdas below capture these)
+    const std::uint64_t leader_last = drawn.leader_last, batch = drawn.batch;
+    follower f = drawn.f;
     progress p(leader_last);
     std::vector<reply> in_flight;
     std::uint64_t steps = 0;
@@ -128,9 +140,9 @@ TEST_CASE(
   for (std::uint64_t seed = 1; seed <= dcp::test::last_seed(1, 300); ++seed) {
     CAPTURE(seed);
     rng r(seed);
-    const std::uint64_t leader_last = 1 + r.between(0, 200), batch = 1 + r.between(0, 16);
-    const auto agree = static_cast<std::uint64_t>(r.between(0, static_cast<std::int64_t>(leader_last)));
-    follower f{agree, agree + r.between(0, 50)};
+    const auto drawn = draw(r);  // (no structured binding: the lambdas below capture these)
+    const std::uint64_t leader_last = drawn.leader_last, batch = drawn.batch;
+    follower f = drawn.f;
     progress p(leader_last);
     std::vector<reply> in_flight;
     std::uint64_t latest = 0;  // how far the latest send reached
