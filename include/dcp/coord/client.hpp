@@ -316,14 +316,8 @@ template <Env E> class client {
         case status::ok:
         case status::mismatch:
           return done(txn_result{r->code == status::ok, r->generation});
-        case status::no_session:
-          return done(no_session());
-        case status::quota_exceeded:
-          return done(dcp::make_error_code(dcp::errc::busy));
-        case status::client_quota_exceeded:
-          return done(quota_error(*r));
         default:
-          return done(dcp::make_error_code(dcp::errc::invalid_argument));
+          return done(write_refused(*r));
       }
     });
   }
@@ -1050,14 +1044,8 @@ template <Env E> class client {
       switch (r->code) {
         case status::ok:
           return done(removed ? r->fencing : r->generation);
-        case status::no_session:
-          return done(no_session());
-        case status::quota_exceeded:
-          return done(dcp::make_error_code(dcp::errc::busy));
-        case status::client_quota_exceeded:
-          return done(quota_error(*r));
         default:
-          return done(dcp::make_error_code(dcp::errc::invalid_argument));
+          return done(write_refused(*r));
       }
     };
   }
@@ -1385,6 +1373,20 @@ template <Env E> class client {
   /// busy, saying which, how much it holds and the limit.
   explained_error quota_error(const reply& r) const {
     return {dcp::make_error_code(dcp::errc::busy), quota_message(r, env_.self().to_string())};
+  }
+  /// Why a write was refused, for each write's answer: no session, the
+  /// store's or this client's quota, or a request the service calls bad.
+  explained_error write_refused(const reply& r) const {
+    switch (r.code) {
+      case status::no_session:
+        return no_session();
+      case status::quota_exceeded:
+        return {dcp::make_error_code(dcp::errc::busy), {}};
+      case status::client_quota_exceeded:
+        return quota_error(r);
+      default:
+        return {dcp::make_error_code(dcp::errc::invalid_argument), {}};
+    }
   }
   explained_error no_session() const {
     return {
